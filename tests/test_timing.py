@@ -1,0 +1,63 @@
+"""The timing core: statistics on injected samples, buffer rotation, both figures on the CPU."""
+
+import math
+
+import pytest
+import torch
+
+from accelcal.kernels.device import resolve_device
+from accelcal.kernels.timing import Stats, TimingConfig, rotation_count, time_op
+
+
+def test_stats_on_known_samples():
+    st = Stats.from_samples([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert st.median_s == 3.0
+    assert st.q1_s == 2.0 and st.q3_s == 4.0 and st.iqr_s == 2.0
+    assert st.min_s == 1.0 and st.max_s == 100.0 and st.n == 5
+    assert st.mean_s == pytest.approx(22.0)
+    # The outlier moves the mean and CV but not the median.
+    assert st.cv > 1.0
+    assert st.rel_iqr == pytest.approx(2.0 / 3.0)
+    assert st.noisy
+
+
+def test_stats_quiet_samples_not_noisy():
+    st = Stats.from_samples([1.0, 1.01, 0.99, 1.0, 1.02])
+    assert not st.noisy
+    assert st.samples_s == (1.0, 1.01, 0.99, 1.0, 1.02)
+
+
+@pytest.mark.parametrize("bad", [[], [float("nan")], [-1.0], [math.inf]])
+def test_stats_reject_bad_samples(bad):
+    with pytest.raises(ValueError):
+        Stats.from_samples(bad)
+
+
+def test_rotation_count_exceeds_cache_and_respects_budget():
+    assert rotation_count(1 << 20, 32 << 20, 1 << 40) == 64  # capped by hi
+    assert rotation_count(8 << 20, 32 << 20, 1 << 40) == 8  # 2 x 32 MiB / 8 MiB
+    assert rotation_count(1 << 30, 32 << 20, 1 << 40) == 2  # lo
+    assert rotation_count(1 << 30, 32 << 20, 1 << 30) == 1  # budget fits one set
+    with pytest.raises(ValueError):
+        rotation_count(0, 1, 1)
+
+
+def test_time_op_cpu_rotates_buffers_and_reports_both_figures():
+    dev = resolve_device("cpu")
+    seen = []
+    bufs = [torch.randn(64, 64) for _ in range(3)]
+
+    def run(i):
+        seen.append(i % 3)
+        return bufs[i % 3] @ bufs[i % 3]
+
+    t = time_op(run, dev, TimingConfig.quick())
+    assert set(seen) == {0, 1, 2}
+    assert t.device_method == "host-queue" and t.eager_method == "host"
+    assert t.device.n >= 5 and t.eager.n >= 5
+    assert 0 < t.device.median_s < 1 and 0 < t.eager.median_s < 1
+
+
+def test_unknown_device_lists_available():
+    with pytest.raises(ValueError, match="available: cpu"):
+        resolve_device("cuda:7")
