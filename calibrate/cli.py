@@ -1,0 +1,222 @@
+"""``accelcal calibrate | show | compare | plot | export``: measure, fit, inspect and export profiles.
+
+    $ accelcal calibrate --device cpu --quick --nproc 2 --out profiles/cpu.yaml
+    $ accelcal calibrate --from-results results/kernels.csv results/collectives.csv --out profiles/cpu.yaml
+    $ accelcal show profiles/cpu.yaml
+    $ accelcal compare profiles/old.yaml profiles/new.yaml
+    $ accelcal plot profiles/cpu.yaml --out plots/
+    $ accelcal export profiles/h100.yaml --format configurator --datasheet profiles/datasheet/h100-sxm.yaml
+
+torch is imported only inside the ``calibrate`` handler (measuring needs it);
+show/compare/plot/export run without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("calibrate", help="measure kernels + collectives, fit, write a profile and its raw data",
+                       description="Run the kernel suite and the collective sweep (or read earlier results), fit the "
+                                   "models and write the profile atomically. A failed run never replaces an existing profile.")
+    c.add_argument("--device", default=None, help="device to measure (cpu, cuda, cuda:0, ...); default: the accelerator if any")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--quick", dest="preset", action="store_const", const="quick", help="short sweep (default)")
+    g.add_argument("--full", dest="preset", action="store_const", const="full", help="long sweep, more sizes and samples")
+    c.set_defaults(preset="quick")
+    c.add_argument("--nproc", type=int, default=None,
+                   help="ranks for the collective sweep (default: devices on an accelerator node, 2 on a CPU); < 2 skips collectives")
+    c.add_argument("--out", default=None, help="profile to write (default: profiles/<name>.yaml)")
+    c.add_argument("--raw-dir", default=None,
+                   help="folder for the raw results (default: a new <out-stem>.raw-<timestamp>/ next to the profile)")
+    c.add_argument("--from-results", nargs="+", metavar="CSV", default=None,
+                   help="fit these result CSVs (kernels and/or collectives) instead of measuring")
+    c.add_argument("--name", default=None, help="profile name (default: derived from the device)")
+    c.set_defaults(func=_calibrate)
+
+    s = sub.add_parser("show", help="summarise a profile with units and fit quality")
+    s.add_argument("profile", help="profile YAML")
+    s.set_defaults(func=_show)
+
+    cm = sub.add_parser("compare", help="what moved between two profiles beyond measurement noise")
+    cm.add_argument("old", help="earlier profile YAML")
+    cm.add_argument("new", help="later profile YAML")
+    cm.add_argument("--all", action="store_true", help="also list quantities that stayed within noise")
+    cm.set_defaults(func=_compare)
+
+    pl = sub.add_parser("plot", help="PNG plots: roofline, GEMM efficiency vs M, bandwidth vs size (needs matplotlib)")
+    pl.add_argument("profile", help="profile YAML")
+    pl.add_argument("--out", default=None, help="output folder (default: <profile-stem>-plots/ next to the profile)")
+    pl.set_defaults(func=_plot)
+
+    ex = sub.add_parser("export", help="export measured numbers as configurator hardware fields")
+    ex.add_argument("profile", help="profile YAML")
+    ex.add_argument("--format", default="configurator", choices=["configurator"], help="export format")
+    ex.add_argument("--datasheet", default=None, help="datasheet profile for the empirical bandwidth scaling factor")
+    ex.add_argument("--out", default=None, help="write YAML here (atomically) instead of printing it")
+    ex.set_defaults(func=_export)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from .profile import Profile
+    from .show import format_profile
+
+    print(format_profile(Profile.load(args.profile)))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare_profiles, format_changes
+    from .profile import Profile
+
+    old, new = Profile.load(args.old), Profile.load(args.new)
+    if old.identity.device_name != new.identity.device_name:
+        print(f"note: comparing different devices: {old.identity.device_name!r} vs {new.identity.device_name!r}")
+    changes = compare_profiles(old, new)
+    print(format_changes(changes, only_significant=not args.all))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plot import plot_profile
+    from .profile import Profile
+
+    p = Profile.load(args.profile)
+    out = args.out or str(Path(args.profile).with_suffix("")) + "-plots"
+    try:
+        paths = plot_profile(p, out, profile_path=args.profile)
+    except ImportError as exc:
+        print(f"accelcal plot: error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import yaml
+
+    from accelcal.atomic import atomic_write_text
+
+    from .export import export_configurator
+    from .profile import Profile
+
+    p = Profile.load(args.profile)
+    ds = Profile.load(args.datasheet) if args.datasheet else None
+    text = yaml.safe_dump(export_configurator(p, ds), sort_keys=False)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _split_results(paths: list[str]):
+    from accelcal.results import read_results
+
+    frames, kern_env, other_env = [], {}, {}
+    for p in paths:
+        df = read_results([p])
+        frames.append(df)
+        envp = Path(p).with_suffix(".env.json")
+        if envp.exists():
+            with open(envp, encoding="utf-8") as fh:
+                e = json.load(fh)
+            # Kernel provenance wins: it describes the device the GEMMs ran on.
+            if (df["suite"] == "kernels").any():
+                kern_env = kern_env or e
+            else:
+                other_env = other_env or e
+    import pandas as pd
+
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    return df[df["suite"] == "kernels"], df[df["suite"] == "collectives"], dict(kern_env or other_env)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .fit import fit_profile
+    from .profile import Profile, ProfileError
+
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    command = "accelcal " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("accelcal") else \
+        "accelcal calibrate " + " ".join(_argv_echo(args))
+    if args.nproc is not None and args.nproc < 0:
+        raise ValueError(f"--nproc must be >= 0, got {args.nproc}")
+    if args.from_results:
+        kern, coll, env = _split_results(args.from_results)
+        if not env:
+            raise ValueError(f"--from-results: no <stem>.env.json beside {args.from_results}; the profile needs the "
+                             f"provenance (device, memory, versions) it records")
+        raw_files = [str(Path(p).resolve()) for p in args.from_results]
+        out = Path(args.out or f"profiles/{env.get('device_type', 'device')}.yaml")
+    else:
+        from accelcal.kernels.device import resolve_device
+        from accelcal.kernels.suite import run_suite
+
+        dev = resolve_device(args.device)
+        out = Path(args.out or f"profiles/{dev.type}-{stamp}.yaml")
+        raw_dir = Path(args.raw_dir or out.parent / f"{out.stem}.raw-{stamp}")
+        print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {raw_dir}")
+        rs = run_suite(device=dev, preset=args.preset, progress=print)
+        paths = rs.write(raw_dir, "kernels")
+        kern, env = rs.frame(), dict(rs.env)
+        raw_files = [str(paths["csv"])]
+        nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
+        coll = None
+        if nproc < 2:
+            print(f"[calibrate] note: collectives skipped: --nproc {nproc} < 2 ranks"
+                  + (" and no accelerator" if dev.is_cpu else ""))
+        else:
+            from accelcal.collectives.launch import run_sweep
+
+            print(f"[calibrate] collectives on {nproc} ranks ({dev.type})")
+            coll = run_sweep(nproc, device_type="cpu" if dev.is_cpu else dev.type, preset=args.preset,
+                             out_dir=raw_dir, progress=print)
+            csv = raw_dir / "collectives.csv"
+            if csv.exists():
+                raw_files.append(str(csv))
+    if args.name:
+        env["profile_name"] = args.name
+    print("[calibrate] fitting")
+    profile = fit_profile(kern, coll, env, command, progress=lambda m: print(f"[calibrate]   {m}"))
+    profile.identity.raw_data = [os.path.relpath(Path(f).resolve(), out.parent.resolve()) for f in raw_files]
+    if out.exists():
+        # An existing good profile is only replaced by a run that produced a loadable one (it did, or we
+        # would have raised above); say what is being replaced.
+        try:
+            Profile.load(out)
+            print(f"[calibrate] replacing {out} (previous profile was valid)")
+        except ProfileError:
+            print(f"[calibrate] replacing {out} (previous file did not load)")
+    profile.save(out)
+    flagged = sum(bool(q.flags) for q in _all_q(profile))
+    print(f"[calibrate] wrote {out}: {len(profile.compute)} GEMM dtype(s), {len(profile.memory)} memory pattern(s), "
+          f"{len(profile.collectives)} collective fit(s); {flagged} fit(s) flagged (see accelcal show {out})")
+    return 0
+
+
+def _all_q(p):
+    qs = [e.quality for e in p.compute.values()] + [e.quality for e in p.memory.values()]
+    qs += [e.quality for ph in p.attention.values() for e in ph.values()] + [c.quality for c in p.collectives]
+    return [q for q in qs if q is not None]
+
+
+def _argv_echo(args: argparse.Namespace) -> list[str]:
+    out = []
+    for k in ("device", "nproc", "out", "raw_dir", "name"):
+        v = getattr(args, k, None)
+        if v is not None:
+            out += [f"--{k.replace('_', '-')}", str(v)]
+    out.append(f"--{args.preset}")
+    if args.from_results:
+        out += ["--from-results", *args.from_results]
+    return out

@@ -1,0 +1,95 @@
+"""Export measured numbers into the hardware-description fields inference configurators take.
+
+    from accelcal.calibrate.profile import Profile
+    from accelcal.calibrate.export import export_configurator
+    d = export_configurator(Profile.load("profiles/h100.yaml"), datasheet=Profile.load("profiles/datasheet/h100-sxm.yaml"))
+
+Established configurators describe a system with a memory bandwidth plus an
+empirical scaling factor (achieved / datasheet), a constant memory latency,
+per-dtype tensor FLOP/s, intra- and inter-node bandwidth and a point-to-point
+latency, usually hand-guessed.  This fills them from measurements; a field the
+profile cannot supply is null and listed under ``missing``, never guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .profile import Profile, busbw_factor
+
+__all__ = ["export_configurator", "FORMATS"]
+
+FORMATS = ("configurator",)
+"""Export formats ``accelcal export --format`` accepts."""
+
+
+def _best_busbw(p: Profile, scope: str) -> tuple[float | None, str]:
+    """Largest-size bus bandwidth of all_reduce (else any collective) over the biggest measured group."""
+    entries = [c for c in p.collectives if c.scope == scope and c.op != "send_recv" and c.group_size > 1]
+    if not entries:
+        return None, f"no {scope} collective measured"
+    ar = [c for c in entries if c.op == "all_reduce"] or entries
+    c = max(ar, key=lambda e: e.group_size)
+    bw = c.pieces[-1].bandwidth_bytes_per_s * busbw_factor(c.op, c.group_size)
+    return bw, f"{c.label} last piece, busbw = algbw x {busbw_factor(c.op, c.group_size):.3g}"
+
+
+def export_configurator(p: Profile, datasheet: Profile | None = None) -> dict[str, Any]:
+    """A plain dict (YAML/JSON-ready) of configurator hardware fields with units in the names and their provenance."""
+    missing: list[str] = []
+    notes: dict[str, str] = {}
+    mem = p.memory.get("read") or p.memory.get("copy")
+    mem_bw = mem.bandwidth_bytes_per_s if mem else None
+    if mem is None:
+        missing.append("mem_bw_bytes_per_s (no memory read/copy measured)")
+    else:
+        notes["mem_bw_bytes_per_s"] = "memory.read" if "read" in p.memory else "memory.copy"
+    scale = None
+    if mem_bw is not None and datasheet is not None:
+        ds = datasheet.memory.get("read") or datasheet.memory.get("copy")
+        if ds is not None:
+            scale = mem_bw / ds.bandwidth_bytes_per_s
+            notes["mem_bw_empirical_scaling_factor"] = (f"measured {mem_bw:.4g} B/s / datasheet {ds.bandwidth_bytes_per_s:.4g} B/s "
+                                                        f"({datasheet.identity.name})")
+    if scale is None:
+        missing.append("mem_bw_empirical_scaling_factor (pass a datasheet profile to compare against)")
+    lat = mem.latency_s if mem else None
+    if lat is None:
+        missing.append("mem_empirical_constant_latency_s")
+    intra, intra_note = _best_busbw(p, "intra_node")
+    inter, inter_note = _best_busbw(p, "inter_node")
+    for name, v, note in (("intra_node_bw_bytes_per_s", intra, intra_note), ("inter_node_bw_bytes_per_s", inter, inter_note)):
+        if v is None:
+            missing.append(f"{name} ({note})")
+        else:
+            notes[name] = note
+    p2p = [c for c in p.collectives if c.op in ("send_recv", "send_recv_pingpong")]
+    p2p_lat = None
+    if p2p:
+        c = min(p2p, key=lambda e: (e.scope != "intra_node", e.op != "send_recv"))
+        p2p_lat = c.pieces[0].latency_s
+        notes["p2p_latency_s"] = f"{c.label} first piece latency"
+    if p2p_lat is None:
+        missing.append("p2p_latency_s (no send_recv latency measured)")
+    return {
+        "format": "configurator-hardware-v1",
+        "source_profile": p.identity.name,
+        "profile_source": p.identity.source,
+        "gpu": {
+            "name": p.identity.device_name,
+            "mem_capacity_bytes": p.identity.memory_capacity_bytes,
+            "mem_bw_bytes_per_s": mem_bw,
+            "mem_bw_empirical_scaling_factor": scale,
+            "mem_empirical_constant_latency_s": lat,
+            "tc_flop_per_s": {dt: e.peak_flop_per_s for dt, e in p.compute.items()},
+            "kernel_launch_overhead_s": p.overheads.eager_launch_s,
+        },
+        "node": {
+            "num_gpus_per_node": p.identity.devices_per_node,
+            "intra_node_bw_bytes_per_s": intra,
+            "inter_node_bw_bytes_per_s": inter,
+            "p2p_latency_s": p2p_lat,
+        },
+        "provenance": notes,
+        "missing": missing,
+    }

@@ -1,0 +1,186 @@
+"""From raw result tables to a Profile: every fit in one place.
+
+    from accelcal.results import read_results
+    from accelcal.calibrate.fit import fit_profile
+    k = read_results(["results/kernels.csv"]); c = read_results(["results/collectives.csv"])
+    profile = fit_profile(k, c, env=k_env_dict, command="accelcal calibrate --quick")
+    profile.save("profiles/my-node.yaml")
+
+Fits use the medians of the ``device`` figure (kernels) and ``max_over_ranks``
+(collectives); skipped and failed rows are ignored.  A series that cannot be
+fitted (too few points, ...) is left out with a note in ``notes`` (and printed
+through ``progress``); a run with no GEMM data at all is an error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from .fit_alpha_beta import fit_piecewise
+from .fit_attention import CASE_KEYS, fit_attention
+from .fit_gemm import fit_gemm
+from .profile import (DTYPE_BYTES, BUSBW_FACTORS, CollectiveEntry, Identity, MemoryEntry, Overheads, Profile,
+                      SCOPES)
+
+__all__ = ["fit_profile", "FitNotes"]
+
+OVERHEAD_OPS = {"launch_eager": "eager_launch_s", "launch_sync": "launch_sync_s", "sync": "sync_s",
+                "graph_kernel": "graph_kernel_s"}
+"""Raw op name -> Overheads field."""
+
+FitNotes = list
+
+
+def _ok(df: pd.DataFrame | None, figure: str | None) -> pd.DataFrame:
+    if df is None or len(df) == 0:
+        return pd.DataFrame()
+    out = df[df["status"] == "ok"]
+    if figure is not None:
+        out = out[out["figure"] == figure]
+    return out[out["median_s"].notna()]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "device"
+
+
+def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Identity:
+    dtype_ = str(env.get("device_type") or "")
+    if not dtype_:
+        raise ValueError("fit_profile: env has no 'device_type' (capture it with accelcal.kernels.environment)")
+    name = str(env.get("device_name") or dtype_)
+    per_node = int(env.get("device_count") or 1)
+    if dtype_ == "cpu":
+        # A CPU "node" is one device; collectives run N processes on it, which is what a group size describes.
+        per_node = 1
+        if len(coll) and "group_size" in coll:
+            intra = coll[coll.get("scope", "intra_node") == "intra_node"] if "scope" in coll else coll
+            if len(intra):
+                per_node = max(per_node, int(intra["group_size"].max()))
+    mem = env.get("device_memory_total_bytes")
+    if not mem or float(mem) <= 0:
+        raise ValueError(f"fit_profile: env['device_memory_total_bytes'] must be > 0, got {mem!r}")
+    versions = {}
+    for key, out in (("torch_version", "torch"), ("cuda_version", "cuda"), ("hip_version", "hip"),
+                     ("nccl_version", "nccl"), ("python_version", "python"), ("gpu_driver_version", "driver"),
+                     ("platform", "platform"), ("cpu_model", "cpu_model")):
+        v = env.get(key)
+        if v not in (None, ""):
+            versions[out] = str(v)
+    threads = env.get("torch_num_threads")
+    return Identity(
+        name=str(env.get("profile_name") or _slug(f"{dtype_}-{name}" + (f"-{threads}t" if dtype_ == "cpu" and threads else ""))),
+        source="measured", device_type=dtype_, device_name=name, devices_per_node=per_node,
+        nodes=int(env.get("nodes") or 1), memory_capacity_bytes=float(mem), host=str(env.get("host") or ""),
+        date=str(env.get("date") or ""), command=command, versions=versions, citations=[], raw_data=[])
+
+
+def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, env: Mapping[str, Any], command: str,
+                progress: Callable[[str], Any] | None = None, notes: list[str] | None = None) -> Profile:
+    """Fit GEMM, memory, overheads, attention and collectives; return a validated measured Profile."""
+    notes = notes if notes is not None else []
+
+    def note(msg: str) -> None:
+        notes.append(msg)
+        if progress is not None:
+            progress(msg)
+
+    kdev = _ok(kernels_df, "device")
+    kall = _ok(kernels_df, None)
+    coll = _ok(collectives_df, "max_over_ranks")
+    ident = _identity(env, command, coll)
+
+    compute = {}
+    gemm = kdev[kdev["op"] == "gemm"] if len(kdev) else kdev
+    wave = env.get("device_sm_count") if ident.device_type in ("cuda", "rocm") else None
+    for dtype, g in (gemm.groupby("dtype") if len(gemm) else []):
+        if dtype not in DTYPE_BYTES:
+            note(f"gemm: dtype {dtype!r} is not a known dtype; skipped")
+            continue
+        try:
+            compute[dtype] = fit_gemm(dtype, g[["m", "n", "k", "median_s"]].astype(float).values.tolist(),
+                                      wave_units=int(wave) if wave else None)
+        except ValueError as exc:
+            note(f"gemm {dtype}: not fitted: {exc}")
+            continue
+        q = compute[dtype].quality
+        note(f"fitted gemm {dtype}: {q.points} shapes, held-out median {q.heldout_median_rel_err:.1%}, "
+             f"p90 {q.heldout_p90_rel_err:.1%}{' FLAGGED' if q.flags else ''}")
+    if not compute:
+        raise ValueError("fit_profile: no GEMM dtype could be fitted (need >= 4 ok 'device' gemm rows per dtype); "
+                         f"ops present: {sorted(set(kall['op'])) if len(kall) else []}. Notes: {notes}")
+
+    memory = {}
+    for pattern in ("copy", "read", "write"):
+        g = kdev[kdev["op"] == pattern] if len(kdev) else kdev
+        if not len(g):
+            continue
+        try:
+            # bytes = bytes moved (a copy of S moves 2S): the unit memory_time_s takes.
+            f = fit_piecewise(pattern, g["bytes"].astype(float).values, g["median_s"].astype(float).values,
+                              max_pieces=1, target="memory")
+        except ValueError as exc:
+            note(f"memory {pattern}: not fitted: {exc}")
+            continue
+        p = f.pieces[0]
+        memory[pattern] = MemoryEntry(latency_s=p.latency_s, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s, quality=f.quality)
+        note(f"fitted memory {pattern}: {p.bandwidth_bytes_per_s / 1e9:.2f} GB/s, latency {p.latency_s * 1e6:.2f} us, "
+             f"held-out median {f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
+
+    over = Overheads()
+    for op, fld in OVERHEAD_OPS.items():
+        g = kall[kall["op"] == op] if len(kall) else kall
+        if len(g):
+            # One figure per overhead op: prefer the device figure where both exist.
+            dev = g[g["figure"] == "device"]
+            setattr(over, fld, float((dev if len(dev) else g)["median_s"].median()))
+
+    attention: dict = {}
+    attn = kdev[kdev["op"].isin(["attn_prefill", "attn_decode"])] if len(kdev) else kdev
+    for (op, dtype), g in (attn.groupby(["op", "dtype"]) if len(attn) else []):
+        phase = op.split("_", 1)[1]
+        try:
+            cases = g[list(CASE_KEYS)].to_dict("records")
+            e = fit_attention(dtype, phase, cases, g["median_s"].astype(float).values)
+        except (ValueError, KeyError) as exc:
+            note(f"attention {dtype} {phase}: not fitted: {exc}")
+            continue
+        attention.setdefault(dtype, {})[phase] = e
+
+    collectives = []
+    if len(coll):
+        for col in ("op", "size_bytes", "group_size"):
+            if col not in coll:
+                raise ValueError(f"fit_profile: collectives table has no {col!r} column")
+        c = coll.copy()
+        if "scope" not in c:
+            c["scope"] = "intra_node"
+        for (op, scope, gs), g in c.groupby(["op", "scope", "group_size"]):
+            if op not in BUSBW_FACTORS or scope not in SCOPES:
+                note(f"collective {op}/{scope}: unknown op or scope; skipped")
+                continue
+            if "mode" in g and (g["mode"] == "pipelined").any():
+                # Back-to-back calls: the collective's own cost, like the kernels' device figure.
+                g = g[g["mode"] == "pipelined"]
+            dtype = g["dtype"].value_counts().idxmax()
+            g = g[g["dtype"] == dtype]
+            try:
+                f = fit_piecewise(f"{op}[{scope},{int(gs)}]", g["size_bytes"].astype(float).values,
+                                  g["median_s"].astype(float).values, max_pieces=3, target="collective")
+            except ValueError as exc:
+                note(f"collective {op} {scope} group {int(gs)}: not fitted: {exc}")
+                continue
+            collectives.append(CollectiveEntry(op=op, scope=scope, group_size=int(gs), dtype=str(dtype),
+                                               pieces=f.pieces, quality=f.quality))
+            note(f"fitted {op} {scope} group {int(gs)}: {len(f.pieces)} piece(s), held-out median "
+                 f"{f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
+
+    mv = env.get("method_version", 1)
+    profile = Profile(identity=ident, compute=compute, memory=memory, overheads=over, collectives=collectives,
+                      attention=attention, method_version=int(mv) if mv and not (isinstance(mv, float) and math.isnan(mv)) else 1)
+    # Round-trip through the strict loader: a fit that produced an unloadable profile fails here, not later.
+    return Profile.from_dict(profile.to_dict(), origin="fit_profile result")

@@ -1,0 +1,92 @@
+"""A human summary of a profile, with units and fit quality.
+
+    from accelcal.calibrate.profile import Profile
+    from accelcal.calibrate.show import format_profile
+    print(format_profile(Profile.load("profiles/datasheet/h100-sxm.yaml")))
+"""
+
+from __future__ import annotations
+
+from .profile import Profile, Quality, busbw_factor
+
+__all__ = ["format_profile"]
+
+
+def _si(v: float | None, unit: str) -> str:
+    if v is None:
+        return "not measured"
+    for div, pre in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g} {pre}{unit}"
+    return f"{v:.3g} {unit}"
+
+
+def _time(v: float | None) -> str:
+    if v is None:
+        return "not measured"
+    for mul, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us"), (1e9, "ns")):
+        if abs(v) * mul >= 1 or unit == "ns":
+            return f"{v * mul:.3g} {unit}"
+    return f"{v:g} s"
+
+
+def _q(q: Quality | None) -> str:
+    if q is None:
+        return "(no fit quality: datasheet figure)"
+    s = (f"[{q.points} pts, fit median {q.median_rel_err:.1%} max {q.max_rel_err:.1%}, held-out median "
+         f"{q.heldout_median_rel_err:.1%} p90 {q.heldout_p90_rel_err:.1%}, range {q.range_min:.3g}..{q.range_max:.3g}]")
+    return s + (" FLAGGED" if q.flags else "")
+
+
+def format_profile(p: Profile) -> str:
+    i = p.identity
+    out = [f"profile {i.name}  (schema {p.schema_version}, method {p.method_version}, source: {i.source.upper()})",
+           f"  device      {i.device_name} ({i.device_type}), {i.devices_per_node} per node x {i.nodes} node(s), "
+           f"{_si(i.memory_capacity_bytes, 'B')} each",
+           f"  measured    {i.date or '-'} on {i.host or '-'}: {i.command or '-'}"]
+    if i.versions:
+        out.append("  versions    " + ", ".join(f"{k} {v}" for k, v in i.versions.items()))
+    for c in i.citations:
+        out.append(f"  cites       {c}")
+    if i.raw_data:
+        out.append("  raw data    " + ", ".join(i.raw_data))
+    out.append("compute (GEMM)")
+    for dt, e in p.compute.items():
+        out.append(f"  {dt:<9} peak {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
+                   f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality)}")
+    out.append("memory (time = latency + bytes moved / bandwidth)")
+    for pat, e in p.memory.items():
+        out.append(f"  {pat:<9} {_si(e.bandwidth_bytes_per_s, 'B/s')}, latency {_time(e.latency_s)} {_q(e.quality)}")
+    o = p.overheads
+    out.append(f"overheads   eager launch {_time(o.eager_launch_s)}, launch+sync {_time(o.launch_sync_s)}, "
+               f"sync {_time(o.sync_s)}, graph kernel {_time(o.graph_kernel_s)}")
+    if p.attention:
+        out.append("attention (time = latency + max(FLOP/rate, bytes/rate))")
+        for dt, phases in p.attention.items():
+            for ph, e in phases.items():
+                out.append(f"  {dt} {ph:<8} {_si(e.flop_per_s, 'FLOP/s')}, {_si(e.bytes_per_s, 'B/s')}, "
+                           f"latency {_time(e.latency_s)} {_q(e.quality)}")
+    if p.collectives:
+        out.append("collectives (time = latency + S / algbw per size range; busbw = algbw x nccl-tests factor)")
+        for c in p.collectives:
+            f = busbw_factor(c.op, c.group_size)
+            pieces = "; ".join(
+                f"<= {_si(pc.max_bytes, 'B') if pc.max_bytes is not None else 'inf'}: {_time(pc.latency_s)} + S / "
+                f"{_si(pc.bandwidth_bytes_per_s, 'B/s')} (busbw {_si(pc.bandwidth_bytes_per_s * f, 'B/s')})"
+                for pc in c.pieces)
+            out.append(f"  {c.op} {c.scope} n={c.group_size} {c.dtype}: {pieces} {_q(c.quality)}")
+    flags = [f for q in _qualities(p) for f in q.flags]
+    if flags:
+        out.append(f"flags ({len(flags)})")
+        out += [f"  ! {f}" for f in flags]
+    if p.validation is not None:
+        v = p.validation
+        out.append(f"validation  {v.date} on {v.device}: median |rel err| {v.median_abs_rel_err:.1%}, "
+                   f"max {v.max_abs_rel_err:.1%} over {len(v.cases)} cases")
+    return "\n".join(out)
+
+
+def _qualities(p: Profile) -> list[Quality]:
+    qs = [e.quality for e in p.compute.values()] + [e.quality for e in p.memory.values()]
+    qs += [e.quality for ph in p.attention.values() for e in ph.values()] + [c.quality for c in p.collectives]
+    return [q for q in qs if q is not None]

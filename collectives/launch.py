@@ -1,0 +1,210 @@
+"""Start N local ranks of the collective sweep (or join an existing torchrun/Slurm job) and collect the results.
+
+    from accelcal.collectives.launch import run_sweep
+    df = run_sweep(2, device_type="cpu", preset="quick", out_dir="results/")
+    df[["op", "dtype", "size_bytes", "group_size", "mode", "median_s", "busbw_bytes_per_s"]]
+
+Locally, the ranks are ``python -m accelcal.collectives.worker`` processes
+rendezvousing on 127.0.0.1 at a free port (or ``master_port``).  The launcher
+owns the hard outer deadline: when it passes, or when any rank exits non-zero,
+every rank is killed and a :class:`SweepError` names the cause (the first rank
+to fail and its message).  Rank 0 writes into a staging folder and the files
+are moved into ``out_dir`` only after every rank exited 0, so a failed sweep
+leaves no result file.  When this process is already one rank of a
+torchrun/Slurm job (RANK and WORLD_SIZE set), the sweep runs in-process.
+This module imports no torch on the local path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from accelcal.results import read_results
+
+from .distenv import free_port, from_environ, in_distributed_env, port_in_use
+from .options import SweepOptions
+
+__all__ = ["SweepError", "run_sweep"]
+
+_SIGNAL_NAMES = {int(s): s.name for s in signal.Signals}
+
+
+class SweepError(RuntimeError):
+    """The sweep did not finish on every rank; the message names the first cause."""
+
+
+@dataclass
+class _Rank:
+    rank: int
+    proc: subprocess.Popen
+    log: Path
+    exit_time: float | None = None
+    killed_by_launcher: bool = False
+
+    def error_line(self) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        errs = [ln for ln in lines if ": error: " in ln]
+        if errs:
+            return errs[-1].split(": error: ", 1)[1]
+        return lines[-1][:300] if lines else "(no output)"
+
+    def describe(self) -> str:
+        rc = self.proc.returncode
+        if self.killed_by_launcher:
+            return f"rank {self.rank}: stopped by the launcher"
+        if rc is not None and rc < 0:
+            return f"rank {self.rank} died: killed by signal {_SIGNAL_NAMES.get(-rc, -rc)}"
+        return f"rank {self.rank} exited with code {rc}: {self.error_line()}"
+
+
+def _kill(ranks: list[_Rank]) -> None:
+    for r in ranks:
+        if r.proc.poll() is None:
+            r.killed_by_launcher = True
+            try:
+                os.killpg(r.proc.pid, signal.SIGKILL)  # each rank leads its own process group
+            except ProcessLookupError:
+                pass
+    for r in ranks:
+        try:
+            r.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def run_sweep(nproc: int, device_type: str = "cpu", backend: str | None = None, preset: str = "quick",
+              out_dir: str | os.PathLike = "results", sizes: list[int] | tuple[int, ...] | None = None,
+              ops: list[str] | tuple[str, ...] | None = None, dtypes: list[str] | tuple[str, ...] | None = None,
+              timeout_s: float | None = None, progress: Callable[[str], object] | None = print,
+              pg_timeout_s: float = 60.0, master_port: int | None = None, stem: str = "collectives") -> pd.DataFrame:
+    """Run the collective sweep on ``nproc`` ranks and return its records (also written to ``out_dir``).
+
+    ``timeout_s`` is the hard outer deadline for the whole sweep (default: the
+    preset's); ``pg_timeout_s`` the process-group timeout each collective gets.
+    """
+    opts = SweepOptions(device_type=device_type, backend=backend, preset=preset,
+                        sizes_bytes=tuple(sizes) if sizes else None, ops=tuple(ops or ()), dtypes=tuple(dtypes or ()),
+                        out_dir=str(out_dir), stem=stem, pg_timeout_s=pg_timeout_s, deadline_s=timeout_s)
+    if in_distributed_env():
+        from .worker import RankError, run_rank
+
+        denv = from_environ()
+        if nproc and nproc != denv.world_size:
+            raise ValueError(f"nproc={nproc} but the launcher's WORLD_SIZE={denv.world_size}; drop --nproc under torchrun/srun")
+        try:
+            return run_rank(denv, opts, progress=progress)
+        except RankError as exc:
+            raise SweepError(f"rank {denv.rank}: {exc}") from None
+    if nproc < 1:
+        raise ValueError(f"nproc must be >= 1, got {nproc}")
+    return _launch_local(nproc, opts, progress, master_port)
+
+
+def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], object] | None,
+                  master_port: int | None) -> pd.DataFrame:
+    if master_port is None:
+        master_port = free_port()
+    elif port_in_use(master_port):
+        raise ValueError(f"MASTER_PORT={master_port} is already in use on 127.0.0.1; pick another port or leave it unset")
+    out_dir = Path(opts.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Staging inside out_dir: same file system, so moving the files in is an atomic rename.
+    staging = Path(tempfile.mkdtemp(prefix=".collectives-staging-", dir=out_dir))
+    logs = Path(tempfile.mkdtemp(prefix="accelcal-collectives-logs-"))
+    deadline_s = opts.deadline()
+    # The ranks get a slightly later deadline of their own so the launcher's fires first and names the cause.
+    staged = SweepOptions(**{**opts.__dict__, "out_dir": str(staging), "deadline_s": deadline_s + 5})
+    base_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "GROUP_RANK")}
+    base_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port), WORLD_SIZE=str(nproc),
+                    LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", ACCELCAL_LAUNCHER="accelcal", PYTHONUNBUFFERED="1")
+    ranks: list[_Rank] = []
+    t0 = time.monotonic()
+    try:
+        for r in range(nproc):
+            log = logs / f"rank{r}.log"
+            with open(log, "wb") as fh:
+                proc = subprocess.Popen([sys.executable, "-m", "accelcal.collectives.worker", *staged.to_argv()],
+                                        env={**base_env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=fh,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            ranks.append(_Rank(r, proc, log))
+        if progress:
+            progress(f"collectives: started {nproc} rank(s) on 127.0.0.1:{master_port}, deadline {deadline_s:g} s")
+        _supervise(ranks, deadline_s, t0, progress)
+        wrong = ranks[0].proc.returncode == 3
+        files = sorted(staging.iterdir())
+        if not files:
+            raise SweepError(f"every rank exited 0 but rank 0 wrote no result files into {staging}")
+        for f in files:
+            os.replace(f, out_dir / f.name)
+        df = read_results([out_dir / f"{opts.stem}.csv"])
+        if wrong and progress:
+            progress("collectives: some cases gave WRONG results; see the failed rows")
+        return df
+    finally:
+        _kill(ranks)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+def _supervise(ranks: list[_Rank], deadline_s: float, t0: float, progress: Callable[[str], object] | None) -> None:
+    pos = 0
+    first_fail: float | None = None
+    while True:
+        now = time.monotonic()
+        if progress:
+            pos = _relay(ranks[0].log, pos, progress)
+        for r in ranks:
+            if r.exit_time is None and r.proc.poll() is not None:
+                r.exit_time = now
+                if r.proc.returncode not in (0, 3) and first_fail is None:
+                    first_fail = now
+        if all(r.exit_time is not None for r in ranks):
+            break
+        # Give the other ranks a moment to report their own view, then stop them.
+        if first_fail is not None and now - first_fail > 2.0:
+            _kill(ranks)
+            break
+        if now - t0 > deadline_s:
+            running = [r.rank for r in ranks if r.proc.poll() is None]
+            _kill(ranks)
+            tails = "; ".join(f"rank {r.rank}: {r.error_line()}" for r in ranks if r.rank in running)
+            raise SweepError(f"hard deadline of {deadline_s:g} s passed with rank(s) {running} still running "
+                             f"(hung or too slow); every rank was killed and no results were written. Last output: {tails}")
+        time.sleep(0.05)
+    if progress:
+        _relay(ranks[0].log, pos, progress)
+    failed = [r for r in ranks if r.proc.returncode not in (0, 3)]
+    if failed:
+        failed.sort(key=lambda r: (r.killed_by_launcher, r.exit_time or float("inf")))
+        cause = failed[0]
+        others = "; ".join(r.describe() for r in failed[1:])
+        raise SweepError(f"collective sweep failed after {time.monotonic() - t0:.1f} s, no results written. "
+                         f"First failure: {cause.describe()}" + (f". Then: {others}" if others else ""))
+
+
+def _relay(log: Path, pos: int, progress: Callable[[str], object]) -> int:
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(pos)
+            data = fh.read()
+    except FileNotFoundError:
+        return pos
+    end = data.rfind(b"\n")
+    if end < 0:
+        return pos
+    for line in data[: end + 1].decode(errors="replace").splitlines():
+        if line.startswith(("[", "collectives:")):
+            progress(line)
+    return pos + end + 1

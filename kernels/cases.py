@@ -1,0 +1,192 @@
+"""What every kernel sweep shares: cache size, memory checks, OOM skips, progress, dtypes.
+
+    from accelcal.kernels.cases import SweepContext
+    from accelcal.kernels.device import resolve_device
+    from accelcal.results import ResultSet
+    ctx = SweepContext.create(resolve_device("cpu"), ResultSet("kernels"), timing="quick")
+    print(ctx.cache_bytes, ctx.free_bytes)
+
+Each op module (gemm, memory, overhead, attention) builds its inputs, then hands
+``run(i)`` to :meth:`SweepContext.measure`, which times it through
+``kernels.timing.time_op`` and turns out-of-memory into a recorded skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from accelcal.results import ResultSet
+
+from .device import Device
+from .timing import TimingConfig, rotation_count, time_op
+
+__all__ = [
+    "FALLBACK_CACHE_BYTES",
+    "SweepContext",
+    "TORCH_DTYPES",
+    "calls_per_case",
+    "element_bytes",
+    "is_oom",
+    "last_level_cache_bytes",
+]
+
+FALLBACK_CACHE_BYTES = 64 << 20
+"""Cache size assumed when the device does not say (64 MiB: above every current L2/LLC we rotate against)."""
+
+MEMORY_HEADROOM = 0.8
+"""Fraction of free memory a case may use (the allocator and the framework need the rest)."""
+
+TORCH_DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "tf32": torch.float32,  # storage is fp32; the matmul mode differs
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "fp8_e4m3": torch.float8_e4m3fn,
+}
+
+
+def element_bytes(dtype: str) -> int:
+    if dtype not in TORCH_DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(TORCH_DTYPES)}")
+    return TORCH_DTYPES[dtype].itemsize
+
+
+def _parse_size(text: str) -> int:
+    text = text.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    if text and text[-1] in mult:
+        return int(text[:-1]) * mult[text[-1]]
+    return int(text)
+
+
+def last_level_cache_bytes(device: Device, sysfs: str | Path = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """L2 on CUDA (device properties), the highest-level data/unified cache on the CPU, else 64 MiB."""
+    if device.type == "cuda":
+        size = int(getattr(torch.cuda.get_device_properties(device.index), "L2_cache_size", 0) or 0)
+        return size if size > 0 else FALLBACK_CACHE_BYTES
+    if device.is_cpu:
+        best_level, best_size = -1, 0
+        for idx in sorted(Path(sysfs).glob("index*")):
+            try:
+                kind = (idx / "type").read_text().strip()
+                level = int((idx / "level").read_text())
+                size = _parse_size((idx / "size").read_text())
+            except (OSError, ValueError):
+                continue
+            if kind != "Instruction" and level > best_level:
+                best_level, best_size = level, size
+        return best_size if best_size > 0 else FALLBACK_CACHE_BYTES
+    return FALLBACK_CACHE_BYTES
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Out of memory on any backend (torch.OutOfMemoryError, or a CPU allocator failure)."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def calls_per_case(cfg: TimingConfig) -> int:
+    """Fewest calls one ``time_op`` makes (warm-up, device queue, eager), for time estimates."""
+    return 2 + cfg.min_reps * cfg.queue_len + cfg.min_reps
+
+
+@dataclass
+class SweepContext:
+    """The state one kernel-suite run shares across its ops."""
+
+    device: Device
+    """Where everything runs."""
+    results: ResultSet
+    """Where rows go."""
+    cfg: TimingConfig
+    """How each case is timed."""
+    cache_bytes: int
+    """Last-level cache size that rotated inputs must exceed (twice over)."""
+    free_bytes: int
+    """Free device memory at the start of the run."""
+    case_budget_s: float = 2.0
+    """Cases estimated to take longer than this to measure are skipped and recorded."""
+    progress: Callable[[str], Any] | None = print
+    """Where progress lines go (None: silent)."""
+    counts: dict[str, list[int]] = field(default_factory=dict)
+    """op group -> [done, total], for progress lines."""
+
+    @classmethod
+    def create(cls, device: Device, results: ResultSet, timing: str | TimingConfig = "quick",
+               case_budget_s: float = 2.0, progress: Callable[[str], Any] | None = print) -> "SweepContext":
+        cfg = timing if isinstance(timing, TimingConfig) else TimingConfig.preset(timing)
+        free, _ = device.memory_bytes()
+        return cls(device, results, cfg, last_level_cache_bytes(device), free, case_budget_s, progress)
+
+    # -- memory -----------------------------------------------------------
+    def current_free_bytes(self) -> int:
+        try:
+            return int(self.device.memory_bytes()[0])
+        except NotImplementedError:
+            return self.free_bytes
+
+    def fit_sets(self, bytes_per_set: int) -> tuple[int, str]:
+        """(input sets to rotate, "") or (0, reason) when not even one set fits in free memory."""
+        usable = int(self.current_free_bytes() * MEMORY_HEADROOM)
+        if bytes_per_set > usable:
+            return 0, (f"needs {bytes_per_set / 2**20:.1f} MiB for one input set > {MEMORY_HEADROOM:.0%} of free "
+                       f"memory ({usable / 2**20:.1f} MiB usable)")
+        # Rotated inputs get at most half the usable memory; one set always fits.
+        return rotation_count(bytes_per_set, self.cache_bytes, max(bytes_per_set, usable // 2)), ""
+
+    # -- progress ---------------------------------------------------------
+    def plan(self, group: str, total: int) -> None:
+        self.counts[group] = [0, total]
+
+    def step(self, group: str, text: str) -> None:
+        done_total = self.counts.setdefault(group, [0, 0])
+        done_total[0] += 1
+        if self.progress is not None:
+            self.progress(f"[{group} {done_total[0]}/{done_total[1]}] {text}")
+
+    # -- measuring --------------------------------------------------------
+    def skip(self, op: str, case: str, params: Mapping[str, Any], dtype: str, reason: str) -> None:
+        self.results.add_skip(op=op, case=case, params=params, dtype=dtype, reason=reason)
+        if self.progress is not None:
+            self.progress(f"    skipped: {reason}")
+
+    def measure(self, op: str, case: str, params: Mapping[str, Any], dtype: str, build: Callable[[], Callable[[int], object]],
+                flop: float | None, bytes_moved: float | None) -> list[dict[str, Any]]:
+        """Build inputs with ``build()`` (returns ``run(i)``) and time them; OOM and
+        unsupported ops become recorded skips.  Returns the rows added (none when skipped)."""
+        try:
+            run = build()
+            timing = time_op(run, self.device, self.cfg)
+        except (RuntimeError, NotImplementedError, MemoryError) as exc:
+            # torch reports unsupported dtypes/shapes and OOM this way; the sweep goes on.
+            # Anything else (TypeError, ValueError) is a bug here and propagates.
+            if is_oom(exc):
+                reason = f"out of memory: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
+            else:
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no message'}"
+            run = None
+            self._release()
+            self.skip(op, case, params, dtype, reason)
+            return []
+        run = None
+        rows = self.results.add_timing(op=op, case=case, params=params, dtype=dtype, timing=timing, flop=flop,
+                                bytes_moved=bytes_moved)
+        if self.progress is not None:
+            med = timing.device.median_s
+            rate = ""
+            if flop and med > 0:
+                rate = f"  {flop / med / 1e12:.3f} TFLOP/s"
+            elif bytes_moved and med > 0:
+                rate = f"  {bytes_moved / med / 1e9:.2f} GB/s"
+            self.progress(f"    device {med * 1e6:.1f} us ({timing.device_method}), eager {timing.eager.median_s * 1e6:.1f} us{rate}")
+        self._release()
+        return rows
+
+    def _release(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,69 @@
+"""``accelcal bench kernels``: run the single-device kernel suite and write its results.
+
+    $ accelcal bench kernels --quick --out results/
+    $ accelcal bench kernels --device cuda:0 --full --ops gemm,attention --dtypes bf16,fp8_e4m3
+    $ accelcal bench kernels --device cpu --ops memory,overhead --out /tmp/k
+
+Writes ``<out>/kernels.csv`` (long format, one row per case and figure),
+``kernels.parquet`` (when pyarrow is present), ``kernels.json`` (readable by
+``pytest-benchmark compare``) and ``kernels.env.json`` (provenance), atomically.
+torch is imported only inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+OPS_CHOICES = ("gemm", "memory", "overhead", "attention")
+DTYPE_CHOICES = ("fp32", "tf32", "bf16", "fp16", "fp8_e4m3")
+
+
+def _list_type(choices: tuple[str, ...], what: str):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if not items or bad:
+            shown = ", ".join(map(repr, bad)) if bad else "an empty list"
+            raise argparse.ArgumentTypeError(f"got {shown}; choose a comma-separated subset of {','.join(choices)}")
+        return items
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
+    p = bench_sub.add_parser(
+        "kernels",
+        help="single-device microbenchmarks: GEMM, memory bandwidth, launch/sync overheads, attention",
+        description="Measure GEMM (per dtype, model projection shapes x an M sweep), memory copy/read/write "
+                    "bandwidth, launch and synchronise overheads and scaled_dot_product_attention on one device; "
+                    "write kernels.csv/.parquet/.json/.env.json to --out.",
+    )
+    p.add_argument("--device", default=None,
+                   help="device to measure: cpu, cuda:0, ... (default: the accelerator if any, else cpu)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="preset", action="store_const", const="quick",
+                      help="quick preset (default): <= 60 s on a 2-core CPU, <= 90 s on one H100/H200")
+    size.add_argument("--full", dest="preset", action="store_const", const="full",
+                      help="full preset: the dense M sweep over every model projection (long)")
+    p.set_defaults(preset="quick")
+    p.add_argument("--ops", type=_list_type(OPS_CHOICES, "--ops"), default=None,
+                   help=f"comma-separated op groups to run (default: all): {','.join(OPS_CHOICES)}")
+    p.add_argument("--dtypes", type=_list_type(DTYPE_CHOICES, "--dtypes"), default=None,
+                   help=f"comma-separated dtypes for GEMM and attention (default: the preset's): {','.join(DTYPE_CHOICES)}")
+    p.add_argument("--out", default="results", metavar="DIR",
+                   help="output folder for kernels.csv/.parquet/.json/.env.json (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no per-case progress lines (the summary is still printed)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .suite import run_suite, summary_table
+
+    rs = run_suite(device=args.device, preset=args.preset, ops=args.ops, dtypes=args.dtypes,
+                   progress=None if args.quiet else print)
+    print(summary_table(rs))
+    paths = rs.write(args.out, stem="kernels")
+    for kind, path in paths.items():
+        print(f"wrote {kind:<7} {path}")
+    return 0

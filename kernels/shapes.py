@@ -1,0 +1,313 @@
+"""Sweep presets as data: model projection shapes, the M sweep, memory sizes, attention cases.
+
+    from accelcal.kernels.shapes import MODELS, projection_shapes, suite_preset
+    print([s.name for s in projection_shapes()])          # llama3-8b.qkv, ...
+    p = suite_preset("quick", device_type="cpu")
+    print(p.gemm_ms, [s.name for s in p.gemm_shapes])
+
+No torch here: the planner and the docs may read these tables without it.
+
+A projection ``y = x @ W.T`` has ``x`` of shape (M, K) and a weight ``W`` of
+shape (N, K) (``nn.Linear`` layout); M is tokens in flight, N and K come from
+the model's config.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ALL_DTYPES",
+    "AttentionCase",
+    "DENSE_MS",
+    "GemmShape",
+    "MODELS",
+    "ModelDims",
+    "QUICK_MS",
+    "SQUARE_SIZES",
+    "SuitePreset",
+    "projection_shapes",
+    "square_shapes",
+    "suite_preset",
+]
+
+ALL_DTYPES: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8_e4m3")
+"""dtype names used in every result record (docs/ARCHITECTURE.md)."""
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The config.json values the projection shapes derive from."""
+
+    name: str
+    """Short model id used as the shape prefix, e.g. ``llama3-8b``."""
+    hidden: int
+    """``hidden_size``."""
+    intermediate: int
+    """``intermediate_size`` (per expert for MoE models)."""
+    heads: int
+    """``num_attention_heads``."""
+    kv_heads: int
+    """``num_key_value_heads`` (GQA)."""
+    source: str
+    """Where the numbers come from."""
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+MODELS: dict[str, ModelDims] = {
+    m.name: m
+    for m in (
+        ModelDims("llama3-8b", hidden=4096, intermediate=14336, heads=32, kv_heads=8,
+                  source="meta-llama/Meta-Llama-3-8B config.json: hidden_size 4096, intermediate_size 14336, "
+                         "num_attention_heads 32, num_key_value_heads 8"),
+        ModelDims("llama3-70b", hidden=8192, intermediate=28672, heads=64, kv_heads=8,
+                  source="meta-llama/Meta-Llama-3-70B config.json: hidden_size 8192, intermediate_size 28672, "
+                         "num_attention_heads 64, num_key_value_heads 8"),
+        ModelDims("mixtral-8x7b", hidden=4096, intermediate=14336, heads=32, kv_heads=8,
+                  source="mistralai/Mixtral-8x7B-v0.1 config.json: hidden_size 4096, intermediate_size 14336 "
+                         "(per expert, num_local_experts 8, num_experts_per_tok 2), num_attention_heads 32, "
+                         "num_key_value_heads 8"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """One (N, K) weight shape; M is swept."""
+
+    name: str
+    """Label stored in the ``shape`` column, e.g. ``llama3-8b.qkv`` or ``square4096``."""
+    n: int
+    """Output features (rows of W)."""
+    k: int
+    """Input features (columns of W)."""
+    source: str = ""
+    """How N and K were derived."""
+    square: bool = False
+    """A square shape: the interesting case is M = N = K."""
+
+    def scaled(self, divisor: int) -> "GemmShape":
+        """The same projection with N and K divided by ``divisor`` (CPU-sized; labelled ``/divisor``)."""
+        if self.n % divisor or self.k % divisor:
+            raise ValueError(f"{self.name}: n={self.n}, k={self.k} not divisible by {divisor}")
+        return GemmShape(f"{self.name}/{divisor}", self.n // divisor, self.k // divisor,
+                         f"{self.source}; N and K divided by {divisor} for slow devices", self.square)
+
+
+def _model_projections(m: ModelDims) -> list[GemmShape]:
+    d = m.head_dim
+    if m.name.startswith("mixtral"):
+        # Expert FFN weights (attention is the same as llama3-8b and not repeated).
+        return [
+            GemmShape(f"{m.name}.expert_gate_up", 2 * m.intermediate, m.hidden,
+                      f"N = 2 x intermediate {m.intermediate}, K = hidden {m.hidden} ({m.source})"),
+            GemmShape(f"{m.name}.expert_down", m.hidden, m.intermediate,
+                      f"N = hidden {m.hidden}, K = intermediate {m.intermediate} ({m.source})"),
+        ]
+    return [
+        GemmShape(f"{m.name}.qkv", (m.heads + 2 * m.kv_heads) * d, m.hidden,
+                  f"N = (heads {m.heads} + 2 x kv_heads {m.kv_heads}) x head_dim {d}, K = hidden {m.hidden} ({m.source})"),
+        GemmShape(f"{m.name}.o", m.hidden, m.heads * d,
+                  f"N = hidden {m.hidden}, K = heads {m.heads} x head_dim {d} ({m.source})"),
+        GemmShape(f"{m.name}.gate_up", 2 * m.intermediate, m.hidden,
+                  f"N = 2 x intermediate {m.intermediate} (fused gate+up), K = hidden {m.hidden} ({m.source})"),
+        GemmShape(f"{m.name}.down", m.hidden, m.intermediate,
+                  f"N = hidden {m.hidden}, K = intermediate {m.intermediate} ({m.source})"),
+    ]
+
+
+def projection_shapes() -> list[GemmShape]:
+    """Every model projection: Llama-3-8B and -70B QKV/o/gate_up/down, Mixtral experts."""
+    return [s for m in MODELS.values() for s in _model_projections(m)]
+
+
+SQUARE_SIZES: tuple[int, ...] = (1024, 2048, 4096, 8192)
+"""Square N = K sizes (M is swept as well; M = N = K is the classic peak case)."""
+
+
+def square_shapes(sizes: tuple[int, ...] = SQUARE_SIZES) -> list[GemmShape]:
+    return [GemmShape(f"square{s}", s, s, "N = K", square=True) for s in sizes]
+
+
+def _dense_ms(top: int = 16384) -> tuple[int, ...]:
+    # Powers of two, both sides of every tile boundary from 16 up (p, p + 1),
+    # and the midpoints 3p/2 so efficiency curves are sampled between steps.
+    ms: set[int] = {1, 2, 3, 4, 6, 8, 12}
+    p = 16
+    while p <= top:
+        ms.update({p, p + 1, p * 3 // 2})
+        p *= 2
+    return tuple(sorted(m for m in ms if m <= top))
+
+
+DENSE_MS: tuple[int, ...] = _dense_ms()
+"""M from 1 to 16384 including 16/17, 32/33, 64/65, 128/129, 256/257, ... 8192/8193."""
+
+QUICK_MS: tuple[int, ...] = (1, 16, 17, 128, 129, 1024, 8192)
+"""The quick subset on accelerators: decode, both sides of two tile boundaries, prefill sizes."""
+
+
+@dataclass(frozen=True)
+class AttentionCase:
+    """One scaled_dot_product_attention call (GQA when kv_heads < heads)."""
+
+    phase: str
+    """``prefill`` (causal, q_len = kv_len) or ``decode`` (q_len = 1, not causal)."""
+    batch: int
+    """Sequences."""
+    heads: int
+    """Query heads."""
+    kv_heads: int
+    """Key/value heads."""
+    head_dim: int
+    """Per-head dimension."""
+    q_len: int
+    """Query tokens per sequence."""
+    kv_len: int
+    """Key/value tokens per sequence."""
+    label: str = ""
+    """Where the head layout comes from."""
+
+    @property
+    def causal(self) -> bool:
+        return self.phase == "prefill"
+
+    @property
+    def name(self) -> str:
+        return (f"{self.phase}_b{self.batch}_h{self.heads}_kv{self.kv_heads}_d{self.head_dim}"
+                f"_q{self.q_len}_kv{self.kv_len}")
+
+
+def _attention_cases(heads: int, kv_heads: int, head_dim: int, prefill_lens: tuple[int, ...],
+                     decode_lens: tuple[int, ...], decode_batches: tuple[int, ...], label: str) -> tuple[AttentionCase, ...]:
+    cases = [AttentionCase("prefill", 1, heads, kv_heads, head_dim, n, n, label) for n in prefill_lens]
+    cases += [AttentionCase("decode", b, heads, kv_heads, head_dim, 1, n, label)
+              for b in decode_batches for n in decode_lens]
+    return tuple(cases)
+
+
+_L8 = MODELS["llama3-8b"]
+_L8_LABEL = f"llama3-8b heads ({_L8.source})"
+_CPU_LABEL = "llama3-8b layout scaled down 4x in heads and 2x in head_dim for slow devices"
+
+
+@dataclass(frozen=True)
+class SuitePreset:
+    """What one kernel-suite run measures (all sizes as data)."""
+
+    name: str
+    """Preset id, e.g. ``quick-cpu``."""
+    timing: str = "quick"
+    """TimingConfig preset name (``quick``, ``default``, ``full``)."""
+    dtypes: tuple[str, ...] = ALL_DTYPES
+    """dtypes for GEMM and attention (memory and overheads are dtype-free)."""
+    gemm_shapes: tuple[GemmShape, ...] = ()
+    """(N, K) shapes."""
+    gemm_ms: tuple[int, ...] = QUICK_MS
+    """M values swept for every shape."""
+    square_ms: tuple[int, ...] | None = None
+    """M values for square shapes; None: the same as ``gemm_ms``."""
+    memory_sizes_bytes: tuple[int, ...] = ()
+    """Buffer sizes for copy/read/write (capped by free memory at run time)."""
+    attention_cases: tuple[AttentionCase, ...] = ()
+    """Attention calls."""
+    attention_dtypes: tuple[str, ...] = ("bf16",)
+    """dtypes for attention (intersected with ``dtypes``)."""
+    reduced_dtypes: tuple[str, ...] = ()
+    """dtypes measured only on the first shape at ``reduced_ms`` (slow or absent paths on this device class)."""
+    reduced_ms: tuple[int, ...] = ()
+    """M values for ``reduced_dtypes``."""
+    case_budget_s: float = 2.0
+    """Skip (and record) a case whose estimated measuring time exceeds this, in seconds."""
+    overhead_queue_len: int = 100
+    """Back-to-back tiny kernels per overhead sample."""
+
+    def ms_for(self, shape: GemmShape, dtype: str | None = None) -> tuple[int, ...]:
+        """M values to sweep for ``shape`` (and ``dtype``: reduced dtypes get a few M on the first shape)."""
+        if dtype is not None and dtype in self.reduced_dtypes:
+            return self.reduced_ms if self.gemm_shapes and shape == self.gemm_shapes[0] else ()
+        return self.square_ms if (shape.square and self.square_ms is not None) else self.gemm_ms
+
+
+def _pow2_sizes(lo: int, hi: int, step: int) -> tuple[int, ...]:
+    out, s = [], lo
+    while s <= hi:
+        out.append(s)
+        s *= step
+    return tuple(out)
+
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+_BY_NAME = {s.name: s for s in projection_shapes() + square_shapes()}
+
+_PRESETS: dict[tuple[str, str], SuitePreset] = {
+    # CPU quick: <= 60 s for all four ops on a 2-core machine, yet enough GEMM
+    # points per dtype (3 shapes x 9 M) to fit time(M, N, K).
+    ("quick", "cpu"): SuitePreset(
+        name="quick-cpu",
+        timing="quick",
+        dtypes=("fp32", "tf32", "bf16", "fp16", "fp8_e4m3"),
+        gemm_shapes=(_BY_NAME["llama3-8b.qkv"].scaled(8), _BY_NAME["llama3-8b.down"].scaled(8),
+                     _BY_NAME["llama3-8b.gate_up"].scaled(8)),
+        gemm_ms=(1, 16, 17, 64, 65, 128, 129, 256, 512),
+        # The fits need fp32 and bf16; fp16/fp8 are slow emulated paths on CPUs and
+        # tf32 does not exist there: a few points (or recorded skips) say so.
+        reduced_dtypes=("tf32", "fp16", "fp8_e4m3"),
+        reduced_ms=(1, 16, 128),
+        memory_sizes_bytes=(4 * KiB, 64 * KiB, 1 * MiB, 8 * MiB, 32 * MiB, 128 * MiB),
+        attention_cases=_attention_cases(8, 2, 64, (128, 512), (512, 2048), (1, 4), _CPU_LABEL),
+        attention_dtypes=("fp32", "bf16"),
+        case_budget_s=0.5,
+        overhead_queue_len=50,
+    ),
+    ("full", "cpu"): SuitePreset(
+        name="full-cpu",
+        timing="default",
+        gemm_shapes=tuple(s.scaled(4) for s in projection_shapes()) + tuple(square_shapes((256, 512, 1024, 2048))),
+        gemm_ms=tuple(m for m in DENSE_MS if m <= 2048),
+        memory_sizes_bytes=_pow2_sizes(4 * KiB, 1 * GiB, 4),
+        attention_cases=_attention_cases(8, 2, 64, (128, 256, 512, 1024, 2048), (512, 2048, 8192), (1, 4, 16), _CPU_LABEL),
+        attention_dtypes=("fp32", "bf16"),
+        case_budget_s=10.0,
+        overhead_queue_len=200,
+    ),
+    # Accelerator quick: <= 90 s on one H100/H200; includes bf16 8192^3 and a 1 GiB copy.
+    ("quick", "accelerator"): SuitePreset(
+        name="quick-accelerator",
+        timing="quick",
+        gemm_shapes=(_BY_NAME["llama3-8b.qkv"], _BY_NAME["llama3-8b.down"], _BY_NAME["llama3-70b.o"],
+                     _BY_NAME["square8192"]),
+        gemm_ms=QUICK_MS,
+        square_ms=(1, 128, 1024, 8192),
+        memory_sizes_bytes=_pow2_sizes(4 * KiB, 1 * GiB, 8),
+        attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (512, 2048, 8192),
+                                         (1024, 8192, 32768), (1, 16), _L8_LABEL),
+        attention_dtypes=("bf16",),
+        case_budget_s=3.0,
+        overhead_queue_len=200,
+    ),
+    ("full", "accelerator"): SuitePreset(
+        name="full-accelerator",
+        timing="default",
+        gemm_shapes=tuple(projection_shapes()) + tuple(square_shapes()),
+        gemm_ms=DENSE_MS,
+        memory_sizes_bytes=_pow2_sizes(4 * KiB, 4 * GiB, 2),
+        attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (128, 512, 1024, 2048, 4096, 8192, 16384),
+                                         (512, 2048, 8192, 32768, 131072), (1, 8, 32, 128), _L8_LABEL),
+        attention_dtypes=("bf16", "fp16"),
+        case_budget_s=30.0,
+        overhead_queue_len=500,
+    ),
+}
+
+
+def suite_preset(name: str, device_type: str = "cpu") -> SuitePreset:
+    """The preset ``name`` (``quick`` | ``full``) sized for ``device_type`` (``cpu`` or an accelerator)."""
+    cls = "cpu" if device_type == "cpu" else "accelerator"
+    names = sorted({n for n, _ in _PRESETS})
+    if (name, cls) not in _PRESETS:
+        raise ValueError(f"unknown kernel-suite preset {name!r}; expected one of {names}")
+    return _PRESETS[(name, cls)]

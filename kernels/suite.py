@@ -1,0 +1,119 @@
+"""The kernel suite: GEMM, memory, overheads and attention on one device, into one ResultSet.
+
+    from accelcal.kernels.suite import run_suite, summary_table
+    rs = run_suite("cpu", preset="quick", ops=["gemm", "memory"], dtypes=["fp32"])
+    print(summary_table(rs))
+    rs.write("results/", stem="kernels")   # kernels.csv/.parquet/.json/.env.json
+
+``preset`` is ``quick`` or ``full`` (sized per device class in kernels/shapes.py)
+or a :class:`~accelcal.kernels.shapes.SuitePreset` for custom sweeps (tests use
+tiny ones).  Progress lines go to ``progress`` (``print`` by default; None for
+silence).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+from accelcal.results import STATUS_OK, ResultSet
+
+from .shapes import ALL_DTYPES, SuitePreset, suite_preset
+
+__all__ = ["OPS", "parse_list", "run_suite", "summary_table"]
+
+OPS: tuple[str, ...] = ("gemm", "memory", "overhead", "attention")
+"""Op groups the suite can run, in run order."""
+
+
+def parse_list(value: str | Sequence[str] | None, choices: Sequence[str], what: str) -> list[str] | None:
+    """``"a,b"`` or ``["a", "b"]`` checked against ``choices``; None stays None (meaning all)."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
+    items = [v for v in items if v]
+    if not items:
+        raise ValueError(f"{what}: empty list; expected a comma-separated subset of {','.join(choices)}")
+    bad = [v for v in items if v not in choices]
+    if bad:
+        raise ValueError(f"{what}: unknown value(s) {', '.join(map(repr, bad))}; choose from {','.join(choices)}")
+    return list(dict.fromkeys(items))
+
+
+def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str | Sequence[str] | None = None,
+              dtypes: str | Sequence[str] | None = None, progress: Callable[[str], Any] | None = print) -> ResultSet:
+    """Run the kernel suite on ``device`` (a spec like ``"cuda:0"``, a Device, or None for the accelerator)."""
+    # Validate the cheap arguments before touching torch or the device.
+    op_list = parse_list(ops, OPS, "ops") or list(OPS)
+    dtype_list = parse_list(dtypes, ALL_DTYPES, "dtypes")
+
+    from .attention import run_attention
+    from .cases import SweepContext
+    from .device import Device, resolve_device
+    from .environment import capture_environment
+    from .gemm import run_gemm
+    from .memory import run_memory
+    from .overhead import run_overheads
+
+    dev = device if isinstance(device, Device) else resolve_device(device)
+    p = preset if isinstance(preset, SuitePreset) else suite_preset(preset, dev.type)
+    env = capture_environment(dev)
+    env["suite_preset"] = p.name
+    rs = ResultSet(suite="kernels", env=env)
+    ctx = SweepContext.create(dev, rs, timing=p.timing, case_budget_s=p.case_budget_s, progress=progress)
+    env["cache_bytes"] = ctx.cache_bytes
+    gemm_dtypes = [d for d in p.dtypes if dtype_list is None or d in dtype_list]
+    if dtype_list is not None:
+        # dtypes asked for explicitly but absent from the preset still run (or get a recorded skip).
+        gemm_dtypes += [d for d in dtype_list if d not in gemm_dtypes]
+    attn_dtypes = [d for d in p.attention_dtypes if dtype_list is None or d in dtype_list]
+    if progress is not None:
+        progress(f"kernel suite {p.name} on {dev.spec} ({env.get('device_name')}): ops {','.join(op_list)}; "
+                 f"cache {ctx.cache_bytes / 2**20:.0f} MiB, free memory {ctx.free_bytes / 2**30:.1f} GiB")
+    t0 = time.perf_counter()
+    for op in OPS:
+        if op not in op_list:
+            continue
+        if op == "gemm":
+            run_gemm(ctx, p.gemm_shapes, p.ms_for, gemm_dtypes)
+        elif op == "memory":
+            run_memory(ctx, p.memory_sizes_bytes)
+        elif op == "overhead":
+            run_overheads(ctx, queue_len=p.overhead_queue_len)
+        elif op == "attention":
+            run_attention(ctx, p.attention_cases, attn_dtypes)
+    env["suite_wall_s"] = round(time.perf_counter() - t0, 3)
+    return rs
+
+
+def _fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.2f} us"
+    if s < 1:
+        return f"{s * 1e3:.3f} ms"
+    return f"{s:.3f} s"
+
+
+def summary_table(rs: ResultSet) -> str:
+    """Per op and dtype: cases run/skipped, fastest device time, best TFLOP/s and GB/s, with units."""
+    df = rs.frame()
+    if df.empty:
+        return "(no results)"
+    lines = [f"{'op':<14} {'dtype':<9} {'ok':>4} {'skip':>5} {'min device time':>16} {'best TFLOP/s':>13} {'best GB/s':>10}"]
+    for (op, dtype), g in df.groupby(["op", "dtype"], sort=False):
+        ok = g[(g["status"] == STATUS_OK) & (g["figure"].isin(["device", "eager"]))]
+        dev_rows = ok[ok["figure"] == "device"]
+        if dev_rows.empty:
+            dev_rows = ok  # overhead ops report eager-only figures
+        n_ok = ok["case"].nunique()
+        n_skip = int((g["status"] != STATUS_OK).sum())
+        tmin = _fmt_time(float(dev_rows["median_s"].min())) if not dev_rows.empty else "-"
+        fl = dev_rows["flop_per_s"].dropna()
+        by = dev_rows["bytes_per_s"].dropna()
+        tf = f"{fl.max() / 1e12:.3f}" if not fl.empty else "-"
+        gb = f"{by.max() / 1e9:.2f}" if not by.empty else "-"
+        lines.append(f"{op:<14} {dtype:<9} {n_ok:>4} {n_skip:>5} {tmin:>16} {tf:>13} {gb:>10}")
+    wall = rs.env.get("suite_wall_s")
+    if wall is not None:
+        lines.append(f"suite wall time: {wall:.1f} s")
+    return "\n".join(lines)

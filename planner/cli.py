@@ -1,0 +1,122 @@
+"""``accelcal plan``: recommend TP/PP/DP/EP/SP layouts from a profile.
+
+    $ accelcal plan --profile profiles/datasheet/h100-sxm.yaml --model llama3-70b
+    $ accelcal plan --profile node.yaml --inter-node-profile ib.yaml --model llama3.1-405b \\
+          --nodes 8 --prompt-len 4096 --output-len 512 --batch 16 --tpot 0.05 --format json
+    $ accelcal plan --profile h100.yaml --extra-group a100.yaml:2 --model llama3-8b   # DP across device types
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .models import preset_names
+
+
+def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="rank parallel layouts for a model on a profiled cluster",
+                       description="Enumerate TP x PP x DP (x EP for MoE, SP for prefill), cost each layer DAG "
+                                   "from the profile, and rank the layouts with the reasons.")
+    p.add_argument("--profile", required=True, help="profile YAML of one node (accelcal calibrate or profiles/datasheet/)")
+    p.add_argument("--inter-node-profile", default=None,
+                   help="profile whose inter_node collectives link the nodes (default: --profile)")
+    p.add_argument("--model", default="llama3-8b",
+                   help=f"preset ({', '.join(preset_names())}) or a model config .yaml (default: llama3-8b)")
+    p.add_argument("--dtype", default=None,
+                   help="weight/KV dtype to plan in (default: the model's, or the profile's only dtype if it lacks that)")
+    p.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
+    p.add_argument("--devices-per-node", type=int, default=None,
+                   help="devices per node (default: the profile's identity.devices_per_node)")
+    p.add_argument("--extra-group", action="append", default=[], metavar="PROFILE:NODES[:DEVICES]",
+                   help="another device type joined by DP (repeatable); TP/PP stay inside each group")
+    p.add_argument("--prompt-len", type=int, default=2048, help="prompt tokens per request (default: 2048)")
+    p.add_argument("--output-len", type=int, default=256, help="generated tokens per request (default: 256)")
+    p.add_argument("--batch", type=int, default=8, help="sequences decoded together per replica (default: 8)")
+    p.add_argument("--ttft", type=float, default=None, help="time-to-first-token target, seconds")
+    p.add_argument("--tpot", type=float, default=None, help="time-per-output-token target, seconds")
+    p.add_argument("--request-rate", type=float, default=None, help="offered load, requests/s for the cluster")
+    p.add_argument("--cuda-graphs", action="store_true", help="cost launches as CUDA-graph replay instead of eager")
+    p.add_argument("--objective", choices=("auto", "latency", "throughput"), default="auto",
+                   help="rank by request latency or tokens/s per device; auto = throughput when a target is given")
+    p.add_argument("--memory-utilization", type=float, default=0.9,
+                   help="fraction of device memory a plan may use (default: 0.9)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    p.add_argument("--top", type=int, default=10, help="plans to list (default: 10)")
+    p.add_argument("--export-dir", default=None,
+                   help="write the best plan's DAGs (JSON, DOT) and a Chrome/Perfetto trace here")
+    p.set_defaults(func=run)
+
+
+def _positive(name: str, v: int | None) -> None:
+    if v is not None and v < 1:
+        raise ValueError(f"--{name} must be >= 1, got {v}")
+
+
+def _pick_dtype(model, prof, dtype: str | None):
+    import dataclasses
+
+    have = prof.dtypes()
+    if dtype is not None:
+        if dtype not in have:
+            raise ValueError(f"--dtype {dtype}: profile {args_name(prof)} has compute data for {have} only")
+        return dataclasses.replace(model, weight_dtype=dtype, kv_dtype=dtype)
+    if model.weight_dtype in have:
+        return model
+    pick = next((d for d in ("bf16", "fp16", "fp32", "tf32", "fp8_e4m3") if d in have), None)
+    if pick is None:
+        raise ValueError(f"profile {args_name(prof)} has no compute data (dtypes: {have})")
+    print(f"[plan] profile {args_name(prof)} has no {model.weight_dtype} compute data (it has {have}); "
+          f"planning {model.name} in {pick} (choose with --dtype)", file=sys.stderr)
+    return dataclasses.replace(model, weight_dtype=pick, kv_dtype=pick)
+
+
+def args_name(prof) -> str:
+    return str(prof.identity.name)
+
+
+def run(args: argparse.Namespace) -> int:
+    from accelcal.calibrate.profile import Profile
+
+    from .cluster import Cluster, DeviceGroup
+    from .export import write_exports
+    from .models import ModelConfig
+    from .report import format_table, to_json
+    from .search import PlanOptions, plan
+    from .workload import Workload
+
+    for name in ("nodes", "devices_per_node", "top"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    model = ModelConfig.resolve(args.model)
+    prof = Profile.load(args.profile)
+    model = _pick_dtype(model, prof, args.dtype)
+    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node, inter)]
+    for spec in args.extra_group:
+        parts = spec.rsplit(":", 2) if spec.count(":") >= 2 else spec.rsplit(":", 1)
+        if len(parts) < 2:
+            raise ValueError(f"--extra-group {spec!r}: expected PROFILE:NODES[:DEVICES]")
+        try:
+            nums = [int(x) for x in parts[1:]]
+        except ValueError:
+            raise ValueError(f"--extra-group {spec!r}: NODES and DEVICES must be integers") from None
+        gp = Profile.load(parts[0])
+        name = str(gp.identity.device_name)
+        if any(g.name == name for g in groups):
+            name = f"{name} #{len(groups) + 1}"
+        groups.append(DeviceGroup(name, gp, nums[0], nums[1] if len(nums) > 1 else None, inter))
+    workload = Workload(args.prompt_len, args.output_len, args.batch, args.ttft, args.tpot, args.request_rate)
+    options = PlanOptions(cuda_graphs=args.cuda_graphs, objective=args.objective,
+                          memory_utilization=args.memory_utilization)
+    progress = (lambda msg: print(msg, file=sys.stderr)) if sum(g.devices for g in groups) >= 32 else None
+    result = plan(model, Cluster(groups), workload, options, progress)
+    if args.format == "json":
+        print(json.dumps(to_json(result, args.top), indent=1, sort_keys=True))
+    else:
+        print(format_table(result, args.top), end="")
+    if args.export_dir:
+        paths = write_exports(result.best, args.export_dir, model.layers)
+        print(f"wrote {len(paths)} files to {args.export_dir} (open trace.json in https://ui.perfetto.dev)",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,198 @@
+"""Cost each DAG node from the profile, launch overhead included.
+
+    from accelcal.planner.cost import Coster
+    from accelcal.planner.dag import build_layer_dag
+    coster = Coster(profile, dtype="bf16", cuda_graphs=False)
+    layer = coster.cost_dag(build_layer_dag(model, "decode", 8, 1, 2048))
+    print(layer.total_s, layer.breakdown, layer.nodes[0].source)
+
+Every node's device time is one profile query and carries that query's
+``Estimate.source`` (the profile field) and ``detail``; nothing here is a
+hardware constant.  Categories: a GEMM or attention node counts as ``memory``
+when streaming its bytes at the profile's measured read bandwidth
+(``memory_time_s(bytes, "read")``) takes at least half its time, else
+``compute``; norms and elementwise kernels are ``memory``; collectives are
+``communication``.
+
+Launch overhead: with CUDA graphs every kernel adds the profile's per-kernel
+graph cost (``overheads.graph_kernel_s``).  Eager, the host issues one kernel
+per ``overheads.eager_launch_s`` while the device runs the queue, so over a
+run of identical layers the layer takes ``max(device time, kernels x
+eager_launch_s)``; the excess over device time is the ``launch`` share.
+Collectives that cross nodes are looked up in the inter-node profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .dag import DagNode, LayerDAG
+
+__all__ = ["CATEGORIES", "Coster", "CostedDAG", "NodeCost"]
+
+CATEGORIES = ("compute", "memory", "communication", "launch")
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """The cost of one DAG node on one device."""
+
+    name: str
+    """Node name (matches DagNode.name)."""
+    op: str
+    """Node kind (gemm, grouped_gemm, attention, memory, collective)."""
+    category: str
+    """compute | memory | communication (launch is accounted per layer)."""
+    device_s: float
+    """Device time of the node, seconds."""
+    kernels: int
+    """Kernels it launches."""
+    source: str
+    """Profile field the time came from (Estimate.source)."""
+    detail: str
+    """How the profile answered (Estimate.detail)."""
+    extrapolated: bool
+    """True when the profile answered outside its measured range."""
+    deps: tuple[str, ...] = ()
+    """Edges, copied from the DAG."""
+    params: dict = field(default_factory=dict)
+    """Shapes and sizes, copied from the DAG."""
+
+
+@dataclass
+class CostedDAG:
+    """A layer DAG with every node costed."""
+
+    dag: LayerDAG
+    nodes: list[NodeCost]
+    device_s: float
+    """Sum of node device times (one stream: nodes run one after another)."""
+    launch_s: float
+    """Launch overhead not hidden behind device work."""
+    launch_source: str
+    """Profile field of the per-kernel launch cost."""
+    launch_note: str = ""
+    """Set when the launch cost is not measured (Estimate.detail), else empty."""
+
+    @property
+    def total_s(self) -> float:
+        return self.device_s + self.launch_s
+
+    @property
+    def kernels(self) -> int:
+        return sum(n.kernels for n in self.nodes)
+
+    @property
+    def breakdown(self) -> dict[str, float]:
+        out = {c: 0.0 for c in CATEGORIES}
+        for n in self.nodes:
+            out[n.category] += n.device_s
+        out["launch"] += self.launch_s
+        return out
+
+    @property
+    def extrapolated(self) -> list[str]:
+        out = [f"{n.name}: {n.detail} ({n.source})" for n in self.nodes if n.extrapolated]
+        if self.launch_note:
+            out.append(f"launch: {self.launch_note} ({self.launch_source})")
+        return out
+
+
+class Coster:
+    """Answers node costs from one device group's profiles; memoises every query."""
+
+    def __init__(self, profile: Any, dtype: str = "bf16", cuda_graphs: bool = False,
+                 inter_node_profile: Any = None) -> None:
+        self.profile = profile
+        self.inter = inter_node_profile if inter_node_profile is not None else profile
+        self.dtype = dtype
+        self.cuda_graphs = cuda_graphs
+        if hasattr(profile, "dtypes") and dtype not in profile.dtypes():
+            raise ValueError(f"profile {getattr(profile.identity, 'name', '?')} has no compute data for dtype "
+                             f"{dtype!r}; it has {profile.dtypes()}")
+        self._cache: dict[tuple, Any] = {}
+        self._launch = profile.launch_overhead_s("graph" if cuda_graphs else "eager")
+
+    def _q(self, key: tuple, fn: Callable[[], Any]) -> Any:
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = fn()
+        return hit
+
+    @property
+    def launch_per_kernel_s(self) -> float:
+        return self._launch.time_s
+
+    @property
+    def launch_source(self) -> str:
+        return self._launch.source
+
+    def gemm(self, m: int, n: int, k: int):
+        return self._q(("gemm", m, n, k), lambda: self.profile.gemm_time_s(m, n, k, self.dtype))
+
+    def read(self, nbytes: float):
+        return self._q(("read", nbytes), lambda: self.profile.memory_time_s(nbytes, "read"))
+
+    def copy(self, nbytes: float):
+        return self._q(("copy", nbytes), lambda: self.profile.memory_time_s(nbytes, "copy"))
+
+    def collective(self, op: str, nbytes: float, group_size: int, scope: str):
+        prof = self.inter if scope == "inter_node" else self.profile
+
+        def ask():
+            try:
+                return prof.collective_time_s(op, nbytes, group_size, scope)
+            except KeyError as exc:  # MissingMeasurement: say which measurement the plan needs
+                msg = exc.args[0] if exc.args else str(exc)
+                raise type(exc)(f"{op} over {group_size} devices ({scope}) is needed but the profile cannot "
+                                f"answer it: {msg}") from None
+        return self._q(("coll", op, nbytes, group_size, scope), ask)
+
+    def attention(self, phase, batch, q_len, kv_len, heads, kv_heads, head_dim):
+        return self._q(("attn", phase, batch, q_len, kv_len, heads, kv_heads, head_dim),
+                       lambda: self.profile.attention_time_s(phase, batch, q_len, kv_len, heads, kv_heads,
+                                                             head_dim, self.dtype, causal=True))
+
+    def _category(self, time_s: float, nbytes: float) -> str:
+        return "memory" if self.read(nbytes).time_s >= 0.5 * time_s else "compute"
+
+    def cost_node(self, node: DagNode, el: int) -> NodeCost:
+        p = node.p
+        if node.op == "gemm" or node.op == "grouped_gemm":
+            count = p.get("count", 1)
+            est = self.gemm(p["m"], p["n"], p["k"])
+            t = count * est.time_s
+            nbytes = count * (p["m"] * p["k"] + p["k"] * p["n"] + p["m"] * p["n"]) * el
+            cat = self._category(t, nbytes)
+            detail = est.detail if count == 1 else f"{count} x ({est.detail})"
+            kernels = node.kernels
+        elif node.op == "attention":
+            est = self.attention(p["phase"], p["batch"], p["q_len"], p["kv_len"], p["heads"], p["kv_heads"],
+                                 p["head_dim"])
+            t = est.time_s * p["work_fraction"]
+            nbytes = el * p["batch"] * p["head_dim"] * (2 * p["heads"] * p["q_len"] + 2 * p["kv_heads"] * p["kv_len"])
+            cat = self._category(t, nbytes)
+            detail = est.detail if p["work_fraction"] == 1.0 else f"{est.detail}; x{p['work_fraction']:.4g} (SP share)"
+            kernels = node.kernels
+        elif node.op == "memory":
+            est = self.copy(p["nbytes"])
+            t, cat, detail, kernels = est.time_s, "memory", est.detail, node.kernels
+        elif node.op == "collective":
+            est = self.collective(p["op"], p["nbytes"], p["group_size"], p["scope"])
+            t, cat, detail, kernels = est.time_s, "communication", est.detail, node.kernels
+        else:
+            raise ValueError(f"DAG node {node.name!r} has unknown op {node.op!r}")
+        return NodeCost(node.name, node.op, cat, t, kernels, est.source, detail, bool(est.extrapolated),
+                        node.deps, p)
+
+    def cost_dag(self, dag: LayerDAG, el: int = 2) -> CostedDAG:
+        nodes = [self.cost_node(n, el) for n in dag.nodes]
+        device = sum(n.device_s for n in nodes)
+        kernels = sum(n.kernels for n in nodes)
+        if self.cuda_graphs:
+            launch = kernels * self._launch.time_s
+        else:
+            launch = max(0.0, kernels * self._launch.time_s - device)
+        note = self._launch.detail if self._launch.extrapolated else ""
+        return CostedDAG(dag, nodes, device, launch, self._launch.source, note)

@@ -1,0 +1,293 @@
+"""The per-layer, per-phase DAG of one decoder layer on one device.
+
+    from accelcal.planner.dag import Layout, build_layer_dag
+    from accelcal.planner.models import ModelConfig
+    dag = build_layer_dag(ModelConfig.from_name("llama3-8b"), "decode",
+                          batch=8, q_len=1, kv_len=2048, layout=Layout(tp=2))
+    for n in dag.nodes: print(n.name, n.op, n.deps)
+
+Nodes are what one device runs (shapes already divided by the parallel
+degrees); ``deps`` are the edges.  Operation kinds, each costed by
+:mod:`accelcal.planner.cost` from one profile query:
+
+* ``gemm``       params m, n, k                      -> profile.gemm_time_s
+* ``attention``  params phase, batch, q_len, kv_len, heads, kv_heads, head_dim, work_fraction
+* ``memory``     params nbytes (bytes moved)          -> profile.memory_time_s(copy)
+* ``collective`` params op, nbytes (nccl-tests S), group_size, scope
+* ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape
+
+Kernel counts assume the fusions common serving stacks use: residual add fused
+into RMSNorm, gate/up fused into one GEMM, SiLU*mul one kernel.  SP (sequence
+parallelism) is prefill-only by construction: a decode DAG never has SP nodes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .models import ModelConfig
+
+__all__ = ["DagNode", "Layout", "LayerDAG", "build_edge_dag", "build_layer_dag", "kv_heads_per_device", "moe_imbalance"]
+
+PHASES = ("prefill", "decode")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one layer is split across devices, and where its groups sit."""
+
+    tp: int = 1
+    """Tensor-parallel degree (heads, FFN and experts split this many ways)."""
+    tp_scope: str = "intra_node"
+    """Whether the TP group stays inside a node (``intra_node``) or spans nodes."""
+    tp_comm: str = "all_reduce"
+    """TP reduction: ``all_reduce``, or ``rs_ag`` (reduce-scatter + all-gather, norms on 1/tp of the tokens)."""
+    ep: int = 1
+    """Expert-parallel degree (MoE): experts split this many ways; 1 = experts TP-split."""
+    ep_scope: str = "intra_node"
+    """Scope of the EP all-to-all group."""
+    sp: int = 1
+    """Sequence-parallel degree (prefill only): the prompt split across this many replicas."""
+    sp_scope: str = "intra_node"
+    """Scope of the SP KV all-gather group."""
+    moe_imbalance: float | None = None
+    """Max/mean expert load per EP rank; None = computed (balls-into-bins, see moe_imbalance)."""
+
+    def __post_init__(self) -> None:
+        for f in ("tp", "ep", "sp"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"layout: {f} must be an integer >= 1, got {v!r}")
+        if self.tp_comm not in ("all_reduce", "rs_ag"):
+            raise ValueError(f"layout: tp_comm must be 'all_reduce' or 'rs_ag', got {self.tp_comm!r}")
+        for f in ("tp_scope", "ep_scope", "sp_scope"):
+            if getattr(self, f) not in ("intra_node", "inter_node"):
+                raise ValueError(f"layout: {f} must be 'intra_node' or 'inter_node', got {getattr(self, f)!r}")
+        if self.moe_imbalance is not None and self.moe_imbalance < 1.0:
+            raise ValueError(f"layout: moe_imbalance is max/mean load, must be >= 1.0, got {self.moe_imbalance}")
+
+
+@dataclass(frozen=True)
+class DagNode:
+    """One kernel (or fused group) on one device."""
+
+    name: str
+    """Unique within the layer, e.g. ``qkv``, ``tp_attn_all_reduce``."""
+    op: str
+    """gemm | grouped_gemm | attention | memory | collective."""
+    params: tuple
+    """Sorted (key, value) pairs the cost model reads (shapes, bytes, group)."""
+    kernels: int = 1
+    """Kernel launches this node issues."""
+    deps: tuple[str, ...] = ()
+    """Names of the nodes this one waits for."""
+
+    @property
+    def p(self) -> dict:
+        return dict(self.params)
+
+
+@dataclass
+class LayerDAG:
+    """One decoder layer of one phase, as one device runs it."""
+
+    phase: str
+    model: str
+    layout: Layout
+    batch: int
+    q_len: int
+    kv_len: int
+    nodes: list[DagNode] = field(default_factory=list)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        return [(d, n.name) for n in self.nodes for d in n.deps]
+
+    def to_dict(self) -> dict:
+        return {
+            "phase": self.phase, "model": self.model, "batch": self.batch, "q_len": self.q_len,
+            "kv_len": self.kv_len, "layout": self.layout.__dict__,
+            "nodes": [{"name": n.name, "op": n.op, "params": n.p, "kernels": n.kernels, "deps": list(n.deps)}
+                      for n in self.nodes],
+            "edges": [list(e) for e in self.edges],
+        }
+
+
+def kv_heads_per_device(model: ModelConfig, tp: int) -> int:
+    """KV heads each TP rank holds; replicated when tp > kv_heads."""
+    return max(1, model.kv_heads // tp)
+
+
+def moe_imbalance(assignments_per_rank: float, ranks: int) -> float:
+    """Expected max/mean token load over ``ranks`` EP ranks under uniform top-k routing.
+
+    Balls-into-bins with a Gaussian tail: the busiest of ``ranks`` bins holding
+    ``mean`` each on average carries about ``mean + sqrt(2 mean ln ranks)``,
+    so the ratio is ``1 + sqrt(2 ln(ranks) / mean)``, capped at ``ranks`` (all
+    tokens on one rank).  Routing skew of a real model only adds to this.
+    """
+    if ranks <= 1 or assignments_per_rank <= 0:
+        return 1.0
+    return min(float(ranks), 1.0 + math.sqrt(2.0 * math.log(ranks) / assignments_per_rank))
+
+
+def _node(name: str, kind: str, deps: tuple[str, ...], kernels: int = 1, **params) -> DagNode:
+    return DagNode(name, kind, tuple(sorted(params.items())), kernels, deps)
+
+
+def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_len: int,
+                    layout: Layout = Layout()) -> LayerDAG:
+    """The DAG of one decoder layer for ``batch`` sequences of ``q_len`` new tokens over ``kv_len`` context."""
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    for f, v in (("batch", batch), ("q_len", q_len), ("kv_len", kv_len)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{f} must be an integer >= 1, got {v!r}")
+    if kv_len < q_len:
+        raise ValueError(f"kv_len({kv_len}) < q_len({q_len}): the context includes the new tokens")
+    t, sp = layout.tp, (layout.sp if phase == "prefill" else 1)
+    if phase == "decode" and q_len != 1:
+        raise ValueError(f"decode processes one new token per sequence, got q_len={q_len}")
+    el, kvel = model.weight_bytes_per_elem, model.kv_bytes_per_elem
+    h, hd = model.hidden_size, model.head_dim
+    heads = model.heads // t
+    kvh = kv_heads_per_device(model, t)
+    # Each SP rank holds q_len/sp of every prompt (rounded up: the slowest rank sets the pace).
+    tok = batch * math.ceil(q_len / sp)
+    rs_ag = t > 1 and layout.tp_comm == "rs_ag"
+    norm_tok = math.ceil(tok / t) if rs_ag else tok
+    dag = LayerDAG(phase, model.name, layout, batch, q_len, kv_len)
+    add = dag.nodes.append
+
+    def tp_reduce(prefix: str, dep: str) -> str:
+        if t == 1:
+            return dep
+        op = "reduce_scatter" if rs_ag else "all_reduce"
+        add(_node(f"{prefix}_{op}", "collective", (dep,), op=op, nbytes=tok * h * el, group_size=t,
+                  scope=layout.tp_scope))
+        return f"{prefix}_{op}"
+
+    def norm(name: str, dep: tuple[str, ...]) -> str:
+        # fused residual add + RMSNorm: read x and residual, write both
+        add(_node(name, "memory", dep, nbytes=4 * norm_tok * h * el))
+        if rs_ag:
+            add(_node(f"{name}_all_gather", "collective", (name,), op="all_gather", nbytes=tok * h * el,
+                      group_size=t, scope=layout.tp_scope))
+            return f"{name}_all_gather"
+        return name
+
+    x = norm("attn_norm", ())
+    add(_node("qkv", "gemm", (x,), m=tok, n=(heads + 2 * kvh) * hd, k=h))
+    add(_node("rope", "memory", ("qkv",), nbytes=2 * tok * (heads + kvh) * hd * el))
+    add(_node("kv_cache_write", "memory", ("rope",), nbytes=2 * tok * 2 * kvh * hd * kvel))
+    attn_dep: tuple[str, ...] = ("rope", "kv_cache_write")
+    if sp > 1:
+        # every SP rank needs the whole prompt's K and V: all-gather over the SP group (S = total bytes)
+        add(_node("sp_kv_all_gather", "collective", ("kv_cache_write",), op="all_gather",
+                  nbytes=batch * q_len * 2 * kvh * hd * kvel, group_size=sp, scope=layout.sp_scope))
+        attn_dep = ("rope", "sp_kv_all_gather")
+    # causal work split evenly across SP ranks (zig-zag chunk assignment)
+    add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
+              heads=heads, kv_heads=kvh, head_dim=hd, work_fraction=1.0 / sp))
+    add(_node("o_proj", "gemm", ("attention",), m=tok, n=h, k=heads * hd))
+    r = tp_reduce("tp_attn", "o_proj")
+    x = norm("mlp_norm", (r,))
+    if not model.is_moe:
+        f = model.ffn_size // t
+        add(_node("gate_up", "gemm", (x,), m=tok, n=2 * f, k=h))
+        add(_node("act_mul", "memory", ("gate_up",), nbytes=3 * tok * f * el))
+        add(_node("down", "gemm", ("act_mul",), m=tok, n=h, k=f))
+        tp_reduce("tp_mlp", "down")
+        return dag
+    _moe(dag, model, layout, tok, t, el, x)
+    return dag
+
+
+def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el: int, x: str) -> None:
+    add = dag.nodes.append
+    h, E, k = model.hidden_size, model.num_experts, model.top_k
+    ep = layout.ep
+    add(_node("router", "gemm", (x,), m=tok, n=E, k=h))
+    add(_node("topk", "memory", ("router",), nbytes=2 * tok * E * 4))
+    joins: list[str] = []
+    if ep == 1:
+        # every device holds every expert, each TP-split; the grouped GEMM covers the experts hit
+        ef = model.expert_ffn_size // t
+        assigned = tok * k
+        active = _active_experts(E, assigned)
+        m = math.ceil(assigned / active)
+        add(_node("experts_gate_up", "grouped_gemm", ("topk",), count=active, m=m, n=2 * ef, k=h))
+        add(_node("experts_act_mul", "memory", ("experts_gate_up",), nbytes=3 * assigned * ef * el))
+        add(_node("experts_down", "grouped_gemm", ("experts_act_mul",), count=active, m=m, n=h, k=ef))
+        joins.append("experts_down")
+        shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
+    else:
+        # each TP rank routes its 1/tp share of the tokens; experts E/ep per rank, not TP-split
+        local = math.ceil(tok / t)
+        mean = local * k
+        imb = layout.moe_imbalance if layout.moe_imbalance is not None else moe_imbalance(mean, ep)
+        loaded = math.ceil(mean * imb)
+        e_local = E // ep
+        active = _active_experts(e_local, loaded)
+        m = math.ceil(loaded / active)
+        a2a = ep * local * k * h * el  # S = total bytes across the group (every token-expert pair)
+        add(_node("ep_dispatch_all_to_all", "collective", ("topk",), op="all_to_all", nbytes=a2a,
+                  group_size=ep, scope=layout.ep_scope, imbalance=round(imb, 6)))
+        ef = model.expert_ffn_size
+        add(_node("experts_gate_up", "grouped_gemm", ("ep_dispatch_all_to_all",), count=active, m=m, n=2 * ef, k=h))
+        add(_node("experts_act_mul", "memory", ("experts_gate_up",), nbytes=3 * loaded * ef * el))
+        add(_node("experts_down", "grouped_gemm", ("experts_act_mul",), count=active, m=m, n=h, k=ef))
+        add(_node("ep_combine_all_to_all", "collective", ("experts_down",), op="all_to_all", nbytes=a2a,
+                  group_size=ep, scope=layout.ep_scope))
+        joins.append("ep_combine_all_to_all")
+        shared_tok, sf = local, model.shared_experts * model.expert_ffn_size
+    if model.shared_experts:
+        add(_node("shared_gate_up", "gemm", (x,), m=shared_tok, n=2 * sf, k=h))
+        add(_node("shared_act_mul", "memory", ("shared_gate_up",), nbytes=3 * shared_tok * sf * el))
+        add(_node("shared_down", "gemm", ("shared_act_mul",), m=shared_tok, n=h, k=sf))
+        joins.append("shared_down")
+    if ep == 1:
+        if t > 1:
+            op = "reduce_scatter" if layout.tp_comm == "rs_ag" else "all_reduce"
+            add(_node(f"tp_mlp_{op}", "collective", tuple(joins), op=op, nbytes=tok * h * el, group_size=t,
+                      scope=layout.tp_scope))
+    elif t > 1:
+        # tokens were split across the TP ranks for routing: gather them back
+        add(_node("tp_moe_all_gather", "collective", tuple(joins), op="all_gather", nbytes=tok * h * el,
+                  group_size=t, scope=layout.tp_scope))
+
+
+def _active_experts(experts: int, assignments: int) -> int:
+    """Expected distinct experts hit by ``assignments`` uniform picks (at least 1)."""
+    if assignments <= 0:
+        return 1
+    hit = experts * (1.0 - (1.0 - 1.0 / experts) ** assignments)
+    return max(1, min(experts, math.ceil(hit - 1e-9)))
+
+
+def build_edge_dag(model: ModelConfig, phase: str, part: str, tokens: int, logit_tokens: int, tp: int,
+                   tp_scope: str = "intra_node", pp_scope: str = "intra_node") -> LayerDAG:
+    """The non-layer work of a stage: ``embed`` (first stage), ``head`` (last stage) or ``pp_send`` (a stage boundary).
+
+    ``tokens`` tokens pass through the stage; ``logit_tokens`` of them reach the LM head
+    (the last prompt token in prefill, every sequence in decode).
+    """
+    el, h = model.weight_bytes_per_elem, model.hidden_size
+    dag = LayerDAG(phase, model.name, Layout(tp=tp, tp_scope=tp_scope), tokens, 1, 1)
+    add = dag.nodes.append
+    if part == "embed":
+        add(_node("embedding", "memory", (), nbytes=2 * tokens * h * el))
+    elif part == "head":
+        add(_node("final_norm", "memory", (), nbytes=2 * logit_tokens * h * el))
+        add(_node("lm_head", "gemm", ("final_norm",), m=logit_tokens, n=model.vocab_size // tp, k=h))
+        if tp > 1:
+            add(_node("logits_all_gather", "collective", ("lm_head",), op="all_gather",
+                      nbytes=logit_tokens * (model.vocab_size // tp) * tp * el, group_size=tp, scope=tp_scope))
+    elif part == "pp_send":
+        # activations to the next stage: one send/recv pair per TP rank, in parallel
+        add(_node("pp_send_recv", "collective", (), op="send_recv", nbytes=tokens * h * el, group_size=2,
+                  scope=pp_scope))
+    else:
+        raise ValueError(f"edge part must be embed, head or pp_send, got {part!r}")
+    return dag

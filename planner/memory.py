@@ -1,0 +1,101 @@
+"""Memory per device: weights + KV cache + activations + communication buffers.
+
+    from accelcal.planner.memory import device_memory
+    mem = device_memory(model, workload, tp=8, pp=2, ep=1, sp=1)
+    print(mem.total_bytes / 1e9, mem.describe())
+
+The busiest pipeline stage counts (it holds its layers plus the embedding on
+the first stage or the LM head on the last).  KV cache is sized for ``batch``
+sequences at full context (prompt + output).  Activations are the peak live
+tensors of one layer in prefill (the prompt's share per SP rank, or the
+gathered K/V) or decode, whichever is larger, plus fp32 logits.
+Communication buffers are the largest collective message of the layer, twice
+(send and receive), as the DAG sizes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .dag import kv_heads_per_device
+from .models import ModelConfig
+from .workload import Workload
+
+__all__ = ["MemoryEstimate", "device_memory", "layer_weight_elems"]
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one device needs, by kind."""
+
+    weights_bytes: float
+    """Model weights held by the busiest stage's device."""
+    kv_cache_bytes: float
+    """KV cache for ``batch`` sequences at full context."""
+    activation_bytes: float
+    """Peak live activations of one layer (prefill or decode) plus logits."""
+    comm_buffer_bytes: float
+    """Largest collective message, send + receive."""
+
+    @property
+    def total_bytes(self) -> float:
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes + self.comm_buffer_bytes
+
+    def describe(self) -> str:
+        g = 1e9
+        return (f"weights {self.weights_bytes / g:.2f} GB + KV {self.kv_cache_bytes / g:.2f} GB + activations "
+                f"{self.activation_bytes / g:.2f} GB + comm buffers {self.comm_buffer_bytes / g:.3f} GB = "
+                f"{self.total_bytes / g:.2f} GB")
+
+    def to_dict(self) -> dict:
+        return {"weights_bytes": self.weights_bytes, "kv_cache_bytes": self.kv_cache_bytes,
+                "activation_bytes": self.activation_bytes, "comm_buffer_bytes": self.comm_buffer_bytes,
+                "total_bytes": self.total_bytes}
+
+
+def layer_weight_elems(model: ModelConfig, tp: int, ep: int) -> int:
+    """Weight elements of one decoder layer on one device."""
+    h, hd = model.hidden_size, model.head_dim
+    heads, kvh = model.heads // tp, kv_heads_per_device(model, tp)
+    attn = h * (heads + 2 * kvh) * hd + heads * hd * h
+    if not model.is_moe:
+        ffn = 3 * h * (model.ffn_size // tp)
+    elif ep == 1:
+        ffn = (model.num_experts + model.shared_experts) * 3 * h * (model.expert_ffn_size // tp) + h * model.num_experts
+    else:
+        # routed experts split across EP ranks; shared experts replicated (they run on each rank's tokens)
+        ffn = ((model.num_experts // ep) + model.shared_experts) * 3 * h * model.expert_ffn_size + h * model.num_experts
+    return attn + ffn + 2 * h
+
+
+def device_memory(model: ModelConfig, workload: Workload, tp: int = 1, pp: int = 1, ep: int = 1,
+                  sp: int = 1) -> MemoryEstimate:
+    el, kvel = model.weight_bytes_per_elem, model.kv_bytes_per_elem
+    h, hd = model.hidden_size, model.head_dim
+    layers = math.ceil(model.layers / pp)
+    embed = model.vocab_size * h // tp  # embedding on the first stage, LM head on the last (same size)
+    head_stage = 2 * embed + h if pp == 1 else embed + h
+    weights = (layers * layer_weight_elems(model, tp, ep) + head_stage) * el
+    kvh = kv_heads_per_device(model, tp)
+    kv = workload.batch * workload.context_len * layers * 2 * kvh * hd * kvel
+    heads = model.heads // tp
+    if model.is_moe:
+        ef = model.expert_ffn_size if ep > 1 else model.expert_ffn_size // tp
+        mlp_width = 3 * ef * model.top_k + 3 * model.shared_experts * ef
+    else:
+        mlp_width = 3 * (model.ffn_size // tp)
+    widest = max((2 * heads + 2 * kvh) * hd, mlp_width)
+
+    def act(tokens: int, kv_tokens: int) -> float:
+        return tokens * (2 * h + widest) * el + kv_tokens * 2 * kvh * hd * kvel
+
+    prefill_tok = math.ceil(workload.prompt_len / sp)
+    activations = max(act(prefill_tok, workload.prompt_len if sp > 1 else 0), act(workload.batch, 0))
+    activations += workload.batch * (model.vocab_size // tp) * 4  # fp32 logits
+    moe_tok = model.top_k * (math.ceil(prefill_tok / tp) if ep > 1 else 0)
+    comm = 2 * max(prefill_tok * h * el, moe_tok * h * el * (ep if ep > 1 else 0),
+                   workload.prompt_len * 2 * kvh * hd * kvel if sp > 1 else 0)
+    if tp == 1 and ep == 1 and sp == 1 and pp == 1:
+        comm = 0
+    return MemoryEstimate(float(weights), float(kv), float(activations), float(comm))

@@ -1,0 +1,195 @@
+"""Decoder-only Transformer configs for the planner, with presets as data.
+
+    from accelcal.planner.models import ModelConfig
+    m = ModelConfig.from_name("llama3-70b")       # presets: planner/presets/*.yaml
+    m = ModelConfig.from_yaml("my-model.yaml")     # same keys as a preset
+    print(m.weight_bytes() / 1e9, "GB of weights")
+
+Each preset cites the published ``config.json`` its numbers come from.  The
+layer is Llama-shaped: RMSNorm, fused QKV with grouped-query attention, an
+output projection, and a SwiGLU MLP (gate/up fused, down); a MoE layer swaps
+the MLP for a router, ``num_experts`` SwiGLU experts of ``expert_ffn_size``
+(``top_k`` active per token) and ``shared_experts`` always-active experts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+__all__ = ["DTYPE_BYTES", "ModelConfig", "preset_names"]
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+#: Bytes per element of each dtype name accelcal uses.
+DTYPE_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One decoder-only Transformer."""
+
+    name: str
+    """Preset or user name, used in reports."""
+    layers: int
+    """Decoder layers (``num_hidden_layers``)."""
+    hidden_size: int
+    """Residual stream width (``hidden_size``)."""
+    heads: int
+    """Query heads (``num_attention_heads``)."""
+    kv_heads: int
+    """Key/value heads (``num_key_value_heads``; = heads for MHA)."""
+    head_dim: int
+    """Width of one head."""
+    ffn_size: int
+    """Dense SwiGLU MLP width (``intermediate_size``)."""
+    vocab_size: int
+    """Vocabulary (embedding rows and LM-head columns; untied)."""
+    weight_dtype: str = "bf16"
+    """dtype of the weights and activations (a profile compute dtype)."""
+    kv_dtype: str = "bf16"
+    """dtype of the KV cache."""
+    num_experts: int = 0
+    """Routed experts per MoE layer; 0 = dense model."""
+    top_k: int = 0
+    """Routed experts active per token."""
+    expert_ffn_size: int = 0
+    """SwiGLU width of one routed (and one shared) expert."""
+    shared_experts: int = 0
+    """Always-active experts per MoE layer."""
+    source: str = ""
+    """Where the numbers come from (the published config.json fields)."""
+
+    def __post_init__(self) -> None:
+        for f in ("layers", "hidden_size", "heads", "kv_heads", "head_dim", "ffn_size", "vocab_size"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"model {self.name!r}: {f} must be a positive integer, got {v!r}")
+        for f in ("num_experts", "top_k", "expert_ffn_size", "shared_experts"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"model {self.name!r}: {f} must be an integer >= 0, got {v!r}")
+        for f in ("weight_dtype", "kv_dtype"):
+            if getattr(self, f) not in DTYPE_BYTES:
+                raise ValueError(f"model {self.name!r}: {f}={getattr(self, f)!r}; expected one of {sorted(DTYPE_BYTES)}")
+        if self.heads % self.kv_heads:
+            raise ValueError(
+                f"model {self.name!r}: heads({self.heads}) % kv_heads({self.kv_heads}) = "
+                f"{self.heads % self.kv_heads}; grouped-query attention needs heads divisible by kv_heads")
+        if self.num_experts:
+            if not (1 <= self.top_k <= self.num_experts):
+                raise ValueError(f"model {self.name!r}: top_k({self.top_k}) must be in 1..num_experts({self.num_experts})")
+            if self.expert_ffn_size <= 0:
+                raise ValueError(f"model {self.name!r}: a MoE model needs expert_ffn_size > 0")
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def from_name(cls, name: str) -> "ModelConfig":
+        """A preset by name; the error lists the presets."""
+        path = PRESET_DIR / f"{name}.yaml"
+        if not path.is_file():
+            raise ValueError(f"unknown model {name!r}; presets: {', '.join(preset_names())} (or pass a config .yaml)")
+        return cls.from_yaml(path)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ModelConfig":
+        """Load a config file with the preset keys (unknown keys are an error)."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        return cls.from_dict(data, origin=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, origin: str = "<dict>") -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"{origin}: expected a mapping of model keys, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{origin}: unknown model key(s) {unknown}; expected keys from {sorted(known)}")
+        missing = sorted(f.name for f in fields(cls) if f.default is dataclass_missing() and f.name not in data)
+        if missing:
+            raise ValueError(f"{origin}: missing model key(s) {missing}")
+        try:
+            return cls(**data)
+        except ValueError as exc:
+            raise ValueError(f"{origin}: {exc}") from None
+
+    @classmethod
+    def resolve(cls, spec: "str | Path | ModelConfig") -> "ModelConfig":
+        """A ModelConfig, a preset name, or a path to a .yaml config."""
+        if isinstance(spec, ModelConfig):
+            return spec
+        s = str(spec)
+        if s.endswith((".yaml", ".yml")) or Path(s).is_file():
+            if not Path(s).is_file():
+                raise FileNotFoundError(f"model config {s} does not exist")
+            return cls.from_yaml(s)
+        return cls.from_name(s)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # -- derived sizes ------------------------------------------------------
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def weight_bytes_per_elem(self) -> int:
+        return DTYPE_BYTES[self.weight_dtype]
+
+    @property
+    def kv_bytes_per_elem(self) -> int:
+        return DTYPE_BYTES[self.kv_dtype]
+
+    @property
+    def q_size(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_size(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    def attention_params(self) -> int:
+        """QKV + output projection weights of one layer."""
+        return self.hidden_size * (self.q_size + 2 * self.kv_size) + self.q_size * self.hidden_size
+
+    def mlp_params(self) -> int:
+        """Dense SwiGLU MLP (gate, up, down) of one layer."""
+        return 3 * self.hidden_size * self.ffn_size
+
+    def expert_params(self) -> int:
+        """One routed (or shared) SwiGLU expert."""
+        return 3 * self.hidden_size * self.expert_ffn_size
+
+    def layer_params(self) -> int:
+        """All weights of one decoder layer (norms included)."""
+        ffn = self.mlp_params() if not self.is_moe else (
+            (self.num_experts + self.shared_experts) * self.expert_params() + self.hidden_size * self.num_experts)
+        return self.attention_params() + ffn + 2 * self.hidden_size
+
+    def embedding_params(self) -> int:
+        """Input embedding plus (untied) LM head plus the final norm."""
+        return 2 * self.vocab_size * self.hidden_size + self.hidden_size
+
+    def weight_bytes(self) -> int:
+        return (self.layers * self.layer_params() + self.embedding_params()) * self.weight_bytes_per_elem
+
+    def kv_bytes_per_token(self) -> int:
+        """KV-cache bytes one token adds across all layers."""
+        return self.layers * 2 * self.kv_size * self.kv_bytes_per_elem
+
+
+def dataclass_missing():
+    from dataclasses import MISSING
+    return MISSING
+
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets, sorted."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))

@@ -1,0 +1,99 @@
+"""Plan results as a table for people or JSON for programs.
+
+    from accelcal.planner.report import format_table, to_json
+    print(format_table(result, top=10))
+    json.dump(to_json(result, top=10), fh)
+
+Both are deterministic for the same inputs (no timestamps, sorted keys).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .search import GroupPlan, PlanResult
+
+__all__ = ["format_table", "to_json"]
+
+
+def _t(x: float) -> str:
+    return f"{x * 1e3:.3g} ms" if x < 1 else f"{x:.3g} s"
+
+
+def _pct(bd: dict[str, float]) -> str:
+    tot = sum(bd.values()) or 1.0
+    return "/".join(f"{100 * bd[k] / tot:.0f}" for k in ("compute", "memory", "communication", "launch"))
+
+
+def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
+    w = r.workload
+    out = [f"{r.model.name} on {gp.group} ({gp.device_name}): {gp.devices} devices, {gp.devices_per_node} per node; "
+           f"prompt {w.prompt_len}, output {w.output_len}, batch {w.batch} per replica; "
+           f"{'CUDA graphs' if r.options.cuda_graphs else 'eager launches'}; objective: {gp.objective}",
+           f"{gp.candidates_evaluated} layouts evaluated: {len(gp.ranked)} feasible, {len(gp.rejected)} rejected",
+           ""]
+    hdr = f"{'#':>3}  {'plan':<22} {'TTFT':>10} {'TPOT':>10} {'tok/s/dev':>10} {'mem/dev':>9}  {'decode c/m/comm/l %':<20} {'scopes tp,pp':<22} {'targets'}"
+    out.append(hdr)
+    out.append("-" * len(hdr))
+    pareto = {id(c) for c in gp.pareto}
+    for i, c in enumerate(gp.ranked[:top], 1):
+        mark = "*" if id(c) in pareto else " "
+        out.append(f"{i:>3}{mark} {c.label:<22} {_t(c.ttft_s):>10} {_t(c.tpot_s):>10} {c.tokens_per_s_per_device:>10.4g} "
+                   f"{c.memory.total_bytes / 1e9:>6.3g} GB  {_pct(c.decode.breakdown):<20} "
+                   f"{c.scopes['tp'][:5] + ',' + c.scopes['pp'][:5]:<22} {'ok' if not c.misses else 'MISS'}")
+    out.append("  (* = on the Pareto front of request latency vs tokens/s per device)")
+    out.append("")
+    out.append("Pareto front: " + "; ".join(f"{c.label} ({_t(c.request_latency_s)}, {c.tokens_per_s_per_device:.4g} tok/s/dev)"
+                                             for c in gp.pareto))
+    if gp.sp_threshold:
+        th = gp.sp_threshold
+        out.append(f"SP threshold: {str(th['prompt_len']) + ' tokens' if th.get('prompt_len') else 'n/a'} - {th['detail']}")
+    best = gp.ranked[0]
+    out.append("")
+    out.append(f"Recommended: {best.label}  TTFT {_t(best.ttft_s)}, TPOT {_t(best.tpot_s)}, "
+               f"{best.tokens_per_s_per_device:.4g} tokens/s per device, {best.memory.total_bytes / 1e9:.3g} GB per device")
+    out.extend(f"  why: {line}" for line in best.why)
+    for m in best.misses:
+        out.append(f"  misses: {m}")
+    out.extend(f"note: {n}" for n in gp.notes)
+    counts = Counter(x.constraint for x in gp.rejected)
+    if counts:
+        out.append("")
+        out.append("Rejected: " + ", ".join(f"{n} by {k}" for k, n in sorted(counts.items())))
+        shown = set()
+        for rej in gp.rejected:
+            if rej.constraint in shown:
+                continue
+            shown.add(rej.constraint)
+            out.append(f"  e.g. {rej.label}: {rej.reason}")
+    return out
+
+
+def format_table(r: PlanResult, top: int = 10) -> str:
+    lines: list[str] = []
+    for gp in r.groups:
+        lines.extend(_group_table(r, gp, top))
+        lines.append("")
+    if len(r.groups) > 1:
+        c = r.combined()
+        lines.append(f"DP across device groups: {', '.join(c['groups'])}: {c['tokens_per_s']:.4g} tokens/s on "
+                     f"{c['devices']} devices ({c['tokens_per_s_per_device']:.4g} per device), worst TTFT "
+                     f"{_t(c['ttft_s_worst'])}, worst TPOT {_t(c['tpot_s_worst'])}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_json(r: PlanResult, top: int = 10) -> dict:
+    out = {"model": r.model.to_dict(), "workload": r.workload.to_dict(),
+           "options": {k: getattr(r.options, k) for k in r.options.__dataclass_fields__}, "groups": []}
+    for gp in r.groups:
+        out["groups"].append({
+            "group": gp.group, "device_name": gp.device_name, "devices": gp.devices,
+            "devices_per_node": gp.devices_per_node, "objective": gp.objective,
+            "candidates_evaluated": gp.candidates_evaluated, "feasible": len(gp.ranked),
+            "ranked": [c.summary() for c in gp.ranked[:top]],
+            "pareto": [c.summary() for c in gp.pareto],
+            "rejected": [x.to_dict() for x in gp.rejected],
+            "sp_threshold": gp.sp_threshold, "notes": list(gp.notes)})
+    if len(r.groups) > 1:
+        out["combined"] = r.combined()
+    return out

@@ -1,0 +1,584 @@
+"""Enumerate TP x PP x DP (x EP for MoE, SP for prefill), cost each, rank, explain.
+
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.cluster import Cluster
+    from accelcal.planner.search import plan
+    from accelcal.planner.workload import Workload
+    res = plan("llama3-70b", Cluster.homogeneous(Profile.load("profiles/datasheet/h100-sxm.yaml")),
+               Workload(prompt_len=2048, output_len=256, batch=8))
+    best = res.best
+    print(best.label, best.ttft_s, best.tpot_s, best.tokens_per_s_per_device)
+    for line in best.why: print(line)
+
+Model of a plan (one device group): a replica is ``tp x pp`` devices; ``dp =
+devices // (tp x pp)`` replicas each decode ``batch`` sequences.  Decode splits
+the batch into ``min(batch, pp)`` micro-batches, so TPOT = max(one token's path
+through all stages, micro-batches x slowest stage).  A prompt is prefilled on
+its own: TTFT is its path through the stages; with SP it is split across
+``sp`` replicas (prefill only; they all-gather K/V per layer).  Tokens/s per
+device = batch x output_len / (batch x replica time spent on prefills +
+output_len x TPOT) / (tp x pp).  Devices are numbered node-major, TP innermost,
+then PP stages, then replicas; a group that crosses a node boundary uses
+inter-node collectives.
+
+Ranking (``objective``): ``latency`` = request latency (TTFT + (output-1) x
+TPOT), ``throughput`` = tokens/s per device; ``auto`` = throughput when a TTFT
+or TPOT target is given (best throughput that meets them), else latency.  Plans
+that miss a target rank after those that meet it.  Every order is total (ties
+broken by the degrees), so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .cluster import Cluster, DeviceGroup
+from .cost import CATEGORIES, Coster, CostedDAG
+from .dag import Layout, build_edge_dag, build_layer_dag
+from .memory import MemoryEstimate, device_memory
+from .models import ModelConfig
+from .workload import Workload
+
+__all__ = ["Candidate", "GroupPlan", "NoFeasiblePlan", "PlanOptions", "PlanResult", "Rejection", "plan"]
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Knobs of the search."""
+
+    cuda_graphs: bool = False
+    """Cost launches as CUDA-graph replay (True) or eager launches (False)."""
+    objective: str = "auto"
+    """auto | latency | throughput (see module docstring)."""
+    memory_utilization: float = 0.9
+    """Fraction of device memory a plan may use (vLLM's gpu_memory_utilization default)."""
+    tp_comm: str = "auto"
+    """TP reduction: all_reduce | rs_ag | auto (the cheaper, costed per phase)."""
+    moe_imbalance: float | None = None
+    """Max/mean expert load per EP rank; None = computed from routing statistics."""
+    sp_threshold: bool = True
+    """Compute the prompt length above which SP pays off for the best plan."""
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("auto", "latency", "throughput"):
+            raise ValueError(f"objective must be auto, latency or throughput, got {self.objective!r}")
+        if not 0.0 < self.memory_utilization <= 1.0:
+            raise ValueError(f"memory_utilization must be in (0, 1], got {self.memory_utilization}")
+        if self.tp_comm not in ("auto", "all_reduce", "rs_ag"):
+            raise ValueError(f"tp_comm must be auto, all_reduce or rs_ag, got {self.tp_comm!r}")
+
+
+@dataclass
+class PhaseCost:
+    """One phase of a plan: the layer DAG, the stage edges, the path and the slowest stage."""
+
+    layer: CostedDAG
+    """One decoder layer as costed."""
+    edges: dict[str, CostedDAG]
+    """embed / head / pp_send DAGs as costed (pp_send only when pp > 1)."""
+    path_s: float
+    """One token's (decode) or one prompt's (prefill) path through all stages."""
+    max_stage_s: float
+    """The slowest pipeline stage."""
+    breakdown: dict[str, float]
+    """Seconds per category along the path."""
+    tp_comm: str
+    """TP reduction used: all_reduce or rs_ag."""
+
+
+@dataclass
+class Candidate:
+    """One feasible layout of one device group, costed."""
+
+    group: str
+    tp: int
+    pp: int
+    dp: int
+    ep: int
+    sp: int
+    devices: int
+    """Devices used (tp x pp x dp)."""
+    idle_devices: int
+    """Devices of the group left unused (group size not a multiple of tp x pp)."""
+    scopes: dict[str, str]
+    """intra_node / inter_node for the tp, pp, ep and sp groups."""
+    ttft_s: float
+    """Time to first token: one prompt's prefill."""
+    tpot_s: float
+    """Time per output token at the workload's batch."""
+    request_latency_s: float
+    """TTFT + (output_len - 1) x TPOT."""
+    tokens_per_s_per_device: float
+    """Output tokens per second per device used, prefill time included."""
+    tokens_per_s: float
+    """Output tokens per second of the whole group."""
+    memory: MemoryEstimate
+    """Per-device memory of the busiest stage."""
+    memory_limit_bytes: float
+    """memory_utilization x device capacity."""
+    decode: PhaseCost
+    prefill: PhaseCost
+    misses: list[str] = field(default_factory=list)
+    """Targets this plan misses, with the arithmetic; empty = meets them all."""
+    extrapolated: list[str] = field(default_factory=list)
+    """Profile answers outside the measured range that this plan relies on."""
+    why: list[str] = field(default_factory=list)
+    """Filled for the listed plans by accelcal.planner.why."""
+
+    @property
+    def meets_targets(self) -> bool:
+        return not self.misses
+
+    @property
+    def label(self) -> str:
+        s = f"TP{self.tp} PP{self.pp} DP{self.dp}"
+        if self.ep > 1:
+            s += f" EP{self.ep}"
+        if self.sp > 1:
+            s += f" SP{self.sp}"
+        return s
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        return (self.tp, self.pp, self.ep, self.sp)
+
+    def summary(self) -> dict:
+        return {
+            "group": self.group, "label": self.label, "tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep,
+            "sp": self.sp, "devices": self.devices, "idle_devices": self.idle_devices, "scopes": dict(self.scopes),
+            "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "request_latency_s": self.request_latency_s,
+            "tokens_per_s_per_device": self.tokens_per_s_per_device, "tokens_per_s": self.tokens_per_s,
+            "memory": self.memory.to_dict(), "memory_limit_bytes": self.memory_limit_bytes,
+            "decode_breakdown_s": self.decode.breakdown, "prefill_breakdown_s": self.prefill.breakdown,
+            "tp_comm": {"decode": self.decode.tp_comm, "prefill": self.prefill.tp_comm},
+            "meets_targets": self.meets_targets, "misses": list(self.misses),
+            "extrapolated": list(self.extrapolated), "why": list(self.why),
+        }
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A layout the search threw out, and why."""
+
+    group: str
+    tp: int
+    pp: int
+    ep: int
+    sp: int
+    constraint: str
+    """divisibility | placement | measurement | memory."""
+    reason: str
+    """The arithmetic."""
+    excess: float = 0.0
+    """For memory: needed / limit (>1); else 0."""
+
+    @property
+    def label(self) -> str:
+        return f"TP{self.tp} PP{self.pp}" + (f" EP{self.ep}" if self.ep > 1 else "") + (f" SP{self.sp}" if self.sp > 1 else "")
+
+    def to_dict(self) -> dict:
+        return {"group": self.group, "label": self.label, "tp": self.tp, "pp": self.pp, "ep": self.ep, "sp": self.sp,
+                "constraint": self.constraint, "reason": self.reason}
+
+
+class NoFeasiblePlan(ValueError):
+    """No layout passed every constraint; the message says which failed first and by how much."""
+
+    def __init__(self, message: str, rejections: list[Rejection]):
+        super().__init__(message)
+        self.rejections = rejections
+
+
+@dataclass
+class GroupPlan:
+    """Search result for one device group."""
+
+    group: str
+    device_name: str
+    devices: int
+    devices_per_node: int
+    objective: str
+    ranked: list[Candidate]
+    rejected: list[Rejection]
+    pareto: list[Candidate]
+    candidates_evaluated: int
+    sp_threshold: dict | None = None
+    """{prompt_len, sp, tp, pp, detail} for the best plan, or {prompt_len: None, detail: why not}."""
+    notes: list[str] = field(default_factory=list)
+    evaluator: Any = field(default=None, repr=False, compare=False)
+    """The costing context (profile queries for why-lines); not serialised."""
+
+
+@dataclass
+class PlanResult:
+    """Everything the planner found."""
+
+    model: ModelConfig
+    workload: Workload
+    options: PlanOptions
+    groups: list[GroupPlan]
+
+    @property
+    def best(self) -> Candidate:
+        return self.groups[0].ranked[0]
+
+    @property
+    def ranked(self) -> list[Candidate]:
+        return self.groups[0].ranked
+
+    @property
+    def rejected(self) -> list[Rejection]:
+        return self.groups[0].rejected
+
+    @property
+    def pareto(self) -> list[Candidate]:
+        return self.groups[0].pareto
+
+    @property
+    def sp_threshold(self) -> dict | None:
+        return self.groups[0].sp_threshold
+
+    def combined(self) -> dict:
+        """DP across device groups: each group runs its best plan; totals and the worst latencies."""
+        bests = [g.ranked[0] for g in self.groups]
+        devices = sum(c.devices for c in bests)
+        tps = sum(c.tokens_per_s for c in bests)
+        return {"groups": [c.label + f" on {c.group}" for c in bests], "devices": devices,
+                "tokens_per_s": tps, "tokens_per_s_per_device": tps / devices,
+                "ttft_s_worst": max(c.ttft_s for c in bests), "tpot_s_worst": max(c.tpot_s for c in bests),
+                "requests_per_s": tps / self.workload.output_len}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _scope_of(devices: list[int], dpn: int) -> str:
+    return "intra_node" if len({d // dpn for d in devices}) == 1 else "inter_node"
+
+
+def _layout_scopes(tp: int, pp: int, dp: int, ep: int, sp: int, dpn: int) -> dict[str, str]:
+    """Worst scope of every TP, PP-boundary, EP and SP group (device = replica*tp*pp + stage*tp + rank)."""
+    rep = tp * pp
+
+    def dev(r: int, s: int, k: int) -> int:
+        return r * rep + s * tp + k
+
+    worst = {"tp": "intra_node", "pp": "intra_node", "ep": "intra_node", "sp": "intra_node"}
+
+    def note(kind: str, devs: list[int]) -> None:
+        if _scope_of(devs, dpn) == "inter_node":
+            worst[kind] = "inter_node"
+
+    for r in range(dp):
+        for s in range(pp):
+            note("tp", [dev(r, s, k) for k in range(tp)])
+            if s + 1 < pp:
+                for k in range(tp):
+                    note("pp", [dev(r, s, k), dev(r, s + 1, k)])
+    for size, kind, per in ((ep, "ep", tp), (sp, "sp", 1)):
+        if size <= 1:
+            continue
+        span = size // per  # replicas per group
+        for r0 in range(0, dp - span + 1, span):
+            for s in range(pp):
+                if kind == "ep":
+                    note(kind, [dev(r0 + i, s, k) for i in range(span) for k in range(tp)])
+                else:
+                    for k in range(tp):
+                        note(kind, [dev(r0 + i, s, k) for i in range(span)])
+    return worst
+
+
+def _add(a: dict[str, float], b: dict[str, float], scale: float = 1.0) -> None:
+    for k, v in b.items():
+        a[k] = a.get(k, 0.0) + scale * v
+
+
+# ----------------------------------------------------------------------------- costing one plan
+
+class _Evaluator:
+    """Costs layouts of one group; memoises layer costs across candidates."""
+
+    def __init__(self, model: ModelConfig, workload: Workload, group: DeviceGroup, options: PlanOptions):
+        self.model, self.w, self.g, self.o = model, workload, group, options
+        self.coster = Coster(group.profile, dtype=model.weight_dtype, cuda_graphs=options.cuda_graphs,
+                             inter_node_profile=group.inter_node_profile)
+        self.el = model.weight_bytes_per_elem
+        self._memo: dict[tuple, CostedDAG] = {}
+
+    def _layer(self, phase: str, batch: int, q_len: int, kv_len: int, layout: Layout) -> CostedDAG:
+        key = ("layer", phase, batch, q_len, kv_len, layout)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self.coster.cost_dag(
+                build_layer_dag(self.model, phase, batch, q_len, kv_len, layout), self.el)
+        return hit
+
+    def _edge(self, phase: str, part: str, tokens: int, logits: int, tp: int, tp_scope: str, pp_scope: str) -> CostedDAG:
+        key = ("edge", phase, part, tokens, logits, tp, tp_scope, pp_scope)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self.coster.cost_dag(
+                build_edge_dag(self.model, phase, part, tokens, logits, tp, tp_scope, pp_scope), self.el)
+        return hit
+
+    def phase(self, phase: str, tp: int, pp: int, ep: int, sp: int, scopes: dict[str, str], batch: int,
+              q_len: int, kv_len: int) -> PhaseCost:
+        comms = ["all_reduce", "rs_ag"] if self.o.tp_comm == "auto" and tp > 1 else [
+            self.o.tp_comm if self.o.tp_comm != "auto" else "all_reduce"]
+        best = None
+        for comm in comms:
+            layout = Layout(tp=tp, tp_scope=scopes["tp"], tp_comm=comm, ep=ep, ep_scope=scopes["ep"],
+                            sp=sp if phase == "prefill" else 1, sp_scope=scopes["sp"],
+                            moe_imbalance=self.o.moe_imbalance)
+            layer = self._layer(phase, batch, q_len, kv_len, layout)
+            if best is None or layer.total_s < best[1].total_s:
+                best = (comm, layer)
+        comm, layer = best
+        tokens = batch * math.ceil(q_len / (sp if phase == "prefill" else 1))
+        logits = batch  # the last prompt token (prefill) or the new token (decode) of each sequence
+        edges = {"embed": self._edge(phase, "embed", tokens, logits, tp, scopes["tp"], scopes["pp"]),
+                 "head": self._edge(phase, "head", tokens, logits, tp, scopes["tp"], scopes["pp"])}
+        if pp > 1:
+            edges["pp_send"] = self._edge(phase, "pp_send", tokens, logits, tp, scopes["tp"], scopes["pp"])
+        per_stage = self.model.layers // pp
+        stage = per_stage * layer.total_s
+        p2p = edges["pp_send"].total_s if pp > 1 else 0.0
+        first = stage + edges["embed"].total_s + p2p
+        last = stage + edges["head"].total_s + (edges["embed"].total_s if pp == 1 else 0.0)
+        path = pp * stage + edges["embed"].total_s + edges["head"].total_s + (pp - 1) * p2p
+        bd = {c: 0.0 for c in CATEGORIES}
+        _add(bd, layer.breakdown, pp * per_stage)
+        _add(bd, edges["embed"].breakdown)
+        _add(bd, edges["head"].breakdown)
+        if pp > 1:
+            _add(bd, edges["pp_send"].breakdown, pp - 1)
+        return PhaseCost(layer, edges, path, max(first, last, stage), bd, comm)
+
+    def ttft_s(self, tp: int, pp: int, ep: int, sp: int, scopes: dict[str, str], prompt_len: int) -> float:
+        return self.phase("prefill", tp, pp, ep, sp, scopes, 1, prompt_len, prompt_len).path_s
+
+    def candidate(self, tp: int, pp: int, dp: int, ep: int, sp: int, scopes: dict[str, str],
+                  mem: MemoryEstimate, limit: float) -> Candidate:
+        w = self.w
+        m = min(w.batch, pp)
+        b = math.ceil(w.batch / m)
+        dec = self.phase("decode", tp, pp, ep, 1, scopes, b, 1, w.mean_decode_kv_len)
+        tpot = max(dec.path_s, m * dec.max_stage_s)
+        pre = self.phase("prefill", tp, pp, ep, sp, scopes, 1, w.prompt_len, w.prompt_len)
+        ttft = pre.path_s
+        # replica time per request: the slowest prefill stage (prefills pipeline), on each of sp replicas
+        cycle = w.batch * sp * pre.max_stage_s + w.output_len * tpot
+        per_device = w.batch * w.output_len / cycle / (tp * pp)
+        devices = tp * pp * dp
+        misses = []
+        if w.ttft_s is not None and ttft > w.ttft_s:
+            misses.append(f"TTFT {ttft:.4g} s > target {w.ttft_s:.4g} s (x{ttft / w.ttft_s:.3g})")
+        if w.tpot_s is not None and tpot > w.tpot_s:
+            misses.append(f"TPOT {tpot:.4g} s > target {w.tpot_s:.4g} s (x{tpot / w.tpot_s:.3g})")
+        if w.request_rate_per_s is not None:
+            rate = per_device * devices / w.output_len
+            if rate < w.request_rate_per_s:
+                misses.append(f"sustains {rate:.4g} req/s < offered {w.request_rate_per_s:.4g} req/s")
+        extrap = sorted({x for cd in (dec.layer, pre.layer, *dec.edges.values(), *pre.edges.values())
+                         for x in cd.extrapolated})
+        return Candidate(self.g.name, tp, pp, dp, ep, sp, devices, self.g.devices - devices, scopes, ttft, tpot,
+                         ttft + (w.output_len - 1) * tpot, per_device, per_device * devices, mem, limit, dec, pre,
+                         misses, extrap)
+
+
+# ----------------------------------------------------------------------------- search
+
+def _check_divisible(model: ModelConfig, tp: int, pp: int) -> str | None:
+    if model.heads % tp:
+        return f"heads({model.heads}) % tp({tp}) = {model.heads % tp}: attention heads must split evenly"
+    if model.kv_heads % tp and tp % model.kv_heads:
+        return (f"kv_heads({model.kv_heads}) and tp({tp}) do not divide either way (kv_heads % tp = "
+                f"{model.kv_heads % tp}, tp % kv_heads = {tp % model.kv_heads}): KV heads cannot be split or replicated evenly")
+    if not model.is_moe and model.ffn_size % tp:
+        return f"ffn_size({model.ffn_size}) % tp({tp}) = {model.ffn_size % tp}: the MLP must split evenly"
+    if model.layers % pp:
+        return (f"layers({model.layers}) % pp({pp}) = {model.layers % pp}: {model.layers}/{pp} = "
+                f"{model.layers / pp:.4g} layers per stage; stages must be equal")
+    return None
+
+
+def _check_placement(tp: int, dpn: int) -> str | None:
+    if tp <= dpn and dpn % tp:
+        return (f"devices_per_node({dpn}) % tp({tp}) = {dpn % tp}: TP groups would straddle node boundaries "
+                f"unevenly")
+    if tp > dpn and tp % dpn:
+        return f"tp({tp}) % devices_per_node({dpn}) = {tp % dpn}: a TP group spanning nodes must take whole nodes"
+    return None
+
+
+def _ep_options(model: ModelConfig, tp: int, dp: int, group: str, pp: int, rejected: list[Rejection]) -> list[int]:
+    if not model.is_moe:
+        return [1]
+    opts = [1] if model.expert_ffn_size % tp == 0 else []
+    if model.expert_ffn_size % tp:
+        rejected.append(Rejection(group, tp, pp, 1, 1, "divisibility",
+                                  f"expert_ffn_size({model.expert_ffn_size}) % tp({tp}) = {model.expert_ffn_size % tp}: "
+                                  f"experts cannot be TP-split; use EP"))
+    for ep in range(max(2, tp), tp * dp + 1, tp):
+        if (tp * dp) % ep:
+            continue
+        if model.num_experts % ep:
+            rejected.append(Rejection(group, tp, pp, ep, 1, "divisibility",
+                                      f"num_experts({model.num_experts}) % ep({ep}) = {model.num_experts % ep}: "
+                                      f"{model.num_experts}/{ep} = {model.num_experts / ep:.4g} experts per rank"))
+            continue
+        opts.append(ep)
+    return opts
+
+
+def _rank_key(objective: str) -> Callable[[Candidate], tuple]:
+    if objective == "throughput":
+        return lambda c: (bool(c.misses), -round(c.tokens_per_s_per_device, 9), round(c.request_latency_s, 15),
+                          c.tp * c.pp, c.tp, c.pp, c.ep, c.sp)
+    return lambda c: (bool(c.misses), round(c.request_latency_s, 15), -round(c.tokens_per_s_per_device, 9),
+                      c.tp * c.pp, c.tp, c.pp, c.ep, c.sp)
+
+
+def _pareto(cands: list[Candidate]) -> list[Candidate]:
+    pts = sorted(cands, key=lambda c: (c.request_latency_s, -c.tokens_per_s_per_device, c.tp, c.pp, c.ep, c.sp))
+    out, best_tps = [], -1.0
+    for c in pts:
+        if c.tokens_per_s_per_device > best_tps:
+            out.append(c)
+            best_tps = c.tokens_per_s_per_device
+    return out
+
+
+def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, options: PlanOptions,
+                 progress: Callable[[str], None] | None = None) -> GroupPlan:
+    """Every layout of one device group, costed and ranked."""
+    n, dpn = group.devices, group.devices_per_node
+    limit = options.memory_utilization * group.memory_capacity_bytes
+    objective = options.objective
+    if objective == "auto":
+        objective = "throughput" if (workload.ttft_s or workload.tpot_s) else "latency"
+    ev = _Evaluator(model, workload, group, options)
+    ranked: list[Candidate] = []
+    rejected: list[Rejection] = []
+    evaluated = 0
+    for tp in range(1, n + 1):
+        for pp in range(1, n // tp + 1):
+            dp = n // (tp * pp)
+            evaluated += 1
+            why = _check_divisible(model, tp, pp)
+            if why:
+                rejected.append(Rejection(group.name, tp, pp, 1, 1, "divisibility", why))
+                continue
+            why = _check_placement(tp, dpn)
+            if why:
+                rejected.append(Rejection(group.name, tp, pp, 1, 1, "placement", why))
+                continue
+            for ep in _ep_options(model, tp, dp, group.name, pp, rejected):
+                for sp in _divisors(dp):
+                    evaluated += 1 if sp > 1 or ep > 1 else 0
+                    mem = device_memory(model, workload, tp, pp, ep, sp)
+                    if mem.total_bytes > limit:
+                        rejected.append(Rejection(
+                            group.name, tp, pp, ep, sp, "memory",
+                            f"needs {mem.describe()} > limit {options.memory_utilization:g} x "
+                            f"{group.memory_capacity_bytes / 1e9:.4g} GB = {limit / 1e9:.4g} GB "
+                            f"(over by {(mem.total_bytes - limit) / 1e9:.4g} GB, x{mem.total_bytes / limit:.3g})",
+                            mem.total_bytes / limit))
+                        continue
+                    scopes = _layout_scopes(tp, pp, dp, ep, sp, dpn)
+                    try:
+                        ranked.append(ev.candidate(tp, pp, dp, ep, sp, scopes, mem, limit))
+                    except KeyError as exc:  # MissingMeasurement names what the profile lacks
+                        msg = exc.args[0] if exc.args else str(exc)
+                        rejected.append(Rejection(group.name, tp, pp, ep, sp, "measurement", str(msg)))
+        if progress and tp % 8 == 0:
+            progress(f"[plan] {group.name}: TP up to {tp} of {n}: {len(ranked)} feasible, {len(rejected)} rejected")
+    if not ranked:
+        raise NoFeasiblePlan(_no_plan_message(model, group, rejected), rejected)
+    ranked.sort(key=_rank_key(objective))
+    gp = GroupPlan(group.name, str(group.profile.identity.device_name), n, dpn, objective, ranked, rejected,
+                   _pareto(ranked), evaluated, evaluator=ev)
+    if ranked and all(c.misses for c in ranked):
+        gp.notes.append(f"no plan meets the targets; the closest ({ranked[0].label}) misses: "
+                        + "; ".join(ranked[0].misses))
+    if options.sp_threshold:
+        gp.sp_threshold = sp_threshold(ev, ranked[0], dpn)
+    return gp
+
+
+def sp_threshold(ev: _Evaluator, best: Candidate, dpn: int) -> dict:
+    """Smallest prompt length at which splitting the prefill over SP replicas lowers TTFT, for ``best``'s TP/PP/EP."""
+    sp = best.sp if best.sp > 1 else next((d for d in _divisors(best.dp) if d > 1), None)
+    if sp is None:
+        return {"prompt_len": None, "sp": None,
+                "detail": f"DP={best.dp}: no second replica to split a prompt across, so SP is not possible"}
+    scopes = _layout_scopes(best.tp, best.pp, best.dp, best.ep, sp, dpn)
+
+    def gain(length: int) -> bool:
+        return (ev.ttft_s(best.tp, best.pp, best.ep, sp, scopes, length)
+                < ev.ttft_s(best.tp, best.pp, best.ep, 1, scopes, length))
+
+    hi, limit = 1, 1 << 22
+    try:
+        while hi <= limit and not gain(hi):
+            hi *= 2
+    except KeyError as exc:  # MissingMeasurement: the SP group's collectives are not in the profile
+        return {"prompt_len": None, "sp": sp, "tp": best.tp, "pp": best.pp,
+                "detail": f"SP{sp} cannot be costed: {exc.args[0] if exc.args else exc}"}
+    if hi > limit:
+        return {"prompt_len": None, "sp": sp, "tp": best.tp, "pp": best.pp,
+                "detail": f"SP{sp} never lowers TTFT up to {limit} tokens on this profile"}
+    lo = hi // 2  # gain(lo) is False (or lo == 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if gain(mid):
+            hi = mid
+        else:
+            lo = mid
+    t1 = ev.ttft_s(best.tp, best.pp, best.ep, 1, scopes, hi)
+    ts = ev.ttft_s(best.tp, best.pp, best.ep, sp, scopes, hi)
+    return {"prompt_len": hi, "sp": sp, "tp": best.tp, "pp": best.pp, "scope": scopes["sp"],
+            "detail": (f"SP{sp} lowers TTFT from prompt length {hi} on (TTFT {t1 * 1e3:.4g} ms without SP, "
+                       f"{ts * 1e3:.4g} ms with): below it the per-layer K/V all-gather ({scopes['sp']}) and "
+                       f"launches cost more than the split prefill saves")}
+
+
+def _no_plan_message(model: ModelConfig, group: DeviceGroup, rejected: list[Rejection]) -> str:
+    head = (f"no feasible plan for {model.name} on {group.name} ({group.nodes} node(s) x "
+            f"{group.devices_per_node} devices)")
+    by: dict[str, list[Rejection]] = {}
+    for r in rejected:
+        by.setdefault(r.constraint, []).append(r)
+    parts = []
+    if by.get("measurement"):
+        # checked after memory: these layouts fit, but the profile cannot cost their collectives
+        m = by["measurement"][0]
+        parts.append(f"{len(by['measurement'])} layouts fit in memory but need measurements the profile lacks "
+                     f"(e.g. {m.label}: {m.reason})")
+    mem = by.get("memory")
+    if mem:
+        closest = min(mem, key=lambda r: (r.excess, r.tp * r.pp, r.tp, r.pp, r.ep, r.sp))
+        parts.append(f"memory failed for {len(mem)} layouts; closest {closest.label}: {closest.reason}")
+    for kind in ("placement", "divisibility"):
+        if by.get(kind):
+            parts.append(f"{kind} ruled out {len(by[kind])} (e.g. {by[kind][0].label}: {by[kind][0].reason})")
+    return head + ": " + "; ".join(parts)
+
+
+def plan(model: ModelConfig | str, cluster: Cluster, workload: Workload = Workload(),
+         options: PlanOptions = PlanOptions(), progress: Callable[[str], None] | None = None) -> PlanResult:
+    """Search every device group of ``cluster``; explain the listed plans."""
+    from .why import explain
+
+    model = ModelConfig.resolve(model)
+    groups = [search_group(model, workload, g, options, progress) for g in cluster.groups]
+    res = PlanResult(model, workload, options, groups)
+    for gp in groups:
+        explain(gp)
+    return res

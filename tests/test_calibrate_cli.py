@@ -1,0 +1,131 @@
+"""accelcal calibrate (from results) / show / compare / plot / export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from accelcal.calibrate import cli as calcli
+from accelcal.calibrate.profile import Profile
+from accelcal.calibrate.synthetic import synth_collectives, synth_env, synth_kernels
+
+DATA = Path(__file__).parent / "data"
+GOOD = DATA / "calibrate" / "good_measured.yaml"
+H100 = Path(__file__).parent.parent / "profiles" / "datasheet" / "h100-sxm.yaml"
+
+
+def run(argv: list[str]) -> int:
+    """Parse with only this area's subcommands and dispatch like accelcal.cli.main does."""
+    parser = argparse.ArgumentParser(prog="accelcal")
+    sub = parser.add_subparsers(dest="command")
+    calcli.register(sub, None)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"accelcal {args.command}: error: {exc}")
+        return 2
+
+
+def test_show_measured(capsys):
+    assert run(["show", str(GOOD)]) == 0
+    out = capsys.readouterr().out
+    assert "source: MEASURED" in out and "compute (GEMM)" in out
+    assert "held-out median" in out and "GFLOP/s" in out and "all_reduce intra_node n=2" in out
+
+
+def test_show_datasheet_marks_source(capsys):
+    assert run(["show", str(H100)]) == 0
+    out = capsys.readouterr().out
+    assert "source: DATASHEET" in out and "cites" in out and "990 TFLOP/s" in out
+    assert "not measured" in out and "datasheet figure" in out
+
+
+def test_show_bad_profile_is_one_line_error(capsys):
+    bad = DATA / "bad_profiles" / "nan_peak.yaml"
+    assert run(["show", str(bad)]) == 2
+    out = capsys.readouterr().out
+    assert "nan_peak.yaml: compute.fp32.peak_flop_per_s" in out
+
+
+def test_compare_detects_degradation(tmp_path, capsys):
+    slow = tmp_path / "slow.yaml"
+    Profile.load(GOOD).with_bandwidth_scale(0.5).save(slow)
+    assert run(["compare", str(GOOD), str(slow)]) == 0
+    out = capsys.readouterr().out
+    assert "memory copy bandwidth_bytes_per_s" in out and "-50.0%" in out and "SLOWER" in out
+    assert "moved beyond measurement noise" in out
+    assert run(["compare", str(GOOD), str(GOOD)]) == 0
+    assert "no change beyond measurement noise" in capsys.readouterr().out
+
+
+def test_export_configurator(tmp_path, capsys):
+    assert run(["export", str(GOOD), "--format", "configurator", "--datasheet", str(H100)]) == 0
+    d = yaml.safe_load(capsys.readouterr().out)
+    good = Profile.load(GOOD)
+    assert d["gpu"]["mem_bw_bytes_per_s"] == good.memory["read"].bandwidth_bytes_per_s
+    assert d["gpu"]["mem_bw_empirical_scaling_factor"] == pytest.approx(good.memory["read"].bandwidth_bytes_per_s / 3.35e12)
+    assert d["gpu"]["mem_empirical_constant_latency_s"] == good.memory["read"].latency_s
+    ar = next(c for c in good.collectives if c.op == "all_reduce")
+    assert d["node"]["intra_node_bw_bytes_per_s"] == pytest.approx(ar.pieces[-1].bandwidth_bytes_per_s * 1.0)  # n=2: 2(n-1)/n = 1
+    assert d["node"]["inter_node_bw_bytes_per_s"] is None and any("inter_node" in m for m in d["missing"])
+    out = tmp_path / "cfg.yaml"
+    assert run(["export", str(H100), "--out", str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["node"]["intra_node_bw_bytes_per_s"] == pytest.approx(450e9)
+
+
+def _write_results(folder: Path, df, stem: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    csv = folder / f"{stem}.csv"
+    df.to_csv(csv, index=False)
+    (folder / f"{stem}.env.json").write_text(json.dumps(synth_env()))
+    return csv
+
+
+def test_calibrate_from_results_writes_profile(tmp_path, capsys):
+    k = _write_results(tmp_path / "raw", synth_kernels(), "kernels")
+    c = _write_results(tmp_path / "raw", synth_collectives(), "collectives")
+    out = tmp_path / "profiles" / "synth.yaml"
+    assert run(["calibrate", "--from-results", str(k), str(c), "--out", str(out), "--name", "synth"]) == 0
+    p = Profile.load(out)
+    assert p.identity.name == "synth" and p.identity.source == "measured"
+    assert p.identity.raw_data == ["../raw/kernels.csv", "../raw/collectives.csv"]
+    assert {c.op for c in p.collectives} == {"all_reduce", "all_gather"}
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_failed_calibration_keeps_good_profile(tmp_path, capsys):
+    out = tmp_path / "node.yaml"
+    Profile.load(GOOD).save(out)
+    before = out.read_bytes()
+    k = synth_kernels()
+    csv = _write_results(tmp_path / "raw", k[k["op"] != "gemm"], "kernels")  # a run whose GEMMs all failed
+    assert run(["calibrate", "--from-results", str(csv), "--out", str(out)]) == 2
+    assert "no GEMM dtype could be fitted" in capsys.readouterr().out
+    assert out.read_bytes() == before
+
+
+def test_calibrate_from_results_needs_env(tmp_path, capsys):
+    csv = tmp_path / "k.csv"
+    synth_kernels().to_csv(csv, index=False)
+    assert run(["calibrate", "--from-results", str(csv), "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "env.json" in capsys.readouterr().out
+
+
+def test_plot_writes_pngs(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert run(["plot", str(GOOD), "--out", str(tmp_path / "plots")]) == 0
+    for name in ("roofline.png", "gemm_efficiency.png", "bandwidth.png"):
+        data = (tmp_path / "plots" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_registered_in_the_console_script(capsys):
+    from accelcal.cli import main
+
+    assert main(["show", str(GOOD)]) == 0
+    assert "compute (GEMM)" in capsys.readouterr().out

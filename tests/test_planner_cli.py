@@ -1,0 +1,120 @@
+"""accelcal plan end to end, exports, and the no-torch rule."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accelcal.calibrate.profile import Profile
+from accelcal.planner import cli as plan_cli
+
+from planner_profiles import h100_like
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="accelcal")
+    sub = parser.add_subparsers(dest="command")
+    plan_cli.register(sub, None)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def profile_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("prof") / "h100-like.yaml"
+    Profile.from_dict(h100_like()).save(path)
+    return path
+
+
+def test_plan_table_defaults(profile_path, capsys):
+    assert _run(["plan", "--profile", str(profile_path), "--model", "llama3-70b"]) == 0
+    out = capsys.readouterr().out
+    assert "Recommended: TP8 PP1 DP1" in out and "why:" in out and "Pareto front:" in out
+    assert "8 devices, 8 per node" in out  # devices per node from the profile
+    assert "heads(64) % tp(3) = 1" in out or "layers(80) % pp(3) = 2" in out
+
+
+def test_plan_json_and_exports(profile_path, capsys, tmp_path):
+    rc = _run(["plan", "--profile", str(profile_path), "--inter-node-profile", str(profile_path), "--model",
+               "tiny-moe", "--nodes", "2", "--prompt-len", "256", "--output-len", "32", "--batch", "4",
+               "--tpot", "0.01", "--format", "json", "--top", "3", "--export-dir", str(tmp_path / "exp")])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    g = data["groups"][0]
+    assert g["objective"] == "throughput" and len(g["ranked"]) == 3
+    best = g["ranked"][0]
+    for k in ("ttft_s", "tpot_s", "tokens_per_s_per_device", "memory", "decode_breakdown_s", "why"):
+        assert k in best
+    assert set(best["decode_breakdown_s"]) == {"compute", "memory", "communication", "launch"}
+    assert best["memory"]["total_bytes"] > best["memory"]["weights_bytes"] > 0
+    exp = tmp_path / "exp"
+    dag = json.loads((exp / "dag_decode.json").read_text())
+    names = {n["name"] for n in dag["nodes"]}
+    assert {"attn_norm", "qkv", "attention", "o_proj", "router"} <= names
+    assert all(e[0] in names and e[1] in names for e in dag["edges"])
+    assert all(n["source"] for n in dag["nodes"])
+    dot = (exp / "dag_prefill.dot").read_text()
+    assert dot.startswith("digraph") and '"qkv" -> "rope";' in dot
+    trace = json.loads((exp / "trace.json").read_text())
+    ev = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert {e["cat"].split(",")[0] for e in ev} == {"prefill", "decode"}
+    ends = [e["ts"] + e["dur"] for e in ev]
+    assert all(e["dur"] >= 0 for e in ev) and max(ends) > 0
+    # the trace's prefill ends at TTFT (in us) up to rounding
+    pre_end = max(e["ts"] + e["dur"] for e in ev if e["cat"].startswith("prefill"))
+    assert pre_end == pytest.approx(best["ttft_s"] * 1e6, rel=1e-3)
+
+
+def test_plan_bad_inputs(profile_path):
+    with pytest.raises(ValueError, match="unknown model 'nope'; presets: .*llama3-8b"):
+        _run(["plan", "--profile", str(profile_path), "--model", "nope"])
+    with pytest.raises(ValueError, match="--nodes must be >= 1"):
+        _run(["plan", "--profile", str(profile_path), "--nodes", "0"])
+    with pytest.raises(ValueError, match="no feasible plan"):
+        _run(["plan", "--profile", str(profile_path), "--model", "llama3.1-405b", "--devices-per-node", "2"])
+
+
+def test_planner_runs_without_torch(profile_path):
+    code = (
+        "import sys, argparse\n"
+        "import accelcal.planner, accelcal.planner.search, accelcal.planner.export, accelcal.planner.report\n"
+        "from accelcal.planner import cli\n"
+        "p = argparse.ArgumentParser(); s = p.add_subparsers(); cli.register(s, None)\n"
+        f"a = p.parse_args(['plan', '--profile', {str(profile_path)!r}, '--model', 'mixtral-8x7b', '--nodes', '2'])\n"
+        "assert a.func(a) == 0\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "print('TORCH', bad)\n"
+        "sys.exit(1 if bad else 0)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "TORCH []" in r.stdout
+
+
+def test_profile_without_the_model_dtype_plans_in_the_profiles_dtype(tmp_path, capsys):
+    d = h100_like()
+    d["compute"] = {"fp32": dict(d["compute"]["bf16"], peak_flop_per_s=60.0e12)}
+    d["attention"] = {"fp32": d["attention"]["bf16"]}
+    path = tmp_path / "fp32.yaml"
+    Profile.from_dict(d).save(path)
+    assert _run(["plan", "--profile", str(path), "--model", "tiny", "--format", "json"]) == 0
+    cap = capsys.readouterr()
+    assert "has no bf16 compute data" in cap.err and "planning tiny in fp32" in cap.err
+    assert json.loads(cap.out)["model"]["weight_dtype"] == "fp32"
+    with pytest.raises(ValueError, match=r"--dtype bf16: profile .* has compute data for \['fp32'\] only"):
+        _run(["plan", "--profile", str(path), "--model", "tiny", "--dtype", "bf16"])
+
+
+def test_targets_and_request_rate_are_checked(profile_path, capsys):
+    assert _run(["plan", "--profile", str(profile_path), "--model", "llama3-8b", "--tpot", "1e-6",
+                 "--request-rate", "1e9", "--format", "json"]) == 0
+    g = json.loads(capsys.readouterr().out)["groups"][0]
+    best = g["ranked"][0]
+    assert not best["meets_targets"]
+    assert any(m.startswith("TPOT") and "> target 1e-06 s" in m for m in best["misses"])
+    assert any("req/s < offered 1e+09 req/s" in m for m in best["misses"])
+    assert g["notes"] and g["notes"][0].startswith("no plan meets the targets")

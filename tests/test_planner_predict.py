@@ -1,0 +1,67 @@
+"""predict_layer_time_s is the search's own layer cost; costs trace to profile fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from accelcal.calibrate.profile import Profile
+from accelcal.planner.cluster import Cluster
+from accelcal.planner.predict import predict_layer_time_s
+from accelcal.planner.search import PlanOptions, plan
+from accelcal.planner.workload import Workload
+
+from planner_profiles import h100_like
+
+
+@pytest.fixture(scope="module")
+def prof():
+    return Profile.from_dict(h100_like())
+
+
+def test_prediction_equals_the_searchs_layer_cost(prof):
+    w = Workload(prompt_len=512, output_len=64, batch=4)
+    res = plan("llama3-8b", Cluster.homogeneous(prof), w, PlanOptions(tp_comm="all_reduce"))
+    for c in res.ranked:
+        if c.pp != 1 or c.sp != 1:
+            continue
+        d = predict_layer_time_s(prof, "llama3-8b", "decode", w.batch, 1, w.mean_decode_kv_len, tp=c.tp)
+        assert d.total_s == c.decode.layer.total_s
+        pr = predict_layer_time_s(prof, "llama3-8b", "prefill", 1, w.prompt_len, w.prompt_len, tp=c.tp)
+        assert pr.total_s == c.prefill.layer.total_s
+
+
+def test_breakdown_sums_and_every_node_names_its_profile_field(prof):
+    pred = predict_layer_time_s(prof, "mixtral-8x7b", "decode", 8, 1, 1024, tp=2, moe={"ep": 2})
+    assert sum(pred.breakdown.values()) == pytest.approx(pred.total_s, rel=1e-12)
+    assert set(pred.breakdown) == {"compute", "memory", "communication", "launch"}
+    names = [n.name for n in pred.nodes]
+    assert "ep_dispatch_all_to_all" in names and "ep_combine_all_to_all" in names and "router" in names
+    for n in pred.nodes:
+        assert n.source.split(".")[0].split("[")[0] in {"compute", "memory", "attention", "collectives"}
+        assert n.device_s > 0
+    a2a = next(n for n in pred.nodes if n.name == "ep_dispatch_all_to_all")
+    assert a2a.source == "collectives[all_to_all,intra_node,2]"
+    assert a2a.device_s == prof.collective_time_s("all_to_all", a2a.params["nbytes"], 2).time_s
+
+
+def test_cuda_graphs_change_only_the_launch_term(prof):
+    eager = predict_layer_time_s(prof, "tiny", "decode", 1, 1, 64)
+    graph = predict_layer_time_s(prof, "tiny", "decode", 1, 1, 64, cuda_graphs=True)
+    kernels = sum(n.kernels for n in eager.nodes)
+    dev = sum(n.device_s for n in eager.nodes)
+    # tiny decode is launch-bound eager: the host issues one kernel per eager_launch_s
+    assert eager.total_s == pytest.approx(max(dev, kernels * prof.launch_overhead_s("eager").time_s))
+    assert graph.breakdown["launch"] == pytest.approx(kernels * prof.launch_overhead_s("graph").time_s)
+    assert graph.total_s < eager.total_s
+    assert {k: v for k, v in eager.breakdown.items() if k != "launch"} == \
+        {k: v for k, v in graph.breakdown.items() if k != "launch"}
+
+
+def test_moe_imbalance_is_computed_and_overridable(prof):
+    from accelcal.planner.dag import moe_imbalance
+    assert moe_imbalance(8.0, 1) == 1.0
+    assert moe_imbalance(8.0, 8) == pytest.approx(1 + (2 * 2.0794415416798357 / 8) ** 0.5)
+    assert moe_imbalance(0.5, 8) <= 8.0
+    base = predict_layer_time_s(prof, "mixtral-8x7b", "prefill", 1, 512, 512, moe={"ep": 4})
+    skew = predict_layer_time_s(prof, "mixtral-8x7b", "prefill", 1, 512, 512, moe={"ep": 4, "imbalance": 3.0})
+    assert skew.total_s > base.total_s

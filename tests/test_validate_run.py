@@ -1,0 +1,163 @@
+"""accelcal validate end to end on the tiny models: one rank, two gloo ranks + ranking, profile writes."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from accelcal.calibrate.profile import Profile
+from accelcal.cli import main
+from accelcal.validate.compare import Comparison, to_validation, write_validation
+from accelcal.validate.configs import Case, default_cases
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _quality(lo, hi, n):
+    return {"points": n, "median_rel_err": 0.05, "max_rel_err": 0.15, "heldout_median_rel_err": 0.07,
+            "heldout_p90_rel_err": 0.2, "range_min": float(lo), "range_max": float(hi), "converged": True, "flags": []}
+
+
+def _layout_profile():
+    """A CPU profile in the documented layout, for plumbing tests only: its numbers are
+    round figures of a 2-core CPU's order of magnitude, not a measurement."""
+    peak, bw, ovh = 5e10, 1e10, 5e-6
+    pts = []
+    for m, n, k in [(1, 256, 256), (16, 768, 256), (256, 256, 256), (512, 768, 256), (1024, 1024, 1024)]:
+        t = ovh + max(2 * m * n * k / peak, 4 * (m * k + k * n + m * n) / bw)
+        pts.append([float(m), float(n), float(k), t])
+    mem = {"latency_s": 2e-6, "bandwidth_bytes_per_s": bw, "quality": _quality(1e3, 1e8, 8)}
+    att = {"latency_s": 2e-5, "flop_per_s": 2e10, "bytes_per_s": 5e9, "quality": _quality(1e5, 1e10, 6)}
+    return {
+        "schema_version": 1, "method_version": 1,
+        "identity": {"name": "test-layout-cpu", "source": "measured", "device_type": "cpu",
+                     "device_name": "test CPU (layout fixture, not a measurement)", "devices_per_node": 1, "nodes": 1,
+                     "memory_capacity_bytes": 8e9, "host": "test", "date": "2026-11-26", "command": "tests",
+                     "versions": {}, "citations": [], "raw_data": []},
+        "compute": {"fp32": {"peak_flop_per_s": peak, "memory_bandwidth_bytes_per_s": bw, "overhead_s": ovh,
+                             "points": pts, "quality": _quality(pts[0][0], 2e9, len(pts))}},
+        "memory": {"copy": dict(mem), "read": dict(mem), "write": dict(mem)},
+        "overheads": {"eager_launch_s": 5e-6, "launch_sync_s": 6e-6, "sync_s": 1e-6, "graph_kernel_s": None},
+        "attention": {"fp32": {"prefill": dict(att), "decode": dict(att)}},
+        "collectives": [{"op": op, "scope": "intra_node", "group_size": 2, "dtype": "fp32",
+                         "pieces": [{"max_bytes": None, "latency_s": 5e-5, "bandwidth_bytes_per_s": 2e9}],
+                         "quality": _quality(1e3, 1e8, 8)} for op in ("all_reduce", "all_gather", "all_to_all", "send_recv")],
+    }
+
+
+def _measured_cpu_profile():
+    for p in sorted((REPO / "profiles").rglob("*.yaml")):
+        try:
+            prof = Profile.load(p)
+        except Exception:
+            continue
+        if prof.identity.source == "measured" and prof.identity.device_type == "cpu":
+            return p
+    return None
+
+
+@pytest.fixture
+def profile_path(tmp_path):
+    """A measured CPU profile from profiles/ when one exists (copied), else the layout fixture."""
+    dst = tmp_path / "node.yaml"
+    src = _measured_cpu_profile()
+    if src is not None:
+        prof = Profile.load(src)
+        prof.with_validation(None).save(dst)  # start without a validation section
+    else:
+        Profile.from_dict(_layout_profile(), origin="layout fixture").save(dst)
+    return dst
+
+
+def _cases_in(out):
+    return [ln.split()[0] for ln in out.splitlines() if ln.startswith(("tiny.", "tiny-moe."))]
+
+
+def test_validate_single_rank_end_to_end(profile_path, capsys):
+    rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--model", "tiny,tiny-moe", "--quick"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    want = {c.name for c in default_cases("cpu", ["tiny", "tiny-moe"], quick=True, moe_models={"tiny-moe"})}
+    assert set(_cases_in(out)) == want
+    assert {"prefill", "decode"} <= {c.phase for c in default_cases("cpu", ["tiny"], quick=True)}
+    v = Profile.load(profile_path).validation
+    assert v is not None and {c.name for c in v.cases} == want
+    for c in v.cases:
+        assert c.measured_s > 0 and c.predicted_s > 0
+        assert c.rel_err == pytest.approx(c.predicted_s / c.measured_s - 1)
+    errs = sorted(abs(c.rel_err) for c in v.cases)
+    assert v.max_abs_rel_err == pytest.approx(errs[-1])
+    assert v.median_abs_rel_err == pytest.approx((errs[len(errs) // 2 - 1] + errs[len(errs) // 2]) / 2)
+    assert "median |rel err|" in out and "wrote the validation section" in out
+
+
+def test_validate_two_gloo_ranks_and_ranking(profile_path, capsys):
+    before = profile_path.read_bytes()
+    rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--nproc", "2", "--model", "tiny",
+               "--quick", "--no-write"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    names = _cases_in(out)
+    assert any(".tp2." in n for n in names) and any(".tp1_dp2." in n for n in names)
+    assert any(".tp1." in n for n in names)
+    for phase in ("prefill", "decode"):
+        assert f"ranking {phase}: measured" in out and f"ranking {phase}: predicted" in out
+    assert "TP=2" in out and "TP=1 x DP=2" in out
+    # The sharded layer was checked against the unsharded one on the real gloo all-reduce.
+    check = [ln for ln in out.splitlines() if "TP output check" in ln]
+    assert check and float(check[0].rsplit("=", 1)[1].split()[0]) < 1e-3
+    assert profile_path.read_bytes() == before  # --no-write
+
+
+def test_validation_section_round_trips_through_the_loader(profile_path):
+    rows = [Comparison(Case("tiny", "prefill", 2, 64, 64), measured_s=2.5e-3, predicted_s=2.0e-3, method="host-queue"),
+            Comparison(Case("tiny", "decode", 8, 1, 512, tp=2), measured_s=1.0e-3, predicted_s=1.3e-3, method="x"),
+            Comparison(Case("tiny", "decode", 1, 1, 256), measured_s=4.0e-4, predicted_s=4.0e-4, method="x")]
+    write_validation(profile_path, rows, device="cpu (test)")
+    v = Profile.load(profile_path).validation
+    assert [c.name for c in v.cases] == [r.case.name for r in rows]
+    assert [c.rel_err for c in v.cases] == pytest.approx([-0.2, 0.3, 0.0])
+    assert v.median_abs_rel_err == pytest.approx(0.2) and v.max_abs_rel_err == pytest.approx(0.3)
+    assert v.device == "cpu (test)"
+    raw = yaml.safe_load(profile_path.read_text())["validation"]
+    assert isinstance(raw["cases"][0]["measured_s"], float)
+    # Saved again unchanged, the file is byte-identical (nothing lost in the round trip).
+    text = profile_path.read_text()
+    Profile.load(profile_path).save(profile_path)
+    assert profile_path.read_text() == text
+    assert to_validation(rows, "cpu").cases[1].phase == "decode"
+
+
+def test_failed_run_leaves_profile_untouched(profile_path, monkeypatch, capsys):
+    import accelcal.validate.measure as measure
+
+    before = profile_path.read_bytes()
+    calls = []
+    real = measure.measure_case
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure in the second case")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(measure, "measure_case", flaky)
+    with pytest.raises(RuntimeError, match="injected"):
+        main(["validate", "--profile", str(profile_path), "--device", "cpu", "--model", "tiny", "--quick"])
+    assert len(calls) == 2
+    assert profile_path.read_bytes() == before
+    assert sorted(os.listdir(profile_path.parent)) == ["node.yaml"]  # no temp file left behind
+
+
+def test_bad_inputs_are_clear_errors_and_touch_nothing(profile_path, capsys):
+    before = profile_path.read_bytes()
+    assert main(["validate", "--profile", str(profile_path), "--model", "no-such-model", "--quick"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert main(["validate", "--profile", str(profile_path), "--nproc", "0"]) == 2
+    assert "--nproc must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["validate", "--profile", str(profile_path), "--dtype", "fp8_e4m3", "--quick"]) == 2
+    assert "--dtype fp8_e4m3" in capsys.readouterr().err
+    assert main(["validate", "--profile", str(profile_path.parent / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    assert profile_path.read_bytes() == before

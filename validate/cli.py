@@ -1,0 +1,70 @@
+"""``accelcal validate``: real decoder layers vs the planner's predictions, written into the profile.
+
+    $ accelcal validate --profile profiles/my-cpu.yaml --quick
+    $ accelcal validate --profile profiles/my-cpu.yaml --nproc 2 --model tiny --no-write
+    $ accelcal validate --profile profiles/h100.yaml --device cuda:0 --model llama3-8b
+
+Prints measured vs predicted per case (and, with ``--nproc 2``, the TP=2 vs
+TP=1 x DP=2 ranking both ways), then writes the profile's ``validation``
+section atomically.  A failed run leaves the profile untouched.  torch is
+imported only inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+
+def _models(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more model names or YAML paths, comma-separated")
+    return names
+
+
+def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="run real decoder layers and compare them with the planner's predictions",
+        description="Build real torch decoder layers (dense and MoE, prefill and decode, eager and graph-replayed "
+                    "where the device has graphs, TP=1 and TP=N), time them, compare with the planner's prediction "
+                    "for the same layer and layout, and write the errors into the profile's validation section.",
+    )
+    p.add_argument("--profile", required=True, metavar="P", help="profile YAML to validate (and update)")
+    p.add_argument("--device", default=None, metavar="D", help="device to run on: cpu, cuda:0, ... (default: the accelerator if any, else cpu)")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="ranks for the TP=N cases and the TP=N vs TP=1 x DP=N ranking (gloo on CPU, nccl on GPUs; default 1)")
+    p.add_argument("--model", type=_models, default=None, metavar="M[,M...]",
+                   help="planner model presets or YAML configs (default: tiny,tiny-moe on CPU; llama3-8b,mixtral-8x7b on GPUs)")
+    p.add_argument("--dtype", default=None, help="dtype to run and predict in (default: fp32 on CPU, bf16 on GPUs)")
+    p.add_argument("--quick", action="store_true", help="fewer shapes and short timing budgets (CI, smoke runs)")
+    p.add_argument("--preset", choices=["quick", "default", "full"], default=None,
+                   help="timing preset (default: quick with --quick, else default)")
+    p.add_argument("--no-ranking", action="store_true", help="skip the TP vs DP ranking check when --nproc > 1")
+    p.add_argument("--no-write", action="store_true", help="print only; leave the profile as it is")
+    p.set_defaults(func=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from .compare import format_table
+    from .ranking import format_rankings
+    from .runner import run_validation
+
+    run = run_validation(args.profile, device=args.device, nproc=args.nproc, models=args.model, quick=args.quick,
+                         write=not args.no_write, dtype=args.dtype, ranking=not args.no_ranking, preset=args.preset)
+    print()
+    print(f"validation on {run.device} ({run.device_name}), dtype {run.dtype}, {run.wall_s:.1f} s")
+    print(format_table(run.comparisons))
+    if run.rankings:
+        print(format_rankings(run.rankings))
+    for note in run.notes:
+        print(f"note: {note}")
+    if run.written:
+        print(f"wrote the validation section of {args.profile}")
+    else:
+        print(f"{args.profile} left unchanged (--no-write)")
+    sys.stdout.flush()
+    return 0

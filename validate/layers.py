@@ -1,0 +1,332 @@
+"""Real torch decoder layers (dense and MoE, optionally tensor-parallel) for validation.
+
+    import torch
+    from accelcal.validate.layers import LayerDims, build_layer, KVCache
+    dims = LayerDims(hidden_size=256, heads=8, kv_heads=2, head_dim=32, ffn_size=688)
+    layer = build_layer(dims, dtype=torch.float32, device="cpu", seed=0)
+    x = torch.randn(2, 16, 256)
+    cache = KVCache.empty(dims, batch=2, max_len=32, dtype=torch.float32, device="cpu")
+    y = layer(x, cache, pos=0)          # prefill 16 tokens, fills the cache
+    y1 = layer(torch.randn(2, 1, 256), cache, pos=16)   # decode one token
+
+A layer is what the planner costs per decoder layer: RMSNorm, fused QKV
+projection, grouped-query attention through ``scaled_dot_product_attention``
+with rotary position embeddings on Q and K (Llama's rotate-half form, base
+``rope_theta``) and a KV cache for decode, output projection, residual,
+RMSNorm, then either a SwiGLU MLP or an MoE block (top-k router + experts +
+optional shared experts), residual.
+
+Tensor parallelism (Megatron layout): QKV and gate/up are column-parallel
+(each rank holds ``heads/tp`` query heads, ``kv_heads/tp`` KV heads and
+``ffn/tp`` columns), the output and down projections are row-parallel and are
+followed by ``dist.all_reduce`` inside the forward.  :func:`build_layer` draws
+the full weights from ``seed`` and slices them, so every rank (and the
+unsharded reference) holds the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["KVCache", "LayerDims", "DecoderLayer", "build_layer", "check_tp"]
+
+
+@dataclass(frozen=True)
+class LayerDims:
+    """Shapes of one decoder layer (a ModelConfig without the whole-model fields)."""
+
+    hidden_size: int
+    """Model width (residual stream)."""
+    heads: int
+    """Query heads."""
+    kv_heads: int
+    """Key/value heads (grouped-query attention when < heads)."""
+    head_dim: int
+    """Width of one head."""
+    ffn_size: int
+    """Dense MLP intermediate width (SwiGLU: gate and up are each this wide)."""
+    num_experts: int = 0
+    """Routed experts; 0 for a dense layer."""
+    top_k: int = 0
+    """Experts each token is routed to."""
+    expert_ffn_size: int = 0
+    """Intermediate width of one expert."""
+    shared_experts: int = 0
+    """Always-on experts (merged into one SwiGLU of ``shared_experts * expert_ffn_size``)."""
+    norm_eps: float = 1e-5
+    """RMSNorm epsilon."""
+    rope_theta: float = 500000.0
+    """Rotary embedding base (Llama-3's value; only the numbers change with it, not the cost)."""
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @classmethod
+    def from_model(cls, model: Any) -> "LayerDims":
+        """Dims from an ``accelcal.planner.models.ModelConfig`` (or anything with its field names)."""
+        kw = {}
+        for name in ("hidden_size", "heads", "kv_heads", "head_dim", "ffn_size"):
+            if not hasattr(model, name):
+                raise ValueError(f"model {getattr(model, 'name', model)!r} has no {name!r}; a ModelConfig-like object is expected")
+            kw[name] = int(getattr(model, name))
+        for name in ("num_experts", "top_k", "expert_ffn_size", "shared_experts"):
+            kw[name] = int(getattr(model, name, 0) or 0)
+        dims = cls(**kw)
+        dims.check()
+        return dims
+
+    def check(self) -> None:
+        for name in ("hidden_size", "heads", "kv_heads", "head_dim", "ffn_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"layer dims: {name} must be > 0, got {getattr(self, name)}")
+        if self.heads % self.kv_heads:
+            raise ValueError(f"layer dims: heads({self.heads}) % kv_heads({self.kv_heads}) = {self.heads % self.kv_heads}, must be 0")
+        if self.is_moe and not (0 < self.top_k <= self.num_experts and self.expert_ffn_size > 0):
+            raise ValueError(
+                f"layer dims: MoE needs 0 < top_k({self.top_k}) <= num_experts({self.num_experts}) "
+                f"and expert_ffn_size({self.expert_ffn_size}) > 0")
+
+
+def check_tp(dims: LayerDims, tp: int) -> None:
+    """Raise ValueError (with the arithmetic) unless ``dims`` shard evenly over ``tp`` ranks."""
+    if tp < 1:
+        raise ValueError(f"tp must be >= 1, got {tp}")
+    sizes = {"heads": dims.heads, "kv_heads": dims.kv_heads}
+    if dims.is_moe:
+        sizes["expert_ffn_size"] = dims.expert_ffn_size
+    else:
+        sizes["ffn_size"] = dims.ffn_size
+    for name, size in sizes.items():
+        if size % tp:
+            raise ValueError(f"tp={tp} does not divide {name}: {size} % {tp} = {size % tp}")
+
+
+@dataclass
+class KVCache:
+    """Preallocated key/value cache of one layer (this rank's KV heads)."""
+
+    k: torch.Tensor
+    """Keys, [batch, kv_heads_local, max_len, head_dim]."""
+    v: torch.Tensor
+    """Values, same shape as ``k``."""
+
+    @classmethod
+    def empty(cls, dims: LayerDims, batch: int, max_len: int, dtype: torch.dtype, device: Any, tp: int = 1,
+              generator: torch.Generator | None = None) -> "KVCache":
+        """A cache filled with random values (stands in for earlier tokens; zeros would run faster)."""
+        shape = (batch, dims.kv_heads // tp, max_len, dims.head_dim)
+        k = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+        v = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+        return cls(k=k, v=v)
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # Normalise in fp32 as real inference stacks do, then cast back.
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (xf * weight.float()).to(x.dtype)
+
+
+def rope_tables(head_dim: int, end: int, theta: float, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin, [end, head_dim], for positions 0..end-1 (rotate-half layout: frequency i at i and i + d/2)."""
+    inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    ang = torch.outer(torch.arange(end, dtype=torch.float32), inv)
+    ang = torch.cat([ang, ang], dim=-1).to(device)
+    return ang.cos(), ang.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [b, heads, s, d]; cos/sin: [s, d] for the tokens' positions."""
+    half = x.shape[-1] // 2
+    rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x * cos + rot * sin).to(x.dtype)
+
+
+class SwiGLU(nn.Module):
+    """down(silu(x @ gate) * (x @ up)); gate and up fused into one weight."""
+
+    def __init__(self, gate_up: torch.Tensor, down: torch.Tensor):
+        super().__init__()
+        self.gate_up = nn.Parameter(gate_up, requires_grad=False)  # [2 * ffn_local, hidden]
+        self.down = nn.Parameter(down, requires_grad=False)  # [hidden, ffn_local]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, u = F.linear(x, self.gate_up).chunk(2, dim=-1)
+        return F.linear(F.silu(g) * u, self.down)
+
+
+class MoE(nn.Module):
+    """Top-k routed experts (+ merged shared experts), token-gather per expert."""
+
+    def __init__(self, router: torch.Tensor, experts: list[SwiGLU], shared: SwiGLU | None, top_k: int):
+        super().__init__()
+        self.router = nn.Parameter(router, requires_grad=False)  # [num_experts, hidden], replicated
+        self.experts = nn.ModuleList(experts)
+        self.shared = shared
+        self.top_k = top_k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        probs = F.linear(flat, self.router).float().softmax(dim=-1)
+        weights, ids = probs.topk(self.top_k, dim=-1)
+        weights = (weights / weights.sum(-1, keepdim=True)).to(x.dtype)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            token, slot = (ids == e).nonzero(as_tuple=True)
+            if token.numel() == 0:
+                continue
+            y = expert(flat.index_select(0, token)) * weights[token, slot].unsqueeze(-1)
+            out.index_add_(0, token, y)
+        if self.shared is not None:
+            out = out + self.shared(flat)
+        return out.reshape(shape)
+
+
+class DecoderLayer(nn.Module):
+    """One pre-norm decoder layer; with ``tp > 1`` this rank's shard plus the all-reduces."""
+
+    def __init__(self, dims: LayerDims, w: dict[str, torch.Tensor], mlp: nn.Module, tp: int = 1, group: Any = None):
+        super().__init__()
+        self.dims = dims
+        self.tp = tp
+        self.group = group
+        self.communicate = tp > 1
+        """Run the all-reduces (tests turn it off to check shard math without a process group)."""
+        self.heads = dims.heads // tp
+        self.kv_heads = dims.kv_heads // tp
+        self.attn_norm = nn.Parameter(w["attn_norm"], requires_grad=False)
+        self.mlp_norm = nn.Parameter(w["mlp_norm"], requires_grad=False)
+        self.qkv = nn.Parameter(w["qkv"], requires_grad=False)  # [(h + 2 kvh) * d local, hidden]
+        self.o = nn.Parameter(w["o"], requires_grad=False)  # [hidden, h * d local]
+        self.mlp = mlp
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _rope_for(self, pos: int, s: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Tables are built once (grown on demand), as inference engines precompute them.
+        if self._rope is None or self._rope[0].shape[0] < pos + s or self._rope[0].dtype != x.dtype:
+            end = max(pos + s, 2 * self._rope[0].shape[0] if self._rope is not None else 0)
+            cos, sin = rope_tables(self.dims.head_dim, end, self.dims.rope_theta, x.device)
+            self._rope = (cos.to(x.dtype), sin.to(x.dtype))
+        return self._rope[0][pos:pos + s], self._rope[1][pos:pos + s]
+
+    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        if self.communicate:
+            import torch.distributed as dist
+
+            dist.all_reduce(t, group=self.group)
+        return t
+
+    def attention(self, x: torch.Tensor, cache: KVCache | None, pos: int) -> torch.Tensor:
+        b, s, _ = x.shape
+        d = self.dims.head_dim
+        qkv = F.linear(x, self.qkv)
+        q, k, v = qkv.split([self.heads * d, self.kv_heads * d, self.kv_heads * d], dim=-1)
+        q = q.view(b, s, self.heads, d).transpose(1, 2)
+        k = k.view(b, s, self.kv_heads, d).transpose(1, 2)
+        v = v.view(b, s, self.kv_heads, d).transpose(1, 2)
+        cos, sin = self._rope_for(pos, s, x)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            end = pos + s
+            if end > cache.k.shape[2]:
+                raise ValueError(f"KV cache too short: pos({pos}) + tokens({s}) = {end} > max_len({cache.k.shape[2]})")
+            cache.k[:, :, pos:end].copy_(k)
+            cache.v[:, :, pos:end].copy_(v)
+            k, v = cache.k[:, :, :end], cache.v[:, :, :end]
+        kv_len = k.shape[2]
+        if s == 1:
+            mask, causal = None, False  # one new token sees the whole cache
+        elif kv_len == s:
+            mask, causal = None, True
+        else:
+            # Chunk after a cached prefix: query i sits at position pos + i.
+            qpos = torch.arange(pos, pos + s, device=x.device).unsqueeze(1)
+            mask, causal = torch.arange(kv_len, device=x.device).unsqueeze(0) <= qpos, False
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                           enable_gqa=self.heads != self.kv_heads)
+        o = o.transpose(1, 2).reshape(b, s, self.heads * d)
+        return self._all_reduce(F.linear(o, self.o))
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
+        h = x + self.attention(rms_norm(x, self.attn_norm, self.dims.norm_eps), cache, pos)
+        return h + self._all_reduce(self.mlp(rms_norm(h, self.mlp_norm, self.dims.norm_eps)))
+
+
+def _randn(gen: torch.Generator, *shape: int, scale: float) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen, dtype=torch.float32) * scale
+
+
+def _swiglu_shard(gen: torch.Generator, hidden: int, ffn: int, tp: int, rank: int, dtype: torch.dtype, device: Any) -> SwiGLU:
+    gate = _randn(gen, ffn, hidden, scale=hidden ** -0.5)
+    up = _randn(gen, ffn, hidden, scale=hidden ** -0.5)
+    down = _randn(gen, hidden, ffn, scale=ffn ** -0.5)
+    part = ffn // tp
+    cols = slice(rank * part, (rank + 1) * part)
+    gate_up = torch.cat([gate[cols], up[cols]], dim=0)
+    return SwiGLU(gate_up.to(device=device, dtype=dtype), down[:, cols].contiguous().to(device=device, dtype=dtype))
+
+
+def build_layer(dims: LayerDims, dtype: torch.dtype, device: Any, seed: int = 0, tp: int = 1, rank: int = 0,
+                group: Any = None) -> DecoderLayer:
+    """Rank ``rank``'s shard of the layer whose full weights are drawn from ``seed``.
+
+    ``tp=1`` gives the whole layer.  Weights are scaled by 1/sqrt(fan_in) so
+    activations stay O(1) in bf16.
+    """
+    dims.check()
+    check_tp(dims, tp)
+    if not 0 <= rank < tp:
+        raise ValueError(f"rank must be in [0, tp={tp}), got {rank}")
+    gen = torch.Generator().manual_seed(seed)
+    hd, d = dims.hidden_size, dims.head_dim
+    wq = _randn(gen, dims.heads * d, hd, scale=hd ** -0.5)
+    wk = _randn(gen, dims.kv_heads * d, hd, scale=hd ** -0.5)
+    wv = _randn(gen, dims.kv_heads * d, hd, scale=hd ** -0.5)
+    wo = _randn(gen, hd, dims.heads * d, scale=(dims.heads * d) ** -0.5)
+    w = {
+        "attn_norm": 1.0 + 0.1 * _randn(gen, hd, scale=1.0),
+        "mlp_norm": 1.0 + 0.1 * _randn(gen, hd, scale=1.0),
+    }
+    qh, kvh = dims.heads // tp * d, dims.kv_heads // tp * d
+    q_rows = slice(rank * qh, (rank + 1) * qh)
+    kv_rows = slice(rank * kvh, (rank + 1) * kvh)
+    w["qkv"] = torch.cat([wq[q_rows], wk[kv_rows], wv[kv_rows]], dim=0)
+    w["o"] = wo[:, q_rows].contiguous()
+    w = {k: v.to(device=device, dtype=dtype) for k, v in w.items()}
+    mlp: nn.Module
+    if dims.is_moe:
+        router = _randn(gen, dims.num_experts, hd, scale=hd ** -0.5).to(device=device, dtype=dtype)
+        experts = [_swiglu_shard(gen, hd, dims.expert_ffn_size, tp, rank, dtype, device) for _ in range(dims.num_experts)]
+        shared = None
+        if dims.shared_experts:
+            shared = _swiglu_shard(gen, hd, dims.shared_experts * dims.expert_ffn_size, tp, rank, dtype, device)
+        mlp = MoE(router, experts, shared, dims.top_k)
+    else:
+        mlp = _swiglu_shard(gen, hd, dims.ffn_size, tp, rank, dtype, device)
+    return DecoderLayer(dims, w, mlp, tp=tp, group=group).eval()
+
+
+def layer_weight_bytes(layer: DecoderLayer) -> int:
+    """Bytes of this rank's weights (what one forward reads at least once)."""
+    return sum(p.numel() * p.element_size() for p in layer.parameters())
+
+
+def layer_gemm_flop(dims: LayerDims, tokens: int) -> float:
+    """Dense-GEMM FLOP of one forward over ``tokens`` tokens (no attention score math), for reports."""
+    proj = dims.hidden_size * (dims.heads + 2 * dims.kv_heads) * dims.head_dim + dims.heads * dims.head_dim * dims.hidden_size
+    if dims.is_moe:
+        mlp = 3 * dims.hidden_size * dims.expert_ffn_size * (dims.top_k + dims.shared_experts) + dims.hidden_size * dims.num_experts
+    else:
+        mlp = 3 * dims.hidden_size * dims.ffn_size
+    return 2.0 * tokens * (proj + mlp)

@@ -1,0 +1,72 @@
+"""The ranking check: does the planner order TP=k vs TP=1 x DP=k the way the real layers do?
+
+    from accelcal.validate.ranking import Ranking, format_rankings
+    r = Ranking("decode", ["TP=2", "TP=1 x DP=2"], measured_s=[3.0e-3, 1.0e-3], predicted_s=[2.5e-3, 1.2e-3])
+    print(r.measured_order, r.predicted_order, r.agree)
+    print(format_rankings([r]))
+
+Both layouts use the same ``k`` devices and the same global batch, so per
+layer step the faster one also has the higher throughput; the ranking is by
+time per layer step (MAX over ranks).  Imports no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Ranking", "format_rankings", "layout_label"]
+
+
+def layout_label(tp: int, dp: int) -> str:
+    return f"TP={tp}" if dp == 1 else f"TP={tp} x DP={dp}"
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Measured and predicted times of the competing layouts for one phase."""
+
+    phase: str
+    """prefill or decode."""
+    labels: list[str]
+    """Layout names, e.g. ``TP=2`` and ``TP=1 x DP=2``."""
+    measured_s: list[float]
+    """Measured seconds per layer step, per layout."""
+    predicted_s: list[float]
+    """Planner's seconds per layer step, per layout."""
+
+    def __post_init__(self) -> None:
+        if not (len(self.labels) == len(self.measured_s) == len(self.predicted_s) >= 2):
+            raise ValueError(f"ranking {self.phase}: need >= 2 layouts with one measured and one predicted time each; got "
+                             f"{len(self.labels)} labels, {len(self.measured_s)} measured, {len(self.predicted_s)} predicted")
+
+    @staticmethod
+    def _order(labels: list[str], times: list[float]) -> list[str]:
+        return [lab for _, lab in sorted(zip(times, labels))]
+
+    @property
+    def measured_order(self) -> list[str]:
+        """Layouts fastest first, by measurement."""
+        return self._order(self.labels, self.measured_s)
+
+    @property
+    def predicted_order(self) -> list[str]:
+        """Layouts fastest first, by the planner."""
+        return self._order(self.labels, self.predicted_s)
+
+    @property
+    def agree(self) -> bool:
+        return self.measured_order == self.predicted_order
+
+
+def _fmt(labels: list[str], times: list[float]) -> str:
+    pairs = sorted(zip(times, labels))
+    return " < ".join(f"{lab} ({t * 1e3:.3f} ms)" for t, lab in pairs)
+
+
+def format_rankings(rankings: list[Ranking]) -> str:
+    lines = []
+    for r in rankings:
+        lines.append(f"ranking {r.phase}: measured  {_fmt(r.labels, r.measured_s)}")
+        lines.append(f"ranking {r.phase}: predicted {_fmt(r.labels, r.predicted_s)}"
+                     f"  -> {'agree' if r.agree else 'DISAGREE'}")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""One validation run: build the cases, ask the planner, measure, compare, rank, write.
+
+    from accelcal.validate.runner import run_validation
+    run = run_validation("profiles/my-cpu.yaml", device="cpu", nproc=2, models=["tiny"], quick=True)
+    print(run.median_abs_rel_err, [r.agree for r in run.rankings])
+
+Order matters for safety: the profile is loaded and every prediction is made
+*before* anything is measured (a profile the planner cannot use fails in
+milliseconds), and the profile is written only after every case, on every
+rank, has finished; a failure anywhere leaves the file as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .compare import Comparison, predict_case, prediction_model, summarize, validation_dtype, write_validation
+from .configs import Case, default_cases, ranking_cases
+from .ranking import Ranking, layout_label
+
+__all__ = ["ValidationRun", "run_validation"]
+
+
+@dataclass
+class ValidationRun:
+    """Everything one ``accelcal validate`` produced."""
+
+    device: str
+    """Device spec the layers ran on."""
+    device_name: str
+    """Human-readable device name."""
+    dtype: str
+    """dtype the layers ran in (and the planner was asked about)."""
+    comparisons: list[Comparison]
+    """Measured vs predicted, one per case."""
+    rankings: list[Ranking] = field(default_factory=list)
+    """TP=k vs TP=1 x DP=k per phase (multi-rank runs only)."""
+    written: bool = False
+    """Whether the profile's validation section was written."""
+    wall_s: float = 0.0
+    """Seconds the run took."""
+    notes: list[str] = field(default_factory=list)
+    """Caveats worth printing (thread split across CPU ranks, noisy cases)."""
+
+    @property
+    def median_abs_rel_err(self) -> float:
+        return summarize(self.comparisons)[0]
+
+    @property
+    def max_abs_rel_err(self) -> float:
+        return summarize(self.comparisons)[1]
+
+
+def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from accelcal.planner.models import ModelConfig
+
+    from .layers import LayerDims
+
+    configs = {n: ModelConfig.resolve(n) for n in names}
+    return configs, {n: LayerDims.from_model(m) for n, m in configs.items()}
+
+
+def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1, models: list[str] | None = None,
+                   quick: bool = False, write: bool = True, dtype: str | None = None, ranking: bool = True,
+                   preset: str | None = None, progress: Callable[[str], None] | None = print) -> ValidationRun:
+    """Validate the profile at ``profile_path`` on ``device``; see the module docstring for the order."""
+    from accelcal.calibrate.profile import Profile
+    from accelcal.kernels.device import resolve_device
+    from accelcal.kernels.timing import TimingConfig
+
+    from .configs import DEFAULT_MODELS
+    from .measure import measure_case
+
+    say = progress or (lambda _msg: None)
+    t0 = time.monotonic()
+    if nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {nproc}")
+    profile = Profile.load(profile_path)
+    dev = resolve_device(device)
+    if nproc > 1 and not dev.is_cpu and nproc > dev.count():
+        raise ValueError(f"--nproc {nproc} needs {nproc} {dev.type} devices, this node has {dev.count()}")
+    dt = validation_dtype(profile, dev.type, dtype)
+    names = models or DEFAULT_MODELS["cpu" if dev.is_cpu else "gpu"]
+    configs, dims = _models(names)
+    moe = {n for n, m in configs.items() if m.is_moe}
+    cases = default_cases(dev.type, names, quick=quick, nproc=nproc, has_graphs=dev.has_graphs, moe_models=moe)
+    rank_sets: dict[str, list[Case]] = {}
+    dense = [n for n in names if n not in moe]
+    if ranking and nproc > 1 and dense:
+        rank_sets = ranking_cases(dense[0], ranks=nproc)
+    cfg_name = preset or ("quick" if quick else "default")
+    cfg = TimingConfig.preset(cfg_name)
+
+    # 1. Predictions first: a profile or model the planner cannot cost fails before any measuring.
+    pmodels = {n: prediction_model(m, dt) for n, m in configs.items()}
+    every = cases + [c for cs in rank_sets.values() for c in cs if c not in cases]
+    preds: dict[Case, Any] = {}
+    notes: list[str] = []
+    for c in every:
+        try:
+            preds[c] = predict_case(profile, pmodels[c.model], c)
+        except KeyError as exc:  # MissingMeasurement: the profile lacks what this case needs; skip it, say why
+            notes.append(f"skipped {c.name}: the planner cannot predict it from this profile: {exc}")
+    if not preds:
+        raise ValueError(f"the planner could not predict any validation case from {profile_path}: " + "; ".join(notes))
+    every = [c for c in every if c in preds]
+    rank_sets = {ph: cs for ph, cs in rank_sets.items() if all(c in preds for c in cs)}
+    for n in notes:
+        say(n)
+
+    # 2. Single-rank cases in this process.
+    measured: dict[Case, Any] = {}
+    single = [c for c in every if c.ranks == 1]
+    multi = [c for c in every if c.ranks > 1]
+    say(f"validate: {len(every)} case(s) on {dev.spec} ({dev.name()}), dtype {dt}, timing preset {cfg_name}")
+    for n, c in enumerate(single, 1):
+        m = measure_case(c, dims[c.model], dt, dev, cfg)
+        measured[c] = m
+        say(f"  [{n}/{len(single)}] {c.name}: measured {m.measured_s * 1e3:.3f} ms, "
+            f"predicted {preds[c].total_s * 1e3:.3f} ms ({m.method})")
+
+    # 3. Multi-rank cases on spawned ranks (the layer's own all-reduces inside the timed forward).
+    if multi:
+        from .tp_worker import run_rank_cases
+
+        out = run_rank_cases(multi, {n: dims[n] for n in {c.model for c in multi}}, nproc, device_type=dev.type,
+                             dtype=dt, preset=cfg_name, progress=say)
+        by_dict = {tuple(sorted(r["case"].items())): r for r in out["rows"]}
+        for c in multi:
+            r = by_dict[tuple(sorted(c.to_dict().items()))]
+            measured[c] = r
+        checks = [r["check_max_abs_err"] for r in out["rows"] if r["case"]["tp"] > 1]
+        if checks:
+            notes.append(f"TP output check: max |diff| vs the unsharded layer = {max(checks):.3g} "
+                         f"(fp32, through the real all-reduce)")
+        if dev.is_cpu:
+            notes.append(f"CPU ranks ran with {out['threads_per_rank']} thread(s) each (the cores split across "
+                         f"{nproc} ranks); the profile was measured on the whole CPU")
+
+    def _measured_s(c: Case) -> tuple[float, str]:
+        m = measured[c]
+        return (m["measured_s"], m["method"]) if isinstance(m, dict) else (m.measured_s, m.method)
+
+    comparisons = []
+    for c in every:
+        ms, method = _measured_s(c)
+        p = preds[c]
+        comparisons.append(Comparison(case=c, measured_s=ms, predicted_s=p.total_s, method=method,
+                                      breakdown=dict(getattr(p, "breakdown", {}) or {})))
+    rankings = []
+    for phase, cs in rank_sets.items():
+        rankings.append(Ranking(phase=phase, labels=[layout_label(c.tp, c.dp) for c in cs],
+                                measured_s=[_measured_s(c)[0] for c in cs], predicted_s=[preds[c].total_s for c in cs]))
+
+    run = ValidationRun(device=dev.spec, device_name=dev.name(), dtype=dt, comparisons=comparisons, rankings=rankings,
+                        notes=notes)
+    # 4. Only now, with every case done, touch the profile.
+    if write:
+        write_validation(profile_path, comparisons, device=f"{dev.spec} ({dev.name()})")
+        run.written = True
+    run.wall_s = time.monotonic() - t0
+    return run
