@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from accelcal.calibrate.fit_alpha_beta import fit_piecewise

@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     from accelcal.calibrate.profile import Profile
     from accelcal.kernels.device import resolve_device
     from accelcal.kernels.timing import TimingConfig
-    from accelcal.validate.breakdown import format_breakdown, node_breakdown
+    from accelcal.planner.models import ModelConfig
+    from accelcal.validate.breakdown import count_ops, format_breakdown, node_breakdown
+    from accelcal.validate.compare import predict_case, prediction_model
+    from accelcal.validate.layers import LayerDims
     from accelcal.validate.compare import format_table
     from accelcal.validate.configs import Case, SHAPES
     from accelcal.validate.ranking import format_rankings
@@ -122,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
                     rows = node_breakdown(prof, model, case, run.dtype, dev, cfg)
                     print()
                     print(format_breakdown(rows, title=f"per-node breakdown, {case.name}"))
+                    mc = ModelConfig.resolve(model)
+                    n_all, n_work = count_ops(case, LayerDims.from_model(mc), run.dtype, dev)
+                    pred = predict_case(prof, prediction_model(mc, run.dtype), case)
+                    kernels = sum(n.kernels for n in pred.nodes)
+                    print(f"ops per layer forward: {n_all} aten ops dispatched, {n_work} doing work; "
+                          f"the planner counts {kernels} kernels (launch share predicted "
+                          f"{pred.breakdown.get('launch', 0.0) * 1e3:.4f} ms of {pred.total_s * 1e3:.4f} ms)")
     print()
     print(f"load average at end: {os.getloadavg()[0]:.2f}; wall {time.monotonic() - t0:.0f} s")
     return 0

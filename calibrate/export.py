@@ -68,7 +68,8 @@ def export_configurator(p: Profile, datasheet: Profile | None = None) -> dict[st
     if p2p:
         c = min(p2p, key=lambda e: (e.scope != "intra_node", e.op != "send_recv"))
         p2p_lat = c.pieces[0].latency_s
-        notes["p2p_latency_s"] = f"{c.label} first piece latency"
+        if p2p_lat is not None:
+            notes["p2p_latency_s"] = f"{c.label} first piece latency"
     if p2p_lat is None:
         missing.append("p2p_latency_s (no send_recv latency measured)")
     return {

@@ -26,13 +26,12 @@ from .fit_gemm import fit_gemm
 from .profile import (DTYPE_BYTES, BUSBW_FACTORS, CollectiveEntry, Identity, MemoryEntry, Overheads, Profile,
                       SCOPES)
 
-__all__ = ["fit_profile", "FitNotes"]
+__all__ = ["fit_profile", "OVERHEAD_OPS"]
 
 OVERHEAD_OPS = {"launch_eager": "eager_launch_s", "launch_sync": "launch_sync_s", "sync": "sync_s",
                 "graph_kernel": "graph_kernel_s"}
 """Raw op name -> Overheads field."""
 
-FitNotes = list
 
 
 def _ok(df: pd.DataFrame | None, figure: str | None) -> pd.DataFrame:

@@ -341,9 +341,22 @@ class ComputeEntry:
     wave_units: int | None = None
     """Parallel units (SMs/CUs) for the wave-quantisation term with 128x128 tiles; null = no quantisation term."""
 
+    _ratio_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
     def model_time_s(self, m: float, n: float, k: float, elsize: int) -> float:
         return gemm_model_time_s(m, n, k, elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s,
                                  self.overhead_s or 0.0, self.wave_units)
+
+    def estimate_s(self, m: float, n: float, k: float, elsize: int) -> tuple[float, bool, str]:
+        """(time_s, extrapolated, detail) from the model corrected by the measured efficiency."""
+        # Ratios depend on every parameter; keying on them keeps copies made by with_bandwidth_scale correct.
+        key = (elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s, self.wave_units,
+               len(self.points), tuple(self.points[0]) if self.points else None)
+        model = lambda a, b, c: self.model_time_s(a, b, c, elsize)  # noqa: E731
+        if key not in self._ratio_cache:
+            self._ratio_cache.clear()
+            self._ratio_cache[key] = _ratio_table(model, self.points)
+        return gemm_estimate_s(model, self.points, m, n, k, table=self._ratio_cache[key])
 
     @classmethod
     def read(cls, r: _Reader, d: Any, path: str, datasheet: bool) -> "ComputeEntry":
@@ -641,8 +654,19 @@ def _log3(p: Sequence[float]) -> tuple[float, float, float]:
     return (math.log(p[0]), math.log(p[1]), math.log(p[2]))
 
 
+def _ratio_table(model: Callable[[float, float, float], float], points: Sequence[Sequence[float]]) -> dict:
+    ratios = [(p, math.log(p[3] / model(p[0], p[1], p[2]))) for p in points]
+    lines: dict[tuple[float, float], list[tuple[float, float]]] = {}
+    for p, lr in ratios:
+        lines.setdefault((p[1], p[2]), []).append((p[0], lr))
+    return {"ratios": ratios, "lines": {key: sorted(v) for key, v in lines.items()},
+            "logs": [(_log3(p), lr) for p, lr in ratios],
+            "lo": [min(math.log(p[i]) for p in points) for i in range(3)] if points else [],
+            "hi": [max(math.log(p[i]) for p in points) for i in range(3)] if points else []}
+
+
 def gemm_estimate_s(model: Callable[[float, float, float], float], points: Sequence[Sequence[float]],
-                    m: float, n: float, k: float) -> tuple[float, bool, str]:
+                    m: float, n: float, k: float, table: dict | None = None) -> tuple[float, bool, str]:
     """Correct the parametric model by the measured efficiency ratio, interpolated in log-shape space.
 
     ratio_i = measured_i / model_i at every measured shape.  A query on a
@@ -655,8 +679,8 @@ def gemm_estimate_s(model: Callable[[float, float, float], float], points: Seque
     base = model(m, n, k)
     if not points:
         return base, True, "parametric roofline (no measured shapes)"
-    ratios = [(p, math.log(p[3] / model(p[0], p[1], p[2]))) for p in points]
-    line = sorted((p[0], lr) for p, lr in ratios if p[1] == n and p[2] == k)
+    table = table if table is not None else _ratio_table(model, points)
+    line = table["lines"].get((float(n), float(k)), [])
     if len(line) >= 1:
         ms = [x for x, _ in line]
         lrs = [y for _, y in line]
@@ -678,12 +702,11 @@ def gemm_estimate_s(model: Callable[[float, float, float], float], points: Seque
             how = f"held the efficiency of the only measured M={ms[0]:g}"
             extrap = True
         return base * math.exp(lr), extrap, f"{how} on the measured (N={n:g}, K={k:g}) line"
-    lo = [min(math.log(p[i]) for p in points) for i in range(3)]
-    hi = [max(math.log(p[i]) for p in points) for i in range(3)]
+    lo, hi = table["lo"], table["hi"]
     q = _log3((m, n, k))
     extrap = any(q[i] < lo[i] - 1e-12 or q[i] > hi[i] + 1e-12 for i in range(3))
     qc = [min(max(q[i], lo[i]), hi[i]) for i in range(3)]
-    dists = sorted((sum((a - b) ** 2 for a, b in zip(qc, _log3(p))), lr) for p, lr in ratios)[:4]
+    dists = sorted((sum((a - b) ** 2 for a, b in zip(qc, lp)), lr) for lp, lr in table["logs"])[:4]
     if dists[0][0] < 1e-18:
         lr = dists[0][1]
     else:
@@ -872,7 +895,7 @@ class Profile:
                                      f"compute has {sorted(self.compute)}")
         e = self.compute[dtype]
         elsize = DTYPE_BYTES[dtype]
-        t, extrap, how = gemm_estimate_s(lambda a, b, c: e.model_time_s(a, b, c, elsize), e.points, m, n, k)
+        t, extrap, how = e.estimate_s(m, n, k, elsize)
         flags = self._base_flags() + _flagged(e.quality)
         if self.is_datasheet:
             how = "datasheet peak FLOP/s and memory bandwidth roofline, no measured efficiency (optimistic)"
@@ -1001,8 +1024,13 @@ class Profile:
         if not factor > 0 or math.isinf(factor):
             raise ValueError(f"with_bandwidth_scale: factor must be a positive finite number, got {factor!r}")
         p = copy.deepcopy(self)
-        for e in p.compute.values():
+        for dt, e in p.compute.items():
+            el = DTYPE_BYTES[dt]
+            before = [e.model_time_s(*pt[:3], el) for pt in e.points]
             e.memory_bandwidth_bytes_per_s *= factor
+            # Measured points become what they would have measured on the faster/slower memory under the model,
+            # so the efficiency correction (measured / model) is kept rather than cancelling the what-if.
+            e.points = [pt[:3] + [pt[3] * e.model_time_s(*pt[:3], el) / b] for pt, b in zip(e.points, before)]
         for e in p.memory.values():
             e.bandwidth_bytes_per_s *= factor
         for phases in p.attention.values():

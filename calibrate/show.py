@@ -24,6 +24,8 @@ def _si(v: float | None, unit: str) -> str:
 def _time(v: float | None) -> str:
     if v is None:
         return "not measured"
+    if abs(v) < 1e-12:
+        return "0 s"
     for mul, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us"), (1e9, "ns")):
         if abs(v) * mul >= 1 or unit == "ns":
             return f"{v * mul:.3g} {unit}"

@@ -291,6 +291,9 @@ class Harness:
             op.run(bufs, ctx)
             self.device.synchronize()
         except (RuntimeError, TypeError, ValueError) as exc:
+            low = str(exc).lower()
+            if isinstance(exc, dist.DistNetworkError) or "timed out" in low or "connection" in low:
+                raise  # a peer died or hung: that is a failed sweep, not an unsupported dtype
             return 1, f"{self.backend} does not support {case.op} on {case.dtype}: {str(exc).splitlines()[0][:160]}"
         if self.fault and self.fault.kind == "corrupt" and self.fault.rank == self.denv.rank and self.fault.case == case.index:
             for t in bufs.values():
@@ -326,16 +329,23 @@ class Harness:
         # Capture only enqueues, so a failure on one rank cannot strand a peer; agree before replaying.
         return self.graph_capable and -self._world_max([-ok])[0] > 0.5
 
-    def _time(self, case: Case, ctx: GroupCtx | None) -> list[tuple[str, str, list[float]]]:
-        """[(mode, method, MAX-over-ranks samples)] for the pipelined and blocking modes."""
+    def _time(self, case: Case, ctx: GroupCtx | None) -> tuple[list[tuple[str, str, list[float]]], str]:
+        """([(mode, method, MAX-over-ranks samples)] for the pipelined and blocking modes, skip reason)."""
         op, dtype, cfg, dev = get_op(case.op), DTYPE_MAP[case.dtype], self.cfg, self.device
         in_group = ctx is not None
         if in_group:
             free_b, _ = dev.memory_bytes()
             per_set = 3 * case.size_bytes + 64
             nsets = timing.rotation_count(per_set, 32 << 20, free_b // 4, lo=2, hi=4)
-            sets = [op.make_buffers(case.count, ctx, dtype, dev.torch, "random") for _ in range(nsets)]
-
+            try:
+                sets = [op.make_buffers(case.count, ctx, dtype, dev.torch, "random") for _ in range(nsets)]
+            except torch.OutOfMemoryError:
+                sets = []
+        # Out of memory is a recorded skip, agreed by all ranks before anyone enters a collective.
+        oom = self._gather_ints([1 if in_group and not sets else 0])[:, 0].tolist()
+        if max(oom):
+            return [], f"out of memory allocating the timing inputs on rank(s) {[r for r, f in enumerate(oom) if f]}"
+        if in_group:
             def run(i: int) -> None:
                 op.run(sets[i % nsets], ctx)
             barrier = self._barrier(ctx)
@@ -370,7 +380,7 @@ class Harness:
         out.append(("blocking", "events" if dev.has_events else "host", self._world_max(samples)))
         if op.round_trip:
             out = [(m, meth, [s / 2 for s in xs]) for m, meth, xs in out]
-        return out
+        return out, ""
 
     def _params(self, case: Case, mode: str | None) -> dict:
         g = self.groups[case.group_id]
@@ -393,6 +403,10 @@ class Harness:
         ctx = self._ctx(case.group_id)
         self.phase = f"correctness check of {desc}"
         status, reason = self._check(case, ctx)
+        timed: list = []
+        if status == "ok":
+            timed, reason = self._time(case, ctx)
+            status = "skipped" if reason else "ok"
         if status != "ok":
             for mode in ("pipelined", "blocking"):
                 rs.add_skip(op=case.op, case=self._case_id(case, mode), params=self._params(case, mode),
@@ -401,7 +415,7 @@ class Harness:
                 self.progress(f"[{case.index + 1}/{self._n}] {case.op} {case.dtype} {_fmt_bytes(case.size_bytes)} "
                               f"g{self.groups[case.group_id].size}: {status}: {reason}")
             return
-        for mode, method, samples in self._time(case, ctx):
+        for mode, method, samples in timed:
             stats = timing.Stats.from_samples(samples)
             params = self._params(case, mode)
             algbw = case.size_bytes / stats.median_s if stats.median_s > 0 else 0.0

@@ -86,8 +86,14 @@ def run(args: argparse.Namespace) -> int:
     from .search import PlanOptions, plan
     from .workload import Workload
 
-    for name in ("nodes", "devices_per_node", "top"):
+    for name in ("nodes", "devices_per_node", "top", "prompt_len", "output_len", "batch"):
         _positive(name.replace("_", "-"), getattr(args, name))
+    for name in ("ttft", "tpot", "request_rate"):
+        v = getattr(args, name)
+        if v is not None and not v > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {v}")
+    if not 0 < args.memory_utilization <= 1:
+        raise ValueError(f"--memory-utilization must be in (0, 1], got {args.memory_utilization}")
     model = ModelConfig.resolve(args.model)
     prof = Profile.load(args.profile)
     model = _pick_dtype(model, prof, args.dtype)

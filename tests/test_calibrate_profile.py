@@ -271,6 +271,11 @@ def test_what_if_scales(good: Profile):
     fast = good.with_bandwidth_scale(2.0)
     assert fast.memory["copy"].bandwidth_bytes_per_s == 2 * good.memory["copy"].bandwidth_bytes_per_s
     assert good.memory["copy"].bandwidth_bytes_per_s == Profile.load(GOOD).memory["copy"].bandwidth_bytes_per_s
+    # A memory-bound GEMM (M=1) gets twice as fast; a compute-bound one does not move.
+    assert fast.gemm_time_s(1, 4096, 4096, "fp32").time_s == pytest.approx(
+        0.5 * good.gemm_time_s(1, 4096, 4096, "fp32").time_s, rel=0.05)
+    assert fast.gemm_time_s(2048, 4096, 4096, "fp32").time_s == pytest.approx(
+        good.gemm_time_s(2048, 4096, 4096, "fp32").time_s, rel=0.01)
     big = 1 << 26
     slow = good.with_collective_scale(4.0)
     assert slow.collective_time_s("all_gather", big, 2).time_s == pytest.approx(

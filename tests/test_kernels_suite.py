@@ -132,9 +132,11 @@ def test_case_that_does_not_fit_in_free_memory_is_skipped(monkeypatch):
 def test_case_over_time_budget_is_skipped_with_arithmetic(monkeypatch):
     monkeypatch.setattr(gemm_mod, "probe_gemm_rate", lambda device, dtype: 1e6)  # a 1 MFLOP/s device
     ctx = _ctx(case_budget_s=0.5)
-    run_gemm(ctx, [GemmShape("t", 64, 64)], ms=(1, 64), dtypes=("fp32",))
+    # m=64: 32 calls x 524288 flop / 1e6 flop/s = 16.8 s > 0.5 s; m=1: 0.26 s, runs.
+    run_gemm(ctx, [GemmShape("t", 64, 64)], ms=(64, 1), dtypes=("fp32",))
     df = ctx.results.frame()
     assert df[df["m"] == 64]["status"].tolist() == ["skipped"]
+    assert df[df["m"] == 1]["status"].tolist() == ["ok", "ok"]
     reason = df[df["m"] == 64]["reason"].iloc[0]
     assert "calls x" in reason and "per-case budget 0.5 s" in reason
 
@@ -222,3 +224,17 @@ def test_cli_writes_results(tmp_path, capsys):
     ok = df[df["status"] == "ok"]
     assert (ok["median_s"] > 0).all() and (ok["median_s"] < 1e-2).all()
     assert (tmp_path / "kernels.json").exists() and (tmp_path / "kernels.env.json").exists()
+
+
+def test_attention_gqa_fallback_matches_native():
+    from accelcal.kernels.attention import make_attention_run
+
+    case = AttentionCase("prefill", 1, 4, 2, 8, 16, 16)
+    torch.manual_seed(0)
+    native = make_attention_run(CPU, case, "fp32", 1, "native")(0)
+    torch.manual_seed(0)
+    fallback = make_attention_run(CPU, case, "fp32", 1, "repeat_interleave")(0)
+    assert native.shape == (1, 4, 16, 8)
+    assert torch.allclose(native, fallback, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of kv_heads"):
+        make_attention_run(CPU, AttentionCase("decode", 1, 4, 3, 8, 1, 16), "fp32", 1, "native")

@@ -29,6 +29,8 @@ def test_tp_stays_inside_node_when_inter_node_is_10x_slower():
     spanning = [c for c in res.ranked if c.scopes["tp"] == "inter_node"]
     assert spanning, "TP16 across nodes must be a costed alternative"
     assert spanning[0].request_latency_s > res.best.request_latency_s
+    assert any(line.startswith("TP kept inside a node") and "collectives[all_reduce,inter_node," in line
+               for line in res.best.why)
     # with equal intra/inter speeds, TP may span nodes (and here it wins: weight reads split 16 ways)
     eq = plan("llama3.1-405b", Cluster.homogeneous(_h100(1.0), nodes=2), W, PlanOptions(objective="latency"))
     assert eq.best.scopes["tp"] == "inter_node" and eq.best.tp == 16

@@ -75,6 +75,12 @@ def test_plan_bad_inputs(profile_path):
         _run(["plan", "--profile", str(profile_path), "--model", "nope"])
     with pytest.raises(ValueError, match="--nodes must be >= 1"):
         _run(["plan", "--profile", str(profile_path), "--nodes", "0"])
+    with pytest.raises(ValueError, match="--prompt-len must be >= 1, got 0"):
+        _run(["plan", "--profile", str(profile_path), "--prompt-len", "0"])
+    with pytest.raises(ValueError, match="--tpot must be > 0"):
+        _run(["plan", "--profile", str(profile_path), "--tpot", "-1"])
+    with pytest.raises(FileNotFoundError):
+        _run(["plan", "--profile", str(profile_path) + ".missing"])
     with pytest.raises(ValueError, match="no feasible plan"):
         _run(["plan", "--profile", str(profile_path), "--model", "llama3.1-405b", "--devices-per-node", "2"])
 

@@ -75,10 +75,12 @@ def _cases_in(out):
 
 
 def test_validate_single_rank_end_to_end(profile_path, capsys):
-    rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--model", "tiny,tiny-moe", "--quick"])
+    rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--model", "tiny,tiny-moe", "--quick",
+               "--shapes", "1"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    want = {c.name for c in default_cases("cpu", ["tiny", "tiny-moe"], quick=True, moe_models={"tiny-moe"})}
+    want = {c.name for c in default_cases("cpu", ["tiny", "tiny-moe"], moe_models={"tiny-moe"}, shapes=1)}
+    assert len(want) == 4  # prefill and decode, dense and MoE
     assert set(_cases_in(out)) == want
     assert {"prefill", "decode"} <= {c.phase for c in default_cases("cpu", ["tiny"], quick=True)}
     v = Profile.load(profile_path).validation
@@ -95,7 +97,7 @@ def test_validate_single_rank_end_to_end(profile_path, capsys):
 def test_validate_two_gloo_ranks_and_ranking(profile_path, capsys):
     before = profile_path.read_bytes()
     rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--nproc", "2", "--model", "tiny",
-               "--quick", "--no-write"])
+               "--quick", "--shapes", "1", "--no-write"])
     out = capsys.readouterr().out
     assert rc == 0, out
     names = _cases_in(out)
@@ -161,3 +163,38 @@ def test_bad_inputs_are_clear_errors_and_touch_nothing(profile_path, capsys):
     assert main(["validate", "--profile", str(profile_path.parent / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
     assert profile_path.read_bytes() == before
+
+
+def test_cli_and_comparison_modules_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import accelcal.validate.cli, accelcal.validate.runner, accelcal.validate.compare, "
+            "accelcal.validate.ranking, accelcal.validate.configs; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_ranking_orders_and_agreement():
+    from accelcal.validate.ranking import Ranking, format_rankings
+
+    r = Ranking("decode", ["TP=2", "TP=1 x DP=2"], measured_s=[3e-3, 1e-3], predicted_s=[2e-3, 2.5e-3])
+    assert r.measured_order == ["TP=1 x DP=2", "TP=2"] and r.predicted_order == ["TP=2", "TP=1 x DP=2"]
+    assert not r.agree and "DISAGREE" in format_rankings([r])
+    ok = Ranking("prefill", ["TP=2", "TP=1 x DP=2"], measured_s=[1e-3, 2e-3], predicted_s=[1.5e-3, 1.6e-3])
+    assert ok.agree and "-> agree" in format_rankings([ok])
+    with pytest.raises(ValueError, match="2 labels, 1 measured"):
+        Ranking("decode", ["a", "b"], measured_s=[1.0], predicted_s=[1.0, 2.0])
+
+
+def test_case_validation_shows_the_arithmetic():
+    with pytest.raises(ValueError, match=r"batch\(5\) % dp\(2\) = 1"):
+        Case("tiny", "decode", 5, 1, 64, dp=2)
+    with pytest.raises(ValueError, match="q_len must be 1"):
+        Case("tiny", "decode", 1, 4, 64)
+    with pytest.raises(ValueError, match=r"q_len\(8\) must equal kv_len\(16\)"):
+        Case("tiny", "prefill", 1, 8, 16)
+    cases = default_cases("cuda", ["llama3-8b", "mixtral-8x7b"], nproc=2, has_graphs=True, moe_models={"mixtral-8x7b"})
+    assert any(c.graphs for c in cases if c.model == "llama3-8b")
+    assert not any(c.graphs or c.tp > 1 for c in cases if c.model == "mixtral-8x7b")
+    assert {c.tp for c in cases} == {1, 2}

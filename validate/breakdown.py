@@ -32,7 +32,11 @@ from .configs import Case
 from .layers import KVCache, LayerDims, apply_rope, build_layer, rms_norm
 from .measure import TORCH_DTYPES
 
-__all__ = ["NodeRow", "node_breakdown", "format_breakdown"]
+__all__ = ["NodeRow", "count_ops", "node_breakdown", "format_breakdown"]
+
+VIEW_OPS = frozenset({"view", "transpose", "slice", "alias", "split_with_sizes", "split", "reshape", "chunk",
+                      "unsqueeze", "squeeze", "expand", "t", "_unsafe_view", "detach", "select", "as_strided"})
+"""aten ops that only make a new view (no work launched); excluded from the work-op count."""
 
 NSETS = 4
 """Input sets rotated per op (enough to avoid re-reading the same activations each call)."""
@@ -114,6 +118,29 @@ def _ops(case: Case, dims: LayerDims, dtype: torch.dtype, device: Device) -> dic
         ops["act_mul"] = lambda i: F.silu(gu[i % NSETS][..., :ffn]) * gu[i % NSETS][..., ffn:]
         ops["down"] = lambda i: F.linear(hs[i % NSETS], mlp.down)
     return ops
+
+
+def count_ops(case: Case, dims: LayerDims, dtype: str, device: Device) -> tuple[int, int]:
+    """(all aten ops, ops that do work) one forward of ``case`` dispatches: compare with the planner's kernel count."""
+    from .measure import build_runner
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    run, _ = build_runner(case, dims, dtype, device)
+    with torch.inference_mode():
+        run(0)  # builds lazily-made tables (rope) outside the count, as warm-up does
+        with _Count() as c:
+            run(1)
+    return len(c.names), sum(1 for n in c.names if n not in VIEW_OPS)
 
 
 def node_breakdown(profile: Any, model: Any, case: Case, dtype: str, device: Device, cfg: TimingConfig) -> list[NodeRow]:

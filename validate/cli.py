@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="planner model presets or YAML configs (default: tiny,tiny-moe on CPU; llama3-8b,mixtral-8x7b on GPUs)")
     p.add_argument("--dtype", default=None, help="dtype to run and predict in (default: fp32 on CPU, bf16 on GPUs)")
     p.add_argument("--quick", action="store_true", help="fewer shapes and short timing budgets (CI, smoke runs)")
+    p.add_argument("--shapes", type=int, default=None, metavar="N",
+                   help="(batch, length) shapes per phase and model (default: 2 with --quick, else all)")
     p.add_argument("--preset", choices=["quick", "default", "full"], default=None,
                    help="timing preset (default: quick with --quick, else default)")
     p.add_argument("--no-ranking", action="store_true", help="skip the TP vs DP ranking check when --nproc > 1")
@@ -54,7 +56,8 @@ def _handle(args: argparse.Namespace) -> int:
     from .runner import run_validation
 
     run = run_validation(args.profile, device=args.device, nproc=args.nproc, models=args.model, quick=args.quick,
-                         write=not args.no_write, dtype=args.dtype, ranking=not args.no_ranking, preset=args.preset)
+                         write=not args.no_write, dtype=args.dtype, ranking=not args.no_ranking, preset=args.preset,
+                         shapes=args.shapes)
     print()
     print(f"validation on {run.device} ({run.device_name}), dtype {run.dtype}, {run.wall_s:.1f} s")
     print(format_table(run.comparisons))

@@ -113,18 +113,22 @@ def _shape_cases(model: str, kind: str, n: int, **layout) -> list[Case]:
 
 
 def default_cases(device_type: str, models: list[str] | None = None, quick: bool = False, nproc: int = 1,
-                  has_graphs: bool = False, moe_models: set[str] | None = None) -> list[Case]:
+                  has_graphs: bool = False, moe_models: set[str] | None = None, shapes: int | None = None) -> list[Case]:
     """The validation grid for a device type.
 
     Single-rank cases for every model (eager, plus graph replay where the
-    backend has graphs), and with ``nproc > 1`` TP=nproc cases for the dense
+    backend has graphs; ``shapes`` per phase, default 2 with ``quick``, else
+    all), and with ``nproc > 1`` TP=nproc cases for the dense
     models.  ``moe_models`` names the MoE ones (kept at TP=1: expert layouts
     are the planner's EP business, not a plain TP shard; and eager only).
     """
     kind = _kind(device_type)
     models = models or DEFAULT_MODELS[kind]
     moe_models = moe_models or set()
-    n = QUICK_SHAPES if quick else len(SHAPES[kind]["prefill"])
+    most = len(SHAPES[kind]["prefill"])
+    if shapes is not None and not 1 <= shapes <= most:
+        raise ValueError(f"shapes per phase must be between 1 and {most} for {kind}, got {shapes}")
+    n = shapes or (QUICK_SHAPES if quick else most)
     cases: list[Case] = []
     for model in models:
         cases += _shape_cases(model, kind, n)

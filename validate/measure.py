@@ -33,18 +33,22 @@ from typing import Any, Callable
 import torch
 
 from accelcal.kernels.device import Device
-from accelcal.kernels.timing import Stats, TimingConfig, _reps_for, rotation_count, sample_queue, time_op, warmup
+from accelcal.kernels.timing import Stats, TimingConfig, _reps_for, rotation_count, sample_queue, time_op, warmup, with_budget
 
 from .configs import Case
 from .layers import KVCache, LayerDims, build_layer, layer_weight_bytes
 
-__all__ = ["Measurement", "TORCH_DTYPES", "last_level_cache_bytes", "measure_case", "time_op_ranks"]
+__all__ = ["CaseSkipped", "Measurement", "TORCH_DTYPES", "last_level_cache_bytes", "measure_case", "time_op_ranks"]
 
 TORCH_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """accelcal dtype names a validation layer can run in."""
 
 MAX_LAYER_COPIES = 8
 """Most weight copies rotated for small layers (they stand in for a model's other layers)."""
+
+
+class CaseSkipped(RuntimeError):
+    """A case this device cannot run (out of memory, graph capture unsupported): recorded, not fatal."""
 
 
 @dataclass(frozen=True)
@@ -131,12 +135,15 @@ def measure_case(case: Case, dims: LayerDims, dtype: str, device: Device, cfg: T
         raise ValueError(f"case {case.name} needs {case.ranks} ranks; run it through validate.tp_worker")
     if case.graphs and not device.has_graphs:
         raise ValueError(f"case {case.name} asks for graph replay but device {device.spec} has no graphs")
-    run, nsets = build_runner(case, dims, dtype, device)
-    with torch.inference_mode():
-        t = time_op(run, device, TimingConfig(**{**cfg.__dict__, "use_graphs": case.graphs}))
+    try:
+        run, nsets = build_runner(case, dims, dtype, device)
+        with torch.inference_mode():
+            t = time_op(run, device, with_budget(cfg, use_graphs=case.graphs))
+    except torch.OutOfMemoryError as exc:
+        raise CaseSkipped(f"out of memory on {device.spec}: {str(exc).splitlines()[0][:160]}") from None
     notes = list(t.warnings)
     if case.graphs and t.device_method != "graph":
-        raise RuntimeError(f"case {case.name}: graph capture failed, cannot report a graph figure ({'; '.join(notes)})")
+        raise CaseSkipped(f"graph capture failed, no graph figure to report ({'; '.join(notes)[:200]})")
     return Measurement(case=case, measured_s=t.device.median_s, method=t.device_method, stats=t.device,
                        eager_s=t.eager.median_s, rotated_sets=nsets, warnings=tuple(notes))
 

@@ -64,14 +64,14 @@ def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1, models: list[str] | None = None,
                    quick: bool = False, write: bool = True, dtype: str | None = None, ranking: bool = True,
-                   preset: str | None = None, progress: Callable[[str], None] | None = print) -> ValidationRun:
+                   preset: str | None = None, shapes: int | None = None, progress: Callable[[str], None] | None = print) -> ValidationRun:
     """Validate the profile at ``profile_path`` on ``device``; see the module docstring for the order."""
     from accelcal.calibrate.profile import Profile
     from accelcal.kernels.device import resolve_device
     from accelcal.kernels.timing import TimingConfig
 
     from .configs import DEFAULT_MODELS
-    from .measure import measure_case
+    from .measure import CaseSkipped, measure_case
 
     say = progress or (lambda _msg: None)
     t0 = time.monotonic()
@@ -85,7 +85,8 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     names = models or DEFAULT_MODELS["cpu" if dev.is_cpu else "gpu"]
     configs, dims = _models(names)
     moe = {n for n, m in configs.items() if m.is_moe}
-    cases = default_cases(dev.type, names, quick=quick, nproc=nproc, has_graphs=dev.has_graphs, moe_models=moe)
+    cases = default_cases(dev.type, names, quick=quick, nproc=nproc, has_graphs=dev.has_graphs, moe_models=moe,
+                          shapes=shapes)
     rank_sets: dict[str, list[Case]] = {}
     dense = [n for n in names if n not in moe]
     if ranking and nproc > 1 and dense:
@@ -116,7 +117,12 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     multi = [c for c in every if c.ranks > 1]
     say(f"validate: {len(every)} case(s) on {dev.spec} ({dev.name()}), dtype {dt}, timing preset {cfg_name}")
     for n, c in enumerate(single, 1):
-        m = measure_case(c, dims[c.model], dt, dev, cfg)
+        try:
+            m = measure_case(c, dims[c.model], dt, dev, cfg)
+        except CaseSkipped as exc:
+            notes.append(f"skipped {c.name}: {exc}")
+            say(f"  [{n}/{len(single)}] {c.name}: skipped: {exc}")
+            continue
         measured[c] = m
         say(f"  [{n}/{len(single)}] {c.name}: measured {m.measured_s * 1e3:.3f} ms, "
             f"predicted {preds[c].total_s * 1e3:.3f} ms ({m.method})")
@@ -143,6 +149,10 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
         m = measured[c]
         return (m["measured_s"], m["method"]) if isinstance(m, dict) else (m.measured_s, m.method)
 
+    every = [c for c in every if c in measured]
+    if not every:
+        raise RuntimeError("no validation case could be measured: " + "; ".join(notes))
+    rank_sets = {ph: cs for ph, cs in rank_sets.items() if all(c in measured for c in cs)}
     comparisons = []
     for c in every:
         ms, method = _measured_s(c)
