@@ -27,13 +27,19 @@ SIZES = (1 << 20, 64 << 20)
 ROUNDS = 3
 
 
-def plain_loop(nbytes: int, reps: int, queue: int) -> float:
+def plain_loop(nbytes: int, reps: int, queue: int, warmup_s: float) -> float:
     import torch
     import torch.distributed as dist
 
     x = torch.randn(nbytes // 4)
-    for _ in range(3):
+    # Warm up for as long as the harness does; rank 0's clock decides so both ranks make the same calls.
+    t0 = time.perf_counter()
+    while True:
         dist.all_reduce(x)
+        go = torch.tensor([1.0 if time.perf_counter() - t0 < warmup_s else 0.0])
+        dist.broadcast(go, 0)
+        if go.item() == 0.0:
+            break
     per_call = []
     for _ in range(reps):
         dist.barrier()
@@ -64,7 +70,7 @@ def rank_main() -> None:
     # Interleaved rounds: the machine is shared, so drift hits both methods alike.
     for _ in range(ROUNDS):
         for s in SIZES:
-            plain[s].append(plain_loop(s, cfg.min_reps, cfg.queue_len))
+            plain[s].append(plain_loop(s, 2 * cfg.min_reps, cfg.queue_len, cfg.warmup_s))
             rows = h.sweep(("all_reduce",), ("fp32",), (s,)).frame().set_index("mode")["median_s"]
             piped[s].append(float(rows["pipelined"]))
             blocking[s].append(float(rows["blocking"]))

@@ -179,8 +179,13 @@ def _calibrate(args: argparse.Namespace) -> int:
             from accelcal.collectives.launch import run_sweep
 
             print(f"[calibrate] collectives on {nproc} ranks ({dev.type})")
-            coll = run_sweep(nproc, device_type="cpu" if dev.is_cpu else dev.type, preset=args.preset,
-                             out_dir=raw_dir, progress=print)
+            try:
+                coll = run_sweep(nproc, device_type="cpu" if dev.is_cpu else dev.type, preset=args.preset,
+                                 out_dir=raw_dir, progress=print)
+            except RuntimeError as exc:  # a rank died or timed out: no profile from a partial run
+                print(f"accelcal calibrate: error: collective sweep failed: {exc}; {out} not written"
+                      + (" (the existing profile is kept)" if out.exists() else ""), file=sys.stderr)
+                return 1
             csv = raw_dir / "collectives.csv"
             if csv.exists():
                 raw_files.append(str(csv))

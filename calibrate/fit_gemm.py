@@ -12,8 +12,8 @@ captures the memory-bound small-M regime (bytes term), the compute-bound regime
 ``scipy.optimize.least_squares`` on relative residuals with a soft_l1 loss and
 physical bounds.  Queries then multiply the model by the measured
 measured/model ratio, interpolated between measured shapes in log space
-(efficiency space) and held constant outside them.  Held-out error is k-fold:
-each fold refits the parameters without its points and predicts them with the
+(efficiency space) and held constant outside them.  Held-out error is leave-one-out
+(10-fold above 40 shapes): each fold refits the parameters without its points and predicts them with the
 same interpolation the query API uses.
 """
 
@@ -104,10 +104,17 @@ def _heldout(arr: np.ndarray, elsize: int, wave_units: int | None, k: int) -> np
     return np.concatenate(errs)
 
 
-def fit_gemm(dtype: str, points: Sequence[Sequence[float]], wave_units: int | None = None, k: int = 5) -> ComputeEntry:
+LOO_MAX_POINTS = 40
+"""Up to this many shapes the held-out error is leave-one-out (the query use case: one unmeasured shape); 10-fold above."""
+
+
+def fit_gemm(dtype: str, points: Sequence[Sequence[float]], wave_units: int | None = None,
+             k: int | None = None) -> ComputeEntry:
     """Fit one dtype from measured ``(m, n, k, median_s)``; with ``wave_units`` also try the wave-quantised
-    model and keep whichever predicts held-out shapes better."""
+    model and keep whichever predicts held-out shapes better.  ``k`` folds (default: see LOO_MAX_POINTS)."""
     arr = _check(dtype, points)
+    if k is None:
+        k = arr.shape[0] if arr.shape[0] <= LOO_MAX_POINTS else 10
     elsize = DTYPE_BYTES[dtype]
     candidates = [None] + ([int(wave_units)] if wave_units else [])
     best = None

@@ -351,7 +351,7 @@ class ComputeEntry:
         """(time_s, extrapolated, detail) from the model corrected by the measured efficiency."""
         # Ratios depend on every parameter; keying on them keeps copies made by with_bandwidth_scale correct.
         key = (elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s, self.wave_units,
-               len(self.points), tuple(self.points[0]) if self.points else None)
+               tuple(tuple(pt) for pt in self.points))
         model = lambda a, b, c: self.model_time_s(a, b, c, elsize)  # noqa: E731
         if key not in self._ratio_cache:
             self._ratio_cache.clear()

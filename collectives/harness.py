@@ -304,11 +304,9 @@ class Harness:
         return 0, ""
 
     def _barrier(self, ctx: GroupCtx) -> Callable[[], None]:
-        token = torch.zeros(1, device=self.device.torch)
-
         def barrier() -> None:
-            # A one-element all-reduce: works on every backend and queues on the device like the op itself.
-            dist.all_reduce(token, group=ctx.group)
+            # The backend's own barrier (nccl: on the device bound at init), as a hand-written loop would use.
+            dist.barrier(group=ctx.group)
         return barrier
 
     def _graph_probe(self, run: Callable[[int], object], in_group: bool) -> bool:

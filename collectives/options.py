@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from .presets import DTYPES, OPS, get_preset, sweep_sizes, validate_names
 

@@ -129,3 +129,59 @@ def test_registered_in_the_console_script(capsys):
 
     assert main(["show", str(GOOD)]) == 0
     assert "compute (GEMM)" in capsys.readouterr().out
+
+
+def test_calibrate_measure_path_writes_raw_and_profile(tmp_path, monkeypatch, capsys):
+    """The measuring path (suite + sweep -> raw files -> fit -> profile), with the suites replaced by synthetic rows."""
+    import accelcal.collectives.launch as launch
+    import accelcal.kernels.suite as suite
+    from accelcal.results import ResultSet
+
+    calls = {}
+
+    def fake_suite(device=None, preset="quick", ops=None, progress=print):
+        calls["suite"] = (device.spec, preset)
+        return ResultSet(suite="kernels", env=synth_env(), rows=synth_kernels().to_dict("records"))
+
+    def fake_sweep(nproc, device_type="cpu", preset="quick", out_dir="results", progress=print, **kw):
+        calls["sweep"] = (nproc, device_type, preset)
+        df = synth_collectives()
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        df.to_csv(Path(out_dir) / "collectives.csv", index=False)
+        return df
+
+    monkeypatch.setattr(suite, "run_suite", fake_suite)
+    monkeypatch.setattr(launch, "run_sweep", fake_sweep)
+    out = tmp_path / "cpu.yaml"
+    assert run(["calibrate", "--device", "cpu", "--quick", "--out", str(out), "--raw-dir", str(tmp_path / "raw")]) == 0
+    assert calls == {"suite": ("cpu", "quick"), "sweep": (2, "cpu", "quick")}
+    p = Profile.load(out)
+    assert p.identity.raw_data == ["raw/kernels.csv", "raw/collectives.csv"]
+    assert (tmp_path / "raw" / "kernels.csv").exists() and (tmp_path / "raw" / "kernels.json").exists()
+    assert len(p.collectives) == 2
+    # --nproc 1 on a CPU: collectives skipped with a note.
+    calls.clear()
+    assert run(["calibrate", "--device", "cpu", "--nproc", "1", "--out", str(tmp_path / "solo.yaml")]) == 0
+    assert "sweep" not in calls and "collectives skipped" in capsys.readouterr().out
+    assert Profile.load(tmp_path / "solo.yaml").collectives == []
+
+
+def test_calibrate_failed_sweep_keeps_existing_profile(tmp_path, monkeypatch, capsys):
+    import accelcal.collectives.launch as launch
+    import accelcal.kernels.suite as suite
+    from accelcal.results import ResultSet
+
+    monkeypatch.setattr(suite, "run_suite", lambda device=None, preset="quick", ops=None, progress=print: ResultSet(
+        suite="kernels", env=synth_env(), rows=synth_kernels().to_dict("records")))
+
+    def dead_rank(*a, **kw):
+        raise launch.SweepError("rank 1 exited with code 1")
+
+    monkeypatch.setattr(launch, "run_sweep", dead_rank)
+    out = tmp_path / "node.yaml"
+    Profile.load(GOOD).save(out)
+    before = out.read_bytes()
+    assert run(["calibrate", "--device", "cpu", "--out", str(out), "--raw-dir", str(tmp_path / "raw")]) == 1
+    err = capsys.readouterr().err
+    assert "collective sweep failed: rank 1 exited" in err and "existing profile is kept" in err
+    assert out.read_bytes() == before

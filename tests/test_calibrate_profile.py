@@ -151,6 +151,13 @@ def test_profile_module_imports_no_torch():
     subprocess.run([sys.executable, "-c", code, str(GOOD)], check=True, timeout=60)
 
 
+def test_calibrate_cli_and_fits_import_no_torch():
+    code = ("import sys; import accelcal.calibrate.cli, accelcal.calibrate.fit, accelcal.calibrate.show, "
+            "accelcal.calibrate.compare, accelcal.calibrate.export; "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 # ----------------------------------------------------------------------------- datasheets
 
 

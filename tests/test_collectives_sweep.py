@@ -78,3 +78,15 @@ def test_matrix_world3_through_the_cli(tmp_path, capsys):
     a2a = df[(df["op"] == "all_to_all") & (df["dtype"] == "fp32") & (df["group_size"] == 3) & (df["requested_bytes"] == 1000)]
     assert set(a2a["size_bytes"]) == {996} and set(a2a["count"]) == {249}
     assert "records" in out
+
+
+def test_world1_runs_every_group_op_and_no_p2p(tmp_path):
+    # World size 1 is the path the nccl single-GPU run takes (in-memory store, no port).
+    df = run_sweep(1, preset="smoke", out_dir=tmp_path, sizes=[4096], dtypes=["fp32"], pg_timeout_s=20,
+                   timeout_s=60, progress=None)
+    ok = df[df["status"] == "ok"]
+    assert set(ok["op"]) == {"all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast"}
+    assert set(ok["group_size"]) == {1} and len(ok) == 10
+    ar = ok[ok["op"] == "all_reduce"]
+    assert (ar["busbw_factor"] == 0).all() and (ar["busbw_bytes_per_s"] == 0).all()
+    assert (ok["algbw_bytes_per_s"] > 0).all()

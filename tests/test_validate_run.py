@@ -52,7 +52,11 @@ def _measured_cpu_profile():
             prof = Profile.load(p)
         except Exception:
             continue
-        if prof.identity.source == "measured" and prof.identity.device_type == "cpu":
+        if prof.identity.source == "measured" and prof.identity.device_type == "cpu" and "fp32" in prof.dtypes():
+            try:  # the TP=2 and ranking cases need a 2-rank all-reduce fit
+                prof.collective_time_s("all_reduce", 1 << 20, 2)
+            except KeyError:
+                continue
             return p
     return None
 
@@ -198,3 +202,12 @@ def test_case_validation_shows_the_arithmetic():
     assert any(c.graphs for c in cases if c.model == "llama3-8b")
     assert not any(c.graphs or c.tp > 1 for c in cases if c.model == "mixtral-8x7b")
     assert {c.tp for c in cases} == {1, 2}
+
+
+def test_a_failing_rank_fails_the_whole_multi_rank_run():
+    from accelcal.validate.layers import LayerDims
+    from accelcal.validate.tp_worker import run_rank_cases
+
+    bad = LayerDims(hidden_size=64, heads=4, kv_heads=1, head_dim=16, ffn_size=128)  # kv_heads 1 cannot split over 2
+    with pytest.raises(RuntimeError, match=r"kv_heads: 1 % 2 = 1"):
+        run_rank_cases([Case("bad", "decode", 2, 1, 32, tp=2)], {"bad": bad}, nproc=2, progress=None)

@@ -165,10 +165,10 @@ def node_breakdown(profile: Any, model: Any, case: Case, dtype: str, device: Dev
 
 
 def format_breakdown(rows: list[NodeRow], title: str = "") -> str:
-    head = f"{'node':<36} {'measured_ms':>11} {'predicted_ms':>12} {'rel_err':>8} {'pred-meas_ms':>12}"
+    head = f"{'node':<44} {'measured_ms':>11} {'predicted_ms':>12} {'rel_err':>8} {'pred-meas_ms':>12}"
     lines = ([title] if title else []) + [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.node[:36]:<36} {r.measured_s * 1e3:>11.4f} {r.predicted_s * 1e3:>12.4f} {r.rel_err:>+8.1%} "
+        lines.append(f"{r.node[:44]:<44} {r.measured_s * 1e3:>11.4f} {r.predicted_s * 1e3:>12.4f} {r.rel_err:>+8.1%} "
                      f"{r.abs_err_s * 1e3:>+12.4f}")
     if rows:
         worst = max(rows, key=lambda r: abs(r.abs_err_s))

@@ -121,6 +121,9 @@ class KVCache:
               generator: torch.Generator | None = None) -> "KVCache":
         """A cache filled with random values (stands in for earlier tokens; zeros would run faster)."""
         shape = (batch, dims.kv_heads // tp, max_len, dims.head_dim)
+        if torch.device(device).type != "cpu":
+            # Large GPU caches are drawn on the device: the host would take seconds per GiB.
+            return cls(k=torch.randn(shape, device=device, dtype=dtype), v=torch.randn(shape, device=device, dtype=dtype))
         k = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
         v = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
         return cls(k=k, v=v)
@@ -320,13 +323,3 @@ def build_layer(dims: LayerDims, dtype: torch.dtype, device: Any, seed: int = 0,
 def layer_weight_bytes(layer: DecoderLayer) -> int:
     """Bytes of this rank's weights (what one forward reads at least once)."""
     return sum(p.numel() * p.element_size() for p in layer.parameters())
-
-
-def layer_gemm_flop(dims: LayerDims, tokens: int) -> float:
-    """Dense-GEMM FLOP of one forward over ``tokens`` tokens (no attention score math), for reports."""
-    proj = dims.hidden_size * (dims.heads + 2 * dims.kv_heads) * dims.head_dim + dims.heads * dims.head_dim * dims.hidden_size
-    if dims.is_moe:
-        mlp = 3 * dims.hidden_size * dims.expert_ffn_size * (dims.top_k + dims.shared_experts) + dims.hidden_size * dims.num_experts
-    else:
-        mlp = 3 * dims.hidden_size * dims.ffn_size
-    return 2.0 * tokens * (proj + mlp)

@@ -109,7 +109,7 @@ def build_runner(case: Case, dims: LayerDims, dtype: str, device: Device, rank: 
     kv_bytes = 2 * batch * (dims.kv_heads // case.tp) * case.kv_len * dims.head_dim * layer.qkv.element_size()
     cache = last_level_cache_bytes(device)
     budget = _free_bytes(device) // 4
-    nsets = rotation_count(x_bytes + kv_bytes, cache, budget, lo=2, hi=16)
+    nsets = rotation_count(x_bytes + kv_bytes, cache, budget, lo=2, hi=64)
     wbytes = layer_weight_bytes(layer)
     ncopies = rotation_count(wbytes, cache, budget, lo=1, hi=MAX_LAYER_COPIES) if cache else 1
     # Copies share values but not memory: what matters for the cache is the

@@ -87,6 +87,10 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     moe = {n for n, m in configs.items() if m.is_moe}
     cases = default_cases(dev.type, names, quick=quick, nproc=nproc, has_graphs=dev.has_graphs, moe_models=moe,
                           shapes=shapes)
+    from .layers import check_tp
+
+    for c in cases:
+        check_tp(dims[c.model], c.tp)  # fail here, not inside the spawned ranks
     rank_sets: dict[str, list[Case]] = {}
     dense = [n for n in names if n not in moe]
     if ranking and nproc > 1 and dense:

@@ -11,10 +11,9 @@ busbw = algbw x 2(n-1)/n is comparable with the link's raw speed whatever n is.
 
 from __future__ import annotations
 
-import torch
 import torch.distributed as dist
 
-from .base import CollectiveOp, GroupCtx, compare, filled, pattern
+from .base import CollectiveOp, compare, filled, pattern
 
 
 class AllReduce(CollectiveOp):

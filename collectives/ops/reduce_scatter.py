@@ -10,7 +10,6 @@ its link carries (n-1)/n x S.
 
 from __future__ import annotations
 
-import torch
 import torch.distributed as dist
 
 from .base import CollectiveOp, compare, filled, pattern
