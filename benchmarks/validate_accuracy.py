@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nproc", type=int, default=2, help="ranks for TP cases and the ranking check (default 2)")
     ap.add_argument("--models", default="tiny,tiny-moe", help="comma-separated planner presets (default tiny,tiny-moe)")
     ap.add_argument("--quick", action="store_true", help="fewer shapes, quick timing preset")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                    help="wait up to S seconds for the 1-minute load average to drop below the core count first")
     ap.add_argument("--no-breakdown", action="store_true", help="skip the per-node diagnosis")
     args = ap.parse_args(argv)
 
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     from accelcal.validate.runner import run_validation
 
     t0 = time.monotonic()
+    cores = os.cpu_count() or 1
+    while args.wait_quiet > 0 and os.getloadavg()[0] >= cores and time.monotonic() - t0 < args.wait_quiet:
+        time.sleep(5)
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="accelcal-valbench-") as tmp:
         work = Path(tmp) / "profile.yaml"

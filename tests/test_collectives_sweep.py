@@ -90,3 +90,24 @@ def test_world1_runs_every_group_op_and_no_p2p(tmp_path):
     ar = ok[ok["op"] == "all_reduce"]
     assert (ar["busbw_factor"] == 0).all() and (ar["busbw_bytes_per_s"] == 0).all()
     assert (ok["algbw_bytes_per_s"] > 0).all()
+
+
+def test_cli_inside_torchrun_runs_in_process(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from accelcal.collectives.distenv import free_port
+
+    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+    cmd = [torchrun, "--nnodes", "1", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "-m", "accelcal", "bench", "collectives", "--preset", "smoke",
+           "--sizes", "8", "--ops", "all_reduce,send_recv", "--dtypes", "fp32", "--out", str(tmp_path),
+           "--pg-timeout", "20", "--timeout", "60"]
+    env = {k: v for k, v in os.environ.items() if k != "ACCELCAL_FAULT"}
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("records (4 ok)") == 1  # only rank 0 reports
+    df = read_results([tmp_path / "collectives.csv"])
+    assert set(df["status"]) == {"ok"} and set(df["world_size"]) == {2} and set(df["op"]) == {"all_reduce", "send_recv"}

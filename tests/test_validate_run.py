@@ -101,7 +101,7 @@ def test_validate_single_rank_end_to_end(profile_path, capsys):
 def test_validate_two_gloo_ranks_and_ranking(profile_path, capsys):
     before = profile_path.read_bytes()
     rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--nproc", "2", "--model", "tiny",
-               "--quick", "--shapes", "1", "--no-write"])
+               "--quick", "--shapes", "1", "--no-write", "--results", str(profile_path.parent / "raw")])
     out = capsys.readouterr().out
     assert rc == 0, out
     names = _cases_in(out)
@@ -114,6 +114,14 @@ def test_validate_two_gloo_ranks_and_ranking(profile_path, capsys):
     check = [ln for ln in out.splitlines() if "TP output check" in ln]
     assert check and float(check[0].rsplit("=", 1)[1].split()[0]) < 1e-3
     assert profile_path.read_bytes() == before  # --no-write
+    # Raw records: one row per case, samples kept (multi-rank ones shipped back from rank 0).
+    from accelcal.results import read_results
+
+    df = read_results([profile_path.parent / "raw" / "validation.csv"])
+    assert set(df["case"]) == set(names) and (df["status"] == "ok").all()
+    tp2 = df[df["tp"] == 2].iloc[0]
+    assert tp2["n_samples"] >= 5 and tp2["median_s"] > 0
+    assert tp2["rel_err"] == pytest.approx(tp2["predicted_s"] / tp2["median_s"] - 1)
 
 
 def test_validation_section_round_trips_through_the_loader(profile_path):

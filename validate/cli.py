@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--preset", choices=["quick", "default", "full"], default=None,
                    help="timing preset (default: quick with --quick, else default)")
     p.add_argument("--no-ranking", action="store_true", help="skip the TP vs DP ranking check when --nproc > 1")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="also write the measurements as long-format records (validation.csv/.json/.env.json) to DIR")
     p.add_argument("--no-write", action="store_true", help="print only; leave the profile as it is")
     p.set_defaults(func=_handle)
 
@@ -57,7 +59,7 @@ def _handle(args: argparse.Namespace) -> int:
 
     run = run_validation(args.profile, device=args.device, nproc=args.nproc, models=args.model, quick=args.quick,
                          write=not args.no_write, dtype=args.dtype, ranking=not args.no_ranking, preset=args.preset,
-                         shapes=args.shapes)
+                         shapes=args.shapes, results_dir=args.results)
     print()
     print(f"validation on {run.device} ({run.device_name}), dtype {run.dtype}, {run.wall_s:.1f} s")
     print(format_table(run.comparisons))

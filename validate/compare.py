@@ -22,7 +22,7 @@ from typing import Any
 
 from .configs import Case
 
-__all__ = ["Comparison", "format_table", "predict_case", "summarize", "to_validation", "validation_dtype",
+__all__ = ["Comparison", "format_table", "result_set", "predict_case", "summarize", "to_validation", "validation_dtype",
            "write_validation"]
 
 PREFERRED_DTYPE = {"cpu": "fp32", "gpu": "bf16"}
@@ -48,6 +48,8 @@ class Comparison:
     """Planner's split of ``predicted_s`` (compute, memory, communication, launch), seconds."""
     note: str = ""
     """Noise or extrapolation notes."""
+    stats: Any = field(default=None, repr=False, compare=False)
+    """The measurement's :class:`accelcal.kernels.timing.Stats` (every sample), when kept."""
 
     @property
     def rel_err(self) -> float:
@@ -130,3 +132,20 @@ def write_validation(profile_path: Any, rows: list[Comparison], device: str) -> 
     profile = Profile.load(profile_path).with_validation(to_validation(rows, device))
     profile.save(profile_path)
     return profile
+
+
+def result_set(rows: list[Comparison], env: dict[str, Any], dtype: str) -> Any:
+    """The comparisons as long-format records (suite ``validation``, op ``layer``), samples included."""
+    from accelcal.results import ResultSet
+
+    rs = ResultSet(suite="validation", env=env)
+    for r in rows:
+        c = r.case
+        params = {"model": c.model, "phase": c.phase, "batch": c.batch, "q_len": c.q_len, "kv_len": c.kv_len,
+                  "tp": c.tp, "dp": c.dp, "graphs": c.graphs, "predicted_s": r.predicted_s, "rel_err": r.rel_err}
+        if r.stats is None:
+            rs.add_skip(op="layer", case=c.name, params=params, dtype=dtype, reason="no samples kept", status="failed")
+            continue
+        rs.add_stats(op="layer", case=c.name, params=params, dtype=dtype, figure="device", method=r.method,
+                     stats=r.stats, note=r.note)
+    return rs

@@ -267,7 +267,9 @@ class DecoderLayer(nn.Module):
 
 
 def _randn(gen: torch.Generator, *shape: int, scale: float) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen, dtype=torch.float32) * scale
+    # Drawn where the generator lives (the target device): an 8B-class layer's
+    # weights take seconds to draw on the host.
+    return torch.randn(*shape, generator=gen, dtype=torch.float32, device=gen.device) * scale
 
 
 def _swiglu_shard(gen: torch.Generator, hidden: int, ffn: int, tp: int, rank: int, dtype: torch.dtype, device: Any) -> SwiGLU:
@@ -291,7 +293,8 @@ def build_layer(dims: LayerDims, dtype: torch.dtype, device: Any, seed: int = 0,
     check_tp(dims, tp)
     if not 0 <= rank < tp:
         raise ValueError(f"rank must be in [0, tp={tp}), got {rank}")
-    gen = torch.Generator().manual_seed(seed)
+    # Same seed and device type on every rank -> the same full weights, sliced per rank.
+    gen = torch.Generator(device=torch.device(device)).manual_seed(seed)
     hd, d = dims.hidden_size, dims.head_dim
     wq = _randn(gen, dims.heads * d, hd, scale=hd ** -0.5)
     wk = _randn(gen, dims.kv_heads * d, hd, scale=hd ** -0.5)

@@ -62,13 +62,28 @@ def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return configs, {n: LayerDims.from_model(m) for n, m in configs.items()}
 
 
+def _busy_note() -> str:
+    """A warning when other work competes for the CPU (it inflates every host-side timing)."""
+    import os
+
+    try:
+        load1 = os.getloadavg()[0]
+    except OSError:
+        return ""
+    cores = os.cpu_count() or 1
+    if load1 > cores:
+        return (f"the machine was busy: 1-minute load average {load1:.1f} > {cores} cores; CPU timings are "
+                f"inflated by other work, rerun on a quiet machine before trusting the errors")
+    return ""
+
+
 def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1, models: list[str] | None = None,
                    quick: bool = False, write: bool = True, dtype: str | None = None, ranking: bool = True,
-                   preset: str | None = None, shapes: int | None = None, progress: Callable[[str], None] | None = print) -> ValidationRun:
+                   preset: str | None = None, shapes: int | None = None, results_dir: Any = None, progress: Callable[[str], None] | None = print) -> ValidationRun:
     """Validate the profile at ``profile_path`` on ``device``; see the module docstring for the order."""
     from accelcal.calibrate.profile import Profile
     from accelcal.kernels.device import resolve_device
-    from accelcal.kernels.timing import TimingConfig
+    from accelcal.kernels.timing import Stats, TimingConfig
 
     from .configs import DEFAULT_MODELS
     from .measure import CaseSkipped, measure_case
@@ -153,6 +168,12 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
         m = measured[c]
         return (m["measured_s"], m["method"]) if isinstance(m, dict) else (m.measured_s, m.method)
 
+    def _stats_note(c: Case) -> tuple[Any, str]:
+        m = measured[c]
+        if isinstance(m, dict):
+            return Stats.from_samples(m["samples_s"]), "; ".join(m["warnings"])
+        return m.stats, "; ".join(m.warnings)
+
     every = [c for c in every if c in measured]
     if not every:
         raise RuntimeError("no validation case could be measured: " + "; ".join(notes))
@@ -160,16 +181,27 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     comparisons = []
     for c in every:
         ms, method = _measured_s(c)
+        stats, note = _stats_note(c)
         p = preds[c]
         comparisons.append(Comparison(case=c, measured_s=ms, predicted_s=p.total_s, method=method,
-                                      breakdown=dict(getattr(p, "breakdown", {}) or {})))
+                                      breakdown=dict(getattr(p, "breakdown", {}) or {}), note=note, stats=stats))
     rankings = []
     for phase, cs in rank_sets.items():
         rankings.append(Ranking(phase=phase, labels=[layout_label(c.tp, c.dp) for c in cs],
                                 measured_s=[_measured_s(c)[0] for c in cs], predicted_s=[preds[c].total_s for c in cs]))
 
+    load = _busy_note()
+    if load:
+        notes.append(load)
     run = ValidationRun(device=dev.spec, device_name=dev.name(), dtype=dt, comparisons=comparisons, rankings=rankings,
                         notes=notes)
+    if results_dir is not None:
+        from accelcal.kernels.environment import capture_environment
+
+        from .compare import result_set
+
+        paths = result_set(comparisons, capture_environment(dev), dt).write(results_dir, stem="validation")
+        say(f"validate: raw results in {', '.join(str(p) for p in paths.values())}")
     # 4. Only now, with every case done, touch the profile.
     if write:
         write_validation(profile_path, comparisons, device=f"{dev.spec} ({dev.name()})")

@@ -77,7 +77,8 @@ def _rank_main(rank: int, nproc: int, port: int, device_type: str, backend: str,
             check_err = check_sharded_output(case, dims[case.model], device, rank)
             m = measure_case_ranks(case, dims[case.model], job["dtype"], device, cfg, rank)
             rows.append({"case": cd, "check_max_abs_err": check_err, "measured_s": m.measured_s, "method": m.method, "n": m.stats.n,
-                         "rel_iqr": m.stats.rel_iqr, "rotated_sets": m.rotated_sets, "warnings": list(m.warnings)})
+                         "rel_iqr": m.stats.rel_iqr, "rotated_sets": m.rotated_sets, "warnings": list(m.warnings),
+                         "samples_s": list(m.stats.samples_s)})
             if rank == 0 and job.get("progress"):
                 print(f"  [ranks={nproc}] {case.name}: {m.measured_s * 1e3:.3f} ms ({m.method}, n={m.stats.n})", flush=True)
         dist.barrier()
