@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     g = c.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="preset", action="store_const", const="quick", help="short sweep (default)")
     g.add_argument("--full", dest="preset", action="store_const", const="full", help="long sweep, more sizes and samples")
+    g.add_argument("--smoke", dest="preset", action="store_const", const="smoke",
+                   help="seconds-long sweep for tests and run_bench.sh --test-mode (not for planning)")
     c.set_defaults(preset="quick")
     c.add_argument("--nproc", type=int, default=None,
                    help="ranks for the collective sweep (default: devices on an accelerator node, 2 on a CPU); < 2 skips collectives")

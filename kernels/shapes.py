@@ -265,6 +265,33 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         case_budget_s=1.5,
         overhead_queue_len=50,
     ),
+    # Smoke: seconds, for run_bench.sh --test-mode and the test suite; numbers
+    # from it are not meant for a profile anyone plans with.
+    ("smoke", "cpu"): SuitePreset(
+        name="smoke-cpu",
+        timing="quick",
+        dtypes=("fp32",),
+        gemm_shapes=(_BY_NAME["llama3-8b.qkv"].scaled(32), _BY_NAME["llama3-8b.down"].scaled(32),
+                     _BY_NAME["llama3-8b.gate_up"].scaled(32)),
+        gemm_ms=(1, 16, 64, 128, 256),
+        memory_sizes_bytes=(64 * KiB, 1 * MiB, 8 * MiB),
+        attention_cases=_attention_cases(8, 2, 64, (64, 128), (256, 512), (1, 2), _CPU_LABEL),
+        attention_dtypes=("fp32",),
+        case_budget_s=0.5,
+        overhead_queue_len=20,
+    ),
+    ("smoke", "accelerator"): SuitePreset(
+        name="smoke-accelerator",
+        timing="quick",
+        dtypes=("bf16",),
+        gemm_shapes=(_BY_NAME["llama3-8b.qkv"], _BY_NAME["llama3-8b.down"], _BY_NAME["llama3-8b.gate_up"]),
+        gemm_ms=(1, 16, 128, 1024),
+        memory_sizes_bytes=(1 * MiB, 64 * MiB, 256 * MiB),
+        attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (512, 2048), (1024, 8192), (1, 8), _L8_LABEL),
+        attention_dtypes=("bf16",),
+        case_budget_s=1.0,
+        overhead_queue_len=50,
+    ),
     ("full", "cpu"): SuitePreset(
         name="full-cpu",
         timing="default",
@@ -307,7 +334,7 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
 
 
 def suite_preset(name: str, device_type: str = "cpu") -> SuitePreset:
-    """The preset ``name`` (``quick`` | ``full``) sized for ``device_type`` (``cpu`` or an accelerator)."""
+    """The preset ``name`` (``smoke`` | ``quick`` | ``full``) sized for ``device_type`` (``cpu`` or an accelerator)."""
     cls = "cpu" if device_type == "cpu" else "accelerator"
     names = sorted({n for n, _ in _PRESETS})
     if (name, cls) not in _PRESETS:

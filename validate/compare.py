@@ -1,6 +1,8 @@
 """Measured vs predicted layer time per case, summary errors, and the profile's validation section.
 
     from accelcal.validate.compare import Comparison, summarize, format_table, write_validation
+    from accelcal.validate.configs import Case
+    case = Case("tiny", "decode", 8, 1, 512)
     rows = [Comparison(case, measured_s=1.2e-3, predicted_s=1.1e-3, method="host-queue")]
     print(format_table(rows))
     med, worst = summarize(rows)             # median and max |predicted / measured - 1|

@@ -1,7 +1,9 @@
 """Run multi-rank validation cases (TP=k, TP=1 x DP=k) on k local ranks.
 
     from accelcal.validate.configs import Case
+    from accelcal.validate.layers import LayerDims
     from accelcal.validate.tp_worker import run_rank_cases
+    dims = LayerDims(hidden_size=256, heads=8, kv_heads=4, head_dim=32, ffn_size=768)
     results = run_rank_cases([Case("tiny", "decode", 8, 1, 512, tp=2)], {"tiny": dims}, nproc=2,
                              device_type="cpu", dtype="fp32", preset="quick")
     print(results[0]["measured_s"])
