@@ -144,7 +144,12 @@ def run_rank(denv: DistEnv, opts: SweepOptions, progress: Callable[[str], object
             fault = parse_fault(os.environ.get("ACCELCAL_FAULT"))
             backend = resolve_backend(opts.backend, opts.device_type)
             if opts.device_type == "cpu":
+                import torch
+
                 device = resolve_device("cpu")
+                # Ranks share the node's cores: oversubscribed intra-op threads spin
+                # against each other and turn small-message timings into noise.
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, denv.local_world_size)))
             else:
                 import torch
 
