@@ -148,7 +148,7 @@ fi
 RAW="${PROFILE%.yaml}-raw"
 
 PRESET="--$MODE"
-if [ "$TEST_MODE" = 1 ]; then PRESET="--test-mode"; fi
+if [ "$TEST_MODE" = 1 ]; then PRESET="--smoke"; MODE="test"; fi
 
 # ------------------------------------------------- measure, fit, write profile
 PREV=""
@@ -157,8 +157,10 @@ if [ -f "$PROFILE" ]; then
     cp "$PROFILE" "$PREV"
 fi
 step "calibrate ($MODE): kernels, collectives (nproc=$NPROC), fits -> $PROFILE"
-CAL_ARGS=(calibrate --device "$DEV_SPEC" "$PRESET" --nproc "$NPROC" --out "$PROFILE" --raw-dir "$RAW")
-if [ "$SKIP_COLLECTIVES" = 1 ]; then CAL_ARGS+=(--skip-collectives); fi
+# One rank measures no collectives: that is how --skip-collectives is spelled to calibrate.
+CAL_NPROC="$NPROC"
+if [ "$SKIP_COLLECTIVES" = 1 ]; then CAL_NPROC=1; fi
+CAL_ARGS=(calibrate --device "$DEV_SPEC" "$PRESET" --nproc "$CAL_NPROC" --out "$PROFILE" --raw-dir "$RAW")
 if ! logged "${ACC[@]}" "${CAL_ARGS[@]}"; then
     echo "run_bench.sh: calibration failed; ${PREV:+the previous profile is unchanged: }$PROFILE (log: $LOG)" >&2
     exit 1
@@ -168,20 +170,20 @@ fi
 if [ "$SKIP_VALIDATE" = 0 ]; then
     step "validate: real decoder layers vs planner predictions"
     VAL_ARGS=(validate --profile "$PROFILE" --device "$DEV_SPEC" --nproc "$([ "$NPROC" -ge 2 ] && echo 2 || echo 1)")
-    if [ "$MODE" = quick ] || [ "$TEST_MODE" = 1 ]; then VAL_ARGS+=(--quick); fi
-    logged "${ACC[@]}" "${VAL_ARGS[@]}" | tee "$OUT/validation.txt" >/dev/null \
+    if [ "$MODE" != full ]; then VAL_ARGS+=(--quick); fi
+    logged "${ACC[@]}" "${VAL_ARGS[@]}" | tee "$OUT/validation.txt" \
         || echo "run_bench.sh: validation failed (profile kept without a validation section; see $LOG)" | tee -a "$LOG"
 fi
 
 # ------------------------------------------------------------------ compare
 if [ -n "$PREV" ]; then
     step "compare with the previous profile"
-    logged "${ACC[@]}" compare "$PREV" "$PROFILE" | tee "$OUT/compare.txt" >/dev/null || true
+    logged "${ACC[@]}" compare "$PREV" "$PROFILE" | tee "$OUT/compare.txt" || true
 fi
 
 # --------------------------------------------------------------------- plan
 step "plan: $MODEL on this node"
-logged "${ACC[@]}" plan --profile "$PROFILE" --model "$MODEL" --export-dir "$OUT/plan" | tee "$OUT/plan.txt" >/dev/null \
+logged "${ACC[@]}" plan --profile "$PROFILE" --model "$MODEL" --export-dir "$OUT/plan" | tee "$OUT/plan.txt" \
     || echo "run_bench.sh: planning failed (see $LOG)" | tee -a "$LOG"
 
 # ------------------------------------------------------------------ summary

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from accelcal.calibrate.fit import MEMORY_MAX_PIECES, median_over_repeats, select_collective_series
 from accelcal.calibrate.fit_alpha_beta import fit_piecewise
 from accelcal.calibrate.fit_gemm import fit_gemm
 from accelcal.calibrate.profile import DTYPE_BYTES, Profile, ProfileError
 from accelcal.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
-GEMM_MEDIAN, GEMM_P90, COLL_MEDIAN = 0.05, 0.15, 0.10
+GEMM_MEDIAN, GEMM_P90, COLL_MEDIAN, MEM_MEDIAN = 0.05, 0.15, 0.10, 0.10
 
 
 def _profile_raw_csvs() -> list[str]:
@@ -84,9 +85,10 @@ def collective_report(df: pd.DataFrame) -> list[bool]:
     if "scope" not in c:
         c = c.assign(scope="intra_node")
     for (op, scope, n), rows in c.groupby(["op", "scope", "group_size"]):
-        if "mode" in rows and (rows["mode"] == "pipelined").any():
-            rows = rows[rows["mode"] == "pipelined"]
-        rows = rows[rows["dtype"] == rows["dtype"].value_counts().idxmax()]
+        # The series the profile fits (calibrate.fit): gloo -> blocking fp32, NCCL/RCCL -> pipelined bf16.
+        gloo = "backend" in rows and rows["backend"].astype(str).str.contains("gloo").all()
+        rows, mode, dtype = select_collective_series(rows, "cpu" if gloo else "cuda")
+        rows = median_over_repeats(rows)  # calibrate's rounds: median of the per-round medians per size
         try:
             f = fit_piecewise(op, rows["size_bytes"].astype(float).values, rows["median_s"].astype(float).values)
         except ValueError as exc:
@@ -96,7 +98,31 @@ def collective_report(df: pd.DataFrame) -> list[bool]:
         ok = q.median_rel_err <= COLL_MEDIAN
         results.append(ok)
         print(f"  {op:<16} {scope:<10} {int(n):>3} {q.points:>5} {len(f.pieces):>6} {q.median_rel_err:>7.1%} "
-              f"{q.max_rel_err:>7.1%} {q.heldout_median_rel_err:>10.1%}  {_verdict(ok)}")
+              f"{q.max_rel_err:>7.1%} {q.heldout_median_rel_err:>10.1%}  {_verdict(ok)}  ({mode or '-'}, {dtype})")
+    return results
+
+
+def memory_report(df: pd.DataFrame) -> list[bool]:
+    g = df[df["op"].isin(["copy", "read", "write"]) & (df["status"] == "ok") & (df["figure"] == "device")
+           & df["median_s"].notna()]
+    results = []
+    if not len(g):
+        return results
+    print(f"\nmemory (device figure), piecewise latency + bytes/bandwidth, pieces by held-out error   target: held-out median <= {MEM_MEDIAN:.0%}")
+    print(f"  {'pattern':<8} {'sizes':>5} {'pieces':>6} {'GB/s per piece':<24} {'ho median':>10} {'ho p90':>8}  verdict")
+    for pat, rows in g.groupby("op"):
+        try:
+            f = fit_piecewise(pat, rows["bytes"].astype(float).values, rows["median_s"].astype(float).values,
+                              max_pieces=MEMORY_MAX_PIECES, target="memory")
+        except ValueError as exc:
+            print(f"  {pat:<8} not fitted: {exc}")
+            continue
+        q = f.quality
+        ok = q.heldout_median_rel_err <= MEM_MEDIAN
+        results.append(ok)
+        bws = ", ".join(f"{p.bandwidth_bytes_per_s / 1e9:.1f}" for p in f.pieces)
+        print(f"  {pat:<8} {q.points:>5} {len(f.pieces):>6} {bws:<24} {q.heldout_median_rel_err:>10.1%} "
+              f"{q.heldout_p90_rel_err:>8.1%}  {_verdict(ok)}")
     return results
 
 
@@ -125,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         print("data: measured now: accelcal.kernels.suite.run_suite(device='cpu', preset='quick', ops=['gemm'])")
         df = run_suite(device="cpu", preset="quick", ops=["gemm"], progress=None).frame()
     g = gemm_report(df)
+    m = memory_report(df)
     c = collective_report(df)
-    print(f"\nsummary: GEMM {sum(g)}/{len(g)} dtype(s) within target; collectives {sum(c)}/{len(c)} fit(s) within target "
+    print(f"\nsummary: GEMM {sum(g)}/{len(g)} dtype(s) within target; memory {sum(m)}/{len(m)} pattern(s) within target; collectives {sum(c)}/{len(c)} fit(s) within target "
           f"({time.perf_counter() - t0:.1f} s)")
     return 0
 

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default=None, help="measured CPU profile (default: one under profiles/, else calibrate)")
     ap.add_argument("--nproc", type=int, default=2, help="ranks for TP cases and the ranking check (default 2)")
-    ap.add_argument("--models", default="tiny,tiny-moe", help="comma-separated planner presets (default tiny,tiny-moe)")
+    ap.add_argument("--models", default="small,small-moe",
+                    help="comma-separated planner presets (default small,small-moe: layers larger than the CPU's cache)")
     ap.add_argument("--quick", action="store_true", help="fewer shapes, quick timing preset")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                     help="wait up to S seconds for the 1-minute load average to drop below the core count first")

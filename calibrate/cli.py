@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="seconds-long sweep for tests and run_bench.sh --test-mode (not for planning)")
     c.set_defaults(preset="quick")
     c.add_argument("--nproc", type=int, default=None,
-                   help="ranks for the collective sweep (default: devices on an accelerator node, 2 on a CPU); < 2 skips collectives")
+                   help="ranks for the collective sweep (default: devices on an accelerator node, 2 on a CPU); < 2 skips "
+                        "collectives. On a CPU a device is one rank's share: the kernels run with cores // nproc threads, "
+                        "and the profile gets devices_per_node = nproc, memory = RAM / nproc, threads_per_device")
     c.add_argument("--out", default=None, help="profile to write (default: profiles/<name>.yaml)")
     c.add_argument("--raw-dir", default=None,
                    help="folder for the raw results (default: a new <out-stem>.raw-<timestamp>/ next to the profile)")
@@ -167,12 +169,30 @@ def _calibrate(args: argparse.Namespace) -> int:
         dev = resolve_device(args.device)
         out = Path(args.out or f"profiles/{dev.type}-{stamp}.yaml")
         raw_dir = Path(args.raw_dir or out.parent / f"{out.stem}.raw-{stamp}")
+        nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
+        threads = threads_before = None
+        if dev.is_cpu:
+            import torch
+
+            # A CPU "device" is one rank's share of the cores: the planner runs TP/PP ranks as processes on
+            # this node, each with cores // nproc threads, so the kernels are measured the same way.  Set
+            # before the suite captures the environment so torch_num_threads records it.
+            cores = os.cpu_count() or 1
+            threads, threads_before = max(1, cores // max(nproc, 1)), torch.get_num_threads()
+            torch.set_num_threads(threads)
+            print(f"[calibrate] CPU device = one rank's share: {cores} cores // {max(nproc, 1)} rank(s) = {threads} thread(s)")
         print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {raw_dir}")
-        rs = run_suite(device=dev, preset=args.preset, progress=print)
+        try:
+            rs = run_suite(device=dev, preset=args.preset, progress=print)
+        finally:
+            if threads_before is not None:  # the share is for the kernel suite; callers keep their own setting
+                torch.set_num_threads(threads_before)
+        if threads is not None:
+            rs.env["threads_per_device"] = threads
+            rs.env["devices_per_node"] = max(nproc, 1)
         paths = rs.write(raw_dir, "kernels")
         kern, env = rs.frame(), dict(rs.env)
         raw_files = [str(paths["csv"])]
-        nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
         coll = None
         if nproc < 2:
             print(f"[calibrate] note: collectives skipped: --nproc {nproc} < 2 ranks"
@@ -180,17 +200,32 @@ def _calibrate(args: argparse.Namespace) -> int:
         else:
             from accelcal.collectives.launch import run_sweep
 
-            print(f"[calibrate] collectives on {nproc} ranks ({dev.type})")
-            try:
-                coll = run_sweep(nproc, device_type="cpu" if dev.is_cpu else dev.type, preset=args.preset,
-                                 out_dir=raw_dir, progress=print)
-            except RuntimeError as exc:  # a rank died or timed out: no profile from a partial run
-                print(f"accelcal calibrate: error: collective sweep failed: {exc}; {out} not written"
-                      + (" (the existing profile is kept)" if out.exists() else ""), file=sys.stderr)
-                return 1
-            csv = raw_dir / "collectives.csv"
-            if csv.exists():
-                raw_files.append(str(csv))
+            from accelcal.collectives.presets import FIT_PRESETS, fit_dtype
+
+            # Only what the profile fits (one dtype, every op, factor-2 sizes, >= 30 samples per case); the
+            # full ops x dtypes matrix is `accelcal bench collectives`.
+            import pandas as pd
+
+            ctype = "cpu" if dev.is_cpu else dev.type
+            fp = FIT_PRESETS[args.preset]
+            frames = []
+            for r in range(fp.rounds):
+                # Each round is a fresh launch (new rank processes, new thread placement); the fit reduces the
+                # rounds to the median of their medians per size.
+                stem = "collectives" if fp.rounds == 1 else f"collectives-round{r + 1}"
+                print(f"[calibrate] collectives on {nproc} ranks ({dev.type}), {fit_dtype(ctype)}, preset {fp.name}, "
+                      f"round {r + 1}/{fp.rounds}")
+                try:
+                    frames.append(run_sweep(nproc, device_type=ctype, preset=fp.name, dtypes=[fit_dtype(ctype)],
+                                            out_dir=raw_dir, progress=print, stem=stem))
+                except RuntimeError as exc:  # a rank died or timed out: no profile from a partial run
+                    print(f"accelcal calibrate: error: collective sweep failed: {exc}; {out} not written"
+                          + (" (the existing profile is kept)" if out.exists() else ""), file=sys.stderr)
+                    return 1
+                csv = raw_dir / f"{stem}.csv"
+                if csv.exists():
+                    raw_files.append(str(csv))
+            coll = pd.concat(frames, ignore_index=True, sort=False) if frames else None
     if args.name:
         env["profile_name"] = args.name
     print("[calibrate] fitting")

@@ -26,11 +26,14 @@ from .fit_gemm import fit_gemm
 from .profile import (DTYPE_BYTES, BUSBW_FACTORS, CollectiveEntry, Identity, MemoryEntry, Overheads, Profile,
                       SCOPES)
 
-__all__ = ["fit_profile", "OVERHEAD_OPS"]
+__all__ = ["fit_profile", "collective_fit_mode", "select_collective_series", "median_over_repeats", "MEMORY_MAX_PIECES", "OVERHEAD_OPS"]
 
 OVERHEAD_OPS = {"launch_eager": "eager_launch_s", "launch_sync": "launch_sync_s", "sync": "sync_s",
                 "graph_kernel": "graph_kernel_s"}
 """Raw op name -> Overheads field."""
+
+MEMORY_MAX_PIECES = 3
+"""Memory fits may use up to one piece per cache level a working set can live in (L2, L3, DRAM)."""
 
 
 
@@ -53,16 +56,27 @@ def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Ident
         raise ValueError("fit_profile: env has no 'device_type' (capture it with accelcal.kernels.environment)")
     name = str(env.get("device_name") or dtype_)
     per_node = int(env.get("device_count") or 1)
-    if dtype_ == "cpu":
-        # A CPU "node" is one device; collectives run N processes on it, which is what a group size describes.
-        per_node = 1
-        if len(coll) and "group_size" in coll:
-            intra = coll[coll.get("scope", "intra_node") == "intra_node"] if "scope" in coll else coll
-            if len(intra):
-                per_node = max(per_node, int(intra["group_size"].max()))
     mem = env.get("device_memory_total_bytes")
     if not mem or float(mem) <= 0:
         raise ValueError(f"fit_profile: env['device_memory_total_bytes'] must be > 0, got {mem!r}")
+    mem = float(mem)
+    threads_per_device = None
+    if dtype_ == "cpu":
+        tpd, ranks = env.get("threads_per_device"), env.get("devices_per_node")
+        if tpd and ranks:
+            # A CPU "device" is one rank's share of the cores (calibrate ran the kernels with that many
+            # threads), so N ranks are N devices each with 1/N of the RAM: TP=2 on 2 ranks then costs
+            # each shard at one rank's compute, as the real run does.
+            threads_per_device, per_node = int(tpd), int(ranks)
+            mem = mem / per_node
+        else:
+            # Older raw data (kernels measured with every core): the node is one device; collectives ran
+            # N processes on it, which is what a group size describes.
+            per_node = 1
+            if len(coll) and "group_size" in coll:
+                intra = coll[coll.get("scope", "intra_node") == "intra_node"] if "scope" in coll else coll
+                if len(intra):
+                    per_node = max(per_node, int(intra["group_size"].max()))
     versions = {}
     for key, out in (("torch_version", "torch"), ("cuda_version", "cuda"), ("hip_version", "hip"),
                      ("nccl_version", "nccl"), ("python_version", "python"), ("gpu_driver_version", "driver"),
@@ -74,8 +88,57 @@ def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Ident
     return Identity(
         name=str(env.get("profile_name") or _slug(f"{dtype_}-{name}" + (f"-{threads}t" if dtype_ == "cpu" and threads else ""))),
         source="measured", device_type=dtype_, device_name=name, devices_per_node=per_node,
-        nodes=int(env.get("nodes") or 1), memory_capacity_bytes=float(mem), host=str(env.get("host") or ""),
-        date=str(env.get("date") or ""), command=command, versions=versions, citations=[], raw_data=[])
+        nodes=int(env.get("nodes") or 1), memory_capacity_bytes=mem, host=str(env.get("host") or ""),
+        date=str(env.get("date") or ""), command=command, versions=versions, citations=[], raw_data=[],
+        threads_per_device=threads_per_device)
+
+
+def collective_fit_mode(rows: pd.DataFrame) -> str | None:
+    """Which timing mode of one collective series the profile fits (None: the table has no ``mode``).
+
+    gloo calls are synchronous: every call returns only when the data has
+    arrived, so a "pipelined" queue is just back-to-back blocking calls whose
+    per-call average hides the rank-arrival skew each real call pays.  The
+    planner costs one collective between two compute ops (a TP all-reduce),
+    which is exactly the blocking figure (barrier, one call, MAX over ranks).
+    Asynchronous backends (NCCL, RCCL) queue calls on the device; there the
+    pipelined (back-to-back device) figure is the collective's own cost, like
+    the kernels' device time.
+    """
+    if "mode" not in rows or not rows["mode"].isin(["pipelined", "blocking"]).any():
+        return None
+    sync = "backend" in rows and rows["backend"].astype(str).str.contains("gloo").all()
+    want = "blocking" if sync else "pipelined"
+    return want if (rows["mode"] == want).any() else str(rows["mode"].value_counts().idxmax())
+
+
+def _fit_dtype(rows: pd.DataFrame, device_type: str) -> str:
+    """The dtype a collective fit uses: what activations travel as (fp32 on CPUs, bf16 on accelerators) when measured."""
+    want = "fp32" if device_type == "cpu" else "bf16"
+    if (rows["dtype"] == want).any():
+        return want
+    return str(rows["dtype"].value_counts().idxmax())
+
+
+def select_collective_series(rows: pd.DataFrame, device_type: str) -> tuple[pd.DataFrame, str | None, str]:
+    """(rows, mode, dtype): the one timing mode and dtype of an (op, scope, group) series that the profile fits."""
+    mode = collective_fit_mode(rows)
+    if mode is not None:
+        rows = rows[rows["mode"] == mode]
+    dtype = _fit_dtype(rows, device_type)
+    return rows[rows["dtype"] == dtype], mode, dtype
+
+
+def median_over_repeats(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per size: repeated measurements of a size (calibrate's rounds) reduced to the median of their
+    medians, so one round caught in a slow scheduling state does not move the fit, and k-fold held-out
+    error still predicts sizes the fit has not seen."""
+    if not len(rows) or not rows["size_bytes"].duplicated().any():
+        return rows
+    med = rows.groupby("size_bytes")["median_s"].median()
+    first = rows.drop_duplicates("size_bytes").set_index("size_bytes")
+    first["median_s"] = med
+    return first.reset_index()
 
 
 def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, env: Mapping[str, Any], command: str,
@@ -120,14 +183,18 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
             continue
         try:
             # bytes = bytes moved (a copy of S moves 2S): the unit memory_time_s takes.
+            # Piecewise: each cache level the working set fits in (L2, L3, DRAM) has its own bandwidth; the
+            # number of pieces is chosen by held-out error, as for the collectives' protocol switches.
             f = fit_piecewise(pattern, g["bytes"].astype(float).values, g["median_s"].astype(float).values,
-                              max_pieces=1, target="memory")
+                              max_pieces=MEMORY_MAX_PIECES, target="memory")
         except ValueError as exc:
             note(f"memory {pattern}: not fitted: {exc}")
             continue
-        p = f.pieces[0]
-        memory[pattern] = MemoryEntry(latency_s=p.latency_s, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s, quality=f.quality)
-        note(f"fitted memory {pattern}: {p.bandwidth_bytes_per_s / 1e9:.2f} GB/s, latency {p.latency_s * 1e6:.2f} us, "
+        p = f.pieces[-1]
+        memory[pattern] = MemoryEntry(latency_s=p.latency_s, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s,
+                                      quality=f.quality, pieces=f.pieces if len(f.pieces) > 1 else None)
+        bws = ", ".join(f"{q.bandwidth_bytes_per_s / 1e9:.2f}" for q in f.pieces)
+        note(f"fitted memory {pattern}: {len(f.pieces)} piece(s), {bws} GB/s, latency {f.pieces[0].latency_s * 1e6:.2f} us, "
              f"held-out median {f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
 
     over = Overheads()
@@ -162,11 +229,8 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
             if op not in BUSBW_FACTORS or scope not in SCOPES:
                 note(f"collective {op}/{scope}: unknown op or scope; skipped")
                 continue
-            if "mode" in g and (g["mode"] == "pipelined").any():
-                # Back-to-back calls: the collective's own cost, like the kernels' device figure.
-                g = g[g["mode"] == "pipelined"]
-            dtype = g["dtype"].value_counts().idxmax()
-            g = g[g["dtype"] == dtype]
+            g, _, dtype = select_collective_series(g, ident.device_type)
+            g = median_over_repeats(g)
             try:
                 f = fit_piecewise(f"{op}[{scope},{int(gs)}]", g["size_bytes"].astype(float).values,
                                   g["median_s"].astype(float).values, max_pieces=3, target="collective")

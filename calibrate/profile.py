@@ -290,11 +290,14 @@ class Identity:
     """Sources of every number; required non-empty for datasheet profiles."""
     raw_data: list[str] = field(default_factory=list)
     """Raw result files, relative to the profile's folder."""
+    threads_per_device: int | None = None
+    """CPU only: intra-op threads one "device" (one rank's share of the cores) was measured with; null for
+    accelerators and for profiles written before the field existed (optional key)."""
 
     @classmethod
     def read(cls, r: _Reader, d: Any, path: str) -> "Identity":
-        names = [f.name for f in fields(cls)]
-        d = r.mapping(d, path, names)
+        names = [f.name for f in fields(cls) if f.name != "threads_per_device"]
+        d = r.mapping(d, path, names, ["threads_per_device"])
         versions = d["versions"]
         if not isinstance(versions, dict):
             raise r.fail(f"{path}.versions", f"expected a mapping of name -> version string, got {type(versions).__name__}")
@@ -315,6 +318,8 @@ class Identity:
             versions=dict(versions),
             citations=r.str_list(d["citations"], f"{path}.citations"),
             raw_data=r.str_list(d["raw_data"], f"{path}.raw_data"),
+            threads_per_device=None if d.get("threads_per_device") is None else
+            r.integer(d["threads_per_device"], f"{path}.threads_per_device", lo=1, hi=100000),
         )
         if ident.source == "datasheet" and not [c for c in ident.citations if c.strip()]:
             raise r.fail(f"{path}.citations", "a datasheet profile must cite the source of its numbers (empty list)")
@@ -400,30 +405,55 @@ class ComputeEntry:
 
 @dataclass
 class MemoryEntry:
-    """One access pattern (copy, read, write): time = latency_s + bytes moved / bandwidth."""
+    """One access pattern (copy, read, write): time = latency_s + bytes moved / bandwidth.
+
+    With ``pieces`` the line is piecewise in the bytes moved (one piece per cache
+    level the working set fits in: L2, L3, DRAM), chosen by held-out error like
+    the collectives; ``latency_s`` and ``bandwidth_bytes_per_s`` then repeat the
+    last (largest-size, DRAM-streaming) piece so readers that want one streaming
+    figure keep working.  Entries without ``pieces`` (datasheet priors, profiles
+    written before it existed) are a single line.
+    """
 
     latency_s: float | None
     """Constant cost per operation; null only in datasheet priors (not a datasheet figure)."""
     bandwidth_bytes_per_s: float
-    """Bytes moved per second."""
+    """Bytes moved per second (the last piece's when ``pieces`` is given)."""
     quality: Quality | None = None
     """Fit quality (optional for datasheet priors)."""
+    pieces: list[CollectivePiece] | None = None
+    """Optional piecewise model, ascending ``max_bytes`` (bytes moved), the last with ``max_bytes: null``."""
+
+    def piece_for(self, nbytes: float) -> "CollectivePiece":
+        """The piece covering ``nbytes`` moved (a single-line entry is one open-ended piece)."""
+        if not self.pieces:
+            return CollectivePiece(max_bytes=None, latency_s=self.latency_s, bandwidth_bytes_per_s=self.bandwidth_bytes_per_s)
+        return next((p for p in self.pieces if p.max_bytes is None or nbytes <= p.max_bytes), self.pieces[-1])
 
     @classmethod
     def read(cls, r: _Reader, d: Any, path: str, datasheet: bool) -> "MemoryEntry":
-        d = r.mapping(d, path, ["latency_s", "bandwidth_bytes_per_s"], ["quality"])
+        d = r.mapping(d, path, ["latency_s", "bandwidth_bytes_per_s"], ["quality", "pieces"])
         if not datasheet and d.get("quality") is None:
             raise r.fail(f"{path}.quality", "missing; required for measured profiles")
-        return cls(
+        pieces = None if d.get("pieces") is None else _read_pieces(r, d["pieces"], f"{path}.pieces", datasheet)
+        e = cls(
             latency_s=r.seconds(d["latency_s"], f"{path}.latency_s", optional=datasheet),
             bandwidth_bytes_per_s=r.bandwidth(d["bandwidth_bytes_per_s"], f"{path}.bandwidth_bytes_per_s"),
             quality=Quality.read(r, d["quality"], f"{path}.quality") if d.get("quality") is not None else None,
+            pieces=pieces,
         )
+        if pieces and (pieces[-1].bandwidth_bytes_per_s != e.bandwidth_bytes_per_s or pieces[-1].latency_s != e.latency_s):
+            raise r.fail(path, f"latency_s/bandwidth_bytes_per_s ({e.latency_s!r}, {e.bandwidth_bytes_per_s!r}) must repeat "
+                               f"the last piece's ({pieces[-1].latency_s!r}, {pieces[-1].bandwidth_bytes_per_s!r})")
+        return e
 
     def to_dict(self) -> dict:
-        return {"latency_s": None if self.latency_s is None else float(self.latency_s),
-                "bandwidth_bytes_per_s": float(self.bandwidth_bytes_per_s),
-                "quality": None if self.quality is None else self.quality.to_dict()}
+        out = {"latency_s": None if self.latency_s is None else float(self.latency_s),
+               "bandwidth_bytes_per_s": float(self.bandwidth_bytes_per_s),
+               "quality": None if self.quality is None else self.quality.to_dict()}
+        if self.pieces:
+            out["pieces"] = [p.to_dict() for p in self.pieces]
+        return out
 
 
 @dataclass
@@ -492,6 +522,32 @@ class CollectivePiece:
                 "bandwidth_bytes_per_s": float(self.bandwidth_bytes_per_s)}
 
 
+def _read_pieces(r: _Reader, pieces_raw: Any, path: str, datasheet: bool) -> list[CollectivePiece]:
+    """A non-empty list of alpha-beta pieces with ascending max_bytes, the last open-ended (collectives, memory)."""
+    if not isinstance(pieces_raw, list) or not pieces_raw:
+        raise r.fail(path, f"expected a non-empty list of pieces, got {pieces_raw!r:.60}")
+    pieces = []
+    for i, pd_ in enumerate(pieces_raw):
+        pp = f"{path}[{i}]"
+        pd_ = r.mapping(pd_, pp, ["max_bytes", "latency_s", "bandwidth_bytes_per_s"])
+        last = i == len(pieces_raw) - 1
+        mb = pd_["max_bytes"]
+        if last and mb is not None:
+            raise r.fail(f"{pp}.max_bytes", f"the last piece must have max_bytes: null, got {mb!r}")
+        if not last and mb is None:
+            raise r.fail(f"{pp}.max_bytes", "only the last piece may have max_bytes: null")
+        pieces.append(CollectivePiece(
+            max_bytes=r.number(mb, f"{pp}.max_bytes", lo=0.0, lo_open=True, hi=MAX_MESSAGE_BYTES, what="bytes",
+                               optional=last),
+            latency_s=r.seconds(pd_["latency_s"], f"{pp}.latency_s", optional=datasheet),
+            bandwidth_bytes_per_s=r.bandwidth(pd_["bandwidth_bytes_per_s"], f"{pp}.bandwidth_bytes_per_s"),
+        ))
+    bounds = [p.max_bytes for p in pieces[:-1]]
+    if any(b >= a for a, b in zip(bounds[1:], bounds[:-1])):
+        raise r.fail(path, f"max_bytes must ascend, got {bounds}")
+    return pieces
+
+
 @dataclass
 class CollectiveEntry:
     """One (collective, scope, group size): time = latency_s + S / bandwidth_bytes_per_s of the matching piece."""
@@ -527,28 +583,7 @@ class CollectiveEntry:
     def read(cls, r: _Reader, d: Any, path: str, datasheet: bool) -> "CollectiveEntry":
         d = r.mapping(d, path, ["op", "scope", "group_size", "dtype", "pieces"], ["quality"])
         op = r.string(d["op"], f"{path}.op", list(BUSBW_FACTORS))
-        pieces_raw = d["pieces"]
-        if not isinstance(pieces_raw, list) or not pieces_raw:
-            raise r.fail(f"{path}.pieces", f"expected a non-empty list of pieces, got {pieces_raw!r:.60}")
-        pieces = []
-        for i, pd_ in enumerate(pieces_raw):
-            pp = f"{path}.pieces[{i}]"
-            pd_ = r.mapping(pd_, pp, ["max_bytes", "latency_s", "bandwidth_bytes_per_s"])
-            last = i == len(pieces_raw) - 1
-            mb = pd_["max_bytes"]
-            if last and mb is not None:
-                raise r.fail(f"{pp}.max_bytes", f"the last piece must have max_bytes: null, got {mb!r}")
-            if not last and mb is None:
-                raise r.fail(f"{pp}.max_bytes", "only the last piece may have max_bytes: null")
-            pieces.append(CollectivePiece(
-                max_bytes=r.number(mb, f"{pp}.max_bytes", lo=0.0, lo_open=True, hi=MAX_MESSAGE_BYTES, what="bytes",
-                                   optional=last),
-                latency_s=r.seconds(pd_["latency_s"], f"{pp}.latency_s", optional=datasheet),
-                bandwidth_bytes_per_s=r.bandwidth(pd_["bandwidth_bytes_per_s"], f"{pp}.bandwidth_bytes_per_s"),
-            ))
-        bounds = [p.max_bytes for p in pieces[:-1]]
-        if any(b >= a for a, b in zip(bounds[1:], bounds[:-1])):
-            raise r.fail(f"{path}.pieces", f"max_bytes must ascend, got {bounds}")
+        pieces = _read_pieces(r, d["pieces"], f"{path}.pieces", datasheet)
         if not datasheet and d.get("quality") is None:
             raise r.fail(f"{path}.quality", "missing; required for measured profiles")
         return cls(op=op, scope=r.string(d["scope"], f"{path}.scope", SCOPES),
@@ -665,13 +700,45 @@ def _ratio_table(model: Callable[[float, float, float], float], points: Sequence
             "hi": [max(math.log(p[i]) for p in points) for i in range(3)] if points else []}
 
 
+def _line_lr(line: Sequence[tuple[float, float]], m: float) -> float | None:
+    """log(ratio) at ``m`` on one measured line, linear in log(M) between measured M; None outside its range."""
+    ms = [x for x, _ in line]
+    if not ms or m < ms[0] or m > ms[-1]:
+        return None
+    j = bisect.bisect_left(ms, m)
+    if ms[j] == m:
+        return line[j][1]
+    x0, x1 = math.log(ms[j - 1]), math.log(ms[j])
+    w = (math.log(m) - x0) / (x1 - x0)
+    return line[j - 1][1] * (1 - w) + line[j][1] * w
+
+
+def _m_trend(lines: dict, own: tuple[float, float], m_from: float, m_to: float) -> tuple[float, int]:
+    """(median change of log(ratio) from ``m_from`` to ``m_to`` over the other lines that measured both, count)."""
+    deltas = []
+    for key, line in lines.items():
+        if key == own:
+            continue
+        a, b = _line_lr(line, m_from), _line_lr(line, m_to)
+        if a is not None and b is not None:
+            deltas.append(b - a)
+    if not deltas:
+        return 0.0, 0
+    deltas.sort()
+    mid = len(deltas) // 2
+    return (deltas[mid] if len(deltas) % 2 else 0.5 * (deltas[mid - 1] + deltas[mid])), len(deltas)
+
+
 def gemm_estimate_s(model: Callable[[float, float, float], float], points: Sequence[Sequence[float]],
                     m: float, n: float, k: float, table: dict | None = None) -> tuple[float, bool, str]:
     """Correct the parametric model by the measured efficiency ratio, interpolated in log-shape space.
 
     ratio_i = measured_i / model_i at every measured shape.  A query on a
     measured (n, k) line interpolates log(ratio) linearly in log(m) between the
-    neighbouring measured M values; elsewhere, inverse-distance weighting over
+    neighbouring measured M values; below or above the line's measured M, the
+    line's boundary efficiency moved by the change in efficiency the other
+    measured lines show between those M (the kernel path, GEMV at M=1 or a
+    blocked GEMM above, is picked by M on every shape); elsewhere, inverse-distance weighting over
     the nearest shapes in log(m, n, k).  Outside the measured box the query is
     clamped to the box first, so extrapolation holds the boundary efficiency
     rather than following a trend off the data.  Returns (time_s, extrapolated, detail).
@@ -685,6 +752,16 @@ def gemm_estimate_s(model: Callable[[float, float, float], float], points: Seque
         ms = [x for x, _ in line]
         lrs = [y for _, y in line]
         extrap = m < ms[0] or m > ms[-1]
+        if m < ms[0] or m > ms[-1]:
+            mb, lb = (ms[0], lrs[0]) if m < ms[0] else (ms[-1], lrs[-1])
+            delta, nlines = _m_trend(table["lines"], (float(n), float(k)), mb, m)
+            if nlines:
+                # The kernel path follows M (a GEMV for M=1, blocked GEMMs above), the same on every (N, K):
+                # take this line's efficiency at its nearest measured M and the change from there to M that
+                # the other measured lines show, instead of holding the boundary efficiency across a regime change.
+                return (base * math.exp(lb + delta), False,
+                        f"efficiency of measured M={mb:g} on the (N={n:g}, K={k:g}) line, moved to M={m:g} by the "
+                        f"M trend of {nlines} other measured line(s)")
         if len(line) == 1 or m <= ms[0]:
             lr, how = lrs[0] if m <= ms[0] else lrs[-1], f"held the efficiency of measured M={ms[0]:g}"
         elif m >= ms[-1]:
@@ -912,18 +989,20 @@ class Profile:
             raise MissingMeasurement(f"{self.identity.name}: no memory data for pattern {pattern!r}; "
                                      f"memory has {sorted(self.memory)}")
         e = self.memory[pattern]
+        p = e.piece_for(nbytes)
         flags = self._base_flags() + _flagged(e.quality)
         extrap, note = _range_note(e.quality, nbytes, "bytes")
-        lat = e.latency_s
-        detail = f"latency + bytes / {e.bandwidth_bytes_per_s:.4g} B/s, {note}"
+        lat = p.latency_s
+        where = f" (piece max_bytes={p.max_bytes})" if e.pieces and len(e.pieces) > 1 else ""
+        detail = f"latency + bytes / {p.bandwidth_bytes_per_s:.4g} B/s{where}, {note}"
         if lat is None:
             lat = 0.0
             flags += ("not-measured",)
-            detail = f"datasheet bandwidth {e.bandwidth_bytes_per_s:.4g} B/s; latency not given by the source, 0 assumed"
+            detail = f"datasheet bandwidth {p.bandwidth_bytes_per_s:.4g} B/s; latency not given by the source, 0 assumed"
             extrap = True
         if extrap:
             flags += ("extrapolated",)
-        return Estimate(lat + nbytes / e.bandwidth_bytes_per_s, extrap, detail, f"memory.{pattern}", flags)
+        return Estimate(lat + nbytes / p.bandwidth_bytes_per_s, extrap, detail, f"memory.{pattern}", flags)
 
     def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
                          head_dim: int, dtype: str, causal: bool = True) -> Estimate:
@@ -1033,6 +1112,8 @@ class Profile:
             e.points = [pt[:3] + [pt[3] * e.model_time_s(*pt[:3], el) / b] for pt, b in zip(e.points, before)]
         for e in p.memory.values():
             e.bandwidth_bytes_per_s *= factor
+            for piece in e.pieces or ():
+                piece.bandwidth_bytes_per_s *= factor
         for phases in p.attention.values():
             for e in phases.values():
                 e.bytes_per_s *= factor

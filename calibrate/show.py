@@ -44,7 +44,9 @@ def format_profile(p: Profile) -> str:
     i = p.identity
     out = [f"profile {i.name}  (schema {p.schema_version}, method {p.method_version}, source: {i.source.upper()})",
            f"  device      {i.device_name} ({i.device_type}), {i.devices_per_node} per node x {i.nodes} node(s), "
-           f"{_si(i.memory_capacity_bytes, 'B')} each",
+           f"{_si(i.memory_capacity_bytes, 'B')} each"
+           + (f"; a CPU device = one rank's share of the cores: {i.threads_per_device} thread(s), "
+              f"1/{i.devices_per_node} of the RAM" if i.threads_per_device else ""),
            f"  measured    {i.date or '-'} on {i.host or '-'}: {i.command or '-'}"]
     if i.versions:
         out.append("  versions    " + ", ".join(f"{k} {v}" for k, v in i.versions.items()))
@@ -58,7 +60,12 @@ def format_profile(p: Profile) -> str:
                    f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality)}")
     out.append("memory (time = latency + bytes moved / bandwidth)")
     for pat, e in p.memory.items():
-        out.append(f"  {pat:<9} {_si(e.bandwidth_bytes_per_s, 'B/s')}, latency {_time(e.latency_s)} {_q(e.quality)}")
+        if e.pieces and len(e.pieces) > 1:
+            pieces = "; ".join(f"<= {_si(pc.max_bytes, 'B') if pc.max_bytes is not None else 'inf'}: "
+                               f"{_time(pc.latency_s)} + bytes / {_si(pc.bandwidth_bytes_per_s, 'B/s')}" for pc in e.pieces)
+            out.append(f"  {pat:<9} {pieces} {_q(e.quality)}")
+        else:
+            out.append(f"  {pat:<9} {_si(e.bandwidth_bytes_per_s, 'B/s')}, latency {_time(e.latency_s)} {_q(e.quality)}")
     o = p.overheads
     out.append(f"overheads   eager launch {_time(o.eager_launch_s)}, launch+sync {_time(o.launch_sync_s)}, "
                f"sync {_time(o.sync_s)}, graph kernel {_time(o.graph_kernel_s)}")

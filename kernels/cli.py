@@ -54,12 +54,22 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--out", default="results", metavar="DIR",
                    help="output folder for kernels.csv/.parquet/.json/.env.json (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no per-case progress lines (the summary is still printed)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch intra-op threads for the run (default: torch's own default); `accelcal calibrate` "
+                        "uses cores // ranks on a CPU so one device is one rank's share")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .suite import run_suite, summary_table
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        # Before the suite captures the environment, so torch_num_threads records the setting.
+        torch.set_num_threads(args.threads)
     rs = run_suite(device=args.device, preset=args.preset, ops=args.ops, dtypes=args.dtypes,
                    progress=None if args.quiet else print)
     print(summary_table(rs))

@@ -257,8 +257,12 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         # tf32 does not exist there: a few points (or recorded skips) say so.
         reduced_dtypes=("tf32", "fp16", "fp8_e4m3"),
         reduced_ms=(1, 16, 128),
-        memory_sizes_bytes=(4 * KiB, 64 * KiB, 1 * MiB, 8 * MiB, 32 * MiB, 128 * MiB),
-        attention_cases=_attention_cases(8, 2, 64, (128, 512), (512, 2048), (1, 4), _CPU_LABEL),
+        # Factor-2 steps from 4 KiB to 256 MiB: >= 3 sizes inside each cache level (L2 ~1 MiB, L3 ~32 MiB on
+        # the EPYC VMs this runs on) and beyond, so a 2-3 piece fit can be chosen and checked by held-out error.
+        memory_sizes_bytes=_pow2_sizes(4 * KiB, 256 * MiB, 2),
+        # Four prefill lengths: the prefill fit (latency, FLOP rate, byte rate) needs >= 3 cases, and a fourth
+        # leaves a point to hold out (1024 costs ~30 ms a call on one core).
+        attention_cases=_attention_cases(8, 2, 64, (128, 256, 512, 1024), (512, 2048), (1, 4), _CPU_LABEL),
         attention_dtypes=("fp32", "bf16"),
         # The biggest case (gate_up/8 at M=512, 1.9 GFLOP) needs ~0.4 s on an idle
         # 2-core CPU; 1.5 s leaves room for a busy machine, fp16/fp8 emulation does not fit.
@@ -312,7 +316,8 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         gemm_ms=QUICK_MS,
         square_ms=(1, 128, 1024, 8192),
         memory_sizes_bytes=_pow2_sizes(4 * KiB, 1 * GiB, 8),
-        attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (512, 2048, 8192),
+        # >= 3 prefill lengths for the prefill fit, plus one to hold out.
+        attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (512, 1024, 2048, 8192),
                                          (1024, 8192, 32768), (1, 16), _L8_LABEL),
         attention_dtypes=("bf16",),
         case_budget_s=3.0,

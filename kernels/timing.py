@@ -237,6 +237,20 @@ def warmup(run: RunFn, device: Device, warmup_s: float, start: int = 0) -> tuple
     return i, last
 
 
+def _elapsed_s(device: Device, body: Callable[[], object]) -> float:
+    """Seconds ``body`` takes: device events around it on an accelerator, the host clock on the CPU."""
+    if device.has_events:
+        e0, e1 = device.event(), device.event()
+        e0.record()
+        body()
+        e1.record()
+        e1.synchronize()
+        return e0.elapsed_time(e1) / 1e3
+    t0 = _host_now()
+    body()
+    return _host_now() - t0
+
+
 def sample_eager(run: RunFn, device: Device, reps: int, start: int = 0, before_each: Hook = None) -> list[float]:
     """``reps`` samples of one call each, device idle before every call.
 
@@ -248,17 +262,7 @@ def sample_eager(run: RunFn, device: Device, reps: int, start: int = 0, before_e
         if before_each is not None:
             before_each()
         device.synchronize()
-        if device.has_events:
-            e0, e1 = device.event(), device.event()
-            e0.record()
-            run(start + r)
-            e1.record()
-            e1.synchronize()
-            out.append(e0.elapsed_time(e1) / 1e3)
-        else:
-            t0 = _host_now()
-            run(start + r)
-            out.append(_host_now() - t0)
+        out.append(_elapsed_s(device, lambda: run(start + r)))
     return out
 
 
@@ -271,26 +275,17 @@ def sample_queue(
     hidden; on the CPU this is the steady-state cost of repeated calls.
     """
     out: list[float] = []
-    i = start
-    for _ in range(reps):
+    for r in range(reps):
+        first = start + r * queue_len
         if before_each is not None:
             before_each()
         device.synchronize()
-        if device.has_events:
-            e0, e1 = device.event(), device.event()
-            e0.record()
-            for _ in range(queue_len):
-                run(i)
-                i += 1
-            e1.record()
-            e1.synchronize()
-            out.append(e0.elapsed_time(e1) / 1e3 / queue_len)
-        else:
-            t0 = _host_now()
-            for _ in range(queue_len):
-                run(i)
-                i += 1
-            out.append((_host_now() - t0) / queue_len)
+
+        def queue() -> None:
+            for j in range(queue_len):
+                run(first + j)
+
+        out.append(_elapsed_s(device, queue) / queue_len)
     return out
 
 
@@ -318,14 +313,7 @@ def sample_graph(run: RunFn, device: Device, reps: int, queue_len: int, start: i
             run(start + j)
     graph.replay()
     device.synchronize()
-    out: list[float] = []
-    for _ in range(reps):
-        e0, e1 = device.event(), device.event()
-        e0.record()
-        graph.replay()
-        e1.record()
-        e1.synchronize()
-        out.append(e0.elapsed_time(e1) / 1e3 / queue_len)
+    out = [_elapsed_s(device, graph.replay) / queue_len for _ in range(reps)]
     del graph
     return out
 

@@ -13,6 +13,7 @@ import json
 import sys
 
 from .models import preset_names
+from .implementation import DEFAULT_IMPLEMENTATION, implementation_names
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -38,6 +39,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--tpot", type=float, default=None, help="time-per-output-token target, seconds")
     p.add_argument("--request-rate", type=float, default=None, help="offered load, requests/s for the cluster")
     p.add_argument("--cuda-graphs", action="store_true", help="cost launches as CUDA-graph replay instead of eager")
+    p.add_argument("--implementation", choices=implementation_names(), default=DEFAULT_IMPLEMENTATION,
+                   help="how the layer is written, which sets kernels launched per norm/rotary/activation/MoE "
+                        "routing (planner/presets/implementations): fused = a serving engine's fused kernels "
+                        "(default), torch-eager = plain PyTorch eager, as accelcal validate runs it")
     p.add_argument("--objective", choices=("auto", "latency", "throughput"), default="auto",
                    help="rank by request latency or tokens/s per device; auto = throughput when a target is given")
     p.add_argument("--memory-utilization", type=float, default=0.9,
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             name = f"{name} #{len(groups) + 1}"
         groups.append(DeviceGroup(name, gp, nums[0], nums[1] if len(nums) > 1 else None, inter))
     workload = Workload(args.prompt_len, args.output_len, args.batch, args.ttft, args.tpot, args.request_rate)
-    options = PlanOptions(cuda_graphs=args.cuda_graphs, objective=args.objective,
+    options = PlanOptions(cuda_graphs=args.cuda_graphs, objective=args.objective, implementation=args.implementation,
                           memory_utilization=args.memory_utilization)
     progress = (lambda msg: print(msg, file=sys.stderr)) if sum(g.devices for g in groups) >= 32 else None
     result = plan(model, Cluster(groups), workload, options, progress)

@@ -14,11 +14,21 @@ when streaming its bytes at the profile's measured read bandwidth
 ``compute``; norms and elementwise kernels are ``memory``; collectives are
 ``communication``.
 
-Launch overhead: with CUDA graphs every kernel adds the profile's per-kernel
-graph cost (``overheads.graph_kernel_s``).  Eager, the host issues one kernel
-per ``overheads.eager_launch_s`` while the device runs the queue, so over a
-run of identical layers the layer takes ``max(device time, kernels x
-eager_launch_s)``; the excess over device time is the ``launch`` share.
+Launch overhead (kernel counts come from the DAG's implementation preset):
+
+* CUDA graphs: every kernel adds the profile's per-kernel graph cost
+  (``overheads.graph_kernel_s``).
+* Eager on an accelerator: the host issues one kernel per
+  ``overheads.eager_launch_s`` while the device runs the queue, so over a run
+  of identical layers the layer takes ``max(device time, kernels x
+  eager_launch_s)``; the excess over device time is the ``launch`` share.
+* Eager where the host *is* the device (``identity.device_type == "cpu"``,
+  see :func:`host_runs_kernels`): nothing overlaps; each op's dispatch runs
+  on the cores that then run the op.  Every node's profile query was
+  measured the same way (host time per call, so it already holds one
+  dispatch), and each further kernel of the node adds ``eager_launch_s``:
+  launch = sum over nodes of ``(kernels - 1) x eager_launch_s``.
+
 Collectives that cross nodes are looked up in the inter-node profile.
 """
 
@@ -29,7 +39,7 @@ from typing import Any, Callable
 
 from .dag import DagNode, LayerDAG
 
-__all__ = ["CATEGORIES", "Coster", "CostedDAG", "NodeCost"]
+__all__ = ["CATEGORIES", "Coster", "CostedDAG", "NodeCost", "host_runs_kernels"]
 
 CATEGORIES = ("compute", "memory", "communication", "launch")
 
@@ -99,6 +109,17 @@ class CostedDAG:
         return out
 
 
+def host_runs_kernels(profile: Any) -> bool:
+    """True when the profile's device is the host CPU: kernel dispatch and kernel work share the cores.
+
+    Then launches cannot overlap device work, and every measured figure in the
+    profile (GEMM, memory, attention) is a host time per call that includes
+    that call's dispatch.  On accelerators the host queues kernels ahead of
+    the device, and the profile's device figures exclude the launch.
+    """
+    return getattr(profile.identity, "device_type", None) == "cpu"
+
+
 class Coster:
     """Answers node costs from one device group's profiles; memoises every query."""
 
@@ -113,6 +134,8 @@ class Coster:
                              f"{dtype!r}; it has {profile.dtypes()}")
         self._cache: dict[tuple, Any] = {}
         self._launch = profile.launch_overhead_s("graph" if cuda_graphs else "eager")
+        self.serialised = host_runs_kernels(profile) and not cuda_graphs
+        """Launches add to device time one by one (host = device), rather than overlapping it."""
 
     def _q(self, key: tuple, fn: Callable[[], Any]) -> Any:
         hit = self._cache.get(key)
@@ -192,6 +215,9 @@ class Coster:
         kernels = sum(n.kernels for n in nodes)
         if self.cuda_graphs:
             launch = kernels * self._launch.time_s
+        elif self.serialised:
+            # each node's measured figure holds one dispatch; its other kernels each add one
+            launch = sum(max(0, n.kernels - 1) for n in nodes) * self._launch.time_s
         else:
             launch = max(0.0, kernels * self._launch.time_s - device)
         note = self._launch.detail if self._launch.extrapolated else ""

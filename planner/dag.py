@@ -16,9 +16,15 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
 * ``collective`` params op, nbytes (nccl-tests S), group_size, scope
 * ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape
 
-Kernel counts assume the fusions common serving stacks use: residual add fused
-into RMSNorm, gate/up fused into one GEMM, SiLU*mul one kernel.  SP (sequence
-parallelism) is prefill-only by construction: a decode DAG never has SP nodes.
+Kernel counts and the elementwise groups' traffic come from an
+:class:`~accelcal.planner.implementation.Implementation` preset (data, not
+code): ``fused`` (the default: residual add fused into RMSNorm, one rotary
+kernel, SiLU*mul one kernel, grouped expert GEMMs, as serving stacks run) or
+``torch-eager`` (plain PyTorch, what ``accelcal validate`` runs: nine ops per
+RMSNorm, separate residual adds, a GEMM launch per expert hit).  GEMMs are
+one kernel each in every implementation (gate/up fused into one weight).  SP
+(sequence parallelism) is prefill-only by construction: a decode DAG never
+has SP nodes.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .implementation import Implementation
 from .models import ModelConfig
 
 __all__ = ["DagNode", "Layout", "LayerDAG", "build_edge_dag", "build_layer_dag", "kv_heads_per_device", "moe_imbalance"]
@@ -137,8 +144,13 @@ def _node(name: str, kind: str, deps: tuple[str, ...], kernels: int = 1, **param
 
 
 def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_len: int,
-                    layout: Layout = Layout()) -> LayerDAG:
-    """The DAG of one decoder layer for ``batch`` sequences of ``q_len`` new tokens over ``kv_len`` context."""
+                    layout: Layout = Layout(), implementation: Implementation | str | None = None) -> LayerDAG:
+    """The DAG of one decoder layer for ``batch`` sequences of ``q_len`` new tokens over ``kv_len`` context.
+
+    ``implementation`` (a preset name or :class:`Implementation`; default ``fused``)
+    sets each elementwise group's kernel count and bytes moved.
+    """
+    impl = Implementation.resolve(implementation)
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
     for f, v in (("batch", batch), ("q_len", q_len), ("kv_len", kv_len)):
@@ -168,9 +180,19 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
                   scope=layout.tp_scope))
         return f"{prefix}_{op}"
 
+    def elementwise(name: str, dep: tuple[str, ...], group, unit_bytes: float, copies: int = 1) -> str:
+        # one group of memory-bound ops: its kernels, and passes x the tensor it works on
+        add(_node(name, "memory", dep, kernels=group.kernels * copies, nbytes=group.passes * unit_bytes))
+        return name
+
+    def residual(name: str, dep: str | tuple[str, ...]) -> tuple[str, ...]:
+        deps = (dep,) if isinstance(dep, str) else dep
+        if impl.residual_add.kernels == 0:
+            return deps  # fused into the next norm
+        return (elementwise(name, deps, impl.residual_add, norm_tok * h * el),)
+
     def norm(name: str, dep: tuple[str, ...]) -> str:
-        # fused residual add + RMSNorm: read x and residual, write both
-        add(_node(name, "memory", dep, nbytes=4 * norm_tok * h * el))
+        elementwise(name, dep, impl.norm, norm_tok * h * el)
         if rs_ag:
             add(_node(f"{name}_all_gather", "collective", (name,), op="all_gather", nbytes=tok * h * el,
                       group_size=t, scope=layout.tp_scope))
@@ -179,8 +201,8 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
 
     x = norm("attn_norm", ())
     add(_node("qkv", "gemm", (x,), m=tok, n=(heads + 2 * kvh) * hd, k=h))
-    add(_node("rope", "memory", ("qkv",), nbytes=2 * tok * (heads + kvh) * hd * el))
-    add(_node("kv_cache_write", "memory", ("rope",), nbytes=2 * tok * 2 * kvh * hd * kvel))
+    elementwise("rope", ("qkv",), impl.rope, tok * (heads + kvh) * hd * el, copies=2 if impl.rope.per_tensor else 1)
+    elementwise("kv_cache_write", ("rope",), impl.kv_cache_write, tok * 2 * kvh * hd * kvel)
     attn_dep: tuple[str, ...] = ("rope", "kv_cache_write")
     if sp > 1:
         # every SP rank needs the whole prompt's K and V: all-gather over the SP group (S = total bytes)
@@ -191,25 +213,51 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
               heads=heads, kv_heads=kvh, head_dim=hd, work_fraction=1.0 / sp))
     add(_node("o_proj", "gemm", ("attention",), m=tok, n=h, k=heads * hd))
-    r = tp_reduce("tp_attn", "o_proj")
-    x = norm("mlp_norm", (r,))
+    r = residual("attn_residual", tp_reduce("tp_attn", "o_proj"))
+    x = norm("mlp_norm", r)
     if not model.is_moe:
         f = model.ffn_size // t
         add(_node("gate_up", "gemm", (x,), m=tok, n=2 * f, k=h))
-        add(_node("act_mul", "memory", ("gate_up",), nbytes=3 * tok * f * el))
+        elementwise("act_mul", ("gate_up",), impl.act_mul, tok * f * el)
         add(_node("down", "gemm", ("act_mul",), m=tok, n=h, k=f))
-        tp_reduce("tp_mlp", "down")
+        residual("mlp_residual", tp_reduce("tp_mlp", "down"))
         return dag
-    _moe(dag, model, layout, tok, t, el, x)
+    residual("mlp_residual", _moe(dag, model, layout, tok, t, el, x, impl))
     return dag
 
 
-def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el: int, x: str) -> None:
+def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el: int, x: str,
+         impl: Implementation) -> tuple[str, ...]:
+    """Add the MoE block after node ``x``; returns the names of its last nodes."""
     add = dag.nodes.append
+
+    def experts(dep: str, active: int, m: int, ef: int, routed: int) -> str:
+        # one grouped kernel, or (eager) a GEMM launch per expert hit
+        launches = 1 if impl.experts_grouped else active
+        add(_node("experts_gate_up", "grouped_gemm", (dep,), kernels=launches, count=active, m=m, n=2 * ef, k=h))
+        ea = impl.act_mul
+        add(_node("experts_act_mul", "memory", ("experts_gate_up",), kernels=ea.kernels * launches,
+                  nbytes=ea.passes * routed * ef * el))
+        add(_node("experts_down", "grouped_gemm", ("experts_act_mul",), kernels=launches, count=active, m=m, n=h, k=ef))
+        g = impl.expert_gather
+        if g.kernels == 0:
+            return "experts_down"
+        # tokens gathered to their experts and the weighted results scattered back
+        add(_node("expert_gather_scatter", "memory", ("experts_down",), kernels=g.kernels * (active if g.per_expert else 1),
+                  nbytes=g.passes * routed * h * el))
+        return "expert_gather_scatter"
     h, E, k = model.hidden_size, model.num_experts, model.top_k
     ep = layout.ep
     add(_node("router", "gemm", (x,), m=tok, n=E, k=h))
-    add(_node("topk", "memory", ("router",), nbytes=2 * tok * E * 4))
+    # fp32 routing probabilities read and written (plus the top-k ids and weights, small beside them)
+    add(_node("topk", "memory", ("router",), kernels=max(1, impl.router_topk.kernels), nbytes=2 * tok * E * 4))
+    after_topk = "topk"
+    e_scan = E // ep
+    if impl.expert_scan.kernels:
+        # each local expert's tokens found by scanning the int64 expert ids (tok x top_k) once per op
+        add(_node("expert_scan", "memory", ("topk",), kernels=impl.expert_scan.kernels * e_scan,
+                  nbytes=impl.expert_scan.kernels * e_scan * tok * k * 8))
+        after_topk = "expert_scan"
     joins: list[str] = []
     if ep == 1:
         # every device holds every expert, each TP-split; the grouped GEMM covers the experts hit
@@ -217,10 +265,7 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el
         assigned = tok * k
         active = _active_experts(E, assigned)
         m = math.ceil(assigned / active)
-        add(_node("experts_gate_up", "grouped_gemm", ("topk",), count=active, m=m, n=2 * ef, k=h))
-        add(_node("experts_act_mul", "memory", ("experts_gate_up",), nbytes=3 * assigned * ef * el))
-        add(_node("experts_down", "grouped_gemm", ("experts_act_mul",), count=active, m=m, n=h, k=ef))
-        joins.append("experts_down")
+        joins.append(experts(after_topk, active, m, ef, assigned))
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
     else:
         # each TP rank routes its 1/tp share of the tokens; experts E/ep per rank, not TP-split
@@ -232,19 +277,18 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el
         active = _active_experts(e_local, loaded)
         m = math.ceil(loaded / active)
         a2a = ep * local * k * h * el  # S = total bytes across the group (every token-expert pair)
-        add(_node("ep_dispatch_all_to_all", "collective", ("topk",), op="all_to_all", nbytes=a2a,
+        add(_node("ep_dispatch_all_to_all", "collective", (after_topk,), op="all_to_all", nbytes=a2a,
                   group_size=ep, scope=layout.ep_scope, imbalance=round(imb, 6)))
         ef = model.expert_ffn_size
-        add(_node("experts_gate_up", "grouped_gemm", ("ep_dispatch_all_to_all",), count=active, m=m, n=2 * ef, k=h))
-        add(_node("experts_act_mul", "memory", ("experts_gate_up",), nbytes=3 * loaded * ef * el))
-        add(_node("experts_down", "grouped_gemm", ("experts_act_mul",), count=active, m=m, n=h, k=ef))
-        add(_node("ep_combine_all_to_all", "collective", ("experts_down",), op="all_to_all", nbytes=a2a,
+        last = experts("ep_dispatch_all_to_all", active, m, ef, loaded)
+        add(_node("ep_combine_all_to_all", "collective", (last,), op="all_to_all", nbytes=a2a,
                   group_size=ep, scope=layout.ep_scope))
         joins.append("ep_combine_all_to_all")
         shared_tok, sf = local, model.shared_experts * model.expert_ffn_size
     if model.shared_experts:
         add(_node("shared_gate_up", "gemm", (x,), m=shared_tok, n=2 * sf, k=h))
-        add(_node("shared_act_mul", "memory", ("shared_gate_up",), nbytes=3 * shared_tok * sf * el))
+        add(_node("shared_act_mul", "memory", ("shared_gate_up",), kernels=impl.act_mul.kernels,
+                  nbytes=impl.act_mul.passes * shared_tok * sf * el))
         add(_node("shared_down", "gemm", ("shared_act_mul",), m=shared_tok, n=h, k=sf))
         joins.append("shared_down")
     if ep == 1:
@@ -252,10 +296,13 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el
             op = "reduce_scatter" if layout.tp_comm == "rs_ag" else "all_reduce"
             add(_node(f"tp_mlp_{op}", "collective", tuple(joins), op=op, nbytes=tok * h * el, group_size=t,
                       scope=layout.tp_scope))
+            return (f"tp_mlp_{op}",)
     elif t > 1:
         # tokens were split across the TP ranks for routing: gather them back
         add(_node("tp_moe_all_gather", "collective", tuple(joins), op="all_gather", nbytes=tok * h * el,
                   group_size=t, scope=layout.tp_scope))
+        return ("tp_moe_all_gather",)
+    return tuple(joins)
 
 
 def _active_experts(experts: int, assignments: int) -> int:

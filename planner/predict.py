@@ -54,8 +54,13 @@ class LayerPrediction:
 
 def predict_layer_time_s(profile: Any, model: ModelConfig | str, phase: str, batch: int, q_len: int,
                          kv_len: int, tp: int = 1, cuda_graphs: bool = False,
-                         moe: MoeOptions | dict | None = None) -> LayerPrediction:
-    """Cost of one decoder layer (``phase`` prefill|decode) as the planner costs it."""
+                         moe: MoeOptions | dict | None = None,
+                         implementation: str | None = None) -> LayerPrediction:
+    """Cost of one decoder layer (``phase`` prefill|decode) as the planner costs it.
+
+    ``implementation`` names the kernel-count preset (``fused``, the planner's
+    default, or ``torch-eager``; see :mod:`accelcal.planner.implementation`).
+    """
     model = ModelConfig.resolve(model)
     if isinstance(moe, dict):
         moe = MoeOptions(**moe)
@@ -64,5 +69,6 @@ def predict_layer_time_s(profile: Any, model: ModelConfig | str, phase: str, bat
         raise ValueError(f"heads({model.heads}) % tp({tp}) = {model.heads % tp}: heads must divide by TP")
     layout = Layout(tp=tp, ep=moe.ep if model.is_moe else 1, ep_scope=moe.ep_scope, moe_imbalance=moe.imbalance)
     coster = Coster(profile, dtype=model.weight_dtype, cuda_graphs=cuda_graphs)
-    costed = coster.cost_dag(build_layer_dag(model, phase, batch, q_len, kv_len, layout), model.weight_bytes_per_elem)
+    costed = coster.cost_dag(build_layer_dag(model, phase, batch, q_len, kv_len, layout, implementation),
+                             model.weight_bytes_per_elem)
     return LayerPrediction(costed.total_s, costed.breakdown, costed.nodes, costed.extrapolated)

@@ -37,6 +37,7 @@ from typing import Any, Callable
 from .cluster import Cluster, DeviceGroup
 from .cost import CATEGORIES, Coster, CostedDAG
 from .dag import Layout, build_edge_dag, build_layer_dag
+from .implementation import Implementation
 from .memory import MemoryEstimate, device_memory
 from .models import ModelConfig
 from .workload import Workload
@@ -60,6 +61,8 @@ class PlanOptions:
     """Max/mean expert load per EP rank; None = computed from routing statistics."""
     sp_threshold: bool = True
     """Compute the prompt length above which SP pays off for the best plan."""
+    implementation: str = "fused"
+    """Kernel-count preset of the layer (planner/presets/implementations): fused (serving engines) or torch-eager."""
 
     def __post_init__(self) -> None:
         if self.objective not in ("auto", "latency", "throughput"):
@@ -68,6 +71,10 @@ class PlanOptions:
             raise ValueError(f"memory_utilization must be in (0, 1], got {self.memory_utilization}")
         if self.tp_comm not in ("auto", "all_reduce", "rs_ag"):
             raise ValueError(f"tp_comm must be auto, all_reduce or rs_ag, got {self.tp_comm!r}")
+        from .implementation import implementation_names
+
+        if self.implementation not in implementation_names():
+            raise ValueError(f"implementation must be one of {implementation_names()}, got {self.implementation!r}")
 
 
 @dataclass
@@ -309,6 +316,7 @@ class _Evaluator:
         self.coster = Coster(group.profile, dtype=model.weight_dtype, cuda_graphs=options.cuda_graphs,
                              inter_node_profile=group.inter_node_profile)
         self.el = model.weight_bytes_per_elem
+        self.impl = Implementation.from_name(options.implementation)
         self._memo: dict[tuple, CostedDAG] = {}
 
     def _layer(self, phase: str, batch: int, q_len: int, kv_len: int, layout: Layout) -> CostedDAG:
@@ -316,7 +324,7 @@ class _Evaluator:
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = self.coster.cost_dag(
-                build_layer_dag(self.model, phase, batch, q_len, kv_len, layout), self.el)
+                build_layer_dag(self.model, phase, batch, q_len, kv_len, layout, self.impl), self.el)
         return hit
 
     def _edge(self, phase: str, part: str, tokens: int, logits: int, tp: int, tp_scope: str, pp_scope: str) -> CostedDAG:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -143,20 +144,28 @@ def test_calibrate_measure_path_writes_raw_and_profile(tmp_path, monkeypatch, ca
         calls["suite"] = (device.spec, preset)
         return ResultSet(suite="kernels", env=synth_env(), rows=synth_kernels().to_dict("records"))
 
-    def fake_sweep(nproc, device_type="cpu", preset="quick", out_dir="results", progress=print, **kw):
-        calls["sweep"] = (nproc, device_type, preset)
+    def fake_sweep(nproc, device_type="cpu", preset="quick", out_dir="results", progress=print, stem="collectives",
+                   dtypes=None, **kw):
+        calls.setdefault("sweep", []).append((nproc, device_type, preset, tuple(dtypes or ()), stem))
         df = synth_collectives()
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        df.to_csv(Path(out_dir) / "collectives.csv", index=False)
+        df.to_csv(Path(out_dir) / f"{stem}.csv", index=False)
         return df
 
+    import torch
+
+    threads_before = torch.get_num_threads()
     monkeypatch.setattr(suite, "run_suite", fake_suite)
     monkeypatch.setattr(launch, "run_sweep", fake_sweep)
     out = tmp_path / "cpu.yaml"
     assert run(["calibrate", "--device", "cpu", "--quick", "--out", str(out), "--raw-dir", str(tmp_path / "raw")]) == 0
-    assert calls == {"suite": ("cpu", "quick"), "sweep": (2, "cpu", "quick")}
+    # Calibrate measures what it fits: fp32 on a CPU, the fit-quick sweep, in fresh rounds.
+    rounds = [f"collectives-round{r}" for r in (1, 2, 3)]
+    assert calls == {"suite": ("cpu", "quick"), "sweep": [(2, "cpu", "fit-quick", ("fp32",), s) for s in rounds]}
+    assert torch.get_num_threads() == threads_before  # the thread share is for the kernel suite only
     p = Profile.load(out)
-    assert p.identity.raw_data == ["raw/kernels.csv", "raw/collectives.csv"]
+    assert p.identity.raw_data == ["raw/kernels.csv"] + [f"raw/{s}.csv" for s in rounds]
+    assert p.identity.threads_per_device == max(1, (os.cpu_count() or 1) // 2) and p.identity.devices_per_node == 2
     assert (tmp_path / "raw" / "kernels.csv").exists() and (tmp_path / "raw" / "kernels.json").exists()
     assert len(p.collectives) == 2
     # --nproc 1 on a CPU: collectives skipped with a note.

@@ -65,3 +65,45 @@ def test_moe_imbalance_is_computed_and_overridable(prof):
     base = predict_layer_time_s(prof, "mixtral-8x7b", "prefill", 1, 512, 512, moe={"ep": 4})
     skew = predict_layer_time_s(prof, "mixtral-8x7b", "prefill", 1, 512, 512, moe={"ep": 4, "imbalance": 3.0})
     assert skew.total_s > base.total_s
+
+
+def _as_cpu(d: dict) -> dict:
+    d = dict(d)
+    d["identity"] = dict(d["identity"], device_type="cpu")
+    return d
+
+
+def test_cpu_launches_add_to_device_time_one_per_extra_kernel():
+    from planner_profiles import h100_like
+
+    cpu = Profile.from_dict(_as_cpu(h100_like()))
+    eager = cpu.launch_overhead_s("eager").time_s
+    for impl in ("fused", "torch-eager"):
+        pred = predict_layer_time_s(cpu, "llama3-8b", "prefill", 4, 512, 512, implementation=impl)
+        extra = sum(max(0, n.kernels - 1) for n in pred.nodes)
+        dev = sum(n.device_s for n in pred.nodes)
+        # host = device: nothing overlaps, even where device time dwarfs the launches
+        assert pred.breakdown["launch"] == pytest.approx(extra * eager)
+        assert pred.total_s == pytest.approx(dev + extra * eager)
+    gpu = predict_layer_time_s(Profile.from_dict(h100_like()), "llama3-8b", "prefill", 4, 512, 512,
+                               implementation="torch-eager")
+    assert gpu.breakdown["launch"] == 0.0  # an accelerator hides eager launches behind long kernels
+
+
+def test_implementation_sets_kernels_and_elementwise_bytes(prof):
+    fused = predict_layer_time_s(prof, "tiny-moe", "decode", 4, 1, 256, implementation="fused")
+    eager = predict_layer_time_s(prof, "tiny-moe", "decode", 4, 1, 256, implementation="torch-eager")
+    kf, ke = (sum(n.kernels for n in p.nodes) for p in (fused, eager))
+    assert ke > 3 * kf
+    by_f, by_e = ({n.name: n for n in p.nodes} for p in (fused, eager))
+    assert by_f["attn_norm"].kernels == 1 and by_e["attn_norm"].kernels == 9
+    assert by_e["attn_norm"].params["nbytes"] == pytest.approx(6 / 4 * by_f["attn_norm"].params["nbytes"])
+    assert "attn_residual" in by_e and "attn_residual" not in by_f  # fused into the norm
+    assert by_e["experts_gate_up"].kernels == by_e["experts_gate_up"].params["count"] > 1
+    assert by_f["experts_gate_up"].kernels == 1
+    # same GEMMs and attention either way
+    for name in ("qkv", "attention", "o_proj", "router"):
+        assert by_f[name].device_s == by_e[name].device_s
+    assert eager.total_s > fused.total_s
+    with pytest.raises(ValueError, match="unknown implementation 'nope'.*fused"):
+        predict_layer_time_s(prof, "tiny", "decode", 1, 1, 64, implementation="nope")

@@ -131,3 +131,26 @@ def test_bad_tp_and_dims_show_the_arithmetic():
         check_tp(DENSE, 4)
     with pytest.raises(ValueError, match=r"heads\(6\) % kv_heads\(4\) = 2"):
         LayerDims(hidden_size=8, heads=6, kv_heads=4, head_dim=2, ffn_size=8).check()
+
+
+# -- the planner's torch-eager preset counts what these layers really dispatch -----------------------------
+
+@pytest.mark.parametrize("model,phase,batch,length", [("tiny", "decode", 1, 64), ("tiny", "prefill", 2, 32),
+                                                       ("tiny-moe", "decode", 1, 64)])
+def test_torch_eager_preset_counts_the_ops_the_layer_dispatches(model, phase, batch, length):
+    import dataclasses
+
+    from accelcal.kernels.device import resolve_device
+    from accelcal.planner.dag import build_layer_dag
+    from accelcal.planner.models import ModelConfig
+    from accelcal.validate.breakdown import count_ops
+    from accelcal.validate.configs import Case
+
+    mc = dataclasses.replace(ModelConfig.from_name(model), weight_dtype="fp32", kv_dtype="fp32")
+    case = Case(model, phase, batch, length if phase == "prefill" else 1, length)
+    _, work = count_ops(case, LayerDims.from_model(mc), "fp32", resolve_device("cpu"))
+    # decode of one token routes to exactly top_k experts, as the DAG's expected-hit count says
+    dag = build_layer_dag(mc, phase, batch, case.q_len, length, implementation="torch-eager")
+    assert sum(n.kernels for n in dag.nodes) == work
+    fused = build_layer_dag(mc, phase, batch, case.q_len, length, implementation="fused")
+    assert sum(n.kernels for n in fused.nodes) < work / 2

@@ -219,3 +219,33 @@ def test_a_failing_rank_fails_the_whole_multi_rank_run():
     bad = LayerDims(hidden_size=64, heads=4, kv_heads=1, head_dim=16, ffn_size=128)  # kv_heads 1 cannot split over 2
     with pytest.raises(RuntimeError, match=r"kv_heads: 1 % 2 = 1"):
         run_rank_cases([Case("bad", "decode", 2, 1, 32, tp=2)], {"bad": bad}, nproc=2, progress=None)
+
+
+def test_every_cpu_case_runs_with_the_profiles_threads_per_device(tmp_path, monkeypatch):
+    """A CPU device is one rank's share of the cores: single-rank cases run with that many threads too."""
+    import torch
+
+    import accelcal.validate.measure as measure
+    from accelcal.validate.runner import run_validation
+
+    d = _layout_profile()
+    d["identity"]["threads_per_device"] = 1
+    path = tmp_path / "one-thread.yaml"
+    Profile.from_dict(d, origin="layout fixture").save(path)
+    seen, real = [], measure.measure_case
+
+    def spy(case, *a, **k):
+        seen.append(torch.get_num_threads())
+        return real(case, *a, **k)
+
+    monkeypatch.setattr(measure, "measure_case", spy)
+    before = torch.get_num_threads()
+    run = run_validation(path, device="cpu", models=["tiny"], quick=True, shapes=1, write=False, progress=None)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before  # restored afterwards
+    assert any("threads_per_device" in n for n in run.notes)
+    # tiny's layer (3 MB) fits in any server CPU's last-level cache, and the output says so
+    from accelcal.kernels.device import resolve_device
+
+    if measure.last_level_cache_bytes(resolve_device("cpu")) > 4 << 20:
+        assert any("fit in the" in n and "last-level cache" in n for n in run.notes)

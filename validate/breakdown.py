@@ -30,7 +30,7 @@ from accelcal.kernels.timing import TimingConfig, time_op
 from .compare import predict_case, prediction_model
 from .configs import Case
 from .layers import KVCache, LayerDims, apply_rope, build_layer, rms_norm
-from .measure import TORCH_DTYPES
+from .measure import TORCH_DTYPES, cpu_threads, profile_threads
 
 __all__ = ["NodeRow", "count_ops", "node_breakdown", "format_breakdown"]
 
@@ -135,11 +135,14 @@ def count_ops(case: Case, dims: LayerDims, dtype: str, device: Device) -> tuple[
             self.names.append(func.overloadpacket.__name__)
             return func(*args, **(kwargs or {}))
 
-    run, _ = build_runner(case, dims, dtype, device)
+    run, nsets = build_runner(case, dims, dtype, device)
     with torch.inference_mode():
-        run(0)  # builds lazily-made tables (rope) outside the count, as warm-up does
+        # Build every rotated layer copy's lazily-made tables (rope) outside the count, as the
+        # timed warm-up does: counting a copy's first call would add its table build (~13 ops).
+        for i in range(nsets):
+            run(i)
         with _Count() as c:
-            run(1)
+            run(nsets)
     return len(c.names), sum(1 for n in c.names if n not in VIEW_OPS)
 
 
@@ -154,7 +157,8 @@ def node_breakdown(profile: Any, model: Any, case: Case, dtype: str, device: Dev
     pred = predict_case(profile, prediction_model(cfg_model, dtype), case)
     by_name = {n.name: n.device_s for n in pred.nodes}
     rows = []
-    with torch.inference_mode():
+    # the profile's device: on a CPU, the thread count its kernels were measured with
+    with torch.inference_mode(), cpu_threads(profile_threads(profile, device)):
         for name, run in _ops(case, dims, TORCH_DTYPES[dtype], device).items():
             parts = [p for p in name.split("+") if p in by_name]
             if not parts:

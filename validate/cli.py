@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="ranks for the TP=N cases and the TP=N vs TP=1 x DP=N ranking (gloo on CPU, nccl on GPUs; default 1)")
     p.add_argument("--model", type=_models, default=None, metavar="M[,M...]",
-                   help="planner model presets or YAML configs (default: tiny,tiny-moe on CPU; llama3-8b,mixtral-8x7b on GPUs)")
+                   help="planner model presets or YAML configs (default: small,small-moe on CPU, whose layers exceed the last-level cache; llama3-8b,mixtral-8x7b on GPUs)")
     p.add_argument("--dtype", default=None, help="dtype to run and predict in (default: fp32 on CPU, bf16 on GPUs)")
     p.add_argument("--quick", action="store_true", help="fewer shapes and short timing budgets (CI, smoke runs)")
     p.add_argument("--shapes", type=int, default=None, metavar="N",
@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--no-ranking", action="store_true", help="skip the TP vs DP ranking check when --nproc > 1")
     p.add_argument("--results", default=None, metavar="DIR",
                    help="also write the measurements as long-format records (validation.csv/.json/.env.json) to DIR")
+    p.add_argument("--implementation", default="torch-eager", metavar="NAME",
+                   help="kernel-count preset the planner costs the layers with (planner/presets/implementations; "
+                        "default torch-eager: the validation layers are plain PyTorch run eagerly, so the planner "
+                        "must count their ~40 dispatched ops, not a serving engine's fused kernels)")
     p.add_argument("--no-write", action="store_true", help="print only; leave the profile as it is")
     p.set_defaults(func=_handle)
 
@@ -59,7 +63,7 @@ def _handle(args: argparse.Namespace) -> int:
 
     run = run_validation(args.profile, device=args.device, nproc=args.nproc, models=args.model, quick=args.quick,
                          write=not args.no_write, dtype=args.dtype, ranking=not args.no_ranking, preset=args.preset,
-                         shapes=args.shapes, results_dir=args.results)
+                         shapes=args.shapes, results_dir=args.results, implementation=args.implementation)
     print()
     print(f"validation on {run.device} ({run.device_name}), dtype {run.dtype}, {run.wall_s:.1f} s")
     print(format_table(run.comparisons))

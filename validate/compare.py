@@ -24,7 +24,7 @@ from typing import Any
 
 from .configs import Case
 
-__all__ = ["Comparison", "format_table", "result_set", "predict_case", "summarize", "to_validation", "validation_dtype",
+__all__ = ["VALIDATION_IMPLEMENTATION", "Comparison", "format_table", "result_set", "predict_case", "summarize", "to_validation", "validation_dtype",
            "write_validation"]
 
 PREFERRED_DTYPE = {"cpu": "fp32", "gpu": "bf16"}
@@ -80,12 +80,16 @@ def prediction_model(model: Any, dtype: str) -> Any:
     return dataclasses.replace(model, weight_dtype=dtype, kv_dtype=dtype)
 
 
-def predict_case(profile: Any, model: Any, case: Case) -> Any:
-    """The planner's :class:`LayerPrediction` for one replica of ``case``."""
+VALIDATION_IMPLEMENTATION = "torch-eager"
+"""Kernel-count preset of the layers validate runs (validate/layers.py is plain PyTorch eager)."""
+
+
+def predict_case(profile: Any, model: Any, case: Case, implementation: str = VALIDATION_IMPLEMENTATION) -> Any:
+    """The planner's :class:`LayerPrediction` for one replica of ``case``, costed as ``implementation``."""
     from accelcal.planner.predict import predict_layer_time_s
 
     return predict_layer_time_s(profile, model, case.phase, case.replica_batch, case.q_len, case.kv_len,
-                                tp=case.tp, cuda_graphs=case.graphs)
+                                tp=case.tp, cuda_graphs=case.graphs, implementation=implementation)
 
 
 def summarize(rows: list[Comparison]) -> tuple[float, float]:

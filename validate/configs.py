@@ -9,8 +9,11 @@ prompt tokens per sequence (causal); ``decode`` runs one new token per sequence
 against a KV cache, attending ``kv_len`` positions in all (``kv_len - 1``
 cached tokens plus the new one).  ``batch`` is the global batch: with ``dp``
 replicas each runs ``batch // dp`` sequences.  Models are the planner's presets
-(``accelcal.planner.models.ModelConfig.from_name``): a small one on the CPU so a
-case runs in well under a second, Llama-3-8B-sized layers on a GPU.
+(``accelcal.planner.models.ModelConfig.from_name``): on the CPU ``small`` and
+``small-moe``, whose layer weights (50 MB and 113 MB in fp32) exceed the
+last-level cache as a real model's do, while a case still runs well under a
+second; Llama-3-8B-sized layers on a GPU.  ``tiny`` (3 MB of layer weights)
+runs from cache: `accelcal validate` says so when it is used.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ TP_SHAPES = 1
 """Shapes per phase measured at TP=k (they start k ranks, so fewer)."""
 
 DEFAULT_MODELS: dict[str, list[str]] = {
-    "cpu": ["tiny", "tiny-moe"],
+    "cpu": ["small", "small-moe"],
     "gpu": ["llama3-8b", "mixtral-8x7b"],
 }
 """Models validated by default per device type (first one is the dense model used for TP)."""

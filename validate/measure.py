@@ -24,6 +24,7 @@ warm-up and repeat counts across ranks, samples with the timing core's
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from accelcal.kernels.timing import Stats, TimingConfig, _reps_for, rotation_cou
 from .configs import Case
 from .layers import KVCache, LayerDims, build_layer, layer_weight_bytes
 
-__all__ = ["CaseSkipped", "Measurement", "TORCH_DTYPES", "last_level_cache_bytes", "measure_case", "time_op_ranks"]
+__all__ = ["CaseSkipped", "Measurement", "TORCH_DTYPES", "cpu_threads", "profile_threads", "last_level_cache_bytes", "measure_case", "time_op_ranks"]
 
 TORCH_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """accelcal dtype names a validation layer can run in."""
@@ -69,6 +70,32 @@ class Measurement:
     """Input/KV-cache/weight sets rotated."""
     warnings: tuple[str, ...] = ()
     """Noise and fallback notes from the timing core."""
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None):
+    """Run the block with torch's intra-op thread count set to ``threads`` (None: leave it), then restore it.
+
+    A CPU profile's device is one rank's share of the cores
+    (``identity.threads_per_device``); layers and ops compared with it must
+    run with that many threads, single-rank ones included.
+    """
+    if not threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def profile_threads(profile: Any, device: Device) -> int | None:
+    """Threads per device the profile's kernels were measured with (CPU profiles; None elsewhere or unset)."""
+    if not device.is_cpu:
+        return None
+    return getattr(profile.identity, "threads_per_device", None)
 
 
 def last_level_cache_bytes(device: Device) -> int:

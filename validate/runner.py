@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .compare import Comparison, predict_case, prediction_model, summarize, validation_dtype, write_validation
+from .compare import VALIDATION_IMPLEMENTATION, Comparison, predict_case, prediction_model, summarize, validation_dtype, write_validation
 from .configs import Case, default_cases, ranking_cases
 from .ranking import Ranking, layout_label
 
@@ -62,6 +62,30 @@ def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return configs, {n: LayerDims.from_model(m) for n, m in configs.items()}
 
 
+def _cache_notes(dev: Any, configs: dict[str, Any], dtype: str, cases: list[Case]) -> list[str]:
+    """Say which models' layers fit in the last-level cache: their GEMMs then read cache, not DRAM.
+
+    The profile's GEMM fits were measured with rotated (cold) buffers, as a
+    real model's weights are; a layer that fits in cache runs faster than that
+    and the comparison measures the cache, not the prediction.
+    """
+    from accelcal.planner.models import DTYPE_BYTES
+
+    from .measure import last_level_cache_bytes
+
+    llc = last_level_cache_bytes(dev)
+    out = []
+    for name, m in configs.items():
+        tps = sorted({c.tp for c in cases if c.model == name})
+        for tp in tps:
+            wbytes = m.layer_params() * DTYPE_BYTES[dtype] / tp
+            if llc and wbytes * tp < llc:
+                out.append(f"{name} at TP={tp}: the layer's weights ({wbytes / 2**20:.1f} MiB per rank) fit in the "
+                           f"{llc / 2**20:.0f} MiB last-level cache: its GEMMs run from cache, faster than the "
+                           f"profile's cold-buffer fits predict (use small/small-moe for DRAM-resident layers)")
+    return out
+
+
 def _busy_note() -> str:
     """A warning when other work competes for the CPU (it inflates every host-side timing)."""
     import os
@@ -79,14 +103,15 @@ def _busy_note() -> str:
 
 def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1, models: list[str] | None = None,
                    quick: bool = False, write: bool = True, dtype: str | None = None, ranking: bool = True,
-                   preset: str | None = None, shapes: int | None = None, results_dir: Any = None, progress: Callable[[str], None] | None = print) -> ValidationRun:
+                   preset: str | None = None, shapes: int | None = None, results_dir: Any = None,
+                   progress: Callable[[str], None] | None = print, implementation: str | None = None) -> ValidationRun:
     """Validate the profile at ``profile_path`` on ``device``; see the module docstring for the order."""
     from accelcal.calibrate.profile import Profile
     from accelcal.kernels.device import resolve_device
     from accelcal.kernels.timing import Stats, TimingConfig
 
     from .configs import DEFAULT_MODELS
-    from .measure import CaseSkipped, measure_case
+    from .measure import CaseSkipped, cpu_threads, measure_case, profile_threads
 
     say = progress or (lambda _msg: None)
     t0 = time.monotonic()
@@ -113,6 +138,11 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     cfg_name = preset or ("quick" if quick else "default")
     cfg = TimingConfig.preset(cfg_name)
 
+    impl = implementation or VALIDATION_IMPLEMENTATION
+    # A CPU "device" is one rank's share of the cores: run every case, single-rank ones included,
+    # with the thread count the profile's kernels were measured with, so both describe one device.
+    threads = profile_threads(profile, dev)
+
     # 1. Predictions first: a profile or model the planner cannot cost fails before any measuring.
     pmodels = {n: prediction_model(m, dt) for n, m in configs.items()}
     every = cases + [c for cs in rank_sets.values() for c in cs if c not in cases]
@@ -120,11 +150,20 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     notes: list[str] = []
     for c in every:
         try:
-            preds[c] = predict_case(profile, pmodels[c.model], c)
+            preds[c] = predict_case(profile, pmodels[c.model], c, impl)
         except KeyError as exc:  # MissingMeasurement: the profile lacks what this case needs; skip it, say why
             notes.append(f"skipped {c.name}: the planner cannot predict it from this profile: {exc}")
     if not preds:
         raise ValueError(f"the planner could not predict any validation case from {profile_path}: " + "; ".join(notes))
+    # Say where the planner fell back on an unmeasured figure (e.g. a phase's attention the profile lacks):
+    # those cases' errors measure the fallback, not the fit.
+    fallbacks: dict[str, list[str]] = {}
+    for c, p in preds.items():
+        for line in getattr(p, "extrapolated", []) or []:
+            if "not measured" in line or "no attention measured" in line:
+                fallbacks.setdefault(line.split(": ", 1)[-1], []).append(c.name)
+    for what, names in fallbacks.items():
+        notes.append(f"prediction fell back on an unmeasured figure in {len(names)} case(s) ({names[0]}, ...): {what}")
     every = [c for c in every if c in preds]
     rank_sets = {ph: cs for ph, cs in rank_sets.items() if all(c in preds for c in cs)}
     for n in notes:
@@ -134,24 +173,26 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     measured: dict[Case, Any] = {}
     single = [c for c in every if c.ranks == 1]
     multi = [c for c in every if c.ranks > 1]
-    say(f"validate: {len(every)} case(s) on {dev.spec} ({dev.name()}), dtype {dt}, timing preset {cfg_name}")
-    for n, c in enumerate(single, 1):
-        try:
-            m = measure_case(c, dims[c.model], dt, dev, cfg)
-        except CaseSkipped as exc:
-            notes.append(f"skipped {c.name}: {exc}")
-            say(f"  [{n}/{len(single)}] {c.name}: skipped: {exc}")
-            continue
-        measured[c] = m
-        say(f"  [{n}/{len(single)}] {c.name}: measured {m.measured_s * 1e3:.3f} ms, "
-            f"predicted {preds[c].total_s * 1e3:.3f} ms ({m.method})")
+    say(f"validate: {len(every)} case(s) on {dev.spec} ({dev.name()}), dtype {dt}, timing preset {cfg_name}, "
+        f"costed as {impl}" + (f", {threads} thread(s) per CPU device (the profile's)" if threads else ""))
+    with cpu_threads(threads):
+        for n, c in enumerate(single, 1):
+            try:
+                m = measure_case(c, dims[c.model], dt, dev, cfg)
+            except CaseSkipped as exc:
+                notes.append(f"skipped {c.name}: {exc}")
+                say(f"  [{n}/{len(single)}] {c.name}: skipped: {exc}")
+                continue
+            measured[c] = m
+            say(f"  [{n}/{len(single)}] {c.name}: measured {m.measured_s * 1e3:.3f} ms, "
+                f"predicted {preds[c].total_s * 1e3:.3f} ms ({m.method})")
 
     # 3. Multi-rank cases on spawned ranks (the layer's own all-reduces inside the timed forward).
     if multi:
         from .tp_worker import run_rank_cases
 
         out = run_rank_cases(multi, {n: dims[n] for n in {c.model for c in multi}}, nproc, device_type=dev.type,
-                             dtype=dt, preset=cfg_name, progress=say)
+                             dtype=dt, preset=cfg_name, progress=say, threads_per_rank=threads)
         by_dict = {tuple(sorted(r["case"].items())): r for r in out["rows"]}
         for c in multi:
             r = by_dict[tuple(sorted(c.to_dict().items()))]
@@ -160,9 +201,12 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
         if checks:
             notes.append(f"TP output check: max |diff| vs the unsharded layer = {max(checks):.3g} "
                          f"(fp32, through the real all-reduce)")
-        if dev.is_cpu:
+        if dev.is_cpu and not threads:
             notes.append(f"CPU ranks ran with {out['threads_per_rank']} thread(s) each (the cores split across "
-                         f"{nproc} ranks); the profile was measured on the whole CPU")
+                         f"{nproc} ranks); the profile does not say how many threads its kernels used "
+                         f"(identity.threads_per_device unset), so measured and predicted may describe different devices")
+    if dev.is_cpu and threads:
+        notes.append(f"every CPU case ran with {threads} thread(s), the profile's threads_per_device")
 
     def _measured_s(c: Case) -> tuple[float, str]:
         m = measured[c]
@@ -190,6 +234,8 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
         rankings.append(Ranking(phase=phase, labels=[layout_label(c.tp, c.dp) for c in cs],
                                 measured_s=[_measured_s(c)[0] for c in cs], predicted_s=[preds[c].total_s for c in cs]))
 
+    if dev.is_cpu:
+        notes += _cache_notes(dev, configs, dt, every)
     load = _busy_note()
     if load:
         notes.append(load)

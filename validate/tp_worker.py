@@ -51,8 +51,9 @@ def _rank_main(rank: int, nproc: int, port: int, device_type: str, backend: str,
     from .measure import check_sharded_output, measure_case_ranks
 
     if device_type == "cpu":
-        # Each rank stands for one device; split the cores so ranks do not fight for them.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
+        # Each rank stands for one device: the profile's threads per device when it says, else an
+        # even split of the cores so ranks do not fight for them.
+        torch.set_num_threads(job.get("threads_per_rank") or max(1, (os.cpu_count() or 1) // nproc))
         device = resolve_device("cpu")
     else:
         device = resolve_device(f"{device_type}:{rank}")
@@ -92,8 +93,11 @@ def _rank_main(rank: int, nproc: int, port: int, device_type: str, backend: str,
 
 def run_rank_cases(cases: list[Any], dims: dict[str, Any], nproc: int, device_type: str = "cpu", dtype: str = "fp32",
                    preset: str = "quick", backend: str | None = None, deadline_s: float = DEFAULT_DEADLINE_S,
-                   progress: Callable[[str], None] | None = print) -> dict[str, Any]:
+                   progress: Callable[[str], None] | None = print,
+                   threads_per_rank: int | None = None) -> dict[str, Any]:
     """Measure ``cases`` (each needing ``nproc`` ranks) on ``nproc`` spawned ranks; rank 0's rows.
+
+    ``threads_per_rank`` sets each CPU rank's torch threads (None: cores // nproc).
 
     Raises RuntimeError when a rank fails or the deadline passes (every rank is
     then terminated); nothing is returned half-done.
@@ -113,6 +117,7 @@ def run_rank_cases(cases: list[Any], dims: dict[str, Any], nproc: int, device_ty
         "dtype": dtype,
         "preset": preset,
         "progress": progress is not None,
+        "threads_per_rank": threads_per_rank,
     }
     with tempfile.TemporaryDirectory(prefix="accelcal-validate-") as tmp:
         out_path = str(Path(tmp) / "rank0.json")

@@ -1,0 +1,85 @@
+"""run_bench.sh from a clean copy of the checkout, in test mode: every stage runs and says where its files went."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accelcal.calibrate.profile import Profile
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _clean_copy(dest: Path) -> Path:
+    """The tracked files of the checkout as they are now (no venv, no results, no caches)."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, files):
+        src = REPO / os.fsdecode(name)
+        if src.is_file():
+            target = dest / os.fsdecode(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    return dest
+
+
+def _run_bench(checkout: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(checkout / "run_bench.sh"), "--python", sys.executable, "--no-install", *args],
+                          cwd=checkout, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs a git checkout to make a clean copy")
+    return _clean_copy(tmp_path_factory.mktemp("checkout"))
+
+
+def test_run_bench_test_mode_end_to_end(checkout, tmp_path):
+    out, profile = tmp_path / "out", tmp_path / "node.yaml"
+    r = _run_bench(checkout, "--test-mode", "--nproc", "2", "--out", str(out), "--profile", str(profile))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # Every stage ran, in order, and the summary names each file.
+    stages = ["==> [", "environment", "calibrate", "validate", "plan"]
+    positions = [r.stdout.find(s) for s in stages]
+    assert all(p >= 0 for p in positions) and positions[1:] == sorted(positions[1:]), r.stdout[-2000:]
+    for label in ("profile ", "raw measurements", "validation", "plan ", "log "):
+        assert label in r.stdout.split("==> done")[-1]
+    p = Profile.load(profile)
+    assert p.identity.source == "measured" and p.identity.device_type == "cpu"
+    assert p.collectives, "2 ranks must have measured collectives"
+    assert p.validation is not None and p.validation.cases
+    assert "Recommended" in (out / "plan.txt").read_text()
+    assert (out / "plan" / "trace.json").exists()
+    raw = Path(str(profile)[: -len(".yaml")] + "-raw")
+    assert (raw / "kernels.csv").exists() and (raw / "collectives.csv").exists()
+    assert (out / "environment.json").exists() and (out / "run_bench.log").stat().st_size > 0
+
+
+def test_failed_run_leaves_existing_profile_untouched(checkout, tmp_path):
+    profile = tmp_path / "node.yaml"
+    profile.write_text("sentinel: previous profile\n")
+    r = _run_bench(checkout, "--test-mode", "--device", "cuda:9", "--out", str(tmp_path / "out"),
+                   "--profile", str(profile), timeout=120)
+    assert r.returncode != 0
+    assert "cuda:9" in r.stdout + r.stderr and "available" in r.stdout + r.stderr
+    assert profile.read_text() == "sentinel: previous profile\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nproc", "0"], "--nproc expects a whole number >= 1, got '0'"),
+    (["--bogus"], "unknown option '--bogus'"),
+    (["--device"], "--device needs a value"),
+])
+def test_bad_flags_are_named(checkout, args, message):
+    r = _run_bench(checkout, *args, timeout=30)
+    assert r.returncode == 2 and message in r.stderr
+
+
+def test_help_lists_the_main_options(checkout):
+    r = _run_bench(checkout, "--help", timeout=30)
+    assert r.returncode == 0
+    for flag in ("--quick", "--full", "--device", "--out", "--python", "--no-install", "--test-mode"):
+        assert flag in r.stdout
