@@ -114,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"multi-rank cases:  median |rel err| = {statistics.median(abs(c.rel_err) for c in multi):.1%} "
                   f"over {len(multi)}")
+        import statistics
+
+        groups: dict[str, list[float]] = {}
+        for c in run.comparisons:
+            kind = "moe" if ModelConfig.resolve(c.case.model).is_moe else "dense"
+            layout = "multi-rank" if c.case.ranks > 1 else f"single-rank {kind}"
+            groups.setdefault(f"{layout} {c.case.phase}", []).append(c.rel_err)
+        for g, errs in groups.items():
+            print(f"  {g:<28} median |rel err| = {statistics.median(abs(e) for e in errs):6.1%}  "
+                  f"(signed: {', '.join(f'{e:+.0%}' for e in errs)})")
         verdict = "MET" if med <= TARGET_MEDIAN_ABS_REL_ERR else "MISSED"
         print(f"all cases: median |rel err| = {med:.1%} vs target <= {TARGET_MEDIAN_ABS_REL_ERR:.0%}: {verdict} "
               f"(max {run.max_abs_rel_err:.1%}, {len(run.comparisons)} cases)")

@@ -209,12 +209,13 @@ def _calibrate(args: argparse.Namespace) -> int:
             ctype = "cpu" if dev.is_cpu else dev.type
             fp = FIT_PRESETS[args.preset]
             frames = []
-            for r in range(fp.rounds):
+            rounds = fp.cpu_rounds if dev.is_cpu else 1
+            for r in range(rounds):
                 # Each round is a fresh launch (new rank processes, new thread placement); the fit reduces the
                 # rounds to the median of their medians per size.
-                stem = "collectives" if fp.rounds == 1 else f"collectives-round{r + 1}"
+                stem = "collectives" if rounds == 1 else f"collectives-round{r + 1}"
                 print(f"[calibrate] collectives on {nproc} ranks ({dev.type}), {fit_dtype(ctype)}, preset {fp.name}, "
-                      f"round {r + 1}/{fp.rounds}")
+                      f"round {r + 1}/{rounds}")
                 try:
                     frames.append(run_sweep(nproc, device_type=ctype, preset=fp.name, dtypes=[fit_dtype(ctype)],
                                             out_dir=raw_dir, progress=print, stem=stem))

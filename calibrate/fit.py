@@ -7,7 +7,11 @@
     profile.save("profiles/my-node.yaml")
 
 Fits use the medians of the ``device`` figure (kernels) and ``max_over_ranks``
-(collectives); skipped and failed rows are ignored.  A series that cannot be
+(collectives); skipped and failed rows are ignored.  Memory is piecewise
+latency + bytes/bandwidth (one piece per cache level, count by held-out error).
+A collective series is one timing mode and one dtype (:func:`select_collective_series`:
+gloo -> ``blocking`` fp32, NCCL/RCCL -> ``pipelined`` bf16); sizes measured in
+several rounds are reduced to the median of the round medians first.  A series that cannot be
 fitted (too few points, ...) is left out with a note in ``notes`` (and printed
 through ``progress``); a run with no GEMM data at all is an error.
 """
@@ -26,7 +30,8 @@ from .fit_gemm import fit_gemm
 from .profile import (DTYPE_BYTES, BUSBW_FACTORS, CollectiveEntry, Identity, MemoryEntry, Overheads, Profile,
                       SCOPES)
 
-__all__ = ["fit_profile", "collective_fit_mode", "select_collective_series", "median_over_repeats", "MEMORY_MAX_PIECES", "OVERHEAD_OPS"]
+__all__ = ["fit_profile", "collective_fit_mode", "select_collective_series", "median_over_repeats", "MEMORY_MAX_PIECES",
+           "OVERHEAD_OPS"]
 
 OVERHEAD_OPS = {"launch_eager": "eager_launch_s", "launch_sync": "launch_sync_s", "sync": "sync_s",
                 "graph_kernel": "graph_kernel_s"}

@@ -60,10 +60,11 @@ class SweepPreset:
     """Message sizes S on accelerators: powers of two 8 B .. 256 MiB."""
     default_deadline_s: float = 600.0
     """Hard outer deadline for the whole sweep when the caller gives none."""
-    rounds: int = 1
-    """Separate launches of the whole sweep that ``accelcal calibrate`` runs and reduces to the median of the
-    per-round medians.  gloo on a shared CPU has whole-case slow states (a case's median at 2-4 ms instead of
-    0.4 ms when the ranks' threads share a core) that persist within one launch; fresh ranks redraw them."""
+    cpu_rounds: int = 1
+    """CPU (gloo) only: separate launches of the whole sweep that ``accelcal calibrate`` runs and reduces to the
+    median of the per-round medians.  gloo on a shared CPU has whole-case slow states (a case's median at
+    2-4 ms instead of 0.4 ms, from host scheduling) that persist within one launch; fresh ranks redraw them.
+    Accelerator collectives run on the device and are measured in one round."""
 
 
 PRESETS: dict[str, SweepPreset] = {
@@ -84,9 +85,9 @@ FIT_PRESETS: dict[str, SweepPreset] = {
     "smoke": SweepPreset("fit-smoke", "quick", {"warmup_s": 0.002, "budget_s": 0.004, "min_reps": 3, "max_reps": 5, "queue_len": 2},
                          pow2_sizes(8, 64 * 1024, 8), pow2_sizes(8, 256 * MiB, 8), 180.0),
     "quick": SweepPreset("fit-quick", "quick", {"warmup_s": 0.02, "budget_s": 0.03, "min_reps": 30, "max_reps": 60, "queue_len": 4},
-                         pow2_sizes(8, 4 * MiB, 2), pow2_sizes(8, 256 * MiB, 2), 900.0, rounds=3),
+                         pow2_sizes(8, 4 * MiB, 2), pow2_sizes(8, 256 * MiB, 2), 900.0, cpu_rounds=3),
     "full": SweepPreset("fit-full", "full", {"min_reps": 50}, pow2_sizes(8, 64 * MiB, 2), pow2_sizes(8, 1024 * MiB, 2),
-                        4 * 3600.0, rounds=3),
+                        4 * 3600.0, cpu_rounds=3),
 }
 """Calibration sweeps by calibrate preset (``--smoke``/``--quick``/``--full``); also reachable as ``fit-<name>``."""
 

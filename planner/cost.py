@@ -34,6 +34,7 @@ Collectives that cross nodes are looked up in the inter-node profile.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -68,6 +69,9 @@ class NodeCost:
     """Edges, copied from the DAG."""
     params: dict = field(default_factory=dict)
     """Shapes and sizes, copied from the DAG."""
+    launch_s: float = 0.0
+    """This node's share of the layer's launch time where it can be attributed (host = device:
+    its kernels beyond the one its measured figure holds); 0 where launches overlap device work."""
 
 
 @dataclass
@@ -211,13 +215,15 @@ class Coster:
 
     def cost_dag(self, dag: LayerDAG, el: int = 2) -> CostedDAG:
         nodes = [self.cost_node(n, el) for n in dag.nodes]
+        if self.serialised:
+            nodes = [dataclasses.replace(n, launch_s=max(0, n.kernels - 1) * self._launch.time_s) for n in nodes]
         device = sum(n.device_s for n in nodes)
         kernels = sum(n.kernels for n in nodes)
         if self.cuda_graphs:
             launch = kernels * self._launch.time_s
         elif self.serialised:
             # each node's measured figure holds one dispatch; its other kernels each add one
-            launch = sum(max(0, n.kernels - 1) for n in nodes) * self._launch.time_s
+            launch = sum(n.launch_s for n in nodes)
         else:
             launch = max(0.0, kernels * self._launch.time_s - device)
         note = self._launch.detail if self._launch.extrapolated else ""

@@ -197,7 +197,7 @@ def test_quick_presets_feed_the_fits():
     # >= 3 buffer sizes inside L2 (1 MiB), between L2 and L3 (32 MiB) and beyond L3.
     assert (sizes <= MiB).sum() >= 3 and ((sizes > MiB) & (sizes <= 32 * MiB)).sum() >= 3 and (sizes > 32 * MiB).sum() >= 3
     fq = FIT_PRESETS["quick"]
-    assert PRESETS[fq.name] is fq and fq.timing_overrides["min_reps"] >= 30 and fq.rounds >= 1
+    assert PRESETS[fq.name] is fq and fq.timing_overrides["min_reps"] >= 30 and fq.cpu_rounds >= 1
     s = np.array(fq.cpu_sizes_bytes, dtype=float)
     assert np.allclose(s[1:] / s[:-1], 2.0)  # evenly spaced in log size
 

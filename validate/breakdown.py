@@ -51,7 +51,7 @@ class NodeRow:
     measured_s: float
     """Median seconds of the op alone (device figure)."""
     predicted_s: float
-    """Sum of the nodes' ``device_s``."""
+    """Sum of the nodes' ``device_s`` plus their attributable ``launch_s`` (CPU: dispatches beyond the first)."""
 
     @property
     def rel_err(self) -> float:
@@ -155,7 +155,8 @@ def node_breakdown(profile: Any, model: Any, case: Case, dtype: str, device: Dev
     cfg_model = ModelConfig.resolve(model)
     dims = LayerDims.from_model(cfg_model)
     pred = predict_case(profile, prediction_model(cfg_model, dtype), case)
-    by_name = {n.name: n.device_s for n in pred.nodes}
+    # device time plus, on a CPU (host = device), the node's own extra kernel dispatches
+    by_name = {n.name: n.device_s + n.launch_s for n in pred.nodes}
     rows = []
     # the profile's device: on a CPU, the thread count its kernels were measured with
     with torch.inference_mode(), cpu_threads(profile_threads(profile, device)):

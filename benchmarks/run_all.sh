@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Run every benchmark script once and keep what each printed, for benchmarks/RESULTS.md.
+#
+#   bash benchmarks/run_all.sh benchmarks/results/cpu-2core-epyc --profile profiles/cpu-2core-epyc.yaml
+#   bash benchmarks/run_all.sh "$OUT/bench" --device cuda:0 --profile "$OUT/gpu-profile.yaml"
+#
+# Each script prints its own figures and targets; this only runs them in a
+# fixed order on an otherwise idle machine and stores the output verbatim.
+set -uo pipefail
+OUT="${1:?usage: benchmarks/run_all.sh OUTDIR [--device D] [--profile P]}"
+shift
+DEVICE="auto"
+PROFILE=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --device) DEVICE="$2"; shift ;;
+        --profile) PROFILE="$2"; shift ;;
+        *) echo "benchmarks/run_all.sh: unknown option '$1'" >&2; exit 2 ;;
+    esac
+    shift
+done
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+mkdir -p "$OUT"
+PY="${PYTHON:-python}"
+DEV_ARGS=()
+[ "$DEVICE" != auto ] && DEV_ARGS=(--device "$DEVICE")
+run() {
+    local name="$1"; shift
+    echo "==> $name: $*"
+    { echo "\$ $*"; echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ)"; "$@"; echo "# exit $?"; } >"$OUT/$name.txt" 2>&1
+    tail -n 15 "$OUT/$name.txt"
+}
+run kernel_suite_time "$PY" benchmarks/kernel_suite_time.py "${DEV_ARGS[@]}"
+run timing_overhead "$PY" benchmarks/timing_overhead.py "${DEV_ARGS[@]}"
+if [ "$DEVICE" = auto ] || [ "$DEVICE" = cpu ]; then
+    run collectives_vs_plain "$PY" benchmarks/collectives_vs_plain.py
+fi
+if [ -n "$PROFILE" ]; then
+    RAW="${PROFILE%.yaml}-raw"
+    run fit_accuracy "$PY" benchmarks/fit_accuracy.py "$RAW/kernels.csv" "$RAW/collectives.csv"
+    run validate_accuracy "$PY" benchmarks/validate_accuracy.py --profile "$PROFILE"
+fi
+run planner_search_speed "$PY" benchmarks/planner_search_speed.py
