@@ -216,6 +216,11 @@ class SuitePreset:
     """Attention calls."""
     attention_dtypes: tuple[str, ...] = ("bf16",)
     """dtypes for attention (intersected with ``dtypes``)."""
+    decode_shapes: tuple[GemmShape, ...] = ()
+    """(N, K) shapes swept only at ``decode_ms``: larger weights in the memory-bound small-M (decode)
+    regime, where they cost little to measure even on a slow device."""
+    decode_ms: tuple[int, ...] = ()
+    """M values for ``decode_shapes``."""
     reduced_dtypes: tuple[str, ...] = ()
     """dtypes measured only on the first shape at ``reduced_ms`` (slow or absent paths on this device class)."""
     reduced_ms: tuple[int, ...] = ()
@@ -229,6 +234,8 @@ class SuitePreset:
         """M values to sweep for ``shape`` (and ``dtype``: reduced dtypes get a few M on the first shape)."""
         if dtype is not None and dtype in self.reduced_dtypes:
             return self.reduced_ms if self.gemm_shapes and shape == self.gemm_shapes[0] else ()
+        if shape in self.decode_shapes:
+            return self.decode_ms
         return self.square_ms if (shape.square and self.square_ms is not None) else self.gemm_ms
 
 
@@ -253,6 +260,11 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         gemm_shapes=(_BY_NAME["llama3-8b.qkv"].scaled(8), _BY_NAME["llama3-8b.down"].scaled(8),
                      _BY_NAME["llama3-8b.gate_up"].scaled(8)),
         gemm_ms=(1, 16, 17, 64, 65, 128, 129, 256, 512),
+        # Decode GEMMs of real layers have weights far beyond the /8 shapes; /4 at small M keeps the fit
+        # interpolating there instead of extrapolating (gate_up/4 at M=64 is ~1 GFLOP, ~20 ms on one core).
+        decode_shapes=(_BY_NAME["llama3-8b.qkv"].scaled(4), _BY_NAME["llama3-8b.down"].scaled(4),
+                       _BY_NAME["llama3-8b.gate_up"].scaled(4)),
+        decode_ms=(1, 8, 16, 32, 64),
         # The fits need fp32 and bf16; fp16/fp8 are slow emulated paths on CPUs and
         # tf32 does not exist there: a few points (or recorded skips) say so.
         reduced_dtypes=("tf32", "fp16", "fp8_e4m3"),

@@ -75,7 +75,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
         if op not in op_list:
             continue
         if op == "gemm":
-            run_gemm(ctx, p.gemm_shapes, p.ms_for, gemm_dtypes)
+            run_gemm(ctx, p.gemm_shapes + p.decode_shapes, p.ms_for, gemm_dtypes)
         elif op == "memory":
             run_memory(ctx, p.memory_sizes_bytes)
         elif op == "overhead":
