@@ -23,6 +23,7 @@ import pandas as pd
 
 from accelcal.calibrate.fit import MEMORY_MAX_PIECES, median_over_repeats, select_collective_series
 from accelcal.calibrate.fit_alpha_beta import fit_piecewise
+from accelcal.calibrate.fit_gemm import LOO_MAX_POINTS
 from accelcal.calibrate.fit_gemm import fit_gemm
 from accelcal.calibrate.profile import DTYPE_BYTES, Profile, ProfileError
 from accelcal.results import read_results
@@ -51,7 +52,7 @@ def _verdict(ok: bool) -> str:
 def gemm_report(df: pd.DataFrame) -> list[bool]:
     g = df[(df["op"] == "gemm") & (df["status"] == "ok") & (df["figure"] == "device") & df["median_s"].notna()]
     results = []
-    print(f"\nGEMM (device figure), held-out = leave-one-out (10-fold above 40 shapes), refit per fold   targets: median <= {GEMM_MEDIAN:.0%}, p90 <= {GEMM_P90:.0%}")
+    print(f"\nGEMM (device figure), held-out = leave-one-out (10-fold above {LOO_MAX_POINTS} shapes), refit per fold   targets: median <= {GEMM_MEDIAN:.0%}, p90 <= {GEMM_P90:.0%}")
     print(f"  {'dtype':<9} {'shapes':>6} {'ho median':>10} {'ho p90':>8} {'roofline-only median':>21}  verdict")
     for dtype, rows in g.groupby("dtype"):
         if dtype not in DTYPE_BYTES:

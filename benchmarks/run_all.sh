@@ -31,13 +31,14 @@ run() {
     tail -n 15 "$OUT/$name.txt"
 }
 run kernel_suite_time "$PY" benchmarks/kernel_suite_time.py "${DEV_ARGS[@]}"
-run timing_overhead "$PY" benchmarks/timing_overhead.py "${DEV_ARGS[@]}"
+run timing_overhead "$PY" benchmarks/timing_overhead.py --rounds 7 "${DEV_ARGS[@]}"
 if [ "$DEVICE" = auto ] || [ "$DEVICE" = cpu ]; then
     run collectives_vs_plain "$PY" benchmarks/collectives_vs_plain.py
 fi
 if [ -n "$PROFILE" ]; then
-    RAW="${PROFILE%.yaml}-raw"
-    run fit_accuracy "$PY" benchmarks/fit_accuracy.py "$RAW/kernels.csv" "$RAW/collectives.csv"
+    # The profile lists its own raw files (collectives come in several rounds).
+    mapfile -t RAW_CSVS < <("$PY" -c "import sys; from pathlib import Path; from accelcal.calibrate.profile import Profile; p = Path(sys.argv[1]); print('\n'.join(str(p.parent / r) for r in Profile.load(p).identity.raw_data if r.endswith('.csv')))" "$PROFILE")
+    run fit_accuracy "$PY" benchmarks/fit_accuracy.py "${RAW_CSVS[@]}"
     run validate_accuracy "$PY" benchmarks/validate_accuracy.py --profile "$PROFILE"
 fi
 run planner_search_speed "$PY" benchmarks/planner_search_speed.py

@@ -13,7 +13,7 @@ captures the memory-bound small-M regime (bytes term), the compute-bound regime
 physical bounds.  Queries then multiply the model by the measured
 measured/model ratio, interpolated between measured shapes in log space
 (efficiency space) and held constant outside them.  Held-out error is leave-one-out
-(10-fold above 40 shapes): each fold refits the parameters without its points and predicts them with the
+(10-fold above 100 shapes): each fold refits the parameters without its points and predicts them with the
 same interpolation the query API uses.
 """
 
@@ -104,7 +104,7 @@ def _heldout(arr: np.ndarray, elsize: int, wave_units: int | None, k: int) -> np
     return np.concatenate(errs)
 
 
-LOO_MAX_POINTS = 40
+LOO_MAX_POINTS = 100
 """Up to this many shapes the held-out error is leave-one-out (the query use case: one unmeasured shape); 10-fold above."""
 
 

@@ -94,6 +94,10 @@ def busbw_factor(op: str, n: int) -> float:
     return BUSBW_FACTORS[op](n)
 
 
+TOP_LEVEL = "(top level)"
+"""Key path printed for problems with the document as a whole (no key to name)."""
+
+
 class ProfileError(ValueError):
     """A profile that does not satisfy the schema; the message names the file and key path."""
 
@@ -858,12 +862,13 @@ class Profile:
         """Validate and build; raises :class:`ProfileError` naming ``origin`` and the key path."""
         r = _Reader(origin)
         if not isinstance(d, dict):
-            raise r.fail("<top>", f"expected a mapping at the top level, got {type(d).__name__}")
+            raise r.fail(TOP_LEVEL, f"expected a mapping of profile sections (schema_version, identity, compute, ...), "
+                                    f"got {type(d).__name__} {d!r:.40}; is this an accelcal profile?")
         if "schema_version" in d:
             sv = d["schema_version"]
             if isinstance(sv, bool) or not isinstance(sv, int) or sv != SCHEMA_VERSION:
                 raise r.fail("schema_version", f"unknown schema version {sv!r}; this accelcal reads {SCHEMA_VERSION}")
-        d = r.mapping(d, "<top>", ["schema_version", "method_version", "identity", "compute", "memory", "overheads",
+        d = r.mapping(d, TOP_LEVEL, ["schema_version", "method_version", "identity", "compute", "memory", "overheads",
                                    "collectives"], ["attention", "validation"])
         ident = Identity.read(r, d["identity"], "identity")
         datasheet = ident.source == "datasheet"
@@ -939,7 +944,7 @@ class Profile:
         except yaml.YAMLError as exc:
             raise ProfileError(f"{path}: not valid YAML: {exc}") from None
         if data is None:
-            raise ProfileError(f"{path}: <top>: the file is empty")
+            raise ProfileError(f"{path}: {TOP_LEVEL}: the file is empty")
         return cls.from_dict(data, origin=path)
 
     def save(self, path: str | os.PathLike) -> None:

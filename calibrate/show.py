@@ -47,7 +47,9 @@ def format_profile(p: Profile) -> str:
            f"{_si(i.memory_capacity_bytes, 'B')} each"
            + (f"; a CPU device = one rank's share of the cores: {i.threads_per_device} thread(s), "
               f"1/{i.devices_per_node} of the RAM" if i.threads_per_device else ""),
-           f"  measured    {i.date or '-'} on {i.host or '-'}: {i.command or '-'}"]
+           # A datasheet prior was typed in from documents, not run on a host: "measured ... on -" would mislead.
+           (f"  datasheet   transcribed from datasheets {i.date or '-'} ({i.command or '-'}); not measured" if p.is_datasheet
+            else f"  measured    {i.date or '-'} on {i.host or '-'}: {i.command or '-'}")]
     if i.versions:
         out.append("  versions    " + ", ".join(f"{k} {v}" for k, v in i.versions.items()))
     for c in i.citations:

@@ -148,6 +148,8 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
             raise SweepError(f"every rank exited 0 but rank 0 wrote no result files into {staging}")
         for f in files:
             os.replace(f, out_dir / f.name)
+        if progress:
+            progress(f"collectives: wrote {', '.join(str(out_dir / f.name) for f in files)}")
         df = read_results([out_dir / f"{opts.stem}.csv"])
         if wrong and progress:
             progress("collectives: some cases gave WRONG results; see the failed rows")

@@ -195,7 +195,9 @@ def run_rank(denv: DistEnv, opts: SweepOptions, progress: Callable[[str], object
         if denv.rank == 0:
             harness.phase = "writing results"
             paths = rs.write(opts.out_dir, opts.stem)
-            if progress:
+            # Under accelcal's launcher these paths are a staging folder that the launcher renames into
+            # place and deletes; it reports the final paths itself, so naming these would point nowhere.
+            if progress and denv.launcher != "accelcal":
                 progress(f"collectives: wrote {', '.join(str(p) for p in paths.values())}")
         return rs.frame()
     finally:

@@ -259,12 +259,14 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         dtypes=("fp32", "tf32", "bf16", "fp16", "fp8_e4m3"),
         gemm_shapes=(_BY_NAME["llama3-8b.qkv"].scaled(8), _BY_NAME["llama3-8b.down"].scaled(8),
                      _BY_NAME["llama3-8b.gate_up"].scaled(8)),
-        gemm_ms=(1, 16, 17, 64, 65, 128, 129, 256, 512),
+        # M=2 and 8 as well as 1: CPU BLAS runs M=1 as a GEMV and M>=2 as a small-M GEMM that can be
+        # slower per call than the GEMV; each regime needs neighbours of its own for the fit to interpolate.
+        gemm_ms=(1, 2, 8, 16, 17, 64, 65, 128, 129, 256, 512),
         # Decode GEMMs of real layers have weights far beyond the /8 shapes; /4 at small M keeps the fit
         # interpolating there instead of extrapolating (gate_up/4 at M=64 is ~1 GFLOP, ~20 ms on one core).
         decode_shapes=(_BY_NAME["llama3-8b.qkv"].scaled(4), _BY_NAME["llama3-8b.down"].scaled(4),
                        _BY_NAME["llama3-8b.gate_up"].scaled(4)),
-        decode_ms=(1, 8, 16, 32, 64),
+        decode_ms=(1, 2, 4, 8, 16, 32, 64),
         # The fits need fp32 and bf16; fp16/fp8 are slow emulated paths on CPUs and
         # tf32 does not exist there: a few points (or recorded skips) say so.
         reduced_dtypes=("tf32", "fp16", "fp8_e4m3"),

@@ -13,7 +13,7 @@ from collections import Counter
 
 from .search import GroupPlan, PlanResult
 
-__all__ = ["format_table", "to_json"]
+__all__ = ["datasheet_warnings", "format_table", "to_json"]
 
 
 def _t(x: float) -> str:
@@ -23,6 +23,14 @@ def _t(x: float) -> str:
 def _pct(bd: dict[str, float]) -> str:
     tot = sum(bd.values()) or 1.0
     return "/".join(f"{100 * bd[k] / tot:.0f}" for k in ("compute", "memory", "communication", "launch"))
+
+
+def datasheet_warnings(r: PlanResult) -> list[str]:
+    """One line per datasheet profile used: its figures are priors, and the latencies it lacks count as 0."""
+    return [f"DATASHEET PRIOR, NOT A MEASUREMENT: profile {name} is transcribed from vendor datasheets; latencies and "
+            f"launch overheads the datasheets do not give are assumed 0 s, so collectives and kernel launches look "
+            f"cheaper than they are (measure with `accelcal calibrate` for real numbers)"
+            for name in r.datasheet_profiles]
 
 
 def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
@@ -45,10 +53,13 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
     out.append("")
     out.append("Pareto front: " + "; ".join(f"{c.label} ({_t(c.request_latency_s)}, {c.tokens_per_s_per_device:.4g} tok/s/dev)"
                                              for c in gp.pareto))
-    if gp.sp_threshold:
-        th = gp.sp_threshold
-        out.append(f"SP threshold: {str(th['prompt_len']) + ' tokens' if th.get('prompt_len') else 'n/a'} - {th['detail']}")
     best = gp.ranked[0]
+    if gp.sp_threshold:
+        # The threshold is computed for the recommended plan's TP/PP/DP only; other listed plans (e.g. SP2 ones)
+        # have their own layouts, so an "n/a" here must not read as a verdict on them.
+        th = gp.sp_threshold
+        out.append(f"SP threshold for the recommended layout ({best.label}): "
+                   f"{str(th['prompt_len']) + ' tokens' if th.get('prompt_len') else 'n/a'} - {th['detail']}")
     out.append("")
     out.append(f"Recommended: {best.label}  TTFT {_t(best.ttft_s)}, TPOT {_t(best.tpot_s)}, "
                f"{best.tokens_per_s_per_device:.4g} tokens/s per device, {best.memory.total_bytes / 1e9:.3g} GB per device")
@@ -70,7 +81,9 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
 
 
 def format_table(r: PlanResult, top: int = 10) -> str:
-    lines: list[str] = []
+    lines: list[str] = [f"WARNING: {w}" for w in datasheet_warnings(r)]
+    if lines:
+        lines.append("")
     for gp in r.groups:
         lines.extend(_group_table(r, gp, top))
         lines.append("")
@@ -84,7 +97,10 @@ def format_table(r: PlanResult, top: int = 10) -> str:
 
 def to_json(r: PlanResult, top: int = 10) -> dict:
     out = {"model": r.model.to_dict(), "workload": r.workload.to_dict(),
-           "options": {k: getattr(r.options, k) for k in r.options.__dataclass_fields__}, "groups": []}
+           "options": {k: getattr(r.options, k) for k in r.options.__dataclass_fields__}, "groups": [],
+           # Always present so programs can test it: [] when every profile used is measured.
+           "datasheet_priors": [{"profile": name, "warning": w}
+                                for name, w in zip(r.datasheet_profiles, datasheet_warnings(r))]}
     for gp in r.groups:
         out["groups"].append({
             "group": gp.group, "device_name": gp.device_name, "devices": gp.devices,

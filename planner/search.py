@@ -226,6 +226,8 @@ class PlanResult:
     workload: Workload
     options: PlanOptions
     groups: list[GroupPlan]
+    datasheet_profiles: list[str] = field(default_factory=list)
+    """identity.name of every profile used (device groups and inter-node links) whose source is a datasheet."""
 
     @property
     def best(self) -> Candidate:
@@ -525,7 +527,8 @@ def sp_threshold(ev: _Evaluator, best: Candidate, dpn: int) -> dict:
     sp = best.sp if best.sp > 1 else next((d for d in _divisors(best.dp) if d > 1), None)
     if sp is None:
         return {"prompt_len": None, "sp": None,
-                "detail": f"DP={best.dp}: no second replica to split a prompt across, so SP is not possible"}
+                "detail": f"DP={best.dp}: this layout has no second replica to split a prompt across, "
+                          f"so SP does not apply to it"}
     scopes = _layout_scopes(best.tp, best.pp, best.dp, best.ep, sp, dpn)
 
     def gain(length: int) -> bool:
@@ -586,7 +589,14 @@ def plan(model: ModelConfig | str, cluster: Cluster, workload: Workload = Worklo
 
     model = ModelConfig.resolve(model)
     groups = [search_group(model, workload, g, options, progress) for g in cluster.groups]
-    res = PlanResult(model, workload, options, groups)
+    # Reports must say when numbers are datasheet priors, not measurements (latencies missing = 0 assumed).
+    datasheet: list[str] = []
+    for g in cluster.groups:
+        for prof in (g.profile, g.inter_node_profile):
+            name = str(prof.identity.name) if prof is not None and prof.identity.source == "datasheet" else None
+            if name and name not in datasheet:
+                datasheet.append(name)
+    res = PlanResult(model, workload, options, groups, datasheet)
     for gp in groups:
         explain(gp)
     return res

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from accelcal.calibrate import cli as calcli
+from accelcal.calibrate.compare import compare_profiles, format_changes
 from accelcal.calibrate.profile import Profile
 from accelcal.calibrate.synthetic import synth_collectives, synth_env, synth_kernels
 
@@ -36,6 +37,7 @@ def test_show_measured(capsys):
     assert run(["show", str(GOOD)]) == 0
     out = capsys.readouterr().out
     assert "source: MEASURED" in out and "compute (GEMM)" in out
+    assert out.splitlines()[2].startswith("  measured    ") and "transcribed" not in out
     assert "held-out median" in out and "GFLOP/s" in out and "all_reduce intra_node n=2" in out
 
 
@@ -44,6 +46,11 @@ def test_show_datasheet_marks_source(capsys):
     out = capsys.readouterr().out
     assert "source: DATASHEET" in out and "cites" in out and "990 TFLOP/s" in out
     assert "not measured" in out and "datasheet figure" in out
+    # Provenance line: no "measured <date> on -" for something nobody ran.
+    prov = out.splitlines()[2]
+    assert prov == ("  datasheet   transcribed from datasheets 2026-11-26 (transcribed by hand from the cited vendor "
+                    "documents); not measured"), prov
+    assert "measured    " not in out and " on -" not in out
 
 
 def test_show_bad_profile_is_one_line_error(capsys):
@@ -58,10 +65,52 @@ def test_compare_detects_degradation(tmp_path, capsys):
     Profile.load(GOOD).with_bandwidth_scale(0.5).save(slow)
     assert run(["compare", str(GOOD), str(slow)]) == 0
     out = capsys.readouterr().out
-    assert "memory copy bandwidth_bytes_per_s" in out and "-50.0%" in out and "SLOWER" in out
-    assert "moved beyond measurement noise" in out
+    # Judged on predicted time: at the largest copy size (bandwidth-bound) half the bandwidth doubles the time.
+    big = next(l for l in out.splitlines() if l.startswith("memory copy time at 5.369e+08 bytes"))
+    assert "+100.0%" in big and big.endswith("SLOWER"), big
+    # The raw bandwidth is shown beside it, as context only.
+    raw = next(l for l in out.splitlines() if l.startswith("memory copy bandwidth_bytes_per_s"))
+    assert "-50.0%" in raw and "context, not judged (streaming bandwidth" in raw and "SLOWER" not in raw, raw
+    assert "predicted times moved beyond measurement noise" in out
     assert run(["compare", str(GOOD), str(GOOD)]) == 0
     assert "no change beyond measurement noise" in capsys.readouterr().out
+
+
+def _with_attention(p: Profile, dtype: str, phase: str, **rates) -> Profile:
+    d = p.to_dict()
+    d["attention"][dtype][phase].update(rates)
+    return Profile.from_dict(d)
+
+
+def test_compare_poorly_determined_rate_is_context_not_slower(tmp_path, capsys):
+    # Prefill attention is FLOP-bound at every measured case: its byte rate barely matters to any prediction.
+    # A 10x drop of that rate (what two runs minutes apart produced) must not be reported as SLOWER.
+    old = _with_attention(Profile.load(GOOD), "fp32", "prefill", bytes_per_s=1.0e12)
+    new = _with_attention(Profile.load(GOOD), "fp32", "prefill", bytes_per_s=1.0e11)
+    old.save(tmp_path / "old.yaml")
+    new.save(tmp_path / "new.yaml")
+    changes = {c.quantity: c for c in compare_profiles(old, new)}
+    t = next(c for q, c in changes.items() if q.startswith("attention fp32 prefill time (median ratio over"))
+    assert t.judged and abs(t.rel_change) < 1e-9 and not t.significant
+    raw = changes["attention fp32 prefill bytes_per_s"]
+    assert raw.rel_change == pytest.approx(-0.9) and not raw.judged and not raw.significant
+    assert raw.note.startswith("not pinned down: limits none of the")
+    assert run(["compare", str(tmp_path / "old.yaml"), str(tmp_path / "new.yaml"), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "SLOWER" not in out and "FASTER" not in out
+    line = next(l for l in out.splitlines() if l.startswith("attention fp32 prefill bytes_per_s"))
+    assert "-90.0%" in line and "context, not judged (not pinned down" in line, line
+    assert out.splitlines()[-1].startswith("0 of ")
+
+
+def test_compare_attention_rate_that_binds_is_judged_by_time(tmp_path):
+    # Halving the prefill FLOP rate (it limits every case) makes the predicted time ~2x longer: SLOWER.
+    good = Profile.load(GOOD)
+    slow = _with_attention(good, "fp32", "prefill", flop_per_s=good.attention["fp32"]["prefill"].flop_per_s / 2)
+    changes = compare_profiles(good, slow)
+    t = next(c for c in changes if c.quantity.startswith("attention fp32 prefill time"))
+    assert t.significant and 0.5 < t.rel_change <= 1.0, t
+    assert "SLOWER" in next(l for l in format_changes(changes).splitlines() if l.startswith("attention fp32 prefill time"))
 
 
 def test_export_configurator(tmp_path, capsys):

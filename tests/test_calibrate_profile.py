@@ -59,8 +59,18 @@ def test_missing_file_is_file_not_found(tmp_path):
         Profile.load(tmp_path / "nope.yaml")
 
 
+def test_non_profile_file_reads_naturally(tmp_path):
+    # e.g. `accelcal show /etc/hostname`: a YAML scalar, not a mapping; the key path must not be jargon.
+    path = tmp_path / "hostname"
+    path.write_text("myhost\n")
+    with pytest.raises(ProfileError) as exc:
+        Profile.load(path)
+    assert str(exc.value) == (f"{path}: (top level): expected a mapping of profile sections (schema_version, identity, "
+                              f"compute, ...), got str 'myhost'; is this an accelcal profile?")
+
+
 def test_from_dict_names_origin():
-    with pytest.raises(ProfileError, match=r"^mine: <top>: expected a mapping"):
+    with pytest.raises(ProfileError, match=r"^mine: \(top level\): expected a mapping of profile sections .* got list \[1\]; is this an accelcal profile\?"):
         Profile.from_dict([1], origin="mine")
 
 

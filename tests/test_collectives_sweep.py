@@ -61,6 +61,10 @@ def test_matrix_world2_with_nondivisible_sizes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["collectives.csv", "collectives.env.json",
                                                           "collectives.json", "collectives.parquet"]
     assert len(read_results([tmp_path / "collectives.csv"])) == len(df)
+    # The "wrote" line names the final files (which exist), never the deleted staging folder.
+    wrote = [l for l in lines if "wrote" in l]
+    assert len(wrote) == 1 and "staging" not in wrote[0], wrote
+    assert str(tmp_path / "collectives.csv") in wrote[0] and str(tmp_path / "collectives.env.json") in wrote[0]
     env = json.loads((tmp_path / "collectives.env.json").read_text())
     assert (env["backend"], env["world_size"], env["nodes"], env["local_world_size"]) == ("gloo", 2, 1, 2)
     bench = json.loads((tmp_path / "collectives.json").read_text())

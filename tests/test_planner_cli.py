@@ -39,6 +39,31 @@ def test_plan_table_defaults(profile_path, capsys):
     assert "heads(64) % tp(3) = 1" in out or "layers(80) % pp(3) = 2" in out
 
 
+def test_datasheet_profile_is_flagged_in_table_and_json(capsys):
+    h100 = Path(__file__).parent.parent / "profiles" / "datasheet" / "h100-sxm.yaml"
+    assert _run(["plan", "--profile", str(h100), "--model", "llama3-8b"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # The banner comes first, before any number, and names the profile and the 0-latency assumption.
+    assert lines[0].startswith("WARNING: DATASHEET PRIOR, NOT A MEASUREMENT: profile h100-sxm-datasheet"), lines[0]
+    assert "assumed 0 s" in lines[0] and "collectives and kernel launches look cheaper" in lines[0]
+    # TP8 DP1 is recommended while SP2 plans are listed: the SP line says whose layout it describes.
+    assert any("SP2" in l for l in lines if l[:3].strip().isdigit())
+    sp = [l for l in lines if l.startswith("SP threshold")]
+    assert sp == ["SP threshold for the recommended layout (TP8 PP1 DP1): n/a - DP=1: this layout has no second "
+                  "replica to split a prompt across, so SP does not apply to it"], sp
+    assert _run(["plan", "--profile", str(h100), "--model", "llama3-8b", "--format", "json"]) == 0
+    pri = json.loads(capsys.readouterr().out)["datasheet_priors"]
+    assert [p["profile"] for p in pri] == ["h100-sxm-datasheet"] and "NOT A MEASUREMENT" in pri[0]["warning"]
+
+
+def test_measured_profile_has_no_datasheet_banner(capsys):
+    cpu = Path(__file__).parent.parent / "profiles" / "cpu-amd-epyc-2core.yaml"  # source: measured
+    assert _run(["plan", "--profile", str(cpu), "--model", "tiny", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["datasheet_priors"] == []
+    assert _run(["plan", "--profile", str(cpu), "--model", "tiny"]) == 0
+    assert "DATASHEET" not in capsys.readouterr().out
+
+
 def test_plan_json_and_exports(profile_path, capsys, tmp_path):
     rc = _run(["plan", "--profile", str(profile_path), "--inter-node-profile", str(profile_path), "--model",
                "tiny-moe", "--nodes", "2", "--prompt-len", "256", "--output-len", "32", "--batch", "4",

@@ -23,9 +23,9 @@ def case(name, expect, base=good):
         return fn
     return deco
 
-@case("unknown_top_key", "<top>: unknown key(s) ['notes']")
+@case("unknown_top_key", "(top level): unknown key(s) ['notes']")
 def _(d): d["notes"] = "hello"
-@case("missing_identity", "<top>: missing required key(s) ['identity']")
+@case("missing_identity", "(top level): missing required key(s) ['identity']")
 def _(d): del d["identity"]
 @case("schema_version_2", "schema_version: unknown schema version 2")
 def _(d): d["schema_version"] = 2
@@ -65,7 +65,7 @@ def _(d): d["memory"]["copy"]["quality"]["r2"] = 0.99
 def _(d): d["compute"]["fp32"]["quality"]["converged"] = "yes"
 @case("measured_null_latency", "memory.copy.latency_s: expected a number, got null")
 def _(d): d["memory"]["copy"]["latency_s"] = None
-@case("empty_file", "<top>: the file is empty")
+@case("empty_file", "(top level): the file is empty")
 def _(d): return ""
 @case("not_yaml", "not valid YAML")
 def _(d): return "schema_version: 1\nidentity: {name: [unclosed\n"
@@ -77,7 +77,7 @@ def _(d):
     pcs.insert(1, dict(pcs[0], max_bytes=1000.0))
 @case("unknown_memory_pattern", "memory: unknown key(s) ['stream']")
 def _(d): d["memory"]["stream"] = d["memory"]["copy"]
-@case("top_level_list", "<top>: expected a mapping at the top level, got list")
+@case("top_level_list", "(top level): expected a mapping of profile sections (schema_version, identity, compute, ...), got list")
 def _(d): return "- 1\n- 2\n"
 @case("missing_quality_measured", "compute.bf16.quality: missing; required for measured profiles")
 def _(d): del d["compute"]["bf16"]["quality"]
