@@ -248,9 +248,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _all_q(p):
-    qs = [e.quality for e in p.compute.values()] + [e.quality for e in p.memory.values()]
-    qs += [e.quality for ph in p.attention.values() for e in ph.values()] + [c.quality for c in p.collectives]
-    return [q for q in qs if q is not None]
+    from .show import _qualities
+
+    return _qualities(p)
 
 
 def _argv_echo(args: argparse.Namespace) -> list[str]:

@@ -162,6 +162,17 @@ def compare_profiles(old: Profile, new: Profile,
                 f"not pinned down: only {min(bw_share):.0%} of the time even at the largest size {big:.4g} bytes")
         add(f"memory {pat} bandwidth_bytes_per_s", e.bandwidth_bytes_per_s, ne.bandwidth_bytes_per_s, noise, grp,
             False, note)
+    for dt, groups in old.elementwise.items():
+        for g, e in groups.items():
+            ne = new.elementwise.get(dt, {}).get(g)
+            if ne is None:
+                continue
+            grp = f"elementwise {dt} {g}"
+            noise = _noise(e.quality, ne.quality)
+            sizes = sorted({e.quality.range_min, e.quality.range_max}) if e.quality is not None else [float(1 << 30)]
+            for size in sizes:
+                add(f"elementwise {dt} {g} time at {size:.4g} bytes", old.elementwise_time_s(g, size, dt).time_s,
+                    new.elementwise_time_s(g, size, dt).time_s, noise, grp)
     for fld in ("eager_launch_s", "launch_sync_s", "sync_s", "graph_kernel_s"):
         a, b = getattr(old.overheads, fld), getattr(new.overheads, fld)
         if a is not None and b is not None:

@@ -27,7 +27,7 @@ import pandas as pd
 from .fit_alpha_beta import fit_piecewise
 from .fit_attention import CASE_KEYS, fit_attention
 from .fit_gemm import fit_gemm
-from .profile import (DTYPE_BYTES, BUSBW_FACTORS, CollectiveEntry, Identity, MemoryEntry, Overheads, Profile,
+from .profile import (DTYPE_BYTES, BUSBW_FACTORS, ELEMENTWISE_GROUPS, CollectiveEntry, Identity, MemoryEntry, Overheads, Profile,
                       SCOPES)
 
 __all__ = ["fit_profile", "collective_fit_mode", "select_collective_series", "median_over_repeats", "MEMORY_MAX_PIECES",
@@ -202,6 +202,27 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
         note(f"fitted memory {pattern}: {len(f.pieces)} piece(s), {bws} GB/s, latency {f.pieces[0].latency_s * 1e6:.2f} us, "
              f"held-out median {f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
 
+    elementwise: dict[str, dict[str, MemoryEntry]] = {}
+    has_ew = len(kdev) and "group" in kdev.columns
+    ew = kdev[kdev["op"] == "elementwise"] if has_ew else None
+    for (dtype, group), g in (ew.groupby(["dtype", "group"], sort=True) if ew is not None and len(ew) else ()):
+        if group not in ELEMENTWISE_GROUPS:
+            continue
+        try:
+            # bytes: the torch-eager traffic model's bytes for the group (kernels/elementwise.py), as the planner counts.
+            f = fit_piecewise(f"elementwise {group} {dtype}", g["bytes"].astype(float).values,
+                              g["median_s"].astype(float).values, max_pieces=MEMORY_MAX_PIECES, target="memory")
+        except ValueError as exc:
+            note(f"elementwise {group} {dtype}: not fitted: {exc}")
+            continue
+        p = f.pieces[-1]
+        elementwise.setdefault(str(dtype), {})[str(group)] = MemoryEntry(
+            latency_s=p.latency_s, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s, quality=f.quality,
+            pieces=f.pieces if len(f.pieces) > 1 else None)
+        note(f"fitted elementwise {group} {dtype}: {len(f.pieces)} piece(s), "
+             f"{', '.join(f'{q.bandwidth_bytes_per_s / 1e9:.2f}' for q in f.pieces)} GB/s, "
+             f"held-out median {f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
+
     over = Overheads()
     for op, fld in OVERHEAD_OPS.items():
         g = kall[kall["op"] == op] if len(kall) else kall
@@ -248,7 +269,8 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
                  f"{f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
 
     mv = env.get("method_version", 1)
-    profile = Profile(identity=ident, compute=compute, memory=memory, overheads=over, collectives=collectives,
+    profile = Profile(identity=ident, compute=compute, memory=memory, elementwise=elementwise, overheads=over,
+                      collectives=collectives,
                       attention=attention, method_version=int(mv) if mv and not (isinstance(mv, float) and math.isnan(mv)) else 1)
     # Round-trip through the strict loader: a fit that produced an unloadable profile fails here, not later.
     return Profile.from_dict(profile.to_dict(), origin="fit_profile result")

@@ -74,6 +74,9 @@ SCOPES = ("intra_node", "inter_node")
 PHASES = ("prefill", "decode")
 MEMORY_PATTERNS = ("copy", "read", "write")
 
+ELEMENTWISE_GROUPS = ("norm", "residual_add", "rope", "act_mul")
+"""Eager elementwise groups of a decoder layer the kernel suite measures (kernels/elementwise.py)."""
+
 # nccl-tests bus-bandwidth factors (DESIGN.md section 2); n = ranks.
 BUSBW_FACTORS: dict[str, Callable[[int], float]] = {
     "all_reduce": lambda n: 2.0 * (n - 1) / n,
@@ -832,6 +835,20 @@ def _range_note(q: Quality | None, x: float, unit: str) -> tuple[bool, str]:
 # ----------------------------------------------------------------------------- the profile
 
 
+def _per_dtype(r: _Reader, section: Any, name: str, keys: Sequence[str], read: Callable[[Any, str], Any]) -> dict:
+    """An optional ``dtype -> key -> entry`` section (attention phases, elementwise groups); {} when absent."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise r.fail(name, f"expected a mapping dtype -> {'/'.join(keys)}, got {type(section).__name__}")
+    out = {}
+    for dt, entries in section.items():
+        r.string(dt, name, list(DTYPE_BYTES))
+        r.mapping(entries, f"{name}.{dt}", [], keys)
+        out[dt] = {k: read(e, f"{name}.{dt}.{k}") for k, e in entries.items()}
+    return out
+
+
 @dataclass
 class Profile:
     """A calibrated (or datasheet) accelerator description; see docs/ARCHITECTURE.md for the YAML schema."""
@@ -848,6 +865,9 @@ class Profile:
     """One entry per (op, scope, group_size)."""
     attention: dict[str, dict[str, AttentionEntry]] = field(default_factory=dict)
     """Per dtype, per phase (prefill, decode)."""
+    elementwise: dict[str, dict[str, MemoryEntry]] = field(default_factory=dict)
+    """Per dtype, per eager elementwise group (norm, residual_add, rope, act_mul): time = latency + bytes / bandwidth,
+    bytes counted with the torch-eager implementation's traffic model (planner/presets/implementations)."""
     validation: Validation | None = None
     """Planner-vs-real comparison, written by ``accelcal validate``."""
     schema_version: int = SCHEMA_VERSION
@@ -869,7 +889,7 @@ class Profile:
             if isinstance(sv, bool) or not isinstance(sv, int) or sv != SCHEMA_VERSION:
                 raise r.fail("schema_version", f"unknown schema version {sv!r}; this accelcal reads {SCHEMA_VERSION}")
         d = r.mapping(d, TOP_LEVEL, ["schema_version", "method_version", "identity", "compute", "memory", "overheads",
-                                   "collectives"], ["attention", "validation"])
+                                   "collectives"], ["attention", "elementwise", "validation"])
         ident = Identity.read(r, d["identity"], "identity")
         datasheet = ident.source == "datasheet"
         comp = d["compute"]
@@ -884,15 +904,10 @@ class Profile:
             raise r.fail("memory", f"expected a mapping pattern -> entry, got {type(mem).__name__}")
         r.mapping(mem, "memory", [], MEMORY_PATTERNS)
         memory = {k: MemoryEntry.read(r, v, f"memory.{k}", datasheet) for k, v in mem.items()}
-        attention: dict[str, dict[str, AttentionEntry]] = {}
-        if d.get("attention") is not None:
-            att = d["attention"]
-            if not isinstance(att, dict):
-                raise r.fail("attention", f"expected a mapping dtype -> phases, got {type(att).__name__}")
-            for dt, phases in att.items():
-                r.string(dt, "attention", list(DTYPE_BYTES))
-                r.mapping(phases, f"attention.{dt}", [], PHASES)
-                attention[dt] = {ph: AttentionEntry.read(r, e, f"attention.{dt}.{ph}") for ph, e in phases.items()}
+        attention = _per_dtype(r, d.get("attention"), "attention", PHASES,
+                               lambda e, path: AttentionEntry.read(r, e, path))
+        elementwise = _per_dtype(r, d.get("elementwise"), "elementwise", ELEMENTWISE_GROUPS,
+                                 lambda e, path: MemoryEntry.read(r, e, path, datasheet))
         colls = d["collectives"]
         if not isinstance(colls, list):
             raise r.fail("collectives", f"expected a list of entries, got {type(colls).__name__}")
@@ -906,7 +921,7 @@ class Profile:
         return cls(
             identity=ident, compute=compute, memory=memory,
             overheads=Overheads.read(r, d["overheads"], "overheads"),
-            collectives=collectives, attention=attention,
+            collectives=collectives, attention=attention, elementwise=elementwise,
             validation=Validation.read(r, d["validation"], "validation") if d.get("validation") is not None else None,
             schema_version=SCHEMA_VERSION,
             method_version=r.integer(d["method_version"], "method_version", lo=1, hi=1000),
@@ -924,6 +939,8 @@ class Profile:
             "attention": {dt: {ph: e.to_dict() for ph, e in phases.items()} for dt, phases in self.attention.items()},
             "collectives": [c.to_dict() for c in self.collectives],
         }
+        if self.elementwise:
+            out["elementwise"] = {dt: {g: e.to_dict() for g, e in groups.items()} for dt, groups in self.elementwise.items()}
         if self.validation is not None:
             out["validation"] = self.validation.to_dict()
         return out
@@ -993,7 +1010,26 @@ class Profile:
         if pattern not in self.memory:
             raise MissingMeasurement(f"{self.identity.name}: no memory data for pattern {pattern!r}; "
                                      f"memory has {sorted(self.memory)}")
-        e = self.memory[pattern]
+        return self._alpha_beta(self.memory[pattern], nbytes, f"memory.{pattern}")
+
+    def elementwise_time_s(self, group: str, nbytes: float, dtype: str) -> Estimate:
+        """Time of one eager elementwise ``group`` moving ``nbytes`` (its traffic model's bytes) in ``dtype``.
+
+        Raises MissingMeasurement where the profile has no such measurement (datasheet priors, profiles
+        measured before the kernel suite had it): callers fall back to ``memory_time_s(nbytes, "copy")``.
+        """
+        if nbytes is None or nbytes < 0:
+            raise ValueError(f"elementwise_time_s: nbytes must be >= 0, got {nbytes!r}")
+        if group not in ELEMENTWISE_GROUPS:
+            raise ValueError(f"elementwise_time_s: unknown group {group!r}; expected one of {list(ELEMENTWISE_GROUPS)}")
+        e = self.elementwise.get(dtype, {}).get(group)
+        if e is None:
+            have = [f"{dt}.{g}" for dt, gs in self.elementwise.items() for g in gs]
+            raise MissingMeasurement(f"{self.identity.name}: no elementwise data for {group!r} in {dtype}; "
+                                     f"elementwise has {have}")
+        return self._alpha_beta(e, nbytes, f"elementwise.{dtype}.{group}")
+
+    def _alpha_beta(self, e: MemoryEntry, nbytes: float, source: str) -> Estimate:
         p = e.piece_for(nbytes)
         flags = self._base_flags() + _flagged(e.quality)
         extrap, note = _range_note(e.quality, nbytes, "bytes")
@@ -1007,7 +1043,7 @@ class Profile:
             extrap = True
         if extrap:
             flags += ("extrapolated",)
-        return Estimate(lat + nbytes / p.bandwidth_bytes_per_s, extrap, detail, f"memory.{pattern}", flags)
+        return Estimate(lat + nbytes / p.bandwidth_bytes_per_s, extrap, detail, source, flags)
 
     def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
                          head_dim: int, dtype: str, causal: bool = True) -> Estimate:
@@ -1115,7 +1151,7 @@ class Profile:
             # Measured points become what they would have measured on the faster/slower memory under the model,
             # so the efficiency correction (measured / model) is kept rather than cancelling the what-if.
             e.points = [pt[:3] + [pt[3] * e.model_time_s(*pt[:3], el) / b] for pt, b in zip(e.points, before)]
-        for e in p.memory.values():
+        for e in list(p.memory.values()) + [g for gs in p.elementwise.values() for g in gs.values()]:
             e.bandwidth_bytes_per_s *= factor
             for piece in e.pieces or ():
                 piece.bandwidth_bytes_per_s *= factor

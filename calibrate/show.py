@@ -58,16 +58,15 @@ def format_profile(p: Profile) -> str:
         out.append("  raw data    " + ", ".join(i.raw_data))
     out.append("compute (GEMM)")
     for dt, e in p.compute.items():
-        out.append(f"  {dt:<9} peak {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
+        # The fitted roof is a model parameter (wave-quantised FLOPs over it, corrected per shape by the
+        # measured efficiency), not a rate any call reached: show the best measured rate beside it.
+        best = max((2 * m * n * k / t for m, n, k, t in e.points if t > 0), default=None)
+        seen = f"best measured {_si(best, 'FLOP/s')}, " if best else ""
+        out.append(f"  {dt:<9} {seen}fitted roof {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
                    f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality)}")
     out.append("memory (time = latency + bytes moved / bandwidth)")
     for pat, e in p.memory.items():
-        if e.pieces and len(e.pieces) > 1:
-            pieces = "; ".join(f"<= {_si(pc.max_bytes, 'B') if pc.max_bytes is not None else 'inf'}: "
-                               f"{_time(pc.latency_s)} + bytes / {_si(pc.bandwidth_bytes_per_s, 'B/s')}" for pc in e.pieces)
-            out.append(f"  {pat:<9} {pieces} {_q(e.quality)}")
-        else:
-            out.append(f"  {pat:<9} {_si(e.bandwidth_bytes_per_s, 'B/s')}, latency {_time(e.latency_s)} {_q(e.quality)}")
+        out.append(f"  {pat:<9} {_memory_line(e)}")
     o = p.overheads
     out.append(f"overheads   eager launch {_time(o.eager_launch_s)}, launch+sync {_time(o.launch_sync_s)}, "
                f"sync {_time(o.sync_s)}, graph kernel {_time(o.graph_kernel_s)}")
@@ -77,6 +76,11 @@ def format_profile(p: Profile) -> str:
             for ph, e in phases.items():
                 out.append(f"  {dt} {ph:<8} {_si(e.flop_per_s, 'FLOP/s')}, {_si(e.bytes_per_s, 'B/s')}, "
                            f"latency {_time(e.latency_s)} {_q(e.quality)}")
+    if p.elementwise:
+        out.append("eager elementwise groups (time = latency + traffic-model bytes / bandwidth)")
+        for dt, groups in p.elementwise.items():
+            for g, e in groups.items():
+                out.append(f"  {dt} {g:<12} {_memory_line(e)}")
     if p.collectives:
         out.append("collectives (time = latency + S / algbw per size range; busbw = algbw x nccl-tests factor)")
         for c in p.collectives:
@@ -97,7 +101,17 @@ def format_profile(p: Profile) -> str:
     return "\n".join(out)
 
 
+def _memory_line(e) -> str:
+    """One memory-like entry (a copy pattern, an elementwise group): its pieces or its single line, and quality."""
+    if e.pieces and len(e.pieces) > 1:
+        pieces = "; ".join(f"<= {_si(pc.max_bytes, 'B') if pc.max_bytes is not None else 'inf'}: "
+                           f"{_time(pc.latency_s)} + bytes / {_si(pc.bandwidth_bytes_per_s, 'B/s')}" for pc in e.pieces)
+        return f"{pieces} {_q(e.quality)}"
+    return f"{_si(e.bandwidth_bytes_per_s, 'B/s')}, latency {_time(e.latency_s)} {_q(e.quality)}"
+
+
 def _qualities(p: Profile) -> list[Quality]:
     qs = [e.quality for e in p.compute.values()] + [e.quality for e in p.memory.values()]
     qs += [e.quality for ph in p.attention.values() for e in ph.values()] + [c.quality for c in p.collectives]
+    qs += [e.quality for gs in p.elementwise.values() for e in gs.values()]
     return [q for q in qs if q is not None]

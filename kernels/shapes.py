@@ -146,8 +146,9 @@ def _dense_ms(top: int = 16384) -> tuple[int, ...]:
 DENSE_MS: tuple[int, ...] = _dense_ms()
 """M from 1 to 16384 including 16/17, 32/33, 64/65, 128/129, 256/257, ... 8192/8193."""
 
-QUICK_MS: tuple[int, ...] = (1, 16, 17, 128, 129, 1024, 8192)
-"""The quick subset on accelerators: decode, both sides of two tile boundaries, prefill sizes."""
+QUICK_MS: tuple[int, ...] = (1, 16, 17, 128, 129, 1024, 4096, 8192, 16384)
+"""The quick subset on accelerators: decode, both sides of two tile boundaries, prefill sizes up to
+16384 tokens (8 prompts of 2048), where long GEMMs run power-limited below the M=1024 rate."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ def _attention_cases(heads: int, kv_heads: int, head_dim: int, prefill_lens: tup
 
 
 _L8 = MODELS["llama3-8b"]
+_SMALL = ModelDims("small", hidden=1024, intermediate=3072, heads=16, kv_heads=8,
+                   source="accelcal's planner preset 'small' (planner/presets/small.yaml), the CPU validation model")
 _L8_LABEL = f"llama3-8b heads ({_L8.source})"
 _CPU_LABEL = "llama3-8b layout scaled down 4x in heads and 2x in head_dim for slow devices"
 
@@ -225,6 +228,12 @@ class SuitePreset:
     """dtypes measured only on the first shape at ``reduced_ms`` (slow or absent paths on this device class)."""
     reduced_ms: tuple[int, ...] = ()
     """M values for ``reduced_dtypes``."""
+    elementwise_dims: ModelDims | None = None
+    """Layer dimensions the eager elementwise groups (norm, rope, ...) are timed at; None: not timed."""
+    elementwise_tokens: tuple[int, ...] = ()
+    """Token counts the elementwise groups are timed at (decode batches up to prefill chunks)."""
+    elementwise_dtypes: tuple[str, ...] = ("bf16",)
+    """dtypes for the elementwise groups (intersected with ``dtypes``): those the layers run in."""
     case_budget_s: float = 2.0
     """Skip (and record) a case whose estimated measuring time exceeds this, in seconds."""
     overhead_queue_len: int = 100
@@ -280,6 +289,10 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         attention_dtypes=("fp32", "bf16"),
         # The biggest case (gate_up/8 at M=512, 1.9 GFLOP) needs ~0.4 s on an idle
         # 2-core CPU; 1.5 s leaves room for a busy machine, fp16/fp8 emulation does not fit.
+        # The CPU validation layers run in fp32; up to 1024 tokens (4 prompts of 256).
+        elementwise_dims=_SMALL,
+        elementwise_tokens=(1, 8, 64, 256, 1024),
+        elementwise_dtypes=("fp32",),
         case_budget_s=1.5,
         overhead_queue_len=50,
     ),
@@ -295,6 +308,9 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         memory_sizes_bytes=(64 * KiB, 1 * MiB, 8 * MiB),
         attention_cases=_attention_cases(8, 2, 64, (64, 128), (256, 512), (1, 2), _CPU_LABEL),
         attention_dtypes=("fp32",),
+        elementwise_dims=_SMALL,
+        elementwise_tokens=(1, 16, 64),
+        elementwise_dtypes=("fp32",),
         case_budget_s=0.5,
         overhead_queue_len=20,
     ),
@@ -307,6 +323,8 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         memory_sizes_bytes=(1 * MiB, 64 * MiB, 256 * MiB),
         attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (512, 2048), (1024, 8192), (1, 8), _L8_LABEL),
         attention_dtypes=("bf16",),
+        elementwise_dims=_L8,
+        elementwise_tokens=(1, 128, 1024),
         case_budget_s=1.0,
         overhead_queue_len=50,
     ),
@@ -318,6 +336,9 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         memory_sizes_bytes=_pow2_sizes(4 * KiB, 1 * GiB, 4),
         attention_cases=_attention_cases(8, 2, 64, (128, 256, 512, 1024, 2048), (512, 2048, 8192), (1, 4, 16), _CPU_LABEL),
         attention_dtypes=("fp32", "bf16"),
+        elementwise_dims=_SMALL,
+        elementwise_tokens=(1, 4, 16, 64, 256, 1024, 4096),
+        elementwise_dtypes=("fp32", "bf16"),
         case_budget_s=10.0,
         overhead_queue_len=200,
     ),
@@ -325,8 +346,9 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
     ("quick", "accelerator"): SuitePreset(
         name="quick-accelerator",
         timing="quick",
-        gemm_shapes=(_BY_NAME["llama3-8b.qkv"], _BY_NAME["llama3-8b.down"], _BY_NAME["llama3-70b.o"],
-                     _BY_NAME["square8192"]),
+        # gate_up is the largest projection of a dense layer (N = 28672): measured, not extrapolated.
+        gemm_shapes=(_BY_NAME["llama3-8b.qkv"], _BY_NAME["llama3-8b.gate_up"], _BY_NAME["llama3-8b.down"],
+                     _BY_NAME["llama3-70b.o"], _BY_NAME["square8192"]),
         gemm_ms=QUICK_MS,
         square_ms=(1, 128, 1024, 8192),
         memory_sizes_bytes=_pow2_sizes(4 * KiB, 1 * GiB, 8),
@@ -334,6 +356,9 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (512, 1024, 2048, 8192),
                                          (1024, 8192, 32768), (1, 16), _L8_LABEL),
         attention_dtypes=("bf16",),
+        # Decode batches to prefill chunks of 8 x 2048 tokens, at Llama-3-8B widths.
+        elementwise_dims=_L8,
+        elementwise_tokens=(1, 16, 128, 1024, 4096, 16384),
         case_budget_s=3.0,
         overhead_queue_len=200,
     ),
@@ -346,6 +371,9 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (128, 512, 1024, 2048, 4096, 8192, 16384),
                                          (512, 2048, 8192, 32768, 131072), (1, 8, 32, 128), _L8_LABEL),
         attention_dtypes=("bf16", "fp16"),
+        elementwise_dims=_L8,
+        elementwise_tokens=(1, 4, 16, 64, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768),
+        elementwise_dtypes=("bf16", "fp16"),
         case_budget_s=30.0,
         overhead_queue_len=500,
     ),

@@ -1,4 +1,4 @@
-"""The kernel suite: GEMM, memory, overheads and attention on one device, into one ResultSet.
+"""The kernel suite: GEMM, memory, overheads, attention and a layer's eager elementwise ops on one device.
 
     from accelcal.kernels.suite import run_suite, summary_table
     rs = run_suite("cpu", preset="quick", ops=["gemm", "memory"], dtypes=["fp32"])
@@ -22,7 +22,7 @@ from .shapes import ALL_DTYPES, SuitePreset, suite_preset
 
 __all__ = ["OPS", "parse_list", "run_suite", "summary_table"]
 
-OPS: tuple[str, ...] = ("gemm", "memory", "overhead", "attention")
+OPS: tuple[str, ...] = ("gemm", "memory", "overhead", "attention", "elementwise")
 """Op groups the suite can run, in run order."""
 
 
@@ -50,6 +50,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     from .attention import run_attention
     from .cases import SweepContext
     from .device import Device, resolve_device
+    from .elementwise import run_elementwise
     from .environment import capture_environment
     from .gemm import run_gemm
     from .memory import run_memory
@@ -67,6 +68,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
         # dtypes asked for explicitly but absent from the preset still run (or get a recorded skip).
         gemm_dtypes += [d for d in dtype_list if d not in gemm_dtypes]
     attn_dtypes = [d for d in p.attention_dtypes if dtype_list is None or d in dtype_list]
+    ew_dtypes = [d for d in p.elementwise_dtypes if dtype_list is None or d in dtype_list]
     if progress is not None:
         progress(f"kernel suite {p.name} on {dev.spec} ({env.get('device_name')}): ops {','.join(op_list)}; "
                  f"cache {ctx.cache_bytes / 2**20:.0f} MiB, free memory {ctx.free_bytes / 2**30:.1f} GiB")
@@ -82,6 +84,8 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
             run_overheads(ctx, queue_len=p.overhead_queue_len)
         elif op == "attention":
             run_attention(ctx, p.attention_cases, attn_dtypes)
+        elif op == "elementwise" and p.elementwise_dims is not None:
+            run_elementwise(ctx, p.elementwise_dims, p.elementwise_tokens, ew_dtypes)
     env["suite_wall_s"] = round(time.perf_counter() - t0, 3)
     return rs
 

@@ -12,12 +12,17 @@ hardware constant.  Categories: a GEMM or attention node counts as ``memory``
 when streaming its bytes at the profile's measured read bandwidth
 (``memory_time_s(bytes, "read")``) takes at least half its time, else
 ``compute``; norms and elementwise kernels are ``memory``; collectives are
-``communication``.
+``communication``.  An elementwise node that names a measured ``group`` (the
+torch-eager implementation's norm, residual add, rope and SiLU-mul, which the
+kernel suite times as they are written) is costed from the profile's
+``elementwise`` section in the model's dtype; otherwise, and for profiles
+without that section, as a copy of the same bytes (``memory.copy``).
 
 Launch overhead (kernel counts come from the DAG's implementation preset):
 
 * CUDA graphs: every kernel adds the profile's per-kernel graph cost
-  (``overheads.graph_kernel_s``).
+  (``overheads.graph_kernel_s``), except those of a self-timed node (a
+  measured elementwise group, whose graph-replayed figure holds them).
 * Eager on an accelerator: the host issues one kernel per
   ``overheads.eager_launch_s`` while the device runs the queue, so over a run
   of identical layers the layer takes ``max(device time, kernels x
@@ -27,7 +32,8 @@ Launch overhead (kernel counts come from the DAG's implementation preset):
   on the cores that then run the op.  Every node's profile query was
   measured the same way (host time per call, so it already holds one
   dispatch), and each further kernel of the node adds ``eager_launch_s``:
-  launch = sum over nodes of ``(kernels - 1) x eager_launch_s``.
+  launch = sum over nodes of ``(kernels - 1) x eager_launch_s`` (0 for a
+  self-timed node, whose measured figure holds all its dispatches).
 
 Collectives that cross nodes are looked up in the inter-node profile.
 """
@@ -72,6 +78,9 @@ class NodeCost:
     launch_s: float = 0.0
     """This node's share of the layer's launch time where it can be attributed (host = device:
     its kernels beyond the one its measured figure holds); 0 where launches overlap device work."""
+    self_timed: bool = False
+    """The profile timed this node's very ops (a measured eager elementwise group): its figure already holds
+    every kernel's dispatch (CPU) or in-graph cost (graph replay), so no per-kernel launch is added for it."""
 
 
 @dataclass
@@ -164,6 +173,17 @@ class Coster:
     def copy(self, nbytes: float):
         return self._q(("copy", nbytes), lambda: self.profile.memory_time_s(nbytes, "copy"))
 
+    def elementwise(self, group: str, nbytes: float):
+        """The profile's measurement of this eager group's own ops, else a copy of the same bytes."""
+        def ask():
+            if not hasattr(self.profile, "elementwise_time_s"):
+                return self.profile.memory_time_s(nbytes, "copy")
+            try:
+                return self.profile.elementwise_time_s(group, nbytes, self.dtype)
+            except KeyError:  # MissingMeasurement: datasheet priors and older profiles have no such section
+                return self.profile.memory_time_s(nbytes, "copy")
+        return self._q(("elementwise", group, nbytes), ask)
+
     def collective(self, op: str, nbytes: float, group_size: int, scope: str):
         prof = self.inter if scope == "inter_node" else self.profile
 
@@ -203,8 +223,11 @@ class Coster:
             detail = est.detail if p["work_fraction"] == 1.0 else f"{est.detail}; x{p['work_fraction']:.4g} (SP share)"
             kernels = node.kernels
         elif node.op == "memory":
-            est = self.copy(p["nbytes"])
+            est = self.elementwise(p["group"], p["nbytes"]) if "group" in p else self.copy(p["nbytes"])
             t, cat, detail, kernels = est.time_s, "memory", est.detail, node.kernels
+            if est.source.startswith("elementwise."):
+                return NodeCost(node.name, node.op, cat, t, kernels, est.source, detail, bool(est.extrapolated),
+                                node.deps, p, self_timed=True)
         elif node.op == "collective":
             est = self.collective(p["op"], p["nbytes"], p["group_size"], p["scope"])
             t, cat, detail, kernels = est.time_s, "communication", est.detail, node.kernels
@@ -216,11 +239,12 @@ class Coster:
     def cost_dag(self, dag: LayerDAG, el: int = 2) -> CostedDAG:
         nodes = [self.cost_node(n, el) for n in dag.nodes]
         if self.serialised:
-            nodes = [dataclasses.replace(n, launch_s=max(0, n.kernels - 1) * self._launch.time_s) for n in nodes]
+            nodes = [dataclasses.replace(n, launch_s=0.0 if n.self_timed else max(0, n.kernels - 1) * self._launch.time_s)
+                     for n in nodes]
         device = sum(n.device_s for n in nodes)
         kernels = sum(n.kernels for n in nodes)
         if self.cuda_graphs:
-            launch = kernels * self._launch.time_s
+            launch = sum(n.kernels for n in nodes if not n.self_timed) * self._launch.time_s
         elif self.serialised:
             # each node's measured figure holds one dispatch; its other kernels each add one
             launch = sum(n.launch_s for n in nodes)

@@ -143,6 +143,15 @@ def _node(name: str, kind: str, deps: tuple[str, ...], kernels: int = 1, **param
     return DagNode(name, kind, tuple(sorted(params.items())), kernels, deps)
 
 
+MEASURED_GROUPS = ("norm", "residual_add", "rope", "act_mul")
+"""Elementwise groups the kernel suite times (kernels/elementwise.py; calibrate.profile.ELEMENTWISE_GROUPS)."""
+
+
+def _measured(impl: Implementation, group: str) -> dict[str, str]:
+    # Names the profile measurement that times this node's very ops, for the coster to prefer over a copy.
+    return {"group": group} if impl.measured_elementwise and group in MEASURED_GROUPS else {}
+
+
 def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_len: int,
                     layout: Layout = Layout(), implementation: Implementation | str | None = None) -> LayerDAG:
     """The DAG of one decoder layer for ``batch`` sequences of ``q_len`` new tokens over ``kv_len`` context.
@@ -180,19 +189,22 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
                   scope=layout.tp_scope))
         return f"{prefix}_{op}"
 
-    def elementwise(name: str, dep: tuple[str, ...], group, unit_bytes: float, copies: int = 1) -> str:
-        # one group of memory-bound ops: its kernels, and passes x the tensor it works on
-        add(_node(name, "memory", dep, kernels=group.kernels * copies, nbytes=group.passes * unit_bytes))
+    def elementwise(name: str, dep: tuple[str, ...], group_name: str, elems: float, elem_bytes: int = el,
+                    copies: int = 1) -> str:
+        # one group of memory-bound ops: its kernels, and its traffic over the tensor of ``elems`` it works on
+        group = getattr(impl, group_name)
+        add(_node(name, "memory", dep, kernels=group.kernels * copies, nbytes=group.bytes_per_element(elem_bytes) * elems,
+                  **_measured(impl, group_name)))
         return name
 
     def residual(name: str, dep: str | tuple[str, ...]) -> tuple[str, ...]:
         deps = (dep,) if isinstance(dep, str) else dep
         if impl.residual_add.kernels == 0:
             return deps  # fused into the next norm
-        return (elementwise(name, deps, impl.residual_add, norm_tok * h * el),)
+        return (elementwise(name, deps, "residual_add", norm_tok * h),)
 
     def norm(name: str, dep: tuple[str, ...]) -> str:
-        elementwise(name, dep, impl.norm, norm_tok * h * el)
+        elementwise(name, dep, "norm", norm_tok * h)
         if rs_ag:
             add(_node(f"{name}_all_gather", "collective", (name,), op="all_gather", nbytes=tok * h * el,
                       group_size=t, scope=layout.tp_scope))
@@ -201,8 +213,8 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
 
     x = norm("attn_norm", ())
     add(_node("qkv", "gemm", (x,), m=tok, n=(heads + 2 * kvh) * hd, k=h))
-    elementwise("rope", ("qkv",), impl.rope, tok * (heads + kvh) * hd * el, copies=2 if impl.rope.per_tensor else 1)
-    elementwise("kv_cache_write", ("rope",), impl.kv_cache_write, tok * 2 * kvh * hd * kvel)
+    elementwise("rope", ("qkv",), "rope", tok * (heads + kvh) * hd, copies=2 if impl.rope.per_tensor else 1)
+    elementwise("kv_cache_write", ("rope",), "kv_cache_write", tok * 2 * kvh * hd, elem_bytes=kvel)
     attn_dep: tuple[str, ...] = ("rope", "kv_cache_write")
     if sp > 1:
         # every SP rank needs the whole prompt's K and V: all-gather over the SP group (S = total bytes)
@@ -218,7 +230,7 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     if not model.is_moe:
         f = model.ffn_size // t
         add(_node("gate_up", "gemm", (x,), m=tok, n=2 * f, k=h))
-        elementwise("act_mul", ("gate_up",), impl.act_mul, tok * f * el)
+        elementwise("act_mul", ("gate_up",), "act_mul", tok * f)
         add(_node("down", "gemm", ("act_mul",), m=tok, n=h, k=f))
         residual("mlp_residual", tp_reduce("tp_mlp", "down"))
         return dag
@@ -237,14 +249,14 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el
         add(_node("experts_gate_up", "grouped_gemm", (dep,), kernels=launches, count=active, m=m, n=2 * ef, k=h))
         ea = impl.act_mul
         add(_node("experts_act_mul", "memory", ("experts_gate_up",), kernels=ea.kernels * launches,
-                  nbytes=ea.passes * routed * ef * el))
+                  nbytes=ea.bytes_per_element(el) * routed * ef, **_measured(impl, "act_mul")))
         add(_node("experts_down", "grouped_gemm", ("experts_act_mul",), kernels=launches, count=active, m=m, n=h, k=ef))
         g = impl.expert_gather
         if g.kernels == 0:
             return "experts_down"
         # tokens gathered to their experts and the weighted results scattered back
         add(_node("expert_gather_scatter", "memory", ("experts_down",), kernels=g.kernels * (active if g.per_expert else 1),
-                  nbytes=g.passes * routed * h * el))
+                  nbytes=g.bytes_per_element(el) * routed * h))
         return "expert_gather_scatter"
     h, E, k = model.hidden_size, model.num_experts, model.top_k
     ep = layout.ep
@@ -288,7 +300,7 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el
     if model.shared_experts:
         add(_node("shared_gate_up", "gemm", (x,), m=shared_tok, n=2 * sf, k=h))
         add(_node("shared_act_mul", "memory", ("shared_gate_up",), kernels=impl.act_mul.kernels,
-                  nbytes=impl.act_mul.passes * shared_tok * sf * el))
+                  nbytes=impl.act_mul.bytes_per_element(el) * shared_tok * sf, **_measured(impl, "act_mul")))
         add(_node("shared_down", "gemm", ("shared_act_mul",), m=shared_tok, n=h, k=sf))
         joins.append("shared_down")
     if ep == 1:

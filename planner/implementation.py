@@ -38,11 +38,24 @@ class ElementwiseGroup:
     kernels: int
     """Kernel launches (dispatched ops) the group issues."""
     passes: float = 0.0
-    """Activation traffic in full-tensor reads + writes of the tensor the group works on."""
+    """Activation traffic in full-tensor reads + writes of the tensor the group works on, in the activation dtype."""
+    fp32_passes: float = 0.0
+    """Reads + writes of fp32 intermediates of that tensor's size (an eager RMSNorm upcasts), whatever the dtype."""
+    cast_passes: float = 0.0
+    """Casts between the activation dtype and fp32 (each reads one, writes the other); none when activations are fp32."""
     per_tensor: bool = True
     """rope only: the kernels are issued once per rotated tensor (Q and K) rather than once for both."""
     per_expert: bool = True
     """expert_gather only: the kernels are issued once per expert hit rather than once per layer."""
+
+    def bytes_per_element(self, elem_bytes: int) -> float:
+        """Bytes moved per element of the tensor the group works on, for activations of ``elem_bytes`` bytes.
+
+        passes x elem_bytes + fp32_passes x 4 + cast_passes x (elem_bytes + 4), the casts only when
+        elem_bytes != 4 (an fp32 tensor's ``.float()`` is a no-op).
+        """
+        casts = self.cast_passes * (elem_bytes + 4) if elem_bytes != 4 else 0.0
+        return self.passes * elem_bytes + self.fp32_passes * 4 + casts
 
 
 _GROUPS = ("norm", "residual_add", "rope", "kv_cache_write", "act_mul", "router_topk", "expert_scan", "expert_gather")
@@ -74,6 +87,9 @@ class Implementation:
     """MoE: gathering tokens to experts and scattering results back; passes in routed tokens x hidden."""
     experts_grouped: bool
     """True: one grouped GEMM kernel covers all experts hit; False: one GEMM launch per expert."""
+    measured_elementwise: bool = False
+    """True: these are the ops the kernel suite times (kernels/elementwise.py), so the planner costs the norm,
+    residual_add, rope and act_mul groups from the profile's ``elementwise`` section where it has one."""
 
     @classmethod
     def from_name(cls, name: str) -> "Implementation":
@@ -93,23 +109,33 @@ class Implementation:
         if not isinstance(d, dict):
             raise ValueError(f"{origin}: expected a mapping, got {type(d).__name__}")
         known = {"name", "description", "experts_grouped", *_GROUPS}
-        unknown, missing = sorted(set(d) - known), sorted(known - set(d))
+        unknown, missing = sorted(set(d) - known - {"measured_elementwise"}), sorted(known - set(d))
         if unknown or missing:
             raise ValueError(f"{origin}: unknown key(s) {unknown}, missing key(s) {missing}")
         groups = {}
         for g in _GROUPS:
             v = d[g]
-            if not isinstance(v, dict) or not set(v) <= {"kernels", "passes", "per_tensor", "per_expert"}:
-                raise ValueError(f"{origin}: {g} must map kernels/passes/per_tensor/per_expert, got {v!r}")
-            k, p = v.get("kernels"), v.get("passes", 0.0)
+            allowed = {"kernels", "passes", "fp32_passes", "cast_passes", "per_tensor", "per_expert"}
+            if not isinstance(v, dict) or not set(v) <= allowed:
+                raise ValueError(f"{origin}: {g} must map some of {sorted(allowed)}, got {v!r}")
+            k = v.get("kernels")
             if not isinstance(k, int) or isinstance(k, bool) or k < 0:
                 raise ValueError(f"{origin}: {g}.kernels must be an integer >= 0, got {k!r}")
-            if not isinstance(p, (int, float)) or isinstance(p, bool) or p < 0:
-                raise ValueError(f"{origin}: {g}.passes must be a number >= 0, got {p!r}")
-            groups[g] = ElementwiseGroup(k, float(p), bool(v.get("per_tensor", True)), bool(v.get("per_expert", True)))
+            traffic = {}
+            for f in ("passes", "fp32_passes", "cast_passes"):
+                p = v.get(f, 0.0)
+                if not isinstance(p, (int, float)) or isinstance(p, bool) or p < 0:
+                    raise ValueError(f"{origin}: {g}.{f} must be a number >= 0, got {p!r}")
+                traffic[f] = float(p)
+            groups[g] = ElementwiseGroup(k, per_tensor=bool(v.get("per_tensor", True)),
+                                         per_expert=bool(v.get("per_expert", True)), **traffic)
         if not isinstance(d["experts_grouped"], bool):
             raise ValueError(f"{origin}: experts_grouped must be true or false, got {d['experts_grouped']!r}")
-        return cls(name=str(d["name"]), description=str(d["description"]), experts_grouped=d["experts_grouped"], **groups)
+        measured = d.get("measured_elementwise", False)
+        if not isinstance(measured, bool):
+            raise ValueError(f"{origin}: measured_elementwise must be true or false, got {measured!r}")
+        return cls(name=str(d["name"]), description=str(d["description"]), experts_grouped=d["experts_grouped"],
+                   measured_elementwise=measured, **groups)
 
     def describe(self) -> str:
         parts = [f"{g} {getattr(self, g).kernels}" for g in _GROUPS]

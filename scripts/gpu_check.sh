@@ -1,44 +1,84 @@
 #!/usr/bin/env bash
 # The whole GPU check in one script, for a lent H100/H200 (no network there).
 #
-#   bash scripts/gpu_check.sh "$OUT"               # OUT: folder that comes back
-#   bash scripts/gpu_check.sh /tmp/x cpu --test-mode   # dry run of the script itself on a CPU
+#   bash scripts/gpu_check.sh "$OUT"                          # OUT: folder that comes back
+#   bash scripts/gpu_check.sh /tmp/x cpu --test-mode           # dry run of the script itself on a CPU
+#   GPU_CHECK_DEADLINE_S=240 bash scripts/gpu_check.sh "$OUT"  # tighter overall limit
+#   GPU_CHECK_SKIP=collectives_world1 bash scripts/gpu_check.sh "$OUT"   # leave stages out (space-separated)
 #
 # Installs accelcal offline against the node's own torch, runs run_bench.sh in
-# quick mode (kernels, fits, profile, validation, plan), the nccl collective
-# path at world size 1 (graph capture included), the harness-overhead and
-# planner benchmarks, and leaves at most 8 flat files in OUT so the device
-# tool returns them: gpu_check.log, the profile, and one tarball of all raw data.
+# quick mode (kernels, fits, profile, validation, plan), the validation
+# benchmark over every dense-layer shape with a per-node breakdown, the nccl
+# collective path at world size 1 (graph capture included) and the
+# harness-overhead benchmark.
+#
+# Device time is short and a lease may end mid-run, so every stage runs under
+# its own time limit inside one overall deadline, and what it produced is copied
+# into OUT as soon as it ends: a killed run still returns its log, the profile
+# and the raw data measured so far.  OUT gets at most 8 flat files (the device
+# tool's limit): gpu_check.log, gpu-profile.yaml, raw.tar.gz.
 set -uo pipefail
 OUT="${1:?usage: scripts/gpu_check.sh OUTDIR [DEVICE] [run_bench mode flag]}"
 DEVICE="${2:-cuda:0}"
 MODE_FLAG="${3:---quick}"
+DEADLINE_S="${GPU_CHECK_DEADLINE_S:-300}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
 WORK="$(mktemp -d)"
+export PYTHONUNBUFFERED=1
 T0=$(date +%s)
-stamp() { echo "# [$(( $(date +%s) - T0 ))s] $*"; }
-{
-    stamp "start $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv 2>&1 || true
-    python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
-    stamp "install (offline)"
-    python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -3
-    stamp "run_bench.sh $MODE_FLAG"
-    bash run_bench.sh "$MODE_FLAG" --python python3 --no-install --device "$DEVICE" --nproc 1 \
-        --out "$WORK/run" --profile "$WORK/gpu-profile.yaml"
-    stamp "run_bench exit $?"
-    DEV_TYPE="${DEVICE%%:*}"
-    stamp "collectives at world size 1 ($DEV_TYPE)"
-    python3 -m accelcal bench collectives --device-type "$DEV_TYPE" --nproc 1 --quick --out "$WORK/collectives-world1"
-    stamp "collectives exit $?"
-    stamp "timing overhead"
-    python3 benchmarks/timing_overhead.py --device "$DEVICE"
-    stamp "planner search speed"
-    python3 benchmarks/planner_search_speed.py --profile "$WORK/gpu-profile.yaml"
-    python3 -m accelcal show "$WORK/gpu-profile.yaml"
-    stamp "done"
-} >"$OUT/gpu_check.log" 2>&1
-cp "$WORK/gpu-profile.yaml" "$OUT/" 2>/dev/null
-tar -czf "$OUT/raw.tar.gz" -C "$WORK" . 2>/dev/null
-tail -60 "$OUT/gpu_check.log"
+LOG="$OUT/gpu_check.log"
+: >"$LOG"
+stamp() { echo "# [$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
+
+save() {
+    # Copy what exists now into OUT (atomic renames: a kill mid-copy leaves the last good copy).
+    if [ -f "$WORK/gpu-profile.yaml" ]; then
+        cp "$WORK/gpu-profile.yaml" "$OUT/.gpu-profile.yaml.tmp" && mv "$OUT/.gpu-profile.yaml.tmp" "$OUT/gpu-profile.yaml"
+    fi
+    tar -czf "$OUT/.raw.tar.gz.tmp" -C "$WORK" . 2>/dev/null && mv "$OUT/.raw.tar.gz.tmp" "$OUT/raw.tar.gz"
+}
+
+# stage NAME MAX_S CMD...: run CMD under min(MAX_S, time left before the deadline), log it, save outputs.
+stage() {
+    local name="$1" max_s="$2"; shift 2
+    case " ${GPU_CHECK_SKIP:-} " in *" $name "*) stamp "SKIP $name (GPU_CHECK_SKIP)"; return 0 ;; esac
+    local left=$(( DEADLINE_S - ($(date +%s) - T0) - 5 ))
+    local limit=$(( max_s < left ? max_s : left ))
+    if [ "$limit" -lt 10 ]; then
+        stamp "SKIP $name: ${left}s left before the ${DEADLINE_S}s deadline"
+        return 0
+    fi
+    stamp "BEGIN $name (limit ${limit}s)"
+    timeout -k 5 "$limit" "$@" >>"$LOG" 2>&1
+    local rc=$?
+    stamp "END $name rc=$rc$([ $rc = 124 ] && echo ' (timed out)')"
+    save
+    return 0
+}
+
+stamp "start $(date -u +%Y-%m-%dT%H:%M:%SZ) device=$DEVICE mode=$MODE_FLAG deadline=${DEADLINE_S}s"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv 2>&1 || true; } >>"$LOG"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" >>"$LOG" 2>&1
+stage install 60 python3 -m pip install -q --no-deps --no-build-isolation -e .
+stage run_bench 200 bash run_bench.sh "$MODE_FLAG" --python python3 --no-install --device "$DEVICE" --nproc 1 \
+    --out "$WORK/run" --profile "$WORK/gpu-profile.yaml"
+DEV_TYPE="${DEVICE%%:*}"
+if [ "$DEV_TYPE" != cpu ] && [ -f "$WORK/gpu-profile.yaml" ]; then
+    # Every shape of the dense layer, eager and graph-replayed, on a temporary copy of the profile,
+    # and a per-node breakdown of the largest prefill and decode shapes: which op's prediction is off.
+    stage validate_accuracy 75 python3 benchmarks/validate_accuracy.py --device "$DEVICE" \
+        --profile "$WORK/gpu-profile.yaml" --nproc 1 --models llama3-8b --breakdown-shape 3
+fi
+# The nccl path at world size 1 (bus bandwidth is 0 by definition there; this checks the harness runs,
+# graph capture of collectives included).  One dtype keeps it short.
+stage collectives_world1 30 python3 -m accelcal bench collectives --device-type "$DEV_TYPE" --nproc 1 --quick \
+    --dtypes bf16 --ops all_reduce,all_gather,broadcast --out "$WORK/collectives-world1"
+stage timing_overhead 40 python3 benchmarks/timing_overhead.py --device "$DEVICE"
+if [ -f "$WORK/gpu-profile.yaml" ]; then
+    stage show 15 python3 -m accelcal show "$WORK/gpu-profile.yaml"
+fi
+stamp "done"
+save
+tail -80 "$LOG"

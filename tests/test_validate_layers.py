@@ -154,3 +154,67 @@ def test_torch_eager_preset_counts_the_ops_the_layer_dispatches(model, phase, ba
     assert sum(n.kernels for n in dag.nodes) == work
     fused = build_layer_dag(mc, phase, batch, case.q_len, length, implementation="fused")
     assert sum(n.kernels for n in fused.nodes) < work / 2
+
+
+# -- ... and the bytes those ops move, per activation dtype ------------------------------------------------
+
+def _bytes_moved(fn, *args) -> int:
+    """Bytes of every tensor each dispatched op reads or writes (views and no-op casts move nothing)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    from accelcal.validate.breakdown import VIEW_OPS
+
+    class _Bytes(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            ins = [t for t in tree_leaves((args, kwargs or {})) if isinstance(t, torch.Tensor)]
+            outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+            name = func.overloadpacket.__name__
+            if name in VIEW_OPS or (name == "to" and outs and any(o is i for o in outs for i in ins)):
+                return out
+            self.total += sum(t.numel() * t.element_size() for t in ins + outs)
+            return out
+
+    with torch.inference_mode(), _Bytes() as b:
+        fn(*args)
+    return b.total
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_torch_eager_preset_traffic_matches_the_bytes_the_ops_move(dtype):
+    from accelcal.planner.implementation import Implementation
+    from accelcal.validate.layers import apply_rope, rms_norm
+
+    impl = Implementation.from_name("torch-eager")
+    el = torch.empty((), dtype=dtype).element_size()
+    tokens, hidden = 512, 256
+    x = torch.randn(tokens, hidden, dtype=dtype)
+    w = torch.ones(hidden, dtype=dtype)
+    moved = _bytes_moved(rms_norm, x, w, 1e-5)
+    # per-token values (mean, rsqrt) and the hidden-sized weight are small beside the tensor passes
+    expect = impl.norm.bytes_per_element(el) * tokens * hidden
+    assert moved == pytest.approx(expect, rel=0.02), (dtype, moved, expect)
+
+    q = torch.randn(2, 64, 4, 32, dtype=dtype).transpose(1, 2)  # [b, heads, s, d] as the layer's view
+    cos, sin = torch.randn(64, 32, dtype=dtype), torch.randn(64, 32, dtype=dtype)
+    moved = _bytes_moved(apply_rope, q, cos, sin)
+    expect = impl.rope.bytes_per_element(el) * q.numel()
+    # cos and sin ([s, d]) are read once per mul: 2 x 64 x 32 elements beside the 16k-element tensor
+    assert moved == pytest.approx(expect, rel=0.15), (dtype, moved, expect)
+
+    g, u = torch.randn(tokens, hidden, dtype=dtype), torch.randn(tokens, hidden, dtype=dtype)
+    moved = _bytes_moved(lambda a, b: torch.nn.functional.silu(a) * b, g, u)
+    assert moved == pytest.approx(impl.act_mul.bytes_per_element(el) * tokens * hidden, rel=0.01)
+
+
+def test_fp32_casts_in_the_preset_apply_only_to_lower_precision_activations():
+    from accelcal.planner.implementation import ElementwiseGroup
+
+    g = ElementwiseGroup(kernels=3, passes=1, fp32_passes=2, cast_passes=1)
+    assert g.bytes_per_element(4) == 1 * 4 + 2 * 4           # fp32: the cast is a no-op
+    assert g.bytes_per_element(2) == 1 * 2 + 2 * 4 + (2 + 4)  # bf16: the cast reads 2 and writes 4 bytes

@@ -197,6 +197,15 @@ def test_ranking_orders_and_agreement():
     assert ok.agree and "-> agree" in format_rankings([ok])
     with pytest.raises(ValueError, match="2 labels, 1 measured"):
         Ranking("decode", ["a", "b"], measured_s=[1.0], predicted_s=[1.0, 2.0])
+    # overlapping interquartile ranges: the measurement cannot order the layouts, so it cannot judge the planner
+    close = Ranking("decode", ["TP=2", "TP=1 x DP=2"], measured_s=[10.4e-3, 9.6e-3], predicted_s=[5.5e-3, 7.6e-3],
+                    measured_q1_s=[9.5e-3, 9.0e-3], measured_q3_s=[11.0e-3, 10.0e-3])
+    assert not close.separated and close.verdict == "too close to rank"
+    text = format_rankings([close])
+    assert "too close to rank (measured gap 8.3%" in text and "orders them the other way" in text
+    apart = Ranking("decode", ["TP=2", "TP=1 x DP=2"], measured_s=[10.4e-3, 9.6e-3], predicted_s=[5.5e-3, 7.6e-3],
+                    measured_q1_s=[10.2e-3, 9.5e-3], measured_q3_s=[10.6e-3, 9.7e-3])
+    assert apart.separated and apart.verdict == "DISAGREE"
 
 
 def test_case_validation_shows_the_arithmetic():

@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from accelcal.kernels.device import Device
+from accelcal.kernels.elementwise import apply_rope, rms_norm
 from accelcal.kernels.timing import TimingConfig, time_op
 
 from .compare import predict_case, prediction_model
 from .configs import Case
-from .layers import KVCache, LayerDims, apply_rope, build_layer, rms_norm
+from .layers import KVCache, LayerDims, build_layer
 from .measure import TORCH_DTYPES, cpu_threads, profile_threads
 
 __all__ = ["NodeRow", "count_ops", "node_breakdown", "format_breakdown"]

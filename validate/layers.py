@@ -33,6 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The elementwise ops live with their microbenchmarks, so the planner's torch-eager costs are of these very ops.
+from accelcal.kernels.elementwise import apply_rope, rms_norm, rope_tables, silu_mul
+
 __all__ = ["KVCache", "LayerDims", "DecoderLayer", "build_layer", "check_tp"]
 
 
@@ -133,28 +136,6 @@ class KVCache:
         return self.k.numel() * self.k.element_size() * 2
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    # Normalise in fp32 as real inference stacks do, then cast back.
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return (xf * weight.float()).to(x.dtype)
-
-
-def rope_tables(head_dim: int, end: int, theta: float, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin, [end, head_dim], for positions 0..end-1 (rotate-half layout: frequency i at i and i + d/2)."""
-    inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-    ang = torch.outer(torch.arange(end, dtype=torch.float32), inv)
-    ang = torch.cat([ang, ang], dim=-1).to(device)
-    return ang.cos(), ang.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [b, heads, s, d]; cos/sin: [s, d] for the tokens' positions."""
-    half = x.shape[-1] // 2
-    rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return (x * cos + rot * sin).to(x.dtype)
-
-
 class SwiGLU(nn.Module):
     """down(silu(x @ gate) * (x @ up)); gate and up fused into one weight."""
 
@@ -164,8 +145,7 @@ class SwiGLU(nn.Module):
         self.down = nn.Parameter(down, requires_grad=False)  # [hidden, ffn_local]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, u = F.linear(x, self.gate_up).chunk(2, dim=-1)
-        return F.linear(F.silu(g) * u, self.down)
+        return F.linear(silu_mul(F.linear(x, self.gate_up)), self.down)
 
 
 class MoE(nn.Module):

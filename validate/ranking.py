@@ -2,12 +2,16 @@
 
     from accelcal.validate.ranking import Ranking, format_rankings
     r = Ranking("decode", ["TP=2", "TP=1 x DP=2"], measured_s=[3.0e-3, 1.0e-3], predicted_s=[2.5e-3, 1.2e-3])
-    print(r.measured_order, r.predicted_order, r.agree)
+    print(r.measured_order, r.predicted_order, r.agree, r.separated)
     print(format_rankings([r]))
 
 Both layouts use the same ``k`` devices and the same global batch, so per
 layer step the faster one also has the higher throughput; the ranking is by
-time per layer step (MAX over ranks).  Imports no torch.
+time per layer step (MAX over ranks).  With the measured quartiles given, a
+ranking whose two fastest layouts' interquartile ranges overlap is reported as
+too close to rank rather than as agreeing or disagreeing: the measurement
+cannot order them, so it cannot judge the planner's order either.  Imports no
+torch.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ class Ranking:
     """Measured seconds per layer step, per layout."""
     predicted_s: list[float]
     """Planner's seconds per layer step, per layout."""
+    measured_q1_s: list[float] | None = None
+    """First quartile of each layout's measured samples (None: medians only, every ranking counts)."""
+    measured_q3_s: list[float] | None = None
+    """Third quartile of each layout's measured samples."""
 
     def __post_init__(self) -> None:
         if not (len(self.labels) == len(self.measured_s) == len(self.predicted_s) >= 2):
@@ -57,6 +65,22 @@ class Ranking:
     def agree(self) -> bool:
         return self.measured_order == self.predicted_order
 
+    @property
+    def separated(self) -> bool:
+        """The measured fastest layout's third quartile is below the runner-up's first quartile."""
+        if self.measured_q1_s is None or self.measured_q3_s is None:
+            return True
+        order = sorted(range(len(self.labels)), key=lambda i: self.measured_s[i])
+        a, b = order[0], order[1]
+        return self.measured_q3_s[a] < self.measured_q1_s[b]
+
+    @property
+    def verdict(self) -> str:
+        """``agree``, ``DISAGREE`` or ``too close to rank`` (measured interquartile ranges overlap)."""
+        if not self.separated:
+            return "too close to rank"
+        return "agree" if self.agree else "DISAGREE"
+
 
 def _fmt(labels: list[str], times: list[float]) -> str:
     pairs = sorted(zip(times, labels))
@@ -67,6 +91,10 @@ def format_rankings(rankings: list[Ranking]) -> str:
     lines = []
     for r in rankings:
         lines.append(f"ranking {r.phase}: measured  {_fmt(r.labels, r.measured_s)}")
-        lines.append(f"ranking {r.phase}: predicted {_fmt(r.labels, r.predicted_s)}"
-                     f"  -> {'agree' if r.agree else 'DISAGREE'}")
+        why = ""
+        if not r.separated:
+            t = sorted(r.measured_s)
+            why = (f" (measured gap {t[1] / t[0] - 1:.1%}; the two fastest layouts' interquartile ranges overlap, "
+                   f"so this run cannot order them; the planner {'agrees' if r.agree else 'orders them the other way'})")
+        lines.append(f"ranking {r.phase}: predicted {_fmt(r.labels, r.predicted_s)}  -> {r.verdict}{why}")
     return "\n".join(lines)

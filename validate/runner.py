@@ -231,8 +231,10 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
                                       breakdown=dict(getattr(p, "breakdown", {}) or {}), note=note, stats=stats))
     rankings = []
     for phase, cs in rank_sets.items():
+        st = [_stats_note(c)[0] for c in cs]
         rankings.append(Ranking(phase=phase, labels=[layout_label(c.tp, c.dp) for c in cs],
-                                measured_s=[_measured_s(c)[0] for c in cs], predicted_s=[preds[c].total_s for c in cs]))
+                                measured_s=[_measured_s(c)[0] for c in cs], predicted_s=[preds[c].total_s for c in cs],
+                                measured_q1_s=[x.q1_s for x in st], measured_q3_s=[x.q3_s for x in st]))
 
     if dev.is_cpu:
         notes += _cache_notes(dev, configs, dt, every)
