@@ -959,7 +959,7 @@ class Profile:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+            raise ProfileError(f"{path}: not valid YAML (expected an accelcal profile): {exc}") from None
         if data is None:
             raise ProfileError(f"{path}: {TOP_LEVEL}: the file is empty")
         return cls.from_dict(data, origin=path)

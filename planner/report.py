@@ -39,6 +39,8 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
            f"prompt {w.prompt_len}, output {w.output_len}, batch {w.batch} per replica; "
            f"{'CUDA graphs' if r.options.cuda_graphs else 'eager launches'}; objective: {gp.objective}",
            f"{gp.candidates_evaluated} layouts evaluated: {len(gp.ranked)} feasible, {len(gp.rejected)} rejected",
+           "TTFT = one request's prompt prefilled alone (batch does not change it); TPOT = one decode step of the "
+           "replica's batch",
            ""]
     hdr = f"{'#':>3}  {'plan':<22} {'TTFT':>10} {'TPOT':>10} {'tok/s/dev':>10} {'mem/dev':>9}  {'decode c/m/comm/l %':<20} {'scopes tp,pp':<22} {'targets'}"
     out.append(hdr)

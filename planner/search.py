@@ -572,6 +572,11 @@ def _no_plan_message(model: ModelConfig, group: DeviceGroup, rejected: list[Reje
         m = by["measurement"][0]
         parts.append(f"{len(by['measurement'])} layouts fit in memory but need measurements the profile lacks "
                      f"(e.g. {m.label}: {m.reason})")
+        if not getattr(group.profile, "collectives", None):
+            # A profile measured on one device (or with --skip-collectives) can cost only single-device layouts.
+            parts.append(f"the profile has no collective measurements at all: measure them on a node with "
+                         f"{group.devices_per_node} devices (bash run_bench.sh --nproc {group.devices_per_node}, or "
+                         f"accelcal calibrate --nproc {group.devices_per_node}), or plan with --devices-per-node 1")
     mem = by.get("memory")
     if mem:
         closest = min(mem, key=lambda r: (r.excess, r.tp * r.pp, r.tp, r.pp, r.ep, r.sp))

@@ -86,6 +86,16 @@ def test_no_feasible_plan_names_the_constraint_and_the_excess():
     assert isinstance(e.value, ValueError)
 
 
+def test_profile_without_collectives_says_how_to_measure_them():
+    d = h100_like()
+    d["collectives"] = []  # measured on one device
+    with pytest.raises(NoFeasiblePlan) as e:
+        plan("llama3-70b", Cluster.homogeneous(Profile.from_dict(d), devices_per_node=8), W)
+    msg = str(e.value)
+    assert "need measurements the profile lacks" in msg
+    assert "no collective measurements at all" in msg and "run_bench.sh --nproc 8" in msg
+
+
 def test_predict_rejects_bad_tp_and_phase():
     p = Profile.from_dict(h100_like())
     with pytest.raises(ValueError, match=r"heads\(32\) % tp\(3\) = 2"):
