@@ -133,6 +133,32 @@ def memory_report(df: pd.DataFrame) -> list[bool]:
     return results
 
 
+def attention_report(df: pd.DataFrame) -> list[bool]:
+    """Attention per dtype and phase, fitted as calibrate fits it; held-out error is k-fold (5) over the cases."""
+    from accelcal.calibrate.fit_attention import CASE_KEYS, fit_attention
+
+    g = df[df["op"].isin(["attn_prefill", "attn_decode"]) & (df["status"] == "ok") & (df["figure"] == "device")
+           & df["median_s"].notna()]
+    results = []
+    if not len(g):
+        return results
+    print(f"\nattention (device figure), latency + max(FLOP/rate, bytes/rate)   target: held-out median <= {MEM_MEDIAN:.0%}")
+    print(f"  {'dtype phase':<16} {'cases':>5} {'median':>7} {'ho median':>10} {'ho p90':>8}  verdict")
+    for (dt, op), rows in g.groupby(["dtype", "op"]):
+        phase = op.split("_", 1)[1]
+        try:
+            e = fit_attention(dt, phase, rows[list(CASE_KEYS)].to_dict("records"), rows["median_s"].astype(float).values)
+        except ValueError as exc:
+            print(f"  {dt + ' ' + phase:<16} not fitted: {exc}")
+            continue
+        q = e.quality
+        ok = q.heldout_median_rel_err <= MEM_MEDIAN
+        results.append(ok)
+        print(f"  {dt + ' ' + phase:<16} {q.points:>5} {q.median_rel_err:>7.1%} {q.heldout_median_rel_err:>10.1%} "
+              f"{q.heldout_p90_rel_err:>8.1%}  {_verdict(ok)}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv", nargs="*", help="raw result CSVs (default: those of the measured profiles under profiles/)")
@@ -159,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         df = run_suite(device="cpu", preset="quick", ops=["gemm"], progress=None).frame()
     g = gemm_report(df)
     m = memory_report(df)
+    a = attention_report(df)
     c = collective_report(df)
-    print(f"\nsummary: GEMM {sum(g)}/{len(g)} dtype(s) within target; memory/elementwise {sum(m)}/{len(m)} series within target; collectives {sum(c)}/{len(c)} fit(s) within target "
+    print(f"\nsummary: GEMM {sum(g)}/{len(g)} dtype(s) within target; memory/elementwise {sum(m)}/{len(m)} series within target; attention {sum(a)}/{len(a)} within target; collectives {sum(c)}/{len(c)} fit(s) within target "
           f"({time.perf_counter() - t0:.1f} s)")
     return 0
 
