@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 
-OPS_CHOICES = ("gemm", "memory", "overhead", "attention")
-DTYPE_CHOICES = ("fp32", "tf32", "bf16", "fp16", "fp8_e4m3")
+from .shapes import ALL_DTYPES as DTYPE_CHOICES  # torch-free modules: --help stays fast
+from .suite import OPS as OPS_CHOICES
 
 
 def _list_type(choices: tuple[str, ...], what: str):
@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
         "kernels",
         help="single-device microbenchmarks: GEMM, memory bandwidth, launch/sync overheads, attention",
         description="Measure GEMM (per dtype, model projection shapes x an M sweep), memory copy/read/write "
-                    "bandwidth, launch and synchronise overheads and scaled_dot_product_attention on one device; "
+                    "bandwidth, launch and synchronise overheads, scaled_dot_product_attention and a decoder layer's "
+                    "eager elementwise ops (RMSNorm, RoPE, SiLU-mul, residual add) on one device; "
                     "write kernels.csv/.parquet/.json/.env.json to --out.",
     )
     p.add_argument("--device", default=None,
