@@ -26,6 +26,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from accelcal.atomic import atomic_write_text
+from accelcal.vocab import (BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, SCOPES, attention_flop_bytes,
+                            busbw_factor, gemm_element_bytes, gemm_flop, gemm_traffic_bytes)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -46,7 +48,6 @@ __all__ = [
     "Validation",
     "Profile",
     "gemm_flop",
-    "gemm_bytes",
     "gemm_model_time_s",
     "gemm_estimate_s",
     "attention_flop_bytes",
@@ -55,9 +56,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 """The only schema version this loader reads."""
-
-DTYPE_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
-"""Element size per dtype name (the dtype names used everywhere in accelcal)."""
 
 # Implausibility ceilings: a value above one is almost surely a unit slip (1e9 too big).
 MAX_BANDWIDTH_BYTES_PER_S = 1e14
@@ -70,31 +68,7 @@ WAVE_TILE = 128
 """Output tile edge assumed by the wave-quantisation term of the GEMM model (rows and columns)."""
 
 SOURCES = ("measured", "datasheet")
-SCOPES = ("intra_node", "inter_node")
-PHASES = ("prefill", "decode")
 MEMORY_PATTERNS = ("copy", "read", "write")
-
-ELEMENTWISE_GROUPS = ("norm", "residual_add", "rope", "act_mul")
-"""Eager elementwise groups of a decoder layer the kernel suite measures (kernels/elementwise.py)."""
-
-# nccl-tests bus-bandwidth factors (DESIGN.md section 2); n = ranks.
-BUSBW_FACTORS: dict[str, Callable[[int], float]] = {
-    "all_reduce": lambda n: 2.0 * (n - 1) / n,
-    "reduce_scatter": lambda n: (n - 1) / n,
-    "all_gather": lambda n: (n - 1) / n,
-    "all_to_all": lambda n: (n - 1) / n,
-    "broadcast": lambda n: 1.0,
-    "reduce": lambda n: 1.0,
-    "send_recv": lambda n: 1.0,
-    "send_recv_pingpong": lambda n: 1.0,
-}
-
-
-def busbw_factor(op: str, n: int) -> float:
-    """busbw / algbw for ``op`` over ``n`` ranks (nccl-tests convention)."""
-    if op not in BUSBW_FACTORS:
-        raise KeyError(f"unknown collective {op!r}; known: {sorted(BUSBW_FACTORS)}")
-    return BUSBW_FACTORS[op](n)
 
 
 TOP_LEVEL = "(top level)"
@@ -209,10 +183,6 @@ class _Reader:
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list of strings, got {type(value).__name__}")
         return [self.string(v, f"{path}[{i}]") for i, v in enumerate(value)]
-
-
-def _is_present(d: dict, key: str) -> bool:
-    return key in d and d[key] is not None
 
 
 # ----------------------------------------------------------------------------- schema dataclasses
@@ -355,16 +325,17 @@ class ComputeEntry:
 
     _ratio_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def model_time_s(self, m: float, n: float, k: float, elsize: int) -> float:
+    def model_time_s(self, m: float, n: float, k: float, elsize: int, out_elsize: int | None = None) -> float:
         return gemm_model_time_s(m, n, k, elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s,
-                                 self.overhead_s or 0.0, self.wave_units)
+                                 self.overhead_s or 0.0, self.wave_units, out_elsize)
 
-    def estimate_s(self, m: float, n: float, k: float, elsize: int) -> tuple[float, bool, str]:
+    def estimate_s(self, m: float, n: float, k: float, elsize: int,
+                   out_elsize: int | None = None) -> tuple[float, bool, str]:
         """(time_s, extrapolated, detail) from the model corrected by the measured efficiency."""
         # Ratios depend on every parameter; keying on them keeps copies made by with_bandwidth_scale correct.
-        key = (elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s, self.wave_units,
+        key = (elsize, out_elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s, self.wave_units,
                tuple(tuple(pt) for pt in self.points))
-        model = lambda a, b, c: self.model_time_s(a, b, c, elsize)  # noqa: E731
+        model = lambda a, b, c: self.model_time_s(a, b, c, elsize, out_elsize)  # noqa: E731
         if key not in self._ratio_cache:
             self._ratio_cache.clear()
             self._ratio_cache[key] = _ratio_table(model, self.points)
@@ -665,31 +636,25 @@ class Validation:
 # ----------------------------------------------------------------------------- shared models
 
 
-def gemm_flop(m: float, n: float, k: float) -> float:
-    """2mnk: one multiply and one add per MAC."""
-    return 2.0 * m * n * k
-
-
-def gemm_bytes(m: float, n: float, k: float, elsize: int) -> float:
-    """A (m x k) and B (k x n) read once, C (m x n) written once."""
-    return (m * k + k * n + m * n) * elsize
-
-
 def gemm_model_time_s(m: float, n: float, k: float, elsize: int, peak_flop_per_s: float,
-                      bandwidth_bytes_per_s: float, overhead_s: float = 0.0, wave_units: int | None = None) -> float:
+                      bandwidth_bytes_per_s: float, overhead_s: float = 0.0, wave_units: int | None = None,
+                      out_elsize: int | None = None) -> float:
     """Roofline: overhead + max(compute time, operand-traffic time).
+
+    Traffic is :func:`accelcal.vocab.gemm_traffic_bytes` with ``elsize`` per input element and
+    ``out_elsize`` (default ``elsize``) per output element: fp8 GEMMs write bf16 (vocab.gemm_element_bytes).
 
     With ``wave_units`` the compute term counts whole waves of 128x128 output
     tiles (the last, partly filled wave costs as much as a full one), which is
     where GPU GEMM time steps up as M or N crosses a wave boundary.
     """
-    flop = gemm_flop(m, n, k)
+    flop = float(gemm_flop(m, n, k))
     if wave_units:
         tiles = math.ceil(m / WAVE_TILE) * math.ceil(n / WAVE_TILE)
         waves = math.ceil(tiles / wave_units)
         # Every unit computes whole 128x128 tiles for every wave, filled or not.
         flop = max(flop, 2.0 * k * WAVE_TILE * WAVE_TILE * waves * wave_units)
-    return overhead_s + max(flop / peak_flop_per_s, gemm_bytes(m, n, k, elsize) / bandwidth_bytes_per_s)
+    return overhead_s + max(flop / peak_flop_per_s, gemm_traffic_bytes(m, n, k, elsize, out_elsize) / bandwidth_bytes_per_s)
 
 
 def _log3(p: Sequence[float]) -> tuple[float, float, float]:
@@ -801,25 +766,6 @@ def gemm_estimate_s(model: Callable[[float, float, float], float], points: Seque
     return base * math.exp(lr), extrap, how
 
 
-def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,
-                         elsize: int, causal: bool = True) -> tuple[float, float]:
-    """(FLOP, bytes) of one scaled-dot-product attention call.
-
-    FLOP: QK^T and PV, 2 FLOP per MAC each, over the attended (query, key)
-    pairs; causal with q_len <= kv_len drops the masked upper triangle of the
-    last q_len keys.  Bytes: Q and O (heads) plus K and V (kv_heads), read or
-    written once.
-    """
-    if causal and q_len > 1:
-        q = min(q_len, kv_len)
-        pairs = q_len * kv_len - q * (q - 1) / 2.0
-    else:
-        pairs = float(q_len * kv_len)
-    flop = 4.0 * batch * heads * head_dim * pairs
-    nbytes = float(elsize) * batch * head_dim * (2 * heads * q_len + 2 * kv_heads * kv_len)
-    return flop, nbytes
-
-
 def _flagged(q: Quality | None) -> tuple[str, ...]:
     return ("fit-flagged",) if q is not None and q.flags else ()
 
@@ -867,7 +813,7 @@ class Profile:
     """Per dtype, per phase (prefill, decode)."""
     elementwise: dict[str, dict[str, MemoryEntry]] = field(default_factory=dict)
     """Per dtype, per eager elementwise group (norm, residual_add, rope, act_mul): time = latency + bytes / bandwidth,
-    bytes counted with the torch-eager implementation's traffic model (planner/presets/implementations)."""
+    bytes counted with the torch-eager implementation's traffic model (models/presets/implementations)."""
     validation: Validation | None = None
     """Planner-vs-real comparison, written by ``accelcal validate``."""
     schema_version: int = SCHEMA_VERSION
@@ -993,8 +939,7 @@ class Profile:
             raise MissingMeasurement(f"{self.identity.name}: no GEMM data for dtype {dtype!r}; "
                                      f"compute has {sorted(self.compute)}")
         e = self.compute[dtype]
-        elsize = DTYPE_BYTES[dtype]
-        t, extrap, how = e.estimate_s(m, n, k, elsize)
+        t, extrap, how = e.estimate_s(m, n, k, *gemm_element_bytes(dtype))
         flags = self._base_flags() + _flagged(e.quality)
         if self.is_datasheet:
             how = "datasheet peak FLOP/s and memory bandwidth roofline, no measured efficiency (optimistic)"
@@ -1145,12 +1090,12 @@ class Profile:
             raise ValueError(f"with_bandwidth_scale: factor must be a positive finite number, got {factor!r}")
         p = copy.deepcopy(self)
         for dt, e in p.compute.items():
-            el = DTYPE_BYTES[dt]
-            before = [e.model_time_s(*pt[:3], el) for pt in e.points]
+            el = gemm_element_bytes(dt)
+            before = [e.model_time_s(*pt[:3], *el) for pt in e.points]
             e.memory_bandwidth_bytes_per_s *= factor
             # Measured points become what they would have measured on the faster/slower memory under the model,
             # so the efficiency correction (measured / model) is kept rather than cancelling the what-if.
-            e.points = [pt[:3] + [pt[3] * e.model_time_s(*pt[:3], el) / b] for pt, b in zip(e.points, before)]
+            e.points = [pt[:3] + [pt[3] * e.model_time_s(*pt[:3], *el) / b] for pt, b in zip(e.points, before)]
         for e in list(p.memory.values()) + [g for gs in p.elementwise.values() for g in gs.values()]:
             e.bandwidth_bytes_per_s *= factor
             for piece in e.pieces or ():

@@ -40,6 +40,7 @@ import torch.distributed as dist
 from accelcal.kernels import timing
 from accelcal.kernels.device import Device
 from accelcal.results import STATUS_FAILED, ResultSet
+from accelcal.vocab import DTYPE_BYTES
 
 from .distenv import DistEnv
 from .ops import OPS, GroupCtx, get_op
@@ -51,7 +52,8 @@ __all__ = ["CaseMismatch", "Case", "GroupSpec", "Harness", "Fault", "DTYPE_MAP",
 DTYPE_MAP: dict[str, torch.dtype] = {
     "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3": torch.float8_e4m3fn,
 }
-ELSIZE: dict[str, int] = {k: torch.empty(0, dtype=v).element_size() for k, v in DTYPE_MAP.items()}
+ELSIZE: dict[str, int] = {k: DTYPE_BYTES[k] for k in DTYPE_MAP}
+"""Element size of each collective dtype (accelcal.vocab.DTYPE_BYTES)."""
 _OP_NAMES = tuple(OPS)
 # torch 2.13 renamed the tensor form; older releases only have the old name.
 _all_gather_tensor = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor

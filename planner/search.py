@@ -34,12 +34,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from accelcal.models import ModelConfig
+from accelcal.models.implementation import Implementation
+
 from .cluster import Cluster, DeviceGroup
 from .cost import CATEGORIES, Coster, CostedDAG
 from .dag import Layout, build_edge_dag, build_layer_dag
-from .implementation import Implementation
 from .memory import MemoryEstimate, device_memory
-from .models import ModelConfig
 from .workload import Workload
 
 __all__ = ["Candidate", "GroupPlan", "NoFeasiblePlan", "PlanOptions", "PlanResult", "Rejection", "plan"]
@@ -62,7 +63,7 @@ class PlanOptions:
     sp_threshold: bool = True
     """Compute the prompt length above which SP pays off for the best plan."""
     implementation: str = "fused"
-    """Kernel-count preset of the layer (planner/presets/implementations): fused (serving engines) or torch-eager."""
+    """Kernel-count preset of the layer (models/presets/implementations): fused (serving engines) or torch-eager."""
 
     def __post_init__(self) -> None:
         if self.objective not in ("auto", "latency", "throughput"):
@@ -71,7 +72,7 @@ class PlanOptions:
             raise ValueError(f"memory_utilization must be in (0, 1], got {self.memory_utilization}")
         if self.tp_comm not in ("auto", "all_reduce", "rs_ag"):
             raise ValueError(f"tp_comm must be auto, all_reduce or rs_ag, got {self.tp_comm!r}")
-        from .implementation import implementation_names
+        from accelcal.models.implementation import implementation_names
 
         if self.implementation not in implementation_names():
             raise ValueError(f"implementation must be one of {implementation_names()}, got {self.implementation!r}")

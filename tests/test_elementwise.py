@@ -11,7 +11,7 @@ import pytest
 from accelcal.calibrate.fit import fit_profile
 from accelcal.calibrate.profile import Profile, ProfileError
 from accelcal.calibrate.synthetic import synth_env, synth_kernels
-from accelcal.planner.implementation import Implementation
+from accelcal.models.implementation import Implementation
 
 TRUE_LATENCY_S = {"norm": 12e-6, "rope": 9e-6}
 TRUE_BW = {"norm": 2.0e11, "rope": 6.0e10}

@@ -54,7 +54,7 @@ class ValidationRun:
 
 
 def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
 
     from .layers import LayerDims
 
@@ -69,7 +69,7 @@ def _cache_notes(dev: Any, configs: dict[str, Any], dtype: str, cases: list[Case
     real model's weights are; a layer that fits in cache runs faster than that
     and the comparison measures the cache, not the prediction.
     """
-    from accelcal.planner.models import DTYPE_BYTES
+    from accelcal.vocab import DTYPE_BYTES
 
     from .measure import last_level_cache_bytes
 
