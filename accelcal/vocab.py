@@ -78,7 +78,7 @@ def dtype_bytes(dtype: str) -> int:
 def busbw_factor(op: str, n: int) -> float:
     """busbw / algbw for ``op`` over ``n`` ranks (nccl-tests convention)."""
     if op not in BUSBW_FACTORS:
-        raise KeyError(f"unknown collective {op!r}; known: {sorted(BUSBW_FACTORS)}")
+        raise ValueError(f"unknown collective {op!r}; known: {sorted(BUSBW_FACTORS)}")
     return BUSBW_FACTORS[op](n)
 
 

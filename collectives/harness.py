@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -192,7 +193,7 @@ class Harness:
         self.denv = denv
         self.device = device
         self.backend = backend
-        self.cfg = timing.with_budget(timing.TimingConfig.preset(p.timing), **p.timing_overrides)
+        self.cfg = dataclasses.replace(timing.TimingConfig.preset(p.timing), **p.timing_overrides)
         self.progress = progress if denv.rank == 0 else None
         self.fault = fault
         self.phase = "start-up"
@@ -365,7 +366,7 @@ class Harness:
         use_graph = self._graph_probe(run, in_group)
         out = []
         self.phase = f"timing of case {case.index}"
-        reps = timing._reps_for(per_call, cfg, cfg.queue_len)
+        reps = timing.reps_for(per_call, cfg, cfg.queue_len)
         if not in_group:
             samples = [0.0] * reps
             method = "graph" if use_graph else ("queue" if dev.has_events else "host-queue")
@@ -375,7 +376,7 @@ class Harness:
             samples = timing.sample_queue(run, dev, reps, cfg.queue_len, start=i, before_each=barrier)
             method = "queue" if dev.has_events else "host-queue"
         out.append(("pipelined", method, self._world_max(samples)))
-        ereps = timing._reps_for(per_call, cfg, 1)
+        ereps = timing.reps_for(per_call, cfg, 1)
         samples = timing.sample_eager(run, dev, ereps, start=i, before_each=barrier) if in_group else [0.0] * ereps
         out.append(("blocking", "events" if dev.has_events else "host", self._world_max(samples)))
         if op.round_trip:

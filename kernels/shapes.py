@@ -14,7 +14,7 @@ the model presets (models/presets/*.yaml, each citing its config.json).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from accelcal.models import ModelConfig, ModelDims
 from accelcal.vocab import ALL_DTYPES

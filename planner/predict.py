@@ -1,7 +1,8 @@
 """One decoder layer's predicted time, exactly as the planner's search costs it.
 
     from accelcal.calibrate.profile import Profile
-    from accelcal.models import ModelConfig
+    from accelcal.calibrate.profile import ProfileQueries
+from accelcal.models import ModelConfig
     from accelcal.planner.predict import predict_layer_time_s
     pred = predict_layer_time_s(Profile.load("profiles/node.yaml"), ModelConfig.from_name("llama3-8b"),
                                 "decode", batch=8, q_len=1, kv_len=2048, tp=1)
@@ -17,7 +18,6 @@ The TP group is taken to sit inside one node (``intra_node`` collectives).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from accelcal.models import ModelConfig
 
@@ -53,7 +53,7 @@ class LayerPrediction:
     """Nodes the profile answered outside its measured range."""
 
 
-def predict_layer_time_s(profile: Any, model: ModelConfig | str, phase: str, batch: int, q_len: int,
+def predict_layer_time_s(profile: ProfileQueries, model: ModelConfig | str, phase: str, batch: int, q_len: int,
                          kv_len: int, tp: int = 1, cuda_graphs: bool = False,
                          moe: MoeOptions | dict | None = None,
                          implementation: str | None = None) -> LayerPrediction:
