@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--inter-node-profile", default=None,
                    help="profile whose inter_node collectives link the nodes (default: --profile)")
     p.add_argument("--model", default="llama3-8b",
-                   help=f"preset ({', '.join(preset_names())}) or a model config .yaml (default: llama3-8b)")
+                   help=f"preset ({', '.join(preset_names())}), a model config .yaml, or a Hugging Face "
+                        f"config.json or its folder (default: llama3-8b)")
     p.add_argument("--dtype", default=None,
                    help="weight/KV dtype to plan in (default: the model's, or the profile's only dtype if it lacks that)")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
