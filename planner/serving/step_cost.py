@@ -106,18 +106,32 @@ class StepCoster:
                                 f"profile with --interconnect (collectives {self.tp_scope})") from None
 
     def _layer(self, tokens: int, graphs: bool):
-        """(non-attention seconds, breakdown, kernels) of one layer over ``tokens`` tokens."""
+        """(non-attention device seconds, breakdown without launch, launch rule) of one layer over ``tokens``.
+
+        The launch rule is the Coster's: a fixed cost (CUDA graphs; host = device) or, for eager launches
+        that overlap device work, ``kernels x per-kernel launch`` to compare with the layer's device time
+        once the real attention is in.
+        """
         key = ("layer", tokens, graphs)
         hit = self._memo.get(key)
         if hit is None:
+            coster = self._costers[graphs]
             dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.layout, self.impl)
-            costed = self._wrap(lambda: self._costers[graphs].cost_dag(dag, self.el))
-            attn = sum(n.device_s for n in costed.nodes if n.op == "attention")
+            costed = self._wrap(lambda: coster.cost_dag(dag, self.el))
+            attn = [n for n in costed.nodes if n.op == "attention"]
             bd = costed.breakdown
-            cat = next(n.category for n in costed.nodes if n.op == "attention")
-            bd[cat] -= attn
-            hit = self._memo[key] = (costed.total_s - attn, bd)
+            bd[attn[0].category] -= attn[0].device_s
+            bd["launch"] = 0.0
+            overlap = not coster.cuda_graphs and not coster.serialised
+            launch = costed.kernels * coster.launch_per_kernel_s if overlap else costed.launch_s
+            hit = self._memo[key] = (costed.device_s - attn[0].device_s, bd, overlap, launch)
         return hit
+
+    @staticmethod
+    def _layer_total(device_s: float, overlap: bool, launch: float) -> tuple[float, float]:
+        """(layer seconds, launch share): overlapping eager launches cost only what exceeds the device time."""
+        extra = max(0.0, launch - device_s) if overlap else launch
+        return device_s + extra, extra
 
     def _attn(self, phase: str, batch: int, q: int, kv: int, graphs: bool) -> float:
         key = ("attn", phase, batch, q, kv)
@@ -167,30 +181,32 @@ class StepCoster:
             raise ValueError("an engine step needs at least one token")
         if logits is None:
             logits = decode_seqs + len(chunks)
-        nonattn, bd = self._layer(tokens, graphs)
+        nonattn, bd, overlap, launch = self._layer(tokens, graphs)
         attn = 0.0
         if decode_seqs:
             attn += self._attn("decode", dec, 1, self._round_kv(decode_kv_mean), graphs)
         for q, ctx in chunks:
             attn += self._attn("prefill", 1, q, max(q, self._round_kv(ctx) if ctx > q else q), graphs)
         edge, ebd = self._edges(tokens, logits, graphs)
-        return nonattn, bd, attn, edge, ebd, graphs
+        layer_s, launch_s = self._layer_total(nonattn + attn, overlap, launch)
+        return layer_s, bd, attn, launch_s, edge, ebd, graphs
 
     def step_s(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = (), logits: int | None = None) -> float:
         """Seconds of one step: ``decode_seqs`` decodes at mean KV length, ``chunks`` = ((chunk, context), ...)."""
         key = ("step", decode_seqs, self._round_kv(decode_kv_mean) if decode_seqs else 0, chunks, logits)
         hit = self._memo.get(key)
         if hit is None:
-            nonattn, _, attn, edge, _, _ = self._parts(decode_seqs, decode_kv_mean, chunks, logits)
-            hit = self._memo[key] = self.pp * self.layers_per_stage * (nonattn + attn) + edge
+            layer_s, _, _, _, edge, _, _ = self._parts(decode_seqs, decode_kv_mean, chunks, logits)
+            hit = self._memo[key] = self.pp * self.layers_per_stage * layer_s + edge
         return hit
 
     def breakdown(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = ()) -> dict:
         """Seconds per category (compute, memory, communication, launch, attention) of one step, and its mode."""
-        nonattn, bd, attn, edge, ebd, graphs = self._parts(decode_seqs, decode_kv_mean, chunks, None)
+        layer_s, bd, attn, launch_s, edge, ebd, graphs = self._parts(decode_seqs, decode_kv_mean, chunks, None)
         n = self.pp * self.layers_per_stage
         out = {k: n * v + ebd.get(k, 0.0) for k, v in bd.items()}
+        out["launch"] += n * launch_s
         out["attention"] = n * attn
-        out["total"] = n * (nonattn + attn) + edge
+        out["total"] = n * layer_s + edge
         out["cuda_graphs"] = graphs
         return out
