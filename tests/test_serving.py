@@ -220,3 +220,21 @@ def test_search_meets_targets_and_explains(prof):
     plain = search_serving(prof, "llama3-8b", 8, ["vllm"], [1, 16], 1024, 128)
     lat = [c.request_latency_s for c in plain.ranked]
     assert lat == sorted(lat)  # no targets: today's latency ranking
+
+
+def test_fp8_on_a_profile_without_fp8_says_so(prof_path, capsys):
+    rc = main(["predict", "--profile", prof_path, "--model", "small", "--engine", "vllm", "--concurrency", "2",
+               "--isl", "64", "--osl", "8", "--weight-dtype", "fp8_e4m3"])
+    assert rc == 2
+    assert "no fp8_e4m3 GEMM measurements (compute.fp8_e4m3)" in capsys.readouterr().err
+
+
+def test_tp_without_collectives_names_what_is_missing(capsys, tmp_path):
+    d = h100_like()
+    d["collectives"] = []
+    p = tmp_path / "nocoll.yaml"
+    Profile.from_dict(d).save(p)
+    rc = main(["predict", "--profile", str(p), "--model", "small", "--engine", "sglang", "--tp", "2",
+               "--concurrency", "2", "--isl", "64", "--osl", "8"])
+    assert rc == 2
+    assert "all_reduce over 2 devices" in capsys.readouterr().err
