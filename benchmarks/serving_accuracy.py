@@ -91,7 +91,9 @@ def main() -> int:
                                   weight_dtype="fp8_e4m3" if fp8 else "bf16",
                                   kv_dtype=args.fp8_kv_dtype if fp8 else "bf16", inter_node_profile=inter)
         except StepCostError as exc:
-            skipped[f"TP{tp}: {str(exc)[:160]}"] += 1
+            why = (f"TP{tp}: --interconnect given, but accelcal.calibrate.compose is not available to combine it"
+                   if notes else f"TP{tp}: {str(exc)[:160]}")
+            skipped[why] += 1
             continue
         if not res.feasible:
             infeasible.append((row["id"], res.reason))

@@ -58,7 +58,7 @@ class EnginePreset:
     """preempt (evict and recompute the last running request) or queue (never evict; wait for room)."""
     admission: str
     """current_length (blocks for the tokens computed so far), full_request (prompt + output reserved up front)
-    or reserve_ratio (SGLang: prompt + remaining output x new_token_ratio must fit)."""
+    or reserve_ratio (SGLang: prompt + whole output must fit beside the running requests' remaining output x new_token_ratio)."""
     cuda_graph_padding: bool = True
     """A decode batch between captured sizes is padded up to the next one (False: runs eager)."""
     new_token_ratio_init: float = 0.0

@@ -206,7 +206,8 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 r = waiting[0]
                 need_now = r.isl
                 room = kv.tokens - used - future
-                if need_now + min(r.osl, 4096) * ratio > room:
+                # the new request reserves its whole output (clipped at 4096); running ones x new_token_ratio
+                if need_now + min(r.osl, 4096) >= room:
                     blocked = True
                     break
                 take = min(r.isl, left)
@@ -214,7 +215,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 running.append(r)
                 chunks.append((r, take))
                 used += r.isl
-                future += r.osl * ratio
+                future += min(r.osl, 4096)
                 left -= take
                 if take < r.isl:
                     break  # the chunked request continues in the next prefill batch

@@ -19,7 +19,7 @@ pads) is costed in graph mode at that padded batch; every other step eager.  fp8
 the GEMMs from the profile's ``compute.fp8_e4m3`` (per-tensor scaled, as torch._scaled_mm measures
 them); block-scaled weights are costed from the same entry and flagged, since no profile field
 measures block scaling yet.  Activations, attention and the KV cache stay bf16 (attention from
-``attention.bf16``: an fp8 KV cache is costed as bf16 attention with half the KV bytes not modelled).
+``attention.bf16``: an fp8 KV cache changes the KV capacity only; its attention is costed as bf16).
 Every piece is memoised; the KV length is rounded to ``kv_round`` tokens for the memo.
 """
 
