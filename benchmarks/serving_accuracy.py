@@ -58,7 +58,10 @@ def main() -> int:
     ap.add_argument("--inter-node-profile", default=None)
     ap.add_argument("--model", default=None, help="model config (default: the qwen3-32b preset)")
     ap.add_argument("--fp8-kv-dtype", choices=("bf16", "fp8_e4m3"), default="fp8_e4m3")
-    ap.add_argument("--num-requests", type=int, default=None)
+    ap.add_argument("--num-requests", type=int, default=None, help="requests per point (default: the predictor's)")
+    ap.add_argument("--requests-per-client", type=int, default=None,
+                    help="requests per point = this x concurrency (aiconfigurator's generated aiperf benchmark uses "
+                         "20: src/aiconfigurator/generator/config/backend_templates/benchmark/bench_run.sh.j2)")
     ap.add_argument("--rows", action="store_true", help="print every row's prediction")
     args = ap.parse_args()
     df = pd.read_csv(args.data)
@@ -87,7 +90,9 @@ def main() -> int:
         fp8 = str(row["precision"]) == "fp8"
         try:
             res = predict_serving(prof, model, eng, tp=tp, pp=pp, concurrency=int(row["batch_size"]),
-                                  isl=int(row["isl"]), osl=int(row["osl"]), num_requests=args.num_requests,
+                                  isl=int(row["isl"]), osl=int(row["osl"]),
+                                  num_requests=(args.requests_per_client * int(row["batch_size"])
+                                                if args.requests_per_client else args.num_requests),
                                   weight_dtype="fp8_e4m3" if fp8 else "bf16",
                                   kv_dtype=args.fp8_kv_dtype if fp8 else "bf16", inter_node_profile=inter)
         except StepCostError as exc:
