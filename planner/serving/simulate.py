@@ -30,20 +30,23 @@ __all__ = ["SimRun", "simulate"]
 
 
 class _Req:
-    __slots__ = ("i", "arrival", "isl", "osl", "done_prompt", "generated", "first", "finish", "blocks", "reserved")
+    __slots__ = ("i", "arrival", "isl", "osl", "target", "done_prompt", "dec", "generated", "first", "finish", "blocks")
 
     def __init__(self, i: int, arrival: float, isl: int, osl: int):
         self.i, self.arrival, self.isl, self.osl = i, arrival, isl, osl
+        self.target = isl
+        """Tokens to prefill: the prompt, or after a preemption the prompt and every token emitted so far."""
         self.done_prompt = 0
+        self.dec = 0
+        """Decode steps since the (re)prefill finished: each wrote one token's KV."""
         self.generated = 0
         self.first = -1.0
         self.finish = -1.0
         self.blocks = 0
-        self.reserved = 0
 
     @property
     def length(self) -> int:
-        return self.done_prompt + max(0, self.generated - 1) if self.generated else self.done_prompt
+        return self.done_prompt + self.dec
 
 
 @dataclass
@@ -110,7 +113,9 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         nonlocal preempt, ratio
         victim = running.pop()
         release(victim)
-        victim.done_prompt, victim.generated, victim.first = 0, 0, -1.0
+        # recompute: the prompt and the tokens emitted so far are prefilled again; TTFT already happened
+        victim.target = victim.isl + victim.generated if victim.generated else victim.isl
+        victim.done_prompt, victim.dec = 0, 0
         waiting.appendleft(victim)
         preempt += 1
         ratio = engine.new_token_ratio_init
@@ -140,9 +145,9 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                     r.blocks = need
                     free -= need
                     running.append(r)
-            pending = [r for r in running if r.done_prompt < r.isl]
+            pending = [r for r in running if r.done_prompt < r.target]
             if pending:
-                chunks.append((pending[0], pending[0].isl))  # each prompt prefilled alone
+                chunks.append((pending[0], pending[0].target))  # each prompt prefilled alone
             else:
                 decodes = list(running)
         elif engine.mixed_steps:
@@ -151,9 +156,9 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             idx = 0
             while idx < len(running):
                 r = running[idx]
-                if r.done_prompt < r.isl:
-                    take = min(r.isl - r.done_prompt, left) if engine.chunked_prefill else (
-                        r.isl - r.done_prompt if r.isl - r.done_prompt <= left else 0)
+                if r.done_prompt < r.target:
+                    take = min(r.target - r.done_prompt, left) if engine.chunked_prefill else (
+                        r.target - r.done_prompt if r.target - r.done_prompt <= left else 0)
                     new_len = r.done_prompt + take
                 else:
                     take = 1
@@ -171,13 +176,13 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                     free -= need
                     r.blocks += need
                 left -= take
-                (chunks.append((r, take)) if r.done_prompt < r.isl else decodes.append(r))
+                (chunks.append((r, take)) if r.done_prompt < r.target else decodes.append(r))
                 idx += 1
             # then waiting requests with the budget left
             blocked = False
             while waiting and left > 0 and len(running) < engine.max_seqs:
                 r = waiting[0]
-                take = min(r.isl, left) if engine.chunked_prefill else (r.isl if r.isl <= left else 0)
+                take = min(r.target, left) if engine.chunked_prefill else (r.target if r.target <= left else 0)
                 if take <= 0:
                     break
                 need = blocks_for(take if engine.admission == "current_length" else r.isl + r.osl)
@@ -193,9 +198,9 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             kv_limited += blocked
         else:  # SGLang: a prefill batch, when one can be formed, runs on its own; else one decode step
             left = budget
-            partial = [r for r in running if r.done_prompt < r.isl]
+            partial = [r for r in running if r.done_prompt < r.target]
             for r in partial:
-                take = min(r.isl - r.done_prompt, left)
+                take = min(r.target - r.done_prompt, left)
                 if take > 0:
                     chunks.append((r, take))
                     left -= take
@@ -204,28 +209,28 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             blocked = False
             while waiting and left > 0 and not partial and len(running) < engine.max_seqs:
                 r = waiting[0]
-                need_now = r.isl
+                need_now = r.target
                 room = kv.tokens - used - future
                 # the new request reserves its whole output (clipped at 4096); running ones x new_token_ratio
                 if need_now + min(r.osl, 4096) >= room:
                     blocked = True
                     break
-                take = min(r.isl, left)
+                take = min(r.target, left)
                 waiting.popleft()
                 running.append(r)
                 chunks.append((r, take))
-                used += r.isl
+                used += r.target
                 future += min(r.osl, 4096)
                 left -= take
-                if take < r.isl:
+                if take < r.target:
                     break  # the chunked request continues in the next prefill batch
             kv_limited += blocked
             if not chunks:
-                decodes = [r for r in running if r.done_prompt >= r.isl]
+                decodes = [r for r in running if r.done_prompt >= r.target]
                 need = sum(blocks_for(r.length + 1) for r in decodes)
                 while decodes and need > kv.blocks:
                     evict()
-                    decodes = [r for r in running if r.done_prompt >= r.isl]
+                    decodes = [r for r in running if r.done_prompt >= r.target]
                     need = sum(blocks_for(r.length + 1) for r in decodes)
                 ratio = max(engine.new_token_ratio_min, ratio - decay)
             for r in running:  # token-granular pool: blocks follow the current length
@@ -243,12 +248,12 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         max_running = max(max_running, len(running))
         kv_mean = float(np.mean([r.length + 1 for r in decodes])) if decodes else 0.0
         spec = tuple((take, r.done_prompt + take) for r, take in chunks)
-        logits = len(decodes) + sum(1 for r, take in chunks if r.done_prompt + take >= r.isl)
+        logits = len(decodes) + sum(1 for r, take in chunks if r.done_prompt + take >= r.target)
         dt = coster.step_s(len(decodes), kv_mean, spec, logits)
         if decodes and not chunks:
             key = (len(decodes), coster._round_kv(kv_mean))
             dec_hist[key] = dec_hist.get(key, 0) + 1
-        decoding_now = sum(1 for r in running if r.generated >= 1 and r.done_prompt >= r.isl)
+        decoding_now = sum(1 for r in running if r.generated >= 1 and r.done_prompt >= r.target)
         dec_time += dt * decoding_now
         if chunks:
             dec_time_prefill += dt * decoding_now
@@ -256,14 +261,17 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         finished: list[_Req] = []
         for r in decodes:
             r.generated += 1
+            r.dec += 1
             if r.generated >= r.osl:
                 finished.append(r)
         for r, take in chunks:
             r.done_prompt += take
-            if r.done_prompt >= r.isl:
-                r.generated = 1
-                r.first = clock
-                if r.osl <= 1:
+            if r.done_prompt >= r.target:
+                r.dec = 0
+                if r.generated == 0:
+                    r.first = clock
+                r.generated += 1  # the (re)prefill step emits the next token
+                if r.generated >= r.osl:
                     finished.append(r)
         for r in finished:
             r.finish = clock
