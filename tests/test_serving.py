@@ -238,3 +238,14 @@ def test_tp_without_collectives_names_what_is_missing(capsys, tmp_path):
                "--concurrency", "2", "--isl", "64", "--osl", "8"])
     assert rc == 2
     assert "all_reduce over 2 devices" in capsys.readouterr().err
+
+
+def test_search_p99_targets_are_checked_by_simulation_and_plotted(prof, tmp_path):
+    from accelcal.planner.serving.search import plot_pareto
+
+    res = search_serving(prof, "small", 2, ["vllm"], [1, 8, 32], 256, 32,
+                         ServingTargets(ttft_s=0.05, tpot_s=0.01, stat="p99"))
+    assert res.best.checked_by == "simulate (p99)" and not res.best.misses
+    out = tmp_path / "front.png"
+    plot_pareto(res, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
