@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from accelcal.calibrate.profile import Profile
-from accelcal.planner.models import ModelConfig
+from accelcal.models import ModelConfig
 from accelcal.planner.serving.predict import combine_profiles, predict_serving
 from accelcal.planner.serving.step_cost import StepCostError
 

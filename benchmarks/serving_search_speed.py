@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from accelcal.calibrate.profile import Profile
-from accelcal.planner.models import ModelConfig
+from accelcal.models import ModelConfig
 from accelcal.planner.serving.search import ServingTargets, search_serving
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 from accelcal.calibrate.profile import Profile
 from accelcal.cli import main
 from accelcal.planner.cluster import Cluster
-from accelcal.planner.models import ModelConfig
+from accelcal.models import ModelConfig
 from accelcal.planner.search import plan
 from accelcal.planner.serving.engine import EnginePreset, engine_names
 from accelcal.planner.serving.kv import Infeasible, kv_budget

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from ..dag import kv_heads_per_device
 from ..memory import device_memory, layer_weight_elems
-from ..models import DTYPE_BYTES, ModelConfig
+from accelcal.models import ModelConfig
+from accelcal.vocab import DTYPE_BYTES
 from ..workload import Workload
 from .engine import EnginePreset
 

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import ModelConfig
+from accelcal.models import ModelConfig
 from .engine import EnginePreset
 from .kv import Infeasible, KVBudget, kv_budget
 from .metrics import ServingMetrics

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import ModelConfig
+from accelcal.models import ModelConfig
 from .engine import EnginePreset
 from .kv import Infeasible, kv_budget
 from .steady import steady_state

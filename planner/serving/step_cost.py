@@ -29,10 +29,12 @@ import dataclasses
 import math
 from typing import Any
 
+from accelcal.calibrate.profile import MissingMeasurement
+
 from ..cost import Coster
 from ..dag import Layout, build_edge_dag, build_layer_dag, kv_heads_per_device
-from ..implementation import Implementation
-from ..models import ModelConfig
+from accelcal.models.implementation import Implementation
+from accelcal.models import ModelConfig
 from .engine import EnginePreset
 
 __all__ = ["StepCoster", "StepCostError"]
@@ -92,6 +94,7 @@ class StepCoster:
         self._costers = {g: _ServingCoster(profile, weight_dtype, act, g, inter_node_profile) for g in (False, True)}
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
         self._memo: dict[tuple, Any] = {}
+        self._eager_launch_s = profile.launch_overhead_s("eager").time_s
         self.heads = model.heads // tp
         self.kvh = kv_heads_per_device(model, tp)
         self.layers_per_stage = model.layers // pp
@@ -100,7 +103,7 @@ class StepCoster:
     def _wrap(self, fn):
         try:
             return fn()
-        except KeyError as exc:  # MissingMeasurement names what the profile lacks
+        except MissingMeasurement as exc:  # it names what the profile lacks
             msg = exc.args[0] if exc.args else str(exc)
             raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}; give an interconnect "
                                 f"profile with --interconnect (collectives {self.tp_scope})") from None
@@ -123,7 +126,7 @@ class StepCoster:
             bd[attn[0].category] -= attn[0].device_s
             bd["launch"] = 0.0
             overlap = not coster.cuda_graphs and not coster.serialised
-            launch = costed.kernels * coster.launch_per_kernel_s if overlap else costed.launch_s
+            launch = costed.kernels * self._eager_launch_s if overlap else costed.launch_s
             hit = self._memo[key] = (costed.device_s - attn[0].device_s, bd, overlap, launch)
         return hit
 
