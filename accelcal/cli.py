@@ -29,6 +29,7 @@ _AREAS: tuple[str, ...] = (
     "accelcal.collectives.cli",
     "accelcal.calibrate.cli",
     "accelcal.planner.cli",
+    "accelcal.planner.serving.cli",
     "accelcal.validate.cli",
 )
 

@@ -37,3 +37,11 @@ def test_datasheet_vs_measured_reads_the_last_validation_table(tmp_path):
     empty.write_text("nothing here\n")
     with pytest.raises(SystemExit, match="no validation table"):
         mod.read_cases(empty)
+
+
+def test_serving_accuracy_summary_and_model_fallback():
+    mod = _load("serving_accuracy")
+    line = mod.summary("all", [0.1, -0.3], [0.05, -0.05])
+    assert "n=2" in line and "mean   20.0%" in line and "median    5.0%" in line
+    assert "n=0" in mod.summary("none", [], [])
+    assert mod.resolve_model("tiny").name == "tiny"
