@@ -2,12 +2,13 @@
 
     $ python benchmarks/serving_accuracy.py                           # TP=1 rows with profiles/nvidia-h100.yaml
     $ python benchmarks/serving_accuracy.py --interconnect nvlink.yaml   # TP>1 rows too
-    $ python benchmarks/serving_accuracy.py --model /tmp/qwen3-32b.yaml --fp8-kv-dtype bf16 --rows
+    $ python benchmarks/serving_accuracy.py --fp8-kv-dtype fp8_e4m3 --rows   # sensitivity: fp8 KV for fp8 rows
 
 Every row of the CSV (``--data``, default ../shared/data/serving-dev/qwen3-32b-h100.csv relative to the repo)
 the profiles can cost is predicted with ``predict_serving`` (step-level simulation): backend -> engine preset,
-precision fp8 -> fp8_e4m3 weights (and the KV cache in ``--fp8-kv-dtype``, default fp8_e4m3: a modelling
-assumption, since the rows do not record the KV dtype), batch_size -> closed-loop concurrency, isl/osl fixed,
+precision fp8 -> fp8_e4m3 weights; the KV cache stays bf16 unless ``--fp8-kv-dtype fp8_e4m3`` (the rows do not
+record the KV dtype; bf16 is what the engines' ``kv_cache_dtype auto`` gives for a checkpoint without KV
+scales, so it is the default; fp8 KV is a sensitivity run, never a choice made from these rows' errors), batch_size -> closed-loop concurrency, isl/osl fixed,
 ``--num-requests`` per point (default the predictor's own: 10 x concurrency, at least 100; the rows do not
 record it).  Prints mean and median |relative error| of TTFT and TPOT overall, by engine and by TP, the rows
 not predicted and why, and the rows called infeasible.  Nothing here is fitted to these rows.
@@ -57,7 +58,8 @@ def main() -> int:
     ap.add_argument("--interconnect", default=None, help="intra-node interconnect profile (TP>1 rows)")
     ap.add_argument("--inter-node-profile", default=None)
     ap.add_argument("--model", default=None, help="model config (default: the qwen3-32b preset)")
-    ap.add_argument("--fp8-kv-dtype", choices=("bf16", "fp8_e4m3"), default="fp8_e4m3")
+    ap.add_argument("--fp8-kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
+                    help="KV dtype for the fp8 rows (default bf16: the engines' kv_cache_dtype auto)")
     ap.add_argument("--num-requests", type=int, default=None, help="requests per point (default: the predictor's)")
     ap.add_argument("--requests-per-client", type=int, default=None,
                     help="requests per point = this x concurrency (aiconfigurator's generated aiperf benchmark uses "
