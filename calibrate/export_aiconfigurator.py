@@ -61,6 +61,7 @@ from typing import Any, Iterable
 import yaml
 
 from accelcal.atomic import atomic_write_text, atomic_write_with
+from accelcal.vocab import DTYPE_BYTES
 
 from .export import _best_busbw
 from .profile import MissingMeasurement, Profile
@@ -77,8 +78,9 @@ AIC_COMM_OPS: dict[str, str] = {"all_reduce": "all_reduce", "all_gather": "all_g
                                 "reduce_scatter": "reduce_scatter", "all_to_all": "alltoall"}
 """accelcal collective op -> aiconfigurator ``nccl_perf`` ``op_name``."""
 
-NCCL_DTYPE, NCCL_ELEMENT_BYTES = "half", 2
-"""The collective dtype written (aiconfigurator's default comm quant mode) and its element size."""
+NCCL_DTYPE = "half"
+"""The collective dtype written (aiconfigurator's default comm quant mode, a 16-bit element)."""
+NCCL_ELEMENT_BYTES = DTYPE_BYTES["fp16"]
 
 # Grids the fitted models are evaluated on (measured coordinates are added to them).
 GRID_M = [2 ** i for i in range(15)]  # 1 .. 16384 tokens
