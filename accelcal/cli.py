@@ -26,6 +26,7 @@ _AREAS: tuple[str, ...] = (
     "accelcal.kernels.cli",
     "accelcal.collectives.cli",
     "accelcal.calibrate.cli",
+    "accelcal.calibrate.nccl_import",
     "accelcal.planner.cli",
     "accelcal.validate.cli",
 )

@@ -20,6 +20,7 @@ import bisect
 import copy
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Sequence
 
@@ -69,7 +70,8 @@ MAX_MESSAGE_BYTES = 1e13
 WAVE_TILE = 128
 """Output tile edge assumed by the wave-quantisation term of the GEMM model (rows and columns)."""
 
-SOURCES = ("measured", "datasheet")
+SOURCES = ("measured", "datasheet", "published")
+"""measured: by accelcal here; datasheet: vendor figures; published: measured by someone else (nccl-tests logs), cited."""
 SCOPES = ("intra_node", "inter_node")
 PHASES = ("prefill", "decode")
 MEMORY_PATTERNS = ("copy", "read", "write")
@@ -274,7 +276,7 @@ class Identity:
     name: str
     """Profile name, e.g. ``cpu-amd-epyc-2c`` or ``h100-sxm-datasheet``."""
     source: str
-    """``measured`` or ``datasheet``."""
+    """``measured``, ``datasheet`` or ``published`` (measured by someone else; citations required)."""
     device_type: str
     """cpu | cuda | rocm | ..."""
     device_name: str
@@ -283,8 +285,8 @@ class Identity:
     """Accelerators per node (ranks per node for CPU runs)."""
     nodes: int
     """Nodes measured (or described)."""
-    memory_capacity_bytes: float
-    """Memory per device in bytes."""
+    memory_capacity_bytes: float | None
+    """Memory per device in bytes; null only in an interconnect profile (collectives only, no compute section)."""
     host: str
     """Host name the measurement ran on ("" for datasheets)."""
     date: str
@@ -300,11 +302,16 @@ class Identity:
     threads_per_device: int | None = None
     """CPU only: intra-op threads one "device" (one rank's share of the cores) was measured with; null for
     accelerators and for profiles written before the field existed (optional key)."""
+    raw_sha256: dict[str, str] = field(default_factory=dict)
+    """sha256 of each source file the profile was fitted from (``raw_data`` path -> hex digest; optional key)."""
 
     @classmethod
     def read(cls, r: _Reader, d: Any, path: str) -> "Identity":
-        names = [f.name for f in fields(cls) if f.name != "threads_per_device"]
-        d = r.mapping(d, path, names, ["threads_per_device"])
+        names = [f.name for f in fields(cls) if f.name not in ("threads_per_device", "raw_sha256")]
+        d = r.mapping(d, path, names, ["threads_per_device", "raw_sha256"])
+        sha = d.get("raw_sha256") or {}
+        if not isinstance(sha, dict) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in sha.values()):
+            raise r.fail(f"{path}.raw_sha256", f"expected a mapping of file -> 64 hex digits, got {sha!r:.80}")
         versions = d["versions"]
         if not isinstance(versions, dict):
             raise r.fail(f"{path}.versions", f"expected a mapping of name -> version string, got {type(versions).__name__}")
@@ -318,7 +325,8 @@ class Identity:
             devices_per_node=r.integer(d["devices_per_node"], f"{path}.devices_per_node", lo=1, hi=1024),
             nodes=r.integer(d["nodes"], f"{path}.nodes", lo=1, hi=100000),
             memory_capacity_bytes=r.number(d["memory_capacity_bytes"], f"{path}.memory_capacity_bytes",
-                                           lo=0.0, lo_open=True, hi=MAX_MEMORY_BYTES, what="bytes per device"),
+                                           lo=0.0, lo_open=True, hi=MAX_MEMORY_BYTES, what="bytes per device",
+                                           optional=True),
             host=r.string(d["host"], f"{path}.host"),
             date=r.string(d["date"], f"{path}.date"),
             command=r.string(d["command"], f"{path}.command"),
@@ -327,13 +335,17 @@ class Identity:
             raw_data=r.str_list(d["raw_data"], f"{path}.raw_data"),
             threads_per_device=None if d.get("threads_per_device") is None else
             r.integer(d["threads_per_device"], f"{path}.threads_per_device", lo=1, hi=100000),
+            raw_sha256={str(k): v for k, v in sha.items()},
         )
-        if ident.source == "datasheet" and not [c for c in ident.citations if c.strip()]:
-            raise r.fail(f"{path}.citations", "a datasheet profile must cite the source of its numbers (empty list)")
+        if ident.source in ("datasheet", "published") and not [c for c in ident.citations if c.strip()]:
+            raise r.fail(f"{path}.citations", f"a {ident.source} profile must cite the source of its numbers (empty list)")
         return ident
 
     def to_dict(self) -> dict:
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        if not self.raw_sha256:
+            del out["raw_sha256"]  # optional key: profiles without source digests stay as they were
+        return out
 
 
 @dataclass
@@ -888,18 +900,30 @@ class Profile:
             sv = d["schema_version"]
             if isinstance(sv, bool) or not isinstance(sv, int) or sv != SCHEMA_VERSION:
                 raise r.fail("schema_version", f"unknown schema version {sv!r}; this accelcal reads {SCHEMA_VERSION}")
-        d = r.mapping(d, TOP_LEVEL, ["schema_version", "method_version", "identity", "compute", "memory", "overheads",
-                                   "collectives"], ["attention", "elementwise", "validation"])
+        # compute / memory / overheads are optional only for an interconnect profile (collectives only).
+        d = r.mapping(d, TOP_LEVEL, ["schema_version", "method_version", "identity", "collectives"],
+                      ["compute", "memory", "overheads", "attention", "elementwise", "validation"])
         ident = Identity.read(r, d["identity"], "identity")
         datasheet = ident.source == "datasheet"
-        comp = d["compute"]
+        if not d.get("compute"):
+            if not d["collectives"]:
+                raise r.fail(TOP_LEVEL, "a profile needs a compute section (a device profile) or collectives (an "
+                                        "interconnect profile); this one has neither")
+            extra = [k for k in ("memory", "attention", "elementwise", "validation") if d.get(k)]
+            if extra:
+                raise r.fail(TOP_LEVEL, f"an interconnect profile (no compute section) describes collectives only; "
+                                        f"it has {extra}")
+        elif ident.memory_capacity_bytes is None:
+            raise r.fail("identity.memory_capacity_bytes", "expected a number: a device profile (with compute) needs "
+                                                           "its memory per device; only interconnect profiles may omit it")
+        comp = d.get("compute") or {}
         if not isinstance(comp, dict):
             raise r.fail("compute", f"expected a mapping dtype -> entry, got {type(comp).__name__}")
         compute = {}
         for dt, e in comp.items():
             r.string(dt, "compute", list(DTYPE_BYTES))
             compute[dt] = ComputeEntry.read(r, e, f"compute.{dt}", datasheet)
-        mem = d["memory"]
+        mem = d.get("memory") or {}
         if not isinstance(mem, dict):
             raise r.fail("memory", f"expected a mapping pattern -> entry, got {type(mem).__name__}")
         r.mapping(mem, "memory", [], MEMORY_PATTERNS)
@@ -920,7 +944,7 @@ class Profile:
             seen[c.key] = i
         return cls(
             identity=ident, compute=compute, memory=memory,
-            overheads=Overheads.read(r, d["overheads"], "overheads"),
+            overheads=Overheads.read(r, d.get("overheads") or {}, "overheads"),
             collectives=collectives, attention=attention, elementwise=elementwise,
             validation=Validation.read(r, d["validation"], "validation") if d.get("validation") is not None else None,
             schema_version=SCHEMA_VERSION,
@@ -981,8 +1005,13 @@ class Profile:
     def is_datasheet(self) -> bool:
         return self.identity.source == "datasheet"
 
+    @property
+    def is_interconnect(self) -> bool:
+        """A collectives-only profile (no compute): one fabric, to combine with a device profile (calibrate/compose.py)."""
+        return not self.compute
+
     def _base_flags(self) -> tuple[str, ...]:
-        return ("datasheet",) if self.is_datasheet else ()
+        return ("datasheet",) if self.is_datasheet else ("published",) if self.identity.source == "published" else ()
 
     def gemm_time_s(self, m: int, n: int, k: int, dtype: str) -> Estimate:
         """Time of C[m,n] = A[m,k] @ B[k,n] in ``dtype``."""
@@ -1081,6 +1110,13 @@ class Profile:
         if group_size == 1 and op != "send_recv":
             return Estimate(0.0, False, "group of one rank: nothing to communicate", label, ())
         cands = [c for c in self.collectives if c.op == op and c.scope == scope]
+        if not cands and op in ("all_gather", "reduce_scatter") and any(
+                c.op == "all_reduce" and c.scope == scope for c in self.collectives):
+            # An all-reduce of the zero-padded S-byte buffer is an all-gather of it, and a reduce-scatter's output is
+            # a slice of the all-reduce result: all_reduce(S) bounds both from above (a stated, flagged model).
+            est = self.collective_time_s("all_reduce", nbytes, group_size, scope)
+            return replace(est, extrapolated=True, flags=tuple(dict.fromkeys(est.flags + ("upper-bound", "extrapolated"))),
+                           detail=f"{op} not measured: upper bound all_reduce(S) ({est.detail})")
         if not cands:
             have = sorted({(c.op, c.scope) for c in self.collectives})
             raise MissingMeasurement(f"{self.identity.name}: no {op} data for scope {scope!r}; "
