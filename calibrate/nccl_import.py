@@ -33,10 +33,13 @@ from typing import Callable, Sequence
 from .fit_alpha_beta import fit_piecewise
 from .profile import DTYPE_BYTES, SCOPES, CollectiveEntry, Identity, Overheads, Profile
 
-__all__ = ["import_profile", "profile_from_runs", "register", "MAX_PIECES"]
+__all__ = ["import_profile", "profile_from_runs", "register", "MAX_PIECES", "SMALL_MESSAGE_BYTES"]
 
 MAX_PIECES = 3
 """Latency + bandwidth pieces per collective, as calibrate fits them (protocol switches: LL, LL128, Simple)."""
+
+SMALL_MESSAGE_BYTES = 1 << 20
+"""A log whose smallest size is above this gets a quality flag: its fitted latency is not a small-message measurement."""
 
 
 def _device_layout(runs) -> tuple[str, str, int, int, list[str]]:
@@ -83,6 +86,10 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             f = fit_piecewise(label, xs, ts, max_pieces=MAX_PIECES, target="collective")
         except ValueError as exc:
             raise ValueError(f"{', '.join(sorted({os.path.basename(r.source) for r in rs}))}: {exc}") from None
+        if min(xs) > SMALL_MESSAGE_BYTES:
+            # Without small messages the intercept is where the large-message line meets S = 0, not a latency.
+            f.quality.flags.append(f"{label}: smallest measured size {min(xs):.4g} B > {SMALL_MESSAGE_BYTES} B: the "
+                                   f"latency is the large-message intercept, not a measured small-message time")
         entries.append(CollectiveEntry(op=op, scope=sc, group_size=gs, dtype=next(iter(dtypes)), pieces=f.pieces,
                                        quality=f.quality))
         if progress:

@@ -58,7 +58,8 @@ _DTYPES = {"float": "fp32", "half": "fp16", "bfloat16": "bf16", "double": None, 
            "int": None, "char": None}
 """nccl-tests type names -> accelcal dtype names (None: a type accelcal has no name for; kept as the raw name)."""
 
-_TAG = re.compile(r"^\s*(?:\[\d+(?:,\d+)*\](?:<std(?:out|err)>)?:?\s?)+")
+_TAG = re.compile(r"^\s*(?:(?:\[\d+(?:,\d+)*\](?:<std(?:out|err)>)?:?|\d+:(?=\s))\s?)+")
+"""mpirun --tag-output (``[1,0]<stdout>:``), ``[0]`` and srun --label (`` 0: ``) prefixes."""
 _INLINE_TAG = re.compile(r"\[\d+\]")
 _RANK = re.compile(r"^#?\s*Rank\s+(\d+)\s+(?:Group\s+\d+\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)\s+\[([^\]]*)\]\s*(.*)$")
 _VERSION = re.compile(r"^#\s*nccl-tests version\s+(\S+)(?:\s+\([^)]*\))?(?:\s+nccl-headers=(\d+))?(?:\s+nccl-library=(\d+))?")
@@ -271,7 +272,7 @@ def _finish(run: Run | None, out: list[Run], path: str, op_hint: str | None) -> 
 
 def _check_factors(run: Run, path: str) -> None:
     """Every row with enough printed digits must satisfy algbw = S/t and busbw = algbw x factor(n) (our factors)."""
-    n_inferred = None
+    ratios: list[float] = []
     for r in run.rows:
         for t in (r.out_of_place, r.in_place):
             if t is None or not t.algbw_bytes_per_s or t.algbw_bytes_per_s < 1e9 or t.time_s <= 0:
@@ -283,7 +284,7 @@ def _check_factors(run: Run, path: str) -> None:
                                      f"output, or the columns are shifted")
             ratio = t.busbw_bytes_per_s / t.algbw_bytes_per_s
             if run.ranks <= 0:
-                n_inferred = n_inferred or _ranks_from_ratio(run.op, ratio)
+                ratios.append(ratio)
                 continue
             f = busbw_factor(run.op, run.ranks)
             if abs(ratio / f - 1) > 0.03:
@@ -291,6 +292,7 @@ def _check_factors(run: Run, path: str) -> None:
                                      f"{t.algbw_bytes_per_s / 1e9:g} = {ratio:.4g}, but the {run.op} factor for "
                                      f"{run.ranks} ranks is {f:.4g}: wrong collective (--op) or rank count?")
     if run.ranks <= 0:
+        n_inferred = _ranks_from_ratio(run.op, ratios)
         if n_inferred is None:
             if all(busbw_factor(run.op, n) == 1.0 for n in (2, 8)):
                 n_inferred = 2
@@ -303,11 +305,13 @@ def _check_factors(run: Run, path: str) -> None:
         run.ranks = n_inferred
 
 
-def _ranks_from_ratio(op: str, ratio: float) -> int | None:
-    for n in range(2, 4097):
-        if abs(busbw_factor(op, n) / ratio - 1) < 0.01:
-            return n
-    return None
+def _ranks_from_ratio(op: str, ratios: Sequence[float]) -> int | None:
+    """The rank count whose busbw factor best explains every printed busbw / algbw (None: no ratio, or none fits)."""
+    if not ratios or all(busbw_factor(op, n) == busbw_factor(op, 2) for n in (3, 8)):
+        return None
+    errs = {n: sum(abs(busbw_factor(op, n) / r - 1) for r in ratios) / len(ratios) for n in range(2, 4097)}
+    best = min(errs, key=errs.get)
+    return best if errs[best] < 0.01 else None
 
 
 def parse_text(text: str, path: str = "<text>", op_hint: str | None = None) -> list[Run]:
@@ -488,7 +492,8 @@ def parse_json(text: str, path: str = "<json>", op_hint: str | None = None) -> l
                 raise NcclTestsError(f"{where}.{half}.nwrong = {t.wrong:g}: nccl-tests found wrong results")
         run.rows.append(Row(int(r["size"]), int(r.get("count", 0)), str(r.get("type", "")), oop, inp, i))
     oob = d.get("out_of_bounds")
-    if isinstance(oob, dict) and (oob.get("count", 0) or oob.get("okay") is False):
+    # jsonBool writes the strings "true"/"false" (util.cu), older writers real booleans.
+    if isinstance(oob, dict) and (oob.get("count", 0) or oob.get("okay") in (False, "false")):
         raise NcclTestsError(f"{path}: out_of_bounds = {oob}: nccl-tests found wrong results")
     if oob is None:
         run.notes.append("no out_of_bounds object: the run may have stopped early")
