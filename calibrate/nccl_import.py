@@ -71,6 +71,11 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
         groups.setdefault((r.op, scope or r.scope, r.group_size), []).append(r)
     entries = []
     for (op, sc, gs), rs in sorted(groups.items()):
+        clusters = {tuple(sorted(set(r.hosts))) for r in rs if r.hosts}
+        if len(clusters) > 1:
+            raise ValueError(f"{op} {sc} group {gs}: the runs come from different hosts "
+                             f"({'; '.join(','.join(c) for c in sorted(clusters))}), i.e. different fabrics; "
+                             f"import each cluster's logs into its own profile")
         xs, ts = [], []
         for r in rs:
             x, t = r.series(placement)
