@@ -26,12 +26,16 @@ def _pct(bd: dict[str, float]) -> str:
 
 
 def datasheet_warnings(r: PlanResult) -> list[str]:
-    """One line per datasheet profile used: its figures are priors, and the latencies it lacks count as 0."""
-    zero = ("are assumed 0 s (--assume-zero-latency)" if r.options.assume_zero_latency else
-            "are refused (layouts that need them are rejected) unless --assume-zero-latency; launch overheads are 0 s")
-    return [f"DATASHEET PRIOR, NOT A MEASUREMENT: profile {name} is transcribed from vendor datasheets; collective "
-            f"latencies the datasheets do not give {zero}, so kernel launches look cheaper than they are (measure "
-            f"with `accelcal calibrate` for real numbers)"
+    """One line per datasheet profile used: its figures are priors; the latencies it lacks are 0 s or refused."""
+    if r.options.assume_zero_latency:
+        what = ("latencies and launch overheads the datasheets do not give are assumed 0 s (--assume-zero-latency), "
+                "so collectives and kernel launches look cheaper than they are")
+    else:
+        what = ("launch overheads the datasheets do not give are assumed 0 s, so kernel launches look cheaper than "
+                "they are; collectives without a latency are refused (layouts that need them are rejected) unless "
+                "--assume-zero-latency")
+    return [f"DATASHEET PRIOR, NOT A MEASUREMENT: profile {name} is transcribed from vendor datasheets; {what} "
+            f"(measure with `accelcal calibrate` for real numbers)"
             for name in r.datasheet_profiles]
 
 
