@@ -26,7 +26,9 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .profile import SCOPES, Estimate, Profile, ProfileError
+from accelcal.vocab import SCOPES
+
+from .profile import Estimate, Profile, ProfileError
 
 __all__ = ["Part", "ComposedProfile", "compose", "describe_origin", "shipped_interconnects", "missing_hint",
            "SHIPPED_DIR"]

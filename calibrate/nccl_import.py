@@ -30,8 +30,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
+from accelcal.vocab import DTYPE_BYTES, SCOPES
+
 from .fit_alpha_beta import fit_piecewise
-from .profile import DTYPE_BYTES, SCOPES, CollectiveEntry, Identity, Overheads, Profile
+from .profile import CollectiveEntry, Identity, Overheads, Profile
 
 __all__ = ["import_profile", "profile_from_runs", "register", "MAX_PIECES", "SMALL_MESSAGE_BYTES"]
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from accelcal.calibrate.profile import BUSBW_FACTORS, SCOPES, busbw_factor
+from accelcal.vocab import BUSBW_FACTORS, SCOPES, busbw_factor
 
 __all__ = ["NcclTestsError", "Timing", "Row", "Run", "BINARY_OPS", "parse_text", "parse_json", "read_collectives_csv",
            "read_runs", "sha256_of"]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from accelcal.calibrate.nccl_import import import_profile
-from accelcal.calibrate.profile import Profile, ProfileError, busbw_factor
+from accelcal.calibrate.profile import MissingMeasurement, Profile, ProfileError, busbw_factor
 from accelcal.cli import main
 from accelcal.collectives.nccl_tests import NcclTestsError, parse_text, read_runs, sha256_of
 
@@ -148,5 +148,5 @@ def test_unmeasured_gather_is_bounded_by_all_reduce_and_flagged():
     ag = prof.collective_time_s("all_gather", 1 << 28, 8, "intra_node")
     ar = prof.collective_time_s("all_reduce", 1 << 28, 8, "intra_node")
     assert ag.time_s == ar.time_s and "upper-bound" in ag.flags and ag.extrapolated
-    with pytest.raises(KeyError, match="no send_recv data"):
+    with pytest.raises(MissingMeasurement, match="no send_recv data"):
         prof.collective_time_s("send_recv", 1 << 20, 2, "intra_node")
