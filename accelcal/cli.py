@@ -28,6 +28,7 @@ _AREAS: tuple[str, ...] = (
     "accelcal.kernels.cli",
     "accelcal.collectives.cli",
     "accelcal.calibrate.cli",
+    "accelcal.calibrate.nccl_import",
     "accelcal.planner.cli",
     "accelcal.planner.serving.cli",
     "accelcal.validate.cli",

@@ -21,8 +21,15 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                        description="Enumerate TP x PP x DP (x EP for MoE, SP for prefill), cost each layer DAG "
                                    "from the profile, and rank the layouts with the reasons.")
     p.add_argument("--profile", required=True, help="profile YAML of one node (accelcal calibrate or profiles/datasheet/)")
+    p.add_argument("--interconnect", default=None, metavar="PROFILE",
+                   help="interconnect profile whose intra_node collectives replace --profile's (e.g. "
+                        "profiles/interconnect/*.yaml, or your own from accelcal import nccl-tests)")
     p.add_argument("--inter-node-profile", default=None,
-                   help="profile whose inter_node collectives link the nodes (default: --profile)")
+                   help="profile whose inter_node collectives link the nodes: an interconnect profile or a full "
+                        "profile (default: --profile)")
+    p.add_argument("--assume-zero-latency", action="store_true",
+                   help="cost collectives whose latency the profile does not give (datasheet priors) at 0 s instead "
+                        "of rejecting the layouts that need them; every output then says so")
     p.add_argument("--model", default="llama3-8b",
                    help=f"preset ({', '.join(preset_names())}), a model config .yaml, or a Hugging Face "
                         f"config.json or its folder (default: llama3-8b)")
@@ -90,10 +97,8 @@ def _pick_dtype(model, prof, dtype: str | None):
     return dataclasses.replace(model, weight_dtype=pick, kv_dtype=pick)
 
 
-def _run_serving(args: argparse.Namespace, model, prof) -> int:
-    """``accelcal plan --engine ...``: the serving search (planner/serving/search.py)."""
-    from accelcal.calibrate.profile import Profile
-
+def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
+    """``accelcal plan --engine ...``: the serving search (planner/serving/search.py); ``prof`` already composed."""
     from .serving.search import ServingTargets, format_search, plot_pareto, search_serving
 
     try:
@@ -102,7 +107,6 @@ def _run_serving(args: argparse.Namespace, model, prof) -> int:
         raise ValueError(f"--concurrency {args.concurrency!r}: expected comma-separated integers") from None
     engines = [e.strip() for spec in args.engine for e in spec.split(",") if e.strip()]
     dpn = args.devices_per_node or int(prof.identity.devices_per_node)
-    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
     res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len,
                          ServingTargets(args.ttft, args.tpot, args.target_stat),
                          args.weight_dtype or model.weight_dtype, args.kv_dtype, inter)
@@ -145,10 +149,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--memory-utilization must be in (0, 1], got {args.memory_utilization}")
     model = ModelConfig.resolve(args.model)
     prof = Profile.load(args.profile)
-    if args.engine:
-        return _run_serving(args, model, prof)
-    model = _pick_dtype(model, prof, args.dtype)
     inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    extra_inter = inter  # other device groups keep the inter-node link as given
+    if args.interconnect or (inter is not None and inter.is_interconnect):
+        from accelcal.calibrate.compose import compose
+
+        # One profile per device group: device numbers from --profile, each scope's collectives from its fabric.
+        ic = Profile.load(args.interconnect) if args.interconnect else None
+        prof = compose(prof, ic, inter)
+        inter = None
+    if args.engine:
+        return _run_serving(args, model, prof, inter)
+    model = _pick_dtype(model, prof, args.dtype)
     groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node, inter)]
     for spec in args.extra_group:
         parts = spec.rsplit(":", 2) if spec.count(":") >= 2 else spec.rsplit(":", 1)
@@ -162,10 +174,10 @@ def run(args: argparse.Namespace) -> int:
         name = str(gp.identity.device_name)
         if any(g.name == name for g in groups):
             name = f"{name} #{len(groups) + 1}"
-        groups.append(DeviceGroup(name, gp, nums[0], nums[1] if len(nums) > 1 else None, inter))
+        groups.append(DeviceGroup(name, gp, nums[0], nums[1] if len(nums) > 1 else None, extra_inter))
     workload = Workload(args.prompt_len, args.output_len, args.batch, args.ttft, args.tpot, args.request_rate)
     options = PlanOptions(cuda_graphs=args.cuda_graphs, objective=args.objective, implementation=args.implementation,
-                          memory_utilization=args.memory_utilization)
+                          memory_utilization=args.memory_utilization, assume_zero_latency=args.assume_zero_latency)
     progress = (lambda msg: print(msg, file=sys.stderr)) if sum(g.devices for g in groups) >= 32 else None
     result = plan(model, Cluster(groups), workload, options, progress)
     if args.format == "json":

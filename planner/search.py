@@ -66,6 +66,8 @@ class PlanOptions:
     """Compute the prompt length above which SP pays off for the best plan."""
     implementation: str = "fused"
     """Kernel-count preset of the layer (models/presets/implementations): fused (serving engines) or torch-eager."""
+    assume_zero_latency: bool = False
+    """Cost collectives whose latency the profile does not give (datasheet priors) at 0 s instead of refusing them."""
 
     def __post_init__(self) -> None:
         if self.objective not in ("auto", "latency", "throughput"):
@@ -242,6 +244,8 @@ class PlanResult:
     groups: list[GroupPlan]
     datasheet_profiles: list[str] = field(default_factory=list)
     """identity.name of every profile used (device groups and inter-node links) whose source is a datasheet."""
+    provenance: list[str] = field(default_factory=list)
+    """Where each part of every profile used came from (device: measured on <host, date>; intra-node: published by ...)."""
 
     @property
     def best(self) -> Candidate:
@@ -330,7 +334,8 @@ class _Evaluator:
     def __init__(self, model: ModelConfig, workload: Workload, group: DeviceGroup, options: PlanOptions):
         self.model, self.w, self.g, self.o = model, workload, group, options
         self.coster = Coster(group.profile, dtype=model.weight_dtype, cuda_graphs=options.cuda_graphs,
-                             inter_node_profile=group.inter_node_profile)
+                             inter_node_profile=group.inter_node_profile,
+                             assume_zero_latency=options.assume_zero_latency)
         self.el = model.weight_bytes_per_elem
         self.impl = Implementation.from_name(options.implementation)
         self._memo: dict[tuple, CostedDAG] = {}
@@ -590,7 +595,9 @@ def _no_plan_message(model: ModelConfig, group: DeviceGroup, rejected: list[Reje
             # A profile measured on one device (or with --skip-collectives) can cost only single-device layouts.
             parts.append(f"the profile has no collective measurements at all: measure them on a node with "
                          f"{group.devices_per_node} devices (bash run_bench.sh --nproc {group.devices_per_node}, or "
-                         f"accelcal calibrate --nproc {group.devices_per_node}), or plan with --devices-per-node 1")
+                         f"accelcal calibrate --nproc {group.devices_per_node}), pass an interconnect profile "
+                         f"(--interconnect profiles/interconnect/..., or your own from accelcal import nccl-tests), "
+                         f"or plan with --devices-per-node 1")
     mem = by.get("memory")
     if mem:
         closest = min(mem, key=lambda r: (r.excess, r.tp * r.pp, r.tp, r.pp, r.ep, r.sp))
@@ -599,6 +606,22 @@ def _no_plan_message(model: ModelConfig, group: DeviceGroup, rejected: list[Reje
         if by.get(kind):
             parts.append(f"{kind} ruled out {len(by[kind])} (e.g. {by[kind][0].label}: {by[kind][0].reason})")
     return head + ": " + "; ".join(parts)
+
+
+def _provenance(cluster: Cluster) -> list[str]:
+    """One line per part of every profile the plan read (composed profiles list their parts)."""
+    from accelcal.calibrate.compose import describe_origin
+
+    out: list[str] = []
+    for g in cluster.groups:
+        parts = getattr(g.profile, "parts", None)
+        lines = ([p.line() for p in parts] if parts else
+                 [f"device + collectives: {g.profile.identity.name} - {describe_origin(g.profile)}"])
+        if g.inter_node_profile is not None:
+            lines.append(f"inter-node: {g.inter_node_profile.identity.name} - {describe_origin(g.inter_node_profile)}")
+        prefix = f"{g.name}: " if len(cluster.groups) > 1 else ""
+        out += [prefix + line for line in lines if prefix + line not in out]
+    return out
 
 
 def plan(model: ModelConfig | str, cluster: Cluster, workload: Workload = Workload(),
@@ -615,7 +638,7 @@ def plan(model: ModelConfig | str, cluster: Cluster, workload: Workload = Worklo
             name = str(prof.identity.name) if prof is not None and prof.identity.source == "datasheet" else None
             if name and name not in datasheet:
                 datasheet.append(name)
-    res = PlanResult(model, workload, options, groups, datasheet)
+    res = PlanResult(model, workload, options, groups, datasheet, _provenance(cluster))
     for gp in groups:
         explain(gp)
     return res

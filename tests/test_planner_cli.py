@@ -41,17 +41,22 @@ def test_plan_table_defaults(profile_path, capsys):
 
 def test_datasheet_profile_is_flagged_in_table_and_json(capsys):
     h100 = Path(__file__).parent.parent / "profiles" / "datasheet" / "h100-sxm.yaml"
+    # Without --assume-zero-latency the datasheet's latency-less collectives are refused: single-device layouts only.
     assert _run(["plan", "--profile", str(h100), "--model", "llama3-8b"]) == 0
+    out = capsys.readouterr().out
+    assert "Recommended: TP1 PP1 DP8" in out and "refused" in out.splitlines()[0]
+    assert _run(["plan", "--profile", str(h100), "--model", "llama3-8b", "--assume-zero-latency"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # The banner comes first, before any number, and names the profile and the 0-latency assumption.
-    assert lines[0].startswith("WARNING: DATASHEET PRIOR, NOT A MEASUREMENT: profile h100-sxm-datasheet"), lines[0]
-    assert "assumed 0 s" in lines[0] and "collectives and kernel launches look cheaper" in lines[0]
+    # The banners come first, before any number, and name the profile and the 0-latency assumption.
+    assert lines[0].startswith("WARNING: ASSUMED ZERO LATENCY"), lines[0]
+    assert lines[1].startswith("WARNING: DATASHEET PRIOR, NOT A MEASUREMENT: profile h100-sxm-datasheet"), lines[1]
+    assert "assumed 0 s" in lines[1] and "collectives and kernel launches look cheaper" in lines[1]
     # TP8 DP1 is recommended while SP2 plans are listed: the SP line says whose layout it describes.
     assert any("SP2" in l for l in lines if l[:3].strip().isdigit())
     sp = [l for l in lines if l.startswith("SP threshold")]
     assert sp == ["SP threshold for the recommended layout (TP8 PP1 DP1): n/a - DP=1: this layout has no second "
                   "replica to split a prompt across, so SP does not apply to it"], sp
-    assert _run(["plan", "--profile", str(h100), "--model", "llama3-8b", "--format", "json"]) == 0
+    assert _run(["plan", "--profile", str(h100), "--model", "llama3-8b", "--format", "json", "--assume-zero-latency"]) == 0
     pri = json.loads(capsys.readouterr().out)["datasheet_priors"]
     assert [p["profile"] for p in pri] == ["h100-sxm-datasheet"] and "NOT A MEASUREMENT" in pri[0]["warning"]
 

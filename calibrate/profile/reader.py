@@ -29,7 +29,8 @@ MAX_TIME_S = 10.0
 MAX_MEMORY_BYTES = 1e14
 MAX_MESSAGE_BYTES = 1e13
 
-SOURCES = ("measured", "datasheet")
+SOURCES = ("measured", "datasheet", "published")
+"""measured: by accelcal here; datasheet: vendor figures; published: measured by someone else (nccl-tests logs), cited."""
 MEMORY_PATTERNS = ("copy", "read", "write")
 
 TOP_LEVEL = "(top level)"
