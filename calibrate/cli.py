@@ -133,8 +133,9 @@ def _split_results(paths: list[str]):
         frames.append(df)
         envp = Path(p).with_suffix(".env.json")
         if envp.exists():
-            with open(envp, encoding="utf-8") as fh:
-                e = json.load(fh)
+            from accelcal.safe_io import load_json
+
+            e = load_json(envp, what="environment file", max_bytes=16 * 2**20, expect=dict)
             # Kernel provenance wins: it describes the device the GEMMs ran on.
             if (df["suite"] == "kernels").any():
                 kern_env = kern_env or e

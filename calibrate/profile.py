@@ -26,6 +26,12 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from accelcal.atomic import atomic_write_text
+from accelcal.safe_io import short as _short
+
+
+def _short_list(keys: list) -> str:
+    """At most 5 keys, each cut short: an error about a wrong file must not print the file."""
+    return "[" + ", ".join(_short(k) for k in keys[:5]) + (f", ... {len(keys) - 5} more" if len(keys) > 5 else "") + "]"
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -65,6 +71,8 @@ MAX_FLOP_PER_S = 1e17
 MAX_TIME_S = 10.0
 MAX_MEMORY_BYTES = 1e14
 MAX_MESSAGE_BYTES = 1e13
+PROFILE_MAX_BYTES = 16 * 2**20
+"""Largest profile file read (a measured full-sweep profile is ~100 KiB)."""
 
 WAVE_TILE = 128
 """Output tile edge assumed by the wave-quantisation term of the GEMM model (rows and columns)."""
@@ -142,10 +150,10 @@ class _Reader:
 
     def mapping(self, value: Any, path: str, required: Sequence[str], optional: Sequence[str] = ()) -> dict:
         if not isinstance(value, dict):
-            raise self.fail(path, f"expected a mapping, got {type(value).__name__} {value!r:.60}")
+            raise self.fail(path, f"expected a mapping, got {type(value).__name__} {_short(value)}")
         unknown = [k for k in value if k not in required and k not in optional]
         if unknown:
-            raise self.fail(path, f"unknown key(s) {unknown}; allowed: {sorted(list(required) + list(optional))}")
+            raise self.fail(path, f"unknown key(s) {_short_list(unknown)}; allowed: {sorted(list(required) + list(optional))}")
         missing = [k for k in required if k not in value]
         if missing:
             raise self.fail(path, f"missing required key(s) {missing}")
@@ -153,9 +161,9 @@ class _Reader:
 
     def string(self, value: Any, path: str, choices: Sequence[str] | None = None, empty_ok: bool = True) -> str:
         if not isinstance(value, str):
-            raise self.fail(path, f"expected a string, got {type(value).__name__} {value!r:.60}")
+            raise self.fail(path, f"expected a string, got {type(value).__name__} {_short(value)}")
         if choices is not None and value not in choices:
-            raise self.fail(path, f"expected one of {list(choices)}, got {value!r}")
+            raise self.fail(path, f"expected one of {list(choices)}, got {_short(value)}")
         if not empty_ok and not value.strip():
             raise self.fail(path, "expected a non-empty string")
         return value
@@ -165,7 +173,7 @@ class _Reader:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise self.fail(path, f"expected an integer, got {type(value).__name__} {value!r:.60}")
+                raise self.fail(path, f"expected an integer, got {type(value).__name__} {_short(value)}")
         if value < lo or (hi is not None and value > hi):
             raise self.fail(path, f"expected an integer in [{lo}, {hi if hi is not None else 'inf'}], got {value}")
         return value
@@ -181,11 +189,11 @@ class _Reader:
             try:
                 float(value)
             except ValueError:
-                raise self.fail(path, f"expected a number, got the string {value!r}") from None
+                raise self.fail(path, f"expected a number, got the string {_short(value)}") from None
             raise self.fail(path, f"expected a number, got the string {value!r}: YAML reads exponents without a "
                                   f"dot as strings; write it as {float(value)!r} (e.g. 1.0e9, not 1e9)")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(path, f"expected a number, got {type(value).__name__} {value!r:.60}")
+            raise self.fail(path, f"expected a number, got {type(value).__name__} {_short(value)}")
         value = float(value)
         if math.isnan(value) or math.isinf(value):
             raise self.fail(path, f"expected a finite number, got {value}")
@@ -951,15 +959,13 @@ class Profile:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Profile":
         """Read and validate a profile file (``yaml.safe_load`` only)."""
+        from accelcal.safe_io import UnsafeInput, parse_yaml, read_text
+
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"profile {path} does not exist")
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ProfileError(f"{path}: not valid YAML (expected an accelcal profile): {exc}") from None
+        try:  # bounded: regular file, size cap, alias/depth limits, duplicate keys refused
+            data = parse_yaml(read_text(path, what="profile", max_bytes=PROFILE_MAX_BYTES), origin=path)
+        except UnsafeInput as exc:
+            raise ProfileError(str(exc)) from None
         if data is None:
             raise ProfileError(f"{path}: {TOP_LEVEL}: the file is empty")
         return cls.from_dict(data, origin=path)
