@@ -28,6 +28,9 @@ import yaml
 from accelcal.atomic import atomic_write_text
 from accelcal.safe_io import short as _short
 
+from .bounds import BOUNDS as _BOUNDS
+from .bounds import check as _plausible
+
 
 def _short_list(keys: list) -> str:
     """At most 5 keys, each cut short: an error about a wrong file must not print the file."""
@@ -66,11 +69,12 @@ DTYPE_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8_
 """Element size per dtype name (the dtype names used everywhere in accelcal)."""
 
 # Implausibility ceilings: a value above one is almost surely a unit slip (1e9 too big).
-MAX_BANDWIDTH_BYTES_PER_S = 1e14
-MAX_FLOP_PER_S = 1e17
-MAX_TIME_S = 10.0
-MAX_MEMORY_BYTES = 1e14
-MAX_MESSAGE_BYTES = 1e13
+# Both ends of each range live in calibrate/bounds.py (one table, also used by compare).
+MAX_BANDWIDTH_BYTES_PER_S = _BOUNDS["bandwidth"].hi
+MAX_FLOP_PER_S = _BOUNDS["flop_per_s"].hi
+MAX_TIME_S = _BOUNDS["seconds"].hi
+MAX_MEMORY_BYTES = _BOUNDS["memory_bytes"].hi
+MAX_MESSAGE_BYTES = _BOUNDS["message_bytes"].hi
 PROFILE_MAX_BYTES = 16 * 2**20
 """Largest profile file read (a measured full-sweep profile is ~100 KiB)."""
 
@@ -204,14 +208,23 @@ class _Reader:
                                   f"a unit slip (1e9 too big)?")
         return value
 
+    def plausible(self, kind: str, v: Any, path: str, optional: bool = False) -> float | None:
+        """A number inside calibrate/bounds.py's range for ``kind`` (both ends)."""
+        value = self.number(v, path, lo=-math.inf, optional=optional)
+        if value is not None:
+            problem = _plausible(kind, value)
+            if problem:
+                raise self.fail(path, problem)
+        return value
+
     def bandwidth(self, v: Any, path: str, optional: bool = False) -> float | None:
-        return self.number(v, path, lo=0.0, lo_open=True, hi=MAX_BANDWIDTH_BYTES_PER_S, what="bytes/s", optional=optional)
+        return self.plausible("bandwidth", v, path, optional)
 
     def flops(self, v: Any, path: str, optional: bool = False) -> float | None:
-        return self.number(v, path, lo=0.0, lo_open=True, hi=MAX_FLOP_PER_S, what="FLOP/s", optional=optional)
+        return self.plausible("flop_per_s", v, path, optional)
 
     def seconds(self, v: Any, path: str, optional: bool = False) -> float | None:
-        return self.number(v, path, lo=0.0, hi=MAX_TIME_S, what="seconds", optional=optional)
+        return self.plausible("seconds", v, path, optional)
 
     def str_list(self, value: Any, path: str) -> list[str]:
         if not isinstance(value, list):
@@ -325,8 +338,7 @@ class Identity:
             device_name=r.string(d["device_name"], f"{path}.device_name", empty_ok=False),
             devices_per_node=r.integer(d["devices_per_node"], f"{path}.devices_per_node", lo=1, hi=1024),
             nodes=r.integer(d["nodes"], f"{path}.nodes", lo=1, hi=100000),
-            memory_capacity_bytes=r.number(d["memory_capacity_bytes"], f"{path}.memory_capacity_bytes",
-                                           lo=0.0, lo_open=True, hi=MAX_MEMORY_BYTES, what="bytes per device"),
+            memory_capacity_bytes=r.plausible("memory_bytes", d["memory_capacity_bytes"], f"{path}.memory_capacity_bytes"),
             host=r.string(d["host"], f"{path}.host"),
             date=r.string(d["date"], f"{path}.date"),
             command=r.string(d["command"], f"{path}.command"),
