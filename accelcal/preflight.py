@@ -1,10 +1,8 @@
 """Check every destination before measuring: writable, the right kind, enough free space.
 
-    from accelcal.preflight import check_dir, check_file, removed_on_failure
+    from accelcal.preflight import check_dir, check_file
     check_file("profiles/node.yaml", what="--out", need_bytes=1 << 20)   # DestinationError (ValueError) if not
     check_dir("results/", what="--out", need_bytes=64 << 20)
-    with removed_on_failure(raw_dir):      # a failed run leaves no partial raw folder (and says so)
-        ...
 
 A benchmark that runs for minutes and then cannot write its result wastes the
 run; these checks take milliseconds.  Each failure is one line naming the
@@ -16,15 +14,12 @@ removed at once.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
 
-__all__ = ["DestinationError", "check_dir", "check_file", "removed_on_failure", "os_error_line"]
+__all__ = ["DestinationError", "check_dir", "check_file", "os_error_line"]
 
 
 class DestinationError(ValueError):
@@ -86,21 +81,3 @@ def check_file(path: str | os.PathLike, what: str = "output file", need_bytes: i
         raise DestinationError(f"{what} {p}: {anc} is not a folder")
     _probe(anc, what, p, need_bytes)
     return p
-
-
-@contextlib.contextmanager
-def removed_on_failure(folder: str | os.PathLike, keep: bool = False, say=None) -> Iterator[Path]:
-    """Remove ``folder`` if the block fails and the folder did not exist before (``keep``: only name it)."""
-    p = Path(folder)
-    existed = p.exists()
-    try:
-        yield p
-    except BaseException:
-        if not existed and p.exists():
-            if keep:
-                msg = f"partial raw results kept in {p}"
-            else:
-                shutil.rmtree(p, ignore_errors=True)
-                msg = f"removed the partial raw folder {p}" if not p.exists() else f"could not remove {p}"
-            (say or (lambda m: print(f"accelcal: {m}", file=sys.stderr)))(msg)
-        raise

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 __all__ = ["UnsafeInput", "DEFAULT_MAX_BYTES", "MAX_DEPTH", "MAX_ALIASES", "MAX_EXPANDED_NODES", "check_regular_file", "read_bytes",
-           "read_text", "load_yaml", "parse_yaml", "load_json", "parse_json", "read_csv", "inside", "short"]
+           "read_text", "load_yaml", "parse_yaml", "load_json", "parse_json", "read_csv", "inside", "short", "dumps_finite"]
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 """Size cap for a file read whole: the largest real profile or results file is a few MiB."""
@@ -290,3 +290,30 @@ def inside(base: str | os.PathLike, rel: str | os.PathLike, what: str = "path") 
     if target != root and root not in target.parents:
         raise UnsafeInput(f"{what} {short(os.fspath(rel), 80)} points outside {root}; only files inside it are read")
     return target
+
+
+def _first_non_finite(obj: Any, path: str = "") -> str | None:
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return f"{path or '(top)'} = {obj}"
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return None
+    for k, v in items:
+        hit = _first_non_finite(v, f"{path}.{k}" if isinstance(k, str) else f"{path}[{k}]")
+        if hit:
+            return hit
+    return None
+
+
+def dumps_finite(obj: Any, what: str = "output", **kwargs: Any) -> str:
+    """``json.dumps`` that refuses inf/NaN (invalid JSON) with a ValueError naming the first such field."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError:
+        raise ValueError(f"{what} holds a non-finite number at {_first_non_finite(obj)}; refusing to write "
+                         f"invalid JSON (check the profile's values)") from None

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     c.add_argument("--from-results", nargs="+", metavar="CSV", default=None,
                    help="fit these result CSVs (kernels and/or collectives) instead of measuring")
     c.add_argument("--name", default=None, help="profile name (default: derived from the device)")
+    c.add_argument("--keep-partial", action="store_true",
+                   help="keep (and name) the raw folder of a failed or interrupted run instead of removing it")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("show", help="summarise a profile with units and fit quality")
@@ -148,6 +150,27 @@ def _split_results(paths: list[str]):
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    """Run the calibration; a failed or interrupted run removes the raw folder it created (and says so)."""
+    created: list[Path] = []
+    ok = False
+    try:
+        rc = _calibrate_run(args, created)
+        ok = rc == 0
+        return rc
+    finally:
+        import shutil
+
+        for d in created:
+            if not ok and d.exists() and not args.keep_partial:
+                shutil.rmtree(d, ignore_errors=True)
+                print(f"[calibrate] removed the partial raw folder {d}", file=sys.stderr)
+            elif not ok and d.exists():
+                print(f"[calibrate] partial raw results kept in {d} (--keep-partial)", file=sys.stderr)
+
+
+def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
+    from accelcal.preflight import check_dir, check_file
+
     from .fit import fit_profile
     from .profile import Profile, ProfileError
 
@@ -163,6 +186,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                              f"provenance (device, memory, versions) it records")
         raw_files = [str(Path(p).resolve()) for p in args.from_results]
         out = Path(args.out or f"profiles/{env.get('device_type', 'device')}.yaml")
+        check_file(out, what="--out", need_bytes=4 * 2**20)
     else:
         from accelcal.kernels.device import resolve_device
         from accelcal.kernels.suite import run_suite
@@ -170,6 +194,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         dev = resolve_device(args.device)
         out = Path(args.out or f"profiles/{dev.type}-{stamp}.yaml")
         raw_dir = Path(args.raw_dir or out.parent / f"{out.stem}.raw-{stamp}")
+        # Every destination before any measuring: a read-only folder or a full disk fails now, not after minutes.
+        check_file(out, what="--out", need_bytes=4 * 2**20)
+        check_dir(raw_dir, what="--raw-dir", need_bytes=64 * 2**20)
+        if not raw_dir.exists():
+            created.append(raw_dir)
         nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
         threads = threads_before = None
         if dev.is_cpu:
