@@ -24,6 +24,7 @@ Three layers, because each alone has a gap:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import os
@@ -140,6 +141,14 @@ def watch_parent(parent_pid: int | None = None, cleanup: Iterable[str] | None = 
         signal.signal(signal.SIGTERM, on_term)
     if os.getppid() != parent_pid:  # the parent died before the death signal was armed
         orphaned(f"the launcher (pid {parent_pid}) is gone")
+
+    def at_exit() -> None:
+        # A rank whose main thread held the GIL inside a collective when the parent died ends through its
+        # normal error path (the peer is gone); the folders must still go.
+        if os.getppid() != parent_pid:
+            _cleanup(paths)
+
+    atexit.register(at_exit)
 
     def loop() -> None:
         ev = threading.Event()

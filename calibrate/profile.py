@@ -33,8 +33,16 @@ from .bounds import check as _plausible
 
 
 def _short_list(keys: list) -> str:
-    """At most 5 keys, each cut short: an error about a wrong file must not print the file."""
-    return "[" + ", ".join(_short(k) for k in keys[:5]) + (f", ... {len(keys) - 5} more" if len(keys) > 5 else "") + "]"
+    """At most 5 keys, only identifier-like ones spelled out: an error about a wrong file must not print the file."""
+    import re
+
+    def one(k: Any) -> str:
+        if isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]{0,39}", k):
+            return repr(k)
+        return f"<a {type(k).__name__} key of {len(str(k))} characters>"
+
+    more = f", ... {len(keys) - 5} more (is this an accelcal profile?)" if len(keys) > 5 else ""
+    return "[" + ", ".join(one(k) for k in keys[:5]) + more + "]"
 
 __all__ = [
     "SCHEMA_VERSION",
