@@ -20,6 +20,9 @@ Three layers, because each alone has a gap:
    the parent is gone, removes the folders it was told to and exits with
    :data:`EXIT_ORPHANED`.  Rank 0 gets SIGTERM as its death signal (so its
    handler or the thread can clean up first), other ranks SIGKILL.
+
+The death signal belongs to the *thread* that started the rank: start ranks
+from a thread that lives as long as the run (the CLI's main thread does).
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ import atexit
 import ctypes
 import ctypes.util
 import os
+import re
 import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -48,7 +53,10 @@ CLEANUP_ENV = "ACCELCAL_ORPHAN_CLEANUP"
 """os.pathsep-separated folders an orphaned rank removes before exiting (staging and log folders)."""
 
 _CLEANABLE_PREFIXES = (".collectives-staging-", "accelcal-collectives-logs-", "accelcal-validate-")
-"""Only folders accelcal itself created with these name prefixes are ever removed by an orphan."""
+"""Only folders accelcal itself created with these name prefixes are ever removed by an orphan..."""
+
+_CLEANABLE_RAW = re.compile(r".+\.raw-\d{8}T\d{6}Z")
+"""... or a calibrate run's default raw folder, ``<stem>.raw-<UTC stamp>`` (passed only when that run created it)."""
 
 _PR_SET_PDEATHSIG = 1
 
@@ -102,7 +110,7 @@ def parent_env() -> dict[str, str]:
 
 def _cleanup(paths: Iterable[str]) -> None:
     for p in paths:
-        if p and Path(p).name.startswith(_CLEANABLE_PREFIXES):
+        if p and (Path(p).name.startswith(_CLEANABLE_PREFIXES) or _CLEANABLE_RAW.fullmatch(Path(p).name)):
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -132,8 +140,13 @@ def watch_parent(parent_pid: int | None = None, cleanup: Iterable[str] | None = 
     set_parent_death_signal(death_signal)
     if death_signal == signal.SIGTERM and threading.current_thread() is threading.main_thread():
         def on_term(*_: object) -> None:
-            if os.getppid() != parent_pid:
-                orphaned(f"the launcher (pid {parent_pid}) is gone")
+            # The death signal may come while the parent is still being torn down: when its first thread exits,
+            # the kernel signals and re-parents us to a sibling thread, so getppid() still names it for a moment.
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:
+                if os.getppid() != parent_pid:
+                    orphaned(f"the launcher (pid {parent_pid}) is gone")
+                time.sleep(0.05)
             # The launcher is alive: it stops this rank and reports; leave its folders to it.
             sys.stderr.write(f"accelcal rank (pid {os.getpid()}): error: got SIGTERM; exiting\n")
             os._exit(128 + signal.SIGTERM)

@@ -248,7 +248,8 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
                       f"round {r + 1}/{rounds}")
                 try:
                     frames.append(run_sweep(nproc, device_type=ctype, preset=fp.name, dtypes=[fit_dtype(ctype)],
-                                            out_dir=raw_dir, progress=print, stem=stem))
+                                            out_dir=raw_dir, progress=print, stem=stem,
+                                            orphan_cleanup=[str(raw_dir.resolve())] if created else []))
                 except RuntimeError as exc:  # a rank died or timed out: no profile from a partial run
                     print(f"accelcal calibrate: error: collective sweep failed: {exc}; {out} not written"
                           + (" (the existing profile is kept)" if out.exists() else ""), file=sys.stderr)

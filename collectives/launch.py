@@ -98,13 +98,15 @@ def run_sweep(nproc: int, device_type: str = "cpu", backend: str | None = None, 
               ops: list[str] | tuple[str, ...] | None = None, dtypes: list[str] | tuple[str, ...] | None = None,
               timeout_s: float | None = None, progress: Callable[[str], object] | None = print,
               pg_timeout_s: float = 60.0, master_port: int | None = None, stem: str = "collectives",
-              host: str = "127.0.0.1") -> pd.DataFrame:
+              host: str = "127.0.0.1", orphan_cleanup: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
     """Run the collective sweep on ``nproc`` ranks and return its records (also written to ``out_dir``).
 
     ``timeout_s`` is the hard outer deadline for the whole sweep (default: the
     preset's); ``pg_timeout_s`` the process-group timeout each collective gets.
     ``host`` is the address the rendezvous listens on: loopback by default; any
     other address exposes the store to the network (trusted networks only).
+    ``orphan_cleanup``: more folders rank 0 removes if this process is killed
+    (a caller's partial raw folder; see accelcal.guardian for which names qualify).
     """
     opts = SweepOptions(device_type=device_type, backend=backend, preset=preset,
                         sizes_bytes=tuple(sizes) if sizes else None, ops=tuple(ops or ()), dtypes=tuple(dtypes or ()),
@@ -121,11 +123,11 @@ def run_sweep(nproc: int, device_type: str = "cpu", backend: str | None = None, 
             raise SweepError(f"rank {denv.rank}: {exc}") from None
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
-    return _launch_local(nproc, opts, progress, master_port, host)
+    return _launch_local(nproc, opts, progress, master_port, host, tuple(orphan_cleanup))
 
 
 def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], object] | None,
-                  master_port: int | None, host: str = "127.0.0.1") -> pd.DataFrame:
+                  master_port: int | None, host: str = "127.0.0.1", orphan_cleanup: tuple[str, ...] = ()) -> pd.DataFrame:
     from accelcal.preflight import check_dir
 
     if master_port is None and os.environ.get("MASTER_PORT"):
@@ -151,7 +153,7 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
     base_env.update(MASTER_ADDR=host, MASTER_PORT=str(master_port), WORLD_SIZE=str(nproc),
                     LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", ACCELCAL_LAUNCHER="accelcal", PYTHONUNBUFFERED="1",
                     ACCELCAL_SWEEP_ID=f"{os.getpid()}-{time.time_ns()}", **parent_env())
-    base_env[CLEANUP_ENV] = os.pathsep.join([str(staging), str(logs)])
+    base_env[CLEANUP_ENV] = os.pathsep.join([str(staging), str(logs), *map(str, orphan_cleanup)])
     pin_loopback_env(base_env, host)
     ranks: list[_Rank] = []
     t0 = time.monotonic()
