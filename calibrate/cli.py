@@ -179,6 +179,8 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         "accelcal calibrate " + " ".join(_argv_echo(args))
     if args.nproc is not None and args.nproc < 0:
         raise ValueError(f"--nproc must be >= 0, got {args.nproc}")
+    if args.out:  # before torch is even imported
+        check_file(args.out, what="--out", need_bytes=4 * 2**20)
     if args.from_results:
         kern, coll, env = _split_results(args.from_results)
         if not env:
