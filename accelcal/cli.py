@@ -18,6 +18,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from accelcal.calibrate.profile.errors import ProfileQueryError
+
 from . import __version__
 
 # (module, what it adds) in help order.
@@ -83,10 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `accelcal plan ... | head -1`: the reader left; say nothing, and keep Python's exit flush quiet.
         _silence_stdout()
         return 141
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Input errors: one clear line, no traceback.
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"accelcal {args.command}: error: {safe(msg, keep_newlines=False)[:2000]}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, ProfileQueryError) as exc:
+        # Input errors and a profile that lacks a measurement the command needs: one clear line, no traceback.
+        # Any other exception (a KeyError included) is a bug and keeps its traceback.  Control characters
+        # from a file named in the message are escaped.
+        print(f"accelcal {args.command}: error: {safe(exc, keep_newlines=False)[:2000]}", file=sys.stderr)
         return 2
     except OSError as exc:
         # Disk full, read-only folder, permission: one line naming the path.

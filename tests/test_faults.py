@@ -438,7 +438,7 @@ def test_secret_scrub_covers_passwd_auth_cred(monkeypatch):
 
 
 def test_planner_search_is_bounded():
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
     from accelcal.planner.search import count_layouts
 
     m = ModelConfig.resolve("llama3-8b")
