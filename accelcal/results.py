@@ -229,10 +229,10 @@ def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Concatenate result CSVs, checking each has the core columns."""
     frames = []
     for p in paths:
+        from .safe_io import read_csv
+
         p = Path(p)
-        if not p.exists():
-            raise FileNotFoundError(f"results file {p} does not exist")
-        df = pd.read_csv(p)
+        df = read_csv(p, what="results file")
         missing = [c for c in CORE_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"{p}: not an accelcal results file; missing columns {missing}")

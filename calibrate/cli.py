@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     c.add_argument("--from-results", nargs="+", metavar="CSV", default=None,
                    help="fit these result CSVs (kernels and/or collectives) instead of measuring")
     c.add_argument("--name", default=None, help="profile name (default: derived from the device)")
+    c.add_argument("--keep-partial", action="store_true",
+                   help="keep (and name) the raw folder of a failed or interrupted run instead of removing it")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("show", help="summarise a profile with units and fit quality")
@@ -170,8 +172,9 @@ def _split_results(paths: list[str]):
         frames.append(df)
         envp = Path(p).with_suffix(".env.json")
         if envp.exists():
-            with open(envp, encoding="utf-8") as fh:
-                e = json.load(fh)
+            from accelcal.safe_io import load_json
+
+            e = load_json(envp, what="environment file", max_bytes=16 * 2**20, expect=dict)
             # Kernel provenance wins: it describes the device the GEMMs ran on.
             if (df["suite"] == "kernels").any():
                 kern_env = kern_env or e
@@ -184,6 +187,27 @@ def _split_results(paths: list[str]):
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    """Run the calibration; a failed or interrupted run removes the raw folder it created (and says so)."""
+    created: list[Path] = []
+    ok = False
+    try:
+        rc = _calibrate_run(args, created)
+        ok = rc == 0
+        return rc
+    finally:
+        import shutil
+
+        for d in created:
+            if not ok and d.exists() and not args.keep_partial:
+                shutil.rmtree(d, ignore_errors=True)
+                print(f"[calibrate] removed the partial raw folder {d}", file=sys.stderr)
+            elif not ok and d.exists():
+                print(f"[calibrate] partial raw results kept in {d} (--keep-partial)", file=sys.stderr)
+
+
+def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
+    from accelcal.preflight import check_dir, check_file
+
     from .fit import fit_profile
     from .profile import Profile, ProfileError
 
@@ -192,6 +216,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         "accelcal calibrate " + " ".join(_argv_echo(args))
     if args.nproc is not None and args.nproc < 0:
         raise ValueError(f"--nproc must be >= 0, got {args.nproc}")
+    if args.out:  # before torch is even imported
+        check_file(args.out, what="--out", need_bytes=4 * 2**20)
     if args.from_results:
         kern, coll, env = _split_results(args.from_results)
         if not env:
@@ -199,6 +225,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                              f"provenance (device, memory, versions) it records")
         raw_files = [str(Path(p).resolve()) for p in args.from_results]
         out = Path(args.out or f"profiles/{env.get('device_type', 'device')}.yaml")
+        check_file(out, what="--out", need_bytes=4 * 2**20)
     else:
         from accelcal.kernels.device import resolve_device
         from accelcal.kernels.suite import run_suite
@@ -206,6 +233,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         dev = resolve_device(args.device)
         out = Path(args.out or f"profiles/{dev.type}-{stamp}.yaml")
         raw_dir = Path(args.raw_dir or out.parent / f"{out.stem}.raw-{stamp}")
+        # Every destination before any measuring: a read-only folder or a full disk fails now, not after minutes.
+        check_file(out, what="--out", need_bytes=4 * 2**20)
+        check_dir(raw_dir, what="--raw-dir", need_bytes=64 * 2**20)
+        if not raw_dir.exists():
+            created.append(raw_dir)
         nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
         threads = threads_before = None
         if dev.is_cpu:
@@ -255,7 +287,8 @@ def _calibrate(args: argparse.Namespace) -> int:
                       f"round {r + 1}/{rounds}")
                 try:
                     frames.append(run_sweep(nproc, device_type=ctype, preset=fp.name, dtypes=[fit_dtype(ctype)],
-                                            out_dir=raw_dir, progress=print, stem=stem))
+                                            out_dir=raw_dir, progress=print, stem=stem,
+                                            orphan_cleanup=[str(raw_dir.resolve())] if created else []))
                 except RuntimeError as exc:  # a rank died or timed out: no profile from a partial run
                     print(f"accelcal calibrate: error: collective sweep failed: {exc}; {out} not written"
                           + (" (the existing profile is kept)" if out.exists() else ""), file=sys.stderr)

@@ -120,6 +120,8 @@ def compare_profiles(old: Profile, new: Profile,
     def add(name: str, a: float, b: float, noise: float, group: str, judged: bool = True, note: str = "") -> None:
         if a > 0 and math.isfinite(a) and math.isfinite(b):
             out.append(Change(name, a, b, b / a - 1.0, noise, judged, note, group))
+        else:  # an inf/NaN/zero is never "within noise": flag it (format_changes says IMPLAUSIBLE)
+            out.append(Change(name, a, b, math.inf, noise, judged, note or "not a finite positive number", group))
 
     for dt, e in old.compute.items():
         if dt not in new.compute:
@@ -237,6 +239,8 @@ def format_changes(changes: list[Change], only_significant: bool = False) -> str
     for c in rows:
         if not c.judged:
             verdict = f"context, not judged ({c.note})" if c.note else "context, not judged"
+        elif _implausible(c):
+            verdict = "IMPLAUSIBLE (not finite, or moved more than 1000x: a unit slip or a corrupted file?)"
         else:
             verdict = ("FASTER" if _faster(c) else "SLOWER") if c.significant else "within noise"
         lines.append(f"{c.quantity:<{w}}  {c.old:>11.4g}  {c.new:>11.4g}  {c.rel_change:>+8.1%}  {c.noise:>7.1%}  {verdict}")
@@ -244,6 +248,10 @@ def format_changes(changes: list[Change], only_significant: bool = False) -> str
     lines.append(f"{n_sig} of {len(judged)} predicted times moved beyond measurement noise "
                  f"(raw fitted parameters are context only)")
     return "\n".join(lines)
+
+
+def _implausible(c: Change) -> bool:
+    return not math.isfinite(c.rel_change) or not (1e-3 <= 1.0 + c.rel_change <= 1e3)
 
 
 def _faster(c: Change) -> bool:

@@ -62,8 +62,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
 
 
 def run(args: argparse.Namespace) -> int:
+    from accelcal.preflight import check_dir
+
     from .suite import run_suite, summary_table
 
+    check_dir(args.out, what="--out", need_bytes=16 * 2**20)  # before minutes of measuring
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")

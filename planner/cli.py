@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "(default), torch-eager = plain PyTorch eager, as accelcal validate runs it")
     p.add_argument("--objective", choices=("auto", "latency", "throughput"), default="auto",
                    help="rank by request latency or tokens/s per device; auto = throughput when a target is given")
+    p.add_argument("--max-layouts", type=int, default=200_000,
+                   help="refuse a search costing more layouts than this per device group (default: 200000)")
     p.add_argument("--memory-utilization", type=float, default=0.9,
                    help="fraction of device memory a plan may use (default: 0.9)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
@@ -147,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {v}")
     if not 0 < args.memory_utilization <= 1:
         raise ValueError(f"--memory-utilization must be in (0, 1], got {args.memory_utilization}")
+    if args.export_dir:  # before any planning: a bad destination is an error in milliseconds
+        from accelcal.preflight import check_dir
+
+        check_dir(args.export_dir, what="--export-dir", need_bytes=16 * 2**20)
     model = ModelConfig.resolve(args.model)
     prof = Profile.load(args.profile)
     inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
@@ -177,11 +183,14 @@ def run(args: argparse.Namespace) -> int:
         groups.append(DeviceGroup(name, gp, nums[0], nums[1] if len(nums) > 1 else None, extra_inter))
     workload = Workload(args.prompt_len, args.output_len, args.batch, args.ttft, args.tpot, args.request_rate)
     options = PlanOptions(cuda_graphs=args.cuda_graphs, objective=args.objective, implementation=args.implementation,
-                          memory_utilization=args.memory_utilization, assume_zero_latency=args.assume_zero_latency)
+                          memory_utilization=args.memory_utilization, assume_zero_latency=args.assume_zero_latency,
+                          max_layouts=args.max_layouts)
     progress = (lambda msg: print(msg, file=sys.stderr)) if sum(g.devices for g in groups) >= 32 else None
     result = plan(model, Cluster(groups), workload, options, progress)
     if args.format == "json":
-        print(json.dumps(to_json(result, args.top), indent=1, sort_keys=True))
+        from accelcal.safe_io import dumps_finite
+
+        print(dumps_finite(to_json(result, args.top), what="the plan", indent=1, sort_keys=True))
     else:
         print(format_table(result, args.top), end="")
     if args.export_dir:

@@ -68,6 +68,8 @@ class PlanOptions:
     """Kernel-count preset of the layer (models/presets/implementations): fused (serving engines) or torch-eager."""
     assume_zero_latency: bool = False
     """Cost collectives whose latency the profile does not give (datasheet priors) at 0 s instead of refusing them."""
+    max_layouts: int = 200_000
+    """Most layouts one device group may cost; a larger search is refused with the count (a huge --nodes)."""
 
     def __post_init__(self) -> None:
         if self.objective not in ("auto", "latency", "throughput"):
@@ -281,7 +283,20 @@ class PlanResult:
 # ----------------------------------------------------------------------------- helpers
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def count_layouts(model: ModelConfig, n: int, dpn: int) -> int:
+    """How many (tp, pp, ep, sp) layouts :func:`search_group` will cost for ``n`` devices (a cheap pre-pass)."""
+    total = 0
+    for tp in range(1, min(n, model.heads) + 1):
+        for pp in range(1, min(n // tp, model.layers) + 1):
+            if _check_divisible(model, tp, pp) or _check_placement(tp, dpn):
+                continue
+            dp = n // (tp * pp)
+            total += len(_ep_options(model, tp, dp, "", pp, [])) * len(_divisors(dp))
+    return total
 
 
 def _scope_of(devices: list[int], dpn: int) -> str:
@@ -496,8 +511,19 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
     ranked: list[Candidate] = []
     rejected: list[Rejection] = []
     evaluated = 0
-    for tp in range(1, n + 1):
-        for pp in range(1, n // tp + 1):
+    # TP above the head count never splits the heads and PP above the layer count never splits the layers:
+    # not enumerated (one rejection says so), which bounds the search on huge clusters.
+    if n > model.heads:
+        rejected.append(Rejection(group.name, model.heads + 1, 1, 1, 1, "divisibility",
+                                  f"tp {model.heads + 1}..{n} not enumerated: above heads({model.heads})"))
+    planned = count_layouts(model, n, dpn)
+    if planned > options.max_layouts:
+        raise ValueError(f"{group.name}: {n} devices give {planned} layouts to cost, above the limit of "
+                         f"{options.max_layouts}; plan fewer nodes (the best layout repeats per replica)")
+    if progress:
+        progress(f"[plan] {group.name}: {planned} layouts to evaluate")
+    for tp in range(1, min(n, model.heads) + 1):
+        for pp in range(1, min(n // tp, model.layers) + 1):
             dp = n // (tp * pp)
             evaluated += 1
             why = _check_divisible(model, tp, pp)

@@ -19,7 +19,7 @@ from typing import Any
 from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, SCOPES
 
 from .perf import gemm_estimate_s, gemm_model_time_s, ratio_table
-from .reader import MAX_MESSAGE_BYTES, MAX_MEMORY_BYTES, MAX_TIME_S, SOURCES, Reader
+from .reader import MAX_MESSAGE_BYTES, MAX_TIME_S, SOURCES, Reader
 
 __all__ = ["AttentionEntry", "CollectiveEntry", "CollectivePiece", "ComputeEntry", "Identity", "MemoryEntry",
            "Overheads", "Quality", "Validation", "ValidationCase", "read_pieces"]
@@ -129,9 +129,8 @@ class Identity:
             device_name=r.string(d["device_name"], f"{path}.device_name", empty_ok=False),
             devices_per_node=r.integer(d["devices_per_node"], f"{path}.devices_per_node", lo=1, hi=1024),
             nodes=r.integer(d["nodes"], f"{path}.nodes", lo=1, hi=100000),
-            memory_capacity_bytes=r.number(d["memory_capacity_bytes"], f"{path}.memory_capacity_bytes",
-                                           lo=0.0, lo_open=True, hi=MAX_MEMORY_BYTES, what="bytes per device",
-                                           optional=True),
+            memory_capacity_bytes=r.plausible("memory_bytes", d["memory_capacity_bytes"], f"{path}.memory_capacity_bytes",
+                                              optional=True),
             host=r.string(d["host"], f"{path}.host"),
             date=r.string(d["date"], f"{path}.date"),
             command=r.string(d["command"], f"{path}.command"),

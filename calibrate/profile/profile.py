@@ -186,15 +186,15 @@ class Profile:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Profile":
         """Read and validate a profile file (``yaml.safe_load`` only)."""
+        from accelcal.safe_io import UnsafeInput, parse_yaml, read_text
+
+        from .reader import PROFILE_MAX_BYTES
+
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"profile {path} does not exist")
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ProfileError(f"{path}: not valid YAML (expected an accelcal profile): {exc}") from None
+        try:  # bounded: regular file, size cap, alias/depth limits, duplicate keys refused
+            data = parse_yaml(read_text(path, what="profile", max_bytes=PROFILE_MAX_BYTES), origin=path)
+        except UnsafeInput as exc:
+            raise ProfileError(str(exc)) from None
         if data is None:
             raise ProfileError(f"{path}: {TOP_LEVEL}: the file is empty")
         return cls.from_dict(data, origin=path)
