@@ -122,15 +122,16 @@ if [ "$INSTALL" = 1 ]; then
         echo "installing ${ACCELCAL_TORCH_SPEC:-torch==2.13.0}" | tee -a "$LOG"
         logged "$PY" -m pip install -q "${ACCELCAL_TORCH_SPEC:-torch==2.13.0}"
     fi
-    if "$PY" -c "import torch, pandas, scipy, yaml, pytest_benchmark" >/dev/null 2>&1; then
+    if "$PY" -c "import torch, pandas, scipy, numpy, yaml, tqdm, pytest_benchmark" >/dev/null 2>&1; then
         # Everything is there: install offline, keeping the node's torch.
         logged "$PY" -m pip install -q --no-deps --no-build-isolation -e .
     else
-        logged "$PY" -m pip install -q -e .
+        # The measure and bench extras: torch, pandas, scipy, tqdm, pytest-benchmark (pyproject.toml).
+        logged "$PY" -m pip install -q -e ".[measure,bench,plot]"
     fi
 fi
 "$PY" -c "import accelcal.kernels, accelcal.calibrate, accelcal.planner" 2>>"$LOG" \
-    || die "accelcal is not importable with $PY (drop --no-install, or install it: pip install -e .)"
+    || die "accelcal is not importable with $PY (drop --no-install, or install it: pip install -e ".[measure,bench]")"
 ACC=("$PY" -m accelcal)
 logged "${ACC[@]}" env --device "$DEVICE" || die "environment capture failed (see $LOG)"
 "${ACC[@]}" env --device "$DEVICE" --json >"$OUT/environment.json"

@@ -19,6 +19,8 @@ import sys
 from typing import Sequence
 
 from . import __version__
+from .exitcodes import EXIT_BAD_INPUT, epilog
+from .extras import extra_for, missing_extra_message
 
 # (module, what it adds) in help order.
 _AREAS: tuple[str, ...] = (
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="accelcal",
         description="Measure an accelerator node, fit a profile, and plan Transformer inference on it.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"accelcal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -63,11 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("accelcal: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        if extra_for(exc) is None:
+            raise
+        # The base install lacks an optional extra this command needs: say which, no traceback.
+        print(missing_extra_message(exc, args.command), file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (ValueError, FileNotFoundError, KeyError) as exc:
         # Input errors: one clear line, no traceback.
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"accelcal {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     return int(rc or 0)
 
 
