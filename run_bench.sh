@@ -134,7 +134,7 @@ fi
     || die "accelcal is not importable with $PY (drop --no-install, or install it: pip install -e ".[measure,bench]")"
 ACC=("$PY" -m accelcal)
 logged "${ACC[@]}" env --device "$DEVICE" || die "environment capture failed (see $LOG)"
-"${ACC[@]}" env --device "$DEVICE" --json >"$OUT/environment.json"
+"${ACC[@]}" env --device "$DEVICE" --format json >"$OUT/environment.json"
 DEV_TYPE="$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['device_type'])" "$OUT/environment.json")"
 DEV_SPEC="$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['device'])" "$OUT/environment.json")"
 if [ -z "$NPROC" ]; then
@@ -170,7 +170,7 @@ fi
 # ---------------------------------------------------------------- validation
 if [ "$SKIP_VALIDATE" = 0 ]; then
     step "validate: real decoder layers vs planner predictions"
-    VAL_ARGS=(validate --profile "$PROFILE" --device "$DEV_SPEC" --nproc "$([ "$NPROC" -ge 2 ] && echo 2 || echo 1)")
+    VAL_ARGS=(validate --profile "$PROFILE" --device "$DEV_SPEC" --write --nproc "$([ "$NPROC" -ge 2 ] && echo 2 || echo 1)")
     if [ "$MODE" != full ]; then VAL_ARGS+=(--quick); fi
     logged "${ACC[@]}" "${VAL_ARGS[@]}" | tee "$OUT/validation.txt" \
         || echo "run_bench.sh: validation failed (profile kept without a validation section; see $LOG)" | tee -a "$LOG"

@@ -20,6 +20,9 @@ import os
 import sys
 from pathlib import Path
 
+from accelcal.exitcodes import EXIT_OK, EXIT_REGRESSION
+from accelcal.output import add_format_option, print_json
+
 __all__ = ["register"]
 
 
@@ -48,12 +51,16 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
 
     s = sub.add_parser("show", help="summarise a profile with units and fit quality")
     s.add_argument("profile", help="profile YAML")
+    add_format_option(s)
     s.set_defaults(func=_show)
 
     cm = sub.add_parser("compare", help="what moved between two profiles beyond measurement noise")
     cm.add_argument("old", help="earlier profile YAML")
     cm.add_argument("new", help="later profile YAML")
     cm.add_argument("--all", action="store_true", help="also list quantities that stayed within noise")
+    add_format_option(cm)
+    cm.add_argument("--fail-on-regression", action="store_true",
+                    help=f"exit {EXIT_REGRESSION} when a predicted time got slower beyond measurement noise (for CI)")
     cm.set_defaults(func=_compare)
 
     pl = sub.add_parser("plot", help="PNG plots: roofline, GEMM efficiency vs M, bandwidth vs size (needs matplotlib)")
@@ -71,22 +78,38 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
 
 def _show(args: argparse.Namespace) -> int:
     from .profile import Profile
-    from .show import format_profile
+    from .show import format_profile, profile_to_json
 
-    print(format_profile(Profile.load(args.profile)))
-    return 0
+    p = Profile.load(args.profile)
+    if args.format == "json":
+        print_json(profile_to_json(p))
+    else:
+        print(format_profile(p))
+    return EXIT_OK
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare_profiles, format_changes
+    from .compare import changes_to_json, compare_profiles, format_changes, regressions
     from .profile import Profile
 
     old, new = Profile.load(args.old), Profile.load(args.new)
+    note = None
     if old.identity.device_name != new.identity.device_name:
-        print(f"note: comparing different devices: {old.identity.device_name!r} vs {new.identity.device_name!r}")
+        note = f"comparing different devices: {old.identity.device_name!r} vs {new.identity.device_name!r}"
     changes = compare_profiles(old, new)
-    print(format_changes(changes, only_significant=not args.all))
-    return 0
+    slower = regressions(changes)
+    if args.format == "json":
+        print_json({"old_profile": args.old, "new_profile": args.new, "note": note,
+                    "regressions": len(slower), "changes": changes_to_json(changes, only_significant=not args.all)})
+    else:
+        if note:
+            print(f"note: {note}")
+        print(format_changes(changes, only_significant=not args.all))
+    if args.fail_on_regression and slower:
+        print(f"accelcal compare: {len(slower)} predicted time(s) slower beyond noise: "
+              + "; ".join(f"{c.quantity} {c.rel_change:+.1%}" for c in slower[:5]), file=sys.stderr)
+        return EXIT_REGRESSION
+    return EXIT_OK
 
 
 def _plot(args: argparse.Namespace) -> int:
