@@ -143,8 +143,9 @@ if [ -z "$NPROC" ]; then
     fi
 fi
 if [ -z "$PROFILE" ]; then
-    HOST="$(hostname -s 2>/dev/null || echo node)"
-    PROFILE="profiles/${HOST}-${DEV_SPEC//:/}.yaml"
+    # One naming scheme (calibrate/naming.py): stem = identity.name = <host>-<device>, raw data in <stem>-raw/.
+    NAME="$("$PY" -c "import json,sys; from accelcal.calibrate.naming import default_profile_name as d; print(d(json.load(open(sys.argv[1]))))" "$OUT/environment.json")"
+    PROFILE="profiles/${NAME}.yaml"
 fi
 RAW="${PROFILE%.yaml}-raw"
 

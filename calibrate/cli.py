@@ -14,7 +14,6 @@ show/compare/plot/export run without it.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 from accelcal.exitcodes import EXIT_OK, EXIT_REGRESSION
 from accelcal.output import add_format_option, print_json
+
+from .naming import profile_target
 
 __all__ = ["register"]
 
@@ -41,12 +42,16 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="ranks for the collective sweep (default: devices on an accelerator node, 2 on a CPU); < 2 skips "
                         "collectives. On a CPU a device is one rank's share: the kernels run with cores // nproc threads, "
                         "and the profile gets devices_per_node = nproc, memory = RAM / nproc, threads_per_device")
-    c.add_argument("--out", default=None, help="profile to write (default: profiles/<name>.yaml)")
+    c.add_argument("--out", default=None,
+                   help="profile to write (default: profiles/<name>.yaml); its stem is the profile's identity.name")
     c.add_argument("--raw-dir", default=None,
-                   help="folder for the raw results (default: a new <out-stem>.raw-<timestamp>/ next to the profile)")
+                   help="folder for the raw results (default: <out-stem>-raw/ next to the profile)")
     c.add_argument("--from-results", nargs="+", metavar="CSV", default=None,
                    help="fit these result CSVs (kernels and/or collectives) instead of measuring")
-    c.add_argument("--name", default=None, help="profile name (default: derived from the device)")
+    c.add_argument("--name", default=None,
+                   help="profile name = file stem (default: <host>-<device>, e.g. node7-cuda0; must match --out's stem)")
+    c.add_argument("--force", action="store_true",
+                   help="with --from-results: replace an existing profile (refused without it)")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("show", help="summarise a profile with units and fit quality")
@@ -173,7 +178,6 @@ def _calibrate(args: argparse.Namespace) -> int:
     from .fit import fit_profile
     from .profile import Profile, ProfileError
 
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     command = "accelcal " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("accelcal") else \
         "accelcal calibrate " + " ".join(_argv_echo(args))
     if args.nproc is not None and args.nproc < 0:
@@ -184,14 +188,21 @@ def _calibrate(args: argparse.Namespace) -> int:
             raise ValueError(f"--from-results: no <stem>.env.json beside {args.from_results}; the profile needs the "
                              f"provenance (device, memory, versions) it records")
         raw_files = [str(Path(p).resolve()) for p in args.from_results]
-        out = Path(args.out or f"profiles/{env.get('device_type', 'device')}.yaml")
+        target = profile_target(args.out, args.name, env, args.raw_dir)
+        out = target.path
+        if out.exists() and not args.force:
+            raise ValueError(f"{out} exists; refitting saved results would replace it: pass --force, or --out "
+                             f"another path")
     else:
+        import socket
+
         from accelcal.kernels.device import resolve_device
         from accelcal.kernels.suite import run_suite
 
         dev = resolve_device(args.device)
-        out = Path(args.out or f"profiles/{dev.type}-{stamp}.yaml")
-        raw_dir = Path(args.raw_dir or out.parent / f"{out.stem}.raw-{stamp}")
+        target = profile_target(args.out, args.name, {"host": socket.gethostname(), "device": dev.spec},
+                                args.raw_dir)
+        out, raw_dir = target.path, target.raw_dir
         nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
         threads = threads_before = None
         if dev.is_cpu:
@@ -250,8 +261,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                 if csv.exists():
                     raw_files.append(str(csv))
             coll = pd.concat(frames, ignore_index=True, sort=False) if frames else None
-    if args.name:
-        env["profile_name"] = args.name
+    env["profile_name"] = target.name  # identity.name is the file stem (calibrate/naming.py)
     print("[calibrate] fitting")
     profile = fit_profile(kern, coll, env, command, progress=lambda m: print(f"[calibrate]   {m}"))
     profile.identity.raw_data = [os.path.relpath(Path(f).resolve(), out.parent.resolve()) for f in raw_files]

@@ -19,7 +19,6 @@ through ``progress``); a run with no GEMM data at all is an error.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Callable, Mapping
 
 import pandas as pd
@@ -27,6 +26,7 @@ import pandas as pd
 from .fit_alpha_beta import fit_piecewise
 from .fit_attention import CASE_KEYS, fit_attention
 from .fit_gemm import fit_gemm
+from .naming import slug
 from .profile import (DTYPE_BYTES, BUSBW_FACTORS, ELEMENTWISE_GROUPS, CollectiveEntry, Identity, MemoryEntry, Overheads, Profile,
                       SCOPES)
 
@@ -51,8 +51,6 @@ def _ok(df: pd.DataFrame | None, figure: str | None) -> pd.DataFrame:
     return out[out["median_s"].notna()]
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "device"
 
 
 def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Identity:
@@ -91,7 +89,7 @@ def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Ident
             versions[out] = str(v)
     threads = env.get("torch_num_threads")
     return Identity(
-        name=str(env.get("profile_name") or _slug(f"{dtype_}-{name}" + (f"-{threads}t" if dtype_ == "cpu" and threads else ""))),
+        name=str(env.get("profile_name") or slug(f"{dtype_}-{name}" + (f"-{threads}t" if dtype_ == "cpu" and threads else ""))),
         source="measured", device_type=dtype_, device_name=name, devices_per_node=per_node,
         nodes=int(env.get("nodes") or 1), memory_capacity_bytes=mem, host=str(env.get("host") or ""),
         date=str(env.get("date") or ""), command=command, versions=versions, citations=[], raw_data=[],

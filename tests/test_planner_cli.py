@@ -44,7 +44,7 @@ def test_datasheet_profile_is_flagged_in_table_and_json(capsys):
     assert _run(["plan", "--profile", str(h100), "--model", "llama3-8b"]) == 0
     lines = capsys.readouterr().out.splitlines()
     # The banner comes first, before any number, and names the profile and the 0-latency assumption.
-    assert lines[0].startswith("WARNING: DATASHEET PRIOR, NOT A MEASUREMENT: profile h100-sxm-datasheet"), lines[0]
+    assert lines[0].startswith("WARNING: DATASHEET PRIOR, NOT A MEASUREMENT: profile h100-sxm"), lines[0]
     assert "assumed 0 s" in lines[0] and "collectives and kernel launches look cheaper" in lines[0]
     # TP8 DP1 is recommended while SP2 plans are listed: the SP line says whose layout it describes.
     assert any("SP2" in l for l in lines if l[:3].strip().isdigit())
@@ -53,7 +53,7 @@ def test_datasheet_profile_is_flagged_in_table_and_json(capsys):
                   "replica to split a prompt across, so SP does not apply to it"], sp
     assert _run(["plan", "--profile", str(h100), "--model", "llama3-8b", "--format", "json"]) == 0
     pri = json.loads(capsys.readouterr().out)["datasheet_priors"]
-    assert [p["profile"] for p in pri] == ["h100-sxm-datasheet"] and "NOT A MEASUREMENT" in pri[0]["warning"]
+    assert [p["profile"] for p in pri] == ["h100-sxm"] and "NOT A MEASUREMENT" in pri[0]["warning"]
 
 
 def test_measured_profile_has_no_datasheet_banner(capsys):
