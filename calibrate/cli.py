@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="fit these result CSVs (kernels and/or collectives) instead of measuring")
     c.add_argument("--name", default=None,
                    help="profile name = file stem (default: <host>-<device>, e.g. node7-cuda0; must match --out's stem)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars or per-stage progress lines")
     c.add_argument("--force", action="store_true",
                    help="with --from-results: replace an existing profile (refused without it)")
     c.set_defaults(func=_calibrate)
@@ -216,8 +217,11 @@ def _calibrate(args: argparse.Namespace) -> int:
             torch.set_num_threads(threads)
             print(f"[calibrate] CPU device = one rank's share: {cores} cores // {max(nproc, 1)} rank(s) = {threads} thread(s)")
         print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {raw_dir}")
+        from accelcal.progress import StageProgress
+
         try:
-            rs = run_suite(device=dev, preset=args.preset, progress=print)
+            rs = run_suite(device=dev, preset=args.preset, progress=None,
+                           bar=StageProgress("calibrate kernels", quiet=args.quiet))
         finally:
             if threads_before is not None:  # the share is for the kernel suite; callers keep their own setting
                 torch.set_num_threads(threads_before)
@@ -250,10 +254,13 @@ def _calibrate(args: argparse.Namespace) -> int:
                 stem = "collectives" if rounds == 1 else f"collectives-round{r + 1}"
                 print(f"[calibrate] collectives on {nproc} ranks ({dev.type}), {fit_dtype(ctype)}, preset {fp.name}, "
                       f"round {r + 1}/{rounds}")
+                bar = StageProgress("calibrate collectives", quiet=args.quiet)
                 try:
                     frames.append(run_sweep(nproc, device_type=ctype, preset=fp.name, dtypes=[fit_dtype(ctype)],
-                                            out_dir=raw_dir, progress=print, stem=stem))
+                                            out_dir=raw_dir, progress=bar.lines(f"round {r + 1}/{rounds}"), stem=stem))
+                    bar.close()
                 except RuntimeError as exc:  # a rank died or timed out: no profile from a partial run
+                    bar.close()
                     print(f"accelcal calibrate: error: collective sweep failed: {exc}; {out} not written"
                           + (" (the existing profile is kept)" if out.exists() else ""), file=sys.stderr)
                     return 1

@@ -189,7 +189,7 @@ def test_calibrate_measure_path_writes_raw_and_profile(tmp_path, monkeypatch, ca
 
     calls = {}
 
-    def fake_suite(device=None, preset="quick", ops=None, progress=print):
+    def fake_suite(device=None, preset="quick", ops=None, progress=print, **kw):
         calls["suite"] = (device.spec, preset)
         return ResultSet(suite="kernels", env=synth_env(), rows=synth_kernels().to_dict("records"))
 
@@ -229,7 +229,7 @@ def test_calibrate_failed_sweep_keeps_existing_profile(tmp_path, monkeypatch, ca
     import accelcal.kernels.suite as suite
     from accelcal.results import ResultSet
 
-    monkeypatch.setattr(suite, "run_suite", lambda device=None, preset="quick", ops=None, progress=print: ResultSet(
+    monkeypatch.setattr(suite, "run_suite", lambda device=None, preset="quick", ops=None, progress=print, **kw: ResultSet(
         suite="kernels", env=synth_env(), rows=synth_kernels().to_dict("records")))
 
     def dead_rank(*a, **kw):
