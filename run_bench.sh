@@ -188,6 +188,14 @@ step "plan: $MODEL on this node"
 logged "${ACC[@]}" plan --profile "$PROFILE" --model "$MODEL" --export-dir "$OUT/plan" | tee "$OUT/plan.txt" \
     || echo "run_bench.sh: planning failed (see $LOG)" | tee -a "$LOG"
 
+# ------------------------------------------------------------------- report
+HAVE_REPORT=0
+if "$PY" -c "import matplotlib" >/dev/null 2>&1; then
+    step "report: one HTML page (summary, fit quality, plots, validation, plan)"
+    if logged "${ACC[@]}" report "$PROFILE" --model "$MODEL" --out "$OUT/report.html"; then HAVE_REPORT=1; else
+        echo "run_bench.sh: report failed (see $LOG)" | tee -a "$LOG"; fi
+fi
+
 # ------------------------------------------------------------------ summary
 ELAPSED=$(( $(date +%s) - T_START ))
 {
@@ -199,5 +207,6 @@ ELAPSED=$(( $(date +%s) - T_START ))
     [ "$SKIP_VALIDATE" = 0 ] && echo "  validation       $OUT/validation.txt"
     [ -n "$PREV" ] && echo "  changes          $OUT/compare.txt"
     echo "  plan             $OUT/plan.txt (DAG/trace exports in $OUT/plan/)"
+    [ "$HAVE_REPORT" = 1 ] && echo "  report           $OUT/report.html (open in a browser; plots inline)"
     echo "  log              $LOG"
 } | tee -a "$LOG"

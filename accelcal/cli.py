@@ -30,6 +30,7 @@ _AREAS: tuple[str, ...] = (
     "accelcal.calibrate.cli",
     "accelcal.planner.cli",
     "accelcal.validate.cli",
+    "accelcal.report",
 )
 
 

@@ -69,9 +69,13 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                     help=f"exit {EXIT_REGRESSION} when a predicted time got slower beyond measurement noise (for CI)")
     cm.set_defaults(func=_compare)
 
-    pl = sub.add_parser("plot", help="PNG plots: roofline, GEMM efficiency vs M, bandwidth vs size (needs matplotlib)")
+    pl = sub.add_parser("plot", help="PNG plots: roofline, GEMM efficiency per dtype, bandwidth and busbw vs size "
+                                     "(needs matplotlib)")
     pl.add_argument("profile", help="profile YAML")
-    pl.add_argument("--out", default=None, help="output folder (default: <profile-stem>-plots/ next to the profile)")
+    pl.add_argument("--out", default=None,
+                    help="output folder (default: results/<profile-stem>-plots/, beside the run's results, not in profiles/)")
+    pl.add_argument("--datasheet", default=None,
+                    help="datasheet profile drawn as reference lines (default: the shipped one for this device, if any)")
     pl.set_defaults(func=_plot)
 
     ex = sub.add_parser("export", help="export measured numbers as configurator hardware fields")
@@ -121,16 +125,21 @@ def _compare(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from .plot import plot_profile
     from .profile import Profile
+    from .priors import find_datasheet
 
     p = Profile.load(args.profile)
-    out = args.out or str(Path(args.profile).with_suffix("")) + "-plots"
+    ds = Profile.load(args.datasheet) if args.datasheet else find_datasheet(p)
+    out = args.out or str(Path("results") / f"{Path(args.profile).stem}-plots")
+    notes: list[str] = []
     try:
-        paths = plot_profile(p, out, profile_path=args.profile)
+        paths = plot_profile(p, out, profile_path=args.profile, datasheet=ds, notes=notes)
     except ImportError as exc:
         print(f"accelcal plot: error: {exc}", file=sys.stderr)
         return 2
     for path in paths:
         print(f"wrote {path}")
+    for note in notes:
+        print(f"not drawn: {note}")
     return 0
 
 

@@ -169,7 +169,8 @@ def test_calibrate_from_results_needs_env(tmp_path, capsys):
 def test_plot_writes_pngs(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     assert run(["plot", str(GOOD), "--out", str(tmp_path / "plots")]) == 0
-    for name in ("roofline.png", "gemm_efficiency.png", "bandwidth.png"):
+    dtypes = Profile.load(GOOD).compute
+    for name in ("roofline.png", "memory_bandwidth.png", *(f"gemm_efficiency_{dt}.png" for dt in dtypes)):
         data = (tmp_path / "plots" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
