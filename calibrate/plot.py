@@ -75,6 +75,20 @@ def _legend(ax, n: int) -> None:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
+def _finish_rate_vs_size(plt, fig, ax, n_series: int, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Binary size axis, rate from 0, grid, legend outside; saved and closed."""
+    _bytes_axis(ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{title} (dots measured, lines fitted)", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax, n_series)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
 def plot_profile(p: Profile, out_dir: str | os.PathLike, profile_path: str | os.PathLike | None = None,
                  datasheet: Profile | None = None, notes: list[str] | None = None) -> list[Path]:
     """Write the PNGs into ``out_dir``; returns their paths.  ``datasheet`` adds its figures as reference lines;
@@ -175,16 +189,8 @@ def _memory_bandwidth(plt, p, out, raw, ds, notes) -> list[Path]:
         ax.axhline(ds.memory["copy"].bandwidth_bytes_per_s / 1e9, color="black", ls=":",
                    label=f"datasheet {ds.identity.device_name}")
         n += 1
-    _bytes_axis(ax)
-    ax.set_xlabel("bytes moved per call")
-    ax.set_ylabel("GB/s")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"{p.identity.name}: memory bandwidth vs size (dots measured, lines fitted)", fontsize=10)
-    ax.grid(True, which="major", alpha=0.3)
-    _legend(ax, n)
-    path = _save(fig, out / "memory_bandwidth.png")
-    plt.close(fig)
-    return [path]
+    return [_finish_rate_vs_size(plt, fig, ax, n, "bytes moved per call", "GB/s",
+                                 f"{p.identity.name}: memory bandwidth vs size", out / "memory_bandwidth.png")]
 
 
 def _collective_rows(raw, c) -> Any:
@@ -234,16 +240,8 @@ def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
         ax.axhline(c.pieces[-1].bandwidth_bytes_per_s * busbw_factor(c.op, c.group_size) / 1e9, color="black", ls=":",
                    label=f"datasheet {ds.identity.device_name} busbw")
         n += 1
-    _bytes_axis(ax)
-    ax.set_xlabel("message size S per rank")
-    ax.set_ylabel("busbw (GB/s, nccl-tests convention)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"{p.identity.name}: collective bus bandwidth vs size (dots measured, lines fitted)", fontsize=10)
-    ax.grid(True, which="major", alpha=0.3)
-    _legend(ax, n)
-    path = _save(fig, out / "collectives_busbw.png")
-    plt.close(fig)
-    return [path]
+    return [_finish_rate_vs_size(plt, fig, ax, n, "message size S per rank", "busbw (GB/s, nccl-tests convention)",
+                                 f"{p.identity.name}: collective bus bandwidth vs size", out / "collectives_busbw.png")]
 
 
 def plot_pareto(result: Any, path: str | os.PathLike) -> Path | None:
