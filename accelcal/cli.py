@@ -18,6 +18,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from accelcal.calibrate.profile.errors import ProfileQueryError
+
 from . import __version__
 from .exitcodes import EXIT_BAD_INPUT, epilog
 from .extras import extra_for, missing_extra_message
@@ -74,10 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The base install lacks an optional extra this command needs: say which, no traceback.
         print(missing_extra_message(exc, args.command), file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Input errors: one clear line, no traceback.
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"accelcal {args.command}: error: {msg}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, ProfileQueryError) as exc:
+        # Input errors and a profile that lacks a measurement the command needs: one clear line, no traceback.
+        # Any other exception (a KeyError included) is a bug and keeps its traceback.
+        print(f"accelcal {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return int(rc or 0)
 

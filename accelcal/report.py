@@ -90,7 +90,7 @@ def _img(path: Path, caption: str) -> str:
 def _plan(prof, args):
     from accelcal.planner.cli import _pick_dtype
     from accelcal.planner.cluster import Cluster, DeviceGroup
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
     from accelcal.planner.search import NoFeasiblePlan, PlanOptions, plan
     from accelcal.planner.workload import Workload
 

@@ -25,7 +25,8 @@ from accelcal.calibrate.fit import MEMORY_MAX_PIECES, median_over_repeats, selec
 from accelcal.calibrate.fit_alpha_beta import fit_piecewise
 from accelcal.calibrate.fit_gemm import LOO_MAX_POINTS
 from accelcal.calibrate.fit_gemm import fit_gemm
-from accelcal.calibrate.profile import DTYPE_BYTES, Profile, ProfileError
+from accelcal.calibrate.profile import Profile, ProfileError
+from accelcal.vocab import DTYPE_BYTES
 from accelcal.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent

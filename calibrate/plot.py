@@ -27,8 +27,9 @@ import numpy as np
 
 from accelcal.atomic import atomic_write_with
 from accelcal.units import fmt_bytes
+from accelcal.vocab import busbw_factor, gemm_bytes, gemm_flop
 
-from .profile import DTYPE_BYTES, Profile, busbw_factor, gemm_bytes, gemm_flop
+from .profile import Profile
 
 __all__ = ["MAX_SERIES", "plot_profile", "plot_pareto"]
 
@@ -111,13 +112,12 @@ def _roofline(plt, p, out, raw, ds, notes) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 5))
     ai = np.logspace(-1, 4, 200)
     for dt, e in list(p.compute.items())[:MAX_SERIES]:
-        el = DTYPE_BYTES[dt]
         roof = np.minimum(e.peak_flop_per_s, ai * e.memory_bandwidth_bytes_per_s) / 1e12
         line = ax.loglog(ai, roof, "-", label=f"{dt} fitted roof")[0]
         if e.points:
             pts = np.array(e.points)
             f = np.array([gemm_flop(*r[:3]) for r in pts])
-            b = np.array([gemm_bytes(*r[:3], el) for r in pts])
+            b = np.array([gemm_bytes(*r[:3], dt) for r in pts])
             ax.loglog(f / b, f / pts[:, 3] / 1e12, "o", ms=3, color=line.get_color(), alpha=0.6)
     ax.set_xlabel("arithmetic intensity (FLOP / byte)")
     ax.set_ylabel("TFLOP/s")

@@ -8,8 +8,9 @@
 from __future__ import annotations
 
 from accelcal.units import fmt
+from accelcal.vocab import busbw_factor
 
-from .profile import Profile, Quality, busbw_factor
+from .profile import Profile, Quality
 
 __all__ = ["format_profile", "profile_to_json"]
 

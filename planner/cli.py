@@ -13,10 +13,9 @@ import json
 import sys
 
 from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
+from accelcal.models import preset_names
+from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
 from accelcal.output import add_format_option
-
-from .models import preset_names
-from .implementation import DEFAULT_IMPLEMENTATION, implementation_names
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -45,7 +44,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--cuda-graphs", action="store_true", help="cost launches as CUDA-graph replay instead of eager")
     p.add_argument("--implementation", choices=implementation_names(), default=DEFAULT_IMPLEMENTATION,
                    help="how the layer is written, which sets kernels launched per norm/rotary/activation/MoE "
-                        "routing (planner/presets/implementations): fused = a serving engine's fused kernels "
+                        "routing (models/presets/implementations): fused = a serving engine's fused kernels "
                         "(default), torch-eager = plain PyTorch eager, as accelcal validate runs it")
     p.add_argument("--objective", choices=("auto", "latency", "throughput"), default="auto",
                    help="rank by request latency or tokens/s per device; auto = throughput when a target is given")
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .cluster import Cluster, DeviceGroup
     from .export import write_exports
-    from .models import ModelConfig
+    from accelcal.models import ModelConfig
     from .report import format_table, to_json
     from .search import NoFeasiblePlan, PlanOptions, plan
     from .workload import Workload

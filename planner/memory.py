@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from accelcal.models import ModelConfig
+
 from .dag import kv_heads_per_device
-from .models import ModelConfig
 from .workload import Workload
 
 __all__ = ["MemoryEstimate", "device_memory", "layer_weight_elems"]

@@ -12,7 +12,7 @@ import yaml
 
 from accelcal.calibrate import cli as calcli
 from accelcal.calibrate.compare import compare_profiles, format_changes
-from accelcal.calibrate.profile import Profile
+from accelcal.calibrate.profile import Profile, ProfileQueryError
 from accelcal.calibrate.synthetic import synth_collectives, synth_env, synth_kernels
 
 DATA = Path(__file__).parent / "data"
@@ -28,7 +28,7 @@ def run(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, ProfileQueryError) as exc:
         print(f"accelcal {args.command}: error: {exc}")
         return 2
 

@@ -10,7 +10,7 @@ import pytest
 from accelcal.calibrate.profile import Profile
 from accelcal.planner.cluster import Cluster, DeviceGroup
 from accelcal.planner.export import trace_events, write_exports
-from accelcal.planner.models import ModelConfig
+from accelcal.models import ModelConfig
 from accelcal.planner.search import PlanOptions, plan
 from accelcal.planner.workload import Workload
 from tests.planner_profiles import h100_like

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--results", default=None, metavar="DIR",
                    help="also write the measurements as long-format records (validation.csv/.json/.env.json) to DIR")
     p.add_argument("--implementation", default="torch-eager", metavar="NAME",
-                   help="kernel-count preset the planner costs the layers with (planner/presets/implementations; "
+                   help="kernel-count preset the planner costs the layers with (models/presets/implementations; "
                         "default torch-eager: the validation layers are plain PyTorch run eagerly, so the planner "
                         "must count their ~40 dispatched ops, not a serving engine's fused kernels)")
     w = p.add_mutually_exclusive_group()

@@ -1,7 +1,7 @@
-"""Decoder-only Transformer configs for the planner, with presets as data.
+"""Decoder-only Transformer configs, with presets as data.
 
-    from accelcal.planner.models import ModelConfig
-    m = ModelConfig.from_name("llama3-70b")       # presets: planner/presets/*.yaml
+    from accelcal.models import ModelConfig
+    m = ModelConfig.from_name("llama3-70b")       # presets: models/presets/*.yaml
     m = ModelConfig.from_yaml("my-model.yaml")     # same keys as a preset
     print(m.weight_bytes() / 1e9, "GB of weights")
 
@@ -14,17 +14,17 @@ the MLP for a router, ``num_experts`` SwiGLU experts of ``expert_ffn_size``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
 
-__all__ = ["DTYPE_BYTES", "ModelConfig", "preset_names"]
+from accelcal.vocab import DTYPE_BYTES
+
+__all__ = ["ModelConfig", "PRESET_DIR", "preset_names"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
-#: Bytes per element of each dtype name accelcal uses.
-DTYPE_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,6 @@ class ModelConfig:
 
 
 def dataclass_missing():
-    from dataclasses import MISSING
     return MISSING
 
 
