@@ -21,6 +21,8 @@ from typing import Sequence
 from accelcal.calibrate.profile.errors import ProfileQueryError
 
 from . import __version__
+from .exitcodes import EXIT_BAD_INPUT, epilog
+from .extras import extra_for, missing_extra_message
 
 # (module, what it adds) in help order.
 _AREAS: tuple[str, ...] = (
@@ -32,6 +34,7 @@ _AREAS: tuple[str, ...] = (
     "accelcal.planner.cli",
     "accelcal.planner.serving.cli",
     "accelcal.validate.cli",
+    "accelcal.report",
 )
 
 
@@ -39,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="accelcal",
         description="Measure an accelerator node, fit a profile, and plan Transformer inference on it.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"accelcal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -87,12 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `accelcal plan ... | head -1`: the reader left; say nothing, and keep Python's exit flush quiet.
         _silence_stdout()
         return 141
+    except ModuleNotFoundError as exc:
+        if extra_for(exc) is None:
+            raise
+        # The base install lacks an optional extra this command needs: say which, no traceback.
+        print(missing_extra_message(exc, args.command), file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (ValueError, FileNotFoundError, ProfileQueryError) as exc:
         # Input errors and a profile that lacks a measurement the command needs: one clear line, no traceback.
         # Any other exception (a KeyError included) is a bug and keeps its traceback.  Control characters
         # from a file named in the message are escaped.
         print(f"accelcal {args.command}: error: {safe(exc, keep_newlines=False)[:2000]}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except OSError as exc:
         # Disk full, read-only folder, permission: one line naming the path.
         from .preflight import os_error_line

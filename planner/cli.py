@@ -12,14 +12,17 @@ import argparse
 import json
 import sys
 
+from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
+from accelcal.output import add_format_option
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="rank parallel layouts for a model on a profiled cluster",
                        description="Enumerate TP x PP x DP (x EP for MoE, SP for prefill), cost each layer DAG "
-                                   "from the profile, and rank the layouts with the reasons.")
+                                   "from the profile, and rank the layouts with the reasons. Exit 3 when no layout "
+                                   "fits, 4 when layouts fit but none meets --ttft/--tpot/--request-rate.")
     p.add_argument("--profile", required=True, help="profile YAML of one node (accelcal calibrate or profiles/datasheet/)")
     p.add_argument("--interconnect", default=None, metavar="PROFILE",
                    help="interconnect profile whose intra_node collectives replace --profile's (e.g. "
@@ -57,7 +60,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="refuse a search costing more layouts than this per device group (default: 200000)")
     p.add_argument("--memory-utilization", type=float, default=0.9,
                    help="fraction of device memory a plan may use (default: 0.9)")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    add_format_option(p)
     p.add_argument("--top", type=int, default=10, help="plans to list (default: 10)")
     p.add_argument("--export-dir", default=None,
                    help="write the best plan's DAGs (JSON, DOT) and a Chrome/Perfetto trace here")
@@ -138,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from .export import write_exports
     from accelcal.models import ModelConfig
     from .report import format_table, to_json
-    from .search import PlanOptions, plan
+    from .search import NoFeasiblePlan, PlanOptions, plan
     from .workload import Workload
 
     for name in ("nodes", "devices_per_node", "top", "prompt_len", "output_len", "batch"):
@@ -186,7 +189,11 @@ def run(args: argparse.Namespace) -> int:
                           memory_utilization=args.memory_utilization, assume_zero_latency=args.assume_zero_latency,
                           max_layouts=args.max_layouts)
     progress = (lambda msg: print(msg, file=sys.stderr)) if sum(g.devices for g in groups) >= 32 else None
-    result = plan(model, Cluster(groups), workload, options, progress)
+    try:
+        result = plan(model, Cluster(groups), workload, options, progress)
+    except NoFeasiblePlan as exc:
+        print(f"accelcal plan: {exc}", file=sys.stderr)
+        return EXIT_INFEASIBLE
     if args.format == "json":
         from accelcal.safe_io import dumps_finite
 
@@ -197,4 +204,7 @@ def run(args: argparse.Namespace) -> int:
         paths = write_exports(result.best, args.export_dir, model.layers)
         print(f"wrote {len(paths)} files to {args.export_dir} (open trace.json in https://ui.perfetto.dev)",
               file=sys.stderr)
-    return 0
+    if not all(g.ranked[0].meets_targets for g in result.groups if g.ranked):
+        print("accelcal plan: no plan meets the targets (the closest are listed above)", file=sys.stderr)
+        return EXIT_TARGETS_MISSED
+    return EXIT_OK

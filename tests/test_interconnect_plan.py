@@ -38,7 +38,7 @@ def test_composed_equals_one_combined_profile():
     b = plan("llama3-70b", Cluster.homogeneous(one, devices_per_node=8), w, FAST)
     assert _costs(a) and _costs(a) == _costs(b)
     assert a.provenance[1].startswith("intra-node: h100-nvswitch-8 - published by https://github.com/NVIDIA/nccl-tests/issues/290")
-    assert a.provenance[0].startswith("device: cuda-nvidia-h200 - measured on vm, 2026-11-26")
+    assert a.provenance[0].startswith("device: nvidia-h200 - measured on vm, 2026-11-26")
 
 
 def test_nvswitch_keeps_tp_inside_the_node_and_slow_links_shrink_it(capsys):

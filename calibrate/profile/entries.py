@@ -79,7 +79,7 @@ class Identity:
     """Who and what was measured, how, and from which source."""
 
     name: str
-    """Profile name, e.g. ``cpu-amd-epyc-2c`` or ``h100-sxm-datasheet``."""
+    """Profile name, e.g. ``cpu-amd-epyc-2c`` or ``h100-sxm``."""
     source: str
     """``measured``, ``datasheet`` or ``published`` (measured by someone else; citations required)."""
     device_type: str
