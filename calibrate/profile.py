@@ -353,6 +353,10 @@ class ComputeEntry:
     wave_units: int | None = None
     """Parallel units (SMs/CUs) for the wave-quantisation term with 128x128 tiles; null = no quantisation term."""
 
+    gemm_model: Any = None
+    """Optional :class:`accelcal.calibrate.gemm_model.GemmModel` (key ``gemm_model``): when present the query uses
+    it (wave quantisation, split-K, memory-bound small M) instead of the efficiency-interpolated roofline."""
+
     _ratio_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def model_time_s(self, m: float, n: float, k: float, elsize: int) -> float:
@@ -361,6 +365,8 @@ class ComputeEntry:
 
     def estimate_s(self, m: float, n: float, k: float, elsize: int) -> tuple[float, bool, str]:
         """(time_s, extrapolated, detail) from the model corrected by the measured efficiency."""
+        if self.gemm_model is not None:
+            return self.gemm_model.estimate_s(m, n, k, self.points)
         # Ratios depend on every parameter; keying on them keeps copies made by with_bandwidth_scale correct.
         key = (elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s, self.wave_units,
                tuple(tuple(pt) for pt in self.points))
@@ -373,7 +379,7 @@ class ComputeEntry:
     @classmethod
     def read(cls, r: _Reader, d: Any, path: str, datasheet: bool) -> "ComputeEntry":
         d = r.mapping(d, path, ["peak_flop_per_s", "memory_bandwidth_bytes_per_s", "points"],
-                      ["overhead_s", "quality", "wave_units"])
+                      ["overhead_s", "quality", "wave_units", "gemm_model"])
         pts = d["points"]
         if not isinstance(pts, list):
             raise r.fail(f"{path}.points", f"expected a list of [m, n, k, time_s], got {type(pts).__name__}")
@@ -397,6 +403,7 @@ class ComputeEntry:
             points=points,
             quality=Quality.read(r, d["quality"], f"{path}.quality") if d.get("quality") is not None else None,
             wave_units=None if wave is None else r.integer(wave, f"{path}.wave_units", lo=1, hi=100000),
+            gemm_model=_read_gemm_model(r, d.get("gemm_model"), f"{path}.gemm_model"),
         )
 
     def to_dict(self) -> dict:
@@ -407,7 +414,19 @@ class ComputeEntry:
             "points": [[float(v) for v in p] for p in self.points],
             "quality": None if self.quality is None else self.quality.to_dict(),
             "wave_units": self.wave_units,
+            **({"gemm_model": self.gemm_model.to_dict()} if self.gemm_model is not None else {}),
         }
+
+
+def _read_gemm_model(r: "_Reader", d: Any, path: str) -> Any:
+    if d is None:
+        return None
+    from .gemm_model import GemmModel  # lazy: gemm_model imports this module's FLOP/byte formulas
+
+    try:
+        return GemmModel.from_dict(d, path)
+    except ValueError as exc:
+        raise r.fail(path, str(exc).removeprefix(f"{path}: ").removeprefix(f"{path}")) from None
 
 
 @dataclass
@@ -1146,11 +1165,15 @@ class Profile:
         p = copy.deepcopy(self)
         for dt, e in p.compute.items():
             el = DTYPE_BYTES[dt]
-            before = [e.model_time_s(*pt[:3], el) for pt in e.points]
+            g = e.gemm_model
+            query_model = (lambda a, b, c: g.time_s(a, b, c)) if g is not None else (lambda a, b, c: e.model_time_s(a, b, c, el))
+            before = [query_model(*pt[:3]) for pt in e.points]
             e.memory_bandwidth_bytes_per_s *= factor
+            if g is not None:
+                g = e.gemm_model = replace(g, memory_bandwidth_bytes_per_s=g.memory_bandwidth_bytes_per_s * factor)
             # Measured points become what they would have measured on the faster/slower memory under the model,
             # so the efficiency correction (measured / model) is kept rather than cancelling the what-if.
-            e.points = [pt[:3] + [pt[3] * e.model_time_s(*pt[:3], el) / b] for pt, b in zip(e.points, before)]
+            e.points = [pt[:3] + [pt[3] * query_model(*pt[:3]) / b] for pt, b in zip(e.points, before)]
         for e in list(p.memory.values()) + [g for gs in p.elementwise.values() for g in gs.values()]:
             e.bandwidth_bytes_per_s *= factor
             for piece in e.pieces or ():
