@@ -187,18 +187,20 @@ def _fit_shape_fixed(arr: np.ndarray, elsize: int, units: int, tm: int, tn: int,
     return build(res.x), float(res.cost), bool(res.success), res
 
 
-def fit_gemm_model(dtype: str, points: Sequence[Sequence[float]], wave_units: int | None = None):
+def fit_gemm_model(dtype: str, points: Sequence[Sequence[float]], wave_units: int | None = None,
+                   grid: Sequence[tuple[int, int, int | None, int]] | None = None):
     """Fit :class:`~accelcal.calibrate.gemm_model.GemmModel` to measured ``(m, n, k, median_s)`` of one dtype.
 
     Continuous parameters (peak, bandwidth, overhead, sharpness, per-output cost) by ``least_squares`` on
     relative residuals with a soft-L1 loss inside physical bounds; the integer terms (tile edges, split-K
-    slice, GEMV path) by the lowest robust cost over a small grid.  Returns (model, converged, bound flags).
+    slice, GEMV path) by the lowest robust cost over a small grid (``grid``: (tile_m, tile_n, split_k_min,
+    gemv_max_m) tuples, default :func:`_shape_grid`).  Returns (model, converged, bound flags).
     """
     arr = _check(dtype, points)
     units = int(wave_units) if wave_units else 1
     elsize = DTYPE_BYTES[dtype]
     # Screen every integer combination with a short fit, then fit the most promising ones to convergence.
-    screened = sorted(_shape_grid(units), key=lambda c: _fit_shape_fixed(arr, elsize, units, *c, max_nfev=_SCREEN_NFEV)[1])
+    screened = sorted(list(grid) if grid is not None else _shape_grid(units), key=lambda c: _fit_shape_fixed(arr, elsize, units, *c, max_nfev=_SCREEN_NFEV)[1])
     model, _, ok, res = min((_fit_shape_fixed(arr, elsize, units, *c) for c in screened[:_REFINE_TOP]), key=lambda f: f[1])
     names = ["log peak_flop_per_s", "log memory_bandwidth_bytes_per_s", "overhead_s / min time", "sharpness",
              "output_s_per_element"]

@@ -426,7 +426,8 @@ def _read_gemm_model(r: "_Reader", d: Any, path: str) -> Any:
     try:
         return GemmModel.from_dict(d, path)
     except ValueError as exc:
-        raise r.fail(path, str(exc).removeprefix(f"{path}: ").removeprefix(f"{path}")) from None
+        where, _, problem = str(exc).partition(": ")  # GemmModel names the full key path first
+        raise r.fail(where, problem) from None
 
 
 @dataclass
