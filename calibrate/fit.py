@@ -237,7 +237,7 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
         phase = op.split("_", 1)[1]
         try:
             cases = g[list(CASE_KEYS)].to_dict("records")
-            e = fit_attention(dtype, phase, cases, g["median_s"].astype(float).values)
+            e = fit_attention(dtype, phase, cases, g["median_s"].astype(float).values, wave_units=int(wave) if wave else None)
         except (ValueError, KeyError) as exc:
             note(f"attention {dtype} {phase}: not fitted: {exc}")
             continue

@@ -518,18 +518,43 @@ class AttentionEntry:
     """Sustained Q+K+V+O byte rate."""
     quality: Quality
     """Fit quality."""
+    half_length: float | None = None
+    """Optional: KV length (tokens) at which a call reaches half its sustained rate (per-block prologue,
+    calibrate/attention_model.py); null/absent = no length term (profiles written before it existed)."""
+    wave_units: int | None = None
+    """Optional: units (SMs/CUs) prefill thread blocks of ``block_q`` queries are spread over; null = no wave term."""
+    block_q: int | None = None
+    """Optional: query rows per prefill thread block for the wave term (null: 128)."""
+
+    def time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,
+               flop: float, nbytes: float) -> float:
+        """Model time of one call whose FLOP and bytes are already counted (attention_flop_bytes)."""
+        from .attention_model import DEFAULT_BLOCK_Q, attention_model_time_s  # lazy: it imports this module
+
+        return attention_model_time_s(latency_s=self.latency_s, flop_per_s=self.flop_per_s, bytes_per_s=self.bytes_per_s,
+                                      half_length=self.half_length or 0.0, wave_units=self.wave_units,
+                                      block_q=self.block_q or DEFAULT_BLOCK_Q, phase=phase, batch=batch, q_len=q_len,
+                                      kv_len=kv_len, heads=heads, kv_heads=kv_heads, head_dim=head_dim, elsize=0,
+                                      flop=flop, nbytes=nbytes)
 
     @classmethod
     def read(cls, r: _Reader, d: Any, path: str) -> "AttentionEntry":
-        d = r.mapping(d, path, ["latency_s", "flop_per_s", "bytes_per_s", "quality"])
+        d = r.mapping(d, path, ["latency_s", "flop_per_s", "bytes_per_s", "quality"], ["half_length", "wave_units", "block_q"])
+        opt_int = lambda k: None if d.get(k) is None else r.integer(d[k], f"{path}.{k}", lo=1, hi=100000)  # noqa: E731
         return cls(latency_s=r.seconds(d["latency_s"], f"{path}.latency_s"),
                    flop_per_s=r.flops(d["flop_per_s"], f"{path}.flop_per_s"),
                    bytes_per_s=r.bandwidth(d["bytes_per_s"], f"{path}.bytes_per_s"),
-                   quality=Quality.read(r, d["quality"], f"{path}.quality"))
+                   quality=Quality.read(r, d["quality"], f"{path}.quality"),
+                   half_length=r.number(d.get("half_length"), f"{path}.half_length", hi=1e7, what="tokens", optional=True),
+                   wave_units=opt_int("wave_units"), block_q=opt_int("block_q"))
 
     def to_dict(self) -> dict:
-        return {"latency_s": float(self.latency_s), "flop_per_s": float(self.flop_per_s),
-                "bytes_per_s": float(self.bytes_per_s), "quality": self.quality.to_dict()}
+        out = {"latency_s": float(self.latency_s), "flop_per_s": float(self.flop_per_s),
+               "bytes_per_s": float(self.bytes_per_s), "quality": self.quality.to_dict()}
+        for k in ("half_length", "wave_units", "block_q"):
+            if getattr(self, k) is not None:
+                out[k] = float(getattr(self, k)) if k == "half_length" else int(getattr(self, k))
+        return out
 
 
 @dataclass
@@ -1084,10 +1109,32 @@ class Profile:
                                 f"compute.{dtype}", self._base_flags() + ("not-measured", "extrapolated"))
             raise MissingMeasurement(f"{self.identity.name}: no attention data for {dtype}.{phase} and no compute.{dtype} "
                                      f"to fall back on; attention has {have}, compute has {sorted(self.compute)}")
-        t = e.latency_s + max(flop / e.flop_per_s, nbytes / e.bytes_per_s)
+        t = e.time_s(phase, batch, q_len, kv_len, heads, kv_heads, head_dim, flop, nbytes)
         extrap, note = _range_note(e.quality, flop, "FLOP")
         flags = self._base_flags() + _flagged(e.quality) + (("extrapolated",) if extrap else ())
-        return Estimate(t, extrap, f"latency + max(FLOP/rate, bytes/rate), {note}", f"attention.{dtype}.{phase}", flags)
+        how = "latency + max(FLOP/rate, bytes/rate)" + (" x (1 + half_length/kv_len)" if e.half_length else "") + \
+              (" x prefill waves" if e.wave_units and phase == "prefill" else "")
+        return Estimate(t, extrap, f"{how}, {note}", f"attention.{dtype}.{phase}", flags)
+
+    def attention_mixed_time_s(self, decode_kv_lens: Sequence[int], chunks: Sequence[tuple[int, int]], heads: int,
+                               kv_heads: int, head_dim: int, dtype: str) -> Estimate:
+        """One continuous-batching attention step: a decode batch (one new token per sequence, its KV length in
+        ``decode_kv_lens``) plus prefill ``chunks`` of (q_len new tokens, context_len tokens already cached).
+
+        Composed from the fitted parts as one varlen kernel: one call latency, plus each part's time above
+        its latency (the decode batch at its mean KV length; each chunk a causal prefill, kv = context + q).
+        """
+        from .attention_model import mixed_parts
+
+        parts = mixed_parts(list(decode_kv_lens), list(chunks))
+        ests = [(ph, self.attention_time_s(ph, b, q, kv, heads, kv_heads, head_dim, dtype)) for ph, b, q, kv in parts]
+        lat = {ph: (self.attention[dtype][ph].latency_s if ph in self.attention.get(dtype, {}) else 0.0) for ph, _ in ests}
+        total = max(lat.values()) + sum(max(0.0, e.time_s - lat[ph]) for ph, e in ests)
+        flags = tuple(dict.fromkeys(f for _, e in ests for f in e.flags))
+        detail = (f"mixed step: {len(decode_kv_lens)} decode sequence(s) + {len(chunks)} prefill chunk(s), one call "
+                  f"latency + the parts' work ({', '.join(f'{ph} {e.time_s * 1e6:.3g} us' for ph, e in ests)})")
+        return Estimate(total, any(e.extrapolated for _, e in ests), detail,
+                        ", ".join(dict.fromkeys(e.source for _, e in ests)), flags)
 
     def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node") -> Estimate:
         """latency + S / bandwidth, S in the nccl-tests convention; ring-model scaling to unmeasured group sizes."""
