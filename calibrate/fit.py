@@ -34,7 +34,7 @@ __all__ = ["fit_profile", "collective_fit_mode", "select_collective_series", "me
            "OVERHEAD_OPS"]
 
 OVERHEAD_OPS = {"launch_eager": "eager_launch_s", "launch_sync": "launch_sync_s", "sync": "sync_s",
-                "graph_kernel": "graph_kernel_s"}
+                "graph_kernel": "graph_kernel_s", "eager_dispatch": "eager_dispatch_s"}
 """Raw op name -> Overheads field."""
 
 MEMORY_MAX_PIECES = 3

@@ -495,6 +495,9 @@ class Overheads:
     """A device synchronise with nothing queued."""
     graph_kernel_s: float | None = None
     """Per-kernel cost when replayed from a CUDA/HIP graph."""
+    eager_dispatch_s: float | None = None
+    """Host cost per work op of a real decoder layer's eager op mix, its view/cast/reshape dispatches included
+    (kernels/dispatch.py); what an eager layer's host issue rate is on an accelerator.  Optional (null: not measured)."""
 
     @classmethod
     def read(cls, r: _Reader, d: Any, path: str) -> "Overheads":
@@ -1186,13 +1189,20 @@ class Profile:
         return Estimate(lat + nbytes / bw, True, detail, c.label, flags)
 
     def launch_overhead_s(self, mode: str = "eager") -> Estimate:
-        """Per-kernel launch cost: ``eager`` (Python issuing a kernel) or ``graph`` (graph replay)."""
+        """Per-kernel launch cost: ``eager`` (Python issuing a tiny kernel), ``dispatch`` (per op of a real eager
+        layer, views and casts included; falls back to ``eager``, flagged not-measured) or ``graph`` (graph replay)."""
         o = self.overheads
         if mode == "eager":
             if o.eager_launch_s is not None:
                 return Estimate(o.eager_launch_s, False, "measured eager launch", "overheads.eager_launch_s", self._base_flags())
             return Estimate(0.0, True, "eager launch overhead not measured (null): 0 assumed", "overheads.eager_launch_s",
                             self._base_flags() + ("not-measured",))
+        if mode == "dispatch":
+            if o.eager_dispatch_s is not None:
+                return Estimate(o.eager_dispatch_s, False, "measured host cost per op of an eager layer's op mix",
+                                "overheads.eager_dispatch_s", self._base_flags())
+            est = self.launch_overhead_s("eager")
+            return replace(est, detail=f"layer op-mix dispatch not measured; {est.detail}")
         if mode == "graph":
             if o.graph_kernel_s is not None:
                 return Estimate(o.graph_kernel_s, False, "measured per-kernel graph replay cost", "overheads.graph_kernel_s",
@@ -1202,7 +1212,7 @@ class Profile:
                                 "overheads.eager_launch_s", self._base_flags() + ("not-measured",))
             return Estimate(0.0, True, "graph overhead not measured (null): 0 assumed", "overheads.graph_kernel_s",
                             self._base_flags() + ("not-measured",))
-        raise ValueError(f"launch_overhead_s: mode must be 'eager' or 'graph', got {mode!r}")
+        raise ValueError(f"launch_overhead_s: mode must be 'eager', 'dispatch' or 'graph', got {mode!r}")
 
     # ---------------------------------------------------------------- what-ifs
 

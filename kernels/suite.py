@@ -50,6 +50,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     from .attention import run_attention
     from .cases import SweepContext
     from .device import Device, resolve_device
+    from .dispatch import run_eager_dispatch
     from .elementwise import run_elementwise
     from .environment import capture_environment
     from .gemm import run_gemm
@@ -82,6 +83,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
             run_memory(ctx, p.memory_sizes_bytes)
         elif op == "overhead":
             run_overheads(ctx, queue_len=p.overhead_queue_len)
+            run_eager_dispatch(ctx)
         elif op == "attention":
             run_attention(ctx, p.attention_cases, attn_dtypes)
         elif op == "elementwise" and p.elementwise_dims is not None:
