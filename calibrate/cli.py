@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     c.add_argument("--from-results", nargs="+", metavar="CSV", default=None,
                    help="fit these result CSVs (kernels and/or collectives) instead of measuring")
     c.add_argument("--name", default=None, help="profile name (default: derived from the device)")
+    c.add_argument("--for-model", default=None, metavar="NAME[,NAME...]",
+                   help="also sweep these models' GEMM shapes (QKV, output, gate/up, down, experts, router, LM head) "
+                        "divided by each --tp degree (preset names or config YAMLs); the profile records the coverage")
+    c.add_argument("--tp", default="1,2,4,8", metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("show", help="summarise a profile with units and fit quality")
@@ -181,9 +185,10 @@ def _calibrate(args: argparse.Namespace) -> int:
             threads, threads_before = max(1, cores // max(nproc, 1)), torch.get_num_threads()
             torch.set_num_threads(threads)
             print(f"[calibrate] CPU device = one rank's share: {cores} cores // {max(nproc, 1)} rank(s) = {threads} thread(s)")
+        preset = sweep_preset(args.preset, dev.type, args.for_model, args.tp)
         print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {raw_dir}")
         try:
-            rs = run_suite(device=dev, preset=args.preset, progress=print)
+            rs = run_suite(device=dev, preset=preset, progress=print)
         finally:
             if threads_before is not None:  # the share is for the kernel suite; callers keep their own setting
                 torch.set_num_threads(threads_before)
@@ -253,10 +258,33 @@ def _all_q(p):
     return _qualities(p)
 
 
+def sweep_preset(preset: str, device_type: str, for_model: str | None, tp: str | None):
+    """The kernel-suite preset, plus ``--for-model`` shapes at each ``--tp`` degree (a plan, nothing is run)."""
+    from accelcal.kernels.shapes import suite_preset
+
+    p = suite_preset(preset, device_type)
+    if not for_model:
+        return p
+    from accelcal.kernels.model_shapes import model_gemm_shapes, with_model_shapes
+
+    models = [m.strip() for m in for_model.split(",") if m.strip()]
+    try:
+        tps = [int(t) for t in (tp or "1").split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--tp: expected comma-separated integers like 1,2,4,8, got {tp!r}") from None
+    if not models or not tps or min(tps) < 1:
+        raise ValueError(f"--for-model/--tp: need at least one model and TP degrees >= 1; got {for_model!r}, {tp!r}")
+    for note in model_gemm_shapes(models, tps)[1]:
+        print(f"[calibrate] note: {note}")
+    return with_model_shapes(p, models, tps)
+
+
 def _argv_echo(args: argparse.Namespace) -> list[str]:
     out = []
-    for k in ("device", "nproc", "out", "raw_dir", "name"):
+    for k in ("device", "nproc", "out", "raw_dir", "name", "for_model", "tp"):
         v = getattr(args, k, None)
+        if k == "tp" and not getattr(args, "for_model", None):
+            continue
         if v is not None:
             out += [f"--{k.replace('_', '-')}", str(v)]
     out.append(f"--{args.preset}")

@@ -95,7 +95,14 @@ def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Ident
         source="measured", device_type=dtype_, device_name=name, devices_per_node=per_node,
         nodes=int(env.get("nodes") or 1), memory_capacity_bytes=mem, host=str(env.get("host") or ""),
         date=str(env.get("date") or ""), command=command, versions=versions, citations=[], raw_data=[],
-        threads_per_device=threads_per_device)
+        threads_per_device=threads_per_device,
+        covered_models=[m for m in _env_str(env, "for_models").split(",") if m] or None,
+        covered_tp=[int(t) for t in _env_str(env, "for_tp").split(",") if t.strip()] or None)
+
+
+def _env_str(env: Mapping[str, Any], key: str) -> str:
+    v = env.get(key)
+    return v if isinstance(v, str) else ""  # absent, or NaN from a results table
 
 
 def collective_fit_mode(rows: pd.DataFrame) -> str | None:

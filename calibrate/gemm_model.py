@@ -117,7 +117,8 @@ class GemmModel:
         On a measured (N, K) line and inside its measured M range the model is multiplied by the measured/model
         ratio interpolated in log M (measured shapes come back as measured); everywhere else it is the model
         alone, which is what the family-held-out error judges.  ``extrapolated``: M, N or K outside the
-        measured range of ``points``.
+        measured range of ``points``, or an (N, K) no measured family has (a shape the sweep did not cover:
+        ``accelcal calibrate --for-model`` measures a model's TP-divided shapes).
         """
         base = self.time_s(m, n, k)
         detail = self.describe(m, n, k)
@@ -126,6 +127,9 @@ class GemmModel:
         arr = np.asarray(points, dtype=float)
         extrap = any(v < arr[:, i].min() or v > arr[:, i].max() for i, v in enumerate((m, n, k)))
         line = arr[(arr[:, 1] == float(n)) & (arr[:, 2] == float(k))]
+        if not len(line):
+            extrap = True
+            detail += f"; (N={n:g}, K={k:g}) not measured"
         if len(line) and line[:, 0].min() <= m <= line[:, 0].max():
             line = line[np.argsort(line[:, 0])]
             ms, idx = np.unique(line[:, 0], return_inverse=True)
@@ -133,7 +137,7 @@ class GemmModel:
             lr = np.array([np.median(lr[idx == i]) for i in range(len(ms))])
             base *= math.exp(float(np.interp(math.log(m), np.log(ms), lr)))
             detail += f"; corrected by the measured (N={n:g}, K={k:g}) line"
-        return base, extrap, detail + ("; outside the measured M/N/K range" if extrap else "")
+        return base, extrap, detail + ("; outside the measured M/N/K range" if extrap and len(line) else "")
 
     # ------------------------------------------------------------------ (de)serialisation
 

@@ -300,11 +300,17 @@ class Identity:
     threads_per_device: int | None = None
     """CPU only: intra-op threads one "device" (one rank's share of the cores) was measured with; null for
     accelerators and for profiles written before the field existed (optional key)."""
+    covered_models: list[str] | None = None
+    """Optional: models whose TP-divided GEMM shapes the sweep measured (``accelcal calibrate --for-model``);
+    a GEMM query on another (N, K) is flagged ``extrapolated``.  Null/absent: none recorded."""
+    covered_tp: list[int] | None = None
+    """Optional: the TP degrees ``covered_models`` were divided by."""
 
     @classmethod
     def read(cls, r: _Reader, d: Any, path: str) -> "Identity":
-        names = [f.name for f in fields(cls) if f.name != "threads_per_device"]
-        d = r.mapping(d, path, names, ["threads_per_device"])
+        opt = ("threads_per_device", "covered_models", "covered_tp")
+        names = [f.name for f in fields(cls) if f.name not in opt]
+        d = r.mapping(d, path, names, opt)
         versions = d["versions"]
         if not isinstance(versions, dict):
             raise r.fail(f"{path}.versions", f"expected a mapping of name -> version string, got {type(versions).__name__}")
@@ -327,13 +333,26 @@ class Identity:
             raw_data=r.str_list(d["raw_data"], f"{path}.raw_data"),
             threads_per_device=None if d.get("threads_per_device") is None else
             r.integer(d["threads_per_device"], f"{path}.threads_per_device", lo=1, hi=100000),
+            covered_models=None if d.get("covered_models") is None else r.str_list(d["covered_models"], f"{path}.covered_models"),
+            covered_tp=None if d.get("covered_tp") is None else
+            [r.integer(v, f"{path}.covered_tp[{i}]", lo=1, hi=100000) for i, v in enumerate(r_list(r, d["covered_tp"], f"{path}.covered_tp"))],
         )
         if ident.source == "datasheet" and not [c for c in ident.citations if c.strip()]:
             raise r.fail(f"{path}.citations", "a datasheet profile must cite the source of its numbers (empty list)")
         return ident
 
     def to_dict(self) -> dict:
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        for k in ("covered_models", "covered_tp"):  # optional keys: absent unless recorded
+            if out[k] is None:
+                del out[k]
+        return out
+
+
+def r_list(r: "_Reader", value: Any, path: str) -> list:
+    if not isinstance(value, list):
+        raise r.fail(path, f"expected a list, got {type(value).__name__}")
+    return value
 
 
 @dataclass

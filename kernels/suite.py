@@ -61,6 +61,8 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     p = preset if isinstance(preset, SuitePreset) else suite_preset(preset, dev.type)
     env = capture_environment(dev)
     env["suite_preset"] = p.name
+    if p.for_models:
+        env["for_models"], env["for_tp"] = ",".join(p.for_models), ",".join(str(t) for t in p.for_tp)
     rs = ResultSet(suite="kernels", env=env)
     ctx = SweepContext.create(dev, rs, timing=p.timing, case_budget_s=p.case_budget_s, progress=progress)
     env["cache_bytes"] = ctx.cache_bytes
@@ -78,7 +80,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
         if op not in op_list:
             continue
         if op == "gemm":
-            run_gemm(ctx, p.gemm_shapes + p.decode_shapes, p.ms_for, gemm_dtypes)
+            run_gemm(ctx, p.gemm_shapes + p.decode_shapes + p.model_shapes, p.ms_for, gemm_dtypes)
         elif op == "memory":
             run_memory(ctx, p.memory_sizes_bytes)
         elif op == "overhead":
