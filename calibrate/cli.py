@@ -259,13 +259,14 @@ def _all_q(p):
 
 
 def sweep_preset(preset: str, device_type: str, for_model: str | None, tp: str | None):
-    """The kernel-suite preset, plus ``--for-model`` shapes at each ``--tp`` degree (a plan, nothing is run)."""
+    """The kernel-suite preset (its name without ``--for-model``), plus ``--for-model`` shapes at each ``--tp``
+    degree as a SuitePreset (a plan, nothing is run)."""
+    if not for_model:
+        return preset
+    from accelcal.kernels.model_shapes import model_gemm_shapes, with_model_shapes
     from accelcal.kernels.shapes import suite_preset
 
     p = suite_preset(preset, device_type)
-    if not for_model:
-        return p
-    from accelcal.kernels.model_shapes import model_gemm_shapes, with_model_shapes
 
     models = [m.strip() for m in for_model.split(",") if m.strip()]
     try:
