@@ -1062,6 +1062,9 @@ class Profile:
         e = self.compute[dtype]
         elsize = DTYPE_BYTES[dtype]
         t, extrap, how = e.estimate_s(m, n, k, elsize)
+        if self.identity.covered_models and not extrap and not any(p[1] == n and p[2] == k for p in e.points):
+            # The sweep recorded the models it covered (--for-model): a shape outside them is extrapolated.
+            extrap, how = True, f"{how}; (N={n:g}, K={k:g}) not measured (sweep covered {self.identity.covered_models})"
         flags = self._base_flags() + _flagged(e.quality)
         if self.is_datasheet:
             how = "datasheet peak FLOP/s and memory bandwidth roofline, no measured efficiency (optimistic)"

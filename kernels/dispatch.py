@@ -37,9 +37,8 @@ _QUEUE_LEN = 10
 
 def layer_step_ops(ctx: SweepContext):
     """(run, dispatched ops, work ops): one tiny decode step of the validation layer and its op counts."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    from accelcal.validate.breakdown import VIEW_OPS  # the one list of view ops (no kernel launched)
+    # One list of view ops and one op counter: validate/breakdown.py's.
+    from accelcal.validate.breakdown import VIEW_OPS, dispatched_op_names
     from accelcal.validate.layers import KVCache, LayerDims, build_layer
 
     dev = ctx.device
@@ -51,21 +50,11 @@ def layer_step_ops(ctx: SweepContext):
     def run(i: int) -> object:
         return layer(x, cache, _KV_LEN - 1)
 
-    class _Count(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.names: list[str] = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
     with torch.inference_mode():
         run(0)  # lazily built tables (rope) outside the count, as the timed warm-up does
-        with _Count() as c:
-            run(0)
-    work = sum(1 for n in c.names if n not in VIEW_OPS)
-    return run, len(c.names), work
+        names = dispatched_op_names(lambda: run(0))
+    work = sum(1 for n in names if n not in VIEW_OPS)
+    return run, len(names), work
 
 
 def run_eager_dispatch(ctx: SweepContext) -> None:
