@@ -18,6 +18,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from accelcal.calibrate.profile.errors import ProfileQueryError
+
 from . import __version__
 
 # (module, what it adds) in help order.
@@ -27,6 +29,7 @@ _AREAS: tuple[str, ...] = (
     "accelcal.collectives.cli",
     "accelcal.calibrate.cli",
     "accelcal.planner.cli",
+    "accelcal.planner.serving.cli",
     "accelcal.validate.cli",
 )
 
@@ -63,10 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("accelcal: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Input errors: one clear line, no traceback.
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"accelcal {args.command}: error: {msg}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, ProfileQueryError) as exc:
+        # Input errors and a profile that lacks a measurement the command needs: one clear line, no traceback.
+        # Any other exception (a KeyError included) is a bug and keeps its traceback.
+        print(f"accelcal {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return int(rc or 0)
 

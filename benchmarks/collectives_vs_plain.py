@@ -71,7 +71,7 @@ def rank_main() -> None:
     cfg = h.cfg
     from accelcal.kernels.timing import rotation_count
 
-    # The harness rotates input sets (DESIGN.md: do not measure the cache); its rule, for the second plain loop.
+    # The harness rotates input sets (so it does not measure the cache); its rule, for the second plain loop.
     nsets = {s: rotation_count(3 * s + 64, 32 << 20, 1 << 40, lo=2, hi=4) for s in SIZES}
     plain: dict[int, list[float]] = {s: [] for s in SIZES}
     plain_rot: dict[int, list[float]] = {s: [] for s in SIZES}

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from accelcal.calibrate.profile import Profile
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
     from accelcal.validate.compare import predict_case, prediction_model
 
     cases = read_cases(Path(args.log))

@@ -31,7 +31,8 @@ from accelcal.calibrate.fit import MEMORY_MAX_PIECES, median_over_repeats, selec
 from accelcal.calibrate.fit_alpha_beta import fit_piecewise
 from accelcal.calibrate.fit_gemm import LOO_MAX_POINTS
 from accelcal.calibrate.fit_gemm import _score, families, family_heldout_errors, fit_gemm, fit_gemm_model, interpolated_fit
-from accelcal.calibrate.profile import DTYPE_BYTES, Profile, ProfileError
+from accelcal.calibrate.profile import Profile, ProfileError
+from accelcal.vocab import DTYPE_BYTES, gemm_element_bytes
 from accelcal.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,14 +89,14 @@ def gemm_report(df: pd.DataFrame, wave_units: int | None = None, device_type: st
         if len(families(pts)) < 2:
             print(f"  {dtype:<9} {len(pts):>6} {1:>4} {loo:>13}  (one (N, K) family: no family-held-out error)")
             continue
-        fam_old = family_heldout_errors(dtype, pts, wave_units, fit=interpolated_fit(DTYPE_BYTES[dtype], old.wave_units))
+        fam_old = family_heldout_errors(dtype, pts, wave_units, fit=interpolated_fit(gemm_element_bytes(dtype), old.wave_units))
         gm, _, _ = fit_gemm_model(dtype, pts, wave_units)
         fam_new = family_heldout_errors(dtype, pts, wave_units)
         ins = np.abs(gm.times_s(*np.asarray(pts)[:, :3].T) / np.asarray(pts)[:, 3] - 1)
         # What calibrate keeps (fit_gemm): the one with the lower family-held-out median + p90, the interpolated
         # query judged as fit_gemm judges it (with the wave term when the device has wave units).
         fam_kept = fam_old if old.wave_units == wave_units else \
-            family_heldout_errors(dtype, pts, wave_units, fit=interpolated_fit(DTYPE_BYTES[dtype], wave_units))
+            family_heldout_errors(dtype, pts, wave_units, fit=interpolated_fit(gemm_element_bytes(dtype), wave_units))
         used = _score(fam_new) <= _score(fam_kept)
         f = (fam_new if used else fam_kept)
         f = f[np.isfinite(f)]
@@ -226,7 +227,7 @@ def validation_report(profile: Profile | None, path: str | None) -> None:
     """Eager decode (and every other) validation case of the profile: the stored error, and re-predicted now."""
     if profile is None or profile.validation is None:
         return
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
     from accelcal.validate.compare import predict_case, prediction_model, validation_dtype
 
     sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from accelcal.calibrate.profile import Profile, busbw_factor
+from accelcal.calibrate.profile import Profile
+from accelcal.vocab import busbw_factor
 from accelcal.planner.cluster import Cluster
 from accelcal.planner.report import to_json
 from accelcal.planner.search import plan

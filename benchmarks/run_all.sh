@@ -42,3 +42,4 @@ if [ -n "$PROFILE" ]; then
     run validate_accuracy "$PY" benchmarks/validate_accuracy.py --profile "$PROFILE"
 fi
 run planner_search_speed "$PY" benchmarks/planner_search_speed.py
+run serving_search_speed "$PY" benchmarks/serving_search_speed.py

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelcal.calibrate.profile import Profile
     from accelcal.kernels.device import resolve_device
     from accelcal.kernels.timing import TimingConfig
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
     from accelcal.validate.breakdown import count_ops, format_breakdown, node_breakdown
     from accelcal.validate.compare import predict_case, prediction_model
     from accelcal.validate.layers import LayerDims

@@ -45,7 +45,7 @@ def attention_model_time_s(*, latency_s: float, flop_per_s: float, bytes_per_s: 
                            flop: Any = None, nbytes: Any = None) -> Any:
     """Model time in seconds (arrays broadcast); ``flop``/``nbytes`` may be passed when already computed."""
     if flop is None or nbytes is None:
-        from .profile import attention_flop_bytes  # one definition of the work formulas
+        from accelcal.vocab import attention_flop_bytes  # one definition of the work formulas
 
         flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, elsize, causal)
     work = np.maximum(np.asarray(flop, dtype=float) / flop_per_s, np.asarray(nbytes, dtype=float) / bytes_per_s)

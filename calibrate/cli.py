@@ -6,6 +6,7 @@
     $ accelcal compare profiles/old.yaml profiles/new.yaml
     $ accelcal plot profiles/cpu.yaml --out plots/
     $ accelcal export profiles/h100.yaml --format configurator --datasheet profiles/datasheet/h100-sxm.yaml
+    $ accelcal export profiles/nvidia-h200.yaml --format aiconfigurator --out aic/ --datasheet profiles/datasheet/h200-sxm.yaml
 
 torch is imported only inside the ``calibrate`` handler (measuring needs it);
 show/compare/plot/export run without it.
@@ -19,6 +20,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from .export import FORMATS as EXPORT_FORMATS
 
 __all__ = ["register"]
 
@@ -65,11 +68,21 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     pl.add_argument("--out", default=None, help="output folder (default: <profile-stem>-plots/ next to the profile)")
     pl.set_defaults(func=_plot)
 
-    ex = sub.add_parser("export", help="export measured numbers as configurator hardware fields")
+    ex = sub.add_parser("export", help="export a profile for inference configurators (aiconfigurator system + perf tables)")
     ex.add_argument("profile", help="profile YAML")
-    ex.add_argument("--format", default="configurator", choices=["configurator"], help="export format")
-    ex.add_argument("--datasheet", default=None, help="datasheet profile for the empirical bandwidth scaling factor")
-    ex.add_argument("--out", default=None, help="write YAML here (atomically) instead of printing it")
+    ex.add_argument("--format", default="configurator", choices=list(EXPORT_FORMATS),
+                    help="configurator: generic hardware fields (YAML); aiconfigurator: DIR/systems/<name>.yaml and "
+                         "its perf tables, for aiconfigurator --systems-paths DIR/systems")
+    ex.add_argument("--datasheet", default=None,
+                    help="datasheet profile: the peak bandwidth / FLOP/s the measured figures are scaled against")
+    ex.add_argument("--out", default=None,
+                    help="configurator: write YAML here (atomically) instead of printing it; aiconfigurator: the output "
+                         "folder (required)")
+    ex.add_argument("--fill-from", default=None, metavar="AIC_SYSTEM_YAML",
+                    help="aiconfigurator: copy fields the profile cannot supply (nccl_mem, other_mem, inter_node_bw, ...) "
+                         "from this aiconfigurator system YAML; each copy is listed as a warning")
+    ex.add_argument("--backend", default="vllm", choices=["vllm", "sglang", "trtllm"],
+                    help="aiconfigurator: the backend the tables are filed under (default vllm: plain torch kernels)")
     ex.set_defaults(func=_export)
 
 
@@ -119,12 +132,36 @@ def _export(args: argparse.Namespace) -> int:
 
     p = Profile.load(args.profile)
     ds = Profile.load(args.datasheet) if args.datasheet else None
+    if args.format == "aiconfigurator":
+        return _export_aiconfigurator(args, p, ds)
     text = yaml.safe_dump(export_configurator(p, ds), sort_keys=False)
     if args.out:
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}")
     else:
         print(text, end="")
+    return 0
+
+
+def _export_aiconfigurator(args: argparse.Namespace, p, ds) -> int:
+    from .export_aiconfigurator import export_aiconfigurator
+
+    if not args.out:
+        print("accelcal export: error: --format aiconfigurator needs --out DIR (it writes a folder)", file=sys.stderr)
+        return 2
+    try:
+        res = export_aiconfigurator(p, args.out, profile_path=args.profile, datasheet=ds, fill_from=args.fill_from,
+                                    backend=args.backend)
+    except ImportError as exc:
+        print(f"accelcal export: error: {exc}", file=sys.stderr)
+        return 2
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for path, n in res.tables.items():
+        print(f"wrote {res.systems_dir / path} ({n} rows)")
+    print(f"wrote {res.systems_dir / (res.system + '.yaml')}")
+    print(f"use: aiconfigurator cli estimate --systems-paths {res.systems_dir} --system {res.system} "
+          f"--backend {res.backend} --perf-db-version {res.version} --model ...")
     return 0
 
 
@@ -263,10 +300,9 @@ def sweep_preset(preset: str, device_type: str, for_model: str | None, tp: str |
     degree as a SuitePreset (a plan, nothing is run)."""
     if not for_model:
         return preset
-    from accelcal.kernels.model_shapes import model_gemm_shapes, with_model_shapes
-    from accelcal.kernels.shapes import suite_preset
+    from accelcal.kernels.model_shapes import model_gemm_shapes, sweep_preset_for, with_model_shapes
 
-    p = suite_preset(preset, device_type)
+    p = sweep_preset_for(preset, device_type)
 
     models = [m.strip() for m in for_model.split(",") if m.strip()]
     try:

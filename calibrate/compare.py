@@ -23,7 +23,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .profile import (DTYPE_BYTES, MissingMeasurement, Profile, Quality, attention_flop_bytes, gemm_model_time_s)
+from accelcal.vocab import DTYPE_BYTES, attention_flop_bytes, gemm_element_bytes
+
+from .profile import MissingMeasurement, Profile, Quality, gemm_model_time_s
 
 __all__ = ["Change", "compare_profiles", "format_changes", "attention_cases_in_range", "MIN_NOISE", "OVERHEAD_NOISE"]
 
@@ -122,7 +124,7 @@ def compare_profiles(old: Profile, new: Profile,
     for dt, e in old.compute.items():
         if dt not in new.compute:
             continue
-        ne, grp, es = new.compute[dt], f"gemm {dt}", DTYPE_BYTES[dt]
+        ne, grp, (es, out_es) = new.compute[dt], f"gemm {dt}", gemm_element_bytes(dt)
         shapes = [p[:3] for p in e.points] or [[4096.0, 4096.0, 4096.0], [1.0, 4096.0, 4096.0]]
         ratios = [new.gemm_time_s(*s, dt).time_s / old.gemm_time_s(*s, dt).time_s for s in shapes]
         noise = _noise(e.quality, ne.quality)
@@ -133,10 +135,10 @@ def compare_profiles(old: Profile, new: Profile,
             n = 0
             for m, nn, k in shapes:
                 full = gemm_model_time_s(m, nn, k, es, entry.peak_flop_per_s, entry.memory_bandwidth_bytes_per_s,
-                                         entry.overhead_s or 0.0, entry.wave_units)
+                                         entry.overhead_s or 0.0, entry.wave_units, out_es)
                 peak = _UNBOUNDED if which == "peak" else entry.peak_flop_per_s
                 bw = _UNBOUNDED if which == "bw" else entry.memory_bandwidth_bytes_per_s
-                n += gemm_model_time_s(m, nn, k, es, peak, bw, entry.overhead_s or 0.0, entry.wave_units) < full
+                n += gemm_model_time_s(m, nn, k, es, peak, bw, entry.overhead_s or 0.0, entry.wave_units, out_es) < full
             return n
 
         for fld, which in (("peak_flop_per_s", "peak"), ("memory_bandwidth_bytes_per_s", "bw")):

@@ -19,8 +19,8 @@ from .profile import Profile, busbw_factor
 
 __all__ = ["export_configurator", "FORMATS"]
 
-FORMATS = ("configurator",)
-"""Export formats ``accelcal export --format`` accepts."""
+FORMATS = ("configurator", "aiconfigurator")
+"""Export formats ``accelcal export --format`` accepts (aiconfigurator: :mod:`.export_aiconfigurator`)."""
 
 
 def _best_busbw(p: Profile, scope: str) -> tuple[float | None, str]:
@@ -44,15 +44,19 @@ def export_configurator(p: Profile, datasheet: Profile | None = None) -> dict[st
         missing.append("mem_bw_bytes_per_s (no memory read/copy measured)")
     else:
         notes["mem_bw_bytes_per_s"] = "memory.read" if "read" in p.memory else "memory.copy"
-    scale = None
-    if mem_bw is not None and datasheet is not None:
-        ds = datasheet.memory.get("read") or datasheet.memory.get("copy")
+    # mem_bw x scaling factor must equal the measured bandwidth: with a datasheet the bandwidth field is the
+    # datasheet peak, without one it is the measured figure and the factor is 1 (never measured x measured/peak).
+    measured_bw, scale = mem_bw, None
+    if mem_bw is not None:
+        ds = (datasheet.memory.get("read") or datasheet.memory.get("copy")) if datasheet is not None else None
         if ds is not None:
-            scale = mem_bw / ds.bandwidth_bytes_per_s
-            notes["mem_bw_empirical_scaling_factor"] = (f"measured {mem_bw:.4g} B/s / datasheet {ds.bandwidth_bytes_per_s:.4g} B/s "
-                                                        f"({datasheet.identity.name})")
-    if scale is None:
-        missing.append("mem_bw_empirical_scaling_factor (pass a datasheet profile to compare against)")
+            mem_bw, scale = ds.bandwidth_bytes_per_s, measured_bw / ds.bandwidth_bytes_per_s
+            notes["mem_bw_bytes_per_s"] = f"datasheet peak ({datasheet.identity.name})"
+            notes["mem_bw_empirical_scaling_factor"] = (f"measured {measured_bw:.4g} B/s / datasheet {mem_bw:.4g} B/s; "
+                                                        "mem_bw x factor = the measured bandwidth")
+        else:
+            scale = 1.0
+            notes["mem_bw_empirical_scaling_factor"] = "1: mem_bw_bytes_per_s is already the measured bandwidth"
     lat = mem.latency_s if mem else None
     if lat is None:
         missing.append("mem_empirical_constant_latency_s")
@@ -80,6 +84,7 @@ def export_configurator(p: Profile, datasheet: Profile | None = None) -> dict[st
             "name": p.identity.device_name,
             "mem_capacity_bytes": p.identity.memory_capacity_bytes,
             "mem_bw_bytes_per_s": mem_bw,
+            "mem_bw_measured_bytes_per_s": measured_bw,
             "mem_bw_empirical_scaling_factor": scale,
             "mem_empirical_constant_latency_s": lat,
             "tc_flop_per_s": {dt: e.peak_flop_per_s for dt, e in p.compute.items()},

@@ -27,8 +27,9 @@ import pandas as pd
 from .fit_alpha_beta import fit_piecewise
 from .fit_attention import CASE_KEYS, fit_attention
 from .fit_gemm import fit_gemm
-from .profile import (DTYPE_BYTES, BUSBW_FACTORS, ELEMENTWISE_GROUPS, CollectiveEntry, Identity, MemoryEntry, Overheads, Profile,
-                      SCOPES)
+from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, SCOPES
+
+from .profile import CollectiveEntry, Identity, MemoryEntry, Overheads, Profile
 
 __all__ = ["fit_profile", "collective_fit_mode", "select_collective_series", "median_over_repeats", "MEMORY_MAX_PIECES",
            "OVERHEAD_OPS"]

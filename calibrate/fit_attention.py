@@ -4,7 +4,7 @@
     entry = fit_attention("bf16", "decode", cases, times_s)   # cases: dicts with batch, heads, kv_heads, ...
     entry.flop_per_s, entry.bytes_per_s, entry.quality
 
-FLOP and bytes come from :func:`accelcal.calibrate.profile.attention_flop_bytes`
+FLOP and bytes come from :func:`accelcal.vocab.attention_flop_bytes`
 (the same function the query API uses), not from the raw rows, so a fitted rate
 and a query always count work the same way.  Prefill is mostly FLOP-bound,
 decode mostly KV-byte-bound; a rate the data never binds stays at the best rate
@@ -19,8 +19,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from .profile import (DTYPE_BYTES, MAX_BANDWIDTH_BYTES_PER_S, MAX_FLOP_PER_S, MAX_TIME_S, AttentionEntry,
-                      attention_flop_bytes)
+from accelcal.vocab import DTYPE_BYTES, attention_flop_bytes
+
+from .profile import MAX_BANDWIDTH_BYTES_PER_S, MAX_FLOP_PER_S, MAX_TIME_S, AttentionEntry
 from .quality import bound_flags, build_quality, kfold_splits, rel_errors
 
 __all__ = ["fit_attention", "case_work", "MIN_ATTENTION_POINTS"]

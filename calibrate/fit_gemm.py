@@ -25,7 +25,9 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from .profile import (DTYPE_BYTES, MAX_BANDWIDTH_BYTES_PER_S, MAX_FLOP_PER_S, ComputeEntry, gemm_estimate_s,
+from accelcal.vocab import DTYPE_BYTES, gemm_element_bytes, gemm_flop, gemm_traffic_bytes
+
+from .profile import (MAX_BANDWIDTH_BYTES_PER_S, MAX_FLOP_PER_S, ComputeEntry, gemm_estimate_s,
                       gemm_flop, gemm_model_time_s)
 from .quality import bound_flags, build_quality, kfold_splits, rel_errors
 
@@ -58,12 +60,13 @@ def _check(dtype: str, points: Sequence[Sequence[float]]) -> np.ndarray:
     return arr
 
 
-def fit_roofline(points: np.ndarray, elsize: int, wave_units: int | None = None
+def fit_roofline(points: np.ndarray, el: tuple[int, int], wave_units: int | None = None
                  ) -> tuple[float, float, float, bool, list[str]]:
-    """(peak_flop_per_s, bandwidth_bytes_per_s, overhead_s, converged, bound flags)."""
+    """(peak_flop_per_s, bandwidth_bytes_per_s, overhead_s, converged, bound flags); ``el`` is
+    (input, output) element bytes (accelcal.vocab.gemm_element_bytes)."""
     m, n, k, t = points.T
-    flop = 2 * m * n * k
-    nbytes = (m * k + k * n + m * n) * elsize
+    flop = gemm_flop(m, n, k)
+    nbytes = gemm_traffic_bytes(m, n, k, *el)
     tmin = float(t.min())
     # Start from the best rates seen: every point then sits at or above the roofline.
     peak0 = float(np.clip((flop / t).max(), _MIN_PEAK * 2, MAX_FLOP_PER_S / 2))
@@ -74,7 +77,7 @@ def fit_roofline(points: np.ndarray, elsize: int, wave_units: int | None = None
 
     def model(z: np.ndarray) -> np.ndarray:
         peak, bw, ov = math.exp(z[0]), math.exp(z[1]), z[2] * tmin
-        return np.array([gemm_model_time_s(a, b, c, elsize, peak, bw, ov, wave_units) for a, b, c in zip(m, n, k)])
+        return np.array([gemm_model_time_s(a, b, c, el[0], peak, bw, ov, wave_units, el[1]) for a, b, c in zip(m, n, k)])
 
     res = least_squares(lambda z: model(z) / t - 1.0, x0, bounds=(lo, hi), loss="soft_l1", f_scale=_SOFT_L1_SCALE,
                         method="trf", x_scale=np.array([1.0, 1.0, 0.1]))
@@ -85,23 +88,23 @@ def fit_roofline(points: np.ndarray, elsize: int, wave_units: int | None = None
     return peak, bw, ov, bool(res.success), flags
 
 
-def _entry(arr: np.ndarray, elsize: int, wave_units: int | None) -> tuple[ComputeEntry, bool, list[str]]:
-    peak, bw, ov, ok, flags = fit_roofline(arr, elsize, wave_units)
+def _entry(arr: np.ndarray, el: tuple[int, int], wave_units: int | None) -> tuple[ComputeEntry, bool, list[str]]:
+    peak, bw, ov, ok, flags = fit_roofline(arr, el, wave_units)
     e = ComputeEntry(peak_flop_per_s=peak, memory_bandwidth_bytes_per_s=bw, overhead_s=ov,
                      points=[[float(v) for v in row] for row in arr], wave_units=wave_units)
     return e, ok, flags
 
 
-def _predict(e: ComputeEntry, elsize: int, queries: np.ndarray) -> np.ndarray:
-    model = lambda a, b, c: e.model_time_s(a, b, c, elsize)  # noqa: E731
+def _predict(e: ComputeEntry, el: tuple[int, int], queries: np.ndarray) -> np.ndarray:
+    model = lambda a, b, c: e.model_time_s(a, b, c, *el)  # noqa: E731
     return np.array([gemm_estimate_s(model, e.points, a, b, c)[0] for a, b, c in queries[:, :3]])
 
 
-def _heldout(arr: np.ndarray, elsize: int, wave_units: int | None, k: int) -> np.ndarray:
+def _heldout(arr: np.ndarray, el: tuple[int, int], wave_units: int | None, k: int) -> np.ndarray:
     errs = []
     for train, test in kfold_splits(arr.shape[0], k):
-        e, _, _ = _entry(arr[train], elsize, wave_units)
-        errs.append(rel_errors(_predict(e, elsize, arr[test]), arr[test, 3]))
+        e, _, _ = _entry(arr[train], el, wave_units)
+        errs.append(rel_errors(_predict(e, el, arr[test]), arr[test, 3]))
     return np.concatenate(errs)
 
 
@@ -123,18 +126,18 @@ def fit_gemm(dtype: str, points: Sequence[Sequence[float]], wave_units: int | No
         return _fit_with_shape_model(dtype, arr, wave_units)
     if k is None:
         k = arr.shape[0] if arr.shape[0] <= LOO_MAX_POINTS else 10
-    elsize = DTYPE_BYTES[dtype]
+    el = gemm_element_bytes(dtype)
     candidates = [None] + ([int(wave_units)] if wave_units else [])
     best = None
     for w in candidates:
-        held = _heldout(arr, elsize, w, k)
+        held = _heldout(arr, el, w, k)
         if best is None or np.median(held) < np.median(best[1]):
             best = (w, held)
     w, held = best
-    e, ok, flags = _entry(arr, elsize, w)
+    e, ok, flags = _entry(arr, el, w)
     # The efficiency-corrected model reproduces its own points exactly, so the in-sample error stored is
     # the parametric roofline's: `show` then says how much the correction does; held-out error is the honest one.
-    param_errs = rel_errors([e.model_time_s(a, b, c, elsize) for a, b, c in arr[:, :3]], arr[:, 3])
+    param_errs = rel_errors([e.model_time_s(a, b, c, *el) for a, b, c in arr[:, :3]], arr[:, 3])
     flop = [gemm_flop(a, b, c) for a, b, c in arr[:, :3]]
     e.quality = build_quality(f"gemm {dtype}", param_errs, held,
                               (float(min(flop)), float(max(flop))), ok, flags, "gemm")
@@ -241,12 +244,12 @@ def family_heldout_errors(dtype: str, points: Sequence[Sequence[float]], wave_un
     return errs
 
 
-def interpolated_fit(elsize: int, wave_units: int | None):
+def interpolated_fit(el: tuple[int, int], wave_units: int | None):
     """``fit(dtype, points, w)`` for :func:`family_heldout_errors` giving the efficiency-interpolated roofline query."""
     def fit(dtype: str, train: Sequence[Sequence[float]], w: int | None):
-        e, _, _ = _entry(np.asarray(train, dtype=float), elsize, wave_units)
+        e, _, _ = _entry(np.asarray(train, dtype=float), el, wave_units)
         return type("Interpolated", (), {"times_s": staticmethod(
-            lambda m, n, k: _predict(e, elsize, np.column_stack([np.ravel(m), np.ravel(n), np.ravel(k)])))})
+            lambda m, n, k: _predict(e, el, np.column_stack([np.ravel(m), np.ravel(n), np.ravel(k)])))})
     return fit
 
 
@@ -256,13 +259,13 @@ def _score(errs: np.ndarray) -> float:
 
 
 def _fit_with_shape_model(dtype: str, arr: np.ndarray, wave_units: int | None) -> ComputeEntry:
-    elsize = DTYPE_BYTES[dtype]
+    el = gemm_element_bytes(dtype)
     w = int(wave_units) if wave_units else None
     # The roofline fields stay (readers of peak/bandwidth and old tools); the query uses the shape model.
-    e, ok_i, flags_i = _entry(arr, elsize, w)
+    e, ok_i, flags_i = _entry(arr, el, w)
     model, ok, flags = fit_gemm_model(dtype, arr.tolist(), wave_units)
     held = family_heldout_errors(dtype, arr.tolist(), wave_units)
-    held_i = family_heldout_errors(dtype, arr.tolist(), wave_units, fit=interpolated_fit(elsize, w))
+    held_i = family_heldout_errors(dtype, arr.tolist(), wave_units, fit=interpolated_fit(el, w))
     flop = [gemm_flop(a, b, c) for a, b, c in arr[:, :3]]
     rng = (float(min(flop)), float(max(flop)))
     if _score(held) <= _score(held_i):
@@ -272,6 +275,6 @@ def _fit_with_shape_model(dtype: str, arr: np.ndarray, wave_units: int | None) -
         return e
     # Chosen by family-held-out error (median + p90), as the wave term is by held-out error: on this data the
     # efficiency-interpolated roofline predicts unseen (N, K) families better than the shape model.
-    errs = rel_errors([e.model_time_s(a, b, c, elsize) for a, b, c in arr[:, :3]], arr[:, 3])
+    errs = rel_errors([e.model_time_s(a, b, c, *el) for a, b, c in arr[:, :3]], arr[:, 3])
     e.quality = build_quality(f"gemm {dtype}", errs, held_i[np.isfinite(held_i)], rng, ok_i, flags_i, "gemm")
     return e

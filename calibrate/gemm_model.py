@@ -67,7 +67,7 @@ class GemmModel:
 
     def terms(self, m: Any, n: Any, k: Any) -> dict[str, Any]:
         """Every term of the model (arrays broadcast): tiles, split_k, waves, compute_s, memory_s, time_s, regime."""
-        from .profile import gemm_bytes, gemm_flop  # one definition of the FLOP/byte formulas
+        from accelcal.vocab import gemm_flop, gemm_traffic_bytes  # one definition of the FLOP/byte formulas
 
         m, n, k = (np.asarray(v, dtype=float) for v in (m, n, k))
         units = float(self.wave_units)
@@ -84,7 +84,7 @@ class GemmModel:
         compute = np.where(gemv, gemm_flop(m, n, k) / self.peak_flop_per_s, compute)
         split = np.where(gemv, 1.0, split)
         partial = np.where(split > 1, 2.0 * split * m * n * _PARTIAL_BYTES, 0.0)
-        memory = (gemm_bytes(m, n, k, self.element_bytes) + partial) / self.memory_bandwidth_bytes_per_s
+        memory = (gemm_traffic_bytes(m, n, k, self.element_bytes) + partial) / self.memory_bandwidth_bytes_per_s
         p = self.sharpness
         hi = np.maximum(compute, memory)
         # (c^p + m^p)^(1/p) written around the larger term so large p does not overflow.

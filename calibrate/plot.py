@@ -20,7 +20,9 @@ import numpy as np
 
 from accelcal.atomic import atomic_write_with
 
-from .profile import DTYPE_BYTES, Profile, gemm_bytes, gemm_flop
+from accelcal.vocab import gemm_bytes, gemm_flop
+
+from .profile import Profile
 
 __all__ = ["plot_profile"]
 
@@ -62,13 +64,12 @@ def plot_profile(p: Profile, out_dir: str | os.PathLike, profile_path: str | os.
     # Roofline: achieved FLOP/s vs arithmetic intensity, with each dtype's fitted roof.
     fig, ax = plt.subplots(figsize=(7, 5))
     for dt, e in p.compute.items():
-        el = DTYPE_BYTES[dt]
         ai = np.logspace(-1, 4, 200)
         line = ax.loglog(ai, np.minimum(e.peak_flop_per_s, ai * e.memory_bandwidth_bytes_per_s), label=f"{dt} roof")[0]
         if e.points:
             pts = np.array(e.points)
             f = np.array([gemm_flop(*r[:3]) for r in pts])
-            b = np.array([gemm_bytes(*r[:3], el) for r in pts])
+            b = np.array([gemm_bytes(*r[:3], dt) for r in pts])
             ax.loglog(f / b, f / pts[:, 3], "o", ms=4, color=line.get_color(), alpha=0.7, label=f"{dt} measured")
     ax.set_xlabel("arithmetic intensity (FLOP / byte)")
     ax.set_ylabel("FLOP/s")

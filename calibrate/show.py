@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
-from .profile import Profile, Quality, busbw_factor
+from accelcal.vocab import busbw_factor
+
+from .profile import Profile, Quality
 
 __all__ = ["format_profile"]
 

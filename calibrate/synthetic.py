@@ -20,7 +20,9 @@ import pandas as pd
 
 from accelcal.results import CORE_COLUMNS
 
-from .profile import DTYPE_BYTES, attention_flop_bytes, gemm_bytes, gemm_flop, gemm_model_time_s
+from accelcal.vocab import DTYPE_BYTES, attention_flop_bytes, gemm_bytes, gemm_element_bytes, gemm_flop
+
+from .profile import gemm_model_time_s
 
 __all__ = ["TRUTH", "synth_kernels", "synth_collectives", "synth_env", "perturb"]
 
@@ -72,13 +74,13 @@ def synth_kernels(seed: int = 0, noise: float = 0.03, outliers: int = 2) -> pd.D
     rng = np.random.default_rng(seed)
     rows = []
     for dt, par in TRUTH["gemm"].items():
-        el = DTYPE_BYTES[dt]
+        el, out_el = gemm_element_bytes(dt)
         shapes = [(m, n, k) for n, k in TRUTH["gemm_lines"] for m in TRUTH["gemm_ms"]]
-        t = [gemm_model_time_s(m, n, k, el, par["peak_flop_per_s"], par["memory_bandwidth_bytes_per_s"], par["overhead_s"])
-             for m, n, k in shapes]
+        t = [gemm_model_time_s(m, n, k, el, par["peak_flop_per_s"], par["memory_bandwidth_bytes_per_s"], par["overhead_s"],
+                               out_elsize=out_el) for m, n, k in shapes]
         for (m, n, k), tv in zip(shapes, perturb(np.array(t), rng, noise, outliers)):
             rows.append(_row(suite="kernels", op="gemm", case=f"m{m}_n{n}_k{k}_{dt}", dtype=dt, figure="device",
-                             method="host-queue", median_s=tv, flop=gemm_flop(m, n, k), bytes=gemm_bytes(m, n, k, el),
+                             method="host-queue", median_s=tv, flop=gemm_flop(m, n, k), bytes=gemm_bytes(m, n, k, dt),
                              m=m, n=n, k=k, shape=f"synthetic.{n}x{k}"))
     sizes = 2.0 ** np.arange(12, 29)
     for op, (lat, bw) in TRUTH["memory"].items():

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,6 +41,7 @@ import torch.distributed as dist
 from accelcal.kernels import timing
 from accelcal.kernels.device import Device
 from accelcal.results import STATUS_FAILED, ResultSet
+from accelcal.vocab import DTYPE_BYTES
 
 from .distenv import DistEnv
 from .ops import OPS, GroupCtx, get_op
@@ -51,7 +53,8 @@ __all__ = ["CaseMismatch", "Case", "GroupSpec", "Harness", "Fault", "DTYPE_MAP",
 DTYPE_MAP: dict[str, torch.dtype] = {
     "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3": torch.float8_e4m3fn,
 }
-ELSIZE: dict[str, int] = {k: torch.empty(0, dtype=v).element_size() for k, v in DTYPE_MAP.items()}
+ELSIZE: dict[str, int] = {k: DTYPE_BYTES[k] for k in DTYPE_MAP}
+"""Element size of each collective dtype (accelcal.vocab.DTYPE_BYTES)."""
 _OP_NAMES = tuple(OPS)
 # torch 2.13 renamed the tensor form; older releases only have the old name.
 _all_gather_tensor = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
@@ -190,7 +193,7 @@ class Harness:
         self.denv = denv
         self.device = device
         self.backend = backend
-        self.cfg = timing.with_budget(timing.TimingConfig.preset(p.timing), **p.timing_overrides)
+        self.cfg = dataclasses.replace(timing.TimingConfig.preset(p.timing), **p.timing_overrides)
         self.progress = progress if denv.rank == 0 else None
         self.fault = fault
         self.phase = "start-up"
@@ -363,7 +366,7 @@ class Harness:
         use_graph = self._graph_probe(run, in_group)
         out = []
         self.phase = f"timing of case {case.index}"
-        reps = timing._reps_for(per_call, cfg, cfg.queue_len)
+        reps = timing.reps_for(per_call, cfg, cfg.queue_len)
         if not in_group:
             samples = [0.0] * reps
             method = "graph" if use_graph else ("queue" if dev.has_events else "host-queue")
@@ -373,7 +376,7 @@ class Harness:
             samples = timing.sample_queue(run, dev, reps, cfg.queue_len, start=i, before_each=barrier)
             method = "queue" if dev.has_events else "host-queue"
         out.append(("pipelined", method, self._world_max(samples)))
-        ereps = timing._reps_for(per_call, cfg, 1)
+        ereps = timing.reps_for(per_call, cfg, 1)
         samples = timing.sample_eager(run, dev, ereps, start=i, before_each=barrier) if in_group else [0.0] * ereps
         out.append(("blocking", "events" if dev.has_events else "host", self._world_max(samples)))
         if op.round_trip:

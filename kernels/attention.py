@@ -28,6 +28,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from accelcal.vocab import attention_flop_bytes
+
 from .cases import TORCH_DTYPES, SweepContext, element_bytes
 from .device import Device
 from .shapes import AttentionCase
@@ -43,9 +45,9 @@ def attention_flop(c: AttentionCase) -> int:
 
 def attention_bytes(c: AttentionCase, dtype: str) -> int:
     """Q + K + V + O read/written once, in ``dtype``."""
-    q_and_o = 2 * c.batch * c.heads * c.q_len * c.head_dim
-    k_and_v = 2 * c.batch * c.kv_heads * c.kv_len * c.head_dim
-    return (q_and_o + k_and_v) * element_bytes(dtype)
+    _, nbytes = attention_flop_bytes(c.batch, c.q_len, c.kv_len, c.heads, c.kv_heads, c.head_dim,
+                                     element_bytes(dtype), c.causal)
+    return int(nbytes)
 
 
 _GQA_CACHE: dict[str, str] = {}

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from accelcal.results import ResultSet
+from accelcal.vocab import dtype_bytes
 
 from .device import Device
 from .timing import TimingConfig, rotation_count, time_op
@@ -50,9 +51,8 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
 
 
 def element_bytes(dtype: str) -> int:
-    if dtype not in TORCH_DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(TORCH_DTYPES)}")
-    return TORCH_DTYPES[dtype].itemsize
+    """Element size of ``dtype`` (accelcal.vocab.DTYPE_BYTES); ValueError for an unknown name."""
+    return dtype_bytes(dtype)
 
 
 def _parse_size(text: str) -> int:

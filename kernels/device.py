@@ -12,9 +12,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import platform
+
 import torch
 
-__all__ = ["Device", "available_devices", "resolve_device"]
+
+def cpu_model() -> str:
+    """The host CPU's model name (/proc/cpuinfo), else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+__all__ = ["Device", "available_devices", "cpu_model", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +75,6 @@ class Device:
         if self.type == "xpu" and hasattr(torch, "xpu"):
             return torch.xpu.get_device_name(self.index)
         if self.is_cpu:
-            from .environment import cpu_model
-
             return cpu_model()
         return self.spec
 

@@ -23,7 +23,7 @@ Rows: op ``elementwise``; params ``group`` (norm, residual_add, rope,
 act_mul), ``tokens`` and ``elements`` (the tensor the group works on: tokens
 x hidden, tokens x (heads + kv_heads) x head_dim, tokens x ffn); bytes are the
 torch-eager implementation's traffic model for that group and dtype
-(``planner.implementation.ElementwiseGroup.bytes_per_element``), so the fitted
+(``models.implementation.ElementwiseGroup.bytes_per_element``), so the fitted
 bandwidth is the one the planner's formula needs.
 """
 
@@ -34,16 +34,15 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from accelcal.planner.implementation import Implementation
+from accelcal.models import ModelDims
+from accelcal.models.implementation import Implementation
+from accelcal.vocab import ELEMENTWISE_GROUPS
 
 from .cases import TORCH_DTYPES, SweepContext, element_bytes
-from .shapes import ModelDims
 
 __all__ = ["ELEMENTWISE_GROUPS", "apply_rope", "elementwise_elements", "make_elementwise_run", "rms_norm",
            "rope_tables", "run_elementwise", "silu_mul"]
 
-ELEMENTWISE_GROUPS: tuple[str, ...] = ("norm", "residual_add", "rope", "act_mul")
-"""Groups timed (calibrate.profile.ELEMENTWISE_GROUPS; planner.dag.MEASURED_GROUPS)."""
 
 NORM_EPS = 1e-5
 ROPE_THETA = 500000.0

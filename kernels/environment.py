@@ -20,24 +20,13 @@ import sys
 
 import torch
 
-from .device import Device, resolve_device
+from .device import Device, cpu_model, resolve_device
 from .timing import METHOD_VERSION
 
 __all__ = ["capture_environment", "cpu_model"]
 
 _ENV_PREFIXES = ("NCCL_", "OMP_", "MKL_", "OPENBLAS_", "GLOO_", "TORCH_NCCL_", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "PYTORCH_CUDA_ALLOC_CONF")
 _SECRET_HINTS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _nvidia_smi() -> dict[str, str]:

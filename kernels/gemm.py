@@ -11,7 +11,7 @@
 
 Rows (docs/ARCHITECTURE.md): op ``gemm``; params ``m, n, k, shape, weight_bytes``;
 flop = 2mnk; bytes = (mk + kn)·elsize + mn·out_elsize (the output is bf16 for
-fp8, the input size otherwise, so bytes = (mk+kn+mn)·elsize for every other dtype).
+fp8, the input size otherwise), both from :mod:`accelcal.vocab`.
 
 dtypes: ``fp32`` (tf32 explicitly off), ``tf32`` (CUDA only: the matmul mode is
 switched on for those cases and restored), ``bf16``, ``fp16``, ``fp8_e4m3``
@@ -29,9 +29,11 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from accelcal.vocab import ALL_DTYPES, gemm_bytes, gemm_flop
+
 from .cases import TORCH_DTYPES, SweepContext, calls_per_case, element_bytes
 from .device import Device
-from .shapes import ALL_DTYPES, GemmShape
+from .shapes import GemmShape
 
 __all__ = ["gemm_bytes", "gemm_flop", "make_gemm_run", "matmul_mode", "probe_gemm_rate", "run_gemm", "unsupported_reason"]
 
@@ -41,21 +43,6 @@ PROBE_CALLS = 3
 """Timed calls per probe size; the fastest counts."""
 PROBE_MAX_CALL_S = 0.05
 """Stop probing before a call expected to take longer than this (slow dtypes on CPUs)."""
-
-
-def out_dtype_name(dtype: str) -> str:
-    # _scaled_mm writes a bf16 result; every other GEMM writes its input dtype.
-    return "bf16" if dtype == "fp8_e4m3" else dtype
-
-
-def gemm_flop(m: int, n: int, k: int) -> int:
-    """2·m·n·k: one multiply and one add per (row, column, k) triple."""
-    return 2 * m * n * k
-
-
-def gemm_bytes(m: int, n: int, k: int, dtype: str) -> int:
-    """Bytes read and written once: x (m·k) and W (k·n) in ``dtype``, y (m·n) in the output dtype."""
-    return (m * k + k * n) * element_bytes(dtype) + m * n * element_bytes(out_dtype_name(dtype))
 
 
 def unsupported_reason(device: Device, dtype: str) -> str:

@@ -4,11 +4,12 @@
     shapes, notes = model_gemm_shapes(["llama3-70b"], [1, 2, 4, 8])
     print([(s.name, s.n, s.k) for s in shapes])     # llama3-70b.qkv/tp8 (1280, 8192), ...
     preset = with_model_shapes(suite_preset("quick", "cuda"), ["llama3-70b"], [1, 2, 4, 8])
+    sweep_preset_for("quick", "cuda").for_models      # the quick accelerator sweep covers the preset models
 
-The (N, K) of every GEMM come from the planner's own layer and LM-head DAGs (planner/dag.py: QKV, output,
-gate/up, down, router, routed and shared experts, LM head) built at ``Layout(tp=t)``, so the sweep measures
-exactly the shapes the planner queries (KV heads replicated below one per rank as the DAG does).  A TP degree
-the model cannot be split by is reported in ``notes`` and skipped.  No torch here.
+The (N, K) come from the model layer (accelcal.models: ModelDims.projections, check_tp): QKV, output,
+gate/up, down, routed experts, router and LM head, each divided as Megatron TP divides it (the planner's
+DAG asks the same shapes).  A TP degree the model cannot be split evenly by (models.check_tp) is reported
+in ``notes`` and skipped.  No torch, no planner import (measuring code stays below the planner).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from .shapes import GemmShape, SuitePreset
+from .shapes import GemmShape, SuitePreset, suite_preset
 
-__all__ = ["model_gemm_shapes", "with_model_shapes", "MODEL_SHAPE_MS", "MODEL_SHAPE_DTYPES", "QUICK_FOR_MODELS",
+__all__ = ["model_gemm_shapes", "with_model_shapes", "sweep_preset_for", "MODEL_SHAPE_MS", "MODEL_SHAPE_DTYPES", "QUICK_FOR_MODELS",
            "QUICK_FOR_TP"]
 
 MODEL_SHAPE_MS: tuple[int, ...] = (1, 16, 128, 1024, 4096)
@@ -34,34 +35,56 @@ QUICK_FOR_TP: tuple[int, ...] = (1, 2, 4, 8)
 """TP degrees covered by default (one 8-GPU node)."""
 
 
+_TP_SPLIT = {"qkv": "n", "o": "k", "gate_up": "n", "down": "k", "expert_gate_up": "n", "expert_down": "k"}
+"""Which side of each projection TP divides (Megatron: column-parallel QKV and gate/up, row-parallel o and down)."""
+
+
 def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[GemmShape], list[str]]:
-    """(unique (N, K) shapes, notes): every GEMM of each model's layer and LM head at each TP degree."""
-    from accelcal.planner.dag import Layout, build_edge_dag, build_layer_dag
-    from accelcal.planner.models import ModelConfig
-    from accelcal.planner.search import _check_divisible
+    """(unique (N, K) shapes, notes): every projection of each model at each TP degree, plus router and LM head."""
+    from accelcal.models import LayerDims, ModelConfig, ModelDims, check_tp
 
     shapes: dict[tuple[int, int], GemmShape] = {}
     notes: list[str] = []
-    for name in models:
-        cfg = ModelConfig.resolve(name)
+
+    def add(name: str, n: int, k: int, how: str) -> None:
+        shapes.setdefault((n, k), GemmShape(name, n, k, how))
+
+    for spec in models:
+        cfg = ModelConfig.resolve(spec)
+        dims = ModelDims.from_config(cfg)
+        projs = dims.projections()
+        if dims.moe:  # attention projections are a dense model's of the same width
+            projs = [p for p in dataclasses.replace(dims, moe=False).projections() if p[0] in ("qkv", "o")] + projs
         for t in tps:
-            why = _check_divisible(cfg, int(t), 1)  # the planner's own rule for a valid TP split
-            if why:
-                notes.append(f"{cfg.name} at TP={t}: {why}; skipped")
-                continue
+            t = int(t)
             try:
-                nodes = build_layer_dag(cfg, "decode", 1, 1, 1, Layout(tp=int(t))).nodes + \
-                        build_edge_dag(cfg, "decode", "head", 1, 1, int(t)).nodes
+                check_tp(LayerDims.from_model(cfg), t)  # the model layer's rule for an even TP split
             except ValueError as exc:
-                notes.append(f"{cfg.name} at TP={t}: not a valid split ({exc}); skipped")
+                notes.append(f"{cfg.name} at TP={t}: {exc}; skipped")
                 continue
-            for node in nodes:
-                if node.op not in ("gemm", "grouped_gemm"):
-                    continue
-                n, k = int(node.p["n"]), int(node.p["k"])
-                shapes.setdefault((n, k), GemmShape(f"{cfg.name}.{node.name}/tp{t}", n, k,
-                                                    f"planner DAG node {node.name} of {cfg.name} at TP={t} ({cfg.source})"))
+            for suffix, n, k, how in projs:
+                if suffix == "qkv":  # heads / t query heads and kv_heads / t KV heads per rank
+                    n = (cfg.heads // t + 2 * (cfg.kv_heads // t)) * dims.head_dim
+                elif _TP_SPLIT[suffix] == "n":
+                    n //= t
+                else:
+                    k //= t
+                add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"{how}, divided by TP={t} ({cfg.source})")
+            if cfg.is_moe:
+                add(f"{cfg.name}.router", cfg.num_experts, cfg.hidden_size,
+                    f"N = num_experts {cfg.num_experts}, K = hidden {cfg.hidden_size} (replicated)")
+            add(f"{cfg.name}.lm_head/tp{t}", cfg.vocab_size // t, cfg.hidden_size,
+                f"N = vocab {cfg.vocab_size} / TP={t} (vocab-parallel), K = hidden {cfg.hidden_size}")
     return list(shapes.values()), notes
+
+
+def sweep_preset_for(name: str, device_type: str = "cpu") -> SuitePreset:
+    """:func:`~accelcal.kernels.shapes.suite_preset`, with the quick accelerator preset covering the preset models'
+    TP-divided shapes (QUICK_FOR_MODELS at QUICK_FOR_TP): the shapes the planner asks about are measured."""
+    p = suite_preset(name, device_type)
+    if p.name == "quick-accelerator":
+        p = with_model_shapes(p, QUICK_FOR_MODELS, QUICK_FOR_TP)
+    return p
 
 
 def with_model_shapes(preset: SuitePreset, models: Sequence[str], tps: Sequence[int],

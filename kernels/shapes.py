@@ -9,12 +9,15 @@ No torch here: the planner and the docs may read these tables without it.
 
 A projection ``y = x @ W.T`` has ``x`` of shape (M, K) and a weight ``W`` of
 shape (N, K) (``nn.Linear`` layout); M is tokens in flight, N and K come from
-the model's config.json.
+the model presets (models/presets/*.yaml, each citing its config.json).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from accelcal.models import ModelConfig, ModelDims
+from accelcal.vocab import ALL_DTYPES
 
 __all__ = [
     "ALL_DTYPES",
@@ -25,53 +28,20 @@ __all__ = [
     "ModelDims",
     "QUICK_MS",
     "SQUARE_SIZES",
+    "SWEEP_MODELS",
     "SuitePreset",
     "projection_shapes",
     "square_shapes",
     "suite_preset",
 ]
 
-ALL_DTYPES: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8_e4m3")
-"""dtype names used in every result record (docs/ARCHITECTURE.md)."""
 
 
-@dataclass(frozen=True)
-class ModelDims:
-    """The config.json values the projection shapes derive from."""
+SWEEP_MODELS: tuple[str, ...] = ("llama3-8b", "llama3-70b", "mixtral-8x7b")
+"""Model presets (models/presets) whose projection shapes the GEMM sweeps measure."""
 
-    name: str
-    """Short model id used as the shape prefix, e.g. ``llama3-8b``."""
-    hidden: int
-    """``hidden_size``."""
-    intermediate: int
-    """``intermediate_size`` (per expert for MoE models)."""
-    heads: int
-    """``num_attention_heads``."""
-    kv_heads: int
-    """``num_key_value_heads`` (GQA)."""
-    source: str
-    """Where the numbers come from."""
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
-
-MODELS: dict[str, ModelDims] = {
-    m.name: m
-    for m in (
-        ModelDims("llama3-8b", hidden=4096, intermediate=14336, heads=32, kv_heads=8,
-                  source="meta-llama/Meta-Llama-3-8B config.json: hidden_size 4096, intermediate_size 14336, "
-                         "num_attention_heads 32, num_key_value_heads 8"),
-        ModelDims("llama3-70b", hidden=8192, intermediate=28672, heads=64, kv_heads=8,
-                  source="meta-llama/Meta-Llama-3-70B config.json: hidden_size 8192, intermediate_size 28672, "
-                         "num_attention_heads 64, num_key_value_heads 8"),
-        ModelDims("mixtral-8x7b", hidden=4096, intermediate=14336, heads=32, kv_heads=8,
-                  source="mistralai/Mixtral-8x7B-v0.1 config.json: hidden_size 4096, intermediate_size 14336 "
-                         "(per expert, num_local_experts 8, num_experts_per_tok 2), num_attention_heads 32, "
-                         "num_key_value_heads 8"),
-    )
-}
+MODELS: dict[str, ModelDims] = {n: ModelDims.from_config(ModelConfig.from_name(n)) for n in SWEEP_MODELS}
+"""The sweep view of each of :data:`SWEEP_MODELS`, from the model presets."""
 
 
 @dataclass(frozen=True)
@@ -98,25 +68,7 @@ class GemmShape:
 
 
 def _model_projections(m: ModelDims) -> list[GemmShape]:
-    d = m.head_dim
-    if m.name.startswith("mixtral"):
-        # Expert FFN weights (attention is the same as llama3-8b and not repeated).
-        return [
-            GemmShape(f"{m.name}.expert_gate_up", 2 * m.intermediate, m.hidden,
-                      f"N = 2 x intermediate {m.intermediate}, K = hidden {m.hidden} ({m.source})"),
-            GemmShape(f"{m.name}.expert_down", m.hidden, m.intermediate,
-                      f"N = hidden {m.hidden}, K = intermediate {m.intermediate} ({m.source})"),
-        ]
-    return [
-        GemmShape(f"{m.name}.qkv", (m.heads + 2 * m.kv_heads) * d, m.hidden,
-                  f"N = (heads {m.heads} + 2 x kv_heads {m.kv_heads}) x head_dim {d}, K = hidden {m.hidden} ({m.source})"),
-        GemmShape(f"{m.name}.o", m.hidden, m.heads * d,
-                  f"N = hidden {m.hidden}, K = heads {m.heads} x head_dim {d} ({m.source})"),
-        GemmShape(f"{m.name}.gate_up", 2 * m.intermediate, m.hidden,
-                  f"N = 2 x intermediate {m.intermediate} (fused gate+up), K = hidden {m.hidden} ({m.source})"),
-        GemmShape(f"{m.name}.down", m.hidden, m.intermediate,
-                  f"N = hidden {m.hidden}, K = intermediate {m.intermediate} ({m.source})"),
-    ]
+    return [GemmShape(f"{m.name}.{suffix}", n, k, f"{how} ({m.source})") for suffix, n, k, how in m.projections()]
 
 
 def projection_shapes() -> list[GemmShape]:
@@ -191,8 +143,7 @@ def _attention_cases(heads: int, kv_heads: int, head_dim: int, prefill_lens: tup
 
 
 _L8 = MODELS["llama3-8b"]
-_SMALL = ModelDims("small", hidden=1024, intermediate=3072, heads=16, kv_heads=8,
-                   source="accelcal's planner preset 'small' (planner/presets/small.yaml), the CPU validation model")
+_SMALL = ModelDims.from_config(ModelConfig.from_name("small"))  # the CPU validation model
 _L8_LABEL = f"llama3-8b heads ({_L8.source})"
 _CPU_LABEL = "llama3-8b layout scaled down 4x in heads and 2x in head_dim for slow devices"
 
@@ -398,10 +349,4 @@ def suite_preset(name: str, device_type: str = "cpu") -> SuitePreset:
     names = sorted({n for n, _ in _PRESETS})
     if (name, cls) not in _PRESETS:
         raise ValueError(f"unknown kernel-suite preset {name!r}; expected one of {names}")
-    p = _PRESETS[(name, cls)]
-    if (name, cls) == ("quick", "accelerator"):
-        # The planner asks about TP-divided projections of the preset models: measure them (issue 13).
-        from .model_shapes import QUICK_FOR_MODELS, QUICK_FOR_TP, with_model_shapes
-
-        p = with_model_shapes(p, QUICK_FOR_MODELS, QUICK_FOR_TP)
-    return p
+    return _PRESETS[(name, cls)]

@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 
 from accelcal.results import STATUS_OK, ResultSet
 
-from .shapes import ALL_DTYPES, SuitePreset, suite_preset
+from .model_shapes import sweep_preset_for
+from .shapes import ALL_DTYPES, SuitePreset
 
 __all__ = ["OPS", "parse_list", "run_suite", "summary_table"]
 
@@ -58,7 +59,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     from .overhead import run_overheads
 
     dev = device if isinstance(device, Device) else resolve_device(device)
-    p = preset if isinstance(preset, SuitePreset) else suite_preset(preset, dev.type)
+    p = preset if isinstance(preset, SuitePreset) else sweep_preset_for(preset, dev.type)
     env = capture_environment(dev)
     env["suite_preset"] = p.name
     if p.for_models:

@@ -9,7 +9,7 @@
     t = time_op(lambda i: torch.mm(*bufs[i % len(bufs)]), dev, TimingConfig.quick())
     print(t.device.median_s, t.eager.median_s, t.device_method)
 
-Method (DESIGN.md section 2):
+Method:
 
 * ``run(i)`` issues one call of the op on input set ``i``; callers rotate
   several input sets with ``i % n`` so repeats do not measure the cache
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from .device import Device
@@ -41,6 +41,7 @@ __all__ = [
     "OpTiming",
     "Stats",
     "TimingConfig",
+    "reps_for",
     "rotation_count",
     "sample_eager",
     "sample_graph",
@@ -155,7 +156,7 @@ class Stats:
 
     @property
     def rel_iqr(self) -> float:
-        """IQR / median, the noise figure DESIGN.md warns on."""
+        """IQR / median, the noise figure (NOISY_REL_IQR marks a measurement noisy)."""
         return self.iqr_s / self.median_s if self.median_s > 0 else 0.0
 
     @property
@@ -318,7 +319,9 @@ def sample_graph(run: RunFn, device: Device, reps: int, queue_len: int, start: i
     return out
 
 
-def _reps_for(per_call_s: float, cfg: TimingConfig, calls_per_sample: int) -> int:
+def reps_for(per_call_s: float, cfg: TimingConfig, calls_per_sample: int) -> int:
+    """Samples to take of a ``per_call_s`` call timed ``calls_per_sample`` calls per sample: the budget's worth,
+    clamped to [min_reps, max_reps].  The one repeat rule of every timer (single- and multi-rank)."""
     per_sample = max(per_call_s * calls_per_sample, 1e-7)
     return int(min(cfg.max_reps, max(cfg.min_reps, cfg.budget_s // per_sample)))
 
@@ -342,7 +345,7 @@ def time_op(run: RunFn, device: Device, cfg: TimingConfig | None = None) -> OpTi
 
     device_method = "host-queue"
     device_samples: list[float] | None = None
-    reps = _reps_for(per_call, cfg, cfg.queue_len)
+    reps = reps_for(per_call, cfg, cfg.queue_len)
     if device.has_graphs and cfg.use_graphs:
         try:
             device_samples = sample_graph(run, device, reps, cfg.queue_len, start=i)
@@ -364,7 +367,7 @@ def time_op(run: RunFn, device: Device, cfg: TimingConfig | None = None) -> OpTi
     device_samples = _until_stable(more, device_samples, cfg, per_call * cfg.queue_len)
     i += cfg.queue_len
 
-    ereps = _reps_for(per_call, cfg, 1)
+    ereps = reps_for(per_call, cfg, 1)
     eager_samples = sample_eager(run, device, ereps, start=i)
     eager_samples = _until_stable(lambda k: sample_eager(run, device, k, start=i), eager_samples, cfg, per_call)
 
@@ -381,7 +384,3 @@ def time_op(run: RunFn, device: Device, cfg: TimingConfig | None = None) -> OpTi
         warnings=tuple(notes),
     )
 
-
-def with_budget(cfg: TimingConfig, **changes: object) -> TimingConfig:
-    """A copy of ``cfg`` with some fields changed (keeps presets as data)."""
-    return replace(cfg, **changes)

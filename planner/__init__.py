@@ -10,7 +10,7 @@
 
     $ accelcal plan --profile profiles/datasheet/h100-sxm.yaml --model llama3-70b
 
-Modules: models (configs + presets/), workload, cluster, dag (per-layer DAG),
+Modules (model configs and implementation presets: accelcal.models): workload, parallelism, cluster, dag (per-layer DAG),
 cost (profile queries per node), memory, predict (one layer, for validate/),
 search (enumerate, rank, Pareto), why, report, export, cli.  Pure Python: no
 torch import anywhere in this package.

@@ -12,8 +12,8 @@ import argparse
 import json
 import sys
 
-from .models import preset_names
-from .implementation import DEFAULT_IMPLEMENTATION, implementation_names
+from accelcal.models import preset_names
+from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--inter-node-profile", default=None,
                    help="profile whose inter_node collectives link the nodes (default: --profile)")
     p.add_argument("--model", default="llama3-8b",
-                   help=f"preset ({', '.join(preset_names())}) or a model config .yaml (default: llama3-8b)")
+                   help=f"preset ({', '.join(preset_names())}), a model config .yaml, or a Hugging Face "
+                        f"config.json or its folder (default: llama3-8b)")
     p.add_argument("--dtype", default=None,
                    help="weight/KV dtype to plan in (default: the model's, or the profile's only dtype if it lacks that)")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--cuda-graphs", action="store_true", help="cost launches as CUDA-graph replay instead of eager")
     p.add_argument("--implementation", choices=implementation_names(), default=DEFAULT_IMPLEMENTATION,
                    help="how the layer is written, which sets kernels launched per norm/rotary/activation/MoE "
-                        "routing (planner/presets/implementations): fused = a serving engine's fused kernels "
+                        "routing (models/presets/implementations): fused = a serving engine's fused kernels "
                         "(default), torch-eager = plain PyTorch eager, as accelcal validate runs it")
     p.add_argument("--objective", choices=("auto", "latency", "throughput"), default="auto",
                    help="rank by request latency or tokens/s per device; auto = throughput when a target is given")
@@ -51,6 +52,18 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--top", type=int, default=10, help="plans to list (default: 10)")
     p.add_argument("--export-dir", default=None,
                    help="write the best plan's DAGs (JSON, DOT) and a Chrome/Perfetto trace here")
+    serving = p.add_argument_group("serving engines (accelcal.planner.serving.search): with --engine, search "
+                                   "layout x concurrency for the most output tokens/s per device meeting --ttft/--tpot")
+    serving.add_argument("--engine", action="append", default=[],
+                         help="engine preset (vllm, sglang, trtllm, static; repeatable or comma-separated)")
+    serving.add_argument("--concurrency", default="1,2,4,8,16,32,64,128,256",
+                         help="total concurrencies to sweep, comma-separated (default: 1,2,4,...,256)")
+    serving.add_argument("--target-stat", choices=("mean", "p90", "p99"), default="mean",
+                         help="statistic of TTFT/TPOT the targets bound (p90/p99 re-checked by simulation)")
+    serving.add_argument("--weight-dtype", choices=("bf16", "fp8_e4m3"), default=None,
+                         help="serving: weight dtype (default: the model's)")
+    serving.add_argument("--kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16", help="serving: KV cache dtype")
+    serving.add_argument("--plot", default=None, help="serving: write the Pareto front as a PNG here")
     p.set_defaults(func=run)
 
 
@@ -77,6 +90,37 @@ def _pick_dtype(model, prof, dtype: str | None):
     return dataclasses.replace(model, weight_dtype=pick, kv_dtype=pick)
 
 
+def _run_serving(args: argparse.Namespace, model, prof) -> int:
+    """``accelcal plan --engine ...``: the serving search (planner/serving/search.py)."""
+    from accelcal.calibrate.profile import Profile
+
+    from .serving.search import ServingTargets, format_search, plot_pareto, search_serving
+
+    try:
+        conc = [int(x) for x in str(args.concurrency).split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--concurrency {args.concurrency!r}: expected comma-separated integers") from None
+    engines = [e.strip() for spec in args.engine for e in spec.split(",") if e.strip()]
+    dpn = args.devices_per_node or int(prof.identity.devices_per_node)
+    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len,
+                         ServingTargets(args.ttft, args.tpot, args.target_stat),
+                         args.weight_dtype or model.weight_dtype, args.kv_dtype, inter)
+    if args.format == "json":
+        print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
+                          "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
+                          "search_s": res.search_s}, indent=1, sort_keys=True))
+    else:
+        print(format_search(res, args.top), end="")
+    if prof.identity.source == "datasheet":
+        print(f"note: {prof.identity.name} is a datasheet prior, not a measurement (latencies assumed 0 s)",
+              file=sys.stderr)
+    if args.plot:
+        plot_pareto(res, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def args_name(prof) -> str:
     return str(prof.identity.name)
 
@@ -86,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .cluster import Cluster, DeviceGroup
     from .export import write_exports
-    from .models import ModelConfig
+    from accelcal.models import ModelConfig
     from .report import format_table, to_json
     from .search import PlanOptions, plan
     from .workload import Workload
@@ -101,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--memory-utilization must be in (0, 1], got {args.memory_utilization}")
     model = ModelConfig.resolve(args.model)
     prof = Profile.load(args.profile)
+    if args.engine:
+        return _run_serving(args, model, prof)
     model = _pick_dtype(model, prof, args.dtype)
     inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
     groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node, inter)]

@@ -17,7 +17,7 @@ inside one device type) and data parallelism spans the groups.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from accelcal.calibrate.profile import ProfileQueries
 
 __all__ = ["Cluster", "DeviceGroup", "group_scope"]
 
@@ -28,13 +28,13 @@ class DeviceGroup:
 
     name: str
     """Label used in reports (default: the profile's device name)."""
-    profile: Any
+    profile: ProfileQueries
     """accelcal.calibrate.profile.Profile of one device and its intra-node links."""
     nodes: int = 1
     """Nodes in this group."""
     devices_per_node: int | None = None
     """Devices per node (None: the profile's identity.devices_per_node)."""
-    inter_node_profile: Any = None
+    inter_node_profile: ProfileQueries | None = None
     """Profile whose inter_node collectives link these nodes (None: ``profile``)."""
 
     def __post_init__(self) -> None:
@@ -53,12 +53,6 @@ class DeviceGroup:
     def memory_capacity_bytes(self) -> float:
         return float(self.profile.identity.memory_capacity_bytes)
 
-    def comm_profile(self, scope: str) -> Any:
-        """The profile that answers collectives of ``scope``."""
-        if scope == "inter_node" and self.inter_node_profile is not None:
-            return self.inter_node_profile
-        return self.profile
-
 
 @dataclass(frozen=True)
 class Cluster:
@@ -75,8 +69,8 @@ class Cluster:
             raise ValueError(f"cluster: group names must be unique, got {names}")
 
     @classmethod
-    def homogeneous(cls, profile: Any, nodes: int = 1, devices_per_node: int | None = None,
-                    inter_node_profile: Any = None, name: str | None = None) -> "Cluster":
+    def homogeneous(cls, profile: ProfileQueries, nodes: int = 1, devices_per_node: int | None = None,
+                    inter_node_profile: ProfileQueries | None = None, name: str | None = None) -> "Cluster":
         return cls([DeviceGroup(name or str(profile.identity.device_name), profile, nodes,
                                 devices_per_node, inter_node_profile)])
 

@@ -45,6 +45,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from accelcal.calibrate.profile import MissingMeasurement, ProfileQueries
+
 from .dag import DagNode, LayerDAG
 
 __all__ = ["CATEGORIES", "Coster", "CostedDAG", "NodeCost", "host_runs_kernels"]
@@ -123,7 +125,7 @@ class CostedDAG:
         return out
 
 
-def host_runs_kernels(profile: Any) -> bool:
+def host_runs_kernels(profile: ProfileQueries) -> bool:
     """True when the profile's device is the host CPU: kernel dispatch and kernel work share the cores.
 
     Then launches cannot overlap device work, and every measured figure in the
@@ -131,20 +133,20 @@ def host_runs_kernels(profile: Any) -> bool:
     that call's dispatch.  On accelerators the host queues kernels ahead of
     the device, and the profile's device figures exclude the launch.
     """
-    return getattr(profile.identity, "device_type", None) == "cpu"
+    return profile.identity.device_type == "cpu"
 
 
 class Coster:
     """Answers node costs from one device group's profiles; memoises every query."""
 
-    def __init__(self, profile: Any, dtype: str = "bf16", cuda_graphs: bool = False,
-                 inter_node_profile: Any = None) -> None:
+    def __init__(self, profile: ProfileQueries, dtype: str = "bf16", cuda_graphs: bool = False,
+                 inter_node_profile: ProfileQueries | None = None) -> None:
         self.profile = profile
         self.inter = inter_node_profile if inter_node_profile is not None else profile
         self.dtype = dtype
         self.cuda_graphs = cuda_graphs
-        if hasattr(profile, "dtypes") and dtype not in profile.dtypes():
-            raise ValueError(f"profile {getattr(profile.identity, 'name', '?')} has no compute data for dtype "
+        if dtype not in profile.dtypes():
+            raise ValueError(f"profile {profile.identity.name} has no compute data for dtype "
                              f"{dtype!r}; it has {profile.dtypes()}")
         self._cache: dict[tuple, Any] = {}
         self.serialised = host_runs_kernels(profile) and not cuda_graphs
@@ -158,10 +160,6 @@ class Coster:
         if hit is None:
             hit = self._cache[key] = fn()
         return hit
-
-    @property
-    def launch_per_kernel_s(self) -> float:
-        return self._launch.time_s
 
     @property
     def launch_source(self) -> str:
@@ -179,11 +177,9 @@ class Coster:
     def elementwise(self, group: str, nbytes: float):
         """The profile's measurement of this eager group's own ops, else a copy of the same bytes."""
         def ask():
-            if not hasattr(self.profile, "elementwise_time_s"):
-                return self.profile.memory_time_s(nbytes, "copy")
             try:
                 return self.profile.elementwise_time_s(group, nbytes, self.dtype)
-            except KeyError:  # MissingMeasurement: datasheet priors and older profiles have no such section
+            except MissingMeasurement:  # datasheet priors and older profiles have no such section
                 return self.profile.memory_time_s(nbytes, "copy")
         return self._q(("elementwise", group, nbytes), ask)
 
@@ -193,7 +189,7 @@ class Coster:
         def ask():
             try:
                 return prof.collective_time_s(op, nbytes, group_size, scope)
-            except KeyError as exc:  # MissingMeasurement: say which measurement the plan needs
+            except MissingMeasurement as exc:  # say which measurement the plan needs
                 msg = exc.args[0] if exc.args else str(exc)
                 raise type(exc)(f"{op} over {group_size} devices ({scope}) is needed but the profile cannot "
                                 f"answer it: {msg}") from None

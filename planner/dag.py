@@ -1,7 +1,7 @@
 """The per-layer, per-phase DAG of one decoder layer on one device.
 
     from accelcal.planner.dag import Layout, build_layer_dag
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
     dag = build_layer_dag(ModelConfig.from_name("llama3-8b"), "decode",
                           batch=8, q_len=1, kv_len=2048, layout=Layout(tp=2))
     for n in dag.nodes: print(n.name, n.op, n.deps)
@@ -17,7 +17,7 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
 * ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape
 
 Kernel counts and the elementwise groups' traffic come from an
-:class:`~accelcal.planner.implementation.Implementation` preset (data, not
+:class:`~accelcal.models.implementation.Implementation` preset (data, not
 code): ``fused`` (the default: residual add fused into RMSNorm, one rotary
 kernel, SiLU*mul one kernel, grouped expert GEMMs, as serving stacks run) or
 ``torch-eager`` (plain PyTorch, what ``accelcal validate`` runs: nine ops per
@@ -32,12 +32,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .implementation import Implementation
-from .models import ModelConfig
+from accelcal.models import ModelConfig
+from accelcal.models.implementation import Implementation
+from accelcal.vocab import ELEMENTWISE_GROUPS, PHASES, SCOPES
 
 __all__ = ["DagNode", "Layout", "LayerDAG", "build_edge_dag", "build_layer_dag", "kv_heads_per_device", "moe_imbalance"]
 
-PHASES = ("prefill", "decode")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Layout:
         if self.tp_comm not in ("all_reduce", "rs_ag"):
             raise ValueError(f"layout: tp_comm must be 'all_reduce' or 'rs_ag', got {self.tp_comm!r}")
         for f in ("tp_scope", "ep_scope", "sp_scope"):
-            if getattr(self, f) not in ("intra_node", "inter_node"):
+            if getattr(self, f) not in SCOPES:
                 raise ValueError(f"layout: {f} must be 'intra_node' or 'inter_node', got {getattr(self, f)!r}")
         if self.moe_imbalance is not None and self.moe_imbalance < 1.0:
             raise ValueError(f"layout: moe_imbalance is max/mean load, must be >= 1.0, got {self.moe_imbalance}")
@@ -143,13 +143,11 @@ def _node(name: str, kind: str, deps: tuple[str, ...], kernels: int = 1, **param
     return DagNode(name, kind, tuple(sorted(params.items())), kernels, deps)
 
 
-MEASURED_GROUPS = ("norm", "residual_add", "rope", "act_mul")
-"""Elementwise groups the kernel suite times (kernels/elementwise.py; calibrate.profile.ELEMENTWISE_GROUPS)."""
 
 
 def _measured(impl: Implementation, group: str) -> dict[str, str]:
     # Names the profile measurement that times this node's very ops, for the coster to prefer over a copy.
-    return {"group": group} if impl.measured_elementwise and group in MEASURED_GROUPS else {}
+    return {"group": group} if impl.measured_elementwise and group in ELEMENTWISE_GROUPS else {}
 
 
 def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_len: int,

@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from accelcal.models import ModelConfig
+
 from .dag import kv_heads_per_device
-from .models import ModelConfig
 from .workload import Workload
 
 __all__ = ["MemoryEstimate", "device_memory", "layer_weight_elems"]
@@ -75,7 +76,8 @@ def device_memory(model: ModelConfig, workload: Workload, tp: int = 1, pp: int =
     h, hd = model.hidden_size, model.head_dim
     layers = math.ceil(model.layers / pp)
     embed = model.vocab_size * h // tp  # embedding on the first stage, LM head on the last (same size)
-    head_stage = 2 * embed + h if pp == 1 else embed + h
+    # one stage holding both keeps a single matrix when they are tied; across stages each holds its own copy
+    head_stage = (embed if model.tie_word_embeddings else 2 * embed) + h if pp == 1 else embed + h
     weights = (layers * layer_weight_elems(model, tp, ep) + head_stage) * el
     kvh = kv_heads_per_device(model, tp)
     kv = workload.batch * workload.context_len * layers * 2 * kvh * hd * kvel

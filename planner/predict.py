@@ -1,7 +1,8 @@
 """One decoder layer's predicted time, exactly as the planner's search costs it.
 
     from accelcal.calibrate.profile import Profile
-    from accelcal.planner.models import ModelConfig
+    from accelcal.calibrate.profile import ProfileQueries
+from accelcal.models import ModelConfig
     from accelcal.planner.predict import predict_layer_time_s
     pred = predict_layer_time_s(Profile.load("profiles/node.yaml"), ModelConfig.from_name("llama3-8b"),
                                 "decode", batch=8, q_len=1, kv_len=2048, tp=1)
@@ -17,11 +18,11 @@ The TP group is taken to sit inside one node (``intra_node`` collectives).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from accelcal.models import ModelConfig
 
 from .cost import Coster, NodeCost
 from .dag import Layout, build_layer_dag
-from .models import ModelConfig
 
 __all__ = ["LayerPrediction", "MoeOptions", "predict_layer_time_s"]
 
@@ -52,14 +53,14 @@ class LayerPrediction:
     """Nodes the profile answered outside its measured range."""
 
 
-def predict_layer_time_s(profile: Any, model: ModelConfig | str, phase: str, batch: int, q_len: int,
+def predict_layer_time_s(profile: ProfileQueries, model: ModelConfig | str, phase: str, batch: int, q_len: int,
                          kv_len: int, tp: int = 1, cuda_graphs: bool = False,
                          moe: MoeOptions | dict | None = None,
                          implementation: str | None = None) -> LayerPrediction:
     """Cost of one decoder layer (``phase`` prefill|decode) as the planner costs it.
 
     ``implementation`` names the kernel-count preset (``fused``, the planner's
-    default, or ``torch-eager``; see :mod:`accelcal.planner.implementation`).
+    default, or ``torch-eager``; see :mod:`accelcal.models.implementation`).
     """
     model = ModelConfig.resolve(model)
     if isinstance(moe, dict):

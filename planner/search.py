@@ -32,17 +32,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
+
+from accelcal.calibrate.profile import MissingMeasurement
+from accelcal.models import ModelConfig
+from accelcal.models.implementation import Implementation
 
 from .cluster import Cluster, DeviceGroup
 from .cost import CATEGORIES, Coster, CostedDAG
 from .dag import Layout, build_edge_dag, build_layer_dag
-from .implementation import Implementation
 from .memory import MemoryEstimate, device_memory
-from .models import ModelConfig
+from .parallelism import Parallelism
 from .workload import Workload
 
-__all__ = ["Candidate", "GroupPlan", "NoFeasiblePlan", "PlanOptions", "PlanResult", "Rejection", "plan"]
+__all__ = ["Candidate", "GroupPlan", "NoFeasiblePlan", "PlanContext", "PlanOptions", "PlanResult", "Rejection", "plan"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class PlanOptions:
     sp_threshold: bool = True
     """Compute the prompt length above which SP pays off for the best plan."""
     implementation: str = "fused"
-    """Kernel-count preset of the layer (planner/presets/implementations): fused (serving engines) or torch-eager."""
+    """Kernel-count preset of the layer (models/presets/implementations): fused (serving engines) or torch-eager."""
 
     def __post_init__(self) -> None:
         if self.objective not in ("auto", "latency", "throughput"):
@@ -71,7 +74,7 @@ class PlanOptions:
             raise ValueError(f"memory_utilization must be in (0, 1], got {self.memory_utilization}")
         if self.tp_comm not in ("auto", "all_reduce", "rs_ag"):
             raise ValueError(f"tp_comm must be auto, all_reduce or rs_ag, got {self.tp_comm!r}")
-        from .implementation import implementation_names
+        from accelcal.models.implementation import implementation_names
 
         if self.implementation not in implementation_names():
             raise ValueError(f"implementation must be one of {implementation_names()}, got {self.implementation!r}")
@@ -139,13 +142,12 @@ class Candidate:
         return not self.misses
 
     @property
+    def parallelism(self) -> Parallelism:
+        return Parallelism.with_scopes(self.tp, self.pp, self.dp, self.ep, self.sp, self.scopes)
+
+    @property
     def label(self) -> str:
-        s = f"TP{self.tp} PP{self.pp} DP{self.dp}"
-        if self.ep > 1:
-            s += f" EP{self.ep}"
-        if self.sp > 1:
-            s += f" SP{self.sp}"
-        return s
+        return self.parallelism.label
 
     @property
     def key(self) -> tuple[int, int, int, int]:
@@ -183,7 +185,7 @@ class Rejection:
 
     @property
     def label(self) -> str:
-        return f"TP{self.tp} PP{self.pp}" + (f" EP{self.ep}" if self.ep > 1 else "") + (f" SP{self.sp}" if self.sp > 1 else "")
+        return Parallelism(self.tp, self.pp, 1, self.ep, self.sp).model_label
 
     def to_dict(self) -> dict:
         return {"group": self.group, "label": self.label, "tp": self.tp, "pp": self.pp, "ep": self.ep, "sp": self.sp,
@@ -214,8 +216,20 @@ class GroupPlan:
     sp_threshold: dict | None = None
     """{prompt_len, sp, tp, pp, detail} for the best plan, or {prompt_len: None, detail: why not}."""
     notes: list[str] = field(default_factory=list)
-    evaluator: Any = field(default=None, repr=False, compare=False)
-    """The costing context (profile queries for why-lines); not serialised."""
+    context: "PlanContext | None" = field(default=None, repr=False, compare=False)
+    """What the plans were costed with (for the why-lines' what-if queries); not serialised."""
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """The public costing context of one group's search: the model, the workload and the memoising coster."""
+
+    model: ModelConfig
+    """The model planned."""
+    workload: Workload
+    """The workload planned for."""
+    coster: Coster
+    """Answers node costs from the group's profiles (what-if queries such as an inter-node collective)."""
 
 
 @dataclass
@@ -504,7 +518,7 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
                     scopes = _layout_scopes(tp, pp, dp, ep, sp, dpn)
                     try:
                         ranked.append(ev.candidate(tp, pp, dp, ep, sp, scopes, mem, limit))
-                    except KeyError as exc:  # MissingMeasurement names what the profile lacks
+                    except MissingMeasurement as exc:  # names what the profile lacks
                         msg = exc.args[0] if exc.args else str(exc)
                         rejected.append(Rejection(group.name, tp, pp, ep, sp, "measurement", str(msg)))
         if progress and tp % 8 == 0:
@@ -513,7 +527,7 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
         raise NoFeasiblePlan(_no_plan_message(model, group, rejected), rejected)
     ranked.sort(key=_rank_key(objective))
     gp = GroupPlan(group.name, str(group.profile.identity.device_name), n, dpn, objective, ranked, rejected,
-                   _pareto(ranked), evaluated, evaluator=ev)
+                   _pareto(ranked), evaluated, context=PlanContext(ev.model, ev.w, ev.coster))
     if ranked and all(c.misses for c in ranked):
         gp.notes.append(f"no plan meets the targets; the closest ({ranked[0].label}) misses: "
                         + "; ".join(ranked[0].misses))
@@ -539,7 +553,7 @@ def sp_threshold(ev: _Evaluator, best: Candidate, dpn: int) -> dict:
     try:
         while hi <= limit and not gain(hi):
             hi *= 2
-    except KeyError as exc:  # MissingMeasurement: the SP group's collectives are not in the profile
+    except MissingMeasurement as exc:  # the SP group's collectives are not in the profile
         return {"prompt_len": None, "sp": sp, "tp": best.tp, "pp": best.pp,
                 "detail": f"SP{sp} cannot be costed: {exc.args[0] if exc.args else exc}"}
     if hi > limit:

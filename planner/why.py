@@ -7,14 +7,17 @@
 Nothing here decides a plan: the search already ranked them by cost.  These
 lines compare the chosen plan with the best plan that differs in one degree
 (TP, PP, EP, SP) and quote the profile numbers behind the difference, then
-name the guideline of seed/accelerator-notes.md that the numbers reproduce.
+name the deployment guideline (GUIDELINES below) that the numbers reproduce.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .search import Candidate, GroupPlan
+from accelcal.calibrate.profile import MissingMeasurement
+
+if TYPE_CHECKING:  # search imports this module to fill Candidate.why; no import back at run time
+    from .search import Candidate, GroupPlan
 
 __all__ = ["explain", "GUIDELINES"]
 
@@ -48,7 +51,7 @@ def _comm_nodes(c: Candidate, prefix: str, phase: str = "decode"):
 
 def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
     out: list[str] = []
-    layers = gp.evaluator.model.layers if gp.evaluator is not None else 0
+    layers = gp.context.model.layers if gp.context is not None else 0
     bd = c.decode.breakdown
     tot = sum(bd.values()) or 1.0
     shares = sorted(((v / tot, k) for k, v in bd.items()), reverse=True)
@@ -70,15 +73,15 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
                        f"{c.tp} ways [{GUIDELINES['tp']}]")
         else:
             out.append(f"TP{c.tp}: no TP1 plan fits or divides; TP collectives cost {_ms(ar_s)} per layer ({src})")
-        if c.scopes["tp"] == "intra_node" and ar and gp.evaluator is not None:
+        if c.scopes["tp"] == "intra_node" and ar and gp.context is not None:
             n0 = ar[0]
             try:
-                inter = gp.evaluator.coster.collective(n0.params["op"], n0.params["nbytes"], n0.params["group_size"],
+                inter = gp.context.coster.collective(n0.params["op"], n0.params["nbytes"], n0.params["group_size"],
                                                        "inter_node")
                 out.append(f"TP kept inside a node: {n0.params['op']} of {n0.params['nbytes']:.0f} B over {c.tp} "
                            f"devices costs {_ms(n0.device_s)} intra-node vs {_ms(inter.time_s)} across nodes "
                            f"({inter.source}) [{GUIDELINES['tp']}]")
-            except KeyError:
+            except MissingMeasurement:
                 pass
     else:
         alt = _best(gp, lambda o: o.tp > 1)
@@ -99,7 +102,7 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
             r = max(same_tp or smaller, key=lambda r: (r.tp * r.pp, -r.excess))
             line += f"; needed for memory: {r.label} {r.reason}"
         elif fewer is not None:
-            w = gp.evaluator.w
+            w = gp.context.workload
             m = min(w.batch, c.pp)
             line += (f"; not needed for memory ({fewer.label} fits), chosen on cost: request latency "
                      f"{_ms(c.request_latency_s)} vs {_ms(fewer.request_latency_s)}, because decode runs {m} "
@@ -113,7 +116,7 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
             out.append(f"PP1: {alt.label} spreads the layers but TPOT is {_ms(alt.tpot_s)} vs {_ms(c.tpot_s)} and TTFT "
                        f"{_ms(alt.ttft_s)} vs {_ms(c.ttft_s)} [{GUIDELINES['pp']}]")
     # EP
-    if gp.evaluator is not None and gp.evaluator.model.is_moe:
+    if gp.context is not None and gp.context.model.is_moe:
         if c.ep > 1:
             a2a = _comm_nodes(c, "ep_")
             a2a_s = sum(n.device_s for n in a2a)
@@ -122,9 +125,9 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
             if a2a and c.scopes["ep"] == "intra_node":
                 n0 = a2a[0]
                 try:
-                    inter = gp.evaluator.coster.collective("all_to_all", n0.params["nbytes"], c.ep, "inter_node")
+                    inter = gp.context.coster.collective("all_to_all", n0.params["nbytes"], c.ep, "inter_node")
                     line += f"; across nodes the same all-to-all would take {_ms(2 * inter.time_s)} ({inter.source})"
-                except KeyError:
+                except MissingMeasurement:
                     pass
             out.append(line + f" [{GUIDELINES['ep']}]")
         else:
@@ -139,10 +142,10 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
         alt = _best(gp, lambda o: o.sp == 1 and (o.tp, o.pp, o.ep) == (c.tp, c.pp, c.ep))
         out.append(f"SP{c.sp} ({c.scopes['sp']}): TTFT {_ms(c.ttft_s)}"
                    + (f" vs {_ms(alt.ttft_s)} without SP" if alt else "")
-                   + (f"; prompt {gp.evaluator.w.prompt_len} >= computed threshold {th['prompt_len']}"
+                   + (f"; prompt {gp.context.workload.prompt_len} >= computed threshold {th['prompt_len']}"
                       if th.get("prompt_len") else "") + f" [{GUIDELINES['sp']}]")
-    elif th.get("prompt_len") and gp.evaluator is not None:
-        pl = gp.evaluator.w.prompt_len
+    elif th.get("prompt_len") and gp.context is not None:
+        pl = gp.context.workload.prompt_len
         rel = "below" if pl < th["prompt_len"] else "at or above"
         out.append(f"no SP: prompt {pl} is {rel} the computed SP{th['sp']} threshold {th['prompt_len']} tokens"
                    + ("" if pl < th["prompt_len"] else " but SP costs throughput under this objective")

@@ -37,3 +37,25 @@ def test_datasheet_vs_measured_reads_the_last_validation_table(tmp_path):
     empty.write_text("nothing here\n")
     with pytest.raises(SystemExit, match="no validation table"):
         mod.read_cases(empty)
+
+
+def test_serving_accuracy_summary_and_model_fallback():
+    mod = _load("serving_accuracy")
+    line = mod.summary("all", [0.1, -0.3], [0.05, -0.05])
+    assert "n=2" in line and "mean   20.0%" in line and "median    5.0%" in line
+    assert "n=0" in mod.summary("none", [], [])
+    assert mod.resolve_model("tiny").name == "tiny"
+
+
+def test_aiconfigurator_export_reads_the_estimate_box():
+    mod = _load("aiconfigurator_export")
+    box = ("============================================================\n"
+           "  Backend:          vllm (0.24.0)\n"
+           "  TP Size:          1\n"
+           "  TTFT:             46.780 ms\n"
+           "  TPOT:             4.864 ms\n"
+           "  Request Latency:  664.469 ms\n"
+           "  tokens/s:         191.13\n")
+    assert mod.parse_estimate(box) == {"Backend": "vllm (0.24.0)", "TTFT": "46.780 ms", "TPOT": "4.864 ms",
+                                       "Request Latency": "664.469 ms"}
+    assert mod.parse_estimate("Error: YAML error at x.yaml: node: missing field `inter_node_bw`") == {}

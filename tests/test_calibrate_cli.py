@@ -12,7 +12,7 @@ import yaml
 
 from accelcal.calibrate import cli as calcli
 from accelcal.calibrate.compare import compare_profiles, format_changes
-from accelcal.calibrate.profile import Profile
+from accelcal.calibrate.profile import Profile, ProfileQueryError
 from accelcal.calibrate.synthetic import synth_collectives, synth_env, synth_kernels
 
 DATA = Path(__file__).parent / "data"
@@ -28,7 +28,7 @@ def run(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, ProfileQueryError) as exc:
         print(f"accelcal {args.command}: error: {exc}")
         return 2
 
@@ -117,8 +117,12 @@ def test_export_configurator(tmp_path, capsys):
     assert run(["export", str(GOOD), "--format", "configurator", "--datasheet", str(H100)]) == 0
     d = yaml.safe_load(capsys.readouterr().out)
     good = Profile.load(GOOD)
-    assert d["gpu"]["mem_bw_bytes_per_s"] == good.memory["read"].bandwidth_bytes_per_s
+    # the derating is applied once: peak x factor = measured
+    assert d["gpu"]["mem_bw_bytes_per_s"] == 3.35e12
+    assert d["gpu"]["mem_bw_measured_bytes_per_s"] == good.memory["read"].bandwidth_bytes_per_s
     assert d["gpu"]["mem_bw_empirical_scaling_factor"] == pytest.approx(good.memory["read"].bandwidth_bytes_per_s / 3.35e12)
+    assert d["gpu"]["mem_bw_bytes_per_s"] * d["gpu"]["mem_bw_empirical_scaling_factor"] == pytest.approx(
+        good.memory["read"].bandwidth_bytes_per_s)
     assert d["gpu"]["mem_empirical_constant_latency_s"] == good.memory["read"].latency_s
     ar = next(c for c in good.collectives if c.op == "all_reduce")
     assert d["node"]["intra_node_bw_bytes_per_s"] == pytest.approx(ar.pieces[-1].bandwidth_bytes_per_s * 1.0)  # n=2: 2(n-1)/n = 1

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from accelcal.calibrate.profile import Profile
-from accelcal.planner.models import ModelConfig
+from accelcal.models import ModelConfig
 from accelcal.planner.predict import predict_layer_time_s
 
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from accelcal.calibrate.fit import fit_profile
-from accelcal.calibrate.profile import Profile, ProfileError
+from accelcal.calibrate.profile import MissingMeasurement, Profile, ProfileError
 from accelcal.calibrate.synthetic import synth_env, synth_kernels
-from accelcal.planner.implementation import Implementation
+from accelcal.models.implementation import Implementation
 
 TRUE_LATENCY_S = {"norm": 12e-6, "rope": 9e-6}
 TRUE_BW = {"norm": 2.0e11, "rope": 6.0e10}
@@ -48,7 +48,7 @@ def test_fit_recovers_each_groups_latency_and_bandwidth_and_round_trips(tmp_path
 
 def test_missing_group_is_a_missing_measurement_and_bad_keys_name_the_path(tmp_path):
     p = fit_profile(_with_elementwise(synth_kernels()), None, synth_env(), "pytest")
-    with pytest.raises(KeyError, match=r"no elementwise data for 'act_mul' in bf16"):
+    with pytest.raises(MissingMeasurement, match=r"no elementwise data for 'act_mul' in bf16"):
         p.elementwise_time_s("act_mul", 1e6, "bf16")
     with pytest.raises(ValueError, match=r"unknown group 'gelu'"):
         p.elementwise_time_s("gelu", 1e6, "bf16")

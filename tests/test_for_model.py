@@ -3,7 +3,7 @@
 import pytest
 
 from accelcal.calibrate.cli import sweep_preset
-from accelcal.kernels.model_shapes import MODEL_SHAPE_MS, model_gemm_shapes
+from accelcal.kernels.model_shapes import MODEL_SHAPE_MS, model_gemm_shapes, sweep_preset_for
 from accelcal.kernels.shapes import suite_preset
 
 
@@ -17,7 +17,7 @@ def test_for_model_adds_every_projection_per_tp():
     nk = {s.name: (s.n, s.k) for s in p.model_shapes}
     for t in (1, 2, 4, 8):
         assert nk[f"llama3-70b.qkv/tp{t}"] == ((64 + 2 * 8) * 128 // t, 8192)
-        assert nk[f"llama3-70b.o_proj/tp{t}"] == (8192, 64 * 128 // t)
+        assert nk[f"llama3-70b.o/tp{t}"] == (8192, 64 * 128 // t)
         assert nk[f"llama3-70b.gate_up/tp{t}"] == (2 * 28672 // t, 8192)
         assert nk[f"llama3-70b.down/tp{t}"] == (8192, 28672 // t)
         assert nk[f"llama3-70b.lm_head/tp{t}"] == (128256 // t, 8192)
@@ -27,19 +27,16 @@ def test_for_model_adds_every_projection_per_tp():
     assert p.ms_for(base.gemm_shapes[0], "fp32") == base.gemm_ms
 
 
-def test_kv_heads_replicated_and_bad_degree_reported():
-    shapes, notes = model_gemm_shapes(["llama3-8b"], [16])  # 8 KV heads over 16 ranks: one KV head each
-    assert not notes
-    qkv = next(s for s in shapes if s.name.startswith("llama3-8b.qkv"))
-    assert (qkv.n, qkv.k) == ((32 // 16 + 2 * 1) * 128, 4096)
+def test_bad_degree_reported():
     shapes, notes = model_gemm_shapes(["llama3-8b"], [3])
-    assert not shapes and "TP=3" in notes[0]
+    assert not shapes and "TP=3" in notes[0] and "32 % 3" in notes[0]
     with pytest.raises(ValueError, match="--tp"):
         sweep_preset("quick", "cpu", "llama3-8b", "1,x")
 
 
 def test_quick_accelerator_preset_covers_the_preset_models():
-    p = suite_preset("quick", "cuda")
+    assert not suite_preset("quick", "cuda").model_shapes  # the plain preset table is unchanged
+    p = sweep_preset_for("quick", "cuda")
     assert set(p.for_models) >= {"llama3-8b", "llama3-70b", "llama3.1-405b"} and p.for_tp == (1, 2, 4, 8)
     nk = [(s.n, s.k) for s in p.model_shapes]
     assert len(nk) == len(set(nk)) and not set(nk) & {(s.n, s.k) for s in p.gemm_shapes}

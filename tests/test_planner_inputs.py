@@ -6,7 +6,7 @@ import pytest
 
 from accelcal.calibrate.profile import Profile
 from accelcal.planner.cluster import Cluster
-from accelcal.planner.models import ModelConfig, preset_names
+from accelcal.models import ModelConfig, preset_names
 from accelcal.planner.predict import predict_layer_time_s
 from accelcal.planner.search import NoFeasiblePlan, plan
 from accelcal.planner.workload import Workload

@@ -142,7 +142,7 @@ def test_torch_eager_preset_counts_the_ops_the_layer_dispatches(model, phase, ba
 
     from accelcal.kernels.device import resolve_device
     from accelcal.planner.dag import build_layer_dag
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
     from accelcal.validate.breakdown import count_ops
     from accelcal.validate.configs import Case
 
@@ -187,7 +187,7 @@ def _bytes_moved(fn, *args) -> int:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_torch_eager_preset_traffic_matches_the_bytes_the_ops_move(dtype):
-    from accelcal.planner.implementation import Implementation
+    from accelcal.models.implementation import Implementation
     from accelcal.validate.layers import apply_rope, rms_norm
 
     impl = Implementation.from_name("torch-eager")
@@ -213,7 +213,7 @@ def test_torch_eager_preset_traffic_matches_the_bytes_the_ops_move(dtype):
 
 
 def test_fp32_casts_in_the_preset_apply_only_to_lower_precision_activations():
-    from accelcal.planner.implementation import ElementwiseGroup
+    from accelcal.models.implementation import ElementwiseGroup
 
     g = ElementwiseGroup(kernels=3, passes=1, fp32_passes=2, cast_passes=1)
     assert g.bytes_per_element(4) == 1 * 4 + 2 * 4           # fp32: the cast is a no-op

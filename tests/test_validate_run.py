@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from accelcal.calibrate.profile import Profile
+from accelcal.calibrate.profile import MissingMeasurement, Profile
 from accelcal.cli import main
 from accelcal.validate.compare import Comparison, to_validation, write_validation
 from accelcal.validate.configs import Case, default_cases
@@ -55,7 +55,7 @@ def _measured_cpu_profile():
         if prof.identity.source == "measured" and prof.identity.device_type == "cpu" and "fp32" in prof.dtypes():
             try:  # the TP=2 and ranking cases need a 2-rank all-reduce fit
                 prof.collective_time_s("all_reduce", 1 << 20, 2)
-            except KeyError:
+            except MissingMeasurement:
                 continue
             return p
     return None

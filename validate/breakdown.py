@@ -155,7 +155,7 @@ def count_ops(case: Case, dims: LayerDims, dtype: str, device: Device) -> tuple[
 
 def node_breakdown(profile: Any, model: Any, case: Case, dtype: str, device: Device, cfg: TimingConfig) -> list[NodeRow]:
     """Measured vs predicted per planner node for a single-rank ``case``."""
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
 
     if case.ranks != 1:
         raise ValueError(f"node breakdown runs single-rank cases; {case.name} needs {case.ranks} ranks")

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="ranks for the TP=N cases and the TP=N vs TP=1 x DP=N ranking (gloo on CPU, nccl on GPUs; default 1)")
     p.add_argument("--model", type=_models, default=None, metavar="M[,M...]",
-                   help="planner model presets or YAML configs (default: small,small-moe on CPU, whose layers exceed the last-level cache; llama3-8b,mixtral-8x7b on GPUs)")
+                   help="planner model presets, YAML configs or Hugging Face config.json files (default: small,small-moe on CPU, whose layers exceed the last-level cache; llama3-8b,mixtral-8x7b on GPUs)")
     p.add_argument("--dtype", default=None, help="dtype to run and predict in (default: fp32 on CPU, bf16 on GPUs)")
     p.add_argument("--quick", action="store_true", help="fewer shapes and short timing budgets (CI, smoke runs)")
     p.add_argument("--shapes", type=int, default=None, metavar="N",
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--results", default=None, metavar="DIR",
                    help="also write the measurements as long-format records (validation.csv/.json/.env.json) to DIR")
     p.add_argument("--implementation", default="torch-eager", metavar="NAME",
-                   help="kernel-count preset the planner costs the layers with (planner/presets/implementations; "
+                   help="kernel-count preset the planner costs the layers with (models/presets/implementations; "
                         "default torch-eager: the validation layers are plain PyTorch run eagerly, so the planner "
                         "must count their ~40 dispatched ops, not a serving engine's fused kernels)")
     p.add_argument("--no-write", action="store_true", help="print only; leave the profile as it is")

@@ -9,7 +9,7 @@ prompt tokens per sequence (causal); ``decode`` runs one new token per sequence
 against a KV cache, attending ``kv_len`` positions in all (``kv_len - 1``
 cached tokens plus the new one).  ``batch`` is the global batch: with ``dp``
 replicas each runs ``batch // dp`` sequences.  Models are the planner's presets
-(``accelcal.planner.models.ModelConfig.from_name``): on the CPU ``small`` and
+(``accelcal.models.ModelConfig.from_name``): on the CPU ``small`` and
 ``small-moe``, whose layer weights (50 MB and 113 MB in fp32) exceed the
 last-level cache as a real model's do, while a case still runs well under a
 second; Llama-3-8B-sized layers on a GPU.  ``tiny`` (3 MB of layer weights)

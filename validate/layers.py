@@ -35,79 +35,9 @@ from torch import nn
 
 # The elementwise ops live with their microbenchmarks, so the planner's torch-eager costs are of these very ops.
 from accelcal.kernels.elementwise import apply_rope, rms_norm, rope_tables, silu_mul
+from accelcal.models import LayerDims, check_tp
 
-__all__ = ["KVCache", "LayerDims", "DecoderLayer", "build_layer", "check_tp"]
-
-
-@dataclass(frozen=True)
-class LayerDims:
-    """Shapes of one decoder layer (a ModelConfig without the whole-model fields)."""
-
-    hidden_size: int
-    """Model width (residual stream)."""
-    heads: int
-    """Query heads."""
-    kv_heads: int
-    """Key/value heads (grouped-query attention when < heads)."""
-    head_dim: int
-    """Width of one head."""
-    ffn_size: int
-    """Dense MLP intermediate width (SwiGLU: gate and up are each this wide)."""
-    num_experts: int = 0
-    """Routed experts; 0 for a dense layer."""
-    top_k: int = 0
-    """Experts each token is routed to."""
-    expert_ffn_size: int = 0
-    """Intermediate width of one expert."""
-    shared_experts: int = 0
-    """Always-on experts (merged into one SwiGLU of ``shared_experts * expert_ffn_size``)."""
-    norm_eps: float = 1e-5
-    """RMSNorm epsilon."""
-    rope_theta: float = 500000.0
-    """Rotary embedding base (Llama-3's value; only the numbers change with it, not the cost)."""
-
-    @property
-    def is_moe(self) -> bool:
-        return self.num_experts > 0
-
-    @classmethod
-    def from_model(cls, model: Any) -> "LayerDims":
-        """Dims from an ``accelcal.planner.models.ModelConfig`` (or anything with its field names)."""
-        kw = {}
-        for name in ("hidden_size", "heads", "kv_heads", "head_dim", "ffn_size"):
-            if not hasattr(model, name):
-                raise ValueError(f"model {getattr(model, 'name', model)!r} has no {name!r}; a ModelConfig-like object is expected")
-            kw[name] = int(getattr(model, name))
-        for name in ("num_experts", "top_k", "expert_ffn_size", "shared_experts"):
-            kw[name] = int(getattr(model, name, 0) or 0)
-        dims = cls(**kw)
-        dims.check()
-        return dims
-
-    def check(self) -> None:
-        for name in ("hidden_size", "heads", "kv_heads", "head_dim", "ffn_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"layer dims: {name} must be > 0, got {getattr(self, name)}")
-        if self.heads % self.kv_heads:
-            raise ValueError(f"layer dims: heads({self.heads}) % kv_heads({self.kv_heads}) = {self.heads % self.kv_heads}, must be 0")
-        if self.is_moe and not (0 < self.top_k <= self.num_experts and self.expert_ffn_size > 0):
-            raise ValueError(
-                f"layer dims: MoE needs 0 < top_k({self.top_k}) <= num_experts({self.num_experts}) "
-                f"and expert_ffn_size({self.expert_ffn_size}) > 0")
-
-
-def check_tp(dims: LayerDims, tp: int) -> None:
-    """Raise ValueError (with the arithmetic) unless ``dims`` shard evenly over ``tp`` ranks."""
-    if tp < 1:
-        raise ValueError(f"tp must be >= 1, got {tp}")
-    sizes = {"heads": dims.heads, "kv_heads": dims.kv_heads}
-    if dims.is_moe:
-        sizes["expert_ffn_size"] = dims.expert_ffn_size
-    else:
-        sizes["ffn_size"] = dims.ffn_size
-    for name, size in sizes.items():
-        if size % tp:
-            raise ValueError(f"tp={tp} does not divide {name}: {size} % {tp} = {size % tp}")
+__all__ = ["KVCache", "LayerDims", "DecoderLayer", "build_layer", "check_tp"]  # LayerDims, check_tp: accelcal.models
 
 
 @dataclass

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +35,7 @@ from typing import Any, Callable
 import torch
 
 from accelcal.kernels.device import Device
-from accelcal.kernels.timing import Stats, TimingConfig, _reps_for, rotation_count, sample_queue, time_op, warmup, with_budget
+from accelcal.kernels.timing import Stats, TimingConfig, reps_for, rotation_count, sample_queue, time_op, warmup
 
 from .configs import Case
 from .layers import KVCache, LayerDims, build_layer, layer_weight_bytes
@@ -165,7 +166,7 @@ def measure_case(case: Case, dims: LayerDims, dtype: str, device: Device, cfg: T
     try:
         run, nsets = build_runner(case, dims, dtype, device)
         with torch.inference_mode():
-            t = time_op(run, device, with_budget(cfg, use_graphs=case.graphs))
+            t = time_op(run, device, dataclasses.replace(cfg, use_graphs=case.graphs))
     except torch.OutOfMemoryError as exc:
         raise CaseSkipped(f"out of memory on {device.spec}: {str(exc).splitlines()[0][:160]}") from None
     notes = list(t.warnings)
@@ -200,7 +201,7 @@ def time_op_ranks(run: Callable[[int], object], device: Device, cfg: TimingConfi
         run(i)
         i += 1
     device.synchronize()
-    reps = _reps_for(per_call, cfg, cfg.queue_len)
+    reps = reps_for(per_call, cfg, cfg.queue_len)
     samples = sample_queue(run, device, reps, cfg.queue_len, start=i, before_each=lambda: dist.barrier(group=group))
     samples = _max_over_ranks(samples, device, group)
     method = "ranks-queue" if device.has_events else "ranks-host-queue"

@@ -54,7 +54,7 @@ class ValidationRun:
 
 
 def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from accelcal.planner.models import ModelConfig
+    from accelcal.models import ModelConfig
 
     from .layers import LayerDims
 
@@ -69,7 +69,7 @@ def _cache_notes(dev: Any, configs: dict[str, Any], dtype: str, cases: list[Case
     real model's weights are; a layer that fits in cache runs faster than that
     and the comparison measures the cache, not the prediction.
     """
-    from accelcal.planner.models import DTYPE_BYTES
+    from accelcal.vocab import DTYPE_BYTES
 
     from .measure import last_level_cache_bytes
 
@@ -106,7 +106,7 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
                    preset: str | None = None, shapes: int | None = None, results_dir: Any = None,
                    progress: Callable[[str], None] | None = print, implementation: str | None = None) -> ValidationRun:
     """Validate the profile at ``profile_path`` on ``device``; see the module docstring for the order."""
-    from accelcal.calibrate.profile import Profile
+    from accelcal.calibrate.profile import MissingMeasurement, Profile
     from accelcal.kernels.device import resolve_device
     from accelcal.kernels.timing import Stats, TimingConfig
 
@@ -151,7 +151,7 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     for c in every:
         try:
             preds[c] = predict_case(profile, pmodels[c.model], c, impl)
-        except KeyError as exc:  # MissingMeasurement: the profile lacks what this case needs; skip it, say why
+        except MissingMeasurement as exc:  # the profile lacks what this case needs; skip it, say why
             notes.append(f"skipped {c.name}: the planner cannot predict it from this profile: {exc}")
     if not preds:
         raise ValueError(f"the planner could not predict any validation case from {profile_path}: " + "; ".join(notes))

@@ -22,9 +22,6 @@ class AllGather(CollectiveOp):
     name = "all_gather"
     total_style = True
 
-    def busbw_factor(self, n: int) -> float:
-        return (n - 1) / n
-
     def make_buffers(self, count, g, dtype, device, fill):
         chunk = count // g.size
         return {"inp": filled(chunk, g.index, dtype, device, fill), "out": filled(count, g.index, dtype, device, "empty")}

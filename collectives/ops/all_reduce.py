@@ -19,9 +19,6 @@ from .base import CollectiveOp, compare, filled, pattern
 class AllReduce(CollectiveOp):
     name = "all_reduce"
 
-    def busbw_factor(self, n: int) -> float:
-        return 2.0 * (n - 1) / n
-
     def make_buffers(self, count, g, dtype, device, fill):
         return {"x": filled(count, g.index, dtype, device, fill)}
 

@@ -22,9 +22,6 @@ class AllToAll(CollectiveOp):
     name = "all_to_all"
     total_style = True
 
-    def busbw_factor(self, n: int) -> float:
-        return (n - 1) / n
-
     def make_buffers(self, count, g, dtype, device, fill):
         return {"inp": filled(count, g.index, dtype, device, fill), "out": filled(count, g.index, dtype, device, "empty")}
 

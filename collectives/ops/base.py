@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from accelcal.vocab import busbw_factor
+
 __all__ = ["CollectiveOp", "GroupCtx", "TOLERANCE", "pattern", "compare"]
 
 
@@ -100,7 +102,8 @@ class CollectiveOp:
         return count * elsize
 
     def busbw_factor(self, n: int) -> float:
-        raise NotImplementedError
+        """busbw / algbw over ``n`` ranks (nccl-tests convention, accelcal.vocab.BUSBW_FACTORS)."""
+        return busbw_factor(self.name, n)
 
     def make_buffers(self, count: int, g: GroupCtx, dtype: torch.dtype, device: torch.device, fill: str) -> dict:
         raise NotImplementedError

@@ -18,9 +18,6 @@ from .base import CollectiveOp, compare, filled, pattern
 class Broadcast(CollectiveOp):
     name = "broadcast"
 
-    def busbw_factor(self, n: int) -> float:
-        return 1.0
-
     def make_buffers(self, count, g, dtype, device, fill):
         # Non-roots start with their own pattern so a broadcast that did nothing is caught.
         return {"x": filled(count, g.index, dtype, device, fill)}

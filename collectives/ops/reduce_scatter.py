@@ -21,9 +21,6 @@ class ReduceScatter(CollectiveOp):
     name = "reduce_scatter"
     total_style = True
 
-    def busbw_factor(self, n: int) -> float:
-        return (n - 1) / n
-
     def make_buffers(self, count, g, dtype, device, fill):
         chunk = count // g.size
         return {"inp": filled(count, g.index, dtype, device, fill), "out": filled(chunk, g.index, dtype, device, "empty")}

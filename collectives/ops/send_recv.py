@@ -24,9 +24,6 @@ class SendRecv(CollectiveOp):
     name = "send_recv"
     pair_only = True
 
-    def busbw_factor(self, n: int) -> float:
-        return 1.0
-
     def make_buffers(self, count, g, dtype, device, fill):
         # The receiver starts with its own pattern so a lost message is caught.
         return {"x": filled(count, g.index, dtype, device, fill)}

@@ -1,8 +1,9 @@
-"""Decoder-only Transformer configs for the planner, with presets as data.
+"""Decoder-only Transformer configs, with presets as data.
 
-    from accelcal.planner.models import ModelConfig
-    m = ModelConfig.from_name("llama3-70b")       # presets: planner/presets/*.yaml
+    from accelcal.models import ModelConfig
+    m = ModelConfig.from_name("llama3-70b")       # presets: models/presets/*.yaml
     m = ModelConfig.from_yaml("my-model.yaml")     # same keys as a preset
+    m = ModelConfig.resolve("Qwen3-32B/config.json")  # a Hugging Face config (models/hf_config.py)
     print(m.weight_bytes() / 1e9, "GB of weights")
 
 Each preset cites the published ``config.json`` its numbers come from.  The
@@ -14,17 +15,19 @@ the MLP for a router, ``num_experts`` SwiGLU experts of ``expert_ffn_size``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
 
-__all__ = ["DTYPE_BYTES", "ModelConfig", "preset_names"]
+from accelcal.vocab import DTYPE_BYTES
+
+from .hf_config import hf_config_path, load_hf_fields
+
+__all__ = ["ModelConfig", "PRESET_DIR", "preset_names"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
-#: Bytes per element of each dtype name accelcal uses.
-DTYPE_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class ModelConfig:
     ffn_size: int
     """Dense SwiGLU MLP width (``intermediate_size``)."""
     vocab_size: int
-    """Vocabulary (embedding rows and LM-head columns; untied)."""
+    """Vocabulary (embedding rows and LM-head columns)."""
     weight_dtype: str = "bf16"
     """dtype of the weights and activations (a profile compute dtype)."""
     kv_dtype: str = "bf16"
@@ -59,6 +62,14 @@ class ModelConfig:
     """SwiGLU width of one routed (and one shared) expert."""
     shared_experts: int = 0
     """Always-active experts per MoE layer."""
+    tie_word_embeddings: bool = False
+    """LM head shares the input embedding's matrix (``tie_word_embeddings``): one vocab x hidden matrix
+    is stored instead of two (with PP > 1 the last stage still holds its own copy for the LM head)."""
+    max_context_len: int = 0
+    """Longest context the model was built for (``max_position_embeddings``); 0 = not stated."""
+    weight_block_size: tuple[int, int] | None = None
+    """Block shape of block-scaled fp8 weights (``quantization_config.weight_block_size``); None = per-tensor
+    or per-channel scales, or unquantised weights."""
     source: str = ""
     """Where the numbers come from (the published config.json fields)."""
 
@@ -71,6 +82,16 @@ class ModelConfig:
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"model {self.name!r}: {f} must be an integer >= 0, got {v!r}")
+        if not isinstance(self.tie_word_embeddings, bool):
+            raise ValueError(f"model {self.name!r}: tie_word_embeddings must be true or false, got {self.tie_word_embeddings!r}")
+        if not isinstance(self.max_context_len, int) or isinstance(self.max_context_len, bool) or self.max_context_len < 0:
+            raise ValueError(f"model {self.name!r}: max_context_len must be an integer >= 0, got {self.max_context_len!r}")
+        if self.weight_block_size is not None:
+            block = self.weight_block_size
+            if (not isinstance(block, (list, tuple)) or len(block) != 2
+                    or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block)):
+                raise ValueError(f"model {self.name!r}: weight_block_size must be [rows, cols] of positive integers, got {block!r}")
+            object.__setattr__(self, "weight_block_size", tuple(block))  # YAML gives a list; keep the config hashable
         for f in ("weight_dtype", "kv_dtype"):
             if getattr(self, f) not in DTYPE_BYTES:
                 raise ValueError(f"model {self.name!r}: {f}={getattr(self, f)!r}; expected one of {sorted(DTYPE_BYTES)}")
@@ -90,7 +111,8 @@ class ModelConfig:
         """A preset by name; the error lists the presets."""
         path = PRESET_DIR / f"{name}.yaml"
         if not path.is_file():
-            raise ValueError(f"unknown model {name!r}; presets: {', '.join(preset_names())} (or pass a config .yaml)")
+            raise ValueError(f"unknown model {name!r}; presets: {', '.join(preset_names())} "
+                             f"(or pass a config .yaml, or a Hugging Face config.json or its folder)")
         return cls.from_yaml(path)
 
     @classmethod
@@ -120,11 +142,23 @@ class ModelConfig:
             raise ValueError(f"{origin}: {exc}") from None
 
     @classmethod
+    def from_hf(cls, path: str | Path, name: str | None = None) -> "ModelConfig":
+        """A Hugging Face ``config.json`` (or the folder holding it); errors name the file and key."""
+        fields_, origin = load_hf_fields(path, name)
+        try:
+            return cls(**fields_)
+        except ValueError as exc:
+            raise ValueError(f"{origin}: {exc}") from None
+
+    @classmethod
     def resolve(cls, spec: "str | Path | ModelConfig") -> "ModelConfig":
-        """A ModelConfig, a preset name, or a path to a .yaml config."""
+        """A ModelConfig, a preset name, a path to a .yaml config, or a Hugging Face config.json (or its folder)."""
         if isinstance(spec, ModelConfig):
             return spec
         s = str(spec)
+        hf = hf_config_path(s)
+        if hf is not None:
+            return cls.from_hf(hf)
         if s.endswith((".yaml", ".yml")) or Path(s).is_file():
             if not Path(s).is_file():
                 raise FileNotFoundError(f"model config {s} does not exist")
@@ -132,7 +166,10 @@ class ModelConfig:
         return cls.from_name(s)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["weight_block_size"] is not None:
+            d["weight_block_size"] = list(d["weight_block_size"])  # plain YAML/JSON, the form from_dict reads
+        return d
 
     # -- derived sizes ------------------------------------------------------
     @property
@@ -174,8 +211,9 @@ class ModelConfig:
         return self.attention_params() + ffn + 2 * self.hidden_size
 
     def embedding_params(self) -> int:
-        """Input embedding plus (untied) LM head plus the final norm."""
-        return 2 * self.vocab_size * self.hidden_size + self.hidden_size
+        """Input embedding plus LM head (one shared matrix when tied) plus the final norm."""
+        matrices = 1 if self.tie_word_embeddings else 2
+        return matrices * self.vocab_size * self.hidden_size + self.hidden_size
 
     def weight_bytes(self) -> int:
         return (self.layers * self.layer_params() + self.embedding_params()) * self.weight_bytes_per_elem
@@ -186,7 +224,6 @@ class ModelConfig:
 
 
 def dataclass_missing():
-    from dataclasses import MISSING
     return MISSING
 
 

@@ -1,7 +1,7 @@
 """How a decoder layer is implemented: kernels launched and bytes moved per elementwise group, as data.
 
-    from accelcal.planner.implementation import Implementation
-    impl = Implementation.from_name("torch-eager")    # presets: planner/presets/implementations/*.yaml
+    from accelcal.models.implementation import Implementation
+    impl = Implementation.from_name("torch-eager")    # presets: models/presets/implementations/*.yaml
     print(impl.norm.kernels, impl.norm.passes, impl.rope.per_tensor)
     Implementation.from_name("fused").describe()
 

@@ -1,0 +1,122 @@
+"""The one vocabulary of accelcal: dtype names and sizes, scopes, phases, group and collective names, work formulas.
+
+    from accelcal.vocab import DTYPE_BYTES, busbw_factor, gemm_bytes, gemm_flop
+    DTYPE_BYTES["bf16"]                       # 2
+    busbw_factor("all_reduce", 8)             # 1.75 (nccl-tests)
+    gemm_bytes(3, 5, 7, "fp8_e4m3")           # (21 + 35) x 1 + 15 x 2: the fp8 output is bf16
+
+Every other module imports these names from here (a second copy is a bug).
+No torch and no third-party imports: the planner and the profile code run
+without torch, and the measuring code maps these names to torch dtypes itself.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+__all__ = [
+    "ALL_DTYPES",
+    "BUSBW_FACTORS",
+    "COLLECTIVE_OPS",
+    "DTYPE_BYTES",
+    "ELEMENTWISE_GROUPS",
+    "GEMM_OUTPUT_DTYPE",
+    "PHASES",
+    "SCOPES",
+    "attention_flop_bytes",
+    "busbw_factor",
+    "dtype_bytes",
+    "gemm_bytes",
+    "gemm_element_bytes",
+    "gemm_flop",
+    "gemm_traffic_bytes",
+]
+
+DTYPE_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
+"""Element size per dtype name (the dtype names used in every record and profile). tf32 is an fp32
+storage type with a different matmul mode."""
+
+ALL_DTYPES: tuple[str, ...] = tuple(DTYPE_BYTES)
+"""dtype names, in the order the kernel suite and its CLI list them."""
+
+GEMM_OUTPUT_DTYPE: dict[str, str] = {"fp8_e4m3": "bf16"}
+"""GEMMs whose output dtype differs from the input: fp8 runs through ``torch._scaled_mm`` with a bf16 result
+(kernels/gemm.py); every other dtype writes its input dtype."""
+
+SCOPES: tuple[str, ...] = ("intra_node", "inter_node")
+"""Where a communication group sits: inside one node, or across nodes."""
+
+PHASES: tuple[str, ...] = ("prefill", "decode")
+"""Inference phases (attention entries, DAGs, validation cases)."""
+
+ELEMENTWISE_GROUPS: tuple[str, ...] = ("norm", "residual_add", "rope", "act_mul")
+"""Eager elementwise groups of a decoder layer the kernel suite times (kernels/elementwise.py)."""
+
+# nccl-tests bus-bandwidth factors (busbw = algbw x factor; nccl-tests doc/PERFORMANCE.md); n = ranks.
+BUSBW_FACTORS: dict[str, Callable[[int], float]] = {
+    "all_reduce": lambda n: 2.0 * (n - 1) / n,
+    "reduce_scatter": lambda n: (n - 1) / n,
+    "all_gather": lambda n: (n - 1) / n,
+    "all_to_all": lambda n: (n - 1) / n,
+    "broadcast": lambda n: 1.0,
+    "reduce": lambda n: 1.0,
+    "send_recv": lambda n: 1.0,
+    "send_recv_pingpong": lambda n: 1.0,
+}
+
+COLLECTIVE_OPS: tuple[str, ...] = tuple(BUSBW_FACTORS)
+"""Collective op names used in records and profiles."""
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Element size of ``dtype``; ValueError naming the known dtypes otherwise."""
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {list(DTYPE_BYTES)}")
+    return DTYPE_BYTES[dtype]
+
+
+def busbw_factor(op: str, n: int) -> float:
+    """busbw / algbw for ``op`` over ``n`` ranks (nccl-tests convention)."""
+    if op not in BUSBW_FACTORS:
+        raise ValueError(f"unknown collective {op!r}; known: {sorted(BUSBW_FACTORS)}")
+    return BUSBW_FACTORS[op](n)
+
+
+def gemm_flop(m: float, n: float, k: float) -> float:
+    """2mnk: one multiply and one add per (row, column, k) triple (an int for int arguments)."""
+    return 2 * m * n * k
+
+
+def gemm_element_bytes(dtype: str) -> tuple[int, int]:
+    """(input element bytes, output element bytes) of a GEMM in ``dtype``."""
+    return dtype_bytes(dtype), dtype_bytes(GEMM_OUTPUT_DTYPE.get(dtype, dtype))
+
+
+def gemm_traffic_bytes(m: float, n: float, k: float, in_bytes: float, out_bytes: float | None = None) -> float:
+    """A (m x k) and B (k x n) read once at ``in_bytes`` per element, C (m x n) written once at ``out_bytes``
+    (default: ``in_bytes``)."""
+    return (m * k + k * n) * in_bytes + m * n * (in_bytes if out_bytes is None else out_bytes)
+
+
+def gemm_bytes(m: int, n: int, k: int, dtype: str) -> int:
+    """Bytes a GEMM in ``dtype`` reads and writes once (fp8 writes a bf16 output)."""
+    return gemm_traffic_bytes(m, n, k, *gemm_element_bytes(dtype))
+
+
+def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,
+                         elsize: int, causal: bool = True) -> tuple[float, float]:
+    """(FLOP, bytes) of one scaled-dot-product attention call.
+
+    FLOP: QK^T and PV, 2 FLOP per MAC each, over the attended (query, key)
+    pairs; causal with q_len <= kv_len drops the masked upper triangle of the
+    last q_len keys.  Bytes: Q and O (heads) plus K and V (kv_heads), read or
+    written once.
+    """
+    if causal and q_len > 1:
+        q = min(q_len, kv_len)
+        pairs = q_len * kv_len - q * (q - 1) / 2.0
+    else:
+        pairs = float(q_len * kv_len)
+    flop = 4.0 * batch * heads * head_dim * pairs
+    nbytes = float(elsize) * batch * head_dim * (2 * heads * q_len + 2 * kv_heads * kv_len)
+    return flop, nbytes

@@ -1,0 +1,134 @@
+"""Serving accuracy: accelcal's engine model against published end-to-end measurements (Qwen3-32B on H100 SXM).
+
+    $ python benchmarks/serving_accuracy.py                           # TP=1 rows with profiles/nvidia-h100.yaml
+    $ python benchmarks/serving_accuracy.py --interconnect nvlink.yaml   # TP>1 rows too
+    $ python benchmarks/serving_accuracy.py --fp8-kv-dtype fp8_e4m3 --rows   # sensitivity: fp8 KV for fp8 rows
+
+Every row of the CSV (``--data``, default ../shared/data/serving-dev/qwen3-32b-h100.csv relative to the repo)
+the profiles can cost is predicted with ``predict_serving`` (step-level simulation): backend -> engine preset,
+precision fp8 -> fp8_e4m3 weights; the KV cache stays bf16 unless ``--fp8-kv-dtype fp8_e4m3`` (the rows do not
+record the KV dtype; bf16 is what the engines' ``kv_cache_dtype auto`` gives for a checkpoint without KV
+scales, so it is the default; fp8 KV is a sensitivity run, never a choice made from these rows' errors), batch_size -> closed-loop concurrency, isl/osl fixed,
+``--num-requests`` per point (default the predictor's own: 10 x concurrency, at least 100; the rows do not
+record it).  Prints mean and median |relative error| of TTFT and TPOT overall, by engine and by TP, the rows
+not predicted and why, and the rows called infeasible.  Nothing here is fitted to these rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from accelcal.calibrate.profile import Profile
+from accelcal.models import ModelConfig
+from accelcal.planner.serving.predict import combine_profiles, predict_serving
+from accelcal.planner.serving.step_cost import StepCostError
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
+
+
+def resolve_model(spec: str | None) -> ModelConfig:
+    if spec:
+        return ModelConfig.resolve(spec)
+    try:
+        return ModelConfig.from_name("qwen3-32b")
+    except ValueError as exc:
+        raise SystemExit(f"no qwen3-32b preset in this checkout ({exc}); pass --model PATH to a model config") from None
+
+
+def summary(label: str, err_ttft: list[float], err_tpot: list[float]) -> str:
+    if not err_ttft:
+        return f"{label:<22} n=0"
+    a, b = np.abs(err_ttft), np.abs(err_tpot)
+    return (f"{label:<22} n={len(a):<4} TTFT |rel err| mean {a.mean():7.1%} median {np.median(a):7.1%}   "
+            f"TPOT |rel err| mean {b.mean():7.1%} median {np.median(b):7.1%}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/serving-dev/qwen3-32b-h100.csv"))
+    ap.add_argument("--profile", default=str(ROOT / "profiles/nvidia-h100.yaml"))
+    ap.add_argument("--interconnect", default=None, help="intra-node interconnect profile (TP>1 rows)")
+    ap.add_argument("--inter-node-profile", default=None)
+    ap.add_argument("--model", default=None, help="model config (default: the qwen3-32b preset)")
+    ap.add_argument("--fp8-kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
+                    help="KV dtype for the fp8 rows (default bf16: the engines' kv_cache_dtype auto)")
+    ap.add_argument("--num-requests", type=int, default=None, help="requests per point (default: the predictor's)")
+    ap.add_argument("--requests-per-client", type=int, default=None,
+                    help="requests per point = this x concurrency (aiconfigurator's generated aiperf benchmark uses "
+                         "20: src/aiconfigurator/generator/config/backend_templates/benchmark/bench_run.sh.j2)")
+    ap.add_argument("--rows", action="store_true", help="print every row's prediction")
+    args = ap.parse_args()
+    df = pd.read_csv(args.data)
+    model = resolve_model(args.model)
+    prof = Profile.load(args.profile)
+    ic = Profile.load(args.interconnect) if args.interconnect else None
+    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    prof, inter, notes = combine_profiles(prof, ic, inter)
+    for n in notes:
+        print(f"note: {n}")
+    print(f"data {args.data}: {len(df)} rows; model {model.name}; profile {prof.identity.name}; fp8 rows: weights "
+          f"fp8_e4m3, KV {args.fp8_kv_dtype}")
+    t0 = time.perf_counter()
+    errs = defaultdict(lambda: ([], []))
+    skipped: Counter = Counter()
+    infeasible = []
+    for _, row in df.iterrows():
+        eng = ENGINES.get(row["backend"])
+        if eng is None:
+            skipped[f"backend {row['backend']!r} has no engine preset"] += 1
+            continue
+        tp, pp = int(row["tp_size"]), int(row["pp_size"])
+        if tp * pp > 1 and ic is None:
+            skipped[f"TP{tp} PP{pp}: needs --interconnect (the device profile has no collectives)"] += 1
+            continue
+        fp8 = str(row["precision"]) == "fp8"
+        try:
+            res = predict_serving(prof, model, eng, tp=tp, pp=pp, concurrency=int(row["batch_size"]),
+                                  isl=int(row["isl"]), osl=int(row["osl"]),
+                                  num_requests=(args.requests_per_client * int(row["batch_size"])
+                                                if args.requests_per_client else args.num_requests),
+                                  weight_dtype="fp8_e4m3" if fp8 else "bf16",
+                                  kv_dtype=args.fp8_kv_dtype if fp8 else "bf16", inter_node_profile=inter)
+        except StepCostError as exc:
+            why = (f"TP{tp}: --interconnect given, but accelcal.calibrate.compose is not available to combine it"
+                   if notes else f"TP{tp}: {str(exc)[:160]}")
+            skipped[why] += 1
+            continue
+        if not res.feasible:
+            infeasible.append((row["id"], res.reason))
+            continue
+        mt, mp = row["silicon_ttft_ms"] / 1e3, row["silicon_tpot_ms"] / 1e3
+        et = res.metrics.ttft_mean_s / mt - 1
+        ep = res.metrics.tpot_mean_s / mp - 1
+        for key in ("all", f"engine {eng} {row['backend_version']}", f"TP{tp}"):
+            errs[key][0].append(et)
+            errs[key][1].append(ep)
+        if args.rows:
+            print(f"  {row['id'][-48:]:<48} {eng:<7} c{int(row['batch_size']):<4} {int(row['isl'])}x{int(row['osl'])} "
+                  f"TTFT {res.metrics.ttft_mean_s * 1e3:9.1f} vs {mt * 1e3:9.1f} ms ({et:+.0%})  TPOT "
+                  f"{res.metrics.tpot_mean_s * 1e3:7.2f} vs {mp * 1e3:7.2f} ms ({ep:+.0%})")
+    wall = time.perf_counter() - t0
+    print(summary("overall", *errs["all"]))
+    for key in sorted(k for k in errs if k != "all"):
+        print(summary(key, *errs[key]))
+    print(f"not predicted: {sum(skipped.values())} rows")
+    for why, n in skipped.most_common():
+        print(f"  {n:4d} x {why}")
+    print(f"called infeasible: {len(infeasible)} rows")
+    for rid, why in infeasible:
+        print(f"  {rid}: {why}")
+    print(f"targets: TPOT mean <= 10%, TTFT mean <= 20%, no row infeasible; {wall:.1f} s for "
+          f"{len(errs['all'][0])} predictions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

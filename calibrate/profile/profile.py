@@ -1,0 +1,440 @@
+"""The Profile: sections, (de)serialisation, the query API and what-if copies.
+
+    from accelcal.calibrate.profile import Profile
+    p = Profile.load("profiles/datasheet/h100-sxm.yaml")
+    p.gemm_time_s(4096, 4096, 4096, "bf16").time_s
+
+A query the profile cannot answer raises :class:`MissingMeasurement`; bad
+arguments raise ValueError.  No torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from accelcal.atomic import atomic_write_text
+from accelcal.vocab import (BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, SCOPES, attention_flop_bytes,
+                            busbw_factor, gemm_element_bytes)
+
+from .entries import (AttentionEntry, CollectiveEntry, ComputeEntry, Identity, MemoryEntry, Overheads, Quality,
+                      Validation)
+from .errors import MissingMeasurement, ProfileError
+from .reader import MEMORY_PATTERNS, SCHEMA_VERSION, TOP_LEVEL, Reader
+
+__all__ = ["Estimate", "Profile"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One answer of the query API."""
+
+    time_s: float
+    """Predicted time in seconds."""
+    extrapolated: bool
+    """True when the query lies outside the measured range (or the figure is not measured at all)."""
+    detail: str
+    """How the number was obtained (interpolated between ..., ring-model extrapolation ..., datasheet figure)."""
+    source: str
+    """The profile field it came from, e.g. ``compute.bf16`` or ``collectives[all_reduce,intra_node,8]``."""
+    flags: tuple[str, ...] = ()
+    """Machine-readable caveats: ``extrapolated``, ``datasheet``, ``not-measured``, ``ring-model``, ``fit-flagged``."""
+
+
+def _flagged(q: Quality | None) -> tuple[str, ...]:
+    return ("fit-flagged",) if q is not None and q.flags else ()
+
+
+def _range_note(q: Quality | None, x: float, unit: str) -> tuple[bool, str]:
+    if q is None:
+        return True, "no measured range"
+    if x < q.range_min or x > q.range_max:
+        return True, f"outside the measured range [{q.range_min:g}, {q.range_max:g}] {unit}"
+    return False, f"within the measured range [{q.range_min:g}, {q.range_max:g}] {unit}"
+
+
+def _per_dtype(r: Reader, section: Any, name: str, keys: Sequence[str], read: Callable[[Any, str], Any]) -> dict:
+    """An optional ``dtype -> key -> entry`` section (attention phases, elementwise groups); {} when absent."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise r.fail(name, f"expected a mapping dtype -> {'/'.join(keys)}, got {type(section).__name__}")
+    out = {}
+    for dt, entries in section.items():
+        r.string(dt, name, list(DTYPE_BYTES))
+        r.mapping(entries, f"{name}.{dt}", [], keys)
+        out[dt] = {k: read(e, f"{name}.{dt}.{k}") for k, e in entries.items()}
+    return out
+
+
+@dataclass
+class Profile:
+    """A calibrated (or datasheet) accelerator description; see docs/ARCHITECTURE.md for the YAML schema."""
+
+    identity: Identity
+    """Provenance."""
+    compute: dict[str, ComputeEntry]
+    """GEMM model per dtype."""
+    memory: dict[str, MemoryEntry]
+    """Per access pattern: copy, read, write."""
+    overheads: Overheads
+    """Launch and sync constants."""
+    collectives: list[CollectiveEntry] = field(default_factory=list)
+    """One entry per (op, scope, group_size)."""
+    attention: dict[str, dict[str, AttentionEntry]] = field(default_factory=dict)
+    """Per dtype, per phase (prefill, decode)."""
+    elementwise: dict[str, dict[str, MemoryEntry]] = field(default_factory=dict)
+    """Per dtype, per eager elementwise group (norm, residual_add, rope, act_mul): time = latency + bytes / bandwidth,
+    bytes counted with the torch-eager implementation's traffic model (models/presets/implementations)."""
+    validation: Validation | None = None
+    """Planner-vs-real comparison, written by ``accelcal validate``."""
+    schema_version: int = SCHEMA_VERSION
+    """Schema of the YAML; only 1 exists."""
+    method_version: int = 1
+    """Measurement method version of the data behind it (kernels.timing.METHOD_VERSION)."""
+
+    # ---------------------------------------------------------------- (de)serialisation
+
+    @classmethod
+    def from_dict(cls, d: Any, origin: str = "<dict>") -> "Profile":
+        """Validate and build; raises :class:`ProfileError` naming ``origin`` and the key path."""
+        r = Reader(origin)
+        if not isinstance(d, dict):
+            raise r.fail(TOP_LEVEL, f"expected a mapping of profile sections (schema_version, identity, compute, ...), "
+                                    f"got {type(d).__name__} {d!r:.40}; is this an accelcal profile?")
+        if "schema_version" in d:
+            sv = d["schema_version"]
+            if isinstance(sv, bool) or not isinstance(sv, int) or sv != SCHEMA_VERSION:
+                raise r.fail("schema_version", f"unknown schema version {sv!r}; this accelcal reads {SCHEMA_VERSION}")
+        d = r.mapping(d, TOP_LEVEL, ["schema_version", "method_version", "identity", "compute", "memory", "overheads",
+                                   "collectives"], ["attention", "elementwise", "validation"])
+        ident = Identity.read(r, d["identity"], "identity")
+        datasheet = ident.source == "datasheet"
+        comp = d["compute"]
+        if not isinstance(comp, dict):
+            raise r.fail("compute", f"expected a mapping dtype -> entry, got {type(comp).__name__}")
+        compute = {}
+        for dt, e in comp.items():
+            r.string(dt, "compute", list(DTYPE_BYTES))
+            compute[dt] = ComputeEntry.read(r, e, f"compute.{dt}", datasheet)
+        mem = d["memory"]
+        if not isinstance(mem, dict):
+            raise r.fail("memory", f"expected a mapping pattern -> entry, got {type(mem).__name__}")
+        r.mapping(mem, "memory", [], MEMORY_PATTERNS)
+        memory = {k: MemoryEntry.read(r, v, f"memory.{k}", datasheet) for k, v in mem.items()}
+        attention = _per_dtype(r, d.get("attention"), "attention", PHASES,
+                               lambda e, path: AttentionEntry.read(r, e, path))
+        elementwise = _per_dtype(r, d.get("elementwise"), "elementwise", ELEMENTWISE_GROUPS,
+                                 lambda e, path: MemoryEntry.read(r, e, path, datasheet))
+        colls = d["collectives"]
+        if not isinstance(colls, list):
+            raise r.fail("collectives", f"expected a list of entries, got {type(colls).__name__}")
+        collectives = [CollectiveEntry.read(r, c, f"collectives[{i}]", datasheet) for i, c in enumerate(colls)]
+        seen: dict[tuple, int] = {}
+        for i, c in enumerate(collectives):
+            if c.key in seen:
+                raise r.fail(f"collectives[{i}]", f"duplicate entry for (op, scope, group_size) = {c.key}; "
+                                                  f"first at collectives[{seen[c.key]}]")
+            seen[c.key] = i
+        return cls(
+            identity=ident, compute=compute, memory=memory,
+            overheads=Overheads.read(r, d["overheads"], "overheads"),
+            collectives=collectives, attention=attention, elementwise=elementwise,
+            validation=Validation.read(r, d["validation"], "validation") if d.get("validation") is not None else None,
+            schema_version=SCHEMA_VERSION,
+            method_version=r.integer(d["method_version"], "method_version", lo=1, hi=1000),
+        )
+
+    def to_dict(self) -> dict:
+        """Plain types only (safe_dump-able); floats stay floats."""
+        out: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "method_version": int(self.method_version),
+            "identity": self.identity.to_dict(),
+            "compute": {k: v.to_dict() for k, v in self.compute.items()},
+            "memory": {k: v.to_dict() for k, v in self.memory.items()},
+            "overheads": self.overheads.to_dict(),
+            "attention": {dt: {ph: e.to_dict() for ph, e in phases.items()} for dt, phases in self.attention.items()},
+            "collectives": [c.to_dict() for c in self.collectives],
+        }
+        if self.elementwise:
+            out["elementwise"] = {dt: {g: e.to_dict() for g, e in groups.items()} for dt, groups in self.elementwise.items()}
+        if self.validation is not None:
+            out["validation"] = self.validation.to_dict()
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, width=100)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Profile":
+        """Read and validate a profile file (``yaml.safe_load`` only)."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"profile {path} does not exist")
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ProfileError(f"{path}: not valid YAML (expected an accelcal profile): {exc}") from None
+        if data is None:
+            raise ProfileError(f"{path}: {TOP_LEVEL}: the file is empty")
+        return cls.from_dict(data, origin=path)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Validate, then write atomically (a crash leaves the previous file intact)."""
+        text = self.to_yaml()
+        # Refuse to write what we could not read back.
+        Profile.from_dict(yaml.safe_load(text), origin=f"{os.fspath(path)} (about to be written)")
+        atomic_write_text(path, text)
+
+    # ---------------------------------------------------------------- queries
+
+    def dtypes(self) -> list[str]:
+        """Dtypes with GEMM (compute) data."""
+        return list(self.compute)
+
+    @property
+    def is_datasheet(self) -> bool:
+        return self.identity.source == "datasheet"
+
+    def _base_flags(self) -> tuple[str, ...]:
+        return ("datasheet",) if self.is_datasheet else ()
+
+    def gemm_time_s(self, m: int, n: int, k: int, dtype: str) -> Estimate:
+        """Time of C[m,n] = A[m,k] @ B[k,n] in ``dtype``."""
+        for name, v in (("m", m), ("n", n), ("k", k)):
+            if v is None or v <= 0:
+                raise ValueError(f"gemm_time_s: {name} must be a positive integer, got {v!r}")
+        if dtype not in self.compute:
+            raise MissingMeasurement(f"{self.identity.name}: no GEMM data for dtype {dtype!r}; "
+                                     f"compute has {sorted(self.compute)}")
+        e = self.compute[dtype]
+        t, extrap, how = e.estimate_s(m, n, k, *gemm_element_bytes(dtype))
+        if self.identity.covered_models and not extrap and not any(p[1] == n and p[2] == k for p in e.points):
+            # The sweep recorded the models it covered (--for-model): a shape outside them is extrapolated.
+            extrap, how = True, f"{how}; (N={n:g}, K={k:g}) not measured (sweep covered {self.identity.covered_models})"
+        flags = self._base_flags() + _flagged(e.quality)
+        if self.is_datasheet:
+            how = "datasheet peak FLOP/s and memory bandwidth roofline, no measured efficiency (optimistic)"
+            extrap = True
+        if extrap:
+            flags += ("extrapolated",)
+        return Estimate(t, extrap, how, f"compute.{dtype}", flags)
+
+    def memory_time_s(self, nbytes: float, pattern: str = "copy") -> Estimate:
+        """Time to move ``nbytes`` (bytes moved: a copy of S bytes moves 2S) with ``pattern``."""
+        if nbytes is None or nbytes < 0:
+            raise ValueError(f"memory_time_s: nbytes must be >= 0, got {nbytes!r}")
+        if pattern not in self.memory:
+            raise MissingMeasurement(f"{self.identity.name}: no memory data for pattern {pattern!r}; "
+                                     f"memory has {sorted(self.memory)}")
+        return self._alpha_beta(self.memory[pattern], nbytes, f"memory.{pattern}")
+
+    def elementwise_time_s(self, group: str, nbytes: float, dtype: str) -> Estimate:
+        """Time of one eager elementwise ``group`` moving ``nbytes`` (its traffic model's bytes) in ``dtype``.
+
+        Raises MissingMeasurement where the profile has no such measurement (datasheet priors, profiles
+        measured before the kernel suite had it): callers fall back to ``memory_time_s(nbytes, "copy")``.
+        """
+        if nbytes is None or nbytes < 0:
+            raise ValueError(f"elementwise_time_s: nbytes must be >= 0, got {nbytes!r}")
+        if group not in ELEMENTWISE_GROUPS:
+            raise ValueError(f"elementwise_time_s: unknown group {group!r}; expected one of {list(ELEMENTWISE_GROUPS)}")
+        e = self.elementwise.get(dtype, {}).get(group)
+        if e is None:
+            have = [f"{dt}.{g}" for dt, gs in self.elementwise.items() for g in gs]
+            raise MissingMeasurement(f"{self.identity.name}: no elementwise data for {group!r} in {dtype}; "
+                                     f"elementwise has {have}")
+        return self._alpha_beta(e, nbytes, f"elementwise.{dtype}.{group}")
+
+    def _alpha_beta(self, e: MemoryEntry, nbytes: float, source: str) -> Estimate:
+        p = e.piece_for(nbytes)
+        flags = self._base_flags() + _flagged(e.quality)
+        extrap, note = _range_note(e.quality, nbytes, "bytes")
+        lat = p.latency_s
+        where = f" (piece max_bytes={p.max_bytes})" if e.pieces and len(e.pieces) > 1 else ""
+        detail = f"latency + bytes / {p.bandwidth_bytes_per_s:.4g} B/s{where}, {note}"
+        if lat is None:
+            lat = 0.0
+            flags += ("not-measured",)
+            detail = f"datasheet bandwidth {p.bandwidth_bytes_per_s:.4g} B/s; latency not given by the source, 0 assumed"
+            extrap = True
+        if extrap:
+            flags += ("extrapolated",)
+        return Estimate(lat + nbytes / p.bandwidth_bytes_per_s, extrap, detail, source, flags)
+
+    def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
+                         head_dim: int, dtype: str, causal: bool = True) -> Estimate:
+        """One attention call (prefill or decode), from the fitted FLOP and byte rates."""
+        if phase not in PHASES:
+            raise ValueError(f"attention_time_s: phase must be one of {PHASES}, got {phase!r}")
+        if dtype not in DTYPE_BYTES:
+            raise ValueError(f"attention_time_s: unknown dtype {dtype!r}; known {sorted(DTYPE_BYTES)}")
+        flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, DTYPE_BYTES[dtype], causal)
+        e = self.attention.get(dtype, {}).get(phase)
+        if e is None:
+            have = [f"{dt}.{ph}" for dt, phs in self.attention.items() for ph in phs]
+            if dtype in self.compute:
+                # No attention measured: two GEMM-like passes over the data at the GEMM roofline, flagged.
+                c = self.compute[dtype]
+                t = (c.overhead_s or 0.0) + max(flop / c.peak_flop_per_s, nbytes / c.memory_bandwidth_bytes_per_s)
+                return Estimate(t, True, f"no attention measured ({have or 'none'}); roofline from compute.{dtype}",
+                                f"compute.{dtype}", self._base_flags() + ("not-measured", "extrapolated"))
+            raise MissingMeasurement(f"{self.identity.name}: no attention data for {dtype}.{phase} and no compute.{dtype} "
+                                     f"to fall back on; attention has {have}, compute has {sorted(self.compute)}")
+        t = e.time_s(phase, batch, q_len, kv_len, heads, kv_heads, head_dim, flop, nbytes)
+        extrap, note = _range_note(e.quality, flop, "FLOP")
+        flags = self._base_flags() + _flagged(e.quality) + (("extrapolated",) if extrap else ())
+        how = "latency + max(FLOP/rate, bytes/rate)" + (" x (1 + half_length/kv_len)" if e.half_length else "") + \
+              (" x prefill waves" if e.wave_units and phase == "prefill" else "")
+        return Estimate(t, extrap, f"{how}, {note}", f"attention.{dtype}.{phase}", flags)
+
+    def attention_mixed_time_s(self, decode_kv_lens: Sequence[int], chunks: Sequence[tuple[int, int]], heads: int,
+                               kv_heads: int, head_dim: int, dtype: str) -> Estimate:
+        """One continuous-batching attention step: a decode batch (one new token per sequence, its KV length in
+        ``decode_kv_lens``) plus prefill ``chunks`` of (q_len new tokens, context_len tokens already cached).
+
+        Composed from the fitted parts as one varlen kernel: one call latency, plus each part's time above
+        its latency (the decode batch at its mean KV length; each chunk a causal prefill, kv = context + q).
+        """
+        from ..attention_model import mixed_parts
+
+        parts = mixed_parts(list(decode_kv_lens), list(chunks))
+        ests = [(ph, self.attention_time_s(ph, b, q, kv, heads, kv_heads, head_dim, dtype)) for ph, b, q, kv in parts]
+        lat = {ph: (self.attention[dtype][ph].latency_s if ph in self.attention.get(dtype, {}) else 0.0) for ph, _ in ests}
+        total = max(lat.values()) + sum(max(0.0, e.time_s - lat[ph]) for ph, e in ests)
+        flags = tuple(dict.fromkeys(f for _, e in ests for f in e.flags))
+        detail = (f"mixed step: {len(decode_kv_lens)} decode sequence(s) + {len(chunks)} prefill chunk(s), one call "
+                  f"latency + the parts' work ({', '.join(f'{ph} {e.time_s * 1e6:.3g} us' for ph, e in ests)})")
+        return Estimate(total, any(e.extrapolated for _, e in ests), detail,
+                        ", ".join(dict.fromkeys(e.source for _, e in ests)), flags)
+
+    def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node") -> Estimate:
+        """latency + S / bandwidth, S in the nccl-tests convention; ring-model scaling to unmeasured group sizes."""
+        if nbytes is None or nbytes < 0:
+            raise ValueError(f"collective_time_s: nbytes must be >= 0, got {nbytes!r}")
+        if group_size is None or group_size < 1:
+            raise ValueError(f"collective_time_s: group_size must be >= 1, got {group_size!r}")
+        if op not in BUSBW_FACTORS:
+            raise ValueError(f"collective_time_s: unknown op {op!r}; known {sorted(BUSBW_FACTORS)}")
+        label = f"collectives[{op},{scope},{group_size}]"
+        if group_size == 1 and op != "send_recv":
+            return Estimate(0.0, False, "group of one rank: nothing to communicate", label, ())
+        cands = [c for c in self.collectives if c.op == op and c.scope == scope]
+        if not cands:
+            have = sorted({(c.op, c.scope) for c in self.collectives})
+            raise MissingMeasurement(f"{self.identity.name}: no {op} data for scope {scope!r}; "
+                                     f"collectives has (op, scope) {have}")
+        exact = [c for c in cands if c.group_size == group_size]
+        if exact:
+            c = exact[0]
+            p = c.piece_for(nbytes)
+            extrap, note = _range_note(c.quality, nbytes, "bytes")
+            lat = p.latency_s
+            flags = self._base_flags() + _flagged(c.quality)
+            detail = f"alpha-beta piece (max_bytes={p.max_bytes}), {note}"
+            if lat is None:
+                lat, extrap = 0.0, True
+                flags += ("not-measured",)
+                detail = "datasheet link bandwidth as bus bandwidth; latency not given by the source, 0 assumed"
+            if extrap:
+                flags += ("extrapolated",)
+            return Estimate(lat + nbytes / p.bandwidth_bytes_per_s, extrap, detail, c.label, flags)
+        # Ring model: bus bandwidth is constant in n, so algbw(n) = busbw / factor(n); latency grows with
+        # the (n - 1) ring steps.  Scale from the nearest measured group size.
+        c = min(cands, key=lambda e: (abs(math.log(e.group_size / group_size)), -e.group_size))
+        if c.group_size == 1:
+            raise MissingMeasurement(f"{self.identity.name}: {op} measured only for group size 1; cannot scale to {group_size}")
+        p = c.piece_for(nbytes)
+        f0, f1 = busbw_factor(op, c.group_size), busbw_factor(op, group_size)
+        bw = p.bandwidth_bytes_per_s * f0 / f1
+        # Point-to-point ops do not grow with the group; ring collectives take (n - 1) steps.
+        steps = 1.0 if op.startswith("send_recv") else (group_size - 1) / (c.group_size - 1)
+        lat = (p.latency_s or 0.0) * steps
+        flags = self._base_flags() + _flagged(c.quality) + ("ring-model", "extrapolated")
+        if p.latency_s is None:
+            flags += ("not-measured",)
+        detail = (f"ring-model extrapolation from group {c.group_size}: bandwidth x factor({c.group_size})/factor({group_size}) "
+                  f"= {f0:.3g}/{f1:.3g}, latency x (n-1) steps {steps:.3g}")
+        return Estimate(lat + nbytes / bw, True, detail, c.label, flags)
+
+    def launch_overhead_s(self, mode: str = "eager") -> Estimate:
+        """Per-kernel launch cost: ``eager`` (Python issuing a tiny kernel), ``dispatch`` (per op of a real eager
+        layer, views and casts included; falls back to ``eager``) or ``graph`` (graph replay)."""
+        o = self.overheads
+        if mode == "eager":
+            if o.eager_launch_s is not None:
+                return Estimate(o.eager_launch_s, False, "measured eager launch", "overheads.eager_launch_s", self._base_flags())
+            return Estimate(0.0, True, "eager launch overhead not measured (null): 0 assumed", "overheads.eager_launch_s",
+                            self._base_flags() + ("not-measured",))
+        if mode == "dispatch":
+            if o.eager_dispatch_s is not None:
+                return Estimate(o.eager_dispatch_s, False, "measured host cost per op of an eager layer's op mix",
+                                "overheads.eager_dispatch_s", self._base_flags())
+            est = self.launch_overhead_s("eager")
+            return replace(est, detail=f"layer op-mix dispatch not measured; {est.detail}")
+        if mode == "graph":
+            if o.graph_kernel_s is not None:
+                return Estimate(o.graph_kernel_s, False, "measured per-kernel graph replay cost", "overheads.graph_kernel_s",
+                                self._base_flags())
+            if o.eager_launch_s is not None:
+                return Estimate(o.eager_launch_s, True, "no graph replay measured (device without graphs); eager launch used",
+                                "overheads.eager_launch_s", self._base_flags() + ("not-measured",))
+            return Estimate(0.0, True, "graph overhead not measured (null): 0 assumed", "overheads.graph_kernel_s",
+                            self._base_flags() + ("not-measured",))
+        raise ValueError(f"launch_overhead_s: mode must be 'eager', 'dispatch' or 'graph', got {mode!r}")
+
+    # ---------------------------------------------------------------- what-ifs
+
+    def with_bandwidth_scale(self, factor: float) -> "Profile":
+        """A copy with every bandwidth (memory, GEMM operand, attention bytes, collectives) multiplied by ``factor``."""
+        if not factor > 0 or math.isinf(factor):
+            raise ValueError(f"with_bandwidth_scale: factor must be a positive finite number, got {factor!r}")
+        p = copy.deepcopy(self)
+        for dt, e in p.compute.items():
+            el = gemm_element_bytes(dt)
+            g = e.gemm_model
+            query_model = (lambda a, b, c: g.time_s(a, b, c)) if g is not None else (lambda a, b, c: e.model_time_s(a, b, c, *el))
+            before = [query_model(*pt[:3]) for pt in e.points]
+            e.memory_bandwidth_bytes_per_s *= factor
+            if g is not None:
+                g = e.gemm_model = replace(g, memory_bandwidth_bytes_per_s=g.memory_bandwidth_bytes_per_s * factor)
+            # Measured points become what they would have measured on the faster/slower memory under the model,
+            # so the efficiency correction (measured / model) is kept rather than cancelling the what-if.
+            e.points = [pt[:3] + [pt[3] * query_model(*pt[:3]) / b] for pt, b in zip(e.points, before)]
+        for e in list(p.memory.values()) + [g for gs in p.elementwise.values() for g in gs.values()]:
+            e.bandwidth_bytes_per_s *= factor
+            for piece in e.pieces or ():
+                piece.bandwidth_bytes_per_s *= factor
+        for phases in p.attention.values():
+            for e in phases.values():
+                e.bytes_per_s *= factor
+        for c in p.collectives:
+            for piece in c.pieces:
+                piece.bandwidth_bytes_per_s *= factor
+        return p
+
+    def with_collective_scale(self, factor: float, scope: str | None = None) -> "Profile":
+        """A copy with collectives ``factor`` times slower: bandwidth / factor, latency x factor (one scope or all)."""
+        if not factor > 0 or math.isinf(factor):
+            raise ValueError(f"with_collective_scale: factor must be a positive finite number, got {factor!r}")
+        if scope is not None and scope not in SCOPES:
+            raise ValueError(f"with_collective_scale: scope must be one of {SCOPES} or None, got {scope!r}")
+        p = copy.deepcopy(self)
+        for c in p.collectives:
+            if scope is None or c.scope == scope:
+                for piece in c.pieces:
+                    piece.bandwidth_bytes_per_s /= factor
+                    if piece.latency_s is not None:
+                        piece.latency_s *= factor
+        return p
+
+    def with_validation(self, validation: Validation) -> "Profile":
+        return replace(self, validation=validation)

@@ -1,0 +1,263 @@
+"""Read a Hugging Face ``config.json`` into ModelConfig field values.
+
+    from accelcal.models import ModelConfig
+    m = ModelConfig.from_hf("~/models/Qwen3-32B/config.json")   # or the folder holding it
+    print(m.name, m.head_dim, m.weight_dtype, m.weight_bytes() / 1e9, "GB")
+
+    $ accelcal plan --profile profiles/nvidia-h100.yaml --model ~/models/Qwen3-32B/config.json
+
+``ModelConfig.resolve`` calls this for any ``*.json`` path or a folder with a
+``config.json``, so ``--model`` takes one wherever a model is named.  Supported
+architectures are the keys of ``ARCHITECTURES``; anything else is refused with
+the list, because a config of another family (MLA attention, sliding-window
+layers, dense-then-MoE stacks) would be costed as the wrong layer.
+
+What is read: ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
+``num_key_value_heads`` (absent = heads, for the families whose transformers
+class defaults it that way; Mistral/Mixtral must state it), ``head_dim`` (used
+as given when present: Qwen3-32B has 64 heads of 128 on a 5120 residual, not
+5120/64 = 80), ``intermediate_size``, ``vocab_size``, ``tie_word_embeddings``,
+``torch_dtype``/``dtype``, ``quantization_config`` (fp8), ``max_position_embeddings``
+and the MoE fields.  Not modelled, and small: Qwen2's QKV biases and Qwen3's
+per-head q/k RMSNorm weights (under 0.01 % of a layer's weights); Mistral's
+``sliding_window`` (attention and KV are counted at full context; the note goes
+into ``source``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+__all__ = ["ARCHITECTURES", "MAX_CONFIG_BYTES", "hf_config_path", "hf_fields_from_dict", "load_hf_fields"]
+
+#: Largest config.json read (real ones are a few kB; a bigger file is not a config).
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+#: HF ``torch_dtype`` / ``dtype`` strings -> accelcal dtype names.
+HF_DTYPES: dict[str, str] = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+
+#: ``quantization_config.quant_method`` values read as fp8 (e4m3) weights.
+FP8_QUANT_METHODS = ("fp8", "fbgemm_fp8")
+
+
+@dataclass(frozen=True)
+class _Arch:
+    """How one ``architectures`` entry maps onto ModelConfig."""
+
+    moe: str
+    """``""`` dense, ``"mixtral"`` (num_local_experts), ``"qwen_moe"`` (num_experts + moe_intermediate_size)."""
+    kv_heads_default_heads: bool
+    """An absent ``num_key_value_heads`` means MHA (= heads); else the key is required."""
+    shared_expert_key: str = ""
+    """Key of the always-active expert's width, when the family has one."""
+
+
+ARCHITECTURES: dict[str, _Arch] = {
+    "LlamaForCausalLM": _Arch("", True),
+    "MistralForCausalLM": _Arch("", False),
+    "Qwen2ForCausalLM": _Arch("", True),
+    "Qwen3ForCausalLM": _Arch("", True),
+    "MixtralForCausalLM": _Arch("mixtral", False),
+    "Qwen2MoeForCausalLM": _Arch("qwen_moe", True, shared_expert_key="shared_expert_intermediate_size"),
+    "Qwen3MoeForCausalLM": _Arch("qwen_moe", True),
+}
+
+
+def hf_config_path(spec: str | Path) -> Path | None:
+    """The config.json a model spec names (a ``.json`` file or a folder holding ``config.json``), else None."""
+    p = Path(spec).expanduser()
+    if p.suffix == ".json":
+        return p
+    if p.is_dir() and (p / "config.json").exists():
+        return p / "config.json"
+    return None
+
+
+def load_hf_fields(path: str | Path, name: str | None = None) -> tuple[dict[str, Any], str]:
+    """Read ``path`` (a config.json, or a folder with one) safely; ModelConfig field values and the origin.
+
+    Returns fields rather than a ModelConfig so the model layer's config module can call this without an
+    import cycle (``ModelConfig.from_hf`` builds the config).
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "config.json"
+    origin = str(p)
+    data = _parse(p)
+    return hf_fields_from_dict(data, origin=origin, name=name or _default_name(p, data)), origin
+
+
+def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf-model") -> dict[str, Any]:
+    """Map a parsed config.json mapping onto ModelConfig field values (``origin`` names the file in errors)."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{origin}: expected a JSON object (a Hugging Face config.json), got {type(cfg).__name__}")
+    arch_name, arch = _architecture(cfg, origin)
+    get = _Reader(cfg, origin)
+
+    hidden = get.int("hidden_size")
+    heads = get.int("num_attention_heads")
+    kv_heads = get.int("num_key_value_heads", default=heads if arch.kv_heads_default_heads else None)
+    if cfg.get("head_dim") is not None:
+        head_dim = get.int("head_dim")
+    else:
+        if hidden % heads:
+            raise ValueError(f"{origin}: no head_dim, and hidden_size({hidden}) % num_attention_heads({heads}) = "
+                             f"{hidden % heads}; state head_dim")
+        head_dim = hidden // heads
+    notes = [f"{origin} ({arch_name})"]
+
+    kw: dict[str, Any] = dict(
+        name=name, layers=get.int("num_hidden_layers"), hidden_size=hidden, heads=heads, kv_heads=kv_heads,
+        head_dim=head_dim, ffn_size=get.int("intermediate_size"), vocab_size=get.int("vocab_size"),
+        tie_word_embeddings=get.bool("tie_word_embeddings", default=False),
+        max_context_len=get.int("max_position_embeddings", default=0, minimum=0),
+    )
+    kw.update(_dtypes(cfg, get, origin, notes))
+    if arch.moe:
+        kw.update(_moe(cfg, get, arch, origin, kw["layers"]))
+    window = cfg.get("sliding_window")
+    if window is not None and cfg.get("use_sliding_window", True) and arch_name.startswith(("Mistral", "Mixtral")):
+        notes.append(f"sliding_window={window} not modelled (attention and KV at full context)")
+    kw["source"] = "; ".join(notes)
+    return kw
+
+
+# -- reading -------------------------------------------------------------------------------------------------
+def _parse(p: Path) -> Any:
+    text = _read_capped(p)
+    try:
+        return json.loads(text, parse_constant=_reject_constant(str(p)))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not valid JSON: {exc}") from None
+
+
+def _read_capped(p: Path) -> str:
+    """The text of a regular file of at most MAX_CONFIG_BYTES (symlinks followed: the HF cache links to blobs)."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model config {p} does not exist") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{p}: not a regular file; expected a Hugging Face config.json")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{p}: {st.st_size} bytes > {MAX_CONFIG_BYTES} allowed; not a config.json")
+    with open(p, "rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)  # the file may grow after stat
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{p}: more than {MAX_CONFIG_BYTES} bytes; not a config.json")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{p}: not UTF-8 text: {exc}") from None
+
+
+def _reject_constant(origin: str):
+    def reject(token: str):
+        raise ValueError(f"{origin}: {token} is not valid JSON")
+    return reject
+
+
+def _default_name(p: Path, data: Any) -> str:
+    # a downloaded model sits in a folder named after it; _name_or_path is often a local path, so it comes second
+    if p.name == "config.json" and p.parent.name not in ("", "."):
+        return p.parent.name
+    if isinstance(data, dict) and isinstance(data.get("_name_or_path"), str) and data["_name_or_path"]:
+        return data["_name_or_path"].rstrip("/").split("/")[-1]
+    return p.stem
+
+
+class _Reader:
+    """Typed access to config keys; every error names the file and the key."""
+
+    def __init__(self, cfg: dict, origin: str) -> None:
+        self.cfg, self.origin = cfg, origin
+
+    def int(self, key: str, default: Any = ..., minimum: int = 1) -> int:
+        v = self.cfg.get(key)
+        if v is None:
+            if default is ... or default is None:
+                raise ValueError(f"{self.origin}: missing key {key!r} (an integer)")
+            return default
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+            raise ValueError(f"{self.origin}: {key} = {v!r}; expected an integer >= {minimum}")
+        return v
+
+    def bool(self, key: str, default: bool) -> bool:
+        v = self.cfg.get(key, default)
+        if not isinstance(v, bool):
+            raise ValueError(f"{self.origin}: {key} = {v!r}; expected true or false")
+        return v
+
+
+def _architecture(cfg: dict, origin: str) -> tuple[str, _Arch]:
+    archs = cfg.get("architectures")
+    supported = ", ".join(ARCHITECTURES)
+    if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
+        raise ValueError(f"{origin}: missing key 'architectures' (a list of class names); supported: {supported}")
+    for a in archs:
+        if a in ARCHITECTURES:
+            return a, ARCHITECTURES[a]
+    raise ValueError(f"{origin}: architecture {', '.join(archs)} is not supported; supported: {supported}")
+
+
+def _dtypes(cfg: dict, get: _Reader, origin: str, notes: list[str]) -> dict[str, str]:
+    key = "dtype" if cfg.get("dtype") is not None else "torch_dtype"
+    raw = cfg.get(key)
+    if raw is None:
+        act = "bf16"
+        notes.append("no torch_dtype: bf16 assumed")
+    elif raw in HF_DTYPES:
+        act = HF_DTYPES[raw]
+    else:
+        raise ValueError(f"{origin}: {key} = {raw!r}; expected one of {sorted(HF_DTYPES)}")
+    weight = act
+    q = cfg.get("quantization_config")
+    if q is not None:
+        if not isinstance(q, dict):
+            raise ValueError(f"{origin}: quantization_config = {q!r}; expected an object")
+        method = q.get("quant_method")
+        if method not in FP8_QUANT_METHODS:
+            raise ValueError(f"{origin}: quantization_config.quant_method = {method!r} is not supported; "
+                             f"supported: {', '.join(FP8_QUANT_METHODS)} (fp8 e4m3 weights)")
+        fmt = q.get("fmt", "e4m3")
+        if fmt != "e4m3":
+            raise ValueError(f"{origin}: quantization_config.fmt = {fmt!r}; only e4m3 fp8 weights are supported")
+        weight = "fp8_e4m3"
+        block = q.get("weight_block_size")  # checked by ModelConfig (weight_block_size)
+        scales = "per-tensor/per-channel scales" if block is None else f"block-scaled {block}"
+        notes.append(f"fp8 e4m3 weights, {scales} (quant_method={method})")
+        return {"weight_dtype": weight, "kv_dtype": act, "weight_block_size": block}
+    return {"weight_dtype": weight, "kv_dtype": act}
+
+
+def _moe(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int) -> dict[str, int]:
+    if arch.moe == "mixtral":
+        return {"num_experts": get.int("num_local_experts"), "top_k": get.int("num_experts_per_tok"),
+                "expert_ffn_size": get.int("intermediate_size"), "shared_experts": 0}
+    step = get.int("decoder_sparse_step", default=1)
+    dense_only = cfg.get("mlp_only_layers") or []
+    if not isinstance(dense_only, list) or not all(isinstance(i, int) for i in dense_only):
+        raise ValueError(f"{origin}: mlp_only_layers = {dense_only!r}; expected a list of layer indices")
+    dense = sorted({i for i in dense_only if 0 <= i < layers} | {i for i in range(layers) if (i + 1) % step})
+    if dense:
+        raise ValueError(f"{origin}: {len(dense)} of {layers} layers are dense MLPs (decoder_sparse_step={step}, "
+                         f"mlp_only_layers={dense_only}); the planner models every layer of a MoE model as MoE")
+    expert = get.int("moe_intermediate_size")
+    shared = 0
+    if arch.shared_expert_key and cfg.get(arch.shared_expert_key):
+        width = get.int(arch.shared_expert_key)
+        if width % expert:
+            raise ValueError(f"{origin}: {arch.shared_expert_key}({width}) % moe_intermediate_size({expert}) = "
+                             f"{width % expert}; the planner counts shared experts in units of one expert")
+        shared = width // expert
+    return {"num_experts": get.int("num_experts"), "top_k": get.int("num_experts_per_tok"),
+            "expert_ffn_size": expert, "shared_experts": shared}
+

@@ -1,0 +1,82 @@
+"""The five parallel degrees of one layout, their group scopes, validation and label, in one value.
+
+    from accelcal.planner.parallelism import Parallelism
+    p = Parallelism(tp=8, pp=2, dp=4, ep=8, tp_scope="intra_node", pp_scope="inter_node")
+    p.label, p.devices            # ('TP8 PP2 DP4 EP8', 64)
+    Parallelism(tp=0)             # ValueError: parallelism: tp must be an integer >= 1, got 0
+
+Devices are numbered replica x (tp x pp) + stage x tp + rank: TP groups are
+innermost, then pipeline stages, then data-parallel replicas; EP groups span
+ep / tp replicas' TP groups, SP groups span sp replicas (prefill only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accelcal.vocab import SCOPES
+
+__all__ = ["DEGREES", "Parallelism"]
+
+DEGREES: tuple[str, ...] = ("tp", "pp", "dp", "ep", "sp")
+"""The parallel degrees, in label order."""
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """How a model is spread over devices: five degrees and where each communication group sits."""
+
+    tp: int = 1
+    """Tensor-parallel degree (heads, FFN and experts split this many ways)."""
+    pp: int = 1
+    """Pipeline stages (layers split into this many consecutive groups)."""
+    dp: int = 1
+    """Data-parallel replicas of the TP x PP model."""
+    ep: int = 1
+    """Expert-parallel degree (MoE): experts split over this many devices; 1 = experts TP-split."""
+    sp: int = 1
+    """Sequence-parallel degree (prefill): a prompt split over this many replicas."""
+    tp_scope: str = "intra_node"
+    """Worst scope of the TP groups (``intra_node`` or ``inter_node``)."""
+    pp_scope: str = "intra_node"
+    """Worst scope of the pipeline-stage boundaries."""
+    ep_scope: str = "intra_node"
+    """Worst scope of the EP all-to-all groups."""
+    sp_scope: str = "intra_node"
+    """Worst scope of the SP KV all-gather groups."""
+
+    def __post_init__(self) -> None:
+        for f in DEGREES:
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"parallelism: {f} must be an integer >= 1, got {v!r}")
+        for f in ("tp_scope", "pp_scope", "ep_scope", "sp_scope"):
+            if getattr(self, f) not in SCOPES:
+                raise ValueError(f"parallelism: {f} must be one of {list(SCOPES)}, got {getattr(self, f)!r}")
+
+    @classmethod
+    def with_scopes(cls, tp: int, pp: int, dp: int, ep: int, sp: int, scopes: dict[str, str]) -> "Parallelism":
+        """From the degrees and a ``{"tp": scope, "pp": ..., "ep": ..., "sp": ...}`` mapping (missing: intra_node)."""
+        return cls(tp, pp, dp, ep, sp, **{f"{k}_scope": v for k, v in scopes.items()})
+
+    @property
+    def devices(self) -> int:
+        """Devices used: tp x pp x dp."""
+        return self.tp * self.pp * self.dp
+
+    @property
+    def scopes(self) -> dict[str, str]:
+        return {"tp": self.tp_scope, "pp": self.pp_scope, "ep": self.ep_scope, "sp": self.sp_scope}
+
+    @property
+    def label(self) -> str:
+        """``TP8 PP2 DP4`` plus ``EPn`` / ``SPn`` when used."""
+        return f"TP{self.tp} PP{self.pp} DP{self.dp}" + self._extra()
+
+    @property
+    def model_label(self) -> str:
+        """The label without DP (how one model copy is split), for layouts rejected before DP is chosen."""
+        return f"TP{self.tp} PP{self.pp}" + self._extra()
+
+    def _extra(self) -> str:
+        return (f" EP{self.ep}" if self.ep > 1 else "") + (f" SP{self.sp}" if self.sp > 1 else "")

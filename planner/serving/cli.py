@@ -1,0 +1,129 @@
+"""``accelcal predict``: what one serving engine delivers for one layout and one load.
+
+    $ accelcal predict --profile profiles/nvidia-h100.yaml --model llama3-8b --tp 1 --engine vllm \\
+          --concurrency 16 --isl 1024 --osl 128
+    $ accelcal predict --profile P --interconnect nvlink.yaml --model M.yaml --tp 4 --engine sglang \\
+          --request-rate 2.5 --isl 2048 --osl 256 --num-requests 400 --weight-dtype fp8_e4m3 --format json
+
+Exit 0 with a prediction, 3 when the deployment is infeasible (the reason on stderr and in the JSON),
+2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .engine import engine_names
+
+
+def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict TTFT / TPOT / tokens/s of a serving engine for one layout and load",
+                       description="Simulate a serving engine (continuous batching, chunked prefill, paged KV) at a "
+                                   "closed-loop concurrency or an open-loop request rate, every step costed from the "
+                                   "profile.")
+    p.add_argument("--profile", required=True, help="device profile YAML")
+    p.add_argument("--interconnect", default=None, help="intra-node interconnect profile (combined via "
+                                                        "accelcal.calibrate.compose when available)")
+    p.add_argument("--inter-node-profile", default=None, help="profile of the links between nodes")
+    p.add_argument("--model", required=True, help="model preset name or config .yaml")
+    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--pp", type=int, default=1)
+    p.add_argument("--dp", type=int, default=1)
+    p.add_argument("--ep", type=int, default=1, help="expert parallelism (dense models: 1)")
+    p.add_argument("--engine", required=True, help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
+    load = p.add_mutually_exclusive_group(required=True)
+    load.add_argument("--concurrency", type=int, default=None, help="closed loop: requests in flight")
+    load.add_argument("--request-rate", type=float, default=None, help="open loop: Poisson arrivals, requests/s")
+    p.add_argument("--isl", type=int, required=True, help="input tokens per request")
+    p.add_argument("--osl", type=int, required=True, help="output tokens per request")
+    p.add_argument("--num-requests", type=int, default=None,
+                   help="requests in the run (default: 10 x concurrency, at least 100; open loop 200)")
+    p.add_argument("--range-ratio", type=float, default=0.0, help="lengths uniform in x(1 +- r) (vLLM --random-range-ratio)")
+    p.add_argument("--weight-dtype", choices=("bf16", "fp8_e4m3"), default="bf16")
+    p.add_argument("--fp8-scaling", choices=("per_tensor", "block"), default="per_tensor")
+    p.add_argument("--kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16")
+    p.add_argument("--method", choices=("simulate", "steady"), default="simulate",
+                   help="step-level simulation (default) or the analytic steady state")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=run)
+
+
+def _load_profiles(args):
+    from accelcal.calibrate.profile import Profile
+
+    from .predict import combine_profiles
+
+    prof = Profile.load(args.profile)
+    ic = Profile.load(args.interconnect) if args.interconnect else None
+    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    return combine_profiles(prof, ic, inter)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .engine import EnginePreset
+    from .predict import predict_serving
+    from .step_cost import StepCostError
+
+    if args.concurrency is not None and args.concurrency < 1:
+        raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
+    if args.isl is not None and args.isl < 1:
+        raise ValueError(f"--isl must be >= 1 token, got {args.isl}")
+    if args.osl is not None and args.osl < 1:
+        raise ValueError(f"--osl must be >= 1 token, got {args.osl}")
+    if args.ep != 1:
+        raise ValueError("--ep > 1: expert-parallel serving is not modelled by accelcal predict yet")
+    engine = EnginePreset.resolve(args.engine)
+    prof, inter, notes = _load_profiles(args)
+    try:
+        res = predict_serving(prof, args.model, engine, args.tp, args.pp, args.dp, args.concurrency, args.isl,
+                              args.osl, args.request_rate, args.num_requests, args.weight_dtype, args.kv_dtype,
+                              inter, args.method, args.range_ratio, args.fp8_scaling)
+    except StepCostError as exc:
+        msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
+        raise ValueError(msg) from None
+    res.notes = notes + res.notes
+    if args.format == "json":
+        print(json.dumps(res.to_json(), indent=1, sort_keys=True))
+    else:
+        print(format_prediction(res), end="")
+    if not res.feasible:
+        print(f"accelcal predict: infeasible: {res.reason}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def format_prediction(res) -> str:
+    lay = res.layout
+    w = res.workload
+    load = (f"concurrency {w['concurrency']}" if w["concurrency"] is not None
+            else f"{w['request_rate_per_s']:g} requests/s")
+    lines = [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']} ({lay['devices']} devices)  {load}  "
+             f"isl {w['isl']} osl {w['osl']}"]
+    if not res.feasible:
+        lines.append(f"INFEASIBLE: {res.reason}")
+        return "\n".join(lines) + "\n"
+    m = res.metrics
+    ms = 1e3
+    lines += [
+        f"  TTFT            mean {m.ttft_mean_s * ms:10.2f} ms   p50 {m.ttft_p50_s * ms:10.2f}   p99 {m.ttft_p99_s * ms:10.2f}",
+        f"  TPOT            mean {m.tpot_mean_s * ms:10.2f} ms   p50 {m.tpot_p50_s * ms:10.2f}   p99 {m.tpot_p99_s * ms:10.2f}",
+        f"  ITL             mean {m.itl_mean_s * ms:10.2f} ms",
+        f"  request latency mean {m.request_latency_mean_s:10.3f} s    p99 {m.request_latency_p99_s:10.3f} s",
+        f"  output tokens/s {m.output_tokens_per_s:10.1f}   per device {m.output_tokens_per_s_per_device:.1f}   "
+        f"per user {m.output_tokens_per_s_per_user:.1f}   requests/s {m.requests_per_s:.3f}",
+        f"  KV: {res.memory.get('kv_tokens', 0)} tokens ({res.memory.get('kv_blocks', 0)} blocks); at most "
+        f"{res.max_concurrent_sequences} sequences at once; {res.preemptions} preemptions; "
+        f"{res.steps_simulated} steps simulated",
+    ]
+    d = res.decode_step
+    if d:
+        lines.append(f"  typical decode step: batch {d.get('batch', '?')} at KV {d.get('kv_len_mean', '?')}: "
+                     f"{d['total'] * ms:.3f} ms (attention {d['attention'] * ms:.3f}, memory {d['memory'] * ms:.3f}, "
+                     f"compute {d['compute'] * ms:.3f}, communication {d['communication'] * ms:.3f}, launch "
+                     f"{d['launch'] * ms:.3f}; {'CUDA graph' if d['cuda_graphs'] else 'eager'})")
+    lines.append(f"  prefill share of decode time: {res.prefill_share_of_decode_time:.1%}")
+    for n in res.notes:
+        lines.append(f"  note: {n}")
+    return "\n".join(lines) + "\n"

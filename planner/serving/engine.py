@@ -1,0 +1,160 @@
+"""Serving-engine presets as data: each value with the engine default it comes from.
+
+    from accelcal.planner.serving.engine import EnginePreset, engine_names
+    e = EnginePreset.from_name("vllm")           # planner/serving/presets/*.yaml
+    print(e.token_budget, e.mixed_steps, e.sources["token_budget"])
+
+Every key of a preset file is ``{value: ..., source: "..."}``; a missing source,
+an unknown key or a wrong type is an error naming the file and key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+__all__ = ["EnginePreset", "engine_names"]
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+
+@dataclass(frozen=True)
+class EnginePreset:
+    """How one serving engine schedules steps and sizes its KV pool."""
+
+    name: str
+    """Preset name (vllm, sglang, trtllm, static)."""
+    version: str
+    """Engine version(s) the defaults were read for."""
+    batching: str
+    """continuous (iteration-level) or static (a batch admitted together, decoded in lockstep)."""
+    token_budget: int
+    """Tokens one step may process (max_num_batched_tokens / chunked_prefill_size / max_num_tokens); 0 = unlimited."""
+    max_seqs: int
+    """Sequences one step may hold (max_num_seqs / max_running_requests / max_batch_size)."""
+    chunked_prefill: bool
+    """A prompt longer than the budget left is split over steps (else it waits for a step with room)."""
+    mixed_steps: bool
+    """Prefill chunks and decodes share one step (else a prefill step pauses decode)."""
+    priority: str
+    """decode_first (running decodes take the budget first) or prefill_first (a prefill batch runs when one can)."""
+    cuda_graphs: bool
+    """Decode-only steps replay CUDA graphs when their batch is a captured size (or padded to one)."""
+    cuda_graph_sizes: tuple[int, ...]
+    """Captured decode batch sizes; a larger batch runs eager."""
+    block_size_tokens: int
+    """Tokens per KV block (page)."""
+    memory_fraction: float
+    """gpu_memory_utilization / free_gpu_memory_fraction; 0 when computed by the engine's own rule."""
+    memory_fraction_of: str
+    """total | free_after_weights | sglang_reserved_rule: what memory_fraction is a fraction of."""
+    reserve_activations: bool
+    """The engine subtracts a forward pass's peak activations (at the token budget) before sizing KV."""
+    reserve_fixed_bytes: float
+    """Further bytes reserved per device (CUDA-graph pool, collective buffers) where the engine documents them."""
+    kv_full: str
+    """preempt (evict and recompute the last running request) or queue (never evict; wait for room)."""
+    admission: str
+    """current_length (blocks for the tokens computed so far), full_request (prompt + output reserved up front)
+    or reserve_ratio (SGLang: prompt + whole output must fit beside the running requests' remaining output x new_token_ratio)."""
+    cuda_graph_padding: bool = True
+    """A decode batch between captured sizes is padded up to the next one (False: runs eager)."""
+    new_token_ratio_init: float = 0.0
+    """reserve_ratio admission only: initial new_token_ratio."""
+    new_token_ratio_min: float = 0.0
+    """reserve_ratio admission only: floor the ratio decays to."""
+    new_token_ratio_decay_steps: int = 1
+    """reserve_ratio admission only: decode steps over which the ratio decays from init to min."""
+    sources: dict = field(default_factory=dict, compare=False)
+    """key -> the documented default (file/URL + version) the value comes from."""
+
+    @classmethod
+    def from_name(cls, name: str) -> "EnginePreset":
+        path = PRESET_DIR / f"{name}.yaml"
+        if not path.is_file():
+            raise ValueError(f"unknown engine {name!r}; presets: {', '.join(engine_names())} (or a preset .yaml path)")
+        return cls.from_yaml(path)
+
+    @classmethod
+    def resolve(cls, spec: "str | Path | EnginePreset") -> "EnginePreset":
+        if isinstance(spec, EnginePreset):
+            return spec
+        s = str(spec)
+        return cls.from_yaml(s) if s.endswith((".yaml", ".yml")) else cls.from_name(s)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "EnginePreset":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of engine keys")
+        known = {f.name: f for f in fields(cls) if f.name != "sources"}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"{path}: unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
+        kw, sources = {}, {}
+        for key, value in data.items():
+            if key in ("name", "version"):
+                kw[key] = str(value)
+                continue
+            if not (isinstance(value, dict) and set(value) == {"value", "source"}):
+                raise ValueError(f"{path}: {key} must be {{value: ..., source: '...'}}, got {value!r}")
+            if not isinstance(value["source"], str) or not value["source"].strip():
+                raise ValueError(f"{path}: {key}.source must cite the engine's documented default")
+            v = value["value"]
+            want = known[key].type
+            if key == "cuda_graph_sizes":
+                if not isinstance(v, list) or not all(isinstance(x, int) and x > 0 for x in v):
+                    raise ValueError(f"{path}: cuda_graph_sizes.value must be a list of positive integers")
+                v = tuple(sorted(v))
+            elif want == "bool" and not isinstance(v, bool):
+                raise ValueError(f"{path}: {key}.value must be true/false, got {v!r}")
+            elif want == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ValueError(f"{path}: {key}.value must be an integer >= 0, got {v!r}")
+            elif want == "float" and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
+                raise ValueError(f"{path}: {key}.value must be a number >= 0, got {v!r}")
+            kw[key] = float(v) if want == "float" else v
+            sources[key] = value["source"]
+        missing = sorted(k for k, f in known.items() if k not in kw and f.default is dataclasses_missing())
+        if missing:
+            raise ValueError(f"{path}: missing engine key(s) {missing}")
+        preset = cls(**kw, sources=sources)
+        preset._check(path)
+        return preset
+
+    def _check(self, origin) -> None:
+        choices = {"batching": ("continuous", "static"), "priority": ("decode_first", "prefill_first"),
+                   "memory_fraction_of": ("total", "free_after_weights", "sglang_reserved_rule"),
+                   "kv_full": ("preempt", "queue"), "admission": ("current_length", "full_request", "reserve_ratio")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{origin}: {key} = {getattr(self, key)!r}; expected one of {list(allowed)}")
+        if self.memory_fraction_of != "sglang_reserved_rule" and not 0 < self.memory_fraction <= 1:
+            raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
+        if self.max_seqs < 1 or self.block_size_tokens < 1:
+            raise ValueError(f"{origin}: max_seqs and block_size_tokens must be >= 1")
+
+    def graph_batch(self, batch: int) -> int | None:
+        """The captured size a decode batch of ``batch`` replays (padded up), or None when it runs eager."""
+        if not self.cuda_graphs or not self.cuda_graph_sizes:
+            return None
+        for s in self.cuda_graph_sizes:
+            if s == batch or (s > batch and self.cuda_graph_padding):
+                return s
+        return None
+
+
+def dataclasses_missing():
+    from dataclasses import MISSING
+
+    return MISSING
+
+
+def engine_names() -> list[str]:
+    """Names of the bundled engine presets, sorted."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))

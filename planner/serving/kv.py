@@ -1,0 +1,148 @@
+"""Device memory of a serving engine: weights + reserves leave the KV pool; blocks at current lengths.
+
+    from accelcal.planner.serving.kv import kv_budget
+    b = kv_budget(model, engine, tp=2, pp=1, capacity_bytes=80e9, weight_dtype="fp8_e4m3", kv_dtype="bf16")
+    print(b.blocks, b.tokens, b.describe())
+    b.check_request(isl=4096, osl=512)          # raises Infeasible with the arithmetic
+
+Weights: each decoder layer's weights (planner.memory.layer_weight_elems) at 2 bytes (bf16) or 1 byte
+(fp8_e4m3) per weight; the embedding and the LM head stay bf16 (modelling assumption: as in the published
+FP8 checkpoints, which quantise the linear layers only).  Activations and collective buffers are
+planner.memory.device_memory's for one forward at the engine's token budget.  Then per engine preset:
+
+* ``total`` (vLLM): pool = fraction x capacity - weights - activations - fixed reserve;
+* ``free_after_weights`` (TensorRT-LLM): pool = fraction x (capacity - weights - activations - reserve);
+* ``sglang_reserved_rule``: pool = mem_fraction_static x capacity - weights, with mem_fraction_static
+  from SGLang's own reserved-memory rule (in the preset's source).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..dag import kv_heads_per_device
+from ..memory import device_memory, layer_weight_elems
+from accelcal.models import ModelConfig
+from accelcal.vocab import DTYPE_BYTES
+from ..workload import Workload
+from .engine import EnginePreset
+
+__all__ = ["Infeasible", "KVBudget", "kv_budget"]
+
+MIB = 1024 * 1024
+
+
+class Infeasible(ValueError):
+    """The deployment cannot run: weights + reserves do not fit, or one request cannot fit; says which."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+        """weights | request"""
+
+
+@dataclass(frozen=True)
+class KVBudget:
+    """Memory of one device of one replica (the busiest pipeline stage), bytes by part."""
+
+    capacity_bytes: float
+    weights_bytes: float
+    activation_bytes: float
+    comm_buffer_bytes: float
+    reserve_bytes: float
+    """Everything else the engine keeps out of the pool (its memory fraction's remainder, fixed reserves)."""
+    kv_pool_bytes: float
+    kv_bytes_per_token: float
+    """Per device: layers of the stage x 2 x KV heads per device x head_dim x KV dtype bytes."""
+    block_size_tokens: int
+    blocks: int
+    rule: str
+    """How the pool was sized, with the arithmetic."""
+
+    @property
+    def tokens(self) -> int:
+        return self.blocks * self.block_size_tokens
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-int(tokens) // self.block_size_tokens)
+
+    def to_dict(self) -> dict:
+        return {"capacity_bytes": self.capacity_bytes, "weights_bytes": self.weights_bytes,
+                "activation_bytes": self.activation_bytes, "comm_buffer_bytes": self.comm_buffer_bytes,
+                "reserve_bytes": self.reserve_bytes, "kv_pool_bytes": self.kv_pool_bytes,
+                "kv_bytes_per_token": self.kv_bytes_per_token, "kv_blocks": self.blocks,
+                "kv_block_size_tokens": self.block_size_tokens, "kv_tokens": self.tokens}
+
+    def describe(self) -> str:
+        g = 1e9
+        return (f"{self.rule}: KV pool {self.kv_pool_bytes / g:.3f} GB / {self.kv_bytes_per_token / 1e3:.4g} kB per "
+                f"token = {self.blocks} blocks of {self.block_size_tokens} tokens ({self.tokens} tokens)")
+
+    def check_request(self, isl: int, osl: int) -> None:
+        need = self.blocks_for(isl + osl)
+        if need > self.blocks:
+            raise Infeasible(
+                f"one request of {isl} + {osl} tokens needs {need} KV blocks ({isl + osl} tokens x "
+                f"{self.kv_bytes_per_token / 1e3:.4g} kB = {(isl + osl) * self.kv_bytes_per_token / 1e9:.3f} GB) "
+                f"> the pool's {self.blocks} blocks ({self.describe()})", "request")
+
+
+def weight_bytes(model: ModelConfig, tp: int, pp: int, weight_dtype: str, ep: int = 1) -> float:
+    """Weights on one device of the busiest stage: layers at ``weight_dtype``, embedding/LM head in bf16."""
+    layers = math.ceil(model.layers / pp)
+    embed = model.vocab_size * model.hidden_size // tp
+    head_stage = 2 * embed + model.hidden_size if pp == 1 else embed + model.hidden_size
+    return float(layers * layer_weight_elems(model, tp, ep) * DTYPE_BYTES[weight_dtype] + head_stage * DTYPE_BYTES["bf16"])
+
+
+def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capacity_bytes: float,
+              weight_dtype: str = "bf16", kv_dtype: str = "bf16", ep: int = 1) -> KVBudget:
+    """Size the KV pool of one device; Infeasible when the weights and reserves leave nothing."""
+    if kv_dtype not in ("bf16", "fp16", "fp8_e4m3"):
+        raise ValueError(f"--kv-dtype must be bf16 or fp8_e4m3, got {kv_dtype!r}")
+    if weight_dtype not in ("bf16", "fp16", "fp8_e4m3"):
+        raise ValueError(f"--weight-dtype must be bf16 or fp8_e4m3, got {weight_dtype!r}")
+    weights = weight_bytes(model, tp, pp, weight_dtype, ep)
+    budget_tokens = engine.token_budget or 1
+    act_model = dataclasses.replace(model, weight_dtype="bf16", kv_dtype="bf16")
+    mem = device_memory(act_model, Workload(prompt_len=budget_tokens, output_len=1, batch=min(engine.max_seqs, 1024)),
+                        tp, pp, ep, 1)
+    act = mem.activation_bytes if engine.reserve_activations else 0.0
+    comm = mem.comm_buffer_bytes if engine.reserve_activations else 0.0
+    fixed = engine.reserve_fixed_bytes
+    g = 1e9
+    if engine.memory_fraction_of == "total":
+        usable = engine.memory_fraction * capacity_bytes
+        pool = usable - weights - act - comm - fixed
+        rule = (f"{engine.memory_fraction:g} x {capacity_bytes / g:.4g} GB = {usable / g:.4g} GB - weights "
+                f"{weights / g:.4g} GB - activations {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve "
+                f"{fixed / g:.3g} GB")
+        reserve = capacity_bytes - usable + fixed
+    elif engine.memory_fraction_of == "free_after_weights":
+        free = capacity_bytes - weights - act - comm - fixed
+        pool = engine.memory_fraction * free
+        rule = (f"{engine.memory_fraction:g} x (capacity {capacity_bytes / g:.4g} GB - weights {weights / g:.4g} GB - "
+                f"activations {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve {fixed / g:.3g} GB)")
+        reserve = fixed + (1 - engine.memory_fraction) * max(free, 0.0)
+    else:  # SGLang's reserved-memory rule (server_args.py, cited in the preset)
+        gpu_mib = capacity_bytes / MIB
+        graph_bs = max(engine.cuda_graph_sizes) if engine.cuda_graph_sizes else 0
+        reserved = 512 + max(engine.token_budget, 2048) * 1.5 + graph_bs * 2 + tp * pp / 8 * 1024
+        if gpu_mib > 60 * 1024:
+            reserved = max(reserved, 10 * 1024)
+        frac = round((gpu_mib - reserved) / gpu_mib, 3)
+        pool = frac * capacity_bytes - weights
+        rule = (f"mem_fraction_static ({gpu_mib:.0f} - {reserved:.0f} MiB reserved) / {gpu_mib:.0f} MiB = {frac:.3f}; "
+                f"{frac:.3f} x {capacity_bytes / g:.4g} GB - weights {weights / g:.4g} GB")
+        reserve = (1 - frac) * capacity_bytes
+        act = comm = 0.0
+    per_token = float(math.ceil(model.layers / pp) * 2 * kv_heads_per_device(model, tp) * model.head_dim
+                      * DTYPE_BYTES[kv_dtype])
+    if pool <= 0:
+        raise Infeasible(f"weights + reserves do not fit: {rule} = {pool / g:.4g} GB left for the KV cache "
+                         f"(tp={tp}, pp={pp}, weights {weight_dtype})", "weights")
+    blocks = int(pool // (per_token * engine.block_size_tokens))
+    return KVBudget(capacity_bytes, weights, act, comm, reserve, pool, per_token, engine.block_size_tokens, blocks,
+                    rule)

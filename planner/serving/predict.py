@@ -1,0 +1,178 @@
+"""One layout, one load, one engine: what the benchmark client would measure.
+
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import predict_serving
+    r = predict_serving(Profile.load("profiles/nvidia-h100.yaml"), "llama3-8b", engine="vllm", tp=1,
+                        concurrency=16, isl=1024, osl=128)
+    print(r.feasible, r.to_json()["tpot_mean_s"])
+
+DP replicas each serve an even share of the clients (or of the request rate); the step-level simulation
+of each distinct share is the prediction (``method="simulate"``), or the analytic steady state
+(``method="steady"``, what the search uses).  Infeasible (weights + reserves do not fit, or one request
+cannot fit) comes back as ``feasible=False`` with the arithmetic in ``reason``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from accelcal.models import ModelConfig
+from .engine import EnginePreset
+from .kv import Infeasible, KVBudget, kv_budget
+from .metrics import ServingMetrics
+from .simulate import simulate
+from .steady import steady_state
+from .step_cost import StepCoster
+from .workload import ServingWorkload
+
+__all__ = ["ServingPrediction", "predict_serving", "combine_profiles"]
+
+JSON_KEYS = ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "itl_mean_s", "request_latency_mean_s",
+             "output_tokens_per_s", "output_tokens_per_s_per_device", "output_tokens_per_s_per_user", "requests_per_s")
+
+
+@dataclass
+class ServingPrediction:
+    """The prediction, or why there is none."""
+
+    feasible: bool
+    reason: str
+    engine: str
+    layout: dict
+    workload: dict
+    metrics: ServingMetrics | None = None
+    max_concurrent_sequences: int = 0
+    memory: dict = field(default_factory=dict)
+    steps_simulated: int = 0
+    preemptions: int = 0
+    decode_step: dict = field(default_factory=dict)
+    prefill_share_of_decode_time: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {k: (getattr(self.metrics, k) if self.metrics else None) for k in JSON_KEYS}
+        if self.metrics:
+            out.update({k: v for k, v in self.metrics.to_dict().items() if k not in out})
+        out.update({"max_concurrent_sequences": self.max_concurrent_sequences, "memory": self.memory,
+                    "steps_simulated": self.steps_simulated, "feasible": self.feasible, "reason": self.reason,
+                    "engine": self.engine, "layout": self.layout, "workload": self.workload,
+                    "preemptions": self.preemptions, "decode_step": self.decode_step,
+                    "prefill_share_of_decode_time": self.prefill_share_of_decode_time, "notes": list(self.notes)})
+        return out
+
+
+def combine_profiles(profile: Any, interconnect: Any = None, inter_node: Any = None) -> tuple[Any, Any, list[str]]:
+    """(device profile with the interconnect's collectives, inter-node profile, notes).
+
+    Uses ``accelcal.calibrate.compose.compose`` when it exists; else nothing is combined and a note says so
+    (collectives then come from the device profile alone).
+    """
+    notes: list[str] = []
+    if interconnect is None and inter_node is None:
+        return profile, None, notes
+    try:
+        from accelcal.calibrate.compose import compose  # provided by the interconnect work (branch ic)
+    except ImportError:
+        notes.append("accelcal.calibrate.compose is not available: --interconnect / --inter-node-profile were not "
+                     "combined with the device profile; collectives come from --profile alone")
+        return profile, inter_node, notes
+    extra = [p for p in (interconnect, inter_node) if p is not None]
+    return compose(profile, *extra), None, notes
+
+
+def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset | str, tp: int = 1, pp: int = 1,
+                    dp: int = 1, concurrency: int | None = None, isl: int = 1024, osl: int = 128,
+                    request_rate_per_s: float | None = None, num_requests: int | None = None,
+                    weight_dtype: str = "bf16", kv_dtype: str = "bf16", inter_node_profile: Any = None,
+                    method: str = "simulate", range_ratio: float = 0.0, fp8_scaling: str = "per_tensor",
+                    capacity_bytes: float | None = None) -> ServingPrediction:
+    model = ModelConfig.resolve(model)
+    engine = EnginePreset.resolve(engine)
+    for name, v in (("tp", tp), ("pp", pp), ("dp", dp)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"--{name} must be an integer >= 1, got {v!r}")
+    workload = ServingWorkload(isl=isl, osl=osl, concurrency=concurrency, request_rate_per_s=request_rate_per_s,
+                               num_requests=num_requests, range_ratio=range_ratio)
+    if method not in ("simulate", "steady"):
+        raise ValueError(f"method must be simulate or steady, got {method!r}")
+    dpn = int(profile.identity.devices_per_node)
+    tp_scope = "intra_node" if tp <= dpn else "inter_node"
+    pp_scope = "intra_node" if tp * pp <= dpn else "inter_node"
+    layout = {"tp": tp, "pp": pp, "dp": dp, "devices": tp * pp * dp, "tp_scope": tp_scope}
+    wl = dataclasses.asdict(workload)
+    pred = ServingPrediction(False, "", engine.name, layout, wl)
+    cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
+    try:
+        kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype)
+        pred.memory = kv.to_dict()
+        kv.check_request(isl, osl)
+    except Infeasible as exc:
+        pred.reason = str(exc)
+        return pred
+    coster = StepCoster(profile, model, tp, pp, engine, weight_dtype, kv_dtype, inter_node_profile, tp_scope,
+                        pp_scope, fp8_scaling=fp8_scaling)
+    pred.notes += coster.notes
+    devices = tp * pp
+    if method == "steady":
+        if not workload.closed_loop:
+            raise ValueError("the steady-state shortcut models a closed loop; use method=simulate for --request-rate")
+        c = -(-concurrency // dp)
+        s = steady_state(engine, coster, kv, isl, osl, c)
+        per_user = 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0
+        tps = s.output_tokens_per_s * dp
+        pred.metrics = ServingMetrics(s.ttft_s, s.ttft_s, s.ttft_s, s.ttft_s, s.tpot_s, s.tpot_s, s.tpot_s, s.tpot_s,
+                                      s.tpot_s, s.request_latency_s, s.request_latency_s, s.request_latency_s,
+                                      s.request_latency_s, tps, tps / (devices * dp), per_user, s.requests_per_s * dp,
+                                      0.0, workload.requests)
+        pred.max_concurrent_sequences = s.in_engine
+        pred.decode_step = s.decode_breakdown
+        pred.prefill_share_of_decode_time = s.prefill_share
+        pred.feasible = True
+        return pred
+    runs = {}
+    for r in range(dp):
+        share = workload.per_replica(dp, r)
+        key = (share.concurrency, share.request_rate_per_s, share.num_requests)
+        if key not in runs:
+            try:
+                runs[key] = (simulate(engine, coster, kv, share, devices), 0)
+            except Infeasible as exc:
+                pred.reason = str(exc)
+                return pred
+        runs[key] = (runs[key][0], runs[key][1] + 1)
+    pred.metrics = _merge([(run.metrics, k) for run, k in runs.values()], devices * dp)
+    first = next(iter(runs.values()))[0]
+    pred.max_concurrent_sequences = max(run.max_running for run, _ in runs.values())
+    pred.steps_simulated = sum(run.steps * k for run, k in runs.values())
+    pred.preemptions = sum(run.preemptions * k for run, k in runs.values())
+    pred.decode_step = first.decode_step
+    pred.prefill_share_of_decode_time = first.prefill_share_of_decode_time
+    pred.feasible = True
+    return pred
+
+
+def _merge(parts: list[tuple[ServingMetrics, int]], devices: int) -> ServingMetrics:
+    """Replicas side by side: request-weighted means, the worst percentiles, summed throughput."""
+    if len(parts) == 1 and parts[0][1] == 1:
+        m = parts[0][0]
+        return dataclasses.replace(m, output_tokens_per_s_per_device=m.output_tokens_per_s / devices)
+    n = sum(m.requests * k for m, k in parts)
+    vals = {}
+    for f in dataclasses.fields(ServingMetrics):
+        name = f.name
+        if name.endswith("_mean_s") or name == "output_tokens_per_s_per_user":
+            vals[name] = sum(getattr(m, name) * m.requests * k for m, k in parts) / n
+        elif name in ("output_tokens_per_s", "requests_per_s"):
+            vals[name] = sum(getattr(m, name) * k for m, k in parts)
+        elif name == "requests":
+            vals[name] = n
+        elif name == "duration_s":
+            vals[name] = max(m.duration_s for m, _ in parts)
+        elif name == "output_tokens_per_s_per_device":
+            continue
+        else:
+            vals[name] = max(getattr(m, name) for m, _ in parts)
+    vals["output_tokens_per_s_per_device"] = vals["output_tokens_per_s"] / devices
+    return ServingMetrics(**vals)

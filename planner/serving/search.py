@@ -1,0 +1,296 @@
+"""Search layout x concurrency (x engine) for the most output tokens/s per device that meets TTFT/TPOT targets.
+
+    from accelcal.planner.serving.search import ServingTargets, search_serving
+    res = search_serving(profile, "llama3-70b", devices=8, engines=["vllm"], concurrencies=[1, 4, 16, 64, 256],
+                         isl=2048, osl=256, targets=ServingTargets(ttft_s=2.0, tpot_s=0.05))
+    print(res.best.label, res.best.output_tokens_per_s_per_device)
+    for c in res.pareto: print(c.label, c.per_user, c.per_device)
+    for line in res.best.why: print(line)
+
+Each candidate (engine, TP, PP, DP = devices / (TP x PP), total concurrency C, each replica serving C / DP
+clients) is costed with the analytic steady state (``steady.py``, checked against the step-level simulation
+in the tests); with ``stat`` p90 or p99 the candidates that pass on their means are re-checked by simulation
+in throughput order until one passes.  Layouts the profile cannot cost (missing collectives) or that do not
+fit are listed with the reason.  Without targets the ranking is by request latency (the planner's default).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from accelcal.models import ModelConfig
+from .engine import EnginePreset
+from .kv import Infeasible, kv_budget
+from .steady import steady_state
+from .step_cost import StepCoster, StepCostError
+
+__all__ = ["ServingCandidate", "ServingSearch", "ServingTargets", "search_serving"]
+
+
+@dataclass(frozen=True)
+class ServingTargets:
+    """Latency targets a deployment must meet."""
+
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    stat: str = "mean"
+    """mean | p90 | p99: which statistic of TTFT/TPOT the targets bound."""
+
+    def __post_init__(self) -> None:
+        if self.stat not in ("mean", "p90", "p99"):
+            raise ValueError(f"--target-stat must be mean, p90 or p99, got {self.stat!r}")
+        for f in ("ttft_s", "tpot_s"):
+            v = getattr(self, f)
+            if v is not None and not v > 0:
+                raise ValueError(f"{f} target must be > 0 seconds, got {v}")
+
+    @property
+    def any(self) -> bool:
+        return self.ttft_s is not None or self.tpot_s is not None
+
+
+@dataclass
+class ServingCandidate:
+    """One engine + layout + concurrency, costed."""
+
+    engine: str
+    tp: int
+    pp: int
+    dp: int
+    concurrency: int
+    ttft_s: float
+    tpot_s: float
+    request_latency_s: float
+    per_device: float
+    """Output tokens/s per device."""
+    per_user: float
+    """Output tokens/s one user sees (1 / TPOT)."""
+    binding: str
+    detail: dict = field(default_factory=dict)
+    misses: list[str] = field(default_factory=list)
+    why: list[str] = field(default_factory=list)
+    checked_by: str = "steady"
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine} TP{self.tp} PP{self.pp} DP{self.dp} C{self.concurrency}"
+
+    def to_dict(self) -> dict:
+        return {"engine": self.engine, "tp": self.tp, "pp": self.pp, "dp": self.dp, "concurrency": self.concurrency,
+                "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "request_latency_s": self.request_latency_s,
+                "output_tokens_per_s_per_device": self.per_device, "output_tokens_per_s_per_user": self.per_user,
+                "binding": self.binding, "misses": list(self.misses), "why": list(self.why),
+                "checked_by": self.checked_by}
+
+
+@dataclass
+class ServingSearch:
+    """Everything the search found."""
+
+    ranked: list[ServingCandidate]
+    pareto: list[ServingCandidate]
+    rejected: list[str]
+    targets: ServingTargets
+    evaluated: int
+    search_s: float = 0.0
+
+    @property
+    def best(self) -> ServingCandidate:
+        return self.ranked[0]
+
+
+def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]]:
+    out = []
+    for tp in range(1, devices + 1):
+        if devices % tp or model.heads % tp or (model.kv_heads % tp and tp % model.kv_heads):
+            continue
+        if not model.is_moe and model.ffn_size % tp:
+            continue
+        for pp in range(1, devices // tp + 1):
+            if (devices // tp) % pp or model.layers % pp:
+                continue
+            out.append((tp, pp))
+    return out
+
+
+def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines: list[str], concurrencies: list[int],
+                   isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str = "bf16",
+                   kv_dtype: str = "bf16", inter_node_profile: Any = None, verify: int = 8) -> ServingSearch:
+    import time
+
+    t0 = time.perf_counter()
+    model = ModelConfig.resolve(model)
+    if not concurrencies or any((not isinstance(c, int)) or c < 1 for c in concurrencies):
+        raise ValueError(f"--concurrency needs integers >= 1, got {concurrencies}")
+    dpn = int(profile.identity.devices_per_node)
+    cap = float(profile.identity.memory_capacity_bytes)
+    cands: list[ServingCandidate] = []
+    rejected: list[str] = []
+    evaluated = 0
+    for name in engines:
+        engine = EnginePreset.resolve(name)
+        for tp, pp in _layouts(model, devices, dpn):
+            dp = devices // (tp * pp)
+            label = f"{engine.name} TP{tp} PP{pp} DP{dp}"
+            try:
+                kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype)
+                kv.check_request(isl, osl)
+                coster = StepCoster(profile, model, tp, pp, engine, weight_dtype, kv_dtype, inter_node_profile,
+                                    "intra_node" if tp <= dpn else "inter_node",
+                                    "intra_node" if tp * pp <= dpn else "inter_node")
+            except (Infeasible, StepCostError) as exc:
+                rejected.append(f"{label}: {exc}")
+                continue
+            for c in concurrencies:
+                if c < dp:
+                    continue
+                evaluated += 1
+                try:
+                    s = steady_state(engine, coster, kv, isl, osl, -(-c // dp))
+                except (Infeasible, StepCostError) as exc:
+                    rejected.append(f"{label} C{c}: {exc}")
+                    break
+                per_dev = s.output_tokens_per_s * dp / devices
+                cand = ServingCandidate(engine.name, tp, pp, dp, c, s.ttft_s, s.tpot_s, s.request_latency_s, per_dev,
+                                        1.0 / s.tpot_s if s.tpot_s > 0 else 0.0, s.binding,
+                                        {"steady": s, "kv_tokens": kv.tokens, "engine": engine, "coster": coster,
+                                         "kv": kv})
+                _check(cand, targets, "mean")
+                cands.append(cand)
+    if not cands:
+        raise ValueError(f"no layout of {model.name} on {devices} devices can be costed: " + "; ".join(rejected[:4]))
+    if targets.any:
+        cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.concurrency))
+        if targets.stat != "mean":
+            _verify(cands, targets, isl, osl, verify)
+    else:
+        cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.concurrency))
+    res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated)
+    for c in res.ranked[:10]:
+        c.why = why_lines(c, targets, cands)
+        c.binding = c.why[0].split(": ", 2)[1]
+    res.search_s = time.perf_counter() - t0
+    return res
+
+
+def _check(c: ServingCandidate, t: ServingTargets, stat: str, ttft: float | None = None, tpot: float | None = None) -> None:
+    ttft = c.ttft_s if ttft is None else ttft
+    tpot = c.tpot_s if tpot is None else tpot
+    c.misses = []
+    if t.ttft_s is not None and ttft > t.ttft_s:
+        c.misses.append(f"TTFT {stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms")
+    if t.tpot_s is not None and tpot > t.tpot_s:
+        c.misses.append(f"TPOT {stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms")
+
+
+def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int) -> None:
+    """Re-check the best mean-passing candidates by simulation at the asked percentile."""
+    from .simulate import simulate
+    from .workload import ServingWorkload
+
+    done = 0
+    for c in cands:
+        if c.misses or done >= limit:
+            continue
+        d = c.detail
+        run = simulate(d["engine"], d["coster"], d["kv"],
+                       ServingWorkload(isl=isl, osl=osl, concurrency=-(-c.concurrency // c.dp)), c.tp * c.pp)
+        m = run.metrics
+        _check(c, t, t.stat, m.stat("ttft", t.stat), m.stat("tpot", t.stat))
+        c.checked_by = f"simulate ({t.stat})"
+        done += 1
+        if not c.misses:
+            break
+    cands.sort(key=lambda c: (bool(c.misses) or c.checked_by == "steady", -c.per_device, c.request_latency_s,
+                              c.tp * c.pp, c.concurrency))
+
+
+def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
+    pts = sorted(cands, key=lambda c: (-c.per_user, -c.per_device, c.tp, c.pp, c.concurrency))
+    out, best = [], -1.0
+    for c in pts:
+        if c.per_device > best:
+            out.append(c)
+            best = c.per_device
+    return out
+
+
+def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandidate]) -> list[str]:
+    """The binding term first, each with its value."""
+    s = c.detail["steady"]
+    bd = s.decode_breakdown or {}
+    lines: list[str] = []
+    terms: list[tuple[float, str]] = []
+    if s.kv_limit < c.concurrency / c.dp:
+        terms.append((1.0 + s.queue_wait_s / max(c.ttft_s, 1e-12),
+                      f"KV capacity: the pool holds {c.detail['kv_tokens']} tokens = {s.kv_limit} requests at their "
+                      f"mean length; {math.ceil(c.concurrency / c.dp) - s.in_engine} of {math.ceil(c.concurrency / c.dp)} "
+                      f"clients per replica wait {s.queue_wait_s * 1e3:.4g} ms for room"))
+    if t.tpot_s is not None:
+        nxt = [o for o in cands if (o.engine, o.tp, o.pp) == (c.engine, c.tp, c.pp) and o.concurrency > c.concurrency]
+        nxt.sort(key=lambda o: o.concurrency)
+        more = f"; at C{nxt[0].concurrency} it would be {nxt[0].tpot_s * 1e3:.4g} ms" if nxt else ""
+        terms.append((c.tpot_s / t.tpot_s, f"TPOT target: {c.tpot_s * 1e3:.4g} ms of {t.tpot_s * 1e3:.4g} ms "
+                                           f"({c.tpot_s / t.tpot_s:.0%}){more}"))
+    if t.ttft_s is not None:
+        terms.append((c.ttft_s / t.ttft_s, f"TTFT target: {c.ttft_s * 1e3:.4g} ms of {t.ttft_s * 1e3:.4g} ms "
+                                           f"({c.ttft_s / t.ttft_s:.0%})"))
+    terms.append((s.prefill_share, f"prefill interference: {s.prefill_share:.0%} of TPOT is prefill work "
+                                   f"(decode step alone {s.decode_step_s * 1e3:.4g} ms, TPOT {c.tpot_s * 1e3:.4g} ms)"))
+    if bd.get("total"):
+        comm = bd.get("communication", 0.0)
+        terms.append((comm / bd["total"], f"collective latency: {comm * 1e3:.4g} ms of the {bd['total'] * 1e3:.4g} ms "
+                                          f"decode step ({comm / bd['total']:.0%}) is TP/PP communication"))
+    terms.sort(key=lambda x: -x[0])
+    lines.append(f"binding: {terms[0][1]}")
+    lines += [f"also: {x[1]}" for x in terms[1:3]]
+    if c.misses:
+        lines.append("misses: " + "; ".join(c.misses))
+    return lines
+
+
+def format_search(res: ServingSearch, top: int = 10) -> str:
+    t = res.targets
+    head = (f"serving search: {res.evaluated} engine x layout x concurrency points in {res.search_s:.3f} s; targets "
+            f"TTFT {t.ttft_s if t.ttft_s is not None else '-'} s, TPOT {t.tpot_s if t.tpot_s is not None else '-'} s "
+            f"({t.stat})" if t.any else
+            f"serving search: {res.evaluated} points in {res.search_s:.3f} s; no targets: ranked by request latency")
+    lines = [head, f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  binding"]
+    for i, c in enumerate(res.ranked[:top], 1):
+        mark = "" if not c.misses else "  (misses)"
+        lines.append(f"{i:>2} {c.label:<30} {c.ttft_s * 1e3:10.1f} {c.tpot_s * 1e3:9.2f} {c.per_device:10.1f} "
+                     f"{c.per_user:10.1f}  {c.binding}{mark}")
+    best = res.best
+    lines.append(f"best: {best.label} ({best.checked_by})")
+    lines += [f"  {w}" for w in best.why]
+    lines.append("Pareto front (tokens/s per user vs per device):")
+    for c in res.pareto:
+        lines.append(f"  {c.label:<30} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}")
+    if res.rejected:
+        lines.append(f"rejected {len(res.rejected)}: " + "; ".join(res.rejected[:3]))
+    return "\n".join(lines) + "\n"
+
+
+def plot_pareto(res: ServingSearch, path: str) -> None:
+    """PNG of every candidate and the Pareto front (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from accelcal.atomic import atomic_write_with
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for eng in sorted({c.engine for c in res.ranked}):
+        pts = [c for c in res.ranked if c.engine == eng]
+        ax.scatter([c.per_user for c in pts], [c.per_device for c in pts], s=12, alpha=0.5, label=eng)
+    front = res.pareto
+    ax.plot([c.per_user for c in front], [c.per_device for c in front], "k-o", ms=4, label="Pareto front")
+    ax.set_xlabel("output tokens/s per user")
+    ax.set_ylabel("output tokens/s per device")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)

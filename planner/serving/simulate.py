@@ -1,0 +1,294 @@
+"""Step-level simulation of N requests through one engine replica: the reference the shortcut is checked against.
+
+    from accelcal.planner.serving.simulate import simulate
+    run = simulate(engine, step_coster, kv_budget, workload)
+    print(run.metrics.ttft_mean_s, run.steps, run.max_running)
+
+Each iteration: requests that have arrived join the waiting queue; the engine preset schedules a step
+(continuous batching with a token budget, chunked prefill on/off, prefill and decode mixed in one step
+or prefill steps that pause decode, decode-first or prefill-first, KV blocks held at each sequence's
+current length, preemption or queueing when the pool is full, or a static batch); the step is costed
+by the StepCoster; the clock advances; finished requests free their blocks and, in a closed loop, their
+client sends the next request at that instant.  A preempted request loses its KV and is recomputed
+(vLLM's RECOMPUTE, SGLang's retract).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .engine import EnginePreset
+from .kv import KVBudget
+from .metrics import ServingMetrics, summarise
+from .step_cost import StepCoster
+from .workload import ServingWorkload
+
+__all__ = ["SimRun", "simulate"]
+
+
+class _Req:
+    __slots__ = ("i", "arrival", "isl", "osl", "target", "done_prompt", "dec", "generated", "first", "finish", "blocks")
+
+    def __init__(self, i: int, arrival: float, isl: int, osl: int):
+        self.i, self.arrival, self.isl, self.osl = i, arrival, isl, osl
+        self.target = isl
+        """Tokens to prefill: the prompt, or after a preemption the prompt and every token emitted so far."""
+        self.done_prompt = 0
+        self.dec = 0
+        """Decode steps since the (re)prefill finished: each wrote one token's KV."""
+        self.generated = 0
+        self.first = -1.0
+        self.finish = -1.0
+        self.blocks = 0
+
+    @property
+    def length(self) -> int:
+        return self.done_prompt + self.dec
+
+
+@dataclass
+class SimRun:
+    """What one simulated benchmark run produced."""
+
+    metrics: ServingMetrics
+    steps: int
+    """Engine steps simulated."""
+    max_running: int
+    """Most sequences holding KV at once."""
+    preemptions: int
+    """Requests evicted and recomputed."""
+    decode_step: dict = field(default_factory=dict)
+    """Breakdown of the most common decode step (batch, mean KV, seconds by part)."""
+    prefill_share_of_decode_time: float = 0.0
+    """Fraction of the time decoding sequences spent in steps that also carried prefill work (or were
+    paused by prefill steps)."""
+    kv_limited_steps: int = 0
+    """Steps at which a waiting request could not start for lack of KV blocks."""
+
+
+def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int = 1,
+             max_steps: int = 5_000_000) -> SimRun:
+    isls, osls = workload.lengths()
+    n = len(isls)
+    for i in range(n):
+        kv.check_request(int(isls[i]), int(osls[i]))
+        if engine.token_budget and not engine.chunked_prefill and isls[i] > engine.token_budget:
+            from .kv import Infeasible
+            raise Infeasible(f"a prompt of {isls[i]} tokens exceeds the {engine.name} token budget "
+                             f"{engine.token_budget} and chunked prefill is off", "request")
+    closed = workload.closed_loop
+    arrivals = None if closed else workload.arrivals_s()
+    waiting: deque[_Req] = deque()
+    running: list[_Req] = []
+    done: list[_Req] = []
+    sent = 0
+    clock = 0.0
+    if closed:
+        for _ in range(min(workload.concurrency, n)):
+            waiting.append(_Req(sent, 0.0, int(isls[sent]), int(osls[sent])))
+            sent += 1
+    free = kv.blocks
+    budget = engine.token_budget or 1 << 60
+    steps = preempt = kv_limited = 0
+    max_running = 0
+    ratio = engine.new_token_ratio_init
+    decay = (engine.new_token_ratio_init - engine.new_token_ratio_min) / max(1, engine.new_token_ratio_decay_steps)
+    dec_hist: dict[tuple, int] = {}
+    dec_time = dec_time_prefill = 0.0
+    static = engine.batching == "static"
+    bs = kv.block_size_tokens
+
+    def blocks_for(tokens: int) -> int:
+        return -(-tokens // bs)
+
+    def release(r: _Req) -> None:
+        nonlocal free
+        free += r.blocks
+        r.blocks = 0
+
+    def evict() -> None:
+        nonlocal preempt, ratio
+        victim = running.pop()
+        release(victim)
+        # recompute: the prompt and the tokens emitted so far are prefilled again; TTFT already happened
+        victim.target = victim.isl + victim.generated if victim.generated else victim.isl
+        victim.done_prompt, victim.dec = 0, 0
+        waiting.appendleft(victim)
+        preempt += 1
+        ratio = engine.new_token_ratio_init
+
+    while len(done) < n:
+        steps += 1
+        if steps > max_steps:
+            raise RuntimeError(f"simulation did not finish within {max_steps} steps")
+        if not closed:
+            while sent < n and arrivals[sent] <= clock:
+                waiting.append(_Req(sent, float(arrivals[sent]), int(isls[sent]), int(osls[sent])))
+                sent += 1
+            if not running and not waiting:
+                clock = float(arrivals[sent])
+                continue
+        chunks: list[tuple[_Req, int]] = []  # (request, prompt tokens this step)
+        decodes: list[_Req] = []
+        if static:
+            if not running:
+                # a new batch: as many waiting requests as fit at full length
+                while waiting and len(running) < engine.max_seqs:
+                    r = waiting[0]
+                    need = blocks_for(r.isl + r.osl)
+                    if need > free:
+                        break
+                    waiting.popleft()
+                    r.blocks = need
+                    free -= need
+                    running.append(r)
+            pending = [r for r in running if r.done_prompt < r.target]
+            if pending:
+                chunks.append((pending[0], pending[0].target))  # each prompt prefilled alone
+            else:
+                decodes = list(running)
+        elif engine.mixed_steps:
+            left = budget
+            # running requests first (decode-first): decodes and unfinished prompt chunks
+            idx = 0
+            while idx < len(running):
+                r = running[idx]
+                if r.done_prompt < r.target:
+                    take = min(r.target - r.done_prompt, left) if engine.chunked_prefill else (
+                        r.target - r.done_prompt if r.target - r.done_prompt <= left else 0)
+                    new_len = r.done_prompt + take
+                else:
+                    take = 1
+                    new_len = r.length + 1
+                if take <= 0 or left < take:
+                    idx += 1
+                    continue
+                if engine.admission == "current_length":
+                    need = blocks_for(new_len) - r.blocks
+                    while need > free and running[-1] is not r:
+                        evict()
+                    if need > free:
+                        evict()  # r itself is the last one: it waits
+                        continue
+                    free -= need
+                    r.blocks += need
+                left -= take
+                (chunks.append((r, take)) if r.done_prompt < r.target else decodes.append(r))
+                idx += 1
+            # then waiting requests with the budget left
+            blocked = False
+            while waiting and left > 0 and len(running) < engine.max_seqs:
+                r = waiting[0]
+                take = min(r.target, left) if engine.chunked_prefill else (r.target if r.target <= left else 0)
+                if take <= 0:
+                    break
+                need = blocks_for(take if engine.admission == "current_length" else r.isl + r.osl)
+                if need > free:
+                    blocked = True
+                    break
+                waiting.popleft()
+                free -= need
+                r.blocks = need
+                running.append(r)
+                chunks.append((r, take))
+                left -= take
+            kv_limited += blocked
+        else:  # SGLang: a prefill batch, when one can be formed, runs on its own; else one decode step
+            left = budget
+            partial = [r for r in running if r.done_prompt < r.target]
+            for r in partial:
+                take = min(r.target - r.done_prompt, left)
+                if take > 0:
+                    chunks.append((r, take))
+                    left -= take
+            used = sum(r.length for r in running)
+            future = sum((r.osl - r.generated) * ratio for r in running)
+            blocked = False
+            while waiting and left > 0 and not partial and len(running) < engine.max_seqs:
+                r = waiting[0]
+                need_now = r.target
+                room = kv.tokens - used - future
+                # the new request reserves its whole output (clipped at 4096); running ones x new_token_ratio
+                if need_now + min(r.osl, 4096) >= room:
+                    blocked = True
+                    break
+                take = min(r.target, left)
+                waiting.popleft()
+                running.append(r)
+                chunks.append((r, take))
+                used += r.target
+                future += min(r.osl, 4096)
+                left -= take
+                if take < r.target:
+                    break  # the chunked request continues in the next prefill batch
+            kv_limited += blocked
+            if not chunks:
+                decodes = [r for r in running if r.done_prompt >= r.target]
+                need = sum(blocks_for(r.length + 1) for r in decodes)
+                while decodes and need > kv.blocks:
+                    evict()
+                    decodes = [r for r in running if r.done_prompt >= r.target]
+                    need = sum(blocks_for(r.length + 1) for r in decodes)
+                ratio = max(engine.new_token_ratio_min, ratio - decay)
+            for r in running:  # token-granular pool: blocks follow the current length
+                r.blocks = blocks_for(r.length + (1 if r in decodes else 0))
+            free = kv.blocks - sum(r.blocks for r in running)
+            for r, take in chunks:
+                r.blocks = blocks_for(r.done_prompt + take)
+            free = kv.blocks - sum(r.blocks for r in running)
+        if not chunks and not decodes:
+            if not running and not waiting and not closed and sent < n:
+                clock = float(arrivals[sent])
+                continue
+            raise RuntimeError(f"{engine.name}: no request can be scheduled (waiting {len(waiting)}, running "
+                               f"{len(running)}, free blocks {free} of {kv.blocks})")
+        max_running = max(max_running, len(running))
+        kv_mean = float(np.mean([r.length + 1 for r in decodes])) if decodes else 0.0
+        spec = tuple((take, r.done_prompt + take) for r, take in chunks)
+        logits = len(decodes) + sum(1 for r, take in chunks if r.done_prompt + take >= r.target)
+        dt = coster.step_s(len(decodes), kv_mean, spec, logits)
+        if decodes and not chunks:
+            key = (len(decodes), coster._round_kv(kv_mean))
+            dec_hist[key] = dec_hist.get(key, 0) + 1
+        decoding_now = sum(1 for r in running if r.generated >= 1 and r.done_prompt >= r.target)
+        dec_time += dt * decoding_now
+        if chunks:
+            dec_time_prefill += dt * decoding_now
+        clock += dt
+        finished: list[_Req] = []
+        for r in decodes:
+            r.generated += 1
+            r.dec += 1
+            if r.generated >= r.osl:
+                finished.append(r)
+        for r, take in chunks:
+            r.done_prompt += take
+            if r.done_prompt >= r.target:
+                r.dec = 0
+                if r.generated == 0:
+                    r.first = clock
+                r.generated += 1  # the (re)prefill step emits the next token
+                if r.generated >= r.osl:
+                    finished.append(r)
+        for r in finished:
+            r.finish = clock
+            running.remove(r)
+            release(r)
+            done.append(r)
+            if closed and sent < n:
+                waiting.append(_Req(sent, clock, int(isls[sent]), int(osls[sent])))
+                sent += 1
+        if engine.admission != "current_length" and not engine.mixed_steps and not static:
+            free = kv.blocks - sum(r.blocks for r in running)
+    done.sort(key=lambda r: r.i)
+    metrics = summarise([r.arrival for r in done], [r.first for r in done], [r.finish for r in done],
+                        [r.osl for r in done], devices)
+    decode_step = {}
+    if dec_hist:
+        (b, kvm), _ = max(dec_hist.items(), key=lambda kv_: kv_[1])
+        decode_step = {"batch": b, "kv_len_mean": kvm, **coster.breakdown(b, kvm, ())}
+    share = dec_time_prefill / dec_time if dec_time > 0 else 0.0
+    return SimRun(metrics, steps, max_running, preempt, decode_step, share, kv_limited)

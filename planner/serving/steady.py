@@ -1,0 +1,138 @@
+"""Analytic steady state of a closed loop: the shortcut the search uses, checked against simulate() in the tests.
+
+    from accelcal.planner.serving.steady import steady_state
+    s = steady_state(engine, step_coster, kv_budget, isl=1024, osl=128, concurrency=32)
+    print(s.ttft_s, s.tpot_s, s.output_tokens_per_s, s.binding)
+
+C clients, each request isl prompt + osl output tokens, desynchronised (the state a long run with
+varied lengths settles into).  Requests in the engine ``E = min(C, max_seqs, what the KV pool holds)``
+(at the mean current length isl + osl/2 when blocks follow the length, isl + osl when reserved up front,
+isl + osl x new_token_ratio for SGLang); the other C - E wait.  A request spends ``P`` steps prefilling
+(ceil(isl / budget left after the decodes) with chunked prefill, else 1) and osl - 1 decode steps.
+Mixed steps (vLLM, TensorRT-LLM): per step E/S prompts start (S = P + osl - 1); a fraction of the steps
+carries a prefill chunk, the rest decode only; TPOT = the mean step.  Separate prefill steps (SGLang):
+every decode step is followed, on average, by d/(osl - 1) prompts' prefill steps, so TPOT = decode step +
+that prefill time.  Static batch: C prompts prefilled one by one, then osl - 1 lockstep decodes.
+TTFT = the request's own prefill step(s) + the wait for KV room (Little's law on the C - E waiting).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .engine import EnginePreset
+from .kv import KVBudget
+from .step_cost import StepCoster
+
+__all__ = ["SteadyState", "steady_state"]
+
+
+@dataclass
+class SteadyState:
+    """Means of a closed loop in steady state (one replica)."""
+
+    ttft_s: float
+    tpot_s: float
+    request_latency_s: float
+    output_tokens_per_s: float
+    """One replica."""
+    requests_per_s: float
+    in_engine: int
+    """Requests holding KV at once (E)."""
+    kv_limit: int
+    """Requests the KV pool holds at their mean footprint."""
+    decode_step_s: float
+    """A decode-only step at the steady decode batch."""
+    prefill_share: float
+    """Share of TPOT due to prefill work in or between decode steps."""
+    queue_wait_s: float
+    """Mean wait for KV room before the prefill starts."""
+    binding: str
+    """kv_capacity | prefill_interference | decode (what sets TPOT/TTFT most)."""
+    decode_breakdown: dict = field(default_factory=dict)
+
+
+def _kv_limit(engine: EnginePreset, kv: KVBudget, isl: int, osl: int) -> int:
+    if engine.admission == "full_request" or engine.batching == "static":
+        per = kv.blocks_for(isl + osl) * kv.block_size_tokens
+    elif engine.admission == "reserve_ratio":
+        ratio = 0.5 * (engine.new_token_ratio_init + engine.new_token_ratio_min)
+        per = isl + osl / 2 + (osl / 2) * ratio
+    else:
+        per = kv.blocks_for(int(isl + osl / 2)) * kv.block_size_tokens
+    return max(1, int(kv.tokens // per))
+
+
+def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: int, osl: int,
+                 concurrency: int) -> SteadyState:
+    kv.check_request(isl, osl)
+    lim = _kv_limit(engine, kv, isl, osl)
+    e = max(1, min(concurrency, engine.max_seqs, lim))
+    kv_mean = isl + osl / 2
+    budget = engine.token_budget or 1 << 60
+    if engine.batching == "static":
+        tp1 = coster.step_s(0, 0.0, ((isl, isl),), 1)
+        td = coster.step_s(e, kv_mean) if osl > 1 else 0.0
+        cycle = e * tp1 + (osl - 1) * td
+        ttft = (e + 1) / 2 * tp1
+        tpot = td + (e - 1) / 2 * tp1 / max(1, osl - 1)
+        x = e / cycle
+        wait = (concurrency - e) / x if concurrency > e else 0.0
+        return SteadyState(ttft + wait, tpot, ttft + wait + (osl - 1) * tpot, x * osl, x, e, lim, td,
+                           1 - td / tpot if tpot else 0.0, wait, "kv_capacity" if concurrency > e else "decode",
+                           coster.breakdown(e, kv_mean) if osl > 1 else {})
+    if engine.mixed_steps:
+        d = e * (osl - 1) / max(1, osl)  # first guess: decoders
+        for _ in range(6):
+            room = max(1.0, budget - d)
+            chunk = min(isl, room) if engine.chunked_prefill else isl
+            p_steps = math.ceil(isl / chunk)
+            s = p_steps + osl - 1
+            d = e * (osl - 1) / s
+        di = max(1, round(d))
+        td = coster.step_s(di, kv_mean)
+        per_step = e * p_steps / s  # prefill chunks per step
+        chunk_i = int(min(isl, chunk))
+        if per_step <= 1:
+            tm = coster.step_s(di, kv_mean, ((chunk_i, isl),))
+            tau = per_step * tm + (1 - per_step) * td
+        else:
+            k = min(per_step, max(1.0, (budget - di) / chunk_i))
+            k_lo = int(k)
+            spec_lo = tuple((chunk_i, isl) for _ in range(k_lo))
+            spec_hi = spec_lo + ((chunk_i, isl),)
+            t_lo, t_hi = coster.step_s(di, kv_mean, spec_lo), coster.step_s(di, kv_mean, spec_hi)
+            tm = t_lo + (k - k_lo) * (t_hi - t_lo)
+            tau = tm
+        tpot = tau
+        ttft_engine = p_steps * (tm if per_step <= 1 else tau)
+        x = e / (s * tau)
+    else:  # separate prefill steps (SGLang)
+        d = max(1, e)
+        td = coster.step_s(d, kv_mean)
+        chunk = min(isl, budget)
+        p_steps = math.ceil(isl / chunk)
+        tp1 = sum(coster.step_s(0, 0.0, ((min(chunk, isl - i * chunk), min(isl, (i + 1) * chunk)),), 1)
+                  for i in range(p_steps))
+        r = d / max(1, osl - 1)  # prompts started per decode step
+        if r <= 1 or p_steps > 1:
+            prefill_per_decode = r * tp1
+            ttft_engine = tp1
+        else:
+            k = min(r, budget / isl)
+            k_lo = max(1, int(k))
+            tk = coster.step_s(0, 0.0, tuple((isl, isl) for _ in range(k_lo)), k_lo)
+            prefill_per_decode = (r / k_lo) * tk
+            ttft_engine = tk
+        tpot = td + prefill_per_decode
+        x = d / ((osl - 1) * tpot) if osl > 1 else 1.0 / tp1
+        tau = tpot
+    wait = (concurrency - e) / x if concurrency > e else 0.0
+    ttft = ttft_engine + wait
+    latency = ttft + (osl - 1) * tpot
+    share = 1 - td / tpot if tpot > 0 else 0.0
+    binding = "kv_capacity" if concurrency > e and lim < min(concurrency, engine.max_seqs) else (
+        "prefill_interference" if share > 0.5 else "decode")
+    return SteadyState(ttft, tpot, latency, x * osl, x, e, lim, td, share, wait, binding,
+                       coster.breakdown(max(1, round(d)), kv_mean))

@@ -1,0 +1,215 @@
+"""The one adapter between the serving engine model and the planner's DAG costing (planner/dag.py, cost.py).
+
+    from accelcal.planner.serving.step_cost import StepCoster
+    sc = StepCoster(profile, model, tp=2, pp=1, engine=engine, weight_dtype="fp8_e4m3")
+    t = sc.step_s(decode_seqs=32, decode_kv_mean=1500, chunks=((2048, 2048),))
+    print(t, sc.breakdown(32, 1500, ()))
+
+One engine step = every decoder layer over all T scheduled tokens (T = decodes + prefill chunk tokens):
+the layer DAG ``build_layer_dag(model, "prefill", 1, T, T)`` gives the GEMMs, norms, rotary, KV writes
+and TP collectives over T tokens; its attention node is replaced by the decode part
+(``attention("decode", decodes, 1, mean KV length)``) plus one prefill part per chunk
+(``attention("prefill", 1, chunk, context so far incl. the chunk)``).  The stage edges add the embedding
+over T tokens, the LM head over the sequences that produce a token this step (decodes + chunks that
+end their prompt), and sampling (the fp32 logits read once, as a copy).  PP stages run one after
+another (no micro-batch overlap: a modelling assumption) with a send/recv per boundary.
+
+Launches: a decode-only step whose batch is a captured CUDA-graph size (padded up when the preset
+pads) is costed in graph mode at that padded batch; every other step eager.  fp8_e4m3 weights cost
+the GEMMs from the profile's ``compute.fp8_e4m3`` (per-tensor scaled, as torch._scaled_mm measures
+them); block-scaled weights are costed from the same entry and flagged, since no profile field
+measures block scaling yet.  Activations, attention and the KV cache stay bf16 (attention from
+``attention.bf16``: an fp8 KV cache changes the KV capacity only; its attention is costed as bf16).
+Every piece is memoised; the KV length is rounded to ``kv_round`` tokens for the memo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from accelcal.calibrate.profile import MissingMeasurement
+
+from ..cost import Coster
+from ..dag import Layout, build_edge_dag, build_layer_dag, kv_heads_per_device
+from accelcal.models.implementation import Implementation
+from accelcal.models import ModelConfig
+from .engine import EnginePreset
+
+__all__ = ["StepCoster", "StepCostError"]
+
+
+class StepCostError(ValueError):
+    """The profile cannot cost a step (a missing dtype or collective); the message says what is missing."""
+
+
+class _ServingCoster(Coster):
+    """Coster whose GEMMs run in the weight dtype while attention and elementwise stay in the activation dtype."""
+
+    def __init__(self, profile: Any, gemm_dtype: str, act_dtype: str, cuda_graphs: bool, inter: Any) -> None:
+        super().__init__(profile, dtype=act_dtype, cuda_graphs=cuda_graphs, inter_node_profile=inter)
+        self.gemm_dtype = gemm_dtype
+
+    def gemm(self, m: int, n: int, k: int):
+        return self._q(("gemm", self.gemm_dtype, m, n, k), lambda: self.profile.gemm_time_s(m, n, k, self.gemm_dtype))
+
+
+class StepCoster:
+    """Costs engine steps of one replica from one profile; memoised."""
+
+    def __init__(self, profile: Any, model: ModelConfig, tp: int, pp: int, engine: EnginePreset,
+                 weight_dtype: str = "bf16", kv_dtype: str = "bf16", inter_node_profile: Any = None,
+                 tp_scope: str = "intra_node", pp_scope: str = "intra_node", implementation: str = "fused",
+                 fp8_scaling: str = "per_tensor", kv_round: int = 32) -> None:
+        have = profile.dtypes()
+        name = getattr(profile.identity, "name", "?")
+        if weight_dtype not in have:
+            raise StepCostError(f"--weight-dtype {weight_dtype}: profile {name} has no {weight_dtype} GEMM measurements "
+                                f"(compute.{weight_dtype}); it has {have}"
+                                + ("; measure fp8 on a device that supports it (accelcal calibrate)" if "fp8" in weight_dtype else ""))
+        act = "bf16" if "bf16" in have else model.weight_dtype
+        if act not in have:
+            raise StepCostError(f"profile {name} has no bf16 compute data for the activations; it has {have}")
+        if fp8_scaling not in ("per_tensor", "block"):
+            raise ValueError(f"fp8 scaling must be per_tensor or block, got {fp8_scaling!r}")
+        if model.heads % tp:
+            raise ValueError(f"heads({model.heads}) % tp({tp}) = {model.heads % tp}: heads must divide by TP")
+        if model.layers % pp:
+            raise ValueError(f"layers({model.layers}) % pp({pp}) = {model.layers % pp}: stages must be equal")
+        self.model = dataclasses.replace(model, weight_dtype=act, kv_dtype=act)
+        self.tp, self.pp, self.engine = tp, pp, engine
+        self.kv_dtype, self.weight_dtype = kv_dtype, weight_dtype
+        self.layout = Layout(tp=tp, tp_scope=tp_scope)
+        self.tp_scope, self.pp_scope = tp_scope, pp_scope
+        self.impl = Implementation.from_name(implementation)
+        self.el = self.model.weight_bytes_per_elem
+        self.kv_round = kv_round
+        self.notes: list[str] = []
+        if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
+            self.notes.append("block-scaled fp8 GEMMs costed from compute.fp8_e4m3 (per-tensor measurements): the "
+                              "profile has no block-scaled fp8 data")
+        if kv_dtype == "fp8_e4m3":
+            self.notes.append("fp8 KV cache: capacity at 1 byte per element; attention costed from attention.bf16")
+        self._costers = {g: _ServingCoster(profile, weight_dtype, act, g, inter_node_profile) for g in (False, True)}
+        self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
+        self._memo: dict[tuple, Any] = {}
+        self._eager_launch_s = profile.launch_overhead_s("eager").time_s
+        self.heads = model.heads // tp
+        self.kvh = kv_heads_per_device(model, tp)
+        self.layers_per_stage = model.layers // pp
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _wrap(self, fn):
+        try:
+            return fn()
+        except MissingMeasurement as exc:  # it names what the profile lacks
+            msg = exc.args[0] if exc.args else str(exc)
+            raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}; give an interconnect "
+                                f"profile with --interconnect (collectives {self.tp_scope})") from None
+
+    def _layer(self, tokens: int, graphs: bool):
+        """(non-attention device seconds, breakdown without launch, launch rule) of one layer over ``tokens``.
+
+        The launch rule is the Coster's: a fixed cost (CUDA graphs; host = device) or, for eager launches
+        that overlap device work, ``kernels x per-kernel launch`` to compare with the layer's device time
+        once the real attention is in.
+        """
+        key = ("layer", tokens, graphs)
+        hit = self._memo.get(key)
+        if hit is None:
+            coster = self._costers[graphs]
+            dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.layout, self.impl)
+            costed = self._wrap(lambda: coster.cost_dag(dag, self.el))
+            attn = [n for n in costed.nodes if n.op == "attention"]
+            bd = costed.breakdown
+            bd[attn[0].category] -= attn[0].device_s
+            bd["launch"] = 0.0
+            overlap = not coster.cuda_graphs and not coster.serialised
+            launch = costed.kernels * self._eager_launch_s if overlap else costed.launch_s
+            hit = self._memo[key] = (costed.device_s - attn[0].device_s, bd, overlap, launch)
+        return hit
+
+    @staticmethod
+    def _layer_total(device_s: float, overlap: bool, launch: float) -> tuple[float, float]:
+        """(layer seconds, launch share): overlapping eager launches cost only what exceeds the device time."""
+        extra = max(0.0, launch - device_s) if overlap else launch
+        return device_s + extra, extra
+
+    def _attn(self, phase: str, batch: int, q: int, kv: int, graphs: bool) -> float:
+        key = ("attn", phase, batch, q, kv)
+        hit = self._memo.get(key)
+        if hit is None:
+            est = self._wrap(lambda: self._costers[graphs].attention(phase, batch, q, kv, self.heads, self.kvh,
+                                                                     self.model.head_dim))
+            hit = self._memo[key] = est.time_s
+        return hit
+
+    def _edges(self, tokens: int, logits: int, graphs: bool) -> tuple[float, dict]:
+        key = ("edges", tokens, logits, graphs)
+        hit = self._memo.get(key)
+        if hit is None:
+            c = self._head[graphs]
+            total, bd = 0.0, {}
+            parts = ["embed", "head"] + (["pp_send"] * (self.pp - 1))
+            for part in parts:
+                dag = build_edge_dag(self.model, "decode", part, tokens, max(1, logits), self.tp, self.tp_scope,
+                                     self.pp_scope)
+                cd = self._wrap(lambda: c.cost_dag(dag, self.el))
+                total += cd.total_s
+                for k, v in cd.breakdown.items():
+                    bd[k] = bd.get(k, 0.0) + v
+            # sampling: the fp32 logits of the sequences that emit a token, read once
+            samp = c.copy(max(1, logits) * (self.model.vocab_size // self.tp) * 4).time_s
+            total += samp
+            bd["memory"] = bd.get("memory", 0.0) + samp
+            hit = self._memo[key] = (total, bd)
+        return hit
+
+    def _round_kv(self, kv: float) -> int:
+        r = self.kv_round
+        return max(1, int(round(kv / r)) * r) if kv > r else max(1, int(math.ceil(kv)))
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _parts(self, decode_seqs: int, decode_kv_mean: float, chunks: tuple, logits: int | None):
+        prefill_tok = sum(q for q, _ in chunks)
+        graphs = False
+        dec = decode_seqs
+        if not chunks and decode_seqs:
+            g = self.engine.graph_batch(decode_seqs)
+            if g is not None:
+                graphs, dec = True, g
+        tokens = dec + prefill_tok
+        if tokens < 1:
+            raise ValueError("an engine step needs at least one token")
+        if logits is None:
+            logits = decode_seqs + len(chunks)
+        nonattn, bd, overlap, launch = self._layer(tokens, graphs)
+        attn = 0.0
+        if decode_seqs:
+            attn += self._attn("decode", dec, 1, self._round_kv(decode_kv_mean), graphs)
+        for q, ctx in chunks:
+            attn += self._attn("prefill", 1, q, max(q, self._round_kv(ctx) if ctx > q else q), graphs)
+        edge, ebd = self._edges(tokens, logits, graphs)
+        layer_s, launch_s = self._layer_total(nonattn + attn, overlap, launch)
+        return layer_s, bd, attn, launch_s, edge, ebd, graphs
+
+    def step_s(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = (), logits: int | None = None) -> float:
+        """Seconds of one step: ``decode_seqs`` decodes at mean KV length, ``chunks`` = ((chunk, context), ...)."""
+        key = ("step", decode_seqs, self._round_kv(decode_kv_mean) if decode_seqs else 0, chunks, logits)
+        hit = self._memo.get(key)
+        if hit is None:
+            layer_s, _, _, _, edge, _, _ = self._parts(decode_seqs, decode_kv_mean, chunks, logits)
+            hit = self._memo[key] = self.pp * self.layers_per_stage * layer_s + edge
+        return hit
+
+    def breakdown(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = ()) -> dict:
+        """Seconds per category (compute, memory, communication, launch, attention) of one step, and its mode."""
+        layer_s, bd, attn, launch_s, edge, ebd, graphs = self._parts(decode_seqs, decode_kv_mean, chunks, None)
+        n = self.pp * self.layers_per_stage
+        out = {k: n * v + ebd.get(k, 0.0) for k, v in bd.items()}
+        out["launch"] += n * launch_s
+        out["attention"] = n * attn
+        out["total"] = n * layer_s + edge
+        out["cuda_graphs"] = graphs
+        return out

@@ -1,0 +1,185 @@
+"""Hugging Face config.json -> ModelConfig, the new presets, and `accelcal plan --model config.json`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from accelcal.cli import main as accelcal_main
+from accelcal.models.hf_config import ARCHITECTURES, MAX_CONFIG_BYTES
+from accelcal.planner.memory import device_memory
+from accelcal.models import ModelConfig
+from accelcal.models.config import PRESET_DIR
+from accelcal.planner.workload import Workload
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Shapes written here for the tests; the dense one has MHA and no head_dim key (hidden/heads is used).
+DENSE = {"architectures": ["LlamaForCausalLM"], "hidden_size": 512, "num_hidden_layers": 4,
+         "num_attention_heads": 8, "intermediate_size": 1536, "vocab_size": 1000, "torch_dtype": "float16",
+         "max_position_embeddings": 4096, "tie_word_embeddings": False}
+GQA = {"architectures": ["Qwen3ForCausalLM"], "hidden_size": 640, "num_hidden_layers": 6,
+       "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 128, "intermediate_size": 2048,
+       "vocab_size": 3000, "dtype": "bfloat16", "max_position_embeddings": 40960, "tie_word_embeddings": True}
+MOE = {"architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 256, "num_hidden_layers": 4,
+       "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "intermediate_size": 768,
+       "moe_intermediate_size": 128, "num_experts": 16, "num_experts_per_tok": 4, "decoder_sparse_step": 1,
+       "mlp_only_layers": [], "vocab_size": 2048, "torch_dtype": "bfloat16", "tie_word_embeddings": False}
+
+
+def _write(tmp_path: Path, cfg: dict, folder: str = "my-model") -> Path:
+    d = tmp_path / folder
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / "config.json"
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+def test_dense_config(tmp_path):
+    m = ModelConfig.resolve(str(_write(tmp_path, DENSE)))
+    assert (m.name, m.layers, m.hidden_size, m.heads, m.ffn_size, m.vocab_size) == ("my-model", 4, 512, 8, 1536, 1000)
+    assert m.kv_heads == m.heads == 8  # no num_key_value_heads: MHA
+    assert m.head_dim == 512 // 8
+    assert (m.weight_dtype, m.kv_dtype, m.max_context_len, m.tie_word_embeddings) == ("fp16", "fp16", 4096, False)
+    assert not m.is_moe and "LlamaForCausalLM" in m.source
+
+
+def test_gqa_config_explicit_head_dim_and_folder(tmp_path):
+    p = _write(tmp_path, GQA, folder="qwen-ish")
+    m = ModelConfig.resolve(str(p.parent))  # the folder works as well as the file
+    assert (m.heads, m.kv_heads, m.head_dim) == (8, 2, 128)
+    assert m.head_dim != m.hidden_size // m.heads  # 640 / 8 = 80, never used when head_dim is stated
+    assert (m.q_size, m.kv_size) == (8 * 128, 2 * 128)
+    assert m.kv_bytes_per_token() == 6 * 2 * 2 * 128 * 2  # layers x (K,V) x kv_heads x head_dim x bf16
+    assert (m.weight_dtype, m.tie_word_embeddings, m.max_context_len) == ("bf16", True, 40960)
+
+
+def test_moe_config(tmp_path):
+    m = ModelConfig.resolve(str(_write(tmp_path, MOE)))
+    assert (m.num_experts, m.top_k, m.expert_ffn_size, m.shared_experts) == (16, 4, 128, 0)
+    assert (m.ffn_size, m.head_dim, m.kv_heads) == (768, 64, 2)
+    mixtral = dict(DENSE, architectures=["MixtralForCausalLM"], num_key_value_heads=2, num_local_experts=8,
+                   num_experts_per_tok=2, sliding_window=4096)
+    x = ModelConfig.from_hf(_write(tmp_path, mixtral, folder="mix"))
+    assert (x.num_experts, x.top_k, x.expert_ffn_size, x.ffn_size) == (8, 2, 1536, 1536)
+    assert "sliding_window=4096 not modelled" in x.source
+
+
+def test_tied_embeddings_change_weight_bytes_by_one_matrix(tmp_path):
+    tied = ModelConfig.resolve(str(_write(tmp_path, GQA, folder="tied")))
+    untied = ModelConfig.resolve(str(_write(tmp_path, dict(GQA, tie_word_embeddings=False), folder="untied")))
+    matrix = GQA["vocab_size"] * GQA["hidden_size"] * 2  # vocab x hidden x bf16 bytes
+    assert untied.weight_bytes() - tied.weight_bytes() == matrix
+    wl = Workload(prompt_len=128, output_len=16, batch=2)
+    assert (device_memory(untied, wl).weights_bytes - device_memory(tied, wl).weights_bytes) == matrix
+    # across pipeline stages each end holds its own copy, tied or not
+    assert device_memory(untied, wl, pp=2).weights_bytes == device_memory(tied, wl, pp=2).weights_bytes
+
+
+def test_fp8_quantization_config(tmp_path):
+    cfg = dict(GQA, quantization_config={"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]})
+    m = ModelConfig.from_hf(_write(tmp_path, cfg))
+    assert (m.weight_dtype, m.kv_dtype, m.weight_block_size) == ("fp8_e4m3", "bf16", (128, 128))
+    assert "block-scaled [128, 128]" in m.source
+    bad = dict(GQA, quantization_config={"quant_method": "fp8", "weight_block_size": [128]})
+    with pytest.raises(ValueError, match=r"weight_block_size must be \[rows, cols\] of positive integers, got \[128\]"):
+        ModelConfig.from_hf(_write(tmp_path, bad, folder="badblock"))
+    assert ModelConfig.from_dict(m.to_dict()) == m  # round-trips through plain data
+    with pytest.raises(ValueError, match=r"quant_method = 'awq' is not supported; supported: fp8"):
+        ModelConfig.from_hf(_write(tmp_path, dict(GQA, quantization_config={"quant_method": "awq"}), folder="awq"))
+
+
+def test_unknown_architecture_names_file_and_supported(tmp_path):
+    p = _write(tmp_path, dict(DENSE, architectures=["DeepseekV3ForCausalLM"]))
+    with pytest.raises(ValueError) as e:
+        ModelConfig.resolve(str(p))
+    msg = str(e.value)
+    assert str(p) in msg and "DeepseekV3ForCausalLM is not supported" in msg
+    for a in ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM",
+              "MixtralForCausalLM", "Qwen3MoeForCausalLM"):
+        assert a in msg and a in ARCHITECTURES
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"num_hidden_layers": None}, r"missing key 'num_hidden_layers'"),
+    ({"hidden_size": "512"}, r"hidden_size = '512'; expected an integer >= 1"),
+    ({"tie_word_embeddings": "yes"}, r"tie_word_embeddings = 'yes'; expected true or false"),
+    ({"torch_dtype": "float8"}, r"torch_dtype = 'float8'; expected one of"),
+    ({"hidden_size": 500}, r"no head_dim, and hidden_size\(500\) % num_attention_heads\(8\) = 4"),
+])
+def test_missing_or_ill_typed_key_names_file_and_key(tmp_path, change, expected):
+    cfg = {k: v for k, v in {**DENSE, **change}.items() if v is not None}
+    p = _write(tmp_path, cfg)
+    with pytest.raises(ValueError, match=expected) as e:
+        ModelConfig.from_hf(p)
+    assert str(p) in str(e.value)
+
+
+def test_mistral_needs_kv_heads_and_moe_dense_layers_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="missing key 'num_key_value_heads'"):
+        ModelConfig.from_hf(_write(tmp_path, dict(DENSE, architectures=["MistralForCausalLM"])))
+    with pytest.raises(ValueError, match=r"2 of 4 layers are dense MLPs \(decoder_sparse_step=2"):
+        ModelConfig.from_hf(_write(tmp_path, dict(MOE, decoder_sparse_step=2), folder="sparse2"))
+
+
+def test_reads_safely(tmp_path):
+    p = tmp_path / "big" / "config.json"
+    p.parent.mkdir()
+    p.write_bytes(b" " * (MAX_CONFIG_BYTES + 1))
+    with pytest.raises(ValueError, match="bytes > .* allowed"):
+        ModelConfig.from_hf(p)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=f"{bad}: not valid JSON"):
+        ModelConfig.resolve(str(bad))
+    nan = tmp_path / "nan.json"
+    nan.write_text(json.dumps(dict(DENSE)).replace("4096", "NaN"))
+    with pytest.raises(ValueError, match="NaN is not valid JSON"):
+        ModelConfig.from_hf(nan)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ModelConfig.resolve(str(tmp_path / "absent.json"))
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "fifo.json"
+        os.mkfifo(fifo)
+        with pytest.raises(ValueError, match="not a regular file"):
+            ModelConfig.from_hf(fifo)  # refused before open: reading a FIFO would block
+
+
+@pytest.mark.parametrize("name, params_b", [
+    ("llama3.1-8b", 8.03), ("llama3.1-70b", 70.55), ("llama3.1-405b", 405.85), ("qwen3-32b", 32.76),
+    ("qwen3-30b-a3b", 30.53)])
+def test_new_presets_load_and_cite(name, params_b):
+    m = ModelConfig.from_name(name)
+    raw = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
+    assert m.source.startswith("https://huggingface.co/") and "/config.json" in m.source
+    # every number the preset states appears in its citation (as key=value)
+    assert f"num_hidden_layers={raw['layers']}" in m.source and f"vocab_size={raw['vocab_size']}" in m.source
+    # total parameters as the model cards state them (weight bytes / 2 for bf16), to 0.1 %
+    assert m.weight_bytes() / m.weight_bytes_per_elem / 1e9 == pytest.approx(params_b, rel=1e-3)
+
+
+def test_qwen3_presets_match_their_config_json_form(tmp_path):
+    # the same numbers written as a config.json parse to the preset (head_dim explicit, not 5120/64)
+    cfg = {"architectures": ["Qwen3ForCausalLM"], "hidden_size": 5120, "num_hidden_layers": 64,
+           "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 25600,
+           "vocab_size": 151936, "max_position_embeddings": 40960, "tie_word_embeddings": False,
+           "torch_dtype": "bfloat16"}
+    m = ModelConfig.from_hf(_write(tmp_path, cfg, folder="Qwen3-32B"))
+    preset = ModelConfig.from_name("qwen3-32b")
+    assert m.weight_bytes() == preset.weight_bytes() and m.kv_bytes_per_token() == preset.kv_bytes_per_token()
+    assert m.head_dim == 128
+
+
+def test_plan_cli_with_config_json(tmp_path, capsys):
+    p = _write(tmp_path, GQA, folder="gqa-model")
+    rc = accelcal_main(["plan", "--model", str(p), "--profile", str(REPO / "profiles" / "nvidia-h100.yaml"),
+                        "--format", "json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"]["name"] == "gqa-model" and out["model"]["head_dim"] == 128
+    assert out["model"]["tie_word_embeddings"] is True
+    assert out["groups"] and out["groups"][0]["feasible"] > 0

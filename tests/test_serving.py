@@ -1,0 +1,251 @@
+"""Serving-engine model: closed-loop invariants, KV arithmetic, queueing, presets, predict CLI, search."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from accelcal.calibrate.profile import Profile
+from accelcal.cli import main
+from accelcal.planner.cluster import Cluster
+from accelcal.models import ModelConfig
+from accelcal.planner.search import plan
+from accelcal.planner.serving.engine import EnginePreset, engine_names
+from accelcal.planner.serving.kv import Infeasible, kv_budget
+from accelcal.planner.serving.predict import JSON_KEYS, predict_serving
+from accelcal.planner.serving.search import ServingTargets, search_serving
+from accelcal.planner.serving.simulate import simulate
+from accelcal.planner.serving.steady import steady_state
+from accelcal.planner.serving.step_cost import StepCoster
+from accelcal.planner.serving.workload import ServingWorkload
+from accelcal.planner.workload import Workload
+
+from planner_profiles import h100_like
+
+
+@pytest.fixture(scope="module")
+def prof():
+    return Profile.from_dict(h100_like())
+
+
+@pytest.fixture(scope="module")
+def small():
+    return ModelConfig.from_name("small")
+
+
+def _run(prof, model, engine, c, isl, osl, n=None, ratio=0.0, capacity=None):
+    return predict_serving(prof, model, engine, concurrency=c, isl=isl, osl=osl, num_requests=n, range_ratio=ratio,
+                           capacity_bytes=capacity)
+
+
+def test_littles_law_closed_loop(prof, small):
+    # concurrency = throughput x latency: the clients are always in the system (no think time)
+    for engine in ("vllm", "sglang", "trtllm"):
+        res = _run(prof, small, engine, 8, 512, 64, n=800, ratio=0.5)
+        m = res.metrics
+        assert m.requests_per_s * m.request_latency_mean_s == pytest.approx(8, rel=0.02), engine
+
+
+def test_tpot_non_decreasing_in_concurrency(prof, small):
+    for engine in ("vllm", "sglang", "trtllm", "static"):
+        tpots = [_run(prof, small, engine, c, 512, 64).metrics.tpot_mean_s for c in (1, 2, 4, 8, 16, 32)]
+        assert all(b >= a * (1 - 1e-9) for a, b in zip(tpots, tpots[1:])), (engine, tpots)
+
+
+def test_ttft_non_decreasing_in_prompt_length(prof, small):
+    # Without chunked prefill (trtllm) a step packs as many whole prompts as the token budget takes, so
+    # 8 x 1024-token prompts share one 8192-token step while a 4096-token prompt leaves room for one: the
+    # invariant holds per step, and for the chunked engines at any concurrency.
+    for engine, c in (("vllm", 8), ("sglang", 8), ("vllm", 1), ("sglang", 1), ("trtllm", 1), ("static", 1)):
+        ttfts = [_run(prof, small, engine, c, isl, 32).metrics.ttft_mean_s for isl in (64, 256, 1024, 4096)]
+        assert all(b >= a for a, b in zip(ttfts, ttfts[1:])), (engine, c, ttfts)
+
+
+def test_static_preset_reproduces_the_planner(prof, small):
+    one = Cluster.homogeneous(prof, 1, 1)
+    for batch in (1, 8):
+        w = Workload(prompt_len=512, output_len=64, batch=batch)
+        cand = plan(small, one, w).best
+        engine = EnginePreset.from_name("static")
+        sc = StepCoster(prof, small, 1, 1, engine)
+        # a decode step at the planner's batch and mean KV length is the planner's TPOT (plus sampling: the
+        # serving step reads the fp32 logits once, which the planner does not cost)
+        assert sc.step_s(batch, w.mean_decode_kv_len) == pytest.approx(cand.tpot_s, rel=0.02)
+        lone = _run(prof, small, "static", 1, 512, 64, n=4)
+        # the serving step also samples (reads the fp32 logits once), which the planner does not cost
+        assert lone.metrics.ttft_mean_s == pytest.approx(cand.ttft_s, rel=0.02)
+        run = _run(prof, small, "static", batch, 512, 64, n=batch * 4)
+        assert run.metrics.output_tokens_per_s_per_device == pytest.approx(cand.tokens_per_s_per_device, rel=0.03)
+
+
+def test_kv_capacity_hand_computed():
+    m = ModelConfig("hand", layers=2, hidden_size=64, heads=4, kv_heads=2, head_dim=16, ffn_size=128, vocab_size=100)
+    cap = 80 * 1024 ** 3
+    kv = kv_budget(m, EnginePreset.from_name("sglang"), 1, 1, cap)
+    # weights: per layer qkv 64x(4+2+2)x16 + o 4x16x64 + mlp 3x64x128 + 2 norms x 64; embedding + head 2x100x64 + 64
+    per_layer = 64 * 128 + 64 * 64 + 3 * 64 * 128 + 2 * 64
+    weights = (2 * per_layer + 2 * 100 * 64 + 64) * 2
+    assert kv.weights_bytes == weights
+    # SGLang rule: reserved = max(512 + 8192 x 1.5 + 256 x 2 + 1/8 x 1024, 10240) MiB = 13440 MiB
+    frac = round((81920 - 13440) / 81920, 3)
+    assert frac == 0.836
+    assert kv.kv_pool_bytes == pytest.approx(frac * cap - weights)
+    per_token = 2 * 2 * 2 * 16 * 2  # layers x (K, V) x kv_heads x head_dim x bf16
+    assert kv.kv_bytes_per_token == per_token
+    assert kv.blocks == int((frac * cap - weights) // per_token)
+    fp8 = kv_budget(m, EnginePreset.from_name("sglang"), 1, 1, cap, weight_dtype="fp8_e4m3", kv_dtype="fp8_e4m3")
+    assert fp8.kv_bytes_per_token == per_token / 2
+    assert fp8.weights_bytes == 2 * per_layer * 1 + (2 * 100 * 64 + 64) * 2  # layers 1 byte, embed/head bf16
+
+
+def test_queueing_when_the_pool_is_full(prof, small):
+    engine = EnginePreset.from_name("trtllm")
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    per_req = kv.kv_bytes_per_token * (512 + 64)
+    # a device whose pool holds three requests at full length
+    extra = 3.5 * per_req / engine.memory_fraction
+    base = kv.capacity_bytes - kv.kv_pool_bytes / engine.memory_fraction
+    capped = _run(prof, small, "trtllm", 16, 512, 64, n=64, capacity=base + extra)
+    assert capped.feasible
+    assert capped.max_concurrent_sequences == 3
+    assert capped.preemptions == 0
+    free = _run(prof, small, "trtllm", 16, 512, 64, n=64)
+    assert free.max_concurrent_sequences == 16
+    assert capped.metrics.ttft_mean_s > 3 * free.metrics.ttft_mean_s  # they wait for room
+    # vLLM allocates at the current length and preempts instead
+    vk = kv_budget(small, EnginePreset.from_name("vllm"), 1, 1, prof.identity.memory_capacity_bytes)
+    # a pool of 2.2 requests at full length (512 + 512) admits 4 prompts of 512, which then outgrow it
+    v_cap = (vk.weights_bytes + vk.activation_bytes + vk.comm_buffer_bytes
+             + 2.2 * vk.kv_bytes_per_token * 1024) / 0.9
+    v = _run(prof, small, "vllm", 16, 512, 512, n=32, capacity=v_cap)
+    assert v.feasible and v.preemptions > 0
+
+
+def test_infeasible_says_which(prof):
+    res = predict_serving(prof, "llama3-70b", "vllm", concurrency=1, isl=128, osl=16)
+    assert not res.feasible and "weights + reserves do not fit" in res.reason and "GB" in res.reason
+    small = ModelConfig.from_name("small")
+    tight = kv_budget(small, EnginePreset.from_name("vllm"), 1, 1, prof.identity.memory_capacity_bytes)
+    with pytest.raises(Infeasible, match="one request of 10000000 \\+ 16 tokens needs"):
+        tight.check_request(10_000_000, 16)
+
+
+def test_presets_load_and_cite_sources():
+    assert {"vllm", "sglang", "trtllm", "static"} <= set(engine_names())
+    for name in engine_names():
+        e = EnginePreset.from_name(name)
+        keys = [f.name for f in dataclasses.fields(e) if f.name not in ("name", "version", "sources")]
+        for k in keys:
+            if k in e.sources or getattr(type(e), k, None) == getattr(e, k):
+                continue
+            raise AssertionError(f"{name}: {k} has no source")
+        assert all(len(s) > 10 for s in e.sources.values())
+    assert "max_num_batched_tokens" in EnginePreset.from_name("vllm").sources["token_budget"]
+    assert not EnginePreset.from_name("sglang").mixed_steps
+
+
+def test_preset_without_source_is_an_error(tmp_path):
+    bad = tmp_path / "e.yaml"
+    bad.write_text("name: x\nversion: '1'\ntoken_budget: {value: 8}\n")
+    with pytest.raises(ValueError, match="token_budget must be"):
+        EnginePreset.from_yaml(bad)
+
+
+def test_steady_state_matches_simulation(prof, small):
+    for name in ("vllm", "sglang", "trtllm"):
+        engine = EnginePreset.from_name(name)
+        kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+        sc = StepCoster(prof, small, 1, 1, engine)
+        for c in (4, 32):
+            sim = simulate(engine, sc, kv, ServingWorkload(isl=1024, osl=128, concurrency=c, num_requests=30 * c,
+                                                           range_ratio=0.5)).metrics
+            s = steady_state(engine, sc, kv, 1024, 128, c)
+            assert s.tpot_s == pytest.approx(sim.tpot_mean_s, rel=0.15), (name, c)
+            assert s.output_tokens_per_s == pytest.approx(sim.output_tokens_per_s, rel=0.15), (name, c)
+
+
+def test_open_loop_light_load_has_no_queueing(prof, small):
+    res = predict_serving(prof, small, "vllm", request_rate_per_s=0.5, isl=256, osl=16, num_requests=50)
+    lone = _run(prof, small, "vllm", 1, 256, 16, n=5)
+    assert res.metrics.ttft_p50_s == pytest.approx(lone.metrics.ttft_p50_s, rel=0.1)
+
+
+@pytest.fixture(scope="module")
+def prof_path(tmp_path_factory, prof):
+    p = tmp_path_factory.mktemp("serving") / "h100-like.yaml"
+    prof.save(p)
+    return str(p)
+
+
+def test_predict_json_schema_and_exit_codes(prof_path, capsys):
+    rc = main(["predict", "--profile", prof_path, "--model", "small", "--engine", "vllm", "--concurrency", "4",
+               "--isl", "256", "--osl", "32", "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["feasible"] is True and out["reason"] == ""
+    for k in JSON_KEYS + ("max_concurrent_sequences", "memory", "steps_simulated", "feasible", "reason", "decode_step"):
+        assert k in out, k
+    assert out["steps_simulated"] > 0 and out["memory"]["kv_pool_bytes"] > 0 and out["decode_step"]["total"] > 0
+    rc = main(["predict", "--profile", prof_path, "--model", "llama3-70b", "--engine", "vllm", "--concurrency", "4",
+               "--isl", "256", "--osl", "32", "--format", "json"])
+    cap = capsys.readouterr()
+    assert rc == 3 and json.loads(cap.out)["feasible"] is False and "do not fit" in cap.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--concurrency", "0"], "--concurrency must be >= 1"),
+    (["--concurrency", "4", "--isl-override", "0"], "--isl must be >= 1"),
+    (["--concurrency", "4", "--engine-override", "nosuch"], "unknown engine 'nosuch'"),
+])
+def test_bad_input(prof_path, capsys, argv, message):
+    isl = "0" if "--isl-override" in argv else "256"
+    engine = "nosuch" if "--engine-override" in argv else "vllm"
+    argv = [a for a in argv[:2]]
+    rc = main(["predict", "--profile", prof_path, "--model", "small", "--engine", engine, "--isl", isl, "--osl", "8"]
+              + argv)
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_search_meets_targets_and_explains(prof):
+    res = search_serving(prof, "llama3-8b", 8, ["vllm", "sglang"], [1, 4, 16, 64, 256], 1024, 128,
+                         ServingTargets(ttft_s=1.0, tpot_s=0.02))
+    best = res.best
+    assert not best.misses and best.tpot_s <= 0.02 and best.ttft_s <= 1.0
+    assert all(c.per_device <= best.per_device for c in res.ranked if not c.misses)
+    assert best.why and best.why[0].startswith("binding: ") and "ms" in best.why[0]
+    front = res.pareto
+    assert all(a.per_user >= b.per_user and a.per_device <= b.per_device for a, b in zip(front, front[1:]))
+    plain = search_serving(prof, "llama3-8b", 8, ["vllm"], [1, 16], 1024, 128)
+    lat = [c.request_latency_s for c in plain.ranked]
+    assert lat == sorted(lat)  # no targets: today's latency ranking
+
+
+def test_fp8_on_a_profile_without_fp8_says_so(prof_path, capsys):
+    rc = main(["predict", "--profile", prof_path, "--model", "small", "--engine", "vllm", "--concurrency", "2",
+               "--isl", "64", "--osl", "8", "--weight-dtype", "fp8_e4m3"])
+    assert rc == 2
+    assert "no fp8_e4m3 GEMM measurements (compute.fp8_e4m3)" in capsys.readouterr().err
+
+
+def test_tp_without_collectives_names_what_is_missing(capsys, tmp_path):
+    d = h100_like()
+    d["collectives"] = []
+    p = tmp_path / "nocoll.yaml"
+    Profile.from_dict(d).save(p)
+    rc = main(["predict", "--profile", str(p), "--model", "small", "--engine", "sglang", "--tp", "2",
+               "--concurrency", "2", "--isl", "64", "--osl", "8"])
+    assert rc == 2
+    assert "all_reduce over 2 devices" in capsys.readouterr().err
+
+
+def test_search_p99_targets_are_checked_by_simulation_and_plotted(prof, tmp_path):
+    from accelcal.planner.serving.search import plot_pareto
+
+    res = search_serving(prof, "small", 2, ["vllm"], [1, 8, 32], 256, 32,
+                         ServingTargets(ttft_s=0.05, tpot_s=0.01, stat="p99"))
+    assert res.best.checked_by == "simulate (p99)" and not res.best.misses
+    out = tmp_path / "front.png"
+    plot_pareto(res, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
