@@ -6,6 +6,9 @@
 The new content goes to a temporary file in the destination folder (same file
 system, so the rename is atomic), is flushed and fsynced, then `os.replace`d
 over the target.  A reader sees either the old file or the new one, never a mix.
+The temporary name carries the writer's pid (``.<name>.<pid>.<random>.tmp``): a
+writer killed by SIGKILL cannot remove its own, so the next write of the same
+target removes those whose process is gone.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> 
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_orphans(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         # mkstemp makes the file 0600; keep the old file's mode, else what open() would give.
@@ -58,6 +62,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete ``.<name>.<pid>.*.tmp`` files beside ``target`` left by writers that no longer run."""
+    prefix = f".{target.name}."
+    for tmp in target.parent.glob(f"{_glob_escape(prefix)}*.tmp"):
+        pid_text = tmp.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+        except OSError:
+            pass  # another writer got there first, or the folder is read-only: the write itself will say
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def _mode_for(target: Path) -> int:

@@ -39,3 +39,24 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
         atomic_write_with(p, boom)
     assert p.read_text() == "old\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["a.yaml"]
+
+
+def test_next_write_removes_temp_files_of_killed_writers_only(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "node.yaml"
+    target.write_text("old\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is now free: a writer that was SIGKILLed mid-write leaves such a file
+    orphan = tmp_path / f".node.yaml.{dead.pid}.abc123.tmp"
+    orphan.write_text("half a profi")
+    live = tmp_path / f".node.yaml.{os.getppid()}.def456.tmp"  # a writer still running: not ours to delete
+    live.write_text("in progress")
+    other = tmp_path / f".other.yaml.{dead.pid}.abc123.tmp"  # another target's temp file stays too
+    other.write_text("x")
+    atomic_write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert not orphan.exists()
+    assert live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".node.yaml.")) == [live.name]
