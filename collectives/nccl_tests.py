@@ -42,7 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from accelcal.safe_io import read_bytes
 from accelcal.vocab import BUSBW_FACTORS, SCOPES, busbw_factor
+
+MAX_LOG_BYTES = 64 * 2**20
+"""Largest nccl-tests log read (a full -b 8 -e 16G sweep of every binary is a few hundred KiB)."""
 
 __all__ = ["NcclTestsError", "Timing", "Row", "Run", "BINARY_OPS", "parse_text", "parse_json", "read_collectives_csv",
            "read_runs", "sha256_of"]
@@ -177,11 +181,7 @@ class Run:
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return hashlib.sha256(read_bytes(path, what="nccl-tests log", max_bytes=MAX_LOG_BYTES)).hexdigest()
 
 
 def _op_from_binary(name: str) -> str | None:
@@ -552,7 +552,8 @@ def read_runs(paths: Iterable[str | os.PathLike], op: str | None = None) -> list
         if suffix == ".csv":
             out += read_collectives_csv(path)
             continue
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        # Logs are ASCII, but a terminal capture may hold stray bytes: decode leniently after the bounded read.
+        text = read_bytes(path, what="nccl-tests log", max_bytes=MAX_LOG_BYTES).decode("utf-8", errors="replace")
         if suffix == ".json" or text.lstrip().startswith("{"):
             out += parse_json(text, path, hint)
         else:

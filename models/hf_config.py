@@ -27,11 +27,11 @@ into ``source``).
 from __future__ import annotations
 
 import json
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from accelcal.safe_io import read_text
 
 
 __all__ = ["ARCHITECTURES", "MAX_CONFIG_BYTES", "hf_config_path", "hf_fields_from_dict", "load_hf_fields"]
@@ -139,22 +139,7 @@ def _parse(p: Path) -> Any:
 
 def _read_capped(p: Path) -> str:
     """The text of a regular file of at most MAX_CONFIG_BYTES (symlinks followed: the HF cache links to blobs)."""
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"model config {p} does not exist") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{p}: not a regular file; expected a Hugging Face config.json")
-    if st.st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{p}: {st.st_size} bytes > {MAX_CONFIG_BYTES} allowed; not a config.json")
-    with open(p, "rb") as f:
-        raw = f.read(MAX_CONFIG_BYTES + 1)  # the file may grow after stat
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ValueError(f"{p}: more than {MAX_CONFIG_BYTES} bytes; not a config.json")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{p}: not UTF-8 text: {exc}") from None
+    return read_text(p, what="model config", max_bytes=MAX_CONFIG_BYTES)
 
 
 def _reject_constant(origin: str):

@@ -130,7 +130,7 @@ def test_reads_safely(tmp_path):
     p = tmp_path / "big" / "config.json"
     p.parent.mkdir()
     p.write_bytes(b" " * (MAX_CONFIG_BYTES + 1))
-    with pytest.raises(ValueError, match="bytes > .* allowed"):
+    with pytest.raises(ValueError, match="larger than the .* byte .* limit"):
         ModelConfig.from_hf(p)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

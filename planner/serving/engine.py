@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
+from accelcal.safe_io import load_yaml
 
 __all__ = ["EnginePreset", "engine_names"]
 
@@ -87,10 +87,7 @@ class EnginePreset:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "EnginePreset":
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        data = load_yaml(path, what="engine preset")
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of engine keys")
         known = {f.name: f for f in fields(cls) if f.name != "sources"}
