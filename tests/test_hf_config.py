@@ -145,7 +145,7 @@ def test_reads_safely(tmp_path):
     if hasattr(os, "mkfifo"):
         fifo = tmp_path / "fifo.json"
         os.mkfifo(fifo)
-        with pytest.raises(ValueError, match="not a regular file"):
+        with pytest.raises(ValueError, match="expected a regular file"):
             ModelConfig.from_hf(fifo)  # refused before open: reading a FIFO would block
 
 
