@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from .fit_alpha_beta import fit_piecewise
-from .fit_attention import CASE_KEYS, fit_attention
+from .fit_attention import CASE_KEYS, fit_attention_table
 from .fit_gemm import fit_gemm
 from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, SCOPES
 
@@ -237,17 +237,10 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
             dev = g[g["figure"] == "device"]
             setattr(over, fld, float((dev if len(dev) else g)["median_s"].median()))
 
-    attention: dict = {}
     attn = kdev[kdev["op"].isin(["attn_prefill", "attn_decode"])] if len(kdev) else kdev
-    for (op, dtype), g in (attn.groupby(["op", "dtype"]) if len(attn) else []):
-        phase = op.split("_", 1)[1]
-        try:
-            cases = g[list(CASE_KEYS)].to_dict("records")
-            e = fit_attention(dtype, phase, cases, g["median_s"].astype(float).values, wave_units=int(wave) if wave else None)
-        except (ValueError, KeyError) as exc:
-            note(f"attention {dtype} {phase}: not fitted: {exc}")
-            continue
-        attention.setdefault(dtype, {})[phase] = e
+    groups = [(dtype, op.split("_", 1)[1], g[list(CASE_KEYS)].to_dict("records"), g["median_s"].astype(float).values)
+              for (op, dtype), g in (attn.groupby(["op", "dtype"]) if len(attn) else [])]
+    attention = fit_attention_table(groups, wave_units=int(wave) if wave else None, note=note)
 
     collectives = []
     if len(coll):

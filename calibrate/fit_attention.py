@@ -29,6 +29,9 @@ __all__ = ["fit_attention", "case_work", "MIN_ATTENTION_POINTS"]
 MIN_ATTENTION_POINTS = 3
 """Fewest measured cases per (dtype, phase): three parameters."""
 
+_ONE_INTENSITY = 1.25
+"""Decode cases whose FLOP/byte spread by less than this factor count as one arithmetic intensity."""
+
 CASE_KEYS = ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len", "causal")
 
 
@@ -69,9 +72,11 @@ def _model(z: np.ndarray, flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarra
 
 
 def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray, phase: str,
-         wave_units: int | None) -> tuple[np.ndarray, bool, list[str]]:
+         wave_units: int | None, flop_floor_per_s: float | None = None) -> tuple[np.ndarray, bool, list[str]]:
     tmin = float(t.min())
     fr0 = float(np.clip((flop / t).max(), 2.0, MAX_FLOP_PER_S / 2))
+    if flop_floor_per_s:  # not identified by these cases: pinned there (see fit_attention)
+        fr0 = float(flop_floor_per_s) * (1.0 + 5e-10)
     br0 = float(np.clip((nbytes / t).max(), 2.0, MAX_BANDWIDTH_BYTES_PER_S / 2))
     # The length term is a prefill term (a per-query-block prologue amortised over the KV loop) and needs more
     # than one KV length to be seen; decode (one query row, KV-bandwidth-bound) keeps it at 0.
@@ -79,24 +84,39 @@ def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray,
     # Prefill reuses every K/V byte q_len times: its Q+K+V+O traffic runs far below the memory roof, and a
     # byte term left free only imitates the length effect ``half_length`` models.  Keep it from binding.
     br_lo = math.log(_PREFILL_BYTES_HEADROOM * br0) if phase == "prefill" else 0.0
-    lo = np.array([0.0, 0.0, br_lo, 0.0])
-    hi = np.array([min(MAX_TIME_S, tmin), math.log(MAX_FLOP_PER_S), math.log(MAX_BANDWIDTH_BYTES_PER_S),
+    lo = np.array([0.0, math.log(flop_floor_per_s) if flop_floor_per_s else 0.0, br_lo, 0.0])
+    hi = np.array([min(MAX_TIME_S, tmin),
+                   math.log(flop_floor_per_s) + 1e-9 if flop_floor_per_s else math.log(MAX_FLOP_PER_S),
+                   math.log(MAX_BANDWIDTH_BYTES_PER_S),
                    1e-9 if one_len else _MAX_HALF_LENGTH])
     x0 = np.array([0.1 * tmin, math.log(fr0), max(br_lo + 1e-6, math.log(br0)), 100.0 if not one_len else 0.0])
     res = least_squares(lambda z: _model(z, flop, nbytes, shape, phase, wave_units) / t - 1.0, x0, bounds=(lo, hi),
                         loss="soft_l1", f_scale=0.05, method="trf",
                         x_scale=np.array([max(tmin, 1e-12), 1.0, 1.0, 100.0]))
-    names = ["latency_s", "log flop_per_s"] + ([] if phase == "prefill" else ["log bytes_per_s"])
+    names = (["latency_s"] + ([] if flop_floor_per_s else ["log flop_per_s"])
+             + ([] if phase == "prefill" else ["log bytes_per_s"]))
+    if flop_floor_per_s:  # the floor is a choice, not a fit that hit a bound: judge latency and bytes only
+        keep = [0, 2]
+        return res.x, bool(res.success), bound_flags(names, res.x[keep], lo[keep], hi[keep], res.active_mask[keep])
     flags = bound_flags(names, res.x[:len(names)], lo[:len(names)], hi[:len(names)], res.active_mask[:len(names)])
     return res.x, bool(res.success), flags
 
 
 def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], times_s: Sequence[float],
-                  k: int = 5, wave_units: int | None = None) -> AttentionEntry:
+                  k: int = 5, wave_units: int | None = None, compute_ceiling_flop_per_s: float | None = None
+                  ) -> AttentionEntry:
     """Fit one (dtype, phase) from measured cases and their median times (model: calibrate/attention_model.py).
 
     ``wave_units`` (SMs/CUs, accelerators only) turns on the prefill wave term; the prefill length term
-    ``half_length`` is fitted whenever the cases span more than one KV length (decode: 0)."""
+    ``half_length`` is fitted whenever the cases span more than one KV length (decode: 0).
+
+    Decode cases of one arithmetic intensity (the same query heads per KV head: FLOP/byte constant) cannot
+    tell the FLOP rate from the byte rate: any FLOP rate above the one they ran at fits.  Left free, the
+    fitted FLOP rate would then bind at a higher GQA ratio (a model with more query heads per KV head, or
+    its heads divided by TP) where the kernel is still bandwidth-bound.  With
+    ``compute_ceiling_flop_per_s`` (the same device's measured prefill attention rate: the fastest the
+    attention kernels were seen to compute) the decode FLOP rate is held at that, and a flag says so.
+    """
     op = f"attention {dtype} {phase}"
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"{op}: unknown dtype; known {sorted(DTYPE_BYTES)}")
@@ -114,12 +134,39 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
         raise ValueError(f"{op}: all {t.size} cases do the same work ({flop[0]:g} FLOP, {nbytes[0]:g} bytes); "
                          f"need cases of different sizes")
     waves = int(wave_units) if wave_units and phase == "prefill" else None
+    intensity = flop / nbytes
+    floor = None
+    if phase == "decode" and compute_ceiling_flop_per_s and intensity.max() <= _ONE_INTENSITY * intensity.min():
+        floor = float(compute_ceiling_flop_per_s)
     held = []
     for train, test in kfold_splits(t.size, k):
-        z, _, _ = _fit(flop[train], nbytes[train], shape[train], t[train], phase, waves)
+        z, _, _ = _fit(flop[train], nbytes[train], shape[train], t[train], phase, waves, floor)
         held.append(rel_errors(_model(z, flop[test], nbytes[test], shape[test], phase, waves), t[test]))
-    z, ok, flags = _fit(flop, nbytes, shape, t, phase, waves)
+    z, ok, flags = _fit(flop, nbytes, shape, t, phase, waves, floor)
+    if floor is not None:
+        flags = list(flags) + [f"every case at {intensity.min():.3g} FLOP/byte, so the FLOP rate is not "
+                               f"identified; held at the prefill attention rate {floor:.4g} FLOP/s"]
     errs = rel_errors(_model(z, flop, nbytes, shape, phase, waves), t)
     q = build_quality(op, errs, np.concatenate(held), (float(flop.min()), float(flop.max())), ok, flags, "attention")
     return AttentionEntry(latency_s=float(z[0]), flop_per_s=math.exp(z[1]), bytes_per_s=math.exp(z[2]), quality=q,
                           half_length=float(z[3]), wave_units=waves, block_q=None)
+
+
+def fit_attention_table(groups: Sequence[tuple[str, str, Sequence[Mapping[str, Any]], Sequence[float]]],
+                        wave_units: int | None = None, note=None) -> dict[str, dict[str, AttentionEntry]]:
+    """Fit every (dtype, phase) group ``(dtype, phase, cases, times_s)``: prefill first, so each dtype's decode
+    fit can take its prefill rate as the compute ceiling (see :func:`fit_attention`).  A group that cannot be
+    fitted is skipped with ``note(message)`` (raised when ``note`` is None)."""
+    out: dict[str, dict[str, AttentionEntry]] = {}
+    for dtype, phase, cases, times in sorted(groups, key=lambda g: (g[0], g[1] != "prefill")):
+        pre = out.get(dtype, {}).get("prefill")
+        try:
+            e = fit_attention(dtype, phase, cases, times, wave_units=wave_units,
+                              compute_ceiling_flop_per_s=pre.flop_per_s if pre is not None else None)
+        except (ValueError, KeyError) as exc:
+            if note is None:
+                raise
+            note(f"attention {dtype} {phase}: not fitted: {exc}")
+            continue
+        out.setdefault(dtype, {})[phase] = e
+    return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from accelcal.calibrate.fit_attention import CASE_KEYS, fit_attention
+from accelcal.calibrate.fit_attention import CASE_KEYS, fit_attention_table
 from accelcal.calibrate.fit_gemm import fit_gemm
 from accelcal.calibrate.profile import Profile
 
@@ -42,13 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         q = e.quality
         print(f"gemm {dtype}: family-held-out median {q.heldout_median_rel_err:.1%}, p90 {q.heldout_p90_rel_err:.1%}")
     ok = (df["status"] == "ok") & (df["figure"] == "device") & df["median_s"].notna()
-    for (op, dtype), g in df[ok & df["op"].isin(["attn_prefill", "attn_decode"])].groupby(["op", "dtype"]):
-        phase = op.split("_", 1)[1]
-        e = fit_attention(dtype, phase, g[list(CASE_KEYS)].to_dict("records"), g["median_s"].astype(float).values,
-                          wave_units=int(wave) if wave else None)
-        p.attention.setdefault(dtype, {})[phase] = e
-        print(f"attention {dtype} {phase}: held-out median {e.quality.heldout_median_rel_err:.1%}, "
-              f"half_length {e.half_length or 0:.0f}")
+    sel = df[ok & df["op"].isin(["attn_prefill", "attn_decode"])]
+    groups = [(dtype, op.split("_", 1)[1], g[list(CASE_KEYS)].to_dict("records"), g["median_s"].astype(float).values)
+              for (op, dtype), g in sel.groupby(["op", "dtype"])]
+    for dtype, phases in fit_attention_table(groups, wave_units=int(wave) if wave else None).items():
+        for phase, e in phases.items():
+            p.attention.setdefault(dtype, {})[phase] = e
+            print(f"attention {dtype} {phase}: held-out median {e.quality.heldout_median_rel_err:.1%}, "
+                  f"half_length {e.half_length or 0:.0f}, flop_per_s {e.flop_per_s:.4g}")
     p.save(args.out or args.profile)
     print(f"wrote {args.out or args.profile}")
     return 0

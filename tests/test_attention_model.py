@@ -88,3 +88,33 @@ def test_mixed_step_is_one_latency_plus_the_parts():
         p.attention_mixed_time_s([], [(0, 5)], 32, 8, 128, "bf16")
     with pytest.raises(ValueError, match="nothing to run"):
         p.attention_mixed_time_s([], [], 32, 8, 128, "bf16")
+
+
+def test_decode_at_one_intensity_holds_the_prefill_rate_instead_of_inventing_one():
+    # Every case at one GQA ratio (4 query heads per KV head): FLOP/byte is constant, so any FLOP rate above
+    # what they ran at fits.  Held at the prefill rate, a model with 8 query heads per KV head stays
+    # bandwidth-bound, as the bytes say; a free fit would have made it compute-bound at the fitted rate.
+    cases = [c for c in _cases("decode") if c["kv_heads"] == 8]
+    p = {**TRUE, "half_length": 0.0, "flop_per_s": 1e15}
+    t = np.array([_time("decode", c, p) for c in cases])
+    e = fit_attention("bf16", "decode", cases, t, compute_ceiling_flop_per_s=6e14)
+    assert e.flop_per_s == pytest.approx(6e14, rel=1e-6)
+    assert e.bytes_per_s == pytest.approx(p["bytes_per_s"], rel=0.03)
+    assert any("FLOP rate is not identified" in f for f in e.quality.flags)
+    # Two intensities identify both rates: the ceiling is not applied.
+    both = _cases("decode")
+    tb = np.array([_time("decode", c, {**TRUE, "half_length": 0.0}) for c in both])
+    eb = fit_attention("bf16", "decode", both, tb, compute_ceiling_flop_per_s=6e12)
+    assert not any("not identified" in f for f in eb.quality.flags)
+    assert eb.bytes_per_s == pytest.approx(TRUE["bytes_per_s"], rel=0.03)
+
+
+def test_attention_table_fits_prefill_first_and_passes_its_rate_to_decode():
+    from accelcal.calibrate.fit_attention import fit_attention_table
+
+    dec = [c for c in _cases("decode") if c["kv_heads"] == 8]
+    pre = _cases("prefill")
+    groups = [("bf16", "decode", dec, [_time("decode", c, {**TRUE, "half_length": 0.0}) for c in dec]),
+              ("bf16", "prefill", pre, [_time("prefill", c) for c in pre])]
+    table = fit_attention_table(groups, wave_units=132)
+    assert table["bf16"]["decode"].flop_per_s == pytest.approx(table["bf16"]["prefill"].flop_per_s, rel=1e-6)
