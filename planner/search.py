@@ -99,8 +99,20 @@ class PhaseCost:
     """TP reduction used: all_reduce or rs_ag."""
 
 
+class _Degrees:
+    """Read-only views of ``self.parallelism``'s degrees and scopes (``c.tp``, ``c.scopes["tp"]``, ...)."""
+
+    parallelism: Parallelism
+    tp = property(lambda self: self.parallelism.tp, doc="Tensor-parallel degree.")
+    pp = property(lambda self: self.parallelism.pp, doc="Pipeline stages.")
+    dp = property(lambda self: self.parallelism.dp, doc="Data-parallel replicas.")
+    ep = property(lambda self: self.parallelism.ep, doc="Expert-parallel degree.")
+    sp = property(lambda self: self.parallelism.sp, doc="Sequence-parallel degree (prefill).")
+    scopes = property(lambda self: self.parallelism.scopes, doc="intra_node / inter_node per tp, pp, ep, sp group.")
+
+
 @dataclass
-class Candidate:
+class Candidate(_Degrees):
     """One feasible layout of one device group, costed."""
 
     group: str
@@ -135,13 +147,10 @@ class Candidate:
     def meets_targets(self) -> bool:
         return not self.misses
 
-    tp = property(lambda self: self.parallelism.tp, doc="Tensor-parallel degree.")
-    pp = property(lambda self: self.parallelism.pp, doc="Pipeline stages.")
-    dp = property(lambda self: self.parallelism.dp, doc="Data-parallel replicas.")
-    ep = property(lambda self: self.parallelism.ep, doc="Expert-parallel degree.")
-    sp = property(lambda self: self.parallelism.sp, doc="Sequence-parallel degree (prefill).")
-    scopes = property(lambda self: self.parallelism.scopes, doc="intra_node / inter_node per tp, pp, ep, sp group.")
-    devices = property(lambda self: self.parallelism.devices, doc="Devices used (tp x pp x dp).")
+    @property
+    def devices(self) -> int:
+        """Devices used (tp x pp x dp)."""
+        return self.parallelism.devices
 
     @property
     def label(self) -> str:
@@ -166,7 +175,7 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Rejection:
+class Rejection(_Degrees):
     """A layout the search threw out, and why."""
 
     group: str
@@ -178,11 +187,6 @@ class Rejection:
     """The arithmetic."""
     excess: float = 0.0
     """For memory: needed / limit (>1); else 0."""
-
-    tp = property(lambda self: self.parallelism.tp, doc="Tensor-parallel degree.")
-    pp = property(lambda self: self.parallelism.pp, doc="Pipeline stages.")
-    ep = property(lambda self: self.parallelism.ep, doc="Expert-parallel degree.")
-    sp = property(lambda self: self.parallelism.sp, doc="Sequence-parallel degree (prefill).")
 
     @property
     def label(self) -> str:
