@@ -122,18 +122,19 @@ if [ "$INSTALL" = 1 ]; then
         echo "installing ${ACCELCAL_TORCH_SPEC:-torch==2.13.0}" | tee -a "$LOG"
         logged "$PY" -m pip install -q "${ACCELCAL_TORCH_SPEC:-torch==2.13.0}"
     fi
-    if "$PY" -c "import torch, pandas, scipy, yaml, pytest_benchmark" >/dev/null 2>&1; then
+    if "$PY" -c "import torch, pandas, scipy, numpy, yaml, tqdm, pytest_benchmark" >/dev/null 2>&1; then
         # Everything is there: install offline, keeping the node's torch.
         logged "$PY" -m pip install -q --no-deps --no-build-isolation -e .
     else
-        logged "$PY" -m pip install -q -e .
+        # The measure and bench extras: torch, pandas, scipy, tqdm, pytest-benchmark (pyproject.toml).
+        logged "$PY" -m pip install -q -e ".[measure,bench,plot]"
     fi
 fi
 "$PY" -c "import accelcal.kernels, accelcal.calibrate, accelcal.planner" 2>>"$LOG" \
-    || die "accelcal is not importable with $PY (drop --no-install, or install it: pip install -e .)"
+    || die "accelcal is not importable with $PY (drop --no-install, or install it: pip install -e ".[measure,bench]")"
 ACC=("$PY" -m accelcal)
 logged "${ACC[@]}" env --device "$DEVICE" || die "environment capture failed (see $LOG)"
-"${ACC[@]}" env --device "$DEVICE" --json >"$OUT/environment.json"
+"${ACC[@]}" env --device "$DEVICE" --format json >"$OUT/environment.json"
 DEV_TYPE="$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['device_type'])" "$OUT/environment.json")"
 DEV_SPEC="$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['device'])" "$OUT/environment.json")"
 if [ -z "$NPROC" ]; then
@@ -142,8 +143,9 @@ if [ -z "$NPROC" ]; then
     fi
 fi
 if [ -z "$PROFILE" ]; then
-    HOST="$(hostname -s 2>/dev/null || echo node)"
-    PROFILE="profiles/${HOST}-${DEV_SPEC//:/}.yaml"
+    # One naming scheme (calibrate/naming.py): stem = identity.name = <host>-<device>, raw data in <stem>-raw/.
+    NAME="$("$PY" -c "import json,sys; from accelcal.calibrate.naming import default_profile_name as d; print(d(json.load(open(sys.argv[1]))))" "$OUT/environment.json")"
+    PROFILE="profiles/${NAME}.yaml"
 fi
 RAW="${PROFILE%.yaml}-raw"
 
@@ -169,7 +171,7 @@ fi
 # ---------------------------------------------------------------- validation
 if [ "$SKIP_VALIDATE" = 0 ]; then
     step "validate: real decoder layers vs planner predictions"
-    VAL_ARGS=(validate --profile "$PROFILE" --device "$DEV_SPEC" --nproc "$([ "$NPROC" -ge 2 ] && echo 2 || echo 1)")
+    VAL_ARGS=(validate --profile "$PROFILE" --device "$DEV_SPEC" --write --nproc "$([ "$NPROC" -ge 2 ] && echo 2 || echo 1)")
     if [ "$MODE" != full ]; then VAL_ARGS+=(--quick); fi
     logged "${ACC[@]}" "${VAL_ARGS[@]}" | tee "$OUT/validation.txt" \
         || echo "run_bench.sh: validation failed (profile kept without a validation section; see $LOG)" | tee -a "$LOG"
@@ -186,6 +188,14 @@ step "plan: $MODEL on this node"
 logged "${ACC[@]}" plan --profile "$PROFILE" --model "$MODEL" --export-dir "$OUT/plan" | tee "$OUT/plan.txt" \
     || echo "run_bench.sh: planning failed (see $LOG)" | tee -a "$LOG"
 
+# ------------------------------------------------------------------- report
+HAVE_REPORT=0
+if "$PY" -c "import matplotlib" >/dev/null 2>&1; then
+    step "report: one HTML page (summary, fit quality, plots, validation, plan)"
+    if logged "${ACC[@]}" report "$PROFILE" --model "$MODEL" --out "$OUT/report.html"; then HAVE_REPORT=1; else
+        echo "run_bench.sh: report failed (see $LOG)" | tee -a "$LOG"; fi
+fi
+
 # ------------------------------------------------------------------ summary
 ELAPSED=$(( $(date +%s) - T_START ))
 {
@@ -197,5 +207,6 @@ ELAPSED=$(( $(date +%s) - T_START ))
     [ "$SKIP_VALIDATE" = 0 ] && echo "  validation       $OUT/validation.txt"
     [ -n "$PREV" ] && echo "  changes          $OUT/compare.txt"
     echo "  plan             $OUT/plan.txt (DAG/trace exports in $OUT/plan/)"
+    [ "$HAVE_REPORT" = 1 ] && echo "  report           $OUT/report.html (open in a browser; plots inline)"
     echo "  log              $LOG"
 } | tee -a "$LOG"

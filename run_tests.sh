@@ -18,6 +18,6 @@ if ! python -c "import torch" 2>/dev/null; then
     pip install -q torch==2.13.0
 fi
 echo "[run_tests] installing accelcal and test dependencies"
-pip install -q -e ".[dev,plot,parquet]"
+pip install -q -e ".[measure,bench,dev,plot,parquet]"
 echo "[run_tests] running pytest"
 exec python -m pytest -q "$@"

@@ -21,6 +21,8 @@ from typing import Sequence
 from accelcal.calibrate.profile.errors import ProfileQueryError
 
 from . import __version__
+from .exitcodes import EXIT_BAD_INPUT, epilog
+from .extras import extra_for, missing_extra_message
 
 # (module, what it adds) in help order.
 _AREAS: tuple[str, ...] = (
@@ -28,9 +30,11 @@ _AREAS: tuple[str, ...] = (
     "accelcal.kernels.cli",
     "accelcal.collectives.cli",
     "accelcal.calibrate.cli",
+    "accelcal.calibrate.nccl_import",
     "accelcal.planner.cli",
     "accelcal.planner.serving.cli",
     "accelcal.validate.cli",
+    "accelcal.report",
 )
 
 
@@ -38,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="accelcal",
         description="Measure an accelerator node, fit a profile, and plan Transformer inference on it.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"accelcal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -55,23 +61,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SAFE_STDOUT = ("show", "plan", "compare", "export")
+"""Commands that print strings from profile files: their stdout escapes control characters (accelcal.textsafe)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from .guardian import Terminated, install_termination_handler
+    from .textsafe import SafeStream, safe
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # SIGTERM/SIGHUP unwind like Ctrl-C: every `finally` runs (ranks killed, staging and temp files removed).
+    install_termination_handler()
+    stdout = sys.stdout
+    if args.command in _SAFE_STDOUT:
+        sys.stdout = SafeStream(sys.stdout)
     try:
         rc = args.func(args)
+        sys.stdout.flush()
+    except Terminated as exc:
+        print(f"accelcal {args.command}: terminated by {exc}; ranks stopped, temporary files removed", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("accelcal: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `accelcal plan ... | head -1`: the reader left; say nothing, and keep Python's exit flush quiet.
+        _silence_stdout()
+        return 141
+    except ModuleNotFoundError as exc:
+        if extra_for(exc) is None:
+            raise
+        # The base install lacks an optional extra this command needs: say which, no traceback.
+        print(missing_extra_message(exc, args.command), file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (ValueError, FileNotFoundError, ProfileQueryError) as exc:
         # Input errors and a profile that lacks a measurement the command needs: one clear line, no traceback.
-        # Any other exception (a KeyError included) is a bug and keeps its traceback.
-        print(f"accelcal {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        # Any other exception (a KeyError included) is a bug and keeps its traceback.  Control characters
+        # from a file named in the message are escaped.
+        print(f"accelcal {args.command}: error: {safe(exc, keep_newlines=False)[:2000]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        # Disk full, read-only folder, permission: one line naming the path.
+        from .preflight import os_error_line
+
+        print(f"accelcal {args.command}: error: {safe(os_error_line(exc))}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout = stdout
     return int(rc or 0)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -1,19 +1,23 @@
 """``accelcal env``: print what a measurement on this machine would record as provenance.
 
     $ accelcal env --device cpu
-    $ accelcal env --json
+    $ accelcal env --format json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+
+from .exitcodes import EXIT_OK
+from .output import add_format_option, print_json
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("env", help="show the environment that results and profiles record")
     p.add_argument("--device", default=None, help="device to describe (cpu, cuda:0, ...); default: the accelerator if any")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_format_option(p)
+    # The flag before --format existed; kept so older scripts still get JSON.
+    p.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -23,10 +27,10 @@ def run(args: argparse.Namespace) -> int:
 
     env = capture_environment(args.device)
     env["available_devices"] = available_devices()
-    if args.json:
-        print(json.dumps(env, indent=1))
-        return 0
+    if args.format == "json":
+        print_json(env)
+        return EXIT_OK
     width = max(len(k) for k in env)
     for k, v in env.items():
         print(f"{k:<{width}}  {v}")
-    return 0
+    return EXIT_OK

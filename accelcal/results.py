@@ -18,9 +18,10 @@ import datetime as _dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas comes with the measure extra; writing records needs it, importing this module does not
+    import pandas as pd
 
 from .atomic import atomic_write_text, atomic_write_with
 
@@ -145,6 +146,8 @@ class ResultSet:
 
     def frame(self) -> pd.DataFrame:
         """The rows as a DataFrame: core columns first, then parameters in first-seen order."""
+        import pandas as pd
+
         extra: list[str] = []
         for r in self.rows:
             for k in r:
@@ -227,12 +230,14 @@ def _jsonable(v: Any) -> Any:
 
 def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Concatenate result CSVs, checking each has the core columns."""
+    import pandas as pd
+
     frames = []
     for p in paths:
+        from .safe_io import read_csv
+
         p = Path(p)
-        if not p.exists():
-            raise FileNotFoundError(f"results file {p} does not exist")
-        df = pd.read_csv(p)
+        df = read_csv(p, what="results file")
         missing = [c for c in CORE_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"{p}: not an accelcal results file; missing columns {missing}")

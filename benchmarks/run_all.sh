@@ -43,3 +43,4 @@ if [ -n "$PROFILE" ]; then
 fi
 run planner_search_speed "$PY" benchmarks/planner_search_speed.py
 run serving_search_speed "$PY" benchmarks/serving_search_speed.py
+run nccl_import "$PY" benchmarks/nccl_import.py

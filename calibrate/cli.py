@@ -15,13 +15,16 @@ show/compare/plot/export run without it.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import sys
 from pathlib import Path
 
 from .export import FORMATS as EXPORT_FORMATS
+from accelcal.exitcodes import EXIT_OK, EXIT_REGRESSION
+from accelcal.output import add_format_option, print_json
+
+from .naming import profile_target
 
 __all__ = ["register"]
 
@@ -41,27 +44,42 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="ranks for the collective sweep (default: devices on an accelerator node, 2 on a CPU); < 2 skips "
                         "collectives. On a CPU a device is one rank's share: the kernels run with cores // nproc threads, "
                         "and the profile gets devices_per_node = nproc, memory = RAM / nproc, threads_per_device")
-    c.add_argument("--out", default=None, help="profile to write (default: profiles/<name>.yaml)")
+    c.add_argument("--out", default=None,
+                   help="profile to write (default: profiles/<name>.yaml); its stem is the profile's identity.name")
     c.add_argument("--raw-dir", default=None,
-                   help="folder for the raw results (default: a new <out-stem>.raw-<timestamp>/ next to the profile)")
+                   help="folder for the raw results (default: <out-stem>-raw/ next to the profile)")
     c.add_argument("--from-results", nargs="+", metavar="CSV", default=None,
                    help="fit these result CSVs (kernels and/or collectives) instead of measuring")
-    c.add_argument("--name", default=None, help="profile name (default: derived from the device)")
+    c.add_argument("--name", default=None,
+                   help="profile name = file stem (default: <host>-<device>, e.g. node7-cuda0; must match --out's stem)")
+    c.add_argument("--keep-partial", action="store_true",
+                   help="keep (and name) the raw folder of a failed or interrupted run instead of removing it")
+    c.add_argument("--quiet", action="store_true", help="no progress bars or per-stage progress lines")
+    c.add_argument("--force", action="store_true",
+                   help="with --from-results: replace an existing profile (refused without it)")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("show", help="summarise a profile with units and fit quality")
     s.add_argument("profile", help="profile YAML")
+    add_format_option(s)
     s.set_defaults(func=_show)
 
     cm = sub.add_parser("compare", help="what moved between two profiles beyond measurement noise")
     cm.add_argument("old", help="earlier profile YAML")
     cm.add_argument("new", help="later profile YAML")
     cm.add_argument("--all", action="store_true", help="also list quantities that stayed within noise")
+    add_format_option(cm)
+    cm.add_argument("--fail-on-regression", action="store_true",
+                    help=f"exit {EXIT_REGRESSION} when a predicted time got slower beyond measurement noise (for CI)")
     cm.set_defaults(func=_compare)
 
-    pl = sub.add_parser("plot", help="PNG plots: roofline, GEMM efficiency vs M, bandwidth vs size (needs matplotlib)")
+    pl = sub.add_parser("plot", help="PNG plots: roofline, GEMM efficiency per dtype, bandwidth and busbw vs size "
+                                     "(needs matplotlib)")
     pl.add_argument("profile", help="profile YAML")
-    pl.add_argument("--out", default=None, help="output folder (default: <profile-stem>-plots/ next to the profile)")
+    pl.add_argument("--out", default=None,
+                    help="output folder (default: results/<profile-stem>-plots/, beside the run's results, not in profiles/)")
+    pl.add_argument("--datasheet", default=None,
+                    help="datasheet profile drawn as reference lines (default: the shipped one for this device, if any)")
     pl.set_defaults(func=_plot)
 
     ex = sub.add_parser("export", help="export a profile for inference configurators (aiconfigurator system + perf tables)")
@@ -84,37 +102,58 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
 
 def _show(args: argparse.Namespace) -> int:
     from .profile import Profile
-    from .show import format_profile
+    from .show import format_profile, profile_to_json
 
-    print(format_profile(Profile.load(args.profile)))
-    return 0
+    p = Profile.load(args.profile)
+    if args.format == "json":
+        print_json(profile_to_json(p))
+    else:
+        print(format_profile(p))
+    return EXIT_OK
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare_profiles, format_changes
+    from .compare import changes_to_json, compare_profiles, format_changes, regressions
     from .profile import Profile
 
     old, new = Profile.load(args.old), Profile.load(args.new)
+    note = None
     if old.identity.device_name != new.identity.device_name:
-        print(f"note: comparing different devices: {old.identity.device_name!r} vs {new.identity.device_name!r}")
+        note = f"comparing different devices: {old.identity.device_name!r} vs {new.identity.device_name!r}"
     changes = compare_profiles(old, new)
-    print(format_changes(changes, only_significant=not args.all))
-    return 0
+    slower = regressions(changes)
+    if args.format == "json":
+        print_json({"old_profile": args.old, "new_profile": args.new, "note": note,
+                    "regressions": len(slower), "changes": changes_to_json(changes, only_significant=not args.all)})
+    else:
+        if note:
+            print(f"note: {note}")
+        print(format_changes(changes, only_significant=not args.all))
+    if args.fail_on_regression and slower:
+        print(f"accelcal compare: {len(slower)} predicted time(s) slower beyond noise: "
+              + "; ".join(f"{c.quantity} {c.rel_change:+.1%}" for c in slower[:5]), file=sys.stderr)
+        return EXIT_REGRESSION
+    return EXIT_OK
 
 
 def _plot(args: argparse.Namespace) -> int:
     from .plot import plot_profile
     from .profile import Profile
+    from .priors import find_datasheet
 
     p = Profile.load(args.profile)
-    out = args.out or str(Path(args.profile).with_suffix("")) + "-plots"
+    ds = Profile.load(args.datasheet) if args.datasheet else find_datasheet(p)
+    out = args.out or str(Path("results") / f"{Path(args.profile).stem}-plots")
+    notes: list[str] = []
     try:
-        paths = plot_profile(p, out, profile_path=args.profile)
+        paths = plot_profile(p, out, profile_path=args.profile, datasheet=ds, notes=notes)
     except ImportError as exc:
         print(f"accelcal plot: error: {exc}", file=sys.stderr)
         return 2
     for path in paths:
         print(f"wrote {path}")
+    for note in notes:
+        print(f"not drawn: {note}")
     return 0
 
 
@@ -170,8 +209,9 @@ def _split_results(paths: list[str]):
         frames.append(df)
         envp = Path(p).with_suffix(".env.json")
         if envp.exists():
-            with open(envp, encoding="utf-8") as fh:
-                e = json.load(fh)
+            from accelcal.safe_io import load_json
+
+            e = load_json(envp, what="environment file", max_bytes=16 * 2**20, expect=dict)
             # Kernel provenance wins: it describes the device the GEMMs ran on.
             if (df["suite"] == "kernels").any():
                 kern_env = kern_env or e
@@ -184,28 +224,63 @@ def _split_results(paths: list[str]):
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    """Run the calibration; a failed or interrupted run removes the raw folder it created (and says so)."""
+    created: list[Path] = []
+    ok = False
+    try:
+        rc = _calibrate_run(args, created)
+        ok = rc == 0
+        return rc
+    finally:
+        import shutil
+
+        for d in created:
+            if not ok and d.exists() and not args.keep_partial:
+                shutil.rmtree(d, ignore_errors=True)
+                print(f"[calibrate] removed the partial raw folder {d}", file=sys.stderr)
+            elif not ok and d.exists():
+                print(f"[calibrate] partial raw results kept in {d} (--keep-partial)", file=sys.stderr)
+
+
+def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
+    from accelcal.preflight import check_dir, check_file
+
     from .fit import fit_profile
     from .profile import Profile, ProfileError
 
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     command = "accelcal " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("accelcal") else \
         "accelcal calibrate " + " ".join(_argv_echo(args))
     if args.nproc is not None and args.nproc < 0:
         raise ValueError(f"--nproc must be >= 0, got {args.nproc}")
+    if args.out:  # before torch is even imported
+        check_file(args.out, what="--out", need_bytes=4 * 2**20)
     if args.from_results:
         kern, coll, env = _split_results(args.from_results)
         if not env:
             raise ValueError(f"--from-results: no <stem>.env.json beside {args.from_results}; the profile needs the "
                              f"provenance (device, memory, versions) it records")
         raw_files = [str(Path(p).resolve()) for p in args.from_results]
-        out = Path(args.out or f"profiles/{env.get('device_type', 'device')}.yaml")
+        target = profile_target(args.out, args.name, env, args.raw_dir)
+        out = target.path
+        if out.exists() and not args.force:
+            raise ValueError(f"{out} exists; refitting saved results would replace it: pass --force, or --out "
+                             f"another path")
+        check_file(out, what="--out", need_bytes=4 * 2**20)
     else:
+        import socket
+
         from accelcal.kernels.device import resolve_device
         from accelcal.kernels.suite import run_suite
 
         dev = resolve_device(args.device)
-        out = Path(args.out or f"profiles/{dev.type}-{stamp}.yaml")
-        raw_dir = Path(args.raw_dir or out.parent / f"{out.stem}.raw-{stamp}")
+        target = profile_target(args.out, args.name, {"host": socket.gethostname(), "device": dev.spec},
+                                args.raw_dir)
+        out, raw_dir = target.path, target.raw_dir
+        # Every destination before any measuring: a read-only folder or a full disk fails now, not after minutes.
+        check_file(out, what="--out", need_bytes=4 * 2**20)
+        check_dir(raw_dir, what="--raw-dir", need_bytes=64 * 2**20)
+        if not raw_dir.exists():
+            created.append(raw_dir)
         nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
         threads = threads_before = None
         if dev.is_cpu:
@@ -219,8 +294,11 @@ def _calibrate(args: argparse.Namespace) -> int:
             torch.set_num_threads(threads)
             print(f"[calibrate] CPU device = one rank's share: {cores} cores // {max(nproc, 1)} rank(s) = {threads} thread(s)")
         print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {raw_dir}")
+        from accelcal.progress import StageProgress
+
         try:
-            rs = run_suite(device=dev, preset=args.preset, progress=print)
+            rs = run_suite(device=dev, preset=args.preset, progress=None,
+                           bar=StageProgress("calibrate kernels", quiet=args.quiet))
         finally:
             if threads_before is not None:  # the share is for the kernel suite; callers keep their own setting
                 torch.set_num_threads(threads_before)
@@ -253,10 +331,14 @@ def _calibrate(args: argparse.Namespace) -> int:
                 stem = "collectives" if rounds == 1 else f"collectives-round{r + 1}"
                 print(f"[calibrate] collectives on {nproc} ranks ({dev.type}), {fit_dtype(ctype)}, preset {fp.name}, "
                       f"round {r + 1}/{rounds}")
+                bar = StageProgress("calibrate collectives", quiet=args.quiet)
                 try:
                     frames.append(run_sweep(nproc, device_type=ctype, preset=fp.name, dtypes=[fit_dtype(ctype)],
-                                            out_dir=raw_dir, progress=print, stem=stem))
+                                            out_dir=raw_dir, progress=bar.lines(f"round {r + 1}/{rounds}"), stem=stem,
+                                            orphan_cleanup=[str(raw_dir.resolve())] if created else []))
+                    bar.close()
                 except RuntimeError as exc:  # a rank died or timed out: no profile from a partial run
+                    bar.close()
                     print(f"accelcal calibrate: error: collective sweep failed: {exc}; {out} not written"
                           + (" (the existing profile is kept)" if out.exists() else ""), file=sys.stderr)
                     return 1
@@ -264,8 +346,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                 if csv.exists():
                     raw_files.append(str(csv))
             coll = pd.concat(frames, ignore_index=True, sort=False) if frames else None
-    if args.name:
-        env["profile_name"] = args.name
+    env["profile_name"] = target.name  # identity.name is the file stem (calibrate/naming.py)
     print("[calibrate] fitting")
     profile = fit_profile(kern, coll, env, command, progress=lambda m: print(f"[calibrate]   {m}"))
     profile.identity.raw_data = [os.path.relpath(Path(f).resolve(), out.parent.resolve()) for f in raw_files]

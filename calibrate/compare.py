@@ -23,11 +23,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from accelcal.units import fmt, fmt_bytes
 from accelcal.vocab import DTYPE_BYTES, attention_flop_bytes, gemm_element_bytes
 
 from .profile import MissingMeasurement, Profile, Quality, gemm_model_time_s
 
-__all__ = ["Change", "compare_profiles", "format_changes", "attention_cases_in_range", "MIN_NOISE", "OVERHEAD_NOISE"]
+__all__ = ["Change", "compare_profiles", "format_changes", "changes_to_json", "regressions", "attention_cases_in_range",
+           "MIN_NOISE", "OVERHEAD_NOISE"]
 
 MIN_NOISE = 0.03
 """Smallest relative change ever called significant."""
@@ -57,10 +59,20 @@ class Change:
     """Why a context row is there, e.g. how many measured points the parameter binds at."""
     group: str = ""
     """Fitted quantity it belongs to (``gemm bf16``): context rows are shown next to a judged change of their group."""
+    unit: str = "s"
+    """Unit of ``old``/``new`` (an accelcal.units name): ``s``, ``ratio`` (median new/old time), ``flop_per_s``,
+    ``bytes_per_s``."""
 
     @property
     def significant(self) -> bool:
         return self.judged and abs(self.rel_change) > self.noise
+
+    @property
+    def verdict(self) -> str:
+        """``FASTER`` / ``SLOWER`` / ``within noise`` for judged rows, ``context`` for raw parameters."""
+        if not self.judged:
+            return "context"
+        return ("FASTER" if _faster(self) else "SLOWER") if self.significant else "within noise"
 
 
 def _noise(*qs: Quality | None) -> float:
@@ -117,9 +129,14 @@ def compare_profiles(old: Profile, new: Profile,
     """
     out: list[Change] = []
 
-    def add(name: str, a: float, b: float, noise: float, group: str, judged: bool = True, note: str = "") -> None:
+    def add(name: str, a: float, b: float, noise: float, group: str, judged: bool = True, note: str = "",
+            unit: str | None = None) -> None:
+        if unit is None:  # a ratio of times, a time, or a raw parameter whose field name carries its unit
+            unit = "ratio" if "ratio" in name else next((u for u in ("flop_per_s", "bytes_per_s") if name.endswith(u)), "s")
         if a > 0 and math.isfinite(a) and math.isfinite(b):
-            out.append(Change(name, a, b, b / a - 1.0, noise, judged, note, group))
+            out.append(Change(name, a, b, b / a - 1.0, noise, judged, note, group, unit))
+        else:  # an inf/NaN/zero is never "within noise": flag it (format_changes says IMPLAUSIBLE)
+            out.append(Change(name, a, b, math.inf, noise, judged, note or "not a finite positive number", group, unit))
 
     for dt, e in old.compute.items():
         if dt not in new.compute:
@@ -155,13 +172,13 @@ def compare_profiles(old: Profile, new: Profile,
         else:
             sizes = [float(1 << 30)]
         for size in sizes:
-            add(f"memory {pat} time at {size:.4g} bytes", old.memory_time_s(size, pat).time_s,
+            add(f"memory {pat} time at {fmt_bytes(size)}", old.memory_time_s(size, pat).time_s,
                 new.memory_time_s(size, pat).time_s, noise, grp)
         big = sizes[-1]
         bw_share = [big / x.bandwidth_bytes_per_s / (big / x.bandwidth_bytes_per_s + (x.latency_s or 0.0)) for x in (e, ne)]
-        note = (f"streaming bandwidth; {min(bw_share):.0%} of the time at the largest size {big:.4g} bytes"
+        note = (f"streaming bandwidth; {min(bw_share):.0%} of the time at the largest size {fmt_bytes(big)}"
                 if min(bw_share) >= 0.5 else
-                f"not pinned down: only {min(bw_share):.0%} of the time even at the largest size {big:.4g} bytes")
+                f"not pinned down: only {min(bw_share):.0%} of the time even at the largest size {fmt_bytes(big)}")
         add(f"memory {pat} bandwidth_bytes_per_s", e.bandwidth_bytes_per_s, ne.bandwidth_bytes_per_s, noise, grp,
             False, note)
     for dt, groups in old.elementwise.items():
@@ -173,7 +190,7 @@ def compare_profiles(old: Profile, new: Profile,
             noise = _noise(e.quality, ne.quality)
             sizes = sorted({e.quality.range_min, e.quality.range_max}) if e.quality is not None else [float(1 << 30)]
             for size in sizes:
-                add(f"elementwise {dt} {g} time at {size:.4g} bytes", old.elementwise_time_s(g, size, dt).time_s,
+                add(f"elementwise {dt} {g} time at {fmt_bytes(size)}", old.elementwise_time_s(g, size, dt).time_s,
                     new.elementwise_time_s(g, size, dt).time_s, noise, grp)
     for fld in ("eager_launch_s", "launch_sync_s", "sync_s", "graph_kernel_s"):
         a, b = getattr(old.overheads, fld), getattr(new.overheads, fld)
@@ -202,7 +219,7 @@ def compare_profiles(old: Profile, new: Profile,
             else:
                 notes = dict.fromkeys(("flop_per_s", "bytes_per_s"),
                                       f"no suite attention case in the measured range "
-                                      f"[{e.quality.range_min:.4g}, {e.quality.range_max:.4g}] FLOP to predict at")
+                                      f"[{fmt(e.quality.range_min, 'flop')}, {fmt(e.quality.range_max, 'flop')}] to predict at")
             for fld in ("flop_per_s", "bytes_per_s"):
                 add(f"attention {dt} {ph} {fld}", getattr(e, fld), getattr(n, fld), noise, grp, False, notes[fld])
     for c in old.collectives:
@@ -218,7 +235,7 @@ def compare_profiles(old: Profile, new: Profile,
                 b = new.collective_time_s(c.op, s, c.group_size, c.scope).time_s
             except MissingMeasurement:
                 continue
-            add(f"{c.label} time at {s:.4g} bytes", a, b, noise, c.label)
+            add(f"{c.label} time at {fmt_bytes(s)}", a, b, noise, c.label)
     return out
 
 
@@ -227,23 +244,48 @@ def format_changes(changes: list[Change], only_significant: bool = False) -> str
 
     With ``only_significant``, judged rows beyond noise plus the context rows of their group.
     """
-    moved = {c.group for c in changes if c.significant}
-    rows = [c for c in changes if not only_significant or c.significant or (not c.judged and c.group in moved)]
+    rows = _shown(changes, only_significant)
     judged = [c for c in changes if c.judged]
     if not any(c.judged for c in rows):
         return "nothing to compare" if not judged else "no change beyond measurement noise in the predicted times"
     w = max(len(c.quantity) for c in rows)
-    lines = [f"{'quantity':<{w}}  {'old':>11}  {'new':>11}  {'change':>8}  {'noise':>7}  verdict"]
+    lines = [f"{'quantity':<{w}}  {'old':>14}  {'new':>14}  {'change':>8}  {'noise':>7}  verdict"]
     for c in rows:
         if not c.judged:
             verdict = f"context, not judged ({c.note})" if c.note else "context, not judged"
+        elif _implausible(c):
+            verdict = "IMPLAUSIBLE (not finite, or moved more than 1000x: a unit slip or a corrupted file?)"
         else:
-            verdict = ("FASTER" if _faster(c) else "SLOWER") if c.significant else "within noise"
-        lines.append(f"{c.quantity:<{w}}  {c.old:>11.4g}  {c.new:>11.4g}  {c.rel_change:>+8.1%}  {c.noise:>7.1%}  {verdict}")
+            verdict = c.verdict
+        lines.append(f"{c.quantity:<{w}}  {fmt(c.old, c.unit):>14}  {fmt(c.new, c.unit):>14}  {c.rel_change:>+8.1%}  "
+                     f"{c.noise:>7.1%}  {verdict}")
     n_sig = sum(c.significant for c in changes)
     lines.append(f"{n_sig} of {len(judged)} predicted times moved beyond measurement noise "
                  f"(raw fitted parameters are context only)")
     return "\n".join(lines)
+
+
+def _implausible(c: Change) -> bool:
+    return not math.isfinite(c.rel_change) or not (1e-3 <= 1.0 + c.rel_change <= 1e3)
+
+
+def _shown(changes: list[Change], only_significant: bool) -> list[Change]:
+    # Judged rows beyond noise plus the context rows of their group; everything without only_significant.
+    moved = {c.group for c in changes if c.significant}
+    return [c for c in changes if not only_significant or c.significant or (not c.judged and c.group in moved)]
+
+
+def regressions(changes: list[Change]) -> list[Change]:
+    """Judged predicted times that got slower beyond their noise band (what ``--fail-on-regression`` fails on)."""
+    return [c for c in changes if c.significant and not _faster(c)]
+
+
+def changes_to_json(changes: list[Change], only_significant: bool = False) -> list[dict[str, Any]]:
+    """One dict per change; the values' keys carry their unit (``old_s``, ``new_flop_per_s``, ``old_ratio``)."""
+    rows = _shown(changes, only_significant)
+    return [{"quantity": c.quantity, "group": c.group, "unit": c.unit, f"old_{c.unit}": c.old, f"new_{c.unit}": c.new,
+             "rel_change": c.rel_change, "noise_rel": c.noise, "judged": c.judged, "significant": c.significant,
+             "verdict": c.verdict, "note": c.note} for c in rows]
 
 
 def _faster(c: Change) -> bool:

@@ -19,7 +19,6 @@ through ``progress``); a run with no GEMM data at all is an error.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Callable, Mapping
 
 import pandas as pd
@@ -29,6 +28,7 @@ from .fit_attention import CASE_KEYS, fit_attention
 from .fit_gemm import fit_gemm
 from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, SCOPES
 
+from .naming import slug
 from .profile import CollectiveEntry, Identity, MemoryEntry, Overheads, Profile
 
 __all__ = ["fit_profile", "collective_fit_mode", "select_collective_series", "median_over_repeats", "MEMORY_MAX_PIECES",
@@ -52,8 +52,6 @@ def _ok(df: pd.DataFrame | None, figure: str | None) -> pd.DataFrame:
     return out[out["median_s"].notna()]
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "device"
 
 
 def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Identity:
@@ -92,7 +90,7 @@ def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Ident
             versions[out] = str(v)
     threads = env.get("torch_num_threads")
     return Identity(
-        name=str(env.get("profile_name") or _slug(f"{dtype_}-{name}" + (f"-{threads}t" if dtype_ == "cpu" and threads else ""))),
+        name=str(env.get("profile_name") or slug(f"{dtype_}-{name}" + (f"-{threads}t" if dtype_ == "cpu" and threads else ""))),
         source="measured", device_type=dtype_, device_name=name, devices_per_node=per_node,
         nodes=int(env.get("nodes") or 1), memory_capacity_bytes=mem, host=str(env.get("host") or ""),
         date=str(env.get("date") or ""), command=command, versions=versions, citations=[], raw_data=[],

@@ -121,12 +121,15 @@ def _segments(u: np.ndarray, npieces: int) -> list[list[float]]:
 def _best_bounds(x: np.ndarray, t: np.ndarray, npieces: int) -> list[float] | None:
     u = np.unique(x)
     best, best_err = None, math.inf
+    seg_err: dict[tuple[float, float], float] = {}  # a size range recurs in many cut combinations: solve it once
     for bounds in _segments(u, npieces):
         edges = [-math.inf] + bounds + [math.inf]
         err = 0.0
         for lo, hi in zip(edges[:-1], edges[1:]):
-            sel = (x > lo) & (x <= hi)
-            err += _linear(x[sel], t[sel])[2]
+            if (lo, hi) not in seg_err:
+                sel = (x > lo) & (x <= hi)
+                seg_err[(lo, hi)] = _linear(x[sel], t[sel])[2]
+            err += seg_err[(lo, hi)]
         if err < best_err:
             best, best_err = bounds, err
     return best

@@ -7,31 +7,20 @@
 
 from __future__ import annotations
 
+from accelcal.units import fmt
 from accelcal.vocab import busbw_factor
 
 from .profile import Profile, Quality
 
-__all__ = ["format_profile"]
+__all__ = ["format_profile", "profile_to_json"]
 
 
 def _si(v: float | None, unit: str) -> str:
-    if v is None:
-        return "not measured"
-    for div, pre in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:.3g} {pre}{unit}"
-    return f"{v:.3g} {unit}"
+    return fmt(v, {"B": "bytes", "B/s": "bytes_per_s", "FLOP/s": "flop_per_s"}[unit], digits=3)
 
 
 def _time(v: float | None) -> str:
-    if v is None:
-        return "not measured"
-    if abs(v) < 1e-12:
-        return "0 s"
-    for mul, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us"), (1e9, "ns")):
-        if abs(v) * mul >= 1 or unit == "ns":
-            return f"{v * mul:.3g} {unit}"
-    return f"{v:g} s"
+    return fmt(v, "s", digits=3)
 
 
 def _q(q: Quality | None) -> str:
@@ -101,6 +90,11 @@ def format_profile(p: Profile) -> str:
         out.append(f"validation  {v.date} on {v.device}: median |rel err| {v.median_abs_rel_err:.1%}, "
                    f"max {v.max_abs_rel_err:.1%} over {len(v.cases)} cases")
     return "\n".join(out)
+
+
+def profile_to_json(p: Profile) -> dict:
+    """The profile as its YAML schema (units in every key) plus the fit flags ``show`` lists."""
+    return {"profile": p.to_dict(), "flags": [f for q in _qualities(p) for f in q.flags]}
 
 
 def _memory_line(e) -> str:

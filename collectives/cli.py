@@ -14,6 +14,8 @@ import argparse
 import os
 import sys
 
+from accelcal.exitcodes import EXIT_FAILED, EXIT_OK
+
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
     p = bench_sub.add_parser(
@@ -38,8 +40,23 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--stem", default="collectives", help="result file stem (default: collectives)")
     p.add_argument("--timeout", type=float, default=None, help="hard deadline for the whole sweep in seconds (default: the preset's)")
     p.add_argument("--pg-timeout", type=float, default=60.0, help="per-collective process-group timeout in seconds (default: 60)")
-    p.add_argument("--port", type=int, default=None, help="rendezvous port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--port", type=_port, default=None,
+                   help="rendezvous port (default: $MASTER_PORT if set, else a free one); a port another sweep "
+                        "holds is an error at once")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address the local rendezvous listens on (default: 127.0.0.1, loopback only). Any other "
+                        "address exposes an unauthenticated store: use it on a trusted network only")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     p.set_defaults(func=run, preset="quick")
+
+
+def _port(text: str) -> int:
+    from .distenv import parse_port
+
+    try:
+        return parse_port(text, "--port")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _csv(s: str) -> list[str]:
@@ -71,15 +88,24 @@ def run(args: argparse.Namespace) -> int:
             nproc = torch.accelerator.device_count() if torch.accelerator.is_available() else 0
             if nproc < 1:
                 raise ValueError(f"--device-type {args.device_type}: no such device visible; pass --device-type cpu")
+    from accelcal.progress import StageProgress
+
+    # The sweep's "[i/n]" case lines drive a bar (terminal) or one closing line (log); other lines pass through.
+    bar = StageProgress("collectives", quiet=args.quiet)
     try:
         df = run_sweep(nproc or 0, device_type=args.device_type, backend=args.backend, preset=args.preset,
                        out_dir=args.out, sizes=sizes, ops=_csv(args.ops), dtypes=_csv(args.dtypes),
-                       timeout_s=args.timeout, pg_timeout_s=args.pg_timeout, master_port=args.port)
+                       timeout_s=args.timeout, pg_timeout_s=args.pg_timeout, master_port=args.port,
+                       stem=args.stem, host=args.host, progress=bar.lines("sweep"))
     except SweepError as exc:
+        bar.close()
         print(f"accelcal bench collectives: error: {exc}", file=sys.stderr)
         return 1
+    bar.close()
     counts = df["status"].value_counts().to_dict()
+    # Failed cases are a failed measurement run (accelcal.exitcodes.EXIT_FAILED); 3 means "infeasible plan".
     if os.environ.get("RANK", "0") != "0":
-        return 3 if counts.get("failed") else 0  # under torchrun/srun only rank 0 reports
-    print(f"collectives: {len(df)} records ({', '.join(f'{v} {k}' for k, v in counts.items())}) in {args.out}/")
-    return 3 if counts.get("failed") else 0
+        return EXIT_FAILED if counts.get("failed") else EXIT_OK  # under torchrun/srun only rank 0 reports
+    print(f"collectives: {len(df)} records ({', '.join(f'{v} {k}' for k, v in counts.items())}) in "
+          f"{os.path.join(args.out, args.stem)}.*")
+    return EXIT_FAILED if counts.get("failed") else EXIT_OK

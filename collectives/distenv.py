@@ -19,11 +19,54 @@ import socket
 from dataclasses import dataclass
 from typing import Mapping
 
-__all__ = ["DistEnv", "DistEnvError", "bind_listen_socket", "from_environ", "in_distributed_env", "is_loopback"]
+__all__ = ["DistEnv", "DistEnvError", "bind_listen_socket", "from_environ", "in_distributed_env", "is_loopback",
+           "loopback_ifname", "pin_loopback_env", "parse_port", "PortTaken"]
 
 
 class DistEnvError(ValueError):
     """The launcher environment is missing, malformed or inconsistent."""
+
+
+class PortTaken(DistEnvError):
+    """The rendezvous port is held by another sweep or process."""
+
+
+def parse_port(value: str | int, what: str = "--port") -> int:
+    """A TCP port 1..65535 from an argument or environment value; a clear ValueError otherwise."""
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise DistEnvError(f"{what}={str(value)[:20]!r} is not a TCP port number (1..65535)") from None
+    if not 1 <= port <= 65535:
+        raise DistEnvError(f"{what}={port} is not a TCP port (1..65535)")
+    return port
+
+
+def loopback_ifname() -> str | None:
+    """The name of the loopback network interface (``lo`` on Linux, ``lo0`` on macOS), None when not found."""
+    try:
+        names = [n for _, n in socket.if_nameindex()]
+    except (OSError, AttributeError):
+        return None
+    for cand in ("lo", "lo0"):
+        if cand in names:
+            return cand
+    return next((n for n in names if n.startswith("lo")), None)
+
+
+def pin_loopback_env(env: dict[str, str], addr: str) -> dict[str, str]:
+    """Pin gloo's (and nccl's bootstrap) listeners to the loopback interface when ``addr`` is loopback.
+
+    gloo otherwise binds its pair sockets to the address the hostname resolves
+    to, which on most machines is reachable from the network.  An explicit
+    GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME in the environment is kept (the user chose).
+    """
+    if is_loopback(addr):
+        lo = loopback_ifname()
+        if lo:
+            env.setdefault("GLOO_SOCKET_IFNAME", lo)
+            env.setdefault("NCCL_SOCKET_IFNAME", lo)
+    return env
 
 
 @dataclass(frozen=True)
@@ -142,15 +185,17 @@ def bind_listen_socket(addr: str, port: int) -> socket.socket:
     """
     host = "127.0.0.1" if is_loopback(addr) else ""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # SO_REUSEADDR: a port left in TIME_WAIT by the previous sweep is reusable; a live listener still refuses.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((host, port))
         s.listen(128)
     except OSError as exc:
         s.close()
         if exc.errno == errno.EADDRINUSE:
-            raise DistEnvError(
-                f"MASTER_PORT={port} is already in use on {host or '0.0.0.0'} (another job or a stale rank holds it); "
-                "pick a free port or let `accelcal bench collectives` choose one") from None
+            raise PortTaken(
+                f"MASTER_PORT={port} is already in use on {host or '0.0.0.0'}: port {port} taken by another "
+                f"sweep/process; pick a free port or let accelcal choose one (leave --port and MASTER_PORT unset)") from None
         raise DistEnvError(f"cannot listen on {host or '0.0.0.0'}:{port} for MASTER_PORT: {exc}") from None
     return s
 

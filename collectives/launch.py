@@ -5,7 +5,14 @@
     df[["op", "dtype", "size_bytes", "group_size", "mode", "median_s", "busbw_bytes_per_s"]]
 
 Locally, the ranks are ``python -m accelcal.collectives.worker`` processes
-rendezvousing on 127.0.0.1 at a free port (or ``master_port``).  The launcher
+rendezvousing on 127.0.0.1 at a free port (or ``master_port``, else
+$MASTER_PORT).  The launcher binds the rendezvous port itself and hands the
+listening socket to rank 0, so a port another sweep holds is a
+:class:`~accelcal.collectives.distenv.PortTaken` error before any rank starts,
+and gloo is pinned to the loopback interface.  The ranks are tied to the
+launcher (accelcal.guardian): SIGTERM, SIGKILL or any other end of the
+launcher ends every rank within about a second, and rank 0 removes the
+staging and log folders if the launcher could not.  The launcher
 owns the hard outer deadline: when it passes, or when any rank exits non-zero,
 every rank is killed and a :class:`SweepError` names the cause (the first rank
 to fail and its message).  Rank 0 writes into a staging folder and the files
@@ -32,7 +39,9 @@ import pandas as pd
 
 from accelcal.results import read_results
 
-from .distenv import free_port, from_environ, in_distributed_env, port_in_use
+from accelcal.guardian import CLEANUP_ENV, child_preexec, parent_env
+
+from .distenv import bind_listen_socket, from_environ, in_distributed_env, is_loopback, parse_port, pin_loopback_env
 from .options import SweepOptions
 
 __all__ = ["SweepError", "run_sweep"]
@@ -88,11 +97,16 @@ def run_sweep(nproc: int, device_type: str = "cpu", backend: str | None = None, 
               out_dir: str | os.PathLike = "results", sizes: list[int] | tuple[int, ...] | None = None,
               ops: list[str] | tuple[str, ...] | None = None, dtypes: list[str] | tuple[str, ...] | None = None,
               timeout_s: float | None = None, progress: Callable[[str], object] | None = print,
-              pg_timeout_s: float = 60.0, master_port: int | None = None, stem: str = "collectives") -> pd.DataFrame:
+              pg_timeout_s: float = 60.0, master_port: int | None = None, stem: str = "collectives",
+              host: str = "127.0.0.1", orphan_cleanup: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
     """Run the collective sweep on ``nproc`` ranks and return its records (also written to ``out_dir``).
 
     ``timeout_s`` is the hard outer deadline for the whole sweep (default: the
     preset's); ``pg_timeout_s`` the process-group timeout each collective gets.
+    ``host`` is the address the rendezvous listens on: loopback by default; any
+    other address exposes the store to the network (trusted networks only).
+    ``orphan_cleanup``: more folders rank 0 removes if this process is killed
+    (a caller's partial raw folder; see accelcal.guardian for which names qualify).
     """
     opts = SweepOptions(device_type=device_type, backend=backend, preset=preset,
                         sizes_bytes=tuple(sizes) if sizes else None, ops=tuple(ops or ()), dtypes=tuple(dtypes or ()),
@@ -109,17 +123,26 @@ def run_sweep(nproc: int, device_type: str = "cpu", backend: str | None = None, 
             raise SweepError(f"rank {denv.rank}: {exc}") from None
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
-    return _launch_local(nproc, opts, progress, master_port)
+    return _launch_local(nproc, opts, progress, master_port, host, tuple(orphan_cleanup))
 
 
 def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], object] | None,
-                  master_port: int | None) -> pd.DataFrame:
-    if master_port is None:
-        master_port = free_port()
-    elif port_in_use(master_port):
-        raise ValueError(f"MASTER_PORT={master_port} is already in use on 127.0.0.1; pick another port or leave it unset")
-    out_dir = Path(opts.out_dir)
+                  master_port: int | None, host: str = "127.0.0.1", orphan_cleanup: tuple[str, ...] = ()) -> pd.DataFrame:
+    from accelcal.preflight import check_dir
+
+    if master_port is None and os.environ.get("MASTER_PORT"):
+        master_port = parse_port(os.environ["MASTER_PORT"], "MASTER_PORT (from the environment)")
+    elif master_port is not None:
+        master_port = parse_port(master_port, "--port")
+    cores = os.cpu_count() or 1
+    if opts.device_type == "cpu" and nproc > 2 * cores and progress:
+        progress(f"collectives: warning: --nproc {nproc} ranks on {cores} CPU core(s) ({nproc / cores:.0f} per core): "
+                 f"timings will measure the scheduler, and start-up may hit the deadline")
+    out_dir = check_dir(opts.out_dir, what="--out", need_bytes=16 * 2**20)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The launcher holds the port from here until rank 0 owns it: a second sweep on the same port fails now.
+    listener = bind_listen_socket(host, master_port or 0)
+    master_port = int(listener.getsockname()[1])
     # Staging inside out_dir: same file system, so moving the files in is an atomic rename.
     staging = Path(tempfile.mkdtemp(prefix=".collectives-staging-", dir=out_dir))
     logs = Path(tempfile.mkdtemp(prefix="accelcal-collectives-logs-"))
@@ -127,20 +150,32 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
     # The ranks get a slightly later deadline of their own so the launcher's fires first and names the cause.
     staged = SweepOptions(**{**opts.__dict__, "out_dir": str(staging), "deadline_s": deadline_s + 5})
     base_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "GROUP_RANK")}
-    base_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port), WORLD_SIZE=str(nproc),
-                    LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", ACCELCAL_LAUNCHER="accelcal", PYTHONUNBUFFERED="1")
+    base_env.update(MASTER_ADDR=host, MASTER_PORT=str(master_port), WORLD_SIZE=str(nproc),
+                    LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", ACCELCAL_LAUNCHER="accelcal", PYTHONUNBUFFERED="1",
+                    ACCELCAL_SWEEP_ID=f"{os.getpid()}-{time.time_ns()}", **parent_env())
+    base_env[CLEANUP_ENV] = os.pathsep.join([str(staging), str(logs), *map(str, orphan_cleanup)])
+    pin_loopback_env(base_env, host)
     ranks: list[_Rank] = []
     t0 = time.monotonic()
+    ok = False
     try:
         for r in range(nproc):
             log = logs / f"rank{r}.log"
+            env = {**base_env, "RANK": str(r), "LOCAL_RANK": str(r)}
+            fds: tuple[int, ...] = ()
+            if r == 0:
+                env["ACCELCAL_LISTEN_FD"] = str(listener.fileno())
+                fds = (listener.fileno(),)
             with open(log, "wb") as fh:
                 proc = subprocess.Popen([sys.executable, "-m", "accelcal.collectives.worker", *staged.to_argv()],
-                                        env={**base_env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=fh,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                        env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True, pass_fds=fds, preexec_fn=child_preexec)
             ranks.append(_Rank(r, proc, log))
+            if r == 0:
+                listener.close()  # rank 0 has its copy; ours would keep the port after rank 0 exits
         if progress:
-            progress(f"collectives: started {nproc} rank(s) on 127.0.0.1:{master_port}, deadline {deadline_s:g} s")
+            scope = "" if is_loopback(host) else " (NOT loopback: the store is reachable from the network)"
+            progress(f"collectives: started {nproc} rank(s) on {host}:{master_port}{scope}, deadline {deadline_s:g} s")
         _supervise(ranks, deadline_s, t0, progress)
         wrong = ranks[0].proc.returncode == 3
         files = sorted(staging.iterdir())
@@ -153,11 +188,16 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
         df = read_results([out_dir / f"{opts.stem}.csv"])
         if wrong and progress:
             progress("collectives: some cases gave WRONG results; see the failed rows")
+        ok = True
         return df
     finally:
+        listener.close()
         _kill(ranks)
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(logs, ignore_errors=True)
+        left = [str(p) for p in (staging, logs) if p.exists()]
+        if left and not ok:
+            print(f"accelcal collectives: could not remove {', '.join(left)}; delete by hand", file=sys.stderr)
 
 
 def _supervise(ranks: list[_Rank], deadline_s: float, t0: float, progress: Callable[[str], object] | None) -> None:

@@ -50,6 +50,9 @@ class SweepOptions:
             if bad or not self.sizes_bytes:
                 raise ValueError(f"sizes must be positive byte counts, got {list(self.sizes_bytes)}")
             object.__setattr__(self, "sizes_bytes", tuple(int(s) for s in self.sizes_bytes))
+        if not self.stem or self.stem in (".", "..") or "/" in self.stem or "\\" in self.stem or "\0" in self.stem:
+            raise ValueError(f"stem {self.stem[:40]!r}: expected a plain file name stem (no folders, no '..'); "
+                             f"results go inside --out")
         if not self.pg_timeout_s > 0:
             raise ValueError(f"pg_timeout_s must be > 0 seconds, got {self.pg_timeout_s}")
         if self.deadline_s is not None and not self.deadline_s > 0:

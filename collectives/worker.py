@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import socket
 import sys
 import threading
+import time
 from typing import Callable
 
 from .distenv import DistEnv, DistEnvError, bind_listen_socket, from_environ
@@ -110,15 +112,32 @@ def _init_process_group(denv: DistEnv, backend: str, device, timeout_s: float) -
         return
     sock = None
     if denv.rank == 0:
-        # Our own listening socket: loopback-only for single-node runs, and a busy port is a clear error.
-        sock = bind_listen_socket(denv.master_addr, denv.master_port)
+        fd = os.environ.get("ACCELCAL_LISTEN_FD", "")
+        if fd.isdigit():
+            # accelcal's launcher bound the port already (so no other sweep can take it in between).
+            sock = socket.socket(fileno=int(fd))
+        else:
+            # Our own listening socket: loopback-only for single-node runs, and a busy port is a clear error.
+            sock = bind_listen_socket(denv.master_addr, denv.master_port)
+    t0 = time.monotonic()
     try:
         store = dist.TCPStore(denv.master_addr, denv.master_port, denv.world_size, is_master=denv.rank == 0,
                               timeout=timeout, master_listen_fd=sock.fileno() if sock else None, wait_for_workers=False)
     except (RuntimeError, OSError) as exc:
         raise RankError(f"cannot reach the rendezvous store at MASTER_ADDR={denv.master_addr} "
-                        f"MASTER_PORT={denv.master_port} within {timeout_s:g} s: {str(exc).splitlines()[0][:200]}",
-                        EXIT_COLLECTIVE) from None
+                        f"MASTER_PORT={denv.master_port}: gave up after {time.monotonic() - t0:.0f} s "
+                        f"(timeout {timeout_s:g} s): {str(exc).splitlines()[0][:200]}", EXIT_COLLECTIVE) from None
+    sweep_id = os.environ.get("ACCELCAL_SWEEP_ID")
+    if sweep_id:
+        # Ranks of one sweep share an id: a rank that reached another sweep's store (same port) says so at once.
+        key = "accelcal/sweep_id"
+        if denv.rank == 0:
+            store.set(key, sweep_id)
+        else:
+            got = store.get(key).decode(errors="replace")
+            if got != sweep_id:
+                raise RankError(f"port {denv.master_port} taken by another sweep/process (its rendezvous answered "
+                                f"with a different sweep id)", EXIT_CONFIG)
     dist.init_process_group(store=store, rank=denv.rank, world_size=denv.world_size, **kwargs)
     del torch
 
@@ -211,12 +230,27 @@ def run_rank(denv: DistEnv, opts: SweepOptions, progress: Callable[[str], object
         timer.cancel()
 
 
+def _guard() -> None:
+    """Under accelcal's launcher: end with it (rank 0 first removes the staging and log folders)."""
+    import signal
+
+    from accelcal.guardian import watch_parent
+
+    if os.environ.get("ACCELCAL_LAUNCHER") != "accelcal":
+        return
+    if os.environ.get("RANK") == "0":
+        watch_parent(death_signal=signal.SIGTERM)
+    else:
+        watch_parent(cleanup=[], death_signal=signal.SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m accelcal.collectives.worker",
                                      description="One rank of the accelcal collective sweep (start with torchrun, srun "
                                                  "or `accelcal bench collectives --nproc N`).")
     add_worker_arguments(parser)
     args = parser.parse_args(argv)
+    _guard()
     try:
         opts = SweepOptions.from_args(args)
         denv = from_environ()

@@ -115,13 +115,16 @@ class SweepContext:
     """Where progress lines go (None: silent)."""
     counts: dict[str, list[int]] = field(default_factory=dict)
     """op group -> [done, total], for progress lines."""
+    bar: Any = None
+    """An :class:`accelcal.progress.StageProgress` (a bar per op group with elapsed time and ETA), or None."""
 
     @classmethod
     def create(cls, device: Device, results: ResultSet, timing: str | TimingConfig = "quick",
-               case_budget_s: float = 2.0, progress: Callable[[str], Any] | None = print) -> "SweepContext":
+               case_budget_s: float = 2.0, progress: Callable[[str], Any] | None = print,
+               bar: Any = None) -> "SweepContext":
         cfg = timing if isinstance(timing, TimingConfig) else TimingConfig.preset(timing)
         free, _ = device.memory_bytes()
-        return cls(device, results, cfg, last_level_cache_bytes(device), free, case_budget_s, progress)
+        return cls(device, results, cfg, last_level_cache_bytes(device), free, case_budget_s, progress, bar=bar)
 
     # -- memory -----------------------------------------------------------
     def current_free_bytes(self) -> int:
@@ -142,16 +145,22 @@ class SweepContext:
     # -- progress ---------------------------------------------------------
     def plan(self, group: str, total: int) -> None:
         self.counts[group] = [0, total]
+        if self.bar is not None:
+            self.bar.start(group, total)
 
     def step(self, group: str, text: str) -> None:
         done_total = self.counts.setdefault(group, [0, 0])
         done_total[0] += 1
+        if self.bar is not None:
+            self.bar.advance(text)
         if self.progress is not None:
             self.progress(f"[{group} {done_total[0]}/{done_total[1]}] {text}")
 
     # -- measuring --------------------------------------------------------
     def skip(self, op: str, case: str, params: Mapping[str, Any], dtype: str, reason: str) -> None:
         self.results.add_skip(op=op, case=case, params=params, dtype=dtype, reason=reason)
+        if self.bar is not None:
+            self.bar.skipped()
         if self.progress is not None:
             self.progress(f"    skipped: {reason}")
 

@@ -54,7 +54,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help=f"comma-separated dtypes for GEMM and attention (default: the preset's): {','.join(DTYPE_CHOICES)}")
     p.add_argument("--out", default="results", metavar="DIR",
                    help="output folder for kernels.csv/.parquet/.json/.env.json (default: %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no per-case progress lines (the summary is still printed)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar or stage lines (the summary is still printed)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print one line per case (default: a bar per op group with elapsed time and ETA on a "
+                        "terminal, one line per op group in a log)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch intra-op threads for the run (default: torch's own default); `accelcal calibrate` "
                         "uses cores // ranks on a CPU so one device is one rank's share")
@@ -62,8 +66,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
 
 
 def run(args: argparse.Namespace) -> int:
+    from accelcal.preflight import check_dir
+
     from .suite import run_suite, summary_table
 
+    check_dir(args.out, what="--out", need_bytes=16 * 2**20)  # before minutes of measuring
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -71,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
         # Before the suite captures the environment, so torch_num_threads records the setting.
         torch.set_num_threads(args.threads)
+    from accelcal.progress import StageProgress
+
     rs = run_suite(device=args.device, preset=args.preset, ops=args.ops, dtypes=args.dtypes,
-                   progress=None if args.quiet else print)
+                   progress=print if args.verbose and not args.quiet else None,
+                   bar=StageProgress("kernels", quiet=args.quiet))
     print(summary_table(rs))
     paths = rs.write(args.out, stem="kernels")
     for kind, path in paths.items():

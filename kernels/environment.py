@@ -26,7 +26,8 @@ from .timing import METHOD_VERSION
 __all__ = ["capture_environment", "cpu_model"]
 
 _ENV_PREFIXES = ("NCCL_", "OMP_", "MKL_", "OPENBLAS_", "GLOO_", "TORCH_NCCL_", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "PYTORCH_CUDA_ALLOC_CONF")
-_SECRET_HINTS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
+_SECRET_HINTS = ("TOKEN", "KEY", "SECRET", "PASS", "PWD", "AUTH", "CRED", "CERT", "PRIVATE")
+"""Substrings (any case) of variable names never recorded: PASS covers *_PASSWD/*PASSWORD*, AUTH *_AUTH*, ..."""
 
 
 def _nvidia_smi() -> dict[str, str]:
@@ -48,7 +49,7 @@ def _relevant_env() -> dict[str, str]:
     return {
         k: v
         for k, v in sorted(os.environ.items())
-        if k.startswith(_ENV_PREFIXES) and not any(h in k for h in _SECRET_HINTS)
+        if k.startswith(_ENV_PREFIXES) and not any(h in k.upper() for h in _SECRET_HINTS)
     }
 
 

@@ -41,8 +41,13 @@ def parse_list(value: str | Sequence[str] | None, choices: Sequence[str], what: 
 
 
 def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str | Sequence[str] | None = None,
-              dtypes: str | Sequence[str] | None = None, progress: Callable[[str], Any] | None = print) -> ResultSet:
-    """Run the kernel suite on ``device`` (a spec like ``"cuda:0"``, a Device, or None for the accelerator)."""
+              dtypes: str | Sequence[str] | None = None, progress: Callable[[str], Any] | None = print,
+              bar: Any = None) -> ResultSet:
+    """Run the kernel suite on ``device`` (a spec like ``"cuda:0"``, a Device, or None for the accelerator).
+
+    ``progress`` gets one line per case; ``bar`` (an :class:`accelcal.progress.StageProgress`) shows a bar per op
+    group with elapsed time and ETA, or one line per group in a log.
+    """
     # Validate the cheap arguments before touching torch or the device.
     op_list = parse_list(ops, OPS, "ops") or list(OPS)
     dtype_list = parse_list(dtypes, ALL_DTYPES, "dtypes")
@@ -61,7 +66,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     env = capture_environment(dev)
     env["suite_preset"] = p.name
     rs = ResultSet(suite="kernels", env=env)
-    ctx = SweepContext.create(dev, rs, timing=p.timing, case_budget_s=p.case_budget_s, progress=progress)
+    ctx = SweepContext.create(dev, rs, timing=p.timing, case_budget_s=p.case_budget_s, progress=progress, bar=bar)
     env["cache_bytes"] = ctx.cache_bytes
     gemm_dtypes = [d for d in p.dtypes if dtype_list is None or d in dtype_list]
     if dtype_list is not None:
@@ -73,19 +78,23 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
         progress(f"kernel suite {p.name} on {dev.spec} ({env.get('device_name')}): ops {','.join(op_list)}; "
                  f"cache {ctx.cache_bytes / 2**20:.0f} MiB, free memory {ctx.free_bytes / 2**30:.1f} GiB")
     t0 = time.perf_counter()
-    for op in OPS:
-        if op not in op_list:
-            continue
-        if op == "gemm":
-            run_gemm(ctx, p.gemm_shapes + p.decode_shapes, p.ms_for, gemm_dtypes)
-        elif op == "memory":
-            run_memory(ctx, p.memory_sizes_bytes)
-        elif op == "overhead":
-            run_overheads(ctx, queue_len=p.overhead_queue_len)
-        elif op == "attention":
-            run_attention(ctx, p.attention_cases, attn_dtypes)
-        elif op == "elementwise" and p.elementwise_dims is not None:
-            run_elementwise(ctx, p.elementwise_dims, p.elementwise_tokens, ew_dtypes)
+    try:
+        for op in OPS:
+            if op not in op_list:
+                continue
+            if op == "gemm":
+                run_gemm(ctx, p.gemm_shapes + p.decode_shapes, p.ms_for, gemm_dtypes)
+            elif op == "memory":
+                run_memory(ctx, p.memory_sizes_bytes)
+            elif op == "overhead":
+                run_overheads(ctx, queue_len=p.overhead_queue_len)
+            elif op == "attention":
+                run_attention(ctx, p.attention_cases, attn_dtypes)
+            elif op == "elementwise" and p.elementwise_dims is not None:
+                run_elementwise(ctx, p.elementwise_dims, p.elementwise_tokens, ew_dtypes)
+    finally:
+        if bar is not None:
+            bar.close()
     env["suite_wall_s"] = round(time.perf_counter() - t0, 3)
     return rs
 

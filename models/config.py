@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
-import yaml
 
 from accelcal.vocab import DTYPE_BYTES
 
@@ -118,11 +117,10 @@ class ModelConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "ModelConfig":
         """Load a config file with the preset keys (unknown keys are an error)."""
+        from accelcal.safe_io import load_yaml
+
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        data = load_yaml(path, what="model config", max_bytes=2**20)
         return cls.from_dict(data, origin=str(path))
 
     @classmethod

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 __all__ = ["DEFAULT_IMPLEMENTATION", "ElementwiseGroup", "Implementation", "implementation_names"]
 
@@ -96,7 +95,9 @@ class Implementation:
         path = IMPL_DIR / f"{name}.yaml"
         if not path.is_file():
             raise ValueError(f"unknown implementation {name!r}; presets: {', '.join(implementation_names())}")
-        return cls.from_dict(yaml.safe_load(path.read_text()), origin=str(path))
+        from accelcal.safe_io import load_yaml
+
+        return cls.from_dict(load_yaml(path, what="implementation preset", max_bytes=2**20), origin=str(path))
 
     @classmethod
     def resolve(cls, spec: "str | Implementation | None") -> "Implementation":

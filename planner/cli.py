@@ -12,17 +12,27 @@ import argparse
 import json
 import sys
 
+from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
+from accelcal.output import add_format_option
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="rank parallel layouts for a model on a profiled cluster",
                        description="Enumerate TP x PP x DP (x EP for MoE, SP for prefill), cost each layer DAG "
-                                   "from the profile, and rank the layouts with the reasons.")
+                                   "from the profile, and rank the layouts with the reasons. Exit 3 when no layout "
+                                   "fits, 4 when layouts fit but none meets --ttft/--tpot/--request-rate.")
     p.add_argument("--profile", required=True, help="profile YAML of one node (accelcal calibrate or profiles/datasheet/)")
+    p.add_argument("--interconnect", default=None, metavar="PROFILE",
+                   help="interconnect profile whose intra_node collectives replace --profile's (e.g. "
+                        "profiles/interconnect/*.yaml, or your own from accelcal import nccl-tests)")
     p.add_argument("--inter-node-profile", default=None,
-                   help="profile whose inter_node collectives link the nodes (default: --profile)")
+                   help="profile whose inter_node collectives link the nodes: an interconnect profile or a full "
+                        "profile (default: --profile)")
+    p.add_argument("--assume-zero-latency", action="store_true",
+                   help="cost collectives whose latency the profile does not give (datasheet priors) at 0 s instead "
+                        "of rejecting the layouts that need them; every output then says so")
     p.add_argument("--model", default="llama3-8b",
                    help=f"preset ({', '.join(preset_names())}), a model config .yaml, or a Hugging Face "
                         f"config.json or its folder (default: llama3-8b)")
@@ -46,9 +56,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "(default), torch-eager = plain PyTorch eager, as accelcal validate runs it")
     p.add_argument("--objective", choices=("auto", "latency", "throughput"), default="auto",
                    help="rank by request latency or tokens/s per device; auto = throughput when a target is given")
+    p.add_argument("--max-layouts", type=int, default=200_000,
+                   help="refuse a search costing more layouts than this per device group (default: 200000)")
     p.add_argument("--memory-utilization", type=float, default=0.9,
                    help="fraction of device memory a plan may use (default: 0.9)")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    add_format_option(p)
     p.add_argument("--top", type=int, default=10, help="plans to list (default: 10)")
     p.add_argument("--export-dir", default=None,
                    help="write the best plan's DAGs (JSON, DOT) and a Chrome/Perfetto trace here")
@@ -90,10 +102,8 @@ def _pick_dtype(model, prof, dtype: str | None):
     return dataclasses.replace(model, weight_dtype=pick, kv_dtype=pick)
 
 
-def _run_serving(args: argparse.Namespace, model, prof) -> int:
-    """``accelcal plan --engine ...``: the serving search (planner/serving/search.py)."""
-    from accelcal.calibrate.profile import Profile
-
+def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
+    """``accelcal plan --engine ...``: the serving search (planner/serving/search.py); ``prof`` already composed."""
     from .serving.search import ServingTargets, format_search, plot_pareto, search_serving
 
     try:
@@ -102,7 +112,6 @@ def _run_serving(args: argparse.Namespace, model, prof) -> int:
         raise ValueError(f"--concurrency {args.concurrency!r}: expected comma-separated integers") from None
     engines = [e.strip() for spec in args.engine for e in spec.split(",") if e.strip()]
     dpn = args.devices_per_node or int(prof.identity.devices_per_node)
-    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
     res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len,
                          ServingTargets(args.ttft, args.tpot, args.target_stat),
                          args.weight_dtype or model.weight_dtype, args.kv_dtype, inter)
@@ -132,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from .export import write_exports
     from accelcal.models import ModelConfig
     from .report import format_table, to_json
-    from .search import PlanOptions, plan
+    from .search import NoFeasiblePlan, PlanOptions, plan
     from .workload import Workload
 
     for name in ("nodes", "devices_per_node", "top", "prompt_len", "output_len", "batch"):
@@ -143,12 +152,24 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {v}")
     if not 0 < args.memory_utilization <= 1:
         raise ValueError(f"--memory-utilization must be in (0, 1], got {args.memory_utilization}")
+    if args.export_dir:  # before any planning: a bad destination is an error in milliseconds
+        from accelcal.preflight import check_dir
+
+        check_dir(args.export_dir, what="--export-dir", need_bytes=16 * 2**20)
     model = ModelConfig.resolve(args.model)
     prof = Profile.load(args.profile)
-    if args.engine:
-        return _run_serving(args, model, prof)
-    model = _pick_dtype(model, prof, args.dtype)
     inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    extra_inter = inter  # other device groups keep the inter-node link as given
+    if args.interconnect or (inter is not None and inter.is_interconnect):
+        from accelcal.calibrate.compose import compose
+
+        # One profile per device group: device numbers from --profile, each scope's collectives from its fabric.
+        ic = Profile.load(args.interconnect) if args.interconnect else None
+        prof = compose(prof, ic, inter)
+        inter = None
+    if args.engine:
+        return _run_serving(args, model, prof, inter)
+    model = _pick_dtype(model, prof, args.dtype)
     groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node, inter)]
     for spec in args.extra_group:
         parts = spec.rsplit(":", 2) if spec.count(":") >= 2 else spec.rsplit(":", 1)
@@ -162,18 +183,28 @@ def run(args: argparse.Namespace) -> int:
         name = str(gp.identity.device_name)
         if any(g.name == name for g in groups):
             name = f"{name} #{len(groups) + 1}"
-        groups.append(DeviceGroup(name, gp, nums[0], nums[1] if len(nums) > 1 else None, inter))
+        groups.append(DeviceGroup(name, gp, nums[0], nums[1] if len(nums) > 1 else None, extra_inter))
     workload = Workload(args.prompt_len, args.output_len, args.batch, args.ttft, args.tpot, args.request_rate)
     options = PlanOptions(cuda_graphs=args.cuda_graphs, objective=args.objective, implementation=args.implementation,
-                          memory_utilization=args.memory_utilization)
+                          memory_utilization=args.memory_utilization, assume_zero_latency=args.assume_zero_latency,
+                          max_layouts=args.max_layouts)
     progress = (lambda msg: print(msg, file=sys.stderr)) if sum(g.devices for g in groups) >= 32 else None
-    result = plan(model, Cluster(groups), workload, options, progress)
+    try:
+        result = plan(model, Cluster(groups), workload, options, progress)
+    except NoFeasiblePlan as exc:
+        print(f"accelcal plan: {exc}", file=sys.stderr)
+        return EXIT_INFEASIBLE
     if args.format == "json":
-        print(json.dumps(to_json(result, args.top), indent=1, sort_keys=True))
+        from accelcal.safe_io import dumps_finite
+
+        print(dumps_finite(to_json(result, args.top), what="the plan", indent=1, sort_keys=True))
     else:
         print(format_table(result, args.top), end="")
     if args.export_dir:
         paths = write_exports(result.best, args.export_dir, model.layers)
         print(f"wrote {len(paths)} files to {args.export_dir} (open trace.json in https://ui.perfetto.dev)",
               file=sys.stderr)
-    return 0
+    if not all(g.ranked[0].meets_targets for g in result.groups if g.ranked):
+        print("accelcal plan: no plan meets the targets (the closest are listed above)", file=sys.stderr)
+        return EXIT_TARGETS_MISSED
+    return EXIT_OK

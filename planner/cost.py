@@ -139,8 +139,10 @@ class Coster:
     """Answers node costs from one device group's profiles; memoises every query."""
 
     def __init__(self, profile: ProfileQueries, dtype: str = "bf16", cuda_graphs: bool = False,
-                 inter_node_profile: ProfileQueries | None = None) -> None:
+                 inter_node_profile: ProfileQueries | None = None, assume_zero_latency: bool = True) -> None:
         self.profile = profile
+        self.assume_zero_latency = assume_zero_latency
+        """False: a collective whose latency the profile does not give (datasheet priors) is refused, not costed at 0 s."""
         self.inter = inter_node_profile if inter_node_profile is not None else profile
         self.dtype = dtype
         self.cuda_graphs = cuda_graphs
@@ -184,12 +186,21 @@ class Coster:
         prof = self.inter if scope == "inter_node" else self.profile
 
         def ask():
+            from accelcal.calibrate.compose import missing_hint
+
             try:
-                return prof.collective_time_s(op, nbytes, group_size, scope)
+                est = prof.collective_time_s(op, nbytes, group_size, scope)
             except MissingMeasurement as exc:  # say which measurement the plan needs
                 msg = exc.args[0] if exc.args else str(exc)
                 raise type(exc)(f"{op} over {group_size} devices ({scope}) is needed but the profile cannot "
-                                f"answer it: {msg}") from None
+                                f"answer it: {msg}; {missing_hint(op, scope)}") from None
+            if not self.assume_zero_latency and "not-measured" in est.flags:
+                # A datasheet gives no latency: 0 s would make every small TP message free (wide TP wins falsely).
+                raise MissingMeasurement(
+                    f"{op} over {group_size} devices ({scope}): profile {getattr(prof.identity, 'name', '?')} gives "
+                    f"no latency for it ({est.detail}); refusing to cost it at 0 s. Measure it, pass measured or "
+                    f"published collectives ({missing_hint(op, scope)}), or accept 0 s with --assume-zero-latency")
+            return est
         return self._q(("coll", op, nbytes, group_size, scope), ask)
 
     def attention(self, phase, batch, q_len, kv_len, heads, kv_heads, head_dim):

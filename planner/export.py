@@ -6,9 +6,11 @@
     # render out/plan/dag_decode.dot with `dot -Tsvg`
 
 The trace shows the path of one prompt (prefill) and then one decode step
-through every pipeline stage: one process per stage, every layer's nodes as
-complete ("X") events with their profile source in ``args``.  All files are
-written atomically.
+through every pipeline stage: one process per stage with a ``layers`` track
+(stage and layer slices) and one track per stream (compute, communication,
+host launches) holding every node as a complete ("X") event with its profile
+source in ``args``.  Times sit on an integer-nanosecond grid, so slices nest
+strictly.  All files are written atomically.
 """
 
 from __future__ import annotations
@@ -52,45 +54,100 @@ def dag_to_dot(cd: CostedDAG, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _phase_events(pc: PhaseCost, pp: int, layers: int, t0_us: float, label: str) -> tuple[list[dict], float]:
-    events: list[dict] = []
-    t = t0_us
-    per_stage = layers // pp
+# Tracks (tid) inside each PP stage's process: the structure, then one per stream the cost model times.
+_TRACKS: tuple[tuple[int, str], ...] = ((0, "layers"), (1, "compute stream"), (2, "communication stream"),
+                                        (3, "host launches"))
+_TRACK_OF_CATEGORY = {"compute": 1, "memory": 1, "communication": 2, "launch": 3}
+"""Memory-bound kernels run on the compute stream; collectives and PP sends on their own; un-hidden launch
+overhead is host time."""
 
-    def emit(cd: CostedDAG, stage: int, prefix: str) -> None:
-        nonlocal t
+
+def _ns(seconds: float) -> int:
+    return int(round(seconds * 1e9))
+
+
+def _us(ns: int) -> float:
+    """Integer nanoseconds as trace microseconds that read back exactly.
+
+    ``ts`` is in microseconds and viewers convert with ``int(ts * 1000)`` (truncating) or by rounding; ``1.001``
+    truncates to 1000 ns.  The smallest double >= ns/1000 whose product truncates to ``ns`` reads back as
+    ``ns`` both ways, so abutting slices computed from integer ends never overlap by a nanosecond.
+    """
+    import math
+
+    x = ns / 1000.0
+    while int(x * 1000.0) < ns:
+        x = math.nextafter(x, math.inf)
+    return x
+
+
+class _Timeline:
+    """Complete ("X") events on an integer-nanosecond clock: every ts/dur comes from integer cumulative ends."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.t_ns = 0
+
+    def slice(self, name: str, cat: str, pid: int, tid: int, start_ns: int, end_ns: int, args: dict) -> None:
+        self.events.append({"name": name, "cat": cat, "ph": "X", "ts": _us(start_ns), "dur": _us(end_ns - start_ns),
+                            "pid": pid, "tid": tid, "args": args})
+
+    def run(self, cd: CostedDAG, pid: int, phase: str, part: str) -> tuple[int, int]:
+        """Lay one costed DAG's nodes end to end (the cost model's one stream), then its launch overhead."""
+        start = self.t_ns
+        cum_s = 0.0
         for n in cd.nodes:
-            dur = n.device_s * 1e6
-            events.append({"name": n.name, "cat": f"{label},{n.category}", "ph": "X", "ts": round(t, 3),
-                           "dur": round(dur, 3), "pid": stage, "tid": 0,
-                           "args": {"layer": prefix, "source": n.source, "detail": n.detail}})
-            t += dur
+            a, cum_s = self.t_ns, cum_s + n.device_s
+            self.t_ns = start + _ns(cum_s)
+            self.slice(n.name, f"{phase},{n.category}", pid, _TRACK_OF_CATEGORY[n.category], a, self.t_ns,
+                       {"layer": part, "source": n.source, "detail": n.detail, "device_s": n.device_s})
         if cd.launch_s > 0:
-            events.append({"name": "launch overhead", "cat": f"{label},launch", "ph": "X", "ts": round(t, 3),
-                           "dur": round(cd.launch_s * 1e6, 3), "pid": stage, "tid": 0,
-                           "args": {"layer": prefix, "source": cd.launch_source}})
-            t += cd.launch_s * 1e6
+            a = self.t_ns
+            self.t_ns = start + _ns(cum_s + cd.launch_s)
+            self.slice("launch overhead (not hidden)", f"{phase},launch", pid, _TRACK_OF_CATEGORY["launch"], a,
+                       self.t_ns, {"layer": part, "source": cd.launch_source, "launch_s": cd.launch_s})
+        return start, self.t_ns
 
+
+def _phase_events(tl: _Timeline, pc: PhaseCost, pp: int, layers: int, phase: str) -> None:
+    """One prompt (prefill) or one token (decode) through every stage; stage s is process s + 1."""
+    per_stage = layers // pp
     for s in range(pp):
-        if s == 0:
-            emit(pc.edges["embed"], s, "embed")
-        for i in range(per_stage):
-            emit(pc.layer, s, f"{label} layer {s * per_stage + i}")
-        if s == pp - 1:
-            emit(pc.edges["head"], s, "head")
-        else:
-            emit(pc.edges["pp_send"], s, f"stage {s} -> {s + 1}")
-    return events, t
+        pid = s + 1
+        stage_start = tl.t_ns
+        parts: list[tuple[str, CostedDAG]] = [("embed", pc.edges["embed"])] if s == 0 else []
+        parts += [(f"layer {s * per_stage + i}", pc.layer) for i in range(per_stage)]
+        parts.append(("head", pc.edges["head"]) if s == pp - 1 else (f"send to stage {s + 1}", pc.edges["pp_send"]))
+        spans = [(part, *tl.run(cd, pid, phase, part)) for part, cd in parts]
+        first, last = s * per_stage, (s + 1) * per_stage - 1
+        tl.slice(f"{phase} stage {s} (layers {first}-{last})", f"{phase},stage", pid, 0, stage_start, tl.t_ns,
+                 {"stage": s, "layers": per_stage})
+        for part, a, b in spans:
+            tl.slice(part, f"{phase},layer", pid, 0, a, b, {"stage": s})
 
 
 def trace_events(c: Candidate, layers: int) -> dict:
-    """Chrome trace JSON (dict) of one prefill then one decode step of ``c``."""
-    meta = [{"name": "process_name", "ph": "M", "pid": s, "tid": 0, "args": {"name": f"PP stage {s} (one TP rank)"}}
-            for s in range(c.pp)]
-    pre, t = _phase_events(c.prefill, c.pp, layers, 0.0, "prefill")
-    dec, _ = _phase_events(c.decode, c.pp, layers, t, "decode")
-    return {"traceEvents": meta + pre + dec, "displayTimeUnit": "ms",
-            "otherData": {"plan": c.label, "group": c.group, "ttft_s": c.ttft_s, "tpot_s": c.tpot_s}}
+    """Chrome/Perfetto trace (Trace Event Format dict) of one prefill then one decode step of ``c``.
+
+    One process per PP stage; in each, a ``layers`` track (a stage slice holding one slice per layer, embed,
+    head or PP send) and one track per stream (compute, communication, host launches) holding the nodes.
+    Timestamps sit on an integer-nanosecond grid: slices on one track abut without overlapping and every
+    child lies inside its parent.
+    """
+    meta: list[dict] = []
+    for s in range(c.pp):
+        meta.append({"name": "process_name", "ph": "M", "pid": s + 1, "tid": 0,
+                     "args": {"name": f"PP stage {s} (one TP rank of {c.tp})"}})
+        meta.append({"name": "process_sort_index", "ph": "M", "pid": s + 1, "tid": 0, "args": {"sort_index": s}})
+        for tid, track in _TRACKS:
+            meta.append({"name": "thread_name", "ph": "M", "pid": s + 1, "tid": tid, "args": {"name": track}})
+            meta.append({"name": "thread_sort_index", "ph": "M", "pid": s + 1, "tid": tid, "args": {"sort_index": tid}})
+    tl = _Timeline()
+    _phase_events(tl, c.prefill, c.pp, layers, "prefill")
+    _phase_events(tl, c.decode, c.pp, layers, "decode")
+    return {"traceEvents": meta + tl.events, "displayTimeUnit": "ns",
+            "otherData": {"plan": c.label, "group": c.group, "ttft_s": c.ttft_s, "tpot_s": c.tpot_s,
+                          "clock": "integer nanoseconds; ts/dur in microseconds"}}
 
 
 def write_exports(c: Candidate, out_dir: str | Path, layers: int) -> list[Path]:

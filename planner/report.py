@@ -26,11 +26,25 @@ def _pct(bd: dict[str, float]) -> str:
 
 
 def datasheet_warnings(r: PlanResult) -> list[str]:
-    """One line per datasheet profile used: its figures are priors, and the latencies it lacks count as 0."""
-    return [f"DATASHEET PRIOR, NOT A MEASUREMENT: profile {name} is transcribed from vendor datasheets; latencies and "
-            f"launch overheads the datasheets do not give are assumed 0 s, so collectives and kernel launches look "
-            f"cheaper than they are (measure with `accelcal calibrate` for real numbers)"
+    """One line per datasheet profile used: its figures are priors; the latencies it lacks are 0 s or refused."""
+    if r.options.assume_zero_latency:
+        what = ("latencies and launch overheads the datasheets do not give are assumed 0 s (--assume-zero-latency), "
+                "so collectives and kernel launches look cheaper than they are")
+    else:
+        what = ("launch overheads the datasheets do not give are assumed 0 s, so kernel launches look cheaper than "
+                "they are; collectives without a latency are refused (layouts that need them are rejected) unless "
+                "--assume-zero-latency")
+    return [f"DATASHEET PRIOR, NOT A MEASUREMENT: profile {name} is transcribed from vendor datasheets; {what} "
+            f"(measure with `accelcal calibrate` for real numbers)"
             for name in r.datasheet_profiles]
+
+
+def zero_latency_warning(r: PlanResult) -> str | None:
+    """Present whenever --assume-zero-latency is on: every output must say that latencies may be 0 s."""
+    if not r.options.assume_zero_latency:
+        return None
+    return ("ASSUMED ZERO LATENCY (--assume-zero-latency): collectives whose latency the profile does not give are "
+            "costed at 0 s; small messages (decode TP all-reduces) look free and wide TP is favoured")
 
 
 def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
@@ -83,8 +97,12 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
 
 
 def format_table(r: PlanResult, top: int = 10) -> str:
-    lines: list[str] = [f"WARNING: {w}" for w in datasheet_warnings(r)]
+    zero = zero_latency_warning(r)
+    lines: list[str] = [f"WARNING: {w}" for w in ([zero] if zero else []) + datasheet_warnings(r)]
     if lines:
+        lines.append("")
+    if r.provenance:
+        lines.append("Profiles: " + "; ".join(r.provenance))
         lines.append("")
     for gp in r.groups:
         lines.extend(_group_table(r, gp, top))
@@ -102,7 +120,8 @@ def to_json(r: PlanResult, top: int = 10) -> dict:
            "options": {k: getattr(r.options, k) for k in r.options.__dataclass_fields__}, "groups": [],
            # Always present so programs can test it: [] when every profile used is measured.
            "datasheet_priors": [{"profile": name, "warning": w}
-                                for name, w in zip(r.datasheet_profiles, datasheet_warnings(r))]}
+                                for name, w in zip(r.datasheet_profiles, datasheet_warnings(r))],
+           "provenance": list(r.provenance), "assumed_zero_latency": zero_latency_warning(r)}
     for gp in r.groups:
         out["groups"].append({
             "group": gp.group, "device_name": gp.device_name, "devices": gp.devices,

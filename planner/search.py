@@ -67,6 +67,10 @@ class PlanOptions:
     """Compute the prompt length above which SP pays off for the best plan."""
     implementation: str = "fused"
     """Kernel-count preset of the layer (models/presets/implementations): fused (serving engines) or torch-eager."""
+    assume_zero_latency: bool = False
+    """Cost collectives whose latency the profile does not give (datasheet priors) at 0 s instead of refusing them."""
+    max_layouts: int = 200_000
+    """Most layouts one device group may cost; a larger search is refused with the count (a huge --nodes)."""
 
     def __post_init__(self) -> None:
         if self.objective not in ("auto", "latency", "throughput"):
@@ -247,6 +251,8 @@ class PlanResult:
     groups: list[GroupPlan]
     datasheet_profiles: list[str] = field(default_factory=list)
     """identity.name of every profile used (device groups and inter-node links) whose source is a datasheet."""
+    provenance: list[str] = field(default_factory=list)
+    """Where each part of every profile used came from (device: measured on <host, date>; intra-node: published by ...)."""
 
     @property
     def best(self) -> Candidate:
@@ -282,7 +288,20 @@ class PlanResult:
 # ----------------------------------------------------------------------------- helpers
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def count_layouts(model: ModelConfig, n: int, dpn: int) -> int:
+    """How many (tp, pp, ep, sp) layouts :func:`search_group` will cost for ``n`` devices (a cheap pre-pass)."""
+    total = 0
+    for tp in range(1, min(n, model.heads) + 1):
+        for pp in range(1, min(n // tp, model.layers) + 1):
+            base = Parallelism(tp, pp, n // (tp * pp))
+            if _check_divisible(model, base) or _check_placement(tp, dpn):
+                continue
+            total += len(_ep_options(model, base, "", [])) * len(_divisors(base.dp))
+    return total
 
 
 def _scope_of(devices: list[int], dpn: int) -> str:
@@ -336,7 +355,8 @@ class _Evaluator:
     def __init__(self, model: ModelConfig, workload: Workload, group: DeviceGroup, options: PlanOptions):
         self.model, self.w, self.g, self.o = model, workload, group, options
         self.coster = Coster(group.profile, dtype=model.weight_dtype, cuda_graphs=options.cuda_graphs,
-                             inter_node_profile=group.inter_node_profile)
+                             inter_node_profile=group.inter_node_profile,
+                             assume_zero_latency=options.assume_zero_latency)
         self.el = model.weight_bytes_per_elem
         self.impl = Implementation.from_name(options.implementation)
         self._memo: dict[tuple, CostedDAG] = {}
@@ -497,8 +517,19 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
     ranked: list[Candidate] = []
     rejected: list[Rejection] = []
     evaluated = 0
-    for tp in range(1, n + 1):
-        for pp in range(1, n // tp + 1):
+    # TP above the head count never splits the heads and PP above the layer count never splits the layers:
+    # not enumerated (one rejection says so), which bounds the search on huge clusters.
+    if n > model.heads:
+        rejected.append(Rejection(group.name, Parallelism(tp=model.heads + 1), "divisibility",
+                                  f"tp {model.heads + 1}..{n} not enumerated: above heads({model.heads})"))
+    planned = count_layouts(model, n, dpn)
+    if planned > options.max_layouts:
+        raise ValueError(f"{group.name}: {n} devices give {planned} layouts to cost, above the limit of "
+                         f"{options.max_layouts}; plan fewer nodes (the best layout repeats per replica)")
+    if progress:
+        progress(f"[plan] {group.name}: {planned} layouts to evaluate")
+    for tp in range(1, min(n, model.heads) + 1):
+        for pp in range(1, min(n // tp, model.layers) + 1):
             dp = n // (tp * pp)
             base = Parallelism(tp, pp, dp)
             evaluated += 1
@@ -598,7 +629,9 @@ def _no_plan_message(model: ModelConfig, group: DeviceGroup, rejected: list[Reje
             # A profile measured on one device (or with --skip-collectives) can cost only single-device layouts.
             parts.append(f"the profile has no collective measurements at all: measure them on a node with "
                          f"{group.devices_per_node} devices (bash run_bench.sh --nproc {group.devices_per_node}, or "
-                         f"accelcal calibrate --nproc {group.devices_per_node}), or plan with --devices-per-node 1")
+                         f"accelcal calibrate --nproc {group.devices_per_node}), pass an interconnect profile "
+                         f"(--interconnect profiles/interconnect/..., or your own from accelcal import nccl-tests), "
+                         f"or plan with --devices-per-node 1")
     mem = by.get("memory")
     if mem:
         closest = min(mem, key=lambda r: (r.excess, r.tp * r.pp, r.tp, r.pp, r.ep, r.sp))
@@ -607,6 +640,22 @@ def _no_plan_message(model: ModelConfig, group: DeviceGroup, rejected: list[Reje
         if by.get(kind):
             parts.append(f"{kind} ruled out {len(by[kind])} (e.g. {by[kind][0].label}: {by[kind][0].reason})")
     return head + ": " + "; ".join(parts)
+
+
+def _provenance(cluster: Cluster) -> list[str]:
+    """One line per part of every profile the plan read (composed profiles list their parts)."""
+    from accelcal.calibrate.compose import describe_origin
+
+    out: list[str] = []
+    for g in cluster.groups:
+        parts = getattr(g.profile, "parts", None)
+        lines = ([p.line() for p in parts] if parts else
+                 [f"device + collectives: {g.profile.identity.name} - {describe_origin(g.profile)}"])
+        if g.inter_node_profile is not None:
+            lines.append(f"inter-node: {g.inter_node_profile.identity.name} - {describe_origin(g.inter_node_profile)}")
+        prefix = f"{g.name}: " if len(cluster.groups) > 1 else ""
+        out += [prefix + line for line in lines if prefix + line not in out]
+    return out
 
 
 def plan(model: ModelConfig | str, cluster: Cluster, workload: Workload = Workload(),
@@ -623,7 +672,7 @@ def plan(model: ModelConfig | str, cluster: Cluster, workload: Workload = Worklo
             name = str(prof.identity.name) if prof is not None and prof.identity.source == "datasheet" else None
             if name and name not in datasheet:
                 datasheet.append(name)
-    res = PlanResult(model, workload, options, groups, datasheet)
+    res = PlanResult(model, workload, options, groups, datasheet, _provenance(cluster))
     for gp in groups:
         explain(gp)
     return res

@@ -66,7 +66,7 @@ def test_compare_detects_degradation(tmp_path, capsys):
     assert run(["compare", str(GOOD), str(slow)]) == 0
     out = capsys.readouterr().out
     # Judged on predicted time: at the largest copy size (bandwidth-bound) half the bandwidth doubles the time.
-    big = next(l for l in out.splitlines() if l.startswith("memory copy time at 5.369e+08 bytes"))
+    big = next(l for l in out.splitlines() if l.startswith("memory copy time at 512 MiB"))
     assert "+100.0%" in big and big.endswith("SLOWER"), big
     # The raw bandwidth is shown beside it, as context only.
     raw = next(l for l in out.splitlines() if l.startswith("memory copy bandwidth_bytes_per_s"))
@@ -158,7 +158,7 @@ def test_failed_calibration_keeps_good_profile(tmp_path, capsys):
     before = out.read_bytes()
     k = synth_kernels()
     csv = _write_results(tmp_path / "raw", k[k["op"] != "gemm"], "kernels")  # a run whose GEMMs all failed
-    assert run(["calibrate", "--from-results", str(csv), "--out", str(out)]) == 2
+    assert run(["calibrate", "--from-results", str(csv), "--out", str(out), "--force"]) == 2
     assert "no GEMM dtype could be fitted" in capsys.readouterr().out
     assert out.read_bytes() == before
 
@@ -173,7 +173,8 @@ def test_calibrate_from_results_needs_env(tmp_path, capsys):
 def test_plot_writes_pngs(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     assert run(["plot", str(GOOD), "--out", str(tmp_path / "plots")]) == 0
-    for name in ("roofline.png", "gemm_efficiency.png", "bandwidth.png"):
+    dtypes = Profile.load(GOOD).compute
+    for name in ("roofline.png", "memory_bandwidth.png", *(f"gemm_efficiency_{dt}.png" for dt in dtypes)):
         data = (tmp_path / "plots" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
@@ -193,7 +194,7 @@ def test_calibrate_measure_path_writes_raw_and_profile(tmp_path, monkeypatch, ca
 
     calls = {}
 
-    def fake_suite(device=None, preset="quick", ops=None, progress=print):
+    def fake_suite(device=None, preset="quick", ops=None, progress=print, **kw):
         calls["suite"] = (device.spec, preset)
         return ResultSet(suite="kernels", env=synth_env(), rows=synth_kernels().to_dict("records"))
 
@@ -233,7 +234,7 @@ def test_calibrate_failed_sweep_keeps_existing_profile(tmp_path, monkeypatch, ca
     import accelcal.kernels.suite as suite
     from accelcal.results import ResultSet
 
-    monkeypatch.setattr(suite, "run_suite", lambda device=None, preset="quick", ops=None, progress=print: ResultSet(
+    monkeypatch.setattr(suite, "run_suite", lambda device=None, preset="quick", ops=None, progress=print, **kw: ResultSet(
         suite="kernels", env=synth_env(), rows=synth_kernels().to_dict("records")))
 
     def dead_rank(*a, **kw):

@@ -80,7 +80,7 @@ def _cases_in(out):
 
 def test_validate_single_rank_end_to_end(profile_path, capsys):
     rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--model", "tiny,tiny-moe", "--quick",
-               "--shapes", "1"])
+               "--shapes", "1", "--write"])
     out = capsys.readouterr().out
     assert rc == 0, out
     want = {c.name for c in default_cases("cpu", ["tiny", "tiny-moe"], moe_models={"tiny-moe"}, shapes=1)}
@@ -101,7 +101,7 @@ def test_validate_single_rank_end_to_end(profile_path, capsys):
 def test_validate_two_gloo_ranks_and_ranking(profile_path, capsys):
     before = profile_path.read_bytes()
     rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--nproc", "2", "--model", "tiny",
-               "--quick", "--shapes", "1", "--no-write", "--results", str(profile_path.parent / "raw")])
+               "--quick", "--shapes", "1", "--results", str(profile_path.parent / "raw")])
     out = capsys.readouterr().out
     assert rc == 0, out
     names = _cases_in(out)
@@ -113,7 +113,7 @@ def test_validate_two_gloo_ranks_and_ranking(profile_path, capsys):
     # The sharded layer was checked against the unsharded one on the real gloo all-reduce.
     check = [ln for ln in out.splitlines() if "TP output check" in ln]
     assert check and float(check[0].rsplit("=", 1)[1].split()[0]) < 1e-3
-    assert profile_path.read_bytes() == before  # --no-write
+    assert profile_path.read_bytes() == before  # no --write: print only
     # Raw records: one row per case, samples kept (multi-rank ones shipped back from rank 0).
     from accelcal.results import read_results
 
@@ -158,7 +158,7 @@ def test_failed_run_leaves_profile_untouched(profile_path, monkeypatch, capsys):
 
     monkeypatch.setattr(measure, "measure_case", flaky)
     with pytest.raises(RuntimeError, match="injected"):
-        main(["validate", "--profile", str(profile_path), "--device", "cpu", "--model", "tiny", "--quick"])
+        main(["validate", "--profile", str(profile_path), "--device", "cpu", "--model", "tiny", "--quick", "--write"])
     assert len(calls) == 2
     assert profile_path.read_bytes() == before
     assert sorted(os.listdir(profile_path.parent)) == ["node.yaml"]  # no temp file left behind

@@ -1,19 +1,22 @@
-"""``accelcal validate``: real decoder layers vs the planner's predictions, written into the profile.
+"""``accelcal validate``: real decoder layers vs the planner's predictions (written into the profile with --write).
 
     $ accelcal validate --profile profiles/my-cpu.yaml --quick
-    $ accelcal validate --profile profiles/my-cpu.yaml --nproc 2 --model tiny --no-write
-    $ accelcal validate --profile profiles/h100.yaml --device cuda:0 --model llama3-8b
+    $ accelcal validate --profile profiles/my-cpu.yaml --nproc 2 --model tiny --format json
+    $ accelcal validate --profile profiles/h100.yaml --device cuda:0 --model llama3-8b --write
 
 Prints measured vs predicted per case (and, with ``--nproc 2``, the TP=2 vs
-TP=1 x DP=2 ranking both ways), then writes the profile's ``validation``
-section atomically.  A failed run leaves the profile untouched.  torch is
-imported only inside the handler.
+TP=1 x DP=2 ranking both ways); with ``--write`` it also writes the profile's
+``validation`` section atomically (run_bench.sh passes it).  A failed run
+leaves the profile untouched.  torch is imported only inside the handler.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from accelcal.exitcodes import EXIT_OK
+from accelcal.output import add_format_option, print_json
 
 __all__ = ["register"]
 
@@ -52,7 +55,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="kernel-count preset the planner costs the layers with (models/presets/implementations; "
                         "default torch-eager: the validation layers are plain PyTorch run eagerly, so the planner "
                         "must count their ~40 dispatched ops, not a serving engine's fused kernels)")
-    p.add_argument("--no-write", action="store_true", help="print only; leave the profile as it is")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--write", action="store_true",
+                   help="write the results into the profile's validation section (default: print only)")
+    w.add_argument("--no-write", dest="write", action="store_false", help=argparse.SUPPRESS)  # the old default's flag
+    add_format_option(p)
     p.set_defaults(func=_handle)
 
 
@@ -62,8 +69,11 @@ def _handle(args: argparse.Namespace) -> int:
     from .runner import run_validation
 
     run = run_validation(args.profile, device=args.device, nproc=args.nproc, models=args.model, quick=args.quick,
-                         write=not args.no_write, dtype=args.dtype, ranking=not args.no_ranking, preset=args.preset,
+                         write=args.write, dtype=args.dtype, ranking=not args.no_ranking, preset=args.preset,
                          shapes=args.shapes, results_dir=args.results, implementation=args.implementation)
+    if args.format == "json":
+        print_json(run_to_json(run, args.profile))
+        return EXIT_OK
     print()
     print(f"validation on {run.device} ({run.device_name}), dtype {run.dtype}, {run.wall_s:.1f} s")
     print(format_table(run.comparisons))
@@ -74,6 +84,21 @@ def _handle(args: argparse.Namespace) -> int:
     if run.written:
         print(f"wrote the validation section of {args.profile}")
     else:
-        print(f"{args.profile} left unchanged (--no-write)")
+        print(f"{args.profile} left unchanged (pass --write to record this validation in it)")
     sys.stdout.flush()
-    return 0
+    return EXIT_OK
+
+
+def run_to_json(run, profile_path: str) -> dict:
+    """A validation run as JSON: per case measured/predicted seconds and relative error; rankings; notes."""
+    return {
+        "profile": profile_path, "device": run.device, "device_name": run.device_name, "dtype": run.dtype,
+        "wall_s": run.wall_s, "written": run.written, "median_abs_rel_err": run.median_abs_rel_err,
+        "max_abs_rel_err": run.max_abs_rel_err,
+        "cases": [{"case": c.case.name, **c.case.to_dict(), "method": c.method, "measured_s": c.measured_s,
+                   "predicted_s": c.predicted_s, "rel_err": c.rel_err,
+                   "predicted_breakdown_s": dict(c.breakdown), "note": c.note} for c in run.comparisons],
+        "rankings": [{"phase": r.phase, "labels": list(r.labels), "measured_s": list(r.measured_s),
+                      "predicted_s": list(r.predicted_s)} for r in run.rankings],
+        "notes": list(run.notes),
+    }

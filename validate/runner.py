@@ -118,6 +118,13 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     if nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {nproc}")
     profile = Profile.load(profile_path)
+    # Destinations before measuring: the profile (its validation section) and the raw results folder.
+    from accelcal.preflight import check_dir, check_file
+
+    if write:
+        check_file(profile_path, what="--profile (written back)", need_bytes=4 * 2**20)
+    if results_dir is not None:
+        check_dir(results_dir, what="--results", need_bytes=16 * 2**20)
     dev = resolve_device(device)
     if nproc > 1 and not dev.is_cpu and nproc > dev.count():
         raise ValueError(f"--nproc {nproc} needs {nproc} {dev.type} devices, this node has {dev.count()}")

@@ -9,7 +9,11 @@
     print(results[0]["measured_s"])
 
 Ranks are spawned here (gloo on the CPU, nccl on GPUs) with the same pattern
-as the collectives launcher: rendezvous on 127.0.0.1 at a free port, short
+as the collectives launcher: rendezvous on 127.0.0.1 only (rank 0 binds a
+free loopback port itself and publishes it to the others through the run's
+temporary folder, so no other process can take it in between; gloo is pinned
+to the loopback interface), ranks tied to this process (accelcal.guardian:
+they end within a second of it, SIGKILL included), short
 process-group timeouts, a hard outer deadline that terminates every rank, any
 rank failing makes the whole run fail, and only rank 0 writes the results
 (atomically, to a temporary file the parent reads).  The TP layer itself calls
@@ -37,8 +41,44 @@ PG_TIMEOUT_S = 60.0
 """Process-group operation timeout: a peer that stops answering fails the run within this."""
 
 
-def _rank_main(rank: int, nproc: int, port: int, device_type: str, backend: str, job: dict, out_path: str) -> None:
+def _rendezvous(rank: int, nproc: int, folder: Path, timeout_s: float):
+    """A TCPStore on 127.0.0.1: rank 0 listens on a port it bound itself and writes it to ``folder/port``."""
+    import torch.distributed as dist
+
+    from accelcal.atomic import atomic_write_text
+    from accelcal.collectives.distenv import bind_listen_socket
+
+    timeout = _dt.timedelta(seconds=timeout_s)
+    port_file = folder / "port"
+    if rank == 0:
+        sock = bind_listen_socket("127.0.0.1", 0)
+        port = int(sock.getsockname()[1])
+        store = dist.TCPStore("127.0.0.1", port, nproc, is_master=True, timeout=timeout,
+                              master_listen_fd=sock.fileno(), wait_for_workers=False)
+        atomic_write_text(port_file, str(port))
+        return store, sock
+    end = time.monotonic() + timeout_s
+    while not port_file.exists():
+        if time.monotonic() > end:
+            raise RuntimeError(f"rank {rank}: rank 0 did not open the rendezvous within {timeout_s:g} s")
+        time.sleep(0.02)
+    port = int(port_file.read_text())
+    return dist.TCPStore("127.0.0.1", port, nproc, is_master=False, timeout=timeout), None
+
+
+def _rank_main(rank: int, nproc: int, parent_pid: int, device_type: str, backend: str, job: dict,
+               out_path: str) -> None:
     # Runs in a spawned process: imports torch here, not in the parent's import of this module.
+    import signal
+
+    from accelcal.collectives.distenv import pin_loopback_env
+    from accelcal.guardian import watch_parent
+
+    # End with the parent (rank 0 removes the run's temporary folder if the parent could not).
+    watch_parent(parent_pid, cleanup=[str(Path(out_path).parent)] if rank == 0 else [],
+                 death_signal=signal.SIGTERM if rank == 0 else signal.SIGKILL)
+    pin_loopback_env(os.environ, "127.0.0.1")  # gloo's pair sockets on lo, not on the hostname's address
+
     import torch
     import torch.distributed as dist
 
@@ -59,7 +99,8 @@ def _rank_main(rank: int, nproc: int, port: int, device_type: str, backend: str,
         device = resolve_device(f"{device_type}:{rank}")
         if device_type == "cuda":
             torch.cuda.set_device(rank)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=nproc,
+    store, _sock = _rendezvous(rank, nproc, Path(out_path).parent, PG_TIMEOUT_S)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=nproc,
                             timeout=_dt.timedelta(seconds=PG_TIMEOUT_S))
     try:
         cfg = TimingConfig.preset(job["preset"])
@@ -106,8 +147,6 @@ def run_rank_cases(cases: list[Any], dims: dict[str, Any], nproc: int, device_ty
 
     import torch.multiprocessing as mp
 
-    from accelcal.collectives.distenv import free_port
-
     if nproc < 2:
         raise ValueError(f"--nproc must be >= 2 for multi-rank cases, got {nproc}")
     backend = backend or ("gloo" if device_type == "cpu" else "nccl")
@@ -121,25 +160,28 @@ def run_rank_cases(cases: list[Any], dims: dict[str, Any], nproc: int, device_ty
     }
     with tempfile.TemporaryDirectory(prefix="accelcal-validate-") as tmp:
         out_path = str(Path(tmp) / "rank0.json")
-        port = free_port()
         if progress:
-            progress(f"validate: starting {nproc} {backend} ranks on 127.0.0.1:{port} for {len(cases)} case(s)")
-        ctx = mp.start_processes(_rank_main, args=(nproc, port, device_type, backend, job, out_path), nprocs=nproc,
-                                 join=False, start_method="spawn")
+            progress(f"validate: starting {nproc} {backend} ranks on 127.0.0.1 (loopback) for {len(cases)} case(s)")
+        ctx = mp.start_processes(_rank_main, args=(nproc, os.getpid(), device_type, backend, job, out_path),
+                                 nprocs=nproc, join=False, start_method="spawn")
         deadline = time.monotonic() + deadline_s
         try:
             while not ctx.join(timeout=0.5):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"multi-rank validation passed its {deadline_s:.0f} s deadline; all ranks stopped")
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C and SIGTERM (guardian.Terminated) included: no rank outlives us
             for p in ctx.processes:
                 if p.is_alive():
-                    p.terminate()
+                    p.kill()
             for p in ctx.processes:
                 p.join(5)
+            if not isinstance(exc, Exception):
+                raise
             if isinstance(exc, RuntimeError) and "deadline" in str(exc):
                 raise
             raise RuntimeError(f"multi-rank validation failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}") from exc
         if not os.path.exists(out_path):
             raise RuntimeError("multi-rank validation ended without rank 0's results")
-        return json.loads(Path(out_path).read_text())
+        from accelcal.safe_io import load_json
+
+        return load_json(out_path, what="rank 0's validation results", expect=dict)

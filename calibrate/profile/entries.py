@@ -12,13 +12,14 @@ validates one entry with :class:`~accelcal.calibrate.profile.reader.Reader`,
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, SCOPES
 
 from .perf import gemm_estimate_s, gemm_model_time_s, ratio_table
-from .reader import MAX_MESSAGE_BYTES, MAX_MEMORY_BYTES, MAX_TIME_S, SOURCES, Reader
+from .reader import MAX_MESSAGE_BYTES, MAX_TIME_S, SOURCES, Reader
 
 __all__ = ["AttentionEntry", "CollectiveEntry", "CollectivePiece", "ComputeEntry", "Identity", "MemoryEntry",
            "Overheads", "Quality", "Validation", "ValidationCase", "read_pieces"]
@@ -78,9 +79,9 @@ class Identity:
     """Who and what was measured, how, and from which source."""
 
     name: str
-    """Profile name, e.g. ``cpu-amd-epyc-2c`` or ``h100-sxm-datasheet``."""
+    """Profile name, e.g. ``cpu-amd-epyc-2c`` or ``h100-sxm``."""
     source: str
-    """``measured`` or ``datasheet``."""
+    """``measured``, ``datasheet`` or ``published`` (measured by someone else; citations required)."""
     device_type: str
     """cpu | cuda | rocm | ..."""
     device_name: str
@@ -89,8 +90,8 @@ class Identity:
     """Accelerators per node (ranks per node for CPU runs)."""
     nodes: int
     """Nodes measured (or described)."""
-    memory_capacity_bytes: float
-    """Memory per device in bytes."""
+    memory_capacity_bytes: float | None
+    """Memory per device in bytes; null only in an interconnect profile (collectives only, no compute section)."""
     host: str
     """Host name the measurement ran on ("" for datasheets)."""
     date: str
@@ -106,11 +107,16 @@ class Identity:
     threads_per_device: int | None = None
     """CPU only: intra-op threads one "device" (one rank's share of the cores) was measured with; null for
     accelerators and for profiles written before the field existed (optional key)."""
+    raw_sha256: dict[str, str] = field(default_factory=dict)
+    """sha256 of each source file the profile was fitted from (``raw_data`` path -> hex digest; optional key)."""
 
     @classmethod
     def read(cls, r: Reader, d: Any, path: str) -> "Identity":
-        names = [f.name for f in fields(cls) if f.name != "threads_per_device"]
-        d = r.mapping(d, path, names, ["threads_per_device"])
+        names = [f.name for f in fields(cls) if f.name not in ("threads_per_device", "raw_sha256")]
+        d = r.mapping(d, path, names, ["threads_per_device", "raw_sha256"])
+        sha = d.get("raw_sha256") or {}
+        if not isinstance(sha, dict) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in sha.values()):
+            raise r.fail(f"{path}.raw_sha256", f"expected a mapping of file -> 64 hex digits, got {sha!r:.80}")
         versions = d["versions"]
         if not isinstance(versions, dict):
             raise r.fail(f"{path}.versions", f"expected a mapping of name -> version string, got {type(versions).__name__}")
@@ -123,8 +129,8 @@ class Identity:
             device_name=r.string(d["device_name"], f"{path}.device_name", empty_ok=False),
             devices_per_node=r.integer(d["devices_per_node"], f"{path}.devices_per_node", lo=1, hi=1024),
             nodes=r.integer(d["nodes"], f"{path}.nodes", lo=1, hi=100000),
-            memory_capacity_bytes=r.number(d["memory_capacity_bytes"], f"{path}.memory_capacity_bytes",
-                                           lo=0.0, lo_open=True, hi=MAX_MEMORY_BYTES, what="bytes per device"),
+            memory_capacity_bytes=r.plausible("memory_bytes", d["memory_capacity_bytes"], f"{path}.memory_capacity_bytes",
+                                              optional=True),
             host=r.string(d["host"], f"{path}.host"),
             date=r.string(d["date"], f"{path}.date"),
             command=r.string(d["command"], f"{path}.command"),
@@ -133,13 +139,17 @@ class Identity:
             raw_data=r.str_list(d["raw_data"], f"{path}.raw_data"),
             threads_per_device=None if d.get("threads_per_device") is None else
             r.integer(d["threads_per_device"], f"{path}.threads_per_device", lo=1, hi=100000),
+            raw_sha256={str(k): v for k, v in sha.items()},
         )
-        if ident.source == "datasheet" and not [c for c in ident.citations if c.strip()]:
-            raise r.fail(f"{path}.citations", "a datasheet profile must cite the source of its numbers (empty list)")
+        if ident.source in ("datasheet", "published") and not [c for c in ident.citations if c.strip()]:
+            raise r.fail(f"{path}.citations", f"a {ident.source} profile must cite the source of its numbers (empty list)")
         return ident
 
     def to_dict(self) -> dict:
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        if not self.raw_sha256:
+            del out["raw_sha256"]  # optional key: profiles without source digests stay as they were
+        return out
 
 
 @dataclass

@@ -111,18 +111,30 @@ class Profile:
             sv = d["schema_version"]
             if isinstance(sv, bool) or not isinstance(sv, int) or sv != SCHEMA_VERSION:
                 raise r.fail("schema_version", f"unknown schema version {sv!r}; this accelcal reads {SCHEMA_VERSION}")
-        d = r.mapping(d, TOP_LEVEL, ["schema_version", "method_version", "identity", "compute", "memory", "overheads",
-                                   "collectives"], ["attention", "elementwise", "validation"])
+        # compute / memory / overheads are optional only for an interconnect profile (collectives only).
+        d = r.mapping(d, TOP_LEVEL, ["schema_version", "method_version", "identity", "collectives"],
+                      ["compute", "memory", "overheads", "attention", "elementwise", "validation"])
         ident = Identity.read(r, d["identity"], "identity")
         datasheet = ident.source == "datasheet"
-        comp = d["compute"]
+        if not d.get("compute"):
+            if not d["collectives"]:
+                raise r.fail(TOP_LEVEL, "a profile needs a compute section (a device profile) or collectives (an "
+                                        "interconnect profile); this one has neither")
+            extra = [k for k in ("memory", "attention", "elementwise", "validation") if d.get(k)]
+            if extra:
+                raise r.fail(TOP_LEVEL, f"an interconnect profile (no compute section) describes collectives only; "
+                                        f"it has {extra}")
+        elif ident.memory_capacity_bytes is None:
+            raise r.fail("identity.memory_capacity_bytes", "expected a number: a device profile (with compute) needs "
+                                                           "its memory per device; only interconnect profiles may omit it")
+        comp = d.get("compute") or {}
         if not isinstance(comp, dict):
             raise r.fail("compute", f"expected a mapping dtype -> entry, got {type(comp).__name__}")
         compute = {}
         for dt, e in comp.items():
             r.string(dt, "compute", list(DTYPE_BYTES))
             compute[dt] = ComputeEntry.read(r, e, f"compute.{dt}", datasheet)
-        mem = d["memory"]
+        mem = d.get("memory") or {}
         if not isinstance(mem, dict):
             raise r.fail("memory", f"expected a mapping pattern -> entry, got {type(mem).__name__}")
         r.mapping(mem, "memory", [], MEMORY_PATTERNS)
@@ -143,7 +155,7 @@ class Profile:
             seen[c.key] = i
         return cls(
             identity=ident, compute=compute, memory=memory,
-            overheads=Overheads.read(r, d["overheads"], "overheads"),
+            overheads=Overheads.read(r, d.get("overheads") or {}, "overheads"),
             collectives=collectives, attention=attention, elementwise=elementwise,
             validation=Validation.read(r, d["validation"], "validation") if d.get("validation") is not None else None,
             schema_version=SCHEMA_VERSION,
@@ -174,15 +186,15 @@ class Profile:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Profile":
         """Read and validate a profile file (``yaml.safe_load`` only)."""
+        from accelcal.safe_io import UnsafeInput, parse_yaml, read_text
+
+        from .reader import PROFILE_MAX_BYTES
+
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"profile {path} does not exist")
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ProfileError(f"{path}: not valid YAML (expected an accelcal profile): {exc}") from None
+        try:  # bounded: regular file, size cap, alias/depth limits, duplicate keys refused
+            data = parse_yaml(read_text(path, what="profile", max_bytes=PROFILE_MAX_BYTES), origin=path)
+        except UnsafeInput as exc:
+            raise ProfileError(str(exc)) from None
         if data is None:
             raise ProfileError(f"{path}: {TOP_LEVEL}: the file is empty")
         return cls.from_dict(data, origin=path)
@@ -204,8 +216,13 @@ class Profile:
     def is_datasheet(self) -> bool:
         return self.identity.source == "datasheet"
 
+    @property
+    def is_interconnect(self) -> bool:
+        """A collectives-only profile (no compute): one fabric, to combine with a device profile (calibrate/compose.py)."""
+        return not self.compute
+
     def _base_flags(self) -> tuple[str, ...]:
-        return ("datasheet",) if self.is_datasheet else ()
+        return ("datasheet",) if self.is_datasheet else ("published",) if self.identity.source == "published" else ()
 
     def gemm_time_s(self, m: int, n: int, k: int, dtype: str) -> Estimate:
         """Time of C[m,n] = A[m,k] @ B[k,n] in ``dtype``."""
@@ -303,6 +320,13 @@ class Profile:
         if group_size == 1 and op != "send_recv":
             return Estimate(0.0, False, "group of one rank: nothing to communicate", label, ())
         cands = [c for c in self.collectives if c.op == op and c.scope == scope]
+        if not cands and op in ("all_gather", "reduce_scatter") and any(
+                c.op == "all_reduce" and c.scope == scope for c in self.collectives):
+            # An all-reduce of the zero-padded S-byte buffer is an all-gather of it, and a reduce-scatter's output is
+            # a slice of the all-reduce result: all_reduce(S) bounds both from above (a stated, flagged model).
+            est = self.collective_time_s("all_reduce", nbytes, group_size, scope)
+            return replace(est, extrapolated=True, flags=tuple(dict.fromkeys(est.flags + ("upper-bound", "extrapolated"))),
+                           detail=f"{op} not measured: upper bound all_reduce(S) ({est.detail})")
         if not cands:
             have = sorted({(c.op, c.scope) for c in self.collectives})
             raise MissingMeasurement(f"{self.identity.name}: no {op} data for scope {scope!r}; "

@@ -14,6 +14,10 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from accelcal.safe_io import short as _short
+
+from ..bounds import BOUNDS as _BOUNDS
+from ..bounds import check as _plausible
 from .errors import ProfileError
 
 __all__ = ["MAX_BANDWIDTH_BYTES_PER_S", "MAX_FLOP_PER_S", "MAX_MEMORY_BYTES", "MAX_MESSAGE_BYTES", "MAX_TIME_S",
@@ -22,18 +26,36 @@ __all__ = ["MAX_BANDWIDTH_BYTES_PER_S", "MAX_FLOP_PER_S", "MAX_MEMORY_BYTES", "M
 SCHEMA_VERSION = 1
 """The only schema version this loader reads."""
 
-# Implausibility ceilings: a value above one is almost surely a unit slip (1e9 too big).
-MAX_BANDWIDTH_BYTES_PER_S = 1e14
-MAX_FLOP_PER_S = 1e17
-MAX_TIME_S = 10.0
-MAX_MEMORY_BYTES = 1e14
-MAX_MESSAGE_BYTES = 1e13
+# Implausibility ceilings: a value above one is almost surely a unit slip (1e9 too big).  Both ends of each
+# range live in calibrate/bounds.py (one table, also used by compare).
+MAX_BANDWIDTH_BYTES_PER_S = _BOUNDS["bandwidth"].hi
+MAX_FLOP_PER_S = _BOUNDS["flop_per_s"].hi
+MAX_TIME_S = _BOUNDS["seconds"].hi
+MAX_MEMORY_BYTES = _BOUNDS["memory_bytes"].hi
+MAX_MESSAGE_BYTES = _BOUNDS["message_bytes"].hi
 
-SOURCES = ("measured", "datasheet")
+PROFILE_MAX_BYTES = 16 * 2**20
+"""Largest profile file read (a measured full-sweep profile is ~100 KiB)."""
+
+SOURCES = ("measured", "datasheet", "published")
+"""measured: by accelcal here; datasheet: vendor figures; published: measured by someone else (nccl-tests logs), cited."""
 MEMORY_PATTERNS = ("copy", "read", "write")
 
 TOP_LEVEL = "(top level)"
 """Key path printed for problems with the document as a whole (no key to name)."""
+
+
+def _short_list(keys: list) -> str:
+    """At most 5 keys, only identifier-like ones spelled out: an error about a wrong file must not print the file."""
+    import re
+
+    def one(k: Any) -> str:
+        if isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]{0,39}", k):
+            return repr(k)
+        return f"<a {type(k).__name__} key of {len(str(k))} characters>"
+
+    more = f", ... {len(keys) - 5} more (is this an accelcal profile?)" if len(keys) > 5 else ""
+    return "[" + ", ".join(one(k) for k in keys[:5]) + more + "]"
 
 
 class Reader:
@@ -47,10 +69,10 @@ class Reader:
 
     def mapping(self, value: Any, path: str, required: Sequence[str], optional: Sequence[str] = ()) -> dict:
         if not isinstance(value, dict):
-            raise self.fail(path, f"expected a mapping, got {type(value).__name__} {value!r:.60}")
+            raise self.fail(path, f"expected a mapping, got {type(value).__name__} {_short(value)}")
         unknown = [k for k in value if k not in required and k not in optional]
         if unknown:
-            raise self.fail(path, f"unknown key(s) {unknown}; allowed: {sorted(list(required) + list(optional))}")
+            raise self.fail(path, f"unknown key(s) {_short_list(unknown)}; allowed: {sorted(list(required) + list(optional))}")
         missing = [k for k in required if k not in value]
         if missing:
             raise self.fail(path, f"missing required key(s) {missing}")
@@ -58,9 +80,9 @@ class Reader:
 
     def string(self, value: Any, path: str, choices: Sequence[str] | None = None, empty_ok: bool = True) -> str:
         if not isinstance(value, str):
-            raise self.fail(path, f"expected a string, got {type(value).__name__} {value!r:.60}")
+            raise self.fail(path, f"expected a string, got {type(value).__name__} {_short(value)}")
         if choices is not None and value not in choices:
-            raise self.fail(path, f"expected one of {list(choices)}, got {value!r}")
+            raise self.fail(path, f"expected one of {list(choices)}, got {_short(value)}")
         if not empty_ok and not value.strip():
             raise self.fail(path, "expected a non-empty string")
         return value
@@ -70,7 +92,7 @@ class Reader:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise self.fail(path, f"expected an integer, got {type(value).__name__} {value!r:.60}")
+                raise self.fail(path, f"expected an integer, got {type(value).__name__} {_short(value)}")
         if value < lo or (hi is not None and value > hi):
             raise self.fail(path, f"expected an integer in [{lo}, {hi if hi is not None else 'inf'}], got {value}")
         return value
@@ -86,11 +108,11 @@ class Reader:
             try:
                 float(value)
             except ValueError:
-                raise self.fail(path, f"expected a number, got the string {value!r}") from None
+                raise self.fail(path, f"expected a number, got the string {_short(value)}") from None
             raise self.fail(path, f"expected a number, got the string {value!r}: YAML reads exponents without a "
                                   f"dot as strings; write it as {float(value)!r} (e.g. 1.0e9, not 1e9)")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(path, f"expected a number, got {type(value).__name__} {value!r:.60}")
+            raise self.fail(path, f"expected a number, got {type(value).__name__} {_short(value)}")
         value = float(value)
         if math.isnan(value) or math.isinf(value):
             raise self.fail(path, f"expected a finite number, got {value}")
@@ -101,14 +123,23 @@ class Reader:
                                   f"a unit slip (1e9 too big)?")
         return value
 
+    def plausible(self, kind: str, v: Any, path: str, optional: bool = False) -> float | None:
+        """A number inside calibrate/bounds.py's range for ``kind`` (both ends)."""
+        value = self.number(v, path, lo=-math.inf, optional=optional)
+        if value is not None:
+            problem = _plausible(kind, value)
+            if problem:
+                raise self.fail(path, problem)
+        return value
+
     def bandwidth(self, v: Any, path: str, optional: bool = False) -> float | None:
-        return self.number(v, path, lo=0.0, lo_open=True, hi=MAX_BANDWIDTH_BYTES_PER_S, what="bytes/s", optional=optional)
+        return self.plausible("bandwidth", v, path, optional)
 
     def flops(self, v: Any, path: str, optional: bool = False) -> float | None:
-        return self.number(v, path, lo=0.0, lo_open=True, hi=MAX_FLOP_PER_S, what="FLOP/s", optional=optional)
+        return self.plausible("flop_per_s", v, path, optional)
 
     def seconds(self, v: Any, path: str, optional: bool = False) -> float | None:
-        return self.number(v, path, lo=0.0, hi=MAX_TIME_S, what="seconds", optional=optional)
+        return self.plausible("seconds", v, path, optional)
 
     def str_list(self, value: Any, path: str) -> list[str]:
         if not isinstance(value, list):

@@ -66,20 +66,15 @@ class ServingPrediction:
 def combine_profiles(profile: Any, interconnect: Any = None, inter_node: Any = None) -> tuple[Any, Any, list[str]]:
     """(device profile with the interconnect's collectives, inter-node profile, notes).
 
-    Uses ``accelcal.calibrate.compose.compose`` when it exists; else nothing is combined and a note says so
-    (collectives then come from the device profile alone).
+    Composition is ``accelcal.calibrate.compose.compose``: device numbers from ``profile``, each scope's
+    collectives from its fabric's profile.
     """
     notes: list[str] = []
     if interconnect is None and inter_node is None:
         return profile, None, notes
-    try:
-        from accelcal.calibrate.compose import compose  # provided by the interconnect work (branch ic)
-    except ImportError:
-        notes.append("accelcal.calibrate.compose is not available: --interconnect / --inter-node-profile were not "
-                     "combined with the device profile; collectives come from --profile alone")
-        return profile, inter_node, notes
-    extra = [p for p in (interconnect, inter_node) if p is not None]
-    return compose(profile, *extra), None, notes
+    from accelcal.calibrate.compose import compose
+
+    return compose(profile, interconnect, inter_node), None, notes
 
 
 def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset | str, tp: int = 1, pp: int = 1,

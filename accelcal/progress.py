@@ -1,0 +1,118 @@
+"""Progress for long sweeps: a bar with elapsed time and ETA on a terminal, one line per stage in a log.
+
+    from accelcal.progress import StageProgress
+    bar = StageProgress(quiet=args.quiet)          # tqdm bars on a TTY (stderr); plain lines otherwise
+    bar.start("gemm", total=120)
+    for case in cases:
+        ...; bar.advance(f"m{m} n{n} k{k}")
+    bar.close()                                     # "[kernels] gemm: 120 cases in 35.2 s (3 skipped)"
+
+    run_sweep(..., progress=bar.lines("collectives"))   # "[i/n] ..." lines drive a bar, others pass through
+
+On a terminal each stage gets a tqdm bar (case count, elapsed, ETA) and the
+case text as its postfix; in a non-TTY log (``run_bench.sh`` tees to a file)
+each stage prints one line when it ends; ``quiet`` prints nothing.  Without
+tqdm (it comes with the ``measure`` extra) the bar degrades to the log lines.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import Any, Callable, TextIO
+
+__all__ = ["StageProgress"]
+
+_CASE_LINE = re.compile(r"^\[(\d+)/(\d+)\]\s*(.*)")
+"""A sweep's per-case line, ``[i/n] text`` (collectives/harness.py prints these)."""
+
+
+class StageProgress:
+    """One stage at a time: :meth:`start`, :meth:`advance` per case, :meth:`close` (or the next start)."""
+
+    def __init__(self, prefix: str = "kernels", quiet: bool = False, stream: TextIO | None = None,
+                 tty: bool | None = None) -> None:
+        self.prefix = prefix
+        """Shown before the stage name in log lines."""
+        self.quiet = quiet
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        """Bars on a terminal, one line per stage otherwise."""
+        self._stage: str | None = None
+        self._total = 0
+        self._done = 0
+        self._skipped = 0
+        self._t0 = 0.0
+        self._bar: Any = None
+
+    def start(self, stage: str, total: int | None) -> None:
+        """Open ``stage`` with ``total`` cases (None: unknown, no ETA); closes the stage before it."""
+        self.close()
+        self._stage, self._total, self._done, self._skipped = stage, int(total or 0), 0, 0
+        self._t0 = time.perf_counter()
+        if self.quiet or not self.tty:
+            return
+        try:
+            from tqdm import tqdm
+        except ModuleNotFoundError:
+            self.tty = False  # no tqdm: fall back to the log lines
+            return
+        self._bar = tqdm(total=total or None, desc=f"{self.prefix} {stage}", unit="case", file=self.stream,
+                         dynamic_ncols=True, leave=True)
+
+    def advance(self, text: str = "", n: int = 1) -> None:
+        self._done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            if text:
+                self._bar.set_postfix_str(text[:60], refresh=False)
+
+    def skipped(self) -> None:
+        """Count a recorded skip of the current case (reported in the stage's closing line)."""
+        self._skipped += 1
+
+    def set_position(self, done: int, total: int, text: str = "") -> None:
+        """Jump to ``done`` of ``total`` (for sweeps that report ``[i/n]`` themselves)."""
+        if self._bar is not None and total and self._bar.total != total:
+            self._bar.total = total
+        if self._total != total:
+            self._total = total
+        self.advance(text, max(0, done - self._done))
+
+    def write(self, line: str) -> None:
+        """A line that is not a case (a note, a file written): above the bar, or straight to the log."""
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        """End the current stage: close its bar, or print its one log line."""
+        if self._stage is None:
+            return
+        elapsed = time.perf_counter() - self._t0
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif not self.quiet:
+            of = f"/{self._total}" if self._total and self._total != self._done else ""
+            skip = f" ({self._skipped} skipped)" if self._skipped else ""
+            print(f"[{self.prefix}] {self._stage}: {self._done}{of} cases in {elapsed:.1f} s{skip}",
+                  file=self.stream, flush=True)
+        self._stage = None
+
+    def lines(self, stage: str) -> Callable[[str], None]:
+        """A ``progress`` callable for sweeps that print ``[i/n] text`` per case: those lines move a bar for
+        ``stage``; any other line is written through.  Call :meth:`close` when the sweep returns."""
+        def feed(line: str) -> None:
+            m = _CASE_LINE.match(line)
+            if m is None:
+                self.write(line)
+                return
+            if self._stage != stage:
+                self.start(stage, int(m.group(2)))
+            self.set_position(int(m.group(1)), int(m.group(2)), m.group(3))
+        return feed

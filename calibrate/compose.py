@@ -1,0 +1,180 @@
+"""One planning profile from measured parts: a device profile plus interconnect profiles per fabric.
+
+    from accelcal.calibrate.profile import Profile
+    from accelcal.calibrate.compose import compose
+    p = compose(Profile.load("profiles/nvidia-h200.yaml"),
+                interconnect=Profile.load("profiles/interconnect/h200-nvswitch-8.yaml"),
+                inter_node=Profile.load("profiles/interconnect/h100-2x8-a3mega.yaml"))
+    for part in p.parts: print(part.line())     # device: measured on <host>, <date>; intra-node: published by <url>
+    p.collective_time_s("all_reduce", 1 << 20, 8, "intra_node")
+
+The device profile answers compute, memory, overheads and attention (one
+device measured); the interconnect profile (``--interconnect``) answers every
+``intra_node`` collective and the inter-node profile (``--inter-node-profile``)
+every ``inter_node`` one.  A part replaces the device profile's own entries of
+its scope whole, so one scope never mixes two fabrics.  Numbers are the parts'
+own: the same entries in one combined file give identical costs.  Each
+collective answer carries the flags of the part it came from (``published``,
+``datasheet``, ``ring-model`` for a group size the log did not measure).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from accelcal.vocab import SCOPES
+
+from .profile import Estimate, Profile, ProfileError
+
+__all__ = ["Part", "ComposedProfile", "compose", "describe_origin", "shipped_interconnects", "missing_hint",
+           "SHIPPED_DIR"]
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles" / "interconnect"
+"""The interconnect profiles shipped with accelcal (made by ``accelcal import nccl-tests`` from published logs)."""
+
+_ROLE = {"intra_node": "intra-node", "inter_node": "inter-node"}
+
+
+def describe_origin(p: Profile) -> str:
+    """Where a profile's numbers came from, in a few words (measured on host/date, published by, datasheet)."""
+    i = p.identity
+    cites = [c for c in i.citations if c.strip()]
+    more = f" (+{len(cites) - 1} more)" if len(cites) > 1 else ""
+    if i.source == "published":
+        return f"published by {cites[0]}{more}" if cites else "published (no citation)"
+    if i.source == "datasheet":
+        return f"DATASHEET PRIOR ({cites[0]}{more})" if cites else "DATASHEET PRIOR"
+    return f"measured on {i.host or 'an unrecorded host'}, {i.date or 'date not recorded'}"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One component of a composed profile."""
+
+    role: str
+    """device, intra-node or inter-node."""
+    name: str
+    """identity.name of the part's profile."""
+    source: str
+    """measured, datasheet or published."""
+    origin: str
+    """:func:`describe_origin` of the part."""
+    device_name: str
+    """identity.device_name of the part (an interconnect log names the devices it ran on)."""
+    entries: int
+    """Collective entries it contributes (0 for the device part when another part replaces them)."""
+
+    def line(self) -> str:
+        what = "" if self.role == "device" else f", {self.entries} collective fit(s) on {self.device_name}"
+        return f"{self.role}: {self.name} - {self.origin}{what}"
+
+    def to_dict(self) -> dict:
+        return {"role": self.role, "name": self.name, "source": self.source, "origin": self.origin,
+                "device_name": self.device_name, "entries": self.entries}
+
+
+@dataclass
+class ComposedProfile(Profile):
+    """A Profile whose collectives per scope come from a named part (see :func:`compose`)."""
+
+    parts: list[Part] = field(default_factory=list)
+    """device first, then the parts that answer intra_node / inter_node collectives."""
+    scope_part: dict[str, Part] = field(default_factory=dict)
+    """Which part answers each scope."""
+
+    def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node") -> Estimate:
+        est = Profile.collective_time_s(self, op, nbytes, group_size, scope)
+        part = self.scope_part.get(scope)
+        if part is None or group_size == 1:
+            return est
+        # The answer is the part's: its source kind, not the device profile's, labels it.
+        own = {"datasheet": ("datasheet",), "published": ("published",)}.get(part.source, ())
+        flags = tuple(f for f in est.flags if f not in ("datasheet", "published")) + own
+        return replace(est, flags=flags, source=f"{part.name}:{est.source}")
+
+
+def _only(p: Profile, scope: str, flag: str) -> list:
+    have = [c for c in p.collectives if c.scope == scope]
+    if not have:
+        other = sorted({c.scope for c in p.collectives})
+        hint = {"intra_node": "--inter-node-profile", "inter_node": "--interconnect"}[scope]
+        raise ProfileError(f"{flag} {p.identity.name}: has no {scope} collectives (it has {other or 'none'}); "
+                           f"a log whose ranks span several hosts is inter_node (pass it as {hint}), one host is "
+                           f"intra_node")
+    return [copy.deepcopy(c) for c in have]
+
+
+def compose(device: Profile, interconnect: Profile | None = None, inter_node: Profile | None = None) -> ComposedProfile:
+    """The device profile with its intra_node collectives from ``interconnect`` and inter_node ones from ``inter_node``."""
+    if device.is_interconnect:
+        raise ProfileError(f"--profile {device.identity.name}: is an interconnect profile (collectives only, no compute); "
+                           f"pass a device profile as --profile and this one as --interconnect / --inter-node-profile")
+    colls = list(copy.deepcopy(device.collectives))
+    parts = [Part("device", device.identity.name, device.identity.source, describe_origin(device),
+                  device.identity.device_name, len(colls))]
+    scope_part: dict[str, Part] = {}
+    for prof, scope, flag in ((interconnect, "intra_node", "--interconnect"),
+                              (inter_node, "inter_node", "--inter-node-profile")):
+        if prof is None:
+            continue
+        mine = _only(prof, scope, flag)
+        colls = [c for c in colls if c.scope != scope] + mine
+        part = Part(_ROLE[scope], prof.identity.name, prof.identity.source, describe_origin(prof),
+                    prof.identity.device_name, len(mine))
+        parts.append(part)
+        scope_part[scope] = part
+    ident = copy.deepcopy(device.identity)
+    ident.name = "+".join(p.name for p in parts)
+    for p in (interconnect, inter_node):
+        for c in (p.identity.citations if p is not None else []):
+            if c not in ident.citations:
+                ident.citations.append(c)
+    base = {f: copy.deepcopy(getattr(device, f)) for f in ("compute", "memory", "overheads", "attention", "elementwise",
+                                                            "validation", "schema_version", "method_version")}
+    out = ComposedProfile(identity=ident, collectives=colls, parts=parts, scope_part=scope_part, **base)
+    # The union must still be a valid profile (no duplicate (op, scope, group) keys, ...).
+    Profile.from_dict(out.to_dict(), origin=f"composed profile {ident.name}")
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped(directory: str, stamp: tuple) -> tuple[tuple[str, str, tuple], ...]:
+    out = []
+    for path in sorted(Path(directory).glob("*.yaml")):
+        try:
+            p = Profile.load(path)
+        except (ProfileError, OSError):
+            continue
+        keys = tuple(sorted({(c.op, c.scope, c.group_size) for c in p.collectives}))
+        out.append((str(path), p.identity.device_name, keys))
+    return tuple(out)
+
+
+def shipped_interconnects(op: str, scope: str, directory: str | os.PathLike | None = None) -> list[str]:
+    """Shipped interconnect profiles with ``op`` in ``scope`` (``path (device; group sizes ...)``), for error messages."""
+    d = Path(directory or SHIPPED_DIR)
+    if not d.is_dir():
+        return []
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.glob("*.yaml")))
+    hits = []
+    for path, dev, keys in _shipped(str(d), stamp):
+        sizes = sorted(g for o, s, g in keys if o == op and s == scope)
+        if sizes:
+            rel = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+            hits.append(f"{rel} ({dev}; {op} {scope} measured for group size(s) {sizes})")
+    return hits
+
+
+def missing_hint(op: str, scope: str) -> str:
+    """The sentence a 'collective missing' error ends with: which shipped profile would answer it, and how to pass it."""
+    flag = "--interconnect" if scope == SCOPES[0] else "--inter-node-profile"
+    hits = shipped_interconnects(op, scope)
+    if hits:
+        return f"shipped interconnect profiles that answer {op} ({scope}): {'; '.join(hits)} (pass one as {flag})"
+    return (f"no shipped interconnect profile has {op} ({scope}); import your own nccl-tests results "
+            f"(accelcal import nccl-tests <op>_perf.txt --out IC.yaml) and pass it as {flag}")
+

@@ -1,0 +1,192 @@
+"""``accelcal import nccl-tests``: an interconnect profile from nccl-tests results (or accelcal's collectives CSV).
+
+    $ accelcal import nccl-tests logs/all_reduce_perf.txt logs/all_gather_perf.txt --out profiles/interconnect/my-nvswitch.yaml
+    $ accelcal import nccl-tests run.json --out ib.yaml --citation https://github.com/org/repo/issues/1 --name my-ib
+
+    from accelcal.calibrate.nccl_import import import_profile
+    prof = import_profile(["all_reduce_perf.txt"], name="my-node", citations=[], out="ic.yaml")
+
+Each run (one binary's sizes on one communicator) becomes one collective entry,
+keyed (op, scope, group size): scope is ``inter_node`` when the rank lines name
+more than one host, group size is the rank count (a pair for sendrecv, whose
+ranks all send to their ring neighbour at once, as a pipeline stage boundary
+does).  The fit is the one ``accelcal calibrate`` uses
+(:func:`accelcal.calibrate.fit_alpha_beta.fit_piecewise`, up to 3 latency +
+bandwidth pieces chosen by held-out error, quality and flags as in every
+profile), on the out-of-place and in-place times of every size > 0.  The
+profile has collectives only (an *interconnect profile*): combine it with a
+device profile through ``accelcal plan --interconnect`` / ``--inter-node-profile``
+(:mod:`accelcal.calibrate.compose`).  Sources: ``published`` when ``--citation``
+is given (numbers measured by someone else), else ``measured``; the sha256 of
+every input file is recorded in ``identity.raw_sha256``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Sequence
+
+from accelcal.vocab import DTYPE_BYTES, SCOPES
+
+from .fit_alpha_beta import fit_piecewise
+from .profile import CollectiveEntry, Identity, Overheads, Profile
+
+__all__ = ["import_profile", "profile_from_runs", "register", "MAX_PIECES", "SMALL_MESSAGE_BYTES"]
+
+MAX_PIECES = 3
+"""Latency + bandwidth pieces per collective, as calibrate fits them (protocol switches: LL, LL128, Simple)."""
+
+SMALL_MESSAGE_BYTES = 1 << 20
+"""A log whose smallest size is above this gets a quality flag: its fitted latency is not a small-message measurement."""
+
+
+def _device_layout(runs) -> tuple[str, str, int, int, list[str]]:
+    """(device_type, device_name, devices_per_node, nodes, hosts) from the runs' rank lines."""
+    names = Counter(d for r in runs for d in r.devices if d)
+    device_name = names.most_common(1)[0][0] if names else "unknown (no rank lines in the log)"
+    rccl = any("AMD" in d or "Instinct" in d or "Radeon" in d for d in names)
+    per_node, nodes, hosts = 1, 1, set()
+    for r in runs:
+        if r.hosts:
+            c = Counter(r.hosts)
+            per_node, nodes = max(per_node, max(c.values())), max(nodes, len(c))
+            hosts |= set(c)
+        else:
+            per_node = max(per_node, r.ranks if r.scope == SCOPES[0] else 1)
+    return ("rocm" if rccl else "cuda"), device_name, per_node, nodes, sorted(hosts)
+
+
+def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: str = "",
+                      scope: str | None = None, raw_data: Sequence[str] = (), raw_sha256: dict | None = None,
+                      placement: str = "both", progress: Callable[[str], object] | None = None) -> Profile:
+    """Fit every run into one collectives-only Profile (validated by the strict loader before it is returned)."""
+    if not runs:
+        raise ValueError("import nccl-tests: no runs to fit")
+    if scope is not None and scope not in SCOPES:
+        raise ValueError(f"--scope must be one of {SCOPES}, got {scope!r}")
+    groups: dict[tuple[str, str, int], list] = {}
+    for r in runs:
+        groups.setdefault((r.op, scope or r.scope, r.group_size), []).append(r)
+    entries = []
+    for (op, sc, gs), rs in sorted(groups.items()):
+        clusters = {tuple(sorted(set(r.hosts))) for r in rs if r.hosts}
+        if len(clusters) > 1:
+            raise ValueError(f"{op} {sc} group {gs}: the runs come from different hosts "
+                             f"({'; '.join(','.join(c) for c in sorted(clusters))}), i.e. different fabrics; "
+                             f"import each cluster's logs into its own profile")
+        xs, ts = [], []
+        for r in rs:
+            x, t = r.series(placement)
+            xs += x
+            ts += t
+        dtypes = {r.dtype for r in rs}
+        if len(dtypes) != 1 or None in dtypes:
+            raw = sorted({row.type_name for r in rs for row in r.rows})
+            raise ValueError(f"{rs[0].source}: {op}: element type {raw} has no accelcal dtype name (known "
+                             f"{sorted(DTYPE_BYTES)}); run nccl-tests with -d float, half or bfloat16")
+        label = f"{op}[{sc},{gs}]"
+        try:
+            f = fit_piecewise(label, xs, ts, max_pieces=MAX_PIECES, target="collective")
+        except ValueError as exc:
+            raise ValueError(f"{', '.join(sorted({os.path.basename(r.source) for r in rs}))}: {exc}") from None
+        if min(xs) > SMALL_MESSAGE_BYTES:
+            # Without small messages the intercept is where the large-message line meets S = 0, not a latency.
+            f.quality.flags.append(f"{label}: smallest measured size {min(xs):.4g} B > {SMALL_MESSAGE_BYTES} B: the "
+                                   f"latency is the large-message intercept, not a measured small-message time")
+        entries.append(CollectiveEntry(op=op, scope=sc, group_size=gs, dtype=next(iter(dtypes)), pieces=f.pieces,
+                                       quality=f.quality))
+        if progress:
+            q = f.quality
+            progress(f"fitted {label} from {len(xs)} points ({len(rs)} run(s)): {len(f.pieces)} piece(s), latency "
+                     f"{f.pieces[0].latency_s * 1e6:.3g} us, bandwidth {f.pieces[-1].bandwidth_bytes_per_s / 1e9:.4g} GB/s, "
+                     f"held-out median {q.heldout_median_rel_err:.1%}{' FLAGGED: ' + '; '.join(q.flags) if q.flags else ''}")
+    dev_type, dev_name, per_node, nodes, hosts = _device_layout(runs)
+    versions = {}
+    for r in runs:
+        if r.nccl_version:
+            versions.setdefault("nccl", r.nccl_version)
+        if r.nccl_tests_version:
+            versions.setdefault("nccl_tests", r.nccl_tests_version)
+        if r.graph is not None:
+            versions.setdefault("nccl_tests_graph", str(r.graph))
+    cites = [c for c in citations if c.strip()]
+    ident = Identity(
+        name=name, source="published" if cites else "measured", device_type=dev_type, device_name=dev_name,
+        devices_per_node=per_node, nodes=nodes, memory_capacity_bytes=None, host=",".join(hosts), date="",
+        command=command, versions=versions, citations=cites, raw_data=list(raw_data),
+        raw_sha256=dict(raw_sha256 or {}))
+    prof = Profile(identity=ident, compute={}, memory={}, overheads=Overheads(), collectives=entries)
+    return Profile.from_dict(prof.to_dict(), origin="import nccl-tests result")
+
+
+def import_profile(paths: Sequence[str], name: str | None = None, citations: Sequence[str] = (),
+                   out: str | None = None, scope: str | None = None, op: str | None = None, force: bool = False,
+                   command: str = "", placement: str = "both",
+                   progress: Callable[[str], object] | None = None) -> Profile:
+    """Parse, fit and (with ``out``) write atomically; refuses to replace ``out`` unless ``force``."""
+    from accelcal.collectives.nccl_tests import read_runs, sha256_of
+
+    if out is not None and os.path.exists(out) and not force:
+        raise ValueError(f"--out {out} exists; pass --force to replace it")
+    runs = read_runs(paths, op=op)
+    for r in runs:
+        if progress:
+            progress(f"read {r.describe()}" + (f" [{'; '.join(r.notes)}]" if r.notes else ""))
+    base = Path(out).resolve().parent if out else Path.cwd()
+    raw = [os.path.relpath(Path(p).resolve(), base) for p in paths]
+    sha = {rel: sha256_of(p) for rel, p in zip(raw, paths)}
+    name = name or (Path(out).stem if out else Path(paths[0]).stem)
+    prof = profile_from_runs(runs, name, citations, command, scope, raw, sha, placement, progress)
+    if out is not None:
+        prof.save(out)
+    return prof
+
+
+def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
+    imp = sub.add_parser("import", help="make a profile from results measured elsewhere (nccl-tests)")
+    isub = imp.add_subparsers(dest="source_kind", metavar="KIND")
+    imp.set_defaults(func=lambda args: (imp.print_help(), 2)[1])
+    p = isub.add_parser("nccl-tests", help="fit nccl-tests text / -J JSON output (or accelcal collectives CSV) "
+                                           "into an interconnect profile",
+                        description="Parse every *_perf log (all_reduce, all_gather, reduce_scatter, alltoall, "
+                                    "broadcast, sendrecv; text or -J JSON) and accelcal collectives CSVs, fit latency + "
+                                    "bandwidth per (collective, scope, group size) with fit quality, and write a "
+                                    "collectives-only profile atomically. Logs with #wrong > 0, 'Out of bounds values: "
+                                    "N FAILED', cut rows or nothing parsable are refused, naming the file and line.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="nccl-tests output (.txt/.log, .json) or accelcal CSV")
+    p.add_argument("--out", required=True, help="profile YAML to write (refused if it exists, unless --force)")
+    p.add_argument("--name", default=None, help="profile name (default: the --out file stem)")
+    p.add_argument("--scope", choices=SCOPES, default=None,
+                   help="scope of every entry (default: inter_node when the rank lines name several hosts)")
+    p.add_argument("--op", default=None, help="collective of logs that do not say (old logs without the "
+                                              "'Collective test starting' line), e.g. all_gather")
+    p.add_argument("--citation", action="append", default=[], metavar="URL",
+                   help="where the numbers were published (repeatable); makes the profile source: published")
+    p.add_argument("--placement", choices=("both", "out", "in"), default="both",
+                   help="which nccl-tests columns to fit: out-of-place, in-place or both (default)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from accelcal.collectives.nccl_tests import NcclTestsError
+
+    command = "accelcal import nccl-tests " + " ".join(
+        [*args.files, "--out", args.out] + (["--name", args.name] if args.name else [])
+        + (["--scope", args.scope] if args.scope else []) + (["--op", args.op] if args.op else [])
+        + [x for c in args.citation for x in ("--citation", c)]
+        + (["--placement", args.placement] if args.placement != "both" else []))
+    try:
+        prof = import_profile(args.files, args.name, args.citation, args.out, args.scope, args.op, args.force,
+                              command, args.placement, progress=lambda m: print(f"[import] {m}"))
+    except NcclTestsError as exc:
+        print(f"accelcal import nccl-tests: error: {exc}", file=sys.stderr)
+        return 2
+    flagged = sum(bool(c.quality and c.quality.flags) for c in prof.collectives)
+    print(f"[import] wrote {args.out}: {len(prof.collectives)} collective fit(s), source {prof.identity.source}, "
+          f"{flagged} flagged (accelcal show {args.out})")
+    return 0

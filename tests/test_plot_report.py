@@ -1,0 +1,101 @@
+"""Plots people can read (<= 8 series, y <= 1, GB/s, no empty figures) and the self-contained HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from accelcal.calibrate import plot as plot_mod  # noqa: E402
+from accelcal.calibrate.profile import Profile  # noqa: E402
+from accelcal.cli import main  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = REPO / "profiles" / "cpu-amd-epyc-2core.yaml"
+H200 = REPO / "profiles" / "nvidia-h200.yaml"
+DATASHEET = REPO / "profiles" / "datasheet" / "h100-sxm.yaml"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure plot_profile saves: (file name, legend labels, y limits of the first axes)."""
+    seen = []
+    real = plot_mod._save
+
+    def spy(fig, path):
+        ax = fig.axes[0]
+        leg = ax.get_legend()
+        seen.append((Path(path).name, [t.get_text() for t in leg.get_texts()] if leg else [], ax.get_ylim(),
+                     ax.get_ylabel()))
+        return real(fig, path)
+
+    monkeypatch.setattr(plot_mod, "_save", spy)
+    return seen
+
+
+def test_measured_profile_plots_one_efficiency_figure_per_dtype(tmp_path, figures):
+    p = Profile.load(H200)
+    notes: list[str] = []
+    paths = plot_mod.plot_profile(p, tmp_path, profile_path=H200, datasheet=Profile.load(DATASHEET), notes=notes)
+    names = {x.name for x in paths}
+    assert {f"gemm_efficiency_{dt}.png" for dt in p.compute} <= names and "memory_bandwidth.png" in names
+    for path in paths:
+        data = path.read_bytes()
+        assert data[:8] == PNG and len(data) > 5000
+    for name, labels, (ylo, yhi), ylabel in figures:
+        assert len(labels) <= plot_mod.MAX_SERIES, (name, labels)
+        if name.startswith("gemm_efficiency_"):
+            assert (ylo, yhi) == (0.0, 1.0) and "best measured" in ylabel
+        if name == "memory_bandwidth.png":
+            assert ylabel == "GB/s" and any(lb.startswith("datasheet ") for lb in labels)
+    # The H200 profile measured no collectives: said, not drawn empty.
+    assert "collectives_busbw.png" not in names and any("no collective measured" in n for n in notes)
+
+
+def test_collectives_are_plotted_as_busbw_in_gb_per_s(tmp_path, figures):
+    paths = plot_mod.plot_profile(Profile.load(CPU), tmp_path, profile_path=CPU)
+    assert tmp_path / "collectives_busbw.png" in paths
+    name, labels, _, ylabel = next(f for f in figures if f[0] == "collectives_busbw.png")
+    assert "busbw (GB/s" in ylabel and 0 < len(labels) <= plot_mod.MAX_SERIES
+
+
+def test_datasheet_prior_says_what_it_cannot_plot_instead_of_empty_figures(tmp_path):
+    notes: list[str] = []
+    paths = plot_mod.plot_profile(Profile.load(DATASHEET), tmp_path, profile_path=DATASHEET, notes=notes)
+    assert [x.name for x in paths] == ["roofline.png"]
+    assert any("a datasheet prior has only its peak" in n for n in notes)
+    assert any(n.startswith("memory bandwidth: a datasheet prior") for n in notes)
+
+
+def test_plot_default_output_is_beside_the_results_not_in_profiles(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", str(CPU)]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "results" / "cpu-amd-epyc-2core-plots" / "roofline.png").exists(), out
+    assert "profiles" not in out.replace(str(CPU), "")
+
+
+def test_report_is_one_self_contained_html_page(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", str(CPU), "--model", "tiny", "--batch", "4", "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    for section in ("Summary", "Fit quality", "Measurements", "Validation", "Plan: tiny"):
+        assert f"<h2>{section}" in page, section
+    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(imgs) >= 4 and all(base64.b64decode(i)[:8] == PNG for i in imgs)
+    # Self-contained: nothing fetched from elsewhere.
+    assert not re.search(r'(src|href)="(https?:|file:|/)', page)
+    assert "flagged" in page and "Recommended: TP" in page
+
+
+def test_report_on_an_unplannable_model_still_writes_the_page(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(H200), "--model", "llama3.1-405b", "--out", str(out)]) == 0
+    assert "no feasible plan" in out.read_text(encoding="utf-8")

@@ -1,0 +1,76 @@
+"""Progress: a bar with elapsed time and ETA on a terminal, one line per stage in a log, nothing when quiet."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from accelcal.kernels.shapes import GemmShape, SuitePreset
+from accelcal.kernels.suite import run_suite
+from accelcal.progress import StageProgress
+
+TINY = SuitePreset(name="tiny-progress", timing="quick", dtypes=("fp32",), gemm_shapes=(GemmShape("t.qkv", 32, 32),),
+                   gemm_ms=(1, 8), square_ms=(), memory_sizes_bytes=(4096,), attention_cases=(), attention_dtypes=(),
+                   case_budget_s=2.0, overhead_queue_len=5)
+
+
+def test_log_mode_prints_one_line_per_stage_with_elapsed_time_and_skips():
+    out = io.StringIO()
+    bar = StageProgress("kernels", stream=out, tty=False)
+    bar.start("gemm", 3)
+    for _ in range(3):
+        bar.advance("case")
+    bar.skipped()
+    bar.start("memory", 2)  # starting the next stage closes the previous one
+    bar.advance()
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert re.fullmatch(r"\[kernels\] gemm: 3 cases in \d+\.\d s \(1 skipped\)", lines[0]), lines
+    assert re.fullmatch(r"\[kernels\] memory: 1/2 cases in \d+\.\d s", lines[1]), lines
+    assert len(lines) == 2
+
+
+def test_quiet_prints_nothing():
+    out = io.StringIO()
+    bar = StageProgress(stream=out, tty=True, quiet=True)
+    bar.start("gemm", 5)
+    bar.advance("x")
+    bar.write("a note")
+    bar.close()
+    assert out.getvalue() == ""
+
+
+def test_terminal_mode_draws_a_tqdm_bar_with_elapsed_and_eta():
+    pytest.importorskip("tqdm")
+    out = io.StringIO()
+    bar = StageProgress("kernels", stream=out, tty=True)
+    bar.start("gemm", 4)
+    for i in range(4):
+        bar.advance(f"m{i}")
+    bar.close()
+    text = out.getvalue()
+    assert "kernels gemm" in text and "4/4" in text
+    assert re.search(r"\d\d:\d\d<\d\d:\d\d", text), text  # elapsed<remaining
+
+
+def test_case_lines_of_a_sweep_drive_the_bar_and_other_lines_pass_through():
+    out = io.StringIO()
+    bar = StageProgress("collectives", stream=out, tty=False)
+    feed = bar.lines("sweep")
+    feed("collectives: started 2 rank(s)")
+    for line in ("[1/4] all_reduce 1 KiB pipelined", "[1/4] all_reduce 1 KiB blocking", "[2/4] all_gather 1 KiB"):
+        feed(line)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "collectives: started 2 rank(s)"
+    assert re.fullmatch(r"\[collectives\] sweep: 2/4 cases in \d+\.\d s", lines[1]), lines
+
+
+def test_kernel_suite_reports_one_line_per_op_group(tmp_path):
+    out = io.StringIO()
+    run_suite("cpu", preset=TINY, ops=["gemm", "memory"], progress=None,
+              bar=StageProgress("kernels", stream=out, tty=False))
+    lines = out.getvalue().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["[kernels] gemm", "[kernels] memory"], lines
