@@ -32,7 +32,6 @@ from typing import Callable, Sequence
 
 from accelcal.vocab import DTYPE_BYTES, SCOPES
 
-from .fit_alpha_beta import fit_piecewise
 from .profile import CollectiveEntry, Identity, Overheads, Profile
 
 __all__ = ["import_profile", "profile_from_runs", "register", "MAX_PIECES", "SMALL_MESSAGE_BYTES"]
@@ -64,6 +63,8 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
                       scope: str | None = None, raw_data: Sequence[str] = (), raw_sha256: dict | None = None,
                       placement: str = "both", progress: Callable[[str], object] | None = None) -> Profile:
     """Fit every run into one collectives-only Profile (validated by the strict loader before it is returned)."""
+    from .fit_alpha_beta import fit_piecewise  # scipy: the measure extra; registering the command needs none
+
     if not runs:
         raise ValueError("import nccl-tests: no runs to fit")
     if scope is not None and scope not in SCOPES:
