@@ -14,16 +14,14 @@ in the control steps only):
    and a mismatch is a :class:`CaseMismatch` naming the field on every rank;
 2. correctness outside the timed loop with rank-patterned data; a backend that
    rejects the dtype is a skipped row, a wrong value a failed row;
-3. warm-up by time through ``timing.warmup`` (ranks agree when to stop, so
-   every rank issues the same number of calls);
-4. samples through the timing core: ``sample_graph`` (CUDA graph capture, when
-   every rank could capture the op) or ``sample_queue`` for the pipelined mode,
-   ``sample_eager`` for the blocking mode, a group barrier before each sample;
-5. elementwise MAX of the samples across ranks, ``Stats.from_samples``, and
-   algbw = S / t, busbw = algbw x factor (nccl-tests conventions).
-
-``until_stable`` in a timing preset is not used here: extra samples would need
-one more agreement round per chunk, and the fixed counts keep every rank in step.
+3. warm-up and samples through the timing core's multi-rank policy,
+   :class:`accelcal.kernels.timing.RankTimer` (agreed time-based warm-up, so
+   every rank issues the same number of calls; graph replay when every rank
+   could capture the op, else back-to-back queues, for the pipelined mode;
+   single calls for the blocking mode; a group barrier before each sample;
+   elementwise MAX of the samples across ranks);
+4. ``Stats.from_samples``, and algbw = S / t, busbw = algbw x factor
+   (nccl-tests conventions).
 """
 
 from __future__ import annotations
@@ -354,31 +352,19 @@ class Harness:
             def run(i: int) -> None:
                 return None
             barrier = None
+        timer = timing.RankTimer(dev, cfg, self._world_max, barrier, active=in_group)
 
         self.phase = f"warm-up of case {case.index}"
-        i, t0, per_call = 0, time.perf_counter(), 0.0
-        while True:
-            i, per = timing.warmup(run, dev, 0.0, start=i)  # exactly two calls on every rank
-            not_done = 1.0 if (in_group and time.perf_counter() - t0 < cfg.warmup_s) else 0.0
-            not_done, per_call = self._world_max([not_done, per])
-            if not_done < 0.5:
-                break
+        i = timer.warmup(run)
         use_graph = self._graph_probe(run, in_group)
         out = []
         self.phase = f"timing of case {case.index}"
-        reps = timing.reps_for(per_call, cfg, cfg.queue_len)
-        if not in_group:
-            samples = [0.0] * reps
-            method = "graph" if use_graph else ("queue" if dev.has_events else "host-queue")
-        elif use_graph:
-            samples, method = timing.sample_graph(run, dev, reps, cfg.queue_len, start=i), "graph"
+        if use_graph:
+            samples, method = timer.graph(run, start=i), "graph"
         else:
-            samples = timing.sample_queue(run, dev, reps, cfg.queue_len, start=i, before_each=barrier)
-            method = "queue" if dev.has_events else "host-queue"
-        out.append(("pipelined", method, self._world_max(samples)))
-        ereps = timing.reps_for(per_call, cfg, 1)
-        samples = timing.sample_eager(run, dev, ereps, start=i, before_each=barrier) if in_group else [0.0] * ereps
-        out.append(("blocking", "events" if dev.has_events else "host", self._world_max(samples)))
+            samples, method = timer.queue(run, start=i), ("queue" if dev.has_events else "host-queue")
+        out.append(("pipelined", method, samples))
+        out.append(("blocking", "events" if dev.has_events else "host", timer.eager(run, start=i)))
         if op.round_trip:
             out = [(m, meth, [s / 2 for s in xs]) for m, meth, xs in out]
         return out, ""

@@ -23,6 +23,12 @@ Method:
   includes the host's launch latency.
 * Every sample is kept; statistics are median, quartiles/IQR, min, max, mean,
   n and coefficient of variation, with a warning when IQR/median > 10%.
+* On several ranks (collectives, TP layers) :class:`RankTimer` is the one
+  policy: every rank issues the same calls, the ranks agree when the time-based
+  warm-up is over and size the repeats from the slowest rank, a barrier
+  precedes each sample, and each sample is the MAX over ranks.  It takes the
+  all-reduce-MAX and barrier as callables, so this module imports no
+  torch.distributed.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ __all__ = [
     "METHOD_VERSION",
     "NOISY_REL_IQR",
     "OpTiming",
+    "RankTimer",
     "Stats",
     "TimingConfig",
     "reps_for",
@@ -324,6 +331,66 @@ def reps_for(per_call_s: float, cfg: TimingConfig, calls_per_sample: int) -> int
     clamped to [min_reps, max_reps].  The one repeat rule of every timer (single- and multi-rank)."""
     per_sample = max(per_call_s * calls_per_sample, 1e-7)
     return int(min(cfg.max_reps, max(cfg.min_reps, cfg.budget_s // per_sample)))
+
+
+class RankTimer:
+    """The multi-rank timing policy: the same calls on every rank, agreed warm-up, per-sample MAX over ranks.
+
+        t = RankTimer(device, cfg, world_max=lambda xs: all_reduce_max(xs), barrier=lambda: dist.barrier(group=g))
+        i = t.warmup(run)                    # agreed; t.per_call_s = slowest rank's seconds per call
+        pipelined = t.queue(run, start=i)    # MAX-over-ranks samples, a barrier before each
+        blocking = t.eager(run, start=i)
+
+    ``world_max`` takes a list of floats and returns their elementwise MAX over every
+    rank taking part (an all-reduce), so all ranks must call each method together.
+    A rank that joins the agreement but not the timed group passes ``active=False``
+    (and a no-op ``run``: warm-up rounds still call it): it takes no samples,
+    contributes zeros, and still takes part in every all-reduce.
+    ``until_stable`` is not used here: extra samples would need one more agreement
+    round per chunk, and fixed counts keep every rank in step.
+    """
+
+    def __init__(self, device: Device, cfg: TimingConfig, world_max: Callable[[list[float]], list[float]],
+                 barrier: Hook = None, active: bool = True) -> None:
+        self.device, self.cfg, self.world_max, self.barrier, self.active = device, cfg, world_max, barrier, active
+        self.per_call_s = 0.0
+        """Slowest rank's seconds per synchronised call, from the last warm-up round (sizes the repeats)."""
+
+    def warmup(self, run: RunFn, start: int = 0) -> int:
+        """Warm up by time: rounds of two calls on every rank until no active rank has ``warmup_s`` left.
+
+        Returns the next input index.  Every rank runs the same number of rounds (the
+        stop is agreed by the MAX), so collectives inside ``run`` always find their peers.
+        """
+        i, t0 = start, _host_now()
+        while True:
+            i, per = warmup(run, self.device, 0.0, start=i)  # exactly two calls on every rank
+            not_done = 1.0 if (self.active and _host_now() - t0 < self.cfg.warmup_s) else 0.0
+            not_done, self.per_call_s = self.world_max([not_done, per])
+            if not_done < 0.5:
+                return i
+
+    def queue(self, run: RunFn, start: int) -> list[float]:
+        """Back-to-back queues of ``queue_len`` calls (:func:`sample_queue`), MAX over ranks."""
+        reps = reps_for(self.per_call_s, self.cfg, self.cfg.queue_len)
+        return self._max(lambda: sample_queue(run, self.device, reps, self.cfg.queue_len, start=start,
+                                              before_each=self.barrier), reps)
+
+    def graph(self, run: RunFn, start: int) -> list[float]:
+        """Graph replays of ``queue_len`` captured calls (:func:`sample_graph`), MAX over ranks.
+
+        Every rank must have agreed beforehand that the op can be captured.
+        """
+        reps = reps_for(self.per_call_s, self.cfg, self.cfg.queue_len)
+        return self._max(lambda: sample_graph(run, self.device, reps, self.cfg.queue_len, start=start), reps)
+
+    def eager(self, run: RunFn, start: int) -> list[float]:
+        """Single calls (:func:`sample_eager`), a barrier before each, MAX over ranks."""
+        reps = reps_for(self.per_call_s, self.cfg, 1)
+        return self._max(lambda: sample_eager(run, self.device, reps, start=start, before_each=self.barrier), reps)
+
+    def _max(self, sample: Callable[[], list[float]], reps: int) -> list[float]:
+        return self.world_max(sample() if self.active else [0.0] * reps)
 
 
 def _until_stable(sampler: Callable[[int], list[float]], first: list[float], cfg: TimingConfig, per_sample_s: float) -> list[float]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from accelcal.calibrate.profile import ProfileQueries
 
-__all__ = ["Cluster", "DeviceGroup", "group_scope"]
+__all__ = ["Cluster", "DeviceGroup"]
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,3 @@ class Cluster:
     @property
     def devices(self) -> int:
         return sum(g.devices for g in self.groups)
-
-
-def group_scope(first_device: int, size: int, devices_per_node: int) -> str:
-    """``intra_node`` if devices first..first+size-1 share a node, else ``inter_node``."""
-    last = first_device + size - 1
-    return "intra_node" if first_device // devices_per_node == last // devices_per_node else "inter_node"

@@ -1,10 +1,18 @@
 """The per-layer, per-phase DAG of one decoder layer on one device.
 
-    from accelcal.planner.dag import Layout, build_layer_dag
+    from accelcal.planner.dag import DagOptions, build_layer_dag
+    from accelcal.planner.parallelism import Parallelism
     from accelcal.models import ModelConfig
-    dag = build_layer_dag(ModelConfig.from_name("llama3-8b"), "decode",
-                          batch=8, q_len=1, kv_len=2048, layout=Layout(tp=2))
+    dag = build_layer_dag(ModelConfig.from_name("llama3-8b"), "decode", batch=8, q_len=1, kv_len=2048,
+                          parallelism=Parallelism(tp=2), options=DagOptions(tp_comm="rs_ag"))
     for n in dag.nodes: print(n.name, n.op, n.deps)
+
+Where a layer sits is a :class:`~accelcal.planner.parallelism.Parallelism`
+(the degrees and group scopes, the same value the search, candidates and
+memory estimate use); a layer reads only its TP, EP and SP degrees and scopes
+(:func:`layer_parallelism`).  How the layer is run on that layout, which is
+not a fact of the layout, is :class:`DagOptions`: the TP reduction scheme and
+the MoE load imbalance.
 
 Nodes are what one device runs (shapes already divided by the parallel
 degrees); ``deps`` are the edges.  Operation kinds, each costed by
@@ -34,45 +42,39 @@ from dataclasses import dataclass, field
 
 from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
-from accelcal.vocab import ELEMENTWISE_GROUPS, PHASES, SCOPES
+from accelcal.vocab import ELEMENTWISE_GROUPS, PHASES
 
-__all__ = ["DagNode", "Layout", "LayerDAG", "build_edge_dag", "build_layer_dag", "kv_heads_per_device", "moe_imbalance"]
+from .parallelism import Parallelism
 
+__all__ = ["DagNode", "DagOptions", "LayerDAG", "build_edge_dag", "build_layer_dag", "kv_heads_per_device",
+           "edge_parallelism", "layer_parallelism", "moe_imbalance"]
 
 
 @dataclass(frozen=True)
-class Layout:
-    """How one layer is split across devices, and where its groups sit."""
+class DagOptions:
+    """How a layer runs on its layout: choices and load statistics, not facts of the layout itself."""
 
-    tp: int = 1
-    """Tensor-parallel degree (heads, FFN and experts split this many ways)."""
-    tp_scope: str = "intra_node"
-    """Whether the TP group stays inside a node (``intra_node``) or spans nodes."""
     tp_comm: str = "all_reduce"
     """TP reduction: ``all_reduce``, or ``rs_ag`` (reduce-scatter + all-gather, norms on 1/tp of the tokens)."""
-    ep: int = 1
-    """Expert-parallel degree (MoE): experts split this many ways; 1 = experts TP-split."""
-    ep_scope: str = "intra_node"
-    """Scope of the EP all-to-all group."""
-    sp: int = 1
-    """Sequence-parallel degree (prefill only): the prompt split across this many replicas."""
-    sp_scope: str = "intra_node"
-    """Scope of the SP KV all-gather group."""
     moe_imbalance: float | None = None
     """Max/mean expert load per EP rank; None = computed (balls-into-bins, see moe_imbalance)."""
 
     def __post_init__(self) -> None:
-        for f in ("tp", "ep", "sp"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"layout: {f} must be an integer >= 1, got {v!r}")
         if self.tp_comm not in ("all_reduce", "rs_ag"):
             raise ValueError(f"layout: tp_comm must be 'all_reduce' or 'rs_ag', got {self.tp_comm!r}")
-        for f in ("tp_scope", "ep_scope", "sp_scope"):
-            if getattr(self, f) not in SCOPES:
-                raise ValueError(f"layout: {f} must be 'intra_node' or 'inter_node', got {getattr(self, f)!r}")
         if self.moe_imbalance is not None and self.moe_imbalance < 1.0:
             raise ValueError(f"layout: moe_imbalance is max/mean load, must be >= 1.0, got {self.moe_imbalance}")
+
+
+def layer_parallelism(parallelism: Parallelism, phase: str) -> Parallelism:
+    """The part of ``parallelism`` one decoder layer of ``phase`` depends on: TP, EP, SP and their scopes.
+
+    PP and DP do not change a layer (they are 1 here), and SP is prefill-only (1 in decode), so
+    layouts that differ only in those share one DAG (and one memoised cost).
+    """
+    p = parallelism
+    return Parallelism(tp=p.tp, ep=p.ep, sp=p.sp if phase == "prefill" else 1, tp_scope=p.tp_scope,
+                       ep_scope=p.ep_scope, sp_scope=p.sp_scope)
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,14 @@ class LayerDAG:
 
     phase: str
     model: str
-    layout: Layout
+    parallelism: Parallelism
+    """The layout the layer runs on (its :func:`layer_parallelism` view)."""
     batch: int
     q_len: int
     kv_len: int
     nodes: list[DagNode] = field(default_factory=list)
+    options: DagOptions = DagOptions()
+    """TP reduction and MoE imbalance the layer was built with."""
 
     @property
     def edges(self) -> list[tuple[str, str]]:
@@ -114,11 +119,17 @@ class LayerDAG:
     def to_dict(self) -> dict:
         return {
             "phase": self.phase, "model": self.model, "batch": self.batch, "q_len": self.q_len,
-            "kv_len": self.kv_len, "layout": self.layout.__dict__,
+            "kv_len": self.kv_len, "layout": self.layout_dict(),
             "nodes": [{"name": n.name, "op": n.op, "params": n.p, "kernels": n.kernels, "deps": list(n.deps)}
                       for n in self.nodes],
             "edges": [list(e) for e in self.edges],
         }
+
+    def layout_dict(self) -> dict:
+        """The ``layout`` of :meth:`to_dict`: the layer's degrees, scopes and options."""
+        p, o = self.parallelism, self.options
+        return {"tp": p.tp, "tp_scope": p.tp_scope, "tp_comm": o.tp_comm, "ep": p.ep, "ep_scope": p.ep_scope,
+                "sp": p.sp, "sp_scope": p.sp_scope, "moe_imbalance": o.moe_imbalance}
 
 
 def kv_heads_per_device(model: ModelConfig, tp: int) -> int:
@@ -151,7 +162,8 @@ def _measured(impl: Implementation, group: str) -> dict[str, str]:
 
 
 def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_len: int,
-                    layout: Layout = Layout(), implementation: Implementation | str | None = None) -> LayerDAG:
+                    parallelism: Parallelism = Parallelism(), implementation: Implementation | str | None = None,
+                    options: DagOptions = DagOptions()) -> LayerDAG:
     """The DAG of one decoder layer for ``batch`` sequences of ``q_len`` new tokens over ``kv_len`` context.
 
     ``implementation`` (a preset name or :class:`Implementation`; default ``fused``)
@@ -165,18 +177,19 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
             raise ValueError(f"{f} must be an integer >= 1, got {v!r}")
     if kv_len < q_len:
         raise ValueError(f"kv_len({kv_len}) < q_len({q_len}): the context includes the new tokens")
-    t, sp = layout.tp, (layout.sp if phase == "prefill" else 1)
     if phase == "decode" and q_len != 1:
         raise ValueError(f"decode processes one new token per sequence, got q_len={q_len}")
+    layout = layer_parallelism(parallelism, phase)
+    t, sp = layout.tp, layout.sp
     el, kvel = model.weight_bytes_per_elem, model.kv_bytes_per_elem
     h, hd = model.hidden_size, model.head_dim
     heads = model.heads // t
     kvh = kv_heads_per_device(model, t)
     # Each SP rank holds q_len/sp of every prompt (rounded up: the slowest rank sets the pace).
     tok = batch * math.ceil(q_len / sp)
-    rs_ag = t > 1 and layout.tp_comm == "rs_ag"
+    rs_ag = t > 1 and options.tp_comm == "rs_ag"
     norm_tok = math.ceil(tok / t) if rs_ag else tok
-    dag = LayerDAG(phase, model.name, layout, batch, q_len, kv_len)
+    dag = LayerDAG(phase, model.name, layout, batch, q_len, kv_len, options=options)
     add = dag.nodes.append
 
     def tp_reduce(prefix: str, dep: str) -> str:
@@ -232,12 +245,12 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         add(_node("down", "gemm", ("act_mul",), m=tok, n=h, k=f))
         residual("mlp_residual", tp_reduce("tp_mlp", "down"))
         return dag
-    residual("mlp_residual", _moe(dag, model, layout, tok, t, el, x, impl))
+    residual("mlp_residual", _moe(dag, model, layout, options, tok, t, el, x, impl))
     return dag
 
 
-def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el: int, x: str,
-         impl: Implementation) -> tuple[str, ...]:
+def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOptions, tok: int, t: int, el: int,
+         x: str, impl: Implementation) -> tuple[str, ...]:
     """Add the MoE block after node ``x``; returns the names of its last nodes."""
     add = dag.nodes.append
 
@@ -281,7 +294,7 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el
         # each TP rank routes its 1/tp share of the tokens; experts E/ep per rank, not TP-split
         local = math.ceil(tok / t)
         mean = local * k
-        imb = layout.moe_imbalance if layout.moe_imbalance is not None else moe_imbalance(mean, ep)
+        imb = options.moe_imbalance if options.moe_imbalance is not None else moe_imbalance(mean, ep)
         loaded = math.ceil(mean * imb)
         e_local = E // ep
         active = _active_experts(e_local, loaded)
@@ -303,7 +316,7 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Layout, tok: int, t: int, el
         joins.append("shared_down")
     if ep == 1:
         if t > 1:
-            op = "reduce_scatter" if layout.tp_comm == "rs_ag" else "all_reduce"
+            op = "reduce_scatter" if options.tp_comm == "rs_ag" else "all_reduce"
             add(_node(f"tp_mlp_{op}", "collective", tuple(joins), op=op, nbytes=tok * h * el, group_size=t,
                       scope=layout.tp_scope))
             return (f"tp_mlp_{op}",)
@@ -323,15 +336,17 @@ def _active_experts(experts: int, assignments: int) -> int:
     return max(1, min(experts, math.ceil(hit - 1e-9)))
 
 
-def build_edge_dag(model: ModelConfig, phase: str, part: str, tokens: int, logit_tokens: int, tp: int,
-                   tp_scope: str = "intra_node", pp_scope: str = "intra_node") -> LayerDAG:
+def build_edge_dag(model: ModelConfig, phase: str, part: str, tokens: int, logit_tokens: int,
+                   parallelism: Parallelism = Parallelism()) -> LayerDAG:
     """The non-layer work of a stage: ``embed`` (first stage), ``head`` (last stage) or ``pp_send`` (a stage boundary).
 
     ``tokens`` tokens pass through the stage; ``logit_tokens`` of them reach the LM head
-    (the last prompt token in prefill, every sequence in decode).
+    (the last prompt token in prefill, every sequence in decode).  Only TP, its scope and the
+    PP scope of ``parallelism`` matter here.
     """
     el, h = model.weight_bytes_per_elem, model.hidden_size
-    dag = LayerDAG(phase, model.name, Layout(tp=tp, tp_scope=tp_scope), tokens, 1, 1)
+    tp, tp_scope, pp_scope = parallelism.tp, parallelism.tp_scope, parallelism.pp_scope
+    dag = LayerDAG(phase, model.name, edge_parallelism(parallelism), tokens, 1, 1)
     add = dag.nodes.append
     if part == "embed":
         add(_node("embedding", "memory", (), nbytes=2 * tokens * h * el))
@@ -348,3 +363,8 @@ def build_edge_dag(model: ModelConfig, phase: str, part: str, tokens: int, logit
     else:
         raise ValueError(f"edge part must be embed, head or pp_send, got {part!r}")
     return dag
+
+
+def edge_parallelism(parallelism: Parallelism) -> Parallelism:
+    """The part of ``parallelism`` the stage edges depend on: TP, its scope and the PP scope."""
+    return Parallelism(tp=parallelism.tp, tp_scope=parallelism.tp_scope, pp_scope=parallelism.pp_scope)

@@ -1,7 +1,8 @@
 """Memory per device: weights + KV cache + activations + communication buffers.
 
     from accelcal.planner.memory import device_memory
-    mem = device_memory(model, workload, tp=8, pp=2, ep=1, sp=1)
+    from accelcal.planner.parallelism import Parallelism
+    mem = device_memory(model, workload, Parallelism(tp=8, pp=2))
     print(mem.total_bytes / 1e9, mem.describe())
 
 The busiest pipeline stage counts (it holds its layers plus the embedding on
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from accelcal.models import ModelConfig
 
 from .dag import kv_heads_per_device
+from .parallelism import Parallelism
 from .workload import Workload
 
 __all__ = ["MemoryEstimate", "device_memory", "layer_weight_elems"]
@@ -70,8 +72,9 @@ def layer_weight_elems(model: ModelConfig, tp: int, ep: int) -> int:
     return attn + ffn + 2 * h
 
 
-def device_memory(model: ModelConfig, workload: Workload, tp: int = 1, pp: int = 1, ep: int = 1,
-                  sp: int = 1) -> MemoryEstimate:
+def device_memory(model: ModelConfig, workload: Workload, parallelism: Parallelism = Parallelism()) -> MemoryEstimate:
+    """Bytes one device of the busiest stage needs under ``parallelism`` (DP and the scopes do not change it)."""
+    tp, pp, ep, sp = parallelism.tp, parallelism.pp, parallelism.ep, parallelism.sp
     el, kvel = model.weight_bytes_per_elem, model.kv_bytes_per_elem
     h, hd = model.hidden_size, model.head_dim
     layers = math.ceil(model.layers / pp)

@@ -1,8 +1,7 @@
 """One decoder layer's predicted time, exactly as the planner's search costs it.
 
     from accelcal.calibrate.profile import Profile
-    from accelcal.calibrate.profile import ProfileQueries
-from accelcal.models import ModelConfig
+    from accelcal.models import ModelConfig
     from accelcal.planner.predict import predict_layer_time_s
     pred = predict_layer_time_s(Profile.load("profiles/node.yaml"), ModelConfig.from_name("llama3-8b"),
                                 "decode", batch=8, q_len=1, kv_len=2048, tp=1)
@@ -19,10 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from accelcal.calibrate.profile import ProfileQueries
 from accelcal.models import ModelConfig
 
 from .cost import Coster, NodeCost
-from .dag import Layout, build_layer_dag
+from .dag import DagOptions, build_layer_dag
+from .parallelism import Parallelism
 
 __all__ = ["LayerPrediction", "MoeOptions", "predict_layer_time_s"]
 
@@ -68,8 +69,8 @@ def predict_layer_time_s(profile: ProfileQueries, model: ModelConfig | str, phas
     moe = moe or MoeOptions()
     if model.heads % tp:
         raise ValueError(f"heads({model.heads}) % tp({tp}) = {model.heads % tp}: heads must divide by TP")
-    layout = Layout(tp=tp, ep=moe.ep if model.is_moe else 1, ep_scope=moe.ep_scope, moe_imbalance=moe.imbalance)
+    par = Parallelism(tp=tp, ep=moe.ep if model.is_moe else 1, ep_scope=moe.ep_scope)
     coster = Coster(profile, dtype=model.weight_dtype, cuda_graphs=cuda_graphs)
-    costed = coster.cost_dag(build_layer_dag(model, phase, batch, q_len, kv_len, layout, implementation),
-                             model.weight_bytes_per_elem)
+    costed = coster.cost_dag(build_layer_dag(model, phase, batch, q_len, kv_len, par, implementation,
+                                             DagOptions(moe_imbalance=moe.imbalance)), model.weight_bytes_per_elem)
     return LayerPrediction(costed.total_s, costed.breakdown, costed.nodes, costed.extrapolated)

@@ -30,6 +30,7 @@ broken by the degrees), so results are deterministic.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -40,7 +41,7 @@ from accelcal.models.implementation import Implementation
 
 from .cluster import Cluster, DeviceGroup
 from .cost import CATEGORIES, Coster, CostedDAG
-from .dag import Layout, build_edge_dag, build_layer_dag
+from .dag import DagOptions, build_edge_dag, build_layer_dag, edge_parallelism, layer_parallelism
 from .memory import MemoryEstimate, device_memory
 from .parallelism import Parallelism
 from .workload import Workload
@@ -102,22 +103,27 @@ class PhaseCost:
     """TP reduction used: all_reduce or rs_ag."""
 
 
+class _Degrees:
+    """Read-only views of ``self.parallelism``'s degrees and scopes (``c.tp``, ``c.scopes["tp"]``, ...)."""
+
+    parallelism: Parallelism
+    tp = property(lambda self: self.parallelism.tp, doc="Tensor-parallel degree.")
+    pp = property(lambda self: self.parallelism.pp, doc="Pipeline stages.")
+    dp = property(lambda self: self.parallelism.dp, doc="Data-parallel replicas.")
+    ep = property(lambda self: self.parallelism.ep, doc="Expert-parallel degree.")
+    sp = property(lambda self: self.parallelism.sp, doc="Sequence-parallel degree (prefill).")
+    scopes = property(lambda self: self.parallelism.scopes, doc="intra_node / inter_node per tp, pp, ep, sp group.")
+
+
 @dataclass
-class Candidate:
+class Candidate(_Degrees):
     """One feasible layout of one device group, costed."""
 
     group: str
-    tp: int
-    pp: int
-    dp: int
-    ep: int
-    sp: int
-    devices: int
-    """Devices used (tp x pp x dp)."""
+    parallelism: Parallelism
+    """The degrees and where each group sits (intra_node / inter_node for the tp, pp, ep and sp groups)."""
     idle_devices: int
     """Devices of the group left unused (group size not a multiple of tp x pp)."""
-    scopes: dict[str, str]
-    """intra_node / inter_node for the tp, pp, ep and sp groups."""
     ttft_s: float
     """Time to first token: one prompt's prefill."""
     tpot_s: float
@@ -146,8 +152,9 @@ class Candidate:
         return not self.misses
 
     @property
-    def parallelism(self) -> Parallelism:
-        return Parallelism.with_scopes(self.tp, self.pp, self.dp, self.ep, self.sp, self.scopes)
+    def devices(self) -> int:
+        """Devices used (tp x pp x dp)."""
+        return self.parallelism.devices
 
     @property
     def label(self) -> str:
@@ -172,14 +179,12 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Rejection:
+class Rejection(_Degrees):
     """A layout the search threw out, and why."""
 
     group: str
-    tp: int
-    pp: int
-    ep: int
-    sp: int
+    parallelism: Parallelism
+    """The layout rejected (scopes not yet placed: intra_node)."""
     constraint: str
     """divisibility | placement | measurement | memory."""
     reason: str
@@ -189,7 +194,7 @@ class Rejection:
 
     @property
     def label(self) -> str:
-        return Parallelism(self.tp, self.pp, 1, self.ep, self.sp).model_label
+        return self.parallelism.model_label
 
     def to_dict(self) -> dict:
         return {"group": self.group, "label": self.label, "tp": self.tp, "pp": self.pp, "ep": self.ep, "sp": self.sp,
@@ -292,10 +297,10 @@ def count_layouts(model: ModelConfig, n: int, dpn: int) -> int:
     total = 0
     for tp in range(1, min(n, model.heads) + 1):
         for pp in range(1, min(n // tp, model.layers) + 1):
-            if _check_divisible(model, tp, pp) or _check_placement(tp, dpn):
+            base = Parallelism(tp, pp, n // (tp * pp))
+            if _check_divisible(model, base) or _check_placement(tp, dpn):
                 continue
-            dp = n // (tp * pp)
-            total += len(_ep_options(model, tp, dp, "", pp, [])) * len(_divisors(dp))
+            total += len(_ep_options(model, base, "", [])) * len(_divisors(base.dp))
     return total
 
 
@@ -303,8 +308,9 @@ def _scope_of(devices: list[int], dpn: int) -> str:
     return "intra_node" if len({d // dpn for d in devices}) == 1 else "inter_node"
 
 
-def _layout_scopes(tp: int, pp: int, dp: int, ep: int, sp: int, dpn: int) -> dict[str, str]:
-    """Worst scope of every TP, PP-boundary, EP and SP group (device = replica*tp*pp + stage*tp + rank)."""
+def _placed(par: Parallelism, dpn: int) -> Parallelism:
+    """``par`` with the worst scope of every TP, PP-boundary, EP and SP group (device = replica*tp*pp + stage*tp + rank)."""
+    tp, pp, dp, ep, sp = par.tp, par.pp, par.dp, par.ep, par.sp
     rep = tp * pp
 
     def dev(r: int, s: int, k: int) -> int:
@@ -333,7 +339,7 @@ def _layout_scopes(tp: int, pp: int, dp: int, ep: int, sp: int, dpn: int) -> dic
                 else:
                     for k in range(tp):
                         note(kind, [dev(r0 + i, s, k) for i in range(span)])
-    return worst
+    return Parallelism.with_scopes(tp, pp, dp, ep, sp, worst)
 
 
 def _add(a: dict[str, float], b: dict[str, float], scale: float = 1.0) -> None:
@@ -355,41 +361,39 @@ class _Evaluator:
         self.impl = Implementation.from_name(options.implementation)
         self._memo: dict[tuple, CostedDAG] = {}
 
-    def _layer(self, phase: str, batch: int, q_len: int, kv_len: int, layout: Layout) -> CostedDAG:
-        key = ("layer", phase, batch, q_len, kv_len, layout)
+    def _layer(self, phase: str, batch: int, q_len: int, kv_len: int, par: Parallelism,
+               options: DagOptions) -> CostedDAG:
+        key = ("layer", phase, batch, q_len, kv_len, layer_parallelism(par, phase), options)
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = self.coster.cost_dag(
-                build_layer_dag(self.model, phase, batch, q_len, kv_len, layout, self.impl), self.el)
+                build_layer_dag(self.model, phase, batch, q_len, kv_len, par, self.impl, options), self.el)
         return hit
 
-    def _edge(self, phase: str, part: str, tokens: int, logits: int, tp: int, tp_scope: str, pp_scope: str) -> CostedDAG:
-        key = ("edge", phase, part, tokens, logits, tp, tp_scope, pp_scope)
+    def _edge(self, phase: str, part: str, tokens: int, logits: int, par: Parallelism) -> CostedDAG:
+        key = ("edge", phase, part, tokens, logits, edge_parallelism(par))
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = self.coster.cost_dag(
-                build_edge_dag(self.model, phase, part, tokens, logits, tp, tp_scope, pp_scope), self.el)
+                build_edge_dag(self.model, phase, part, tokens, logits, par), self.el)
         return hit
 
-    def phase(self, phase: str, tp: int, pp: int, ep: int, sp: int, scopes: dict[str, str], batch: int,
-              q_len: int, kv_len: int) -> PhaseCost:
+    def phase(self, phase: str, par: Parallelism, batch: int, q_len: int, kv_len: int) -> PhaseCost:
+        tp, pp, sp = par.tp, par.pp, par.sp
         comms = ["all_reduce", "rs_ag"] if self.o.tp_comm == "auto" and tp > 1 else [
             self.o.tp_comm if self.o.tp_comm != "auto" else "all_reduce"]
         best = None
         for comm in comms:
-            layout = Layout(tp=tp, tp_scope=scopes["tp"], tp_comm=comm, ep=ep, ep_scope=scopes["ep"],
-                            sp=sp if phase == "prefill" else 1, sp_scope=scopes["sp"],
-                            moe_imbalance=self.o.moe_imbalance)
-            layer = self._layer(phase, batch, q_len, kv_len, layout)
+            layer = self._layer(phase, batch, q_len, kv_len, par, DagOptions(comm, self.o.moe_imbalance))
             if best is None or layer.total_s < best[1].total_s:
                 best = (comm, layer)
         comm, layer = best
         tokens = batch * math.ceil(q_len / (sp if phase == "prefill" else 1))
         logits = batch  # the last prompt token (prefill) or the new token (decode) of each sequence
-        edges = {"embed": self._edge(phase, "embed", tokens, logits, tp, scopes["tp"], scopes["pp"]),
-                 "head": self._edge(phase, "head", tokens, logits, tp, scopes["tp"], scopes["pp"])}
+        edges = {"embed": self._edge(phase, "embed", tokens, logits, par),
+                 "head": self._edge(phase, "head", tokens, logits, par)}
         if pp > 1:
-            edges["pp_send"] = self._edge(phase, "pp_send", tokens, logits, tp, scopes["tp"], scopes["pp"])
+            edges["pp_send"] = self._edge(phase, "pp_send", tokens, logits, par)
         per_stage = self.model.layers // pp
         stage = per_stage * layer.total_s
         p2p = edges["pp_send"].total_s if pp > 1 else 0.0
@@ -404,22 +408,22 @@ class _Evaluator:
             _add(bd, edges["pp_send"].breakdown, pp - 1)
         return PhaseCost(layer, edges, path, max(first, last, stage), bd, comm)
 
-    def ttft_s(self, tp: int, pp: int, ep: int, sp: int, scopes: dict[str, str], prompt_len: int) -> float:
-        return self.phase("prefill", tp, pp, ep, sp, scopes, 1, prompt_len, prompt_len).path_s
+    def ttft_s(self, par: Parallelism, prompt_len: int) -> float:
+        return self.phase("prefill", par, 1, prompt_len, prompt_len).path_s
 
-    def candidate(self, tp: int, pp: int, dp: int, ep: int, sp: int, scopes: dict[str, str],
-                  mem: MemoryEstimate, limit: float) -> Candidate:
+    def candidate(self, par: Parallelism, mem: MemoryEstimate, limit: float) -> Candidate:
         w = self.w
+        tp, pp, sp = par.tp, par.pp, par.sp
         m = min(w.batch, pp)
         b = math.ceil(w.batch / m)
-        dec = self.phase("decode", tp, pp, ep, 1, scopes, b, 1, w.mean_decode_kv_len)
+        dec = self.phase("decode", dataclasses.replace(par, sp=1), b, 1, w.mean_decode_kv_len)
         tpot = max(dec.path_s, m * dec.max_stage_s)
-        pre = self.phase("prefill", tp, pp, ep, sp, scopes, 1, w.prompt_len, w.prompt_len)
+        pre = self.phase("prefill", par, 1, w.prompt_len, w.prompt_len)
         ttft = pre.path_s
         # replica time per request: the slowest prefill stage (prefills pipeline), on each of sp replicas
         cycle = w.batch * sp * pre.max_stage_s + w.output_len * tpot
         per_device = w.batch * w.output_len / cycle / (tp * pp)
-        devices = tp * pp * dp
+        devices = par.devices
         misses = []
         if w.ttft_s is not None and ttft > w.ttft_s:
             misses.append(f"TTFT {ttft:.4g} s > target {w.ttft_s:.4g} s (x{ttft / w.ttft_s:.3g})")
@@ -431,14 +435,15 @@ class _Evaluator:
                 misses.append(f"sustains {rate:.4g} req/s < offered {w.request_rate_per_s:.4g} req/s")
         extrap = sorted({x for cd in (dec.layer, pre.layer, *dec.edges.values(), *pre.edges.values())
                          for x in cd.extrapolated})
-        return Candidate(self.g.name, tp, pp, dp, ep, sp, devices, self.g.devices - devices, scopes, ttft, tpot,
+        return Candidate(self.g.name, par, self.g.devices - devices, ttft, tpot,
                          ttft + (w.output_len - 1) * tpot, per_device, per_device * devices, mem, limit, dec, pre,
                          misses, extrap)
 
 
 # ----------------------------------------------------------------------------- search
 
-def _check_divisible(model: ModelConfig, tp: int, pp: int) -> str | None:
+def _check_divisible(model: ModelConfig, par: Parallelism) -> str | None:
+    tp, pp = par.tp, par.pp
     if model.heads % tp:
         return f"heads({model.heads}) % tp({tp}) = {model.heads % tp}: attention heads must split evenly"
     if model.kv_heads % tp and tp % model.kv_heads:
@@ -461,19 +466,20 @@ def _check_placement(tp: int, dpn: int) -> str | None:
     return None
 
 
-def _ep_options(model: ModelConfig, tp: int, dp: int, group: str, pp: int, rejected: list[Rejection]) -> list[int]:
+def _ep_options(model: ModelConfig, par: Parallelism, group: str, rejected: list[Rejection]) -> list[int]:
     if not model.is_moe:
         return [1]
+    tp, dp = par.tp, par.dp
     opts = [1] if model.expert_ffn_size % tp == 0 else []
     if model.expert_ffn_size % tp:
-        rejected.append(Rejection(group, tp, pp, 1, 1, "divisibility",
+        rejected.append(Rejection(group, par, "divisibility",
                                   f"expert_ffn_size({model.expert_ffn_size}) % tp({tp}) = {model.expert_ffn_size % tp}: "
                                   f"experts cannot be TP-split; use EP"))
     for ep in range(max(2, tp), tp * dp + 1, tp):
         if (tp * dp) % ep:
             continue
         if model.num_experts % ep:
-            rejected.append(Rejection(group, tp, pp, ep, 1, "divisibility",
+            rejected.append(Rejection(group, dataclasses.replace(par, ep=ep), "divisibility",
                                       f"num_experts({model.num_experts}) % ep({ep}) = {model.num_experts % ep}: "
                                       f"{model.num_experts}/{ep} = {model.num_experts / ep:.4g} experts per rank"))
             continue
@@ -514,7 +520,7 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
     # TP above the head count never splits the heads and PP above the layer count never splits the layers:
     # not enumerated (one rejection says so), which bounds the search on huge clusters.
     if n > model.heads:
-        rejected.append(Rejection(group.name, model.heads + 1, 1, 1, 1, "divisibility",
+        rejected.append(Rejection(group.name, Parallelism(tp=model.heads + 1), "divisibility",
                                   f"tp {model.heads + 1}..{n} not enumerated: above heads({model.heads})"))
     planned = count_layouts(model, n, dpn)
     if planned > options.max_layouts:
@@ -525,33 +531,34 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
     for tp in range(1, min(n, model.heads) + 1):
         for pp in range(1, min(n // tp, model.layers) + 1):
             dp = n // (tp * pp)
+            base = Parallelism(tp, pp, dp)
             evaluated += 1
-            why = _check_divisible(model, tp, pp)
+            why = _check_divisible(model, base)
             if why:
-                rejected.append(Rejection(group.name, tp, pp, 1, 1, "divisibility", why))
+                rejected.append(Rejection(group.name, base, "divisibility", why))
                 continue
             why = _check_placement(tp, dpn)
             if why:
-                rejected.append(Rejection(group.name, tp, pp, 1, 1, "placement", why))
+                rejected.append(Rejection(group.name, base, "placement", why))
                 continue
-            for ep in _ep_options(model, tp, dp, group.name, pp, rejected):
+            for ep in _ep_options(model, base, group.name, rejected):
                 for sp in _divisors(dp):
                     evaluated += 1 if sp > 1 or ep > 1 else 0
-                    mem = device_memory(model, workload, tp, pp, ep, sp)
+                    par = Parallelism(tp, pp, dp, ep, sp)
+                    mem = device_memory(model, workload, par)
                     if mem.total_bytes > limit:
                         rejected.append(Rejection(
-                            group.name, tp, pp, ep, sp, "memory",
+                            group.name, par, "memory",
                             f"needs {mem.describe()} > limit {options.memory_utilization:g} x "
                             f"{group.memory_capacity_bytes / 1e9:.4g} GB = {limit / 1e9:.4g} GB "
                             f"(over by {(mem.total_bytes - limit) / 1e9:.4g} GB, x{mem.total_bytes / limit:.3g})",
                             mem.total_bytes / limit))
                         continue
-                    scopes = _layout_scopes(tp, pp, dp, ep, sp, dpn)
                     try:
-                        ranked.append(ev.candidate(tp, pp, dp, ep, sp, scopes, mem, limit))
+                        ranked.append(ev.candidate(_placed(par, dpn), mem, limit))
                     except MissingMeasurement as exc:  # names what the profile lacks
                         msg = exc.args[0] if exc.args else str(exc)
-                        rejected.append(Rejection(group.name, tp, pp, ep, sp, "measurement", str(msg)))
+                        rejected.append(Rejection(group.name, par, "measurement", str(msg)))
         if progress and tp % 8 == 0:
             progress(f"[plan] {group.name}: TP up to {tp} of {n}: {len(ranked)} feasible, {len(rejected)} rejected")
     if not ranked:
@@ -574,11 +581,12 @@ def sp_threshold(ev: _Evaluator, best: Candidate, dpn: int) -> dict:
         return {"prompt_len": None, "sp": None,
                 "detail": f"DP={best.dp}: this layout has no second replica to split a prompt across, "
                           f"so SP does not apply to it"}
-    scopes = _layout_scopes(best.tp, best.pp, best.dp, best.ep, sp, dpn)
+    with_sp = _placed(dataclasses.replace(best.parallelism, sp=sp), dpn)
+    without = dataclasses.replace(with_sp, sp=1)  # the same groups, the prompt not split
+    scopes = with_sp.scopes
 
     def gain(length: int) -> bool:
-        return (ev.ttft_s(best.tp, best.pp, best.ep, sp, scopes, length)
-                < ev.ttft_s(best.tp, best.pp, best.ep, 1, scopes, length))
+        return ev.ttft_s(with_sp, length) < ev.ttft_s(without, length)
 
     hi, limit = 1, 1 << 22
     try:
@@ -597,8 +605,8 @@ def sp_threshold(ev: _Evaluator, best: Candidate, dpn: int) -> dict:
             hi = mid
         else:
             lo = mid
-    t1 = ev.ttft_s(best.tp, best.pp, best.ep, 1, scopes, hi)
-    ts = ev.ttft_s(best.tp, best.pp, best.ep, sp, scopes, hi)
+    t1 = ev.ttft_s(without, hi)
+    ts = ev.ttft_s(with_sp, hi)
     return {"prompt_len": hi, "sp": sp, "tp": best.tp, "pp": best.pp, "scope": scopes["sp"],
             "detail": (f"SP{sp} lowers TTFT from prompt length {hi} on (TTFT {t1 * 1e3:.4g} ms without SP, "
                        f"{ts * 1e3:.4g} ms with): below it the per-layer K/V all-gather ({scopes['sp']}) and "

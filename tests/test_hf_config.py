@@ -12,6 +12,7 @@ import yaml
 from accelcal.cli import main as accelcal_main
 from accelcal.models.hf_config import ARCHITECTURES, MAX_CONFIG_BYTES
 from accelcal.planner.memory import device_memory
+from accelcal.planner.parallelism import Parallelism
 from accelcal.models import ModelConfig
 from accelcal.models.config import PRESET_DIR
 from accelcal.planner.workload import Workload
@@ -77,7 +78,7 @@ def test_tied_embeddings_change_weight_bytes_by_one_matrix(tmp_path):
     wl = Workload(prompt_len=128, output_len=16, batch=2)
     assert (device_memory(untied, wl).weights_bytes - device_memory(tied, wl).weights_bytes) == matrix
     # across pipeline stages each end holds its own copy, tied or not
-    assert device_memory(untied, wl, pp=2).weights_bytes == device_memory(tied, wl, pp=2).weights_bytes
+    assert device_memory(untied, wl, Parallelism(pp=2)).weights_bytes == device_memory(tied, wl, Parallelism(pp=2)).weights_bytes
 
 
 def test_fp8_quantization_config(tmp_path):

@@ -11,7 +11,7 @@ def test_label_devices_and_scopes():
                                                "sp": "intra_node"})
     assert p.label == "TP8 PP2 DP4 EP8" and p.model_label == "TP8 PP2 EP8"
     assert p.devices == 8 * 2 * 4 and p.scopes["pp"] == "inter_node"
-    assert Rejection("g", 4, 1, 1, 2, "memory", "").label == "TP4 PP1 SP2"
+    assert Rejection("g", Parallelism(tp=4, sp=2), "memory", "").label == "TP4 PP1 SP2"
 
 
 @pytest.mark.parametrize("kw, msg", [({"tp": 0}, "tp must be an integer >= 1, got 0"),

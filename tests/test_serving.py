@@ -18,6 +18,7 @@ from accelcal.planner.serving.predict import JSON_KEYS, predict_serving
 from accelcal.planner.serving.search import ServingTargets, search_serving
 from accelcal.planner.serving.simulate import simulate
 from accelcal.planner.serving.steady import steady_state
+from accelcal.planner.parallelism import Parallelism
 from accelcal.planner.serving.step_cost import StepCoster
 from accelcal.planner.serving.workload import ServingWorkload
 from accelcal.planner.workload import Workload
@@ -69,7 +70,7 @@ def test_static_preset_reproduces_the_planner(prof, small):
         w = Workload(prompt_len=512, output_len=64, batch=batch)
         cand = plan(small, one, w).best
         engine = EnginePreset.from_name("static")
-        sc = StepCoster(prof, small, 1, 1, engine)
+        sc = StepCoster(prof, small, Parallelism(), engine)
         # a decode step at the planner's batch and mean KV length is the planner's TPOT (plus sampling: the
         # serving step reads the fp32 logits once, which the planner does not cost)
         assert sc.step_s(batch, w.mean_decode_kv_len) == pytest.approx(cand.tpot_s, rel=0.02)
@@ -157,7 +158,7 @@ def test_steady_state_matches_simulation(prof, small):
     for name in ("vllm", "sglang", "trtllm"):
         engine = EnginePreset.from_name(name)
         kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
-        sc = StepCoster(prof, small, 1, 1, engine)
+        sc = StepCoster(prof, small, Parallelism(), engine)
         for c in (4, 32):
             sim = simulate(engine, sc, kv, ServingWorkload(isl=1024, osl=128, concurrency=c, num_requests=30 * c,
                                                            range_ratio=0.5)).metrics

@@ -61,3 +61,38 @@ def test_time_op_cpu_rotates_buffers_and_reports_both_figures():
 def test_unknown_device_lists_available():
     with pytest.raises(ValueError, match="available: cpu"):
         resolve_device("cuda:7")
+
+
+class _SlowPeer:
+    """A second rank seen through world_max: busy warming up for ``rounds`` rounds, ``per_call_s`` per call."""
+
+    def __init__(self, rounds: int, per_call_s: float, sample_s: float):
+        self.rounds, self.per_call_s, self.sample_s, self.calls = rounds, per_call_s, sample_s, 0
+
+    def __call__(self, xs: list[float]) -> list[float]:
+        self.calls += 1
+        if len(xs) == 2 and self.calls <= self.rounds + 1:  # a warm-up round: [not_done, per_call]
+            peer = [1.0 if self.calls <= self.rounds else 0.0, self.per_call_s]
+        else:
+            peer = [self.sample_s] * len(xs)
+        return [max(a, b) for a, b in zip(xs, peer)]
+
+
+@pytest.mark.parametrize("active", [True, False])
+def test_rank_timer_agrees_with_the_slowest_rank(active):
+    from accelcal.kernels.timing import RankTimer, reps_for
+
+    cfg = TimingConfig(warmup_s=0.0, budget_s=0.05, min_reps=3, max_reps=40, queue_len=4)
+    calls, barriers = [], []
+    peer = _SlowPeer(rounds=3, per_call_s=1e-3, sample_s=0.25)
+    t = RankTimer(resolve_device("cpu"), cfg, peer, barrier=lambda: barriers.append(1), active=active)
+    i = t.warmup(calls.append)
+    # this rank is done at once, but keeps warming up (two calls a round) until the peer is: 4 rounds
+    assert i == len(calls) == 8 and t.per_call_s >= 1e-3
+    q = t.queue(calls.append, start=i)
+    assert len(q) == reps_for(t.per_call_s, cfg, cfg.queue_len) and all(x >= 0.25 for x in q)
+    e = t.eager(calls.append, start=i)
+    assert len(e) == reps_for(t.per_call_s, cfg, 1)
+    # an inactive rank (outside the timed group) runs nothing but joins every agreement
+    assert len(calls) == 8 + (len(q) * cfg.queue_len + len(e) if active else 0)
+    assert len(barriers) == (len(q) + len(e) if active else 0)

@@ -17,16 +17,16 @@ Inputs, KV caches and (while they fit in the last-level cache) whole layer
 copies are rotated so repeats do not run from cache.
 
 On several ranks (TP or DP cases) every rank must issue the same number of
-calls, because each call holds all-reduces; :func:`time_op_ranks` agrees on
-warm-up and repeat counts across ranks, samples with the timing core's
-``sample_queue`` after a barrier, and keeps the per-sample MAX over ranks.
+calls, because each call holds all-reduces; :func:`time_op_ranks` times with
+the timing core's multi-rank policy (:class:`accelcal.kernels.timing.RankTimer`:
+agreed warm-up and repeat counts, back-to-back queues after a barrier, the
+per-sample MAX over ranks), the same one the collective harness uses.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Any, Callable
 import torch
 
 from accelcal.kernels.device import Device
-from accelcal.kernels.timing import Stats, TimingConfig, reps_for, rotation_count, sample_queue, time_op, warmup
+from accelcal.kernels.timing import RankTimer, Stats, TimingConfig, rotation_count, time_op
 
 from .configs import Case
 from .layers import KVCache, LayerDims, build_layer, layer_weight_bytes
@@ -189,21 +189,15 @@ def time_op_ranks(run: Callable[[int], object], device: Device, cfg: TimingConfi
     """Device-figure samples of ``run`` on every rank, per-sample MAX over ranks.
 
     Counts are agreed across ranks (a mismatch would leave an all-reduce
-    unmatched): two calls give the slowest rank's per-call time, which sizes
-    the time-based warm-up and the repeats with the timing core's own rule.
+    unmatched): :class:`RankTimer` warms up by time until every rank is done and
+    sizes the repeats from the slowest rank's per-call time.
     """
     import torch.distributed as dist
 
-    i, per_call = warmup(run, device, 0.0)
-    per_call = _max_over_ranks([per_call], device, group)[0]
-    n_warm = min(1000, math.ceil(cfg.warmup_s / max(per_call, 1e-7)))
-    for _ in range(n_warm):
-        run(i)
-        i += 1
-    device.synchronize()
-    reps = reps_for(per_call, cfg, cfg.queue_len)
-    samples = sample_queue(run, device, reps, cfg.queue_len, start=i, before_each=lambda: dist.barrier(group=group))
-    samples = _max_over_ranks(samples, device, group)
+    timer = RankTimer(device, cfg, lambda xs: _max_over_ranks(xs, device, group),
+                      barrier=lambda: dist.barrier(group=group))
+    i = timer.warmup(run)
+    samples = timer.queue(run, start=i)
     method = "ranks-queue" if device.has_events else "ranks-host-queue"
     return Stats.from_samples(samples), method
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ..dag import kv_heads_per_device
 from ..memory import device_memory, layer_weight_elems
+from ..parallelism import Parallelism
 from accelcal.models import ModelConfig
 from accelcal.vocab import DTYPE_BYTES
 from ..workload import Workload
@@ -108,7 +109,7 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
     budget_tokens = engine.token_budget or 1
     act_model = dataclasses.replace(model, weight_dtype="bf16", kv_dtype="bf16")
     mem = device_memory(act_model, Workload(prompt_len=budget_tokens, output_len=1, batch=min(engine.max_seqs, 1024)),
-                        tp, pp, ep, 1)
+                        Parallelism(tp=tp, pp=pp, ep=ep))
     act = mem.activation_bytes if engine.reserve_activations else 0.0
     comm = mem.comm_buffer_bytes if engine.reserve_activations else 0.0
     fixed = engine.reserve_fixed_bytes

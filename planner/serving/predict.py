@@ -24,7 +24,7 @@ from .kv import Infeasible, KVBudget, kv_budget
 from .metrics import ServingMetrics
 from .simulate import simulate
 from .steady import steady_state
-from .step_cost import StepCoster
+from .step_cost import StepCoster, replica_parallelism
 from .workload import ServingWorkload
 
 __all__ = ["ServingPrediction", "predict_serving", "combine_profiles"]
@@ -93,9 +93,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     if method not in ("simulate", "steady"):
         raise ValueError(f"method must be simulate or steady, got {method!r}")
     dpn = int(profile.identity.devices_per_node)
-    tp_scope = "intra_node" if tp <= dpn else "inter_node"
-    pp_scope = "intra_node" if tp * pp <= dpn else "inter_node"
-    layout = {"tp": tp, "pp": pp, "dp": dp, "devices": tp * pp * dp, "tp_scope": tp_scope}
+    par = replica_parallelism(tp, pp, dp, dpn)
+    layout = {"tp": tp, "pp": pp, "dp": dp, "devices": par.devices, "tp_scope": par.tp_scope}
     wl = dataclasses.asdict(workload)
     pred = ServingPrediction(False, "", engine.name, layout, wl)
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
@@ -106,8 +105,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     except Infeasible as exc:
         pred.reason = str(exc)
         return pred
-    coster = StepCoster(profile, model, tp, pp, engine, weight_dtype, kv_dtype, inter_node_profile, tp_scope,
-                        pp_scope, fp8_scaling=fp8_scaling)
+    coster = StepCoster(profile, model, par, engine, weight_dtype, kv_dtype, inter_node_profile,
+                        fp8_scaling=fp8_scaling)
     pred.notes += coster.notes
     devices = tp * pp
     if method == "steady":

@@ -24,7 +24,7 @@ from accelcal.models import ModelConfig
 from .engine import EnginePreset
 from .kv import Infeasible, kv_budget
 from .steady import steady_state
-from .step_cost import StepCoster, StepCostError
+from .step_cost import StepCoster, StepCostError, replica_parallelism
 
 __all__ = ["ServingCandidate", "ServingSearch", "ServingTargets", "search_serving"]
 
@@ -137,9 +137,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             try:
                 kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype)
                 kv.check_request(isl, osl)
-                coster = StepCoster(profile, model, tp, pp, engine, weight_dtype, kv_dtype, inter_node_profile,
-                                    "intra_node" if tp <= dpn else "inter_node",
-                                    "intra_node" if tp * pp <= dpn else "inter_node")
+                coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn), engine, weight_dtype,
+                                    kv_dtype, inter_node_profile)
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
                 continue

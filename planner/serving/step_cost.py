@@ -1,7 +1,8 @@
 """The one adapter between the serving engine model and the planner's DAG costing (planner/dag.py, cost.py).
 
+    from accelcal.planner.parallelism import Parallelism
     from accelcal.planner.serving.step_cost import StepCoster
-    sc = StepCoster(profile, model, tp=2, pp=1, engine=engine, weight_dtype="fp8_e4m3")
+    sc = StepCoster(profile, model, Parallelism(tp=2), engine=engine, weight_dtype="fp8_e4m3")
     t = sc.step_s(decode_seqs=32, decode_kv_mean=1500, chunks=((2048, 2048),))
     print(t, sc.breakdown(32, 1500, ()))
 
@@ -32,12 +33,19 @@ from typing import Any
 from accelcal.calibrate.profile import MissingMeasurement
 
 from ..cost import Coster
-from ..dag import Layout, build_edge_dag, build_layer_dag, kv_heads_per_device
+from ..dag import build_edge_dag, build_layer_dag, kv_heads_per_device
+from ..parallelism import Parallelism
 from accelcal.models.implementation import Implementation
 from accelcal.models import ModelConfig
 from .engine import EnginePreset
 
-__all__ = ["StepCoster", "StepCostError"]
+__all__ = ["StepCoster", "StepCostError", "replica_parallelism"]
+
+
+def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int) -> Parallelism:
+    """An engine replica's layout: TP inside a node while it fits, PP hand-offs inside while the replica fits."""
+    return Parallelism(tp=tp, pp=pp, dp=dp, tp_scope="intra_node" if tp <= devices_per_node else "inter_node",
+                       pp_scope="intra_node" if tp * pp <= devices_per_node else "inter_node")
 
 
 class StepCostError(ValueError):
@@ -58,10 +66,11 @@ class _ServingCoster(Coster):
 class StepCoster:
     """Costs engine steps of one replica from one profile; memoised."""
 
-    def __init__(self, profile: Any, model: ModelConfig, tp: int, pp: int, engine: EnginePreset,
+    def __init__(self, profile: Any, model: ModelConfig, parallelism: Parallelism, engine: EnginePreset,
                  weight_dtype: str = "bf16", kv_dtype: str = "bf16", inter_node_profile: Any = None,
-                 tp_scope: str = "intra_node", pp_scope: str = "intra_node", implementation: str = "fused",
-                 fp8_scaling: str = "per_tensor", kv_round: int = 32) -> None:
+                 implementation: str = "fused", fp8_scaling: str = "per_tensor", kv_round: int = 32) -> None:
+        """One replica laid out as ``parallelism`` (its TP, PP and their scopes; DP replicas are costed alike)."""
+        tp, pp = parallelism.tp, parallelism.pp
         have = profile.dtypes()
         name = getattr(profile.identity, "name", "?")
         if weight_dtype not in have:
@@ -80,8 +89,8 @@ class StepCoster:
         self.model = dataclasses.replace(model, weight_dtype=act, kv_dtype=act)
         self.tp, self.pp, self.engine = tp, pp, engine
         self.kv_dtype, self.weight_dtype = kv_dtype, weight_dtype
-        self.layout = Layout(tp=tp, tp_scope=tp_scope)
-        self.tp_scope, self.pp_scope = tp_scope, pp_scope
+        self.parallelism = parallelism
+        self.tp_scope, self.pp_scope = parallelism.tp_scope, parallelism.pp_scope
         self.impl = Implementation.from_name(implementation)
         self.el = self.model.weight_bytes_per_elem
         self.kv_round = kv_round
@@ -119,7 +128,7 @@ class StepCoster:
         hit = self._memo.get(key)
         if hit is None:
             coster = self._costers[graphs]
-            dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.layout, self.impl)
+            dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.parallelism, self.impl)
             costed = self._wrap(lambda: coster.cost_dag(dag, self.el))
             attn = [n for n in costed.nodes if n.op == "attention"]
             bd = costed.breakdown
@@ -153,8 +162,7 @@ class StepCoster:
             total, bd = 0.0, {}
             parts = ["embed", "head"] + (["pp_send"] * (self.pp - 1))
             for part in parts:
-                dag = build_edge_dag(self.model, "decode", part, tokens, max(1, logits), self.tp, self.tp_scope,
-                                     self.pp_scope)
+                dag = build_edge_dag(self.model, "decode", part, tokens, max(1, logits), self.parallelism)
                 cd = self._wrap(lambda: c.cost_dag(dag, self.el))
                 total += cd.total_s
                 for k, v in cd.breakdown.items():
