@@ -129,6 +129,9 @@ def compose(device: Profile, interconnect: Profile | None = None, inter_node: Pr
         scope_part[scope] = part
     ident = copy.deepcopy(device.identity)
     ident.name = "+".join(p.name for p in parts)
+    if interconnect is not None:
+        # A device profile is usually measured on one device; the node's size is the intra-node fabric's.
+        ident.devices_per_node = max(int(ident.devices_per_node or 1), int(interconnect.identity.devices_per_node or 1))
     for p in (interconnect, inter_node):
         for c in (p.identity.citations if p is not None else []):
             if c not in ident.citations:
