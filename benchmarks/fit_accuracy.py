@@ -1,36 +1,42 @@
-"""Held-out accuracy of the calibration fits vs the issue-4 targets, on real (or, failing that, synthetic) data.
+"""Held-out accuracy of the calibration fits vs their targets, on real (or, failing that, synthetic) data.
 
+    python benchmarks/fit_accuracy.py profiles/nvidia-h200-raw/kernels.csv   # one device's raw CSV
     python benchmarks/fit_accuracy.py                          # raw CSVs of the measured profiles under profiles/
-    python benchmarks/fit_accuracy.py results/kernels.csv results/collectives.csv
     python benchmarks/fit_accuracy.py --measure                # no CSVs: run the quick CPU GEMM suite now
     python benchmarks/fit_accuracy.py --synthetic              # known-parameter data (3% noise, 2 outliers)
 
-Targets (issue 4): GEMM held-out median |rel err| <= 5% and p90 <= 15%;
-collectives median |rel err| <= 10% over the measured sizes (held-out shown too).
-Every figure printed is computed in this run from the data named in the header.
+GEMM (issue 13): family-held-out error (every M of one (N, K) weight shape left out and predicted from the
+other shapes, the planner's question for a TP-divided projection) beside leave-one-out, for the query as it
+was (efficiency-interpolated roofline) and for the shape model (calibrate/gemm_model.py).  Targets:
+accelerators median <= 5%, p90 <= 15%; CPUs median <= 8%, p90 <= 20%.  Attention prefill/decode held-out
+(k-fold over the cases) <= 10%; eager decode layers from the profile's validation section, re-predicted now.
+Collectives median |rel err| <= 10% over the measured sizes.  Every figure printed is computed in this run
+from the data named in the header.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from accelcal.calibrate.fit import MEMORY_MAX_PIECES, median_over_repeats, select_collective_series
 from accelcal.calibrate.fit_alpha_beta import fit_piecewise
 from accelcal.calibrate.fit_gemm import LOO_MAX_POINTS
-from accelcal.calibrate.fit_gemm import fit_gemm
+from accelcal.calibrate.fit_gemm import _score, families, family_heldout_errors, fit_gemm, fit_gemm_model, interpolated_fit
 from accelcal.calibrate.profile import Profile, ProfileError
-from accelcal.vocab import DTYPE_BYTES
+from accelcal.vocab import DTYPE_BYTES, gemm_element_bytes
 from accelcal.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
-GEMM_MEDIAN, GEMM_P90, COLL_MEDIAN, MEM_MEDIAN = 0.05, 0.15, 0.10, 0.10
+COLL_MEDIAN, MEM_MEDIAN = 0.10, 0.10
 
 
 def _profile_raw_csvs() -> list[str]:
@@ -50,25 +56,55 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def gemm_report(df: pd.DataFrame) -> list[bool]:
+GEMM_TARGETS = {"accelerator": (0.05, 0.15), "cpu": (0.08, 0.20)}
+"""(median, p90) family-held-out targets of issue 13."""
+
+
+def _med_p90(errs: np.ndarray) -> str:
+    errs = np.asarray(errs, dtype=float)
+    errs = errs[np.isfinite(errs)]
+    return f"{np.median(errs):>6.1%} {np.percentile(errs, 90):>6.1%}" if errs.size else f"{'-':>6} {'-':>6}"
+
+
+def gemm_report(df: pd.DataFrame, wave_units: int | None = None, device_type: str = "cuda") -> list[bool]:
     g = df[(df["op"] == "gemm") & (df["status"] == "ok") & (df["figure"] == "device") & df["median_s"].notna()]
     results = []
-    print(f"\nGEMM (device figure), held-out = leave-one-out (10-fold above {LOO_MAX_POINTS} shapes), refit per fold   targets: median <= {GEMM_MEDIAN:.0%}, p90 <= {GEMM_P90:.0%}")
-    print(f"  {'dtype':<9} {'shapes':>6} {'ho median':>10} {'ho p90':>8} {'roofline-only median':>21}  verdict")
+    tmed, tp90 = GEMM_TARGETS["cpu" if device_type == "cpu" else "accelerator"]
+    print(f"\nGEMM (device figure, {device_type}, wave units {wave_units}): held-out |rel err| median and p90.  LOO = "
+          f"leave-one-out (10-fold above {LOO_MAX_POINTS} shapes); family = every M of one (N, K) left out.  "
+          f"targets (family, what the profile uses): median <= {tmed:.0%}, p90 <= {tp90:.0%}")
+    print(f"  {'':<9} {'':>6} {'':>4} {'interpolated roofline (before)':^29} {'shape model':^29}")
+    print(f"  {'dtype':<9} {'shapes':>6} {'fams':>4} {'LOO med/p90':>13} {'family med/p90':>15} {'in-sample':>13} "
+          f"{'family med/p90':>15}  verdict")
     for dtype, rows in g.groupby("dtype"):
         if dtype not in DTYPE_BYTES:
             continue
         pts = rows[["m", "n", "k", "median_s"]].astype(float).values.tolist()
         try:
-            e = fit_gemm(dtype, pts)
+            old = fit_gemm(dtype, pts, wave_units, shape_model=False)
         except ValueError as exc:
             print(f"  {dtype:<9} not fitted: {exc}")
             continue
-        q = e.quality
-        ok = q.heldout_median_rel_err <= GEMM_MEDIAN and q.heldout_p90_rel_err <= GEMM_P90
+        loo = f"{old.quality.heldout_median_rel_err:>6.1%} {old.quality.heldout_p90_rel_err:>6.1%}"
+        if len(families(pts)) < 2:
+            print(f"  {dtype:<9} {len(pts):>6} {1:>4} {loo:>13}  (one (N, K) family: no family-held-out error)")
+            continue
+        fam_old = family_heldout_errors(dtype, pts, wave_units, fit=interpolated_fit(gemm_element_bytes(dtype), old.wave_units))
+        gm, _, _ = fit_gemm_model(dtype, pts, wave_units)
+        fam_new = family_heldout_errors(dtype, pts, wave_units)
+        ins = np.abs(gm.times_s(*np.asarray(pts)[:, :3].T) / np.asarray(pts)[:, 3] - 1)
+        # What calibrate keeps (fit_gemm): the one with the lower family-held-out median + p90, the interpolated
+        # query judged as fit_gemm judges it (with the wave term when the device has wave units).
+        fam_kept = fam_old if old.wave_units == wave_units else \
+            family_heldout_errors(dtype, pts, wave_units, fit=interpolated_fit(gemm_element_bytes(dtype), wave_units))
+        used = _score(fam_new) <= _score(fam_kept)
+        f = (fam_new if used else fam_kept)
+        f = f[np.isfinite(f)]
+        ok = bool(f.size) and np.median(f) <= tmed and np.percentile(f, 90) <= tp90
         results.append(ok)
-        print(f"  {dtype:<9} {q.points:>6} {q.heldout_median_rel_err:>10.1%} {q.heldout_p90_rel_err:>8.1%} "
-              f"{q.median_rel_err:>21.1%}  {_verdict(ok)}")
+        print(f"  {dtype:<9} {len(pts):>6} {len(families(pts)):>4} {loo:>13} {_med_p90(fam_old):>15} {_med_p90(ins):>13} "
+              f"{_med_p90(fam_new):>15}  {_verdict(ok)} profile uses {'shape model' if used else 'interpolated ' + _med_p90(fam_kept)}; "
+              f"tile {gm.tile_m}x{gm.tile_n}, split-K min {gm.split_k_min}, GEMV M<={gm.gemv_max_m}, p={gm.sharpness:.1f}")
     noisy = g["rel_iqr"].astype(float) if "rel_iqr" in g else pd.Series(dtype=float)
     if len(noisy.dropna()):
         print(f"  measurement noise: median IQR/median {noisy.median():.1%}, {int((noisy > 0.10).sum())} of "
@@ -134,7 +170,7 @@ def memory_report(df: pd.DataFrame) -> list[bool]:
     return results
 
 
-def attention_report(df: pd.DataFrame) -> list[bool]:
+def attention_report(df: pd.DataFrame, wave_units: int | None = None) -> list[bool]:
     """Attention per dtype and phase, fitted as calibrate fits it; held-out error is k-fold (5) over the cases."""
     from accelcal.calibrate.fit_attention import CASE_KEYS, fit_attention
 
@@ -143,31 +179,104 @@ def attention_report(df: pd.DataFrame) -> list[bool]:
     results = []
     if not len(g):
         return results
-    print(f"\nattention (device figure), latency + max(FLOP/rate, bytes/rate)   target: held-out median <= {MEM_MEDIAN:.0%}")
+    print(f"\nattention (device figure), latency + max(FLOP/rate, bytes/rate) x (1 + half_length/kv) x prefill waves; "
+          f"held-out = k-fold (5) over the cases   target: held-out median <= {MEM_MEDIAN:.0%}")
     print(f"  {'dtype phase':<16} {'cases':>5} {'median':>7} {'ho median':>10} {'ho p90':>8}  verdict")
     for (dt, op), rows in g.groupby(["dtype", "op"]):
         phase = op.split("_", 1)[1]
         try:
-            e = fit_attention(dt, phase, rows[list(CASE_KEYS)].to_dict("records"), rows["median_s"].astype(float).values)
+            cases = rows[list(CASE_KEYS)].to_dict("records")
+            e = fit_attention(dt, phase, cases, rows["median_s"].astype(float).values, wave_units=wave_units)
         except ValueError as exc:
             print(f"  {dt + ' ' + phase:<16} not fitted: {exc}")
             continue
         q = e.quality
         ok = q.heldout_median_rel_err <= MEM_MEDIAN
         results.append(ok)
-        print(f"  {dt + ' ' + phase:<16} {q.points:>5} {q.median_rel_err:>7.1%} {q.heldout_median_rel_err:>10.1%} "
-              f"{q.heldout_p90_rel_err:>8.1%}  {_verdict(ok)}")
+        print(f"  {dt + ' ' + phase:<16} {q.points:>5} {q.median_rel_err:>7.1%} {q.heldout_median_rel_err:>10.1%} {q.heldout_p90_rel_err:>8.1%}  {_verdict(ok)}   "
+              f"half_length {e.half_length or 0:.0f} tokens")
     return results
+
+
+def _profile_for_csv(csv: str) -> tuple[Profile | None, str | None]:
+    """The measured profile under profiles/ whose raw_data lists ``csv`` (and its path)."""
+    target = os.path.realpath(csv)
+    for y in sorted(glob.glob(str(ROOT / "profiles" / "**" / "*.yaml"), recursive=True)):
+        try:
+            p = Profile.load(y)
+        except (ProfileError, OSError):
+            continue
+        if any(os.path.realpath(Path(y).parent / r) == target for r in p.identity.raw_data):
+            return p, y
+    return None, None
+
+
+def _wave_units(csv: str) -> tuple[int | None, str]:
+    """(SM/CU count, device type) from the env JSON the suite wrote beside ``csv``."""
+    env = Path(csv).with_suffix(".env.json")
+    if not env.exists():
+        return None, "unknown"
+    d = json.loads(env.read_text())
+    d = d.get("env", d) if isinstance(d, dict) else {}
+    dt = str(d.get("device_type") or "unknown")
+    sm = d.get("device_sm_count") if dt in ("cuda", "rocm") else None
+    return (int(sm) if sm else None), dt
+
+
+def validation_report(profile: Profile | None, path: str | None) -> None:
+    """Eager decode (and every other) validation case of the profile: the stored error, and re-predicted now."""
+    if profile is None or profile.validation is None:
+        return
+    from accelcal.models import ModelConfig
+    from accelcal.validate.compare import predict_case, prediction_model, validation_dtype
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from datasheet_vs_measured import NAME  # the one parser of validation case names
+
+    from accelcal.validate.configs import Case
+
+    dt = validation_dtype(profile, profile.identity.device_type, None)
+    print(f"\nlayers: validation section of {os.path.relpath(path)} (measured {profile.validation.date}, {profile.validation.device}); "
+          f"predicted = stored at validation time / re-predicted now by the planner (dtype {dt}, torch-eager)")
+    print(f"  {'case':<44} {'measured_ms':>11} {'stored':>7} {'now':>7}")
+    groups: dict[str, list[float]] = {}
+    for c in profile.validation.cases:
+        n = NAME.match(c.name)
+        if n is None:
+            continue
+        length = int(n["len"])
+        case = Case(model=n["model"], phase=n["phase"], batch=int(n["batch"]), q_len=length if n["phase"] == "prefill" else 1,
+                    kv_len=length, tp=int(n["tp"]), dp=int(n["dp"] or 1), graphs=n["mode"] == "graph")
+        try:
+            now = predict_case(profile, prediction_model(ModelConfig.resolve(case.model), dt), case).total_s / c.measured_s - 1
+        except Exception as exc:  # a case the planner cannot cost any more is shown, not hidden
+            print(f"  {c.name:<44} {c.measured_s * 1e3:>11.4f} {c.rel_err:>+7.0%}  not predicted: {exc}")
+            continue
+        print(f"  {c.name:<44} {c.measured_s * 1e3:>11.4f} {c.rel_err:>+7.0%} {now:>+7.0%}")
+        groups.setdefault(f"{n['phase']} {n['mode']}", []).append(abs(now))
+    for key, errs in sorted(groups.items()):
+        print(f"  {key:<16} now: median |rel err| {np.median(errs):.1%}, max {max(errs):.1%} over {len(errs)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("csv", nargs="*", help="raw result CSVs (default: those of the measured profiles under profiles/)")
+    ap.add_argument("csv", nargs="*", help="raw result CSVs of ONE device (default: those of each measured profile under profiles/, one device at a time)")
     ap.add_argument("--measure", action="store_true", help="run the quick CPU GEMM suite now if no CSVs are found/given")
     ap.add_argument("--synthetic", action="store_true", help="use known-parameter synthetic data")
     args = ap.parse_args(argv)
+    if not args.csv and not args.synthetic and not args.measure:
+        csvs = _profile_raw_csvs()
+        if csvs:
+            by_dir: dict[str, list[str]] = {}
+            for c in csvs:
+                by_dir.setdefault(str(Path(c).parent), []).append(c)
+            for group in by_dir.values():
+                print("=" * 100)
+                main(group)
+            return 0
     t0 = time.perf_counter()
     paths = args.csv or ([] if args.synthetic else _profile_raw_csvs())
+    wave, device_type, profile, ppath = None, "cpu", None, None
     if args.synthetic or (not paths and not args.measure):
         from accelcal.calibrate.synthetic import synth_collectives, synth_kernels
 
@@ -179,16 +288,20 @@ def main(argv: list[str] | None = None) -> int:
     elif paths:
         print("data: " + ", ".join(os.path.relpath(p) for p in paths))
         df = read_results(paths)
+        kcsv = next((p for p in paths if Path(p).with_suffix(".env.json").exists() and "kernels" in Path(p).name), paths[0])
+        wave, device_type = _wave_units(kcsv)
+        profile, ppath = _profile_for_csv(kcsv)
     else:
         from accelcal.kernels.suite import run_suite
 
         print("data: measured now: accelcal.kernels.suite.run_suite(device='cpu', preset='quick', ops=['gemm'])")
         df = run_suite(device="cpu", preset="quick", ops=["gemm"], progress=None).frame()
-    g = gemm_report(df)
+    g = gemm_report(df, wave, device_type)
     m = memory_report(df)
-    a = attention_report(df)
+    a = attention_report(df, wave)
     c = collective_report(df)
-    print(f"\nsummary: GEMM {sum(g)}/{len(g)} dtype(s) within target; memory/elementwise {sum(m)}/{len(m)} series within target; attention {sum(a)}/{len(a)} within target; collectives {sum(c)}/{len(c)} fit(s) within target "
+    validation_report(profile, ppath)
+    print(f"\nsummary: GEMM {sum(g)}/{len(g)} dtype(s) within the family-held-out target; memory/elementwise {sum(m)}/{len(m)} series within target; attention {sum(a)}/{len(a)} within target; collectives {sum(c)}/{len(c)} fit(s) within target "
           f"({time.perf_counter() - t0:.1f} s)")
     return 0
 

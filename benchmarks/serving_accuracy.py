@@ -64,6 +64,8 @@ def main() -> int:
     ap.add_argument("--requests-per-client", type=int, default=None,
                     help="requests per point = this x concurrency (aiconfigurator's generated aiperf benchmark uses "
                          "20: src/aiconfigurator/generator/config/backend_templates/benchmark/bench_run.sh.j2)")
+    ap.add_argument("--method", choices=("simulate", "steady"), default="simulate",
+                    help="step-level simulation (default) or the analytic steady state")
     ap.add_argument("--rows", action="store_true", help="print every row's prediction")
     args = ap.parse_args()
     df = pd.read_csv(args.data)
@@ -96,7 +98,8 @@ def main() -> int:
                                   num_requests=(args.requests_per_client * int(row["batch_size"])
                                                 if args.requests_per_client else args.num_requests),
                                   weight_dtype="fp8_e4m3" if fp8 else "bf16",
-                                  kv_dtype=args.fp8_kv_dtype if fp8 else "bf16", inter_node_profile=inter)
+                                  kv_dtype=args.fp8_kv_dtype if fp8 else "bf16", inter_node_profile=inter,
+                                  method=args.method)
         except StepCostError as exc:
             why = (f"TP{tp}: --interconnect given, but accelcal.calibrate.compose is not available to combine it"
                    if notes else f"TP{tp}: {str(exc)[:160]}")

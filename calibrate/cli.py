@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     c.add_argument("--quiet", action="store_true", help="no progress bars or per-stage progress lines")
     c.add_argument("--force", action="store_true",
                    help="with --from-results: replace an existing profile (refused without it)")
+    c.add_argument("--for-model", default=None, metavar="NAME[,NAME...]",
+                   help="also sweep these models' GEMM shapes (QKV, output, gate/up, down, experts, router, LM head) "
+                        "divided by each --tp degree (preset names or config YAMLs); the profile records the coverage")
+    c.add_argument("--tp", default="1,2,4,8", metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("show", help="summarise a profile with units and fit quality")
@@ -293,11 +297,12 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
             threads, threads_before = max(1, cores // max(nproc, 1)), torch.get_num_threads()
             torch.set_num_threads(threads)
             print(f"[calibrate] CPU device = one rank's share: {cores} cores // {max(nproc, 1)} rank(s) = {threads} thread(s)")
+        preset = sweep_preset(args.preset, dev.type, args.for_model, args.tp)
         print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {raw_dir}")
         from accelcal.progress import StageProgress
 
         try:
-            rs = run_suite(device=dev, preset=args.preset, progress=None,
+            rs = run_suite(device=dev, preset=preset, progress=None,
                            bar=StageProgress("calibrate kernels", quiet=args.quiet))
         finally:
             if threads_before is not None:  # the share is for the kernel suite; callers keep their own setting
@@ -371,10 +376,33 @@ def _all_q(p):
     return _qualities(p)
 
 
+def sweep_preset(preset: str, device_type: str, for_model: str | None, tp: str | None):
+    """The kernel-suite preset (its name without ``--for-model``), plus ``--for-model`` shapes at each ``--tp``
+    degree as a SuitePreset (a plan, nothing is run)."""
+    if not for_model:
+        return preset
+    from accelcal.kernels.model_shapes import model_gemm_shapes, sweep_preset_for, with_model_shapes
+
+    p = sweep_preset_for(preset, device_type)
+
+    models = [m.strip() for m in for_model.split(",") if m.strip()]
+    try:
+        tps = [int(t) for t in (tp or "1").split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--tp: expected comma-separated integers like 1,2,4,8, got {tp!r}") from None
+    if not models or not tps or min(tps) < 1:
+        raise ValueError(f"--for-model/--tp: need at least one model and TP degrees >= 1; got {for_model!r}, {tp!r}")
+    for note in model_gemm_shapes(models, tps)[1]:
+        print(f"[calibrate] note: {note}")
+    return with_model_shapes(p, models, tps)
+
+
 def _argv_echo(args: argparse.Namespace) -> list[str]:
     out = []
-    for k in ("device", "nproc", "out", "raw_dir", "name"):
+    for k in ("device", "nproc", "out", "raw_dir", "name", "for_model", "tp"):
         v = getattr(args, k, None)
+        if k == "tp" and not getattr(args, "for_model", None):
+            continue
         if v is not None:
             out += [f"--{k.replace('_', '-')}", str(v)]
     out.append(f"--{args.preset}")

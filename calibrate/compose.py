@@ -3,8 +3,8 @@
     from accelcal.calibrate.profile import Profile
     from accelcal.calibrate.compose import compose
     p = compose(Profile.load("profiles/nvidia-h200.yaml"),
-                interconnect=Profile.load("profiles/interconnect/h200-nvswitch-8.yaml"),
-                inter_node=Profile.load("profiles/interconnect/h100-2x8-a3mega.yaml"))
+                interconnect=Profile.load("profiles/interconnect/h100-nvswitch-8.yaml"),
+                inter_node=Profile.load("profiles/interconnect/gcp-a3mega-h100-2x8.yaml"))
     for part in p.parts: print(part.line())     # device: measured on <host>, <date>; intra-node: published by <url>
     p.collective_time_s("all_reduce", 1 << 20, 8, "intra_node")
 
@@ -12,7 +12,9 @@ The device profile answers compute, memory, overheads and attention (one
 device measured); the interconnect profile (``--interconnect``) answers every
 ``intra_node`` collective and the inter-node profile (``--inter-node-profile``)
 every ``inter_node`` one.  A part replaces the device profile's own entries of
-its scope whole, so one scope never mixes two fabrics.  Numbers are the parts'
+its scope whole, so one scope never mixes two fabrics.  ``identity.devices_per_node``
+comes from the intra-node fabric (else the inter-node one): a device profile measured one device, a
+fabric's log says how many share a node.  Numbers are the parts'
 own: the same entries in one combined file give identical costs.  Each
 collective answer carries the flags of the part it came from (``published``,
 ``datasheet``, ``ring-model`` for a group size the log did not measure).
@@ -129,9 +131,10 @@ def compose(device: Profile, interconnect: Profile | None = None, inter_node: Pr
         scope_part[scope] = part
     ident = copy.deepcopy(device.identity)
     ident.name = "+".join(p.name for p in parts)
-    if interconnect is not None:
-        # A device profile is usually measured on one device; the node's size is the intra-node fabric's.
-        ident.devices_per_node = max(int(ident.devices_per_node or 1), int(interconnect.identity.devices_per_node or 1))
+    # A device profile measures one device; how many share a node is the fabric's fact (its log's ranks per host).
+    fabric = interconnect if interconnect is not None else inter_node
+    if fabric is not None:
+        ident.devices_per_node = fabric.identity.devices_per_node
     for p in (interconnect, inter_node):
         for c in (p.identity.citations if p is not None else []):
             if c not in ident.citations:

@@ -35,7 +35,7 @@ __all__ = ["fit_profile", "collective_fit_mode", "select_collective_series", "me
            "OVERHEAD_OPS"]
 
 OVERHEAD_OPS = {"launch_eager": "eager_launch_s", "launch_sync": "launch_sync_s", "sync": "sync_s",
-                "graph_kernel": "graph_kernel_s"}
+                "graph_kernel": "graph_kernel_s", "eager_dispatch": "eager_dispatch_s"}
 """Raw op name -> Overheads field."""
 
 MEMORY_MAX_PIECES = 3
@@ -94,7 +94,14 @@ def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Ident
         source="measured", device_type=dtype_, device_name=name, devices_per_node=per_node,
         nodes=int(env.get("nodes") or 1), memory_capacity_bytes=mem, host=str(env.get("host") or ""),
         date=str(env.get("date") or ""), command=command, versions=versions, citations=[], raw_data=[],
-        threads_per_device=threads_per_device)
+        threads_per_device=threads_per_device,
+        covered_models=[m for m in _env_str(env, "for_models").split(",") if m] or None,
+        covered_tp=[int(t) for t in _env_str(env, "for_tp").split(",") if t.strip()] or None)
+
+
+def _env_str(env: Mapping[str, Any], key: str) -> str:
+    v = env.get(key)
+    return v if isinstance(v, str) else ""  # absent, or NaN from a results table
 
 
 def collective_fit_mode(rows: pd.DataFrame) -> str | None:
@@ -236,7 +243,7 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
         phase = op.split("_", 1)[1]
         try:
             cases = g[list(CASE_KEYS)].to_dict("records")
-            e = fit_attention(dtype, phase, cases, g["median_s"].astype(float).values)
+            e = fit_attention(dtype, phase, cases, g["median_s"].astype(float).values, wave_units=int(wave) if wave else None)
         except (ValueError, KeyError) as exc:
             note(f"attention {dtype} {phase}: not fitted: {exc}")
             continue

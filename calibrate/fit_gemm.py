@@ -31,7 +31,8 @@ from .profile import (MAX_BANDWIDTH_BYTES_PER_S, MAX_FLOP_PER_S, ComputeEntry, g
                       gemm_flop, gemm_model_time_s)
 from .quality import bound_flags, build_quality, kfold_splits, rel_errors
 
-__all__ = ["fit_gemm", "fit_roofline", "MIN_GEMM_POINTS"]
+__all__ = ["fit_gemm", "fit_roofline", "fit_gemm_model", "family_heldout_errors", "families", "interpolated_fit",
+           "MIN_GEMM_POINTS"]
 
 MIN_GEMM_POINTS = 4
 """Fewest measured shapes for a GEMM fit (three parameters plus one to hold out)."""
@@ -112,10 +113,17 @@ LOO_MAX_POINTS = 100
 
 
 def fit_gemm(dtype: str, points: Sequence[Sequence[float]], wave_units: int | None = None,
-             k: int | None = None) -> ComputeEntry:
+             k: int | None = None, shape_model: bool = True) -> ComputeEntry:
     """Fit one dtype from measured ``(m, n, k, median_s)``; with ``wave_units`` also try the wave-quantised
-    model and keep whichever predicts held-out shapes better.  ``k`` folds (default: see LOO_MAX_POINTS)."""
+    model and keep whichever predicts held-out shapes better.  ``k`` folds (default: see LOO_MAX_POINTS).
+
+    With ``shape_model`` (default) and >= 2 (N, K) families, the shape model (:class:`GemmModel`) and the
+    efficiency-interpolated roofline are both judged by family-held-out error (every (N, K) left out in turn;
+    score = median + p90); the entry carries the shape model (the query then uses it) only where it wins, and
+    its quality holds the winner's family-held-out errors (a "shape model not used" note otherwise)."""
     arr = _check(dtype, points)
+    if shape_model and len(families(arr)) >= 2:
+        return _fit_with_shape_model(dtype, arr, wave_units)
     if k is None:
         k = arr.shape[0] if arr.shape[0] <= LOO_MAX_POINTS else 10
     el = gemm_element_bytes(dtype)
@@ -133,4 +141,140 @@ def fit_gemm(dtype: str, points: Sequence[Sequence[float]], wave_units: int | No
     flop = [gemm_flop(a, b, c) for a, b, c in arr[:, :3]]
     e.quality = build_quality(f"gemm {dtype}", param_errs, held,
                               (float(min(flop)), float(max(flop))), ok, flags, "gemm")
+    return e
+
+
+# ----------------------------------------------------------------------------- the shape model (gemm_model.py)
+
+GPU_TILES_M = (16, 32, 64, 128)
+GPU_TILES_N = (64, 128, 256)
+GPU_SPLIT_K_MIN = (256, 1024, 4096)
+GEMV_MAX_M = (0, 1)
+"""Integer terms of the shape model searched on a grid (tile edges and split-K slices that GPU GEMM libraries
+use); with one unit (a one-thread CPU device) tiles and split-K change nothing, so only the GEMV path is searched."""
+
+_MAX_SHARPNESS = 40.0
+_SCREEN_NFEV = 25
+_REFINE_TOP = 4
+_MAX_OUT_S_PER_ELEMENT = 1e-6
+
+
+def _shape_grid(units: int) -> list[tuple[int, int, int | None, int]]:
+    if units <= 1:
+        return [(1, 1, None, g) for g in GEMV_MAX_M]
+    return [(tm, tn, s, g) for tm in GPU_TILES_M for tn in GPU_TILES_N for s in GPU_SPLIT_K_MIN for g in GEMV_MAX_M]
+
+
+def _fit_shape_fixed(arr: np.ndarray, elsize: int, units: int, tm: int, tn: int, split: int | None, gemv: int,
+                     max_nfev: int | None = None):
+    from .gemm_model import GemmModel
+
+    m, n, k, t = arr.T
+    tmin = float(t.min())
+    nbytes = (m * k + k * n + m * n) * elsize
+    peak0 = float(np.clip((2 * m * n * k / t).max(), _MIN_PEAK * 2, MAX_FLOP_PER_S / 2))
+    bw0 = float(np.clip((nbytes / t).max(), _MIN_BW * 2, MAX_BANDWIDTH_BYTES_PER_S / 2))
+    out_scale = tmin / float((m * n).max())
+
+    def build(z: np.ndarray) -> "GemmModel":
+        return GemmModel(peak_flop_per_s=math.exp(z[0]), memory_bandwidth_bytes_per_s=math.exp(z[1]),
+                         overhead_s=float(z[2] * tmin), element_bytes=elsize, wave_units=units, tile_m=tm, tile_n=tn,
+                         split_k_min=split, gemv_max_m=gemv, sharpness=float(z[3]),
+                         output_s_per_element=float(z[4] * out_scale))
+
+    lo = np.array([math.log(_MIN_PEAK), math.log(_MIN_BW), 0.0, 1.0, 0.0])
+    hi = np.array([math.log(MAX_FLOP_PER_S), math.log(MAX_BANDWIDTH_BYTES_PER_S), 1.0, _MAX_SHARPNESS,
+                   max(1e-9, _MAX_OUT_S_PER_ELEMENT / out_scale)])
+    x0 = np.array([math.log(peak0), math.log(bw0), 0.2, 3.0, 0.0])
+    res = least_squares(lambda z: build(z).times_s(m, n, k) / t - 1.0, x0, bounds=(lo, hi), loss="soft_l1",
+                        f_scale=_SOFT_L1_SCALE, method="trf", x_scale=np.array([1.0, 1.0, 0.1, 1.0, 0.1]),
+                        max_nfev=max_nfev)
+    return build(res.x), float(res.cost), bool(res.success), res
+
+
+def fit_gemm_model(dtype: str, points: Sequence[Sequence[float]], wave_units: int | None = None,
+                   grid: Sequence[tuple[int, int, int | None, int]] | None = None):
+    """Fit :class:`~accelcal.calibrate.gemm_model.GemmModel` to measured ``(m, n, k, median_s)`` of one dtype.
+
+    Continuous parameters (peak, bandwidth, overhead, sharpness, per-output cost) by ``least_squares`` on
+    relative residuals with a soft-L1 loss inside physical bounds; the integer terms (tile edges, split-K
+    slice, GEMV path) by the lowest robust cost over a small grid (``grid``: (tile_m, tile_n, split_k_min,
+    gemv_max_m) tuples, default :func:`_shape_grid`).  Returns (model, converged, bound flags).
+    """
+    arr = _check(dtype, points)
+    units = int(wave_units) if wave_units else 1
+    elsize = DTYPE_BYTES[dtype]
+    # Screen every integer combination with a short fit, then fit the most promising ones to convergence.
+    screened = sorted(list(grid) if grid is not None else _shape_grid(units), key=lambda c: _fit_shape_fixed(arr, elsize, units, *c, max_nfev=_SCREEN_NFEV)[1])
+    model, _, ok, res = min((_fit_shape_fixed(arr, elsize, units, *c) for c in screened[:_REFINE_TOP]), key=lambda f: f[1])
+    names = ["log peak_flop_per_s", "log memory_bandwidth_bytes_per_s", "overhead_s / min time", "sharpness",
+             "output_s_per_element"]
+    flags = bound_flags(names[:3], res.x[:3], [math.log(_MIN_PEAK), math.log(_MIN_BW), 0.0],
+                        [math.log(MAX_FLOP_PER_S), math.log(MAX_BANDWIDTH_BYTES_PER_S), 1.0], res.active_mask[:3])
+    return model, ok, flags
+
+
+def families(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
+    """The (N, K) weight shapes (families: every M of one projection) present in ``points``."""
+    return sorted({(float(p[1]), float(p[2])) for p in points})
+
+
+def family_heldout_errors(dtype: str, points: Sequence[Sequence[float]], wave_units: int | None = None,
+                          fit=None) -> np.ndarray:
+    """|rel err| of every point when its whole (N, K) family is left out of the fit and predicted from the rest.
+
+    This is the question a planner asks (a TP-divided projection the sweep never measured); leave-one-out keeps
+    a point's neighbours on the same line in the training set and so flatters a model that only interpolates M.
+    ``fit(dtype, train_points, wave_units) -> model with times_s`` defaults to :func:`fit_gemm_model`.
+    """
+    arr = _check(dtype, points)
+    fams = families(arr)
+    if len(fams) < 2:
+        raise ValueError(f"gemm {dtype}: family-held-out error needs >= 2 (N, K) families, got {fams}")
+    fit = fit or (lambda d, pts, w: fit_gemm_model(d, pts, w)[0])
+    errs = np.empty(arr.shape[0])
+    for fam in fams:
+        test = (arr[:, 1] == fam[0]) & (arr[:, 2] == fam[1])
+        train = arr[~test]
+        if train.shape[0] < MIN_GEMM_POINTS or np.unique(2 * train[:, 0] * train[:, 1] * train[:, 2]).size < 2:
+            errs[test] = np.nan
+            continue
+        model = fit(dtype, train.tolist(), wave_units)
+        errs[test] = rel_errors(model.times_s(arr[test, 0], arr[test, 1], arr[test, 2]), arr[test, 3])
+    return errs
+
+
+def interpolated_fit(el: tuple[int, int], wave_units: int | None):
+    """``fit(dtype, points, w)`` for :func:`family_heldout_errors` giving the efficiency-interpolated roofline query."""
+    def fit(dtype: str, train: Sequence[Sequence[float]], w: int | None):
+        e, _, _ = _entry(np.asarray(train, dtype=float), el, wave_units)
+        return type("Interpolated", (), {"times_s": staticmethod(
+            lambda m, n, k: _predict(e, el, np.column_stack([np.ravel(m), np.ravel(n), np.ravel(k)])))})
+    return fit
+
+
+def _score(errs: np.ndarray) -> float:
+    errs = errs[np.isfinite(errs)]
+    return float(np.median(errs) + np.percentile(errs, 90)) if errs.size else math.inf
+
+
+def _fit_with_shape_model(dtype: str, arr: np.ndarray, wave_units: int | None) -> ComputeEntry:
+    el = gemm_element_bytes(dtype)
+    w = int(wave_units) if wave_units else None
+    # The roofline fields stay (readers of peak/bandwidth and old tools); the query uses the shape model.
+    e, ok_i, flags_i = _entry(arr, el, w)
+    model, ok, flags = fit_gemm_model(dtype, arr.tolist(), wave_units)
+    held = family_heldout_errors(dtype, arr.tolist(), wave_units)
+    held_i = family_heldout_errors(dtype, arr.tolist(), wave_units, fit=interpolated_fit(el, w))
+    flop = [gemm_flop(a, b, c) for a, b, c in arr[:, :3]]
+    rng = (float(min(flop)), float(max(flop)))
+    if _score(held) <= _score(held_i):
+        e.gemm_model = model
+        errs = rel_errors(model.times_s(arr[:, 0], arr[:, 1], arr[:, 2]), arr[:, 3])
+        e.quality = build_quality(f"gemm {dtype}", errs, held[np.isfinite(held)], rng, ok, flags, "gemm")
+        return e
+    # Chosen by family-held-out error (median + p90), as the wave term is by held-out error: on this data the
+    # efficiency-interpolated roofline predicts unseen (N, K) families better than the shape model.
+    errs = rel_errors([e.model_time_s(a, b, c, *el) for a, b, c in arr[:, :3]], arr[:, 3])
+    e.quality = build_quality(f"gemm {dtype}", errs, held_i[np.isfinite(held_i)], rng, ok_i, flags_i, "gemm")
     return e

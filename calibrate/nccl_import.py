@@ -32,7 +32,6 @@ from typing import Callable, Sequence
 
 from accelcal.vocab import DTYPE_BYTES, SCOPES
 
-from .fit_alpha_beta import fit_piecewise
 from .profile import CollectiveEntry, Identity, Overheads, Profile
 
 __all__ = ["import_profile", "profile_from_runs", "register", "MAX_PIECES", "SMALL_MESSAGE_BYTES"]
@@ -69,6 +68,8 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
     ``devices_per_node``: the node's size when the logs ran on a subset of its devices (e.g. ``-g 4`` on an
     8-GPU NVSwitch node), so a plan knows an 8-way group still stays inside the node.
     """
+    from .fit_alpha_beta import fit_piecewise  # scipy: the measure extra; registering the command needs none
+
     if not runs:
         raise ValueError("import nccl-tests: no runs to fit")
     if scope is not None and scope not in SCOPES:

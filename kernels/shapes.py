@@ -189,9 +189,21 @@ class SuitePreset:
     """Skip (and record) a case whose estimated measuring time exceeds this, in seconds."""
     overhead_queue_len: int = 100
     """Back-to-back tiny kernels per overhead sample."""
+    model_shapes: tuple[GemmShape, ...] = ()
+    """TP-divided projection shapes of ``for_models`` (kernels/model_shapes.py), swept at ``model_ms`` in ``model_dtypes``."""
+    model_ms: tuple[int, ...] = ()
+    """M values for ``model_shapes``."""
+    model_dtypes: tuple[str, ...] = ()
+    """dtypes for ``model_shapes``."""
+    for_models: tuple[str, ...] = ()
+    """Models whose shapes ``model_shapes`` holds (recorded in the profile as covered)."""
+    for_tp: tuple[int, ...] = ()
+    """TP degrees ``model_shapes`` were divided by."""
 
     def ms_for(self, shape: GemmShape, dtype: str | None = None) -> tuple[int, ...]:
         """M values to sweep for ``shape`` (and ``dtype``: reduced dtypes get a few M on the first shape)."""
+        if shape in self.model_shapes and shape not in self.gemm_shapes:
+            return self.model_ms if dtype is None or dtype in self.model_dtypes else ()
         if dtype is not None and dtype in self.reduced_dtypes:
             return self.reduced_ms if self.gemm_shapes and shape == self.gemm_shapes[0] else ()
         if shape in self.decode_shapes:

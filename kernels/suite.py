@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 
 from accelcal.results import STATUS_OK, ResultSet
 
-from .shapes import ALL_DTYPES, SuitePreset, suite_preset
+from .model_shapes import sweep_preset_for
+from .shapes import ALL_DTYPES, SuitePreset
 
 __all__ = ["OPS", "parse_list", "run_suite", "summary_table"]
 
@@ -55,6 +56,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     from .attention import run_attention
     from .cases import SweepContext
     from .device import Device, resolve_device
+    from .dispatch import run_eager_dispatch
     from .elementwise import run_elementwise
     from .environment import capture_environment
     from .gemm import run_gemm
@@ -62,9 +64,11 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     from .overhead import run_overheads
 
     dev = device if isinstance(device, Device) else resolve_device(device)
-    p = preset if isinstance(preset, SuitePreset) else suite_preset(preset, dev.type)
+    p = preset if isinstance(preset, SuitePreset) else sweep_preset_for(preset, dev.type)
     env = capture_environment(dev)
     env["suite_preset"] = p.name
+    if p.for_models:
+        env["for_models"], env["for_tp"] = ",".join(p.for_models), ",".join(str(t) for t in p.for_tp)
     rs = ResultSet(suite="kernels", env=env)
     ctx = SweepContext.create(dev, rs, timing=p.timing, case_budget_s=p.case_budget_s, progress=progress, bar=bar)
     env["cache_bytes"] = ctx.cache_bytes
@@ -83,11 +87,12 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
             if op not in op_list:
                 continue
             if op == "gemm":
-                run_gemm(ctx, p.gemm_shapes + p.decode_shapes, p.ms_for, gemm_dtypes)
+                run_gemm(ctx, p.gemm_shapes + p.decode_shapes + p.model_shapes, p.ms_for, gemm_dtypes)
             elif op == "memory":
                 run_memory(ctx, p.memory_sizes_bytes)
             elif op == "overhead":
                 run_overheads(ctx, queue_len=p.overhead_queue_len)
+                run_eager_dispatch(ctx)
             elif op == "attention":
                 run_attention(ctx, p.attention_cases, attn_dtypes)
             elif op == "elementwise" and p.elementwise_dims is not None:

@@ -24,7 +24,8 @@ Launch overhead (kernel counts come from the DAG's implementation preset):
   (``overheads.graph_kernel_s``), except those of a self-timed node (a
   measured elementwise group, whose graph-replayed figure holds them).
 * Eager on an accelerator: the host issues one kernel per
-  ``overheads.eager_launch_s`` while the device runs the queue, so over a run
+  ``overheads.eager_dispatch_s`` (a real layer's op mix; ``eager_launch_s``
+  where not measured) while the device runs the queue, so over a run
   of identical layers the layer takes ``max(device time, kernels x
   eager_launch_s)``; the excess over device time is the ``launch`` share.
 * Eager where the host *is* the device (``identity.device_type == "cpu"``,
@@ -150,8 +151,10 @@ class Coster:
             raise ValueError(f"profile {profile.identity.name} has no compute data for dtype "
                              f"{dtype!r}; it has {profile.dtypes()}")
         self._cache: dict[tuple, Any] = {}
-        self._launch = profile.launch_overhead_s("graph" if cuda_graphs else "eager")
         self.serialised = host_runs_kernels(profile) and not cuda_graphs
+        # Eager on an accelerator: the host issues the layer's own op mix (views, casts included), measured as
+        # overheads.eager_dispatch_s where the profile has it (launch_overhead_s falls back to eager_launch_s).
+        self._launch = profile.launch_overhead_s("graph" if cuda_graphs else ("eager" if self.serialised else "dispatch"))
         """Launches add to device time one by one (host = device), rather than overlapping it."""
 
     def _q(self, key: tuple, fn: Callable[[], Any]) -> Any:

@@ -149,7 +149,7 @@ def test_tiny_suite_real_run_schema_and_files(tmp_path):
     ok = df[df["status"] == "ok"]
     assert set(ok["figure"]) == {"device", "eager"}
     assert set(df["op"]) == {"gemm", "copy", "read", "write", "launch_eager", "launch_sync", "sync", "graph_kernel",
-                             "attn_prefill", "attn_decode"}
+                             "eager_dispatch", "attn_prefill", "attn_decode"}
     g = ok[(ok["op"] == "gemm") & (ok["figure"] == "device")]
     # 2 shapes: tiny.qkv x 3 M + square64 x 1 M, for fp32 and bf16 (tf32 skipped on CPU).
     assert len(g) == 8 and set(g["dtype"]) == {"fp32", "bf16"}
@@ -220,9 +220,13 @@ def test_cli_writes_results(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "launch_eager" in out and "us" in out
     df = pd.read_csv(tmp_path / "kernels.csv")
-    assert set(df["op"]) == {"launch_eager", "launch_sync", "sync", "graph_kernel"}
+    assert set(df["op"]) == {"launch_eager", "launch_sync", "sync", "graph_kernel", "eager_dispatch"}
     ok = df[df["status"] == "ok"]
     assert (ok["median_s"] > 0).all() and (ok["median_s"] < 1e-2).all()
+    # The layer's own eager mix: 41 work ops of 61 dispatched (the counts the torch-eager preset and the GPU
+    # validation report for a dense decode step), each dearer on the host than a bare mul_.
+    d = df[df["op"] == "eager_dispatch"].iloc[0]
+    assert (d["work_ops"], d["dispatched_ops"]) == (41, 61)
     assert (tmp_path / "kernels.json").exists() and (tmp_path / "kernels.env.json").exists()
 
 

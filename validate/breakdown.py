@@ -121,10 +121,8 @@ def _ops(case: Case, dims: LayerDims, dtype: torch.dtype, device: Device) -> dic
     return ops
 
 
-def count_ops(case: Case, dims: LayerDims, dtype: str, device: Device) -> tuple[int, int]:
-    """(all aten ops, ops that do work) one forward of ``case`` dispatches: compare with the planner's kernel count."""
-    from .measure import build_runner
-
+def dispatched_op_names(fn: Any) -> list[str]:
+    """Names of the aten ops one call of ``fn()`` dispatches (views included), counted with a TorchDispatchMode."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class _Count(TorchDispatchMode):
@@ -136,15 +134,23 @@ def count_ops(case: Case, dims: LayerDims, dtype: str, device: Device) -> tuple[
             self.names.append(func.overloadpacket.__name__)
             return func(*args, **(kwargs or {}))
 
+    with _Count() as c:
+        fn()
+    return c.names
+
+
+def count_ops(case: Case, dims: LayerDims, dtype: str, device: Device) -> tuple[int, int]:
+    """(all aten ops, ops that do work) one forward of ``case`` dispatches: compare with the planner's kernel count."""
+    from .measure import build_runner
+
     run, nsets = build_runner(case, dims, dtype, device)
     with torch.inference_mode():
         # Build every rotated layer copy's lazily-made tables (rope) outside the count, as the
         # timed warm-up does: counting a copy's first call would add its table build (~13 ops).
         for i in range(nsets):
             run(i)
-        with _Count() as c:
-            run(nsets)
-    return len(c.names), sum(1 for n in c.names if n not in VIEW_OPS)
+        names = dispatched_op_names(lambda: run(nsets))
+    return len(names), sum(1 for n in names if n not in VIEW_OPS)
 
 
 def node_breakdown(profile: Any, model: Any, case: Case, dtype: str, device: Device, cfg: TimingConfig) -> list[NodeRow]:

@@ -107,13 +107,20 @@ class Identity:
     threads_per_device: int | None = None
     """CPU only: intra-op threads one "device" (one rank's share of the cores) was measured with; null for
     accelerators and for profiles written before the field existed (optional key)."""
+    covered_models: list[str] | None = None
+    """Optional: models whose TP-divided GEMM shapes the sweep measured (``accelcal calibrate --for-model``);
+    a GEMM query on another (N, K) is flagged ``extrapolated``.  Null/absent: none recorded."""
+    covered_tp: list[int] | None = None
+    """Optional: the TP degrees ``covered_models`` were divided by."""
+
     raw_sha256: dict[str, str] = field(default_factory=dict)
     """sha256 of each source file the profile was fitted from (``raw_data`` path -> hex digest; optional key)."""
 
     @classmethod
     def read(cls, r: Reader, d: Any, path: str) -> "Identity":
-        names = [f.name for f in fields(cls) if f.name not in ("threads_per_device", "raw_sha256")]
-        d = r.mapping(d, path, names, ["threads_per_device", "raw_sha256"])
+        opt = ("threads_per_device", "raw_sha256", "covered_models", "covered_tp")
+        names = [f.name for f in fields(cls) if f.name not in opt]
+        d = r.mapping(d, path, names, opt)
         sha = d.get("raw_sha256") or {}
         if not isinstance(sha, dict) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in sha.values()):
             raise r.fail(f"{path}.raw_sha256", f"expected a mapping of file -> 64 hex digits, got {sha!r:.80}")
@@ -140,6 +147,9 @@ class Identity:
             threads_per_device=None if d.get("threads_per_device") is None else
             r.integer(d["threads_per_device"], f"{path}.threads_per_device", lo=1, hi=100000),
             raw_sha256={str(k): v for k, v in sha.items()},
+            covered_models=None if d.get("covered_models") is None else r.str_list(d["covered_models"], f"{path}.covered_models"),
+            covered_tp=None if d.get("covered_tp") is None else
+            [r.integer(v, f"{path}.covered_tp[{i}]", lo=1, hi=100000) for i, v in enumerate(_as_list(r, d["covered_tp"], f"{path}.covered_tp"))],
         )
         if ident.source in ("datasheet", "published") and not [c for c in ident.citations if c.strip()]:
             raise r.fail(f"{path}.citations", f"a {ident.source} profile must cite the source of its numbers (empty list)")
@@ -149,7 +159,16 @@ class Identity:
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
         if not self.raw_sha256:
             del out["raw_sha256"]  # optional key: profiles without source digests stay as they were
+        for k in ("covered_models", "covered_tp"):  # optional keys: absent unless recorded
+            if out[k] is None:
+                del out[k]
         return out
+
+
+def _as_list(r: Reader, value: Any, path: str) -> list:
+    if not isinstance(value, list):
+        raise r.fail(path, f"expected a list, got {type(value).__name__}")
+    return value
 
 
 @dataclass
@@ -169,6 +188,10 @@ class ComputeEntry:
     wave_units: int | None = None
     """Parallel units (SMs/CUs) for the wave-quantisation term with 128x128 tiles; null = no quantisation term."""
 
+    gemm_model: Any = None
+    """Optional :class:`accelcal.calibrate.gemm_model.GemmModel` (key ``gemm_model``): when present the query uses
+    it (wave quantisation, split-K, memory-bound small M) instead of the efficiency-interpolated roofline."""
+
     _ratio_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def model_time_s(self, m: float, n: float, k: float, elsize: int, out_elsize: int | None = None) -> float:
@@ -178,6 +201,8 @@ class ComputeEntry:
     def estimate_s(self, m: float, n: float, k: float, elsize: int,
                    out_elsize: int | None = None) -> tuple[float, bool, str]:
         """(time_s, extrapolated, detail) from the model corrected by the measured efficiency."""
+        if self.gemm_model is not None:
+            return self.gemm_model.estimate_s(m, n, k, self.points)
         # Ratios depend on every parameter; keying on them keeps copies made by with_bandwidth_scale correct.
         key = (elsize, out_elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s, self.wave_units,
                tuple(tuple(pt) for pt in self.points))
@@ -190,7 +215,7 @@ class ComputeEntry:
     @classmethod
     def read(cls, r: Reader, d: Any, path: str, datasheet: bool) -> "ComputeEntry":
         d = r.mapping(d, path, ["peak_flop_per_s", "memory_bandwidth_bytes_per_s", "points"],
-                      ["overhead_s", "quality", "wave_units"])
+                      ["overhead_s", "quality", "wave_units", "gemm_model"])
         pts = d["points"]
         if not isinstance(pts, list):
             raise r.fail(f"{path}.points", f"expected a list of [m, n, k, time_s], got {type(pts).__name__}")
@@ -214,6 +239,7 @@ class ComputeEntry:
             points=points,
             quality=Quality.read(r, d["quality"], f"{path}.quality") if d.get("quality") is not None else None,
             wave_units=None if wave is None else r.integer(wave, f"{path}.wave_units", lo=1, hi=100000),
+            gemm_model=_read_gemm_model(r, d.get("gemm_model"), f"{path}.gemm_model"),
         )
 
     def to_dict(self) -> dict:
@@ -224,7 +250,20 @@ class ComputeEntry:
             "points": [[float(v) for v in p] for p in self.points],
             "quality": None if self.quality is None else self.quality.to_dict(),
             "wave_units": self.wave_units,
+            **({"gemm_model": self.gemm_model.to_dict()} if self.gemm_model is not None else {}),
         }
+
+
+def _read_gemm_model(r: Reader, d: Any, path: str) -> Any:
+    if d is None:
+        return None
+    from ..gemm_model import GemmModel  # lazy: keeps this package free of the fit side
+
+    try:
+        return GemmModel.from_dict(d, path)
+    except ValueError as exc:
+        where, _, problem = str(exc).partition(": ")  # GemmModel names the full key path first
+        raise r.fail(where, problem) from None
 
 
 @dataclass
@@ -292,6 +331,9 @@ class Overheads:
     """A device synchronise with nothing queued."""
     graph_kernel_s: float | None = None
     """Per-kernel cost when replayed from a CUDA/HIP graph."""
+    eager_dispatch_s: float | None = None
+    """Host cost per work op of a real decoder layer's eager op mix, its view/cast/reshape dispatches included
+    (kernels/dispatch.py); what an eager layer's host issue rate is on an accelerator.  Optional (null: not measured)."""
 
     @classmethod
     def read(cls, r: Reader, d: Any, path: str) -> "Overheads":
@@ -315,18 +357,43 @@ class AttentionEntry:
     """Sustained Q+K+V+O byte rate."""
     quality: Quality
     """Fit quality."""
+    half_length: float | None = None
+    """Optional: KV length (tokens) at which a call reaches half its sustained rate (per-block prologue,
+    calibrate/attention_model.py); null/absent = no length term (profiles written before it existed)."""
+    wave_units: int | None = None
+    """Optional: units (SMs/CUs) prefill thread blocks of ``block_q`` queries are spread over; null = no wave term."""
+    block_q: int | None = None
+    """Optional: query rows per prefill thread block for the wave term (null: 128)."""
+
+    def time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,
+               flop: float, nbytes: float) -> float:
+        """Model time of one call whose FLOP and bytes are already counted (attention_flop_bytes)."""
+        from ..attention_model import DEFAULT_BLOCK_Q, attention_model_time_s
+
+        return attention_model_time_s(latency_s=self.latency_s, flop_per_s=self.flop_per_s, bytes_per_s=self.bytes_per_s,
+                                      half_length=self.half_length or 0.0, wave_units=self.wave_units,
+                                      block_q=self.block_q or DEFAULT_BLOCK_Q, phase=phase, batch=batch, q_len=q_len,
+                                      kv_len=kv_len, heads=heads, kv_heads=kv_heads, head_dim=head_dim, elsize=0,
+                                      flop=flop, nbytes=nbytes)
 
     @classmethod
     def read(cls, r: Reader, d: Any, path: str) -> "AttentionEntry":
-        d = r.mapping(d, path, ["latency_s", "flop_per_s", "bytes_per_s", "quality"])
+        d = r.mapping(d, path, ["latency_s", "flop_per_s", "bytes_per_s", "quality"], ["half_length", "wave_units", "block_q"])
+        opt_int = lambda k: None if d.get(k) is None else r.integer(d[k], f"{path}.{k}", lo=1, hi=100000)  # noqa: E731
         return cls(latency_s=r.seconds(d["latency_s"], f"{path}.latency_s"),
                    flop_per_s=r.flops(d["flop_per_s"], f"{path}.flop_per_s"),
                    bytes_per_s=r.bandwidth(d["bytes_per_s"], f"{path}.bytes_per_s"),
-                   quality=Quality.read(r, d["quality"], f"{path}.quality"))
+                   quality=Quality.read(r, d["quality"], f"{path}.quality"),
+                   half_length=r.number(d.get("half_length"), f"{path}.half_length", hi=1e7, what="tokens", optional=True),
+                   wave_units=opt_int("wave_units"), block_q=opt_int("block_q"))
 
     def to_dict(self) -> dict:
-        return {"latency_s": float(self.latency_s), "flop_per_s": float(self.flop_per_s),
-                "bytes_per_s": float(self.bytes_per_s), "quality": self.quality.to_dict()}
+        out = {"latency_s": float(self.latency_s), "flop_per_s": float(self.flop_per_s),
+               "bytes_per_s": float(self.bytes_per_s), "quality": self.quality.to_dict()}
+        for k in ("half_length", "wave_units", "block_q"):
+            if getattr(self, k) is not None:
+                out[k] = float(getattr(self, k)) if k == "half_length" else int(getattr(self, k))
+        return out
 
 
 @dataclass

@@ -234,6 +234,9 @@ class Profile:
                                      f"compute has {sorted(self.compute)}")
         e = self.compute[dtype]
         t, extrap, how = e.estimate_s(m, n, k, *gemm_element_bytes(dtype))
+        if self.identity.covered_models and not extrap and not any(p[1] == n and p[2] == k for p in e.points):
+            # The sweep recorded the models it covered (--for-model): a shape outside them is extrapolated.
+            extrap, how = True, f"{how}; (N={n:g}, K={k:g}) not measured (sweep covered {self.identity.covered_models})"
         flags = self._base_flags() + _flagged(e.quality)
         if self.is_datasheet:
             how = "datasheet peak FLOP/s and memory bandwidth roofline, no measured efficiency (optimistic)"
@@ -303,10 +306,32 @@ class Profile:
                                 f"compute.{dtype}", self._base_flags() + ("not-measured", "extrapolated"))
             raise MissingMeasurement(f"{self.identity.name}: no attention data for {dtype}.{phase} and no compute.{dtype} "
                                      f"to fall back on; attention has {have}, compute has {sorted(self.compute)}")
-        t = e.latency_s + max(flop / e.flop_per_s, nbytes / e.bytes_per_s)
+        t = e.time_s(phase, batch, q_len, kv_len, heads, kv_heads, head_dim, flop, nbytes)
         extrap, note = _range_note(e.quality, flop, "FLOP")
         flags = self._base_flags() + _flagged(e.quality) + (("extrapolated",) if extrap else ())
-        return Estimate(t, extrap, f"latency + max(FLOP/rate, bytes/rate), {note}", f"attention.{dtype}.{phase}", flags)
+        how = "latency + max(FLOP/rate, bytes/rate)" + (" x (1 + half_length/kv_len)" if e.half_length else "") + \
+              (" x prefill waves" if e.wave_units and phase == "prefill" else "")
+        return Estimate(t, extrap, f"{how}, {note}", f"attention.{dtype}.{phase}", flags)
+
+    def attention_mixed_time_s(self, decode_kv_lens: Sequence[int], chunks: Sequence[tuple[int, int]], heads: int,
+                               kv_heads: int, head_dim: int, dtype: str) -> Estimate:
+        """One continuous-batching attention step: a decode batch (one new token per sequence, its KV length in
+        ``decode_kv_lens``) plus prefill ``chunks`` of (q_len new tokens, context_len tokens already cached).
+
+        Composed from the fitted parts as one varlen kernel: one call latency, plus each part's time above
+        its latency (the decode batch at its mean KV length; each chunk a causal prefill, kv = context + q).
+        """
+        from ..attention_model import mixed_parts
+
+        parts = mixed_parts(list(decode_kv_lens), list(chunks))
+        ests = [(ph, self.attention_time_s(ph, b, q, kv, heads, kv_heads, head_dim, dtype)) for ph, b, q, kv in parts]
+        lat = {ph: (self.attention[dtype][ph].latency_s if ph in self.attention.get(dtype, {}) else 0.0) for ph, _ in ests}
+        total = max(lat.values()) + sum(max(0.0, e.time_s - lat[ph]) for ph, e in ests)
+        flags = tuple(dict.fromkeys(f for _, e in ests for f in e.flags))
+        detail = (f"mixed step: {len(decode_kv_lens)} decode sequence(s) + {len(chunks)} prefill chunk(s), one call "
+                  f"latency + the parts' work ({', '.join(f'{ph} {e.time_s * 1e6:.3g} us' for ph, e in ests)})")
+        return Estimate(total, any(e.extrapolated for _, e in ests), detail,
+                        ", ".join(dict.fromkeys(e.source for _, e in ests)), flags)
 
     def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node") -> Estimate:
         """latency + S / bandwidth, S in the nccl-tests convention; ring-model scaling to unmeasured group sizes."""
@@ -365,13 +390,20 @@ class Profile:
         return Estimate(lat + nbytes / bw, True, detail, c.label, flags)
 
     def launch_overhead_s(self, mode: str = "eager") -> Estimate:
-        """Per-kernel launch cost: ``eager`` (Python issuing a kernel) or ``graph`` (graph replay)."""
+        """Per-kernel launch cost: ``eager`` (Python issuing a tiny kernel), ``dispatch`` (per op of a real eager
+        layer, views and casts included; falls back to ``eager``) or ``graph`` (graph replay)."""
         o = self.overheads
         if mode == "eager":
             if o.eager_launch_s is not None:
                 return Estimate(o.eager_launch_s, False, "measured eager launch", "overheads.eager_launch_s", self._base_flags())
             return Estimate(0.0, True, "eager launch overhead not measured (null): 0 assumed", "overheads.eager_launch_s",
                             self._base_flags() + ("not-measured",))
+        if mode == "dispatch":
+            if o.eager_dispatch_s is not None:
+                return Estimate(o.eager_dispatch_s, False, "measured host cost per op of an eager layer's op mix",
+                                "overheads.eager_dispatch_s", self._base_flags())
+            est = self.launch_overhead_s("eager")
+            return replace(est, detail=f"layer op-mix dispatch not measured; {est.detail}")
         if mode == "graph":
             if o.graph_kernel_s is not None:
                 return Estimate(o.graph_kernel_s, False, "measured per-kernel graph replay cost", "overheads.graph_kernel_s",
@@ -381,7 +413,7 @@ class Profile:
                                 "overheads.eager_launch_s", self._base_flags() + ("not-measured",))
             return Estimate(0.0, True, "graph overhead not measured (null): 0 assumed", "overheads.graph_kernel_s",
                             self._base_flags() + ("not-measured",))
-        raise ValueError(f"launch_overhead_s: mode must be 'eager' or 'graph', got {mode!r}")
+        raise ValueError(f"launch_overhead_s: mode must be 'eager', 'dispatch' or 'graph', got {mode!r}")
 
     # ---------------------------------------------------------------- what-ifs
 
@@ -392,11 +424,15 @@ class Profile:
         p = copy.deepcopy(self)
         for dt, e in p.compute.items():
             el = gemm_element_bytes(dt)
-            before = [e.model_time_s(*pt[:3], *el) for pt in e.points]
+            g = e.gemm_model
+            query_model = (lambda a, b, c: g.time_s(a, b, c)) if g is not None else (lambda a, b, c: e.model_time_s(a, b, c, *el))
+            before = [query_model(*pt[:3]) for pt in e.points]
             e.memory_bandwidth_bytes_per_s *= factor
+            if g is not None:
+                g = e.gemm_model = replace(g, memory_bandwidth_bytes_per_s=g.memory_bandwidth_bytes_per_s * factor)
             # Measured points become what they would have measured on the faster/slower memory under the model,
             # so the efficiency correction (measured / model) is kept rather than cancelling the what-if.
-            e.points = [pt[:3] + [pt[3] * e.model_time_s(*pt[:3], *el) / b] for pt, b in zip(e.points, before)]
+            e.points = [pt[:3] + [pt[3] * query_model(*pt[:3]) / b] for pt, b in zip(e.points, before)]
         for e in list(p.memory.values()) + [g for gs in p.elementwise.values() for g in gs.values()]:
             e.bandwidth_bytes_per_s *= factor
             for piece in e.pieces or ():

@@ -44,6 +44,11 @@ class ProfileQueries(Protocol):
                          head_dim: int, dtype: str, causal: bool = True) -> "Estimate":
         ...
 
+    def attention_mixed_time_s(self, decode_kv_lens, chunks, heads: int, kv_heads: int, head_dim: int,
+                               dtype: str) -> "Estimate":
+        """One continuous-batching step: decode batch plus prefill chunks [(q_len, context_len)]."""
+        ...
+
     def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node") -> "Estimate":
         ...
 

@@ -1,0 +1,99 @@
+"""GEMM shapes the planner will ask about: a model's projections divided by each TP degree.
+
+    from accelcal.kernels.model_shapes import model_gemm_shapes, with_model_shapes
+    shapes, notes = model_gemm_shapes(["llama3-70b"], [1, 2, 4, 8])
+    print([(s.name, s.n, s.k) for s in shapes])     # llama3-70b.qkv/tp8 (1280, 8192), ...
+    preset = with_model_shapes(suite_preset("quick", "cuda"), ["llama3-70b"], [1, 2, 4, 8])
+    sweep_preset_for("quick", "cuda").for_models      # the quick accelerator sweep covers the preset models
+
+The (N, K) come from the model layer (accelcal.models: ModelDims.projections, check_tp): QKV, output,
+gate/up, down, routed experts, router and LM head, each divided as Megatron TP divides it (the planner's
+DAG asks the same shapes).  A TP degree the model cannot be split evenly by (models.check_tp) is reported
+in ``notes`` and skipped.  No torch, no planner import (measuring code stays below the planner).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from .shapes import GemmShape, SuitePreset, suite_preset
+
+__all__ = ["model_gemm_shapes", "with_model_shapes", "sweep_preset_for", "MODEL_SHAPE_MS", "MODEL_SHAPE_DTYPES", "QUICK_FOR_MODELS",
+           "QUICK_FOR_TP"]
+
+MODEL_SHAPE_MS: tuple[int, ...] = (1, 16, 128, 1024, 4096)
+"""M grid for model shapes in the quick sweep: decode batches, a tile boundary, prefill chunks."""
+
+MODEL_SHAPE_DTYPES: tuple[str, ...] = ("bf16",)
+"""dtypes the model shapes are measured in: what the planner costs the preset models in (weight_dtype)."""
+
+QUICK_FOR_MODELS: tuple[str, ...] = ("llama3-8b", "llama3-70b", "llama3.1-405b", "mixtral-8x7b")
+"""Preset models the quick accelerator sweep covers by default (planner/presets)."""
+
+QUICK_FOR_TP: tuple[int, ...] = (1, 2, 4, 8)
+"""TP degrees covered by default (one 8-GPU node)."""
+
+
+_TP_SPLIT = {"qkv": "n", "o": "k", "gate_up": "n", "down": "k", "expert_gate_up": "n", "expert_down": "k"}
+"""Which side of each projection TP divides (Megatron: column-parallel QKV and gate/up, row-parallel o and down)."""
+
+
+def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[GemmShape], list[str]]:
+    """(unique (N, K) shapes, notes): every projection of each model at each TP degree, plus router and LM head."""
+    from accelcal.models import LayerDims, ModelConfig, ModelDims, check_tp
+
+    shapes: dict[tuple[int, int], GemmShape] = {}
+    notes: list[str] = []
+
+    def add(name: str, n: int, k: int, how: str) -> None:
+        shapes.setdefault((n, k), GemmShape(name, n, k, how))
+
+    for spec in models:
+        cfg = ModelConfig.resolve(spec)
+        dims = ModelDims.from_config(cfg)
+        projs = dims.projections()
+        if dims.moe:  # attention projections are a dense model's of the same width
+            projs = [p for p in dataclasses.replace(dims, moe=False).projections() if p[0] in ("qkv", "o")] + projs
+        for t in tps:
+            t = int(t)
+            try:
+                check_tp(LayerDims.from_model(cfg), t)  # the model layer's rule for an even TP split
+            except ValueError as exc:
+                notes.append(f"{cfg.name} at TP={t}: {exc}; skipped")
+                continue
+            for suffix, n, k, how in projs:
+                if suffix == "qkv":  # heads / t query heads and kv_heads / t KV heads per rank
+                    n = (cfg.heads // t + 2 * (cfg.kv_heads // t)) * dims.head_dim
+                elif _TP_SPLIT[suffix] == "n":
+                    n //= t
+                else:
+                    k //= t
+                add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"{how}, divided by TP={t} ({cfg.source})")
+            if cfg.is_moe:
+                add(f"{cfg.name}.router", cfg.num_experts, cfg.hidden_size,
+                    f"N = num_experts {cfg.num_experts}, K = hidden {cfg.hidden_size} (replicated)")
+            add(f"{cfg.name}.lm_head/tp{t}", cfg.vocab_size // t, cfg.hidden_size,
+                f"N = vocab {cfg.vocab_size} / TP={t} (vocab-parallel), K = hidden {cfg.hidden_size}")
+    return list(shapes.values()), notes
+
+
+def sweep_preset_for(name: str, device_type: str = "cpu") -> SuitePreset:
+    """:func:`~accelcal.kernels.shapes.suite_preset`, with the quick accelerator preset covering the preset models'
+    TP-divided shapes (QUICK_FOR_MODELS at QUICK_FOR_TP): the shapes the planner asks about are measured."""
+    p = suite_preset(name, device_type)
+    if p.name == "quick-accelerator":
+        p = with_model_shapes(p, QUICK_FOR_MODELS, QUICK_FOR_TP)
+    return p
+
+
+def with_model_shapes(preset: SuitePreset, models: Sequence[str], tps: Sequence[int],
+                      ms: Sequence[int] = MODEL_SHAPE_MS, dtypes: Sequence[str] = MODEL_SHAPE_DTYPES) -> SuitePreset:
+    """``preset`` plus the models' TP-divided shapes not already swept (by (N, K)), at ``ms`` in ``dtypes``."""
+    shapes, _ = model_gemm_shapes(models, tps)
+    have = {(s.n, s.k) for s in preset.gemm_shapes + preset.decode_shapes + preset.model_shapes}
+    new = tuple(s for s in shapes if (s.n, s.k) not in have)
+    return dataclasses.replace(preset, model_shapes=preset.model_shapes + new, model_ms=tuple(ms),
+                               model_dtypes=tuple(dtypes),
+                               for_models=tuple(dict.fromkeys(preset.for_models + tuple(models))),
+                               for_tp=tuple(sorted(set(preset.for_tp) | {int(t) for t in tps})))

@@ -1,0 +1,90 @@
+"""Attention model: length and wave terms, fit recovering known parameters, the mixed-step query."""
+
+import numpy as np
+import pytest
+
+from accelcal.calibrate.attention_model import attention_model_time_s, prefill_waves_factor
+from accelcal.calibrate.fit_attention import fit_attention
+from accelcal.calibrate.profile import AttentionEntry, Profile, Quality, attention_flop_bytes
+
+TRUE = dict(latency_s=5e-6, flop_per_s=6e14, bytes_per_s=4e12, half_length=1200.0, wave_units=132, block_q=128)
+
+
+def _cases(phase):
+    if phase == "prefill":
+        return [dict(batch=b, heads=h, kv_heads=max(1, h // 4), head_dim=128, q_len=s, kv_len=s, causal=True)
+                for b, h, s in [(1, 32, 512), (1, 32, 1024), (1, 32, 2048), (1, 32, 8192), (2, 8, 2048), (4, 64, 1024),
+                                (1, 8, 4096), (8, 16, 512)]]
+    # Two GQA ratios: with one, decode FLOP and KV bytes are proportional and the two rates cannot be told apart.
+    return [dict(batch=b, heads=32, kv_heads=g, head_dim=128, q_len=1, kv_len=kv, causal=False)
+            for b in (1, 4, 16) for kv in (1024, 8192, 32768) for g in (8, 1)]
+
+
+def _time(phase, c, p=TRUE):
+    flop, nbytes = attention_flop_bytes(c["batch"], c["q_len"], c["kv_len"], c["heads"], c["kv_heads"], c["head_dim"], 2,
+                                        c["causal"])
+    return attention_model_time_s(**p, phase=phase, batch=c["batch"], q_len=c["q_len"], kv_len=c["kv_len"],
+                                  heads=c["heads"], kv_heads=c["kv_heads"], head_dim=c["head_dim"], elsize=2,
+                                  flop=flop, nbytes=nbytes)
+
+
+def test_wave_factor_counts_idle_units():
+    assert prefill_waves_factor(1, 32, 512, 132, 128) == pytest.approx(132 / 128)  # 128 blocks, one wave
+    assert prefill_waves_factor(1, 8, 512, 132, 128) == pytest.approx(132 / 32)    # TP=4 heads: 32 blocks
+    assert prefill_waves_factor(1, 8, 512, None, 128) == 1.0
+
+
+def test_prefill_fit_recovers_rate_and_length_term():
+    cases = _cases("prefill")
+    rng = np.random.default_rng(1)
+    t = np.array([_time("prefill", c) for c in cases]) * (1 + rng.normal(0, 0.01, len(cases)))
+    e = fit_attention("bf16", "prefill", cases, t, wave_units=132)
+    assert e.flop_per_s == pytest.approx(TRUE["flop_per_s"], rel=0.05)
+    assert e.half_length == pytest.approx(TRUE["half_length"], rel=0.15)
+    assert e.wave_units == 132
+    assert e.quality.heldout_median_rel_err < 0.03
+
+
+def test_decode_fit_recovers_bandwidth():
+    cases = _cases("decode")
+    p = {**TRUE, "half_length": 0.0}
+    t = np.array([_time("decode", c, p) for c in cases])
+    e = fit_attention("bf16", "decode", cases, t, wave_units=132)
+    assert e.bytes_per_s == pytest.approx(p["bytes_per_s"], rel=0.03)
+    assert e.latency_s == pytest.approx(p["latency_s"], rel=0.1)
+    assert e.wave_units is None  # the wave term is a prefill term
+
+
+def _profile_with_attention():
+    p = Profile.load("tests/data/calibrate/good_measured.yaml")
+    q = Quality(points=8, median_rel_err=0.01, max_rel_err=0.02, heldout_median_rel_err=0.02, heldout_p90_rel_err=0.03,
+                range_min=1e6, range_max=1e13, converged=True, flags=[])
+    p.attention["bf16"] = {"prefill": AttentionEntry(TRUE["latency_s"], TRUE["flop_per_s"], TRUE["bytes_per_s"], q,
+                                                     half_length=TRUE["half_length"], wave_units=132),
+                           "decode": AttentionEntry(4e-6, 5e13, 4e12, q)}
+    return Profile.from_dict(p.to_dict())
+
+
+def test_profile_round_trip_and_query_use_the_new_terms():
+    p = _profile_with_attention()
+    e = p.attention["bf16"]["prefill"]
+    assert e.half_length == TRUE["half_length"] and e.wave_units == 132
+    est = p.attention_time_s("prefill", 1, 2048, 2048, 8, 1, 128, "bf16")
+    assert est.time_s == pytest.approx(_time("prefill", dict(batch=1, heads=8, kv_heads=1, head_dim=128, q_len=2048,
+                                                              kv_len=2048, causal=True)))
+    assert "half_length" in est.detail
+
+
+def test_mixed_step_is_one_latency_plus_the_parts():
+    p = _profile_with_attention()
+    dec = p.attention_time_s("decode", 3, 1, 2000, 32, 8, 128, "bf16").time_s
+    pre = p.attention_time_s("prefill", 1, 512, 1536, 32, 8, 128, "bf16").time_s
+    mixed = p.attention_mixed_time_s([1000, 2000, 3000], [(512, 1024)], 32, 8, 128, "bf16")
+    lat = max(4e-6, TRUE["latency_s"])
+    assert mixed.time_s == pytest.approx(lat + (dec - 4e-6) + (pre - TRUE["latency_s"]))
+    only_decode = p.attention_mixed_time_s([1000, 2000, 3000], [], 32, 8, 128, "bf16")
+    assert only_decode.time_s == pytest.approx(dec)
+    with pytest.raises(ValueError, match=r"chunks\[0\]"):
+        p.attention_mixed_time_s([], [(0, 5)], 32, 8, 128, "bf16")
+    with pytest.raises(ValueError, match="nothing to run"):
+        p.attention_mixed_time_s([], [], 32, 8, 128, "bf16")
