@@ -61,8 +61,13 @@ def _device_layout(runs) -> tuple[str, str, int, int, list[str]]:
 
 def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: str = "",
                       scope: str | None = None, raw_data: Sequence[str] = (), raw_sha256: dict | None = None,
-                      placement: str = "both", progress: Callable[[str], object] | None = None) -> Profile:
-    """Fit every run into one collectives-only Profile (validated by the strict loader before it is returned)."""
+                      placement: str = "both", progress: Callable[[str], object] | None = None,
+                      devices_per_node: int | None = None) -> Profile:
+    """Fit every run into one collectives-only Profile (validated by the strict loader before it is returned).
+
+    ``devices_per_node``: the node's size when the logs ran on a subset of its devices (e.g. ``-g 4`` on an
+    8-GPU NVSwitch node), so a plan knows an 8-way group still stays inside the node.
+    """
     from .fit_alpha_beta import fit_piecewise  # scipy: the measure extra; registering the command needs none
 
     if not runs:
@@ -106,6 +111,11 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
                      f"{f.pieces[0].latency_s * 1e6:.3g} us, bandwidth {f.pieces[-1].bandwidth_bytes_per_s / 1e9:.4g} GB/s, "
                      f"held-out median {q.heldout_median_rel_err:.1%}{' FLAGGED: ' + '; '.join(q.flags) if q.flags else ''}")
     dev_type, dev_name, per_node, nodes, hosts = _device_layout(runs)
+    if devices_per_node is not None:
+        if devices_per_node < per_node:
+            raise ValueError(f"--devices-per-node {devices_per_node}: the logs' rank lines put {per_node} ranks on "
+                             f"one host; a node cannot hold fewer devices than one run used there")
+        per_node = devices_per_node
     versions = {}
     for r in runs:
         if r.nccl_version:
@@ -127,7 +137,7 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
 def import_profile(paths: Sequence[str], name: str | None = None, citations: Sequence[str] = (),
                    out: str | None = None, scope: str | None = None, op: str | None = None, force: bool = False,
                    command: str = "", placement: str = "both",
-                   progress: Callable[[str], object] | None = None) -> Profile:
+                   progress: Callable[[str], object] | None = None, devices_per_node: int | None = None) -> Profile:
     """Parse, fit and (with ``out``) write atomically; refuses to replace ``out`` unless ``force``."""
     from accelcal.collectives.nccl_tests import read_runs, sha256_of
 
@@ -141,7 +151,7 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
     raw = [os.path.relpath(Path(p).resolve(), base) for p in paths]
     sha = {rel: sha256_of(p) for rel, p in zip(raw, paths)}
     name = name or (Path(out).stem if out else Path(paths[0]).stem)
-    prof = profile_from_runs(runs, name, citations, command, scope, raw, sha, placement, progress)
+    prof = profile_from_runs(runs, name, citations, command, scope, raw, sha, placement, progress, devices_per_node)
     if out is not None:
         prof.save(out)
     return prof
@@ -169,6 +179,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="where the numbers were published (repeatable); makes the profile source: published")
     p.add_argument("--placement", choices=("both", "out", "in"), default="both",
                    help="which nccl-tests columns to fit: out-of-place, in-place or both (default)")
+    p.add_argument("--devices-per-node", type=int, default=None, metavar="N",
+                   help="devices in one node when the logs ran on a subset of them (default: the most ranks the "
+                        "rank lines put on one host)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_run)
 
@@ -180,10 +193,12 @@ def _run(args: argparse.Namespace) -> int:
         [*args.files, "--out", args.out] + (["--name", args.name] if args.name else [])
         + (["--scope", args.scope] if args.scope else []) + (["--op", args.op] if args.op else [])
         + [x for c in args.citation for x in ("--citation", c)]
-        + (["--placement", args.placement] if args.placement != "both" else []))
+        + (["--placement", args.placement] if args.placement != "both" else [])
+        + (["--devices-per-node", str(args.devices_per_node)] if args.devices_per_node is not None else []))
     try:
         prof = import_profile(args.files, args.name, args.citation, args.out, args.scope, args.op, args.force,
-                              command, args.placement, progress=lambda m: print(f"[import] {m}"))
+                              command, args.placement, progress=lambda m: print(f"[import] {m}"),
+                              devices_per_node=args.devices_per_node)
     except NcclTestsError as exc:
         print(f"accelcal import nccl-tests: error: {exc}", file=sys.stderr)
         return 2

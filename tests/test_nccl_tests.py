@@ -150,3 +150,19 @@ def test_unmeasured_gather_is_bounded_by_all_reduce_and_flagged():
     assert ag.time_s == ar.time_s and "upper-bound" in ag.flags and ag.extrapolated
     with pytest.raises(MissingMeasurement, match="no send_recv data"):
         prof.collective_time_s("send_recv", 1 << 20, 2, "intra_node")
+
+
+def test_subset_of_a_node_keeps_the_node_size_and_composes_to_it():
+    from accelcal.calibrate.compose import compose
+
+    src = Path(__file__).parent.parent / "profiles" / "interconnect" / "sources"
+    logs = [src / f"h100-nvswitch-4of8-{op}.txt" for op in ("all_reduce", "all_gather", "reduce_scatter")]
+    own = import_profile(logs, name="four-of-eight")
+    assert own.identity.devices_per_node == 4  # from the rank lines: 4 ranks on one host
+    sub = import_profile(logs, name="four-of-eight", devices_per_node=8)
+    assert sub.identity.devices_per_node == 8 and {c.group_size for c in sub.collectives} == {4}
+    with pytest.raises(ValueError, match=r"--devices-per-node 2: the logs' rank lines put 4 ranks on one host"):
+        import_profile(logs, name="x", devices_per_node=2)
+    # A device profile measured on one GPU takes the node size from its intra-node fabric.
+    dev = Profile.load(Path(__file__).parent.parent / "profiles" / "nvidia-h200.yaml")
+    assert dev.identity.devices_per_node == 1 and compose(dev, sub).identity.devices_per_node == 8
