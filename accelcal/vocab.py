@@ -82,6 +82,35 @@ def busbw_factor(op: str, n: int) -> float:
     return BUSBW_FACTORS[op](n)
 
 
+# NCCL's own latency model for a ring collective (NVIDIA/nccl src/graph/tuning.cc, ncclTopoTuneModel, at
+# commit b6475625fbcaa2c3c0e50eed2fa1255d7514d4a2): latency = baseLat[ring][LL] + nsteps x hwLat[hw][ring][LL],
+# with baseLat 6.6 us and hwLat 0.6 us over NVLink, 1.0 us over PCI, 2.7 us over the network; nsteps =
+# 2(n-1) for all_reduce, n-1 for all_gather / reduce_scatter, n for the others.  accelcal takes the measured
+# latency from the profile and only the *shape* in n from NCCL: how it scales to a group size not measured.
+NCCL_RING_BASE_LATENCY_S = 6.6e-6
+"""baseLat[Ring][LL] in NCCL's tuning model (src/graph/tuning.cc, commit b6475625)."""
+NCCL_RING_STEP_LATENCY_S: dict[str, float] = {"nvlink": 0.6e-6, "pci": 1.0e-6, "net": 2.7e-6}
+"""hwLat[NVLINK|PCI|NET][Ring][LL] in NCCL's tuning model (src/graph/tuning.cc, commit b6475625)."""
+
+
+def ring_steps(op: str, n: int) -> int:
+    """Ring steps of ``op`` over ``n`` ranks in NCCL's model (2(n-1) all_reduce, n-1 all_gather/reduce_scatter)."""
+    if op == "all_reduce":
+        return 2 * (n - 1)
+    if op in ("all_gather", "reduce_scatter", "all_to_all"):
+        return n - 1
+    return n
+
+
+def ring_latency_scale(op: str, n_from: int, n_to: int, link: str = "nvlink") -> float:
+    """latency(n_to) / latency(n_from) under NCCL's base + per-step ring model (see NCCL_RING_* above)."""
+    if op.startswith("send_recv"):
+        return 1.0  # point to point: the group does not change one transfer
+    step = NCCL_RING_STEP_LATENCY_S[link]
+    return ((NCCL_RING_BASE_LATENCY_S + step * ring_steps(op, n_to))
+            / (NCCL_RING_BASE_LATENCY_S + step * ring_steps(op, n_from)))
+
+
 def gemm_flop(m: float, n: float, k: float) -> float:
     """2mnk: one multiply and one add per (row, column, k) triple (an int for int arguments)."""
     return 2 * m * n * k

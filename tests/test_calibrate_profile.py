@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from accelcal.calibrate.profile import MissingMeasurement, Profile, ProfileError, ProfileQueryError
-from accelcal.vocab import DTYPE_BYTES, attention_flop_bytes, busbw_factor
+from accelcal.vocab import DTYPE_BYTES, attention_flop_bytes, busbw_factor, ring_latency_scale
 
 DATA = Path(__file__).parent / "data"
 GOOD = DATA / "calibrate" / "good_measured.yaml"
@@ -255,7 +255,10 @@ def test_collective_query_pieces_and_ring_model(good: Profile):
     ring = good.collective_time_s("all_reduce", 1 << 24, 8)
     assert ring.extrapolated and "ring-model" in ring.flags
     bw8 = big.bandwidth_bytes_per_s * busbw_factor("all_reduce", 2) / busbw_factor("all_reduce", 8)
-    assert ring.time_s == pytest.approx(big.latency_s * 7 + (1 << 24) / bw8)
+    # Latency grows as NCCL's ring model says (base 6.6 us + 0.6 us x 2(n-1) steps over NVLink: 7.8 us at
+    # n=2, 15 us at n=8), applied to the measured latency: x 15/7.8, not x 7.
+    assert ring_latency_scale("all_reduce", 2, 8) == pytest.approx((6.6 + 0.6 * 14) / (6.6 + 0.6 * 2))
+    assert ring.time_s == pytest.approx(big.latency_s * (15.0 / 7.8) + (1 << 24) / bw8)
     assert good.collective_time_s("all_reduce", 1 << 24, 1).time_s == 0.0
     with pytest.raises(MissingMeasurement, match="inter_node"):
         good.collective_time_s("all_reduce", 1 << 20, 2, scope="inter_node")

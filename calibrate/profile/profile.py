@@ -20,7 +20,7 @@ import yaml
 
 from accelcal.atomic import atomic_write_text
 from accelcal.vocab import (BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, SCOPES, attention_flop_bytes,
-                            busbw_factor, gemm_element_bytes)
+                            busbw_factor, gemm_element_bytes, ring_latency_scale)
 
 from .entries import (AttentionEntry, CollectiveEntry, ComputeEntry, Identity, MemoryEntry, Overheads, Quality,
                       Validation)
@@ -371,22 +371,24 @@ class Profile:
             if extrap:
                 flags += ("extrapolated",)
             return Estimate(lat + nbytes / p.bandwidth_bytes_per_s, extrap, detail, c.label, flags)
-        # Ring model: bus bandwidth is constant in n, so algbw(n) = busbw / factor(n); latency grows with
-        # the (n - 1) ring steps.  Scale from the nearest measured group size.
+        # Ring model: bus bandwidth is constant in n, so algbw(n) = busbw / factor(n).  Latency keeps the
+        # measured value and takes only its growth in n from NCCL's base + per-step ring model
+        # (accelcal.vocab.ring_latency_scale): a pure x(n-1) scaling would treat NCCL's fixed launch/sync
+        # base as per-step cost.  Scale from the nearest measured group size.
         c = min(cands, key=lambda e: (abs(math.log(e.group_size / group_size)), -e.group_size))
         if c.group_size == 1:
             raise MissingMeasurement(f"{self.identity.name}: {op} measured only for group size 1; cannot scale to {group_size}")
         p = c.piece_for(nbytes)
         f0, f1 = busbw_factor(op, c.group_size), busbw_factor(op, group_size)
         bw = p.bandwidth_bytes_per_s * f0 / f1
-        # Point-to-point ops do not grow with the group; ring collectives take (n - 1) steps.
-        steps = 1.0 if op.startswith("send_recv") else (group_size - 1) / (c.group_size - 1)
+        link = "net" if scope == "inter_node" else "nvlink"
+        steps = ring_latency_scale(op, c.group_size, group_size, link)
         lat = (p.latency_s or 0.0) * steps
         flags = self._base_flags() + _flagged(c.quality) + ("ring-model", "extrapolated")
         if p.latency_s is None:
             flags += ("not-measured",)
         detail = (f"ring-model extrapolation from group {c.group_size}: bandwidth x factor({c.group_size})/factor({group_size}) "
-                  f"= {f0:.3g}/{f1:.3g}, latency x (n-1) steps {steps:.3g}")
+                  f"= {f0:.3g}/{f1:.3g}, latency x {steps:.3g} (NCCL ring model, {link} steps)")
         return Estimate(lat + nbytes / bw, True, detail, c.label, flags)
 
     def launch_overhead_s(self, mode: str = "eager") -> Estimate:
