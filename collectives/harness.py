@@ -39,6 +39,7 @@ import torch.distributed as dist
 from accelcal.kernels import timing
 from accelcal.kernels.device import Device
 from accelcal.results import STATUS_FAILED, ResultSet
+from accelcal.units import fmt_bytes
 from accelcal.vocab import DTYPE_BYTES
 
 from .distenv import DistEnv
@@ -172,14 +173,6 @@ def parse_fault(spec: str | None) -> Fault | None:
         return Fault(kind, int(r[4:]), int(c[4:]), float(parts[3]) if len(parts) > 3 else 3600.0)
     except (ValueError, IndexError):
         raise ValueError(f"ACCELCAL_FAULT={spec!r}: expected kind:rankR:caseC[:seconds] with kind in {kinds}") from None
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.4g} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 class Harness:
@@ -399,7 +392,7 @@ class Harness:
                 rs.add_skip(op=case.op, case=self._case_id(case, mode), params=self._params(case, mode),
                             dtype=case.dtype, reason=reason, status=status)
             if self.progress:
-                self.progress(f"[{case.index + 1}/{self._n}] {case.op} {case.dtype} {_fmt_bytes(case.size_bytes)} "
+                self.progress(f"[{case.index + 1}/{self._n}] {case.op} {case.dtype} {fmt_bytes(case.size_bytes)} "
                               f"g{self.groups[case.group_id].size}: {status}: {reason}")
             return
         for mode, method, samples in timed:
@@ -413,7 +406,7 @@ class Harness:
             rs.add_stats(op=case.op, case=self._case_id(case, mode), params=params, dtype=case.dtype,
                          figure="max_over_ranks", method=method, stats=stats, bytes_moved=case.size_bytes, note=note)
             if self.progress:
-                self.progress(f"[{case.index + 1}/{self._n}] {case.op} {case.dtype} {_fmt_bytes(case.size_bytes)} "
+                self.progress(f"[{case.index + 1}/{self._n}] {case.op} {case.dtype} {fmt_bytes(case.size_bytes)} "
                               f"g{params['group_size']} {params['scope']} {mode}: {stats.median_s * 1e6:.1f} us, "
                               f"busbw {params['busbw_bytes_per_s'] / 1e9:.3g} GB/s ({method})")
 

@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from accelcal.results import STATUS_OK, ResultSet
+from accelcal.units import fmt_time_s
 
 from .model_shapes import sweep_preset_for
 from .shapes import ALL_DTYPES, SuitePreset
@@ -104,14 +105,6 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     return rs
 
 
-def _fmt_time(s: float) -> str:
-    if s < 1e-3:
-        return f"{s * 1e6:.2f} us"
-    if s < 1:
-        return f"{s * 1e3:.3f} ms"
-    return f"{s:.3f} s"
-
-
 def summary_table(rs: ResultSet) -> str:
     """Per op and dtype: cases run/skipped, fastest device time, best TFLOP/s and GB/s, with units."""
     df = rs.frame()
@@ -125,7 +118,7 @@ def summary_table(rs: ResultSet) -> str:
             dev_rows = ok  # overhead ops report eager-only figures
         n_ok = ok["case"].nunique()
         n_skip = int((g["status"] != STATUS_OK).sum())
-        tmin = _fmt_time(float(dev_rows["median_s"].min())) if not dev_rows.empty else "-"
+        tmin = fmt_time_s(float(dev_rows["median_s"].min())) if not dev_rows.empty else "-"
         fl = dev_rows["flop_per_s"].dropna()
         by = dev_rows["bytes_per_s"].dropna()
         tf = f"{fl.max() / 1e12:.3f}" if not fl.empty else "-"

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from accelcal.units import fmt_time_s
+
 from .search import GroupPlan, PlanResult
 
 __all__ = ["datasheet_warnings", "format_table", "to_json"]
-
-
-def _t(x: float) -> str:
-    return f"{x * 1e3:.3g} ms" if x < 1 else f"{x:.3g} s"
 
 
 def _pct(bd: dict[str, float]) -> str:
@@ -62,12 +60,12 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
     pareto = {id(c) for c in gp.pareto}
     for i, c in enumerate(gp.ranked[:top], 1):
         mark = "*" if id(c) in pareto else " "
-        out.append(f"{i:>3}{mark} {c.label:<22} {_t(c.ttft_s):>10} {_t(c.tpot_s):>10} {c.tokens_per_s_per_device:>10.4g} "
+        out.append(f"{i:>3}{mark} {c.label:<22} {fmt_time_s(c.ttft_s):>10} {fmt_time_s(c.tpot_s):>10} {c.tokens_per_s_per_device:>10.4g} "
                    f"{c.memory.total_bytes / 1e9:>6.3g} GB  {_pct(c.decode.breakdown):<20} "
                    f"{c.scopes['tp'][:5] + ',' + c.scopes['pp'][:5]:<22} {'ok' if not c.misses else 'MISS'}")
     out.append("  (* = on the Pareto front of request latency vs tokens/s per device)")
     out.append("")
-    out.append("Pareto front: " + "; ".join(f"{c.label} ({_t(c.request_latency_s)}, {c.tokens_per_s_per_device:.4g} tok/s/dev)"
+    out.append("Pareto front: " + "; ".join(f"{c.label} ({fmt_time_s(c.request_latency_s)}, {c.tokens_per_s_per_device:.4g} tok/s/dev)"
                                              for c in gp.pareto))
     best = gp.ranked[0]
     if gp.sp_threshold:
@@ -77,7 +75,7 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
         out.append(f"SP threshold for the recommended layout ({best.label}): "
                    f"{str(th['prompt_len']) + ' tokens' if th.get('prompt_len') else 'n/a'} - {th['detail']}")
     out.append("")
-    out.append(f"Recommended: {best.label}  TTFT {_t(best.ttft_s)}, TPOT {_t(best.tpot_s)}, "
+    out.append(f"Recommended: {best.label}  TTFT {fmt_time_s(best.ttft_s)}, TPOT {fmt_time_s(best.tpot_s)}, "
                f"{best.tokens_per_s_per_device:.4g} tokens/s per device, {best.memory.total_bytes / 1e9:.3g} GB per device")
     out.extend(f"  why: {line}" for line in best.why)
     for m in best.misses:
@@ -111,7 +109,7 @@ def format_table(r: PlanResult, top: int = 10) -> str:
         c = r.combined()
         lines.append(f"DP across device groups: {', '.join(c['groups'])}: {c['tokens_per_s']:.4g} tokens/s on "
                      f"{c['devices']} devices ({c['tokens_per_s_per_device']:.4g} per device), worst TTFT "
-                     f"{_t(c['ttft_s_worst'])}, worst TPOT {_t(c['tpot_s_worst'])}")
+                     f"{fmt_time_s(c['ttft_s_worst'])}, worst TPOT {fmt_time_s(c['tpot_s_worst'])}")
     return "\n".join(lines).rstrip() + "\n"
 
 

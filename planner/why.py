@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from accelcal.calibrate.profile import MissingMeasurement
+from accelcal.units import fmt_time_s
 
 if TYPE_CHECKING:  # search imports this module to fill Candidate.why; no import back at run time
     from .search import Candidate, GroupPlan
@@ -30,10 +31,6 @@ GUIDELINES = {
     "dp": "use DP to scale throughput across nodes and accelerator types",
     "flops": "peak FLOPs do not translate directly into inference speed",
 }
-
-
-def _ms(x: float) -> str:
-    return f"{x * 1e3:.4g} ms" if x >= 1e-3 else f"{x * 1e6:.4g} us"
 
 
 def _best(gp: GroupPlan, pred: Callable[[Candidate], bool]) -> Candidate | None:
@@ -57,8 +54,8 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
     shares = sorted(((v / tot, k) for k, v in bd.items()), reverse=True)
     top_nodes = sorted(c.decode.layer.nodes, key=lambda n: (-n.device_s, n.name))[:2]
     out.append(
-        f"decode: TPOT {_ms(c.tpot_s)} = " + ", ".join(f"{100 * f:.0f}% {k}" for f, k in shares if f >= 0.005)
-        + "; largest per-layer terms: " + ", ".join(f"{n.name} {_ms(n.device_s)} ({n.source})" for n in top_nodes)
+        f"decode: TPOT {fmt_time_s(c.tpot_s)} = " + ", ".join(f"{100 * f:.0f}% {k}" for f, k in shares if f >= 0.005)
+        + "; largest per-layer terms: " + ", ".join(f"{n.name} {fmt_time_s(n.device_s)} ({n.source})" for n in top_nodes)
         + (f" [{GUIDELINES['flops']}: compute is only {100 * bd['compute'] / tot:.0f}% of decode]"
            if bd["compute"] / tot < 0.5 else ""))
     # TP
@@ -68,18 +65,18 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
         ar_s = sum(n.device_s for n in ar)
         src = ar[0].source if ar else "-"
         if alt:
-            out.append(f"TP{c.tp} ({c.scopes['tp']}): TPOT {_ms(c.tpot_s)} vs {_ms(alt.tpot_s)} for the best TP1 plan "
-                       f"({alt.label}); TP collectives cost {_ms(ar_s)} per layer ({src}) against weight reads split "
+            out.append(f"TP{c.tp} ({c.scopes['tp']}): TPOT {fmt_time_s(c.tpot_s)} vs {fmt_time_s(alt.tpot_s)} for the best TP1 plan "
+                       f"({alt.label}); TP collectives cost {fmt_time_s(ar_s)} per layer ({src}) against weight reads split "
                        f"{c.tp} ways [{GUIDELINES['tp']}]")
         else:
-            out.append(f"TP{c.tp}: no TP1 plan fits or divides; TP collectives cost {_ms(ar_s)} per layer ({src})")
+            out.append(f"TP{c.tp}: no TP1 plan fits or divides; TP collectives cost {fmt_time_s(ar_s)} per layer ({src})")
         if c.scopes["tp"] == "intra_node" and ar and gp.context is not None:
             n0 = ar[0]
             try:
                 inter = gp.context.coster.collective(n0.params["op"], n0.params["nbytes"], n0.params["group_size"],
                                                        "inter_node")
                 out.append(f"TP kept inside a node: {n0.params['op']} of {n0.params['nbytes']:.0f} B over {c.tp} "
-                           f"devices costs {_ms(n0.device_s)} intra-node vs {_ms(inter.time_s)} across nodes "
+                           f"devices costs {fmt_time_s(n0.device_s)} intra-node vs {fmt_time_s(inter.time_s)} across nodes "
                            f"({inter.source}) [{GUIDELINES['tp']}]")
             except MissingMeasurement:
                 pass
@@ -87,14 +84,14 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
         alt = _best(gp, lambda o: o.tp > 1)
         if alt:
             ar = _comm_nodes(alt, "tp_")
-            out.append(f"TP1: the best TP>1 plan ({alt.label}) has TPOT {_ms(alt.tpot_s)} vs {_ms(c.tpot_s)}; its TP "
-                       f"collectives cost {_ms(sum(n.device_s for n in ar))} per layer "
+            out.append(f"TP1: the best TP>1 plan ({alt.label}) has TPOT {fmt_time_s(alt.tpot_s)} vs {fmt_time_s(c.tpot_s)}; its TP "
+                       f"collectives cost {fmt_time_s(sum(n.device_s for n in ar))} per layer "
                        f"({ar[0].source if ar else '-'}) x {layers} layers [{GUIDELINES['tp_decode']}]")
     # PP
     if c.pp > 1:
         smaller = [r for r in gp.rejected if r.constraint == "memory" and r.tp * r.pp < c.tp * c.pp and r.sp == 1]
         p2p = c.decode.edges.get("pp_send")
-        line = (f"PP{c.pp} ({c.scopes['pp']}): stage hand-off {_ms(p2p.total_s) if p2p else '-'} "
+        line = (f"PP{c.pp} ({c.scopes['pp']}): stage hand-off {fmt_time_s(p2p.total_s) if p2p else '-'} "
                 f"({p2p.nodes[0].source if p2p else '-'}) per boundary")
         fewer = _best(gp, lambda o: o.tp == c.tp and o.ep == c.ep and o.pp < c.pp)
         if fewer is None and smaller:
@@ -105,28 +102,28 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
             w = gp.context.workload
             m = min(w.batch, c.pp)
             line += (f"; not needed for memory ({fewer.label} fits), chosen on cost: request latency "
-                     f"{_ms(c.request_latency_s)} vs {_ms(fewer.request_latency_s)}, because decode runs {m} "
-                     f"micro-batches of {-(-w.batch // m)} sequences (layer {_ms(c.decode.layer.total_s)} vs "
-                     f"{_ms(fewer.decode.layer.total_s)}), at {c.tokens_per_s_per_device:.4g} vs "
+                     f"{fmt_time_s(c.request_latency_s)} vs {fmt_time_s(fewer.request_latency_s)}, because decode runs {m} "
+                     f"micro-batches of {-(-w.batch // m)} sequences (layer {fmt_time_s(c.decode.layer.total_s)} vs "
+                     f"{fmt_time_s(fewer.decode.layer.total_s)}), at {c.tokens_per_s_per_device:.4g} vs "
                      f"{fewer.tokens_per_s_per_device:.4g} tokens/s per device")
         out.append(line + f" [{GUIDELINES['pp']}]")
     else:
         alt = _best(gp, lambda o: o.pp > 1 and o.tp == c.tp and o.ep == c.ep)
         if alt:
-            out.append(f"PP1: {alt.label} spreads the layers but TPOT is {_ms(alt.tpot_s)} vs {_ms(c.tpot_s)} and TTFT "
-                       f"{_ms(alt.ttft_s)} vs {_ms(c.ttft_s)} [{GUIDELINES['pp']}]")
+            out.append(f"PP1: {alt.label} spreads the layers but TPOT is {fmt_time_s(alt.tpot_s)} vs {fmt_time_s(c.tpot_s)} and TTFT "
+                       f"{fmt_time_s(alt.ttft_s)} vs {fmt_time_s(c.ttft_s)} [{GUIDELINES['pp']}]")
     # EP
     if gp.context is not None and gp.context.model.is_moe:
         if c.ep > 1:
             a2a = _comm_nodes(c, "ep_")
             a2a_s = sum(n.device_s for n in a2a)
-            line = (f"EP{c.ep} ({c.scopes['ep']}): dispatch + combine all-to-all {_ms(a2a_s)} per layer "
+            line = (f"EP{c.ep} ({c.scopes['ep']}): dispatch + combine all-to-all {fmt_time_s(a2a_s)} per layer "
                     f"({a2a[0].source if a2a else '-'})")
             if a2a and c.scopes["ep"] == "intra_node":
                 n0 = a2a[0]
                 try:
                     inter = gp.context.coster.collective("all_to_all", n0.params["nbytes"], c.ep, "inter_node")
-                    line += f"; across nodes the same all-to-all would take {_ms(2 * inter.time_s)} ({inter.source})"
+                    line += f"; across nodes the same all-to-all would take {fmt_time_s(2 * inter.time_s)} ({inter.source})"
                 except MissingMeasurement:
                     pass
             out.append(line + f" [{GUIDELINES['ep']}]")
@@ -134,14 +131,14 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
             alt = _best(gp, lambda o: o.ep > 1)
             if alt:
                 out.append(f"EP1 (experts TP-split): the best EP plan ({alt.label}, EP group {alt.scopes['ep']}) has "
-                           f"request latency {_ms(alt.request_latency_s)} vs {_ms(c.request_latency_s)} "
+                           f"request latency {fmt_time_s(alt.request_latency_s)} vs {fmt_time_s(c.request_latency_s)} "
                            f"[{GUIDELINES['ep']}]")
     # SP
     th = gp.sp_threshold or {}
     if c.sp > 1:
         alt = _best(gp, lambda o: o.sp == 1 and (o.tp, o.pp, o.ep) == (c.tp, c.pp, c.ep))
-        out.append(f"SP{c.sp} ({c.scopes['sp']}): TTFT {_ms(c.ttft_s)}"
-                   + (f" vs {_ms(alt.ttft_s)} without SP" if alt else "")
+        out.append(f"SP{c.sp} ({c.scopes['sp']}): TTFT {fmt_time_s(c.ttft_s)}"
+                   + (f" vs {fmt_time_s(alt.ttft_s)} without SP" if alt else "")
                    + (f"; prompt {gp.context.workload.prompt_len} >= computed threshold {th['prompt_len']}"
                       if th.get("prompt_len") else "") + f" [{GUIDELINES['sp']}]")
     elif th.get("prompt_len") and gp.context is not None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from accelcal.units import fmt_time_s
+
 __all__ = ["Ranking", "format_rankings", "layout_label"]
 
 
@@ -84,7 +86,7 @@ class Ranking:
 
 def _fmt(labels: list[str], times: list[float]) -> str:
     pairs = sorted(zip(times, labels))
-    return " < ".join(f"{lab} ({t * 1e3:.3f} ms)" for t, lab in pairs)
+    return " < ".join(f"{lab} ({fmt_time_s(t)})" for t, lab in pairs)
 
 
 def format_rankings(rankings: list[Ranking]) -> str:
