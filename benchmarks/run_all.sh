@@ -43,4 +43,5 @@ if [ -n "$PROFILE" ]; then
 fi
 run planner_search_speed "$PY" benchmarks/planner_search_speed.py
 run serving_search_speed "$PY" benchmarks/serving_search_speed.py
+[ -f ../shared/data/serving-dev/qwen3-32b-h100.csv ] && run serving_accuracy "$PY" benchmarks/serving_accuracy.py
 run nccl_import "$PY" benchmarks/nccl_import.py

@@ -1,7 +1,7 @@
 """Serving accuracy: accelcal's engine model against published end-to-end measurements (Qwen3-32B on H100 SXM).
 
-    $ python benchmarks/serving_accuracy.py                           # TP=1 rows with profiles/nvidia-h100.yaml
-    $ python benchmarks/serving_accuracy.py --interconnect nvlink.yaml   # TP>1 rows too
+    $ python benchmarks/serving_accuracy.py          # every row: profiles/nvidia-h100.yaml + the shipped NVSwitch profile
+    $ python benchmarks/serving_accuracy.py --interconnect none          # TP=1 rows only (the device profile alone)
     $ python benchmarks/serving_accuracy.py --fp8-kv-dtype fp8_e4m3 --rows   # sensitivity: fp8 KV for fp8 rows
 
 Every row of the CSV (``--data``, default ../shared/data/serving-dev/qwen3-32b-h100.csv relative to the repo)
@@ -55,7 +55,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/serving-dev/qwen3-32b-h100.csv"))
     ap.add_argument("--profile", default=str(ROOT / "profiles/nvidia-h100.yaml"))
-    ap.add_argument("--interconnect", default=None, help="intra-node interconnect profile (TP>1 rows)")
+    ap.add_argument("--interconnect", default=str(ROOT / "profiles/interconnect/h100-nvswitch-4of8.yaml"),
+                    help="intra-node interconnect profile for the TP>1 rows (default: the shipped H100 NVSwitch "
+                         "profile, published nccl-tests; 'none': TP=1 rows only)")
     ap.add_argument("--inter-node-profile", default=None)
     ap.add_argument("--model", default=None, help="model config (default: the qwen3-32b preset)")
     ap.add_argument("--fp8-kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
@@ -71,7 +73,7 @@ def main() -> int:
     df = pd.read_csv(args.data)
     model = resolve_model(args.model)
     prof = Profile.load(args.profile)
-    ic = Profile.load(args.interconnect) if args.interconnect else None
+    ic = Profile.load(args.interconnect) if args.interconnect and args.interconnect != "none" else None
     inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
     prof, inter, notes = combine_profiles(prof, ic, inter)
     for n in notes:

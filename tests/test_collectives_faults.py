@@ -1,7 +1,6 @@
 """Collectives under faults and bad input: bounded time, a message naming the cause, no result file."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -109,10 +108,12 @@ def test_bad_rank_environment_fails_fast(tmp_path, env, expect):
 
 
 def test_two_torchrun_agents_as_two_nodes(tmp_path):
-    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+    # torchrun as this interpreter's module: a `torchrun` on PATH may belong to another Python (a venv made
+    # with system site packages has none of its own), which cannot import accelcal.
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
     port = free_port()
     out = tmp_path / "out"
-    cmd = [torchrun, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+    cmd = [*torchrun, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
            "--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "accelcal.collectives.worker", "--preset", "smoke",
            "--sizes", "8,4096", "--ops", "all_reduce,all_to_all,send_recv", "--dtypes", "fp32",
            "--out", str(out), "--pg-timeout", "20", "--deadline", "90"]

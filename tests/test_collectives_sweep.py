@@ -98,14 +98,15 @@ def test_world1_runs_every_group_op_and_no_p2p(tmp_path):
 
 def test_cli_inside_torchrun_runs_in_process(tmp_path):
     import os
-    import shutil
     import subprocess
     import sys
 
     from accelcal.collectives.distenv import free_port
 
-    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
-    cmd = [torchrun, "--nnodes", "1", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+    # torchrun as this interpreter's module: a `torchrun` on PATH may belong to another Python (a venv made
+    # with system site packages has none of its own), which cannot import accelcal.
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    cmd = [*torchrun, "--nnodes", "1", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
            "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "-m", "accelcal", "bench", "collectives", "--preset", "smoke",
            "--sizes", "8", "--ops", "all_reduce,send_recv", "--dtypes", "fp32", "--out", str(tmp_path),
            "--pg-timeout", "20", "--timeout", "60"]

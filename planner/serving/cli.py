@@ -24,10 +24,12 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                                    "closed-loop concurrency or an open-loop request rate, every step costed from the "
                                    "profile.")
     p.add_argument("--profile", required=True, help="device profile YAML")
-    p.add_argument("--interconnect", default=None, help="intra-node interconnect profile (combined via "
-                                                        "accelcal.calibrate.compose when available)")
+    p.add_argument("--interconnect", default=None,
+                   help="intra-node interconnect profile (profiles/interconnect/*.yaml or accelcal import nccl-tests): "
+                        "answers intra-node collectives and sets the devices per node")
     p.add_argument("--inter-node-profile", default=None, help="profile of the links between nodes")
-    p.add_argument("--model", required=True, help="model preset name or config .yaml")
+    p.add_argument("--model", required=True,
+                   help="model preset name, a model config .yaml, or a Hugging Face config.json or its folder")
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--pp", type=int, default=1)
     p.add_argument("--dp", type=int, default=1)

@@ -71,6 +71,7 @@ class StepCoster:
                  implementation: str = "fused", fp8_scaling: str = "per_tensor", kv_round: int = 32) -> None:
         """One replica laid out as ``parallelism`` (its TP, PP and their scopes; DP replicas are costed alike)."""
         tp, pp = parallelism.tp, parallelism.pp
+        self.profile = profile
         have = profile.dtypes()
         name = getattr(profile.identity, "name", "?")
         if weight_dtype not in have:
@@ -114,8 +115,12 @@ class StepCoster:
             return fn()
         except MissingMeasurement as exc:  # it names what the profile lacks
             msg = exc.args[0] if exc.args else str(exc)
-            raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}; give an interconnect "
-                                f"profile with --interconnect (collectives {self.tp_scope})") from None
+            dpn = int(self.profile.identity.devices_per_node)
+            where = (f"with {dpn} device(s) per node in {self.profile.identity.name}, TP={self.tp} PP={self.pp} "
+                     f"spans nodes; " if self.tp_scope == "inter_node" and self.tp * self.pp > dpn else "")
+            raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}; {where}pass the node's "
+                                f"intra-node fabric with --interconnect (it also sets the devices per node) and, for "
+                                f"layouts wider than a node, --inter-node-profile") from None
 
     def _layer(self, tokens: int, graphs: bool):
         """(non-attention device seconds, breakdown without launch, launch rule) of one layer over ``tokens``.
