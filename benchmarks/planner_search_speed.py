@@ -31,6 +31,8 @@ from accelcal.planner.search import PlanOptions, plan
 from accelcal.planner.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pin import pin_to_one_cpu  # noqa: E402  (benchmarks/_pin.py, beside this script)
 IB_BUSBW_BYTES_PER_S = 400e9 / 8  # ConnectX-7 NDR 400 Gb/s per GPU (NVIDIA ConnectX-7 datasheet)
 
 
@@ -73,11 +75,7 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=8)
     ap.add_argument("--devices-per-node", type=int, default=8)
     args = ap.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-        except OSError:
-            pass
+    pin_to_one_cpu()
     prof = Profile.load(args.profile)
     n = args.nodes * args.devices_per_node
     inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else datasheet_inter_node(prof, n)

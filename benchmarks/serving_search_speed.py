@@ -12,7 +12,6 @@ the faster reported, and whether both gave the same answer.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ from accelcal.models import ModelConfig
 from accelcal.planner.serving.search import ServingTargets, search_serving
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pin import pin_to_one_cpu  # noqa: E402  (benchmarks/_pin.py, beside this script)
 
 
 def main() -> int:
@@ -31,11 +32,7 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,2,4,8,16,32,64,128,256,512")
     ap.add_argument("--devices", type=int, default=8)
     args = ap.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-        except OSError:
-            pass
+    pin_to_one_cpu()
     try:
         model = ModelConfig.from_name("llama3.1-70b")
     except ValueError:

@@ -43,6 +43,7 @@ from .cluster import Cluster, DeviceGroup
 from .cost import CATEGORIES, Coster, CostedDAG
 from .dag import DagOptions, build_edge_dag, build_layer_dag, edge_parallelism, layer_parallelism
 from .memory import MemoryEstimate, device_memory
+from .pareto import pareto_front
 from .parallelism import Parallelism
 from .workload import Workload
 
@@ -496,13 +497,8 @@ def _rank_key(objective: str) -> Callable[[Candidate], tuple]:
 
 
 def _pareto(cands: list[Candidate]) -> list[Candidate]:
-    pts = sorted(cands, key=lambda c: (c.request_latency_s, -c.tokens_per_s_per_device, c.tp, c.pp, c.ep, c.sp))
-    out, best_tps = [], -1.0
-    for c in pts:
-        if c.tokens_per_s_per_device > best_tps:
-            out.append(c)
-            best_tps = c.tokens_per_s_per_device
-    return out
+    return pareto_front(cands, order=lambda c: (c.request_latency_s, -c.tokens_per_s_per_device, c.tp, c.pp, c.ep, c.sp),
+                        better=lambda c: c.tokens_per_s_per_device)
 
 
 def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, options: PlanOptions,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accelcal.models import ModelConfig
+from ..pareto import pareto_front
 from .engine import EnginePreset
 from .kv import Infeasible, kv_budget
 from .steady import steady_state
@@ -207,13 +208,8 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
 
 
 def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
-    pts = sorted(cands, key=lambda c: (-c.per_user, -c.per_device, c.tp, c.pp, c.concurrency))
-    out, best = [], -1.0
-    for c in pts:
-        if c.per_device > best:
-            out.append(c)
-            best = c.per_device
-    return out
+    return pareto_front(cands, order=lambda c: (-c.per_user, -c.per_device, c.tp, c.pp, c.concurrency),
+                        better=lambda c: c.per_device)
 
 
 def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandidate]) -> list[str]:
