@@ -27,6 +27,7 @@ import functools
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from accelcal.vocab import SCOPES
 
@@ -184,3 +185,14 @@ def missing_hint(op: str, scope: str) -> str:
     return (f"no shipped interconnect profile has {op} ({scope}); import your own nccl-tests results "
             f"(accelcal import nccl-tests <op>_perf.txt --out IC.yaml) and pass it as {flag}")
 
+
+def add_profile_arguments(parser: Any, device_help: str) -> None:
+    """``--profile``, ``--interconnect`` and ``--inter-node-profile``: the parts a plan or prediction composes."""
+    parser.add_argument("--profile", required=True, help=device_help)
+    parser.add_argument("--interconnect", default=None, metavar="PROFILE",
+                        help="intra-node interconnect profile (profiles/interconnect/*.yaml, or your own from "
+                             "accelcal import nccl-tests): its intra_node collectives replace --profile's, and it "
+                             "sets the devices per node")
+    parser.add_argument("--inter-node-profile", default=None, metavar="PROFILE",
+                        help="profile whose inter_node collectives link the nodes: an interconnect profile or a "
+                             "full profile (default: --profile)")

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from accelcal.calibrate.compose import add_profile_arguments
 from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
@@ -23,13 +24,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                        description="Enumerate TP x PP x DP (x EP for MoE, SP for prefill), cost each layer DAG "
                                    "from the profile, and rank the layouts with the reasons. Exit 3 when no layout "
                                    "fits, 4 when layouts fit but none meets --ttft/--tpot/--request-rate.")
-    p.add_argument("--profile", required=True, help="profile YAML of one node (accelcal calibrate or profiles/datasheet/)")
-    p.add_argument("--interconnect", default=None, metavar="PROFILE",
-                   help="interconnect profile whose intra_node collectives replace --profile's (e.g. "
-                        "profiles/interconnect/*.yaml, or your own from accelcal import nccl-tests)")
-    p.add_argument("--inter-node-profile", default=None,
-                   help="profile whose inter_node collectives link the nodes: an interconnect profile or a full "
-                        "profile (default: --profile)")
+    add_profile_arguments(p, "profile YAML of one node (accelcal calibrate or profiles/datasheet/)")
     p.add_argument("--assume-zero-latency", action="store_true",
                    help="cost collectives whose latency the profile does not give (datasheet priors) at 0 s instead "
                         "of rejecting the layouts that need them; every output then says so")

@@ -15,6 +15,8 @@ import argparse
 import json
 import sys
 
+from accelcal.calibrate.compose import add_profile_arguments
+
 from .engine import engine_names
 
 
@@ -23,11 +25,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                        description="Simulate a serving engine (continuous batching, chunked prefill, paged KV) at a "
                                    "closed-loop concurrency or an open-loop request rate, every step costed from the "
                                    "profile.")
-    p.add_argument("--profile", required=True, help="device profile YAML")
-    p.add_argument("--interconnect", default=None,
-                   help="intra-node interconnect profile (profiles/interconnect/*.yaml or accelcal import nccl-tests): "
-                        "answers intra-node collectives and sets the devices per node")
-    p.add_argument("--inter-node-profile", default=None, help="profile of the links between nodes")
+    add_profile_arguments(p, "device profile YAML (accelcal calibrate, or profiles/*.yaml)")
     p.add_argument("--model", required=True,
                    help="model preset name, a model config .yaml, or a Hugging Face config.json or its folder")
     p.add_argument("--tp", type=int, default=1)
