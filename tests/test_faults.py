@@ -140,11 +140,12 @@ run_rank_cases([Case("tiny", "decode", 8, 1, 512, tp=2)] * 1, {{"tiny": dims}}, 
 """
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        ranks = wait_for_ranks(proc, n=2, timeout_s=90)
-        ranks = [p for p in ranks if "spawn" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
-        time.sleep(2.0)
-        socks = listening_sockets(ranks)
+        kids = wait_for_ranks(proc, n=2, timeout_s=90)
+        # Read the socket table at once, while the rendezvous listens (it may close once the ranks have met;
+        # on a loaded machine a fixed sleep can miss it): every listener of the run must be on loopback.
+        socks = listening_sockets(kids + [proc.pid])
         assert socks and all(a == "127.0.0.1" for a, _ in socks), socks
+        ranks = [p for p in kids if "spawn" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
         os.kill(proc.pid, signal.SIGKILL)
         assert wait_gone(ranks, RANKS_GONE_BOUND_S) < RANKS_GONE_BOUND_S
     finally:
