@@ -23,8 +23,8 @@ planner asks of a profile), ``errors``.  The vocabulary names re-exported here
 from accelcal.vocab import (BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, SCOPES, attention_flop_bytes,
                             busbw_factor, gemm_flop)
 
-from .entries import (AttentionEntry, CollectiveEntry, CollectivePiece, ComputeEntry, Identity, MemoryEntry, Overheads,
-                      Quality, Validation, ValidationCase)
+from .entries import AttentionEntry, CollectiveEntry, CollectivePiece, ComputeEntry, MemoryEntry, Overheads, Quality
+from .provenance import Identity, Validation, ValidationCase
 from .errors import MissingMeasurement, ProfileError, ProfileQueryError
 from .perf import WAVE_TILE, gemm_estimate_s, gemm_model_time_s
 from .profile import Estimate, Profile

@@ -22,8 +22,8 @@ from accelcal.atomic import atomic_write_text
 from accelcal.vocab import (BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, SCOPES, attention_flop_bytes,
                             busbw_factor, gemm_element_bytes, ring_latency_scale)
 
-from .entries import (AttentionEntry, CollectiveEntry, ComputeEntry, Identity, MemoryEntry, Overheads, Quality,
-                      Validation)
+from .entries import AttentionEntry, CollectiveEntry, ComputeEntry, MemoryEntry, Overheads, Quality
+from .provenance import Identity, Validation
 from .errors import MissingMeasurement, ProfileError
 from .reader import MEMORY_PATTERNS, SCHEMA_VERSION, TOP_LEVEL, Reader
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .entries import Identity
+    from .provenance import Identity
     from .profile import Estimate
 
 __all__ = ["ProfileQueries"]
