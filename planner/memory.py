@@ -72,18 +72,32 @@ def layer_weight_elems(model: ModelConfig, tp: int, ep: int) -> int:
     return attn + ffn + 2 * h
 
 
+def stage_weight_bytes(model: ModelConfig, tp: int, pp: int, ep: int, layer_bytes_per_elem: float,
+                       embed_bytes_per_elem: float) -> float:
+    """Weight bytes on one device of the busiest stage: its decoder layers, plus the embedding / LM head.
+
+    The embedding sits on the first stage and the LM head on the last (same size); one stage holding both
+    keeps a single matrix when they are tied, across stages each holds its own copy."""
+    layers = math.ceil(model.layers / pp)
+    embed = model.vocab_size * model.hidden_size // tp
+    head_stage = (embed if model.tie_word_embeddings else 2 * embed) + model.hidden_size if pp == 1 else \
+        embed + model.hidden_size
+    return layers * layer_weight_elems(model, tp, ep) * layer_bytes_per_elem + head_stage * embed_bytes_per_elem
+
+
+def kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per_elem: float) -> float:
+    """KV-cache bytes one token adds on one device of the busiest stage (K and V of its layers' KV heads)."""
+    return math.ceil(model.layers / pp) * 2 * kv_heads_per_device(model, tp) * model.head_dim * kv_bytes_per_elem
+
+
 def device_memory(model: ModelConfig, workload: Workload, parallelism: Parallelism = Parallelism()) -> MemoryEstimate:
     """Bytes one device of the busiest stage needs under ``parallelism`` (DP and the scopes do not change it)."""
     tp, pp, ep, sp = parallelism.tp, parallelism.pp, parallelism.ep, parallelism.sp
     el, kvel = model.weight_bytes_per_elem, model.kv_bytes_per_elem
     h, hd = model.hidden_size, model.head_dim
-    layers = math.ceil(model.layers / pp)
-    embed = model.vocab_size * h // tp  # embedding on the first stage, LM head on the last (same size)
-    # one stage holding both keeps a single matrix when they are tied; across stages each holds its own copy
-    head_stage = (embed if model.tie_word_embeddings else 2 * embed) + h if pp == 1 else embed + h
-    weights = (layers * layer_weight_elems(model, tp, ep) + head_stage) * el
+    weights = stage_weight_bytes(model, tp, pp, ep, el, el)
     kvh = kv_heads_per_device(model, tp)
-    kv = workload.batch * workload.context_len * layers * 2 * kvh * hd * kvel
+    kv = workload.batch * workload.context_len * kv_bytes_per_token(model, tp, pp, kvel)
     heads = model.heads // tp
     if model.is_moe:
         ef = model.expert_ffn_size if ep > 1 else model.expert_ffn_size // tp

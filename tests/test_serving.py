@@ -250,3 +250,21 @@ def test_search_p99_targets_are_checked_by_simulation_and_plotted(prof, tmp_path
     out = tmp_path / "front.png"
     plot_pareto(res, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_serving_weights_follow_the_planner_memory_rule_for_tied_embeddings():
+    # One formula for the weights on a device (planner.memory.stage_weight_bytes): the serving KV budget and the
+    # planner's memory estimate agree, and tied embeddings keep one vocab x hidden matrix on a single stage.
+    import dataclasses
+
+    from accelcal.models import ModelConfig
+    from accelcal.planner.memory import device_memory
+    from accelcal.planner.serving.kv import weight_bytes
+    from accelcal.planner.workload import Workload
+
+    untied = ModelConfig.from_name("small")
+    tied = dataclasses.replace(untied, tie_word_embeddings=True)
+    assert weight_bytes(untied, 1, 1, "bf16") == device_memory(untied, Workload()).weights_bytes
+    assert weight_bytes(tied, 1, 1, "bf16") == device_memory(tied, Workload()).weights_bytes
+    assert weight_bytes(untied, 1, 1, "bf16") - weight_bytes(tied, 1, 1, "bf16") == \
+        untied.vocab_size * untied.hidden_size * 2

@@ -19,11 +19,9 @@ planner.memory.device_memory's for one forward at the engine's token budget.  Th
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
-from ..dag import kv_heads_per_device
-from ..memory import device_memory, layer_weight_elems
+from ..memory import device_memory, kv_bytes_per_token, stage_weight_bytes
 from ..parallelism import Parallelism
 from accelcal.models import ModelConfig
 from accelcal.vocab import DTYPE_BYTES
@@ -92,10 +90,7 @@ class KVBudget:
 
 def weight_bytes(model: ModelConfig, tp: int, pp: int, weight_dtype: str, ep: int = 1) -> float:
     """Weights on one device of the busiest stage: layers at ``weight_dtype``, embedding/LM head in bf16."""
-    layers = math.ceil(model.layers / pp)
-    embed = model.vocab_size * model.hidden_size // tp
-    head_stage = 2 * embed + model.hidden_size if pp == 1 else embed + model.hidden_size
-    return float(layers * layer_weight_elems(model, tp, ep) * DTYPE_BYTES[weight_dtype] + head_stage * DTYPE_BYTES["bf16"])
+    return float(stage_weight_bytes(model, tp, pp, ep, DTYPE_BYTES[weight_dtype], DTYPE_BYTES["bf16"]))
 
 
 def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capacity_bytes: float,
@@ -139,8 +134,7 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
                 f"{frac:.3f} x {capacity_bytes / g:.4g} GB - weights {weights / g:.4g} GB")
         reserve = (1 - frac) * capacity_bytes
         act = comm = 0.0
-    per_token = float(math.ceil(model.layers / pp) * 2 * kv_heads_per_device(model, tp) * model.head_dim
-                      * DTYPE_BYTES[kv_dtype])
+    per_token = float(kv_bytes_per_token(model, tp, pp, DTYPE_BYTES[kv_dtype]))
     if pool <= 0:
         raise Infeasible(f"weights + reserves do not fit: {rule} = {pool / g:.4g} GB left for the KV cache "
                          f"(tp={tp}, pp={pp}, weights {weight_dtype})", "weights")
