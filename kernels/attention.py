@@ -9,9 +9,13 @@
     run_attention(ctx, [AttentionCase("prefill", 1, 8, 2, 64, 256, 256)], dtypes=("fp32",))
     print(ctx.results.frame()[["op", "case", "figure", "flop_per_s"]])
 
-Rows: ops ``attn_prefill`` (causal, q_len = kv_len) and ``attn_decode``
-(q_len = 1 over kv_len, not causal); params ``batch, heads, kv_heads, head_dim,
-q_len, kv_len, causal`` plus ``gqa`` (``native`` when SDPA takes
+Rows: ops ``attn_prefill`` (causal; q_len = kv_len, or a chunk of q_len new
+tokens after kv_len - q_len cached ones with the mask aligned to the last query,
+``torch.nn.attention.bias.causal_lower_right``), ``attn_decode`` (q_len = 1 over
+kv_len, not causal) and ``attn_mixed`` (a decode batch and a prefill chunk
+issued back to back: one continuous-batching step's attention; params of both
+parts, ``chunk_``-prefixed for the chunk); params ``batch, heads, kv_heads,
+head_dim, q_len, kv_len, causal`` plus ``gqa`` (``native`` when SDPA takes
 ``enable_gqa=True``, else ``repeat_interleave``: K/V expanded inside the timed
 call, which a real kernel without GQA support would also pay).
 
@@ -32,15 +36,15 @@ from accelcal.vocab import attention_flop_bytes
 
 from .cases import TORCH_DTYPES, SweepContext, element_bytes
 from .device import Device
-from .shapes import AttentionCase
+from .shapes import AttentionCase, MixedAttentionCase
 
-__all__ = ["attention_bytes", "attention_flop", "gqa_mode", "make_attention_run", "run_attention"]
+__all__ = ["attention_bytes", "attention_flop", "gqa_mode", "make_attention_run", "run_attention", "run_mixed_attention"]
 
 
 def attention_flop(c: AttentionCase) -> int:
-    """4·B·H·q·kv·d (two matmuls of 2·q·kv·d per head); halved when causal."""
-    full = 4 * c.batch * c.heads * c.q_len * c.kv_len * c.head_dim
-    return full // 2 if c.causal else full
+    """4·B·H·d per attended (query, key) pair: q·kv pairs, less the masked triangle when causal."""
+    flop, _ = attention_flop_bytes(c.batch, c.q_len, c.kv_len, c.heads, c.kv_heads, c.head_dim, 1, c.causal)
+    return int(flop)
 
 
 def attention_bytes(c: AttentionCase, dtype: str) -> int:
@@ -76,18 +80,31 @@ def make_attention_run(device: Device, c: AttentionCase, dtype: str, sets: int, 
             torch.randn(c.batch, c.kv_heads, c.kv_len, c.head_dim, dtype=tdt, device=device.torch))
            for _ in range(sets)]
     group = c.heads // c.kv_heads
-    causal = c.causal
+    # is_causal aligns the mask to the first query; a chunk after cached tokens needs it aligned to the last.
+    kw: dict = {"is_causal": True} if c.causal and c.q_len == c.kv_len else {}
+    if c.causal and c.q_len < c.kv_len:
+        from torch.nn.attention.bias import causal_lower_right
 
-    if gqa == "native" or group == 1:
-        def run(i: int) -> object:
-            q, k, v = qkv[i % sets]
-            return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=group > 1)
-    else:
-        def run(i: int) -> object:
-            q, k, v = qkv[i % sets]
-            return F.scaled_dot_product_attention(q, k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1),
-                                                  is_causal=causal)
-    return run
+        kw = {"attn_mask": causal_lower_right(c.q_len, c.kv_len)}
+
+    def native(i: int) -> object:
+        q, k, v = qkv[i % sets]
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=group > 1, **kw)
+
+    def expanded(i: int) -> object:
+        q, k, v = qkv[i % sets]
+        return F.scaled_dot_product_attention(q, k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1), **kw)
+
+    if group == 1 or gqa != "native":
+        return expanded if group > 1 else native
+    if "attn_mask" in kw:
+        # The lower-right mask dispatches to the fused kernels itself; where one of them rejects GQA heads,
+        # expanding K/V is what a kernel without GQA support pays.
+        try:
+            native(0)
+        except RuntimeError:
+            return expanded
+    return native
 
 
 def _params(c: AttentionCase, gqa: str) -> dict[str, object]:
@@ -95,14 +112,17 @@ def _params(c: AttentionCase, gqa: str) -> dict[str, object]:
             "q_len": c.q_len, "kv_len": c.kv_len, "causal": c.causal, "gqa": gqa}
 
 
-def run_attention(ctx: SweepContext, cases: Sequence[AttentionCase], dtypes: Sequence[str]) -> None:
-    """Measure every (dtype, case); rows and skips go to ``ctx.results``."""
-    for c in cases:
-        if c.phase not in ("prefill", "decode"):
-            raise ValueError(f"attention case phase must be 'prefill' or 'decode', got {c.phase!r}")
+def _set_bytes(c: AttentionCase, dtype: str) -> int:
+    """One (Q, K, V) set plus the (B, H, q, kv) score matrix a non-fused fallback may materialise in fp32."""
+    return attention_bytes(c, dtype) + 4 * c.batch * c.heads * c.q_len * c.kv_len
+
+
+def run_attention(ctx: SweepContext, cases: Sequence[AttentionCase], dtypes: Sequence[str],
+                  mixed: Sequence[MixedAttentionCase] = ()) -> None:
+    """Measure every (dtype, case), then every (dtype, mixed case); rows and skips go to ``ctx.results``."""
     work = [(d, c) for d in dtypes for c in cases]
-    ctx.plan("attention", len(work))
-    if not work:
+    ctx.plan("attention", len(work) + len(dtypes) * len(mixed))
+    if not work and not mixed:
         return
     gqa = gqa_mode(ctx.device)
     for dtype, c in work:
@@ -113,11 +133,44 @@ def run_attention(ctx: SweepContext, cases: Sequence[AttentionCase], dtypes: Seq
         if dtype not in ("fp32", "bf16", "fp16"):
             ctx.skip(op, case, params, dtype, f"attention is measured in fp32/bf16/fp16 only, not {dtype}")
             continue
-        # One set plus the (B, H, q, kv) score matrix a non-fused fallback may materialise in fp32.
-        set_b = attention_bytes(c, dtype) + 4 * c.batch * c.heads * c.q_len * c.kv_len
-        sets, why = ctx.fit_sets(set_b)
+        sets, why = ctx.fit_sets(_set_bytes(c, dtype))
         if not sets:
             ctx.skip(op, case, params, dtype, why)
             continue
         ctx.measure(op, case, params, dtype, lambda: make_attention_run(ctx.device, c, dtype, sets, gqa),
                     flop=attention_flop(c), bytes_moved=attention_bytes(c, dtype))
+    run_mixed_attention(ctx, mixed, dtypes, gqa)
+
+
+def run_mixed_attention(ctx: SweepContext, cases: Sequence[MixedAttentionCase], dtypes: Sequence[str],
+                        gqa: str | None = None) -> None:
+    """Time each mixed case's decode part and chunk back to back as one call (op ``attn_mixed``)."""
+    if not cases:
+        return
+    gqa = gqa or gqa_mode(ctx.device)
+    for dtype in dtypes:
+        for m in cases:
+            d, c = m.decode, m.chunk
+            params = {**_params(d, gqa), **{f"chunk_{k}": v for k, v in _params(c, gqa).items()
+                                            if k in ("batch", "q_len", "kv_len", "causal")}}
+            case = f"{m.name}_{dtype}"
+            ctx.step("attention", f"{dtype} mixed h={d.heads}/{d.kv_heads} decode b={d.batch} kv={d.kv_len} + "
+                                  f"chunk q={c.q_len} kv={c.kv_len}")
+            if dtype not in ("fp32", "bf16", "fp16"):
+                ctx.skip("attn_mixed", case, params, dtype, f"attention is measured in fp32/bf16/fp16 only, not {dtype}")
+                continue
+            sets, why = ctx.fit_sets(_set_bytes(d, dtype) + _set_bytes(c, dtype))
+            if not sets:
+                ctx.skip("attn_mixed", case, params, dtype, why)
+                continue
+
+            def make(d=d, c=c, sets=sets, dtype=dtype):
+                run_d = make_attention_run(ctx.device, d, dtype, sets, gqa)
+                run_c = make_attention_run(ctx.device, c, dtype, sets, gqa)
+
+                def run(i: int) -> object:
+                    run_d(i)
+                    return run_c(i)
+                return run
+            ctx.measure("attn_mixed", case, params, dtype, make, flop=attention_flop(d) + attention_flop(c),
+                        bytes_moved=attention_bytes(d, dtype) + attention_bytes(c, dtype))

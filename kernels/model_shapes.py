@@ -28,7 +28,7 @@ MODEL_SHAPE_MS: tuple[int, ...] = (1, 16, 128, 1024, 4096)
 MODEL_SHAPE_DTYPES: tuple[str, ...] = ("bf16",)
 """dtypes the model shapes are measured in: what the planner costs the preset models in (weight_dtype)."""
 
-QUICK_FOR_MODELS: tuple[str, ...] = ("llama3-8b", "llama3-70b", "llama3.1-405b", "mixtral-8x7b")
+QUICK_FOR_MODELS: tuple[str, ...] = ("llama3-8b", "llama3-70b", "llama3.1-405b", "mixtral-8x7b", "qwen3-32b")
 """Preset models the quick accelerator sweep covers by default (planner/presets)."""
 
 QUICK_FOR_TP: tuple[int, ...] = (1, 2, 4, 8)

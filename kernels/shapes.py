@@ -15,6 +15,7 @@ the model presets (models/presets/*.yaml, each citing its config.json).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from accelcal.models import ModelConfig, ModelDims
 from accelcal.vocab import ALL_DTYPES
@@ -22,6 +23,7 @@ from accelcal.vocab import ALL_DTYPES
 __all__ = [
     "ALL_DTYPES",
     "AttentionCase",
+    "MixedAttentionCase",
     "DENSE_MS",
     "GemmShape",
     "MODELS",
@@ -108,7 +110,8 @@ class AttentionCase:
     """One scaled_dot_product_attention call (GQA when kv_heads < heads)."""
 
     phase: str
-    """``prefill`` (causal, q_len = kv_len) or ``decode`` (q_len = 1, not causal)."""
+    """``prefill`` (causal; q_len = kv_len, or q_len < kv_len: a chunk after kv_len - q_len cached tokens,
+    the causal mask aligned to the last query) or ``decode`` (q_len = 1, not causal)."""
     batch: int
     """Sequences."""
     heads: int
@@ -124,6 +127,14 @@ class AttentionCase:
     label: str = ""
     """Where the head layout comes from."""
 
+    def __post_init__(self) -> None:
+        if self.phase not in ("prefill", "decode"):
+            raise ValueError(f"attention case phase must be 'prefill' or 'decode', got {self.phase!r}")
+        if self.phase == "prefill" and not 1 <= self.q_len <= self.kv_len:
+            raise ValueError(f"prefill attention needs 1 <= q_len <= kv_len, got q_len={self.q_len}, kv_len={self.kv_len}")
+        if self.phase == "decode" and self.q_len != 1:
+            raise ValueError(f"decode attention has q_len = 1, got {self.q_len}")
+
     @property
     def causal(self) -> bool:
         return self.phase == "prefill"
@@ -132,6 +143,46 @@ class AttentionCase:
     def name(self) -> str:
         return (f"{self.phase}_b{self.batch}_h{self.heads}_kv{self.kv_heads}_d{self.head_dim}"
                 f"_q{self.q_len}_kv{self.kv_len}")
+
+
+@dataclass(frozen=True)
+class MixedAttentionCase:
+    """One continuous-batching step's attention: a decode batch and one prefill chunk, issued back to back
+    (op ``attn_mixed``).  Not fitted: the profile predicts it from its prefill and decode fits
+    (``Profile.attention_mixed_time_s``), so its measured time checks that composition."""
+
+    decode: AttentionCase
+    """The decode part (batch x 1 query over kv_len)."""
+    chunk: AttentionCase
+    """The prefill chunk (q_len new tokens over kv_len, causal)."""
+
+    def __post_init__(self) -> None:
+        if self.decode.phase != "decode" or self.chunk.phase != "prefill":
+            raise ValueError("a mixed attention case is a decode part and a prefill chunk")
+        d, c = self.decode, self.chunk
+        if (d.heads, d.kv_heads, d.head_dim) != (c.heads, c.kv_heads, c.head_dim):
+            raise ValueError("the decode part and the chunk of a mixed case must share the head layout")
+
+    @property
+    def name(self) -> str:
+        d, c = self.decode, self.chunk
+        return (f"mixed_h{d.heads}_kv{d.kv_heads}_d{d.head_dim}_dec_b{d.batch}_kv{d.kv_len}"
+                f"_chunk_q{c.q_len}_kv{c.kv_len}")
+
+
+def _mixed(heads: int, kv_heads: int, head_dim: int, decode_batch: int, decode_kv: int, chunk_q: int, chunk_kv: int,
+           label: str) -> MixedAttentionCase:
+    return MixedAttentionCase(AttentionCase("decode", decode_batch, heads, kv_heads, head_dim, 1, decode_kv, label),
+                              AttentionCase("prefill", 1, heads, kv_heads, head_dim, chunk_q, chunk_kv, label))
+
+
+def _layout_cases(layouts: Sequence[tuple[int, int, int, str]], prefill: Sequence[tuple[int, int, int]],
+                  decode: Sequence[tuple[int, int]]) -> tuple[AttentionCase, ...]:
+    """Every head layout ``(heads, kv_heads, head_dim, label)`` at each prefill ``(batch, q_len, kv_len)`` and decode
+    ``(batch, kv_len)``: batch x length x heads, so a fit is judged across head counts, not along one line."""
+    out = [AttentionCase("prefill", b, h, kv, d, q, k, lab) for h, kv, d, lab in layouts for b, q, k in prefill]
+    out += [AttentionCase("decode", b, h, kv, d, 1, k, lab) for h, kv, d, lab in layouts for b, k in decode]
+    return tuple(out)
 
 
 def _attention_cases(heads: int, kv_heads: int, head_dim: int, prefill_lens: tuple[int, ...],
@@ -145,6 +196,18 @@ def _attention_cases(heads: int, kv_heads: int, head_dim: int, prefill_lens: tup
 _L8 = MODELS["llama3-8b"]
 _SMALL = ModelDims.from_config(ModelConfig.from_name("small"))  # the CPU validation model
 _L8_LABEL = f"llama3-8b heads ({_L8.source})"
+
+
+def _tp_layouts(model: ModelDims, name: str, tps: Sequence[int]) -> list[tuple[int, int, int, str]]:
+    """(heads, kv_heads, head_dim, label) of ``model`` with its heads divided by each TP degree (Megatron splits
+    query and KV heads alike; a degree that does not divide the KV heads is left out)."""
+    return [(model.heads // t, model.kv_heads // t, model.head_dim, f"{name} heads / TP{t} ({model.source})")
+            for t in tps if model.heads % t == 0 and model.kv_heads % t == 0]
+
+
+# GQA ratios 4 (Llama-3-8B) and 8 (Llama-3-70B, also Qwen3-32B's 64/8), and 70B's heads divided by TP 1..8:
+# the prefill wave term sees 8 to 64 heads, the decode fit two arithmetic intensities.
+_GPU_LAYOUTS = _tp_layouts(_L8, "llama3-8b", (1,)) + _tp_layouts(MODELS["llama3-70b"], "llama3-70b", (1, 2, 4, 8))
 _CPU_LABEL = "llama3-8b layout scaled down 4x in heads and 2x in head_dim for slow devices"
 
 
@@ -170,6 +233,8 @@ class SuitePreset:
     """Attention calls."""
     attention_dtypes: tuple[str, ...] = ("bf16",)
     """dtypes for attention (intersected with ``dtypes``)."""
+    mixed_attention_cases: tuple[MixedAttentionCase, ...] = ()
+    """Decode batch + prefill chunk pairs timed as one step (op ``attn_mixed``), in ``attention_dtypes``."""
     decode_shapes: tuple[GemmShape, ...] = ()
     """(N, K) shapes swept only at ``decode_ms``: larger weights in the memory-bound small-M (decode)
     regime, where they cost little to measure even on a slow device."""
@@ -248,7 +313,10 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         memory_sizes_bytes=_pow2_sizes(4 * KiB, 256 * MiB, 2),
         # Four prefill lengths: the prefill fit (latency, FLOP rate, byte rate) needs >= 3 cases, and a fourth
         # leaves a point to hold out (1024 costs ~30 ms a call on one core).
-        attention_cases=_attention_cases(8, 2, 64, (128, 256, 512, 1024), (512, 2048), (1, 4), _CPU_LABEL),
+        # plus a batch of 2 and a 256-token chunk after 768 cached tokens (chunked prefill), and one engine step.
+        attention_cases=_attention_cases(8, 2, 64, (128, 256, 512, 1024), (512, 2048), (1, 4), _CPU_LABEL)
+        + (AttentionCase("prefill", 2, 8, 2, 64, 256, 256, _CPU_LABEL), AttentionCase("prefill", 1, 8, 2, 64, 256, 1024, _CPU_LABEL)),
+        mixed_attention_cases=(_mixed(8, 2, 64, 4, 1024, 128, 512, _CPU_LABEL),),
         attention_dtypes=("fp32", "bf16"),
         # The biggest case (gate_up/8 at M=512, 1.9 GFLOP) needs ~0.4 s on an idle
         # 2-core CPU; 1.5 s leaves room for a busy machine, fp16/fp8 emulation does not fit.
@@ -315,9 +383,17 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         gemm_ms=QUICK_MS,
         square_ms=(1, 128, 1024, 8192),
         memory_sizes_bytes=_pow2_sizes(4 * KiB, 1 * GiB, 8),
-        # >= 3 prefill lengths for the prefill fit, plus one to hold out.
-        attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (512, 1024, 2048, 8192),
-                                         (1024, 8192, 32768), (1, 16), _L8_LABEL),
+        # batch x length x heads: whole prompts of 512..8192 tokens, a batch of 4, and chunks after a cached
+        # context (what chunked prefill runs); decode batches 1..64 over 1K..32K of KV; every head layout.
+        attention_cases=_layout_cases(_GPU_LAYOUTS,
+                                      prefill=((1, 512, 512), (1, 2048, 2048), (1, 8192, 8192), (4, 1024, 1024),
+                                               (1, 2048, 8192), (1, 512, 4096)),
+                                      decode=((1, 1024), (1, 32768), (16, 8192), (16, 32768), (64, 2048))),
+        # A decode batch plus a prefill chunk, as one engine step runs them (predicted from the two fits).
+        mixed_attention_cases=tuple(_mixed(h, kv, d, db, dk, cq, ck, lab)
+                                    for h, kv, d, lab in (_GPU_LAYOUTS[1], _GPU_LAYOUTS[-1])
+                                    for db, dk, cq, ck in ((16, 4096, 2048, 2048), (64, 2048, 1024, 4096),
+                                                           (32, 8192, 512, 8192))),
         attention_dtypes=("bf16",),
         # Decode batches to prefill chunks of 8 x 2048 tokens, at Llama-3-8B widths.
         elementwise_dims=_L8,
@@ -331,8 +407,14 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         gemm_shapes=tuple(projection_shapes()) + tuple(square_shapes()),
         gemm_ms=DENSE_MS,
         memory_sizes_bytes=_pow2_sizes(4 * KiB, 4 * GiB, 2),
-        attention_cases=_attention_cases(_L8.heads, _L8.kv_heads, _L8.head_dim, (128, 512, 1024, 2048, 4096, 8192, 16384),
-                                         (512, 2048, 8192, 32768, 131072), (1, 8, 32, 128), _L8_LABEL),
+        attention_cases=_layout_cases(_GPU_LAYOUTS,
+                                      prefill=tuple((1, n, n) for n in (128, 512, 1024, 2048, 4096, 8192, 16384))
+                                      + ((4, 1024, 1024), (8, 2048, 2048), (1, 512, 4096), (1, 2048, 8192), (1, 2048, 32768)),
+                                      decode=tuple((b, k) for b in (1, 8, 32, 128) for k in (512, 2048, 8192, 32768, 131072)
+                                                   if b * k <= 32 * 131072)),
+        mixed_attention_cases=tuple(_mixed(h, kv, d, db, dk, cq, ck, lab) for h, kv, d, lab in _GPU_LAYOUTS
+                                    for db, dk, cq, ck in ((16, 4096, 2048, 2048), (64, 2048, 1024, 4096),
+                                                           (32, 8192, 512, 8192), (128, 1024, 4096, 8192))),
         attention_dtypes=("bf16", "fp16"),
         elementwise_dims=_L8,
         elementwise_tokens=(1, 4, 16, 64, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768),

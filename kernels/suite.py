@@ -95,7 +95,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
                 run_overheads(ctx, queue_len=p.overhead_queue_len)
                 run_eager_dispatch(ctx)
             elif op == "attention":
-                run_attention(ctx, p.attention_cases, attn_dtypes)
+                run_attention(ctx, p.attention_cases, attn_dtypes, p.mixed_attention_cases)
             elif op == "elementwise" and p.elementwise_dims is not None:
                 run_elementwise(ctx, p.elementwise_dims, p.elementwise_tokens, ew_dtypes)
     finally:

@@ -21,7 +21,7 @@ set -uo pipefail
 OUT="${1:?usage: scripts/gpu_check.sh OUTDIR [DEVICE] [run_bench mode flag]}"
 DEVICE="${2:-cuda:0}"
 MODE_FLAG="${3:---quick}"
-DEADLINE_S="${GPU_CHECK_DEADLINE_S:-300}"
+DEADLINE_S="${GPU_CHECK_DEADLINE_S:-420}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -62,7 +62,7 @@ stamp "start $(date -u +%Y-%m-%dT%H:%M:%SZ) device=$DEVICE mode=$MODE_FLAG deadl
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv 2>&1 || true; } >>"$LOG"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" >>"$LOG" 2>&1
 stage install 60 python3 -m pip install -q --no-deps --no-build-isolation -e .
-stage run_bench 200 bash run_bench.sh "$MODE_FLAG" --python python3 --no-install --device "$DEVICE" --nproc 1 \
+stage run_bench 260 bash run_bench.sh "$MODE_FLAG" --python python3 --no-install --device "$DEVICE" --nproc 1 \
     --out "$WORK/run" --profile "$WORK/gpu-profile.yaml"
 DEV_TYPE="${DEVICE%%:*}"
 if [ "$DEV_TYPE" != cpu ] && [ -f "$WORK/gpu-profile.yaml" ]; then

@@ -34,9 +34,14 @@ def test_attention_flop_and_bytes():
     prefill = AttentionCase("prefill", batch=2, heads=8, kv_heads=2, head_dim=64, q_len=128, kv_len=128)
     decode = AttentionCase("decode", batch=2, heads=8, kv_heads=2, head_dim=64, q_len=1, kv_len=1024)
     assert prefill.causal and not decode.causal
-    # causal halves QK^T and PV: (4 * B * H * q * kv * d) / 2
-    assert attention_flop(prefill) == 4 * 2 * 8 * 128 * 128 * 64 // 2
+    # causal: query i attends keys 0..i, q (q + 1) / 2 pairs of 4 * d FLOP per head (accelcal.vocab, the one formula)
+    assert attention_flop(prefill) == 4 * 2 * 8 * 64 * (128 * 129 // 2)
     assert attention_flop(decode) == 4 * 2 * 8 * 1 * 1024 * 64
+    # a 128-token chunk after 384 cached tokens: every cached key plus the causal triangle of its own
+    chunk = AttentionCase("prefill", batch=1, heads=8, kv_heads=2, head_dim=64, q_len=128, kv_len=512)
+    assert attention_flop(chunk) == 4 * 8 * 64 * (128 * 384 + 128 * 129 // 2)
+    with pytest.raises(ValueError, match="q_len <= kv_len"):
+        AttentionCase("prefill", batch=1, heads=8, kv_heads=2, head_dim=64, q_len=512, kv_len=128)
     # Q and O over query heads, K and V over kv heads.
     assert attention_bytes(prefill, "bf16") == (2 * 2 * 8 * 128 * 64 + 2 * 2 * 2 * 128 * 64) * 2
     assert attention_bytes(decode, "fp32") == (2 * 2 * 8 * 1 * 64 + 2 * 2 * 2 * 1024 * 64) * 4
