@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from .fit_alpha_beta import fit_piecewise
-from .fit_attention import CASE_KEYS, fit_attention_table
+from .fit_attention import attention_groups, fit_attention_table
 from .fit_gemm import fit_gemm
 from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, SCOPES
 
@@ -237,10 +237,7 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
             dev = g[g["figure"] == "device"]
             setattr(over, fld, float((dev if len(dev) else g)["median_s"].median()))
 
-    attn = kdev[kdev["op"].isin(["attn_prefill", "attn_decode"])] if len(kdev) else kdev
-    groups = [(dtype, op.split("_", 1)[1], g[list(CASE_KEYS)].to_dict("records"), g["median_s"].astype(float).values)
-              for (op, dtype), g in (attn.groupby(["op", "dtype"]) if len(attn) else [])]
-    attention = fit_attention_table(groups, wave_units=int(wave) if wave else None, note=note)
+    attention = fit_attention_table(attention_groups(kdev), wave_units=int(wave) if wave else None, note=note)
 
     collectives = []
     if len(coll):

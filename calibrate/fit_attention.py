@@ -24,7 +24,7 @@ from accelcal.vocab import DTYPE_BYTES, attention_flop_bytes
 from .profile import MAX_BANDWIDTH_BYTES_PER_S, MAX_FLOP_PER_S, MAX_TIME_S, AttentionEntry
 from .quality import bound_flags, build_quality, kfold_splits, rel_errors
 
-__all__ = ["fit_attention", "case_work", "MIN_ATTENTION_POINTS"]
+__all__ = ["attention_groups", "fit_attention", "fit_attention_table", "case_work", "MIN_ATTENTION_POINTS"]
 
 MIN_ATTENTION_POINTS = 3
 """Fewest measured cases per (dtype, phase): three parameters."""
@@ -150,6 +150,26 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
     q = build_quality(op, errs, np.concatenate(held), (float(flop.min()), float(flop.max())), ok, flags, "attention")
     return AttentionEntry(latency_s=float(z[0]), flop_per_s=math.exp(z[1]), bytes_per_s=math.exp(z[2]), quality=q,
                           half_length=float(z[3]), wave_units=waves, block_q=None)
+
+
+def attention_groups(rows: Any) -> list[tuple[str, str, list[dict], np.ndarray]]:
+    """The (dtype, phase, cases, median times) groups a kernels DataFrame's device-figure attention rows fit.
+
+    Whole prompts (q_len = kv_len) and decode only: a chunk after cached context (q_len < kv_len) needs the
+    causal mask aligned to its last query, which torch routes to other kernels than a whole prompt's (on an
+    H200 with torch 2.11: FlashAttention-2 or cuDNN with an explicit mask at ~300 TFLOP/s, against cuDNN's
+    causal kernel at ~600 for whole prompts; benchmarks/attention_backends.py prints which).  An engine's
+    varlen kernel runs a chunk at its whole-prompt rate, so the planner costs chunks from the whole-prompt
+    fit; chunk rows stay in the raw data and benchmarks/fit_accuracy.py shows how far torch's chunk kernels
+    are from that."""
+    if rows is None or not len(rows) or "op" not in rows:
+        return []
+    ok = (rows["status"] == "ok") & (rows["figure"] == "device") & rows["median_s"].notna()
+    sel = rows[ok & rows["op"].isin(["attn_prefill", "attn_decode"])]
+    if len(sel):
+        sel = sel[~((sel["op"] == "attn_prefill") & (sel["q_len"].astype(float) < sel["kv_len"].astype(float)))]
+    return [(dtype, op.split("_", 1)[1], g[list(CASE_KEYS)].to_dict("records"), g["median_s"].astype(float).values)
+            for (op, dtype), g in (sel.groupby(["op", "dtype"]) if len(sel) else [])]
 
 
 def fit_attention_table(groups: Sequence[tuple[str, str, Sequence[Mapping[str, Any]], Sequence[float]]],

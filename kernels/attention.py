@@ -38,7 +38,8 @@ from .cases import TORCH_DTYPES, SweepContext, element_bytes
 from .device import Device
 from .shapes import AttentionCase, MixedAttentionCase
 
-__all__ = ["attention_bytes", "attention_flop", "gqa_mode", "make_attention_run", "run_attention", "run_mixed_attention"]
+__all__ = ["CHUNK_MASKS", "attention_bytes", "attention_flop", "chunk_mask_for", "gqa_mode", "make_attention_run", "run_attention",
+           "run_mixed_attention"]
 
 
 def attention_flop(c: AttentionCase) -> int:
@@ -70,8 +71,44 @@ def gqa_mode(device: Device) -> str:
     return _GQA_CACHE[device.spec]
 
 
-def make_attention_run(device: Device, c: AttentionCase, dtype: str, sets: int, gqa: str) -> Callable[[int], object]:
-    """Allocate ``sets`` random (Q, K, V) sets; ``run(i)`` is one SDPA call on set ``i % sets``."""
+CHUNK_MASKS = ("lower_right_bias", "bool_mask")
+"""How a chunk's lower-right causal mask reaches SDPA: ``torch.nn.attention.bias.causal_lower_right`` (which
+calls one fused kernel directly) or an explicit boolean (q_len, kv_len) mask through SDPA's own dispatch.
+The same arithmetic; torch picks different kernels for them (benchmarks/attention_backends.py shows which)."""
+
+_CHUNK_MASK_CACHE: dict[tuple, str] = {}
+
+
+def chunk_mask_for(device: Device, c: AttentionCase, dtype: str, gqa: str) -> str:
+    """The faster of :data:`CHUNK_MASKS` for this chunk on ``device`` (a few timed calls each): an engine runs
+    the fastest exact kernel it has, so the sweep times that one and records which it was."""
+    key = (device.spec, c.heads, c.kv_heads, c.head_dim, c.batch, c.q_len, c.kv_len, dtype, gqa)
+    if key not in _CHUNK_MASK_CACHE:
+        import time
+
+        best = None
+        for mask in CHUNK_MASKS:
+            try:
+                run = make_attention_run(device, c, dtype, 1, gqa, mask)
+                run(0)
+                device.synchronize()
+                t0 = time.perf_counter()
+                for i in range(3):
+                    run(i)
+                device.synchronize()
+                dt = time.perf_counter() - t0
+            except RuntimeError:
+                continue
+            if best is None or dt < best[0]:
+                best = (dt, mask)
+        _CHUNK_MASK_CACHE[key] = best[1] if best else CHUNK_MASKS[0]
+    return _CHUNK_MASK_CACHE[key]
+
+
+def make_attention_run(device: Device, c: AttentionCase, dtype: str, sets: int, gqa: str,
+                       chunk_mask: str = "lower_right_bias") -> Callable[[int], object]:
+    """Allocate ``sets`` random (Q, K, V) sets; ``run(i)`` is one SDPA call on set ``i % sets`` (a chunk's mask
+    passed as ``chunk_mask``, one of :data:`CHUNK_MASKS`)."""
     if c.heads % c.kv_heads:
         raise ValueError(f"{c.name}: heads ({c.heads}) must be a multiple of kv_heads ({c.kv_heads})")
     tdt = TORCH_DTYPES[dtype]
@@ -83,9 +120,15 @@ def make_attention_run(device: Device, c: AttentionCase, dtype: str, sets: int, 
     # is_causal aligns the mask to the first query; a chunk after cached tokens needs it aligned to the last.
     kw: dict = {"is_causal": True} if c.causal and c.q_len == c.kv_len else {}
     if c.causal and c.q_len < c.kv_len:
-        from torch.nn.attention.bias import causal_lower_right
+        if chunk_mask not in CHUNK_MASKS:
+            raise ValueError(f"chunk_mask must be one of {CHUNK_MASKS}, got {chunk_mask!r}")
+        if chunk_mask == "bool_mask":
+            mask = torch.ones(c.q_len, c.kv_len, dtype=torch.bool, device=device.torch).tril(diagonal=c.kv_len - c.q_len)
+            kw = {"attn_mask": mask}
+        else:
+            from torch.nn.attention.bias import causal_lower_right
 
-        kw = {"attn_mask": causal_lower_right(c.q_len, c.kv_len)}
+            kw = {"attn_mask": causal_lower_right(c.q_len, c.kv_len)}
 
     def native(i: int) -> object:
         q, k, v = qkv[i % sets]
@@ -98,8 +141,8 @@ def make_attention_run(device: Device, c: AttentionCase, dtype: str, sets: int, 
     if group == 1 or gqa != "native":
         return expanded if group > 1 else native
     if "attn_mask" in kw:
-        # The lower-right mask dispatches to the fused kernels itself; where one of them rejects GQA heads,
-        # expanding K/V is what a kernel without GQA support pays.
+        # A chunk's mask can route to a kernel that rejects GQA heads; expanding K/V is what a kernel
+        # without GQA support pays.
         try:
             native(0)
         except RuntimeError:
@@ -107,9 +150,16 @@ def make_attention_run(device: Device, c: AttentionCase, dtype: str, sets: int, 
     return native
 
 
-def _params(c: AttentionCase, gqa: str) -> dict[str, object]:
-    return {"batch": c.batch, "heads": c.heads, "kv_heads": c.kv_heads, "head_dim": c.head_dim,
-            "q_len": c.q_len, "kv_len": c.kv_len, "causal": c.causal, "gqa": gqa}
+def _params(c: AttentionCase, gqa: str, chunk_mask: str | None = None) -> dict[str, object]:
+    out = {"batch": c.batch, "heads": c.heads, "kv_heads": c.kv_heads, "head_dim": c.head_dim,
+           "q_len": c.q_len, "kv_len": c.kv_len, "causal": c.causal, "gqa": gqa}
+    if chunk_mask is not None:
+        out["chunk_mask"] = chunk_mask
+    return out
+
+
+def _is_chunk(c: AttentionCase) -> bool:
+    return c.causal and c.q_len < c.kv_len
 
 
 def _set_bytes(c: AttentionCase, dtype: str) -> int:
@@ -127,17 +177,19 @@ def run_attention(ctx: SweepContext, cases: Sequence[AttentionCase], dtypes: Seq
     gqa = gqa_mode(ctx.device)
     for dtype, c in work:
         op = f"attn_{c.phase}"
-        params = _params(c, gqa)
+        ok_dtype = dtype in ("fp32", "bf16", "fp16")
+        mask = chunk_mask_for(ctx.device, c, dtype, gqa) if _is_chunk(c) and ok_dtype else None
+        params = _params(c, gqa, mask)
         case = f"{c.name}_{dtype}"
         ctx.step("attention", f"{dtype} {c.phase} b={c.batch} h={c.heads}/{c.kv_heads} d={c.head_dim} q={c.q_len} kv={c.kv_len}")
-        if dtype not in ("fp32", "bf16", "fp16"):
+        if not ok_dtype:
             ctx.skip(op, case, params, dtype, f"attention is measured in fp32/bf16/fp16 only, not {dtype}")
             continue
         sets, why = ctx.fit_sets(_set_bytes(c, dtype))
         if not sets:
             ctx.skip(op, case, params, dtype, why)
             continue
-        ctx.measure(op, case, params, dtype, lambda: make_attention_run(ctx.device, c, dtype, sets, gqa),
+        ctx.measure(op, case, params, dtype, lambda: make_attention_run(ctx.device, c, dtype, sets, gqa, mask or CHUNK_MASKS[0]),
                     flop=attention_flop(c), bytes_moved=attention_bytes(c, dtype))
     run_mixed_attention(ctx, mixed, dtypes, gqa)
 
@@ -151,12 +203,16 @@ def run_mixed_attention(ctx: SweepContext, cases: Sequence[MixedAttentionCase], 
     for dtype in dtypes:
         for m in cases:
             d, c = m.decode, m.chunk
+            ok_dtype = dtype in ("fp32", "bf16", "fp16")
+            mask = chunk_mask_for(ctx.device, c, dtype, gqa) if _is_chunk(c) and ok_dtype else None
             params = {**_params(d, gqa), **{f"chunk_{k}": v for k, v in _params(c, gqa).items()
                                             if k in ("batch", "q_len", "kv_len", "causal")}}
+            if mask is not None:
+                params["chunk_mask"] = mask
             case = f"{m.name}_{dtype}"
             ctx.step("attention", f"{dtype} mixed h={d.heads}/{d.kv_heads} decode b={d.batch} kv={d.kv_len} + "
                                   f"chunk q={c.q_len} kv={c.kv_len}")
-            if dtype not in ("fp32", "bf16", "fp16"):
+            if not ok_dtype:
                 ctx.skip("attn_mixed", case, params, dtype, f"attention is measured in fp32/bf16/fp16 only, not {dtype}")
                 continue
             sets, why = ctx.fit_sets(_set_bytes(d, dtype) + _set_bytes(c, dtype))
@@ -164,9 +220,9 @@ def run_mixed_attention(ctx: SweepContext, cases: Sequence[MixedAttentionCase], 
                 ctx.skip("attn_mixed", case, params, dtype, why)
                 continue
 
-            def make(d=d, c=c, sets=sets, dtype=dtype):
+            def make(d=d, c=c, sets=sets, dtype=dtype, mask=mask):
                 run_d = make_attention_run(ctx.device, d, dtype, sets, gqa)
-                run_c = make_attention_run(ctx.device, c, dtype, sets, gqa)
+                run_c = make_attention_run(ctx.device, c, dtype, sets, gqa, mask or CHUNK_MASKS[0])
 
                 def run(i: int) -> object:
                     run_d(i)

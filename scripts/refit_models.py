@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from accelcal.calibrate.fit_attention import CASE_KEYS, fit_attention_table
+from accelcal.calibrate.fit_attention import attention_groups, fit_attention_table
 from accelcal.calibrate.fit_gemm import fit_gemm
 from accelcal.calibrate.profile import Profile
 
@@ -41,11 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         e.gemm_model, e.quality = new.gemm_model, new.quality
         q = e.quality
         print(f"gemm {dtype}: family-held-out median {q.heldout_median_rel_err:.1%}, p90 {q.heldout_p90_rel_err:.1%}")
-    ok = (df["status"] == "ok") & (df["figure"] == "device") & df["median_s"].notna()
-    sel = df[ok & df["op"].isin(["attn_prefill", "attn_decode"])]
-    groups = [(dtype, op.split("_", 1)[1], g[list(CASE_KEYS)].to_dict("records"), g["median_s"].astype(float).values)
-              for (op, dtype), g in sel.groupby(["op", "dtype"])]
-    for dtype, phases in fit_attention_table(groups, wave_units=int(wave) if wave else None).items():
+    for dtype, phases in fit_attention_table(attention_groups(df), wave_units=int(wave) if wave else None).items():
         for phase, e in phases.items():
             p.attention.setdefault(dtype, {})[phase] = e
             print(f"attention {dtype} {phase}: held-out median {e.quality.heldout_median_rel_err:.1%}, "
