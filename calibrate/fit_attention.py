@@ -60,19 +60,47 @@ _PREFILL_BYTES_HEADROOM = 4.0
 """Prefill's byte rate is held at >= this x the best byte rate any prefill case shows."""
 
 
-def _model(z: np.ndarray, flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, phase: str,
-           wave_units: int | None) -> np.ndarray:
-    from .attention_model import DEFAULT_BLOCK_Q, attention_model_time_s
+_H_GRID = np.concatenate([[0.0], np.geomspace(1.0, _MAX_HALF_LENGTH, 48)])
+"""half_length values at which the prefill schedule factor is tabulated for the fit (linear in between)."""
 
-    batch, heads, q_len, kv_len = shape.T
-    return attention_model_time_s(latency_s=z[0], flop_per_s=math.exp(z[1]), bytes_per_s=math.exp(z[2]),
-                                  half_length=z[3], wave_units=wave_units, block_q=DEFAULT_BLOCK_Q, phase=phase,
-                                  batch=batch, q_len=q_len, kv_len=kv_len, heads=heads, kv_heads=None, head_dim=None,
-                                  elsize=0, flop=flop, nbytes=nbytes)
+
+class _Factors:
+    """The length/schedule factor of each case as a function of ``half_length`` (calibrate/attention_model.py).
+
+    The prefill block schedule is simulated, so the fit reads it from a table over :data:`_H_GRID` built once
+    per case set (it depends on the case shapes only, never on measured times, so folds may share it)."""
+
+    def __init__(self, shape: np.ndarray, phase: str, wave_units: int | None):
+        self.shape, self.phase, self.wave_units = shape, phase, wave_units
+        self._table: np.ndarray | None = None
+
+    def exact(self, h: float, rows: Any = slice(None)) -> np.ndarray:
+        from .attention_model import DEFAULT_BLOCK_Q, prefill_schedule_factor
+
+        batch, heads, q_len, kv_len, causal = self.shape[rows].T
+        if self.phase != "prefill":
+            return 1.0 + h / kv_len
+        return np.atleast_1d(prefill_schedule_factor(batch, heads, q_len, kv_len, causal.astype(bool),
+                                                     self.wave_units, DEFAULT_BLOCK_Q, h))
+
+    def __call__(self, h: float, rows: Any = slice(None)) -> np.ndarray:
+        if self.phase != "prefill":
+            return self.exact(h, rows)
+        if self._table is None:
+            self._table = np.array([self.exact(float(g)) for g in _H_GRID]).T  # (cases, grid)
+        tab = self._table[rows]
+        j = int(np.clip(np.searchsorted(_H_GRID, h) - 1, 0, _H_GRID.size - 2))
+        w = (h - _H_GRID[j]) / (_H_GRID[j + 1] - _H_GRID[j])
+        return tab[:, j] * (1 - w) + tab[:, j + 1] * w
+
+
+def _model(z: np.ndarray, flop: np.ndarray, nbytes: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    work = np.maximum(flop / math.exp(z[1]), nbytes / math.exp(z[2]))
+    return z[0] + work * factor
 
 
 def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray, phase: str,
-         wave_units: int | None, flop_floor_per_s: float | None = None) -> tuple[np.ndarray, bool, list[str]]:
+         factors: _Factors, rows: Any, flop_floor_per_s: float | None = None) -> tuple[np.ndarray, bool, list[str]]:
     tmin = float(t.min())
     fr0 = float(np.clip((flop / t).max(), 2.0, MAX_FLOP_PER_S / 2))
     if flop_floor_per_s:  # not identified by these cases: pinned there (see fit_attention)
@@ -90,7 +118,7 @@ def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray,
                    math.log(MAX_BANDWIDTH_BYTES_PER_S),
                    1e-9 if one_len else _MAX_HALF_LENGTH])
     x0 = np.array([0.1 * tmin, math.log(fr0), max(br_lo + 1e-6, math.log(br0)), 100.0 if not one_len else 0.0])
-    res = least_squares(lambda z: _model(z, flop, nbytes, shape, phase, wave_units) / t - 1.0, x0, bounds=(lo, hi),
+    res = least_squares(lambda z: _model(z, flop, nbytes, factors(z[3], rows)) / t - 1.0, x0, bounds=(lo, hi),
                         loss="soft_l1", f_scale=0.05, method="trf",
                         x_scale=np.array([max(tmin, 1e-12), 1.0, 1.0, 100.0]))
     names = (["latency_s"] + ([] if flop_floor_per_s else ["log flop_per_s"])
@@ -129,7 +157,8 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
         raise ValueError(f"{op}: timings must be finite and > 0 s; got {t[~np.isfinite(t) | (t <= 0)][:5].tolist()}")
     work = np.array([case_work(c, dtype, op) for c in cases])
     flop, nbytes = work[:, 0], work[:, 1]
-    shape = np.array([[float(c[key]) for key in ("batch", "heads", "q_len", "kv_len")] for c in cases])
+    shape = np.array([[float(c[key]) for key in ("batch", "heads", "q_len", "kv_len")] + [float(_as_bool(c["causal"], op))]
+                      for c in cases])
     if np.unique(flop).size < 2 and np.unique(nbytes).size < 2:
         raise ValueError(f"{op}: all {t.size} cases do the same work ({flop[0]:g} FLOP, {nbytes[0]:g} bytes); "
                          f"need cases of different sizes")
@@ -138,15 +167,16 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
     floor = None
     if phase == "decode" and compute_ceiling_flop_per_s and intensity.max() <= _ONE_INTENSITY * intensity.min():
         floor = float(compute_ceiling_flop_per_s)
+    factors = _Factors(shape, phase, waves)
     held = []
     for train, test in kfold_splits(t.size, k):
-        z, _, _ = _fit(flop[train], nbytes[train], shape[train], t[train], phase, waves, floor)
-        held.append(rel_errors(_model(z, flop[test], nbytes[test], shape[test], phase, waves), t[test]))
-    z, ok, flags = _fit(flop, nbytes, shape, t, phase, waves, floor)
+        z, _, _ = _fit(flop[train], nbytes[train], shape[train], t[train], phase, factors, train, floor)
+        held.append(rel_errors(_model(z, flop[test], nbytes[test], factors.exact(z[3], test)), t[test]))
+    z, ok, flags = _fit(flop, nbytes, shape, t, phase, factors, slice(None), floor)
     if floor is not None:
         flags = list(flags) + [f"every case at {intensity.min():.3g} FLOP/byte, so the FLOP rate is not "
                                f"identified; held at the prefill attention rate {floor:.4g} FLOP/s"]
-    errs = rel_errors(_model(z, flop, nbytes, shape, phase, waves), t)
+    errs = rel_errors(_model(z, flop, nbytes, factors.exact(z[3])), t)
     q = build_quality(op, errs, np.concatenate(held), (float(flop.min()), float(flop.max())), ok, flags, "attention")
     return AttentionEntry(latency_s=float(z[0]), flop_per_s=math.exp(z[1]), bytes_per_s=math.exp(z[2]), quality=q,
                           half_length=float(z[3]), wave_units=waves, block_q=None)

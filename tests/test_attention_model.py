@@ -118,3 +118,58 @@ def test_attention_table_fits_prefill_first_and_passes_its_rate_to_decode():
               ("bf16", "prefill", pre, [_time("prefill", c) for c in pre])]
     table = fit_attention_table(groups, wave_units=132)
     assert table["bf16"]["decode"].flop_per_s == pytest.approx(table["bf16"]["prefill"].flop_per_s, rel=1e-6)
+
+
+def test_grid_order_schedule_charges_the_long_last_query_blocks():
+    from accelcal.calibrate.attention_model import prefill_makespan_keys, prefill_schedule_factor
+
+    # 8 heads x 16 causal query blocks = 128 blocks on 132 units: one block each, so the call lasts as long as
+    # the last query block (all 2048 keys), not as long as the average block (~1088 keys).
+    span = prefill_makespan_keys(2048, 2048, True, 128, 8, 132, 0.0)
+    assert span == pytest.approx(2048.0)
+    f = prefill_schedule_factor(1, 8, 2048, 2048, True, 132, 128, 0.0)
+    pairs = 2048 * 2048 - 2048 * 2047 / 2
+    assert f == pytest.approx(2048 * 128 * 132 / (8 * pairs))
+    # Many blocks: the work spreads evenly and the factor tends to 1 (+ the masked half of the diagonal blocks,
+    # computed in full: 1 / 64 blocks here).
+    assert 1.0 < prefill_schedule_factor(8, 64, 8192, 8192, True, 132, 128, 0.0) < 1.03
+    # Without units: 1 + prologue / keys per block; without a mask that is the old 1 + half_length / kv_len.
+    assert prefill_schedule_factor(1, 8, 1024, 4096, False, None, 128, 400.0) == pytest.approx(1 + 400 / 4096)
+    # A chunk after cached context (lower-right mask) sees the context in every block.
+    assert prefill_makespan_keys(256, 1280, True, 128, 1, 132, 0.0) == pytest.approx(1280.0)
+
+
+def test_schedule_tail_estimate_is_close_to_the_full_simulation():
+    from accelcal.calibrate import attention_model as am
+
+    exact = am.prefill_makespan_keys.__wrapped__
+    full = am._list_schedule(np.tile(am._block_keys(4096, 4096, True, 128) + 50.0, 200), 132)
+    approx = exact(4096, 4096, True, 128, 200, 132, 50.0)  # 6400 blocks > SIM_MAX_BLOCKS: tail estimate
+    assert approx == pytest.approx(full, rel=0.01)
+
+
+def test_causal_mask_is_read_off_the_flop_count_when_not_passed():
+    c = dict(batch=1, heads=8, kv_heads=1, head_dim=128, q_len=2048, kv_len=2048)
+    for causal in (True, False):
+        flop, nbytes = attention_flop_bytes(**c, elsize=2, causal=causal)
+        kw = dict(TRUE, phase="prefill", **c, elsize=2, flop=flop, nbytes=nbytes)
+        assert attention_model_time_s(**kw) == pytest.approx(attention_model_time_s(**kw, causal=causal))
+
+
+def test_prefill_fit_recovers_prologue_from_low_occupancy_layouts():
+    # TP-divided head counts leave units idle while the last causal query blocks run: the fit must recover the
+    # rate and the per-block prologue from such layouts and predict a layout it never saw.
+    true = dict(TRUE, half_length=200.0)
+    layouts = [(32, 8), (64, 8), (16, 2), (8, 1)]
+    cases = [dict(batch=b, heads=h, kv_heads=kv, head_dim=128, q_len=s, kv_len=s, causal=True)
+             for h, kv in layouts for b, s in [(1, 512), (1, 2048), (1, 8192), (4, 1024)]]
+    t = np.array([_time("prefill", c, true) for c in cases]) * (1 + np.random.default_rng(3).normal(0, 0.01, len(cases)))
+    train = [i for i, c in enumerate(cases) if c["heads"] != 8]
+    e = fit_attention("bf16", "prefill", [cases[i] for i in train], t[train], wave_units=132)
+    assert e.flop_per_s == pytest.approx(true["flop_per_s"], rel=0.05)
+    assert e.half_length == pytest.approx(200.0, rel=0.3)
+    for i in set(range(len(cases))) - set(train):
+        c = cases[i]
+        flop, nbytes = attention_flop_bytes(c["batch"], c["q_len"], c["kv_len"], c["heads"], c["kv_heads"], 128, 2)
+        pred = e.time_s("prefill", c["batch"], c["q_len"], c["kv_len"], c["heads"], c["kv_heads"], 128, flop, nbytes)
+        assert pred == pytest.approx(t[i], rel=0.05)
