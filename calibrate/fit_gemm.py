@@ -31,8 +31,8 @@ from .profile import (MAX_BANDWIDTH_BYTES_PER_S, MAX_FLOP_PER_S, ComputeEntry, g
                       gemm_flop, gemm_model_time_s)
 from .quality import bound_flags, build_quality, kfold_splits, rel_errors
 
-__all__ = ["fit_gemm", "fit_roofline", "fit_gemm_model", "family_heldout_errors", "families", "interpolated_fit",
-           "MIN_GEMM_POINTS"]
+__all__ = ["fit_gemm", "fit_roofline", "fit_gemm_model", "family_heldout_errors", "families", "family_folds",
+           "interpolated_fit", "gemm_candidates", "nested_selection", "MIN_GEMM_POINTS", "FAMILY_LOO_MAX"]
 
 MIN_GEMM_POINTS = 4
 """Fewest measured shapes for a GEMM fit (three parameters plus one to hold out)."""
@@ -118,9 +118,11 @@ def fit_gemm(dtype: str, points: Sequence[Sequence[float]], wave_units: int | No
     model and keep whichever predicts held-out shapes better.  ``k`` folds (default: see LOO_MAX_POINTS).
 
     With ``shape_model`` (default) and >= 2 (N, K) families, the shape model (:class:`GemmModel`) and the
-    efficiency-interpolated roofline are both judged by family-held-out error (every (N, K) left out in turn;
-    score = median + p90); the entry carries the shape model (the query then uses it) only where it wins, and
-    its quality holds the winner's family-held-out errors (a "shape model not used" note otherwise)."""
+    efficiency-interpolated roofline (with and, given ``wave_units``, without the wave term) are judged by
+    family-held-out error (every (N, K) left out in turn, or 10 groups of families above
+    :data:`FAMILY_LOO_MAX`; score = median + p90, :func:`gemm_candidates`); the entry carries the shape model
+    (the query then uses it) only where it wins.  Its quality holds the held-out errors of the selection
+    itself (:func:`nested_selection`: each family predicted by the candidate the other families chose)."""
     arr = _check(dtype, points)
     if shape_model and len(families(arr)) >= 2:
         return _fit_with_shape_model(dtype, arr, wave_units)
@@ -154,8 +156,8 @@ GEMV_MAX_M = (0, 1)
 use); with one unit (a one-thread CPU device) tiles and split-K change nothing, so only the GEMV path is searched."""
 
 _MAX_SHARPNESS = 40.0
-_SCREEN_NFEV = 25
-_REFINE_TOP = 4
+_SCREEN_NFEV = 8
+_REFINE_TOP = 3
 _MAX_OUT_S_PER_ELEMENT = 1e-6
 
 
@@ -219,22 +221,45 @@ def families(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
     return sorted({(float(p[1]), float(p[2])) for p in points})
 
 
+FAMILY_LOO_MAX = 12
+"""Up to this many (N, K) families calibrate leaves each out in turn; above, 10 seeded groups of families (each
+family is still predicted by a fit that never saw it; ``benchmarks/fit_accuracy.py`` leaves one out at a time)."""
+
+
+def family_folds(points: Sequence[Sequence[float]], folds: int | None = None, seed: int = 0) -> np.ndarray:
+    """Fold id of every point: its (N, K) family's index (``folds`` None: one family per fold), or one of
+    ``folds`` seeded groups of whole families."""
+    arr = np.asarray(points, dtype=float)
+    fams = families(arr)
+    index = {f: i for i, f in enumerate(fams)}
+    fam_of = np.array([index[(float(p[1]), float(p[2]))] for p in arr])
+    if folds is None or folds >= len(fams):
+        return fam_of
+    group = np.empty(len(fams), dtype=int)
+    for g, members in enumerate(np.array_split(np.random.default_rng(seed).permutation(len(fams)), folds)):
+        group[members] = g
+    return group[fam_of]
+
+
 def family_heldout_errors(dtype: str, points: Sequence[Sequence[float]], wave_units: int | None = None,
-                          fit=None) -> np.ndarray:
+                          fit=None, folds: int | None = None) -> np.ndarray:
     """|rel err| of every point when its whole (N, K) family is left out of the fit and predicted from the rest.
 
     This is the question a planner asks (a TP-divided projection the sweep never measured); leave-one-out keeps
     a point's neighbours on the same line in the training set and so flatters a model that only interpolates M.
     ``fit(dtype, train_points, wave_units) -> model with times_s`` defaults to :func:`fit_gemm_model`.
+    ``folds``: None leaves one family out at a time; a number leaves out that many seeded groups of families
+    in turn (:func:`family_folds`).
     """
     arr = _check(dtype, points)
     fams = families(arr)
     if len(fams) < 2:
         raise ValueError(f"gemm {dtype}: family-held-out error needs >= 2 (N, K) families, got {fams}")
     fit = fit or (lambda d, pts, w: fit_gemm_model(d, pts, w)[0])
+    fold = family_folds(arr, folds)
     errs = np.empty(arr.shape[0])
-    for fam in fams:
-        test = (arr[:, 1] == fam[0]) & (arr[:, 2] == fam[1])
+    for f in np.unique(fold):
+        test = fold == f
         train = arr[~test]
         if train.shape[0] < MIN_GEMM_POINTS or np.unique(2 * train[:, 0] * train[:, 1] * train[:, 2]).size < 2:
             errs[test] = np.nan
@@ -258,23 +283,58 @@ def _score(errs: np.ndarray) -> float:
     return float(np.median(errs) + np.percentile(errs, 90)) if errs.size else math.inf
 
 
+def gemm_candidates(dtype: str, wave_units: int | None) -> dict[str, object]:
+    """The GEMM queries a profile may carry, as ``fit`` functions for :func:`family_heldout_errors`: the shape
+    model (calibrate/gemm_model.py) and the efficiency-interpolated roofline with and without the 128x128
+    wave term (the roofline the query corrects between measured shapes)."""
+    el = gemm_element_bytes(dtype)
+    w = int(wave_units) if wave_units else None
+    out: dict[str, object] = {"shape model": lambda d, pts, u: fit_gemm_model(d, pts, u)[0],
+                              "interpolated": interpolated_fit(el, None)}
+    if w:
+        out["interpolated, waves"] = interpolated_fit(el, w)
+    return out
+
+
+def nested_selection(errs: dict[str, np.ndarray], fold: np.ndarray) -> tuple[str, np.ndarray, list[str]]:
+    """(candidate kept on all data, held-out errors of the selection itself, candidate chosen per fold).
+
+    Kept: the lowest family-held-out median + p90 over every fold.  The selection is judged out of sample as
+    well: each fold's points take the errors of the candidate that scores best on the *other* folds' held-out
+    errors, so choosing among candidates never looks at the family being predicted."""
+    names = list(errs)
+    kept = min(names, key=lambda c: _score(errs[c]))
+    out = np.full(fold.shape, np.nan)
+    chosen = []
+    for f in np.unique(fold):
+        test = fold == f
+        c = min(names, key=lambda c: _score(errs[c][~test]))
+        chosen.append(c)
+        out[test] = errs[c][test]
+    return kept, out, chosen
+
+
 def _fit_with_shape_model(dtype: str, arr: np.ndarray, wave_units: int | None) -> ComputeEntry:
     el = gemm_element_bytes(dtype)
     w = int(wave_units) if wave_units else None
-    # The roofline fields stay (readers of peak/bandwidth and old tools); the query uses the shape model.
-    e, ok_i, flags_i = _entry(arr, el, w)
-    model, ok, flags = fit_gemm_model(dtype, arr.tolist(), wave_units)
-    held = family_heldout_errors(dtype, arr.tolist(), wave_units)
-    held_i = family_heldout_errors(dtype, arr.tolist(), wave_units, fit=interpolated_fit(el, w))
+    folds = None if len(families(arr)) <= FAMILY_LOO_MAX else 10
+    cands = gemm_candidates(dtype, w)
+    errs = {c: family_heldout_errors(dtype, arr.tolist(), wave_units, fit=f, folds=folds) for c, f in cands.items()}
+    kept, held, _ = nested_selection(errs, family_folds(arr, folds))
+    held = held[np.isfinite(held)]
     flop = [gemm_flop(a, b, c) for a, b, c in arr[:, :3]]
     rng = (float(min(flop)), float(max(flop)))
-    if _score(held) <= _score(held_i):
+    if kept == "shape model":
+        # The roofline fields stay (readers of peak/bandwidth and old tools); the query uses the shape model.
+        e, _, _ = _entry(arr, el, w)
+        model, ok, flags = fit_gemm_model(dtype, arr.tolist(), wave_units)
         e.gemm_model = model
-        errs = rel_errors(model.times_s(arr[:, 0], arr[:, 1], arr[:, 2]), arr[:, 3])
-        e.quality = build_quality(f"gemm {dtype}", errs, held[np.isfinite(held)], rng, ok, flags, "gemm")
+        errs_in = rel_errors(model.times_s(arr[:, 0], arr[:, 1], arr[:, 2]), arr[:, 3])
+        e.quality = build_quality(f"gemm {dtype}", errs_in, held, rng, ok, flags, "gemm")
         return e
-    # Chosen by family-held-out error (median + p90), as the wave term is by held-out error: on this data the
-    # efficiency-interpolated roofline predicts unseen (N, K) families better than the shape model.
-    errs = rel_errors([e.model_time_s(a, b, c, *el) for a, b, c in arr[:, :3]], arr[:, 3])
-    e.quality = build_quality(f"gemm {dtype}", errs, held_i[np.isfinite(held_i)], rng, ok_i, flags_i, "gemm")
+    # Kept by family-held-out error (median + p90): on this data the efficiency-interpolated roofline predicts
+    # unseen (N, K) families better than the shape model.  The stored held-out error is the nested one above.
+    e, ok, flags = _entry(arr, el, w if kept == "interpolated, waves" else None)
+    errs_in = rel_errors([e.model_time_s(a, b, c, *el) for a, b, c in arr[:, :3]], arr[:, 3])
+    e.quality = build_quality(f"gemm {dtype}", errs_in, held, rng, ok, flags, "gemm")
     return e

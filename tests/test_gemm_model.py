@@ -111,3 +111,40 @@ def test_fit_gemm_attaches_model_with_family_quality():
     assert e.quality.heldout_median_rel_err < 0.05
     assert e.gemm_model.sharpness == pytest.approx(1.5, rel=0.2)
     assert math.isclose(e.estimate_s(16, 1024, 1024, 4)[0], pts[FAMILIES.index((1024, 1024)) * 6 + 3][3], rel_tol=1e-9)
+
+
+def test_family_folds_group_whole_families():
+    from accelcal.calibrate.fit_gemm import family_folds
+
+    pts = _points(TRUE)
+    one = family_folds(pts)
+    assert len(set(one)) == len(FAMILIES)
+    grouped = family_folds(pts, folds=2)
+    assert set(grouped) == {0, 1}
+    for (n, k) in FAMILIES:  # every M of a family lands in one fold
+        assert len({g for g, p in zip(grouped, pts) if (p[1], p[2]) == (n, k)}) == 1
+
+
+def test_nested_selection_never_uses_the_predicted_family():
+    from accelcal.calibrate.fit_gemm import nested_selection
+
+    fold = np.repeat(np.arange(4), 5)
+    a = np.full(20, 0.10)
+    b = np.full(20, 0.02)
+    b[fold == 3] = 0.50  # b is better on folds 0-2 and much worse on fold 3
+    kept, sel, chosen = nested_selection({"a": a, "b": b}, fold)
+    assert kept == "a"  # over all folds: median+p90 of b is dragged up by fold 3
+    # fold 3 is predicted by what folds 0-2 chose (b), so its error is b's: the selection cannot dodge it.
+    assert chosen == ["a", "a", "a", "b"] or chosen[3] == "b"
+    assert np.all(sel[fold == 3] == 0.50)
+
+
+def test_fit_gemm_quality_is_the_out_of_sample_selection():
+    from accelcal.calibrate.fit_gemm import family_folds, family_heldout_errors, gemm_candidates, nested_selection
+
+    pts = _points(TRUE, noise=0.02, seed=4)
+    e = fit_gemm("bf16", pts, wave_units=8)
+    errs = {c: family_heldout_errors("bf16", pts, 8, fit=f) for c, f in gemm_candidates("bf16", 8).items()}
+    kept, sel, _ = nested_selection(errs, family_folds(pts))
+    assert (kept == "shape model") == (e.gemm_model is not None)
+    assert e.quality.heldout_median_rel_err == pytest.approx(float(np.median(sel)))
