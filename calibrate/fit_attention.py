@@ -64,6 +64,10 @@ _H_GRID = np.concatenate([[0.0], np.geomspace(1.0, _MAX_HALF_LENGTH, 48)])
 """half_length values at which the prefill schedule factor is tabulated for the fit (linear in between)."""
 
 
+_H_STARTS = (30.0, 300.0, 3000.0)
+"""Starting half_length values (tokens) of the prefill fit; the lowest-cost result is kept."""
+
+
 class _Factors:
     """The length/schedule factor of each case as a function of ``half_length`` (calibrate/attention_model.py).
 
@@ -117,10 +121,13 @@ def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray,
                    math.log(flop_floor_per_s) + 1e-9 if flop_floor_per_s else math.log(MAX_FLOP_PER_S),
                    math.log(MAX_BANDWIDTH_BYTES_PER_S),
                    1e-9 if one_len else _MAX_HALF_LENGTH])
-    x0 = np.array([0.1 * tmin, math.log(fr0), max(br_lo + 1e-6, math.log(br0)), 100.0 if not one_len else 0.0])
-    res = least_squares(lambda z: _model(z, flop, nbytes, factors(z[3], rows)) / t - 1.0, x0, bounds=(lo, hi),
-                        loss="soft_l1", f_scale=0.05, method="trf",
-                        x_scale=np.array([max(tmin, 1e-12), 1.0, 1.0, 100.0]))
+    # The prologue and the rate trade off on few cases (several local minima): start the length term at a few
+    # scales and keep the lowest training cost.
+    starts = (0.0,) if one_len else _H_STARTS
+    res = min((least_squares(lambda z: _model(z, flop, nbytes, factors(z[3], rows)) / t - 1.0,
+                             np.array([0.1 * tmin, math.log(fr0), max(br_lo + 1e-6, math.log(br0)), h0]), bounds=(lo, hi),
+                             loss="soft_l1", f_scale=0.05, method="trf", x_scale=np.array([max(tmin, 1e-12), 1.0, 1.0, 100.0]))
+               for h0 in starts), key=lambda r: r.cost)
     names = (["latency_s"] + ([] if flop_floor_per_s else ["log flop_per_s"])
              + ([] if phase == "prefill" else ["log bytes_per_s"]))
     if flop_floor_per_s:  # the floor is a choice, not a fit that hit a bound: judge latency and bytes only
@@ -220,3 +227,4 @@ def fit_attention_table(groups: Sequence[tuple[str, str, Sequence[Mapping[str, A
             continue
         out.setdefault(dtype, {})[phase] = e
     return out
+
