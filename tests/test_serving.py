@@ -36,9 +36,9 @@ def small():
     return ModelConfig.from_name("small")
 
 
-def _run(prof, model, engine, c, isl, osl, n=None, ratio=0.0, capacity=None):
+def _run(prof, model, engine, c, isl, osl, n=None, ratio=0.0, capacity=None, turnaround=None):
     return predict_serving(prof, model, engine, concurrency=c, isl=isl, osl=osl, num_requests=n, range_ratio=ratio,
-                           capacity_bytes=capacity)
+                           capacity_bytes=capacity, turnaround_s=turnaround)
 
 
 def test_littles_law_closed_loop(prof, small):
@@ -50,8 +50,10 @@ def test_littles_law_closed_loop(prof, small):
 
 
 def test_tpot_non_decreasing_in_concurrency(prof, small):
+    # Engine-model invariants are checked without the client's random turnaround (turnaround=0): it adds
+    # sampling noise of a few ms, which on this small model is the size of a step.
     for engine in ("vllm", "sglang", "trtllm", "static"):
-        tpots = [_run(prof, small, engine, c, 512, 64).metrics.tpot_mean_s for c in (1, 2, 4, 8, 16, 32)]
+        tpots = [_run(prof, small, engine, c, 512, 64, turnaround=0.0).metrics.tpot_mean_s for c in (1, 2, 4, 8, 16, 32)]
         assert all(b >= a * (1 - 1e-9) for a, b in zip(tpots, tpots[1:])), (engine, tpots)
 
 
@@ -60,7 +62,7 @@ def test_ttft_non_decreasing_in_prompt_length(prof, small):
     # 8 x 1024-token prompts share one 8192-token step while a 4096-token prompt leaves room for one: the
     # invariant holds per step, and for the chunked engines at any concurrency.
     for engine, c in (("vllm", 8), ("sglang", 8), ("vllm", 1), ("sglang", 1), ("trtllm", 1), ("static", 1)):
-        ttfts = [_run(prof, small, engine, c, isl, 32).metrics.ttft_mean_s for isl in (64, 256, 1024, 4096)]
+        ttfts = [_run(prof, small, engine, c, isl, 32, turnaround=0.0).metrics.ttft_mean_s for isl in (64, 256, 1024, 4096)]
         assert all(b >= a for a, b in zip(ttfts, ttfts[1:])), (engine, c, ttfts)
 
 
@@ -74,10 +76,10 @@ def test_static_preset_reproduces_the_planner(prof, small):
         # a decode step at the planner's batch and mean KV length is the planner's TPOT (plus sampling: the
         # serving step reads the fp32 logits once, which the planner does not cost)
         assert sc.step_s(batch, w.mean_decode_kv_len) == pytest.approx(cand.tpot_s, rel=0.02)
-        lone = _run(prof, small, "static", 1, 512, 64, n=4)
+        lone = _run(prof, small, "static", 1, 512, 64, n=4, turnaround=0.0)  # the planner has no client
         # the serving step also samples (reads the fp32 logits once), which the planner does not cost
         assert lone.metrics.ttft_mean_s == pytest.approx(cand.ttft_s, rel=0.02)
-        run = _run(prof, small, "static", batch, 512, 64, n=batch * 4)
+        run = _run(prof, small, "static", batch, 512, 64, n=batch * 4, turnaround=0.0)
         assert run.metrics.output_tokens_per_s_per_device == pytest.approx(cand.tokens_per_s_per_device, rel=0.03)
 
 
@@ -168,8 +170,9 @@ def test_steady_state_matches_simulation(prof, small):
 
 
 def test_open_loop_light_load_has_no_queueing(prof, small):
-    res = predict_serving(prof, small, "vllm", request_rate_per_s=0.5, isl=256, osl=16, num_requests=50)
-    lone = _run(prof, small, "vllm", 1, 256, 16, n=5)
+    # the engine's queueing alone: no client turnaround noise on either side
+    res = predict_serving(prof, small, "vllm", request_rate_per_s=0.5, isl=256, osl=16, num_requests=50, turnaround_s=0.0)
+    lone = _run(prof, small, "vllm", 1, 256, 16, n=5, turnaround=0.0)
     assert res.metrics.ttft_p50_s == pytest.approx(lone.metrics.ttft_p50_s, rel=0.1)
 
 
@@ -198,15 +201,33 @@ def test_predict_json_schema_and_exit_codes(prof_path, capsys):
     (["--concurrency", "0"], "--concurrency must be >= 1"),
     (["--concurrency", "4", "--isl-override", "0"], "--isl must be >= 1"),
     (["--concurrency", "4", "--engine-override", "nosuch"], "unknown engine 'nosuch'"),
+    (["--concurrency", "4", "--engine-arg", "token_budget"], "--engine-arg 'token_budget': expected KEY=VALUE"),
+    (["--concurrency", "4", "--engine-arg", "token_budgt=64"], "--engine-arg: unknown engine key(s) ['token_budgt']"),
+    (["--concurrency", "4", "--engine-arg", "max_seqs=lots"], "--engine-arg: engine override max_seqs must be an integer"),
+    (["--concurrency", "4", "--warmup-requests", "-3"], "--warmup-requests must be an integer >= 0"),
 ])
 def test_bad_input(prof_path, capsys, argv, message):
     isl = "0" if "--isl-override" in argv else "256"
     engine = "nosuch" if "--engine-override" in argv else "vllm"
-    argv = [a for a in argv[:2]]
+    argv = argv[:2] + ([] if argv[2:3] in (["--isl-override"], ["--engine-override"]) else argv[2:])
     rc = main(["predict", "--profile", prof_path, "--model", "small", "--engine", engine, "--isl", isl, "--osl", "8"]
               + argv)
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_predict_takes_engine_args_and_a_recipe(prof_path, capsys):
+    common = ["predict", "--profile", prof_path, "--model", "small", "--engine", "vllm", "--concurrency", "16",
+              "--isl", "1024", "--osl", "16", "--format", "json", "--turnaround-ms", "0"]
+    assert main(common) == 0
+    wide = json.loads(capsys.readouterr().out)
+    # a budget of one prompt per step: prompts are prefilled one step each instead of many to a step
+    assert main(common + ["--engine-arg", "token_budget=1040", "--engine-arg", "max_seqs=16"]) == 0
+    narrow = json.loads(capsys.readouterr().out)
+    assert narrow["steps_simulated"] > wide["steps_simulated"] and narrow["ttft_mean_s"] != wide["ttft_mean_s"]
+    assert main(common + ["--deployment", "aiconfigurator", "--engine-version", "0.12.0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert any("16 + 1024 + 1500 = 2540" in n for n in out["notes"])
 
 
 def test_search_meets_targets_and_explains(prof):
@@ -268,3 +289,73 @@ def test_serving_weights_follow_the_planner_memory_rule_for_tied_embeddings():
     assert weight_bytes(tied, 1, 1, "bf16") == device_memory(tied, Workload()).weights_bytes
     assert weight_bytes(untied, 1, 1, "bf16") - weight_bytes(tied, 1, 1, "bf16") == \
         untied.vocab_size * untied.hidden_size * 2
+
+
+def test_engine_overrides_are_checked_like_preset_files():
+    e = EnginePreset.from_name("vllm").with_overrides({"token_budget": 2048, "cuda_graph_sizes": [8, 1, 4]}, "my flags")
+    assert e.token_budget == 2048 and e.cuda_graph_sizes == (1, 4, 8) and e.sources["token_budget"] == "my flags"
+    with pytest.raises(ValueError, match=r"unknown engine key\(s\) \['token_budgt'\]"):
+        e.with_overrides({"token_budgt": 1}, "x")
+    with pytest.raises(ValueError, match="token_budget must be an integer >= 0, got 'many'"):
+        e.with_overrides({"token_budget": "many"}, "x")
+    with pytest.raises(ValueError, match="priority = 'middle'"):
+        e.with_overrides({"priority": "middle"}, "x")
+
+
+def test_aiconfigurator_recipe_settings():
+    from accelcal.planner.serving.deployment import apply_deployment, deployment_settings
+
+    e, kv, notes = apply_deployment("aiconfigurator", EnginePreset.from_name("trtllm"), "1.0.0rc3", 4096, 128, 32,
+                                    "fp8_e4m3")
+    # max_num_tokens = batch + isl + 1500; the batch size is the benchmark concurrency; fp8 weights -> fp8 KV
+    assert (e.token_budget, e.max_seqs, e.chunked_prefill, e.memory_fraction) == (32 + 4096 + 1500, 32, False, 0.8)
+    assert kv == "fp8_e4m3" and e.cuda_graph_sizes == (1, 2, 4, 8, 16, 32, 64, 128, 256) and e.cuda_graph_padding
+    assert all("aiconfigurator" in n for n in notes)
+    newer, kv, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("trtllm"), "1.2.0rc6", 1024, 128, 8, "bf16")
+    assert newer.cuda_graph_sizes == tuple(range(1, 9)) and not newer.cuda_graph_padding and kv == "bf16"
+    sg, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.1.post1", 1024, 128, 16)
+    assert sg.token_budget == 1024 + 1500 and not sg.mixed_steps
+    long_prompt, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.8", 16384, 128, 16)
+    assert long_prompt.token_budget == 8192 and long_prompt.mixed_steps  # chunked_prefill_size still splits it
+    assert deployment_settings("default", "vllm", "0.12.0", 1024, 128, 8).overrides == {}
+    with pytest.raises(ValueError, match="unknown --deployment 'magic'"):
+        deployment_settings("magic", "vllm", "", 1024, 128, 8)
+
+
+def test_turnaround_and_warmup(prof, small):
+    base = dict(isl=512, osl=32, concurrency=8, num_requests=40)
+    w = ServingWorkload(**base, warmup_requests=16)
+    assert w.requests == 56 and len(w.turnaround_delays_s()) == 56 and w.turnaround_delays_s().max() <= w.turnaround_s
+    engine = EnginePreset.from_name("vllm")
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), engine)
+    run = simulate(engine, sc, kv, w)
+    assert run.metrics.requests == 40 and len(run.times_s) == 40  # the warm-up ran but is not measured
+    assert min(a for a, _, _ in run.times_s) > 0  # measured requests were sent after the warm-up began
+    # the client's clock starts when it sends: TTFT includes the turnaround, and a zero turnaround is exact
+    lone = simulate(engine, sc, kv, ServingWorkload(isl=512, osl=32, concurrency=1, num_requests=4, turnaround_s=0.0))
+    late = simulate(engine, sc, kv, ServingWorkload(isl=512, osl=32, concurrency=1, num_requests=4, turnaround_s=0.05))
+    assert late.metrics.ttft_mean_s > lone.metrics.ttft_mean_s
+    assert late.metrics.ttft_mean_s - lone.metrics.ttft_mean_s <= 0.05
+    with pytest.raises(ValueError, match="--warmup-requests must be an integer >= 0"):
+        ServingWorkload(**base, warmup_requests=-1)
+    with pytest.raises(ValueError, match="--turnaround-ms must be between 0 and 10000 ms"):
+        ServingWorkload(**base, turnaround_s=-0.001)
+
+
+def test_a_turnaround_breaks_the_knife_edge_of_identical_requests(prof, small):
+    # One prompt per step (a budget of one prompt plus the decodes), identical requests: with no delay at all
+    # the first burst leaves every later arrival landing exactly on a step boundary and prefilled alone; any
+    # delay lets arrivals that land inside a prefill step queue behind it, and such clusters persist.
+    engine = EnginePreset.from_name("trtllm").with_overrides({"token_budget": 8 + 2048 + 100, "max_seqs": 8}, "test")
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), engine)
+    prefill = sc.step_s(0, 0.0, ((2048, 2048),))
+
+    def ttft(turnaround):
+        w = ServingWorkload(isl=2048, osl=64, concurrency=8, num_requests=160, warmup_requests=16,
+                            turnaround_s=turnaround)
+        return simulate(engine, sc, kv, w).metrics.ttft_mean_s
+
+    exact, delayed = ttft(0.0), ttft(prefill / 10)
+    assert exact < 1.5 * prefill < delayed

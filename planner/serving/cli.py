@@ -4,6 +4,8 @@
           --concurrency 16 --isl 1024 --osl 128
     $ accelcal predict --profile P --interconnect nvlink.yaml --model M.yaml --tp 4 --engine sglang \\
           --request-rate 2.5 --isl 2048 --osl 256 --num-requests 400 --weight-dtype fp8_e4m3 --format json
+    $ accelcal predict ... --engine vllm --engine-arg token_budget=2048 --engine-arg max_seqs=64   # your flags
+    $ accelcal predict ... --engine trtllm --engine-version 1.0.0rc3 --deployment aiconfigurator   # its recipe
 
 Exit 0 with a prediction, 3 when the deployment is infeasible (the reason on stderr and in the JSON),
 2 on bad input.
@@ -17,7 +19,9 @@ import sys
 
 from accelcal.calibrate.compose import add_profile_arguments
 
+from .deployment import DEPLOYMENTS
 from .engine import engine_names
+from .workload import ServingWorkload
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -33,6 +37,16 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--dp", type=int, default=1)
     p.add_argument("--ep", type=int, default=1, help="expert parallelism (dense models: 1)")
     p.add_argument("--engine", required=True, help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
+    p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one preset key for your deployment, e.g. token_budget=2048 (vLLM "
+                        "--max-num-batched-tokens), max_seqs=64, chunked_prefill=false, cuda_graph_sizes=[1,2,4,8]; "
+                        "repeatable; keys as in planner/serving/presets/*.yaml")
+    p.add_argument("--deployment", choices=DEPLOYMENTS, default="default",
+                   help="engine settings recipe: the engine's defaults, or the configuration NVIDIA aiconfigurator's "
+                        "generator writes (token budget, batch size, KV fraction, CUDA graphs, fp8 KV for fp8 "
+                        "weights; planner/serving/deployment.py cites each rule)")
+    p.add_argument("--engine-version", default="",
+                   help="engine version the --deployment recipe is applied for (some rules changed between versions)")
     load = p.add_mutually_exclusive_group(required=True)
     load.add_argument("--concurrency", type=int, default=None, help="closed loop: requests in flight")
     load.add_argument("--request-rate", type=float, default=None, help="open loop: Poisson arrivals, requests/s")
@@ -41,6 +55,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--num-requests", type=int, default=None,
                    help="requests in the run (default: 10 x concurrency, at least 100; open loop 200)")
     p.add_argument("--range-ratio", type=float, default=0.0, help="lengths uniform in x(1 +- r) (vLLM --random-range-ratio)")
+    p.add_argument("--warmup-requests", type=int, default=0,
+                   help="requests run first and left out of the metrics (aiperf --warmup-request-count)")
+    p.add_argument("--turnaround-ms", type=float, default=None,
+                   help="client-to-engine delay bound per request, ms (default "
+                        f"{ServingWorkload.turnaround_s * 1e3:g}: a client and server on one host; 0 = none)")
     p.add_argument("--weight-dtype", choices=("bf16", "fp8_e4m3"), default="bf16")
     p.add_argument("--fp8-scaling", choices=("per_tensor", "block"), default="per_tensor")
     p.add_argument("--kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16")
@@ -62,6 +81,7 @@ def _load_profiles(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from .deployment import apply_deployment
     from .engine import EnginePreset
     from .predict import predict_serving
     from .step_cost import StepCostError
@@ -75,15 +95,23 @@ def run(args: argparse.Namespace) -> int:
     if args.ep != 1:
         raise ValueError("--ep > 1: expert-parallel serving is not modelled by accelcal predict yet")
     engine = EnginePreset.resolve(args.engine)
+    engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, args.engine_version, args.isl, args.osl,
+                                                      args.concurrency, args.weight_dtype, args.kv_dtype)
+    try:
+        engine = engine.with_overrides(parse_engine_args(args.engine_arg), "--engine-arg (this deployment)")
+    except ValueError as exc:
+        raise ValueError(f"--engine-arg: {exc}") from None
     prof, inter, notes = _load_profiles(args)
     try:
         res = predict_serving(prof, args.model, engine, args.tp, args.pp, args.dp, args.concurrency, args.isl,
-                              args.osl, args.request_rate, args.num_requests, args.weight_dtype, args.kv_dtype,
-                              inter, args.method, args.range_ratio, args.fp8_scaling)
+                              args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,
+                              inter, args.method, args.range_ratio, args.fp8_scaling,
+                              turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
+                              warmup_requests=args.warmup_requests)
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None
-    res.notes = notes + res.notes
+    res.notes = notes + recipe_notes + res.notes
     if args.format == "json":
         print(json.dumps(res.to_json(), indent=1, sort_keys=True))
     else:
@@ -92,6 +120,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"accelcal predict: infeasible: {res.reason}", file=sys.stderr)
         return 3
     return 0
+
+
+def parse_engine_args(items: list[str]) -> dict:
+    """``["token_budget=2048", "chunked_prefill=false"]`` -> {"token_budget": 2048, "chunked_prefill": False}
+    (values read as YAML scalars or lists; the keys and types are checked by EnginePreset.with_overrides)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--engine-arg {item!r}: expected KEY=VALUE, e.g. token_budget=2048")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"--engine-arg {item!r}: cannot read the value {value!r}") from None
+    return out
 
 
 def format_prediction(res) -> str:

@@ -10,6 +10,7 @@ an unknown key or a wrong type is an error naming the file and key.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -103,19 +104,7 @@ class EnginePreset:
                 raise ValueError(f"{path}: {key} must be {{value: ..., source: '...'}}, got {value!r}")
             if not isinstance(value["source"], str) or not value["source"].strip():
                 raise ValueError(f"{path}: {key}.source must cite the engine's documented default")
-            v = value["value"]
-            want = known[key].type
-            if key == "cuda_graph_sizes":
-                if not isinstance(v, list) or not all(isinstance(x, int) and x > 0 for x in v):
-                    raise ValueError(f"{path}: cuda_graph_sizes.value must be a list of positive integers")
-                v = tuple(sorted(v))
-            elif want == "bool" and not isinstance(v, bool):
-                raise ValueError(f"{path}: {key}.value must be true/false, got {v!r}")
-            elif want == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-                raise ValueError(f"{path}: {key}.value must be an integer >= 0, got {v!r}")
-            elif want == "float" and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
-                raise ValueError(f"{path}: {key}.value must be a number >= 0, got {v!r}")
-            kw[key] = float(v) if want == "float" else v
+            kw[key] = _coerce(key, value["value"], f"{path}: {key}.value")
             sources[key] = value["source"]
         missing = sorted(k for k, f in known.items() if k not in kw and f.default is dataclasses_missing())
         if missing:
@@ -123,6 +112,20 @@ class EnginePreset:
         preset = cls(**kw, sources=sources)
         preset._check(path)
         return preset
+
+    def with_overrides(self, overrides: dict, source: str) -> "EnginePreset":
+        """This preset with ``overrides`` ({key: value}, e.g. a deployment's --max-num-batched-tokens as
+        ``token_budget``) applied and checked like a preset file; ``source`` says where each value comes from."""
+        if not overrides:
+            return self
+        known = {f.name for f in fields(self)} - {"name", "version", "sources"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
+        kw = {k: _coerce(k, v, f"engine override {k}") for k, v in overrides.items()}
+        out = dataclasses.replace(self, **kw, sources={**self.sources, **{k: source for k in kw}})
+        out._check(f"{self.name} with overrides {sorted(kw)}")
+        return out
 
     def _check(self, origin) -> None:
         choices = {"batching": ("continuous", "static"), "priority": ("decode_first", "prefill_first"),
@@ -144,6 +147,24 @@ class EnginePreset:
             if s == batch or (s > batch and self.cuda_graph_padding):
                 return s
         return None
+
+
+def _coerce(key: str, v, where: str):
+    """A preset value of ``key`` checked and converted to its field's type (the one rule for files and overrides)."""
+    want = {f.name: f.type for f in fields(EnginePreset)}[key]
+    if key == "cuda_graph_sizes":
+        if not isinstance(v, (list, tuple)) or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
+            raise ValueError(f"{where} must be a list of positive integers, got {v!r}")
+        return tuple(sorted(v))
+    if want == "bool" and not isinstance(v, bool):
+        raise ValueError(f"{where} must be true/false, got {v!r}")
+    if want == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+        raise ValueError(f"{where} must be an integer >= 0, got {v!r}")
+    if want == "float" and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
+        raise ValueError(f"{where} must be a number >= 0, got {v!r}")
+    if want == "str" and not isinstance(v, str):
+        raise ValueError(f"{where} must be a string, got {v!r}")
+    return float(v) if want == "float" else v
 
 
 def dataclasses_missing():

@@ -9,12 +9,22 @@ Each iteration: requests that have arrived join the waiting queue; the engine pr
 or prefill steps that pause decode, decode-first or prefill-first, KV blocks held at each sequence's
 current length, preemption or queueing when the pool is full, or a static batch); the step is costed
 by the StepCoster; the clock advances; finished requests free their blocks and, in a closed loop, their
-client sends the next request at that instant.  A preempted request loses its KV and is recomputed
-(vLLM's RECOMPUTE, SGLang's retract).
+client sends the next request, which reaches the engine's queue after the workload's turnaround (a seeded
+random delay of up to ``turnaround_s``: the client handling the last response and sending the next, the
+server parsing and tokenising it).  A preempted request loses its KV and is recomputed (vLLM's RECOMPUTE,
+SGLang's retract).  The first ``warmup_requests`` requests run but are left out of the metrics.
+
+Why the turnaround matters although it is short: with identical requests and no delay at all, a closed loop
+settles into whatever phase pattern its first burst left, e.g. every arrival landing exactly at a step
+boundary and prefilled alone, which is a knife-edge state.  Any delay, however small, lets arrivals that
+land inside a long prefill step queue behind it, and such clusters persist (their members finish and come
+back within one step of each other).  The metrics depend on there being a delay, and only weakly on its size
+(benchmarks/serving_accuracy.py --turnaround-ms prints the sensitivity).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -67,6 +77,8 @@ class SimRun:
     paused by prefill steps)."""
     kv_limited_steps: int = 0
     """Steps at which a waiting request could not start for lack of KV blocks."""
+    times_s: tuple = ()
+    """(arrival, first token, finish) seconds of each measured request (warm-up excluded), in the order sent."""
 
 
 def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int = 1,
@@ -86,10 +98,21 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     done: list[_Req] = []
     sent = 0
     clock = 0.0
+    on_the_way: list[tuple[float, int, _Req]] = []  # sent, not yet in the engine's queue
+    turnaround = workload.turnaround_delays_s()
+
+    def send(at: float) -> None:
+        nonlocal sent
+        # the client's clock starts when it sends: the delay is part of the request's latency and TTFT
+        heapq.heappush(on_the_way, (at + float(turnaround[sent]), sent, _Req(sent, at, int(isls[sent]), int(osls[sent]))))
+        sent += 1
+
     if closed:
         for _ in range(min(workload.concurrency, n)):
-            waiting.append(_Req(sent, 0.0, int(isls[sent]), int(osls[sent])))
-            sent += 1
+            send(0.0)
+    else:
+        while sent < n:
+            send(float(arrivals[sent]))
     free = kv.blocks
     budget = engine.token_budget or 1 << 60
     steps = preempt = kv_limited = 0
@@ -124,13 +147,11 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         steps += 1
         if steps > max_steps:
             raise RuntimeError(f"simulation did not finish within {max_steps} steps")
-        if not closed:
-            while sent < n and arrivals[sent] <= clock:
-                waiting.append(_Req(sent, float(arrivals[sent]), int(isls[sent]), int(osls[sent])))
-                sent += 1
-            if not running and not waiting:
-                clock = float(arrivals[sent])
-                continue
+        while on_the_way and on_the_way[0][0] <= clock:
+            waiting.append(heapq.heappop(on_the_way)[2])
+        if not running and not waiting:
+            clock = on_the_way[0][0]  # the engine idles until the next request reaches it
+            continue
         chunks: list[tuple[_Req, int]] = []  # (request, prompt tokens this step)
         decodes: list[_Req] = []
         if static:
@@ -240,9 +261,6 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 r.blocks = blocks_for(r.done_prompt + take)
             free = kv.blocks - sum(r.blocks for r in running)
         if not chunks and not decodes:
-            if not running and not waiting and not closed and sent < n:
-                clock = float(arrivals[sent])
-                continue
             raise RuntimeError(f"{engine.name}: no request can be scheduled (waiting {len(waiting)}, running "
                                f"{len(running)}, free blocks {free} of {kv.blocks})")
         max_running = max(max_running, len(running))
@@ -279,11 +297,11 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             release(r)
             done.append(r)
             if closed and sent < n:
-                waiting.append(_Req(sent, clock, int(isls[sent]), int(osls[sent])))
-                sent += 1
+                send(clock)
         if engine.admission != "current_length" and not engine.mixed_steps and not static:
             free = kv.blocks - sum(r.blocks for r in running)
     done.sort(key=lambda r: r.i)
+    done = done[workload.warmup_requests:]
     metrics = summarise([r.arrival for r in done], [r.first for r in done], [r.finish for r in done],
                         [r.osl for r in done], devices)
     decode_step = {}
@@ -291,4 +309,5 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         (b, kvm), _ = max(dec_hist.items(), key=lambda kv_: kv_[1])
         decode_step = {"batch": b, "kv_len_mean": kvm, **coster.breakdown(b, kvm, ())}
     share = dec_time_prefill / dec_time if dec_time > 0 else 0.0
-    return SimRun(metrics, steps, max_running, preempt, decode_step, share, kv_limited)
+    times = tuple((r.arrival, r.first, r.finish) for r in done)
+    return SimRun(metrics, steps, max_running, preempt, decode_step, share, kv_limited, times)

@@ -35,12 +35,20 @@ class ServingWorkload:
     request_rate_per_s: float | None = None
     """Open loop: Poisson arrival rate, requests per second."""
     num_requests: int | None = None
-    """Requests in the run; None = 10 x concurrency (at least 100) closed loop, 200 open loop (modelling
-    assumption: the dev data do not record it; vllm bench serve's default is 1000)."""
+    """Requests measured in the run (warm-up not counted); None = 10 x concurrency (at least 100) closed loop,
+    200 open loop (modelling assumption; vllm bench serve's default is 1000, aiconfigurator's generated aiperf
+    benchmark sends 20 x concurrency after 2 x concurrency of warm-up)."""
     range_ratio: float = 0.0
     """Lengths uniform in [x (1 - r), x (1 + r)] (vLLM --random-range-ratio); 0 = fixed."""
     seed: int = 0
-    """Seed of the arrival times and lengths."""
+    """Seed of the arrival times, lengths and turnaround delays."""
+    turnaround_s: float = 0.005
+    """Each request reaches the engine's queue after a delay drawn uniformly from [0, turnaround_s] from the
+    moment its client sends it (closed loop: the client handling the previous response and sending the next;
+    both loops: the server parsing and tokenising it); TTFT and latency include it, as a client measures them.  Modelling assumption: a few milliseconds on one host; the metrics depend on
+    the delay being non-zero and only weakly on its size (simulate.py says why)."""
+    warmup_requests: int = 0
+    """Requests run first and left out of the metrics (aiperf / genai-perf ``--warmup-request-count``)."""
 
     def __post_init__(self) -> None:
         for f in ("isl", "osl"):
@@ -57,6 +65,10 @@ class ServingWorkload:
             raise ValueError(f"--num-requests must be an integer >= 1, got {self.num_requests!r}")
         if not 0.0 <= self.range_ratio < 1.0:
             raise ValueError(f"range_ratio must be in [0, 1), got {self.range_ratio}")
+        if not (isinstance(self.turnaround_s, (int, float)) and 0.0 <= self.turnaround_s <= 10.0):
+            raise ValueError(f"--turnaround-ms must be between 0 and 10000 ms, got {self.turnaround_s * 1e3!r}")
+        if not isinstance(self.warmup_requests, int) or isinstance(self.warmup_requests, bool) or self.warmup_requests < 0:
+            raise ValueError(f"--warmup-requests must be an integer >= 0, got {self.warmup_requests!r}")
 
     @property
     def closed_loop(self) -> bool:
@@ -64,9 +76,16 @@ class ServingWorkload:
 
     @property
     def requests(self) -> int:
+        """Requests sent in all, warm-up included."""
         if self.num_requests is not None:
-            return self.num_requests
-        return max(100, 10 * self.concurrency) if self.closed_loop else 200
+            return self.num_requests + self.warmup_requests
+        return (max(100, 10 * self.concurrency) if self.closed_loop else 200) + self.warmup_requests
+
+    def turnaround_delays_s(self) -> np.ndarray:
+        """Each request's delay between its client sending it and the engine's queue holding it."""
+        if self.turnaround_s == 0.0:
+            return np.zeros(self.requests)
+        return np.random.default_rng(self.seed + 2).uniform(0.0, self.turnaround_s, size=self.requests)
 
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
         """(isl, osl) per request, in the order the requests are sent."""
@@ -89,12 +108,14 @@ class ServingWorkload:
         """The share of this load one of ``dp`` replicas serves (a load balancer spreading requests evenly)."""
         import dataclasses
 
-        n = self.requests
-        share_n = n // dp + (1 if replica < n % dp else 0)
+        def share(k: int) -> int:
+            return k // dp + (1 if replica < k % dp else 0)
+        n = max(1, share(self.requests - self.warmup_requests))
+        warm = share(self.warmup_requests)
         if self.closed_loop:
-            c = self.concurrency // dp + (1 if replica < self.concurrency % dp else 0)
+            c = share(self.concurrency)
             if c < 1:
                 raise ValueError(f"--concurrency {self.concurrency} < dp {dp}: a replica would get no client")
-            return dataclasses.replace(self, concurrency=c, num_requests=max(1, share_n), seed=self.seed + replica)
-        return dataclasses.replace(self, request_rate_per_s=self.request_rate_per_s / dp, num_requests=max(1, share_n),
-                                   seed=self.seed + replica)
+            return dataclasses.replace(self, concurrency=c, num_requests=n, warmup_requests=warm, seed=self.seed + replica)
+        return dataclasses.replace(self, request_rate_per_s=self.request_rate_per_s / dp, num_requests=n,
+                                   warmup_requests=warm, seed=self.seed + replica)

@@ -1,0 +1,113 @@
+"""Engine settings a known deployment recipe changes from the engine's defaults (a recipe is data with sources).
+
+    from accelcal.planner.serving.deployment import apply_deployment
+    engine, kv_dtype, notes = apply_deployment("aiconfigurator", EnginePreset.from_name("trtllm"), "1.0.0rc3",
+                                               isl=4096, osl=128, concurrency=32, weight_dtype="fp8_e4m3")
+    print(engine.token_budget, kv_dtype, notes)
+
+``default``: the engine as ``vllm serve`` / ``python -m sglang.launch_server`` / ``trtllm-serve`` start it
+(the presets in presets/*.yaml).  ``aiconfigurator``: the aggregated-serving configuration NVIDIA's
+aiconfigurator generator writes for an (isl, osl, batch size) and that its published silicon measurements
+were run with; every rule below cites the generator source it comes from (github.com/ai-dynamo/aiconfigurator,
+Apache-2.0; commits named by hash).  The batch size the generator is given is taken to be the benchmark
+concurrency (the published rows record it as ``batch_size``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["DEPLOYMENTS", "DeploymentSettings", "apply_deployment", "deployment_settings"]
+
+DEPLOYMENTS: tuple[str, ...] = ("default", "aiconfigurator")
+"""Recipes :func:`deployment_settings` knows."""
+
+_AIC = "ai-dynamo/aiconfigurator"
+_TOKENS_RULE = (f"{_AIC} generator rule 'agg max_num_tokens = max_batch_size + isl + 1500' (TRT-LLM since the "
+                f"first commit efcae124c src/aiconfigurator/cli/backends/trtllm.py; vLLM in rule_plugin/vllm.rule "
+                f"since 95ddf241a)")
+_KV_RULE = (f"{_AIC}: fp8 checkpoints run an fp8 KV cache (efcae124c cli/backends/trtllm.py: kvcache_quant_mode "
+            f"fp8 -> kv_cache_dtype fp8; sdk/models/helpers.py _infer_quant_modes at 095f58a5)")
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """What a recipe sets for one engine, load and model precision."""
+
+    overrides: dict = field(default_factory=dict)
+    """EnginePreset key -> value (EnginePreset.with_overrides)."""
+    source: str = ""
+    """Where the overrides come from."""
+    kv_dtype: str | None = None
+    """KV cache dtype the recipe runs (None: keep the caller's)."""
+    notes: tuple[str, ...] = ()
+    """One line per setting, with its source."""
+
+
+def _version(v: str) -> tuple[int, ...]:
+    """Comparable version tuple; an empty version means the newest rules."""
+    if not str(v).strip():
+        return (1 << 30,)
+    out = []
+    for part in str(v).replace("rc", ".").replace("post", ".").split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: int, concurrency: int | None,
+                        weight_dtype: str = "bf16", engine_budget: int = 0) -> DeploymentSettings:
+    """The settings ``recipe`` gives ``engine`` (preset name) at ``version`` for this load; ``engine_budget``
+    is the preset's own token budget (SGLang's chunked_prefill_size still splits prompts longer than it)."""
+    if recipe not in DEPLOYMENTS:
+        raise ValueError(f"unknown --deployment {recipe!r}; expected one of {list(DEPLOYMENTS)}")
+    if recipe == "default" or engine == "static":
+        return DeploymentSettings()
+    if engine not in ("trtllm", "vllm", "sglang"):
+        raise ValueError(f"--deployment aiconfigurator has rules for trtllm, vllm and sglang, not {engine!r}")
+    bs = int(concurrency) if concurrency else 128  # the generator's own default batch size (rule_plugin/*.rule)
+    over: dict = {}
+    notes: list[str] = []
+    kv = "fp8_e4m3" if weight_dtype == "fp8_e4m3" else None
+    if kv:
+        notes.append(f"KV cache fp8_e4m3 for fp8 weights: {_KV_RULE}")
+    if engine in ("trtllm", "vllm"):
+        over["token_budget"] = bs + isl + 1500
+        over["max_seqs"] = bs
+        notes.append(f"token budget {bs} + {isl} + 1500 = {bs + isl + 1500}, at most {bs} sequences: {_TOKENS_RULE}")
+    if engine == "trtllm":
+        over["chunked_prefill"] = False
+        over["memory_fraction"] = 0.80
+        notes.append(f"no chunked prefill, KV free_gpu_memory_fraction 0.80: {_AIC} backend_templates/trtllm/"
+                     f"extra_engine_args.*.yaml.j2 defaults (enable_chunked_prefill false, 0.80)")
+        if _version(version) < (1, 1):
+            over["cuda_graph_sizes"] = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+            over["cuda_graph_padding"] = True
+            notes.append(f"CUDA graphs at [1, 2, 4, ..., 256] padded: {_AIC} efcae124c "
+                         f"cli/templates/trtllm/dynamo/extra_engine_args.1.0.0rc3.yaml.j2")
+        else:
+            over["cuda_graph_sizes"] = list(range(1, bs + 1))
+            over["cuda_graph_padding"] = False
+            notes.append(f"CUDA graphs at every batch 1..{bs}, no padding: {_AIC} rule_plugin/trtllm.rule "
+                         f"'cuda_graph_batch_sizes = range(1, max_batch_size + 1)' (95ddf241a), template "
+                         f"enable_padding default false")
+    if engine == "sglang":
+        # max_prefill_tokens caps a prefill batch; chunked_prefill_size (the preset's budget) still splits prompts.
+        over["token_budget"] = min(isl + 1500, engine_budget) if engine_budget else isl + 1500
+        notes.append(f"prefill batches of at most {isl} + 1500 = {isl + 1500} tokens: {_AIC} rule_plugin/sglang.rule "
+                     f"'max_prefill_tokens = isl + 1500' (95ddf241a)")
+        if _version(version) >= (0, 5, 6):
+            # enable_mixed_chunk entered the rule on 2026-01-19 (fa895ffb1, 07a377923); the generator's templates
+            # for SGLang 0.5.6.post2 and later came after it, those for 0.5.1.post1 before.
+            over["mixed_steps"] = True
+            notes.append(f"decodes ride in prefill batches (--enable-mixed-chunk): {_AIC} rule_plugin/sglang.rule "
+                         f"'agg enable_mixed_chunk = true' (07a377923)")
+    return DeploymentSettings(over, f"{_AIC} generator (recipe 'aiconfigurator'; see accelcal.planner.serving.deployment)",
+                              kv, tuple(notes))
+
+
+def apply_deployment(recipe: str, engine, version: str, isl: int, osl: int, concurrency: int | None,
+                     weight_dtype: str = "bf16", kv_dtype: str = "bf16"):
+    """(engine preset with the recipe's settings, KV dtype, notes) for ``engine`` (an EnginePreset)."""
+    d = deployment_settings(recipe, engine.name, version, isl, osl, concurrency, weight_dtype, engine.token_budget)
+    return engine.with_overrides(d.overrides, d.source), d.kv_dtype or kv_dtype, list(d.notes)
