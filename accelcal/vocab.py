@@ -93,6 +93,16 @@ NCCL_RING_STEP_LATENCY_S: dict[str, float] = {"nvlink": 0.6e-6, "pci": 1.0e-6, "
 """hwLat[NVLINK|PCI|NET][Ring][LL] in NCCL's tuning model (src/graph/tuning.cc, commit b6475625)."""
 
 
+FABRICS: tuple[str, ...] = ("nvswitch", "nvlink", "pcie", "xgmi", "infiniband", "roce", "ethernet", "efa", "shm")
+"""What a collective entry's links are (optional ``fabric`` key of a collectives entry)."""
+
+SWITCH_FABRICS: tuple[str, ...] = ("nvswitch",)
+"""Fabrics where every rank reaches every other through one full-bandwidth switch.  On them NCCL's latency
+model for its switch algorithm does not grow with the group (NVIDIA/nccl src/graph/tuning.cc at 5067397c:
+``if (a == NCCL_ALGO_NVLS) latencies = intraLat``, no per-rank steps), so a group size that was not measured
+keeps the measured latency instead of the ring model's per-step growth."""
+
+
 def ring_steps(op: str, n: int) -> int:
     """Ring steps of ``op`` over ``n`` ranks in NCCL's model (2(n-1) all_reduce, n-1 all_gather/reduce_scatter)."""
     if op == "all_reduce":

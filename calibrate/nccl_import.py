@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-from accelcal.vocab import DTYPE_BYTES, SCOPES
+from accelcal.vocab import DTYPE_BYTES, FABRICS, SCOPES
 
 from .profile import CollectiveEntry, Identity, Overheads, Profile
 
@@ -62,8 +62,11 @@ def _device_layout(runs) -> tuple[str, str, int, int, list[str]]:
 def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: str = "",
                       scope: str | None = None, raw_data: Sequence[str] = (), raw_sha256: dict | None = None,
                       placement: str = "both", progress: Callable[[str], object] | None = None,
-                      devices_per_node: int | None = None) -> Profile:
+                      devices_per_node: int | None = None, fabric: str | None = None) -> Profile:
     """Fit every run into one collectives-only Profile (validated by the strict loader before it is returned).
+
+    ``fabric`` (accelcal.vocab.FABRICS) is recorded on every entry: on a switch fabric (NVSwitch) a group size
+    the logs did not measure keeps their latency instead of the ring model's per-step growth.
 
     ``devices_per_node``: the node's size when the logs ran on a subset of its devices (e.g. ``-g 4`` on an
     8-GPU NVSwitch node), so a plan knows an 8-way group still stays inside the node.
@@ -104,7 +107,7 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             f.quality.flags.append(f"{label}: smallest measured size {min(xs):.4g} B > {SMALL_MESSAGE_BYTES} B: the "
                                    f"latency is the large-message intercept, not a measured small-message time")
         entries.append(CollectiveEntry(op=op, scope=sc, group_size=gs, dtype=next(iter(dtypes)), pieces=f.pieces,
-                                       quality=f.quality))
+                                       quality=f.quality, fabric=fabric))
         if progress:
             q = f.quality
             progress(f"fitted {label} from {len(xs)} points ({len(rs)} run(s)): {len(f.pieces)} piece(s), latency "
@@ -137,8 +140,11 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
 def import_profile(paths: Sequence[str], name: str | None = None, citations: Sequence[str] = (),
                    out: str | None = None, scope: str | None = None, op: str | None = None, force: bool = False,
                    command: str = "", placement: str = "both",
-                   progress: Callable[[str], object] | None = None, devices_per_node: int | None = None) -> Profile:
+                   progress: Callable[[str], object] | None = None, devices_per_node: int | None = None,
+                   fabric: str | None = None) -> Profile:
     """Parse, fit and (with ``out``) write atomically; refuses to replace ``out`` unless ``force``."""
+    if fabric is not None and fabric not in FABRICS:
+        raise ValueError(f"--fabric {fabric!r}: expected one of {list(FABRICS)}")
     from accelcal.collectives.nccl_tests import read_runs, sha256_of
 
     if out is not None and os.path.exists(out) and not force:
@@ -151,7 +157,8 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
     raw = [os.path.relpath(Path(p).resolve(), base) for p in paths]
     sha = {rel: sha256_of(p) for rel, p in zip(raw, paths)}
     name = name or (Path(out).stem if out else Path(paths[0]).stem)
-    prof = profile_from_runs(runs, name, citations, command, scope, raw, sha, placement, progress, devices_per_node)
+    prof = profile_from_runs(runs, name, citations, command, scope, raw, sha, placement, progress, devices_per_node,
+                             fabric)
     if out is not None:
         prof.save(out)
     return prof
@@ -182,6 +189,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--devices-per-node", type=int, default=None, metavar="N",
                    help="devices in one node when the logs ran on a subset of them (default: the most ranks the "
                         "rank lines put on one host)")
+    p.add_argument("--fabric", choices=FABRICS, default=None,
+                   help="the links the logs ran over (recorded on every entry); nvswitch: group sizes the logs did "
+                        "not measure keep the measured latency (NCCL's switch latency model) instead of ring scaling")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_run)
 
@@ -194,11 +204,12 @@ def _run(args: argparse.Namespace) -> int:
         + (["--scope", args.scope] if args.scope else []) + (["--op", args.op] if args.op else [])
         + [x for c in args.citation for x in ("--citation", c)]
         + (["--placement", args.placement] if args.placement != "both" else [])
-        + (["--devices-per-node", str(args.devices_per_node)] if args.devices_per_node is not None else []))
+        + (["--devices-per-node", str(args.devices_per_node)] if args.devices_per_node is not None else [])
+        + (["--fabric", args.fabric] if args.fabric else []))
     try:
         prof = import_profile(args.files, args.name, args.citation, args.out, args.scope, args.op, args.force,
                               command, args.placement, progress=lambda m: print(f"[import] {m}"),
-                              devices_per_node=args.devices_per_node)
+                              devices_per_node=args.devices_per_node, fabric=args.fabric)
     except NcclTestsError as exc:
         print(f"accelcal import nccl-tests: error: {exc}", file=sys.stderr)
         return 2

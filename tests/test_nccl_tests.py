@@ -169,3 +169,37 @@ def test_subset_of_a_node_keeps_the_node_size_and_composes_to_it():
     # A device profile measured on one GPU takes the node size from its intra-node fabric.
     dev = Profile.load(Path(__file__).parent.parent / "profiles" / "nvidia-h200.yaml")
     assert dev.identity.devices_per_node == 1 and compose(dev, sub).identity.devices_per_node == 8
+
+
+def test_switch_fabric_keeps_the_measured_latency_at_other_group_sizes():
+    src = Path(__file__).parent.parent / "profiles" / "interconnect" / "sources"
+    logs = [src / "h100-nvswitch-4of8-all_reduce.txt"]
+    ring = import_profile(logs, name="ring", devices_per_node=8)
+    switch = import_profile(logs, name="switch", devices_per_node=8, fabric="nvswitch")
+    assert {c.fabric for c in switch.collectives} == {"nvswitch"} and {c.fabric for c in ring.collectives} == {None}
+    piece = switch.collectives[0].piece_for(8192)
+    # measured group: both the same
+    assert switch.collective_time_s("all_reduce", 8192, 4).time_s == ring.collective_time_s("all_reduce", 8192, 4).time_s
+    # 8 ranks through the switch: the 4-rank latency, bus bandwidth held (algbw x factor(4)/factor(8))
+    bw8 = piece.bandwidth_bytes_per_s * busbw_factor("all_reduce", 4) / busbw_factor("all_reduce", 8)
+    est = switch.collective_time_s("all_reduce", 8192, 8)
+    assert est.time_s == pytest.approx(piece.latency_s + 8192 / bw8)
+    assert "switch-model" in est.flags and est.extrapolated and "ring-model" not in est.flags
+    # no fabric recorded: NCCL's ring steps, 15/10.2 from 4 to 8 ranks over NVLink
+    est_ring = ring.collective_time_s("all_reduce", 8192, 8)
+    assert est_ring.time_s == pytest.approx(piece.latency_s * (6.6 + 0.6 * 14) / (6.6 + 0.6 * 6) + 8192 / bw8)
+    # the key survives a write and the strict loader refuses a fabric it does not know
+    d = _ic_dict(switch)
+    assert Profile.from_dict(d, "ic.yaml").collectives[0].fabric == "nvswitch"
+    d["collectives"][0]["fabric"] = "carrier-pigeon"
+    with pytest.raises(ProfileError, match="fabric"):
+        Profile.from_dict(d, "ic.yaml")
+    with pytest.raises(ValueError, match="--fabric 'token-ring'"):
+        import_profile(logs, name="x", fabric="token-ring")
+
+
+def test_shipped_nvswitch_profiles_record_their_fabric():
+    root = Path(__file__).parent.parent / "profiles" / "interconnect"
+    for name in ("h100-nvswitch-4of8", "h100-nvswitch-8"):
+        assert {c.fabric for c in Profile.load(root / f"{name}.yaml").collectives} == {"nvswitch"}, name
+    assert {c.fabric for c in Profile.load(root / "pcie-rtx4090-8.yaml").collectives} == {"pcie"}

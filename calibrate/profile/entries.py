@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, SCOPES
+from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, FABRICS, SCOPES
 
 from .perf import gemm_estimate_s, gemm_model_time_s, ratio_table
 from .reader import MAX_MESSAGE_BYTES, MAX_TIME_S, Reader
@@ -357,6 +357,9 @@ class CollectiveEntry:
     """Ascending ``max_bytes``; the last has ``max_bytes: null``."""
     quality: Quality | None = None
     """Fit quality (optional for datasheet priors)."""
+    fabric: str | None = None
+    """Optional: the links measured (accelcal.vocab.FABRICS: nvswitch, nvlink, pcie, infiniband, ...); on a
+    switch fabric an unmeasured group size keeps the measured latency (accelcal.vocab.SWITCH_FABRICS)."""
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -374,7 +377,7 @@ class CollectiveEntry:
 
     @classmethod
     def read(cls, r: Reader, d: Any, path: str, datasheet: bool) -> "CollectiveEntry":
-        d = r.mapping(d, path, ["op", "scope", "group_size", "dtype", "pieces"], ["quality"])
+        d = r.mapping(d, path, ["op", "scope", "group_size", "dtype", "pieces"], ["quality", "fabric"])
         op = r.string(d["op"], f"{path}.op", list(BUSBW_FACTORS))
         pieces = read_pieces(r, d["pieces"], f"{path}.pieces", datasheet)
         if not datasheet and d.get("quality") is None:
@@ -382,9 +385,13 @@ class CollectiveEntry:
         return cls(op=op, scope=r.string(d["scope"], f"{path}.scope", SCOPES),
                    group_size=r.integer(d["group_size"], f"{path}.group_size", lo=1, hi=1_000_000),
                    dtype=r.string(d["dtype"], f"{path}.dtype", list(DTYPE_BYTES)), pieces=pieces,
-                   quality=Quality.read(r, d["quality"], f"{path}.quality") if d.get("quality") is not None else None)
+                   quality=Quality.read(r, d["quality"], f"{path}.quality") if d.get("quality") is not None else None,
+                   fabric=r.string(d["fabric"], f"{path}.fabric", list(FABRICS)) if d.get("fabric") is not None else None)
 
     def to_dict(self) -> dict:
-        return {"op": self.op, "scope": self.scope, "group_size": int(self.group_size), "dtype": self.dtype,
-                "pieces": [p.to_dict() for p in self.pieces],
-                "quality": None if self.quality is None else self.quality.to_dict()}
+        out = {"op": self.op, "scope": self.scope, "group_size": int(self.group_size), "dtype": self.dtype,
+               "pieces": [p.to_dict() for p in self.pieces],
+               "quality": None if self.quality is None else self.quality.to_dict()}
+        if self.fabric is not None:
+            out["fabric"] = self.fabric
+        return out

@@ -20,7 +20,7 @@ import yaml
 
 from accelcal.atomic import atomic_write_text
 from accelcal.vocab import (BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, SCOPES, attention_flop_bytes,
-                            busbw_factor, gemm_element_bytes, ring_latency_scale)
+                            busbw_factor, gemm_element_bytes, ring_latency_scale, SWITCH_FABRICS)
 
 from .entries import AttentionEntry, CollectiveEntry, ComputeEntry, MemoryEntry, Overheads, Quality
 from .provenance import Identity, Validation
@@ -381,14 +381,20 @@ class Profile:
         p = c.piece_for(nbytes)
         f0, f1 = busbw_factor(op, c.group_size), busbw_factor(op, group_size)
         bw = p.bandwidth_bytes_per_s * f0 / f1
-        link = "net" if scope == "inter_node" else "nvlink"
-        steps = ring_latency_scale(op, c.group_size, group_size, link)
+        if c.fabric in SWITCH_FABRICS:
+            # every rank one hop from every other through the switch: NCCL's switch-algorithm latency has no
+            # per-rank steps (accelcal.vocab.SWITCH_FABRICS), so the measured latency is kept
+            steps, model, how = 1.0, "switch-model", f"{c.fabric} switch: latency kept (NCCL's NVLS latency model)"
+        else:
+            link = "net" if scope == "inter_node" else "nvlink"
+            steps = ring_latency_scale(op, c.group_size, group_size, link)
+            model, how = "ring-model", f"latency x {steps:.3g} (NCCL ring model, {link} steps)"
         lat = (p.latency_s or 0.0) * steps
-        flags = self._base_flags() + _flagged(c.quality) + ("ring-model", "extrapolated")
+        flags = self._base_flags() + _flagged(c.quality) + (model, "extrapolated")
         if p.latency_s is None:
             flags += ("not-measured",)
-        detail = (f"ring-model extrapolation from group {c.group_size}: bandwidth x factor({c.group_size})/factor({group_size}) "
-                  f"= {f0:.3g}/{f1:.3g}, latency x {steps:.3g} (NCCL ring model, {link} steps)")
+        detail = (f"{model} extrapolation from group {c.group_size}: bandwidth x factor({c.group_size})/factor({group_size}) "
+                  f"= {f0:.3g}/{f1:.3g}, {how}")
         return Estimate(lat + nbytes / bw, True, detail, c.label, flags)
 
     def launch_overhead_s(self, mode: str = "eager") -> Estimate:
