@@ -116,7 +116,10 @@ def test_attention_tables_carry_the_raw_cases(h200):
            (b, kvl - 1, int(float(r0["heads"])), int(float(r0["kv_heads"])), int(float(r0["head_dim"])))]
     assert len(hit) == 1 and hit[0]["accelcal_source"] == "measured"
     assert hit[0]["latency"] == pytest.approx(float(r0["median_s"]) * 1e3)
-    assert sum(r["accelcal_source"] == "measured" for r in ctx) == 4
+    # every whole-prompt prefill case measured is a context row (chunks after cached context are not)
+    whole = [r for r in csv.DictReader(open(H200.parent / "nvidia-h200-raw" / "kernels.csv"))
+             if r["op"] == "attn_prefill" and r["figure"] == "device" and r["q_len"] == r["kv_len"]]
+    assert len(whole) == 20 and sum(r["accelcal_source"] == "measured" for r in ctx) == len(whole)
     meta = yaml.safe_load(next((h200.systems_dir / "data").rglob("attention/*/*/collection_meta.yaml")).read_text())
     assert meta["schema_version"] == 1 and meta["tables"]["context_attention_perf"]["status"] == "partial"
     assert meta["accelcal"]["rows"]["generation_attention_perf"]["measured"] == len(raw)

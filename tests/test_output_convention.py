@@ -62,8 +62,29 @@ def test_compare_table_has_units_on_every_number(capsys):
         assert len(vals) >= 2, ln
 
 
+def _scaled(tmp_path, factor: float) -> str:
+    """The H200 profile with every bandwidth x factor (Profile.with_bandwidth_scale), saved beside the test."""
+    from accelcal.calibrate.profile import Profile
+
+    out = tmp_path / f"h200-bw-x{factor:g}.yaml"
+    Profile.load(H200).with_bandwidth_scale(factor).save(out)
+    return str(out)
+
+
 def test_compare_json_parses_with_units_in_key_names(capsys):
-    assert main(["compare", H100, H200, "--format", "json", "--all"]) == EXIT_OK
+    assert main(["compare", H100, H200, "--format", "json", "--all"]) == EXIT_OK  # no flag: reported, not failed
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["changes"]
+    for c in doc["changes"]:
+        assert f"old_{c['unit']}" in c and f"new_{c['unit']}" in c
+        assert c[f"new_{c['unit']}"] / c[f"old_{c['unit']}"] - 1 == pytest.approx(c["rel_change"])
+    assert {c["unit"] for c in doc["changes"]} >= {"s", "ratio", "flop_per_s", "bytes_per_s"}
+
+
+def test_compare_json_counts_no_regression_on_a_faster_profile(capsys, tmp_path):
+    assert main(["compare", H200, _scaled(tmp_path, 2.0), "--format", "json", "--all"]) == EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["regressions"] == 0 and any(c["rel_change"] < 0 for c in doc["changes"] if c["unit"] == "s")
     doc = json.loads(capsys.readouterr().out)
     assert doc["changes"] and doc["regressions"] == 0
     for c in doc["changes"]:
@@ -72,13 +93,14 @@ def test_compare_json_parses_with_units_in_key_names(capsys):
     assert {c["unit"] for c in doc["changes"]} >= {"s", "ratio", "flop_per_s", "bytes_per_s"}
 
 
-def test_compare_fail_on_regression_exits_5_only_on_a_slowdown(capsys):
-    # The H100 predicts slower GEMMs than the H200 (measured profiles): H200 -> H100 is a regression.
-    assert main(["compare", H200, H100, "--fail-on-regression"]) == EXIT_REGRESSION
+def test_compare_fail_on_regression_exits_5_only_on_a_slowdown(capsys, tmp_path):
+    # The same device with half its bandwidths predicts slower memory-bound times: a regression.
+    slow = _scaled(tmp_path, 0.5)
+    assert main(["compare", H200, slow, "--fail-on-regression"]) == EXIT_REGRESSION
     assert "slower beyond noise" in capsys.readouterr().err
-    assert main(["compare", H100, H200, "--fail-on-regression"]) == EXIT_OK
+    assert main(["compare", slow, H200, "--fail-on-regression"]) == EXIT_OK
     assert main(["compare", H200, H200, "--fail-on-regression"]) == EXIT_OK
-    assert main(["compare", H200, H100]) == EXIT_OK  # without the flag a slowdown is reported, not failed
+    assert main(["compare", H200, slow]) == EXIT_OK  # without the flag a slowdown is reported, not failed
 
 
 def test_plan_exit_codes_infeasible_targets_missed_ok(capsys):

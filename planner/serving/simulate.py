@@ -14,12 +14,14 @@ random delay of up to ``turnaround_s``: the client handling the last response an
 server parsing and tokenising it).  A preempted request loses its KV and is recomputed (vLLM's RECOMPUTE,
 SGLang's retract).  The first ``warmup_requests`` requests run but are left out of the metrics.
 
-Why the turnaround matters although it is short: with identical requests and no delay at all, a closed loop
-settles into whatever phase pattern its first burst left, e.g. every arrival landing exactly at a step
-boundary and prefilled alone, which is a knife-edge state.  Any delay, however small, lets arrivals that
-land inside a long prefill step queue behind it, and such clusters persist (their members finish and come
-back within one step of each other).  The metrics depend on there being a delay, and only weakly on its size
-(benchmarks/serving_accuracy.py --turnaround-ms prints the sensitivity).
+Why the turnaround matters: with identical requests and no delay at all, a closed loop settles into whatever
+phase pattern its first burst left, e.g. every arrival landing exactly at a step boundary and prefilled
+alone, a knife-edge state.  A delay lets arrivals that land inside a long prefill step queue behind it, and
+such clusters persist (their members finish close together and come back close together); the longer the
+delay compared with a decode step, the larger the clusters and the TTFT.  So TTFT at high load depends on
+the client and server path, which no accelerator profile measures: the default (``ServingWorkload.
+turnaround_s``) is an assumption for a client and server on one host, and benchmarks/serving_accuracy.py
+--turnaround-ms prints how much the predictions move with it.
 """
 
 from __future__ import annotations

@@ -45,8 +45,9 @@ class ServingWorkload:
     turnaround_s: float = 0.005
     """Each request reaches the engine's queue after a delay drawn uniformly from [0, turnaround_s] from the
     moment its client sends it (closed loop: the client handling the previous response and sending the next;
-    both loops: the server parsing and tokenising it); TTFT and latency include it, as a client measures them.  Modelling assumption: a few milliseconds on one host; the metrics depend on
-    the delay being non-zero and only weakly on its size (simulate.py says why)."""
+    both loops: the server parsing and tokenising it); TTFT and latency include it, as a client measures
+    them.  Modelling assumption: up to 5 ms, a client and server on one host.  Closed-loop TTFT at high load
+    grows with it (simulate.py says why; benchmarks/serving_accuracy.py --turnaround-ms shows how much)."""
     warmup_requests: int = 0
     """Requests run first and left out of the metrics (aiperf / genai-perf ``--warmup-request-count``)."""
 
