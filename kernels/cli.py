@@ -59,6 +59,15 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--verbose", action="store_true",
                    help="also print one line per case (default: a bar per op group with elapsed time and ETA on a "
                         "terminal, one line per op group in a log)")
+    p.add_argument("--for-model", default=None, metavar="NAME[,NAME...]",
+                   help="sweep only these models' projection shapes divided by each --tp degree (GEMM), in "
+                        "--model-dtypes at --model-ms: a targeted sweep to add to a profile "
+                        "(scripts/refit_models.py --add-raw)")
+    p.add_argument("--tp", default="1,2,4,8", metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
+    p.add_argument("--model-dtypes", type=_list_type(DTYPE_CHOICES, "--model-dtypes"), default=None,
+                   help="dtypes for --for-model shapes (default: bf16)")
+    p.add_argument("--model-ms", default=None, metavar="M[,M...]",
+                   help="M values for --for-model shapes (default: 1,16,128,1024,4096)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch intra-op threads for the run (default: torch's own default); `accelcal calibrate` "
                         "uses cores // ranks on a CPU so one device is one rank's share")
@@ -80,7 +89,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     from accelcal.progress import StageProgress
 
-    rs = run_suite(device=args.device, preset=args.preset, ops=args.ops, dtypes=args.dtypes,
+    preset = args.preset
+    if args.for_model:
+        preset = model_sweep(args.for_model, args.tp, args.model_dtypes, args.model_ms)
+    elif args.model_dtypes or args.model_ms:
+        raise ValueError("--model-dtypes / --model-ms go with --for-model")
+    rs = run_suite(device=args.device, preset=preset, ops=args.ops or (["gemm"] if args.for_model else None),
+                   dtypes=args.dtypes or (list(preset.model_dtypes) if args.for_model else None),
                    progress=print if args.verbose and not args.quiet else None,
                    bar=StageProgress("kernels", quiet=args.quiet))
     print(summary_table(rs))
@@ -88,3 +103,23 @@ def run(args: argparse.Namespace) -> int:
     for kind, path in paths.items():
         print(f"wrote {kind:<7} {path}")
     return 0
+
+
+def model_sweep(for_model: str, tp: str, dtypes, ms: str | None):
+    """A suite preset of only the models' TP-divided projection shapes (kernels/model_shapes.py)."""
+    from .model_shapes import MODEL_SHAPE_DTYPES, MODEL_SHAPE_MS, model_gemm_shapes, with_model_shapes
+    from .shapes import SuitePreset
+
+    models = [m.strip() for m in for_model.split(",") if m.strip()]
+    try:
+        tps = [int(t) for t in str(tp).split(",") if t.strip()]
+        m_list = [int(m) for m in ms.split(",") if m.strip()] if ms else list(MODEL_SHAPE_MS)
+    except ValueError:
+        raise ValueError(f"--tp / --model-ms: expected comma-separated integers, got {tp!r} / {ms!r}") from None
+    if not models or not tps or min(tps) < 1 or not m_list or min(m_list) < 1:
+        raise ValueError(f"--for-model/--tp/--model-ms: need a model, TP degrees >= 1 and M >= 1; got {for_model!r}, "
+                         f"{tp!r}, {ms!r}")
+    for note in model_gemm_shapes(models, tps)[1]:
+        print(f"[kernels] note: {note}")
+    base = SuitePreset(name="for-model", timing="quick", dtypes=tuple(dtypes or MODEL_SHAPE_DTYPES), case_budget_s=3.0)
+    return with_model_shapes(base, models, tps, m_list, tuple(dtypes or MODEL_SHAPE_DTYPES))

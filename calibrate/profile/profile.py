@@ -309,8 +309,10 @@ class Profile:
         t = e.time_s(phase, batch, q_len, kv_len, heads, kv_heads, head_dim, flop, nbytes)
         extrap, note = _range_note(e.quality, flop, "FLOP")
         flags = self._base_flags() + _flagged(e.quality) + (("extrapolated",) if extrap else ())
-        how = "latency + max(FLOP/rate, bytes/rate)" + (" x (1 + half_length/kv_len)" if e.half_length else "") + \
-              (" x prefill waves" if e.wave_units and phase == "prefill" else "")
+        how = "latency + max(FLOP/rate, bytes/rate)" + (
+            " x the query blocks' schedule over the units (prologue of half_length keys each)"
+            if phase == "prefill" and (e.wave_units or e.half_length)
+            else (" x (1 + half_length/kv_len)" if e.half_length else ""))
         return Estimate(t, extrap, f"{how}, {note}", f"attention.{dtype}.{phase}", flags)
 
     def attention_mixed_time_s(self, decode_kv_lens: Sequence[int], chunks: Sequence[tuple[int, int]], heads: int,
