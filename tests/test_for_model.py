@@ -55,3 +55,50 @@ def test_profile_records_coverage_and_flags_unmeasured_shapes():
     assert not p.gemm_time_s(16, int(n), int(k), dt).extrapolated
     est = p.gemm_time_s(16, int(n) + 128, int(k), dt)
     assert est.extrapolated and "not measured" in est.detail
+
+
+def test_bench_kernels_for_model_sweeps_only_those_shapes_and_refit_adds_them(tmp_path, capsys):
+    import json
+    import shutil
+    from pathlib import Path
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from accelcal.calibrate.profile import Profile
+    from accelcal.cli import main
+    from accelcal.kernels.model_shapes import model_gemm_shapes
+
+    out = tmp_path / "sweep"
+    assert main(["bench", "kernels", "--device", "cpu", "--for-model", "small", "--tp", "1", "--model-dtypes", "fp32",
+                 "--model-ms", "1,2", "--out", str(out), "--quiet"]) == 0
+    df = pd.read_csv(out / "kernels.csv")
+    shapes, _ = model_gemm_shapes(["small"], [1])
+    assert set(df["op"]) == {"gemm"} and set(df["dtype"]) == {"fp32"}
+    assert {(int(r.m), int(r.n), int(r.k)) for r in df.itertuples() if r.figure == "device"} == \
+        {(m, s.n, s.k) for s in shapes for m in (1, 2)}
+    assert main(["bench", "kernels", "--device", "cpu", "--model-dtypes", "fp32", "--out", str(out)]) == 2
+    assert "--model-dtypes / --model-ms go with --for-model" in capsys.readouterr().err
+
+    # the sweep joins a profile of the same device: listed in raw_data, its points added, the rest untouched
+    root = Path(__file__).resolve().parent.parent
+    shutil.copy(root / "profiles" / "cpu-amd-epyc-2core.yaml", tmp_path / "cpu.yaml")
+    shutil.copytree(root / "profiles" / "cpu-amd-epyc-2core-raw", tmp_path / "cpu-amd-epyc-2core-raw")
+    extra = tmp_path / "cpu-amd-epyc-2core-raw" / "kernels-small.csv"
+    shutil.copy(out / "kernels.csv", extra)
+    env = json.loads((out / "kernels.env.json").read_text())
+    (extra.with_suffix(".env.json")).write_text(json.dumps({**env, "device_name": "elsewhere"}))
+    script = [sys.executable, str(root / "scripts" / "refit_models.py"), str(tmp_path / "cpu.yaml"), "--add-raw", str(extra)]
+    bad = subprocess.run(script, capture_output=True, text=True)
+    assert bad.returncode != 0 and "names device 'elsewhere'" in bad.stderr
+    before = Profile.load(tmp_path / "cpu.yaml")
+    (extra.with_suffix(".env.json")).write_text(json.dumps({**env, "device_name": before.identity.device_name}))
+    ok = subprocess.run(script, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    after = Profile.load(tmp_path / "cpu.yaml")
+    assert after.identity.raw_data == before.identity.raw_data + ["cpu-amd-epyc-2core-raw/kernels-small.csv"]
+    old = {tuple(p[:3]) for p in before.compute["fp32"].points}
+    new = {tuple(p[:3]) for p in after.compute["fp32"].points}
+    assert old < new and len(new - old) == len({(m, s.n, s.k) for s in shapes for m in (1, 2)} - old)
+    assert after.memory == before.memory and after.validation == before.validation
