@@ -314,9 +314,12 @@ def test_aiconfigurator_recipe_settings():
     newer, kv, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("trtllm"), "1.2.0rc6", 1024, 128, 8, "bf16")
     assert newer.cuda_graph_sizes == tuple(range(1, 9)) and not newer.cuda_graph_padding and kv == "bf16"
     sg, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.1.post1", 1024, 128, 16)
-    assert sg.token_budget == 1024 + 1500 and not sg.mixed_steps
+    # max_prefill_tokens caps a prefill batch; chunked_prefill_size (which also sizes SGLang's reserved memory) stays
+    assert sg.prefill_batch_tokens == 1024 + 1500 and sg.token_budget == 8192 and sg.step_tokens == 2524
+    assert not sg.mixed_steps
     long_prompt, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.8", 16384, 128, 16)
-    assert long_prompt.token_budget == 8192 and long_prompt.mixed_steps  # chunked_prefill_size still splits it
+    assert long_prompt.step_tokens == 8192 and long_prompt.mixed_steps  # chunked_prefill_size still splits it
+    assert EnginePreset.from_name("sglang").step_tokens == 8192  # default: 8192 chunks under a 16384 batch cap
     assert deployment_settings("default", "vllm", "0.12.0", 1024, 128, 8).overrides == {}
     with pytest.raises(ValueError, match="unknown --deployment 'magic'"):
         deployment_settings("magic", "vllm", "", 1024, 128, 8)

@@ -56,9 +56,8 @@ def _version(v: str) -> tuple[int, ...]:
 
 
 def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: int, concurrency: int | None,
-                        weight_dtype: str = "bf16", engine_budget: int = 0) -> DeploymentSettings:
-    """The settings ``recipe`` gives ``engine`` (preset name) at ``version`` for this load; ``engine_budget``
-    is the preset's own token budget (SGLang's chunked_prefill_size still splits prompts longer than it)."""
+                        weight_dtype: str = "bf16") -> DeploymentSettings:
+    """The settings ``recipe`` gives ``engine`` (preset name) at ``version`` for this load."""
     if recipe not in DEPLOYMENTS:
         raise ValueError(f"unknown --deployment {recipe!r}; expected one of {list(DEPLOYMENTS)}")
     if recipe == "default" or engine == "static":
@@ -92,8 +91,9 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
                          f"'cuda_graph_batch_sizes = range(1, max_batch_size + 1)' (95ddf241a), template "
                          f"enable_padding default false")
     if engine == "sglang":
-        # max_prefill_tokens caps a prefill batch; chunked_prefill_size (the preset's budget) still splits prompts.
-        over["token_budget"] = min(isl + 1500, engine_budget) if engine_budget else isl + 1500
+        # max_prefill_tokens caps a prefill batch; chunked_prefill_size (the preset's token budget, which also
+        # sizes SGLang's reserved memory) is unchanged and still splits longer prompts.
+        over["prefill_batch_tokens"] = isl + 1500
         notes.append(f"prefill batches of at most {isl} + 1500 = {isl + 1500} tokens: {_AIC} rule_plugin/sglang.rule "
                      f"'max_prefill_tokens = isl + 1500' (95ddf241a)")
         if _version(version) >= (0, 5, 6):
@@ -109,5 +109,5 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
 def apply_deployment(recipe: str, engine, version: str, isl: int, osl: int, concurrency: int | None,
                      weight_dtype: str = "bf16", kv_dtype: str = "bf16"):
     """(engine preset with the recipe's settings, KV dtype, notes) for ``engine`` (an EnginePreset)."""
-    d = deployment_settings(recipe, engine.name, version, isl, osl, concurrency, weight_dtype, engine.token_budget)
+    d = deployment_settings(recipe, engine.name, version, isl, osl, concurrency, weight_dtype)
     return engine.with_overrides(d.overrides, d.source), d.kv_dtype or kv_dtype, list(d.notes)

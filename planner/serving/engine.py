@@ -60,6 +60,9 @@ class EnginePreset:
     admission: str
     """current_length (blocks for the tokens computed so far), full_request (prompt + output reserved up front)
     or reserve_ratio (SGLang: prompt + whole output must fit beside the running requests' remaining output x new_token_ratio)."""
+    prefill_batch_tokens: int = 0
+    """Tokens one step's prefill may take, when the engine caps it apart from ``token_budget`` (SGLang's
+    max_prefill_tokens; its chunked_prefill_size is the token budget); 0 = the token budget alone."""
     cuda_graph_padding: bool = True
     """A decode batch between captured sizes is padded up to the next one (False: runs eager)."""
     new_token_ratio_init: float = 0.0
@@ -138,6 +141,12 @@ class EnginePreset:
             raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
         if self.max_seqs < 1 or self.block_size_tokens < 1:
             raise ValueError(f"{origin}: max_seqs and block_size_tokens must be >= 1")
+
+    @property
+    def step_tokens(self) -> int:
+        """Tokens one step may schedule: the token budget, capped by ``prefill_batch_tokens`` (0 = unlimited)."""
+        caps = [c for c in (self.token_budget, self.prefill_batch_tokens) if c]
+        return min(caps) if caps else 0
 
     def graph_batch(self, batch: int) -> int | None:
         """The captured size a decode batch of ``batch`` replays (padded up), or None when it runs eager."""

@@ -116,7 +116,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         while sent < n:
             send(float(arrivals[sent]))
     free = kv.blocks
-    budget = engine.token_budget or 1 << 60
+    budget = engine.step_tokens or 1 << 60
     steps = preempt = kv_limited = 0
     max_running = 0
     ratio = engine.new_token_ratio_init

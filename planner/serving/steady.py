@@ -70,7 +70,7 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
     lim = _kv_limit(engine, kv, isl, osl)
     e = max(1, min(concurrency, engine.max_seqs, lim))
     kv_mean = isl + osl / 2
-    budget = engine.token_budget or 1 << 60
+    budget = engine.step_tokens or 1 << 60
     if engine.batching == "static":
         tp1 = coster.step_s(0, 0.0, ((isl, isl),), 1)
         td = coster.step_s(e, kv_mean) if osl > 1 else 0.0
