@@ -85,12 +85,6 @@ def test_compare_json_counts_no_regression_on_a_faster_profile(capsys, tmp_path)
     assert main(["compare", H200, _scaled(tmp_path, 2.0), "--format", "json", "--all"]) == EXIT_OK
     doc = json.loads(capsys.readouterr().out)
     assert doc["regressions"] == 0 and any(c["rel_change"] < 0 for c in doc["changes"] if c["unit"] == "s")
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["changes"] and doc["regressions"] == 0
-    for c in doc["changes"]:
-        assert f"old_{c['unit']}" in c and f"new_{c['unit']}" in c
-        assert c[f"new_{c['unit']}"] / c[f"old_{c['unit']}"] - 1 == pytest.approx(c["rel_change"])
-    assert {c["unit"] for c in doc["changes"]} >= {"s", "ratio", "flop_per_s", "bytes_per_s"}
 
 
 def test_compare_fail_on_regression_exits_5_only_on_a_slowdown(capsys, tmp_path):
