@@ -38,7 +38,7 @@ from accelcal.models import ModelConfig
 from accelcal.planner.serving.deployment import DEPLOYMENTS, apply_deployment
 from accelcal.planner.serving.engine import EnginePreset
 from accelcal.planner.serving.predict import combine_profiles, predict_serving
-from accelcal.planner.serving.step_cost import StepCostError
+from accelcal.planner.serving.step_cost import StepCoster, StepCostError, replica_parallelism
 from accelcal.planner.serving.workload import ServingWorkload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +67,8 @@ def run_rows(df: pd.DataFrame, args, model: ModelConfig, prof, ic, inter, turnar
     errs = defaultdict(lambda: ([], []))
     skipped: Counter = Counter()
     infeasible = []
+    in_prefills = defaultdict(lambda: ([], []))  # (engine, concurrency) -> (measured, predicted) TTFT / one prefill
+    costers: dict = {}
     for _, row in df.iterrows():
         eng = ENGINES.get(row["backend"])
         if eng is None:
@@ -98,6 +100,13 @@ def run_rows(df: pd.DataFrame, args, model: ModelConfig, prof, ic, inter, turnar
             infeasible.append((row["id"], res.reason))
             continue
         mt, mp = row["silicon_ttft_ms"] / 1e3, row["silicon_tpot_ms"] / 1e3
+        key = (eng, tp, wd)
+        if key not in costers:
+            costers[key] = StepCoster(prof, model, replica_parallelism(tp, pp, 1, int(prof.identity.devices_per_node)),
+                                      engine, wd, kvd, inter)
+        one = costers[key].step_s(0, 0.0, ((isl, isl),))
+        in_prefills[(eng, c)][0].append(mt / one)
+        in_prefills[(eng, c)][1].append(res.metrics.ttft_mean_s / one)
         et = res.metrics.ttft_mean_s / mt - 1
         ep = res.metrics.tpot_mean_s / mp - 1
         for key in ("all", f"engine {eng} {row['backend_version']}", f"TP{tp}"):
@@ -107,7 +116,7 @@ def run_rows(df: pd.DataFrame, args, model: ModelConfig, prof, ic, inter, turnar
             print(f"  {row['id'][-48:]:<48} {eng:<7} c{c:<4} {isl}x{osl} "
                   f"TTFT {res.metrics.ttft_mean_s * 1e3:9.1f} vs {mt * 1e3:9.1f} ms ({et:+.0%})  TPOT "
                   f"{res.metrics.tpot_mean_s * 1e3:7.2f} vs {mp * 1e3:7.2f} ms ({ep:+.0%})")
-    return errs, skipped, infeasible
+    return errs, skipped, infeasible, in_prefills
 
 
 def main() -> int:
@@ -158,7 +167,7 @@ def main() -> int:
         t0 = time.perf_counter()
         if len(turnarounds) > 1:
             print(f"--- client turnaround up to {ta * 1e3:g} ms")
-        errs, skipped, infeasible = run_rows(df, args, model, prof, ic, inter, ta, notes, args.rows)
+        errs, skipped, infeasible, in_prefills = run_rows(df, args, model, prof, ic, inter, ta, notes, args.rows)
         wall = time.perf_counter() - t0
         print(summary("overall", *errs["all"]))
         for key in sorted(k for k in errs if k != "all"):
@@ -169,6 +178,11 @@ def main() -> int:
         print(f"called infeasible: {len(infeasible)} rows")
         for rid, why in infeasible:
             print(f"  {rid}: {why}")
+        print("TTFT in prefills (median over the rows of TTFT / one prompt's predicted prefill step), measured / predicted:")
+        for eng in sorted({e for e, _ in in_prefills}):
+            cells = [f"c{c} {np.median(m):.1f}/{np.median(p):.1f}" for (e, c), (m, p) in sorted(in_prefills.items())
+                     if e == eng]
+            print(f"  {eng:<7} " + "  ".join(cells))
         print(f"targets: TPOT mean <= 10%, TTFT mean <= 20%, no row infeasible; {wall:.1f} s for "
               f"{len(errs['all'][0])} predictions")
     return 0
