@@ -381,17 +381,10 @@ def sweep_preset(preset: str, device_type: str, for_model: str | None, tp: str |
     degree as a SuitePreset (a plan, nothing is run)."""
     if not for_model:
         return preset
-    from accelcal.kernels.model_shapes import model_gemm_shapes, sweep_preset_for, with_model_shapes
+    from accelcal.kernels.model_shapes import model_gemm_shapes, parse_for_model, sweep_preset_for, with_model_shapes
 
     p = sweep_preset_for(preset, device_type)
-
-    models = [m.strip() for m in for_model.split(",") if m.strip()]
-    try:
-        tps = [int(t) for t in (tp or "1").split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(f"--tp: expected comma-separated integers like 1,2,4,8, got {tp!r}") from None
-    if not models or not tps or min(tps) < 1:
-        raise ValueError(f"--for-model/--tp: need at least one model and TP degrees >= 1; got {for_model!r}, {tp!r}")
+    models, tps = parse_for_model(for_model, tp)
     for note in model_gemm_shapes(models, tps)[1]:
         print(f"[calibrate] note: {note}")
     return with_model_shapes(p, models, tps)

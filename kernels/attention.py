@@ -84,23 +84,17 @@ def chunk_mask_for(device: Device, c: AttentionCase, dtype: str, gqa: str) -> st
     the fastest exact kernel it has, so the sweep times that one and records which it was."""
     key = (device.spec, c.heads, c.kv_heads, c.head_dim, c.batch, c.q_len, c.kv_len, dtype, gqa)
     if key not in _CHUNK_MASK_CACHE:
-        import time
+        from .timing import TimingConfig, time_op
 
+        brief = TimingConfig(warmup_s=0.005, budget_s=0.02, min_reps=3, max_reps=10, queue_len=2)
         best = None
         for mask in CHUNK_MASKS:
             try:
-                run = make_attention_run(device, c, dtype, 1, gqa, mask)
-                run(0)
-                device.synchronize()
-                t0 = time.perf_counter()
-                for i in range(3):
-                    run(i)
-                device.synchronize()
-                dt = time.perf_counter() - t0
+                t = time_op(make_attention_run(device, c, dtype, 1, gqa, mask), device, brief).device.median_s
             except RuntimeError:
                 continue
-            if best is None or dt < best[0]:
-                best = (dt, mask)
+            if best is None or t < best[0]:
+                best = (t, mask)
         _CHUNK_MASK_CACHE[key] = best[1] if best else CHUNK_MASKS[0]
     return _CHUNK_MASK_CACHE[key]
 

@@ -107,18 +107,16 @@ def run(args: argparse.Namespace) -> int:
 
 def model_sweep(for_model: str, tp: str, dtypes, ms: str | None):
     """A suite preset of only the models' TP-divided projection shapes (kernels/model_shapes.py)."""
-    from .model_shapes import MODEL_SHAPE_DTYPES, MODEL_SHAPE_MS, model_gemm_shapes, with_model_shapes
+    from .model_shapes import MODEL_SHAPE_DTYPES, MODEL_SHAPE_MS, model_gemm_shapes, parse_for_model, with_model_shapes
     from .shapes import SuitePreset
 
-    models = [m.strip() for m in for_model.split(",") if m.strip()]
+    models, tps = parse_for_model(for_model, tp)
     try:
-        tps = [int(t) for t in str(tp).split(",") if t.strip()]
         m_list = [int(m) for m in ms.split(",") if m.strip()] if ms else list(MODEL_SHAPE_MS)
     except ValueError:
-        raise ValueError(f"--tp / --model-ms: expected comma-separated integers, got {tp!r} / {ms!r}") from None
-    if not models or not tps or min(tps) < 1 or not m_list or min(m_list) < 1:
-        raise ValueError(f"--for-model/--tp/--model-ms: need a model, TP degrees >= 1 and M >= 1; got {for_model!r}, "
-                         f"{tp!r}, {ms!r}")
+        raise ValueError(f"--model-ms: expected comma-separated integers, got {ms!r}") from None
+    if not m_list or min(m_list) < 1:
+        raise ValueError(f"--model-ms: need M values >= 1, got {ms!r}")
     for note in model_gemm_shapes(models, tps)[1]:
         print(f"[kernels] note: {note}")
     base = SuitePreset(name="for-model", timing="quick", dtypes=tuple(dtypes or MODEL_SHAPE_DTYPES), case_budget_s=3.0)

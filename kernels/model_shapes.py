@@ -19,7 +19,7 @@ from typing import Sequence
 
 from .shapes import GemmShape, SuitePreset, suite_preset
 
-__all__ = ["model_gemm_shapes", "with_model_shapes", "sweep_preset_for", "MODEL_SHAPE_MS", "MODEL_SHAPE_DTYPES", "QUICK_FOR_MODELS",
+__all__ = ["model_gemm_shapes", "parse_for_model", "with_model_shapes", "sweep_preset_for", "MODEL_SHAPE_MS", "MODEL_SHAPE_DTYPES", "QUICK_FOR_MODELS",
            "QUICK_FOR_TP"]
 
 MODEL_SHAPE_MS: tuple[int, ...] = (1, 16, 128, 1024, 4096)
@@ -76,6 +76,18 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
             add(f"{cfg.name}.lm_head/tp{t}", cfg.vocab_size // t, cfg.hidden_size,
                 f"N = vocab {cfg.vocab_size} / TP={t} (vocab-parallel), K = hidden {cfg.hidden_size}")
     return list(shapes.values()), notes
+
+
+def parse_for_model(for_model: str, tp: str | None) -> tuple[list[str], list[int]]:
+    """(models, TP degrees) of ``--for-model NAME[,NAME...] --tp T[,T...]``; ValueError naming the options."""
+    models = [m.strip() for m in str(for_model).split(",") if m.strip()]
+    try:
+        tps = [int(t) for t in str(tp or "1").split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--tp: expected comma-separated integers like 1,2,4,8, got {tp!r}") from None
+    if not models or not tps or min(tps) < 1:
+        raise ValueError(f"--for-model/--tp: need at least one model and TP degrees >= 1; got {for_model!r}, {tp!r}")
+    return models, tps
 
 
 def sweep_preset_for(name: str, device_type: str = "cpu") -> SuitePreset:
