@@ -60,7 +60,9 @@ def format_profile(p: Profile) -> str:
         out.append(f"  {pat:<9} {_memory_line(e)}")
     o = p.overheads
     out.append(f"overheads   eager launch {_time(o.eager_launch_s)}, launch+sync {_time(o.launch_sync_s)}, "
-               f"sync {_time(o.sync_s)}, graph kernel {_time(o.graph_kernel_s)}")
+               f"sync {_time(o.sync_s)}, graph kernel {_time(o.graph_kernel_s)}"
+               + (f", eager dispatch per op of a layer's mix {_time(o.eager_dispatch_s)}"
+                  if o.eager_dispatch_s is not None else ""))
     if p.attention:
         out.append("attention (time = latency + max(FLOP/rate, bytes/rate))")
         for dt, phases in p.attention.items():

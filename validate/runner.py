@@ -12,6 +12,7 @@ rank, has finished; a failure anywhere leaves the file as it was.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -80,24 +81,43 @@ def _cache_notes(dev: Any, configs: dict[str, Any], dtype: str, cases: list[Case
         for tp in tps:
             wbytes = m.layer_params() * DTYPE_BYTES[dtype] / tp
             if llc and wbytes * tp < llc:
+                advice = ("use small/small-moe for DRAM-resident layers" if name not in ("small", "small-moe") else
+                          "no validation preset is larger than this cache; the errors measure cache-resident GEMMs")
                 out.append(f"{name} at TP={tp}: the layer's weights ({wbytes / 2**20:.1f} MiB per rank) fit in the "
                            f"{llc / 2**20:.0f} MiB last-level cache: its GEMMs run from cache, faster than the "
-                           f"profile's cold-buffer fits predict (use small/small-moe for DRAM-resident layers)")
+                           f"profile's cold-buffer fits predict ({advice})")
     return out
 
 
-def _busy_note() -> str:
-    """A warning when other work competes for the CPU (it inflates every host-side timing)."""
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(busy CPU seconds of the whole machine from /proc/stat, CPU seconds of this process and its children), or
+    None where /proc/stat cannot be read."""
     import os
 
     try:
-        load1 = os.getloadavg()[0]
-    except OSError:
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = (sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)) / hz  # all but idle and iowait
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
+def _busy_note(start: tuple[float, float] | None, wall_s: float) -> str:
+    """A warning when other processes used the CPU during validation (it inflates every host-side timing);
+    this run's own ranks do not count."""
+    import os
+
+    end = _cpu_seconds()
+    if start is None or end is None or wall_s <= 0:
         return ""
+    others = max(0.0, (end[0] - start[0]) - (end[1] - start[1])) / wall_s  # cores' worth used by other processes
     cores = os.cpu_count() or 1
-    if load1 > cores:
-        return (f"the machine was busy: 1-minute load average {load1:.1f} > {cores} cores; CPU timings are "
-                f"inflated by other work, rerun on a quiet machine before trusting the errors")
+    if others > 0.25 * cores:
+        return (f"the machine was busy: other processes used {others:.2f} of {cores} cores on average during "
+                f"validation; CPU timings are inflated by that work, rerun on a quiet machine before trusting the errors")
     return ""
 
 
@@ -168,13 +188,16 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     for c, p in preds.items():
         for line in getattr(p, "extrapolated", []) or []:
             if "not measured" in line or "no attention measured" in line:
-                fallbacks.setdefault(line.split(": ", 1)[-1], []).append(c.name)
+                # group by what was missing (e.g. one (N, K) of compute.fp32), not by the M-dependent model text
+                what = re.search(r"\(N=\d+, K=\d+\) not measured \([^)]*\)", line)
+                fallbacks.setdefault(what.group(0) if what else line.split(": ", 1)[-1], []).append(c.name)
     for what, names in fallbacks.items():
+        names = list(dict.fromkeys(names))
         notes.append(f"prediction fell back on an unmeasured figure in {len(names)} case(s) ({names[0]}, ...): {what}")
     every = [c for c in every if c in preds]
     rank_sets = {ph: cs for ph, cs in rank_sets.items() if all(c in preds for c in cs)}
-    for n in notes:
-        say(n)
+
+    cpu_start, wall_start = _cpu_seconds(), time.perf_counter()  # what other processes use while we measure
 
     # 2. Single-rank cases in this process.
     measured: dict[Case, Any] = {}
@@ -245,7 +268,7 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
 
     if dev.is_cpu:
         notes += _cache_notes(dev, configs, dt, every)
-    load = _busy_note()
+    load = _busy_note(cpu_start, time.perf_counter() - wall_start)
     if load:
         notes.append(load)
     run = ValidationRun(device=dev.spec, device_name=dev.name(), dtype=dt, comparisons=comparisons, rankings=rankings,

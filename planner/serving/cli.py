@@ -32,15 +32,15 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     add_profile_arguments(p, "device profile YAML (accelcal calibrate, or profiles/*.yaml)")
     p.add_argument("--model", required=True,
                    help="model preset name, a model config .yaml, or a Hugging Face config.json or its folder")
-    p.add_argument("--tp", type=int, default=1)
-    p.add_argument("--pp", type=int, default=1)
-    p.add_argument("--dp", type=int, default=1)
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree of one engine replica (default 1)")
+    p.add_argument("--pp", type=int, default=1, help="pipeline stages of one replica (default 1)")
+    p.add_argument("--dp", type=int, default=1, help="replicas behind a load balancer sharing the load (default 1)")
     p.add_argument("--ep", type=int, default=1, help="expert parallelism (dense models: 1)")
     p.add_argument("--engine", required=True, help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset key for your deployment, e.g. token_budget=2048 (vLLM "
-                        "--max-num-batched-tokens), max_seqs=64, chunked_prefill=false, cuda_graph_sizes=[1,2,4,8]; "
-                        "repeatable; keys as in planner/serving/presets/*.yaml")
+                        "--max-num-batched-tokens; 0 = no token budget), max_seqs=64, chunked_prefill=false, "
+                        "cuda_graph_sizes=[1,2,4,8]; repeatable; keys as in planner/serving/presets/*.yaml")
     p.add_argument("--deployment", choices=DEPLOYMENTS, default="default",
                    help="engine settings recipe: the engine's defaults, or the configuration NVIDIA aiconfigurator's "
                         "generator writes (token budget, batch size, KV fraction, CUDA graphs, fp8 KV for fp8 "
@@ -97,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
     engine = EnginePreset.resolve(args.engine)
     engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, args.engine_version, args.isl, args.osl,
                                                       args.concurrency, args.weight_dtype, args.kv_dtype)
+    overrides = parse_engine_args(args.engine_arg)
     try:
-        engine = engine.with_overrides(parse_engine_args(args.engine_arg), "--engine-arg (this deployment)")
+        engine = engine.with_overrides(overrides, "--engine-arg (this deployment)")
     except ValueError as exc:
         raise ValueError(f"--engine-arg: {exc}") from None
     prof, inter, notes = _load_profiles(args)
