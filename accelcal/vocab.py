@@ -23,6 +23,7 @@ __all__ = [
     "GEMM_OUTPUT_DTYPE",
     "PHASES",
     "SCOPES",
+    "attended_pairs",
     "attention_flop_bytes",
     "busbw_factor",
     "dtype_bytes",
@@ -142,6 +143,15 @@ def gemm_bytes(m: int, n: int, k: int, dtype: str) -> int:
     return gemm_traffic_bytes(m, n, k, *gemm_element_bytes(dtype))
 
 
+def attended_pairs(q_len: int, kv_len: int, causal: bool = True) -> float:
+    """(query, key) pairs one head of one sequence attends: q_len x kv_len, less the masked upper triangle of
+    the last q_len keys when causal (the mask aligned to the last query; q_len <= kv_len)."""
+    if causal and q_len > 1:
+        q = min(q_len, kv_len)
+        return q_len * kv_len - q * (q - 1) / 2.0
+    return float(q_len * kv_len)
+
+
 def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,
                          elsize: int, causal: bool = True) -> tuple[float, float]:
     """(FLOP, bytes) of one scaled-dot-product attention call.
@@ -151,11 +161,6 @@ def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_hea
     last q_len keys.  Bytes: Q and O (heads) plus K and V (kv_heads), read or
     written once.
     """
-    if causal and q_len > 1:
-        q = min(q_len, kv_len)
-        pairs = q_len * kv_len - q * (q - 1) / 2.0
-    else:
-        pairs = float(q_len * kv_len)
-    flop = 4.0 * batch * heads * head_dim * pairs
+    flop = 4.0 * batch * heads * head_dim * attended_pairs(q_len, kv_len, causal)
     nbytes = float(elsize) * batch * head_dim * (2 * heads * q_len + 2 * kv_heads * kv_len)
     return flop, nbytes

@@ -63,7 +63,7 @@ def summary(label: str, err_ttft: list[float], err_tpot: list[float]) -> str:
 
 
 def run_rows(df: pd.DataFrame, args, model: ModelConfig, prof, ic, inter, turnaround_s: float, notes: list[str],
-             rows: bool) -> tuple[dict, Counter, list]:
+             rows: bool) -> tuple[dict, Counter, list, dict]:
     errs = defaultdict(lambda: ([], []))
     skipped: Counter = Counter()
     infeasible = []

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from accelcal.vocab import attended_pairs, attention_flop_bytes
+
 __all__ = ["attention_model_time_s", "prefill_waves_factor", "prefill_makespan_keys", "prefill_schedule_factor",
            "DEFAULT_BLOCK_Q", "SIM_MAX_BLOCKS"]
 
@@ -93,7 +95,7 @@ def prefill_schedule_factor(batch: Any, heads: Any, q_len: Any, kv_len: Any, cau
     def one(b: float, h: float, q: float, kv: float, c: bool) -> float:
         q, kv = int(q), int(kv)
         c = bool(c) and q > 1
-        pairs = (q * kv - min(q, kv) * (min(q, kv) - 1) / 2.0) if c else float(q * kv)
+        pairs = attended_pairs(q, kv, c)
         groups = int(b) * int(h)
         if not wave_units:
             keys = _block_keys(q, kv, c, block_q)
@@ -108,8 +110,8 @@ def prefill_schedule_factor(batch: Any, heads: Any, q_len: Any, kv_len: Any, cau
 def _infer_causal(flop: Any, batch: Any, heads: Any, q_len: Any, kv_len: Any, head_dim: Any) -> Any:
     """A caller that counted FLOP with :func:`accelcal.vocab.attention_flop_bytes` but did not pass the mask:
     causal is what dropped pairs below q_len x kv_len."""
-    full = 4.0 * np.asarray(batch, dtype=float) * np.asarray(heads, dtype=float) * np.asarray(head_dim, dtype=float) \
-        * np.asarray(q_len, dtype=float) * np.asarray(kv_len, dtype=float)
+    full = np.vectorize(lambda b, h, q, kv, d: attention_flop_bytes(b, q, kv, h, h, d, 0, False)[0],
+                        otypes=[float])(batch, heads, q_len, kv_len, head_dim)
     return np.asarray(flop, dtype=float) < full * (1 - 1e-9)
 
 
@@ -125,8 +127,6 @@ def attention_model_time_s(*, latency_s: float, flop_per_s: float, bytes_per_s: 
         causal = (_infer_causal(flop, batch, heads, q_len, kv_len, head_dim)
                   if flop is not None and head_dim is not None else True)
     if flop is None or nbytes is None:
-        from accelcal.vocab import attention_flop_bytes  # one definition of the work formulas
-
         flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, elsize, causal)
     work = np.maximum(np.asarray(flop, dtype=float) / flop_per_s, np.asarray(nbytes, dtype=float) / bytes_per_s)
     if phase == "prefill":

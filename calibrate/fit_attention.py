@@ -227,4 +227,3 @@ def fit_attention_table(groups: Sequence[tuple[str, str, Sequence[Mapping[str, A
             continue
         out.setdefault(dtype, {})[phase] = e
     return out
-

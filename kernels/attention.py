@@ -38,7 +38,7 @@ from .cases import TORCH_DTYPES, SweepContext, element_bytes
 from .device import Device
 from .shapes import AttentionCase, MixedAttentionCase
 
-__all__ = ["CHUNK_MASKS", "attention_bytes", "attention_flop", "chunk_mask_for", "gqa_mode", "make_attention_run", "run_attention",
+__all__ = ["CHUNK_MASKS", "SDPA_DTYPES", "attention_bytes", "attention_flop", "chunk_mask_for", "gqa_mode", "make_attention_run", "run_attention",
            "run_mixed_attention"]
 
 
@@ -161,6 +161,26 @@ def _set_bytes(c: AttentionCase, dtype: str) -> int:
     return attention_bytes(c, dtype) + 4 * c.batch * c.heads * c.q_len * c.kv_len
 
 
+SDPA_DTYPES = ("fp32", "bf16", "fp16")
+"""dtypes attention is measured in (what scaled_dot_product_attention runs; other dtypes are skipped)."""
+
+
+def _chunk_mask(ctx: SweepContext, c: AttentionCase, dtype: str, gqa: str) -> str | None:
+    """The :data:`CHUNK_MASKS` variant timed for ``c``; None when ``c`` is not a chunk or ``dtype`` is not measured."""
+    return chunk_mask_for(ctx.device, c, dtype, gqa) if _is_chunk(c) and dtype in SDPA_DTYPES else None
+
+
+def _sets_or_skip(ctx: SweepContext, op: str, case: str, params: dict, dtype: str, set_bytes: int) -> int:
+    """Buffer sets that fit in memory, or 0 once the skip and its reason are recorded."""
+    if dtype not in SDPA_DTYPES:
+        ctx.skip(op, case, params, dtype, f"attention is measured in {'/'.join(SDPA_DTYPES)} only, not {dtype}")
+        return 0
+    sets, why = ctx.fit_sets(set_bytes)
+    if not sets:
+        ctx.skip(op, case, params, dtype, why)
+    return sets
+
+
 def run_attention(ctx: SweepContext, cases: Sequence[AttentionCase], dtypes: Sequence[str],
                   mixed: Sequence[MixedAttentionCase] = ()) -> None:
     """Measure every (dtype, case), then every (dtype, mixed case); rows and skips go to ``ctx.results``."""
@@ -171,17 +191,12 @@ def run_attention(ctx: SweepContext, cases: Sequence[AttentionCase], dtypes: Seq
     gqa = gqa_mode(ctx.device)
     for dtype, c in work:
         op = f"attn_{c.phase}"
-        ok_dtype = dtype in ("fp32", "bf16", "fp16")
-        mask = chunk_mask_for(ctx.device, c, dtype, gqa) if _is_chunk(c) and ok_dtype else None
+        mask = _chunk_mask(ctx, c, dtype, gqa)
         params = _params(c, gqa, mask)
         case = f"{c.name}_{dtype}"
         ctx.step("attention", f"{dtype} {c.phase} b={c.batch} h={c.heads}/{c.kv_heads} d={c.head_dim} q={c.q_len} kv={c.kv_len}")
-        if not ok_dtype:
-            ctx.skip(op, case, params, dtype, f"attention is measured in fp32/bf16/fp16 only, not {dtype}")
-            continue
-        sets, why = ctx.fit_sets(_set_bytes(c, dtype))
+        sets = _sets_or_skip(ctx, op, case, params, dtype, _set_bytes(c, dtype))
         if not sets:
-            ctx.skip(op, case, params, dtype, why)
             continue
         ctx.measure(op, case, params, dtype, lambda: make_attention_run(ctx.device, c, dtype, sets, gqa, mask or CHUNK_MASKS[0]),
                     flop=attention_flop(c), bytes_moved=attention_bytes(c, dtype))
@@ -197,8 +212,7 @@ def run_mixed_attention(ctx: SweepContext, cases: Sequence[MixedAttentionCase], 
     for dtype in dtypes:
         for m in cases:
             d, c = m.decode, m.chunk
-            ok_dtype = dtype in ("fp32", "bf16", "fp16")
-            mask = chunk_mask_for(ctx.device, c, dtype, gqa) if _is_chunk(c) and ok_dtype else None
+            mask = _chunk_mask(ctx, c, dtype, gqa)
             params = {**_params(d, gqa), **{f"chunk_{k}": v for k, v in _params(c, gqa).items()
                                             if k in ("batch", "q_len", "kv_len", "causal")}}
             if mask is not None:
@@ -206,12 +220,8 @@ def run_mixed_attention(ctx: SweepContext, cases: Sequence[MixedAttentionCase], 
             case = f"{m.name}_{dtype}"
             ctx.step("attention", f"{dtype} mixed h={d.heads}/{d.kv_heads} decode b={d.batch} kv={d.kv_len} + "
                                   f"chunk q={c.q_len} kv={c.kv_len}")
-            if not ok_dtype:
-                ctx.skip("attn_mixed", case, params, dtype, f"attention is measured in fp32/bf16/fp16 only, not {dtype}")
-                continue
-            sets, why = ctx.fit_sets(_set_bytes(d, dtype) + _set_bytes(c, dtype))
+            sets = _sets_or_skip(ctx, "attn_mixed", case, params, dtype, _set_bytes(d, dtype) + _set_bytes(c, dtype))
             if not sets:
-                ctx.skip("attn_mixed", case, params, dtype, why)
                 continue
 
             def make(d=d, c=c, sets=sets, dtype=dtype, mask=mask):

@@ -119,5 +119,6 @@ def model_sweep(for_model: str, tp: str, dtypes, ms: str | None):
         raise ValueError(f"--model-ms: need M values >= 1, got {ms!r}")
     for note in model_gemm_shapes(models, tps)[1]:
         print(f"[kernels] note: {note}")
-    base = SuitePreset(name="for-model", timing="quick", dtypes=tuple(dtypes or MODEL_SHAPE_DTYPES), case_budget_s=3.0)
-    return with_model_shapes(base, models, tps, m_list, tuple(dtypes or MODEL_SHAPE_DTYPES))
+    dts = tuple(dtypes or MODEL_SHAPE_DTYPES)
+    base = SuitePreset(name="for-model", timing="quick", dtypes=dts, case_budget_s=3.0)
+    return with_model_shapes(base, models, tps, m_list, dts)

@@ -148,8 +148,8 @@ class AttentionCase:
 @dataclass(frozen=True)
 class MixedAttentionCase:
     """One continuous-batching step's attention: a decode batch and one prefill chunk, issued back to back
-    (op ``attn_mixed``).  Not fitted: the profile predicts it from its prefill and decode fits
-    (``Profile.attention_mixed_time_s``), so its measured time checks that composition."""
+    (op ``attn_mixed``).  Not fitted: benchmarks/fit_accuracy.py predicts it from the prefill and decode fits
+    (each part's call in full, as the two calls are timed), so its measured time checks that composition."""
 
     decode: AttentionCase
     """The decode part (batch x 1 query over kv_len)."""

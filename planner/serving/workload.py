@@ -78,9 +78,10 @@ class ServingWorkload:
     @property
     def requests(self) -> int:
         """Requests sent in all, warm-up included."""
-        if self.num_requests is not None:
-            return self.num_requests + self.warmup_requests
-        return (max(100, 10 * self.concurrency) if self.closed_loop else 200) + self.warmup_requests
+        measured = self.num_requests
+        if measured is None:
+            measured = max(100, 10 * self.concurrency) if self.closed_loop else 200
+        return measured + self.warmup_requests
 
     def turnaround_delays_s(self) -> np.ndarray:
         """Each request's delay between its client sending it and the engine's queue holding it."""
