@@ -325,10 +325,13 @@ def _fit_with_shape_model(dtype: str, arr: np.ndarray, wave_units: int | None) -
     flop = [gemm_flop(a, b, c) for a, b, c in arr[:, :3]]
     rng = (float(min(flop)), float(max(flop)))
     if kept == "shape model":
-        # The roofline fields stay (readers of peak/bandwidth and old tools); the query uses the shape model.
-        e, _, _ = _entry(arr, el, w)
+        # The query uses the shape model; the roofline fields that readers show and export (peak, operand
+        # bandwidth, overhead) are the shape model's own, so the profile states one fitted roof per dtype
+        # rather than a second fit of a model the selection did not keep.
         model, ok, flags = fit_gemm_model(dtype, arr.tolist(), wave_units)
-        e.gemm_model = model
+        e = ComputeEntry(peak_flop_per_s=model.peak_flop_per_s,
+                         memory_bandwidth_bytes_per_s=model.memory_bandwidth_bytes_per_s, overhead_s=model.overhead_s,
+                         points=[[float(v) for v in row] for row in arr], wave_units=None, gemm_model=model)
         errs_in = rel_errors(model.times_s(arr[:, 0], arr[:, 1], arr[:, 2]), arr[:, 3])
         e.quality = build_quality(f"gemm {dtype}", errs_in, held, rng, ok, flags, "gemm")
         return e

@@ -4,9 +4,9 @@
     python scripts/refit_models.py profiles/nvidia-h200.yaml --add-raw profiles/nvidia-h200-raw/kernels-fp8-models.csv
 
 Refits ``compute.<dtype>`` (calibrate/fit_gemm.py: the query judged by family-held-out error) from each dtype's
-measured points, and the attention fits from the kernels CSVs named in ``identity.raw_data`` (their
-``.env.json`` gives the SM count).  The measured GEMM points, memory, elementwise, overhead, collective and
-validation sections are left exactly as they are.
+measured points (the whole entry: roofline, wave term, shape model and quality), and the attention fits from
+the kernels CSVs named in ``identity.raw_data`` (their ``.env.json`` gives the SM count).  The measured GEMM
+points, memory, elementwise, overhead, collective and validation sections are left exactly as they are.
 
 ``--add-raw CSV``: a further kernels sweep of the same device (e.g. ``accelcal bench kernels --for-model M
 --model-dtypes fp8_e4m3``), kept in the profile's folder: it is listed in ``identity.raw_data`` and its GEMM
@@ -85,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"gemm {dtype}: not added: {exc}")
             continue
-        if e is None:
-            p.compute[dtype] = fitted
-        else:
-            e.points, e.gemm_model, e.quality = fitted.points, fitted.gemm_model, fitted.quality
+        # The whole entry is replaced: the selection may keep a different query (shape model, or the roofline
+        # with or without the wave term), and a stale wave_units or roofline beside the new quality would
+        # answer with a candidate the selection rejected.
+        p.compute[dtype] = fitted
         q = fitted.quality
         print(f"gemm {dtype}: {len(points)} + {len(new)} added points; family-held-out median "
               f"{q.heldout_median_rel_err:.1%}, p90 {q.heldout_p90_rel_err:.1%}")

@@ -110,6 +110,10 @@ def test_fit_gemm_attaches_model_with_family_quality():
     assert e.gemm_model is not None and e.gemm_model.wave_units == 1
     assert e.quality.heldout_median_rel_err < 0.05
     assert e.gemm_model.sharpness == pytest.approx(1.5, rel=0.2)
+    # One roof per dtype: the entry's roofline fields (shown and exported) are the kept model's own.
+    assert (e.peak_flop_per_s, e.memory_bandwidth_bytes_per_s, e.overhead_s, e.wave_units) == (
+        e.gemm_model.peak_flop_per_s, e.gemm_model.memory_bandwidth_bytes_per_s, e.gemm_model.overhead_s, None)
+    assert e.peak_flop_per_s == pytest.approx(true_cpu.peak_flop_per_s, rel=0.1)
     assert math.isclose(e.estimate_s(16, 1024, 1024, 4)[0], pts[FAMILIES.index((1024, 1024)) * 6 + 3][3], rel_tol=1e-9)
 
 
