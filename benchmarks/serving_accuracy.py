@@ -4,6 +4,7 @@
     $ python benchmarks/serving_accuracy.py --interconnect none          # TP=1 rows only (the device profile alone)
     $ python benchmarks/serving_accuracy.py --deployment default --rows  # engines at their own defaults instead
     $ python benchmarks/serving_accuracy.py --turnaround-ms 1,5,20       # sensitivity to the client turnaround
+    $ python benchmarks/serving_accuracy.py --engine-arg overlap_scheduling=false   # an ablation of one engine key
 
 Every row of the CSV (``--data``, default ../shared/data/serving-dev/qwen3-32b-h100.csv relative to the repo)
 the profiles can cost is predicted with ``predict_serving`` (step-level simulation): backend -> engine preset,
@@ -14,7 +15,9 @@ configurations and the benchmark its published silicon measurements are run with
 (``--deployment aiconfigurator``) each engine gets that recipe's settings (token budget, batch size, KV
 fraction, CUDA graph sizes, fp8 KV cache for fp8 weights; accelcal.planner.serving.deployment cites every
 rule) and the load is the generator's aiperf benchmark: 20 x concurrency requests after 2 x concurrency of
-warm-up (src/aiconfigurator/generator/config/backend_templates/benchmark/bench_run.sh.j2).  ``--deployment
+warm-up (src/aiconfigurator/generator/config/backend_templates/benchmark/bench_run.sh.j2), the warm-up drained
+before the measured requests start together (aiperf docs/tutorials/warmup.md: it "waits indefinitely for all
+warmup responses before starting profiling").  ``--deployment
 default`` runs the engines at their own defaults (the KV cache then stays bf16 unless ``--fp8-kv-dtype``).
 
 Prints mean and median |relative error| of TTFT and TPOT overall, by engine and by TP, the rows not
@@ -83,6 +86,7 @@ def run_rows(df: pd.DataFrame, args, model: ModelConfig, prof, ic, inter, turnar
         wd = "fp8_e4m3" if fp8 else "bf16"
         engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), str(row["backend_version"]),
                                           isl, osl, c, wd, args.fp8_kv_dtype if fp8 else "bf16")
+        engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
         if args.deployment == "aiconfigurator":
             n, warm = args.requests_per_client * c, args.warmup_per_client * c
         else:
@@ -90,7 +94,8 @@ def run_rows(df: pd.DataFrame, args, model: ModelConfig, prof, ic, inter, turnar
         try:
             res = predict_serving(prof, model, engine, tp=tp, pp=pp, concurrency=c, isl=isl, osl=osl, num_requests=n,
                                   weight_dtype=wd, kv_dtype=kvd, inter_node_profile=inter, method=args.method,
-                                  turnaround_s=turnaround_s, warmup_requests=warm)
+                                  turnaround_s=turnaround_s, warmup_requests=warm,
+                                  warmup_drains=args.deployment == "aiconfigurator" and not args.no_warmup_drain)
         except StepCostError as exc:
             why = (f"TP{tp}: --interconnect given, but accelcal.calibrate.compose is not available to combine it"
                    if notes else f"TP{tp}: {str(exc)[:160]}")
@@ -144,8 +149,21 @@ def main() -> int:
                          f"(default: the workload's {ServingWorkload.turnaround_s * 1e3:g} ms)")
     ap.add_argument("--method", choices=("simulate", "steady"), default="simulate",
                     help="step-level simulation (default) or the analytic steady state")
+    ap.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one engine preset key on every row after the deployment recipe (an ablation, "
+                         "e.g. overlap_scheduling=false or tp_all_reduce_kernel=); repeatable")
+    ap.add_argument("--no-warmup-drain", action="store_true",
+                    help="--deployment aiconfigurator: run the measured requests straight after the warm-up in one "
+                         "loop instead of aiperf's drained warm-up and fresh burst (an ablation)")
     ap.add_argument("--rows", action="store_true", help="print every row's prediction")
     args = ap.parse_args()
+    from accelcal.planner.serving.cli import parse_engine_args
+
+    try:
+        args.overrides = parse_engine_args(args.engine_arg)
+        EnginePreset.from_name("vllm").with_overrides(args.overrides, "--engine-arg")
+    except ValueError as exc:
+        ap.error(f"--engine-arg: {exc}")
     if args.requests_per_client is None and args.deployment == "aiconfigurator":
         args.requests_per_client = 20
     turnarounds = ([float(x) / 1e3 for x in args.turnaround_ms.split(",")] if args.turnaround_ms
@@ -162,7 +180,8 @@ def main() -> int:
           f"{args.deployment}; fp8 rows: weights fp8_e4m3"
           + (f", KV {args.fp8_kv_dtype}" if args.deployment == "default" else ", KV as the recipe sets it")
           + (f"; {args.requests_per_client} x concurrency requests after {args.warmup_per_client} x concurrency "
-             f"warm-up" if args.deployment == "aiconfigurator" else ""))
+             f"warm-up{'' if args.no_warmup_drain else ' (drained first)'}" if args.deployment == "aiconfigurator"
+             else "") + (f"; engine overrides {args.overrides}" if args.overrides else ""))
     for ta in turnarounds:
         t0 = time.perf_counter()
         if len(turnarounds) > 1:

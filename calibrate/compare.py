@@ -231,8 +231,8 @@ def compare_profiles(old: Profile, new: Profile,
                  c.quality.range_max] if c.quality else [1 << 20]
         for s in sizes:
             try:
-                a = old.collective_time_s(c.op, s, c.group_size, c.scope).time_s
-                b = new.collective_time_s(c.op, s, c.group_size, c.scope).time_s
+                a = old.collective_time_s(c.op, s, c.group_size, c.scope, c.kernel).time_s
+                b = new.collective_time_s(c.op, s, c.group_size, c.scope, c.kernel).time_s
             except MissingMeasurement:
                 continue
             add(f"{c.label} time at {fmt_bytes(s)}", a, b, noise, c.label)

@@ -89,8 +89,9 @@ class ComposedProfile(Profile):
     scope_part: dict[str, Part] = field(default_factory=dict)
     """Which part answers each scope."""
 
-    def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node") -> Estimate:
-        est = Profile.collective_time_s(self, op, nbytes, group_size, scope)
+    def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node",
+                          kernel: str | None = None) -> Estimate:
+        est = Profile.collective_time_s(self, op, nbytes, group_size, scope, kernel)
         part = self.scope_part.get(scope)
         if part is None or group_size == 1:
             return est

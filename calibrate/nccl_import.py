@@ -79,9 +79,9 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
         raise ValueError(f"--scope must be one of {SCOPES}, got {scope!r}")
     groups: dict[tuple[str, str, int], list] = {}
     for r in runs:
-        groups.setdefault((r.op, scope or r.scope, r.group_size), []).append(r)
+        groups.setdefault((r.op, scope or r.scope, r.group_size, r.kernel or ""), []).append(r)
     entries = []
-    for (op, sc, gs), rs in sorted(groups.items()):
+    for (op, sc, gs, kernel), rs in sorted(groups.items()):
         clusters = {tuple(sorted(set(r.hosts))) for r in rs if r.hosts}
         if len(clusters) > 1:
             raise ValueError(f"{op} {sc} group {gs}: the runs come from different hosts "
@@ -97,7 +97,7 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             raw = sorted({row.type_name for r in rs for row in r.rows})
             raise ValueError(f"{rs[0].source}: {op}: element type {raw} has no accelcal dtype name (known "
                              f"{sorted(DTYPE_BYTES)}); run nccl-tests with -d float, half or bfloat16")
-        label = f"{op}[{sc},{gs}]"
+        label = f"{op}[{sc},{gs}{',' + kernel if kernel else ''}]"
         try:
             f = fit_piecewise(label, xs, ts, max_pieces=MAX_PIECES, target="collective")
         except ValueError as exc:
@@ -107,7 +107,7 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             f.quality.flags.append(f"{label}: smallest measured size {min(xs):.4g} B > {SMALL_MESSAGE_BYTES} B: the "
                                    f"latency is the large-message intercept, not a measured small-message time")
         entries.append(CollectiveEntry(op=op, scope=sc, group_size=gs, dtype=next(iter(dtypes)), pieces=f.pieces,
-                                       quality=f.quality, fabric=fabric))
+                                       quality=f.quality, fabric=fabric, kernel=kernel or None))
         if progress:
             q = f.quality
             progress(f"fitted {label} from {len(xs)} points ({len(rs)} run(s)): {len(f.pieces)} piece(s), latency "
@@ -145,11 +145,14 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
     """Parse, fit and (with ``out``) write atomically; refuses to replace ``out`` unless ``force``."""
     if fabric is not None and fabric not in FABRICS:
         raise ValueError(f"--fabric {fabric!r}: expected one of {list(FABRICS)}")
+    from accelcal.collectives.latency_table import is_latency_table, read_latency_table
     from accelcal.collectives.nccl_tests import read_runs, sha256_of
 
     if out is not None and os.path.exists(out) and not force:
         raise ValueError(f"--out {out} exists; pass --force to replace it")
-    runs = read_runs(paths, op=op)
+    tables = [p for p in paths if str(p).lower().endswith(".csv") and os.path.isfile(p) and is_latency_table(str(p))]
+    logs = [p for p in paths if p not in tables]
+    runs = (read_runs(logs, op=op) if logs else []) + [r for t in tables for r in read_latency_table(str(t))]
     for r in runs:
         if progress:
             progress(f"read {r.describe()}" + (f" [{'; '.join(r.notes)}]" if r.notes else ""))
@@ -175,7 +178,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                                     "bandwidth per (collective, scope, group size) with fit quality, and write a "
                                     "collectives-only profile atomically. Logs with #wrong > 0, 'Out of bounds values: "
                                     "N FAILED', cut rows or nothing parsable are refused, naming the file and line.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="nccl-tests output (.txt/.log, .json) or accelcal CSV")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="nccl-tests output (.txt/.log, .json), accelcal collectives CSV, or a published latency table "
+                        "CSV (kernel,op,group_size,dtype,size_bytes,time_s; accelcal.collectives.latency_table)")
     p.add_argument("--out", required=True, help="profile YAML to write (refused if it exists, unless --force)")
     p.add_argument("--name", default=None, help="profile name (default: the --out file stem)")
     p.add_argument("--scope", choices=SCOPES, default=None,

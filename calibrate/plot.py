@@ -231,7 +231,7 @@ def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
     for c in chosen:
         f = busbw_factor(c.op, c.group_size)
         s = np.logspace(math.log10(max(c.quality.range_min, 1.0)), math.log10(c.quality.range_max), 60)
-        t = np.array([p.collective_time_s(c.op, x, c.group_size, c.scope).time_s for x in s])
+        t = np.array([p.collective_time_s(c.op, x, c.group_size, c.scope, c.kernel).time_s for x in s])
         ln = ax.plot(s, s / t * f / 1e9, "-", label=f"{c.op} n={c.group_size} {c.scope}")[0]
         r = _collective_rows(raw, c)
         if r is not None and len(r):

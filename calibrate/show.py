@@ -82,7 +82,7 @@ def format_profile(p: Profile) -> str:
                 f"<= {_si(pc.max_bytes, 'B') if pc.max_bytes is not None else 'inf'}: {_time(pc.latency_s)} + S / "
                 f"{_si(pc.bandwidth_bytes_per_s, 'B/s')} (busbw {_si(pc.bandwidth_bytes_per_s * f, 'B/s')})"
                 for pc in c.pieces)
-            out.append(f"  {c.op} {c.scope} n={c.group_size} {c.dtype}: {pieces} {_q(c.quality)}")
+            out.append(f"  {c.op} {c.scope} n={c.group_size} {c.dtype}{' kernel ' + c.kernel if c.kernel else ''}: {pieces} {_q(c.quality)}")
     flags = [f for q in _qualities(p) for f in q.flags]
     if flags:
         out.append(f"flags ({len(flags)})")

@@ -143,6 +143,8 @@ class Run:
     """What the reader noticed but accepted (no footer, inferred rank count, ...)."""
     dtype: str | None = None
     """accelcal dtype name of the rows (None when the type has no accelcal name)."""
+    kernel: str | None = None
+    """The implementation timed when it is not the collective library (a latency table's ``kernel`` column)."""
 
     @property
     def nodes(self) -> int:

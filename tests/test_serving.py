@@ -353,7 +353,9 @@ def test_a_turnaround_breaks_the_knife_edge_of_identical_requests(prof, small):
     # One prompt per step (a budget of one prompt plus the decodes), identical requests: with no delay at all
     # the first burst leaves every later arrival landing exactly on a step boundary and prefilled alone; any
     # delay lets arrivals that land inside a prefill step queue behind it, and such clusters persist.
-    engine = EnginePreset.from_name("trtllm").with_overrides({"token_budget": 8 + 2048 + 100, "max_seqs": 8}, "test")
+    # (Overlap scheduling off: it delays every admission by a step, which this knife edge is not about.)
+    engine = EnginePreset.from_name("trtllm").with_overrides({"token_budget": 8 + 2048 + 100, "max_seqs": 8,
+                                                              "overlap_scheduling": False}, "test")
     kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
     sc = StepCoster(prof, small, Parallelism(), engine)
     prefill = sc.step_s(0, 0.0, ((2048, 2048),))
@@ -365,3 +367,63 @@ def test_a_turnaround_breaks_the_knife_edge_of_identical_requests(prof, small):
 
     exact, delayed = ttft(0.0), ttft(prefill / 10)
     assert exact < 1.5 * prefill < delayed
+
+
+class _UnitSteps:
+    """A coster whose every step takes one second: step counts read straight off the clock."""
+
+    def step_s(self, decode_seqs, decode_kv_mean=0.0, chunks=(), logits=None):
+        assert decode_seqs + sum(q for q, _ in chunks) >= 1
+        return 1.0
+
+    def _round_kv(self, kv):
+        return int(kv)
+
+    def breakdown(self, *a, **k):
+        return {}
+
+
+@pytest.mark.parametrize("name", ["vllm", "sglang", "trtllm"])
+def test_overlap_scheduling_delays_admission_by_one_step(prof, small, name):
+    # One client, no turnaround: a request is sent the moment the last one finishes.  Without overlap its
+    # prefill is the next step (TTFT 1 s).  With overlap the next step was formed while the finishing step ran
+    # and carries the finished request as a wasted decode, so the new prefill is the step after (TTFT 2 s).
+    w = ServingWorkload(isl=64, osl=3, concurrency=1, num_requests=5, turnaround_s=0.0)
+    out = {}
+    for overlap in (False, True):
+        engine = EnginePreset.from_name(name).with_overrides({"overlap_scheduling": overlap}, "test")
+        kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+        run = simulate(engine, _UnitSteps(), kv, w)
+        out[overlap] = run
+    assert [f - a for a, f, _ in out[False].times_s] == [1.0] * 5
+    assert out[True].times_s[0][1] == 1.0  # the first request meets an idle engine
+    assert [f - a for a, f, _ in out[True].times_s[1:]] == [2.0] * 4
+    # osl 3: prefill + 2 decodes per request, plus one wasted decode between requests under overlap
+    assert out[False].steps == 5 * 3 and out[True].steps == 5 * 3 + 4
+
+
+def test_overlap_keeps_finished_requests_in_the_next_step(prof, small):
+    seen = []
+
+    class Recording(_UnitSteps):
+        def step_s(self, decode_seqs, decode_kv_mean=0.0, chunks=(), logits=None):
+            seen.append((decode_seqs, len(chunks)))
+            return 1.0
+
+    engine = EnginePreset.from_name("trtllm").with_overrides({"overlap_scheduling": True}, "test")
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    simulate(engine, Recording(), kv, ServingWorkload(isl=64, osl=2, concurrency=1, num_requests=2, turnaround_s=0.0))
+    # request 0: prefill, decode (finishes), a wasted decode; request 1: prefill, decode
+    assert seen == [(0, 1), (1, 0), (1, 0), (0, 1), (1, 0)]
+
+
+def test_warmup_that_drains_measures_a_fresh_burst(prof, small):
+    engine = EnginePreset.from_name("vllm")
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), engine)
+    base = dict(isl=512, osl=16, concurrency=4, num_requests=12, warmup_requests=8, turnaround_s=0.0)
+    loop = simulate(engine, sc, kv, ServingWorkload(**base))
+    fresh = simulate(engine, sc, kv, ServingWorkload(**base, warmup_drains=True))
+    assert min(a for a, _, _ in loop.times_s) > 0  # measured requests follow the warm-up in one loop
+    assert sorted(a for a, _, _ in fresh.times_s)[:4] == [0.0] * 4  # all four clients start together
+    assert fresh.metrics.requests == loop.metrics.requests == 12

@@ -360,14 +360,18 @@ class CollectiveEntry:
     fabric: str | None = None
     """Optional: the links measured (accelcal.vocab.FABRICS: nvswitch, nvlink, pcie, infiniband, ...); on a
     switch fabric an unmeasured group size keeps the measured latency (accelcal.vocab.SWITCH_FABRICS)."""
+    kernel: str | None = None
+    """Optional: the implementation measured when it is not the collective library's own (NCCL, RCCL, gloo),
+    e.g. ``vllm_custom_ar``: a serving engine's one-/two-shot all-reduce over peer memory.  Queries name the
+    kernel they want (an engine preset's ``tp_all_reduce_kernel``); plain queries use library entries only."""
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.op, self.scope, self.group_size)
+    def key(self) -> tuple:
+        return (self.op, self.scope, self.group_size, self.kernel)
 
     @property
     def label(self) -> str:
-        return f"collectives[{self.op},{self.scope},{self.group_size}]"
+        return f"collectives[{self.op},{self.scope},{self.group_size}{',' + self.kernel if self.kernel else ''}]"
 
     def piece_for(self, nbytes: float) -> CollectivePiece:
         for p in self.pieces:
@@ -377,7 +381,7 @@ class CollectiveEntry:
 
     @classmethod
     def read(cls, r: Reader, d: Any, path: str, datasheet: bool) -> "CollectiveEntry":
-        d = r.mapping(d, path, ["op", "scope", "group_size", "dtype", "pieces"], ["quality", "fabric"])
+        d = r.mapping(d, path, ["op", "scope", "group_size", "dtype", "pieces"], ["quality", "fabric", "kernel"])
         op = r.string(d["op"], f"{path}.op", list(BUSBW_FACTORS))
         pieces = read_pieces(r, d["pieces"], f"{path}.pieces", datasheet)
         if not datasheet and d.get("quality") is None:
@@ -386,7 +390,8 @@ class CollectiveEntry:
                    group_size=r.integer(d["group_size"], f"{path}.group_size", lo=1, hi=1_000_000),
                    dtype=r.string(d["dtype"], f"{path}.dtype", list(DTYPE_BYTES)), pieces=pieces,
                    quality=Quality.read(r, d["quality"], f"{path}.quality") if d.get("quality") is not None else None,
-                   fabric=r.string(d["fabric"], f"{path}.fabric", list(FABRICS)) if d.get("fabric") is not None else None)
+                   fabric=r.string(d["fabric"], f"{path}.fabric", list(FABRICS)) if d.get("fabric") is not None else None,
+                   kernel=_kernel_name(r, d.get("kernel"), f"{path}.kernel"))
 
     def to_dict(self) -> dict:
         out = {"op": self.op, "scope": self.scope, "group_size": int(self.group_size), "dtype": self.dtype,
@@ -394,4 +399,15 @@ class CollectiveEntry:
                "quality": None if self.quality is None else self.quality.to_dict()}
         if self.fabric is not None:
             out["fabric"] = self.fabric
+        if self.kernel is not None:
+            out["kernel"] = self.kernel
         return out
+
+
+def _kernel_name(r: Reader, v: Any, path: str) -> str | None:
+    """A collective kernel name: null, or lower-case letters, digits and underscores (e.g. vllm_custom_ar)."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v or not all(ch.islower() or ch.isdigit() or ch == "_" for ch in v):
+        raise r.fail(path, f"expected a kernel name of lower-case letters, digits and '_' (e.g. vllm_custom_ar), got {v!r}")
+    return v

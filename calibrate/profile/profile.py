@@ -150,7 +150,7 @@ class Profile:
         seen: dict[tuple, int] = {}
         for i, c in enumerate(collectives):
             if c.key in seen:
-                raise r.fail(f"collectives[{i}]", f"duplicate entry for (op, scope, group_size) = {c.key}; "
+                raise r.fail(f"collectives[{i}]", f"duplicate entry for (op, scope, group_size, kernel) = {c.key}; "
                                                   f"first at collectives[{seen[c.key]}]")
             seen[c.key] = i
         return cls(
@@ -335,8 +335,24 @@ class Profile:
         return Estimate(total, any(e.extrapolated for _, e in ests), detail,
                         ", ".join(dict.fromkeys(e.source for _, e in ests)), flags)
 
-    def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node") -> Estimate:
-        """latency + S / bandwidth, S in the nccl-tests convention; ring-model scaling to unmeasured group sizes."""
+    def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node",
+                          kernel: str | None = None) -> Estimate:
+        """latency + S / bandwidth, S in the nccl-tests convention; ring-model scaling to unmeasured group sizes.
+
+        ``kernel``: the entries of that implementation (e.g. an engine's own all-reduce); where the profile has
+        none for this op and scope, the library's entries answer and the estimate says so (flag
+        ``kernel-not-measured``)."""
+        if kernel is not None:
+            if any(c.op == op and c.scope == scope and c.kernel == kernel for c in self.collectives):
+                est = self._collective(op, nbytes, group_size, scope, kernel)
+                return replace(est, detail=f"{kernel} kernel: {est.detail}")
+            est = self._collective(op, nbytes, group_size, scope, None)
+            return replace(est, flags=tuple(dict.fromkeys(est.flags + ("kernel-not-measured",))),
+                           detail=f"{kernel} not measured for {op} ({scope}): the collective library's entry; "
+                                  f"{est.detail}")
+        return self._collective(op, nbytes, group_size, scope, None)
+
+    def _collective(self, op: str, nbytes: float, group_size: int, scope: str, kernel: str | None) -> Estimate:
         if nbytes is None or nbytes < 0:
             raise ValueError(f"collective_time_s: nbytes must be >= 0, got {nbytes!r}")
         if group_size is None or group_size < 1:
@@ -346,12 +362,12 @@ class Profile:
         label = f"collectives[{op},{scope},{group_size}]"
         if group_size == 1 and op != "send_recv":
             return Estimate(0.0, False, "group of one rank: nothing to communicate", label, ())
-        cands = [c for c in self.collectives if c.op == op and c.scope == scope]
+        cands = [c for c in self.collectives if c.op == op and c.scope == scope and c.kernel == kernel]
         if not cands and op in ("all_gather", "reduce_scatter") and any(
-                c.op == "all_reduce" and c.scope == scope for c in self.collectives):
+                c.op == "all_reduce" and c.scope == scope and c.kernel == kernel for c in self.collectives):
             # An all-reduce of the zero-padded S-byte buffer is an all-gather of it, and a reduce-scatter's output is
             # a slice of the all-reduce result: all_reduce(S) bounds both from above (a stated, flagged model).
-            est = self.collective_time_s("all_reduce", nbytes, group_size, scope)
+            est = self._collective("all_reduce", nbytes, group_size, scope, kernel)
             return replace(est, extrapolated=True, flags=tuple(dict.fromkeys(est.flags + ("upper-bound", "extrapolated"))),
                            detail=f"{op} not measured: upper bound all_reduce(S) ({est.detail})")
         if not cands:

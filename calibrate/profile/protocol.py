@@ -49,7 +49,8 @@ class ProfileQueries(Protocol):
         """One continuous-batching step: decode batch plus prefill chunks [(q_len, context_len)]."""
         ...
 
-    def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node") -> "Estimate":
+    def collective_time_s(self, op: str, nbytes: float, group_size: int, scope: str = "intra_node",
+                          kernel: str | None = None) -> "Estimate":
         ...
 
     def launch_overhead_s(self, mode: str = "eager") -> "Estimate":

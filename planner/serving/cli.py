@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--range-ratio", type=float, default=0.0, help="lengths uniform in x(1 +- r) (vLLM --random-range-ratio)")
     p.add_argument("--warmup-requests", type=int, default=0,
                    help="requests run first and left out of the metrics (aiperf --warmup-request-count)")
+    p.add_argument("--warmup-drains", action="store_true",
+                   help="the client waits for every warm-up response, then starts the measured requests as a "
+                        "fresh burst (aiperf's default); without it they follow the warm-up in one loop")
     p.add_argument("--turnaround-ms", type=float, default=None,
                    help="client-to-engine delay bound per request, ms (default "
                         f"{ServingWorkload.turnaround_s * 1e3:g}: a client and server on one host; 0 = none)")
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                               args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,
                               inter, args.method, args.range_ratio, args.fp8_scaling,
                               turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
-                              warmup_requests=args.warmup_requests)
+                              warmup_requests=args.warmup_requests, warmup_drains=args.warmup_drains)
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None

@@ -60,6 +60,18 @@ class EnginePreset:
     admission: str
     """current_length (blocks for the tokens computed so far), full_request (prompt + output reserved up front)
     or reserve_ratio (SGLang: prompt + whole output must fit beside the running requests' remaining output x new_token_ratio)."""
+    overlap_scheduling: bool = False
+    """The host schedules step n+1 while step n runs on the device (TensorRT-LLM's overlap scheduler, SGLang's
+    overlap schedule, vLLM's async scheduling): a request that reaches the engine during step n first runs in
+    step n+2, and a request that finishes in step n still holds its slot and KV (one wasted decode) in step n+1."""
+    tp_all_reduce_kernel: str = ""
+    """The engine's own all-reduce for tensor-parallel groups inside a node, named as the profile's collective
+    entries name it (``kernel``: vllm_custom_ar, trtllm_custom_ar); empty = the collective library (NCCL).  A
+    profile without entries of that kernel answers with the library's (and the estimate says so)."""
+    tp_all_reduce_kernel_max_bytes: int = 0
+    """Largest message the kernel takes; larger ones go to the library.  0 = no byte limit."""
+    tp_all_reduce_kernel_max_tokens: int = 0
+    """Largest token count whose all-reduce the kernel takes (an engine that decides by tokens); 0 = no limit."""
     prefill_batch_tokens: int = 0
     """Tokens one step's prefill may take, when the engine caps it apart from ``token_budget`` (SGLang's
     max_prefill_tokens; its chunked_prefill_size is the token budget); 0 = the token budget alone."""

@@ -83,7 +83,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                     weight_dtype: str = "bf16", kv_dtype: str = "bf16", inter_node_profile: Any = None,
                     method: str = "simulate", range_ratio: float = 0.0, fp8_scaling: str = "per_tensor",
                     capacity_bytes: float | None = None, turnaround_s: float | None = None,
-                    warmup_requests: int = 0) -> ServingPrediction:
+                    warmup_requests: int = 0, warmup_drains: bool = False) -> ServingPrediction:
     """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s)."""
     model = ModelConfig.resolve(model)
     engine = EnginePreset.resolve(engine)
@@ -93,7 +93,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     extra = {} if turnaround_s is None else {"turnaround_s": turnaround_s}
     workload = ServingWorkload(isl=isl, osl=osl, concurrency=concurrency, request_rate_per_s=request_rate_per_s,
                                num_requests=num_requests, range_ratio=range_ratio, warmup_requests=warmup_requests,
-                               **extra)
+                               warmup_drains=warmup_drains, **extra)
     if method not in ("simulate", "steady"):
         raise ValueError(f"method must be simulate or steady, got {method!r}")
     dpn = int(profile.identity.devices_per_node)

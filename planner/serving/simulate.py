@@ -12,7 +12,10 @@ by the StepCoster; the clock advances; finished requests free their blocks and, 
 client sends the next request, which reaches the engine's queue after the workload's turnaround (a seeded
 random delay of up to ``turnaround_s``: the client handling the last response and sending the next, the
 server parsing and tokenising it).  A preempted request loses its KV and is recomputed (vLLM's RECOMPUTE,
-SGLang's retract).  The first ``warmup_requests`` requests run but are left out of the metrics.
+SGLang's retract).  The first ``warmup_requests`` requests run but are left out of the metrics (or, with
+``warmup_drains``, run on their own before the measured run starts as a fresh burst).  Under overlap
+scheduling (TensorRT-LLM, SGLang) step s+1 is formed when step s starts: what reaches the engine during
+step s first runs in step s+2, and requests finished in step s ride along in step s+1 as wasted decodes.
 
 Why the turnaround matters: with identical requests and no delay at all, a closed loop settles into whatever
 phase pattern its first burst left, e.g. every arrival landing exactly at a step boundary and prefilled
@@ -26,6 +29,7 @@ turnaround_s``) is an assumption for a client and server on one host, and benchm
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
@@ -85,6 +89,10 @@ class SimRun:
 
 def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int = 1,
              max_steps: int = 5_000_000) -> SimRun:
+    if workload.warmup_drains and workload.warmup_requests and workload.closed_loop:
+        # the warm-up ran to completion on its own and left the engine idle (no prefix cache is modelled):
+        # the measured requests are a run of their own, starting with a burst
+        workload = dataclasses.replace(workload, warmup_requests=0)
     isls, osls = workload.lengths()
     n = len(isls)
     for i in range(n):
@@ -125,6 +133,11 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     dec_time = dec_time_prefill = 0.0
     static = engine.batching == "static"
     bs = kv.block_size_tokens
+    # Overlap scheduling: step s+1 is formed when step s starts, from what had reached the engine by then, and
+    # the requests step s finishes ride along in step s+1 (wasted decodes) before their slots and KV free.
+    overlap = engine.overlap_scheduling and not static
+    prev_start = 0.0
+    lingering: list[_Req] = []
 
     def blocks_for(tokens: int) -> int:
         return -(-tokens // bs)
@@ -149,11 +162,15 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         steps += 1
         if steps > max_steps:
             raise RuntimeError(f"simulation did not finish within {max_steps} steps")
-        while on_the_way and on_the_way[0][0] <= clock:
+        horizon = prev_start if overlap else clock
+        while on_the_way and on_the_way[0][0] <= horizon:
             waiting.append(heapq.heappop(on_the_way)[2])
-        if not running and not waiting:
-            clock = on_the_way[0][0]  # the engine idles until the next request reaches it
+        if not running and not waiting and not lingering:
+            if not (on_the_way and on_the_way[0][0] <= clock):
+                clock = on_the_way[0][0]  # the engine idles until the next request reaches it
+            prev_start = clock  # nothing was scheduled ahead: the scheduler looks at the queue now
             continue
+        held = len(lingering)
         chunks: list[tuple[_Req, int]] = []  # (request, prompt tokens this step)
         decodes: list[_Req] = []
         if static:
@@ -203,7 +220,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 idx += 1
             # then waiting requests with the budget left
             blocked = False
-            while waiting and left > 0 and len(running) < engine.max_seqs:
+            while waiting and left > 0 and len(running) + held < engine.max_seqs:
                 r = waiting[0]
                 take = min(r.target, left) if engine.chunked_prefill else (r.target if r.target <= left else 0)
                 if take <= 0:
@@ -227,10 +244,10 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 if take > 0:
                     chunks.append((r, take))
                     left -= take
-            used = sum(r.length for r in running)
+            used = sum(r.length for r in running) + sum(r.length for r in lingering)
             future = sum((r.osl - r.generated) * ratio for r in running)
             blocked = False
-            while waiting and left > 0 and not partial and len(running) < engine.max_seqs:
+            while waiting and left > 0 and not partial and len(running) + held < engine.max_seqs:
                 r = waiting[0]
                 need_now = r.target
                 room = kv.tokens - used - future
@@ -258,26 +275,31 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 ratio = max(engine.new_token_ratio_min, ratio - decay)
             for r in running:  # token-granular pool: blocks follow the current length
                 r.blocks = blocks_for(r.length + (1 if r in decodes else 0))
-            free = kv.blocks - sum(r.blocks for r in running)
             for r, take in chunks:
                 r.blocks = blocks_for(r.done_prompt + take)
-            free = kv.blocks - sum(r.blocks for r in running)
-        if not chunks and not decodes:
+            free = kv.blocks - sum(r.blocks for r in running) - sum(r.blocks for r in lingering)
+        if not chunks and not decodes and not lingering:
             raise RuntimeError(f"{engine.name}: no request can be scheduled (waiting {len(waiting)}, running "
                                f"{len(running)}, free blocks {free} of {kv.blocks})")
         max_running = max(max_running, len(running))
-        kv_mean = float(np.mean([r.length + 1 for r in decodes])) if decodes else 0.0
+        # requests the last step finished still decode here (overlap): costed, their tokens discarded
+        riding = decodes + (lingering if decodes or engine.mixed_steps or not chunks else [])
+        kv_mean = float(np.mean([r.length + 1 for r in riding])) if riding else 0.0
         spec = tuple((take, r.done_prompt + take) for r, take in chunks)
-        logits = len(decodes) + sum(1 for r, take in chunks if r.done_prompt + take >= r.target)
-        dt = coster.step_s(len(decodes), kv_mean, spec, logits)
-        if decodes and not chunks:
-            key = (len(decodes), coster._round_kv(kv_mean))
+        logits = len(riding) + sum(1 for r, take in chunks if r.done_prompt + take >= r.target)
+        dt = coster.step_s(len(riding), kv_mean, spec, logits)
+        if riding and not chunks:
+            key = (len(riding), coster._round_kv(kv_mean))
             dec_hist[key] = dec_hist.get(key, 0) + 1
         decoding_now = sum(1 for r in running if r.generated >= 1 and r.done_prompt >= r.target)
         dec_time += dt * decoding_now
         if chunks:
             dec_time_prefill += dt * decoding_now
+        prev_start = clock
         clock += dt
+        for r in lingering:
+            release(r)
+        lingering = []
         finished: list[_Req] = []
         for r in decodes:
             r.generated += 1
@@ -296,12 +318,12 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         for r in finished:
             r.finish = clock
             running.remove(r)
-            release(r)
+            (lingering.append(r) if overlap else release(r))
             done.append(r)
             if closed and sent < n:
                 send(clock)
         if engine.admission != "current_length" and not engine.mixed_steps and not static:
-            free = kv.blocks - sum(r.blocks for r in running)
+            free = kv.blocks - sum(r.blocks for r in running) - sum(r.blocks for r in lingering)
     done.sort(key=lambda r: r.i)
     done = done[workload.warmup_requests:]
     metrics = summarise([r.arrival for r in done], [r.first for r in done], [r.finish for r in done],

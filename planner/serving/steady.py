@@ -13,7 +13,8 @@ Mixed steps (vLLM, TensorRT-LLM): per step E/S prompts start (S = P + osl - 1); 
 carries a prefill chunk, the rest decode only; TPOT = the mean step.  Separate prefill steps (SGLang):
 every decode step is followed, on average, by d/(osl - 1) prompts' prefill steps, so TPOT = decode step +
 that prefill time.  Static batch: C prompts prefilled one by one, then osl - 1 lockstep decodes.
-TTFT = the request's own prefill step(s) + the wait for KV room (Little's law on the C - E waiting).
+TTFT = the request's own prefill step(s) + the wait for KV room (Little's law on the C - E waiting), + one
+mean step under overlap scheduling (the step in flight when a request arrives was formed without it).
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
         x = d / ((osl - 1) * tpot) if osl > 1 else 1.0 / tp1
         tau = tpot
     wait = (concurrency - e) / x if concurrency > e else 0.0
-    ttft = ttft_engine + wait
+    # overlap scheduling: the step running when a request arrives was formed without it, so it also waits
+    # for the one after (a mean step)
+    ttft = ttft_engine + wait + (tau if engine.overlap_scheduling else 0.0)
     latency = ttft + (osl - 1) * tpot
     share = 1 - td / tpot if tpot > 0 else 0.0
     binding = "kv_capacity" if concurrency > e and lim < min(concurrency, engine.max_seqs) else (

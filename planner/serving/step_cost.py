@@ -31,6 +31,7 @@ import math
 from typing import Any
 
 from accelcal.calibrate.profile import MissingMeasurement
+from accelcal.vocab import DTYPE_BYTES
 
 from ..cost import Coster
 from ..dag import build_edge_dag, build_layer_dag, kv_heads_per_device
@@ -55,9 +56,20 @@ class StepCostError(ValueError):
 class _ServingCoster(Coster):
     """Coster whose GEMMs run in the weight dtype while attention and elementwise stay in the activation dtype."""
 
-    def __init__(self, profile: Any, gemm_dtype: str, act_dtype: str, cuda_graphs: bool, inter: Any) -> None:
+    def __init__(self, profile: Any, gemm_dtype: str, act_dtype: str, cuda_graphs: bool, inter: Any,
+                 ar_kernel: str = "", ar_kernel_max_bytes: float = 0.0) -> None:
         super().__init__(profile, dtype=act_dtype, cuda_graphs=cuda_graphs, inter_node_profile=inter)
         self.gemm_dtype = gemm_dtype
+        self.ar_kernel, self.ar_kernel_max_bytes = ar_kernel, ar_kernel_max_bytes
+
+    def collective(self, op: str, nbytes: float, group_size: int, scope: str):
+        # The engine's own all-reduce inside a node, up to the size it hands to NCCL.
+        if (self.ar_kernel and op == "all_reduce" and scope == "intra_node"
+                and (not self.ar_kernel_max_bytes or nbytes <= self.ar_kernel_max_bytes)
+                and any(c.op == op and c.scope == scope for c in getattr(self.profile, "collectives", ()))):
+            return self._q(("coll", op, nbytes, group_size, scope, self.ar_kernel),
+                           lambda: self.profile.collective_time_s(op, nbytes, group_size, scope, self.ar_kernel))
+        return super().collective(op, nbytes, group_size, scope)
 
     def gemm(self, m: int, n: int, k: int):
         return self._q(("gemm", self.gemm_dtype, m, n, k), lambda: self.profile.gemm_time_s(m, n, k, self.gemm_dtype))
@@ -101,7 +113,10 @@ class StepCoster:
                               "profile has no block-scaled fp8 data")
         if kv_dtype == "fp8_e4m3":
             self.notes.append("fp8 KV cache: capacity at 1 byte per element; attention costed from attention.bf16")
-        self._costers = {g: _ServingCoster(profile, weight_dtype, act, g, inter_node_profile) for g in (False, True)}
+        caps = [c for c in (engine.tp_all_reduce_kernel_max_bytes,
+                            engine.tp_all_reduce_kernel_max_tokens * model.hidden_size * DTYPE_BYTES[act]) if c]
+        self._costers = {g: _ServingCoster(profile, weight_dtype, act, g, inter_node_profile, engine.tp_all_reduce_kernel,
+                                           min(caps) if caps else 0.0) for g in (False, True)}
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
         self._memo: dict[tuple, Any] = {}
         self._eager_launch_s = profile.launch_overhead_s("eager").time_s

@@ -50,6 +50,11 @@ class ServingWorkload:
     grows with it (simulate.py says why; benchmarks/serving_accuracy.py --turnaround-ms shows how much)."""
     warmup_requests: int = 0
     """Requests run first and left out of the metrics (aiperf / genai-perf ``--warmup-request-count``)."""
+    warmup_drains: bool = False
+    """Closed loop: the client waits for every warm-up response before the measured requests start, so these
+    start as a fresh burst of ``concurrency`` requests on an idle engine (aiperf: "By default, AIPerf waits
+    indefinitely for all warmup responses before starting profiling", ai-dynamo/aiperf docs/tutorials/warmup.md
+    at 13992dbd); False: the measured requests follow the warm-up in one continuous loop."""
 
     def __post_init__(self) -> None:
         for f in ("isl", "osl"):

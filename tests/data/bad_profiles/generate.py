@@ -53,7 +53,7 @@ def _(d): d["identity"]["source"] = "simulated"
 def _(d): d["identity"]["citations"] = []
 @case("last_piece_bounded", "collectives[1].pieces[1].max_bytes: the last piece must have max_bytes: null")
 def _(d): d["collectives"][1]["pieces"][-1]["max_bytes"] = 1e9
-@case("duplicate_collective", "collectives[2]: duplicate entry for (op, scope, group_size)")
+@case("duplicate_collective", "collectives[2]: duplicate entry for (op, scope, group_size, kernel)")
 def _(d): d["collectives"].append(copy.deepcopy(d["collectives"][0]))
 @case("unknown_dtype", "compute: expected one of ['fp32', 'tf32', 'bf16', 'fp16', 'fp8_e4m3'], got 'fp64'")
 def _(d): d["compute"]["fp64"] = d["compute"].pop("fp32")
