@@ -22,6 +22,7 @@ __all__ = [
     "ELEMENTWISE_GROUPS",
     "GEMM_OUTPUT_DTYPE",
     "PHASES",
+    "ATTENTION_KINDS",
     "SCOPES",
     "attended_pairs",
     "attention_flop_bytes",
@@ -49,6 +50,11 @@ SCOPES: tuple[str, ...] = ("intra_node", "inter_node")
 
 PHASES: tuple[str, ...] = ("prefill", "decode")
 """Inference phases (attention entries, DAGs, validation cases)."""
+
+ATTENTION_KINDS: tuple[str, ...] = PHASES + ("chunk",)
+"""Attention entries a profile may hold: the two phases, and ``chunk``: a prefill chunk after cached context
+as torch's SDPA runs it (the causal mask aligned to the last query takes other kernels than a whole prompt;
+an engine's varlen kernel runs chunks at its whole-prompt rate)."""
 
 ELEMENTWISE_GROUPS: tuple[str, ...] = ("norm", "residual_add", "rope", "act_mul")
 """Eager elementwise groups of a decoder layer the kernel suite times (kernels/elementwise.py)."""

@@ -64,6 +64,9 @@ _H_GRID = np.concatenate([[0.0], np.geomspace(1.0, _MAX_HALF_LENGTH, 48)])
 """half_length values at which the prefill schedule factor is tabulated for the fit (linear in between)."""
 
 
+_PREFILL_LIKE = ("prefill", "chunk")
+"""Kinds fitted with the prefill form (query blocks with a prologue); only whole prompts get the wave schedule."""
+
 _H_STARTS = (30.0, 300.0, 3000.0)
 """Starting half_length values (tokens) of the prefill fit; the lowest-cost result is kept."""
 
@@ -82,13 +85,13 @@ class _Factors:
         from .attention_model import DEFAULT_BLOCK_Q, prefill_schedule_factor
 
         batch, heads, q_len, kv_len, causal = self.shape[rows].T
-        if self.phase != "prefill":
+        if self.phase not in _PREFILL_LIKE:
             return 1.0 + h / kv_len
         return np.atleast_1d(prefill_schedule_factor(batch, heads, q_len, kv_len, causal.astype(bool),
                                                      self.wave_units, DEFAULT_BLOCK_Q, h))
 
     def __call__(self, h: float, rows: Any = slice(None)) -> np.ndarray:
-        if self.phase != "prefill":
+        if self.phase not in _PREFILL_LIKE:
             return self.exact(h, rows)
         if self._table is None:
             self._table = np.array([self.exact(float(g)) for g in _H_GRID]).T  # (cases, grid)
@@ -112,10 +115,10 @@ def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray,
     br0 = float(np.clip((nbytes / t).max(), 2.0, MAX_BANDWIDTH_BYTES_PER_S / 2))
     # The length term is a prefill term (a per-query-block prologue amortised over the KV loop) and needs more
     # than one KV length to be seen; decode (one query row, KV-bandwidth-bound) keeps it at 0.
-    one_len = phase != "prefill" or np.unique(shape[:, 3]).size < 2
+    one_len = phase not in _PREFILL_LIKE or np.unique(shape[:, 3]).size < 2
     # Prefill reuses every K/V byte q_len times: its Q+K+V+O traffic runs far below the memory roof, and a
     # byte term left free only imitates the length effect ``half_length`` models.  Keep it from binding.
-    br_lo = math.log(_PREFILL_BYTES_HEADROOM * br0) if phase == "prefill" else 0.0
+    br_lo = math.log(_PREFILL_BYTES_HEADROOM * br0) if phase in _PREFILL_LIKE else 0.0
     lo = np.array([0.0, math.log(flop_floor_per_s) if flop_floor_per_s else 0.0, br_lo, 0.0])
     hi = np.array([min(MAX_TIME_S, tmin),
                    math.log(flop_floor_per_s) + 1e-9 if flop_floor_per_s else math.log(MAX_FLOP_PER_S),
@@ -129,7 +132,7 @@ def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray,
                              loss="soft_l1", f_scale=0.05, method="trf", x_scale=np.array([max(tmin, 1e-12), 1.0, 1.0, 100.0]))
                for h0 in starts), key=lambda r: r.cost)
     names = (["latency_s"] + ([] if flop_floor_per_s else ["log flop_per_s"])
-             + ([] if phase == "prefill" else ["log bytes_per_s"]))
+             + ([] if phase in _PREFILL_LIKE else ["log bytes_per_s"]))
     if flop_floor_per_s:  # the floor is a choice, not a fit that hit a bound: judge latency and bytes only
         keep = [0, 2]
         return res.x, bool(res.success), bound_flags(names, res.x[keep], lo[keep], hi[keep], res.active_mask[keep])
@@ -143,7 +146,10 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
     """Fit one (dtype, phase) from measured cases and their median times (model: calibrate/attention_model.py).
 
     ``wave_units`` (SMs/CUs, accelerators only) turns on the prefill wave term; the prefill length term
-    ``half_length`` is fitted whenever the cases span more than one KV length (decode: 0).
+    ``half_length`` is fitted whenever the cases span more than one KV length (decode: 0).  ``chunk`` (a
+    prefill after cached context, torch's other kernels) takes the prefill form without the wave schedule:
+    those kernels split the keys of a few query blocks over the units (FlashAttention-2's split-KV), so idle
+    units do not follow from the block count.
 
     Decode cases of one arithmetic intensity (the same query heads per KV head: FLOP/byte constant) cannot
     tell the FLOP rate from the byte rate: any FLOP rate above the one they ran at fits.  Left free, the
@@ -169,7 +175,7 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
     if np.unique(flop).size < 2 and np.unique(nbytes).size < 2:
         raise ValueError(f"{op}: all {t.size} cases do the same work ({flop[0]:g} FLOP, {nbytes[0]:g} bytes); "
                          f"need cases of different sizes")
-    waves = int(wave_units) if wave_units and phase == "prefill" else None
+    waves = int(wave_units) if wave_units and phase == "prefill" else None  # not for chunks (see above)
     intensity = flop / nbytes
     floor = None
     if phase == "decode" and compute_ceiling_flop_per_s and intensity.max() <= _ONE_INTENSITY * intensity.min():
@@ -197,16 +203,17 @@ def attention_groups(rows: Any) -> list[tuple[str, str, list[dict], np.ndarray]]
     H200 with torch 2.11: FlashAttention-2 or cuDNN with an explicit mask at ~300 TFLOP/s, against cuDNN's
     causal kernel at ~600 for whole prompts; benchmarks/attention_backends.py prints which).  An engine's
     varlen kernel runs a chunk at its whole-prompt rate, so the planner costs chunks from the whole-prompt
-    fit; chunk rows stay in the raw data and benchmarks/fit_accuracy.py shows how far torch's chunk kernels
-    are from that."""
+    fit; the chunk rows form a group of their own (kind ``chunk``), fitted for what torch itself runs
+    (``Profile.attention_mixed_time_s(..., torch_chunks=True)``, benchmarks/fit_accuracy.py's mixed steps)."""
     if rows is None or not len(rows) or "op" not in rows:
         return []
     ok = (rows["status"] == "ok") & (rows["figure"] == "device") & rows["median_s"].notna()
     sel = rows[ok & rows["op"].isin(["attn_prefill", "attn_decode"])]
     if len(sel):
-        sel = sel[~((sel["op"] == "attn_prefill") & (sel["q_len"].astype(float) < sel["kv_len"].astype(float)))]
-    return [(dtype, op.split("_", 1)[1], g[list(CASE_KEYS)].to_dict("records"), g["median_s"].astype(float).values)
-            for (op, dtype), g in (sel.groupby(["op", "dtype"]) if len(sel) else [])]
+        chunk = (sel["op"] == "attn_prefill") & (sel["q_len"].astype(float) < sel["kv_len"].astype(float))
+        sel = sel.assign(kind=np.where(chunk, "chunk", sel["op"].str.split("_", n=1).str[1]))
+    return [(dtype, kind, g[list(CASE_KEYS)].to_dict("records"), g["median_s"].astype(float).values)
+            for (kind, dtype), g in (sel.groupby(["kind", "dtype"]) if len(sel) else [])]
 
 
 def fit_attention_table(groups: Sequence[tuple[str, str, Sequence[Mapping[str, Any]], Sequence[float]]],

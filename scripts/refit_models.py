@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         q = fitted.quality
         print(f"gemm {dtype}: {len(points)} + {len(new)} added points; family-held-out median "
               f"{q.heldout_median_rel_err:.1%}, p90 {q.heldout_p90_rel_err:.1%}")
-    for dtype, phases in fit_attention_table(attention_groups(df), wave_units=int(wave) if wave else None).items():
+    for dtype, phases in fit_attention_table(attention_groups(df), wave_units=int(wave) if wave else None,
+                                             note=lambda m: print(m)).items():
         for phase, e in phases.items():
             p.attention.setdefault(dtype, {})[phase] = e
             print(f"attention {dtype} {phase}: held-out median {e.quality.heldout_median_rel_err:.1%}, "

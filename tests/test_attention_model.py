@@ -173,3 +173,44 @@ def test_prefill_fit_recovers_prologue_from_low_occupancy_layouts():
         flop, nbytes = attention_flop_bytes(c["batch"], c["q_len"], c["kv_len"], c["heads"], c["kv_heads"], 128, 2)
         pred = e.time_s("prefill", c["batch"], c["q_len"], c["kv_len"], c["heads"], c["kv_heads"], 128, flop, nbytes)
         assert pred == pytest.approx(t[i], rel=0.05)
+
+
+CHUNK = dict(latency_s=8e-6, flop_per_s=3e14, bytes_per_s=4e12, half_length=100.0, wave_units=None, block_q=128)
+
+
+def test_chunks_after_context_form_their_own_fit_without_the_wave_schedule():
+    import pandas as pd
+
+    from accelcal.calibrate.fit_attention import attention_groups
+
+    chunks = [dict(batch=1, heads=h, kv_heads=max(1, h // 8), head_dim=128, q_len=q, kv_len=kv, causal=True)
+              for h in (8, 16, 32, 64) for q, kv in ((512, 4096), (2048, 8192), (1024, 3072))]
+    rng = np.random.default_rng(3)
+    t = np.array([_time("chunk", c, CHUNK) for c in chunks]) * (1 + rng.normal(0, 0.01, len(chunks)))
+    whole = _cases("prefill")
+    rows = pd.DataFrame([{**c, "op": "attn_prefill", "dtype": "bf16", "status": "ok", "figure": "device",
+                          "median_s": s} for c, s in zip(chunks + whole, list(t) + [_time("prefill", c) for c in whole])])
+    kinds = {(dt, kind): len(cases) for dt, kind, cases, _ in attention_groups(rows)}
+    assert kinds == {("bf16", "chunk"): len(chunks), ("bf16", "prefill"): len(whole)}
+    e = fit_attention("bf16", "chunk", chunks, t, wave_units=132)
+    assert e.wave_units is None  # torch's chunk kernels split the keys over idle units: no wave schedule
+    assert e.flop_per_s == pytest.approx(CHUNK["flop_per_s"], rel=0.05)
+    assert e.quality.heldout_median_rel_err < 0.03
+
+
+def test_mixed_step_can_take_torch_chunk_kernels():
+    p = _profile_with_attention()
+    q = p.attention["bf16"]["prefill"].quality
+    p.attention["bf16"]["chunk"] = AttentionEntry(CHUNK["latency_s"], CHUNK["flop_per_s"], CHUNK["bytes_per_s"], q,
+                                                  half_length=CHUNK["half_length"])
+    p = Profile.from_dict(p.to_dict())
+    assert p.attention["bf16"]["chunk"].half_length == CHUNK["half_length"]
+    engine = p.attention_mixed_time_s([2000], [(512, 1024)], 32, 8, 128, "bf16")
+    torch_ = p.attention_mixed_time_s([2000], [(512, 1024)], 32, 8, 128, "bf16", torch_chunks=True)
+    ch = p.attention_time_s("chunk", 1, 512, 1536, 32, 8, 128, "bf16").time_s
+    dec = p.attention_time_s("decode", 1, 1, 2000, 32, 8, 128, "bf16").time_s
+    assert torch_.time_s == pytest.approx(max(4e-6, CHUNK["latency_s"]) + (dec - 4e-6) + (ch - CHUNK["latency_s"]))
+    assert torch_.time_s != engine.time_s and "attention.bf16.chunk" in torch_.source
+    # a whole prompt (no cached context) is a prefill either way
+    assert p.attention_mixed_time_s([], [(512, 0)], 32, 8, 128, "bf16", torch_chunks=True).time_s == pytest.approx(
+        p.attention_time_s("prefill", 1, 512, 512, 32, 8, 128, "bf16").time_s)

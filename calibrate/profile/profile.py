@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from accelcal.atomic import atomic_write_text
-from accelcal.vocab import (BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, SCOPES, attention_flop_bytes,
+from accelcal.vocab import (ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, SCOPES, attention_flop_bytes,
                             busbw_factor, gemm_element_bytes, ring_latency_scale, SWITCH_FABRICS)
 
 from .entries import AttentionEntry, CollectiveEntry, ComputeEntry, MemoryEntry, Overheads, Quality
@@ -139,7 +139,7 @@ class Profile:
             raise r.fail("memory", f"expected a mapping pattern -> entry, got {type(mem).__name__}")
         r.mapping(mem, "memory", [], MEMORY_PATTERNS)
         memory = {k: MemoryEntry.read(r, v, f"memory.{k}", datasheet) for k, v in mem.items()}
-        attention = _per_dtype(r, d.get("attention"), "attention", PHASES,
+        attention = _per_dtype(r, d.get("attention"), "attention", ATTENTION_KINDS,
                                lambda e, path: AttentionEntry.read(r, e, path))
         elementwise = _per_dtype(r, d.get("elementwise"), "elementwise", ELEMENTWISE_GROUPS,
                                  lambda e, path: MemoryEntry.read(r, e, path, datasheet))
@@ -289,9 +289,10 @@ class Profile:
 
     def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
                          head_dim: int, dtype: str, causal: bool = True) -> Estimate:
-        """One attention call (prefill or decode), from the fitted FLOP and byte rates."""
-        if phase not in PHASES:
-            raise ValueError(f"attention_time_s: phase must be one of {PHASES}, got {phase!r}")
+        """One attention call (prefill, decode, or ``chunk``: torch's kernels for a prefill after cached context),
+        from the fitted FLOP and byte rates."""
+        if phase not in ATTENTION_KINDS:
+            raise ValueError(f"attention_time_s: phase must be one of {ATTENTION_KINDS}, got {phase!r}")
         if dtype not in DTYPE_BYTES:
             raise ValueError(f"attention_time_s: unknown dtype {dtype!r}; known {sorted(DTYPE_BYTES)}")
         flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, DTYPE_BYTES[dtype], causal)
@@ -311,21 +312,25 @@ class Profile:
         flags = self._base_flags() + _flagged(e.quality) + (("extrapolated",) if extrap else ())
         how = "latency + max(FLOP/rate, bytes/rate)" + (
             " x the query blocks' schedule over the units (prologue of half_length keys each)"
-            if phase == "prefill" and (e.wave_units or e.half_length)
+            if phase in ("prefill", "chunk") and (e.wave_units or e.half_length)
             else (" x (1 + half_length/kv_len)" if e.half_length else ""))
         return Estimate(t, extrap, f"{how}, {note}", f"attention.{dtype}.{phase}", flags)
 
     def attention_mixed_time_s(self, decode_kv_lens: Sequence[int], chunks: Sequence[tuple[int, int]], heads: int,
-                               kv_heads: int, head_dim: int, dtype: str) -> Estimate:
+                               kv_heads: int, head_dim: int, dtype: str, torch_chunks: bool = False) -> Estimate:
         """One continuous-batching attention step: a decode batch (one new token per sequence, its KV length in
         ``decode_kv_lens``) plus prefill ``chunks`` of (q_len new tokens, context_len tokens already cached).
 
         Composed from the fitted parts as one varlen kernel: one call latency, plus each part's time above
-        its latency (the decode batch at its mean KV length; each chunk a causal prefill, kv = context + q).
+        its latency (the decode batch at its mean KV length; each chunk a causal prefill, kv = context + q, at
+        the whole-prompt rate as an engine's varlen kernel runs it).  ``torch_chunks``: chunks after cached
+        context as torch's SDPA runs them, from ``attention.<dtype>.chunk`` where the profile has it.
         """
         from ..attention_model import mixed_parts
 
         parts = mixed_parts(list(decode_kv_lens), list(chunks))
+        if torch_chunks and "chunk" in self.attention.get(dtype, {}):
+            parts = [("chunk" if ph == "prefill" and q < kv else ph, b, q, kv) for ph, b, q, kv in parts]
         ests = [(ph, self.attention_time_s(ph, b, q, kv, heads, kv_heads, head_dim, dtype)) for ph, b, q, kv in parts]
         lat = {ph: (self.attention[dtype][ph].latency_s if ph in self.attention.get(dtype, {}) else 0.0) for ph, _ in ests}
         total = max(lat.values()) + sum(max(0.0, e.time_s - lat[ph]) for ph, e in ests)
