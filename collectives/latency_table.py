@@ -11,8 +11,8 @@ comment lines saying where it comes from and how it was converted, has the colum
 
     kernel,op,group_size,dtype,size_bytes,time_s
 
-``kernel``: the implementation timed (lower-case name, e.g. ``vllm_custom_ar``; empty = the collective library
-itself); ``op``: an accelcal collective (all_reduce, ...); ``size_bytes``: S in the nccl-tests convention;
+in this order, as the first line after the comments.  ``kernel``: the implementation timed (lower-case name,
+e.g. ``vllm_custom_ar``; empty = the collective library itself); ``op``: an accelcal collective (all_reduce, ...); ``size_bytes``: S in the nccl-tests convention;
 ``time_s``: seconds per call.  Each (kernel, op, group_size) becomes one run, fitted like a log's.
 """
 
@@ -39,16 +39,21 @@ def _lines(path: str) -> list[tuple[int, str]]:
 
 
 def is_latency_table(path: str) -> bool:
-    """True when the first non-comment line is the latency-table header."""
+    """True when the first non-comment line looks like a latency-table header (it names ``time_s``, not an
+    accelcal results file's ``median_s``); :func:`read_latency_table` then checks it is exactly :data:`COLUMNS`."""
     lines = _lines(path)
-    return bool(lines) and tuple(c.strip() for c in lines[0][1].split(",")) == COLUMNS
+    cols = {c.strip() for c in lines[0][1].split(",")} if lines else set()
+    return "time_s" in cols and "median_s" not in cols
 
 
 def read_latency_table(path: str) -> list[Run]:
     """One Run per (kernel, op, group_size); errors name the file, line and column."""
     lines = _lines(path)
     if not lines or tuple(c.strip() for c in lines[0][1].split(",")) != COLUMNS:
-        raise NcclTestsError(f"{path}: a latency table starts with the header {','.join(COLUMNS)}")
+        where = f"{path}:{lines[0][0]}" if lines else path
+        got = lines[0][1].strip() if lines else "nothing"
+        raise NcclTestsError(f"{where}: a latency table's first line (after # comments) is the header "
+                             f"{','.join(COLUMNS)} in this order; got {got!r}")
     runs: dict[tuple, Run] = {}
     for (lineno, _), rec in zip(lines[1:], csv.reader(io.StringIO("\n".join(ln for _, ln in lines[1:])))):
         if len(rec) != len(COLUMNS):

@@ -85,3 +85,24 @@ def test_engine_routes_tp_all_reduce_to_its_kernel_up_to_its_limit():
     # the decode step gets cheaper by the difference, nothing else changes
     da, db = _coster(nccl, ic).breakdown(16, 1024.0), _coster(own, ic).breakdown(16, 1024.0)
     assert db["communication"] < da["communication"] and db["memory"] == da["memory"]
+
+
+def test_a_latency_table_with_a_wrong_header_says_so(tmp_path):
+    p = tmp_path / "cols.csv"
+    p.write_text("# transcribed\nkernel,op,group_size,size_bytes,time_s\nx,all_reduce,4,2048,1e-5\n")
+    with pytest.raises(NcclTestsError, match=r"cols.csv:2: a latency table's first line .* in this order"):
+        import_profile([str(p)], name="t")
+
+
+def test_predict_says_which_all_reduce_and_when_the_kernel_is_missing():
+    ic = Profile.load("profiles/interconnect/h100-nvswitch-4of8.yaml")
+    pcie = Profile.load("profiles/interconnect/pcie-rtx4090-8.yaml")
+    own = EnginePreset.from_name("sglang")
+    assert any("sglang's own kernel vllm_custom_ar" in n for n in _coster(own, ic).notes)
+    missing = _coster(own, pcie).notes
+    assert any("kernel-not-measured" in n and "tp_all_reduce_kernel=" in n for n in missing)
+    # `tp_all_reduce_kernel=` (nothing after '=') is the collective library, and says nothing
+    from accelcal.planner.serving.cli import parse_engine_args
+
+    nccl = own.with_overrides(parse_engine_args(["tp_all_reduce_kernel="]), "test")
+    assert nccl.tp_all_reduce_kernel == "" and not any("all-reduce" in n for n in _coster(nccl, ic).notes)

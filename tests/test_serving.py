@@ -205,6 +205,8 @@ def test_predict_json_schema_and_exit_codes(prof_path, capsys):
     (["--concurrency", "4", "--engine-arg", "token_budgt=64"], "--engine-arg: unknown engine key(s) ['token_budgt']"),
     (["--concurrency", "4", "--engine-arg", "max_seqs=lots"], "--engine-arg: engine override max_seqs must be an integer"),
     (["--concurrency", "4", "--warmup-requests", "-3"], "--warmup-requests must be an integer >= 0"),
+    (["--concurrency", "4", "--warmup-drains"], "--warmup-drains: there is no warm-up to drain"),
+    (["--concurrency", "4", "--engine-arg", "overlap_scheduling=maybe"], "overlap_scheduling must be true/false"),
 ])
 def test_bad_input(prof_path, capsys, argv, message):
     isl = "0" if "--isl-override" in argv else "256"

@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset key for your deployment, e.g. token_budget=2048 (vLLM "
                         "--max-num-batched-tokens; 0 = no token budget), max_seqs=64, chunked_prefill=false, "
-                        "cuda_graph_sizes=[1,2,4,8]; repeatable; keys as in planner/serving/presets/*.yaml")
+                        "cuda_graph_sizes=[1,2,4,8], overlap_scheduling=false, tp_all_reduce_kernel= (empty: NCCL "
+                        "for TP all-reduces instead of the engine's own kernel); repeatable; keys as in "
+                        "planner/serving/presets/*.yaml")
     p.add_argument("--deployment", choices=DEPLOYMENTS, default="default",
                    help="engine settings recipe: the engine's defaults, or the configuration NVIDIA aiconfigurator's "
                         "generator writes (token budget, batch size, KV fraction, CUDA graphs, fp8 KV for fp8 "
@@ -63,9 +65,12 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--turnaround-ms", type=float, default=None,
                    help="client-to-engine delay bound per request, ms (default "
                         f"{ServingWorkload.turnaround_s * 1e3:g}: a client and server on one host; 0 = none)")
-    p.add_argument("--weight-dtype", choices=("bf16", "fp8_e4m3"), default="bf16")
-    p.add_argument("--fp8-scaling", choices=("per_tensor", "block"), default="per_tensor")
-    p.add_argument("--kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16")
+    p.add_argument("--weight-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
+                   help="weights and GEMMs (fp8_e4m3: 1 byte per weight, costed from the profile's fp8 GEMMs)")
+    p.add_argument("--fp8-scaling", choices=("per_tensor", "block"), default="per_tensor",
+                   help="fp8 weight scaling (block-scaled GEMMs are costed from the per-tensor measurements, noted)")
+    p.add_argument("--kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
+                   help="KV cache dtype (fp8_e4m3: 1 byte per element, twice the sequences in the pool)")
     p.add_argument("--method", choices=("simulate", "steady"), default="simulate",
                    help="step-level simulation (default) or the analytic steady state")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -97,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--osl must be >= 1 token, got {args.osl}")
     if args.ep != 1:
         raise ValueError("--ep > 1: expert-parallel serving is not modelled by accelcal predict yet")
+    if args.warmup_drains and not args.warmup_requests:
+        raise ValueError("--warmup-drains: there is no warm-up to drain; give --warmup-requests N (N >= 1) with it")
     engine = EnginePreset.resolve(args.engine)
     engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, args.engine_version, args.isl, args.osl,
                                                       args.concurrency, args.weight_dtype, args.kv_dtype)

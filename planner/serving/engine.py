@@ -183,6 +183,8 @@ def _coerce(key: str, v, where: str):
         raise ValueError(f"{where} must be an integer >= 0, got {v!r}")
     if want == "float" and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
         raise ValueError(f"{where} must be a number >= 0, got {v!r}")
+    if key == "tp_all_reduce_kernel" and v is None:
+        return ""  # `tp_all_reduce_kernel=` (nothing): the collective library
     if want == "str" and not isinstance(v, str):
         raise ValueError(f"{where} must be a string, got {v!r}")
     return float(v) if want == "float" else v

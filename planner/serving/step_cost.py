@@ -117,12 +117,32 @@ class StepCoster:
                             engine.tp_all_reduce_kernel_max_tokens * model.hidden_size * DTYPE_BYTES[act]) if c]
         self._costers = {g: _ServingCoster(profile, weight_dtype, act, g, inter_node_profile, engine.tp_all_reduce_kernel,
                                            min(caps) if caps else 0.0) for g in (False, True)}
+        self._note_all_reduce_kernel(engine, min(caps) if caps else 0.0)
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
         self._memo: dict[tuple, Any] = {}
         self._eager_launch_s = profile.launch_overhead_s("eager").time_s
         self.heads = model.heads // tp
         self.kvh = kv_heads_per_device(model, tp)
         self.layers_per_stage = model.layers // pp
+
+    def _note_all_reduce_kernel(self, engine: EnginePreset, limit_bytes: float) -> None:
+        """Say which all-reduce the TP groups get, and when the profile cannot answer for the engine's kernel."""
+        k = engine.tp_all_reduce_kernel
+        if not k or self.tp < 2 or self.tp_scope != "intra_node":
+            return
+        colls = [c for c in getattr(self.profile, "collectives", ()) if c.op == "all_reduce" and c.scope == "intra_node"]
+        if not colls:
+            return  # no intra-node all-reduce at all: costing says what is missing
+        name = getattr(self.profile.identity, "name", "?")
+        if any(c.kernel == k for c in colls):
+            upto = f"up to {limit_bytes / 2**20:.3g} MiB, the collective library above" if limit_bytes else "at every size"
+            self.notes.append(f"TP all-reduce: {engine.name}'s own kernel {k} ({name}'s entries for it) {upto}")
+        else:
+            have = sorted({c.kernel for c in colls if c.kernel})
+            self.notes.append(f"TP all-reduce: {engine.name} runs its own kernel {k}, but {name} has no all_reduce "
+                              f"entries for it (kernel-not-measured; it has {have or 'library entries only'}): costed "
+                              f"from the collective library's entries; import a latency table of the kernel "
+                              f"(docs/collectives.md) or pass --engine-arg tp_all_reduce_kernel= to say NCCL")
 
     # -- pieces ---------------------------------------------------------------------------------
     def _wrap(self, fn):
