@@ -8,7 +8,7 @@ This benchmark puts that question to a profile that measured both: every GEMM qu
 (calibrate/fit_gemm.gemm_candidates) and the selection calibrate makes among them (fit_gemm) are fitted on
 the ``--train-like`` profile's families only, then predict every other measured family of ``PROFILE``.
 Prints, per dtype and candidate, median and p90 |rel err| over the unseen families, all M and M <= 64 (the
-decode regime), and which candidate the selection kept.  Every figure is computed in this run from the
+decode regime), which candidate the selection kept, and the selection's signed median error by M and N.  Every figure is computed in this run from the
 profiles' measured points; nothing is fitted to the unseen families.
 """
 
@@ -70,6 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         kept = ("shape model" if entry.gemm_model is not None else
                 "interpolated, waves" if entry.wave_units else "interpolated")
         print(_row(f"selection (kept {kept})", pred, test))
+        # Where the selection errs, signed: narrow N (a projection divided 8 ways) at small M is the decode of a
+        # TP-8 layout, the shapes a sparse sweep sees least.
+        err = pred / test[:, 3] - 1
+        cells = []
+        for lo, hi in ((1, 64), (65, 512), (513, 1 << 30)):
+            for nlo, nhi in ((0, 2048), (2048, 8192), (8192, 1 << 30)):
+                sel = (test[:, 0] >= lo) & (test[:, 0] <= hi) & (test[:, 1] >= nlo) & (test[:, 1] < nhi)
+                if sel.any():
+                    m_txt = f"M {lo}-{hi}" if hi < 1 << 30 else f"M >= {lo}"
+                    n_txt = f"N < {nhi}" if nlo == 0 else (f"N {nlo}-{nhi - 1}" if nhi < 1 << 30 else f"N >= {nlo}")
+                    cells.append(f"{m_txt}, {n_txt}: {np.median(err[sel]):+.1%} (n={int(sel.sum())})")
+        print("    selection, signed median error by shape: " + "; ".join(cells))
     return 0
 
 
