@@ -223,6 +223,8 @@ def fit_attention_table(groups: Sequence[tuple[str, str, Sequence[Mapping[str, A
     fitted is skipped with ``note(message)`` (raised when ``note`` is None)."""
     out: dict[str, dict[str, AttentionEntry]] = {}
     for dtype, phase, cases, times in sorted(groups, key=lambda g: (g[0], g[1] != "prefill")):
+        if phase == "chunk" and len(cases) < MIN_ATTENTION_POINTS:
+            continue  # optional (torch-run mixed steps only): a sweep with a chunk or two has nothing to fit
         pre = out.get(dtype, {}).get("prefill")
         try:
             e = fit_attention(dtype, phase, cases, times, wave_units=wave_units,
