@@ -121,6 +121,8 @@ class StepCoster:
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
         self._memo: dict[tuple, Any] = {}
         self._eager_launch_s = profile.launch_overhead_s("eager").time_s
+        # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
+        self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
         self.heads = model.heads // tp
         self.kvh = kv_heads_per_device(model, tp)
         self.layers_per_stage = model.layers // pp
@@ -223,7 +225,7 @@ class StepCoster:
         prefill_tok = sum(q for q, _ in chunks)
         graphs = False
         dec = decode_seqs
-        if not chunks and decode_seqs:
+        if not chunks and decode_seqs and self._device_graphs:
             g = self.engine.graph_batch(decode_seqs)
             if g is not None:
                 graphs, dec = True, g
