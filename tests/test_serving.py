@@ -190,7 +190,8 @@ def test_predict_json_schema_and_exit_codes(prof_path, capsys):
     assert rc == 0 and out["feasible"] is True and out["reason"] == ""
     for k in JSON_KEYS + ("max_concurrent_sequences", "memory", "steps_simulated", "feasible", "reason", "decode_step"):
         assert k in out, k
-    assert out["steps_simulated"] > 0 and out["memory"]["kv_pool_bytes"] > 0 and out["decode_step"]["total"] > 0
+    assert out["steps_simulated"] > 0 and out["memory"]["kv_pool_bytes"] > 0 and out["decode_step"]["total_s"] > 0
+    assert {"compute_s", "memory_s", "communication_s", "batch"} <= set(out["decode_step"])
     rc = main(["predict", "--profile", prof_path, "--model", "llama3-70b", "--engine", "vllm", "--concurrency", "4",
                "--isl", "256", "--osl", "32", "--format", "json"])
     cap = capsys.readouterr()

@@ -58,9 +58,15 @@ class ServingPrediction:
         out.update({"max_concurrent_sequences": self.max_concurrent_sequences, "memory": self.memory,
                     "steps_simulated": self.steps_simulated, "feasible": self.feasible, "reason": self.reason,
                     "engine": self.engine, "layout": self.layout, "workload": self.workload,
-                    "preemptions": self.preemptions, "decode_step": self.decode_step,
+                    "preemptions": self.preemptions,
+                    # the unit in every key: the breakdown's parts are seconds
+                    "decode_step": {(f"{k}_s" if k in _STEP_SECONDS else k): v for k, v in self.decode_step.items()},
                     "prefill_share_of_decode_time": self.prefill_share_of_decode_time, "notes": list(self.notes)})
         return out
+
+
+_STEP_SECONDS = ("compute", "memory", "communication", "launch", "attention", "total")
+"""Parts of a decode step's breakdown (StepCoster.breakdown) that are seconds."""
 
 
 def combine_profiles(profile: Any, interconnect: Any = None, inter_node: Any = None) -> tuple[Any, Any, list[str]]:
