@@ -25,7 +25,9 @@ FORMATS = ("configurator", "aiconfigurator")
 
 def _best_busbw(p: Profile, scope: str) -> tuple[float | None, str]:
     """Largest-size bus bandwidth of all_reduce (else any collective) over the biggest measured group."""
-    entries = [c for c in p.collectives if c.scope == scope and c.op != "send_recv" and c.group_size > 1]
+    # the collective library's entries only: an engine's own kernel (``kernel``) is not the fabric's link rate
+    entries = [c for c in p.collectives if c.scope == scope and c.op != "send_recv" and c.group_size > 1
+               and c.kernel is None]
     if not entries:
         return None, f"no {scope} collective measured"
     ar = [c for c in entries if c.op == "all_reduce"] or entries
@@ -67,7 +69,7 @@ def export_configurator(p: Profile, datasheet: Profile | None = None) -> dict[st
             missing.append(f"{name} ({note})")
         else:
             notes[name] = note
-    p2p = [c for c in p.collectives if c.op in ("send_recv", "send_recv_pingpong")]
+    p2p = [c for c in p.collectives if c.op in ("send_recv", "send_recv_pingpong") and c.kernel is None]
     p2p_lat = None
     if p2p:
         c = min(p2p, key=lambda e: (e.scope != "intra_node", e.op != "send_recv"))

@@ -209,7 +209,8 @@ def _spec(p: Profile, env: dict[str, Any], name: str, datasheet: Profile | None,
     if inter is not None:
         node["inter_node_bw"] = int(inter[0])
         prov["node.inter_node_bw"] = inter[1]
-    p2p = [c for c in p.collectives if c.op in ("send_recv", "send_recv_pingpong") and c.pieces[0].latency_s is not None]
+    p2p = [c for c in p.collectives if c.op in ("send_recv", "send_recv_pingpong") and c.pieces[0].latency_s is not None
+           and c.kernel is None]
     if p2p:
         c = min(p2p, key=lambda e: (e.scope != "intra_node", e.op != "send_recv"))
         node["p2p_latency"] = c.pieces[0].latency_s
@@ -340,7 +341,7 @@ def _attention_rows(p: Profile, csvs: list[Path]) -> tuple[list[dict[str, Any]],
 def _nccl_rows(p: Profile) -> list[dict[str, Any]]:
     rows = []
     for c in p.collectives:
-        if c.scope != "intra_node" or c.op not in AIC_COMM_OPS or c.group_size < 2:
+        if c.scope != "intra_node" or c.op not in AIC_COMM_OPS or c.group_size < 2 or c.kernel is not None:
             continue
         for elems in GRID_MESSAGE_ELEMENTS:
             try:

@@ -106,3 +106,18 @@ def test_predict_says_which_all_reduce_and_when_the_kernel_is_missing():
 
     nccl = own.with_overrides(parse_engine_args(["tp_all_reduce_kernel="]), "test")
     assert nccl.tp_all_reduce_kernel == "" and not any("all-reduce" in n for n in _coster(nccl, ic).notes)
+
+
+def test_exports_describe_the_fabric_from_library_entries_only():
+    import copy
+
+    from accelcal.calibrate.export import export_configurator
+    from accelcal.calibrate.export_aiconfigurator import _nccl_rows
+
+    ic = Profile.load("profiles/interconnect/h100-nvswitch-4of8.yaml")
+    plain = copy.deepcopy(ic)
+    plain.collectives = [c for c in plain.collectives if c.kernel is None]
+    assert len(plain.collectives) < len(ic.collectives)
+    full, lib = compose(Profile.from_dict(h100_like()), ic), compose(Profile.from_dict(h100_like()), plain)
+    assert export_configurator(full) == export_configurator(lib)
+    assert _nccl_rows(full) == _nccl_rows(lib)
