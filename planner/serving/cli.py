@@ -163,12 +163,12 @@ def format_prediction(res) -> str:
     m = res.metrics
     ms = 1e3
     lines += [
-        f"  TTFT            mean {m.ttft_mean_s * ms:10.2f} ms   p50 {m.ttft_p50_s * ms:10.2f}   p99 {m.ttft_p99_s * ms:10.2f}",
-        f"  TPOT            mean {m.tpot_mean_s * ms:10.2f} ms   p50 {m.tpot_p50_s * ms:10.2f}   p99 {m.tpot_p99_s * ms:10.2f}",
+        f"  TTFT            mean {m.ttft_mean_s * ms:10.2f} ms   p50 {m.ttft_p50_s * ms:10.2f} ms   p99 {m.ttft_p99_s * ms:10.2f} ms",
+        f"  TPOT            mean {m.tpot_mean_s * ms:10.2f} ms   p50 {m.tpot_p50_s * ms:10.2f} ms   p99 {m.tpot_p99_s * ms:10.2f} ms",
         f"  ITL             mean {m.itl_mean_s * ms:10.2f} ms",
         f"  request latency mean {m.request_latency_mean_s:10.3f} s    p99 {m.request_latency_p99_s:10.3f} s",
         f"  output tokens/s {m.output_tokens_per_s:10.1f}   per device {m.output_tokens_per_s_per_device:.1f}   "
-        f"per user {m.output_tokens_per_s_per_user:.1f}   requests/s {m.requests_per_s:.3f}",
+        f"per user {m.output_tokens_per_s_per_user:.1f}   (requests/s {m.requests_per_s:.3f})",
         f"  KV: {res.memory.get('kv_tokens', 0)} tokens ({res.memory.get('kv_blocks', 0)} blocks); at most "
         f"{res.max_concurrent_sequences} sequences at once; {res.preemptions} preemptions; "
         f"{res.steps_simulated} steps simulated",
@@ -176,9 +176,10 @@ def format_prediction(res) -> str:
     d = res.decode_step
     if d:
         lines.append(f"  typical decode step: batch {d.get('batch', '?')} at KV {d.get('kv_len_mean', '?')}: "
-                     f"{d['total'] * ms:.3f} ms (attention {d['attention'] * ms:.3f}, memory {d['memory'] * ms:.3f}, "
-                     f"compute {d['compute'] * ms:.3f}, communication {d['communication'] * ms:.3f}, launch "
-                     f"{d['launch'] * ms:.3f}; {'CUDA graph' if d['cuda_graphs'] else 'eager'})")
+                     f"{d['total'] * ms:.3f} ms (ms of it: attention {d['attention'] * ms:.3f}, memory-bound "
+                     f"{d['memory'] * ms:.3f}, compute-bound {d['compute'] * ms:.3f}, communication "
+                     f"{d['communication'] * ms:.3f}, launch {d['launch'] * ms:.3f}; "
+                     f"{'CUDA graph' if d['cuda_graphs'] else 'eager'})")
     lines.append(f"  prefill share of decode time: {res.prefill_share_of_decode_time:.1%}")
     for n in res.notes:
         lines.append(f"  note: {n}")
