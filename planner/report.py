@@ -47,7 +47,8 @@ def zero_latency_warning(r: PlanResult) -> str | None:
 
 def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
     w = r.workload
-    out = [f"{r.model.name} on {gp.group} ({gp.device_name}): {gp.devices} devices, {gp.devices_per_node} per node; "
+    on = gp.group if gp.group == gp.device_name else f"{gp.group} ({gp.device_name})"  # a group named after its device
+    out = [f"{r.model.name} on {on}: {gp.devices} devices, {gp.devices_per_node} per node; "
            f"prompt {w.prompt_len}, output {w.output_len}, batch {w.batch} per replica; "
            f"{'CUDA graphs' if r.options.cuda_graphs else 'eager launches'}; objective: {gp.objective}",
            f"{gp.candidates_evaluated} layouts evaluated: {len(gp.ranked)} feasible, {len(gp.rejected)} rejected",
@@ -65,7 +66,8 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
                    f"{c.scopes['tp'][:5] + ',' + c.scopes['pp'][:5]:<22} {'ok' if not c.misses else 'MISS'}")
     out.append("  (* = on the Pareto front of request latency vs tokens/s per device)")
     out.append("")
-    out.append("Pareto front: " + "; ".join(f"{c.label} ({fmt_time_s(c.request_latency_s)}, {c.tokens_per_s_per_device:.4g} tok/s/dev)"
+    out.append("Pareto front: " + "; ".join(f"{c.label} (request latency {fmt_time_s(c.request_latency_s)}, "
+                                             f"{c.tokens_per_s_per_device:.4g} tok/s/dev)"
                                              for c in gp.pareto))
     best = gp.ranked[0]
     if gp.sp_threshold:
