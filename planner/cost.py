@@ -185,14 +185,16 @@ class Coster:
                 return self.profile.memory_time_s(nbytes, "copy")
         return self._q(("elementwise", group, nbytes), ask)
 
-    def collective(self, op: str, nbytes: float, group_size: int, scope: str):
+    def collective(self, op: str, nbytes: float, group_size: int, scope: str, kernel: str | None = None):
+        """``kernel``: an implementation other than the collective library (Profile.collective_time_s)."""
         prof = self.inter if scope == "inter_node" else self.profile
 
         def ask():
             from accelcal.calibrate.compose import missing_hint
 
             try:
-                est = prof.collective_time_s(op, nbytes, group_size, scope)
+                est = (prof.collective_time_s(op, nbytes, group_size, scope, kernel) if kernel
+                       else prof.collective_time_s(op, nbytes, group_size, scope))
             except MissingMeasurement as exc:  # say which measurement the plan needs
                 msg = exc.args[0] if exc.args else str(exc)
                 raise type(exc)(f"{op} over {group_size} devices ({scope}) is needed but the profile cannot "
@@ -204,7 +206,7 @@ class Coster:
                     f"no latency for it ({est.detail}); refusing to cost it at 0 s. Measure it, pass measured or "
                     f"published collectives ({missing_hint(op, scope)}), or accept 0 s with --assume-zero-latency")
             return est
-        return self._q(("coll", op, nbytes, group_size, scope), ask)
+        return self._q(("coll", op, nbytes, group_size, scope, kernel), ask)
 
     def attention(self, phase, batch, q_len, kv_len, heads, kv_heads, head_dim):
         return self._q(("attn", phase, batch, q_len, kv_len, heads, kv_heads, head_dim),

@@ -121,3 +121,21 @@ def test_exports_describe_the_fabric_from_library_entries_only():
     full, lib = compose(Profile.from_dict(h100_like()), ic), compose(Profile.from_dict(h100_like()), plain)
     assert export_configurator(full) == export_configurator(lib)
     assert _nccl_rows(full) == _nccl_rows(lib)
+
+
+def test_engine_kernel_queries_keep_the_costers_checks():
+    # An interconnect without the engine's kernel and without a latency for its library all-reduce: the kernel
+    # path falls back to the library's entry and goes through the Coster's own checks (here: no 0 s latency).
+    import copy
+
+    from accelcal.calibrate.profile import MissingMeasurement
+
+    ic = copy.deepcopy(Profile.load("profiles/interconnect/h100-nvswitch-4of8.yaml"))
+    ic.collectives = [c for c in ic.collectives if c.kernel is None]
+    for c in ic.collectives:
+        for p in c.pieces:
+            p.latency_s = None
+    coster = _coster(EnginePreset.from_name("vllm"), ic)._costers[True]
+    coster.assume_zero_latency = False  # as the planner's Coster runs without --assume-zero-latency
+    with pytest.raises(MissingMeasurement, match="refusing to cost it at 0 s"):
+        coster.collective("all_reduce", 16 * 5120 * 2, 8, "intra_node")

@@ -62,14 +62,13 @@ class _ServingCoster(Coster):
         self.gemm_dtype = gemm_dtype
         self.ar_kernel, self.ar_kernel_max_bytes = ar_kernel, ar_kernel_max_bytes
 
-    def collective(self, op: str, nbytes: float, group_size: int, scope: str):
-        # The engine's own all-reduce inside a node, up to the size it hands to NCCL.
-        if (self.ar_kernel and op == "all_reduce" and scope == "intra_node"
-                and (not self.ar_kernel_max_bytes or nbytes <= self.ar_kernel_max_bytes)
-                and any(c.op == op and c.scope == scope for c in getattr(self.profile, "collectives", ()))):
-            return self._q(("coll", op, nbytes, group_size, scope, self.ar_kernel),
-                           lambda: self.profile.collective_time_s(op, nbytes, group_size, scope, self.ar_kernel))
-        return super().collective(op, nbytes, group_size, scope)
+    def collective(self, op: str, nbytes: float, group_size: int, scope: str, kernel: str | None = None):
+        # The engine's own all-reduce inside a node, up to the size it hands to NCCL; the Coster's checks and
+        # messages apply to it as to the library's.
+        if (kernel is None and self.ar_kernel and op == "all_reduce" and scope == "intra_node"
+                and (not self.ar_kernel_max_bytes or nbytes <= self.ar_kernel_max_bytes)):
+            kernel = self.ar_kernel
+        return super().collective(op, nbytes, group_size, scope, kernel)
 
     def gemm(self, m: int, n: int, k: int):
         return self._q(("gemm", self.gemm_dtype, m, n, k), lambda: self.profile.gemm_time_s(m, n, k, self.gemm_dtype))
@@ -115,9 +114,10 @@ class StepCoster:
             self.notes.append("fp8 KV cache: capacity at 1 byte per element; attention costed from attention.bf16")
         caps = [c for c in (engine.tp_all_reduce_kernel_max_bytes,
                             engine.tp_all_reduce_kernel_max_tokens * model.hidden_size * DTYPE_BYTES[act]) if c]
+        ar_limit_bytes = min(caps) if caps else 0.0
         self._costers = {g: _ServingCoster(profile, weight_dtype, act, g, inter_node_profile, engine.tp_all_reduce_kernel,
-                                           min(caps) if caps else 0.0) for g in (False, True)}
-        self._note_all_reduce_kernel(engine, min(caps) if caps else 0.0)
+                                           ar_limit_bytes) for g in (False, True)}
+        self._note_all_reduce_kernel(engine, ar_limit_bytes)
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
         self._memo: dict[tuple, Any] = {}
         self._eager_launch_s = profile.launch_overhead_s("eager").time_s
