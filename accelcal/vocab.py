@@ -159,14 +159,16 @@ def attended_pairs(q_len: int, kv_len: int, causal: bool = True) -> float:
 
 
 def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,
-                         elsize: int, causal: bool = True) -> tuple[float, float]:
+                         elsize: int, causal: bool = True, kv_elsize: int | None = None) -> tuple[float, float]:
     """(FLOP, bytes) of one scaled-dot-product attention call.
 
     FLOP: QK^T and PV, 2 FLOP per MAC each, over the attended (query, key)
     pairs; causal with q_len <= kv_len drops the masked upper triangle of the
-    last q_len keys.  Bytes: Q and O (heads) plus K and V (kv_heads), read or
-    written once.
+    last q_len keys.  Bytes: Q and O (heads) at ``elsize`` plus K and V
+    (kv_heads) at ``kv_elsize`` (default ``elsize``; 1 for an fp8 KV cache),
+    read or written once.
     """
+    kv_el = elsize if kv_elsize is None else kv_elsize
     flop = 4.0 * batch * heads * head_dim * attended_pairs(q_len, kv_len, causal)
-    nbytes = float(elsize) * batch * head_dim * (2 * heads * q_len + 2 * kv_heads * kv_len)
+    nbytes = float(batch * head_dim) * (float(elsize) * 2 * heads * q_len + float(kv_el) * 2 * kv_heads * kv_len)
     return flop, nbytes

@@ -140,8 +140,11 @@ class Coster:
     """Answers node costs from one device group's profiles; memoises every query."""
 
     def __init__(self, profile: ProfileQueries, dtype: str = "bf16", cuda_graphs: bool = False,
-                 inter_node_profile: ProfileQueries | None = None, assume_zero_latency: bool = True) -> None:
+                 inter_node_profile: ProfileQueries | None = None, assume_zero_latency: bool = True,
+                 kv_dtype: str | None = None) -> None:
         self.profile = profile
+        self.kv_dtype = kv_dtype
+        """KV cache element type when it is not ``dtype`` (an fp8 cache): attention reads K/V at its size."""
         self.assume_zero_latency = assume_zero_latency
         """False: a collective whose latency the profile does not give (datasheet priors) is refused, not costed at 0 s."""
         self.inter = inter_node_profile if inter_node_profile is not None else profile
@@ -166,6 +169,11 @@ class Coster:
     @property
     def launch_source(self) -> str:
         return self._launch.source
+
+    @property
+    def launch_per_kernel_s(self) -> float:
+        """Host seconds per kernel this Coster's launch rule charges (graph replay, eager launch or dispatch)."""
+        return self._launch.time_s
 
     def gemm(self, m: int, n: int, k: int):
         return self._q(("gemm", m, n, k), lambda: self.profile.gemm_time_s(m, n, k, self.dtype))
@@ -211,7 +219,7 @@ class Coster:
     def attention(self, phase, batch, q_len, kv_len, heads, kv_heads, head_dim):
         return self._q(("attn", phase, batch, q_len, kv_len, heads, kv_heads, head_dim),
                        lambda: self.profile.attention_time_s(phase, batch, q_len, kv_len, heads, kv_heads,
-                                                             head_dim, self.dtype, causal=True))
+                                                             head_dim, self.dtype, causal=True, kv_dtype=self.kv_dtype))
 
     def _category(self, time_s: float, nbytes: float) -> str:
         return "memory" if self.read(nbytes).time_s >= 0.5 * time_s else "compute"

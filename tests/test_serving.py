@@ -430,3 +430,57 @@ def test_warmup_that_drains_measures_a_fresh_burst(prof, small):
     assert min(a for a, _, _ in loop.times_s) > 0  # measured requests follow the warm-up in one loop
     assert sorted(a for a, _, _ in fresh.times_s)[:4] == [0.0] * 4  # all four clients start together
     assert fresh.metrics.requests == loop.metrics.requests == 12
+
+
+def test_fp8_kv_cache_attention_reads_kv_at_one_byte(prof, small):
+    from accelcal.vocab import attention_flop_bytes
+    from accelcal.planner.parallelism import Parallelism
+
+    # bytes: Q and O at 2 B (8 heads x 1 token), K and V at 1 B (2 kv heads x 4096 tokens), head_dim 64, batch 3
+    _, b16 = attention_flop_bytes(3, 1, 4096, 8, 2, 64, 2)
+    _, b8 = attention_flop_bytes(3, 1, 4096, 8, 2, 64, 2, kv_elsize=1)
+    assert b16 == 3 * 64 * (2 * 2 * 8 * 1 + 2 * 2 * 2 * 4096)
+    assert b8 == 3 * 64 * (2 * 2 * 8 * 1 + 1 * 2 * 2 * 4096)
+    e16 = prof.attention_time_s("decode", 64, 1, 4096, 32, 8, 128, "bf16")
+    e8 = prof.attention_time_s("decode", 64, 1, 4096, 32, 8, 128, "bf16", kv_dtype="fp8_e4m3")
+    same = prof.attention_time_s("decode", 64, 1, 4096, 32, 8, 128, "bf16", kv_dtype="bf16")
+    assert same == e16 and "kv-dtype-not-measured" not in e16.flags
+    assert "kv-dtype-not-measured" in e8.flags and "fp8_e4m3" in e8.detail
+    lat = prof.attention["bf16"]["decode"].latency_s
+    _, n16 = attention_flop_bytes(64, 1, 4096, 32, 8, 128, 2)
+    _, n8 = attention_flop_bytes(64, 1, 4096, 32, 8, 128, 2, kv_elsize=1)
+    # a long decode is memory-bound: the time above the call latency scales with the bytes read
+    assert (e8.time_s - lat) / (e16.time_s - lat) == pytest.approx(n8 / n16, rel=1e-9)
+    with pytest.raises(ValueError, match="unknown kv_dtype 'fp4'"):
+        prof.attention_time_s("decode", 1, 1, 64, 8, 2, 64, "bf16", kv_dtype="fp4")
+    engine = EnginePreset.from_name("vllm")
+    sc16 = StepCoster(prof, small, Parallelism(tp=1), engine, "bf16", "bf16")
+    sc8 = StepCoster(prof, small, Parallelism(tp=1), engine, "bf16", "fp8_e4m3")
+    assert sc8.step_s(64, 4000.0) < sc16.step_s(64, 4000.0)
+    assert sc8.step_s(0, 0.0, ((512, 512),)) <= sc16.step_s(0, 0.0, ((512, 512),))
+    assert any("fp8_e4m3 KV cache" in n and "attention.bf16" in n for n in sc8.notes)
+
+
+def test_eager_steps_charge_the_profiles_layer_dispatch_cost(small):
+    """An eager step's host floor uses the figure the planner's Coster uses: the measured per-op dispatch of a
+    real layer (overheads.eager_dispatch_s) where the profile has it, not the bare kernel launch."""
+    from accelcal.planner.parallelism import Parallelism
+
+    d = h100_like()
+    d["overheads"]["eager_dispatch_s"] = 2e-3  # far above any layer's device time here: host-bound
+    slow = Profile.from_dict(d)
+    base = Profile.from_dict(h100_like())
+    engine = EnginePreset.from_name("vllm")
+    sc_slow = StepCoster(slow, small, Parallelism(tp=1), engine, "bf16", "bf16")
+    sc_base = StepCoster(base, small, Parallelism(tp=1), engine, "bf16", "bf16")
+    _, _, overlap, launch = sc_slow._layer(520, False)
+    kernels = launch / 2e-3
+    assert overlap and kernels == pytest.approx(round(kernels)) and kernels >= 5
+    bd = sc_slow.breakdown(8, 600.0, ((512, 512),))
+    assert not bd["cuda_graphs"]
+    # host-bound: every layer takes kernels x dispatch; the launch share is what exceeds the device time
+    assert bd["total"] == pytest.approx(sc_slow.step_s(8, 600.0, ((512, 512),)))
+    assert bd["total"] >= small.layers * kernels * 2e-3
+    assert sc_slow.step_s(8, 600.0, ((512, 512),)) > 10 * sc_base.step_s(8, 600.0, ((512, 512),))
+    # graph-mode decode steps replay graphs: the dispatch figure does not apply to them
+    assert sc_slow.step_s(8, 600.0) == pytest.approx(sc_base.step_s(8, 600.0))

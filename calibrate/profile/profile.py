@@ -288,14 +288,29 @@ class Profile:
         return Estimate(lat + nbytes / p.bandwidth_bytes_per_s, extrap, detail, source, flags)
 
     def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
-                         head_dim: int, dtype: str, causal: bool = True) -> Estimate:
+                         head_dim: int, dtype: str, causal: bool = True, kv_dtype: str | None = None) -> Estimate:
         """One attention call (prefill, decode, or ``chunk``: torch's kernels for a prefill after cached context),
-        from the fitted FLOP and byte rates."""
+        from the fitted FLOP and byte rates.
+
+        ``kv_dtype``: the KV cache's element type when it differs from ``dtype`` (an fp8 cache under bf16
+        attention): K and V are counted at its size against the ``dtype`` entry's byte rate, and the estimate
+        says so (flag ``kv-dtype-not-measured``), since no profile field measures such a kernel."""
         if phase not in ATTENTION_KINDS:
             raise ValueError(f"attention_time_s: phase must be one of {ATTENTION_KINDS}, got {phase!r}")
-        if dtype not in DTYPE_BYTES:
-            raise ValueError(f"attention_time_s: unknown dtype {dtype!r}; known {sorted(DTYPE_BYTES)}")
-        flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, DTYPE_BYTES[dtype], causal)
+        for what, dt in (("dtype", dtype), ("kv_dtype", kv_dtype)):
+            if dt is not None and dt not in DTYPE_BYTES:
+                raise ValueError(f"attention_time_s: unknown {what} {dt!r}; known {sorted(DTYPE_BYTES)}")
+        other_kv = kv_dtype is not None and DTYPE_BYTES[kv_dtype] != DTYPE_BYTES[dtype]
+        flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, DTYPE_BYTES[dtype], causal,
+                                            DTYPE_BYTES[kv_dtype] if other_kv else None)
+        est = self._attention_estimate(phase, batch, q_len, kv_len, heads, kv_heads, head_dim, dtype, flop, nbytes)
+        if other_kv:
+            est = replace(est, detail=f"{est.detail}; K/V read at {kv_dtype} ({DTYPE_BYTES[kv_dtype]} B/element) at "
+                                      f"the {dtype} kernel's byte rate", flags=est.flags + ("kv-dtype-not-measured",))
+        return est
+
+    def _attention_estimate(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
+                            head_dim: int, dtype: str, flop: float, nbytes: float) -> Estimate:
         e = self.attention.get(dtype, {}).get(phase)
         if e is None:
             have = [f"{dt}.{ph}" for dt, phs in self.attention.items() for ph in phs]

@@ -19,8 +19,9 @@ Launches: a decode-only step whose batch is a captured CUDA-graph size (padded u
 pads) is costed in graph mode at that padded batch; every other step eager.  fp8_e4m3 weights cost
 the GEMMs from the profile's ``compute.fp8_e4m3`` (per-tensor scaled, as torch._scaled_mm measures
 them); block-scaled weights are costed from the same entry and flagged, since no profile field
-measures block scaling yet.  Activations, attention and the KV cache stay bf16 (attention from
-``attention.bf16``: an fp8 KV cache changes the KV capacity only; its attention is costed as bf16).
+measures block scaling yet.  Activations and attention stay bf16 (``attention.bf16``); an fp8 KV cache
+holds 1 byte per element, so attention reads K and V at 1 byte each at that entry's byte rate (the bytes
+a paged fp8 kernel moves; its speed is not measured, and the estimate is flagged ``kv-dtype-not-measured``).
 Every piece is memoised; the KV length is rounded to ``kv_round`` tokens for the memo.
 """
 
@@ -57,8 +58,8 @@ class _ServingCoster(Coster):
     """Coster whose GEMMs run in the weight dtype while attention and elementwise stay in the activation dtype."""
 
     def __init__(self, profile: Any, gemm_dtype: str, act_dtype: str, cuda_graphs: bool, inter: Any,
-                 ar_kernel: str = "", ar_kernel_max_bytes: float = 0.0) -> None:
-        super().__init__(profile, dtype=act_dtype, cuda_graphs=cuda_graphs, inter_node_profile=inter)
+                 ar_kernel: str = "", ar_kernel_max_bytes: float = 0.0, kv_dtype: str | None = None) -> None:
+        super().__init__(profile, dtype=act_dtype, cuda_graphs=cuda_graphs, inter_node_profile=inter, kv_dtype=kv_dtype)
         self.gemm_dtype = gemm_dtype
         self.ar_kernel, self.ar_kernel_max_bytes = ar_kernel, ar_kernel_max_bytes
 
@@ -110,17 +111,18 @@ class StepCoster:
         if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
             self.notes.append("block-scaled fp8 GEMMs costed from compute.fp8_e4m3 (per-tensor measurements): the "
                               "profile has no block-scaled fp8 data")
-        if kv_dtype == "fp8_e4m3":
-            self.notes.append("fp8 KV cache: capacity at 1 byte per element; attention costed from attention.bf16")
+        if DTYPE_BYTES[kv_dtype] != DTYPE_BYTES[act]:
+            self.notes.append(f"{kv_dtype} KV cache: capacity and attention's K/V reads at {DTYPE_BYTES[kv_dtype]} "
+                              f"byte(s) per element, at the byte rate of attention.{act} (no {kv_dtype} attention "
+                              f"kernel measured)")
         caps = [c for c in (engine.tp_all_reduce_kernel_max_bytes,
                             engine.tp_all_reduce_kernel_max_tokens * model.hidden_size * DTYPE_BYTES[act]) if c]
         ar_limit_bytes = min(caps) if caps else 0.0
         self._costers = {g: _ServingCoster(profile, weight_dtype, act, g, inter_node_profile, engine.tp_all_reduce_kernel,
-                                           ar_limit_bytes) for g in (False, True)}
+                                           ar_limit_bytes, kv_dtype) for g in (False, True)}
         self._note_all_reduce_kernel(engine, ar_limit_bytes)
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
         self._memo: dict[tuple, Any] = {}
-        self._eager_launch_s = profile.launch_overhead_s("eager").time_s
         # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
         self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
         self.heads = model.heads // tp
@@ -177,7 +179,8 @@ class StepCoster:
             bd[attn[0].category] -= attn[0].device_s
             bd["launch"] = 0.0
             overlap = not coster.cuda_graphs and not coster.serialised
-            launch = costed.kernels * self._eager_launch_s if overlap else costed.launch_s
+            # the Coster's own per-kernel figure: a real layer's op-mix dispatch where the profile measured it
+            launch = costed.kernels * coster.launch_per_kernel_s if overlap else costed.launch_s
             hit = self._memo[key] = (costed.device_s - attn[0].device_s, bd, overlap, launch)
         return hit
 
