@@ -57,7 +57,8 @@ class ElementwiseGroup:
         return self.passes * elem_bytes + self.fp32_passes * 4 + casts
 
 
-_GROUPS = ("norm", "residual_add", "rope", "kv_cache_write", "act_mul", "router_topk", "expert_scan", "expert_gather")
+_GROUPS = ("norm", "residual_add", "rope", "kv_cache_write", "act_mul", "act_quant", "router_topk", "expert_scan",
+           "expert_gather")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Implementation:
     """Writing the new K and V into the cache; passes in tokens x (k + v width)."""
     act_mul: ElementwiseGroup
     """SwiGLU's silu(gate) * up; passes in tokens x ffn width."""
+    act_quant: ElementwiseGroup
+    """fp8 GEMMs on wider activations: quantizing one GEMM's input to 1 byte (per-tensor scale), per GEMM
+    input; passes in that input's tokens x width (read once in the activation dtype, written at 1 byte)."""
     router_topk: ElementwiseGroup
     """MoE routing after the router GEMM (softmax, top-k, weights, output buffer)."""
     expert_scan: ElementwiseGroup

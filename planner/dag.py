@@ -58,6 +58,9 @@ class DagOptions:
     """TP reduction: ``all_reduce``, or ``rs_ag`` (reduce-scatter + all-gather, norms on 1/tp of the tokens)."""
     moe_imbalance: float | None = None
     """Max/mean expert load per EP rank; None = computed (balls-into-bins, see moe_imbalance)."""
+    gemm_input_quant: bool = False
+    """fp8 GEMMs on wider activations: every projection's input is first quantized to 1 byte by the
+    implementation's ``act_quant`` group (the router and the embedding/LM head stay in the activation dtype)."""
 
     def __post_init__(self) -> None:
         if self.tp_comm not in ("all_reduce", "rs_ag"):
@@ -222,8 +225,14 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
             return f"{name}_all_gather"
         return name
 
+    def quantized(gemm: str, dep: tuple[str, ...], elems: float) -> tuple[str, ...]:
+        # the GEMM's input, quantized first when the GEMMs are fp8 on wider activations
+        if not options.gemm_input_quant:
+            return dep
+        return (elementwise(f"{gemm}_input_quant", dep, "act_quant", elems),)
+
     x = norm("attn_norm", ())
-    add(_node("qkv", "gemm", (x,), m=tok, n=(heads + 2 * kvh) * hd, k=h))
+    add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd, k=h))
     elementwise("rope", ("qkv",), "rope", tok * (heads + kvh) * hd, copies=2 if impl.rope.per_tensor else 1)
     elementwise("kv_cache_write", ("rope",), "kv_cache_write", tok * 2 * kvh * hd, elem_bytes=kvel)
     attn_dep: tuple[str, ...] = ("rope", "kv_cache_write")
@@ -235,14 +244,14 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     # causal work split evenly across SP ranks (zig-zag chunk assignment)
     add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
               heads=heads, kv_heads=kvh, head_dim=hd, work_fraction=1.0 / sp))
-    add(_node("o_proj", "gemm", ("attention",), m=tok, n=h, k=heads * hd))
+    add(_node("o_proj", "gemm", quantized("o_proj", ("attention",), tok * heads * hd), m=tok, n=h, k=heads * hd))
     r = residual("attn_residual", tp_reduce("tp_attn", "o_proj"))
     x = norm("mlp_norm", r)
     if not model.is_moe:
         f = model.ffn_size // t
-        add(_node("gate_up", "gemm", (x,), m=tok, n=2 * f, k=h))
+        add(_node("gate_up", "gemm", quantized("gate_up", (x,), tok * h), m=tok, n=2 * f, k=h))
         elementwise("act_mul", ("gate_up",), "act_mul", tok * f)
-        add(_node("down", "gemm", ("act_mul",), m=tok, n=h, k=f))
+        add(_node("down", "gemm", quantized("down", ("act_mul",), tok * f), m=tok, n=h, k=f))
         residual("mlp_residual", tp_reduce("tp_mlp", "down"))
         return dag
     residual("mlp_residual", _moe(dag, model, layout, options, tok, t, el, x, impl))
@@ -254,14 +263,25 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
     """Add the MoE block after node ``x``; returns the names of its last nodes."""
     add = dag.nodes.append
 
+    def quantized(gemm: str, dep: str, elems: float, launches: int = 1) -> str:
+        # fp8 experts on wider activations: their input quantized first (DagOptions.gemm_input_quant)
+        if not options.gemm_input_quant:
+            return dep
+        q = impl.act_quant
+        add(_node(f"{gemm}_input_quant", "memory", (dep,), kernels=q.kernels * launches,
+                  nbytes=q.bytes_per_element(el) * elems))
+        return f"{gemm}_input_quant"
+
     def experts(dep: str, active: int, m: int, ef: int, routed: int) -> str:
         # one grouped kernel, or (eager) a GEMM launch per expert hit
         launches = 1 if impl.experts_grouped else active
-        add(_node("experts_gate_up", "grouped_gemm", (dep,), kernels=launches, count=active, m=m, n=2 * ef, k=h))
+        add(_node("experts_gate_up", "grouped_gemm", (quantized("experts_gate_up", dep, routed * h, launches),),
+                  kernels=launches, count=active, m=m, n=2 * ef, k=h))
         ea = impl.act_mul
         add(_node("experts_act_mul", "memory", ("experts_gate_up",), kernels=ea.kernels * launches,
                   nbytes=ea.bytes_per_element(el) * routed * ef, **_measured(impl, "act_mul")))
-        add(_node("experts_down", "grouped_gemm", ("experts_act_mul",), kernels=launches, count=active, m=m, n=h, k=ef))
+        add(_node("experts_down", "grouped_gemm", (quantized("experts_down", "experts_act_mul", routed * ef, launches),),
+                  kernels=launches, count=active, m=m, n=h, k=ef))
         g = impl.expert_gather
         if g.kernels == 0:
             return "experts_down"
@@ -309,10 +329,11 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         joins.append("ep_combine_all_to_all")
         shared_tok, sf = local, model.shared_experts * model.expert_ffn_size
     if model.shared_experts:
-        add(_node("shared_gate_up", "gemm", (x,), m=shared_tok, n=2 * sf, k=h))
+        add(_node("shared_gate_up", "gemm", (quantized("shared_gate_up", x, shared_tok * h),), m=shared_tok, n=2 * sf, k=h))
         add(_node("shared_act_mul", "memory", ("shared_gate_up",), kernels=impl.act_mul.kernels,
                   nbytes=impl.act_mul.bytes_per_element(el) * shared_tok * sf, **_measured(impl, "act_mul")))
-        add(_node("shared_down", "gemm", ("shared_act_mul",), m=shared_tok, n=h, k=sf))
+        add(_node("shared_down", "gemm", (quantized("shared_down", "shared_act_mul", shared_tok * sf),), m=shared_tok,
+                  n=h, k=sf))
         joins.append("shared_down")
     if ep == 1:
         if t > 1:

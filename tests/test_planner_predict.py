@@ -110,3 +110,27 @@ def test_implementation_sets_kernels_and_elementwise_bytes(prof):
     assert eager.total_s > fused.total_s
     with pytest.raises(ValueError, match="unknown implementation 'nope'.*fused"):
         predict_layer_time_s(prof, "tiny", "decode", 1, 1, 64, implementation="nope")
+
+
+def test_fp8_gemm_inputs_are_quantized_by_a_kernel_of_their_own():
+    from accelcal.models import ModelConfig
+    from accelcal.planner.dag import DagOptions, build_layer_dag
+
+    for name in ("tiny", "tiny-moe"):
+        model = ModelConfig.from_name(name)
+        plain = build_layer_dag(model, "prefill", 2, 64, 64)
+        quant = build_layer_dag(model, "prefill", 2, 64, 64, options=DagOptions(gemm_input_quant=True))
+        by = {n.name: n for n in quant.nodes}
+        added = [n.name for n in quant.nodes if n.name.endswith("_input_quant")]
+        assert not any(n.name.endswith("_input_quant") for n in plain.nodes)
+        gemms = [n.name for n in quant.nodes if n.op in ("gemm", "grouped_gemm") and n.name != "router"]
+        assert sorted(added) == sorted(f"{g}_input_quant" for g in gemms)  # every projection but the router
+        for g in gemms:
+            q = by[f"{g}_input_quant"]
+            assert by[g].deps == (q.name,) and q.op == "memory" and q.kernels == 1
+        # fused: the bf16 input read once and written at 1 byte, 3 bytes per element of the GEMM's input
+        tok = 2 * 64
+        assert by["qkv_input_quant"].p["nbytes"] == 3 * tok * model.hidden_size
+        assert by["o_proj_input_quant"].p["nbytes"] == 3 * tok * model.heads * model.head_dim
+        if not model.is_moe:
+            assert by["down_input_quant"].p["nbytes"] == 3 * tok * model.ffn_size

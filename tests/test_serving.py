@@ -484,3 +484,26 @@ def test_eager_steps_charge_the_profiles_layer_dispatch_cost(small):
     assert sc_slow.step_s(8, 600.0, ((512, 512),)) > 10 * sc_base.step_s(8, 600.0, ((512, 512),))
     # graph-mode decode steps replay graphs: the dispatch figure does not apply to them
     assert sc_slow.step_s(8, 600.0) == pytest.approx(sc_base.step_s(8, 600.0))
+
+
+def test_fp8_serving_steps_quantize_each_projection_input(small):
+    """fp8 weights on bf16 activations: the step adds one act_quant kernel per projection input, costed from the
+    profile's copy bandwidth (3 bytes per input element); bf16 weights add none."""
+    from accelcal.planner.parallelism import Parallelism
+
+    d = h100_like()
+    d["compute"]["fp8_e4m3"] = dict(d["compute"]["bf16"], peak_flop_per_s=2 * d["compute"]["bf16"]["peak_flop_per_s"])
+    p = Profile.from_dict(d)
+    engine = EnginePreset.from_name("vllm")
+    fp8 = StepCoster(p, small, Parallelism(tp=1), engine, "fp8_e4m3", "bf16")
+    b16 = StepCoster(p, small, Parallelism(tp=1), engine, "bf16", "bf16")
+    assert fp8._dag_options.gemm_input_quant and not b16._dag_options.gemm_input_quant
+    tokens = 512
+    _, bd8, _, _ = fp8._layer(tokens, False)
+    _, bd16, _, _ = b16._layer(tokens, False)
+    h, f, q = small.hidden_size, small.ffn_size, small.heads * small.head_dim
+    quant_s = sum(p.memory_time_s(3 * tokens * w, "copy").time_s for w in (h, q, h, f))
+    gemm_delta = sum(p.gemm_time_s(tokens, n, k, "fp8_e4m3").time_s - p.gemm_time_s(tokens, n, k, "bf16").time_s
+                     for n, k in (((small.heads + 2 * small.kv_heads) * small.head_dim, h), (h, q), (2 * f, h), (h, f)))
+    total8, total16 = sum(bd8.values()), sum(bd16.values())
+    assert total8 - total16 == pytest.approx(quant_s + gemm_delta, rel=1e-6)

@@ -18,7 +18,8 @@ another (no micro-batch overlap: a modelling assumption) with a send/recv per bo
 Launches: a decode-only step whose batch is a captured CUDA-graph size (padded up when the preset
 pads) is costed in graph mode at that padded batch; every other step eager.  fp8_e4m3 weights cost
 the GEMMs from the profile's ``compute.fp8_e4m3`` (per-tensor scaled, as torch._scaled_mm measures
-them); block-scaled weights are costed from the same entry and flagged, since no profile field
+them, on inputs already in fp8), each after a kernel that quantizes its bf16 input (the implementation's
+``act_quant`` group, costed from the profile's copy bandwidth); block-scaled weights are costed from the same entry and flagged, since no profile field
 measures block scaling yet.  Activations and attention stay bf16 (``attention.bf16``); an fp8 KV cache
 holds 1 byte per element, so attention reads K and V at 1 byte each at that entry's byte rate (the bytes
 a paged fp8 kernel moves; its speed is not measured, and the estimate is flagged ``kv-dtype-not-measured``).
@@ -35,7 +36,7 @@ from accelcal.calibrate.profile import MissingMeasurement
 from accelcal.vocab import DTYPE_BYTES
 
 from ..cost import Coster
-from ..dag import build_edge_dag, build_layer_dag, kv_heads_per_device
+from ..dag import DagOptions, build_edge_dag, build_layer_dag, kv_heads_per_device
 from ..parallelism import Parallelism
 from accelcal.models.implementation import Implementation
 from accelcal.models import ModelConfig
@@ -106,6 +107,8 @@ class StepCoster:
         self.tp_scope, self.pp_scope = parallelism.tp_scope, parallelism.pp_scope
         self.impl = Implementation.from_name(implementation)
         self.el = self.model.weight_bytes_per_elem
+        # fp8 GEMMs on bf16 activations: each projection's input is quantized by a kernel of its own first
+        self._dag_options = DagOptions(gemm_input_quant=DTYPE_BYTES[weight_dtype] < DTYPE_BYTES[act])
         self.kv_round = kv_round
         self.notes: list[str] = []
         if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
@@ -172,7 +175,7 @@ class StepCoster:
         hit = self._memo.get(key)
         if hit is None:
             coster = self._costers[graphs]
-            dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.parallelism, self.impl)
+            dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.parallelism, self.impl, self._dag_options)
             costed = self._wrap(lambda: coster.cost_dag(dag, self.el))
             attn = [n for n in costed.nodes if n.op == "attention"]
             bd = costed.breakdown
