@@ -45,3 +45,4 @@ run planner_search_speed "$PY" benchmarks/planner_search_speed.py
 run serving_search_speed "$PY" benchmarks/serving_search_speed.py
 [ -f ../shared/data/serving-dev/qwen3-32b-h100.csv ] && run serving_accuracy "$PY" benchmarks/serving_accuracy.py
 run nccl_import "$PY" benchmarks/nccl_import.py
+run engine_gemm_tables "$PY" benchmarks/engine_gemm_tables.py

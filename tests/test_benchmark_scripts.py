@@ -59,3 +59,44 @@ def test_aiconfigurator_export_reads_the_estimate_box():
     assert mod.parse_estimate(box) == {"Backend": "vllm (0.24.0)", "TTFT": "46.780 ms", "TPOT": "4.864 ms",
                                        "Request Latency": "664.469 ms"}
     assert mod.parse_estimate("Error: YAML error at x.yaml: node: missing field `inter_node_bw`") == {}
+
+
+def test_serving_accuracy_splits_tpot_into_decode_step_and_prefill_interference():
+    mod = _load("serving_accuracy")
+    d_m, dp_m = 0.020, 0.150  # measured: 20 ms decode step, 150 ms per prefill
+    d_p, dp_p = 0.018, 0.100  # predicted: decode step 10% fast, prefill interference a third too small
+    tpots = {}
+    for c in (8, 64):
+        tpots[("trtllm", 2, c, 2048)] = {osl: (d_m + c / osl * dp_m, d_p + c / osl * dp_p) for osl in (128, 512)}
+    tpots[("vllm", 4, 8, 1024)] = {128: (0.01, 0.01)}  # one output length only: nothing to split
+    out = mod.split_tpot(tpots)
+    assert set(out) == {("trtllm", 2)}
+    for d, dp in out[("trtllm", 2)]:
+        assert d == pytest.approx(0.9) and dp == pytest.approx(2 / 3)
+
+
+def test_engine_gemm_tables_costs_fp8_rows_with_their_quantize_kernel(tmp_path):
+    from accelcal.calibrate.profile import Profile
+    from accelcal.models.implementation import Implementation
+    from planner_profiles import h100_like
+
+    mod = _load("engine_gemm_tables")
+    d = h100_like()
+    d["compute"]["fp8_e4m3"] = dict(d["compute"]["bf16"], peak_flop_per_s=2 * d["compute"]["bf16"]["peak_flop_per_s"])
+    prof = Profile.from_dict(d)
+    table = tmp_path / "t.csv"
+    table.write_text("# published, cited\ngemm_dtype,m,n,k,latency_ms\nbfloat16,0,64,64,1\nbfloat16,16,4096,4096,0.02\n"
+                     "fp8,16,4096,4096,0.03\nint4,16,4096,4096,0.01\n")
+    df = mod.read_table(table)
+    assert list(df.gemm_dtype) == ["bfloat16", "fp8"]  # m=0 and unknown dtypes dropped
+    out = mod.compare(df, prof).set_index("gemm_dtype")
+    quant_bytes = Implementation.from_name("fused").act_quant.bytes_per_element(2) * 16 * 4096
+    assert quant_bytes == 3 * 16 * 4096
+    want8 = prof.gemm_time_s(16, 4096, 4096, "fp8_e4m3").time_s + prof.memory_time_s(quant_bytes, "copy").time_s
+    assert out.loc["fp8", "profile_s"] == pytest.approx(want8)
+    assert out.loc["bfloat16", "profile_s"] == pytest.approx(prof.gemm_time_s(16, 4096, 4096, "bf16").time_s)
+    assert out.loc["fp8", "published_s"] == pytest.approx(3e-5)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dtype,m,n,k\nbf16,1,2,3\n")
+    with pytest.raises(SystemExit, match="lack .*gemm_dtype.*latency_ms"):
+        mod.read_table(bad)
