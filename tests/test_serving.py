@@ -498,6 +498,8 @@ def test_fp8_serving_steps_quantize_each_projection_input(small):
     fp8 = StepCoster(p, small, Parallelism(tp=1), engine, "fp8_e4m3", "bf16")
     b16 = StepCoster(p, small, Parallelism(tp=1), engine, "bf16", "bf16")
     assert fp8._dag_options.gemm_input_quant and not b16._dag_options.gemm_input_quant
+    assert any("input is quantized first" in n and "act_quant" in n for n in fp8.notes)
+    assert not any("quantized" in n for n in b16.notes)
     tokens = 512
     _, bd8, _, _ = fp8._layer(tokens, False)
     _, bd16, _, _ = b16._layer(tokens, False)

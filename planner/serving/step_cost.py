@@ -107,10 +107,15 @@ class StepCoster:
         self.tp_scope, self.pp_scope = parallelism.tp_scope, parallelism.pp_scope
         self.impl = Implementation.from_name(implementation)
         self.el = self.model.weight_bytes_per_elem
+        self.notes: list[str] = []
         # fp8 GEMMs on bf16 activations: each projection's input is quantized by a kernel of its own first
         self._dag_options = DagOptions(gemm_input_quant=DTYPE_BYTES[weight_dtype] < DTYPE_BYTES[act])
+        if self._dag_options.gemm_input_quant:
+            q = self.impl.act_quant
+            self.notes.append(f"{weight_dtype} GEMMs: each projection's {act} input is quantized first ({q.kernels} "
+                              f"kernel(s), {q.bytes_per_element(DTYPE_BYTES[act]):g} bytes per input element at the "
+                              f"profile's copy bandwidth; implementation {self.impl.name}, group act_quant)")
         self.kv_round = kv_round
-        self.notes: list[str] = []
         if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
             self.notes.append("block-scaled fp8 GEMMs costed from compute.fp8_e4m3 (per-tensor measurements): the "
                               "profile has no block-scaled fp8 data")
