@@ -509,3 +509,23 @@ def test_fp8_serving_steps_quantize_each_projection_input(small):
                      for n, k in (((small.heads + 2 * small.kv_heads) * small.head_dim, h), (h, q), (2 * f, h), (h, f)))
     total8, total16 = sum(bd8.values()), sum(bd16.values())
     assert total8 - total16 == pytest.approx(quant_s + gemm_delta, rel=1e-6)
+
+
+def test_expert_parallel_replica_spreads_experts_over_its_tp_group(prof):
+    moe = ModelConfig.from_name("small-moe")
+    kw = dict(concurrency=8, isl=256, osl=32, num_requests=32)
+    tp_split = predict_serving(prof, moe, "vllm", tp=2, **kw)
+    ep = predict_serving(prof, moe, "vllm", tp=2, ep=2, **kw)
+    assert tp_split.feasible and ep.feasible
+    assert ep.layout["ep"] == 2 and ep.layout["devices"] == 2
+    # the EP replica dispatches tokens to the experts' devices and back: its steps cost all-to-alls
+    from accelcal.planner.dag import build_layer_dag
+    from accelcal.planner.serving.step_cost import replica_parallelism
+    names = {n.name for n in build_layer_dag(moe, "prefill", 1, 64, 64, replica_parallelism(2, 1, 1, 8, ep=2)).nodes}
+    split = {n.name for n in build_layer_dag(moe, "prefill", 1, 64, 64, replica_parallelism(2, 1, 1, 8)).nodes}
+    assert {"ep_dispatch_all_to_all", "ep_combine_all_to_all"} <= names and not any("all_to_all" in n for n in split)
+    assert ep.metrics.tpot_mean_s != tp_split.metrics.tpot_mean_s
+    with pytest.raises(ValueError, match="--ep 4: an engine replica spreads its experts over its own TP group"):
+        predict_serving(prof, moe, "vllm", tp=2, ep=4, **kw)
+    with pytest.raises(ValueError, match="--ep 2: small is a dense model"):
+        predict_serving(prof, "small", "vllm", tp=2, ep=2, **kw)

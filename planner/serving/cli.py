@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree of one engine replica (default 1)")
     p.add_argument("--pp", type=int, default=1, help="pipeline stages of one replica (default 1)")
     p.add_argument("--dp", type=int, default=1, help="replicas behind a load balancer sharing the load (default 1)")
-    p.add_argument("--ep", type=int, default=1, help="expert parallelism (dense models: 1)")
+    p.add_argument("--ep", type=int, default=1,
+                   help="expert parallelism of a MoE model: 1 (experts TP-split, the default) or equal to --tp (experts "
+                        "spread over the replica's TP group: vLLM --enable-expert-parallel, SGLang --ep-size)")
     p.add_argument("--engine", required=True, help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset key for your deployment, e.g. token_budget=2048 (vLLM "
@@ -100,8 +102,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--isl must be >= 1 token, got {args.isl}")
     if args.osl is not None and args.osl < 1:
         raise ValueError(f"--osl must be >= 1 token, got {args.osl}")
-    if args.ep != 1:
-        raise ValueError("--ep > 1: expert-parallel serving is not modelled by accelcal predict yet")
     if args.warmup_drains and not args.warmup_requests:
         raise ValueError("--warmup-drains: there is no warm-up to drain; give --warmup-requests N (N >= 1) with it")
     engine = EnginePreset.resolve(args.engine)
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                               args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,
                               inter, args.method, args.range_ratio, args.fp8_scaling,
                               turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
-                              warmup_requests=args.warmup_requests, warmup_drains=args.warmup_drains)
+                              warmup_requests=args.warmup_requests, warmup_drains=args.warmup_drains, ep=args.ep)
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None

@@ -89,11 +89,12 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                     weight_dtype: str = "bf16", kv_dtype: str = "bf16", inter_node_profile: Any = None,
                     method: str = "simulate", range_ratio: float = 0.0, fp8_scaling: str = "per_tensor",
                     capacity_bytes: float | None = None, turnaround_s: float | None = None,
-                    warmup_requests: int = 0, warmup_drains: bool = False) -> ServingPrediction:
-    """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s)."""
+                    warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1) -> ServingPrediction:
+    """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s).
+    ``ep``: 1 (experts TP-split) or ``tp`` (a MoE model's experts spread over the replica's TP group)."""
     model = ModelConfig.resolve(model)
     engine = EnginePreset.resolve(engine)
-    for name, v in (("tp", tp), ("pp", pp), ("dp", dp)):
+    for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("ep", ep)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {v!r}")
     extra = {} if turnaround_s is None else {"turnaround_s": turnaround_s}
@@ -103,13 +104,15 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     if method not in ("simulate", "steady"):
         raise ValueError(f"method must be simulate or steady, got {method!r}")
     dpn = int(profile.identity.devices_per_node)
-    par = replica_parallelism(tp, pp, dp, dpn)
-    layout = {"tp": tp, "pp": pp, "dp": dp, "devices": par.devices, "tp_scope": par.tp_scope}
+    if ep > 1 and not model.is_moe:
+        raise ValueError(f"--ep {ep}: {model.name} is a dense model (no experts to spread)")
+    par = replica_parallelism(tp, pp, dp, dpn, ep)
+    layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     wl = dataclasses.asdict(workload)
     pred = ServingPrediction(False, "", engine.name, layout, wl)
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
     try:
-        kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype)
+        kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep)
         pred.memory = kv.to_dict()
         kv.check_request(isl, osl)
     except Infeasible as exc:

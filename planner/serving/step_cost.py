@@ -45,9 +45,17 @@ from .engine import EnginePreset
 __all__ = ["StepCoster", "StepCostError", "replica_parallelism"]
 
 
-def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int) -> Parallelism:
-    """An engine replica's layout: TP inside a node while it fits, PP hand-offs inside while the replica fits."""
-    return Parallelism(tp=tp, pp=pp, dp=dp, tp_scope="intra_node" if tp <= devices_per_node else "inter_node",
+def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: int = 1) -> Parallelism:
+    """An engine replica's layout: TP inside a node while it fits, PP hand-offs inside while the replica fits.
+
+    ``ep``: 1 (experts TP-split) or ``tp`` (experts spread over the replica's TP group, as vLLM
+    ``--enable-expert-parallel`` and SGLang ``--ep-size`` run them); EP groups spanning replicas (attention
+    data parallelism) are not a single replica's layout and are refused."""
+    if ep not in (1, tp):
+        raise ValueError(f"--ep {ep}: an engine replica spreads its experts over its own TP group (--ep {tp}) or "
+                         f"TP-splits them (--ep 1); EP across data-parallel replicas (attention DP) is not modelled")
+    scope = "intra_node" if tp <= devices_per_node else "inter_node"
+    return Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, tp_scope=scope, ep_scope=scope,
                        pp_scope="intra_node" if tp * pp <= devices_per_node else "inter_node")
 
 
