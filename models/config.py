@@ -15,6 +15,8 @@ the MLP for a router, ``num_experts`` SwiGLU experts of ``expert_ffn_size``
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
@@ -223,6 +225,40 @@ class ModelConfig:
 
 def dataclass_missing():
     return MISSING
+
+
+_HF_ID = re.compile(r"([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)(?:/blob/| config\.json)")
+_CHECKPOINT_SUFFIXES = ("-instruct", "-fp8", "-nvfp4", "-fp4", "-base")
+
+
+def _hf_key(hf_id: str) -> str:
+    """A checkpoint's architecture key: the repository name, lower-case, without the org, a 'meta-' prefix or
+    checkpoint suffixes (instruct, quantised, base variants share the base model's config)."""
+    name = hf_id.strip().rstrip("/").split("/")[-1].lower()
+    if name.startswith("meta-"):
+        name = name[len("meta-"):]
+    changed = True
+    while changed:
+        changed = False
+        for suf in _CHECKPOINT_SUFFIXES:
+            if name.endswith(suf):
+                name, changed = name[: -len(suf)], True
+    return name
+
+
+def preset_for_hf_id(hf_id: str) -> str | None:
+    """The bundled preset whose cited config.json is ``hf_id``'s base model (e.g. ``meta-llama/Llama-3.1-8B-Instruct``
+    and ``nvidia/Llama-3.1-8B-Instruct-FP8`` -> ``llama3.1-8b``), or None.  Matched on the Hugging Face id each preset's
+    ``source`` cites, so a preset without one is never matched."""
+    from accelcal.safe_io import load_yaml
+
+    want = _hf_key(hf_id)
+    for name in preset_names():
+        src = str(load_yaml(PRESET_DIR / f"{name}.yaml", what="model config", max_bytes=2**20).get("source", ""))
+        m = _HF_ID.search(src.replace("https://huggingface.co/", ""))
+        if m and _hf_key(m.group(1)) == want:
+            return name
+    return None
 
 
 def preset_names() -> list[str]:

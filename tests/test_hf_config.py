@@ -152,7 +152,7 @@ def test_reads_safely(tmp_path):
 
 @pytest.mark.parametrize("name, params_b", [
     ("llama3.1-8b", 8.03), ("llama3.1-70b", 70.55), ("llama3.1-405b", 405.85), ("qwen3-32b", 32.76),
-    ("qwen3-30b-a3b", 30.53)])
+    ("qwen3-30b-a3b", 30.53), ("qwen3-235b-a22b", 235.0)])
 def test_new_presets_load_and_cite(name, params_b):
     m = ModelConfig.from_name(name)
     raw = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
@@ -184,3 +184,17 @@ def test_plan_cli_with_config_json(tmp_path, capsys):
     assert out["model"]["name"] == "gqa-model" and out["model"]["head_dim"] == 128
     assert out["model"]["tie_word_embeddings"] is True
     assert out["groups"] and out["groups"][0]["feasible"] > 0
+
+
+def test_presets_are_found_by_the_hugging_face_id_they_cite():
+    from accelcal.models import preset_for_hf_id
+
+    assert preset_for_hf_id("Qwen/Qwen3-32B") == "qwen3-32b"
+    # instruct and quantised checkpoints share their base model's architecture
+    assert preset_for_hf_id("meta-llama/Llama-3.1-8B-Instruct") == "llama3.1-8b"
+    assert preset_for_hf_id("nvidia/Llama-3.1-8B-Instruct-FP8") == "llama3.1-8b"
+    assert preset_for_hf_id("Qwen/Qwen3-235B-A22B-FP8") == "qwen3-235b-a22b"
+    assert preset_for_hf_id("meta-llama/Meta-Llama-3.1-70B") == "llama3.1-70b"
+    assert preset_for_hf_id("meta-llama/Meta-Llama-3-8B") == "llama3-8b"  # Llama 3, not 3.1
+    assert preset_for_hf_id("deepseek-ai/DeepSeek-R1") is None
+    assert preset_for_hf_id("openai/gpt-oss-120b") is None
