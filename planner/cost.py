@@ -228,11 +228,19 @@ class Coster:
         p = node.p
         if node.op == "gemm" or node.op == "grouped_gemm":
             count = p.get("count", 1)
-            est = self.gemm(p["m"], p["n"], p["k"])
-            t = count * est.time_s
+            if count > 1 and node.kernels == 1:
+                # One grouped kernel over every expert hit (vLLM/SGLang fused_moe, TensorRT-LLM's MoE GEMM): it
+                # streams all their weights in one launch, so it costs as one GEMM with the experts stacked along
+                # N (same FLOPs and weight bytes), not as `count` launches that each pay a small GEMM's floor.
+                est = self.gemm(p["m"], count * p["n"], p["k"])
+                t = est.time_s
+                detail = f"{count} experts as one grouped kernel ~ one GEMM N = {count} x {p['n']}: {est.detail}"
+            else:
+                est = self.gemm(p["m"], p["n"], p["k"])
+                t = count * est.time_s
+                detail = est.detail if count == 1 else f"{count} x ({est.detail})"
             nbytes = count * (p["m"] * p["k"] + p["k"] * p["n"] + p["m"] * p["n"]) * el
             cat = self._category(t, nbytes)
-            detail = est.detail if count == 1 else f"{count} x ({est.detail})"
             kernels = node.kernels
         elif node.op == "attention":
             est = self.attention(p["phase"], p["batch"], p["q_len"], p["kv_len"], p["heads"], p["kv_heads"],

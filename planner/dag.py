@@ -22,7 +22,9 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
 * ``attention``  params phase, batch, q_len, kv_len, heads, kv_heads, head_dim, work_fraction
 * ``memory``     params nbytes (bytes moved)          -> profile.memory_time_s(copy)
 * ``collective`` params op, nbytes (nccl-tests S), group_size, scope
-* ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape
+* ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape; one kernel (``kernels`` 1)
+  is costed as one GEMM with the experts stacked along N (same FLOPs and weight bytes, one launch), one
+  launch per expert as ``count`` GEMMs
 
 Kernel counts and the elementwise groups' traffic come from an
 :class:`~accelcal.models.implementation.Implementation` preset (data, not

@@ -134,3 +134,17 @@ def test_fp8_gemm_inputs_are_quantized_by_a_kernel_of_their_own():
         assert by["o_proj_input_quant"].p["nbytes"] == 3 * tok * model.heads * model.head_dim
         if not model.is_moe:
             assert by["down_input_quant"].p["nbytes"] == 3 * tok * model.ffn_size
+
+
+def test_a_grouped_expert_kernel_costs_as_one_gemm_over_the_stacked_experts(prof):
+    fused = predict_layer_time_s(prof, "tiny-moe", "decode", 8, 1, 256, implementation="fused")
+    eager = predict_layer_time_s(prof, "tiny-moe", "decode", 8, 1, 256, implementation="torch-eager")
+    for name in ("experts_gate_up", "experts_down"):
+        f = {n.name: n for n in fused.nodes}[name]
+        e = {n.name: n for n in eager.nodes}[name]
+        c, m, n, k = (f.params[x] for x in ("count", "m", "n", "k"))
+        assert c > 1 and f.kernels == 1 and e.kernels == c
+        # one launch streaming every expert's weights: one GEMM with N stacked; per-expert launches: c GEMMs
+        assert f.device_s == pytest.approx(prof.gemm_time_s(m, c * n, k, "bf16").time_s)
+        assert e.device_s == pytest.approx(c * prof.gemm_time_s(m, n, k, "bf16").time_s)
+        assert f.device_s < e.device_s  # c small GEMMs each pay a GEMM's fixed floor
