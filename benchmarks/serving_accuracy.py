@@ -1,14 +1,19 @@
 """Serving accuracy: accelcal's engine model against published end-to-end measurements (Qwen3-32B on H100 SXM).
 
     $ python benchmarks/serving_accuracy.py          # every row: profiles/nvidia-h100.yaml + the shipped NVSwitch profile
+    $ python benchmarks/serving_accuracy.py --data other.csv --rows      # other published rows (models, devices)
     $ python benchmarks/serving_accuracy.py --interconnect none          # TP=1 rows only (the device profile alone)
     $ python benchmarks/serving_accuracy.py --deployment default --rows  # engines at their own defaults instead
     $ python benchmarks/serving_accuracy.py --turnaround-ms 1,5,20       # sensitivity to the client turnaround
     $ python benchmarks/serving_accuracy.py --engine-arg overlap_scheduling=false   # an ablation of one engine key
 
-Every row of the CSV (``--data``, default ../shared/data/serving-dev/qwen3-32b-h100.csv relative to the repo)
-the profiles can cost is predicted with ``predict_serving`` (step-level simulation): backend -> engine preset,
-precision fp8 -> fp8_e4m3 weights, batch_size -> closed-loop concurrency, isl/osl fixed.
+Every row of the CSV (``--data``, default ../shared/data/serving-dev/qwen3-32b-h100.csv relative to the repo;
+aiconfigurator's silicon-sample columns) the profiles can cost is predicted with ``predict_serving``
+(step-level simulation): backend -> engine preset, precision fp8 -> fp8_e4m3 weights, batch_size ->
+closed-loop concurrency, isl/osl fixed, model_path -> the preset citing that Hugging Face id (or ``--model``),
+system -> the measured profile that ships for it (h100_sxm, h200_sxm; or ``--profile``), moe_ep_size = tp_size
+-> experts spread over the TP group.  Rows it cannot cost (another model or device, disaggregated serving,
+attention DP, other precisions) are counted under "not predicted" with the reason.
 
 The rows are NVIDIA aiconfigurator's silicon sample, and aiconfigurator's generator writes the engine
 configurations and the benchmark its published silicon measurements are run with.  So by default
@@ -48,13 +53,76 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 
 
-def resolve_model(spec: str | None) -> ModelConfig:
-    if spec:
-        return ModelConfig.resolve(spec)
-    try:
-        return ModelConfig.from_name("qwen3-32b")
-    except ValueError as exc:
-        raise SystemExit(f"no qwen3-32b preset in this checkout ({exc}); pass --model PATH to a model config") from None
+SYSTEM_PROFILES = {"h100_sxm": "profiles/nvidia-h100.yaml", "h200_sxm": "profiles/nvidia-h200.yaml"}
+"""Published ``system`` -> the measured device profile that ships for it (others: --profile)."""
+SYSTEM_INTERCONNECTS = {
+    "h100_sxm": ("profiles/interconnect/h100-nvswitch-4of8.yaml", None),
+    "h200_sxm": ("profiles/interconnect/h100-nvswitch-4of8.yaml",
+                 "h200_sxm TP > 1: the H100 NVSwitch interconnect profile stands in (published H100 measurements; "
+                 "H100 SXM and H200 SXM both have 900 GB/s NVLink per GPU, profiles/datasheet/h*-sxm.yaml), not an "
+                 "H200 measurement"),
+}
+"""Published ``system`` -> (intra-node interconnect profile, note when it is a stand-in)."""
+
+
+def row_model(row, spec: str | None, cache: dict):
+    """(ModelConfig, None) for a row, or (None, why not): --model for every row, else the preset citing the
+    row's ``model_path`` (its Hugging Face id); rows without that column are Qwen3-32B (the development set)."""
+    from accelcal.models import preset_for_hf_id
+
+    key = spec or str(row.get("model_path", "Qwen/Qwen3-32B"))
+    if key not in cache:
+        if spec:
+            cache[key] = (ModelConfig.resolve(spec), None)
+        else:
+            name = preset_for_hf_id(key)
+            cache[key] = ((ModelConfig.from_name(name), None) if name else
+                          (None, f"model {key}: no preset cites it (pass --model PATH to its config.json)"))
+    return cache[key]
+
+
+def row_layout(row) -> tuple[int, int, int, str | None]:
+    """(tp, pp, ep, why not) of a published row: experts TP-split (ep 1) or spread over the TP group (ep = tp)."""
+    def num(col: str, default: int) -> int:
+        v = row.get(col)
+        return default if v is None or pd.isna(v) or int(v) == 0 else int(v)
+    tp, pp = num("tp_size", 1), num("pp_size", 1)
+    adp, moe_tp, moe_ep = num("attention_dp_size", 1), num("moe_tp_size", tp), num("moe_ep_size", 1)
+    if adp > 1:
+        return tp, pp, 1, f"attention DP {adp} (EP across replicas) is not modelled"
+    if moe_ep > 1 and (moe_ep != tp or moe_tp != 1):
+        return tp, pp, 1, f"experts split TP{moe_tp} x EP{moe_ep} inside TP{tp} is not modelled"
+    return tp, pp, moe_ep, None
+
+
+class ProfileChooser:
+    """(device profile, interconnect, inter-node profile) for a row's system, loaded once each; notes printed once."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        self.cache: dict = {}
+
+    def __call__(self, system: str):
+        a = self.args
+        dev = a.profile or SYSTEM_PROFILES.get(system)
+        if dev is None:
+            return None, f"system {system!r}: no measured profile ships for it (pass --profile)"
+        ic_path, stand_in = (a.interconnect, None) if a.interconnect else SYSTEM_INTERCONNECTS.get(system, (None, None))
+        if ic_path == "none":
+            ic_path, stand_in = None, None
+        key = (dev, ic_path)
+        if key not in self.cache:
+            root = lambda p: p if Path(p).is_absolute() or Path(p).exists() else str(ROOT / p)  # noqa: E731
+            prof = Profile.load(root(dev))
+            ic = Profile.load(root(ic_path)) if ic_path else None
+            inter = Profile.load(a.inter_node_profile) if a.inter_node_profile else None
+            combined, inter, notes = combine_profiles(prof, ic, inter)
+            for n in notes:
+                print(f"note: {n}")
+            if stand_in:
+                print(f"note: {stand_in}")
+            self.cache[key] = (combined, ic, inter)
+        return self.cache[key], None
 
 
 def summary(label: str, err_ttft: list[float], err_tpot: list[float]) -> str:
@@ -65,23 +133,45 @@ def summary(label: str, err_ttft: list[float], err_tpot: list[float]) -> str:
             f"TPOT |rel err| mean {b.mean():7.1%} median {np.median(b):7.1%}")
 
 
-def run_rows(df: pd.DataFrame, args, model: ModelConfig, prof, ic, inter, turnaround_s: float, notes: list[str],
-             rows: bool) -> tuple[dict, Counter, list, dict]:
+def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool) -> tuple[dict, Counter, list, dict, dict]:
     errs = defaultdict(lambda: ([], []))
     skipped: Counter = Counter()
     infeasible = []
     in_prefills = defaultdict(lambda: ([], []))  # (engine, concurrency) -> (measured, predicted) TTFT / one prefill
+    tpots: dict = defaultdict(dict)  # (engine, tp, concurrency, isl) -> {osl: (measured, predicted) TPOT}
     costers: dict = {}
+    models: dict = {}
     for _, row in df.iterrows():
         eng = ENGINES.get(row["backend"])
         if eng is None:
             skipped[f"backend {row['backend']!r} has no engine preset"] += 1
             continue
-        tp, pp = int(row["tp_size"]), int(row["pp_size"])
+        if str(row.get("mode", "agg")) != "agg":
+            skipped[f"mode {row['mode']!r}: prefill and decode on separate workers are not modelled"] += 1
+            continue
+        model, why = row_model(row, args.model, models)
+        if model is None:
+            skipped[why] += 1
+            continue
+        tp, pp, ep, why = row_layout(row)
+        if why:
+            skipped[why] += 1
+            continue
+        if ep > 1 and not model.is_moe:
+            ep = 1  # a dense model's row: its expert columns say nothing
+        precision = "" if pd.isna(row.get("precision")) else str(row.get("precision"))
+        if precision not in ("", "bf16", "fp16", "fp8"):
+            skipped[f"precision {precision!r} (weights) is not modelled"] += 1
+            continue
+        profs, why = args.profiles_for(str(row.get("system", "h100_sxm")))
+        if profs is None:
+            skipped[why] += 1
+            continue
+        prof, ic, inter = profs
         if tp * pp > 1 and ic is None:
             skipped[f"TP{tp} PP{pp}: needs --interconnect (the device profile has no collectives)"] += 1
             continue
-        fp8 = str(row["precision"]) == "fp8"
+        fp8 = precision == "fp8"
         c, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
         wd = "fp8_e4m3" if fp8 else "bf16"
         engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), str(row["backend_version"]),
@@ -92,47 +182,80 @@ def run_rows(df: pd.DataFrame, args, model: ModelConfig, prof, ic, inter, turnar
         else:
             n, warm = (args.requests_per_client * c if args.requests_per_client else args.num_requests), 0
         try:
-            res = predict_serving(prof, model, engine, tp=tp, pp=pp, concurrency=c, isl=isl, osl=osl, num_requests=n,
+            res = predict_serving(prof, model, engine, tp=tp, pp=pp, ep=ep, concurrency=c, isl=isl, osl=osl, num_requests=n,
                                   weight_dtype=wd, kv_dtype=kvd, inter_node_profile=inter, method=args.method,
                                   turnaround_s=turnaround_s, warmup_requests=warm,
                                   warmup_drains=args.deployment == "aiconfigurator" and not args.no_warmup_drain)
-        except StepCostError as exc:
-            why = (f"TP{tp}: --interconnect given, but accelcal.calibrate.compose is not available to combine it"
-                   if notes else f"TP{tp}: {str(exc)[:160]}")
-            skipped[why] += 1
+        except (StepCostError, ValueError) as exc:
+            skipped[f"{model.name} TP{tp}{f' EP{ep}' if ep > 1 else ''}: {str(exc)[:160]}"] += 1
             continue
         if not res.feasible:
             infeasible.append((row["id"], res.reason))
             continue
         mt, mp = row["silicon_ttft_ms"] / 1e3, row["silicon_tpot_ms"] / 1e3
-        key = (eng, tp, wd)
+        key = (eng, tp, ep, wd, model.name, prof.identity.name)
         if key not in costers:
-            costers[key] = StepCoster(prof, model, replica_parallelism(tp, pp, 1, int(prof.identity.devices_per_node)),
-                                      engine, wd, kvd, inter)
+            costers[key] = StepCoster(prof, model, replica_parallelism(tp, pp, 1, int(prof.identity.devices_per_node),
+                                                                       ep), engine, wd, kvd, inter)
         one = costers[key].step_s(0, 0.0, ((isl, isl),))
         in_prefills[(eng, c)][0].append(mt / one)
         in_prefills[(eng, c)][1].append(res.metrics.ttft_mean_s / one)
+        tpots[(f"{eng} {model.name}" if args.multi_model else eng, tp, c, isl)][osl] = (mp, res.metrics.tpot_mean_s)
         et = res.metrics.ttft_mean_s / mt - 1
         ep = res.metrics.tpot_mean_s / mp - 1
-        for key in ("all", f"engine {eng} {row['backend_version']}", f"TP{tp}"):
+        groups = ["all", f"engine {eng} {row['backend_version']}", f"TP{tp}"]
+        if args.multi_model:
+            groups.append(f"model {model.name}")
+        if args.multi_system:
+            groups.append(f"system {row['system']}")
+        for key in groups:
             errs[key][0].append(et)
             errs[key][1].append(ep)
         if rows:
-            print(f"  {row['id'][-48:]:<48} {eng:<7} c{c:<4} {isl}x{osl} "
+            print(f"  {str(row.get('id', ''))[-48:]:<48} {eng:<7} c{c:<4} {isl}x{osl} "
                   f"TTFT {res.metrics.ttft_mean_s * 1e3:9.1f} vs {mt * 1e3:9.1f} ms ({et:+.0%})  TPOT "
                   f"{res.metrics.tpot_mean_s * 1e3:7.2f} vs {mp * 1e3:7.2f} ms ({ep:+.0%})")
-    return errs, skipped, infeasible, in_prefills
+    return errs, skipped, infeasible, in_prefills, tpots
+
+
+def split_tpot(tpots: dict) -> dict:
+    """Decode step and prefill interference, measured vs predicted, from TPOT pairs at two output lengths.
+
+    In a closed loop of c requests each output token's time is about a decode-only step D plus the share of
+    prefill work mixed in: each request's prompt is prefilled once per osl tokens of its c neighbours, so
+    TPOT(osl) ~ D + (c / osl) dP.  Two rows that differ only in osl give D and dP, for the measurements and
+    for the predictions alike; their ratios say which of the two a TPOT miss comes from.  Returns
+    (engine, tp) -> [(concurrency, D measured, D predicted, dP measured, dP predicted), ...] in seconds."""
+    out = defaultdict(list)
+    for (eng, tp, c, _), by_osl in sorted(tpots.items()):
+        if len(by_osl) < 2:
+            continue
+        lo, hi = min(by_osl), max(by_osl)
+        x_lo, x_hi = c / lo, c / hi
+        parts = []
+        for j in (0, 1):  # measured, predicted
+            dp = (by_osl[lo][j] - by_osl[hi][j]) / (x_lo - x_hi)
+            parts.append((by_osl[lo][j] - x_lo * dp, dp))
+        (d_m, dp_m), (d_p, dp_p) = parts
+        if d_m > 0 and dp_m > 0:
+            out[(eng, tp)].append((c, d_m, d_p, dp_m, dp_p))
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/serving-dev/qwen3-32b-h100.csv"))
-    ap.add_argument("--profile", default=str(ROOT / "profiles/nvidia-h100.yaml"))
-    ap.add_argument("--interconnect", default=str(ROOT / "profiles/interconnect/h100-nvswitch-4of8.yaml"),
+    ap.add_argument("--profile", default=None,
+                    help="device profile for every row (default: by the row's system column, "
+                         + ", ".join(f"{k} -> {v}" for k, v in SYSTEM_PROFILES.items()) + "; other systems: not predicted)")
+    ap.add_argument("--interconnect", default=None,
                     help="intra-node interconnect profile for the TP>1 rows (default: the shipped H100 NVSwitch "
-                         "profile, published nccl-tests; 'none': TP=1 rows only)")
+                         "profile, published nccl-tests, for h100_sxm and h200_sxm rows; 'none': TP=1 rows only)")
     ap.add_argument("--inter-node-profile", default=None)
-    ap.add_argument("--model", default=None, help="model config (default: the qwen3-32b preset)")
+    ap.add_argument("--model", default=None,
+                    help="model for every row: a preset name, config .yaml or Hugging Face config.json (default: the "
+                         "preset citing the row's model_path, e.g. Qwen/Qwen3-32B -> qwen3-32b; rows of models no "
+                         "preset cites are not predicted)")
     ap.add_argument("--deployment", choices=DEPLOYMENTS, default="aiconfigurator",
                     help="engine settings: the recipe the rows were run with (default) or the engines' own defaults")
     ap.add_argument("--fp8-kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
@@ -169,14 +292,17 @@ def main() -> int:
     turnarounds = ([float(x) / 1e3 for x in args.turnaround_ms.split(",")] if args.turnaround_ms
                    else [ServingWorkload.turnaround_s])
     df = pd.read_csv(args.data)
-    model = resolve_model(args.model)
-    prof = Profile.load(args.profile)
-    ic = Profile.load(args.interconnect) if args.interconnect and args.interconnect != "none" else None
-    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
-    prof, inter, notes = combine_profiles(prof, ic, inter)
-    for n in notes:
-        print(f"note: {n}")
-    print(f"data {args.data}: {len(df)} rows; model {model.name}; profile {prof.identity.name}; deployment "
+    need = {"backend", "backend_version", "isl", "osl", "batch_size", "tp_size", "silicon_ttft_ms", "silicon_tpot_ms"}
+    if not need <= set(df.columns):
+        raise SystemExit(f"{args.data}: columns {sorted(need - set(df.columns))} missing (see the serving-dev README)")
+    if args.model:
+        ModelConfig.resolve(args.model)  # a bad --model fails here, not once per row
+    args.profiles_for = ProfileChooser(args)
+    args.multi_model = args.model is None and "model_path" in df and df["model_path"].nunique() > 1
+    args.multi_system = "system" in df and df["system"].nunique() > 1
+    print(f"data {args.data}: {len(df)} rows; models "
+          f"{args.model or ', '.join(sorted(map(str, df['model_path'].unique()))) if 'model_path' in df else 'qwen3-32b'}; "
+          f"profiles {args.profile or 'by system'}; deployment "
           f"{args.deployment}; fp8 rows: weights fp8_e4m3"
           + (f", KV {args.fp8_kv_dtype}" if args.deployment == "default" else ", KV as the recipe sets it")
           + (f"; {args.requests_per_client} x concurrency requests after {args.warmup_per_client} x concurrency "
@@ -186,7 +312,7 @@ def main() -> int:
         t0 = time.perf_counter()
         if len(turnarounds) > 1:
             print(f"--- client turnaround up to {ta * 1e3:g} ms")
-        errs, skipped, infeasible, in_prefills = run_rows(df, args, model, prof, ic, inter, ta, notes, args.rows)
+        errs, skipped, infeasible, in_prefills, tpots = run_rows(df, args, ta, args.rows)
         wall = time.perf_counter() - t0
         print(summary("overall", *errs["all"]))
         for key in sorted(k for k in errs if k != "all"):
@@ -202,6 +328,20 @@ def main() -> int:
             cells = [f"c{c} {np.median(m):.1f}/{np.median(p):.1f}" for (e, c), (m, p) in sorted(in_prefills.items())
                      if e == eng]
             print(f"  {eng:<7} " + "  ".join(cells))
+        split = split_tpot(tpots)
+        if split:
+            print("TPOT split (rows differing only in osl; TPOT ~ D + (c/osl) dP): median predicted/measured of the "
+                  "decode step D and of the prefill interference dP; then D in ms, measured/predicted, by concurrency "
+                  "(median over prompt lengths):")
+            for (eng, tp), parts in sorted(split.items()):
+                d = np.median([dp_ / dm for _, dm, dp_, _, _ in parts])
+                dp = np.median([pp / pm for _, _, _, pm, pp in parts])
+                by_c = defaultdict(list)
+                for c, dm, dp_, _, _ in parts:
+                    by_c[c].append((dm, dp_))
+                cells = "  ".join(f"c{c} {np.median([a for a, _ in v]) * 1e3:.2f}/{np.median([b for _, b in v]) * 1e3:.2f}"
+                                  for c, v in sorted(by_c.items()))
+                print(f"  {eng:<7} TP{tp:<2} n={len(parts):<3} D x{d:.2f}  dP x{dp:.2f}   D: {cells}")
         print(f"targets: TPOT mean <= 10%, TTFT mean <= 20%, no row infeasible; {wall:.1f} s for "
               f"{len(errs['all'][0])} predictions")
     return 0

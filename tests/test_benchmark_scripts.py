@@ -44,7 +44,15 @@ def test_serving_accuracy_summary_and_model_fallback():
     line = mod.summary("all", [0.1, -0.3], [0.05, -0.05])
     assert "n=2" in line and "mean   20.0%" in line and "median    5.0%" in line
     assert "n=0" in mod.summary("none", [], [])
-    assert mod.resolve_model("tiny").name == "tiny"
+    cache: dict = {}
+    assert mod.row_model({"model_path": "x/anything"}, "tiny", cache)[0].name == "tiny"  # --model wins
+    assert mod.row_model({"model_path": "Qwen/Qwen3-32B"}, None, cache)[0].name == "qwen3-32b"
+    assert mod.row_model({}, None, cache)[0].name == "qwen3-32b"  # the development set has no model column
+    model, why = mod.row_model({"model_path": "org/unknown-7B"}, None, cache)
+    assert model is None and "org/unknown-7B: no preset cites it" in why
+    assert mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 8}) == (8, 1, 8, None)
+    assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 4, "moe_ep_size": 0}) == (4, 1, 1, None)
+    assert "TP2 x EP4" in mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 4})[3]
 
 
 def test_aiconfigurator_export_reads_the_estimate_box():
@@ -71,8 +79,10 @@ def test_serving_accuracy_splits_tpot_into_decode_step_and_prefill_interference(
     tpots[("vllm", 4, 8, 1024)] = {128: (0.01, 0.01)}  # one output length only: nothing to split
     out = mod.split_tpot(tpots)
     assert set(out) == {("trtllm", 2)}
-    for d, dp in out[("trtllm", 2)]:
-        assert d == pytest.approx(0.9) and dp == pytest.approx(2 / 3)
+    assert [p[0] for p in out[("trtllm", 2)]] == [8, 64]
+    for _, dm, dp_, pm, pp in out[("trtllm", 2)]:
+        assert (dm, pm) == (pytest.approx(d_m), pytest.approx(dp_m))
+        assert dp_ / dm == pytest.approx(0.9) and pp / pm == pytest.approx(2 / 3)
 
 
 def test_engine_gemm_tables_costs_fp8_rows_with_their_quantize_kernel(tmp_path):
@@ -100,3 +110,42 @@ def test_engine_gemm_tables_costs_fp8_rows_with_their_quantize_kernel(tmp_path):
     bad.write_text("dtype,m,n,k\nbf16,1,2,3\n")
     with pytest.raises(SystemExit, match="lack .*gemm_dtype.*latency_ms"):
         mod.read_table(bad)
+
+
+def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tmp_path):
+    """Synthetic rows (made-up timings: this checks the plumbing, not accuracy) of several models and systems."""
+    import subprocess
+    import sys
+
+    cols = ("id,backend,backend_version,model_path,system,precision,mode,isl,osl,batch_size,tp_size,pp_size,"
+            "attention_dp_size,moe_tp_size,moe_ep_size,silicon_ttft_ms,silicon_tpot_ms")
+    rows = [
+        "a,sglang,0.5.1.post1,meta-llama/Llama-3.1-8B-Instruct,h200_sxm,,agg,64,8,2,1,1,,1,1,20,5",
+        "b,vllm,0.12.0,nvidia/Llama-3.1-8B-Instruct-FP8,h100_sxm,fp8,agg,64,8,2,1,1,,1,1,20,5",
+        "c,trtllm,1.0.0rc3,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,agg,64,8,2,8,1,,1,8,20,5",
+        "d,trtllm,1.0.0rc3,Qwen/Qwen3-32B,b200_sxm,fp8,agg,64,8,2,1,1,,1,1,20,5",
+        "e,trtllm,1.0.0rc3,Qwen/Qwen3-32B,h100_sxm,fp8,disagg,64,8,2,1,1,,1,1,20,5",
+        "f,sglang,0.5.1.post1,Qwen/Qwen3-235B-A22B-FP8,h200_sxm,fp8,agg,64,8,2,4,1,4,1,16,20,5",
+        "g,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,nvfp4,agg,64,8,2,1,1,,1,1,20,5",
+        "h,xyz,1,Qwen/Qwen3-32B,h100_sxm,,agg,64,8,2,1,1,,1,1,20,5",
+    ]
+    data = tmp_path / "rows.csv"
+    data.write_text(cols + "\n" + "\n".join(rows) + "\n")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/serving_accuracy.py"), "--data", str(data), "--rows"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "overall                n=2 " in text and "model llama3.1-8b" in text and "system h200_sxm" in text
+    for why in ("1 x model deepseek-ai/DeepSeek-R1: no preset cites it",
+                "1 x system 'b200_sxm': no measured profile ships for it",
+                "1 x mode 'disagg': prefill and decode on separate workers are not modelled",
+                "1 x attention DP 4 (EP across replicas) is not modelled",
+                "1 x precision 'nvfp4' (weights) is not modelled",
+                "1 x backend 'xyz' has no engine preset"):
+        assert why in text, (why, text)
+    assert "not predicted: 6 rows" in text
+    bad = tmp_path / "bad.csv"
+    bad.write_text("backend,isl\nvllm,1\n")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/serving_accuracy.py"), "--data", str(bad)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode != 0 and "missing" in out.stderr
