@@ -518,6 +518,9 @@ def test_expert_parallel_replica_spreads_experts_over_its_tp_group(prof):
     ep = predict_serving(prof, moe, "vllm", tp=2, ep=2, **kw)
     assert tp_split.feasible and ep.feasible
     assert ep.layout["ep"] == 2 and ep.layout["devices"] == 2
+    from accelcal.planner.serving.cli import format_prediction
+    assert "TP2 PP1 DP1 EP2 (2 devices)" in format_prediction(ep)
+    assert "TP2 PP1 DP1 (2 devices)" in format_prediction(tp_split)
     # the EP replica dispatches tokens to the experts' devices and back: its steps cost all-to-alls
     from accelcal.planner.dag import build_layer_dag
     from accelcal.planner.serving.step_cost import replica_parallelism

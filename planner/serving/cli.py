@@ -155,7 +155,8 @@ def format_prediction(res) -> str:
     w = res.workload
     load = (f"concurrency {w['concurrency']}" if w["concurrency"] is not None
             else f"{w['request_rate_per_s']:g} requests/s")
-    lines = [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']} ({lay['devices']} devices)  {load}  "
+    ep = f" EP{lay['ep']}" if lay.get("ep", 1) > 1 else ""
+    lines = [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}{ep} ({lay['devices']} devices)  {load}  "
              f"isl {w['isl']} osl {w['osl']}"]
     if not res.feasible:
         lines.append(f"INFEASIBLE: {res.reason}")
