@@ -532,3 +532,19 @@ def test_expert_parallel_replica_spreads_experts_over_its_tp_group(prof):
         predict_serving(prof, moe, "vllm", tp=2, ep=4, **kw)
     with pytest.raises(ValueError, match="--ep 2: small is a dense model"):
         predict_serving(prof, "small", "vllm", tp=2, ep=2, **kw)
+
+
+def test_search_report_groups_rejections_by_reason(small):
+    from accelcal.planner.serving.search import format_search
+
+    d = h100_like()
+    d["collectives"] = [c for c in d["collectives"] if c["op"] != "send_recv"]  # no pipeline hand-offs measured
+    res = search_serving(Profile.from_dict(d), small, 4, ["vllm", "sglang"], [4, 16], 128, 16,
+                         ServingTargets(ttft_s=10.0, tpot_s=1.0))
+    pp_rejected = [r for r in res.rejected if "send_recv" in r]
+    assert pp_rejected and all(" PP1 " not in r.split(":")[0] for r in pp_rejected)
+    text = format_search(res)
+    block = text[text.index(f"rejected {len(res.rejected)}:"):].splitlines()[1:]
+    # one line per distinct reason with its count and the candidates it names; counts add up
+    assert sum(int(line.split(" x ")[0]) for line in block if " x " in line[:8]) == len(res.rejected)
+    assert any(line.startswith("  2 x ") and "[vllm TP" in line and "sglang TP" in line for line in block)

@@ -276,7 +276,20 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     for c in res.pareto:
         lines.append(f"  {c.label:<30} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}")
     if res.rejected:
-        lines.append(f"rejected {len(res.rejected)}: " + "; ".join(res.rejected[:3]))
+        # one line per distinct reason, naming the candidates it rejected (the reasons repeat across layouts)
+        by_reason: dict[str, list[str]] = {}
+        for r in res.rejected:
+            label, _, why = r.partition(": ")
+            by_reason.setdefault(why or label, []).append(label if why else "")
+        lines.append(f"rejected {len(res.rejected)}:")
+        items = list(by_reason.items())
+        for why, labels in items[:6]:
+            named = [x for x in labels if x]
+            shown = ", ".join(named[:4]) + (f" (+{len(named) - 4} more)" if len(named) > 4 else "")
+            lines.append(f"  {len(labels)} x {why}" + (f" [{shown}]" if shown else ""))
+        if len(items) > 6:
+            lines.append(f"  ... {len(items) - 6} more reasons ({sum(len(v) for _, v in items[6:])} candidates; --format json "
+                         f"lists them all)")
     return "\n".join(lines) + "\n"
 
 
