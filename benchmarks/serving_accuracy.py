@@ -172,7 +172,14 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool) -> tuple[d
             skipped[f"TP{tp} PP{pp}: needs --interconnect (the device profile has no collectives)"] += 1
             continue
         fp8 = precision == "fp8"
-        c, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
+        try:
+            c, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
+            mt, mp = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
+            if min(c, isl, osl) < 1 or not (mt > 0 and mp > 0):
+                raise ValueError
+        except (TypeError, ValueError):
+            skipped["batch_size, isl, osl >= 1 and measured TTFT, TPOT > 0 needed (a value is missing or out of range)"] += 1
+            continue
         wd = "fp8_e4m3" if fp8 else "bf16"
         engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), str(row["backend_version"]),
                                           isl, osl, c, wd, args.fp8_kv_dtype if fp8 else "bf16")
@@ -192,7 +199,6 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool) -> tuple[d
         if not res.feasible:
             infeasible.append((row["id"], res.reason))
             continue
-        mt, mp = row["silicon_ttft_ms"] / 1e3, row["silicon_tpot_ms"] / 1e3
         key = (eng, tp, ep, wd, model.name, prof.identity.name)
         if key not in costers:
             costers[key] = StepCoster(prof, model, replica_parallelism(tp, pp, 1, int(prof.identity.devices_per_node),

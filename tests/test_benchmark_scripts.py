@@ -128,6 +128,7 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
         "f,sglang,0.5.1.post1,Qwen/Qwen3-235B-A22B-FP8,h200_sxm,fp8,agg,64,8,2,4,1,4,1,16,20,5",
         "g,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,nvfp4,agg,64,8,2,1,1,,1,1,20,5",
         "h,xyz,1,Qwen/Qwen3-32B,h100_sxm,,agg,64,8,2,1,1,,1,1,20,5",
+        "i,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,,agg,64,8,,1,1,,1,1,20,5",
     ]
     data = tmp_path / "rows.csv"
     data.write_text(cols + "\n" + "\n".join(rows) + "\n")
@@ -143,7 +144,8 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
                 "1 x precision 'nvfp4' (weights) is not modelled",
                 "1 x backend 'xyz' has no engine preset"):
         assert why in text, (why, text)
-    assert "not predicted: 6 rows" in text
+    assert "1 x batch_size, isl, osl >= 1 and measured TTFT, TPOT > 0 needed" in text
+    assert "not predicted: 7 rows" in text
     bad = tmp_path / "bad.csv"
     bad.write_text("backend,isl\nvllm,1\n")
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks/serving_accuracy.py"), "--data", str(bad)],
