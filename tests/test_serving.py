@@ -548,3 +548,14 @@ def test_search_report_groups_rejections_by_reason(small):
     # one line per distinct reason with its count and the candidates it names; counts add up
     assert sum(int(line.split(" x ")[0]) for line in block if " x " in line[:8]) == len(res.rejected)
     assert any(line.startswith("  2 x ") and "[vllm TP" in line and "sglang TP" in line for line in block)
+
+
+def test_serving_search_tries_expert_parallel_replicas_for_moe(prof):
+    moe = ModelConfig.from_name("small-moe")
+    res = search_serving(prof, moe, 2, ["vllm"], [4, 16], 128, 16)
+    eps = {(c.tp, c.ep) for c in res.ranked}
+    assert (2, 2) in eps and (2, 1) in eps and (1, 1) in eps and (1, 2) not in eps
+    ep = next(c for c in res.ranked if c.ep == 2)
+    assert " EP2 " in ep.label and ep.to_dict()["ep"] == 2
+    dense = search_serving(prof, "small", 2, ["vllm"], [4], 128, 16)
+    assert {c.ep for c in dense.ranked} == {1}

@@ -74,13 +74,17 @@ class ServingCandidate:
     misses: list[str] = field(default_factory=list)
     why: list[str] = field(default_factory=list)
     checked_by: str = "steady"
+    ep: int = 1
+    """1: a MoE model's experts TP-split; = tp: spread over the replica's TP group."""
 
     @property
     def label(self) -> str:
-        return f"{self.engine} TP{self.tp} PP{self.pp} DP{self.dp} C{self.concurrency}"
+        ep = f" EP{self.ep}" if self.ep > 1 else ""
+        return f"{self.engine} TP{self.tp} PP{self.pp} DP{self.dp}{ep} C{self.concurrency}"
 
     def to_dict(self) -> dict:
-        return {"engine": self.engine, "tp": self.tp, "pp": self.pp, "dp": self.dp, "concurrency": self.concurrency,
+        return {"engine": self.engine, "tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep,
+                "concurrency": self.concurrency,
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "request_latency_s": self.request_latency_s,
                 "output_tokens_per_s_per_device": self.per_device, "output_tokens_per_s_per_user": self.per_user,
                 "binding": self.binding, "misses": list(self.misses), "why": list(self.why),
@@ -133,13 +137,16 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     evaluated = 0
     for name in engines:
         engine = EnginePreset.resolve(name)
-        for tp, pp in _layouts(model, devices, dpn):
+        # a MoE model's replicas also run with their experts spread over the TP group (ep = tp)
+        layouts = [(tp, pp, ep) for tp, pp in _layouts(model, devices, dpn)
+                   for ep in ((1, tp) if model.is_moe and tp > 1 else (1,))]
+        for tp, pp, ep in layouts:
             dp = devices // (tp * pp)
-            label = f"{engine.name} TP{tp} PP{pp} DP{dp}"
+            label = f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")
             try:
-                kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype)
+                kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep)
                 kv.check_request(isl, osl)
-                coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn), engine, weight_dtype,
+                coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep), engine, weight_dtype,
                                     kv_dtype, inter_node_profile)
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
@@ -157,16 +164,16 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 cand = ServingCandidate(engine.name, tp, pp, dp, c, s.ttft_s, s.tpot_s, s.request_latency_s, per_dev,
                                         1.0 / s.tpot_s if s.tpot_s > 0 else 0.0, s.binding,
                                         {"steady": s, "kv_tokens": kv.tokens, "engine": engine, "coster": coster,
-                                         "kv": kv})
+                                         "kv": kv}, ep=ep)
                 _check(cand, targets, "mean")
                 cands.append(cand)
     if not cands:
         raise ValueError(f"no layout of {model.name} on {devices} devices can be costed: " + "; ".join(rejected[:4]))
     if targets.any:
-        cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.concurrency))
+        cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
         _verify(cands, targets, isl, osl, verify)
     else:
-        cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.concurrency))
+        cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.concurrency))
     res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated)
     for c in res.ranked[:10]:
         c.why = why_lines(c, targets, cands)
@@ -214,11 +221,11 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         if not c.misses:
             best = max(best or 0.0, c.per_device)
     cands.sort(key=lambda c: (bool(c.misses) or c.checked_by == "steady", -c.per_device, c.request_latency_s,
-                              c.tp * c.pp, c.concurrency))
+                              c.tp * c.pp, c.ep, c.concurrency))
 
 
 def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
-    return pareto_front(cands, order=lambda c: (-c.per_user, -c.per_device, c.tp, c.pp, c.concurrency),
+    return pareto_front(cands, order=lambda c: (-c.per_user, -c.per_device, c.tp, c.pp, c.ep, c.concurrency),
                         better=lambda c: c.per_device)
 
 
@@ -234,7 +241,8 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
                       f"mean length; {math.ceil(c.concurrency / c.dp) - s.in_engine} of {math.ceil(c.concurrency / c.dp)} "
                       f"clients per replica wait {s.queue_wait_s * 1e3:.4g} ms for room"))
     if t.tpot_s is not None:
-        nxt = [o for o in cands if (o.engine, o.tp, o.pp) == (c.engine, c.tp, c.pp) and o.concurrency > c.concurrency]
+        nxt = [o for o in cands if (o.engine, o.tp, o.pp, o.ep) == (c.engine, c.tp, c.pp, c.ep)
+               and o.concurrency > c.concurrency]
         nxt.sort(key=lambda o: o.concurrency)
         more = f"; at C{nxt[0].concurrency} it would be {nxt[0].tpot_s * 1e3:.4g} ms" if nxt else ""
         terms.append((c.tpot_s / t.tpot_s, f"TPOT target: {c.tpot_s * 1e3:.4g} ms of {t.tpot_s * 1e3:.4g} ms "
