@@ -198,3 +198,19 @@ def test_presets_are_found_by_the_hugging_face_id_they_cite():
     assert preset_for_hf_id("meta-llama/Meta-Llama-3-8B") == "llama3-8b"  # Llama 3, not 3.1
     assert preset_for_hf_id("deepseek-ai/DeepSeek-R1") is None
     assert preset_for_hf_id("openai/gpt-oss-120b") is None
+
+
+def test_no_two_presets_cite_the_same_checkpoint():
+    from accelcal.models import preset_for_hf_id, preset_names
+    from accelcal.models.config import _HF_ID, _hf_key
+
+    keys = {}
+    for name in preset_names():
+        src = ModelConfig.from_name(name).source.replace("https://huggingface.co/", "")
+        m = _HF_ID.search(src)
+        if m:
+            key = _hf_key(m.group(1))
+            assert key not in keys, f"{name} and {keys.get(key)} both cite {key}"
+            keys[key] = name
+            assert preset_for_hf_id(m.group(1)) == name  # each cited id finds its own preset
+    assert len(keys) >= 10  # every published-model preset cites its checkpoint
