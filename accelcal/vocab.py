@@ -23,8 +23,10 @@ __all__ = [
     "GEMM_OUTPUT_DTYPE",
     "PHASES",
     "ATTENTION_KINDS",
+    "PREFILL_KINDS",
     "SCOPES",
     "attended_pairs",
+    "is_kernel_name",
     "attention_flop_bytes",
     "busbw_factor",
     "dtype_bytes",
@@ -55,6 +57,10 @@ ATTENTION_KINDS: tuple[str, ...] = PHASES + ("chunk",)
 """Attention entries a profile may hold: the two phases, and ``chunk``: a prefill chunk after cached context
 as torch's SDPA runs it (the causal mask aligned to the last query takes other kernels than a whole prompt;
 an engine's varlen kernel runs chunks at its whole-prompt rate)."""
+
+PREFILL_KINDS: tuple[str, ...] = ("prefill", "chunk")
+"""Attention kinds modelled in the prefill form (query blocks, each with a prologue); a chunk is a prefill after
+cached context."""
 
 ELEMENTWISE_GROUPS: tuple[str, ...] = ("norm", "residual_add", "rope", "act_mul")
 """Eager elementwise groups of a decoder layer the kernel suite times (kernels/elementwise.py)."""
@@ -147,6 +153,12 @@ def gemm_traffic_bytes(m: float, n: float, k: float, in_bytes: float, out_bytes:
 def gemm_bytes(m: int, n: int, k: int, dtype: str) -> int:
     """Bytes a GEMM in ``dtype`` reads and writes once (fp8 writes a bf16 output)."""
     return gemm_traffic_bytes(m, n, k, *gemm_element_bytes(dtype))
+
+
+def is_kernel_name(v: object) -> bool:
+    """A collective kernel name (a profile entry's or a latency table's ``kernel``): lower-case letters, digits
+    and '_', e.g. ``vllm_custom_ar``."""
+    return isinstance(v, str) and bool(v) and all(ch.islower() or ch.isdigit() or ch == "_" for ch in v)
 
 
 def attended_pairs(q_len: int, kv_len: int, causal: bool = True) -> float:

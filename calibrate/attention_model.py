@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from accelcal.vocab import attended_pairs, attention_flop_bytes
+from accelcal.vocab import PREFILL_KINDS, attended_pairs, attention_flop_bytes
 
 __all__ = ["attention_model_time_s", "prefill_waves_factor", "prefill_makespan_keys", "prefill_schedule_factor",
            "DEFAULT_BLOCK_Q", "SIM_MAX_BLOCKS"]
@@ -129,7 +129,7 @@ def attention_model_time_s(*, latency_s: float, flop_per_s: float, bytes_per_s: 
     if flop is None or nbytes is None:
         flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, elsize, causal)
     work = np.maximum(np.asarray(flop, dtype=float) / flop_per_s, np.asarray(nbytes, dtype=float) / bytes_per_s)
-    if phase in ("prefill", "chunk"):  # a chunk is a prefill after cached context
+    if phase in PREFILL_KINDS:
         factor = prefill_schedule_factor(batch, heads, q_len, kv_len, causal, wave_units, block_q, half_length)
     else:
         factor = 1.0 + half_length / np.asarray(kv_len, dtype=float)

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from accelcal.vocab import DTYPE_BYTES, attention_flop_bytes
+from accelcal.vocab import DTYPE_BYTES, PREFILL_KINDS, attention_flop_bytes
 
 from .profile import MAX_BANDWIDTH_BYTES_PER_S, MAX_FLOP_PER_S, MAX_TIME_S, AttentionEntry
 from .quality import bound_flags, build_quality, kfold_splits, rel_errors
@@ -64,9 +64,6 @@ _H_GRID = np.concatenate([[0.0], np.geomspace(1.0, _MAX_HALF_LENGTH, 48)])
 """half_length values at which the prefill schedule factor is tabulated for the fit (linear in between)."""
 
 
-_PREFILL_LIKE = ("prefill", "chunk")
-"""Kinds fitted with the prefill form (query blocks with a prologue); only whole prompts get the wave schedule."""
-
 _H_STARTS = (30.0, 300.0, 3000.0)
 """Starting half_length values (tokens) of the prefill fit; the lowest-cost result is kept."""
 
@@ -85,13 +82,13 @@ class _Factors:
         from .attention_model import DEFAULT_BLOCK_Q, prefill_schedule_factor
 
         batch, heads, q_len, kv_len, causal = self.shape[rows].T
-        if self.phase not in _PREFILL_LIKE:
+        if self.phase not in PREFILL_KINDS:
             return 1.0 + h / kv_len
         return np.atleast_1d(prefill_schedule_factor(batch, heads, q_len, kv_len, causal.astype(bool),
                                                      self.wave_units, DEFAULT_BLOCK_Q, h))
 
     def __call__(self, h: float, rows: Any = slice(None)) -> np.ndarray:
-        if self.phase not in _PREFILL_LIKE:
+        if self.phase not in PREFILL_KINDS:
             return self.exact(h, rows)
         if self._table is None:
             self._table = np.array([self.exact(float(g)) for g in _H_GRID]).T  # (cases, grid)
@@ -115,10 +112,10 @@ def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray,
     br0 = float(np.clip((nbytes / t).max(), 2.0, MAX_BANDWIDTH_BYTES_PER_S / 2))
     # The length term is a prefill term (a per-query-block prologue amortised over the KV loop) and needs more
     # than one KV length to be seen; decode (one query row, KV-bandwidth-bound) keeps it at 0.
-    one_len = phase not in _PREFILL_LIKE or np.unique(shape[:, 3]).size < 2
+    one_len = phase not in PREFILL_KINDS or np.unique(shape[:, 3]).size < 2
     # Prefill reuses every K/V byte q_len times: its Q+K+V+O traffic runs far below the memory roof, and a
     # byte term left free only imitates the length effect ``half_length`` models.  Keep it from binding.
-    br_lo = math.log(_PREFILL_BYTES_HEADROOM * br0) if phase in _PREFILL_LIKE else 0.0
+    br_lo = math.log(_PREFILL_BYTES_HEADROOM * br0) if phase in PREFILL_KINDS else 0.0
     lo = np.array([0.0, math.log(flop_floor_per_s) if flop_floor_per_s else 0.0, br_lo, 0.0])
     hi = np.array([min(MAX_TIME_S, tmin),
                    math.log(flop_floor_per_s) + 1e-9 if flop_floor_per_s else math.log(MAX_FLOP_PER_S),
@@ -132,7 +129,7 @@ def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray,
                              loss="soft_l1", f_scale=0.05, method="trf", x_scale=np.array([max(tmin, 1e-12), 1.0, 1.0, 100.0]))
                for h0 in starts), key=lambda r: r.cost)
     names = (["latency_s"] + ([] if flop_floor_per_s else ["log flop_per_s"])
-             + ([] if phase in _PREFILL_LIKE else ["log bytes_per_s"]))
+             + ([] if phase in PREFILL_KINDS else ["log bytes_per_s"]))
     if flop_floor_per_s:  # the floor is a choice, not a fit that hit a bound: judge latency and bytes only
         keep = [0, 2]
         return res.x, bool(res.success), bound_flags(names, res.x[keep], lo[keep], hi[keep], res.active_mask[keep])

@@ -23,7 +23,7 @@ import io
 import math
 
 from accelcal.safe_io import read_bytes
-from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES
+from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, is_kernel_name
 
 from .nccl_tests import MAX_LOG_BYTES, NcclTestsError, Row, Run, Timing
 
@@ -59,7 +59,7 @@ def read_latency_table(path: str) -> list[Run]:
         if len(rec) != len(COLUMNS):
             raise NcclTestsError(f"{path}:{lineno}: expected {len(COLUMNS)} columns ({','.join(COLUMNS)}), got {len(rec)}")
         kernel, op, gs, dtype, size, t = (c.strip() for c in rec)
-        if kernel and not all(ch.islower() or ch.isdigit() or ch == "_" for ch in kernel):
+        if kernel and not is_kernel_name(kernel):
             raise NcclTestsError(f"{path}:{lineno}: kernel {kernel!r}: lower-case letters, digits and '_' only")
         if op not in BUSBW_FACTORS:
             raise NcclTestsError(f"{path}:{lineno}: op {op!r}: expected one of {sorted(BUSBW_FACTORS)}")

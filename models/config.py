@@ -250,12 +250,9 @@ def preset_for_hf_id(hf_id: str) -> str | None:
     """The bundled preset whose cited config.json is ``hf_id``'s base model (e.g. ``meta-llama/Llama-3.1-8B-Instruct``
     and ``nvidia/Llama-3.1-8B-Instruct-FP8`` -> ``llama3.1-8b``), or None.  Matched on the Hugging Face id each preset's
     ``source`` cites, so a preset without one is never matched."""
-    from accelcal.safe_io import load_yaml
-
     want = _hf_key(hf_id)
     for name in preset_names():
-        src = str(load_yaml(PRESET_DIR / f"{name}.yaml", what="model config", max_bytes=2**20).get("source", ""))
-        m = _HF_ID.search(src.replace("https://huggingface.co/", ""))
+        m = _HF_ID.search(ModelConfig.from_name(name).source.replace("https://huggingface.co/", ""))
         if m and _hf_key(m.group(1)) == want:
             return name
     return None

@@ -201,8 +201,7 @@ class Coster:
             from accelcal.calibrate.compose import missing_hint
 
             try:
-                est = (prof.collective_time_s(op, nbytes, group_size, scope, kernel) if kernel
-                       else prof.collective_time_s(op, nbytes, group_size, scope))
+                est = prof.collective_time_s(op, nbytes, group_size, scope, kernel)
             except MissingMeasurement as exc:  # say which measurement the plan needs
                 msg = exc.args[0] if exc.args else str(exc)
                 raise type(exc)(f"{op} over {group_size} devices ({scope}) is needed but the profile cannot "

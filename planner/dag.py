@@ -166,6 +166,18 @@ def _measured(impl: Implementation, group: str) -> dict[str, str]:
     return {"group": group} if impl.measured_elementwise and group in ELEMENTWISE_GROUPS else {}
 
 
+def _input_quant(dag: LayerDAG, impl: Implementation, options: DagOptions, el: int, gemm: str, dep: tuple[str, ...],
+                 elems: float, launches: int = 1) -> tuple[str, ...]:
+    """The dependencies of GEMM ``gemm``: ``dep``, or, when the GEMMs are fp8 on wider activations
+    (``options.gemm_input_quant``), the kernel that quantizes its input of ``elems`` elements first."""
+    if not options.gemm_input_quant:
+        return dep
+    q = impl.act_quant
+    dag.nodes.append(_node(f"{gemm}_input_quant", "memory", dep, kernels=q.kernels * launches,
+                           nbytes=q.bytes_per_element(el) * elems))
+    return (f"{gemm}_input_quant",)
+
+
 def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_len: int,
                     parallelism: Parallelism = Parallelism(), implementation: Implementation | str | None = None,
                     options: DagOptions = DagOptions()) -> LayerDAG:
@@ -228,10 +240,7 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         return name
 
     def quantized(gemm: str, dep: tuple[str, ...], elems: float) -> tuple[str, ...]:
-        # the GEMM's input, quantized first when the GEMMs are fp8 on wider activations
-        if not options.gemm_input_quant:
-            return dep
-        return (elementwise(f"{gemm}_input_quant", dep, "act_quant", elems),)
+        return _input_quant(dag, impl, options, el, gemm, dep, elems)
 
     x = norm("attn_norm", ())
     add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd, k=h))
@@ -265,24 +274,18 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
     """Add the MoE block after node ``x``; returns the names of its last nodes."""
     add = dag.nodes.append
 
-    def quantized(gemm: str, dep: str, elems: float, launches: int = 1) -> str:
-        # fp8 experts on wider activations: their input quantized first (DagOptions.gemm_input_quant)
-        if not options.gemm_input_quant:
-            return dep
-        q = impl.act_quant
-        add(_node(f"{gemm}_input_quant", "memory", (dep,), kernels=q.kernels * launches,
-                  nbytes=q.bytes_per_element(el) * elems))
-        return f"{gemm}_input_quant"
+    def quantized(gemm: str, dep: str, elems: float, launches: int = 1) -> tuple[str, ...]:
+        return _input_quant(dag, impl, options, el, gemm, (dep,), elems, launches)
 
     def experts(dep: str, active: int, m: int, ef: int, routed: int) -> str:
         # one grouped kernel, or (eager) a GEMM launch per expert hit
         launches = 1 if impl.experts_grouped else active
-        add(_node("experts_gate_up", "grouped_gemm", (quantized("experts_gate_up", dep, routed * h, launches),),
+        add(_node("experts_gate_up", "grouped_gemm", quantized("experts_gate_up", dep, routed * h, launches),
                   kernels=launches, count=active, m=m, n=2 * ef, k=h))
         ea = impl.act_mul
         add(_node("experts_act_mul", "memory", ("experts_gate_up",), kernels=ea.kernels * launches,
                   nbytes=ea.bytes_per_element(el) * routed * ef, **_measured(impl, "act_mul")))
-        add(_node("experts_down", "grouped_gemm", (quantized("experts_down", "experts_act_mul", routed * ef, launches),),
+        add(_node("experts_down", "grouped_gemm", quantized("experts_down", "experts_act_mul", routed * ef, launches),
                   kernels=launches, count=active, m=m, n=h, k=ef))
         g = impl.expert_gather
         if g.kernels == 0:
@@ -331,10 +334,10 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         joins.append("ep_combine_all_to_all")
         shared_tok, sf = local, model.shared_experts * model.expert_ffn_size
     if model.shared_experts:
-        add(_node("shared_gate_up", "gemm", (quantized("shared_gate_up", x, shared_tok * h),), m=shared_tok, n=2 * sf, k=h))
+        add(_node("shared_gate_up", "gemm", quantized("shared_gate_up", x, shared_tok * h), m=shared_tok, n=2 * sf, k=h))
         add(_node("shared_act_mul", "memory", ("shared_gate_up",), kernels=impl.act_mul.kernels,
                   nbytes=impl.act_mul.bytes_per_element(el) * shared_tok * sf, **_measured(impl, "act_mul")))
-        add(_node("shared_down", "gemm", (quantized("shared_down", "shared_act_mul", shared_tok * sf),), m=shared_tok,
+        add(_node("shared_down", "gemm", quantized("shared_down", "shared_act_mul", shared_tok * sf), m=shared_tok,
                   n=h, k=sf))
         joins.append("shared_down")
     if ep == 1:

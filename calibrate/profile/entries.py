@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, FABRICS, SCOPES
+from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, FABRICS, SCOPES, is_kernel_name
 
 from .perf import gemm_estimate_s, gemm_model_time_s, ratio_table
 from .reader import MAX_MESSAGE_BYTES, MAX_TIME_S, Reader
@@ -408,6 +408,6 @@ def _kernel_name(r: Reader, v: Any, path: str) -> str | None:
     """A collective kernel name: null, or lower-case letters, digits and underscores (e.g. vllm_custom_ar)."""
     if v is None:
         return None
-    if not isinstance(v, str) or not v or not all(ch.islower() or ch.isdigit() or ch == "_" for ch in v):
+    if not is_kernel_name(v):
         raise r.fail(path, f"expected a kernel name of lower-case letters, digits and '_' (e.g. vllm_custom_ar), got {v!r}")
     return v

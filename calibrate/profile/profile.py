@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from accelcal.atomic import atomic_write_text
-from accelcal.vocab import (ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, SCOPES, attention_flop_bytes,
+from accelcal.vocab import (ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, PREFILL_KINDS, SCOPES,
+                            attention_flop_bytes,
                             busbw_factor, gemm_element_bytes, ring_latency_scale, SWITCH_FABRICS)
 
 from .entries import AttentionEntry, CollectiveEntry, ComputeEntry, MemoryEntry, Overheads, Quality
@@ -327,7 +328,7 @@ class Profile:
         flags = self._base_flags() + _flagged(e.quality) + (("extrapolated",) if extrap else ())
         how = "latency + max(FLOP/rate, bytes/rate)" + (
             " x the query blocks' schedule over the units (prologue of half_length keys each)"
-            if phase in ("prefill", "chunk") and (e.wave_units or e.half_length)
+            if phase in PREFILL_KINDS and (e.wave_units or e.half_length)
             else (" x (1 + half_length/kv_len)" if e.half_length else ""))
         return Estimate(t, extrap, f"{how}, {note}", f"attention.{dtype}.{phase}", flags)
 
