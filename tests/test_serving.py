@@ -135,6 +135,29 @@ def test_infeasible_says_which(prof):
         tight.check_request(10_000_000, 16)
 
 
+def test_sampler_costs_the_whole_vocabulary_at_copy_bandwidth(prof, small):
+    # Every rank samples from the logits all-gathered to the whole vocabulary, so the sampler's share of a step
+    # is the same at TP 1 and TP 2 and grows by exactly the copy time of the extra bytes per logit.
+    base = EnginePreset.from_name("vllm").with_overrides({"sampler_bytes_per_logit": 4}, "test")
+    heavy = base.with_overrides({"sampler_bytes_per_logit": 104}, "test")
+    batch, kv = 16, 700
+    logits = batch * small.vocab_size
+    extra = prof.memory_time_s(logits * 104, "copy").time_s - prof.memory_time_s(logits * 4, "copy").time_s
+    assert extra > 0
+    for tp in (1, 2):
+        par = Parallelism(tp=tp)
+        light_s = StepCoster(prof, small, par, base).step_s(batch, kv)
+        heavy_sc = StepCoster(prof, small, par, heavy)
+        assert heavy_sc.step_s(batch, kv) - light_s == pytest.approx(extra, rel=1e-9), tp
+        assert any("104 bytes per logit" in n and str(small.vocab_size) in n for n in heavy_sc.notes)
+    # the presets' figures are the sums their sources spell out
+    assert EnginePreset.from_name("vllm").sampler_bytes_per_logit == 282
+    assert "sum 282" in EnginePreset.from_name("vllm").sources["sampler_bytes_per_logit"]
+    assert EnginePreset.from_name("sglang").sampler_bytes_per_logit == 42
+    with pytest.raises(ValueError, match="sampler_bytes_per_logit must be a number >= 0"):
+        base.with_overrides({"sampler_bytes_per_logit": -1}, "test")
+
+
 def test_presets_load_and_cite_sources():
     assert {"vllm", "sglang", "trtllm", "static"} <= set(engine_names())
     for name in engine_names():

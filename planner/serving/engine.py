@@ -72,6 +72,11 @@ class EnginePreset:
     """Largest message the kernel takes; larger ones go to the library.  0 = no byte limit."""
     tp_all_reduce_kernel_max_tokens: int = 0
     """Largest token count whose all-reduce the kernel takes (an engine that decides by tokens); 0 = no limit."""
+    sampler_bytes_per_logit: float = 4.0
+    """Bytes the engine's default sampler moves per element of the fp32 logits it samples from each step
+    (sequences x the whole vocabulary: the LM head's TP shards are all-gathered first, and every rank samples),
+    costed at the profile's copy bandwidth; no profile field measures a sampler.  4 = the logits read once
+    (an argmax)."""
     prefill_batch_tokens: int = 0
     """Tokens one step's prefill may take, when the engine caps it apart from ``token_budget`` (SGLang's
     max_prefill_tokens; its chunked_prefill_size is the token budget); 0 = the token budget alone."""

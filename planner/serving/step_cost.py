@@ -12,7 +12,8 @@ and TP collectives over T tokens; its attention node is replaced by the decode p
 (``attention("decode", decodes, 1, mean KV length)``) plus one prefill part per chunk
 (``attention("prefill", 1, chunk, context so far incl. the chunk)``).  The stage edges add the embedding
 over T tokens, the LM head over the sequences that produce a token this step (decodes + chunks that
-end their prompt), and sampling (the fp32 logits read once, as a copy).  PP stages run one after
+end their prompt), and sampling: the engine's sampler over the logits all-gathered to the whole vocabulary
+(``sampler_bytes_per_logit`` of its preset, at the profile's copy bandwidth).  PP stages run one after
 another (no micro-batch overlap: a modelling assumption) with a send/recv per boundary.
 
 Launches: a decode-only step whose batch is a captured CUDA-graph size (padded up when the preset
@@ -124,6 +125,9 @@ class StepCoster:
                               f"kernel(s), {q.bytes_per_element(DTYPE_BYTES[act]):g} bytes per input element at the "
                               f"profile's copy bandwidth; implementation {self.impl.name}, group act_quant)")
         self.kv_round = kv_round
+        self.notes.append(f"sampling: {engine.name}'s sampler over the logits all-gathered to the whole vocabulary "
+                          f"({model.vocab_size} per sequence), {engine.sampler_bytes_per_logit:g} bytes per logit at the "
+                          f"profile's copy bandwidth (sampler-not-measured; preset key sampler_bytes_per_logit)")
         if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
             self.notes.append("block-scaled fp8 GEMMs costed from compute.fp8_e4m3 (per-tensor measurements): the "
                               "profile has no block-scaled fp8 data")
@@ -228,8 +232,7 @@ class StepCoster:
                 total += cd.total_s
                 for k, v in cd.breakdown.items():
                     bd[k] = bd.get(k, 0.0) + v
-            # sampling: the fp32 logits of the sequences that emit a token, read once
-            samp = c.copy(max(1, logits) * (self.model.vocab_size // self.tp) * 4).time_s
+            samp = c.copy(max(1, logits) * self.model.vocab_size * self.engine.sampler_bytes_per_logit).time_s
             total += samp
             bd["memory"] = bd.get("memory", 0.0) + samp
             hit = self._memo[key] = (total, bd)
