@@ -24,6 +24,7 @@ __all__ = [
     "PHASES",
     "ATTENTION_KINDS",
     "PREFILL_KINDS",
+    "SAMPLER_BYTES_PER_LOGIT",
     "SCOPES",
     "attended_pairs",
     "is_kernel_name",
@@ -64,6 +65,23 @@ cached context."""
 
 ELEMENTWISE_GROUPS: tuple[str, ...] = ("norm", "residual_add", "rope", "act_mul")
 """Eager elementwise groups of a decoder layer the kernel suite times (kernels/elementwise.py)."""
+
+SAMPLER_BYTES_PER_LOGIT: dict[str, float] = {
+    # the fp32 logits read once (TensorRT-LLM TorchSampler's greedy fast path)
+    "argmax": 4.0,
+    # bf16 logits .float() 6, temperature div_ 8, softmax 16 (three reads, one write), exponential_ 4,
+    # probs / q 12, argmax 4 (an exponential race: sampling from the probabilities without a host sync)
+    "softmax_sample": 50.0,
+    # vLLM 0.12 forward_native with top-k and top-p: .float() 6, div_ 8, sort 156 (torch SortStable.cu below
+    # 128 rows: index fill 8, a CUB radix sort of fp32 keys with 8-byte values = key histogram 4 + four 8-bit
+    # passes x 24, a radix sort of the segment bits 24, post-process 24), top-k compare 5 + masked_fill_ 9,
+    # softmax 16, cumsum 8, compare 5, masked_fill_ 9, scatter 24, softmax 16, exponential_ 4, div_ 12, argmax 4
+    "top_k_top_p_sort": 282.0,
+}
+"""Sampler op sequences over one step's logits ([sequences, whole vocabulary], all-gathered across TP), the
+kernel suite times (kernels/sampler.py) and the serving engine presets name (``sampler``): bytes each moves per
+logit, the traffic model of the measurement rows and of the copy-bandwidth estimate where a profile has no
+sampler measurement."""
 
 # nccl-tests bus-bandwidth factors (busbw = algbw x factor; nccl-tests doc/PERFORMANCE.md); n = ranks.
 BUSBW_FACTORS: dict[str, Callable[[int], float]] = {

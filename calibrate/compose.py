@@ -142,7 +142,7 @@ def compose(device: Profile, interconnect: Profile | None = None, inter_node: Pr
             if c not in ident.citations:
                 ident.citations.append(c)
     base = {f: copy.deepcopy(getattr(device, f)) for f in ("compute", "memory", "overheads", "attention", "elementwise",
-                                                            "validation", "schema_version", "method_version")}
+                                                            "sampler", "validation", "schema_version", "method_version")}
     out = ComposedProfile(identity=ident, collectives=colls, parts=parts, scope_part=scope_part, **base)
     # The union must still be a valid profile (no duplicate (op, scope, group) keys, ...).
     Profile.from_dict(out.to_dict(), origin=f"composed profile {ident.name}")

@@ -26,7 +26,7 @@ import pandas as pd
 from .fit_alpha_beta import fit_piecewise
 from .fit_attention import attention_groups, fit_attention_table
 from .fit_gemm import fit_gemm
-from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, SCOPES
+from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, SAMPLER_BYTES_PER_LOGIT, SCOPES
 
 from .naming import slug
 from .profile import CollectiveEntry, Identity, MemoryEntry, Overheads, Profile
@@ -229,6 +229,25 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
              f"{', '.join(f'{q.bandwidth_bytes_per_s / 1e9:.2f}' for q in f.pieces)} GB/s, "
              f"held-out median {f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
 
+    sampler: dict[str, MemoryEntry] = {}
+    sm = kdev[kdev["op"] == "sampler"] if len(kdev) and "kind" in kdev.columns else None
+    for kind, g in (sm.groupby("kind", sort=True) if sm is not None and len(sm) else ()):
+        if kind not in SAMPLER_BYTES_PER_LOGIT:
+            continue
+        try:
+            # bytes: logits x the kind's bytes per logit (kernels/sampler.py), as the planner counts them.
+            f = fit_piecewise(f"sampler {kind}", g["bytes"].astype(float).values, g["median_s"].astype(float).values,
+                              max_pieces=MEMORY_MAX_PIECES, target="memory")
+        except ValueError as exc:
+            note(f"sampler {kind}: not fitted: {exc}")
+            continue
+        p = f.pieces[-1]
+        sampler[str(kind)] = MemoryEntry(latency_s=p.latency_s, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s,
+                                         quality=f.quality, pieces=f.pieces if len(f.pieces) > 1 else None)
+        note(f"fitted sampler {kind}: {len(f.pieces)} piece(s), "
+             f"{', '.join(f'{q.bandwidth_bytes_per_s / 1e9:.2f}' for q in f.pieces)} GB/s of its traffic model, "
+             f"held-out median {f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
+
     over = Overheads()
     for op, fld in OVERHEAD_OPS.items():
         g = kall[kall["op"] == op] if len(kall) else kall
@@ -265,7 +284,7 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
                  f"{f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
 
     mv = env.get("method_version", 1)
-    profile = Profile(identity=ident, compute=compute, memory=memory, elementwise=elementwise, overheads=over,
+    profile = Profile(identity=ident, compute=compute, memory=memory, elementwise=elementwise, sampler=sampler, overheads=over,
                       collectives=collectives,
                       attention=attention, method_version=int(mv) if mv and not (isinstance(mv, float) and math.isnan(mv)) else 1)
     # Round-trip through the strict loader: a fit that produced an unloadable profile fails here, not later.

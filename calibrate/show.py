@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from accelcal.units import fmt
-from accelcal.vocab import busbw_factor
+from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, busbw_factor
 
 from .profile import Profile, Quality
 
@@ -74,6 +74,10 @@ def format_profile(p: Profile) -> str:
         for dt, groups in p.elementwise.items():
             for g, e in groups.items():
                 out.append(f"  {dt} {g:<12} {_memory_line(e)}")
+    if p.sampler:
+        out.append("sampler over a step's logits (time = latency + logits x bytes per logit / bandwidth)")
+        for kind, e in p.sampler.items():
+            out.append(f"  {kind:<17} {SAMPLER_BYTES_PER_LOGIT[kind]:g} B/logit, {_memory_line(e)}")
     if p.collectives:
         out.append("collectives (time = latency + S / algbw per size range; busbw = algbw x nccl-tests factor)")
         for c in p.collectives:
@@ -111,5 +115,5 @@ def _memory_line(e) -> str:
 def _qualities(p: Profile) -> list[Quality]:
     qs = [e.quality for e in p.compute.values()] + [e.quality for e in p.memory.values()]
     qs += [e.quality for ph in p.attention.values() for e in ph.values()] + [c.quality for c in p.collectives]
-    qs += [e.quality for gs in p.elementwise.values() for e in gs.values()]
+    qs += [e.quality for gs in p.elementwise.values() for e in gs.values()] + [e.quality for e in p.sampler.values()]
     return [q for q in qs if q is not None]

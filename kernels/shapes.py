@@ -195,6 +195,10 @@ def _attention_cases(heads: int, kv_heads: int, head_dim: int, prefill_lens: tup
 
 _L8 = MODELS["llama3-8b"]
 _SMALL = ModelDims.from_config(ModelConfig.from_name("small"))  # the CPU validation model
+# The sampler is timed over the largest vocabulary among the serving presets (Qwen3's), and the CPU presets over
+# the CPU validation model's.
+_SAMPLER_VOCAB = ModelConfig.from_name("qwen3-32b").vocab_size
+_SMALL_VOCAB = ModelConfig.from_name("small").vocab_size
 _L8_LABEL = f"llama3-8b heads ({_L8.source})"
 
 
@@ -250,6 +254,10 @@ class SuitePreset:
     """Token counts the elementwise groups are timed at (decode batches up to prefill chunks)."""
     elementwise_dtypes: tuple[str, ...] = ("bf16",)
     """dtypes for the elementwise groups (intersected with ``dtypes``): those the layers run in."""
+    sampler_batches: tuple[int, ...] = ()
+    """Sequences per step the sampler kinds (kernels/sampler.py) are timed at; empty: not timed."""
+    sampler_vocab: int = 0
+    """Logits per sequence for the sampler timings (a preset model's whole vocabulary)."""
     case_budget_s: float = 2.0
     """Skip (and record) a case whose estimated measuring time exceeds this, in seconds."""
     overhead_queue_len: int = 100
@@ -324,6 +332,8 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         elementwise_dims=_SMALL,
         elementwise_tokens=(1, 8, 64, 256, 1024),
         elementwise_dtypes=("fp32",),
+        sampler_batches=(1, 4, 16),
+        sampler_vocab=_SAMPLER_VOCAB,
         case_budget_s=1.5,
         overhead_queue_len=50,
     ),
@@ -342,6 +352,8 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         elementwise_dims=_SMALL,
         elementwise_tokens=(1, 16, 64),
         elementwise_dtypes=("fp32",),
+        sampler_batches=(1, 8),
+        sampler_vocab=_SMALL_VOCAB,
         case_budget_s=0.5,
         overhead_queue_len=20,
     ),
@@ -370,6 +382,8 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         elementwise_dims=_SMALL,
         elementwise_tokens=(1, 4, 16, 64, 256, 1024, 4096),
         elementwise_dtypes=("fp32", "bf16"),
+        sampler_batches=(1, 4, 16, 64, 256),
+        sampler_vocab=_SAMPLER_VOCAB,
         case_budget_s=10.0,
         overhead_queue_len=200,
     ),
@@ -398,6 +412,9 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         # Decode batches to prefill chunks of 8 x 2048 tokens, at Llama-3-8B widths.
         elementwise_dims=_L8,
         elementwise_tokens=(1, 16, 128, 1024, 4096, 16384),
+        # Decode batches of a serving engine, either side of torch's 128-row switch between sort algorithms.
+        sampler_batches=(1, 8, 32, 64, 128, 256),
+        sampler_vocab=_SAMPLER_VOCAB,
         case_budget_s=3.0,
         overhead_queue_len=200,
     ),
@@ -419,6 +436,8 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         elementwise_dims=_L8,
         elementwise_tokens=(1, 4, 16, 64, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768),
         elementwise_dtypes=("bf16", "fp16"),
+        sampler_batches=(1, 8, 32, 64, 96, 128, 192, 256, 512),
+        sampler_vocab=_SAMPLER_VOCAB,
         case_budget_s=30.0,
         overhead_queue_len=500,
     ),

@@ -24,7 +24,7 @@ from .shapes import ALL_DTYPES, SuitePreset
 
 __all__ = ["OPS", "parse_list", "run_suite", "summary_table"]
 
-OPS: tuple[str, ...] = ("gemm", "memory", "overhead", "attention", "elementwise")
+OPS: tuple[str, ...] = ("gemm", "memory", "overhead", "attention", "elementwise", "sampler")
 """Op groups the suite can run, in run order."""
 
 
@@ -63,6 +63,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     from .gemm import run_gemm
     from .memory import run_memory
     from .overhead import run_overheads
+    from .sampler import run_sampler
 
     dev = device if isinstance(device, Device) else resolve_device(device)
     p = preset if isinstance(preset, SuitePreset) else sweep_preset_for(preset, dev.type)
@@ -98,6 +99,8 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
                 run_attention(ctx, p.attention_cases, attn_dtypes, p.mixed_attention_cases)
             elif op == "elementwise" and p.elementwise_dims is not None:
                 run_elementwise(ctx, p.elementwise_dims, p.elementwise_tokens, ew_dtypes)
+            elif op == "sampler" and p.sampler_batches:
+                run_sampler(ctx, p.sampler_batches, p.sampler_vocab)
     finally:
         if bar is not None:
             bar.close()

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from accelcal.calibrate.profile import MissingMeasurement, ProfileQueries
+from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT
 
 from .dag import DagNode, LayerDAG
 
@@ -192,6 +193,24 @@ class Coster:
             except MissingMeasurement:  # datasheet priors and older profiles have no such section
                 return self.profile.memory_time_s(nbytes, "copy")
         return self._q(("elementwise", group, nbytes), ask)
+
+    def sampler(self, kind: str, logits: float):
+        """The profile's measurement of the sampler ``kind`` over ``logits`` logits, else its traffic model's bytes
+        (accelcal.vocab.SAMPLER_BYTES_PER_LOGIT) at the copy bandwidth."""
+        def ask():
+            try:
+                return self.profile.sampler_time_s(kind, logits)
+            except MissingMeasurement:  # profiles measured before the kernel suite timed samplers
+                return self.profile.memory_time_s(logits * SAMPLER_BYTES_PER_LOGIT[kind], "copy")
+        return self._q(("sampler", kind, logits), ask)
+
+    def measures_sampler(self, kind: str) -> bool:
+        """Whether the profile has a measurement of the sampler ``kind`` (else :meth:`sampler` estimates it)."""
+        try:
+            self.profile.sampler_time_s(kind, 1.0)
+        except MissingMeasurement:
+            return False
+        return True
 
     def collective(self, op: str, nbytes: float, group_size: int, scope: str, kernel: str | None = None):
         """``kernel``: an implementation other than the collective library (Profile.collective_time_s)."""

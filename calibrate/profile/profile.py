@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from accelcal.atomic import atomic_write_text
-from accelcal.vocab import (ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, PREFILL_KINDS, SCOPES,
+from accelcal.vocab import (ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, PREFILL_KINDS,
+                            SAMPLER_BYTES_PER_LOGIT, SCOPES,
                             attention_flop_bytes,
                             busbw_factor, gemm_element_bytes, ring_latency_scale, SWITCH_FABRICS)
 
@@ -92,6 +93,9 @@ class Profile:
     elementwise: dict[str, dict[str, MemoryEntry]] = field(default_factory=dict)
     """Per dtype, per eager elementwise group (norm, residual_add, rope, act_mul): time = latency + bytes / bandwidth,
     bytes counted with the torch-eager implementation's traffic model (models/presets/implementations)."""
+    sampler: dict[str, MemoryEntry] = field(default_factory=dict)
+    """Per sampler kind (accelcal.vocab.SAMPLER_BYTES_PER_LOGIT: argmax, softmax_sample, top_k_top_p_sort) over one
+    step's logits: time = latency + bytes / bandwidth, bytes = logits x the kind's bytes per logit."""
     validation: Validation | None = None
     """Planner-vs-real comparison, written by ``accelcal validate``."""
     schema_version: int = SCHEMA_VERSION
@@ -114,14 +118,14 @@ class Profile:
                 raise r.fail("schema_version", f"unknown schema version {sv!r}; this accelcal reads {SCHEMA_VERSION}")
         # compute / memory / overheads are optional only for an interconnect profile (collectives only).
         d = r.mapping(d, TOP_LEVEL, ["schema_version", "method_version", "identity", "collectives"],
-                      ["compute", "memory", "overheads", "attention", "elementwise", "validation"])
+                      ["compute", "memory", "overheads", "attention", "elementwise", "sampler", "validation"])
         ident = Identity.read(r, d["identity"], "identity")
         datasheet = ident.source == "datasheet"
         if not d.get("compute"):
             if not d["collectives"]:
                 raise r.fail(TOP_LEVEL, "a profile needs a compute section (a device profile) or collectives (an "
                                         "interconnect profile); this one has neither")
-            extra = [k for k in ("memory", "attention", "elementwise", "validation") if d.get(k)]
+            extra = [k for k in ("memory", "attention", "elementwise", "sampler", "validation") if d.get(k)]
             if extra:
                 raise r.fail(TOP_LEVEL, f"an interconnect profile (no compute section) describes collectives only; "
                                         f"it has {extra}")
@@ -144,6 +148,11 @@ class Profile:
                                lambda e, path: AttentionEntry.read(r, e, path))
         elementwise = _per_dtype(r, d.get("elementwise"), "elementwise", ELEMENTWISE_GROUPS,
                                  lambda e, path: MemoryEntry.read(r, e, path, datasheet))
+        samp = d.get("sampler") or {}
+        if not isinstance(samp, dict):
+            raise r.fail("sampler", f"expected a mapping kind -> entry, got {type(samp).__name__}")
+        r.mapping(samp, "sampler", [], list(SAMPLER_BYTES_PER_LOGIT))
+        sampler = {k: MemoryEntry.read(r, v, f"sampler.{k}", datasheet) for k, v in samp.items()}
         colls = d["collectives"]
         if not isinstance(colls, list):
             raise r.fail("collectives", f"expected a list of entries, got {type(colls).__name__}")
@@ -157,7 +166,7 @@ class Profile:
         return cls(
             identity=ident, compute=compute, memory=memory,
             overheads=Overheads.read(r, d.get("overheads") or {}, "overheads"),
-            collectives=collectives, attention=attention, elementwise=elementwise,
+            collectives=collectives, attention=attention, elementwise=elementwise, sampler=sampler,
             validation=Validation.read(r, d["validation"], "validation") if d.get("validation") is not None else None,
             schema_version=SCHEMA_VERSION,
             method_version=r.integer(d["method_version"], "method_version", lo=1, hi=1000),
@@ -177,6 +186,8 @@ class Profile:
         }
         if self.elementwise:
             out["elementwise"] = {dt: {g: e.to_dict() for g, e in groups.items()} for dt, groups in self.elementwise.items()}
+        if self.sampler:
+            out["sampler"] = {k: e.to_dict() for k, e in self.sampler.items()}
         if self.validation is not None:
             out["validation"] = self.validation.to_dict()
         return out
@@ -271,6 +282,23 @@ class Profile:
             raise MissingMeasurement(f"{self.identity.name}: no elementwise data for {group!r} in {dtype}; "
                                      f"elementwise has {have}")
         return self._alpha_beta(e, nbytes, f"elementwise.{dtype}.{group}")
+
+    def sampler_time_s(self, kind: str, logits: float) -> Estimate:
+        """Time of the sampler ``kind`` over ``logits`` logits (sequences x vocabulary) in one step.
+
+        Raises MissingMeasurement where the profile has no such measurement: callers estimate the kind's bytes per
+        logit at the copy bandwidth instead.
+        """
+        if logits is None or logits < 0:
+            raise ValueError(f"sampler_time_s: logits must be >= 0, got {logits!r}")
+        if kind not in SAMPLER_BYTES_PER_LOGIT:
+            raise ValueError(f"sampler_time_s: unknown sampler kind {kind!r}; expected one of "
+                             f"{list(SAMPLER_BYTES_PER_LOGIT)}")
+        e = self.sampler.get(kind)
+        if e is None:
+            raise MissingMeasurement(f"{self.identity.name}: no sampler data for {kind!r}; sampler has "
+                                     f"{sorted(self.sampler)}")
+        return self._alpha_beta(e, logits * SAMPLER_BYTES_PER_LOGIT[kind], f"sampler.{kind}")
 
     def _alpha_beta(self, e: MemoryEntry, nbytes: float, source: str) -> Estimate:
         p = e.piece_for(nbytes)
@@ -480,7 +508,8 @@ class Profile:
             # Measured points become what they would have measured on the faster/slower memory under the model,
             # so the efficiency correction (measured / model) is kept rather than cancelling the what-if.
             e.points = [pt[:3] + [pt[3] * query_model(*pt[:3]) / b] for pt, b in zip(e.points, before)]
-        for e in list(p.memory.values()) + [g for gs in p.elementwise.values() for g in gs.values()]:
+        for e in (list(p.memory.values()) + [g for gs in p.elementwise.values() for g in gs.values()]
+                  + list(p.sampler.values())):
             e.bandwidth_bytes_per_s *= factor
             for piece in e.pieces or ():
                 piece.bandwidth_bytes_per_s *= factor

@@ -40,6 +40,9 @@ class ProfileQueries(Protocol):
     def elementwise_time_s(self, group: str, nbytes: float, dtype: str) -> "Estimate":
         ...
 
+    def sampler_time_s(self, kind: str, logits: float) -> "Estimate":
+        ...
+
     def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
                          head_dim: int, dtype: str, causal: bool = True) -> "Estimate":
         ...

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from accelcal.safe_io import load_yaml
+from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT
 
 __all__ = ["EnginePreset", "engine_names"]
 
@@ -72,11 +73,11 @@ class EnginePreset:
     """Largest message the kernel takes; larger ones go to the library.  0 = no byte limit."""
     tp_all_reduce_kernel_max_tokens: int = 0
     """Largest token count whose all-reduce the kernel takes (an engine that decides by tokens); 0 = no limit."""
-    sampler_bytes_per_logit: float = 4.0
-    """Bytes the engine's default sampler moves per element of the fp32 logits it samples from each step
-    (sequences x the whole vocabulary: the LM head's TP shards are all-gathered first, and every rank samples),
-    costed at the profile's copy bandwidth; no profile field measures a sampler.  4 = the logits read once
-    (an argmax)."""
+    sampler: str = "argmax"
+    """The sampler kind the engine runs by default over each step's logits (sequences x the whole vocabulary:
+    the LM head's TP shards are all-gathered first, and every rank samples): one of
+    accelcal.vocab.SAMPLER_BYTES_PER_LOGIT, costed from the profile's ``sampler`` section where measured, else
+    at the kind's bytes per logit over the copy bandwidth."""
     prefill_batch_tokens: int = 0
     """Tokens one step's prefill may take, when the engine caps it apart from ``token_budget`` (SGLang's
     max_prefill_tokens; its chunked_prefill_size is the token budget); 0 = the token budget alone."""
@@ -150,7 +151,8 @@ class EnginePreset:
     def _check(self, origin) -> None:
         choices = {"batching": ("continuous", "static"), "priority": ("decode_first", "prefill_first"),
                    "memory_fraction_of": ("total", "free_after_weights", "sglang_reserved_rule"),
-                   "kv_full": ("preempt", "queue"), "admission": ("current_length", "full_request", "reserve_ratio")}
+                   "kv_full": ("preempt", "queue"), "admission": ("current_length", "full_request", "reserve_ratio"),
+                   "sampler": tuple(SAMPLER_BYTES_PER_LOGIT)}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{origin}: {key} = {getattr(self, key)!r}; expected one of {list(allowed)}")

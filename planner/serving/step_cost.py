@@ -12,8 +12,8 @@ and TP collectives over T tokens; its attention node is replaced by the decode p
 (``attention("decode", decodes, 1, mean KV length)``) plus one prefill part per chunk
 (``attention("prefill", 1, chunk, context so far incl. the chunk)``).  The stage edges add the embedding
 over T tokens, the LM head over the sequences that produce a token this step (decodes + chunks that
-end their prompt), and sampling: the engine's sampler over the logits all-gathered to the whole vocabulary
-(``sampler_bytes_per_logit`` of its preset, at the profile's copy bandwidth).  PP stages run one after
+end their prompt), and sampling: the engine's sampler kind over the logits all-gathered to the whole vocabulary
+(the profile's ``sampler`` measurement, else the kind's bytes per logit at the copy bandwidth).  PP stages run one after
 another (no micro-batch overlap: a modelling assumption) with a send/recv per boundary.
 
 Launches: a decode-only step whose batch is a captured CUDA-graph size (padded up when the preset
@@ -34,7 +34,7 @@ import math
 from typing import Any
 
 from accelcal.calibrate.profile import MissingMeasurement
-from accelcal.vocab import DTYPE_BYTES
+from accelcal.vocab import DTYPE_BYTES, SAMPLER_BYTES_PER_LOGIT
 
 from ..cost import Coster
 from ..dag import DagOptions, build_edge_dag, build_layer_dag, kv_heads_per_device
@@ -125,9 +125,6 @@ class StepCoster:
                               f"kernel(s), {q.bytes_per_element(DTYPE_BYTES[act]):g} bytes per input element at the "
                               f"profile's copy bandwidth; implementation {self.impl.name}, group act_quant)")
         self.kv_round = kv_round
-        self.notes.append(f"sampling: {engine.name}'s sampler over the logits all-gathered to the whole vocabulary "
-                          f"({model.vocab_size} per sequence), {engine.sampler_bytes_per_logit:g} bytes per logit at the "
-                          f"profile's copy bandwidth (sampler-not-measured; preset key sampler_bytes_per_logit)")
         if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
             self.notes.append("block-scaled fp8 GEMMs costed from compute.fp8_e4m3 (per-tensor measurements): the "
                               "profile has no block-scaled fp8 data")
@@ -142,6 +139,12 @@ class StepCoster:
                                            ar_limit_bytes, kv_dtype) for g in (False, True)}
         self._note_all_reduce_kernel(engine, ar_limit_bytes)
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
+        kind = engine.sampler
+        how = ("measured (the profile's sampler section)" if self._head[False].measures_sampler(kind) else
+               f"estimated: {SAMPLER_BYTES_PER_LOGIT[kind]:g} bytes per logit at the profile's copy bandwidth "
+               f"(sampler-not-measured: calibrate with this accelcal to time it)")
+        self.notes.append(f"sampling: {engine.name} runs the {kind} sampler over the logits all-gathered to the whole "
+                          f"vocabulary ({model.vocab_size} per sequence), {how}")
         self._memo: dict[tuple, Any] = {}
         # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
         self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
@@ -232,7 +235,7 @@ class StepCoster:
                 total += cd.total_s
                 for k, v in cd.breakdown.items():
                     bd[k] = bd.get(k, 0.0) + v
-            samp = c.copy(max(1, logits) * self.model.vocab_size * self.engine.sampler_bytes_per_logit).time_s
+            samp = c.sampler(self.engine.sampler, max(1, logits) * self.model.vocab_size).time_s
             total += samp
             bd["memory"] = bd.get("memory", 0.0) + samp
             hit = self._memo[key] = (total, bd)
