@@ -187,66 +187,43 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
         raise ValueError("fit_profile: no GEMM dtype could be fitted (need >= 4 ok 'device' gemm rows per dtype); "
                          f"ops present: {sorted(set(kall['op'])) if len(kall) else []}. Notes: {notes}")
 
+    def memory_like(name: str, g: pd.DataFrame, what: str) -> MemoryEntry | None:
+        # time = latency + bytes / bandwidth, piecewise: each cache level the working set fits in (L2, L3, DRAM)
+        # has its own bandwidth; the number of pieces is chosen by held-out error, as for the collectives.
+        try:
+            f = fit_piecewise(name, g["bytes"].astype(float).values, g["median_s"].astype(float).values,
+                              max_pieces=MEMORY_MAX_PIECES, target="memory")
+        except ValueError as exc:
+            note(f"{name}: not fitted: {exc}")
+            return None
+        p = f.pieces[-1]
+        note(f"fitted {name}: {len(f.pieces)} piece(s), {', '.join(f'{q.bandwidth_bytes_per_s / 1e9:.2f}' for q in f.pieces)} "
+             f"GB/s{what}, latency {f.pieces[0].latency_s * 1e6:.2f} us, held-out median "
+             f"{f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
+        return MemoryEntry(latency_s=p.latency_s, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s, quality=f.quality,
+                           pieces=f.pieces if len(f.pieces) > 1 else None)
+
     memory = {}
     for pattern in ("copy", "read", "write"):
         g = kdev[kdev["op"] == pattern] if len(kdev) else kdev
-        if not len(g):
-            continue
-        try:
-            # bytes = bytes moved (a copy of S moves 2S): the unit memory_time_s takes.
-            # Piecewise: each cache level the working set fits in (L2, L3, DRAM) has its own bandwidth; the
-            # number of pieces is chosen by held-out error, as for the collectives' protocol switches.
-            f = fit_piecewise(pattern, g["bytes"].astype(float).values, g["median_s"].astype(float).values,
-                              max_pieces=MEMORY_MAX_PIECES, target="memory")
-        except ValueError as exc:
-            note(f"memory {pattern}: not fitted: {exc}")
-            continue
-        p = f.pieces[-1]
-        memory[pattern] = MemoryEntry(latency_s=p.latency_s, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s,
-                                      quality=f.quality, pieces=f.pieces if len(f.pieces) > 1 else None)
-        bws = ", ".join(f"{q.bandwidth_bytes_per_s / 1e9:.2f}" for q in f.pieces)
-        note(f"fitted memory {pattern}: {len(f.pieces)} piece(s), {bws} GB/s, latency {f.pieces[0].latency_s * 1e6:.2f} us, "
-             f"held-out median {f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
+        # bytes = bytes moved (a copy of S moves 2S): the unit memory_time_s takes.
+        if len(g) and (e := memory_like(f"memory {pattern}", g, "")) is not None:
+            memory[pattern] = e
 
     elementwise: dict[str, dict[str, MemoryEntry]] = {}
     has_ew = len(kdev) and "group" in kdev.columns
     ew = kdev[kdev["op"] == "elementwise"] if has_ew else None
     for (dtype, group), g in (ew.groupby(["dtype", "group"], sort=True) if ew is not None and len(ew) else ()):
-        if group not in ELEMENTWISE_GROUPS:
-            continue
-        try:
-            # bytes: the torch-eager traffic model's bytes for the group (kernels/elementwise.py), as the planner counts.
-            f = fit_piecewise(f"elementwise {group} {dtype}", g["bytes"].astype(float).values,
-                              g["median_s"].astype(float).values, max_pieces=MEMORY_MAX_PIECES, target="memory")
-        except ValueError as exc:
-            note(f"elementwise {group} {dtype}: not fitted: {exc}")
-            continue
-        p = f.pieces[-1]
-        elementwise.setdefault(str(dtype), {})[str(group)] = MemoryEntry(
-            latency_s=p.latency_s, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s, quality=f.quality,
-            pieces=f.pieces if len(f.pieces) > 1 else None)
-        note(f"fitted elementwise {group} {dtype}: {len(f.pieces)} piece(s), "
-             f"{', '.join(f'{q.bandwidth_bytes_per_s / 1e9:.2f}' for q in f.pieces)} GB/s, "
-             f"held-out median {f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
+        # bytes: the torch-eager traffic model's bytes for the group (kernels/elementwise.py), as the planner counts.
+        if group in ELEMENTWISE_GROUPS and (e := memory_like(f"elementwise {group} {dtype}", g, "")) is not None:
+            elementwise.setdefault(str(dtype), {})[str(group)] = e
 
     sampler: dict[str, MemoryEntry] = {}
     sm = kdev[kdev["op"] == "sampler"] if len(kdev) and "kind" in kdev.columns else None
     for kind, g in (sm.groupby("kind", sort=True) if sm is not None and len(sm) else ()):
-        if kind not in SAMPLER_BYTES_PER_LOGIT:
-            continue
-        try:
-            # bytes: logits x the kind's bytes per logit (kernels/sampler.py), as the planner counts them.
-            f = fit_piecewise(f"sampler {kind}", g["bytes"].astype(float).values, g["median_s"].astype(float).values,
-                              max_pieces=MEMORY_MAX_PIECES, target="memory")
-        except ValueError as exc:
-            note(f"sampler {kind}: not fitted: {exc}")
-            continue
-        p = f.pieces[-1]
-        sampler[str(kind)] = MemoryEntry(latency_s=p.latency_s, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s,
-                                         quality=f.quality, pieces=f.pieces if len(f.pieces) > 1 else None)
-        note(f"fitted sampler {kind}: {len(f.pieces)} piece(s), "
-             f"{', '.join(f'{q.bandwidth_bytes_per_s / 1e9:.2f}' for q in f.pieces)} GB/s of its traffic model, "
-             f"held-out median {f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
+        # bytes: logits x the kind's bytes per logit (kernels/sampler.py), as the planner counts them.
+        if kind in SAMPLER_BYTES_PER_LOGIT and (e := memory_like(f"sampler {kind}", g, " of its traffic model")) is not None:
+            sampler[str(kind)] = e
 
     over = Overheads()
     for op, fld in OVERHEAD_OPS.items():
