@@ -32,6 +32,7 @@ run() {
 }
 run kernel_suite_time "$PY" benchmarks/kernel_suite_time.py "${DEV_ARGS[@]}"
 run timing_overhead "$PY" benchmarks/timing_overhead.py --rounds 7 "${DEV_ARGS[@]}"
+run sampler_estimate "$PY" benchmarks/sampler_estimate.py "${DEV_ARGS[@]}"
 if [ "$DEVICE" = auto ] || [ "$DEVICE" = cpu ]; then
     run collectives_vs_plain "$PY" benchmarks/collectives_vs_plain.py
 fi

@@ -1,6 +1,6 @@
 """The serving engines' samplers measured on this device, against the estimate a profile without them gets.
 
-    $ python benchmarks/sampler_estimate.py                    # the CPU: quick sampler and memory sweeps
+    $ python benchmarks/sampler_estimate.py --device cpu       # the CPU: quick sweeps
     $ python benchmarks/sampler_estimate.py --device cuda:0    # a GPU (vocabulary of Qwen3, batches 1..256)
 
 Runs the kernel suite's ``gemm``, ``memory`` and ``sampler`` ops (the quick preset for the device class), fits them as
@@ -25,7 +25,7 @@ from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", default="cpu", help="device spec (default cpu)")
+    ap.add_argument("--device", default=None, help="device spec (default: the accelerator if present, else cpu)")
     args = ap.parse_args(argv)
     # GEMMs too: a profile needs them (fit_profile), though only memory.copy and the samplers are read here.
     rs = run_suite(args.device, "quick", ops="gemm,memory,sampler", progress=None)
