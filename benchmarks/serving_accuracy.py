@@ -90,6 +90,11 @@ def row_layout(row) -> tuple[int, int, int, str | None]:
     adp, moe_tp, moe_ep = num("attention_dp_size", 1), num("moe_tp_size", tp), num("moe_ep_size", 1)
     if adp > 1:
         return tp, pp, 1, f"attention DP {adp} (EP across replicas) is not modelled"
+    if moe_tp * moe_ep > tp:
+        # the experts span more devices than attention's TP group: attention runs data-parallel over the rest
+        # (the row may leave attention_dp_size empty)
+        return tp, pp, 1, (f"experts over TP{moe_tp} x EP{moe_ep} = {moe_tp * moe_ep} devices with attention TP{tp}: "
+                           f"attention DP {moe_tp * moe_ep // tp} is not modelled")
     if moe_ep > 1 and (moe_ep != tp or moe_tp != 1):
         return tp, pp, 1, f"experts split TP{moe_tp} x EP{moe_ep} inside TP{tp} is not modelled"
     return tp, pp, moe_ep, None

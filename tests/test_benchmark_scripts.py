@@ -53,6 +53,9 @@ def test_serving_accuracy_summary_and_model_fallback():
     assert mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 8}) == (8, 1, 8, None)
     assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 4, "moe_ep_size": 0}) == (4, 1, 1, None)
     assert "TP2 x EP4" in mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 4})[3]
+    # experts over more devices than attention's TP group: attention DP, even where attention_dp_size is empty
+    assert "attention DP 2" in mod.row_layout({"tp_size": 1, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 1})[3]
+    assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 1}) == (4, 1, 1, None)  # dense
 
 
 def test_aiconfigurator_export_reads_the_estimate_box():
