@@ -63,10 +63,18 @@ class DagOptions:
     gemm_input_quant: bool = False
     """fp8 GEMMs on wider activations: every projection's input is first quantized to 1 byte by the
     implementation's ``act_quant`` group (the router and the embedding/LM head stay in the activation dtype)."""
+    ep_comm: str = "all_to_all"
+    """How experts spread over the TP group (EP = TP) meet their tokens: ``all_to_all`` (each rank routes 1/tp
+    of the tokens, dispatches them to the experts' ranks and combines them back, then the tokens are
+    all-gathered), or ``all_reduce`` (every rank holds every token, runs its E/ep experts on the tokens routed
+    to them, and one all-reduce sums the partial outputs, as an engine without attention data parallelism
+    does)."""
 
     def __post_init__(self) -> None:
         if self.tp_comm not in ("all_reduce", "rs_ag"):
             raise ValueError(f"layout: tp_comm must be 'all_reduce' or 'rs_ag', got {self.tp_comm!r}")
+        if self.ep_comm not in ("all_to_all", "all_reduce"):
+            raise ValueError(f"layout: ep_comm must be 'all_to_all' or 'all_reduce', got {self.ep_comm!r}")
         if self.moe_imbalance is not None and self.moe_imbalance < 1.0:
             raise ValueError(f"layout: moe_imbalance is max/mean load, must be >= 1.0, got {self.moe_imbalance}")
 
@@ -134,7 +142,7 @@ class LayerDAG:
         """The ``layout`` of :meth:`to_dict`: the layer's degrees, scopes and options."""
         p, o = self.parallelism, self.options
         return {"tp": p.tp, "tp_scope": p.tp_scope, "tp_comm": o.tp_comm, "ep": p.ep, "ep_scope": p.ep_scope,
-                "sp": p.sp, "sp_scope": p.sp_scope, "moe_imbalance": o.moe_imbalance}
+                "ep_comm": o.ep_comm, "sp": p.sp, "sp_scope": p.sp_scope, "moe_imbalance": o.moe_imbalance}
 
 
 def kv_heads_per_device(model: ModelConfig, tp: int) -> int:
@@ -315,6 +323,14 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         m = math.ceil(assigned / active)
         joins.append(experts(after_topk, active, m, ef, assigned))
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
+    elif options.ep_comm == "all_reduce":
+        # every rank holds every token and runs its E/ep whole experts on the pairs routed to them
+        mean = math.ceil(tok * k / ep)
+        imb = options.moe_imbalance if options.moe_imbalance is not None else moe_imbalance(mean, ep)
+        loaded = math.ceil(mean * imb)
+        active = _active_experts(E // ep, loaded)
+        joins.append(experts(after_topk, active, math.ceil(loaded / active), model.expert_ffn_size, loaded))
+        shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
     else:
         # each TP rank routes its 1/tp share of the tokens; experts E/ep per rank, not TP-split
         local = math.ceil(tok / t)
@@ -340,7 +356,7 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         add(_node("shared_down", "gemm", quantized("shared_down", "shared_act_mul", shared_tok * sf), m=shared_tok,
                   n=h, k=sf))
         joins.append("shared_down")
-    if ep == 1:
+    if ep == 1 or options.ep_comm == "all_reduce":
         if t > 1:
             op = "reduce_scatter" if options.tp_comm == "rs_ag" else "all_reduce"
             add(_node(f"tp_mlp_{op}", "collective", tuple(joins), op=op, nbytes=tok * h * el, group_size=t,

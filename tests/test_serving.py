@@ -537,13 +537,24 @@ def test_expert_parallel_replica_spreads_experts_over_its_tp_group(prof):
     from accelcal.planner.serving.cli import format_prediction
     assert "TP2 PP1 DP1 EP2 (2 devices)" in format_prediction(ep)
     assert "TP2 PP1 DP1 (2 devices)" in format_prediction(tp_split)
-    # the EP replica dispatches tokens to the experts' devices and back: its steps cost all-to-alls
-    from accelcal.planner.dag import build_layer_dag
+    # without attention DP the engines keep every token on every rank: each runs its own experts whole and one
+    # all-reduce sums them (the preset's ep_comm); the planner's default dispatches to the experts' devices
+    from accelcal.planner.dag import DagOptions, build_layer_dag
     from accelcal.planner.serving.step_cost import replica_parallelism
-    names = {n.name for n in build_layer_dag(moe, "prefill", 1, 64, 64, replica_parallelism(2, 1, 1, 8, ep=2)).nodes}
-    split = {n.name for n in build_layer_dag(moe, "prefill", 1, 64, 64, replica_parallelism(2, 1, 1, 8)).nodes}
-    assert {"ep_dispatch_all_to_all", "ep_combine_all_to_all"} <= names and not any("all_to_all" in n for n in split)
+    par = replica_parallelism(2, 1, 1, 8, ep=2)
+    a2a = {n.name: n for n in build_layer_dag(moe, "prefill", 1, 64, 64, par).nodes}
+    ar = {n.name: n for n in build_layer_dag(moe, "prefill", 1, 64, 64, par, options=DagOptions(ep_comm="all_reduce")).nodes}
+    split = {n.name: n for n in build_layer_dag(moe, "prefill", 1, 64, 64, replica_parallelism(2, 1, 1, 8)).nodes}
+    assert {"ep_dispatch_all_to_all", "ep_combine_all_to_all", "tp_moe_all_gather"} <= set(a2a)
+    assert not any("all_to_all" in n for n in list(ar) + list(split))
+    assert ar["tp_mlp_all_reduce"].p["nbytes"] == split["tp_mlp_all_reduce"].p["nbytes"] == 64 * moe.hidden_size * 2
+    # whole experts on each rank (not TP-split)
+    assert ar["experts_gate_up"].p["n"] == 2 * moe.expert_ffn_size == 2 * split["experts_gate_up"].p["n"]
+    assert EnginePreset.from_name("vllm").ep_comm == "all_reduce" and "use_all2all_kernels" in \
+        EnginePreset.from_name("vllm").sources["ep_comm"]
     assert ep.metrics.tpot_mean_s != tp_split.metrics.tpot_mean_s
+    with pytest.raises(ValueError, match="ep_comm must be 'all_to_all' or 'all_reduce'"):
+        DagOptions(ep_comm="deepep")
     with pytest.raises(ValueError, match="--ep 4: an engine replica spreads its experts over its own TP group"):
         predict_serving(prof, moe, "vllm", tp=2, ep=4, **kw)
     with pytest.raises(ValueError, match="--ep 2: small is a dense model"):

@@ -73,6 +73,10 @@ class EnginePreset:
     """Largest message the kernel takes; larger ones go to the library.  0 = no byte limit."""
     tp_all_reduce_kernel_max_tokens: int = 0
     """Largest token count whose all-reduce the kernel takes (an engine that decides by tokens); 0 = no limit."""
+    ep_comm: str = "all_to_all"
+    """Experts spread over the TP group (``--ep`` = TP): ``all_reduce`` (every rank holds every token, runs its
+    own experts and one all-reduce sums them: engines without attention data parallelism) or ``all_to_all``
+    (tokens dispatched to the experts' ranks and combined back)."""
     sampler: str = "argmax"
     """The sampler kind the engine runs by default over each step's logits (sequences x the whole vocabulary:
     the LM head's TP shards are all-gathered first, and every rank samples): one of
@@ -152,7 +156,7 @@ class EnginePreset:
         choices = {"batching": ("continuous", "static"), "priority": ("decode_first", "prefill_first"),
                    "memory_fraction_of": ("total", "free_after_weights", "sglang_reserved_rule"),
                    "kv_full": ("preempt", "queue"), "admission": ("current_length", "full_request", "reserve_ratio"),
-                   "sampler": tuple(SAMPLER_BYTES_PER_LOGIT)}
+                   "sampler": tuple(SAMPLER_BYTES_PER_LOGIT), "ep_comm": ("all_to_all", "all_reduce")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{origin}: {key} = {getattr(self, key)!r}; expected one of {list(allowed)}")

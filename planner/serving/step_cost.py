@@ -118,7 +118,8 @@ class StepCoster:
         self.el = self.model.weight_bytes_per_elem
         self.notes: list[str] = []
         # fp8 GEMMs on bf16 activations: each projection's input is quantized by a kernel of its own first
-        self._dag_options = DagOptions(gemm_input_quant=DTYPE_BYTES[weight_dtype] < DTYPE_BYTES[act])
+        self._dag_options = DagOptions(gemm_input_quant=DTYPE_BYTES[weight_dtype] < DTYPE_BYTES[act],
+                                       ep_comm=engine.ep_comm)
         if self._dag_options.gemm_input_quant:
             q = self.impl.act_quant
             self.notes.append(f"{weight_dtype} GEMMs: each projection's {act} input is quantized first ({q.kernels} "
