@@ -78,6 +78,8 @@ stage collectives_world1 30 python3 -m accelcal bench collectives --device-type 
 stage timing_overhead 40 python3 benchmarks/timing_overhead.py --device "$DEVICE"
 if [ -f "$WORK/gpu-profile.yaml" ]; then
     stage show 15 python3 -m accelcal show "$WORK/gpu-profile.yaml"
+    # the samplers run_bench just measured against the copy-bandwidth estimate older profiles get (no device time)
+    stage sampler_estimate 20 python3 benchmarks/sampler_estimate.py --profile "$WORK/gpu-profile.yaml"
 fi
 stamp "done"
 save

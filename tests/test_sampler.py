@@ -124,3 +124,33 @@ def test_serving_steps_sample_the_whole_vocabulary_from_the_measurement_or_the_c
     assert any("sampler-not-measured" in n and "282 bytes per logit" in n for n in est.notes)
     with pytest.raises(ValueError, match="sampler = 'beam'; expected one of"):
         base.with_overrides({"sampler": "beam"}, "test")
+
+
+def test_sampler_estimate_benchmark_reads_a_profiles_raw_data(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("sampler_estimate",
+                                                  Path(__file__).resolve().parents[1] / "benchmarks/sampler_estimate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    kern = _with_sampler(synth_kernels())
+    kern.to_csv(tmp_path / "kernels.csv", index=False)
+    p = fit_profile(kern, None, synth_env(), "pytest")
+    p.identity.raw_data = ["kernels.csv"]
+    p.save(tmp_path / "p.yaml")
+    assert mod.main(["--profile", str(tmp_path / "p.yaml")]) == 0
+    out = capsys.readouterr().out
+    rows = kern[kern["op"] == "sampler"]
+    ratios = [p.memory_time_s(r["elements"] * 282, "copy").time_s / r["median_s"]
+              for _, r in rows[rows["kind"] == "top_k_top_p_sort"].iterrows()]
+    import numpy as np
+    assert f"top_k_top_p_sort  estimate / measured: median x{np.median(ratios):.2f}" in out
+    # a profile calibrated before the sampler sweep says so and exits 1; a missing file is bad input (2)
+    bare = fit_profile(synth_kernels(), None, synth_env(), "pytest")
+    synth_kernels().to_csv(tmp_path / "old.csv", index=False)
+    bare.identity.raw_data = ["old.csv"]
+    bare.save(tmp_path / "old.yaml")
+    assert mod.main(["--profile", str(tmp_path / "old.yaml")]) == 1
+    assert "no sampler measurements" in capsys.readouterr().err
+    assert mod.main(["--profile", str(tmp_path / "missing.yaml")]) == 2
