@@ -60,6 +60,15 @@ def _range_note(q: Quality | None, x: float, unit: str) -> tuple[bool, str]:
     return False, f"within the measured range [{q.range_min:g}, {q.range_max:g}] {unit}"
 
 
+def _per_key(r: Reader, section: Any, name: str, what: str, keys: Sequence[str], read: Callable[[Any, str], Any]) -> dict:
+    """An optional ``key -> entry`` section (memory patterns, sampler kinds); {} when absent."""
+    section = section or {}
+    if not isinstance(section, dict):
+        raise r.fail(name, f"expected a mapping {what} -> entry, got {type(section).__name__}")
+    r.mapping(section, name, [], keys)
+    return {k: read(v, f"{name}.{k}") for k, v in section.items()}
+
+
 def _per_dtype(r: Reader, section: Any, name: str, keys: Sequence[str], read: Callable[[Any, str], Any]) -> dict:
     """An optional ``dtype -> key -> entry`` section (attention phases, elementwise groups); {} when absent."""
     if section is None:
@@ -139,20 +148,14 @@ class Profile:
         for dt, e in comp.items():
             r.string(dt, "compute", list(DTYPE_BYTES))
             compute[dt] = ComputeEntry.read(r, e, f"compute.{dt}", datasheet)
-        mem = d.get("memory") or {}
-        if not isinstance(mem, dict):
-            raise r.fail("memory", f"expected a mapping pattern -> entry, got {type(mem).__name__}")
-        r.mapping(mem, "memory", [], MEMORY_PATTERNS)
-        memory = {k: MemoryEntry.read(r, v, f"memory.{k}", datasheet) for k, v in mem.items()}
+        memory = _per_key(r, d.get("memory"), "memory", "pattern", MEMORY_PATTERNS,
+                          lambda e, path: MemoryEntry.read(r, e, path, datasheet))
         attention = _per_dtype(r, d.get("attention"), "attention", ATTENTION_KINDS,
                                lambda e, path: AttentionEntry.read(r, e, path))
         elementwise = _per_dtype(r, d.get("elementwise"), "elementwise", ELEMENTWISE_GROUPS,
                                  lambda e, path: MemoryEntry.read(r, e, path, datasheet))
-        samp = d.get("sampler") or {}
-        if not isinstance(samp, dict):
-            raise r.fail("sampler", f"expected a mapping kind -> entry, got {type(samp).__name__}")
-        r.mapping(samp, "sampler", [], list(SAMPLER_BYTES_PER_LOGIT))
-        sampler = {k: MemoryEntry.read(r, v, f"sampler.{k}", datasheet) for k, v in samp.items()}
+        sampler = _per_key(r, d.get("sampler"), "sampler", "kind", list(SAMPLER_BYTES_PER_LOGIT),
+                           lambda e, path: MemoryEntry.read(r, e, path, datasheet))
         colls = d["collectives"]
         if not isinstance(colls, list):
             raise r.fail("collectives", f"expected a list of entries, got {type(colls).__name__}")
