@@ -42,7 +42,7 @@ def from_profile(path: Path) -> tuple[pd.DataFrame, Profile, str]:
     from accelcal.results import read_results
 
     prof = Profile.load(path)
-    csvs = [path.parent / r for r in prof.identity.raw_data if r.endswith(".csv") and (path.parent / r).exists()]
+    csvs = prof.identity.raw_csv_paths(path)
     if not csvs:
         raise ValueError(f"{path}: identity.raw_data lists no CSV beside the profile; expected the kernels.csv "
                          f"that accelcal calibrate writes into its raw folder")

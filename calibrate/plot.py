@@ -52,11 +52,9 @@ def _raw(p: Profile, profile_path: str | os.PathLike | None):
     if profile_path is None or not p.identity.raw_data:
         return None
     import pandas as pd
-    from accelcal.safe_io import inside, read_csv
+    from accelcal.safe_io import read_csv
 
-    base = Path(profile_path).parent
-    paths = [inside(base, r, "raw_data entry") for r in p.identity.raw_data if r.endswith(".csv")]
-    frames = [read_csv(q, what="raw data") for q in paths if q.exists()]
+    frames = [read_csv(q, what="raw data") for q in p.identity.raw_csv_paths(profile_path)]
     return pd.concat(frames, ignore_index=True, sort=False) if frames else None
 
 

@@ -10,8 +10,10 @@ back with ``to_dict``; the measured sections' classes are in :mod:`.entries`.  N
 from __future__ import annotations
 
 import copy
+import os
 import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from .reader import SOURCES, Reader
@@ -99,6 +101,14 @@ class Identity:
         if ident.source in ("datasheet", "published") and not [c for c in ident.citations if c.strip()]:
             raise r.fail(f"{path}.citations", f"a {ident.source} profile must cite the source of its numbers (empty list)")
         return ident
+
+    def raw_csv_paths(self, profile_path: str | os.PathLike) -> list[Path]:
+        """The raw CSVs of ``raw_data`` that exist beside the profile at ``profile_path``; an entry that leaves the
+        profile's folder is refused (accelcal.safe_io.inside raises UnsafeInput)."""
+        from accelcal.safe_io import inside
+
+        base = Path(profile_path).parent
+        return [q for q in (inside(base, r, "raw_data entry") for r in self.raw_data if r.endswith(".csv")) if q.exists()]
 
     def to_dict(self) -> dict:
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
