@@ -5,6 +5,7 @@
     $ python benchmarks/serving_accuracy.py --interconnect none          # TP=1 rows only (the device profile alone)
     $ python benchmarks/serving_accuracy.py --deployment default --rows  # engines at their own defaults instead
     $ python benchmarks/serving_accuracy.py --turnaround-ms 1,5,20       # sensitivity to the client turnaround
+    $ python benchmarks/serving_accuracy.py --client-gap-ms 0,10,30      # ... and to the client's pause between requests
     $ python benchmarks/serving_accuracy.py --engine-arg overlap_scheduling=false   # an ablation of one engine key
 
 Every row of the CSV (``--data``, default ../shared/data/serving-dev/qwen3-32b-h100.csv relative to the repo;
@@ -26,8 +27,8 @@ warmup responses before starting profiling").  ``--deployment
 default`` runs the engines at their own defaults (the KV cache then stays bf16 unless ``--fp8-kv-dtype``).
 
 Prints mean and median |relative error| of TTFT and TPOT overall, by engine and by TP, the rows not
-predicted and why, and the rows called infeasible; with several ``--turnaround-ms`` values, one summary per
-value.  Nothing here is fitted to these rows.
+predicted and why, and the rows called infeasible; with several ``--turnaround-ms`` or ``--client-gap-ms``
+values, one summary per pair.  Nothing here is fitted to these rows.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def summary(label: str, err_ttft: list[float], err_tpot: list[float]) -> str:
             f"TPOT |rel err| mean {b.mean():7.1%} median {np.median(b):7.1%}")
 
 
-def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool) -> tuple[dict, Counter, list, dict, dict]:
+def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
+             client_gap_s: float = 0.0) -> tuple[dict, Counter, list, dict, dict]:
     errs = defaultdict(lambda: ([], []))
     skipped: Counter = Counter()
     infeasible = []
@@ -196,7 +198,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool) -> tuple[d
         try:
             res = predict_serving(prof, model, engine, tp=tp, pp=pp, ep=ep, concurrency=c, isl=isl, osl=osl, num_requests=n,
                                   weight_dtype=wd, kv_dtype=kvd, inter_node_profile=inter, method=args.method,
-                                  turnaround_s=turnaround_s, warmup_requests=warm,
+                                  turnaround_s=turnaround_s, client_gap_s=client_gap_s, warmup_requests=warm,
                                   warmup_drains=args.deployment == "aiconfigurator" and not args.no_warmup_drain)
         except (StepCostError, ValueError) as exc:
             skipped[f"{model.name} TP{tp}{f' EP{ep}' if ep > 1 else ''}: {str(exc)[:160]}"] += 1
@@ -281,6 +283,9 @@ def main() -> int:
     ap.add_argument("--turnaround-ms", default=None,
                     help="client turnaround bound(s) in ms, comma-separated for a sensitivity table "
                          f"(default: the workload's {ServingWorkload.turnaround_s * 1e3:g} ms)")
+    ap.add_argument("--client-gap-ms", default="0",
+                    help="closed-loop client pause(s) between a response and the next request, ms, comma-separated "
+                         "for a sensitivity table (outside TTFT; default 0)")
     ap.add_argument("--method", choices=("simulate", "steady"), default="simulate",
                     help="step-level simulation (default) or the analytic steady state")
     ap.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -300,8 +305,14 @@ def main() -> int:
         ap.error(f"--engine-arg: {exc}")
     if args.requests_per_client is None and args.deployment == "aiconfigurator":
         args.requests_per_client = 20
-    turnarounds = ([float(x) / 1e3 for x in args.turnaround_ms.split(",")] if args.turnaround_ms
-                   else [ServingWorkload.turnaround_s])
+    try:
+        turnarounds = ([float(x) / 1e3 for x in args.turnaround_ms.split(",")] if args.turnaround_ms
+                       else [ServingWorkload.turnaround_s])
+        gaps = [float(x) / 1e3 for x in str(args.client_gap_ms).split(",")]
+    except ValueError:
+        ap.error(f"--client-gap-ms / --turnaround-ms: comma-separated numbers of ms expected, got "
+                 f"{args.client_gap_ms!r} / {args.turnaround_ms!r}")
+    sweeps = [(ta, gap) for ta in turnarounds for gap in gaps]
     df = pd.read_csv(args.data)
     need = {"backend", "backend_version", "isl", "osl", "batch_size", "tp_size", "silicon_ttft_ms", "silicon_tpot_ms"}
     if not need <= set(df.columns):
@@ -319,11 +330,11 @@ def main() -> int:
           + (f"; {args.requests_per_client} x concurrency requests after {args.warmup_per_client} x concurrency "
              f"warm-up{'' if args.no_warmup_drain else ' (drained first)'}" if args.deployment == "aiconfigurator"
              else "") + (f"; engine overrides {args.overrides}" if args.overrides else ""))
-    for ta in turnarounds:
+    for ta, gap in sweeps:
         t0 = time.perf_counter()
-        if len(turnarounds) > 1:
-            print(f"--- client turnaround up to {ta * 1e3:g} ms")
-        errs, skipped, infeasible, in_prefills, tpots = run_rows(df, args, ta, args.rows)
+        if len(sweeps) > 1:
+            print(f"--- client turnaround up to {ta * 1e3:g} ms, client gap {gap * 1e3:g} ms")
+        errs, skipped, infeasible, in_prefills, tpots = run_rows(df, args, ta, args.rows, gap)
         wall = time.perf_counter() - t0
         print(summary("overall", *errs["all"]))
         for key in sorted(k for k in errs if k != "all"):

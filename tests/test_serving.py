@@ -388,6 +388,59 @@ def test_a_turnaround_breaks_the_knife_edge_of_identical_requests(prof, small):
     assert exact < 1.5 * prefill < delayed
 
 
+def test_client_gap_is_outside_ttft_and_a_think_time_in_littles_law(prof, small):
+    engine = EnginePreset.from_name("vllm")
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), engine)
+    base = dict(isl=512, osl=32, turnaround_s=0.0)
+    # one client: a pause between requests changes no request's own TTFT or latency, only when it is sent
+    lone = simulate(engine, sc, kv, ServingWorkload(**base, concurrency=1, num_requests=4))
+    paused = simulate(engine, sc, kv, ServingWorkload(**base, concurrency=1, num_requests=4, client_gap_s=0.2))
+    assert paused.metrics.ttft_mean_s == pytest.approx(lone.metrics.ttft_mean_s, rel=1e-9)
+    assert paused.metrics.request_latency_mean_s == pytest.approx(lone.metrics.request_latency_mean_s, rel=1e-9)
+    sends = [a for a, _, _ in paused.times_s]
+    finishes = [f for _, _, f in paused.times_s]
+    assert [b - f for f, b in zip(finishes, sends[1:])] == pytest.approx([0.2] * 3)
+    # C clients each cycling through latency + gap: C = throughput x (latency + gap) (Little's law, think time)
+    gap = 0.05
+    run = simulate(engine, sc, kv, ServingWorkload(isl=512, osl=64, concurrency=8, num_requests=800, range_ratio=0.5,
+                                                   client_gap_s=gap))
+    m = run.metrics
+    assert m.requests_per_s * (m.request_latency_mean_s + gap) == pytest.approx(8, rel=0.02)
+    with pytest.raises(ValueError, match="--client-gap-ms must be between 0 and 10000 ms"):
+        ServingWorkload(**base, concurrency=1, client_gap_s=-0.001)
+
+
+def test_a_client_gap_clusters_arrivals_behind_prefill_steps(prof, small):
+    # The knife edge above, from the client's side: requests that finish a decode step apart come back a gap
+    # later; a gap longer than the spread of their finishes lands them together in one prefill step's queue, so
+    # TTFT (which the gap is not part of) rises towards the burst's, while no request waits longer in total.
+    engine = EnginePreset.from_name("trtllm").with_overrides({"token_budget": 8 + 2048 + 100, "max_seqs": 8,
+                                                              "overlap_scheduling": False}, "test")
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), engine)
+    prefill = sc.step_s(0, 0.0, ((2048, 2048),))
+
+    def ttft(gap):
+        w = ServingWorkload(isl=2048, osl=64, concurrency=8, num_requests=160, warmup_requests=16,
+                            turnaround_s=0.0, client_gap_s=gap)
+        return simulate(engine, sc, kv, w).metrics.ttft_mean_s
+
+    assert ttft(0.0) < 1.5 * prefill < 2.5 * prefill < ttft(2 * prefill)
+
+
+def test_predict_cli_client_gap(tmp_path, capsys):
+    prof_path = tmp_path / "p.yaml"
+    Profile.from_dict(h100_like()).save(prof_path)
+    args = ["predict", "--profile", str(prof_path), "--model", "small", "--engine", "vllm", "--concurrency", "4",
+            "--isl", "256", "--osl", "8", "--num-requests", "8", "--format", "json", "--turnaround-ms", "0"]
+    assert main(args + ["--client-gap-ms", "100"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["feasible"] and out["workload"]["client_gap_s"] == pytest.approx(0.1)
+    assert main(args + ["--client-gap-ms", "-5"]) == 2
+    assert "--client-gap-ms must be between 0 and 10000 ms" in capsys.readouterr().err
+
+
 class _UnitSteps:
     """A coster whose every step takes one second: step counts read straight off the clock."""
 

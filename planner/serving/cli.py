@@ -67,6 +67,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--turnaround-ms", type=float, default=None,
                    help="client-to-engine delay bound per request, ms (default "
                         f"{ServingWorkload.turnaround_s * 1e3:g}: a client and server on one host; 0 = none)")
+    p.add_argument("--client-gap-ms", type=float, default=0.0,
+                   help="closed loop: the client's pause between a response's last token and its next request, ms "
+                        "(outside TTFT; it changes how arrivals cluster; default 0)")
     p.add_argument("--weight-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
                    help="weights and GEMMs (fp8_e4m3: 1 byte per weight, costed from the profile's fp8 GEMMs)")
     p.add_argument("--fp8-scaling", choices=("per_tensor", "block"), default="per_tensor",
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                               args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,
                               inter, args.method, args.range_ratio, args.fp8_scaling,
                               turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
-                              warmup_requests=args.warmup_requests, warmup_drains=args.warmup_drains, ep=args.ep)
+                              client_gap_s=args.client_gap_ms / 1e3, warmup_requests=args.warmup_requests,
+                              warmup_drains=args.warmup_drains, ep=args.ep)
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None

@@ -88,9 +88,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                     request_rate_per_s: float | None = None, num_requests: int | None = None,
                     weight_dtype: str = "bf16", kv_dtype: str = "bf16", inter_node_profile: Any = None,
                     method: str = "simulate", range_ratio: float = 0.0, fp8_scaling: str = "per_tensor",
-                    capacity_bytes: float | None = None, turnaround_s: float | None = None,
+                    capacity_bytes: float | None = None, turnaround_s: float | None = None, client_gap_s: float = 0.0,
                     warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1) -> ServingPrediction:
-    """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s).
+    """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s);
+    ``client_gap_s``: the closed-loop client's pause between a response and its next request (outside TTFT).
     ``ep``: 1 (experts TP-split) or ``tp`` (a MoE model's experts spread over the replica's TP group)."""
     model = ModelConfig.resolve(model)
     engine = EnginePreset.resolve(engine)
@@ -100,7 +101,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     extra = {} if turnaround_s is None else {"turnaround_s": turnaround_s}
     workload = ServingWorkload(isl=isl, osl=osl, concurrency=concurrency, request_rate_per_s=request_rate_per_s,
                                num_requests=num_requests, range_ratio=range_ratio, warmup_requests=warmup_requests,
-                               warmup_drains=warmup_drains, **extra)
+                               warmup_drains=warmup_drains, client_gap_s=client_gap_s, **extra)
     if method not in ("simulate", "steady"):
         raise ValueError(f"method must be simulate or steady, got {method!r}")
     dpn = int(profile.identity.devices_per_node)

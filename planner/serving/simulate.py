@@ -9,7 +9,8 @@ Each iteration: requests that have arrived join the waiting queue; the engine pr
 or prefill steps that pause decode, decode-first or prefill-first, KV blocks held at each sequence's
 current length, preemption or queueing when the pool is full, or a static batch); the step is costed
 by the StepCoster; the clock advances; finished requests free their blocks and, in a closed loop, their
-client sends the next request, which reaches the engine's queue after the workload's turnaround (a seeded
+client sends the next request (after the workload's client gap, outside every request's TTFT), which
+reaches the engine's queue after the workload's turnaround (a seeded
 random delay of up to ``turnaround_s``: the client handling the last response and sending the next, the
 server parsing and tokenising it).  A preempted request loses its KV and is recomputed (vLLM's RECOMPUTE,
 SGLang's retract).  The first ``warmup_requests`` requests run but are left out of the metrics (or, with
@@ -321,7 +322,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             (lingering.append(r) if overlap else release(r))
             done.append(r)
             if closed and sent < n:
-                send(clock)
+                send(clock + workload.client_gap_s)
         if engine.admission != "current_length" and not engine.mixed_steps and not static:
             free = kv.blocks - sum(r.blocks for r in running) - sum(r.blocks for r in lingering)
     done.sort(key=lambda r: r.i)

@@ -6,7 +6,7 @@
     isls, osls = w.lengths()
 
 Closed loop (``concurrency`` C): C clients all start at t = 0 and each sends its
-next request the moment its previous one finishes (``vllm bench serve
+next request when its previous one finishes (after ``client_gap_s``; ``vllm bench serve
 --max-concurrency C --request-rate inf``, SGLang bench_serving, genai-perf
 concurrency mode).  Open loop: requests arrive as a seeded Poisson process.
 Lengths are fixed, or drawn uniformly from [x (1 - range_ratio), x (1 + range_ratio)]
@@ -48,6 +48,13 @@ class ServingWorkload:
     both loops: the server parsing and tokenising it); TTFT and latency include it, as a client measures
     them.  Modelling assumption: up to 5 ms, a client and server on one host.  Closed-loop TTFT at high load
     grows with it (simulate.py says why; benchmarks/serving_accuracy.py --turnaround-ms shows how much)."""
+    client_gap_s: float = 0.0
+    """Closed loop: the time a client spends between receiving the last token of one response and sending its
+    next request (the benchmark tool's own bookkeeping between requests; in aiperf a credit goes back to the
+    timing manager and a new one out to a worker process before the next request is built and sent).  Unlike
+    ``turnaround_s`` it is part of no request's TTFT or latency (the client's clock starts when it sends), but
+    it moves when requests reach the engine, and so how they cluster (simulate.py).  Default 0: the tool's own
+    figure is unknown unless measured (benchmarks/RESULTS.md has one measurement of aiperf)."""
     warmup_requests: int = 0
     """Requests run first and left out of the metrics (aiperf / genai-perf ``--warmup-request-count``)."""
     warmup_drains: bool = False
@@ -73,6 +80,8 @@ class ServingWorkload:
             raise ValueError(f"range_ratio must be in [0, 1), got {self.range_ratio}")
         if not (isinstance(self.turnaround_s, (int, float)) and 0.0 <= self.turnaround_s <= 10.0):
             raise ValueError(f"--turnaround-ms must be between 0 and 10000 ms, got {self.turnaround_s * 1e3!r}")
+        if not (isinstance(self.client_gap_s, (int, float)) and 0.0 <= self.client_gap_s <= 10.0):
+            raise ValueError(f"--client-gap-ms must be between 0 and 10000 ms, got {self.client_gap_s * 1e3!r}")
         if not isinstance(self.warmup_requests, int) or isinstance(self.warmup_requests, bool) or self.warmup_requests < 0:
             raise ValueError(f"--warmup-requests must be an integer >= 0, got {self.warmup_requests!r}")
 
