@@ -213,6 +213,8 @@ def _tp_layouts(model: ModelDims, name: str, tps: Sequence[int]) -> list[tuple[i
 # the prefill wave term sees 8 to 64 heads, the decode fit two arithmetic intensities.
 _GPU_LAYOUTS = _tp_layouts(_L8, "llama3-8b", (1,)) + _tp_layouts(MODELS["llama3-70b"], "llama3-70b", (1, 2, 4, 8))
 _CPU_LABEL = "llama3-8b layout scaled down 4x in heads and 2x in head_dim for slow devices"
+_CPU_TP2_LABEL = "the same layout divided by TP 2 (4 query heads, 1 KV head)"
+_CPU_G8_LABEL = "16 query heads over 2 KV heads: the GQA ratio 8 of Llama-3-70B and Qwen3-32B at head_dim 64"
 
 
 @dataclass(frozen=True)
@@ -319,11 +321,17 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         # Factor-2 steps from 4 KiB to 256 MiB: >= 3 sizes inside each cache level (L2 ~1 MiB, L3 ~32 MiB on
         # the EPYC VMs this runs on) and beyond, so a 2-3 piece fit can be chosen and checked by held-out error.
         memory_sizes_bytes=_pow2_sizes(4 * KiB, 256 * MiB, 2),
-        # Four prefill lengths: the prefill fit (latency, FLOP rate, byte rate) needs >= 3 cases, and a fourth
-        # leaves a point to hold out (1024 costs ~30 ms a call on one core).
-        # plus a batch of 2 and a 256-token chunk after 768 cached tokens (chunked prefill), and one engine step.
-        attention_cases=_attention_cases(8, 2, 64, (128, 256, 512, 1024), (512, 2048), (1, 4), _CPU_LABEL)
-        + (AttentionCase("prefill", 2, 8, 2, 64, 256, 256, _CPU_LABEL), AttentionCase("prefill", 1, 8, 2, 64, 256, 1024, _CPU_LABEL)),
+        # Six prefill lengths of one head layout, and two more layouts (its TP-2 half and a GQA-8 layout, as the
+        # planner asks for TP-divided heads) at three lengths and a batch of 2 each: k-fold and layout-held-out
+        # errors then judge the fit on cases it did not see (with four lengths of one layout, a held-out point
+        # was mostly an extrapolation; 1024 tokens of 16 heads cost ~30 ms a call on one core).  Decode: two
+        # batches x two KV lengths of the first layout, one point each of the others.  Plus batches of 2 and a
+        # 256-token chunk after 768 cached tokens (chunked prefill), and one engine step.
+        attention_cases=_attention_cases(8, 2, 64, (128, 256, 384, 512, 768, 1024), (512, 2048), (1, 4), _CPU_LABEL)
+        + _layout_cases(((4, 1, 64, _CPU_TP2_LABEL), (16, 2, 64, _CPU_G8_LABEL)),
+                        ((1, 256, 256), (1, 512, 512), (1, 1024, 1024), (2, 256, 256)), ((1, 512), (4, 2048)))
+        + (AttentionCase("prefill", 2, 8, 2, 64, 256, 256, _CPU_LABEL), AttentionCase("prefill", 2, 8, 2, 64, 512, 512, _CPU_LABEL),
+           AttentionCase("prefill", 1, 8, 2, 64, 256, 1024, _CPU_LABEL)),
         mixed_attention_cases=(_mixed(8, 2, 64, 4, 1024, 128, 512, _CPU_LABEL),),
         attention_dtypes=("fp32", "bf16"),
         # The biggest case (gate_up/8 at M=512, 1.9 GFLOP) needs ~0.4 s on an idle
