@@ -47,3 +47,10 @@ run serving_search_speed "$PY" benchmarks/serving_search_speed.py
 [ -f ../shared/data/serving-dev/qwen3-32b-h100.csv ] && run serving_accuracy "$PY" benchmarks/serving_accuracy.py
 run nccl_import "$PY" benchmarks/nccl_import.py
 run engine_gemm_tables "$PY" benchmarks/engine_gemm_tables.py
+# The client gap needs a benchmark client (aiperf is not a dependency): measured only where one is installed.
+if command -v aiperf >/dev/null 2>&1 && [ -n "${AIPERF_TOKENIZER:-}" ]; then
+    run client_gap_aiperf "$PY" benchmarks/client_gap.py --concurrency 8 --skip 16 -- aiperf profile -m mock \
+        --endpoint-type chat --streaming -u '{url}' --tokenizer "$AIPERF_TOKENIZER" --isl 1024 --isl-stddev 0 \
+        --osl 128 --osl-stddev 0 --extra-inputs ignore_eos:true --concurrency 8 --request-count 160 \
+        --warmup-request-count 16 --random-seed 100 --ui none --artifact-dir "$OUT/client_gap_aiperf"
+fi
