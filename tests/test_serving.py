@@ -368,22 +368,27 @@ def test_turnaround_and_warmup(prof, small):
         ServingWorkload(**base, turnaround_s=-0.001)
 
 
-def test_a_turnaround_breaks_the_knife_edge_of_identical_requests(prof, small):
-    # One prompt per step (a budget of one prompt plus the decodes), identical requests: with no delay at all
-    # the first burst leaves every later arrival landing exactly on a step boundary and prefilled alone; any
-    # delay lets arrivals that land inside a prefill step queue behind it, and such clusters persist.
-    # (Overlap scheduling off: it delays every admission by a step, which this knife edge is not about.)
+def _knife_edge(prof, small):
+    """(one prompt's prefill step, ttft(turnaround_s, client_gap_s)) for identical requests at one prompt per step."""
+    # A budget of one prompt plus the decodes.  Overlap scheduling off: it delays every admission by a step,
+    # which the knife edge is not about.
     engine = EnginePreset.from_name("trtllm").with_overrides({"token_budget": 8 + 2048 + 100, "max_seqs": 8,
                                                               "overlap_scheduling": False}, "test")
     kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
     sc = StepCoster(prof, small, Parallelism(), engine)
-    prefill = sc.step_s(0, 0.0, ((2048, 2048),))
 
-    def ttft(turnaround):
+    def ttft(turnaround, gap=0.0):
         w = ServingWorkload(isl=2048, osl=64, concurrency=8, num_requests=160, warmup_requests=16,
-                            turnaround_s=turnaround)
+                            turnaround_s=turnaround, client_gap_s=gap)
         return simulate(engine, sc, kv, w).metrics.ttft_mean_s
+    return sc.step_s(0, 0.0, ((2048, 2048),)), ttft
 
+
+def test_a_turnaround_breaks_the_knife_edge_of_identical_requests(prof, small):
+    # With no delay at all the first burst leaves every later arrival landing exactly on a step boundary and
+    # prefilled alone; any delay lets arrivals that land inside a prefill step queue behind it, and such
+    # clusters persist.
+    prefill, ttft = _knife_edge(prof, small)
     exact, delayed = ttft(0.0), ttft(prefill / 10)
     assert exact < 1.5 * prefill < delayed
 
@@ -412,21 +417,11 @@ def test_client_gap_is_outside_ttft_and_a_think_time_in_littles_law(prof, small)
 
 
 def test_a_client_gap_clusters_arrivals_behind_prefill_steps(prof, small):
-    # The knife edge above, from the client's side: requests that finish a decode step apart come back a gap
+    # The same knife edge from the client's side: requests that finish a decode step apart come back a gap
     # later; a gap longer than the spread of their finishes lands them together in one prefill step's queue, so
-    # TTFT (which the gap is not part of) rises towards the burst's, while no request waits longer in total.
-    engine = EnginePreset.from_name("trtllm").with_overrides({"token_budget": 8 + 2048 + 100, "max_seqs": 8,
-                                                              "overlap_scheduling": False}, "test")
-    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
-    sc = StepCoster(prof, small, Parallelism(), engine)
-    prefill = sc.step_s(0, 0.0, ((2048, 2048),))
-
-    def ttft(gap):
-        w = ServingWorkload(isl=2048, osl=64, concurrency=8, num_requests=160, warmup_requests=16,
-                            turnaround_s=0.0, client_gap_s=gap)
-        return simulate(engine, sc, kv, w).metrics.ttft_mean_s
-
-    assert ttft(0.0) < 1.5 * prefill < 2.5 * prefill < ttft(2 * prefill)
+    # TTFT (which the gap is not part of) rises.
+    prefill, ttft = _knife_edge(prof, small)
+    assert ttft(0.0) < 1.5 * prefill < 2.5 * prefill < ttft(0.0, 2 * prefill)
 
 
 def test_predict_cli_client_gap(tmp_path, capsys):
