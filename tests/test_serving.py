@@ -332,9 +332,12 @@ def test_aiconfigurator_recipe_settings():
     # max_num_tokens = batch + isl + 1500; the batch size is the benchmark concurrency; fp8 weights -> fp8 KV
     assert (e.token_budget, e.max_seqs, e.chunked_prefill, e.memory_fraction) == (32 + 4096 + 1500, 32, False, 0.8)
     assert kv == "fp8_e4m3" and e.cuda_graph_sizes == (1, 2, 4, 8, 16, 32, 64, 128, 256) and e.cuda_graph_padding
+    # the same 1.0.0rc3 template leaves the overlap scheduler off; the later rules turn it on for agg
+    assert not e.overlap_scheduling and EnginePreset.from_name("trtllm").overlap_scheduling
     assert all("aiconfigurator" in n for n in notes)
     newer, kv, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("trtllm"), "1.2.0rc6", 1024, 128, 8, "bf16")
     assert newer.cuda_graph_sizes == tuple(range(1, 9)) and not newer.cuda_graph_padding and kv == "bf16"
+    assert newer.overlap_scheduling
     sg, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.1.post1", 1024, 128, 16)
     # max_prefill_tokens caps a prefill batch; chunked_prefill_size (which also sizes SGLang's reserved memory) stays
     assert sg.prefill_batch_tokens == 1024 + 1500 and sg.token_budget == 8192 and sg.step_tokens == 2524

@@ -84,7 +84,17 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
             over["cuda_graph_padding"] = True
             notes.append(f"CUDA graphs at [1, 2, 4, ..., 256] padded: {_AIC} efcae124c "
                          f"cli/templates/trtllm/dynamo/extra_engine_args.1.0.0rc3.yaml.j2")
+            # The same template: 'disable_overlap_scheduler: {{ dynamo_config.disable_overlap_scheduler |
+            # default(true) }}', and nothing in that generator set it; the rule that turns it back on for agg came
+            # with rule_plugin/trtllm.rule (95ddf241a, 2025-12-04), the rules the >= 1.1 branch follows.
+            over["overlap_scheduling"] = False
+            notes.append(f"overlap scheduler off: {_AIC} efcae124c cli/templates/trtllm/dynamo/"
+                         f"extra_engine_args.1.0.0rc3.yaml.j2 'disable_overlap_scheduler: ... default(true)' (the "
+                         f"generator of that template never set it)")
         else:
+            over["overlap_scheduling"] = True
+            notes.append(f"overlap scheduler on: {_AIC} rule_plugin/trtllm.rule 'agg disable_overlap_scheduler = "
+                         f"false' (95ddf241a)")
             over["cuda_graph_sizes"] = list(range(1, bs + 1))
             over["cuda_graph_padding"] = False
             notes.append(f"CUDA graphs at every batch 1..{bs}, no padding: {_AIC} rule_plugin/trtllm.rule "
