@@ -435,6 +435,8 @@ def test_predict_cli_client_gap(tmp_path, capsys):
     assert main(args + ["--client-gap-ms", "100"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["feasible"] and out["workload"]["client_gap_s"] == pytest.approx(0.1)
+    assert main(args[:-4] + ["--client-gap-ms", "100"]) == 0  # the table says which gap it assumed
+    assert "concurrency 4 (client gap 100 ms)" in capsys.readouterr().out
     assert main(args + ["--client-gap-ms", "-5"]) == 2
     assert "--client-gap-ms must be between 0 and 10000 ms" in capsys.readouterr().err
 

@@ -159,6 +159,8 @@ def format_prediction(res) -> str:
     w = res.workload
     load = (f"concurrency {w['concurrency']}" if w["concurrency"] is not None
             else f"{w['request_rate_per_s']:g} requests/s")
+    if w["concurrency"] is not None and w.get("client_gap_s"):
+        load += f" (client gap {w['client_gap_s'] * 1e3:g} ms)"  # it moves the TTFT a reader compares
     ep = f" EP{lay['ep']}" if lay.get("ep", 1) > 1 else ""
     lines = [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}{ep} ({lay['devices']} devices)  {load}  "
              f"isl {w['isl']} osl {w['osl']}"]
