@@ -315,6 +315,14 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
                   nbytes=impl.expert_scan.kernels * e_scan * tok * k * 8))
         after_topk = "expert_scan"
     joins: list[str] = []
+
+    def ep_share(pairs: int) -> tuple[float, int, int]:
+        """(imbalance, token-expert pairs on the busiest rank, its experts hit) for ``pairs`` per rank on average
+        over one rank's E/ep experts."""
+        imb = options.moe_imbalance if options.moe_imbalance is not None else moe_imbalance(pairs, ep)
+        loaded = math.ceil(pairs * imb)
+        return imb, loaded, _active_experts(E // ep, loaded)
+
     if ep == 1:
         # every device holds every expert, each TP-split; the grouped GEMM covers the experts hit
         ef = model.expert_ffn_size // t
@@ -325,20 +333,13 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
     elif options.ep_comm == "all_reduce":
         # every rank holds every token and runs its E/ep whole experts on the pairs routed to them
-        mean = math.ceil(tok * k / ep)
-        imb = options.moe_imbalance if options.moe_imbalance is not None else moe_imbalance(mean, ep)
-        loaded = math.ceil(mean * imb)
-        active = _active_experts(E // ep, loaded)
+        _, loaded, active = ep_share(math.ceil(tok * k / ep))
         joins.append(experts(after_topk, active, math.ceil(loaded / active), model.expert_ffn_size, loaded))
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
     else:
         # each TP rank routes its 1/tp share of the tokens; experts E/ep per rank, not TP-split
         local = math.ceil(tok / t)
-        mean = local * k
-        imb = options.moe_imbalance if options.moe_imbalance is not None else moe_imbalance(mean, ep)
-        loaded = math.ceil(mean * imb)
-        e_local = E // ep
-        active = _active_experts(e_local, loaded)
+        imb, loaded, active = ep_share(local * k)
         m = math.ceil(loaded / active)
         a2a = ep * local * k * h * el  # S = total bytes across the group (every token-expert pair)
         add(_node("ep_dispatch_all_to_all", "collective", (after_topk,), op="all_to_all", nbytes=a2a,
