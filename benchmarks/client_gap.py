@@ -31,6 +31,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
+
 DONE = b"data: [DONE]\n\n"
 FIELDS = ("arrival_s", "first_chunk_s", "done_s", "path", "max_tokens", "prompt_chars", "x_request_id")
 
@@ -159,13 +161,6 @@ def client_gaps(records: list[dict], concurrency: int, skip: int = 0) -> list[fl
     return gap_pairs(records, concurrency, skip)[0]
 
 
-def percentile(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    k = (len(xs) - 1) * q / 100
-    lo = int(k)
-    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (k - lo)
-
-
 def _bounded(kind, low: float, what: str):
     def parse(text: str):
         value = kind(text)
@@ -241,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{min(args.concurrency, max(0, len(recs) - args.skip))}  gap samples: {len(gaps_s)}  unpaired: {unpaired}")
     if gaps_s:
         ms = [g * 1e3 for g in gaps_s]
-        print(f"client gap ms: min {min(ms):.2f}  median {percentile(ms, 50):.2f}  mean {sum(ms) / len(ms):.2f}  "
-              f"p90 {percentile(ms, 90):.2f}  p99 {percentile(ms, 99):.2f}  max {max(ms):.2f}")
+        print(f"client gap ms: min {min(ms):.2f}  median {np.percentile(ms, 50):.2f}  mean {sum(ms) / len(ms):.2f}  "
+              f"p90 {np.percentile(ms, 90):.2f}  p99 {np.percentile(ms, 99):.2f}  max {max(ms):.2f}")
     else:
         print("client gap ms: no samples")
     ttft_ms = [(r["first_chunk_s"] - r["arrival_s"]) * 1e3 for r in recs if r["first_chunk_s"] is not None]
