@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import io
 import json
 import os
 import shlex
@@ -32,6 +33,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+
+from accelcal.atomic import atomic_write_text
 
 DONE = b"data: [DONE]\n\n"
 FIELDS = ("arrival_s", "first_chunk_s", "done_s", "path", "max_tokens", "prompt_chars", "x_request_id")
@@ -245,10 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server ttft ms (handler entry -> first chunk written): mean {sum(ttft_ms) / len(ttft_ms):.2f} "
               f"(set {args.ttft_ms:g})")
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS)
-            w.writeheader()
-            w.writerows(sorted(recs, key=lambda r: r["arrival_s"]))
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(sorted(recs, key=lambda r: r["arrival_s"]))
+        atomic_write_text(args.csv, buf.getvalue())  # an interrupted write leaves no half file
         print(f"records: {args.csv}")
     print(f"# exit {rc}")
     return rc
