@@ -145,7 +145,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
     skipped: Counter = Counter()
     infeasible = []
     in_prefills = defaultdict(lambda: ([], []))  # (engine, concurrency) -> (measured, predicted) TTFT / one prefill
-    tpots: dict = defaultdict(dict)  # (engine, tp, concurrency, isl) -> {osl: (measured, predicted) TPOT}
+    tpots: dict = defaultdict(dict)  # (engine, tp, concurrency, isl) -> {osl: (measured, predicted) TPOT, then TTFT}
     costers: dict = {}
     models: dict = {}
     for _, row in df.iterrows():
@@ -213,7 +213,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         one = costers[key].step_s(0, 0.0, ((isl, isl),))
         in_prefills[(eng, c)][0].append(mt / one)
         in_prefills[(eng, c)][1].append(res.metrics.ttft_mean_s / one)
-        tpots[(f"{eng} {model.name}" if args.multi_model else eng, tp, c, isl)][osl] = (mp, res.metrics.tpot_mean_s)
+        group = (f"{eng} {model.name}" if args.multi_model else eng, tp, c, isl)
+        tpots[group][osl] = (mp, res.metrics.tpot_mean_s, mt, res.metrics.ttft_mean_s)
         et = res.metrics.ttft_mean_s / mt - 1
         ep = res.metrics.tpot_mean_s / mp - 1
         groups = ["all", f"engine {eng} {row['backend_version']}", f"TP{tp}"]
@@ -238,7 +239,10 @@ def split_tpot(tpots: dict) -> dict:
     prefill work mixed in: each request's prompt is prefilled once per osl tokens of its c neighbours, so
     TPOT(osl) ~ D + (c / osl) dP.  Two rows that differ only in osl give D and dP, for the measurements and
     for the predictions alike; their ratios say which of the two a TPOT miss comes from.  Returns
-    (engine, tp) -> [(concurrency, D measured, D predicted, dP measured, dP predicted), ...] in seconds."""
+    (engine, tp) -> [(concurrency, D measured, D predicted, dP measured, dP predicted), ...] in seconds, each
+    tuple followed by (TTFT / dP measured, TTFT / dP predicted) when the rows carry TTFT too (mean over the
+    output lengths): TTFT in prefills of the engine's own step, measured and predicted, so a TTFT miss that
+    remains in these units is the queue a request meets, not the cost of a prefill."""
     out = defaultdict(list)
     for (eng, tp, c, _), by_osl in sorted(tpots.items()):
         if len(by_osl) < 2:
@@ -251,7 +255,11 @@ def split_tpot(tpots: dict) -> dict:
             parts.append((by_osl[lo][j] - x_lo * dp, dp))
         (d_m, dp_m), (d_p, dp_p) = parts
         if d_m > 0 and dp_m > 0:
-            out[(eng, tp)].append((c, d_m, d_p, dp_m, dp_p))
+            row = (c, d_m, d_p, dp_m, dp_p)
+            if dp_p > 0 and all(len(v) >= 4 for v in by_osl.values()):
+                row += (float(np.mean([v[2] for v in by_osl.values()])) / dp_m,
+                        float(np.mean([v[3] for v in by_osl.values()])) / dp_p)
+            out[(eng, tp)].append(row)
     return out
 
 
@@ -356,14 +364,27 @@ def main() -> int:
                   "decode step D and of the prefill interference dP; then D in ms, measured/predicted, by concurrency "
                   "(median over prompt lengths):")
             for (eng, tp), parts in sorted(split.items()):
-                d = np.median([dp_ / dm for _, dm, dp_, _, _ in parts])
-                dp = np.median([pp / pm for _, _, _, pm, pp in parts])
+                d = np.median([p[2] / p[1] for p in parts])
+                dp = np.median([p[4] / p[3] for p in parts])
                 by_c = defaultdict(list)
-                for c, dm, dp_, _, _ in parts:
+                for c, dm, dp_, *_ in parts:
                     by_c[c].append((dm, dp_))
                 cells = "  ".join(f"c{c} {np.median([a for a, _ in v]) * 1e3:.2f}/{np.median([b for _, b in v]) * 1e3:.2f}"
                                   for c, v in sorted(by_c.items()))
                 print(f"  {eng:<7} TP{tp:<2} n={len(parts):<3} D x{d:.2f}  dP x{dp:.2f}   D: {cells}")
+            queue = {k: [p for p in v if len(p) == 7] for k, v in split.items()}
+            if any(queue.values()):
+                print("TTFT in prefills of the engine's own step (TTFT / dP of the same split, mean over osl), "
+                      "measured/predicted by concurrency (median over prompt lengths): the queue a request meets, "
+                      "with the prefill's cost divided out on each side:")
+                for (eng, tp), parts in sorted(queue.items()):
+                    by_c = defaultdict(list)
+                    for p in parts:
+                        by_c[p[0]].append((p[5], p[6]))
+                    cells = "  ".join(f"c{c} {np.median([a for a, _ in v]):.1f}/{np.median([b for _, b in v]):.1f}"
+                                      for c, v in sorted(by_c.items()))
+                    if cells:
+                        print(f"  {eng:<7} TP{tp:<2} {cells}")
         print(f"targets: TPOT mean <= 10%, TTFT mean <= 20%, no row infeasible; {wall:.1f} s for "
               f"{len(errs['all'][0])} predictions")
     return 0

@@ -88,6 +88,22 @@ def test_serving_accuracy_splits_tpot_into_decode_step_and_prefill_interference(
         assert dp_ / dm == pytest.approx(0.9) and pp / pm == pytest.approx(2 / 3)
 
 
+def test_serving_accuracy_states_ttft_in_the_engines_own_prefill_steps():
+    """With TTFT beside TPOT, the split also gives TTFT / dP on each side: a prediction whose prefill step is a
+    third too small but whose queue is right reads the same number of prefills as the measurement."""
+    mod = _load("serving_accuracy")
+    d, dp_m, dp_p = 0.020, 0.150, 0.100
+    tpots = {("trtllm", 2, 8, 2048): {osl: (d + 8 / osl * dp_m, d + 8 / osl * dp_p, 3.0 * dp_m, 3.0 * dp_p)
+                                     for osl in (128, 512)},
+             ("trtllm", 2, 64, 2048): {osl: (d + 64 / osl * dp_m, d + 64 / osl * dp_p, 9.0 * dp_m, 4.5 * dp_p)
+                                      for osl in (128, 512)}}
+    out = mod.split_tpot(tpots)
+    (c8, *_, q8m, q8p), (c64, *_, q64m, q64p) = out[("trtllm", 2)]
+    assert (c8, c64) == (8, 64)
+    assert (q8m, q8p) == (pytest.approx(3.0), pytest.approx(3.0))  # step cost off, queue right
+    assert (q64m, q64p) == (pytest.approx(9.0), pytest.approx(4.5))  # the queue itself is half the measured one
+
+
 def test_engine_gemm_tables_costs_fp8_rows_with_their_quantize_kernel(tmp_path):
     from accelcal.calibrate.profile import Profile
     from accelcal.models.implementation import Implementation
