@@ -35,6 +35,7 @@ run timing_overhead "$PY" benchmarks/timing_overhead.py --rounds 7 "${DEV_ARGS[@
 run sampler_estimate "$PY" benchmarks/sampler_estimate.py "${DEV_ARGS[@]}"
 if [ "$DEVICE" = auto ] || [ "$DEVICE" = cpu ]; then
     run collectives_vs_plain "$PY" benchmarks/collectives_vs_plain.py
+    run cache_residency "$PY" benchmarks/cache_residency.py --rounds 2
 fi
 if [ -n "$PROFILE" ]; then
     # The profile lists its own raw files (collectives come in several rounds).

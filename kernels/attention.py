@@ -34,12 +34,12 @@ import torch.nn.functional as F
 
 from accelcal.vocab import attention_flop_bytes
 
-from .cases import TORCH_DTYPES, SweepContext, element_bytes
+from .cases import TORCH_DTYPES, SweepContext, element_bytes, replicas
 from .device import Device
 from .shapes import AttentionCase, MixedAttentionCase
 
 __all__ = ["CHUNK_MASKS", "SDPA_DTYPES", "attention_bytes", "attention_flop", "chunk_mask_for", "gqa_mode", "make_attention_run", "run_attention",
-           "run_mixed_attention"]
+           "run_mixed_attention", "set_bytes"]
 
 
 def attention_flop(c: AttentionCase) -> int:
@@ -106,10 +106,9 @@ def make_attention_run(device: Device, c: AttentionCase, dtype: str, sets: int, 
     if c.heads % c.kv_heads:
         raise ValueError(f"{c.name}: heads ({c.heads}) must be a multiple of kv_heads ({c.kv_heads})")
     tdt = TORCH_DTYPES[dtype]
-    qkv = [(torch.randn(c.batch, c.heads, c.q_len, c.head_dim, dtype=tdt, device=device.torch),
-            torch.randn(c.batch, c.kv_heads, c.kv_len, c.head_dim, dtype=tdt, device=device.torch),
-            torch.randn(c.batch, c.kv_heads, c.kv_len, c.head_dim, dtype=tdt, device=device.torch))
-           for _ in range(sets)]
+    qkv = replicas((torch.randn(c.batch, c.heads, c.q_len, c.head_dim, dtype=tdt, device=device.torch),
+                    torch.randn(c.batch, c.kv_heads, c.kv_len, c.head_dim, dtype=tdt, device=device.torch),
+                    torch.randn(c.batch, c.kv_heads, c.kv_len, c.head_dim, dtype=tdt, device=device.torch)), sets)
     group = c.heads // c.kv_heads
     # is_causal aligns the mask to the first query; a chunk after cached tokens needs it aligned to the last.
     kw: dict = {"is_causal": True} if c.causal and c.q_len == c.kv_len else {}
@@ -156,7 +155,7 @@ def _is_chunk(c: AttentionCase) -> bool:
     return c.causal and c.q_len < c.kv_len
 
 
-def _set_bytes(c: AttentionCase, dtype: str) -> int:
+def set_bytes(c: AttentionCase, dtype: str) -> int:
     """One (Q, K, V) set plus the (B, H, q, kv) score matrix a non-fused fallback may materialise in fp32."""
     return attention_bytes(c, dtype) + 4 * c.batch * c.heads * c.q_len * c.kv_len
 
@@ -170,12 +169,12 @@ def _chunk_mask(ctx: SweepContext, c: AttentionCase, dtype: str, gqa: str) -> st
     return chunk_mask_for(ctx.device, c, dtype, gqa) if _is_chunk(c) and dtype in SDPA_DTYPES else None
 
 
-def _sets_or_skip(ctx: SweepContext, op: str, case: str, params: dict, dtype: str, set_bytes: int) -> int:
+def _sets_or_skip(ctx: SweepContext, op: str, case: str, params: dict, dtype: str, nbytes: int) -> int:
     """Buffer sets that fit in memory, or 0 once the skip and its reason are recorded."""
     if dtype not in SDPA_DTYPES:
         ctx.skip(op, case, params, dtype, f"attention is measured in {'/'.join(SDPA_DTYPES)} only, not {dtype}")
         return 0
-    sets, why = ctx.fit_sets(set_bytes)
+    sets, why = ctx.fit_sets(nbytes)
     if not sets:
         ctx.skip(op, case, params, dtype, why)
     return sets
@@ -195,7 +194,7 @@ def run_attention(ctx: SweepContext, cases: Sequence[AttentionCase], dtypes: Seq
         params = _params(c, gqa, mask)
         case = f"{c.name}_{dtype}"
         ctx.step("attention", f"{dtype} {c.phase} b={c.batch} h={c.heads}/{c.kv_heads} d={c.head_dim} q={c.q_len} kv={c.kv_len}")
-        sets = _sets_or_skip(ctx, op, case, params, dtype, _set_bytes(c, dtype))
+        sets = _sets_or_skip(ctx, op, case, params, dtype, set_bytes(c, dtype))
         if not sets:
             continue
         ctx.measure(op, case, params, dtype, lambda: make_attention_run(ctx.device, c, dtype, sets, gqa, mask or CHUNK_MASKS[0]),
@@ -220,7 +219,7 @@ def run_mixed_attention(ctx: SweepContext, cases: Sequence[MixedAttentionCase], 
             case = f"{m.name}_{dtype}"
             ctx.step("attention", f"{dtype} mixed h={d.heads}/{d.kv_heads} decode b={d.batch} kv={d.kv_len} + "
                                   f"chunk q={c.q_len} kv={c.kv_len}")
-            sets = _sets_or_skip(ctx, "attn_mixed", case, params, dtype, _set_bytes(d, dtype) + _set_bytes(c, dtype))
+            sets = _sets_or_skip(ctx, "attn_mixed", case, params, dtype, set_bytes(d, dtype) + set_bytes(c, dtype))
             if not sets:
                 continue
 

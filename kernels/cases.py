@@ -33,6 +33,7 @@ __all__ = [
     "element_bytes",
     "is_oom",
     "last_level_cache_bytes",
+    "replicas",
 ]
 
 FALLBACK_CACHE_BYTES = 64 << 20
@@ -48,6 +49,27 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "fp8_e4m3": torch.float8_e4m3fn,
 }
+
+
+def replicas(first: Any, sets: int) -> list:
+    """``sets`` input sets: ``first`` (a tensor, or a tuple/list of tensors) and ``sets - 1`` copies of it.
+
+    What a rotated set must differ in is its address, not its values: a kernel reading a copy misses the cache
+    as it would reading new random data, while a copy costs a memcpy instead of a random draw, which matters once
+    small sets are rotated past a last-level cache of hundreds of MiB (:func:`accelcal.kernels.timing.
+    rotation_count`).
+    """
+    if sets < 1:
+        raise ValueError(f"sets must be >= 1, got {sets}")
+
+    def copy(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.clone()
+        if isinstance(x, (tuple, list)):
+            return type(x)(copy(v) for v in x)
+        raise TypeError(f"replicas: expected a tensor or a tuple/list of tensors, got {type(x).__name__}")
+
+    return [first] + [copy(first) for _ in range(sets - 1)]
 
 
 def element_bytes(dtype: str) -> int:

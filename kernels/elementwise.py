@@ -38,7 +38,7 @@ from accelcal.models import ModelDims
 from accelcal.models.implementation import Implementation
 from accelcal.vocab import ELEMENTWISE_GROUPS
 
-from .cases import TORCH_DTYPES, SweepContext, element_bytes
+from .cases import TORCH_DTYPES, SweepContext, element_bytes, replicas
 
 __all__ = ["ELEMENTWISE_GROUPS", "apply_rope", "elementwise_elements", "make_elementwise_run", "rms_norm",
            "rope_tables", "run_elementwise", "silu_mul"]
@@ -100,14 +100,14 @@ def make_elementwise_run(device: object, group: str, dims: ModelDims, tokens: in
 
     if group == "norm":
         w = 1.0 + 0.1 * rnd(h)
-        xs = [rnd(tokens, h) for _ in range(sets)]
+        xs = replicas(rnd(tokens, h), sets)
         return lambda i: rms_norm(xs[i % sets], w, NORM_EPS)
     if group == "residual_add":
-        pairs = [(rnd(tokens, h), rnd(tokens, h)) for _ in range(sets)]
+        pairs = replicas((rnd(tokens, h), rnd(tokens, h)), sets)
         return lambda i: pairs[i % sets][0] + pairs[i % sets][1]
     if group == "rope":
         cos, sin = (t.to(dt) for t in rope_tables(d, tokens, ROPE_THETA, dev))
-        qkvs = [rnd(1, tokens, (dims.heads + 2 * dims.kv_heads) * d) for _ in range(sets)]
+        qkvs = replicas(rnd(1, tokens, (dims.heads + 2 * dims.kv_heads) * d), sets)
 
         def rope(i: int) -> object:
             # Q and K as the layer has them: head-transposed views of the fused QKV output.
@@ -118,7 +118,7 @@ def make_elementwise_run(device: object, group: str, dims: ModelDims, tokens: in
 
         return rope
     if group == "act_mul":
-        gus = [rnd(tokens, 2 * dims.intermediate) for _ in range(sets)]
+        gus = replicas(rnd(tokens, 2 * dims.intermediate), sets)
         return lambda i: silu_mul(gus[i % sets])
     raise ValueError(f"unknown elementwise group {group!r}; expected one of {list(ELEMENTWISE_GROUPS)}")
 

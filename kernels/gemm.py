@@ -31,7 +31,7 @@ import torch
 
 from accelcal.vocab import ALL_DTYPES, gemm_bytes, gemm_flop
 
-from .cases import TORCH_DTYPES, SweepContext, calls_per_case, element_bytes
+from .cases import TORCH_DTYPES, SweepContext, calls_per_case, element_bytes, replicas
 from .device import Device
 from .shapes import GemmShape
 
@@ -90,7 +90,7 @@ def make_gemm_run(device: Device, dtype: str, m: int, n: int, k: int, sets: int)
         raise ValueError(f"sets must be >= 1, got {sets}")
     if dtype == "fp8_e4m3":
         one = torch.ones((), dtype=torch.float32, device=device.torch)
-        pairs = [(_random((m, k), dtype, device), _random((n, k), dtype, device)) for _ in range(sets)]
+        pairs = replicas((_random((m, k), dtype, device), _random((n, k), dtype, device)), sets)
 
         def run_fp8(i: int) -> object:
             x, w = pairs[i % sets]
@@ -98,8 +98,8 @@ def make_gemm_run(device: Device, dtype: str, m: int, n: int, k: int, sets: int)
             return torch._scaled_mm(x, w.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
 
         return run_fp8
-    triples = [(_random((m, k), dtype, device), _random((n, k), dtype, device),
-                torch.empty((m, n), dtype=TORCH_DTYPES[dtype], device=device.torch)) for _ in range(sets)]
+    triples = replicas((_random((m, k), dtype, device), _random((n, k), dtype, device),
+                        torch.empty((m, n), dtype=TORCH_DTYPES[dtype], device=device.torch)), sets)
 
     def run(i: int) -> object:
         x, w, y = triples[i % sets]

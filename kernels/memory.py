@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .cases import SweepContext
+from .cases import SweepContext, replicas
 from .device import Device
 
 __all__ = ["MEMORY_OPS", "memory_bytes_moved", "make_memory_run", "run_memory"]
@@ -54,7 +54,7 @@ def make_memory_run(device: Device, op: str, size_bytes: int, sets: int) -> Call
     if size_bytes < _ELEMENT_BYTES or size_bytes % _ELEMENT_BYTES:
         raise ValueError(f"size_bytes must be a positive multiple of {_ELEMENT_BYTES}, got {size_bytes}")
     numel = size_bytes // _ELEMENT_BYTES
-    bufs = [[torch.randn(numel, device=device.torch) for _ in range(_buffers_per_set(op))] for _ in range(sets)]
+    bufs = replicas([torch.randn(numel, device=device.torch) for _ in range(_buffers_per_set(op))], sets)
     if op == "copy":
         def run(i: int) -> object:
             src, dst = bufs[i % sets]

@@ -32,7 +32,7 @@ import torch
 
 from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT
 
-from .cases import SweepContext
+from .cases import SweepContext, replicas
 
 __all__ = ["SAMPLER_KINDS", "make_sampler_run", "run_sampler", "sample_logits"]
 
@@ -77,7 +77,7 @@ def make_sampler_run(device: object, kind: str, batch: int, vocab: int, sets: in
         raise ValueError(f"sets must be >= 1, got {sets}")
     dev = getattr(device, "torch", device)
     dt = torch.float32 if kind == "argmax" else torch.bfloat16
-    xs = [torch.randn(batch, vocab, device=dev, dtype=torch.float32).mul_(3).to(dt) for _ in range(sets)]
+    xs = replicas(torch.randn(batch, vocab, device=dev, dtype=torch.float32).mul_(3).to(dt), sets)
     return lambda i: sample_logits(kind, xs[i % sets])
 
 

@@ -170,3 +170,13 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks/serving_accuracy.py"), "--data", str(bad)],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode != 0 and "missing" in out.stderr
+
+
+def test_cache_residency_compares_the_two_set_counts(capsys):
+    mod = _load("cache_residency")
+    # a 1 MiB cache: the 532 KiB attention set needs 4 sets to pass twice it, under the old cap of 64 as well
+    assert mod.main(["--rounds", "1", "--cache-bytes", str(1 << 20)]) == 0
+    out = capsys.readouterr().out
+    assert "last-level cache 1 MiB" in out and "4/4" in out and "median new/old" in out
+    assert mod.main(["--rounds", "0"]) == 2
+    assert "--rounds" in capsys.readouterr().err

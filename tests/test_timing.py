@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from accelcal.kernels.device import resolve_device
-from accelcal.kernels.timing import Stats, TimingConfig, rotation_count, time_op
+from accelcal.kernels.timing import ROTATION_SETS_MAX, Stats, TimingConfig, rotation_count, time_op
 
 
 def test_stats_on_known_samples():
@@ -34,7 +34,13 @@ def test_stats_reject_bad_samples(bad):
 
 
 def test_rotation_count_exceeds_cache_and_respects_budget():
-    assert rotation_count(1 << 20, 32 << 20, 1 << 40) == 64  # capped by hi
+    assert rotation_count(1 << 20, 32 << 20, 1 << 40) == 64  # 2 x 32 MiB / 1 MiB
+    # A large last-level cache (the Intel VM's 480 MiB): small sets rotate past it instead of stopping at 64 sets
+    # and timing the cache (the pre-2026-12-05 cap).
+    assert rotation_count(528384, 480 << 20, 1 << 40) == 1906  # ceil(2 x 503316480 / 528384)
+    assert rotation_count(528384, 480 << 20, 1 << 40) * 528384 >= 2 * (480 << 20)
+    assert rotation_count(64, 480 << 20, 1 << 40) == ROTATION_SETS_MAX  # tiny sets: the count cap
+    assert rotation_count(1 << 20, 480 << 20, 100 << 20) == 100  # the byte budget still rules
     assert rotation_count(8 << 20, 32 << 20, 1 << 40) == 8  # 2 x 32 MiB / 8 MiB
     assert rotation_count(1 << 30, 32 << 20, 1 << 40) == 2  # lo
     assert rotation_count(1 << 30, 32 << 20, 1 << 30) == 1  # budget fits one set
@@ -96,3 +102,21 @@ def test_rank_timer_agrees_with_the_slowest_rank(active):
     # an inactive rank (outside the timed group) runs nothing but joins every agreement
     assert len(calls) == 8 + (len(q) * cfg.queue_len + len(e) if active else 0)
     assert len(barriers) == (len(q) + len(e) if active else 0)
+
+
+def test_replicas_copy_the_first_set_to_new_storage():
+    from accelcal.kernels.cases import replicas
+
+    first = (torch.randn(4, 8), torch.randn(8, 2))
+    sets = replicas(first, 5)
+    assert len(sets) == 5 and sets[0] is first
+    ptrs = {t.data_ptr() for s in sets for t in s}
+    assert len(ptrs) == 10  # every tensor of every set at its own address
+    for s in sets[1:]:
+        assert isinstance(s, tuple) and all(torch.equal(a, b) for a, b in zip(s, first))
+    a, b = replicas([torch.ones(3)], 2)
+    assert isinstance(b, list) and b[0].data_ptr() != a[0].data_ptr()
+    with pytest.raises(ValueError, match="sets must be >= 1"):
+        replicas(first, 0)
+    with pytest.raises(TypeError, match="tensor or a tuple/list"):
+        replicas({"x": torch.ones(1)}, 2)
