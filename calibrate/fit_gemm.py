@@ -177,19 +177,24 @@ def _fit_shape_fixed(arr: np.ndarray, elsize: int, units: int, tm: int, tn: int,
     peak0 = float(np.clip((2 * m * n * k / t).max(), _MIN_PEAK * 2, MAX_FLOP_PER_S / 2))
     bw0 = float(np.clip((nbytes / t).max(), _MIN_BW * 2, MAX_BANDWIDTH_BYTES_PER_S / 2))
     out_scale = tmin / float((m * n).max())
+    col_scale = float((t / n).min())
+    # column_s x N can be no more than any measured call's whole time.  Only CPU devices (one unit) fit it: GPU
+    # GEMM kernels do not repack the weights per call, and their per-tile costs are the wave term's (so their
+    # fit has five parameters, as before the term existed).
+    cols = units <= 1
 
     def build(z: np.ndarray) -> "GemmModel":
         return GemmModel(peak_flop_per_s=math.exp(z[0]), memory_bandwidth_bytes_per_s=math.exp(z[1]),
                          overhead_s=float(z[2] * tmin), element_bytes=elsize, wave_units=units, tile_m=tm, tile_n=tn,
                          split_k_min=split, gemv_max_m=gemv, sharpness=float(z[3]),
-                         output_s_per_element=float(z[4] * out_scale))
+                         output_s_per_element=float(z[4] * out_scale), column_s=float(z[5] * col_scale) if cols else 0.0)
 
-    lo = np.array([math.log(_MIN_PEAK), math.log(_MIN_BW), 0.0, 1.0, 0.0])
+    lo = np.array([math.log(_MIN_PEAK), math.log(_MIN_BW), 0.0, 1.0, 0.0] + [0.0] * cols)
     hi = np.array([math.log(MAX_FLOP_PER_S), math.log(MAX_BANDWIDTH_BYTES_PER_S), 1.0, _MAX_SHARPNESS,
-                   max(1e-9, _MAX_OUT_S_PER_ELEMENT / out_scale)])
-    x0 = np.array([math.log(peak0), math.log(bw0), 0.2, 3.0, 0.0])
+                   max(1e-9, _MAX_OUT_S_PER_ELEMENT / out_scale)] + [1.0] * cols)
+    x0 = np.array([math.log(peak0), math.log(bw0), 0.2, 3.0, 0.0] + [0.0] * cols)
     res = least_squares(lambda z: build(z).times_s(m, n, k) / t - 1.0, x0, bounds=(lo, hi), loss="soft_l1",
-                        f_scale=_SOFT_L1_SCALE, method="trf", x_scale=np.array([1.0, 1.0, 0.1, 1.0, 0.1]),
+                        f_scale=_SOFT_L1_SCALE, method="trf", x_scale=np.array([1.0, 1.0, 0.1, 1.0, 0.1] + [0.1] * cols),
                         max_nfev=max_nfev)
     return build(res.x), float(res.cost), bool(res.success), res
 

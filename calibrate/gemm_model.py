@@ -6,7 +6,7 @@
     g.time_s(1, 1280, 8192)           # 70B QKV at TP=8, one token
     g.terms(128, 9216, 16384)         # every term: tiles, waves, split-K factor, compute / memory time, regime
 
-time = overhead + (compute^p + memory^p)^(1/p) + output_s_per_element x M x N, with
+time = overhead + (compute^p + memory^p)^(1/p) + output_s_per_element x M x N + column_s x N, with
 
 * **compute** (wave quantisation, K-split): the output is cut into ``tile_m x tile_n`` tiles; when the tiles
   do not fill the ``wave_units`` (SMs/CUs; 1 on a one-thread CPU device), K is split into
@@ -16,6 +16,11 @@ time = overhead + (compute^p + memory^p)^(1/p) + output_s_per_element x M x N, w
 * **memory** (the small-M regime): A, B and C once at ``memory_bandwidth_bytes_per_s``, plus the fp32
   partial sums a split-K kernel writes and reads back.
 * ``sharpness`` p blends the two: p -> inf is the plain roofline max, p = 1 their sum (no overlap).
+* ``column_s``: a cost per weight column whatever M, i.e. per output feature.  A CPU kernel that packs or
+  converts each weight panel per call pays it.  Seen on the Intel VM's bf16 GEMMs: left out, the K = 512
+  families come out 20-30% fast and the K >= 1024 ones 5-15% slow, because at a fixed weight size a
+  per-column cost weighs twice as much at half the K.  Fitted >= 0 on CPU devices only (one unit); GPU
+  kernels do not repack weights per call, so there it stays 0.
 
 All parameters are per dtype, fitted by :func:`accelcal.calibrate.fit_gemm.fit_gemm_model` (scipy
 ``least_squares`` on relative residuals, soft-L1 loss, physical bounds; the integer tile/split terms by grid
@@ -62,6 +67,8 @@ class GemmModel:
     """p of the compute/memory blend (compute^p + memory^p)^(1/p): 1 = sum, large = max (roofline)."""
     output_s_per_element: float = 0.0
     """Cost per output element M x N (epilogue, horizontal reductions of a CPU GEMV)."""
+    column_s: float = 0.0
+    """Cost per weight column N whatever M (packing or converting a weight panel per call)."""
 
     # ------------------------------------------------------------------ model
 
@@ -89,7 +96,7 @@ class GemmModel:
         hi = np.maximum(compute, memory)
         # (c^p + m^p)^(1/p) written around the larger term so large p does not overflow.
         blend = hi * ((compute / hi) ** p + (memory / hi) ** p) ** (1.0 / p)
-        time = self.overhead_s + blend + self.output_s_per_element * m * n
+        time = self.overhead_s + blend + self.output_s_per_element * m * n + self.column_s * n
         return {"tiles": tiles, "split_k": split, "waves": np.where(gemv, 0.0, waves), "gemv": gemv,
                 "compute_s": compute, "memory_s": memory, "time_s": time,
                 "regime": np.where(compute >= memory, "compute-bound", "memory-bound")}

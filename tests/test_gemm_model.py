@@ -55,6 +55,31 @@ def test_fit_recovers_known_parameters():
         assert g.time_s(m, n, k) == pytest.approx(TRUE.time_s(m, n, k), rel=0.05)
 
 
+def test_cpu_fit_recovers_a_per_column_cost_and_gpu_fits_keep_it_zero():
+    # A one-unit CPU device whose kernel pays 60 ns per weight column whatever M (weight-panel packing): left
+    # out, a K = 512 family comes out fast and a K = 4096 one slow; the fit finds the cost and predicts both.
+    cpu = GemmModel(peak_flop_per_s=1.0e11, memory_bandwidth_bytes_per_s=1.2e10, overhead_s=1e-5, element_bytes=2,
+                    sharpness=1.0, column_s=6e-8)
+    fams = [(768, 512), (3584, 512), (512, 1792), (1024, 3584), (1536, 1024), (7168, 1024)]
+    pts = _points(cpu, fams=fams, ms=[1, 2, 8, 16, 64, 128, 256], noise=0.005)
+    g, ok, _ = fit_gemm_model("bf16", pts, wave_units=None, grid=[(1, 1, None, 0)])
+    assert ok and g.column_s == pytest.approx(6e-8, rel=0.15)
+    errs = family_heldout_errors("bf16", pts, None, fit=lambda d, p, w: fit_gemm_model(d, p, w, grid=[(1, 1, None, 0)])[0])
+    assert np.median(errs) < 0.03 and np.percentile(errs, 90) < 0.06
+    no_col = dataclasses.replace(cpu, column_s=0.0)
+    assert cpu.time_s(1, 768, 512) - no_col.time_s(1, 768, 512) == pytest.approx(768 * 6e-8)
+    # GPU devices (several units) do not fit it: their kernels do not repack weights per call.
+    gpu, _, _ = fit_gemm_model("bf16", _points(TRUE, noise=0.01), wave_units=8, grid=GRID)
+    assert gpu.column_s < 1e-15
+    # Profiles written before the field read it as 0; it round-trips.
+    d = cpu.to_dict()
+    assert GemmModel.from_dict(d).column_s == pytest.approx(6e-8)
+    d.pop("column_s")
+    assert GemmModel.from_dict(d).column_s == 0.0
+    with pytest.raises(ValueError, match="column_s"):
+        GemmModel.from_dict(dict(cpu.to_dict(), column_s=-1.0))
+
+
 def test_family_heldout_predicts_unseen_shapes():
     pts = _points(TRUE, noise=0.01)
     errs = family_heldout_errors("bf16", pts, 8, fit=lambda d, p, w: fit_gemm_model(d, p, w, grid=GRID)[0])
