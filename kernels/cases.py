@@ -51,25 +51,39 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
 }
 
 
+REPLICA_ALIGN_BYTES = 256
+"""Each replica starts on this byte boundary inside its buffer: at least what the allocators give a tensor of
+its own (CUDA 256-512 bytes, CPU 64), so kernels that check operand alignment pick the same path."""
+
+
 def replicas(first: Any, sets: int) -> list:
-    """``sets`` input sets: ``first`` (a tensor, or a tuple/list of tensors) and ``sets - 1`` copies of it.
+    """``sets`` input sets with the values of ``first`` (a tensor, or a tuple/list of tensors), each at its own address.
 
     What a rotated set must differ in is its address, not its values: a kernel reading a copy misses the cache
-    as it would reading new random data, while a copy costs a memcpy instead of a random draw, which matters once
-    small sets are rotated past a last-level cache of hundreds of MiB (:func:`accelcal.kernels.timing.
-    rotation_count`).
+    as it would reading new random data.  Each tensor position gets one buffer of ``sets`` aligned slots filled
+    by one broadcast copy, so tens of thousands of small sets (rotated past a last-level cache of hundreds of MiB,
+    :func:`accelcal.kernels.timing.rotation_count`) cost one memcpy, not a random draw or an allocation each.
     """
     if sets < 1:
         raise ValueError(f"sets must be >= 1, got {sets}")
 
-    def copy(x: Any) -> Any:
+    def block(x: torch.Tensor) -> list[torch.Tensor]:
+        if not x.is_contiguous():
+            return [x.clone() for _ in range(sets)]
+        n, size = x.numel(), x.element_size()
+        slot = -(-max(n, 1) * size // REPLICA_ALIGN_BYTES) * REPLICA_ALIGN_BYTES // size
+        grid = torch.empty(sets * slot, dtype=x.dtype, device=x.device).view(sets, slot)[:, :n]
+        grid.copy_(x.reshape(1, n).expand(sets, n))
+        return [grid[i].view(x.shape) for i in range(sets)]
+
+    def build(x: Any) -> list:
         if isinstance(x, torch.Tensor):
-            return x.clone()
+            return block(x)
         if isinstance(x, (tuple, list)):
-            return type(x)(copy(v) for v in x)
+            return [type(x)(parts) for parts in zip(*(build(v) for v in x))] if len(x) else [type(x)() for _ in range(sets)]
         raise TypeError(f"replicas: expected a tensor or a tuple/list of tensors, got {type(x).__name__}")
 
-    return [first] + [copy(first) for _ in range(sets - 1)]
+    return build(first)
 
 
 def element_bytes(dtype: str) -> int:

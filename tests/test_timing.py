@@ -105,17 +105,26 @@ def test_rank_timer_agrees_with_the_slowest_rank(active):
 
 
 def test_replicas_copy_the_first_set_to_new_storage():
-    from accelcal.kernels.cases import replicas
+    from accelcal.kernels.cases import REPLICA_ALIGN_BYTES, replicas
 
-    first = (torch.randn(4, 8), torch.randn(8, 2))
+    first = (torch.randn(4, 8), torch.randn(3, 5), torch.randn(2, 3).to(torch.float8_e4m3fn))
     sets = replicas(first, 5)
-    assert len(sets) == 5 and sets[0] is first
-    ptrs = {t.data_ptr() for s in sets for t in s}
-    assert len(ptrs) == 10  # every tensor of every set at its own address
-    for s in sets[1:]:
-        assert isinstance(s, tuple) and all(torch.equal(a, b) for a, b in zip(s, first))
+    assert len(sets) == 5 and all(isinstance(s, tuple) and len(s) == 3 for s in sets)
+    for s in sets:
+        assert all(a.shape == b.shape and a.dtype == b.dtype and a.is_contiguous() for a, b in zip(s, first))
+        assert torch.equal(s[0], first[0]) and torch.equal(s[1], first[1])
+        assert torch.equal(s[2].float(), first[2].float())
+    ptrs = [t.data_ptr() for s in sets for t in s]
+    assert len(set(ptrs)) == 15  # every tensor of every set at its own address
+    for j in range(3):  # each tensor position in one buffer, slots on the alignment boundary
+        base = sets[0][j].data_ptr()
+        assert all((s[j].data_ptr() - base) % REPLICA_ALIGN_BYTES == 0 for s in sets)
+    sets[1][0].add_(1.0)  # replicas do not share storage
+    assert torch.equal(sets[0][0], first[0]) and not torch.equal(sets[1][0], first[0])
     a, b = replicas([torch.ones(3)], 2)
     assert isinstance(b, list) and b[0].data_ptr() != a[0].data_ptr()
+    t = torch.randn(6, 4).t()  # not contiguous: plain copies keep its layout
+    assert [x.stride() for x in replicas(t, 2)] == [t.clone().stride()] * 2
     with pytest.raises(ValueError, match="sets must be >= 1"):
         replicas(first, 0)
     with pytest.raises(TypeError, match="tensor or a tuple/list"):
