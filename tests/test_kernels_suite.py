@@ -245,3 +245,28 @@ def test_attention_gqa_fallback_matches_native():
     assert torch.allclose(native, fallback, atol=1e-5)
     with pytest.raises(ValueError, match="multiple of kv_heads"):
         make_attention_run(CPU, AttentionCase("decode", 1, 4, 3, 8, 1, 16), "fp32", 1, "native")
+
+
+def test_graph_device_figures_of_inputs_under_twice_the_cache_say_so(monkeypatch):
+    from accelcal.kernels import cases
+    from accelcal.kernels.cases import graph_replay_note
+
+    # 5 captured calls of a 4 MiB set re-read 20 MiB every replay: under twice a 50 MiB L2.
+    note = graph_replay_note("graph", 5, 4 << 20, 50 << 20)
+    assert "same 5 input sets" in note and "20.0 MiB" in note and "50 MiB cache" in note
+    assert graph_replay_note("graph", 5, 32 << 20, 50 << 20) == ""  # 160 MiB: past twice the cache
+    assert graph_replay_note("host-queue", 5, 4 << 20, 50 << 20) == ""  # a queue rotates every set
+    assert graph_replay_note("graph", 5, None, 50 << 20) == ""
+
+    ctx = _ctx()
+    ctx.cache_bytes = 50 << 20
+    real = cases.time_op
+
+    def as_graph(run, device, cfg):
+        import dataclasses
+        return dataclasses.replace(real(run, device, cfg), device_method="graph")
+
+    monkeypatch.setattr(cases, "time_op", as_graph)
+    rows = ctx.measure("memory_read", "read_4MiB", {"size_bytes": 4 << 20}, "fp32",
+                       lambda: make_memory_run(CPU, "read", 4 << 20, 2), flop=None, bytes_moved=4 << 20)
+    assert rows and all("graph replays re-read the same" in r["reason"] for r in rows)
