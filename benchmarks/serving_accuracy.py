@@ -263,6 +263,15 @@ def split_tpot(tpots: dict) -> dict:
     return out
 
 
+def by_concurrency(items: list[tuple[int, float, float]], fmt: str) -> str:
+    """``c{concurrency} measured/predicted`` cells, the medians of each concurrency's (measured, predicted) values."""
+    by_c: dict = defaultdict(list)
+    for c, a, b in items:
+        by_c[c].append((a, b))
+    return "  ".join(f"c{c} {np.median([a for a, _ in v]):{fmt}}/{np.median([b for _, b in v]):{fmt}}"
+                     for c, v in sorted(by_c.items()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/serving-dev/qwen3-32b-h100.csv"))
@@ -366,11 +375,7 @@ def main() -> int:
             for (eng, tp), parts in sorted(split.items()):
                 d = np.median([p[2] / p[1] for p in parts])
                 dp = np.median([p[4] / p[3] for p in parts])
-                by_c = defaultdict(list)
-                for c, dm, dp_, *_ in parts:
-                    by_c[c].append((dm, dp_))
-                cells = "  ".join(f"c{c} {np.median([a for a, _ in v]) * 1e3:.2f}/{np.median([b for _, b in v]) * 1e3:.2f}"
-                                  for c, v in sorted(by_c.items()))
+                cells = by_concurrency([(p[0], p[1] * 1e3, p[2] * 1e3) for p in parts], ".2f")
                 print(f"  {eng:<7} TP{tp:<2} n={len(parts):<3} D x{d:.2f}  dP x{dp:.2f}   D: {cells}")
             queue = {k: [p for p in v if len(p) == 7] for k, v in split.items()}
             if any(queue.values()):
@@ -378,13 +383,8 @@ def main() -> int:
                       "measured/predicted by concurrency (median over prompt lengths): the queue a request meets, "
                       "with the prefill's cost divided out on each side:")
                 for (eng, tp), parts in sorted(queue.items()):
-                    by_c = defaultdict(list)
-                    for p in parts:
-                        by_c[p[0]].append((p[5], p[6]))
-                    cells = "  ".join(f"c{c} {np.median([a for a, _ in v]):.1f}/{np.median([b for _, b in v]):.1f}"
-                                      for c, v in sorted(by_c.items()))
-                    if cells:
-                        print(f"  {eng:<7} TP{tp:<2} {cells}")
+                    if parts:
+                        print(f"  {eng:<7} TP{tp:<2} {by_concurrency([(p[0], p[5], p[6]) for p in parts], '.1f')}")
         print(f"targets: TPOT mean <= 10%, TTFT mean <= 20%, no row infeasible; {wall:.1f} s for "
               f"{len(errs['all'][0])} predictions")
     return 0
