@@ -80,17 +80,18 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
         notes.append(f"no chunked prefill, KV free_gpu_memory_fraction 0.80: {_AIC} backend_templates/trtllm/"
                      f"extra_engine_args.*.yaml.j2 defaults (enable_chunked_prefill false, 0.80)")
         if _version(version) < (1, 1):
-            over["cuda_graph_sizes"] = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+            # The 1.0.x template reads both settings from the generator, which since its automated evaluation
+            # (961028348, 2025-08-22: the commit that first deployed and benchmarked generated configurations)
+            # sets them for agg serving; the template's own defaults (overlap off, graphs at powers of two)
+            # apply only where the generator leaves them unset, as the first commit (efcae124c) did.
+            over["cuda_graph_sizes"] = list(range(1, bs + 1))
             over["cuda_graph_padding"] = True
-            notes.append(f"CUDA graphs at [1, 2, 4, ..., 256] padded: {_AIC} efcae124c "
-                         f"cli/templates/trtllm/dynamo/extra_engine_args.1.0.0rc3.yaml.j2")
-            # The same template: 'disable_overlap_scheduler: {{ dynamo_config.disable_overlap_scheduler |
-            # default(true) }}', and nothing in that generator set it; the rule that turns it back on for agg came
-            # with rule_plugin/trtllm.rule (95ddf241a, 2025-12-04), the rules the >= 1.1 branch follows.
-            over["overlap_scheduling"] = False
-            notes.append(f"overlap scheduler off: {_AIC} efcae124c cli/templates/trtllm/dynamo/"
-                         f"extra_engine_args.1.0.0rc3.yaml.j2 'disable_overlap_scheduler: ... default(true)' (the "
-                         f"generator of that template never set it)")
+            notes.append(f"CUDA graphs at every batch 1..{bs}, padded: {_AIC} 961028348 cli/backends/trtllm.py "
+                         f"agg 'cuda_graph_batch_sizes = range(1, bs + 1)', template extra_engine_args."
+                         f"1.0.0rc3.yaml.j2 'padding_enabled: ... default(true)'")
+            over["overlap_scheduling"] = True
+            notes.append(f"overlap scheduler on: {_AIC} 961028348 cli/backends/trtllm.py agg "
+                         f"'disable_overlap_scheduler = False' (read by extra_engine_args.1.0.0rc3.yaml.j2)")
         else:
             over["overlap_scheduling"] = True
             notes.append(f"overlap scheduler on: {_AIC} rule_plugin/trtllm.rule 'agg disable_overlap_scheduler = "
