@@ -20,9 +20,12 @@ The rows are NVIDIA aiconfigurator's silicon sample, and aiconfigurator's genera
 configurations and the benchmark its published silicon measurements are run with.  So by default
 (``--deployment aiconfigurator``) each engine gets that recipe's settings (token budget, batch size, KV
 fraction, CUDA graph sizes, fp8 KV cache for fp8 weights; accelcal.planner.serving.deployment cites every
-rule) and the load is the generator's aiperf benchmark: 20 x concurrency requests after 2 x concurrency of
-warm-up (src/aiconfigurator/generator/config/backend_templates/benchmark/bench_run.sh.j2), the warm-up drained
-before the measured requests start together (aiperf docs/tutorials/warmup.md: it "waits indefinitely for all
+rule) and the load is the benchmark of aiconfigurator's automated evaluation, which deployed the generator's
+configurations and measured them while these engine versions were current (2025-08-22 to 2026-03-03:
+src/aiconfigurator/eval/benchmarks/genai_perf_runner.py from 961028348, genai-perf, then aiperf from 4361371a6,
+removed in c0c44d911): 10 x concurrency requests after 2 x concurrency of warm-up (the generator's own
+bench_run.sh.j2, added later, sends 50 x concurrency at f90534bc2 and 20 x at HEAD: ``--requests-per-client``),
+the warm-up drained before the measured requests start together (aiperf docs/tutorials/warmup.md: it "waits indefinitely for all
 warmup responses before starting profiling").  ``--deployment
 default`` runs the engines at their own defaults (the KV cache then stays bf16 unless ``--fp8-kv-dtype``).
 
@@ -293,10 +296,13 @@ def main() -> int:
     ap.add_argument("--num-requests", type=int, default=None,
                     help="--deployment default: requests per point (default: the predictor's)")
     ap.add_argument("--requests-per-client", type=int, default=None,
-                    help="requests per point = this x concurrency (default 20 with --deployment aiconfigurator: "
-                         "aiconfigurator's generated aiperf benchmark, bench_run.sh.j2 BENCH_MULTI_ROUND=20)")
+                    help="requests per point = this x concurrency (default 10 with --deployment aiconfigurator: "
+                         "aiconfigurator's automated evaluation, eval/benchmarks/genai_perf_runner.py "
+                         "'--request-count v * 10' from 961028348 until c0c44d911; its later generated "
+                         "bench_run.sh.j2 sends 20)")
     ap.add_argument("--warmup-per-client", type=int, default=2,
-                    help="--deployment aiconfigurator: warm-up requests = this x concurrency (bench_run.sh.j2: 2)")
+                    help="--deployment aiconfigurator: warm-up requests = this x concurrency (genai_perf_runner.py and "
+                         "bench_run.sh.j2: 2)")
     ap.add_argument("--turnaround-ms", default=None,
                     help="client turnaround bound(s) in ms, comma-separated for a sensitivity table "
                          f"(default: the workload's {ServingWorkload.turnaround_s * 1e3:g} ms)")
@@ -321,7 +327,7 @@ def main() -> int:
     except ValueError as exc:
         ap.error(f"--engine-arg: {exc}")
     if args.requests_per_client is None and args.deployment == "aiconfigurator":
-        args.requests_per_client = 20
+        args.requests_per_client = 10
     try:
         turnarounds = ([float(x) / 1e3 for x in args.turnaround_ms.split(",")] if args.turnaround_ms
                        else [ServingWorkload.turnaround_s])
