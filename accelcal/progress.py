@@ -11,7 +11,9 @@
 
 On a terminal each stage gets a tqdm bar (case count, elapsed, ETA) and the
 case text as its postfix; in a non-TTY log (``run_bench.sh`` tees to a file)
-each stage prints one line when it ends; ``quiet`` prints nothing.  Without
+each stage prints one line when it ends (and, with ``log_every_s``, a
+"done/total after N s" line at most that often while it runs, so a long stage
+in a log is not silent); ``quiet`` prints nothing.  Without
 tqdm (it comes with the ``measure`` extra) the bar degrades to the log lines.
 """
 
@@ -32,9 +34,12 @@ class StageProgress:
     """One stage at a time: :meth:`start`, :meth:`advance` per case, :meth:`close` (or the next start)."""
 
     def __init__(self, prefix: str = "kernels", quiet: bool = False, stream: TextIO | None = None,
-                 tty: bool | None = None) -> None:
+                 tty: bool | None = None, log_every_s: float | None = None) -> None:
         self.prefix = prefix
         """Shown before the stage name in log lines."""
+        self.log_every_s = log_every_s
+        """Log mode: a progress line at most this often while a stage runs (None: only the closing line)."""
+        self._last_log = 0.0
         self.quiet = quiet
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
@@ -50,7 +55,7 @@ class StageProgress:
         """Open ``stage`` with ``total`` cases (None: unknown, no ETA); closes the stage before it."""
         self.close()
         self._stage, self._total, self._done, self._skipped = stage, int(total or 0), 0, 0
-        self._t0 = time.perf_counter()
+        self._t0 = self._last_log = time.perf_counter()
         if self.quiet or not self.tty:
             return
         try:
@@ -67,6 +72,13 @@ class StageProgress:
             self._bar.update(n)
             if text:
                 self._bar.set_postfix_str(text[:60], refresh=False)
+        elif self.log_every_s is not None and not self.quiet and self._stage is not None:
+            now = time.perf_counter()
+            if now - self._last_log >= self.log_every_s:
+                self._last_log = now
+                of = f"/{self._total}" if self._total else ""
+                print(f"[{self.prefix}] {self._stage}: {self._done}{of} after {now - self._t0:.0f} s"
+                      + (f" ({text[:60]})" if text else ""), file=self.stream, flush=True)
 
     def skipped(self) -> None:
         """Count a recorded skip of the current case (reported in the stage's closing line)."""

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from accelcal.calibrate.profile import Profile
+from accelcal.progress import StageProgress
 from accelcal.models import ModelConfig
 from accelcal.planner.serving.deployment import DEPLOYMENTS, apply_deployment
 from accelcal.planner.serving.engine import EnginePreset
@@ -151,7 +152,11 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
     tpots: dict = defaultdict(dict)  # (engine, tp, concurrency, isl) -> {osl: (measured, predicted) TPOT, then TTFT}
     costers: dict = {}
     models: dict = {}
+    # stderr: a terminal bar, or in a log a line every 30 s and one when the rows are done
+    bar = StageProgress("serving_accuracy", log_every_s=30.0)
+    bar.start(f"rows (turnaround {turnaround_s * 1e3:g} ms, client gap {client_gap_s * 1e3:g} ms)", len(df))
     for _, row in df.iterrows():
+        bar.advance(str(row.get("id", "")))
         eng = ENGINES.get(row["backend"])
         if eng is None:
             skipped[f"backend {row['backend']!r} has no engine preset"] += 1
@@ -220,7 +225,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         tpots[group][osl] = (mp, res.metrics.tpot_mean_s, mt, res.metrics.ttft_mean_s)
         et = res.metrics.ttft_mean_s / mt - 1
         ep = res.metrics.tpot_mean_s / mp - 1
-        groups = ["all", f"engine {eng} {row['backend_version']}", f"TP{tp}"]
+        groups = ["all", f"engine {eng} {row['backend_version'] or '(no version: newest rules)'}", f"TP{tp}"]
         if args.multi_model:
             groups.append(f"model {model.name}")
         if args.multi_system:
@@ -232,6 +237,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
             print(f"  {str(row.get('id', ''))[-48:]:<48} {eng:<7} c{c:<4} {isl}x{osl} "
                   f"TTFT {res.metrics.ttft_mean_s * 1e3:9.1f} vs {mt * 1e3:9.1f} ms ({et:+.0%})  TPOT "
                   f"{res.metrics.tpot_mean_s * 1e3:7.2f} vs {mp * 1e3:7.2f} ms ({ep:+.0%})")
+    bar.close()
     return errs, skipped, infeasible, in_prefills, tpots
 
 
@@ -336,7 +342,11 @@ def main() -> int:
         ap.error(f"--client-gap-ms / --turnaround-ms: comma-separated numbers of ms expected, got "
                  f"{args.client_gap_ms!r} / {args.turnaround_ms!r}")
     sweeps = [(ta, gap) for ta in turnarounds for gap in gaps]
-    df = pd.read_csv(args.data)
+    # a version is text ("1.0" is not 1.0) and an empty one means the engine's newest rules (deployment.py), not
+    # pandas' NaN, which would read as the oldest
+    df = pd.read_csv(args.data, dtype={"backend_version": str})
+    if "backend_version" in df:
+        df["backend_version"] = df["backend_version"].fillna("").str.strip()
     need = {"backend", "backend_version", "isl", "osl", "batch_size", "tp_size", "silicon_ttft_ms", "silicon_tpot_ms"}
     if not need <= set(df.columns):
         raise SystemExit(f"{args.data}: columns {sorted(need - set(df.columns))} missing (see the serving-dev README)")

@@ -148,6 +148,7 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
         "g,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,nvfp4,agg,64,8,2,1,1,,1,1,20,5",
         "h,xyz,1,Qwen/Qwen3-32B,h100_sxm,,agg,64,8,2,1,1,,1,1,20,5",
         "i,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,,agg,64,8,,1,1,,1,1,20,5",
+        "j,trtllm,,meta-llama/Llama-3.1-8B-Instruct,h100_sxm,,agg,64,8,2,1,1,,1,1,20,5",  # no version: newest rules
     ]
     data = tmp_path / "rows.csv"
     data.write_text(cols + "\n" + "\n".join(rows) + "\n")
@@ -155,7 +156,8 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "overall                n=2 " in text and "model llama3.1-8b" in text and "system h200_sxm" in text
+    assert "overall                n=3 " in text and "model llama3.1-8b" in text and "system h200_sxm" in text
+    assert "engine trtllm (no version: newest rules) n=1 " in text  # an empty version is not pandas' NaN
     for why in ("1 x model deepseek-ai/DeepSeek-R1: no preset cites it",
                 "1 x system 'b200_sxm': no measured profile ships for it",
                 "1 x mode 'disagg': prefill and decode on separate workers are not modelled",

@@ -32,6 +32,21 @@ def test_log_mode_prints_one_line_per_stage_with_elapsed_time_and_skips():
     assert len(lines) == 2
 
 
+def test_log_mode_reports_a_long_stage_at_most_every_log_every_s(monkeypatch):
+    clock = iter([0.0, 1.0, 12.0, 13.0, 25.0, 26.0])  # start, then one reading per advance, then close
+    monkeypatch.setattr("accelcal.progress.time.perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    bar = StageProgress("serving_accuracy", stream=out, tty=False, log_every_s=10.0)
+    bar.start("rows", 4)
+    for i in range(4):
+        bar.advance(f"row {i}")
+    bar.close()
+    lines = out.getvalue().splitlines()
+    # 1 s: too soon; 12 s: a line; 13 s: too soon after it; 25 s: a line; then the closing line
+    assert lines[:2] == ["[serving_accuracy] rows: 2/4 after 12 s (row 1)", "[serving_accuracy] rows: 4/4 after 25 s (row 3)"]
+    assert re.fullmatch(r"\[serving_accuracy\] rows: 4 cases in 26\.0 s", lines[2]) and len(lines) == 3
+
+
 def test_quiet_prints_nothing():
     out = io.StringIO()
     bar = StageProgress(stream=out, tty=True, quiet=True)
