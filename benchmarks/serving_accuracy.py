@@ -187,6 +187,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
             skipped[f"TP{tp} PP{pp}: needs --interconnect (the device profile has no collectives)"] += 1
             continue
         fp8 = precision == "fp8"
+        gq = "" if pd.isna(row.get("gemm_quant_mode")) else str(row.get("gemm_quant_mode"))
+        scaling = "block" if fp8 and "block" in gq else "per_tensor"  # aiconfigurator's fp8_block: 128-wide blocks
         try:
             c, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
             mt, mp = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
@@ -207,17 +209,19 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
             res = predict_serving(prof, model, engine, tp=tp, pp=pp, ep=ep, concurrency=c, isl=isl, osl=osl, num_requests=n,
                                   weight_dtype=wd, kv_dtype=kvd, inter_node_profile=inter, method=args.method,
                                   turnaround_s=turnaround_s, client_gap_s=client_gap_s, warmup_requests=warm,
-                                  warmup_drains=args.deployment == "aiconfigurator" and not args.no_warmup_drain)
+                                  warmup_drains=args.deployment == "aiconfigurator" and not args.no_warmup_drain,
+                                  fp8_scaling=scaling)
         except (StepCostError, ValueError) as exc:
             skipped[f"{model.name} TP{tp}{f' EP{ep}' if ep > 1 else ''}: {str(exc)[:160]}"] += 1
             continue
         if not res.feasible:
             infeasible.append((row["id"], res.reason))
             continue
-        key = (eng, tp, ep, wd, model.name, prof.identity.name)
+        key = (eng, tp, ep, wd, scaling, model.name, prof.identity.name)
         if key not in costers:
             costers[key] = StepCoster(prof, model, replica_parallelism(tp, pp, 1, int(prof.identity.devices_per_node),
-                                                                       ep), engine, wd, kvd, inter)
+                                                                       ep), engine, wd, kvd, inter,
+                                      fp8_scaling=scaling)
         one = costers[key].step_s(0, 0.0, ((isl, isl),))
         in_prefills[(eng, c)][0].append(mt / one)
         in_prefills[(eng, c)][1].append(res.metrics.ttft_mean_s / one)
