@@ -139,6 +139,7 @@ class StepCoster:
         self._costers = {g: _ServingCoster(profile, weight_dtype, act, g, inter_node_profile, engine.tp_all_reduce_kernel,
                                            ar_limit_bytes, kv_dtype) for g in (False, True)}
         self._note_all_reduce_kernel(engine, ar_limit_bytes)
+        self._note_small_all_reduce(engine, ar_limit_bytes)
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
         kind = engine.sampler
         how = ("measured (the profile's sampler section)" if self._head[False].measures_sampler(kind) else
@@ -171,6 +172,28 @@ class StepCoster:
                               f"entries for it (kernel-not-measured; it has {have or 'library entries only'}): costed "
                               f"from the collective library's entries; import a latency table of the kernel "
                               f"(docs/collectives.md) or pass --engine-arg tp_all_reduce_kernel= to say NCCL")
+
+    def _note_small_all_reduce(self, engine: EnginePreset, limit_bytes: float) -> None:
+        """Say so when a decode step's all-reduce (one token's hidden state) is smaller than every message the
+        profile measured for it: a latency fitted to large messages only can be off by many times for a few
+        kilobytes."""
+        if self.tp < 2 or self.tp_scope != "intra_node":
+            return
+        small = self.model.hidden_size * self.el
+        k = engine.tp_all_reduce_kernel
+        colls = [c for c in getattr(self.profile, "collectives", ()) if c.op == "all_reduce" and c.scope == "intra_node"]
+        kernel = k if k and any(c.kernel == k for c in colls) and not (limit_bytes and small > limit_bytes) else None
+        mins = [c.quality.range_min for c in colls if c.kernel == kernel and c.quality is not None]
+        if not mins or small >= min(mins):
+            return
+        try:
+            est = self.profile.collective_time_s("all_reduce", small, self.tp, "intra_node", kernel)
+        except MissingMeasurement:
+            return  # costing says what is missing
+        self.notes.append(f"TP all-reduce of one decode token ({small:g} B over {self.tp} ranks) costs "
+                          f"{est.time_s * 1e6:.1f} us, extrapolated below the smallest message measured "
+                          f"({min(mins):.4g} B; {est.detail}): measure small messages (accelcal collectives) or "
+                          f"import an nccl-tests log that has them")
 
     # -- pieces ---------------------------------------------------------------------------------
     def _wrap(self, fn):
