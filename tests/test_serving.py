@@ -338,10 +338,17 @@ def test_aiconfigurator_recipe_settings():
     newer, kv, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("trtllm"), "1.2.0rc6", 1024, 128, 8, "bf16")
     assert newer.cuda_graph_sizes == tuple(range(1, 9)) and not newer.cuda_graph_padding and kv == "bf16"
     assert newer.overlap_scheduling
-    sg, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.1.post1", 1024, 128, 16)
+    sg, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.6.post2", 1024, 128, 16)
     # max_prefill_tokens caps a prefill batch; chunked_prefill_size (which also sizes SGLang's reserved memory) stays
     assert sg.prefill_batch_tokens == 1024 + 1500 and sg.token_budget == 8192 and sg.step_tokens == 2524
-    assert not sg.mixed_steps
+    assert sg.mixed_steps
+    # 0.5.1.post1's own template wrote neither flag before 2026-01-19; the rule's batch and graph sizes applied
+    old, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.1.post1", 1024, 128, 16)
+    assert old.prefill_batch_tokens == 16384 and old.step_tokens == 8192 and not old.mixed_steps
+    assert old.max_seqs == 16 and old.cuda_graph_sizes == tuple(range(1, 17))
+    # a version older than 0.5.6 without a template of its own took the generic one: max-prefill-tokens, no mixing
+    generic, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.2", 1024, 128, 16)
+    assert generic.step_tokens == 2524 and not generic.mixed_steps
     long_prompt, _, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("sglang"), "0.5.8", 16384, 128, 16)
     assert long_prompt.step_tokens == 8192 and long_prompt.mixed_steps  # chunked_prefill_size still splits it
     assert EnginePreset.from_name("sglang").step_tokens == 8192  # default: 8192 chunks under a 16384 batch cap

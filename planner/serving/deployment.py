@@ -26,6 +26,9 @@ _AIC = "ai-dynamo/aiconfigurator"
 _TOKENS_RULE = (f"{_AIC} generator rule 'agg max_num_tokens = max_batch_size + isl + 1500' (TRT-LLM since the "
                 f"first commit efcae124c src/aiconfigurator/cli/backends/trtllm.py; vLLM in rule_plugin/vllm.rule "
                 f"since 95ddf241a)")
+_SGLANG_OLD_TEMPLATES = ("0.5.1.post1", "0.5.3.post2", "0.5.4.post3")
+"""SGLang versions with a template of their own in the generator from 95ddf241a (backend_templates/sglang/
+cli_args.<version>.j2); other versions used the generic cli_args.j2."""
 _KV_RULE = (f"{_AIC}: fp8 checkpoints run an fp8 KV cache (efcae124c cli/backends/trtllm.py: kvcache_quant_mode "
             f"fp8 -> kv_cache_dtype fp8; sdk/models/helpers.py _infer_quant_modes at 095f58a5)")
 
@@ -102,14 +105,31 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
                          f"'cuda_graph_batch_sizes = range(1, max_batch_size + 1)' (95ddf241a), template "
                          f"enable_padding default false")
     if engine == "sglang":
-        # max_prefill_tokens caps a prefill batch; chunked_prefill_size (the preset's token budget, which also
-        # sizes SGLang's reserved memory) is unchanged and still splits longer prompts.
-        over["prefill_batch_tokens"] = isl + 1500
-        notes.append(f"prefill batches of at most {isl} + 1500 = {isl + 1500} tokens: {_AIC} rule_plugin/sglang.rule "
-                     f"'max_prefill_tokens = isl + 1500' (95ddf241a)")
-        if _version(version) >= (0, 5, 6):
-            # enable_mixed_chunk entered the rule on 2026-01-19 (fa895ffb1, 07a377923); the generator's templates
-            # for SGLang 0.5.6.post2 and later came after it, those for 0.5.1.post1 before.
+        # The rule has set --max-running-requests and --cuda-graph-bs from the batch size since 95ddf241a (until
+        # 71bb3d00e, 2026-01-30, widened both); max_prefill_tokens and enable_mixed_chunk reach the command line
+        # only through a template that emits them.  The versioned templates (_SGLANG_OLD_TEMPLATES) emitted neither
+        # until fa895ffb1 (2026-01-19) added both at once; the generic one emitted --max-prefill-tokens from
+        # 95ddf241a and --enable-mixed-chunk once the rule had it (07a377923, the same day).  The recipe takes rows
+        # of a version older than 0.5.6 as generated before 2026-01-19 and newer ones after it (the 0.5.6.post2
+        # and 0.5.8 templates came on 2026-01-23, c46a56b02): one date per version, so the flags are a set some
+        # generator wrote together.
+        old = _version(version) < (0, 5, 6)
+        if old:
+            over["max_seqs"] = bs
+            over["cuda_graph_sizes"] = list(range(1, bs + 1))
+            notes.append(f"at most {bs} running requests, CUDA graphs at every batch 1..{bs}: {_AIC} 95ddf241a "
+                         f"rule_plugin/sglang.rule (max_batch_size, 'cuda_graph_batch_sizes = range(1, "
+                         f"max_batch_size + 1)')")
+        if not old or str(version).strip() not in _SGLANG_OLD_TEMPLATES:
+            # max_prefill_tokens caps a prefill batch; chunked_prefill_size (the preset's token budget, which also
+            # sizes SGLang's reserved memory) is unchanged and still splits longer prompts.
+            over["prefill_batch_tokens"] = isl + 1500
+            notes.append(f"prefill batches of at most {isl} + 1500 = {isl + 1500} tokens: {_AIC} rule_plugin/"
+                         f"sglang.rule 'max_prefill_tokens = isl + 1500' (95ddf241a)")
+        else:
+            notes.append(f"SGLang's own prefill batch cap: {_AIC} backend_templates/sglang/cli_args.{version}.j2 "
+                         f"emitted no --max-prefill-tokens before fa895ffb1 (2026-01-19)")
+        if not old:
             over["mixed_steps"] = True
             notes.append(f"decodes ride in prefill batches (--enable-mixed-chunk): {_AIC} rule_plugin/sglang.rule "
                          f"'agg enable_mixed_chunk = true' (07a377923)")
