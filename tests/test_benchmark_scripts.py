@@ -39,6 +39,14 @@ def test_datasheet_vs_measured_reads_the_last_validation_table(tmp_path):
         mod.read_cases(empty)
 
 
+def test_serving_accuracy_verdict_uses_the_unrounded_means():
+    mod = _load("serving_accuracy")
+    # 10.004% prints as 10.0% but misses a 10% target; 19.99% meets 20%
+    text = mod.verdict([0.1999, -0.1999], [0.10004, -0.10004], 0)
+    assert text == ("TPOT mean 10.00% <= 10%: missed, TTFT mean 19.99% <= 20%: met, 0 row(s) called infeasible: met")
+    assert mod.verdict([], [], 2).endswith("2 row(s) called infeasible: missed")
+
+
 def test_serving_accuracy_summary_and_model_fallback():
     mod = _load("serving_accuracy")
     line = mod.summary("all", [0.1, -0.3], [0.05, -0.05])
