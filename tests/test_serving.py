@@ -155,12 +155,13 @@ def test_presets_load_and_cite_sources():
     assert {"vllm", "sglang", "trtllm", "static"} <= set(engine_names())
     for name in engine_names():
         e = EnginePreset.from_name(name)
-        keys = [f.name for f in dataclasses.fields(e) if f.name not in ("name", "version", "sources")]
+        keys = [f.name for f in dataclasses.fields(e) if f.name not in ("name", "version", "sources", "since")]
         for k in keys:
             if k in e.sources or getattr(type(e), k, None) == getattr(e, k):
                 continue
             raise AssertionError(f"{name}: {k} has no source")
         assert all(len(s) > 10 for s in e.sources.values())
+        assert all(len(src) > 10 for _, _, srcs in e.since for src in srcs.values())  # later releases cite too
     assert "max_num_batched_tokens" in EnginePreset.from_name("vllm").sources["token_budget"]
     assert not EnginePreset.from_name("sglang").mixed_steps
 
@@ -322,6 +323,36 @@ def test_engine_overrides_are_checked_like_preset_files():
         e.with_overrides({"token_budget": "many"}, "x")
     with pytest.raises(ValueError, match="priority = 'middle'"):
         e.with_overrides({"priority": "middle"}, "x")
+
+
+def test_a_preset_applies_the_defaults_a_later_release_changed(tmp_path):
+    from accelcal.planner.serving.engine import version_key
+
+    assert version_key("0.5.1.post1") > version_key("0.5.1") and version_key("0.14.0") > version_key("0.13.0")
+    assert version_key("") > version_key("99.0")  # no version: the newest rules
+    vllm = EnginePreset.from_name("vllm")
+    assert not vllm.overlap_scheduling and vllm.version == "0.12.0"  # the file's own release
+    for release, overlap in (("0.12.0", False), ("0.13.0", False), ("0.14.0", True), ("0.18.0", True), ("", True)):
+        e, notes = vllm.for_version(release)
+        assert e.overlap_scheduling is overlap, release
+        assert bool(notes) is overlap and all("since 0.14.0" in n for n in notes)
+    assert vllm.for_version("0.14.0")[0].sources["overlap_scheduling"].startswith("vllm 0.14.0 sdist")
+    # the recipe applies the release's defaults first (the 0.12.0 rows keep async scheduling off)
+    from accelcal.planner.serving.deployment import apply_deployment
+    assert not apply_deployment("aiconfigurator", vllm, "0.12.0", 1024, 128, 8)[0].overlap_scheduling
+    assert apply_deployment("default", vllm, "0.18.0", 1024, 128, 8)[0].overlap_scheduling
+    # a bad entry names the file and what was expected
+    from accelcal.planner.serving.engine import PRESET_DIR
+
+    body = (PRESET_DIR / "vllm.yaml").read_text()
+    bad = tmp_path / "x.yaml"
+    bad.write_text(body.split("since:")[0] + 'since:\n  - version: "0.2"\n    overlap_scheduling: {value: true}\n')
+    with pytest.raises(ValueError, match=r"x.yaml: since\[0\]: overlap_scheduling must be .* citing the release"):
+        EnginePreset.from_yaml(bad)
+    bad.write_text(body.split("since:")[0] + 'since:\n  - {version: "0.3", max_seqs: {value: 1, source: a}}\n'
+                   '  - {version: "0.2", max_seqs: {value: 2, source: b}}\n')
+    with pytest.raises(ValueError, match="ascending version order"):
+        EnginePreset.from_yaml(bad)
 
 
 def test_aiconfigurator_recipe_settings():

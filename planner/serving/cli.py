@@ -50,7 +50,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "generator writes (token budget, batch size, KV fraction, CUDA graphs, fp8 KV for fp8 "
                         "weights; planner/serving/deployment.py cites each rule)")
     p.add_argument("--engine-version", default="",
-                   help="engine version the --deployment recipe is applied for (some rules changed between versions)")
+                   help="engine release: its own defaults that changed between releases (the preset's 'since' "
+                        "entries, e.g. vLLM's async scheduling from 0.14.0) and the --deployment recipe's rules for "
+                        "it; empty (default) = the newest documented")
     load = p.add_mutually_exclusive_group(required=True)
     load.add_argument("--concurrency", type=int, default=None, help="closed loop: requests in flight")
     load.add_argument("--request-rate", type=float, default=None, help="open loop: Poisson arrivals, requests/s")

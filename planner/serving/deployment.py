@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .engine import version_key
+
 __all__ = ["DEPLOYMENTS", "DeploymentSettings", "apply_deployment", "deployment_settings"]
 
 DEPLOYMENTS: tuple[str, ...] = ("default", "aiconfigurator")
@@ -47,17 +49,6 @@ class DeploymentSettings:
     """One line per setting, with its source."""
 
 
-def _version(v: str) -> tuple[int, ...]:
-    """Comparable version tuple; an empty version means the newest rules."""
-    if not str(v).strip():
-        return (1 << 30,)
-    out = []
-    for part in str(v).replace("rc", ".").replace("post", ".").split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        out.append(int(digits) if digits else 0)
-    return tuple(out)
-
-
 def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: int, concurrency: int | None,
                         weight_dtype: str = "bf16") -> DeploymentSettings:
     """The settings ``recipe`` gives ``engine`` (preset name) at ``version`` for this load."""
@@ -82,7 +73,7 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
         over["memory_fraction"] = 0.80
         notes.append(f"no chunked prefill, KV free_gpu_memory_fraction 0.80: {_AIC} backend_templates/trtllm/"
                      f"extra_engine_args.*.yaml.j2 defaults (enable_chunked_prefill false, 0.80)")
-        if _version(version) < (1, 1):
+        if version_key(version) < (1, 1):
             # The 1.0.x template reads both settings from the generator, which since its automated evaluation
             # (961028348, 2025-08-22: the commit that first deployed and benchmarked generated configurations)
             # sets them for agg serving; the template's own defaults (overlap off, graphs at powers of two)
@@ -113,7 +104,7 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
         # of a version older than 0.5.6 as generated before 2026-01-19 and newer ones after it (the 0.5.6.post2
         # and 0.5.8 templates came on 2026-01-23, c46a56b02): one date per version, so the flags are a set some
         # generator wrote together.
-        old = _version(version) < (0, 5, 6)
+        old = version_key(version) < (0, 5, 6)
         if old:
             over["max_seqs"] = bs
             over["cuda_graph_sizes"] = list(range(1, bs + 1))
@@ -140,5 +131,6 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
 def apply_deployment(recipe: str, engine, version: str, isl: int, osl: int, concurrency: int | None,
                      weight_dtype: str = "bf16", kv_dtype: str = "bf16"):
     """(engine preset with the recipe's settings, KV dtype, notes) for ``engine`` (an EnginePreset)."""
+    engine, release_notes = engine.for_version(version)  # the release's own defaults first, then the recipe's
     d = deployment_settings(recipe, engine.name, version, isl, osl, concurrency, weight_dtype)
-    return engine.with_overrides(d.overrides, d.source), d.kv_dtype or kv_dtype, list(d.notes)
+    return engine.with_overrides(d.overrides, d.source), d.kv_dtype or kv_dtype, release_notes + list(d.notes)

@@ -5,7 +5,10 @@
     print(e.token_budget, e.mixed_steps, e.sources["token_budget"])
 
 Every key of a preset file is ``{value: ..., source: "..."}``; a missing source,
-an unknown key or a wrong type is an error naming the file and key.
+an unknown key or a wrong type is an error naming the file and key.  A default
+that changed in a later release is listed under ``since`` (``- version: "0.14.0"``
+then keys as above); :meth:`EnginePreset.for_version` applies the entries up to a
+version, and an empty version means the newest.
 """
 
 from __future__ import annotations
@@ -17,9 +20,21 @@ from pathlib import Path
 from accelcal.safe_io import load_yaml
 from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT
 
-__all__ = ["EnginePreset", "engine_names"]
+__all__ = ["EnginePreset", "engine_names", "version_key"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
+
+
+def version_key(v: str) -> tuple[int, ...]:
+    """Comparable version tuple ("0.5.1.post1" -> (0, 5, 1, 1), "1.0.0rc3" -> (1, 0, 0, 3)); an empty version
+    sorts after every release (the newest rules)."""
+    if not str(v).strip():
+        return (1 << 30,)
+    out = []
+    for part in str(v).replace("rc", ".").replace("post", ".").split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,8 @@ class EnginePreset:
     """reserve_ratio admission only: decode steps over which the ratio decays from init to min."""
     sources: dict = field(default_factory=dict, compare=False)
     """key -> the documented default (file/URL + version) the value comes from."""
+    since: tuple = field(default=(), compare=False)
+    """Defaults a later release changed: ((version, {key: value}, {key: source}), ...), oldest first."""
 
     @classmethod
     def from_name(cls, name: str) -> "EnginePreset":
@@ -116,11 +133,12 @@ class EnginePreset:
         data = load_yaml(path, what="engine preset")
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of engine keys")
-        known = {f.name: f for f in fields(cls) if f.name != "sources"}
-        unknown = sorted(set(data) - set(known))
+        known = {f.name: f for f in fields(cls) if f.name not in ("sources", "since")}
+        unknown = sorted(set(data) - set(known) - {"since"})
         if unknown:
             raise ValueError(f"{path}: unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
         kw, sources = {}, {}
+        since = _read_since(path, data.pop("since", None), known)
         for key, value in data.items():
             if key in ("name", "version"):
                 kw[key] = str(value)
@@ -134,16 +152,30 @@ class EnginePreset:
         missing = sorted(k for k, f in known.items() if k not in kw and f.default is dataclasses_missing())
         if missing:
             raise ValueError(f"{path}: missing engine key(s) {missing}")
-        preset = cls(**kw, sources=sources)
+        preset = cls(**kw, sources=sources, since=since)
         preset._check(path)
         return preset
+
+    def for_version(self, version: str) -> tuple["EnginePreset", list[str]]:
+        """(this preset as release ``version`` runs it, one note per changed default); every ``since`` entry up to
+        ``version`` applies, and all of them for an empty version (the newest)."""
+        out, notes = self, []
+        for ver, values, srcs in self.since:
+            if version_key(ver) <= version_key(version):
+                out = dataclasses.replace(out, **values, sources={**out.sources, **srcs})
+                notes.extend(f"{self.name} {version or 'newest'}: {k} = {v} (since {ver}: {srcs[k]})"
+                             for k, v in values.items())
+        if out is not self:
+            out = dataclasses.replace(out, version=str(version) or f"newest ({self.since[-1][0]}+)")
+            out._check(f"{self.name} {version}")
+        return out, notes
 
     def with_overrides(self, overrides: dict, source: str) -> "EnginePreset":
         """This preset with ``overrides`` ({key: value}, e.g. a deployment's --max-num-batched-tokens as
         ``token_budget``) applied and checked like a preset file; ``source`` says where each value comes from."""
         if not overrides:
             return self
-        known = {f.name for f in fields(self)} - {"name", "version", "sources"}
+        known = {f.name for f in fields(self)} - {"name", "version", "sources", "since"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
@@ -179,6 +211,34 @@ class EnginePreset:
             if s == batch or (s > batch and self.cuda_graph_padding):
                 return s
         return None
+
+
+def _read_since(path, entries, known: dict) -> tuple:
+    """A preset's ``since`` list: each entry a ``version`` and keys as ``{value, source}``, versions ascending."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: since must be a list of {{version: ..., <key>: {{value, source}}}}, got {entries!r}")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"{path}: since[{i}]"
+        if not isinstance(entry, dict) or not str(entry.get("version", "")).strip():
+            raise ValueError(f"{where} needs a version, e.g. - version: \"0.14.0\"")
+        values, srcs = {}, {}
+        for key, value in entry.items():
+            if key == "version":
+                continue
+            if key not in known or key in ("name", "version"):
+                raise ValueError(f"{where}: unknown engine key {key!r}; expected keys from {sorted(known)}")
+            if not (isinstance(value, dict) and set(value) == {"value", "source"}) or not str(value["source"]).strip():
+                raise ValueError(f"{where}: {key} must be {{value: ..., source: '...'}} citing the release, got {value!r}")
+            values[key] = _coerce(key, value["value"], f"{where}: {key}.value")
+            srcs[key] = value["source"]
+        out.append((str(entry["version"]), values, srcs))
+    keys = [version_key(v) for v, _, _ in out]
+    if keys != sorted(keys):
+        raise ValueError(f"{path}: since entries must be in ascending version order, got {[v for v, _, _ in out]}")
+    return tuple(out)
 
 
 def _coerce(key: str, v, where: str):

@@ -136,7 +136,9 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     rejected: list[str] = []
     evaluated = 0
     for name in engines:
-        engine = EnginePreset.resolve(name)
+        # an engine name carries no release: its newest documented defaults, as `accelcal predict` without
+        # --engine-version gives them
+        engine, _ = EnginePreset.resolve(name).for_version("")
         # a MoE model's replicas also run with their experts spread over the TP group (ep = tp)
         layouts = [(tp, pp, ep) for tp, pp in _layouts(model, devices, dpn)
                    for ep in ((1, tp) if model.is_moe and tp > 1 else (1,))]
