@@ -18,7 +18,7 @@ class defaults it that way; Mistral/Mixtral must state it), ``head_dim`` (used
 as given when present: Qwen3-32B has 64 heads of 128 on a 5120 residual, not
 5120/64 = 80), ``intermediate_size``, ``vocab_size``, ``tie_word_embeddings``,
 ``torch_dtype``/``dtype``, ``quantization_config`` (fp8), ``max_position_embeddings``
-and the MoE fields.  Not modelled, and small: Qwen2's QKV biases and Qwen3's
+and the MoE fields (MiniMax-M2 uses Mixtral's keys).  Not modelled, and small: Qwen2's QKV biases and Qwen3's
 per-head q/k RMSNorm weights (under 0.01 % of a layer's weights); Mistral's
 ``sliding_window`` (attention and KV are counted at full context; the note goes
 into ``source``).
@@ -66,6 +66,9 @@ ARCHITECTURES: dict[str, _Arch] = {
     "MixtralForCausalLM": _Arch("mixtral", False),
     "Qwen2MoeForCausalLM": _Arch("qwen_moe", True, shared_expert_key="shared_expert_intermediate_size"),
     "Qwen3MoeForCausalLM": _Arch("qwen_moe", True),
+    # Mixtral's MoE keys (num_local_experts; intermediate_size is the expert width); its per-layer q/k RMSNorm,
+    # partial RoPE, sigmoid router bias and MTP modules are not modelled (small, or unused when serving)
+    "MiniMaxM2ForCausalLM": _Arch("mixtral", False, shared_expert_key="shared_intermediate_size"),
 }
 
 
@@ -213,7 +216,8 @@ def _dtypes(cfg: dict, get: _Reader, origin: str, notes: list[str]) -> dict[str,
             raise ValueError(f"{origin}: quantization_config.quant_method = {method!r} is not supported; "
                              f"supported: {', '.join(FP8_QUANT_METHODS)} (fp8 e4m3 weights)")
         fmt = q.get("fmt", "e4m3")
-        if fmt != "e4m3":
+        # transformers' FineGrainedFP8Config writes "e4m3"; checkpoints also state the torch dtype name
+        if fmt not in ("e4m3", "float8_e4m3fn"):
             raise ValueError(f"{origin}: quantization_config.fmt = {fmt!r}; only e4m3 fp8 weights are supported")
         weight = "fp8_e4m3"
         block = q.get("weight_block_size")  # checked by ModelConfig (weight_block_size)
@@ -225,8 +229,9 @@ def _dtypes(cfg: dict, get: _Reader, origin: str, notes: list[str]) -> dict[str,
 
 def _moe(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int) -> dict[str, int]:
     if arch.moe == "mixtral":
+        expert = get.int("intermediate_size")
         return {"num_experts": get.int("num_local_experts"), "top_k": get.int("num_experts_per_tok"),
-                "expert_ffn_size": get.int("intermediate_size"), "shared_experts": 0}
+                "expert_ffn_size": expert, "shared_experts": _shared(cfg, get, arch, origin, expert)}
     step = get.int("decoder_sparse_step", default=1)
     dense_only = cfg.get("mlp_only_layers") or []
     if not isinstance(dense_only, list) or not all(isinstance(i, int) for i in dense_only):
@@ -236,13 +241,17 @@ def _moe(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int) -> dict
         raise ValueError(f"{origin}: {len(dense)} of {layers} layers are dense MLPs (decoder_sparse_step={step}, "
                          f"mlp_only_layers={dense_only}); the planner models every layer of a MoE model as MoE")
     expert = get.int("moe_intermediate_size")
-    shared = 0
-    if arch.shared_expert_key and cfg.get(arch.shared_expert_key):
-        width = get.int(arch.shared_expert_key)
-        if width % expert:
-            raise ValueError(f"{origin}: {arch.shared_expert_key}({width}) % moe_intermediate_size({expert}) = "
-                             f"{width % expert}; the planner counts shared experts in units of one expert")
-        shared = width // expert
     return {"num_experts": get.int("num_experts"), "top_k": get.int("num_experts_per_tok"),
-            "expert_ffn_size": expert, "shared_experts": shared}
+            "expert_ffn_size": expert, "shared_experts": _shared(cfg, get, arch, origin, expert)}
+
+
+def _shared(cfg: dict, get: "_Reader", arch: _Arch, origin: str, expert: int) -> int:
+    """Always-active experts, in units of one routed expert's width (0 when the family has none)."""
+    if not (arch.shared_expert_key and cfg.get(arch.shared_expert_key)):
+        return 0
+    width = get.int(arch.shared_expert_key)
+    if width % expert:
+        raise ValueError(f"{origin}: {arch.shared_expert_key}({width}) % expert width({expert}) = "
+                         f"{width % expert}; the planner counts shared experts in units of one expert")
+    return width // expert
 

@@ -70,6 +70,27 @@ def test_moe_config(tmp_path):
     assert "sliding_window=4096 not modelled" in x.source
 
 
+def test_minimax_m2_config_uses_mixtral_keys_and_matches_its_preset(tmp_path):
+    # the MiniMax-M2 family's config.json fields (the preset's citation), as a file
+    cfg = {"architectures": ["MiniMaxM2ForCausalLM"], "model_type": "minimax_m2", "hidden_size": 3072,
+           "intermediate_size": 1536, "num_hidden_layers": 62, "num_attention_heads": 48, "num_key_value_heads": 8,
+           "head_dim": 128, "num_local_experts": 256, "num_experts_per_tok": 8, "shared_intermediate_size": 0,
+           "vocab_size": 200064, "max_position_embeddings": 196608, "tie_word_embeddings": False,
+           "rotary_dim": 64, "use_qk_norm": True, "scoring_func": "sigmoid", "torch_dtype": "bfloat16",
+           "quantization_config": {"quant_method": "fp8", "fmt": "float8_e4m3fn", "weight_block_size": [128, 128]}}
+    m = ModelConfig.from_hf(_write(tmp_path, cfg, folder="MiniMax-M2.5"))
+    assert (m.num_experts, m.top_k, m.expert_ffn_size, m.shared_experts, m.head_dim) == (256, 8, 1536, 0, 128)
+    assert (m.weight_dtype, m.weight_block_size) == ("fp8_e4m3", (128, 128))
+    preset = ModelConfig.from_name("minimax-m2.5")
+    assert m.kv_bytes_per_token() == preset.kv_bytes_per_token()
+    assert m.weight_bytes() / m.weight_bytes_per_elem == preset.weight_bytes() / preset.weight_bytes_per_elem
+    # an always-active expert is counted in units of one routed expert, and must be a whole number of them
+    two = ModelConfig.from_hf(_write(tmp_path, dict(cfg, shared_intermediate_size=3072), folder="shared"))
+    assert two.shared_experts == 2
+    with pytest.raises(ValueError, match=r"shared_intermediate_size\(1000\) % expert width\(1536\) = 1000"):
+        ModelConfig.from_hf(_write(tmp_path, dict(cfg, shared_intermediate_size=1000), folder="odd"))
+
+
 def test_tied_embeddings_change_weight_bytes_by_one_matrix(tmp_path):
     tied = ModelConfig.resolve(str(_write(tmp_path, GQA, folder="tied")))
     untied = ModelConfig.resolve(str(_write(tmp_path, dict(GQA, tie_word_embeddings=False), folder="untied")))
@@ -90,6 +111,9 @@ def test_fp8_quantization_config(tmp_path):
     with pytest.raises(ValueError, match=r"weight_block_size must be \[rows, cols\] of positive integers, got \[128\]"):
         ModelConfig.from_hf(_write(tmp_path, bad, folder="badblock"))
     assert ModelConfig.from_dict(m.to_dict()) == m  # round-trips through plain data
+    e5m2 = dict(GQA, quantization_config={"quant_method": "fp8", "fmt": "float8_e5m2"})
+    with pytest.raises(ValueError, match=r"fmt = 'float8_e5m2'; only e4m3 fp8 weights are supported"):
+        ModelConfig.from_hf(_write(tmp_path, e5m2, folder="e5m2"))
     with pytest.raises(ValueError, match=r"quant_method = 'awq' is not supported; supported: fp8"):
         ModelConfig.from_hf(_write(tmp_path, dict(GQA, quantization_config={"quant_method": "awq"}), folder="awq"))
 
@@ -152,7 +176,7 @@ def test_reads_safely(tmp_path):
 
 @pytest.mark.parametrize("name, params_b", [
     ("llama3.1-8b", 8.03), ("llama3.1-70b", 70.55), ("llama3.1-405b", 405.85), ("qwen3-32b", 32.76),
-    ("qwen3-30b-a3b", 30.53), ("qwen3-235b-a22b", 235.0)])
+    ("qwen3-30b-a3b", 30.53), ("qwen3-235b-a22b", 235.0), ("minimax-m2.5", 228.69)])
 def test_new_presets_load_and_cite(name, params_b):
     m = ModelConfig.from_name(name)
     raw = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
@@ -196,6 +220,7 @@ def test_presets_are_found_by_the_hugging_face_id_they_cite():
     assert preset_for_hf_id("Qwen/Qwen3-235B-A22B-FP8") == "qwen3-235b-a22b"
     assert preset_for_hf_id("meta-llama/Meta-Llama-3.1-70B") == "llama3.1-70b"
     assert preset_for_hf_id("meta-llama/Meta-Llama-3-8B") == "llama3-8b"  # Llama 3, not 3.1
+    assert preset_for_hf_id("MiniMaxAI/MiniMax-M2.5") == "minimax-m2.5"
     assert preset_for_hf_id("deepseek-ai/DeepSeek-R1") is None
     assert preset_for_hf_id("openai/gpt-oss-120b") is None
 
