@@ -26,8 +26,9 @@ PRESET_DIR = Path(__file__).with_name("presets")
 
 
 def version_key(v: str) -> tuple[int, ...]:
-    """Comparable version tuple ("0.5.1.post1" -> (0, 5, 1, 1), "1.0.0rc3" -> (1, 0, 0, 3)); an empty version
-    sorts after every release (the newest rules)."""
+    """Comparable version tuple ("0.5.1.post1" -> (0, 5, 1, 0, 1), "1.0.0rc3" -> (1, 0, 0, 3)); an empty version
+    sorts after every release (the newest rules).  A pre-release sorts after its release (1.0.0rc3 > 1.0.0): the
+    rules and ``since`` entries compare at minor or patch level, where that never matters."""
     if not str(v).strip():
         return (1 << 30,)
     out = []
