@@ -144,12 +144,7 @@ class EnginePreset:
             if key in ("name", "version"):
                 kw[key] = str(value)
                 continue
-            if not (isinstance(value, dict) and set(value) == {"value", "source"}):
-                raise ValueError(f"{path}: {key} must be {{value: ..., source: '...'}}, got {value!r}")
-            if not isinstance(value["source"], str) or not value["source"].strip():
-                raise ValueError(f"{path}: {key}.source must cite the engine's documented default")
-            kw[key] = _coerce(key, value["value"], f"{path}: {key}.value")
-            sources[key] = value["source"]
+            kw[key], sources[key] = _entry(str(path), key, value, "the engine's documented default")
         missing = sorted(k for k, f in known.items() if k not in kw and f.default is dataclasses_missing())
         if missing:
             raise ValueError(f"{path}: missing engine key(s) {missing}")
@@ -214,6 +209,16 @@ class EnginePreset:
         return None
 
 
+def _entry(where: str, key: str, value, cites: str) -> tuple:
+    """One preset key's ``{value, source}`` (a file's or a ``since`` entry's): the value checked and coerced to
+    the field's type, and its citation."""
+    if not (isinstance(value, dict) and set(value) == {"value", "source"}):
+        raise ValueError(f"{where}: {key} must be {{value: ..., source: '...'}} citing {cites}, got {value!r}")
+    if not isinstance(value["source"], str) or not value["source"].strip():
+        raise ValueError(f"{where}: {key}.source must cite {cites}")
+    return _coerce(key, value["value"], f"{where}: {key}.value"), value["source"]
+
+
 def _read_since(path, entries, known: dict) -> tuple:
     """A preset's ``since`` list: each entry a ``version`` and keys as ``{value, source}``, versions ascending."""
     if entries is None:
@@ -231,10 +236,7 @@ def _read_since(path, entries, known: dict) -> tuple:
                 continue
             if key not in known or key in ("name", "version"):
                 raise ValueError(f"{where}: unknown engine key {key!r}; expected keys from {sorted(known)}")
-            if not (isinstance(value, dict) and set(value) == {"value", "source"}) or not str(value["source"]).strip():
-                raise ValueError(f"{where}: {key} must be {{value: ..., source: '...'}} citing the release, got {value!r}")
-            values[key] = _coerce(key, value["value"], f"{where}: {key}.value")
-            srcs[key] = value["source"]
+            values[key], srcs[key] = _entry(where, key, value, "the release")
         out.append((str(entry["version"]), values, srcs))
     keys = [version_key(v) for v, _, _ in out]
     if keys != sorted(keys):
