@@ -154,12 +154,16 @@ class StepCoster:
         self.kvh = kv_heads_per_device(model, tp)
         self.layers_per_stage = model.layers // pp
 
+    def _intra_node_all_reduces(self) -> list:
+        """The profile's intra-node all_reduce entries (the library's and any engine kernel's)."""
+        return [c for c in getattr(self.profile, "collectives", ()) if c.op == "all_reduce" and c.scope == "intra_node"]
+
     def _note_all_reduce_kernel(self, engine: EnginePreset, limit_bytes: float) -> None:
         """Say which all-reduce the TP groups get, and when the profile cannot answer for the engine's kernel."""
         k = engine.tp_all_reduce_kernel
         if not k or self.tp < 2 or self.tp_scope != "intra_node":
             return
-        colls = [c for c in getattr(self.profile, "collectives", ()) if c.op == "all_reduce" and c.scope == "intra_node"]
+        colls = self._intra_node_all_reduces()
         if not colls:
             return  # no intra-node all-reduce at all: costing says what is missing
         name = getattr(self.profile.identity, "name", "?")
@@ -181,7 +185,7 @@ class StepCoster:
             return
         small = self.model.hidden_size * self.el
         k = engine.tp_all_reduce_kernel
-        colls = [c for c in getattr(self.profile, "collectives", ()) if c.op == "all_reduce" and c.scope == "intra_node"]
+        colls = self._intra_node_all_reduces()
         kernel = k if k and any(c.kernel == k for c in colls) and not (limit_bytes and small > limit_bytes) else None
         mins = [c.quality.range_min for c in colls if c.kernel == kernel and c.quality is not None]
         if not mins or small >= min(mins):
