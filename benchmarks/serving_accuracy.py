@@ -156,6 +156,7 @@ def verdict(err_ttft: list[float], err_tpot: list[float], infeasible: int) -> st
 
 def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
              client_gap_s: float = 0.0) -> tuple[dict, Counter, list, dict, dict]:
+    """Predict every row of ``df`` (as main reads it: the text columns as text, empty cells "")."""
     errs = defaultdict(lambda: ([], []))
     skipped: Counter = Counter()
     infeasible = []
@@ -185,7 +186,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
             continue
         if ep > 1 and not model.is_moe:
             ep = 1  # a dense model's row: its expert columns say nothing
-        precision = "" if pd.isna(row.get("precision")) else str(row.get("precision"))
+        precision = row.get("precision") or ""
         if precision not in ("", "bf16", "fp16", "fp8"):
             skipped[f"precision {precision!r} (weights) is not modelled"] += 1
             continue
@@ -198,8 +199,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
             skipped[f"TP{tp} PP{pp}: needs --interconnect (the device profile has no collectives)"] += 1
             continue
         fp8 = precision == "fp8"
-        gq = "" if pd.isna(row.get("gemm_quant_mode")) else str(row.get("gemm_quant_mode"))
-        scaling = "block" if fp8 and "block" in gq else "per_tensor"  # aiconfigurator's fp8_block: 128-wide blocks
+        # aiconfigurator's fp8_block: 128-wide blocks
+        scaling = "block" if fp8 and "block" in (row.get("gemm_quant_mode") or "") else "per_tensor"
         try:
             c, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
             mt, mp = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
@@ -357,11 +358,13 @@ def main() -> int:
         ap.error(f"--client-gap-ms / --turnaround-ms: comma-separated numbers of ms expected, got "
                  f"{args.client_gap_ms!r} / {args.turnaround_ms!r}")
     sweeps = [(ta, gap) for ta in turnarounds for gap in gaps]
-    # a version is text ("1.0" is not 1.0) and an empty one means the engine's newest rules (deployment.py), not
-    # pandas' NaN, which would read as the oldest
-    df = pd.read_csv(args.data, dtype={"backend_version": str})
-    if "backend_version" in df:
-        df["backend_version"] = df["backend_version"].fillna("").str.strip()
+    # text columns stay text ("1.0" is not 1.0) and an empty cell is "": an empty version means the engine's
+    # newest rules (deployment.py), not pandas' NaN, which would read as the oldest
+    text = ("backend_version", "precision", "gemm_quant_mode")
+    df = pd.read_csv(args.data, dtype=dict.fromkeys(text, str))
+    for col in text:
+        if col in df:
+            df[col] = df[col].fillna("").str.strip()
     need = {"backend", "backend_version", "isl", "osl", "batch_size", "tp_size", "silicon_ttft_ms", "silicon_tpot_ms"}
     if not need <= set(df.columns):
         raise SystemExit(f"{args.data}: columns {sorted(need - set(df.columns))} missing (see the serving-dev README)")
