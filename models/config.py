@@ -25,9 +25,12 @@ from accelcal.vocab import DTYPE_BYTES
 
 from .hf_config import hf_config_path, load_hf_fields
 
-__all__ = ["ModelConfig", "PRESET_DIR", "preset_names"]
+__all__ = ["ModelConfig", "PRESET_DIR", "QK_NORMS", "preset_names"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
+
+QK_NORMS: tuple[str, ...] = ("", "per_head", "per_layer")
+"""Values of ``ModelConfig.qk_norm``: none, over each head, over all heads of a layer."""
 
 
 
@@ -68,6 +71,10 @@ class ModelConfig:
     is stored instead of two (with PP > 1 the last stage still holds its own copy for the LM head)."""
     max_context_len: int = 0
     """Longest context the model was built for (``max_position_embeddings``); 0 = not stated."""
+    qk_norm: str = ""
+    """RMSNorm on the queries and keys after the QKV projection, before RoPE: ``""`` none (Llama, Mistral),
+    ``per_head`` over each head's ``head_dim`` (Qwen3: transformers Qwen3Attention q_norm / k_norm), ``per_layer``
+    over all heads at once (MiniMax-M2 ``qk_norm_type``), whose sum of squares a TP group all-reduces."""
     weight_block_size: tuple[int, int] | None = None
     """Block shape of block-scaled fp8 weights (``quantization_config.weight_block_size``); None = per-tensor
     or per-channel scales, or unquantised weights."""
@@ -87,6 +94,8 @@ class ModelConfig:
             raise ValueError(f"model {self.name!r}: tie_word_embeddings must be true or false, got {self.tie_word_embeddings!r}")
         if not isinstance(self.max_context_len, int) or isinstance(self.max_context_len, bool) or self.max_context_len < 0:
             raise ValueError(f"model {self.name!r}: max_context_len must be an integer >= 0, got {self.max_context_len!r}")
+        if self.qk_norm not in QK_NORMS:
+            raise ValueError(f"model {self.name!r}: qk_norm={self.qk_norm!r}; expected one of {list(QK_NORMS)}")
         if self.weight_block_size is not None:
             block = self.weight_block_size
             if (not isinstance(block, (list, tuple)) or len(block) != 2

@@ -18,8 +18,9 @@ class defaults it that way; Mistral/Mixtral must state it), ``head_dim`` (used
 as given when present: Qwen3-32B has 64 heads of 128 on a 5120 residual, not
 5120/64 = 80), ``intermediate_size``, ``vocab_size``, ``tie_word_embeddings``,
 ``torch_dtype``/``dtype``, ``quantization_config`` (fp8), ``max_position_embeddings``
-and the MoE fields (MiniMax-M2 uses Mixtral's keys).  Not modelled, and small: Qwen2's QKV biases and Qwen3's
-per-head q/k RMSNorm weights (under 0.01 % of a layer's weights); Mistral's
+and the MoE fields (MiniMax-M2 uses Mixtral's keys); the q/k RMSNorm comes from the architecture (Qwen3: per
+head) or ``use_qk_norm`` / ``qk_norm_type`` (MiniMax-M2).  Not modelled, and small: Qwen2's QKV biases and the q/k
+RMSNorm weights (under 0.01 % of a layer's weights; the norm itself is costed); Mistral's
 ``sliding_window`` (attention and KV are counted at full context; the note goes
 into ``source``).
 """
@@ -56,19 +57,24 @@ class _Arch:
     """An absent ``num_key_value_heads`` means MHA (= heads); else the key is required."""
     shared_expert_key: str = ""
     """Key of the always-active expert's width, when the family has one."""
+    qk_norm: str = ""
+    """The family's q/k RMSNorm (ModelConfig.qk_norm), or ``"config"``: read ``use_qk_norm`` / ``qk_norm_type``."""
 
 
 ARCHITECTURES: dict[str, _Arch] = {
     "LlamaForCausalLM": _Arch("", True),
     "MistralForCausalLM": _Arch("", False),
     "Qwen2ForCausalLM": _Arch("", True),
-    "Qwen3ForCausalLM": _Arch("", True),
+    # transformers models/qwen3/modeling_qwen3.py Qwen3Attention: q_norm / k_norm = Qwen3RMSNorm(head_dim), applied
+    # to each head's query and key before RoPE (the config has no key for it)
+    "Qwen3ForCausalLM": _Arch("", True, qk_norm="per_head"),
     "MixtralForCausalLM": _Arch("mixtral", False),
     "Qwen2MoeForCausalLM": _Arch("qwen_moe", True, shared_expert_key="shared_expert_intermediate_size"),
-    "Qwen3MoeForCausalLM": _Arch("qwen_moe", True),
-    # Mixtral's MoE keys (num_local_experts; intermediate_size is the expert width); its per-layer q/k RMSNorm,
-    # partial RoPE, sigmoid router bias and MTP modules are not modelled (small, or unused when serving)
-    "MiniMaxM2ForCausalLM": _Arch("mixtral", False, shared_expert_key="shared_intermediate_size"),
+    "Qwen3MoeForCausalLM": _Arch("qwen_moe", True, qk_norm="per_head"),
+    # Mixtral's MoE keys (num_local_experts; intermediate_size is the expert width); q/k RMSNorm from use_qk_norm and
+    # qk_norm_type ("per_layer": one RMS over all heads); its partial RoPE, sigmoid router bias and MTP modules are
+    # not modelled (small, or unused when serving)
+    "MiniMaxM2ForCausalLM": _Arch("mixtral", False, shared_expert_key="shared_intermediate_size", qk_norm="config"),
 }
 
 
@@ -121,6 +127,7 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
         tie_word_embeddings=get.bool("tie_word_embeddings", default=False),
         max_context_len=get.int("max_position_embeddings", default=0, minimum=0),
     )
+    kw["qk_norm"] = _qk_norm(cfg, get, arch, origin)
     kw.update(_dtypes(cfg, get, origin, notes))
     if arch.moe:
         kw.update(_moe(cfg, get, arch, origin, kw["layers"]))
@@ -194,6 +201,17 @@ def _architecture(cfg: dict, origin: str) -> tuple[str, _Arch]:
         if a in ARCHITECTURES:
             return a, ARCHITECTURES[a]
     raise ValueError(f"{origin}: architecture {', '.join(archs)} is not supported; supported: {supported}")
+
+
+def _qk_norm(cfg: dict, get: _Reader, arch: _Arch, origin: str) -> str:
+    if arch.qk_norm != "config":
+        return arch.qk_norm
+    if not get.bool("use_qk_norm", default=False):
+        return ""
+    kind = cfg.get("qk_norm_type", "per_layer")  # the default sglang 0.5.8 models/minimax_m2.py reads it with
+    if kind not in ("per_layer", "per_head"):
+        raise ValueError(f"{origin}: qk_norm_type = {kind!r}; expected 'per_layer' or 'per_head'")
+    return kind
 
 
 def _dtypes(cfg: dict, get: _Reader, origin: str, notes: list[str]) -> dict[str, str]:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
@@ -252,7 +253,8 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
 
     x = norm("attn_norm", ())
     add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd, k=h))
-    elementwise("rope", ("qkv",), "rope", tok * (heads + kvh) * hd, copies=2 if impl.rope.per_tensor else 1)
+    rope_dep = _qk_norm(dag, model, layout, tok, heads, kvh, elementwise)
+    elementwise("rope", rope_dep, "rope", tok * (heads + kvh) * hd, copies=2 if impl.rope.per_tensor else 1)
     elementwise("kv_cache_write", ("rope",), "kv_cache_write", tok * 2 * kvh * hd, elem_bytes=kvel)
     attn_dep: tuple[str, ...] = ("rope", "kv_cache_write")
     if sp > 1:
@@ -275,6 +277,25 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         return dag
     residual("mlp_residual", _moe(dag, model, layout, options, tok, t, el, x, impl))
     return dag
+
+
+def _qk_norm(dag: LayerDAG, model: ModelConfig, layout: Parallelism, tok: int, heads: int, kvh: int,
+             elementwise: Callable[..., str]) -> tuple[str, ...]:
+    """The q/k RMSNorm between the QKV projection and RoPE (``model.qk_norm``); returns what RoPE waits for.
+
+    One norm over the queries and one over the keys (two launches of the norm group).  ``per_layer`` normalises
+    all heads at once, so with TP the heads' partial sums of squares are all-reduced first: one fp32 value per
+    token for q and one for k (sglang 0.5.8 models/minimax_m2.py all-reduces both together; vllm 0.13.0's
+    MiniMaxText01RMSNormTP does q and k separately)."""
+    if not model.qk_norm:
+        return ("qkv",)
+    dep: tuple[str, ...] = ("qkv",)
+    t = layout.tp
+    if model.qk_norm == "per_layer" and t > 1:
+        dag.nodes.append(_node("qk_norm_all_reduce", "collective", dep, op="all_reduce", nbytes=tok * 2 * 4,
+                               group_size=t, scope=layout.tp_scope))
+        dep = ("qk_norm_all_reduce",)
+    return (elementwise("qk_norm", dep, "norm", tok * (heads + kvh) * model.head_dim, copies=2),)
 
 
 def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOptions, tok: int, t: int, el: int,

@@ -80,6 +80,7 @@ def test_minimax_m2_config_uses_mixtral_keys_and_matches_its_preset(tmp_path):
            "quantization_config": {"quant_method": "fp8", "fmt": "float8_e4m3fn", "weight_block_size": [128, 128]}}
     m = ModelConfig.from_hf(_write(tmp_path, cfg, folder="MiniMax-M2.5"))
     assert (m.num_experts, m.top_k, m.expert_ffn_size, m.shared_experts, m.head_dim) == (256, 8, 1536, 0, 128)
+    assert m.qk_norm == ModelConfig.from_name("minimax-m2.5").qk_norm == "per_layer"
     assert (m.weight_dtype, m.weight_block_size) == ("fp8_e4m3", (128, 128))
     preset = ModelConfig.from_name("minimax-m2.5")
     assert m.kv_bytes_per_token() == preset.kv_bytes_per_token()
@@ -89,6 +90,27 @@ def test_minimax_m2_config_uses_mixtral_keys_and_matches_its_preset(tmp_path):
     assert two.shared_experts == 2
     with pytest.raises(ValueError, match=r"shared_intermediate_size\(1000\) % expert width\(1536\) = 1000"):
         ModelConfig.from_hf(_write(tmp_path, dict(cfg, shared_intermediate_size=1000), folder="odd"))
+
+
+def test_qk_norm_from_the_architecture_or_the_config_keys(tmp_path):
+    # Qwen3 (dense and MoE) normalise each head's q and k; Llama has no q/k norm; MiniMax-M2 states it in its config
+    assert ModelConfig.from_hf(_write(tmp_path, GQA, folder="q3")).qk_norm == "per_head"
+    assert ModelConfig.from_hf(_write(tmp_path, MOE, folder="q3moe")).qk_norm == "per_head"
+    assert ModelConfig.from_hf(_write(tmp_path, DENSE, folder="llama")).qk_norm == ""
+    mm = {"architectures": ["MiniMaxM2ForCausalLM"], "hidden_size": 256, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "intermediate_size": 128,
+          "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 1000, "torch_dtype": "bfloat16"}
+    assert ModelConfig.from_hf(_write(tmp_path, mm, folder="mm0")).qk_norm == ""
+    assert ModelConfig.from_hf(_write(tmp_path, dict(mm, use_qk_norm=True), folder="mm1")).qk_norm == "per_layer"
+    assert ModelConfig.from_hf(_write(tmp_path, dict(mm, use_qk_norm=True, qk_norm_type="per_head"),
+                                      folder="mm2")).qk_norm == "per_head"
+    bad = _write(tmp_path, dict(mm, use_qk_norm=True, qk_norm_type="per_token"), folder="mm3")
+    with pytest.raises(ValueError, match=r"config\.json: qk_norm_type = 'per_token'; expected 'per_layer' or 'per_head'"):
+        ModelConfig.from_hf(bad)
+    with pytest.raises(ValueError, match=r"use_qk_norm = 'yes'; expected true or false"):
+        ModelConfig.from_hf(_write(tmp_path, dict(mm, use_qk_norm="yes"), folder="mm4"))
+    with pytest.raises(ValueError, match=r"qk_norm='rms'; expected one of \['', 'per_head', 'per_layer'\]"):
+        ModelConfig.from_dict(dict(ModelConfig.from_name("qwen3-32b").to_dict(), qk_norm="rms"))
 
 
 def test_tied_embeddings_change_weight_bytes_by_one_matrix(tmp_path):
@@ -196,7 +218,7 @@ def test_qwen3_presets_match_their_config_json_form(tmp_path):
     m = ModelConfig.from_hf(_write(tmp_path, cfg, folder="Qwen3-32B"))
     preset = ModelConfig.from_name("qwen3-32b")
     assert m.weight_bytes() == preset.weight_bytes() and m.kv_bytes_per_token() == preset.kv_bytes_per_token()
-    assert m.head_dim == 128
+    assert m.head_dim == 128 and m.qk_norm == preset.qk_norm == "per_head"
 
 
 def test_plan_cli_with_config_json(tmp_path, capsys):

@@ -148,3 +148,36 @@ def test_a_grouped_expert_kernel_costs_as_one_gemm_over_the_stacked_experts(prof
         assert f.device_s == pytest.approx(prof.gemm_time_s(m, c * n, k, "bf16").time_s)
         assert e.device_s == pytest.approx(c * prof.gemm_time_s(m, n, k, "bf16").time_s)
         assert f.device_s < e.device_s  # c small GEMMs each pay a GEMM's fixed floor
+
+
+def test_qk_norm_sits_between_the_qkv_projection_and_rope():
+    import dataclasses
+
+    from accelcal.models import ModelConfig
+    from accelcal.planner.dag import build_layer_dag
+    from accelcal.planner.parallelism import Parallelism
+
+    base = ModelConfig.from_name("tiny")
+    assert base.qk_norm == ""
+    by = {n.name: n for n in build_layer_dag(base, "decode", 4, 1, 64).nodes}
+    assert "qk_norm" not in by and by["rope"].deps == ("qkv",)
+    tok, tp = 4, 2
+    for kind in ("per_head", "per_layer"):
+        m = dataclasses.replace(base, qk_norm=kind)
+        one = {n.name: n for n in build_layer_dag(m, "decode", tok, 1, 64).nodes}
+        # a norm over the queries and one over the keys: the norm group twice, over (heads + kv_heads) x head_dim
+        norm = one["qk_norm"]
+        assert norm.deps == ("qkv",) and one["rope"].deps == ("qk_norm",)
+        assert norm.kernels == 2 * one["attn_norm"].kernels
+        per_elem = one["attn_norm"].p["nbytes"] / (tok * m.hidden_size)
+        assert norm.p["nbytes"] == pytest.approx(per_elem * tok * (m.heads + m.kv_heads) * m.head_dim)
+        assert "qk_norm_all_reduce" not in one  # one device holds every head
+        split = {n.name: n for n in build_layer_dag(m, "decode", tok, 1, 64, Parallelism(tp=tp)).nodes}
+        assert split["qk_norm"].p["nbytes"] == pytest.approx(norm.p["nbytes"] / tp)
+        if kind == "per_head":
+            assert "qk_norm_all_reduce" not in split and split["qk_norm"].deps == ("qkv",)
+        else:
+            # all heads under one RMS: the ranks' fp32 sums of squares for q and k are all-reduced first
+            ar = split["qk_norm_all_reduce"]
+            assert (ar.op, ar.p["op"], ar.p["nbytes"], ar.p["group_size"]) == ("collective", "all_reduce", tok * 2 * 4, tp)
+            assert split["qk_norm"].deps == ("qk_norm_all_reduce",)
