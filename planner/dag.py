@@ -71,7 +71,15 @@ class DagOptions:
     to them, and one all-reduce sums the partial outputs, as an engine without attention data parallelism
     does)."""
 
+    qk_norm_kernels: int = 2
+    """Launches of a model's q/k RMSNorm per layer: 2 (the queries, then the keys), or 1 (one kernel for both)."""
+    rope_in_attention: bool = False
+    """RoPE runs inside another kernel (TensorRT-LLM): the fused q/k-norm kernel when the model has a q/k norm,
+    else the attention op's QKV preprocessing, which also writes the KV cache; False: a RoPE kernel of its own."""
+
     def __post_init__(self) -> None:
+        if self.qk_norm_kernels not in (1, 2):
+            raise ValueError(f"layout: qk_norm_kernels must be 1 or 2, got {self.qk_norm_kernels!r}")
         if self.tp_comm not in ("all_reduce", "rs_ag"):
             raise ValueError(f"layout: tp_comm must be 'all_reduce' or 'rs_ag', got {self.tp_comm!r}")
         if self.ep_comm not in ("all_to_all", "all_reduce"):
@@ -253,15 +261,26 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
 
     x = norm("attn_norm", ())
     add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd, k=h))
-    rope_dep = _qk_norm(dag, model, layout, tok, heads, kvh, elementwise)
-    elementwise("rope", rope_dep, "rope", tok * (heads + kvh) * hd, copies=2 if impl.rope.per_tensor else 1)
-    elementwise("kv_cache_write", ("rope",), "kv_cache_write", tok * 2 * kvh * hd, elem_bytes=kvel)
-    attn_dep: tuple[str, ...] = ("rope", "kv_cache_write")
+    roped = _qk_norm(dag, model, layout, tok, heads, kvh, elementwise, options.qk_norm_kernels)
+    rope_elems = tok * (heads + kvh) * hd
+    kv_elems = tok * 2 * kvh * hd
+    if not options.rope_in_attention:
+        roped = (elementwise("rope", roped, "rope", rope_elems, copies=2 if impl.rope.per_tensor else 1),)
+        elementwise("kv_cache_write", roped, "kv_cache_write", kv_elems, elem_bytes=kvel)
+    elif model.qk_norm:
+        # RoPE inside the fused q/k-norm kernel: no traffic of its own
+        elementwise("kv_cache_write", roped, "kv_cache_write", kv_elems, elem_bytes=kvel)
+    else:
+        # RoPE inside the attention op's QKV preprocessing, the kernel that also writes the KV cache
+        kv = impl.kv_cache_write
+        add(_node("kv_cache_write", "memory", roped, kernels=kv.kernels,
+                  nbytes=kv.bytes_per_element(kvel) * kv_elems + impl.rope.bytes_per_element(el) * rope_elems))
+    attn_dep: tuple[str, ...] = roped + ("kv_cache_write",)
     if sp > 1:
         # every SP rank needs the whole prompt's K and V: all-gather over the SP group (S = total bytes)
         add(_node("sp_kv_all_gather", "collective", ("kv_cache_write",), op="all_gather",
                   nbytes=batch * q_len * 2 * kvh * hd * kvel, group_size=sp, scope=layout.sp_scope))
-        attn_dep = ("rope", "sp_kv_all_gather")
+        attn_dep = roped + ("sp_kv_all_gather",)
     # causal work split evenly across SP ranks (zig-zag chunk assignment)
     add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
               heads=heads, kv_heads=kvh, head_dim=hd, work_fraction=1.0 / sp))
@@ -280,10 +299,11 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
 
 
 def _qk_norm(dag: LayerDAG, model: ModelConfig, layout: Parallelism, tok: int, heads: int, kvh: int,
-             elementwise: Callable[..., str]) -> tuple[str, ...]:
+             elementwise: Callable[..., str], kernels: int = 2) -> tuple[str, ...]:
     """The q/k RMSNorm between the QKV projection and RoPE (``model.qk_norm``); returns what RoPE waits for.
 
-    One norm over the queries and one over the keys (two launches of the norm group).  ``per_layer`` normalises
+    The norm group over the queries and keys, launched ``kernels`` times (2: q then k; 1: both in one kernel,
+    DagOptions.qk_norm_kernels).  ``per_layer`` normalises
     all heads at once, so with TP the heads' partial sums of squares are all-reduced first: one fp32 value per
     token for q and one for k (sglang 0.5.8 models/minimax_m2.py all-reduces both together; vllm 0.13.0's
     MiniMaxText01RMSNormTP does q and k separately)."""
@@ -295,7 +315,7 @@ def _qk_norm(dag: LayerDAG, model: ModelConfig, layout: Parallelism, tok: int, h
         dag.nodes.append(_node("qk_norm_all_reduce", "collective", dep, op="all_reduce", nbytes=tok * 2 * 4,
                                group_size=t, scope=layout.tp_scope))
         dep = ("qk_norm_all_reduce",)
-    return (elementwise("qk_norm", dep, "norm", tok * (heads + kvh) * model.head_dim, copies=2),)
+    return (elementwise("qk_norm", dep, "norm", tok * (heads + kvh) * model.head_dim, copies=kernels),)
 
 
 def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOptions, tok: int, t: int, el: int,

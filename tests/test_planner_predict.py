@@ -181,3 +181,43 @@ def test_qk_norm_sits_between_the_qkv_projection_and_rope():
             ar = split["qk_norm_all_reduce"]
             assert (ar.op, ar.p["op"], ar.p["nbytes"], ar.p["group_size"]) == ("collective", "all_reduce", tok * 2 * 4, tp)
             assert split["qk_norm"].deps == ("qk_norm_all_reduce",)
+
+
+def test_engines_that_fuse_rope_and_the_qk_norm_launch_fewer_kernels_for_the_same_traffic():
+    import dataclasses
+
+    from accelcal.models import ModelConfig
+    from accelcal.planner.dag import DagOptions, build_layer_dag
+    from accelcal.planner.serving.engine import EnginePreset
+
+    llama = ModelConfig.from_name("tiny")
+    qwen = dataclasses.replace(llama, qk_norm="per_head")
+    tok = 6
+
+    def nodes(model, **opt):
+        return {n.name: n for n in build_layer_dag(model, "prefill", 1, tok, tok, options=DagOptions(**opt)).nodes}
+
+    plain, fused = nodes(llama), nodes(llama, rope_in_attention=True)
+    # no q/k norm: RoPE moves into the attention op's QKV preprocessing, the kernel that writes the KV cache
+    assert "rope" in plain and "rope" not in fused
+    assert fused["kv_cache_write"].kernels == plain["kv_cache_write"].kernels
+    assert fused["kv_cache_write"].p["nbytes"] == pytest.approx(plain["kv_cache_write"].p["nbytes"] + plain["rope"].p["nbytes"])
+    assert fused["attention"].deps == ("qkv", "kv_cache_write")
+    # a q/k norm: two norm launches and a RoPE kernel, or one kernel doing all three (the norm's traffic)
+    sep, one = nodes(qwen), nodes(qwen, qk_norm_kernels=1, rope_in_attention=True)
+    assert sep["qk_norm"].kernels == 2 * one["qk_norm"].kernels and "rope" in sep and "rope" not in one
+    assert one["qk_norm"].p["nbytes"] == sep["qk_norm"].p["nbytes"]
+    assert one["kv_cache_write"].p["nbytes"] == plain["kv_cache_write"].p["nbytes"]
+    assert one["attention"].deps == ("qk_norm", "kv_cache_write")
+    assert sum(n.kernels for n in one.values()) == sum(n.kernels for n in sep.values()) - 2
+    with pytest.raises(ValueError, match="qk_norm_kernels must be 1 or 2, got 3"):
+        DagOptions(qk_norm_kernels=3)
+    # the engines say which they do, each with its source; SGLang fuses the two norms from 0.5.8
+    presets = {n: EnginePreset.from_name(n) for n in ("vllm", "sglang", "trtllm", "static")}
+    assert {n: (e.qk_norm_kernels, e.rope_in_attention) for n, e in presets.items()} == {
+        "vllm": (2, False), "sglang": (2, False), "trtllm": (1, True), "static": (2, False)}
+    assert all(e.sources["qk_norm_kernels"] and e.sources["rope_in_attention"] for e in presets.values())
+    assert presets["sglang"].for_version("0.5.8.post1")[0].qk_norm_kernels == 1
+    assert presets["sglang"].for_version("0.5.1.post1")[0].qk_norm_kernels == 2
+    with pytest.raises(ValueError, match=r"qk_norm_kernels = 0; expected 1 or 2"):
+        presets["vllm"].with_overrides({"qk_norm_kernels": 0}, "test")

@@ -98,6 +98,12 @@ class EnginePreset:
     the LM head's TP shards are all-gathered first, and every rank samples): one of
     accelcal.vocab.SAMPLER_BYTES_PER_LOGIT, costed from the profile's ``sampler`` section where measured, else
     at the kind's bytes per logit over the copy bandwidth."""
+    qk_norm_kernels: int = 2
+    """Kernels a model's q/k RMSNorm (Qwen3, MiniMax-M2) takes per layer: 2 (the queries, then the keys) or 1 (one
+    kernel for both); models without one are unaffected."""
+    rope_in_attention: bool = False
+    """RoPE runs inside another kernel, not one of its own: the fused q/k-norm kernel when the model has a q/k
+    norm, else the attention op's QKV preprocessing, which also writes the KV cache (TensorRT-LLM)."""
     prefill_batch_tokens: int = 0
     """Tokens one step's prefill may take, when the engine caps it apart from ``token_budget`` (SGLang's
     max_prefill_tokens; its chunked_prefill_size is the token budget); 0 = the token budget alone."""
@@ -190,6 +196,8 @@ class EnginePreset:
                 raise ValueError(f"{origin}: {key} = {getattr(self, key)!r}; expected one of {list(allowed)}")
         if self.memory_fraction_of != "sglang_reserved_rule" and not 0 < self.memory_fraction <= 1:
             raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
+        if self.qk_norm_kernels not in (1, 2):
+            raise ValueError(f"{origin}: qk_norm_kernels = {self.qk_norm_kernels!r}; expected 1 or 2")
         if self.max_seqs < 1 or self.block_size_tokens < 1:
             raise ValueError(f"{origin}: max_seqs and block_size_tokens must be >= 1")
 

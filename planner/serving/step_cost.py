@@ -119,7 +119,8 @@ class StepCoster:
         self.notes: list[str] = []
         # fp8 GEMMs on bf16 activations: each projection's input is quantized by a kernel of its own first
         self._dag_options = DagOptions(gemm_input_quant=DTYPE_BYTES[weight_dtype] < DTYPE_BYTES[act],
-                                       ep_comm=engine.ep_comm)
+                                       ep_comm=engine.ep_comm, qk_norm_kernels=engine.qk_norm_kernels,
+                                       rope_in_attention=engine.rope_in_attention)
         if self._dag_options.gemm_input_quant:
             q = self.impl.act_quant
             self.notes.append(f"{weight_dtype} GEMMs: each projection's {act} input is quantized first ({q.kernels} "
