@@ -92,6 +92,8 @@ class LayerDims:
     """Always-on experts (merged into one SwiGLU of ``shared_experts * expert_ffn_size``)."""
     norm_eps: float = 1e-5
     """RMSNorm epsilon."""
+    qk_norm: str = ""
+    """RMSNorm on the queries and keys before RoPE (ModelConfig.qk_norm): "", per_head or per_layer."""
     rope_theta: float = 500000.0
     """Rotary embedding base (Llama-3's value; only the numbers change with it, not the cost)."""
 
@@ -109,6 +111,7 @@ class LayerDims:
             kw[name] = int(getattr(model, name))
         for name in ("num_experts", "top_k", "expert_ffn_size", "shared_experts"):
             kw[name] = int(getattr(model, name, 0) or 0)
+        kw["qk_norm"] = str(getattr(model, "qk_norm", "") or "")
         dims = cls(**kw)
         dims.check()
         return dims
@@ -117,6 +120,8 @@ class LayerDims:
         for name in ("hidden_size", "heads", "kv_heads", "head_dim", "ffn_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"layer dims: {name} must be > 0, got {getattr(self, name)}")
+        if self.qk_norm not in ("", "per_head", "per_layer"):
+            raise ValueError(f"layer dims: qk_norm must be '', 'per_head' or 'per_layer', got {self.qk_norm!r}")
         if self.heads % self.kv_heads:
             raise ValueError(f"layer dims: heads({self.heads}) % kv_heads({self.kv_heads}) = {self.heads % self.kv_heads}, must be 0")
         if self.is_moe and not (0 < self.top_k <= self.num_experts and self.expert_ffn_size > 0):

@@ -44,6 +44,11 @@ def _ref_attention(layer, x):
     q = qkv[..., : d.heads * d.head_dim].reshape(b, s, d.heads, d.head_dim)
     k = qkv[..., d.heads * d.head_dim: (d.heads + d.kv_heads) * d.head_dim].reshape(b, s, d.kv_heads, d.head_dim)
     v = qkv[..., (d.heads + d.kv_heads) * d.head_dim:].reshape(b, s, d.kv_heads, d.head_dim)
+    if d.qk_norm == "per_head":  # Qwen3: each head's query and key over head_dim
+        q, k = _ref_rms(q, layer.q_norm), _ref_rms(k, layer.k_norm)
+    elif d.qk_norm == "per_layer":  # MiniMax-M2: all heads under one RMS
+        q = _ref_rms(q.reshape(b, s, -1), layer.q_norm).reshape(q.shape)
+        k = _ref_rms(k.reshape(b, s, -1), layer.k_norm).reshape(k.shape)
     q, k = _ref_rope(q, d.rope_theta), _ref_rope(k, d.rope_theta)
     group = d.heads // d.kv_heads
     out = torch.empty(b, s, d.heads, d.head_dim)
@@ -67,6 +72,24 @@ def test_dense_layer_matches_reference():
     assert got.shape == x.shape
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     assert want.abs().mean() > 0.1  # the comparison is on real numbers, not zeros
+
+
+@pytest.mark.parametrize("kind", ["per_head", "per_layer"])
+def test_qk_norm_layers_match_the_reference(kind):
+    import dataclasses
+
+    dims = dataclasses.replace(DENSE, qk_norm=kind)
+    layer = build_layer(dims, torch.float32, "cpu", seed=3)
+    plain = build_layer(DENSE, torch.float32, "cpu", seed=3)
+    assert layer.q_norm.shape == ((DENSE.head_dim,) if kind == "per_head" else (DENSE.heads * DENSE.head_dim,))
+    torch.testing.assert_close(layer.qkv, plain.qkv)  # the norm weights are drawn last: the rest is unchanged
+    x = torch.randn(2, 7, DENSE.hidden_size)
+    with torch.no_grad():
+        got = layer.attention(x, None, 0)
+        torch.testing.assert_close(got, _ref_attention(layer, x), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(got, plain.attention(x, None, 0), atol=1e-3)  # the norm changed the numbers
+    with pytest.raises(ValueError, match="qk_norm must be '', 'per_head' or 'per_layer', got 'rms'"):
+        dataclasses.replace(DENSE, qk_norm="rms").check()
 
 
 def test_decode_with_cache_equals_last_prefill_token():
@@ -135,9 +158,12 @@ def test_bad_tp_and_dims_show_the_arithmetic():
 
 # -- the planner's torch-eager preset counts what these layers really dispatch -----------------------------
 
-@pytest.mark.parametrize("model,phase,batch,length", [("tiny", "decode", 1, 64), ("tiny", "prefill", 2, 32),
-                                                       ("tiny-moe", "decode", 1, 64)])
-def test_torch_eager_preset_counts_the_ops_the_layer_dispatches(model, phase, batch, length):
+@pytest.mark.parametrize("model,phase,batch,length,qk_norm", [("tiny", "decode", 1, 64, ""),
+                                                               ("tiny", "prefill", 2, 32, ""),
+                                                               ("tiny-moe", "decode", 1, 64, ""),
+                                                               ("tiny", "decode", 1, 64, "per_head"),
+                                                               ("tiny", "prefill", 2, 32, "per_layer")])
+def test_torch_eager_preset_counts_the_ops_the_layer_dispatches(model, phase, batch, length, qk_norm):
     import dataclasses
 
     from accelcal.kernels.device import resolve_device
@@ -146,7 +172,7 @@ def test_torch_eager_preset_counts_the_ops_the_layer_dispatches(model, phase, ba
     from accelcal.validate.breakdown import count_ops
     from accelcal.validate.configs import Case
 
-    mc = dataclasses.replace(ModelConfig.from_name(model), weight_dtype="fp32", kv_dtype="fp32")
+    mc = dataclasses.replace(ModelConfig.from_name(model), weight_dtype="fp32", kv_dtype="fp32", qk_norm=qk_norm)
     case = Case(model, phase, batch, length if phase == "prefill" else 1, length)
     _, work = count_ops(case, LayerDims.from_model(mc), "fp32", resolve_device("cpu"))
     # decode of one token routes to exactly top_k experts, as the DAG's expected-hit count says

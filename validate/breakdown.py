@@ -81,7 +81,8 @@ def _ops(case: Case, dims: LayerDims, dtype: torch.dtype, device: Device) -> dic
             v = v.view(b, s, dims.kv_heads, d).transpose(1, 2).contiguous()
             cos, sin = layer._rope_for(pos, s, x)
             o = torch.randn(b, s, dims.heads * d, generator=gen).to(device.torch, dtype)
-            sets.append(dict(x=x, xn=xn, cache=cache, q=q, k=k, v=v, cos=cos, sin=sin, o=o))
+            qf, kf = q.transpose(1, 2).reshape(b, s, dims.heads * d), k.transpose(1, 2).reshape(b, s, dims.kv_heads * d)
+            sets.append(dict(x=x, xn=xn, cache=cache, q=q, k=k, v=v, cos=cos, sin=sin, o=o, qf=qf, kf=kf))
     causal = s > 1
 
     def attn(i):
@@ -101,6 +102,7 @@ def _ops(case: Case, dims: LayerDims, dtype: torch.dtype, device: Device) -> dic
         "rope": lambda i: (apply_rope(sets[i % NSETS]["q"], sets[i % NSETS]["cos"], sets[i % NSETS]["sin"]),
                            apply_rope(sets[i % NSETS]["k"], sets[i % NSETS]["cos"], sets[i % NSETS]["sin"])),
         "kv_cache_write": kv_write,
+        **({"qk_norm": lambda i: layer._qk_norm(sets[i % NSETS]["qf"], sets[i % NSETS]["kf"])} if dims.qk_norm else {}),
         "attention": attn,
         "o_proj": lambda i: F.linear(sets[i % NSETS]["o"], layer.o),
         "mlp_norm": lambda i: sets[i % NSETS]["x"] + rms_norm(sets[i % NSETS]["x"], layer.mlp_norm, dims.norm_eps),

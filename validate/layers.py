@@ -12,7 +12,8 @@
 A layer is what the planner costs per decoder layer: RMSNorm, fused QKV
 projection, grouped-query attention through ``scaled_dot_product_attention``
 with rotary position embeddings on Q and K (Llama's rotate-half form, base
-``rope_theta``) and a KV cache for decode, output projection, residual,
+``rope_theta``; before them the model's q/k RMSNorm, per head or over all
+heads, when ``dims.qk_norm`` says so) and a KV cache for decode, output projection, residual,
 RMSNorm, then either a SwiGLU MLP or an MoE block (top-k router + experts +
 optional shared experts), residual.
 
@@ -122,6 +123,9 @@ class DecoderLayer(nn.Module):
         self.mlp_norm = nn.Parameter(w["mlp_norm"], requires_grad=False)
         self.qkv = nn.Parameter(w["qkv"], requires_grad=False)  # [(h + 2 kvh) * d local, hidden]
         self.o = nn.Parameter(w["o"], requires_grad=False)  # [hidden, h * d local]
+        # [d] (per_head) or [h * d local], [kvh * d local] (per_layer); None without a q/k norm
+        self.q_norm = nn.Parameter(w["q_norm"], requires_grad=False) if dims.qk_norm else None
+        self.k_norm = nn.Parameter(w["k_norm"], requires_grad=False) if dims.qk_norm else None
         self.mlp = mlp
         self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -140,11 +144,32 @@ class DecoderLayer(nn.Module):
             dist.all_reduce(t, group=self.group)
         return t
 
+    def _layer_rms_norm(self, t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # per_layer q/k norm: one RMS over all heads; each rank holds an equal share of them, so the mean of the
+        # ranks' mean squares is the whole one (vllm's MiniMaxText01RMSNormTP all-reduces it the same way)
+        tf = t.float()
+        var = tf.pow(2).mean(-1, keepdim=True)
+        if self.communicate:
+            var = self._all_reduce(var) / self.tp
+        tf = tf * torch.rsqrt(var + self.dims.norm_eps)
+        return (tf * weight.float()).to(t.dtype)
+
+    def _qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dims.qk_norm == "per_head":
+            b, s = q.shape[:2]
+            d = self.dims.head_dim
+            q = rms_norm(q.view(b, s, self.heads, d), self.q_norm, self.dims.norm_eps).view(b, s, self.heads * d)
+            k = rms_norm(k.view(b, s, self.kv_heads, d), self.k_norm, self.dims.norm_eps).view(b, s, self.kv_heads * d)
+            return q, k
+        return self._layer_rms_norm(q, self.q_norm), self._layer_rms_norm(k, self.k_norm)
+
     def attention(self, x: torch.Tensor, cache: KVCache | None, pos: int) -> torch.Tensor:
         b, s, _ = x.shape
         d = self.dims.head_dim
         qkv = F.linear(x, self.qkv)
         q, k, v = qkv.split([self.heads * d, self.kv_heads * d, self.kv_heads * d], dim=-1)
+        if self.dims.qk_norm:
+            q, k = self._qk_norm(q, k)
         q = q.view(b, s, self.heads, d).transpose(1, 2)
         k = k.view(b, s, self.kv_heads, d).transpose(1, 2)
         v = v.view(b, s, self.kv_heads, d).transpose(1, 2)
@@ -230,6 +255,15 @@ def build_layer(dims: LayerDims, dtype: torch.dtype, device: Any, seed: int = 0,
         mlp = MoE(router, experts, shared, dims.top_k)
     else:
         mlp = _swiglu_shard(gen, hd, dims.ffn_size, tp, rank, dtype, device)
+    if dims.qk_norm:
+        # drawn last, so a model without a q/k norm keeps the weights it always had
+        if dims.qk_norm == "per_head":
+            w["q_norm"], w["k_norm"] = (1.0 + 0.1 * _randn(gen, d, scale=1.0) for _ in range(2))
+        else:
+            wqn = 1.0 + 0.1 * _randn(gen, dims.heads * d, scale=1.0)
+            wkn = 1.0 + 0.1 * _randn(gen, dims.kv_heads * d, scale=1.0)
+            w["q_norm"], w["k_norm"] = wqn[q_rows].contiguous(), wkn[kv_rows].contiguous()
+        w["q_norm"], w["k_norm"] = (w[n].to(device=device, dtype=dtype) for n in ("q_norm", "k_norm"))
     return DecoderLayer(dims, w, mlp, tp=tp, group=group).eval()
 
 
