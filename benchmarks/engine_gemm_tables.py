@@ -2,6 +2,7 @@
 
     $ python benchmarks/engine_gemm_tables.py        # profiles/nvidia-h100.yaml vs TensorRT-LLM 1.2.0rc5's H100 table
     $ python benchmarks/engine_gemm_tables.py --profile profiles/nvidia-h200.yaml --table my_table.csv
+    $ python benchmarks/engine_gemm_tables.py --model qwen3-32b --tp 1,2,4,8   # also one model's layers, per TP
 
 The table (``--table``, CSV with columns gemm_dtype, m, n, k, latency_ms; '#' lines are comments) is published
 data: by default the TensorRT-LLM rows of NVIDIA aiconfigurator's H100 GEMM table that fall on the preset models'
@@ -10,7 +11,9 @@ profile answers the same (M, N, K) as the serving model costs it: ``compute.bf16
 ``compute.fp8_e4m3`` plus the kernel that quantizes the bf16 input (the ``fused`` implementation's act_quant
 group, from the profile's copy bandwidth) for fp8 rows (per-tensor) and for fp8_block rows (block-scaled; the
 profile has no block-scaled data, so those rows show what costing them as per-tensor misses).  Printed: the
-ratio published / profile by dtype and M range (median, 10th and 90th percentile) and the shapes furthest off.
+ratio published / profile by dtype and M range (median, 10th and 90th percentile) and the shapes furthest off;
+with ``--model``, per TP degree and M, the summed time of that model's projections the table has (what one
+layer's GEMMs add up to), published against profile.
 A ratio above 1 means the engine's op takes longer than the profile says.  Nothing is fitted here; the
 figures say where an engine runs other kernels than the ones accelcal measures (torch).
 """
@@ -68,12 +71,40 @@ def compare(df: pd.DataFrame, prof) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["gemm_dtype", "m", "n", "k", "published_s", "profile_s"])
 
 
+def model_sums(out: pd.DataFrame, model: str, tps: list[int]) -> list[str]:
+    """Lines of summed published / profile time over ``model``'s TP-divided projection shapes (QKV, output,
+    gate/up, down; kernels/model_shapes.py, the shapes the planner asks) that the table has, per dtype, TP and M."""
+    from accelcal.kernels.model_shapes import model_gemm_shapes
+
+    lines = []
+    for t in tps:
+        shapes, notes = model_gemm_shapes([model], [t])
+        lines += [f"  {model} TP {t}: {n}" for n in notes]
+        want = {(g.n, g.k): g.name.split(".", 1)[1].split("/")[0] for g in shapes
+                if not g.name.split(".", 1)[1].startswith(("lm_head", "router"))}
+        sub = out[[(n, k) in want for n, k in zip(out.n, out.k)]]
+        for dt in TABLE_DTYPES:
+            for m, grp in sub[sub.gemm_dtype == dt].groupby("m"):
+                names = "+".join(sorted(want[(n, k)] for n, k in zip(grp.n, grp.k)))
+                lines.append(f"  {model} TP {t} {dt:<9} M={m:<5} {names:<22} published {grp.published_s.sum() * 1e6:8.1f} us, "
+                             f"profile {grp.profile_s.sum() * 1e6:8.1f} us (x{grp.published_s.sum() / grp.profile_s.sum():.2f})")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default=str(ROOT / "profiles/nvidia-h100.yaml"))
     ap.add_argument("--table", default=str(DEFAULT_TABLE), help="published GEMM table (CSV: gemm_dtype,m,n,k,latency_ms)")
     ap.add_argument("--worst", type=int, default=5, help="shapes to list furthest off, per dtype")
+    ap.add_argument("--model", default=None, help="also sum one model's projection shapes per TP and M (a preset name)")
+    ap.add_argument("--tp", default="1,2,4,8", help="TP degrees for --model, comma-separated (default: 1,2,4,8)")
     args = ap.parse_args()
+    try:
+        tps = [int(t) for t in args.tp.split(",") if t.strip()]
+        if not tps or min(tps) < 1:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"--tp: expected comma-separated integers >= 1, got {args.tp!r}") from None
     prof = Profile.load(args.profile)
     df = read_table(Path(args.table))
     out = compare(df, prof)
@@ -97,6 +128,13 @@ def main() -> int:
         for r in worst.itertuples(index=False):
             print(f"    {dt} M={r.m} N={r.n} K={r.k}: published {r.published_s * 1e6:.1f} us, profile "
                   f"{r.profile_s * 1e6:.1f} us (x{r.ratio:.2f})")
+    if args.model:
+        print(f"{args.model}: summed over its projections in the table (profile fp8 = GEMM + input quantize kernel)")
+        try:
+            lines = model_sums(out, args.model, tps)
+        except ValueError as exc:
+            raise SystemExit(f"--model {args.model}: {exc}") from None
+        print("\n".join(lines) if lines else f"  no shape of {args.model} at TP {args.tp} is in the table")
     return 0
 
 

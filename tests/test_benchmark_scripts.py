@@ -139,6 +139,23 @@ def test_engine_gemm_tables_costs_fp8_rows_with_their_quantize_kernel(tmp_path):
         mod.read_table(bad)
 
 
+def test_engine_gemm_tables_sums_one_models_projections_per_tp():
+    import pandas as pd
+
+    mod = _load("engine_gemm_tables")
+    # tiny: hidden 256, 8 heads / 4 KV heads of 32, ffn 768 (its preset); TP 2 halves N of QKV and gate/up, K of o
+    rows = [("fp8", 8, 512, 256, 2e-6, 1e-6),     # qkv at TP 1: (8 + 2 x 4) x 32 = 512
+            ("fp8", 8, 1536, 256, 6e-6, 2e-6),    # gate/up at TP 1: 2 x 768
+            ("fp8", 8, 256, 128, 1e-6, 1e-6),     # o at TP 2: K = 8 x 32 / 2
+            ("fp8", 8, 999, 256, 5e-6, 1e-6)]     # no projection of tiny: left out
+    out = pd.DataFrame(rows, columns=["gemm_dtype", "m", "n", "k", "published_s", "profile_s"])
+    lines = mod.model_sums(out, "tiny", [1, 2])
+    tp1 = [ln for ln in lines if "TP 1 fp8" in ln]
+    assert len(tp1) == 1 and "gate_up+qkv" in tp1[0] and "published      8.0 us, profile      3.0 us (x2.67)" in tp1[0]
+    tp2 = [ln for ln in lines if "TP 2 fp8" in ln]
+    assert len(tp2) == 1 and " o " in tp2[0] and "(x1.00)" in tp2[0]
+
+
 def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tmp_path):
     """Synthetic rows (made-up timings: this checks the plumbing, not accuracy) of several models and systems."""
     import subprocess
