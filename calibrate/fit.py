@@ -96,7 +96,18 @@ def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Ident
         date=str(env.get("date") or ""), command=command, versions=versions, citations=[], raw_data=[],
         threads_per_device=threads_per_device,
         covered_models=[m for m in _env_str(env, "for_models").split(",") if m] or None,
-        covered_tp=[int(t) for t in _env_str(env, "for_tp").split(",") if t.strip()] or None)
+        covered_tp=[int(t) for t in _env_str(env, "for_tp").split(",") if t.strip()] or None,
+        memory_in_use_at_start_bytes=memory_in_use_at_start(env))
+
+
+def memory_in_use_at_start(env: Mapping[str, Any]) -> float | None:
+    """Device memory in use when the kernel suite started (environment total - free); None on a CPU, where
+    "free" is the host's available RAM, or when either figure is missing."""
+    total, free = env.get("device_memory_total_bytes"), env.get("device_memory_free_bytes")
+    if str(env.get("device_type") or "cpu") == "cpu" or not isinstance(total, (int, float)) \
+            or not isinstance(free, (int, float)) or not 0 <= free <= total:
+        return None
+    return float(total - free)
 
 
 def _env_str(env: Mapping[str, Any], key: str) -> str:

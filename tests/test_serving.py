@@ -103,6 +103,56 @@ def test_kv_capacity_hand_computed():
     assert fp8.weights_bytes == 2 * per_layer * 1 + (2 * 100 * 64 + 64) * 2  # layers 1 byte, embed/head bf16
 
 
+def test_memory_in_use_at_start_leaves_the_pool_under_each_engines_rule(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from accelcal.calibrate.fit import memory_in_use_at_start
+    from accelcal.planner.serving.kv import memory_in_use_bytes
+
+    m = ModelConfig("hand", layers=2, hidden_size=64, heads=4, kv_heads=2, head_dim=16, ffn_size=128, vocab_size=100)
+    cap, used = 80e9, 0.5e9
+    for name, lost in (("vllm", used), ("sglang", used), ("trtllm", None)):
+        e = EnginePreset.from_name(name)
+        a, b = kv_budget(m, e, 1, 1, cap), kv_budget(m, e, 1, 1, cap, in_use_bytes=used)
+        # vLLM counts it in its non-torch memory and SGLang sizes from the free memory: all of it comes off the
+        # pool; TensorRT-LLM takes its fraction of the free memory, so the fraction of it does
+        want = used if lost else e.memory_fraction * used
+        assert a.kv_pool_bytes - b.kv_pool_bytes == pytest.approx(want)
+        assert b.reserve_bytes - a.reserve_bytes == pytest.approx(want) and "in use at start 0.5 GB" in b.rule
+    with pytest.raises(ValueError, match=r"memory in use at start must be in \[0, capacity 8e\+10\), got -1"):
+        kv_budget(m, EnginePreset.from_name("vllm"), 1, 1, cap, in_use_bytes=-1)
+    # the figure: total - free of the kernel suite's environment on an accelerator, none on a CPU
+    env = {"device_type": "cuda", "device_memory_total_bytes": 85017493504, "device_memory_free_bytes": 84465090560}
+    assert memory_in_use_at_start(env) == 552402944
+    assert memory_in_use_at_start(dict(env, device_type="cpu")) is None
+    assert memory_in_use_at_start({"device_type": "cuda"}) is None
+    # a profile keeps it (optional key), a bad one is refused naming the key, and predict uses it
+    root = Path(__file__).resolve().parent.parent
+    h100 = Profile.load(root / "profiles" / "nvidia-h100.yaml")
+    assert memory_in_use_bytes(h100) == 552402944
+    d = h100.to_dict()
+    d["identity"]["memory_in_use_at_start_bytes"] = 1e12
+    with pytest.raises(Exception, match=r"identity.memory_in_use_at_start_bytes: .*>= memory_capacity_bytes"):
+        Profile.from_dict(d)
+    del d["identity"]["memory_in_use_at_start_bytes"]
+    assert memory_in_use_bytes(Profile.from_dict(d)) == 0.0
+    # the backfill script writes it from a copy's own raw data, and changes no answer
+    shutil.copy(root / "profiles" / "nvidia-h100.yaml", tmp_path / "h.yaml")
+    shutil.copytree(root / "profiles" / "nvidia-h100-raw", tmp_path / "nvidia-h100-raw")
+    p = Profile.load(tmp_path / "h.yaml")
+    p.identity.memory_in_use_at_start_bytes = None
+    p.save(tmp_path / "h.yaml")
+    out = subprocess.run([sys.executable, str(root / "scripts" / "backfill_memory_in_use.py"), str(tmp_path / "h.yaml")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "= 552402944 (kernels.env.json: total 85017493504 - free 84465090560)" in out
+    back = Profile.load(tmp_path / "h.yaml")
+    assert back.identity.memory_in_use_at_start_bytes == 552402944
+    assert back.gemm_time_s(64, 1280, 5120, "fp8_e4m3").time_s == h100.gemm_time_s(64, 1280, 5120, "fp8_e4m3").time_s
+
+
 def test_queueing_when_the_pool_is_full(prof, small):
     engine = EnginePreset.from_name("trtllm")
     kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)

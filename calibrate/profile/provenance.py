@@ -60,12 +60,18 @@ class Identity:
     covered_tp: list[int] | None = None
     """Optional: the TP degrees ``covered_models`` were divided by."""
 
+    memory_in_use_at_start_bytes: float | None = None
+    """Optional: device memory already in use when the kernel suite started (total - free from the device's own
+    query, torch.cuda.mem_get_info on CUDA: the CUDA context and driver reservations, which an engine's process
+    holds too and which no engine counts as its KV cache); null where not measured (CPUs, datasheets, profiles
+    measured before the field)."""
+
     raw_sha256: dict[str, str] = field(default_factory=dict)
     """sha256 of each source file the profile was fitted from (``raw_data`` path -> hex digest; optional key)."""
 
     @classmethod
     def read(cls, r: Reader, d: Any, path: str) -> "Identity":
-        opt = ("threads_per_device", "raw_sha256", "covered_models", "covered_tp")
+        opt = ("threads_per_device", "raw_sha256", "covered_models", "covered_tp", "memory_in_use_at_start_bytes")
         names = [f.name for f in fields(cls) if f.name not in opt]
         d = r.mapping(d, path, names, opt)
         sha = d.get("raw_sha256") or {}
@@ -94,6 +100,8 @@ class Identity:
             threads_per_device=None if d.get("threads_per_device") is None else
             r.integer(d["threads_per_device"], f"{path}.threads_per_device", lo=1, hi=100000),
             raw_sha256={str(k): v for k, v in sha.items()},
+            memory_in_use_at_start_bytes=_in_use(r, d.get("memory_in_use_at_start_bytes"), d["memory_capacity_bytes"],
+                                                 f"{path}.memory_in_use_at_start_bytes"),
             covered_models=None if d.get("covered_models") is None else r.str_list(d["covered_models"], f"{path}.covered_models"),
             covered_tp=None if d.get("covered_tp") is None else
             [r.integer(v, f"{path}.covered_tp[{i}]", lo=1, hi=100000) for i, v in enumerate(_as_list(r, d["covered_tp"], f"{path}.covered_tp"))],
@@ -114,10 +122,21 @@ class Identity:
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
         if not self.raw_sha256:
             del out["raw_sha256"]  # optional key: profiles without source digests stay as they were
-        for k in ("covered_models", "covered_tp"):  # optional keys: absent unless recorded
+        for k in ("covered_models", "covered_tp", "memory_in_use_at_start_bytes"):  # optional keys: absent unless recorded
             if out[k] is None:
                 del out[k]
         return out
+
+
+def _in_use(r: Reader, value: Any, capacity: Any, path: str) -> float | None:
+    """memory_in_use_at_start_bytes: absent/null, or bytes >= 0 below the device's capacity."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise r.fail(path, f"expected bytes >= 0, got {value!r}")
+    if isinstance(capacity, (int, float)) and value >= capacity:
+        raise r.fail(path, f"{value:.4g} bytes in use at start >= memory_capacity_bytes {capacity:.4g}")
+    return float(value)
 
 
 def _as_list(r: Reader, value: Any, path: str) -> list:

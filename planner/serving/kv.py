@@ -10,10 +10,16 @@ Weights: each decoder layer's weights (planner.memory.layer_weight_elems) at 2 b
 FP8 checkpoints, which quantise the linear layers only).  Activations and collective buffers are
 planner.memory.device_memory's for one forward at the engine's token budget.  Then per engine preset:
 
-* ``total`` (vLLM): pool = fraction x capacity - weights - activations - fixed reserve;
-* ``free_after_weights`` (TensorRT-LLM): pool = fraction x (capacity - weights - activations - reserve);
-* ``sglang_reserved_rule``: pool = mem_fraction_static x capacity - weights, with mem_fraction_static
-  from SGLang's own reserved-memory rule (in the preset's source).
+* ``total`` (vLLM): pool = fraction x capacity - weights - activations - fixed reserve - in use at start;
+* ``free_after_weights`` (TensorRT-LLM): pool = fraction x (capacity - in use at start - weights - activations -
+  reserve);
+* ``sglang_reserved_rule``: pool = mem_fraction_static x capacity - weights - in use at start, with
+  mem_fraction_static from SGLang's own reserved-memory rule (in the preset's source).
+
+"In use at start" is the memory the device profile measured as already taken when its kernel suite began
+(``identity.memory_in_use_at_start_bytes``: the CUDA context and driver reservations), which every engine's
+process holds as well: vLLM counts it in the non-torch memory it subtracts, TensorRT-LLM and SGLang size the
+pool from the free memory the device reports.  0 where the profile did not measure it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from accelcal.vocab import DTYPE_BYTES
 from ..workload import Workload
 from .engine import EnginePreset
 
-__all__ = ["Infeasible", "KVBudget", "kv_budget"]
+__all__ = ["Infeasible", "KVBudget", "kv_budget", "memory_in_use_bytes"]
 
 MIB = 1024 * 1024
 
@@ -93,9 +99,18 @@ def weight_bytes(model: ModelConfig, tp: int, pp: int, weight_dtype: str, ep: in
     return float(stage_weight_bytes(model, tp, pp, ep, DTYPE_BYTES[weight_dtype], DTYPE_BYTES["bf16"]))
 
 
+def memory_in_use_bytes(profile) -> float:
+    """The device profile's measured ``identity.memory_in_use_at_start_bytes``; 0 where it has none."""
+    v = getattr(profile.identity, "memory_in_use_at_start_bytes", None)
+    return float(v) if v else 0.0
+
+
 def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capacity_bytes: float,
-              weight_dtype: str = "bf16", kv_dtype: str = "bf16", ep: int = 1) -> KVBudget:
-    """Size the KV pool of one device; Infeasible when the weights and reserves leave nothing."""
+              weight_dtype: str = "bf16", kv_dtype: str = "bf16", ep: int = 1, in_use_bytes: float = 0.0) -> KVBudget:
+    """Size the KV pool of one device; Infeasible when the weights and reserves leave nothing.  ``in_use_bytes``:
+    device memory taken before the engine starts (the profile's identity.memory_in_use_at_start_bytes)."""
+    if not 0 <= in_use_bytes < capacity_bytes:
+        raise ValueError(f"memory in use at start must be in [0, capacity {capacity_bytes:.4g}), got {in_use_bytes!r}")
     if kv_dtype not in ("bf16", "fp16", "fp8_e4m3"):
         raise ValueError(f"--kv-dtype must be bf16 or fp8_e4m3, got {kv_dtype!r}")
     if weight_dtype not in ("bf16", "fp16", "fp8_e4m3"):
@@ -109,19 +124,20 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
     comm = mem.comm_buffer_bytes if engine.reserve_activations else 0.0
     fixed = engine.reserve_fixed_bytes
     g = 1e9
+    used = f" - in use at start {in_use_bytes / g:.3g} GB" if in_use_bytes else ""
     if engine.memory_fraction_of == "total":
         usable = engine.memory_fraction * capacity_bytes
-        pool = usable - weights - act - comm - fixed
+        pool = usable - weights - act - comm - fixed - in_use_bytes
         rule = (f"{engine.memory_fraction:g} x {capacity_bytes / g:.4g} GB = {usable / g:.4g} GB - weights "
                 f"{weights / g:.4g} GB - activations {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve "
-                f"{fixed / g:.3g} GB")
-        reserve = capacity_bytes - usable + fixed
+                f"{fixed / g:.3g} GB{used}")
+        reserve = capacity_bytes - usable + fixed + in_use_bytes
     elif engine.memory_fraction_of == "free_after_weights":
-        free = capacity_bytes - weights - act - comm - fixed
+        free = capacity_bytes - in_use_bytes - weights - act - comm - fixed
         pool = engine.memory_fraction * free
-        rule = (f"{engine.memory_fraction:g} x (capacity {capacity_bytes / g:.4g} GB - weights {weights / g:.4g} GB - "
+        rule = (f"{engine.memory_fraction:g} x (capacity {capacity_bytes / g:.4g} GB{used} - weights {weights / g:.4g} GB - "
                 f"activations {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve {fixed / g:.3g} GB)")
-        reserve = fixed + (1 - engine.memory_fraction) * max(free, 0.0)
+        reserve = fixed + in_use_bytes + (1 - engine.memory_fraction) * max(free, 0.0)
     else:  # SGLang's reserved-memory rule (server_args.py, cited in the preset)
         gpu_mib = capacity_bytes / MIB
         graph_bs = max(engine.cuda_graph_sizes) if engine.cuda_graph_sizes else 0
@@ -129,10 +145,10 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         if gpu_mib > 60 * 1024:
             reserved = max(reserved, 10 * 1024)
         frac = round((gpu_mib - reserved) / gpu_mib, 3)
-        pool = frac * capacity_bytes - weights
+        pool = frac * capacity_bytes - weights - in_use_bytes
         rule = (f"mem_fraction_static ({gpu_mib:.0f} - {reserved:.0f} MiB reserved) / {gpu_mib:.0f} MiB = {frac:.3f}; "
-                f"{frac:.3f} x {capacity_bytes / g:.4g} GB - weights {weights / g:.4g} GB")
-        reserve = (1 - frac) * capacity_bytes
+                f"{frac:.3f} x {capacity_bytes / g:.4g} GB - weights {weights / g:.4g} GB{used}")
+        reserve = (1 - frac) * capacity_bytes + in_use_bytes
         act = comm = 0.0
     per_token = float(kv_bytes_per_token(model, tp, pp, DTYPE_BYTES[kv_dtype]))
     if pool <= 0:

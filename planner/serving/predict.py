@@ -20,7 +20,7 @@ from typing import Any
 
 from accelcal.models import ModelConfig
 from .engine import EnginePreset
-from .kv import Infeasible, KVBudget, kv_budget
+from .kv import Infeasible, KVBudget, kv_budget, memory_in_use_bytes
 from .metrics import ServingMetrics
 from .simulate import simulate
 from .steady import steady_state
@@ -113,7 +113,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     pred = ServingPrediction(False, "", engine.name, layout, wl)
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
     try:
-        kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep)
+        kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, memory_in_use_bytes(profile))
         pred.memory = kv.to_dict()
         kv.check_request(isl, osl)
     except Infeasible as exc:

@@ -24,7 +24,7 @@ from typing import Any
 from accelcal.models import ModelConfig
 from ..pareto import pareto_front
 from .engine import EnginePreset
-from .kv import Infeasible, kv_budget
+from .kv import Infeasible, kv_budget, memory_in_use_bytes
 from .steady import steady_state
 from .step_cost import StepCoster, StepCostError, replica_parallelism
 
@@ -132,6 +132,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         raise ValueError(f"--concurrency needs integers >= 1, got {concurrencies}")
     dpn = int(profile.identity.devices_per_node)
     cap = float(profile.identity.memory_capacity_bytes)
+    in_use = memory_in_use_bytes(profile)
     cands: list[ServingCandidate] = []
     rejected: list[str] = []
     evaluated = 0
@@ -146,7 +147,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             dp = devices // (tp * pp)
             label = f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")
             try:
-                kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep)
+                kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
                 kv.check_request(isl, osl)
                 coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep), engine, weight_dtype,
                                     kv_dtype, inter_node_profile)
