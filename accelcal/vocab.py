@@ -66,6 +66,10 @@ cached context."""
 ELEMENTWISE_GROUPS: tuple[str, ...] = ("norm", "residual_add", "rope", "act_mul")
 """Eager elementwise groups of a decoder layer the kernel suite times (kernels/elementwise.py)."""
 
+QK_NORMS: tuple[str, ...] = ("", "per_head", "per_layer")
+"""A model's RMSNorm on the queries and keys before RoPE (ModelConfig.qk_norm): none, over each head (Qwen3), or
+over all heads of a layer at once (MiniMax-M2's qk_norm_type per_layer)."""
+
 SAMPLER_BYTES_PER_LOGIT: dict[str, float] = {
     # the fp32 logits read once (TensorRT-LLM TorchSampler's greedy fast path)
     "argmax": 4.0,

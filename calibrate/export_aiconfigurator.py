@@ -49,7 +49,6 @@ Format learned from aiconfigurator 0.12.0 (github.com/ai-dynamo/aiconfigurator, 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import re
@@ -126,15 +125,7 @@ def _raw_env(p: Profile, profile_path: str | os.PathLike | None) -> tuple[dict[s
     """The first raw ``*.env.json`` beside the profile's raw CSVs (or {}), and those CSV paths."""
     if profile_path is None:
         return {}, []
-    base = Path(profile_path).parent
-    csvs = [base / r for r in p.identity.raw_data if r.endswith(".csv") and (base / r).is_file()]
-    env: dict[str, Any] = {}
-    for c in csvs:
-        e = c.with_suffix(".env.json")
-        if e.is_file():
-            env = json.loads(e.read_text())
-            break
-    return env, csvs
+    return p.identity.raw_env(profile_path)[1], p.identity.raw_csv_paths(profile_path)
 
 
 def _raw_rows(csvs: Iterable[Path], ops: set[str], figure: str) -> list[dict[str, str]]:

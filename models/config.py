@@ -21,16 +21,13 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 
-from accelcal.vocab import DTYPE_BYTES
+from accelcal.vocab import DTYPE_BYTES, QK_NORMS
 
 from .hf_config import hf_config_path, load_hf_fields
 
-__all__ = ["ModelConfig", "PRESET_DIR", "QK_NORMS", "preset_names"]
+__all__ = ["ModelConfig", "PRESET_DIR", "preset_names"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
-
-QK_NORMS: tuple[str, ...] = ("", "per_head", "per_layer")
-"""Values of ``ModelConfig.qk_norm``: none, over each head, over all heads of a layer."""
 
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from accelcal.vocab import QK_NORMS
+
 from .config import ModelConfig
 
 __all__ = ["LayerDims", "ModelDims", "check_tp"]
@@ -120,8 +122,9 @@ class LayerDims:
         for name in ("hidden_size", "heads", "kv_heads", "head_dim", "ffn_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"layer dims: {name} must be > 0, got {getattr(self, name)}")
-        if self.qk_norm not in ("", "per_head", "per_layer"):
-            raise ValueError(f"layer dims: qk_norm must be '', 'per_head' or 'per_layer', got {self.qk_norm!r}")
+        if self.qk_norm not in QK_NORMS:
+            allowed = ", ".join(map(repr, QK_NORMS[:-1])) + f" or {QK_NORMS[-1]!r}"
+            raise ValueError(f"layer dims: qk_norm must be {allowed}, got {self.qk_norm!r}")
         if self.heads % self.kv_heads:
             raise ValueError(f"layer dims: heads({self.heads}) % kv_heads({self.kv_heads}) = {self.heads % self.kv_heads}, must be 0")
         if self.is_moe and not (0 < self.top_k <= self.num_experts and self.expert_ffn_size > 0):

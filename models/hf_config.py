@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from accelcal.safe_io import read_text
+from accelcal.vocab import QK_NORMS
 
 
 __all__ = ["ARCHITECTURES", "MAX_CONFIG_BYTES", "hf_config_path", "hf_fields_from_dict", "load_hf_fields"]
@@ -209,7 +210,7 @@ def _qk_norm(cfg: dict, get: _Reader, arch: _Arch, origin: str) -> str:
     if not get.bool("use_qk_norm", default=False):
         return ""
     kind = cfg.get("qk_norm_type", "per_layer")  # the default sglang 0.5.8 models/minimax_m2.py reads it with
-    if kind not in ("per_layer", "per_head"):
+    if not kind or kind not in QK_NORMS:
         raise ValueError(f"{origin}: qk_norm_type = {kind!r}; expected 'per_layer' or 'per_head'")
     return kind
 

@@ -266,15 +266,14 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     kv_elems = tok * 2 * kvh * hd
     if not options.rope_in_attention:
         roped = (elementwise("rope", roped, "rope", rope_elems, copies=2 if impl.rope.per_tensor else 1),)
-        elementwise("kv_cache_write", roped, "kv_cache_write", kv_elems, elem_bytes=kvel)
-    elif model.qk_norm:
-        # RoPE inside the fused q/k-norm kernel: no traffic of its own
-        elementwise("kv_cache_write", roped, "kv_cache_write", kv_elems, elem_bytes=kvel)
-    else:
-        # RoPE inside the attention op's QKV preprocessing, the kernel that also writes the KV cache
+    if options.rope_in_attention and not model.qk_norm:
+        # RoPE inside the attention op's QKV preprocessing, the kernel that also writes the KV cache (with a q/k
+        # norm it runs inside the fused q/k-norm kernel instead: no traffic of its own)
         kv = impl.kv_cache_write
         add(_node("kv_cache_write", "memory", roped, kernels=kv.kernels,
                   nbytes=kv.bytes_per_element(kvel) * kv_elems + impl.rope.bytes_per_element(el) * rope_elems))
+    else:
+        elementwise("kv_cache_write", roped, "kv_cache_write", kv_elems, elem_bytes=kvel)
     attn_dep: tuple[str, ...] = roped + ("kv_cache_write",)
     if sp > 1:
         # every SP rank needs the whole prompt's K and V: all-gather over the SP group (S = total bytes)

@@ -4,7 +4,7 @@
 
 Profiles calibrated before the field existed already carry the figure in their raw data: the kernel suite's
 ``.env.json`` records ``device_memory_total_bytes`` and ``device_memory_free_bytes`` (torch.cuda.mem_get_info
-when the suite started).  This reads the env of the first kernels CSV in ``identity.raw_data``, checks that it
+when the suite started).  This reads the env of the first raw CSV in ``identity.raw_data`` (Identity.raw_env), checks that it
 names the profile's device, and writes total - free (accelcal.calibrate.fit.memory_in_use_at_start, the rule
 ``accelcal calibrate`` now applies itself).  A CPU profile, or raw data without both figures, is left as it is
 and said so.  The profile is rewritten atomically by the current serialiser, which also writes out fields the
@@ -14,7 +14,6 @@ loader defaults when absent (e.g. a GEMM model's ``column_s: 0.0``): the same pr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,18 +21,11 @@ from accelcal.calibrate.fit import memory_in_use_at_start
 from accelcal.calibrate.profile import Profile
 
 
-def _kernels_env(p: Profile, path: Path) -> tuple[Path, dict]:
-    for csv in p.identity.raw_csv_paths(path):
-        env_path = csv.with_suffix(".env.json")
-        if csv.name.startswith("kernels") and env_path.exists():
-            d = json.loads(env_path.read_text())
-            return env_path, (d.get("env", d) if isinstance(d, dict) else {})
-    raise SystemExit(f"{path}: no kernels CSV with an .env.json among identity.raw_data {p.identity.raw_data}")
-
-
 def backfill(path: Path) -> str:
     p = Profile.load(path)
-    env_path, env = _kernels_env(p, path)
+    env_path, env = p.identity.raw_env(path)
+    if env_path is None:
+        raise SystemExit(f"{path}: no raw CSV with an .env.json among identity.raw_data {p.identity.raw_data}")
     if env.get("device_name") != p.identity.device_name:
         raise SystemExit(f"{path}: {env_path.name} names device {env.get('device_name')!r}, the profile "
                          f"{p.identity.device_name!r}")

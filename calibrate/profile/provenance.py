@@ -118,6 +118,17 @@ class Identity:
         base = Path(profile_path).parent
         return [q for q in (inside(base, r, "raw_data entry") for r in self.raw_data if r.endswith(".csv")) if q.exists()]
 
+    def raw_env(self, profile_path: str | os.PathLike) -> tuple[Path | None, dict]:
+        """(path, fields) of the first ``<raw CSV>.env.json`` beside the profile (the measurement's environment:
+        device, versions, memory total/free at start), or (None, {}) when no raw CSV has one."""
+        from accelcal.safe_io import load_json
+
+        for csv in self.raw_csv_paths(profile_path):
+            env = csv.with_suffix(".env.json")
+            if env.is_file():
+                return env, load_json(env, what="environment file", max_bytes=16 * 2**20, expect=dict)
+        return None, {}
+
     def to_dict(self) -> dict:
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
         if not self.raw_sha256:
@@ -130,13 +141,10 @@ class Identity:
 
 def _in_use(r: Reader, value: Any, capacity: Any, path: str) -> float | None:
     """memory_in_use_at_start_bytes: absent/null, or bytes >= 0 below the device's capacity."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise r.fail(path, f"expected bytes >= 0, got {value!r}")
-    if isinstance(capacity, (int, float)) and value >= capacity:
+    value = r.number(value, path, lo=0.0, optional=True)
+    if value is not None and isinstance(capacity, (int, float)) and value >= capacity:
         raise r.fail(path, f"{value:.4g} bytes in use at start >= memory_capacity_bytes {capacity:.4g}")
-    return float(value)
+    return value
 
 
 def _as_list(r: Reader, value: Any, path: str) -> list:
