@@ -70,6 +70,12 @@ QK_NORMS: tuple[str, ...] = ("", "per_head", "per_layer")
 """A model's RMSNorm on the queries and keys before RoPE (ModelConfig.qk_norm): none, over each head (Qwen3), or
 over all heads of a layer at once (MiniMax-M2's qk_norm_type per_layer)."""
 
+QK_NORM_KERNELS: tuple[int, ...] = (1, 2)
+"""Launches of the q/k RMSNorm per layer an engine may issue: one kernel for both, or the queries then the keys."""
+
+EP_COMMS: tuple[str, ...] = ("all_to_all", "all_reduce")
+"""How experts spread over a TP group meet their tokens (DagOptions.ep_comm, the engine presets' ep_comm)."""
+
 SAMPLER_BYTES_PER_LOGIT: dict[str, float] = {
     # the fp32 logits read once (TensorRT-LLM TorchSampler's greedy fast path)
     "argmax": 4.0,

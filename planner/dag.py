@@ -45,7 +45,7 @@ from typing import Callable
 
 from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
-from accelcal.vocab import ELEMENTWISE_GROUPS, PHASES
+from accelcal.vocab import ELEMENTWISE_GROUPS, EP_COMMS, PHASES, QK_NORM_KERNELS
 
 from .parallelism import Parallelism
 
@@ -78,12 +78,12 @@ class DagOptions:
     else the attention op's QKV preprocessing, which also writes the KV cache; False: a RoPE kernel of its own."""
 
     def __post_init__(self) -> None:
-        if self.qk_norm_kernels not in (1, 2):
-            raise ValueError(f"layout: qk_norm_kernels must be 1 or 2, got {self.qk_norm_kernels!r}")
+        if self.qk_norm_kernels not in QK_NORM_KERNELS:
+            raise ValueError(f"layout: qk_norm_kernels must be one of {list(QK_NORM_KERNELS)}, got {self.qk_norm_kernels!r}")
         if self.tp_comm not in ("all_reduce", "rs_ag"):
             raise ValueError(f"layout: tp_comm must be 'all_reduce' or 'rs_ag', got {self.tp_comm!r}")
-        if self.ep_comm not in ("all_to_all", "all_reduce"):
-            raise ValueError(f"layout: ep_comm must be 'all_to_all' or 'all_reduce', got {self.ep_comm!r}")
+        if self.ep_comm not in EP_COMMS:
+            raise ValueError(f"layout: ep_comm must be one of {list(EP_COMMS)}, got {self.ep_comm!r}")
         if self.moe_imbalance is not None and self.moe_imbalance < 1.0:
             raise ValueError(f"layout: moe_imbalance is max/mean load, must be >= 1.0, got {self.moe_imbalance}")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from accelcal.safe_io import load_yaml
-from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT
+from accelcal.vocab import EP_COMMS, QK_NORM_KERNELS, SAMPLER_BYTES_PER_LOGIT
 
 __all__ = ["EnginePreset", "engine_names", "version_key"]
 
@@ -190,14 +190,13 @@ class EnginePreset:
         choices = {"batching": ("continuous", "static"), "priority": ("decode_first", "prefill_first"),
                    "memory_fraction_of": ("total", "free_after_weights", "sglang_reserved_rule"),
                    "kv_full": ("preempt", "queue"), "admission": ("current_length", "full_request", "reserve_ratio"),
-                   "sampler": tuple(SAMPLER_BYTES_PER_LOGIT), "ep_comm": ("all_to_all", "all_reduce")}
+                   "sampler": tuple(SAMPLER_BYTES_PER_LOGIT), "ep_comm": EP_COMMS,
+                   "qk_norm_kernels": QK_NORM_KERNELS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{origin}: {key} = {getattr(self, key)!r}; expected one of {list(allowed)}")
         if self.memory_fraction_of != "sglang_reserved_rule" and not 0 < self.memory_fraction <= 1:
             raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
-        if self.qk_norm_kernels not in (1, 2):
-            raise ValueError(f"{origin}: qk_norm_kernels = {self.qk_norm_kernels!r}; expected 1 or 2")
         if self.max_seqs < 1 or self.block_size_tokens < 1:
             raise ValueError(f"{origin}: max_seqs and block_size_tokens must be >= 1")
 
