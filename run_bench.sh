@@ -35,7 +35,7 @@ Calibrate this node: kernel microbenchmarks, collectives, fitted profile,
 validation on real decoder layers, and a parallelism plan for a default model.
 
 Options:
-  --quick                 short sweeps (default; <= 5 min on a 2-core CPU or one GPU)
+  --quick                 short sweeps (default; about 5 min on a 2-core CPU with the first install, a few on one GPU)
   --full                  dense sweeps for an overnight run
   --device DEV            device to calibrate: auto (default: the accelerator if any), cpu, cuda:0, ...
   --nproc N               ranks for the collective sweep (default: all local accelerators; 2 on a CPU node)

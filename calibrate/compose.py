@@ -33,8 +33,8 @@ from accelcal.vocab import SCOPES
 
 from .profile import Estimate, Profile, ProfileError
 
-__all__ = ["Part", "ComposedProfile", "compose", "describe_origin", "shipped_interconnects", "missing_hint",
-           "SHIPPED_DIR"]
+__all__ = ["Part", "ComposedProfile", "compose", "datasheet_names", "require_device_profile", "describe_origin", "shipped_interconnects",
+           "missing_hint", "SHIPPED_DIR"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles" / "interconnect"
 """The interconnect profiles shipped with accelcal (made by ``accelcal import nccl-tests`` from published logs)."""
@@ -112,11 +112,29 @@ def _only(p: Profile, scope: str, flag: str) -> list:
     return [copy.deepcopy(c) for c in have]
 
 
+def datasheet_names(*profiles: Profile | None) -> list[str]:
+    """identity.name of every datasheet source among ``profiles`` (None skipped; a composed profile by its parts),
+    each once, in order: what a report must flag as a prior, not a measurement."""
+    out: list[str] = []
+    for p in profiles:
+        if p is None:
+            continue
+        parts = [(x.name, x.source) for x in p.parts] if isinstance(p, ComposedProfile) else \
+            [(p.identity.name, p.identity.source)]
+        out += [str(n) for n, src in parts if src == "datasheet" and str(n) not in out]
+    return out
+
+
+def require_device_profile(device: Profile, flag: str = "--profile") -> None:
+    """Refuse an interconnect profile (collectives only) where a device's compute, memory and attention are needed."""
+    if device.is_interconnect:
+        raise ProfileError(f"{flag} {device.identity.name}: is an interconnect profile (collectives only, no compute); "
+                           f"pass a device profile as {flag} and this one as --interconnect / --inter-node-profile")
+
+
 def compose(device: Profile, interconnect: Profile | None = None, inter_node: Profile | None = None) -> ComposedProfile:
     """The device profile with its intra_node collectives from ``interconnect`` and inter_node ones from ``inter_node``."""
-    if device.is_interconnect:
-        raise ProfileError(f"--profile {device.identity.name}: is an interconnect profile (collectives only, no compute); "
-                           f"pass a device profile as --profile and this one as --interconnect / --inter-node-profile")
+    require_device_profile(device)
     colls = list(copy.deepcopy(device.collectives))
     parts = [Part("device", device.identity.name, device.identity.source, describe_origin(device),
                   device.identity.device_name, len(colls))]

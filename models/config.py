@@ -169,6 +169,10 @@ class ModelConfig:
             if not Path(s).is_file():
                 raise FileNotFoundError(f"model config {s} does not exist")
             return cls.from_yaml(s)
+        if any(sep in s for sep in ("/", "\\")) and not Path(s).exists():
+            # a path, not a preset name: say so rather than list the presets
+            raise FileNotFoundError(f"model path {s} does not exist (expected a preset name, a model config .yaml, "
+                                    f"or a Hugging Face config.json or the folder holding it)")
         return cls.from_name(s)
 
     def to_dict(self) -> dict:
@@ -178,6 +182,25 @@ class ModelConfig:
         return d
 
     # -- derived sizes ------------------------------------------------------
+    def require_tp_divides_heads(self, tp: int, flag: str = "--tp") -> None:
+        """Refuse a TP degree that does not divide the attention heads, listing the degrees that do (the planner's
+        rule: KV heads may be replicated over TP; the validation layers' stricter split is models.check_tp)."""
+        if self.heads % tp:
+            fits = [t for t in range(1, min(self.heads, 64) + 1) if self.heads % t == 0]
+            raise ValueError(f"{flag} {tp}: {self.name} has {self.heads} attention heads and {self.heads} % {tp} = "
+                             f"{self.heads % tp}; TP must divide the heads: one of {fits}")
+
+    def context_warning(self, prompt_tokens: int, output_tokens: int) -> str | None:
+        """Why a request of this size is beyond the model (None when it fits or the context length is not stated):
+        engines reject it unless the context is extended (rope scaling, a larger max model length)."""
+        total = int(prompt_tokens) + int(output_tokens)
+        if not self.max_context_len or total <= self.max_context_len:
+            return None
+        return (f"{prompt_tokens} prompt + {output_tokens} output = {total} tokens exceed {self.name}'s context of "
+                f"{self.max_context_len} tokens (max_context_len, from max_position_embeddings): an engine rejects "
+                f"such a request unless the context is extended (rope scaling, a larger max model length); "
+                f"predicted as if it were")
+
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from accelcal.calibrate.compose import add_profile_arguments
+from accelcal.calibrate.compose import add_profile_arguments, require_device_profile
 from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
@@ -113,12 +113,9 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     if args.format == "json":
         print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
                           "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
-                          "search_s": res.search_s}, indent=1, sort_keys=True))
+                          "search_s": res.search_s, "warnings": res.warnings}, indent=1, sort_keys=True))
     else:
         print(format_search(res, args.top), end="")
-    if prof.identity.source == "datasheet":
-        print(f"note: {prof.identity.name} is a datasheet prior, not a measurement (latencies assumed 0 s)",
-              file=sys.stderr)
     if args.plot:
         plot_pareto(res, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
@@ -153,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         check_dir(args.export_dir, what="--export-dir", need_bytes=16 * 2**20)
     model = ModelConfig.resolve(args.model)
     prof = Profile.load(args.profile)
+    require_device_profile(prof)
     inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
     extra_inter = inter  # other device groups keep the inter-node link as given
     if args.interconnect or (inter is not None and inter.is_interconnect):

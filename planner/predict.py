@@ -67,8 +67,7 @@ def predict_layer_time_s(profile: ProfileQueries, model: ModelConfig | str, phas
     if isinstance(moe, dict):
         moe = MoeOptions(**moe)
     moe = moe or MoeOptions()
-    if model.heads % tp:
-        raise ValueError(f"heads({model.heads}) % tp({tp}) = {model.heads % tp}: heads must divide by TP")
+    model.require_tp_divides_heads(tp)
     par = Parallelism(tp=tp, ep=moe.ep if model.is_moe else 1, ep_scope=moe.ep_scope)
     coster = Coster(profile, dtype=model.weight_dtype, cuda_graphs=cuda_graphs)
     costed = coster.cost_dag(build_layer_dag(model, phase, batch, q_len, kv_len, par, implementation,

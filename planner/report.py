@@ -15,7 +15,7 @@ from accelcal.units import fmt_time_s
 
 from .search import GroupPlan, PlanResult
 
-__all__ = ["datasheet_warnings", "format_table", "to_json"]
+__all__ = ["datasheet_note", "datasheet_warnings", "format_table", "to_json"]
 
 
 def _pct(bd: dict[str, float]) -> str:
@@ -23,17 +23,23 @@ def _pct(bd: dict[str, float]) -> str:
     return "/".join(f"{100 * bd[k] / tot:.0f}" for k in ("compute", "memory", "communication", "launch"))
 
 
-def datasheet_warnings(r: PlanResult) -> list[str]:
-    """One line per datasheet profile used: its figures are priors; the latencies it lacks are 0 s or refused."""
-    if r.options.assume_zero_latency:
-        what = ("latencies and launch overheads the datasheets do not give are assumed 0 s (--assume-zero-latency), "
-                "so collectives and kernel launches look cheaper than they are")
+def datasheet_note(name: str, assume_zero_latency: bool, why: str = "") -> str:
+    """The warning for one datasheet profile: its figures are priors; the latencies it lacks are 0 s (``why`` says
+    on whose say, e.g. " (--assume-zero-latency)") or refused."""
+    if assume_zero_latency:
+        what = (f"latencies and launch overheads the datasheets do not give are assumed 0 s{why}, so collectives and "
+                f"kernel launches look cheaper than they are")
     else:
         what = ("launch overheads the datasheets do not give are assumed 0 s, so kernel launches look cheaper than "
                 "they are; collectives without a latency are refused (layouts that need them are rejected) unless "
                 "--assume-zero-latency")
-    return [f"DATASHEET PRIOR, NOT A MEASUREMENT: profile {name} is transcribed from vendor datasheets; {what} "
-            f"(measure with `accelcal calibrate` for real numbers)"
+    return (f"DATASHEET PRIOR, NOT A MEASUREMENT: profile {name} is transcribed from vendor datasheets; {what} "
+            f"(measure with `accelcal calibrate` for real numbers)")
+
+
+def datasheet_warnings(r: PlanResult) -> list[str]:
+    """One line per datasheet profile the plan used (:func:`datasheet_note`)."""
+    return [datasheet_note(name, r.options.assume_zero_latency, " (--assume-zero-latency)")
             for name in r.datasheet_profiles]
 
 
@@ -98,7 +104,9 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
 
 def format_table(r: PlanResult, top: int = 10) -> str:
     zero = zero_latency_warning(r)
-    lines: list[str] = [f"WARNING: {w}" for w in ([zero] if zero else []) + datasheet_warnings(r)]
+    too_long = r.model.context_warning(r.workload.prompt_len, r.workload.output_len)
+    lines: list[str] = [f"WARNING: {w}" for w in ([zero] if zero else []) + datasheet_warnings(r)
+                        + ([too_long] if too_long else [])]
     if lines:
         lines.append("")
     if r.provenance:
@@ -121,7 +129,8 @@ def to_json(r: PlanResult, top: int = 10) -> dict:
            # Always present so programs can test it: [] when every profile used is measured.
            "datasheet_priors": [{"profile": name, "warning": w}
                                 for name, w in zip(r.datasheet_profiles, datasheet_warnings(r))],
-           "provenance": list(r.provenance), "assumed_zero_latency": zero_latency_warning(r)}
+           "provenance": list(r.provenance), "assumed_zero_latency": zero_latency_warning(r),
+           "context_warning": r.model.context_warning(r.workload.prompt_len, r.workload.output_len)}
     for gp in r.groups:
         out["groups"].append({
             "group": gp.group, "device_name": gp.device_name, "devices": gp.devices,

@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from accelcal.calibrate.compose import datasheet_names
 from accelcal.calibrate.profile import MissingMeasurement
 from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
@@ -662,12 +663,7 @@ def plan(model: ModelConfig | str, cluster: Cluster, workload: Workload = Worklo
     model = ModelConfig.resolve(model)
     groups = [search_group(model, workload, g, options, progress) for g in cluster.groups]
     # Reports must say when numbers are datasheet priors, not measurements (latencies missing = 0 assumed).
-    datasheet: list[str] = []
-    for g in cluster.groups:
-        for prof in (g.profile, g.inter_node_profile):
-            name = str(prof.identity.name) if prof is not None and prof.identity.source == "datasheet" else None
-            if name and name not in datasheet:
-                datasheet.append(name)
+    datasheet = datasheet_names(*(p for g in cluster.groups for p in (g.profile, g.inter_node_profile)))
     res = PlanResult(model, workload, options, groups, datasheet, _provenance(cluster))
     for gp in groups:
         explain(gp)

@@ -98,7 +98,7 @@ def test_profile_without_collectives_says_how_to_measure_them():
 
 def test_predict_rejects_bad_tp_and_phase():
     p = Profile.from_dict(h100_like())
-    with pytest.raises(ValueError, match=r"heads\(32\) % tp\(3\) = 2"):
+    with pytest.raises(ValueError, match=r"llama3-8b has 32 attention heads and 32 % 3 = 2"):
         predict_layer_time_s(p, "llama3-8b", "decode", 1, 1, 128, tp=3)
     with pytest.raises(ValueError, match="phase"):
         predict_layer_time_s(p, "llama3-8b", "train", 1, 1, 128)

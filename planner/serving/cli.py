@@ -97,7 +97,7 @@ def _load_profiles(args):
 
 def run(args: argparse.Namespace) -> int:
     from .deployment import apply_deployment
-    from .engine import EnginePreset
+    from .engine import EnginePreset, check_version
     from .predict import predict_serving
     from .step_cost import StepCostError
 
@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if args.warmup_drains and not args.warmup_requests:
         raise ValueError("--warmup-drains: there is no warm-up to drain; give --warmup-requests N (N >= 1) with it")
     engine = EnginePreset.resolve(args.engine)
-    engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, args.engine_version, args.isl, args.osl,
+    version = check_version(args.engine_version)
+    engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, version, args.isl, args.osl,
                                                       args.concurrency, args.weight_dtype, args.kv_dtype)
     overrides = parse_engine_args(args.engine_arg)
     try:
@@ -164,8 +165,9 @@ def format_prediction(res) -> str:
     if w["concurrency"] is not None and w.get("client_gap_s"):
         load += f" (client gap {w['client_gap_s'] * 1e3:g} ms)"  # it moves the TTFT a reader compares
     ep = f" EP{lay['ep']}" if lay.get("ep", 1) > 1 else ""
-    lines = [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}{ep} ({lay['devices']} devices)  {load}  "
-             f"isl {w['isl']} osl {w['osl']}"]
+    lines = [f"WARNING: {x}" for x in res.warnings]
+    lines += [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}{ep} ({lay['devices']} devices)  {load}  "
+              f"isl {w['isl']} osl {w['osl']}"]
     if not res.feasible:
         lines.append(f"INFEASIBLE: {res.reason}")
         return "\n".join(lines) + "\n"

@@ -14,13 +14,14 @@ version, and an empty version means the newest.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from accelcal.safe_io import load_yaml
 from accelcal.vocab import EP_COMMS, QK_NORM_KERNELS, SAMPLER_BYTES_PER_LOGIT
 
-__all__ = ["EnginePreset", "engine_names", "version_key"]
+__all__ = ["EnginePreset", "check_version", "engine_names", "version_key"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -36,6 +37,19 @@ def version_key(v: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in part if ch.isdigit())
         out.append(int(digits) if digits else 0)
     return tuple(out)
+
+
+_RELEASE = re.compile(r"v?\d+(\.\d+)*(rc\d+)?(\.?post\d+)?(\.?dev\d+)?")
+"""A release number as engines publish them: 0.12.0, 1.0.0rc3, 0.5.1.post1, 1.2.0rc6.post1 (a leading v allowed)."""
+
+
+def check_version(v: str, flag: str = "--engine-version") -> str:
+    """``v`` stripped, when empty (the newest rules) or a release number; else a ValueError naming ``flag``."""
+    v = str(v).strip()
+    if v and not _RELEASE.fullmatch(v):
+        raise ValueError(f"{flag} {v!r}: expected a release number such as 0.12.0, 1.0.0rc3 or 0.5.1.post1 "
+                         f"(empty: the newest documented release)")
+    return v
 
 
 @dataclass(frozen=True)

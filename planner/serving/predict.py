@@ -18,7 +18,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from accelcal.calibrate.compose import datasheet_names
 from accelcal.models import ModelConfig
+
+from ..report import datasheet_note
 from .engine import EnginePreset
 from .kv import Infeasible, KVBudget, kv_budget, memory_in_use_bytes
 from .metrics import ServingMetrics
@@ -50,6 +53,9 @@ class ServingPrediction:
     decode_step: dict = field(default_factory=dict)
     prefill_share_of_decode_time: float = 0.0
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """What makes the figures less than measured: one line per datasheet profile used (its missing latencies and
+    launch overheads are costed at 0 s)."""
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {k: (getattr(self.metrics, k) if self.metrics else None) for k in JSON_KEYS}
@@ -61,7 +67,9 @@ class ServingPrediction:
                     "preemptions": self.preemptions,
                     # the unit in every key: the breakdown's parts are seconds
                     "decode_step": {(f"{k}_s" if k in _STEP_SECONDS else k): v for k, v in self.decode_step.items()},
-                    "prefill_share_of_decode_time": self.prefill_share_of_decode_time, "notes": list(self.notes)})
+                    "prefill_share_of_decode_time": self.prefill_share_of_decode_time, "notes": list(self.notes),
+                    # always present so programs can test it: [] when every profile used is measured
+                    "warnings": list(self.warnings)})
         return out
 
 
@@ -75,10 +83,12 @@ def combine_profiles(profile: Any, interconnect: Any = None, inter_node: Any = N
     Composition is ``accelcal.calibrate.compose.compose``: device numbers from ``profile``, each scope's
     collectives from its fabric's profile.
     """
+    from accelcal.calibrate.compose import compose, require_device_profile
+
+    require_device_profile(profile)
     notes: list[str] = []
     if interconnect is None and inter_node is None:
         return profile, None, notes
-    from accelcal.calibrate.compose import compose
 
     return compose(profile, interconnect, inter_node), None, notes
 
@@ -111,6 +121,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     wl = dataclasses.asdict(workload)
     pred = ServingPrediction(False, "", engine.name, layout, wl)
+    pred.warnings = [datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
+    isls, osls = workload.lengths()
+    too_long = model.context_warning(int(isls.max()), int(osls.max()))
+    pred.warnings += [too_long] if too_long else []
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
     try:
         kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, memory_in_use_bytes(profile))

@@ -21,8 +21,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from accelcal.calibrate.compose import datasheet_names
 from accelcal.models import ModelConfig
+
 from ..pareto import pareto_front
+from ..report import datasheet_note
 from .engine import EnginePreset
 from .kv import Infeasible, kv_budget, memory_in_use_bytes
 from .steady import steady_state
@@ -101,6 +104,8 @@ class ServingSearch:
     targets: ServingTargets
     evaluated: int
     search_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    """One line per datasheet profile used (its missing latencies and launch overheads are costed at 0 s)."""
 
     @property
     def best(self) -> ServingCandidate:
@@ -177,7 +182,9 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         _verify(cands, targets, isl, osl, verify)
     else:
         cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.concurrency))
-    res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated)
+    res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated,
+                        warnings=[datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
+                        + [w for w in [model.context_warning(isl, osl)] if w])
     for c in res.ranked[:10]:
         c.why = why_lines(c, targets, cands)
         c.binding = c.why[0].split(": ", 2)[1]
@@ -273,7 +280,7 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
             f"TTFT {t.ttft_s if t.ttft_s is not None else '-'} s, TPOT {t.tpot_s if t.tpot_s is not None else '-'} s "
             f"({t.stat})" if t.any else
             f"serving search: {res.evaluated} points in {res.search_s:.3f} s; no targets: ranked by request latency")
-    lines = [head, f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
+    lines = [f"WARNING: {w}" for w in res.warnings] + [head, f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
                    f"{'from':<9} binding"]
     for i, c in enumerate(res.ranked[:top], 1):
         mark = "" if not c.misses else "  (misses)"

@@ -105,8 +105,7 @@ class StepCoster:
             raise StepCostError(f"profile {name} has no bf16 compute data for the activations; it has {have}")
         if fp8_scaling not in ("per_tensor", "block"):
             raise ValueError(f"fp8 scaling must be per_tensor or block, got {fp8_scaling!r}")
-        if model.heads % tp:
-            raise ValueError(f"heads({model.heads}) % tp({tp}) = {model.heads % tp}: heads must divide by TP")
+        model.require_tp_divides_heads(tp)
         if model.layers % pp:
             raise ValueError(f"layers({model.layers}) % pp({pp}) = {model.layers % pp}: stages must be equal")
         self.model = dataclasses.replace(model, weight_dtype=act, kv_dtype=act)

@@ -77,7 +77,7 @@ class ServingWorkload:
         if self.num_requests is not None and (not isinstance(self.num_requests, int) or self.num_requests < 1):
             raise ValueError(f"--num-requests must be an integer >= 1, got {self.num_requests!r}")
         if not 0.0 <= self.range_ratio < 1.0:
-            raise ValueError(f"range_ratio must be in [0, 1), got {self.range_ratio}")
+            raise ValueError(f"--range-ratio must be in [0, 1), got {self.range_ratio}")
         if not (isinstance(self.turnaround_s, (int, float)) and 0.0 <= self.turnaround_s <= 10.0):
             raise ValueError(f"--turnaround-ms must be between 0 and 10000 ms, got {self.turnaround_s * 1e3!r}")
         if not (isinstance(self.client_gap_s, (int, float)) and 0.0 <= self.client_gap_s <= 10.0):

@@ -1,0 +1,112 @@
+"""What `accelcal predict` / `plan` tell a user about the inputs they gave: wrong kind of profile, datasheet
+priors, engine versions, requests longer than the model's context, TP degrees, model paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from accelcal.calibrate.compose import compose, datasheet_names
+from accelcal.calibrate.profile import Profile
+from accelcal.cli import main
+from accelcal.models import ModelConfig
+from accelcal.planner.serving.engine import check_version
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURED = str(ROOT / "profiles" / "nvidia-h100.yaml")
+DATASHEET = str(ROOT / "profiles" / "datasheet" / "h100-sxm.yaml")
+NVSWITCH = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml")
+LOAD = ["--engine", "vllm", "--concurrency", "2", "--isl", "64", "--osl", "8"]
+
+
+def _predict(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(["predict", *argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+@pytest.mark.parametrize("command", ["predict", "plan"])
+def test_an_interconnect_profile_as_profile_is_bad_input_that_says_where_it_goes(capsys, command):
+    argv = [command, "--profile", NVSWITCH, "--model", "llama3-8b"] + (LOAD if command == "predict" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--profile h100-nvswitch-4of8: is an interconnect profile (collectives only, no compute)" in err
+    assert "--interconnect" in err and "Traceback" not in err
+
+
+def test_predict_warns_about_datasheet_priors_in_table_and_json(capsys):
+    rc, out, _ = _predict(capsys, "--profile", DATASHEET, "--model", "llama3-8b", *LOAD)
+    assert rc == 0
+    first = out.splitlines()[0]
+    assert first.startswith("WARNING: DATASHEET PRIOR, NOT A MEASUREMENT: profile h100-sxm") and "assumed 0 s" in first
+    rc, out, _ = _predict(capsys, "--profile", DATASHEET, "--model", "llama3-8b", *LOAD, "--format", "json")
+    warnings = json.loads(out)["warnings"]
+    assert rc == 0 and len(warnings) == 1 and "h100-sxm" in warnings[0]
+    # a measured profile: the key is there and empty
+    rc, out, _ = _predict(capsys, "--profile", MEASURED, "--model", "llama3-8b", *LOAD, "--format", "json")
+    assert rc == 0 and json.loads(out)["warnings"] == []
+
+
+def test_serving_search_carries_the_same_warning(capsys):
+    assert main(["plan", "--profile", DATASHEET, "--model", "llama3-8b", "--engine", "vllm", "--concurrency", "1",
+                 "--format", "json"]) == 0
+    assert any("DATASHEET PRIOR" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+
+
+def test_datasheet_names_look_inside_a_composition():
+    measured, sheet, ic = Profile.load(MEASURED), Profile.load(DATASHEET), Profile.load(NVSWITCH)
+    assert datasheet_names(measured, None) == []
+    assert datasheet_names(sheet, sheet) == ["h100-sxm"]  # each once
+    assert datasheet_names(compose(sheet, ic)) == ["h100-sxm"]  # the device part of a composition
+    assert datasheet_names(compose(measured, ic)) == []  # the interconnect is published, not a datasheet
+
+
+@pytest.mark.parametrize("version", ["", "0.12.0", "1.0.0rc3", "0.5.1.post1", "1.2.0rc6.post1", "v0.8.1"])
+def test_release_numbers_are_accepted(version):
+    assert check_version(f" {version} ") == version
+
+
+@pytest.mark.parametrize("version", ["banana", "0.12.x", "1..0", "latest"])
+def test_an_engine_version_that_is_not_a_release_is_bad_input(capsys, version):
+    rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "llama3-8b", *LOAD, "--engine-version", version)
+    assert rc == 2
+    assert f"--engine-version {version!r}: expected a release number such as 0.12.0" in err
+
+
+def test_a_request_longer_than_the_model_context_is_predicted_with_a_warning(capsys, tmp_path):
+    model = ModelConfig.resolve("llama3-8b")
+    assert model.max_context_len == 8192  # meta-llama/Meta-Llama-3-8B max_position_embeddings
+    assert model.context_warning(8000, 192) is None
+    msg = model.context_warning(8000, 193)
+    assert msg.startswith("8000 prompt + 193 output = 8193 tokens exceed llama3-8b's context of 8192 tokens")
+    assert ModelConfig.resolve("small").context_warning(10**6, 10**6) is None  # no context length stated
+    base = ["--profile", MEASURED, "--model", "llama3-8b", "--engine", "vllm", "--concurrency", "1", "--osl", "8",
+            "--format", "json"]
+    rc, out, _ = _predict(capsys, *base, "--isl", "9000")
+    got = json.loads(out)
+    assert rc == 0 and got["feasible"] and any("9008 tokens exceed llama3-8b's context" in w for w in got["warnings"])
+    # lengths drawn in x(1 +- r): the longest request decides
+    rc, out, _ = _predict(capsys, *base, "--isl", "8000", "--range-ratio", "0.2", "--num-requests", "40")
+    assert rc == 0 and any("exceed llama3-8b's context" in w for w in json.loads(out)["warnings"])
+    assert main(["plan", "--profile", MEASURED, "--model", "llama3-8b", "--prompt-len", "9000", "--format",
+                 "json"]) == 0
+    assert "9256 tokens exceed" in json.loads(capsys.readouterr().out)["context_warning"]
+
+
+def test_a_tp_that_does_not_divide_the_heads_lists_the_ones_that_do(capsys):
+    rc, _, err = _predict(capsys, "--profile", MEASURED, "--interconnect", NVSWITCH, "--model", "llama3-8b",
+                          "--tp", "3", *LOAD)
+    assert rc == 2
+    assert ("--tp 3: llama3-8b has 32 attention heads and 32 % 3 = 2; TP must divide the heads: one of "
+            "[1, 2, 4, 8, 16, 32]") in err
+
+
+def test_model_paths_and_range_ratio_name_what_is_wrong(capsys, tmp_path):
+    rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", str(tmp_path / "no" / "such"), *LOAD)
+    assert rc == 2 and f"model path {tmp_path / 'no' / 'such'} does not exist" in err
+    rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "llama3-9b", *LOAD)
+    assert rc == 2 and "unknown model 'llama3-9b'" in err  # a name still lists the presets
+    rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "llama3-8b", *LOAD, "--range-ratio", "2")
+    assert rc == 2 and "--range-ratio must be in [0, 1), got 2.0" in err
