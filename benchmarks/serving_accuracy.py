@@ -30,7 +30,9 @@ warmup responses before starting profiling").  ``--deployment
 default`` runs the engines at their own defaults (the KV cache then stays bf16 unless ``--fp8-kv-dtype``).
 
 Prints mean and median |relative error| of TTFT and TPOT overall, by engine and by TP, the rows not
-predicted and why, and the rows called infeasible; with several ``--turnaround-ms`` or ``--client-gap-ms``
+predicted and why, and the rows called infeasible; where rows differ only in output length, the split of TPOT
+into a decode step and prefill interference (``split_tpot``) and the prefill work one request lives through
+wherever the queue puts it (``prefill_exposure``: what one prefill costs the engine beyond the prediction); with several ``--turnaround-ms`` or ``--client-gap-ms``
 values, one summary per pair.  Nothing here is fitted to these rows.
 """
 
@@ -257,6 +259,15 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
     return errs, skipped, infeasible, in_prefills, tpots
 
 
+def _decode_and_interference(by_osl: dict, c: int, j: int) -> tuple[float, float]:
+    """(D, dP) of TPOT(osl) ~ D + (c / osl) dP through the shortest and longest output lengths; ``j`` 0 for the
+    measured TPOT, 1 for the predicted one (the values of ``by_osl``: (measured, predicted, ...))."""
+    lo, hi = min(by_osl), max(by_osl)
+    x_lo, x_hi = c / lo, c / hi
+    dp = (by_osl[lo][j] - by_osl[hi][j]) / (x_lo - x_hi)
+    return by_osl[lo][j] - x_lo * dp, dp
+
+
 def split_tpot(tpots: dict) -> dict:
     """Decode step and prefill interference, measured vs predicted, from TPOT pairs at two output lengths.
 
@@ -272,19 +283,33 @@ def split_tpot(tpots: dict) -> dict:
     for (eng, tp, c, _), by_osl in sorted(tpots.items()):
         if len(by_osl) < 2:
             continue
-        lo, hi = min(by_osl), max(by_osl)
-        x_lo, x_hi = c / lo, c / hi
-        parts = []
-        for j in (0, 1):  # measured, predicted
-            dp = (by_osl[lo][j] - by_osl[hi][j]) / (x_lo - x_hi)
-            parts.append((by_osl[lo][j] - x_lo * dp, dp))
-        (d_m, dp_m), (d_p, dp_p) = parts
+        (d_m, dp_m), (d_p, dp_p) = (_decode_and_interference(by_osl, c, j) for j in (0, 1))
         if d_m > 0 and dp_m > 0:
             row = (c, d_m, d_p, dp_m, dp_p)
             if dp_p > 0 and all(len(v) >= 4 for v in by_osl.values()):
                 row += (float(np.mean([v[2] for v in by_osl.values()])) / dp_m,
                         float(np.mean([v[3] for v in by_osl.values()])) / dp_p)
             out[(eng, tp)].append(row)
+    return out
+
+
+def prefill_exposure(tpots: dict) -> dict:
+    """The prefill work one request lives through, measured vs predicted, wherever the queue puts it.
+
+    A request of a closed loop of c meets prefill work twice: before its first token (its own prefill and the
+    queue ahead of it: TTFT) and while it decodes (its neighbours' prefills: (osl - 1)(TPOT - D) ~ c dP, from the
+    same two-output-length split as :func:`split_tpot`).  Their sum E = TTFT + c dP does not depend on how an
+    engine's scheduler splits the work between the two, and with every one of the c prompts prefilled once per
+    request lifetime, (E measured - E predicted) / c is what one prefill costs the engine beyond the
+    prediction.  Returns (engine, tp) -> [(isl, concurrency, E measured, E predicted), ...] in seconds."""
+    out = defaultdict(list)
+    for (eng, tp, c, isl), by_osl in sorted(tpots.items()):
+        if len(by_osl) < 2 or not all(len(v) >= 4 for v in by_osl.values()):
+            continue
+        (_, dp_m), (_, dp_p) = (_decode_and_interference(by_osl, c, j) for j in (0, 1))
+        ttft_m, ttft_p = (float(np.mean([v[k] for v in by_osl.values()])) for k in (2, 3))
+        if dp_m > 0 and dp_p > 0:
+            out[(eng, tp)].append((isl, c, ttft_m + c * dp_m, ttft_p + c * dp_p))
     return out
 
 
@@ -419,6 +444,19 @@ def main() -> int:
                 for (eng, tp), parts in sorted(queue.items()):
                     if parts:
                         print(f"  {eng:<7} TP{tp:<2} {by_concurrency([(p[0], p[5], p[6]) for p in parts], '.1f')}")
+        exposure = prefill_exposure(tpots)
+        if exposure:
+            print("Prefill work per request (TTFT + c dP: before the first token and while decoding, however the queue "
+                  "splits it), measured/predicted by prompt length (median over concurrency), and what one prefill "
+                  "costs beyond the prediction, (E measured - E predicted) / c:")
+            for (eng, tp), parts in sorted(exposure.items()):
+                cells = []
+                for isl in sorted({p[0] for p in parts}):
+                    mine = [p for p in parts if p[0] == isl]
+                    ratio = np.median([p[2] / p[3] for p in mine])
+                    extra_ms = np.median([(p[2] - p[3]) / p[1] * 1e3 for p in mine])
+                    cells.append(f"isl{isl} x{ratio:.2f} ({extra_ms:+.1f} ms)")
+                print(f"  {eng:<7} TP{tp:<2} " + "  ".join(cells))
         print(f"targets: {verdict(*errs['all'], len(infeasible))}; {wall:.1f} s for {len(errs['all'][0])} predictions")
     return 0
 

@@ -112,6 +112,24 @@ def test_serving_accuracy_states_ttft_in_the_engines_own_prefill_steps():
     assert (q64m, q64p) == (pytest.approx(9.0), pytest.approx(4.5))  # the queue itself is half the measured one
 
 
+def test_serving_accuracy_prefill_exposure_is_the_same_whichever_way_the_queue_splits_it():
+    """Two engines with the same prefill cost, one putting the queue before the first token and one in the decode
+    phase, read the same E = TTFT + c dP; a prefill 20 ms dearer per request reads as +20 ms."""
+    mod = _load("serving_accuracy")
+    c, d, dp = 8, 0.020, 0.150
+    # measured: 3 prefills queued before the first token; predicted: 1 there and the other 2 in the decode phase
+    tpots = {("trtllm", 4, c, 2048): {osl: (d + c / osl * dp, d + c / osl * (dp + 2 * dp / c), 3 * dp, 1 * dp)
+                                     for osl in (128, 512)},
+             ("vllm", 4, c, 4096): {osl: (d + c / osl * (dp + 0.020), d + c / osl * dp, dp, dp)
+                                   for osl in (128, 512)},
+             ("vllm", 4, c, 1024): {osl: (0.01, 0.01) for osl in (128, 512)}}  # no TTFT: left out
+    out = mod.prefill_exposure(tpots)
+    [(isl, conc, e_m, e_p)] = out[("trtllm", 4)]
+    assert (isl, conc) == (2048, c) and e_m == pytest.approx(e_p) == pytest.approx(3 * dp + c * dp)
+    [(isl, conc, e_m, e_p)] = out[("vllm", 4)]
+    assert isl == 4096 and (e_m - e_p) / conc == pytest.approx(0.020)
+
+
 def test_engine_gemm_tables_costs_fp8_rows_with_their_quantize_kernel(tmp_path):
     from accelcal.calibrate.profile import Profile
     from accelcal.models.implementation import Implementation
