@@ -225,3 +225,20 @@ def test_cache_residency_compares_the_two_set_counts(capsys):
     assert "last-level cache 1 MiB" in out and "4/4" in out and "median new/old" in out
     assert mod.main(["--rounds", "0"]) == 2
     assert "--rounds" in capsys.readouterr().err
+
+
+def test_kv_pool_vs_published_sizes_each_row_with_its_launch_flags(tmp_path, capsys, monkeypatch):
+    mod = _load("kv_pool_vs_published")
+    import pandas as pd
+    df = pd.read_csv(mod.DEFAULT, comment="#", dtype={"engine_version": str, "engine_args": str}, keep_default_na=False)
+    assert all(str(s).startswith("https://github.com/") for s in df["source"])  # every row cites its page
+    rows = {(r["engine"], r["engine_args"]): mod.predict_row(r) for _, r in df.iterrows()}
+    half = rows[("vllm", "memory_fraction=0.5")]
+    assert half["weights"] == pytest.approx(55.13, rel=0.01)  # the published log's weights memory
+    assert "0.5 x 150.1 GB" in half["rule"] and "dummy sampler: 1024 requests x 151936 logits" in half["rule"]
+    assert "0.93 x 85.02 GB" in rows[("sglang", "memory_fraction_of=total;memory_fraction=0.93")]["rule"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("source,engine\nx,vllm\n")
+    monkeypatch.setattr("sys.argv", ["kv_pool_vs_published.py", "--data", str(bad)])
+    with pytest.raises(SystemExit, match=r"bad.csv: columns \['engine_version', 'model'"):
+        mod.main()

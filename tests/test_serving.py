@@ -103,6 +103,34 @@ def test_kv_capacity_hand_computed():
     assert fp8.weights_bytes == 2 * per_layer * 1 + (2 * 100 * 64 + 64) * 2  # layers 1 byte, embed/head bf16
 
 
+def test_vllm_reserves_its_profile_runs_dummy_sampler_when_that_is_the_larger_peak():
+    """vLLM's start-up profile ends with a top-k/top-p sampler run over min(token budget, max_num_seqs) requests x
+    the whole vocabulary: at many sequences and a large vocabulary its peak, not the forward's, is the reserve."""
+    m = ModelConfig("hand", layers=2, hidden_size=64, heads=4, kv_heads=2, head_dim=16, ffn_size=128,
+                    vocab_size=150000)
+    cap = 80e9
+    vllm = EnginePreset.from_name("vllm")
+    assert vllm.profile_sampler_bytes_per_logit == 28 and "apply_top_k_top_p" in vllm.sources[
+        "profile_sampler_bytes_per_logit"]
+    wide = kv_budget(m, vllm, 1, 1, cap)
+    want = min(vllm.token_budget, vllm.max_seqs) * 150000 * 28  # 1024 requests x 150000 logits x 28 B = 4.3 GB
+    assert wide.activation_bytes == pytest.approx(want)
+    assert "the profile run's dummy sampler: 1024 requests x 150000 logits x 28 B" in wide.rule
+    # a deployment with few sequences (aiconfigurator's recipe: max_num_seqs = concurrency): a small sampler run
+    few = kv_budget(m, vllm.with_overrides({"max_seqs": 8}, "test"), 1, 1, cap)
+    assert few.activation_bytes == pytest.approx(8 * 150000 * 28)
+    assert few.kv_pool_bytes - wide.kv_pool_bytes == pytest.approx((1024 - 8) * 150000 * 28)
+    # a small vocabulary: the forward's activations are the larger peak and stay the reserve
+    small_vocab = dataclasses.replace(m, vocab_size=100)
+    fwd = kv_budget(small_vocab, vllm, 1, 1, cap)
+    assert fwd.activation_bytes > 1024 * 100 * 28 and "dummy sampler" not in fwd.rule
+    # engines without such a run are unchanged by it
+    for name in ("sglang", "trtllm"):
+        assert EnginePreset.from_name(name).profile_sampler_bytes_per_logit == 0
+    off = kv_budget(m, vllm.with_overrides({"profile_sampler_bytes_per_logit": 0}, "test"), 1, 1, cap)
+    assert off.activation_bytes < want and "dummy sampler" not in off.rule
+
+
 def test_memory_in_use_at_start_leaves_the_pool_under_each_engines_rule(tmp_path):
     import shutil
     import subprocess
@@ -114,14 +142,19 @@ def test_memory_in_use_at_start_leaves_the_pool_under_each_engines_rule(tmp_path
 
     m = ModelConfig("hand", layers=2, hidden_size=64, heads=4, kv_heads=2, head_dim=16, ffn_size=128, vocab_size=100)
     cap, used = 80e9, 0.5e9
-    for name, lost in (("vllm", used), ("sglang", used), ("trtllm", None)):
+    for name, lost in (("vllm", 0.0), ("sglang", used), ("trtllm", None)):
         e = EnginePreset.from_name(name)
         a, b = kv_budget(m, e, 1, 1, cap), kv_budget(m, e, 1, 1, cap, in_use_bytes=used)
-        # vLLM counts it in its non-torch memory and SGLang sizes from the free memory: all of it comes off the
-        # pool; TensorRT-LLM takes its fraction of the free memory, so the fraction of it does
-        want = used if lost else e.memory_fraction * used
+        # SGLang sizes from the free memory: all of it comes off the pool; TensorRT-LLM takes its fraction of the
+        # free memory, so the fraction of it does; vLLM snapshots its memory after the CUDA context exists, so it
+        # comes out of the (1 - utilization) headroom and the pool keeps it
+        want = used if lost is None or lost else 0.0
+        want = e.memory_fraction * used if lost is None else want
         assert a.kv_pool_bytes - b.kv_pool_bytes == pytest.approx(want)
-        assert b.reserve_bytes - a.reserve_bytes == pytest.approx(want) and "in use at start 0.5 GB" in b.rule
+        assert b.reserve_bytes - a.reserve_bytes == pytest.approx(want)
+        assert ("in use at start 0.5 GB" in b.rule) == (want > 0)
+    assert not EnginePreset.from_name("vllm").in_use_at_start_from_pool and "after NCCL is initialized" in \
+        EnginePreset.from_name("vllm").sources["in_use_at_start_from_pool"]
     with pytest.raises(ValueError, match=r"memory in use at start must be in \[0, capacity 8e\+10\), got -1"):
         kv_budget(m, EnginePreset.from_name("vllm"), 1, 1, cap, in_use_bytes=-1)
     # the figure: total - free of the kernel suite's environment on an accelerator, none on a CPU

@@ -123,6 +123,16 @@ class EnginePreset:
     max_prefill_tokens; its chunked_prefill_size is the token budget); 0 = the token budget alone."""
     cuda_graph_padding: bool = True
     """A decode batch between captured sizes is padded up to the next one (False: runs eager)."""
+    in_use_at_start_from_pool: bool = True
+    """The device memory already in use when the engine starts (the CUDA context: the profile's
+    identity.memory_in_use_at_start_bytes) comes off the KV pool (engines that size the pool from the free memory),
+    or, False, out of the headroom the memory fraction leaves (an engine that measures its reserves from a snapshot
+    taken after the context exists)."""
+    profile_sampler_bytes_per_logit: float = 0.0
+    """Device bytes per logit the engine's start-up memory profile holds at its sampler's peak, over
+    min(token_budget, max_seqs) dummy sequences x the whole vocabulary (vLLM's profile run ends with a dummy
+    top-k/top-p sampler run); with ``reserve_activations`` the activation reserve is the larger of the forward's
+    and this.  0 = no such run counted."""
     new_token_ratio_init: float = 0.0
     """reserve_ratio admission only: initial new_token_ratio."""
     new_token_ratio_min: float = 0.0

@@ -8,9 +8,12 @@
 Weights: each decoder layer's weights (planner.memory.layer_weight_elems) at 2 bytes (bf16) or 1 byte
 (fp8_e4m3) per weight; the embedding and the LM head stay bf16 (modelling assumption: as in the published
 FP8 checkpoints, which quantise the linear layers only).  Activations and collective buffers are
-planner.memory.device_memory's for one forward at the engine's token budget.  Then per engine preset:
+planner.memory.device_memory's for one forward at the engine's token budget, or, where larger, the engine's
+start-up profile of a dummy sampler run (``profile_sampler_bytes_per_logit`` x min(token budget, max sequences)
+x the vocabulary: vLLM's).  Then per engine preset:
 
-* ``total`` (vLLM): pool = fraction x capacity - weights - activations - fixed reserve - in use at start;
+* ``total`` (vLLM): pool = fraction x capacity - weights - activations - fixed reserve (- in use at start where the
+  preset's ``in_use_at_start_from_pool``; vLLM measures from a snapshot taken after its CUDA context exists);
 * ``free_after_weights`` (TensorRT-LLM): pool = fraction x (capacity - in use at start - weights - activations -
   reserve);
 * ``sglang_reserved_rule``: pool = mem_fraction_static x capacity - weights - in use at start, with
@@ -18,8 +21,10 @@ planner.memory.device_memory's for one forward at the engine's token budget.  Th
 
 "In use at start" is the memory the device profile measured as already taken when its kernel suite began
 (``identity.memory_in_use_at_start_bytes``: the CUDA context and driver reservations), which every engine's
-process holds as well: vLLM counts it in the non-torch memory it subtracts, TensorRT-LLM and SGLang size the
-pool from the free memory the device reports.  0 where the profile did not measure it.
+process holds as well: TensorRT-LLM and SGLang size the pool from the free memory the device reports, so it comes
+off the pool, while vLLM (0.12) takes its memory snapshot after the CUDA context and NCCL exist, so for it that
+memory comes out of the (1 - utilization) headroom instead.  0 where the profile did
+not measure it.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ class KVBudget:
     blocks: int
     rule: str
     """How the pool was sized, with the arithmetic."""
+    in_use_bytes: float = 0.0
+    """Memory already in use at start that the pool gave up (0 where the engine's rule takes it from its headroom)."""
 
     @property
     def tokens(self) -> int:
@@ -78,7 +85,8 @@ class KVBudget:
                 "activation_bytes": self.activation_bytes, "comm_buffer_bytes": self.comm_buffer_bytes,
                 "reserve_bytes": self.reserve_bytes, "kv_pool_bytes": self.kv_pool_bytes,
                 "kv_bytes_per_token": self.kv_bytes_per_token, "kv_blocks": self.blocks,
-                "kv_block_size_tokens": self.block_size_tokens, "kv_tokens": self.tokens}
+                "kv_block_size_tokens": self.block_size_tokens, "kv_tokens": self.tokens,
+                "in_use_bytes": self.in_use_bytes}
 
     def describe(self) -> str:
         g = 1e9
@@ -121,22 +129,34 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
     mem = device_memory(act_model, Workload(prompt_len=budget_tokens, output_len=1, batch=min(engine.max_seqs, 1024)),
                         Parallelism(tp=tp, pp=pp, ep=ep))
     act = mem.activation_bytes if engine.reserve_activations else 0.0
+    # the start-up profile's dummy sampler run (vLLM), whose peak can exceed the forward's at many sequences
+    sampler_reqs = min(engine.token_budget or engine.max_seqs, engine.max_seqs)
+    sampler = sampler_reqs * model.vocab_size * engine.profile_sampler_bytes_per_logit
+    act_label = "activations"
+    if engine.reserve_activations and sampler > act:
+        act = sampler
+        act_label = (f"activations (the profile run's dummy sampler: {sampler_reqs} requests x {model.vocab_size} "
+                     f"logits x {engine.profile_sampler_bytes_per_logit:g} B)")
     comm = mem.comm_buffer_bytes if engine.reserve_activations else 0.0
     fixed = engine.reserve_fixed_bytes
     g = 1e9
-    used = f" - in use at start {in_use_bytes / g:.3g} GB" if in_use_bytes else ""
+    in_use_kept = in_use_bytes  # what the pool loses to it; the rest comes out of the fraction's headroom
+    if engine.memory_fraction_of == "total" and not engine.in_use_at_start_from_pool:
+        in_use_kept = 0.0
+    used = f" - in use at start {in_use_kept / g:.3g} GB" if in_use_kept else ""
     if engine.memory_fraction_of == "total":
         usable = engine.memory_fraction * capacity_bytes
-        pool = usable - weights - act - comm - fixed - in_use_bytes
+        pool = usable - weights - act - comm - fixed - in_use_kept
         rule = (f"{engine.memory_fraction:g} x {capacity_bytes / g:.4g} GB = {usable / g:.4g} GB - weights "
-                f"{weights / g:.4g} GB - activations {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve "
+                f"{weights / g:.4g} GB - {act_label} {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve "
                 f"{fixed / g:.3g} GB{used}")
-        reserve = capacity_bytes - usable + fixed + in_use_bytes
+        reserve = capacity_bytes - usable + fixed + in_use_kept
     elif engine.memory_fraction_of == "free_after_weights":
         free = capacity_bytes - in_use_bytes - weights - act - comm - fixed
         pool = engine.memory_fraction * free
+        in_use_kept = engine.memory_fraction * in_use_bytes  # the pool's share of the free memory it would have had
         rule = (f"{engine.memory_fraction:g} x (capacity {capacity_bytes / g:.4g} GB{used} - weights {weights / g:.4g} GB - "
-                f"activations {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve {fixed / g:.3g} GB)")
+                f"{act_label} {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve {fixed / g:.3g} GB)")
         reserve = fixed + in_use_bytes + (1 - engine.memory_fraction) * max(free, 0.0)
     else:  # SGLang's reserved-memory rule (server_args.py, cited in the preset)
         gpu_mib = capacity_bytes / MIB
@@ -156,4 +176,4 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
                          f"(tp={tp}, pp={pp}, weights {weight_dtype})", "weights")
     blocks = int(pool // (per_token * engine.block_size_tokens))
     return KVBudget(capacity_bytes, weights, act, comm, reserve, pool, per_token, engine.block_size_tokens, blocks,
-                    rule)
+                    rule, in_use_bytes=in_use_kept)
