@@ -12,12 +12,13 @@ planner.memory.device_memory's for one forward at the engine's token budget, or,
 start-up profile of a dummy sampler run (``profile_sampler_bytes_per_logit`` x min(token budget, max sequences)
 x the vocabulary: vLLM's).  Then per engine preset:
 
-* ``total`` (vLLM): pool = fraction x capacity - weights - activations - fixed reserve (- in use at start where the
-  preset's ``in_use_at_start_from_pool``; vLLM measures from a snapshot taken after its CUDA context exists);
+* ``total`` (vLLM): pool = fraction x capacity - weights - activations - fixed reserve - in use at start;
 * ``free_after_weights`` (TensorRT-LLM): pool = fraction x (capacity - in use at start - weights - activations -
   reserve);
 * ``sglang_reserved_rule``: pool = mem_fraction_static x capacity - weights - in use at start, with
-  mem_fraction_static from SGLang's own reserved-memory rule (in the preset's source).
+  mem_fraction_static from SGLang's own reserved-memory rule (in the preset's source);
+
+where "in use at start" counts only for a preset whose ``in_use_at_start_from_pool`` says so.
 
 "In use at start" is the memory the device profile measured as already taken when its kernel suite began
 (``identity.memory_in_use_at_start_bytes``: the CUDA context and driver reservations), which every engine's
@@ -140,24 +141,24 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
     comm = mem.comm_buffer_bytes if engine.reserve_activations else 0.0
     fixed = engine.reserve_fixed_bytes
     g = 1e9
-    in_use_kept = in_use_bytes  # what the pool loses to it; the rest comes out of the fraction's headroom
-    if engine.memory_fraction_of == "total" and not engine.in_use_at_start_from_pool:
-        in_use_kept = 0.0
-    used = f" - in use at start {in_use_kept / g:.3g} GB" if in_use_kept else ""
+    # the memory in use at start that the rule sizes the pool around (the preset says whether its engine does)
+    held = in_use_bytes if engine.in_use_at_start_from_pool else 0.0
+    lost = held  # what the pool gives up to it
+    used = f" - in use at start {held / g:.3g} GB" if held else ""
     if engine.memory_fraction_of == "total":
         usable = engine.memory_fraction * capacity_bytes
-        pool = usable - weights - act - comm - fixed - in_use_kept
+        pool = usable - weights - act - comm - fixed - held
         rule = (f"{engine.memory_fraction:g} x {capacity_bytes / g:.4g} GB = {usable / g:.4g} GB - weights "
                 f"{weights / g:.4g} GB - {act_label} {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve "
                 f"{fixed / g:.3g} GB{used}")
-        reserve = capacity_bytes - usable + fixed + in_use_kept
+        reserve = capacity_bytes - usable + fixed + held
     elif engine.memory_fraction_of == "free_after_weights":
-        free = capacity_bytes - in_use_bytes - weights - act - comm - fixed
+        free = capacity_bytes - held - weights - act - comm - fixed
         pool = engine.memory_fraction * free
-        in_use_kept = engine.memory_fraction * in_use_bytes  # the pool's share of the free memory it would have had
+        lost = engine.memory_fraction * held  # the pool's share of the free memory it would have had
         rule = (f"{engine.memory_fraction:g} x (capacity {capacity_bytes / g:.4g} GB{used} - weights {weights / g:.4g} GB - "
                 f"{act_label} {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve {fixed / g:.3g} GB)")
-        reserve = fixed + in_use_bytes + (1 - engine.memory_fraction) * max(free, 0.0)
+        reserve = fixed + held + (1 - engine.memory_fraction) * max(free, 0.0)
     else:  # SGLang's reserved-memory rule (server_args.py, cited in the preset)
         gpu_mib = capacity_bytes / MIB
         graph_bs = max(engine.cuda_graph_sizes) if engine.cuda_graph_sizes else 0
@@ -165,10 +166,10 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         if gpu_mib > 60 * 1024:
             reserved = max(reserved, 10 * 1024)
         frac = round((gpu_mib - reserved) / gpu_mib, 3)
-        pool = frac * capacity_bytes - weights - in_use_bytes
+        pool = frac * capacity_bytes - weights - held
         rule = (f"mem_fraction_static ({gpu_mib:.0f} - {reserved:.0f} MiB reserved) / {gpu_mib:.0f} MiB = {frac:.3f}; "
                 f"{frac:.3f} x {capacity_bytes / g:.4g} GB - weights {weights / g:.4g} GB{used}")
-        reserve = (1 - frac) * capacity_bytes + in_use_bytes
+        reserve = (1 - frac) * capacity_bytes + held
         act = comm = 0.0
     per_token = float(kv_bytes_per_token(model, tp, pp, DTYPE_BYTES[kv_dtype]))
     if pool <= 0:
@@ -176,4 +177,4 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
                          f"(tp={tp}, pp={pp}, weights {weight_dtype})", "weights")
     blocks = int(pool // (per_token * engine.block_size_tokens))
     return KVBudget(capacity_bytes, weights, act, comm, reserve, pool, per_token, engine.block_size_tokens, blocks,
-                    rule, in_use_bytes=in_use_kept)
+                    rule, in_use_bytes=lost)

@@ -30,7 +30,7 @@ from .steady import steady_state
 from .step_cost import StepCoster, replica_parallelism
 from .workload import ServingWorkload
 
-__all__ = ["ServingPrediction", "predict_serving", "combine_profiles"]
+__all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "serving_warnings"]
 
 JSON_KEYS = ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "itl_mean_s", "request_latency_mean_s",
              "output_tokens_per_s", "output_tokens_per_s_per_device", "output_tokens_per_s_per_user", "requests_per_s")
@@ -93,6 +93,14 @@ def combine_profiles(profile: Any, interconnect: Any = None, inter_node: Any = N
     return compose(profile, interconnect, inter_node), None, notes
 
 
+def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, isl: int, osl: int) -> list[str]:
+    """What makes a serving answer less than measured: one line per datasheet profile used (its missing latencies
+    and launch overheads are costed at 0 s), and a request of ``isl`` + ``osl`` tokens beyond the model's context."""
+    too_long = model.context_warning(isl, osl)
+    return ([datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
+            + ([too_long] if too_long else []))
+
+
 def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset | str, tp: int = 1, pp: int = 1,
                     dp: int = 1, concurrency: int | None = None, isl: int = 1024, osl: int = 128,
                     request_rate_per_s: float | None = None, num_requests: int | None = None,
@@ -121,10 +129,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     wl = dataclasses.asdict(workload)
     pred = ServingPrediction(False, "", engine.name, layout, wl)
-    pred.warnings = [datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
     isls, osls = workload.lengths()
-    too_long = model.context_warning(int(isls.max()), int(osls.max()))
-    pred.warnings += [too_long] if too_long else []
+    pred.warnings = serving_warnings(profile, inter_node_profile, model, int(isls.max()), int(osls.max()))
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
     try:
         kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, memory_in_use_bytes(profile))

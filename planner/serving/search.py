@@ -21,13 +21,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from accelcal.calibrate.compose import datasheet_names
 from accelcal.models import ModelConfig
 
 from ..pareto import pareto_front
-from ..report import datasheet_note
 from .engine import EnginePreset
 from .kv import Infeasible, kv_budget, memory_in_use_bytes
+from .predict import serving_warnings
 from .steady import steady_state
 from .step_cost import StepCoster, StepCostError, replica_parallelism
 
@@ -105,7 +104,7 @@ class ServingSearch:
     evaluated: int
     search_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
-    """One line per datasheet profile used (its missing latencies and launch overheads are costed at 0 s)."""
+    """predict.serving_warnings for the search's profiles, model and request size."""
 
     @property
     def best(self) -> ServingCandidate:
@@ -183,8 +182,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     else:
         cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.concurrency))
     res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated,
-                        warnings=[datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
-                        + [w for w in [model.context_warning(isl, osl)] if w])
+                        warnings=serving_warnings(profile, inter_node_profile, model, isl, osl))
     for c in res.ranked[:10]:
         c.why = why_lines(c, targets, cands)
         c.binding = c.why[0].split(": ", 2)[1]
