@@ -26,8 +26,12 @@ Launch overhead (kernel counts come from the DAG's implementation preset):
 * Eager on an accelerator: the host issues one kernel per
   ``overheads.eager_dispatch_s`` (a real layer's op mix; ``eager_launch_s``
   where not measured) while the device runs the queue, so over a run
-  of identical layers the layer takes ``max(device time, kernels x
-  eager_launch_s)``; the excess over device time is the ``launch`` share.
+  of identical layers the layer takes ``max(device time + graph cost,
+  kernels x eager_dispatch_s)``; the excess over device time is the
+  ``launch`` share.  The graph cost (the CUDA-graph rule above, where the
+  profile measured ``graph_kernel_s``) is a floor because replaying the
+  same kernels from a graph only removes host work: eager is never costed
+  below graph mode.
 * Eager where the host *is* the device (``identity.device_type == "cpu"``,
   see :func:`host_runs_kernels`): nothing overlaps; each op's dispatch runs
   on the cores that then run the op.  Every node's profile query was
@@ -159,7 +163,9 @@ class Coster:
         # Eager on an accelerator: the host issues the layer's own op mix (views, casts included), measured as
         # overheads.eager_dispatch_s where the profile has it (launch_overhead_s falls back to eager_launch_s).
         self._launch = profile.launch_overhead_s("graph" if cuda_graphs else ("eager" if self.serialised else "dispatch"))
-        """Launches add to device time one by one (host = device), rather than overlapping it."""
+        graph = profile.launch_overhead_s("graph")
+        self._graph_floor_s = 0.0 if cuda_graphs or self.serialised or graph.extrapolated else graph.time_s
+        """Overlapped eager launches: the per-kernel cost graph replay measured, the least an eager layer adds."""
 
     def _q(self, key: tuple, fn: Callable[[], Any]) -> Any:
         hit = self._cache.get(key)
@@ -170,6 +176,12 @@ class Coster:
     @property
     def launch_source(self) -> str:
         return self._launch.source
+
+    def overlapped_launch_s(self, device_s: float, kernels: int, graph_kernels: int) -> float:
+        """Launch share of an eager layer whose host launches overlap device work: what ``kernels`` dispatches
+        take beyond ``device_s``, and never less than the same kernels cost in a CUDA graph (``graph_kernels``,
+        the ones graph mode charges, at the measured ``graph_kernel_s``): a graph removes host work only."""
+        return max(graph_kernels * self._graph_floor_s, kernels * self._launch.time_s - device_s)
 
     @property
     def launch_per_kernel_s(self) -> float:
@@ -295,6 +307,6 @@ class Coster:
             # each node's measured figure holds one dispatch; its other kernels each add one
             launch = sum(n.launch_s for n in nodes)
         else:
-            launch = max(0.0, kernels * self._launch.time_s - device)
+            launch = self.overlapped_launch_s(device, kernels, sum(n.kernels for n in nodes if not n.self_timed))
         note = self._launch.detail if self._launch.extrapolated else ""
         return CostedDAG(dag, nodes, device, launch, self._launch.source, note)

@@ -85,9 +85,25 @@ def test_cpu_launches_add_to_device_time_one_per_extra_kernel():
         # host = device: nothing overlaps, even where device time dwarfs the launches
         assert pred.breakdown["launch"] == pytest.approx(extra * eager)
         assert pred.total_s == pytest.approx(dev + extra * eager)
-    gpu = predict_layer_time_s(Profile.from_dict(h100_like()), "llama3-8b", "prefill", 4, 512, 512,
-                               implementation="torch-eager")
-    assert gpu.breakdown["launch"] == 0.0  # an accelerator hides eager launches behind long kernels
+    gpu_prof = Profile.from_dict(h100_like())
+    gpu = predict_layer_time_s(gpu_prof, "llama3-8b", "prefill", 4, 512, 512, implementation="torch-eager")
+    graphed = predict_layer_time_s(gpu_prof, "llama3-8b", "prefill", 4, 512, 512, implementation="torch-eager",
+                                   cuda_graphs=True)
+    # an accelerator hides eager launches behind long kernels, down to what graph replay still costs per kernel
+    per_kernel = gpu_prof.launch_overhead_s("graph").time_s
+    assert gpu.breakdown["launch"] == pytest.approx(sum(n.kernels for n in gpu.nodes if not n.self_timed) * per_kernel)
+    assert gpu.total_s == pytest.approx(graphed.total_s)
+
+
+def test_eager_is_never_costed_below_graph_mode():
+    """Replaying kernels from a CUDA graph removes host work only: host-bound or device-bound, eager >= graph."""
+    from planner_profiles import h100_like
+
+    prof = Profile.from_dict(h100_like())
+    for phase, batch, q, kv in (("decode", 1, 1, 512), ("decode", 64, 1, 2048), ("prefill", 1, 2048, 2048)):
+        eager = predict_layer_time_s(prof, "llama3-8b", phase, batch, q, kv)
+        graph = predict_layer_time_s(prof, "llama3-8b", phase, batch, q, kv, cuda_graphs=True)
+        assert eager.total_s >= graph.total_s * (1 - 1e-12), (phase, batch, eager.total_s, graph.total_s)
 
 
 def test_implementation_sets_kernels_and_elementwise_bytes(prof):

@@ -663,9 +663,8 @@ def test_eager_steps_charge_the_profiles_layer_dispatch_cost(small):
     engine = EnginePreset.from_name("vllm")
     sc_slow = StepCoster(slow, small, Parallelism(tp=1), engine, "bf16", "bf16")
     sc_base = StepCoster(base, small, Parallelism(tp=1), engine, "bf16", "bf16")
-    _, _, overlap, launch = sc_slow._layer(520, False)
-    kernels = launch / 2e-3
-    assert overlap and kernels == pytest.approx(round(kernels)) and kernels >= 5
+    _, _, overlap, (kernels, graph_kernels) = sc_slow._layer(520, False)
+    assert overlap and kernels >= 5 and graph_kernels <= kernels
     bd = sc_slow.breakdown(8, 600.0, ((512, 512),))
     assert not bd["cuda_graphs"]
     # host-bound: every layer takes kernels x dispatch; the launch share is what exceeds the device time

@@ -216,8 +216,8 @@ class StepCoster:
         """(non-attention device seconds, breakdown without launch, launch rule) of one layer over ``tokens``.
 
         The launch rule is the Coster's: a fixed cost (CUDA graphs; host = device) or, for eager launches
-        that overlap device work, ``kernels x per-kernel launch`` to compare with the layer's device time
-        once the real attention is in.
+        that overlap device work, (kernels, graph-costed kernels) for ``Coster.overlapped_launch_s`` once the
+        real attention is in the layer's device time.
         """
         key = ("layer", tokens, graphs)
         hit = self._memo.get(key)
@@ -230,15 +230,15 @@ class StepCoster:
             bd[attn[0].category] -= attn[0].device_s
             bd["launch"] = 0.0
             overlap = not coster.cuda_graphs and not coster.serialised
-            # the Coster's own per-kernel figure: a real layer's op-mix dispatch where the profile measured it
-            launch = costed.kernels * coster.launch_per_kernel_s if overlap else costed.launch_s
+            launch = ((costed.kernels, sum(n.kernels for n in costed.nodes if not n.self_timed)) if overlap
+                      else costed.launch_s)
             hit = self._memo[key] = (costed.device_s - attn[0].device_s, bd, overlap, launch)
         return hit
 
-    @staticmethod
-    def _layer_total(device_s: float, overlap: bool, launch: float) -> tuple[float, float]:
-        """(layer seconds, launch share): overlapping eager launches cost only what exceeds the device time."""
-        extra = max(0.0, launch - device_s) if overlap else launch
+    def _layer_total(self, device_s: float, overlap: bool, launch, graphs: bool) -> tuple[float, float]:
+        """(layer seconds, launch share): overlapping eager launches cost what the Coster's rule adds to the
+        device time (Coster.overlapped_launch_s), fixed launch costs add as they are."""
+        extra = self._costers[graphs].overlapped_launch_s(device_s, *launch) if overlap else launch
         return device_s + extra, extra
 
     def _attn(self, phase: str, batch: int, q: int, kv: int, graphs: bool) -> float:
@@ -294,7 +294,7 @@ class StepCoster:
         for q, ctx in chunks:
             attn += self._attn("prefill", 1, q, max(q, self._round_kv(ctx) if ctx > q else q), graphs)
         edge, ebd = self._edges(tokens, logits, graphs)
-        layer_s, launch_s = self._layer_total(nonattn + attn, overlap, launch)
+        layer_s, launch_s = self._layer_total(nonattn + attn, overlap, launch, graphs)
         return layer_s, bd, attn, launch_s, edge, ebd, graphs
 
     def step_s(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = (), logits: int | None = None) -> float:
