@@ -18,7 +18,8 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 """Bad input: an unknown option, a missing or malformed file, a value out of range, a missing optional extra."""
 EXIT_INFEASIBLE = 3
-"""``plan``: no layout fits the cluster (memory, divisibility); the message says which constraint failed first."""
+"""``plan``: no layout fits the cluster (memory, divisibility); ``predict``: the deployment does not fit (weights +
+reserves, or one request); the message says which constraint failed first."""
 EXIT_TARGETS_MISSED = 4
 """``plan``: layouts fit, but none meets the --ttft/--tpot/--request-rate targets (the closest is still printed)."""
 EXIT_REGRESSION = 5
@@ -28,7 +29,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "ok",
     EXIT_FAILED: "a measurement run failed (nothing half-written is left)",
     EXIT_BAD_INPUT: "bad input (option, file, value) or a missing optional extra",
-    EXIT_INFEASIBLE: "plan: no feasible layout",
+    EXIT_INFEASIBLE: "plan: no feasible layout; predict: the deployment does not fit",
     EXIT_TARGETS_MISSED: "plan: no layout meets the targets",
     EXIT_REGRESSION: "compare --fail-on-regression: a regression beyond noise",
 }

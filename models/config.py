@@ -169,6 +169,9 @@ class ModelConfig:
             if not Path(s).is_file():
                 raise FileNotFoundError(f"model config {s} does not exist")
             return cls.from_yaml(s)
+        if Path(s).is_dir():
+            raise FileNotFoundError(f"model folder {s} has no config.json (expected a Hugging Face model folder, a "
+                                    f"config.json, a model config .yaml, or a preset name)")
         if any(sep in s for sep in ("/", "\\")) and not Path(s).exists():
             # a path, not a preset name: say so rather than list the presets
             raise FileNotFoundError(f"model path {s} does not exist (expected a preset name, a model config .yaml, "

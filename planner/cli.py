@@ -17,6 +17,7 @@ from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
 from accelcal.output import add_format_option
+from accelcal.vocab import SERVING_DTYPES
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -63,15 +64,22 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                                    "layout x concurrency for the most output tokens/s per device meeting --ttft/--tpot")
     serving.add_argument("--engine", action="append", default=[],
                          help="engine preset (vllm, sglang, trtllm, static; repeatable or comma-separated)")
-    serving.add_argument("--concurrency", default="1,2,4,8,16,32,64,128,256",
-                         help="total concurrencies to sweep, comma-separated (default: 1,2,4,...,256)")
-    serving.add_argument("--target-stat", choices=("mean", "p90", "p99"), default="mean",
-                         help="statistic of TTFT/TPOT the targets bound (p90/p99 re-checked by simulation)")
-    serving.add_argument("--weight-dtype", choices=("bf16", "fp8_e4m3"), default=None,
+    serving.add_argument("--concurrency", default=None,
+                         help=f"total concurrencies to sweep, comma-separated (default: {SWEEP})")
+    serving.add_argument("--target-stat", choices=("mean", "p90", "p99"), default=None,
+                         help="statistic of TTFT/TPOT the targets bound (default mean; p90/p99 re-checked by simulation)")
+    serving.add_argument("--weight-dtype", choices=SERVING_DTYPES, default=None,
                          help="serving: weight dtype (default: the model's)")
-    serving.add_argument("--kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16", help="serving: KV cache dtype")
-    serving.add_argument("--plot", default=None, help="serving: write the Pareto front as a PNG here")
+    serving.add_argument("--kv-dtype", choices=SERVING_DTYPES, default=None,
+                         help="serving: KV cache dtype (default: the model's, bf16 for the presets)")
+    serving.add_argument("--plot", default=None, help="serving: write the Pareto front as a PNG file here")
     p.set_defaults(func=run)
+
+
+SWEEP = "1,2,4,8,16,32,64,128,256"
+"""Total concurrencies the serving search sweeps unless --concurrency says otherwise."""
+SERVING_ONLY = ("concurrency", "target_stat", "weight_dtype", "kv_dtype", "plot")
+"""Options of the serving search: they mean nothing without --engine."""
 
 
 def _positive(name: str, v: int | None) -> None:
@@ -99,27 +107,51 @@ def _pick_dtype(model, prof, dtype: str | None):
 
 def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     """``accelcal plan --engine ...``: the serving search (planner/serving/search.py); ``prof`` already composed."""
-    from .serving.search import ServingTargets, format_search, plot_pareto, search_serving
+    from .serving.search import NoServingLayout, ServingTargets, format_search, plot_pareto, search_serving
 
+    spec = args.concurrency or SWEEP
     try:
-        conc = [int(x) for x in str(args.concurrency).split(",") if x.strip()]
+        conc = [int(x) for x in str(spec).split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"--concurrency {args.concurrency!r}: expected comma-separated integers") from None
+        raise ValueError(f"--concurrency {spec!r}: expected comma-separated integers") from None
     engines = [e.strip() for spec in args.engine for e in spec.split(",") if e.strip()]
     dpn = args.devices_per_node or int(prof.identity.devices_per_node)
-    res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len,
-                         ServingTargets(args.ttft, args.tpot, args.target_stat),
-                         args.weight_dtype or model.weight_dtype, args.kv_dtype, inter)
+    targets = ServingTargets(args.ttft, args.tpot, args.target_stat or "mean", args.request_rate)
+    try:
+        res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len, targets,
+                             args.weight_dtype, args.kv_dtype, inter)
+    except NoServingLayout as exc:
+        print(f"accelcal plan: {exc}", file=sys.stderr)
+        return EXIT_INFEASIBLE
     if args.format == "json":
         print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
                           "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
-                          "search_s": res.search_s, "warnings": res.warnings}, indent=1, sort_keys=True))
+                          "search_s": res.search_s, "warnings": res.warnings, "notes": res.notes,
+                          "meets_targets": not res.best.misses}, indent=1, sort_keys=True))
     else:
         print(format_search(res, args.top), end="")
     if args.plot:
         plot_pareto(res, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
-    return 0
+    if targets.any and res.best.misses:
+        print(f"accelcal plan: no engine x layout x concurrency meets the targets; closest: {res.best.label} "
+              f"({'; '.join(res.best.misses)})", file=sys.stderr)
+        return EXIT_TARGETS_MISSED
+    return EXIT_OK
+
+
+def _check_plot_path(path: str) -> None:
+    """--plot must name a PNG file that can be written (checked before any search)."""
+    import importlib.util
+    import os
+
+    if os.path.isdir(path):
+        raise ValueError(f"--plot {path}: is a directory; give a file name, e.g. {os.path.join(path, 'pareto.png')}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"--plot {path}: the folder {parent} does not exist")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("--plot needs matplotlib: pip install -e '.[plot]'")
 
 
 def args_name(prof) -> str:
@@ -142,6 +174,13 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v is not None and not v > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {v}")
+    if not args.engine:
+        given = [f"--{n.replace('_', '-')}" for n in SERVING_ONLY if getattr(args, n) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: option(s) of the serving search; add --engine "
+                             f"(vllm, sglang, trtllm, static) or leave them out")
+    elif args.plot:
+        _check_plot_path(args.plot)
     if not 0 < args.memory_utilization <= 1:
         raise ValueError(f"--memory-utilization must be in (0, 1], got {args.memory_utilization}")
     if args.export_dir:  # before any planning: a bad destination is an error in milliseconds

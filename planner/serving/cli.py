@@ -18,6 +18,7 @@ import json
 import sys
 
 from accelcal.calibrate.compose import add_profile_arguments
+from accelcal.vocab import SERVING_DTYPES
 
 from .deployment import DEPLOYMENTS
 from .engine import engine_names
@@ -72,12 +73,16 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--client-gap-ms", type=float, default=0.0,
                    help="closed loop: the client's pause between a response's last token and its next request, ms "
                         "(outside TTFT; it changes how arrivals cluster; default 0)")
-    p.add_argument("--weight-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
-                   help="weights and GEMMs (fp8_e4m3: 1 byte per weight, costed from the profile's fp8 GEMMs)")
-    p.add_argument("--fp8-scaling", choices=("per_tensor", "block"), default="per_tensor",
-                   help="fp8 weight scaling (block-scaled GEMMs are costed from the per-tensor measurements, noted)")
-    p.add_argument("--kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
-                   help="KV cache dtype (fp8_e4m3: 1 byte per element, twice the sequences in the pool)")
+    p.add_argument("--weight-dtype", choices=SERVING_DTYPES, default=None,
+                   help="weights and GEMMs (fp8_e4m3: 1 byte per weight, costed from the profile's fp8 GEMMs; "
+                        "default: the model's own, fp8_e4m3 for a Hugging Face config with an fp8 "
+                        "quantization_config, else bf16)")
+    p.add_argument("--fp8-scaling", choices=("per_tensor", "block"), default=None,
+                   help="fp8 weight scaling (block-scaled GEMMs are costed from the per-tensor measurements, noted; "
+                        "default: block when the model's quantization config gives a weight_block_size)")
+    p.add_argument("--kv-dtype", choices=SERVING_DTYPES, default=None,
+                   help="KV cache dtype (fp8_e4m3: 1 byte per element, twice the sequences in the pool; default: "
+                        "the model's, bf16 for the presets, or what --deployment sets)")
     p.add_argument("--method", choices=("simulate", "steady"), default="simulate",
                    help="step-level simulation (default) or the analytic steady state")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -96,9 +101,11 @@ def _load_profiles(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from accelcal.models import ModelConfig
+
     from .deployment import apply_deployment
     from .engine import EnginePreset, check_version
-    from .predict import predict_serving
+    from .predict import predict_serving, serving_dtypes
     from .step_cost import StepCostError
 
     if args.concurrency is not None and args.concurrency < 1:
@@ -111,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--warmup-drains: there is no warm-up to drain; give --warmup-requests N (N >= 1) with it")
     engine = EnginePreset.resolve(args.engine)
     version = check_version(args.engine_version)
+    model = ModelConfig.resolve(args.model)
+    weight_dtype, kv_dtype, _, _ = serving_dtypes(model, args.weight_dtype, args.kv_dtype, args.fp8_scaling)
     engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, version, args.isl, args.osl,
-                                                      args.concurrency, args.weight_dtype, args.kv_dtype)
+                                                      args.concurrency, weight_dtype, kv_dtype)
     overrides = parse_engine_args(args.engine_arg)
     try:
         engine = engine.with_overrides(overrides, "--engine-arg (this deployment)")
@@ -120,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--engine-arg: {exc}") from None
     prof, inter, notes = _load_profiles(args)
     try:
-        res = predict_serving(prof, args.model, engine, args.tp, args.pp, args.dp, args.concurrency, args.isl,
+        res = predict_serving(prof, model, engine, args.tp, args.pp, args.dp, args.concurrency, args.isl,
                               args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,
                               inter, args.method, args.range_ratio, args.fp8_scaling,
                               turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
@@ -175,7 +184,8 @@ def format_prediction(res) -> str:
     ms = 1e3
     lines += [
         f"  TTFT            mean {m.ttft_mean_s * ms:10.2f} ms   p50 {m.ttft_p50_s * ms:10.2f} ms   p99 {m.ttft_p99_s * ms:10.2f} ms",
-        f"  TPOT            mean {m.tpot_mean_s * ms:10.2f} ms   p50 {m.tpot_p50_s * ms:10.2f} ms   p99 {m.tpot_p99_s * ms:10.2f} ms",
+        (f"  TPOT            mean {m.tpot_mean_s * ms:10.2f} ms   p50 {m.tpot_p50_s * ms:10.2f} ms   p99 {m.tpot_p99_s * ms:10.2f} ms"
+         if w["osl"] > 1 else "  TPOT            n/a: one output token per request (--osl 1), no token after the first"),
         f"  ITL             mean {m.itl_mean_s * ms:10.2f} ms",
         f"  request latency mean {m.request_latency_mean_s:10.3f} s    p99 {m.request_latency_p99_s:10.3f} s",
         f"  output tokens/s {m.output_tokens_per_s:10.1f}   per device {m.output_tokens_per_s_per_device:.1f}   "

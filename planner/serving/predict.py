@@ -20,6 +20,7 @@ from typing import Any
 
 from accelcal.calibrate.compose import datasheet_names
 from accelcal.models import ModelConfig
+from accelcal.vocab import SERVING_DTYPES
 
 from ..report import datasheet_note
 from .engine import EnginePreset
@@ -30,7 +31,7 @@ from .steady import steady_state
 from .step_cost import StepCoster, replica_parallelism
 from .workload import ServingWorkload
 
-__all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "serving_warnings"]
+__all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "serving_dtypes", "serving_warnings"]
 
 JSON_KEYS = ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "itl_mean_s", "request_latency_mean_s",
              "output_tokens_per_s", "output_tokens_per_s_per_device", "output_tokens_per_s_per_user", "requests_per_s")
@@ -59,8 +60,9 @@ class ServingPrediction:
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {k: (getattr(self.metrics, k) if self.metrics else None) for k in JSON_KEYS}
-        if self.metrics:
-            out.update({k: v for k, v in self.metrics.to_dict().items() if k not in out})
+        # every metric key, null when infeasible, so a program reads one schema
+        out.update({f.name: (getattr(self.metrics, f.name) if self.metrics else None)
+                    for f in dataclasses.fields(ServingMetrics) if f.name not in out})
         out.update({"max_concurrent_sequences": self.max_concurrent_sequences, "memory": self.memory,
                     "steps_simulated": self.steps_simulated, "feasible": self.feasible, "reason": self.reason,
                     "engine": self.engine, "layout": self.layout, "workload": self.workload,
@@ -101,17 +103,47 @@ def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, 
             + ([too_long] if too_long else []))
 
 
+def serving_dtypes(model: ModelConfig, weight_dtype: str | None = None, kv_dtype: str | None = None,
+                   fp8_scaling: str | None = None) -> tuple[str, str, str, list[str]]:
+    """(weight dtype, KV dtype, fp8 scaling, notes) a deployment of ``model`` runs: each None is the model's own
+    (a Hugging Face config's fp8 ``quantization_config`` gives fp8_e4m3 weights, block-scaled when it has a
+    ``weight_block_size``); 16- and 32-bit checkpoints are served in bf16, as the serving model costs them."""
+    notes: list[str] = []
+    for flag, value in (("--weight-dtype", weight_dtype), ("--kv-dtype", kv_dtype)):
+        if value is not None and value not in SERVING_DTYPES:
+            raise ValueError(f"{flag} must be one of {list(SERVING_DTYPES)}, got {value!r}")
+    if fp8_scaling is not None and fp8_scaling not in ("per_tensor", "block"):
+        raise ValueError(f"--fp8-scaling must be per_tensor or block, got {fp8_scaling!r}")
+    if weight_dtype is None:
+        weight_dtype = model.weight_dtype if model.weight_dtype in SERVING_DTYPES else "bf16"
+        if weight_dtype != model.weight_dtype:
+            notes.append(f"{model.name} stores {model.weight_dtype} weights: served and costed as bf16 (--weight-dtype)")
+        elif weight_dtype == "fp8_e4m3":
+            notes.append(f"fp8_e4m3 weights: {model.name}'s own precision (its quantization config); "
+                         f"--weight-dtype bf16 costs the unquantised model")
+    if kv_dtype is None:
+        kv_dtype = model.kv_dtype if model.kv_dtype in SERVING_DTYPES else "bf16"
+    if fp8_scaling is None:
+        fp8_scaling = "block" if weight_dtype == "fp8_e4m3" and model.weight_block_size else "per_tensor"
+    elif fp8_scaling == "block" and weight_dtype != "fp8_e4m3":
+        raise ValueError(f"--fp8-scaling block: the weights are {weight_dtype}; block scaling applies to fp8_e4m3 "
+                         f"weights (--weight-dtype fp8_e4m3)")
+    return weight_dtype, kv_dtype, fp8_scaling, notes
+
+
 def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset | str, tp: int = 1, pp: int = 1,
                     dp: int = 1, concurrency: int | None = None, isl: int = 1024, osl: int = 128,
                     request_rate_per_s: float | None = None, num_requests: int | None = None,
-                    weight_dtype: str = "bf16", kv_dtype: str = "bf16", inter_node_profile: Any = None,
-                    method: str = "simulate", range_ratio: float = 0.0, fp8_scaling: str = "per_tensor",
+                    weight_dtype: str | None = None, kv_dtype: str | None = None, inter_node_profile: Any = None,
+                    method: str = "simulate", range_ratio: float = 0.0, fp8_scaling: str | None = None,
                     capacity_bytes: float | None = None, turnaround_s: float | None = None, client_gap_s: float = 0.0,
                     warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1) -> ServingPrediction:
     """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s);
     ``client_gap_s``: the closed-loop client's pause between a response and its next request (outside TTFT).
-    ``ep``: 1 (experts TP-split) or ``tp`` (a MoE model's experts spread over the replica's TP group)."""
+    ``ep``: 1 (experts TP-split) or ``tp`` (a MoE model's experts spread over the replica's TP group).
+    ``weight_dtype``, ``kv_dtype``, ``fp8_scaling`` None: the model's own (serving_dtypes)."""
     model = ModelConfig.resolve(model)
+    weight_dtype, kv_dtype, fp8_scaling, dtype_notes = serving_dtypes(model, weight_dtype, kv_dtype, fp8_scaling)
     engine = EnginePreset.resolve(engine)
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("ep", ep)):
         if not isinstance(v, int) or v < 1:
@@ -128,7 +160,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     par = replica_parallelism(tp, pp, dp, dpn, ep)
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     wl = dataclasses.asdict(workload)
-    pred = ServingPrediction(False, "", engine.name, layout, wl)
+    pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes)
     isls, osls = workload.lengths()
     pred.warnings = serving_warnings(profile, inter_node_profile, model, int(isls.max()), int(osls.max()))
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
@@ -146,14 +178,30 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     if method == "steady":
         if not workload.closed_loop:
             raise ValueError("the steady-state shortcut models a closed loop; use method=simulate for --request-rate")
-        c = -(-concurrency // dp)
-        s = steady_state(engine, coster, kv, isl, osl, c)
+        ignored = [flag for flag, given in (("--num-requests", num_requests is not None),
+                                            ("--warmup-requests", workload.warmup_requests > 0),
+                                            ("--range-ratio", workload.range_ratio > 0),
+                                            ("--turnaround-ms", turnaround_s is not None),
+                                            ("--client-gap-ms", workload.client_gap_s > 0)) if given]
+        if ignored:
+            pred.notes.append(f"the steady state leaves out {', '.join(ignored)}: it models a long run of identical "
+                              f"requests from clients that send at once and do not cluster (--method simulate "
+                              f"models them)")
+        # each replica's clients (C = 4 over 3 replicas: 2, 1, 1); the busiest replica sets the latencies
+        shares = [concurrency // dp + (1 if r < concurrency % dp else 0) for r in range(dp)]
+        if min(shares) < 1:
+            raise ValueError(f"--concurrency {concurrency} < dp {dp}: a replica would get no client")
+        states = {c: steady_state(engine, coster, kv, isl, osl, c) for c in set(shares)}
+        s = states[max(shares)]
         per_user = 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0
-        tps = s.output_tokens_per_s * dp
+        tps = sum(states[c].output_tokens_per_s for c in shares)
+        rps = sum(states[c].requests_per_s for c in shares)
+        n = workload.requests - workload.warmup_requests
+        # duration: what the run's requests take at the steady rate
         pred.metrics = ServingMetrics(s.ttft_s, s.ttft_s, s.ttft_s, s.ttft_s, s.tpot_s, s.tpot_s, s.tpot_s, s.tpot_s,
                                       s.tpot_s, s.request_latency_s, s.request_latency_s, s.request_latency_s,
-                                      s.request_latency_s, tps, tps / (devices * dp), per_user, s.requests_per_s * dp,
-                                      0.0, workload.requests)
+                                      s.request_latency_s, tps, tps / (devices * dp), per_user, rps,
+                                      n / rps if rps > 0 else 0.0, n)
         pred.max_concurrent_sequences = s.in_engine
         pred.decode_step = s.decode_breakdown
         pred.prefill_share_of_decode_time = s.prefill_share
@@ -182,25 +230,29 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
 
 
 def _merge(parts: list[tuple[ServingMetrics, int]], devices: int) -> ServingMetrics:
-    """Replicas side by side: request-weighted means, the worst percentiles, summed throughput."""
+    """Replicas side by side from t = 0, as one benchmark client sees them: request-weighted means, the worst
+    percentiles, and throughput over the whole run (all requests and output tokens over the longest replica's
+    duration, as for one replica)."""
     if len(parts) == 1 and parts[0][1] == 1:
         m = parts[0][0]
         return dataclasses.replace(m, output_tokens_per_s_per_device=m.output_tokens_per_s / devices)
     n = sum(m.requests * k for m, k in parts)
+    duration = max(m.duration_s for m, _ in parts)
+    tokens = sum(m.output_tokens_per_s * m.duration_s * k for m, k in parts)
     vals = {}
     for f in dataclasses.fields(ServingMetrics):
         name = f.name
         if name.endswith("_mean_s") or name == "output_tokens_per_s_per_user":
             vals[name] = sum(getattr(m, name) * m.requests * k for m, k in parts) / n
-        elif name in ("output_tokens_per_s", "requests_per_s"):
-            vals[name] = sum(getattr(m, name) * k for m, k in parts)
+        elif name in ("output_tokens_per_s", "requests_per_s", "output_tokens_per_s_per_device"):
+            continue
         elif name == "requests":
             vals[name] = n
         elif name == "duration_s":
-            vals[name] = max(m.duration_s for m, _ in parts)
-        elif name == "output_tokens_per_s_per_device":
-            continue
+            vals[name] = duration
         else:
             vals[name] = max(getattr(m, name) for m, _ in parts)
+    vals["output_tokens_per_s"] = tokens / duration if duration > 0 else 0.0
+    vals["requests_per_s"] = n / duration if duration > 0 else 0.0
     vals["output_tokens_per_s_per_device"] = vals["output_tokens_per_s"] / devices
     return ServingMetrics(**vals)

@@ -26,11 +26,11 @@ from accelcal.models import ModelConfig
 from ..pareto import pareto_front
 from .engine import EnginePreset
 from .kv import Infeasible, kv_budget, memory_in_use_bytes
-from .predict import serving_warnings
+from .predict import serving_dtypes, serving_warnings
 from .steady import steady_state
 from .step_cost import StepCoster, StepCostError, replica_parallelism
 
-__all__ = ["ServingCandidate", "ServingSearch", "ServingTargets", "search_serving"]
+__all__ = ["NoServingLayout", "ServingCandidate", "ServingSearch", "ServingTargets", "search_serving"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class ServingTargets:
     tpot_s: float | None = None
     stat: str = "mean"
     """mean | p90 | p99: which statistic of TTFT/TPOT the targets bound."""
+    request_rate_per_s: float | None = None
+    """Offered load the whole cluster must sustain, requests/s (accelcal plan --request-rate): a candidate meets
+    it when its closed loop completes at least this many requests per second over all its replicas."""
 
     def __post_init__(self) -> None:
         if self.stat not in ("mean", "p90", "p99"):
@@ -49,10 +52,12 @@ class ServingTargets:
             v = getattr(self, f)
             if v is not None and not v > 0:
                 raise ValueError(f"{f} target must be > 0 seconds, got {v}")
+        if self.request_rate_per_s is not None and not self.request_rate_per_s > 0:
+            raise ValueError(f"--request-rate must be > 0 requests/s, got {self.request_rate_per_s}")
 
     @property
     def any(self) -> bool:
-        return self.ttft_s is not None or self.tpot_s is not None
+        return self.ttft_s is not None or self.tpot_s is not None or self.request_rate_per_s is not None
 
 
 @dataclass
@@ -78,6 +83,8 @@ class ServingCandidate:
     checked_by: str = "steady"
     ep: int = 1
     """1: a MoE model's experts TP-split; = tp: spread over the replica's TP group."""
+    requests_per_s: float = 0.0
+    """Requests/s the whole cluster completes (all DP replicas)."""
 
     @property
     def label(self) -> str:
@@ -89,8 +96,17 @@ class ServingCandidate:
                 "concurrency": self.concurrency,
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "request_latency_s": self.request_latency_s,
                 "output_tokens_per_s_per_device": self.per_device, "output_tokens_per_s_per_user": self.per_user,
+                "requests_per_s": self.requests_per_s,
                 "binding": self.binding, "misses": list(self.misses), "why": list(self.why),
                 "checked_by": self.checked_by}
+
+
+class NoServingLayout(ValueError):
+    """No engine x layout of the model could be costed on these devices (each one's reason in ``rejected``)."""
+
+    def __init__(self, message: str, rejected: list[str]) -> None:
+        super().__init__(message)
+        self.rejected = rejected
 
 
 @dataclass
@@ -105,6 +121,8 @@ class ServingSearch:
     search_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     """predict.serving_warnings for the search's profiles, model and request size."""
+    notes: list[str] = field(default_factory=list)
+    """How the search costed the model (predict.serving_dtypes: the dtypes taken from the model)."""
 
     @property
     def best(self) -> ServingCandidate:
@@ -126,12 +144,14 @@ def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]
 
 
 def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines: list[str], concurrencies: list[int],
-                   isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str = "bf16",
-                   kv_dtype: str = "bf16", inter_node_profile: Any = None, verify: int = 8) -> ServingSearch:
+                   isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str | None = None,
+                   kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8) -> ServingSearch:
+    """``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes)."""
     import time
 
     t0 = time.perf_counter()
     model = ModelConfig.resolve(model)
+    weight_dtype, kv_dtype, fp8_scaling, dtype_notes = serving_dtypes(model, weight_dtype, kv_dtype)
     if not concurrencies or any((not isinstance(c, int)) or c < 1 for c in concurrencies):
         raise ValueError(f"--concurrency needs integers >= 1, got {concurrencies}")
     dpn = int(profile.identity.devices_per_node)
@@ -154,7 +174,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
                 kv.check_request(isl, osl)
                 coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep), engine, weight_dtype,
-                                    kv_dtype, inter_node_profile)
+                                    kv_dtype, inter_node_profile, fp8_scaling=fp8_scaling)
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
                 continue
@@ -171,18 +191,19 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 cand = ServingCandidate(engine.name, tp, pp, dp, c, s.ttft_s, s.tpot_s, s.request_latency_s, per_dev,
                                         1.0 / s.tpot_s if s.tpot_s > 0 else 0.0, s.binding,
                                         {"steady": s, "kv_tokens": kv.tokens, "engine": engine, "coster": coster,
-                                         "kv": kv}, ep=ep)
+                                         "kv": kv}, ep=ep, requests_per_s=s.requests_per_s * dp)
                 _check(cand, targets, "mean")
                 cands.append(cand)
     if not cands:
-        raise ValueError(f"no layout of {model.name} on {devices} devices can be costed: " + "; ".join(rejected[:4]))
+        raise NoServingLayout(f"no layout of {model.name} on {devices} devices can be costed: " + "; ".join(rejected[:4]),
+                              rejected)
     if targets.any:
         cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
         _verify(cands, targets, isl, osl, verify)
     else:
         cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.concurrency))
     res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated,
-                        warnings=serving_warnings(profile, inter_node_profile, model, isl, osl))
+                        warnings=serving_warnings(profile, inter_node_profile, model, isl, osl), notes=dtype_notes)
     for c in res.ranked[:10]:
         c.why = why_lines(c, targets, cands)
         c.binding = c.why[0].split(": ", 2)[1]
@@ -198,6 +219,8 @@ def _check(c: ServingCandidate, t: ServingTargets, stat: str, ttft: float | None
         c.misses.append(f"TTFT {stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms")
     if t.tpot_s is not None and tpot > t.tpot_s:
         c.misses.append(f"TPOT {stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms")
+    if t.request_rate_per_s is not None and c.requests_per_s < t.request_rate_per_s:
+        c.misses.append(f"completes {c.requests_per_s:.4g} requests/s < offered {t.request_rate_per_s:.4g} requests/s")
 
 
 def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int) -> None:
@@ -223,6 +246,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", t.stat), m.stat("tpot", t.stat), m.request_latency_mean_s
         c.per_device = m.output_tokens_per_s / (c.tp * c.pp)
         c.per_user = m.output_tokens_per_s_per_user
+        c.requests_per_s = m.requests_per_s * c.dp
         _check(c, t, t.stat, c.ttft_s, c.tpot_s)
         c.checked_by = f"simulate ({t.stat})"
         done += 1
@@ -258,6 +282,10 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     if t.ttft_s is not None:
         terms.append((c.ttft_s / t.ttft_s, f"TTFT target: {c.ttft_s * 1e3:.4g} ms of {t.ttft_s * 1e3:.4g} ms "
                                            f"({c.ttft_s / t.ttft_s:.0%})"))
+    if t.request_rate_per_s is not None and c.requests_per_s > 0:
+        terms.append((t.request_rate_per_s / c.requests_per_s,
+                      f"offered load: {t.request_rate_per_s:.4g} requests/s of the {c.requests_per_s:.4g} it completes "
+                      f"at C{c.concurrency} ({t.request_rate_per_s / c.requests_per_s:.0%})"))
     terms.append((s.prefill_share, f"prefill interference: {s.prefill_share:.0%} of TPOT is prefill work "
                                    f"(decode step alone {s.decode_step_s * 1e3:.4g} ms, TPOT {c.tpot_s * 1e3:.4g} ms)"))
     if bd.get("total"):
@@ -274,12 +302,14 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
 
 def format_search(res: ServingSearch, top: int = 10) -> str:
     t = res.targets
+    rate = f", {t.request_rate_per_s:g} requests/s offered" if t.request_rate_per_s is not None else ""
     head = (f"serving search: {res.evaluated} engine x layout x concurrency points in {res.search_s:.3f} s; targets "
             f"TTFT {t.ttft_s if t.ttft_s is not None else '-'} s, TPOT {t.tpot_s if t.tpot_s is not None else '-'} s "
-            f"({t.stat})" if t.any else
+            f"({t.stat}){rate}" if t.any else
             f"serving search: {res.evaluated} points in {res.search_s:.3f} s; no targets: ranked by request latency")
-    lines = [f"WARNING: {w}" for w in res.warnings] + [head, f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
-                   f"{'from':<9} binding"]
+    lines = [f"WARNING: {w}" for w in res.warnings] + [head] + [f"note: {n}" for n in res.notes]
+    lines.append(f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
+                 f"{'from':<9} binding")
     for i, c in enumerate(res.ranked[:top], 1):
         mark = "" if not c.misses else "  (misses)"
         src = "simulated" if c.checked_by.startswith("simulate") else "steady"

@@ -176,6 +176,13 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         decodes: list[_Req] = []
         if static:
             if not running:
+                if closed:
+                    # a static batch is its clients' requests together: it waits for the ones already on their way
+                    # (the client's pause and the turnaround), not leaving a straggler to run alone after it
+                    while on_the_way and len(waiting) < engine.max_seqs:
+                        at, _, r = heapq.heappop(on_the_way)
+                        clock = max(clock, at)
+                        waiting.append(r)
                 # a new batch: as many waiting requests as fit at full length
                 while waiting and len(running) < engine.max_seqs:
                     r = waiting[0]

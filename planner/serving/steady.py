@@ -82,7 +82,7 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
         wait = (concurrency - e) / x if concurrency > e else 0.0
         return SteadyState(ttft + wait, tpot, ttft + wait + (osl - 1) * tpot, x * osl, x, e, lim, td,
                            1 - td / tpot if tpot else 0.0, wait, "kv_capacity" if concurrency > e else "decode",
-                           coster.breakdown(e, kv_mean) if osl > 1 else {})
+                           _decode_step(coster, e, kv_mean) if osl > 1 else {})
     if engine.mixed_steps:
         d = e * (osl - 1) / max(1, osl)  # first guess: decoders
         for _ in range(6):
@@ -138,4 +138,9 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
     binding = "kv_capacity" if concurrency > e and lim < min(concurrency, engine.max_seqs) else (
         "prefill_interference" if share > 0.5 else "decode")
     return SteadyState(ttft, tpot, latency, x * osl, x, e, lim, td, share, wait, binding,
-                       coster.breakdown(max(1, round(d)), kv_mean))
+                       _decode_step(coster, max(1, round(d)), kv_mean))
+
+
+def _decode_step(coster: StepCoster, batch: int, kv_mean: float) -> dict:
+    """The typical decode step's breakdown with its batch and mean KV length (as the simulation reports it)."""
+    return {"batch": batch, "kv_len_mean": round(kv_mean), **coster.breakdown(batch, kv_mean)}

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ServingWorkload"]
+__all__ = ["MAX_REQUESTS", "ServingWorkload"]
+
+MAX_REQUESTS = 1_000_000
+"""Most requests (measured or warm-up) one simulated run takes: about 1 KB of state each."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,19 @@ class ServingWorkload:
             raise ValueError(f"--request-rate must be > 0 requests/s, got {self.request_rate_per_s!r}")
         if self.num_requests is not None and (not isinstance(self.num_requests, int) or self.num_requests < 1):
             raise ValueError(f"--num-requests must be an integer >= 1, got {self.num_requests!r}")
+        for flag, v in (("--num-requests", self.num_requests), ("--warmup-requests", self.warmup_requests)):
+            if isinstance(v, int) and v > MAX_REQUESTS:
+                raise ValueError(f"{flag} {v} is more than the {MAX_REQUESTS} requests one simulated run holds "
+                                 f"(each request's times stay in memory); the means settle long before")
         if not 0.0 <= self.range_ratio < 1.0:
             raise ValueError(f"--range-ratio must be in [0, 1), got {self.range_ratio}")
         if not (isinstance(self.turnaround_s, (int, float)) and 0.0 <= self.turnaround_s <= 10.0):
             raise ValueError(f"--turnaround-ms must be between 0 and 10000 ms, got {self.turnaround_s * 1e3!r}")
         if not (isinstance(self.client_gap_s, (int, float)) and 0.0 <= self.client_gap_s <= 10.0):
             raise ValueError(f"--client-gap-ms must be between 0 and 10000 ms, got {self.client_gap_s * 1e3!r}")
+        if self.client_gap_s and self.concurrency is None:
+            raise ValueError("--client-gap-ms is the closed-loop client's pause between requests; with "
+                             "--request-rate the arrivals are a Poisson process (leave it out)")
         if not isinstance(self.warmup_requests, int) or isinstance(self.warmup_requests, bool) or self.warmup_requests < 0:
             raise ValueError(f"--warmup-requests must be an integer >= 0, got {self.warmup_requests!r}")
 
@@ -121,17 +131,42 @@ class ServingWorkload:
         return np.cumsum(rng.exponential(1.0 / self.request_rate_per_s, size=self.requests))
 
     def per_replica(self, dp: int, replica: int) -> "ServingWorkload":
-        """The share of this load one of ``dp`` replicas serves (a load balancer spreading requests evenly)."""
+        """The share of this load one of ``dp`` replicas serves (a load balancer keeping the replicas equally busy).
+
+        Closed loop: the clients split as evenly as they can (C = 4 over 3 replicas: 2, 1, 1) and the requests
+        in proportion to them, so every replica runs for about as long as the others (requests per client are
+        what sets a closed loop's duration); the shares add up to the run's requests.  Open loop: the rate and
+        the requests split evenly."""
         import dataclasses
 
-        def share(k: int) -> int:
-            return k // dp + (1 if replica < k % dp else 0)
-        n = max(1, share(self.requests - self.warmup_requests))
-        warm = share(self.warmup_requests)
         if self.closed_loop:
-            c = share(self.concurrency)
-            if c < 1:
+            weights = [self.concurrency // dp + (1 if r < self.concurrency % dp else 0) for r in range(dp)]
+            if min(weights) < 1:
                 raise ValueError(f"--concurrency {self.concurrency} < dp {dp}: a replica would get no client")
-            return dataclasses.replace(self, concurrency=c, num_requests=n, warmup_requests=warm, seed=self.seed + replica)
+        else:
+            weights = [1] * dp
+        measured = self.requests - self.warmup_requests
+        if measured < dp:
+            raise ValueError(f"--num-requests {measured} < dp {dp}: each replica needs at least one request")
+        n = _split(measured, weights, floor=1)[replica]
+        warm = _split(self.warmup_requests, weights)[replica]
+        if self.closed_loop:
+            return dataclasses.replace(self, concurrency=weights[replica], num_requests=n, warmup_requests=warm,
+                                       seed=self.seed + replica)
         return dataclasses.replace(self, request_rate_per_s=self.request_rate_per_s / dp, num_requests=n,
                                    warmup_requests=warm, seed=self.seed + replica)
+
+
+def _split(total: int, weights: list[int], floor: int = 0) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders), each part at least ``floor``; the parts
+    add up to ``total``."""
+    parts = [floor] * len(weights)
+    rest = total - floor * len(weights)
+    w = sum(weights)
+    exact = [rest * x / w for x in weights]
+    for i, e in enumerate(exact):
+        parts[i] += int(e)
+    left = total - sum(parts)
+    for i in sorted(range(len(weights)), key=lambda i: (-(exact[i] - int(exact[i])), i))[:left]:
+        parts[i] += 1
+    return parts

@@ -1,0 +1,155 @@
+"""What `accelcal predict` / `plan --engine` / `report` do with what a new user gives them: the model's own
+precision, exit codes of the serving search, the offered load, DP shares that add up, what the steady state
+leaves out, and the options that only mean something together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from accelcal.cli import main
+from accelcal.models import ModelConfig
+from accelcal.planner.serving.workload import MAX_REQUESTS, ServingWorkload
+
+ROOT = Path(__file__).resolve().parents[1]
+H100 = str(ROOT / "profiles" / "nvidia-h100.yaml")
+NVSWITCH = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml")
+SMALL = ["--engine", "vllm", "--isl", "256", "--osl", "16"]
+
+FP8_HF = {"architectures": ["MistralForCausalLM"], "hidden_size": 2048, "intermediate_size": 5632,
+          "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 128, "num_hidden_layers": 8,
+          "vocab_size": 32000, "max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 1e6,
+          "torch_dtype": "bfloat16", "tie_word_embeddings": False,
+          "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _json(capsys, *argv: str) -> tuple[int, dict]:
+    rc, out, err = _run(capsys, *argv, "--format", "json")
+    return rc, (json.loads(out) if out.strip() else {"stderr": err})
+
+
+def test_predict_serves_a_checkpoint_in_its_own_fp8_precision(tmp_path, capsys):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(FP8_HF))
+    rc, fp8 = _json(capsys, "predict", "--profile", H100, "--model", str(cfg), "--concurrency", "4", *SMALL)
+    rc2, b16 = _json(capsys, "predict", "--profile", H100, "--model", str(cfg), "--concurrency", "4", *SMALL,
+                     "--weight-dtype", "bf16")
+    assert rc == rc2 == 0
+    m = ModelConfig.resolve(str(cfg))
+    # one byte per layer weight instead of two (embedding and LM head stay bf16): the pool gains the difference
+    assert fp8["memory"]["weights_bytes"] < 0.7 * b16["memory"]["weights_bytes"]
+    assert fp8["memory"]["kv_tokens"] > b16["memory"]["kv_tokens"]
+    assert any("fp8_e4m3 weights" in n and "quantization config" in n for n in fp8["notes"])
+    assert any("block-scaled fp8" in n for n in fp8["notes"])  # weight_block_size -> block scaling
+    assert m.weight_block_size == (128, 128) and not any("block-scaled" in n for n in b16["notes"])
+
+
+def test_block_scaling_without_fp8_weights_is_bad_input(capsys):
+    rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--concurrency", "2", *SMALL,
+                      "--fp8-scaling", "block")
+    assert rc == 2 and "--fp8-scaling block: the weights are bf16" in err
+
+
+def test_serving_search_exit_codes_match_plan(capsys):
+    base = ["plan", "--profile", H100, "--interconnect", NVSWITCH, "--engine", "vllm", "--concurrency", "8,32"]
+    rc, out, err = _run(capsys, *base, "--model", "llama3.1-70b", "--ttft", "0.001", "--tpot", "0.001")
+    assert rc == 4 and "no engine x layout x concurrency meets the targets" in err and "best:" in out
+    rc, _, err = _run(capsys, *base, "--model", "llama3.1-405b")
+    assert rc == 3 and "no layout of llama3.1-405b on 8 devices can be costed" in err
+    rc, doc = _json(capsys, *base, "--model", "llama3.1-70b", "--tpot", "10")
+    assert rc == 0 and doc["meets_targets"] is True
+
+
+def test_serving_search_holds_the_offered_load(capsys):
+    base = ["plan", "--profile", H100, "--interconnect", NVSWITCH, "--engine", "vllm", "--model", "llama3.1-8b",
+            "--concurrency", "1,4,16"]
+    rc, doc = _json(capsys, *base, "--request-rate", "1e6")
+    assert rc == 4
+    best = doc["ranked"][0]
+    assert best["requests_per_s"] > 0 and any("requests/s < offered 1e+06" in x for x in best["misses"])
+    low = doc["ranked"][-1]["requests_per_s"] * 0.5  # one a candidate certainly completes
+    rc, doc = _json(capsys, *base, "--request-rate", str(low))
+    assert rc == 0 and doc["meets_targets"] and doc["ranked"][0]["requests_per_s"] >= low
+
+
+@pytest.mark.parametrize("flag", [["--plot", "x.png"], ["--kv-dtype", "fp8_e4m3"], ["--target-stat", "p99"],
+                                  ["--concurrency", "4"], ["--weight-dtype", "bf16"]])
+def test_serving_only_options_need_engine(capsys, flag):
+    rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", *flag)
+    assert rc == 2 and flag[0] in err and "add --engine" in err
+
+
+def test_plot_must_name_a_file_in_a_folder_that_exists(tmp_path, capsys):
+    base = ["plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm", "--concurrency", "1"]
+    rc, _, err = _run(capsys, *base, "--plot", str(tmp_path))
+    assert rc == 2 and "is a directory; give a file name" in err
+    rc, _, err = _run(capsys, *base, "--plot", str(tmp_path / "no" / "such" / "p.png"))
+    assert rc == 2 and "does not exist" in err
+
+
+def test_dp_shares_add_up_and_throughput_is_over_the_run(capsys):
+    """C = 4 over 3 replicas: clients 2, 1, 1 and requests in proportion, so the replicas finish together and the
+    reported rate is the run's requests over its duration, as a benchmark client reports it."""
+    w = ServingWorkload(isl=64, osl=8, concurrency=4, num_requests=100)
+    shares = [w.per_replica(3, r) for r in range(3)]
+    assert [s.concurrency for s in shares] == [2, 1, 1]
+    assert [s.num_requests for s in shares] == [50, 25, 25]
+    rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--dp", "3", "--concurrency", "4",
+                    *SMALL)
+    assert rc == 0 and doc["requests"] == 100
+    assert doc["requests_per_s"] == pytest.approx(doc["requests"] / doc["duration_s"], rel=1e-9)
+    rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--dp", "4", "--concurrency",
+                      "4", *SMALL, "--num-requests", "2")
+    assert rc == 2 and "--num-requests 2 < dp 4" in err
+
+
+def test_steady_state_says_what_it_leaves_out(capsys):
+    rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--concurrency", "8", *SMALL,
+                    "--method", "steady", "--range-ratio", "0.5", "--client-gap-ms", "100")
+    assert rc == 0
+    assert any("leaves out --range-ratio, --client-gap-ms" in n for n in doc["notes"])
+    assert doc["decode_step"]["batch"] >= 1 and doc["decode_step"]["kv_len_mean"] > 256
+    assert doc["duration_s"] == pytest.approx(doc["requests"] / doc["requests_per_s"])
+
+
+def test_request_counts_and_client_gap_are_checked():
+    with pytest.raises(ValueError, match=f"more than the {MAX_REQUESTS} requests"):
+        ServingWorkload(isl=8, osl=8, concurrency=1, num_requests=MAX_REQUESTS + 1)
+    with pytest.raises(ValueError, match="--client-gap-ms is the closed-loop client's pause"):
+        ServingWorkload(isl=8, osl=8, request_rate_per_s=1.0, client_gap_s=0.01)
+
+
+def test_static_batch_waits_for_its_clients_in_transit(capsys):
+    """A static batch is the clients' requests together: a request a few ms behind the others (the turnaround)
+    joins the batch instead of running alone after it."""
+    argv = ["predict", "--profile", H100, "--model", "llama3-8b", "--engine", "static", "--concurrency", "16",
+            "--isl", "256", "--osl", "32", "--turnaround-ms", "5"]
+    rc, doc = _json(capsys, *argv)
+    assert rc == 0 and doc["decode_step"]["batch"] == 16 and doc["max_concurrent_sequences"] == 16
+
+
+def test_infeasible_json_has_every_metric_key(capsys):
+    rc, ok = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--concurrency", "2", *SMALL)
+    rc3, bad = _json(capsys, "predict", "--profile", H100, "--model", "llama3.1-405b", "--concurrency", "2", *SMALL)
+    assert rc == 0 and rc3 == 3 and not bad["feasible"]
+    assert set(ok) == set(bad) and bad["ttft_p90_s"] is None and bad["duration_s"] is None
+
+
+def test_one_output_token_has_no_tpot(capsys):
+    rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
+                      "--concurrency", "2", "--isl", "64", "--osl", "1")
+    assert rc == 0 and "TPOT            n/a: one output token per request" in out
+
+
+def test_a_model_folder_without_config_json_says_so(tmp_path, capsys):
+    rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", str(tmp_path), "--concurrency", "2", *SMALL)
+    assert rc == 2 and f"model folder {tmp_path} has no config.json" in err
+
