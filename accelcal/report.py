@@ -2,6 +2,8 @@
 
     $ accelcal report profiles/nvidia-h200.yaml --model llama3-8b --out report.html
     $ accelcal report profiles/cpu-amd-epyc-2core.yaml --model tiny --batch 4 --out results/cpu-report.html
+    $ accelcal report profiles/nvidia-h100.yaml --interconnect profiles/interconnect/h100-nvswitch-8.yaml \
+          --model llama3.1-70b --out h100x8.html      # a multi-GPU plan: device + interconnect, as plan takes them
 
 Sections: summary (device, provenance, headline numbers), fit quality with its
 flags, the plots (PNG, inline as base64, so the file travels alone), the
@@ -19,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from accelcal.calibrate.compose import add_profile_arguments, compose, require_device_profile
 
 from .exitcodes import EXIT_BAD_INPUT, EXIT_OK
 from .units import fmt
@@ -45,7 +49,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p = sub.add_parser("report", help="one self-contained HTML page: summary, fit quality, plots, validation, plan",
                        description="Write one HTML file (plots inline) describing PROFILE and the best plan for "
                                    "--model on it. Needs matplotlib (the plot extra).")
-    p.add_argument("profile", help="profile YAML")
+    p.add_argument("profile", help="device profile YAML")
+    add_profile_arguments(p, None)
     p.add_argument("--out", required=True, help="HTML file to write (atomically)")
     p.add_argument("--model", default="llama3-8b", help="model preset or config YAML for the plan (default: llama3-8b)")
     p.add_argument("--dtype", default=None, help="dtype to plan in (default: the model's, else the profile's)")
@@ -66,6 +71,13 @@ def run(args: argparse.Namespace) -> int:
     from accelcal.calibrate.profile import Profile
 
     prof = Profile.load(args.profile)
+    require_device_profile(prof)
+    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    if args.interconnect or (inter is not None and inter.is_interconnect):
+        # as accelcal plan composes them: device numbers from PROFILE, each scope's collectives from its fabric
+        prof = compose(prof, Profile.load(args.interconnect) if args.interconnect else None, inter)
+        inter = None
+    args.inter_node = inter
     ds = Profile.load(args.datasheet) if args.datasheet else None
     try:
         page = build_report(prof, args.profile, args, datasheet=ds)
@@ -95,7 +107,8 @@ def _plan(prof, args):
     from accelcal.planner.workload import Workload
 
     model = _pick_dtype(ModelConfig.resolve(args.model), prof, args.dtype)
-    groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node, None)]
+    groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node,
+                          getattr(args, "inter_node", None))]
     try:
         result = plan(model, Cluster(groups), Workload(args.prompt_len, args.output_len, args.batch, args.ttft,
                                                       args.tpot, None), PlanOptions())

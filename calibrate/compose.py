@@ -205,9 +205,11 @@ def missing_hint(op: str, scope: str) -> str:
             f"(accelcal import nccl-tests <op>_perf.txt --out IC.yaml) and pass it as {flag}")
 
 
-def add_profile_arguments(parser: Any, device_help: str) -> None:
-    """``--profile``, ``--interconnect`` and ``--inter-node-profile``: the parts a plan or prediction composes."""
-    parser.add_argument("--profile", required=True, help=device_help)
+def add_profile_arguments(parser: Any, device_help: str | None) -> None:
+    """``--profile``, ``--interconnect`` and ``--inter-node-profile``: the parts a plan or prediction composes
+    (``device_help`` None: the caller takes the device profile otherwise, e.g. as a positional argument)."""
+    if device_help is not None:
+        parser.add_argument("--profile", required=True, help=device_help)
     parser.add_argument("--interconnect", default=None, metavar="PROFILE",
                         help="intra-node interconnect profile (profiles/interconnect/*.yaml, or your own from "
                              "accelcal import nccl-tests): its intra_node collectives replace --profile's, and it "

@@ -99,3 +99,14 @@ def test_report_on_an_unplannable_model_still_writes_the_page(tmp_path, capsys):
     out = tmp_path / "r.html"
     assert main(["report", str(H200), "--model", "llama3.1-405b", "--out", str(out)]) == 0
     assert "no feasible plan" in out.read_text(encoding="utf-8")
+
+
+def test_report_plans_over_an_interconnect(tmp_path, capsys):
+    """report takes --interconnect as plan does: the shipped single-GPU profiles get a multi-GPU plan."""
+    out = tmp_path / "r.html"
+    rc = main(["report", str(REPO / "profiles" / "nvidia-h100.yaml"), "--interconnect",
+               str(REPO / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml"), "--model", "llama3-70b",
+               "--batch", "1", "--out", str(out)])
+    page = out.read_text()
+    # the 4-of-8 NVSwitch profile makes it an 8-GPU node: 70B at batch 1 keeps TP inside it
+    assert rc == 0 and "TP8 PP1 DP1" in page and "no feasible plan" not in page
