@@ -105,6 +105,11 @@ def _only(p: Profile, scope: str, flag: str) -> list:
     have = [c for c in p.collectives if c.scope == scope]
     if not have:
         other = sorted({c.scope for c in p.collectives})
+        if not p.is_interconnect and not other:
+            # a device profile measured on one device: no fabric in it at all
+            raise ProfileError(f"{flag} {p.identity.name}: is a device profile with no collective measurements; "
+                               f"{flag} takes an interconnect profile (profiles/interconnect/*.yaml, or accelcal "
+                               f"import nccl-tests) or a profile measured over several devices")
         hint = {"intra_node": "--inter-node-profile", "inter_node": "--interconnect"}[scope]
         raise ProfileError(f"{flag} {p.identity.name}: has no {scope} collectives (it has {other or 'none'}); "
                            f"a log whose ranks span several hosts is inter_node (pass it as {hint}), one host is "

@@ -153,3 +153,9 @@ def test_a_model_folder_without_config_json_says_so(tmp_path, capsys):
     rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", str(tmp_path), "--concurrency", "2", *SMALL)
     assert rc == 2 and f"model folder {tmp_path} has no config.json" in err
 
+
+
+def test_a_single_device_profile_as_interconnect_says_what_the_flag_takes(capsys):
+    rc, _, err = _run(capsys, "predict", "--profile", H100, "--interconnect", str(ROOT / "profiles" / "nvidia-h200.yaml"),
+                      "--model", "llama3-8b", "--concurrency", "2", *SMALL)
+    assert rc == 2 and "is a device profile with no collective measurements; --interconnect takes" in err
