@@ -30,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json(env)
         return EXIT_OK
+    from .units import fmt_bytes
+
     width = max(len(k) for k in env)
     for k, v in env.items():
-        print(f"{k:<{width}}  {v}")
+        # the table is for people: byte counts with their unit as well (--format json keeps the raw numbers)
+        shown = f"{v} ({fmt_bytes(v)})" if k.endswith("_bytes") and isinstance(v, (int, float)) else v
+        print(f"{k:<{width}}  {shown}")
     return EXIT_OK

@@ -120,3 +120,9 @@ def test_env_json_parses(capsys):
     assert main(["env", "--device", "cpu", "--format", "json"]) == EXIT_OK
     doc = json.loads(capsys.readouterr().out)
     assert doc["device_type"] == "cpu"
+
+
+def test_env_table_gives_byte_counts_a_unit(capsys):
+    assert main(["env", "--device", "cpu"]) == EXIT_OK
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("device_memory_total_bytes"))
+    assert line.rstrip().endswith("GiB)") and "(" in line
