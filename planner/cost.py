@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from accelcal.calibrate.profile import MissingMeasurement, ProfileQueries
-from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT
+from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, gemm_bytes
 
 from .dag import DagNode, LayerDAG
 
@@ -154,6 +154,8 @@ class Coster:
         """False: a collective whose latency the profile does not give (datasheet priors) is refused, not costed at 0 s."""
         self.inter = inter_node_profile if inter_node_profile is not None else profile
         self.dtype = dtype
+        self.gemm_dtype = dtype
+        """Element type the GEMMs run in (a subclass may run them in another, e.g. fp8 weights)."""
         self.cuda_graphs = cuda_graphs
         if dtype not in profile.dtypes():
             raise ValueError(f"profile {profile.identity.name} has no compute data for dtype "
@@ -269,7 +271,7 @@ class Coster:
                 est = self.gemm(p["m"], p["n"], p["k"])
                 t = count * est.time_s
                 detail = est.detail if count == 1 else f"{count} x ({est.detail})"
-            nbytes = count * (p["m"] * p["k"] + p["k"] * p["n"] + p["m"] * p["n"]) * el
+            nbytes = count * gemm_bytes(p["m"], p["n"], p["k"], self.gemm_dtype)
             cat = self._category(t, nbytes)
             kernels = node.kernels
         elif node.op == "attention":

@@ -759,3 +759,25 @@ def test_serving_search_tries_expert_parallel_replicas_for_moe(prof):
     assert " EP2 " in ep.label and ep.to_dict()["ep"] == 2
     dense = search_serving(prof, "small", 2, ["vllm"], [4], 128, 16)
     assert {c.ep for c in dense.ranked} == {1}
+
+
+
+def test_fp8_gemms_are_labelled_by_their_fp8_bytes():
+    """A GEMM's compute/memory label compares its time with its traffic at the GEMM's own element size
+    (accelcal.vocab.gemm_bytes: fp8 inputs, bf16 output), not at the activations' bf16: on the H100 profile a
+    1024-token fp8 prefill of Qwen3-32B is compute-bound (at bf16 bytes its gate/up GEMM read as memory-bound),
+    a decode step stays memory-bound."""
+    from pathlib import Path
+
+    from accelcal.vocab import gemm_bytes
+
+    prof = Profile.load(str(Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml"))
+    model = ModelConfig.resolve("qwen3-32b")
+    sc = StepCoster(prof, model, Parallelism(tp=1), EnginePreset.from_name("trtllm"), "fp8_e4m3", "fp8_e4m3")
+    c = sc._costers[False]
+    m, n, k = 1024, 2 * model.ffn_size, model.hidden_size
+    t = c.gemm(m, n, k).time_s
+    assert c.read(gemm_bytes(m, n, k, "fp8_e4m3")).time_s < 0.5 * t <= c.read(gemm_bytes(m, n, k, "bf16")).time_s
+    prefill = sc.breakdown(0, 0.0, ((1024, 1024),))
+    decode = sc.breakdown(8, 1024.0)
+    assert prefill["compute"] > prefill["memory"] and decode["compute"] == 0.0 and decode["memory"] > 0

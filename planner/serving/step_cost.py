@@ -70,7 +70,7 @@ class _ServingCoster(Coster):
     def __init__(self, profile: Any, gemm_dtype: str, act_dtype: str, cuda_graphs: bool, inter: Any,
                  ar_kernel: str = "", ar_kernel_max_bytes: float = 0.0, kv_dtype: str | None = None) -> None:
         super().__init__(profile, dtype=act_dtype, cuda_graphs=cuda_graphs, inter_node_profile=inter, kv_dtype=kv_dtype)
-        self.gemm_dtype = gemm_dtype
+        self.gemm_dtype = gemm_dtype  # the GEMMs' operands (and so their bytes) in the weight dtype
         self.ar_kernel, self.ar_kernel_max_bytes = ar_kernel, ar_kernel_max_bytes
 
     def collective(self, op: str, nbytes: float, group_size: int, scope: str, kernel: str | None = None):
