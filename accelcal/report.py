@@ -129,7 +129,9 @@ def _summary(prof) -> str:
     if prof.overheads.eager_launch_s is not None:
         cards.append((fmt(prof.overheads.eager_launch_s, "s"), "eager kernel launch"))
     if i.memory_capacity_bytes:
-        cards.append((fmt(i.memory_capacity_bytes, "bytes"), "memory per device"))
+        # decimal GB first, as the plan's memory lines below give it
+        cards.append((f"{i.memory_capacity_bytes / 1e9:.4g} GB ({fmt(i.memory_capacity_bytes, 'bytes')})",
+                      "memory per device"))
     rows = [("device", f"{i.device_name} ({i.device_type}), {i.devices_per_node} per node x {i.nodes} node(s)"),
             ("source", "DATASHEET PRIOR (not measured)" if prof.is_datasheet else "measured"),
             ("measured", f"{i.date or '-'} on {i.host or '-'}"), ("command", i.command or "-")]
@@ -190,7 +192,7 @@ def _plan_section(result, why_not: str, args, pareto_png: Path | None) -> str:
         f"<tr><td>{i}{' *' if id(c) in pareto else ''}</td><td>{_e(c.label)}</td>"
         f"<td class='num'>{_e(fmt(c.ttft_s, 's'))}</td><td class='num'>{_e(fmt(c.tpot_s, 's'))}</td>"
         f"<td class='num'>{c.tokens_per_s_per_device:.4g}</td>"
-        f"<td class='num'>{_e(fmt(c.memory.total_bytes, 'bytes'))}</td>"
+        f"<td class='num'>{c.memory.total_bytes / 1e9:.4g} GB</td>"  # the unit of the plan's why-lines
         f"<td>{'ok' if not c.misses else '<span class=flag>MISS</span>'}</td></tr>"
         for i, c in enumerate(g.ranked[:args.top], 1))
     best = g.ranked[0]

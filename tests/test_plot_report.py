@@ -110,3 +110,13 @@ def test_report_plans_over_an_interconnect(tmp_path, capsys):
     page = out.read_text()
     # the 4-of-8 NVSwitch profile makes it an 8-GPU node: 70B at batch 1 keeps TP inside it
     assert rc == 0 and "TP8 PP1 DP1" in page and "no feasible plan" not in page
+
+
+def test_report_gives_plan_memory_in_the_unit_of_its_why_lines(tmp_path):
+    """The plan table and the why-lines on one page state the same per-device memory in the same unit."""
+    out = tmp_path / "r.html"
+    assert main(["report", str(REPO / "profiles" / "nvidia-h100.yaml"), "--model", "llama3-8b", "--out", str(out)]) == 0
+    page = out.read_text()
+    why = re.search(r"= ([\d.]+) GB of [\d.]+ GB allowed", page)
+    assert why and f">{float(why.group(1)):.4g} GB</td>" in page
+    assert "85.02 GB (79.18 GiB)" in page
