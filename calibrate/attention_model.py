@@ -97,11 +97,14 @@ def prefill_schedule_factor(batch: Any, heads: Any, q_len: Any, kv_len: Any, cau
         c = bool(c) and q > 1
         pairs = attended_pairs(q, kv, c)
         groups = int(b) * int(h)
+        # a block holds block_q query rows, or all of a shorter query (a chunk's few leftover tokens): its
+        # keys and its prologue cost per row it holds, not per row a full block would hold
+        rows = min(int(block_q), q)
         if not wave_units:
             keys = _block_keys(q, kv, c, block_q)
-            return (pairs + block_q * keys.size * float(half_length)) / pairs
+            return (pairs + rows * keys.size * float(half_length)) / pairs
         span = prefill_makespan_keys(q, kv, c, int(block_q), groups, int(wave_units), round(float(half_length), 6))
-        return span * block_q * int(wave_units) / (groups * pairs)
+        return span * rows * int(wave_units) / (groups * pairs)
 
     out = np.vectorize(one, otypes=[float])(batch, heads, q_len, kv_len, causal)
     return float(out) if np.ndim(out) == 0 else out

@@ -214,3 +214,26 @@ def test_mixed_step_can_take_torch_chunk_kernels():
     # a whole prompt (no cached context) is a prefill either way
     assert p.attention_mixed_time_s([], [(512, 0)], 32, 8, 128, "bf16", torch_chunks=True).time_s == pytest.approx(
         p.attention_time_s("prefill", 1, 512, 512, 32, 8, 128, "bf16").time_s)
+
+
+@pytest.mark.parametrize("units", [132, None])
+def test_a_short_prefill_block_costs_per_row_it_holds(units):
+    """A query shorter than a block (a chunk's few leftover tokens) fills one block with its own rows: the
+    prologue and keys are charged per row it holds, so a prefill never costs more than a longer one with the
+    same cached context."""
+    p = dict(TRUE, wave_units=units)
+    times = [_time("prefill", dict(batch=1, heads=32, kv_heads=8, head_dim=128, q_len=q, kv_len=2048 + q, causal=True), p)
+             for q in (1, 2, 8, 16, 64, 128, 256, 1024)]
+    assert all(a <= b * (1 + 1e-9) for a, b in zip(times, times[1:])), times
+    # one query row over 2049 keys: its block's keys + prologue, the grid's idle units included
+    one = _time("prefill", dict(batch=1, heads=32, kv_heads=8, head_dim=128, q_len=1, kv_len=2049, causal=True), p)
+    assert one < 100 * _time("decode", dict(batch=1, heads=32, kv_heads=8, head_dim=128, q_len=1, kv_len=2049,
+                                             causal=False), dict(TRUE, half_length=0.0))
+
+
+def test_plan_ttft_grows_with_the_prompt_from_one_token():
+    prof = Profile.load(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml"))
+    from accelcal.planner.predict import predict_layer_time_s
+
+    t = [predict_layer_time_s(prof, "llama3-8b", "prefill", 1, q, q).total_s for q in (1, 2, 8, 16, 128, 512)]
+    assert all(a <= b for a, b in zip(t, t[1:])), t
