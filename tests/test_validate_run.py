@@ -63,15 +63,29 @@ def _measured_cpu_profile():
 
 @pytest.fixture
 def profile_path(tmp_path):
-    """A measured CPU profile from profiles/ when one exists (copied), else the layout fixture."""
+    """A measured CPU profile from profiles/ when one exists (copied), else the layout fixture; either stands for
+    this machine's CPU (validate --write records only runs on the device a profile describes)."""
+    import yaml
+
+    from accelcal.kernels.device import resolve_device
+
     dst = tmp_path / "node.yaml"
     src = _measured_cpu_profile()
-    if src is not None:
-        prof = Profile.load(src)
-        prof.with_validation(None).save(dst)  # start without a validation section
-    else:
-        Profile.from_dict(_layout_profile(), origin="layout fixture").save(dst)
+    d = (yaml.safe_load(Profile.load(src).with_validation(None).to_yaml()) if src is not None  # no validation yet
+         else _layout_profile())
+    d["identity"]["device_name"] = resolve_device("cpu").name()
+    Profile.from_dict(d, origin="test copy").save(dst)
     return dst
+
+
+def test_write_refuses_a_profile_of_another_device(tmp_path, capsys):
+    dst = tmp_path / "h100.yaml"
+    dst.write_bytes((REPO / "profiles" / "nvidia-h100.yaml").read_bytes())
+    before = dst.read_bytes()
+    rc = main(["validate", "--profile", str(dst), "--device", "cpu", "--model", "tiny", "--quick", "--write"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "describes NVIDIA H100 80GB HBM3 (cuda), but this run is on" in err
+    assert dst.read_bytes() == before
 
 
 def _cases_in(out):

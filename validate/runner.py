@@ -121,6 +121,18 @@ def _busy_note(start: tuple[float, float] | None, wall_s: float) -> str:
     return ""
 
 
+def _require_same_device(profile: Any, profile_path: str, dev: Any) -> None:
+    """--write records a run in the profile's validation section: only a run on the device the profile
+    describes may (another device's errors would read as this profile's accuracy)."""
+    ident = profile.identity
+    mine = (str(ident.device_type), str(ident.device_name))
+    here = (str(dev.type), str(dev.name()))
+    if mine != here:
+        raise ValueError(f"--write: {profile_path} describes {mine[1]} ({mine[0]}), but this run is on {here[1]} "
+                         f"({here[0]}); its validation would not be that profile's. Validate without --write, or "
+                         f"calibrate a profile on this device and write into that one")
+
+
 def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1, models: list[str] | None = None,
                    quick: bool = False, write: bool = True, dtype: str | None = None, ranking: bool = True,
                    preset: str | None = None, shapes: int | None = None, results_dir: Any = None,
@@ -146,6 +158,8 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     if results_dir is not None:
         check_dir(results_dir, what="--results", need_bytes=16 * 2**20)
     dev = resolve_device(device)
+    if write:
+        _require_same_device(profile, profile_path, dev)
     if nproc > 1 and not dev.is_cpu and nproc > dev.count():
         raise ValueError(f"--nproc {nproc} needs {nproc} {dev.type} devices, this node has {dev.count()}")
     dt = validation_dtype(profile, dev.type, dtype)
