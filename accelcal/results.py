@@ -228,6 +228,15 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+_SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "gemm": ("m", "n", "k"),
+    "attn_prefill": ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len"),
+    "attn_decode": ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len"),
+    "@collectives": ("size_bytes", "group_size", "scope"),
+}
+"""Columns a fit reads from the rows of an op (or, with '@', of a suite) besides CORE_COLUMNS."""
+
+
 def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Concatenate result CSVs, checking each has the core columns."""
     import pandas as pd
@@ -241,6 +250,12 @@ def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
         missing = [c for c in CORE_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"{p}: not an accelcal results file; missing columns {missing}")
+        for kind, need in _SHAPE_COLUMNS.items():
+            rows = df["suite"].astype(str).eq(kind[1:]) if kind.startswith("@") else df["op"].astype(str).eq(kind)
+            lack = [c for c in need if c not in df.columns] if rows.any() else []
+            if lack:
+                what = f"its {kind[1:]} rows" if kind.startswith("@") else f"its {kind} rows"
+                raise ValueError(f"{p}: {what} need the columns {list(need)} to be fitted; missing {lack}")
         frames.append(df)
     if not frames:
         raise ValueError("no results files given")

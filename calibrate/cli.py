@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -169,8 +170,25 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export_configurator
     from .profile import Profile
 
+    from .compose import require_device_profile
+
     p = Profile.load(args.profile)
+    require_device_profile(p, "PROFILE")  # an interconnect profile has no device for a configurator to describe
     ds = Profile.load(args.datasheet) if args.datasheet else None
+    if ds is not None:
+        require_device_profile(ds, "--datasheet")
+        models = [t for t in re.findall(r"[A-Za-z0-9]+", str(ds.identity.device_name)) if re.search(r"[A-Za-z]\d", t)]
+        if (str(ds.identity.device_type) != str(p.identity.device_type)
+                or models and not any(t.lower() in str(p.identity.device_name).lower() for t in models)):
+            # a reference for another device: allowed (a what-if), but every exported reference figure changes
+            print(f"warning: --datasheet {ds.identity.name} is for {ds.identity.device_name} "
+                  f"({ds.identity.device_type}); the profile measured {p.identity.device_name} "
+                  f"({p.identity.device_type}): its peaks and bandwidths set the exported reference figures",
+                  file=sys.stderr)
+    if args.out and args.format == "configurator" and os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: is a directory; the configurator format writes one YAML file")
+    if args.out and args.format == "aiconfigurator" and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: is a file; the aiconfigurator format writes a folder")
     if args.format == "aiconfigurator":
         return _export_aiconfigurator(args, p, ds)
     text = yaml.safe_dump(export_configurator(p, ds), sort_keys=False)
@@ -208,7 +226,13 @@ def _split_results(paths: list[str]):
     from accelcal.results import read_results
 
     frames, kern_env, other_env = [], {}, {}
+    seen: dict[Path, str] = {}
+    devices: dict[tuple[str, str], str] = {}
     for p in paths:
+        key = Path(p).resolve()
+        if key in seen:
+            raise ValueError(f"--from-results: {p} is given twice (as {seen[key]}); each file's rows would be fitted twice")
+        seen[key] = p
         df = read_results([p])
         frames.append(df)
         envp = Path(p).with_suffix(".env.json")
@@ -216,6 +240,12 @@ def _split_results(paths: list[str]):
             from accelcal.safe_io import load_json
 
             e = load_json(envp, what="environment file", max_bytes=16 * 2**20, expect=dict)
+            dev = (str(e.get("device_type", "")), str(e.get("device_name", "")))
+            if devices and dev not in devices:
+                other, where = next(iter(devices.items()))
+                raise ValueError(f"--from-results: {p} was measured on {dev[1]} ({dev[0]}) but {where} on {other[1]} "
+                                 f"({other[0]}) (their .env.json); one profile describes one device type")
+            devices.setdefault(dev, p)
             # Kernel provenance wins: it describes the device the GEMMs ran on.
             if (df["suite"] == "kernels").any():
                 kern_env = kern_env or e

@@ -248,3 +248,44 @@ def test_calibrate_failed_sweep_keeps_existing_profile(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert "collective sweep failed: rank 1 exited" in err and "existing profile is kept" in err
     assert out.read_bytes() == before
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_export_refuses_an_interconnect_profile_and_wrong_destinations(tmp_path, capsys):
+    assert run(["export", str(REPO / "profiles" / "interconnect" / "h100-nvswitch-8.yaml"), "--format",
+                "aiconfigurator", "--out", str(tmp_path / "aic")]) == 2
+    assert "is an interconnect profile" in capsys.readouterr().out and not (tmp_path / "aic").exists()
+    (tmp_path / "f.txt").write_text("keep")
+    assert run(["export", str(GOOD), "--format", "aiconfigurator", "--out", str(tmp_path / "f.txt")]) == 2
+    assert "is a file; the aiconfigurator format writes a folder" in capsys.readouterr().out
+    assert run(["export", str(GOOD), "--format", "configurator", "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().out and (tmp_path / "f.txt").read_text() == "keep"
+
+
+def test_export_warns_when_the_datasheet_is_another_device(capsys):
+    assert run(["export", str(REPO / "profiles" / "nvidia-h200.yaml"), "--format", "configurator", "--datasheet",
+                str(REPO / "profiles" / "datasheet" / "mi300x.yaml")]) == 0
+    assert "warning: --datasheet mi300x is for AMD Instinct MI300X (rocm)" in capsys.readouterr().err
+    assert run(["export", str(REPO / "profiles" / "nvidia-h200.yaml"), "--format", "configurator", "--datasheet",
+                str(REPO / "profiles" / "datasheet" / "h200-sxm.yaml")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_from_results_refuses_repeated_files_other_devices_and_missing_shape_columns(tmp_path, capsys):
+    import pandas as pd
+
+    cpu = REPO / "profiles" / "cpu-amd-epyc-2core-raw"
+    out = str(tmp_path / "p.yaml")
+    assert run(["calibrate", "--from-results", str(cpu / "kernels.csv"), str(cpu / "kernels.csv"), "--out", out]) == 2
+    assert "is given twice" in capsys.readouterr().out
+    assert run(["calibrate", "--from-results", str(REPO / "profiles" / "nvidia-h100-raw" / "kernels.csv"),
+                str(cpu / "collectives-round1.csv"), "--out", out]) == 2
+    assert "one profile describes one device type" in capsys.readouterr().out
+    nom = tmp_path / "nom.csv"
+    pd.read_csv(cpu / "kernels.csv").drop(columns=["m"]).to_csv(nom, index=False)
+    (tmp_path / "nom.env.json").write_text((cpu / "kernels.env.json").read_text())
+    assert run(["calibrate", "--from-results", str(nom), "--out", out]) == 2
+    assert "its gemm rows need the columns ['m', 'n', 'k'] to be fitted; missing ['m']" in capsys.readouterr().out
+    assert not os.path.exists(out)
