@@ -159,3 +159,17 @@ def test_a_single_device_profile_as_interconnect_says_what_the_flag_takes(capsys
     rc, _, err = _run(capsys, "predict", "--profile", H100, "--interconnect", str(ROOT / "profiles" / "nvidia-h200.yaml"),
                       "--model", "llama3-8b", "--concurrency", "2", *SMALL)
     assert rc == 2 and "is a device profile with no collective measurements; --interconnect takes" in err
+
+
+@pytest.mark.parametrize("flag", [["--memory-utilization", "0.3"], ["--batch", "64"], ["--dtype", "fp32"],
+                                  ["--max-layouts", "1"], ["--implementation", "torch-eager"],
+                                  ["--objective", "throughput"], ["--cuda-graphs"], ["--extra-group", "x.yaml:1"]])
+def test_planner_only_options_are_refused_with_engine(capsys, flag):
+    rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
+                      "--concurrency", "4", *flag)
+    assert rc == 2 and flag[0] in err and "layer-level planner" in err
+
+
+def test_max_layouts_must_be_positive(capsys):
+    rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--max-layouts", "0")
+    assert rc == 2 and "--max-layouts must be >= 1" in err
