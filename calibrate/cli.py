@@ -118,7 +118,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import changes_to_json, compare_profiles, format_changes, regressions
+    from .compare import changes_to_json, compare_profiles, format_changes, missing_in_new, regressions
     from .profile import Profile
 
     old, new = Profile.load(args.old), Profile.load(args.new)
@@ -127,16 +127,21 @@ def _compare(args: argparse.Namespace) -> int:
         note = f"comparing different devices: {old.identity.device_name!r} vs {new.identity.device_name!r}"
     changes = compare_profiles(old, new)
     slower = regressions(changes)
+    lost = missing_in_new(old, new)
     if args.format == "json":
         print_json({"old_profile": args.old, "new_profile": args.new, "note": note,
-                    "regressions": len(slower), "changes": changes_to_json(changes, only_significant=not args.all)})
+                    "regressions": len(slower), "missing_in_new": lost,
+                    "changes": changes_to_json(changes, only_significant=not args.all)})
     else:
         if note:
             print(f"note: {note}")
         print(format_changes(changes, only_significant=not args.all))
-    if args.fail_on_regression and slower:
-        print(f"accelcal compare: {len(slower)} predicted time(s) slower beyond noise: "
-              + "; ".join(f"{c.quantity} {c.rel_change:+.1%}" for c in slower[:5]), file=sys.stderr)
+        if lost:
+            print(f"missing in NEW ({len(lost)}): " + ", ".join(lost))
+    if args.fail_on_regression and (slower or lost):
+        print(f"accelcal compare: {len(slower)} predicted time(s) slower beyond noise"
+              + "".join(f"; {c.quantity} {c.rel_change:+.1%}" for c in slower[:5])
+              + (f"; {len(lost)} measurement(s) NEW lacks: {', '.join(lost[:5])}" if lost else ""), file=sys.stderr)
         return EXIT_REGRESSION
     return EXIT_OK
 

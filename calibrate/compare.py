@@ -28,7 +28,7 @@ from accelcal.vocab import DTYPE_BYTES, attention_flop_bytes, gemm_element_bytes
 
 from .profile import MissingMeasurement, Profile, Quality, gemm_model_time_s
 
-__all__ = ["Change", "compare_profiles", "format_changes", "changes_to_json", "regressions", "attention_cases_in_range",
+__all__ = ["Change", "compare_profiles", "format_changes", "changes_to_json", "missing_in_new", "regressions", "attention_cases_in_range",
            "MIN_NOISE", "OVERHEAD_NOISE"]
 
 MIN_NOISE = 0.03
@@ -273,6 +273,21 @@ def _shown(changes: list[Change], only_significant: bool) -> list[Change]:
     # Judged rows beyond noise plus the context rows of their group; everything without only_significant.
     moved = {c.group for c in changes if c.significant}
     return [c for c in changes if not only_significant or c.significant or (not c.judged and c.group in moved)]
+
+
+def missing_in_new(old: Profile, new: Profile) -> list[str]:
+    """Measurements OLD answers and NEW cannot (a dtype, memory pattern, attention phase, elementwise group,
+    sampler kind or collective it lost): no ratio judges them, yet a plan NEW costs cannot use them."""
+    out = [f"compute.{dt}" for dt in old.compute if dt not in new.compute]
+    out += [f"memory.{pat}" for pat in old.memory if pat not in new.memory]
+    out += [f"attention.{dt}.{ph}" for dt, phs in old.attention.items() for ph in phs
+            if ph not in new.attention.get(dt, {})]
+    out += [f"elementwise.{dt}.{g}" for dt, gs in old.elementwise.items() for g in gs
+            if g not in new.elementwise.get(dt, {})]
+    out += [f"sampler.{k}" for k in old.sampler if k not in new.sampler]
+    have = {c.key for c in new.collectives}
+    out += [c.label for c in old.collectives if c.key not in have]
+    return out
 
 
 def regressions(changes: list[Change]) -> list[Change]:

@@ -289,3 +289,16 @@ def test_from_results_refuses_repeated_files_other_devices_and_missing_shape_col
     assert run(["calibrate", "--from-results", str(nom), "--out", out]) == 2
     assert "its gemm rows need the columns ['m', 'n', 'k'] to be fitted; missing ['m']" in capsys.readouterr().out
     assert not os.path.exists(out)
+
+
+def test_compare_reports_what_new_lost_and_fails_on_it(tmp_path, capsys):
+    d = yaml.safe_load((REPO / "profiles" / "nvidia-h100.yaml").read_text())
+    del d["compute"]["fp8_e4m3"]
+    lost = tmp_path / "lost.yaml"
+    lost.write_text(yaml.safe_dump(d))
+    h100 = str(REPO / "profiles" / "nvidia-h100.yaml")
+    assert run(["compare", h100, str(lost)]) == 0  # without the flag: reported, not failed
+    assert "missing in NEW (1): compute.fp8_e4m3" in capsys.readouterr().out
+    assert run(["compare", h100, str(lost), "--fail-on-regression"]) == 5
+    assert "1 measurement(s) NEW lacks: compute.fp8_e4m3" in capsys.readouterr().err
+    assert run(["compare", h100, h100, "--fail-on-regression"]) == 0
