@@ -130,6 +130,8 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
                              args.weight_dtype, args.kv_dtype, inter)
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
+        if args.format == "json":  # a document for programs, as predict gives one
+            print(json.dumps({"feasible": False, "reason": str(exc), "rejected": exc.rejected}, indent=1))
         return EXIT_INFEASIBLE
     if args.format == "json":
         print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
@@ -241,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
         result = plan(model, Cluster(groups), workload, options, progress)
     except NoFeasiblePlan as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
+        if args.format == "json":  # a document for programs, as predict gives one
+            print(json.dumps({"feasible": False, "reason": str(exc)}, indent=1))
         return EXIT_INFEASIBLE
     if args.format == "json":
         from accelcal.safe_io import dumps_finite

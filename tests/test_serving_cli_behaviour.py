@@ -173,3 +173,9 @@ def test_planner_only_options_are_refused_with_engine(capsys, flag):
 def test_max_layouts_must_be_positive(capsys):
     rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--max-layouts", "0")
     assert rc == 2 and "--max-layouts must be >= 1" in err
+
+
+def test_plan_json_on_exit_3_is_a_document(capsys):
+    rc, out, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-405b", "--format", "json")
+    doc = json.loads(out)
+    assert rc == 3 and doc["feasible"] is False and "no feasible plan for llama3.1-405b" in doc["reason"]

@@ -124,7 +124,9 @@ class Profile:
         if "schema_version" in d:
             sv = d["schema_version"]
             if isinstance(sv, bool) or not isinstance(sv, int) or sv != SCHEMA_VERSION:
-                raise r.fail("schema_version", f"unknown schema version {sv!r}; this accelcal reads {SCHEMA_VERSION}")
+                what = (f"the {type(sv).__name__} {sv!r}; it is an integer" if not isinstance(sv, int) or isinstance(sv, bool)
+                        else f"unknown schema version {sv}")
+                raise r.fail("schema_version", f"{what}: this accelcal reads schema_version {SCHEMA_VERSION}")
         # compute / memory / overheads are optional only for an interconnect profile (collectives only).
         d = r.mapping(d, TOP_LEVEL, ["schema_version", "method_version", "identity", "collectives"],
                       ["compute", "memory", "overheads", "attention", "elementwise", "sampler", "validation"])
