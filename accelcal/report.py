@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from accelcal.calibrate.compose import add_profile_arguments, compose, require_device_profile
+from accelcal.calibrate.compose import add_profile_arguments, plan_profiles
 
 from .exitcodes import EXIT_BAD_INPUT, EXIT_OK
 from .units import fmt
@@ -70,17 +70,13 @@ def run(args: argparse.Namespace) -> int:
     from accelcal.atomic import atomic_write_text
     from accelcal.calibrate.profile import Profile
 
-    prof = Profile.load(args.profile)
-    require_device_profile(prof)
-    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
-    if args.interconnect or (inter is not None and inter.is_interconnect):
-        # as accelcal plan composes them: device numbers from PROFILE, each scope's collectives from its fabric
-        prof = compose(prof, Profile.load(args.interconnect) if args.interconnect else None, inter)
-        inter = None
-    args.inter_node = inter
+    # as accelcal plan takes them: device numbers from PROFILE, each scope's collectives from its fabric
+    prof, inter = plan_profiles(Profile.load(args.profile),
+                                Profile.load(args.interconnect) if args.interconnect else None,
+                                Profile.load(args.inter_node_profile) if args.inter_node_profile else None)
     ds = Profile.load(args.datasheet) if args.datasheet else None
     try:
-        page = build_report(prof, args.profile, args, datasheet=ds)
+        page = build_report(prof, args.profile, args, datasheet=ds, inter_node=inter)
     except ImportError as exc:
         print(f"accelcal report: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -99,7 +95,7 @@ def _img(path: Path, caption: str) -> str:
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
-def _plan(prof, args):
+def _plan(prof, args, inter_node=None):
     from accelcal.planner.cli import _pick_dtype
     from accelcal.planner.cluster import Cluster, DeviceGroup
     from accelcal.models import ModelConfig
@@ -107,8 +103,7 @@ def _plan(prof, args):
     from accelcal.planner.workload import Workload
 
     model = _pick_dtype(ModelConfig.resolve(args.model), prof, args.dtype)
-    groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node,
-                          getattr(args, "inter_node", None))]
+    groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node, inter_node)]
     try:
         result = plan(model, Cluster(groups), Workload(args.prompt_len, args.output_len, args.batch, args.ttft,
                                                       args.tpot, None), PlanOptions())
@@ -218,13 +213,13 @@ _CAPTIONS = {
 }
 
 
-def build_report(prof, profile_path: str, args: argparse.Namespace, datasheet=None) -> str:
+def build_report(prof, profile_path: str, args: argparse.Namespace, datasheet=None, inter_node=None) -> str:
     """The HTML page as a string (plots rendered in a temporary folder and inlined)."""
     from accelcal.calibrate.plot import plot_pareto, plot_profile
     from accelcal.calibrate.priors import find_datasheet
 
     ds = datasheet if datasheet is not None else find_datasheet(prof)
-    result, why_not = _plan(prof, args)
+    result, why_not = _plan(prof, args, inter_node)
     with tempfile.TemporaryDirectory(prefix="accelcal-report-") as tmp:
         notes: list[str] = []
         pngs = plot_profile(prof, tmp, profile_path=profile_path, datasheet=ds, notes=notes)

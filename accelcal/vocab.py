@@ -76,6 +76,9 @@ QK_NORM_KERNELS: tuple[int, ...] = (1, 2)
 EP_COMMS: tuple[str, ...] = ("all_to_all", "all_reduce")
 """How experts spread over a TP group meet their tokens (DagOptions.ep_comm, the engine presets' ep_comm)."""
 
+FP8_SCALINGS: tuple[str, ...] = ("per_tensor", "block")
+"""How fp8 weights carry their scales (--fp8-scaling): one scale per tensor, or one per block of weights."""
+
 SERVING_DTYPES: tuple[str, ...] = ("bf16", "fp8_e4m3")
 """Weight and KV cache dtypes the serving model costs (accelcal predict / plan --engine --weight-dtype, --kv-dtype)."""
 

@@ -33,8 +33,8 @@ from accelcal.vocab import SCOPES
 
 from .profile import Estimate, Profile, ProfileError
 
-__all__ = ["Part", "ComposedProfile", "compose", "datasheet_names", "require_device_profile", "describe_origin", "shipped_interconnects",
-           "missing_hint", "SHIPPED_DIR"]
+__all__ = ["Part", "ComposedProfile", "compose", "datasheet_names", "plan_profiles", "require_device_profile",
+           "describe_origin", "shipped_interconnects", "missing_hint", "SHIPPED_DIR"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles" / "interconnect"
 """The interconnect profiles shipped with accelcal (made by ``accelcal import nccl-tests`` from published logs)."""
@@ -135,6 +135,18 @@ def require_device_profile(device: Profile, flag: str = "--profile") -> None:
     if device.is_interconnect:
         raise ProfileError(f"{flag} {device.identity.name}: is an interconnect profile (collectives only, no compute); "
                            f"pass a device profile as {flag} and this one as --interconnect / --inter-node-profile")
+
+
+def plan_profiles(device: Profile, interconnect: Profile | None = None,
+                  inter_node: Profile | None = None) -> tuple[Profile, Profile | None]:
+    """(device group's profile, inter-node profile left to the planner) as ``accelcal plan`` and ``report`` take
+    their profiles: with an interconnect, or an inter-node profile that is one, device numbers from ``device`` and
+    each scope's collectives from its fabric (:func:`compose`); a full profile as ``inter_node`` stays the group's
+    inter-node link."""
+    require_device_profile(device)
+    if interconnect is not None or (inter_node is not None and inter_node.is_interconnect):
+        return compose(device, interconnect, inter_node), None
+    return device, inter_node
 
 
 def compose(device: Profile, interconnect: Profile | None = None, inter_node: Profile | None = None) -> ComposedProfile:

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from accelcal.calibrate.compose import add_profile_arguments, require_device_profile
+from accelcal.calibrate.compose import add_profile_arguments, plan_profiles
 from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
@@ -206,17 +206,11 @@ def run(args: argparse.Namespace) -> int:
 
         check_dir(args.export_dir, what="--export-dir", need_bytes=16 * 2**20)
     model = ModelConfig.resolve(args.model)
-    prof = Profile.load(args.profile)
-    require_device_profile(prof)
-    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
-    extra_inter = inter  # other device groups keep the inter-node link as given
-    if args.interconnect or (inter is not None and inter.is_interconnect):
-        from accelcal.calibrate.compose import compose
-
-        # One profile per device group: device numbers from --profile, each scope's collectives from its fabric.
-        ic = Profile.load(args.interconnect) if args.interconnect else None
-        prof = compose(prof, ic, inter)
-        inter = None
+    extra_inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    # One profile per device group: device numbers from --profile, each scope's collectives from its fabric; other
+    # device groups keep the inter-node link as given.
+    prof, inter = plan_profiles(Profile.load(args.profile), Profile.load(args.interconnect) if args.interconnect else None,
+                                extra_inter)
     if args.engine:
         return _run_serving(args, model, prof, inter)
     model = _pick_dtype(model, prof, args.dtype)

@@ -18,7 +18,7 @@ import json
 import sys
 
 from accelcal.calibrate.compose import add_profile_arguments
-from accelcal.vocab import SERVING_DTYPES
+from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from .deployment import DEPLOYMENTS
 from .engine import engine_names
@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="weights and GEMMs (fp8_e4m3: 1 byte per weight, costed from the profile's fp8 GEMMs; "
                         "default: the model's own, fp8_e4m3 for a Hugging Face config with an fp8 "
                         "quantization_config, else bf16)")
-    p.add_argument("--fp8-scaling", choices=("per_tensor", "block"), default=None,
+    p.add_argument("--fp8-scaling", choices=FP8_SCALINGS, default=None,
                    help="fp8 weight scaling (block-scaled GEMMs are costed from the per-tensor measurements, noted; "
                         "default: block when the model's quantization config gives a weight_block_size)")
     p.add_argument("--kv-dtype", choices=SERVING_DTYPES, default=None,

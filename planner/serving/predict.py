@@ -20,7 +20,7 @@ from typing import Any
 
 from accelcal.calibrate.compose import datasheet_names
 from accelcal.models import ModelConfig
-from accelcal.vocab import SERVING_DTYPES
+from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from ..report import datasheet_note
 from .engine import EnginePreset
@@ -112,8 +112,8 @@ def serving_dtypes(model: ModelConfig, weight_dtype: str | None = None, kv_dtype
     for flag, value in (("--weight-dtype", weight_dtype), ("--kv-dtype", kv_dtype)):
         if value is not None and value not in SERVING_DTYPES:
             raise ValueError(f"{flag} must be one of {list(SERVING_DTYPES)}, got {value!r}")
-    if fp8_scaling is not None and fp8_scaling not in ("per_tensor", "block"):
-        raise ValueError(f"--fp8-scaling must be per_tensor or block, got {fp8_scaling!r}")
+    if fp8_scaling is not None and fp8_scaling not in FP8_SCALINGS:
+        raise ValueError(f"--fp8-scaling must be one of {list(FP8_SCALINGS)}, got {fp8_scaling!r}")
     if weight_dtype is None:
         weight_dtype = model.weight_dtype if model.weight_dtype in SERVING_DTYPES else "bf16"
         if weight_dtype != model.weight_dtype:
@@ -188,9 +188,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                               f"requests from clients that send at once and do not cluster (--method simulate "
                               f"models them)")
         # each replica's clients (C = 4 over 3 replicas: 2, 1, 1); the busiest replica sets the latencies
-        shares = [concurrency // dp + (1 if r < concurrency % dp else 0) for r in range(dp)]
-        if min(shares) < 1:
-            raise ValueError(f"--concurrency {concurrency} < dp {dp}: a replica would get no client")
+        shares = workload.client_shares(dp)
         states = {c: steady_state(engine, coster, kv, isl, osl, c) for c in set(shares)}
         s = states[max(shares)]
         per_user = 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0

@@ -34,7 +34,7 @@ import math
 from typing import Any
 
 from accelcal.calibrate.profile import MissingMeasurement
-from accelcal.vocab import DTYPE_BYTES, SAMPLER_BYTES_PER_LOGIT
+from accelcal.vocab import DTYPE_BYTES, FP8_SCALINGS, SAMPLER_BYTES_PER_LOGIT
 
 from ..cost import Coster
 from ..dag import DagOptions, build_edge_dag, build_layer_dag, kv_heads_per_device
@@ -103,8 +103,8 @@ class StepCoster:
         act = "bf16" if "bf16" in have else model.weight_dtype
         if act not in have:
             raise StepCostError(f"profile {name} has no bf16 compute data for the activations; it has {have}")
-        if fp8_scaling not in ("per_tensor", "block"):
-            raise ValueError(f"fp8 scaling must be per_tensor or block, got {fp8_scaling!r}")
+        if fp8_scaling not in FP8_SCALINGS:
+            raise ValueError(f"fp8 scaling must be one of {list(FP8_SCALINGS)}, got {fp8_scaling!r}")
         model.require_tp_divides_heads(tp)
         if model.layers % pp:
             raise ValueError(f"layers({model.layers}) % pp({pp}) = {model.layers % pp}: stages must be equal")

@@ -130,6 +130,13 @@ class ServingWorkload:
         rng = np.random.default_rng(self.seed)
         return np.cumsum(rng.exponential(1.0 / self.request_rate_per_s, size=self.requests))
 
+    def client_shares(self, dp: int) -> list[int]:
+        """Closed loop: the clients each of ``dp`` replicas serves, as even as they split (C = 4 over 3: 2, 1, 1)."""
+        shares = [self.concurrency // dp + (1 if r < self.concurrency % dp else 0) for r in range(dp)]
+        if min(shares) < 1:
+            raise ValueError(f"--concurrency {self.concurrency} < dp {dp}: a replica would get no client")
+        return shares
+
     def per_replica(self, dp: int, replica: int) -> "ServingWorkload":
         """The share of this load one of ``dp`` replicas serves (a load balancer keeping the replicas equally busy).
 
@@ -139,12 +146,7 @@ class ServingWorkload:
         the requests split evenly."""
         import dataclasses
 
-        if self.closed_loop:
-            weights = [self.concurrency // dp + (1 if r < self.concurrency % dp else 0) for r in range(dp)]
-            if min(weights) < 1:
-                raise ValueError(f"--concurrency {self.concurrency} < dp {dp}: a replica would get no client")
-        else:
-            weights = [1] * dp
+        weights = self.client_shares(dp) if self.closed_loop else [1] * dp
         measured = self.requests - self.warmup_requests
         if measured < dp:
             raise ValueError(f"--num-requests {measured} < dp {dp}: each replica needs at least one request")
