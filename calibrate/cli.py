@@ -389,7 +389,73 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
     env["profile_name"] = target.name  # identity.name is the file stem (calibrate/naming.py)
     print("[calibrate] fitting")
     profile = fit_profile(kern, coll, env, command, progress=lambda m: print(f"[calibrate]   {m}"))
-    profile.identity.raw_data = [os.path.relpath(Path(f).resolve(), out.parent.resolve()) for f in raw_files]
+    copies: list[Path] = []
+    new_raw_dir = args.from_results and not target.raw_dir.exists()
+    try:
+        if args.from_results:
+            raw_files = _results_beside(raw_files, out, target.raw_dir, copies)
+        profile.identity.raw_data = [os.path.relpath(Path(f).resolve(), out.parent.resolve()) for f in raw_files]
+        _save_replacing(profile, out)
+    except BaseException:
+        for c in copies:  # a profile that was not written records no copies: take them back
+            c.unlink(missing_ok=True)
+        if new_raw_dir and target.raw_dir.is_dir() and not any(target.raw_dir.iterdir()):
+            target.raw_dir.rmdir()
+        raise
+    flagged = sum(bool(q.flags) for q in _all_q(profile))
+    print(f"[calibrate] wrote {out}: {len(profile.compute)} GEMM dtype(s), {len(profile.memory)} memory pattern(s), "
+          f"{len(profile.collectives)} collective fit(s); {flagged} fit(s) flagged (see accelcal show {out})")
+    return 0
+
+
+def _results_beside(files: list[str], out: Path, raw_dir: Path, copies: list[Path]) -> list[str]:
+    """The --from-results inputs as the profile records them: a file inside the profile's folder stays where it
+    is; any other is copied, with its ``<stem>.env.json``, into the raw folder beside the profile, so that the
+    profile never points outside its own folder (``accelcal export`` reads only files inside it, and a folder
+    moved or shared whole keeps its data).  Nothing there is overwritten: a file already there with the same
+    bytes is used as it is, a different one keeps its name and the copy takes the next free one
+    (``kernels-2.csv``).  Each new file is appended to ``copies``."""
+    import shutil
+
+    from accelcal.atomic import atomic_write_with
+
+    home = out.parent.resolve()
+    kept: list[str] = []
+    for f in files:
+        src = Path(f).resolve()
+        if src.is_relative_to(home):
+            kept.append(str(src))
+            continue
+        env = src.with_suffix(".env.json")
+        pairs = [(src, src.suffix)] + ([(env, ".env.json")] if env.exists() else [])
+        for n in range(1, 1000):
+            stem = src.stem if n == 1 else f"{src.stem}-{n}"
+            dests = [(s, raw_dir / f"{stem}{suffix}") for s, suffix in pairs]
+            if all(not d.exists() or _same_bytes(s, d) for s, d in dests):
+                break
+        else:
+            raise ValueError(f"--from-results: no free name for {src.name} in {raw_dir} ({src.stem}-2 .. -999 taken)")
+        fresh = [(s, d) for s, d in dests if not d.exists()]
+        for s, d in fresh:
+            atomic_write_with(d, lambda tmp, s=s: shutil.copyfile(s, tmp))
+            copies.append(d)
+        kept.append(str(dests[0][1]))
+        how = ("copied to" if fresh else "is already, byte for byte, at") + f" {dests[0][1]}"
+        print(f"[calibrate] {f} {how}" + (" with its .env.json" if fresh and len(dests) > 1 else "")
+              + " (the profile records its raw data beside it)")
+    return kept
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    import filecmp
+
+    return b.is_file() and filecmp.cmp(a, b, shallow=False)
+
+
+def _save_replacing(profile, out: Path) -> None:
+    """Write ``profile`` to ``out`` atomically, saying what it replaces."""
+    from .profile import Profile, ProfileError
+
     if out.exists():
         # An existing good profile is only replaced by a run that produced a loadable one (it did, or we
         # would have raised above); say what is being replaced.
@@ -399,10 +465,6 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         except ProfileError:
             print(f"[calibrate] replacing {out} (previous file did not load)")
     profile.save(out)
-    flagged = sum(bool(q.flags) for q in _all_q(profile))
-    print(f"[calibrate] wrote {out}: {len(profile.compute)} GEMM dtype(s), {len(profile.memory)} memory pattern(s), "
-          f"{len(profile.collectives)} collective fit(s); {flagged} fit(s) flagged (see accelcal show {out})")
-    return 0
 
 
 def _all_q(p):

@@ -147,9 +147,48 @@ def test_calibrate_from_results_writes_profile(tmp_path, capsys):
     assert run(["calibrate", "--from-results", str(k), str(c), "--out", str(out), "--name", "synth"]) == 0
     p = Profile.load(out)
     assert p.identity.name == "synth" and p.identity.source == "measured"
-    assert p.identity.raw_data == ["../raw/kernels.csv", "../raw/collectives.csv"]
+    # inputs outside the profile's folder are copied, with their .env.json, into its raw folder
+    assert p.identity.raw_data == ["synth-raw/kernels.csv", "synth-raw/collectives.csv"]
+    for stem in ("kernels", "collectives"):
+        assert (out.parent / "synth-raw" / f"{stem}.csv").read_bytes() == (tmp_path / "raw" / f"{stem}.csv").read_bytes()
+        assert (out.parent / "synth-raw" / f"{stem}.env.json").exists()
     assert {c.op for c in p.collectives} == {"all_reduce", "all_gather"}
     assert "wrote" in capsys.readouterr().out
+
+
+def test_from_results_copies_keep_the_profile_self_contained(tmp_path, capsys):
+    a = _write_results(tmp_path / "a", synth_kernels(), "kernels")
+    out = tmp_path / "profiles" / "synth.yaml"
+    assert run(["calibrate", "--from-results", str(a), "--out", str(out)]) == 0
+    # export reads raw data only inside the profile's folder: it finds the copy
+    assert [c.name for c in Profile.load(out).identity.raw_csv_paths(out)] == ["kernels.csv"]
+    # a refit of the same file reuses the copy; a different file of the same name never overwrites it
+    assert run(["calibrate", "--from-results", str(a), "--out", str(out), "--force"]) == 0
+    assert "already, byte for byte," in capsys.readouterr().out
+    k = synth_kernels()
+    b = _write_results(tmp_path / "b", k[k["op"] == "gemm"], "kernels")
+    assert run(["calibrate", "--from-results", str(b), "--out", str(out), "--force"]) == 0
+    raw = out.parent / "synth-raw"
+    assert Profile.load(out).identity.raw_data == ["synth-raw/kernels-2.csv"]
+    assert (raw / "kernels.csv").read_bytes() == a.read_bytes() and (raw / "kernels-2.csv").read_bytes() == b.read_bytes()
+    assert (raw / "kernels-2.env.json").exists()
+    # a file already inside the profile's folder is recorded where it is
+    assert run(["calibrate", "--from-results", str(raw / "kernels.csv"), "--out", str(out), "--force"]) == 0
+    assert Profile.load(out).identity.raw_data == ["synth-raw/kernels.csv"]
+    assert sorted(f.name for f in raw.iterdir()) == ["kernels-2.csv", "kernels-2.env.json", "kernels.csv", "kernels.env.json"]
+
+
+def test_from_results_failed_save_takes_its_copies_back(tmp_path, capsys, monkeypatch):
+    a = _write_results(tmp_path / "a", synth_kernels(), "kernels")
+    out = tmp_path / "profiles" / "synth.yaml"
+
+    def boom(self, path):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(Profile, "save", boom)
+    with pytest.raises(OSError, match="simulated"):
+        run(["calibrate", "--from-results", str(a), "--out", str(out)])
+    assert not out.exists() and not (out.parent / "synth-raw").exists()
 
 
 def test_failed_calibration_keeps_good_profile(tmp_path, capsys):
