@@ -79,6 +79,34 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.set_defaults(func=run)
 
 
+def parse_extra_group(spec: str) -> tuple[str, list[int]]:
+    """``PROFILE:NODES[:DEVICES]`` -> (profile path, [nodes] or [nodes, devices per node]), each number >= 1."""
+    head, sep, last = spec.rpartition(":")
+    if not sep:
+        raise ValueError(f"--extra-group {spec!r}: expected PROFILE:NODES[:DEVICES], e.g. a100.yaml:2 or a100.yaml:2:8")
+    fields = [last]
+    path = head
+    h2, sep2, mid = head.rpartition(":")
+    if sep2 and mid.strip().lstrip("+-").isdigit():
+        path, fields = h2, [mid, last]
+    if not path.strip():
+        raise ValueError(f"--extra-group {spec!r}: the PROFILE before ':NODES' is empty; expected "
+                         f"PROFILE:NODES[:DEVICES]")
+    if len(fields) == 2 and path.rpartition(":")[2].strip().lstrip("+-").isdigit():
+        raise ValueError(f"--extra-group {spec!r}: more than two numbers after the profile; expected "
+                         f"PROFILE:NODES[:DEVICES]")
+    nums = []
+    for what, text in zip(("NODES", "DEVICES"), fields):
+        try:
+            n = int(text)
+        except ValueError:
+            raise ValueError(f"--extra-group {spec!r}: {what} must be an integer >= 1, got {text!r}") from None
+        if n < 1:
+            raise ValueError(f"--extra-group {spec!r}: {what} must be an integer >= 1, got {n}")
+        nums.append(n)
+    return path, nums
+
+
 PLANNER_ONLY: dict = {"dtype": None, "extra_group": [], "batch": 8, "cuda_graphs": False,
                       "implementation": DEFAULT_IMPLEMENTATION, "objective": "auto", "max_layouts": 200_000,
                       "memory_utilization": 0.9, "export_dir": None}
@@ -216,14 +244,11 @@ def run(args: argparse.Namespace) -> int:
     model = _pick_dtype(model, prof, args.dtype)
     groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node, inter)]
     for spec in args.extra_group:
-        parts = spec.rsplit(":", 2) if spec.count(":") >= 2 else spec.rsplit(":", 1)
-        if len(parts) < 2:
-            raise ValueError(f"--extra-group {spec!r}: expected PROFILE:NODES[:DEVICES]")
+        path, nums = parse_extra_group(spec)
         try:
-            nums = [int(x) for x in parts[1:]]
-        except ValueError:
-            raise ValueError(f"--extra-group {spec!r}: NODES and DEVICES must be integers") from None
-        gp = Profile.load(parts[0])
+            gp = Profile.load(path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ValueError(f"--extra-group {spec!r}: {exc}") from None
         name = str(gp.identity.device_name)
         if any(g.name == name for g in groups):
             name = f"{name} #{len(groups) + 1}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,30 @@ def test_plan_bad_inputs(profile_path):
         _run(["plan", "--profile", str(profile_path) + ".missing"])
     # Infeasible is not a typo: its own exit code (accelcal.exitcodes), the reason on stderr.
     assert _run(["plan", "--profile", str(profile_path), "--model", "llama3.1-405b", "--devices-per-node", "2"]) == 3
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{p}", "expected PROFILE:NODES\\[:DEVICES\\], e.g."),
+    ("{p}:0", "NODES must be an integer >= 1, got 0"),
+    ("{p}:two", "NODES must be an integer >= 1, got 'two'"),
+    ("{p}:1:0", "DEVICES must be an integer >= 1, got 0"),
+    ("{p}:1:x", "DEVICES must be an integer >= 1, got 'x'"),
+    (":1", "the PROFILE before ':NODES' is empty"),
+    ("{p}:1:2:3", "more than two numbers after the profile"),
+    ("{p}.missing:1", "profile .* does not exist"),
+])
+def test_extra_group_spec_errors_name_the_flag_and_the_part(profile_path, spec, message):
+    spec = spec.format(p=profile_path)
+    with pytest.raises((ValueError, FileNotFoundError), match=f"--extra-group '{re.escape(spec)}': {message}"):
+        _run(["plan", "--profile", str(profile_path), "--extra-group", spec])
+
+
+def test_extra_group_adds_a_device_group(profile_path, capsys):
+    assert plan_cli.parse_extra_group(f"{profile_path}:2:4") == (str(profile_path), [2, 4])
+    assert plan_cli.parse_extra_group("a:b.yaml:3") == ("a:b.yaml", [3])
+    assert _run(["plan", "--profile", str(profile_path), "--extra-group", f"{profile_path}:1:2", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert json.dumps(doc).count("#2") >= 1  # the second group of the same device gets its own name
 
 
 def test_planner_runs_without_torch(profile_path):
