@@ -13,14 +13,26 @@ profile cannot supply is null and listed under ``missing``, never guessed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .profile import Profile, busbw_factor
 
-__all__ = ["export_configurator", "FORMATS"]
+__all__ = ["export_configurator", "memory_pattern", "FORMATS"]
 
 FORMATS = ("configurator", "aiconfigurator")
 """Export formats ``accelcal export --format`` accepts (aiconfigurator: :mod:`.export_aiconfigurator`)."""
+
+
+def memory_pattern(p: Profile) -> str | None:
+    """The memory pattern whose bandwidth the exports give: read or copy, whichever fit predicts held-out sizes
+    better (read on a tie or where neither has a quality record); None when neither was measured."""
+    cands = [k for k in ("read", "copy") if k in p.memory]
+
+    def err(k: str) -> float:
+        q = p.memory[k].quality
+        return q.heldout_median_rel_err if q is not None and q.heldout_median_rel_err is not None else math.inf
+    return min(cands, key=lambda k: (err(k), k != "read")) if cands else None
 
 
 def _best_busbw(p: Profile, scope: str) -> tuple[float | None, str]:
@@ -40,12 +52,17 @@ def export_configurator(p: Profile, datasheet: Profile | None = None) -> dict[st
     """A plain dict (YAML/JSON-ready) of configurator hardware fields with units in the names and their provenance."""
     missing: list[str] = []
     notes: dict[str, str] = {}
-    mem = p.memory.get("read") or p.memory.get("copy")
+    pattern = memory_pattern(p)
+    mem = p.memory[pattern] if pattern else None
     mem_bw = mem.bandwidth_bytes_per_s if mem else None
     if mem is None:
         missing.append("mem_bw_bytes_per_s (no memory read/copy measured)")
     else:
-        notes["mem_bw_bytes_per_s"] = "memory.read" if "read" in p.memory else "memory.copy"
+        q = mem.quality
+        notes["mem_bw_bytes_per_s"] = f"memory.{pattern}" + (
+            f" (the better held-out fit: {q.heldout_median_rel_err:.1%} median error)"
+            if q is not None and q.heldout_median_rel_err is not None and len([k for k in ("read", "copy") if k in p.memory]) > 1
+            else "")
     # mem_bw x scaling factor must equal the measured bandwidth: with a datasheet the bandwidth field is the
     # datasheet peak, without one it is the measured figure and the factor is 1 (never measured x measured/peak).
     measured_bw, scale = mem_bw, None

@@ -62,7 +62,7 @@ import yaml
 from accelcal.atomic import atomic_write_text, atomic_write_with
 from accelcal.vocab import DTYPE_BYTES
 
-from .export import _best_busbw
+from .export import _best_busbw, memory_pattern
 from .profile import MissingMeasurement, Profile
 
 __all__ = ["AicExport", "export_aiconfigurator", "system_name", "AIC_GEMM_DTYPES", "AIC_COMM_OPS"]
@@ -150,7 +150,7 @@ def _spec(p: Profile, env: dict[str, Any], name: str, datasheet: Profile | None,
           fill: dict[str, Any] | None, fill_label: str, res: AicExport) -> dict[str, Any]:
     prov, warn = res.provenance, res.warnings
     gpu: dict[str, Any] = {}
-    mem_pattern = _memory_pattern(p)
+    mem_pattern = memory_pattern(p)
     measured_bw = p.memory[mem_pattern].bandwidth_bytes_per_s if mem_pattern else None
     ds_mem = None
     if datasheet is not None:
@@ -232,15 +232,6 @@ def _spec(p: Profile, env: dict[str, Any], name: str, datasheet: Profile | None,
                     if (sect, k) in (("gpu", "mem_bw"), ("node", "intra_node_bw"), ("node", "inter_node_bw")) else ""
                 warn.append(f"{sect}.{k} left out: neither the profile nor a datasheet prior has it{need}")
     return spec
-
-
-def _memory_pattern(p: Profile) -> str | None:
-    """read or copy, whichever fit predicts held-out sizes better (read on a tie or without quality)."""
-    cands = [k for k in ("read", "copy") if k in p.memory]
-    def err(k: str) -> float:
-        q = p.memory[k].quality
-        return q.heldout_median_rel_err if q is not None and q.heldout_median_rel_err is not None else math.inf
-    return min(cands, key=lambda k: (err(k), k != "read")) if cands else None
 
 
 def _sm_version(capability: str) -> int | None:

@@ -113,6 +113,31 @@ def test_compare_attention_rate_that_binds_is_judged_by_time(tmp_path):
     assert "SLOWER" in next(l for l in format_changes(changes).splitlines() if l.startswith("attention fp32 prefill time"))
 
 
+def test_exports_take_the_better_fitted_memory_pattern(tmp_path):
+    import dataclasses
+
+    from accelcal.calibrate.export import export_configurator, memory_pattern
+
+    good = Profile.load(GOOD)
+    assert {"read", "copy"} <= set(good.memory)
+
+    def with_err(p, pattern, err):
+        e = p.memory[pattern]
+        p.memory[pattern] = dataclasses.replace(e, quality=dataclasses.replace(e.quality, heldout_median_rel_err=err))
+
+    with_err(good, "read", 0.35)  # a read fit that misses held-out sizes by 35%
+    with_err(good, "copy", 0.05)
+    assert memory_pattern(good) == "copy"
+    d = export_configurator(good)
+    assert d["gpu"]["mem_bw_measured_bytes_per_s"] == good.memory["copy"].bandwidth_bytes_per_s
+    assert d["gpu"]["mem_empirical_constant_latency_s"] == good.memory["copy"].latency_s
+    assert d["provenance"]["mem_bw_bytes_per_s"].startswith("memory.copy (the better held-out fit: 5.0%")
+    with_err(good, "read", 0.05)  # a tie keeps read
+    assert memory_pattern(good) == "read"
+    del good.memory["read"], good.memory["copy"]
+    assert memory_pattern(good) is None
+    assert any("mem_bw_bytes_per_s" in m for m in export_configurator(good)["missing"])
+
 def test_export_configurator(tmp_path, capsys):
     assert run(["export", str(GOOD), "--format", "configurator", "--datasheet", str(H100)]) == 0
     d = yaml.safe_load(capsys.readouterr().out)
