@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     # as accelcal plan takes them: device numbers from PROFILE, each scope's collectives from its fabric
     prof, inter = plan_profiles(Profile.load(args.profile),
                                 Profile.load(args.interconnect) if args.interconnect else None,
-                                Profile.load(args.inter_node_profile) if args.inter_node_profile else None)
+                                Profile.load(args.inter_node_profile) if args.inter_node_profile else None,
+                                device_flag="PROFILE")
     ds = Profile.load(args.datasheet) if args.datasheet else None
     try:
         page = build_report(prof, args.profile, args, datasheet=ds, inter_node=inter)

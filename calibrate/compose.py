@@ -138,14 +138,16 @@ def require_device_profile(device: Profile, flag: str = "--profile") -> None:
 
 
 def plan_profiles(device: Profile, interconnect: Profile | None = None,
-                  inter_node: Profile | None = None) -> tuple[Profile, Profile | None]:
+                  inter_node: Profile | None = None, device_flag: str = "--profile") -> tuple[Profile, Profile | None]:
     """(device group's profile, inter-node profile left to the planner) as ``accelcal plan`` and ``report`` take
     their profiles: with an interconnect, or an inter-node profile that is one, device numbers from ``device`` and
     each scope's collectives from its fabric (:func:`compose`); a full profile as ``inter_node`` stays the group's
-    inter-node link."""
-    require_device_profile(device)
+    inter-node link, and must have inter_node collectives.  ``device_flag`` names ``device``'s argument in errors."""
+    require_device_profile(device, device_flag)
     if interconnect is not None or (inter_node is not None and inter_node.is_interconnect):
         return compose(device, interconnect, inter_node), None
+    if inter_node is not None:
+        _only(inter_node, "inter_node", "--inter-node-profile")  # refuse a profile with no link between nodes
     return device, inter_node
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from accelcal.calibrate.compose import add_profile_arguments, plan_profiles
+from accelcal.calibrate.compose import add_profile_arguments, plan_profiles, require_device_profile
 from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
@@ -249,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
             gp = Profile.load(path)
         except (FileNotFoundError, ValueError) as exc:
             raise ValueError(f"--extra-group {spec!r}: {exc}") from None
+        require_device_profile(gp, "--extra-group")
         name = str(gp.identity.device_name)
         if any(g.name == name for g in groups):
             name = f"{name} #{len(groups) + 1}"

@@ -646,8 +646,10 @@ def _provenance(cluster: Cluster) -> list[str]:
     out: list[str] = []
     for g in cluster.groups:
         parts = getattr(g.profile, "parts", None)
+        n = len(g.profile.collectives)
+        role = f"device + {n} collective fit(s)" if n else "device (no collectives measured)"
         lines = ([p.line() for p in parts] if parts else
-                 [f"device + collectives: {g.profile.identity.name} - {describe_origin(g.profile)}"])
+                 [f"{role}: {g.profile.identity.name} - {describe_origin(g.profile)}"])
         if g.inter_node_profile is not None:
             lines.append(f"inter-node: {g.inter_node_profile.identity.name} - {describe_origin(g.inter_node_profile)}")
         prefix = f"{g.name}: " if len(cluster.groups) > 1 else ""

@@ -117,4 +117,7 @@ def test_measured_multi_device_profile_still_works_alone():
     res = plan("llama3-70b", Cluster.homogeneous(Profile.from_dict(copy.deepcopy(d), "x"), devices_per_node=8),
                Workload(batch=1), FAST)
     assert res.best.tp > 1 and res.provenance == [
-        f"device + collectives: h200-with-own-collectives - measured on vm, {d['identity']['date']}"]
+        f"device + {len(d['collectives'])} collective fit(s): h200-with-own-collectives - measured on vm, "
+        f"{d['identity']['date']}"]
+    alone = plan("llama3-8b", Cluster.homogeneous(Profile.load(H200)), Workload(batch=1), FAST)
+    assert alone.provenance[0].startswith("device (no collectives measured): nvidia-h200 - measured on vm")

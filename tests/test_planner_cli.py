@@ -132,6 +132,16 @@ def test_extra_group_spec_errors_name_the_flag_and_the_part(profile_path, spec, 
         _run(["plan", "--profile", str(profile_path), "--extra-group", spec])
 
 
+
+def test_profiles_in_the_wrong_role_are_refused_by_name(profile_path):
+    ic = str(Path(__file__).parent.parent / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml")
+    with pytest.raises(ValueError, match="--extra-group h100-nvswitch-4of8: is an interconnect profile"):
+        _run(["plan", "--profile", str(profile_path), "--extra-group", f"{ic}:1"])
+    # a device profile measured on one device links no nodes
+    one = Path(__file__).parent.parent / "profiles" / "nvidia-h100.yaml"
+    with pytest.raises(ValueError, match="--inter-node-profile nvidia-h100: is a device profile with no collective"):
+        _run(["plan", "--profile", str(one), "--inter-node-profile", str(one), "--nodes", "2"])
+
 def test_extra_group_adds_a_device_group(profile_path, capsys):
     assert plan_cli.parse_extra_group(f"{profile_path}:2:4") == (str(profile_path), [2, 4])
     assert plan_cli.parse_extra_group("a:b.yaml:3") == ("a:b.yaml", [3])
