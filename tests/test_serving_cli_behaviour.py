@@ -147,6 +147,26 @@ def test_one_output_token_has_no_tpot(capsys):
     rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
                       "--concurrency", "2", "--isl", "64", "--osl", "1")
     assert rc == 0 and "TPOT            n/a: one output token per request" in out
+    assert "ITL             n/a (--osl 1)" in out and "per user n/a" in out
+    rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
+                    "--concurrency", "2", "--isl", "64", "--osl", "1")
+    assert rc == 0 and doc["ttft_mean_s"] > 0 and doc["output_tokens_per_s"] > 0
+    assert all(doc[k] is None for k in ("tpot_mean_s", "tpot_p99_s", "itl_mean_s", "output_tokens_per_s_per_user"))
+
+
+def test_infinite_rates_and_targets_are_bad_input(capsys):
+    rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--request-rate", "inf", *SMALL)
+    assert rc == 2 and "--request-rate must be a finite number > 0 requests/s, got inf" in err
+    for flag in ("--ttft", "--tpot", "--request-rate"):
+        rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm", flag, "inf")
+        assert rc == 2 and f"{flag} " in err and "finite number > 0" in err, err
+
+
+def test_fewer_requests_than_clients_is_said(capsys):
+    rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--concurrency", "8",
+                    "--num-requests", "3", *SMALL)
+    assert rc == 0 and doc["max_concurrent_sequences"] <= 3
+    assert any("--num-requests 3 < --concurrency 8: only 3 request(s) are sent" in n for n in doc["notes"])
 
 
 def test_a_model_folder_without_config_json_says_so(tmp_path, capsys):

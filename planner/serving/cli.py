@@ -186,10 +186,11 @@ def format_prediction(res) -> str:
         f"  TTFT            mean {m.ttft_mean_s * ms:10.2f} ms   p50 {m.ttft_p50_s * ms:10.2f} ms   p99 {m.ttft_p99_s * ms:10.2f} ms",
         (f"  TPOT            mean {m.tpot_mean_s * ms:10.2f} ms   p50 {m.tpot_p50_s * ms:10.2f} ms   p99 {m.tpot_p99_s * ms:10.2f} ms"
          if w["osl"] > 1 else "  TPOT            n/a: one output token per request (--osl 1), no token after the first"),
-        f"  ITL             mean {m.itl_mean_s * ms:10.2f} ms",
+        f"  ITL             mean {m.itl_mean_s * ms:10.2f} ms" if w["osl"] > 1 else "  ITL             n/a (--osl 1)",
         f"  request latency mean {m.request_latency_mean_s:10.3f} s    p99 {m.request_latency_p99_s:10.3f} s",
         f"  output tokens/s {m.output_tokens_per_s:10.1f}   per device {m.output_tokens_per_s_per_device:.1f}   "
-        f"per user {m.output_tokens_per_s_per_user:.1f}   (requests/s {m.requests_per_s:.3f})",
+        + (f"per user {m.output_tokens_per_s_per_user:.1f}" if w["osl"] > 1 else "per user n/a")
+        + f"   (requests/s {m.requests_per_s:.3f})",
         f"  KV: {res.memory.get('kv_tokens', 0)} tokens ({res.memory.get('kv_blocks', 0)} blocks); at most "
         f"{res.max_concurrent_sequences} sequences at once; {res.preemptions} preemptions; "
         f"{res.steps_simulated} steps simulated",

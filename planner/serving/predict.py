@@ -72,6 +72,12 @@ class ServingPrediction:
                     "prefill_share_of_decode_time": self.prefill_share_of_decode_time, "notes": list(self.notes),
                     # always present so programs can test it: [] when every profile used is measured
                     "warnings": list(self.warnings)})
+        if self.metrics and self.workload.get("osl") == 1:
+            # one output token per request: no time per output token after the first, so no TPOT, ITL or per-user
+            # token rate (null, as the table says n/a)
+            for k in ("tpot_mean_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_mean_s",
+                      "output_tokens_per_s_per_user"):
+                out[k] = None
         return out
 
 
@@ -161,6 +167,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     wl = dataclasses.asdict(workload)
     pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes)
+    if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency * dp:
+        pred.notes.append(f"--num-requests {num_requests} < --concurrency {workload.concurrency}"
+                          + (f" x {dp} replicas" if dp > 1 else "") + f": only {num_requests} request(s) are sent, "
+                          f"so fewer than {workload.concurrency} are ever in flight")
     isls, osls = workload.lengths()
     pred.warnings = serving_warnings(profile, inter_node_profile, model, int(isls.max()), int(osls.max()))
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)

@@ -51,12 +51,12 @@ class ServingTargets:
     def __post_init__(self) -> None:
         if self.stat not in ("mean", "p90", "p99"):
             raise ValueError(f"--target-stat must be mean, p90 or p99, got {self.stat!r}")
-        for f in ("ttft_s", "tpot_s"):
+        for f, flag in (("ttft_s", "--ttft"), ("tpot_s", "--tpot")):
             v = getattr(self, f)
-            if v is not None and not v > 0:
-                raise ValueError(f"{f} target must be > 0 seconds, got {v}")
-        if self.request_rate_per_s is not None and not self.request_rate_per_s > 0:
-            raise ValueError(f"--request-rate must be > 0 requests/s, got {self.request_rate_per_s}")
+            if v is not None and not 0 < v < math.inf:
+                raise ValueError(f"{flag} target must be a finite number > 0 seconds, got {v}")
+        if self.request_rate_per_s is not None and not 0 < self.request_rate_per_s < math.inf:
+            raise ValueError(f"--request-rate must be a finite number > 0 requests/s, got {self.request_rate_per_s}")
 
     @property
     def any(self) -> bool:

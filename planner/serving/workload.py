@@ -15,6 +15,7 @@ as vLLM's random dataset does with ``--random-range-ratio``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,8 +76,8 @@ class ServingWorkload:
             raise ValueError("give exactly one of --concurrency (closed loop) and --request-rate (open loop)")
         if self.concurrency is not None and (not isinstance(self.concurrency, int) or self.concurrency < 1):
             raise ValueError(f"--concurrency must be an integer >= 1, got {self.concurrency!r}")
-        if self.request_rate_per_s is not None and not self.request_rate_per_s > 0:
-            raise ValueError(f"--request-rate must be > 0 requests/s, got {self.request_rate_per_s!r}")
+        if self.request_rate_per_s is not None and not 0 < self.request_rate_per_s < math.inf:
+            raise ValueError(f"--request-rate must be a finite number > 0 requests/s, got {self.request_rate_per_s!r}")
         if self.num_requests is not None and (not isinstance(self.num_requests, int) or self.num_requests < 1):
             raise ValueError(f"--num-requests must be an integer >= 1, got {self.num_requests!r}")
         for flag, v in (("--num-requests", self.num_requests), ("--warmup-requests", self.warmup_requests)):
