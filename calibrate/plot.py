@@ -48,13 +48,25 @@ def _plt():
     return plt
 
 
-def _raw(p: Profile, profile_path: str | os.PathLike | None):
+RESULT_COLUMNS = ("op", "figure", "status")
+"""Columns an accelcal results CSV has (accelcal.results); other CSVs a profile cites (a transcribed published
+table) are its sources, not measurement rows to draw."""
+
+
+def _raw(p: Profile, profile_path: str | os.PathLike | None, notes: list[str]):
     if profile_path is None or not p.identity.raw_data:
         return None
     import pandas as pd
     from accelcal.safe_io import read_csv
 
-    frames = [read_csv(q, what="raw data") for q in p.identity.raw_csv_paths(profile_path)]
+    frames = []
+    for q in p.identity.raw_csv_paths(profile_path):
+        df = read_csv(q, what="raw data", comment="#")
+        if all(c in df.columns for c in RESULT_COLUMNS):
+            frames.append(df)
+        else:
+            notes.append(f"{q.name}: not an accelcal results CSV (no {'/'.join(RESULT_COLUMNS)} columns): a source "
+                         f"the profile cites, not drawn as measured points")
     return pd.concat(frames, ignore_index=True, sort=False) if frames else None
 
 
@@ -97,9 +109,9 @@ def plot_profile(p: Profile, out_dir: str | os.PathLike, profile_path: str | os.
     ``notes`` collects one line per figure not drawn and why."""
     plt = _plt()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     notes = notes if notes is not None else []
-    raw = _raw(p, profile_path)
+    raw = _raw(p, profile_path, notes)  # before the folder: unreadable raw data leaves nothing behind
+    out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for draw in (_roofline, _gemm_efficiency, _memory_bandwidth, _collective_busbw):
         paths += draw(plt, p, out, raw, datasheet, notes)
@@ -224,14 +236,16 @@ def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
     by_op: dict[str, list] = {}
     for c in fitted:
         by_op.setdefault(c.op, []).append(c)
-    chosen = [c for cs in by_op.values() for c in sorted(cs, key=lambda c: -c.group_size)[:2]][:MAX_SERIES - 1]
+    # the collective library's own entries before an engine kernel's (``kernel``) of the same op
+    chosen = [c for cs in by_op.values()
+              for c in sorted(cs, key=lambda c: (c.kernel is not None, -c.group_size))[:2]][:MAX_SERIES - 1]
     fig, ax = plt.subplots(figsize=(8, 5))
     for c in chosen:
         f = busbw_factor(c.op, c.group_size)
         s = np.logspace(math.log10(max(c.quality.range_min, 1.0)), math.log10(c.quality.range_max), 60)
         t = np.array([p.collective_time_s(c.op, x, c.group_size, c.scope, c.kernel).time_s for x in s])
-        ln = ax.plot(s, s / t * f / 1e9, "-", label=f"{c.op} n={c.group_size} {c.scope}")[0]
-        r = _collective_rows(raw, c)
+        ln = ax.plot(s, s / t * f / 1e9, "-", label=f"{c.op} n={c.group_size} {c.scope}" + (f" ({c.kernel})" if c.kernel else ""))[0]
+        r = _collective_rows(raw, c) if c.kernel is None else None  # results CSVs hold the library's rows
         if r is not None and len(r):
             ax.plot(r["size_bytes"], r["size_bytes"] / r["median_s"] * f / 1e9, "o", ms=4, color=ln.get_color())
     n = len(chosen)

@@ -65,6 +65,30 @@ def test_collectives_are_plotted_as_busbw_in_gb_per_s(tmp_path, figures):
     assert "busbw (GB/s" in ylabel and 0 < len(labels) <= plot_mod.MAX_SERIES
 
 
+
+def test_an_interconnect_profile_plots_its_collectives_and_leaves_its_cited_sources(tmp_path, figures):
+    ic = REPO / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml"
+    notes: list[str] = []
+    paths = plot_mod.plot_profile(Profile.load(ic), tmp_path / "out", profile_path=ic, notes=notes)
+    assert [x.name for x in paths] == ["collectives_busbw.png"]
+    # the transcribed engine all-reduce table is a cited source, not a results CSV to draw as measured points
+    assert any(n.startswith("h100-engine-allreduce-sglang-pr2904.csv: not an accelcal results CSV") for n in notes)
+    _, labels, _, _ = next(f for f in figures if f[0] == "collectives_busbw.png")
+    assert "all_reduce n=4 intra_node" in labels  # the library's own entry comes before an engine kernel's
+    assert any(lb.endswith("(trtllm_custom_ar)") or lb.endswith("(vllm_custom_ar)") for lb in labels)
+
+
+def test_unreadable_raw_data_leaves_no_output_folder(tmp_path):
+    prof = tmp_path / "p.yaml"
+    Profile.load(CPU).save(prof)
+    d = Profile.load(prof)
+    (tmp_path / "bad.csv").write_bytes(b"a,b\n1,2,3,4\n\x00\xff")
+    d.identity.raw_data = ["bad.csv"]
+    d.save(prof)
+    with pytest.raises(ValueError, match="bad.csv: not a readable CSV"):
+        plot_mod.plot_profile(Profile.load(prof), tmp_path / "figs", profile_path=prof)
+    assert not (tmp_path / "figs").exists()
+
 def test_datasheet_prior_says_what_it_cannot_plot_instead_of_empty_figures(tmp_path):
     notes: list[str] = []
     paths = plot_mod.plot_profile(Profile.load(DATASHEET), tmp_path, profile_path=DATASHEET, notes=notes)
