@@ -182,7 +182,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="nccl-tests output (.txt/.log, .json), accelcal collectives CSV, or a published latency table "
                         "CSV (kernel,op,group_size,dtype,size_bytes,time_s; accelcal.collectives.latency_table)")
     p.add_argument("--out", required=True, help="profile YAML to write (refused if it exists, unless --force)")
-    p.add_argument("--name", default=None, help="profile name (default: the --out file stem)")
+    p.add_argument("--name", default=None, help="profile name: the --out file stem (given, it must equal it)")
     p.add_argument("--scope", choices=SCOPES, default=None,
                    help="scope of every entry (default: inter_node when the rank lines name several hosts)")
     p.add_argument("--op", default=None, help="collective of logs that do not say (old logs without the "
@@ -203,6 +203,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
 
 def _run(args: argparse.Namespace) -> int:
     from accelcal.collectives.nccl_tests import NcclTestsError
+
+    from .naming import profile_target
+
+    profile_target(args.out, args.name, {})  # one naming scheme: a .yaml --out whose stem is the profile's name
 
     command = "accelcal import nccl-tests " + " ".join(
         [*args.files, "--out", args.out] + (["--name", args.name] if args.name else [])

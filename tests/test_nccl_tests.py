@@ -112,6 +112,17 @@ def test_import_fit_reproduces_the_logs_own_busbw(tmp_path):
     assert (out.parent / rel).resolve() == IB.resolve()
 
 
+def test_cli_keeps_the_naming_scheme(tmp_path, capsys):
+    # as calibrate: --out is a .yaml whose stem is the profile's name; --name, if given, must say the same
+    assert main(["import", "nccl-tests", str(NVS), "--out", str(tmp_path / "ic.yaml"), "--name", "foo"]) == 2
+    assert "--name 'foo' differs from the stem of --out" in capsys.readouterr().err
+    assert main(["import", "nccl-tests", str(NVS), "--out", str(tmp_path / "ic.txt")]) == 2
+    assert "expected a profile path ending in .yaml" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    assert main(["import", "nccl-tests", str(NVS), "--out", str(tmp_path / "ic.yaml"), "--name", "ic"]) == 0
+    assert Profile.load(tmp_path / "ic.yaml").identity.name == "ic"
+
+
 def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
     out = tmp_path / "ic.yaml"
     assert main(["import", "nccl-tests", str(NVS), "--out", str(out)]) == 0
