@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _innermost_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command ``args`` was parsed into (``accelcal bench kernels`` -> that parser)."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if not name or name not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[name]
+
+
 _SAFE_STDOUT = ("show", "plan", "compare", "export")
 """Commands that print strings from profile files: their stdout escapes control characters (accelcal.textsafe)."""
 
@@ -70,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .textsafe import SafeStream, safe
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # the command's own usage, not the top level's: the unknown option belongs to what the user was typing
+        _innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -222,8 +222,13 @@ def _export_aiconfigurator(args: argparse.Namespace, p, ds) -> int:
     for path, n in res.tables.items():
         print(f"wrote {res.systems_dir / path} ({n} rows)")
     print(f"wrote {res.systems_dir / (res.system + '.yaml')}")
-    print(f"use: aiconfigurator cli estimate --systems-paths {res.systems_dir} --system {res.system} "
-          f"--backend {res.backend} --perf-db-version {res.version} --model ...")
+    if res.tables:
+        print(f"use: aiconfigurator cli estimate --systems-paths {res.systems_dir} --system {res.system} "
+              f"--backend {res.backend} --perf-db-version {res.version} --model ...")
+    else:
+        # no perf tables: aiconfigurator's estimate needs them, so no command is offered that would fail there
+        print(f"no perf tables written (see the warnings): {res.system}.yaml describes the system only; export a "
+              f"measured profile for tables aiconfigurator can estimate from")
     return 0
 
 

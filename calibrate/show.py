@@ -35,12 +35,13 @@ def format_profile(p: Profile) -> str:
     i = p.identity
     out = [f"profile {i.name}  (schema {p.schema_version}, method {p.method_version}, source: {i.source.upper()})",
            f"  device      {i.device_name} ({i.device_type}), {i.devices_per_node} per node x {i.nodes} node(s), "
-           f"{_si(i.memory_capacity_bytes, 'B')} each"
+           + (f"{_si(i.memory_capacity_bytes, 'B')} each" if i.memory_capacity_bytes else "memory not recorded")
            + (f"; a CPU device = one rank's share of the cores: {i.threads_per_device} thread(s), "
               f"1/{i.devices_per_node} of the RAM" if i.threads_per_device else ""),
            # A datasheet prior was typed in from documents, not run on a host: "measured ... on -" would mislead.
            (f"  datasheet   transcribed from datasheets {i.date or '-'} ({i.command or '-'}); not measured" if p.is_datasheet
-            else f"  measured    {i.date or '-'} on {i.host or '-'}: {i.command or '-'}")]
+            else f"  {'imported' if p.is_interconnect else 'measured':<12}{i.date or '(no date recorded)'} on "
+            f"{i.host or '-'}: {i.command or '-'}")]
     if i.versions:
         out.append("  versions    " + ", ".join(f"{k} {v}" for k, v in i.versions.items()))
     for c in i.citations:

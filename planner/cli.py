@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--extra-group", action="append", default=PLANNER_ONLY["extra_group"],
                    metavar="PROFILE:NODES[:DEVICES]",
                    help="another device type joined by DP (repeatable); TP/PP stay inside each group")
-    p.add_argument("--prompt-len", type=int, default=2048, help="prompt tokens per request (default: 2048)")
-    p.add_argument("--output-len", type=int, default=256, help="generated tokens per request (default: 256)")
+    p.add_argument("--prompt-len", "--isl", type=int, default=2048, help="prompt tokens per request (default: 2048; --isl as in accelcal predict)")
+    p.add_argument("--output-len", "--osl", type=int, default=256, help="generated tokens per request (default: 256; --osl as in accelcal predict)")
     p.add_argument("--batch", type=int, default=PLANNER_ONLY["batch"],
                    help="sequences decoded together per replica (default: 8)")
     p.add_argument("--ttft", type=float, default=None, help="time-to-first-token target, seconds")
@@ -222,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise ValueError(f"{', '.join(given)}: option(s) of the layer-level planner; the serving search "
                              f"(--engine) sets batching, memory and launches from the engine preset (--engine-arg "
-                             f"in accelcal predict) and ignores them: leave them out or drop --engine")
+                             f"in accelcal predict) and ignores them: leave them out or drop --engine"
+                             + ("; its dtypes are --weight-dtype and --kv-dtype" if "--dtype" in given else ""))
         if args.plot:
             _check_plot_path(args.plot)
     if args.max_layouts < 1:

@@ -53,6 +53,20 @@ def test_show_datasheet_marks_source(capsys):
     assert "measured    " not in out and " on -" not in out
 
 
+
+def test_show_an_interconnect_profile_says_what_it_does_not_record(capsys):
+    ic = Path(__file__).parent.parent / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml"
+    assert run(["show", str(ic)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith("8 per node x 1 node(s), memory not recorded")
+    assert lines[2].startswith("  imported    (no date recorded) on ")
+
+
+def test_export_of_a_datasheet_offers_no_estimate_command_without_tables(tmp_path, capsys):
+    assert run(["export", str(H100), "--format", "aiconfigurator", "--out", str(tmp_path / "aic")]) == 0
+    out = capsys.readouterr().out
+    assert "no perf tables written" in out and "--perf-db-version" not in out
+
 def test_show_bad_profile_is_one_line_error(capsys):
     bad = DATA / "bad_profiles" / "nan_peak.yaml"
     assert run(["show", str(bad)]) == 2

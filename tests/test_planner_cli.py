@@ -150,6 +150,19 @@ def test_extra_group_adds_a_device_group(profile_path, capsys):
     assert json.dumps(doc).count("#2") >= 1  # the second group of the same device gets its own name
 
 
+
+def test_unknown_options_get_the_commands_usage_and_lengths_take_both_spellings(profile_path, capsys):
+    from accelcal.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--profile", str(profile_path), "--bogus", "3"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "usage: accelcal plan" in err and "accelcal plan: error: unrecognized arguments: --bogus 3" in err
+    # plan and predict name the request lengths differently; each takes the other's spelling too
+    assert main(["plan", "--profile", str(profile_path), "--isl", "512", "--osl", "32", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["workload"]["prompt_len"] == 512 and doc["workload"]["output_len"] == 32
+
 def test_planner_runs_without_torch(profile_path):
     code = (
         "import sys, argparse\n"

@@ -188,6 +188,7 @@ def test_planner_only_options_are_refused_with_engine(capsys, flag):
     rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
                       "--concurrency", "4", *flag)
     assert rc == 2 and flag[0] in err and "layer-level planner" in err
+    assert ("its dtypes are --weight-dtype and --kv-dtype" in err) == (flag[0] == "--dtype")
 
 
 def test_max_layouts_must_be_positive(capsys):

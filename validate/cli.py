@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
         help="run real decoder layers and compare them with the planner's predictions",
         description="Build real torch decoder layers (dense and MoE, prefill and decode, eager and graph-replayed "
                     "where the device has graphs, TP=1 and TP=N), time them, compare with the planner's prediction "
-                    "for the same layer and layout, and write the errors into the profile's validation section.",
+                    "for the same layer and layout, and print the errors (with --write, also into the profile's "
+                    "validation section).",
     )
     p.add_argument("--profile", required=True, metavar="P", help="profile YAML to validate (and update)")
     p.add_argument("--device", default=None, metavar="D", help="device to run on: cpu, cuda:0, ... (default: the accelerator if any, else cpu)")
