@@ -245,7 +245,7 @@ def test_raw_data_paths_stay_inside_the_profile_folder(tmp_path):
     p = _write_profile(tmp_path / "sub" / "p.yaml", d)
     (tmp_path / "outside.csv").write_text("suite\nx\n")
     with pytest.raises(UnsafeInput, match="points outside"):
-        _raw(Profile.load(p), p)
+        _raw(Profile.load(p), p, [])
 
 
 @pytest.mark.parametrize("env_kind", ["dev_zero", "json_list"])
