@@ -414,9 +414,9 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
 
 
 def _results_beside(files: list[str], out: Path, raw_dir: Path, copies: list[Path]) -> list[str]:
-    """The --from-results inputs as the profile records them: a file inside the profile's folder stays where it
-    is; any other is copied, with its ``<stem>.env.json``, into the raw folder beside the profile, so that the
-    profile never points outside its own folder (``accelcal export`` reads only files inside it, and a folder
+    """The --from-results inputs as the profile records them: a file already in the profile's raw folder
+    (``<stem>-raw/``) stays where it is; any other is copied there with its ``<stem>.env.json``, so that the
+    profile's raw data lives beside it in its own folder and never outside the profile's folder (``accelcal export`` reads only files inside it, and a folder
     moved or shared whole keeps its data).  Nothing there is overwritten: a file already there with the same
     bytes is used as it is, a different one keeps its name and the copy takes the next free one
     (``kernels-2.csv``).  Each new file is appended to ``copies``."""
@@ -424,7 +424,7 @@ def _results_beside(files: list[str], out: Path, raw_dir: Path, copies: list[Pat
 
     from accelcal.atomic import atomic_write_with
 
-    home = out.parent.resolve()
+    home = raw_dir.resolve()
     kept: list[str] = []
     for f in files:
         src = Path(f).resolve()

@@ -211,10 +211,14 @@ def test_from_results_copies_keep_the_profile_self_contained(tmp_path, capsys):
     assert Profile.load(out).identity.raw_data == ["synth-raw/kernels-2.csv"]
     assert (raw / "kernels.csv").read_bytes() == a.read_bytes() and (raw / "kernels-2.csv").read_bytes() == b.read_bytes()
     assert (raw / "kernels-2.env.json").exists()
-    # a file already inside the profile's folder is recorded where it is
+    # a file already in the profile's raw folder is recorded where it is
     assert run(["calibrate", "--from-results", str(raw / "kernels.csv"), "--out", str(out), "--force"]) == 0
     assert Profile.load(out).identity.raw_data == ["synth-raw/kernels.csv"]
     assert sorted(f.name for f in raw.iterdir()) == ["kernels-2.csv", "kernels-2.env.json", "kernels.csv", "kernels.env.json"]
+    # another profile's raw data beside it is copied into this profile's own raw folder
+    other = out.parent / "other.yaml"
+    assert run(["calibrate", "--from-results", str(raw / "kernels.csv"), "--out", str(other)]) == 0
+    assert Profile.load(other).identity.raw_data == ["other-raw/kernels.csv"]
 
 
 def test_from_results_failed_save_takes_its_copies_back(tmp_path, capsys, monkeypatch):
