@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["Terminated", "EXIT_ORPHANED", "PARENT_PID_ENV", "CLEANUP_ENV", "install_termination_handler",
+__all__ = ["Terminated", "raise_if_terminated", "EXIT_ORPHANED", "PARENT_PID_ENV", "CLEANUP_ENV", "install_termination_handler",
            "set_parent_death_signal", "child_preexec", "parent_env", "watch_parent"]
 
 EXIT_ORPHANED = 125
@@ -69,16 +69,30 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+_pending: int | None = None
+"""The signal the termination handler got, if any.  Its exception can be lost when the signal lands inside code
+that swallows exceptions (an at-fork hook while a rank is being started prints 'Exception ignored'), and the
+handler ignores later signals: loops that start or wait on ranks call :func:`raise_if_terminated`."""
+
+
+def raise_if_terminated() -> None:
+    """Raise :class:`Terminated` if the termination handler has run (its own raise may have been swallowed)."""
+    if _pending is not None:
+        raise Terminated(_pending)
+
+
 def install_termination_handler() -> bool:
     """SIGTERM/SIGHUP raise :class:`Terminated` in the main thread; False when not callable here (not main thread)."""
     if threading.current_thread() is not threading.main_thread():
         return False
 
     def handler(signum: int, _frame: object) -> None:
+        global _pending
         # Once is enough: a second SIGTERM during clean-up must not interrupt the clean-up itself.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        _pending = signum
         raise Terminated(signum)
 
     signal.signal(signal.SIGTERM, handler)

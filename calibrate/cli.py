@@ -326,6 +326,12 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         if not raw_dir.exists():
             created.append(raw_dir)
         nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
+        from accelcal.collectives.distenv import in_distributed_env
+
+        if nproc >= 2 and not in_distributed_env():  # the collective sweep's ranks: refused now, not after the kernels
+            from accelcal.collectives.launch import check_local_launch
+
+            check_local_launch(nproc, dev.type)
         threads = threads_before = None
         if dev.is_cpu:
             import torch
@@ -336,7 +342,10 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
             cores = os.cpu_count() or 1
             threads, threads_before = max(1, cores // max(nproc, 1)), torch.get_num_threads()
             torch.set_num_threads(threads)
-            print(f"[calibrate] CPU device = one rank's share: {cores} cores // {max(nproc, 1)} rank(s) = {threads} thread(s)")
+            share = cores // max(nproc, 1)
+            print(f"[calibrate] CPU device = one rank's share: {cores} cores // {max(nproc, 1)} rank(s) = {share}"
+                  + (" thread(s)" if share >= 1 else f", at least 1 thread each ({nproc} ranks share {cores} cores: "
+                     f"the collective timings include the scheduler)"))
         preset = sweep_preset(args.preset, dev.type, args.for_model, args.tp)
         print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {raw_dir}")
         from accelcal.progress import StageProgress

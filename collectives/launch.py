@@ -39,14 +39,18 @@ import pandas as pd
 
 from accelcal.results import read_results
 
-from accelcal.guardian import CLEANUP_ENV, child_preexec, parent_env
+from accelcal.guardian import CLEANUP_ENV, child_preexec, parent_env, raise_if_terminated
 
 from .distenv import bind_listen_socket, from_environ, in_distributed_env, is_loopback, parse_port, pin_loopback_env
 from .options import SweepOptions
 
-__all__ = ["SweepError", "run_sweep"]
+__all__ = ["SweepError", "check_local_launch", "run_sweep"]
 
 _SIGNAL_NAMES = {int(s): s.name for s in signal.Signals}
+
+MAX_RANKS_PER_CORE = 8
+"""More CPU ranks per core than this are refused (above 2 per core a warning says the timings measure the
+scheduler): each rank is a python process holding torch, a few hundred MB."""
 
 
 class SweepError(RuntimeError):
@@ -123,7 +127,33 @@ def run_sweep(nproc: int, device_type: str = "cpu", backend: str | None = None, 
             raise SweepError(f"rank {denv.rank}: {exc}") from None
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
+    check_local_launch(nproc, device_type, backend)
     return _launch_local(nproc, opts, progress, master_port, host, tuple(orphan_cleanup))
+
+
+def check_local_launch(nproc: int, device_type: str, backend: str | None = None) -> None:
+    """Bad input before any rank starts (``accelcal calibrate`` calls it before its kernels too): more CPU ranks
+    than MAX_RANKS_PER_CORE per core, a device type this torch cannot use or with fewer devices than ranks, or a
+    backend it does not have (the ranks would each fail with it, which reads as a failed measurement)."""
+    import torch
+
+    from .worker import resolve_backend
+
+    cores = os.cpu_count() or 1
+    if device_type == "cpu" and nproc > MAX_RANKS_PER_CORE * cores:
+        raise ValueError(f"--nproc {nproc}: more than {MAX_RANKS_PER_CORE} ranks per CPU core ({MAX_RANKS_PER_CORE} x "
+                         f"{cores} core(s) = {MAX_RANKS_PER_CORE * cores}); each rank is a python process with torch, "
+                         f"and so many would measure the scheduler and exhaust memory")
+    if device_type != "cpu":
+        mod = getattr(torch, device_type, None)
+        if mod is None or not hasattr(mod, "is_available"):
+            raise ValueError(f"--device-type {device_type!r}: torch knows no such device type (cpu, cuda, xpu, ...)")
+        if not mod.is_available():
+            raise ValueError(f"--device-type {device_type}: no {device_type} device is available to this torch build")
+        count = getattr(mod, "device_count", lambda: nproc)()
+        if nproc > count:
+            raise ValueError(f"--nproc {nproc}: {device_type} has {count} device(s) here; one rank per device")
+    resolve_backend(backend, device_type)
 
 
 def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], object] | None,
@@ -139,6 +169,7 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
         progress(f"collectives: warning: --nproc {nproc} ranks on {cores} CPU core(s) ({nproc / cores:.0f} per core): "
                  f"timings will measure the scheduler, and start-up may hit the deadline")
     out_dir = check_dir(opts.out_dir, what="--out", need_bytes=16 * 2**20)
+    made_out_dir = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     # The launcher holds the port from here until rank 0 owns it: a second sweep on the same port fails now.
     listener = bind_listen_socket(host, master_port or 0)
@@ -153,6 +184,9 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
     base_env.update(MASTER_ADDR=host, MASTER_PORT=str(master_port), WORLD_SIZE=str(nproc),
                     LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", ACCELCAL_LAUNCHER="accelcal", PYTHONUNBUFFERED="1",
                     ACCELCAL_SWEEP_ID=f"{os.getpid()}-{time.time_ns()}", **parent_env())
+    from accelcal.kernels.environment import COMMAND_ENV, command_line
+
+    base_env[COMMAND_ENV] = command_line()  # the ranks' provenance names the user's command, not the worker's
     base_env[CLEANUP_ENV] = os.pathsep.join([str(staging), str(logs), *map(str, orphan_cleanup)])
     pin_loopback_env(base_env, host)
     ranks: list[_Rank] = []
@@ -173,6 +207,7 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
             ranks.append(_Rank(r, proc, log))
             if r == 0:
                 listener.close()  # rank 0 has its copy; ours would keep the port after rank 0 exits
+            raise_if_terminated()
         if progress:
             scope = "" if is_loopback(host) else " (NOT loopback: the store is reachable from the network)"
             progress(f"collectives: started {nproc} rank(s) on {host}:{master_port}{scope}, deadline {deadline_s:g} s")
@@ -195,6 +230,8 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
         _kill(ranks)
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(logs, ignore_errors=True)
+        if not ok and made_out_dir and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed or stopped sweep leaves no empty --out folder behind
         left = [str(p) for p in (staging, logs) if p.exists()]
         if left and not ok:
             print(f"accelcal collectives: could not remove {', '.join(left)}; delete by hand", file=sys.stderr)
@@ -218,6 +255,7 @@ def _supervise(ranks: list[_Rank], deadline_s: float, t0: float, progress: Calla
         if first_fail is not None and now - first_fail > 2.0:
             _kill(ranks)
             break
+        raise_if_terminated()
         if now - t0 > deadline_s:
             running = [r.rank for r in ranks if r.proc.poll() is None]
             _kill(ranks)

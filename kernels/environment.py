@@ -30,6 +30,17 @@ _SECRET_HINTS = ("TOKEN", "KEY", "SECRET", "PASS", "PWD", "AUTH", "CRED", "CERT"
 """Substrings (any case) of variable names never recorded: PASS covers *_PASSWD/*PASSWORD*, AUTH *_AUTH*, ..."""
 
 
+
+COMMAND_ENV = "ACCELCAL_COMMAND"
+"""Set by a launcher for the processes it starts: the user's command, which their provenance records instead of
+the internal worker's own command line."""
+
+
+def command_line() -> str:
+    """The command that produced a measurement: a launcher's (``COMMAND_ENV``), else this process's argv."""
+    return os.environ.get(COMMAND_ENV) or " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
+
+
 def _nvidia_smi() -> dict[str, str]:
     query = "driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit,clocks_throttle_reasons.active"
     try:
@@ -76,7 +87,7 @@ def capture_environment(device: Device | str | None = None) -> dict[str, object]
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count() or 0,
         "torch_num_threads": torch.get_num_threads(),
-        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
+        "command": command_line(),
         "env_vars": _relevant_env(),
     }
     if dev.type == "cuda":

@@ -67,6 +67,8 @@ def test_matrix_world2_with_nondivisible_sizes(tmp_path):
     assert str(tmp_path / "collectives.csv") in wrote[0] and str(tmp_path / "collectives.env.json") in wrote[0]
     env = json.loads((tmp_path / "collectives.env.json").read_text())
     assert (env["backend"], env["world_size"], env["nodes"], env["local_world_size"]) == ("gloo", 2, 1, 2)
+    # provenance: the launching process's command, not the internal worker's or its deleted staging folder
+    assert "staging" not in env["command"] and "worker" not in env["command"], env["command"]
     bench = json.loads((tmp_path / "collectives.json").read_text())
     assert bench["benchmarks"] and all(len(b["stats"]["data"]) == b["stats"]["rounds"] for b in bench["benchmarks"])
 

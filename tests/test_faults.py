@@ -128,6 +128,34 @@ def test_bad_port_values_are_one_line_errors(capsys):
     assert "--port=70000 is not a TCP port (1..65535)" in capsys.readouterr().err
 
 
+
+def test_launch_inputs_are_refused_before_any_rank_starts(tmp_path, capsys):
+    cores = os.cpu_count() or 1
+    too_many = 8 * cores + 1
+    for argv in (["bench", "collectives", "--nproc", str(too_many)],
+                 ["bench", "collectives", "--device-type", "nonsense"],
+                 ["bench", "collectives", "--backend", "nccl"]):
+        out = tmp_path / "never"
+        assert main([*argv, "--preset", "smoke", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "sweep failed" not in err, err  # bad input, not a failed measurement
+        assert not out.exists()  # no empty --out folder left behind
+    t0 = time.monotonic()
+    assert main(["calibrate", "--smoke", "--nproc", str(too_many), "--out", str(tmp_path / "p.yaml")]) == 2
+    assert f"--nproc {too_many}: more than 8 ranks per CPU core" in capsys.readouterr().err
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "p.yaml").exists()  # refused before the kernel suite
+
+
+def test_a_swallowed_termination_is_raised_again_by_the_launch_loops(monkeypatch):
+    from accelcal import guardian
+
+    monkeypatch.setattr(guardian, "_pending", None)
+    guardian.raise_if_terminated()  # nothing pending: no-op
+    monkeypatch.setattr(guardian, "_pending", int(signal.SIGTERM))
+    with pytest.raises(guardian.Terminated) as exc:
+        guardian.raise_if_terminated()
+    assert exc.value.signum == signal.SIGTERM
+
 @pytest.mark.slow
 def test_validate_ranks_listen_on_loopback_and_die_with_the_parent(tmp_path):
     code = f"""
