@@ -12,7 +12,9 @@ cases inside its measured FLOP range), so a profile whose fit chose a different
 number of pieces still compares.  Raw fitted parameters (peak FLOP/s, byte
 rates) are listed only as context and never judged: a rate that no measured
 point is bound by (a byte rate when compute dominates every point) can swing by
-orders of magnitude between two runs while every prediction stays put.  The
+orders of magnitude between two runs while every prediction stays put.  A size
+outside the new profile's own measured range is shown as context, not judged
+(the new figure there is an extrapolation).  The
 noise band of a quantity is twice the larger held-out median error stored in
 the two profiles' quality, never less than ``MIN_NOISE``.
 """
@@ -173,7 +175,7 @@ def compare_profiles(old: Profile, new: Profile,
             sizes = [float(1 << 30)]
         for size in sizes:
             add(f"memory {pat} time at {fmt_bytes(size)}", old.memory_time_s(size, pat).time_s,
-                new.memory_time_s(size, pat).time_s, noise, grp)
+                new.memory_time_s(size, pat).time_s, noise, grp, *_judged_at(size, ne.quality))
         big = sizes[-1]
         bw_share = [big / x.bandwidth_bytes_per_s / (big / x.bandwidth_bytes_per_s + (x.latency_s or 0.0)) for x in (e, ne)]
         note = (f"streaming bandwidth; {min(bw_share):.0%} of the time at the largest size {fmt_bytes(big)}"
@@ -191,7 +193,7 @@ def compare_profiles(old: Profile, new: Profile,
             sizes = sorted({e.quality.range_min, e.quality.range_max}) if e.quality is not None else [float(1 << 30)]
             for size in sizes:
                 add(f"elementwise {dt} {g} time at {fmt_bytes(size)}", old.elementwise_time_s(g, size, dt).time_s,
-                    new.elementwise_time_s(g, size, dt).time_s, noise, grp)
+                    new.elementwise_time_s(g, size, dt).time_s, noise, grp, *_judged_at(size, ne.quality))
     for fld in ("eager_launch_s", "launch_sync_s", "sync_s", "graph_kernel_s"):
         a, b = getattr(old.overheads, fld), getattr(new.overheads, fld)
         if a is not None and b is not None:
@@ -235,8 +237,17 @@ def compare_profiles(old: Profile, new: Profile,
                 b = new.collective_time_s(c.op, s, c.group_size, c.scope, c.kernel).time_s
             except MissingMeasurement:
                 continue
-            add(f"{c.label} time at {fmt_bytes(s)}", a, b, noise, c.label)
+            add(f"{c.label} time at {fmt_bytes(s)}", a, b, noise, c.label, *_judged_at(s, match[0].quality))
     return out
+
+
+def _judged_at(size: float, new_q: Quality | None) -> tuple[bool, str]:
+    """(judged, note) for a size the old profile measured: a size outside the new profile's measured range is an
+    extrapolation of the new fit, shown as context, never called faster or slower."""
+    if new_q is None or new_q.range_min * (1 - 1e-9) <= size <= new_q.range_max * (1 + 1e-9):
+        return True, ""
+    return False, (f"outside the new profile's measured range {fmt_bytes(new_q.range_min)}..{fmt_bytes(new_q.range_max)}"
+                   f": the new figure is extrapolated")
 
 
 def format_changes(changes: list[Change], only_significant: bool = False) -> str:

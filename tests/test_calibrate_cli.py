@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 
@@ -116,6 +117,20 @@ def test_compare_poorly_determined_rate_is_context_not_slower(tmp_path, capsys):
     assert "-90.0%" in line and "context, not judged (not pinned down" in line, line
     assert out.splitlines()[-1].startswith("0 of ")
 
+
+
+def test_compare_does_not_judge_sizes_the_new_profile_never_measured():
+    import dataclasses
+
+    old = Profile.load(GOOD)
+    new = Profile.load(GOOD)
+    e = new.memory["copy"]
+    lo, hi = e.quality.range_min, e.quality.range_max
+    new.memory["copy"] = dataclasses.replace(e, quality=dataclasses.replace(e.quality, range_max=math.sqrt(lo * hi) * 0.5))
+    rows = [c for c in compare_profiles(old, new) if c.quantity.startswith("memory copy time at")]
+    top = max(rows, key=lambda c: c.old)
+    assert not top.judged and "outside the new profile's measured range" in top.note
+    assert min(rows, key=lambda c: c.old).judged  # the smallest size is inside both ranges
 
 def test_compare_attention_rate_that_binds_is_judged_by_time(tmp_path):
     # Halving the prefill FLOP rate (it limits every case) makes the predicted time ~2x longer: SLOWER.
