@@ -81,6 +81,7 @@ def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Ident
                 intra = coll[coll.get("scope", "intra_node") == "intra_node"] if "scope" in coll else coll
                 if len(intra):
                     per_node = max(per_node, int(intra["group_size"].max()))
+            mem = mem / per_node  # N ranks share the node's RAM, as calibrate's own CPU devices do
     versions = {}
     for key, out in (("torch_version", "torch"), ("cuda_version", "cuda"), ("hip_version", "hip"),
                      ("nccl_version", "nccl"), ("python_version", "python"), ("gpu_driver_version", "driver"),
@@ -177,6 +178,11 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
     kall = _ok(kernels_df, None)
     coll = _ok(collectives_df, "max_over_ranks")
     ident = _identity(env, command, coll)
+    if ident.device_type == "cpu" and ident.threads_per_device is None and ident.devices_per_node > 1:
+        note(f"CPU kernels measured with {env.get('torch_num_threads') or 'all'} thread(s) (the whole node), "
+             f"collectives over {ident.devices_per_node} ranks: each of the {ident.devices_per_node} devices gets "
+             f"1/{ident.devices_per_node} of the RAM but the whole node's compute, so plans over them are optimistic; "
+             f"accelcal calibrate measures one rank's share of the cores")
 
     compute = {}
     gemm = kdev[kdev["op"] == "gemm"] if len(kdev) else kdev

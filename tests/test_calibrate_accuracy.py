@@ -37,10 +37,13 @@ def test_cpu_device_is_one_rank_share_of_the_cores():
 
 
 def test_cpu_without_threads_keeps_the_old_node_definition():
-    # Raw data from before the field (kernels measured with every core): one device, group size as ranks.
-    p = fit_profile(synth_kernels(), synth_collectives(), synth_env(), "pytest")
+    # Raw data from before the field, or accelcal bench kernels (every core): group size as ranks, each with its
+    # share of the RAM (the node's RAM counted once), and a note that their compute is the whole node's.
+    notes: list[str] = []
+    p = fit_profile(synth_kernels(), synth_collectives(), synth_env(), "pytest", notes=notes)
     assert p.identity.threads_per_device is None and p.identity.devices_per_node == 2
-    assert p.identity.memory_capacity_bytes == 16e9
+    assert p.identity.memory_capacity_bytes == 16e9 / 2
+    assert any("each of the 2 devices gets 1/2 of the RAM but the whole node's compute" in n for n in notes)
 
 
 def test_threads_per_device_is_optional_and_checked():
