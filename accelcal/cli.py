@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"accelcal {args.command}: terminated by {exc}; ranks stopped, temporary files removed", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
-        print("accelcal: interrupted", file=sys.stderr)
+        # the same unwinding as SIGTERM's (Terminated is a KeyboardInterrupt): every `finally` has run
+        print(f"accelcal {args.command}: interrupted; ranks stopped, temporary files removed", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `accelcal plan ... | head -1`: the reader left; say nothing, and keep Python's exit flush quiet.

@@ -57,12 +57,12 @@ def _ok(df: pd.DataFrame | None, figure: str | None) -> pd.DataFrame:
 def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Identity:
     dtype_ = str(env.get("device_type") or "")
     if not dtype_:
-        raise ValueError("fit_profile: env has no 'device_type' (capture it with accelcal.kernels.environment)")
+        raise ValueError("the environment record (.env.json) has no 'device_type' (accelcal.kernels.environment writes it)")
     name = str(env.get("device_name") or dtype_)
     per_node = int(env.get("device_count") or 1)
     mem = env.get("device_memory_total_bytes")
     if not mem or float(mem) <= 0:
-        raise ValueError(f"fit_profile: env['device_memory_total_bytes'] must be > 0, got {mem!r}")
+        raise ValueError(f"the environment record (.env.json): device_memory_total_bytes must be > 0, got {mem!r}")
     mem = float(mem)
     threads_per_device = None
     if dtype_ == "cpu":
@@ -201,8 +201,10 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
         note(f"fitted gemm {dtype}: {q.points} shapes, held-out median {q.heldout_median_rel_err:.1%}, "
              f"p90 {q.heldout_p90_rel_err:.1%}{' FLAGGED' if q.flags else ''}")
     if not compute:
-        raise ValueError("fit_profile: no GEMM dtype could be fitted (need >= 4 ok 'device' gemm rows per dtype); "
-                         f"ops present: {sorted(set(kall['op'])) if len(kall) else []}. Notes: {notes}")
+        ops = sorted(set(kall["op"])) if len(kall) else []
+        raise ValueError("no GEMM dtype could be fitted (need >= 4 ok 'device' gemm rows per dtype); "
+                         + (f"ops present: {ops}" if ops else "the kernel results have no ok rows at all")
+                         + (f"; notes: {'; '.join(notes)}" if notes else ""))
 
     def memory_like(name: str, g: pd.DataFrame, what: str) -> MemoryEntry | None:
         # time = latency + bytes / bandwidth, piecewise: each cache level the working set fits in (L2, L3, DRAM)
@@ -256,7 +258,7 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
     if len(coll):
         for col in ("op", "size_bytes", "group_size"):
             if col not in coll:
-                raise ValueError(f"fit_profile: collectives table has no {col!r} column")
+                raise ValueError(f"the collectives results have no {col!r} column")
         c = coll.copy()
         if "scope" not in c:
             c["scope"] = "intra_node"

@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
             sizes = [int(x) for x in _csv(args.sizes)]
         except ValueError:
             raise ValueError(f"--sizes {args.sizes!r}: expected comma-separated whole byte counts") from None
+        bad = [s for s in sizes if s <= 0]
+        if bad:
+            raise ValueError(f"--sizes {args.sizes!r}: byte counts must be >= 1, got {', '.join(map(str, bad))}")
         sizes = [s for s in sizes if (args.min_bytes or 0) <= s <= (args.max_bytes or s)]
         if not sizes:
             raise ValueError(f"--sizes {args.sizes!r}: nothing left inside --min-bytes/--max-bytes")

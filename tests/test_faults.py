@@ -146,6 +146,11 @@ def test_launch_inputs_are_refused_before_any_rank_starts(tmp_path, capsys):
     assert time.monotonic() - t0 < 30 and not (tmp_path / "p.yaml").exists()  # refused before the kernel suite
 
 
+def test_sizes_errors_name_every_bad_value(capsys):
+    assert main(["bench", "collectives", "--sizes", "0,-8,64", "--nproc", "2"]) == 2
+    assert "--sizes '0,-8,64': byte counts must be >= 1, got 0, -8" in capsys.readouterr().err
+
+
 def test_a_swallowed_termination_is_raised_again_by_the_launch_loops(monkeypatch):
     from accelcal import guardian
 

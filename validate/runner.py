@@ -217,8 +217,8 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     measured: dict[Case, Any] = {}
     single = [c for c in every if c.ranks == 1]
     multi = [c for c in every if c.ranks > 1]
-    say(f"validate: {len(every)} case(s) on {dev.spec} ({dev.name()}), dtype {dt}, timing preset {cfg_name}, "
-        f"costed as {impl}" + (f", {threads} thread(s) per CPU device (the profile's)" if threads else ""))
+    say(f"validate: {len(every)} case(s) on {dev.spec} ({dev.name()}): {len(single)} in this process, "
+        f"{len(multi)} on {nproc} ranks; dtype {dt}, timing preset {cfg_name}, costed as {impl}" + (f", {threads} thread(s) per CPU device (the profile's)" if threads else ""))
     with cpu_threads(threads):
         for n, c in enumerate(single, 1):
             try:
