@@ -153,7 +153,13 @@ class ResultSet:
             for k in r:
                 if k not in CORE_COLUMNS and k not in extra:
                     extra.append(k)
-        return pd.DataFrame(self.rows, columns=list(CORE_COLUMNS) + extra)
+        df = pd.DataFrame(self.rows, columns=list(CORE_COLUMNS) + extra)
+        for col in df.columns:
+            # counts and shapes stay whole numbers in the files (a skipped row's missing value made them 50.0)
+            vals = [r[col] for r in self.rows if r.get(col) is not None]
+            if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+                df[col] = df[col].astype("Int64")
+        return df
 
     def benchmark_json(self) -> dict[str, Any]:
         """The rows in the JSON layout ``pytest-benchmark compare`` reads."""

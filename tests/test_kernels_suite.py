@@ -270,3 +270,18 @@ def test_graph_device_figures_of_inputs_under_twice_the_cache_say_so(monkeypatch
     rows = ctx.measure("memory_read", "read_4MiB", {"size_bytes": 4 << 20}, "fp32",
                        lambda: make_memory_run(CPU, "read", 4 << 20, 2), flop=None, bytes_moved=4 << 20)
     assert rows and all("graph replays re-read the same" in r["reason"] for r in rows)
+
+
+def test_result_files_keep_counts_and_shapes_whole(tmp_path):
+    from accelcal.kernels.timing import Stats
+    from accelcal.results import ResultSet
+
+    rs = ResultSet(suite="kernels", env={"device_type": "cpu"})
+    rs.add_stats(op="gemm", case="a", params={"m": 1}, dtype="fp32", figure="device", method="host",
+                 stats=Stats.from_samples([1e-5] * 50))
+    rs.add_skip(op="gemm", case="b", params={"m": 16}, dtype="tf32", reason="no tf32 path")
+    rs.write(tmp_path, "k")
+    text = (tmp_path / "k.csv").read_text()
+    assert ",50," in text and "50.0" not in text  # a skipped row's empty count no longer turns the column float
+    df = pd.read_csv(tmp_path / "k.csv")
+    assert df["m"].tolist() == [1, 16] and df["median_s"].iloc[0] == pytest.approx(1e-5)
