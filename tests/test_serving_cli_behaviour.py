@@ -148,6 +148,7 @@ def test_one_output_token_has_no_tpot(capsys):
                       "--concurrency", "2", "--isl", "64", "--osl", "1")
     assert rc == 0 and "TPOT            n/a: one output token per request" in out
     assert "ITL             n/a (--osl 1)" in out and "per user n/a" in out
+    assert "typical decode step: none (--osl 1" in out and "typical decode step: batch" not in out
     rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
                     "--concurrency", "2", "--isl", "64", "--osl", "1")
     assert rc == 0 and doc["ttft_mean_s"] > 0 and doc["output_tokens_per_s"] > 0

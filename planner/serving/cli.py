@@ -195,7 +195,9 @@ def format_prediction(res) -> str:
         f"{res.max_concurrent_sequences} sequences at once; {res.preemptions} preemptions; "
         f"{res.steps_simulated} steps simulated",
     ]
-    d = res.decode_step
+    d = res.decode_step if w["osl"] > 1 else {}  # one token per request: the prefill makes it, nothing decodes
+    if w["osl"] == 1:
+        lines.append("  typical decode step: none (--osl 1: each request's one token comes from its prefill)")
     if d:
         lines.append(f"  typical decode step: batch {d.get('batch', '?')} at KV {d.get('kv_len_mean', '?')}: "
                      f"{d['total'] * ms:.3f} ms (ms of it: attention {d['attention'] * ms:.3f}, memory-bound "
