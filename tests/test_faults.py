@@ -140,6 +140,9 @@ def test_launch_inputs_are_refused_before_any_rank_starts(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "Traceback" not in err and "sweep failed" not in err, err  # bad input, not a failed measurement
         assert not out.exists()  # no empty --out folder left behind
+    assert main(["validate", "--profile", str(SAMPLE_PROFILE), "--device", "cpu", "--nproc", str(too_many),
+                 "--quick"]) == 2
+    assert f"--nproc {too_many}: more than 8 ranks per CPU core" in capsys.readouterr().err
     t0 = time.monotonic()
     assert main(["calibrate", "--smoke", "--nproc", str(too_many), "--out", str(tmp_path / "p.yaml")]) == 2
     assert f"--nproc {too_many}: more than 8 ranks per CPU core" in capsys.readouterr().err

@@ -162,6 +162,10 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
         _require_same_device(profile, profile_path, dev)
     if nproc > 1 and not dev.is_cpu and nproc > dev.count():
         raise ValueError(f"--nproc {nproc} needs {nproc} {dev.type} devices, this node has {dev.count()}")
+    if nproc > 1 and dev.is_cpu:
+        from accelcal.collectives.launch import check_local_launch
+
+        check_local_launch(nproc, "cpu")  # the same per-core limit as the collective sweep's ranks
     dt = validation_dtype(profile, dev.type, dtype)
     names = models or DEFAULT_MODELS["cpu" if dev.is_cpu else "gpu"]
     configs, dims = _models(names)
