@@ -112,6 +112,17 @@ def test_validate_single_rank_end_to_end(profile_path, capsys):
     assert "median |rel err|" in out and "wrote the validation section" in out
 
 
+
+def test_validate_json_is_the_only_thing_on_stdout(profile_path, capsys):
+    import json
+
+    rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--model", "tiny", "--quick",
+               "--shapes", "1", "--no-ranking", "--format", "json"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    doc = json.loads(cap.out)  # one document: the progress lines went to stderr
+    assert doc["cases"] and "validate:" in cap.err and "validate:" not in cap.out
+
 def test_validate_two_gloo_ranks_and_ranking(profile_path, capsys):
     before = profile_path.read_bytes()
     rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--nproc", "2", "--model", "tiny",

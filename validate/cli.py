@@ -71,7 +71,9 @@ def _handle(args: argparse.Namespace) -> int:
 
     run = run_validation(args.profile, device=args.device, nproc=args.nproc, models=args.model, quick=args.quick,
                          write=args.write, dtype=args.dtype, ranking=not args.no_ranking, preset=args.preset,
-                         shapes=args.shapes, results_dir=args.results, implementation=args.implementation)
+                         shapes=args.shapes, results_dir=args.results, implementation=args.implementation,
+                         # with --format json stdout is the one JSON document: progress goes to stderr
+                         progress=(lambda m: print(m, file=sys.stderr, flush=True)) if args.format == "json" else print)
     if args.format == "json":
         print_json(run_to_json(run, args.profile))
         return EXIT_OK
