@@ -168,6 +168,10 @@ def test_fewer_requests_than_clients_is_said(capsys):
                     "--num-requests", "3", *SMALL)
     assert rc == 0 and doc["max_concurrent_sequences"] <= 3
     assert any("--num-requests 3 < --concurrency 8: only 3 request(s) are sent" in n for n in doc["notes"])
+    # --concurrency counts every replica's clients: 10 requests keep 8 clients over 2 replicas busy
+    rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--concurrency", "8", "--dp", "2",
+                    "--num-requests", "10", *SMALL)
+    assert rc == 0 and not any("--num-requests" in n for n in doc["notes"])
 
 
 def test_a_model_folder_without_config_json_says_so(tmp_path, capsys):

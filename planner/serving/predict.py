@@ -167,10 +167,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     wl = dataclasses.asdict(workload)
     pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes)
-    if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency * dp:
-        pred.notes.append(f"--num-requests {num_requests} < --concurrency {workload.concurrency}"
-                          + (f" x {dp} replicas" if dp > 1 else "") + f": only {num_requests} request(s) are sent, "
-                          f"so fewer than {workload.concurrency} are ever in flight")
+    if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency:
+        # --concurrency is every replica's clients together (ServingWorkload.client_shares splits it)
+        pred.notes.append(f"--num-requests {num_requests} < --concurrency {workload.concurrency}: only "
+                          f"{num_requests} request(s) are sent, so fewer than {workload.concurrency} are ever in flight")
     isls, osls = workload.lengths()
     pred.warnings = serving_warnings(profile, inter_node_profile, model, int(isls.max()), int(osls.max()))
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
