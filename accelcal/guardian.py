@@ -83,8 +83,10 @@ def raise_if_terminated() -> None:
 
 def install_termination_handler() -> bool:
     """SIGTERM/SIGHUP raise :class:`Terminated` in the main thread; False when not callable here (not main thread)."""
+    global _pending
     if threading.current_thread() is not threading.main_thread():
         return False
+    _pending = None  # a signal an earlier command in this process handled is not this one's
 
     def handler(signum: int, _frame: object) -> None:
         global _pending

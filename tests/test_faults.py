@@ -163,6 +163,15 @@ def test_a_swallowed_termination_is_raised_again_by_the_launch_loops(monkeypatch
     with pytest.raises(guardian.Terminated) as exc:
         guardian.raise_if_terminated()
     assert exc.value.signum == signal.SIGTERM
+    # a later command in the same process (accelcal.cli.main installs the handler again) starts clean
+    old_term = signal.getsignal(signal.SIGTERM)
+    old_hup = signal.getsignal(signal.SIGHUP)
+    try:
+        assert guardian.install_termination_handler()
+        guardian.raise_if_terminated()
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)
 
 @pytest.mark.slow
 def test_validate_ranks_listen_on_loopback_and_die_with_the_parent(tmp_path):
