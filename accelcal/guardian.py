@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["Terminated", "raise_if_terminated", "EXIT_ORPHANED", "PARENT_PID_ENV", "CLEANUP_ENV", "install_termination_handler",
-           "set_parent_death_signal", "child_preexec", "parent_env", "watch_parent"]
+__all__ = ["Terminated", "raise_if_terminated", "EXIT_ORPHANED", "PARENT_PID_ENV", "CLEANUP_ENV",
+           "install_termination_handler", "set_parent_death_signal", "child_preexec", "parent_env", "watch_parent"]
 
 EXIT_ORPHANED = 125
 """Exit code of a rank that stopped because the process that started it was gone."""

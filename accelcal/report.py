@@ -56,8 +56,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--dtype", default=None, help="dtype to plan in (default: the model's, else the profile's)")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
     p.add_argument("--devices-per-node", type=int, default=None, help="default: the profile's")
-    p.add_argument("--prompt-len", "--isl", type=int, default=2048, help="prompt tokens (default: 2048; --isl as in accelcal predict)")
-    p.add_argument("--output-len", "--osl", type=int, default=256, help="generated tokens (default: 256; --osl as in accelcal predict)")
+    p.add_argument("--prompt-len", "--isl", type=int, default=2048,
+                   help="prompt tokens (default: 2048; --isl as in accelcal predict)")
+    p.add_argument("--output-len", "--osl", type=int, default=256,
+                   help="generated tokens (default: 256; --osl as in accelcal predict)")
     p.add_argument("--batch", type=int, default=8, help="sequences per replica (default: 8)")
     p.add_argument("--ttft", type=float, default=None, help="TTFT target, seconds")
     p.add_argument("--tpot", type=float, default=None, help="TPOT target, seconds")

@@ -340,9 +340,9 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
             # this node, each with cores // nproc threads, so the kernels are measured the same way.  Set
             # before the suite captures the environment so torch_num_threads records it.
             cores = os.cpu_count() or 1
-            threads, threads_before = max(1, cores // max(nproc, 1)), torch.get_num_threads()
-            torch.set_num_threads(threads)
             share = cores // max(nproc, 1)
+            threads, threads_before = max(1, share), torch.get_num_threads()
+            torch.set_num_threads(threads)
             print(f"[calibrate] CPU device = one rank's share: {cores} cores // {max(nproc, 1)} rank(s) = {share}"
                   + (" thread(s)" if share >= 1 else f", at least 1 thread each ({nproc} ranks share {cores} cores: "
                      f"the collective timings include the scheduler)"))
@@ -425,10 +425,10 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
 def _results_beside(files: list[str], out: Path, raw_dir: Path, copies: list[Path]) -> list[str]:
     """The --from-results inputs as the profile records them: a file already in the profile's raw folder
     (``<stem>-raw/``) stays where it is; any other is copied there with its ``<stem>.env.json``, so that the
-    profile's raw data lives beside it in its own folder and never outside the profile's folder (``accelcal export`` reads only files inside it, and a folder
-    moved or shared whole keeps its data).  Nothing there is overwritten: a file already there with the same
-    bytes is used as it is, a different one keeps its name and the copy takes the next free one
-    (``kernels-2.csv``).  Each new file is appended to ``copies``."""
+    profile's raw data lives beside it in its own folder and never outside the profile's folder (``accelcal
+    export`` reads only files inside it, and a folder moved or shared whole keeps its data).  Nothing there is
+    overwritten: a file already there with the same bytes is used as it is, a different one keeps its name and
+    the copy takes the next free one (``kernels-2.csv``).  Each new file is appended to ``copies``."""
     import shutil
 
     from accelcal.atomic import atomic_write_with

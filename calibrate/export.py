@@ -61,7 +61,7 @@ def export_configurator(p: Profile, datasheet: Profile | None = None) -> dict[st
         q = mem.quality
         notes["mem_bw_bytes_per_s"] = f"memory.{pattern}" + (
             f" (the better held-out fit: {q.heldout_median_rel_err:.1%} median error)"
-            if q is not None and q.heldout_median_rel_err is not None and len([k for k in ("read", "copy") if k in p.memory]) > 1
+            if q is not None and q.heldout_median_rel_err is not None and {"read", "copy"} <= p.memory.keys()
             else "")
     # mem_bw x scaling factor must equal the measured bandwidth: with a datasheet the bandwidth field is the
     # datasheet peak, without one it is the measured figure and the factor is 1 (never measured x measured/peak).

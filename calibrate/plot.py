@@ -244,7 +244,8 @@ def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
         f = busbw_factor(c.op, c.group_size)
         s = np.logspace(math.log10(max(c.quality.range_min, 1.0)), math.log10(c.quality.range_max), 60)
         t = np.array([p.collective_time_s(c.op, x, c.group_size, c.scope, c.kernel).time_s for x in s])
-        ln = ax.plot(s, s / t * f / 1e9, "-", label=f"{c.op} n={c.group_size} {c.scope}" + (f" ({c.kernel})" if c.kernel else ""))[0]
+        label = f"{c.op} n={c.group_size} {c.scope}" + (f" ({c.kernel})" if c.kernel else "")
+        ln = ax.plot(s, s / t * f / 1e9, "-", label=label)[0]
         r = _collective_rows(raw, c) if c.kernel is None else None  # results CSVs hold the library's rows
         if r is not None and len(r):
             ax.plot(r["size_bytes"], r["size_bytes"] / r["median_s"] * f / 1e9, "o", ms=4, color=ln.get_color())

@@ -30,7 +30,6 @@ _SECRET_HINTS = ("TOKEN", "KEY", "SECRET", "PASS", "PWD", "AUTH", "CRED", "CERT"
 """Substrings (any case) of variable names never recorded: PASS covers *_PASSWD/*PASSWORD*, AUTH *_AUTH*, ..."""
 
 
-
 COMMAND_ENV = "ACCELCAL_COMMAND"
 """Set by a launcher for the processes it starts: the user's command, which their provenance records instead of
 the internal worker's own command line."""

@@ -40,8 +40,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--extra-group", action="append", default=PLANNER_ONLY["extra_group"],
                    metavar="PROFILE:NODES[:DEVICES]",
                    help="another device type joined by DP (repeatable); TP/PP stay inside each group")
-    p.add_argument("--prompt-len", "--isl", type=int, default=2048, help="prompt tokens per request (default: 2048; --isl as in accelcal predict)")
-    p.add_argument("--output-len", "--osl", type=int, default=256, help="generated tokens per request (default: 256; --osl as in accelcal predict)")
+    p.add_argument("--prompt-len", "--isl", type=int, default=2048,
+                   help="prompt tokens per request (default: 2048; --isl as in accelcal predict)")
+    p.add_argument("--output-len", "--osl", type=int, default=256,
+                   help="generated tokens per request (default: 256; --osl as in accelcal predict)")
     p.add_argument("--batch", type=int, default=PLANNER_ONLY["batch"],
                    help="sequences decoded together per replica (default: 8)")
     p.add_argument("--ttft", type=float, default=None, help="time-to-first-token target, seconds")

@@ -160,12 +160,11 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     dev = resolve_device(device)
     if write:
         _require_same_device(profile, profile_path, dev)
-    if nproc > 1 and not dev.is_cpu and nproc > dev.count():
-        raise ValueError(f"--nproc {nproc} needs {nproc} {dev.type} devices, this node has {dev.count()}")
-    if nproc > 1 and dev.is_cpu:
+    if nproc > 1:
         from accelcal.collectives.launch import check_local_launch
 
-        check_local_launch(nproc, "cpu")  # the same per-core limit as the collective sweep's ranks
+        # the collective sweep's own limits: ranks per CPU core, one rank per accelerator
+        check_local_launch(nproc, dev.type)
     dt = validation_dtype(profile, dev.type, dtype)
     names = models or DEFAULT_MODELS["cpu" if dev.is_cpu else "gpu"]
     configs, dims = _models(names)
@@ -222,7 +221,8 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     single = [c for c in every if c.ranks == 1]
     multi = [c for c in every if c.ranks > 1]
     say(f"validate: {len(every)} case(s) on {dev.spec} ({dev.name()}): {len(single)} in this process, "
-        f"{len(multi)} on {nproc} ranks; dtype {dt}, timing preset {cfg_name}, costed as {impl}" + (f", {threads} thread(s) per CPU device (the profile's)" if threads else ""))
+        f"{len(multi)} on {nproc} ranks; dtype {dt}, timing preset {cfg_name}, costed as {impl}"
+        + (f", {threads} thread(s) per CPU device (the profile's)" if threads else ""))
     with cpu_threads(threads):
         for n, c in enumerate(single, 1):
             try:

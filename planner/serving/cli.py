@@ -57,8 +57,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     load = p.add_mutually_exclusive_group(required=True)
     load.add_argument("--concurrency", type=int, default=None, help="closed loop: requests in flight")
     load.add_argument("--request-rate", type=float, default=None, help="open loop: Poisson arrivals, requests/s")
-    p.add_argument("--isl", "--prompt-len", type=int, required=True, help="input tokens per request (--prompt-len as in accelcal plan)")
-    p.add_argument("--osl", "--output-len", type=int, required=True, help="output tokens per request (--output-len as in accelcal plan)")
+    p.add_argument("--isl", "--prompt-len", type=int, required=True,
+                   help="input tokens per request (--prompt-len as in accelcal plan)")
+    p.add_argument("--osl", "--output-len", type=int, required=True,
+                   help="output tokens per request (--output-len as in accelcal plan)")
     p.add_argument("--num-requests", type=int, default=None,
                    help="requests in the run (default: 10 x concurrency, at least 100; open loop 200)")
     p.add_argument("--range-ratio", type=float, default=0.0, help="lengths uniform in x(1 +- r) (vLLM --random-range-ratio)")

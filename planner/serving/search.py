@@ -14,8 +14,9 @@ offered rate by less than that error with their TTFT met, are re-checked by a sh
 the asked statistic (mean, p90 or p99) in throughput order until one passes and no later one can beat it: the
 steady state assumes desynchronised clients, and a closed loop of identical requests clusters, which raises
 TTFT (simulate.py).  The re-check runs 4 requests per client after one of warm-up, shorter than
-``accelcal predict``'s 10, so its figures can differ from predict's by a few percent.  Layouts the profile cannot cost (missing collectives) or that do not
-fit are listed with the reason.  Without targets the ranking is by request latency (the planner's default).
+``accelcal predict``'s 10, so its figures can differ from predict's by a few percent.  Layouts the profile
+cannot cost (missing collectives) or that do not fit are listed with the reason.  Without targets the ranking
+is by request latency (the planner's default).
 """
 
 from __future__ import annotations
