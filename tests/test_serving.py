@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from accelcal.calibrate.profile import Profile
@@ -270,9 +271,12 @@ def test_steady_state_matches_simulation(prof, small):
 
 
 def test_open_loop_light_load_has_no_queueing(prof, small):
-    # the engine's queueing alone: no client turnaround noise on either side
-    res = predict_serving(prof, small, "vllm", request_rate_per_s=0.5, isl=256, osl=16, num_requests=50, turnaround_s=0.0)
-    lone = _run(prof, small, "vllm", 1, 256, 16, n=5, turnaround=0.0)
+    # the engine's queueing alone: no client turnaround noise on either side, and no overlap scheduling (under
+    # it a closed-loop client's next request also waits for the step its last one rides along in)
+    vllm = EnginePreset.from_name("vllm").for_version("0.12.0")[0]
+    assert not vllm.overlap_scheduling
+    res = predict_serving(prof, small, vllm, request_rate_per_s=0.5, isl=256, osl=16, num_requests=50, turnaround_s=0.0)
+    lone = _run(prof, small, vllm, 1, 256, 16, n=5, turnaround=0.0)
     assert res.metrics.ttft_p50_s == pytest.approx(lone.metrics.ttft_p50_s, rel=0.1)
 
 
@@ -796,3 +800,28 @@ def test_fp8_gemms_are_labelled_by_their_fp8_bytes():
     prefill = sc.breakdown(0, 0.0, ((1024, 1024),))
     decode = sc.breakdown(8, 1024.0)
     assert prefill["compute"] > prefill["memory"] and decode["compute"] == 0.0 and decode["memory"] > 0
+
+
+def test_search_splits_clients_over_replicas_as_predict_does(prof, small):
+    # C = 5 on DP 4 is 2 + 1 + 1 + 1 clients, not 2 per replica: the search's steady figures equal predict's
+    res = search_serving(prof, small, 4, ["vllm"], [5, 8], 1024, 128)
+    dp4 = {c.concurrency: c for c in res.ranked if (c.tp, c.dp) == (1, 4)}
+    one = predict_serving(prof, small, "vllm", dp=4, concurrency=5, isl=1024, osl=128, method="steady").metrics
+    assert dp4[5].per_device == pytest.approx(one.output_tokens_per_s_per_device, rel=1e-9)
+    assert dp4[5].requests_per_s == pytest.approx(one.requests_per_s, rel=1e-9)
+    assert dp4[5].per_device < 0.8 * dp4[8].per_device  # 5 clients keep fewer requests in flight than 8
+
+
+def test_dp_replicas_run_with_their_own_seed_and_pool_their_requests(prof, small):
+    wl = ServingWorkload(isl=512, osl=32, request_rate_per_s=8.0, num_requests=120)
+    res = predict_serving(prof, small, "vllm", dp=2, request_rate_per_s=8.0, isl=512, osl=32, num_requests=120)
+    engine = EnginePreset.from_name("vllm").for_version("")[0]
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), engine)
+    runs = [simulate(engine, sc, kv, wl.per_replica(2, r)) for r in range(2)]
+    assert runs[0].times_s != runs[1].times_s  # different arrivals: not one replica counted twice
+    ttft = np.array([f - a for run in runs for a, f, _ in run.times_s])
+    m = res.metrics
+    assert m.requests == 120
+    assert m.ttft_mean_s == pytest.approx(ttft.mean(), rel=1e-9)
+    assert m.ttft_p90_s == pytest.approx(np.percentile(ttft, 90), rel=1e-9)  # over the pooled requests

@@ -25,9 +25,9 @@ from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 from ..report import datasheet_note
 from .engine import EnginePreset
 from .kv import Infeasible, KVBudget, kv_budget, memory_in_use_bytes
-from .metrics import ServingMetrics
-from .simulate import simulate
-from .steady import steady_state
+from .metrics import ServingMetrics, summarise
+from .simulate import SimRun, simulate
+from .steady import steady_over_replicas
 from .step_cost import StepCoster, replica_parallelism
 from .workload import ServingWorkload
 
@@ -150,7 +150,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     ``weight_dtype``, ``kv_dtype``, ``fp8_scaling`` None: the model's own (serving_dtypes)."""
     model = ModelConfig.resolve(model)
     weight_dtype, kv_dtype, fp8_scaling, dtype_notes = serving_dtypes(model, weight_dtype, kv_dtype, fp8_scaling)
-    engine = EnginePreset.resolve(engine)
+    if not isinstance(engine, EnginePreset):
+        # a name or preset file carries no release: its newest documented defaults, as `accelcal predict` and the
+        # search take them (an EnginePreset passed in is used as it is, e.g. one for_version gave)
+        engine, _ = EnginePreset.resolve(engine).for_version("")
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("ep", ep)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {v!r}")
@@ -198,12 +201,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                               f"requests from clients that send at once and do not cluster (--method simulate "
                               f"models them)")
         # each replica's clients (C = 4 over 3 replicas: 2, 1, 1); the busiest replica sets the latencies
-        shares = workload.client_shares(dp)
-        states = {c: steady_state(engine, coster, kv, isl, osl, c) for c in set(shares)}
-        s = states[max(shares)]
+        s, tps, rps = steady_over_replicas(engine, coster, kv, isl, osl, workload.concurrency, dp)
         per_user = 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0
-        tps = sum(states[c].output_tokens_per_s for c in shares)
-        rps = sum(states[c].requests_per_s for c in shares)
         n = workload.requests - workload.warmup_requests
         # duration: what the run's requests take at the steady rate
         pred.metrics = ServingMetrics(s.ttft_s, s.ttft_s, s.ttft_s, s.ttft_s, s.tpot_s, s.tpot_s, s.tpot_s, s.tpot_s,
@@ -217,16 +216,16 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         return pred
     runs = {}
     for r in range(dp):
+        # each replica its own run: its share of the clients and requests, its own seed (per_replica)
         share = workload.per_replica(dp, r)
-        key = (share.concurrency, share.request_rate_per_s, share.num_requests)
-        if key not in runs:
+        if share not in runs:
             try:
-                runs[key] = (simulate(engine, coster, kv, share, devices), 0)
+                runs[share] = (simulate(engine, coster, kv, share, devices), 0)
             except Infeasible as exc:
                 pred.reason = str(exc)
                 return pred
-        runs[key] = (runs[key][0], runs[key][1] + 1)
-    pred.metrics = _merge([(run.metrics, k) for run, k in runs.values()], devices * dp)
+        runs[share] = (runs[share][0], runs[share][1] + 1)
+    pred.metrics = _pool([(run, k) for run, k in runs.values()], devices * dp)
     first = next(iter(runs.values()))[0]
     pred.max_concurrent_sequences = max(run.max_running for run, _ in runs.values())
     pred.steps_simulated = sum(run.steps * k for run, k in runs.values())
@@ -237,30 +236,14 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     return pred
 
 
-def _merge(parts: list[tuple[ServingMetrics, int]], devices: int) -> ServingMetrics:
-    """Replicas side by side from t = 0, as one benchmark client sees them: request-weighted means, the worst
-    percentiles, and throughput over the whole run (all requests and output tokens over the longest replica's
-    duration, as for one replica)."""
+def _pool(parts: list[tuple[SimRun, int]], devices: int) -> ServingMetrics:
+    """Replicas side by side from t = 0, as one benchmark client sees them: every measured request of every
+    replica (a run standing for ``k`` identical replicas counted ``k`` times) in one set of means, percentiles
+    and throughput over the whole run."""
     if len(parts) == 1 and parts[0][1] == 1:
-        m = parts[0][0]
+        m = parts[0][0].metrics
         return dataclasses.replace(m, output_tokens_per_s_per_device=m.output_tokens_per_s / devices)
-    n = sum(m.requests * k for m, k in parts)
-    duration = max(m.duration_s for m, _ in parts)
-    tokens = sum(m.output_tokens_per_s * m.duration_s * k for m, k in parts)
-    vals = {}
-    for f in dataclasses.fields(ServingMetrics):
-        name = f.name
-        if name.endswith("_mean_s") or name == "output_tokens_per_s_per_user":
-            vals[name] = sum(getattr(m, name) * m.requests * k for m, k in parts) / n
-        elif name in ("output_tokens_per_s", "requests_per_s", "output_tokens_per_s_per_device"):
-            continue
-        elif name == "requests":
-            vals[name] = n
-        elif name == "duration_s":
-            vals[name] = duration
-        else:
-            vals[name] = max(getattr(m, name) for m, _ in parts)
-    vals["output_tokens_per_s"] = tokens / duration if duration > 0 else 0.0
-    vals["requests_per_s"] = n / duration if duration > 0 else 0.0
-    vals["output_tokens_per_s_per_device"] = vals["output_tokens_per_s"] / devices
-    return ServingMetrics(**vals)
+    times = [t for run, k in parts for _ in range(k) for t in run.times_s]
+    osl = [o for run, k in parts for _ in range(k) for o in run.output_tokens]
+    a, f, e = zip(*times)
+    return summarise(a, f, e, osl, devices)

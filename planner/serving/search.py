@@ -31,7 +31,7 @@ from ..pareto import pareto_front
 from .engine import EnginePreset
 from .kv import Infeasible, kv_budget, memory_in_use_bytes
 from .predict import serving_dtypes, serving_warnings
-from .steady import STEADY_REL_TOL, steady_state
+from .steady import STEADY_REL_TOL, steady_over_replicas
 from .step_cost import StepCoster, StepCostError, replica_parallelism
 
 __all__ = ["NoServingLayout", "ServingCandidate", "ServingSearch", "ServingTargets", "search_serving"]
@@ -187,15 +187,15 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                     continue
                 evaluated += 1
                 try:
-                    s = steady_state(engine, coster, kv, isl, osl, -(-c // dp))
+                    # C clients split over the replicas (C = 5 on DP 4: 2, 1, 1, 1); the busiest sets the latencies
+                    s, tps, rps = steady_over_replicas(engine, coster, kv, isl, osl, c, dp)
                 except (Infeasible, StepCostError) as exc:
                     rejected.append(f"{label} C{c}: {exc}")
                     break
-                per_dev = s.output_tokens_per_s * dp / devices
-                cand = ServingCandidate(engine.name, tp, pp, dp, c, s.ttft_s, s.tpot_s, s.request_latency_s, per_dev,
-                                        1.0 / s.tpot_s if s.tpot_s > 0 else 0.0, s.binding,
+                cand = ServingCandidate(engine.name, tp, pp, dp, c, s.ttft_s, s.tpot_s, s.request_latency_s,
+                                        tps / devices, 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0, s.binding,
                                         {"steady": s, "kv_tokens": kv.tokens, "engine": engine, "coster": coster,
-                                         "kv": kv}, ep=ep, requests_per_s=s.requests_per_s * dp)
+                                         "kv": kv}, ep=ep, requests_per_s=rps)
                 _check(cand, targets, "mean")
                 cands.append(cand)
     if not cands:
@@ -242,7 +242,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
     """Re-check by simulation, at the asked statistic, the candidates in steady-state throughput order that pass
     there or miss only by less than the steady state's own error, until one passes and no later one can beat it."""
     from .simulate import simulate
-    from .workload import ServingWorkload
+    from .workload import ServingWorkload, client_shares
 
     done = 0
     best = None  # simulated tokens/s per device of the best candidate that passed so far
@@ -253,17 +253,19 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         if best is not None and c.per_device * (1.0 + STEADY_REL_TOL) <= best:
             break  # no later candidate's simulated figure can reach the passing one's
         d = c.detail
-        per_replica = -(-c.concurrency // c.dp)
-        # a short run: a few cycles per client after one of warm-up (the predictor's own default is 10 x C)
-        run = simulate(d["engine"], d["coster"], d["kv"],
-                       ServingWorkload(isl=isl, osl=osl, concurrency=per_replica, num_requests=max(32, 4 * per_replica),
-                                       warmup_requests=per_replica), c.tp * c.pp)
-        m = run.metrics
+        shares = client_shares(c.concurrency, c.dp)
+        runs = {}
+        for share in set(shares):
+            # a short run: a few cycles per client after one of warm-up (the predictor's own default is 10 x C)
+            runs[share] = simulate(d["engine"], d["coster"], d["kv"],
+                                   ServingWorkload(isl=isl, osl=osl, concurrency=share, num_requests=max(32, 4 * share),
+                                                   warmup_requests=share), c.tp * c.pp).metrics
+        m = runs[max(shares)]  # the busiest replica sets the latencies, as in the steady state
         # the simulated figures replace the steady state's for this candidate (table, Pareto front, why-lines)
         c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", t.stat), m.stat("tpot", t.stat), m.request_latency_mean_s
-        c.per_device = m.output_tokens_per_s / (c.tp * c.pp)
+        c.per_device = sum(runs[s].output_tokens_per_s for s in shares) / (c.tp * c.pp * c.dp)
         c.per_user = m.output_tokens_per_s_per_user
-        c.requests_per_s = m.requests_per_s * c.dp
+        c.requests_per_s = sum(runs[s].requests_per_s for s in shares)
         _check(c, t, t.stat, c.ttft_s, c.tpot_s)
         c.checked_by = f"simulate ({t.stat})"
         done += 1

@@ -86,6 +86,8 @@ class SimRun:
     """Steps at which a waiting request could not start for lack of KV blocks."""
     times_s: tuple = ()
     """(arrival, first token, finish) seconds of each measured request (warm-up excluded), in the order sent."""
+    output_tokens: tuple = ()
+    """Output tokens of each measured request, in the order of ``times_s``."""
 
 
 def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int = 1,
@@ -342,4 +344,5 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         decode_step = {"batch": b, "kv_len_mean": kvm, **coster.breakdown(b, kvm, ())}
     share = dec_time_prefill / dec_time if dec_time > 0 else 0.0
     times = tuple((r.arrival, r.first, r.finish) for r in done)
-    return SimRun(metrics, steps, max_running, preempt, decode_step, share, kv_limited, times)
+    return SimRun(metrics, steps, max_running, preempt, decode_step, share, kv_limited, times,
+                  tuple(r.osl for r in done))

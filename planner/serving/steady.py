@@ -26,7 +26,7 @@ from .engine import EnginePreset
 from .kv import KVBudget
 from .step_cost import StepCoster
 
-__all__ = ["STEADY_REL_TOL", "SteadyState", "steady_state"]
+__all__ = ["STEADY_REL_TOL", "SteadyState", "steady_over_replicas", "steady_state"]
 
 STEADY_REL_TOL = 0.15
 """How far the steady state's TPOT and output tokens/s may lie from the step-level simulation's (relative):
@@ -144,6 +144,19 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
         "prefill_interference" if share > 0.5 else "decode")
     return SteadyState(ttft, tpot, latency, x * osl, x, e, lim, td, share, wait, binding,
                        _decode_step(coster, max(1, round(d)), kv_mean))
+
+
+def steady_over_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: int, osl: int, concurrency: int,
+                         dp: int) -> tuple[SteadyState, float, float]:
+    """(steady state of the busiest replica, output tokens/s of all ``dp`` replicas, requests/s of all) when
+    ``concurrency`` clients split over the replicas as evenly as they can (workload.client_shares): the busiest
+    replica sets the latencies, every replica adds its own throughput."""
+    from .workload import client_shares
+
+    shares = client_shares(concurrency, dp)
+    states = {c: steady_state(engine, coster, kv, isl, osl, c) for c in set(shares)}
+    return (states[max(shares)], sum(states[c].output_tokens_per_s for c in shares),
+            sum(states[c].requests_per_s for c in shares))
 
 
 def _decode_step(coster: StepCoster, batch: int, kv_mean: float) -> dict:

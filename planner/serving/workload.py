@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MAX_REQUESTS", "ServingWorkload"]
+__all__ = ["MAX_REQUESTS", "ServingWorkload", "client_shares"]
 
 MAX_REQUESTS = 1_000_000
 """Most requests (measured or warm-up) one simulated run takes: about 1 KB of state each."""
@@ -132,11 +132,8 @@ class ServingWorkload:
         return np.cumsum(rng.exponential(1.0 / self.request_rate_per_s, size=self.requests))
 
     def client_shares(self, dp: int) -> list[int]:
-        """Closed loop: the clients each of ``dp`` replicas serves, as even as they split (C = 4 over 3: 2, 1, 1)."""
-        shares = [self.concurrency // dp + (1 if r < self.concurrency % dp else 0) for r in range(dp)]
-        if min(shares) < 1:
-            raise ValueError(f"--concurrency {self.concurrency} < dp {dp}: a replica would get no client")
-        return shares
+        """Closed loop: the clients each of ``dp`` replicas serves (:func:`client_shares`)."""
+        return client_shares(self.concurrency, dp)
 
     def per_replica(self, dp: int, replica: int) -> "ServingWorkload":
         """The share of this load one of ``dp`` replicas serves (a load balancer keeping the replicas equally busy).
@@ -173,3 +170,12 @@ def _split(total: int, weights: list[int], floor: int = 0) -> list[int]:
     for i in sorted(range(len(weights)), key=lambda i: (-(exact[i] - int(exact[i])), i))[:left]:
         parts[i] += 1
     return parts
+
+
+def client_shares(concurrency: int, dp: int) -> list[int]:
+    """The clients each of ``dp`` replicas serves when ``concurrency`` clients in all split as evenly as they can
+    (C = 4 over 3: 2, 1, 1): what a load balancer keeping the replicas equally busy gives each."""
+    shares = [concurrency // dp + (1 if r < concurrency % dp else 0) for r in range(dp)]
+    if min(shares) < 1:
+        raise ValueError(f"--concurrency {concurrency} < dp {dp}: a replica would get no client")
+    return shares
