@@ -825,3 +825,24 @@ def test_dp_replicas_run_with_their_own_seed_and_pool_their_requests(prof, small
     assert m.requests == 120
     assert m.ttft_mean_s == pytest.approx(ttft.mean(), rel=1e-9)
     assert m.ttft_p90_s == pytest.approx(np.percentile(ttft, 90), rel=1e-9)  # over the pooled requests
+
+
+@pytest.mark.parametrize("name, c, isl, osl", [
+    ("vllm", 128, 1024, 1),     # prefill-bound: the token budget, not the clients, sets the rate
+    ("vllm", 64, 4096, 16),     # prefill-bound with decodes beside the chunks
+    ("trtllm", 32, 8192, 64),   # no chunking and a prompt as large as the budget: one request at a time
+    ("vllm", 1, 8192, 64),      # one client: its prompt has the whole budget, its decode steps carry no prefill
+])
+def test_steady_state_matches_simulation_where_prefill_binds(prof, small, name, c, isl, osl):
+    engine = EnginePreset.from_name(name).with_overrides({"token_budget": 8192}, "test")
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), engine)
+    sim = simulate(engine, sc, kv, ServingWorkload(isl=isl, osl=osl, concurrency=c, num_requests=8 * c + 8)).metrics
+    s = steady_state(engine, sc, kv, isl, osl, c)
+    assert s.output_tokens_per_s == pytest.approx(sim.output_tokens_per_s, rel=STEADY_REL_TOL)
+    if osl == 1:
+        assert s.tpot_s == 0.0 == sim.tpot_mean_s  # one output token: no time per output token
+    else:
+        assert s.tpot_s == pytest.approx(sim.tpot_mean_s, rel=STEADY_REL_TOL)
+    if c == 1:
+        assert s.tpot_s == pytest.approx(sc.step_s(1, isl + osl / 2), rel=1e-9)  # decode-only steps
