@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -846,3 +847,42 @@ def test_steady_state_matches_simulation_where_prefill_binds(prof, small, name, 
         assert s.tpot_s == pytest.approx(sim.tpot_mean_s, rel=STEADY_REL_TOL)
     if c == 1:
         assert s.tpot_s == pytest.approx(sc.step_s(1, isl + osl / 2), rel=1e-9)  # decode-only steps
+
+
+def test_priority_prefill_first_pauses_decodes_for_prompts(prof, small):
+    # mixed steps with a budget too small for prompts and decodes together: the preset's priority decides
+    base = EnginePreset.from_name("vllm").with_overrides({"token_budget": 512}, "test")
+    tpot = {}
+    for pr in ("decode_first", "prefill_first"):
+        e = base.with_overrides({"priority": pr}, "test")
+        kv = kv_budget(small, e, 1, 1, prof.identity.memory_capacity_bytes)
+        run = simulate(e, StepCoster(prof, small, Parallelism(), e), kv,
+                       ServingWorkload(isl=1024, osl=64, concurrency=32, num_requests=320))
+        tpot[pr] = run.metrics.tpot_mean_s
+    assert tpot["prefill_first"] > 1.1 * tpot["decode_first"]
+
+
+def test_reserve_ratio_admission_in_mixed_steps_admits_beyond_full_length_and_preempts(prof, small):
+    # SGLang with --enable-mixed-chunk keeps its PrefillAdder admission: more requests start than fit at full
+    # length (the running ones' outputs count x new_token_ratio), and decode retracts when the pool fills
+    sg = EnginePreset.from_name("sglang").with_overrides(
+        {"mixed_steps": True, "priority": "decode_first", "memory_fraction_of": "total", "memory_fraction": 0.9}, "test")
+    runs = {}
+    for adm, full in (("reserve_ratio", "preempt"), ("full_request", "queue")):
+        e = sg.with_overrides({"admission": adm, "kv_full": full}, "test")
+        kv = kv_budget(small, e, 1, 1, 1.4e9)
+        runs[adm] = simulate(e, StepCoster(prof, small, Parallelism(), e), kv,
+                             ServingWorkload(isl=1024, osl=1024, concurrency=64, num_requests=256))
+    at_full_length = kv.tokens // 2048
+    assert runs["full_request"].max_running == at_full_length and runs["full_request"].preemptions == 0
+    assert runs["reserve_ratio"].max_running > at_full_length and runs["reserve_ratio"].preemptions > 0
+
+
+@pytest.mark.parametrize("over, msg", [
+    ({"kv_full": "queue"}, "kv_full = 'queue' with admission = 'current_length'"),
+    ({"admission": "full_request"}, "kv_full = 'preempt' with admission = 'full_request'"),
+    ({"mixed_steps": False}, "priority = 'decode_first' with mixed_steps false"),
+])
+def test_engine_keys_that_contradict_each_other_are_refused(over, msg):
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        EnginePreset.from_name("vllm").with_overrides(over, "test")

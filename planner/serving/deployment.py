@@ -122,8 +122,13 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
                          f"emitted no --max-prefill-tokens before fa895ffb1 (2026-01-19)")
         if not old:
             over["mixed_steps"] = True
+            # PrefillAdder(mixed_with_decode_tokens=running_bs) takes the running decodes off the chunk budget
+            # first (sglang 0.5.8.post1 wheel srt/managers/schedule_policy.py), so new prompts get what is left
+            over["priority"] = "decode_first"
             notes.append(f"decodes ride in prefill batches (--enable-mixed-chunk): {_AIC} rule_plugin/sglang.rule "
-                         f"'agg enable_mixed_chunk = true' (07a377923)")
+                         f"'agg enable_mixed_chunk = true' (07a377923); the running decodes take the step's budget "
+                         f"first (sglang 0.5.8.post1 srt/managers/schedule_policy.py PrefillAdder "
+                         f"mixed_with_decode_tokens)")
     return DeploymentSettings(over, f"{_AIC} generator (recipe 'aiconfigurator'; see accelcal.planner.serving.deployment)",
                               kv, tuple(notes))
 

@@ -71,7 +71,9 @@ class EnginePreset:
     mixed_steps: bool
     """Prefill chunks and decodes share one step (else a prefill step pauses decode)."""
     priority: str
-    """decode_first (running decodes take the budget first) or prefill_first (a prefill batch runs when one can)."""
+    """Who takes a mixed step's token budget first: decode_first (the running requests, decoding or finishing a
+    chunked prompt, then new prompts) or prefill_first (prompts, then decodes with what is left); separate prefill
+    steps (mixed_steps false) are prefill_first: a prefill batch runs whenever one can be formed."""
     cuda_graphs: bool
     """Decode-only steps replay CUDA graphs when their batch is a captured size (or padded to one)."""
     cuda_graph_sizes: tuple[int, ...]
@@ -87,7 +89,9 @@ class EnginePreset:
     reserve_fixed_bytes: float
     """Further bytes reserved per device (CUDA-graph pool, collective buffers) where the engine documents them."""
     kv_full: str
-    """preempt (evict and recompute the last running request) or queue (never evict; wait for room)."""
+    """What a full KV pool does: preempt (evict and recompute the latest-started running request; with admission
+    current_length or reserve_ratio) or queue (new requests wait for room; with admission full_request, which has
+    reserved every block a running request will need)."""
     admission: str
     """current_length (blocks for the tokens computed so far), full_request (prompt + output reserved up front)
     or reserve_ratio (SGLang: prompt + whole output must fit beside the running requests' remaining output x new_token_ratio)."""
@@ -219,6 +223,17 @@ class EnginePreset:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{origin}: {key} = {getattr(self, key)!r}; expected one of {list(allowed)}")
+        if (self.kv_full == "queue") != (self.admission == "full_request"):
+            # full_request reserves every block a request will need, so nothing ever runs out; with blocks that
+            # follow the length a full pool must take blocks from someone, or every running request could wait
+            raise ValueError(f"{origin}: kv_full = {self.kv_full!r} with admission = {self.admission!r}; a full pool "
+                             f"queues new requests only when admission reserves whole requests (kv_full queue, "
+                             f"admission full_request), otherwise it preempts (kv_full preempt with admission "
+                             f"current_length or reserve_ratio)")
+        if self.batching == "continuous" and not self.mixed_steps and self.priority != "prefill_first":
+            raise ValueError(f"{origin}: priority = {self.priority!r} with mixed_steps false; separate prefill steps "
+                             f"are modelled as SGLang runs them, a prefill batch whenever one can be formed "
+                             f"(priority prefill_first); decode_first needs mixed_steps true")
         if self.memory_fraction_of != "sglang_reserved_rule" and not 0 < self.memory_fraction <= 1:
             raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
         if self.max_seqs < 1 or self.block_size_tokens < 1:

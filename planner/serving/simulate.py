@@ -150,9 +150,13 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         free += r.blocks
         r.blocks = 0
 
-    def evict() -> None:
+    def evict(victim: _Req | None = None) -> None:
         nonlocal preempt, ratio
-        victim = running.pop()
+        victim = running.pop() if victim is None else victim
+        if running and running[-1] is victim:
+            running.pop()
+        elif victim in running:
+            running.remove(victim)
         release(victim)
         # recompute: the prompt and the tokens emitted so far are prefilled again; TTFT already happened
         victim.target = victim.isl + victim.generated if victim.generated else victim.isl
@@ -202,50 +206,84 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 decodes = list(running)
         elif engine.mixed_steps:
             left = budget
-            # running requests first (decode-first): decodes and unfinished prompt chunks
-            idx = 0
-            while idx < len(running):
-                r = running[idx]
-                if r.done_prompt < r.target:
-                    take = min(r.target - r.done_prompt, left) if engine.chunked_prefill else (
-                        r.target - r.done_prompt if r.target - r.done_prompt <= left else 0)
-                    new_len = r.done_prompt + take
-                else:
-                    take = 1
-                    new_len = r.length + 1
-                if take <= 0 or left < take:
-                    idx += 1
-                    continue
-                if engine.admission == "current_length":
-                    need = blocks_for(new_len) - r.blocks
-                    while need > free and running[-1] is not r:
-                        evict()
-                    if need > free:
-                        evict()  # r itself is the last one: it waits
+            grow = engine.admission != "full_request"  # blocks follow the current length (and can run out)
+            scheduled: set[int] = set()
+
+            def schedule_running(which: str) -> None:
+                """Running requests (``which``: all, prefilling or decoding), in the order they started, within the
+                budget; a request whose next block is not free evicts the latest-started request not yet scheduled
+                in this step (or, with none left, waits itself)."""
+                nonlocal left, free
+                for r in list(running):
+                    prefilling = r.done_prompt < r.target
+                    if r not in running or which == ("decoding" if prefilling else "prefilling"):
                         continue
+                    if prefilling:
+                        rest = r.target - r.done_prompt
+                        take = min(rest, left) if engine.chunked_prefill else (rest if rest <= left else 0)
+                        new_len = r.done_prompt + take
+                    else:
+                        take, new_len = 1, r.length + 1
+                    if take <= 0 or left < take:
+                        continue
+                    if grow:
+                        need = blocks_for(new_len) - r.blocks
+                        victims = [v for v in running if v is not r and v.i not in scheduled]
+                        while need > free and victims:
+                            evict(victims.pop())  # preemption: the latest started goes back to the queue
+                        if need > free:
+                            evict(r)  # nothing left to take blocks from: r itself waits
+                            continue
+                        free -= need
+                        r.blocks += need
+                    left -= take
+                    scheduled.add(r.i)
+                    (chunks.append((r, take)) if prefilling else decodes.append(r))
+
+            def admit_waiting() -> None:
+                """Waiting requests, oldest first, with the budget left, as far as the admission rule lets them."""
+                nonlocal left, free, kv_limited
+                used = sum(r.length for r in running) + sum(r.length for r in lingering)
+                future = sum((r.osl - r.generated) * ratio for r in running)
+                blocked = False
+                while waiting and left > 0 and len(running) + held < engine.max_seqs:
+                    r = waiting[0]
+                    take = min(r.target, left) if engine.chunked_prefill else (r.target if r.target <= left else 0)
+                    if take <= 0:
+                        break
+                    if engine.admission == "reserve_ratio":
+                        # SGLang's PrefillAdder: the prompt and its output (clipped at 4096) must fit beside the
+                        # running requests' remaining outputs x new_token_ratio
+                        if r.target + min(r.osl, 4096) >= kv.tokens - used - future:
+                            blocked = True
+                            break
+                        used += take
+                        future += min(r.osl, 4096)
+                    need = blocks_for(take if grow else r.isl + r.osl)
+                    if need > free:
+                        blocked = True
+                        break
+                    waiting.popleft()
                     free -= need
-                    r.blocks += need
-                left -= take
-                (chunks.append((r, take)) if r.done_prompt < r.target else decodes.append(r))
-                idx += 1
-            # then waiting requests with the budget left
-            blocked = False
-            while waiting and left > 0 and len(running) + held < engine.max_seqs:
-                r = waiting[0]
-                take = min(r.target, left) if engine.chunked_prefill else (r.target if r.target <= left else 0)
-                if take <= 0:
-                    break
-                need = blocks_for(take if engine.admission == "current_length" else r.isl + r.osl)
-                if need > free:
-                    blocked = True
-                    break
-                waiting.popleft()
-                free -= need
-                r.blocks = need
-                running.append(r)
-                chunks.append((r, take))
-                left -= take
-            kv_limited += blocked
+                    r.blocks = need
+                    running.append(r)
+                    scheduled.add(r.i)
+                    chunks.append((r, take))
+                    left -= take
+                kv_limited += blocked
+
+            if engine.priority == "prefill_first":
+                # prompts take the budget first (the unfinished ones, then new ones); decodes fill what is left
+                schedule_running("prefilling")
+                admit_waiting()
+                schedule_running("decoding")
+            else:
+                # the running requests first, decoding or finishing a chunked prompt (vLLM V1's RUNNING queue,
+                # TensorRT-LLM's scheduled generation requests, SGLang's mixed chunk), then new ones
+                schedule_running("all")
+                admit_waiting()
+            if engine.admission == "reserve_ratio" and decodes and not chunks:
+                ratio = max(engine.new_token_ratio_min, ratio - decay)
         else:  # SGLang: a prefill batch, when one can be formed, runs on its own; else one decode step
             left = budget
             partial = [r for r in running if r.done_prompt < r.target]
