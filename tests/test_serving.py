@@ -144,14 +144,16 @@ def test_memory_in_use_at_start_leaves_the_pool_under_each_engines_rule(tmp_path
 
     m = ModelConfig("hand", layers=2, hidden_size=64, heads=4, kv_heads=2, head_dim=16, ffn_size=128, vocab_size=100)
     cap, used = 80e9, 0.5e9
-    for name, lost in (("vllm", 0.0), ("sglang", used), ("trtllm", None)):
+    # SGLang on 80e9 B = 76294 MiB: reserved 512 + 8192 x 1.5 + 256 x 2 + 1/8 x 1024 = 13440 MiB, so
+    # mem_fraction_static = round(62854 / 76294, 3) = 0.824 (by hand, server_args.py's rule)
+    for name, lost in (("vllm", 0.0), ("sglang", 0.824 * used), ("trtllm", 0.9 * used)):
         e = EnginePreset.from_name(name)
         a, b = kv_budget(m, e, 1, 1, cap), kv_budget(m, e, 1, 1, cap, in_use_bytes=used)
-        # SGLang sizes from the free memory: all of it comes off the pool; TensorRT-LLM takes its fraction of the
-        # free memory, so the fraction of it does; vLLM snapshots its memory after the CUDA context exists, so it
-        # comes out of the (1 - utilization) headroom and the pool keeps it
-        want = used if lost is None or lost else 0.0
-        want = e.memory_fraction * used if lost is None else want
+        # SGLang sizes the pool as mem_fraction_static of the memory free at start, TensorRT-LLM as its fraction
+        # of the memory free after loading: that fraction of what was in use comes off the pool; vLLM snapshots
+        # its memory after the CUDA context exists, so it comes out of the (1 - utilization) headroom and the
+        # pool keeps it
+        want = lost
         assert a.kv_pool_bytes - b.kv_pool_bytes == pytest.approx(want)
         assert b.reserve_bytes - a.reserve_bytes == pytest.approx(want)
         assert ("in use at start 0.5 GB" in b.rule) == (want > 0)

@@ -166,10 +166,14 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         if gpu_mib > 60 * 1024:
             reserved = max(reserved, 10 * 1024)
         frac = round((gpu_mib - reserved) / gpu_mib, 3)
-        pool = frac * capacity_bytes - weights - held
+        # profile_max_num_token: (free after loading) - (free at start) x (1 - frac) = frac x (free at start) -
+        # weights, the free memory at start being the capacity less what was in use before (model_runner.py
+        # init_torch_distributed's min_per_gpu_memory, 0.5.8.post1 wheel)
+        pool = frac * (capacity_bytes - held) - weights
+        lost = frac * held
         rule = (f"mem_fraction_static ({gpu_mib:.0f} - {reserved:.0f} MiB reserved) / {gpu_mib:.0f} MiB = {frac:.3f}; "
-                f"{frac:.3f} x {capacity_bytes / g:.4g} GB - weights {weights / g:.4g} GB{used}")
-        reserve = (1 - frac) * capacity_bytes + held
+                f"{frac:.3f} x ({capacity_bytes / g:.4g} GB{used}) - weights {weights / g:.4g} GB")
+        reserve = (1 - frac) * capacity_bytes + frac * held
         act = comm = 0.0
     per_token = float(kv_bytes_per_token(model, tp, pp, DTYPE_BYTES[kv_dtype]))
     if pool <= 0:
