@@ -888,3 +888,17 @@ def test_reserve_ratio_admission_in_mixed_steps_admits_beyond_full_length_and_pr
 def test_engine_keys_that_contradict_each_other_are_refused(over, msg):
     with pytest.raises(ValueError, match=re.escape(msg)):
         EnginePreset.from_name("vllm").with_overrides(over, "test")
+
+
+def test_sglang_fills_a_chunked_prompts_last_batch_with_new_requests(prof, small):
+    # two 12000-token prompts, 8192-token batches: [A 8192], [A 3808 + B 4384], [B 7616]; B does not wait for a
+    # batch of its own after A's last chunk (scheduler.get_new_batch_prefill adds the waiting queue after it)
+    e = EnginePreset.from_name("sglang").with_overrides({"overlap_scheduling": False}, "test")
+    kv = kv_budget(small, e, 1, 1, prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), e)
+    run = simulate(e, sc, kv, ServingWorkload(isl=12000, osl=2, concurrency=2, num_requests=2, turnaround_s=0.0))
+    batches = [((8192, 8192),), ((3808, 12000), (4384, 4384)), ((7616, 12000),)]
+    cost = [sc.step_s(0, 0.0, b, sum(1 for q, ctx in b if ctx == 12000)) for b in batches]
+    (a0, fa, _), (b0, fb, _) = run.times_s
+    assert fa - a0 == pytest.approx(cost[0] + cost[1], rel=1e-9)
+    assert fb - b0 == pytest.approx(sum(cost), rel=1e-9)

@@ -287,15 +287,19 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         else:  # SGLang: a prefill batch, when one can be formed, runs on its own; else one decode step
             left = budget
             partial = [r for r in running if r.done_prompt < r.target]
+            unfinished = False  # a chunked prompt that still does not finish in this batch
             for r in partial:
                 take = min(r.target - r.done_prompt, left)
                 if take > 0:
                     chunks.append((r, take))
                     left -= take
+                unfinished |= take < r.target - r.done_prompt
             used = sum(r.length for r in running) + sum(r.length for r in lingering)
             future = sum((r.osl - r.generated) * ratio for r in running)
             blocked = False
-            while waiting and left > 0 and not partial and len(running) + held < engine.max_seqs:
+            # new requests fill what the chunked prompt leaves of the batch (scheduler.get_new_batch_prefill adds
+            # the chunked request first, then the waiting queue; sglang 0.5.8.post1 wheel)
+            while waiting and left > 0 and not unfinished and len(running) + held < engine.max_seqs:
                 r = waiting[0]
                 need_now = r.target
                 room = kv.tokens - used - future
