@@ -148,6 +148,9 @@ class Candidate(_Degrees):
     """Profile answers outside the measured range that this plan relies on."""
     why: list[str] = field(default_factory=list)
     """Filled for the listed plans by accelcal.planner.why."""
+    miss_factor: float = 0.0
+    """How far it is from its targets: the largest of TTFT / target, TPOT / target and offered / sustained
+    requests/s over the targets it misses; 0 when it meets them all (the closest miss has the smallest)."""
 
     @property
     def meets_targets(self) -> bool:
@@ -175,7 +178,7 @@ class Candidate(_Degrees):
             "memory": self.memory.to_dict(), "memory_limit_bytes": self.memory_limit_bytes,
             "decode_breakdown_s": self.decode.breakdown, "prefill_breakdown_s": self.prefill.breakdown,
             "tp_comm": {"decode": self.decode.tp_comm, "prefill": self.prefill.tp_comm},
-            "meets_targets": self.meets_targets, "misses": list(self.misses),
+            "meets_targets": self.meets_targets, "misses": list(self.misses), "miss_factor": self.miss_factor,
             "extrapolated": list(self.extrapolated), "why": list(self.why),
         }
 
@@ -426,20 +429,23 @@ class _Evaluator:
         cycle = w.batch * sp * pre.max_stage_s + w.output_len * tpot
         per_device = w.batch * w.output_len / cycle / (tp * pp)
         devices = par.devices
-        misses = []
+        misses, factors = [], []
         if w.ttft_s is not None and ttft > w.ttft_s:
             misses.append(f"TTFT {ttft:.4g} s > target {w.ttft_s:.4g} s (x{ttft / w.ttft_s:.3g})")
+            factors.append(ttft / w.ttft_s)
         if w.tpot_s is not None and tpot > w.tpot_s:
             misses.append(f"TPOT {tpot:.4g} s > target {w.tpot_s:.4g} s (x{tpot / w.tpot_s:.3g})")
+            factors.append(tpot / w.tpot_s)
         if w.request_rate_per_s is not None:
             rate = per_device * devices / w.output_len
             if rate < w.request_rate_per_s:
                 misses.append(f"sustains {rate:.4g} req/s < offered {w.request_rate_per_s:.4g} req/s")
+                factors.append(w.request_rate_per_s / rate if rate > 0 else math.inf)
         extrap = sorted({x for cd in (dec.layer, pre.layer, *dec.edges.values(), *pre.edges.values())
                          for x in cd.extrapolated})
         return Candidate(self.g.name, par, self.g.devices - devices, ttft, tpot,
                          ttft + (w.output_len - 1) * tpot, per_device, per_device * devices, mem, limit, dec, pre,
-                         misses, extrap)
+                         misses, extrap, miss_factor=max(factors, default=0.0))
 
 
 # ----------------------------------------------------------------------------- search
@@ -491,10 +497,11 @@ def _ep_options(model: ModelConfig, par: Parallelism, group: str, rejected: list
 
 def _rank_key(objective: str) -> Callable[[Candidate], tuple]:
     if objective == "throughput":
-        return lambda c: (bool(c.misses), -round(c.tokens_per_s_per_device, 9), round(c.request_latency_s, 15),
-                          c.tp * c.pp, c.tp, c.pp, c.ep, c.sp)
-    return lambda c: (bool(c.misses), round(c.request_latency_s, 15), -round(c.tokens_per_s_per_device, 9),
-                      c.tp * c.pp, c.tp, c.pp, c.ep, c.sp)
+        return lambda c: (bool(c.misses), c.miss_factor, -round(c.tokens_per_s_per_device, 9),
+                          round(c.request_latency_s, 15), c.tp * c.pp, c.tp, c.pp, c.ep, c.sp)
+    # plans that miss a target come after those that meet them all, the closest first
+    return lambda c: (bool(c.misses), c.miss_factor, round(c.request_latency_s, 15),
+                      -round(c.tokens_per_s_per_device, 9), c.tp * c.pp, c.tp, c.pp, c.ep, c.sp)
 
 
 def _pareto(cands: list[Candidate]) -> list[Candidate]:

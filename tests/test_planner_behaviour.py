@@ -128,3 +128,16 @@ def test_heterogeneous_cluster_dp_spans_device_types():
     assert comb["devices"] == sum(g.ranked[0].devices for g in res.groups)
     assert math.isclose(comb["tokens_per_s"], sum(g.ranked[0].tokens_per_s for g in res.groups))
     assert comb["tpot_s_worst"] == max(g.ranked[0].tpot_s for g in res.groups)
+
+
+def test_when_no_plan_meets_the_targets_the_closest_ranks_first():
+    import dataclasses
+
+    w = dataclasses.replace(W, ttft_s=1e-6)  # no layout prefills 1024 tokens in a microsecond
+    res = plan("llama3-8b", Cluster.homogeneous(_h100(), nodes=1), w, PlanOptions(objective="throughput"))
+    ranked = res.groups[0].ranked
+    assert all(c.misses for c in ranked)
+    factors = [c.miss_factor for c in ranked]
+    assert factors == sorted(factors) and factors[0] == pytest.approx(min(c.ttft_s for c in ranked) / 1e-6)
+    assert res.best.ttft_s == min(c.ttft_s for c in ranked)  # not the layout with the most throughput
+    assert f"the closest ({ranked[0].label})" in res.groups[0].notes[-1]

@@ -17,7 +17,7 @@ from accelcal.planner.search import plan
 from accelcal.planner.serving.engine import EnginePreset, engine_names
 from accelcal.planner.serving.kv import Infeasible, kv_budget
 from accelcal.planner.serving.predict import JSON_KEYS, predict_serving
-from accelcal.planner.serving.search import ServingTargets, search_serving
+from accelcal.planner.serving.search import ServingTargets, format_search, search_serving
 from accelcal.planner.serving.simulate import simulate
 from accelcal.planner.serving.steady import STEADY_REL_TOL, steady_state
 from accelcal.planner.parallelism import Parallelism
@@ -902,3 +902,11 @@ def test_sglang_fills_a_chunked_prompts_last_batch_with_new_requests(prof, small
     (a0, fa, _), (b0, fb, _) = run.times_s
     assert fa - a0 == pytest.approx(cost[0] + cost[1], rel=1e-9)
     assert fb - b0 == pytest.approx(sum(cost), rel=1e-9)
+
+
+def test_search_ranks_the_closest_miss_first_when_nothing_meets_the_targets(prof, small):
+    res = search_serving(prof, small, 1, ["vllm"], [1, 8, 64, 256], 1024, 128, ServingTargets(ttft_s=1e-6, tpot_s=1e-6))
+    assert all(c.misses for c in res.ranked)
+    assert [c.miss_factor for c in res.ranked] == sorted(c.miss_factor for c in res.ranked)
+    assert res.best.concurrency == 1  # one client is the nearest to both targets, not the most tokens/s
+    assert "closest (none meets the targets): vllm TP1 PP1 DP1 C1" in format_search(res)

@@ -61,7 +61,7 @@ def test_block_scaling_without_fp8_weights_is_bad_input(capsys):
 def test_serving_search_exit_codes_match_plan(capsys):
     base = ["plan", "--profile", H100, "--interconnect", NVSWITCH, "--engine", "vllm", "--concurrency", "8,32"]
     rc, out, err = _run(capsys, *base, "--model", "llama3.1-70b", "--ttft", "0.001", "--tpot", "0.001")
-    assert rc == 4 and "no engine x layout x concurrency meets the targets" in err and "best:" in out
+    assert rc == 4 and "no engine x layout x concurrency meets the targets" in err and "closest (none meets the targets): vllm TP8 PP1 DP1 C8" in out
     rc, _, err = _run(capsys, *base, "--model", "llama3.1-405b")
     assert rc == 3 and "no layout of llama3.1-405b on 8 devices can be costed" in err
     rc, doc = _json(capsys, *base, "--model", "llama3.1-70b", "--tpot", "10")

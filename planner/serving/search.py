@@ -89,6 +89,9 @@ class ServingCandidate:
     """1: a MoE model's experts TP-split; = tp: spread over the replica's TP group."""
     requests_per_s: float = 0.0
     """Requests/s the whole cluster completes (all DP replicas)."""
+    miss_factor: float = 0.0
+    """How far it is from its targets: the largest of TTFT / target, TPOT / target and offered / completed
+    requests/s over the targets it misses; 0 when it meets them all (the closest miss has the smallest)."""
 
     @property
     def label(self) -> str:
@@ -101,8 +104,8 @@ class ServingCandidate:
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "request_latency_s": self.request_latency_s,
                 "output_tokens_per_s_per_device": self.per_device, "output_tokens_per_s_per_user": self.per_user,
                 "requests_per_s": self.requests_per_s,
-                "binding": self.binding, "misses": list(self.misses), "why": list(self.why),
-                "checked_by": self.checked_by}
+                "binding": self.binding, "misses": list(self.misses), "miss_factor": self.miss_factor,
+                "why": list(self.why), "checked_by": self.checked_by}
 
 
 class NoServingLayout(ValueError):
@@ -219,12 +222,17 @@ def _check(c: ServingCandidate, t: ServingTargets, stat: str, ttft: float | None
     ttft = c.ttft_s if ttft is None else ttft
     tpot = c.tpot_s if tpot is None else tpot
     c.misses = []
+    factors = []
     if t.ttft_s is not None and ttft > t.ttft_s:
         c.misses.append(f"TTFT {stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms")
+        factors.append(ttft / t.ttft_s)
     if t.tpot_s is not None and tpot > t.tpot_s:
         c.misses.append(f"TPOT {stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms")
+        factors.append(tpot / t.tpot_s)
     if t.request_rate_per_s is not None and c.requests_per_s < t.request_rate_per_s:
         c.misses.append(f"completes {c.requests_per_s:.4g} requests/s < offered {t.request_rate_per_s:.4g} requests/s")
+        factors.append(t.request_rate_per_s / c.requests_per_s if c.requests_per_s > 0 else math.inf)
+    c.miss_factor = max(factors, default=0.0)
 
 
 def _within_steady_error(c: ServingCandidate, t: ServingTargets) -> bool:
@@ -271,8 +279,9 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         done += 1
         if not c.misses:
             best = max(best or 0.0, c.per_device)
-    cands.sort(key=lambda c: (bool(c.misses) or c.checked_by == "steady", -c.per_device, c.request_latency_s,
-                              c.tp * c.pp, c.ep, c.concurrency))
+    # passes confirmed by simulation, then passes at the steady state only, then misses, closest first
+    cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"), c.miss_factor, -c.per_device,
+                              c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
 
 
 def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
@@ -335,7 +344,8 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
         lines.append(f"{i:>2} {c.label:<30} {c.ttft_s * 1e3:10.1f} {c.tpot_s * 1e3:9.2f} {c.per_device:10.1f} "
                      f"{c.per_user:10.1f}  {src:<9} {c.binding}{mark}")
     best = res.best
-    lines.append(f"best: {best.label} ({best.checked_by})")
+    lines.append(f"{'best' if not best.misses else 'closest (none meets the targets)'}: {best.label} "
+                 f"({best.checked_by})")
     lines += [f"  {w}" for w in best.why]
     lines.append("Pareto front (tokens/s per user vs per device):")
     for c in res.pareto:
