@@ -279,6 +279,12 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
             note(f"fitted {op} {scope} group {int(gs)}: {len(f.pieces)} piece(s), held-out median "
                  f"{f.quality.heldout_median_rel_err:.1%}{' FLAGGED' if f.quality.flags else ''}")
 
+    if compute and not memory:
+        # every plan costs each layer's memory-bound kernels from it: a GEMM-only profile could plan nothing
+        have = sorted(set(kdev["op"])) if len(kdev) else []
+        raise ValueError(f"the kernel results have GEMM measurements but no memory ones (ops {have}; a device "
+                         f"profile needs copy/read/write from the kernel suite's memory cases): run accelcal bench "
+                         f"kernels with them and pass that CSV too")
     mv = env.get("method_version", 1)
     profile = Profile(identity=ident, compute=compute, memory=memory, elementwise=elementwise, sampler=sampler, overheads=over,
                       collectives=collectives,

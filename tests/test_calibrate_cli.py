@@ -220,7 +220,8 @@ def test_from_results_copies_keep_the_profile_self_contained(tmp_path, capsys):
     assert run(["calibrate", "--from-results", str(a), "--out", str(out), "--force"]) == 0
     assert "already, byte for byte," in capsys.readouterr().out
     k = synth_kernels()
-    b = _write_results(tmp_path / "b", k[k["op"] == "gemm"], "kernels")
+    k["median_s"] = k["median_s"] * 1.01  # another measurement of the same cases: same name, different bytes
+    b = _write_results(tmp_path / "b", k, "kernels")
     assert run(["calibrate", "--from-results", str(b), "--out", str(out), "--force"]) == 0
     raw = out.parent / "synth-raw"
     assert Profile.load(out).identity.raw_data == ["synth-raw/kernels-2.csv"]
@@ -399,3 +400,13 @@ def test_compare_reports_what_new_lost_and_fails_on_it(tmp_path, capsys):
     assert run(["compare", h100, str(lost), "--fail-on-regression"]) == 5
     assert "1 measurement(s) NEW lacks: compute.fp8_e4m3" in capsys.readouterr().err
     assert run(["compare", h100, h100, "--fail-on-regression"]) == 0
+
+
+def test_gemm_only_results_are_refused_with_what_is_missing(tmp_path, capsys):
+    k = synth_kernels()
+    a = _write_results(tmp_path / "a", k[k["op"] == "gemm"], "kernels")
+    out = tmp_path / "p.yaml"
+    assert run(["calibrate", "--from-results", str(a), "--out", str(out)]) == 2
+    err = capsys.readouterr().out  # this file's run() prints errors as accelcal.cli.main does, to stdout here
+    assert "GEMM measurements but no memory ones (ops ['gemm']" in err and "run accelcal bench kernels" in err
+    assert not out.exists()

@@ -305,3 +305,13 @@ def test_what_if_scales(good: Profile):
     with pytest.raises(ValueError, match="factor"):
         good.with_bandwidth_scale(0)
     assert good.dtypes() == list(good.compute)
+
+
+@pytest.mark.parametrize("key", ["memory", "overheads"])
+def test_device_profile_without_memory_or_overheads_is_refused_at_load(tmp_path, key):
+    d = yaml.safe_load(GOOD.read_text())
+    del d[key]
+    path = tmp_path / f"no_{key}.yaml"
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ProfileError, match=rf"{path}: {key}: missing or empty; a device profile \(with compute\) needs"):
+        Profile.load(path)

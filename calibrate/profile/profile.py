@@ -143,6 +143,14 @@ class Profile:
         elif ident.memory_capacity_bytes is None:
             raise r.fail("identity.memory_capacity_bytes", "expected a number: a device profile (with compute) needs "
                                                            "its memory per device; only interconnect profiles may omit it")
+        else:
+            # every layer's memory-bound kernels are costed from memory, every launch from overheads (whose values
+            # may be null: not measured, costed at 0 s); only an interconnect profile goes without them
+            for key, want in (("memory", "a mapping pattern -> fitted entry (copy, read, ...)"),
+                              ("overheads", "a mapping of launch/sync constants (null where not measured)")):
+                if not d.get(key) and not (key == "overheads" and isinstance(d.get(key), dict)):
+                    raise r.fail(key, f"missing or empty; a device profile (with compute) needs {want}; only an "
+                                      f"interconnect profile (collectives only) may leave it out")
         comp = d.get("compute") or {}
         if not isinstance(comp, dict):
             raise r.fail("compute", f"expected a mapping dtype -> entry, got {type(comp).__name__}")
