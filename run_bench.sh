@@ -56,6 +56,11 @@ the torch already installed there is used, and the project installs with
 `pip install --no-deps --no-build-isolation -e .` when its dependencies are
 present, so no network is needed.  Without torch, it installs
 ${ACCELCAL_TORCH_SPEC:-torch==2.13.0}.
+
+Exit status: 0 when every stage ran; 2 for a bad option or model name (checked
+before any measurement) or an environment that cannot run; 1 when calibration
+failed (the previous profile is kept) or when the profile was written but
+validation, the plan or the report failed (the summary names which).
 EOF
 }
 
@@ -92,6 +97,7 @@ OUT="$(cd "$OUT" && pwd)"
 LOG="$OUT/run_bench.log"
 : >"$LOG"
 T_START=$(date +%s)
+FAILED=()  # stages that failed after the profile was written: the run then exits 1
 
 step() { echo; echo "==> [$(( $(date +%s) - T_START ))s] $*" | tee -a "$LOG"; }
 # Runs a command, mirrors its output into the log, and keeps its exit status.
@@ -133,6 +139,15 @@ fi
 "$PY" -c "import accelcal.kernels, accelcal.calibrate, accelcal.planner" 2>>"$LOG" \
     || die "accelcal is not importable with $PY (drop --no-install, or install it: pip install -e ".[measure,bench]")"
 ACC=("$PY" -m accelcal)
+# The closing plan's model, checked now rather than after minutes of calibration.
+MODEL_ERR="$("$PY" -c "
+import sys
+from accelcal.models import ModelConfig
+try:
+    ModelConfig.resolve(sys.argv[1])
+except (ValueError, OSError) as exc:
+    print(exc)
+    sys.exit(1)" "$MODEL" 2>&1)" || die "--model: $MODEL_ERR"
 logged "${ACC[@]}" env --device "$DEVICE" || die "environment capture failed (see $LOG)"
 "${ACC[@]}" env --device "$DEVICE" --format json >"$OUT/environment.json"
 DEV_TYPE="$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['device_type'])" "$OUT/environment.json")"
@@ -173,8 +188,10 @@ if [ "$SKIP_VALIDATE" = 0 ]; then
     step "validate: real decoder layers vs planner predictions"
     VAL_ARGS=(validate --profile "$PROFILE" --device "$DEV_SPEC" --write --nproc "$([ "$NPROC" -ge 2 ] && echo 2 || echo 1)")
     if [ "$MODE" != full ]; then VAL_ARGS+=(--quick); fi
-    logged "${ACC[@]}" "${VAL_ARGS[@]}" | tee "$OUT/validation.txt" \
-        || echo "run_bench.sh: validation failed (profile kept without a validation section; see $LOG)" | tee -a "$LOG"
+    if ! logged "${ACC[@]}" "${VAL_ARGS[@]}" | tee "$OUT/validation.txt"; then
+        echo "run_bench.sh: validation failed (profile kept without a validation section; see $LOG)" | tee -a "$LOG"
+        FAILED+=(validation)
+    fi
 fi
 
 # ------------------------------------------------------------------ compare
@@ -185,15 +202,17 @@ fi
 
 # --------------------------------------------------------------------- plan
 step "plan: $MODEL on this node"
-logged "${ACC[@]}" plan --profile "$PROFILE" --model "$MODEL" --export-dir "$OUT/plan" | tee "$OUT/plan.txt" \
-    || echo "run_bench.sh: planning failed (see $LOG)" | tee -a "$LOG"
+if ! logged "${ACC[@]}" plan --profile "$PROFILE" --model "$MODEL" --export-dir "$OUT/plan" | tee "$OUT/plan.txt"; then
+    echo "run_bench.sh: planning failed (see $LOG)" | tee -a "$LOG"
+    FAILED+=(plan)
+fi
 
 # ------------------------------------------------------------------- report
 HAVE_REPORT=0
 if "$PY" -c "import matplotlib" >/dev/null 2>&1; then
     step "report: one HTML page (summary, fit quality, plots, validation, plan)"
     if logged "${ACC[@]}" report "$PROFILE" --model "$MODEL" --out "$OUT/report.html"; then HAVE_REPORT=1; else
-        echo "run_bench.sh: report failed (see $LOG)" | tee -a "$LOG"; fi
+        echo "run_bench.sh: report failed (see $LOG)" | tee -a "$LOG"; FAILED+=(report); fi
 fi
 
 # ------------------------------------------------------------------ summary
@@ -206,7 +225,12 @@ ELAPSED=$(( $(date +%s) - T_START ))
     echo "  environment      $OUT/environment.json"
     [ "$SKIP_VALIDATE" = 0 ] && echo "  validation       $OUT/validation.txt"
     [ -n "$PREV" ] && echo "  changes          $OUT/compare.txt"
-    echo "  plan             $OUT/plan.txt (DAG/trace exports in $OUT/plan/)"
+    if [[ " ${FAILED[*]} " == *" plan "* ]]; then echo "  plan             FAILED: its error is in $OUT/plan.txt"; else
+        echo "  plan             $OUT/plan.txt (DAG/trace exports in $OUT/plan/)"; fi
     [ "$HAVE_REPORT" = 1 ] && echo "  report           $OUT/report.html (open in a browser; plots inline)"
     echo "  log              $LOG"
 } | tee -a "$LOG"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "run_bench.sh: the profile was written, but these stages failed: ${FAILED[*]} (see $LOG)" >&2
+    exit 1
+fi

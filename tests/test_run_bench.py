@@ -86,3 +86,22 @@ def test_help_lists_the_main_options(checkout):
     assert r.returncode == 0
     for flag in ("--quick", "--full", "--device", "--out", "--python", "--no-install", "--test-mode"):
         assert flag in r.stdout
+
+
+def test_unknown_model_is_refused_before_any_measurement(checkout, tmp_path):
+    out = tmp_path / "out"
+    r = _run_bench(checkout, "--test-mode", "--model", "lama3-8b", "--out", str(out),
+                   "--profile", str(tmp_path / "node.yaml"), timeout=60)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "run_bench.sh: error: --model: unknown model 'lama3-8b'" in r.stderr
+    assert "calibrate" not in r.stdout and not (tmp_path / "node.yaml").exists()
+
+
+def test_a_failed_plan_is_a_failed_run(checkout, tmp_path):
+    # llama3-8b in fp32 (32 GB of weights) fits no layout of a smoke profile's CPU share: the plan fails
+    out, profile = tmp_path / "out", tmp_path / "node.yaml"
+    r = _run_bench(checkout, "--test-mode", "--skip-collectives", "--skip-validate", "--model", "llama3-8b",
+                   "--out", str(out), "--profile", str(profile))
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert profile.exists()  # the profile itself was written
+    assert "plan             FAILED" in r.stdout and "these stages failed: plan" in r.stderr
