@@ -150,6 +150,17 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
 
     if out is not None and os.path.exists(out) and not force:
         raise ValueError(f"--out {out} exists; pass --force to replace it")
+    # the same log given twice (or under two names) would count its points as two independent runs
+    seen: dict[str, str] = {}
+    for p in paths:
+        if not os.path.isfile(p):
+            continue
+        digest = sha256_of(p)
+        if digest in seen:
+            same = "is given twice" if os.path.realpath(p) == os.path.realpath(seen[digest]) else \
+                f"has the same contents as {seen[digest]}"
+            raise ValueError(f"{p} {same} (sha256 {digest[:12]}...): each log counts as one run; pass it once")
+        seen[digest] = p
     tables = [p for p in paths if str(p).lower().endswith(".csv") and os.path.isfile(p) and is_latency_table(str(p))]
     logs = [p for p in paths if p not in tables]
     runs = (read_runs(logs, op=op) if logs else []) + [r for t in tables for r in read_latency_table(str(t))]

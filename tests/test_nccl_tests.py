@@ -214,3 +214,14 @@ def test_shipped_nvswitch_profiles_record_their_fabric():
     for name in ("h100-nvswitch-4of8", "h100-nvswitch-8"):
         assert {c.fabric for c in Profile.load(root / f"{name}.yaml").collectives} == {"nvswitch"}, name
     assert {c.fabric for c in Profile.load(root / "pcie-rtx4090-8.yaml").collectives} == {"pcie"}
+
+
+def test_the_same_log_twice_is_refused_not_counted_as_two_runs(tmp_path):
+    log = Path(__file__).parent.parent / "profiles" / "interconnect" / "sources" / "h100-nvswitch-8-all_reduce.txt"
+    with pytest.raises(ValueError, match=r"is given twice \(sha256 [0-9a-f]{12}\.\.\.\): each log counts as one run"):
+        import_profile([str(log), str(log)], out=str(tmp_path / "a.yaml"))
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(log.read_bytes())
+    with pytest.raises(ValueError, match=f"{copy} has the same contents as {log}"):
+        import_profile([str(log), str(copy)], out=str(tmp_path / "a.yaml"))
+    assert not (tmp_path / "a.yaml").exists()
