@@ -110,3 +110,18 @@ def test_model_paths_and_range_ratio_name_what_is_wrong(capsys, tmp_path):
     assert rc == 2 and "unknown model 'llama3-9b'" in err  # a name still lists the presets
     rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "llama3-8b", *LOAD, "--range-ratio", "2")
     assert rc == 2 and "--range-ratio must be in [0, 1), got 2.0" in err
+
+
+def test_tp_on_a_one_device_profile_points_at_interconnect_first(capsys):
+    from accelcal.cli import main
+
+    from pathlib import Path
+
+    h100 = str(Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml")
+    rc = main(["predict", "--profile", h100, "--model", "llama3-8b", "--engine", "vllm",
+               "--concurrency", "4", "--isl", "128", "--osl", "16", "--tp", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert ("nvidia-h100 describes one device and has no collectives; pass the node's intra-node fabric with "
+            "--interconnect" in err) and "profiles/interconnect/h100-nvswitch-4of8.yaml" in err
+    assert "inter_node" not in err  # the inter-node links are not the fix

@@ -206,6 +206,17 @@ class StepCoster:
         except MissingMeasurement as exc:  # it names what the profile lacks
             msg = exc.args[0] if exc.args else str(exc)
             dpn = int(self.profile.identity.devices_per_node)
+            if dpn == 1 and not self.profile.collectives:
+                # a one-device profile: the fix is the node's fabric, not the inter-node links its message lists
+                from accelcal.calibrate.compose import shipped_interconnects
+
+                ships = shipped_interconnects("all_reduce", "intra_node")
+                raise StepCostError(
+                    f"the profile cannot cost TP={self.tp} PP={self.pp}: {self.profile.identity.name} describes one "
+                    f"device and has no collectives; pass the node's intra-node fabric with --interconnect (it also "
+                    f"sets the devices per node)" + (f" (shipped: {', '.join(x.split(' (')[0] for x in ships)})"
+                                                     if ships else "") +
+                    ", and for layouts wider than a node --inter-node-profile") from None
             where = (f"with {dpn} device(s) per node in {self.profile.identity.name}, TP={self.tp} PP={self.pp} "
                      f"spans nodes; " if self.tp_scope == "inter_node" and self.tp * self.pp > dpn else "")
             raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}; {where}pass the node's "
