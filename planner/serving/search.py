@@ -22,6 +22,7 @@ is by request latency (the planner's default).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,6 +356,8 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
         by_reason: dict[str, list[str]] = {}
         for r in res.rejected:
             label, _, why = r.partition(": ")
+            # the layout is the label's: "the profile cannot cost TP=1 PP=2: X" is the same reason for every layout
+            why = re.sub(r"^the profile cannot cost TP=\d+ PP=\d+: ", "", why)
             by_reason.setdefault(why or label, []).append(label if why else "")
         lines.append(f"rejected {len(res.rejected)}:")
         items = list(by_reason.items())

@@ -217,8 +217,12 @@ class StepCoster:
                     f"sets the devices per node)" + (f" (shipped: {', '.join(x.split(' (')[0] for x in ships)})"
                                                      if ships else "") +
                     ", and for layouts wider than a node --inter-node-profile") from None
+            spans = self.tp_scope == "inter_node" and self.tp * self.pp > dpn
+            if not spans and any(c.scope == "intra_node" for c in self.profile.collectives):
+                # the node's fabric is there and lacks this collective: the profile's own message says what to import
+                raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}") from None
             where = (f"with {dpn} device(s) per node in {self.profile.identity.name}, TP={self.tp} PP={self.pp} "
-                     f"spans nodes; " if self.tp_scope == "inter_node" and self.tp * self.pp > dpn else "")
+                     f"spans nodes; " if spans else "")
             raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}; {where}pass the node's "
                                 f"intra-node fabric with --interconnect (it also sets the devices per node) and, for "
                                 f"layouts wider than a node, --inter-node-profile") from None
