@@ -56,7 +56,9 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
     on = gp.group if gp.group == gp.device_name else f"{gp.group} ({gp.device_name})"  # a group named after its device
     out = [f"{r.model.name} on {on}: {gp.devices} devices, {gp.devices_per_node} per node; "
            f"prompt {w.prompt_len}, output {w.output_len}, batch {w.batch} per replica; "
-           f"{'CUDA graphs' if r.options.cuda_graphs else 'eager launches'}; objective: {gp.objective}",
+           f"{'CUDA graphs' if r.options.cuda_graphs else 'eager launches'}; objective: {gp.objective}"
+           + (" (a target is set: most tokens/s per device that meets it)" if r.options.objective == "auto"
+              and gp.objective == "throughput" else ""),
            f"{gp.candidates_evaluated} layouts evaluated: {len(gp.ranked)} feasible, {len(gp.rejected)} rejected",
            "TTFT = one request's prompt prefilled alone (batch does not change it); TPOT = one decode step of the "
            "replica's batch",
