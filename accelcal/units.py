@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["UNITS", "fmt", "fmt_time_s", "fmt_bytes", "fmt_bytes_per_s", "fmt_flop_per_s", "unit_of_key"]
+__all__ = ["UNITS", "count", "fmt", "fmt_time_s", "fmt_bytes", "fmt_bytes_per_s", "fmt_flop_per_s", "unit_of_key"]
 
 UNITS: tuple[str, ...] = ("s", "bytes", "bytes_per_s", "flop_per_s", "flop", "ratio", "fraction")
 """Units :func:`fmt` knows, longest suffix match first in :func:`unit_of_key`."""
@@ -94,3 +94,8 @@ def unit_of_key(key: str) -> str | None:
         if key == unit or key.endswith("_" + unit):
             return unit
     return None
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless n is 1: count(1, "device") = "1 device", count(8, "device") = "8 devices"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

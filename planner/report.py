@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from accelcal.units import fmt_time_s
+from accelcal.units import count, fmt_time_s
 
 from .search import GroupPlan, PlanResult
 
@@ -54,7 +54,7 @@ def zero_latency_warning(r: PlanResult) -> str | None:
 def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
     w = r.workload
     on = gp.group if gp.group == gp.device_name else f"{gp.group} ({gp.device_name})"  # a group named after its device
-    out = [f"{r.model.name} on {on}: {gp.devices} devices, {gp.devices_per_node} per node; "
+    out = [f"{r.model.name} on {on}: {count(gp.devices, 'device')}, {gp.devices_per_node} per node; "
            f"prompt {w.prompt_len}, output {w.output_len}, batch {w.batch} per replica; "
            f"{'CUDA graphs' if r.options.cuda_graphs else 'eager launches'}; objective: {gp.objective}"
            + (" (a target is set: most tokens/s per device that meets it)" if r.options.objective == "auto"

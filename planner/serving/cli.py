@@ -18,6 +18,7 @@ import json
 import sys
 
 from accelcal.calibrate.compose import add_profile_arguments
+from accelcal.units import count
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from .deployment import DEPLOYMENTS
@@ -177,7 +178,7 @@ def format_prediction(res) -> str:
         load += f" (client gap {w['client_gap_s'] * 1e3:g} ms)"  # it moves the TTFT a reader compares
     ep = f" EP{lay['ep']}" if lay.get("ep", 1) > 1 else ""
     lines = [f"WARNING: {x}" for x in res.warnings]
-    lines += [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}{ep} ({lay['devices']} devices)  {load}  "
+    lines += [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}{ep} ({count(lay['devices'], 'device')})  {load}  "
               f"isl {w['isl']} osl {w['osl']}"]
     if not res.feasible:
         lines.append(f"INFEASIBLE: {res.reason}")
