@@ -178,10 +178,10 @@ def _export(args: argparse.Namespace) -> int:
     from .compose import require_device_profile
 
     p = Profile.load(args.profile)
-    require_device_profile(p, "PROFILE")  # an interconnect profile has no device for a configurator to describe
+    require_device_profile(p, "PROFILE", fabric_flags=False)  # no device for a configurator to describe
     ds = Profile.load(args.datasheet) if args.datasheet else None
     if ds is not None:
-        require_device_profile(ds, "--datasheet")
+        require_device_profile(ds, "--datasheet", fabric_flags=False)
         models = [t for t in re.findall(r"[A-Za-z0-9]+", str(ds.identity.device_name)) if re.search(r"[A-Za-z]\d", t)]
         if (str(ds.identity.device_type) != str(p.identity.device_type)
                 or models and not any(t.lower() in str(p.identity.device_name).lower() for t in models)):

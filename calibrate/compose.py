@@ -130,11 +130,15 @@ def datasheet_names(*profiles: Profile | None) -> list[str]:
     return out
 
 
-def require_device_profile(device: Profile, flag: str = "--profile") -> None:
-    """Refuse an interconnect profile (collectives only) where a device's compute, memory and attention are needed."""
+def require_device_profile(device: Profile, flag: str = "--profile", fabric_flags: bool = True) -> None:
+    """Refuse an interconnect profile (collectives only) where a device's compute, memory and attention are needed.
+    ``fabric_flags``: the command takes interconnect profiles as --interconnect / --inter-node-profile (say so)."""
     if device.is_interconnect:
+        where = (f"pass a device profile as {flag} and this one as --interconnect / --inter-node-profile" if fabric_flags
+                 else f"pass a device profile as {flag}; an interconnect profile joins one in accelcal plan / predict "
+                      f"/ report (--interconnect, --inter-node-profile)")
         raise ProfileError(f"{flag} {device.identity.name}: is an interconnect profile (collectives only, no compute); "
-                           f"pass a device profile as {flag} and this one as --interconnect / --inter-node-profile")
+                           f"{where}")
 
 
 def plan_profiles(device: Profile, interconnect: Profile | None = None,

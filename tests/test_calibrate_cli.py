@@ -410,3 +410,11 @@ def test_gemm_only_results_are_refused_with_what_is_missing(tmp_path, capsys):
     err = capsys.readouterr().out  # this file's run() prints errors as accelcal.cli.main does, to stdout here
     assert "GEMM measurements but no memory ones (ops ['gemm']" in err and "run accelcal bench kernels" in err
     assert not out.exists()
+
+
+def test_export_of_an_interconnect_profile_names_where_it_belongs(capsys):
+    ic = Path(__file__).resolve().parents[1] / "profiles" / "interconnect" / "h100-nvswitch-8.yaml"
+    assert run(["export", str(ic), "--format", "configurator"]) == 2
+    out = capsys.readouterr().out
+    assert "is an interconnect profile" in out and "pass a device profile as PROFILE;" in out
+    assert "and this one as --interconnect" not in out  # export has no such option
