@@ -405,10 +405,15 @@ def parse_text(text: str, path: str = "<text>", op_hint: str | None = None) -> l
             continue
         # A result row.
         toks = _INLINE_TAG.sub(" ", s).split()
+        # a log pasted without its header still parses; a row that fails in a file with no nccl-tests line at
+        # all before it is most likely not a log
+        unlogged = run is None and header is None and not runs and all(v is None for v in
+                                                                         (pending["version"], pending["op"], pending["nccl"]))
         if run is None:
             run = new_run(i)
         hdr = header or _guess_header(toks)
-        where = f"{path}:{i}"
+        where = f"{path}:{i}" + ("" if not unlogged else
+                                 " (no nccl-tests header, rank or version line before it: is this an nccl-tests log?)")
         if len(toks) < hdr.lead + 4:
             raise NcclTestsError(f"{where}: result row cut short ({len(toks)} columns, expected at least "
                                  f"{hdr.lead + 4}: size, count, type, ..., time, algbw, busbw, #wrong): "

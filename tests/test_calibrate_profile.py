@@ -315,3 +315,10 @@ def test_device_profile_without_memory_or_overheads_is_refused_at_load(tmp_path,
     path.write_text(yaml.safe_dump(d))
     with pytest.raises(ProfileError, match=rf"{path}: {key}: missing or empty; a device profile \(with compute\) needs"):
         Profile.load(path)
+
+
+def test_raw_results_given_as_a_profile_get_a_hint(tmp_path):
+    csv = tmp_path / "kernels.csv"
+    csv.write_text("op,dtype,m\ngemm,bf16,128\nnote: a: b\n")
+    with pytest.raises(ProfileError, match=r"not valid YAML: .*; is this an accelcal profile\? It looks like raw results"):
+        Profile.load(csv)

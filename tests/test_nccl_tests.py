@@ -225,3 +225,11 @@ def test_the_same_log_twice_is_refused_not_counted_as_two_runs(tmp_path):
     with pytest.raises(ValueError, match=f"{copy} has the same contents as {log}"):
         import_profile([str(log), str(copy)], out=str(tmp_path / "a.yaml"))
     assert not (tmp_path / "a.yaml").exists()
+
+
+def test_a_file_that_is_not_a_log_is_named_as_such(tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nThe sweep took\n2.5 minutes).\n")
+    with pytest.raises(NcclTestsError, match=r"notes.md:4 \(no nccl-tests header, rank or version line before it: "
+                                             r"is this an nccl-tests log\?\): result row cut short"):
+        read_runs([str(notes)])

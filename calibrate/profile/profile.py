@@ -219,7 +219,12 @@ class Profile:
         try:  # bounded: regular file, size cap, alias/depth limits, duplicate keys refused
             data = parse_yaml(read_text(path, what="profile", max_bytes=PROFILE_MAX_BYTES), origin=path)
         except UnsafeInput as exc:
-            raise ProfileError(str(exc)) from None
+            hint = ""
+            if "not valid YAML" in str(exc) and not path.lower().endswith((".yaml", ".yml")):
+                what = "raw results" if path.lower().endswith((".csv", ".json", ".parquet")) else "another kind of file"
+                hint = (f"; is this an accelcal profile? It looks like {what}: a profile is the .yaml file accelcal "
+                        f"calibrate or accelcal import writes")
+            raise ProfileError(str(exc) + hint) from None
         if data is None:
             raise ProfileError(f"{path}: {TOP_LEVEL}: the file is empty")
         return cls.from_dict(data, origin=path)
