@@ -137,6 +137,29 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
     return Profile.from_dict(prof.to_dict(), origin="import nccl-tests result")
 
 
+def _provenance_from_env(prof: Profile, csvs: Sequence[str]) -> None:
+    """accelcal's own collectives CSVs carry their provenance in ``<stem>.env.json``: the host, date and versions
+    the logs of other tools print in their headers (the first CSV with one answers; a log's own lines win)."""
+    from accelcal.safe_io import load_json
+
+    ident = prof.identity
+    for path in csvs:
+        env_path = Path(path).with_suffix(".env.json")
+        if not env_path.is_file():
+            continue
+        env = load_json(env_path, what="environment", expect=dict)
+        ident.host = ident.host or str(env.get("host") or "")
+        ident.date = ident.date or str(env.get("date") or "")
+        for key, field_ in (("torch", "torch_version"), ("nccl", "nccl_version"), ("python", "python_version")):
+            if env.get(field_):
+                ident.versions.setdefault(key, str(env[field_]))
+        if env.get("device_name") and str(ident.device_name or "").startswith("unknown"):
+            # a CSV has no rank lines: the device is the one its run recorded
+            ident.device_name = str(env["device_name"])
+            ident.device_type = str(env.get("device_type") or ident.device_type)
+        return
+
+
 def import_profile(paths: Sequence[str], name: str | None = None, citations: Sequence[str] = (),
                    out: str | None = None, scope: str | None = None, op: str | None = None, force: bool = False,
                    command: str = "", placement: str = "both",
@@ -173,6 +196,7 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
     name = name or (Path(out).stem if out else Path(paths[0]).stem)
     prof = profile_from_runs(runs, name, citations, command, scope, raw, sha, placement, progress, devices_per_node,
                              fabric)
+    _provenance_from_env(prof, [p for p in paths if any(r.fmt == "accelcal-csv" and r.source == p for r in runs)])
     if out is not None:
         prof.save(out)
     return prof

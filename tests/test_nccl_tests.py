@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -233,3 +234,13 @@ def test_a_file_that_is_not_a_log_is_named_as_such(tmp_path):
     with pytest.raises(NcclTestsError, match=r"notes.md:4 \(no nccl-tests header, rank or version line before it: "
                                              r"is this an nccl-tests log\?\): result row cut short"):
         read_runs([str(notes)])
+
+
+def test_accelcal_csv_import_keeps_the_provenance_of_its_env_json(tmp_path):
+    raw = Path(__file__).parent.parent / "profiles" / "cpu-amd-epyc-2core-raw"
+    env = json.loads((raw / "collectives-round1.env.json").read_text())
+    p = import_profile([str(raw / "collectives-round1.csv")], out=str(tmp_path / "ic.yaml"))
+    ident = p.identity
+    assert (ident.host, ident.date) == (env["host"], env["date"])
+    assert (ident.device_type, ident.device_name) == ("cpu", env["device_name"])
+    assert ident.versions["torch"] == env["torch_version"]
