@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from accelcal.calibrate.compose import add_profile_arguments, plan_profiles, require_device_profile
@@ -212,8 +213,8 @@ def run(args: argparse.Namespace) -> int:
         _positive(name.replace("_", "-"), getattr(args, name))
     for name in ("ttft", "tpot", "request_rate"):
         v = getattr(args, name)
-        if v is not None and not v > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {v}")
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
     if not args.engine:
         given = [f"--{n.replace('_', '-')}" for n in SERVING_ONLY if getattr(args, n) is not None]
         if given:

@@ -108,8 +108,10 @@ def test_plan_bad_inputs(profile_path):
         _run(["plan", "--profile", str(profile_path), "--nodes", "0"])
     with pytest.raises(ValueError, match="--prompt-len must be >= 1, got 0"):
         _run(["plan", "--profile", str(profile_path), "--prompt-len", "0"])
-    with pytest.raises(ValueError, match="--tpot must be > 0"):
+    with pytest.raises(ValueError, match="--tpot must be a finite number > 0, got -1"):
         _run(["plan", "--profile", str(profile_path), "--tpot", "-1"])
+    with pytest.raises(ValueError, match="--ttft must be a finite number > 0, got inf"):
+        _run(["plan", "--profile", str(profile_path), "--ttft", "inf"])
     with pytest.raises(FileNotFoundError):
         _run(["plan", "--profile", str(profile_path) + ".missing"])
     # Infeasible is not a typo: its own exit code (accelcal.exitcodes), the reason on stderr.
