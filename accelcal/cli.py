@@ -89,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # SIGTERM/SIGHUP unwind like Ctrl-C: every `finally` runs (ranks killed, staging and temp files removed).
     install_termination_handler()
+    # the command as typed (accelcal bench kernels, accelcal import nccl-tests): every message names it the same way
+    name = " ".join(str(x) for x in (args.command, getattr(args, "suite", None), getattr(args, "source_kind", None))
+                    if x)
     stdout = sys.stdout
     if args.command in _SAFE_STDOUT:
         sys.stdout = SafeStream(sys.stdout)
@@ -96,11 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = args.func(args)
         sys.stdout.flush()
     except Terminated as exc:
-        print(f"accelcal {args.command}: terminated by {exc}; ranks stopped, temporary files removed", file=sys.stderr)
+        print(f"accelcal {name}: terminated by {exc}; ranks stopped, temporary files removed", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
         # the same unwinding as SIGTERM's (Terminated is a KeyboardInterrupt): every `finally` has run
-        print(f"accelcal {args.command}: interrupted; ranks stopped, temporary files removed", file=sys.stderr)
+        print(f"accelcal {name}: interrupted; ranks stopped, temporary files removed", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `accelcal plan ... | head -1`: the reader left; say nothing, and keep Python's exit flush quiet.
@@ -110,19 +113,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra_for(exc) is None:
             raise
         # The base install lacks an optional extra this command needs: say which, no traceback.
-        print(missing_extra_message(exc, args.command), file=sys.stderr)
+        print(missing_extra_message(exc, name), file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ValueError, FileNotFoundError, ProfileQueryError) as exc:
         # Input errors and a profile that lacks a measurement the command needs: one clear line, no traceback.
         # Any other exception (a KeyError included) is a bug and keeps its traceback.  Control characters
         # from a file named in the message are escaped.
-        print(f"accelcal {args.command}: error: {safe(exc, keep_newlines=False)[:2000]}", file=sys.stderr)
+        print(f"accelcal {name}: error: {safe(exc, keep_newlines=False)[:2000]}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
         # Disk full, read-only folder, permission: one line naming the path.
         from .preflight import os_error_line
 
-        print(f"accelcal {args.command}: error: {safe(os_error_line(exc))}", file=sys.stderr)
+        print(f"accelcal {name}: error: {safe(os_error_line(exc))}", file=sys.stderr)
         return 1
     finally:
         sys.stdout = stdout

@@ -255,8 +255,7 @@ def _run(args: argparse.Namespace) -> int:
                               command, args.placement, progress=lambda m: print(f"[import] {m}"),
                               devices_per_node=args.devices_per_node, fabric=args.fabric)
     except NcclTestsError as exc:
-        print(f"accelcal import nccl-tests: error: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError(str(exc)) from None  # accelcal.cli.main prints it as every input error (exit 2)
     flagged = sum(bool(c.quality and c.quality.flags) for c in prof.collectives)
     print(f"[import] wrote {args.out}: {len(prof.collectives)} collective fit(s), source {prof.identity.source}, "
           f"{flagged} flagged (accelcal show {args.out})")

@@ -244,3 +244,12 @@ def test_accelcal_csv_import_keeps_the_provenance_of_its_env_json(tmp_path):
     assert (ident.host, ident.date) == (env["host"], env["date"])
     assert (ident.device_type, ident.device_name) == ("cpu", env["device_name"])
     assert ident.versions["torch"] == env["torch_version"]
+
+
+def test_import_errors_carry_the_full_command_name(tmp_path, capsys):
+    bad = tmp_path / "notes.md"
+    bad.write_text("2.5 minutes).\n")
+    assert main(["import", "nccl-tests", str(bad), "--out", str(tmp_path / "a.yaml")]) == 2
+    assert main(["import", "nccl-tests", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "a.yaml")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("accelcal import nccl-tests: error: ") for line in lines), lines
