@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     from accelcal.atomic import atomic_write_text
     from accelcal.calibrate.profile import Profile
 
+    if Path(args.out).suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--out {args.out}: the report is one HTML page; give it a .html name (it has no "
+                         f"{Path(args.out).suffix or 'other'} format)")
     # as accelcal plan takes them: device numbers from PROFILE, each scope's collectives from its fabric
     prof, inter = plan_profiles(Profile.load(args.profile),
                                 Profile.load(args.interconnect) if args.interconnect else None,

@@ -144,3 +144,9 @@ def test_report_gives_plan_memory_in_the_unit_of_its_why_lines(tmp_path):
     why = re.search(r"= ([\d.]+) GB of [\d.]+ GB allowed", page)
     assert why and f">{float(why.group(1)):.4g} GB</td>" in page
     assert "85.02 GB (79.18 GiB)" in page
+
+
+def test_report_refuses_an_out_name_that_is_not_html(tmp_path, capsys):
+    assert main(["report", str(CPU), "--model", "tiny", "--out", str(tmp_path / "r.pdf")]) == 2
+    assert "the report is one HTML page; give it a .html name" in capsys.readouterr().err
+    assert not (tmp_path / "r.pdf").exists()
