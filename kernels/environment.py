@@ -37,7 +37,13 @@ the internal worker's own command line."""
 
 def command_line() -> str:
     """The command that produced a measurement: a launcher's (``COMMAND_ENV``), else this process's argv."""
-    return os.environ.get(COMMAND_ENV) or " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
+    if os.environ.get(COMMAND_ENV):
+        return os.environ[COMMAND_ENV]
+    prog = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if prog == "__main__.py":  # python -m accelcal ...: the console script it stands for
+        pkg = os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0])))
+        prog = "accelcal" if pkg == "accelcal" else f"python -m {pkg}"
+    return " ".join([prog, *sys.argv[1:]])
 
 
 def _nvidia_smi() -> dict[str, str]:

@@ -1,6 +1,8 @@
 """The timing core: statistics on injected samples, buffer rotation, both figures on the CPU."""
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +131,15 @@ def test_replicas_copy_the_first_set_to_new_storage():
         replicas(first, 0)
     with pytest.raises(TypeError, match="tensor or a tuple/list"):
         replicas({"x": torch.ones(1)}, 2)
+
+
+def test_command_line_names_python_m_accelcal_as_accelcal(monkeypatch):
+    import accelcal
+    from accelcal.kernels.environment import COMMAND_ENV, command_line
+
+    monkeypatch.delenv(COMMAND_ENV, raising=False)
+    main_py = str(Path(accelcal.__file__).with_name("__main__.py"))
+    monkeypatch.setattr(sys, "argv", [main_py, "env", "--device", "auto"])
+    assert command_line() == "accelcal env --device auto"
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/accelcal", "bench", "kernels"])
+    assert command_line() == "accelcal bench kernels"
