@@ -33,38 +33,38 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--model", default="llama3-8b",
                    help=f"preset ({', '.join(preset_names())}), a model config .yaml, or a Hugging Face "
                         f"config.json or its folder (default: llama3-8b)")
-    p.add_argument("--dtype", default=PLANNER_ONLY["dtype"],
+    p.add_argument("--dtype", default=None,
                    help="weight/KV dtype to plan in (default: the model's, or the profile's only dtype if it lacks that)")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
     p.add_argument("--devices-per-node", type=int, default=None,
                    help="devices per node (default: the profile's identity.devices_per_node)")
-    p.add_argument("--extra-group", action="append", default=PLANNER_ONLY["extra_group"],
+    p.add_argument("--extra-group", action="append", default=None,
                    metavar="PROFILE:NODES[:DEVICES]",
                    help="another device type joined by DP (repeatable); TP/PP stay inside each group")
     p.add_argument("--prompt-len", "--isl", type=int, default=2048,
                    help="prompt tokens per request (default: 2048; --isl as in accelcal predict)")
     p.add_argument("--output-len", "--osl", type=int, default=256,
                    help="generated tokens per request (default: 256; --osl as in accelcal predict)")
-    p.add_argument("--batch", type=int, default=PLANNER_ONLY["batch"],
+    p.add_argument("--batch", type=int, default=None,
                    help="sequences decoded together per replica (default: 8)")
     p.add_argument("--ttft", type=float, default=None, help="time-to-first-token target, seconds")
     p.add_argument("--tpot", type=float, default=None, help="time-per-output-token target, seconds")
     p.add_argument("--request-rate", type=float, default=None, help="offered load, requests/s for the cluster")
-    p.add_argument("--cuda-graphs", action="store_true", default=PLANNER_ONLY["cuda_graphs"],
+    p.add_argument("--cuda-graphs", action="store_true", default=None,
                    help="cost launches as CUDA-graph replay instead of eager")
-    p.add_argument("--implementation", choices=implementation_names(), default=PLANNER_ONLY["implementation"],
+    p.add_argument("--implementation", choices=implementation_names(), default=None,
                    help="how the layer is written, which sets kernels launched per norm/rotary/activation/MoE "
                         "routing (models/presets/implementations): fused = a serving engine's fused kernels "
                         "(default), torch-eager = plain PyTorch eager, as accelcal validate runs it")
-    p.add_argument("--objective", choices=("auto", "latency", "throughput"), default=PLANNER_ONLY["objective"],
+    p.add_argument("--objective", choices=("auto", "latency", "throughput"), default=None,
                    help="rank by request latency or tokens/s per device; auto = throughput when a target is given")
-    p.add_argument("--max-layouts", type=int, default=PLANNER_ONLY["max_layouts"],
+    p.add_argument("--max-layouts", type=int, default=None,
                    help="refuse a search costing more layouts than this per device group (default: 200000)")
-    p.add_argument("--memory-utilization", type=float, default=PLANNER_ONLY["memory_utilization"],
+    p.add_argument("--memory-utilization", type=float, default=None,
                    help="fraction of device memory a plan may use (default: 0.9)")
     add_format_option(p)
     p.add_argument("--top", type=int, default=10, help="plans to list (default: 10)")
-    p.add_argument("--export-dir", default=PLANNER_ONLY["export_dir"],
+    p.add_argument("--export-dir", default=None,
                    help="write the best plan's DAGs (JSON, DOT) and a Chrome/Perfetto trace here")
     serving = p.add_argument_group("serving engines (accelcal.planner.serving.search): with --engine, search "
                                    "layout x concurrency for the most output tokens/s per device meeting --ttft/--tpot")
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{', '.join(given)}: option(s) of the serving search; add --engine "
                              f"(vllm, sglang, trtllm, static) or leave them out")
     else:
-        given = [f"--{n.replace('_', '-')}" for n, d in PLANNER_ONLY.items() if getattr(args, n) != d]
+        given = [f"--{n.replace('_', '-')}" for n in PLANNER_ONLY if getattr(args, n) is not None]
         if given:
             raise ValueError(f"{', '.join(given)}: option(s) of the layer-level planner; the serving search "
                              f"(--engine) sets batching, memory and launches from the engine preset (--engine-arg "
@@ -229,6 +229,10 @@ def run(args: argparse.Namespace) -> int:
                              + ("; its dtypes are --weight-dtype and --kv-dtype" if "--dtype" in given else ""))
         if args.plot:
             _check_plot_path(args.plot)
+    # the planner options default to None so that any the user typed is seen above, even at its default value
+    for n, d in PLANNER_ONLY.items():
+        if getattr(args, n) is None:
+            setattr(args, n, list(d) if isinstance(d, list) else d)
     if args.max_layouts < 1:
         raise ValueError(f"--max-layouts must be >= 1, got {args.max_layouts}")
     if not 0 < args.memory_utilization <= 1:

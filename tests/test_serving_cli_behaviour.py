@@ -188,7 +188,9 @@ def test_a_single_device_profile_as_interconnect_says_what_the_flag_takes(capsys
 
 @pytest.mark.parametrize("flag", [["--memory-utilization", "0.3"], ["--batch", "64"], ["--dtype", "fp32"],
                                   ["--max-layouts", "1"], ["--implementation", "torch-eager"],
-                                  ["--objective", "throughput"], ["--cuda-graphs"], ["--extra-group", "x.yaml:1"]])
+                                  ["--objective", "throughput"], ["--cuda-graphs"], ["--extra-group", "x.yaml:1"],
+                                  # at their defaults too: typed, they would still be ignored
+                                  ["--batch", "8"], ["--implementation", "fused"], ["--objective", "auto"]])
 def test_planner_only_options_are_refused_with_engine(capsys, flag):
     rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
                       "--concurrency", "4", *flag)
