@@ -48,7 +48,11 @@ def format_profile(p: Profile) -> str:
         out.append(f"  cites       {c}")
     if i.raw_data:
         out.append("  raw data    " + ", ".join(i.raw_data))
-    out.append("compute (GEMM)")
+    if p.is_interconnect:
+        out.append("interconnect profile: collectives only (no compute, memory or launch figures); it joins a device "
+                   "profile as --interconnect / --inter-node-profile")
+    else:
+        out.append("compute (GEMM)")
     for dt, e in p.compute.items():
         # The fitted roof is a model parameter (wave-quantised FLOPs over it, corrected per shape by the
         # measured efficiency), not a rate any call reached: show the best measured rate beside it.
@@ -56,14 +60,15 @@ def format_profile(p: Profile) -> str:
         seen = f"best measured {_si(best, 'FLOP/s')}, " if best else ""
         out.append(f"  {dt:<9} {seen}fitted roof {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
                    f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality)}")
-    out.append("memory (time = latency + bytes moved / bandwidth)")
-    for pat, e in p.memory.items():
-        out.append(f"  {pat:<9} {_memory_line(e)}")
-    o = p.overheads
-    out.append(f"overheads   eager launch {_time(o.eager_launch_s)}, launch+sync {_time(o.launch_sync_s)}, "
-               f"sync {_time(o.sync_s)}, graph kernel {_time(o.graph_kernel_s)}"
-               + (f", eager dispatch per op of a layer's mix {_time(o.eager_dispatch_s)}"
-                  if o.eager_dispatch_s is not None else ""))
+    if not p.is_interconnect:
+        out.append("memory (time = latency + bytes moved / bandwidth)")
+        for pat, e in p.memory.items():
+            out.append(f"  {pat:<9} {_memory_line(e)}")
+        o = p.overheads
+        out.append(f"overheads   eager launch {_time(o.eager_launch_s)}, launch+sync {_time(o.launch_sync_s)}, "
+                   f"sync {_time(o.sync_s)}, graph kernel {_time(o.graph_kernel_s)}"
+                   + (f", eager dispatch per op of a layer's mix {_time(o.eager_dispatch_s)}"
+                      if o.eager_dispatch_s is not None else ""))
     if p.attention:
         out.append("attention (time = latency + max(FLOP/rate, bytes/rate))")
         for dt, phases in p.attention.items():

@@ -61,6 +61,9 @@ def test_show_an_interconnect_profile_says_what_it_does_not_record(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].endswith("8 per node x 1 node(s), memory not recorded")
     assert lines[2].startswith("  imported    (no date recorded) on ")
+    # no empty device sections: it says what kind of profile it is
+    assert "compute (GEMM)" not in lines and not any(x.startswith(("memory (", "overheads ")) for x in lines)
+    assert any(x.startswith("interconnect profile: collectives only") for x in lines)
 
 
 def test_export_of_a_datasheet_offers_no_estimate_command_without_tables(tmp_path, capsys):
