@@ -283,3 +283,21 @@ def test_every_cpu_case_runs_with_the_profiles_threads_per_device(tmp_path, monk
 
     if measure.last_level_cache_bytes(resolve_device("cpu")) > 4 << 20:
         assert any("fit in the" in n and "last-level cache" in n for n in run.notes)
+
+
+def test_unmeasured_gemm_shapes_are_one_note_per_section():
+    from collections import namedtuple
+    from types import SimpleNamespace as NS
+
+    from accelcal.validate.runner import fallback_notes
+
+    case = namedtuple("case", "name")
+    # as planner.cost lists them: "<node>: <detail> (<source>)"
+    line = "q_proj: fitted model; (N={n}, K=1024) not measured (sweep covered ['small']) (compute.fp32)"
+    preds = {case(f"case{i}"): NS(extrapolated=[line.format(n=n) for n in (1024, 2048, 6144)] +
+                                     ["attention: no attention measured for fp32 prefill"]) for i in range(1, 4)}
+    notes = fallback_notes(preds)
+    assert len(notes) == 2, notes
+    assert notes[0] == ("prediction fell back on an unmeasured figure in 3 case(s) (case1, ...): GEMM shapes not "
+                        "measured (compute.fp32): N=1024 K=1024, N=2048 K=1024, N=6144 K=1024")
+    assert "no attention measured for fp32 prefill" in notes[1]

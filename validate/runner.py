@@ -201,16 +201,7 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
         raise ValueError(f"the planner could not predict any validation case from {profile_path}: " + "; ".join(notes))
     # Say where the planner fell back on an unmeasured figure (e.g. a phase's attention the profile lacks):
     # those cases' errors measure the fallback, not the fit.
-    fallbacks: dict[str, list[str]] = {}
-    for c, p in preds.items():
-        for line in getattr(p, "extrapolated", []) or []:
-            if "not measured" in line or "no attention measured" in line:
-                # group by what was missing (e.g. one (N, K) of compute.fp32), not by the M-dependent model text
-                what = re.search(r"\(N=\d+, K=\d+\) not measured \([^)]*\)", line)
-                fallbacks.setdefault(what.group(0) if what else line.split(": ", 1)[-1], []).append(c.name)
-    for what, names in fallbacks.items():
-        names = list(dict.fromkeys(names))
-        notes.append(f"prediction fell back on an unmeasured figure in {len(names)} case(s) ({names[0]}, ...): {what}")
+    notes += fallback_notes(preds)
     every = [c for c in every if c in preds]
     rank_sets = {ph: cs for ph, cs in rank_sets.items() if all(c in preds for c in cs)}
 
@@ -304,3 +295,30 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
         run.written = True
     run.wall_s = time.monotonic() - t0
     return run
+
+
+def fallback_notes(preds: dict) -> list[str]:
+    """One note per figure the planner fell back on (a case -> prediction map; each prediction's ``extrapolated``
+    lines): GEMM shapes the sweep did not cover are one note per profile section listing the (N, K) shapes."""
+    notes: list[str] = []
+    fallbacks: dict[str, list[str]] = {}
+    shapes: dict[str, dict[str, None]] = {}  # section -> unmeasured GEMM (N, K) shapes, in order seen
+    for c, p in preds.items():
+        for line in getattr(p, "extrapolated", []) or []:
+            if "not measured" in line or "no attention measured" in line:
+                # one note per section for GEMM shapes the sweep did not cover (not one per (N, K)), else per
+                # missing figure; never by the M-dependent model text
+                gemm = re.search(r"\(N=(\d+), K=(\d+)\) not measured \(([^)]*)\)", line)
+                section = re.search(r"\((compute\.\w+)\)\s*$", line)
+                key = (f"GEMM shapes not measured ({section.group(1) if section else gemm.group(3)})" if gemm
+                       else line.split(": ", 1)[-1])
+                if gemm:
+                    shapes.setdefault(key, {})[f"N={gemm.group(1)} K={gemm.group(2)}"] = None
+                fallbacks.setdefault(key, []).append(c.name)
+    for what, names in fallbacks.items():
+        names = list(dict.fromkeys(names))
+        nk = list(shapes.get(what, {}))
+        detail = f": {', '.join(nk[:6])}{f' (+{len(nk) - 6} more)' if len(nk) > 6 else ''}" if nk else ""
+        notes.append(f"prediction fell back on an unmeasured figure in {len(names)} case(s) ({names[0]}, ...): "
+                     f"{what}{detail}")
+    return notes
