@@ -214,9 +214,10 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 budget; a request whose next block is not free evicts the latest-started request not yet scheduled
                 in this step (or, with none left, waits itself)."""
                 nonlocal left, free
+                evicted: set[int] = set()
                 for r in list(running):
                     prefilling = r.done_prompt < r.target
-                    if r not in running or which == ("decoding" if prefilling else "prefilling"):
+                    if r.i in evicted or which == ("decoding" if prefilling else "prefilling"):
                         continue
                     if prefilling:
                         rest = r.target - r.done_prompt
@@ -228,12 +229,16 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                         continue
                     if grow:
                         need = blocks_for(new_len) - r.blocks
-                        victims = [v for v in running if v is not r and v.i not in scheduled]
-                        while need > free and victims:
-                            evict(victims.pop())  # preemption: the latest started goes back to the queue
                         if need > free:
-                            evict(r)  # nothing left to take blocks from: r itself waits
-                            continue
+                            victims = [v for v in running if v is not r and v.i not in scheduled]
+                            while need > free and victims:
+                                v = victims.pop()  # preemption: the latest started goes back to the queue
+                                evict(v)
+                                evicted.add(v.i)
+                            if need > free:
+                                evict(r)  # nothing left to take blocks from: r itself waits
+                                evicted.add(r.i)
+                                continue
                         free -= need
                         r.blocks += need
                     left -= take
@@ -243,8 +248,9 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             def admit_waiting() -> None:
                 """Waiting requests, oldest first, with the budget left, as far as the admission rule lets them."""
                 nonlocal left, free, kv_limited
-                used = sum(r.length for r in running) + sum(r.length for r in lingering)
-                future = sum((r.osl - r.generated) * ratio for r in running)
+                if engine.admission == "reserve_ratio":
+                    used = sum(r.length for r in running) + sum(r.length for r in lingering)
+                    future = sum((r.osl - r.generated) * ratio for r in running)
                 blocked = False
                 while waiting and left > 0 and len(running) + held < engine.max_seqs:
                     r = waiting[0]
