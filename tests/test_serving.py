@@ -912,3 +912,18 @@ def test_search_ranks_the_closest_miss_first_when_nothing_meets_the_targets(prof
     assert [c.miss_factor for c in res.ranked] == sorted(c.miss_factor for c in res.ranked)
     assert res.best.concurrency == 1  # one client is the nearest to both targets, not the most tokens/s
     assert "closest (none meets the targets): vllm TP1 PP1 DP1 C1" in format_search(res)
+
+
+def test_a_prompt_over_an_unchunked_budget_is_infeasible_in_predict_steady_and_search(prof, small):
+    from accelcal.planner.serving.search import NoServingLayout
+
+    eng = EnginePreset.from_name("trtllm")  # no chunked prefill, 8192-token budget
+    res = predict_serving(prof, small, eng, concurrency=4, isl=20000, osl=8)
+    assert not res.feasible and "no step can hold it (chunked_prefill=true or token_budget >= 20000" in res.reason
+    kv = kv_budget(small, eng, 1, 1, prof.identity.memory_capacity_bytes)
+    with pytest.raises(Infeasible, match="exceeds the trtllm token budget 8192"):
+        steady_state(eng, StepCoster(prof, small, Parallelism(), eng), kv, 20000, 8, 4)
+    with pytest.raises(NoServingLayout, match="exceeds the trtllm token budget 8192"):
+        search_serving(prof, small, 1, ["trtllm"], [1, 4], 20000, 8)
+    both = search_serving(prof, small, 1, ["trtllm", "vllm"], [1, 4], 20000, 8, ServingTargets(ttft_s=100.0))
+    assert {c.engine for c in both.ranked} == {"vllm"} and any("trtllm" in r for r in both.rejected)

@@ -40,7 +40,7 @@ from accelcal.vocab import DTYPE_BYTES
 from ..workload import Workload
 from .engine import EnginePreset
 
-__all__ = ["Infeasible", "KVBudget", "kv_budget", "memory_in_use_bytes"]
+__all__ = ["check_prompt_fits", "Infeasible", "KVBudget", "kv_budget", "memory_in_use_bytes"]
 
 MIB = 1024 * 1024
 
@@ -101,6 +101,15 @@ class KVBudget:
                 f"one request of {isl} + {osl} tokens needs {need} KV blocks ({isl + osl} tokens x "
                 f"{self.kv_bytes_per_token / 1e3:.4g} kB = {(isl + osl) * self.kv_bytes_per_token / 1e9:.3f} GB) "
                 f"> the pool's {self.blocks} blocks ({self.describe()})", "request")
+
+
+def check_prompt_fits(engine: EnginePreset, isl: int) -> None:
+    """A prompt must fit one step's token budget when the engine does not chunk prompts (TensorRT-LLM's default):
+    otherwise no step can ever schedule it."""
+    if engine.step_tokens and not engine.chunked_prefill and isl > engine.step_tokens:
+        raise Infeasible(f"a prompt of {isl} tokens exceeds the {engine.name} token budget {engine.step_tokens} and "
+                         f"chunked prefill is off: no step can hold it (chunked_prefill=true or token_budget >= {isl}: "
+                         f"--engine-arg in accelcal predict, a preset .yaml in plan --engine)", "request")
 
 
 def weight_bytes(model: ModelConfig, tp: int, pp: int, weight_dtype: str, ep: int = 1) -> float:

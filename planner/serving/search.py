@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accelcal.models import ModelConfig
+from accelcal.units import count
 
 from ..pareto import pareto_front
 from .engine import EnginePreset
-from .kv import Infeasible, kv_budget, memory_in_use_bytes
+from .kv import Infeasible, check_prompt_fits, kv_budget, memory_in_use_bytes
 from .predict import serving_dtypes, serving_warnings
 from .steady import STEADY_REL_TOL, steady_over_replicas
 from .step_cost import StepCoster, StepCostError, replica_parallelism
@@ -181,6 +182,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             try:
                 kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
                 kv.check_request(isl, osl)
+                check_prompt_fits(engine, isl)
                 coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep), engine, weight_dtype,
                                     kv_dtype, inter_node_profile, fp8_scaling=fp8_scaling)
             except (Infeasible, StepCostError) as exc:
@@ -203,7 +205,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 _check(cand, targets, "mean")
                 cands.append(cand)
     if not cands:
-        raise NoServingLayout(f"no layout of {model.name} on {devices} devices can be costed: " + "; ".join(rejected[:4]),
+        raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} can be costed: " + "; ".join(rejected[:4]),
                               rejected)
     if targets.any:
         cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))

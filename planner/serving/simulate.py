@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engine import EnginePreset
-from .kv import KVBudget
+from .kv import KVBudget, check_prompt_fits
 from .metrics import ServingMetrics, summarise
 from .step_cost import StepCoster
 from .workload import ServingWorkload
@@ -100,10 +100,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     n = len(isls)
     for i in range(n):
         kv.check_request(int(isls[i]), int(osls[i]))
-        if engine.token_budget and not engine.chunked_prefill and isls[i] > engine.token_budget:
-            from .kv import Infeasible
-            raise Infeasible(f"a prompt of {isls[i]} tokens exceeds the {engine.name} token budget "
-                             f"{engine.token_budget} and chunked prefill is off", "request")
+        check_prompt_fits(engine, int(isls[i]))
     closed = workload.closed_loop
     arrivals = None if closed else workload.arrivals_s()
     waiting: deque[_Req] = deque()
