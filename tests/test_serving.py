@@ -927,3 +927,14 @@ def test_a_prompt_over_an_unchunked_budget_is_infeasible_in_predict_steady_and_s
         search_serving(prof, small, 1, ["trtllm"], [1, 4], 20000, 8)
     both = search_serving(prof, small, 1, ["trtllm", "vllm"], [1, 4], 20000, 8, ServingTargets(ttft_s=100.0))
     assert {c.engine for c in both.ranked} == {"vllm"} and any("trtllm" in r for r in both.rejected)
+
+
+def test_a_chunked_prompts_last_chunk_counts_against_the_pool_when_others_join(prof, small):
+    # two 500 + 20 token requests cannot share a 1000-token pool: the chunk in flight holds its tokens
+    import dataclasses
+
+    e = EnginePreset.from_name("sglang").with_overrides({"token_budget": 256, "overlap_scheduling": False}, "test")
+    kv = dataclasses.replace(kv_budget(small, e, 1, 1, prof.identity.memory_capacity_bytes), blocks=1000)
+    run = simulate(e, StepCoster(prof, small, Parallelism(), e), kv,
+                   ServingWorkload(isl=500, osl=20, concurrency=4, num_requests=40, turnaround_s=0.0))
+    assert run.max_running == 1 and run.preemptions == 0

@@ -246,7 +246,9 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 """Waiting requests, oldest first, with the budget left, as far as the admission rule lets them."""
                 nonlocal left, free, kv_limited
                 if engine.admission == "reserve_ratio":
-                    used = sum(r.length for r in running) + sum(r.length for r in lingering)
+                    # the prompt chunks already in this step hold their tokens too (PrefillAdder counts them)
+                    used = (sum(r.length for r in running) + sum(r.length for r in lingering)
+                            + sum(take for _, take in chunks))
                     future = sum((r.osl - r.generated) * ratio for r in running)
                 blocked = False
                 while waiting and left > 0 and len(running) + held < engine.max_seqs:
@@ -297,7 +299,8 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                     chunks.append((r, take))
                     left -= take
                 unfinished |= take < r.target - r.done_prompt
-            used = sum(r.length for r in running) + sum(r.length for r in lingering)
+            # the chunked prompt's chunk in this batch holds its tokens too (add_chunked_req counts it)
+            used = sum(r.length for r in running) + sum(r.length for r in lingering) + sum(take for _, take in chunks)
             future = sum((r.osl - r.generated) * ratio for r in running)
             blocked = False
             # new requests fill what the chunked prompt leaves of the batch (scheduler.get_new_batch_prefill adds
