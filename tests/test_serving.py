@@ -938,3 +938,18 @@ def test_a_chunked_prompts_last_chunk_counts_against_the_pool_when_others_join(p
     run = simulate(e, StepCoster(prof, small, Parallelism(), e), kv,
                    ServingWorkload(isl=500, osl=20, concurrency=4, num_requests=40, turnaround_s=0.0))
     assert run.max_running == 1 and run.preemptions == 0
+
+
+@pytest.mark.parametrize("name, c, isl, osl", [
+    ("trtllm", 8, 8191, 64),    # no chunking: once budget - isl requests decode, no prompt can start
+    ("trtllm", 256, 8000, 512),
+    ("vllm", 32, 8192, 256),    # chunked: a prompt over two steps costs its tokens, not two full chunks
+    ("sglang", 32, 1024, 1),    # separate prefill batches, one output token: the batches set the rate
+])
+def test_steady_state_throughput_matches_simulation_at_budget_edges(prof, small, name, c, isl, osl):
+    engine = EnginePreset.from_name(name).with_overrides({"token_budget": 8192}, "test")
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), engine)
+    sim = simulate(engine, sc, kv, ServingWorkload(isl=isl, osl=osl, concurrency=c, num_requests=8 * c + 8)).metrics
+    s = steady_state(engine, sc, kv, isl, osl, c)
+    assert s.output_tokens_per_s == pytest.approx(sim.output_tokens_per_s, rel=STEADY_REL_TOL)

@@ -38,7 +38,10 @@ Its TTFT has no such bound (it assumes desynchronised clients; a closed loop of 
 which raises TTFT).  Nor does the TPOT of separate prefill steps (SGLang without --enable-mixed-chunk) at high
 concurrency: clustered clients get their prompts prefilled in large batches before their decode streaks,
 while the steady state spreads one prompt's prefill step over every few decode steps, so its TPOT is the
-higher (llama3.1-8b on the H100 profile, C = 128, 1024 x 128: 37.4 ms against 24.4 ms simulated)."""
+higher (llama3.1-8b on the H100 profile, C = 128, 1024 x 128: 37.4 ms against 24.4 ms simulated).  Nor,
+with chunked prefill, the TPOT of prompts longer than the token budget at a few clients (a small model's 8192 x 64
+at C = 8 on an 8192-token budget: +27%), where simulated requests cluster their chunks.  The steady state costs
+mixed steps decode-first (every preset's rule); a prefill_first override is simulated, not estimated."""
 
 
 @dataclass
@@ -97,10 +100,10 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
                            1 - td / tpot if tpot else 0.0, wait, "kv_capacity" if concurrency > e else "decode",
                            _decode_step(coster, e, kv_mean) if osl > 1 else {})
     if engine.mixed_steps:
-        # a prompt that fills the whole budget never shares a step with a decode (no chunking): requests then
-        # run one at a time, each prefilled once the one before has finished
-        alone = not engine.chunked_prefill and isl + 1 > budget
-        e_run = 1 if alone else e
+        # without chunking a prompt starts only in a step whose decodes leave it room: once budget - isl requests
+        # decode, no other can start, so at most budget - isl + 1 run together (one at a time when the prompt
+        # fills the budget)
+        e_run = e if engine.chunked_prefill else max(1, min(e, int(budget - isl) + 1))
         d = e_run * (osl - 1) / max(1, osl)  # first guess: decoders per step
         for _ in range(8):
             # the decoders beside one request's prefill are the others (it does not decode while it prefills)
@@ -113,7 +116,7 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
             k = min(e_run * p_steps / s, cap)
             d = k / p_steps * (osl - 1)  # requests starting per step x the decode steps each then takes
         di = max(1, round(d)) if osl > 1 else 0
-        chunk_i = int(min(isl, chunk))
+        chunk_i = math.ceil(isl / p_steps)  # a prompt over p_steps steps: its tokens, not p_steps full chunks
         td = coster.step_s(di, kv_mean) if di else 0.0
 
         def mean_step(chunks: float) -> float:
@@ -144,14 +147,19 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
         if r <= 1 or p_steps > 1:
             prefill_per_decode = r * tp1
             ttft_engine = tp1
+            batch, t_batch = 1, tp1
         else:
             k = min(r, budget / isl)
             k_lo = max(1, int(k))
             tk = coster.step_s(0, 0.0, tuple((isl, isl) for _ in range(k_lo)), k_lo)
             prefill_per_decode = (r / k_lo) * tk
             ttft_engine = tk
+            batch, t_batch = k_lo, tk
         tpot = td + prefill_per_decode
-        x = d / ((osl - 1) * tpot) if osl > 1 else 1.0 / tp1
+        # one output token: requests finish at their prefill, so prefill batches alone set the rate
+        # (the clients' own cycle, a prefill and under overlap scheduling the step formed without it, caps it)
+        x = d / ((osl - 1) * tpot) if osl > 1 else min(batch / t_batch, e / (ttft_engine + (
+            t_batch if engine.overlap_scheduling else 0.0)))
         tau = tpot
         if osl == 1:
             tpot = 0.0  # one output token: no time per output token (the benchmark clients report none)
