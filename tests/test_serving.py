@@ -870,7 +870,8 @@ def test_reserve_ratio_admission_in_mixed_steps_admits_beyond_full_length_and_pr
     # SGLang with --enable-mixed-chunk keeps its PrefillAdder admission: more requests start than fit at full
     # length (the running ones' outputs count x new_token_ratio), and decode retracts when the pool fills
     sg = EnginePreset.from_name("sglang").with_overrides(
-        {"mixed_steps": True, "priority": "decode_first", "memory_fraction_of": "total", "memory_fraction": 0.9}, "test")
+        {"mixed_steps": True, "memory_fraction_of": "total", "memory_fraction": 0.9}, "test")
+    assert sg.priority == "decode_first"  # the preset's rule for mixed steps (PrefillAdder)
     runs = {}
     for adm, full in (("reserve_ratio", "preempt"), ("full_request", "queue")):
         e = sg.with_overrides({"admission": adm, "kv_full": full}, "test")
@@ -885,7 +886,7 @@ def test_reserve_ratio_admission_in_mixed_steps_admits_beyond_full_length_and_pr
 @pytest.mark.parametrize("over, msg", [
     ({"kv_full": "queue"}, "kv_full = 'queue' with admission = 'current_length'"),
     ({"admission": "full_request"}, "kv_full = 'preempt' with admission = 'full_request'"),
-    ({"mixed_steps": False}, "priority = 'decode_first' with mixed_steps false"),
+    ({"chunked_prefill": False}, "chunked_prefill false with admission = 'current_length'"),
 ])
 def test_engine_keys_that_contradict_each_other_are_refused(over, msg):
     with pytest.raises(ValueError, match=re.escape(msg)):
@@ -953,3 +954,14 @@ def test_steady_state_throughput_matches_simulation_at_budget_edges(prof, small,
     sim = simulate(engine, sc, kv, ServingWorkload(isl=isl, osl=osl, concurrency=c, num_requests=8 * c + 8)).metrics
     s = steady_state(engine, sc, kv, isl, osl, c)
     assert s.output_tokens_per_s == pytest.approx(sim.output_tokens_per_s, rel=STEADY_REL_TOL)
+
+
+def test_a_request_sglang_never_admits_is_infeasible_not_a_stall(prof, small):
+    import dataclasses
+
+    e = EnginePreset.from_name("sglang")
+    kv = dataclasses.replace(kv_budget(small, e, 1, 1, prof.identity.memory_capacity_bytes), blocks=1000)
+    kv.check_request(900, 100)  # the pool holds its 1000 tokens ...
+    with pytest.raises(Infeasible, match=r"prompt and output \(900 \+ 100 = 1000 tokens\) are fewer than the pool's "
+                                         r"free tokens, and the whole pool holds 1000"):
+        simulate(e, StepCoster(prof, small, Parallelism(), e), kv, ServingWorkload(isl=900, osl=100, concurrency=1))

@@ -121,14 +121,9 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
             notes.append(f"SGLang's own prefill batch cap: {_AIC} backend_templates/sglang/cli_args.{version}.j2 "
                          f"emitted no --max-prefill-tokens before fa895ffb1 (2026-01-19)")
         if not old:
-            over["mixed_steps"] = True
-            # PrefillAdder(mixed_with_decode_tokens=running_bs) takes the running decodes off the chunk budget
-            # first (sglang 0.5.8.post1 wheel srt/managers/schedule_policy.py), so new prompts get what is left
-            over["priority"] = "decode_first"
+            over["mixed_steps"] = True  # the preset's priority (decode_first) is how SGLang budgets mixed steps
             notes.append(f"decodes ride in prefill batches (--enable-mixed-chunk): {_AIC} rule_plugin/sglang.rule "
-                         f"'agg enable_mixed_chunk = true' (07a377923); the running decodes take the step's budget "
-                         f"first (sglang 0.5.8.post1 srt/managers/schedule_policy.py PrefillAdder "
-                         f"mixed_with_decode_tokens)")
+                         f"'agg enable_mixed_chunk = true' (07a377923)")
     return DeploymentSettings(over, f"{_AIC} generator (recipe 'aiconfigurator'; see accelcal.planner.serving.deployment)",
                               kv, tuple(notes))
 

@@ -72,8 +72,8 @@ class EnginePreset:
     """Prefill chunks and decodes share one step (else a prefill step pauses decode)."""
     priority: str
     """Who takes a mixed step's token budget first: decode_first (the running requests, decoding or finishing a
-    chunked prompt, then new prompts) or prefill_first (prompts, then decodes with what is left); separate prefill
-    steps (mixed_steps false) are prefill_first: a prefill batch runs whenever one can be formed."""
+    chunked prompt, then new prompts) or prefill_first (prompts, then decodes with what is left).  Separate prefill
+    steps (mixed_steps false) do not read it: a prefill batch runs whenever one can be formed (SGLang)."""
     cuda_graphs: bool
     """Decode-only steps replay CUDA graphs when their batch is a captured size (or padded to one)."""
     cuda_graph_sizes: tuple[int, ...]
@@ -230,10 +230,12 @@ class EnginePreset:
                              f"queues new requests only when admission reserves whole requests (kv_full queue, "
                              f"admission full_request), otherwise it preempts (kv_full preempt with admission "
                              f"current_length or reserve_ratio)")
-        if self.batching == "continuous" and not self.mixed_steps and self.priority != "prefill_first":
-            raise ValueError(f"{origin}: priority = {self.priority!r} with mixed_steps false; separate prefill steps "
-                             f"are modelled as SGLang runs them, a prefill batch whenever one can be formed "
-                             f"(priority prefill_first); decode_first needs mixed_steps true")
+        if self.batching == "continuous" and not self.chunked_prefill and self.admission != "full_request":
+            # a preempted request is prefilled again with the tokens it emitted: without chunking that prompt
+            # can outgrow the token budget and never be scheduled again
+            raise ValueError(f"{origin}: chunked_prefill false with admission = {self.admission!r}; a preempted "
+                             f"request's recompute can outgrow the token budget without chunking: use admission "
+                             f"full_request (nothing is preempted) or chunked_prefill true")
         if self.memory_fraction_of != "sglang_reserved_rule" and not 0 < self.memory_fraction <= 1:
             raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
         if self.max_seqs < 1 or self.block_size_tokens < 1:

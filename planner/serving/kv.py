@@ -40,7 +40,7 @@ from accelcal.vocab import DTYPE_BYTES
 from ..workload import Workload
 from .engine import EnginePreset
 
-__all__ = ["check_prompt_fits", "Infeasible", "KVBudget", "kv_budget", "memory_in_use_bytes"]
+__all__ = ["check_request_runs", "Infeasible", "KVBudget", "kv_budget", "memory_in_use_bytes"]
 
 MIB = 1024 * 1024
 
@@ -103,13 +103,20 @@ class KVBudget:
                 f"> the pool's {self.blocks} blocks ({self.describe()})", "request")
 
 
-def check_prompt_fits(engine: EnginePreset, isl: int) -> None:
-    """A prompt must fit one step's token budget when the engine does not chunk prompts (TensorRT-LLM's default):
-    otherwise no step can ever schedule it."""
+def check_request_runs(engine: EnginePreset, kv: "KVBudget", isl: int, osl: int) -> None:
+    """Raise Infeasible when one request of ``isl`` + ``osl`` tokens can never run on this engine and pool: its KV
+    does not fit the pool, its prompt does not fit one step's token budget without chunking (no step can ever
+    schedule it), or SGLang's admission rule (reserve_ratio) never lets it in."""
+    kv.check_request(isl, osl)
     if engine.step_tokens and not engine.chunked_prefill and isl > engine.step_tokens:
         raise Infeasible(f"a prompt of {isl} tokens exceeds the {engine.name} token budget {engine.step_tokens} and "
                          f"chunked prefill is off: no step can hold it (chunked_prefill=true or token_budget >= {isl}: "
                          f"--engine-arg in accelcal predict, a preset .yaml in plan --engine)", "request")
+    if engine.admission == "reserve_ratio" and isl + min(osl, 4096) >= kv.tokens:
+        # PrefillAdder.add_one_req: prompt + min(max_new_tokens, 4096) must be below the free tokens
+        raise Infeasible(f"{engine.name} admits a request only when its prompt and output ({isl} + {min(osl, 4096)} "
+                         f"= {isl + min(osl, 4096)} tokens) are fewer than the pool's free tokens, and the whole "
+                         f"pool holds {kv.tokens} ({kv.describe()})", "request")
 
 
 def weight_bytes(model: ModelConfig, tp: int, pp: int, weight_dtype: str, ep: int = 1) -> float:

@@ -24,7 +24,7 @@ from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from ..report import datasheet_note
 from .engine import EnginePreset
-from .kv import Infeasible, KVBudget, check_prompt_fits, kv_budget, memory_in_use_bytes
+from .kv import Infeasible, KVBudget, check_request_runs, kv_budget, memory_in_use_bytes
 from .metrics import ServingMetrics, summarise
 from .simulate import SimRun, simulate
 from .steady import steady_over_replicas
@@ -180,8 +180,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     try:
         kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, memory_in_use_bytes(profile))
         pred.memory = kv.to_dict()
-        kv.check_request(isl, osl)
-        check_prompt_fits(engine, int(isls.max()))
+        check_request_runs(engine, kv, int(isls.max()), int(osls.max()))
     except Infeasible as exc:
         pred.reason = str(exc)
         return pred

@@ -31,7 +31,7 @@ from accelcal.units import count
 
 from ..pareto import pareto_front
 from .engine import EnginePreset
-from .kv import Infeasible, check_prompt_fits, kv_budget, memory_in_use_bytes
+from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
 from .predict import serving_dtypes, serving_warnings
 from .steady import STEADY_REL_TOL, steady_over_replicas
 from .step_cost import StepCoster, StepCostError, replica_parallelism
@@ -181,8 +181,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             label = f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")
             try:
                 kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
-                kv.check_request(isl, osl)
-                check_prompt_fits(engine, isl)
+                check_request_runs(engine, kv, isl, osl)
                 coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep), engine, weight_dtype,
                                     kv_dtype, inter_node_profile, fp8_scaling=fp8_scaling)
             except (Infeasible, StepCostError) as exc:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engine import EnginePreset
-from .kv import KVBudget, check_prompt_fits
+from .kv import KVBudget, check_request_runs
 from .metrics import ServingMetrics, summarise
 from .step_cost import StepCoster
 from .workload import ServingWorkload
@@ -99,8 +99,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     isls, osls = workload.lengths()
     n = len(isls)
     for i in range(n):
-        kv.check_request(int(isls[i]), int(osls[i]))
-        check_prompt_fits(engine, int(isls[i]))
+        check_request_runs(engine, kv, int(isls[i]), int(osls[i]))
     closed = workload.closed_loop
     arrivals = None if closed else workload.arrivals_s()
     waiting: deque[_Req] = deque()

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 from .engine import EnginePreset
-from .kv import KVBudget, check_prompt_fits
+from .kv import KVBudget, check_request_runs
 from .step_cost import StepCoster
 
 __all__ = ["STEADY_REL_TOL", "SteadyState", "steady_over_replicas", "steady_state"]
@@ -82,8 +82,7 @@ def _kv_limit(engine: EnginePreset, kv: KVBudget, isl: int, osl: int) -> int:
 
 def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: int, osl: int,
                  concurrency: int) -> SteadyState:
-    kv.check_request(isl, osl)
-    check_prompt_fits(engine, isl)
+    check_request_runs(engine, kv, isl, osl)
     lim = _kv_limit(engine, kv, isl, osl)
     e = max(1, min(concurrency, engine.max_seqs, lim))
     kv_mean = isl + osl / 2
