@@ -150,7 +150,8 @@ class Candidate(_Degrees):
     """Filled for the listed plans by accelcal.planner.why."""
     miss_factor: float = 0.0
     """How far it is from its targets: the largest of TTFT / target, TPOT / target and offered / sustained
-    requests/s over the targets it misses; 0 when it meets them all (the closest miss has the smallest)."""
+    requests/s over the targets it misses; 0 when it meets them all (the closest miss has the smallest); infinite
+    (null in JSON) when nothing completes."""
 
     @property
     def meets_targets(self) -> bool:
@@ -178,7 +179,8 @@ class Candidate(_Degrees):
             "memory": self.memory.to_dict(), "memory_limit_bytes": self.memory_limit_bytes,
             "decode_breakdown_s": self.decode.breakdown, "prefill_breakdown_s": self.prefill.breakdown,
             "tp_comm": {"decode": self.decode.tp_comm, "prefill": self.prefill.tp_comm},
-            "meets_targets": self.meets_targets, "misses": list(self.misses), "miss_factor": self.miss_factor,
+            "meets_targets": self.meets_targets, "misses": list(self.misses),
+                "miss_factor": self.miss_factor if math.isfinite(self.miss_factor) else None,
             "extrapolated": list(self.extrapolated), "why": list(self.why),
         }
 

@@ -93,7 +93,8 @@ class ServingCandidate:
     """Requests/s the whole cluster completes (all DP replicas)."""
     miss_factor: float = 0.0
     """How far it is from its targets: the largest of TTFT / target, TPOT / target and offered / completed
-    requests/s over the targets it misses; 0 when it meets them all (the closest miss has the smallest)."""
+    requests/s over the targets it misses; 0 when it meets them all (the closest miss has the smallest); infinite
+    (null in JSON) when nothing completes."""
 
     @property
     def label(self) -> str:
@@ -106,7 +107,8 @@ class ServingCandidate:
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "request_latency_s": self.request_latency_s,
                 "output_tokens_per_s_per_device": self.per_device, "output_tokens_per_s_per_user": self.per_user,
                 "requests_per_s": self.requests_per_s,
-                "binding": self.binding, "misses": list(self.misses), "miss_factor": self.miss_factor,
+                "binding": self.binding, "misses": list(self.misses),
+                "miss_factor": self.miss_factor if math.isfinite(self.miss_factor) else None,
                 "why": list(self.why), "checked_by": self.checked_by}
 
 
