@@ -965,3 +965,13 @@ def test_a_request_sglang_never_admits_is_infeasible_not_a_stall(prof, small):
     with pytest.raises(Infeasible, match=r"prompt and output \(900 \+ 100 = 1000 tokens\) are fewer than the pool's "
                                          r"free tokens, and the whole pool holds 1000"):
         simulate(e, StepCoster(prof, small, Parallelism(), e), kv, ServingWorkload(isl=900, osl=100, concurrency=1))
+
+
+def test_the_search_shows_the_figures_predict_reproduces(prof, small):
+    res = search_serving(prof, small, 2, ["vllm"], [4, 16], 1024, 64, ServingTargets(ttft_s=10.0, tpot_s=1.0, stat="p90"))
+    best = res.best
+    assert best.checked_by == "simulate (p90)"
+    m = predict_serving(prof, small, "vllm", tp=best.tp, pp=best.pp, dp=best.dp, concurrency=best.concurrency,
+                        isl=1024, osl=64).metrics
+    assert (best.ttft_s, best.tpot_s) == (m.ttft_p90_s, m.tpot_p90_s)
+    assert best.per_device == pytest.approx(m.output_tokens_per_s_per_device, rel=1e-12)

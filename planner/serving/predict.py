@@ -31,7 +31,8 @@ from .steady import steady_over_replicas
 from .step_cost import StepCoster, replica_parallelism
 from .workload import ServingWorkload
 
-__all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "serving_dtypes", "serving_warnings"]
+__all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "serving_dtypes", "serving_warnings",
+           "simulate_replicas"]
 
 JSON_KEYS = ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "itl_mean_s", "request_latency_mean_s",
              "output_tokens_per_s", "output_tokens_per_s_per_device", "output_tokens_per_s_per_user", "requests_per_s")
@@ -214,26 +215,37 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.prefill_share_of_decode_time = s.prefill_share
         pred.feasible = True
         return pred
-    runs = {}
-    for r in range(dp):
-        # each replica its own run: its share of the clients and requests, its own seed (per_replica)
-        share = workload.per_replica(dp, r)
-        if share not in runs:
-            try:
-                runs[share] = (simulate(engine, coster, kv, share, devices), 0)
-            except Infeasible as exc:
-                pred.reason = str(exc)
-                return pred
-        runs[share] = (runs[share][0], runs[share][1] + 1)
-    pred.metrics = _pool([(run, k) for run, k in runs.values()], devices * dp)
-    first = next(iter(runs.values()))[0]
-    pred.max_concurrent_sequences = max(run.max_running for run, _ in runs.values())
-    pred.steps_simulated = sum(run.steps * k for run, k in runs.values())
-    pred.preemptions = sum(run.preemptions * k for run, k in runs.values())
+    try:
+        runs = simulate_replicas(engine, coster, kv, workload, dp, devices)
+    except Infeasible as exc:
+        pred.reason = str(exc)
+        return pred
+    pred.metrics = _pool(runs, devices * dp)
+    first = runs[0][0]
+    pred.max_concurrent_sequences = max(run.max_running for run, _ in runs)
+    pred.steps_simulated = sum(run.steps * k for run, k in runs)
+    pred.preemptions = sum(run.preemptions * k for run, k in runs)
     pred.decode_step = first.decode_step
     pred.prefill_share_of_decode_time = first.prefill_share_of_decode_time
     pred.feasible = True
     return pred
+
+
+def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, dp: int,
+                      devices: int) -> list[tuple[SimRun, int]]:
+    """[(run, replicas it stands for)]: every one of ``dp`` replicas simulated with its share of the load
+    (workload.per_replica: its clients or rate, its requests, its own seed); replicas whose runs cannot differ
+    (a closed loop with fixed lengths and no turnaround delay, where the seed draws nothing) are run once.
+    ``accelcal predict`` and the serving search's re-check both run a layout through here, so they agree."""
+    seedless = workload.closed_loop and workload.range_ratio == 0 and workload.turnaround_s == 0
+    runs: dict = {}
+    for r in range(dp):
+        share = workload.per_replica(dp, r)
+        key = dataclasses.replace(share, seed=0) if seedless else share
+        if key not in runs:
+            runs[key] = [simulate(engine, coster, kv, share, devices), 0]
+        runs[key][1] += 1
+    return [(run, k) for run, k in runs.values()]
 
 
 def _pool(parts: list[tuple[SimRun, int]], devices: int) -> ServingMetrics:

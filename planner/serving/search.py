@@ -253,8 +253,8 @@ def _within_steady_error(c: ServingCandidate, t: ServingTargets) -> bool:
 def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int) -> None:
     """Re-check by simulation, at the asked statistic, the candidates in steady-state throughput order that pass
     there or miss only by less than the steady state's own error, until one passes and no later one can beat it."""
-    from .simulate import simulate
-    from .workload import ServingWorkload, client_shares
+    from .predict import _pool, simulate_replicas
+    from .workload import ServingWorkload
 
     done = 0
     best = None  # simulated tokens/s per device of the best candidate that passed so far
@@ -265,19 +265,16 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         if best is not None and c.per_device * (1.0 + STEADY_REL_TOL) <= best:
             break  # no later candidate's simulated figure can reach the passing one's
         d = c.detail
-        shares = client_shares(c.concurrency, c.dp)
-        runs = {}
-        for share in set(shares):
-            # a short run: a few cycles per client after one of warm-up (the predictor's own default is 10 x C)
-            runs[share] = simulate(d["engine"], d["coster"], d["kv"],
-                                   ServingWorkload(isl=isl, osl=osl, concurrency=share, num_requests=max(32, 4 * share),
-                                                   warmup_requests=share), c.tp * c.pp).metrics
-        m = runs[max(shares)]  # the busiest replica sets the latencies, as in the steady state
+        # the run `accelcal predict` makes of this layout and load (its defaults: 10 x C requests, every replica
+        # with its share and seed), so the figures the plan shows are the ones predict reproduces
+        devices = c.tp * c.pp
+        m = _pool(simulate_replicas(d["engine"], d["coster"], d["kv"], ServingWorkload(isl=isl, osl=osl,
+                                    concurrency=c.concurrency), c.dp, devices), devices * c.dp)
         # the simulated figures replace the steady state's for this candidate (table, Pareto front, why-lines)
         c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", t.stat), m.stat("tpot", t.stat), m.request_latency_mean_s
-        c.per_device = sum(runs[s].output_tokens_per_s for s in shares) / (c.tp * c.pp * c.dp)
+        c.per_device = m.output_tokens_per_s_per_device
         c.per_user = m.output_tokens_per_s_per_user
-        c.requests_per_s = sum(runs[s].requests_per_s for s in shares)
+        c.requests_per_s = m.requests_per_s
         _check(c, t, t.stat, c.ttft_s, c.tpot_s)
         c.checked_by = f"simulate ({t.stat})"
         done += 1

@@ -211,20 +211,25 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 in this step (or, with none left, waits itself)."""
                 nonlocal left, free
                 evicted: set[int] = set()
-                for r in list(running):
+                skip = "decoding" if which == "prefilling" else "prefilling" if which == "decoding" else ""
+                chunked = engine.chunked_prefill
+                for r in (list(running) if grow else running):  # only an eviction changes the list
                     prefilling = r.done_prompt < r.target
-                    if r.i in evicted or which == ("decoding" if prefilling else "prefilling"):
+                    if skip and skip == ("decoding" if not prefilling else "prefilling"):
                         continue
                     if prefilling:
                         rest = r.target - r.done_prompt
-                        take = min(rest, left) if engine.chunked_prefill else (rest if rest <= left else 0)
-                        new_len = r.done_prompt + take
-                    else:
-                        take, new_len = 1, r.length + 1
-                    if take <= 0 or left < take:
+                        take = min(rest, left) if chunked else (rest if rest <= left else 0)
+                        if take <= 0:
+                            continue
+                    elif left < 1:
                         continue
+                    else:
+                        take = 1
                     if grow:
-                        need = blocks_for(new_len) - r.blocks
+                        if r.i in evicted:
+                            continue
+                        need = blocks_for(r.done_prompt + (take if prefilling else r.dec + 1)) - r.blocks
                         if need > free:
                             victims = [v for v in running if v is not r and v.i not in scheduled]
                             while need > free and victims:
@@ -237,8 +242,8 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                                 continue
                         free -= need
                         r.blocks += need
+                        scheduled.add(r.i)  # not a victim for the rest of this step
                     left -= take
-                    scheduled.add(r.i)
                     (chunks.append((r, take)) if prefilling else decodes.append(r))
 
             def admit_waiting() -> None:
@@ -330,8 +335,9 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                     decodes = [r for r in running if r.done_prompt >= r.target]
                     need = sum(blocks_for(r.length + 1) for r in decodes)
                 ratio = max(engine.new_token_ratio_min, ratio - decay)
+            decoding = {r.i for r in decodes}
             for r in running:  # token-granular pool: blocks follow the current length
-                r.blocks = blocks_for(r.length + (1 if r in decodes else 0))
+                r.blocks = blocks_for(r.done_prompt + r.dec + (1 if r.i in decoding else 0))
             for r, take in chunks:
                 r.blocks = blocks_for(r.done_prompt + take)
             free = kv.blocks - sum(r.blocks for r in running) - sum(r.blocks for r in lingering)
@@ -341,14 +347,14 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         max_running = max(max_running, len(running))
         # requests the last step finished still decode here (overlap): costed, their tokens discarded
         riding = decodes + (lingering if decodes or engine.mixed_steps or not chunks else [])
-        kv_mean = float(np.mean([r.length + 1 for r in riding])) if riding else 0.0
+        kv_mean = sum(r.done_prompt + r.dec for r in riding) / len(riding) + 1.0 if riding else 0.0
         spec = tuple((take, r.done_prompt + take) for r, take in chunks)
         logits = len(riding) + sum(1 for r, take in chunks if r.done_prompt + take >= r.target)
         dt = coster.step_s(len(riding), kv_mean, spec, logits)
         if riding and not chunks:
             key = (len(riding), coster._round_kv(kv_mean))
             dec_hist[key] = dec_hist.get(key, 0) + 1
-        decoding_now = sum(1 for r in running if r.generated >= 1 and r.done_prompt >= r.target)
+        decoding_now = sum(r.generated >= 1 and r.done_prompt >= r.target for r in running)
         dec_time += dt * decoding_now
         if chunks:
             dec_time_prefill += dt * decoding_now
