@@ -975,3 +975,10 @@ def test_the_search_shows_the_figures_predict_reproduces(prof, small):
                         isl=1024, osl=64).metrics
     assert (best.ttft_s, best.tpot_s) == (m.ttft_p90_s, m.tpot_p90_s)
     assert best.per_device == pytest.approx(m.output_tokens_per_s_per_device, rel=1e-12)
+
+
+def test_predict_json_for_one_output_token_has_no_decode_step_and_names_the_request_count(prof, small):
+    res = predict_serving(prof, small, "vllm", concurrency=4, isl=128, osl=1)
+    j = res.to_json()
+    assert j["decode_step"] == {} and j["tpot_mean_s"] is None
+    assert j["workload"]["num_requests"] == j["requests"] == 100  # the default it ran (at least 100)

@@ -79,6 +79,7 @@ class ServingPrediction:
             for k in ("tpot_mean_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_mean_s",
                       "output_tokens_per_s_per_user"):
                 out[k] = None
+            out["decode_step"] = {}  # nothing decodes: the prefill makes the only token (the table says none)
         return out
 
 
@@ -169,7 +170,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         raise ValueError(f"--ep {ep}: {model.name} is a dense model (no experts to spread)")
     par = replica_parallelism(tp, pp, dp, dpn, ep)
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
-    wl = dataclasses.asdict(workload)
+    # the measured requests it ran, the default (10 x C, at least 100; 200 open loop) or the given count
+    wl = {**dataclasses.asdict(workload), "num_requests": workload.requests - workload.warmup_requests}
     pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes)
     if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency:
         # --concurrency is every replica's clients together (ServingWorkload.client_shares splits it)
