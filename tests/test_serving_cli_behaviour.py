@@ -207,3 +207,14 @@ def test_plan_json_on_exit_3_is_a_document(capsys):
     rc, out, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-405b", "--format", "json")
     doc = json.loads(out)
     assert rc == 3 and doc["feasible"] is False and "no feasible plan for llama3.1-405b" in doc["reason"]
+
+
+def test_engine_arg_overrides_are_named_after_the_notes_they_replace(capsys):
+    rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
+                      "--engine-arg", "overlap_scheduling=false", "--concurrency", "2", *SMALL, "--format", "json")
+    d = json.loads(out)
+    assert rc == 0 and d["engine_settings"]["engine_args"] == {"overlap_scheduling": False}
+    release = next(i for i, n in enumerate(d["notes"]) if n.startswith("vllm newest: overlap_scheduling = True"))
+    override = next(i for i, n in enumerate(d["notes"]) if n.startswith("--engine-arg overlap_scheduling=False: the "
+                                                                          "value this run used"))
+    assert override > release

@@ -141,7 +141,12 @@ def run(args: argparse.Namespace) -> int:
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None
-    res.notes = notes + recipe_notes + res.notes
+    # the settings that ran: a release default or recipe rule an --engine-arg replaced says so after it
+    over = "the preset's" + (" and any value the notes above give" if recipe_notes else "")
+    ran = [f"--engine-arg {k}={getattr(engine, k)!r}: the value this run used, over {over}" for k in overrides]
+    res.notes = notes + recipe_notes + ran + res.notes
+    res.engine_settings = {"preset": engine.name, "version": engine.version, "deployment": args.deployment,
+                           "engine_args": {k: getattr(engine, k) for k in overrides}}
     if args.format == "json":
         print(json.dumps(res.to_json(), indent=1, sort_keys=True))
     else:

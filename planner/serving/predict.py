@@ -55,6 +55,9 @@ class ServingPrediction:
     decode_step: dict = field(default_factory=dict)
     prefill_share_of_decode_time: float = 0.0
     notes: list[str] = field(default_factory=list)
+    engine_settings: dict = field(default_factory=dict)
+    """How the engine ran, as accelcal predict set it: preset name, release, deployment recipe, --engine-arg
+    overrides (empty from the Python API)."""
     warnings: list[str] = field(default_factory=list)
     """What makes the figures less than measured: one line per datasheet profile used (its missing latencies and
     launch overheads are costed at 0 s)."""
@@ -66,7 +69,8 @@ class ServingPrediction:
                     for f in dataclasses.fields(ServingMetrics) if f.name not in out})
         out.update({"max_concurrent_sequences": self.max_concurrent_sequences, "memory": self.memory,
                     "steps_simulated": self.steps_simulated, "feasible": self.feasible, "reason": self.reason,
-                    "engine": self.engine, "layout": self.layout, "workload": self.workload,
+                    "engine": self.engine, "engine_settings": self.engine_settings, "layout": self.layout,
+                    "workload": self.workload,
                     "preemptions": self.preemptions,
                     # the unit in every key: the breakdown's parts are seconds
                     "decode_step": {(f"{k}_s" if k in _STEP_SECONDS else k): v for k, v in self.decode_step.items()},
