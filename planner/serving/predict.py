@@ -227,6 +227,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.reason = str(exc)
         return pred
     pred.metrics = _pool(runs, devices * dp)
+    if not workload.closed_loop:
+        note = _overload_note(runs, workload.request_rate_per_s, pred.metrics.requests_per_s)
+        if note:
+            pred.notes.insert(0, note)
     first = runs[0][0]
     pred.max_concurrent_sequences = max(run.max_running for run, _ in runs)
     pred.steps_simulated = sum(run.steps * k for run, k in runs)
@@ -252,6 +256,23 @@ def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, wo
             runs[key] = [simulate(engine, coster, kv, share, devices), 0]
         runs[key][1] += 1
     return [(run, k) for run, k in runs.values()]
+
+
+def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, completed_per_s: float) -> str:
+    """Open loop: when the queue grows over the whole run (the last quarter of the requests, by arrival, wait far
+    longer for their first token than the first quarter), TTFT says how long the run was, not how the engine
+    serves: say so, with the rate it does complete."""
+    times = sorted(t for run, k in runs for _ in range(k) for t in run.times_s)
+    q = len(times) // 4
+    if q < 5:
+        return ""
+    first = sum(f - a for a, f, _ in times[:q]) / q
+    last = sum(f - a for a, f, _ in times[-q:]) / q
+    if last < 3 * first:
+        return ""
+    return (f"overloaded: {offered_per_s:g} requests/s offered, {completed_per_s:.4g} completed; the queue grows over "
+            f"the run (mean TTFT of the last quarter of the requests {last:.4g} s, of the first {first:.4g} s), so "
+            f"TTFT and latency grow with --num-requests: lower --request-rate or add replicas")
 
 
 def _pool(parts: list[tuple[SimRun, int]], devices: int) -> ServingMetrics:
