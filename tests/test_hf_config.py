@@ -261,3 +261,15 @@ def test_no_two_presets_cite_the_same_checkpoint():
             keys[key] = name
             assert preset_for_hf_id(m.group(1)) == name  # each cited id finds its own preset
     assert len(keys) >= 10  # every published-model preset cites its checkpoint
+
+
+def test_a_sliding_window_the_costing_leaves_out_is_a_serving_warning(tmp_path):
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import predict_serving
+
+    cfg = dict(DENSE, architectures=["MistralForCausalLM"], num_key_value_heads=DENSE["num_attention_heads"],
+               sliding_window=4096)
+    m = ModelConfig.from_hf(_write(tmp_path, cfg))
+    prof = Profile.load(Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml")
+    res = predict_serving(prof, m, "vllm", concurrency=2, isl=256, osl=8)
+    assert any("sliding_window=4096 not modelled (attention and KV at full context)" in w for w in res.warnings)

@@ -109,10 +109,14 @@ def combine_profiles(profile: Any, interconnect: Any = None, inter_node: Any = N
 
 def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, isl: int, osl: int) -> list[str]:
     """What makes a serving answer less than measured: one line per datasheet profile used (its missing latencies
-    and launch overheads are costed at 0 s), and a request of ``isl`` + ``osl`` tokens beyond the model's context."""
+    and launch overheads are costed at 0 s), a request of ``isl`` + ``osl`` tokens beyond the model's context, and
+    each feature of the model's config the costing leaves out ("not modelled" in its source)."""
     too_long = model.context_warning(isl, osl)
+    # what the model's config has that the costing leaves out (e.g. Mistral's sliding window: KV and attention are
+    # costed at full context, an overstatement once the context passes the window)
+    unmodelled = [f"{model.name}: {part}" for part in str(model.source or "").split("; ") if "not modelled" in part]
     return ([datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
-            + ([too_long] if too_long else []))
+            + ([too_long] if too_long else []) + unmodelled)
 
 
 def serving_dtypes(model: ModelConfig, weight_dtype: str | None = None, kv_dtype: str | None = None,
