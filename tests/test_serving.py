@@ -991,3 +991,9 @@ def test_an_overloaded_open_loop_says_so_and_a_light_one_does_not(prof, small):
     assert "completed; the queue grows over the run" in heavy.notes[0]
     light = predict_serving(prof, small, "vllm", request_rate_per_s=5.0, isl=1024, osl=64)
     assert not any(n.startswith("overloaded") for n in light.notes)
+
+
+def test_max_seqs_has_one_rule_and_message(capsys):
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match=rf"max_seqs must be an integer >= 1, got {bad!r}"):
+            EnginePreset.from_name("vllm").with_overrides({"max_seqs": bad}, "test")

@@ -200,7 +200,7 @@ def format_prediction(res) -> str:
         + (f"per user {m.output_tokens_per_s_per_user:.1f}" if w["osl"] > 1 else "per user n/a")
         + f"   (requests/s {m.requests_per_s:.3f})",
         f"  KV: {res.memory.get('kv_tokens', 0)} tokens ({res.memory.get('kv_blocks', 0)} blocks); at most "
-        f"{res.max_concurrent_sequences} sequences at once; {res.preemptions} preemptions; "
+        f"{count(res.max_concurrent_sequences, 'sequence')} at once; {count(res.preemptions, 'preemption')}; "
         f"{res.steps_simulated} steps simulated",
     ]
     d = res.decode_step if w["osl"] > 1 else {}  # one token per request: the prefill makes it, nothing decodes

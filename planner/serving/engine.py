@@ -301,8 +301,9 @@ def _coerce(key: str, v, where: str):
         return tuple(sorted(v))
     if want == "bool" and not isinstance(v, bool):
         raise ValueError(f"{where} must be true/false, got {v!r}")
-    if want == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-        raise ValueError(f"{where} must be an integer >= 0, got {v!r}")
+    low = 1 if key in ("max_seqs", "block_size_tokens") else 0  # 0 means "no limit" only for the token budgets
+    if want == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+        raise ValueError(f"{where} must be an integer >= {low}, got {v!r}")
     if want == "float" and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
         raise ValueError(f"{where} must be a number >= 0, got {v!r}")
     if key == "tp_all_reduce_kernel" and v is None:

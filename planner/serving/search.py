@@ -332,11 +332,13 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
 def format_search(res: ServingSearch, top: int = 10) -> str:
     t = res.targets
     rate = f", {t.request_rate_per_s:g} requests/s offered" if t.request_rate_per_s is not None else ""
+    given = [f"{name} {v * 1e3:g} ms" for name, v in (("TTFT", t.ttft_s), ("TPOT", t.tpot_s)) if v is not None]
     head = (f"serving search: {res.evaluated} engine x layout x concurrency points in {res.search_s:.3f} s; targets "
-            f"TTFT {t.ttft_s if t.ttft_s is not None else '-'} s, TPOT {t.tpot_s if t.tpot_s is not None else '-'} s "
-            f"({t.stat}){rate}" if t.any else
+            f"{', '.join(given) or 'none on latency'} ({t.stat}){rate}" if t.any else
             f"serving search: {res.evaluated} points in {res.search_s:.3f} s; no targets: ranked by request latency")
     lines = [f"WARNING: {w}" for w in res.warnings] + [head] + [f"note: {n}" for n in res.notes]
+    if t.any and t.stat != "mean":
+        lines.append(f"note: TTFT and TPOT columns are {t.stat} on simulated rows, steady-state means on steady rows")
     lines.append(f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
                  f"{'from':<9} binding")
     for i, c in enumerate(res.ranked[:top], 1):
