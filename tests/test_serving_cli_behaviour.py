@@ -218,3 +218,13 @@ def test_engine_arg_overrides_are_named_after_the_notes_they_replace(capsys):
     override = next(i for i, n in enumerate(d["notes"]) if n.startswith("--engine-arg overlap_scheduling=False: the "
                                                                           "value this run used"))
     assert override > release
+
+
+def test_release_notes_about_a_qk_norm_are_kept_for_models_that_have_one(capsys):
+    notes = {}
+    for model in ("llama3-8b", "qwen3-32b"):
+        rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", model, "--engine", "sglang",
+                          "--concurrency", "2", "--isl", "64", "--osl", "4", "--format", "json")
+        assert rc == 0
+        notes[model] = [n for n in json.loads(out)["notes"] if "qk_norm_kernels" in n]
+    assert notes["llama3-8b"] == [] and len(notes["qwen3-32b"]) == 1

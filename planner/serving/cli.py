@@ -125,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     weight_dtype, kv_dtype, _, _ = serving_dtypes(model, args.weight_dtype, args.kv_dtype, args.fp8_scaling)
     engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, version, args.isl, args.osl,
                                                       args.concurrency, weight_dtype, kv_dtype)
+    if not model.qk_norm:  # how an engine launches a q/k norm says nothing about a model without one
+        recipe_notes = [n for n in recipe_notes if ": qk_norm_kernels = " not in n]
     overrides = parse_engine_args(args.engine_arg)
     try:
         engine = engine.with_overrides(overrides, "--engine-arg (this deployment)")

@@ -329,6 +329,10 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     return lines
 
 
+_BINDING_NAMES = {"kv_capacity": "KV capacity", "prefill_interference": "prefill interference", "decode": "decode step"}
+"""The steady state's binding codes as the why-lines name them (rows past the why-lines keep the codes)."""
+
+
 def format_search(res: ServingSearch, top: int = 10) -> str:
     t = res.targets
     rate = f", {t.request_rate_per_s:g} requests/s offered" if t.request_rate_per_s is not None else ""
@@ -345,7 +349,7 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
         mark = "" if not c.misses else "  (misses)"
         src = "simulated" if c.checked_by.startswith("simulate") else "steady"
         lines.append(f"{i:>2} {c.label:<30} {c.ttft_s * 1e3:10.1f} {c.tpot_s * 1e3:9.2f} {c.per_device:10.1f} "
-                     f"{c.per_user:10.1f}  {src:<9} {c.binding}{mark}")
+                     f"{c.per_user:10.1f}  {src:<9} {_BINDING_NAMES.get(c.binding, c.binding)}{mark}")
     best = res.best
     lines.append(f"{'best' if not best.misses else 'closest (none meets the targets)'}: {best.label} "
                  f"({best.checked_by})")
