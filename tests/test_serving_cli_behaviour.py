@@ -228,3 +228,15 @@ def test_release_notes_about_a_qk_norm_are_kept_for_models_that_have_one(capsys)
         assert rc == 0
         notes[model] = [n for n in json.loads(out)["notes"] if "qk_norm_kernels" in n]
     assert notes["llama3-8b"] == [] and len(notes["qwen3-32b"]) == 1
+
+
+@pytest.mark.parametrize("engine, version, note", [
+    ("vllm", "99.0", "--engine-version 99.0: newer than any release the vllm preset documents (0.12.0, 0.14.0)"),
+    ("static", "1.0", "--engine-version 1.0: the static preset has no releases; ignored"),
+    ("vllm", "0.12.0", None),
+])
+def test_an_engine_version_the_preset_does_not_know_is_noted(capsys, engine, version, note):
+    rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", engine,
+                      "--engine-version", version, "--concurrency", "2", "--isl", "64", "--osl", "4", "--format", "json")
+    notes = json.loads(out)["notes"]
+    assert rc == 0 and ((note in notes[0]) if note else not any("--engine-version" in n for n in notes))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from accelcal.calibrate.compose import add_profile_arguments
@@ -22,7 +23,7 @@ from accelcal.units import count
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from .deployment import DEPLOYMENTS
-from .engine import engine_names
+from .engine import engine_names, version_key
 from .workload import ServingWorkload
 
 
@@ -123,8 +124,17 @@ def run(args: argparse.Namespace) -> int:
     version = check_version(args.engine_version)
     model = ModelConfig.resolve(args.model)
     weight_dtype, kv_dtype, _, _ = serving_dtypes(model, args.weight_dtype, args.kv_dtype, args.fp8_scaling)
+    preset = engine
     engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, version, args.isl, args.osl,
                                                       args.concurrency, weight_dtype, kv_dtype)
+    if version:
+        # releases the preset knows: those its version line names and those its 'since' entries start
+        known = re.findall(r"\d+\.\d+[\w.]*", str(preset.version)) + [v for v, _, _ in preset.since]
+        if engine.batching == "static" or not known:
+            recipe_notes.insert(0, f"--engine-version {version}: the {engine.name} preset has no releases; ignored")
+        elif version_key(version) > max(version_key(v) for v in known):
+            recipe_notes.insert(0, f"--engine-version {version}: newer than any release the {engine.name} preset "
+                                   f"documents ({', '.join(known)}): its newest documented defaults apply")
     if not model.qk_norm:  # how an engine launches a q/k norm says nothing about a model without one
         recipe_notes = [n for n in recipe_notes if ": qk_norm_kernels = " not in n]
     overrides = parse_engine_args(args.engine_arg)
