@@ -188,6 +188,8 @@ def _check_plot_path(path: str) -> None:
 
     if os.path.isdir(path):
         raise ValueError(f"--plot {path}: is a directory; give a file name, e.g. {os.path.join(path, 'pareto.png')}")
+    if not path.lower().endswith(".png"):
+        raise ValueError(f"--plot {path}: the plot is a PNG image; give it a .png name")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ValueError(f"--plot {path}: the folder {parent} does not exist")

@@ -93,6 +93,8 @@ def test_plot_must_name_a_file_in_a_folder_that_exists(tmp_path, capsys):
     assert rc == 2 and "is a directory; give a file name" in err
     rc, _, err = _run(capsys, *base, "--plot", str(tmp_path / "no" / "such" / "p.png"))
     assert rc == 2 and "does not exist" in err
+    rc, _, err = _run(capsys, *base, "--plot", str(tmp_path / "pareto.txt"))
+    assert rc == 2 and "the plot is a PNG image; give it a .png name" in err and not (tmp_path / "pareto.txt").exists()
 
 
 def test_dp_shares_add_up_and_throughput_is_over_the_run(capsys):
