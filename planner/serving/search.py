@@ -343,6 +343,11 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     lines = [f"WARNING: {w}" for w in res.warnings] + [head] + [f"note: {n}" for n in res.notes]
     if t.any and t.stat != "mean":
         lines.append(f"note: TTFT and TPOT columns are {t.stat} on simulated rows, steady-state means on steady rows")
+    if t.request_rate_per_s is not None:
+        lines.append(f"note: every row is a closed loop of C clients; --request-rate {t.request_rate_per_s:g} only "
+                     f"requires it to complete that many requests/s. At that open-loop rate a layout serves "
+                     f"{t.request_rate_per_s:g} x osl tokens/s over its devices; accelcal predict --request-rate "
+                     f"{t.request_rate_per_s:g} gives its latencies there")
     lines.append(f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
                  f"{'from':<9} binding")
     for i, c in enumerate(res.ranked[:top], 1):
