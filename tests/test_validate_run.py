@@ -294,7 +294,9 @@ def test_unmeasured_gemm_shapes_are_one_note_per_section():
     case = namedtuple("case", "name")
     # as planner.cost lists them: "<node>: <detail> (<source>)"
     line = "q_proj: fitted model; (N={n}, K=1024) not measured (sweep covered ['small']) (compute.fp32)"
-    preds = {case(f"case{i}"): NS(extrapolated=[line.format(n=n) for n in (1024, 2048, 6144)] +
+    # a MoE layer's grouped GEMM words it differently: "8 x (shape model: ...; (N=.., K=..) not measured) (...)"
+    moe = "experts_gate_up: 8 x (shape model: compute-bound; (N={n}, K=1024) not measured) (compute.fp32)"
+    preds = {case(f"case{i}"): NS(extrapolated=[line.format(n=n) for n in (1024, 2048)] + [moe.format(n=6144)] +
                                      ["attention: no attention measured for fp32 prefill"]) for i in range(1, 4)}
     notes = fallback_notes(preds)
     assert len(notes) == 2, notes
