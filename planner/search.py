@@ -575,6 +575,13 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
     if ranked and all(c.misses for c in ranked):
         gp.notes.append(f"no plan meets the targets; the closest ({ranked[0].label}) misses: "
                         + "; ".join(ranked[0].misses))
+    fabric_dpn = int(group.profile.identity.devices_per_node)
+    measured = sorted({c.group_size for c in getattr(group.profile, "collectives", []) if c.scope == "intra_node"})
+    if dpn > fabric_dpn and measured:
+        # --devices-per-node beyond the node the fabric's logs came from: its wider groups are extrapolated
+        gp.notes.append(f"{dpn} devices per node, but the profile's intra-node collectives come from nodes of "
+                        f"{fabric_dpn} (group sizes {measured} measured): groups over {max(measured)} devices are "
+                        f"extrapolated from them")
     if options.sp_threshold:
         gp.sp_threshold = sp_threshold(ev, ranked[0], dpn)
     return gp

@@ -121,3 +121,20 @@ def test_measured_multi_device_profile_still_works_alone():
         f"{d['identity']['date']}"]
     alone = plan("llama3-8b", Cluster.homogeneous(Profile.load(H200)), Workload(batch=1), FAST)
     assert alone.provenance[0].startswith("device (no collectives measured): nvidia-h200 - measured on vm")
+
+
+def test_more_devices_per_node_than_the_fabric_describes_is_noted():
+    from accelcal.planner.cluster import Cluster
+    from accelcal.planner.search import PlanOptions, plan
+    from accelcal.planner.workload import Workload
+    from accelcal.calibrate.compose import compose
+    from accelcal.calibrate.profile import Profile
+
+    root = Path(__file__).resolve().parents[1] / "profiles"
+    prof = compose(Profile.load(root / "nvidia-h100.yaml"), Profile.load(root / "interconnect" / "h100-nvswitch-4of8.yaml"))
+    w = Workload(prompt_len=512, output_len=64, batch=4)
+    wide = plan("llama3-8b", Cluster.homogeneous(prof, nodes=1, devices_per_node=16), w, PlanOptions())
+    assert any(n.startswith("16 devices per node, but the profile's intra-node collectives come from nodes of 8")
+               for n in wide.groups[0].notes)
+    own = plan("llama3-8b", Cluster.homogeneous(prof, nodes=1), w, PlanOptions())
+    assert not any("devices per node, but" in n for n in own.groups[0].notes)
