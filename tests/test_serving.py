@@ -891,6 +891,8 @@ def test_reserve_ratio_admission_in_mixed_steps_admits_beyond_full_length_and_pr
     ({"kv_full": "queue"}, "kv_full = 'queue' with admission = 'current_length'"),
     ({"admission": "full_request"}, "kv_full = 'preempt' with admission = 'full_request'"),
     ({"chunked_prefill": False}, "chunked_prefill false with admission = 'current_length'"),
+    ({"mixed_steps": False}, "mixed_steps false with admission = 'current_length'; separate prefill steps are "
+                             "modelled as SGLang runs them"),
 ])
 def test_engine_keys_that_contradict_each_other_are_refused(over, msg):
     with pytest.raises(ValueError, match=re.escape(msg)):
@@ -986,3 +988,15 @@ def test_max_seqs_has_one_rule_and_message(capsys):
     for bad in (0, 2.5):
         with pytest.raises(ValueError, match=rf"max_seqs must be an integer >= 1, got {bad!r}"):
             EnginePreset.from_name("vllm").with_overrides({"max_seqs": bad}, "test")
+
+
+def test_a_retracted_sglang_request_reserves_only_its_remaining_output(prof, small):
+    # a pool a little over one request: after a retraction the request's prompt includes what it emitted, and
+    # reserving its whole output again would never let it back in (the run stalled)
+    import dataclasses
+
+    e = EnginePreset.from_name("sglang")
+    kv = dataclasses.replace(kv_budget(small, e, 1, 1, prof.identity.memory_capacity_bytes), blocks=1614)
+    run = simulate(e, StepCoster(prof, small, Parallelism(), e), kv,
+                   ServingWorkload(isl=100, osl=1000, concurrency=2, num_requests=6))
+    assert run.metrics.requests == 6 and run.preemptions > 0

@@ -242,3 +242,13 @@ def test_an_engine_version_the_preset_does_not_know_is_noted(capsys, engine, ver
                       "--engine-version", version, "--concurrency", "2", "--isl", "64", "--osl", "4", "--format", "json")
     notes = json.loads(out)["notes"]
     assert rc == 0 and ((note in notes[0]) if note else not any("--engine-version" in n for n in notes))
+
+
+def test_engine_settings_record_the_release_asked_for(capsys):
+    for version, want in (("0.5.1", "0.5.1"), ("", "newest")):
+        extra = ["--engine-version", version] if version else []
+        rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", "sglang", *extra,
+                          "--concurrency", "2", "--isl", "64", "--osl", "4", "--format", "json")
+        d = json.loads(out)
+        assert rc == 0 and d["engine_settings"]["version"] == want
+        assert not any("--engine-version" in n for n in d["notes"])  # a documented release: no note

@@ -129,10 +129,11 @@ def run(args: argparse.Namespace) -> int:
                                                       args.concurrency, weight_dtype, kv_dtype)
     if version:
         # releases the preset knows: those its version line names and those its 'since' entries start
-        known = re.findall(r"\d+\.\d+[\w.]*", str(preset.version)) + [v for v, _, _ in preset.since]
+        known = list(dict.fromkeys(re.findall(r"\d+\.\d+[\w.]*", str(preset.version))
+                                   + [v for v, _, _ in preset.since]))
         if engine.batching == "static" or not known:
             recipe_notes.insert(0, f"--engine-version {version}: the {engine.name} preset has no releases; ignored")
-        elif version_key(version) > max(version_key(v) for v in known):
+        elif version_key(version)[:3] > max(version_key(v)[:3] for v in known):  # a post-release is its release
             recipe_notes.insert(0, f"--engine-version {version}: newer than any release the {engine.name} preset "
                                    f"documents ({', '.join(known)}): its newest documented defaults apply")
     if not model.qk_norm:  # how an engine launches a q/k norm says nothing about a model without one
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     over = "the preset's" + (" and any value the notes above give" if recipe_notes else "")
     ran = [f"--engine-arg {k}={getattr(engine, k)!r}: the value this run used, over {over}" for k in overrides]
     res.notes = notes + recipe_notes + ran + res.notes
-    res.engine_settings = {"preset": engine.name, "version": engine.version, "deployment": args.deployment,
+    res.engine_settings = {"preset": engine.name, "version": version or "newest", "deployment": args.deployment,
                            "engine_args": {k: getattr(engine, k) for k in overrides}}
     if args.format == "json":
         print(json.dumps(res.to_json(), indent=1, sort_keys=True))

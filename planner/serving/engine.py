@@ -230,12 +230,17 @@ class EnginePreset:
                              f"queues new requests only when admission reserves whole requests (kv_full queue, "
                              f"admission full_request), otherwise it preempts (kv_full preempt with admission "
                              f"current_length or reserve_ratio)")
+        if self.batching == "continuous" and not self.mixed_steps and self.admission != "reserve_ratio":
+            # the separate-prefill-step scheduler is SGLang's: its admission rule and retraction
+            raise ValueError(f"{origin}: mixed_steps false with admission = {self.admission!r}; separate prefill steps "
+                             f"are modelled as SGLang runs them, with admission reserve_ratio and kv_full preempt: "
+                             f"set those too, or keep mixed_steps true")
         if self.batching == "continuous" and not self.chunked_prefill and self.admission != "full_request":
             # a preempted request is prefilled again with the tokens it emitted: without chunking that prompt
             # can outgrow the token budget and never be scheduled again
             raise ValueError(f"{origin}: chunked_prefill false with admission = {self.admission!r}; a preempted "
                              f"request's recompute can outgrow the token budget without chunking: use admission "
-                             f"full_request (nothing is preempted) or chunked_prefill true")
+                             f"full_request with kv_full queue (nothing is preempted) or chunked_prefill true")
         if self.memory_fraction_of != "sglang_reserved_rule" and not 0 < self.memory_fraction <= 1:
             raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
         if self.max_seqs < 1 or self.block_size_tokens < 1:

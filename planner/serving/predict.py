@@ -191,7 +191,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     try:
         kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, memory_in_use_bytes(profile))
         pred.memory = kv.to_dict()
-        check_request_runs(engine, kv, int(isls.max()), int(osls.max()))
+        check_request_runs(engine, kv, isl, osl)  # the nominal request; the simulation checks each drawn one
     except Infeasible as exc:
         pred.reason = str(exc)
         return pred

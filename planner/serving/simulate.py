@@ -263,11 +263,11 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                     if engine.admission == "reserve_ratio":
                         # SGLang's PrefillAdder: the prompt and its output (clipped at 4096) must fit beside the
                         # running requests' remaining outputs x new_token_ratio
-                        if r.target + min(r.osl, 4096) >= kv.tokens - used - future:
+                        if r.target + min(r.osl - r.generated, 4096) >= kv.tokens - used - future:
                             blocked = True
                             break
                         used += take
-                        future += min(r.osl, 4096)
+                        future += min(r.osl - r.generated, 4096)
                     need = blocks_for(take if grow else r.isl + r.osl)
                     if need > free:
                         blocked = True
@@ -313,8 +313,9 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 r = waiting[0]
                 need_now = r.target
                 room = kv.tokens - used - future
-                # the new request reserves its whole output (clipped at 4096); running ones x new_token_ratio
-                if need_now + min(r.osl, 4096) >= room:
+                # the new request reserves its remaining output (clipped at 4096; a retracted one keeps what it emitted
+                # as prompt); running ones x new_token_ratio
+                if need_now + min(r.osl - r.generated, 4096) >= room:
                     blocked = True
                     break
                 take = min(r.target, left)
@@ -322,7 +323,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 running.append(r)
                 chunks.append((r, take))
                 used += r.target
-                future += min(r.osl, 4096)
+                future += min(r.osl - r.generated, 4096)
                 left -= take
                 if take < r.target:
                     break  # the chunked request continues in the next prefill batch
