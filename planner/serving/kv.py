@@ -40,7 +40,8 @@ from accelcal.vocab import DTYPE_BYTES
 from ..workload import Workload
 from .engine import EnginePreset
 
-__all__ = ["check_request_runs", "Infeasible", "KVBudget", "kv_budget", "memory_in_use_bytes"]
+__all__ = ["RESERVE_CLIP_TOKENS", "check_request_runs", "Infeasible", "KVBudget", "kv_budget", "memory_in_use_bytes",
+           "reserved_output_tokens"]
 
 MIB = 1024 * 1024
 
@@ -103,6 +104,16 @@ class KVBudget:
                 f"> the pool's {self.blocks} blocks ({self.describe()})", "request")
 
 
+RESERVE_CLIP_TOKENS = 4096
+"""SGLang's admission (reserve_ratio) reserves a request's output clipped at this many tokens
+(srt/managers/schedule_policy.py CLIP_MAX_NEW_TOKENS_ESTIMATION, 0.5.1 and 0.5.8.post1 wheels)."""
+
+
+def reserved_output_tokens(remaining: int) -> int:
+    """The output tokens SGLang's admission reserves for a request with ``remaining`` still to generate."""
+    return min(remaining, RESERVE_CLIP_TOKENS)
+
+
 def check_request_runs(engine: EnginePreset, kv: "KVBudget", isl: int, osl: int) -> None:
     """Raise Infeasible when one request of ``isl`` + ``osl`` tokens can never run on this engine and pool: its KV
     does not fit the pool, its prompt does not fit one step's token budget without chunking (no step can ever
@@ -112,10 +123,11 @@ def check_request_runs(engine: EnginePreset, kv: "KVBudget", isl: int, osl: int)
         raise Infeasible(f"a prompt of {isl} tokens exceeds the {engine.name} token budget {engine.step_tokens} and "
                          f"chunked prefill is off: no step can hold it (chunked_prefill=true or token_budget >= {isl}: "
                          f"--engine-arg in accelcal predict, a preset .yaml in plan --engine)", "request")
-    if engine.admission == "reserve_ratio" and isl + min(osl, 4096) >= kv.tokens:
-        # PrefillAdder.add_one_req: prompt + min(max_new_tokens, 4096) must be below the free tokens
-        raise Infeasible(f"{engine.name} admits a request only when its prompt and output ({isl} + {min(osl, 4096)} "
-                         f"= {isl + min(osl, 4096)} tokens) are fewer than the pool's free tokens, and the whole "
+    out = reserved_output_tokens(osl)
+    if engine.admission == "reserve_ratio" and isl + out >= kv.tokens:
+        # PrefillAdder.add_one_req: prompt + the clipped output must be below the free tokens
+        raise Infeasible(f"{engine.name} admits a request only when its prompt and output ({isl} + {out} "
+                         f"= {isl + out} tokens) are fewer than the pool's free tokens, and the whole "
                          f"pool holds {kv.tokens} ({kv.describe()})", "request")
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engine import EnginePreset
-from .kv import KVBudget, check_request_runs
+from .kv import KVBudget, check_request_runs, reserved_output_tokens
 from .metrics import ServingMetrics, summarise
 from .step_cost import StepCoster
 from .workload import ServingWorkload
@@ -147,11 +147,11 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         r.blocks = 0
 
     def evict(victim: _Req | None = None) -> None:
+        """Preempt ``victim`` (default: the latest-started running request) back to the head of the queue."""
         nonlocal preempt, ratio
-        victim = running.pop() if victim is None else victim
-        if running and running[-1] is victim:
-            running.pop()
-        elif victim in running:
+        if victim is None:
+            victim = running.pop()
+        else:
             running.remove(victim)
         release(victim)
         # recompute: the prompt and the tokens emitted so far are prefilled again; TTFT already happened
@@ -160,6 +160,17 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         waiting.appendleft(victim)
         preempt += 1
         ratio = engine.new_token_ratio_init
+
+    def committed_tokens(chunks: list[tuple[_Req, int]]) -> tuple[float, float]:
+        """SGLang's PrefillAdder view of the pool: (tokens held by the running and lingering requests and by the
+        prompt chunks already in this step, output still to come of the running ones x new_token_ratio)."""
+        used = sum(r.length for r in running) + sum(r.length for r in lingering) + sum(take for _, take in chunks)
+        return used, sum((r.osl - r.generated) * ratio for r in running)
+
+    def admits(r: _Req, used: float, future: float) -> bool:
+        """PrefillAdder.add_one_req: the prompt (for a retracted request, with what it emitted) and its clipped
+        remaining output must be fewer than the free tokens."""
+        return r.target + reserved_output_tokens(r.osl - r.generated) < kv.tokens - used - future
 
     while len(done) < n:
         steps += 1
@@ -250,10 +261,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 """Waiting requests, oldest first, with the budget left, as far as the admission rule lets them."""
                 nonlocal left, free, kv_limited
                 if engine.admission == "reserve_ratio":
-                    # the prompt chunks already in this step hold their tokens too (PrefillAdder counts them)
-                    used = (sum(r.length for r in running) + sum(r.length for r in lingering)
-                            + sum(take for _, take in chunks))
-                    future = sum((r.osl - r.generated) * ratio for r in running)
+                    used, future = committed_tokens(chunks)
                 blocked = False
                 while waiting and left > 0 and len(running) + held < engine.max_seqs:
                     r = waiting[0]
@@ -261,13 +269,11 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                     if take <= 0:
                         break
                     if engine.admission == "reserve_ratio":
-                        # SGLang's PrefillAdder: the prompt and its output (clipped at 4096) must fit beside the
-                        # running requests' remaining outputs x new_token_ratio
-                        if r.target + min(r.osl - r.generated, 4096) >= kv.tokens - used - future:
+                        if not admits(r, used, future):
                             blocked = True
                             break
                         used += take
-                        future += min(r.osl - r.generated, 4096)
+                        future += reserved_output_tokens(r.osl - r.generated)
                     need = blocks_for(take if grow else r.isl + r.osl)
                     if need > free:
                         blocked = True
@@ -303,19 +309,13 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                     chunks.append((r, take))
                     left -= take
                 unfinished |= take < r.target - r.done_prompt
-            # the chunked prompt's chunk in this batch holds its tokens too (add_chunked_req counts it)
-            used = sum(r.length for r in running) + sum(r.length for r in lingering) + sum(take for _, take in chunks)
-            future = sum((r.osl - r.generated) * ratio for r in running)
+            used, future = committed_tokens(chunks)  # the chunked prompt's chunk counts (add_chunked_req)
             blocked = False
             # new requests fill what the chunked prompt leaves of the batch (scheduler.get_new_batch_prefill adds
             # the chunked request first, then the waiting queue; sglang 0.5.8.post1 wheel)
             while waiting and left > 0 and not unfinished and len(running) + held < engine.max_seqs:
                 r = waiting[0]
-                need_now = r.target
-                room = kv.tokens - used - future
-                # the new request reserves its remaining output (clipped at 4096; a retracted one keeps what it emitted
-                # as prompt); running ones x new_token_ratio
-                if need_now + min(r.osl - r.generated, 4096) >= room:
+                if not admits(r, used, future):
                     blocked = True
                     break
                 take = min(r.target, left)
@@ -323,7 +323,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 running.append(r)
                 chunks.append((r, take))
                 used += r.target
-                future += min(r.osl - r.generated, 4096)
+                future += reserved_output_tokens(r.osl - r.generated)
                 left -= take
                 if take < r.target:
                     break  # the chunked request continues in the next prefill batch
