@@ -46,7 +46,7 @@ from .dag import DagOptions, build_edge_dag, build_layer_dag, edge_parallelism, 
 from .memory import MemoryEstimate, device_memory
 from .pareto import pareto_front
 from .parallelism import Parallelism
-from .workload import Workload
+from .workload import Workload, miss_factor
 
 __all__ = ["Candidate", "GroupPlan", "NoFeasiblePlan", "PlanContext", "PlanOptions", "PlanResult", "Rejection", "plan"]
 
@@ -180,7 +180,7 @@ class Candidate(_Degrees):
             "decode_breakdown_s": self.decode.breakdown, "prefill_breakdown_s": self.prefill.breakdown,
             "tp_comm": {"decode": self.decode.tp_comm, "prefill": self.prefill.tp_comm},
             "meets_targets": self.meets_targets, "misses": list(self.misses),
-                "miss_factor": self.miss_factor if math.isfinite(self.miss_factor) else None,
+            "miss_factor": self.miss_factor if math.isfinite(self.miss_factor) else None,
             "extrapolated": list(self.extrapolated), "why": list(self.why),
         }
 
@@ -431,23 +431,20 @@ class _Evaluator:
         cycle = w.batch * sp * pre.max_stage_s + w.output_len * tpot
         per_device = w.batch * w.output_len / cycle / (tp * pp)
         devices = par.devices
-        misses, factors = [], []
+        misses = []
         if w.ttft_s is not None and ttft > w.ttft_s:
             misses.append(f"TTFT {ttft:.4g} s > target {w.ttft_s:.4g} s (x{ttft / w.ttft_s:.3g})")
-            factors.append(ttft / w.ttft_s)
         if w.tpot_s is not None and tpot > w.tpot_s:
             misses.append(f"TPOT {tpot:.4g} s > target {w.tpot_s:.4g} s (x{tpot / w.tpot_s:.3g})")
-            factors.append(tpot / w.tpot_s)
-        if w.request_rate_per_s is not None:
-            rate = per_device * devices / w.output_len
-            if rate < w.request_rate_per_s:
-                misses.append(f"sustains {rate:.4g} req/s < offered {w.request_rate_per_s:.4g} req/s")
-                factors.append(w.request_rate_per_s / rate if rate > 0 else math.inf)
+        rate = per_device * devices / w.output_len
+        if w.request_rate_per_s is not None and rate < w.request_rate_per_s:
+            misses.append(f"sustains {rate:.4g} req/s < offered {w.request_rate_per_s:.4g} req/s")
         extrap = sorted({x for cd in (dec.layer, pre.layer, *dec.edges.values(), *pre.edges.values())
                          for x in cd.extrapolated})
         return Candidate(self.g.name, par, self.g.devices - devices, ttft, tpot,
                          ttft + (w.output_len - 1) * tpot, per_device, per_device * devices, mem, limit, dec, pre,
-                         misses, extrap, miss_factor=max(factors, default=0.0))
+                         misses, extrap,
+                         miss_factor=miss_factor(ttft, tpot, rate, w.ttft_s, w.tpot_s, w.request_rate_per_s))
 
 
 # ----------------------------------------------------------------------------- search

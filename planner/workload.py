@@ -11,9 +11,10 @@ given, is checked against the cluster's sustainable request rate.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["Workload"]
+__all__ = ["Workload", "miss_factor"]
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,14 @@ class Workload:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def miss_factor(ttft_s: float, tpot_s: float, requests_per_s: float, ttft_target_s: float | None,
+                tpot_target_s: float | None, offered_per_s: float | None) -> float:
+    """How far a plan is from its targets, the one rule both searches rank misses by: the largest of TTFT /
+    target, TPOT / target and offered / completed requests/s over the targets it misses (infinite when nothing
+    completes); 0 when it meets them all."""
+    factors = [v / t for v, t in ((ttft_s, ttft_target_s), (tpot_s, tpot_target_s)) if t is not None and v > t]
+    if offered_per_s is not None and requests_per_s < offered_per_s:
+        factors.append(offered_per_s / requests_per_s if requests_per_s > 0 else math.inf)
+    return max(factors, default=0.0)

@@ -32,7 +32,7 @@ from .step_cost import StepCoster, replica_parallelism
 from .workload import ServingWorkload
 
 __all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "serving_dtypes", "serving_warnings",
-           "simulate_replicas"]
+           "pooled_metrics", "simulate_replicas"]
 
 JSON_KEYS = ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "itl_mean_s", "request_latency_mean_s",
              "output_tokens_per_s", "output_tokens_per_s_per_device", "output_tokens_per_s_per_user", "requests_per_s")
@@ -230,7 +230,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     except Infeasible as exc:
         pred.reason = str(exc)
         return pred
-    pred.metrics = _pool(runs, devices * dp)
+    pred.metrics = pooled_metrics(runs, devices * dp)
     if not workload.closed_loop:
         note = _overload_note(runs, workload.request_rate_per_s, pred.metrics.requests_per_s)
         if note:
@@ -279,7 +279,7 @@ def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, complet
             f"TTFT and latency grow with --num-requests: lower --request-rate or add replicas")
 
 
-def _pool(parts: list[tuple[SimRun, int]], devices: int) -> ServingMetrics:
+def pooled_metrics(parts: list[tuple[SimRun, int]], devices: int) -> ServingMetrics:
     """Replicas side by side from t = 0, as one benchmark client sees them: every measured request of every
     replica (a run standing for ``k`` identical replicas counted ``k`` times) in one set of means, percentiles
     and throughput over the whole run."""

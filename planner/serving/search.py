@@ -30,6 +30,7 @@ from accelcal.models import ModelConfig
 from accelcal.units import count
 
 from ..pareto import pareto_front
+from ..workload import miss_factor
 from .engine import EnginePreset
 from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
 from .predict import serving_dtypes, serving_warnings
@@ -226,17 +227,13 @@ def _check(c: ServingCandidate, t: ServingTargets, stat: str, ttft: float | None
     ttft = c.ttft_s if ttft is None else ttft
     tpot = c.tpot_s if tpot is None else tpot
     c.misses = []
-    factors = []
     if t.ttft_s is not None and ttft > t.ttft_s:
         c.misses.append(f"TTFT {stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms")
-        factors.append(ttft / t.ttft_s)
     if t.tpot_s is not None and tpot > t.tpot_s:
         c.misses.append(f"TPOT {stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms")
-        factors.append(tpot / t.tpot_s)
     if t.request_rate_per_s is not None and c.requests_per_s < t.request_rate_per_s:
         c.misses.append(f"completes {c.requests_per_s:.4g} requests/s < offered {t.request_rate_per_s:.4g} requests/s")
-        factors.append(t.request_rate_per_s / c.requests_per_s if c.requests_per_s > 0 else math.inf)
-    c.miss_factor = max(factors, default=0.0)
+    c.miss_factor = miss_factor(ttft, tpot, c.requests_per_s, t.ttft_s, t.tpot_s, t.request_rate_per_s)
 
 
 def _within_steady_error(c: ServingCandidate, t: ServingTargets) -> bool:
@@ -253,7 +250,7 @@ def _within_steady_error(c: ServingCandidate, t: ServingTargets) -> bool:
 def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int) -> None:
     """Re-check by simulation, at the asked statistic, the candidates in steady-state throughput order that pass
     there or miss only by less than the steady state's own error, until one passes and no later one can beat it."""
-    from .predict import _pool, simulate_replicas
+    from .predict import pooled_metrics, simulate_replicas
     from .workload import ServingWorkload
 
     done = 0
@@ -268,8 +265,8 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         # the run `accelcal predict` makes of this layout and load (its defaults: 10 x C requests, every replica
         # with its share and seed), so the figures the plan shows are the ones predict reproduces
         devices = c.tp * c.pp
-        m = _pool(simulate_replicas(d["engine"], d["coster"], d["kv"], ServingWorkload(isl=isl, osl=osl,
-                                    concurrency=c.concurrency), c.dp, devices), devices * c.dp)
+        load = ServingWorkload(isl=isl, osl=osl, concurrency=c.concurrency)
+        m = pooled_metrics(simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices), devices * c.dp)
         # the simulated figures replace the steady state's for this candidate (table, Pareto front, why-lines)
         c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", t.stat), m.stat("tpot", t.stat), m.request_latency_mean_s
         c.per_device = m.output_tokens_per_s_per_device

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from .engine import EnginePreset
 from .kv import KVBudget, check_request_runs
 from .step_cost import StepCoster
+from .workload import client_shares
 
 __all__ = ["STEADY_REL_TOL", "SteadyState", "steady_over_replicas", "steady_state"]
 
@@ -180,8 +181,6 @@ def steady_over_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget,
     """(steady state of the busiest replica, output tokens/s of all ``dp`` replicas, requests/s of all) when
     ``concurrency`` clients split over the replicas as evenly as they can (workload.client_shares): the busiest
     replica sets the latencies, every replica adds its own throughput."""
-    from .workload import client_shares
-
     shares = client_shares(concurrency, dp)
     states = {c: steady_state(engine, coster, kv, isl, osl, c) for c in set(shares)}
     return (states[max(shares)], sum(states[c].output_tokens_per_s for c in shares),
