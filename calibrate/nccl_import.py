@@ -174,11 +174,14 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
     if out is not None and os.path.exists(out) and not force:
         raise ValueError(f"--out {out} exists; pass --force to replace it")
     # the same log given twice (or under two names) would count its points as two independent runs
+    digests: dict[str, str] = {}  # each file hashed once: also recorded in the profile (raw_sha256)
     seen: dict[str, str] = {}
     for p in paths:
         if not os.path.isfile(p):
             continue
-        digest = sha256_of(p)
+        if p not in digests:
+            digests[p] = sha256_of(p)
+        digest = digests[p]
         if digest in seen:
             same = "is given twice" if os.path.realpath(p) == os.path.realpath(seen[digest]) else \
                 f"has the same contents as {seen[digest]}"
@@ -192,7 +195,7 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
             progress(f"read {r.describe()}" + (f" [{'; '.join(r.notes)}]" if r.notes else ""))
     base = Path(out).resolve().parent if out else Path.cwd()
     raw = [os.path.relpath(Path(p).resolve(), base) for p in paths]
-    sha = {rel: sha256_of(p) for rel, p in zip(raw, paths)}
+    sha = {rel: digests[p] for rel, p in zip(raw, paths)}  # read_runs has refused any path that is not a file
     name = name or (Path(out).stem if out else Path(paths[0]).stem)
     prof = profile_from_runs(runs, name, citations, command, scope, raw, sha, placement, progress, devices_per_node,
                              fabric)

@@ -256,7 +256,8 @@ def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
         ax.axhline(c.pieces[-1].bandwidth_bytes_per_s * busbw_factor(c.op, c.group_size) / 1e9, color="black", ls=":",
                    label=f"datasheet {ds.identity.device_name} busbw")
         n += 1
-    return [_finish_rate_vs_size(plt, fig, ax, n, "size S (nccl-tests size column; all_gather, reduce_scatter: the whole buffer)", "busbw (GB/s, nccl-tests convention)",
+    return [_finish_rate_vs_size(plt, fig, ax, n, "size S (nccl-tests size column; all_gather, reduce_scatter: "
+                                 "the whole buffer)", "busbw (GB/s, nccl-tests convention)",
                                  f"{p.identity.name}: collective bus bandwidth vs size", out / "collectives_busbw.png")]
 
 

@@ -148,7 +148,9 @@ class Profile:
             # may be null: not measured, costed at 0 s); only an interconnect profile goes without them
             for key, want in (("memory", "a mapping pattern -> fitted entry (copy, read, ...)"),
                               ("overheads", "a mapping of launch/sync constants (null where not measured)")):
-                if not d.get(key) and not (key == "overheads" and isinstance(d.get(key), dict)):
+                # an empty overheads mapping is every constant unmeasured; an empty memory mapping is nothing
+                absent = not isinstance(d.get(key), dict) if key == "overheads" else not d.get(key)
+                if absent:
                     raise r.fail(key, f"missing or empty; a device profile (with compute) needs {want}; only an "
                                       f"interconnect profile (collectives only) may leave it out")
         comp = d.get("compute") or {}
