@@ -407,8 +407,8 @@ def parse_text(text: str, path: str = "<text>", op_hint: str | None = None) -> l
         toks = _INLINE_TAG.sub(" ", s).split()
         # a log pasted without its header still parses; a row that fails in a file with no nccl-tests line at
         # all before it is most likely not a log
-        unlogged = run is None and header is None and not runs and all(v is None for v in
-                                                                         (pending["version"], pending["op"], pending["nccl"]))
+        unlogged = (run is None and header is None and not runs
+                    and pending["version"] is None and pending["op"] is None and pending["nccl"] is None)
         if run is None:
             run = new_run(i)
         hdr = header or _guess_header(toks)
