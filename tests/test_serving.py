@@ -1000,3 +1000,37 @@ def test_a_retracted_sglang_request_reserves_only_its_remaining_output(prof, sma
     run = simulate(e, StepCoster(prof, small, Parallelism(), e), kv,
                    ServingWorkload(isl=100, osl=1000, concurrency=2, num_requests=6))
     assert run.metrics.requests == 6 and run.preemptions > 0
+
+
+@pytest.mark.parametrize("name, over, capacity", [
+    ("vllm", {}, None),
+    ("vllm", {"priority": "prefill_first", "token_budget": 512}, None),
+    ("vllm", {}, 1.2e9),  # a pool that runs short: preemption inside what would be a decode stretch
+    ("sglang", {}, None),
+    ("sglang", {"memory_fraction_of": "total", "memory_fraction": 0.9}, 1.4e9),  # retraction
+    ("sglang", {"mixed_steps": True, "memory_fraction_of": "total", "memory_fraction": 0.9}, 1.4e9),
+    ("trtllm", {}, None),  # overlap scheduling, whole requests reserved
+    ("static", {}, None),
+])
+def test_decode_stretches_fast_forwarded_give_the_same_run(prof, small, name, over, capacity):
+    # simulate() runs stretches of pure decode steps without visiting each request every step; the run (every
+    # request's times, the step count, preemptions, the decode-step histogram) must be the step-by-step one
+    engine = EnginePreset.from_name(name).with_overrides(over, "test") if over else EnginePreset.from_name(name)
+    kv = kv_budget(small, engine, 1, 1, capacity or prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(), engine)
+    for w in (ServingWorkload(isl=1024, osl=300, concurrency=24, num_requests=96, range_ratio=0.5),
+              ServingWorkload(isl=256, osl=512, concurrency=8, num_requests=32, warmup_requests=8, warmup_drains=True),
+              ServingWorkload(isl=512, osl=200, request_rate_per_s=20.0, num_requests=60),
+              ServingWorkload(isl=1024, osl=1024, concurrency=64, num_requests=128)):  # with capacity: preemption
+        fast = simulate(engine, sc, kv, w)
+        slow = simulate(engine, sc, kv, w, fast_forward=False)
+        assert fast.times_s == slow.times_s
+        assert (fast.steps, fast.max_running, fast.preemptions, fast.kv_limited_steps) == \
+               (slow.steps, slow.max_running, slow.preemptions, slow.kv_limited_steps)
+        assert fast.decode_step == slow.decode_step and fast.metrics == slow.metrics
+        assert fast.prefill_share_of_decode_time == slow.prefill_share_of_decode_time
+        if capacity and name != "trtllm":
+            preempted = fast.preemptions
+    assert slow.steps > 200  # long decode phases, which is where the stretches run
+    if capacity:
+        assert preempted > 0  # the pool ran short in the last workload: evictions inside decode stretches

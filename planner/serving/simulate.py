@@ -91,7 +91,9 @@ class SimRun:
 
 
 def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int = 1,
-             max_steps: int = 5_000_000) -> SimRun:
+             max_steps: int = 5_000_000, fast_forward: bool = True) -> SimRun:
+    """``fast_forward``: run stretches of pure decode steps without visiting every request each step (the same
+    run to the last bit; False steps through the scheduler every time, for the test that checks they agree)."""
     if workload.warmup_drains and workload.warmup_requests and workload.closed_loop:
         # the warm-up ran to completion on its own and left the engine idle (no prefix cache is modelled):
         # the measured requests are a run of their own, starting with a burst
@@ -172,6 +174,62 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         remaining output must be fewer than the free tokens."""
         return r.target + reserved_output_tokens(r.osl - r.generated) < kv.tokens - used - future
 
+    def decode_window() -> int:
+        """Run, at once, the pure decode steps that come before the next event, and return how many (0: none).
+
+        With nothing waiting or lingering and every running request past its prompt, each step decodes every
+        running request and changes nothing but their lengths, until a request finishes, a request reaches the
+        queue, or the KV pool runs short.  Those steps are costed one by one as the scheduler would run them
+        (same step costs, clock sums, counters and new_token_ratio decay), but without visiting each request
+        every step: the run is the same to the last bit (tests/test_serving.py compares it with
+        ``fast_forward=False``), and a long decode phase costs O(steps) instead of O(steps x running)."""
+        nonlocal free, steps, clock, prev_start, ratio, dec_time
+        if any(r.done_prompt < r.target for r in running):
+            return 0
+        count = len(running)
+        k_max = min(r.osl - r.generated for r in running) - 1  # no request finishes inside the window
+        if k_max < 2 or (engine.mixed_steps and count > budget):
+            return 0
+        grow = engine.mixed_steps and engine.admission != "full_request"
+        if grow:  # each step allocates the block its next token needs: all of them must be free already
+            if sum(blocks_for(r.done_prompt + r.dec + k_max) - r.blocks for r in running) > free:
+                return 0
+        elif not engine.mixed_steps and sum(blocks_for(r.length + k_max) for r in running) > kv.blocks:
+            return 0  # SGLang would retract a request on the way
+        decays = engine.admission == "reserve_ratio" or not engine.mixed_steps
+        total = sum(r.done_prompt + r.dec for r in running)
+        decoding_now = sum(r.generated >= 1 for r in running)
+        ran = 0
+        while True:
+            kv_mean = (total + ran * count) / count + 1.0
+            dt = coster.step_s(count, kv_mean, (), count)
+            key = (count, coster._round_kv(kv_mean))
+            dec_hist[key] = dec_hist.get(key, 0) + 1
+            dec_time += dt * decoding_now
+            if decays:
+                ratio = max(engine.new_token_ratio_min, ratio - decay)
+            prev_start = clock
+            clock += dt
+            ran += 1
+            if ran == k_max or (on_the_way and on_the_way[0][0] <= (prev_start if overlap else clock)):
+                break  # a request finishes in the next step, or one has reached the queue: the scheduler runs it
+            steps += 1
+            if steps > max_steps:
+                raise RuntimeError(f"simulation did not finish within {max_steps} steps")
+        for r in running:
+            r.generated += ran
+            r.dec += ran
+            if engine.mixed_steps:
+                if grow:
+                    need = blocks_for(r.done_prompt + r.dec)
+                    free -= need - r.blocks
+                    r.blocks = need
+            else:
+                r.blocks = blocks_for(r.done_prompt + r.dec)
+        if not engine.mixed_steps:
+            free = kv.blocks - sum(r.blocks for r in running)
+        return ran
+
     while len(done) < n:
         steps += 1
         if steps > max_steps:
@@ -184,6 +242,10 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 clock = on_the_way[0][0]  # the engine idles until the next request reaches it
             prev_start = clock  # nothing was scheduled ahead: the scheduler looks at the queue now
             continue
+        if fast_forward and not static and not waiting and not lingering and running:
+            ran = decode_window()
+            if ran:
+                continue
         held = len(lingering)
         chunks: list[tuple[_Req, int]] = []  # (request, prompt tokens this step)
         decodes: list[_Req] = []
