@@ -158,7 +158,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     targets = ServingTargets(args.ttft, args.tpot, args.target_stat or "mean", args.request_rate)
     try:
         res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len, targets,
-                             args.weight_dtype, args.kv_dtype, inter)
+                             args.weight_dtype, args.kv_dtype, inter, top=args.top)
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
         if args.format == "json":  # a document for programs, as predict gives one
@@ -168,7 +168,8 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
         print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
                           "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
                           "search_s": res.search_s, "warnings": res.warnings, "notes": res.notes,
-                          "meets_targets": not res.best.misses}, indent=1, sort_keys=True))
+                          "meets_targets": not res.best.misses,
+                          "best_simulated": res.best.checked_by != "steady"}, indent=1, sort_keys=True))
     else:
         print(format_search(res, args.top), end="")
     if args.plot:

@@ -10,13 +10,15 @@
 Each candidate (engine, TP, PP, DP = devices / (TP x PP), total concurrency C, each replica serving C / DP
 clients) is costed with the analytic steady state (``steady.py``, checked against the step-level simulation
 in the tests to STEADY_REL_TOL on TPOT and throughput); the candidates that pass there, or miss TPOT or the
-offered rate by less than that error with their TTFT met, are re-checked by a short step-level simulation at
-the asked statistic (mean, p90 or p99) in throughput order until one passes and no later one can beat it: the
-steady state assumes desynchronised clients, and a closed loop of identical requests clusters, which raises
-TTFT (simulate.py).  The re-check runs 4 requests per client after one of warm-up, shorter than
-``accelcal predict``'s 10, so its figures can differ from predict's by a few percent.  Layouts the profile
-cannot cost (missing collectives) or that do not fit are listed with the reason.  Without targets the ranking
-is by request latency (the planner's default).
+offered rate by less than that error with their TTFT met, are re-checked by simulation at the asked statistic
+(mean, p90 or p99) in throughput order until one passes and no later one can beat it: the steady state assumes
+desynchronised clients, and a closed loop of identical requests clusters, which raises TTFT (simulate.py).
+Each re-check is the run ``accelcal predict`` makes of that layout and load (10 requests per client, every DP
+replica), so a simulated row shows predict's figures.  When the re-checks allowed (UNCONFIRMED_CHECKS) all miss,
+the best row left is a steady-state estimate and the result says so.  Without targets the ranking is by request
+latency (the planner's default), and the fastest rows (as many as the table shows) are re-checked the same way
+and ranked by their simulated latency.  Layouts the profile cannot cost (missing collectives) or that do not fit
+are listed with the reason.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ from .predict import serving_dtypes, serving_warnings
 from .steady import STEADY_REL_TOL, steady_over_replicas
 from .step_cost import StepCoster, StepCostError, replica_parallelism
 
-__all__ = ["NoServingLayout", "ServingCandidate", "ServingSearch", "ServingTargets", "search_serving"]
+__all__ = ["NoServingLayout", "ServingCandidate", "ServingSearch", "ServingTargets", "UNCONFIRMED_CHECKS",
+           "search_serving"]
+
+UNCONFIRMED_CHECKS = 32
+"""Most candidates re-checked by simulation while none has passed there yet (each is one ``accelcal predict``
+run); past it, the best candidate left is reported as a steady-state estimate, not confirmed."""
 
 
 @dataclass(frozen=True)
@@ -157,8 +164,10 @@ def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]
 
 def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines: list[str], concurrencies: list[int],
                    isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str | None = None,
-                   kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8) -> ServingSearch:
-    """``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes)."""
+                   kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8,
+                   top: int = 10) -> ServingSearch:
+    """``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes).  ``verify``: re-checks by
+    simulation once a candidate has passed there; ``top``: rows re-checked when there are no targets."""
     import time
 
     t0 = time.perf_counter()
@@ -209,13 +218,17 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     if not cands:
         raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} can be costed: " + "; ".join(rejected[:4]),
                               rejected)
+    notes = list(dtype_notes)
     if targets.any:
         cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
-        _verify(cands, targets, isl, osl, verify)
+        unconfirmed = _verify(cands, targets, isl, osl, verify)
+        if unconfirmed:
+            notes.append(unconfirmed)
     else:
         cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.concurrency))
+        _verify_latency(cands, isl, osl, top)
     res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated,
-                        warnings=serving_warnings(profile, inter_node_profile, model, isl, osl), notes=dtype_notes)
+                        warnings=serving_warnings(profile, inter_node_profile, model, isl, osl), notes=notes)
     for c in res.ranked[:10]:
         c.why = why_lines(c, targets, cands)
         c.binding = c.why[0].split(": ", 2)[1]
@@ -247,39 +260,59 @@ def _within_steady_error(c: ServingCandidate, t: ServingTargets) -> bool:
     return t.request_rate_per_s is None or c.requests_per_s * (1.0 + STEADY_REL_TOL) >= t.request_rate_per_s
 
 
-def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int) -> None:
-    """Re-check by simulation, at the asked statistic, the candidates in steady-state throughput order that pass
-    there or miss only by less than the steady state's own error, until one passes and no later one can beat it."""
+def _simulate_candidate(c: ServingCandidate, isl: int, osl: int, stat: str) -> None:
+    """Replace ``c``'s steady-state figures with the run ``accelcal predict`` makes of its layout and load (its
+    defaults: 10 x C requests, every replica with its share and seed), at the statistic ``stat``."""
     from .predict import pooled_metrics, simulate_replicas
     from .workload import ServingWorkload
 
+    d = c.detail
+    devices = c.tp * c.pp
+    load = ServingWorkload(isl=isl, osl=osl, concurrency=c.concurrency)
+    m = pooled_metrics(simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices), devices * c.dp)
+    c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", stat), m.stat("tpot", stat), m.request_latency_mean_s
+    c.per_device = m.output_tokens_per_s_per_device
+    c.per_user = m.output_tokens_per_s_per_user
+    c.requests_per_s = m.requests_per_s
+    c.checked_by = f"simulate ({stat})"
+
+
+def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int) -> str:
+    """Re-check by simulation, at the asked statistic, the candidates in steady-state throughput order that pass
+    there or miss only by less than the steady state's own error, until one passes and no later one can beat it
+    (at most ``limit`` re-checks once one has passed, UNCONFIRMED_CHECKS before).  Returns a note when the best
+    candidate left is a steady-state pass no simulation confirmed ("" otherwise)."""
     done = 0
     best = None  # simulated tokens/s per device of the best candidate that passed so far
     eligible = sorted((c for c in cands if not c.misses or _within_steady_error(c, t)), key=lambda c: -c.per_device)
     for c in eligible:  # in steady-state throughput order
-        if done >= limit:
+        if done >= (limit if best is not None else UNCONFIRMED_CHECKS):
             break
         if best is not None and c.per_device * (1.0 + STEADY_REL_TOL) <= best:
             break  # no later candidate's simulated figure can reach the passing one's
-        d = c.detail
-        # the run `accelcal predict` makes of this layout and load (its defaults: 10 x C requests, every replica
-        # with its share and seed), so the figures the plan shows are the ones predict reproduces
-        devices = c.tp * c.pp
-        load = ServingWorkload(isl=isl, osl=osl, concurrency=c.concurrency)
-        m = pooled_metrics(simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices), devices * c.dp)
         # the simulated figures replace the steady state's for this candidate (table, Pareto front, why-lines)
-        c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", t.stat), m.stat("tpot", t.stat), m.request_latency_mean_s
-        c.per_device = m.output_tokens_per_s_per_device
-        c.per_user = m.output_tokens_per_s_per_user
-        c.requests_per_s = m.requests_per_s
+        _simulate_candidate(c, isl, osl, t.stat)
         _check(c, t, t.stat, c.ttft_s, c.tpot_s)
-        c.checked_by = f"simulate ({t.stat})"
         done += 1
         if not c.misses:
             best = max(best or 0.0, c.per_device)
     # passes confirmed by simulation, then passes at the steady state only, then misses, closest first
     cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"), c.miss_factor, -c.per_device,
                               c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
+    if best is None and cands and not cands[0].misses:
+        return (f"none of the {done} candidates re-checked by simulation meets the targets; the best row is the "
+                f"steady state's estimate, not confirmed (clients of identical requests cluster, which raises TTFT): "
+                f"check it with accelcal predict")
+    return ""
+
+
+def _verify_latency(cands: list[ServingCandidate], isl: int, osl: int, top: int) -> None:
+    """No targets: re-check the ``top`` fastest candidates (steady-state request latency) by simulation and rank
+    them by their simulated latency, ahead of the rows only the steady state costed."""
+    for c in cands[:top]:
+        _simulate_candidate(c, isl, osl, "mean")
+    cands.sort(key=lambda c: (c.checked_by == "steady", c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep,
+                              c.concurrency))
 
 
 def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
@@ -302,7 +335,12 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
         nxt = [o for o in cands if (o.engine, o.tp, o.pp, o.ep) == (c.engine, c.tp, c.pp, c.ep)
                and o.concurrency > c.concurrency]
         nxt.sort(key=lambda o: o.concurrency)
-        more = f"; at C{nxt[0].concurrency} it would be {nxt[0].tpot_s * 1e3:.4g} ms" if nxt else ""
+        more = ""
+        if nxt:
+            o = nxt[0]
+            src = "simulated" if o.checked_by != "steady" else "steady state"
+            more = (f"; C{o.concurrency} ({src}): TPOT {o.tpot_s * 1e3:.4g} ms" +
+                    (f", misses {'; '.join(o.misses)}" if o.misses else ""))
         terms.append((c.tpot_s / t.tpot_s, f"TPOT target: {c.tpot_s * 1e3:.4g} ms of {t.tpot_s * 1e3:.4g} ms "
                                            f"({c.tpot_s / t.tpot_s:.0%}){more}"))
     if t.ttft_s is not None:
