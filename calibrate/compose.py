@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from accelcal.units import fmt_bytes
 from accelcal.vocab import SCOPES
 
 from .profile import Estimate, Profile, ProfileError
@@ -198,7 +199,10 @@ def _shipped(directory: str, stamp: tuple) -> tuple[tuple[str, str, tuple], ...]
             p = Profile.load(path)
         except (ProfileError, OSError):
             continue
-        keys = tuple(sorted({(c.op, c.scope, c.group_size) for c in p.collectives}))
+        # (op, scope, group size, smallest and largest message measured; 0 when the entry has no fit quality)
+        keys = tuple(sorted({(c.op, c.scope, c.group_size,
+                              float(c.quality.range_min) if c.quality is not None else 0.0,
+                              float(c.quality.range_max) if c.quality is not None else 0.0) for c in p.collectives}))
         out.append((str(path), p.identity.device_name, keys))
     return tuple(out)
 
@@ -211,10 +215,14 @@ def shipped_interconnects(op: str, scope: str, directory: str | os.PathLike | No
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.glob("*.yaml")))
     hits = []
     for path, dev, keys in _shipped(str(d), stamp):
-        sizes = sorted(g for o, s, g in keys if o == op and s == scope)
-        if sizes:
+        mine = [(g, lo, hi) for o, s, g, lo, hi in keys if o == op and s == scope]
+        if mine:
             rel = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
-            hits.append(f"{rel} ({dev}; {op} {scope} measured for group size(s) {sizes})")
+            sizes = sorted({g for g, _, _ in mine})
+            lo, hi = min(x for _, x, _ in mine), max(x for _, _, x in mine)
+            # the message range says whether a decode step's few-KiB all-reduce was measured or extrapolated
+            span = f", messages {fmt_bytes(lo)}..{fmt_bytes(hi)}" if hi > 0 else ""
+            hits.append(f"{rel} ({dev}; {op} {scope} measured for group size(s) {sizes}{span})")
     return hits
 
 

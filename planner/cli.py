@@ -79,6 +79,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     serving.add_argument("--kv-dtype", choices=SERVING_DTYPES, default=None,
                          help="serving: KV cache dtype (default: the model's, bf16 for the presets)")
     serving.add_argument("--plot", default=None, help="serving: write the Pareto front as a PNG file here")
+    serving.add_argument("--engine-arg", action="append", default=None, metavar="KEY=VALUE",
+                         help="serving: override one engine preset key for every --engine searched, as accelcal "
+                              "predict takes it (e.g. max_seqs=64, token_budget=2048); repeatable")
     p.set_defaults(func=run)
 
 
@@ -117,7 +120,7 @@ PLANNER_ONLY: dict = {"dtype": None, "extra_group": [], "batch": 8, "cuda_graphs
 batching and memory rules and takes none of them."""
 SWEEP = "1,2,4,8,16,32,64,128,256"
 """Total concurrencies the serving search sweeps unless --concurrency says otherwise."""
-SERVING_ONLY = ("concurrency", "target_stat", "weight_dtype", "kv_dtype", "plot")
+SERVING_ONLY = ("concurrency", "target_stat", "weight_dtype", "kv_dtype", "plot", "engine_arg")
 """Options of the serving search: they mean nothing without --engine."""
 
 
@@ -146,6 +149,7 @@ def _pick_dtype(model, prof, dtype: str | None):
 
 def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     """``accelcal plan --engine ...``: the serving search (planner/serving/search.py); ``prof`` already composed."""
+    from .serving.cli import parse_engine_args
     from .serving.search import NoServingLayout, ServingTargets, format_search, plot_pareto, search_serving
 
     spec = args.concurrency or SWEEP
@@ -156,9 +160,10 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     engines = [e.strip() for spec in args.engine for e in spec.split(",") if e.strip()]
     dpn = args.devices_per_node or int(prof.identity.devices_per_node)
     targets = ServingTargets(args.ttft, args.tpot, args.target_stat or "mean", args.request_rate)
+    overrides = parse_engine_args(args.engine_arg or [])
     try:
         res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len, targets,
-                             args.weight_dtype, args.kv_dtype, inter, top=args.top)
+                             args.weight_dtype, args.kv_dtype, inter, top=args.top, engine_overrides=overrides)
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
         if args.format == "json":  # a document for programs, as predict gives one
@@ -228,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise ValueError(f"{', '.join(given)}: option(s) of the layer-level planner; the serving search "
                              f"(--engine) sets batching, memory and launches from the engine preset (--engine-arg "
-                             f"in accelcal predict) and ignores them: leave them out or drop --engine"
+                             f"overrides its keys) and ignores them: leave them out or drop --engine"
                              + ("; its dtypes are --weight-dtype and --kv-dtype" if "--dtype" in given else ""))
         if args.plot:
             _check_plot_path(args.plot)

@@ -252,3 +252,52 @@ def test_engine_settings_record_the_release_asked_for(capsys):
         d = json.loads(out)
         assert rc == 0 and d["engine_settings"]["version"] == want
         assert not any("--engine-version" in n for n in d["notes"])  # a documented release: no note
+
+
+def test_plan_takes_engine_args_as_predict_does(capsys):
+    # --engine-arg in plan overrides the preset for every engine searched, as in predict
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.engine import EnginePreset
+    from accelcal.planner.serving.predict import predict_serving
+
+    base = ["plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency", "64",
+            "--prompt-len", "512", "--output-len", "64", "--format", "json"]
+    assert main(base + ["--engine-arg", "max_seqs=4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "every engine searched with --engine-arg max_seqs=4" in out["notes"]
+    row = out["ranked"][0]
+    res = predict_serving(Profile.load(H100), "llama3.1-8b",
+                          EnginePreset.from_name("vllm").for_version("")[0].with_overrides({"max_seqs": 4}, "test"),
+                          tp=row["tp"], dp=row["dp"], concurrency=row["concurrency"], isl=512, osl=64)
+    assert res.max_concurrent_sequences <= 4 and row["ttft_s"] == res.metrics.ttft_mean_s
+    assert main(base + ["--engine-arg", "bogus=1"]) == 2
+    assert "--engine-arg: unknown engine key(s) ['bogus']" in capsys.readouterr().err
+    assert main(["plan", "--profile", H100, "--model", "llama3.1-8b", "--engine-arg", "max_seqs=4"]) == 2
+    assert "--engine-arg: option(s) of the serving search; add --engine" in capsys.readouterr().err
+
+
+def test_a_latency_fitted_to_huge_messages_only_is_a_warning_and_other_hardware_is_named(capsys):
+    # h100-nvswitch-8.yaml measured 128 MiB..4 GiB only: a 16 KiB decode all-reduce is 8192 x smaller, so its
+    # 127 us is the large-message fit's intercept (the 4-GPU log of h100-nvswitch-4of8 measured 24.3 us at 16 KiB)
+    wide = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-8.yaml")
+    rc, out = _json(capsys, "predict", "--profile", H100, "--interconnect", wide, "--model", "llama3.1-70b", "--tp",
+                    "4", "--concurrency", "8", *SMALL)
+    assert rc == 0
+    assert any(w.startswith("TP all-reduce of one decode token (16384 B over 4 ranks) costs 127.0 us") and
+               "the smallest measured message is 8192 x larger" in w for w in out["warnings"])
+    rc, out = _json(capsys, "predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-70b",
+                    "--tp", "4", "--concurrency", "8", *SMALL)
+    assert rc == 0 and out["warnings"] == []  # measured down to 8 B: nothing to warn about
+    # a fabric measured on other devices than the device profile's is named as a stand-in
+    h200 = str(ROOT / "profiles" / "nvidia-h200.yaml")
+    pcie = str(ROOT / "profiles" / "interconnect" / "pcie-rtx4090-8.yaml")
+    rc, out = _json(capsys, "predict", "--profile", h200, "--interconnect", pcie, "--model", "llama3.1-70b",
+                    "--tp", "4", "--concurrency", "8", *SMALL)
+    assert rc == 0
+    assert ("the intra-node collectives come from pcie-rtx4090-8, measured on NVIDIA GeForce RTX 4090, while the "
+            "device profile is nvidia-h200 (NVIDIA H200)") in " ".join(out["warnings"])
+    # and the search carries the extrapolation warning once, for every TP it touches
+    rc, out = _json(capsys, "plan", "--profile", H100, "--interconnect", wide, "--model", "llama3.1-70b", "--engine",
+                    "vllm", "--concurrency", "8", "--prompt-len", "256", "--output-len", "16")
+    small = [w for w in out["warnings"] if w.startswith("TP all-reduce of one decode token")]
+    assert len(small) == 1 and small[0].endswith("(likewise for the TP 4, 8 layouts: accelcal predict prints each)")

@@ -37,7 +37,7 @@ from .engine import EnginePreset
 from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
 from .predict import serving_dtypes, serving_warnings
 from .steady import STEADY_REL_TOL, steady_over_replicas
-from .step_cost import StepCoster, StepCostError, replica_parallelism
+from .step_cost import SMALL_ALL_REDUCE, StepCoster, StepCostError, replica_parallelism
 
 __all__ = ["NoServingLayout", "ServingCandidate", "ServingSearch", "ServingTargets", "UNCONFIRMED_CHECKS",
            "search_serving"]
@@ -165,9 +165,11 @@ def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]
 def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines: list[str], concurrencies: list[int],
                    isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str | None = None,
                    kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8,
-                   top: int = 10) -> ServingSearch:
+                   top: int = 10, engine_overrides: dict | None = None) -> ServingSearch:
     """``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes).  ``verify``: re-checks by
-    simulation once a candidate has passed there; ``top``: rows re-checked when there are no targets."""
+    simulation once a candidate has passed there; ``top``: rows re-checked when there are no targets;
+    ``engine_overrides``: preset keys set for every engine (accelcal plan --engine-arg), after its release's
+    defaults."""
     import time
 
     t0 = time.perf_counter()
@@ -180,11 +182,17 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     in_use = memory_in_use_bytes(profile)
     cands: list[ServingCandidate] = []
     rejected: list[str] = []
+    coster_warnings: list[str] = []
     evaluated = 0
     for name in engines:
         # an engine name carries no release: its newest documented defaults, as `accelcal predict` without
         # --engine-version gives them
         engine, _ = EnginePreset.resolve(name).for_version("")
+        if engine_overrides:
+            try:
+                engine = engine.with_overrides(engine_overrides, "--engine-arg (this search)")
+            except ValueError as exc:
+                raise ValueError(f"--engine-arg: {exc}") from None
         # a MoE model's replicas also run with their experts spread over the TP group (ep = tp)
         layouts = [(tp, pp, ep) for tp, pp in _layouts(model, devices, dpn)
                    for ep in ((1, tp) if model.is_moe and tp > 1 else (1,))]
@@ -199,6 +207,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
                 continue
+            coster_warnings += [w for w in coster.warnings if w not in coster_warnings]
             for c in concurrencies:
                 if c < dp:
                     continue
@@ -219,6 +228,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} can be costed: " + "; ".join(rejected[:4]),
                               rejected)
     notes = list(dtype_notes)
+    if engine_overrides:
+        notes.append("every engine searched with " + ", ".join(f"--engine-arg {k}={v!r}" for k, v in engine_overrides.items()))
     if targets.any:
         cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
         unconfirmed = _verify(cands, targets, isl, osl, verify)
@@ -227,8 +238,15 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     else:
         cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.concurrency))
         _verify_latency(cands, isl, osl, top)
-    res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated,
-                        warnings=serving_warnings(profile, inter_node_profile, model, isl, osl), notes=notes)
+    warnings = serving_warnings(profile, inter_node_profile, model, isl, osl)
+    small_ar = [w for w in coster_warnings if w.startswith(SMALL_ALL_REDUCE)]
+    if small_ar:
+        # one line for every TP degree the extrapolation touches (each layout's coster says it for its own)
+        tps = sorted({int(m.group(1)) for w in small_ar for m in [re.search(r" over (\d+) ranks\)", w)] if m})
+        warnings.append(small_ar[0] + (f" (likewise for the TP {', '.join(map(str, tps[1:]))} layouts: accelcal "
+                                       f"predict prints each)" if len(tps) > 1 else ""))
+    warnings += [w for w in coster_warnings if w not in small_ar and w not in warnings]
+    res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated, warnings=warnings, notes=notes)
     for c in res.ranked[:10]:
         c.why = why_lines(c, targets, cands)
         c.binding = c.why[0].split(": ", 2)[1]

@@ -43,7 +43,16 @@ from accelcal.models.implementation import Implementation
 from accelcal.models import ModelConfig
 from .engine import EnginePreset
 
-__all__ = ["StepCoster", "StepCostError", "replica_parallelism"]
+__all__ = ["SMALL_ALL_REDUCE", "SMALL_MESSAGE_WARN_FACTOR", "StepCoster", "StepCostError", "replica_parallelism"]
+
+SMALL_ALL_REDUCE = "TP all-reduce of one decode token"
+"""How the small-message extrapolation note and warning begin (the search groups the warnings by it)."""
+
+SMALL_MESSAGE_WARN_FACTOR = 64
+"""A decode all-reduce this many times smaller than the smallest message measured for it is a warning, not a
+note: the fitted latency is then the large-message intercept (profiles/interconnect/h100-nvswitch-8.yaml, fitted to
+a 128 MiB..4 GiB log, gives 127 us for 16 KiB over 8 H100s; the 4-GPU log of h100-nvswitch-4of8.yaml measured
+24.3 us for 16 KiB over 4)."""
 
 
 def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: int = 1) -> Parallelism:
@@ -116,6 +125,8 @@ class StepCoster:
         self.impl = Implementation.from_name(implementation)
         self.el = self.model.weight_bytes_per_elem
         self.notes: list[str] = []
+        self.warnings: list[str] = []
+        """What can move the figures by many times (an extrapolation orders of magnitude past the measured data)."""
         # fp8 GEMMs on bf16 activations: each projection's input is quantized by a kernel of its own first
         self._dag_options = DagOptions(gemm_input_quant=DTYPE_BYTES[weight_dtype] < DTYPE_BYTES[act],
                                        ep_comm=engine.ep_comm, qk_norm_kernels=engine.qk_norm_kernels,
@@ -194,10 +205,17 @@ class StepCoster:
             est = self.profile.collective_time_s("all_reduce", small, self.tp, "intra_node", kernel)
         except MissingMeasurement:
             return  # costing says what is missing
-        self.notes.append(f"TP all-reduce of one decode token ({small:g} B over {self.tp} ranks) costs "
-                          f"{est.time_s * 1e6:.1f} us, extrapolated below the smallest message measured "
-                          f"({min(mins):.4g} B; {est.detail}): measure small messages (accelcal collectives) or "
-                          f"import an nccl-tests log that has them")
+        msg = (f"{SMALL_ALL_REDUCE} ({small:g} B over {self.tp} ranks) costs {est.time_s * 1e6:.1f} us, "
+               f"extrapolated below the smallest message measured ({min(mins):.4g} B; {est.detail}): measure small "
+               f"messages (accelcal collectives) or import an nccl-tests log that has them")
+        if small * SMALL_MESSAGE_WARN_FACTOR <= min(mins):
+            # a latency fitted to messages this much larger is the large-message intercept, and every decode step
+            # pays it twice per layer: the figures can be off by many times
+            msg += (f"; the smallest measured message is {min(mins) / small:.0f} x larger, so the latency is the "
+                    f"large-message fit's intercept, paid twice per layer in every decode step")
+            self.warnings.append(msg)
+        else:
+            self.notes.append(msg)
 
     # -- pieces ---------------------------------------------------------------------------------
     def _wrap(self, fn):
@@ -214,7 +232,7 @@ class StepCoster:
                 raise StepCostError(
                     f"the profile cannot cost TP={self.tp} PP={self.pp}: {self.profile.identity.name} describes one "
                     f"device and has no collectives; pass the node's intra-node fabric with --interconnect (it also "
-                    f"sets the devices per node)" + (f" (shipped: {', '.join(x.split(' (')[0] for x in ships)})"
+                    f"sets the devices per node)" + (f" (shipped: {'; '.join(ships)})"
                                                      if ships else "") +
                     ", and for layouts wider than a node --inter-node-profile") from None
             spans = self.tp_scope == "inter_node" and self.tp * self.pp > dpn
