@@ -1066,3 +1066,17 @@ def test_search_keeps_rechecking_until_a_simulated_candidate_passes(prof, small,
     assert capped.best.checked_by == "steady" and not capped.best.misses
     assert any(n.startswith("none of the 1 candidates re-checked by simulation meets the targets; the best row is "
                             "the steady state's estimate, not confirmed") for n in capped.notes)
+
+
+def test_an_open_loop_that_completes_less_than_offered_without_a_queue_says_why(prof, small):
+    # few requests: the run's span (the seeded arrivals, then the last latency) sets the completed rate, not a queue
+    few = predict_serving(prof, small, "vllm", request_rate_per_s=20.0, isl=256, osl=64, num_requests=20)
+    m = few.metrics
+    assert m.requests_per_s < 0.97 * 20.0
+    assert few.notes[0] == (f"{m.requests_per_s:.4g} requests/s completed of the 20 offered: the rate is the requests "
+                            f"over the run's span, as benchmark clients report it (the seeded arrivals of 20 requests, "
+                            f"then the last ones' latency), and comes closer to the offered rate with more "
+                            f"--num-requests")
+    many = predict_serving(prof, small, "vllm", request_rate_per_s=20.0, isl=256, osl=64, num_requests=4000)
+    assert many.metrics.requests_per_s > m.requests_per_s
+    assert not any("requests/s completed of the" in n or n.startswith("overloaded") for n in many.notes)

@@ -282,7 +282,8 @@ def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, wo
 def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, completed_per_s: float) -> str:
     """Open loop: when the queue grows over the whole run (the last quarter of the requests, by arrival, wait far
     longer for their first token than the first quarter), TTFT says how long the run was, not how the engine
-    serves: say so, with the rate it does complete."""
+    serves: say so, with the rate it does complete.  Without a growing queue, a completed rate well below the
+    offered one is the run's span (a finite sample of arrivals and the last requests' latency): say that instead."""
     times = sorted(t for run, k in runs for _ in range(k) for t in run.times_s)
     q = len(times) // 4
     if q < 5:
@@ -290,6 +291,12 @@ def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, complet
     first = sum(f - a for a, f, _ in times[:q]) / q
     last = sum(f - a for a, f, _ in times[-q:]) / q
     if last < 3 * first:
+        if completed_per_s < 0.97 * offered_per_s:
+            # not a queue: the run's span is the last arrival plus its latency, beyond n / rate
+            return (f"{completed_per_s:.4g} requests/s completed of the {offered_per_s:g} offered: the rate is the "
+                    f"requests over the run's span, as benchmark clients report it (the seeded arrivals of "
+                    f"{len(times)} requests, then the last ones' latency), and comes closer to the offered rate "
+                    f"with more --num-requests")
         return ""
     return (f"overloaded: {offered_per_s:g} requests/s offered, {completed_per_s:.4g} completed; the queue grows over "
             f"the run (mean TTFT of the last quarter of the requests {last:.4g} s, of the first {first:.4g} s), so "
