@@ -301,3 +301,51 @@ def test_a_latency_fitted_to_huge_messages_only_is_a_warning_and_other_hardware_
                     "vllm", "--concurrency", "8", "--prompt-len", "256", "--output-len", "16")
     small = [w for w in out["warnings"] if w.startswith("TP all-reduce of one decode token")]
     assert len(small) == 1 and small[0].endswith("(likewise for the TP 4, 8 layouts: accelcal predict prints each)")
+
+
+def test_the_small_message_warning_reads_the_range_of_the_group_size_costed(tmp_path, capsys):
+    # library all_reduce entries for 4 ranks measured from 8 B (h100-nvswitch-4of8) and for 8 ranks from 128 MiB
+    # only (h100-nvswitch-8): TP 8 is costed from the 8-rank fit, so it is the one to warn about
+    from accelcal.calibrate.profile import Profile
+
+    four = Profile.load(NVSWITCH).to_dict()
+    eight = Profile.load(str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-8.yaml")).to_dict()
+    four["collectives"] += [c for c in eight["collectives"] if c["op"] == "all_reduce"]
+    both = tmp_path / "both.yaml"
+    Profile.from_dict(four).save(both)
+    nccl = ["--engine-arg", "tp_all_reduce_kernel="]  # the library's entries, not the engine's kernel
+    for tp, warned in (("8", True), ("4", False)):
+        rc, out = _json(capsys, "predict", "--profile", H100, "--interconnect", str(both), "--model", "llama3.1-70b",
+                        "--tp", tp, "--concurrency", "8", *SMALL, *nccl)
+        assert rc == 0
+        assert any(w.startswith(f"TP all-reduce of one decode token (16384 B over {tp} ranks)")
+                   for w in out["warnings"]) is warned, (tp, out["warnings"])
+
+
+def test_device_names_of_one_model_are_not_a_stand_in(capsys):
+    # the H100 datasheet says "NVIDIA H100 SXM5 80GB", the nccl-tests log "NVIDIA H100 80GB HBM3": the same device
+    sheet = str(ROOT / "profiles" / "datasheet" / "h100-sxm.yaml")
+    rc, out = _json(capsys, "predict", "--profile", sheet, "--interconnect", NVSWITCH, "--model", "llama3.1-8b",
+                    "--tp", "2", "--concurrency", "4", *SMALL)
+    assert rc == 0 and not any("a stand-in for this node's" in w for w in out["warnings"])
+
+
+def test_plan_does_not_call_an_unconfirmed_steady_estimate_a_pass(capsys, monkeypatch):
+    # when every re-check allowed misses in simulation, the steady state's best is not reported as meeting the
+    # targets: exit 4, meets_targets false, and the reason on stderr
+    import accelcal.planner.serving.search as S
+
+    base = ["plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency", "8,32,128",
+            "--prompt-len", "2048", "--output-len", "128"]
+    rc, plain = _json(capsys, *base, "--top", "1")
+    ttft = plain["ranked"][0]["ttft_s"]  # the fastest row's simulated TTFT: 10 x that is a target easy to meet
+    monkeypatch.setattr(S, "UNCONFIRMED_CHECKS", 0)
+    rc, out, err = _run(capsys, *base, "--ttft", f"{10 * ttft:g}", "--tpot", "1")
+    assert rc == 4
+    assert "best steady-state estimate (not confirmed by simulation): " in out
+    assert "no engine x layout x concurrency the simulation re-checked meets the targets" in err
+    rc, j = _json(capsys, *base, "--ttft", f"{10 * ttft:g}", "--tpot", "1")
+    assert rc == 4 and j["meets_targets"] is False and j["best_simulated"] is False
+    monkeypatch.setattr(S, "UNCONFIRMED_CHECKS", 32)
+    rc, j = _json(capsys, *base, "--ttft", f"{10 * ttft:g}", "--tpot", "1")
+    assert rc == 0 and j["meets_targets"] is True and j["best_simulated"] is True

@@ -15,6 +15,7 @@ cannot fit) comes back as ``feasible=False`` with the arithmetic in ``reason``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +120,17 @@ def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, 
             + ([too_long] if too_long else []) + unmodelled + fabric_device_mismatch(profile))
 
 
+def _device_model(name: str) -> str:
+    """The model token of a device name ("NVIDIA H100 80GB HBM3" and "NVIDIA H100 SXM5 80GB" -> "H100", "NVIDIA
+    GeForce RTX 4090" -> "4090", "AMD Instinct MI300X" -> "MI300X"): the first word with a digit that is not a memory
+    size, memory type or form factor; the whole name, lower-cased, when there is none."""
+    for word in re.findall(r"[A-Za-z0-9]+", name):
+        w = word.upper()
+        if re.fullmatch(r"[A-Z]*\d+[A-Z]*", w) and not re.fullmatch(r"\d+GB|HBM\d*E?|SXM\d*|PCIE\d*|GEN\d+", w):
+            return w
+    return name.strip().lower()
+
+
 def fabric_device_mismatch(profile: Any) -> list[str]:
     """One line per composed fabric whose collectives were measured on other devices than the device profile's
     (an H200 profile with an H100 NVSwitch log, say): its TP/PP costs are that hardware's, a stand-in."""
@@ -128,7 +140,7 @@ def fabric_device_mismatch(profile: Any) -> list[str]:
         return []
     out = []
     for p in parts:
-        if p.role != "device" and p.entries and p.device_name and p.device_name != dev.device_name:
+        if p.role != "device" and p.entries and p.device_name and _device_model(p.device_name) != _device_model(dev.device_name):
             out.append(f"the {p.role} collectives come from {p.name}, measured on {p.device_name}, while the device "
                        f"profile is {dev.name} ({dev.device_name}): its communication costs are that hardware's, a "
                        f"stand-in for this node's")
@@ -280,27 +292,32 @@ def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, wo
 
 
 def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, completed_per_s: float) -> str:
-    """Open loop: when the queue grows over the whole run (the last quarter of the requests, by arrival, wait far
-    longer for their first token than the first quarter), TTFT says how long the run was, not how the engine
-    serves: say so, with the rate it does complete.  Without a growing queue, a completed rate well below the
-    offered one is the run's span (a finite sample of arrivals and the last requests' latency): say that instead."""
+    """Open loop: when the engine falls behind the arrivals, TTFT and latency say how long the run was, not how the
+    engine serves: say so, with the rate it does complete.  Falling behind shows as fewer completions than arrivals
+    over the middle half of the arrivals (a backlog grows, whether as waits for the first token or, where an engine
+    admits every request at once, as longer decode steps), or as the last quarter of the requests waiting far
+    longer for their first token than the first quarter.  A completed rate below the offered one without either is
+    the run's span (a finite sample of arrivals, then the last requests' latency): say that instead."""
     times = sorted(t for run, k in runs for _ in range(k) for t in run.times_s)
-    q = len(times) // 4
-    if q < 5:
+    n = len(times)
+    if n < 2 or completed_per_s <= 0:
         return ""
-    first = sum(f - a for a, f, _ in times[:q]) / q
-    last = sum(f - a for a, f, _ in times[-q:]) / q
-    if last < 3 * first:
-        if completed_per_s < 0.97 * offered_per_s:
-            # not a queue: the run's span is the last arrival plus its latency, beyond n / rate
-            return (f"{completed_per_s:.4g} requests/s completed of the {offered_per_s:g} offered: the rate is the "
-                    f"requests over the run's span, as benchmark clients report it (the seeded arrivals of "
-                    f"{len(times)} requests, then the last ones' latency), and comes closer to the offered rate "
-                    f"with more --num-requests")
-        return ""
-    return (f"overloaded: {offered_per_s:g} requests/s offered, {completed_per_s:.4g} completed; the queue grows over "
-            f"the run (mean TTFT of the last quarter of the requests {last:.4g} s, of the first {first:.4g} s), so "
-            f"TTFT and latency grow with --num-requests: lower --request-rate or add replicas")
+    q = n // 4
+    if q >= 5:
+        first_wait = sum(f - a for a, f, _ in times[:q]) / q
+        last_wait = sum(f - a for a, f, _ in times[-q:]) / q
+        t0, t1 = times[q][0], times[3 * q][0]  # the middle half of the arrivals
+        finished = sum(t0 <= e < t1 for _, _, e in times)
+        if finished < 0.8 * 2 * q or last_wait >= 3 * first_wait:
+            return (f"overloaded: {offered_per_s:g} requests/s offered, {completed_per_s:.4g} completed; the backlog "
+                    f"grows over the run ({finished} requests finished while the middle {2 * q} arrived; mean TTFT of "
+                    f"the last quarter of the requests {last_wait:.4g} s, of the first {first_wait:.4g} s), so TTFT "
+                    f"and latency grow with --num-requests: lower --request-rate or add replicas")
+    if completed_per_s < 0.97 * offered_per_s:
+        return (f"{completed_per_s:.4g} requests/s completed of the {offered_per_s:g} offered: the rate is the "
+                f"requests over the run's span, as benchmark clients report it (the seeded arrivals of {n} requests, "
+                f"then the last ones' latency), and comes closer to the offered rate with more --num-requests")
+    return ""
 
 
 def pooled_metrics(parts: list[tuple[SimRun, int]], devices: int) -> ServingMetrics:

@@ -166,8 +166,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                    isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str | None = None,
                    kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8,
                    top: int = 10, engine_overrides: dict | None = None) -> ServingSearch:
-    """``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes).  ``verify``: re-checks by
-    simulation once a candidate has passed there; ``top``: rows re-checked when there are no targets;
+    """``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes).  ``verify``: more re-checks by
+    simulation once a candidate has passed there (before that, up to UNCONFIRMED_CHECKS); ``top``: rows re-checked when there are no targets;
     ``engine_overrides``: preset keys set for every engine (accelcal plan --engine-arg), after its release's
     defaults."""
     import time
@@ -287,7 +287,10 @@ def _simulate_candidate(c: ServingCandidate, isl: int, osl: int, stat: str) -> N
     d = c.detail
     devices = c.tp * c.pp
     load = ServingWorkload(isl=isl, osl=osl, concurrency=c.concurrency)
-    m = pooled_metrics(simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices), devices * c.dp)
+    runs = simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices)
+    m = pooled_metrics(runs, devices * c.dp)
+    # the why-lines quote the simulation's own prefill share and typical decode step beside its TPOT
+    d["simulated"] = {"prefill_share": runs[0][0].prefill_share_of_decode_time, "decode_step": runs[0][0].decode_step}
     c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", stat), m.stat("tpot", stat), m.request_latency_mean_s
     c.per_device = m.output_tokens_per_s_per_device
     c.per_user = m.output_tokens_per_s_per_user
@@ -298,13 +301,13 @@ def _simulate_candidate(c: ServingCandidate, isl: int, osl: int, stat: str) -> N
 def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int) -> str:
     """Re-check by simulation, at the asked statistic, the candidates in steady-state throughput order that pass
     there or miss only by less than the steady state's own error, until one passes and no later one can beat it
-    (at most ``limit`` re-checks once one has passed, UNCONFIRMED_CHECKS before).  Returns a note when the best
+    (at most ``limit`` more re-checks once one has passed, UNCONFIRMED_CHECKS before).  Returns a note when the best
     candidate left is a steady-state pass no simulation confirmed ("" otherwise)."""
-    done = 0
+    done = after = 0  # re-checks in all, and since the first pass
     best = None  # simulated tokens/s per device of the best candidate that passed so far
     eligible = sorted((c for c in cands if not c.misses or _within_steady_error(c, t)), key=lambda c: -c.per_device)
     for c in eligible:  # in steady-state throughput order
-        if done >= (limit if best is not None else UNCONFIRMED_CHECKS):
+        if (best is not None and after >= limit) or (best is None and done >= UNCONFIRMED_CHECKS):
             break
         if best is not None and c.per_device * (1.0 + STEADY_REL_TOL) <= best:
             break  # no later candidate's simulated figure can reach the passing one's
@@ -312,6 +315,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         _simulate_candidate(c, isl, osl, t.stat)
         _check(c, t, t.stat, c.ttft_s, c.tpot_s)
         done += 1
+        after += best is not None
         if not c.misses:
             best = max(best or 0.0, c.per_device)
     # passes confirmed by simulation, then passes at the steady state only, then misses, closest first
@@ -341,7 +345,11 @@ def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
 def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandidate]) -> list[str]:
     """The binding term first, each with its value."""
     s = c.detail["steady"]
-    bd = s.decode_breakdown or {}
+    sim = c.detail.get("simulated")
+    # a simulated row's decode step is the simulation's most common one; prefill work is TPOT beyond it
+    bd = (sim["decode_step"] if sim else s.decode_breakdown) or {}
+    step_s = bd.get("total", 0.0) if sim else s.decode_step_s
+    share = max(0.0, 1.0 - step_s / c.tpot_s) if sim and c.tpot_s > 0 else s.prefill_share
     lines: list[str] = []
     terms: list[tuple[float, str]] = []
     if s.kv_limit < c.concurrency / c.dp:
@@ -368,8 +376,8 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
         terms.append((t.request_rate_per_s / c.requests_per_s,
                       f"offered load: {t.request_rate_per_s:.4g} requests/s of the {c.requests_per_s:.4g} it completes "
                       f"at C{c.concurrency} ({t.request_rate_per_s / c.requests_per_s:.0%})"))
-    terms.append((s.prefill_share, f"prefill interference: {s.prefill_share:.0%} of TPOT is prefill work "
-                                   f"(decode step alone {s.decode_step_s * 1e3:.4g} ms, TPOT {c.tpot_s * 1e3:.4g} ms)"))
+    terms.append((share, f"prefill interference: {share:.0%} of TPOT is prefill work "
+                         f"(decode step alone {step_s * 1e3:.4g} ms, TPOT {c.tpot_s * 1e3:.4g} ms)"))
     if bd.get("total"):
         comm = bd.get("communication", 0.0)
         terms.append((comm / bd["total"], f"collective latency: {comm * 1e3:.4g} ms of the {bd['total'] * 1e3:.4g} ms "
@@ -409,12 +417,18 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
         lines.append(f"{i:>2} {c.label:<30} {c.ttft_s * 1e3:10.1f} {c.tpot_s * 1e3:9.2f} {c.per_device:10.1f} "
                      f"{c.per_user:10.1f}  {src:<9} {_BINDING_NAMES.get(c.binding, c.binding)}{mark}")
     best = res.best
-    lines.append(f"{'best' if not best.misses else 'closest (none meets the targets)'}: {best.label} "
-                 f"({best.checked_by})")
+    if best.misses:
+        head = "closest (none meets the targets)"
+    elif t.any and best.checked_by == "steady":
+        head = "best steady-state estimate (not confirmed by simulation)"
+    else:
+        head = "best"
+    lines.append(f"{head}: {best.label} ({best.checked_by})")
     lines += [f"  {w}" for w in best.why]
     lines.append("Pareto front (tokens/s per user vs per device):")
     for c in res.pareto:
-        lines.append(f"  {c.label:<30} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}")
+        src = "" if c.checked_by != "steady" else "  (steady state)"
+        lines.append(f"  {c.label:<30} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}{src}")
     if res.rejected:
         # one line per distinct reason, naming the candidates it rejected (the reasons repeat across layouts)
         by_reason: dict[str, list[str]] = {}

@@ -198,7 +198,9 @@ class StepCoster:
         k = engine.tp_all_reduce_kernel
         colls = self._intra_node_all_reduces()
         kernel = k if k and any(c.kernel == k for c in colls) and not (limit_bytes and small > limit_bytes) else None
-        mins = [c.quality.range_min for c in colls if c.kernel == kernel and c.quality is not None]
+        mine = [c for c in colls if c.kernel == kernel and c.quality is not None]
+        # the entry for this group size answers the cost when there is one: its range is the one that matters
+        mins = [c.quality.range_min for c in mine if c.group_size == self.tp] or [c.quality.range_min for c in mine]
         if not mins or small >= min(mins):
             return
         try:
