@@ -5,6 +5,7 @@ leaves out, and the options that only mean something together."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -368,3 +369,29 @@ def test_a_decode_all_reduce_a_little_below_the_measured_sizes_is_a_note_not_a_w
     assert not any("one decode token" in w for w in out["warnings"])
     assert any(n.startswith("TP all-reduce of one decode token (16384 B over 4 ranks)") and
                "extrapolated below the smallest message measured (6.554e+04 B" in n for n in out["notes"])
+
+
+def test_plan_with_a_request_rate_shows_the_best_layout_at_that_open_loop_rate(capsys):
+    # the rows are closed loops; the best layout is also run as predict --request-rate runs it, and said whether
+    # its latencies there meet the targets
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import predict_serving
+
+    rc, out = _json(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
+                    "4,16", "--prompt-len", "512", "--output-len", "64", "--request-rate", "4", "--ttft", "1",
+                    "--tpot", "0.05", "--target-stat", "p90")
+    assert rc == 0
+    ol, best = out["open_loop_best"], out["ranked"][0]
+    m = predict_serving(Profile.load(H100), "llama3.1-8b", "vllm", tp=best["tp"], pp=best["pp"], dp=best["dp"],
+                        request_rate_per_s=4.0, isl=512, osl=64).metrics
+    assert (ol["ttft_s"], ol["tpot_s"], ol["requests_per_s"]) == (m.ttft_p90_s, m.tpot_p90_s, m.requests_per_s)
+    assert ol["misses"] == [] and ol["stat"] == "p90"
+    rc, text, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
+                       "4,16", "--prompt-len", "512", "--output-len", "64", "--request-rate", "4", "--ttft", "1",
+                       "--tpot", "0.05", "--target-stat", "p90")
+    assert re.search(r"open loop: vllm TP1 PP1 DP1 at 4 requests/s \(Poisson, 200 requests, as accelcal predict "
+                     r"--request-rate runs it\): TTFT p90 [\d.]+ ms, TPOT p90 [\d.]+ ms, [\d.]+ requests/s completed; "
+                     r"meets the targets", text)
+    rc, out = _json(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
+                    "4", "--prompt-len", "512", "--output-len", "64")
+    assert out["open_loop_best"] is None  # no offered rate: no open-loop run

@@ -142,6 +142,10 @@ class ServingSearch:
     """predict.serving_warnings for the search's profiles, model and request size."""
     notes: list[str] = field(default_factory=list)
     """How the search costed the model (predict.serving_dtypes: the dtypes taken from the model)."""
+    open_loop: dict = field(default_factory=dict)
+    """With --request-rate: the best layout at that open-loop (Poisson) rate, as ``accelcal predict --request-rate``
+    runs it (``rate``, ``ttft_s``, ``tpot_s`` at the targets' statistic, ``requests_per_s``, ``misses``); {}
+    otherwise."""
 
     @property
     def best(self) -> ServingCandidate:
@@ -247,6 +251,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                                        f"predict prints each)" if len(tps) > 1 else ""))
     warnings += [w for w in coster_warnings if w not in small_ar and w not in warnings]
     res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated, warnings=warnings, notes=notes)
+    if targets.request_rate_per_s is not None:
+        res.open_loop = _open_loop(res.best, targets, isl, osl)
     for c in res.ranked[:10]:
         c.why = why_lines(c, targets, cands)
         c.binding = c.why[0].split(": ", 2)[1]
@@ -328,6 +334,24 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
     return ""
 
 
+def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int) -> dict:
+    """``c``'s layout at the offered rate as an open loop: the run ``accelcal predict --request-rate`` makes (its
+    default request count, the rate split over the DP replicas), its latencies at the targets' statistic."""
+    from .predict import pooled_metrics, simulate_replicas
+    from .workload import ServingWorkload
+
+    d = c.detail
+    devices = c.tp * c.pp
+    load = ServingWorkload(isl=isl, osl=osl, request_rate_per_s=t.request_rate_per_s)
+    m = pooled_metrics(simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices), devices * c.dp)
+    ttft, tpot = m.stat("ttft", t.stat), m.stat("tpot", t.stat)
+    misses = ([f"TTFT {t.stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms"] if t.ttft_s is not None and
+              ttft > t.ttft_s else []) + ([f"TPOT {t.stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms"]
+                                          if t.tpot_s is not None and tpot > t.tpot_s else [])
+    return {"rate_per_s": t.request_rate_per_s, "stat": t.stat, "ttft_s": ttft, "tpot_s": tpot,
+            "requests_per_s": m.requests_per_s, "requests": m.requests, "misses": misses}
+
+
 def _verify_latency(cands: list[ServingCandidate], isl: int, osl: int, top: int) -> None:
     """No targets: re-check the ``top`` fastest candidates (steady-state request latency) by simulation and rank
     them by their simulated latency, ahead of the rows only the steady state costed."""
@@ -407,8 +431,8 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     if t.request_rate_per_s is not None:
         lines.append(f"note: every row is a closed loop of C clients; --request-rate {t.request_rate_per_s:g} only "
                      f"requires it to complete that many requests/s. At that open-loop rate a layout serves "
-                     f"{t.request_rate_per_s:g} x osl tokens/s over its devices; accelcal predict --request-rate "
-                     f"{t.request_rate_per_s:g} gives its latencies there")
+                     f"{t.request_rate_per_s:g} x osl tokens/s over its devices; the best layout's latencies there "
+                     f"follow the table (accelcal predict --request-rate {t.request_rate_per_s:g} gives any layout's)")
     lines.append(f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
                  f"{'from':<9} binding")
     for i, c in enumerate(res.ranked[:top], 1):
@@ -425,6 +449,15 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
         head = "best"
     lines.append(f"{head}: {best.label} ({best.checked_by})")
     lines += [f"  {w}" for w in best.why]
+    ol = res.open_loop
+    if ol:
+        layout = best.label.rsplit(" C", 1)[0]
+        verdict = ("meets the targets" if not ol["misses"] else "misses: " + "; ".join(ol["misses"])) if (
+            t.ttft_s is not None or t.tpot_s is not None) else "no latency targets given"
+        lines.append(f"  open loop: {layout} at {ol['rate_per_s']:g} requests/s (Poisson, {ol['requests']} requests, "
+                     f"as accelcal predict --request-rate runs it): TTFT {ol['stat']} {ol['ttft_s'] * 1e3:.4g} ms, TPOT "
+                     f"{ol['stat']} {ol['tpot_s'] * 1e3:.4g} ms, {ol['requests_per_s']:.4g} requests/s completed; "
+                     f"{verdict}")
     lines.append("Pareto front (tokens/s per user vs per device):")
     for c in res.pareto:
         src = "" if c.checked_by != "steady" else "  (steady state)"
