@@ -242,3 +242,17 @@ def test_kv_pool_vs_published_sizes_each_row_with_its_launch_flags(tmp_path, cap
     monkeypatch.setattr("sys.argv", ["kv_pool_vs_published.py", "--data", str(bad)])
     with pytest.raises(SystemExit, match=r"bad.csv: columns \['engine_version', 'model'"):
         mod.main()
+
+
+def test_published_rows_keeps_agg_rows_of_shipped_systems_outside_the_development_set(tmp_path):
+    import sys
+
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # published_rows imports serving_accuracy beside it
+    mod = _load("published_rows")
+    sample = pd.DataFrame({"id": ["dev_1", "a", "b", "c", "d"], "mode": ["agg", "agg", "disagg", "agg", "agg"],
+                           "system": ["h100_sxm", "h200_sxm", "h100_sxm", "b200_sxm", "h100_sxm"]})
+    assert list(mod.cut(sample, {"dev_1"})["id"]) == ["a", "d"]
+    with pytest.raises(ValueError, match="the silicon sample has no 'mode' column"):
+        mod.cut(sample.drop(columns=["mode"]), set())
