@@ -395,3 +395,21 @@ def test_plan_with_a_request_rate_shows_the_best_layout_at_that_open_loop_rate(c
     rc, out = _json(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
                     "4", "--prompt-len", "512", "--output-len", "64")
     assert out["open_loop_best"] is None  # no offered rate: no open-loop run
+
+
+def test_plan_open_loop_counts_an_overloaded_run_as_a_miss_and_survives_wide_dp(capsys):
+    # 100 requests/s on one device is far beyond what it completes: the open-loop verdict says overloaded, with
+    # predict's note; a DP wider than predict's 200 open-loop requests still runs (at least 2 per replica)
+    rc, out = _json(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
+                    "8", "--prompt-len", "2048", "--output-len", "512", "--request-rate", "100", "--tpot", "0.1")
+    ol = out["open_loop_best"]
+    assert ol["misses"][0].startswith("overloaded: ") and ol["note"].startswith("overloaded: 100 requests/s offered")
+    rc, out = _json(capsys, "plan", "--profile", H100, "--interconnect", NVSWITCH, "--model", "tiny", "--engine",
+                    "vllm", "--concurrency", "512", "--prompt-len", "64", "--output-len", "8", "--request-rate", "50",
+                    "--nodes", "32")
+    assert rc == 0 and out["ranked"][0]["dp"] == 256
+    assert out["open_loop_best"]["requests"] == 512 and "error" not in out["open_loop_best"]
+    # one output token: no TPOT, as predict says
+    rc, text, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm",
+                       "--concurrency", "8", "--prompt-len", "512", "--output-len", "1", "--request-rate", "5")
+    assert "TPOT mean n/a (one output token)" in text

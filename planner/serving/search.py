@@ -144,8 +144,8 @@ class ServingSearch:
     """How the search costed the model (predict.serving_dtypes: the dtypes taken from the model)."""
     open_loop: dict = field(default_factory=dict)
     """With --request-rate: the best layout at that open-loop (Poisson) rate, as ``accelcal predict --request-rate``
-    runs it (``rate``, ``ttft_s``, ``tpot_s`` at the targets' statistic, ``requests_per_s``, ``misses``); {}
-    otherwise."""
+    runs it (``rate_per_s``, ``stat``, ``ttft_s`` and ``tpot_s`` at that statistic (``tpot_s`` None for one output
+    token), ``requests_per_s``, ``requests``, ``misses``, ``note``; or ``error`` when it cannot run); {} otherwise."""
 
     @property
     def best(self) -> ServingCandidate:
@@ -336,20 +336,34 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
 
 def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int) -> dict:
     """``c``'s layout at the offered rate as an open loop: the run ``accelcal predict --request-rate`` makes (its
-    default request count, the rate split over the DP replicas), its latencies at the targets' statistic."""
-    from .predict import pooled_metrics, simulate_replicas
+    default of 200 requests, at least 2 per DP replica; the rate split over the replicas), its latencies at the
+    targets' statistic, predict's note on the completed rate (overloaded, or the run's span), and the targets it
+    misses (an overloaded run misses the rate)."""
+    from .kv import Infeasible
+    from .predict import _overload_note, pooled_metrics, simulate_replicas
     from .workload import ServingWorkload
 
     d = c.detail
     devices = c.tp * c.pp
-    load = ServingWorkload(isl=isl, osl=osl, request_rate_per_s=t.request_rate_per_s)
-    m = pooled_metrics(simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices), devices * c.dp)
-    ttft, tpot = m.stat("ttft", t.stat), m.stat("tpot", t.stat)
-    misses = ([f"TTFT {t.stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms"] if t.ttft_s is not None and
-              ttft > t.ttft_s else []) + ([f"TPOT {t.stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms"]
-                                          if t.tpot_s is not None and tpot > t.tpot_s else [])
+    n = max(200, 2 * c.dp)
+    try:
+        load = ServingWorkload(isl=isl, osl=osl, request_rate_per_s=t.request_rate_per_s, num_requests=n)
+        runs = simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices)
+    except (Infeasible, ValueError) as exc:
+        return {"rate_per_s": t.request_rate_per_s, "stat": t.stat, "error": str(exc)}
+    m = pooled_metrics(runs, devices * c.dp)
+    ttft = m.stat("ttft", t.stat)
+    tpot = m.stat("tpot", t.stat) if osl > 1 else None  # one output token: no TPOT (predict says n/a)
+    note = _overload_note(runs, t.request_rate_per_s, m.requests_per_s)
+    misses = []
+    if note.startswith("overloaded"):
+        misses.append(f"overloaded: {m.requests_per_s:.4g} of {t.request_rate_per_s:g} requests/s completed")
+    if t.ttft_s is not None and ttft > t.ttft_s:
+        misses.append(f"TTFT {t.stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms")
+    if t.tpot_s is not None and tpot is not None and tpot > t.tpot_s:
+        misses.append(f"TPOT {t.stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms")
     return {"rate_per_s": t.request_rate_per_s, "stat": t.stat, "ttft_s": ttft, "tpot_s": tpot,
-            "requests_per_s": m.requests_per_s, "requests": m.requests, "misses": misses}
+            "requests_per_s": m.requests_per_s, "requests": m.requests, "misses": misses, "note": note}
 
 
 def _verify_latency(cands: list[ServingCandidate], isl: int, osl: int, top: int) -> None:
@@ -452,12 +466,16 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     ol = res.open_loop
     if ol:
         layout = best.label.rsplit(" C", 1)[0]
-        verdict = ("meets the targets" if not ol["misses"] else "misses: " + "; ".join(ol["misses"])) if (
-            t.ttft_s is not None or t.tpot_s is not None) else "no latency targets given"
-        lines.append(f"  open loop: {layout} at {ol['rate_per_s']:g} requests/s (Poisson, {ol['requests']} requests, "
-                     f"as accelcal predict --request-rate runs it): TTFT {ol['stat']} {ol['ttft_s'] * 1e3:.4g} ms, TPOT "
-                     f"{ol['stat']} {ol['tpot_s'] * 1e3:.4g} ms, {ol['requests_per_s']:.4g} requests/s completed; "
-                     f"{verdict}")
+        if "error" in ol:
+            lines.append(f"  open loop: {layout} at {ol['rate_per_s']:g} requests/s not run: {ol['error']}")
+        else:
+            verdict = "misses: " + "; ".join(ol["misses"]) if ol["misses"] else "meets the targets"
+            tpot = f"{ol['tpot_s'] * 1e3:.4g} ms" if ol["tpot_s"] is not None else "n/a (one output token)"
+            lines.append(f"  open loop: {layout} at {ol['rate_per_s']:g} requests/s (Poisson, {ol['requests']} requests, "
+                         f"as accelcal predict --request-rate runs it): TTFT {ol['stat']} {ol['ttft_s'] * 1e3:.4g} ms, "
+                         f"TPOT {ol['stat']} {tpot}, {ol['requests_per_s']:.4g} requests/s completed; {verdict}")
+            if ol["note"]:
+                lines.append(f"  open loop note: {ol['note']}")
     lines.append("Pareto front (tokens/s per user vs per device):")
     for c in res.pareto:
         src = "" if c.checked_by != "steady" else "  (steady state)"
