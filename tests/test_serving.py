@@ -1084,3 +1084,20 @@ def test_an_open_loop_that_completes_less_than_offered_without_a_queue_says_why(
     many = predict_serving(prof, small, "vllm", request_rate_per_s=20.0, isl=256, osl=64, num_requests=4000)
     assert many.metrics.requests_per_s > m.requests_per_s
     assert not any("requests/s completed of the" in n or n.startswith("overloaded") for n in many.notes)
+
+
+def test_a_clustered_closed_loop_says_what_spread_out_clients_would_see(prof, small):
+    # identical requests from clients that start together: the simulated TTFT is the clustered one; the note gives
+    # the steady state's desynchronised figure beside it, when they differ by CLUSTERING_NOTE_RATIO or more
+    from accelcal.planner.serving.predict import CLUSTERING_NOTE_RATIO
+
+    res = predict_serving(prof, small, "vllm", concurrency=16, isl=2048, osl=256)
+    steady = predict_serving(prof, small, "vllm", concurrency=16, isl=2048, osl=256, method="steady").metrics
+    ttft = res.metrics.ttft_mean_s
+    spread = steady.ttft_mean_s + ServingWorkload.turnaround_s / 2  # the simulation adds the client turnaround
+    assert ttft >= CLUSTERING_NOTE_RATIO * spread
+    assert any(f"TTFT: {ttft * 1e3:.4g} ms mean here, where clients that start together stay clustered" in n and
+               f"would see about {spread * 1e3:.4g} ms (the steady state, --method steady, with the client "
+               f"turnaround)" in n for n in res.notes)
+    lone = predict_serving(prof, small, "vllm", concurrency=1, isl=2048, osl=256)
+    assert not any("stay clustered" in n for n in lone.notes)

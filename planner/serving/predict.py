@@ -29,7 +29,7 @@ from .kv import Infeasible, KVBudget, check_request_runs, kv_budget, memory_in_u
 from .metrics import ServingMetrics, summarise
 from .simulate import SimRun, simulate
 from .steady import steady_over_replicas
-from .step_cost import StepCoster, replica_parallelism
+from .step_cost import StepCoster, StepCostError, replica_parallelism
 from .workload import ServingWorkload
 
 __all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "serving_dtypes", "serving_warnings",
@@ -264,6 +264,11 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         note = _overload_note(runs, workload.request_rate_per_s, pred.metrics.requests_per_s)
         if note:
             pred.notes.insert(0, note)
+    elif workload.range_ratio == 0:
+        note = _clustering_note(pred.metrics.ttft_mean_s, engine, coster, kv, isl, osl, workload.concurrency, dp,
+                                workload.turnaround_s / 2)
+        if note:
+            pred.notes.append(note)
     first = runs[0][0]
     pred.max_concurrent_sequences = max(run.max_running for run, _ in runs)
     pred.steps_simulated = sum(run.steps * k for run, k in runs)
@@ -318,6 +323,32 @@ def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, complet
                 f"requests over the run's span, as benchmark clients report it (the seeded arrivals of {n} requests, "
                 f"then the last ones' latency), and comes closer to the offered rate with more --num-requests")
     return ""
+
+
+CLUSTERING_NOTE_RATIO = 1.3
+"""A closed loop's simulated mean TTFT this many times the steady state's (desynchronised clients) gets a note."""
+
+
+def _clustering_note(ttft_s: float, engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: int, osl: int,
+                     concurrency: int, dp: int, turnaround_mean_s: float) -> str:
+    """Closed loop of identical requests: say how much of the simulated TTFT is clients arriving together (they
+    start together and, finishing close together, come back together), against the steady state's desynchronised
+    clients plus the mean client turnaround the simulation adds to every TTFT, when the two differ by
+    CLUSTERING_NOTE_RATIO or more.  Which one a benchmark sees depends on its client (benchmarks/RESULTS.md:
+    published rows of both kinds)."""
+    try:
+        steady, _, _ = steady_over_replicas(engine, coster, kv, isl, osl, concurrency, dp)
+    except (Infeasible, StepCostError):
+        return ""
+    spread = steady.ttft_s + turnaround_mean_s
+    if steady.ttft_s <= 0 or ttft_s < CLUSTERING_NOTE_RATIO * spread:
+        return ""
+    return (f"TTFT: {ttft_s * 1e3:.4g} ms mean here, where clients that start together stay clustered (as in a "
+            f"benchmark whose clients all start at once, e.g. after a drained warm-up); clients whose requests "
+            f"arrive spread out would see about {spread * 1e3:.4g} ms (the steady state, --method steady, with the "
+            f"client turnaround); "
+            f"which a benchmark sees depends on its client (benchmarks/RESULTS.md compares published runs of both "
+            f"kinds)")
 
 
 def pooled_metrics(parts: list[tuple[SimRun, int]], devices: int) -> ServingMetrics:
