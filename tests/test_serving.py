@@ -1101,3 +1101,16 @@ def test_a_clustered_closed_loop_says_what_spread_out_clients_would_see(prof, sm
                f"turnaround)" in n for n in res.notes)
     lone = predict_serving(prof, small, "vllm", concurrency=1, isl=2048, osl=256)
     assert not any("stay clustered" in n for n in lone.notes)
+
+
+def test_an_open_loop_over_many_replicas_sends_enough_requests_by_default(prof):
+    # 200 requests by default, but at least OPEN_LOOP_MIN_PER_REPLICA per replica: DP 256 had been an error
+    # ("--num-requests 200 < dp 256") for a flag the user never gave
+    from accelcal.planner.serving.predict import OPEN_LOOP_MIN_PER_REPLICA
+
+    res = predict_serving(prof, "tiny", "vllm", dp=256, request_rate_per_s=50.0, isl=64, osl=8)
+    assert res.feasible and res.workload["num_requests"] == OPEN_LOOP_MIN_PER_REPLICA * 256 == res.metrics.requests
+    few = predict_serving(prof, "tiny", "vllm", dp=2, request_rate_per_s=50.0, isl=64, osl=8)
+    assert few.workload["num_requests"] == 200
+    with pytest.raises(ValueError, match="--num-requests 100 < dp 256"):
+        predict_serving(prof, "tiny", "vllm", dp=256, request_rate_per_s=50.0, isl=64, osl=8, num_requests=100)

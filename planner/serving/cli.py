@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--osl", "--output-len", type=int, required=True,
                    help="output tokens per request (--output-len as in accelcal plan)")
     p.add_argument("--num-requests", type=int, default=None,
-                   help="requests in the run (default: 10 x concurrency, at least 100; open loop 200)")
+                   help="requests in the run (default: 10 x concurrency, at least 100; open loop 200, at least 2 per "
+                        "--dp replica)")
     p.add_argument("--range-ratio", type=float, default=0.0, help="lengths uniform in x(1 +- r) (vLLM --random-range-ratio)")
     p.add_argument("--warmup-requests", type=int, default=0,
                    help="requests run first and left out of the metrics (aiperf --warmup-request-count)")

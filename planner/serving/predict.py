@@ -196,6 +196,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {v!r}")
     extra = {} if turnaround_s is None else {"turnaround_s": turnaround_s}
+    if num_requests is None and request_rate_per_s is not None and concurrency is None:
+        # the open loop's default run (ServingWorkload.requests: 200), but at least OPEN_LOOP_MIN_PER_REPLICA
+        # requests for each replica to serve
+        num_requests = max(200, OPEN_LOOP_MIN_PER_REPLICA * dp) if isinstance(dp, int) and dp >= 1 else None
     workload = ServingWorkload(isl=isl, osl=osl, concurrency=concurrency, request_rate_per_s=request_rate_per_s,
                                num_requests=num_requests, range_ratio=range_ratio, warmup_requests=warmup_requests,
                                warmup_drains=warmup_drains, client_gap_s=client_gap_s, **extra)
@@ -324,6 +328,9 @@ def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, complet
                 f"then the last ones' latency), and comes closer to the offered rate with more --num-requests")
     return ""
 
+
+OPEN_LOOP_MIN_PER_REPLICA = 2
+"""An open loop's default run sends at least this many requests per DP replica (200 in all otherwise)."""
 
 CLUSTERING_NOTE_RATIO = 1.3
 """A closed loop's simulated mean TTFT this many times the steady state's (desynchronised clients) gets a note."""

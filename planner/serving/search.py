@@ -336,16 +336,16 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
 
 def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int) -> dict:
     """``c``'s layout at the offered rate as an open loop: the run ``accelcal predict --request-rate`` makes (its
-    default of 200 requests, at least 2 per DP replica; the rate split over the replicas), its latencies at the
-    targets' statistic, predict's note on the completed rate (overloaded, or the run's span), and the targets it
-    misses (an overloaded run misses the rate)."""
+    default of 200 requests, at least OPEN_LOOP_MIN_PER_REPLICA per DP replica; the rate split over the
+    replicas), its latencies at the targets' statistic, predict's note on the completed rate (overloaded, or the
+    run's span), and the targets it misses (an overloaded run misses the rate)."""
     from .kv import Infeasible
-    from .predict import _overload_note, pooled_metrics, simulate_replicas
+    from .predict import OPEN_LOOP_MIN_PER_REPLICA, _overload_note, pooled_metrics, simulate_replicas
     from .workload import ServingWorkload
 
     d = c.detail
     devices = c.tp * c.pp
-    n = max(200, 2 * c.dp)
+    n = max(200, OPEN_LOOP_MIN_PER_REPLICA * c.dp)  # predict's default for this DP
     try:
         load = ServingWorkload(isl=isl, osl=osl, request_rate_per_s=t.request_rate_per_s, num_requests=n)
         runs = simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices)

@@ -40,7 +40,7 @@ class ServingWorkload:
     """Open loop: Poisson arrival rate, requests per second."""
     num_requests: int | None = None
     """Requests measured in the run (warm-up not counted); None = 10 x concurrency (at least 100) closed loop,
-    200 open loop (modelling assumption; vllm bench serve's default is 1000, aiconfigurator's automated evaluation
+    200 open loop (predict_serving: at least 2 per DP replica; modelling assumption; vllm bench serve's default is 1000, aiconfigurator's automated evaluation
     sent 10 x concurrency after 2 x concurrency of warm-up, its later generated aiperf script 20 x)."""
     range_ratio: float = 0.0
     """Lengths uniform in [x (1 - r), x (1 + r)] (vLLM --random-range-ratio); 0 = fixed."""
