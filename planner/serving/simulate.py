@@ -191,11 +191,26 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         if k_max < 2 or (engine.mixed_steps and count > budget):
             return 0
         grow = engine.mixed_steps and engine.admission != "full_request"
-        if grow:  # each step allocates the block its next token needs: all of them must be free already
-            if sum(blocks_for(r.done_prompt + r.dec + k_max) - r.blocks for r in running) > free:
+
+        def fits(k: int) -> bool:
+            """Whether k decode steps need no eviction: the blocks they allocate (mixed steps growing with the
+            length) are free already, or (SGLang's own decode steps) the pool holds every sequence after them."""
+            if grow:
+                return sum(blocks_for(r.done_prompt + r.dec + k) - r.blocks for r in running) <= free
+            if not engine.mixed_steps:
+                return sum(blocks_for(r.length + k) for r in running) <= kv.blocks
+            return True
+
+        if not fits(k_max):
+            # the blocks needed grow with k: the longest stretch before a shortage (the step that evicts runs
+            # through the scheduler)
+            lo, hi = 0, k_max
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+            k_max = lo
+            if k_max < 2:
                 return 0
-        elif not engine.mixed_steps and sum(blocks_for(r.length + k_max) for r in running) > kv.blocks:
-            return 0  # SGLang would retract a request on the way
         decays = engine.admission == "reserve_ratio" or not engine.mixed_steps
         total = sum(r.done_prompt + r.dec for r in running)
         decoding_now = sum(r.generated >= 1 for r in running)
@@ -212,7 +227,8 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             clock += dt
             ran += 1
             if ran == k_max or (on_the_way and on_the_way[0][0] <= (prev_start if overlap else clock)):
-                break  # a request finishes in the next step, or one has reached the queue: the scheduler runs it
+                break  # a request finishes or the pool runs short in the next step, or one has reached the
+                # queue: the scheduler runs that step
             steps += 1
             if steps > max_steps:
                 raise RuntimeError(f"simulation did not finish within {max_steps} steps")
