@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -176,15 +175,16 @@ def _export(args: argparse.Namespace) -> int:
     from .profile import Profile
 
     from .compose import require_device_profile
+    from .priors import device_model_tokens
 
     p = Profile.load(args.profile)
     require_device_profile(p, "PROFILE", fabric_flags=False)  # no device for a configurator to describe
     ds = Profile.load(args.datasheet) if args.datasheet else None
     if ds is not None:
         require_device_profile(ds, "--datasheet", fabric_flags=False)
-        models = [t for t in re.findall(r"[A-Za-z0-9]+", str(ds.identity.device_name)) if re.search(r"[A-Za-z]\d", t)]
+        models = device_model_tokens(str(ds.identity.device_name))
         if (str(ds.identity.device_type) != str(p.identity.device_type)
-                or models and not any(t.lower() in str(p.identity.device_name).lower() for t in models)):
+                or models and not models & device_model_tokens(str(p.identity.device_name))):
             # a reference for another device: allowed (a what-if), but every exported reference figure changes
             print(f"warning: --datasheet {ds.identity.name} is for {ds.identity.device_name} "
                   f"({ds.identity.device_type}); the profile measured {p.identity.device_name} "

@@ -322,3 +322,17 @@ def test_raw_results_given_as_a_profile_get_a_hint(tmp_path):
     csv.write_text("op,dtype,m\ngemm,bf16,128\nnote: a: b\n")
     with pytest.raises(ProfileError, match=r"not valid YAML: .*; is this an accelcal profile\? It looks like raw results"):
         Profile.load(csv)
+
+
+def test_device_names_compare_by_model():
+    # one rule for "same device" (datasheet priors, the export's datasheet check, predict's fabric warning)
+    from accelcal.calibrate.priors import device_model_tokens, same_device_model
+
+    assert device_model_tokens("NVIDIA H100 80GB HBM3") == device_model_tokens("NVIDIA H100 SXM5 80GB") == {"H100"}
+    assert device_model_tokens("NVIDIA A100-SXM4-80GB") == {"A100"}
+    assert device_model_tokens("NVIDIA GeForce RTX 4090") == {"4090"}
+    assert device_model_tokens("AMD Instinct MI300X") == {"MI300X"}
+    assert same_device_model("NVIDIA H200 SXM 141GB", "NVIDIA H200")
+    assert not same_device_model("NVIDIA H200", "NVIDIA GeForce RTX 4090")
+    # no model token (a CPU): the names themselves
+    assert same_device_model("AMD EPYC", "amd epyc") and not same_device_model("AMD EPYC", "Intel(R) Xeon(R) Processor")

@@ -122,7 +122,7 @@ def check_request_runs(engine: EnginePreset, kv: "KVBudget", isl: int, osl: int)
     if engine.step_tokens and not engine.chunked_prefill and isl > engine.step_tokens:
         raise Infeasible(f"a prompt of {isl} tokens exceeds the {engine.name} token budget {engine.step_tokens} and "
                          f"chunked prefill is off: no step can hold it (chunked_prefill=true or token_budget >= {isl}: "
-                         f"--engine-arg in accelcal predict, a preset .yaml in plan --engine)", "request")
+                         f"--engine-arg, in accelcal predict and plan --engine)", "request")
     out = reserved_output_tokens(osl)
     if engine.admission == "reserve_ratio" and isl + out >= kv.tokens:
         # PrefillAdder.add_one_req: prompt + the clipped output must be below the free tokens

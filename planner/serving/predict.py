@@ -15,11 +15,11 @@ cannot fit) comes back as ``feasible=False`` with the arithmetic in ``reason``.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from accelcal.calibrate.compose import datasheet_names
+from accelcal.calibrate.priors import same_device_model
 from accelcal.models import ModelConfig
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
@@ -32,8 +32,8 @@ from .steady import steady_over_replicas
 from .step_cost import StepCoster, StepCostError, replica_parallelism
 from .workload import ServingWorkload
 
-__all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "serving_dtypes", "serving_warnings",
-           "pooled_metrics", "simulate_replicas"]
+__all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "open_loop_requests", "serving_dtypes",
+           "serving_warnings", "pooled_metrics", "simulate_replicas"]
 
 JSON_KEYS = ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "itl_mean_s", "request_latency_mean_s",
              "output_tokens_per_s", "output_tokens_per_s_per_device", "output_tokens_per_s_per_user", "requests_per_s")
@@ -120,17 +120,6 @@ def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, 
             + ([too_long] if too_long else []) + unmodelled + fabric_device_mismatch(profile))
 
 
-def _device_model(name: str) -> str:
-    """The model token of a device name ("NVIDIA H100 80GB HBM3" and "NVIDIA H100 SXM5 80GB" -> "H100", "NVIDIA
-    GeForce RTX 4090" -> "4090", "AMD Instinct MI300X" -> "MI300X"): the first word with a digit that is not a memory
-    size, memory type or form factor; the whole name, lower-cased, when there is none."""
-    for word in re.findall(r"[A-Za-z0-9]+", name):
-        w = word.upper()
-        if re.fullmatch(r"[A-Z]*\d+[A-Z]*", w) and not re.fullmatch(r"\d+GB|HBM\d*E?|SXM\d*|PCIE\d*|GEN\d+", w):
-            return w
-    return name.strip().lower()
-
-
 def fabric_device_mismatch(profile: Any) -> list[str]:
     """One line per composed fabric whose collectives were measured on other devices than the device profile's
     (an H200 profile with an H100 NVSwitch log, say): its TP/PP costs are that hardware's, a stand-in."""
@@ -140,7 +129,7 @@ def fabric_device_mismatch(profile: Any) -> list[str]:
         return []
     out = []
     for p in parts:
-        if p.role != "device" and p.entries and p.device_name and _device_model(p.device_name) != _device_model(dev.device_name):
+        if p.role != "device" and p.entries and p.device_name and not same_device_model(p.device_name, dev.device_name):
             out.append(f"the {p.role} collectives come from {p.name}, measured on {p.device_name}, while the device "
                        f"profile is {dev.name} ({dev.device_name}): its communication costs are that hardware's, a "
                        f"stand-in for this node's")
@@ -196,10 +185,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {v!r}")
     extra = {} if turnaround_s is None else {"turnaround_s": turnaround_s}
-    if num_requests is None and request_rate_per_s is not None and concurrency is None:
-        # the open loop's default run (ServingWorkload.requests: 200), but at least OPEN_LOOP_MIN_PER_REPLICA
-        # requests for each replica to serve
-        num_requests = max(200, OPEN_LOOP_MIN_PER_REPLICA * dp) if isinstance(dp, int) and dp >= 1 else None
+    if num_requests is None and request_rate_per_s is not None and concurrency is None and isinstance(dp, int) and dp >= 1:
+        num_requests = open_loop_requests(dp)
     workload = ServingWorkload(isl=isl, osl=osl, concurrency=concurrency, request_rate_per_s=request_rate_per_s,
                                num_requests=num_requests, range_ratio=range_ratio, warmup_requests=warmup_requests,
                                warmup_drains=warmup_drains, client_gap_s=client_gap_s, **extra)
@@ -331,6 +318,12 @@ def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, complet
 
 OPEN_LOOP_MIN_PER_REPLICA = 2
 """An open loop's default run sends at least this many requests per DP replica (200 in all otherwise)."""
+
+
+def open_loop_requests(dp: int) -> int:
+    """Requests an open loop runs by default over ``dp`` replicas: ServingWorkload's 200, but at least
+    OPEN_LOOP_MIN_PER_REPLICA for each replica to serve (``accelcal predict`` and plan's open-loop run)."""
+    return max(ServingWorkload(isl=1, osl=1, request_rate_per_s=1.0).requests, OPEN_LOOP_MIN_PER_REPLICA * dp)
 
 CLUSTERING_NOTE_RATIO = 1.3
 """A closed loop's simulated mean TTFT this many times the steady state's (desynchronised clients) gets a note."""

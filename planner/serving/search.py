@@ -186,7 +186,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     in_use = memory_in_use_bytes(profile)
     cands: list[ServingCandidate] = []
     rejected: list[str] = []
-    coster_warnings: list[str] = []
+    coster_warnings: dict[str, int] = {}  # each layout's coster warnings -> the TP degree that raised them
     evaluated = 0
     for name in engines:
         # an engine name carries no release: its newest documented defaults, as `accelcal predict` without
@@ -211,7 +211,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
                 continue
-            coster_warnings += [w for w in coster.warnings if w not in coster_warnings]
+            for w in coster.warnings:
+                coster_warnings.setdefault(w, tp)
             for c in concurrencies:
                 if c < dp:
                     continue
@@ -246,7 +247,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     small_ar = [w for w in coster_warnings if w.startswith(SMALL_ALL_REDUCE)]
     if small_ar:
         # one line for every TP degree the extrapolation touches (each layout's coster says it for its own)
-        tps = sorted({int(m.group(1)) for w in small_ar for m in [re.search(r" over (\d+) ranks\)", w)] if m})
+        tps = sorted({coster_warnings[w] for w in small_ar})
         warnings.append(small_ar[0] + (f" (likewise for the TP {', '.join(map(str, tps[1:]))} layouts: accelcal "
                                        f"predict prints each)" if len(tps) > 1 else ""))
     warnings += [w for w in coster_warnings if w not in small_ar and w not in warnings]
@@ -263,14 +264,20 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
 def _check(c: ServingCandidate, t: ServingTargets, stat: str, ttft: float | None = None, tpot: float | None = None) -> None:
     ttft = c.ttft_s if ttft is None else ttft
     tpot = c.tpot_s if tpot is None else tpot
-    c.misses = []
-    if t.ttft_s is not None and ttft > t.ttft_s:
-        c.misses.append(f"TTFT {stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms")
-    if t.tpot_s is not None and tpot > t.tpot_s:
-        c.misses.append(f"TPOT {stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms")
+    c.misses = _latency_misses(t, stat, ttft, tpot)
     if t.request_rate_per_s is not None and c.requests_per_s < t.request_rate_per_s:
         c.misses.append(f"completes {c.requests_per_s:.4g} requests/s < offered {t.request_rate_per_s:.4g} requests/s")
     c.miss_factor = miss_factor(ttft, tpot, c.requests_per_s, t.ttft_s, t.tpot_s, t.request_rate_per_s)
+
+
+def _latency_misses(t: ServingTargets, stat: str, ttft: float, tpot: float | None) -> list[str]:
+    """The latency targets ``ttft`` and ``tpot`` (statistic ``stat``; ``tpot`` None: one output token) miss."""
+    out = []
+    if t.ttft_s is not None and ttft > t.ttft_s:
+        out.append(f"TTFT {stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms")
+    if t.tpot_s is not None and tpot is not None and tpot > t.tpot_s:
+        out.append(f"TPOT {stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms")
+    return out
 
 
 def _within_steady_error(c: ServingCandidate, t: ServingTargets) -> bool:
@@ -284,19 +291,24 @@ def _within_steady_error(c: ServingCandidate, t: ServingTargets) -> bool:
     return t.request_rate_per_s is None or c.requests_per_s * (1.0 + STEADY_REL_TOL) >= t.request_rate_per_s
 
 
+def _run(c: ServingCandidate, load: Any) -> tuple[list, Any]:
+    """(runs, pooled metrics) of ``c``'s layout under ``load`` (a ServingWorkload), every DP replica with its share,
+    as ``accelcal predict`` runs it."""
+    from .predict import pooled_metrics, simulate_replicas
+
+    d = c.detail
+    runs = simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, c.tp * c.pp)
+    return runs, pooled_metrics(runs, c.tp * c.pp * c.dp)
+
+
 def _simulate_candidate(c: ServingCandidate, isl: int, osl: int, stat: str) -> None:
     """Replace ``c``'s steady-state figures with the run ``accelcal predict`` makes of its layout and load (its
     defaults: 10 x C requests, every replica with its share and seed), at the statistic ``stat``."""
-    from .predict import pooled_metrics, simulate_replicas
     from .workload import ServingWorkload
 
-    d = c.detail
-    devices = c.tp * c.pp
-    load = ServingWorkload(isl=isl, osl=osl, concurrency=c.concurrency)
-    runs = simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices)
-    m = pooled_metrics(runs, devices * c.dp)
-    # the why-lines quote the simulation's own prefill share and typical decode step beside its TPOT
-    d["simulated"] = {"prefill_share": runs[0][0].prefill_share_of_decode_time, "decode_step": runs[0][0].decode_step}
+    runs, m = _run(c, ServingWorkload(isl=isl, osl=osl, concurrency=c.concurrency))
+    # the why-lines quote the simulation's own typical decode step beside its TPOT
+    c.detail["simulated_decode_step"] = runs[0][0].decode_step
     c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", stat), m.stat("tpot", stat), m.request_latency_mean_s
     c.per_device = m.output_tokens_per_s_per_device
     c.per_user = m.output_tokens_per_s_per_user
@@ -340,28 +352,19 @@ def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int) -> di
     replicas), its latencies at the targets' statistic, predict's note on the completed rate (overloaded, or the
     run's span), and the targets it misses (an overloaded run misses the rate)."""
     from .kv import Infeasible
-    from .predict import OPEN_LOOP_MIN_PER_REPLICA, _overload_note, pooled_metrics, simulate_replicas
+    from .predict import _overload_note, open_loop_requests
     from .workload import ServingWorkload
 
-    d = c.detail
-    devices = c.tp * c.pp
-    n = max(200, OPEN_LOOP_MIN_PER_REPLICA * c.dp)  # predict's default for this DP
     try:
-        load = ServingWorkload(isl=isl, osl=osl, request_rate_per_s=t.request_rate_per_s, num_requests=n)
-        runs = simulate_replicas(d["engine"], d["coster"], d["kv"], load, c.dp, devices)
+        runs, m = _run(c, ServingWorkload(isl=isl, osl=osl, request_rate_per_s=t.request_rate_per_s,
+                                          num_requests=open_loop_requests(c.dp)))
     except (Infeasible, ValueError) as exc:
         return {"rate_per_s": t.request_rate_per_s, "stat": t.stat, "error": str(exc)}
-    m = pooled_metrics(runs, devices * c.dp)
     ttft = m.stat("ttft", t.stat)
     tpot = m.stat("tpot", t.stat) if osl > 1 else None  # one output token: no TPOT (predict says n/a)
     note = _overload_note(runs, t.request_rate_per_s, m.requests_per_s)
-    misses = []
-    if note.startswith("overloaded"):
-        misses.append(f"overloaded: {m.requests_per_s:.4g} of {t.request_rate_per_s:g} requests/s completed")
-    if t.ttft_s is not None and ttft > t.ttft_s:
-        misses.append(f"TTFT {t.stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms")
-    if t.tpot_s is not None and tpot is not None and tpot > t.tpot_s:
-        misses.append(f"TPOT {t.stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms")
+    misses = ([f"overloaded: {m.requests_per_s:.4g} of {t.request_rate_per_s:g} requests/s completed"]
+              if note.startswith("overloaded") else []) + _latency_misses(t, t.stat, ttft, tpot)
     return {"rate_per_s": t.request_rate_per_s, "stat": t.stat, "ttft_s": ttft, "tpot_s": tpot,
             "requests_per_s": m.requests_per_s, "requests": m.requests, "misses": misses, "note": note}
 
@@ -383,11 +386,11 @@ def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
 def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandidate]) -> list[str]:
     """The binding term first, each with its value."""
     s = c.detail["steady"]
-    sim = c.detail.get("simulated")
+    sim = c.detail.get("simulated_decode_step")
     # a simulated row's decode step is the simulation's most common one; prefill work is TPOT beyond it
-    bd = (sim["decode_step"] if sim else s.decode_breakdown) or {}
-    step_s = bd.get("total", 0.0) if sim else s.decode_step_s
-    share = max(0.0, 1.0 - step_s / c.tpot_s) if sim and c.tpot_s > 0 else s.prefill_share
+    bd = (sim if sim is not None else s.decode_breakdown) or {}
+    step_s = bd.get("total", 0.0) if sim is not None else s.decode_step_s
+    share = max(0.0, 1.0 - step_s / c.tpot_s) if sim is not None and c.tpot_s > 0 else s.prefill_share
     lines: list[str] = []
     terms: list[tuple[float, str]] = []
     if s.kv_limit < c.concurrency / c.dp:

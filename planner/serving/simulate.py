@@ -35,8 +35,6 @@ import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .engine import EnginePreset
 from .kv import KVBudget, check_request_runs, reserved_output_tokens
 from .metrics import ServingMetrics, summarise
@@ -235,12 +233,11 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         for r in running:
             r.generated += ran
             r.dec += ran
-            if engine.mixed_steps:
-                if grow:
-                    need = blocks_for(r.done_prompt + r.dec)
-                    free -= need - r.blocks
-                    r.blocks = need
-            else:
+            if grow:
+                need = blocks_for(r.done_prompt + r.dec)
+                free -= need - r.blocks
+                r.blocks = need
+            elif not engine.mixed_steps:
                 r.blocks = blocks_for(r.done_prompt + r.dec)
         if not engine.mixed_steps:
             free = kv.blocks - sum(r.blocks for r in running)
