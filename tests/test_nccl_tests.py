@@ -158,13 +158,18 @@ def test_interconnect_profile_strictness():
         Profile.from_dict(d, "ic.yaml")
 
 
-def test_unmeasured_gather_is_bounded_by_all_reduce_and_flagged():
+def test_unmeasured_gather_and_send_recv_are_bounded_by_all_reduce_and_flagged():
     prof = import_profile([str(NVS)], name="nvs")
     ag = prof.collective_time_s("all_gather", 1 << 28, 8, "intra_node")
     ar = prof.collective_time_s("all_reduce", 1 << 28, 8, "intra_node")
     assert ag.time_s == ar.time_s and "upper-bound" in ag.flags and ag.extrapolated
-    with pytest.raises(MissingMeasurement, match="no send_recv data"):
-        prof.collective_time_s("send_recv", 1 << 20, 2, "intra_node")
+    # a PP hand-off without a send_recv log: S over one link at the all-reduce's bus bandwidth, flagged
+    sr = prof.collective_time_s("send_recv", 1 << 28, 2, "intra_node")
+    f = 2 * (8 - 1) / 8  # busbw factor of an all-reduce over the log's 8 ranks
+    assert sr.time_s == prof.collective_time_s("all_reduce", (1 << 28) / f, 8, "intra_node").time_s
+    assert {"derived", "upper-bound", "extrapolated"} <= set(sr.flags) and "send_recv not measured" in sr.detail
+    with pytest.raises(MissingMeasurement, match="no send_recv data for scope 'inter_node'"):
+        prof.collective_time_s("send_recv", 1 << 20, 2, "inter_node")  # no all_reduce across nodes either
 
 
 def test_subset_of_a_node_keeps_the_node_size_and_composes_to_it():

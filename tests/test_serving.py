@@ -469,6 +469,24 @@ def test_a_preset_applies_the_defaults_a_later_release_changed(tmp_path):
         EnginePreset.from_yaml(bad)
 
 
+def test_vllm_runs_pipeline_stages_without_async_scheduling(prof, small):
+    vllm, _ = EnginePreset.from_name("vllm").for_version("")
+    assert vllm.overlap_scheduling and vllm.overlap_scheduling_max_pp == 1
+    assert vllm.for_pipeline(1) == (vllm, [])
+    off, notes = vllm.for_pipeline(2)
+    assert not off.overlap_scheduling and "overlap scheduling off with PP 2" in notes[0]
+    assert "pipeline_parallel_size > 1" in off.sources["overlap_scheduling"]
+    for name in ("sglang", "trtllm"):  # no such rule in their presets: any PP keeps what the preset says
+        e, _ = EnginePreset.from_name(name).for_version("")
+        assert e.for_pipeline(4) == (e, [])
+    # predict applies it: the PP 2 run says so, and costs what the same preset with the scheduler off costs
+    kw = dict(concurrency=8, isl=256, osl=32, num_requests=24)
+    r = predict_serving(prof, small, vllm, tp=1, pp=2, **kw)
+    assert any("overlap scheduling off with PP 2" in n for n in r.notes)
+    same = predict_serving(prof, small, off, tp=1, pp=2, **kw)
+    assert r.feasible and r.metrics.ttft_mean_s == same.metrics.ttft_mean_s and r.metrics.tpot_mean_s == same.metrics.tpot_mean_s
+
+
 def test_aiconfigurator_recipe_settings():
     from accelcal.planner.serving.deployment import apply_deployment, deployment_settings
 
@@ -769,7 +787,8 @@ def test_search_report_groups_rejections_by_reason(small):
     from accelcal.planner.serving.search import format_search
 
     d = h100_like()
-    d["collectives"] = [c for c in d["collectives"] if c["op"] != "send_recv"]  # no pipeline hand-offs measured
+    # no pipeline hand-offs measured, nor the all-reduce they could be costed from
+    d["collectives"] = [c for c in d["collectives"] if c["op"] not in ("send_recv", "all_reduce")]
     res = search_serving(Profile.from_dict(d), small, 4, ["vllm", "sglang"], [4, 16], 128, 16,
                          ServingTargets(ttft_s=10.0, tpot_s=1.0))
     pp_rejected = [r for r in res.rejected if "send_recv" in r]
@@ -1057,16 +1076,18 @@ def test_search_keeps_rechecking_until_a_simulated_candidate_passes(prof, small,
     import accelcal.planner.serving.search as S
 
     conc = [1, 2, 4, 8, 16, 32, 64, 128]
-    plain = search_serving(prof, small, 4, ["vllm"], conc, 2048, 256, top=0)
+    # every layout with the overlap scheduler on, PP ones too: one rule for all rows keeps the case's shape
+    kw = dict(engine_overrides={"overlap_scheduling_max_pp": 0})
+    plain = search_serving(prof, small, 4, ["vllm"], conc, 2048, 256, top=0, **kw)
     steady_ttft = {c.label: c.ttft_s for c in plain.ranked}
     target = ServingTargets(ttft_s=1.05 * max(steady_ttft.values()), tpot_s=1.0)
-    res = search_serving(prof, small, 4, ["vllm"], conc, 2048, 256, target, verify=1)
+    res = search_serving(prof, small, 4, ["vllm"], conc, 2048, 256, target, verify=1, **kw)
     failed = [c for c in res.ranked if c.checked_by != "steady" and c.misses]
     assert len(failed) > 1  # more re-checks failed than the verify limit (1) allows after a pass
     assert res.best.checked_by == "simulate (mean)" and not res.best.misses
     assert not any("not confirmed" in n for n in res.notes)
     monkeypatch.setattr(S, "UNCONFIRMED_CHECKS", 1)
-    capped = search_serving(prof, small, 4, ["vllm"], conc, 2048, 256, target, verify=1)
+    capped = search_serving(prof, small, 4, ["vllm"], conc, 2048, 256, target, verify=1, **kw)
     assert capped.best.checked_by == "steady" and not capped.best.misses
     assert any(n.startswith("none of the 1 candidates re-checked by simulation meets the targets; the best row is "
                             "the steady state's estimate, not confirmed") for n in capped.notes)

@@ -439,6 +439,10 @@ class Profile:
             est = self._collective("all_reduce", nbytes, group_size, scope, kernel)
             return replace(est, extrapolated=True, flags=tuple(dict.fromkeys(est.flags + ("upper-bound", "extrapolated"))),
                            detail=f"{op} not measured: upper bound all_reduce(S) ({est.detail})")
+        if not cands and op == "send_recv":
+            est = self._send_recv_from_all_reduce(nbytes, scope, kernel)
+            if est is not None:
+                return est
         if not cands:
             have = sorted({(c.op, c.scope) for c in self.collectives})
             raise MissingMeasurement(f"{self.identity.name}: no {op} data for scope {scope!r}; "
@@ -483,6 +487,29 @@ class Profile:
         detail = (f"{model} extrapolation from group {c.group_size}: bandwidth x factor({c.group_size})/factor({group_size}) "
                   f"= {f0:.3g}/{f1:.3g}, {how}")
         return Estimate(lat + nbytes / bw, True, detail, c.label, flags)
+
+    def _send_recv_from_all_reduce(self, nbytes: float, scope: str, kernel: str | None) -> Estimate | None:
+        """send_recv(S) where only all_reduce was measured on this fabric: S over one link at the all-reduce's bus
+        bandwidth, with the all-reduce's latency (a stated, flagged model); None without an all_reduce entry.
+
+        A ring all-reduce of S bytes over n ranks sends 2(n-1)/n x S from every rank over its one outgoing link,
+        so its bus bandwidth (nccl-tests' busbw = algbw x 2(n-1)/n) is at most that link's speed, and its latency
+        (2(n-1) steps) at least one hand-off's: all_reduce(S x n / (2(n-1))) over n ranks costs a one-link
+        transfer of S at busbw plus the all-reduce latency.  It is an upper bound up to what in-switch reduction
+        (NVLS) adds to busbw on NVSwitch nodes.  The smallest measured group is used: its latency has the
+        fewest steps."""
+        ars = [c for c in self.collectives
+               if c.op == "all_reduce" and c.scope == scope and c.kernel == kernel and c.group_size > 1]
+        if not ars:
+            return None
+        n = min(c.group_size for c in ars)
+        f = busbw_factor("all_reduce", n)
+        est = self._collective("all_reduce", nbytes / f, n, scope, kernel)
+        return replace(est, extrapolated=True,
+                       flags=tuple(dict.fromkeys(est.flags + ("derived", "upper-bound", "extrapolated"))),
+                       detail=f"send_recv not measured: {nbytes:.4g} B over one link at the all_reduce bus bandwidth "
+                              f"of {n} ranks = all_reduce({nbytes:.4g} B / busbw factor {f:.3g}) over {n} ranks "
+                              f"({est.detail})")
 
     def launch_overhead_s(self, mode: str = "eager") -> Estimate:
         """Per-kernel launch cost: ``eager`` (Python issuing a tiny kernel), ``dispatch`` (per op of a real eager

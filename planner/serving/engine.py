@@ -99,6 +99,9 @@ class EnginePreset:
     """The host schedules step n+1 while step n runs on the device (TensorRT-LLM's overlap scheduler, SGLang's
     overlap schedule, vLLM's async scheduling): a request that reaches the engine during step n first runs in
     step n+2, and a request that finishes in step n still holds its slot and KV (one wasted decode) in step n+1."""
+    overlap_scheduling_max_pp: int = 0
+    """Largest pipeline-parallel degree the engine keeps overlap scheduling on for; a wider PP runs without it
+    (vLLM turns async scheduling off with PP > 1).  0 = any degree."""
     tp_all_reduce_kernel: str = ""
     """The engine's own all-reduce for tensor-parallel groups inside a node, named as the profile's collective
     entries name it (``kernel``: vllm_custom_ar, trtllm_custom_ar); empty = the collective library (NCCL).  A
@@ -199,6 +202,16 @@ class EnginePreset:
             out = dataclasses.replace(out, version=str(version) or f"newest ({self.since[-1][0]}+)")
             out._check(f"{self.name} {version}")
         return out, notes
+
+    def for_pipeline(self, pp: int) -> tuple["EnginePreset", list[str]]:
+        """(this preset as it runs with ``pp`` pipeline stages, a note when that changes a setting)."""
+        limit = self.overlap_scheduling_max_pp
+        if not (self.overlap_scheduling and limit and pp > limit):
+            return self, []
+        src = self.sources.get("overlap_scheduling_max_pp", "")
+        out = dataclasses.replace(self, overlap_scheduling=False,
+                                  sources={**self.sources, "overlap_scheduling": f"PP {pp} > {limit}: {src}"})
+        return out, [f"{self.name}: overlap scheduling off with PP {pp} (runs with PP <= {limit} only: {src})"]
 
     def with_overrides(self, overrides: dict, source: str) -> "EnginePreset":
         """This preset with ``overrides`` ({key: value}, e.g. a deployment's --max-num-batched-tokens as

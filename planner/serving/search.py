@@ -203,10 +203,11 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         for tp, pp, ep in layouts:
             dp = devices // (tp * pp)
             label = f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")
+            eng, _ = engine.for_pipeline(pp)
             try:
-                kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
-                check_request_runs(engine, kv, isl, osl)
-                coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep), engine, weight_dtype,
+                kv = kv_budget(model, eng, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
+                check_request_runs(eng, kv, isl, osl)
+                coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep), eng, weight_dtype,
                                     kv_dtype, inter_node_profile, fp8_scaling=fp8_scaling)
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
@@ -219,13 +220,13 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 evaluated += 1
                 try:
                     # C clients split over the replicas (C = 5 on DP 4: 2, 1, 1, 1); the busiest sets the latencies
-                    s, tps, rps = steady_over_replicas(engine, coster, kv, isl, osl, c, dp)
+                    s, tps, rps = steady_over_replicas(eng, coster, kv, isl, osl, c, dp)
                 except (Infeasible, StepCostError) as exc:
                     rejected.append(f"{label} C{c}: {exc}")
                     break
                 cand = ServingCandidate(engine.name, tp, pp, dp, c, s.ttft_s, s.tpot_s, s.request_latency_s,
                                         tps / devices, 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0, s.binding,
-                                        {"steady": s, "kv_tokens": kv.tokens, "engine": engine, "coster": coster,
+                                        {"steady": s, "kv_tokens": kv.tokens, "engine": eng, "coster": coster,
                                          "kv": kv}, ep=ep, requests_per_s=rps)
                 _check(cand, targets, "mean")
                 cands.append(cand)

@@ -152,6 +152,7 @@ class StepCoster:
         self._note_all_reduce_kernel(engine, ar_limit_bytes)
         self._note_small_all_reduce(engine, ar_limit_bytes)
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
+        self._note_pp_hand_off()
         kind = engine.sampler
         how = ("measured (the profile's sampler section)" if self._head[False].measures_sampler(kind) else
                f"estimated: {SAMPLER_BYTES_PER_LOGIT[kind]:g} bytes per logit at the profile's copy bandwidth "
@@ -218,6 +219,19 @@ class StepCoster:
             self.warnings.append(msg)
         else:
             self.notes.append(msg)
+
+    def _note_pp_hand_off(self) -> None:
+        """Say so when the PP hand-offs are costed from the fabric's all-reduce (no send_recv measured)."""
+        if self.pp < 2:
+            return
+        prof = self._head[False].inter if self.pp_scope == "inter_node" else self.profile
+        try:
+            est = prof.collective_time_s("send_recv", self.model.hidden_size * self.el, 2, self.pp_scope)
+        except MissingMeasurement:
+            return  # costing says what is missing
+        if "derived" in est.flags:
+            self.notes.append(f"PP hand-offs ({self.pp_scope}): {est.detail}; import an nccl-tests sendrecv_perf log "
+                              f"(accelcal import nccl-tests) or run accelcal collectives to measure them")
 
     # -- pieces ---------------------------------------------------------------------------------
     def _wrap(self, fn):
