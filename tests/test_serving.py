@@ -802,6 +802,21 @@ def test_search_report_groups_rejections_by_reason(small):
                and "sglang TP" in line for line in block)
 
 
+def test_pp_hand_offs_without_send_recv_are_costed_from_all_reduce_and_noted(prof, small):
+    d = h100_like()
+    d["collectives"] = [c for c in d["collectives"] if c["op"] != "send_recv"]
+    no_sr = Profile.from_dict(d)
+    kw = dict(concurrency=4, isl=256, osl=16, num_requests=8)
+    r = predict_serving(no_sr, small, "sglang", tp=1, pp=2, **kw)
+    assert r.feasible
+    note = next(n for n in r.notes if n.startswith("PP hand-offs (intra_node): send_recv not measured"))
+    assert "all_reduce" in note and "sendrecv_perf" in note
+    # with a measured send_recv nothing is derived, and the hand-offs cost what that measurement says
+    measured = predict_serving(prof, small, "sglang", tp=1, pp=2, **kw)
+    assert not any(n.startswith("PP hand-offs") for n in measured.notes)
+    assert not any(n.startswith("PP hand-offs") for n in predict_serving(no_sr, small, "sglang", tp=2, **kw).notes)
+
+
 def test_serving_search_tries_expert_parallel_replicas_for_moe(prof):
     moe = ModelConfig.from_name("small-moe")
     res = search_serving(prof, moe, 2, ["vllm"], [4, 16], 128, 16)
