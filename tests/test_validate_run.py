@@ -1,5 +1,6 @@
 """accelcal validate end to end on the tiny models: one rank, two gloo ranks + ranking, profile writes."""
 
+import json
 import os
 from pathlib import Path
 
@@ -86,6 +87,15 @@ def test_write_refuses_a_profile_of_another_device(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "describes NVIDIA H100 80GB HBM3 (cuda), but this run is on" in err
     assert dst.read_bytes() == before
+
+
+def test_validating_another_devices_profile_warns(tmp_path, capsys):
+    rc = main(["validate", "--profile", str(REPO / "profiles" / "nvidia-h100.yaml"), "--device", "cpu", "--model",
+               "tiny", "--quick", "--format", "json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["notes"][0].startswith("WARNING: ") and "describes NVIDIA H100 80GB HBM3 (cuda), but this run is on" \
+        in out["notes"][0] and "not the profile's accuracy" in out["notes"][0]
 
 
 def _cases_in(out):

@@ -121,16 +121,15 @@ def _busy_note(start: tuple[float, float] | None, wall_s: float) -> str:
     return ""
 
 
-def _require_same_device(profile: Any, profile_path: str, dev: Any) -> None:
-    """--write records a run in the profile's validation section: only a run on the device the profile
-    describes may (another device's errors would read as this profile's accuracy)."""
+def _device_mismatch(profile: Any, profile_path: str, dev: Any) -> str:
+    """"" when this run is on the device the profile describes, else what differs (another device's errors do not
+    measure this profile's accuracy: --write refuses, a plain run warns)."""
     ident = profile.identity
     mine = (str(ident.device_type), str(ident.device_name))
     here = (str(dev.type), str(dev.name()))
-    if mine != here:
-        raise ValueError(f"--write: {profile_path} describes {mine[1]} ({mine[0]}), but this run is on {here[1]} "
-                         f"({here[0]}); its validation would not be that profile's. Validate without --write, or "
-                         f"calibrate a profile on this device and write into that one")
+    if mine == here:
+        return ""
+    return f"{profile_path} describes {mine[1]} ({mine[0]}), but this run is on {here[1]} ({here[0]})"
 
 
 def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1, models: list[str] | None = None,
@@ -158,8 +157,14 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     if results_dir is not None:
         check_dir(results_dir, what="--results", need_bytes=16 * 2**20)
     dev = resolve_device(device)
-    if write:
-        _require_same_device(profile, profile_path, dev)
+    mismatch = _device_mismatch(profile, profile_path, dev)
+    if write and mismatch:
+        raise ValueError(f"--write: {mismatch}; its validation would not be that profile's. Validate without --write, "
+                         f"or calibrate a profile on this device and write into that one")
+    if mismatch:
+        mismatch = (f"WARNING: {mismatch}: the errors compare that profile's predictions with this device's timings, "
+                    f"not the profile's accuracy; calibrate this device (accelcal calibrate) to validate its own profile")
+        say(mismatch)
     if nproc > 1:
         from accelcal.collectives.launch import check_local_launch
 
@@ -191,7 +196,7 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     pmodels = {n: prediction_model(m, dt) for n, m in configs.items()}
     every = cases + [c for cs in rank_sets.values() for c in cs if c not in cases]
     preds: dict[Case, Any] = {}
-    notes: list[str] = []
+    notes: list[str] = [mismatch] if mismatch else []
     for c in every:
         try:
             preds[c] = predict_case(profile, pmodels[c.model], c, impl)
