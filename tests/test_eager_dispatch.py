@@ -21,6 +21,16 @@ def test_accelerator_eager_uses_dispatch_cost_and_falls_back():
     model = ModelConfig.from_name("llama3-8b")
     est = p.launch_overhead_s("dispatch")
     assert est.time_s == p.overheads.eager_launch_s and "not measured" in est.detail
+    # ...flagged, and said where the figures use it: the plan's extrapolated answers, predict's notes
+    assert est.extrapolated and "fallback" in est.flags and not measured.launch_overhead_s("dispatch").extrapolated
+    assert any(x.startswith("launch: overheads.eager_dispatch_s (an eager layer's op-mix dispatch cost) not measured")
+               for x in _decode(p, model).extrapolated)
+    from accelcal.planner.serving.predict import predict_serving
+
+    kw = dict(concurrency=1, isl=256, osl=8, num_requests=2)
+    note = "eager steps (prefill and mixed; decode batches without a captured graph): overheads.eager_dispatch_s"
+    assert any(n.startswith(note) for n in predict_serving(p, model, "vllm", **kw).notes)
+    assert not any(n.startswith(note) for n in predict_serving(measured, model, "vllm", **kw).notes)
     before = _decode(p, model)
     q = dataclasses.replace(p, overheads=dataclasses.replace(p.overheads, eager_dispatch_s=3 * p.overheads.eager_launch_s))
     after = _decode(q, model)

@@ -525,7 +525,13 @@ class Profile:
                 return Estimate(o.eager_dispatch_s, False, "measured host cost per op of an eager layer's op mix",
                                 "overheads.eager_dispatch_s", self._base_flags())
             est = self.launch_overhead_s("eager")
-            return replace(est, detail=f"layer op-mix dispatch not measured; {est.detail}")
+            # a tiny kernel's launch stands in for a real layer's ops (views, casts, Python between them): flagged,
+            # since an eager-launch-bound estimate from it is optimistic (the H200 profile measured 20.3 us per op, 10.7 us per tiny kernel)
+            return replace(est, extrapolated=True, flags=tuple(dict.fromkeys(est.flags + ("fallback",))),
+                           detail=f"overheads.eager_dispatch_s (an eager layer's op-mix dispatch cost) not measured, "
+                                  f"so eager_launch_s (one tiny kernel's launch, {est.time_s * 1e6:.3g} us) stands in: "
+                                  f"eager steps' launch cost is optimistic; recalibrate with this accelcal to measure "
+                                  f"it; {est.detail}")
         if mode == "graph":
             if o.graph_kernel_s is not None:
                 return Estimate(o.graph_kernel_s, False, "measured per-kernel graph replay cost", "overheads.graph_kernel_s",

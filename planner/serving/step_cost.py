@@ -162,6 +162,9 @@ class StepCoster:
         self._memo: dict[tuple, Any] = {}
         # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
         self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
+        eager = self._costers[False]._launch
+        if "fallback" in eager.flags and self._device_graphs:
+            self.notes.append(f"eager steps (prefill and mixed; decode batches without a captured graph): {eager.detail}")
         self.heads = model.heads // tp
         self.kvh = kv_heads_per_device(model, tp)
         self.layers_per_stage = model.layers // pp
