@@ -469,6 +469,22 @@ def test_a_preset_applies_the_defaults_a_later_release_changed(tmp_path):
         EnginePreset.from_yaml(bad)
 
 
+def test_fp8_kv_note_says_whether_decode_attention_gains():
+    from accelcal.planner.serving.step_cost import StepCoster
+
+    h100, h200 = (Profile.load(f"profiles/nvidia-{d}.yaml") for d in ("h100", "h200"))
+    moe, dense = ModelConfig.from_name("qwen3-30b-a3b"), ModelConfig.from_name("llama3-8b")  # 8 and 4 q per KV head
+    gain = StepCoster._kv_dtype_gain
+    args = ("bf16", "fp8_e4m3")
+    t = [h100.attention_time_s("decode", 32, 1, 2048, 32, 4, 128, "bf16", kv_dtype=k).time_s for k in args]
+    assert gain(h100, moe, 1, *args) == f"; decode attention {t[1] / t[0]:.2f}x the bf16 cache's (32 sequences at 2048 tokens)"
+    assert t[1] < 0.99 * t[0]
+    # the H200's decode-attention fit is compute-bound at 8 query heads per KV head: the fp8 cache adds capacity only
+    t = [h200.attention_time_s("decode", 32, 1, 2048, 32, 4, 128, "bf16", kv_dtype=k).time_s for k in args]
+    assert t[1] >= 0.99 * t[0] and "fit is compute-bound, so the fp8_e4m3 cache adds capacity only" in gain(h200, moe, 1, *args)
+    assert gain(h200, dense, 1, *args).startswith("; decode attention 0.")
+
+
 def test_vllm_runs_pipeline_stages_without_async_scheduling(prof, small):
     vllm, _ = EnginePreset.from_name("vllm").for_version("")
     assert vllm.overlap_scheduling and vllm.overlap_scheduling_max_pp == 1
