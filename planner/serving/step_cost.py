@@ -239,9 +239,15 @@ class StepCoster:
             self.notes.append(msg)
 
     def _note_pp_hand_off(self) -> None:
-        """Say so when the PP hand-offs are costed from the fabric's all-reduce (no send_recv measured)."""
+        """Say how PP stages are costed, and when the PP hand-offs come from the fabric's all-reduce (no send_recv
+        measured)."""
         if self.pp < 2:
             return
+        self.notes.append(f"PP {self.pp}: each step runs the stages one after another (no micro-batch overlap, a "
+                          f"modelling assumption): in memory-bound decode micro-batches would not shorten a token's "
+                          f"pass (every stage still reads its weights once per micro-batch), so PP saves memory per "
+                          f"device, not time; where steps are compute-bound (long prefills), engines that keep a "
+                          f"micro-batch per stage in flight deliver up to {self.pp}x this estimate's throughput")
         prof = self._head[False].inter if self.pp_scope == "inter_node" else self.profile
         try:
             est = prof.collective_time_s("send_recv", self.model.hidden_size * self.el, 2, self.pp_scope)
