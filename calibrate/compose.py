@@ -32,9 +32,10 @@ from typing import Any
 from accelcal.units import fmt_bytes
 from accelcal.vocab import SCOPES
 
+from .priors import same_device_model
 from .profile import Estimate, Profile, ProfileError
 
-__all__ = ["Part", "ComposedProfile", "compose", "datasheet_names", "plan_profiles", "require_device_profile",
+__all__ = ["Part", "ComposedProfile", "compose", "datasheet_names", "fabric_device_mismatch", "plan_profiles", "require_device_profile",
            "describe_origin", "shipped_interconnects", "missing_hint", "SHIPPED_DIR"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles" / "interconnect"
@@ -248,3 +249,19 @@ def add_profile_arguments(parser: Any, device_help: str | None) -> None:
     parser.add_argument("--inter-node-profile", default=None, metavar="PROFILE",
                         help="profile whose inter_node collectives link the nodes: an interconnect profile or a "
                              "full profile (default: --profile)")
+
+
+def fabric_device_mismatch(profile: Any) -> list[str]:
+    """One line per composed fabric whose collectives were measured on other devices than the device profile's
+    (an H200 profile with an H100 NVSwitch log, say): its TP/PP costs are that hardware's, a stand-in."""
+    parts = getattr(profile, "parts", None) or []
+    dev = next((p for p in parts if p.role == "device"), None)
+    if dev is None or not dev.device_name:
+        return []
+    out = []
+    for p in parts:
+        if p.role != "device" and p.entries and p.device_name and not same_device_model(p.device_name, dev.device_name):
+            out.append(f"the {p.role} collectives come from {p.name}, measured on {p.device_name}, while the device "
+                       f"profile is {dev.name} ({dev.device_name}): its communication costs are that hardware's, a "
+                       f"stand-in for this node's")
+    return out

@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from accelcal.calibrate.compose import datasheet_names
+from accelcal.calibrate.compose import datasheet_names, fabric_device_mismatch
 from accelcal.calibrate.profile import MissingMeasurement
 from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
@@ -579,6 +579,7 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
         gp.notes.append(f"{dpn} devices per node, but the profile's intra-node collectives come from nodes of "
                         f"{fabric_dpn} (group sizes {measured} measured): groups over {max(measured)} devices are "
                         f"extrapolated from them")
+    gp.notes += fabric_device_mismatch(group.profile)
     if options.sp_threshold:
         gp.sp_threshold = sp_threshold(ev, ranked[0], dpn)
     return gp

@@ -295,8 +295,12 @@ def test_a_latency_fitted_to_huge_messages_only_is_a_warning_and_other_hardware_
     rc, out = _json(capsys, "predict", "--profile", h200, "--interconnect", pcie, "--model", "llama3.1-70b",
                     "--tp", "4", "--concurrency", "8", *SMALL)
     assert rc == 0
-    assert ("the intra-node collectives come from pcie-rtx4090-8, measured on NVIDIA GeForce RTX 4090, while the "
-            "device profile is nvidia-h200 (NVIDIA H200)") in " ".join(out["warnings"])
+    stand_in = ("the intra-node collectives come from pcie-rtx4090-8, measured on NVIDIA GeForce RTX 4090, while the "
+                "device profile is nvidia-h200 (NVIDIA H200)")
+    assert stand_in in " ".join(out["warnings"])
+    # the layer-level plan (no --engine) says it too, in its notes
+    rc, out = _json(capsys, "plan", "--profile", h200, "--interconnect", pcie, "--model", "llama3.1-70b")
+    assert rc == 0 and any(n.startswith(stand_in) for n in out["groups"][0]["notes"])
     # and the search carries the extrapolation warning once, for every TP it touches
     rc, out = _json(capsys, "plan", "--profile", H100, "--interconnect", wide, "--model", "llama3.1-70b", "--engine",
                     "vllm", "--concurrency", "8", "--prompt-len", "256", "--output-len", "16")

@@ -18,8 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from accelcal.calibrate.compose import datasheet_names
-from accelcal.calibrate.priors import same_device_model
+from accelcal.calibrate.compose import datasheet_names, fabric_device_mismatch
 from accelcal.models import ModelConfig
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
@@ -118,22 +117,6 @@ def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, 
     unmodelled = [f"{model.name}: {part}" for part in str(model.source or "").split("; ") if "not modelled" in part]
     return ([datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
             + ([too_long] if too_long else []) + unmodelled + fabric_device_mismatch(profile))
-
-
-def fabric_device_mismatch(profile: Any) -> list[str]:
-    """One line per composed fabric whose collectives were measured on other devices than the device profile's
-    (an H200 profile with an H100 NVSwitch log, say): its TP/PP costs are that hardware's, a stand-in."""
-    parts = getattr(profile, "parts", None) or []
-    dev = next((p for p in parts if p.role == "device"), None)
-    if dev is None or not dev.device_name:
-        return []
-    out = []
-    for p in parts:
-        if p.role != "device" and p.entries and p.device_name and not same_device_model(p.device_name, dev.device_name):
-            out.append(f"the {p.role} collectives come from {p.name}, measured on {p.device_name}, while the device "
-                       f"profile is {dev.name} ({dev.device_name}): its communication costs are that hardware's, a "
-                       f"stand-in for this node's")
-    return out
 
 
 def serving_dtypes(model: ModelConfig, weight_dtype: str | None = None, kv_dtype: str | None = None,
