@@ -233,6 +233,12 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v is not None and not (v > 0 and math.isfinite(v)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    for name, slip_s in (("ttft", 60.0), ("tpot", 1.0)):
+        v = getattr(args, name)
+        if v is not None and v >= slip_s:
+            # seconds, as the help says; a target this long is usually milliseconds typed as seconds
+            print(f"note: --{name} {v:g} is {v:g} s (targets are in seconds); for {v:g} ms pass --{name} {v / 1e3:g}",
+                  file=sys.stderr)
     if not args.engine:
         given = [f"--{n.replace('_', '-')}" for n in SERVING_ONLY if getattr(args, n) is not None]
         if given:

@@ -795,6 +795,9 @@ def test_expert_parallel_replica_spreads_experts_over_its_tp_group(prof):
         DagOptions(ep_comm="deepep")
     with pytest.raises(ValueError, match="--ep 4: an engine replica spreads its experts over its own TP group"):
         predict_serving(prof, moe, "vllm", tp=2, ep=4, **kw)
+    with pytest.raises(ValueError, match=r"--ep 2: an engine replica with --tp 1 holds every expert \(--ep 1; --ep N "
+                                         r"needs --tp N\)"):
+        predict_serving(prof, moe, "vllm", tp=1, ep=2, **kw)
     with pytest.raises(ValueError, match="--ep 2: small is a dense model"):
         predict_serving(prof, "small", "vllm", tp=2, ep=2, **kw)
 

@@ -166,6 +166,14 @@ def test_infinite_rates_and_targets_are_bad_input(capsys):
         assert rc == 2 and f"{flag} " in err and "finite number > 0" in err, err
 
 
+def test_a_target_that_looks_like_milliseconds_is_noted(capsys):
+    rc, out, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--tpot", "50", "--top", "1")
+    assert rc == 0 and "note: --tpot 50 is 50 s (targets are in seconds); for 50 ms pass --tpot 0.05" in err
+    rc, out, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--tpot", "0.05", "--ttft", "2",
+                        "--top", "1")
+    assert "targets are in seconds" not in err
+
+
 def test_fewer_requests_than_clients_is_said(capsys):
     rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--concurrency", "8",
                     "--num-requests", "3", *SMALL)

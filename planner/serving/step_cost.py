@@ -62,8 +62,10 @@ def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: in
     ``--enable-expert-parallel`` and SGLang ``--ep-size`` run them); EP groups spanning replicas (attention
     data parallelism) are not a single replica's layout and are refused."""
     if ep not in (1, tp):
-        raise ValueError(f"--ep {ep}: an engine replica spreads its experts over its own TP group (--ep {tp}) or "
-                         f"TP-splits them (--ep 1); EP across data-parallel replicas (attention DP) is not modelled")
+        choices = (f"spreads its experts over its own TP group (--ep {tp}) or TP-splits them (--ep 1)" if tp > 1 else
+                   f"with --tp 1 holds every expert (--ep 1; --ep N needs --tp N)")
+        raise ValueError(f"--ep {ep}: an engine replica {choices}; EP across data-parallel replicas (attention DP) "
+                         f"is not modelled")
     scope = "intra_node" if tp <= devices_per_node else "inter_node"
     return Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, tp_scope=scope, ep_scope=scope,
                        pp_scope="intra_node" if tp * pp <= devices_per_node else "inter_node")
