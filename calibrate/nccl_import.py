@@ -168,6 +168,8 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
     """Parse, fit and (with ``out``) write atomically; refuses to replace ``out`` unless ``force``."""
     if fabric is not None and fabric not in FABRICS:
         raise ValueError(f"--fabric {fabric!r}: expected one of {list(FABRICS)}")
+    if devices_per_node is not None and devices_per_node < 1:
+        raise ValueError(f"--devices-per-node must be an integer >= 1, got {devices_per_node}")
     from accelcal.collectives.latency_table import is_latency_table, read_latency_table
     from accelcal.collectives.nccl_tests import read_runs, sha256_of
 

@@ -183,6 +183,8 @@ def test_subset_of_a_node_keeps_the_node_size_and_composes_to_it():
     assert sub.identity.devices_per_node == 8 and {c.group_size for c in sub.collectives} == {4}
     with pytest.raises(ValueError, match=r"--devices-per-node 2: the logs' rank lines put 4 ranks on one host"):
         import_profile(logs, name="x", devices_per_node=2)
+    with pytest.raises(ValueError, match=r"--devices-per-node must be an integer >= 1, got 0"):
+        import_profile(logs, name="x", devices_per_node=0)
     # A device profile measured on one GPU takes the node size from its intra-node fabric.
     dev = Profile.load(Path(__file__).parent.parent / "profiles" / "nvidia-h200.yaml")
     assert dev.identity.devices_per_node == 1 and compose(dev, sub).identity.devices_per_node == 8
