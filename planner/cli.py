@@ -178,7 +178,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
                           "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
                           "search_s": res.search_s, "warnings": res.warnings, "notes": res.notes,
                           "meets_targets": meets, "best_simulated": res.best.checked_by != "steady",
-                          "open_loop_best": res.open_loop or None},
+                          "open_loop_best": res.open_loop or None, "best_notes": res.best_notes},
                          indent=1, sort_keys=True))
     else:
         print(format_search(res, args.top), end="")

@@ -174,6 +174,19 @@ def test_a_target_that_looks_like_milliseconds_is_noted(capsys):
     assert "targets are in seconds" not in err
 
 
+def test_plan_gives_the_best_layouts_costing_notes_as_predict_does(capsys):
+    args = ("--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-8b", "--engine", "vllm",
+            "--isl", "256", "--osl", "16")
+    rc, doc = _json(capsys, "plan", *args, "--concurrency", "8")
+    assert rc == 0 and doc["best_notes"]
+    best = doc["ranked"][0]
+    rc, one = _json(capsys, "predict", *args, "--concurrency", str(best["concurrency"]), "--tp", str(best["tp"]),
+                    "--pp", str(best["pp"]), "--dp", str(best["dp"]))
+    assert rc == 0 and set(doc["best_notes"]) <= set(one["notes"])
+    rc, text, _ = _run(capsys, "plan", *args, "--concurrency", "8")
+    assert all(f"  note: {n}" in text for n in doc["best_notes"])
+
+
 def test_fewer_requests_than_clients_is_said(capsys):
     rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--concurrency", "8",
                     "--num-requests", "3", *SMALL)

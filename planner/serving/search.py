@@ -151,6 +151,12 @@ class ServingSearch:
     def best(self) -> ServingCandidate:
         return self.ranked[0]
 
+    @property
+    def best_notes(self) -> list[str]:
+        """How the best row's layout is costed (its step coster's notes: PP stages and hand-offs, fp8 KV, the
+        all-reduce kernel, sampling, launch fallbacks), as accelcal predict prints them for it."""
+        return list(self.best.detail["coster"].notes)
+
 
 def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]]:
     out = []
@@ -467,6 +473,7 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
         head = "best"
     lines.append(f"{head}: {best.label} ({best.checked_by})")
     lines += [f"  {w}" for w in best.why]
+    lines += [f"  note: {n}" for n in res.best_notes]
     ol = res.open_loop
     if ol:
         layout = best.label.rsplit(" C", 1)[0]
