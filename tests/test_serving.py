@@ -85,6 +85,24 @@ def test_static_preset_reproduces_the_planner(prof, small):
         assert run.metrics.output_tokens_per_s_per_device == pytest.approx(cand.tokens_per_s_per_device, rel=0.03)
 
 
+def test_pp_steps_run_as_micro_batches_in_flight(prof, small):
+    engine, _ = EnginePreset.from_name("vllm").for_version("")
+    sc = StepCoster(prof, small, Parallelism(pp=2), engine)
+    one = StepCoster(prof, small, Parallelism(), engine)
+    # decodes split evenly; prompt chunks first, largest first, each to the micro-batch with the fewest tokens
+    assert sc.micro_batches(8) == [(4, (), 4), (4, (), 4)]
+    assert sc.micro_batches(3, ((512, 512), (1024, 1024)), 4) == [(0, ((1024, 1024),), 1), (3, ((512, 512),), 3)]
+    assert sc.micro_batches(1) == [(1, (), 1)] and one.micro_batches(8) == [(8, (), 8)]
+    # a step is the slowest micro-batch's pass through both stages (each half the layers)
+    path = [sc._path_s(d, 300, cs, lg) for d, cs, lg in sc.micro_batches(3, ((512, 512), (1024, 1024)), 4)]
+    assert sc.step_s(3, 300, ((512, 512), (1024, 1024)), 4) == max(path)
+    # a lone sequence's pass is the unsplit step's: the same layers, plus the stage hand-off
+    assert sc.step_s(1, 300) >= one.step_s(1, 300)
+    # two prompts in flight as two micro-batches: each pass carries one, so the step is shorter than one pass of both
+    two = ((1024, 1024), (1024, 1024))
+    assert sc.step_s(0, 0, two) < 0.75 * sc._path_s(0, 0, two, 2)
+
+
 def test_kv_capacity_hand_computed():
     m = ModelConfig("hand", layers=2, hidden_size=64, heads=4, kv_heads=2, head_dim=16, ffn_size=128, vocab_size=100)
     cap = 80 * 1024 ** 3
@@ -829,7 +847,7 @@ def test_pp_hand_offs_without_send_recv_are_costed_from_all_reduce_and_noted(pro
     r = predict_serving(no_sr, small, "sglang", tp=1, pp=2, **kw)
     assert r.feasible
     note = next(n for n in r.notes if n.startswith("PP hand-offs (intra_node): send_recv not measured"))
-    assert any(n.startswith("PP 2: each step runs the stages one after another (no micro-batch overlap") for n in r.notes)
+    assert any(n.startswith("PP 2: a step's sequences run as up to 2 micro-batches in flight") for n in r.notes)
     assert "all_reduce" in note and "sendrecv_perf" in note
     # with a measured send_recv nothing is derived, and the hand-offs cost what that measurement says
     measured = predict_serving(prof, small, "sglang", tp=1, pp=2, **kw)

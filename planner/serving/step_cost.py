@@ -13,8 +13,9 @@ and TP collectives over T tokens; its attention node is replaced by the decode p
 (``attention("prefill", 1, chunk, context so far incl. the chunk)``).  The stage edges add the embedding
 over T tokens, the LM head over the sequences that produce a token this step (decodes + chunks that
 end their prompt), and sampling: the engine's sampler kind over the logits all-gathered to the whole vocabulary
-(the profile's ``sampler`` measurement, else the kind's bytes per logit at the copy bandwidth).  PP stages run one after
-another (no micro-batch overlap: a modelling assumption) with a send/recv per boundary.
+(the profile's ``sampler`` measurement, else the kind's bytes per logit at the copy bandwidth).  With PP a step's
+sequences run as up to PP micro-batches in flight and the step takes the slowest one's pass through the stages, with a
+send/recv per boundary (``micro_batches``).
 
 Launches: a decode-only step whose batch is a captured CUDA-graph size (padded up when the preset
 pads) is costed in graph mode at that padded batch; every other step eager.  fp8_e4m3 weights cost
@@ -245,11 +246,10 @@ class StepCoster:
         measured)."""
         if self.pp < 2:
             return
-        self.notes.append(f"PP {self.pp}: each step runs the stages one after another (no micro-batch overlap, a "
-                          f"modelling assumption): in memory-bound decode micro-batches would not shorten a token's "
-                          f"pass (every stage still reads its weights once per micro-batch), so PP saves memory per "
-                          f"device, not time; where steps are compute-bound (long prefills), engines that keep a "
-                          f"micro-batch per stage in flight deliver up to {self.pp}x this estimate's throughput")
+        self.notes.append(f"PP {self.pp}: a step's sequences run as up to {self.pp} micro-batches in flight, one per "
+                          f"stage as engines keep them, and a step takes the slowest micro-batch's pass through every "
+                          f"stage: where decode is memory-bound each stage still reads its weights once per "
+                          f"micro-batch, so PP saves memory per device more than time")
         prof = self._head[False].inter if self.pp_scope == "inter_node" else self.profile
         try:
             est = prof.collective_time_s("send_recv", self.model.hidden_size * self.el, 2, self.pp_scope)
@@ -372,18 +372,57 @@ class StepCoster:
         layer_s, launch_s = self._layer_total(nonattn + attn, overlap, launch, graphs)
         return layer_s, bd, attn, launch_s, edge, ebd, graphs
 
+    def micro_batches(self, decode_seqs: int, chunks: tuple = (), logits: int | None = None) -> list[tuple]:
+        """A step's sequences as the PP stages run them: min(PP, sequences) micro-batches [(decodes, chunks,
+        logits)], each sequence in one, balanced by tokens (prompt chunks first, largest first, then decodes, each
+        to the micro-batch with the fewest tokens so far); one micro-batch without PP.  Engines with PP keep one
+        micro-batch per stage in flight (vLLM's batch queue of pipeline_parallel_size batches), so a step, every
+        sequence advanced once, takes the slowest micro-batch's pass through all stages (the stages' busy time,
+        at most PP micro-batches each, is no longer), as the layer-level planner's decode model has it."""
+        if logits is None:
+            logits = decode_seqs + len(chunks)
+        m = min(self.pp, decode_seqs + len(chunks))
+        if m <= 1:
+            return [(decode_seqs, tuple(chunks), logits)]
+        mbs = [[0, [], 0] for _ in range(m)]  # decodes, chunks, tokens
+        finishing = max(0, logits - decode_seqs)  # chunks that end their prompt (and so produce a logit)
+        for q, ctx in sorted(chunks, key=lambda c: -c[0]):
+            mb = min(mbs, key=lambda b: b[2])
+            mb[1].append((q, ctx))
+            mb[2] += q
+        for _ in range(decode_seqs):
+            mb = min(mbs, key=lambda b: b[2])
+            mb[0] += 1
+            mb[2] += 1
+        out = []
+        for d, cs, _ in mbs:
+            ends = min(len(cs), finishing)
+            finishing -= ends
+            if d or cs:
+                out.append((d, tuple(cs), d + ends))
+        return out
+
+    def _path_s(self, decode_seqs: int, decode_kv_mean: float, chunks: tuple, logits: int | None) -> float:
+        """One micro-batch's pass through every stage (layers, embedding, head, hand-offs)."""
+        layer_s, _, _, _, edge, _, _ = self._parts(decode_seqs, decode_kv_mean, chunks, logits)
+        return self.pp * self.layers_per_stage * layer_s + edge
+
     def step_s(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = (), logits: int | None = None) -> float:
-        """Seconds of one step: ``decode_seqs`` decodes at mean KV length, ``chunks`` = ((chunk, context), ...)."""
+        """Seconds of one step: ``decode_seqs`` decodes at mean KV length, ``chunks`` = ((chunk, context), ...);
+        with PP, the slowest of its micro-batches' passes (micro_batches)."""
         key = ("step", decode_seqs, self._round_kv(decode_kv_mean) if decode_seqs else 0, chunks, logits)
         hit = self._memo.get(key)
         if hit is None:
-            layer_s, _, _, _, edge, _, _ = self._parts(decode_seqs, decode_kv_mean, chunks, logits)
-            hit = self._memo[key] = self.pp * self.layers_per_stage * layer_s + edge
+            hit = self._memo[key] = max(self._path_s(d, decode_kv_mean, cs, lg)
+                                        for d, cs, lg in self.micro_batches(decode_seqs, chunks, logits))
         return hit
 
     def breakdown(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = ()) -> dict:
-        """Seconds per category (compute, memory, communication, launch, attention) of one step, and its mode."""
-        layer_s, bd, attn, launch_s, edge, ebd, graphs = self._parts(decode_seqs, decode_kv_mean, chunks, None)
+        """Seconds per category (compute, memory, communication, launch, attention) of one step (with PP, of its
+        slowest micro-batch's pass), and its mode."""
+        d, cs, lg = max(self.micro_batches(decode_seqs, chunks),
+                        key=lambda mb: self._path_s(mb[0], decode_kv_mean, mb[1], mb[2]))
+        layer_s, bd, attn, launch_s, edge, ebd, graphs = self._parts(d, decode_kv_mean, cs, lg)
         n = self.pp * self.layers_per_stage
         out = {k: n * v + ebd.get(k, 0.0) for k, v in bd.items()}
         out["launch"] += n * launch_s
