@@ -83,6 +83,10 @@ def test_static_preset_reproduces_the_planner(prof, small):
         assert lone.metrics.ttft_mean_s == pytest.approx(cand.ttft_s, rel=0.02)
         run = _run(prof, small, "static", batch, 512, 64, n=batch * 4, turnaround=0.0)
         assert run.metrics.output_tokens_per_s_per_device == pytest.approx(cand.tokens_per_s_per_device, rel=0.03)
+        # with PP 2 both split the batch into micro-batches in flight: the same decode step
+        pp2 = next(c for c in plan(small, Cluster.homogeneous(prof, 2, 2), w).ranked if (c.tp, c.pp) == (1, 2))
+        sc2 = StepCoster(prof, small, Parallelism(pp=2, pp_scope=pp2.scopes["pp"]), engine)
+        assert sc2.step_s(batch, w.mean_decode_kv_len) == pytest.approx(pp2.tpot_s, rel=0.02)
 
 
 def test_pp_steps_run_as_micro_batches_in_flight(prof, small):
