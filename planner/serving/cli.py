@@ -137,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
         elif version_key(version)[:3] > max(version_key(v)[:3] for v in known):  # a post-release is its release
             recipe_notes.insert(0, f"--engine-version {version}: newer than any release the {engine.name} preset "
                                    f"documents ({', '.join(known)}): its newest documented defaults apply")
+        elif version_key(version)[:3] < min(version_key(v)[:3] for v in known):
+            recipe_notes.insert(0, f"--engine-version {version}: older than any release the {engine.name} preset "
+                                   f"documents ({', '.join(known)}): its oldest documented defaults apply")
     if not model.qk_norm:  # how an engine launches a q/k norm says nothing about a model without one
         recipe_notes = [n for n in recipe_notes if ": qk_norm_kernels = " not in n]
     overrides = parse_engine_args(args.engine_arg)
