@@ -16,6 +16,7 @@ from typing import Callable
 
 __all__ = [
     "ALL_DTYPES",
+    "ANSWERED_BY_ALL_REDUCE",
     "BUSBW_FACTORS",
     "COLLECTIVE_OPS",
     "DTYPE_BYTES",
@@ -113,6 +114,10 @@ BUSBW_FACTORS: dict[str, Callable[[int], float]] = {
 
 COLLECTIVE_OPS: tuple[str, ...] = tuple(BUSBW_FACTORS)
 """Collective op names used in records and profiles."""
+
+ANSWERED_BY_ALL_REDUCE: tuple[str, ...] = ("all_gather", "reduce_scatter", "send_recv")
+"""Ops a profile without entries of their own costs from the same scope's all_reduce (Profile.collective_time_s:
+all_reduce(S) bounds all_gather and reduce_scatter; send_recv is S over one device's link at its bus bandwidth)."""
 
 
 def dtype_bytes(dtype: str) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from accelcal.units import fmt_bytes
-from accelcal.vocab import SCOPES
+from accelcal.vocab import ANSWERED_BY_ALL_REDUCE, SCOPES
 
 from .priors import same_device_model
 from .profile import Estimate, Profile, ProfileError
@@ -217,13 +217,19 @@ def shipped_interconnects(op: str, scope: str, directory: str | os.PathLike | No
     hits = []
     for path, dev, keys in _shipped(str(d), stamp):
         mine = [(g, lo, hi) for o, s, g, lo, hi in keys if o == op and s == scope]
+        via = ""
+        if not mine and op in ANSWERED_BY_ALL_REDUCE:
+            # the op is costed from the same scope's all_reduce where it has no entries (Profile.collective_time_s)
+            mine = [(g, lo, hi) for o, s, g, lo, hi in keys if o == "all_reduce" and s == scope and g > 1]
+            via = f"{op} not measured, answered by its all_reduce: "
         if mine:
             rel = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
             sizes = sorted({g for g, _, _ in mine})
             lo, hi = min(x for _, x, _ in mine), max(x for _, _, x in mine)
             # the message range says whether a decode step's few-KiB all-reduce was measured or extrapolated
             span = f", messages {fmt_bytes(lo)}..{fmt_bytes(hi)}" if hi > 0 else ""
-            hits.append(f"{rel} ({dev}; {op} {scope} measured for group size(s) {sizes}{span})")
+            measured = "all_reduce" if via else op
+            hits.append(f"{rel} ({dev}; {via}{measured} {scope} measured for group size(s) {sizes}{span})")
     return hits
 
 

@@ -81,6 +81,11 @@ def test_interconnect_scope_must_match():
 def test_missing_collective_names_shipped_profiles():
     hint = missing_hint("all_reduce", "inter_node")
     assert "h100-2x8-ib-ndr400.yaml" in hint and "--inter-node-profile" in hint
+    # no shipped log has send_recv, but the profiles whose all_reduce answers it (PP hand-offs) are named as such
+    hint = missing_hint("send_recv", "inter_node")
+    assert "h100-2x8-ib-ndr400.yaml (NVIDIA H100 80GB HBM3; send_recv not measured, answered by its all_reduce: " \
+           "all_reduce inter_node measured for group size(s) [16]" in hint
+    assert "no shipped interconnect profile has all_to_all (intra_node)" in missing_hint("all_to_all", "intra_node")
     with pytest.raises(NoFeasiblePlan) as exc:
         plan("llama3-70b", Cluster.homogeneous(Profile.load(H200), devices_per_node=8), Workload(batch=1), FAST)
     assert "--interconnect profiles/interconnect/" in str(exc.value)

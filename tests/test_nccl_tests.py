@@ -170,6 +170,12 @@ def test_unmeasured_gather_and_send_recv_are_bounded_by_all_reduce_and_flagged()
     assert {"derived", "upper-bound", "extrapolated"} <= set(sr.flags) and "send_recv not measured" in sr.detail
     with pytest.raises(MissingMeasurement, match="no send_recv data for scope 'inter_node'"):
         prof.collective_time_s("send_recv", 1 << 20, 2, "inter_node")  # no all_reduce across nodes either
+    # across nodes the bus bandwidth is the node's (every device's NIC): one device's hand-off gets 1/8 of it
+    ib = Profile.load(str(Path(__file__).parent.parent / "profiles" / "interconnect" / "h100-2x8-ib-ndr400.yaml"))
+    sr = ib.collective_time_s("send_recv", 1 << 28, 2, "inter_node")
+    assert sr.time_s == ib.collective_time_s("all_reduce", (1 << 28) * 8 / (2 * 15 / 16), 16, "inter_node").time_s
+    assert "derived" in sr.flags and "upper-bound" not in sr.flags
+    assert 40e9 < (1 << 28) / sr.time_s < 70e9  # about one 400 Gb/s NIC (50 GB/s), not the node's 8 together
 
 
 def test_subset_of_a_node_keeps_the_node_size_and_composes_to_it():

@@ -124,10 +124,12 @@ def _busy_note(start: tuple[float, float] | None, wall_s: float) -> str:
 def _device_mismatch(profile: Any, profile_path: str, dev: Any) -> str:
     """"" when this run is on the device the profile describes, else what differs (another device's errors do not
     measure this profile's accuracy: --write refuses, a plain run warns)."""
+    from accelcal.calibrate.priors import same_device_model
+
     ident = profile.identity
     mine = (str(ident.device_type), str(ident.device_name))
     here = (str(dev.type), str(dev.name()))
-    if mine == here:
+    if mine[0] == here[0] and (mine[1] == here[1] or same_device_model(mine[1], here[1])):
         return ""
     return f"{profile_path} describes {mine[1]} ({mine[0]}), but this run is on {here[1]} ({here[0]})"
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from accelcal.atomic import atomic_write_text
-from accelcal.vocab import (ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, PREFILL_KINDS,
+from accelcal.vocab import (ANSWERED_BY_ALL_REDUCE, ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, PREFILL_KINDS,
                             SAMPLER_BYTES_PER_LOGIT, SCOPES,
                             attention_flop_bytes,
                             busbw_factor, gemm_element_bytes, ring_latency_scale, SWITCH_FABRICS)
@@ -432,17 +432,15 @@ class Profile:
         if group_size == 1 and op != "send_recv":
             return Estimate(0.0, False, "group of one rank: nothing to communicate", label, ())
         cands = [c for c in self.collectives if c.op == op and c.scope == scope and c.kernel == kernel]
-        if not cands and op in ("all_gather", "reduce_scatter") and any(
+        if not cands and op in ANSWERED_BY_ALL_REDUCE and any(
                 c.op == "all_reduce" and c.scope == scope and c.kernel == kernel for c in self.collectives):
+            if op == "send_recv":
+                return self._send_recv_from_all_reduce(nbytes, scope, kernel)
             # An all-reduce of the zero-padded S-byte buffer is an all-gather of it, and a reduce-scatter's output is
             # a slice of the all-reduce result: all_reduce(S) bounds both from above (a stated, flagged model).
             est = self._collective("all_reduce", nbytes, group_size, scope, kernel)
             return replace(est, extrapolated=True, flags=tuple(dict.fromkeys(est.flags + ("upper-bound", "extrapolated"))),
                            detail=f"{op} not measured: upper bound all_reduce(S) ({est.detail})")
-        if not cands and op == "send_recv":
-            est = self._send_recv_from_all_reduce(nbytes, scope, kernel)
-            if est is not None:
-                return est
         if not cands:
             have = sorted({(c.op, c.scope) for c in self.collectives})
             raise MissingMeasurement(f"{self.identity.name}: no {op} data for scope {scope!r}; "
@@ -488,28 +486,35 @@ class Profile:
                   f"= {f0:.3g}/{f1:.3g}, {how}")
         return Estimate(lat + nbytes / bw, True, detail, c.label, flags)
 
-    def _send_recv_from_all_reduce(self, nbytes: float, scope: str, kernel: str | None) -> Estimate | None:
-        """send_recv(S) where only all_reduce was measured on this fabric: S over one link at the all-reduce's bus
-        bandwidth, with the all-reduce's latency (a stated, flagged model); None without an all_reduce entry.
+    def _send_recv_from_all_reduce(self, nbytes: float, scope: str, kernel: str | None) -> Estimate:
+        """send_recv(S) where only all_reduce was measured on this fabric: S over one device's link at the
+        all-reduce's bus bandwidth, with the all-reduce's latency (a stated, flagged model).
 
-        A ring all-reduce of S bytes over n ranks sends 2(n-1)/n x S from every rank over its one outgoing link,
-        so its bus bandwidth (nccl-tests' busbw = algbw x 2(n-1)/n) is at most that link's speed, and its latency
-        (2(n-1) steps) at least one hand-off's: all_reduce(S x n / (2(n-1))) over n ranks costs a one-link
-        transfer of S at busbw plus the all-reduce latency.  It is an upper bound up to what in-switch reduction
-        (NVLS) adds to busbw on NVSwitch nodes.  The smallest measured group is used: its latency has the
-        fewest steps."""
-        ars = [c for c in self.collectives
-               if c.op == "all_reduce" and c.scope == scope and c.kernel == kernel and c.group_size > 1]
-        if not ars:
-            return None
-        n = min(c.group_size for c in ars)
+        Inside a node, a ring all-reduce of S bytes over n ranks sends 2(n-1)/n x S from every rank over its one
+        outgoing link, so its bus bandwidth (nccl-tests' busbw = algbw x 2(n-1)/n) is at most that link's speed,
+        and its latency (2(n-1) steps) at least one hand-off's: all_reduce(S x n / (2(n-1))) over n ranks costs a
+        one-link transfer of S at busbw plus the all-reduce latency, an upper bound up to what in-switch reduction
+        (NVLS) adds to busbw.  Across nodes the bus bandwidth is the node's, every device's network links together
+        (and NCCL's tree and NVLS algorithms, which beat a ring); one device's hand-off gets its share,
+        busbw / devices per node: all_reduce(S x devices per node / factor), an estimate (about 56 GB/s per
+        device for 256 MiB from the shipped 2 x 8 H100 log, whose 400 Gb/s NICs carry 50).  The smallest measured group is
+        used: its latency has the fewest steps."""
+        groups = [c.group_size for c in self.collectives
+                  if c.op == "all_reduce" and c.scope == scope and c.kernel == kernel and c.group_size > 1]
+        if not groups:
+            raise MissingMeasurement(f"{self.identity.name}: no send_recv data for scope {scope!r}, and its all_reduce "
+                                     f"was measured over one rank only (nothing to derive a link's speed from)")
+        n = min(groups)
         f = busbw_factor("all_reduce", n)
-        est = self._collective("all_reduce", nbytes / f, n, scope, kernel)
+        share = max(1, min(n, int(self.identity.devices_per_node or 1))) if scope == "inter_node" else 1
+        est = self._collective("all_reduce", nbytes * share / f, n, scope, kernel)
+        how = ("one link at the all_reduce bus bandwidth" if share == 1 else
+               f"one device's share of the node's network, the all_reduce bus bandwidth / {share} devices per node")
+        bound = ("upper-bound",) if share == 1 else ()
         return replace(est, extrapolated=True,
-                       flags=tuple(dict.fromkeys(est.flags + ("derived", "upper-bound", "extrapolated"))),
-                       detail=f"send_recv not measured: {nbytes:.4g} B over one link at the all_reduce bus bandwidth "
-                              f"of {n} ranks = all_reduce({nbytes:.4g} B / busbw factor {f:.3g}) over {n} ranks "
-                              f"({est.detail})")
+                       flags=tuple(dict.fromkeys(est.flags + ("derived",) + bound + ("extrapolated",))),
+                       detail=f"send_recv not measured: {nbytes:.4g} B over {how} of {n} ranks = all_reduce("
+                              f"{nbytes:.4g} B x {share} / busbw factor {f:.3g}) over {n} ranks ({est.detail})")
 
     def launch_overhead_s(self, mode: str = "eager") -> Estimate:
         """Per-kernel launch cost: ``eager`` (Python issuing a tiny kernel), ``dispatch`` (per op of a real eager

@@ -153,9 +153,11 @@ class ServingSearch:
 
     @property
     def best_notes(self) -> list[str]:
-        """How the best row's layout is costed (its step coster's notes: PP stages and hand-offs, fp8 KV, the
-        all-reduce kernel, sampling, launch fallbacks), as accelcal predict prints them for it."""
-        return list(self.best.detail["coster"].notes)
+        """How the best row's layout is costed (what its layout changes in the engine, e.g. vLLM's async scheduling
+        off with PP, then its step coster's notes: PP stages and hand-offs, fp8 KV, the all-reduce kernel, sampling,
+        launch fallbacks), as accelcal predict prints them for it."""
+        d = self.best.detail
+        return list(d.get("engine_notes", [])) + list(d["coster"].notes)
 
 
 def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]]:
@@ -209,7 +211,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         for tp, pp, ep in layouts:
             dp = devices // (tp * pp)
             label = f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")
-            eng, _ = engine.for_pipeline(pp)
+            eng, pp_notes = engine.for_pipeline(pp)
             try:
                 kv = kv_budget(model, eng, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
                 check_request_runs(eng, kv, isl, osl)
@@ -233,6 +235,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 cand = ServingCandidate(engine.name, tp, pp, dp, c, s.ttft_s, s.tpot_s, s.request_latency_s,
                                         tps / devices, 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0, s.binding,
                                         {"steady": s, "kv_tokens": kv.tokens, "engine": eng, "coster": coster,
+                                         "engine_notes": pp_notes,
                                          "kv": kv}, ep=ep, requests_per_s=rps)
                 _check(cand, targets, "mean")
                 cands.append(cand)

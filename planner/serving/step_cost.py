@@ -330,18 +330,20 @@ class StepCoster:
         hit = self._memo.get(key)
         if hit is None:
             c = self._head[graphs]
-            total, bd = 0.0, {}
+            total, bd, part_s = 0.0, {}, {}
             parts = ["embed", "head"] + (["pp_send"] * (self.pp - 1))
             for part in parts:
                 dag = build_edge_dag(self.model, "decode", part, tokens, max(1, logits), self.parallelism)
                 cd = self._wrap(lambda: c.cost_dag(dag, self.el))
                 total += cd.total_s
+                part_s[part] = cd.total_s  # pp_send: one stage boundary's hand-off
                 for k, v in cd.breakdown.items():
                     bd[k] = bd.get(k, 0.0) + v
             samp = c.sampler(self.engine.sampler, max(1, logits) * self.model.vocab_size).time_s
             total += samp
+            part_s["head"] += samp  # the last stage samples
             bd["memory"] = bd.get("memory", 0.0) + samp
-            hit = self._memo[key] = (total, bd)
+            hit = self._memo[key] = (total, bd, part_s)
         return hit
 
     def _round_kv(self, kv: float) -> int:
@@ -368,9 +370,9 @@ class StepCoster:
             attn += self._attn("decode", dec, 1, self._round_kv(decode_kv_mean), graphs)
         for q, ctx in chunks:
             attn += self._attn("prefill", 1, q, max(q, self._round_kv(ctx) if ctx > q else q), graphs)
-        edge, ebd = self._edges(tokens, logits, graphs)
+        edge, ebd, part_s = self._edges(tokens, logits, graphs)
         layer_s, launch_s = self._layer_total(nonattn + attn, overlap, launch, graphs)
-        return layer_s, bd, attn, launch_s, edge, ebd, graphs
+        return layer_s, bd, attn, launch_s, edge, ebd, graphs, part_s
 
     def micro_batches(self, decode_seqs: int, chunks: tuple = (), logits: int | None = None) -> list[tuple]:
         """A step's sequences as the PP stages run them: min(PP, sequences) micro-batches [(decodes, chunks,
@@ -402,27 +404,35 @@ class StepCoster:
                 out.append((d, tuple(cs), d + ends))
         return out
 
-    def _path_s(self, decode_seqs: int, decode_kv_mean: float, chunks: tuple, logits: int | None) -> float:
-        """One micro-batch's pass through every stage (layers, embedding, head, hand-offs)."""
-        layer_s, _, _, _, edge, _, _ = self._parts(decode_seqs, decode_kv_mean, chunks, logits)
-        return self.pp * self.layers_per_stage * layer_s + edge
+    def _passes(self, decode_seqs: int, decode_kv_mean: float, chunks: tuple, logits: int | None) -> tuple:
+        """One micro-batch's (pass through every stage, first stage's share, last stage's share, a middle
+        stage's share): each stage runs its layers; the first also embeds, the last runs the LM head and samples,
+        every stage but the last hands its activations on."""
+        layer_s, _, _, _, edge, _, _, part_s = self._parts(decode_seqs, decode_kv_mean, chunks, logits)
+        stage = self.layers_per_stage * layer_s
+        send = part_s.get("pp_send", 0.0)
+        path = self.pp * self.layers_per_stage * layer_s + edge  # edge: embedding, head, sampling, every hand-off
+        return path, stage + part_s["embed"] + send, stage + part_s["head"], stage + send
 
     def step_s(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = (), logits: int | None = None) -> float:
         """Seconds of one step: ``decode_seqs`` decodes at mean KV length, ``chunks`` = ((chunk, context), ...);
-        with PP, the slowest of its micro-batches' passes (micro_batches)."""
+        with PP, the slowest micro-batch's pass through the stages or the busiest stage's work over all of them,
+        whichever is longer (micro_batches)."""
         key = ("step", decode_seqs, self._round_kv(decode_kv_mean) if decode_seqs else 0, chunks, logits)
         hit = self._memo.get(key)
         if hit is None:
-            hit = self._memo[key] = max(self._path_s(d, decode_kv_mean, cs, lg)
-                                        for d, cs, lg in self.micro_batches(decode_seqs, chunks, logits))
+            passes = [self._passes(d, decode_kv_mean, cs, lg)
+                      for d, cs, lg in self.micro_batches(decode_seqs, chunks, logits)]
+            busy = [sum(p[i] for p in passes) for i in (1, 2, 3)] if self.pp > 1 else []
+            hit = self._memo[key] = max([p[0] for p in passes] + busy)
         return hit
 
     def breakdown(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = ()) -> dict:
         """Seconds per category (compute, memory, communication, launch, attention) of one step (with PP, of its
         slowest micro-batch's pass), and its mode."""
         d, cs, lg = max(self.micro_batches(decode_seqs, chunks),
-                        key=lambda mb: self._path_s(mb[0], decode_kv_mean, mb[1], mb[2]))
-        layer_s, bd, attn, launch_s, edge, ebd, graphs = self._parts(d, decode_kv_mean, cs, lg)
+                        key=lambda mb: self._passes(mb[0], decode_kv_mean, mb[1], mb[2])[0])
+        layer_s, bd, attn, launch_s, edge, ebd, graphs, _ = self._parts(d, decode_kv_mean, cs, lg)
         n = self.pp * self.layers_per_stage
         out = {k: n * v + ebd.get(k, 0.0) for k, v in bd.items()}
         out["launch"] += n * launch_s
