@@ -1112,22 +1112,24 @@ def test_a_retracted_sglang_request_reserves_only_its_remaining_output(prof, sma
     assert run.metrics.requests == 6 and run.preemptions > 0
 
 
-@pytest.mark.parametrize("name, over, capacity", [
-    ("vllm", {}, None),
-    ("vllm", {"priority": "prefill_first", "token_budget": 512}, None),
-    ("vllm", {}, 1.2e9),  # a pool that runs short: preemption inside what would be a decode stretch
-    ("sglang", {}, None),
-    ("sglang", {"memory_fraction_of": "total", "memory_fraction": 0.9}, 1.4e9),  # retraction
-    ("sglang", {"mixed_steps": True, "memory_fraction_of": "total", "memory_fraction": 0.9}, 1.4e9),
-    ("trtllm", {}, None),  # overlap scheduling, whole requests reserved
-    ("static", {}, None),
+@pytest.mark.parametrize("name, over, capacity, pp", [
+    ("vllm", {}, None, 1),
+    ("vllm", {}, None, 2),  # PP: steps as micro-batches in flight
+    ("vllm", {"priority": "prefill_first", "token_budget": 512}, None, 1),
+    ("vllm", {}, 1.2e9, 1),  # a pool that runs short: preemption inside what would be a decode stretch
+    ("sglang", {}, None, 1),
+    ("sglang", {"memory_fraction_of": "total", "memory_fraction": 0.9}, 1.4e9, 1),  # retraction
+    ("sglang", {"mixed_steps": True, "memory_fraction_of": "total", "memory_fraction": 0.9}, 1.4e9, 1),
+    ("vllm", {}, 1.2e9, 2),  # PP and preemption
+    ("trtllm", {}, None, 1),  # overlap scheduling, whole requests reserved
+    ("static", {}, None, 1),
 ])
-def test_decode_stretches_fast_forwarded_give_the_same_run(prof, small, name, over, capacity):
+def test_decode_stretches_fast_forwarded_give_the_same_run(prof, small, name, over, capacity, pp):
     # simulate() runs stretches of pure decode steps without visiting each request every step; the run (every
     # request's times, the step count, preemptions, the decode-step histogram) must be the step-by-step one
     engine = EnginePreset.from_name(name).with_overrides(over, "test") if over else EnginePreset.from_name(name)
-    kv = kv_budget(small, engine, 1, 1, capacity or prof.identity.memory_capacity_bytes)
-    sc = StepCoster(prof, small, Parallelism(), engine)
+    kv = kv_budget(small, engine, 1, pp, capacity or prof.identity.memory_capacity_bytes)
+    sc = StepCoster(prof, small, Parallelism(pp=pp), engine)
     for w in (ServingWorkload(isl=1024, osl=300, concurrency=24, num_requests=96, range_ratio=0.5),
               ServingWorkload(isl=256, osl=512, concurrency=8, num_requests=32, warmup_requests=8, warmup_drains=True),
               ServingWorkload(isl=512, osl=200, request_rate_per_s=20.0, num_requests=60),
