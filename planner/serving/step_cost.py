@@ -379,8 +379,10 @@ class StepCoster:
         logits)], each sequence in one, balanced by tokens (prompt chunks first, largest first, then decodes, each
         to the micro-batch with the fewest tokens so far); one micro-batch without PP.  Engines with PP keep one
         micro-batch per stage in flight (vLLM's batch queue of pipeline_parallel_size batches), so a step, every
-        sequence advanced once, takes the slowest micro-batch's pass through all stages (the stages' busy time,
-        at most PP micro-batches each, is no longer), as the layer-level planner's decode model has it."""
+        sequence advanced once, takes the slowest micro-batch's pass through all stages or the busiest stage's
+        work over every micro-batch (the last stage also runs the LM head and sampling for each), whichever is
+        longer (step_s), as the layer-level planner's decode model has it.  The logits of the chunks that end
+        their prompt are given to the largest chunks (the step's spec does not say which end)."""
         if logits is None:
             logits = decode_seqs + len(chunks)
         m = min(self.pp, decode_seqs + len(chunks))
