@@ -228,7 +228,9 @@ def format_prediction(res) -> str:
                      f"{d['total'] * ms:.3f} ms (ms of it: attention {d['attention'] * ms:.3f}, memory-bound "
                      f"{d['memory'] * ms:.3f}, compute-bound {d['compute'] * ms:.3f}, communication "
                      f"{d['communication'] * ms:.3f}, launch {d['launch'] * ms:.3f}; "
-                     f"{'CUDA graph' if d['cuda_graphs'] else 'eager'})")
+                     f"{'CUDA graph' if d['cuda_graphs'] else 'eager'})"
+                     + (f"; PP: the pass of its slowest micro-batch, {d['micro_batch_sequences']} sequences"
+                        if d.get("micro_batch_sequences") else ""))
     lines.append(f"  prefill share of decode time: {res.prefill_share_of_decode_time:.1%}")
     for n in res.notes:
         lines.append(f"  note: {n}")

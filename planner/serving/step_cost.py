@@ -441,4 +441,6 @@ class StepCoster:
         out["attention"] = n * attn
         out["total"] = n * layer_s + edge
         out["cuda_graphs"] = graphs
+        if (d + len(cs)) < decode_seqs + len(chunks):
+            out["micro_batch_sequences"] = d + len(cs)  # PP: the pass above is one micro-batch's
         return out
