@@ -873,6 +873,7 @@ def test_pp_hand_offs_without_send_recv_are_costed_from_all_reduce_and_noted(pro
     assert r.feasible
     note = next(n for n in r.notes if n.startswith("PP hand-offs (intra_node): send_recv not measured"))
     assert any(n.startswith("PP 2: a step's sequences run as up to 2 micro-batches in flight") for n in r.notes)
+    assert r.to_json()["decode_step"]["micro_batch_sequences"] == r.to_json()["decode_step"]["batch"] // 2
     assert "all_reduce" in note and "sendrecv_perf" in note
     # with a measured send_recv nothing is derived, and the hand-offs cost what that measurement says
     measured = predict_serving(prof, small, "sglang", tp=1, pp=2, **kw)
