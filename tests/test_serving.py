@@ -1149,6 +1149,25 @@ def test_decode_stretches_fast_forwarded_give_the_same_run(prof, small, name, ov
         assert preempted > 0  # the pool ran short in the last workload: evictions inside decode stretches
 
 
+def test_search_defers_rechecks_its_engines_clustering_already_rules_out(prof, small, monkeypatch):
+    # A TTFT target that high-concurrency rows meet only at the steady state: in throughput order the re-checks run
+    # out on them (every engine and layout has a high-concurrency row); scaling the steady TTFT by what the
+    # simulation gave the same engine at the same or a higher concurrency puts the rows it rules out last, and the
+    # search confirms a pass by simulation
+    import math
+
+    import accelcal.planner.serving.search as S
+
+    args = (prof, small, 8, ["vllm", "sglang"], [1, 2, 4, 8, 16, 32, 64, 128], 2048, 256, ServingTargets(ttft_s=0.005))
+    monkeypatch.setattr(S, "DEFER_FACTOR", math.inf)  # no deferral: throughput order only
+    plain = search_serving(*args)
+    assert plain.best.checked_by == "steady" and any("not confirmed" in n for n in plain.notes)
+    monkeypatch.setattr(S, "DEFER_FACTOR", 1.5)
+    res = search_serving(*args)
+    assert res.best.checked_by == "simulate (mean)" and not res.best.misses and res.best.ttft_s <= 0.005
+    assert sum(c.checked_by != "steady" for c in res.ranked) <= S.UNCONFIRMED_CHECKS
+
+
 def test_search_keeps_rechecking_until_a_simulated_candidate_passes(prof, small, monkeypatch):
     # A TTFT target the steady state's optimistic (declustered) TTFT meets at every concurrency, but that the
     # simulated closed loop misses at the high ones: the best row must be one the simulation confirms, however

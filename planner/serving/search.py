@@ -46,6 +46,13 @@ UNCONFIRMED_CHECKS = 32
 """Most candidates re-checked by simulation while none has passed there yet (each is one ``accelcal predict``
 run); past it, the best candidate left is reported as a steady-state estimate, not confirmed."""
 
+DEFER_FACTOR = 1.5
+"""A candidate whose steady-state TTFT or TPOT, times the smallest simulated / steady ratio its engine showed in
+the re-checks that missed at the same or a higher concurrency, exceeds its target by this factor is re-checked
+only after the candidates without such evidence (a closed loop's clustering raised TTFT 3-50x over the steady
+state at concurrency 128-512 in a reviewer's case; it shrinks with concurrency, hence the margin).  An ordering of
+the re-checks only: what the search reports as a pass is always a simulated one."""
+
 
 @dataclass(frozen=True)
 class ServingTargets:
@@ -334,11 +341,30 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
     done = after = 0  # re-checks in all, and since the first pass
     best = None  # simulated tokens/s per device of the best candidate that passed so far
     eligible = sorted((c for c in cands if not c.misses or _within_steady_error(c, t)), key=lambda c: -c.per_device)
-    for c in eligible:  # in steady-state throughput order
+    # engine -> [(concurrency, simulated / steady TTFT, simulated / steady TPOT)] of the re-checks that missed
+    ratios: dict[str, list[tuple[int, float, float]]] = {}
+
+    def likely_miss(c: ServingCandidate) -> bool:
+        seen = [r for r in ratios.get(c.engine, ()) if r[0] >= c.concurrency]  # clustering grows with concurrency
+        if not seen:
+            return False
+        k_ttft, k_tpot = min(r[1] for r in seen), min(r[2] for r in seen)
+        return any(v is not None and est > DEFER_FACTOR * v for est, v in
+                   ((c.ttft_s * k_ttft, t.ttft_s), (c.tpot_s * k_tpot, t.tpot_s)))
+
+    queue = list(eligible)  # in steady-state throughput order; the deferred ones join at the end, in that order
+    first_pass = len(queue)
+    for i, c in enumerate(queue):
         if (best is not None and after >= limit) or (best is None and done >= UNCONFIRMED_CHECKS):
             break
         if best is not None and c.per_device * (1.0 + STEADY_REL_TOL) <= best:
+            if i < first_pass:
+                continue  # the deferred ones may still pass above it
             break  # no later candidate's simulated figure can reach the passing one's
+        if i < first_pass and likely_miss(c):
+            queue.append(c)
+            continue
+        steady = (c.ttft_s, c.tpot_s)
         # the simulated figures replace the steady state's for this candidate (table, Pareto front, why-lines)
         _simulate_candidate(c, isl, osl, t.stat)
         _check(c, t, t.stat, c.ttft_s, c.tpot_s)
@@ -346,6 +372,9 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         after += best is not None
         if not c.misses:
             best = max(best or 0.0, c.per_device)
+        else:
+            r = tuple(sim / st if st > 0 else 1.0 for sim, st in zip((c.ttft_s, c.tpot_s), steady))
+            ratios.setdefault(c.engine, []).append((c.concurrency, *r))
     # passes confirmed by simulation, then passes at the steady state only, then misses, closest first
     cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"), c.miss_factor, -c.per_device,
                               c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
