@@ -35,8 +35,8 @@ from accelcal.vocab import ANSWERED_BY_ALL_REDUCE, SCOPES
 from .priors import same_device_model
 from .profile import Estimate, Profile, ProfileError
 
-__all__ = ["Part", "ComposedProfile", "compose", "datasheet_names", "fabric_device_mismatch", "plan_profiles", "require_device_profile",
-           "describe_origin", "shipped_interconnects", "missing_hint", "SHIPPED_DIR"]
+__all__ = ["Part", "ComposedProfile", "compose", "datasheet_names", "fabric_device_mismatch", "plan_profiles",
+           "require_device_profile", "describe_origin", "shipped_interconnects", "missing_hint", "SHIPPED_DIR"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles" / "interconnect"
 """The interconnect profiles shipped with accelcal (made by ``accelcal import nccl-tests`` from published logs)."""

@@ -179,6 +179,12 @@ class Coster:
     def launch_source(self) -> str:
         return self._launch.source
 
+    @property
+    def launch(self):
+        """The per-kernel launch estimate this Coster charges (profile.launch_overhead_s: graph, eager or dispatch),
+        its flags included (``fallback``: a tiny kernel's launch stands in for an unmeasured dispatch cost)."""
+        return self._launch
+
     def overlapped_launch_s(self, device_s: float, kernels: int, graph_kernels: int) -> float:
         """Launch share of an eager layer whose host launches overlap device work: what ``kernels`` dispatches
         take beyond ``device_s``, and never less than the same kernels cost in a CUDA graph (``graph_kernels``,

@@ -129,7 +129,7 @@ def _device_mismatch(profile: Any, profile_path: str, dev: Any) -> str:
     ident = profile.identity
     mine = (str(ident.device_type), str(ident.device_name))
     here = (str(dev.type), str(dev.name()))
-    if mine[0] == here[0] and (mine[1] == here[1] or same_device_model(mine[1], here[1])):
+    if mine[0] == here[0] and same_device_model(mine[1], here[1]):
         return ""
     return f"{profile_path} describes {mine[1]} ({mine[0]}), but this run is on {here[1]} ({here[0]})"
 

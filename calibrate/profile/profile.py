@@ -19,8 +19,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from accelcal.atomic import atomic_write_text
-from accelcal.vocab import (ANSWERED_BY_ALL_REDUCE, ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHASES, PREFILL_KINDS,
-                            SAMPLER_BYTES_PER_LOGIT, SCOPES,
+from accelcal.vocab import (ANSWERED_BY_ALL_REDUCE, ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS,
+                            PHASES, PREFILL_KINDS, SAMPLER_BYTES_PER_LOGIT, SCOPES,
                             attention_flop_bytes,
                             busbw_factor, gemm_element_bytes, ring_latency_scale, SWITCH_FABRICS)
 
@@ -497,8 +497,8 @@ class Profile:
         (NVLS) adds to busbw.  Across nodes the bus bandwidth is the node's, every device's network links together
         (and NCCL's tree and NVLS algorithms, which beat a ring); one device's hand-off gets its share,
         busbw / devices per node: all_reduce(S x devices per node / factor), an estimate (about 56 GB/s per
-        device for 256 MiB from the shipped 2 x 8 H100 log, whose 400 Gb/s NICs carry 50).  The smallest measured group is
-        used: its latency has the fewest steps."""
+        device for 256 MiB from the shipped 2 x 8 H100 log, whose 400 Gb/s NICs carry 50).  The smallest measured
+        group is used: its latency has the fewest steps."""
         groups = [c.group_size for c in self.collectives
                   if c.op == "all_reduce" and c.scope == scope and c.kernel == kernel and c.group_size > 1]
         if not groups:
@@ -531,7 +531,8 @@ class Profile:
                                 "overheads.eager_dispatch_s", self._base_flags())
             est = self.launch_overhead_s("eager")
             # a tiny kernel's launch stands in for a real layer's ops (views, casts, Python between them): flagged,
-            # since an eager-launch-bound estimate from it is optimistic (the H200 profile measured 20.3 us per op, 10.7 us per tiny kernel)
+            # since an eager-launch-bound estimate from it is optimistic (the H200 profile measured 20.3 us per op,
+            # 10.7 us per tiny kernel)
             return replace(est, extrapolated=True, flags=tuple(dict.fromkeys(est.flags + ("fallback",))),
                            detail=f"overheads.eager_dispatch_s (an eager layer's op-mix dispatch cost) not measured, "
                                   f"so eager_launch_s (one tiny kernel's launch, {est.time_s * 1e6:.3g} us) stands in: "

@@ -309,6 +309,7 @@ def open_loop_requests(dp: int) -> int:
     OPEN_LOOP_MIN_PER_REPLICA for each replica to serve (``accelcal predict`` and plan's open-loop run)."""
     return max(ServingWorkload(isl=1, osl=1, request_rate_per_s=1.0).requests, OPEN_LOOP_MIN_PER_REPLICA * dp)
 
+
 CLUSTERING_NOTE_RATIO = 1.3
 """A closed loop's simulated mean TTFT this many times the steady state's (desynchronised clients) gets a note."""
 

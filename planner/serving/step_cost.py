@@ -14,8 +14,9 @@ and TP collectives over T tokens; its attention node is replaced by the decode p
 over T tokens, the LM head over the sequences that produce a token this step (decodes + chunks that
 end their prompt), and sampling: the engine's sampler kind over the logits all-gathered to the whole vocabulary
 (the profile's ``sampler`` measurement, else the kind's bytes per logit at the copy bandwidth).  With PP a step's
-sequences run as up to PP micro-batches in flight and the step takes the slowest one's pass through the stages, with a
-send/recv per boundary (``micro_batches``).
+sequences run as up to PP micro-batches in flight, with a send/recv per stage boundary, and the step takes the
+slowest one's pass through the stages or the busiest stage's work over all of them, whichever is longer
+(``micro_batches``).
 
 Launches: a decode-only step whose batch is a captured CUDA-graph size (padded up when the preset
 pads) is costed in graph mode at that padded batch; every other step eager.  fp8_e4m3 weights cost
@@ -165,7 +166,7 @@ class StepCoster:
         self._memo: dict[tuple, Any] = {}
         # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
         self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
-        eager = self._costers[False]._launch
+        eager = self._costers[False].launch
         if "fallback" in eager.flags and self._device_graphs:
             self.notes.append(f"eager steps (prefill and mixed; decode batches without a captured graph): {eager.detail}")
         self.heads = model.heads // tp
@@ -248,11 +249,11 @@ class StepCoster:
             return
         self.notes.append(f"PP {self.pp}: a step's sequences run as up to {self.pp} micro-batches in flight, one per "
                           f"stage as engines keep them, and a step takes the slowest micro-batch's pass through every "
-                          f"stage: where decode is memory-bound each stage still reads its weights once per "
-                          f"micro-batch, so PP saves memory per device more than time")
-        prof = self._head[False].inter if self.pp_scope == "inter_node" else self.profile
-        try:
-            est = prof.collective_time_s("send_recv", self.model.hidden_size * self.el, 2, self.pp_scope)
+                          f"stage or the busiest stage's work over all of them: where decode is memory-bound each "
+                          f"stage still reads its weights once per micro-batch, so PP saves memory per device more "
+                          f"than time")
+        try:  # the Coster picks the profile that answers this scope, as the hand-off's costing does
+            est = self._head[False].collective("send_recv", self.model.hidden_size * self.el, 2, self.pp_scope)
         except MissingMeasurement:
             return  # costing says what is missing
         if "derived" in est.flags:
