@@ -439,3 +439,12 @@ def test_plan_open_loop_counts_an_overloaded_run_as_a_miss_and_survives_wide_dp(
     rc, text, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm",
                        "--concurrency", "8", "--prompt-len", "512", "--output-len", "1", "--request-rate", "5")
     assert "TPOT mean n/a (one output token)" in text
+
+
+def test_predict_table_switches_a_latency_row_to_seconds_from_10_s():
+    from accelcal.planner.serving.cli import _latency_row
+
+    assert _latency_row(0.50169, 0.48185, 1.50277) == "mean     501.69 ms   p50     481.85 ms   p99    1502.77 ms"
+    # one value at 10 s or more puts the whole row in seconds, so its three figures share a unit
+    assert _latency_row(88.7697, 9.5, 120.0) == "mean     88.770 s    p50      9.500 s    p99    120.000 s"
+    assert _latency_row(0.00725) == "mean       7.25 ms"

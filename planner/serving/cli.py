@@ -174,6 +174,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latency_row(mean_s: float, p50_s: float | None = None, p99_s: float | None = None) -> str:
+    """'mean X ms   p50 Y ms   p99 Z ms' in ms, or in s when a value reaches 10 s (an 88 s TTFT reads 88.770 s,
+    not 88769.70 ms); one unit per row so its figures compare at a glance."""
+    vals = [v for v in (mean_s, p50_s, p99_s) if v is not None]
+    mul, unit, spec = (1.0, "s ", "10.3f") if max(vals) >= 10.0 else (1e3, "ms", "10.2f")
+    parts = [f"{name} {v * mul:{spec}} {unit}" for name, v in (("mean", mean_s), ("p50", p50_s), ("p99", p99_s))
+             if v is not None]
+    return "   ".join(parts).rstrip()
+
+
 def parse_engine_args(items: list[str]) -> dict:
     """``["token_budget=2048", "chunked_prefill=false"]`` -> {"token_budget": 2048, "chunked_prefill": False}
     (values read as YAML scalars or lists; the keys and types are checked by EnginePreset.with_overrides)."""
@@ -208,10 +218,10 @@ def format_prediction(res) -> str:
     m = res.metrics
     ms = 1e3
     lines += [
-        f"  TTFT            mean {m.ttft_mean_s * ms:10.2f} ms   p50 {m.ttft_p50_s * ms:10.2f} ms   p99 {m.ttft_p99_s * ms:10.2f} ms",
-        (f"  TPOT            mean {m.tpot_mean_s * ms:10.2f} ms   p50 {m.tpot_p50_s * ms:10.2f} ms   p99 {m.tpot_p99_s * ms:10.2f} ms"
+        f"  TTFT            {_latency_row(m.ttft_mean_s, m.ttft_p50_s, m.ttft_p99_s)}",
+        (f"  TPOT            {_latency_row(m.tpot_mean_s, m.tpot_p50_s, m.tpot_p99_s)}"
          if w["osl"] > 1 else "  TPOT            n/a: one output token per request (--osl 1), no token after the first"),
-        f"  ITL             mean {m.itl_mean_s * ms:10.2f} ms" if w["osl"] > 1 else "  ITL             n/a (--osl 1)",
+        f"  ITL             {_latency_row(m.itl_mean_s)}" if w["osl"] > 1 else "  ITL             n/a (--osl 1)",
         f"  request latency mean {m.request_latency_mean_s:10.3f} s    p99 {m.request_latency_p99_s:10.3f} s",
         f"  output tokens/s {m.output_tokens_per_s:10.1f}   per device {m.output_tokens_per_s_per_device:.1f}   "
         + (f"per user {m.output_tokens_per_s_per_user:.1f}" if w["osl"] > 1 else "per user n/a")
