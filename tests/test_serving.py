@@ -1238,3 +1238,14 @@ def test_an_open_loop_over_many_replicas_sends_enough_requests_by_default(prof):
     assert few.workload["num_requests"] == 200
     with pytest.raises(ValueError, match="--num-requests 100 < dp 256"):
         predict_serving(prof, "tiny", "vllm", dp=256, request_rate_per_s=50.0, isl=64, osl=8, num_requests=100)
+
+
+def test_typical_decode_step_is_where_the_median_output_token_was_decoded():
+    from accelcal.planner.serving.simulate import _typical_decode_key
+
+    # an open loop's ramp: 60 steps at batch 2, 30 at batch 10 (300 tokens), 5 at batch 40 (200 tokens);
+    # the most common step (batch 2, 120 tokens) is not where the load decodes: the median token is at batch 10
+    hist = {(2, 1024): 60, (10, 1024): 20, (10, 1088): 10, (40, 1152): 5}
+    assert _typical_decode_key(hist) == (10, 1024)
+    # a closed loop at its concurrency: the same answer as the most common step
+    assert _typical_decode_key({(32, 2112): 900, (31, 2112): 20, (1, 2112): 30}) == (32, 2112)

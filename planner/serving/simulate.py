@@ -469,9 +469,24 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                         [r.osl for r in done], devices)
     decode_step = {}
     if dec_hist:
-        (b, kvm), _ = max(dec_hist.items(), key=lambda kv_: kv_[1])
+        b, kvm = _typical_decode_key(dec_hist)
         decode_step = {"batch": b, "kv_len_mean": kvm, **coster.breakdown(b, kvm, ())}
     share = dec_time_prefill / dec_time if dec_time > 0 else 0.0
     times = tuple((r.arrival, r.first, r.finish) for r in done)
     return SimRun(metrics, steps, max_running, preempt, decode_step, share, kv_limited, times,
                   tuple(r.osl for r in done))
+
+
+def _typical_decode_key(hist: dict[tuple, int]) -> tuple:
+    """(batch, KV length) of the decode-only step that decoded the median output token: the batch at which half
+    the decode-only tokens were made by smaller batches, then the most common KV length at that batch.  Counting
+    tokens, not steps, keeps an open loop's many short ramp-up and tail steps from standing in for the load."""
+    by_batch: dict[int, int] = {}
+    for (b, _), n in hist.items():
+        by_batch[b] = by_batch.get(b, 0) + b * n
+    half, seen = sum(by_batch.values()) / 2.0, 0
+    for b in sorted(by_batch):
+        seen += by_batch[b]
+        if seen >= half:
+            break
+    return max(((key, n) for key, n in hist.items() if key[0] == b), key=lambda kn: kn[1])[0]
