@@ -336,3 +336,18 @@ def test_device_names_compare_by_model():
     assert not same_device_model("NVIDIA H200", "NVIDIA GeForce RTX 4090")
     # no model token (a CPU): the names themselves
     assert same_device_model("AMD EPYC", "amd epyc") and not same_device_model("AMD EPYC", "Intel(R) Xeon(R) Processor")
+
+
+def test_a_number_yaml_reads_as_a_string_gets_a_form_yaml_reads_as_a_number(tmp_path):
+    # PyYAML reads 8.5e10 and 1.0e9 as strings (a float needs a dot and a signed exponent); the hint's forms load
+    text = (Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml").read_text().replace("memory_capacity_bytes: 85017493504.0",
+                                                  "memory_capacity_bytes: 8.5e10")
+    bad = tmp_path / "p.yaml"
+    bad.write_text(text)
+    with pytest.raises(ProfileError, match=r"identity.memory_capacity_bytes: expected a number, got the string "
+                                           r"'8\.5e10'.*write it as 85000000000\.0 or 8\.5e\+10") as exc:
+        Profile.load(bad)
+    fixed = tmp_path / "q.yaml"
+    fixed.write_text(text.replace("8.5e10", "8.5e+10"))
+    assert Profile.load(fixed).identity.memory_capacity_bytes == 8.5e10
+    assert "1.0e+9, not 1e9 or 1.0e9" in str(exc.value)

@@ -3,7 +3,7 @@
     from accelcal.calibrate.profile.reader import Reader
     r = Reader("my.yaml")
     r.bandwidth(3.35e12, "memory.copy.bandwidth_bytes_per_s")   # 3.35e12
-    r.bandwidth("1e12", "x")    # ProfileError: YAML reads exponents without a dot as strings ...
+    r.bandwidth("1e12", "x")    # ProfileError: YAML reads 1e12 as a string; write 1.0e+12 ...
 
 Every problem is a :class:`ProfileError` naming the file and the key path.
 No torch, only the standard library.
@@ -43,6 +43,13 @@ MEMORY_PATTERNS = ("copy", "read", "write")
 
 TOP_LEVEL = "(top level)"
 """Key path printed for problems with the document as a whole (no key to name)."""
+
+
+def _yaml_exponent(x: float) -> str:
+    """``x`` in the exponent form PyYAML reads as a float: a dot and a signed exponent (8.5e+10, 1.0e-06)."""
+    mant, exp = f"{x:.12e}".split("e")
+    mant = mant.rstrip("0")
+    return f"{mant}0e{exp}" if mant.endswith(".") else f"{mant}e{exp}"
 
 
 def _short_list(keys: list) -> str:
@@ -109,8 +116,9 @@ class Reader:
                 float(value)
             except ValueError:
                 raise self.fail(path, f"expected a number, got the string {_short(value)}") from None
-            raise self.fail(path, f"expected a number, got the string {value!r}: YAML reads exponents without a "
-                                  f"dot as strings; write it as {float(value)!r} (e.g. 1.0e9, not 1e9)")
+            raise self.fail(path, f"expected a number, got the string {value!r}: YAML (PyYAML) reads an exponent "
+                                  f"form as a number only with a dot and a signed exponent; write it as "
+                                  f"{float(value)!r} or {_yaml_exponent(float(value))} (e.g. 1.0e+9, not 1e9 or 1.0e9)")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(path, f"expected a number, got {type(value).__name__} {_short(value)}")
         value = float(value)
