@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "routing (models/presets/implementations): fused = a serving engine's fused kernels "
                         "(default), torch-eager = plain PyTorch eager, as accelcal validate runs it")
     p.add_argument("--objective", choices=("auto", "latency", "throughput"), default=None,
-                   help="rank by request latency or tokens/s per device; auto = throughput when a target is given")
+                   help="rank by request latency or tokens/s per device; auto = throughput when a --ttft, --tpot or "
+                        "--request-rate target is given, else latency")
     p.add_argument("--max-layouts", type=int, default=None,
                    help="refuse a search costing more layouts than this per device group (default: 200000)")
     p.add_argument("--memory-utilization", type=float, default=None,

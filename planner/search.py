@@ -22,8 +22,8 @@ then PP stages, then replicas; a group that crosses a node boundary uses
 inter-node collectives.
 
 Ranking (``objective``): ``latency`` = request latency (TTFT + (output-1) x
-TPOT), ``throughput`` = tokens/s per device; ``auto`` = throughput when a TTFT
-or TPOT target is given (best throughput that meets them), else latency.  Plans
+TPOT), ``throughput`` = tokens/s per device; ``auto`` = throughput when a TTFT,
+TPOT or request-rate target is given (best throughput that meets them), else latency.  Plans
 that miss a target rank after those that meet it.  Every order is total (ties
 broken by the degrees), so results are deterministic.
 """
@@ -515,7 +515,7 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
     limit = options.memory_utilization * group.memory_capacity_bytes
     objective = options.objective
     if objective == "auto":
-        objective = "throughput" if (workload.ttft_s or workload.tpot_s) else "latency"
+        objective = "throughput" if (workload.ttft_s or workload.tpot_s or workload.request_rate_per_s) else "latency"
     ev = _Evaluator(model, workload, group, options)
     ranked: list[Candidate] = []
     rejected: list[Rejection] = []

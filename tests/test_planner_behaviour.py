@@ -141,3 +141,16 @@ def test_when_no_plan_meets_the_targets_the_closest_ranks_first():
     assert factors == sorted(factors) and factors[0] == pytest.approx(min(c.ttft_s for c in ranked) / 1e-6)
     assert res.best.ttft_s == min(c.ttft_s for c in ranked)  # not the layout with the most throughput
     assert f"the closest ({ranked[0].label})" in res.groups[0].notes[-1]
+
+
+def test_auto_objective_ranks_by_throughput_once_any_target_is_given():
+    import dataclasses
+
+    cluster = Cluster.homogeneous(_h100(), nodes=1)
+    assert plan("llama3-8b", cluster, W, PlanOptions()).groups[0].objective == "latency"
+    for target in ({"ttft_s": 10.0}, {"tpot_s": 1.0}, {"request_rate_per_s": 0.5}):
+        g = plan("llama3-8b", cluster, dataclasses.replace(W, **target), PlanOptions()).groups[0]
+        assert g.objective == "throughput", target
+        meeting = [c for c in g.ranked if not c.misses]
+        assert [c.tokens_per_s_per_device for c in meeting] == sorted(
+            (c.tokens_per_s_per_device for c in meeting), reverse=True)
