@@ -1168,6 +1168,24 @@ def test_search_defers_rechecks_its_engines_clustering_already_rules_out(prof, s
     assert sum(c.checked_by != "steady" for c in res.ranked) <= S.UNCONFIRMED_CHECKS
 
 
+def test_search_says_why_a_steady_pass_above_the_best_was_not_simulated(prof, small):
+    # the deferred rows keep their steady figures; a user reading a steady row with more tokens/s per device than
+    # the best is told why no simulation checked it (a likely miss, with the scaled figure), in the table and JSON
+    from accelcal.planner.serving.search import format_search
+
+    res = search_serving(prof, small, 8, ["vllm", "sglang"], [1, 2, 4, 8, 16, 32, 64, 128], 2048, 256,
+                         ServingTargets(ttft_s=0.005))
+    above = [c for c in res.ranked if c.checked_by == "steady" and not c.misses and c.per_device > res.best.per_device]
+    assert above and all(c.unchecked for c in above)
+    assert all(not c.unchecked for c in res.ranked if c not in above)
+    assert any(c.unchecked.startswith("likely misses: TTFT ") and "> 1.5 x target 5 ms" in c.unchecked for c in above)
+    assert above[0].to_dict()["unchecked"] == above[0].unchecked
+    text = format_search(res, top=len(res.ranked))
+    assert "(likely misses)" in text
+    assert "show more tokens/s per device than the best but no simulation confirmed it" in text or \
+        "shows more tokens/s per device than the best" in text
+
+
 def test_search_keeps_rechecking_until_a_simulated_candidate_passes(prof, small, monkeypatch):
     # A TTFT target the steady state's optimistic (declustered) TTFT meets at every concurrency, but that the
     # simulated closed loop misses at the high ones: the best row must be one the simulation confirms, however

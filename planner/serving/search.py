@@ -110,6 +110,9 @@ class ServingCandidate:
     """How far it is from its targets: the largest of TTFT / target, TPOT / target and offered / completed
     requests/s over the targets it misses; 0 when it meets them all (the closest miss has the smallest); infinite
     (null in JSON) when nothing completes."""
+    unchecked: str = ""
+    """Why a steady-state pass that out-ranks the best simulated pass was not simulated ("" otherwise): the engine's
+    own simulated clustering made it a likely miss, or the search's re-checks ran out."""
 
     @property
     def label(self) -> str:
@@ -124,7 +127,7 @@ class ServingCandidate:
                 "requests_per_s": self.requests_per_s,
                 "binding": self.binding, "misses": list(self.misses),
                 "miss_factor": self.miss_factor if math.isfinite(self.miss_factor) else None,
-                "why": list(self.why), "checked_by": self.checked_by}
+                "why": list(self.why), "checked_by": self.checked_by, "unchecked": self.unchecked or None}
 
 
 class NoServingLayout(ValueError):
@@ -344,13 +347,19 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
     # engine -> [(concurrency, simulated / steady TTFT, simulated / steady TPOT)] of the re-checks that missed
     ratios: dict[str, list[tuple[int, float, float]]] = {}
 
-    def likely_miss(c: ServingCandidate) -> bool:
+    def likely_miss(c: ServingCandidate) -> str:
+        """Why ``c`` likely misses ("" when nothing says so): its steady figure scaled by the smallest simulated /
+        steady ratio its engine showed in missed re-checks at the same or a higher concurrency."""
         seen = [r for r in ratios.get(c.engine, ()) if r[0] >= c.concurrency]  # clustering grows with concurrency
         if not seen:
-            return False
+            return ""
         k_ttft, k_tpot = min(r[1] for r in seen), min(r[2] for r in seen)
-        return any(v is not None and est > DEFER_FACTOR * v for est, v in
-                   ((c.ttft_s * k_ttft, t.ttft_s), (c.tpot_s * k_tpot, t.tpot_s)))
+        for name, est, k, v in (("TTFT", c.ttft_s, k_ttft, t.ttft_s), ("TPOT", c.tpot_s, k_tpot, t.tpot_s)):
+            if v is not None and est * k > DEFER_FACTOR * v:
+                return (f"likely misses: {name} {est * 1e3:.4g} ms (steady) x {k:.3g} ({c.engine}'s smallest "
+                        f"simulated/steady ratio in missed re-checks at C >= {c.concurrency}) = {est * k * 1e3:.4g} ms "
+                        f"> {DEFER_FACTOR} x target {v * 1e3:.4g} ms; not simulated")
+        return ""
 
     queue = list(eligible)  # in steady-state throughput order; the deferred ones join at the end, in that order
     first_pass = len(queue)
@@ -361,9 +370,12 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
             if i < first_pass:
                 continue  # the deferred ones may still pass above it
             break  # no later candidate's simulated figure can reach the passing one's
-        if i < first_pass and likely_miss(c):
-            queue.append(c)
-            continue
+        if i < first_pass:
+            c.unchecked = likely_miss(c)  # said in the table if the re-checks end before it comes back round
+            if c.unchecked:
+                queue.append(c)
+                continue
+        c.unchecked = ""
         steady = (c.ttft_s, c.tpot_s)
         # the simulated figures replace the steady state's for this candidate (table, Pareto front, why-lines)
         _simulate_candidate(c, isl, osl, t.stat)
@@ -375,6 +387,12 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         else:
             r = tuple(sim / st if st > 0 else 1.0 for sim, st in zip((c.ttft_s, c.tpot_s), steady))
             ratios.setdefault(c.engine, []).append((c.concurrency, *r))
+    # steady-state passes the re-checks left out that would out-rank the best simulated pass say why
+    for c in eligible:
+        if c.checked_by != "steady" or c.misses or (best is not None and c.per_device <= best):
+            c.unchecked = ""
+        elif not c.unchecked:
+            c.unchecked = f"not simulated: the search's re-checks ran out ({done} run)"
     # passes confirmed by simulation, then passes at the steady state only, then misses, closest first
     cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"), c.miss_factor, -c.per_device,
                               c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
@@ -492,7 +510,8 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     lines.append(f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
                  f"{'from':<9} binding")
     for i, c in enumerate(res.ranked[:top], 1):
-        mark = "" if not c.misses else "  (misses)"
+        mark = "  (misses)" if c.misses else ("  (likely misses)" if c.unchecked.startswith("likely")
+                                              else "  (unconfirmed)" if c.unchecked else "")
         src = "simulated" if c.checked_by.startswith("simulate") else "steady"
         lines.append(f"{i:>2} {c.label:<30} {c.ttft_s * 1e3:10.1f} {c.tpot_s * 1e3:9.2f} {c.per_device:10.1f} "
                      f"{c.per_user:10.1f}  {src:<9} {_BINDING_NAMES.get(c.binding, c.binding)}{mark}")
@@ -506,6 +525,12 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     lines.append(f"{head}: {best.label} ({best.checked_by})")
     lines += [f"  {w}" for w in best.why]
     lines += [f"  note: {n}" for n in res.best_notes]
+    above = [c for c in res.ranked[:top] if c.unchecked]
+    if above:
+        lines.append(f"  note: {count(len(above), 'steady-state row')} in the table "
+                     f"{'shows' if len(above) == 1 else 'show'} more tokens/s per device than the best "
+                     f"but no simulation confirmed it (clients of identical requests cluster, which the steady state "
+                     f"leaves out): {above[0].label}: {above[0].unchecked}; accelcal predict checks any of them")
     ol = res.open_loop
     if ol:
         layout = best.label.rsplit(" C", 1)[0]
@@ -521,7 +546,7 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
                 lines.append(f"  open loop note: {ol['note']}")
     lines.append("Pareto front (tokens/s per user vs per device):")
     for c in res.pareto:
-        src = "" if c.checked_by != "steady" else "  (steady state)"
+        src = ("" if c.checked_by != "steady" else "  (steady state)") + ("  (misses)" if c.misses else "")
         lines.append(f"  {c.label:<30} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}{src}")
     if res.rejected:
         # one line per distinct reason, naming the candidates it rejected (the reasons repeat across layouts)
