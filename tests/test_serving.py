@@ -1267,3 +1267,19 @@ def test_typical_decode_step_is_where_the_median_output_token_was_decoded():
     assert _typical_decode_key(hist) == (10, 1024)
     # a closed loop at its concurrency: the same answer as the most common step
     assert _typical_decode_key({(32, 2112): 900, (31, 2112): 20, (1, 2112): 30}) == (32, 2112)
+
+
+def test_open_loop_replicas_share_one_poisson_stream_round_robin():
+    # the client sends one stream; every replica takes every dp-th request, the warm-up ones first, so the
+    # replicas' arrivals together are exactly the single replica's stream (same rate, same seed)
+    import numpy as np
+
+    w = ServingWorkload(isl=64, osl=8, request_rate_per_s=20.0, num_requests=203, warmup_requests=5, seed=3)
+    whole = w.arrivals_s()
+    shares = [w.per_replica(4, r) for r in range(4)]
+    assert sum(s.num_requests for s in shares) == 203 and sum(s.warmup_requests for s in shares) == 5
+    assert all(s.request_rate_per_s == 5.0 for s in shares)
+    assert np.array_equal(np.sort(np.concatenate([s.arrivals_s() for s in shares])), whole)
+    for r, s in enumerate(shares):
+        assert np.array_equal(s.arrivals_s(), whole[r::4])
+        assert s.warmup_requests == len(range(r, 5, 4))  # stream positions 0..4 are the warm-up

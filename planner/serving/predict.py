@@ -257,8 +257,9 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
 def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, dp: int,
                       devices: int) -> list[tuple[SimRun, int]]:
     """[(run, replicas it stands for)]: every one of ``dp`` replicas simulated with its share of the load
-    (workload.per_replica: its clients or rate, its requests, its own seed); replicas whose runs cannot differ
-    (a closed loop with fixed lengths and no turnaround delay, where the seed draws nothing) are run once.
+    (workload.per_replica: its clients, or its round-robin share of the one open-loop stream; its requests; its
+    own seed); replicas whose runs cannot differ (a closed loop with fixed lengths and no turnaround delay, where
+    the seed draws nothing) are run once.
     ``accelcal predict`` and the serving search's re-check both run a layout through here, so they agree."""
     seedless = workload.closed_loop and workload.range_ratio == 0 and workload.turnaround_s == 0
     runs: dict = {}

@@ -405,7 +405,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
 
 def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int) -> dict:
     """``c``'s layout at the offered rate as an open loop: the run ``accelcal predict --request-rate`` makes (its
-    default of 200 requests, at least OPEN_LOOP_MIN_PER_REPLICA per DP replica; the rate split over the
+    default of 200 requests, at least OPEN_LOOP_MIN_PER_REPLICA per DP replica; one stream split round-robin over the
     replicas), its latencies at the targets' statistic, predict's note on the completed rate (overloaded, or the
     run's span), and the targets it misses (an overloaded run misses the rate)."""
     from .kv import Infeasible

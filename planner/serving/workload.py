@@ -67,6 +67,13 @@ class ServingWorkload:
     indefinitely for all warmup responses before starting profiling", ai-dynamo/aiperf docs/tutorials/warmup.md
     at 13992dbd); False: the measured requests follow the warm-up in one continuous loop."""
 
+    stream: tuple[int, int, int, int] | None = None
+    """Open loop, one of several DP replicas (set by :meth:`per_replica`): (replicas, this replica's index, requests
+    in the whole stream, the stream's seed).  The benchmark client sends one Poisson stream at replicas x
+    ``request_rate_per_s`` and a round-robin router hands this replica every replicas-th request from its index
+    (SGLang's data-parallel controller's default; modelling assumption for others), so the replicas' arrivals
+    together are the one stream a single replica would see.  None: the whole stream is this run's."""
+
     def __post_init__(self) -> None:
         for f in ("isl", "osl"):
             v = getattr(self, f)
@@ -127,9 +134,14 @@ class ServingWorkload:
         return draw(self.isl), draw(self.osl)
 
     def arrivals_s(self) -> np.ndarray:
-        """Open loop: arrival time of each request (seconds from 0)."""
-        rng = np.random.default_rng(self.seed)
-        return np.cumsum(rng.exponential(1.0 / self.request_rate_per_s, size=self.requests))
+        """Open loop: arrival time of each request (seconds from 0); a replica's share of one stream (``stream``)."""
+        if self.stream is None:
+            rng = np.random.default_rng(self.seed)
+            return np.cumsum(rng.exponential(1.0 / self.request_rate_per_s, size=self.requests))
+        replicas, index, total, seed = self.stream
+        rng = np.random.default_rng(seed)
+        whole = np.cumsum(rng.exponential(1.0 / (self.request_rate_per_s * replicas), size=total))
+        return whole[index::replicas]
 
     def client_shares(self, dp: int) -> list[int]:
         """Closed loop: the clients each of ``dp`` replicas serves (:func:`client_shares`)."""
@@ -140,14 +152,20 @@ class ServingWorkload:
 
         Closed loop: the clients split as evenly as they can (C = 4 over 3 replicas: 2, 1, 1) and the requests
         in proportion to them, so every replica runs for about as long as the others (requests per client are
-        what sets a closed loop's duration); the shares add up to the run's requests.  Open loop: the rate and
-        the requests split evenly."""
+        what sets a closed loop's duration); the shares add up to the run's requests.  Open loop: one Poisson
+        stream, every dp-th request to each replica in turn (``stream``), the warm-up ones first."""
         import dataclasses
 
         weights = self.client_shares(dp) if self.closed_loop else [1] * dp
         measured = self.requests - self.warmup_requests
         if measured < dp:
             raise ValueError(f"--num-requests {measured} < dp {dp}: each replica needs at least one request")
+        if not self.closed_loop and dp > 1:
+            mine = range(replica, self.requests, dp)  # stream positions; the first warmup_requests are warm-up
+            warm = sum(1 for i in mine if i < self.warmup_requests)
+            return dataclasses.replace(self, request_rate_per_s=self.request_rate_per_s / dp,
+                                       num_requests=len(mine) - warm, warmup_requests=warm, seed=self.seed + replica,
+                                       stream=(dp, replica, self.requests, self.seed))
         n = _split(measured, weights, floor=1)[replica]
         warm = _split(self.warmup_requests, weights)[replica]
         if self.closed_loop:
