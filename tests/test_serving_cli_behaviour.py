@@ -448,3 +448,16 @@ def test_predict_table_switches_a_latency_row_to_seconds_from_10_s():
     # one value at 10 s or more puts the whole row in seconds, so its three figures share a unit
     assert _latency_row(88.7697, 9.5, 120.0) == "mean     88.770 s    p50      9.500 s    p99    120.000 s"
     assert _latency_row(0.00725) == "mean       7.25 ms"
+
+
+def test_plan_with_one_output_token_has_no_tpot_to_target_or_show(capsys):
+    base = ["plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm", "--osl", "1", "--concurrency", "4"]
+    rc, out, err = _run(capsys, *base, "--tpot", "0.01")
+    assert rc == 2 and "--tpot with --output-len 1: each request's one token comes from its prefill" in err
+    rc, out, err = _run(capsys, *base)
+    assert rc == 0
+    row = next(line for line in out.splitlines() if line.lstrip().startswith("1 vllm"))
+    cols = row.split()  # #, engine, TP, PP, DP, C, TTFT, TPOT, tok/s/dev, tok/s/user, from, binding
+    assert cols[7] == "n/a" and cols[9] == "n/a" and float(cols[8]) > 0
+    assert "binding: prefill: each request's one token comes from its prefill" in out
+    assert "of TPOT is prefill work" not in out and "TPOT 0 ms" not in out

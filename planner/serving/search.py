@@ -199,6 +199,9 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     weight_dtype, kv_dtype, fp8_scaling, dtype_notes = serving_dtypes(model, weight_dtype, kv_dtype)
     if not concurrencies or any((not isinstance(c, int)) or c < 1 for c in concurrencies):
         raise ValueError(f"--concurrency needs integers >= 1, got {concurrencies}")
+    if osl == 1 and targets.tpot_s is not None:
+        raise ValueError("--tpot with --output-len 1: each request's one token comes from its prefill, so there is "
+                         "no time per output token to meet (leave --tpot out, or ask for more output tokens)")
     dpn = int(profile.identity.devices_per_node)
     cap = float(profile.identity.memory_capacity_bytes)
     in_use = memory_in_use_bytes(profile)
@@ -474,12 +477,16 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
         terms.append((t.request_rate_per_s / c.requests_per_s,
                       f"offered load: {t.request_rate_per_s:.4g} requests/s of the {c.requests_per_s:.4g} it completes "
                       f"at C{c.concurrency} ({t.request_rate_per_s / c.requests_per_s:.0%})"))
-    terms.append((share, f"prefill interference: {share:.0%} of TPOT is prefill work "
-                         f"(decode step alone {step_s * 1e3:.4g} ms, TPOT {c.tpot_s * 1e3:.4g} ms)"))
-    if bd.get("total"):
+    decodes = c.tpot_s > 0  # one output token per request: nothing decodes, the prefill makes it
+    if decodes:
+        terms.append((share, f"prefill interference: {share:.0%} of TPOT is prefill work "
+                             f"(decode step alone {step_s * 1e3:.4g} ms, TPOT {c.tpot_s * 1e3:.4g} ms)"))
+    if decodes and bd.get("total"):
         comm = bd.get("communication", 0.0)
         terms.append((comm / bd["total"], f"collective latency: {comm * 1e3:.4g} ms of the {bd['total'] * 1e3:.4g} ms "
                                           f"decode step ({comm / bd['total']:.0%}) is TP/PP communication"))
+    if not terms:  # one output token, no target, room for every request: the prefill is all there is
+        terms.append((0.0, f"prefill: each request's one token comes from its prefill (TTFT {c.ttft_s * 1e3:.4g} ms)"))
     terms.sort(key=lambda x: -x[0])
     lines.append(f"binding: {terms[0][1]}")
     lines += [f"also: {x[1]}" for x in terms[1:3]]
@@ -513,8 +520,9 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
         mark = "  (misses)" if c.misses else ("  (likely misses)" if c.unchecked.startswith("likely")
                                               else "  (unconfirmed)" if c.unchecked else "")
         src = "simulated" if c.checked_by.startswith("simulate") else "steady"
-        lines.append(f"{i:>2} {c.label:<30} {c.ttft_s * 1e3:10.1f} {c.tpot_s * 1e3:9.2f} {c.per_device:10.1f} "
-                     f"{c.per_user:10.1f}  {src:<9} {_BINDING_NAMES.get(c.binding, c.binding)}{mark}")
+        tpot, user = (f"{c.tpot_s * 1e3:9.2f}", f"{c.per_user:10.1f}") if c.tpot_s > 0 else (f"{'n/a':>9}", f"{'n/a':>10}")
+        lines.append(f"{i:>2} {c.label:<30} {c.ttft_s * 1e3:10.1f} {tpot} {c.per_device:10.1f} "
+                     f"{user}  {src:<9} {_BINDING_NAMES.get(c.binding, c.binding)}{mark}")
     best = res.best
     if best.misses:
         head = "closest (none meets the targets)"
