@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: the report is one HTML page; give it a .html name (it has no "
                          f"{Path(args.out).suffix or 'other'} format)")
     # as accelcal plan takes them: device numbers from PROFILE, each scope's collectives from its fabric
-    prof, inter = plan_profiles(Profile.load(args.profile),
-                                Profile.load(args.interconnect) if args.interconnect else None,
-                                Profile.load(args.inter_node_profile) if args.inter_node_profile else None,
+    prof, inter = plan_profiles(Profile.load(args.profile, what="--profile"),
+                                Profile.load(args.interconnect, what="--interconnect") if args.interconnect else None,
+                                Profile.load(args.inter_node_profile, what="--inter-node-profile") if args.inter_node_profile else None,
                                 device_flag="PROFILE")
     ds = Profile.load(args.datasheet) if args.datasheet else None
     try:

@@ -153,12 +153,17 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     from .serving.cli import parse_engine_args
     from .serving.search import NoServingLayout, ServingTargets, format_search, plot_pareto, search_serving
 
-    spec = args.concurrency or SWEEP
+    spec = SWEEP if args.concurrency is None else args.concurrency
     try:
         conc = [int(x) for x in str(spec).split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"--concurrency {spec!r}: expected comma-separated integers") from None
-    engines = [e.strip() for spec in args.engine for e in spec.split(",") if e.strip()]
+    if not conc:
+        raise ValueError(f"--concurrency {spec!r}: expected comma-separated integers >= 1, e.g. 8,32,128 (leave it "
+                         f"out for the default sweep {SWEEP})")
+    engines = list(dict.fromkeys(e.strip() for spec in args.engine for e in spec.split(",") if e.strip()))
+    if not engines:
+        raise ValueError("--engine: expected engine names (vllm, sglang, trtllm, static) or preset YAML files")
     dpn = args.devices_per_node or int(prof.identity.devices_per_node)
     targets = ServingTargets(args.ttft, args.tpot, args.target_stat or "mean", args.request_rate)
     overrides = parse_engine_args(args.engine_arg or [])
@@ -184,7 +189,10 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     else:
         print(format_search(res, args.top), end="")
     if args.plot:
-        plot_pareto(res, args.plot)
+        try:
+            plot_pareto(res, args.plot)
+        except OSError as exc:
+            raise ValueError(f"--plot {args.plot}: cannot write it: {exc.strerror or exc}") from None
         print(f"wrote {args.plot}", file=sys.stderr)
     if targets.any and res.best.misses:
         print(f"accelcal plan: no engine x layout x concurrency meets the targets; closest: {res.best.label} "
@@ -203,13 +211,19 @@ def _check_plot_path(path: str) -> None:
     import importlib.util
     import os
 
+    if not path.strip():
+        raise ValueError("--plot: expected a PNG file name, got an empty one")
     if os.path.isdir(path):
         raise ValueError(f"--plot {path}: is a directory; give a file name, e.g. {os.path.join(path, 'pareto.png')}")
     if not path.lower().endswith(".png"):
         raise ValueError(f"--plot {path}: the plot is a PNG image; give it a .png name")
     parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise ValueError(f"--plot {path}: {parent} is a file, not a folder")
     if not os.path.isdir(parent):
         raise ValueError(f"--plot {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"--plot {path}: the folder {parent} is not writable")
     if importlib.util.find_spec("matplotlib") is None:
         raise ValueError("--plot needs matplotlib: pip install -e '.[plot]'")
 
@@ -252,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
                              f"(--engine) sets batching, memory and launches from the engine preset (--engine-arg "
                              f"overrides its keys) and ignores them: leave them out or drop --engine"
                              + ("; its dtypes are --weight-dtype and --kv-dtype" if "--dtype" in given else ""))
-        if args.plot:
+        if args.plot is not None:
             _check_plot_path(args.plot)
     # the planner options default to None so that any the user typed is seen above, even at its default value
     for n, d in PLANNER_ONLY.items():
@@ -267,10 +281,10 @@ def run(args: argparse.Namespace) -> int:
 
         check_dir(args.export_dir, what="--export-dir", need_bytes=16 * 2**20)
     model = ModelConfig.resolve(args.model)
-    extra_inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    extra_inter = Profile.load(args.inter_node_profile, what="--inter-node-profile") if args.inter_node_profile else None
     # One profile per device group: device numbers from --profile, each scope's collectives from its fabric; other
     # device groups keep the inter-node link as given.
-    prof, inter = plan_profiles(Profile.load(args.profile), Profile.load(args.interconnect) if args.interconnect else None,
+    prof, inter = plan_profiles(Profile.load(args.profile, what="--profile"), Profile.load(args.interconnect, what="--interconnect") if args.interconnect else None,
                                 extra_inter)
     if args.engine:
         return _run_serving(args, model, prof, inter)
@@ -310,6 +324,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(paths)} files to {args.export_dir} (open trace.json in https://ui.perfetto.dev)",
               file=sys.stderr)
     if not all(g.ranked[0].meets_targets for g in result.groups if g.ranked):
-        print("accelcal plan: no plan meets the targets (the closest are listed above)", file=sys.stderr)
+        where = "ranked first in the JSON" if args.format == "json" else "listed above"
+        print(f"accelcal plan: no plan meets the targets (the closest are {where})", file=sys.stderr)
         return EXIT_TARGETS_MISSED
     return EXIT_OK

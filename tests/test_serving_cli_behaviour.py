@@ -96,6 +96,24 @@ def test_plot_must_name_a_file_in_a_folder_that_exists(tmp_path, capsys):
     assert rc == 2 and "does not exist" in err
     rc, _, err = _run(capsys, *base, "--plot", str(tmp_path / "pareto.txt"))
     assert rc == 2 and "the plot is a PNG image; give it a .png name" in err and not (tmp_path / "pareto.txt").exists()
+    (tmp_path / "afile").write_text("x")
+    rc, _, err = _run(capsys, *base, "--plot", str(tmp_path / "afile" / "p.png"))
+    assert rc == 2 and f"{tmp_path / 'afile'} is a file, not a folder" in err
+    rc, _, err = _run(capsys, *base, "--plot", "")
+    assert rc == 2 and "--plot: expected a PNG file name, got an empty one" in err
+
+
+def test_plan_names_the_flag_of_a_missing_profile_and_refuses_an_empty_sweep(tmp_path, capsys):
+    missing = str(tmp_path / "nope.yaml")
+    rc, _, err = _run(capsys, "plan", "--profile", H100, "--interconnect", missing, "--model", "llama3-8b")
+    assert rc == 2 and f"--interconnect {missing} does not exist" in err
+    rc, _, err = _run(capsys, "predict", "--profile", missing, "--model", "llama3-8b", "--concurrency", "1", *SMALL)
+    assert rc == 2 and f"--profile {missing} does not exist" in err
+    base = ["plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm"]
+    rc, _, err = _run(capsys, *base, "--concurrency", "")
+    assert rc == 2 and "--concurrency '': expected comma-separated integers >= 1" in err
+    rc, out = _json(capsys, *base, "--engine", "vllm", "--concurrency", "4")  # vllm twice: one set of rows
+    assert rc == 0 and len(out["ranked"]) == 1
 
 
 def test_dp_shares_add_up_and_throughput_is_over_the_run(capsys):

@@ -211,15 +211,16 @@ class Profile:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, width=100)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Profile":
-        """Read and validate a profile file (``yaml.safe_load`` only)."""
+    def load(cls, path: str | os.PathLike, what: str = "profile") -> "Profile":
+        """Read and validate a profile file (``yaml.safe_load`` only); ``what`` names it in a missing-file error
+        (e.g. "--interconnect profile")."""
         from accelcal.safe_io import UnsafeInput, parse_yaml, read_text
 
         from .reader import PROFILE_MAX_BYTES
 
         path = os.fspath(path)
         try:  # bounded: regular file, size cap, alias/depth limits, duplicate keys refused
-            data = parse_yaml(read_text(path, what="profile", max_bytes=PROFILE_MAX_BYTES), origin=path)
+            data = parse_yaml(read_text(path, what=what, max_bytes=PROFILE_MAX_BYTES), origin=path)
         except UnsafeInput as exc:
             hint = ""
             if "not valid YAML" in str(exc) and not path.lower().endswith((".yaml", ".yml")):

@@ -99,9 +99,9 @@ def _load_profiles(args):
 
     from .predict import combine_profiles
 
-    prof = Profile.load(args.profile)
-    ic = Profile.load(args.interconnect) if args.interconnect else None
-    inter = Profile.load(args.inter_node_profile) if args.inter_node_profile else None
+    prof = Profile.load(args.profile, what="--profile")
+    ic = Profile.load(args.interconnect, what="--interconnect") if args.interconnect else None
+    inter = Profile.load(args.inter_node_profile, what="--inter-node-profile") if args.inter_node_profile else None
     return combine_profiles(prof, ic, inter)
 
 

@@ -503,8 +503,8 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     t = res.targets
     rate = f", {t.request_rate_per_s:g} requests/s offered" if t.request_rate_per_s is not None else ""
     given = [f"{name} {v * 1e3:g} ms" for name, v in (("TTFT", t.ttft_s), ("TPOT", t.tpot_s)) if v is not None]
-    head = (f"serving search: {res.evaluated} engine x layout x concurrency points in {res.search_s:.3f} s; targets "
-            f"{', '.join(given) or 'none on latency'} ({t.stat}){rate}" if t.any else
+    head = (f"serving search: {res.evaluated} engine x layout x concurrency points in {res.search_s:.3f} s; "
+            + (f"targets {', '.join(given)} ({t.stat}){rate}" if given else f"no latency targets{rate}") if t.any else
             f"serving search: {res.evaluated} points in {res.search_s:.3f} s; no targets: ranked by request latency")
     lines = [f"WARNING: {w}" for w in res.warnings] + [head] + [f"note: {n}" for n in res.notes]
     if t.any and t.stat != "mean":
