@@ -479,3 +479,12 @@ def test_plan_with_one_output_token_has_no_tpot_to_target_or_show(capsys):
     assert cols[7] == "n/a" and cols[9] == "n/a" and float(cols[8]) > 0
     assert "binding: prefill: each request's one token comes from its prefill" in out
     assert "of TPOT is prefill work" not in out and "TPOT 0 ms" not in out
+
+
+def test_a_deployment_recipe_says_it_has_no_rules_for_the_static_batch(capsys):
+    args = ["predict", "--profile", H100, "--model", "llama3-8b", "--engine", "static", "--concurrency", "4", *SMALL[2:]]
+    rc, plain = _json(capsys, *args)
+    rc2, recipe = _json(capsys, *args, "--deployment", "aiconfigurator")
+    assert rc == rc2 == 0 and recipe["ttft_mean_s"] == plain["ttft_mean_s"]
+    assert any(n.startswith("--deployment aiconfigurator: the recipe has rules for trtllm, vllm and sglang")
+               for n in recipe["notes"])

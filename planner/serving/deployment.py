@@ -54,8 +54,11 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
     """The settings ``recipe`` gives ``engine`` (preset name) at ``version`` for this load."""
     if recipe not in DEPLOYMENTS:
         raise ValueError(f"unknown --deployment {recipe!r}; expected one of {list(DEPLOYMENTS)}")
-    if recipe == "default" or engine == "static":
+    if recipe == "default":
         return DeploymentSettings()
+    if engine == "static":
+        return DeploymentSettings(notes=(f"--deployment {recipe}: the recipe has rules for trtllm, vllm and sglang; "
+                                         f"the static batch runs as its preset says",))
     if engine not in ("trtllm", "vllm", "sglang"):
         raise ValueError(f"--deployment aiconfigurator has rules for trtllm, vllm and sglang, not {engine!r}")
     bs = int(concurrency) if concurrency else 128  # the generator's own default batch size (rule_plugin/*.rule)
