@@ -488,3 +488,10 @@ def test_a_deployment_recipe_says_it_has_no_rules_for_the_static_batch(capsys):
     assert rc == rc2 == 0 and recipe["ttft_mean_s"] == plain["ttft_mean_s"]
     assert any(n.startswith("--deployment aiconfigurator: the recipe has rules for trtllm, vllm and sglang")
                for n in recipe["notes"])
+
+
+def test_a_layout_wider_than_the_composed_node_asks_only_for_the_fabric_between_nodes(capsys):
+    rc, _, err = _run(capsys, "predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3-70b",
+                      "--tp", "16", "--concurrency", "4", *SMALL)
+    assert rc == 2 and "TP=16 PP=1 spans nodes; pass the fabric between the nodes with --inter-node-profile" in err
+    assert "with --interconnect" not in err.split("spans nodes;")[-1]

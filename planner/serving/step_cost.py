@@ -284,9 +284,12 @@ class StepCoster:
                 raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}") from None
             where = (f"with {dpn} device(s) per node in {self.profile.identity.name}, TP={self.tp} PP={self.pp} "
                      f"spans nodes; " if spans else "")
-            raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}; {where}pass the node's "
-                                f"intra-node fabric with --interconnect (it also sets the devices per node) and, for "
-                                f"layouts wider than a node, --inter-node-profile") from None
+            if any(c.scope == "intra_node" for c in self.profile.collectives):  # the node's fabric is composed
+                fix = "pass the fabric between the nodes with --inter-node-profile"
+            else:
+                fix = ("pass the node's intra-node fabric with --interconnect (it also sets the devices per node) and, "
+                       "for layouts wider than a node, --inter-node-profile")
+            raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}; {where}{fix}") from None
 
     def _layer(self, tokens: int, graphs: bool):
         """(non-attention device seconds, breakdown without launch, launch rule) of one layer over ``tokens``.
