@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("profile", help="device profile YAML")
     add_profile_arguments(p, None)
     p.add_argument("--out", required=True, help="HTML file to write (atomically)")
-    p.add_argument("--model", default="llama3-8b", help="model preset or config YAML for the plan (default: llama3-8b)")
+    p.add_argument("--model", default="llama3-8b", help="model for the plan: a preset name, a model config .yaml, or a Hugging Face config.json or "
+                        "its folder (default: llama3-8b)")
     p.add_argument("--dtype", default=None, help="dtype to plan in (default: the model's, else the profile's)")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
     p.add_argument("--devices-per-node", type=int, default=None, help="default: the profile's")

@@ -520,7 +520,7 @@ def test_fp8_kv_note_says_whether_decode_attention_gains():
     gain = StepCoster._kv_dtype_gain
     args = ("bf16", "fp8_e4m3")
     t = [h100.attention_time_s("decode", 32, 1, 2048, 32, 4, 128, "bf16", kv_dtype=k).time_s for k in args]
-    assert gain(h100, moe, 1, *args) == f"; decode attention {t[1] / t[0]:.2f}x the bf16 cache's (32 sequences at 2048 tokens)"
+    assert gain(h100, moe, 1, *args) == f"; decode attention {t[1] / t[0]:.2f}x the bf16 cache's (a reference step: 32 sequences at 2048 tokens, whatever the load)"
     assert t[1] < 0.99 * t[0]
     # the H200's decode-attention fit is compute-bound at 8 query heads per KV head: the fp8 cache adds capacity only
     t = [h200.attention_time_s("decode", 32, 1, 2048, 32, 4, 128, "bf16", kv_dtype=k).time_s for k in args]

@@ -184,7 +184,8 @@ class StepCoster:
         except (MissingMeasurement, ValueError):
             return ""
         if t[1] < 0.99 * t[0]:
-            return f"; decode attention {t[1] / t[0]:.2f}x the {act} cache's (32 sequences at 2048 tokens)"
+            return (f"; decode attention {t[1] / t[0]:.2f}x the {act} cache's (a reference step: 32 sequences at 2048 "
+                    f"tokens, whatever the load)")
         return (f"; decode attention unchanged: with {heads // max(1, kvh)} query heads per KV head the profile's "
                 f"attention.{act}.decode fit is compute-bound, so the {kv_dtype} cache adds capacity only")
 
