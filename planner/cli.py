@@ -70,7 +70,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     serving = p.add_argument_group("serving engines (accelcal.planner.serving.search): with --engine, search "
                                    "layout x concurrency for the most output tokens/s per device meeting --ttft/--tpot")
     serving.add_argument("--engine", action="append", default=[],
-                         help="engine preset (vllm, sglang, trtllm, static; repeatable or comma-separated)")
+                         help="engine preset (vllm, sglang, trtllm, static; repeatable or comma-separated): search "
+                              "layout x concurrency with the engine's own batching and memory rules; the layer-level "
+                              "options (" + ", ".join(f"--{n.replace('_', '-')}" for n in PLANNER_ONLY)
+                              + ") are refused with it")
     serving.add_argument("--concurrency", default=None,
                          help=f"total concurrencies to sweep, comma-separated (default: {SWEEP})")
     serving.add_argument("--target-stat", choices=("mean", "p90", "p99"), default=None,
