@@ -319,12 +319,20 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         dev = resolve_device(args.device)
         target = profile_target(args.out, args.name, {"host": socket.gethostname(), "device": dev.spec},
                                 args.raw_dir)
-        out, raw_dir = target.path, target.raw_dir
+        out, final_raw = target.path, target.raw_dir
         # Every destination before any measuring: a read-only folder or a full disk fails now, not after minutes.
         check_file(out, what="--out", need_bytes=4 * 2**20)
-        check_dir(raw_dir, what="--raw-dir", need_bytes=64 * 2**20)
-        if not raw_dir.exists():
-            created.append(raw_dir)
+        check_dir(final_raw, what="--raw-dir", need_bytes=64 * 2**20)
+        # The run measures into a staging folder beside the raw folder; its files replace the raw folder's only
+        # with the profile that lists them (_install_raw), so a failed or interrupted run leaves the existing
+        # profile and its raw data as they were.
+        missing = [a for a in (final_raw.parent, *final_raw.parent.parents) if not a.exists()]
+        final_raw.parent.mkdir(parents=True, exist_ok=True)
+        if missing:  # folders this run made: a failed run takes them away again
+            created.append(missing[-1])
+        raw_dir = final_raw.parent / f".{final_raw.name}.partial-{os.getpid()}"
+        raw_dir.mkdir()
+        created.append(raw_dir)
         nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
         from accelcal.collectives.distenv import in_distributed_env
 
@@ -347,7 +355,7 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
                   + (" thread(s)" if share >= 1 else f", at least 1 thread each ({nproc} ranks share {cores} cores: "
                      f"the collective timings include the scheduler)"))
         preset = sweep_preset(args.preset, dev.type, args.for_model, args.tp)
-        print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {raw_dir}")
+        print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {final_raw}")
         from accelcal.progress import StageProgress
 
         try:
@@ -389,7 +397,7 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
                 try:
                     frames.append(run_sweep(nproc, device_type=ctype, preset=fp.name, dtypes=[fit_dtype(ctype)],
                                             out_dir=raw_dir, progress=bar.lines(f"round {r + 1}/{rounds}"), stem=stem,
-                                            orphan_cleanup=[str(raw_dir.resolve())] if created else []))
+                                            orphan_cleanup=[str(raw_dir.resolve())]))
                     bar.close()
                 except RuntimeError as exc:  # a rank died or timed out: no profile from a partial run
                     bar.close()
@@ -405,11 +413,16 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
     profile = fit_profile(kern, coll, env, command, progress=lambda m: print(f"[calibrate]   {m}"))
     copies: list[Path] = []
     new_raw_dir = args.from_results and not target.raw_dir.exists()
+    if not args.from_results:  # the files as they will be named once installed beside the profile
+        raw_files = [str(target.raw_dir / Path(f).name) for f in raw_files]
     try:
         if args.from_results:
             raw_files = _results_beside(raw_files, out, target.raw_dir, copies)
         profile.identity.raw_data = [os.path.relpath(Path(f).resolve(), out.parent.resolve()) for f in raw_files]
-        _save_replacing(profile, out)
+        if args.from_results:
+            _save_replacing(profile, out)
+        else:
+            _install_raw(raw_dir, target.raw_dir, lambda: _save_replacing(profile, out))
     except BaseException:
         for c in copies:  # a profile that was not written records no copies: take them back
             c.unlink(missing_ok=True)
@@ -420,6 +433,54 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
     print(f"[calibrate] wrote {out}: {len(profile.compute)} GEMM dtype(s), {len(profile.memory)} memory pattern(s), "
           f"{len(profile.collectives)} collective fit(s); {flagged} fit(s) flagged (see accelcal show {out})")
     return 0
+
+
+RAW_STEMS = ("kernels", "collectives")
+"""Stems of the raw files calibrate writes (kernels.*, collectives.*, collectives-round<N>.*): a new run's files
+replace these in a reused raw folder, and the ones it did not write again go (they describe an older run)."""
+
+
+def _install_raw(stage: Path, raw_dir: Path, save_profile) -> None:
+    """Move a run's raw files from ``stage`` into ``raw_dir`` and save the profile that lists them
+    (``save_profile``), as one step: the files they replace wait in a backup folder until the profile is written,
+    and come back, with the new files taken out again, if it is not.  Afterwards the stage and the backup are
+    gone, and so are older raw files of calibrate's own stems the new run did not write (other files stay)."""
+    import shutil
+
+    new = sorted(p.name for p in stage.iterdir() if p.is_file())
+    created_dir = not raw_dir.exists()
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    backup = raw_dir.parent / f".{raw_dir.name}.replaced-{os.getpid()}"
+    backup.mkdir()
+    moved_old: list[str] = []
+    moved_new: list[str] = []
+    try:
+        for name in new:
+            if (raw_dir / name).exists():
+                os.replace(raw_dir / name, backup / name)
+                moved_old.append(name)
+            os.replace(stage / name, raw_dir / name)
+            moved_new.append(name)
+        save_profile()
+    except BaseException:
+        for name in moved_new:
+            os.replace(raw_dir / name, stage / name)
+        for name in moved_old:
+            os.replace(backup / name, raw_dir / name)
+        backup.rmdir()
+        if created_dir and not any(raw_dir.iterdir()):
+            raw_dir.rmdir()
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+    stale = [p for p in raw_dir.iterdir() if p.is_file() and p.name not in new and
+             any(p.name.startswith(f"{stem}.") or p.name.startswith(f"{stem}-round") for stem in RAW_STEMS)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        print(f"[calibrate] removed {len(stale)} raw file(s) of an earlier run from {raw_dir} "
+              f"({', '.join(sorted(p.name for p in stale)[:4])}{', ...' if len(stale) > 4 else ''})")
+    shutil.rmtree(stage, ignore_errors=True)
+    print(f"[calibrate] raw data: {len(new)} file(s) in {raw_dir}")
 
 
 def _results_beside(files: list[str], out: Path, raw_dir: Path, copies: list[Path]) -> list[str]:

@@ -351,6 +351,55 @@ def test_calibrate_failed_sweep_keeps_existing_profile(tmp_path, monkeypatch, ca
     assert out.read_bytes() == before
 
 
+def _raw_state(d: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())} if d.exists() else {}
+
+
+def test_a_failed_or_refused_calibrate_keeps_the_existing_raw_data_and_a_good_one_replaces_it(tmp_path, monkeypatch,
+                                                                                               capsys):
+    # the raw folder beside an existing profile holds that profile's data: a run that writes no profile leaves it
+    # byte for byte (kernels measured, then the sweep fails; or the profile save itself fails), and a run that
+    # writes one replaces it, taking along an earlier run's files of calibrate's own stems (other files stay)
+    import accelcal.calibrate.cli as ccli
+    import accelcal.collectives.launch as launch
+    import accelcal.kernels.suite as suite
+    from accelcal.results import ResultSet
+
+    env = synth_env()
+    monkeypatch.setattr(suite, "run_suite", lambda device=None, preset="quick", ops=None, progress=print, **kw: ResultSet(
+        suite="kernels", env=env, rows=synth_kernels().to_dict("records")))
+    out, raw = tmp_path / "node.yaml", tmp_path / "raw"
+    args = ["calibrate", "--device", "cpu", "--nproc", "1", "--out", str(out), "--raw-dir", str(raw)]
+    assert run(args) == 0
+    raw.joinpath("collectives-round1.csv").write_text("old run\n")
+    raw.joinpath("notes.txt").write_text("mine\n")
+    first, kept = out.read_bytes(), _raw_state(raw)
+
+    def dead_rank(*a, **kw):
+        raise launch.SweepError("rank 1 exited with code 1")
+
+    monkeypatch.setattr(launch, "run_sweep", dead_rank)
+    assert run(args[:4] + ["2"] + args[5:]) == 1  # kernels measured into staging, then the sweep fails
+    assert out.read_bytes() == first and _raw_state(raw) == kept
+
+    def disk_full(profile, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ccli, "_save_replacing", disk_full)
+    env["date"] = "2030-01-01T00:00:00+00:00"  # the new kernels.env.json differs from the kept one
+    with pytest.raises(OSError):
+        run(args)
+    assert out.read_bytes() == first and _raw_state(raw) == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.yaml", "raw"]  # no staging or backup left behind
+    monkeypatch.undo()
+    monkeypatch.setattr(suite, "run_suite", lambda device=None, preset="quick", ops=None, progress=print, **kw: ResultSet(
+        suite="kernels", env=env, rows=synth_kernels().to_dict("records")))
+    assert run(args) == 0
+    now = _raw_state(raw)
+    assert "collectives-round1.csv" not in now and now["notes.txt"] == b"mine\n"
+    assert now["kernels.env.json"] != kept["kernels.env.json"] and out.read_bytes() != first
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 
