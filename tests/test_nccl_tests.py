@@ -89,6 +89,19 @@ def test_accelcal_csv_is_read():
     assert {r.op for r in runs} >= {"all_reduce", "all_gather"}
 
 
+def test_a_cut_accelcal_csv_is_refused_not_fitted_short(tmp_path):
+    data = (Path(__file__).parent.parent / "profiles" / "cpu-amd-epyc-2core-raw" / "collectives-round1.csv").read_bytes()
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes(data[:-300])  # a copy that stopped mid-row
+    with pytest.raises(ValueError, match=r"cut.csv: the last row is cut short \(no line end\): a truncated file\?"):
+        read_runs([cut])
+    lines = data.decode().splitlines(keepends=True)
+    short = tmp_path / "short.csv"
+    short.write_text("".join(lines[:5]) + ",".join(lines[5].split(",")[:6]) + "\n" + "".join(lines[6:]))
+    with pytest.raises(ValueError, match=r"short.csv: data row 5 has 6 fields where the header has \d+: a cut or "):
+        read_runs([short])
+
+
 def test_import_fit_reproduces_the_logs_own_busbw(tmp_path):
     out = tmp_path / "ib.yaml"
     prof = import_profile([str(IB)], name="ib", citations=["https://github.com/NVIDIA/nccl-tests/issues/309"],
