@@ -209,10 +209,19 @@ def _num(tok: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _check_timing_values(time_us: float, algbw: float, busbw: float, where: str) -> None:
+    """A measured time is > 0 and the bandwidths >= 0 (a row that breaks this was edited or corrupted)."""
+    if time_us <= 0:
+        raise NcclTestsError(f"{where}: time {time_us:g} us; a measured time is > 0 (an edited or corrupted row?)")
+    if algbw < 0 or busbw < 0:
+        raise NcclTestsError(f"{where}: negative bandwidth (algbw {algbw:g}, busbw {busbw:g} GB/s); expected >= 0")
+
+
 def _timing(toks: Sequence[str], wrong_is_count: bool, where: str) -> Timing:
     t, alg, bus = (_num(x) for x in toks[:3])
     if t is None or alg is None or bus is None:
         raise NcclTestsError(f"{where}: expected time, algbw, busbw numbers, got {list(toks[:3])}")
+    _check_timing_values(t, alg, bus, where)
     w = toks[3] if len(toks) > 3 else "N/A"
     wrong = None if w == "N/A" or not wrong_is_count else _num(w)
     if wrong_is_count and w != "N/A" and wrong is None:
@@ -456,8 +465,9 @@ def _json_timing(d, where: str) -> Timing | None:
         raise NcclTestsError(f"{where}: expected an object with time/alg_bw/bus_bw/nwrong, got {d!r:.60}")
     t = d.get("time", d.get("cpu_time"))
     vals = [t, d.get("alg_bw"), d.get("bus_bw")]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
-        raise NcclTestsError(f"{where}: expected numbers for time, alg_bw, bus_bw, got {vals}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in vals):
+        raise NcclTestsError(f"{where}: expected finite numbers for time, alg_bw, bus_bw, got {vals}")
+    _check_timing_values(*vals, where)
     w = d.get("nwrong")
     return Timing(float(t) * 1e-6, float(vals[1]) * 1e9, float(vals[2]) * 1e9,
                   None if w is None or isinstance(w, str) else float(w))

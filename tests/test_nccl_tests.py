@@ -102,6 +102,29 @@ def test_a_cut_accelcal_csv_is_refused_not_fitted_short(tmp_path):
         read_runs([short])
 
 
+@pytest.mark.parametrize("time", ["-18.99", "0.00"])
+def test_a_row_with_no_positive_time_is_refused_by_line(tmp_path, time):
+    lines = NVS.read_text().splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln.split()[:1] == ["268435456"])
+    toks = lines[k].split()
+    toks[5] = time  # the out-of-place time
+    lines[k] = "  ".join(toks)
+    log = tmp_path / "edited.txt"
+    log.write_text("\n".join(lines) + "\n")
+    with pytest.raises(NcclTestsError, match=rf"edited.txt:{k + 1}: time {float(time):g} us; a measured time is > 0"):
+        read_runs([log])
+
+
+def test_a_json_result_with_a_non_finite_or_negative_time_is_refused(tmp_path):
+    doc = json.loads((FIX / "ib_2x8_h100_all_reduce_perf.json").read_text())
+    for bad, message in ((float("nan"), "expected finite numbers for time"), (-3.0, "a measured time is > 0")):
+        doc["results"][5]["out_of_place"]["time"] = bad
+        f = tmp_path / "r.json"
+        f.write_text(json.dumps(doc))
+        with pytest.raises(NcclTestsError, match=message):
+            read_runs([f])
+
+
 def test_import_fit_reproduces_the_logs_own_busbw(tmp_path):
     out = tmp_path / "ib.yaml"
     prof = import_profile([str(IB)], name="ib", citations=["https://github.com/NVIDIA/nccl-tests/issues/309"],
