@@ -42,6 +42,11 @@ MAX_PIECES = 3
 SMALL_MESSAGE_BYTES = 1 << 20
 """A log whose smallest size is above this gets a quality flag: its fitted latency is not a small-message measurement."""
 
+PLACEMENT_DISAGREE = 1.5
+"""With --placement both, a median in-place / out-of-place time ratio past this (or its inverse) gets a quality flag
+and a warning: nccl-tests' two placements run the same collective and normally agree within a few per cent, so a
+gap this wide is an edited log or a disturbed run, and the fit would average two different series."""
+
 
 def _device_layout(runs) -> tuple[str, str, int, int, list[str]]:
     """(device_type, device_name, devices_per_node, nodes, hosts) from the runs' rank lines."""
@@ -102,6 +107,18 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             f = fit_piecewise(label, xs, ts, max_pieces=MAX_PIECES, target="collective")
         except ValueError as exc:
             raise ValueError(f"{', '.join(sorted({os.path.basename(r.source) for r in rs}))}: {exc}") from None
+        if placement == "both":
+            ratios = sorted(row.in_place.time_s / row.out_of_place.time_s for r in rs for row in r.rows
+                            if row.size_bytes > 0 and row.in_place is not None and row.out_of_place is not None
+                            and row.in_place.time_s > 0 and row.out_of_place.time_s > 0)
+            mid = ratios[len(ratios) // 2] if ratios else 1.0
+            if max(mid, 1.0 / mid) > PLACEMENT_DISAGREE:
+                msg = (f"{label}: in-place times are {mid:.3g}x the out-of-place ones (median over {len(ratios)} "
+                       f"sizes; nccl-tests' two placements usually agree within a few %): the fit mixes both; "
+                       f"--placement in or out fits one")
+                f.quality.flags.append(msg)
+                if progress:
+                    progress(f"WARNING: {msg}")
         if min(xs) > SMALL_MESSAGE_BYTES:
             # Without small messages the intercept is where the large-message line meets S = 0, not a latency.
             f.quality.flags.append(f"{label}: smallest measured size {min(xs):.4g} B > {SMALL_MESSAGE_BYTES} B: the "

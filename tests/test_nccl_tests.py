@@ -125,6 +125,27 @@ def test_a_json_result_with_a_non_finite_or_negative_time_is_refused(tmp_path):
             read_runs([f])
 
 
+def test_placements_that_disagree_are_flagged_and_one_can_be_fitted(tmp_path):
+    lines = []
+    for ln in IB.read_text().splitlines():
+        t = ln.split()
+        if t and t[0].isdigit() and len(t) >= 13:  # the in-place time 3x, its bandwidths / 3
+            t[9], t[10], t[11] = f"{float(t[9]) * 3:.2f}", f"{float(t[10]) / 3:.2f}", f"{float(t[11]) / 3:.2f}"
+            ln = "  ".join(t)
+        lines.append(ln)
+    log = tmp_path / "all_reduce_perf.txt"
+    log.write_text("\n".join(lines) + "\n")
+    said: list[str] = []
+    both = import_profile([str(log)], name="mm", out=str(tmp_path / "mm.yaml"), progress=said.append)
+    (e,) = both.collectives
+    assert any("in-place times are 2.99x the out-of-place ones" in f for f in e.quality.flags)
+    assert any(m.startswith("WARNING: all_reduce[inter_node,16]: in-place times are") for m in said)
+    out = import_profile([str(log)], name="mo", out=str(tmp_path / "mo.yaml"), placement="out")
+    assert not any("in-place times" in f for f in out.collectives[0].quality.flags)
+    clean = import_profile([str(IB)], name="ib", out=str(tmp_path / "ib.yaml"))
+    assert not any("in-place times" in f for f in clean.collectives[0].quality.flags)
+
+
 def test_import_fit_reproduces_the_logs_own_busbw(tmp_path):
     out = tmp_path / "ib.yaml"
     prof = import_profile([str(IB)], name="ib", citations=["https://github.com/NVIDIA/nccl-tests/issues/309"],
