@@ -571,8 +571,11 @@ def read_runs(paths: Iterable[str | os.PathLike], op: str | None = None) -> list
             continue
         # Logs are ASCII, but a terminal capture may hold stray bytes: decode leniently after the bounded read.
         text = read_bytes(path, what="nccl-tests log", max_bytes=MAX_LOG_BYTES).decode("utf-8", errors="replace")
-        if suffix == ".json" or text.lstrip().startswith("{"):
-            out += parse_json(text, path, hint)
-        else:
-            out += parse_text(text, path, hint)
+        runs = parse_json(text, path, hint) if suffix == ".json" or text.lstrip().startswith("{") else \
+            parse_text(text, path, hint)
+        said = sorted({r.op for r in runs if r.op != op})
+        if op is not None and said:
+            raise ValueError(f"--op {op}: {path} names its own collective, {', '.join(said)} (its '# Collective test "
+                             f"starting' line or JSON); --op is for logs that do not say: leave it out")
+        out += runs
     return out

@@ -323,3 +323,13 @@ def test_import_errors_carry_the_full_command_name(tmp_path, capsys):
     assert main(["import", "nccl-tests", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "a.yaml")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("accelcal import nccl-tests: error: ") for line in lines), lines
+
+
+def test_an_op_that_contradicts_the_logs_own_collective_is_refused(tmp_path, capsys):
+    log = Path(__file__).parent.parent / "profiles" / "interconnect" / "sources" / "h100-nvswitch-4of8-all_reduce.txt"
+    assert "# Collective test starting: all_reduce_perf" in log.read_text()
+    with pytest.raises(ValueError, match=r"--op broadcast: .* names its own collective, all_reduce .*leave it out"):
+        read_runs([log], op="broadcast")
+    assert {r.op for r in read_runs([log], op="all_reduce")} == {"all_reduce"}
+    assert main(["import", "nccl-tests", str(log), "--op", "broadcast", "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "names its own collective" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
