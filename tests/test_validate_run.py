@@ -89,6 +89,14 @@ def test_write_refuses_a_profile_of_another_device(tmp_path, capsys):
     assert dst.read_bytes() == before
 
 
+def test_validate_refuses_an_interconnect_profile_by_name(capsys):
+    rc = main(["validate", "--profile", str(REPO / "profiles" / "interconnect" / "h100-nvswitch-8.yaml"), "--device",
+               "cpu", "--model", "tiny", "--quick"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--profile h100-nvswitch-8: is an interconnect profile (collectives only, no compute)" in err
+    assert "WARNING" not in err and "compute data only for" not in err
+
+
 def test_validating_another_devices_profile_warns(tmp_path, capsys):
     rc = main(["validate", "--profile", str(REPO / "profiles" / "nvidia-h100.yaml"), "--device", "cpu", "--model",
                "tiny", "--quick", "--format", "json"])

@@ -150,7 +150,10 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     t0 = time.monotonic()
     if nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {nproc}")
-    profile = Profile.load(profile_path)
+    profile = Profile.load(profile_path, what="--profile")
+    from accelcal.calibrate.compose import require_device_profile
+
+    require_device_profile(profile, fabric_flags=False)  # validate times a device's layers: it needs their compute
     # Destinations before measuring: the profile (its validation section) and the raw results folder.
     from accelcal.preflight import check_dir, check_file
 
