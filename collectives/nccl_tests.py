@@ -508,6 +508,9 @@ def parse_json(text: str, path: str = "<json>", op_hint: str | None = None) -> l
             if t is not None and t.wrong is not None and t.wrong > 0:
                 raise NcclTestsError(f"{where}.{half}.nwrong = {t.wrong:g}: nccl-tests found wrong results")
         run.rows.append(Row(int(r["size"]), int(r.get("count", 0)), str(r.get("type", "")), oop, inp, i))
+    errors = d.get("errors")
+    if isinstance(errors, list) and errors:
+        raise NcclTestsError(f"{path}: errors = {str(errors)[:200]}: nccl-tests reported errors in this run")
     oob = d.get("out_of_bounds")
     # jsonBool writes the strings "true"/"false" (util.cu), older writers real booleans.
     if isinstance(oob, dict) and (oob.get("count", 0) or oob.get("okay") in (False, "false")):
@@ -570,7 +573,11 @@ def read_runs(paths: Iterable[str | os.PathLike], op: str | None = None) -> list
             out += read_collectives_csv(path)
             continue
         # Logs are ASCII, but a terminal capture may hold stray bytes: decode leniently after the bounded read.
-        text = read_bytes(path, what="nccl-tests log", max_bytes=MAX_LOG_BYTES).decode("utf-8", errors="replace")
+        data = read_bytes(path, what="nccl-tests log", max_bytes=MAX_LOG_BYTES)
+        text = data.decode("utf-8", errors="replace")
+        if b"\x00" in data or text.count("\ufffd") > max(8, len(text) // 100):
+            raise NcclTestsError(f"{path}: binary data, not a text log (NUL bytes or undecodable bytes); expected the "
+                                 f"text an nccl-tests binary prints (e.g. all_reduce_perf ... > log.txt) or its -J JSON")
         runs = parse_json(text, path, hint) if suffix == ".json" or text.lstrip().startswith("{") else \
             parse_text(text, path, hint)
         said = sorted({r.op for r in runs if r.op != op})

@@ -333,3 +333,16 @@ def test_an_op_that_contradicts_the_logs_own_collective_is_refused(tmp_path, cap
     assert {r.op for r in read_runs([log], op="all_reduce")} == {"all_reduce"}
     assert main(["import", "nccl-tests", str(log), "--op", "broadcast", "--out", str(tmp_path / "x.yaml")]) == 2
     assert "names its own collective" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+
+
+def test_a_binary_file_or_a_json_run_with_errors_is_refused(tmp_path):
+    blob = tmp_path / "all_reduce_perf.txt"
+    blob.write_bytes(bytes(range(256)) * 16)
+    with pytest.raises(NcclTestsError, match="binary data, not a text log"):
+        read_runs([blob])
+    doc = json.loads((FIX / "ib_2x8_h100_all_reduce_perf.json").read_text())
+    doc["errors"] = ["NCCL failure common.cu:1010 'unhandled system error'"]
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(NcclTestsError, match="nccl-tests reported errors in this run"):
+        read_runs([f])

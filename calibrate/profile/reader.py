@@ -116,9 +116,10 @@ class Reader:
                 float(value)
             except ValueError:
                 raise self.fail(path, f"expected a number, got the string {_short(value)}") from None
+            forms = dict.fromkeys((repr(float(value)), _yaml_exponent(float(value))))  # one when they coincide
             raise self.fail(path, f"expected a number, got the string {value!r}: YAML (PyYAML) reads an exponent "
                                   f"form as a number only with a dot and a signed exponent; write it as "
-                                  f"{float(value)!r} or {_yaml_exponent(float(value))} (e.g. 1.0e+9, not 1e9 or 1.0e9)")
+                                  f"{' or '.join(forms)} (e.g. 1.0e+9, not 1e9 or 1.0e9)")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(path, f"expected a number, got {type(value).__name__} {_short(value)}")
         value = float(value)
