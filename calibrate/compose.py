@@ -53,7 +53,17 @@ def describe_origin(p: Profile) -> str:
         return f"published by {cites[0]}{more}" if cites else "published (no citation)"
     if i.source == "datasheet":
         return f"DATASHEET PRIOR ({cites[0]}{more})" if cites else "DATASHEET PRIOR"
-    return f"measured on {i.host or 'an unrecorded host'}, {i.date or 'date not recorded'}"
+    return (f"measured on {i.host or 'an unrecorded host'}, {i.date or 'date not recorded'}"
+            + (f" ({SMOKE_NOTE})" if smoke_sweep(p) else ""))
+
+
+SMOKE_NOTE = "calibrate --smoke: a seconds-long test sweep, not for planning; recalibrate with --quick or --full"
+"""What a profile measured by ``accelcal calibrate --smoke`` is (its help: "not for planning")."""
+
+
+def smoke_sweep(p: Profile) -> bool:
+    """Whether ``p`` was measured by ``accelcal calibrate --smoke`` (its recorded command says so)."""
+    return p.identity.source == "measured" and "--smoke" in str(p.identity.command or "").split()
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,10 @@ def format_profile(p: Profile) -> str:
            (f"  datasheet   transcribed from datasheets {i.date or '-'} ({i.command or '-'}); not measured" if p.is_datasheet
             else f"  {'imported' if p.is_interconnect else 'measured':<12}{i.date or '(no date recorded)'} on "
             f"{i.host or '-'}: {i.command or '-'}")]
+    from .compose import SMOKE_NOTE, smoke_sweep
+
+    if smoke_sweep(p):
+        out.append(f"  WARNING     {SMOKE_NOTE}")
     if i.versions:
         out.append("  versions    " + ", ".join(f"{k} {v}" for k, v in i.versions.items()))
     for c in i.citations:

@@ -470,3 +470,22 @@ def test_export_of_an_interconnect_profile_names_where_it_belongs(capsys):
     out = capsys.readouterr().out
     assert "is an interconnect profile" in out and "pass a device profile as PROFILE;" in out
     assert "and this one as --interconnect" not in out  # export has no such option
+
+
+def test_a_smoke_profile_says_it_is_not_for_planning(tmp_path, capsys):
+    from accelcal.calibrate.compose import SMOKE_NOTE, describe_origin, smoke_sweep
+    from accelcal.planner.serving.predict import serving_warnings
+
+    d = Profile.load(GOOD).to_dict()
+    d["identity"]["command"] = "accelcal calibrate --device cpu --smoke --out x.yaml"
+    smoke = Profile.from_dict(d)
+    assert smoke_sweep(smoke) and not smoke_sweep(Profile.load(GOOD))
+    assert describe_origin(smoke).endswith(f"({SMOKE_NOTE})")
+    path = tmp_path / "smoke.yaml"
+    smoke.save(path)
+    assert run(["show", str(path)]) == 0
+    assert f"WARNING     {SMOKE_NOTE}" in capsys.readouterr().out
+    from accelcal.models import ModelConfig
+
+    assert f"profile {smoke.identity.name}: {SMOKE_NOTE}" in serving_warnings(smoke, None, ModelConfig.resolve("tiny"),
+                                                                               64, 8)
