@@ -13,7 +13,10 @@ from .output import add_format_option, print_json
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("env", help="show the environment that results and profiles record")
+    p = sub.add_parser("env", help="show the environment that results and profiles record",
+                       description="Print the environment accelcal records with every result and profile: host, "
+                                   "device and its memory, torch / CUDA / HIP / NCCL versions, CPU, Python and "
+                                   "platform.")
     p.add_argument("--device", default=None, help="device to describe (cpu, cuda:0, ...); default: the accelerator if any")
     add_format_option(p)
     # The flag before --format existed; kept so older scripts still get JSON.

@@ -63,12 +63,17 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     c.add_argument("--tp", default="1,2,4,8", metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
     c.set_defaults(func=_calibrate)
 
-    s = sub.add_parser("show", help="summarise a profile with units and fit quality")
+    s = sub.add_parser("show", help="summarise a profile with units and fit quality",
+                       description="Summarise a profile: where its numbers come from (measured, published, datasheet), "
+                                   "each fitted quantity with units, and every fit's quality flags.")
     s.add_argument("profile", help="profile YAML")
     add_format_option(s)
     s.set_defaults(func=_show)
 
-    cm = sub.add_parser("compare", help="what moved between two profiles beyond measurement noise")
+    cm = sub.add_parser("compare", help="what moved between two profiles beyond measurement noise",
+                        description="Compare two profiles of a node (e.g. before and after a driver update): the "
+                                    "quantities that moved beyond their fits' own noise, and predicted times that got "
+                                    f"slower (exit {EXIT_REGRESSION} with --fail-on-regression).")
     cm.add_argument("old", help="earlier profile YAML")
     cm.add_argument("new", help="later profile YAML")
     cm.add_argument("--all", action="store_true", help="also list quantities that stayed within noise")
@@ -78,7 +83,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     cm.set_defaults(func=_compare)
 
     pl = sub.add_parser("plot", help="PNG plots: roofline, GEMM efficiency per dtype, bandwidth and busbw vs size "
-                                     "(needs matplotlib)")
+                                     "(needs matplotlib)",
+                        description="Draw a profile's fits against its raw measurements as PNG files: roofline, GEMM "
+                                    "efficiency per dtype, memory bandwidth and collective busbw vs message size "
+                                    "(needs matplotlib: pip install -e '.[plot]').")
     pl.add_argument("profile", help="profile YAML")
     pl.add_argument("--out", default=None,
                     help="output folder (default: results/<profile-stem>-plots/, beside the run's results, not in profiles/)")
@@ -89,8 +97,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     ex = sub.add_parser("export", help="export a profile for inference configurators (aiconfigurator system + perf tables)")
     ex.add_argument("profile", help="profile YAML")
     ex.add_argument("--format", default="configurator", choices=list(EXPORT_FORMATS),
-                    help="configurator: generic hardware fields (YAML); aiconfigurator: DIR/systems/<name>.yaml and "
-                         "its perf tables, for aiconfigurator --systems-paths DIR/systems")
+                    help="configurator (default): generic hardware fields (YAML); aiconfigurator: "
+                         "DIR/systems/<name>.yaml and its perf tables, for aiconfigurator --systems-paths DIR/systems")
     ex.add_argument("--datasheet", default=None,
                     help="datasheet profile: the peak bandwidth / FLOP/s the measured figures are scaled against")
     ex.add_argument("--out", default=None,
