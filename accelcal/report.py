@@ -147,11 +147,9 @@ def _summary(prof) -> str:
 
 
 def _fit_quality(prof) -> str:
-    entries: list[tuple[str, Any]] = [(f"GEMM {dt}", e.quality) for dt, e in prof.compute.items()]
-    entries += [(f"memory {pat}", e.quality) for pat, e in prof.memory.items()]
-    entries += [(f"attention {dt} {ph}", e.quality) for dt, phs in prof.attention.items() for ph, e in phs.items()]
-    entries += [(f"elementwise {dt} {g}", e.quality) for dt, gs in prof.elementwise.items() for g, e in gs.items()]
-    entries += [(c.label, c.quality) for c in prof.collectives]
+    from accelcal.calibrate.show import fitted_quantities
+
+    entries: list[tuple[str, Any]] = fitted_quantities(prof)
     rows, n_flag = [], 0
     for name, q in entries:
         if q is None:

@@ -439,7 +439,8 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         raise
     flagged = sum(bool(q.flags) for q in _all_q(profile))
     print(f"[calibrate] wrote {out}: {len(profile.compute)} GEMM dtype(s), {len(profile.memory)} memory pattern(s), "
-          f"{len(profile.collectives)} collective fit(s); {flagged} fit(s) flagged (see accelcal show {out})")
+          f"{len(profile.collectives)} collective fit(s); {flagged} of {len(_all_q(profile))} fits flagged (see "
+          f"accelcal show {out})")
     return 0
 
 

@@ -99,7 +99,8 @@ def format_profile(p: Profile) -> str:
             out.append(f"  {c.op} {c.scope} n={c.group_size} {c.dtype}{' kernel ' + c.kernel if c.kernel else ''}: {pieces} {_q(c.quality)}")
     flags = [f for q in _qualities(p) for f in q.flags]
     if flags:
-        out.append(f"flags ({len(flags)})")
+        out.append(f"flags ({len(flags)} on {sum(bool(q.flags) for q in _qualities(p))} of "
+                   f"{len(_qualities(p))} fits)")
         out += [f"  ! {f}" for f in flags]
     if p.validation is not None:
         v = p.validation
@@ -122,8 +123,17 @@ def _memory_line(e) -> str:
     return f"{_si(e.bandwidth_bytes_per_s, 'B/s')}, latency {_time(e.latency_s)} {_q(e.quality)}"
 
 
+def fitted_quantities(p: Profile) -> list[tuple[str, Quality | None]]:
+    """(label, fit quality) of every fitted quantity of ``p``, in one order (None: a datasheet figure, no fit):
+    what show, calibrate and report count and list."""
+    out: list[tuple[str, Quality | None]] = [(f"GEMM {dt}", e.quality) for dt, e in p.compute.items()]
+    out += [(f"memory {pat}", e.quality) for pat, e in p.memory.items()]
+    out += [(f"attention {dt} {ph}", e.quality) for dt, phs in p.attention.items() for ph, e in phs.items()]
+    out += [(f"elementwise {dt} {g}", e.quality) for dt, gs in p.elementwise.items() for g, e in gs.items()]
+    out += [(f"sampler {k}", e.quality) for k, e in p.sampler.items()]
+    out += [(c.label, c.quality) for c in p.collectives]
+    return out
+
+
 def _qualities(p: Profile) -> list[Quality]:
-    qs = [e.quality for e in p.compute.values()] + [e.quality for e in p.memory.values()]
-    qs += [e.quality for ph in p.attention.values() for e in ph.values()] + [c.quality for c in p.collectives]
-    qs += [e.quality for gs in p.elementwise.values() for e in gs.values()] + [e.quality for e in p.sampler.values()]
-    return [q for q in qs if q is not None]
+    return [q for _, q in fitted_quantities(p) if q is not None]
