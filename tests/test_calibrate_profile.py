@@ -351,3 +351,15 @@ def test_a_number_yaml_reads_as_a_string_gets_a_form_yaml_reads_as_a_number(tmp_
     fixed.write_text(text.replace("8.5e10", "8.5e+10"))
     assert Profile.load(fixed).identity.memory_capacity_bytes == 8.5e10
     assert "1.0e+9, not 1e9 or 1.0e9" in str(exc.value)
+
+
+def test_a_profile_date_must_be_iso_8601(tmp_path):
+    text = (Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml").read_text()
+    bad = tmp_path / "p.yaml"
+    bad.write_text(text.replace("date: '2026-11-26T06:03:07+00:00'", "date: yesterday", 1))
+    with pytest.raises(ProfileError, match=r"identity.date: expected an ISO 8601 date such as 2026-11-26 .* got "
+                                           r"'yesterday'"):
+        Profile.load(bad)
+    ok = tmp_path / "q.yaml"
+    ok.write_text(text.replace("date: '2026-11-26T06:03:07+00:00'", "date: '2026-11-26'", 1))
+    assert Profile.load(ok).identity.date == "2026-11-26"

@@ -21,6 +21,20 @@ from .reader import SOURCES, Reader
 __all__ = ["Identity", "Validation", "ValidationCase"]
 
 
+def _iso_date(r, value, path: str) -> str:
+    """An ISO 8601 date or date-time string ('' when not recorded), as calibrate writes it."""
+    from datetime import datetime
+
+    text = r.string(value, path)
+    if text:
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise r.fail(path, f"expected an ISO 8601 date such as 2026-11-26 or 2026-11-26T06:03:07+00:00, got "
+                               f"{text[:40]!r}") from None
+    return text
+
+
 @dataclass
 class Identity:
     """Who and what was measured, how, and from which source."""
@@ -92,7 +106,7 @@ class Identity:
             memory_capacity_bytes=r.plausible("memory_bytes", d["memory_capacity_bytes"], f"{path}.memory_capacity_bytes",
                                               optional=True),
             host=r.string(d["host"], f"{path}.host"),
-            date=r.string(d["date"], f"{path}.date"),
+            date=_iso_date(r, d["date"], f"{path}.date"),
             command=r.string(d["command"], f"{path}.command"),
             versions=dict(versions),
             citations=r.str_list(d["citations"], f"{path}.citations"),
@@ -202,7 +216,7 @@ class Validation:
                 measured_s=r.seconds(c["measured_s"], f"{cp}.measured_s"),
                 predicted_s=r.seconds(c["predicted_s"], f"{cp}.predicted_s"),
                 rel_err=r.number(c["rel_err"], f"{cp}.rel_err", lo=-1.0, hi=1e6)))
-        return cls(date=r.string(d["date"], f"{path}.date"), device=r.string(d["device"], f"{path}.device"),
+        return cls(date=_iso_date(r, d["date"], f"{path}.date"), device=r.string(d["device"], f"{path}.device"),
                    median_abs_rel_err=r.number(d["median_abs_rel_err"], f"{path}.median_abs_rel_err", hi=1e6),
                    max_abs_rel_err=r.number(d["max_abs_rel_err"], f"{path}.max_abs_rel_err", hi=1e6), cases=cases)
 
