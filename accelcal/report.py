@@ -162,7 +162,9 @@ def _fit_quality(prof) -> str:
                     f"<td class='num'>{q.heldout_p90_rel_err:.1%}</td><td>{flags}</td></tr>")
     head = ("<tr><th>fitted quantity</th><th>points</th><th>fit median |err|</th><th>held-out median</th>"
             "<th>held-out p90</th><th>flags</th></tr>")
-    return (f"<h2>Fit quality</h2><p class='sub'>{len(entries)} fitted quantities, {n_flag} flagged. Held-out = "
+    n_fit = sum(q is not None for _, q in entries)
+    return (f"<h2>Fit quality</h2><p class='sub'>{n_flag} of {n_fit} fits flagged"
+            + (f" ({len(entries) - n_fit} datasheet figure(s), no fit)" if len(entries) > n_fit else "") + ". Held-out = "
             f"error on points left out of the fit (how well the profile predicts shapes it did not see).</p>"
             f"<table>{head}{''.join(rows)}</table>")
 

@@ -331,15 +331,16 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         # Every destination before any measuring: a read-only folder or a full disk fails now, not after minutes.
         check_file(out, what="--out", need_bytes=4 * 2**20)
         check_dir(final_raw, what="--raw-dir", need_bytes=64 * 2**20)
-        # The run measures into a staging folder beside the raw folder; its files replace the raw folder's only
-        # with the profile that lists them (_install_raw), so a failed or interrupted run leaves the existing
-        # profile and its raw data as they were.
-        missing = [a for a in (final_raw.parent, *final_raw.parent.parents) if not a.exists()]
-        final_raw.parent.mkdir(parents=True, exist_ok=True)
+        # The run measures into a staging folder inside the raw folder (one file system, so the files move by
+        # rename); they replace the raw folder's only with the profile that lists them (_install_raw), so a failed
+        # or interrupted run leaves the existing profile and its raw data as they were.
+        import tempfile
+
+        missing = [a for a in (final_raw, *final_raw.parents) if not a.exists()]
+        final_raw.mkdir(parents=True, exist_ok=True)
         if missing:  # folders this run made: a failed run takes them away again
             created.append(missing[-1])
-        raw_dir = final_raw.parent / f".{final_raw.name}.partial-{os.getpid()}"
-        raw_dir.mkdir()
+        raw_dir = Path(tempfile.mkdtemp(prefix=".partial-", dir=final_raw))
         created.append(raw_dir)
         nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)
         from accelcal.collectives.distenv import in_distributed_env
@@ -430,7 +431,7 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         if args.from_results:
             _save_replacing(profile, out)
         else:
-            _install_raw(raw_dir, target.raw_dir, lambda: _save_replacing(profile, out))
+            _install_raw(raw_dir, target.raw_dir, out, lambda: _save_replacing(profile, out), created)
     except BaseException:
         for c in copies:  # a profile that was not written records no copies: take them back
             c.unlink(missing_ok=True)
@@ -444,23 +445,33 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
     return 0
 
 
-RAW_STEMS = ("kernels", "collectives")
-"""Stems of the raw files calibrate writes (kernels.*, collectives.*, collectives-round<N>.*): a new run's files
-replace these in a reused raw folder, and the ones it did not write again go (they describe an older run)."""
+def _listed_raw_files(out: Path, raw_dir: Path) -> set[str]:
+    """Names of the files in ``raw_dir`` that the profile at ``out`` lists (identity.raw_data) and their sidecars
+    (the same stem's .json, .parquet and .env.json): the raw data that profile owns; empty when there is no
+    loadable profile there."""
+    from .profile import Profile, ProfileError
+
+    try:
+        listed = Profile.load(out).identity.raw_data if out.exists() else []
+    except (ProfileError, OSError, ValueError):
+        return set()
+    home = raw_dir.resolve()
+    stems = {Path(f).stem for f in listed if (out.parent / f).resolve().parent == home}
+    return {p.name for p in raw_dir.iterdir() if p.is_file() and p.name.split(".", 1)[0] in stems}
 
 
-def _install_raw(stage: Path, raw_dir: Path, save_profile) -> None:
-    """Move a run's raw files from ``stage`` into ``raw_dir`` and save the profile that lists them
-    (``save_profile``), as one step: the files they replace wait in a backup folder until the profile is written,
-    and come back, with the new files taken out again, if it is not.  Afterwards the stage and the backup are
-    gone, and so are older raw files of calibrate's own stems the new run did not write (other files stay)."""
+def _install_raw(stage: Path, raw_dir: Path, out: Path, save_profile, created: list[Path]) -> None:
+    """Move a run's raw files from ``stage`` (a folder inside ``raw_dir``) into ``raw_dir`` and save the profile
+    that lists them (``save_profile``), as one step: the files they replace wait in a backup folder until the
+    profile is written, and come back, with the new files taken out again, if it is not.  Afterwards the stage and
+    the backup are gone, and so are the files the replaced profile at ``out`` listed that the new run did not write
+    again (other files in the folder stay: another profile's, or a bench run's)."""
     import shutil
+    import tempfile
 
     new = sorted(p.name for p in stage.iterdir() if p.is_file())
-    created_dir = not raw_dir.exists()
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    backup = raw_dir.parent / f".{raw_dir.name}.replaced-{os.getpid()}"
-    backup.mkdir()
+    owned = _listed_raw_files(out, raw_dir)
+    backup = Path(tempfile.mkdtemp(prefix=".replaced-", dir=raw_dir))
     moved_old: list[str] = []
     moved_new: list[str] = []
     try:
@@ -476,19 +487,17 @@ def _install_raw(stage: Path, raw_dir: Path, save_profile) -> None:
             os.replace(raw_dir / name, stage / name)
         for name in moved_old:
             os.replace(backup / name, raw_dir / name)
-        backup.rmdir()
-        if created_dir and not any(raw_dir.iterdir()):
-            raw_dir.rmdir()
+        shutil.rmtree(backup, ignore_errors=True)
         raise
+    created.clear()  # the profile is written: nothing of this run is partial any more
     shutil.rmtree(backup, ignore_errors=True)
-    stale = [p for p in raw_dir.iterdir() if p.is_file() and p.name not in new and
-             any(p.name.startswith(f"{stem}.") or p.name.startswith(f"{stem}-round") for stem in RAW_STEMS)]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    if stale:
-        print(f"[calibrate] removed {len(stale)} raw file(s) of an earlier run from {raw_dir} "
-              f"({', '.join(sorted(p.name for p in stale)[:4])}{', ...' if len(stale) > 4 else ''})")
     shutil.rmtree(stage, ignore_errors=True)
+    stale = sorted(owned - set(new))
+    for name in stale:
+        (raw_dir / name).unlink(missing_ok=True)
+    if stale:
+        print(f"[calibrate] removed {len(stale)} raw file(s) the replaced profile listed that this run did not "
+              f"write again ({', '.join(stale[:4])}{', ...' if len(stale) > 4 else ''})")
     print(f"[calibrate] raw data: {len(new)} file(s) in {raw_dir}")
 
 

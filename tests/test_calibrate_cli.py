@@ -371,7 +371,13 @@ def test_a_failed_or_refused_calibrate_keeps_the_existing_raw_data_and_a_good_on
     out, raw = tmp_path / "node.yaml", tmp_path / "raw"
     args = ["calibrate", "--device", "cpu", "--nproc", "1", "--out", str(out), "--raw-dir", str(raw)]
     assert run(args) == 0
+    # the profile also lists an older round file; a bench run's collectives.csv and a note share the folder
+    p0 = Profile.load(out)
+    p0.identity.raw_data = list(p0.identity.raw_data) + ["raw/collectives-round1.csv"]
+    p0.save(out)
     raw.joinpath("collectives-round1.csv").write_text("old run\n")
+    raw.joinpath("collectives-round1.env.json").write_text("{}\n")
+    raw.joinpath("collectives.csv").write_text("a bench run, not the profile's\n")
     raw.joinpath("notes.txt").write_text("mine\n")
     first, kept = out.read_bytes(), _raw_state(raw)
 
@@ -390,13 +396,15 @@ def test_a_failed_or_refused_calibrate_keeps_the_existing_raw_data_and_a_good_on
     with pytest.raises(OSError):
         run(args)
     assert out.read_bytes() == first and _raw_state(raw) == kept
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.yaml", "raw"]  # no staging or backup left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.yaml", "raw"]
+    assert not [p for p in raw.iterdir() if p.name.startswith(".")]  # no staging or backup folder left behind
     monkeypatch.undo()
     monkeypatch.setattr(suite, "run_suite", lambda device=None, preset="quick", ops=None, progress=print, **kw: ResultSet(
         suite="kernels", env=env, rows=synth_kernels().to_dict("records")))
     assert run(args) == 0
     now = _raw_state(raw)
-    assert "collectives-round1.csv" not in now and now["notes.txt"] == b"mine\n"
+    assert "collectives-round1.csv" not in now and "collectives-round1.env.json" not in now  # listed, not rewritten
+    assert now["notes.txt"] == b"mine\n" and now["collectives.csv"] == b"a bench run, not the profile's\n"
     assert now["kernels.env.json"] != kept["kernels.env.json"] and out.read_bytes() != first
 
 

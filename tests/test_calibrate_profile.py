@@ -351,6 +351,10 @@ def test_a_number_yaml_reads_as_a_string_gets_a_form_yaml_reads_as_a_number(tmp_
     fixed.write_text(text.replace("8.5e10", "8.5e+10"))
     assert Profile.load(fixed).identity.memory_capacity_bytes == 8.5e10
     assert "1.0e+9, not 1e9 or 1.0e9" in str(exc.value)
+    small = tmp_path / "s.yaml"  # repr(5e-6) is '5e-06', itself a string to PyYAML: only the form it reads is offered
+    small.write_text(text.replace("8.5e10", "8.5e+10").replace("sync_s: 2.7232000604271886e-06", "sync_s: 5e-6"))
+    with pytest.raises(ProfileError, match=r"overheads.sync_s: .*write it as 5\.0e-06 \(e\.g\."):
+        Profile.load(small)
 
 
 def test_a_profile_date_must_be_iso_8601(tmp_path):
@@ -362,4 +366,6 @@ def test_a_profile_date_must_be_iso_8601(tmp_path):
         Profile.load(bad)
     ok = tmp_path / "q.yaml"
     ok.write_text(text.replace("date: '2026-11-26T06:03:07+00:00'", "date: '2026-11-26'", 1))
+    assert Profile.load(ok).identity.date == "2026-11-26"
+    ok.write_text(text.replace("date: '2026-11-26T06:03:07+00:00'", "date: 2026-11-26", 1))  # a YAML date
     assert Profile.load(ok).identity.date == "2026-11-26"

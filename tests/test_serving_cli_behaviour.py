@@ -388,6 +388,8 @@ def test_plan_does_not_call_an_unconfirmed_steady_estimate_a_pass(capsys, monkey
     rc, out, err = _run(capsys, *base, "--ttft", f"{10 * ttft:g}", "--tpot", "1")
     assert rc == 4
     assert "best steady-state estimate (not confirmed by simulation): " in out
+    assert "note: the best row is not confirmed by simulation: not simulated: the search's re-checks ran out" in out
+    assert "more tokens/s per device than the best" not in out  # no simulated best to compare with
     assert "no engine x layout x concurrency the simulation re-checked meets the targets" in err
     rc, j = _json(capsys, *base, "--ttft", f"{10 * ttft:g}", "--tpot", "1")
     assert rc == 4 and j["meets_targets"] is False and j["best_simulated"] is False

@@ -23,9 +23,10 @@ __all__ = ["Identity", "Validation", "ValidationCase"]
 
 def _iso_date(r, value, path: str) -> str:
     """An ISO 8601 date or date-time string ('' when not recorded), as calibrate writes it."""
-    from datetime import datetime
+    from datetime import date, datetime
 
-    text = r.string(value, path)
+    # an unquoted 2026-11-26 is a YAML date: take it as its ISO text
+    text = value.isoformat() if isinstance(value, (date, datetime)) else r.string(value, path)
     if text:
         try:
             datetime.fromisoformat(text)

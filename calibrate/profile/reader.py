@@ -45,6 +45,13 @@ TOP_LEVEL = "(top level)"
 """Key path printed for problems with the document as a whole (no key to name)."""
 
 
+def _yaml_float(text: str) -> bool:
+    """Whether PyYAML reads ``text`` as a float."""
+    import yaml
+
+    return isinstance(yaml.safe_load(f"x: {text}")["x"], float)
+
+
 def _yaml_exponent(x: float) -> str:
     """``x`` in the exponent form PyYAML reads as a float: a dot and a signed exponent (8.5e+10, 1.0e-06)."""
     mant, exp = f"{x:.12e}".split("e")
@@ -116,7 +123,8 @@ class Reader:
                 float(value)
             except ValueError:
                 raise self.fail(path, f"expected a number, got the string {_short(value)}") from None
-            forms = dict.fromkeys((repr(float(value)), _yaml_exponent(float(value))))  # one when they coincide
+            # only forms PyYAML reads back as a float (repr gives 5e-06 for small values, which it does not)
+            forms = [f for f in dict.fromkeys((repr(float(value)), _yaml_exponent(float(value)))) if _yaml_float(f)]
             raise self.fail(path, f"expected a number, got the string {value!r}: YAML (PyYAML) reads an exponent "
                                   f"form as a number only with a dot and a signed exponent; write it as "
                                   f"{' or '.join(forms)} (e.g. 1.0e+9, not 1e9 or 1.0e9)")

@@ -186,7 +186,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     engine, pp_notes = engine.for_pipeline(pp)
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     # the measured requests it ran, the default (10 x C, at least 100; 200 open loop) or the given count
-    wl = {**dataclasses.asdict(workload), "num_requests": workload.requests - workload.warmup_requests}
+    wl = {**{k: v for k, v in dataclasses.asdict(workload).items() if k != "stream"},  # a replica's share only
+          "num_requests": workload.requests - workload.warmup_requests}
     pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes + pp_notes)
     if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency:
         # --concurrency is every replica's clients together (ServingWorkload.client_shares splits it)

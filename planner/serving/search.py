@@ -533,8 +533,10 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     lines.append(f"{head}: {best.label} ({best.checked_by})")
     lines += [f"  {w}" for w in best.why]
     lines += [f"  note: {n}" for n in res.best_notes]
-    above = [c for c in res.ranked[:top] if c.unchecked]
-    if above:
+    above = [c for c in res.ranked[:top] if c.unchecked and c is not best]
+    if best.unchecked:  # no re-check passed: the best row is itself a steady-state estimate
+        lines.append(f"  note: the best row is not confirmed by simulation: {best.unchecked}")
+    elif above:
         lines.append(f"  note: {count(len(above), 'steady-state row')} in the table "
                      f"{'shows' if len(above) == 1 else 'show'} more tokens/s per device than the best "
                      f"but no simulation confirmed it (clients of identical requests cluster, which the steady state "
