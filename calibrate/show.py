@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from accelcal.units import fmt
-from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, busbw_factor
+from accelcal.vocab import PREFILL_KINDS, SAMPLER_BYTES_PER_LOGIT, busbw_factor
 
 from .profile import Profile, Quality
 
@@ -77,7 +77,9 @@ def format_profile(p: Profile) -> str:
         out.append("attention (time = latency + max(FLOP/rate, bytes/rate))")
         for dt, phases in p.attention.items():
             for ph, e in phases.items():
-                out.append(f"  {dt} {ph:<8} {_si(e.flop_per_s, 'FLOP/s')}, {_si(e.bytes_per_s, 'B/s')}, "
+                # prefill reuses every K/V byte q_len times: its byte term is held clear of binding, not measured
+                held = " (a floor kept from binding, not a measured rate)" if ph in PREFILL_KINDS else ""
+                out.append(f"  {dt} {ph:<8} {_si(e.flop_per_s, 'FLOP/s')}, {_si(e.bytes_per_s, 'B/s')}{held}, "
                            f"latency {_time(e.latency_s)} {_q(e.quality)}")
     if p.elementwise:
         out.append("eager elementwise groups (time = latency + traffic-model bytes / bandwidth)")

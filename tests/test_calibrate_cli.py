@@ -497,3 +497,10 @@ def test_a_smoke_profile_says_it_is_not_for_planning(tmp_path, capsys):
 
     assert f"profile {smoke.identity.name}: {SMOKE_NOTE}" in serving_warnings(smoke, None, ModelConfig.resolve("tiny"),
                                                                                64, 8)
+
+
+def test_show_says_a_prefill_attention_byte_rate_is_a_floor_not_a_measurement(capsys):
+    assert run(["show", str(REPO / "profiles" / "nvidia-h100.yaml")]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  bf16 ")]
+    assert any(ln.startswith("  bf16 prefill") and "(a floor kept from binding, not a measured rate)" in ln for ln in lines)
+    assert not any(ln.startswith("  bf16 decode") and "floor kept" in ln for ln in lines)
