@@ -84,6 +84,10 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
         raise ValueError(f"--scope must be one of {SCOPES}, got {scope!r}")
     groups: dict[tuple[str, str, int], list] = {}
     for r in runs:
+        if scope == SCOPES[0] and r.nodes > 1:  # the log's own rank lines say its ranks spanned hosts
+            raise ValueError(f"--scope {scope}: {os.path.basename(r.source)} ran its {r.ranks} ranks on {r.nodes} "
+                             f"hosts ({', '.join(sorted(set(r.hosts))[:4])}), so its collectives crossed nodes; "
+                             f"leave --scope out (it is {r.scope}) or import a single-node log")
         groups.setdefault((r.op, scope or r.scope, r.group_size, r.kernel or ""), []).append(r)
     entries = []
     for (op, sc, gs, kernel), rs in sorted(groups.items()):

@@ -346,3 +346,11 @@ def test_a_binary_file_or_a_json_run_with_errors_is_refused(tmp_path):
     f.write_text(json.dumps(doc))
     with pytest.raises(NcclTestsError, match="nccl-tests reported errors in this run"):
         read_runs([f])
+
+
+def test_scope_intra_node_is_refused_for_a_log_whose_ranks_spanned_hosts(tmp_path):
+    with pytest.raises(ValueError, match=r"--scope intra_node: ib_2x8_h100_all_reduce_perf.txt ran its 16 ranks on 2 "
+                                         r"hosts \(bm-h100-01, bm-h100-02\)"):
+        import_profile([str(IB)], name="x", out=str(tmp_path / "x.yaml"), scope="intra_node")
+    assert not (tmp_path / "x.yaml").exists()
+    assert import_profile([str(IB)], name="y", scope="inter_node").collectives[0].scope == "inter_node"
