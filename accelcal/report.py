@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("profile", help="device profile YAML")
     add_profile_arguments(p, None)
     p.add_argument("--out", required=True, help="HTML file to write (atomically)")
-    p.add_argument("--model", default="llama3-8b", help="model for the plan: a preset name, a model config .yaml, or a Hugging Face config.json or "
+    p.add_argument("--model", default="llama3-8b",
+                   help="model for the plan: a preset name, a model config .yaml, or a Hugging Face config.json or "
                         "its folder (default: llama3-8b)")
     p.add_argument("--dtype", default=None, help="dtype to plan in (default: the model's, else the profile's)")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     # as accelcal plan takes them: device numbers from PROFILE, each scope's collectives from its fabric
     prof, inter = plan_profiles(Profile.load(args.profile, what="--profile"),
                                 Profile.load(args.interconnect, what="--interconnect") if args.interconnect else None,
-                                Profile.load(args.inter_node_profile, what="--inter-node-profile") if args.inter_node_profile else None,
+                                (Profile.load(args.inter_node_profile, what="--inter-node-profile")
+                                 if args.inter_node_profile else None),
                                 device_flag="PROFILE")
     ds = Profile.load(args.datasheet) if args.datasheet else None
     try:

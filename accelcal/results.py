@@ -243,28 +243,6 @@ _SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {
 """Columns a fit reads from the rows of an op (or, with '@', of a suite) besides CORE_COLUMNS."""
 
 
-def _check_rows_whole(path: Path) -> None:
-    """A results CSV as accelcal writes it: every row ends its line and has the header's number of fields.  pandas
-    would pad a cut last row (a copy or a disk that stopped mid-file) with empty fields and fit the rest."""
-    import csv
-    import io
-
-    from .safe_io import read_bytes
-
-    data = read_bytes(path, "results file", 256 * 2**20)
-    if data and not data.endswith(b"\n"):
-        raise ValueError(f"{path}: the last row is cut short (no line end): a truncated file? accelcal ends every row "
-                         f"it writes; re-copy the file or re-run the measurement")
-    rows = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))
-    header = next(rows, None)
-    if not header:
-        return  # pandas says the file is empty
-    for k, row in enumerate(rows, start=1):
-        if row and len(row) != len(header):
-            raise ValueError(f"{path}: data row {k} has {len(row)} fields where the header has {len(header)}: a cut or "
-                             f"hand-edited row; re-copy the file or re-run the measurement")
-
-
 def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Concatenate result CSVs, checking each has the core columns."""
     import pandas as pd
@@ -274,8 +252,7 @@ def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
         from .safe_io import read_csv
 
         p = Path(p)
-        _check_rows_whole(p)
-        df = read_csv(p, what="results file")
+        df = read_csv(p, what="results file", whole_rows=True)
         missing = [c for c in CORE_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"{p}: not an accelcal results file; missing columns {missing}")

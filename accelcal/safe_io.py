@@ -272,11 +272,33 @@ def _expect(data: Any, expect: type | None, what: str, path: str | os.PathLike) 
     return data
 
 
-def read_csv(path: str | os.PathLike, what: str = "results CSV", max_bytes: int = 256 * 2**20, **kwargs: Any):
-    """``pandas.read_csv`` of a checked, size-capped regular file."""
+def _check_rows_whole(data: bytes, path: str | os.PathLike) -> None:
+    """Every row of a CSV as accelcal writes it ends its line and has the header's number of fields.  pandas would
+    pad a cut last row (a copy or a disk that stopped mid-file) with empty fields, and a fit would go on without it."""
+    import csv
+
+    if data and not data.endswith(b"\n"):
+        raise ValueError(f"{os.fspath(path)}: the last row is cut short (no line end): a truncated file? accelcal ends "
+                         f"every row it writes; re-copy the file or re-run the measurement")
+    rows = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))
+    header = next(rows, None)
+    if not header:
+        return  # pandas says the file is empty
+    for k, row in enumerate(rows, start=1):
+        if row and len(row) != len(header):
+            raise ValueError(f"{os.fspath(path)}: data row {k} has {len(row)} fields where the header has "
+                             f"{len(header)}: a cut or hand-edited row; re-copy the file or re-run the measurement")
+
+
+def read_csv(path: str | os.PathLike, what: str = "results CSV", max_bytes: int = 256 * 2**20,
+             whole_rows: bool = False, **kwargs: Any):
+    """``pandas.read_csv`` of a checked, size-capped regular file; ``whole_rows``: refuse a cut or short row (a file
+    accelcal wrote, whose every row is whole) instead of letting pandas pad it."""
     import pandas as pd
 
     data = read_bytes(path, what, max_bytes)
+    if whole_rows:
+        _check_rows_whole(data, path)
     try:
         return pd.read_csv(io.BytesIO(data), **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

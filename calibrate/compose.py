@@ -36,7 +36,8 @@ from .priors import same_device_model
 from .profile import Estimate, Profile, ProfileError
 
 __all__ = ["Part", "ComposedProfile", "compose", "datasheet_names", "fabric_device_mismatch", "plan_profiles",
-           "require_device_profile", "describe_origin", "shipped_interconnects", "missing_hint", "SHIPPED_DIR"]
+           "require_device_profile", "describe_origin", "shipped_interconnects", "missing_hint", "smoke_sweep",
+           "SHIPPED_DIR", "SMOKE_NOTE"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles" / "interconnect"
 """The interconnect profiles shipped with accelcal (made by ``accelcal import nccl-tests`` from published logs)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from accelcal.units import fmt
 from accelcal.vocab import PREFILL_KINDS, SAMPLER_BYTES_PER_LOGIT, busbw_factor
 
+from .compose import SMOKE_NOTE, smoke_sweep
 from .profile import Profile, Quality
 
 __all__ = ["format_profile", "profile_to_json"]
@@ -42,8 +43,6 @@ def format_profile(p: Profile) -> str:
            (f"  datasheet   transcribed from datasheets {i.date or '-'} ({i.command or '-'}); not measured" if p.is_datasheet
             else f"  {'imported' if p.is_interconnect else 'measured':<12}{i.date or '(no date recorded)'} on "
             f"{i.host or '-'}: {i.command or '-'}")]
-    from .compose import SMOKE_NOTE, smoke_sweep
-
     if smoke_sweep(p):
         out.append(f"  WARNING     {SMOKE_NOTE}")
     if i.versions:
@@ -99,10 +98,10 @@ def format_profile(p: Profile) -> str:
                 f"{_si(pc.bandwidth_bytes_per_s, 'B/s')} (busbw {_si(pc.bandwidth_bytes_per_s * f, 'B/s')})"
                 for pc in c.pieces)
             out.append(f"  {c.op} {c.scope} n={c.group_size} {c.dtype}{' kernel ' + c.kernel if c.kernel else ''}: {pieces} {_q(c.quality)}")
-    flags = [f for q in _qualities(p) for f in q.flags]
+    qualities = _qualities(p)
+    flags = [f for q in qualities for f in q.flags]
     if flags:
-        out.append(f"flags ({len(flags)} on {sum(bool(q.flags) for q in _qualities(p))} of "
-                   f"{len(_qualities(p))} fits)")
+        out.append(f"flags ({len(flags)} on {sum(bool(q.flags) for q in qualities)} of {len(qualities)} fits)")
         out += [f"  ! {f}" for f in flags]
     if p.validation is not None:
         v = p.validation

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from accelcal.calibrate.compose import datasheet_names, fabric_device_mismatch
+from accelcal.calibrate.compose import SMOKE_NOTE, datasheet_names, fabric_device_mismatch, smoke_sweep
 from accelcal.models import ModelConfig
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
@@ -115,8 +115,6 @@ def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, 
     # what the model's config has that the costing leaves out (e.g. Mistral's sliding window: KV and attention are
     # costed at full context, an overstatement once the context passes the window)
     unmodelled = [f"{model.name}: {part}" for part in str(model.source or "").split("; ") if "not modelled" in part]
-    from accelcal.calibrate.compose import SMOKE_NOTE, smoke_sweep
-
     smoke = [f"profile {p.identity.name}: {SMOKE_NOTE}" for p in (profile, inter_node_profile)
              if p is not None and smoke_sweep(p)]
     return ([datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]

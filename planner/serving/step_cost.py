@@ -175,17 +175,19 @@ class StepCoster:
 
     @staticmethod
     def _kv_dtype_gain(profile: Any, model: ModelConfig, tp: int, act: str, kv_dtype: str) -> str:
-        """What the smaller cache elements do to a decode step's attention (32 sequences at 2048 tokens): nothing
-        where the profile's decode-attention fit is compute-bound at this model's query heads per KV head."""
+        """What the smaller cache elements do to a decode step's attention (a reference step of ``batch`` sequences
+        at ``kv_len`` tokens): nothing where the profile's decode-attention fit is compute-bound at this model's query
+        heads per KV head."""
         heads, kvh = model.heads // tp, kv_heads_per_device(model, tp)
+        batch, kv_len = 32, 2048
         try:
-            t = [profile.attention_time_s("decode", 32, 1, 2048, heads, kvh, model.head_dim, act, kv_dtype=k).time_s
-                 for k in (act, kv_dtype)]
+            t = [profile.attention_time_s("decode", batch, 1, kv_len, heads, kvh, model.head_dim, act,
+                                          kv_dtype=k).time_s for k in (act, kv_dtype)]
         except (MissingMeasurement, ValueError):
             return ""
         if t[1] < 0.99 * t[0]:
-            return (f"; decode attention {t[1] / t[0]:.2f}x the {act} cache's (a reference step: 32 sequences at 2048 "
-                    f"tokens, whatever the load)")
+            return (f"; decode attention {t[1] / t[0]:.2f}x the {act} cache's (a reference step: {batch} sequences at "
+                    f"{kv_len} tokens, whatever the load)")
         return (f"; decode attention unchanged: with {heads // max(1, kvh)} query heads per KV head the profile's "
                 f"attention.{act}.decode fit is compute-bound, so the {kv_dtype} cache adds capacity only")
 
@@ -280,12 +282,13 @@ class StepCoster:
                                                      if ships else "") +
                     ", and for layouts wider than a node --inter-node-profile") from None
             spans = self.tp_scope == "inter_node" and self.tp * self.pp > dpn
-            if not spans and any(c.scope == "intra_node" for c in self.profile.collectives):
+            node_fabric = any(c.scope == "intra_node" for c in self.profile.collectives)  # composed or measured
+            if not spans and node_fabric:
                 # the node's fabric is there and lacks this collective: the profile's own message says what to import
                 raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}") from None
             where = (f"with {dpn} device(s) per node in {self.profile.identity.name}, TP={self.tp} PP={self.pp} "
                      f"spans nodes; " if spans else "")
-            if any(c.scope == "intra_node" for c in self.profile.collectives):  # the node's fabric is composed
+            if node_fabric:
                 fix = "pass the fabric between the nodes with --inter-node-profile"
             else:
                 fix = ("pass the node's intra-node fabric with --interconnect (it also sets the devices per node) and, "

@@ -156,23 +156,20 @@ class ServingWorkload:
         stream, every dp-th request to each replica in turn (``stream``), the warm-up ones first."""
         import dataclasses
 
-        weights = self.client_shares(dp) if self.closed_loop else [1] * dp
         measured = self.requests - self.warmup_requests
         if measured < dp:
             raise ValueError(f"--num-requests {measured} < dp {dp}: each replica needs at least one request")
-        if not self.closed_loop and dp > 1:
+        if not self.closed_loop:
             mine = range(replica, self.requests, dp)  # stream positions; the first warmup_requests are warm-up
             warm = sum(1 for i in mine if i < self.warmup_requests)
             return dataclasses.replace(self, request_rate_per_s=self.request_rate_per_s / dp,
                                        num_requests=len(mine) - warm, warmup_requests=warm, seed=self.seed + replica,
                                        stream=(dp, replica, self.requests, self.seed))
-        n = _split(measured, weights, floor=1)[replica]
-        warm = _split(self.warmup_requests, weights)[replica]
-        if self.closed_loop:
-            return dataclasses.replace(self, concurrency=weights[replica], num_requests=n, warmup_requests=warm,
-                                       seed=self.seed + replica)
-        return dataclasses.replace(self, request_rate_per_s=self.request_rate_per_s / dp, num_requests=n,
-                                   warmup_requests=warm, seed=self.seed + replica)
+        weights = self.client_shares(dp)
+        return dataclasses.replace(self, concurrency=weights[replica],
+                                   num_requests=_split(measured, weights, floor=1)[replica],
+                                   warmup_requests=_split(self.warmup_requests, weights)[replica],
+                                   seed=self.seed + replica)
 
 
 def _split(total: int, weights: list[int], floor: int = 0) -> list[int]:
