@@ -151,9 +151,13 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
     Decode cases of one arithmetic intensity (the same query heads per KV head: FLOP/byte constant) cannot
     tell the FLOP rate from the byte rate: any FLOP rate above the one they ran at fits.  Left free, the
     fitted FLOP rate would then bind at a higher GQA ratio (a model with more query heads per KV head, or
-    its heads divided by TP) where the kernel is still bandwidth-bound.  With
-    ``compute_ceiling_flop_per_s`` (the same device's measured prefill attention rate: the fastest the
-    attention kernels were seen to compute) the decode FLOP rate is held at that, and a flag says so.
+    its heads divided by TP, or an fp8 KV cache that halves the bytes) where the kernel is still
+    bandwidth-bound.  With ``compute_ceiling_flop_per_s`` (the same device's measured prefill attention rate:
+    the fastest the attention kernels were seen to compute) the decode FLOP rate is held at that, and a flag
+    says so.  Cases of several intensities that all ran bandwidth-bound leave it as unidentified: the
+    free fit then settles at the highest FLOP rate a case happened to reach.  So the decode fit is also
+    cross-validated both ways, and the ceiling is kept unless the free FLOP rate predicts the held-out cases
+    better (a smaller median error): the rate is taken as identified only when the cases show it.
     """
     op = f"attention {dtype} {phase}"
     if dtype not in DTYPE_BYTES:
@@ -174,20 +178,34 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
                          f"need cases of different sizes")
     waves = int(wave_units) if wave_units and phase == "prefill" else None  # not for chunks (see above)
     intensity = flop / nbytes
-    floor = None
-    if phase == "decode" and compute_ceiling_flop_per_s and intensity.max() <= _ONE_INTENSITY * intensity.min():
-        floor = float(compute_ceiling_flop_per_s)
+    ceiling = float(compute_ceiling_flop_per_s) if phase == "decode" and compute_ceiling_flop_per_s else None
     factors = _Factors(shape, phase, waves)
-    held = []
-    for train, test in kfold_splits(t.size, k):
-        z, _, _ = _fit(flop[train], nbytes[train], shape[train], t[train], phase, factors, train, floor)
-        held.append(rel_errors(_model(z, flop[test], nbytes[test], factors.exact(z[3], test)), t[test]))
+
+    def held_out(floor: float | None) -> np.ndarray:
+        errs = []
+        for train, test in kfold_splits(t.size, k):
+            z, _, _ = _fit(flop[train], nbytes[train], shape[train], t[train], phase, factors, train, floor)
+            errs.append(rel_errors(_model(z, flop[test], nbytes[test], factors.exact(z[3], test)), t[test]))
+        return np.concatenate(errs)
+
+    floor, why = None, ""
+    if ceiling and intensity.max() <= _ONE_INTENSITY * intensity.min():
+        floor, held = ceiling, held_out(ceiling)
+        why = f"every case at {intensity.min():.3g} FLOP/byte, so the FLOP rate is not identified"
+    else:
+        held = held_out(None)
+        if ceiling:
+            at_ceiling = held_out(ceiling)
+            if np.median(at_ceiling) <= np.median(held):
+                why = (f"held-out median error {np.median(held):.1%} with the FLOP rate fitted, "
+                       f"{np.median(at_ceiling):.1%} at the prefill rate: these cases ({intensity.min():.3g}-"
+                       f"{intensity.max():.3g} FLOP/byte) ran bandwidth-bound, so the FLOP rate is not identified")
+                floor, held = ceiling, at_ceiling
     z, ok, flags = _fit(flop, nbytes, shape, t, phase, factors, slice(None), floor)
     if floor is not None:
-        flags = list(flags) + [f"every case at {intensity.min():.3g} FLOP/byte, so the FLOP rate is not "
-                               f"identified; held at the prefill attention rate {floor:.4g} FLOP/s"]
+        flags = list(flags) + [f"{why}; held at the prefill attention rate {floor:.4g} FLOP/s"]
     errs = rel_errors(_model(z, flop, nbytes, factors.exact(z[3])), t)
-    q = build_quality(op, errs, np.concatenate(held), (float(flop.min()), float(flop.max())), ok, flags, "attention")
+    q = build_quality(op, errs, held, (float(flop.min()), float(flop.max())), ok, flags, "attention")
     return AttentionEntry(latency_s=float(z[0]), flop_per_s=math.exp(z[1]), bytes_per_s=math.exp(z[2]), quality=q,
                           half_length=float(z[3]), wave_units=waves, block_q=None)
 

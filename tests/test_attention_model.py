@@ -109,6 +109,29 @@ def test_decode_at_one_intensity_holds_the_prefill_rate_instead_of_inventing_one
     assert eb.bytes_per_s == pytest.approx(TRUE["bytes_per_s"], rel=0.03)
 
 
+def test_decode_at_several_intensities_all_bandwidth_bound_holds_the_prefill_rate():
+    # Two GQA ratios (about 4 and 32 FLOP/byte) that both ran bandwidth-bound (true FLOP rate 6e14, ridge at 150
+    # FLOP/byte): the free fit can only say the FLOP rate is at least what the 32-ratio cases reached, and a
+    # rate pinned there would make a higher intensity (an fp8 KV cache: half the bytes) compute-bound.  The
+    # held-out comparison keeps the measured prefill rate, and the flag gives both errors.
+    cases = _cases("decode")
+    rng = np.random.default_rng(3)
+    t = np.array([_time("decode", c, {**TRUE, "half_length": 0.0}) for c in cases]) * rng.normal(1.0, 0.01, len(cases))
+    e = fit_attention("bf16", "decode", cases, t, compute_ceiling_flop_per_s=5e14)
+    assert e.flop_per_s == pytest.approx(5e14, rel=1e-6)
+    assert e.bytes_per_s == pytest.approx(TRUE["bytes_per_s"], rel=0.03)
+    flag = next(f for f in e.quality.flags if "not identified" in f)
+    assert "ran bandwidth-bound" in flag and "-32 FLOP/byte" in flag and "5e+14" in flag
+    # Cases that did run compute-bound (true FLOP rate 3e13: the 32-ratio cases sit above the ridge at 7.5
+    # FLOP/byte) identify it: the free fit predicts them better, so it is kept and recovers the rate.
+    slow = {**TRUE, "half_length": 0.0, "flop_per_s": 3e13}
+    ts = np.array([_time("decode", c, slow) for c in cases]) * rng.normal(1.0, 0.01, len(cases))
+    es = fit_attention("bf16", "decode", cases, ts, compute_ceiling_flop_per_s=5e14)
+    assert not any("not identified" in f for f in es.quality.flags)
+    assert es.flop_per_s == pytest.approx(3e13, rel=0.05)
+    assert es.bytes_per_s == pytest.approx(TRUE["bytes_per_s"], rel=0.05)
+
+
 def test_attention_table_fits_prefill_first_and_passes_its_rate_to_decode():
     from accelcal.calibrate.fit_attention import fit_attention_table
 
