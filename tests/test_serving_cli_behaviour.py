@@ -497,3 +497,18 @@ def test_a_layout_wider_than_the_composed_node_asks_only_for_the_fabric_between_
                       "--tp", "16", "--concurrency", "4", *SMALL)
     assert rc == 2 and "TP=16 PP=1 spans nodes; pass the fabric between the nodes with --inter-node-profile" in err
     assert "with --interconnect" not in err.split("spans nodes;")[-1]
+
+
+def test_a_lone_request_is_bound_by_its_decode_step_not_a_zero_share(capsys):
+    # one client, no targets: no queue, no prefill work beside the decodes, no communication on one device; the
+    # binding line names the decode step and its largest part, not a term worth 0%
+    rc, out, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
+                        "--concurrency", "1", "--isl", "512", "--osl", "64")
+    assert rc == 0, err
+    row = next(line for line in out.splitlines() if line.lstrip().startswith("1 vllm"))
+    assert row.rstrip().endswith("decode step")
+    binding = next(line for line in out.splitlines() if line.strip().startswith("binding:"))
+    m = re.search(r"decode step: ([\d.]+) ms of the ([\d.]+) ms TPOT, ([\d.]+) ms of it memory-bound", binding)
+    assert m, binding
+    step, tpot, mem = map(float, m.groups())
+    assert 0 < mem < step <= tpot * 1.0001

@@ -24,6 +24,7 @@ from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from .deployment import DEPLOYMENTS
 from .engine import engine_names, version_key
+from .step_cost import STEP_PARTS
 from .workload import ServingWorkload
 
 
@@ -235,10 +236,9 @@ def format_prediction(res) -> str:
         lines.append("  typical decode step: none (--osl 1: each request's one token comes from its prefill)")
     if d:
         lines.append(f"  typical decode step: batch {d.get('batch', '?')} at KV {d.get('kv_len_mean', '?')}: "
-                     f"{d['total'] * ms:.3f} ms (ms of it: attention {d['attention'] * ms:.3f}, memory-bound "
-                     f"{d['memory'] * ms:.3f}, compute-bound {d['compute'] * ms:.3f}, communication "
-                     f"{d['communication'] * ms:.3f}, launch {d['launch'] * ms:.3f}; "
-                     f"{'CUDA graph' if d['cuda_graphs'] else 'eager'})"
+                     f"{d['total'] * ms:.3f} ms (ms of it: "
+                     + ", ".join(f"{name} {d[k] * ms:.3f}" for k, name in STEP_PARTS.items())
+                     + f"; {'CUDA graph' if d['cuda_graphs'] else 'eager'})"
                      + (f"; PP: the pass of its slowest micro-batch, {d['micro_batch_sequences']} sequences"
                         if d.get("micro_batch_sequences") else ""))
     lines.append(f"  prefill share of decode time: {res.prefill_share_of_decode_time:.1%}")

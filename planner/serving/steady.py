@@ -170,8 +170,9 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
     ttft = ttft_engine + wait + (tau if engine.overlap_scheduling else 0.0)
     latency = ttft + (osl - 1) * tpot
     share = 1 - td / tpot if tpot > 0 else 0.0
+    # served equals E up to rounding when the prefill budget does not bind (k x s / p_steps = E)
     binding = "kv_capacity" if concurrency > e and lim < min(concurrency, engine.max_seqs) else (
-        "prefill_interference" if share > 0.5 or served < min(concurrency, e) else "decode")
+        "prefill_interference" if share > 0.5 or served < min(concurrency, e) * (1 - 1e-9) else "decode")
     return SteadyState(ttft, tpot, latency, x * osl, x, e, lim, td, share, wait, binding,
                        _decode_step(coster, max(1, round(d)), kv_mean))
 

@@ -45,7 +45,12 @@ from accelcal.models.implementation import Implementation
 from accelcal.models import ModelConfig
 from .engine import EnginePreset
 
-__all__ = ["SMALL_ALL_REDUCE", "SMALL_MESSAGE_WARN_FACTOR", "StepCoster", "StepCostError", "replica_parallelism"]
+__all__ = ["SMALL_ALL_REDUCE", "SMALL_MESSAGE_WARN_FACTOR", "STEP_PARTS", "StepCoster", "StepCostError",
+           "replica_parallelism"]
+
+STEP_PARTS = {"attention": "attention", "memory": "memory-bound", "compute": "compute-bound",
+              "communication": "communication", "launch": "launch"}
+"""The seconds keys of StepCoster.breakdown, in print order, and how outputs name them."""
 
 SMALL_ALL_REDUCE = "TP all-reduce of one decode token"
 """How the small-message extrapolation note and warning begin (the search groups the warnings by it)."""
