@@ -27,9 +27,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                                    "from the profile, and rank the layouts with the reasons. Exit 3 when no layout "
                                    "fits, 4 when layouts fit but none meets --ttft/--tpot/--request-rate.")
     add_profile_arguments(p, "profile YAML of one node (accelcal calibrate or profiles/datasheet/)")
-    p.add_argument("--assume-zero-latency", action="store_true",
+    p.add_argument("--assume-zero-latency", action="store_true", default=None,
                    help="cost collectives whose latency the profile does not give (datasheet priors) at 0 s instead "
-                        "of rejecting the layouts that need them; every output then says so")
+                        "of rejecting the layouts that need them; every output then says so (layer-level plan: with "
+                        "--engine such latencies are always costed at 0 s, and a WARNING says so)")
     p.add_argument("--model", default="llama3-8b",
                    help=f"preset ({', '.join(preset_names())}), a model config .yaml, or a Hugging Face "
                         f"config.json or its folder (default: llama3-8b)")
@@ -119,7 +120,7 @@ def parse_extra_group(spec: str) -> tuple[str, list[int]]:
 
 PLANNER_ONLY: dict = {"dtype": None, "extra_group": [], "batch": 8, "cuda_graphs": False,
                       "implementation": DEFAULT_IMPLEMENTATION, "objective": "auto", "max_layouts": 200_000,
-                      "memory_utilization": 0.9, "export_dir": None}
+                      "memory_utilization": 0.9, "export_dir": None, "assume_zero_latency": False}
 """Options of the layer-level planner and their defaults: the serving search (--engine) has its own engine,
 batching and memory rules and takes none of them."""
 SWEEP = "1,2,4,8,16,32,64,128,256"
@@ -268,7 +269,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{', '.join(given)}: option(s) of the layer-level planner; the serving search "
                              f"(--engine) sets batching, memory and launches from the engine preset (--engine-arg "
                              f"overrides its keys) and ignores them: leave them out or drop --engine"
-                             + ("; its dtypes are --weight-dtype and --kv-dtype" if "--dtype" in given else ""))
+                             + ("; its dtypes are --weight-dtype and --kv-dtype" if "--dtype" in given else "")
+                             + ("; it costs latencies a datasheet prior lacks at 0 s and warns" if
+                                "--assume-zero-latency" in given else ""))
         if args.plot is not None:
             _check_plot_path(args.plot)
     # the planner options default to None so that any the user typed is seen above, even at its default value

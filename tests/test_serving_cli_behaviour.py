@@ -512,3 +512,15 @@ def test_a_lone_request_is_bound_by_its_decode_step_not_a_zero_share(capsys):
     assert m, binding
     step, tpot, mem = map(float, m.groups())
     assert 0 < mem < step <= tpot * 1.0001
+
+
+def test_assume_zero_latency_is_a_layer_level_option(capsys):
+    # plan --engine costs a datasheet prior's missing latencies at 0 s and warns; the flag is refused there rather
+    # than accepted with no effect
+    rc, out, err = _run(capsys, "plan", "--profile", "profiles/datasheet/h100-sxm.yaml", "--model", "llama3-8b",
+                        "--engine", "vllm", "--concurrency", "4", "--assume-zero-latency")
+    assert rc == 2 and "--assume-zero-latency: option(s) of the layer-level planner" in err
+    assert "costs latencies a datasheet prior lacks at 0 s and warns" in err
+    rc, out, err = _run(capsys, "plan", "--profile", "profiles/datasheet/h100-sxm.yaml", "--model", "llama3-8b",
+                        "--engine", "vllm", "--concurrency", "4")
+    assert rc == 0 and "DATASHEET PRIOR, NOT A MEASUREMENT" in err + out and "assumed 0 s" in err + out
