@@ -78,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: the report is one HTML page; give it a .html name (it has no "
                          f"{Path(args.out).suffix or 'other'} format)")
     # as accelcal plan takes them: device numbers from PROFILE, each scope's collectives from its fabric
-    prof, inter = plan_profiles(Profile.load(args.profile, what="--profile"),
+    prof, inter = plan_profiles(Profile.load(args.profile, what="PROFILE"),
                                 Profile.load(args.interconnect, what="--interconnect") if args.interconnect else None,
                                 (Profile.load(args.inter_node_profile, what="--inter-node-profile")
                                  if args.inter_node_profile else None),
                                 device_flag="PROFILE")
-    ds = Profile.load(args.datasheet) if args.datasheet else None
+    ds = Profile.load(args.datasheet, what="--datasheet profile") if args.datasheet else None
     try:
         page = build_report(prof, args.profile, args, datasheet=ds, inter_node=inter)
     except ImportError as exc:

@@ -128,16 +128,21 @@ def _compare(args: argparse.Namespace) -> int:
     from .compare import changes_to_json, compare_profiles, format_changes, missing_in_new, regressions
     from .profile import Profile
 
-    old, new = Profile.load(args.old), Profile.load(args.new)
+    old, new = Profile.load(args.old, what="OLD profile"), Profile.load(args.new, what="NEW profile")
+    if old.is_interconnect != new.is_interconnect:
+        kind = {True: "an interconnect profile (collectives only)", False: "a device profile"}
+        raise ValueError(f"OLD {args.old} is {kind[old.is_interconnect]} and NEW {args.new} is "
+                         f"{kind[new.is_interconnect]}: compare takes two profiles of the same kind")
     note = None
     if old.identity.device_name != new.identity.device_name:
         note = f"comparing different devices: {old.identity.device_name!r} vs {new.identity.device_name!r}"
     changes = compare_profiles(old, new)
     slower = regressions(changes)
     lost = missing_in_new(old, new)
+    gained = missing_in_new(new, old)  # what NEW measures that OLD did not: nothing to compare it with
     if args.format == "json":
         print_json({"old_profile": args.old, "new_profile": args.new, "note": note,
-                    "regressions": len(slower), "missing_in_new": lost,
+                    "regressions": len(slower), "missing_in_new": lost, "only_in_new": gained,
                     "changes": changes_to_json(changes, only_significant=not args.all)})
     else:
         if note:
@@ -145,6 +150,8 @@ def _compare(args: argparse.Namespace) -> int:
         print(format_changes(changes, only_significant=not args.all))
         if lost:
             print(f"missing in NEW ({len(lost)}): " + ", ".join(lost))
+        if gained:
+            print(f"only in NEW ({len(gained)}, not compared): " + ", ".join(gained))
     if args.fail_on_regression and (slower or lost):
         print(f"accelcal compare: {len(slower)} predicted time(s) slower beyond noise"
               + "".join(f"; {c.quantity} {c.rel_change:+.1%}" for c in slower[:5])
@@ -159,7 +166,7 @@ def _plot(args: argparse.Namespace) -> int:
     from .priors import find_datasheet
 
     p = Profile.load(args.profile)
-    ds = Profile.load(args.datasheet) if args.datasheet else find_datasheet(p)
+    ds = Profile.load(args.datasheet, what="--datasheet profile") if args.datasheet else find_datasheet(p)
     out = args.out or str(Path("results") / f"{Path(args.profile).stem}-plots")
     notes: list[str] = []
     try:
@@ -187,9 +194,14 @@ def _export(args: argparse.Namespace) -> int:
 
     p = Profile.load(args.profile)
     require_device_profile(p, "PROFILE", fabric_flags=False)  # no device for a configurator to describe
-    ds = Profile.load(args.datasheet) if args.datasheet else None
+    ds = Profile.load(args.datasheet, what="--datasheet profile") if args.datasheet else None
     if ds is not None:
         require_device_profile(ds, "--datasheet", fabric_flags=False)
+        if not ds.is_datasheet:
+            # its figures would stand in as the device's peaks: a measured profile makes every scaling factor ~1
+            raise ValueError(f"--datasheet {args.datasheet}: its source is {ds.identity.source!r}, not 'datasheet'; "
+                             f"the export scales the measured figures against a datasheet profile's peaks "
+                             f"(profiles/datasheet/)")
         models = device_model_tokens(str(ds.identity.device_name))
         if (str(ds.identity.device_type) != str(p.identity.device_type)
                 or models and not models & device_model_tokens(str(p.identity.device_name))):

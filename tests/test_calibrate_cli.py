@@ -504,3 +504,29 @@ def test_show_says_a_prefill_attention_byte_rate_is_a_floor_not_a_measurement(ca
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  bf16 ")]
     assert any(ln.startswith("  bf16 prefill") and "(a floor kept from binding, not a measured rate)" in ln for ln in lines)
     assert not any(ln.startswith("  bf16 decode") and "floor kept" in ln for ln in lines)
+
+
+def test_compare_export_and_report_name_what_they_refuse(tmp_path, capsys):
+    from accelcal.cli import main
+
+    h100, h200 = "profiles/nvidia-h100.yaml", "profiles/nvidia-h200.yaml"
+    fabric = "profiles/interconnect/h100-nvswitch-4of8.yaml"
+    # a device profile against an interconnect one has nothing in common to compare
+    assert main(["compare", h100, fabric]) == 2
+    assert "compare takes two profiles of the same kind" in capsys.readouterr().err
+    # what only NEW measures is listed, not silently left out
+    assert main(["compare", h100, h200]) == 0
+    out = capsys.readouterr().out
+    assert "only in NEW (5, not compared): attention.bf16.chunk" in out
+    assert main(["compare", h100, h200, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "attention.bf16.chunk" in data["only_in_new"] and data["missing_in_new"] == []
+    # --datasheet must be a datasheet profile: a measured one made every scaling factor about 1
+    assert main(["export", h100, "--datasheet", h100]) == 2
+    assert "its source is 'measured', not 'datasheet'" in capsys.readouterr().err
+    # missing files are named by their flag or argument
+    assert main(["export", h100, "--datasheet", str(tmp_path / "none.yaml")]) == 2
+    assert "--datasheet profile" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "PROFILE" in err and "--profile" not in err
