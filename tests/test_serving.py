@@ -199,7 +199,11 @@ def test_memory_in_use_at_start_leaves_the_pool_under_each_engines_rule(tmp_path
         # pool keeps it
         want = lost
         assert a.kv_pool_bytes - b.kv_pool_bytes == pytest.approx(want)
-        assert b.reserve_bytes - a.reserve_bytes == pytest.approx(want)
+        assert b.in_use_bytes == pytest.approx(want) and b.reserve_bytes == pytest.approx(a.reserve_bytes)
+        for kv in (a, b):  # the parts partition the device's memory
+            parts = (kv.weights_bytes, kv.activation_bytes, kv.comm_buffer_bytes, kv.reserve_bytes, kv.in_use_bytes,
+                     kv.kv_pool_bytes)
+            assert sum(parts) == pytest.approx(cap) and min(parts) >= 0
         assert ("in use at start 0.5 GB" in b.rule) == (want > 0)
     assert not EnginePreset.from_name("vllm").in_use_at_start_from_pool and "after NCCL is initialized" in \
         EnginePreset.from_name("vllm").sources["in_use_at_start_from_pool"]

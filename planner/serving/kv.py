@@ -64,7 +64,9 @@ class KVBudget:
     activation_bytes: float
     comm_buffer_bytes: float
     reserve_bytes: float
-    """Everything else the engine keeps out of the pool (its memory fraction's remainder, fixed reserves)."""
+    """Everything else the engine keeps out of the pool (its memory fraction's remainder, fixed reserves), less
+    ``in_use_bytes``: the parts (weights, activations, comm buffers, reserve, in use, KV pool) add up to the
+    capacity."""
     kv_pool_bytes: float
     kv_bytes_per_token: float
     """Per device: layers of the stage x 2 x KV heads per device x head_dim x KV dtype bytes."""
@@ -208,5 +210,5 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         raise Infeasible(f"weights + reserves do not fit: {rule} = {pool / g:.4g} GB left for the KV cache "
                          f"(tp={tp}, pp={pp}, weights {weight_dtype})", "weights")
     blocks = int(pool // (per_token * engine.block_size_tokens))
-    return KVBudget(capacity_bytes, weights, act, comm, reserve, pool, per_token, engine.block_size_tokens, blocks,
-                    rule, in_use_bytes=lost)
+    return KVBudget(capacity_bytes, weights, act, comm, reserve - lost, pool, per_token, engine.block_size_tokens,
+                    blocks, rule, in_use_bytes=lost)
