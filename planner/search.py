@@ -525,6 +525,7 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
     if n > model.heads:
         rejected.append(Rejection(group.name, Parallelism(tp=model.heads + 1), "divisibility",
                                   f"tp {model.heads + 1}..{n} not enumerated: above heads({model.heads})"))
+        evaluated += 1  # that one line stands for them: feasible + rejected = evaluated
     planned = count_layouts(model, n, dpn)
     if planned > options.max_layouts:
         raise ValueError(f"{group.name}: {n} devices give {planned} layouts to cost, above the limit of "
@@ -544,7 +545,10 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
             if why:
                 rejected.append(Rejection(group.name, base, "placement", why))
                 continue
-            for ep in _ep_options(model, base, group.name, rejected):
+            before = len(rejected)
+            eps = _ep_options(model, base, group.name, rejected)
+            evaluated += sum(1 for r in rejected[before:] if r.parallelism.ep > 1)  # EP layouts it refused
+            for ep in eps:
                 for sp in _divisors(dp):
                     evaluated += 1 if sp > 1 or ep > 1 else 0
                     par = Parallelism(tp, pp, dp, ep, sp)

@@ -206,3 +206,18 @@ def test_targets_and_request_rate_are_checked(profile_path, capsys):
     assert any(m.startswith("TPOT") and "> target 1e-06 s" in m for m in best["misses"])
     assert any("req/s < offered 1e+09 req/s" in m for m in best["misses"])
     assert g["notes"] and g["notes"][0].startswith("no plan meets the targets")
+
+
+def test_plan_counts_add_up_with_expert_layouts_refused(capsys):
+    # Mixtral's 8 experts cannot spread over EP 16: those refusals count as evaluated layouts, so the summary's
+    # feasible + rejected equals its evaluated (it said 145 evaluated: 16 feasible, 134 rejected)
+    from accelcal.cli import main
+
+    rc = main(["plan", "--profile", "profiles/nvidia-h100.yaml", "--interconnect",
+               "profiles/interconnect/h100-nvswitch-4of8.yaml", "--nodes", "2", "--devices-per-node", "8",
+               "--model", "mixtral-8x7b", "--top", "1", "--format", "json"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    group = data["groups"][0]
+    assert group["candidates_evaluated"] == group["feasible"] + len(group["rejected"]) == 150
+    assert sum("num_experts(8) % ep(16)" in r["reason"] for r in group["rejected"]) == 5
