@@ -524,3 +524,16 @@ def test_assume_zero_latency_is_a_layer_level_option(capsys):
     rc, out, err = _run(capsys, "plan", "--profile", "profiles/datasheet/h100-sxm.yaml", "--model", "llama3-8b",
                         "--engine", "vllm", "--concurrency", "4")
     assert rc == 0 and "DATASHEET PRIOR, NOT A MEASUREMENT" in err + out and "assumed 0 s" in err + out
+
+
+def test_steady_state_has_means_only(capsys):
+    args = ["predict", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm", "--concurrency", "8",
+            "--isl", "512", "--osl", "32", "--method", "steady"]
+    rc, data = _json(capsys, *args)
+    assert rc == 0 and data["ttft_mean_s"] > 0 and data["tpot_mean_s"] > 0
+    assert all(data[f"{m}_{p}_s"] is None for m in ("ttft", "tpot", "request_latency") for p in ("p50", "p90", "p99"))
+    assert any("means only" in n for n in data["notes"])
+    rc, out, err = _run(capsys, *args)
+    assert rc == 0 and "p50" not in out and "p99" not in out and "mean" in out
+    rc, out, err = _run(capsys, *args[:7], "--request-rate", "5", *args[9:])
+    assert rc == 2 and "use --method simulate" in err

@@ -223,7 +223,8 @@ def format_prediction(res) -> str:
         (f"  TPOT            {_latency_row(m.tpot_mean_s, m.tpot_p50_s, m.tpot_p99_s)}"
          if w["osl"] > 1 else "  TPOT            n/a: one output token per request (--osl 1), no token after the first"),
         f"  ITL             {_latency_row(m.itl_mean_s)}" if w["osl"] > 1 else "  ITL             n/a (--osl 1)",
-        f"  request latency mean {m.request_latency_mean_s:10.3f} s    p99 {m.request_latency_p99_s:10.3f} s",
+        f"  request latency mean {m.request_latency_mean_s:10.3f} s"
+        + (f"    p99 {m.request_latency_p99_s:10.3f} s" if m.request_latency_p99_s is not None else ""),
         f"  output tokens/s {m.output_tokens_per_s:10.1f}   per device {m.output_tokens_per_s_per_device:.1f}   "
         + (f"per user {m.output_tokens_per_s_per_user:.1f}" if w["osl"] > 1 else "per user n/a")
         + f"   (requests/s {m.requests_per_s:.3f})",

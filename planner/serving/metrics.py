@@ -23,7 +23,8 @@ __all__ = ["ServingMetrics", "summarise"]
 
 @dataclass(frozen=True)
 class ServingMetrics:
-    """The numbers a serving benchmark prints."""
+    """The numbers a serving benchmark prints (the percentiles None where a prediction has means only: the
+    steady state)."""
 
     ttft_mean_s: float
     ttft_p50_s: float

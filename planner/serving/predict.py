@@ -208,7 +208,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     devices = tp * pp
     if method == "steady":
         if not workload.closed_loop:
-            raise ValueError("the steady-state shortcut models a closed loop; use method=simulate for --request-rate")
+            raise ValueError("the steady-state shortcut models a closed loop; use --method simulate (the default) "
+                             "with --request-rate")
         ignored = [flag for flag, given in (("--num-requests", num_requests is not None),
                                             ("--warmup-requests", workload.warmup_requests > 0),
                                             ("--range-ratio", workload.range_ratio > 0),
@@ -222,11 +223,13 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         s, tps, rps = steady_over_replicas(engine, coster, kv, isl, osl, workload.concurrency, dp)
         per_user = 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0
         n = workload.requests - workload.warmup_requests
-        # duration: what the run's requests take at the steady rate
-        pred.metrics = ServingMetrics(s.ttft_s, s.ttft_s, s.ttft_s, s.ttft_s, s.tpot_s, s.tpot_s, s.tpot_s, s.tpot_s,
-                                      s.tpot_s, s.request_latency_s, s.request_latency_s, s.request_latency_s,
-                                      s.request_latency_s, tps, tps / (devices * dp), per_user, rps,
-                                      n / rps if rps > 0 else 0.0, n)
+        # duration: what the run's requests take at the steady rate; percentiles None: the steady state has means
+        # only (one request's TTFT, TPOT and latency in a long run of identical ones)
+        pred.metrics = ServingMetrics(s.ttft_s, None, None, None, s.tpot_s, None, None, None,
+                                      s.tpot_s, s.request_latency_s, None, None, None, tps, tps / (devices * dp),
+                                      per_user, rps, n / rps if rps > 0 else 0.0, n)
+        pred.notes.append("the steady state gives means only: no percentiles (null in the JSON; --method simulate "
+                          "gives them)")
         pred.max_concurrent_sequences = s.in_engine
         pred.decode_step = s.decode_breakdown
         pred.prefill_share_of_decode_time = s.prefill_share
