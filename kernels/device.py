@@ -141,6 +141,9 @@ def resolve_device(spec: str | None = None) -> Device:
         raise ValueError(f"unknown device {spec!r} ({exc}); available: {', '.join(available)}") from None
     if dev.type != "cpu" and dev.index is None:
         dev = torch.device(dev.type, 0)
+    if dev.type == "cpu" and dev.index not in (None, 0):
+        # torch ignores a CPU index: the whole CPU is one device here
+        raise ValueError(f"device {spec!r}: the CPU is one device ('cpu'); available: {', '.join(available)}")
     canonical = "cpu" if dev.type == "cpu" else f"{dev.type}:{dev.index}"
     if canonical not in available:
         raise ValueError(f"device {spec!r} is not available on this machine; available: {', '.join(available)}")

@@ -143,3 +143,13 @@ def test_command_line_names_python_m_accelcal_as_accelcal(monkeypatch):
     assert command_line() == "accelcal env --device auto"
     monkeypatch.setattr(sys, "argv", ["/usr/bin/accelcal", "bench", "kernels"])
     assert command_line() == "accelcal bench kernels"
+
+
+def test_a_cpu_index_other_than_0_is_refused():
+    from accelcal.kernels.device import resolve_device
+
+    assert resolve_device("cpu:0").spec == resolve_device("cpu").spec == "cpu"
+    with pytest.raises(ValueError, match=r"device 'cpu:5': the CPU is one device"):
+        resolve_device("cpu:5")
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):
+        resolve_device("bogus")

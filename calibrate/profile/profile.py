@@ -52,6 +52,11 @@ def _flagged(q: Quality | None) -> tuple[str, ...]:
     return ("fit-flagged",) if q is not None and q.flags else ()
 
 
+def _piece_bound(max_bytes: float | None) -> str:
+    """A collective piece's upper message size as notes print it (the last piece has none)."""
+    return "none (the last piece)" if max_bytes is None else f"{max_bytes:.6g}"
+
+
 def _range_note(q: Quality | None, x: float, unit: str) -> tuple[bool, str]:
     if q is None:
         return True, "no measured range"
@@ -326,7 +331,7 @@ class Profile:
         flags = self._base_flags() + _flagged(e.quality)
         extrap, note = _range_note(e.quality, nbytes, "bytes")
         lat = p.latency_s
-        where = f" (piece max_bytes={p.max_bytes})" if e.pieces and len(e.pieces) > 1 else ""
+        where = f" (piece max_bytes={_piece_bound(p.max_bytes)})" if e.pieces and len(e.pieces) > 1 else ""
         detail = f"latency + bytes / {p.bandwidth_bytes_per_s:.4g} B/s{where}, {note}"
         if lat is None:
             lat = 0.0
@@ -453,7 +458,7 @@ class Profile:
             extrap, note = _range_note(c.quality, nbytes, "bytes")
             lat = p.latency_s
             flags = self._base_flags() + _flagged(c.quality)
-            detail = f"alpha-beta piece (max_bytes={p.max_bytes}), {note}"
+            detail = f"alpha-beta piece (max_bytes={_piece_bound(p.max_bytes)}), {note}"
             if lat is None:
                 lat, extrap = 0.0, True
                 flags += ("not-measured",)
