@@ -138,13 +138,18 @@ def _summary(prof) -> str:
                       "memory per device"))
     rows = [("device", f"{i.device_name} ({i.device_type}), {i.devices_per_node} per node x {i.nodes} node(s)"),
             ("source", "DATASHEET PRIOR (not measured)" if prof.is_datasheet else "measured"),
-            ("measured", f"{i.date or '-'} on {i.host or '-'}"), ("command", i.command or "-")]
+            # a datasheet is transcribed and a published profile cites someone else's run: neither was measured here
+            ({"measured": "measured", "datasheet": "transcribed"}.get(i.source, i.source),
+             f"{i.date or '-'} on {i.host or '-'}" if i.source == "measured" else (i.date or "-")),
+            ("command", i.command or "-")]
     rows += [("versions", ", ".join(f"{k} {v}" for k, v in i.versions.items()))] if i.versions else []
     rows += [("cites", c) for c in i.citations]
     card_html = "".join(f"<div class='card'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for v, k in cards)
     table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    warn = ("<div class='warn'>This profile is transcribed from vendor datasheets: latencies it lacks count as 0 and "
-            "every figure is a peak, not a measurement.</div>" if prof.is_datasheet else "")
+    warn = ("<div class='warn'>This profile is transcribed from vendor datasheets: every figure is a peak, not a "
+            "measurement, and it gives no collective or launch latency: the plan below leaves out the layouts that "
+            "need a collective latency (accelcal plan --assume-zero-latency costs them at 0 s).</div>"
+            if prof.is_datasheet else "")
     return f"<h2>Summary</h2>{warn}<div class='cards'>{card_html}</div><table>{table}</table>"
 
 

@@ -150,3 +150,14 @@ def test_report_refuses_an_out_name_that_is_not_html(tmp_path, capsys):
     assert main(["report", str(CPU), "--model", "tiny", "--out", str(tmp_path / "r.pdf")]) == 2
     assert "the report is one HTML page; give it a .html name" in capsys.readouterr().err
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_report_on_a_datasheet_says_transcribed_and_that_its_plan_leaves_out_latency_layouts(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(REPO / "profiles" / "datasheet" / "h100-sxm.yaml"), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "<tr><th>transcribed</th>" in page and "<tr><th>measured</th>" not in page
+    assert "count as 0" not in page and "leaves out the layouts that need a collective latency" in page
+    capsys.readouterr()
+    assert main(["export", str(REPO / "profiles" / "datasheet" / "h100-sxm.yaml"), "--format", "configurator"]) == 0
+    assert "the profile is a datasheet prior" in capsys.readouterr().out
