@@ -157,7 +157,7 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
     says so.  Cases of several intensities that all ran bandwidth-bound leave it as unidentified: the
     free fit then settles at the highest FLOP rate a case happened to reach.  So the decode fit is also
     cross-validated both ways, and the ceiling is kept unless the free FLOP rate predicts the held-out cases
-    better (a smaller median error): the rate is taken as identified only when the cases show it.
+    better (a smaller median or mean error): the rate is taken as identified only when the cases show it.
     """
     op = f"attention {dtype} {phase}"
     if dtype not in DTYPE_BYTES:
@@ -196,10 +196,13 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
         held = held_out(None)
         if ceiling:
             at_ceiling = held_out(ceiling)
-            if np.median(at_ceiling) <= np.median(held):
-                why = (f"held-out median error {np.median(held):.1%} with the FLOP rate fitted, "
-                       f"{np.median(at_ceiling):.1%} at the prefill rate: these cases ({intensity.min():.3g}-"
-                       f"{intensity.max():.3g} FLOP/byte) ran bandwidth-bound, so the FLOP rate is not identified")
+            # the median and the mean: a few compute-bound cases (the high-intensity ones the planner extrapolates
+            # toward) move the mean when the median does not see them
+            if np.median(at_ceiling) <= np.median(held) and at_ceiling.mean() <= held.mean():
+                why = (f"held-out error median / mean {np.median(held):.1%} / {held.mean():.1%} with the FLOP rate "
+                       f"fitted, {np.median(at_ceiling):.1%} / {at_ceiling.mean():.1%} at the prefill rate: these "
+                       f"cases ({intensity.min():.3g}-{intensity.max():.3g} FLOP/byte) fit no better with a FLOP "
+                       f"ceiling of their own, so the FLOP rate is not identified")
                 floor, held = ceiling, at_ceiling
     z, ok, flags = _fit(flop, nbytes, shape, t, phase, factors, slice(None), floor)
     if floor is not None:

@@ -101,7 +101,7 @@ def test_decode_at_one_intensity_holds_the_prefill_rate_instead_of_inventing_one
     assert e.flop_per_s == pytest.approx(6e14, rel=1e-6)
     assert e.bytes_per_s == pytest.approx(p["bytes_per_s"], rel=0.03)
     assert any("FLOP rate is not identified" in f for f in e.quality.flags)
-    # Two intensities identify both rates: the ceiling is not applied.
+    # A ceiling below the rate the cases ran at predicts them worse: the free fit is kept.
     both = _cases("decode")
     tb = np.array([_time("decode", c, {**TRUE, "half_length": 0.0}) for c in both])
     eb = fit_attention("bf16", "decode", both, tb, compute_ceiling_flop_per_s=6e12)
@@ -121,7 +121,7 @@ def test_decode_at_several_intensities_all_bandwidth_bound_holds_the_prefill_rat
     assert e.flop_per_s == pytest.approx(5e14, rel=1e-6)
     assert e.bytes_per_s == pytest.approx(TRUE["bytes_per_s"], rel=0.03)
     flag = next(f for f in e.quality.flags if "not identified" in f)
-    assert "ran bandwidth-bound" in flag and "-32 FLOP/byte" in flag and "5e+14" in flag
+    assert "fit no better with a FLOP ceiling of their own" in flag and "-32 FLOP/byte" in flag and "5e+14" in flag
     # Cases that did run compute-bound (true FLOP rate 3e13: the 32-ratio cases sit above the ridge at 7.5
     # FLOP/byte) identify it: the free fit predicts them better, so it is kept and recovers the rate.
     slow = {**TRUE, "half_length": 0.0, "flop_per_s": 3e13}
@@ -130,6 +130,15 @@ def test_decode_at_several_intensities_all_bandwidth_bound_holds_the_prefill_rat
     assert not any("not identified" in f for f in es.quality.flags)
     assert es.flop_per_s == pytest.approx(3e13, rel=0.05)
     assert es.bytes_per_s == pytest.approx(TRUE["bytes_per_s"], rel=0.05)
+    # Two such cases among 20 bandwidth-bound ones: the median error may not see them (with seed 3 a median-only
+    # comparison kept the ceiling, mispredicting those two by a third or more), the mean does
+    few = ([c for c in cases if c["kv_heads"] == 8] * 3)[:20] + [c for c in cases if c["kv_heads"] == 1][-2:]
+    for seed in range(5):
+        r = np.random.default_rng(seed)
+        tf = np.array([_time("decode", c, slow) for c in few]) * r.normal(1.0, 0.02, len(few))
+        ef = fit_attention("bf16", "decode", few, tf, compute_ceiling_flop_per_s=5e14)
+        assert not any("not identified" in f for f in ef.quality.flags), seed
+        assert ef.flop_per_s == pytest.approx(3e13, rel=0.1)
 
 
 def test_attention_table_fits_prefill_first_and_passes_its_rate_to_decode():
