@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     add_profile_arguments(p, "profile YAML of one node (accelcal calibrate or profiles/datasheet/)")
     p.add_argument("--assume-zero-latency", action="store_true", default=None,
                    help="cost collectives whose latency the profile does not give (datasheet priors) at 0 s instead "
-                        "of rejecting the layouts that need them; every output then says so (layer-level plan: with "
-                        "--engine such latencies are always costed at 0 s, and a WARNING says so)")
+                        "of rejecting the layouts that need them; every output then says so (layer-level plan only: "
+                        "refused with --engine, which always costs such latencies at 0 s and warns)")
     p.add_argument("--model", default="llama3-8b",
                    help=f"preset ({', '.join(preset_names())}), a model config .yaml, or a Hugging Face "
                         f"config.json or its folder (default: llama3-8b)")

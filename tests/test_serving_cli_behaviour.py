@@ -512,6 +512,23 @@ def test_a_lone_request_is_bound_by_its_decode_step_not_a_zero_share(capsys):
     assert m, binding
     step, tpot, mem = map(float, m.groups())
     assert 0 < mem < step <= tpot * 1.0001
+    assert "(0%)" not in out and "0% of TPOT" not in out  # terms worth nothing are not listed as 'also'
+
+
+def test_binding_column_follows_one_rule_past_the_why_lines(capsys):
+    # 13 rows: the first 10 take their binding from the why-lines, the rest from the steady state's code; both
+    # call a point prefill-bound only above PREFILL_BINDS_SHARE of TPOT, so low-load rows all read 'decode step'
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.search import ServingTargets, search_serving
+    from accelcal.planner.serving.steady import PREFILL_BINDS_SHARE
+
+    prof, model = Profile.load(H100), ModelConfig.from_name("llama3-8b")
+    res = search_serving(prof, model, 1, ["vllm", "sglang", "trtllm"], [1, 2, 4, 8], isl=512, osl=64,
+                         targets=ServingTargets())
+    assert len(res.ranked) > 10
+    for c in res.ranked:
+        share = c.detail["steady"].prefill_share
+        assert share < PREFILL_BINDS_SHARE and c.binding in ("decode", "decode step"), (c.label, c.binding, share)
 
 
 def test_assume_zero_latency_is_a_layer_level_option(capsys):

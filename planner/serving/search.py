@@ -36,7 +36,7 @@ from ..workload import miss_factor
 from .engine import EnginePreset
 from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
 from .predict import serving_dtypes, serving_warnings
-from .steady import STEADY_REL_TOL, steady_over_replicas
+from .steady import PREFILL_BINDS_SHARE, STEADY_REL_TOL, steady_over_replicas
 from .step_cost import SMALL_ALL_REDUCE, STEP_PARTS, StepCoster, StepCostError, replica_parallelism
 
 __all__ = ["NoServingLayout", "ServingCandidate", "ServingSearch", "ServingTargets", "UNCONFIRMED_CHECKS",
@@ -444,7 +444,7 @@ def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
 
 
 _NEGLIGIBLE_SHARE = 0.01
-"""A why-line term below this (a share of TPOT or of the decode step, a fraction of a target) binds nothing."""
+"""A why-line term below this (a share of TPOT or of the decode step, a fraction of a target) is not listed."""
 
 
 def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandidate]) -> list[str]:
@@ -491,16 +491,16 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
                                           f"decode step ({comm / bd['total']:.0%}) is TP/PP communication"))
     if not terms:  # one output token, no target, room for every request: the prefill is all there is
         terms.append((0.0, f"prefill: each request's one token comes from its prefill (TTFT {c.ttft_s * 1e3:.4g} ms)"))
-    elif decodes and step_s > 0 and max(x[0] for x in terms) < _NEGLIGIBLE_SHARE:
-        # nothing above binds (no target, no queue, no prefill work or communication to speak of): TPOT is the
-        # decode step itself, named by its largest part
+    elif decodes and step_s > 0 and max(x[0] for x in terms) <= PREFILL_BINDS_SHARE:
+        # nothing above binds (no target or queue near its limit, prefill work and communication at most half of
+        # the time, the steady state's rule): TPOT is mostly the decode step itself, named by its largest part
         parts = {name: bd[k] for k, name in STEP_PARTS.items() if bd.get(k, 0.0) > 0}
         big = max(parts, key=parts.get) if parts else ""
         terms.append((1.0, f"decode step: {step_s * 1e3:.4g} ms of the {c.tpot_s * 1e3:.4g} ms TPOT"
                            + (f", {parts[big] * 1e3:.4g} ms of it {big}" if big else "")))
     terms.sort(key=lambda x: -x[0])
     lines.append(f"binding: {terms[0][1]}")
-    lines += [f"also: {x[1]}" for x in terms[1:3]]
+    lines += [f"also: {x[1]}" for x in terms[1:3] if x[0] >= _NEGLIGIBLE_SHARE]
     if c.misses:
         lines.append("misses: " + "; ".join(c.misses))
     return lines

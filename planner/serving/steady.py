@@ -30,7 +30,7 @@ from .kv import KVBudget, check_request_runs
 from .step_cost import StepCoster
 from .workload import client_shares
 
-__all__ = ["STEADY_REL_TOL", "SteadyState", "steady_over_replicas", "steady_state"]
+__all__ = ["PREFILL_BINDS_SHARE", "STEADY_REL_TOL", "SteadyState", "steady_over_replicas", "steady_state"]
 
 STEADY_REL_TOL = 0.15
 """How far the steady state's TPOT and output tokens/s may lie from the step-level simulation's (relative):
@@ -44,6 +44,10 @@ with chunked prefill, the TPOT of prompts longer than the token budget at a few 
 at C = 8 on an 8192-token budget: +27%), where simulated requests cluster their chunks.  The steady state costs
 mixed steps decode-first (every preset's rule); a prefill_first override is simulated, not estimated."""
 
+
+PREFILL_BINDS_SHARE = 0.5
+"""Prefill work above this share of TPOT is what binds a point; below it the decode step does (the steady
+state's binding code and the search's why-lines use the same line)."""
 
 @dataclass
 class SteadyState:
@@ -172,7 +176,8 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
     share = 1 - td / tpot if tpot > 0 else 0.0
     # served equals E up to rounding when the prefill budget does not bind (k x s / p_steps = E)
     binding = "kv_capacity" if concurrency > e and lim < min(concurrency, engine.max_seqs) else (
-        "prefill_interference" if share > 0.5 or served < min(concurrency, e) * (1 - 1e-9) else "decode")
+        "prefill_interference" if share > PREFILL_BINDS_SHARE or served < min(concurrency, e) * (1 - 1e-9)
+        else "decode")
     return SteadyState(ttft, tpot, latency, x * osl, x, e, lim, td, share, wait, binding,
                        _decode_step(coster, max(1, round(d)), kv_mean))
 
