@@ -122,6 +122,8 @@ def _plan(prof, args, inter_node=None):
 
 
 def _summary(prof) -> str:
+    from accelcal.planner.report import datasheet_note
+
     i = prof.identity
     cards = []
     for dt, e in prof.compute.items():
@@ -137,7 +139,7 @@ def _summary(prof) -> str:
         cards.append((f"{i.memory_capacity_bytes / 1e9:.4g} GB ({fmt(i.memory_capacity_bytes, 'bytes')})",
                       "memory per device"))
     rows = [("device", f"{i.device_name} ({i.device_type}), {i.devices_per_node} per node x {i.nodes} node(s)"),
-            ("source", "DATASHEET PRIOR (not measured)" if prof.is_datasheet else "measured"),
+            ("source", "DATASHEET PRIOR (not measured)" if prof.is_datasheet else i.source),
             # a datasheet is transcribed and a published profile cites someone else's run: neither was measured here
             ({"measured": "measured", "datasheet": "transcribed"}.get(i.source, i.source),
              f"{i.date or '-'} on {i.host or '-'}" if i.source == "measured" else (i.date or "-")),
@@ -146,10 +148,8 @@ def _summary(prof) -> str:
     rows += [("cites", c) for c in i.citations]
     card_html = "".join(f"<div class='card'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for v, k in cards)
     table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    warn = ("<div class='warn'>This profile is transcribed from vendor datasheets: every figure is a peak, not a "
-            "measurement, and it gives no collective or launch latency: the plan below leaves out the layouts that "
-            "need a collective latency (accelcal plan --assume-zero-latency costs them at 0 s).</div>"
-            if prof.is_datasheet else "")
+    warn = (f"<div class='warn'>{_e(datasheet_note(i.name, False, unless='accelcal plan --assume-zero-latency'))}"
+            f"</div>" if prof.is_datasheet else "")
     return f"<h2>Summary</h2>{warn}<div class='cards'>{card_html}</div><table>{table}</table>"
 
 

@@ -23,16 +23,17 @@ def _pct(bd: dict[str, float]) -> str:
     return "/".join(f"{100 * bd[k] / tot:.0f}" for k in ("compute", "memory", "communication", "launch"))
 
 
-def datasheet_note(name: str, assume_zero_latency: bool, why: str = "") -> str:
+def datasheet_note(name: str, assume_zero_latency: bool, why: str = "",
+                   unless: str = "--assume-zero-latency") -> str:
     """The warning for one datasheet profile: its figures are priors; the latencies it lacks are 0 s (``why`` says
-    on whose say, e.g. " (--assume-zero-latency)") or refused."""
+    on whose say, e.g. " (--assume-zero-latency)") or, for collectives, refused (``unless`` names what lifts that)."""
     if assume_zero_latency:
         what = (f"latencies and launch overheads the datasheets do not give are assumed 0 s{why}, so collectives and "
                 f"kernel launches look cheaper than they are")
     else:
-        what = ("launch overheads the datasheets do not give are assumed 0 s, so kernel launches look cheaper than "
-                "they are; collectives without a latency are refused (layouts that need them are rejected) unless "
-                "--assume-zero-latency")
+        what = ("launch overheads and memory latencies the datasheets do not give are assumed 0 s, so kernel launches "
+                "look cheaper than they are; collectives without a latency (none given by an interconnect profile) "
+                f"are refused (layouts that need them are rejected) unless {unless}")
     return (f"DATASHEET PRIOR, NOT A MEASUREMENT: profile {name} is transcribed from vendor datasheets; {what} "
             f"(measure with `accelcal calibrate` for real numbers)")
 

@@ -157,7 +157,8 @@ def test_report_on_a_datasheet_says_transcribed_and_that_its_plan_leaves_out_lat
     assert main(["report", str(REPO / "profiles" / "datasheet" / "h100-sxm.yaml"), "--out", str(out)]) == 0
     page = out.read_text()
     assert "<tr><th>transcribed</th>" in page and "<tr><th>measured</th>" not in page
-    assert "count as 0" not in page and "leaves out the layouts that need a collective latency" in page
+    assert "count as 0" not in page and "are refused (layouts that need them are rejected) unless accelcal plan " \
+        "--assume-zero-latency" in page and "memory latencies the datasheets do not give are assumed 0 s" in page
     capsys.readouterr()
     assert main(["export", str(REPO / "profiles" / "datasheet" / "h100-sxm.yaml"), "--format", "configurator"]) == 0
     assert "the profile is a datasheet prior" in capsys.readouterr().out

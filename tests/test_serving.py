@@ -190,7 +190,7 @@ def test_memory_in_use_at_start_leaves_the_pool_under_each_engines_rule(tmp_path
     cap, used = 80e9, 0.5e9
     # SGLang on 80e9 B = 76294 MiB: reserved 512 + 8192 x 1.5 + 256 x 2 + 1/8 x 1024 = 13440 MiB, so
     # mem_fraction_static = round(62854 / 76294, 3) = 0.824 (by hand, server_args.py's rule)
-    for name, lost in (("vllm", 0.0), ("sglang", 0.824 * used), ("trtllm", 0.9 * used)):
+    for name, lost in (("vllm", 0.0), ("sglang", 0.824 * used), ("trtllm", 0.9 * used), ("static", used)):
         e = EnginePreset.from_name(name)
         a, b = kv_budget(m, e, 1, 1, cap), kv_budget(m, e, 1, 1, cap, in_use_bytes=used)
         # SGLang sizes the pool as mem_fraction_static of the memory free at start, TensorRT-LLM as its fraction

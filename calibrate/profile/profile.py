@@ -53,8 +53,9 @@ def _flagged(q: Quality | None) -> tuple[str, ...]:
 
 
 def _piece_bound(max_bytes: float | None) -> str:
-    """A collective piece's upper message size as notes print it (the last piece has none)."""
-    return "none (the last piece)" if max_bytes is None else f"{max_bytes:.6g}"
+    """A collective piece's upper message size as notes print it: the largest whole byte count it covers (the
+    last piece has no bound)."""
+    return "none" if max_bytes is None else f"{math.floor(max_bytes)}"
 
 
 def _range_note(q: Quality | None, x: float, unit: str) -> tuple[bool, str]:
@@ -458,7 +459,8 @@ class Profile:
             extrap, note = _range_note(c.quality, nbytes, "bytes")
             lat = p.latency_s
             flags = self._base_flags() + _flagged(c.quality)
-            detail = f"alpha-beta piece (max_bytes={_piece_bound(p.max_bytes)}), {note}"
+            detail = (f"alpha-beta piece (max_bytes={_piece_bound(p.max_bytes)}), {note}" if len(c.pieces or ()) > 1
+                      else f"alpha-beta fit, {note}")
             if lat is None:
                 lat, extrap = 0.0, True
                 flags += ("not-measured",)

@@ -27,18 +27,18 @@ class ServingMetrics:
     steady state)."""
 
     ttft_mean_s: float
-    ttft_p50_s: float
-    ttft_p90_s: float
-    ttft_p99_s: float
+    ttft_p50_s: float | None
+    ttft_p90_s: float | None
+    ttft_p99_s: float | None
     tpot_mean_s: float
-    tpot_p50_s: float
-    tpot_p90_s: float
-    tpot_p99_s: float
+    tpot_p50_s: float | None
+    tpot_p90_s: float | None
+    tpot_p99_s: float | None
     itl_mean_s: float
     request_latency_mean_s: float
-    request_latency_p50_s: float
-    request_latency_p90_s: float
-    request_latency_p99_s: float
+    request_latency_p50_s: float | None
+    request_latency_p90_s: float | None
+    request_latency_p99_s: float | None
     output_tokens_per_s: float
     output_tokens_per_s_per_device: float
     output_tokens_per_s_per_user: float
@@ -52,7 +52,11 @@ class ServingMetrics:
 
     def stat(self, metric: str, stat: str) -> float:
         """``stat`` (mean | p50 | p90 | p99) of ``metric`` (ttft | tpot | request_latency)."""
-        return getattr(self, f"{metric}_{stat}_s")
+        v = getattr(self, f"{metric}_{stat}_s")
+        if v is None:
+            raise ValueError(f"{metric} {stat}: this prediction has means only (the steady state); simulate for "
+                             f"percentiles")
+        return v
 
 
 def summarise(arrival_s, first_token_s, finish_s, osl, devices: int) -> ServingMetrics:
