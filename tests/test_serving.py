@@ -1294,3 +1294,23 @@ def test_open_loop_replicas_share_one_poisson_stream_round_robin():
     for r, s in enumerate(shares):
         assert np.array_equal(s.arrivals_s(), whole[r::4])
         assert s.warmup_requests == len(range(r, 5, 4))  # stream positions 0..4 are the warm-up
+
+
+def test_steady_binding_code_reads_no_rounding_as_a_prefill_bound_engine():
+    # every request is served (k x s / p_steps = E, up to rounding) and the prefill share is 1.5-2.3%: the decode
+    # step binds (these points read "prefill_interference" while the rounding counted as requests not served);
+    # a prompt far larger than its output, at load, is prefill-bound
+    from accelcal.planner.serving.kv import memory_in_use_bytes
+    from accelcal.planner.serving.steady import PREFILL_BINDS_SHARE
+
+    h100, model = Profile.load("profiles/nvidia-h100.yaml"), ModelConfig.from_name("llama3-8b")
+    for name in ("vllm", "trtllm"):
+        engine, _ = EnginePreset.from_name(name).for_version("")
+        kv = kv_budget(model, engine, 1, 1, h100.identity.memory_capacity_bytes,
+                       in_use_bytes=memory_in_use_bytes(h100))
+        sc = StepCoster(h100, model, Parallelism(), engine)
+        for isl, osl in ((1024, 128), (512, 64)):
+            s = steady_state(engine, sc, kv, isl, osl, 2)
+            assert 0 < s.prefill_share < 0.03 and s.binding == "decode", (name, isl, s.prefill_share)
+        s = steady_state(engine, sc, kv, 4096, 2, 64)
+        assert s.prefill_share > PREFILL_BINDS_SHARE and s.binding == "prefill_interference", (name, s.prefill_share)
