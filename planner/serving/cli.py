@@ -25,7 +25,7 @@ from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 from .deployment import DEPLOYMENTS
 from .engine import engine_names, version_key
 from .step_cost import STEP_PARTS
-from .workload import ServingWorkload
+from .workload import RANGE_MODES, ServingWorkload
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -67,7 +67,14 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--num-requests", type=int, default=None,
                    help="requests in the run (default: 10 x concurrency, at least 100; open loop 200, at least 2 per "
                         "--dp replica)")
-    p.add_argument("--range-ratio", type=float, default=0.0, help="lengths uniform in x(1 +- r) (vLLM --random-range-ratio)")
+    p.add_argument("--range-ratio", type=float, default=None,
+                   help="the benchmark client's --random-range-ratio r: lengths uniform in x(1 - r) .. x(1 + r) "
+                        "(--range-mode around, vllm bench serve) or x r .. x (--range-mode below); default: fixed "
+                        "lengths (0 around, 1 below)")
+    p.add_argument("--range-mode", choices=RANGE_MODES, default="around",
+                   help="what --range-ratio means: 'around' x(1 +- r) as vllm bench serve's random dataset; 'below' "
+                        "x r .. x as SGLang's bench_serving and the benchmark_serving.py copies InferenceMAX runs "
+                        "(there --isl/--osl are the longest lengths; SGLang's own default r is 0, lengths 1 .. x)")
     p.add_argument("--warmup-requests", type=int, default=0,
                    help="requests run first and left out of the metrics (aiperf --warmup-request-count)")
     p.add_argument("--warmup-drains", action="store_true",
@@ -93,6 +100,13 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="step-level simulation (default) or the analytic steady state")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=run)
+
+
+def _range_ratio(args) -> float:
+    """--range-ratio, or the ratio that keeps lengths fixed under --range-mode (0 around, 1 below)."""
+    if args.range_ratio is not None:
+        return args.range_ratio
+    return 0.0 if args.range_mode == "around" else 1.0
 
 
 def _load_profiles(args):
@@ -152,10 +166,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         res = predict_serving(prof, model, engine, args.tp, args.pp, args.dp, args.concurrency, args.isl,
                               args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,
-                              inter, args.method, args.range_ratio, args.fp8_scaling,
+                              inter, args.method, _range_ratio(args), args.fp8_scaling,
                               turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
                               client_gap_s=args.client_gap_ms / 1e3, warmup_requests=args.warmup_requests,
-                              warmup_drains=args.warmup_drains, ep=args.ep)
+                              warmup_drains=args.warmup_drains, ep=args.ep, range_mode=args.range_mode)
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None
@@ -202,6 +216,16 @@ def parse_engine_args(items: list[str]) -> dict:
     return out
 
 
+def _spread(w: dict) -> str:
+    """' (lengths drawn: ...)' when the client's range ratio spreads them, else ''."""
+    wl = ServingWorkload(isl=w["isl"], osl=w["osl"], concurrency=1, range_ratio=w.get("range_ratio", 0.0),
+                         range_mode=w.get("range_mode", "around"))
+    if wl.fixed_lengths:
+        return ""
+    (il, ih), (ol, oh) = wl.bounds(wl.isl), wl.bounds(wl.osl)
+    return f" (uniform {il}..{ih} x {ol}..{oh}: --range-ratio {wl.range_ratio:g} {wl.range_mode})"
+
+
 def format_prediction(res) -> str:
     lay = res.layout
     w = res.workload
@@ -212,7 +236,7 @@ def format_prediction(res) -> str:
     ep = f" EP{lay['ep']}" if lay.get("ep", 1) > 1 else ""
     lines = [f"WARNING: {x}" for x in res.warnings]
     lines += [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}{ep} ({count(lay['devices'], 'device')})  {load}  "
-              f"isl {w['isl']} osl {w['osl']}"]
+              f"isl {w['isl']} osl {w['osl']}{_spread(w)}"]
     if not res.feasible:
         lines.append(f"INFEASIBLE: {res.reason}")
         return "\n".join(lines) + "\n"

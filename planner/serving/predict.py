@@ -155,10 +155,12 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                     weight_dtype: str | None = None, kv_dtype: str | None = None, inter_node_profile: Any = None,
                     method: str = "simulate", range_ratio: float = 0.0, fp8_scaling: str | None = None,
                     capacity_bytes: float | None = None, turnaround_s: float | None = None, client_gap_s: float = 0.0,
-                    warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1) -> ServingPrediction:
+                    warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1,
+                    range_mode: str = "around") -> ServingPrediction:
     """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s);
     ``client_gap_s``: the closed-loop client's pause between a response and its next request (outside TTFT).
     ``ep``: 1 (experts TP-split) or ``tp`` (a MoE model's experts spread over the replica's TP group).
+    ``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode says what each means).
     ``weight_dtype``, ``kv_dtype``, ``fp8_scaling`` None: the model's own (serving_dtypes)."""
     model = ModelConfig.resolve(model)
     weight_dtype, kv_dtype, fp8_scaling, dtype_notes = serving_dtypes(model, weight_dtype, kv_dtype, fp8_scaling)
@@ -173,7 +175,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     if num_requests is None and request_rate_per_s is not None and concurrency is None and isinstance(dp, int) and dp >= 1:
         num_requests = open_loop_requests(dp)
     workload = ServingWorkload(isl=isl, osl=osl, concurrency=concurrency, request_rate_per_s=request_rate_per_s,
-                               num_requests=num_requests, range_ratio=range_ratio, warmup_requests=warmup_requests,
+                               num_requests=num_requests, range_ratio=range_ratio, range_mode=range_mode,
+                               warmup_requests=warmup_requests,
                                warmup_drains=warmup_drains, client_gap_s=client_gap_s, **extra)
     if method not in ("simulate", "steady"):
         raise ValueError(f"method must be simulate or steady, got {method!r}")
@@ -212,7 +215,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                              "with --request-rate")
         ignored = [flag for flag, given in (("--num-requests", num_requests is not None),
                                             ("--warmup-requests", workload.warmup_requests > 0),
-                                            ("--range-ratio", workload.range_ratio > 0),
+                                            ("--range-ratio", not workload.fixed_lengths),
                                             ("--turnaround-ms", turnaround_s is not None),
                                             ("--client-gap-ms", workload.client_gap_s > 0)) if given]
         if ignored:
@@ -245,7 +248,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         note = _overload_note(runs, workload.request_rate_per_s, pred.metrics.requests_per_s)
         if note:
             pred.notes.insert(0, note)
-    elif workload.range_ratio == 0:
+    elif workload.fixed_lengths:
         note = _clustering_note(pred.metrics.ttft_mean_s, engine, coster, kv, isl, osl, workload.concurrency, dp,
                                 workload.turnaround_s / 2)
         if note:
@@ -267,7 +270,7 @@ def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, wo
     own seed); replicas whose runs cannot differ (a closed loop with fixed lengths and no turnaround delay, where
     the seed draws nothing) are run once.
     ``accelcal predict`` and the serving search's re-check both run a layout through here, so they agree."""
-    seedless = workload.closed_loop and workload.range_ratio == 0 and workload.turnaround_s == 0
+    seedless = workload.closed_loop and workload.fixed_lengths and workload.turnaround_s == 0
     runs: dict = {}
     for r in range(dp):
         share = workload.per_replica(dp, r)

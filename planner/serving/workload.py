@@ -9,8 +9,10 @@ Closed loop (``concurrency`` C): C clients all start at t = 0 and each sends its
 next request when its previous one finishes (after ``client_gap_s``; ``vllm bench serve
 --max-concurrency C --request-rate inf``, SGLang bench_serving, genai-perf
 concurrency mode).  Open loop: requests arrive as a seeded Poisson process.
-Lengths are fixed, or drawn uniformly from [x (1 - range_ratio), x (1 + range_ratio)]
-as vLLM's random dataset does with ``--random-range-ratio``.
+Lengths are fixed, or drawn uniformly as the client's ``--random-range-ratio`` r says, which
+means two things in two families of clients (``range_mode``): ``around`` x (1 - r) .. x (1 + r)
+(``vllm bench serve``'s random dataset), ``below`` x r .. x (SGLang's ``bench_serving``, and the
+``benchmark_serving.py`` copies InferenceMAX and others run).
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MAX_REQUESTS", "ServingWorkload", "client_shares"]
+__all__ = ["MAX_REQUESTS", "RANGE_MODES", "ServingWorkload", "client_shares"]
 
 MAX_REQUESTS = 1_000_000
 """Most requests (measured or warm-up) one simulated run takes: about 1 KB of state each."""
+
+RANGE_MODES: tuple[str, ...] = ("around", "below")
+"""What a client's --random-range-ratio means (ServingWorkload.range_mode)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,14 @@ class ServingWorkload:
     200 open loop (predict_serving: at least 2 per DP replica; modelling assumption; vllm bench serve's default is 1000, aiconfigurator's automated evaluation
     sent 10 x concurrency after 2 x concurrency of warm-up, its later generated aiperf script 20 x)."""
     range_ratio: float = 0.0
-    """Lengths uniform in [x (1 - r), x (1 + r)] (vLLM --random-range-ratio); 0 = fixed."""
+    """The client's ``--random-range-ratio`` r; what it means is ``range_mode``'s."""
+    range_mode: str = "around"
+    """How r spreads the lengths (integers drawn uniformly, both ends included): ``around`` x (1 - r) .. x (1 + r),
+    r in [0, 1), 0 = fixed (``vllm bench serve`` random dataset); ``below`` max(1, x r) .. x, r in [0, 1], 1 = fixed
+    and 0 = 1 .. x (SGLang bench_serving ``compute_random_lens``, python/sglang/benchmark/datasets/common.py, whose
+    --random-range-ratio defaults to 0.0; kimbochen/bench_serving benchmark_serving.py ``sample_random_requests`` at
+    406abc35, the client InferenceMAX's workflow runs with r = 0.8).  ``isl``/``osl`` are the client's
+    --random-input-len/--random-output-len either way: the mean with ``around``, the longest with ``below``."""
     seed: int = 0
     """Seed of the arrival times, lengths and turnaround delays."""
     turnaround_s: float = 0.005
@@ -91,8 +103,14 @@ class ServingWorkload:
             if isinstance(v, int) and v > MAX_REQUESTS:
                 raise ValueError(f"{flag} {v} is more than the {MAX_REQUESTS} requests one simulated run holds "
                                  f"(each request's times stay in memory); the means settle long before")
-        if not 0.0 <= self.range_ratio < 1.0:
-            raise ValueError(f"--range-ratio must be in [0, 1), got {self.range_ratio}")
+        if self.range_mode not in RANGE_MODES:
+            raise ValueError(f"--range-mode must be one of {list(RANGE_MODES)}, got {self.range_mode!r}")
+        if self.range_mode == "around" and not 0.0 <= self.range_ratio < 1.0:
+            raise ValueError(f"--range-ratio must be in [0, 1) with --range-mode around (lengths x(1 - r) .. "
+                             f"x(1 + r)), got {self.range_ratio}")
+        if self.range_mode == "below" and not 0.0 <= self.range_ratio <= 1.0:
+            raise ValueError(f"--range-ratio must be in [0, 1] with --range-mode below (lengths x r .. x), "
+                             f"got {self.range_ratio}")
         if not (isinstance(self.turnaround_s, (int, float)) and 0.0 <= self.turnaround_s <= 10.0):
             raise ValueError(f"--turnaround-ms must be between 0 and 10000 ms, got {self.turnaround_s * 1e3!r}")
         if not (isinstance(self.client_gap_s, (int, float)) and 0.0 <= self.client_gap_s <= 10.0):
@@ -106,6 +124,24 @@ class ServingWorkload:
     @property
     def closed_loop(self) -> bool:
         return self.concurrency is not None
+
+    @property
+    def fixed_lengths(self) -> bool:
+        """Every request has ``isl`` prompt and ``osl`` output tokens (the range draws nothing)."""
+        return self.range_ratio == (0.0 if self.range_mode == "around" else 1.0)
+
+    @property
+    def longest(self) -> tuple[int, int]:
+        """(isl, osl) of the longest request the range can draw."""
+        return self.bounds(self.isl)[1], self.bounds(self.osl)[1]
+
+    def bounds(self, x: int) -> tuple[int, int]:
+        """Shortest and longest length the range draws around (``around``) or below (``below``) ``x``."""
+        if self.fixed_lengths:
+            return x, x
+        if self.range_mode == "around":
+            return max(1, int(x * (1 - self.range_ratio))), max(1, int(x * (1 + self.range_ratio)))
+        return max(1, int(x * self.range_ratio)), x
 
     @property
     def requests(self) -> int:
@@ -124,12 +160,12 @@ class ServingWorkload:
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
         """(isl, osl) per request, in the order the requests are sent."""
         n = self.requests
-        if self.range_ratio == 0.0:
+        if self.fixed_lengths:
             return np.full(n, self.isl, dtype=np.int64), np.full(n, self.osl, dtype=np.int64)
         rng = np.random.default_rng(self.seed + 1)
 
         def draw(x: int) -> np.ndarray:
-            lo, hi = max(1, int(x * (1 - self.range_ratio))), max(1, int(x * (1 + self.range_ratio)))
+            lo, hi = self.bounds(x)
             return rng.integers(lo, hi + 1, size=n)
         return draw(self.isl), draw(self.osl)
 

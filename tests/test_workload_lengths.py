@@ -1,0 +1,86 @@
+"""What a benchmark client's --random-range-ratio draws: vLLM's x(1 +- r) ('around') and SGLang / bench_serving's
+x r .. x ('below'), and what `accelcal predict` says about it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accelcal.cli import main
+from accelcal.planner.serving.workload import ServingWorkload
+
+MEASURED = str(Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml")
+
+
+def _lengths(**kw):
+    return ServingWorkload(isl=1000, osl=200, concurrency=4, num_requests=20000, **kw).lengths()
+
+
+def test_below_draws_between_r_x_and_x_both_ends_included():
+    isls, osls = _lengths(range_ratio=0.8, range_mode="below")
+    assert isls.min() == 800 and isls.max() == 1000 and osls.min() == 160 and osls.max() == 200
+    # uniform integers 800..1000: mean 900, each of the 201 values about 1/201 of the draws
+    assert abs(isls.mean() - 900) < 2 and abs(osls.mean() - 180) < 0.5
+    assert np.bincount(isls - 800).min() > 20000 / 201 * 0.6
+
+
+def test_around_draws_x_times_one_plus_or_minus_r():
+    isls, osls = _lengths(range_ratio=0.5)
+    assert isls.min() == 500 and isls.max() == 1500 and abs(isls.mean() - 1000) < 6
+    assert osls.min() == 100 and osls.max() == 300
+
+
+@pytest.mark.parametrize("mode, ratio", [("around", 0.0), ("below", 1.0)])
+def test_each_mode_has_its_fixed_length_ratio(mode, ratio):
+    w = ServingWorkload(isl=1000, osl=200, concurrency=4, range_ratio=ratio, range_mode=mode)
+    isls, osls = w.lengths()
+    assert w.fixed_lengths and set(isls) == {1000} and set(osls) == {200} and w.longest == (1000, 200)
+
+
+def test_sglangs_default_ratio_zero_below_spreads_from_one_token():
+    w = ServingWorkload(isl=1000, osl=200, concurrency=4, num_requests=5000, range_ratio=0.0, range_mode="below")
+    isls, osls = w.lengths()
+    assert not w.fixed_lengths and isls.min() < 20 and isls.max() == 1000 and osls.min() >= 1
+    assert w.bounds(1000) == (1, 1000)
+
+
+@pytest.mark.parametrize("mode, ratio, says", [
+    ("around", 1.0, "--range-ratio must be in [0, 1) with --range-mode around"),
+    ("below", 1.5, "--range-ratio must be in [0, 1] with --range-mode below"),
+    ("below", -0.1, "--range-ratio must be in [0, 1] with --range-mode below"),
+    ("uniform", 0.5, "--range-mode must be one of ['around', 'below'], got 'uniform'"),
+])
+def test_bad_ratios_and_modes_are_named(mode, ratio, says):
+    with pytest.raises(ValueError, match=None) as exc:
+        ServingWorkload(isl=10, osl=10, concurrency=1, range_ratio=ratio, range_mode=mode)
+    assert says in str(exc.value)
+
+
+def _predict(capsys, *extra):
+    rc = main(["predict", "--profile", MEASURED, "--model", "llama3-8b", "--engine", "vllm", "--concurrency", "16",
+               "--isl", "1024", "--osl", "128", "--num-requests", "160", *extra])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_predict_below_mode_says_the_range_and_costs_shorter_requests(capsys):
+    rc, fixed, _ = _predict(capsys, "--format", "json")
+    assert rc == 0
+    rc, spread, _ = _predict(capsys, "--range-ratio", "0.8", "--range-mode", "below", "--format", "json")
+    assert rc == 0
+    fixed, spread = json.loads(fixed), json.loads(spread)
+    assert spread["workload"]["range_mode"] == "below" and spread["workload"]["range_ratio"] == 0.8
+    # requests of 0.9 x the tokens on average, and arrivals no longer in lockstep: each request is done sooner
+    assert spread["request_latency_mean_s"] < fixed["request_latency_mean_s"]
+    rc, out, _ = _predict(capsys, "--range-ratio", "0.8", "--range-mode", "below")
+    assert rc == 0 and "isl 1024 osl 128 (uniform 819..1024 x 102..128: --range-ratio 0.8 below)" in out.splitlines()[0]
+
+
+def test_predict_range_mode_alone_keeps_lengths_fixed_and_bad_ratio_exits_2(capsys):
+    rc, out, _ = _predict(capsys, "--range-mode", "below")
+    assert rc == 0 and "uniform" not in out.splitlines()[0]
+    rc, _, err = _predict(capsys, "--range-ratio", "1.2", "--range-mode", "below")
+    assert rc == 2 and "--range-ratio must be in [0, 1] with --range-mode below (lengths x r .. x), got 1.2" in err
