@@ -29,6 +29,11 @@ the warm-up drained before the measured requests start together (aiperf docs/tut
 warmup responses before starting profiling").  ``--deployment
 default`` runs the engines at their own defaults (the KV cache then stays bf16 unless ``--fp8-kv-dtype``).
 
+Rows of another workflow say so in the ``silicon_data_source`` column newer copies of the file carry:
+those from SemiAnalysis' InferenceMAX runs (``--client auto`` finds them, row_client says how) were measured
+with its ``benchmark_serving.py`` client, whose lengths vary (uniform in 0.8 x .. x), and are predicted with
+that client (InferenceMaxClient cites each value); their engine settings stay the ``--deployment`` recipe's.
+
 Prints mean and median |relative error| of TTFT and TPOT overall, by engine and by TP, the rows not
 predicted and why, and the rows called infeasible; where rows differ only in output length, the split of TPOT
 into a decode step and prefill interference (``split_tpot``) and the prefill work one request lives through
@@ -39,9 +44,11 @@ values, one summary per pair.  Nothing here is fitted to these rows.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +77,48 @@ SYSTEM_INTERCONNECTS = {
                  "H200 measurement"),
 }
 """Published ``system`` -> (intra-node interconnect profile, note when it is a stand-in)."""
+
+
+CLIENTS: tuple[str, ...] = ("auto", "aiconfigurator", "inferencemax")
+"""Benchmark workflows a row can come from (``--client``); ``auto`` reads the row's provenance (row_client)."""
+
+
+@dataclass(frozen=True)
+class InferenceMaxClient:
+    """The benchmark client of SemiAnalysis' InferenceMAX workflow: ``benchmark_serving.py`` (kimbochen/bench_serving)
+    at a fixed concurrency, ``--request-rate inf --ignore-eos``."""
+
+    range_ratio: float = 0.8
+    """--random-range-ratio: the workflow's default (InferenceMAX .github/workflows/benchmark-tmpl.yml input
+    ``random-range-ratio`` default '0.8', as read in ROCm/InferenceMAX at 03067ca9; its README's client table:
+    RANDOM_RANGE_RATIO 0.8)."""
+    range_mode: str = "below"
+    """Lengths uniform in x r .. x: kimbochen/bench_serving benchmark_serving.py sample_random_requests at 406abc35
+    draws ``np.random.randint(int(input_len * range_ratio), input_len + 1)`` for prompts and outputs alike."""
+    prompts_per_client: int = 10
+    """--num-prompts $(( CONC * 10 )) with --max-concurrency $CONC (InferenceMAX README's client command and
+    its benchmark scripts)."""
+    # its one "initial single prompt test run" (and the --num-warmups 2 x CONC of later copies, awaited before the
+    # run) leave an idle engine behind: the measured prompts start as one burst, as a drained warm-up does
+
+
+INFERENCEMAX = InferenceMaxClient()
+
+
+def row_client(row, choice: str) -> str:
+    """The workflow a row was measured with: ``choice`` unless it is ``auto``; then ``inferencemax`` when the row's
+    ``silicon_data_source`` (the provenance column newer silicon_sample.csv files carry) comes from InferenceMAX's
+    results (a ``wip=`` field, or a ``db-dump/`` export), else ``aiconfigurator``.  Why those markers: such rows name
+    the workflow's own images (``nvcr.io#nvidia/tensorrt-llm/release:gpt-oss-dev`` and ``...:1.1.0rc2.post2``, the
+    '#' spelling of InferenceMAX's .github/configs/nvidia-master.yaml for gptoss-fp4-h200-trt and dsr1-fp8-h200-trt),
+    and every one of them (4250 in aiconfigurator 095f58a51's file) is one of the workflow's three shapes, 1024x1024,
+    1024x8192 and 8192x1024.  A file without the column (the serving-dev rows) is aiconfigurator's own workflow."""
+    if choice != "auto":
+        return choice
+    src = str(row.get("silicon_data_source") or "")
+    if src.startswith("db-dump/") or re.search(r"(?:^|;\s*)wip=", src):
+        return "inferencemax"
+    return "aiconfigurator"
 
 
 def row_model(row, spec: str | None, cache: dict):
@@ -215,7 +264,12 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), str(row["backend_version"]),
                                           isl, osl, c, wd, args.fp8_kv_dtype if fp8 else "bf16")
         engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
-        if args.deployment == "aiconfigurator":
+        client = row_client(row, args.client)
+        spread = {}
+        if client == "inferencemax":
+            n, warm = INFERENCEMAX.prompts_per_client * c, 0
+            spread = {"range_ratio": INFERENCEMAX.range_ratio, "range_mode": INFERENCEMAX.range_mode}
+        elif args.deployment == "aiconfigurator":
             n, warm = args.requests_per_client * c, args.warmup_per_client * c
         else:
             n, warm = (args.requests_per_client * c if args.requests_per_client else args.num_requests), 0
@@ -224,7 +278,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
                                   weight_dtype=wd, kv_dtype=kvd, inter_node_profile=inter, method=args.method,
                                   turnaround_s=turnaround_s, client_gap_s=client_gap_s, warmup_requests=warm,
                                   warmup_drains=args.deployment == "aiconfigurator" and not args.no_warmup_drain,
-                                  fp8_scaling=scaling)
+                                  fp8_scaling=scaling, **spread)
         except (StepCostError, ValueError) as exc:
             skipped[f"{model.name} TP{tp}{f' EP{ep}' if ep > 1 else ''}: {str(exc)[:160]}"] += 1
             continue
@@ -248,6 +302,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
             groups.append(f"model {model.name}")
         if args.multi_system:
             groups.append(f"system {row['system']}")
+        if args.multi_client:
+            groups.append(f"client {client}")
         for key in groups:
             errs[key][0].append(et)
             errs[key][1].append(ep)
@@ -364,6 +420,12 @@ def main() -> int:
     ap.add_argument("--no-warmup-drain", action="store_true",
                     help="--deployment aiconfigurator: run the measured requests straight after the warm-up in one "
                          "loop instead of aiperf's drained warm-up and fresh burst (an ablation)")
+    ap.add_argument("--client", choices=CLIENTS, default="auto",
+                    help="the benchmark workflow the rows were measured with: 'aiconfigurator' (genai-perf/aiperf, "
+                         "fixed lengths, the counts above), 'inferencemax' (benchmark_serving.py, lengths uniform in "
+                         f"{INFERENCEMAX.range_ratio:g} x .. x, {INFERENCEMAX.prompts_per_client} x concurrency "
+                         "prompts; the engine settings stay --deployment's), or 'auto' (default): by each row's "
+                         "silicon_data_source where the file has that column, else aiconfigurator")
     ap.add_argument("--rows", action="store_true", help="print every row's prediction")
     args = ap.parse_args()
     from accelcal.planner.serving.cli import parse_engine_args
@@ -398,14 +460,22 @@ def main() -> int:
     args.profiles_for = ProfileChooser(args)
     args.multi_model = args.model is None and "model_path" in df and df["model_path"].nunique() > 1
     args.multi_system = "system" in df and df["system"].nunique() > 1
+    clients = Counter(row_client(row, args.client) for _, row in df.iterrows())
+    args.multi_client = len(clients) > 1
     print(f"data {args.data}: {len(df)} rows; models "
           f"{args.model or ', '.join(sorted(map(str, df['model_path'].unique()))) if 'model_path' in df else 'qwen3-32b'}; "
           f"profiles {args.profile or 'by system'}; deployment "
           f"{args.deployment}; fp8 rows: weights fp8_e4m3"
           + (f", KV {args.fp8_kv_dtype}" if args.deployment == "default" else ", KV as the recipe sets it")
-          + (f"; {args.requests_per_client} x concurrency requests after {args.warmup_per_client} x concurrency "
+          + (f"; aiconfigurator's workflow: {args.requests_per_client} x concurrency requests after {args.warmup_per_client} x concurrency "
              f"warm-up{'' if args.no_warmup_drain else ' (drained first)'}" if args.deployment == "aiconfigurator"
              else "") + (f"; engine overrides {args.overrides}" if args.overrides else ""))
+    if clients.get("inferencemax"):
+        print(f"client: {clients['inferencemax']} row(s) of InferenceMAX's workflow (--client {args.client}): "
+              f"benchmark_serving.py, {INFERENCEMAX.prompts_per_client} x concurrency prompts, lengths uniform in "
+              f"{INFERENCEMAX.range_ratio:g} x .. x (--range-mode {INFERENCEMAX.range_mode}), no warm-up in the "
+              f"metrics; engine settings as --deployment {args.deployment} (its per-script server flags are not "
+              f"modelled); {clients.get('aiconfigurator', 0)} row(s) of aiconfigurator's")
     for ta, gap in sweeps:
         t0 = time.perf_counter()
         if len(sweeps) > 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # a dataclass in the script looks its module up while it is being defined
     spec.loader.exec_module(mod)
     return mod
 
@@ -64,6 +66,35 @@ def test_serving_accuracy_summary_and_model_fallback():
     # experts over more devices than attention's TP group: attention DP, even where attention_dp_size is empty
     assert "attention DP 2" in mod.row_layout({"tp_size": 1, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 1})[3]
     assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 1}) == (4, 1, 1, None)  # dense
+
+
+def test_serving_accuracy_reads_the_workflow_from_a_rows_provenance(tmp_path, capsys, monkeypatch):
+    mod = _load("serving_accuracy")
+    imax = {"silicon_data_source": "source_file=2026-04-06.csv; model=Llama-3.1-70B; ; ; wip=False"}
+    dump = {"silicon_data_source": "db-dump/2026-04-27; config_id=606; ; ; workflow_run_id=305; vllm/vllm-openai:v0.16.0"}
+    aic = {"silicon_data_source": "source_file=/x/aic-auto-gap-analysis/data/h100_sxm/vllm/0.12.0/Qwen_Qwen3-32B.csv; "
+                                  "silicon_concurrency=16"}
+    assert [mod.row_client(r, "auto") for r in (imax, dump, aic, {})] == [
+        "inferencemax", "inferencemax", "aiconfigurator", "aiconfigurator"]
+    assert mod.row_client(aic, "inferencemax") == "inferencemax" and mod.row_client(imax, "aiconfigurator") == "aiconfigurator"
+    assert (mod.INFERENCEMAX.range_ratio, mod.INFERENCEMAX.range_mode, mod.INFERENCEMAX.prompts_per_client) == (0.8, "below", 10)
+    # one published row read both ways: the client's spread lengths leave the clients out of lockstep, so the
+    # requests do not all meet one another's prefills (lower TTFT); the file's rows are counted by workflow
+    row = ("id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,"
+           "moe_quant_mode,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,silicon_ttft_ms,"
+           "silicon_tpot_ms\n"
+           "r1,\"{src}\",vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,,agg,512,32,,,8,1,1,,1,1,300.0,25.0\n")
+    ttft = {}
+    for name, src in (("imax", imax["silicon_data_source"]), ("aic", aic["silicon_data_source"])):
+        f = tmp_path / f"{name}.csv"
+        f.write_text(row.format(src=src))
+        monkeypatch.setattr("sys.argv", ["serving_accuracy.py", "--data", str(f), "--interconnect", "none", "--rows"])
+        assert mod.main() == 0
+        out = capsys.readouterr().out
+        line = next(x for x in out.splitlines() if x.startswith("  r1"))
+        ttft[name] = float(line.split("TTFT")[1].split("vs")[0])
+        assert ("client: 1 row(s) of InferenceMAX's workflow" in out) == (name == "imax")
+    assert ttft["imax"] < ttft["aic"]
 
 
 def test_aiconfigurator_export_reads_the_estimate_box():
