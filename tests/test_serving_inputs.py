@@ -109,7 +109,7 @@ def test_model_paths_and_range_ratio_name_what_is_wrong(capsys, tmp_path):
     rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "llama3-9b", *LOAD)
     assert rc == 2 and "unknown model 'llama3-9b'" in err  # a name still lists the presets
     rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "llama3-8b", *LOAD, "--range-ratio", "2")
-    assert rc == 2 and "--range-ratio must be in [0, 1), got 2.0" in err
+    assert rc == 2 and "--range-ratio must be in [0, 1) with --range-mode around (lengths x(1 - r) .. x(1 + r)), got 2.0" in err
 
 
 def test_tp_on_a_one_device_profile_points_at_interconnect_first(capsys):

@@ -37,18 +37,30 @@ def test_around_draws_x_times_one_plus_or_minus_r():
 def test_each_mode_has_its_fixed_length_ratio(mode, ratio):
     w = ServingWorkload(isl=1000, osl=200, concurrency=4, range_ratio=ratio, range_mode=mode)
     isls, osls = w.lengths()
-    assert w.fixed_lengths and set(isls) == {1000} and set(osls) == {200} and w.longest == (1000, 200)
+    assert w.fixed_lengths and set(isls) == {1000} and set(osls) == {200} and w.mean_lengths == (1000, 200)
 
 
 def test_sglangs_default_ratio_zero_below_spreads_from_one_token():
     w = ServingWorkload(isl=1000, osl=200, concurrency=4, num_requests=5000, range_ratio=0.0, range_mode="below")
     isls, osls = w.lengths()
-    assert not w.fixed_lengths and isls.min() < 20 and isls.max() == 1000 and osls.min() >= 1
+    # clamped to 1 token as SGLang's compute_random_lens does (5000 draws of 1..200 reach 1)
+    assert not w.fixed_lengths and isls.min() < 20 and isls.max() == 1000 and osls.min() == 1
     assert w.bounds(1000) == (1, 1000)
 
 
+@pytest.mark.parametrize("mode, fixed_ratio", [("around", 0.0), ("below", 1.0)])
+def test_no_ratio_is_each_modes_fixed_lengths(mode, fixed_ratio):
+    w = ServingWorkload(isl=1000, osl=200, concurrency=4, range_mode=mode)
+    assert w.range_ratio == fixed_ratio and w.fixed_lengths and w.mean_lengths == (1000, 200)
+
+
+def test_mean_lengths_of_a_spread():
+    assert ServingWorkload(isl=1024, osl=128, concurrency=4, range_ratio=0.8, range_mode="below").mean_lengths == (922, 115)
+    assert ServingWorkload(isl=1000, osl=200, concurrency=4, range_ratio=0.5).mean_lengths == (1000, 200)
+
+
 @pytest.mark.parametrize("mode, ratio, says", [
-    ("around", 1.0, "--range-ratio must be in [0, 1) with --range-mode around"),
+    ("around", 1.0, "got 1.0; a client that draws x r .. x, where 1 is fixed: --range-mode below"),
     ("below", 1.5, "--range-ratio must be in [0, 1] with --range-mode below"),
     ("below", -0.1, "--range-ratio must be in [0, 1] with --range-mode below"),
     ("uniform", 0.5, "--range-mode must be one of ['around', 'below'], got 'uniform'"),
@@ -64,6 +76,14 @@ def _predict(capsys, *extra):
                "--isl", "1024", "--osl", "128", "--num-requests", "160", *extra])
     cap = capsys.readouterr()
     return rc, cap.out, cap.err
+
+
+def test_steady_state_runs_the_mean_request_of_a_spread_and_says_so(capsys):
+    rc, spread, _ = _predict(capsys, "--method", "steady", "--range-ratio", "0.8", "--range-mode", "below", "--format", "json")
+    rc2, mean, _ = _predict(capsys, "--method", "steady", "--format", "json", "--isl", "922", "--osl", "115")
+    spread, mean = json.loads(spread), json.loads(mean)
+    assert rc == rc2 == 0 and spread["tpot_mean_s"] == mean["tpot_mean_s"] and spread["ttft_mean_s"] == mean["ttft_mean_s"]
+    assert any("mean lengths of --range-ratio 0.8 below: 922 prompt and 115 output tokens" in n for n in spread["notes"])
 
 
 def test_predict_below_mode_says_the_range_and_costs_shorter_requests(capsys):
@@ -82,5 +102,11 @@ def test_predict_below_mode_says_the_range_and_costs_shorter_requests(capsys):
 def test_predict_range_mode_alone_keeps_lengths_fixed_and_bad_ratio_exits_2(capsys):
     rc, out, _ = _predict(capsys, "--range-mode", "below")
     assert rc == 0 and "uniform" not in out.splitlines()[0]
+    rc, below, _ = _predict(capsys, "--range-mode", "below", "--format", "json")
+    rc2, plain, _ = _predict(capsys, "--format", "json")
+    below, plain = json.loads(below), json.loads(plain)
+    assert rc == rc2 == 0 and below["workload"]["range_ratio"] == 1.0 and plain["workload"]["range_ratio"] == 0.0
+    for key in ("ttft_mean_s", "tpot_mean_s", "request_latency_mean_s", "output_tokens_per_s"):
+        assert below[key] == plain[key]
     rc, _, err = _predict(capsys, "--range-ratio", "1.2", "--range-mode", "below")
     assert rc == 2 and "--range-ratio must be in [0, 1] with --range-mode below (lengths x r .. x), got 1.2" in err

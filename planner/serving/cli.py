@@ -102,13 +102,6 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.set_defaults(func=run)
 
 
-def _range_ratio(args) -> float:
-    """--range-ratio, or the ratio that keeps lengths fixed under --range-mode (0 around, 1 below)."""
-    if args.range_ratio is not None:
-        return args.range_ratio
-    return 0.0 if args.range_mode == "around" else 1.0
-
-
 def _load_profiles(args):
     from accelcal.calibrate.profile import Profile
 
@@ -166,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         res = predict_serving(prof, model, engine, args.tp, args.pp, args.dp, args.concurrency, args.isl,
                               args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,
-                              inter, args.method, _range_ratio(args), args.fp8_scaling,
+                              inter, args.method, args.range_ratio, args.fp8_scaling,
                               turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
                               client_gap_s=args.client_gap_ms / 1e3, warmup_requests=args.warmup_requests,
                               warmup_drains=args.warmup_drains, ep=args.ep, range_mode=args.range_mode)
@@ -218,7 +211,7 @@ def parse_engine_args(items: list[str]) -> dict:
 
 def _spread(w: dict) -> str:
     """' (lengths drawn: ...)' when the client's range ratio spreads them, else ''."""
-    wl = ServingWorkload(isl=w["isl"], osl=w["osl"], concurrency=1, range_ratio=w.get("range_ratio", 0.0),
+    wl = ServingWorkload(isl=w["isl"], osl=w["osl"], concurrency=1, range_ratio=w.get("range_ratio"),
                          range_mode=w.get("range_mode", "around"))
     if wl.fixed_lengths:
         return ""

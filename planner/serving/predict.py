@@ -153,7 +153,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                     dp: int = 1, concurrency: int | None = None, isl: int = 1024, osl: int = 128,
                     request_rate_per_s: float | None = None, num_requests: int | None = None,
                     weight_dtype: str | None = None, kv_dtype: str | None = None, inter_node_profile: Any = None,
-                    method: str = "simulate", range_ratio: float = 0.0, fp8_scaling: str | None = None,
+                    method: str = "simulate", range_ratio: float | None = None, fp8_scaling: str | None = None,
                     capacity_bytes: float | None = None, turnaround_s: float | None = None, client_gap_s: float = 0.0,
                     warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1,
                     range_mode: str = "around") -> ServingPrediction:
@@ -222,8 +222,13 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
             pred.notes.append(f"the steady state leaves out {', '.join(ignored)}: it models a long run of identical "
                               f"requests from clients that send at once and do not cluster (--method simulate "
                               f"models them)")
+        steady_isl, steady_osl = workload.mean_lengths
+        if (steady_isl, steady_osl) != (isl, osl):
+            pred.notes.append(f"the steady state's identical requests have the mean lengths of --range-ratio "
+                              f"{workload.range_ratio:g} {workload.range_mode}: {steady_isl} prompt and {steady_osl} "
+                              f"output tokens")
         # each replica's clients (C = 4 over 3 replicas: 2, 1, 1); the busiest replica sets the latencies
-        s, tps, rps = steady_over_replicas(engine, coster, kv, isl, osl, workload.concurrency, dp)
+        s, tps, rps = steady_over_replicas(engine, coster, kv, steady_isl, steady_osl, workload.concurrency, dp)
         per_user = 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0
         n = workload.requests - workload.warmup_requests
         # duration: what the run's requests take at the steady rate; percentiles None: the steady state has means

@@ -36,9 +36,10 @@ class ServingWorkload:
     """What the benchmark client sends."""
 
     isl: int
-    """Input (prompt) tokens per request (the mean when range_ratio > 0)."""
+    """Input (prompt) tokens per request: the client's --random-input-len (with spread lengths the mean for
+    ``range_mode`` around, the longest for below)."""
     osl: int
-    """Output tokens per request (the mean when range_ratio > 0)."""
+    """Output tokens per request: the client's --random-output-len (as ``isl``: mean or longest)."""
     concurrency: int | None = None
     """Closed loop: requests in flight (None: open loop)."""
     request_rate_per_s: float | None = None
@@ -47,14 +48,16 @@ class ServingWorkload:
     """Requests measured in the run (warm-up not counted); None = 10 x concurrency (at least 100) closed loop,
     200 open loop (predict_serving: at least 2 per DP replica; modelling assumption; vllm bench serve's default is 1000, aiconfigurator's automated evaluation
     sent 10 x concurrency after 2 x concurrency of warm-up, its later generated aiperf script 20 x)."""
-    range_ratio: float = 0.0
-    """The client's ``--random-range-ratio`` r; what it means is ``range_mode``'s."""
+    range_ratio: float | None = None
+    """The client's ``--random-range-ratio`` r; what it means is ``range_mode``'s.  None: fixed lengths, the ratio
+    that draws nothing in the mode (0 around, 1 below; set so at construction)."""
     range_mode: str = "around"
     """How r spreads the lengths (integers drawn uniformly, both ends included): ``around`` x (1 - r) .. x (1 + r),
     r in [0, 1), 0 = fixed (``vllm bench serve`` random dataset); ``below`` max(1, x r) .. x, r in [0, 1], 1 = fixed
     and 0 = 1 .. x (SGLang bench_serving ``compute_random_lens``, python/sglang/benchmark/datasets/common.py, whose
     --random-range-ratio defaults to 0.0; kimbochen/bench_serving benchmark_serving.py ``sample_random_requests`` at
-    406abc35, the client InferenceMAX's workflow runs with r = 0.8).  ``isl``/``osl`` are the client's
+    406abc35, the client InferenceMAX's workflow runs with r = 0.8, draws ``randint(int(x r), x + 1)`` without the
+    clamp to 1, which differs only where x r < 1).  ``isl``/``osl`` are the client's
     --random-input-len/--random-output-len either way: the mean with ``around``, the longest with ``below``."""
     seed: int = 0
     """Seed of the arrival times, lengths and turnaround delays."""
@@ -105,9 +108,13 @@ class ServingWorkload:
                                  f"(each request's times stay in memory); the means settle long before")
         if self.range_mode not in RANGE_MODES:
             raise ValueError(f"--range-mode must be one of {list(RANGE_MODES)}, got {self.range_mode!r}")
+        if self.range_ratio is None:
+            object.__setattr__(self, "range_ratio", 0.0 if self.range_mode == "around" else 1.0)
         if self.range_mode == "around" and not 0.0 <= self.range_ratio < 1.0:
             raise ValueError(f"--range-ratio must be in [0, 1) with --range-mode around (lengths x(1 - r) .. "
-                             f"x(1 + r)), got {self.range_ratio}")
+                             f"x(1 + r)), got {self.range_ratio}"
+                             + ("; a client that draws x r .. x, where 1 is fixed: --range-mode below"
+                                if self.range_ratio == 1.0 else ""))
         if self.range_mode == "below" and not 0.0 <= self.range_ratio <= 1.0:
             raise ValueError(f"--range-ratio must be in [0, 1] with --range-mode below (lengths x r .. x), "
                              f"got {self.range_ratio}")
@@ -131,9 +138,9 @@ class ServingWorkload:
         return self.range_ratio == (0.0 if self.range_mode == "around" else 1.0)
 
     @property
-    def longest(self) -> tuple[int, int]:
-        """(isl, osl) of the longest request the range can draw."""
-        return self.bounds(self.isl)[1], self.bounds(self.osl)[1]
+    def mean_lengths(self) -> tuple[int, int]:
+        """(isl, osl) of the mean request the range draws (rounded): ``isl``/``osl`` unless ``below`` spreads them."""
+        return tuple(round(sum(self.bounds(x)) / 2) for x in (self.isl, self.osl))
 
     def bounds(self, x: int) -> tuple[int, int]:
         """Shortest and longest length the range draws around (``around``) or below (``below``) ``x``."""
