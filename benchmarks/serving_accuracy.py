@@ -291,9 +291,11 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
                                                                        ep), engine, wd, kvd, inter,
                                       fp8_scaling=scaling)
         one = costers[key].step_s(0, 0.0, ((isl, isl),))
-        in_prefills[(eng, c)][0].append(mt / one)
-        in_prefills[(eng, c)][1].append(res.metrics.ttft_mean_s / one)
-        group = (f"{eng} {model.name}" if args.multi_model else eng, tp, c, isl)
+        # rows of two workflows never pool in one diagnostic cell: their clients send different loads
+        label = f"{eng} {client}" if args.multi_client else eng
+        in_prefills[(label, c)][0].append(mt / one)
+        in_prefills[(label, c)][1].append(res.metrics.ttft_mean_s / one)
+        group = (f"{label} {model.name}" if args.multi_model else label, tp, c, isl)
         tpots[group][osl] = (mp, res.metrics.tpot_mean_s, mt, res.metrics.ttft_mean_s)
         et = res.metrics.ttft_mean_s / mt - 1
         ep = res.metrics.tpot_mean_s / mp - 1
@@ -424,7 +426,8 @@ def main() -> int:
                     help="the benchmark workflow the rows were measured with: 'aiconfigurator' (genai-perf/aiperf, "
                          "fixed lengths, the counts above), 'inferencemax' (benchmark_serving.py, lengths uniform in "
                          f"{INFERENCEMAX.range_ratio:g} x .. x, {INFERENCEMAX.prompts_per_client} x concurrency "
-                         "prompts; the engine settings stay --deployment's), or 'auto' (default): by each row's "
+                         "prompts, whatever --num-requests / --requests-per-client / --warmup-per-client say; "
+                         "the engine settings stay --deployment's), or 'auto' (default): by each row's "
                          "silicon_data_source where the file has that column, else aiconfigurator")
     ap.add_argument("--rows", action="store_true", help="print every row's prediction")
     args = ap.parse_args()
@@ -468,7 +471,8 @@ def main() -> int:
           f"{args.deployment}; fp8 rows: weights fp8_e4m3"
           + (f", KV {args.fp8_kv_dtype}" if args.deployment == "default" else ", KV as the recipe sets it")
           + (f"; aiconfigurator's workflow: {args.requests_per_client} x concurrency requests after {args.warmup_per_client} x concurrency "
-             f"warm-up{'' if args.no_warmup_drain else ' (drained first)'}" if args.deployment == "aiconfigurator"
+             f"warm-up{'' if args.no_warmup_drain else ' (drained first)'}"
+             if args.deployment == "aiconfigurator" and clients.get("aiconfigurator")
              else "") + (f"; engine overrides {args.overrides}" if args.overrides else ""))
     if clients.get("inferencemax"):
         print(f"client: {clients['inferencemax']} row(s) of InferenceMAX's workflow (--client {args.client}): "
