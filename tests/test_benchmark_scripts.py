@@ -97,6 +97,15 @@ def test_serving_accuracy_reads_the_workflow_from_a_rows_provenance(tmp_path, ca
     assert ttft["imax"] < ttft["aic"]
 
 
+def test_serving_accuracy_tells_rows_whose_concurrency_was_not_recorded():
+    mod = _load("serving_accuracy")
+    assert mod.concurrency_recorded({"id": "qwen_qwen3_32b_h100_sxm_vllm_agg_1024x128_c16_tp2_epnone_1"})
+    assert not mod.concurrency_recorded({"id": "qwen3_32b_qwen3_32b_h100_sxm_vllm_agg_4000x1000_c_tp2_0_epnone_3"})
+    # provenance that records it wins; a file without ids says nothing against it
+    assert mod.concurrency_recorded({"id": "x_4000x1000_c_tp2", "silicon_data_source": "a; silicon_concurrency=48; b"})
+    assert mod.concurrency_recorded({"batch_size": 8})
+
+
 def test_aiconfigurator_export_reads_the_estimate_box():
     mod = _load("aiconfigurator_export")
     box = ("============================================================\n"
