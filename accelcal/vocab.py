@@ -27,7 +27,9 @@ __all__ = [
     "PREFILL_KINDS",
     "SAMPLER_BYTES_PER_LOGIT",
     "SCOPES",
+    "WEIGHT_ONLY_BYTES",
     "attended_pairs",
+    "windowed_pairs",
     "is_kernel_name",
     "attention_flop_bytes",
     "busbw_factor",
@@ -36,11 +38,17 @@ __all__ = [
     "gemm_element_bytes",
     "gemm_flop",
     "gemm_traffic_bytes",
+    "gemm_traffic_bytes_weight_only",
 ]
 
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
 """Element size per dtype name (the dtype names used in every record and profile). tf32 is an fp32
 storage type with a different matmul mode."""
+
+WEIGHT_ONLY_BYTES: dict[str, float] = {"mxfp4": 0.53125}
+"""Storage bytes per weight of weight-only formats, whose GEMMs compute in the activation dtype: mxfp4 is 4-bit
+E2M1 elements in blocks of 32 sharing one 8-bit E8M0 scale, (32 x 4 + 8) bits / 32 = 4.25 bits = 0.53125 bytes
+(OCP Microscaling Formats (MX) Specification v1.0, MXFP4)."""
 
 ALL_DTYPES: tuple[str, ...] = tuple(DTYPE_BYTES)
 """dtype names, in the order the kernel suite and its CLI list them."""
@@ -207,6 +215,23 @@ def attended_pairs(q_len: int, kv_len: int, causal: bool = True) -> float:
         q = min(q_len, kv_len)
         return q_len * kv_len - q * (q - 1) / 2.0
     return float(q_len * kv_len)
+
+
+def windowed_pairs(q_len: int, kv_len: int, window: int) -> float:
+    """:func:`attended_pairs` (causal) when each query sees at most ``window`` keys, itself and the ones just
+    before it (sliding-window attention); the queries sit at positions kv_len - q_len .. kv_len - 1."""
+    q = min(q_len, kv_len)
+    first = kv_len - q + 1  # keys the first query sees without a window
+    hi = min(kv_len, window)
+    ramp = (first + hi) * (hi - first + 1) / 2.0 if first <= hi else 0.0
+    flat = window * max(0, kv_len - max(first - 1, window))
+    return (q_len - q) * min(kv_len, window) + ramp + flat
+
+
+def gemm_traffic_bytes_weight_only(m: float, n: float, k: float, in_bytes: float, out_bytes: float | None,
+                                   weight_bytes: float) -> float:
+    """:func:`gemm_traffic_bytes` with the weights (B, k x n) stored at ``weight_bytes`` per element."""
+    return gemm_traffic_bytes(m, n, k, in_bytes, out_bytes) - k * n * (in_bytes - weight_bytes)
 
 
 def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,

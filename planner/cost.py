@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from accelcal.calibrate.profile import MissingMeasurement, ProfileQueries
-from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, gemm_bytes
+from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, gemm_bytes, gemm_element_bytes, gemm_traffic_bytes_weight_only
 
 from .dag import DagNode, LayerDAG
 
@@ -196,8 +196,13 @@ class Coster:
         """Host seconds per kernel this Coster's launch rule charges (graph replay, eager launch or dispatch)."""
         return self._launch.time_s
 
-    def gemm(self, m: int, n: int, k: int):
-        return self._q(("gemm", m, n, k), lambda: self.profile.gemm_time_s(m, n, k, self.dtype))
+    def gemm(self, m: int, n: int, k: int, weight_bytes: float | None = None):
+        """``weight_bytes``: the weights stored in a weight-only format of that size (Profile.gemm_time_s)."""
+        dt = self.gemm_dtype
+        if weight_bytes is None:
+            return self._q(("gemm", dt, m, n, k), lambda: self.profile.gemm_time_s(m, n, k, dt))
+        return self._q(("gemm", dt, m, n, k, weight_bytes),
+                       lambda: self.profile.gemm_time_s(m, n, k, dt, weight_bytes_per_elem=weight_bytes))
 
     def read(self, nbytes: float):
         return self._q(("read", nbytes), lambda: self.profile.memory_time_s(nbytes, "read"))
@@ -266,18 +271,23 @@ class Coster:
         p = node.p
         if node.op == "gemm" or node.op == "grouped_gemm":
             count = p.get("count", 1)
+            wb = p.get("weight_bytes")  # weight-only expert weights (DAG: ModelConfig.expert_weight_dtype)
             if count > 1 and node.kernels == 1:
                 # One grouped kernel over every expert hit (vLLM/SGLang fused_moe, TensorRT-LLM's MoE GEMM): it
                 # streams all their weights in one launch, so it costs as one GEMM with the experts stacked along
                 # N (same FLOPs and weight bytes), not as `count` launches that each pay a small GEMM's floor.
-                est = self.gemm(p["m"], count * p["n"], p["k"])
+                est = self.gemm(p["m"], count * p["n"], p["k"], wb)
                 t = est.time_s
                 detail = f"{count} experts as one grouped kernel ~ one GEMM N = {count} x {p['n']}: {est.detail}"
             else:
-                est = self.gemm(p["m"], p["n"], p["k"])
+                est = self.gemm(p["m"], p["n"], p["k"], wb)
                 t = count * est.time_s
                 detail = est.detail if count == 1 else f"{count} x ({est.detail})"
-            nbytes = count * gemm_bytes(p["m"], p["n"], p["k"], self.gemm_dtype)
+            if wb is None:
+                nbytes = count * gemm_bytes(p["m"], p["n"], p["k"], self.gemm_dtype)
+            else:
+                nbytes = count * gemm_traffic_bytes_weight_only(p["m"], p["n"], p["k"],
+                                                                *gemm_element_bytes(self.gemm_dtype), wb)
             cat = self._category(t, nbytes)
             kernels = node.kernels
         elif node.op == "attention":
@@ -286,7 +296,8 @@ class Coster:
             t = est.time_s * p["work_fraction"]
             nbytes = el * p["batch"] * p["head_dim"] * (2 * p["heads"] * p["q_len"] + 2 * p["kv_heads"] * p["kv_len"])
             cat = self._category(t, nbytes)
-            detail = est.detail if p["work_fraction"] == 1.0 else f"{est.detail}; x{p['work_fraction']:.4g} (SP share)"
+            detail = (est.detail if p["work_fraction"] == 1.0 else
+                      f"{est.detail}; x{p['work_fraction']:.4g} (SP share, sliding-window layers)")
             kernels = node.kernels
         elif node.op == "memory":
             est = self.elementwise(p["group"], p["nbytes"]) if "group" in p else self.copy(p["nbytes"])

@@ -114,6 +114,18 @@ class ComputeEntry:
             self._ratio_cache[key] = ratio_table(model, self.points)
         return gemm_estimate_s(model, self.points, m, n, k, table=self._ratio_cache[key])
 
+    def weight_only_scale(self, m: float, n: float, k: float, elsize: int, out_elsize: int | None,
+                          weight_bytes: float) -> float:
+        """How much faster (or not) this dtype's GEMM runs with its weights stored at ``weight_bytes`` per element:
+        the model's time with the weight reads at that size over its time as measured.  The measured correction
+        the estimate carries applies to both, so it cancels; the dequantisation in the kernel is not counted."""
+        if self.gemm_model is not None:
+            g = self.gemm_model
+            return float(g.terms(m, n, k, weight_bytes)["time_s"] / g.terms(m, n, k)["time_s"])
+        return (gemm_model_time_s(m, n, k, elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s,
+                                  self.overhead_s or 0.0, self.wave_units, out_elsize, weight_bytes)
+                / self.model_time_s(m, n, k, elsize, out_elsize))
+
     @classmethod
     def read(cls, r: Reader, d: Any, path: str, datasheet: bool) -> "ComputeEntry":
         d = r.mapping(d, path, ["peak_flop_per_s", "memory_bandwidth_bytes_per_s", "points"],

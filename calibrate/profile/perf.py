@@ -14,7 +14,7 @@ import bisect
 import math
 from typing import Callable, Sequence
 
-from accelcal.vocab import gemm_flop, gemm_traffic_bytes
+from accelcal.vocab import gemm_flop, gemm_traffic_bytes, gemm_traffic_bytes_weight_only
 
 __all__ = ["WAVE_TILE", "gemm_estimate_s", "gemm_model_time_s", "ratio_table"]
 
@@ -24,11 +24,12 @@ WAVE_TILE = 128
 
 def gemm_model_time_s(m: float, n: float, k: float, elsize: int, peak_flop_per_s: float,
                       bandwidth_bytes_per_s: float, overhead_s: float = 0.0, wave_units: int | None = None,
-                      out_elsize: int | None = None) -> float:
+                      out_elsize: int | None = None, weight_elsize: float | None = None) -> float:
     """Roofline: overhead + max(compute time, operand-traffic time).
 
     Traffic is :func:`accelcal.vocab.gemm_traffic_bytes` with ``elsize`` per input element and
-    ``out_elsize`` (default ``elsize``) per output element: fp8 GEMMs write bf16 (vocab.gemm_element_bytes).
+    ``out_elsize`` (default ``elsize``) per output element: fp8 GEMMs write bf16 (vocab.gemm_element_bytes);
+    ``weight_elsize``: the weights (B) stored at that many bytes per element (a weight-only format).
 
     With ``wave_units`` the compute term counts whole waves of 128x128 output
     tiles (the last, partly filled wave costs as much as a full one), which is
@@ -40,7 +41,9 @@ def gemm_model_time_s(m: float, n: float, k: float, elsize: int, peak_flop_per_s
         waves = math.ceil(tiles / wave_units)
         # Every unit computes whole 128x128 tiles for every wave, filled or not.
         flop = max(flop, 2.0 * k * WAVE_TILE * WAVE_TILE * waves * wave_units)
-    return overhead_s + max(flop / peak_flop_per_s, gemm_traffic_bytes(m, n, k, elsize, out_elsize) / bandwidth_bytes_per_s)
+    traffic = (gemm_traffic_bytes(m, n, k, elsize, out_elsize) if weight_elsize is None else
+               gemm_traffic_bytes_weight_only(m, n, k, elsize, out_elsize, weight_elsize))
+    return overhead_s + max(flop / peak_flop_per_s, traffic / bandwidth_bytes_per_s)
 
 
 def _log3(p: Sequence[float]) -> tuple[float, float, float]:

@@ -263,8 +263,9 @@ class Profile:
     def _base_flags(self) -> tuple[str, ...]:
         return ("datasheet",) if self.is_datasheet else ("published",) if self.identity.source == "published" else ()
 
-    def gemm_time_s(self, m: int, n: int, k: int, dtype: str) -> Estimate:
-        """Time of C[m,n] = A[m,k] @ B[k,n] in ``dtype``."""
+    def gemm_time_s(self, m: int, n: int, k: int, dtype: str, weight_bytes_per_elem: float | None = None) -> Estimate:
+        """Time of C[m,n] = A[m,k] @ B[k,n] in ``dtype``; ``weight_bytes_per_elem``: B stored in a weight-only
+        format of that size (accelcal.vocab.WEIGHT_ONLY_BYTES), computed in ``dtype`` (ComputeEntry.weight_only_scale)."""
         for name, v in (("m", m), ("n", n), ("k", k)):
             if v is None or v <= 0:
                 raise ValueError(f"gemm_time_s: {name} must be a positive integer, got {v!r}")
@@ -273,6 +274,11 @@ class Profile:
                                      f"compute has {sorted(self.compute)}")
         e = self.compute[dtype]
         t, extrap, how = e.estimate_s(m, n, k, *gemm_element_bytes(dtype))
+        if weight_bytes_per_elem is not None and weight_bytes_per_elem != gemm_element_bytes(dtype)[0]:
+            scale = e.weight_only_scale(m, n, k, *gemm_element_bytes(dtype), weight_bytes_per_elem)
+            t *= scale
+            how = (f"{how}; weights stored at {weight_bytes_per_elem:g} bytes per element: x{scale:.3g} (the "
+                   f"{dtype} model with its weight reads at that size; dequantisation not counted)")
         if self.identity.covered_models and not extrap and not any(p[1] == n and p[2] == k for p in e.points):
             # The sweep recorded the models it covered (--for-model): a shape outside them is extrapolated.
             extrap, how = True, f"{how}; (N={n:g}, K={k:g}) not measured (sweep covered {self.identity.covered_models})"

@@ -31,7 +31,7 @@ class ProfileQueries(Protocol):
         """Dtypes with GEMM data."""
         ...
 
-    def gemm_time_s(self, m: int, n: int, k: int, dtype: str) -> "Estimate":
+    def gemm_time_s(self, m: int, n: int, k: int, dtype: str, weight_bytes_per_elem: float | None = None) -> "Estimate":
         ...
 
     def memory_time_s(self, nbytes: float, pattern: str = "copy") -> "Estimate":

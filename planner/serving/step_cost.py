@@ -99,9 +99,6 @@ class _ServingCoster(Coster):
             kernel = self.ar_kernel
         return super().collective(op, nbytes, group_size, scope, kernel)
 
-    def gemm(self, m: int, n: int, k: int):
-        return self._q(("gemm", self.gemm_dtype, m, n, k), lambda: self.profile.gemm_time_s(m, n, k, self.gemm_dtype))
-
 
 class StepCoster:
     """Costs engine steps of one replica from one profile; memoised."""
@@ -168,6 +165,17 @@ class StepCoster:
                f"(sampler-not-measured: calibrate with this accelcal to time it)")
         self.notes.append(f"sampling: {engine.name} runs the {kind} sampler over the logits all-gathered to the whole "
                           f"vocabulary ({model.vocab_size} per sequence), {how}")
+        if model.expert_weight_dtype:
+            self.notes.append(f"{model.name}'s routed experts are stored {model.expert_weight_dtype} "
+                              f"({model.expert_bytes_per_elem:g} bytes per weight): their GEMMs are costed from the "
+                              f"profile's {weight_dtype} GEMMs with the weight reads at that size; the in-kernel "
+                              f"dequantisation is not measured, so compute-bound expert GEMMs (prefill) come out as "
+                              f"fast as {weight_dtype} ones (benchmarks/RESULTS.md: gpt-oss-120b TTFT about half "
+                              f"the published measurements)")
+        if model.sliding_layers:
+            self.notes.append(f"{model.sliding_layers} of {model.layers} layers attend through a "
+                              f"{model.sliding_window}-token window: attention costed as their mean; the KV pool "
+                              f"counts the {model.full_attention_layers} full-attention layers per token")
         self._memo: dict[tuple, Any] = {}
         # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
         self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
@@ -335,7 +343,8 @@ class StepCoster:
         if hit is None:
             est = self._wrap(lambda: self._costers[graphs].attention(phase, batch, q, kv, self.heads, self.kvh,
                                                                      self.model.head_dim))
-            hit = self._memo[key] = est.time_s
+            # the mean layer's share: sliding-window layers attend at most their window (ModelConfig)
+            hit = self._memo[key] = est.time_s * self.model.attention_work_fraction(q, kv)
         return hit
 
     def _edges(self, tokens: int, logits: int, graphs: bool) -> tuple[float, dict]:
