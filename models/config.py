@@ -21,7 +21,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 
-from accelcal.vocab import DTYPE_BYTES, QK_NORMS
+from accelcal.vocab import DTYPE_BYTES, QK_NORMS, WEIGHT_ONLY_BYTES, attended_pairs, windowed_pairs
 
 from .hf_config import hf_config_path, load_hf_fields
 
@@ -72,6 +72,16 @@ class ModelConfig:
     """RMSNorm on the queries and keys after the QKV projection, before RoPE: ``""`` none (Llama, Mistral),
     ``per_head`` over each head's ``head_dim`` (Qwen3: transformers Qwen3Attention q_norm / k_norm), ``per_layer``
     over all heads at once (MiniMax-M2 ``qk_norm_type``), whose sum of squares a TP group all-reduces."""
+    sliding_window: int = 0
+    """Keys a sliding-window layer's query attends, itself included (``sliding_window``); 0 = no such layers."""
+    sliding_layers: int = 0
+    """Layers that attend through the window (``layer_types`` entries ``sliding_attention``; gpt-oss: every other
+    one); the others attend the whole context.  Their attention is costed over the window; the KV pool's per-token
+    bytes count the full-attention layers only (a windowed layer keeps ``sliding_window`` tokens per sequence)."""
+    expert_weight_dtype: str = ""
+    """Storage format of the routed experts' weights when it is weight-only (``mxfp4``: gpt-oss's
+    ``quantization_config``; accelcal.vocab.WEIGHT_ONLY_BYTES): their GEMMs compute in ``weight_dtype`` and read the
+    weights at the format's bytes; ``""`` = the experts are stored as ``weight_dtype``."""
     weight_block_size: tuple[int, int] | None = None
     """Block shape of block-scaled fp8 weights (``quantization_config.weight_block_size``); None = per-tensor
     or per-channel scales, or unquantised weights."""
@@ -99,6 +109,20 @@ class ModelConfig:
                     or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block)):
                 raise ValueError(f"model {self.name!r}: weight_block_size must be [rows, cols] of positive integers, got {block!r}")
             object.__setattr__(self, "weight_block_size", tuple(block))  # YAML gives a list; keep the config hashable
+        for f in ("sliding_window", "sliding_layers"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"model {self.name!r}: {f} must be an integer >= 0, got {v!r}")
+        if self.sliding_layers > self.layers:
+            raise ValueError(f"model {self.name!r}: sliding_layers({self.sliding_layers}) > layers({self.layers})")
+        if bool(self.sliding_layers) != bool(self.sliding_window):
+            raise ValueError(f"model {self.name!r}: sliding_layers({self.sliding_layers}) and sliding_window"
+                             f"({self.sliding_window}) must both be 0 or both > 0")
+        if self.expert_weight_dtype and self.expert_weight_dtype not in WEIGHT_ONLY_BYTES:
+            raise ValueError(f"model {self.name!r}: expert_weight_dtype={self.expert_weight_dtype!r}; expected '' or "
+                             f"one of {sorted(WEIGHT_ONLY_BYTES)}")
+        if self.expert_weight_dtype and not self.num_experts:
+            raise ValueError(f"model {self.name!r}: expert_weight_dtype={self.expert_weight_dtype!r} on a dense model")
         for f in ("weight_dtype", "kv_dtype"):
             if getattr(self, f) not in DTYPE_BYTES:
                 raise ValueError(f"model {self.name!r}: {f}={getattr(self, f)!r}; expected one of {sorted(DTYPE_BYTES)}")
@@ -213,6 +237,26 @@ class ModelConfig:
         return DTYPE_BYTES[self.weight_dtype]
 
     @property
+    def expert_bytes_per_elem(self) -> float:
+        """Bytes per routed-expert weight as stored (a weight-only format's, else ``weight_dtype``'s)."""
+        return WEIGHT_ONLY_BYTES[self.expert_weight_dtype] if self.expert_weight_dtype else DTYPE_BYTES[self.weight_dtype]
+
+    @property
+    def full_attention_layers(self) -> int:
+        """Layers attending the whole context (all but the sliding-window ones)."""
+        return self.layers - self.sliding_layers
+
+    def attention_work_fraction(self, q_len: int, kv_len: int) -> float:
+        """A layer's mean attention work over the model's layers, as a fraction of full causal attention of
+        ``q_len`` queries at the end of ``kv_len`` keys: sliding-window layers attend at most ``sliding_window``
+        keys per query (accelcal.vocab.windowed_pairs); 1.0 for a model without them."""
+        if not self.sliding_layers:
+            return 1.0
+        full = attended_pairs(q_len, kv_len)
+        window = windowed_pairs(q_len, kv_len, self.sliding_window)
+        return (self.full_attention_layers * full + self.sliding_layers * window) / (self.layers * full)
+
+    @property
     def kv_bytes_per_elem(self) -> int:
         return DTYPE_BYTES[self.kv_dtype]
 
@@ -247,12 +291,16 @@ class ModelConfig:
         matrices = 1 if self.tie_word_embeddings else 2
         return matrices * self.vocab_size * self.hidden_size + self.hidden_size
 
-    def weight_bytes(self) -> int:
-        return (self.layers * self.layer_params() + self.embedding_params()) * self.weight_bytes_per_elem
+    def weight_bytes(self) -> float:
+        """Bytes of all weights as stored (routed experts at ``expert_bytes_per_elem``)."""
+        routed = self.layers * self.num_experts * self.expert_params()
+        rest = self.layers * self.layer_params() + self.embedding_params() - routed
+        return rest * self.weight_bytes_per_elem + routed * self.expert_bytes_per_elem
 
     def kv_bytes_per_token(self) -> int:
-        """KV-cache bytes one token adds across all layers."""
-        return self.layers * 2 * self.kv_size * self.kv_bytes_per_elem
+        """KV-cache bytes one token adds across the full-attention layers (a sliding-window layer keeps only its
+        window per sequence)."""
+        return self.full_attention_layers * 2 * self.kv_size * self.kv_bytes_per_elem
 
 
 def dataclass_missing():

@@ -22,7 +22,9 @@ and the MoE fields (MiniMax-M2 uses Mixtral's keys); the q/k RMSNorm comes from 
 head) or ``use_qk_norm`` / ``qk_norm_type`` (MiniMax-M2).  Not modelled, and small: Qwen2's QKV biases and the q/k
 RMSNorm weights (under 0.01 % of a layer's weights; the norm itself is costed); Mistral's
 ``sliding_window`` (attention and KV are counted at full context; the note goes
-into ``source``).
+into ``source``).  ``layer_types`` with ``sliding_attention`` entries (gpt-oss) are read: those layers
+attend through ``sliding_window``; ``quantization_config.quant_method`` mxfp4 (gpt-oss) stores the routed
+experts weight-only (ModelConfig.expert_weight_dtype).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ HF_DTYPES: dict[str, str] = {"bfloat16": "bf16", "float16": "fp16", "float32": "
 
 #: ``quantization_config.quant_method`` values read as fp8 (e4m3) weights.
 FP8_QUANT_METHODS = ("fp8", "fbgemm_fp8")
+
+#: ``quantization_config.quant_method`` values read as weight-only routed experts -> ModelConfig.expert_weight_dtype
+#: (gpt-oss: quant_method mxfp4, modules_to_not_convert the attention, router, embedding and LM head).
+WEIGHT_ONLY_QUANT_METHODS = {"mxfp4": "mxfp4"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,15 @@ ARCHITECTURES: dict[str, _Arch] = {
     # qk_norm_type ("per_layer": one RMS over all heads); its partial RoPE, sigmoid router bias and MTP modules are
     # not modelled (small, or unused when serving)
     "MiniMaxM2ForCausalLM": _Arch("mixtral", False, shared_expert_key="shared_intermediate_size", qk_norm="config"),
+    # gpt-oss (transformers models/gpt_oss): Mixtral's MoE keys (num_local_experts, num_experts_per_tok,
+    # intermediate_size = the expert width), sliding-window layers from layer_types, mxfp4 expert weights from
+    # quantization_config; its attention sinks, QKV/output and expert biases and clamped SwiGLU are not costed
+    # (one scalar per head, vectors: far under 0.1 % of a layer's work)
+    "GptOssForCausalLM": _Arch("mixtral", False),
 }
+
+#: ``layer_types`` entries read: full attention, or attention through the ``sliding_window``.
+LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
 def hf_config_path(spec: str | Path) -> Path | None:
@@ -132,8 +146,10 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
     kw.update(_dtypes(cfg, get, origin, notes))
     if arch.moe:
         kw.update(_moe(cfg, get, arch, origin, kw["layers"]))
+    kw.update(_sliding(cfg, get, origin, kw["layers"], notes))
     window = cfg.get("sliding_window")
-    if window is not None and cfg.get("use_sliding_window", True) and arch_name.startswith(("Mistral", "Mixtral")):
+    if (not kw.get("sliding_layers") and window is not None and cfg.get("use_sliding_window", True)
+            and arch_name.startswith(("Mistral", "Mixtral"))):
         notes.append(f"sliding_window={window} not modelled (attention and KV at full context)")
     kw["source"] = "; ".join(notes)
     return kw
@@ -231,9 +247,13 @@ def _dtypes(cfg: dict, get: _Reader, origin: str, notes: list[str]) -> dict[str,
         if not isinstance(q, dict):
             raise ValueError(f"{origin}: quantization_config = {q!r}; expected an object")
         method = q.get("quant_method")
+        if method in WEIGHT_ONLY_QUANT_METHODS:
+            notes.append(f"routed experts' weights {method} (weight-only: GEMMs in {act}); the other weights {act}")
+            return {"weight_dtype": act, "kv_dtype": act, "expert_weight_dtype": WEIGHT_ONLY_QUANT_METHODS[method]}
         if method not in FP8_QUANT_METHODS:
             raise ValueError(f"{origin}: quantization_config.quant_method = {method!r} is not supported; "
-                             f"supported: {', '.join(FP8_QUANT_METHODS)} (fp8 e4m3 weights)")
+                             f"supported: {', '.join(FP8_QUANT_METHODS)} (fp8 e4m3 weights), "
+                             f"{', '.join(WEIGHT_ONLY_QUANT_METHODS)} (weight-only MoE experts)")
         fmt = q.get("fmt", "e4m3")
         # transformers' FineGrainedFP8Config writes "e4m3"; checkpoints also state the torch dtype name
         if fmt not in ("e4m3", "float8_e4m3fn"):
@@ -244,6 +264,22 @@ def _dtypes(cfg: dict, get: _Reader, origin: str, notes: list[str]) -> dict[str,
         notes.append(f"fp8 e4m3 weights, {scales} (quant_method={method})")
         return {"weight_dtype": weight, "kv_dtype": act, "weight_block_size": block}
     return {"weight_dtype": weight, "kv_dtype": act}
+
+
+def _sliding(cfg: dict, get: _Reader, origin: str, layers: int, notes: list[str]) -> dict[str, int]:
+    """Sliding-window layers from ``layer_types`` (one entry per layer); none when the key is absent."""
+    types = cfg.get("layer_types")
+    if types is None:
+        return {}
+    if not isinstance(types, list) or len(types) != layers or not all(t in LAYER_TYPES for t in types):
+        raise ValueError(f"{origin}: layer_types = {str(types)[:120]}; expected a list of {layers} entries (one per "
+                         f"layer, num_hidden_layers) from {list(LAYER_TYPES)}")
+    sliding = types.count("sliding_attention")
+    if not sliding:
+        return {}
+    window = get.int("sliding_window")
+    notes.append(f"{sliding} of {layers} layers attend through a {window}-token sliding window")
+    return {"sliding_window": window, "sliding_layers": sliding}
 
 
 def _moe(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int) -> dict[str, int]:

@@ -280,9 +280,11 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         add(_node("sp_kv_all_gather", "collective", ("kv_cache_write",), op="all_gather",
                   nbytes=batch * q_len * 2 * kvh * hd * kvel, group_size=sp, scope=layout.sp_scope))
         attn_dep = roped + ("sp_kv_all_gather",)
-    # causal work split evenly across SP ranks (zig-zag chunk assignment)
+    # causal work split evenly across SP ranks (zig-zag chunk assignment); a model's sliding-window layers attend
+    # fewer keys, and this DAG stands for the mean layer
     add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
-              heads=heads, kv_heads=kvh, head_dim=hd, work_fraction=1.0 / sp))
+              heads=heads, kv_heads=kvh, head_dim=hd,
+              work_fraction=model.attention_work_fraction(q_len, kv_len) / sp))
     add(_node("o_proj", "gemm", quantized("o_proj", ("attention",), tok * heads * hd), m=tok, n=h, k=heads * hd))
     r = residual("attn_residual", tp_reduce("tp_attn", "o_proj"))
     x = norm("mlp_norm", r)
@@ -325,16 +327,20 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
     def quantized(gemm: str, dep: str, elems: float, launches: int = 1) -> tuple[str, ...]:
         return _input_quant(dag, impl, options, el, gemm, (dep,), elems, launches)
 
+    # weight-only expert weights (gpt-oss mxfp4): the grouped GEMMs compute in the activation dtype, reading the
+    # weights at their storage size
+    weight_only = {"weight_bytes": model.expert_bytes_per_elem} if model.expert_weight_dtype else {}
+
     def experts(dep: str, active: int, m: int, ef: int, routed: int) -> str:
         # one grouped kernel, or (eager) a GEMM launch per expert hit
         launches = 1 if impl.experts_grouped else active
         add(_node("experts_gate_up", "grouped_gemm", quantized("experts_gate_up", dep, routed * h, launches),
-                  kernels=launches, count=active, m=m, n=2 * ef, k=h))
+                  kernels=launches, count=active, m=m, n=2 * ef, k=h, **weight_only))
         ea = impl.act_mul
         add(_node("experts_act_mul", "memory", ("experts_gate_up",), kernels=ea.kernels * launches,
                   nbytes=ea.bytes_per_element(el) * routed * ef, **_measured(impl, "act_mul")))
         add(_node("experts_down", "grouped_gemm", quantized("experts_down", "experts_act_mul", routed * ef, launches),
-                  kernels=launches, count=active, m=m, n=h, k=ef))
+                  kernels=launches, count=active, m=m, n=h, k=ef, **weight_only))
         g = impl.expert_gather
         if g.kernels == 0:
             return "experts_down"

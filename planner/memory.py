@@ -25,7 +25,7 @@ from .dag import kv_heads_per_device
 from .parallelism import Parallelism
 from .workload import Workload
 
-__all__ = ["MemoryEstimate", "device_memory", "layer_weight_elems"]
+__all__ = ["MemoryEstimate", "device_memory", "layer_routed_expert_elems", "layer_weight_bytes", "layer_weight_elems"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,16 @@ class MemoryEstimate:
                 "total_bytes": self.total_bytes}
 
 
+def layer_routed_expert_elems(model: ModelConfig, tp: int, ep: int) -> int:
+    """Routed-expert weight elements of one decoder layer on one device (0 for a dense model): every expert
+    TP-split (EP 1), or E/ep whole experts."""
+    if not model.is_moe:
+        return 0
+    if ep == 1:
+        return model.num_experts * 3 * model.hidden_size * (model.expert_ffn_size // tp)
+    return (model.num_experts // ep) * 3 * model.hidden_size * model.expert_ffn_size
+
+
 def layer_weight_elems(model: ModelConfig, tp: int, ep: int) -> int:
     """Weight elements of one decoder layer on one device."""
     h, hd = model.hidden_size, model.head_dim
@@ -64,12 +74,19 @@ def layer_weight_elems(model: ModelConfig, tp: int, ep: int) -> int:
     attn = h * (heads + 2 * kvh) * hd + heads * hd * h
     if not model.is_moe:
         ffn = 3 * h * (model.ffn_size // tp)
-    elif ep == 1:
-        ffn = (model.num_experts + model.shared_experts) * 3 * h * (model.expert_ffn_size // tp) + h * model.num_experts
     else:
-        # routed experts split across EP ranks; shared experts replicated (they run on each rank's tokens)
-        ffn = ((model.num_experts // ep) + model.shared_experts) * 3 * h * model.expert_ffn_size + h * model.num_experts
+        # shared experts replicated over EP ranks (they run on each rank's tokens), TP-split without EP
+        shared_ffn = model.expert_ffn_size // tp if ep == 1 else model.expert_ffn_size
+        ffn = layer_routed_expert_elems(model, tp, ep) + model.shared_experts * 3 * h * shared_ffn + h * model.num_experts
     return attn + ffn + 2 * h
+
+
+def layer_weight_bytes(model: ModelConfig, tp: int, ep: int, bytes_per_elem: float) -> float:
+    """Weight bytes of one decoder layer on one device: routed experts at the model's expert storage bytes when they
+    are weight-only quantised (ModelConfig.expert_weight_dtype), everything else at ``bytes_per_elem``."""
+    routed = layer_routed_expert_elems(model, tp, ep)
+    expert_bytes = model.expert_bytes_per_elem if model.expert_weight_dtype else bytes_per_elem
+    return (layer_weight_elems(model, tp, ep) - routed) * bytes_per_elem + routed * expert_bytes
 
 
 def stage_weight_bytes(model: ModelConfig, tp: int, pp: int, ep: int, layer_bytes_per_elem: float,
@@ -82,12 +99,14 @@ def stage_weight_bytes(model: ModelConfig, tp: int, pp: int, ep: int, layer_byte
     embed = model.vocab_size * model.hidden_size // tp
     head_stage = (embed if model.tie_word_embeddings else 2 * embed) + model.hidden_size if pp == 1 else \
         embed + model.hidden_size
-    return layers * layer_weight_elems(model, tp, ep) * layer_bytes_per_elem + head_stage * embed_bytes_per_elem
+    return layers * layer_weight_bytes(model, tp, ep, layer_bytes_per_elem) + head_stage * embed_bytes_per_elem
 
 
 def kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per_elem: float) -> float:
-    """KV-cache bytes one token adds on one device of the busiest stage (K and V of its layers' KV heads)."""
-    return math.ceil(model.layers / pp) * 2 * kv_heads_per_device(model, tp) * model.head_dim * kv_bytes_per_elem
+    """KV-cache bytes one token adds on one device of the busiest stage (K and V of its full-attention layers' KV
+    heads; a sliding-window layer keeps only its window per sequence, ModelConfig.sliding_layers)."""
+    return (math.ceil(model.full_attention_layers / pp) * 2 * kv_heads_per_device(model, tp) * model.head_dim
+            * kv_bytes_per_elem)
 
 
 def device_memory(model: ModelConfig, workload: Workload, parallelism: Parallelism = Parallelism()) -> MemoryEstimate:

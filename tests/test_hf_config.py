@@ -244,7 +244,7 @@ def test_presets_are_found_by_the_hugging_face_id_they_cite():
     assert preset_for_hf_id("meta-llama/Meta-Llama-3-8B") == "llama3-8b"  # Llama 3, not 3.1
     assert preset_for_hf_id("MiniMaxAI/MiniMax-M2.5") == "minimax-m2.5"
     assert preset_for_hf_id("deepseek-ai/DeepSeek-R1") is None
-    assert preset_for_hf_id("openai/gpt-oss-120b") is None
+    assert preset_for_hf_id("openai/gpt-oss-120b") == "gpt-oss-120b"
 
 
 def test_no_two_presets_cite_the_same_checkpoint():

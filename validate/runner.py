@@ -60,6 +60,15 @@ def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     from .layers import LayerDims
 
     configs = {n: ModelConfig.resolve(n) for n in names}
+    for n, m in configs.items():
+        # the torch layers here are plain ones: what the planner costs differently would be compared with a layer
+        # that does not do it
+        built = [what for what, has in (("sliding-window attention (sliding_layers)", m.sliding_layers),
+                                        (f"weight-only {m.expert_weight_dtype} experts", m.expert_weight_dtype)) if has]
+        if built:
+            raise ValueError(f"validate --model {n}: its {' and '.join(built)} are not built into the torch layers "
+                             f"validation runs (full attention, experts in the activation dtype); validate a model "
+                             f"without them")
     return configs, {n: LayerDims.from_model(m) for n, m in configs.items()}
 
 

@@ -1,0 +1,114 @@
+"""gpt-oss: sliding-window layers, weight-only (mxfp4) experts, and its config.json."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from accelcal.calibrate.profile import Profile
+from accelcal.cli import main
+from accelcal.models import ModelConfig
+from accelcal.planner.memory import kv_bytes_per_token, stage_weight_bytes
+from accelcal.vocab import WEIGHT_ONLY_BYTES, attended_pairs, windowed_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+H100 = str(ROOT / "profiles" / "nvidia-h100.yaml")
+
+
+def _config(**over) -> dict:
+    cfg = {"architectures": ["GptOssForCausalLM"], "hidden_size": 256, "num_hidden_layers": 4,
+           "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 32, "intermediate_size": 256,
+           "vocab_size": 1000, "num_local_experts": 8, "num_experts_per_tok": 2, "sliding_window": 16,
+           "layer_types": ["sliding_attention", "full_attention"] * 2, "torch_dtype": "bfloat16",
+           "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn"]}}
+    cfg.update(over)
+    return cfg
+
+
+def _write(tmp_path, cfg) -> str:
+    p = tmp_path / "gpt-oss-mini" / "config.json"
+    p.parent.mkdir(exist_ok=True)
+    p.write_text(json.dumps(cfg))
+    return str(p)
+
+
+def test_windowed_pairs_count_each_querys_keys_by_brute_force():
+    for q, kv, w in itertools.product(range(1, 10), range(1, 10), range(1, 12)):
+        if q <= kv:
+            assert windowed_pairs(q, kv, w) == sum(min(p + 1, w) for p in range(kv - q, kv))
+    assert windowed_pairs(1000, 1000, 10**9) == attended_pairs(1000, 1000)
+
+
+def test_a_gpt_oss_config_reads_windows_and_mxfp4_experts(tmp_path):
+    m = ModelConfig.resolve(_write(tmp_path, _config()))
+    assert (m.sliding_window, m.sliding_layers, m.expert_weight_dtype, m.weight_dtype) == (16, 2, "mxfp4", "bf16")
+    assert m.full_attention_layers == 2 and m.num_experts == 8 and m.top_k == 2 and m.expert_ffn_size == 256
+    # decode at 1000 tokens: two layers read 1000 keys, two read 16: (2 x 1000 + 2 x 16) / (4 x 1000)
+    assert m.attention_work_fraction(1, 1000) == pytest.approx(2032 / 4000)
+    # KV per token: the two full-attention layers' K and V, 2 heads x 32 x 2 bytes each
+    assert m.kv_bytes_per_token() == 2 * 2 * 2 * 32 * 2
+    # weights: routed experts at 0.53125 bytes (4 layers x 8 experts x 3 x 256 x 256), the rest at 2
+    routed = 4 * 8 * 3 * 256 * 256
+    rest = 4 * m.layer_params() + m.embedding_params() - routed
+    assert m.weight_bytes() == pytest.approx(rest * 2 + routed * 0.53125)
+    assert stage_weight_bytes(m, 1, 1, 1, 2, 2) == pytest.approx(m.weight_bytes())
+    assert kv_bytes_per_token(m, 1, 1, 2) == m.kv_bytes_per_token()
+
+
+@pytest.mark.parametrize("over, says", [
+    ({"layer_types": ["sliding_attention"] * 3}, "layer_types = "),
+    ({"layer_types": ["linear_attention"] * 4}, "from ['full_attention', 'sliding_attention']"),
+    ({"sliding_window": None}, "missing key 'sliding_window'"),
+    ({"quantization_config": {"quant_method": "awq"}}, "quant_method = 'awq' is not supported"),
+])
+def test_bad_gpt_oss_configs_name_the_key(tmp_path, over, says):
+    with pytest.raises(ValueError) as exc:
+        ModelConfig.resolve(_write(tmp_path, _config(**over)))
+    assert says in str(exc.value) and "config.json" in str(exc.value)
+
+
+def test_weight_only_experts_on_a_dense_model_are_refused():
+    with pytest.raises(ValueError, match="expert_weight_dtype='mxfp4' on a dense model"):
+        ModelConfig.from_dict({**ModelConfig.from_name("tiny").to_dict(), "expert_weight_dtype": "mxfp4"})
+    with pytest.raises(ValueError, match="sliding_layers\\(2\\) and sliding_window\\(0\\) must both be 0"):
+        ModelConfig.from_dict({**ModelConfig.from_name("tiny").to_dict(), "sliding_layers": 2})
+
+
+def test_presets_match_their_cited_config():
+    m = ModelConfig.from_name("gpt-oss-120b")
+    assert (m.layers, m.num_experts, m.top_k, m.sliding_layers, m.sliding_window) == (36, 128, 4, 18, 128)
+    # 36 x 128 experts x 3 x 2880^2 at 4.25 bits: 60.9 GB of the 65.2 GB
+    routed = 36 * 128 * 3 * 2880 * 2880
+    assert routed * WEIGHT_ONLY_BYTES["mxfp4"] / 1e9 == pytest.approx(60.9, abs=0.05)
+    assert m.weight_bytes() / 1e9 == pytest.approx(65.17, abs=0.01)
+
+
+def test_weight_only_gemm_reads_less_where_memory_binds_and_costs_the_same_where_compute_does():
+    prof = Profile.load(H100)
+    n, k = 2 * 2880 * 16, 2880  # 16 experts' gate/up stacked
+    small = [prof.gemm_time_s(4, n, k, "bf16").time_s, prof.gemm_time_s(4, n, k, "bf16", 0.53125).time_s]
+    big = [prof.gemm_time_s(8192, n, k, "bf16").time_s, prof.gemm_time_s(8192, n, k, "bf16", 0.53125).time_s]
+    assert 0.2 < small[1] / small[0] < 0.45  # the weight stream is most of a 4-token GEMM's traffic
+    assert big[1] / big[0] == pytest.approx(1.0, abs=0.02)  # compute-bound: the storage size does not matter
+    est = prof.gemm_time_s(4, n, k, "bf16", 0.53125)
+    assert "weights stored at 0.53125 bytes per element" in est.detail and "dequantisation not counted" in est.detail
+
+
+def test_predict_gpt_oss_says_what_is_and_is_not_measured(capsys):
+    rc = main(["predict", "--profile", H100, "--model", "gpt-oss-120b", "--tp", "1", "--engine", "vllm",
+               "--concurrency", "4", "--isl", "1024", "--osl", "64", "--num-requests", "8", "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["feasible"]
+    assert any("routed experts are stored mxfp4" in n and "dequantisation is not measured" in n for n in out["notes"])
+    assert any("18 of 36 layers attend through a 128-token window" in n for n in out["notes"])
+    # the weights as stored fit one 80 GB device: 65.2 GB
+    assert out["memory"]["weights_bytes"] == pytest.approx(65.17e9, rel=1e-3)
+
+
+def test_validate_refuses_what_its_torch_layers_do_not_build(capsys):
+    rc = main(["validate", "--model", "gpt-oss-20b", "--profile", H100, "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "sliding-window attention (sliding_layers) and weight-only mxfp4 experts are not built" in err
