@@ -29,7 +29,6 @@ __all__ = [
     "SCOPES",
     "WEIGHT_ONLY_BYTES",
     "attended_pairs",
-    "windowed_pairs",
     "is_kernel_name",
     "attention_flop_bytes",
     "busbw_factor",
@@ -215,17 +214,6 @@ def attended_pairs(q_len: int, kv_len: int, causal: bool = True) -> float:
         q = min(q_len, kv_len)
         return q_len * kv_len - q * (q - 1) / 2.0
     return float(q_len * kv_len)
-
-
-def windowed_pairs(q_len: int, kv_len: int, window: int) -> float:
-    """:func:`attended_pairs` (causal) when each query sees at most ``window`` keys, itself and the ones just
-    before it (sliding-window attention); the queries sit at positions kv_len - q_len .. kv_len - 1."""
-    q = min(q_len, kv_len)
-    first = kv_len - q + 1  # keys the first query sees without a window
-    hi = min(kv_len, window)
-    ramp = (first + hi) * (hi - first + 1) / 2.0 if first <= hi else 0.0
-    flat = window * max(0, kv_len - max(first - 1, window))
-    return (q_len - q) * min(kv_len, window) + ramp + flat
 
 
 def gemm_traffic_bytes_weight_only(m: float, n: float, k: float, in_bytes: float, out_bytes: float | None,

@@ -21,7 +21,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 
-from accelcal.vocab import DTYPE_BYTES, QK_NORMS, WEIGHT_ONLY_BYTES, attended_pairs, windowed_pairs
+from accelcal.vocab import DTYPE_BYTES, QK_NORMS, WEIGHT_ONLY_BYTES
 
 from .hf_config import hf_config_path, load_hf_fields
 
@@ -77,7 +77,7 @@ class ModelConfig:
     sliding_layers: int = 0
     """Layers that attend through the window (``layer_types`` entries ``sliding_attention``; gpt-oss: every other
     one); the others attend the whole context.  Their attention is costed over the window; the KV pool's per-token
-    bytes count the full-attention layers only (a windowed layer keeps ``sliding_window`` tokens per sequence)."""
+    bytes count the full-attention layers only (a windowed layer's ``sliding_window`` tokens per sequence are left out)."""
     expert_weight_dtype: str = ""
     """Storage format of the routed experts' weights when it is weight-only (``mxfp4``: gpt-oss's
     ``quantization_config``; accelcal.vocab.WEIGHT_ONLY_BYTES): their GEMMs compute in ``weight_dtype`` and read the
@@ -118,6 +118,8 @@ class ModelConfig:
         if bool(self.sliding_layers) != bool(self.sliding_window):
             raise ValueError(f"model {self.name!r}: sliding_layers({self.sliding_layers}) and sliding_window"
                              f"({self.sliding_window}) must both be 0 or both > 0")
+        if self.expert_weight_dtype is None:  # an empty YAML value
+            object.__setattr__(self, "expert_weight_dtype", "")
         if self.expert_weight_dtype and self.expert_weight_dtype not in WEIGHT_ONLY_BYTES:
             raise ValueError(f"model {self.name!r}: expert_weight_dtype={self.expert_weight_dtype!r}; expected '' or "
                              f"one of {sorted(WEIGHT_ONLY_BYTES)}")
@@ -246,15 +248,15 @@ class ModelConfig:
         """Layers attending the whole context (all but the sliding-window ones)."""
         return self.layers - self.sliding_layers
 
-    def attention_work_fraction(self, q_len: int, kv_len: int) -> float:
-        """A layer's mean attention work over the model's layers, as a fraction of full causal attention of
-        ``q_len`` queries at the end of ``kv_len`` keys: sliding-window layers attend at most ``sliding_window``
-        keys per query (accelcal.vocab.windowed_pairs); 1.0 for a model without them."""
+    def attention_layers(self, q_len: int, kv_len: int) -> tuple[tuple[int, float], ...]:
+        """((keys a layer's attention call spans, share of the layers), ...) for ``q_len`` queries at the end of
+        ``kv_len`` keys: the full-attention layers span them all; a sliding-window layer only the keys its window
+        reaches, min(kv_len, q_len + sliding_window - 1), costed as causal attention over those (the band inside is
+        a little less work; a kernel still runs its partly masked tiles).  One entry for a model without windows."""
         if not self.sliding_layers:
-            return 1.0
-        full = attended_pairs(q_len, kv_len)
-        window = windowed_pairs(q_len, kv_len, self.sliding_window)
-        return (self.full_attention_layers * full + self.sliding_layers * window) / (self.layers * full)
+            return ((kv_len, 1.0),)
+        reach = min(kv_len, q_len + self.sliding_window - 1)
+        return ((kv_len, self.full_attention_layers / self.layers), (reach, self.sliding_layers / self.layers))
 
     @property
     def kv_bytes_per_elem(self) -> int:

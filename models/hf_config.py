@@ -66,6 +66,9 @@ class _Arch:
     """Key of the always-active expert's width, when the family has one."""
     qk_norm: str = ""
     """The family's q/k RMSNorm (ModelConfig.qk_norm), or ``"config"``: read ``use_qk_norm`` / ``qk_norm_type``."""
+    default_layer_types: str = ""
+    """What an absent ``layer_types`` means: ``""`` every layer full attention, ``"alternating"`` sliding then full
+    (transformers models/gpt_oss/configuration_gpt_oss.py GptOssConfig: layer i sliding when (i + 1) % 2)."""
 
 
 ARCHITECTURES: dict[str, _Arch] = {
@@ -86,7 +89,7 @@ ARCHITECTURES: dict[str, _Arch] = {
     # intermediate_size = the expert width), sliding-window layers from layer_types, mxfp4 expert weights from
     # quantization_config; its attention sinks, QKV/output and expert biases and clamped SwiGLU are not costed
     # (one scalar per head, vectors: far under 0.1 % of a layer's work)
-    "GptOssForCausalLM": _Arch("mixtral", False),
+    "GptOssForCausalLM": _Arch("mixtral", False, default_layer_types="alternating"),
 }
 
 #: ``layer_types`` entries read: full attention, or attention through the ``sliding_window``.
@@ -146,7 +149,7 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
     kw.update(_dtypes(cfg, get, origin, notes))
     if arch.moe:
         kw.update(_moe(cfg, get, arch, origin, kw["layers"]))
-    kw.update(_sliding(cfg, get, origin, kw["layers"], notes))
+    kw.update(_sliding(cfg, get, arch, origin, kw["layers"], notes))
     window = cfg.get("sliding_window")
     if (not kw.get("sliding_layers") and window is not None and cfg.get("use_sliding_window", True)
             and arch_name.startswith(("Mistral", "Mixtral"))):
@@ -266,11 +269,17 @@ def _dtypes(cfg: dict, get: _Reader, origin: str, notes: list[str]) -> dict[str,
     return {"weight_dtype": weight, "kv_dtype": act}
 
 
-def _sliding(cfg: dict, get: _Reader, origin: str, layers: int, notes: list[str]) -> dict[str, int]:
-    """Sliding-window layers from ``layer_types`` (one entry per layer); none when the key is absent."""
+def _sliding(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int, notes: list[str]) -> dict[str, int]:
+    """Sliding-window layers from ``layer_types`` (one entry per layer; absent: the family's default); none where
+    ``use_sliding_window`` is false (Qwen2/Qwen3: transformers then ignores the window)."""
+    if cfg.get("use_sliding_window") is False:
+        return {}
     types = cfg.get("layer_types")
     if types is None:
-        return {}
+        if arch.default_layer_types != "alternating":
+            return {}
+        types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(layers)]
+        notes.append("no layer_types: sliding and full attention alternate, the family's default")
     if not isinstance(types, list) or len(types) != layers or not all(t in LAYER_TYPES for t in types):
         raise ValueError(f"{origin}: layer_types = {str(types)[:120]}; expected a list of {layers} entries (one per "
                          f"layer, num_hidden_layers) from {list(LAYER_TYPES)}")

@@ -293,11 +293,22 @@ class Coster:
         elif node.op == "attention":
             est = self.attention(p["phase"], p["batch"], p["q_len"], p["kv_len"], p["heads"], p["kv_heads"],
                                  p["head_dim"])
-            t = est.time_s * p["work_fraction"]
-            nbytes = el * p["batch"] * p["head_dim"] * (2 * p["heads"] * p["q_len"] + 2 * p["kv_heads"] * p["kv_len"])
+            share = p.get("window_share", 0.0)
+            t = est.time_s
+            kv_mean = p["kv_len"]
+            detail = est.detail
+            if share:
+                # the mean layer: that share of the layers attends through a window, spanning fewer keys
+                win = self.attention(p["phase"], p["batch"], p["q_len"], p["window_kv_len"], p["heads"],
+                                     p["kv_heads"], p["head_dim"])
+                t = (1.0 - share) * t + share * win.time_s
+                kv_mean = (1.0 - share) * p["kv_len"] + share * p["window_kv_len"]
+                detail = f"{detail}; {share:.3g} of the layers over {p['window_kv_len']} keys (sliding window)"
+            t *= p["work_fraction"]
+            nbytes = el * p["batch"] * p["head_dim"] * (2 * p["heads"] * p["q_len"] + 2 * p["kv_heads"] * kv_mean)
             cat = self._category(t, nbytes)
-            detail = (est.detail if p["work_fraction"] == 1.0 else
-                      f"{est.detail}; x{p['work_fraction']:.4g} (SP share, sliding-window layers)")
+            if p["work_fraction"] != 1.0:
+                detail = f"{detail}; x{p['work_fraction']:.4g} (SP share)"
             kernels = node.kernels
         elif node.op == "memory":
             est = self.elementwise(p["group"], p["nbytes"]) if "group" in p else self.copy(p["nbytes"])

@@ -19,7 +19,8 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
 :mod:`accelcal.planner.cost` from one profile query:
 
 * ``gemm``       params m, n, k                      -> profile.gemm_time_s
-* ``attention``  params phase, batch, q_len, kv_len, heads, kv_heads, head_dim, work_fraction
+* ``attention``  params phase, batch, q_len, kv_len, heads, kv_heads, head_dim, work_fraction (the SP share), and
+  for a model with sliding-window layers window_kv_len, window_share (that share of the layers spans only those keys)
 * ``memory``     params nbytes (bytes moved)          -> profile.memory_time_s(copy)
 * ``collective`` params op, nbytes (nccl-tests S), group_size, scope
 * ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape; one kernel (``kernels`` 1)
@@ -280,11 +281,12 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         add(_node("sp_kv_all_gather", "collective", ("kv_cache_write",), op="all_gather",
                   nbytes=batch * q_len * 2 * kvh * hd * kvel, group_size=sp, scope=layout.sp_scope))
         attn_dep = roped + ("sp_kv_all_gather",)
-    # causal work split evenly across SP ranks (zig-zag chunk assignment); a model's sliding-window layers attend
-    # fewer keys, and this DAG stands for the mean layer
+    # causal work split evenly across SP ranks (zig-zag chunk assignment); this DAG stands for the mean layer, so a
+    # model with sliding-window layers has a share of its attention over the keys their window reaches
+    spans = model.attention_layers(q_len, kv_len)
+    window = {"window_kv_len": spans[1][0], "window_share": spans[1][1]} if len(spans) > 1 else {}
     add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
-              heads=heads, kv_heads=kvh, head_dim=hd,
-              work_fraction=model.attention_work_fraction(q_len, kv_len) / sp))
+              heads=heads, kv_heads=kvh, head_dim=hd, work_fraction=1.0 / sp, **window))
     add(_node("o_proj", "gemm", quantized("o_proj", ("attention",), tok * heads * hd), m=tok, n=h, k=heads * hd))
     r = residual("attn_residual", tp_reduce("tp_attn", "o_proj"))
     x = norm("mlp_norm", r)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from accelcal.calibrate.profile import Profile
 from accelcal.cli import main
 from accelcal.models import ModelConfig
 from accelcal.planner.memory import kv_bytes_per_token, stage_weight_bytes
-from accelcal.vocab import WEIGHT_ONLY_BYTES, attended_pairs, windowed_pairs
+from accelcal.vocab import WEIGHT_ONLY_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 H100 = str(ROOT / "profiles" / "nvidia-h100.yaml")
@@ -35,19 +34,33 @@ def _write(tmp_path, cfg) -> str:
     return str(p)
 
 
-def test_windowed_pairs_count_each_querys_keys_by_brute_force():
-    for q, kv, w in itertools.product(range(1, 10), range(1, 10), range(1, 12)):
-        if q <= kv:
-            assert windowed_pairs(q, kv, w) == sum(min(p + 1, w) for p in range(kv - q, kv))
-    assert windowed_pairs(1000, 1000, 10**9) == attended_pairs(1000, 1000)
+def test_windowed_layers_span_only_the_keys_their_window_reaches():
+    m = ModelConfig.from_name("gpt-oss-120b")
+    assert m.attention_layers(1, 8192) == ((8192, 0.5), (128, 0.5))      # decode: the last 128 keys
+    assert m.attention_layers(512, 8192) == ((8192, 0.5), (639, 0.5))    # a chunk: its own 512 and 127 before
+    assert m.attention_layers(64, 100) == ((100, 0.5), (100, 0.5))       # a window longer than the context
+    assert ModelConfig.from_name("qwen3-32b").attention_layers(1, 8192) == ((8192, 1.0),)
+
+
+def test_a_decode_step_costs_its_windowed_layers_as_calls_of_their_own():
+    from accelcal.planner.serving.engine import EnginePreset
+    from accelcal.planner.serving.step_cost import StepCoster, replica_parallelism
+
+    prof, m = Profile.load(H100), ModelConfig.from_name("gpt-oss-120b")
+    sc = StepCoster(prof, m, replica_parallelism(1, 1, 1, 1), EnginePreset.from_name("vllm"))
+    full = prof.attention_time_s("decode", 8, 1, 8192, 64, 8, 64, "bf16").time_s
+    win = prof.attention_time_s("decode", 8, 1, 128, 64, 8, 64, "bf16").time_s
+    # the mean of a full layer and a windowed one, each with its own fixed cost (not a scaled-down full call)
+    assert sc._attn("decode", 8, 1, 8192, False) == pytest.approx(0.5 * full + 0.5 * win)
+    assert win > 0.5 * full * 128 / 8192
 
 
 def test_a_gpt_oss_config_reads_windows_and_mxfp4_experts(tmp_path):
     m = ModelConfig.resolve(_write(tmp_path, _config()))
     assert (m.sliding_window, m.sliding_layers, m.expert_weight_dtype, m.weight_dtype) == (16, 2, "mxfp4", "bf16")
     assert m.full_attention_layers == 2 and m.num_experts == 8 and m.top_k == 2 and m.expert_ffn_size == 256
-    # decode at 1000 tokens: two layers read 1000 keys, two read 16: (2 x 1000 + 2 x 16) / (4 x 1000)
-    assert m.attention_work_fraction(1, 1000) == pytest.approx(2032 / 4000)
+    # decode at 1000 tokens: two layers read 1000 keys, two the last 16
+    assert m.attention_layers(1, 1000) == ((1000, 0.5), (16, 0.5))
     # KV per token: the two full-attention layers' K and V, 2 heads x 32 x 2 bytes each
     assert m.kv_bytes_per_token() == 2 * 2 * 2 * 32 * 2
     # weights: routed experts at 0.53125 bytes (4 layers x 8 experts x 3 x 256 x 256), the rest at 2
@@ -68,6 +81,18 @@ def test_bad_gpt_oss_configs_name_the_key(tmp_path, over, says):
     with pytest.raises(ValueError) as exc:
         ModelConfig.resolve(_write(tmp_path, _config(**over)))
     assert says in str(exc.value) and "config.json" in str(exc.value)
+
+
+def test_a_gpt_oss_config_without_layer_types_alternates_as_transformers_does(tmp_path):
+    cfg = _config()
+    del cfg["layer_types"]
+    m = ModelConfig.resolve(_write(tmp_path, cfg))
+    assert (m.sliding_layers, m.sliding_window) == (2, 16) and "alternate" in m.source
+    # a Qwen3 config whose layer_types are all full attention, or whose window is off, has no windowed layers
+    qwen = {"architectures": ["Qwen3ForCausalLM"], "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 8,
+            "num_key_value_heads": 2, "head_dim": 32, "intermediate_size": 512, "vocab_size": 1000,
+            "use_sliding_window": False, "sliding_window": 16, "layer_types": ["sliding_attention", "full_attention"]}
+    assert ModelConfig.resolve(_write(tmp_path, qwen)).sliding_layers == 0
 
 
 def test_weight_only_experts_on_a_dense_model_are_refused():

@@ -5,8 +5,8 @@
     print(b.blocks, b.tokens, b.describe())
     b.check_request(isl=4096, osl=512)          # raises Infeasible with the arithmetic
 
-Weights: each decoder layer's weights (planner.memory.layer_weight_elems) at 2 bytes (bf16) or 1 byte
-(fp8_e4m3) per weight; the embedding and the LM head stay bf16 (modelling assumption: as in the published
+Weights: each decoder layer's weights (planner.memory.layer_weight_bytes) at 2 bytes (bf16) or 1 byte
+(fp8_e4m3) per weight, routed experts stored weight-only (gpt-oss mxfp4) at their format's bytes; the embedding and the LM head stay bf16 (modelling assumption: as in the published
 FP8 checkpoints, which quantise the linear layers only).  Activations and collective buffers are
 planner.memory.device_memory's for one forward at the engine's token budget, or, where larger, the engine's
 start-up profile of a dummy sampler run (``profile_sampler_bytes_per_logit`` x min(token budget, max sequences)

@@ -174,8 +174,10 @@ class StepCoster:
                               f"the published measurements)")
         if model.sliding_layers:
             self.notes.append(f"{model.sliding_layers} of {model.layers} layers attend through a "
-                              f"{model.sliding_window}-token window: attention costed as their mean; the KV pool "
-                              f"counts the {model.full_attention_layers} full-attention layers per token")
+                              f"{model.sliding_window}-token window: a step's attention is the layers' mean, the "
+                              f"windowed ones over the keys their window reaches; the KV pool counts the "
+                              f"{model.full_attention_layers} full-attention layers per token (the windowed layers' "
+                              f"own blocks, a window per sequence, and SGLang's separate pool for them are left out)")
         self._memo: dict[tuple, Any] = {}
         # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
         self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
@@ -341,10 +343,11 @@ class StepCoster:
         key = ("attn", phase, batch, q, kv)
         hit = self._memo.get(key)
         if hit is None:
-            est = self._wrap(lambda: self._costers[graphs].attention(phase, batch, q, kv, self.heads, self.kvh,
-                                                                     self.model.head_dim))
-            # the mean layer's share: sliding-window layers attend at most their window (ModelConfig)
-            hit = self._memo[key] = est.time_s * self.model.attention_work_fraction(q, kv)
+            # the mean layer: sliding-window layers' calls span only the keys their window reaches (ModelConfig)
+            hit = self._memo[key] = sum(
+                share * self._wrap(lambda: self._costers[graphs].attention(phase, batch, q, span, self.heads, self.kvh,
+                                                                           self.model.head_dim)).time_s
+                for span, share in self.model.attention_layers(q, kv))
         return hit
 
     def _edges(self, tokens: int, logits: int, graphs: bool) -> tuple[float, dict]:
