@@ -1106,6 +1106,19 @@ def test_an_overloaded_open_loop_says_so_and_a_light_one_does_not(prof, small):
     assert not any(n.startswith("overloaded") for n in light.notes)
 
 
+def test_a_short_light_open_loop_is_not_called_overloaded():
+    # 40 requests at 5/s whose latency (~1.3 s) is long next to the middle half of the arrivals (~4 s): counted over
+    # the arrivals' own span, the completions looked short and the run read as overloaded though TTFT was flat
+    from pathlib import Path
+    from accelcal.calibrate.profile import Profile as P
+
+    h100 = P.load(Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml")
+    res = predict_serving(h100, "gpt-oss-20b", "vllm", request_rate_per_s=5.0, isl=1024, osl=256, num_requests=40)
+    assert not any(n.startswith("overloaded") for n in res.notes)
+    assert any("requests/s completed of the 5 offered: the rate is the requests over the run's span" in n
+               for n in res.notes)
+
+
 def test_max_seqs_has_one_rule_and_message(capsys):
     for bad in (0, 2.5):
         with pytest.raises(ValueError, match=rf"max_seqs must be an integer >= 1, got {bad!r}"):

@@ -289,10 +289,12 @@ def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, wo
 def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, completed_per_s: float) -> str:
     """Open loop: when the engine falls behind the arrivals, TTFT and latency say how long the run was, not how the
     engine serves: say so, with the rate it does complete.  Falling behind shows as fewer completions than arrivals
-    over the middle half of the arrivals (a backlog grows, whether as waits for the first token or, where an engine
-    admits every request at once, as longer decode steps), or as the last quarter of the requests waiting far
-    longer for their first token than the first quarter.  A completed rate below the offered one without either is
-    the run's span (a finite sample of arrivals, then the last requests' latency): say that instead."""
+    over the middle half of the arrivals, counted one request latency later (a backlog grows, whether as waits for
+    the first token or, where an engine admits every request at once, as longer decode steps; counted without the
+    shift, a short run whose latency is long next to that span read as one), or as the last quarter of the requests
+    waiting far longer for their first token than the first quarter.  A completed rate below the offered one
+    without either is the run's span (a finite sample of arrivals, then the last requests' latency): say that
+    instead."""
     times = sorted(t for run, k in runs for _ in range(k) for t in run.times_s)
     n = len(times)
     if n < 2 or completed_per_s <= 0:
@@ -301,19 +303,30 @@ def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, complet
     if q >= 5:
         first_wait = sum(f - a for a, f, _ in times[:q]) / q
         last_wait = sum(f - a for a, f, _ in times[-q:]) / q
+        lat = sum(e - a for a, _, e in times[:q]) / q  # what a request takes before any backlog
         t0, t1 = times[q][0], times[3 * q][0]  # the middle half of the arrivals
-        finished = sum(t0 <= e < t1 for _, _, e in times)
-        if finished < 0.8 * 2 * q or last_wait >= 3 * first_wait:
+        # completions over the same span, one first-quarter latency later: as many as arrived unless a backlog grows
+        finished = sum(t0 + lat <= e < t1 + lat for _, _, e in times)
+        if finished < OVERLOAD_COMPLETED_SHARE * 2 * q or last_wait >= OVERLOAD_TTFT_GROWTH * first_wait:
             return (f"overloaded: {offered_per_s:g} requests/s offered, {completed_per_s:.4g} completed; the backlog "
-                    f"grows over the run ({finished} requests finished while the middle {2 * q} arrived; mean TTFT of "
-                    f"the last quarter of the requests {last_wait:.4g} s, of the first {first_wait:.4g} s), so TTFT "
-                    f"and latency grow with --num-requests: lower --request-rate or add replicas")
+                    f"grows over the run ({finished} requests finished while the middle {2 * q} arrived, "
+                    f"{lat:.4g} s later; mean TTFT of the last quarter of the requests {last_wait:.4g} s, of the "
+                    f"first {first_wait:.4g} s), so TTFT and latency grow with --num-requests: lower --request-rate "
+                    f"or add replicas")
     if completed_per_s < 0.97 * offered_per_s:
         return (f"{completed_per_s:.4g} requests/s completed of the {offered_per_s:g} offered: the rate is the "
                 f"requests over the run's span, as benchmark clients report it (the seeded arrivals of {n} requests, "
                 f"then the last ones' latency), and comes closer to the offered rate with more --num-requests")
     return ""
 
+
+OVERLOAD_TTFT_GROWTH = 3.0
+"""Open loop: the last quarter's mean TTFT this many times the first quarter's reads as a growing backlog."""
+
+OVERLOAD_COMPLETED_SHARE = 0.8
+"""Open loop: fewer completions than this share of the middle half's arrivals, over the same span shifted by the
+first quarter's latency, reads as a growing backlog (also where an engine admits every arrival and slows every step
+instead of queueing)."""
 
 OPEN_LOOP_MIN_PER_REPLICA = 2
 """An open loop's default run sends at least this many requests per DP replica (200 in all otherwise)."""
