@@ -280,12 +280,21 @@ def _sliding(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int, not
             return {}
         types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(layers)]
         notes.append("no layer_types: sliding and full attention alternate, the family's default")
-    if not isinstance(types, list) or len(types) != layers or not all(t in LAYER_TYPES for t in types):
-        raise ValueError(f"{origin}: layer_types = {str(types)[:120]}; expected a list of {layers} entries (one per "
-                         f"layer, num_hidden_layers) from {list(LAYER_TYPES)}")
+    if not isinstance(types, list):
+        raise ValueError(f"{origin}: layer_types = {str(types)[:80]}; expected a list, one entry per layer")
+    if len(types) != layers:
+        raise ValueError(f"{origin}: layer_types has {len(types)} entries; expected {layers}, one per layer "
+                         f"(num_hidden_layers)")
+    bad = [(i, t) for i, t in enumerate(types) if t not in LAYER_TYPES]
+    if bad:
+        raise ValueError(f"{origin}: layer_types[{bad[0][0]}] = {bad[0][1]!r}" + (f" (and {len(bad) - 1} more)" if
+                         len(bad) > 1 else "") + f"; expected one of {list(LAYER_TYPES)}")
     sliding = types.count("sliding_attention")
     if not sliding:
         return {}
+    if cfg.get("sliding_window", ...) is None:
+        raise ValueError(f"{origin}: sliding_window is null, but layer_types has {sliding} sliding_attention layers; "
+                         f"expected the window in tokens (an integer)")
     window = get.int("sliding_window")
     notes.append(f"{sliding} of {layers} layers attend through a {window}-token sliding window")
     return {"sliding_window": window, "sliding_layers": sliding}

@@ -72,9 +72,10 @@ def test_a_gpt_oss_config_reads_windows_and_mxfp4_experts(tmp_path):
 
 
 @pytest.mark.parametrize("over, says", [
-    ({"layer_types": ["sliding_attention"] * 3}, "layer_types = "),
-    ({"layer_types": ["linear_attention"] * 4}, "from ['full_attention', 'sliding_attention']"),
-    ({"sliding_window": None}, "missing key 'sliding_window'"),
+    ({"layer_types": ["sliding_attention"] * 3}, "layer_types has 3 entries; expected 4, one per layer"),
+    ({"layer_types": ["full_attention", "chunked_attention", "full_attention", "linear_attention"]},
+     "layer_types[1] = 'chunked_attention' (and 1 more); expected one of ['full_attention', 'sliding_attention']"),
+    ({"sliding_window": None}, "sliding_window is null, but layer_types has 2 sliding_attention layers"),
     ({"quantization_config": {"quant_method": "awq"}}, "quant_method = 'awq' is not supported"),
 ])
 def test_bad_gpt_oss_configs_name_the_key(tmp_path, over, says):
@@ -135,5 +136,16 @@ def test_predict_gpt_oss_says_what_is_and_is_not_measured(capsys):
 
 def test_validate_refuses_what_its_torch_layers_do_not_build(capsys):
     rc = main(["validate", "--model", "gpt-oss-20b", "--profile", H100, "--device", "cpu"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "sliding-window attention (sliding_layers) and weight-only mxfp4 experts are not built" in err
+    cap = capsys.readouterr()
+    assert rc == 2 and "sliding-window attention (sliding_layers) and weight-only mxfp4 experts are not built" in cap.err
+    assert "WARNING" not in cap.out + cap.err  # refused before the device is looked at (an H100 profile on a CPU)
+
+
+def test_predict_on_a_config_json_shows_what_was_read_and_assumed(tmp_path, capsys):
+    cfg = _config()
+    del cfg["layer_types"]
+    folder = str(Path(_write(tmp_path, cfg)).parent)
+    rc = main(["predict", "--profile", H100, "--model", folder, "--tp", "1", "--engine", "vllm", "--concurrency", "2",
+               "--isl", "64", "--osl", "8", "--num-requests", "4", "--format", "json"])
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert rc == 0 and notes[0].startswith("model gpt-oss-mini: ") and "sliding and full attention alternate" in notes[0]

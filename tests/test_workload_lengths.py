@@ -83,7 +83,9 @@ def test_steady_state_runs_the_mean_request_of_a_spread_and_says_so(capsys):
     rc2, mean, _ = _predict(capsys, "--method", "steady", "--format", "json", "--isl", "922", "--osl", "115")
     spread, mean = json.loads(spread), json.loads(mean)
     assert rc == rc2 == 0 and spread["tpot_mean_s"] == mean["tpot_mean_s"] and spread["ttft_mean_s"] == mean["ttft_mean_s"]
-    assert any("mean lengths of --range-ratio 0.8 below: 922 prompt and 115 output tokens" in n for n in spread["notes"])
+    assert any("the steady state leaves out the spread of --range-ratio 0.8 (below): its identical requests have the "
+               "spread's mean lengths, 922 prompt and 115 output tokens" in n for n in spread["notes"])
+    assert not any("leaves out --range-ratio" in n for n in spread["notes"])  # one note, not two that disagree
 
 
 def test_predict_below_mode_says_the_range_and_costs_shorter_requests(capsys):

@@ -68,7 +68,7 @@ def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         if built:
             raise ValueError(f"validate --model {n}: its {' and '.join(built)} are not built into the torch layers "
                              f"validation runs (full attention, experts in the activation dtype); validate a model "
-                             f"without them")
+                             f"without them (e.g. small-moe, mixtral-8x7b, qwen3-30b-a3b)")
     return configs, {n: LayerDims.from_model(m) for n, m in configs.items()}
 
 
@@ -163,6 +163,8 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     from accelcal.calibrate.compose import require_device_profile
 
     require_device_profile(profile, fabric_flags=False)  # validate times a device's layers: it needs their compute
+    if models:
+        _models(models)  # a model the torch layers cannot build is refused before any device is touched
     # Destinations before measuring: the profile (its validation section) and the raw results folder.
     from accelcal.preflight import check_dir, check_file
 

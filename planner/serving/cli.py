@@ -72,9 +72,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "(--range-mode around, vllm bench serve) or x r .. x (--range-mode below); default: fixed "
                         "lengths (0 around, 1 below)")
     p.add_argument("--range-mode", choices=RANGE_MODES, default="around",
-                   help="what --range-ratio means: 'around' x(1 +- r) as vllm bench serve's random dataset; 'below' "
-                        "x r .. x as SGLang's bench_serving and the benchmark_serving.py copies InferenceMAX runs "
-                        "(there --isl/--osl are the longest lengths; SGLang's own default r is 0, lengths 1 .. x)")
+                   help="what --range-ratio means (default around): 'around' x(1 +- r) as vllm bench serve's random "
+                        "dataset; 'below' x r .. x as SGLang's bench_serving and the benchmark_serving.py copies "
+                        "InferenceMAX runs (there --isl/--osl are the longest lengths). Without --range-ratio the "
+                        "lengths are fixed in either mode; SGLang bench_serving at its own defaults (r = 0, lengths "
+                        "1 .. x) is --range-ratio 0 --range-mode below")
     p.add_argument("--warmup-requests", type=int, default=0,
                    help="requests run first and left out of the metrics (aiperf --warmup-request-count)")
     p.add_argument("--warmup-drains", action="store_true",
@@ -97,7 +99,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="KV cache dtype (fp8_e4m3: 1 byte per element, twice the sequences in the pool; default: "
                         "the model's, bf16 for the presets, or what --deployment sets)")
     p.add_argument("--method", choices=("simulate", "steady"), default="simulate",
-                   help="step-level simulation (default) or the analytic steady state")
+                   help="step-level simulation (default) or the analytic steady state (closed loop only: "
+                        "--concurrency; it leaves out the client's turnaround, gaps, warm-up and length spread)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=run)
 
@@ -169,7 +172,11 @@ def run(args: argparse.Namespace) -> int:
     # the settings that ran: a release default or recipe rule an --engine-arg replaced says so after it
     over = "the preset's" + (" and any value the notes above give" if recipe_notes else "")
     ran = [f"--engine-arg {k}={getattr(engine, k)!r}: the value this run used, over {over}" for k in overrides]
-    res.notes = notes + recipe_notes + ran + res.notes
+    from accelcal.models.hf_config import hf_config_path
+
+    # a config.json is read with assumptions (hf_config notes them into the model's source): show them
+    read = [f"model {model.name}: {model.source}"] if hf_config_path(str(args.model)) is not None else []
+    res.notes = read + notes + recipe_notes + ran + res.notes
     res.engine_settings = {"preset": engine.name, "version": version or "newest", "deployment": args.deployment,
                            "engine_args": {k: getattr(engine, k) for k in overrides}}
     if args.format == "json":

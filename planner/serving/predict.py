@@ -215,7 +215,6 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                              "with --request-rate")
         ignored = [flag for flag, given in (("--num-requests", num_requests is not None),
                                             ("--warmup-requests", workload.warmup_requests > 0),
-                                            ("--range-ratio", not workload.fixed_lengths),
                                             ("--turnaround-ms", turnaround_s is not None),
                                             ("--client-gap-ms", workload.client_gap_s > 0)) if given]
         if ignored:
@@ -223,10 +222,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                               f"requests from clients that send at once and do not cluster (--method simulate "
                               f"models them)")
         steady_isl, steady_osl = workload.mean_lengths
-        if (steady_isl, steady_osl) != (isl, osl):
-            pred.notes.append(f"the steady state's identical requests have the mean lengths of --range-ratio "
-                              f"{workload.range_ratio:g} {workload.range_mode}: {steady_isl} prompt and {steady_osl} "
-                              f"output tokens")
+        if not workload.fixed_lengths:
+            pred.notes.append(f"the steady state leaves out the spread of --range-ratio {workload.range_ratio:g} "
+                              f"({workload.range_mode}): its identical requests have the spread's mean lengths, "
+                              f"{steady_isl} prompt and {steady_osl} output tokens (--method simulate draws them)")
         # each replica's clients (C = 4 over 3 replicas: 2, 1, 1); the busiest replica sets the latencies
         s, tps, rps = steady_over_replicas(engine, coster, kv, steady_isl, steady_osl, workload.concurrency, dp)
         per_user = 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0
