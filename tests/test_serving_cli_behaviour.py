@@ -50,7 +50,9 @@ def test_predict_serves_a_checkpoint_in_its_own_fp8_precision(tmp_path, capsys):
     assert fp8["memory"]["kv_tokens"] > b16["memory"]["kv_tokens"]
     assert any("fp8_e4m3 weights" in n and "quantization config" in n for n in fp8["notes"])
     assert any("block-scaled fp8" in n for n in fp8["notes"])  # weight_block_size -> block scaling
-    assert m.weight_block_size == (128, 128) and not any("block-scaled" in n for n in b16["notes"])
+    # (the first note says what the config.json holds, its block-scaled checkpoint included)
+    assert m.weight_block_size == (128, 128) and not any("block-scaled" in n for n in b16["notes"][1:])
+    assert b16["notes"][0].startswith("model ") and "block-scaled [128, 128]" in b16["notes"][0]
 
 
 def test_block_scaling_without_fp8_weights_is_bad_input(capsys):
@@ -136,7 +138,9 @@ def test_steady_state_says_what_it_leaves_out(capsys):
     rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--concurrency", "8", *SMALL,
                     "--method", "steady", "--range-ratio", "0.5", "--client-gap-ms", "100")
     assert rc == 0
-    assert any("leaves out --range-ratio, --client-gap-ms" in n for n in doc["notes"])
+    assert any("leaves out --client-gap-ms" in n for n in doc["notes"])
+    assert any("leaves out the spread of --range-ratio 0.5 (around): its identical requests have the spread's mean "
+               "lengths" in n for n in doc["notes"])
     assert doc["decode_step"]["batch"] >= 1 and doc["decode_step"]["kv_len_mean"] > 256
     assert doc["duration_s"] == pytest.approx(doc["requests"] / doc["requests_per_s"])
 

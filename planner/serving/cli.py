@@ -237,6 +237,11 @@ def format_prediction(res) -> str:
     lines = [f"WARNING: {x}" for x in res.warnings]
     lines += [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}{ep} ({count(lay['devices'], 'device')})  {load}  "
               f"isl {w['isl']} osl {w['osl']}{_spread(w)}"]
+    i = res.inputs
+    if i:
+        lines.append(f"  {i['model']} on {i['profile']}" + (f" + {i['inter_node_profile']}" if i["inter_node_profile"]
+                                                             else "")
+                     + f"  (weights {i['weight_dtype']}, KV {i['kv_dtype']}; {i['method']})")
     if not res.feasible:
         lines.append(f"INFEASIBLE: {res.reason}")
         return "\n".join(lines) + "\n"

@@ -61,6 +61,8 @@ class ServingPrediction:
     warnings: list[str] = field(default_factory=list)
     """What makes the figures less than measured: one line per datasheet profile used (its missing latencies and
     launch overheads are costed at 0 s)."""
+    inputs: dict = field(default_factory=dict)
+    """What was predicted: model, device profile (and inter-node profile), weight and KV dtypes, method."""
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {k: (getattr(self.metrics, k) if self.metrics else None) for k in JSON_KEYS}
@@ -70,7 +72,7 @@ class ServingPrediction:
         out.update({"max_concurrent_sequences": self.max_concurrent_sequences, "memory": self.memory,
                     "steps_simulated": self.steps_simulated, "feasible": self.feasible, "reason": self.reason,
                     "engine": self.engine, "engine_settings": self.engine_settings, "layout": self.layout,
-                    "workload": self.workload,
+                    "workload": self.workload, "inputs": self.inputs,
                     "preemptions": self.preemptions,
                     # the unit in every key: the breakdown's parts are seconds
                     "decode_step": {(f"{k}_s" if k in _STEP_SECONDS else k): v for k, v in self.decode_step.items()},
@@ -190,6 +192,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     wl = {**{k: v for k, v in dataclasses.asdict(workload).items() if k != "stream"},  # a replica's share only
           "num_requests": workload.requests - workload.warmup_requests}
     pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes + pp_notes)
+    pred.inputs = {"model": model.name, "profile": getattr(profile.identity, "name", "?"),
+                   "inter_node_profile": (getattr(inter_node_profile.identity, "name", "?")
+                                          if inter_node_profile is not None else None),
+                   "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "method": method}
     if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency:
         # --concurrency is every replica's clients together (ServingWorkload.client_shares splits it)
         pred.notes.append(f"--num-requests {num_requests} < --concurrency {workload.concurrency}: only "
