@@ -551,7 +551,7 @@ class Profile:
                            detail=f"overheads.eager_dispatch_s (an eager layer's op-mix dispatch cost) not measured, "
                                   f"so eager_launch_s (one tiny kernel's launch, {est.time_s * 1e6:.3g} us) stands in: "
                                   f"eager steps' launch cost is optimistic; recalibrate with this accelcal to measure "
-                                  f"it; {est.detail}")
+                                  f"it (the stand-in: {est.detail})")
         if mode == "graph":
             if o.graph_kernel_s is not None:
                 return Estimate(o.graph_kernel_s, False, "measured per-kernel graph replay cost", "overheads.graph_kernel_s",

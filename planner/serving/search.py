@@ -152,6 +152,8 @@ class ServingSearch:
     """predict.serving_warnings for the search's profiles, model and request size."""
     notes: list[str] = field(default_factory=list)
     """How the search costed the model (predict.serving_dtypes: the dtypes taken from the model)."""
+    load: str = ""
+    """What was searched for: the model, devices and request lengths (the header's second part)."""
     open_loop: dict = field(default_factory=dict)
     """With --request-rate: the best layout at that open-loop (Poisson) rate, as ``accelcal predict --request-rate``
     runs it (``rate_per_s``, ``stat``, ``ttft_s`` and ``tpot_s`` at that statistic (``tpot_s`` None for one output
@@ -274,7 +276,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         warnings.append(small_ar[0] + (f" (likewise for the TP {', '.join(map(str, tps[1:]))} layouts: accelcal "
                                        f"predict prints each)" if len(tps) > 1 else ""))
     warnings += [w for w in coster_warnings if w not in small_ar and w not in warnings]
-    res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated, warnings=warnings, notes=notes)
+    res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated, warnings=warnings, notes=notes,
+                        load=f"{model.name} on {devices} device{'s' if devices != 1 else ''}; prompt {isl}, output {osl}")
     if targets.request_rate_per_s is not None:
         res.open_loop = _open_loop(res.best, targets, isl, osl)
     for c in res.ranked[:10]:
@@ -517,6 +520,8 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     head = (f"serving search: {res.evaluated} engine x layout x concurrency points in {res.search_s:.3f} s; "
             + (f"targets {', '.join(given)} ({t.stat}){rate}" if given else f"no latency targets{rate}") if t.any else
             f"serving search: {res.evaluated} points in {res.search_s:.3f} s; no targets: ranked by request latency")
+    if res.load:
+        head += f"; {res.load}"
     lines = [f"WARNING: {w}" for w in res.warnings] + [head] + [f"note: {n}" for n in res.notes]
     if t.any and t.stat != "mean":
         lines.append(f"note: TTFT and TPOT columns are {t.stat} on simulated rows, steady-state means on steady rows")
