@@ -70,10 +70,18 @@ def _group_table(r: PlanResult, gp: GroupPlan, top: int) -> list[str]:
     pareto = {id(c) for c in gp.pareto}
     for i, c in enumerate(gp.ranked[:top], 1):
         mark = "*" if id(c) in pareto else " "
-        out.append(f"{i:>3}{mark} {c.label:<22} {fmt_time_s(c.ttft_s):>10} {fmt_time_s(c.tpot_s):>10} {c.tokens_per_s_per_device:>10.4g} "
+        label = c.label + (f" +{c.idle_devices} idle" if c.idle_devices else "")
+        out.append(f"{i:>3}{mark} {label:<22} {fmt_time_s(c.ttft_s):>10} {fmt_time_s(c.tpot_s):>10} {c.tokens_per_s_per_device:>10.4g} "
                    f"{c.memory.total_bytes / 1e9:>6.3g} GB  {_pct(c.decode.breakdown):<20} "
                    f"{c.scopes['tp'][:5] + ',' + c.scopes['pp'][:5]:<22} {'ok' if not c.misses else 'MISS'}")
     out.append("  (* = on the Pareto front of request latency vs tokens/s per device)")
+    idle = [c for c in gp.ranked[:top] if c.idle_devices]
+    if idle:
+        c = idle[0]
+        out.append(f"  (+N idle = the layout leaves N of the group's devices unused; its tok/s/dev is over the "
+                   f"{c.devices} it uses: {c.label} gives {c.tokens_per_s:.4g} tokens/s in all, "
+                   f"{c.tokens_per_s / (c.devices + c.idle_devices):.4g} per device of the group's "
+                   f"{c.devices + c.idle_devices})")
     out.append("")
     out.append("Pareto front: " + "; ".join(f"{c.label} (request latency {fmt_time_s(c.request_latency_s)}, "
                                              f"{c.tokens_per_s_per_device:.4g} tok/s/dev)"

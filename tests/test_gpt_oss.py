@@ -149,3 +149,15 @@ def test_predict_on_a_config_json_shows_what_was_read_and_assumed(tmp_path, caps
                "--isl", "64", "--osl", "8", "--num-requests", "4", "--format", "json"])
     notes = json.loads(capsys.readouterr().out)["notes"]
     assert rc == 0 and notes[0].startswith("model gpt-oss-mini: ") and "sliding and full attention alternate" in notes[0]
+
+
+def test_plan_marks_a_layout_that_leaves_devices_idle(capsys):
+    # PP3 on a 4-device group: its tok/s/dev is over the 3 devices it uses, which the table now says
+    rc = main(["plan", "--profile", H100, "--interconnect", str(ROOT / "profiles" / "interconnect" /
+                                                               "h100-nvswitch-4of8.yaml"),
+               "--model", "gpt-oss-120b", "--devices-per-node", "4", "--nodes", "1"])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "TP1 PP3 DP1" in line and "idle" in line)
+    assert rc == 0 and "TP1 PP3 DP1 +1 idle" in row
+    assert "(+N idle = the layout leaves N of the group's devices unused; its tok/s/dev is over the 3 it uses" in out
+    assert "per device of the group's 4)" in out
