@@ -211,10 +211,12 @@ def _shipped(directory: str, stamp: tuple) -> tuple[tuple[str, str, tuple], ...]
             p = Profile.load(path)
         except (ProfileError, OSError):
             continue
-        # (op, scope, group size, smallest and largest message measured; 0 when the entry has no fit quality)
+        # (op, scope, group size, smallest and largest message measured (0 when the entry has no fit quality),
+        # kernel: "" for the collective library, else an engine's own kernel)
         keys = tuple(sorted({(c.op, c.scope, c.group_size,
                               float(c.quality.range_min) if c.quality is not None else 0.0,
-                              float(c.quality.range_max) if c.quality is not None else 0.0) for c in p.collectives}))
+                              float(c.quality.range_max) if c.quality is not None else 0.0, c.kernel or "")
+                             for c in p.collectives}))
         out.append((str(path), p.identity.device_name, keys))
     return tuple(out)
 
@@ -227,20 +229,27 @@ def shipped_interconnects(op: str, scope: str, directory: str | os.PathLike | No
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.glob("*.yaml")))
     hits = []
     for path, dev, keys in _shipped(str(d), stamp):
-        mine = [(g, lo, hi) for o, s, g, lo, hi in keys if o == op and s == scope]
+        mine = [(g, lo, hi, k) for o, s, g, lo, hi, k in keys if o == op and s == scope]
         via = ""
         if not mine and op in ANSWERED_BY_ALL_REDUCE:
             # the op is costed from the same scope's all_reduce where it has no entries (Profile.collective_time_s)
-            mine = [(g, lo, hi) for o, s, g, lo, hi in keys if o == "all_reduce" and s == scope and g > 1]
+            mine = [(g, lo, hi, k) for o, s, g, lo, hi, k in keys if o == "all_reduce" and s == scope and g > 1]
             via = f"{op} not measured, answered by its all_reduce: "
         if mine:
             rel = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
-            sizes = sorted({g for g, _, _ in mine})
-            lo, hi = min(x for _, x, _ in mine), max(x for _, _, x in mine)
+            library = [m for m in mine if not m[3]]
+            own = [m for m in mine if m[3]]
+            lo, hi = min(m[1] for m in mine), max(m[2] for m in mine)
             # the message range says whether a decode step's few-KiB all-reduce was measured or extrapolated
             span = f", messages {fmt_bytes(lo)}..{fmt_bytes(hi)}" if hi > 0 else ""
             measured = "all_reduce" if via else op
-            hits.append(f"{rel} ({dev}; {via}{measured} {scope} measured for group size(s) {sizes}{span})")
+            # the collective library's group sizes and the engines' own kernels' are told apart: a log of 4 ranks
+            # next to published kernel tables for 2 and 8 is not a library measurement at 2 and 8
+            parts = [f"group size(s) {sorted({m[0] for m in library})}"] if library else []
+            if own:
+                parts.append(f"{'' if library else 'group size(s) '}{sorted({m[0] for m in own})} for the engines' "
+                             f"own kernels ({', '.join(sorted({m[3] for m in own}))})")
+            hits.append(f"{rel} ({dev}; {via}{measured} {scope} measured for {', '.join(parts)}{span})")
     return hits
 
 

@@ -86,6 +86,10 @@ def test_missing_collective_names_shipped_profiles():
     assert "h100-2x8-ib-ndr400.yaml (NVIDIA H100 80GB HBM3; send_recv not measured, answered by its all_reduce: " \
            "all_reduce inter_node measured for group size(s) [16]" in hint
     assert "no shipped interconnect profile has all_to_all (intra_node)" in missing_hint("all_to_all", "intra_node")
+    # the library's group sizes (a log of 4 ranks) apart from the engines' own kernels' published tables
+    assert ("h100-nvswitch-4of8.yaml (NVIDIA H100 80GB HBM3; all_reduce intra_node measured for group size(s) [4], "
+            "[2, 4, 8] for the engines' own kernels (trtllm_custom_ar, vllm_custom_ar)") in missing_hint("all_reduce",
+                                                                                                "intra_node")
     with pytest.raises(NoFeasiblePlan) as exc:
         plan("llama3-70b", Cluster.homogeneous(Profile.load(H200), devices_per_node=8), Workload(batch=1), FAST)
     assert "--interconnect profiles/interconnect/" in str(exc.value)
