@@ -20,6 +20,8 @@ from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementatio
 from accelcal.output import add_format_option
 from accelcal.vocab import SERVING_DTYPES
 
+from .serving.workload import RANGE_MODES
+
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="rank parallel layouts for a model on a profiled cluster",
@@ -84,6 +86,12 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     serving.add_argument("--kv-dtype", choices=SERVING_DTYPES, default=None,
                          help="serving: KV cache dtype (default: the model's, bf16 for the presets)")
     serving.add_argument("--plot", default=None, help="serving: write the Pareto front as a PNG file here")
+    serving.add_argument("--range-ratio", type=float, default=None,
+                         help="serving: the benchmark client's --random-range-ratio, as accelcal predict takes it "
+                              "(default: fixed lengths)")
+    serving.add_argument("--range-mode", choices=RANGE_MODES, default=None,
+                         help="serving: what --range-ratio means, as accelcal predict takes it (default around: "
+                              "x(1 +- r), vllm bench serve; below: x r .. x, SGLang bench_serving)")
     serving.add_argument("--engine-arg", action="append", default=None, metavar="KEY=VALUE",
                          help="serving: override one engine preset key for every --engine searched, as accelcal "
                               "predict takes it (e.g. max_seqs=64, token_budget=2048); repeatable")
@@ -125,7 +133,8 @@ PLANNER_ONLY: dict = {"dtype": None, "extra_group": [], "batch": 8, "cuda_graphs
 batching and memory rules and takes none of them."""
 SWEEP = "1,2,4,8,16,32,64,128,256"
 """Total concurrencies the serving search sweeps unless --concurrency says otherwise."""
-SERVING_ONLY = ("concurrency", "target_stat", "weight_dtype", "kv_dtype", "plot", "engine_arg")
+SERVING_ONLY = ("concurrency", "target_stat", "weight_dtype", "kv_dtype", "plot", "engine_arg", "range_ratio",
+                "range_mode")
 """Options of the serving search: they mean nothing without --engine."""
 
 
@@ -173,7 +182,8 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     overrides = parse_engine_args(args.engine_arg or [])
     try:
         res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len, targets,
-                             args.weight_dtype, args.kv_dtype, inter, top=args.top, engine_overrides=overrides)
+                             args.weight_dtype, args.kv_dtype, inter, top=args.top, engine_overrides=overrides,
+                             range_ratio=args.range_ratio, range_mode=args.range_mode or "around")
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
         if args.format == "json":  # a document for programs, as predict gives one

@@ -112,3 +112,29 @@ def test_predict_range_mode_alone_keeps_lengths_fixed_and_bad_ratio_exits_2(caps
         assert below[key] == plain[key]
     rc, _, err = _predict(capsys, "--range-ratio", "1.2", "--range-mode", "below")
     assert rc == 2 and "--range-ratio must be in [0, 1] with --range-mode below (lengths x r .. x), got 1.2" in err
+
+
+def test_plan_engine_takes_the_clients_spread_and_its_rows_are_predicts(capsys):
+    argv = ["--profile", MEASURED, "--model", "llama3-8b", "--engine", "vllm", "--range-ratio", "0.8",
+            "--range-mode", "below"]
+    rc = main(["plan", *argv, "--concurrency", "32", "--ttft", "1", "--isl", "2048", "--osl", "256", "--format",
+               "json"])
+    best = json.loads(capsys.readouterr().out)["ranked"][0]
+    assert rc == 0 and best["checked_by"].startswith("simulate")
+    rc, out, _ = _predict_at(capsys, *argv, "--concurrency", "32", "--isl", "2048", "--osl", "256", "--format", "json")
+    pred = json.loads(out)
+    assert rc == 0 and best["ttft_s"] == pytest.approx(pred["ttft_mean_s"]) and best["tpot_s"] == pytest.approx(
+        pred["tpot_mean_s"])
+    rc = main(["plan", *argv, "--concurrency", "8"])
+    out = capsys.readouterr().out
+    assert rc in (0, 4) and "(--range-ratio 0.8 below: simulated rows draw the lengths, steady rows run their mean, " \
+                            "1843 x 230)" in out.splitlines()[0]
+    # without --engine the layer-level planner has no client: refused by name
+    assert main(["plan", "--profile", MEASURED, "--model", "llama3-8b", "--range-ratio", "0.8"]) == 2
+    assert "--range-ratio: option(s) of the serving search; add --engine" in capsys.readouterr().err
+
+
+def _predict_at(capsys, *argv):
+    rc = main(["predict", *argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err

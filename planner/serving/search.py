@@ -189,8 +189,12 @@ def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]
 def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines: list[str], concurrencies: list[int],
                    isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str | None = None,
                    kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8,
-                   top: int = 10, engine_overrides: dict | None = None) -> ServingSearch:
-    """``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes).  ``verify``: more re-checks by
+                   top: int = 10, engine_overrides: dict | None = None, range_ratio: float | None = None,
+                   range_mode: str = "around") -> ServingSearch:
+    """``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode): the re-checks by
+    simulation draw the lengths as ``accelcal predict`` does, the steady state screens at their mean, and a layout is
+    refused when the longest request cannot run.
+    ``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes).  ``verify``: more re-checks by
     simulation once a candidate has passed there (before that, up to UNCONFIRMED_CHECKS); ``top``: rows re-checked when there are no targets;
     ``engine_overrides``: preset keys set for every engine (accelcal plan --engine-arg), after its release's
     defaults."""
@@ -204,6 +208,13 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     if osl == 1 and targets.tpot_s is not None:
         raise ValueError("--tpot with --output-len 1: each request's one token comes from its prefill, so there is "
                          "no time per output token to meet (leave --tpot out, or ask for more output tokens)")
+    from .workload import ServingWorkload
+
+    spread = {"range_ratio": range_ratio, "range_mode": range_mode}
+    client = ServingWorkload(isl=isl, osl=osl, concurrency=1, **spread)  # bad ratios and modes are named here
+    spread["range_ratio"] = client.range_ratio
+    steady_isl, steady_osl = client.mean_lengths
+    longest = (client.bounds(isl)[1], client.bounds(osl)[1])
     dpn = int(profile.identity.devices_per_node)
     cap = float(profile.identity.memory_capacity_bytes)
     in_use = memory_in_use_bytes(profile)
@@ -229,7 +240,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             eng, pp_notes = engine.for_pipeline(pp)
             try:
                 kv = kv_budget(model, eng, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
-                check_request_runs(eng, kv, isl, osl)
+                check_request_runs(eng, kv, *longest)
                 coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep), eng, weight_dtype,
                                     kv_dtype, inter_node_profile, fp8_scaling=fp8_scaling)
             except (Infeasible, StepCostError) as exc:
@@ -243,7 +254,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 evaluated += 1
                 try:
                     # C clients split over the replicas (C = 5 on DP 4: 2, 1, 1, 1); the busiest sets the latencies
-                    s, tps, rps = steady_over_replicas(eng, coster, kv, isl, osl, c, dp)
+                    s, tps, rps = steady_over_replicas(eng, coster, kv, steady_isl, steady_osl, c, dp)
                 except (Infeasible, StepCostError) as exc:
                     rejected.append(f"{label} C{c}: {exc}")
                     break
@@ -262,12 +273,12 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         notes.append("every engine searched with " + ", ".join(f"--engine-arg {k}={v!r}" for k, v in engine_overrides.items()))
     if targets.any:
         cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
-        unconfirmed = _verify(cands, targets, isl, osl, verify)
+        unconfirmed = _verify(cands, targets, isl, osl, verify, spread)
         if unconfirmed:
             notes.append(unconfirmed)
     else:
         cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.concurrency))
-        _verify_latency(cands, isl, osl, top)
+        _verify_latency(cands, isl, osl, top, spread)
     warnings = serving_warnings(profile, inter_node_profile, model, isl, osl)
     small_ar = [w for w in coster_warnings if w.startswith(SMALL_ALL_REDUCE)]
     if small_ar:
@@ -277,9 +288,12 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                                        f"predict prints each)" if len(tps) > 1 else ""))
     warnings += [w for w in coster_warnings if w not in small_ar and w not in warnings]
     res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated, warnings=warnings, notes=notes,
-                        load=f"{model.name} on {devices} device{'s' if devices != 1 else ''}; prompt {isl}, output {osl}")
+                        load=f"{model.name} on {devices} device{'s' if devices != 1 else ''}; prompt {isl}, output {osl}"
+                        + ("" if client.fixed_lengths else
+                           f" (--range-ratio {client.range_ratio:g} {client.range_mode}: simulated rows draw the "
+                           f"lengths, steady rows run their mean, {steady_isl} x {steady_osl})"))
     if targets.request_rate_per_s is not None:
-        res.open_loop = _open_loop(res.best, targets, isl, osl)
+        res.open_loop = _open_loop(res.best, targets, isl, osl, spread)
     for c in res.ranked[:10]:
         c.why = why_lines(c, targets, cands)
         c.binding = c.why[0].split(": ", 2)[1]
@@ -327,12 +341,13 @@ def _run(c: ServingCandidate, load: Any) -> tuple[list, Any]:
     return runs, pooled_metrics(runs, c.tp * c.pp * c.dp)
 
 
-def _simulate_candidate(c: ServingCandidate, isl: int, osl: int, stat: str) -> None:
+def _simulate_candidate(c: ServingCandidate, isl: int, osl: int, stat: str, spread: dict | None = None) -> None:
     """Replace ``c``'s steady-state figures with the run ``accelcal predict`` makes of its layout and load (its
-    defaults: 10 x C requests, every replica with its share and seed), at the statistic ``stat``."""
+    defaults: 10 x C requests, every replica with its share and seed; ``spread``: the client's range_ratio and
+    range_mode), at the statistic ``stat``."""
     from .workload import ServingWorkload
 
-    runs, m = _run(c, ServingWorkload(isl=isl, osl=osl, concurrency=c.concurrency))
+    runs, m = _run(c, ServingWorkload(isl=isl, osl=osl, concurrency=c.concurrency, **(spread or {})))
     # the why-lines quote the simulation's own typical decode step beside its TPOT
     c.detail["simulated_decode_step"] = runs[0][0].decode_step
     c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", stat), m.stat("tpot", stat), m.request_latency_mean_s
@@ -342,7 +357,8 @@ def _simulate_candidate(c: ServingCandidate, isl: int, osl: int, stat: str) -> N
     c.checked_by = f"simulate ({stat})"
 
 
-def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int) -> str:
+def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int,
+            spread: dict | None = None) -> str:
     """Re-check by simulation, at the asked statistic, the candidates in steady-state throughput order that pass
     there or miss only by less than the steady state's own error, until one passes and no later one can beat it
     (at most ``limit`` more re-checks once one has passed, UNCONFIRMED_CHECKS before).  Returns a note when the best
@@ -384,7 +400,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         c.unchecked = ""
         steady = (c.ttft_s, c.tpot_s)
         # the simulated figures replace the steady state's for this candidate (table, Pareto front, why-lines)
-        _simulate_candidate(c, isl, osl, t.stat)
+        _simulate_candidate(c, isl, osl, t.stat, spread)
         _check(c, t, t.stat, c.ttft_s, c.tpot_s)
         done += 1
         after += best is not None
@@ -409,7 +425,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
     return ""
 
 
-def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int) -> dict:
+def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int, spread: dict | None = None) -> dict:
     """``c``'s layout at the offered rate as an open loop: the run ``accelcal predict --request-rate`` makes (its
     default of 200 requests, at least OPEN_LOOP_MIN_PER_REPLICA per DP replica; one stream split round-robin over the
     replicas), its latencies at the targets' statistic, predict's note on the completed rate (overloaded, or the
@@ -420,7 +436,7 @@ def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int) -> di
 
     try:
         runs, m = _run(c, ServingWorkload(isl=isl, osl=osl, request_rate_per_s=t.request_rate_per_s,
-                                          num_requests=open_loop_requests(c.dp)))
+                                          num_requests=open_loop_requests(c.dp), **(spread or {})))
     except (Infeasible, ValueError) as exc:
         return {"rate_per_s": t.request_rate_per_s, "stat": t.stat, "error": str(exc)}
     ttft = m.stat("ttft", t.stat)
@@ -432,11 +448,11 @@ def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int) -> di
             "requests_per_s": m.requests_per_s, "requests": m.requests, "misses": misses, "note": note}
 
 
-def _verify_latency(cands: list[ServingCandidate], isl: int, osl: int, top: int) -> None:
+def _verify_latency(cands: list[ServingCandidate], isl: int, osl: int, top: int, spread: dict | None = None) -> None:
     """No targets: re-check the ``top`` fastest candidates (steady-state request latency) by simulation and rank
     them by their simulated latency, ahead of the rows only the steady state costed."""
     for c in cands[:top]:
-        _simulate_candidate(c, isl, osl, "mean")
+        _simulate_candidate(c, isl, osl, "mean", spread)
     cands.sort(key=lambda c: (c.checked_by == "steady", c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep,
                               c.concurrency))
 
