@@ -20,7 +20,7 @@ from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementatio
 from accelcal.output import add_format_option
 from accelcal.vocab import SERVING_DTYPES
 
-from .serving.workload import RANGE_MODES
+from .serving.cli import add_range_arguments
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -86,12 +86,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     serving.add_argument("--kv-dtype", choices=SERVING_DTYPES, default=None,
                          help="serving: KV cache dtype (default: the model's, bf16 for the presets)")
     serving.add_argument("--plot", default=None, help="serving: write the Pareto front as a PNG file here")
-    serving.add_argument("--range-ratio", type=float, default=None,
-                         help="serving: the benchmark client's --random-range-ratio, as accelcal predict takes it "
-                              "(default: fixed lengths)")
-    serving.add_argument("--range-mode", choices=RANGE_MODES, default=None,
-                         help="serving: what --range-ratio means, as accelcal predict takes it (default around: "
-                              "x(1 +- r), vllm bench serve; below: x r .. x, SGLang bench_serving)")
+    add_range_arguments(serving, mode_default=None, prefix="serving: ")
     serving.add_argument("--engine-arg", action="append", default=None, metavar="KEY=VALUE",
                          help="serving: override one engine preset key for every --engine searched, as accelcal "
                               "predict takes it (e.g. max_seqs=64, token_budget=2048); repeatable")

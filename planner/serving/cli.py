@@ -17,6 +17,7 @@ import argparse
 import json
 import re
 import sys
+from typing import Any
 
 from accelcal.calibrate.compose import add_profile_arguments
 from accelcal.units import count
@@ -67,16 +68,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--num-requests", type=int, default=None,
                    help="requests in the run (default: 10 x concurrency, at least 100; open loop 200, at least 2 per "
                         "--dp replica)")
-    p.add_argument("--range-ratio", type=float, default=None,
-                   help="the benchmark client's --random-range-ratio r: lengths uniform in x(1 - r) .. x(1 + r) "
-                        "(--range-mode around, vllm bench serve) or x r .. x (--range-mode below); default: fixed "
-                        "lengths (0 around, 1 below)")
-    p.add_argument("--range-mode", choices=RANGE_MODES, default="around",
-                   help="what --range-ratio means (default around): 'around' x(1 +- r) as vllm bench serve's random "
-                        "dataset; 'below' x r .. x as SGLang's bench_serving and the benchmark_serving.py copies "
-                        "InferenceMAX runs (there --isl/--osl are the longest lengths). Without --range-ratio the "
-                        "lengths are fixed in either mode; SGLang bench_serving at its own defaults (r = 0, lengths "
-                        "1 .. x) is --range-ratio 0 --range-mode below")
+    add_range_arguments(p)
     p.add_argument("--warmup-requests", type=int, default=0,
                    help="requests run first and left out of the metrics (aiperf --warmup-request-count)")
     p.add_argument("--warmup-drains", action="store_true",
@@ -197,6 +189,21 @@ def _latency_row(mean_s: float, p50_s: float | None = None, p99_s: float | None 
     parts = [f"{name} {v * mul:{spec}} {unit}" for name, v in (("mean", mean_s), ("p50", p50_s), ("p99", p99_s))
              if v is not None]
     return "   ".join(parts).rstrip()
+
+
+def add_range_arguments(p: Any, mode_default: str | None = "around", prefix: str = "") -> None:
+    """--range-ratio and --range-mode, one text for accelcal predict and plan --engine (``prefix`` before each help;
+    ``mode_default`` None where an option given must be seen as given)."""
+    p.add_argument("--range-ratio", type=float, default=None,
+                   help=prefix + "the benchmark client's --random-range-ratio r: lengths uniform in x(1 - r) .. "
+                        "x(1 + r) (--range-mode around, vllm bench serve) or x r .. x (--range-mode below); default: "
+                        "fixed lengths (0 around, 1 below)")
+    p.add_argument("--range-mode", choices=RANGE_MODES, default=mode_default,
+                   help=prefix + "what --range-ratio means (default around): 'around' x(1 +- r) as vllm bench serve's "
+                        "random dataset; 'below' x r .. x as SGLang's bench_serving and the benchmark_serving.py "
+                        "copies InferenceMAX runs (there --isl/--osl are the longest lengths). Without --range-ratio "
+                        "the lengths are fixed in either mode; SGLang bench_serving at its own defaults (r = 0, "
+                        "lengths 1 .. x) is --range-ratio 0 --range-mode below")
 
 
 def parse_engine_args(items: list[str]) -> dict:
