@@ -23,6 +23,7 @@ are listed with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
 from .predict import serving_dtypes, serving_warnings
 from .steady import PREFILL_BINDS_SHARE, STEADY_REL_TOL, steady_over_replicas
 from .step_cost import SMALL_ALL_REDUCE, STEP_PARTS, StepCoster, StepCostError, replica_parallelism
+from .workload import ServingWorkload
 
 __all__ = ["NoServingLayout", "ServingCandidate", "ServingSearch", "ServingTargets", "UNCONFIRMED_CHECKS",
            "search_serving"]
@@ -208,11 +210,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     if osl == 1 and targets.tpot_s is not None:
         raise ValueError("--tpot with --output-len 1: each request's one token comes from its prefill, so there is "
                          "no time per output token to meet (leave --tpot out, or ask for more output tokens)")
-    from .workload import ServingWorkload
-
-    spread = {"range_ratio": range_ratio, "range_mode": range_mode}
-    client = ServingWorkload(isl=isl, osl=osl, concurrency=1, **spread)  # bad ratios and modes are named here
-    spread["range_ratio"] = client.range_ratio
+    # the benchmark client every simulated re-check runs (its concurrency set per row); bad ratios are named here
+    client = ServingWorkload(isl=isl, osl=osl, concurrency=1, range_ratio=range_ratio, range_mode=range_mode)
     steady_isl, steady_osl = client.mean_lengths
     longest = (client.bounds(isl)[1], client.bounds(osl)[1])
     dpn = int(profile.identity.devices_per_node)
@@ -273,12 +272,12 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         notes.append("every engine searched with " + ", ".join(f"--engine-arg {k}={v!r}" for k, v in engine_overrides.items()))
     if targets.any:
         cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
-        unconfirmed = _verify(cands, targets, isl, osl, verify, spread)
+        unconfirmed = _verify(cands, targets, client, verify)
         if unconfirmed:
             notes.append(unconfirmed)
     else:
         cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.concurrency))
-        _verify_latency(cands, isl, osl, top, spread)
+        _verify_latency(cands, client, top)
     warnings = serving_warnings(profile, inter_node_profile, model, isl, osl)
     small_ar = [w for w in coster_warnings if w.startswith(SMALL_ALL_REDUCE)]
     if small_ar:
@@ -293,7 +292,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                            f" (--range-ratio {client.range_ratio:g} {client.range_mode}: simulated rows draw the "
                            f"lengths, steady rows run their mean, {steady_isl} x {steady_osl})"))
     if targets.request_rate_per_s is not None:
-        res.open_loop = _open_loop(res.best, targets, isl, osl, spread)
+        res.open_loop = _open_loop(res.best, targets, client)
     for c in res.ranked[:10]:
         c.why = why_lines(c, targets, cands)
         c.binding = c.why[0].split(": ", 2)[1]
@@ -341,13 +340,11 @@ def _run(c: ServingCandidate, load: Any) -> tuple[list, Any]:
     return runs, pooled_metrics(runs, c.tp * c.pp * c.dp)
 
 
-def _simulate_candidate(c: ServingCandidate, isl: int, osl: int, stat: str, spread: dict | None = None) -> None:
+def _simulate_candidate(c: ServingCandidate, client: ServingWorkload, stat: str) -> None:
     """Replace ``c``'s steady-state figures with the run ``accelcal predict`` makes of its layout and load (its
-    defaults: 10 x C requests, every replica with its share and seed; ``spread``: the client's range_ratio and
-    range_mode), at the statistic ``stat``."""
-    from .workload import ServingWorkload
-
-    runs, m = _run(c, ServingWorkload(isl=isl, osl=osl, concurrency=c.concurrency, **(spread or {})))
+    defaults: 10 x C requests, every replica with its share and seed; ``client``: the search's ServingWorkload, its
+    lengths and their spread), at the statistic ``stat``."""
+    runs, m = _run(c, dataclasses.replace(client, concurrency=c.concurrency))
     # the why-lines quote the simulation's own typical decode step beside its TPOT
     c.detail["simulated_decode_step"] = runs[0][0].decode_step
     c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", stat), m.stat("tpot", stat), m.request_latency_mean_s
@@ -357,8 +354,7 @@ def _simulate_candidate(c: ServingCandidate, isl: int, osl: int, stat: str, spre
     c.checked_by = f"simulate ({stat})"
 
 
-def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int, limit: int,
-            spread: dict | None = None) -> str:
+def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWorkload, limit: int) -> str:
     """Re-check by simulation, at the asked statistic, the candidates in steady-state throughput order that pass
     there or miss only by less than the steady state's own error, until one passes and no later one can beat it
     (at most ``limit`` more re-checks once one has passed, UNCONFIRMED_CHECKS before).  Returns a note when the best
@@ -400,7 +396,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
         c.unchecked = ""
         steady = (c.ttft_s, c.tpot_s)
         # the simulated figures replace the steady state's for this candidate (table, Pareto front, why-lines)
-        _simulate_candidate(c, isl, osl, t.stat, spread)
+        _simulate_candidate(c, client, t.stat)
         _check(c, t, t.stat, c.ttft_s, c.tpot_s)
         done += 1
         after += best is not None
@@ -425,22 +421,21 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, isl: int, osl: int
     return ""
 
 
-def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int, spread: dict | None = None) -> dict:
+def _open_loop(c: ServingCandidate, t: ServingTargets, client: ServingWorkload) -> dict:
     """``c``'s layout at the offered rate as an open loop: the run ``accelcal predict --request-rate`` makes (its
     default of 200 requests, at least OPEN_LOOP_MIN_PER_REPLICA per DP replica; one stream split round-robin over the
     replicas), its latencies at the targets' statistic, predict's note on the completed rate (overloaded, or the
     run's span), and the targets it misses (an overloaded run misses the rate)."""
     from .kv import Infeasible
     from .predict import _overload_note, open_loop_requests
-    from .workload import ServingWorkload
 
     try:
-        runs, m = _run(c, ServingWorkload(isl=isl, osl=osl, request_rate_per_s=t.request_rate_per_s,
-                                          num_requests=open_loop_requests(c.dp), **(spread or {})))
+        runs, m = _run(c, dataclasses.replace(client, concurrency=None, request_rate_per_s=t.request_rate_per_s,
+                                              num_requests=open_loop_requests(c.dp)))
     except (Infeasible, ValueError) as exc:
         return {"rate_per_s": t.request_rate_per_s, "stat": t.stat, "error": str(exc)}
     ttft = m.stat("ttft", t.stat)
-    tpot = m.stat("tpot", t.stat) if osl > 1 else None  # one output token: no TPOT (predict says n/a)
+    tpot = m.stat("tpot", t.stat) if client.osl > 1 else None  # one output token: no TPOT (predict says n/a)
     note = _overload_note(runs, t.request_rate_per_s, m.requests_per_s)
     misses = ([f"overloaded: {m.requests_per_s:.4g} of {t.request_rate_per_s:g} requests/s completed"]
               if note.startswith("overloaded") else []) + _latency_misses(t, t.stat, ttft, tpot)
@@ -448,11 +443,11 @@ def _open_loop(c: ServingCandidate, t: ServingTargets, isl: int, osl: int, sprea
             "requests_per_s": m.requests_per_s, "requests": m.requests, "misses": misses, "note": note}
 
 
-def _verify_latency(cands: list[ServingCandidate], isl: int, osl: int, top: int, spread: dict | None = None) -> None:
+def _verify_latency(cands: list[ServingCandidate], client: ServingWorkload, top: int) -> None:
     """No targets: re-check the ``top`` fastest candidates (steady-state request latency) by simulation and rank
     them by their simulated latency, ahead of the rows only the steady state costed."""
     for c in cands[:top]:
-        _simulate_candidate(c, isl, osl, "mean", spread)
+        _simulate_candidate(c, client, "mean")
     cands.sort(key=lambda c: (c.checked_by == "steady", c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep,
                               c.concurrency))
 
