@@ -37,7 +37,6 @@ __all__ = [
     "gemm_element_bytes",
     "gemm_flop",
     "gemm_traffic_bytes",
-    "gemm_traffic_bytes_weight_only",
 ]
 
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
@@ -190,15 +189,19 @@ def gemm_element_bytes(dtype: str) -> tuple[int, int]:
     return dtype_bytes(dtype), dtype_bytes(GEMM_OUTPUT_DTYPE.get(dtype, dtype))
 
 
-def gemm_traffic_bytes(m: float, n: float, k: float, in_bytes: float, out_bytes: float | None = None) -> float:
-    """A (m x k) and B (k x n) read once at ``in_bytes`` per element, C (m x n) written once at ``out_bytes``
-    (default: ``in_bytes``)."""
-    return (m * k + k * n) * in_bytes + m * n * (in_bytes if out_bytes is None else out_bytes)
+def gemm_traffic_bytes(m: float, n: float, k: float, in_bytes: float, out_bytes: float | None = None,
+                       weight_bytes: float | None = None) -> float:
+    """A (m x k) read once at ``in_bytes`` per element, B (k x n) at ``weight_bytes`` (default ``in_bytes``; a
+    weight-only format's storage size, WEIGHT_ONLY_BYTES), C (m x n) written once at ``out_bytes`` (default:
+    ``in_bytes``)."""
+    return (m * k * in_bytes + k * n * (in_bytes if weight_bytes is None else weight_bytes)
+            + m * n * (in_bytes if out_bytes is None else out_bytes))
 
 
-def gemm_bytes(m: int, n: int, k: int, dtype: str) -> int:
-    """Bytes a GEMM in ``dtype`` reads and writes once (fp8 writes a bf16 output)."""
-    return gemm_traffic_bytes(m, n, k, *gemm_element_bytes(dtype))
+def gemm_bytes(m: int, n: int, k: int, dtype: str, weight_bytes: float | None = None) -> float:
+    """Bytes a GEMM in ``dtype`` reads and writes once (fp8 writes a bf16 output; ``weight_bytes``: its weights
+    stored weight-only at that size)."""
+    return gemm_traffic_bytes(m, n, k, *gemm_element_bytes(dtype), weight_bytes)
 
 
 def is_kernel_name(v: object) -> bool:
@@ -214,12 +217,6 @@ def attended_pairs(q_len: int, kv_len: int, causal: bool = True) -> float:
         q = min(q_len, kv_len)
         return q_len * kv_len - q * (q - 1) / 2.0
     return float(q_len * kv_len)
-
-
-def gemm_traffic_bytes_weight_only(m: float, n: float, k: float, in_bytes: float, out_bytes: float | None,
-                                   weight_bytes: float) -> float:
-    """:func:`gemm_traffic_bytes` with the weights (B, k x n) stored at ``weight_bytes`` per element."""
-    return gemm_traffic_bytes(m, n, k, in_bytes, out_bytes) - k * n * (in_bytes - weight_bytes)
 
 
 def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,

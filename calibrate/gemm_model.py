@@ -75,7 +75,7 @@ class GemmModel:
     def terms(self, m: Any, n: Any, k: Any, weight_element_bytes: float | None = None) -> dict[str, Any]:
         """Every term of the model (arrays broadcast): tiles, split_k, waves, compute_s, memory_s, time_s, regime.
         ``weight_element_bytes``: the weights (B) stored at that size, a weight-only format computing in this dtype."""
-        from accelcal.vocab import gemm_flop, gemm_traffic_bytes, gemm_traffic_bytes_weight_only  # one definition
+        from accelcal.vocab import gemm_flop, gemm_traffic_bytes  # one definition of the FLOP/byte formulas
 
         m, n, k = (np.asarray(v, dtype=float) for v in (m, n, k))
         units = float(self.wave_units)
@@ -92,8 +92,7 @@ class GemmModel:
         compute = np.where(gemv, gemm_flop(m, n, k) / self.peak_flop_per_s, compute)
         split = np.where(gemv, 1.0, split)
         partial = np.where(split > 1, 2.0 * split * m * n * _PARTIAL_BYTES, 0.0)
-        traffic = (gemm_traffic_bytes(m, n, k, self.element_bytes) if weight_element_bytes is None else
-                   gemm_traffic_bytes_weight_only(m, n, k, self.element_bytes, None, weight_element_bytes))
+        traffic = gemm_traffic_bytes(m, n, k, self.element_bytes, weight_bytes=weight_element_bytes)
         memory = (traffic + partial) / self.memory_bandwidth_bytes_per_s
         p = self.sharpness
         hi = np.maximum(compute, memory)

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from accelcal.calibrate.profile import MissingMeasurement, ProfileQueries
-from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, gemm_bytes, gemm_element_bytes, gemm_traffic_bytes_weight_only
+from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, gemm_bytes
 
 from .dag import DagNode, LayerDAG
 
@@ -283,28 +283,21 @@ class Coster:
                 est = self.gemm(p["m"], p["n"], p["k"], wb)
                 t = count * est.time_s
                 detail = est.detail if count == 1 else f"{count} x ({est.detail})"
-            if wb is None:
-                nbytes = count * gemm_bytes(p["m"], p["n"], p["k"], self.gemm_dtype)
-            else:
-                nbytes = count * gemm_traffic_bytes_weight_only(p["m"], p["n"], p["k"],
-                                                                *gemm_element_bytes(self.gemm_dtype), wb)
+            nbytes = count * gemm_bytes(p["m"], p["n"], p["k"], self.gemm_dtype, wb)
             cat = self._category(t, nbytes)
             kernels = node.kernels
         elif node.op == "attention":
-            est = self.attention(p["phase"], p["batch"], p["q_len"], p["kv_len"], p["heads"], p["kv_heads"],
-                                 p["head_dim"])
-            share = p.get("window_share", 0.0)
-            t = est.time_s
-            kv_mean = p["kv_len"]
+            # the mean layer: a model's sliding-window layers span only the keys their window reaches (``spans``)
+            spans = p.get("spans", ((p["kv_len"], 1.0),))
+            ests = [(self.attention(p["phase"], p["batch"], p["q_len"], span, p["heads"], p["kv_heads"],
+                                    p["head_dim"]), share) for span, share in spans]
+            t = sum(e.time_s * share for e, share in ests) * p["work_fraction"]
+            kv_mean = sum(span * share for span, share in spans)
+            est = ests[0][0]  # the full-attention call names the source
             detail = est.detail
-            if share:
-                # the mean layer: that share of the layers attends through a window, spanning fewer keys
-                win = self.attention(p["phase"], p["batch"], p["q_len"], p["window_kv_len"], p["heads"],
-                                     p["kv_heads"], p["head_dim"])
-                t = (1.0 - share) * t + share * win.time_s
-                kv_mean = (1.0 - share) * p["kv_len"] + share * p["window_kv_len"]
-                detail = f"{detail}; {share:.3g} of the layers over {p['window_kv_len']} keys (sliding window)"
-            t *= p["work_fraction"]
+            if len(spans) > 1:
+                detail += "; " + ", ".join(f"{share:.3g} of the layers over {span} keys" for span, share in spans[1:]) \
+                    + " (sliding window)"
             nbytes = el * p["batch"] * p["head_dim"] * (2 * p["heads"] * p["q_len"] + 2 * p["kv_heads"] * kv_mean)
             cat = self._category(t, nbytes)
             if p["work_fraction"] != 1.0:

@@ -20,7 +20,7 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
 
 * ``gemm``       params m, n, k                      -> profile.gemm_time_s
 * ``attention``  params phase, batch, q_len, kv_len, heads, kv_heads, head_dim, work_fraction (the SP share), and
-  for a model with sliding-window layers window_kv_len, window_share (that share of the layers spans only those keys)
+  for a model with sliding-window layers spans: ((keys, share of the layers), ...), ModelConfig.attention_layers
 * ``memory``     params nbytes (bytes moved)          -> profile.memory_time_s(copy)
 * ``collective`` params op, nbytes (nccl-tests S), group_size, scope
 * ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape; one kernel (``kernels`` 1)
@@ -284,7 +284,7 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     # causal work split evenly across SP ranks (zig-zag chunk assignment); this DAG stands for the mean layer, so a
     # model with sliding-window layers has a share of its attention over the keys their window reaches
     spans = model.attention_layers(q_len, kv_len)
-    window = {"window_kv_len": spans[1][0], "window_share": spans[1][1]} if len(spans) > 1 else {}
+    window = {"spans": spans} if len(spans) > 1 else {}
     add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
               heads=heads, kv_heads=kvh, head_dim=hd, work_fraction=1.0 / sp, **window))
     add(_node("o_proj", "gemm", quantized("o_proj", ("attention",), tok * heads * hd), m=tok, n=h, k=heads * hd))

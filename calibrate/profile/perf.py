@@ -14,7 +14,7 @@ import bisect
 import math
 from typing import Callable, Sequence
 
-from accelcal.vocab import gemm_flop, gemm_traffic_bytes, gemm_traffic_bytes_weight_only
+from accelcal.vocab import gemm_flop, gemm_traffic_bytes
 
 __all__ = ["WAVE_TILE", "gemm_estimate_s", "gemm_model_time_s", "ratio_table"]
 
@@ -41,8 +41,7 @@ def gemm_model_time_s(m: float, n: float, k: float, elsize: int, peak_flop_per_s
         waves = math.ceil(tiles / wave_units)
         # Every unit computes whole 128x128 tiles for every wave, filled or not.
         flop = max(flop, 2.0 * k * WAVE_TILE * WAVE_TILE * waves * wave_units)
-    traffic = (gemm_traffic_bytes(m, n, k, elsize, out_elsize) if weight_elsize is None else
-               gemm_traffic_bytes_weight_only(m, n, k, elsize, out_elsize, weight_elsize))
+    traffic = gemm_traffic_bytes(m, n, k, elsize, out_elsize, weight_elsize)
     return overhead_s + max(flop / peak_flop_per_s, traffic / bandwidth_bytes_per_s)
 
 
