@@ -220,16 +220,20 @@ def attended_pairs(q_len: int, kv_len: int, causal: bool = True) -> float:
 
 
 def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,
-                         elsize: int, causal: bool = True, kv_elsize: int | None = None) -> tuple[float, float]:
+                         elsize: int, causal: bool = True, kv_elsize: int | None = None,
+                         v_head_dim: int | None = None, shared_kv: bool = False) -> tuple[float, float]:
     """(FLOP, bytes) of one scaled-dot-product attention call.
 
-    FLOP: QK^T and PV, 2 FLOP per MAC each, over the attended (query, key)
-    pairs; causal with q_len <= kv_len drops the masked upper triangle of the
-    last q_len keys.  Bytes: Q and O (heads) at ``elsize`` plus K and V
-    (kv_heads) at ``kv_elsize`` (default ``elsize``; 1 for an fp8 KV cache),
-    read or written once.
+    FLOP: QK^T (``head_dim`` wide) and PV (``v_head_dim``, default ``head_dim``), 2 FLOP per MAC each, over
+    the attended (query, key) pairs; causal with q_len <= kv_len drops the masked upper triangle of the last
+    q_len keys.  Bytes: Q (``head_dim``) and O (``v_head_dim``) of ``heads`` at ``elsize`` plus K and V of
+    ``kv_heads`` at ``kv_elsize`` (default ``elsize``; 1 for an fp8 KV cache), read or written once;
+    ``shared_kv``: the values are the keys' first ``v_head_dim`` columns (multi-head latent attention's
+    absorbed decode reads one latent per token), so only K is read.
     """
     kv_el = elsize if kv_elsize is None else kv_elsize
-    flop = 4.0 * batch * heads * head_dim * attended_pairs(q_len, kv_len, causal)
-    nbytes = float(batch * head_dim) * (float(elsize) * 2 * heads * q_len + float(kv_el) * 2 * kv_heads * kv_len)
+    v_dim = head_dim if v_head_dim is None else v_head_dim
+    flop = 2.0 * batch * heads * (head_dim + v_dim) * attended_pairs(q_len, kv_len, causal)
+    kv_width = head_dim + (0 if shared_kv else v_dim)
+    nbytes = float(batch) * (float(elsize) * heads * q_len * (head_dim + v_dim) + float(kv_el) * kv_heads * kv_len * kv_width)
     return flop, nbytes

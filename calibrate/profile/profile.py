@@ -350,13 +350,18 @@ class Profile:
         return Estimate(lat + nbytes / p.bandwidth_bytes_per_s, extrap, detail, source, flags)
 
     def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
-                         head_dim: int, dtype: str, causal: bool = True, kv_dtype: str | None = None) -> Estimate:
+                         head_dim: int, dtype: str, causal: bool = True, kv_dtype: str | None = None,
+                         v_head_dim: int | None = None, shared_kv: bool = False) -> Estimate:
         """One attention call (prefill, decode, or ``chunk``: torch's kernels for a prefill after cached context),
         from the fitted FLOP and byte rates.
 
         ``kv_dtype``: the KV cache's element type when it differs from ``dtype`` (an fp8 cache under bf16
         attention): K and V are counted at its size against the ``dtype`` entry's byte rate, and the estimate
-        says so (flag ``kv-dtype-not-measured``), since no profile field measures such a kernel."""
+        says so (flag ``kv-dtype-not-measured``), since no profile field measures such a kernel.
+        ``v_head_dim`` (values narrower or wider than the keys) and ``shared_kv`` (the values are the keys' first
+        columns): multi-head latent attention's calls (ModelConfig.attention_shape), their FLOP and bytes counted
+        so (vocab.attention_flop_bytes) at the fitted rates of the standard kernel; flagged
+        ``attention-form-not-measured``, since the profile times torch's scaled-dot-product attention only."""
         if phase not in ATTENTION_KINDS:
             raise ValueError(f"attention_time_s: phase must be one of {ATTENTION_KINDS}, got {phase!r}")
         for what, dt in (("dtype", dtype), ("kv_dtype", kv_dtype)):
@@ -364,8 +369,12 @@ class Profile:
                 raise ValueError(f"attention_time_s: unknown {what} {dt!r}; known {sorted(DTYPE_BYTES)}")
         other_kv = kv_dtype is not None and DTYPE_BYTES[kv_dtype] != DTYPE_BYTES[dtype]
         flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, DTYPE_BYTES[dtype], causal,
-                                            DTYPE_BYTES[kv_dtype] if other_kv else None)
+                                            DTYPE_BYTES[kv_dtype] if other_kv else None, v_head_dim, shared_kv)
         est = self._attention_estimate(phase, batch, q_len, kv_len, heads, kv_heads, head_dim, dtype, flop, nbytes)
+        if shared_kv or (v_head_dim is not None and v_head_dim != head_dim):
+            est = replace(est, detail=f"{est.detail}; latent-attention form ({head_dim}-wide keys, {v_head_dim or head_dim}"
+                                      f"-wide values{', one tensor for both' if shared_kv else ''}) at the fitted rates "
+                                      f"of the standard kernel", flags=est.flags + ("attention-form-not-measured",))
         if other_kv:
             est = replace(est, detail=f"{est.detail}; K/V read at {kv_dtype} ({DTYPE_BYTES[kv_dtype]} B/element) at "
                                       f"the {dtype} kernel's byte rate", flags=est.flags + ("kv-dtype-not-measured",))
