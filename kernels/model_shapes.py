@@ -55,6 +55,10 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
         projs = dims.projections()
         if dims.moe:  # attention projections are a dense model's of the same width
             projs = [p for p in dataclasses.replace(dims, moe=False).projections() if p[0] in ("qkv", "o")] + projs
+        if cfg.is_mla:
+            projs = [p for p in projs if p[0] not in ("qkv", "o")]
+            notes.append(f"{cfg.name}: its multi-head latent attention projections are not in this sweep (only the "
+                         f"expert FFN); the planner costs them from the fitted GEMM model")
         for t in tps:
             t = int(t)
             try:

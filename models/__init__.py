@@ -8,7 +8,7 @@ Below kernels/, validate/ and planner/: every one of them reads model shapes
 from here, none from another.  No torch.
 """
 
-from .config import PRESET_DIR, ModelConfig, preset_for_hf_id, preset_names
+from .config import PRESET_DIR, AttentionShape, ModelConfig, preset_for_hf_id, preset_names
 from .dims import LayerDims, ModelDims, check_tp
 
-__all__ = ["LayerDims", "ModelConfig", "ModelDims", "PRESET_DIR", "check_tp", "preset_for_hf_id", "preset_names"]
+__all__ = ["AttentionShape", "LayerDims", "ModelConfig", "ModelDims", "PRESET_DIR", "check_tp", "preset_for_hf_id", "preset_names"]

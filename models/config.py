@@ -25,7 +25,7 @@ from accelcal.vocab import DTYPE_BYTES, QK_NORMS, WEIGHT_ONLY_BYTES
 
 from .hf_config import hf_config_path, load_hf_fields
 
-__all__ = ["ModelConfig", "PRESET_DIR", "preset_names"]
+__all__ = ["AttentionShape", "ModelConfig", "PRESET_DIR", "preset_names"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -78,6 +78,21 @@ class ModelConfig:
     """Layers that attend through the window (``layer_types`` entries ``sliding_attention``; gpt-oss: every other
     one); the others attend the whole context.  Their attention is costed over the window; the KV pool's per-token
     bytes count the full-attention layers only (a windowed layer's ``sliding_window`` tokens per sequence are left out)."""
+    dense_layers: int = 0
+    """Leading layers of a MoE model that run the dense SwiGLU MLP of ``ffn_size`` instead of the experts
+    (DeepSeek-V2/V3 ``first_k_dense_replace``); the rest are MoE layers.  0 = every layer MoE (or a dense model)."""
+    kv_lora_rank: int = 0
+    """Multi-head latent attention (MLA, DeepSeek-V2/V3 ``kv_lora_rank``): width of the compressed latent every
+    head's keys and values are expanded from, cached per token with the rotary key part (``qk_rope_head_dim``)
+    instead of per-head K and V.  0 = standard (grouped-query) attention."""
+    q_lora_rank: int = 0
+    """MLA: width of the queries' low-rank bottleneck (``q_lora_rank``); 0 = queries projected from the
+    hidden state directly (DeepSeek-V2-Lite)."""
+    qk_rope_head_dim: int = 0
+    """MLA: rotary part of each query/key head (``qk_rope_head_dim``); ``head_dim`` is the whole query/key head
+    (``qk_nope_head_dim + qk_rope_head_dim``), one rotary key shared by all heads."""
+    v_head_dim: int = 0
+    """MLA: width of one value head (``v_head_dim``); 0 = ``head_dim`` (standard attention)."""
     expert_weight_dtype: str = ""
     """Storage format of the routed experts' weights when it is weight-only (``mxfp4``: gpt-oss's
     ``quantization_config``; accelcal.vocab.WEIGHT_ONLY_BYTES): their GEMMs compute in ``weight_dtype`` and read the
@@ -118,6 +133,28 @@ class ModelConfig:
         if bool(self.sliding_layers) != bool(self.sliding_window):
             raise ValueError(f"model {self.name!r}: sliding_layers({self.sliding_layers}) and sliding_window"
                              f"({self.sliding_window}) must both be 0 or both > 0")
+        for f in ("dense_layers", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "v_head_dim"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"model {self.name!r}: {f} must be an integer >= 0, got {v!r}")
+        if self.dense_layers and not (self.num_experts and self.dense_layers < self.layers):
+            raise ValueError(f"model {self.name!r}: dense_layers({self.dense_layers}) needs a MoE model with fewer "
+                             f"dense layers than layers({self.layers}) (num_experts={self.num_experts})")
+        if self.kv_lora_rank:
+            if not (0 < self.qk_rope_head_dim < self.head_dim and self.v_head_dim > 0):
+                raise ValueError(f"model {self.name!r}: multi-head latent attention (kv_lora_rank={self.kv_lora_rank}) "
+                                 f"needs 0 < qk_rope_head_dim({self.qk_rope_head_dim}) < head_dim({self.head_dim}) "
+                                 f"(= qk_nope_head_dim + qk_rope_head_dim) and v_head_dim({self.v_head_dim}) > 0")
+            if self.kv_heads != self.heads:
+                raise ValueError(f"model {self.name!r}: multi-head latent attention expands the latent into every "
+                                 f"head's keys and values, so kv_heads({self.kv_heads}) must equal heads({self.heads})")
+            if self.sliding_layers or self.qk_norm:
+                raise ValueError(f"model {self.name!r}: multi-head latent attention with sliding-window layers or a "
+                                 f"q/k norm is not modelled")
+        elif self.q_lora_rank or self.qk_rope_head_dim or self.v_head_dim:
+            raise ValueError(f"model {self.name!r}: q_lora_rank, qk_rope_head_dim and v_head_dim describe multi-head "
+                             f"latent attention and need kv_lora_rank > 0 (got {self.q_lora_rank}, "
+                             f"{self.qk_rope_head_dim}, {self.v_head_dim} with kv_lora_rank 0)")
         if self.expert_weight_dtype is None:  # an empty YAML value
             object.__setattr__(self, "expert_weight_dtype", "")
         if self.expert_weight_dtype and self.expert_weight_dtype not in WEIGHT_ONLY_BYTES:
@@ -235,6 +272,25 @@ class ModelConfig:
         return self.num_experts > 0
 
     @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention (``kv_lora_rank`` > 0)."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers that run the experts: all but ``dense_layers`` (0 for a dense model)."""
+        return self.layers - self.dense_layers if self.is_moe else 0
+
+    def layer_kinds(self) -> tuple[tuple[str, float], ...]:
+        """((``"moe"`` or ``"dense"``, share of the layers), ...): the parts of the mean layer, one entry unless a
+        MoE model has dense layers (``dense_layers``)."""
+        if not self.is_moe:
+            return (("dense", 1.0),)
+        if not self.dense_layers:
+            return (("moe", 1.0),)
+        return (("moe", self.moe_layers / self.layers), ("dense", self.dense_layers / self.layers))
+
+    @property
     def weight_bytes_per_elem(self) -> int:
         return DTYPE_BYTES[self.weight_dtype]
 
@@ -258,6 +314,32 @@ class ModelConfig:
         reach = min(kv_len, q_len + self.sliding_window - 1)
         return ((kv_len, self.full_attention_layers / self.layers), (reach, self.sliding_layers / self.layers))
 
+    def kv_heads_per_device(self, tp: int) -> int:
+        """KV heads each TP rank holds; replicated when tp > kv_heads."""
+        return max(1, self.kv_heads // tp)
+
+    def attention_shape(self, phase: str, tp: int = 1) -> "AttentionShape":
+        """The attention call one of ``tp`` ranks runs in ``phase`` (``prefill``, ``chunk`` or ``decode``).
+
+        Multi-head latent attention runs in the two forms the engines use (vLLM, SGLang and TensorRT-LLM MLA
+        backends): a prompt expands the latent into per-head keys (``head_dim``) and values (``v_head_dim``) and
+        attends them as multi-head attention; a decode step folds each head's query into the latent space and
+        attends the cached latent and rotary key (``kv_lora_rank + qk_rope_head_dim`` wide, one for all heads),
+        whose first ``kv_lora_rank`` columns serve as the values."""
+        heads = self.heads // tp
+        if not self.is_mla:
+            return AttentionShape(heads, self.kv_heads_per_device(tp), self.head_dim, self.head_dim, False)
+        if phase == "decode":
+            return AttentionShape(heads, 1, self.kv_lora_rank + self.qk_rope_head_dim, self.kv_lora_rank, True)
+        return AttentionShape(heads, heads, self.head_dim, self.v_head_dim, False)
+
+    def kv_cache_elems_per_layer(self, tp: int = 1) -> int:
+        """Cache elements one token adds to one full-attention layer on one of ``tp`` ranks: K and V of the rank's
+        KV heads, or MLA's latent and rotary key, which every rank keeps whole (each rank's heads expand from it)."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.kv_heads_per_device(tp) * self.head_dim
+
     @property
     def kv_bytes_per_elem(self) -> int:
         return DTYPE_BYTES[self.kv_dtype]
@@ -271,8 +353,17 @@ class ModelConfig:
         return self.kv_heads * self.head_dim
 
     def attention_params(self) -> int:
-        """QKV + output projection weights of one layer."""
-        return self.hidden_size * (self.q_size + 2 * self.kv_size) + self.q_size * self.hidden_size
+        """Attention projection weights of one layer: QKV and output, or MLA's query projection (through its
+        ``q_lora_rank`` bottleneck and norm), the latent and rotary key projection and the latent's norm, the
+        latent's expansion into every head's non-rotary key and value, and the output."""
+        h = self.hidden_size
+        if not self.is_mla:
+            return h * (self.q_size + 2 * self.kv_size) + self.q_size * h
+        qr = self.q_lora_rank
+        q = qr * (h + self.q_size) + qr if qr else h * self.q_size
+        latent = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+        expand = self.kv_lora_rank * self.heads * (self.head_dim - self.qk_rope_head_dim + self.v_head_dim)
+        return q + latent + expand + self.heads * self.v_head_dim * h
 
     def mlp_params(self) -> int:
         """Dense SwiGLU MLP (gate, up, down) of one layer."""
@@ -282,9 +373,11 @@ class ModelConfig:
         """One routed (or shared) SwiGLU expert."""
         return 3 * self.hidden_size * self.expert_ffn_size
 
-    def layer_params(self) -> int:
-        """All weights of one decoder layer (norms included)."""
-        ffn = self.mlp_params() if not self.is_moe else (
+    def layer_params(self, kind: str | None = None) -> int:
+        """All weights of one decoder layer (norms included); ``kind`` ``"moe"`` or ``"dense"`` (default: a MoE
+        model's MoE layer, a dense model's layer)."""
+        kind = kind or ("moe" if self.is_moe else "dense")
+        ffn = self.mlp_params() if kind == "dense" else (
             (self.num_experts + self.shared_experts) * self.expert_params() + self.hidden_size * self.num_experts)
         return self.attention_params() + ffn + 2 * self.hidden_size
 
@@ -295,14 +388,31 @@ class ModelConfig:
 
     def weight_bytes(self) -> float:
         """Bytes of all weights as stored (routed experts at ``expert_bytes_per_elem``)."""
-        routed = self.layers * self.num_experts * self.expert_params()
-        rest = self.layers * self.layer_params() + self.embedding_params() - routed
+        routed = self.moe_layers * self.num_experts * self.expert_params()
+        layers = self.moe_layers * self.layer_params("moe") + (self.layers - self.moe_layers) * self.layer_params("dense")
+        rest = layers + self.embedding_params() - routed
         return rest * self.weight_bytes_per_elem + routed * self.expert_bytes_per_elem
 
     def kv_bytes_per_token(self) -> int:
         """KV-cache bytes one token adds across the full-attention layers (a sliding-window layer keeps only its
         window per sequence)."""
-        return self.full_attention_layers * 2 * self.kv_size * self.kv_bytes_per_elem
+        return self.full_attention_layers * self.kv_cache_elems_per_layer() * self.kv_bytes_per_elem
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    """One attention call on one TP rank (ModelConfig.attention_shape)."""
+
+    heads: int
+    """Query heads."""
+    kv_heads: int
+    """Key/value heads the queries share (1: MLA's absorbed decode over the latent)."""
+    head_dim: int
+    """Width of one query/key head."""
+    v_head_dim: int
+    """Width of one value (and output) head."""
+    shared_kv: bool
+    """The values are the keys' first ``v_head_dim`` columns (MLA decode: one latent read serves both)."""
 
 
 def dataclass_missing():
@@ -331,11 +441,12 @@ def _hf_key(hf_id: str) -> str:
 def preset_for_hf_id(hf_id: str) -> str | None:
     """The bundled preset whose cited config.json is ``hf_id``'s base model (e.g. ``meta-llama/Llama-3.1-8B-Instruct``
     and ``nvidia/Llama-3.1-8B-Instruct-FP8`` -> ``llama3.1-8b``), or None.  Matched on the Hugging Face id each preset's
-    ``source`` cites, so a preset without one is never matched."""
+    ``source`` cites (any of them: one architecture published as several checkpoints), so a preset without one is
+    never matched."""
     want = _hf_key(hf_id)
     for name in preset_names():
-        m = _HF_ID.search(ModelConfig.from_name(name).source.replace("https://huggingface.co/", ""))
-        if m and _hf_key(m.group(1)) == want:
+        cited = _HF_ID.findall(ModelConfig.from_name(name).source.replace("https://huggingface.co/", ""))
+        if any(_hf_key(c) == want for c in cited):
             return name
     return None
 

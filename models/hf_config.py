@@ -9,8 +9,8 @@
 ``ModelConfig.resolve`` calls this for any ``*.json`` path or a folder with a
 ``config.json``, so ``--model`` takes one wherever a model is named.  Supported
 architectures are the keys of ``ARCHITECTURES``; anything else is refused with
-the list, because a config of another family (MLA attention, sliding-window
-layers, dense-then-MoE stacks) would be costed as the wrong layer.
+the list, because a config of another family (linear attention, interleaved
+dense and MoE layers, a multimodal wrapper) would be costed as the wrong layer.
 
 What is read: ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
 ``num_key_value_heads`` (absent = heads, for the families whose transformers
@@ -24,7 +24,9 @@ RMSNorm weights (under 0.01 % of a layer's weights; the norm itself is costed); 
 ``sliding_window`` (attention and KV are counted at full context; the note goes
 into ``source``).  ``layer_types`` with ``sliding_attention`` entries (gpt-oss) are read: those layers
 attend through ``sliding_window``; ``quantization_config.quant_method`` mxfp4 (gpt-oss) stores the routed
-experts weight-only (ModelConfig.expert_weight_dtype).
+experts weight-only (ModelConfig.expert_weight_dtype).  DeepSeek-V2/V3's multi-head latent attention
+(``kv_lora_rank``, ``q_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``, ``v_head_dim``) and leading dense
+layers (``first_k_dense_replace``) are read into the ModelConfig fields of the same meaning.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class _Arch:
     default_layer_types: str = ""
     """What an absent ``layer_types`` means: ``""`` every layer full attention, ``"alternating"`` sliding then full
     (transformers models/gpt_oss/configuration_gpt_oss.py GptOssConfig: layer i sliding when (i + 1) % 2)."""
+    mla: bool = False
+    """Multi-head latent attention: ``kv_lora_rank``, ``q_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``
+    and ``v_head_dim`` give the attention (DeepSeek-V2/V3)."""
 
 
 ARCHITECTURES: dict[str, _Arch] = {
@@ -90,6 +95,11 @@ ARCHITECTURES: dict[str, _Arch] = {
     # quantization_config; its attention sinks, QKV/output and expert biases and clamped SwiGLU are not costed
     # (one scalar per head, vectors: far under 0.1 % of a layer's work)
     "GptOssForCausalLM": _Arch("mixtral", False, default_layer_types="alternating"),
+    # DeepSeek-V2/V3 (and checkpoints of the same class, e.g. DeepSeek-R1, Kimi-K2): multi-head latent attention, and
+    # DeepSeek's MoE keys (n_routed_experts, n_shared_experts counted in experts, moe_intermediate_size, the first
+    # first_k_dense_replace layers dense); the router's grouped top-k, its bias and the MTP modules are not costed
+    "DeepseekV2ForCausalLM": _Arch("deepseek", True, mla=True),
+    "DeepseekV3ForCausalLM": _Arch("deepseek", True, mla=True),
 }
 
 #: ``layer_types`` entries read: full attention, or attention through the ``sliding_window``.
@@ -130,7 +140,11 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
     hidden = get.int("hidden_size")
     heads = get.int("num_attention_heads")
     kv_heads = get.int("num_key_value_heads", default=heads if arch.kv_heads_default_heads else None)
-    if cfg.get("head_dim") is not None:
+    mla = _mla(cfg, get, origin) if arch.mla else {}
+    if mla:
+        head_dim = get.int("qk_nope_head_dim") + mla["qk_rope_head_dim"]
+        kv_heads = heads  # every head's keys and values are expanded from the one latent
+    elif cfg.get("head_dim") is not None:
         head_dim = get.int("head_dim")
     else:
         if hidden % heads:
@@ -145,6 +159,7 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
         tie_word_embeddings=get.bool("tie_word_embeddings", default=False),
         max_context_len=get.int("max_position_embeddings", default=0, minimum=0),
     )
+    kw.update(mla)
     kw["qk_norm"] = _qk_norm(cfg, get, arch, origin)
     kw.update(_dtypes(cfg, get, origin, notes))
     if arch.moe:
@@ -300,7 +315,26 @@ def _sliding(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int, not
     return {"sliding_window": window, "sliding_layers": sliding}
 
 
+def _mla(cfg: dict, get: _Reader, origin: str) -> dict[str, int]:
+    """Multi-head latent attention's widths (ModelConfig.kv_lora_rank and the rest); a null ``q_lora_rank``
+    (DeepSeek-V2-Lite) projects the queries from the hidden state directly."""
+    q_lora = cfg.get("q_lora_rank")
+    return {"kv_lora_rank": get.int("kv_lora_rank"), "q_lora_rank": 0 if q_lora is None else get.int("q_lora_rank"),
+            "qk_rope_head_dim": get.int("qk_rope_head_dim"), "v_head_dim": get.int("v_head_dim")}
+
+
 def _moe(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int) -> dict[str, int]:
+    if arch.moe == "deepseek":
+        freq = get.int("moe_layer_freq", default=1)
+        if freq != 1:
+            raise ValueError(f"{origin}: moe_layer_freq = {freq}; the planner models the layers after "
+                             f"first_k_dense_replace as all MoE (moe_layer_freq 1)")
+        dense = get.int("first_k_dense_replace", default=0, minimum=0)
+        if dense >= layers:
+            raise ValueError(f"{origin}: first_k_dense_replace({dense}) >= num_hidden_layers({layers}): no MoE layer")
+        return {"num_experts": get.int("n_routed_experts"), "top_k": get.int("num_experts_per_tok"),
+                "expert_ffn_size": get.int("moe_intermediate_size"),
+                "shared_experts": get.int("n_shared_experts", default=0, minimum=0), "dense_layers": dense}
     if arch.moe == "mixtral":
         expert = get.int("intermediate_size")
         return {"num_experts": get.int("num_local_experts"), "top_k": get.int("num_experts_per_tok"),

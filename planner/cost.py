@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from accelcal.calibrate.profile import MissingMeasurement, ProfileQueries
-from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, gemm_bytes
+from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, attention_flop_bytes, gemm_bytes
 
 from .dag import DagNode, LayerDAG
 
@@ -259,15 +259,27 @@ class Coster:
             return est
         return self._q(("coll", op, nbytes, group_size, scope, kernel), ask)
 
-    def attention(self, phase, batch, q_len, kv_len, heads, kv_heads, head_dim):
-        return self._q(("attn", phase, batch, q_len, kv_len, heads, kv_heads, head_dim),
+    def attention(self, phase, batch, q_len, kv_len, heads, kv_heads, head_dim, v_head_dim=None, shared_kv=False):
+        """One attention call (Profile.attention_time_s); ``v_head_dim``/``shared_kv``: multi-head latent
+        attention's shape (ModelConfig.attention_shape)."""
+        return self._q(("attn", phase, batch, q_len, kv_len, heads, kv_heads, head_dim, v_head_dim, shared_kv),
                        lambda: self.profile.attention_time_s(phase, batch, q_len, kv_len, heads, kv_heads,
-                                                             head_dim, self.dtype, causal=True, kv_dtype=self.kv_dtype))
+                                                             head_dim, self.dtype, causal=True, kv_dtype=self.kv_dtype,
+                                                             v_head_dim=v_head_dim, shared_kv=shared_kv))
 
     def _category(self, time_s: float, nbytes: float) -> str:
         return "memory" if self.read(nbytes).time_s >= 0.5 * time_s else "compute"
 
     def cost_node(self, node: DagNode, el: int) -> NodeCost:
+        cost = self._cost_node(node, el)
+        share = node.p.get("layer_share")
+        if share is None:
+            return cost
+        # a block of the mean layer that runs in this share of the layers (a MoE model's dense layers and the rest)
+        return dataclasses.replace(cost, device_s=cost.device_s * share, kernels=cost.kernels * share,
+                                   detail=f"{cost.detail}; x{share:.4g} (share of the layers)")
+
+    def _cost_node(self, node: DagNode, el: int) -> NodeCost:
         p = node.p
         if node.op == "gemm" or node.op == "grouped_gemm":
             count = p.get("count", 1)
@@ -289,8 +301,9 @@ class Coster:
         elif node.op == "attention":
             # the mean layer: a model's sliding-window layers span only the keys their window reaches (``spans``)
             spans = p.get("spans", ((p["kv_len"], 1.0),))
+            form = (p.get("v_head_dim"), p.get("shared_kv", False))  # multi-head latent attention's call shape
             ests = [(self.attention(p["phase"], p["batch"], p["q_len"], span, p["heads"], p["kv_heads"],
-                                    p["head_dim"]), share) for span, share in spans]
+                                    p["head_dim"], *form), share) for span, share in spans]
             t = sum(e.time_s * share for e, share in ests) * p["work_fraction"]
             kv_mean = sum(span * share for span, share in spans)
             est = ests[0][0]  # the full-attention call names the source
@@ -298,7 +311,8 @@ class Coster:
             if len(spans) > 1:
                 detail += "; " + ", ".join(f"{share:.3g} of the layers over {span} keys" for span, share in spans[1:]) \
                     + " (sliding window)"
-            nbytes = el * p["batch"] * p["head_dim"] * (2 * p["heads"] * p["q_len"] + 2 * p["kv_heads"] * kv_mean)
+            nbytes = attention_flop_bytes(p["batch"], p["q_len"], kv_mean, p["heads"], p["kv_heads"], p["head_dim"], el,
+                                          v_head_dim=form[0], shared_kv=form[1])[1]
             cat = self._category(t, nbytes)
             if p["work_fraction"] != 1.0:
                 detail = f"{detail}; x{p['work_fraction']:.4g} (SP share)"

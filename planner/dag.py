@@ -20,12 +20,18 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
 
 * ``gemm``       params m, n, k                      -> profile.gemm_time_s
 * ``attention``  params phase, batch, q_len, kv_len, heads, kv_heads, head_dim, work_fraction (the SP share), and
-  for a model with sliding-window layers spans: ((keys, share of the layers), ...), ModelConfig.attention_layers
+  for a model with sliding-window layers spans: ((keys, share of the layers), ...), ModelConfig.attention_layers;
+  with multi-head latent attention v_head_dim and shared_kv (ModelConfig.attention_shape: the expanded form for a
+  prompt, the latent for a decode step, after the ``qkv_a``, ``qkv_a_norm``, ``q_b`` and ``kv_b`` projections)
 * ``memory``     params nbytes (bytes moved)          -> profile.memory_time_s(copy)
 * ``collective`` params op, nbytes (nccl-tests S), group_size, scope
 * ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape; one kernel (``kernels`` 1)
   is costed as one GEMM with the experts stacked along N (same FLOPs and weight bytes, one launch), one
   launch per expert as ``count`` GEMMs
+
+Any node may carry ``layer_share``: the DAG stands for the mean layer, and a MoE model with dense layers
+(ModelConfig.dense_layers) has both an MLP block and a MoE block, each node of which the coster weighs by its
+share of the layers (device time and launches).
 
 Kernel counts and the elementwise groups' traffic come from an
 :class:`~accelcal.models.implementation.Implementation` preset (data, not
@@ -40,6 +46,7 @@ has SP nodes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -156,8 +163,8 @@ class LayerDAG:
 
 
 def kv_heads_per_device(model: ModelConfig, tp: int) -> int:
-    """KV heads each TP rank holds; replicated when tp > kv_heads."""
-    return max(1, model.kv_heads // tp)
+    """KV heads each TP rank holds; replicated when tp > kv_heads (ModelConfig.kv_heads_per_device)."""
+    return model.kv_heads_per_device(tp)
 
 
 def moe_imbalance(assignments_per_rank: float, ranks: int) -> float:
@@ -261,44 +268,94 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         return _input_quant(dag, impl, options, el, gemm, dep, elems)
 
     x = norm("attn_norm", ())
-    add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd, k=h))
-    roped = _qk_norm(dag, model, layout, tok, heads, kvh, elementwise, options.qk_norm_kernels)
-    rope_elems = tok * (heads + kvh) * hd
-    kv_elems = tok * 2 * kvh * hd
-    if not options.rope_in_attention:
-        roped = (elementwise("rope", roped, "rope", rope_elems, copies=2 if impl.rope.per_tensor else 1),)
-    if options.rope_in_attention and not model.qk_norm:
-        # RoPE inside the attention op's QKV preprocessing, the kernel that also writes the KV cache (with a q/k
-        # norm it runs inside the fused q/k-norm kernel instead: no traffic of its own)
-        kv = impl.kv_cache_write
-        add(_node("kv_cache_write", "memory", roped, kernels=kv.kernels,
-                  nbytes=kv.bytes_per_element(kvel) * kv_elems + impl.rope.bytes_per_element(el) * rope_elems))
+    shape = model.attention_shape(phase, t)
+    if model.is_mla:
+        attn_dep, kv_write_elems = _mla_projections(dag, model, layout, options, impl, tok, el, kvel, x, quantized,
+                                                    elementwise)
     else:
-        elementwise("kv_cache_write", roped, "kv_cache_write", kv_elems, elem_bytes=kvel)
-    attn_dep: tuple[str, ...] = roped + ("kv_cache_write",)
+        add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd, k=h))
+        roped = _qk_norm(dag, model, layout, tok, heads, kvh, elementwise, options.qk_norm_kernels)
+        rope_elems = tok * (heads + kvh) * hd
+        kv_elems = tok * 2 * kvh * hd
+        if not options.rope_in_attention:
+            roped = (elementwise("rope", roped, "rope", rope_elems, copies=2 if impl.rope.per_tensor else 1),)
+        if options.rope_in_attention and not model.qk_norm:
+            # RoPE inside the attention op's QKV preprocessing, the kernel that also writes the KV cache (with a q/k
+            # norm it runs inside the fused q/k-norm kernel instead: no traffic of its own)
+            kv = impl.kv_cache_write
+            add(_node("kv_cache_write", "memory", roped, kernels=kv.kernels,
+                      nbytes=kv.bytes_per_element(kvel) * kv_elems + impl.rope.bytes_per_element(el) * rope_elems))
+        else:
+            elementwise("kv_cache_write", roped, "kv_cache_write", kv_elems, elem_bytes=kvel)
+        attn_dep = roped + ("kv_cache_write",)
+        kv_write_elems = kv_elems
     if sp > 1:
-        # every SP rank needs the whole prompt's K and V: all-gather over the SP group (S = total bytes)
+        # every SP rank needs the whole prompt's K and V (MLA: the latent): all-gather over the SP group (S = total bytes)
         add(_node("sp_kv_all_gather", "collective", ("kv_cache_write",), op="all_gather",
-                  nbytes=batch * q_len * 2 * kvh * hd * kvel, group_size=sp, scope=layout.sp_scope))
-        attn_dep = roped + ("sp_kv_all_gather",)
+                  nbytes=batch * q_len * (kv_write_elems // tok) * kvel, group_size=sp, scope=layout.sp_scope))
+        attn_dep = tuple(d for d in attn_dep if d != "kv_cache_write") + ("sp_kv_all_gather",)
     # causal work split evenly across SP ranks (zig-zag chunk assignment); this DAG stands for the mean layer, so a
     # model with sliding-window layers has a share of its attention over the keys their window reaches
     spans = model.attention_layers(q_len, kv_len)
     window = {"spans": spans} if len(spans) > 1 else {}
+    form = {"v_head_dim": shape.v_head_dim, "shared_kv": shape.shared_kv} if model.is_mla else {}
     add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
-              heads=heads, kv_heads=kvh, head_dim=hd, work_fraction=1.0 / sp, **window))
-    add(_node("o_proj", "gemm", quantized("o_proj", ("attention",), tok * heads * hd), m=tok, n=h, k=heads * hd))
+              heads=shape.heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim, work_fraction=1.0 / sp,
+              **window, **form))
+    o_k = heads * (model.v_head_dim if model.is_mla else hd)
+    add(_node("o_proj", "gemm", quantized("o_proj", ("attention",), tok * o_k), m=tok, n=h, k=o_k))
     r = residual("attn_residual", tp_reduce("tp_attn", "o_proj"))
     x = norm("mlp_norm", r)
-    if not model.is_moe:
-        f = model.ffn_size // t
-        add(_node("gate_up", "gemm", quantized("gate_up", (x,), tok * h), m=tok, n=2 * f, k=h))
-        elementwise("act_mul", ("gate_up",), "act_mul", tok * f)
-        add(_node("down", "gemm", quantized("down", ("act_mul",), tok * f), m=tok, n=h, k=f))
-        residual("mlp_residual", tp_reduce("tp_mlp", "down"))
-        return dag
-    residual("mlp_residual", _moe(dag, model, layout, options, tok, t, el, x, impl))
+    kinds = model.layer_kinds()
+    ends: tuple[str, ...] = ()
+    for kind, share in kinds:
+        first = len(dag.nodes)
+        if kind == "dense":
+            f, pre = model.ffn_size // t, ("dense_" if len(kinds) > 1 else "")  # names unique beside the MoE block's
+            add(_node(f"{pre}gate_up", "gemm", quantized(f"{pre}gate_up", (x,), tok * h), m=tok, n=2 * f, k=h))
+            elementwise(f"{pre}act_mul", (f"{pre}gate_up",), "act_mul", tok * f)
+            add(_node(f"{pre}down", "gemm", quantized(f"{pre}down", (f"{pre}act_mul",), tok * f), m=tok, n=h, k=f))
+            ends += (tp_reduce(f"tp_{pre}mlp", f"{pre}down"),)
+        else:
+            ends += _moe(dag, model, layout, options, tok, t, el, x, impl)
+        if len(kinds) > 1:
+            # the mean layer of a MoE model with dense layers: each block runs in its share of the layers
+            dag.nodes[first:] = [dataclasses.replace(n, params=tuple(sorted(n.params + (("layer_share", share),))))
+                                 for n in dag.nodes[first:]]
+    residual("mlp_residual", ends)
     return dag
+
+
+def _mla_projections(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOptions,
+                     impl: Implementation, tok: int, el: int, kvel: int, x: str, quantized: Callable[..., tuple],
+                     elementwise: Callable[..., str]) -> tuple[tuple[str, ...], int]:
+    """Multi-head latent attention's projections up to the attention call; (what the call waits for, elements the
+    KV-cache write stores).
+
+    The query's low-rank projection and the latent-with-rotary-key projection run as one GEMM replicated on every
+    TP rank (vLLM / SGLang ``fused_qkv_a_proj``), then the two RMSNorms of the query bottleneck and the latent, the
+    rank's heads of the query expansion, and of the latent's expansion into keys and values (``kv_b_proj``).  A
+    prompt expands its new tokens' latents so; a decode step folds the same weights into the query and output
+    instead (``W_UK``, ``W_UV``): the same multiply-adds per token, so one GEMM stands for both.  A chunk after
+    cached context also expands the context's latents, which is not counted here.  RoPE on the queries' and the
+    one shared key's rotary part, then the cache write of latent and rotary key."""
+    add = dag.nodes.append
+    h, t = model.hidden_size, layout.tp
+    heads, hd, rope = model.heads // t, model.head_dim, model.qk_rope_head_dim
+    qr, lat = model.q_lora_rank, model.kv_lora_rank + rope
+    add(_node("qkv_a", "gemm", quantized("qkv_a", (x,), tok * h), m=tok, n=qr + lat, k=h))
+    elementwise("qkv_a_norm", ("qkv_a",), "norm", tok * (qr + model.kv_lora_rank), copies=2 if qr else 1)
+    q_k = qr if qr else h
+    q_dep = ("qkv_a_norm",) if qr else (x,)
+    add(_node("q_b", "gemm", quantized("q_b", q_dep, tok * q_k), m=tok, n=heads * hd, k=q_k))
+    add(_node("kv_b", "gemm", quantized("kv_b", ("qkv_a_norm",), tok * model.kv_lora_rank), m=tok,
+              n=heads * (hd - rope + model.v_head_dim), k=model.kv_lora_rank))
+    rope_elems = tok * (heads + 1) * rope
+    roped: tuple[str, ...] = ("q_b", "kv_b")
+    if not options.rope_in_attention:
+        roped = (elementwise("rope", roped, "rope", rope_elems, copies=2 if impl.rope.per_tensor else 1),)
+    elementwise("kv_cache_write", roped, "kv_cache_write", tok * lat, elem_bytes=kvel)
+    return roped + ("kv_cache_write",), tok * lat
 
 
 def _qk_norm(dag: LayerDAG, model: ModelConfig, layout: Parallelism, tok: int, heads: int, kvh: int,

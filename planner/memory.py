@@ -25,7 +25,7 @@ from .dag import kv_heads_per_device
 from .parallelism import Parallelism
 from .workload import Workload
 
-__all__ = ["MemoryEstimate", "device_memory", "layer_routed_expert_elems", "layer_weight_bytes", "layer_weight_elems"]
+__all__ = ["MemoryEstimate", "attention_weight_elems", "device_memory", "layer_routed_expert_elems", "layer_weight_bytes", "layer_weight_elems"]
 
 
 @dataclass(frozen=True)
@@ -67,46 +67,70 @@ def layer_routed_expert_elems(model: ModelConfig, tp: int, ep: int) -> int:
     return (model.num_experts // ep) * 3 * model.hidden_size * model.expert_ffn_size
 
 
-def layer_weight_elems(model: ModelConfig, tp: int, ep: int) -> int:
-    """Weight elements of one decoder layer on one device."""
+def attention_weight_elems(model: ModelConfig, tp: int) -> int:
+    """Attention projection weights of one decoder layer on one of ``tp`` ranks: the rank's query heads and KV heads
+    (QKV) and its share of the output projection; with MLA the query's low-rank projection and the latent's
+    projection (replicated: every rank computes them whole, vLLM/SGLang ``fused_qkv_a_proj``), then the rank's
+    heads of the query expansion, the latent's expansion into keys and values, and the output."""
     h, hd = model.hidden_size, model.head_dim
-    heads, kvh = model.heads // tp, kv_heads_per_device(model, tp)
-    attn = h * (heads + 2 * kvh) * hd + heads * hd * h
-    if not model.is_moe:
+    heads = model.heads // tp
+    if not model.is_mla:
+        kvh = kv_heads_per_device(model, tp)
+        return h * (heads + 2 * kvh) * hd + heads * hd * h
+    qr, lat = model.q_lora_rank, model.kv_lora_rank + model.qk_rope_head_dim
+    q = qr * h + qr + qr * heads * hd if qr else h * heads * hd
+    expand = model.kv_lora_rank * heads * (hd - model.qk_rope_head_dim + model.v_head_dim)
+    return q + h * lat + model.kv_lora_rank + expand + heads * model.v_head_dim * h
+
+
+def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = None) -> int:
+    """Weight elements of one decoder layer on one device; ``kind`` ``"moe"`` or ``"dense"`` (default: a MoE
+    model's MoE layer, a dense model's layer; ModelConfig.layer_kinds)."""
+    h = model.hidden_size
+    kind = kind or ("moe" if model.is_moe else "dense")
+    if kind == "dense":
         ffn = 3 * h * (model.ffn_size // tp)
     else:
         # shared experts replicated over EP ranks (they run on each rank's tokens), TP-split without EP
         shared_ffn = model.expert_ffn_size // tp if ep == 1 else model.expert_ffn_size
         ffn = layer_routed_expert_elems(model, tp, ep) + model.shared_experts * 3 * h * shared_ffn + h * model.num_experts
-    return attn + ffn + 2 * h
+    return attention_weight_elems(model, tp) + ffn + 2 * h
 
 
-def layer_weight_bytes(model: ModelConfig, tp: int, ep: int, bytes_per_elem: float) -> float:
+def layer_weight_bytes(model: ModelConfig, tp: int, ep: int, bytes_per_elem: float, kind: str | None = None) -> float:
     """Weight bytes of one decoder layer on one device: routed experts at the model's expert storage bytes when they
     are weight-only quantised (ModelConfig.expert_weight_dtype), everything else at ``bytes_per_elem``."""
-    routed = layer_routed_expert_elems(model, tp, ep)
+    kind = kind or ("moe" if model.is_moe else "dense")
+    routed = layer_routed_expert_elems(model, tp, ep) if kind == "moe" else 0
     expert_bytes = model.expert_bytes_per_elem if model.expert_weight_dtype else bytes_per_elem
-    return (layer_weight_elems(model, tp, ep) - routed) * bytes_per_elem + routed * expert_bytes
+    return (layer_weight_elems(model, tp, ep, kind) - routed) * bytes_per_elem + routed * expert_bytes
 
 
 def stage_weight_bytes(model: ModelConfig, tp: int, pp: int, ep: int, layer_bytes_per_elem: float,
                        embed_bytes_per_elem: float) -> float:
     """Weight bytes on one device of the busiest stage: its decoder layers, plus the embedding / LM head.
 
-    The embedding sits on the first stage and the LM head on the last (same size); one stage holding both
-    keeps a single matrix when they are tied, across stages each holds its own copy."""
-    layers = math.ceil(model.layers / pp)
+    Each stage counts ceil(layers / pp) layers, in order, so a MoE model's dense layers (``dense_layers``, first)
+    lighten the first stage and the busiest holds the most MoE layers.  The embedding sits on the first stage and
+    the LM head on the last (same size); one stage holding both keeps a single matrix when they are tied, across
+    stages each holds its own copy."""
+    per_stage = math.ceil(model.layers / pp)
+    dense_first = model.layers - model.moe_layers if model.is_moe else 0
+    kinds = ("moe", "dense") if model.is_moe else ("dense",)
+    kind_bytes = {k: layer_weight_bytes(model, tp, ep, layer_bytes_per_elem, k) for k in kinds}
+    heavy = kind_bytes[kinds[0]]  # a MoE model's MoE layer, a dense model's layer
+    dense = min(max(0, dense_first - (pp - 1) * per_stage), per_stage) if pp > 1 else dense_first
+    layers = dense * kind_bytes["dense"] + (per_stage - dense) * heavy
     embed = model.vocab_size * model.hidden_size // tp
     head_stage = (embed if model.tie_word_embeddings else 2 * embed) + model.hidden_size if pp == 1 else \
         embed + model.hidden_size
-    return layers * layer_weight_bytes(model, tp, ep, layer_bytes_per_elem) + head_stage * embed_bytes_per_elem
+    return layers + head_stage * embed_bytes_per_elem
 
 
 def kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per_elem: float) -> float:
-    """KV-cache bytes one token adds on one device of the busiest stage (K and V of its full-attention layers' KV
-    heads; a sliding-window layer keeps only its window per sequence, ModelConfig.sliding_layers)."""
-    return (math.ceil(model.full_attention_layers / pp) * 2 * kv_heads_per_device(model, tp) * model.head_dim
-            * kv_bytes_per_elem)
+    """KV-cache bytes one token adds on one device of the busiest stage (its full-attention layers' cache elements,
+    ModelConfig.kv_cache_elems_per_layer; a sliding-window layer keeps only its window per sequence)."""
+    return (math.ceil(model.full_attention_layers / pp) * model.kv_cache_elems_per_layer(tp) * kv_bytes_per_elem)
 
 
 def device_memory(model: ModelConfig, workload: Workload, parallelism: Parallelism = Parallelism()) -> MemoryEstimate:
@@ -116,24 +140,27 @@ def device_memory(model: ModelConfig, workload: Workload, parallelism: Paralleli
     h, hd = model.hidden_size, model.head_dim
     weights = stage_weight_bytes(model, tp, pp, ep, el, el)
     kvh = kv_heads_per_device(model, tp)
+    kv_elems = model.kv_cache_elems_per_layer(tp)  # one token's cache in one layer on this rank
     kv = workload.batch * workload.context_len * kv_bytes_per_token(model, tp, pp, kvel)
     heads = model.heads // tp
     if model.is_moe:
         ef = model.expert_ffn_size if ep > 1 else model.expert_ffn_size // tp
         mlp_width = 3 * ef * model.top_k + 3 * model.shared_experts * ef
+        if model.dense_layers:
+            mlp_width = max(mlp_width, 3 * (model.ffn_size // tp))
     else:
         mlp_width = 3 * (model.ffn_size // tp)
     widest = max((2 * heads + 2 * kvh) * hd, mlp_width)
 
     def act(tokens: int, kv_tokens: int) -> float:
-        return tokens * (2 * h + widest) * el + kv_tokens * 2 * kvh * hd * kvel
+        return tokens * (2 * h + widest) * el + kv_tokens * kv_elems * kvel
 
     prefill_tok = math.ceil(workload.prompt_len / sp)
     activations = max(act(prefill_tok, workload.prompt_len if sp > 1 else 0), act(workload.batch, 0))
     activations += workload.batch * (model.vocab_size // tp) * 4  # fp32 logits
     moe_tok = model.top_k * (math.ceil(prefill_tok / tp) if ep > 1 else 0)
     comm = 2 * max(prefill_tok * h * el, moe_tok * h * el * (ep if ep > 1 else 0),
-                   workload.prompt_len * 2 * kvh * hd * kvel if sp > 1 else 0)
+                   workload.prompt_len * kv_elems * kvel if sp > 1 else 0)
     if tp == 1 and ep == 1 and sp == 1 and pp == 1:
         comm = 0
     return MemoryEstimate(float(weights), float(kv), float(activations), float(comm))

@@ -224,7 +224,7 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
     rows = [
         "a,sglang,0.5.1.post1,meta-llama/Llama-3.1-8B-Instruct,h200_sxm,,agg,64,8,2,1,1,,1,1,20,5",
         "b,vllm,0.12.0,nvidia/Llama-3.1-8B-Instruct-FP8,h100_sxm,fp8,agg,64,8,2,1,1,,1,1,20,5",
-        "c,trtllm,1.0.0rc3,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,agg,64,8,2,8,1,,1,8,20,5",
+        "c,trtllm,1.0.0rc3,zhipuai/GLM-5,h200_sxm,fp8,agg,64,8,2,8,1,,1,8,20,5",
         "d,trtllm,1.0.0rc3,Qwen/Qwen3-32B,b200_sxm,fp8,agg,64,8,2,1,1,,1,1,20,5",
         "e,trtllm,1.0.0rc3,Qwen/Qwen3-32B,h100_sxm,fp8,disagg,64,8,2,1,1,,1,1,20,5",
         "f,sglang,0.5.1.post1,Qwen/Qwen3-235B-A22B-FP8,h200_sxm,fp8,agg,64,8,2,4,1,4,1,16,20,5",
@@ -232,6 +232,7 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
         "h,xyz,1,Qwen/Qwen3-32B,h100_sxm,,agg,64,8,2,1,1,,1,1,20,5",
         "i,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,,agg,64,8,,1,1,,1,1,20,5",
         "j,trtllm,,meta-llama/Llama-3.1-8B-Instruct,h100_sxm,,agg,64,8,2,1,1,,1,1,20,5",  # no version: newest rules
+        "k,sglang,0.5.1.post1,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,agg,64,8,2,8,1,,8,1,20,5",  # the deepseek-v3 preset
     ]
     data = tmp_path / "rows.csv"
     data.write_text(cols + "\n" + "\n".join(rows) + "\n")
@@ -239,9 +240,10 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "overall                n=3 " in text and "model llama3.1-8b" in text and "system h200_sxm" in text
+    assert "overall                n=4 " in text and "model llama3.1-8b" in text and "system h200_sxm" in text
+    assert "model deepseek-v3      n=1 " in text  # DeepSeek-R1 is DeepSeek-V3's architecture: the preset cites both
     assert "engine trtllm (no version: newest rules) n=1 " in text  # an empty version is not pandas' NaN
-    for why in ("1 x model deepseek-ai/DeepSeek-R1: no preset cites it",
+    for why in ("1 x model zhipuai/GLM-5: no preset cites it",
                 "1 x system 'b200_sxm': no measured profile ships for it",
                 "1 x mode 'disagg': prefill and decode on separate workers are not modelled",
                 "1 x attention DP 4 (EP across replicas) is not modelled",

@@ -141,11 +141,11 @@ def test_fp8_quantization_config(tmp_path):
 
 
 def test_unknown_architecture_names_file_and_supported(tmp_path):
-    p = _write(tmp_path, dict(DENSE, architectures=["DeepseekV3ForCausalLM"]))
+    p = _write(tmp_path, dict(DENSE, architectures=["Qwen3NextForCausalLM"]))  # linear attention layers
     with pytest.raises(ValueError) as e:
         ModelConfig.resolve(str(p))
     msg = str(e.value)
-    assert str(p) in msg and "DeepseekV3ForCausalLM is not supported" in msg
+    assert str(p) in msg and "Qwen3NextForCausalLM is not supported" in msg
     for a in ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM",
               "MixtralForCausalLM", "Qwen3MoeForCausalLM"):
         assert a in msg and a in ARCHITECTURES
@@ -243,7 +243,8 @@ def test_presets_are_found_by_the_hugging_face_id_they_cite():
     assert preset_for_hf_id("meta-llama/Meta-Llama-3.1-70B") == "llama3.1-70b"
     assert preset_for_hf_id("meta-llama/Meta-Llama-3-8B") == "llama3-8b"  # Llama 3, not 3.1
     assert preset_for_hf_id("MiniMaxAI/MiniMax-M2.5") == "minimax-m2.5"
-    assert preset_for_hf_id("deepseek-ai/DeepSeek-R1") is None
+    assert preset_for_hf_id("deepseek-ai/DeepSeek-R1") == "deepseek-v3"  # the preset cites both checkpoints
+    assert preset_for_hf_id("moonshotai/Kimi-K2.5") is None
     assert preset_for_hf_id("openai/gpt-oss-120b") == "gpt-oss-120b"
 
 

@@ -64,7 +64,9 @@ def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         # the torch layers here are plain ones: what the planner costs differently would be compared with a layer
         # that does not do it
         built = [what for what, has in (("sliding-window attention (sliding_layers)", m.sliding_layers),
-                                        (f"weight-only {m.expert_weight_dtype} experts", m.expert_weight_dtype)) if has]
+                                        (f"weight-only {m.expert_weight_dtype} experts", m.expert_weight_dtype),
+                                        ("multi-head latent attention (kv_lora_rank)", m.is_mla),
+                                        ("dense layers among the MoE ones (dense_layers)", m.dense_layers)) if has]
         if built:
             raise ValueError(f"validate --model {n}: its {' and '.join(built)} are not built into the torch layers "
                              f"validation runs (full attention, experts in the activation dtype); validate a model "

@@ -39,7 +39,7 @@ from accelcal.calibrate.profile import MissingMeasurement
 from accelcal.vocab import DTYPE_BYTES, FP8_SCALINGS, SAMPLER_BYTES_PER_LOGIT
 
 from ..cost import Coster
-from ..dag import DagOptions, build_edge_dag, build_layer_dag, kv_heads_per_device
+from ..dag import DagOptions, build_edge_dag, build_layer_dag
 from ..parallelism import Parallelism
 from accelcal.models.implementation import Implementation
 from accelcal.models import ModelConfig
@@ -143,6 +143,13 @@ class StepCoster:
                               f"kernel(s), {q.bytes_per_element(DTYPE_BYTES[act]):g} bytes per input element at the "
                               f"profile's copy bandwidth; implementation {self.impl.name}, group act_quant)")
         self.kv_round = kv_round
+        if model.is_mla:
+            d, p = model.attention_shape("decode", tp), model.attention_shape("prefill", tp)
+            self.notes.append(f"multi-head latent attention: decodes attend the cached latent ({d.heads} query heads "
+                              f"over {d.head_dim} values per token, one tensor for keys and values), prompts the latent "
+                              f"expanded into {p.heads} heads of {p.head_dim}-wide keys and {p.v_head_dim}-wide values; "
+                              f"both at the profile's fitted rates for standard attention (no MLA kernel is measured), "
+                              f"and a chunk's expansion of its cached context is not counted")
         if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
             self.notes.append("block-scaled fp8 GEMMs costed from compute.fp8_e4m3 (per-tensor measurements): the "
                               "profile has no block-scaled fp8 data")
@@ -184,8 +191,6 @@ class StepCoster:
         eager = self._costers[False].launch
         if "fallback" in eager.flags and self._device_graphs:
             self.notes.append(f"eager steps (prefill and mixed; decode batches without a captured graph): {eager.detail}")
-        self.heads = model.heads // tp
-        self.kvh = kv_heads_per_device(model, tp)
         self.layers_per_stage = model.layers // pp
 
     @staticmethod
@@ -193,11 +198,12 @@ class StepCoster:
         """What the smaller cache elements do to a decode step's attention (a reference step of ``batch`` sequences
         at ``kv_len`` tokens): nothing where the profile's decode-attention fit is compute-bound at this model's query
         heads per KV head."""
-        heads, kvh = model.heads // tp, kv_heads_per_device(model, tp)
+        a = model.attention_shape("decode", tp)
+        heads, kvh = a.heads, a.kv_heads
         batch, kv_len = 32, 2048
         try:
-            t = [profile.attention_time_s("decode", batch, 1, kv_len, heads, kvh, model.head_dim, act,
-                                          kv_dtype=k).time_s for k in (act, kv_dtype)]
+            t = [profile.attention_time_s("decode", batch, 1, kv_len, heads, kvh, a.head_dim, act, kv_dtype=k,
+                                          v_head_dim=a.v_head_dim, shared_kv=a.shared_kv).time_s for k in (act, kv_dtype)]
         except (MissingMeasurement, ValueError):
             return ""
         if t[1] < 0.99 * t[0]:
@@ -344,9 +350,10 @@ class StepCoster:
         hit = self._memo.get(key)
         if hit is None:
             # the mean layer: sliding-window layers' calls span only the keys their window reaches (ModelConfig)
+            a = self.model.attention_shape(phase, self.tp)  # MLA: the expanded form for prompts, the latent for decodes
             hit = self._memo[key] = sum(
-                share * self._wrap(lambda: self._costers[graphs].attention(phase, batch, q, span, self.heads, self.kvh,
-                                                                           self.model.head_dim)).time_s
+                share * self._wrap(lambda: self._costers[graphs].attention(
+                    phase, batch, q, span, a.heads, a.kv_heads, a.head_dim, a.v_head_dim, a.shared_kv)).time_s
                 for span, share in self.model.attention_layers(q, kv))
         return hit
 

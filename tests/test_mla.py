@@ -1,0 +1,154 @@
+"""DeepSeek-V2/V3-style models: multi-head latent attention (MLA) and dense layers ahead of the MoE ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from accelcal.calibrate.profile import Profile
+from accelcal.cli import main
+from accelcal.models import ModelConfig, preset_for_hf_id
+from accelcal.planner.cost import Coster
+from accelcal.planner.dag import build_layer_dag
+from accelcal.planner.memory import kv_bytes_per_token, layer_weight_bytes, stage_weight_bytes
+from accelcal.planner.parallelism import Parallelism
+from accelcal.vocab import attention_flop_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+H200 = str(ROOT / "profiles" / "nvidia-h200.yaml")
+NVSWITCH = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml")
+
+
+def _config(**over) -> dict:
+    cfg = {"architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 256, "num_hidden_layers": 4,
+           "num_attention_heads": 8, "num_key_value_heads": 8, "kv_lora_rank": 64, "q_lora_rank": 96,
+           "qk_nope_head_dim": 32, "qk_rope_head_dim": 16, "v_head_dim": 32, "intermediate_size": 512,
+           "moe_intermediate_size": 64, "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2,
+           "first_k_dense_replace": 1, "moe_layer_freq": 1, "vocab_size": 1000, "torch_dtype": "bfloat16"}
+    cfg.update(over)
+    return cfg
+
+
+def _write(tmp_path, cfg) -> str:
+    p = tmp_path / "mini-deepseek" / "config.json"
+    p.parent.mkdir(exist_ok=True)
+    p.write_text(json.dumps(cfg))
+    return str(p)
+
+
+def test_the_deepseek_v3_preset_counts_its_published_parameters_and_latent_cache():
+    m = ModelConfig.from_name("deepseek-v3")
+    # 671B parameters in the main model (DeepSeek-V3 technical report, arXiv 2412.19437, section 4.2: 671B total)
+    total = m.moe_layers * m.layer_params("moe") + m.dense_layers * m.layer_params("dense") + m.embedding_params()
+    assert total == pytest.approx(671e9, rel=0.002)
+    assert m.weight_bytes() == total  # fp8 e4m3: one byte per weight
+    # one token: 61 layers x (512 latent + 64 rotary key) x 2 bytes, whole on every TP rank
+    assert m.kv_bytes_per_token() == 61 * 576 * 2
+    assert kv_bytes_per_token(m, 8, 1, 2) == kv_bytes_per_token(m, 1, 1, 2) == 70272
+    assert preset_for_hf_id("deepseek-ai/DeepSeek-R1") == preset_for_hf_id("deepseek-ai/DeepSeek-V3") == "deepseek-v3"
+
+
+def test_attention_runs_expanded_for_prompts_and_over_the_latent_for_decodes():
+    m = ModelConfig.from_name("deepseek-v3")
+    pre, dec = m.attention_shape("prefill", 8), m.attention_shape("decode", 8)
+    assert (pre.heads, pre.kv_heads, pre.head_dim, pre.v_head_dim, pre.shared_kv) == (16, 16, 192, 128, False)
+    assert (dec.heads, dec.kv_heads, dec.head_dim, dec.v_head_dim, dec.shared_kv) == (16, 1, 576, 512, True)
+    q = ModelConfig.from_name("qwen3-32b").attention_shape("decode", 2)
+    assert (q.heads, q.kv_heads, q.head_dim, q.v_head_dim, q.shared_kv) == (32, 4, 128, 128, False)
+
+
+def test_attention_work_with_narrower_values_and_one_latent_for_keys_and_values():
+    # standard call: 4 FLOP per (pair, head, dim); Q, O, K, V each read or written once
+    flop, nbytes = attention_flop_bytes(2, 1, 100, 8, 2, 64, 2)
+    assert flop == 4 * 2 * 8 * 64 * 100 and nbytes == 2 * (2 * 8 * 1 * 128 + 2 * 2 * 100 * 128)
+    # MLA decode: QK^T over 576 and PV over 512 per pair; K read once as the 576-wide latent, no separate V
+    flop, nbytes = attention_flop_bytes(2, 1, 100, 16, 1, 576, 2, v_head_dim=512, shared_kv=True)
+    assert flop == 2 * 2 * 16 * (576 + 512) * 100
+    assert nbytes == 2 * (2 * 16 * 1 * (576 + 512) + 2 * 1 * 100 * 576)
+
+
+def test_an_mla_layer_has_the_latent_projections_and_attends_the_latent_when_decoding():
+    m = ModelConfig.from_name("deepseek-v3")
+    dag = build_layer_dag(m, "decode", 4, 1, 2048, Parallelism(tp=8))
+    nodes = {n.name: n.p for n in dag.nodes}
+    assert {"qkv_a", "qkv_a_norm", "q_b", "kv_b", "kv_cache_write"} <= set(nodes) and "qkv" not in nodes
+    assert (nodes["qkv_a"]["n"], nodes["qkv_a"]["k"]) == (1536 + 576, 7168)       # replicated on every rank
+    assert (nodes["q_b"]["n"], nodes["q_b"]["k"]) == (16 * 192, 1536)
+    assert (nodes["kv_b"]["n"], nodes["kv_b"]["k"]) == (16 * (128 + 128), 512)
+    assert (nodes["o_proj"]["k"], nodes["o_proj"]["n"]) == (16 * 128, 7168)
+    att = nodes["attention"]
+    assert (att["heads"], att["kv_heads"], att["head_dim"], att["v_head_dim"], att["shared_kv"]) == (16, 1, 576, 512, True)
+    prefill = {n.name: n.p for n in build_layer_dag(m, "prefill", 1, 512, 512, Parallelism(tp=8)).nodes}
+    assert (prefill["attention"]["kv_heads"], prefill["attention"]["v_head_dim"]) == (16, 128)
+
+
+def test_the_mean_layer_weighs_the_dense_and_the_moe_blocks_by_their_share_of_the_layers():
+    prof = Profile.load(H200)
+    m = ModelConfig.from_name("deepseek-v3")
+    moe = dataclasses.replace(m, dense_layers=0)
+    dense = dataclasses.replace(m, num_experts=0, top_k=0, expert_ffn_size=0, shared_experts=0, dense_layers=0)
+    coster = Coster(prof, dtype="bf16")
+
+    def device_s(model):
+        return coster.cost_dag(build_layer_dag(model, "decode", 16, 1, 1024, Parallelism(tp=1))).device_s
+
+    share = m.dense_layers / m.layers
+    assert device_s(m) == pytest.approx((1 - share) * device_s(moe) + share * device_s(dense), rel=1e-9)
+    assert device_s(dense) < device_s(m) < device_s(moe)
+
+
+def test_dense_layers_lighten_the_first_stage_and_the_busiest_stage_counts():
+    m = ModelConfig.from_name("deepseek-v3")
+    moe_b, dense_b = (layer_weight_bytes(m, 8, 1, 1, k) for k in ("moe", "dense"))
+    embed = m.vocab_size * m.hidden_size // 8
+    assert stage_weight_bytes(m, 8, 1, 1, 1, 2) == pytest.approx(58 * moe_b + 3 * dense_b + (2 * embed + m.hidden_size) * 2)
+    assert dense_b < moe_b
+    # a 61-layer model never splits evenly; a made-up 62-layer one over two stages: the second holds 31 MoE layers
+    m62 = dataclasses.replace(m, layers=62)
+    assert stage_weight_bytes(m62, 8, 2, 1, 1, 2) == pytest.approx(31 * moe_b + (embed + m.hidden_size) * 2)
+
+
+def test_a_deepseek_config_json_reads_the_latent_attention_and_the_dense_layers(tmp_path):
+    m = ModelConfig.resolve(_write(tmp_path, _config()))
+    assert (m.kv_lora_rank, m.q_lora_rank, m.qk_rope_head_dim, m.v_head_dim, m.head_dim) == (64, 96, 16, 32, 48)
+    assert (m.dense_layers, m.num_experts, m.shared_experts, m.expert_ffn_size, m.kv_heads) == (1, 8, 1, 64, 8)
+    lite = ModelConfig.resolve(_write(tmp_path, _config(q_lora_rank=None)))  # DeepSeek-V2-Lite: no query bottleneck
+    assert lite.q_lora_rank == 0 and lite.attention_params() < m.attention_params() + 256 * 8 * 48
+    for over, words in ((dict(moe_layer_freq=2), "moe_layer_freq = 2"),
+                        (dict(first_k_dense_replace=4), "first_k_dense_replace(4) >= num_hidden_layers(4)"),
+                        (dict(kv_lora_rank=0), "kv_lora_rank = 0; expected an integer >= 1")):
+        with pytest.raises(ValueError, match=r"config\.json") as exc:
+            ModelConfig.resolve(_write(tmp_path, _config(**over)))
+        assert words in str(exc.value)
+
+
+def test_bad_latent_attention_fields_are_refused_with_the_arithmetic():
+    base = ModelConfig.from_name("deepseek-v3")
+    with pytest.raises(ValueError, match=r"qk_rope_head_dim\(192\) < head_dim\(192\)"):
+        dataclasses.replace(base, qk_rope_head_dim=192)
+    with pytest.raises(ValueError, match=r"kv_heads\(8\) must equal heads\(128\)"):
+        dataclasses.replace(base, kv_heads=8)
+    with pytest.raises(ValueError, match="need kv_lora_rank > 0"):
+        dataclasses.replace(ModelConfig.from_name("qwen3-32b"), v_head_dim=128)
+    with pytest.raises(ValueError, match=r"dense_layers\(2\) needs a MoE model"):
+        dataclasses.replace(ModelConfig.from_name("qwen3-32b"), dense_layers=2)
+
+
+def test_validate_refuses_latent_attention_before_touching_a_device():
+    from accelcal.validate.runner import _models
+
+    with pytest.raises(ValueError, match="multi-head latent attention"):
+        _models(["deepseek-v3"])
+
+
+def test_predict_serves_deepseek_v3_on_eight_gpus_with_the_latent_cache_whole_on_each(capsys):
+    rc = main(["predict", "--profile", H200, "--interconnect", NVSWITCH, "--model", "deepseek-v3", "--tp", "8",
+               "--engine", "sglang", "--concurrency", "16", "--isl", "512", "--osl", "64", "--num-requests", "32",
+               "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["feasible"]
+    assert out["memory"]["kv_bytes_per_token"] == 70272
+    assert out["tpot_mean_s"] > 0 and out["ttft_mean_s"] > 0
