@@ -43,10 +43,13 @@ DTYPE_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8_
 """Element size per dtype name (the dtype names used in every record and profile). tf32 is an fp32
 storage type with a different matmul mode."""
 
-WEIGHT_ONLY_BYTES: dict[str, float] = {"mxfp4": 0.53125}
+WEIGHT_ONLY_BYTES: dict[str, float] = {"mxfp4": 0.53125, "int4_g32": 0.5625, "int4_g128": 0.515625}
 """Storage bytes per weight of weight-only formats, whose GEMMs compute in the activation dtype: mxfp4 is 4-bit
 E2M1 elements in blocks of 32 sharing one 8-bit E8M0 scale, (32 x 4 + 8) bits / 32 = 4.25 bits = 0.53125 bytes
-(OCP Microscaling Formats (MX) Specification v1.0, MXFP4)."""
+(OCP Microscaling Formats (MX) Specification v1.0, MXFP4).  ``int4_g<G>``: symmetric 4-bit integers with one scale
+per group of G weights in the 16-bit weight dtype (compressed-tensors, ``pack-quantized`` format, strategy
+``group``: quantization/lifecycle/initialize.py gives each group a scale of the module weight's dtype; symmetric,
+so no zero point is stored), (G x 4 + 16) bits / G: 4.5 bits at G = 32 (Kimi-K2.5), 4.125 bits at G = 128."""
 
 ALL_DTYPES: tuple[str, ...] = tuple(DTYPE_BYTES)
 """dtype names, in the order the kernel suite and its CLI list them."""

@@ -10,8 +10,8 @@
 
 Every row of the CSV (``--data``, default ../shared/data/serving-dev/qwen3-32b-h100.csv relative to the repo;
 aiconfigurator's silicon-sample columns) the profiles can cost is predicted with ``predict_serving``
-(step-level simulation): backend -> engine preset, precision fp8 -> fp8_e4m3 weights (fp4 on a model whose
-checkpoint stores its experts weight-only in 4 bits, gpt-oss's mxfp4: the model as published), batch_size ->
+(step-level simulation): backend -> engine preset, precision fp8 -> fp8_e4m3 weights (fp4 or int4 on a model whose
+checkpoint stores its experts weight-only in 4 bits, gpt-oss's mxfp4 or Kimi-K2.5's int4: the model as published), batch_size ->
 closed-loop concurrency, isl/osl fixed, model_path -> the preset citing that Hugging Face id (or ``--model``),
 system -> the measured profile that ships for it (h100_sxm, h200_sxm; or ``--profile``), moe_ep_size = tp_size
 -> experts spread over the TP group.  Rows it cannot cost (another model or device, disaggregated serving,
@@ -251,9 +251,9 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         if ep > 1 and not model.is_moe:
             ep = 1  # a dense model's row: its expert columns say nothing
         precision = row.get("precision") or ""
-        if precision == "fp4" and model.expert_weight_dtype:
-            # the checkpoint's own 4-bit experts (gpt-oss: mxfp4; the file labels its rows fp4 / nvfp4): the model
-            # as published, its other weights in the activation dtype
+        if precision in ("fp4", "int4") and model.expert_weight_dtype:
+            # the checkpoint's own 4-bit experts (gpt-oss: mxfp4, the file labels its rows fp4 / nvfp4; Kimi-K2.5:
+            # int4, rows int4 / int4_wo): the model as published, its other weights in the activation dtype
             precision = ""
         if precision not in ("", "bf16", "fp16", "fp8"):
             skipped[f"precision {precision!r} (weights) is not modelled"] += 1

@@ -95,8 +95,9 @@ class ModelConfig:
     """MLA: width of one value head (``v_head_dim``); 0 = ``head_dim`` (standard attention)."""
     expert_weight_dtype: str = ""
     """Storage format of the routed experts' weights when it is weight-only (``mxfp4``: gpt-oss's
-    ``quantization_config``; accelcal.vocab.WEIGHT_ONLY_BYTES): their GEMMs compute in ``weight_dtype`` and read the
-    weights at the format's bytes; ``""`` = the experts are stored as ``weight_dtype``."""
+    ``quantization_config``; ``int4_g32``: Kimi-K2.5's compressed-tensors 4-bit integers; accelcal.vocab.WEIGHT_ONLY_BYTES):
+    their GEMMs compute in ``weight_dtype`` and read the weights at the format's bytes; ``""`` = the experts are
+    stored as ``weight_dtype``."""
     weight_block_size: tuple[int, int] | None = None
     """Block shape of block-scaled fp8 weights (``quantization_config.weight_block_size``); None = per-tensor
     or per-channel scales, or unquantised weights."""

@@ -52,8 +52,9 @@ HF_DTYPES: dict[str, str] = {"bfloat16": "bf16", "float16": "fp16", "float32": "
 FP8_QUANT_METHODS = ("fp8", "fbgemm_fp8")
 
 #: ``quantization_config.quant_method`` values read as weight-only routed experts -> ModelConfig.expert_weight_dtype
-#: (gpt-oss: quant_method mxfp4, modules_to_not_convert the attention, router, embedding and LM head).
-WEIGHT_ONLY_QUANT_METHODS = {"mxfp4": "mxfp4"}
+#: (gpt-oss: quant_method mxfp4, modules_to_not_convert the attention, router, embedding and LM head;
+#: compressed-tensors: a 4-bit integer group scheme, int4_g<group_size>, read by _compressed_tensors).
+WEIGHT_ONLY_QUANT_METHODS = {"mxfp4": "mxfp4", "compressed-tensors": "int4_g"}
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,13 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
     """Map a parsed config.json mapping onto ModelConfig field values (``origin`` names the file in errors)."""
     if not isinstance(cfg, dict):
         raise ValueError(f"{origin}: expected a JSON object (a Hugging Face config.json), got {type(cfg).__name__}")
+    text = cfg.get("text_config")
+    if isinstance(text, dict) and not _supported(cfg) and _supported(text):
+        # a multimodal checkpoint (e.g. Kimi-K2.5's KimiK25ForConditionalGeneration) around a supported text model
+        kw = hf_fields_from_dict(text, origin=f"{origin} text_config", name=name)
+        kw["source"] += (f"; the text model of {', '.join(cfg['architectures'])}: its vision tower's weights and "
+                         f"work are not counted")
+        return kw
     arch_name, arch = _architecture(cfg, origin)
     get = _Reader(cfg, origin)
 
@@ -227,6 +235,11 @@ class _Reader:
         return v
 
 
+def _supported(cfg: dict) -> bool:
+    archs = cfg.get("architectures")
+    return isinstance(archs, list) and any(isinstance(a, str) and a in ARCHITECTURES for a in archs)
+
+
 def _architecture(cfg: dict, origin: str) -> tuple[str, _Arch]:
     archs = cfg.get("architectures")
     supported = ", ".join(ARCHITECTURES)
@@ -266,8 +279,9 @@ def _dtypes(cfg: dict, get: _Reader, origin: str, notes: list[str]) -> dict[str,
             raise ValueError(f"{origin}: quantization_config = {q!r}; expected an object")
         method = q.get("quant_method")
         if method in WEIGHT_ONLY_QUANT_METHODS:
-            notes.append(f"routed experts' weights {method} (weight-only: GEMMs in {act}); the other weights {act}")
-            return {"weight_dtype": act, "kv_dtype": act, "expert_weight_dtype": WEIGHT_ONLY_QUANT_METHODS[method]}
+            fmt = _compressed_tensors(q, origin) if method == "compressed-tensors" else WEIGHT_ONLY_QUANT_METHODS[method]
+            notes.append(f"routed experts' weights {fmt} (weight-only: GEMMs in {act}); the other weights {act}")
+            return {"weight_dtype": act, "kv_dtype": act, "expert_weight_dtype": fmt}
         if method not in FP8_QUANT_METHODS:
             raise ValueError(f"{origin}: quantization_config.quant_method = {method!r} is not supported; "
                              f"supported: {', '.join(FP8_QUANT_METHODS)} (fp8 e4m3 weights), "
@@ -282,6 +296,30 @@ def _dtypes(cfg: dict, get: _Reader, origin: str, notes: list[str]) -> dict[str,
         notes.append(f"fp8 e4m3 weights, {scales} (quant_method={method})")
         return {"weight_dtype": weight, "kv_dtype": act, "weight_block_size": block}
     return {"weight_dtype": weight, "kv_dtype": act}
+
+
+def _compressed_tensors(q: dict, origin: str) -> str:
+    """The weight-only format of a compressed-tensors ``quantization_config`` (vocab.WEIGHT_ONLY_BYTES ``int4_g<G>``):
+    one config group of symmetric 4-bit integer weights in groups of G, activations unquantised, and the attention
+    left out (``ignore``), as Kimi-K2.5's routed experts are stored; any other scheme is refused."""
+    from accelcal.vocab import WEIGHT_ONLY_BYTES
+
+    groups = q.get("config_groups")
+    want = ("one config group of weights {num_bits: 4, type: int, strategy: group, symmetric: true} with "
+            "input_activations null, and the attention (self_attn) in ignore")
+    if not isinstance(groups, dict) or len(groups) != 1:
+        raise ValueError(f"{origin}: quantization_config (compressed-tensors) config_groups = {str(groups)[:80]}; "
+                         f"expected {want}")
+    g = next(iter(groups.values()))
+    w = g.get("weights") if isinstance(g, dict) else None
+    ok = (isinstance(w, dict) and w.get("num_bits") == 4 and w.get("type") == "int" and w.get("strategy") == "group"
+          and w.get("symmetric") is True and g.get("input_activations") is None
+          and any("self_attn" in str(i) for i in q.get("ignore") or []))
+    fmt = f"int4_g{w.get('group_size')}" if isinstance(w, dict) else ""
+    if not ok or fmt not in WEIGHT_ONLY_BYTES:
+        raise ValueError(f"{origin}: quantization_config (compressed-tensors) weights = {str(w)[:160]}; expected {want}, "
+                         f"group_size one of {sorted(int(k[len('int4_g'):]) for k in WEIGHT_ONLY_BYTES if k.startswith('int4_g'))}")
+    return fmt
 
 
 def _sliding(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int, notes: list[str]) -> dict[str, int]:

@@ -233,6 +233,7 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
         "i,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,,agg,64,8,,1,1,,1,1,20,5",
         "j,trtllm,,meta-llama/Llama-3.1-8B-Instruct,h100_sxm,,agg,64,8,2,1,1,,1,1,20,5",  # no version: newest rules
         "k,sglang,0.5.1.post1,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,agg,64,8,2,8,1,,8,1,20,5",  # the deepseek-v3 preset
+        "l,vllm,0.16.0,moonshotai/Kimi-K2.5,h200_sxm,int4,agg,64,8,2,8,1,,8,1,20,5",  # its own int4 experts
     ]
     data = tmp_path / "rows.csv"
     data.write_text(cols + "\n" + "\n".join(rows) + "\n")
@@ -240,8 +241,9 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "overall                n=4 " in text and "model llama3.1-8b" in text and "system h200_sxm" in text
+    assert "overall                n=5 " in text and "model llama3.1-8b" in text and "system h200_sxm" in text
     assert "model deepseek-v3      n=1 " in text  # DeepSeek-R1 is DeepSeek-V3's architecture: the preset cites both
+    assert "model kimi-k2.5        n=1 " in text
     assert "engine trtllm (no version: newest rules) n=1 " in text  # an empty version is not pandas' NaN
     for why in ("1 x model zhipuai/GLM-5: no preset cites it",
                 "1 x system 'b200_sxm': no measured profile ships for it",

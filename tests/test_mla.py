@@ -16,6 +16,7 @@ from accelcal.planner.dag import build_layer_dag
 from accelcal.planner.memory import kv_bytes_per_token, layer_weight_bytes, stage_weight_bytes
 from accelcal.planner.parallelism import Parallelism
 from accelcal.vocab import attention_flop_bytes
+from test_hf_config import _write as write_config  # one config.json writer for the tests
 
 ROOT = Path(__file__).resolve().parents[1]
 H200 = str(ROOT / "profiles" / "nvidia-h200.yaml")
@@ -33,10 +34,7 @@ def _config(**over) -> dict:
 
 
 def _write(tmp_path, cfg) -> str:
-    p = tmp_path / "mini-deepseek" / "config.json"
-    p.parent.mkdir(exist_ok=True)
-    p.write_text(json.dumps(cfg))
-    return str(p)
+    return str(write_config(tmp_path, cfg, "mini-deepseek"))
 
 
 def test_the_deepseek_v3_preset_counts_its_published_parameters_and_latent_cache():
@@ -152,3 +150,41 @@ def test_predict_serves_deepseek_v3_on_eight_gpus_with_the_latent_cache_whole_on
     assert rc == 0 and out["feasible"]
     assert out["memory"]["kv_bytes_per_token"] == 70272
     assert out["tpot_mean_s"] > 0 and out["ttft_mean_s"] > 0
+
+
+def _kimi_like(**quant) -> dict:
+    q = {"quant_method": "compressed-tensors", "format": "pack-quantized",
+         "config_groups": {"group_0": {"targets": ["Linear"], "input_activations": None, "output_activations": None,
+                                       "weights": {"num_bits": 4, "type": "int", "strategy": "group", "group_size": 32,
+                                                   "symmetric": True, "dynamic": False}}},
+         "ignore": ["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*", "re:.*mlp\\.(gate|up|down)_proj.*"]}
+    q.update(quant)
+    return {"architectures": ["KimiK25ForConditionalGeneration"], "tie_word_embeddings": False,
+            "vision_config": {"hidden_size": 64}, "text_config": _config(dtype="bfloat16", quantization_config=q)}
+
+
+def test_kimi_k25_experts_are_four_bit_integers_with_a_bf16_scale_per_32_weights():
+    m = ModelConfig.from_name("kimi-k2.5")
+    assert (m.expert_weight_dtype, m.weight_dtype, m.dense_layers, m.num_experts) == ("int4_g32", "bf16", 1, 384)
+    routed = 60 * 384 * 3 * 7168 * 2048
+    rest = 60 * m.layer_params("moe") + m.layer_params("dense") + m.embedding_params() - routed
+    assert m.weight_bytes() == pytest.approx(rest * 2 + routed * (4 * 32 + 16) / 32 / 8)
+    assert preset_for_hf_id("moonshotai/Kimi-K2.5") == "kimi-k2.5"
+
+
+def test_a_multimodal_wrapper_is_read_through_its_text_config(tmp_path):
+    m = ModelConfig.resolve(_write(tmp_path, _kimi_like()))
+    assert (m.kv_lora_rank, m.expert_weight_dtype, m.weight_dtype) == (64, "int4_g32", "bf16")
+    assert "text_config" in m.source and "vision tower" in m.source
+    for bad, words in ((dict(config_groups={"g": {"weights": {"num_bits": 4, "type": "int", "strategy": "group",
+                                                               "group_size": 64, "symmetric": True},
+                                                   "input_activations": None}}), "group_size one of [32, 128]"),
+                       (dict(ignore=["lm_head"]), "the attention (self_attn) in ignore"),
+                       (dict(config_groups={"g": {"weights": {"num_bits": 8, "type": "float", "strategy": "tensor"},
+                                                  "input_activations": {"num_bits": 8}}}), "num_bits: 4")):
+        with pytest.raises(ValueError, match=r"config\.json text_config: quantization_config \(compressed-tensors\)") as e:
+            ModelConfig.resolve(_write(tmp_path, _kimi_like(**bad)))
+        assert words in str(e.value)
+    # a wrapper around an architecture that is not supported is refused with the wrapper's name
+    with pytest.raises(ValueError, match="KimiK25ForConditionalGeneration is not supported"):
+        ModelConfig.resolve(_write(tmp_path, dict(_kimi_like(), text_config={"architectures": ["Qwen3NextForCausalLM"]})))
