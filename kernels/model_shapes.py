@@ -55,10 +55,11 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
         projs = dims.projections()
         if dims.moe:  # attention projections are a dense model's of the same width
             projs = [p for p in dataclasses.replace(dims, moe=False).projections() if p[0] in ("qkv", "o")] + projs
-        if cfg.is_mla:
+        if cfg.is_mla:  # its latent projections instead (ModelConfig.mla_projections, added per TP below)
             projs = [p for p in projs if p[0] not in ("qkv", "o")]
-            notes.append(f"{cfg.name}: its multi-head latent attention projections are not in this sweep (only the "
-                         f"expert FFN); the planner costs them from the fitted GEMM model")
+        if cfg.is_moe and cfg.dense_layers:  # the dense layers' MLP too
+            projs += [p for p in dataclasses.replace(dims, moe=False, intermediate=cfg.ffn_size).projections()
+                      if p[0] in ("gate_up", "down")]
         for t in tps:
             t = int(t)
             try:
@@ -74,6 +75,10 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
                 else:
                     k //= t
                 add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"{how}, divided by TP={t} ({cfg.source})")
+            if cfg.is_mla:
+                for suffix, (n, k) in cfg.mla_projections(t).items():
+                    add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"multi-head latent attention {suffix} at TP={t} "
+                        f"(ModelConfig.mla_projections; {cfg.source})")
             if cfg.is_moe:
                 add(f"{cfg.name}.router", cfg.num_experts, cfg.hidden_size,
                     f"N = num_experts {cfg.num_experts}, K = hidden {cfg.hidden_size} (replicated)")

@@ -334,6 +334,18 @@ class ModelConfig:
             return AttentionShape(heads, 1, self.kv_lora_rank + self.qk_rope_head_dim, self.kv_lora_rank, True)
         return AttentionShape(heads, heads, self.head_dim, self.v_head_dim, False)
 
+    def mla_projections(self, tp: int = 1) -> dict[str, tuple[int, int]]:
+        """Multi-head latent attention's GEMMs on one of ``tp`` ranks, name -> (N, K) of ``y = x @ W.T``: ``qkv_a``
+        the query bottleneck with the latent and rotary key (replicated on every rank: vLLM / SGLang
+        ``fused_qkv_a_proj``), ``q_b`` the rank's query heads from the bottleneck (from the hidden state without
+        one), ``kv_b`` the latent's expansion into the rank's heads' non-rotary keys and values, ``o_proj`` the
+        output from the rank's value heads."""
+        heads, qr = self.heads // tp, self.q_lora_rank
+        return {"qkv_a": (qr + self.kv_lora_rank + self.qk_rope_head_dim, self.hidden_size),
+                "q_b": (heads * self.head_dim, qr or self.hidden_size),
+                "kv_b": (heads * (self.head_dim - self.qk_rope_head_dim + self.v_head_dim), self.kv_lora_rank),
+                "o_proj": (self.hidden_size, heads * self.v_head_dim)}
+
     def kv_cache_elems_per_layer(self, tp: int = 1) -> int:
         """Cache elements one token adds to one full-attention layer on one of ``tp`` ranks: K and V of the rank's
         KV heads, or MLA's latent and rotary key, which every rank keeps whole (each rank's heads expand from it)."""
@@ -360,11 +372,8 @@ class ModelConfig:
         h = self.hidden_size
         if not self.is_mla:
             return h * (self.q_size + 2 * self.kv_size) + self.q_size * h
-        qr = self.q_lora_rank
-        q = qr * (h + self.q_size) + qr if qr else h * self.q_size
-        latent = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
-        expand = self.kv_lora_rank * self.heads * (self.head_dim - self.qk_rope_head_dim + self.v_head_dim)
-        return q + latent + expand + self.heads * self.v_head_dim * h
+        norms = self.q_lora_rank + self.kv_lora_rank
+        return sum(n * k for n, k in self.mla_projections().values()) + norms
 
     def mlp_params(self) -> int:
         """Dense SwiGLU MLP (gate, up, down) of one layer."""

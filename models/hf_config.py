@@ -136,11 +136,19 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
     if not isinstance(cfg, dict):
         raise ValueError(f"{origin}: expected a JSON object (a Hugging Face config.json), got {type(cfg).__name__}")
     text = cfg.get("text_config")
-    if isinstance(text, dict) and not _supported(cfg) and _supported(text):
-        # a multimodal checkpoint (e.g. Kimi-K2.5's KimiK25ForConditionalGeneration) around a supported text model
-        kw = hf_fields_from_dict(text, origin=f"{origin} text_config", name=name)
-        kw["source"] += (f"; the text model of {', '.join(cfg['architectures'])}: its vision tower's weights and "
-                         f"work are not counted")
+    if isinstance(text, dict) and not _supported(cfg):
+        if not _supported(text):
+            named = text.get("architectures")
+            raise ValueError(f"{origin}: architecture {', '.join(map(str, cfg.get('architectures') or ['(none)']))} is "
+                             f"not supported, nor is its text_config's ({', '.join(map(str, named)) if named else 'it names no architectures'}); "
+                             f"supported: {', '.join(ARCHITECTURES)}")
+        # a multimodal checkpoint (e.g. Kimi-K2.5's KimiK25ForConditionalGeneration) around a supported text model;
+        # a quantization config or dtype stated on the wrapper only (llm-compressor writes it there) is the text model's
+        inherited = {k: cfg[k] for k in ("quantization_config", "torch_dtype", "dtype") if k in cfg and k not in text}
+        kw = hf_fields_from_dict(dict(text, **inherited), origin=f"{origin} text_config", name=name)
+        kw["source"] += (f"; the text model of {', '.join(cfg['architectures'])}"
+                         + (f" ({', '.join(inherited)} from the wrapper)" if inherited else "")
+                         + ": its vision tower's weights and work are not counted")
         return kw
     arch_name, arch = _architecture(cfg, origin)
     get = _Reader(cfg, origin)
@@ -357,7 +365,10 @@ def _mla(cfg: dict, get: _Reader, origin: str) -> dict[str, int]:
     """Multi-head latent attention's widths (ModelConfig.kv_lora_rank and the rest); a null ``q_lora_rank``
     (DeepSeek-V2-Lite) projects the queries from the hidden state directly."""
     q_lora = cfg.get("q_lora_rank")
-    return {"kv_lora_rank": get.int("kv_lora_rank"), "q_lora_rank": 0 if q_lora is None else get.int("q_lora_rank"),
+    if q_lora is not None and not (isinstance(q_lora, int) and not isinstance(q_lora, bool) and q_lora >= 1):
+        raise ValueError(f"{origin}: q_lora_rank = {q_lora!r}; expected an integer >= 1, or null (queries projected "
+                         f"from the hidden state directly)")
+    return {"kv_lora_rank": get.int("kv_lora_rank"), "q_lora_rank": 0 if q_lora is None else q_lora,
             "qk_rope_head_dim": get.int("qk_rope_head_dim"), "v_head_dim": get.int("v_head_dim")}
 
 
@@ -365,8 +376,8 @@ def _moe(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int) -> dict
     if arch.moe == "deepseek":
         freq = get.int("moe_layer_freq", default=1)
         if freq != 1:
-            raise ValueError(f"{origin}: moe_layer_freq = {freq}; the planner models the layers after "
-                             f"first_k_dense_replace as all MoE (moe_layer_freq 1)")
+            raise ValueError(f"{origin}: moe_layer_freq = {freq}; expected 1: the planner models every layer after "
+                             f"first_k_dense_replace as MoE, not every {freq}th")
         dense = get.int("first_k_dense_replace", default=0, minimum=0)
         if dense >= layers:
             raise ValueError(f"{origin}: first_k_dense_replace({dense}) >= num_hidden_layers({layers}): no MoE layer")

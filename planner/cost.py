@@ -47,14 +47,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from accelcal.calibrate.profile import MissingMeasurement, ProfileQueries
-from accelcal.vocab import SAMPLER_BYTES_PER_LOGIT, attention_flop_bytes, gemm_bytes
+from accelcal.vocab import DTYPE_BYTES, SAMPLER_BYTES_PER_LOGIT, attention_flop_bytes, gemm_bytes
 
 from .dag import DagNode, LayerDAG
 
-__all__ = ["CATEGORIES", "Coster", "CostedDAG", "NodeCost", "host_runs_kernels"]
+__all__ = ["CATEGORIES", "Coster", "CostedDAG", "NodeCost", "activation_dtype", "host_runs_kernels"]
 
 CATEGORIES = ("compute", "memory", "communication", "launch")
 
@@ -141,12 +141,21 @@ def host_runs_kernels(profile: ProfileQueries) -> bool:
     return profile.identity.device_type == "cpu"
 
 
+def activation_dtype(weight_dtype: str, measured: Sequence[str]) -> str:
+    """The dtype a layer's activations, attention and collectives run in for weights of ``weight_dtype`` on a
+    profile that measured ``measured``: bf16 under 1-byte (fp8) weights, whose GEMMs quantize their bf16 inputs (as
+    the serving engines run fp8 checkpoints), where the profile has bf16; otherwise the weights' own dtype."""
+    if DTYPE_BYTES[weight_dtype] < DTYPE_BYTES["bf16"] and "bf16" in measured:
+        return "bf16"
+    return weight_dtype
+
+
 class Coster:
     """Answers node costs from one device group's profiles; memoises every query."""
 
     def __init__(self, profile: ProfileQueries, dtype: str = "bf16", cuda_graphs: bool = False,
                  inter_node_profile: ProfileQueries | None = None, assume_zero_latency: bool = True,
-                 kv_dtype: str | None = None) -> None:
+                 kv_dtype: str | None = None, gemm_dtype: str | None = None) -> None:
         self.profile = profile
         self.kv_dtype = kv_dtype
         """KV cache element type when it is not ``dtype`` (an fp8 cache): attention reads K/V at its size."""
@@ -154,12 +163,13 @@ class Coster:
         """False: a collective whose latency the profile does not give (datasheet priors) is refused, not costed at 0 s."""
         self.inter = inter_node_profile if inter_node_profile is not None else profile
         self.dtype = dtype
-        self.gemm_dtype = dtype
-        """Element type the GEMMs run in (a subclass may run them in another, e.g. fp8 weights)."""
+        self.gemm_dtype = gemm_dtype or dtype
+        """Element type the GEMMs run in: the weights' (fp8 weights on ``dtype`` activations), default ``dtype``."""
         self.cuda_graphs = cuda_graphs
-        if dtype not in profile.dtypes():
-            raise ValueError(f"profile {profile.identity.name} has no compute data for dtype "
-                             f"{dtype!r}; it has {profile.dtypes()}")
+        for d in {dtype, self.gemm_dtype}:
+            if d not in profile.dtypes():
+                raise ValueError(f"profile {profile.identity.name} has no compute data for dtype "
+                                 f"{d!r}; it has {profile.dtypes()}")
         self._cache: dict[tuple, Any] = {}
         self.serialised = host_runs_kernels(profile) and not cuda_graphs
         # Eager on an accelerator: the host issues the layer's own op mix (views, casts included), measured as

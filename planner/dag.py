@@ -302,7 +302,7 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
               heads=shape.heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim, work_fraction=1.0 / sp,
               **window, **form))
-    o_k = heads * (model.v_head_dim if model.is_mla else hd)
+    o_k = model.mla_projections(t)["o_proj"][1] if model.is_mla else heads * hd
     add(_node("o_proj", "gemm", quantized("o_proj", ("attention",), tok * o_k), m=tok, n=h, k=o_k))
     r = residual("attn_residual", tp_reduce("tp_attn", "o_proj"))
     x = norm("mlp_norm", r)
@@ -340,16 +340,15 @@ def _mla_projections(dag: LayerDAG, model: ModelConfig, layout: Parallelism, opt
     cached context also expands the context's latents, which is not counted here.  RoPE on the queries' and the
     one shared key's rotary part, then the cache write of latent and rotary key."""
     add = dag.nodes.append
-    h, t = model.hidden_size, layout.tp
-    heads, hd, rope = model.heads // t, model.head_dim, model.qk_rope_head_dim
+    t = layout.tp
+    heads, rope = model.heads // t, model.qk_rope_head_dim
     qr, lat = model.q_lora_rank, model.kv_lora_rank + rope
-    add(_node("qkv_a", "gemm", quantized("qkv_a", (x,), tok * h), m=tok, n=qr + lat, k=h))
-    elementwise("qkv_a_norm", ("qkv_a",), "norm", tok * (qr + model.kv_lora_rank), copies=2 if qr else 1)
-    q_k = qr if qr else h
-    q_dep = ("qkv_a_norm",) if qr else (x,)
-    add(_node("q_b", "gemm", quantized("q_b", q_dep, tok * q_k), m=tok, n=heads * hd, k=q_k))
-    add(_node("kv_b", "gemm", quantized("kv_b", ("qkv_a_norm",), tok * model.kv_lora_rank), m=tok,
-              n=heads * (hd - rope + model.v_head_dim), k=model.kv_lora_rank))
+    shapes = model.mla_projections(t)
+    for name, dep in (("qkv_a", (x,)), ("q_b", ("qkv_a_norm",) if qr else (x,)), ("kv_b", ("qkv_a_norm",))):
+        n, k = shapes[name]
+        add(_node(name, "gemm", quantized(name, dep, tok * k), m=tok, n=n, k=k))
+        if name == "qkv_a":
+            elementwise("qkv_a_norm", ("qkv_a",), "norm", tok * (qr + model.kv_lora_rank), copies=2 if qr else 1)
     rope_elems = tok * (heads + 1) * rope
     roped: tuple[str, ...] = ("q_b", "kv_b")
     if not options.rope_in_attention:

@@ -77,10 +77,8 @@ def attention_weight_elems(model: ModelConfig, tp: int) -> int:
     if not model.is_mla:
         kvh = kv_heads_per_device(model, tp)
         return h * (heads + 2 * kvh) * hd + heads * hd * h
-    qr, lat = model.q_lora_rank, model.kv_lora_rank + model.qk_rope_head_dim
-    q = qr * h + qr + qr * heads * hd if qr else h * heads * hd
-    expand = model.kv_lora_rank * heads * (hd - model.qk_rope_head_dim + model.v_head_dim)
-    return q + h * lat + model.kv_lora_rank + expand + heads * model.v_head_dim * h
+    norms = model.q_lora_rank + model.kv_lora_rank  # the bottleneck's and the latent's RMSNorm weights
+    return sum(n * k for n, k in model.mla_projections(tp).values()) + norms
 
 
 def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = None) -> int:

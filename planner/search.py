@@ -41,7 +41,7 @@ from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
 
 from .cluster import Cluster, DeviceGroup
-from .cost import CATEGORIES, Coster, CostedDAG
+from .cost import CATEGORIES, Coster, CostedDAG, activation_dtype
 from .dag import DagOptions, build_edge_dag, build_layer_dag, edge_parallelism, layer_parallelism
 from .memory import MemoryEstimate, device_memory
 from .pareto import pareto_front
@@ -361,10 +361,15 @@ class _Evaluator:
 
     def __init__(self, model: ModelConfig, workload: Workload, group: DeviceGroup, options: PlanOptions):
         self.model, self.w, self.g, self.o = model, workload, group, options
-        self.coster = Coster(group.profile, dtype=model.weight_dtype, cuda_graphs=options.cuda_graphs,
+        # fp8 weights: the GEMMs in fp8 on quantized inputs, activations, attention and collectives in bf16
+        act = activation_dtype(model.weight_dtype, group.profile.dtypes())
+        self.dag_model = dataclasses.replace(model, weight_dtype=act) if act != model.weight_dtype else model
+        self.coster = Coster(group.profile, dtype=act, cuda_graphs=options.cuda_graphs,
                              inter_node_profile=group.inter_node_profile,
-                             assume_zero_latency=options.assume_zero_latency)
-        self.el = model.weight_bytes_per_elem
+                             assume_zero_latency=options.assume_zero_latency,
+                             kv_dtype=model.kv_dtype if model.kv_dtype != act else None, gemm_dtype=model.weight_dtype)
+        self.input_quant = act != model.weight_dtype
+        self.el = self.dag_model.weight_bytes_per_elem
         self.impl = Implementation.from_name(options.implementation)
         self._memo: dict[tuple, CostedDAG] = {}
 
@@ -374,7 +379,7 @@ class _Evaluator:
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = self.coster.cost_dag(
-                build_layer_dag(self.model, phase, batch, q_len, kv_len, par, self.impl, options), self.el)
+                build_layer_dag(self.dag_model, phase, batch, q_len, kv_len, par, self.impl, options), self.el)
         return hit
 
     def _edge(self, phase: str, part: str, tokens: int, logits: int, par: Parallelism) -> CostedDAG:
@@ -382,7 +387,7 @@ class _Evaluator:
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = self.coster.cost_dag(
-                build_edge_dag(self.model, phase, part, tokens, logits, par), self.el)
+                build_edge_dag(self.dag_model, phase, part, tokens, logits, par), self.el)
         return hit
 
     def phase(self, phase: str, par: Parallelism, batch: int, q_len: int, kv_len: int) -> PhaseCost:
@@ -391,7 +396,8 @@ class _Evaluator:
             self.o.tp_comm if self.o.tp_comm != "auto" else "all_reduce"]
         best = None
         for comm in comms:
-            layer = self._layer(phase, batch, q_len, kv_len, par, DagOptions(comm, self.o.moe_imbalance))
+            layer = self._layer(phase, batch, q_len, kv_len, par,
+                                DagOptions(comm, self.o.moe_imbalance, gemm_input_quant=self.input_quant))
             if best is None or layer.total_s < best[1].total_s:
                 best = (comm, layer)
         comm, layer = best

@@ -188,3 +188,42 @@ def test_a_multimodal_wrapper_is_read_through_its_text_config(tmp_path):
     # a wrapper around an architecture that is not supported is refused with the wrapper's name
     with pytest.raises(ValueError, match="KimiK25ForConditionalGeneration is not supported"):
         ModelConfig.resolve(_write(tmp_path, dict(_kimi_like(), text_config={"architectures": ["Qwen3NextForCausalLM"]})))
+
+
+def test_a_wrapper_lends_its_quantization_config_to_the_text_model_and_names_what_it_cannot_read(tmp_path):
+    cfg = _kimi_like()
+    cfg["quantization_config"] = cfg["text_config"].pop("quantization_config")  # where llm-compressor writes it
+    m = ModelConfig.resolve(_write(tmp_path, cfg))
+    assert m.expert_weight_dtype == "int4_g32" and "quantization_config from the wrapper" in m.source
+    bare = dict(_kimi_like(), text_config={"model_type": "kimi_vl_text", "hidden_size": 64})
+    with pytest.raises(ValueError, match="nor is its text_config's \\(it names no architectures\\)"):
+        ModelConfig.resolve(_write(tmp_path, bare))
+
+
+def test_pipeline_stages_split_61_layers_unevenly_as_the_engines_do():
+    from accelcal.planner.serving.engine import EnginePreset
+    from accelcal.planner.serving.predict import combine_profiles
+    from accelcal.planner.serving.step_cost import StepCoster, replica_parallelism
+
+    prof, _, _ = combine_profiles(Profile.load(str(ROOT / "profiles" / "nvidia-h100.yaml")), Profile.load(NVSWITCH))
+    m = dataclasses.replace(ModelConfig.from_name("qwen3-32b"), layers=61)
+    sc = StepCoster(prof, m, replica_parallelism(1, 2, 1, 8), EnginePreset.from_name("vllm"))
+    layer_s, edge = sc._parts(4, 512.0, (), None)[0], sc._parts(4, 512.0, (), None)[4]
+    path, first, last, middle = sc._passes(4, 512.0, (), None)
+    assert sc.layers_per_stage == 31                      # vLLM / SGLang get_pp_indices: 31 + 30
+    assert path == pytest.approx(61 * layer_s + edge)     # every layer once on the way through
+    assert middle - sc._parts(4, 512.0, (), None)[7].get("pp_send", 0.0) == pytest.approx(31 * layer_s)
+    with pytest.raises(ValueError, match=r"pp\(62\) > layers\(61\)"):
+        StepCoster(prof, m, replica_parallelism(1, 62, 1, 62), EnginePreset.from_name("vllm"))
+
+
+def test_the_model_gemm_sweep_covers_the_latent_projections_and_the_dense_layers():
+    from accelcal.kernels.model_shapes import model_gemm_shapes
+
+    shapes, notes = model_gemm_shapes(["deepseek-v3"], [8])
+    got = {g.name: (g.n, g.k) for g in shapes}
+    assert got["deepseek-v3.qkv_a/tp8"] == (1536 + 512 + 64, 7168)      # replicated: not divided by TP
+    assert got["deepseek-v3.kv_b/tp8"] == (16 * (128 + 128), 512)
+    assert got["deepseek-v3.o_proj/tp8"] == (7168, 16 * 128)
+    assert got["deepseek-v3.gate_up/tp8"] == (2 * 18432 // 8, 7168)      # the three dense layers' MLP
+    assert "deepseek-v3.qkv/tp8" not in got and not notes

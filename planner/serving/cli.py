@@ -82,8 +82,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "(outside TTFT; it changes how arrivals cluster; default 0)")
     p.add_argument("--weight-dtype", choices=SERVING_DTYPES, default=None,
                    help="weights and GEMMs (fp8_e4m3: 1 byte per weight, costed from the profile's fp8 GEMMs; "
-                        "default: the model's own, fp8_e4m3 for a Hugging Face config with an fp8 "
-                        "quantization_config, else bf16)")
+                        "default: the model's own precision: a preset's weight_dtype (deepseek-v3: fp8_e4m3) or a "
+                        "Hugging Face config's fp8 quantization_config, else bf16; routed experts stored weight-only "
+                        "(gpt-oss mxfp4, kimi-k2.5 int4) keep that format whatever this says)")
     p.add_argument("--fp8-scaling", choices=FP8_SCALINGS, default=None,
                    help="fp8 weight scaling (block-scaled GEMMs are costed from the per-tensor measurements, noted; "
                         "default: block when the model's quantization config gives a weight_block_size)")
@@ -248,7 +249,9 @@ def format_prediction(res) -> str:
     if i:
         lines.append(f"  {i['model']} on {i['profile']}" + (f" + {i['inter_node_profile']}" if i["inter_node_profile"]
                                                              else "")
-                     + f"  (weights {i['weight_dtype']}, KV {i['kv_dtype']}; {i['method']})")
+                     + f"  (weights {i['weight_dtype']}"
+                     + (f", routed experts {i['expert_weight_dtype']}" if i.get("expert_weight_dtype") else "")
+                     + f", KV {i['kv_dtype']}; {i['method']})")
     if not res.feasible:
         lines.append(f"INFEASIBLE: {res.reason}")
         return "\n".join(lines) + "\n"

@@ -195,7 +195,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     pred.inputs = {"model": model.name, "profile": getattr(profile.identity, "name", "?"),
                    "inter_node_profile": (getattr(inter_node_profile.identity, "name", "?")
                                           if inter_node_profile is not None else None),
-                   "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "method": method}
+                   "weight_dtype": weight_dtype, "expert_weight_dtype": model.expert_weight_dtype or None,
+                   "kv_dtype": kv_dtype, "method": method}
     if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency:
         # --concurrency is every replica's clients together (ServingWorkload.client_shares splits it)
         pred.notes.append(f"--num-requests {num_requests} < --concurrency {workload.concurrency}: only "

@@ -182,7 +182,7 @@ def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]
         if not model.is_moe and model.ffn_size % tp:
             continue
         for pp in range(1, devices // tp + 1):
-            if (devices // tp) % pp or model.layers % pp:
+            if (devices // tp) % pp or pp > model.layers:  # uneven stages as the engines split them (StepCoster)
                 continue
             out.append((tp, pp))
     return out

@@ -87,8 +87,8 @@ class _ServingCoster(Coster):
 
     def __init__(self, profile: Any, gemm_dtype: str, act_dtype: str, cuda_graphs: bool, inter: Any,
                  ar_kernel: str = "", ar_kernel_max_bytes: float = 0.0, kv_dtype: str | None = None) -> None:
-        super().__init__(profile, dtype=act_dtype, cuda_graphs=cuda_graphs, inter_node_profile=inter, kv_dtype=kv_dtype)
-        self.gemm_dtype = gemm_dtype  # the GEMMs' operands (and so their bytes) in the weight dtype
+        super().__init__(profile, dtype=act_dtype, cuda_graphs=cuda_graphs, inter_node_profile=inter, kv_dtype=kv_dtype,
+                         gemm_dtype=gemm_dtype)
         self.ar_kernel, self.ar_kernel_max_bytes = ar_kernel, ar_kernel_max_bytes
 
     def collective(self, op: str, nbytes: float, group_size: int, scope: str, kernel: str | None = None):
@@ -121,8 +121,8 @@ class StepCoster:
         if fp8_scaling not in FP8_SCALINGS:
             raise ValueError(f"fp8 scaling must be one of {list(FP8_SCALINGS)}, got {fp8_scaling!r}")
         model.require_tp_divides_heads(tp)
-        if model.layers % pp:
-            raise ValueError(f"layers({model.layers}) % pp({pp}) = {model.layers % pp}: stages must be equal")
+        if pp > model.layers:
+            raise ValueError(f"pp({pp}) > layers({model.layers}): every pipeline stage needs a layer")
         self.model = dataclasses.replace(model, weight_dtype=act, kv_dtype=act)
         self.tp, self.pp, self.engine = tp, pp, engine
         self.kv_dtype, self.weight_dtype = kv_dtype, weight_dtype
@@ -191,7 +191,9 @@ class StepCoster:
         eager = self._costers[False].launch
         if "fallback" in eager.flags and self._device_graphs:
             self.notes.append(f"eager steps (prefill and mixed; decode batches without a captured graph): {eager.detail}")
-        self.layers_per_stage = model.layers // pp
+        # the engines split layers as evenly as they can, the remainder one more on some stages (vLLM and SGLang
+        # distributed/utils.py get_pp_indices): the busiest stage holds ceil(layers / pp)
+        self.layers_per_stage = math.ceil(model.layers / pp)
 
     @staticmethod
     def _kv_dtype_gain(profile: Any, model: ModelConfig, tp: int, act: str, kv_dtype: str) -> str:
@@ -445,7 +447,7 @@ class StepCoster:
         layer_s, _, _, _, edge, _, _, part_s = self._parts(decode_seqs, decode_kv_mean, chunks, logits)
         stage = self.layers_per_stage * layer_s
         send = part_s.get("pp_send", 0.0)
-        path = self.pp * self.layers_per_stage * layer_s + edge  # edge: embedding, head, sampling, every hand-off
+        path = self.model.layers * layer_s + edge  # edge: embedding, head, sampling, every hand-off
         return path, stage + part_s["embed"] + send, stage + part_s["head"], stage + send
 
     def step_s(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = (), logits: int | None = None) -> float:
@@ -467,7 +469,7 @@ class StepCoster:
         d, cs, lg = max(self.micro_batches(decode_seqs, chunks),
                         key=lambda mb: self._passes(mb[0], decode_kv_mean, mb[1], mb[2])[0])
         layer_s, bd, attn, launch_s, edge, ebd, graphs, _ = self._parts(d, decode_kv_mean, cs, lg)
-        n = self.pp * self.layers_per_stage
+        n = self.model.layers
         out = {k: n * v + ebd.get(k, 0.0) for k, v in bd.items()}
         out["launch"] += n * launch_s
         out["attention"] = n * attn
