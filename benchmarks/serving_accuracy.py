@@ -251,9 +251,11 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         if ep > 1 and not model.is_moe:
             ep = 1  # a dense model's row: its expert columns say nothing
         precision = row.get("precision") or ""
-        if precision in ("fp4", "int4") and model.expert_weight_dtype:
+        own = {"fp4": "mxfp4", "int4": "int4_g"}.get(precision)
+        if own and model.expert_weight_dtype.startswith(own):
             # the checkpoint's own 4-bit experts (gpt-oss: mxfp4, the file labels its rows fp4 / nvfp4; Kimi-K2.5:
-            # int4, rows int4 / int4_wo): the model as published, its other weights in the activation dtype
+            # int4, rows precision int4, gemm_quant_mode int4_wo): the model as published, its other weights in the
+            # activation dtype
             precision = ""
         if precision not in ("", "bf16", "fp16", "fp8"):
             skipped[f"precision {precision!r} (weights) is not modelled"] += 1

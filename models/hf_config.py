@@ -10,7 +10,8 @@
 ``config.json``, so ``--model`` takes one wherever a model is named.  Supported
 architectures are the keys of ``ARCHITECTURES``; anything else is refused with
 the list, because a config of another family (linear attention, interleaved
-dense and MoE layers, a multimodal wrapper) would be costed as the wrong layer.
+dense and MoE layers) would be costed as the wrong layer.  A multimodal
+wrapper whose ``text_config`` holds a supported architecture is read through it.
 
 What is read: ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
 ``num_key_value_heads`` (absent = heads, for the families whose transformers
@@ -180,6 +181,13 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
     kw.update(_dtypes(cfg, get, origin, notes))
     if arch.moe:
         kw.update(_moe(cfg, get, arch, origin, kw["layers"]))
+    if kw.get("expert_weight_dtype", "").startswith("int4_g") and kw.get("shared_experts"):
+        # the 4-bit format is costed on the routed experts only: the shared ones must be left out of it
+        ignore = (cfg.get("quantization_config") or {}).get("ignore") or []
+        if not any("shared_expert" in str(i) for i in ignore):
+            raise ValueError(f"{origin}: quantization_config (compressed-tensors) quantizes the shared experts too "
+                             f"(no shared_experts entry in ignore {ignore}); only routed experts stored in 4 bits are "
+                             f"modelled")
     kw.update(_sliding(cfg, get, arch, origin, kw["layers"], notes))
     window = cfg.get("sliding_window")
     if (not kw.get("sliding_layers") and window is not None and cfg.get("use_sliding_window", True)
@@ -325,8 +333,11 @@ def _compressed_tensors(q: dict, origin: str) -> str:
           and any("self_attn" in str(i) for i in q.get("ignore") or []))
     fmt = f"int4_g{w.get('group_size')}" if isinstance(w, dict) else ""
     if not ok or fmt not in WEIGHT_ONLY_BYTES:
-        raise ValueError(f"{origin}: quantization_config (compressed-tensors) weights = {str(w)[:160]}; expected {want}, "
-                         f"group_size one of {sorted(int(k[len('int4_g'):]) for k in WEIGHT_ONLY_BYTES if k.startswith('int4_g'))}")
+        what = (f"{w.get('num_bits')}-bit {w.get('type')} weights" if isinstance(w, dict) else "no weights scheme") + (
+            " with quantized activations" if isinstance(g, dict) and g.get("input_activations") is not None else "")
+        raise ValueError(f"{origin}: quantization_config (compressed-tensors) has {what} ({str(w)[:120]}); only 4-bit "
+                         f"integer weight-only experts are read: expected {want}, group_size one of "
+                         f"{sorted(int(k[len('int4_g'):]) for k in WEIGHT_ONLY_BYTES if k.startswith('int4_g'))}")
     return fmt
 
 

@@ -71,8 +71,8 @@ class NodeCost:
     """compute | memory | communication (launch is accounted per layer)."""
     device_s: float
     """Device time of the node, seconds."""
-    kernels: int
-    """Kernels it launches."""
+    kernels: float
+    """Kernels it launches (weighted by its ``layer_share`` in a mean layer of two kinds, so possibly fractional)."""
     source: str
     """Profile field the time came from (Estimate.source)."""
     detail: str
@@ -344,7 +344,10 @@ class Coster:
     def cost_dag(self, dag: LayerDAG, el: int = 2) -> CostedDAG:
         nodes = [self.cost_node(n, el) for n in dag.nodes]
         if self.serialised:
-            nodes = [dataclasses.replace(n, launch_s=0.0 if n.self_timed else max(0, n.kernels - 1) * self._launch.time_s)
+            # each kernel beyond the one its figure holds, weighed like the node (its layer_share in a mean layer)
+            share = {n.name: n.p.get("layer_share", 1.0) for n in dag.nodes}
+            nodes = [dataclasses.replace(n, launch_s=0.0 if n.self_timed else
+                                         share[n.name] * max(0.0, n.kernels / share[n.name] - 1) * self._launch.time_s)
                      for n in nodes]
         device = sum(n.device_s for n in nodes)
         kernels = sum(n.kernels for n in nodes)

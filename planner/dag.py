@@ -270,8 +270,9 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     x = norm("attn_norm", ())
     shape = model.attention_shape(phase, t)
     if model.is_mla:
+        # with SP every rank expands the whole prompt's gathered latents into its heads' keys and values
         attn_dep, kv_write_elems = _mla_projections(dag, model, layout, options, impl, tok, el, kvel, x, quantized,
-                                                    elementwise)
+                                                    elementwise, expand_tok=batch * q_len if sp > 1 else tok)
     else:
         add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd, k=h))
         roped = _qk_norm(dag, model, layout, tok, heads, kvh, elementwise, options.qk_norm_kernels)
@@ -328,7 +329,7 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
 
 def _mla_projections(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOptions,
                      impl: Implementation, tok: int, el: int, kvel: int, x: str, quantized: Callable[..., tuple],
-                     elementwise: Callable[..., str]) -> tuple[tuple[str, ...], int]:
+                     elementwise: Callable[..., str], expand_tok: int | None = None) -> tuple[tuple[str, ...], int]:
     """Multi-head latent attention's projections up to the attention call; (what the call waits for, elements the
     KV-cache write stores).
 
@@ -337,8 +338,9 @@ def _mla_projections(dag: LayerDAG, model: ModelConfig, layout: Parallelism, opt
     rank's heads of the query expansion, and of the latent's expansion into keys and values (``kv_b_proj``).  A
     prompt expands its new tokens' latents so; a decode step folds the same weights into the query and output
     instead (``W_UK``, ``W_UV``): the same multiply-adds per token, so one GEMM stands for both.  A chunk after
-    cached context also expands the context's latents, which is not counted here.  RoPE on the queries' and the
-    one shared key's rotary part, then the cache write of latent and rotary key."""
+    cached context also expands the context's latents, which is not counted here; with SP a rank expands every
+    prompt token's latent (``expand_tok``), not only its shard's.  RoPE on the queries' and the one shared key's
+    rotary part, then the cache write of latent and rotary key."""
     add = dag.nodes.append
     t = layout.tp
     heads, rope = model.heads // t, model.qk_rope_head_dim
@@ -346,7 +348,8 @@ def _mla_projections(dag: LayerDAG, model: ModelConfig, layout: Parallelism, opt
     shapes = model.mla_projections(t)
     for name, dep in (("qkv_a", (x,)), ("q_b", ("qkv_a_norm",) if qr else (x,)), ("kv_b", ("qkv_a_norm",))):
         n, k = shapes[name]
-        add(_node(name, "gemm", quantized(name, dep, tok * k), m=tok, n=n, k=k))
+        m = expand_tok if name == "kv_b" and expand_tok else tok
+        add(_node(name, "gemm", quantized(name, dep, m * k), m=m, n=n, k=k))
         if name == "qkv_a":
             elementwise("qkv_a_norm", ("qkv_a",), "norm", tok * (qr + model.kv_lora_rank), copies=2 if qr else 1)
     rope_elems = tok * (heads + 1) * rope

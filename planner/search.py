@@ -462,7 +462,7 @@ def _check_divisible(model: ModelConfig, par: Parallelism) -> str | None:
     if model.kv_heads % tp and tp % model.kv_heads:
         return (f"kv_heads({model.kv_heads}) and tp({tp}) do not divide either way (kv_heads % tp = "
                 f"{model.kv_heads % tp}, tp % kv_heads = {tp % model.kv_heads}): KV heads cannot be split or replicated evenly")
-    if not model.is_moe and model.ffn_size % tp:
+    if (not model.is_moe or model.dense_layers) and model.ffn_size % tp:
         return f"ffn_size({model.ffn_size}) % tp({tp}) = {model.ffn_size % tp}: the MLP must split evenly"
     if model.layers % pp:
         return (f"layers({model.layers}) % pp({pp}) = {model.layers % pp}: {model.layers}/{pp} = "

@@ -96,6 +96,27 @@ def test_the_mean_layer_weighs_the_dense_and_the_moe_blocks_by_their_share_of_th
     share = m.dense_layers / m.layers
     assert device_s(m) == pytest.approx((1 - share) * device_s(moe) + share * device_s(dense), rel=1e-9)
     assert device_s(dense) < device_s(m) < device_s(moe)
+    # where the host runs the kernels (a CPU profile) each kernel's launch is weighed the same way
+    cpu = Coster(Profile.load(str(ROOT / "profiles" / "cpu-intel-xeon-2core.yaml")), dtype="fp32")
+    small = dataclasses.replace(ModelConfig.from_name("deepseek-moe"), weight_dtype="fp32", kv_dtype="fp32")
+    launch = {k: cpu.cost_dag(build_layer_dag(v, "decode", 16, 1, 1024), 4).launch_s for k, v in (
+        ("mean", small), ("moe", dataclasses.replace(small, dense_layers=0)),
+        ("dense", dataclasses.replace(small, num_experts=0, top_k=0, expert_ffn_size=0, shared_experts=0, dense_layers=0)))}
+    s = small.dense_layers / small.layers
+    assert launch["mean"] == pytest.approx((1 - s) * launch["moe"] + s * launch["dense"], rel=1e-9)
+
+
+def test_with_sequence_parallelism_each_rank_expands_the_whole_prompts_latents():
+    m = ModelConfig.from_name("deepseek-v3")
+    nodes = {n.name: n.p for n in build_layer_dag(m, "prefill", 1, 2048, 2048, Parallelism(tp=8, sp=2)).nodes}
+    assert (nodes["q_b"]["m"], nodes["kv_b"]["m"]) == (1024, 2048)   # its own half of the queries, all the keys
+    assert nodes["sp_kv_all_gather"]["nbytes"] == 2048 * 576 * 2
+
+
+def test_quantized_shared_experts_are_refused(tmp_path):
+    cfg = _kimi_like(ignore=["lm_head", "re:.*self_attn.*"])
+    with pytest.raises(ValueError, match="quantizes the shared experts too"):
+        ModelConfig.resolve(_write(tmp_path, cfg))
 
 
 def test_dense_layers_lighten_the_first_stage_and_the_busiest_stage_counts():

@@ -179,7 +179,7 @@ def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]
     for tp in range(1, devices + 1):
         if devices % tp or model.heads % tp or (model.kv_heads % tp and tp % model.kv_heads):
             continue
-        if not model.is_moe and model.ffn_size % tp:
+        if (not model.is_moe or model.dense_layers) and model.ffn_size % tp:
             continue
         for pp in range(1, devices // tp + 1):
             if (devices // tp) % pp or pp > model.layers:  # uneven stages as the engines split them (StepCoster)

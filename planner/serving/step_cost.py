@@ -146,7 +146,8 @@ class StepCoster:
         if model.is_mla:
             d, p = model.attention_shape("decode", tp), model.attention_shape("prefill", tp)
             self.notes.append(f"multi-head latent attention: decodes attend the cached latent ({d.heads} query heads "
-                              f"over {d.head_dim} values per token, one tensor for keys and values), prompts the latent "
+                              f"over {d.head_dim}-wide keys per token whose first {d.v_head_dim} columns are the values), "
+                              f"prompts the latent "
                               f"expanded into {p.heads} heads of {p.head_dim}-wide keys and {p.v_head_dim}-wide values; "
                               f"both at the profile's fitted rates for standard attention (no MLA kernel is measured), "
                               f"and a chunk's expansion of its cached context is not counted")
@@ -192,7 +193,8 @@ class StepCoster:
         if "fallback" in eager.flags and self._device_graphs:
             self.notes.append(f"eager steps (prefill and mixed; decode batches without a captured graph): {eager.detail}")
         # the engines split layers as evenly as they can, the remainder one more on some stages (vLLM and SGLang
-        # distributed/utils.py get_pp_indices): the busiest stage holds ceil(layers / pp)
+        # distributed/utils.py get_pp_indices): the busiest stage holds ceil(layers / pp), each costed as the mean
+        # layer (a MoE model's few dense layers sit in the first stage, so its MoE-only stages run a little longer)
         self.layers_per_stage = math.ceil(model.layers / pp)
 
     @staticmethod
