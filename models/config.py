@@ -93,6 +93,13 @@ class ModelConfig:
     (``qk_nope_head_dim + qk_rope_head_dim``), one rotary key shared by all heads."""
     v_head_dim: int = 0
     """MLA: width of one value head (``v_head_dim``); 0 = ``head_dim`` (standard attention)."""
+    index_topk: int = 0
+    """DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5 ``index_topk``): keys each query attends, the top ones a
+    lightning indexer scores over the whole context; 0 = every query attends its whole causal context."""
+    index_heads: int = 0
+    """DSA: the indexer's query heads (``index_n_heads``); its one key head is shared."""
+    index_head_dim: int = 0
+    """DSA: width of the indexer's heads and of the key it caches per token and layer (``index_head_dim``)."""
     expert_weight_dtype: str = ""
     """Storage format of the routed experts' weights when it is weight-only (``mxfp4``: gpt-oss's
     ``quantization_config``; ``int4_g32``: Kimi-K2.5's compressed-tensors 4-bit integers; accelcal.vocab.WEIGHT_ONLY_BYTES):
@@ -134,7 +141,8 @@ class ModelConfig:
         if bool(self.sliding_layers) != bool(self.sliding_window):
             raise ValueError(f"model {self.name!r}: sliding_layers({self.sliding_layers}) and sliding_window"
                              f"({self.sliding_window}) must both be 0 or both > 0")
-        for f in ("dense_layers", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "v_head_dim"):
+        for f in ("dense_layers", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "v_head_dim", "index_topk",
+                  "index_heads", "index_head_dim"):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"model {self.name!r}: {f} must be an integer >= 0, got {v!r}")
@@ -152,7 +160,13 @@ class ModelConfig:
             if self.sliding_layers or self.qk_norm:
                 raise ValueError(f"model {self.name!r}: multi-head latent attention with sliding-window layers or a "
                                  f"q/k norm is not modelled")
-        elif self.q_lora_rank or self.qk_rope_head_dim or self.v_head_dim:
+        if len({bool(self.index_topk), bool(self.index_heads), bool(self.index_head_dim)}) > 1:
+            raise ValueError(f"model {self.name!r}: index_topk({self.index_topk}), index_heads({self.index_heads}) and "
+                             f"index_head_dim({self.index_head_dim}) describe sparse attention's indexer together: all "
+                             f"0 or all > 0")
+        if self.index_topk and self.sliding_layers:
+            raise ValueError(f"model {self.name!r}: sparse attention (index_topk) with sliding-window layers is not modelled")
+        if not self.kv_lora_rank and (self.q_lora_rank or self.qk_rope_head_dim or self.v_head_dim):
             raise ValueError(f"model {self.name!r}: q_lora_rank, qk_rope_head_dim and v_head_dim describe multi-head "
                              f"latent attention and need kv_lora_rank > 0 (got {self.q_lora_rank}, "
                              f"{self.qk_rope_head_dim}, {self.v_head_dim} with kv_lora_rank 0)")
@@ -309,7 +323,11 @@ class ModelConfig:
         """((keys a layer's attention call spans, share of the layers), ...) for ``q_len`` queries at the end of
         ``kv_len`` keys: the full-attention layers span them all; a sliding-window layer only the keys its window
         reaches, min(kv_len, q_len + sliding_window - 1), costed as causal attention over those (the band inside is
-        a little less work; a kernel still runs its partly masked tiles).  One entry for a model without windows."""
+        a little less work; a kernel still runs its partly masked tiles).  One entry for a model without windows.
+        Sparse attention (``index_topk``) has each query attend at most ``index_topk`` keys: as many pairs as a window
+        of that size, so every layer is costed so (which keys they are does not change the work)."""
+        if self.index_topk:
+            return ((min(kv_len, q_len + self.index_topk - 1), 1.0),)
         if not self.sliding_layers:
             return ((kv_len, 1.0),)
         reach = min(kv_len, q_len + self.sliding_window - 1)
@@ -346,6 +364,28 @@ class ModelConfig:
                 "kv_b": (heads * (self.head_dim - self.qk_rope_head_dim + self.v_head_dim), self.kv_lora_rank),
                 "o_proj": (self.hidden_size, heads * self.v_head_dim)}
 
+    @property
+    def has_indexer(self) -> bool:
+        """DeepSeek Sparse Attention's lightning indexer (``index_topk`` > 0)."""
+        return self.index_topk > 0
+
+    def indexer_projections(self) -> dict[str, tuple[int, int]]:
+        """The sparse-attention indexer's GEMMs, name -> (N, K), the same on every TP rank (replicated): its query
+        heads from the query bottleneck (the hidden state without one), its one key and its per-head weights from
+        the hidden state (DeepSeek-V3.2's Indexer: wq_b, wk, weights_proj)."""
+        if not self.has_indexer:
+            return {}
+        h = self.hidden_size
+        return {"index_q": (self.index_heads * self.index_head_dim, self.q_lora_rank or h),
+                "index_k": (self.index_head_dim, h), "index_w": (self.index_heads, h)}
+
+    @property
+    def index_cache_bytes_per_layer(self) -> int:
+        """Bytes one token's indexer key adds per layer: fp8 elements plus one fp32 scale per 128 of them (SGLang
+        mem_cache/memory_pool.py NSATokenToKVPool and TensorRT-LLM's DSA cache manager both size it
+        index_head_dim + index_head_dim // 128 * 4, whatever the KV cache's own dtype); 0 without an indexer."""
+        return self.index_head_dim + self.index_head_dim // 128 * 4 if self.has_indexer else 0
+
     def kv_cache_elems_per_layer(self, tp: int = 1) -> int:
         """Cache elements one token adds to one full-attention layer on one of ``tp`` ranks: K and V of the rank's
         KV heads, or MLA's latent and rotary key, which every rank keeps whole (each rank's heads expand from it)."""
@@ -370,10 +410,11 @@ class ModelConfig:
         ``q_lora_rank`` bottleneck and norm), the latent and rotary key projection and the latent's norm, the
         latent's expansion into every head's non-rotary key and value, and the output."""
         h = self.hidden_size
+        indexer = sum(n * k for n, k in self.indexer_projections().values()) + 2 * self.index_head_dim  # + k LayerNorm
         if not self.is_mla:
-            return h * (self.q_size + 2 * self.kv_size) + self.q_size * h
+            return h * (self.q_size + 2 * self.kv_size) + self.q_size * h + indexer
         norms = self.q_lora_rank + self.kv_lora_rank
-        return sum(n * k for n, k in self.mla_projections().values()) + norms
+        return sum(n * k for n, k in self.mla_projections().values()) + norms + indexer
 
     def mlp_params(self) -> int:
         """Dense SwiGLU MLP (gate, up, down) of one layer."""
@@ -406,7 +447,8 @@ class ModelConfig:
     def kv_bytes_per_token(self) -> int:
         """KV-cache bytes one token adds across the full-attention layers (a sliding-window layer keeps only its
         window per sequence)."""
-        return self.full_attention_layers * self.kv_cache_elems_per_layer() * self.kv_bytes_per_elem
+        return self.full_attention_layers * (self.kv_cache_elems_per_layer() * self.kv_bytes_per_elem
+                                             + self.index_cache_bytes_per_layer)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ RMSNorm weights (under 0.01 % of a layer's weights; the norm itself is costed); 
 into ``source``).  ``layer_types`` with ``sliding_attention`` entries (gpt-oss) are read: those layers
 attend through ``sliding_window``; ``quantization_config.quant_method`` mxfp4 (gpt-oss) stores the routed
 experts weight-only (ModelConfig.expert_weight_dtype).  DeepSeek-V2/V3's multi-head latent attention
-(``kv_lora_rank``, ``q_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``, ``v_head_dim``) and leading dense
-layers (``first_k_dense_replace``) are read into the ModelConfig fields of the same meaning.
+(``kv_lora_rank``, ``q_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``, ``v_head_dim``), leading dense
+layers (``first_k_dense_replace``) and DeepSeek-V3.2 / GLM-5's sparse-attention indexer (``index_topk``,
+``index_n_heads``, ``index_head_dim``) are read into the ModelConfig fields of the same meaning.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class _Arch:
     mla: bool = False
     """Multi-head latent attention: ``kv_lora_rank``, ``q_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``
     and ``v_head_dim`` give the attention (DeepSeek-V2/V3)."""
+    indexer: bool = False
+    """DeepSeek Sparse Attention: ``index_topk``, ``index_n_heads`` and ``index_head_dim`` give its indexer
+    (DeepSeek-V3.2, GLM-5)."""
 
 
 ARCHITECTURES: dict[str, _Arch] = {
@@ -102,6 +106,10 @@ ARCHITECTURES: dict[str, _Arch] = {
     # first_k_dense_replace layers dense); the router's grouped top-k, its bias and the MTP modules are not costed
     "DeepseekV2ForCausalLM": _Arch("deepseek", True, mla=True),
     "DeepseekV3ForCausalLM": _Arch("deepseek", True, mla=True),
+    # DeepSeek-V3.2 and GLM-5: the same, plus the sparse attention's lightning indexer (each query attends the
+    # index_topk keys it scores highest)
+    "DeepseekV32ForCausalLM": _Arch("deepseek", True, mla=True, indexer=True),
+    "GlmMoeDsaForCausalLM": _Arch("deepseek", True, mla=True, indexer=True),
 }
 
 #: ``layer_types`` entries read: full attention, or attention through the ``sliding_window``.
@@ -177,6 +185,9 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
         max_context_len=get.int("max_position_embeddings", default=0, minimum=0),
     )
     kw.update(mla)
+    if arch.indexer:
+        kw.update(index_topk=get.int("index_topk"), index_heads=get.int("index_n_heads"),
+                  index_head_dim=get.int("index_head_dim"))
     kw["qk_norm"] = _qk_norm(cfg, get, arch, origin)
     kw.update(_dtypes(cfg, get, origin, notes))
     if arch.moe:

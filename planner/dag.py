@@ -53,7 +53,7 @@ from typing import Callable
 
 from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
-from accelcal.vocab import ELEMENTWISE_GROUPS, EP_COMMS, PHASES, QK_NORM_KERNELS
+from accelcal.vocab import ELEMENTWISE_GROUPS, EP_COMMS, PHASES, QK_NORM_KERNELS, attended_pairs
 
 from .parallelism import Parallelism
 
@@ -290,6 +290,8 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
             elementwise("kv_cache_write", roped, "kv_cache_write", kv_elems, elem_bytes=kvel)
         attn_dep = roped + ("kv_cache_write",)
         kv_write_elems = kv_elems
+    if model.has_indexer:
+        attn_dep += _indexer(dag, model, phase, batch, q_len, kv_len, tok, sp, x, quantized, elementwise)
     if sp > 1:
         # every SP rank needs the whole prompt's K and V (MLA: the latent): all-gather over the SP group (S = total bytes)
         add(_node("sp_kv_all_gather", "collective", ("kv_cache_write",), op="all_gather",
@@ -325,6 +327,33 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
                                  for n in dag.nodes[first:]]
     residual("mlp_residual", ends)
     return dag
+
+
+def _indexer(dag: LayerDAG, model: ModelConfig, phase: str, batch: int, q_len: int, kv_len: int, tok: int, sp: int,
+             x: str, quantized: Callable[..., tuple], elementwise: Callable[..., str]) -> tuple[str, ...]:
+    """DeepSeek Sparse Attention's lightning indexer ahead of the attention call; returns what the call waits for.
+
+    Its query, key and head-weight projections (ModelConfig.indexer_projections; the query from the bottleneck's
+    norm where there is one), the key's LayerNorm and its cache write at 1 byte plus a scale per 128
+    (``index_cache_bytes_per_layer``), then its scoring of every query against every cached key (``indexer``: an
+    attention-shaped call of ``index_heads`` queries over one ``index_head_dim``-wide key, no values; engines run it
+    in fp8, costed at the profile's attention rates and flagged) and the top-k selection over the scores, written
+    and read once at 4 bytes each (``indexer_topk``).  The two context-wide nodes carry ``context``: the serving
+    step costs them per call, as it does the attention."""
+    add = dag.nodes.append
+    shapes = model.indexer_projections()
+    for name in shapes:
+        n, k = shapes[name]
+        dep = ("qkv_a_norm",) if name == "index_q" and model.is_mla and model.q_lora_rank else (x,)
+        add(_node(name, "gemm", quantized(name, dep, tok * k), m=tok, n=n, k=k))
+    elementwise("index_k_norm", ("index_k",), "norm", tok * model.index_head_dim)
+    add(_node("index_cache_write", "memory", ("index_k_norm",), nbytes=2 * tok * model.index_cache_bytes_per_layer))
+    add(_node("indexer", "attention", ("index_q", "index_w", "index_cache_write"), phase=phase, batch=batch, q_len=q_len,
+              kv_len=kv_len, heads=model.index_heads, kv_heads=1, head_dim=model.index_head_dim, v_head_dim=0,
+              shared_kv=True, work_fraction=1.0 / sp, context=True))
+    add(_node("indexer_topk", "memory", ("indexer",), context=True,
+              nbytes=2 * 4 * batch * attended_pairs(q_len, kv_len) / sp))
+    return ("indexer_topk",)
 
 
 def _mla_projections(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOptions,

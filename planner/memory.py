@@ -74,11 +74,12 @@ def attention_weight_elems(model: ModelConfig, tp: int) -> int:
     heads of the query expansion, the latent's expansion into keys and values, and the output."""
     h, hd = model.hidden_size, model.head_dim
     heads = model.heads // tp
+    indexer = sum(n * k for n, k in model.indexer_projections().values()) + 2 * model.index_head_dim  # replicated
     if not model.is_mla:
         kvh = kv_heads_per_device(model, tp)
-        return h * (heads + 2 * kvh) * hd + heads * hd * h
+        return h * (heads + 2 * kvh) * hd + heads * hd * h + indexer
     norms = model.q_lora_rank + model.kv_lora_rank  # the bottleneck's and the latent's RMSNorm weights
-    return sum(n * k for n, k in model.mla_projections(tp).values()) + norms
+    return sum(n * k for n, k in model.mla_projections(tp).values()) + norms + indexer
 
 
 def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = None) -> int:
@@ -128,7 +129,8 @@ def stage_weight_bytes(model: ModelConfig, tp: int, pp: int, ep: int, layer_byte
 def kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per_elem: float) -> float:
     """KV-cache bytes one token adds on one device of the busiest stage (its full-attention layers' cache elements,
     ModelConfig.kv_cache_elems_per_layer; a sliding-window layer keeps only its window per sequence)."""
-    return (math.ceil(model.full_attention_layers / pp) * model.kv_cache_elems_per_layer(tp) * kv_bytes_per_elem)
+    return math.ceil(model.full_attention_layers / pp) * (model.kv_cache_elems_per_layer(tp) * kv_bytes_per_elem
+                                                          + model.index_cache_bytes_per_layer)
 
 
 def device_memory(model: ModelConfig, workload: Workload, parallelism: Parallelism = Parallelism()) -> MemoryEstimate:

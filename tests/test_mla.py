@@ -248,3 +248,45 @@ def test_the_model_gemm_sweep_covers_the_latent_projections_and_the_dense_layers
     assert got["deepseek-v3.o_proj/tp8"] == (7168, 16 * 128)
     assert got["deepseek-v3.gate_up/tp8"] == (2 * 18432 // 8, 7168)      # the three dense layers' MLP
     assert "deepseek-v3.qkv/tp8" not in got and not notes
+
+
+def test_sparse_attention_attends_topk_keys_and_scores_every_one_with_its_indexer():
+    m = ModelConfig.from_name("deepseek-v3.2")
+    assert m.attention_layers(1, 10_000) == ((2048, 1.0),)            # a decode attends its 2048 chosen keys
+    assert m.attention_layers(1, 1000) == ((1000, 1.0),)
+    assert m.attention_layers(512, 8192) == ((512 + 2047, 1.0),)      # as many pairs as a 2048-key window
+    # the cache: 61 layers x (576 latent values x 2 B + an fp8 indexer key of 128 with one fp32 scale)
+    assert m.kv_bytes_per_token() == 61 * (576 * 2 + 128 + 4)
+    assert kv_bytes_per_token(m, 8, 1, 2) == m.kv_bytes_per_token()
+    nodes = {n.name: n.p for n in build_layer_dag(m, "decode", 4, 1, 8192, Parallelism(tp=8)).nodes}
+    idx = nodes["indexer"]
+    assert (idx["heads"], idx["kv_heads"], idx["head_dim"], idx["v_head_dim"], idx["kv_len"]) == (64, 1, 128, 0, 8192)
+    assert nodes["indexer_topk"]["nbytes"] == 2 * 4 * 4 * 8192          # 4 sequences' scores, written and read
+    assert (nodes["index_q"]["n"], nodes["index_q"]["k"]) == (64 * 128, 1536)
+    # the indexer's work: 2 FLOP per (query, key, head, dim), one key read per token, no values
+    flop, nbytes = attention_flop_bytes(4, 1, 8192, 64, 1, 128, 2, v_head_dim=0, shared_kv=True)
+    assert flop == 2 * 4 * 64 * 128 * 8192 and nbytes == 2 * 4 * (64 * 128 + 8192 * 128)  # each sequence its keys
+
+
+def test_the_serving_step_costs_the_indexer_per_call_over_the_whole_context():
+    from accelcal.planner.serving.engine import EnginePreset
+    from accelcal.planner.serving.step_cost import StepCoster, replica_parallelism
+
+    prof = Profile.load(H200)
+    m = ModelConfig.from_name("deepseek-v3.2")
+    dense = dataclasses.replace(m, index_topk=0, index_heads=0, index_head_dim=0)
+    sc = StepCoster(prof, m, replica_parallelism(1, 1, 1, 1), EnginePreset.from_name("vllm"))
+    plain = StepCoster(prof, dense, replica_parallelism(1, 1, 1, 1), EnginePreset.from_name("vllm"))
+    # short contexts: the same keys attended, plus the indexer; long ones: 2048 keys instead of all of them
+    assert sc._attn("decode", 32, 1, 1024, False) > plain._attn("decode", 32, 1, 1024, False)
+    assert sc._attn("decode", 32, 1, 65536, False) < plain._attn("decode", 32, 1, 65536, False)
+    assert any("sparse attention: each query attends at most 2048 keys" in n for n in sc.notes)
+
+
+def test_glm5_reads_as_latent_attention_with_an_indexer():
+    m = ModelConfig.from_name("glm-5")
+    assert m.weight_bytes() / 2 == pytest.approx(744e9, rel=0.005)   # GLM-5: 744B parameters (zai-org model card)
+    assert (m.head_dim, m.v_head_dim, m.index_heads, m.dense_layers) == (256, 256, 32, 3)
+    assert preset_for_hf_id("zhipuai/GLM-5") == preset_for_hf_id("zai-org/GLM-5-FP8") == "glm-5"
+    with pytest.raises(ValueError, match="all 0 or all > 0"):
+        dataclasses.replace(m, index_heads=0)

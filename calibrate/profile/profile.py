@@ -372,9 +372,10 @@ class Profile:
                                             DTYPE_BYTES[kv_dtype] if other_kv else None, v_head_dim, shared_kv)
         est = self._attention_estimate(phase, batch, q_len, kv_len, heads, kv_heads, head_dim, dtype, flop, nbytes)
         if shared_kv or (v_head_dim is not None and v_head_dim != head_dim):
-            est = replace(est, detail=f"{est.detail}; latent-attention form ({head_dim}-wide keys, {v_head_dim or head_dim}"
-                                      f"-wide values{', one tensor for both' if shared_kv else ''}) at the fitted rates "
-                                      f"of the standard kernel", flags=est.flags + ("attention-form-not-measured",))
+            v = head_dim if v_head_dim is None else v_head_dim
+            form = f"{v}-wide values" + (", one tensor for both" if shared_kv and v else "") if v else "no values"
+            est = replace(est, detail=f"{est.detail}; another attention form ({head_dim}-wide keys, {form}) at the "
+                                      f"fitted rates of the standard kernel", flags=est.flags + ("attention-form-not-measured",))
         if other_kv:
             est = replace(est, detail=f"{est.detail}; K/V read at {kv_dtype} ({DTYPE_BYTES[kv_dtype]} B/element) at "
                                       f"the {dtype} kernel's byte rate", flags=est.flags + ("kv-dtype-not-measured",))

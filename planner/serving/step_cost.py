@@ -36,7 +36,7 @@ import math
 from typing import Any
 
 from accelcal.calibrate.profile import MissingMeasurement
-from accelcal.vocab import DTYPE_BYTES, FP8_SCALINGS, SAMPLER_BYTES_PER_LOGIT
+from accelcal.vocab import DTYPE_BYTES, FP8_SCALINGS, SAMPLER_BYTES_PER_LOGIT, attended_pairs
 
 from ..cost import Coster
 from ..dag import DagOptions, build_edge_dag, build_layer_dag
@@ -151,6 +151,12 @@ class StepCoster:
                               f"expanded into {p.heads} heads of {p.head_dim}-wide keys and {p.v_head_dim}-wide values; "
                               f"both at the profile's fitted rates for standard attention (no MLA kernel is measured), "
                               f"and a chunk's expansion of its cached context is not counted")
+        if model.has_indexer:
+            self.notes.append(f"sparse attention: each query attends at most {model.index_topk} keys (as many pairs "
+                              f"as a window of that size); the indexer scores every cached key with {model.index_heads} "
+                              f"heads of {model.index_head_dim} (an fp8 kernel in the engines, costed at the profile's "
+                              f"bf16 attention rates) and its top-k reads the scores back; the KV pool holds its "
+                              f"{model.index_cache_bytes_per_layer}-byte key per token and layer")
         if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
             self.notes.append("block-scaled fp8 GEMMs costed from compute.fp8_e4m3 (per-tensor measurements): the "
                               "profile has no block-scaled fp8 data")
@@ -333,14 +339,16 @@ class StepCoster:
             coster = self._costers[graphs]
             dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.parallelism, self.impl, self._dag_options)
             costed = self._wrap(lambda: coster.cost_dag(dag, self.el))
-            attn = [n for n in costed.nodes if n.op == "attention"]
+            # attention, and a sparse-attention indexer's scoring and top-k, scale with the context: costed per call
+            per_call = [n for n in costed.nodes if n.op == "attention" or n.params.get("context")]
             bd = costed.breakdown
-            bd[attn[0].category] -= attn[0].device_s
+            for n in per_call:
+                bd[n.category] = max(0.0, bd[n.category] - n.device_s)  # no -0.000 from the float residue
             bd["launch"] = 0.0
             overlap = not coster.cuda_graphs and not coster.serialised
             launch = ((costed.kernels, sum(n.kernels for n in costed.nodes if not n.self_timed)) if overlap
                       else costed.launch_s)
-            hit = self._memo[key] = (costed.device_s - attn[0].device_s, bd, overlap, launch)
+            hit = self._memo[key] = (costed.device_s - sum(n.device_s for n in per_call), bd, overlap, launch)
         return hit
 
     def _layer_total(self, device_s: float, overlap: bool, launch, graphs: bool) -> tuple[float, float]:
@@ -355,10 +363,16 @@ class StepCoster:
         if hit is None:
             # the mean layer: sliding-window layers' calls span only the keys their window reaches (ModelConfig)
             a = self.model.attention_shape(phase, self.tp)  # MLA: the expanded form for prompts, the latent for decodes
-            hit = self._memo[key] = sum(
-                share * self._wrap(lambda: self._costers[graphs].attention(
-                    phase, batch, q, span, a.heads, a.kv_heads, a.head_dim, a.v_head_dim, a.shared_kv)).time_s
-                for span, share in self.model.attention_layers(q, kv))
+            c, m = self._costers[graphs], self.model
+            hit = sum(share * self._wrap(lambda: c.attention(phase, batch, q, span, a.heads, a.kv_heads, a.head_dim,
+                                                               a.v_head_dim, a.shared_kv)).time_s
+                      for span, share in m.attention_layers(q, kv))
+            if m.has_indexer:
+                # the indexer scores every cached key (DAG _indexer), then the top-k reads the scores it wrote
+                hit += self._wrap(lambda: c.attention(phase, batch, q, kv, m.index_heads, 1, m.index_head_dim, 0,
+                                                      True)).time_s
+                hit += c.copy(2 * 4 * batch * attended_pairs(q, kv)).time_s
+            self._memo[key] = hit
         return hit
 
     def _edges(self, tokens: int, logits: int, graphs: bool) -> tuple[float, dict]:
