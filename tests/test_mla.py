@@ -285,7 +285,7 @@ def test_the_serving_step_costs_the_indexer_per_call_over_the_whole_context():
 
 def test_glm5_reads_as_latent_attention_with_an_indexer():
     m = ModelConfig.from_name("glm-5")
-    assert m.weight_bytes() / 2 == pytest.approx(744e9, rel=0.005)   # GLM-5: 744B parameters (zai-org model card)
+    assert m.weight_bytes() / 2 == pytest.approx(744e9, rel=0.005)   # 744B total (GLM-5 technical report, arXiv 2602.15763)
     assert (m.head_dim, m.v_head_dim, m.index_heads, m.dense_layers) == (256, 256, 32, 3)
     assert preset_for_hf_id("zhipuai/GLM-5") == preset_for_hf_id("zai-org/GLM-5-FP8") == "glm-5"
     with pytest.raises(ValueError, match="all 0 or all > 0"):
