@@ -281,16 +281,16 @@ class Coster:
         return "memory" if self.read(nbytes).time_s >= 0.5 * time_s else "compute"
 
     def cost_node(self, node: DagNode, el: int) -> NodeCost:
-        cost = self._cost_node(node, el)
-        share = node.p.get("layer_share")
+        p = node.p
+        cost = self._cost_node(node, el, p)
+        share = p.get("layer_share")
         if share is None:
             return cost
         # a block of the mean layer that runs in this share of the layers (a MoE model's dense layers and the rest)
         return dataclasses.replace(cost, device_s=cost.device_s * share, kernels=cost.kernels * share,
                                    detail=f"{cost.detail}; x{share:.4g} (share of the layers)")
 
-    def _cost_node(self, node: DagNode, el: int) -> NodeCost:
-        p = node.p
+    def _cost_node(self, node: DagNode, el: int, p: dict) -> NodeCost:
         if node.op == "gemm" or node.op == "grouped_gemm":
             count = p.get("count", 1)
             wb = p.get("weight_bytes")  # weight-only expert weights (DAG: ModelConfig.expert_weight_dtype)
