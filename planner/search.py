@@ -466,7 +466,8 @@ def _check_divisible(model: ModelConfig, par: Parallelism) -> str | None:
         return f"ffn_size({model.ffn_size}) % tp({tp}) = {model.ffn_size % tp}: the MLP must split evenly"
     if model.layers % pp:
         return (f"layers({model.layers}) % pp({pp}) = {model.layers % pp}: {model.layers}/{pp} = "
-                f"{model.layers / pp:.4g} layers per stage; stages must be equal")
+                f"{model.layers / pp:.4g} layers per stage; stages must be equal here (accelcal predict and plan "
+                f"--engine split them unevenly, as vLLM and SGLang do)")
     return None
 
 
