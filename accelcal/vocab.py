@@ -213,9 +213,18 @@ def is_kernel_name(v: object) -> bool:
     return isinstance(v, str) and bool(v) and all(ch.islower() or ch.isdigit() or ch == "_" for ch in v)
 
 
-def attended_pairs(q_len: int, kv_len: int, causal: bool = True) -> float:
+def attended_pairs(q_len: int, kv_len: int, causal: bool = True, window: int = 0) -> float:
     """(query, key) pairs one head of one sequence attends: q_len x kv_len, less the masked upper triangle of
-    the last q_len keys when causal (the mask aligned to the last query; q_len <= kv_len)."""
+    the last q_len keys when causal (the mask aligned to the last query; q_len <= kv_len).  ``window`` > 0 (causal
+    only): each query attends at most that many keys, the sum over the queries of min(keys before it, window)
+    (a sliding window, or sparse attention's top-k)."""
+    if causal and window:
+        a, b = kv_len - q_len + 1, kv_len  # the keys the first and the last query see
+        if b <= window:
+            return (a + b) * q_len / 2.0
+        if a >= window:
+            return float(q_len * window)
+        return (a + window) * (window - a + 1) / 2.0 + (b - window) * window
     if causal and q_len > 1:
         q = min(q_len, kv_len)
         return q_len * kv_len - q * (q - 1) / 2.0
@@ -224,7 +233,7 @@ def attended_pairs(q_len: int, kv_len: int, causal: bool = True) -> float:
 
 def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int, head_dim: int,
                          elsize: int, causal: bool = True, kv_elsize: int | None = None,
-                         v_head_dim: int | None = None, shared_kv: bool = False) -> tuple[float, float]:
+                         v_head_dim: int | None = None, shared_kv: bool = False, window: int = 0) -> tuple[float, float]:
     """(FLOP, bytes) of one scaled-dot-product attention call.
 
     FLOP: QK^T (``head_dim`` wide) and PV (``v_head_dim``, default ``head_dim``), 2 FLOP per MAC each, over
@@ -232,11 +241,12 @@ def attention_flop_bytes(batch: int, q_len: int, kv_len: int, heads: int, kv_hea
     q_len keys.  Bytes: Q (``head_dim``) and O (``v_head_dim``) of ``heads`` at ``elsize`` plus K and V of
     ``kv_heads`` at ``kv_elsize`` (default ``elsize``; 1 for an fp8 KV cache), read or written once;
     ``shared_kv``: the values are the keys' first ``v_head_dim`` columns (multi-head latent attention's
-    absorbed decode reads one latent per token), so only K is read.
+    absorbed decode reads one latent per token), so only K is read.  ``window``: each query attends at most that
+    many of the keys (attended_pairs); the keys read are still ``kv_len`` (pass the keys the queries reach).
     """
     kv_el = elsize if kv_elsize is None else kv_elsize
     v_dim = head_dim if v_head_dim is None else v_head_dim
-    flop = 2.0 * batch * heads * (head_dim + v_dim) * attended_pairs(q_len, kv_len, causal)
+    flop = 2.0 * batch * heads * (head_dim + v_dim) * attended_pairs(q_len, kv_len, causal, window)
     kv_width = head_dim + (0 if shared_kv else v_dim)
     nbytes = float(batch) * (float(elsize) * heads * q_len * (head_dim + v_dim) + float(kv_el) * kv_heads * kv_len * kv_width)
     return flop, nbytes

@@ -75,8 +75,8 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
                 else:
                     k //= t
                 add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"{how}, divided by TP={t} ({cfg.source})")
-            if cfg.is_mla:
-                for suffix, (n, k) in cfg.mla_projections(t).items():
+            if cfg.is_mla or cfg.has_indexer:
+                for suffix, (n, k) in {**(cfg.mla_projections(t) if cfg.is_mla else {}), **cfg.indexer_projections()}.items():
                     add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"multi-head latent attention {suffix} at TP={t} "
                         f"(ModelConfig.mla_projections; {cfg.source})")
             if cfg.is_moe:

@@ -319,19 +319,21 @@ class ModelConfig:
         """Layers attending the whole context (all but the sliding-window ones)."""
         return self.layers - self.sliding_layers
 
-    def attention_layers(self, q_len: int, kv_len: int) -> tuple[tuple[int, float], ...]:
-        """((keys a layer's attention call spans, share of the layers), ...) for ``q_len`` queries at the end of
-        ``kv_len`` keys: the full-attention layers span them all; a sliding-window layer only the keys its window
-        reaches, min(kv_len, q_len + sliding_window - 1), costed as causal attention over those (the band inside is
-        a little less work; a kernel still runs its partly masked tiles).  One entry for a model without windows.
-        Sparse attention (``index_topk``) has each query attend at most ``index_topk`` keys: as many pairs as a window
-        of that size, so every layer is costed so (which keys they are does not change the work)."""
+    def attention_layers(self, q_len: int, kv_len: int) -> tuple[tuple[int, float, int], ...]:
+        """((keys a layer's attention call reads, share of the layers, window), ...) for ``q_len`` queries at the end
+        of ``kv_len`` keys.  A full-attention layer reads them all (window 0); a sliding-window layer reads
+        min(kv_len, q_len + sliding_window - 1) and each query attends at most ``sliding_window`` of them (the
+        window: the call's FLOP count is that of the pairs attended, vocab.attended_pairs).  Sparse attention
+        (``index_topk``) has each query attend at most ``index_topk`` keys, the same count as a window of that size,
+        which keys they are changing nothing in the work, so every layer is costed so.  One entry for a model with
+        neither."""
         if self.index_topk:
-            return ((min(kv_len, q_len + self.index_topk - 1), 1.0),)
+            return ((min(kv_len, q_len + self.index_topk - 1), 1.0, self.index_topk),)
         if not self.sliding_layers:
-            return ((kv_len, 1.0),)
+            return ((kv_len, 1.0, 0),)
         reach = min(kv_len, q_len + self.sliding_window - 1)
-        return ((kv_len, self.full_attention_layers / self.layers), (reach, self.sliding_layers / self.layers))
+        return ((kv_len, self.full_attention_layers / self.layers, 0),
+                (reach, self.sliding_layers / self.layers, self.sliding_window))
 
     def kv_heads_per_device(self, tp: int) -> int:
         """KV heads each TP rank holds; replicated when tp > kv_heads."""

@@ -188,6 +188,12 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
     if arch.indexer:
         kw.update(index_topk=get.int("index_topk"), index_heads=get.int("index_n_heads"),
                   index_head_dim=get.int("index_head_dim"))
+        # layers that reuse another layer's top-k instead of running an indexer of their own are not modelled
+        shared = {k: cfg[k] for k in ("use_index_cache", "index_topk_freq", "index_topk_pattern", "indexer_types")
+                  if cfg.get(k) not in (None, False, 1)}
+        if shared:
+            raise ValueError(f"{origin}: {shared}: layers sharing the indexer's top-k are not modelled (every layer "
+                             f"is costed with an indexer of its own); expected these keys absent, false or 1")
     kw["qk_norm"] = _qk_norm(cfg, get, arch, origin)
     kw.update(_dtypes(cfg, get, origin, notes))
     if arch.moe:

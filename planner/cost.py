@@ -269,13 +269,17 @@ class Coster:
             return est
         return self._q(("coll", op, nbytes, group_size, scope, kernel), ask)
 
-    def attention(self, phase, batch, q_len, kv_len, heads, kv_heads, head_dim, v_head_dim=None, shared_kv=False):
+    def attention(self, phase, batch, q_len, kv_len, heads, kv_heads, head_dim, v_head_dim=None, shared_kv=False,
+                  window=0, kv_dtype=None):
         """One attention call (Profile.attention_time_s); ``v_head_dim``/``shared_kv``: multi-head latent
-        attention's shape (ModelConfig.attention_shape)."""
-        return self._q(("attn", phase, batch, q_len, kv_len, heads, kv_heads, head_dim, v_head_dim, shared_kv),
+        attention's shape (ModelConfig.attention_shape); ``window``: keys per query at most (ModelConfig.
+        attention_layers); ``kv_dtype``: the keys' element type when not the Coster's (an indexer's fp8 keys)."""
+        kvd = kv_dtype or self.kv_dtype
+        return self._q(("attn", phase, batch, q_len, kv_len, heads, kv_heads, head_dim, v_head_dim, shared_kv, window,
+                        kvd),
                        lambda: self.profile.attention_time_s(phase, batch, q_len, kv_len, heads, kv_heads,
-                                                             head_dim, self.dtype, causal=True, kv_dtype=self.kv_dtype,
-                                                             v_head_dim=v_head_dim, shared_kv=shared_kv))
+                                                             head_dim, self.dtype, causal=True, kv_dtype=kvd,
+                                                             v_head_dim=v_head_dim, shared_kv=shared_kv, window=window))
 
     def _category(self, time_s: float, nbytes: float) -> str:
         return "memory" if self.read(nbytes).time_s >= 0.5 * time_s else "compute"
@@ -310,16 +314,17 @@ class Coster:
             kernels = node.kernels
         elif node.op == "attention":
             # the mean layer: a model's sliding-window layers span only the keys their window reaches (``spans``)
-            spans = p.get("spans", ((p["kv_len"], 1.0),))
+            spans = p.get("spans", ((p["kv_len"], 1.0, 0),))
             form = (p.get("v_head_dim"), p.get("shared_kv", False))  # multi-head latent attention's call shape
             ests = [(self.attention(p["phase"], p["batch"], p["q_len"], span, p["heads"], p["kv_heads"],
-                                    p["head_dim"], *form), share) for span, share in spans]
+                                    p["head_dim"], *form, window, p.get("kv_dtype")), share)
+                    for span, share, window in spans]
             t = sum(e.time_s * share for e, share in ests) * p["work_fraction"]
-            kv_mean = sum(span * share for span, share in spans)
+            kv_mean = sum(span * share for span, share, _ in spans)
             est = ests[0][0]  # the full-attention call names the source
             detail = est.detail
             if len(spans) > 1:
-                detail += "; " + ", ".join(f"{share:.3g} of the layers over {span} keys" for span, share in spans[1:]) \
+                detail += "; " + ", ".join(f"{share:.3g} of the layers over {span} keys" for span, share, _ in spans[1:]) \
                     + " (sliding window)"
             nbytes = attention_flop_bytes(p["batch"], p["q_len"], kv_mean, p["heads"], p["kv_heads"], p["head_dim"], el,
                                           v_head_dim=form[0], shared_kv=form[1])[1]

@@ -22,7 +22,10 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
 * ``attention``  params phase, batch, q_len, kv_len, heads, kv_heads, head_dim, work_fraction (the SP share), and
   for a model with sliding-window layers spans: ((keys, share of the layers), ...), ModelConfig.attention_layers;
   with multi-head latent attention v_head_dim and shared_kv (ModelConfig.attention_shape: the expanded form for a
-  prompt, the latent for a decode step, after the ``qkv_a``, ``qkv_a_norm``, ``q_b`` and ``kv_b`` projections)
+  prompt, the latent for a decode step, after the ``qkv_a``, ``qkv_a_norm``, ``q_b`` and ``kv_b`` projections);
+  spans ((keys read, share, window), ...) also carry sparse attention's top-k as a window; kv_dtype the keys' type
+  when not the model's (the indexer's fp8 keys); context=True on a node whose work grows with the context (the
+  attention, a sparse-attention indexer's scoring and top-k), which the serving step costs per call
 * ``memory``     params nbytes (bytes moved)          -> profile.memory_time_s(copy)
 * ``collective`` params op, nbytes (nccl-tests S), group_size, scope
 * ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape; one kernel (``kernels`` 1)
@@ -294,13 +297,15 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         attn_dep += _indexer(dag, model, phase, batch, q_len, kv_len, tok, sp, x, quantized, elementwise)
     if sp > 1:
         # every SP rank needs the whole prompt's K and V (MLA: the latent): all-gather over the SP group (S = total bytes)
+        # (and a sparse-attention indexer's keys, which every rank's indexer scores)
         add(_node("sp_kv_all_gather", "collective", ("kv_cache_write",), op="all_gather",
-                  nbytes=batch * q_len * (kv_write_elems // tok) * kvel, group_size=sp, scope=layout.sp_scope))
+                  nbytes=batch * q_len * ((kv_write_elems // tok) * kvel + model.index_cache_bytes_per_layer),
+                  group_size=sp, scope=layout.sp_scope))
         attn_dep = tuple(d for d in attn_dep if d != "kv_cache_write") + ("sp_kv_all_gather",)
     # causal work split evenly across SP ranks (zig-zag chunk assignment); this DAG stands for the mean layer, so a
     # model with sliding-window layers has a share of its attention over the keys their window reaches
     spans = model.attention_layers(q_len, kv_len)
-    window = {"spans": spans} if len(spans) > 1 else {}
+    window = {"spans": spans} if spans != ((kv_len, 1.0, 0),) else {}  # windows, or sparse attention's top-k
     form = {"v_head_dim": shape.v_head_dim, "shared_kv": shape.shared_kv} if model.is_mla else {}
     add(_node("attention", "attention", attn_dep, phase=phase, batch=batch, q_len=q_len, kv_len=kv_len,
               heads=shape.heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim, work_fraction=1.0 / sp,
@@ -350,7 +355,7 @@ def _indexer(dag: LayerDAG, model: ModelConfig, phase: str, batch: int, q_len: i
     add(_node("index_cache_write", "memory", ("index_k_norm",), nbytes=2 * tok * model.index_cache_bytes_per_layer))
     add(_node("indexer", "attention", ("index_q", "index_w", "index_cache_write"), phase=phase, batch=batch, q_len=q_len,
               kv_len=kv_len, heads=model.index_heads, kv_heads=1, head_dim=model.index_head_dim, v_head_dim=0,
-              shared_kv=True, work_fraction=1.0 / sp, context=True))
+              shared_kv=True, work_fraction=1.0 / sp, context=True, kv_dtype="fp8_e4m3"))
     add(_node("indexer_topk", "memory", ("indexer",), context=True,
               nbytes=2 * 4 * batch * attended_pairs(q_len, kv_len) / sp))
     return ("indexer_topk",)

@@ -128,7 +128,8 @@ def stage_weight_bytes(model: ModelConfig, tp: int, pp: int, ep: int, layer_byte
 
 def kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per_elem: float) -> float:
     """KV-cache bytes one token adds on one device of the busiest stage (its full-attention layers' cache elements,
-    ModelConfig.kv_cache_elems_per_layer; a sliding-window layer keeps only its window per sequence)."""
+    ModelConfig.kv_cache_elems_per_layer, and a sparse-attention indexer's key, index_cache_bytes_per_layer; a
+    sliding-window layer keeps only its window per sequence)."""
     return math.ceil(model.full_attention_layers / pp) * (model.kv_cache_elems_per_layer(tp) * kv_bytes_per_elem
                                                           + model.index_cache_bytes_per_layer)
 

@@ -36,10 +36,10 @@ def _write(tmp_path, cfg) -> str:
 
 def test_windowed_layers_span_only_the_keys_their_window_reaches():
     m = ModelConfig.from_name("gpt-oss-120b")
-    assert m.attention_layers(1, 8192) == ((8192, 0.5), (128, 0.5))      # decode: the last 128 keys
-    assert m.attention_layers(512, 8192) == ((8192, 0.5), (639, 0.5))    # a chunk: its own 512 and 127 before
-    assert m.attention_layers(64, 100) == ((100, 0.5), (100, 0.5))       # a window longer than the context
-    assert ModelConfig.from_name("qwen3-32b").attention_layers(1, 8192) == ((8192, 1.0),)
+    assert m.attention_layers(1, 8192) == ((8192, 0.5, 0), (128, 0.5, 128))      # decode: the last 128 keys
+    assert m.attention_layers(512, 8192) == ((8192, 0.5, 0), (639, 0.5, 128))    # a chunk: its own 512 and 127 before
+    assert m.attention_layers(64, 100) == ((100, 0.5, 0), (100, 0.5, 128))       # a window longer than the context
+    assert ModelConfig.from_name("qwen3-32b").attention_layers(1, 8192) == ((8192, 1.0, 0),)
 
 
 def test_a_decode_step_costs_its_windowed_layers_as_calls_of_their_own():
@@ -60,7 +60,7 @@ def test_a_gpt_oss_config_reads_windows_and_mxfp4_experts(tmp_path):
     assert (m.sliding_window, m.sliding_layers, m.expert_weight_dtype, m.weight_dtype) == (16, 2, "mxfp4", "bf16")
     assert m.full_attention_layers == 2 and m.num_experts == 8 and m.top_k == 2 and m.expert_ffn_size == 256
     # decode at 1000 tokens: two layers read 1000 keys, two the last 16
-    assert m.attention_layers(1, 1000) == ((1000, 0.5), (16, 0.5))
+    assert m.attention_layers(1, 1000) == ((1000, 0.5, 0), (16, 0.5, 16))
     # KV per token: the two full-attention layers' K and V, 2 heads x 32 x 2 bytes each
     assert m.kv_bytes_per_token() == 2 * 2 * 2 * 32 * 2
     # weights: routed experts at 0.53125 bytes (4 layers x 8 experts x 3 x 256 x 256), the rest at 2

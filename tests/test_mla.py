@@ -252,9 +252,14 @@ def test_the_model_gemm_sweep_covers_the_latent_projections_and_the_dense_layers
 
 def test_sparse_attention_attends_topk_keys_and_scores_every_one_with_its_indexer():
     m = ModelConfig.from_name("deepseek-v3.2")
-    assert m.attention_layers(1, 10_000) == ((2048, 1.0),)            # a decode attends its 2048 chosen keys
-    assert m.attention_layers(1, 1000) == ((1000, 1.0),)
-    assert m.attention_layers(512, 8192) == ((512 + 2047, 1.0),)      # as many pairs as a 2048-key window
+    assert m.attention_layers(1, 10_000) == ((2048, 1.0, 2048),)            # a decode attends its 2048 chosen keys
+    assert m.attention_layers(1, 1000) == ((1000, 1.0, 2048),)
+    assert m.attention_layers(512, 8192) == ((512 + 2047, 1.0, 2048),)      # as many pairs as a 2048-key window
+    # those pairs: 2048 per query once a query has that many keys behind it, fewer before (a fresh prompt)
+    from accelcal.vocab import attended_pairs
+    assert attended_pairs(512, 512 + 2047, True, 2048) == 512 * 2048
+    assert attended_pairs(4096, 4096, True, 2048) == 2048 * 2049 / 2 + 2048 * 2048
+    assert attended_pairs(300, 1000, True, 2048) == attended_pairs(300, 1000, True)   # no query has 2048 keys yet
     # the cache: 61 layers x (576 latent values x 2 B + an fp8 indexer key of 128 with one fp32 scale)
     assert m.kv_bytes_per_token() == 61 * (576 * 2 + 128 + 4)
     assert kv_bytes_per_token(m, 8, 1, 2) == m.kv_bytes_per_token()
@@ -290,3 +295,23 @@ def test_glm5_reads_as_latent_attention_with_an_indexer():
     assert preset_for_hf_id("zhipuai/GLM-5") == preset_for_hf_id("zai-org/GLM-5-FP8") == "glm-5"
     with pytest.raises(ValueError, match="all 0 or all > 0"):
         dataclasses.replace(m, index_heads=0)
+
+
+def test_the_layer_planner_caps_sparse_attention_at_its_topk_and_reads_indexer_keys_in_fp8(tmp_path):
+    m = ModelConfig.from_name("deepseek-v3.2")
+    nodes = {n.name: n.p for n in build_layer_dag(m, "decode", 4, 1, 65536, Parallelism(tp=8)).nodes}
+    assert nodes["attention"]["spans"] == ((2048, 1.0, 2048),) and nodes["indexer"]["kv_dtype"] == "fp8_e4m3"
+    coster = Coster(Profile.load(H200), dtype="bf16")
+    att = coster.cost_node(build_layer_dag(m, "decode", 4, 1, 65536, Parallelism(tp=8)).nodes[
+        [n.name for n in build_layer_dag(m, "decode", 4, 1, 65536, Parallelism(tp=8)).nodes].index("attention")], 2)
+    dense = ModelConfig.from_name("deepseek-v3")
+    full = [n for n in build_layer_dag(dense, "decode", 4, 1, 65536, Parallelism(tp=8)).nodes if n.name == "attention"][0]
+    assert att.device_s < 0.2 * coster.cost_node(full, 2).device_s        # 2048 keys, not 65536
+    sp = {n.name: n.p for n in build_layer_dag(m, "prefill", 1, 4096, 4096, Parallelism(tp=8, sp=2)).nodes}
+    assert sp["sp_kv_all_gather"]["nbytes"] == 4096 * (576 * 2 + 132)   # the latents and the indexer's keys
+    cfg = dict(_config(), architectures=["GlmMoeDsaForCausalLM"], index_topk=64, index_n_heads=4, index_head_dim=128,
+               index_topk_freq=4)
+    with pytest.raises(ValueError, match="layers sharing the indexer's top-k are not modelled"):
+        ModelConfig.resolve(_write(tmp_path, cfg))
+    ok = ModelConfig.resolve(_write(tmp_path, dict(cfg, index_topk_freq=1)))
+    assert (ok.index_topk, ok.index_heads) == (64, 4)

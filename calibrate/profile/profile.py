@@ -351,7 +351,7 @@ class Profile:
 
     def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
                          head_dim: int, dtype: str, causal: bool = True, kv_dtype: str | None = None,
-                         v_head_dim: int | None = None, shared_kv: bool = False) -> Estimate:
+                         v_head_dim: int | None = None, shared_kv: bool = False, window: int = 0) -> Estimate:
         """One attention call (prefill, decode, or ``chunk``: torch's kernels for a prefill after cached context),
         from the fitted FLOP and byte rates.
 
@@ -361,7 +361,9 @@ class Profile:
         ``v_head_dim`` (values narrower or wider than the keys) and ``shared_kv`` (the values are the keys' first
         columns): multi-head latent attention's calls (ModelConfig.attention_shape), their FLOP and bytes counted
         so (vocab.attention_flop_bytes) at the fitted rates of the standard kernel; flagged
-        ``attention-form-not-measured``, since the profile times torch's scaled-dot-product attention only."""
+        ``attention-form-not-measured``, since the profile times torch's scaled-dot-product attention only.
+        ``window``: each query attends at most that many of the ``kv_len`` keys (a sliding window, sparse attention's
+        top-k): the FLOP count is the windowed pairs' (vocab.attended_pairs)."""
         if phase not in ATTENTION_KINDS:
             raise ValueError(f"attention_time_s: phase must be one of {ATTENTION_KINDS}, got {phase!r}")
         for what, dt in (("dtype", dtype), ("kv_dtype", kv_dtype)):
@@ -369,7 +371,7 @@ class Profile:
                 raise ValueError(f"attention_time_s: unknown {what} {dt!r}; known {sorted(DTYPE_BYTES)}")
         other_kv = kv_dtype is not None and DTYPE_BYTES[kv_dtype] != DTYPE_BYTES[dtype]
         flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, DTYPE_BYTES[dtype], causal,
-                                            DTYPE_BYTES[kv_dtype] if other_kv else None, v_head_dim, shared_kv)
+                                            DTYPE_BYTES[kv_dtype] if other_kv else None, v_head_dim, shared_kv, window)
         est = self._attention_estimate(phase, batch, q_len, kv_len, heads, kv_heads, head_dim, dtype, flop, nbytes)
         if shared_kv or (v_head_dim is not None and v_head_dim != head_dim):
             v = head_dim if v_head_dim is None else v_head_dim

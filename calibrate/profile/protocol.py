@@ -45,7 +45,7 @@ class ProfileQueries(Protocol):
 
     def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
                          head_dim: int, dtype: str, causal: bool = True, kv_dtype: str | None = None,
-                         v_head_dim: int | None = None, shared_kv: bool = False) -> "Estimate":
+                         v_head_dim: int | None = None, shared_kv: bool = False, window: int = 0) -> "Estimate":
         ...
 
     def attention_mixed_time_s(self, decode_kv_lens, chunks, heads: int, kv_heads: int, head_dim: int,

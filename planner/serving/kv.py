@@ -69,8 +69,9 @@ class KVBudget:
     capacity."""
     kv_pool_bytes: float
     kv_bytes_per_token: float
-    """Per device: layers of the busiest stage x one token's cache elements per layer (2 x KV heads per device x
-    head_dim, or MLA's latent and rotary key: ModelConfig.kv_cache_elems_per_layer) x KV dtype bytes."""
+    """Per device: layers of the busiest stage x (one token's cache elements per layer (2 x KV heads per device x
+    head_dim, or MLA's latent and rotary key: ModelConfig.kv_cache_elems_per_layer) x KV dtype bytes + a sparse-
+    attention indexer's key, ModelConfig.index_cache_bytes_per_layer)."""
     block_size_tokens: int
     blocks: int
     rule: str

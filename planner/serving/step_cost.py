@@ -8,7 +8,8 @@
 
 One engine step = every decoder layer over all T scheduled tokens (T = decodes + prefill chunk tokens):
 the layer DAG ``build_layer_dag(model, "prefill", 1, T, T)`` gives the GEMMs, norms, rotary, KV writes
-and TP collectives over T tokens; its attention node is replaced by the decode part
+and TP collectives over T tokens; its attention node (with a sparse-attention indexer's scoring and top-k, the
+nodes marked ``context``) is replaced by the decode part
 (``attention("decode", decodes, 1, mean KV length)``) plus one prefill part per chunk
 (``attention("prefill", 1, chunk, context so far incl. the chunk)``).  The stage edges add the embedding
 over T tokens, the LM head over the sequences that produce a token this step (decodes + chunks that
@@ -365,12 +366,12 @@ class StepCoster:
             a = self.model.attention_shape(phase, self.tp)  # MLA: the expanded form for prompts, the latent for decodes
             c, m = self._costers[graphs], self.model
             hit = sum(share * self._wrap(lambda: c.attention(phase, batch, q, span, a.heads, a.kv_heads, a.head_dim,
-                                                               a.v_head_dim, a.shared_kv)).time_s
-                      for span, share in m.attention_layers(q, kv))
+                                                               a.v_head_dim, a.shared_kv, window)).time_s
+                      for span, share, window in m.attention_layers(q, kv))
             if m.has_indexer:
                 # the indexer scores every cached key (DAG _indexer), then the top-k reads the scores it wrote
                 hit += self._wrap(lambda: c.attention(phase, batch, q, kv, m.index_heads, 1, m.index_head_dim, 0,
-                                                      True)).time_s
+                                                      True, 0, "fp8_e4m3")).time_s  # its keys cached in fp8
                 hit += c.copy(2 * 4 * batch * attended_pairs(q, kv)).time_s
             self._memo[key] = hit
         return hit
