@@ -15,13 +15,14 @@ the MLP for a router, ``num_experts`` SwiGLU experts of ``expert_ffn_size``
 
 from __future__ import annotations
 
+import math
 import re
 
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 
-from accelcal.vocab import DTYPE_BYTES, QK_NORMS, WEIGHT_ONLY_BYTES
+from accelcal.vocab import DTYPE_BYTES, QK_NORMS, WEIGHT_ONLY_BYTES, attended_pairs
 
 from .hf_config import hf_config_path, load_hf_fields
 
@@ -380,6 +381,17 @@ class ModelConfig:
         h = self.hidden_size
         return {"index_q": (self.index_heads * self.index_head_dim, self.q_lora_rank or h),
                 "index_k": (self.index_head_dim, h), "index_w": (self.index_heads, h)}
+
+    def indexer_scoring_work(self, batch: int, q_len: int, kv_len: int) -> tuple[float, float]:
+        """(FLOP, bytes) of the sparse-attention indexer scoring ``batch`` sequences' ``q_len`` queries against the
+        keys each may attend: 2 FLOP per (query, key, head, dim); the fp8 queries and cached keys (with their scales)
+        read once and one fp32 score per (query, key) written.  The engines run it as one fp8 GEMM-shaped kernel
+        with the heads' weighted sum folded in (DeepGEMM fp8_mqa_logits / fp8_paged_mqa_logits, which SGLang's and
+        vLLM's DSA indexers call): no softmax, no values."""
+        pairs = batch * attended_pairs(q_len, kv_len)
+        flop = 2.0 * pairs * self.index_heads * self.index_head_dim
+        nbytes = batch * (q_len * self.index_heads * self.index_head_dim + kv_len * self.index_cache_bytes_per_layer)
+        return flop, nbytes + 4.0 * pairs
 
     @property
     def index_cache_bytes_per_layer(self) -> int:

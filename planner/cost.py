@@ -206,13 +206,23 @@ class Coster:
         """Host seconds per kernel this Coster's launch rule charges (graph replay, eager launch or dispatch)."""
         return self._launch.time_s
 
-    def gemm(self, m: int, n: int, k: int, weight_bytes: float | None = None):
-        """``weight_bytes``: the weights stored in a weight-only format of that size (Profile.gemm_time_s)."""
-        dt = self.gemm_dtype
+    def gemm_dtype_for(self, dtype: str | None) -> str:
+        """The dtype a GEMM asking for ``dtype`` runs in: that one where the profile measured it, else the Coster's."""
+        return dtype if dtype and dtype in self.profile.dtypes() else self.gemm_dtype
+
+    def gemm(self, m: int, n: int, k: int, weight_bytes: float | None = None, dtype: str | None = None):
+        """``weight_bytes``: the weights stored in a weight-only format of that size (Profile.gemm_time_s);
+        ``dtype``: a GEMM of its own element type (a sparse-attention indexer's fp8 scoring), where measured."""
+        dt = self.gemm_dtype_for(dtype)
         if weight_bytes is None:
             return self._q(("gemm", dt, m, n, k), lambda: self.profile.gemm_time_s(m, n, k, dt))
         return self._q(("gemm", dt, m, n, k, weight_bytes),
                        lambda: self.profile.gemm_time_s(m, n, k, dt, weight_bytes_per_elem=weight_bytes))
+
+    def roofline(self, flop: float, nbytes: float, dtype: str | None = None):
+        """A kernel no profile field times (Profile.roofline_time_s) at ``dtype``'s fitted rates where measured."""
+        dt = self.gemm_dtype_for(dtype)
+        return self._q(("roofline", dt, flop, nbytes), lambda: self.profile.roofline_time_s(flop, nbytes, dt))
 
     def read(self, nbytes: float):
         return self._q(("read", nbytes), lambda: self.profile.memory_time_s(nbytes, "read"))
@@ -306,10 +316,10 @@ class Coster:
                 t = est.time_s
                 detail = f"{count} experts as one grouped kernel ~ one GEMM N = {count} x {p['n']}: {est.detail}"
             else:
-                est = self.gemm(p["m"], p["n"], p["k"], wb)
+                est = self.gemm(p["m"], p["n"], p["k"], wb, p.get("dtype"))
                 t = count * est.time_s
                 detail = est.detail if count == 1 else f"{count} x ({est.detail})"
-            nbytes = count * gemm_bytes(p["m"], p["n"], p["k"], self.gemm_dtype, wb)
+            nbytes = count * gemm_bytes(p["m"], p["n"], p["k"], self.gemm_dtype_for(p.get("dtype")), wb)
             cat = self._category(t, nbytes)
             kernels = node.kernels
         elif node.op == "attention":
@@ -332,6 +342,10 @@ class Coster:
             if p["work_fraction"] != 1.0:
                 detail = f"{detail}; x{p['work_fraction']:.4g} (SP share)"
             kernels = node.kernels
+        elif node.op == "roofline":
+            est = self.roofline(p["flop"], p["nbytes"], p.get("dtype"))
+            t, kernels, detail = est.time_s, node.kernels, est.detail
+            cat = self._category(t, p["nbytes"])
         elif node.op == "memory":
             est = self.elementwise(p["group"], p["nbytes"]) if "group" in p else self.copy(p["nbytes"])
             t, cat, detail, kernels = est.time_s, "memory", est.detail, node.kernels

@@ -27,6 +27,8 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
   when not the model's (the indexer's fp8 keys); context=True on a node whose work grows with the context (the
   attention, a sparse-attention indexer's scoring and top-k), which the serving step costs per call
 * ``memory``     params nbytes (bytes moved)          -> profile.memory_time_s(copy)
+* ``roofline``   params flop, nbytes, dtype (a kernel no profile field times: a sparse-attention indexer's scoring)
+                                                     -> profile.roofline_time_s
 * ``collective`` params op, nbytes (nccl-tests S), group_size, scope
 * ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape; one kernel (``kernels`` 1)
   is costed as one GEMM with the experts stacked along N (same FLOPs and weight bytes, one launch), one
@@ -340,10 +342,9 @@ def _indexer(dag: LayerDAG, model: ModelConfig, phase: str, batch: int, q_len: i
 
     Its query, key and head-weight projections (ModelConfig.indexer_projections; the query from the bottleneck's
     norm where there is one), the key's LayerNorm and its cache write at 1 byte plus a scale per 128
-    (``index_cache_bytes_per_layer``), then its scoring of every query against every cached key (``indexer``: an
-    attention-shaped call of ``index_heads`` queries over one ``index_head_dim``-wide key, no values; engines run it
-    in fp8, costed at the profile's attention rates and flagged) and the top-k selection over the scores, written
-    and read once at 4 bytes each (``indexer_topk``).  The two context-wide nodes carry ``context``: the serving
+    (``index_cache_bytes_per_layer``), then its scoring of every query against every cached key (``indexer``, op
+    ``roofline``: ModelConfig.indexer_scoring_work at the profile's fp8 GEMM fit's peak rate and bandwidth, no
+    profile field timing such a kernel) and the top-k selection reading the scores back (``indexer_topk``).  The two context-wide nodes carry ``context``: the serving
     step costs them per call, as it does the attention."""
     add = dag.nodes.append
     shapes = model.indexer_projections()
@@ -353,11 +354,11 @@ def _indexer(dag: LayerDAG, model: ModelConfig, phase: str, batch: int, q_len: i
         add(_node(name, "gemm", quantized(name, dep, tok * k), m=tok, n=n, k=k))
     elementwise("index_k_norm", ("index_k",), "norm", tok * model.index_head_dim)
     add(_node("index_cache_write", "memory", ("index_k_norm",), nbytes=2 * tok * model.index_cache_bytes_per_layer))
-    add(_node("indexer", "attention", ("index_q", "index_w", "index_cache_write"), phase=phase, batch=batch, q_len=q_len,
-              kv_len=kv_len, heads=model.index_heads, kv_heads=1, head_dim=model.index_head_dim, v_head_dim=0,
-              shared_kv=True, work_fraction=1.0 / sp, context=True, kv_dtype="fp8_e4m3"))
+    flop, nbytes = model.indexer_scoring_work(batch, q_len, kv_len)
+    add(_node("indexer", "roofline", ("index_q", "index_w", "index_cache_write"), flop=flop / sp, nbytes=nbytes / sp,
+              dtype="fp8_e4m3", context=True))
     add(_node("indexer_topk", "memory", ("indexer",), context=True,
-              nbytes=2 * 4 * batch * attended_pairs(q_len, kv_len) / sp))
+              nbytes=4 * batch * attended_pairs(q_len, kv_len) / sp))
     return ("indexer_topk",)
 
 

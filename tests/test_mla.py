@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -264,9 +265,12 @@ def test_sparse_attention_attends_topk_keys_and_scores_every_one_with_its_indexe
     assert m.kv_bytes_per_token() == 61 * (576 * 2 + 128 + 4)
     assert kv_bytes_per_token(m, 8, 1, 2) == m.kv_bytes_per_token()
     nodes = {n.name: n.p for n in build_layer_dag(m, "decode", 4, 1, 8192, Parallelism(tp=8)).nodes}
-    idx = nodes["indexer"]
-    assert (idx["heads"], idx["kv_heads"], idx["head_dim"], idx["v_head_dim"], idx["kv_len"]) == (64, 1, 128, 0, 8192)
-    assert nodes["indexer_topk"]["nbytes"] == 2 * 4 * 4 * 8192          # 4 sequences' scores, written and read
+    idx = nodes["indexer"]  # 64 query heads against 4 sequences' 8192 keys each: 2 FLOP per pair, head and dim
+    assert idx["flop"] == 2 * 4 * 8192 * 64 * 128 and idx["dtype"] == "fp8_e4m3"
+    assert idx["nbytes"] == 4 * (64 * 128 + 8192 * 132) + 4 * 4 * 8192    # queries, fp8 keys + scales, fp32 scores
+    flop, _ = m.indexer_scoring_work(1, 4096, 4096)
+    assert flop == 2 * (4096 * 4097 / 2) * 64 * 128                        # a prompt scores its causal pairs
+    assert nodes["indexer_topk"]["nbytes"] == 4 * 4 * 8192              # the top-k reads the 4 sequences' scores
     assert (nodes["index_q"]["n"], nodes["index_q"]["k"]) == (64 * 128, 1536)
     # the indexer's work: 2 FLOP per (query, key, head, dim), one key read per token, no values
     flop, nbytes = attention_flop_bytes(4, 1, 8192, 64, 1, 128, 2, v_head_dim=0, shared_kv=True)
@@ -285,6 +289,7 @@ def test_the_serving_step_costs_the_indexer_per_call_over_the_whole_context():
     # short contexts: the same keys attended, plus the indexer; long ones: 2048 keys instead of all of them
     assert sc._attn("decode", 32, 1, 1024, False) > plain._attn("decode", 32, 1, 1024, False)
     assert sc._attn("decode", 32, 1, 65536, False) < plain._attn("decode", 32, 1, 65536, False)
+    assert sc._attn("prefill", 1, 32768, 32768, False) < plain._attn("prefill", 1, 32768, 32768, False)
     assert any("sparse attention: each query attends at most 2048 keys" in n for n in sc.notes)
 
 
@@ -297,10 +302,10 @@ def test_glm5_reads_as_latent_attention_with_an_indexer():
         dataclasses.replace(m, index_heads=0)
 
 
-def test_the_layer_planner_caps_sparse_attention_at_its_topk_and_reads_indexer_keys_in_fp8(tmp_path):
+def test_the_layer_planner_caps_sparse_attention_at_its_topk_and_scores_with_an_fp8_gemm(tmp_path):
     m = ModelConfig.from_name("deepseek-v3.2")
     nodes = {n.name: n.p for n in build_layer_dag(m, "decode", 4, 1, 65536, Parallelism(tp=8)).nodes}
-    assert nodes["attention"]["spans"] == ((2048, 1.0, 2048),) and nodes["indexer"]["kv_dtype"] == "fp8_e4m3"
+    assert nodes["attention"]["spans"] == ((2048, 1.0, 2048),) and nodes["indexer"]["dtype"] == "fp8_e4m3"
     coster = Coster(Profile.load(H200), dtype="bf16")
     att = coster.cost_node(build_layer_dag(m, "decode", 4, 1, 65536, Parallelism(tp=8)).nodes[
         [n.name for n in build_layer_dag(m, "decode", 4, 1, 65536, Parallelism(tp=8)).nodes].index("attention")], 2)

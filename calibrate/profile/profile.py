@@ -290,6 +290,18 @@ class Profile:
             flags += ("extrapolated",)
         return Estimate(t, extrap, how, f"compute.{dtype}", flags)
 
+    def roofline_time_s(self, flop: float, nbytes: float, dtype: str) -> Estimate:
+        """A kernel of ``flop`` and ``nbytes`` that no profile field times, at ``compute.<dtype>``'s fitted peak FLOP
+        rate and bandwidth: overhead + max(FLOP / peak, bytes / bandwidth); flagged ``roofline``."""
+        c = self.compute.get(dtype)
+        if c is None:
+            raise MissingMeasurement(f"{self.identity.name}: no compute.{dtype} for a roofline; compute has "
+                                     f"{sorted(self.compute)}")
+        t = (c.overhead_s or 0.0) + max(flop / c.peak_flop_per_s, nbytes / c.memory_bandwidth_bytes_per_s)
+        return Estimate(t, True, f"roofline of compute.{dtype}'s fitted peak FLOP rate and bandwidth "
+                                 f"({flop:.3g} FLOP, {nbytes:.3g} B)", f"compute.{dtype}",
+                        self._base_flags() + ("roofline",))
+
     def memory_time_s(self, nbytes: float, pattern: str = "copy") -> Estimate:
         """Time to move ``nbytes`` (bytes moved: a copy of S bytes moves 2S) with ``pattern``."""
         if nbytes is None or nbytes < 0:

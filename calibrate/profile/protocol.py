@@ -43,6 +43,9 @@ class ProfileQueries(Protocol):
     def sampler_time_s(self, kind: str, logits: float) -> "Estimate":
         ...
 
+    def roofline_time_s(self, flop: float, nbytes: float, dtype: str) -> "Estimate":
+        ...
+
     def attention_time_s(self, phase: str, batch: int, q_len: int, kv_len: int, heads: int, kv_heads: int,
                          head_dim: int, dtype: str, causal: bool = True, kv_dtype: str | None = None,
                          v_head_dim: int | None = None, shared_kv: bool = False, window: int = 0) -> "Estimate":

@@ -155,8 +155,10 @@ class StepCoster:
         if model.has_indexer:
             self.notes.append(f"sparse attention: each query attends at most {model.index_topk} keys (as many pairs "
                               f"as a window of that size); the indexer scores every cached key with {model.index_heads} "
-                              f"heads of {model.index_head_dim} (an fp8 kernel in the engines, costed at the profile's "
-                              f"bf16 attention rates) and its top-k reads the scores back; the KV pool holds its "
+                              f"heads of {model.index_head_dim}, one GEMM-shaped kernel in the engines (DeepGEMM's fp8 "
+                              f"MQA logits) that no profile field times, costed as a roofline of the profile's "
+                              f"{'fp8_e4m3' if 'fp8_e4m3' in profile.dtypes() else act} GEMM fit, and its top-k reads "
+                              f"the scores back; the KV pool holds its "
                               f"{model.index_cache_bytes_per_layer}-byte key per token and layer")
         if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
             self.notes.append("block-scaled fp8 GEMMs costed from compute.fp8_e4m3 (per-tensor measurements): the "
@@ -370,9 +372,8 @@ class StepCoster:
                       for span, share, window in m.attention_layers(q, kv))
             if m.has_indexer:
                 # the indexer scores every cached key (DAG _indexer), then the top-k reads the scores it wrote
-                hit += self._wrap(lambda: c.attention(phase, batch, q, kv, m.index_heads, 1, m.index_head_dim, 0,
-                                                      True, 0, "fp8_e4m3")).time_s  # its keys cached in fp8
-                hit += c.copy(2 * 4 * batch * attended_pairs(q, kv)).time_s
+                hit += self._wrap(lambda: c.roofline(*m.indexer_scoring_work(batch, q, kv), "fp8_e4m3")).time_s
+                hit += c.copy(4 * batch * attended_pairs(q, kv)).time_s
             self._memo[key] = hit
         return hit
 
