@@ -75,10 +75,10 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
                 else:
                     k //= t
                 add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"{how}, divided by TP={t} ({cfg.source})")
-            if cfg.is_mla or cfg.has_indexer:
-                for suffix, (n, k) in {**(cfg.mla_projections(t) if cfg.is_mla else {}), **cfg.indexer_projections()}.items():
-                    add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"multi-head latent attention {suffix} at TP={t} "
-                        f"(ModelConfig.mla_projections; {cfg.source})")
+            for what, extra in (("multi-head latent attention", cfg.mla_projections(t) if cfg.is_mla else {}),
+                                ("sparse-attention indexer (replicated)", cfg.indexer_projections())):
+                for suffix, (n, k) in extra.items():
+                    add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"{what} {suffix} at TP={t} ({cfg.source})")
             if cfg.is_moe:
                 add(f"{cfg.name}.router", cfg.num_experts, cfg.hidden_size,
                     f"N = num_experts {cfg.num_experts}, K = hidden {cfg.hidden_size} (replicated)")

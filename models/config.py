@@ -15,7 +15,6 @@ the MLP for a router, ``num_experts`` SwiGLU experts of ``expert_ffn_size``
 
 from __future__ import annotations
 
-import math
 import re
 
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -133,7 +132,8 @@ class ModelConfig:
                     or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block)):
                 raise ValueError(f"model {self.name!r}: weight_block_size must be [rows, cols] of positive integers, got {block!r}")
             object.__setattr__(self, "weight_block_size", tuple(block))  # YAML gives a list; keep the config hashable
-        for f in ("sliding_window", "sliding_layers"):
+        for f in ("sliding_window", "sliding_layers", "dense_layers", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim",
+                  "v_head_dim", "index_topk", "index_heads", "index_head_dim"):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"model {self.name!r}: {f} must be an integer >= 0, got {v!r}")
@@ -142,11 +142,6 @@ class ModelConfig:
         if bool(self.sliding_layers) != bool(self.sliding_window):
             raise ValueError(f"model {self.name!r}: sliding_layers({self.sliding_layers}) and sliding_window"
                              f"({self.sliding_window}) must both be 0 or both > 0")
-        for f in ("dense_layers", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "v_head_dim", "index_topk",
-                  "index_heads", "index_head_dim"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"model {self.name!r}: {f} must be an integer >= 0, got {v!r}")
         if self.dense_layers and not (self.num_experts and self.dense_layers < self.layers):
             raise ValueError(f"model {self.name!r}: dense_layers({self.dense_layers}) needs a MoE model with fewer "
                              f"dense layers than layers({self.layers}) (num_experts={self.num_experts})")
@@ -419,16 +414,19 @@ class ModelConfig:
     def kv_size(self) -> int:
         return self.kv_heads * self.head_dim
 
-    def attention_params(self) -> int:
-        """Attention projection weights of one layer: QKV and output, or MLA's query projection (through its
-        ``q_lora_rank`` bottleneck and norm), the latent and rotary key projection and the latent's norm, the
-        latent's expansion into every head's non-rotary key and value, and the output."""
-        h = self.hidden_size
-        indexer = sum(n * k for n, k in self.indexer_projections().values()) + 2 * self.index_head_dim  # + k LayerNorm
+    def attention_params(self, tp: int = 1) -> int:
+        """Attention projection weights of one layer on one of ``tp`` ranks: the rank's query heads and KV heads
+        (QKV) and its share of the output; or MLA's query bottleneck and latent projection (replicated: every rank
+        computes them whole, vLLM/SGLang ``fused_qkv_a_proj``) with their two norms, the rank's heads of the query
+        expansion, of the latent's expansion into keys and values, and of the output; plus a sparse-attention
+        indexer's projections and key LayerNorm (replicated)."""
+        h, hd = self.hidden_size, self.head_dim
+        indexer = sum(n * k for n, k in self.indexer_projections().values()) + 2 * self.index_head_dim
         if not self.is_mla:
-            return h * (self.q_size + 2 * self.kv_size) + self.q_size * h + indexer
-        norms = self.q_lora_rank + self.kv_lora_rank
-        return sum(n * k for n, k in self.mla_projections().values()) + norms + indexer
+            heads, kvh = self.heads // tp, self.kv_heads_per_device(tp)
+            return h * (heads + 2 * kvh) * hd + heads * hd * h + indexer
+        norms = self.q_lora_rank + self.kv_lora_rank  # the bottleneck's and the latent's RMSNorm weights
+        return sum(n * k for n, k in self.mla_projections(tp).values()) + norms + indexer
 
     def mlp_params(self) -> int:
         """Dense SwiGLU MLP (gate, up, down) of one layer."""

@@ -54,7 +54,7 @@ from accelcal.vocab import DTYPE_BYTES, SAMPLER_BYTES_PER_LOGIT, attention_flop_
 
 from .dag import DagNode, LayerDAG
 
-__all__ = ["CATEGORIES", "Coster", "CostedDAG", "NodeCost", "activation_dtype", "host_runs_kernels"]
+__all__ = ["CATEGORIES", "Coster", "CostedDAG", "NodeCost", "activation_dtype", "host_runs_kernels", "model_coster"]
 
 CATEGORIES = ("compute", "memory", "communication", "launch")
 
@@ -148,6 +148,16 @@ def activation_dtype(weight_dtype: str, measured: Sequence[str]) -> str:
     if DTYPE_BYTES[weight_dtype] < DTYPE_BYTES["bf16"] and "bf16" in measured:
         return "bf16"
     return weight_dtype
+
+
+def model_coster(profile: ProfileQueries, model: Any, **options: Any) -> tuple["Coster", Any]:
+    """(Coster for ``model``'s layers, the model its DAGs are built from): fp8 weights run as the serving engines run
+    them, GEMMs in fp8 on quantized inputs (DagOptions.gemm_input_quant: the DAG model's weight dtype differs from
+    ``model``'s) and activations, attention and collectives in bf16 (activation_dtype); ``options``: Coster's."""
+    act = activation_dtype(model.weight_dtype, profile.dtypes())
+    coster = Coster(profile, dtype=act, kv_dtype=model.kv_dtype if model.kv_dtype != act else None,
+                    gemm_dtype=model.weight_dtype, **options)
+    return coster, (dataclasses.replace(model, weight_dtype=act) if act != model.weight_dtype else model)
 
 
 class Coster:
@@ -280,15 +290,13 @@ class Coster:
         return self._q(("coll", op, nbytes, group_size, scope, kernel), ask)
 
     def attention(self, phase, batch, q_len, kv_len, heads, kv_heads, head_dim, v_head_dim=None, shared_kv=False,
-                  window=0, kv_dtype=None):
+                  window=0):
         """One attention call (Profile.attention_time_s); ``v_head_dim``/``shared_kv``: multi-head latent
         attention's shape (ModelConfig.attention_shape); ``window``: keys per query at most (ModelConfig.
-        attention_layers); ``kv_dtype``: the keys' element type when not the Coster's (an indexer's fp8 keys)."""
-        kvd = kv_dtype or self.kv_dtype
-        return self._q(("attn", phase, batch, q_len, kv_len, heads, kv_heads, head_dim, v_head_dim, shared_kv, window,
-                        kvd),
+        attention_layers)."""
+        return self._q(("attn", phase, batch, q_len, kv_len, heads, kv_heads, head_dim, v_head_dim, shared_kv, window),
                        lambda: self.profile.attention_time_s(phase, batch, q_len, kv_len, heads, kv_heads,
-                                                             head_dim, self.dtype, causal=True, kv_dtype=kvd,
+                                                             head_dim, self.dtype, causal=True, kv_dtype=self.kv_dtype,
                                                              v_head_dim=v_head_dim, shared_kv=shared_kv, window=window))
 
     def _category(self, time_s: float, nbytes: float) -> str:
@@ -327,7 +335,7 @@ class Coster:
             spans = p.get("spans", ((p["kv_len"], 1.0, 0),))
             form = (p.get("v_head_dim"), p.get("shared_kv", False))  # multi-head latent attention's call shape
             ests = [(self.attention(p["phase"], p["batch"], p["q_len"], span, p["heads"], p["kv_heads"],
-                                    p["head_dim"], *form, window, p.get("kv_dtype")), share)
+                                    p["head_dim"], *form, window), share)
                     for span, share, window in spans]
             t = sum(e.time_s * share for e, share in ests) * p["work_fraction"]
             kv_mean = sum(span * share for span, share, _ in spans)
@@ -364,10 +372,9 @@ class Coster:
         nodes = [self.cost_node(n, el) for n in dag.nodes]
         if self.serialised:
             # each kernel beyond the one its figure holds, weighed like the node (its layer_share in a mean layer)
-            share = {n.name: n.p.get("layer_share", 1.0) for n in dag.nodes}
-            nodes = [dataclasses.replace(n, launch_s=0.0 if n.self_timed else
-                                         share[n.name] * max(0.0, n.kernels / share[n.name] - 1) * self._launch.time_s)
-                     for n in nodes]
+            nodes = [dataclasses.replace(c, launch_s=0.0 if c.self_timed else
+                                         n.p.get("layer_share", 1.0) * max(0, n.kernels - 1) * self._launch.time_s)
+                     for n, c in zip(dag.nodes, nodes)]
         device = sum(n.device_s for n in nodes)
         kernels = sum(n.kernels for n in nodes)
         if self.cuda_graphs:

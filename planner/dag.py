@@ -20,12 +20,11 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
 
 * ``gemm``       params m, n, k                      -> profile.gemm_time_s
 * ``attention``  params phase, batch, q_len, kv_len, heads, kv_heads, head_dim, work_fraction (the SP share), and
-  for a model with sliding-window layers spans: ((keys, share of the layers), ...), ModelConfig.attention_layers;
-  with multi-head latent attention v_head_dim and shared_kv (ModelConfig.attention_shape: the expanded form for a
-  prompt, the latent for a decode step, after the ``qkv_a``, ``qkv_a_norm``, ``q_b`` and ``kv_b`` projections);
-  spans ((keys read, share, window), ...) also carry sparse attention's top-k as a window; kv_dtype the keys' type
-  when not the model's (the indexer's fp8 keys); context=True on a node whose work grows with the context (the
-  attention, a sparse-attention indexer's scoring and top-k), which the serving step costs per call
+  for a model with sliding-window layers or sparse attention's top-k spans: ((keys read, share of the layers,
+  window), ...), ModelConfig.attention_layers; with multi-head latent attention v_head_dim and shared_kv
+  (ModelConfig.attention_shape: the expanded form for a prompt, the latent for a decode step, after the ``qkv_a``,
+  ``qkv_a_norm``, ``q_b`` and ``kv_b`` projections).  context=True marks a node whose work grows with the context
+  (the attention, a sparse-attention indexer's scoring and top-k), which the serving step costs per call
 * ``memory``     params nbytes (bytes moved)          -> profile.memory_time_s(copy)
 * ``roofline``   params flop, nbytes, dtype (a kernel no profile field times: a sparse-attention indexer's scoring)
                                                      -> profile.roofline_time_s
@@ -276,8 +275,8 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     shape = model.attention_shape(phase, t)
     if model.is_mla:
         # with SP every rank expands the whole prompt's gathered latents into its heads' keys and values
-        attn_dep, kv_write_elems = _mla_projections(dag, model, layout, options, impl, tok, el, kvel, x, quantized,
-                                                    elementwise, expand_tok=batch * q_len if sp > 1 else tok)
+        attn_dep = _mla_projections(dag, model, layout, options, impl, tok, kvel, x, quantized, elementwise,
+                                    expand_tok=batch * q_len if sp > 1 else tok)
     else:
         add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd, k=h))
         roped = _qk_norm(dag, model, layout, tok, heads, kvh, elementwise, options.qk_norm_kernels)
@@ -294,14 +293,13 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         else:
             elementwise("kv_cache_write", roped, "kv_cache_write", kv_elems, elem_bytes=kvel)
         attn_dep = roped + ("kv_cache_write",)
-        kv_write_elems = kv_elems
     if model.has_indexer:
         attn_dep += _indexer(dag, model, phase, batch, q_len, kv_len, tok, sp, x, quantized, elementwise)
     if sp > 1:
         # every SP rank needs the whole prompt's K and V (MLA: the latent): all-gather over the SP group (S = total bytes)
         # (and a sparse-attention indexer's keys, which every rank's indexer scores)
         add(_node("sp_kv_all_gather", "collective", ("kv_cache_write",), op="all_gather",
-                  nbytes=batch * q_len * ((kv_write_elems // tok) * kvel + model.index_cache_bytes_per_layer),
+                  nbytes=batch * q_len * (model.kv_cache_elems_per_layer(t) * kvel + model.index_cache_bytes_per_layer),
                   group_size=sp, scope=layout.sp_scope))
         attn_dep = tuple(d for d in attn_dep if d != "kv_cache_write") + ("sp_kv_all_gather",)
     # causal work split evenly across SP ranks (zig-zag chunk assignment); this DAG stands for the mean layer, so a
@@ -347,9 +345,7 @@ def _indexer(dag: LayerDAG, model: ModelConfig, phase: str, batch: int, q_len: i
     profile field timing such a kernel) and the top-k selection reading the scores back (``indexer_topk``).  The two context-wide nodes carry ``context``: the serving
     step costs them per call, as it does the attention."""
     add = dag.nodes.append
-    shapes = model.indexer_projections()
-    for name in shapes:
-        n, k = shapes[name]
+    for name, (n, k) in model.indexer_projections().items():
         dep = ("qkv_a_norm",) if name == "index_q" and model.is_mla and model.q_lora_rank else (x,)
         add(_node(name, "gemm", quantized(name, dep, tok * k), m=tok, n=n, k=k))
     elementwise("index_k_norm", ("index_k",), "norm", tok * model.index_head_dim)
@@ -363,10 +359,9 @@ def _indexer(dag: LayerDAG, model: ModelConfig, phase: str, batch: int, q_len: i
 
 
 def _mla_projections(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOptions,
-                     impl: Implementation, tok: int, el: int, kvel: int, x: str, quantized: Callable[..., tuple],
-                     elementwise: Callable[..., str], expand_tok: int | None = None) -> tuple[tuple[str, ...], int]:
-    """Multi-head latent attention's projections up to the attention call; (what the call waits for, elements the
-    KV-cache write stores).
+                     impl: Implementation, tok: int, kvel: int, x: str, quantized: Callable[..., tuple],
+                     elementwise: Callable[..., str], expand_tok: int | None = None) -> tuple[str, ...]:
+    """Multi-head latent attention's projections up to the attention call; returns what the call waits for.
 
     The query's low-rank projection and the latent-with-rotary-key projection run as one GEMM replicated on every
     TP rank (vLLM / SGLang ``fused_qkv_a_proj``), then the two RMSNorms of the query bottleneck and the latent, the
@@ -392,7 +387,7 @@ def _mla_projections(dag: LayerDAG, model: ModelConfig, layout: Parallelism, opt
     if not options.rope_in_attention:
         roped = (elementwise("rope", roped, "rope", rope_elems, copies=2 if impl.rope.per_tensor else 1),)
     elementwise("kv_cache_write", roped, "kv_cache_write", tok * lat, elem_bytes=kvel)
-    return roped + ("kv_cache_write",), tok * lat
+    return roped + ("kv_cache_write",)
 
 
 def _qk_norm(dag: LayerDAG, model: ModelConfig, layout: Parallelism, tok: int, heads: int, kvh: int,

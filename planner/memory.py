@@ -25,7 +25,7 @@ from .dag import kv_heads_per_device
 from .parallelism import Parallelism
 from .workload import Workload
 
-__all__ = ["MemoryEstimate", "attention_weight_elems", "device_memory", "layer_routed_expert_elems", "layer_weight_bytes", "layer_weight_elems"]
+__all__ = ["MemoryEstimate", "device_memory", "layer_routed_expert_elems", "layer_weight_bytes", "layer_weight_elems"]
 
 
 @dataclass(frozen=True)
@@ -67,21 +67,6 @@ def layer_routed_expert_elems(model: ModelConfig, tp: int, ep: int) -> int:
     return (model.num_experts // ep) * 3 * model.hidden_size * model.expert_ffn_size
 
 
-def attention_weight_elems(model: ModelConfig, tp: int) -> int:
-    """Attention projection weights of one decoder layer on one of ``tp`` ranks: the rank's query heads and KV heads
-    (QKV) and its share of the output projection; with MLA the query's low-rank projection and the latent's
-    projection (replicated: every rank computes them whole, vLLM/SGLang ``fused_qkv_a_proj``), then the rank's
-    heads of the query expansion, the latent's expansion into keys and values, and the output."""
-    h, hd = model.hidden_size, model.head_dim
-    heads = model.heads // tp
-    indexer = sum(n * k for n, k in model.indexer_projections().values()) + 2 * model.index_head_dim  # replicated
-    if not model.is_mla:
-        kvh = kv_heads_per_device(model, tp)
-        return h * (heads + 2 * kvh) * hd + heads * hd * h + indexer
-    norms = model.q_lora_rank + model.kv_lora_rank  # the bottleneck's and the latent's RMSNorm weights
-    return sum(n * k for n, k in model.mla_projections(tp).values()) + norms + indexer
-
-
 def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = None) -> int:
     """Weight elements of one decoder layer on one device; ``kind`` ``"moe"`` or ``"dense"`` (default: a MoE
     model's MoE layer, a dense model's layer; ModelConfig.layer_kinds)."""
@@ -93,7 +78,7 @@ def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = 
         # shared experts replicated over EP ranks (they run on each rank's tokens), TP-split without EP
         shared_ffn = model.expert_ffn_size // tp if ep == 1 else model.expert_ffn_size
         ffn = layer_routed_expert_elems(model, tp, ep) + model.shared_experts * 3 * h * shared_ffn + h * model.num_experts
-    return attention_weight_elems(model, tp) + ffn + 2 * h
+    return model.attention_params(tp) + ffn + 2 * h
 
 
 def layer_weight_bytes(model: ModelConfig, tp: int, ep: int, bytes_per_elem: float, kind: str | None = None) -> float:

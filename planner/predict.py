@@ -16,13 +16,12 @@ The TP group is taken to sit inside one node (``intra_node`` collectives).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from accelcal.calibrate.profile import ProfileQueries
 from accelcal.models import ModelConfig
 
-from .cost import Coster, NodeCost, activation_dtype
+from .cost import NodeCost, model_coster
 from .dag import DagOptions, build_layer_dag
 from .parallelism import Parallelism
 
@@ -70,11 +69,8 @@ def predict_layer_time_s(profile: ProfileQueries, model: ModelConfig | str, phas
     moe = moe or MoeOptions()
     model.require_tp_divides_heads(tp)
     par = Parallelism(tp=tp, ep=moe.ep if model.is_moe else 1, ep_scope=moe.ep_scope)
-    act = activation_dtype(model.weight_dtype, profile.dtypes())  # fp8 weights: bf16 activations, as the planner
-    dag_model = dataclasses.replace(model, weight_dtype=act) if act != model.weight_dtype else model
-    coster = Coster(profile, dtype=act, cuda_graphs=cuda_graphs, gemm_dtype=model.weight_dtype,
-                    kv_dtype=model.kv_dtype if model.kv_dtype != act else None)
-    costed = coster.cost_dag(build_layer_dag(dag_model, phase, batch, q_len, kv_len, par, implementation,
-                                             DagOptions(moe_imbalance=moe.imbalance, gemm_input_quant=act != model.weight_dtype)),
+    coster, dag_model = model_coster(profile, model, cuda_graphs=cuda_graphs)  # fp8 weights: as the planner runs them
+    options = DagOptions(moe_imbalance=moe.imbalance, gemm_input_quant=dag_model.weight_dtype != model.weight_dtype)
+    costed = coster.cost_dag(build_layer_dag(dag_model, phase, batch, q_len, kv_len, par, implementation, options),
                              dag_model.weight_bytes_per_elem)
     return LayerPrediction(costed.total_s, costed.breakdown, costed.nodes, costed.extrapolated)

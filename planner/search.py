@@ -41,7 +41,7 @@ from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
 
 from .cluster import Cluster, DeviceGroup
-from .cost import CATEGORIES, Coster, CostedDAG, activation_dtype
+from .cost import CATEGORIES, Coster, CostedDAG, model_coster
 from .dag import DagOptions, build_edge_dag, build_layer_dag, edge_parallelism, layer_parallelism
 from .memory import MemoryEstimate, device_memory
 from .pareto import pareto_front
@@ -361,14 +361,10 @@ class _Evaluator:
 
     def __init__(self, model: ModelConfig, workload: Workload, group: DeviceGroup, options: PlanOptions):
         self.model, self.w, self.g, self.o = model, workload, group, options
-        # fp8 weights: the GEMMs in fp8 on quantized inputs, activations, attention and collectives in bf16
-        act = activation_dtype(model.weight_dtype, group.profile.dtypes())
-        self.dag_model = dataclasses.replace(model, weight_dtype=act) if act != model.weight_dtype else model
-        self.coster = Coster(group.profile, dtype=act, cuda_graphs=options.cuda_graphs,
-                             inter_node_profile=group.inter_node_profile,
-                             assume_zero_latency=options.assume_zero_latency,
-                             kv_dtype=model.kv_dtype if model.kv_dtype != act else None, gemm_dtype=model.weight_dtype)
-        self.input_quant = act != model.weight_dtype
+        self.coster, self.dag_model = model_coster(group.profile, model, cuda_graphs=options.cuda_graphs,
+                                                   inter_node_profile=group.inter_node_profile,
+                                                   assume_zero_latency=options.assume_zero_latency)
+        self.input_quant = self.dag_model.weight_dtype != model.weight_dtype
         self.el = self.dag_model.weight_bytes_per_elem
         self.impl = Implementation.from_name(options.implementation)
         self._memo: dict[tuple, CostedDAG] = {}
