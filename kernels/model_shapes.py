@@ -68,15 +68,18 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
                 notes.append(f"{cfg.name} at TP={t}: {exc}; skipped")
                 continue
             for suffix, n, k, how in projs:
-                if suffix == "qkv":  # heads / t query heads and kv_heads / t KV heads per rank
-                    n = (cfg.heads // t + 2 * (cfg.kv_heads // t)) * dims.head_dim
+                if suffix == "qkv":  # heads / t query heads and kv_heads / t KV heads per rank (and a gated
+                    # attention's gate, one per query element)
+                    gate = cfg.heads // t if cfg.attn_output_gate else 0
+                    n = (cfg.heads // t + gate + 2 * (cfg.kv_heads // t)) * dims.head_dim
                 elif _TP_SPLIT[suffix] == "n":
                     n //= t
                 else:
                     k //= t
                 add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"{how}, divided by TP={t} ({cfg.source})")
             for what, extra in (("multi-head latent attention", cfg.mla_projections(t) if cfg.is_mla else {}),
-                                ("sparse-attention indexer (replicated)", cfg.indexer_projections())):
+                                ("sparse-attention indexer (replicated)", cfg.indexer_projections()),
+                                ("Gated DeltaNet", cfg.linear_projections(t) if cfg.linear_layers else {})):
                 for suffix, (n, k) in extra.items():
                     add(f"{cfg.name}.{suffix}/tp{t}", n, k, f"{what} {suffix} at TP={t} ({cfg.source})")
             if cfg.is_moe:

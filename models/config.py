@@ -100,6 +100,28 @@ class ModelConfig:
     """DSA: the indexer's query heads (``index_n_heads``); its one key head is shared."""
     index_head_dim: int = 0
     """DSA: width of the indexer's heads and of the key it caches per token and layer (``index_head_dim``)."""
+    linear_layers: int = 0
+    """Layers whose token mixer is Gated DeltaNet linear attention instead of softmax attention (Qwen3-Next, Qwen3.5:
+    ``layer_types`` entries ``linear_attention``, three of every ``full_attention_interval`` = 4).  Such a layer keeps
+    no KV cache: each sequence carries a fixed-size state instead (``linear_state_elems``).  0 = no such layers."""
+    linear_key_heads: int = 0
+    """Gated DeltaNet: query/key heads (``linear_num_key_heads``), each shared by value heads / key heads value heads."""
+    linear_value_heads: int = 0
+    """Gated DeltaNet: value heads (``linear_num_value_heads``); each keeps a key_head_dim x value_head_dim state."""
+    linear_key_head_dim: int = 0
+    """Gated DeltaNet: width of one query/key head (``linear_key_head_dim``)."""
+    linear_value_head_dim: int = 0
+    """Gated DeltaNet: width of one value head (``linear_value_head_dim``)."""
+    linear_conv_kernel: int = 0
+    """Gated DeltaNet: taps of the causal depthwise convolution over q, k and v (``linear_conv_kernel_dim``); each
+    sequence keeps the last taps - 1 inputs."""
+    linear_state_dtype: str = "fp32"
+    """dtype of each Gated DeltaNet layer's recurrent state per sequence (``mamba_ssm_dtype``; absent: fp32, SGLang's
+    default in configs/mamba_utils.py mamba2_state_dtype, 0.5.9 wheel); the convolution state is kept in bf16
+    (the same function's conv dtype default)."""
+    attn_output_gate: bool = False
+    """Gated attention (Qwen3-Next, Qwen3.5 ``attn_output_gate``): the query projection also emits a gate per query
+    element, and the attention output is multiplied by its sigmoid before the output projection."""
     expert_weight_dtype: str = ""
     """Storage format of the routed experts' weights when it is weight-only (``mxfp4``: gpt-oss's
     ``quantization_config``; ``int4_g32``: Kimi-K2.5's compressed-tensors 4-bit integers; accelcal.vocab.WEIGHT_ONLY_BYTES):
@@ -166,6 +188,36 @@ class ModelConfig:
             raise ValueError(f"model {self.name!r}: q_lora_rank, qk_rope_head_dim and v_head_dim describe multi-head "
                              f"latent attention and need kv_lora_rank > 0 (got {self.q_lora_rank}, "
                              f"{self.qk_rope_head_dim}, {self.v_head_dim} with kv_lora_rank 0)")
+        for f in ("linear_layers", "linear_key_heads", "linear_value_heads", "linear_key_head_dim",
+                  "linear_value_head_dim", "linear_conv_kernel"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"model {self.name!r}: {f} must be an integer >= 0, got {v!r}")
+        if not isinstance(self.attn_output_gate, bool):
+            raise ValueError(f"model {self.name!r}: attn_output_gate must be true or false, got {self.attn_output_gate!r}")
+        if self.linear_layers:
+            dims = (self.linear_key_heads, self.linear_value_heads, self.linear_key_head_dim, self.linear_value_head_dim,
+                    self.linear_conv_kernel)
+            if not all(dims):
+                raise ValueError(f"model {self.name!r}: linear_layers({self.linear_layers}) needs linear_key_heads, "
+                                 f"linear_value_heads, linear_key_head_dim, linear_value_head_dim and linear_conv_kernel "
+                                 f"> 0, got {dims}")
+            if self.linear_value_heads % self.linear_key_heads:
+                raise ValueError(f"model {self.name!r}: linear_value_heads({self.linear_value_heads}) % "
+                                 f"linear_key_heads({self.linear_key_heads}) = "
+                                 f"{self.linear_value_heads % self.linear_key_heads}; each key head serves whole value heads")
+            if self.linear_layers + self.sliding_layers >= self.layers:
+                raise ValueError(f"model {self.name!r}: linear_layers({self.linear_layers}) + sliding_layers"
+                                 f"({self.sliding_layers}) must leave at least one full-attention layer of "
+                                 f"layers({self.layers})")
+            if self.is_mla or self.index_topk or self.sliding_layers:
+                raise ValueError(f"model {self.name!r}: linear-attention layers beside multi-head latent, sparse or "
+                                 f"sliding-window attention are not modelled")
+        elif any((self.linear_key_heads, self.linear_value_heads, self.linear_key_head_dim, self.linear_value_head_dim,
+                  self.linear_conv_kernel)):
+            raise ValueError(f"model {self.name!r}: linear_key_heads, linear_value_heads, linear_key_head_dim, "
+                             f"linear_value_head_dim and linear_conv_kernel describe Gated DeltaNet layers and need "
+                             f"linear_layers > 0")
         if self.expert_weight_dtype is None:  # an empty YAML value
             object.__setattr__(self, "expert_weight_dtype", "")
         if self.expert_weight_dtype and self.expert_weight_dtype not in WEIGHT_ONLY_BYTES:
@@ -173,7 +225,7 @@ class ModelConfig:
                              f"one of {sorted(WEIGHT_ONLY_BYTES)}")
         if self.expert_weight_dtype and not self.num_experts:
             raise ValueError(f"model {self.name!r}: expert_weight_dtype={self.expert_weight_dtype!r} on a dense model")
-        for f in ("weight_dtype", "kv_dtype"):
+        for f in ("weight_dtype", "kv_dtype", "linear_state_dtype"):
             if getattr(self, f) not in DTYPE_BYTES:
                 raise ValueError(f"model {self.name!r}: {f}={getattr(self, f)!r}; expected one of {sorted(DTYPE_BYTES)}")
         if self.heads % self.kv_heads:
@@ -266,6 +318,13 @@ class ModelConfig:
             fits = [t for t in range(1, min(self.heads, 64) + 1) if self.heads % t == 0]
             raise ValueError(f"{flag} {tp}: {self.name} has {self.heads} attention heads and {self.heads} % {tp} = "
                              f"{self.heads % tp}; TP must divide the heads: one of {fits}")
+        if self.linear_layers and self.linear_key_heads % tp:
+            # the engines split Gated DeltaNet's key heads (and so its value heads) over TP (SGLang
+            # Mamba2StateShape.create divide(), which asserts divisibility)
+            fits = [t for t in range(1, self.linear_key_heads + 1) if self.linear_key_heads % t == 0 and self.heads % t == 0]
+            raise ValueError(f"{flag} {tp}: {self.name}'s Gated DeltaNet layers have {self.linear_key_heads} key heads "
+                             f"and {self.linear_key_heads} % {tp} = {self.linear_key_heads % tp}; TP must divide them "
+                             f"and the attention heads: one of {fits}")
 
     def context_warning(self, prompt_tokens: int, output_tokens: int) -> str | None:
         """Why a request of this size is beyond the model (None when it fits or the context length is not stated):
@@ -312,8 +371,9 @@ class ModelConfig:
 
     @property
     def full_attention_layers(self) -> int:
-        """Layers attending the whole context (all but the sliding-window ones)."""
-        return self.layers - self.sliding_layers
+        """Layers attending the whole context with softmax attention (all but the sliding-window and the
+        linear-attention ones): the layers with a KV cache that grows with the context."""
+        return self.layers - self.sliding_layers - self.linear_layers
 
     def attention_layers(self, q_len: int, kv_len: int) -> tuple[tuple[int, float, int], ...]:
         """((keys a layer's attention call reads, share of the layers, window), ...) for ``q_len`` queries at the end
@@ -325,6 +385,9 @@ class ModelConfig:
         neither."""
         if self.index_topk:
             return ((min(kv_len, q_len + self.index_topk - 1), 1.0, self.index_topk),)
+        if self.linear_layers:
+            # the linear-attention layers run no softmax attention (their recurrence: linear_recurrence_work)
+            return ((kv_len, self.full_attention_layers / self.layers, 0),)
         if not self.sliding_layers:
             return ((kv_len, 1.0, 0),)
         reach = min(kv_len, q_len + self.sliding_window - 1)
@@ -424,9 +487,94 @@ class ModelConfig:
         indexer = sum(n * k for n, k in self.indexer_projections().values()) + 2 * self.index_head_dim
         if not self.is_mla:
             heads, kvh = self.heads // tp, self.kv_heads_per_device(tp)
-            return h * (heads + 2 * kvh) * hd + heads * hd * h + indexer
+            gate = heads * hd * h if self.attn_output_gate else 0  # the output gate's share of the query projection
+            return h * (heads + 2 * kvh) * hd + gate + heads * hd * h + indexer
         norms = self.q_lora_rank + self.kv_lora_rank  # the bottleneck's and the latent's RMSNorm weights
         return sum(n * k for n, k in self.mla_projections(tp).values()) + norms + indexer
+
+    # -- Gated DeltaNet linear attention (Qwen3-Next, Qwen3.5) ------------------------------------------------
+    @property
+    def linear_key_dim(self) -> int:
+        """Gated DeltaNet: all query (or key) heads' width, ``linear_key_heads x linear_key_head_dim``."""
+        return self.linear_key_heads * self.linear_key_head_dim
+
+    @property
+    def linear_value_dim(self) -> int:
+        """Gated DeltaNet: all value heads' width, ``linear_value_heads x linear_value_head_dim``."""
+        return self.linear_value_heads * self.linear_value_head_dim
+
+    def linear_projections(self, tp: int = 1) -> dict[str, tuple[int, int]]:
+        """Gated DeltaNet's GEMMs on one of ``tp`` ranks, name -> (N, K): ``linear_in_qkvz`` the queries, keys, values
+        and output gate z, ``linear_in_ba`` each value head's write strength (beta) and decay (a), ``linear_out`` the
+        output from the rank's value heads (transformers Qwen3NextGatedDeltaNet in_proj_qkvz / in_proj_ba / out_proj;
+        Qwen3.5 splits the first two into four projections of the same total width)."""
+        kd, vd, h = self.linear_key_dim // tp, self.linear_value_dim // tp, self.hidden_size
+        return {"linear_in_qkvz": (2 * kd + 2 * vd, h), "linear_in_ba": (2 * (self.linear_value_heads // tp), h),
+                "linear_out": (h, vd)}
+
+    @property
+    def linear_conv_dim(self) -> int:
+        """Channels of Gated DeltaNet's causal convolution: the queries, keys and values (2 x key dim + value dim)."""
+        return 2 * self.linear_key_dim + self.linear_value_dim
+
+    def linear_attention_params(self, tp: int = 1) -> int:
+        """Weights of one Gated DeltaNet layer's token mixer on one of ``tp`` ranks: its projections, the convolution's
+        taps, per value head a decay rate and a bias (``A_log``, ``dt_bias``) and the gated RMSNorm's weight (one
+        value head wide, shared)."""
+        proj = sum(n * k for n, k in self.linear_projections(tp).values())
+        return (proj + self.linear_conv_dim // tp * self.linear_conv_kernel + 2 * (self.linear_value_heads // tp)
+                + self.linear_value_head_dim)
+
+    def mixer_params(self, tp: int = 1) -> float:
+        """Token-mixer weights of the mean layer on one of ``tp`` ranks: softmax attention (``attention_params``), or
+        with linear-attention layers the layer-weighted mean of both kinds (exact over all layers; a pipeline stage
+        is counted at the mean)."""
+        if not self.linear_layers:
+            return self.attention_params(tp)
+        soft = self.layers - self.linear_layers
+        return (soft * self.attention_params(tp) + self.linear_layers * self.linear_attention_params(tp)) / self.layers
+
+    def linear_state_elems(self, tp: int = 1) -> tuple[int, int]:
+        """(convolution state, recurrent state) elements one sequence keeps in one Gated DeltaNet layer on one of
+        ``tp`` ranks: the last ``linear_conv_kernel - 1`` inputs of the rank's convolution channels, and each of the
+        rank's value heads' key_head_dim x value_head_dim state (SGLang configs/mamba_utils.py
+        Mamba2StateShape.create, 0.5.9 wheel: conv (conv_dim / tp, kernel - 1), temporal (heads / tp, dk, dv))."""
+        if not self.linear_layers:
+            return 0, 0
+        conv = self.linear_conv_dim // tp * (self.linear_conv_kernel - 1)
+        return conv, (self.linear_value_heads // tp) * self.linear_key_head_dim * self.linear_value_head_dim
+
+    def linear_state_bytes(self, tp: int = 1) -> int:
+        """Bytes one sequence's state takes in one Gated DeltaNet layer on one of ``tp`` ranks: the convolution state
+        in bf16 and the recurrent state in ``linear_state_dtype`` (SGLang configs/mamba_utils.py
+        BaseLinearStateParams.mamba_cache_per_req, per layer)."""
+        conv, state = self.linear_state_elems(tp)
+        return conv * DTYPE_BYTES["bf16"] + state * DTYPE_BYTES[self.linear_state_dtype]
+
+    def linear_recurrence_work(self, batch: int, q_len: int, tp: int = 1, chunk: int = 64) -> tuple[float, float]:
+        """(FLOP, bytes) of one Gated DeltaNet layer's recurrence on one of ``tp`` ranks for ``batch`` sequences of
+        ``q_len`` new tokens (the convolution and the delta rule, after the projections).
+
+        A decode step (q_len 1) updates each value head's dk x dv state once: read and write it, about 6 FLOP per
+        state element (decay, the key's read-out, the rank-1 update, the query's read-out).  A prompt runs the
+        chunked form (flash-linear-attention chunk_gated_delta_rule, chunks of ``chunk`` = 64 tokens): per token and
+        head 2 x (3 dk dv + chunk (3 dk + 2 dv)) FLOP (the inter-chunk state products and the intra-chunk
+        triangular attention and WY transforms), and the state read and written once per call.  Bytes also count q,
+        k, v, the gates and the output at 2 bytes per element, and the state (``linear_state_bytes``) read and written
+        once per call."""
+        conv, state = self.linear_state_elems(tp)
+        if not state:
+            return 0.0, 0.0
+        heads = self.linear_value_heads // tp
+        dk, dv = self.linear_key_head_dim, self.linear_value_head_dim
+        tok = batch * q_len
+        if q_len == 1:
+            flop = 6.0 * batch * state
+        else:
+            flop = 2.0 * tok * heads * (3 * dk * dv + chunk * (3 * dk + 2 * dv))
+        flop += 2.0 * tok * self.linear_conv_dim // tp * self.linear_conv_kernel  # the depthwise convolution
+        io = tok * (2 * self.linear_conv_dim // tp + 2 * heads + 2 * self.linear_value_dim // tp) * 2
+        return flop, io + batch * 2 * self.linear_state_bytes(tp)
 
     def mlp_params(self) -> int:
         """Dense SwiGLU MLP (gate, up, down) of one layer."""
@@ -442,7 +590,7 @@ class ModelConfig:
         kind = kind or ("moe" if self.is_moe else "dense")
         ffn = self.mlp_params() if kind == "dense" else (
             (self.num_experts + self.shared_experts) * self.expert_params() + self.hidden_size * self.num_experts)
-        return self.attention_params() + ffn + 2 * self.hidden_size
+        return self.mixer_params() + ffn + 2 * self.hidden_size
 
     def embedding_params(self) -> int:
         """Input embedding plus LM head (one shared matrix when tied) plus the final norm."""

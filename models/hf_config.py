@@ -42,7 +42,7 @@ from accelcal.safe_io import read_text
 from accelcal.vocab import QK_NORMS
 
 
-__all__ = ["ARCHITECTURES", "MAX_CONFIG_BYTES", "hf_config_path", "hf_fields_from_dict", "load_hf_fields"]
+__all__ = ["ARCHITECTURES", "MAX_CONFIG_BYTES", "TEXT_ARCHITECTURE_OF", "hf_config_path", "hf_fields_from_dict", "load_hf_fields"]
 
 #: Largest config.json read (real ones are a few kB; a bigger file is not a config).
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -80,6 +80,11 @@ class _Arch:
     indexer: bool = False
     """DeepSeek Sparse Attention: ``index_topk``, ``index_n_heads`` and ``index_head_dim`` give its indexer
     (DeepSeek-V3.2, GLM-5)."""
+    linear: bool = False
+    """Gated DeltaNet linear-attention layers beside gated softmax attention (Qwen3-Next, Qwen3.5): ``layer_types``
+    (``linear_attention`` / ``full_attention``) or, without it, every ``full_attention_interval``-th layer full;
+    ``linear_num_key_heads``, ``linear_num_value_heads``, ``linear_key_head_dim``, ``linear_value_head_dim``,
+    ``linear_conv_kernel_dim`` and ``attn_output_gate`` (default true, transformers Qwen3NextConfig)."""
 
 
 ARCHITECTURES: dict[str, _Arch] = {
@@ -110,10 +115,25 @@ ARCHITECTURES: dict[str, _Arch] = {
     # index_topk keys it scores highest)
     "DeepseekV32ForCausalLM": _Arch("deepseek", True, mla=True, indexer=True),
     "GlmMoeDsaForCausalLM": _Arch("deepseek", True, mla=True, indexer=True),
+    # Qwen3-Next and Qwen3.5 (transformers models/qwen3_next, qwen3_5, qwen3_5_moe): three Gated DeltaNet layers to
+    # one gated softmax-attention layer with a per-head q/k RMSNorm, Qwen2-MoE's expert keys with a shared expert
+    # of shared_expert_intermediate_size; the shared expert's sigmoid gate (one output), the partial RoPE and the
+    # MTP layers (mtp_num_hidden_layers, used only for speculative decoding) are not costed
+    "Qwen3NextForCausalLM": _Arch("qwen_moe", True, shared_expert_key="shared_expert_intermediate_size",
+                                  qk_norm="per_head", linear=True),
+    "Qwen3_5MoeForCausalLM": _Arch("qwen_moe", True, shared_expert_key="shared_expert_intermediate_size",
+                                   qk_norm="per_head", linear=True),
+    "Qwen3_5ForCausalLM": _Arch("", True, qk_norm="per_head", linear=True),
 }
 
-#: ``layer_types`` entries read: full attention, or attention through the ``sliding_window``.
-LAYER_TYPES = ("full_attention", "sliding_attention")
+#: Multimodal wrappers whose ``text_config`` names no architecture: the text model's class (transformers
+#: Qwen3_5ForConditionalGeneration / Qwen3_5MoeForConditionalGeneration hold a Qwen3.5 text model).
+TEXT_ARCHITECTURE_OF: dict[str, str] = {"Qwen3_5MoeForConditionalGeneration": "Qwen3_5MoeForCausalLM",
+                                        "Qwen3_5ForConditionalGeneration": "Qwen3_5ForCausalLM"}
+
+#: ``layer_types`` entries read: full attention, attention through the ``sliding_window``, or (architectures with
+#: ``linear``) Gated DeltaNet linear attention.
+LAYER_TYPES = ("full_attention", "sliding_attention", "linear_attention")
 
 
 def hf_config_path(spec: str | Path) -> Path | None:
@@ -145,6 +165,10 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
     if not isinstance(cfg, dict):
         raise ValueError(f"{origin}: expected a JSON object (a Hugging Face config.json), got {type(cfg).__name__}")
     text = cfg.get("text_config")
+    if isinstance(text, dict) and not text.get("architectures"):
+        wrapped = [TEXT_ARCHITECTURE_OF[a] for a in cfg.get("architectures") or [] if a in TEXT_ARCHITECTURE_OF]
+        if wrapped:
+            text = dict(text, architectures=wrapped[:1])
     if isinstance(text, dict) and not _supported(cfg):
         if not _supported(text):
             named = text.get("architectures")
@@ -178,9 +202,15 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
         head_dim = hidden // heads
     notes = [f"{origin} ({arch_name})"]
 
+    if cfg.get("intermediate_size") is None and arch.moe == "qwen_moe" and cfg.get("moe_intermediate_size") is not None:
+        # Qwen3.5-MoE's text config has no dense width: every layer is MoE, so the dense width is never used
+        ffn = get.int("moe_intermediate_size")
+        notes.append("no intermediate_size (every layer MoE): the unused dense width set to moe_intermediate_size")
+    else:
+        ffn = get.int("intermediate_size")
     kw: dict[str, Any] = dict(
         name=name, layers=get.int("num_hidden_layers"), hidden_size=hidden, heads=heads, kv_heads=kv_heads,
-        head_dim=head_dim, ffn_size=get.int("intermediate_size"), vocab_size=get.int("vocab_size"),
+        head_dim=head_dim, ffn_size=ffn, vocab_size=get.int("vocab_size"),
         tie_word_embeddings=get.bool("tie_word_embeddings", default=False),
         max_context_len=get.int("max_position_embeddings", default=0, minimum=0),
     )
@@ -206,6 +236,8 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
                              f"(no shared_experts entry in ignore {ignore}); only routed experts stored in 4 bits are "
                              f"modelled")
     kw.update(_sliding(cfg, get, arch, origin, kw["layers"], notes))
+    if arch.linear:
+        kw.update(_linear(cfg, get, origin, kw["layers"], notes))
     window = cfg.get("sliding_window")
     if (not kw.get("sliding_layers") and window is not None and cfg.get("use_sliding_window", True)
             and arch_name.startswith(("Mistral", "Mixtral"))):
@@ -374,10 +406,11 @@ def _sliding(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int, not
     if len(types) != layers:
         raise ValueError(f"{origin}: layer_types has {len(types)} entries; expected {layers}, one per layer "
                          f"(num_hidden_layers)")
-    bad = [(i, t) for i, t in enumerate(types) if t not in LAYER_TYPES]
+    allowed = LAYER_TYPES if arch.linear else tuple(t for t in LAYER_TYPES if t != "linear_attention")
+    bad = [(i, t) for i, t in enumerate(types) if t not in allowed]
     if bad:
         raise ValueError(f"{origin}: layer_types[{bad[0][0]}] = {bad[0][1]!r}" + (f" (and {len(bad) - 1} more)" if
-                         len(bad) > 1 else "") + f"; expected one of {list(LAYER_TYPES)}")
+                         len(bad) > 1 else "") + f"; expected one of {list(allowed)}")
     sliding = types.count("sliding_attention")
     if not sliding:
         return {}
@@ -387,6 +420,35 @@ def _sliding(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int, not
     window = get.int("sliding_window")
     notes.append(f"{sliding} of {layers} layers attend through a {window}-token sliding window")
     return {"sliding_window": window, "sliding_layers": sliding}
+
+
+_STATE_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+"""``mamba_ssm_dtype`` values SGLang accepts (configs/mamba_utils.py, 0.5.9 wheel) -> accelcal dtype names."""
+
+
+def _linear(cfg: dict, get: _Reader, origin: str, layers: int, notes: list[str]) -> dict[str, Any]:
+    """Gated DeltaNet layers and widths (ModelConfig.linear_layers and the rest): the ``linear_attention`` entries of
+    ``layer_types``, or without it all but every ``full_attention_interval``-th layer (transformers Qwen3NextConfig:
+    layer i is full attention when (i + 1) % interval == 0)."""
+    types = cfg.get("layer_types")
+    if types is None:
+        interval = get.int("full_attention_interval")
+        linear = layers - layers // interval
+        notes.append(f"no layer_types: every {interval}th layer full attention, the others linear")
+    else:
+        linear = types.count("linear_attention")  # _sliding checked the list
+    if cfg.get("mamba_ssm_dtype", "float32") not in _STATE_DTYPES:
+        raise ValueError(f"{origin}: mamba_ssm_dtype = {cfg.get('mamba_ssm_dtype')!r}; expected one of "
+                         f"{list(_STATE_DTYPES)}")
+    if not 0 < linear < layers:
+        raise ValueError(f"{origin}: {linear} of {layers} layers are linear_attention; a hybrid model needs both kinds")
+    notes.append(f"{linear} of {layers} layers Gated DeltaNet linear attention")
+    return {"linear_layers": linear, "linear_key_heads": get.int("linear_num_key_heads"),
+            "linear_value_heads": get.int("linear_num_value_heads"), "linear_key_head_dim": get.int("linear_key_head_dim"),
+            "linear_value_head_dim": get.int("linear_value_head_dim"),
+            "linear_conv_kernel": get.int("linear_conv_kernel_dim"),
+            "attn_output_gate": get.bool("attn_output_gate", default=True),
+            "linear_state_dtype": _STATE_DTYPES.get(cfg.get("mamba_ssm_dtype", "float32"), "?")}
 
 
 def _mla(cfg: dict, get: _Reader, origin: str) -> dict[str, int]:

@@ -238,12 +238,12 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     dag = LayerDAG(phase, model.name, layout, batch, q_len, kv_len, options=options)
     add = dag.nodes.append
 
-    def tp_reduce(prefix: str, dep: str) -> str:
+    def tp_reduce(prefix: str, dep: str | tuple[str, ...]) -> str | tuple[str, ...]:
         if t == 1:
             return dep
         op = "reduce_scatter" if rs_ag else "all_reduce"
-        add(_node(f"{prefix}_{op}", "collective", (dep,), op=op, nbytes=tok * h * el, group_size=t,
-                  scope=layout.tp_scope))
+        add(_node(f"{prefix}_{op}", "collective", (dep,) if isinstance(dep, str) else dep, op=op, nbytes=tok * h * el,
+                  group_size=t, scope=layout.tp_scope))
         return f"{prefix}_{op}"
 
     def elementwise(name: str, dep: tuple[str, ...], group_name: str, elems: float, elem_bytes: int = el,
@@ -272,13 +272,15 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         return _input_quant(dag, impl, options, el, gemm, dep, elems)
 
     x = norm("attn_norm", ())
+    first_mixer = len(dag.nodes)
     shape = model.attention_shape(phase, t)
     if model.is_mla:
         # with SP every rank expands the whole prompt's gathered latents into its heads' keys and values
         attn_dep = _mla_projections(dag, model, layout, options, impl, tok, kvel, x, quantized, elementwise,
                                     expand_tok=batch * q_len if sp > 1 else tok)
     else:
-        add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd, k=h))
+        gate = heads * hd if model.attn_output_gate else 0  # gated attention: the query projection emits the gate too
+        add(_node("qkv", "gemm", quantized("qkv", (x,), tok * h), m=tok, n=(heads + 2 * kvh) * hd + gate, k=h))
         roped = _qk_norm(dag, model, layout, tok, heads, kvh, elementwise, options.qk_norm_kernels)
         rope_elems = tok * (heads + kvh) * hd
         kv_elems = tok * 2 * kvh * hd
@@ -311,8 +313,21 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
               heads=shape.heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim, work_fraction=1.0 / sp,
               **window, **form))
     o_k = model.mla_projections(t)["o_proj"][1] if model.is_mla else heads * hd
-    add(_node("o_proj", "gemm", quantized("o_proj", ("attention",), tok * o_k), m=tok, n=h, k=o_k))
-    r = residual("attn_residual", tp_reduce("tp_attn", "o_proj"))
+    o_dep = "attention"
+    if model.attn_output_gate:
+        # the attention output times the sigmoid of the gate, one elementwise pass like SwiGLU's
+        o_dep = elementwise("attn_gate_mul", ("attention",), "act_mul", tok * heads * hd)
+    add(_node("o_proj", "gemm", quantized("o_proj", (o_dep,), tok * o_k), m=tok, n=h, k=o_k))
+    mixer_ends: tuple[str, ...] = ("o_proj",)
+    if model.linear_layers:
+        # the mean layer of a hybrid model: softmax attention in its share of the layers (the attention call's own
+        # span already carries it), Gated DeltaNet in the rest
+        soft = model.full_attention_layers / model.layers
+        dag.nodes[first_mixer:] = [n if n.op == "attention" else _share(n, soft) for n in dag.nodes[first_mixer:]]
+        first_linear = len(dag.nodes)
+        mixer_ends += (_linear_attention(dag, model, t, batch, math.ceil(q_len / sp), tok, x, quantized, elementwise),)
+        dag.nodes[first_linear:] = [_share(n, model.linear_layers / model.layers) for n in dag.nodes[first_linear:]]
+    r = residual("attn_residual", tp_reduce("tp_attn", mixer_ends if len(mixer_ends) > 1 else mixer_ends[0]))
     x = norm("mlp_norm", r)
     kinds = model.layer_kinds()
     ends: tuple[str, ...] = ()
@@ -328,10 +343,39 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
             ends += _moe(dag, model, layout, options, tok, t, el, x, impl)
         if len(kinds) > 1:
             # the mean layer of a MoE model with dense layers: each block runs in its share of the layers
-            dag.nodes[first:] = [dataclasses.replace(n, params=tuple(sorted(n.params + (("layer_share", share),))))
-                                 for n in dag.nodes[first:]]
+            dag.nodes[first:] = [_share(n, share) for n in dag.nodes[first:]]
     residual("mlp_residual", ends)
     return dag
+
+
+def _share(node: DagNode, share: float) -> DagNode:
+    """``node`` as a block of the mean layer that runs in ``share`` of the layers (the coster weighs it so)."""
+    return dataclasses.replace(node, params=tuple(sorted(node.params + (("layer_share", share),))))
+
+
+def _linear_attention(dag: LayerDAG, model: ModelConfig, t: int, batch: int, q_len: int, tok: int, x: str,
+                      quantized: Callable[..., tuple], elementwise: Callable[..., str]) -> str:
+    """A Gated DeltaNet token mixer (Qwen3-Next, Qwen3.5) on one of ``t`` TP ranks; returns its last node.
+
+    The input projections (queries, keys, values and the output gate z; each value head's write strength and
+    decay: ModelConfig.linear_projections), then the causal convolution and the gated delta rule as one
+    ``roofline`` node (ModelConfig.linear_recurrence_work at the profile's bf16 GEMM fit's peak rate and bandwidth:
+    no profile field times such a kernel), marked ``context`` so the serving step costs it per call (a decode batch
+    updates each sequence's state, a prompt chunk runs the chunked form), the gated RMSNorm of the output by z (one
+    elementwise pass over two inputs, like SwiGLU's) and the output projection.  With SP each rank's shard is
+    costed as if its state were at hand (the hand-off of the state between shards is not modelled)."""
+    add = dag.nodes.append
+    shapes = model.linear_projections(t)
+    for name in ("linear_in_qkvz", "linear_in_ba"):
+        n, k = shapes[name]
+        add(_node(name, "gemm", quantized(name, (x,), tok * k), m=tok, n=n, k=k))
+    flop, nbytes = model.linear_recurrence_work(batch, q_len, t)
+    add(_node("linear_recurrence", "roofline", ("linear_in_qkvz", "linear_in_ba"), flop=flop, nbytes=nbytes,
+              dtype="bf16", context=True))
+    n, k = shapes["linear_out"]
+    normed = elementwise("linear_gated_norm", ("linear_recurrence",), "act_mul", tok * k)
+    add(_node("linear_out", "gemm", quantized("linear_out", (normed,), tok * k), m=tok, n=n, k=k))
+    return "linear_out"
 
 
 def _indexer(dag: LayerDAG, model: ModelConfig, phase: str, batch: int, q_len: int, kv_len: int, tok: int, sp: int,

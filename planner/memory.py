@@ -25,7 +25,8 @@ from .dag import kv_heads_per_device
 from .parallelism import Parallelism
 from .workload import Workload
 
-__all__ = ["MemoryEstimate", "device_memory", "layer_routed_expert_elems", "layer_weight_bytes", "layer_weight_elems"]
+__all__ = ["MemoryEstimate", "device_memory", "layer_routed_expert_elems", "layer_weight_bytes", "layer_weight_elems",
+           "linear_state_bytes_per_seq"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class MemoryEstimate:
     weights_bytes: float
     """Model weights held by the busiest stage's device."""
     kv_cache_bytes: float
-    """KV cache for ``batch`` sequences at full context."""
+    """KV cache for ``batch`` sequences at full context (with a hybrid model's linear-attention state per sequence)."""
     activation_bytes: float
     """Peak live activations of one layer (prefill or decode) plus logits."""
     comm_buffer_bytes: float
@@ -78,7 +79,7 @@ def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = 
         # shared experts replicated over EP ranks (they run on each rank's tokens), TP-split without EP
         shared_ffn = model.expert_ffn_size // tp if ep == 1 else model.expert_ffn_size
         ffn = layer_routed_expert_elems(model, tp, ep) + model.shared_experts * 3 * h * shared_ffn + h * model.num_experts
-    return model.attention_params(tp) + ffn + 2 * h
+    return model.mixer_params(tp) + ffn + 2 * h
 
 
 def layer_weight_bytes(model: ModelConfig, tp: int, ep: int, bytes_per_elem: float, kind: str | None = None) -> float:
@@ -119,6 +120,12 @@ def kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per_elem: 
                                                           + model.index_cache_bytes_per_layer)
 
 
+def linear_state_bytes_per_seq(model: ModelConfig, tp: int, pp: int) -> float:
+    """Bytes of linear-attention state one sequence keeps on one device of the busiest stage (its Gated DeltaNet
+    layers x ModelConfig.linear_state_bytes); 0 for a model without such layers."""
+    return float(math.ceil(model.linear_layers / pp) * model.linear_state_bytes(tp)) if model.linear_layers else 0.0
+
+
 def device_memory(model: ModelConfig, workload: Workload, parallelism: Parallelism = Parallelism()) -> MemoryEstimate:
     """Bytes one device of the busiest stage needs under ``parallelism`` (DP and the scopes do not change it)."""
     tp, pp, ep, sp = parallelism.tp, parallelism.pp, parallelism.ep, parallelism.sp
@@ -127,7 +134,8 @@ def device_memory(model: ModelConfig, workload: Workload, parallelism: Paralleli
     weights = stage_weight_bytes(model, tp, pp, ep, el, el)
     kvh = kv_heads_per_device(model, tp)
     kv_elems = model.kv_cache_elems_per_layer(tp)  # one token's cache in one layer on this rank
-    kv = workload.batch * workload.context_len * kv_bytes_per_token(model, tp, pp, kvel)
+    kv = workload.batch * (workload.context_len * kv_bytes_per_token(model, tp, pp, kvel)
+                           + linear_state_bytes_per_seq(model, tp, pp))
     heads = model.heads // tp
     if model.is_moe:
         ef = model.expert_ffn_size if ep > 1 else model.expert_ffn_size // tp

@@ -460,6 +460,9 @@ def _check_divisible(model: ModelConfig, par: Parallelism) -> str | None:
                 f"{model.kv_heads % tp}, tp % kv_heads = {tp % model.kv_heads}): KV heads cannot be split or replicated evenly")
     if (not model.is_moe or model.dense_layers) and model.ffn_size % tp:
         return f"ffn_size({model.ffn_size}) % tp({tp}) = {model.ffn_size % tp}: the MLP must split evenly"
+    if model.linear_layers and model.linear_key_heads % tp:
+        return (f"linear_key_heads({model.linear_key_heads}) % tp({tp}) = {model.linear_key_heads % tp}: Gated "
+                f"DeltaNet heads must split evenly")
     if model.layers % pp:
         return (f"layers({model.layers}) % pp({pp}) = {model.layers % pp}: {model.layers}/{pp} = "
                 f"{model.layers / pp:.4g} layers per stage; stages must be equal here (accelcal predict and plan "

@@ -141,11 +141,11 @@ def test_fp8_quantization_config(tmp_path):
 
 
 def test_unknown_architecture_names_file_and_supported(tmp_path):
-    p = _write(tmp_path, dict(DENSE, architectures=["Qwen3NextForCausalLM"]))  # linear attention layers
+    p = _write(tmp_path, dict(DENSE, architectures=["FalconH1ForCausalLM"]))  # Mamba-2 mixers beside attention
     with pytest.raises(ValueError) as e:
         ModelConfig.resolve(str(p))
     msg = str(e.value)
-    assert str(p) in msg and "Qwen3NextForCausalLM is not supported" in msg
+    assert str(p) in msg and "FalconH1ForCausalLM is not supported" in msg
     for a in ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM",
               "MixtralForCausalLM", "Qwen3MoeForCausalLM"):
         assert a in msg and a in ARCHITECTURES
@@ -246,7 +246,8 @@ def test_presets_are_found_by_the_hugging_face_id_they_cite():
     assert preset_for_hf_id("deepseek-ai/DeepSeek-R1") == "deepseek-v3"  # the preset cites both checkpoints
     assert preset_for_hf_id("moonshotai/Kimi-K2.5") == "kimi-k2.5"
     assert preset_for_hf_id("zhipuai/GLM-5") == "glm-5"  # zai-org/GLM-5 is cited; the org is not compared
-    assert preset_for_hf_id("Qwen/Qwen3.5-397B-A17B") is None
+    assert preset_for_hf_id("Qwen/Qwen3.5-397B-A17B-FP8") == "qwen3.5-397b-a17b"
+    assert preset_for_hf_id("Qwen/Qwen3.5-122B-A10B") is None
     assert preset_for_hf_id("openai/gpt-oss-120b") == "gpt-oss-120b"
 
 

@@ -209,7 +209,7 @@ def test_a_multimodal_wrapper_is_read_through_its_text_config(tmp_path):
         assert words in str(e.value)
     # a wrapper around an architecture that is not supported is refused with the wrapper's name
     with pytest.raises(ValueError, match="KimiK25ForConditionalGeneration is not supported"):
-        ModelConfig.resolve(_write(tmp_path, dict(_kimi_like(), text_config={"architectures": ["Qwen3NextForCausalLM"]})))
+        ModelConfig.resolve(_write(tmp_path, dict(_kimi_like(), text_config={"architectures": ["FalconH1ForCausalLM"]})))
 
 
 def test_a_wrapper_lends_its_quantization_config_to_the_text_model_and_names_what_it_cannot_read(tmp_path):

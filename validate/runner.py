@@ -66,7 +66,9 @@ def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         built = [what for what, has in (("sliding-window attention (sliding_layers)", m.sliding_layers),
                                         (f"weight-only {m.expert_weight_dtype} experts", m.expert_weight_dtype),
                                         ("multi-head latent attention (kv_lora_rank)", m.is_mla),
-                                        ("dense layers among the MoE ones (dense_layers)", m.dense_layers)) if has]
+                                        ("dense layers among the MoE ones (dense_layers)", m.dense_layers),
+                                        ("Gated DeltaNet linear-attention layers (linear_layers)", m.linear_layers),
+                                        ("gated attention output (attn_output_gate)", m.attn_output_gate)) if has]
         if built:
             raise ValueError(f"validate --model {n}: its {' and '.join(built)} are not built into the torch layers "
                              f"validation runs (full attention, experts in the activation dtype); validate a model "

@@ -140,6 +140,13 @@ class EnginePreset:
     min(token_budget, max_seqs) dummy sequences x the whole vocabulary (vLLM's profile run ends with a dummy
     top-k/top-p sampler run); with ``reserve_activations`` the activation reserve is the larger of the forward's
     and this.  0 = no such run counted."""
+    linear_state_pool: str = "per_sequence"
+    """Where a hybrid model's per-sequence linear-attention state lives (models with Gated DeltaNet layers only):
+    ``per_sequence`` (each running sequence holds its state in the KV pool, counted as the blocks it fills) or
+    ``ratio`` (a pool of its own taking ``linear_state_memory_ratio`` / (1 + ratio) of the memory, which caps the
+    running sequences: SGLang)."""
+    linear_state_memory_ratio: float = 0.0
+    """``linear_state_pool: ratio`` only: state memory / KV memory (SGLang ``mamba_full_memory_ratio``)."""
     new_token_ratio_init: float = 0.0
     """reserve_ratio admission only: initial new_token_ratio."""
     new_token_ratio_min: float = 0.0
@@ -232,10 +239,13 @@ class EnginePreset:
                    "memory_fraction_of": ("total", "free_after_weights", "sglang_reserved_rule"),
                    "kv_full": ("preempt", "queue"), "admission": ("current_length", "full_request", "reserve_ratio"),
                    "sampler": tuple(SAMPLER_BYTES_PER_LOGIT), "ep_comm": EP_COMMS,
-                   "qk_norm_kernels": QK_NORM_KERNELS}
+                   "qk_norm_kernels": QK_NORM_KERNELS, "linear_state_pool": ("per_sequence", "ratio")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{origin}: {key} = {getattr(self, key)!r}; expected one of {list(allowed)}")
+        if self.linear_state_pool == "ratio" and not self.linear_state_memory_ratio > 0:
+            raise ValueError(f"{origin}: linear_state_pool = 'ratio' needs linear_state_memory_ratio > 0, got "
+                             f"{self.linear_state_memory_ratio!r}")
         if (self.kv_full == "queue") != (self.admission == "full_request"):
             # full_request reserves every block a request will need, so nothing ever runs out; with blocks that
             # follow the length a full pool must take blocks from someone, or every running request could wait

@@ -31,9 +31,10 @@ not measure it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
-from ..memory import device_memory, kv_bytes_per_token, stage_weight_bytes
+from ..memory import device_memory, kv_bytes_per_token, linear_state_bytes_per_seq, stage_weight_bytes
 from ..parallelism import Parallelism
 from accelcal.models import ModelConfig
 from accelcal.vocab import DTYPE_BYTES
@@ -78,13 +79,22 @@ class KVBudget:
     """How the pool was sized, with the arithmetic."""
     in_use_bytes: float = 0.0
     """Memory already in use at start that the pool gave up (0 where the engine's rule takes it from its headroom)."""
+    state_bytes_per_seq: float = 0.0
+    """A hybrid model's linear-attention state one running sequence keeps on this device (the stage's Gated
+    DeltaNet layers x ModelConfig.linear_state_bytes); 0 without such layers."""
+    state_blocks_per_seq: int = 0
+    """Blocks of the pool each running sequence's state fills (engine ``linear_state_pool: per_sequence``)."""
+    max_state_seqs: int = 0
+    """Sequences the engine's separate state pool holds (``linear_state_pool: ratio``), capping the running ones;
+    0 = no such cap."""
 
     @property
     def tokens(self) -> int:
         return self.blocks * self.block_size_tokens
 
     def blocks_for(self, tokens: int) -> int:
-        return -(-int(tokens) // self.block_size_tokens)
+        """Blocks one sequence of ``tokens`` holds: its KV, plus its linear-attention state where it lives in the pool."""
+        return -(-int(tokens) // self.block_size_tokens) + self.state_blocks_per_seq
 
     def to_dict(self) -> dict:
         return {"capacity_bytes": self.capacity_bytes, "weights_bytes": self.weights_bytes,
@@ -92,7 +102,8 @@ class KVBudget:
                 "reserve_bytes": self.reserve_bytes, "kv_pool_bytes": self.kv_pool_bytes,
                 "kv_bytes_per_token": self.kv_bytes_per_token, "kv_blocks": self.blocks,
                 "kv_block_size_tokens": self.block_size_tokens, "kv_tokens": self.tokens,
-                "in_use_bytes": self.in_use_bytes}
+                "in_use_bytes": self.in_use_bytes, "linear_state_bytes_per_seq": self.state_bytes_per_seq,
+                "linear_state_blocks_per_seq": self.state_blocks_per_seq, "linear_state_max_seqs": self.max_state_seqs}
 
     def describe(self) -> str:
         g = 1e9
@@ -102,9 +113,11 @@ class KVBudget:
     def check_request(self, isl: int, osl: int) -> None:
         need = self.blocks_for(isl + osl)
         if need > self.blocks:
+            state = (f" + its linear-attention state {self.state_bytes_per_seq / 1e9:.3f} GB = "
+                     f"{self.state_blocks_per_seq} blocks" if self.state_blocks_per_seq else "")
             raise Infeasible(
                 f"one request of {isl} + {osl} tokens needs {need} KV blocks ({isl + osl} tokens x "
-                f"{self.kv_bytes_per_token / 1e3:.4g} kB = {(isl + osl) * self.kv_bytes_per_token / 1e9:.3f} GB) "
+                f"{self.kv_bytes_per_token / 1e3:.4g} kB = {(isl + osl) * self.kv_bytes_per_token / 1e9:.3f} GB{state}) "
                 f"> the pool's {self.blocks} blocks ({self.describe()})", "request")
 
 
@@ -211,6 +224,25 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
     if pool <= 0:
         raise Infeasible(f"weights + reserves do not fit: {rule} = {pool / g:.4g} GB left for the KV cache "
                          f"(tp={tp}, pp={pp}, weights {weight_dtype})", "weights")
+    state = linear_state_bytes_per_seq(model, tp, pp)
+    state_blocks = max_state_seqs = 0
+    if state and engine.linear_state_pool == "ratio":
+        # a state pool of its own (SGLang handle_max_mamba_cache): its share of what the weights leave, in whole
+        # sequences' states; the KV pool gets the rest
+        r = engine.linear_state_memory_ratio
+        max_state_seqs = int(pool * r / (1 + r) // state)
+        if max_state_seqs < 1:
+            raise Infeasible(f"the linear-attention state pool holds no sequence: {r:g} / (1 + {r:g}) x "
+                             f"{pool / g:.4g} GB = {pool * r / (1 + r) / g:.4g} GB < one sequence's state "
+                             f"{state / g:.4g} GB ({rule})", "request")
+        rule += (f"; linear-attention state pool {r:g} / (1 + {r:g}) of the {pool / g:.4g} GB = {max_state_seqs} "
+                 f"sequences x {state / 1e6:.4g} MB, the rest for KV")
+        pool -= max_state_seqs * state
+    elif state:
+        state_blocks = math.ceil(state / (per_token * engine.block_size_tokens))
+        rule += (f"; each running sequence's linear-attention state {state / 1e6:.4g} MB fills {state_blocks} "
+                 f"blocks of the pool")
     blocks = int(pool // (per_token * engine.block_size_tokens))
     return KVBudget(capacity_bytes, weights, act, comm, reserve - lost, pool, per_token, engine.block_size_tokens,
-                    blocks, rule, in_use_bytes=lost)
+                    blocks, rule, in_use_bytes=lost, state_bytes_per_seq=state, state_blocks_per_seq=state_blocks,
+                    max_state_seqs=max_state_seqs)

@@ -96,6 +96,9 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         # the warm-up ran to completion on its own and left the engine idle (no prefix cache is modelled):
         # the measured requests are a run of their own, starting with a burst
         workload = dataclasses.replace(workload, warmup_requests=0)
+    if kv.max_state_seqs and kv.max_state_seqs < engine.max_seqs:
+        # a hybrid model's state pool holds no more sequences than this (KVBudget.max_state_seqs)
+        engine = dataclasses.replace(engine, max_seqs=kv.max_state_seqs)
     isls, osls = workload.lengths()
     n = len(isls)
     for i in range(n):
@@ -138,8 +141,10 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     prev_start = 0.0
     lingering: list[_Req] = []
 
+    state_blocks = kv.state_blocks_per_seq  # a hybrid model's state, where it lives in the pool (KVBudget.blocks_for)
+
     def blocks_for(tokens: int) -> int:
-        return -(-tokens // bs)
+        return -(-tokens // bs) + state_blocks
 
     def release(r: _Req) -> None:
         nonlocal free

@@ -82,7 +82,8 @@ def _kv_limit(engine: EnginePreset, kv: KVBudget, isl: int, osl: int) -> int:
         per = isl + osl / 2 + (osl / 2) * ratio
     else:
         per = kv.blocks_for(int(isl + osl / 2)) * kv.block_size_tokens
-    return max(1, int(kv.tokens // per))
+    fits = max(1, int(kv.tokens // per))
+    return min(fits, kv.max_state_seqs) if kv.max_state_seqs else fits
 
 
 def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: int, osl: int,

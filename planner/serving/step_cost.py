@@ -160,6 +160,13 @@ class StepCoster:
                               f"{'fp8_e4m3' if 'fp8_e4m3' in profile.dtypes() else act} GEMM fit, and its top-k reads "
                               f"the scores back; the KV pool holds its "
                               f"{model.index_cache_bytes_per_layer}-byte key per token and layer")
+        if model.linear_layers:
+            self.notes.append(f"hybrid linear attention: {model.linear_layers} of {model.layers} layers run Gated "
+                              f"DeltaNet (no KV cache; each sequence keeps a {model.linear_state_bytes(tp) / 1e6:.3g} MB "
+                              f"state per such layer on each rank, {model.linear_state_dtype} recurrent state), its "
+                              f"convolution and delta rule costed per call as a roofline of the profile's bf16 GEMM fit "
+                              f"(no profile field times such a kernel: linear-attention-not-measured); the "
+                              f"{model.full_attention_layers} softmax-attention layers at the fitted attention rates")
         if weight_dtype == "fp8_e4m3" and fp8_scaling == "block":
             self.notes.append("block-scaled fp8 GEMMs costed from compute.fp8_e4m3 (per-tensor measurements): the "
                               "profile has no block-scaled fp8 data")
@@ -370,6 +377,10 @@ class StepCoster:
             hit = sum(share * self._wrap(lambda: c.attention(phase, batch, q, span, a.heads, a.kv_heads, a.head_dim,
                                                                a.v_head_dim, a.shared_kv, window)).time_s
                       for span, share, window in m.attention_layers(q, kv))
+            if m.linear_layers:
+                # the Gated DeltaNet layers' convolution and delta rule (DAG _linear_attention), per call
+                hit += (m.linear_layers / m.layers) * self._wrap(
+                    lambda: c.roofline(*m.linear_recurrence_work(batch, q, self.tp), "bf16")).time_s
             if m.has_indexer:
                 # the indexer scores every cached key (DAG _indexer), then the top-k reads the scores it wrote
                 hit += self._wrap(lambda: c.roofline(*m.indexer_scoring_work(batch, q, kv), "fp8_e4m3")).time_s
