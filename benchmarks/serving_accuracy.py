@@ -150,23 +150,28 @@ def row_model(row, spec: str | None, cache: dict):
     return cache[key]
 
 
-def row_layout(row) -> tuple[int, int, int, str | None]:
-    """(tp, pp, ep, why not) of a published row: experts TP-split (ep 1) or spread over the TP group (ep = tp)."""
+def row_layout(row) -> tuple[int, int, int, int, str | None]:
+    """(tp, pp, dp, ep, why not) of a published row: experts TP-split (ep 1), spread over the TP group (ep = tp), or
+    over the attention data-parallel ranks' TP groups (ep = tp x attention_dp_size, dp = attention_dp_size: one
+    engine instance of dp x tp devices whose attention runs data-parallel)."""
     def num(col: str, default: int) -> int:
         v = row.get(col)
         return default if v is None or pd.isna(v) or int(v) == 0 else int(v)
     tp, pp = num("tp_size", 1), num("pp_size", 1)
     adp, moe_tp, moe_ep = num("attention_dp_size", 1), num("moe_tp_size", tp), num("moe_ep_size", 1)
+    if adp > 1 and moe_tp == 1 and moe_ep == tp * adp:
+        return tp, pp, adp, moe_ep, None
     if adp > 1:
-        return tp, pp, 1, f"attention DP {adp} (EP across replicas) is not modelled"
+        return tp, pp, 1, 1, (f"attention DP {adp} with experts over TP{moe_tp} x EP{moe_ep} is not modelled (EP "
+                               f"over the {tp * adp} devices of attention TP{tp} x DP{adp} is)")
     if moe_tp * moe_ep > tp:
         # the experts span more devices than attention's TP group: attention runs data-parallel over the rest
         # (the row may leave attention_dp_size empty)
-        return tp, pp, 1, (f"experts over TP{moe_tp} x EP{moe_ep} = {moe_tp * moe_ep} devices with attention TP{tp}: "
-                           f"attention DP {moe_tp * moe_ep // tp} is not modelled")
+        return tp, pp, 1, 1, (f"experts over TP{moe_tp} x EP{moe_ep} = {moe_tp * moe_ep} devices with attention "
+                              f"TP{tp}: attention DP {moe_tp * moe_ep // tp} without attention_dp_size is not modelled")
     if moe_ep > 1 and (moe_ep != tp or moe_tp != 1):
-        return tp, pp, 1, f"experts split TP{moe_tp} x EP{moe_ep} inside TP{tp} is not modelled"
-    return tp, pp, moe_ep, None
+        return tp, pp, 1, 1, f"experts split TP{moe_tp} x EP{moe_ep} inside TP{tp} is not modelled"
+    return tp, pp, 1, moe_ep, None
 
 
 class ProfileChooser:
@@ -244,7 +249,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         if model is None:
             skipped[why] += 1
             continue
-        tp, pp, ep, why = row_layout(row)
+        tp, pp, dp, ep, why = row_layout(row)
         if why:
             skipped[why] += 1
             continue
@@ -272,16 +277,20 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         # aiconfigurator's fp8_block: 128-wide blocks
         scaling = "block" if fp8 and "block" in (row.get("gemm_quant_mode") or "") else "per_tensor"
         try:
-            c, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
+            bs, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
             mt, mp = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
-            if min(c, isl, osl) < 1 or not (mt > 0 and mp > 0):
+            if min(bs, isl, osl) < 1 or not (mt > 0 and mp > 0):
                 raise ValueError
         except (TypeError, ValueError):
             skipped["batch_size, isl, osl >= 1 and measured TTFT, TPOT > 0 needed (a value is missing or out of range)"] += 1
             continue
+        # a row with attention DP records the batch of one attention-DP rank: the benchmark's concurrency is
+        # batch_size x attention_dp_size (every such published row whose provenance records silicon_concurrency
+        # says so), and the generator's batch size, which the deployment recipe reads, is the rank's
+        c = bs * dp
         wd = "fp8_e4m3" if fp8 else "bf16"
         engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), str(row["backend_version"]),
-                                          isl, osl, c, wd, args.fp8_kv_dtype if fp8 else "bf16")
+                                          isl, osl, bs, wd, args.fp8_kv_dtype if fp8 else "bf16")
         engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
         client = row_client(row, args.client)
         spread = {}
@@ -293,20 +302,22 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         else:
             n, warm = (args.requests_per_client * c if args.requests_per_client else args.num_requests), 0
         try:
-            res = predict_serving(prof, model, engine, tp=tp, pp=pp, ep=ep, concurrency=c, isl=isl, osl=osl, num_requests=n,
+            res = predict_serving(prof, model, engine, tp=tp, pp=pp, dp=dp, ep=ep, concurrency=c, isl=isl, osl=osl,
+                                  num_requests=n,
                                   weight_dtype=wd, kv_dtype=kvd, inter_node_profile=inter, method=args.method,
                                   turnaround_s=turnaround_s, client_gap_s=client_gap_s, warmup_requests=warm,
                                   warmup_drains=args.deployment == "aiconfigurator" and not args.no_warmup_drain,
                                   fp8_scaling=scaling, **spread)
         except (StepCostError, ValueError) as exc:
-            skipped[f"{model.name} TP{tp}{f' EP{ep}' if ep > 1 else ''}: {str(exc)[:160]}"] += 1
+            skipped[f"{model.name} TP{tp}{f' DP{dp}' if dp > 1 else ''}{f' EP{ep}' if ep > 1 else ''}: "
+                    f"{str(exc)[:160]}"] += 1
             continue
         if not res.feasible:
             infeasible.append((row["id"], res.reason))
             continue
-        key = (eng, tp, ep, wd, scaling, model.name, prof.identity.name)
+        key = (eng, tp, dp, ep, wd, scaling, model.name, prof.identity.name)
         if key not in costers:
-            costers[key] = StepCoster(prof, model, replica_parallelism(tp, pp, 1, int(prof.identity.devices_per_node),
+            costers[key] = StepCoster(prof, model, replica_parallelism(tp, pp, dp, int(prof.identity.devices_per_node),
                                                                        ep), engine, wd, kvd, inter,
                                       fp8_scaling=scaling)
         one = costers[key].step_s(0, 0.0, ((isl, isl),))

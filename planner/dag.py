@@ -513,9 +513,18 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         joins.append(experts(after_topk, active, m, ef, assigned))
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
     elif options.ep_comm == "all_reduce":
-        # every rank holds every token and runs its E/ep whole experts on the pairs routed to them
-        _, loaded, active = ep_share(math.ceil(tok * k / ep))
-        joins.append(experts(after_topk, active, math.ceil(loaded / active), model.expert_ffn_size, loaded))
+        # every rank holds every token and runs its E/ep whole experts on the pairs routed to them; an EP group
+        # wider than TP spans ep / tp data-parallel replicas (attention data parallelism), whose tokens are
+        # all-gathered first (SGLang dp_gather, vLLM's allgather_reducescatter), the same count on each
+        reps = max(1, ep // t)
+        moe_tok = tok * reps
+        gathered = after_topk
+        if reps > 1:
+            add(_node("dp_moe_all_gather", "collective", (after_topk,), op="all_gather", nbytes=moe_tok * h * el,
+                      group_size=reps, scope=layout.ep_scope))
+            gathered = "dp_moe_all_gather"
+        _, loaded, active = ep_share(math.ceil(moe_tok * k / ep))
+        joins.append(experts(gathered, active, math.ceil(loaded / active), model.expert_ffn_size, loaded))
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
     else:
         # each TP rank routes its 1/tp share of the tokens; experts E/ep per rank, not TP-split
@@ -538,6 +547,17 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         add(_node("shared_down", "gemm", quantized("shared_down", "shared_act_mul", shared_tok * sf), m=shared_tok,
                   n=h, k=sf))
         joins.append("shared_down")
+    if options.ep_comm == "all_reduce" and ep > t:
+        # the partial sums of every replica's tokens: reduce-scattered over the whole EP group, each replica's TP
+        # group getting its own tokens back, then gathered across its TP ranks
+        reps = ep // t
+        add(_node("dp_moe_reduce_scatter", "collective", tuple(joins), op="reduce_scatter", nbytes=reps * tok * h * el,
+                  group_size=ep, scope=layout.ep_scope))
+        if t > 1:
+            add(_node("tp_moe_all_gather", "collective", ("dp_moe_reduce_scatter",), op="all_gather",
+                      nbytes=tok * h * el, group_size=t, scope=layout.tp_scope))
+            return ("tp_moe_all_gather",)
+        return ("dp_moe_reduce_scatter",)
     if ep == 1 or options.ep_comm == "all_reduce":
         if t > 1:
             op = "reduce_scatter" if options.tp_comm == "rs_ag" else "all_reduce"

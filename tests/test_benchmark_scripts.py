@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import importlib.util
 import sys
 from pathlib import Path
@@ -60,12 +62,17 @@ def test_serving_accuracy_summary_and_model_fallback():
     assert mod.row_model({}, None, cache)[0].name == "qwen3-32b"  # the development set has no model column
     model, why = mod.row_model({"model_path": "org/unknown-7B"}, None, cache)
     assert model is None and "org/unknown-7B: no preset cites it" in why
-    assert mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 8}) == (8, 1, 8, None)
-    assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 4, "moe_ep_size": 0}) == (4, 1, 1, None)
-    assert "TP2 x EP4" in mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 4})[3]
+    assert mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 8}) == (8, 1, 1, 8, None)
+    assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 4, "moe_ep_size": 0}) == (4, 1, 1, 1, None)
+    assert "TP2 x EP4" in mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 4})[4]
     # experts over more devices than attention's TP group: attention DP, even where attention_dp_size is empty
-    assert "attention DP 2" in mod.row_layout({"tp_size": 1, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 1})[3]
-    assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 1}) == (4, 1, 1, None)  # dense
+    assert "attention DP 2" in mod.row_layout({"tp_size": 1, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 1})[4]
+    assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 1}) == (4, 1, 1, 1, None)  # dense
+    # attention data-parallel over 8 ranks of TP1 with the experts over all 8: one instance, DP8 EP8
+    assert mod.row_layout({"tp_size": 1, "pp_size": 1, "attention_dp_size": 8, "moe_tp_size": 1,
+                           "moe_ep_size": 8}) == (1, 1, 8, 8, None)
+    assert "attention DP 8 with experts over TP8 x EP8" in mod.row_layout(
+        {"tp_size": 1, "pp_size": 1, "attention_dp_size": 8, "moe_tp_size": 8, "moe_ep_size": 8})[4]
 
 
 def test_serving_accuracy_reads_the_workflow_from_a_rows_provenance(tmp_path, capsys, monkeypatch):
@@ -234,6 +241,8 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
         "j,trtllm,,meta-llama/Llama-3.1-8B-Instruct,h100_sxm,,agg,64,8,2,1,1,,1,1,20,5",  # no version: newest rules
         "k,sglang,0.5.1.post1,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,agg,64,8,2,8,1,,8,1,20,5",  # the deepseek-v3 preset
         "l,vllm,0.16.0,moonshotai/Kimi-K2.5,h200_sxm,int4,agg,64,8,2,8,1,,8,1,20,5",  # its own int4 experts
+        # attention DP 8 of TP1, experts over all 8: batch_size is one rank's, the concurrency 2 x 8
+        "m,trtllm,1.1.0rc2.post2,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,agg,64,8,2,1,1,8,1,8,20,5",
     ]
     data = tmp_path / "rows.csv"
     data.write_text(cols + "\n" + "\n".join(rows) + "\n")
@@ -241,14 +250,15 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "overall                n=5 " in text and "model llama3.1-8b" in text and "system h200_sxm" in text
-    assert "model deepseek-v3      n=1 " in text  # DeepSeek-R1 is DeepSeek-V3's architecture: the preset cites both
+    assert "overall                n=6 " in text and "model llama3.1-8b" in text and "system h200_sxm" in text
+    assert "model deepseek-v3      n=2 " in text  # DeepSeek-R1 is DeepSeek-V3's architecture: the preset cites both
+    assert re.search(r"^  m +trtllm +c16 ", text, re.M)
     assert "model kimi-k2.5        n=1 " in text
     assert "engine trtllm (no version: newest rules) n=1 " in text  # an empty version is not pandas' NaN
     for why in ("1 x model Qwen/Qwen3.5-122B-A10B: no preset cites it",
                 "1 x system 'b200_sxm': no measured profile ships for it",
                 "1 x mode 'disagg': prefill and decode on separate workers are not modelled",
-                "1 x attention DP 4 (EP across replicas) is not modelled",
+                "1 x qwen3-235b-a22b TP4 DP4 EP16: the profile cannot cost TP=4 PP=1 EP=16: all_gather over 4 devices",
                 "1 x precision 'nvfp4' (weights) is not modelled",
                 "1 x backend 'xyz' has no engine preset"):
         assert why in text, (why, text)

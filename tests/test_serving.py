@@ -847,10 +847,10 @@ def test_expert_parallel_replica_spreads_experts_over_its_tp_group(prof):
     assert ep.metrics.tpot_mean_s != tp_split.metrics.tpot_mean_s
     with pytest.raises(ValueError, match=r"ep_comm must be one of \['all_to_all', 'all_reduce'\], got 'deepep'"):
         DagOptions(ep_comm="deepep")
-    with pytest.raises(ValueError, match="--ep 4: an engine replica spreads its experts over its own TP group"):
+    # EP wider than the TP group spans data-parallel replicas (attention DP): only with enough of them
+    with pytest.raises(ValueError, match=r"--ep 4: .*\(--ep 2 x k, k dividing --dp 1: 2\)"):
         predict_serving(prof, moe, "vllm", tp=2, ep=4, **kw)
-    with pytest.raises(ValueError, match=r"--ep 2: an engine replica with --tp 1 holds every expert \(--ep 1; --ep N "
-                                         r"needs --tp N\)"):
+    with pytest.raises(ValueError, match=r"--ep 2: .*\(--ep 1 x k, k dividing --dp 1: 1\)"):
         predict_serving(prof, moe, "vllm", tp=1, ep=2, **kw)
     with pytest.raises(ValueError, match="--ep 2: small is a dense model"):
         predict_serving(prof, "small", "vllm", tp=2, ep=2, **kw)
@@ -895,8 +895,9 @@ def test_pp_hand_offs_without_send_recv_are_costed_from_all_reduce_and_noted(pro
 def test_serving_search_tries_expert_parallel_replicas_for_moe(prof):
     moe = ModelConfig.from_name("small-moe")
     res = search_serving(prof, moe, 2, ["vllm"], [4, 16], 128, 16)
-    eps = {(c.tp, c.ep) for c in res.ranked}
-    assert (2, 2) in eps and (2, 1) in eps and (1, 1) in eps and (1, 2) not in eps
+    eps = {(c.tp, c.dp, c.ep) for c in res.ranked}
+    # EP over the replica's TP group, TP-split experts, and TP1 x DP2 with attention data-parallel and EP2
+    assert {(2, 1, 2), (2, 1, 1), (1, 2, 1), (1, 2, 2)} <= eps
     ep = next(c for c in res.ranked if c.ep == 2)
     assert " EP2 " in ep.label and ep.to_dict()["ep"] == 2
     dense = search_serving(prof, "small", 2, ["vllm"], [4], 128, 16)

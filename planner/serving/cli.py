@@ -41,8 +41,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--pp", type=int, default=1, help="pipeline stages of one replica (default 1)")
     p.add_argument("--dp", type=int, default=1, help="replicas behind a load balancer sharing the load (default 1)")
     p.add_argument("--ep", type=int, default=1,
-                   help="expert parallelism of a MoE model: 1 (experts TP-split, the default) or equal to --tp (experts "
-                        "spread over the replica's TP group: vLLM --enable-expert-parallel, SGLang --ep-size)")
+                   help="expert parallelism of a MoE model: 1 (experts TP-split, the default), equal to --tp (experts "
+                        "spread over the replica's TP group: vLLM --enable-expert-parallel, SGLang --ep-size), or --tp "
+                        "x k for k dividing --dp (experts spread over k replicas whose attention runs data-parallel: "
+                        "SGLang --enable-dp-attention, vLLM --data-parallel-size with expert parallelism, TensorRT-LLM "
+                        "enable_attention_dp; e.g. --tp 1 --dp 8 --ep 8)")
     p.add_argument("--engine", required=True, help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset key for your deployment, e.g. token_budget=2048 (vLLM "

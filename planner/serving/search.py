@@ -230,9 +230,13 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 engine = engine.with_overrides(engine_overrides, "--engine-arg (this search)")
             except ValueError as exc:
                 raise ValueError(f"--engine-arg: {exc}") from None
-        # a MoE model's replicas also run with their experts spread over the TP group (ep = tp)
+        # a MoE model's replicas also run with their experts spread over the TP group (ep = tp), and, without PP,
+        # over every replica's with attention data-parallel (ep = tp x dp: SGLang --enable-dp-attention, vLLM DP+EP,
+        # TensorRT-LLM enable_attention_dp)
         layouts = [(tp, pp, ep) for tp, pp in _layouts(model, devices, dpn)
-                   for ep in ((1, tp) if model.is_moe and tp > 1 else (1,))]
+                   for ep in dict.fromkeys(((1, tp) if tp > 1 else (1,))
+                                           + ((devices // pp,) if pp == 1 and devices // tp > 1 else ()))
+                   if model.is_moe or ep == 1]
         for tp, pp, ep in layouts:
             dp = devices // (tp * pp)
             label = f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")

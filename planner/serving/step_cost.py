@@ -66,16 +66,19 @@ a 128 MiB..4 GiB log, gives 127 us for 16 KiB over 8 H100s; the 4-GPU log of h10
 def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: int = 1) -> Parallelism:
     """An engine replica's layout: TP inside a node while it fits, PP hand-offs inside while the replica fits.
 
-    ``ep``: 1 (experts TP-split) or ``tp`` (experts spread over the replica's TP group, as vLLM
-    ``--enable-expert-parallel`` and SGLang ``--ep-size`` run them); EP groups spanning replicas (attention
-    data parallelism) are not a single replica's layout and are refused."""
-    if ep not in (1, tp):
-        choices = (f"spreads its experts over its own TP group (--ep {tp}) or TP-splits them (--ep 1)" if tp > 1 else
-                   f"with --tp 1 holds every expert (--ep 1; --ep N needs --tp N)")
-        raise ValueError(f"--ep {ep}: an engine replica {choices}; EP across data-parallel replicas (attention DP) "
-                         f"is not modelled")
+    ``ep``: 1 (experts TP-split), ``tp`` (experts spread over the replica's TP group, as vLLM
+    ``--enable-expert-parallel`` and SGLang ``--ep-size`` run them), or ``tp`` x k for k dividing ``dp``: the
+    experts spread over k replicas' TP groups, whose attention runs data-parallel (SGLang
+    ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with expert parallelism, TensorRT-LLM
+    ``enable_attention_dp``); each replica keeps its own requests and KV, and their MoE layers meet in the EP
+    group's collectives."""
+    if ep != 1 and (ep % tp or dp % (ep // tp)):
+        raise ValueError(f"--ep {ep}: experts are TP-split (--ep 1), spread over the replica's TP group (--ep {tp}), "
+                         f"or over k replicas' TP groups with attention data-parallel (--ep {tp} x k, k dividing "
+                         f"--dp {dp}: " + ", ".join(str(tp * k) for k in range(1, dp + 1) if dp % k == 0) + ")")
     scope = "intra_node" if tp <= devices_per_node else "inter_node"
-    return Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, tp_scope=scope, ep_scope=scope,
+    ep_scope = "intra_node" if ep <= devices_per_node else "inter_node"
+    return Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, tp_scope=scope, ep_scope=ep_scope,
                        pp_scope="intra_node" if tp * pp <= devices_per_node else "inter_node")
 
 
@@ -311,30 +314,32 @@ class StepCoster:
         except MissingMeasurement as exc:  # it names what the profile lacks
             msg = exc.args[0] if exc.args else str(exc)
             dpn = int(self.profile.identity.devices_per_node)
+            ep = self.parallelism.ep
+            layout = f"TP={self.tp} PP={self.pp}" + (f" EP={ep}" if ep > 1 else "")
             if dpn == 1 and not self.profile.collectives:
                 # a one-device profile: the fix is the node's fabric, not the inter-node links its message lists
                 from accelcal.calibrate.compose import shipped_interconnects
 
                 ships = shipped_interconnects("all_reduce", "intra_node")
                 raise StepCostError(
-                    f"the profile cannot cost TP={self.tp} PP={self.pp}: {self.profile.identity.name} describes one "
+                    f"the profile cannot cost {layout}: {self.profile.identity.name} describes one "
                     f"device and has no collectives; pass the node's intra-node fabric with --interconnect (it also "
                     f"sets the devices per node)" + (f" (shipped: {'; '.join(ships)})"
                                                      if ships else "") +
                     ", and for layouts wider than a node --inter-node-profile") from None
-            spans = self.tp_scope == "inter_node" and self.tp * self.pp > dpn
+            spans = (self.tp_scope == "inter_node" and self.tp * self.pp > dpn) or ep > dpn
             node_fabric = any(c.scope == "intra_node" for c in self.profile.collectives)  # composed or measured
             if not spans and node_fabric:
                 # the node's fabric is there and lacks this collective: the profile's own message says what to import
-                raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}") from None
-            where = (f"with {dpn} device(s) per node in {self.profile.identity.name}, TP={self.tp} PP={self.pp} "
-                     f"spans nodes; " if spans else "")
+                raise StepCostError(f"the profile cannot cost {layout}: {msg}") from None
+            where = (f"with {dpn} device(s) per node in {self.profile.identity.name}, {layout} spans nodes; "
+                     if spans else "")
             if node_fabric:
                 fix = "pass the fabric between the nodes with --inter-node-profile"
             else:
                 fix = ("pass the node's intra-node fabric with --interconnect (it also sets the devices per node) and, "
                        "for layouts wider than a node, --inter-node-profile")
-            raise StepCostError(f"the profile cannot cost TP={self.tp} PP={self.pp}: {msg}; {where}{fix}") from None
+            raise StepCostError(f"the profile cannot cost {layout}: {msg}; {where}{fix}") from None
 
     def _layer(self, tokens: int, graphs: bool):
         """(non-attention device seconds, breakdown without launch, launch rule) of one layer over ``tokens``.

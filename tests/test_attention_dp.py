@@ -1,0 +1,78 @@
+"""Attention data parallelism: a MoE model's EP group spanning data-parallel replicas (SGLang --enable-dp-attention,
+vLLM DP + EP, TensorRT-LLM enable_attention_dp)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from accelcal.cli import main
+from accelcal.models import ModelConfig
+from accelcal.planner.dag import DagOptions, build_layer_dag
+from accelcal.planner.memory import stage_weight_bytes
+from accelcal.planner.parallelism import Parallelism
+from accelcal.planner.serving.step_cost import replica_parallelism
+
+ROOT = Path(__file__).resolve().parents[1]
+H200 = str(ROOT / "profiles" / "nvidia-h200.yaml")
+NVSWITCH = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml")
+
+
+def test_an_ep_group_may_span_replicas_whose_count_divides_dp():
+    p = replica_parallelism(1, 1, 8, 8, ep=8)
+    assert (p.tp, p.dp, p.ep, p.ep_scope) == (1, 8, 8, "intra_node")
+    assert replica_parallelism(2, 1, 4, 8, ep=4).ep == 4  # two replicas of TP2 share their experts
+    assert replica_parallelism(4, 1, 4, 4, ep=16).ep_scope == "inter_node"  # 16 devices over 4-device nodes
+    with pytest.raises(ValueError, match=r"--ep 6: .* \(--ep 2 x k, k dividing --dp 4: 2, 4, 8\)"):
+        replica_parallelism(2, 1, 4, 8, ep=6)
+    with pytest.raises(ValueError, match=r"k dividing --dp 2"):
+        replica_parallelism(1, 1, 2, 8, ep=4)
+
+
+def test_gathered_experts_see_every_replicas_tokens():
+    m = ModelConfig.from_name("deepseek-v3")
+    tok, h, el = 16, m.hidden_size, m.weight_bytes_per_elem
+    dag = build_layer_dag(m, "decode", tok, 1, 1024, Parallelism(tp=1, dp=8, ep=8), options=DagOptions(ep_comm="all_reduce"))
+    nodes = {n.name: n.p for n in dag.nodes}
+    # each of 8 replicas' 16 tokens gathered (S = every rank's part), experts on the pairs routed to this rank's 32
+    assert (nodes["dp_moe_all_gather"]["nbytes"], nodes["dp_moe_all_gather"]["group_size"]) == (8 * tok * h * el, 8)
+    assert (nodes["dp_moe_reduce_scatter"]["nbytes"], nodes["dp_moe_reduce_scatter"]["group_size"]) == (8 * tok * h * el, 8)
+    routed = nodes["experts_gate_up"]
+    assert routed["count"] <= m.num_experts // 8 and routed["n"] == 2 * m.expert_ffn_size
+    assert "tp_mlp_all_reduce" not in nodes and "tp_moe_all_gather" not in nodes
+    # the EP group of the replica's own TP ranks (ep = tp) gathers nothing
+    same = {n.name for n in build_layer_dag(m, "decode", tok, 1, 1024, Parallelism(tp=8, ep=8),
+                                            options=DagOptions(ep_comm="all_reduce")).nodes}
+    assert "dp_moe_all_gather" not in same and "tp_mlp_all_reduce" in same
+
+
+def test_predict_runs_attention_dp_with_each_replicas_experts_share(capsys):
+    args = ["predict", "--profile", H200, "--interconnect", NVSWITCH, "--model", "deepseek-v3", "--tp", "1", "--dp", "8",
+            "--ep", "8", "--engine", "sglang", "--weight-dtype", "fp8_e4m3", "--concurrency", "32", "--isl", "512",
+            "--osl", "32", "--num-requests", "64", "--format", "json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    m = ModelConfig.from_name("deepseek-v3")
+    assert out["feasible"] and out["layout"]["devices"] == 8 and out["max_concurrent_sequences"] <= 4
+    # every device holds all the attention and dense layers and 1/8 of the experts
+    want = stage_weight_bytes(m, 1, 1, 8, 1, 2)
+    assert out["memory"]["weights_bytes"] == pytest.approx(want)
+    assert want < stage_weight_bytes(m, 1, 1, 1, 1, 2) / 6
+    assert any("attention data-parallel: each EP group of 8 devices spans 8 replicas of TP1" in n for n in out["notes"])
+    assert main(args[:args.index("--dp")] + ["--dp", "4"] + args[args.index("--dp") + 2:]) == 2
+    assert "--ep 8" in capsys.readouterr().err
+
+
+def test_the_serving_search_offers_attention_dp_for_moe_models_only():
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import combine_profiles
+    from accelcal.planner.serving.search import search_serving
+
+    prof, _, _ = combine_profiles(Profile.load(H200), Profile.load(NVSWITCH))
+    moe = search_serving(prof, "qwen3-30b-a3b", 4, ["vllm"], [16], 512, 64, top=40)
+    labels = {c.label for c in moe.ranked}
+    assert any("TP1 PP1 DP4 EP4" in lab for lab in labels) and any("TP2 PP1 DP2 EP4" in lab for lab in labels)
+    dense = search_serving(prof, "qwen3-32b", 4, ["vllm"], [16], 512, 64, top=40)
+    assert dense.ranked and not any(" EP" in c.label for c in dense.ranked)
