@@ -231,7 +231,7 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
     rows = [
         "a,sglang,0.5.1.post1,meta-llama/Llama-3.1-8B-Instruct,h200_sxm,,agg,64,8,2,1,1,,1,1,20,5",
         "b,vllm,0.12.0,nvidia/Llama-3.1-8B-Instruct-FP8,h100_sxm,fp8,agg,64,8,2,1,1,,1,1,20,5",
-        "c,trtllm,1.0.0rc3,Qwen/Qwen3.5-122B-A10B,h200_sxm,fp8,agg,64,8,2,8,1,,1,8,20,5",
+        "c,trtllm,1.0.0rc3,Qwen/Qwen3-Next-80B-A3B-Instruct,h200_sxm,fp8,agg,64,8,2,8,1,,1,8,20,5",
         "d,trtllm,1.0.0rc3,Qwen/Qwen3-32B,b200_sxm,fp8,agg,64,8,2,1,1,,1,1,20,5",
         "e,trtllm,1.0.0rc3,Qwen/Qwen3-32B,h100_sxm,fp8,disagg,64,8,2,1,1,,1,1,20,5",
         "f,sglang,0.5.1.post1,Qwen/Qwen3-235B-A22B-FP8,h200_sxm,fp8,agg,64,8,2,4,1,4,1,16,20,5",
@@ -255,7 +255,7 @@ def test_serving_accuracy_resolves_each_rows_model_and_device_or_says_why_not(tm
     assert re.search(r"^  m +trtllm +c16 ", text, re.M)
     assert "model kimi-k2.5        n=1 " in text
     assert "engine trtllm (no version: newest rules) n=1 " in text  # an empty version is not pandas' NaN
-    for why in ("1 x model Qwen/Qwen3.5-122B-A10B: no preset cites it",
+    for why in ("1 x model Qwen/Qwen3-Next-80B-A3B-Instruct: no preset cites it",
                 "1 x system 'b200_sxm': no measured profile ships for it",
                 "1 x mode 'disagg': prefill and decode on separate workers are not modelled",
                 "1 x qwen3-235b-a22b TP4 DP4 EP16: the profile cannot cost TP=4 PP=1 EP=16: all_gather over 4 devices",

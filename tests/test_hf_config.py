@@ -247,7 +247,7 @@ def test_presets_are_found_by_the_hugging_face_id_they_cite():
     assert preset_for_hf_id("moonshotai/Kimi-K2.5") == "kimi-k2.5"
     assert preset_for_hf_id("zhipuai/GLM-5") == "glm-5"  # zai-org/GLM-5 is cited; the org is not compared
     assert preset_for_hf_id("Qwen/Qwen3.5-397B-A17B-FP8") == "qwen3.5-397b-a17b"
-    assert preset_for_hf_id("Qwen/Qwen3.5-122B-A10B") is None
+    assert preset_for_hf_id("Qwen/Qwen3-Next-80B-A3B-Instruct") is None
     assert preset_for_hf_id("openai/gpt-oss-120b") == "gpt-oss-120b"
 
 

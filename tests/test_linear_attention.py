@@ -207,3 +207,11 @@ def test_the_model_gemm_sweep_covers_the_gated_query_and_the_linear_projections(
     assert got["qwen3.5-397b-a17b.qkv/tp2"] == ((16 + 16 + 2) * 256, 4096)
     assert got["qwen3.5-397b-a17b.linear_in_qkvz/tp2"] == ((2 * 2048 + 2 * 8192) // 2, 4096)
     assert got["qwen3.5-397b-a17b.linear_in_ba/tp2"] == (64, 4096) and not notes
+
+
+@pytest.mark.parametrize("name, billions", [("qwen3.5-122b-a10b", 122), ("qwen3.5-35b-a3b", 35), ("qwen3.5-27b", 27)])
+def test_the_other_qwen35_presets_count_their_published_sizes(name, billions):
+    m = ModelConfig.from_name(name)
+    # the checkpoints' names count the vision tower too (a few hundred million weights), the presets the text model
+    assert m.weight_bytes() / 2 == pytest.approx(billions * 1e9, rel=0.015)
+    assert m.linear_layers == 3 * m.full_attention_layers and m.attn_output_gate
