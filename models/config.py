@@ -314,14 +314,16 @@ class ModelConfig:
     def require_tp_divides_heads(self, tp: int, flag: str = "--tp") -> None:
         """Refuse a TP degree that does not divide the attention heads, listing the degrees that do (the planner's
         rule: KV heads may be replicated over TP; the validation layers' stricter split is models.check_tp)."""
+        # the engines also split Gated DeltaNet's key heads (and so its value heads) over TP (SGLang
+        # Mamba2StateShape.create divide(), which asserts divisibility)
+        fits = [t for t in range(1, min(self.heads, 64) + 1)
+                if self.heads % t == 0 and not (self.linear_layers and self.linear_key_heads % t)]
         if self.heads % tp:
-            fits = [t for t in range(1, min(self.heads, 64) + 1) if self.heads % t == 0]
             raise ValueError(f"{flag} {tp}: {self.name} has {self.heads} attention heads and {self.heads} % {tp} = "
-                             f"{self.heads % tp}; TP must divide the heads: one of {fits}")
+                             f"{self.heads % tp}; TP must divide the heads" + (
+                                 f" and the {self.linear_key_heads} Gated DeltaNet key heads" if self.linear_layers
+                                 else "") + f": one of {fits}")
         if self.linear_layers and self.linear_key_heads % tp:
-            # the engines split Gated DeltaNet's key heads (and so its value heads) over TP (SGLang
-            # Mamba2StateShape.create divide(), which asserts divisibility)
-            fits = [t for t in range(1, self.linear_key_heads + 1) if self.linear_key_heads % t == 0 and self.heads % t == 0]
             raise ValueError(f"{flag} {tp}: {self.name}'s Gated DeltaNet layers have {self.linear_key_heads} key heads "
                              f"and {self.linear_key_heads} % {tp} = {self.linear_key_heads % tp}; TP must divide them "
                              f"and the attention heads: one of {fits}")

@@ -122,8 +122,13 @@ def kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per_elem: 
 
 def linear_state_bytes_per_seq(model: ModelConfig, tp: int, pp: int) -> float:
     """Bytes of linear-attention state one sequence keeps on one device of the busiest stage (its Gated DeltaNet
-    layers x ModelConfig.linear_state_bytes); 0 for a model without such layers."""
-    return float(math.ceil(model.linear_layers / pp) * model.linear_state_bytes(tp)) if model.linear_layers else 0.0
+    layers x ModelConfig.linear_state_bytes; that stage is the one kv_bytes_per_token counts, with the most
+    full-attention layers); 0 for a model without such layers."""
+    if not model.linear_layers:
+        return 0.0
+    # the stage with the most full-attention layers (kv_bytes_per_token's) holds the rest of its layers as linear ones
+    layers = min(math.ceil(model.linear_layers / pp), math.ceil(model.layers / pp) - math.ceil(model.full_attention_layers / pp))
+    return float(max(0, layers) * model.linear_state_bytes(tp))
 
 
 def device_memory(model: ModelConfig, workload: Workload, parallelism: Parallelism = Parallelism()) -> MemoryEstimate:

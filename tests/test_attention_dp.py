@@ -25,9 +25,12 @@ def test_an_ep_group_may_span_replicas_whose_count_divides_dp():
     assert (p.tp, p.dp, p.ep, p.ep_scope) == (1, 8, 8, "intra_node")
     assert replica_parallelism(2, 1, 4, 8, ep=4).ep == 4  # two replicas of TP2 share their experts
     assert replica_parallelism(4, 1, 4, 4, ep=16).ep_scope == "inter_node"  # 16 devices over 4-device nodes
-    with pytest.raises(ValueError, match=r"--ep 6: .* \(--ep 2 x k, k dividing --dp 4: 2, 4, 8\)"):
+    with pytest.raises(ValueError, match=r"--ep 6: --ep 6 with --tp 2 spreads the experts over 3 replicas, so --dp "
+                                         r"must be a multiple of 3 .* here one of \[1, 2, 4, 8\]"):
         replica_parallelism(2, 1, 4, 8, ep=6)
-    with pytest.raises(ValueError, match=r"k dividing --dp 2"):
+    with pytest.raises(ValueError, match=r"--ep 3: --ep 3 is not a multiple of --tp 2"):
+        replica_parallelism(2, 1, 4, 8, ep=3)
+    with pytest.raises(ValueError, match=r"e\.g\. --tp 1 --dp 4 --ep 4\), got --dp 2"):
         replica_parallelism(1, 1, 2, 8, ep=4)
 
 
@@ -60,7 +63,8 @@ def test_predict_runs_attention_dp_with_each_replicas_experts_share(capsys):
     want = stage_weight_bytes(m, 1, 1, 8, 1, 2)
     assert out["memory"]["weights_bytes"] == pytest.approx(want)
     assert want < stage_weight_bytes(m, 1, 1, 1, 1, 2) / 6
-    assert any("attention data-parallel: each EP group of 8 devices spans 8 replicas of TP1" in n for n in out["notes"])
+    assert any("attention data-parallel: each EP group of 8 devices spans 8 replicas of TP1, each with its own requests "
+               "and KV pool, their tokens all-gathered" in n for n in out["notes"])
     assert main(args[:args.index("--dp")] + ["--dp", "4"] + args[args.index("--dp") + 2:]) == 2
     assert "--ep 8" in capsys.readouterr().err
 
@@ -76,3 +80,22 @@ def test_the_serving_search_offers_attention_dp_for_moe_models_only():
     assert any("TP1 PP1 DP4 EP4" in lab for lab in labels) and any("TP2 PP1 DP2 EP4" in lab for lab in labels)
     dense = search_serving(prof, "qwen3-32b", 4, ["vllm"], [16], 512, 64, top=40)
     assert dense.ranked and not any(" EP" in c.label for c in dense.ranked)
+
+
+def test_the_search_says_the_lockstep_is_not_modelled_for_its_attention_dp_rows():
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import combine_profiles
+    from accelcal.planner.serving.search import search_serving
+
+    prof, _, _ = combine_profiles(Profile.load(H200), Profile.load(NVSWITCH))
+    res = search_serving(prof, "qwen3-30b-a3b", 4, ["vllm"], [16], 512, 64, top=40)
+    dp = next(c for c in res.ranked if c.ep > c.tp)
+    assert any("lockstep" in n and "not modelled" in n for n in dp.detail["coster"].notes)
+
+
+def test_a_tp_degree_the_linear_heads_refuse_is_left_out_of_the_suggestions():
+    m = ModelConfig.from_name("qwen3.5-27b")  # 24 attention heads, 16 Gated DeltaNet key heads
+    with pytest.raises(ValueError, match=r"--tp 16: .* one of \[1, 2, 4, 8\]"):
+        m.require_tp_divides_heads(16)
+    with pytest.raises(ValueError, match=r"--tp 12: .*16 key heads and 16 % 12 = 4.* one of \[1, 2, 4, 8\]"):
+        m.require_tp_divides_heads(12)

@@ -121,7 +121,10 @@ def test_only_the_full_attention_layers_cache_kv_and_each_sequence_keeps_a_state
     assert m.linear_state_elems(8) == (1536 * 3, 8 * 128 * 128)
     assert m.linear_state_bytes(8) == 1536 * 3 * 2 + 8 * 128 * 128 * 4 == 533504
     assert linear_state_bytes_per_seq(m, 8, 1) == 45 * 533504
-    assert linear_state_bytes_per_seq(m, 8, 2) == 23 * 533504  # the busiest of two stages
+    # two stages of 30 layers: the busiest (8 of the 15 full-attention layers, as kv_bytes_per_token counts) holds 22
+    # linear ones, not the 23 of the other stage on top (one stage never holds more than its 30 layers)
+    assert linear_state_bytes_per_seq(m, 8, 2) == 22 * 533504
+    assert linear_state_bytes_per_seq(m, 8, 4) == (15 - 4) * 533504
     assert m.linear_state_bytes(8) == dataclasses.replace(m, linear_state_dtype="bf16").linear_state_bytes(8) + 8 * 128 * 128 * 2
     mem = device_memory(m, Workload(prompt_len=1000, output_len=24, batch=4), Parallelism(tp=8, ep=8))
     assert mem.kv_cache_bytes == 4 * (1024 * kv_bytes_per_token(m, 8, 1, 2) + 45 * 533504)
@@ -169,12 +172,13 @@ def test_sglang_splits_its_state_pool_by_ratio_and_caps_the_running_requests(cap
     out = json.loads(capsys.readouterr().out)
     mem, state = out["memory"], base["linear_state_bytes_per_seq"]
     assert state == 45 * 533504 and mem["linear_state_blocks_per_seq"] == 0
-    # SGLang handle_max_mamba_cache: the state pool is ratio / (1 + ratio) of what the weights leave, in whole states
-    left = base["kv_pool_bytes"] + base["linear_state_max_seqs"] * state
-    want = int(left * 0.004 / 1.004 // state)
-    assert mem["linear_state_max_seqs"] == want and 0 < want < 32
-    assert mem["kv_pool_bytes"] == pytest.approx(left - want * state)
-    assert out["max_concurrent_sequences"] <= want
+    # SGLang handle_max_mamba_cache: the state pool is ratio / (1 + ratio) of what the weights leave, in whole
+    # states, and the running requests are capped at its states // 3 (MAMBA_CACHE_SIZE_MAX_RUNNING_REQUESTS_RATIO)
+    left = base["kv_pool_bytes"] + base["linear_state_pool_bytes"]
+    slots = int(left * 0.004 / 1.004 // state)
+    assert mem["linear_state_pool_bytes"] == slots * state and mem["linear_state_max_seqs"] == slots // 3
+    assert 0 < slots // 3 < 32 and mem["kv_pool_bytes"] == pytest.approx(left - slots * state)
+    assert out["max_concurrent_sequences"] <= slots // 3
 
 
 def test_vllm_holds_each_sequences_state_in_the_pools_blocks():

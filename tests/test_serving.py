@@ -848,9 +848,10 @@ def test_expert_parallel_replica_spreads_experts_over_its_tp_group(prof):
     with pytest.raises(ValueError, match=r"ep_comm must be one of \['all_to_all', 'all_reduce'\], got 'deepep'"):
         DagOptions(ep_comm="deepep")
     # EP wider than the TP group spans data-parallel replicas (attention DP): only with enough of them
-    with pytest.raises(ValueError, match=r"--ep 4: .*\(--ep 2 x k, k dividing --dp 1: 2\)"):
+    with pytest.raises(ValueError, match=r"--ep 4: --ep 4 with --tp 2 spreads the experts over 2 replicas, so --dp "
+                                         r"must be a multiple of 2 .* here one of \[1, 2\]"):
         predict_serving(prof, moe, "vllm", tp=2, ep=4, **kw)
-    with pytest.raises(ValueError, match=r"--ep 2: .*\(--ep 1 x k, k dividing --dp 1: 1\)"):
+    with pytest.raises(ValueError, match=r"--ep 2: .* e\.g\. --tp 1 --dp 2 --ep 2\), got --dp 1"):
         predict_serving(prof, moe, "vllm", tp=1, ep=2, **kw)
     with pytest.raises(ValueError, match="--ep 2: small is a dense model"):
         predict_serving(prof, "small", "vllm", tp=2, ep=2, **kw)

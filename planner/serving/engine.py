@@ -147,6 +147,9 @@ class EnginePreset:
     running sequences: SGLang)."""
     linear_state_memory_ratio: float = 0.0
     """``linear_state_pool: ratio`` only: state memory / KV memory (SGLang ``mamba_full_memory_ratio``)."""
+    linear_state_slots_per_request: int = 1
+    """``linear_state_pool: ratio`` only: state slots the pool keeps per running request (SGLang caps the running
+    requests at its state slots // this, the rest holding the prefix cache's states)."""
     new_token_ratio_init: float = 0.0
     """reserve_ratio admission only: initial new_token_ratio."""
     new_token_ratio_min: float = 0.0
@@ -243,6 +246,9 @@ class EnginePreset:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{origin}: {key} = {getattr(self, key)!r}; expected one of {list(allowed)}")
+        if self.linear_state_slots_per_request < 1:
+            raise ValueError(f"{origin}: linear_state_slots_per_request must be >= 1, got "
+                             f"{self.linear_state_slots_per_request!r}")
         if self.linear_state_pool == "ratio" and not self.linear_state_memory_ratio > 0:
             raise ValueError(f"{origin}: linear_state_pool = 'ratio' needs linear_state_memory_ratio > 0, got "
                              f"{self.linear_state_memory_ratio!r}")

@@ -66,8 +66,8 @@ class KVBudget:
     comm_buffer_bytes: float
     reserve_bytes: float
     """Everything else the engine keeps out of the pool (its memory fraction's remainder, fixed reserves), less
-    ``in_use_bytes``: the parts (weights, activations, comm buffers, reserve, in use, KV pool) add up to the
-    capacity."""
+    ``in_use_bytes``: the parts (weights, activations, comm buffers, reserve, in use, KV pool, a separate
+    linear-attention state pool) add up to the capacity."""
     kv_pool_bytes: float
     kv_bytes_per_token: float
     """Per device: layers of the busiest stage x (one token's cache elements per layer (2 x KV heads per device x
@@ -85,8 +85,11 @@ class KVBudget:
     state_blocks_per_seq: int = 0
     """Blocks of the pool each running sequence's state fills (engine ``linear_state_pool: per_sequence``)."""
     max_state_seqs: int = 0
-    """Sequences the engine's separate state pool holds (``linear_state_pool: ratio``), capping the running ones;
-    0 = no such cap."""
+    """Running sequences the engine's separate state pool allows (``linear_state_pool: ratio``: its slots // the
+    engine's slots per request); 0 = no such cap."""
+    state_pool_bytes: float = 0.0
+    """Memory of that separate state pool (its slots x the state per sequence); 0 where the states live in the KV
+    pool's blocks."""
 
     @property
     def tokens(self) -> int:
@@ -103,7 +106,8 @@ class KVBudget:
                 "kv_bytes_per_token": self.kv_bytes_per_token, "kv_blocks": self.blocks,
                 "kv_block_size_tokens": self.block_size_tokens, "kv_tokens": self.tokens,
                 "in_use_bytes": self.in_use_bytes, "linear_state_bytes_per_seq": self.state_bytes_per_seq,
-                "linear_state_blocks_per_seq": self.state_blocks_per_seq, "linear_state_max_seqs": self.max_state_seqs}
+                "linear_state_blocks_per_seq": self.state_blocks_per_seq, "linear_state_max_seqs": self.max_state_seqs,
+                "linear_state_pool_bytes": self.state_pool_bytes}
 
     def describe(self) -> str:
         g = 1e9
@@ -226,18 +230,23 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
                          f"(tp={tp}, pp={pp}, weights {weight_dtype})", "weights")
     state = linear_state_bytes_per_seq(model, tp, pp)
     state_blocks = max_state_seqs = 0
+    state_pool = 0.0
     if state and engine.linear_state_pool == "ratio":
         # a state pool of its own (SGLang handle_max_mamba_cache): its share of what the weights leave, in whole
-        # sequences' states; the KV pool gets the rest
-        r = engine.linear_state_memory_ratio
-        max_state_seqs = int(pool * r / (1 + r) // state)
+        # sequences' states; the KV pool gets the rest, and the running requests are capped at the slots // the
+        # slots kept per request
+        r, per = engine.linear_state_memory_ratio, engine.linear_state_slots_per_request
+        slots = int(pool * r / (1 + r) // state)
+        max_state_seqs = slots // per
         if max_state_seqs < 1:
-            raise Infeasible(f"the linear-attention state pool holds no sequence: {r:g} / (1 + {r:g}) x "
-                             f"{pool / g:.4g} GB = {pool * r / (1 + r) / g:.4g} GB < one sequence's state "
-                             f"{state / g:.4g} GB ({rule})", "request")
-        rule += (f"; linear-attention state pool {r:g} / (1 + {r:g}) of the {pool / g:.4g} GB = {max_state_seqs} "
-                 f"sequences x {state / 1e6:.4g} MB, the rest for KV")
-        pool -= max_state_seqs * state
+            raise Infeasible(f"the linear-attention state pool allows no running request: {r:g} / (1 + {r:g}) x "
+                             f"{pool / g:.4g} GB = {pool * r / (1 + r) / g:.4g} GB holds {slots} states of "
+                             f"{state / g:.4g} GB, fewer than the {per} the engine keeps per request ({rule})",
+                             "request")
+        state_pool = slots * state
+        rule += (f"; linear-attention state pool {r:g} / (1 + {r:g}) of the {pool / g:.4g} GB = {slots} states x "
+                 f"{state / 1e6:.4g} MB, at most {slots} // {per} = {max_state_seqs} running requests; the rest for KV")
+        pool -= state_pool
     elif state:
         state_blocks = math.ceil(state / (per_token * engine.block_size_tokens))
         rule += (f"; each running sequence's linear-attention state {state / 1e6:.4g} MB fills {state_blocks} "
@@ -245,4 +254,4 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
     blocks = int(pool // (per_token * engine.block_size_tokens))
     return KVBudget(capacity_bytes, weights, act, comm, reserve - lost, pool, per_token, engine.block_size_tokens,
                     blocks, rule, in_use_bytes=lost, state_bytes_per_seq=state, state_blocks_per_seq=state_blocks,
-                    max_state_seqs=max_state_seqs)
+                    max_state_seqs=max_state_seqs, state_pool_bytes=state_pool)

@@ -188,14 +188,6 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         raise ValueError(f"--ep {ep}: {model.name} is a dense model (no experts to spread)")
     par = replica_parallelism(tp, pp, dp, dpn, ep)
     engine, pp_notes = engine.for_pipeline(pp)
-    if ep > tp:
-        pp_notes = pp_notes + [
-            f"attention data-parallel: each EP group of {ep} devices spans {ep // tp} replicas of TP{tp}, each with its "
-            f"own requests and KV pool, their tokens all-gathered into the experts and reduce-scattered back "
-            f"({engine.name} ep_comm {engine.ep_comm}; all_to_all dispatches the routed pairs instead); each replica "
-            f"is simulated with its share of the clients, but in the engines the replicas' steps run in lockstep "
-            f"(the MoE layers meet in the group's collectives), so one replica's prefill also holds the others' "
-            f"decodes: not modelled, TPOT is optimistic where prefills are frequent"]
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     # the measured requests it ran, the default (10 x C, at least 100; 200 open loop) or the given count
     wl = {**{k: v for k, v in dataclasses.asdict(workload).items() if k != "stream"},  # a replica's share only

@@ -105,7 +105,8 @@ class ServingCandidate:
     why: list[str] = field(default_factory=list)
     checked_by: str = "steady"
     ep: int = 1
-    """1: a MoE model's experts TP-split; = tp: spread over the replica's TP group."""
+    """1: a MoE model's experts TP-split; = tp: spread over the replica's TP group; = tp x dp: over every
+    replica's, attention data-parallel."""
     requests_per_s: float = 0.0
     """Requests/s the whole cluster completes (all DP replicas)."""
     miss_factor: float = 0.0
@@ -476,9 +477,11 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     lines: list[str] = []
     terms: list[tuple[float, str]] = []
     if s.kv_limit < c.concurrency / c.dp:
+        room = (f"linear-attention state pool: it allows {s.kv_limit} running requests" if s.binding == "state_capacity"
+                else f"KV capacity: the pool holds {c.detail['kv_tokens']} tokens = {s.kv_limit} requests at their mean "
+                     f"length")
         terms.append((1.0 + s.queue_wait_s / max(c.ttft_s, 1e-12),
-                      f"KV capacity: the pool holds {c.detail['kv_tokens']} tokens = {s.kv_limit} requests at their "
-                      f"mean length; {math.ceil(c.concurrency / c.dp) - s.in_engine} of {math.ceil(c.concurrency / c.dp)} "
+                      f"{room}; {math.ceil(c.concurrency / c.dp) - s.in_engine} of {math.ceil(c.concurrency / c.dp)} "
                       f"clients per replica wait {s.queue_wait_s * 1e3:.4g} ms for room"))
     if t.tpot_s is not None:
         nxt = [o for o in cands if (o.engine, o.tp, o.pp, o.ep) == (c.engine, c.tp, c.pp, c.ep)
@@ -524,7 +527,7 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     return lines
 
 
-_BINDING_NAMES = {"kv_capacity": "KV capacity", "prefill_interference": "prefill interference", "decode": "decode step"}
+_BINDING_NAMES = {"kv_capacity": "KV capacity", "state_capacity": "linear-attention state pool", "prefill_interference": "prefill interference", "decode": "decode step"}
 """The steady state's binding codes as the why-lines name them (rows past the why-lines keep the codes)."""
 
 

@@ -142,6 +142,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     lingering: list[_Req] = []
 
     state_blocks = kv.state_blocks_per_seq  # a hybrid model's state, where it lives in the pool (KVBudget.blocks_for)
+    state_tokens = state_blocks * bs  # the same, as the tokens SGLang's admission counts
 
     def blocks_for(tokens: int) -> int:
         return -(-tokens // bs) + state_blocks
@@ -169,13 +170,14 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     def committed_tokens(chunks: list[tuple[_Req, int]]) -> tuple[float, float]:
         """SGLang's PrefillAdder view of the pool: (tokens held by the running and lingering requests and by the
         prompt chunks already in this step, output still to come of the running ones x new_token_ratio)."""
-        used = sum(r.length for r in running) + sum(r.length for r in lingering) + sum(take for _, take in chunks)
+        used = (sum(r.length for r in running) + sum(r.length for r in lingering) + sum(take for _, take in chunks)
+                + state_tokens * (len(running) + len(lingering)))
         return used, sum((r.osl - r.generated) * ratio for r in running)
 
     def admits(r: _Req, used: float, future: float) -> bool:
         """PrefillAdder.add_one_req: the prompt (for a retracted request, with what it emitted) and its clipped
         remaining output must be fewer than the free tokens."""
-        return r.target + reserved_output_tokens(r.osl - r.generated) < kv.tokens - used - future
+        return r.target + reserved_output_tokens(r.osl - r.generated) + state_tokens < kv.tokens - used - future
 
     def decode_window() -> int:
         """Run, at once, the pure decode steps that come before the next event, and return how many (0: none).
@@ -352,7 +354,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                         if not admits(r, used, future):
                             blocked = True
                             break
-                        used += take
+                        used += take + state_tokens
                         future += reserved_output_tokens(r.osl - r.generated)
                     need = blocks_for(take if grow else r.isl + r.osl)
                     if need > free:
@@ -402,7 +404,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 waiting.popleft()
                 running.append(r)
                 chunks.append((r, take))
-                used += r.target
+                used += r.target + state_tokens
                 future += reserved_output_tokens(r.osl - r.generated)
                 left -= take
                 if take < r.target:

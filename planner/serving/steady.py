@@ -70,7 +70,8 @@ class SteadyState:
     queue_wait_s: float
     """Mean wait for KV room before the prefill starts."""
     binding: str
-    """kv_capacity | prefill_interference | decode (what sets TPOT/TTFT most)."""
+    """kv_capacity | state_capacity (a hybrid model's separate state pool, KVBudget.max_state_seqs) |
+    prefill_interference | decode (what sets TPOT/TTFT most)."""
     decode_breakdown: dict = field(default_factory=dict)
 
 
@@ -79,7 +80,7 @@ def _kv_limit(engine: EnginePreset, kv: KVBudget, isl: int, osl: int) -> int:
         per = kv.blocks_for(isl + osl) * kv.block_size_tokens
     elif engine.admission == "reserve_ratio":
         ratio = 0.5 * (engine.new_token_ratio_init + engine.new_token_ratio_min)
-        per = isl + osl / 2 + (osl / 2) * ratio
+        per = isl + osl / 2 + (osl / 2) * ratio + kv.state_blocks_per_seq * kv.block_size_tokens
     else:
         per = kv.blocks_for(int(isl + osl / 2)) * kv.block_size_tokens
     fits = max(1, int(kv.tokens // per))
@@ -176,7 +177,8 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
     latency = ttft + (osl - 1) * tpot
     share = 1 - td / tpot if tpot > 0 else 0.0
     # served equals E up to rounding when the prefill budget does not bind (k x s / p_steps = E)
-    binding = "kv_capacity" if concurrency > e and lim < min(concurrency, engine.max_seqs) else (
+    full = "state_capacity" if kv.max_state_seqs and lim == kv.max_state_seqs else "kv_capacity"
+    binding = full if concurrency > e and lim < min(concurrency, engine.max_seqs) else (
         "prefill_interference" if share > PREFILL_BINDS_SHARE or served < min(concurrency, e) * (1 - 1e-9)
         else "decode")
     return SteadyState(ttft, tpot, latency, x * osl, x, e, lim, td, share, wait, binding,

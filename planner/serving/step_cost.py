@@ -73,9 +73,13 @@ def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: in
     ``enable_attention_dp``); each replica keeps its own requests and KV, and their MoE layers meet in the EP
     group's collectives."""
     if ep != 1 and (ep % tp or dp % (ep // tp)):
-        raise ValueError(f"--ep {ep}: experts are TP-split (--ep 1), spread over the replica's TP group (--ep {tp}), "
-                         f"or over k replicas' TP groups with attention data-parallel (--ep {tp} x k, k dividing "
-                         f"--dp {dp}: " + ", ".join(str(tp * k) for k in range(1, dp + 1) if dp % k == 0) + ")")
+        fits = sorted({1, tp} | {tp * k for k in range(1, dp + 1) if dp % k == 0})
+        need = (f"--ep {ep} with --tp {tp} spreads the experts over {ep // tp} replicas, so --dp must be a multiple of "
+                f"{ep // tp} (attention data-parallel, e.g. --tp {tp} --dp {ep // tp} --ep {ep}), got --dp {dp}"
+                if ep % tp == 0 else f"--ep {ep} is not a multiple of --tp {tp}")
+        raise ValueError(f"--ep {ep}: {need}; experts are TP-split (--ep 1), spread over the replica's TP group "
+                         f"(--ep {tp}), or over k replicas' TP groups with attention data-parallel (--ep {tp} x k, k "
+                         f"dividing --dp): here one of {fits}")
     scope = "intra_node" if tp <= devices_per_node else "inter_node"
     ep_scope = "intra_node" if ep <= devices_per_node else "inter_node"
     return Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, tp_scope=scope, ep_scope=ep_scope,
@@ -163,6 +167,15 @@ class StepCoster:
                               f"{'fp8_e4m3' if 'fp8_e4m3' in profile.dtypes() else act} GEMM fit, and its top-k reads "
                               f"the scores back; the KV pool holds its "
                               f"{model.index_cache_bytes_per_layer}-byte key per token and layer")
+        if parallelism.ep > tp:
+            how = ("their tokens all-gathered into the experts and the sums reduce-scattered back"
+                   if engine.ep_comm == "all_reduce" else "the routed pairs dispatched to the experts and combined back")
+            self.notes.append(f"attention data-parallel: each EP group of {parallelism.ep} devices spans "
+                              f"{parallelism.ep // tp} replicas of TP{tp}, each with its own requests and KV pool, {how} "
+                              f"({engine.name} ep_comm {engine.ep_comm}); each replica is simulated with its share of "
+                              f"the clients, but in the engines the replicas' steps run in lockstep (the MoE layers "
+                              f"meet in the group's collectives), so one replica's prefill also holds the others' "
+                              f"decodes: not modelled, TPOT is optimistic where prefills are frequent")
         if model.linear_layers:
             self.notes.append(f"hybrid linear attention: {model.linear_layers} of {model.layers} layers run Gated "
                               f"DeltaNet (no KV cache; each sequence keeps a {model.linear_state_bytes(tp) / 1e6:.3g} MB "
