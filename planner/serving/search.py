@@ -509,7 +509,8 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     if decodes and bd.get("total"):
         comm = bd.get("communication", 0.0)
         terms.append((comm / bd["total"], f"collective latency: {comm * 1e3:.4g} ms of the {bd['total'] * 1e3:.4g} ms "
-                                          f"decode step ({comm / bd['total']:.0%}) is TP/PP communication"))
+                                          f"decode step ({comm / bd['total']:.0%}) is "
+                                          f"{'TP/PP/EP' if c.ep > 1 else 'TP/PP'} communication"))
     if not terms:  # one output token, no target, room for every request: the prefill is all there is
         terms.append((0.0, f"prefill: each request's one token comes from its prefill (TTFT {c.ttft_s * 1e3:.4g} ms)"))
     elif decodes and step_s > 0 and max(x[0] for x in terms) <= PREFILL_BINDS_SHARE:
