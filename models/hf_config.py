@@ -195,12 +195,16 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
         kv_heads = heads  # every head's keys and values are expanded from the one latent
     elif cfg.get("head_dim") is not None:
         head_dim = get.int("head_dim")
+    elif arch.linear:
+        head_dim = 256  # noted below: transformers Qwen3NextConfig's head_dim default, not hidden / heads
     else:
         if hidden % heads:
             raise ValueError(f"{origin}: no head_dim, and hidden_size({hidden}) % num_attention_heads({heads}) = "
                              f"{hidden % heads}; state head_dim")
         head_dim = hidden // heads
     notes = [f"{origin} ({arch_name})"]
+    if arch.linear and cfg.get("head_dim") is None:
+        notes.append("no head_dim: 256, transformers Qwen3NextConfig's default (not hidden_size / num_attention_heads)")
 
     if cfg.get("intermediate_size") is None and arch.moe == "qwen_moe" and cfg.get("moe_intermediate_size") is not None:
         # Qwen3.5-MoE's text config has no dense width: every layer is MoE, so the dense width is never used

@@ -158,7 +158,9 @@ def device_memory(model: ModelConfig, workload: Workload, parallelism: Paralleli
     activations = max(act(prefill_tok, workload.prompt_len if sp > 1 else 0), act(workload.batch, 0))
     activations += workload.batch * (model.vocab_size // tp) * 4  # fp32 logits
     moe_tok = model.top_k * (math.ceil(prefill_tok / tp) if ep > 1 else 0)
-    comm = 2 * max(prefill_tok * h * el, moe_tok * h * el * (ep if ep > 1 else 0),
+    # an EP group wider than TP (spanning replicas) moves each device's own pairs, or gathers every replica's tokens
+    comm = 2 * max(prefill_tok * h * el, moe_tok * h * el * (min(ep, tp) if ep > 1 else 0),
+                   (ep // tp) * prefill_tok * h * el if ep > tp else 0,
                    workload.prompt_len * kv_elems * kvel if sp > 1 else 0)
     if tp == 1 and ep == 1 and sp == 1 and pp == 1:
         comm = 0

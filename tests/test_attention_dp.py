@@ -99,3 +99,34 @@ def test_a_tp_degree_the_linear_heads_refuse_is_left_out_of_the_suggestions():
         m.require_tp_divides_heads(16)
     with pytest.raises(ValueError, match=r"--tp 12: .*16 key heads and 16 % 12 = 4.* one of \[1, 2, 4, 8\]"):
         m.require_tp_divides_heads(12)
+
+
+def test_ep_must_split_the_experts_evenly_and_pp_widens_the_group():
+    with pytest.raises(ValueError, match=r"--ep 6: 8 experts do not spread evenly over 6 devices \(8 % 6 = 2\).* here "
+                                         r"one of \[1, 2\]"):
+        replica_parallelism(1, 1, 6, 8, ep=6, experts=8)
+    # TP1 x PP2 replicas: the EP group of one stage across 8 replicas spans 16 devices, two 8-device nodes
+    assert replica_parallelism(1, 2, 8, 8, ep=8).ep_scope == "inter_node"
+    assert replica_parallelism(1, 1, 8, 8, ep=8).ep_scope == "intra_node"
+    assert replica_parallelism(8, 2, 1, 8, ep=8).ep_scope == "intra_node"  # EP inside one stage's TP group
+
+
+def test_a_device_buffers_its_own_pairs_or_the_gathered_tokens_not_the_whole_groups():
+    from accelcal.planner.memory import device_memory
+    from accelcal.planner.workload import Workload
+
+    m = ModelConfig.from_name("deepseek-v3")
+    h, el, tok = m.hidden_size, m.weight_bytes_per_elem, 8192
+    mem = device_memory(m, Workload(prompt_len=tok, output_len=1, batch=1), Parallelism(tp=1, dp=8, ep=8))
+    # top-8 routing: 8 pairs per token leave the device, and 8 replicas' tokens are gathered; the larger, sent and
+    # received
+    assert mem.comm_buffer_bytes == 2 * max(m.top_k * tok * h * el, 8 * tok * h * el)
+    same = device_memory(m, Workload(prompt_len=tok, output_len=1, batch=1), Parallelism(tp=8, ep=8))
+    assert same.comm_buffer_bytes == 2 * m.top_k * tok * h * el  # EP inside the TP group: as before
+
+
+def test_a_tp_that_cannot_split_the_heads_is_bad_input_before_any_memory_arithmetic(capsys):
+    args = ["predict", "--profile", str(ROOT / "profiles" / "nvidia-h100.yaml"), "--model", "qwen3.5-122b-a10b", "--tp",
+            "3", "--engine", "sglang", "--concurrency", "4", "--isl", "256", "--osl", "16"]
+    assert main(args) == 2
+    assert "32 % 3 = 2" in capsys.readouterr().err

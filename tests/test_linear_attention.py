@@ -219,3 +219,35 @@ def test_the_other_qwen35_presets_count_their_published_sizes(name, billions):
     # the checkpoints' names count the vision tower too (a few hundred million weights), the presets the text model
     assert m.weight_bytes() / 2 == pytest.approx(billions * 1e9, rel=0.015)
     assert m.linear_layers == 3 * m.full_attention_layers and m.attn_output_gate
+
+
+def test_a_config_without_head_dim_takes_qwen3_nexts_default(tmp_path):
+    text = _text()
+    del text["head_dim"]
+    m = ModelConfig.resolve(_write(tmp_path, dict(_wrapped(), text_config=text)))
+    assert m.head_dim == 256 and "no head_dim: 256" in m.source  # not hidden_size / heads = 32
+
+
+def test_the_state_pool_says_when_it_holds_back_the_clients(capsys):
+    args = ["predict", "--profile", str(ROOT / "profiles" / "nvidia-h100.yaml"), "--model", "qwen3.5-35b-a3b",
+            "--engine", "sglang", "--concurrency", "16", "--isl", "256", "--osl", "16", "--num-requests", "32",
+            "--format", "json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    cap = out["memory"]["linear_state_max_seqs"]
+    assert 0 < cap < 16 and out["max_concurrent_sequences"] <= cap
+    assert any(f"runs at most {cap} requests at once per replica" in n and "fewer than the 16 clients" in n
+               for n in out["notes"])
+
+
+def test_a_request_too_long_for_the_pool_counts_its_state_blocks_apart():
+    from accelcal.planner.serving.engine import EnginePreset
+    from accelcal.planner.serving.kv import Infeasible, kv_budget
+
+    m = ModelConfig.from_name("qwen3.5-397b-a17b")
+    kv = kv_budget(m, EnginePreset.from_name("vllm"), 8, 1, 141e9, "fp8_e4m3", "fp8_e4m3", ep=8)
+    kv = dataclasses.replace(kv, blocks=kv.state_blocks_per_seq + 10)
+    with pytest.raises(Infeasible) as e:
+        kv.check_request(16 * 11, 0)  # 11 blocks of 16 tokens
+    assert (f"needs {11 + kv.state_blocks_per_seq} KV blocks" in str(e.value)
+            and f"= 11 blocks, + its linear-attention state" in str(e.value))

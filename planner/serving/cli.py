@@ -270,8 +270,9 @@ def format_prediction(res) -> str:
         f"  output tokens/s {m.output_tokens_per_s:10.1f}   per device {m.output_tokens_per_s_per_device:.1f}   "
         + (f"per user {m.output_tokens_per_s_per_user:.1f}" if w["osl"] > 1 else "per user n/a")
         + f"   (requests/s {m.requests_per_s:.3f})",
-        f"  KV: {res.memory.get('kv_tokens', 0)} tokens ({res.memory.get('kv_blocks', 0)} blocks); at most "
-        f"{count(res.max_concurrent_sequences, 'sequence')} at once; {count(res.preemptions, 'preemption')}; "
+        f"  KV: {res.memory.get('kv_tokens', 0)} tokens ({res.memory.get('kv_blocks', 0)} blocks)"
+        f"{' per replica' if lay['dp'] > 1 else ''}; at most {count(res.max_concurrent_sequences, 'sequence')} at once"
+        f"{' in a replica' if lay['dp'] > 1 else ''}; {count(res.preemptions, 'preemption')}; "
         f"{res.steps_simulated} steps simulated",
     ]
     d = res.decode_step if w["osl"] > 1 else {}  # one token per request: the prefill makes it, nothing decodes

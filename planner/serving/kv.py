@@ -117,8 +117,9 @@ class KVBudget:
     def check_request(self, isl: int, osl: int) -> None:
         need = self.blocks_for(isl + osl)
         if need > self.blocks:
-            state = (f" + its linear-attention state {self.state_bytes_per_seq / 1e9:.3f} GB = "
-                     f"{self.state_blocks_per_seq} blocks" if self.state_blocks_per_seq else "")
+            state = (f" = {need - self.state_blocks_per_seq} blocks, + its linear-attention state "
+                     f"{self.state_bytes_per_seq / 1e9:.3f} GB = {self.state_blocks_per_seq} blocks"
+                     if self.state_blocks_per_seq else "")
             raise Infeasible(
                 f"one request of {isl} + {osl} tokens needs {need} KV blocks ({isl + osl} tokens x "
                 f"{self.kv_bytes_per_token / 1e3:.4g} kB = {(isl + osl) * self.kv_bytes_per_token / 1e9:.3f} GB{state}) "

@@ -186,7 +186,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     dpn = int(profile.identity.devices_per_node)
     if ep > 1 and not model.is_moe:
         raise ValueError(f"--ep {ep}: {model.name} is a dense model (no experts to spread)")
-    par = replica_parallelism(tp, pp, dp, dpn, ep)
+    model.require_tp_divides_heads(tp)  # before any memory arithmetic: a TP that cannot split the heads is bad input
+    par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts)
     engine, pp_notes = engine.for_pipeline(pp)
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     # the measured requests it ran, the default (10 x C, at least 100; 200 open loop) or the given count
@@ -208,6 +209,14 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     try:
         kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, memory_in_use_bytes(profile))
         pred.memory = kv.to_dict()
+        per_replica = -(-workload.concurrency // dp) if workload.closed_loop else None
+        if kv.max_state_seqs and (per_replica is None or kv.max_state_seqs < min(per_replica, engine.max_seqs)):
+            pred.notes.append(f"linear-attention state pool: {engine.name} runs at most {kv.max_state_seqs} requests at "
+                              f"once per replica ({kv.state_pool_bytes / 1e9:.3g} GB of states, "
+                              f"{kv.state_bytes_per_seq / 1e6:.4g} MB each, {engine.linear_state_slots_per_request} kept "
+                              f"per running request), fewer than the "
+                              + (f"{per_replica} clients per replica" if per_replica else "load may bring")
+                              + "; the rest queue (engine keys linear_state_memory_ratio, linear_state_slots_per_request)")
         check_request_runs(engine, kv, isl, osl)  # the nominal request; the simulation checks each drawn one
     except Infeasible as exc:
         pred.reason = str(exc)

@@ -245,7 +245,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             try:
                 kv = kv_budget(model, eng, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
                 check_request_runs(eng, kv, *longest)
-                coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep), eng, weight_dtype,
+                coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts), eng, weight_dtype,
                                     kv_dtype, inter_node_profile, fp8_scaling=fp8_scaling)
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")

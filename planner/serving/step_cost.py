@@ -63,7 +63,7 @@ a 128 MiB..4 GiB log, gives 127 us for 16 KiB over 8 H100s; the 4-GPU log of h10
 24.3 us for 16 KiB over 4)."""
 
 
-def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: int = 1) -> Parallelism:
+def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: int = 1, experts: int = 0) -> Parallelism:
     """An engine replica's layout: TP inside a node while it fits, PP hand-offs inside while the replica fits.
 
     ``ep``: 1 (experts TP-split), ``tp`` (experts spread over the replica's TP group, as vLLM
@@ -71,17 +71,24 @@ def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: in
     experts spread over k replicas' TP groups, whose attention runs data-parallel (SGLang
     ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with expert parallelism, TensorRT-LLM
     ``enable_attention_dp``); each replica keeps its own requests and KV, and their MoE layers meet in the EP
-    group's collectives."""
-    if ep != 1 and (ep % tp or dp % (ep // tp)):
-        fits = sorted({1, tp} | {tp * k for k in range(1, dp + 1) if dp % k == 0})
-        need = (f"--ep {ep} with --tp {tp} spreads the experts over {ep // tp} replicas, so --dp must be a multiple of "
-                f"{ep // tp} (attention data-parallel, e.g. --tp {tp} --dp {ep // tp} --ep {ep}), got --dp {dp}"
-                if ep % tp == 0 else f"--ep {ep} is not a multiple of --tp {tp}")
-        raise ValueError(f"--ep {ep}: {need}; experts are TP-split (--ep 1), spread over the replica's TP group "
-                         f"(--ep {tp}), or over k replicas' TP groups with attention data-parallel (--ep {tp} x k, k "
-                         f"dividing --dp): here one of {fits}")
+    group's collectives.  ``experts``: the model's routed experts, which ``ep`` must divide (0: not checked)."""
+    fits = sorted(e for e in {1, tp} | {tp * k for k in range(1, dp + 1) if dp % k == 0}
+                  if e == 1 or not experts or experts % e == 0)
+    if ep != 1 and (ep % tp or dp % (ep // tp) or (experts and experts % ep)):
+        if experts and experts % ep:
+            need = f"{experts} experts do not spread evenly over {ep} devices ({experts} % {ep} = {experts % ep})"
+        elif ep % tp:
+            need = f"--ep {ep} is not a multiple of --tp {tp}"
+        else:
+            need = (f"--ep {ep} with --tp {tp} spreads the experts over {ep // tp} replicas, so --dp must be a multiple "
+                    f"of {ep // tp} (attention data-parallel, e.g. --tp {tp} --dp {ep // tp} --ep {ep}), got --dp {dp}")
+        ways = "TP-split (--ep 1)" + (f", spread over the replica's TP group (--ep {tp})" if tp > 1 else "")
+        raise ValueError(f"--ep {ep}: {need}; experts are {ways}, or spread over k replicas' TP groups with attention "
+                         f"data-parallel (--ep {tp} x k, k dividing --dp): here one of {fits}")
     scope = "intra_node" if tp <= devices_per_node else "inter_node"
-    ep_scope = "intra_node" if ep <= devices_per_node else "inter_node"
+    # an EP group wider than the TP group spans ep / tp replicas of tp x pp devices each
+    ep_span = ep * pp if ep > tp else ep
+    ep_scope = "intra_node" if ep_span <= devices_per_node else "inter_node"
     return Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, tp_scope=scope, ep_scope=ep_scope,
                        pp_scope="intra_node" if tp * pp <= devices_per_node else "inter_node")
 
