@@ -130,3 +130,19 @@ def test_a_tp_that_cannot_split_the_heads_is_bad_input_before_any_memory_arithme
             "3", "--engine", "sglang", "--concurrency", "4", "--isl", "256", "--osl", "16"]
     assert main(args) == 2
     assert "32 % 3 = 2" in capsys.readouterr().err
+
+
+def test_a_longer_concurrency_sweep_keeps_the_attention_dp_pass():
+    """Clustering evidence from a missed re-check applies to rows with as many clients per replica or more: a TP4
+    replica's C512 miss says nothing of a DP8 layout's 32 clients per replica (a new user's case, where the longer
+    sweep had dropped the simulated pass)."""
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import combine_profiles
+    from accelcal.planner.serving.search import ServingTargets, search_serving
+
+    prof, _, _ = combine_profiles(Profile.load(str(ROOT / "profiles" / "nvidia-h100.yaml")), Profile.load(NVSWITCH))
+    t = ServingTargets(ttft_s=1.0, tpot_s=0.03)
+    short = search_serving(prof, "qwen3-30b-a3b", 8, ["sglang"], [1, 2, 4, 8, 16, 32, 64, 128, 256], 2048, 512, t)
+    longer = search_serving(prof, "qwen3-30b-a3b", 8, ["sglang"], [64, 128, 256, 512, 1024], 2048, 512, t)
+    assert short.best.checked_by != "steady" and not short.best.misses
+    assert longer.best.label == short.best.label

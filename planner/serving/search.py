@@ -50,7 +50,7 @@ run); past it, the best candidate left is reported as a steady-state estimate, n
 
 DEFER_FACTOR = 1.5
 """A candidate whose steady-state TTFT or TPOT, times the smallest simulated / steady ratio its engine showed in
-the re-checks that missed at the same or a higher concurrency, exceeds its target by this factor is re-checked
+the re-checks that missed at as many clients per replica or more, exceeds its target by this factor is re-checked
 only after the candidates without such evidence (a closed loop's clustering raised TTFT 3-50x over the steady
 state at concurrency 128-512 in a reviewer's case; it shrinks with concurrency, hence the margin).  An ordering of
 the re-checks only: what the search reports as a pass is always a simulated one."""
@@ -367,21 +367,25 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
     done = after = 0  # re-checks in all, and since the first pass
     best = None  # simulated tokens/s per device of the best candidate that passed so far
     eligible = sorted((c for c in cands if not c.misses or _within_steady_error(c, t)), key=lambda c: -c.per_device)
-    # engine -> [(concurrency, simulated / steady TTFT, simulated / steady TPOT)] of the re-checks that missed
+    # engine -> [(clients per replica, simulated / steady TTFT, simulated / steady TPOT)] of the re-checks that
+    # missed: each replica is a closed loop of its own, so its clustering grows with its own clients
     ratios: dict[str, list[tuple[int, float, float]]] = {}
+
+    def per_replica(c: ServingCandidate) -> int:
+        return -(-c.concurrency // c.dp)
 
     def likely_miss(c: ServingCandidate) -> str:
         """Why ``c`` likely misses ("" when nothing says so): its steady figure scaled by the smallest simulated /
-        steady ratio its engine showed in missed re-checks at the same or a higher concurrency."""
-        seen = [r for r in ratios.get(c.engine, ()) if r[0] >= c.concurrency]  # clustering grows with concurrency
+        steady ratio its engine showed in missed re-checks at as many clients per replica or more."""
+        seen = [r for r in ratios.get(c.engine, ()) if r[0] >= per_replica(c)]  # clustering grows with the clients
         if not seen:
             return ""
         k_ttft, k_tpot = min(r[1] for r in seen), min(r[2] for r in seen)
         for name, est, k, v in (("TTFT", c.ttft_s, k_ttft, t.ttft_s), ("TPOT", c.tpot_s, k_tpot, t.tpot_s)):
             if v is not None and est * k > DEFER_FACTOR * v:
                 return (f"likely misses: {name} {est * 1e3:.4g} ms (steady) x {k:.3g} ({c.engine}'s smallest "
-                        f"simulated/steady ratio in missed re-checks at C >= {c.concurrency}) = {est * k * 1e3:.4g} ms "
-                        f"> {DEFER_FACTOR} x target {v * 1e3:.4g} ms; not simulated")
+                        f"simulated/steady ratio in missed re-checks at >= {per_replica(c)} clients per replica) = "
+                        f"{est * k * 1e3:.4g} ms > {DEFER_FACTOR} x target {v * 1e3:.4g} ms; not simulated")
         return ""
 
     queue = list(eligible)  # in steady-state throughput order; the deferred ones join at the end, in that order
@@ -409,7 +413,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
             best = max(best or 0.0, c.per_device)
         else:
             r = tuple(sim / st if st > 0 else 1.0 for sim, st in zip((c.ttft_s, c.tpot_s), steady))
-            ratios.setdefault(c.engine, []).append((c.concurrency, *r))
+            ratios.setdefault(c.engine, []).append((per_replica(c), *r))
     # steady-state passes the re-checks left out that would out-rank the best simulated pass say why
     for c in eligible:
         if c.checked_by != "steady" or c.misses or (best is not None and c.per_device <= best):
