@@ -146,3 +146,15 @@ def test_a_longer_concurrency_sweep_keeps_the_attention_dp_pass():
     longer = search_serving(prof, "qwen3-30b-a3b", 8, ["sglang"], [64, 128, 256, 512, 1024], 2048, 512, t)
     assert short.best.checked_by != "steady" and not short.best.misses
     assert longer.best.label == short.best.label
+
+
+@pytest.mark.parametrize("fabric, warned", [("h100-nvswitch-8.yaml", True), ("h100-nvswitch-4of8.yaml", False)])
+def test_ep_collectives_below_every_measured_message_are_warned_of(capsys, fabric, warned):
+    args = ["predict", "--profile", H200, "--interconnect", str(ROOT / "profiles" / "interconnect" / fabric), "--model",
+            "deepseek-v3", "--tp", "1", "--dp", "8", "--ep", "8", "--engine", "sglang", "--weight-dtype", "fp8_e4m3",
+            "--concurrency", "16", "--isl", "256", "--osl", "8", "--num-requests", "16", "--format", "json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    # one token's 7168 bf16 values from each of 8 replicas; the 8-GPU log starts at 128 MiB, the 4-GPU one far lower
+    hit = [w for w in out["warnings"] if w.startswith("attention data-parallel: a decode step's EP collective (114688 B")]
+    assert bool(hit) == warned

@@ -204,6 +204,7 @@ class StepCoster:
                                            ar_limit_bytes, kv_dtype) for g in (False, True)}
         self._note_all_reduce_kernel(engine, ar_limit_bytes)
         self._note_small_all_reduce(engine, ar_limit_bytes)
+        self._note_small_ep_messages(engine)
         self._head = {g: Coster(profile, dtype=act, cuda_graphs=g, inter_node_profile=inter_node_profile) for g in (False, True)}
         self._note_pp_hand_off()
         kind = engine.sampler
@@ -308,6 +309,25 @@ class StepCoster:
             self.warnings.append(msg)
         else:
             self.notes.append(msg)
+
+    def _note_small_ep_messages(self, engine: EnginePreset) -> None:
+        """With attention data-parallel (EP wider than TP), say when a decode step's EP collective (one token from
+        each replica, gathered, or its routed pairs) is smaller than every message the profile measured for the
+        group's scope: its latency then comes from large messages only."""
+        ep, reps = self.parallelism.ep, self.parallelism.ep // self.tp
+        if reps < 2:
+            return
+        h_bytes = self.model.hidden_size * self.el
+        small = reps * h_bytes if engine.ep_comm == "all_reduce" else ep * self.model.top_k * h_bytes
+        scope = self.parallelism.ep_scope
+        mins = [c.quality.range_min for c in getattr(self.profile, "collectives", ())
+                if c.scope == scope and c.quality is not None]
+        if mins and small < min(mins):
+            self.warnings.append(f"attention data-parallel: a decode step's EP collective ({small:g} B: one token's "
+                                 f"hidden state from each of {reps} replicas{'' if engine.ep_comm == 'all_reduce' else ', routed'}) "
+                                 f"is {min(mins) / small:.0f} x smaller than the smallest {scope} message the profile "
+                                 f"measured ({min(mins):.4g} B): its latency is extrapolated from large messages; measure "
+                                 f"small messages (accelcal collectives) or import an nccl-tests log that has them")
 
     def _note_pp_hand_off(self) -> None:
         """Say how PP stages are costed, and when the PP hand-offs come from the fabric's all-reduce (no send_recv
