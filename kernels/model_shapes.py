@@ -8,8 +8,8 @@
 
 The (N, K) come from the model layer (accelcal.models: ModelDims.projections, check_tp): QKV, output,
 gate/up, down, routed experts, router and LM head, each divided as Megatron TP divides it (the planner's
-DAG asks the same shapes).  A TP degree the model cannot be split evenly by (models.check_tp) is reported
-in ``notes`` and skipped.  No torch, no planner import (measuring code stays below the planner).
+DAG asks the same shapes; KV heads replicated where TP exceeds them, as the planner does).  A TP degree the
+model cannot be split evenly by (models.check_tp) is reported in ``notes`` and skipped.  No torch, no planner import (measuring code stays below the planner).
 """
 
 from __future__ import annotations
@@ -62,16 +62,21 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
                       if p[0] in ("gate_up", "down")]
         for t in tps:
             t = int(t)
+            # the model layer's rule for an even TP split, with KV heads replicated over TP where TP exceeds them
+            # (the planner's rule: ModelConfig.kv_heads_per_device)
+            kvh = cfg.kv_heads_per_device(t)
             try:
-                check_tp(LayerDims.from_model(cfg), t)  # the model layer's rule for an even TP split
+                check_tp(dataclasses.replace(LayerDims.from_model(cfg), kv_heads=kvh * t), t)
+                if cfg.kv_heads % t and t % cfg.kv_heads:
+                    raise ValueError(f"kv_heads {cfg.kv_heads} and tp={t} do not divide either way")
             except ValueError as exc:
                 notes.append(f"{cfg.name} at TP={t}: {exc}; skipped")
                 continue
             for suffix, n, k, how in projs:
-                if suffix == "qkv":  # heads / t query heads and kv_heads / t KV heads per rank (and a gated
-                    # attention's gate, one per query element)
+                if suffix == "qkv":  # heads / t query heads and the rank's KV heads (and a gated attention's
+                    # gate, one per query element)
                     gate = cfg.heads // t if cfg.attn_output_gate else 0
-                    n = (cfg.heads // t + gate + 2 * (cfg.kv_heads // t)) * dims.head_dim
+                    n = (cfg.heads // t + gate + 2 * kvh) * dims.head_dim
                 elif _TP_SPLIT[suffix] == "n":
                     n //= t
                 else:

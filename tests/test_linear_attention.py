@@ -206,11 +206,16 @@ def test_validate_refuses_linear_attention_before_touching_a_device():
 def test_the_model_gemm_sweep_covers_the_gated_query_and_the_linear_projections():
     from accelcal.kernels.model_shapes import model_gemm_shapes
 
-    shapes, notes = model_gemm_shapes(["qwen3.5-397b-a17b"], [2])
+    shapes, notes = model_gemm_shapes(["qwen3.5-397b-a17b"], [2, 8, 16])
     got = {s.name: (s.n, s.k) for s in shapes}
     assert got["qwen3.5-397b-a17b.qkv/tp2"] == ((16 + 16 + 2) * 256, 4096)
     assert got["qwen3.5-397b-a17b.linear_in_qkvz/tp2"] == ((2 * 2048 + 2 * 8192) // 2, 4096)
     assert got["qwen3.5-397b-a17b.linear_in_ba/tp2"] == (64, 4096) and not notes
+    # past its 2 KV heads TP replicates them, as the planner does: TP 8 and 16 are swept too
+    assert got["qwen3.5-397b-a17b.qkv/tp16"] == ((2 + 2 + 2) * 256, 4096)
+    assert got["qwen3.5-397b-a17b.linear_in_qkvz/tp16"] == ((2 * 2048 + 2 * 8192) // 16, 4096)
+    _, refused = model_gemm_shapes(["qwen3-32b"], [3])  # 8 KV heads and TP 3 divide neither way
+    assert refused and "skipped" in refused[0]
 
 
 @pytest.mark.parametrize("name, billions", [("qwen3.5-122b-a10b", 122), ("qwen3.5-35b-a3b", 35), ("qwen3.5-27b", 27)])
