@@ -158,3 +158,14 @@ def test_ep_collectives_below_every_measured_message_are_warned_of(capsys, fabri
     # one token's 7168 bf16 values from each of 8 replicas; the 8-GPU log starts at 128 MiB, the 4-GPU one far lower
     hit = [w for w in out["warnings"] if w.startswith("attention data-parallel: a decode step's EP collective (114688 B")]
     assert bool(hit) == warned
+
+
+def test_the_search_rejects_an_ep_degree_the_experts_do_not_split_over_and_goes_on():
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import combine_profiles
+    from accelcal.planner.serving.search import search_serving
+
+    prof, _, _ = combine_profiles(Profile.load(H200), Profile.load(NVSWITCH))
+    res = search_serving(prof, "mixtral-8x7b", 6, ["vllm"], [8], 256, 16)  # 8 experts over 6 devices: no EP6
+    assert res.ranked and not any(c.ep == 6 for c in res.ranked)
+    assert any("EP6: --ep 6: 8 experts do not spread evenly over 6 devices" in r for r in res.rejected)

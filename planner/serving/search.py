@@ -243,10 +243,15 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             label = f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")
             eng, pp_notes = engine.for_pipeline(pp)
             try:
+                par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts)
+            except ValueError as exc:  # an EP degree the experts do not split over: this layout's rejection
+                rejected.append(f"{label}: {exc}")
+                continue
+            try:
                 kv = kv_budget(model, eng, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
                 check_request_runs(eng, kv, *longest)
-                coster = StepCoster(profile, model, replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts), eng, weight_dtype,
-                                    kv_dtype, inter_node_profile, fp8_scaling=fp8_scaling)
+                coster = StepCoster(profile, model, par, eng, weight_dtype, kv_dtype, inter_node_profile,
+                                    fp8_scaling=fp8_scaling)
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
                 continue
