@@ -67,7 +67,7 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
             kvh = cfg.kv_heads_per_device(t)
             try:
                 check_tp(dataclasses.replace(LayerDims.from_model(cfg), kv_heads=kvh * t), t)
-                if cfg.kv_heads % t and t % cfg.kv_heads:
+                if not cfg.kv_heads_split(t):
                     raise ValueError(f"kv_heads {cfg.kv_heads} and tp={t} do not divide either way")
             except ValueError as exc:
                 notes.append(f"{cfg.name} at TP={t}: {exc}; skipped")

@@ -400,6 +400,10 @@ class ModelConfig:
         """KV heads each TP rank holds; replicated when tp > kv_heads."""
         return max(1, self.kv_heads // tp)
 
+    def kv_heads_split(self, tp: int) -> bool:
+        """Whether ``tp`` ranks split the KV heads evenly or replicate them evenly (one divides the other)."""
+        return self.kv_heads % tp == 0 or tp % self.kv_heads == 0
+
     def attention_shape(self, phase: str, tp: int = 1) -> "AttentionShape":
         """The attention call one of ``tp`` ranks runs in ``phase`` (``prefill``, ``chunk`` or ``decode``).
 
@@ -564,7 +568,7 @@ class ModelConfig:
         triangular attention and WY transforms), and the state read and written once per call.  Bytes also count q,
         k, v, the gates and the output at 2 bytes per element, and the state (``linear_state_bytes``) read and written
         once per call."""
-        conv, state = self.linear_state_elems(tp)
+        _, state = self.linear_state_elems(tp)
         if not state:
             return 0.0, 0.0
         heads = self.linear_value_heads // tp

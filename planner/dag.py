@@ -327,7 +327,7 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         first_linear = len(dag.nodes)
         mixer_ends += (_linear_attention(dag, model, t, batch, math.ceil(q_len / sp), tok, x, quantized, elementwise),)
         dag.nodes[first_linear:] = [_share(n, model.linear_layers / model.layers) for n in dag.nodes[first_linear:]]
-    r = residual("attn_residual", tp_reduce("tp_attn", mixer_ends if len(mixer_ends) > 1 else mixer_ends[0]))
+    r = residual("attn_residual", tp_reduce("tp_attn", mixer_ends))
     x = norm("mlp_norm", r)
     kinds = model.layer_kinds()
     ends: tuple[str, ...] = ()

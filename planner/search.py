@@ -455,7 +455,7 @@ def _check_divisible(model: ModelConfig, par: Parallelism) -> str | None:
     tp, pp = par.tp, par.pp
     if model.heads % tp:
         return f"heads({model.heads}) % tp({tp}) = {model.heads % tp}: attention heads must split evenly"
-    if model.kv_heads % tp and tp % model.kv_heads:
+    if not model.kv_heads_split(tp):
         return (f"kv_heads({model.kv_heads}) and tp({tp}) do not divide either way (kv_heads % tp = "
                 f"{model.kv_heads % tp}, tp % kv_heads = {tp % model.kv_heads}): KV heads cannot be split or replicated evenly")
     if (not model.is_moe or model.dense_layers) and model.ffn_size % tp:

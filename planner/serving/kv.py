@@ -95,6 +95,11 @@ class KVBudget:
     def tokens(self) -> int:
         return self.blocks * self.block_size_tokens
 
+    @property
+    def state_tokens_per_seq(self) -> int:
+        """``state_blocks_per_seq`` as tokens of the pool (what a token-counting admission rule reserves for it)."""
+        return self.state_blocks_per_seq * self.block_size_tokens
+
     def blocks_for(self, tokens: int) -> int:
         """Blocks one sequence of ``tokens`` holds: its KV, plus its linear-attention state where it lives in the pool."""
         return -(-int(tokens) // self.block_size_tokens) + self.state_blocks_per_seq

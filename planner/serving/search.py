@@ -118,6 +118,11 @@ class ServingCandidate:
     own simulated clustering made it a likely miss, or the search's re-checks ran out."""
 
     @property
+    def clients_per_replica(self) -> int:
+        """The busiest replica's clients: the concurrency over the DP replicas, rounded up (each a closed loop)."""
+        return -(-self.concurrency // self.dp)
+
+    @property
     def label(self) -> str:
         ep = f" EP{self.ep}" if self.ep > 1 else ""
         return f"{self.engine} TP{self.tp} PP{self.pp} DP{self.dp}{ep} C{self.concurrency}"
@@ -178,7 +183,7 @@ class ServingSearch:
 def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]]:
     out = []
     for tp in range(1, devices + 1):
-        if devices % tp or model.heads % tp or (model.kv_heads % tp and tp % model.kv_heads):
+        if devices % tp or model.heads % tp or not model.kv_heads_split(tp):
             continue
         if (not model.is_moe or model.dense_layers) and model.ffn_size % tp:
             continue
@@ -376,20 +381,17 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
     # missed: each replica is a closed loop of its own, so its clustering grows with its own clients
     ratios: dict[str, list[tuple[int, float, float]]] = {}
 
-    def per_replica(c: ServingCandidate) -> int:
-        return -(-c.concurrency // c.dp)
-
     def likely_miss(c: ServingCandidate) -> str:
         """Why ``c`` likely misses ("" when nothing says so): its steady figure scaled by the smallest simulated /
         steady ratio its engine showed in missed re-checks at as many clients per replica or more."""
-        seen = [r for r in ratios.get(c.engine, ()) if r[0] >= per_replica(c)]  # clustering grows with the clients
+        seen = [r for r in ratios.get(c.engine, ()) if r[0] >= c.clients_per_replica]  # clustering grows with the clients
         if not seen:
             return ""
         k_ttft, k_tpot = min(r[1] for r in seen), min(r[2] for r in seen)
         for name, est, k, v in (("TTFT", c.ttft_s, k_ttft, t.ttft_s), ("TPOT", c.tpot_s, k_tpot, t.tpot_s)):
             if v is not None and est * k > DEFER_FACTOR * v:
                 return (f"likely misses: {name} {est * 1e3:.4g} ms (steady) x {k:.3g} ({c.engine}'s smallest "
-                        f"simulated/steady ratio in missed re-checks at >= {per_replica(c)} clients per replica) = "
+                        f"simulated/steady ratio in missed re-checks at >= {c.clients_per_replica} clients per replica) = "
                         f"{est * k * 1e3:.4g} ms > {DEFER_FACTOR} x target {v * 1e3:.4g} ms; not simulated")
         return ""
 
@@ -418,7 +420,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
             best = max(best or 0.0, c.per_device)
         else:
             r = tuple(sim / st if st > 0 else 1.0 for sim, st in zip((c.ttft_s, c.tpot_s), steady))
-            ratios.setdefault(c.engine, []).append((per_replica(c), *r))
+            ratios.setdefault(c.engine, []).append((c.clients_per_replica, *r))
     # steady-state passes the re-checks left out that would out-rank the best simulated pass say why
     for c in eligible:
         if c.checked_by != "steady" or c.misses or (best is not None and c.per_device <= best):
@@ -490,7 +492,7 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
                 else f"KV capacity: the pool holds {c.detail['kv_tokens']} tokens = {s.kv_limit} requests at their mean "
                      f"length")
         terms.append((1.0 + s.queue_wait_s / max(c.ttft_s, 1e-12),
-                      f"{room}; {math.ceil(c.concurrency / c.dp) - s.in_engine} of {math.ceil(c.concurrency / c.dp)} "
+                      f"{room}; {c.clients_per_replica - s.in_engine} of {c.clients_per_replica} "
                       f"clients per replica wait {s.queue_wait_s * 1e3:.4g} ms for room"))
     if t.tpot_s is not None:
         nxt = [o for o in cands if (o.engine, o.tp, o.pp, o.ep) == (c.engine, c.tp, c.pp, c.ep)

@@ -142,7 +142,7 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     lingering: list[_Req] = []
 
     state_blocks = kv.state_blocks_per_seq  # a hybrid model's state, where it lives in the pool (KVBudget.blocks_for)
-    state_tokens = state_blocks * bs  # the same, as the tokens SGLang's admission counts
+    state_tokens = kv.state_tokens_per_seq  # the same, as the tokens SGLang's admission counts
 
     def blocks_for(tokens: int) -> int:
         return -(-tokens // bs) + state_blocks
