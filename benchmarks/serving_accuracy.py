@@ -169,8 +169,16 @@ def row_layout(row) -> tuple[int, int, int, int, str | None]:
         # (the row may leave attention_dp_size empty)
         return tp, pp, 1, 1, (f"experts over TP{moe_tp} x EP{moe_ep} = {moe_tp * moe_ep} devices with attention "
                               f"TP{tp}: attention DP {moe_tp * moe_ep // tp} without attention_dp_size is not modelled")
-    if moe_ep > 1 and (moe_ep != tp or moe_tp != 1):
-        return tp, pp, 1, 1, f"experts split TP{moe_tp} x EP{moe_ep} inside TP{tp} is not modelled"
+    if moe_ep > 1 and moe_tp > 1:
+        # accelcal models this split (--tp T --ep E, E dividing T), but the published rows that record one do not
+        # describe it: in every such row of aiconfigurator 095f58a51's silicon_sample.csv (TP4 = 2 x 2, TP16 =
+        # 4 x 4, TP64 = 8 x 8) the id names TP = moe_tp_size with EP = moe_ep_size (e.g. ..._tp2_ep2_992 in a row of
+        # tp_size 4), and the TPOTs equal those of the id's layout, so tp_size reads as their product
+        return tp, pp, 1, 1, (f"experts split TP{moe_tp} x EP{moe_ep} inside TP{tp}: not read as a layout (the published "
+                              f"rows recording one name another in their ids; benchmarks/serving_accuracy.py row_layout)")
+    if moe_ep > 1 and moe_ep != tp:
+        return tp, pp, 1, 1, (f"whole experts over EP{moe_ep}, {moe_ep} of TP{tp}'s devices, is not read as a layout "
+                              f"(EP fills the TP group, or attention runs data-parallel)")
     return tp, pp, 1, moe_ep, None
 
 

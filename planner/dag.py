@@ -513,9 +513,11 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         joins.append(experts(after_topk, active, m, ef, assigned))
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
     elif options.ep_comm == "all_reduce":
-        # every rank holds every token and runs its E/ep whole experts on the pairs routed to them; an EP group
-        # wider than TP spans ep / tp data-parallel replicas (attention data parallelism), whose tokens are
-        # all-gathered first (SGLang dp_gather, vLLM's allgather_reducescatter), the same count on each
+        # every rank holds every token and runs its E/ep experts on the pairs routed to them: whole experts, or
+        # for an EP degree below TP each split expert_tp ways (the ranks of one expert group run the same pairs
+        # on their slices; the TP all-reduce below sums both); an EP group wider than TP spans ep / tp
+        # data-parallel replicas (attention data parallelism), whose tokens are all-gathered first (SGLang
+        # dp_gather, vLLM's allgather_reducescatter), the same count on each
         reps = max(1, ep // t)
         moe_tok = tok * reps
         gathered = after_topk
@@ -524,9 +526,15 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
                       group_size=reps, scope=layout.ep_scope))
             gathered = "dp_moe_all_gather"
         _, loaded, active = ep_share(math.ceil(moe_tok * k / ep))
-        joins.append(experts(gathered, active, math.ceil(loaded / active), model.expert_ffn_size, loaded))
+        joins.append(experts(gathered, active, math.ceil(loaded / active),
+                             model.expert_ffn_size // layout.expert_tp, loaded))
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
     else:
+        if ep < t:
+            raise ValueError(f"EP {ep} below TP {t} (experts split TP{t // ep} x EP{ep}) needs an all-reduce of the "
+                             f"experts' outputs (ep_comm all_reduce, as TensorRT-LLM and SGLang run it); the all-to-all "
+                             f"dispatch routes each TP rank's 1/{t} of the tokens to whole experts, so EP must be 1 or "
+                             f"a multiple of TP {t}")
         # each TP rank routes its 1/tp share of the tokens; experts E/ep per rank, not TP-split
         local = math.ceil(tok / t)
         imb, loaded, active = ep_share(local * k)

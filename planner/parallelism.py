@@ -16,10 +16,18 @@ from dataclasses import dataclass
 
 from accelcal.vocab import SCOPES
 
-__all__ = ["DEGREES", "Parallelism"]
+__all__ = ["DEGREES", "Parallelism", "expert_tp"]
 
 DEGREES: tuple[str, ...] = ("tp", "pp", "dp", "ep", "sp")
 """The parallel degrees, in label order."""
+
+
+def expert_tp(tp: int, ep: int) -> int:
+    """How many ways each routed expert's FFN is split: ``tp`` (EP 1: every expert TP-split), ``tp / ep`` for an EP
+    degree dividing ``tp`` (the experts spread over ``ep`` subgroups of the TP group and TP-split inside each,
+    TensorRT-LLM moe_tp_size x moe_ep_size = tp_size, SGLang moe_tp_size = tp_size / ep_size), else 1 (whole
+    experts: EP equal to TP, or spanning attention data-parallel replicas)."""
+    return tp // ep if tp % ep == 0 else 1
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,8 @@ class Parallelism:
     dp: int = 1
     """Data-parallel replicas of the TP x PP model."""
     ep: int = 1
-    """Expert-parallel degree (MoE): experts split over this many devices; 1 = experts TP-split."""
+    """Expert-parallel degree (MoE): experts split over this many devices (or device groups: an EP degree below TP
+    divides it, each group TP-splitting its experts, :func:`expert_tp`); 1 = experts TP-split."""
     sp: int = 1
     """Sequence-parallel degree (prefill): a prompt split over this many replicas."""
     tp_scope: str = "intra_node"
@@ -58,6 +67,11 @@ class Parallelism:
     def with_scopes(cls, tp: int, pp: int, dp: int, ep: int, sp: int, scopes: dict[str, str]) -> "Parallelism":
         """From the degrees and a ``{"tp": scope, "pp": ..., "ep": ..., "sp": ...}`` mapping (missing: intra_node)."""
         return cls(tp, pp, dp, ep, sp, **{f"{k}_scope": v for k, v in scopes.items()})
+
+    @property
+    def expert_tp(self) -> int:
+        """Ways each routed expert is TP-split (:func:`expert_tp`)."""
+        return expert_tp(self.tp, self.ep)
 
     @property
     def devices(self) -> int:

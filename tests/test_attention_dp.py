@@ -28,7 +28,7 @@ def test_an_ep_group_may_span_replicas_whose_count_divides_dp():
     with pytest.raises(ValueError, match=r"--ep 6: --ep 6 with --tp 2 spreads the experts over 3 replicas, so --dp "
                                          r"must be a multiple of 3 .* here one of \[1, 2, 4, 8\]"):
         replica_parallelism(2, 1, 4, 8, ep=6)
-    with pytest.raises(ValueError, match=r"--ep 3: --ep 3 is not a multiple of --tp 2"):
+    with pytest.raises(ValueError, match=r"--ep 3: --ep 3 neither divides --tp 2 nor is a multiple of it"):
         replica_parallelism(2, 1, 4, 8, ep=3)
     with pytest.raises(ValueError, match=r"e\.g\. --tp 1 --dp 4 --ep 4\), got --dp 2"):
         replica_parallelism(1, 1, 2, 8, ep=4)

@@ -64,7 +64,11 @@ def test_serving_accuracy_summary_and_model_fallback():
     assert model is None and "org/unknown-7B: no preset cites it" in why
     assert mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 8}) == (8, 1, 1, 8, None)
     assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 4, "moe_ep_size": 0}) == (4, 1, 1, 1, None)
-    assert "TP2 x EP4" in mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 4})[4]
+    # a recorded TP x EP split of the experts: the published rows with one name another layout in their ids
+    assert "TP2 x EP4 inside TP8: not read as a layout" in mod.row_layout(
+        {"tp_size": 8, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 4})[4]
+    assert "whole experts over EP2, 2 of TP8's devices" in mod.row_layout(
+        {"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 2})[4]
     # experts over more devices than attention's TP group: attention DP, even where attention_dp_size is empty
     assert "attention DP 2" in mod.row_layout({"tp_size": 1, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 1})[4]
     assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 1}) == (4, 1, 1, 1, None)  # dense

@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--dp", type=int, default=1, help="replicas behind a load balancer sharing the load (default 1)")
     p.add_argument("--ep", type=int, default=1,
                    help="expert parallelism of a MoE model: 1 (experts TP-split, the default), equal to --tp (experts "
-                        "spread over the replica's TP group: vLLM --enable-expert-parallel, SGLang --ep-size), or --tp "
+                        "spread over the replica's TP group: vLLM --enable-expert-parallel, SGLang --ep-size), a divisor "
+                        "of --tp (experts over that many groups of the TP ranks, each TP-splitting its experts: "
+                        "TensorRT-LLM moe_expert_parallel_size, SGLang --ep-size below --tp-size), or --tp "
                         "x k for k dividing --dp (experts spread over k replicas whose attention runs data-parallel: "
                         "SGLang --enable-dp-attention, vLLM --data-parallel-size with expert parallelism, TensorRT-LLM "
                         "enable_attention_dp; e.g. --tp 1 --dp 8 --ep 8)")

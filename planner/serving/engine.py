@@ -114,6 +114,10 @@ class EnginePreset:
     """Experts spread over the TP group (``--ep`` = TP): ``all_reduce`` (every rank holds every token, runs its
     own experts and one all-reduce sums them: engines without attention data parallelism) or ``all_to_all``
     (tokens dispatched to the experts' ranks and combined back)."""
+    ep_below_tp: bool = False
+    """The engine runs an EP degree that divides TP (``--ep`` below ``--tp``): the experts spread over ``ep`` groups
+    of the TP ranks, each TP-splitting its experts (TensorRT-LLM moe_tp_size x moe_ep_size, SGLang --ep-size below
+    --tp-size).  False: EP is 1 or the whole TP group (or wider, with attention data parallelism)."""
     sampler: str = "argmax"
     """The sampler kind the engine runs by default over each step's logits (sequences x the whole vocabulary:
     the LM head's TP shards are all-gathered first, and every rank samples): one of

@@ -158,9 +158,11 @@ def check_request_runs(engine: EnginePreset, kv: "KVBudget", isl: int, osl: int)
                          f"pool holds {kv.tokens} ({kv.describe()})", "request")
 
 
-def weight_bytes(model: ModelConfig, tp: int, pp: int, weight_dtype: str, ep: int = 1) -> float:
-    """Weights on one device of the busiest stage: layers at ``weight_dtype``, embedding/LM head in bf16."""
-    return float(stage_weight_bytes(model, tp, pp, ep, DTYPE_BYTES[weight_dtype], DTYPE_BYTES["bf16"]))
+def weight_bytes(model: ModelConfig, tp: int, pp: int, weight_dtype: str, ep: int = 1,
+                 ep_comm: str = "all_to_all") -> float:
+    """Weights on one device of the busiest stage: layers at ``weight_dtype``, embedding/LM head in bf16;
+    ``ep_comm``: the engine's (EnginePreset.ep_comm), which decides where the shared experts run."""
+    return float(stage_weight_bytes(model, tp, pp, ep, DTYPE_BYTES[weight_dtype], DTYPE_BYTES["bf16"], ep_comm))
 
 
 def memory_in_use_bytes(profile) -> float:
@@ -179,11 +181,11 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         raise ValueError(f"--kv-dtype must be bf16 or fp8_e4m3, got {kv_dtype!r}")
     if weight_dtype not in ("bf16", "fp16", "fp8_e4m3"):
         raise ValueError(f"--weight-dtype must be bf16 or fp8_e4m3, got {weight_dtype!r}")
-    weights = weight_bytes(model, tp, pp, weight_dtype, ep)
+    weights = weight_bytes(model, tp, pp, weight_dtype, ep, engine.ep_comm)
     budget_tokens = engine.token_budget or 1
     act_model = dataclasses.replace(model, weight_dtype="bf16", kv_dtype="bf16")
     mem = device_memory(act_model, Workload(prompt_len=budget_tokens, output_len=1, batch=min(engine.max_seqs, 1024)),
-                        Parallelism(tp=tp, pp=pp, ep=ep))
+                        Parallelism(tp=tp, pp=pp, ep=ep), engine.ep_comm)
     act = mem.activation_bytes if engine.reserve_activations else 0.0
     # the start-up profile's dummy sampler run (vLLM), whose peak can exceed the forward's at many sequences
     sampler_reqs = min(engine.token_budget or engine.max_seqs, engine.max_seqs)

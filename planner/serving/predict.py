@@ -28,7 +28,7 @@ from .kv import Infeasible, KVBudget, check_request_runs, kv_budget, memory_in_u
 from .metrics import ServingMetrics, summarise
 from .simulate import SimRun, simulate
 from .steady import steady_over_replicas
-from .step_cost import StepCoster, StepCostError, replica_parallelism
+from .step_cost import StepCoster, StepCostError, replica_parallelism, require_engine_ep
 from .workload import ServingWorkload
 
 __all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "open_loop_requests", "serving_dtypes",
@@ -188,6 +188,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         raise ValueError(f"--ep {ep}: {model.name} is a dense model (no experts to spread)")
     model.require_tp_divides_heads(tp)  # before any memory arithmetic: a TP that cannot split the heads is bad input
     par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts)
+    require_engine_ep(engine, tp, ep)
     engine, pp_notes = engine.for_pipeline(pp)
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
     # the measured requests it ran, the default (10 x C, at least 100; 200 open loop) or the given count

@@ -47,7 +47,7 @@ from accelcal.models import ModelConfig
 from .engine import EnginePreset
 
 __all__ = ["SMALL_ALL_REDUCE", "SMALL_MESSAGE_WARN_FACTOR", "STEP_PARTS", "StepCoster", "StepCostError",
-           "replica_parallelism"]
+           "replica_parallelism", "require_engine_ep"]
 
 STEP_PARTS = {"attention": "attention", "memory": "memory-bound", "compute": "compute-bound",
               "communication": "communication", "launch": "launch"}
@@ -67,22 +67,27 @@ def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: in
     """An engine replica's layout: TP inside a node while it fits, PP hand-offs inside while the replica fits.
 
     ``ep``: 1 (experts TP-split), ``tp`` (experts spread over the replica's TP group, as vLLM
-    ``--enable-expert-parallel`` and SGLang ``--ep-size`` run them), or ``tp`` x k for k dividing ``dp``: the
+    ``--enable-expert-parallel`` and SGLang ``--ep-size`` run them), a divisor of ``tp`` (the experts spread over
+    ``ep`` subgroups of the TP group, each TP-splitting its experts ``tp / ep`` ways: TensorRT-LLM
+    ``moe_tensor_parallel_size`` x ``moe_expert_parallel_size`` = TP, SGLang ``--ep-size`` below ``--tp``; engines
+    whose EP is an all-to-all cannot, the step costing says so), or ``tp`` x k for k dividing ``dp``: the
     experts spread over k replicas' TP groups, whose attention runs data-parallel (SGLang
     ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with expert parallelism, TensorRT-LLM
     ``enable_attention_dp``); each replica keeps its own requests and KV, and their MoE layers meet in the EP
     group's collectives.  ``experts``: the model's routed experts, which ``ep`` must divide (0: not checked)."""
-    fits = sorted(e for e in {1, tp} | {tp * k for k in range(1, dp + 1) if dp % k == 0}
+    fits = sorted(e for e in {d for d in range(1, tp + 1) if tp % d == 0} | {tp * k for k in range(1, dp + 1)
+                                                                          if dp % k == 0}
                   if e == 1 or not experts or experts % e == 0)
-    if ep != 1 and (ep % tp or dp % (ep // tp) or (experts and experts % ep)):
+    if ep != 1 and ((ep % tp and tp % ep) or (ep > tp and dp % (ep // tp)) or (experts and experts % ep)):
         if experts and experts % ep:
             need = f"{experts} experts do not spread evenly over {ep} devices ({experts} % {ep} = {experts % ep})"
-        elif ep % tp:
-            need = f"--ep {ep} is not a multiple of --tp {tp}"
+        elif ep % tp and tp % ep:
+            need = f"--ep {ep} neither divides --tp {tp} nor is a multiple of it"
         else:
             need = (f"--ep {ep} with --tp {tp} spreads the experts over {ep // tp} replicas, so --dp must be a multiple "
                     f"of {ep // tp} (attention data-parallel, e.g. --tp {tp} --dp {ep // tp} --ep {ep}), got --dp {dp}")
-        ways = "TP-split (--ep 1)" + (f", spread over the replica's TP group (--ep {tp})" if tp > 1 else "")
+        ways = "TP-split (--ep 1)" + (f", spread over the replica's TP group (--ep {tp}) or over groups of it, "
+                                      f"each TP-splitting its experts (--ep dividing {tp})" if tp > 1 else "")
         raise ValueError(f"--ep {ep}: {need}; experts are {ways}, or spread over k replicas' TP groups with attention "
                          f"data-parallel (--ep {tp} x k, k dividing --dp): here one of {fits}")
     scope = "intra_node" if tp <= devices_per_node else "inter_node"
@@ -91,6 +96,15 @@ def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: in
     ep_scope = "intra_node" if ep_span <= devices_per_node else "inter_node"
     return Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, tp_scope=scope, ep_scope=ep_scope,
                        pp_scope="intra_node" if tp * pp <= devices_per_node else "inter_node")
+
+
+def require_engine_ep(engine: EnginePreset, tp: int, ep: int) -> None:
+    """ValueError when ``engine`` cannot run an EP degree below TP (EnginePreset.ep_below_tp), naming the ones it can."""
+    if 1 < ep < tp and not engine.ep_below_tp:
+        raise ValueError(f"--ep {ep} with --tp {tp}: {engine.name} does not split the experts TP{tp // ep} x EP{ep} "
+                         f"(ep_below_tp false: {engine.sources.get('ep_below_tp', 'its preset')}); it runs --ep 1 or "
+                         f"--ep {tp} (or --tp x k with attention data parallelism); TensorRT-LLM and SGLang run EP "
+                         f"degrees that divide TP")
 
 
 class StepCostError(ValueError):
@@ -174,6 +188,12 @@ class StepCoster:
                               f"{'fp8_e4m3' if 'fp8_e4m3' in profile.dtypes() else act} GEMM fit, and its top-k reads "
                               f"the scores back; the KV pool holds its "
                               f"{model.index_cache_bytes_per_layer}-byte key per token and layer")
+        require_engine_ep(engine, tp, parallelism.ep)
+        if 1 < parallelism.ep < tp:
+            self.notes.append(f"experts split TP{parallelism.expert_tp} x EP{parallelism.ep}: each of {parallelism.ep} "
+                              f"groups of {parallelism.expert_tp} ranks holds {model.num_experts // parallelism.ep} "
+                              f"experts, each TP-split {parallelism.expert_tp} ways; every rank runs every token's pairs "
+                              f"routed to its group, and the TP all-reduce sums the groups' outputs")
         if parallelism.ep > tp:
             how = ("their tokens all-gathered into the experts and the sums reduce-scattered back"
                    if engine.ep_comm == "all_reduce" else "the routed pairs dispatched to the experts and combined back")

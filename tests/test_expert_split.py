@@ -1,0 +1,106 @@
+"""Experts split TP x EP inside one TP group (TensorRT-LLM moe_tp_size x moe_ep_size, SGLang --ep-size below --tp),
+and where the shared experts live."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from accelcal.cli import main
+from accelcal.models import ModelConfig
+from accelcal.planner.dag import DagOptions, build_layer_dag
+from accelcal.planner.memory import layer_routed_expert_elems, layer_weight_elems, stage_weight_bytes
+from accelcal.planner.parallelism import Parallelism, expert_tp
+from accelcal.planner.serving.engine import EnginePreset
+from accelcal.planner.serving.step_cost import replica_parallelism, require_engine_ep
+
+ROOT = Path(__file__).resolve().parents[1]
+H100 = str(ROOT / "profiles" / "nvidia-h100.yaml")
+NVSWITCH = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml")
+
+
+def test_each_expert_is_split_tp_over_ep_ways():
+    assert [expert_tp(8, ep) for ep in (1, 2, 4, 8, 16, 64)] == [8, 4, 2, 1, 1, 1]
+    assert Parallelism(tp=4, ep=2).expert_tp == 2 and Parallelism(tp=1, dp=8, ep=8).expert_tp == 1
+
+
+def test_a_device_holds_the_same_expert_bytes_however_the_tp_group_splits_them():
+    m = ModelConfig.from_name("qwen3-235b-a22b")  # 128 experts, 1536 wide, hidden 4096
+    per_expert = 3 * m.hidden_size * m.expert_ffn_size
+    # TP8: 1/8 of every expert; EP2 x TP4: 64 experts, a quarter each; EP8: 16 whole experts; all 16 experts' worth
+    for ep in (1, 2, 4, 8):
+        assert layer_routed_expert_elems(m, 8, ep) == 16 * per_expert
+    assert layer_routed_expert_elems(m, 4, 2) == (128 // 2) * 3 * m.hidden_size * (m.expert_ffn_size // 2)
+
+
+def test_the_grouped_gemms_run_the_groups_pairs_on_a_slice_of_each_expert():
+    m = ModelConfig.from_name("qwen3-235b-a22b")
+    tok = 512
+    opts = DagOptions(ep_comm="all_reduce", moe_imbalance=1.0)
+    nodes = {n.name: n.p for n in build_layer_dag(m, "prefill", 1, tok, tok, Parallelism(tp=4, ep=2),
+                                                  options=opts).nodes}
+    up, down = nodes["experts_gate_up"], nodes["experts_down"]
+    # half the experts (64) per group, each 768 wide on a rank; the pairs routed to the group: 512 x 8 / 2
+    assert (up["n"], up["k"], down["n"], down["k"]) == (2 * 768, m.hidden_size, m.hidden_size, 768)
+    assert up["count"] <= 64 and up["m"] * up["count"] >= tok * m.top_k // 2
+    # one TP all-reduce sums the slices and the groups; no all-to-all
+    assert nodes["tp_mlp_all_reduce"]["group_size"] == 4
+    assert not any(k.startswith("ep_") for k in nodes)
+    # the same layer with whole experts over all 4 ranks: 32 experts, full width
+    whole = {n.name: n.p for n in build_layer_dag(m, "prefill", 1, tok, tok, Parallelism(tp=4, ep=4),
+                                                  options=opts).nodes}
+    assert whole["experts_gate_up"]["n"] == 2 * m.expert_ffn_size and whole["experts_gate_up"]["count"] <= 32
+
+
+def test_an_all_to_all_cannot_split_experts_below_tp():
+    m = ModelConfig.from_name("qwen3-235b-a22b")
+    with pytest.raises(ValueError, match=r"EP 2 below TP 4 \(experts split TP2 x EP2\) needs an all-reduce"):
+        build_layer_dag(m, "decode", 8, 1, 256, Parallelism(tp=4, ep=2), options=DagOptions(ep_comm="all_to_all"))
+
+
+def test_an_ep_degree_must_divide_tp_or_be_a_multiple_of_it():
+    assert replica_parallelism(4, 1, 1, 8, ep=2, experts=128).ep == 2
+    with pytest.raises(ValueError, match=r"--ep 3 neither divides --tp 4 nor is a multiple of it.* here one of "
+                                         r"\[1, 2, 4\]"):
+        replica_parallelism(4, 1, 1, 8, ep=3, experts=120)
+
+
+def test_engines_say_whether_they_split_experts_below_tp():
+    runs = {name: EnginePreset.from_name(name).ep_below_tp for name in ("trtllm", "sglang", "vllm", "static")}
+    assert runs == {"trtllm": True, "sglang": True, "vllm": False, "static": False}
+    assert "sglang 0.5.9 wheel" in EnginePreset.from_name("sglang").sources["ep_below_tp"]
+    require_engine_ep(EnginePreset.from_name("trtllm"), 4, 2)
+    require_engine_ep(EnginePreset.from_name("vllm"), 4, 4)  # EP over the whole TP group: vLLM runs it
+    with pytest.raises(ValueError, match=r"--ep 2 with --tp 4: vllm does not split the experts TP2 x EP2"):
+        require_engine_ep(EnginePreset.from_name("vllm"), 4, 2)
+
+
+def test_predict_runs_a_tp_x_ep_split_and_refuses_it_for_vllm(capsys):
+    args = ["predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "qwen3-235b-a22b", "--tp", "4",
+            "--ep", "2", "--engine", "trtllm", "--weight-dtype", "fp8_e4m3", "--concurrency", "8", "--isl", "512",
+            "--osl", "16", "--num-requests", "16", "--format", "json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    m = ModelConfig.from_name("qwen3-235b-a22b")
+    assert out["feasible"] and out["layout"]["ep"] == 2
+    assert out["memory"]["weights_bytes"] == pytest.approx(stage_weight_bytes(m, 4, 1, 1, 1, 2, "all_reduce"))
+    assert any("experts split TP2 x EP2: each of 2 groups of 2 ranks holds 64 experts" in n for n in out["notes"])
+    vllm = args[:args.index("--engine")] + ["--engine", "vllm"] + args[args.index("--engine") + 2:]
+    assert main(vllm) == 2
+    assert "vllm does not split the experts TP2 x EP2" in capsys.readouterr().err
+
+
+def test_shared_experts_are_tp_split_where_every_rank_holds_every_token():
+    m = ModelConfig.from_name("deepseek-v3")  # one shared expert per MoE layer
+    shared = 3 * m.hidden_size * m.expert_ffn_size
+    a2a = layer_weight_elems(m, 8, 8, "moe", "all_to_all")
+    ar = layer_weight_elems(m, 8, 8, "moe", "all_reduce")
+    # all-to-all: each rank runs the shared expert on its own 1/8 of the tokens (a whole copy); all-reduce: every
+    # rank holds every token and the shared expert is TP-split like the rest of the layer (the DAG's branches)
+    assert a2a - ar == shared - shared // 8
+    assert layer_weight_elems(m, 8, 1, "moe", "all_to_all") == layer_weight_elems(m, 8, 1, "moe", "all_reduce")
+    sf = {n.name: n.p for n in build_layer_dag(m, "decode", 8, 1, 256, Parallelism(tp=8, ep=8),
+                                               options=DagOptions(ep_comm="all_reduce")).nodes}["shared_gate_up"]
+    assert sf["n"] == 2 * m.expert_ffn_size // 8
