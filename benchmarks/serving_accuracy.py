@@ -50,6 +50,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -150,36 +151,60 @@ def row_model(row, spec: str | None, cache: dict):
     return cache[key]
 
 
-def row_layout(row) -> tuple[int, int, int, int, str | None]:
-    """(tp, pp, dp, ep, why not) of a published row: experts TP-split (ep 1), spread over the TP group (ep = tp), or
-    over the attention data-parallel ranks' TP groups (ep = tp x attention_dp_size, dp = attention_dp_size: one
-    engine instance of dp x tp devices whose attention runs data-parallel)."""
+class RowLayout(NamedTuple):
+    """How a published row's layout reads: a replica's degrees, and whether its ``batch_size`` is one rank's."""
+
+    tp: int
+    pp: int
+    dp: int
+    ep: int
+    moe_tp: int
+    """predict_serving's ``moe_tp``: every expert TP-split over this many devices of several replicas (0: none)."""
+    batch_per_rank: bool
+    """``batch_size`` is one attention data-parallel rank's (concurrency = batch_size x dp): rows recording
+    ``attention_dp_size``; otherwise it is the benchmark's concurrency."""
+    why: str | None
+    """Why the row is not read (None: it is)."""
+
+
+def row_layout(row) -> RowLayout:
+    """A published row's layout: experts TP-split (ep 1), spread over the TP group (ep = tp), over the attention
+    data-parallel ranks' TP groups (ep = tp x attention_dp_size, dp = attention_dp_size: one engine instance of
+    dp x tp devices whose attention runs data-parallel), or TP-split over more devices than attention's TP group
+    (moe_tp_size = tp x k with no EP: k attention-DP replicas share the expert layers, vLLM's default for
+    data-parallel MoE; the row may leave attention_dp_size empty)."""
     def num(col: str, default: int) -> int:
         v = row.get(col)
         return default if v is None or pd.isna(v) or int(v) == 0 else int(v)
     tp, pp = num("tp_size", 1), num("pp_size", 1)
     adp, moe_tp, moe_ep = num("attention_dp_size", 1), num("moe_tp_size", tp), num("moe_ep_size", 1)
+
+    def no(why: str) -> RowLayout:
+        return RowLayout(tp, pp, 1, 1, 0, False, why)
+
     if adp > 1 and moe_tp == 1 and moe_ep == tp * adp:
-        return tp, pp, adp, moe_ep, None
+        return RowLayout(tp, pp, adp, moe_ep, 0, True, None)
+    if moe_ep == 1 and moe_tp > tp and moe_tp % tp == 0 and adp in (1, moe_tp // tp):
+        # the experts TP-split over moe_tp_size devices, attention TP over tp_size of them: k = moe_tp / tp
+        # attention data-parallel replicas share the expert layers
+        return RowLayout(tp, pp, moe_tp // tp, 1, moe_tp, adp > 1, None)
     if adp > 1:
-        return tp, pp, 1, 1, (f"attention DP {adp} with experts over TP{moe_tp} x EP{moe_ep} is not modelled (EP "
-                               f"over the {tp * adp} devices of attention TP{tp} x DP{adp} is)")
+        return no(f"attention DP {adp} with experts over TP{moe_tp} x EP{moe_ep} is not modelled (EP over the "
+                  f"{tp * adp} devices of attention TP{tp} x DP{adp}, or every expert TP-split over them, is)")
     if moe_tp * moe_ep > tp:
-        # the experts span more devices than attention's TP group: attention runs data-parallel over the rest
-        # (the row may leave attention_dp_size empty)
-        return tp, pp, 1, 1, (f"experts over TP{moe_tp} x EP{moe_ep} = {moe_tp * moe_ep} devices with attention "
-                              f"TP{tp}: attention DP {moe_tp * moe_ep // tp} without attention_dp_size is not modelled")
+        return no(f"experts over TP{moe_tp} x EP{moe_ep} = {moe_tp * moe_ep} devices with attention TP{tp}: attention "
+                  f"DP {moe_tp * moe_ep // tp} with EP and no attention_dp_size is not modelled")
     if moe_ep > 1 and moe_tp > 1:
         # accelcal models this split (--tp T --ep E, E dividing T), but the published rows that record one do not
         # describe it: in every such row of aiconfigurator 095f58a51's silicon_sample.csv (TP4 = 2 x 2, TP16 =
         # 4 x 4, TP64 = 8 x 8) the id names TP = moe_tp_size with EP = moe_ep_size (e.g. ..._tp2_ep2_992 in a row of
         # tp_size 4), and the TPOTs equal those of the id's layout, so tp_size reads as their product
-        return tp, pp, 1, 1, (f"experts split TP{moe_tp} x EP{moe_ep} inside TP{tp}: not read as a layout (the published "
-                              f"rows recording one name another in their ids; benchmarks/serving_accuracy.py row_layout)")
+        return no(f"experts split TP{moe_tp} x EP{moe_ep} inside TP{tp}: not read as a layout (the published rows "
+                  f"recording one name another in their ids; benchmarks/serving_accuracy.py row_layout)")
     if moe_ep > 1 and moe_ep != tp:
-        return tp, pp, 1, 1, (f"whole experts over EP{moe_ep}, {moe_ep} of TP{tp}'s devices, is not read as a layout "
-                              f"(EP fills the TP group, or attention runs data-parallel)")
-    return tp, pp, 1, moe_ep, None
+        return no(f"whole experts over EP{moe_ep}, {moe_ep} of TP{tp}'s devices, is not read as a layout (EP fills "
+                  f"the TP group, or attention runs data-parallel)")
+    return RowLayout(tp, pp, 1, moe_ep, 0, False, None)
 
 
 class ProfileChooser:
@@ -257,12 +282,13 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         if model is None:
             skipped[why] += 1
             continue
-        tp, pp, dp, ep, why = row_layout(row)
-        if why:
-            skipped[why] += 1
+        lay = row_layout(row)
+        if lay.why:
+            skipped[lay.why] += 1
             continue
-        if ep > 1 and not model.is_moe:
-            ep = 1  # a dense model's row: its expert columns say nothing
+        tp, pp, dp, ep, moe_tp = lay.tp, lay.pp, lay.dp, lay.ep, lay.moe_tp
+        if not model.is_moe:
+            ep, moe_tp = 1, 0  # a dense model's row: its expert columns say nothing (its DP replicas are apart)
         precision = row.get("precision") or ""
         own = {"fp4": "mxfp4", "int4": "int4_g"}.get(precision)
         if own and model.expert_weight_dtype.startswith(own):
@@ -295,7 +321,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         # a row with attention DP records the batch of one attention-DP rank: the benchmark's concurrency is
         # batch_size x attention_dp_size (every such published row whose provenance records silicon_concurrency
         # says so), and the generator's batch size, which the deployment recipe reads, is the rank's
-        c = bs * dp
+        c = bs * dp if lay.batch_per_rank else bs
         wd = "fp8_e4m3" if fp8 else "bf16"
         engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), str(row["backend_version"]),
                                           isl, osl, bs, wd, args.fp8_kv_dtype if fp8 else "bf16")
@@ -310,7 +336,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         else:
             n, warm = (args.requests_per_client * c if args.requests_per_client else args.num_requests), 0
         try:
-            res = predict_serving(prof, model, engine, tp=tp, pp=pp, dp=dp, ep=ep, concurrency=c, isl=isl, osl=osl,
+            res = predict_serving(prof, model, engine, tp=tp, pp=pp, dp=dp, ep=ep, moe_tp=moe_tp, concurrency=c,
+                                  isl=isl, osl=osl,
                                   num_requests=n,
                                   weight_dtype=wd, kv_dtype=kvd, inter_node_profile=inter, method=args.method,
                                   turnaround_s=turnaround_s, client_gap_s=client_gap_s, warmup_requests=warm,
@@ -323,11 +350,11 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         if not res.feasible:
             infeasible.append((row["id"], res.reason))
             continue
-        key = (eng, tp, dp, ep, wd, scaling, model.name, prof.identity.name)
+        key = (eng, tp, dp, ep, moe_tp, wd, scaling, model.name, prof.identity.name)
         if key not in costers:
             costers[key] = StepCoster(prof, model, replica_parallelism(tp, pp, dp, int(prof.identity.devices_per_node),
-                                                                       ep), engine, wd, kvd, inter,
-                                      fp8_scaling=scaling)
+                                                                       ep, model.num_experts, moe_tp),
+                                      engine, wd, kvd, inter, fp8_scaling=scaling)
         one = costers[key].step_s(0, 0.0, ((isl, isl),))
         # rows of two workflows never pool in one diagnostic cell: their clients send different loads
         label = f"{eng} {client}" if args.multi_client else eng

@@ -108,7 +108,7 @@ def layer_parallelism(parallelism: Parallelism, phase: str) -> Parallelism:
     """
     p = parallelism
     return Parallelism(tp=p.tp, ep=p.ep, sp=p.sp if phase == "prefill" else 1, tp_scope=p.tp_scope,
-                       ep_scope=p.ep_scope, sp_scope=p.sp_scope)
+                       ep_scope=p.ep_scope, sp_scope=p.sp_scope, moe_tp=p.moe_tp)
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,8 @@ class LayerDAG:
         """The ``layout`` of :meth:`to_dict`: the layer's degrees, scopes and options."""
         p, o = self.parallelism, self.options
         return {"tp": p.tp, "tp_scope": p.tp_scope, "tp_comm": o.tp_comm, "ep": p.ep, "ep_scope": p.ep_scope,
-                "ep_comm": o.ep_comm, "sp": p.sp, "sp_scope": p.sp_scope, "moe_imbalance": o.moe_imbalance}
+                "ep_comm": o.ep_comm, "sp": p.sp, "sp_scope": p.sp_scope, "moe_imbalance": o.moe_imbalance,
+                **({"moe_tp": p.moe_tp} if p.moe_tp else {})}
 
 
 def kv_heads_per_device(model: ModelConfig, tp: int) -> int:
@@ -484,7 +485,7 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
                   nbytes=g.bytes_per_element(el) * routed * h))
         return "expert_gather_scatter"
     h, E, k = model.hidden_size, model.num_experts, model.top_k
-    ep = layout.ep
+    ep, group = layout.ep, layout.moe_group
     add(_node("router", "gemm", (x,), m=tok, n=E, k=h))
     # fp32 routing probabilities read and written (plus the top-k ids and weights, small beside them)
     add(_node("topk", "memory", ("router",), kernels=max(1, impl.router_topk.kernels), nbytes=2 * tok * E * 4))
@@ -504,7 +505,7 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         loaded = math.ceil(pairs * imb)
         return imb, loaded, _active_experts(E // ep, loaded)
 
-    if ep == 1:
+    if ep == 1 and group == t:
         # every device holds every expert, each TP-split; the grouped GEMM covers the experts hit
         ef = model.expert_ffn_size // t
         assigned = tok * k
@@ -512,13 +513,14 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         m = math.ceil(assigned / active)
         joins.append(experts(after_topk, active, m, ef, assigned))
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
-    elif options.ep_comm == "all_reduce":
+    elif options.ep_comm == "all_reduce" or ep == 1:
         # every rank holds every token and runs its E/ep experts on the pairs routed to them: whole experts, or
         # for an EP degree below TP each split expert_tp ways (the ranks of one expert group run the same pairs
-        # on their slices; the TP all-reduce below sums both); an EP group wider than TP spans ep / tp
-        # data-parallel replicas (attention data parallelism), whose tokens are all-gathered first (SGLang
-        # dp_gather, vLLM's allgather_reducescatter), the same count on each
-        reps = max(1, ep // t)
+        # on their slices; the TP all-reduce below sums both); a MoE group wider than TP spans group / tp
+        # data-parallel replicas (attention data parallelism: EP over them, or EP 1 with every expert TP-split
+        # over the whole group, vLLM's default), whose tokens are all-gathered first (SGLang dp_gather, vLLM's
+        # allgather_reducescatter), the same count on each
+        reps = max(1, group // t)
         moe_tok = tok * reps
         gathered = after_topk
         if reps > 1:
@@ -555,12 +557,12 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         add(_node("shared_down", "gemm", quantized("shared_down", "shared_act_mul", shared_tok * sf), m=shared_tok,
                   n=h, k=sf))
         joins.append("shared_down")
-    if options.ep_comm == "all_reduce" and ep > t:
-        # the partial sums of every replica's tokens: reduce-scattered over the whole EP group, each replica's TP
+    if (options.ep_comm == "all_reduce" or ep == 1) and group > t:
+        # the partial sums of every replica's tokens: reduce-scattered over the whole MoE group, each replica's TP
         # group getting its own tokens back, then gathered across its TP ranks
-        reps = ep // t
+        reps = group // t
         add(_node("dp_moe_reduce_scatter", "collective", tuple(joins), op="reduce_scatter", nbytes=reps * tok * h * el,
-                  group_size=ep, scope=layout.ep_scope))
+                  group_size=group, scope=layout.ep_scope))
         if t > 1:
             add(_node("tp_moe_all_gather", "collective", ("dp_moe_reduce_scatter",), op="all_gather",
                       nbytes=tok * h * el, group_size=t, scope=layout.tp_scope))

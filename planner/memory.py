@@ -58,19 +58,20 @@ class MemoryEstimate:
                 "total_bytes": self.total_bytes}
 
 
-def layer_routed_expert_elems(model: ModelConfig, tp: int, ep: int) -> int:
+def layer_routed_expert_elems(model: ModelConfig, tp: int, ep: int, moe_tp: int = 0) -> int:
     """Routed-expert weight elements of one decoder layer on one device (0 for a dense model): E/ep experts, each
-    split expert_tp(tp, ep) ways (EP 1: every expert TP-split; EP = TP or wider: whole experts)."""
+    split expert_tp(tp, ep, moe_tp) ways (EP 1: every expert TP-split, over TP or the wider ``moe_tp``; EP = TP or
+    wider: whole experts)."""
     if not model.is_moe:
         return 0
-    return (model.num_experts // ep) * 3 * model.hidden_size * (model.expert_ffn_size // expert_tp(tp, ep))
+    return (model.num_experts // ep) * 3 * model.hidden_size * (model.expert_ffn_size // expert_tp(tp, ep, moe_tp))
 
 
 def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = None,
-                       ep_comm: str = "all_to_all") -> int:
+                       ep_comm: str = "all_to_all", moe_tp: int = 0) -> int:
     """Weight elements of one decoder layer on one device; ``kind`` ``"moe"`` or ``"dense"`` (default: a MoE
     model's MoE layer, a dense model's layer; ModelConfig.layer_kinds); ``ep_comm``: how EP moves the tokens
-    (DagOptions.ep_comm), which decides where the shared experts run."""
+    (DagOptions.ep_comm), which decides where the shared experts run; ``moe_tp``: Parallelism.moe_tp."""
     h = model.hidden_size
     kind = kind or ("moe" if model.is_moe else "dense")
     if kind == "dense":
@@ -80,22 +81,23 @@ def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = 
         # all-reduced: the DAG's all_reduce branch); replicated over the EP ranks of an all-to-all, each running
         # them on its own 1/tp of the tokens
         shared_ffn = model.expert_ffn_size // tp if ep == 1 or ep_comm == "all_reduce" else model.expert_ffn_size
-        ffn = layer_routed_expert_elems(model, tp, ep) + model.shared_experts * 3 * h * shared_ffn + h * model.num_experts
+        ffn = (layer_routed_expert_elems(model, tp, ep, moe_tp) + model.shared_experts * 3 * h * shared_ffn
+               + h * model.num_experts)
     return model.mixer_params(tp) + ffn + 2 * h
 
 
 def layer_weight_bytes(model: ModelConfig, tp: int, ep: int, bytes_per_elem: float, kind: str | None = None,
-                       ep_comm: str = "all_to_all") -> float:
+                       ep_comm: str = "all_to_all", moe_tp: int = 0) -> float:
     """Weight bytes of one decoder layer on one device: routed experts at the model's expert storage bytes when they
     are weight-only quantised (ModelConfig.expert_weight_dtype), everything else at ``bytes_per_elem``."""
     kind = kind or ("moe" if model.is_moe else "dense")
-    routed = layer_routed_expert_elems(model, tp, ep) if kind == "moe" else 0
+    routed = layer_routed_expert_elems(model, tp, ep, moe_tp) if kind == "moe" else 0
     expert_bytes = model.expert_bytes_per_elem if model.expert_weight_dtype else bytes_per_elem
-    return (layer_weight_elems(model, tp, ep, kind, ep_comm) - routed) * bytes_per_elem + routed * expert_bytes
+    return (layer_weight_elems(model, tp, ep, kind, ep_comm, moe_tp) - routed) * bytes_per_elem + routed * expert_bytes
 
 
 def stage_weight_bytes(model: ModelConfig, tp: int, pp: int, ep: int, layer_bytes_per_elem: float,
-                       embed_bytes_per_elem: float, ep_comm: str = "all_to_all") -> float:
+                       embed_bytes_per_elem: float, ep_comm: str = "all_to_all", moe_tp: int = 0) -> float:
     """Weight bytes on one device of the busiest stage: its decoder layers, plus the embedding / LM head.
 
     Each stage counts ceil(layers / pp) layers, in order, so a MoE model's dense layers (``dense_layers``, first)
@@ -105,7 +107,7 @@ def stage_weight_bytes(model: ModelConfig, tp: int, pp: int, ep: int, layer_byte
     per_stage = math.ceil(model.layers / pp)
     dense_first = model.layers - model.moe_layers if model.is_moe else 0
     kinds = ("moe", "dense") if model.is_moe else ("dense",)
-    kind_bytes = {k: layer_weight_bytes(model, tp, ep, layer_bytes_per_elem, k, ep_comm) for k in kinds}
+    kind_bytes = {k: layer_weight_bytes(model, tp, ep, layer_bytes_per_elem, k, ep_comm, moe_tp) for k in kinds}
     heavy = kind_bytes[kinds[0]]  # a MoE model's MoE layer, a dense model's layer
     dense = min(max(0, dense_first - (pp - 1) * per_stage), per_stage) if pp > 1 else dense_first
     layers = dense * kind_bytes["dense"] + (per_stage - dense) * heavy
@@ -141,14 +143,14 @@ def device_memory(model: ModelConfig, workload: Workload, parallelism: Paralleli
     tp, pp, ep, sp = parallelism.tp, parallelism.pp, parallelism.ep, parallelism.sp
     el, kvel = model.weight_bytes_per_elem, model.kv_bytes_per_elem
     h, hd = model.hidden_size, model.head_dim
-    weights = stage_weight_bytes(model, tp, pp, ep, el, el, ep_comm)
+    weights = stage_weight_bytes(model, tp, pp, ep, el, el, ep_comm, parallelism.moe_tp)
     kvh = kv_heads_per_device(model, tp)
     kv_elems = model.kv_cache_elems_per_layer(tp)  # one token's cache in one layer on this rank
     kv = workload.batch * (workload.context_len * kv_bytes_per_token(model, tp, pp, kvel)
                            + linear_state_bytes_per_seq(model, tp, pp))
     heads = model.heads // tp
     if model.is_moe:
-        ef = model.expert_ffn_size // expert_tp(tp, ep)
+        ef = model.expert_ffn_size // parallelism.expert_tp
         mlp_width = 3 * ef * model.top_k + 3 * model.shared_experts * ef
         if model.dense_layers:
             mlp_width = max(mlp_width, 3 * (model.ffn_size // tp))
@@ -164,10 +166,11 @@ def device_memory(model: ModelConfig, workload: Workload, parallelism: Paralleli
     activations += workload.batch * (model.vocab_size // tp) * 4  # fp32 logits
     # an all-to-all moves each rank's routed pairs; an all-reduce, the hidden states (the first term below)
     moe_tok = model.top_k * (math.ceil(prefill_tok / tp) if ep > 1 and ep_comm == "all_to_all" else 0)
-    # an EP group wider than TP (spanning replicas) moves each device's own pairs, or gathers every replica's tokens
+    # a MoE group wider than TP (spanning replicas) moves each device's own pairs, or gathers every replica's tokens
+    reps = parallelism.moe_group // tp
     comm = 2 * max(prefill_tok * h * el, moe_tok * h * el * (min(ep, tp) if ep > 1 else 0),
-                   (ep // tp) * prefill_tok * h * el if ep > tp else 0,
+                   reps * prefill_tok * h * el if reps > 1 else 0,
                    workload.prompt_len * kv_elems * kvel if sp > 1 else 0)
-    if tp == 1 and ep == 1 and sp == 1 and pp == 1:
+    if tp == 1 and ep == 1 and reps == 1 and sp == 1 and pp == 1:
         comm = 0
     return MemoryEstimate(float(weights), float(kv), float(activations), float(comm))

@@ -22,11 +22,15 @@ DEGREES: tuple[str, ...] = ("tp", "pp", "dp", "ep", "sp")
 """The parallel degrees, in label order."""
 
 
-def expert_tp(tp: int, ep: int) -> int:
-    """How many ways each routed expert's FFN is split: ``tp`` (EP 1: every expert TP-split), ``tp / ep`` for an EP
-    degree dividing ``tp`` (the experts spread over ``ep`` subgroups of the TP group and TP-split inside each,
-    TensorRT-LLM moe_tp_size x moe_ep_size = tp_size, SGLang moe_tp_size = tp_size / ep_size), else 1 (whole
-    experts: EP equal to TP, or spanning attention data-parallel replicas)."""
+def expert_tp(tp: int, ep: int, moe_tp: int = 0) -> int:
+    """How many ways each routed expert's FFN is split: ``moe_tp`` where given (experts TP-split over a group wider
+    than TP: vLLM's default for data-parallel MoE, the expert layers one (DP x TP) tensor-parallel group), else
+    ``tp`` (EP 1: every expert TP-split), ``tp / ep`` for an EP degree dividing ``tp`` (the experts spread over
+    ``ep`` subgroups of the TP group and TP-split inside each, TensorRT-LLM moe_tp_size x moe_ep_size = tp_size,
+    SGLang moe_tp_size = tp_size / ep_size), else 1 (whole experts: EP equal to TP, or spanning attention
+    data-parallel replicas)."""
+    if moe_tp:
+        return moe_tp
     return tp // ep if tp % ep == 0 else 1
 
 
@@ -53,12 +57,18 @@ class Parallelism:
     """Worst scope of the EP all-to-all groups."""
     sp_scope: str = "intra_node"
     """Worst scope of the SP KV all-gather groups."""
+    moe_tp: int = 0
+    """Ways each routed expert is TP-split when that group is wider than TP (``tp`` x k, with ``ep`` 1: the
+    experts TP-split over k data-parallel replicas whose attention runs apart); 0 = as ``tp`` and ``ep`` imply
+    (:func:`expert_tp`)."""
 
     def __post_init__(self) -> None:
         for f in DEGREES:
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"parallelism: {f} must be an integer >= 1, got {v!r}")
+        if not isinstance(self.moe_tp, int) or isinstance(self.moe_tp, bool) or self.moe_tp < 0:
+            raise ValueError(f"parallelism: moe_tp must be an integer >= 0 (0: as tp and ep imply), got {self.moe_tp!r}")
         for f in ("tp_scope", "pp_scope", "ep_scope", "sp_scope"):
             if getattr(self, f) not in SCOPES:
                 raise ValueError(f"parallelism: {f} must be one of {list(SCOPES)}, got {getattr(self, f)!r}")
@@ -71,7 +81,12 @@ class Parallelism:
     @property
     def expert_tp(self) -> int:
         """Ways each routed expert is TP-split (:func:`expert_tp`)."""
-        return expert_tp(self.tp, self.ep)
+        return expert_tp(self.tp, self.ep, self.moe_tp)
+
+    @property
+    def moe_group(self) -> int:
+        """Devices one MoE layer spans: expert_tp x ep (TP, or more where attention-DP replicas share it)."""
+        return self.expert_tp * self.ep
 
     @property
     def devices(self) -> int:
@@ -93,4 +108,5 @@ class Parallelism:
         return f"TP{self.tp} PP{self.pp}" + self._extra()
 
     def _extra(self) -> str:
-        return (f" EP{self.ep}" if self.ep > 1 else "") + (f" SP{self.sp}" if self.sp > 1 else "")
+        moe = f" MoE-TP{self.moe_tp}" if self.moe_tp and self.moe_tp != self.tp else ""
+        return (f" EP{self.ep}" if self.ep > 1 else "") + moe + (f" SP{self.sp}" if self.sp > 1 else "")

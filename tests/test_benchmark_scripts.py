@@ -62,21 +62,26 @@ def test_serving_accuracy_summary_and_model_fallback():
     assert mod.row_model({}, None, cache)[0].name == "qwen3-32b"  # the development set has no model column
     model, why = mod.row_model({"model_path": "org/unknown-7B"}, None, cache)
     assert model is None and "org/unknown-7B: no preset cites it" in why
-    assert mod.row_layout({"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 8}) == (8, 1, 1, 8, None)
-    assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 4, "moe_ep_size": 0}) == (4, 1, 1, 1, None)
+    lay = mod.row_layout
+    assert lay({"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 8})[:5] == (8, 1, 1, 8, 0)
+    assert lay({"tp_size": 4, "pp_size": 1, "moe_tp_size": 4, "moe_ep_size": 0})[:5] == (4, 1, 1, 1, 0)
     # a recorded TP x EP split of the experts: the published rows with one name another layout in their ids
-    assert "TP2 x EP4 inside TP8: not read as a layout" in mod.row_layout(
-        {"tp_size": 8, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 4})[4]
-    assert "whole experts over EP2, 2 of TP8's devices" in mod.row_layout(
-        {"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 2})[4]
-    # experts over more devices than attention's TP group: attention DP, even where attention_dp_size is empty
-    assert "attention DP 2" in mod.row_layout({"tp_size": 1, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 1})[4]
-    assert mod.row_layout({"tp_size": 4, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 1}) == (4, 1, 1, 1, None)  # dense
+    assert "TP2 x EP4 inside TP8: not read as a layout" in lay(
+        {"tp_size": 8, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 4}).why
+    assert "whole experts over EP2, 2 of TP8's devices" in lay(
+        {"tp_size": 8, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 2}).why
+    # every expert TP-split over more devices than attention's TP group, no EP: attention DP replicas sharing the
+    # expert layers, even where attention_dp_size is empty (batch_size then the whole benchmark's concurrency)
+    two = lay({"tp_size": 1, "pp_size": 1, "moe_tp_size": 2, "moe_ep_size": 1})
+    assert two[:5] == (1, 1, 2, 1, 2) and not two.batch_per_rank and two.why is None
+    assert lay({"tp_size": 2, "pp_size": 1, "attention_dp_size": 4, "moe_tp_size": 8, "moe_ep_size": 1}).batch_per_rank
+    assert "attention DP 2 with EP" in lay({"tp_size": 1, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 2}).why
+    assert lay({"tp_size": 4, "pp_size": 1, "moe_tp_size": 1, "moe_ep_size": 1}).why is None  # dense
     # attention data-parallel over 8 ranks of TP1 with the experts over all 8: one instance, DP8 EP8
-    assert mod.row_layout({"tp_size": 1, "pp_size": 1, "attention_dp_size": 8, "moe_tp_size": 1,
-                           "moe_ep_size": 8}) == (1, 1, 8, 8, None)
-    assert "attention DP 8 with experts over TP8 x EP8" in mod.row_layout(
-        {"tp_size": 1, "pp_size": 1, "attention_dp_size": 8, "moe_tp_size": 8, "moe_ep_size": 8})[4]
+    dp8 = lay({"tp_size": 1, "pp_size": 1, "attention_dp_size": 8, "moe_tp_size": 1, "moe_ep_size": 8})
+    assert dp8[:5] == (1, 1, 8, 8, 0) and dp8.batch_per_rank
+    assert "attention DP 8 with experts over TP8 x EP8" in lay(
+        {"tp_size": 1, "pp_size": 1, "attention_dp_size": 8, "moe_tp_size": 8, "moe_ep_size": 8}).why
 
 
 def test_serving_accuracy_reads_the_workflow_from_a_rows_provenance(tmp_path, capsys, monkeypatch):

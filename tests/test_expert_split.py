@@ -104,3 +104,53 @@ def test_shared_experts_are_tp_split_where_every_rank_holds_every_token():
     sf = {n.name: n.p for n in build_layer_dag(m, "decode", 8, 1, 256, Parallelism(tp=8, ep=8),
                                                options=DagOptions(ep_comm="all_reduce")).nodes}["shared_gate_up"]
     assert sf["n"] == 2 * m.expert_ffn_size // 8
+
+
+def test_experts_tp_split_over_replicas_gather_every_replicas_tokens():
+    m = ModelConfig.from_name("qwen3-235b-a22b")
+    tok, h, el = 16, m.hidden_size, m.weight_bytes_per_elem
+    par = Parallelism(tp=1, dp=2, moe_tp=2)
+    assert (par.expert_tp, par.moe_group, par.label) == (2, 2, "TP1 PP1 DP2 MoE-TP2")
+    for comm in ("all_reduce", "all_to_all"):  # EP 1 moves no routed pairs, whatever the engine's EP transport
+        nodes = {n.name: n.p for n in build_layer_dag(m, "decode", tok, 1, 1024, par,
+                                                      options=DagOptions(ep_comm=comm, moe_imbalance=1.0)).nodes}
+        # both replicas' 16 tokens gathered, every expert half-width, the sums reduce-scattered back
+        assert (nodes["dp_moe_all_gather"]["nbytes"], nodes["dp_moe_all_gather"]["group_size"]) == (2 * tok * h * el, 2)
+        assert (nodes["dp_moe_reduce_scatter"]["nbytes"], nodes["dp_moe_reduce_scatter"]["group_size"]) == (
+            2 * tok * h * el, 2)
+        up = nodes["experts_gate_up"]
+        assert up["n"] == 2 * (m.expert_ffn_size // 2) and up["m"] * up["count"] >= 2 * tok * m.top_k
+        assert not any(k.startswith("ep_") or k.startswith("tp_") for k in nodes)
+
+
+def test_experts_tp_split_over_replicas_hold_a_share_of_every_expert():
+    m = ModelConfig.from_name("qwen3-235b-a22b")
+    assert layer_routed_expert_elems(m, 1, 1, moe_tp=2) == layer_routed_expert_elems(m, 2, 1)
+    p = replica_parallelism(1, 1, 2, 8, 1, m.num_experts, moe_tp=2)
+    assert (p.moe_tp, p.ep, p.ep_scope) == (2, 1, "intra_node")
+    assert replica_parallelism(4, 1, 4, 8, 1, m.num_experts, moe_tp=16).ep_scope == "inter_node"
+    assert replica_parallelism(2, 1, 2, 8, 1, m.num_experts, moe_tp=2).moe_tp == 0  # = --tp: the plain split
+    with pytest.raises(ValueError, match=r"--moe-tp 6 with --tp 2 --dp 4 --ep 1: --moe-tp must be --tp 2 x k with k "
+                                         r"dividing --dp 4 .* here one of \[2, 4, 8\]"):
+        replica_parallelism(2, 1, 4, 8, 1, m.num_experts, moe_tp=6)
+    with pytest.raises(ValueError, match=r"--moe-tp 4 with --tp 2 --dp 2 --ep 2: it is --ep 1's alternative"):
+        replica_parallelism(2, 1, 2, 8, 2, m.num_experts, moe_tp=4)
+
+
+def test_predict_fits_a_model_whose_experts_split_over_the_replicas(capsys):
+    base = ["predict", "--profile", str(ROOT / "profiles" / "nvidia-h200.yaml"), "--interconnect", NVSWITCH, "--model",
+            "qwen3-235b-a22b", "--weight-dtype", "fp8_e4m3", "--tp", "1", "--dp", "2", "--engine", "vllm",
+            "--concurrency", "8", "--isl", "512", "--osl", "16", "--num-requests", "16", "--format", "json"]
+    assert main(base) == 3  # two replicas of every expert: 236 GB of weights on one 141 GB device
+    assert "weights + reserves do not fit" in capsys.readouterr().err
+    assert main(base + ["--moe-tp", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    m = ModelConfig.from_name("qwen3-235b-a22b")
+    assert out["feasible"] and out["layout"]["moe_tp"] == 2 and out["max_concurrent_sequences"] <= 4
+    assert out["memory"]["weights_bytes"] == pytest.approx(stage_weight_bytes(m, 1, 1, 1, 1, 2, "all_reduce", 2))
+    assert any("attention data-parallel: the expert layers, every expert TP-split 2 ways, spans 2 replicas of TP1"
+               in n for n in out["notes"])
+    dense = list(base)
+    dense[dense.index("qwen3-235b-a22b")] = "qwen3-32b"
+    assert main(dense + ["--moe-tp", "2"]) == 2
+    assert "--moe-tp 2: qwen3-32b is a dense model" in capsys.readouterr().err

@@ -48,6 +48,12 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "x k for k dividing --dp (experts spread over k replicas whose attention runs data-parallel: "
                         "SGLang --enable-dp-attention, vLLM --data-parallel-size with expert parallelism, TensorRT-LLM "
                         "enable_attention_dp; e.g. --tp 1 --dp 8 --ep 8)")
+    p.add_argument("--moe-tp", type=int, default=0, metavar="N",
+                   help="with --ep 1, split every expert N = --tp x k ways over k replicas whose attention runs "
+                        "data-parallel, k dividing --dp (vLLM --data-parallel-size for a MoE model without "
+                        "--enable-expert-parallel: its expert layers form one DP x TP tensor-parallel group; SGLang "
+                        "--enable-dp-attention without --ep-size); default 0: each replica keeps every expert, split "
+                        "--tp ways (replicas behind a load balancer)")
     p.add_argument("--engine", required=True, help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset key for your deployment, e.g. token_budget=2048 (vLLM "
@@ -163,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
                               inter, args.method, args.range_ratio, args.fp8_scaling,
                               turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
                               client_gap_s=args.client_gap_ms / 1e3, warmup_requests=args.warmup_requests,
-                              warmup_drains=args.warmup_drains, ep=args.ep, range_mode=args.range_mode)
+                              warmup_drains=args.warmup_drains, ep=args.ep, range_mode=args.range_mode,
+                              moe_tp=args.moe_tp)
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None
@@ -246,7 +253,7 @@ def format_prediction(res) -> str:
             else f"{w['request_rate_per_s']:g} requests/s")
     if w["concurrency"] is not None and w.get("client_gap_s"):
         load += f" (client gap {w['client_gap_s'] * 1e3:g} ms)"  # it moves the TTFT a reader compares
-    ep = f" EP{lay['ep']}" if lay.get("ep", 1) > 1 else ""
+    ep = (f" EP{lay['ep']}" if lay.get("ep", 1) > 1 else "") + (f" MoE-TP{lay['moe_tp']}" if lay.get("moe_tp") else "")
     lines = [f"WARNING: {x}" for x in res.warnings]
     lines += [f"{res.engine}  TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}{ep} ({count(lay['devices'], 'device')})  {load}  "
               f"isl {w['isl']} osl {w['osl']}{_spread(w)}"]

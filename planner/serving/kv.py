@@ -159,10 +159,12 @@ def check_request_runs(engine: EnginePreset, kv: "KVBudget", isl: int, osl: int)
 
 
 def weight_bytes(model: ModelConfig, tp: int, pp: int, weight_dtype: str, ep: int = 1,
-                 ep_comm: str = "all_to_all") -> float:
+                 ep_comm: str = "all_to_all", moe_tp: int = 0) -> float:
     """Weights on one device of the busiest stage: layers at ``weight_dtype``, embedding/LM head in bf16;
-    ``ep_comm``: the engine's (EnginePreset.ep_comm), which decides where the shared experts run."""
-    return float(stage_weight_bytes(model, tp, pp, ep, DTYPE_BYTES[weight_dtype], DTYPE_BYTES["bf16"], ep_comm))
+    ``ep_comm``: the engine's (EnginePreset.ep_comm), which decides where the shared experts run; ``moe_tp``:
+    Parallelism.moe_tp."""
+    return float(stage_weight_bytes(model, tp, pp, ep, DTYPE_BYTES[weight_dtype], DTYPE_BYTES["bf16"], ep_comm,
+                                    moe_tp))
 
 
 def memory_in_use_bytes(profile) -> float:
@@ -172,20 +174,22 @@ def memory_in_use_bytes(profile) -> float:
 
 
 def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capacity_bytes: float,
-              weight_dtype: str = "bf16", kv_dtype: str = "bf16", ep: int = 1, in_use_bytes: float = 0.0) -> KVBudget:
+              weight_dtype: str = "bf16", kv_dtype: str = "bf16", ep: int = 1, in_use_bytes: float = 0.0,
+              moe_tp: int = 0) -> KVBudget:
     """Size the KV pool of one device; Infeasible when the weights and reserves leave nothing.  ``in_use_bytes``:
-    device memory taken before the engine starts (the profile's identity.memory_in_use_at_start_bytes)."""
+    device memory taken before the engine starts (the profile's identity.memory_in_use_at_start_bytes);
+    ``moe_tp``: Parallelism.moe_tp (experts TP-split over attention-DP replicas)."""
     if not 0 <= in_use_bytes < capacity_bytes:
         raise ValueError(f"memory in use at start must be in [0, capacity {capacity_bytes:.4g}), got {in_use_bytes!r}")
     if kv_dtype not in ("bf16", "fp16", "fp8_e4m3"):
         raise ValueError(f"--kv-dtype must be bf16 or fp8_e4m3, got {kv_dtype!r}")
     if weight_dtype not in ("bf16", "fp16", "fp8_e4m3"):
         raise ValueError(f"--weight-dtype must be bf16 or fp8_e4m3, got {weight_dtype!r}")
-    weights = weight_bytes(model, tp, pp, weight_dtype, ep, engine.ep_comm)
+    weights = weight_bytes(model, tp, pp, weight_dtype, ep, engine.ep_comm, moe_tp)
     budget_tokens = engine.token_budget or 1
     act_model = dataclasses.replace(model, weight_dtype="bf16", kv_dtype="bf16")
     mem = device_memory(act_model, Workload(prompt_len=budget_tokens, output_len=1, batch=min(engine.max_seqs, 1024)),
-                        Parallelism(tp=tp, pp=pp, ep=ep), engine.ep_comm)
+                        Parallelism(tp=tp, pp=pp, ep=ep, moe_tp=moe_tp), engine.ep_comm)
     act = mem.activation_bytes if engine.reserve_activations else 0.0
     # the start-up profile's dummy sampler run (vLLM), whose peak can exceed the forward's at many sequences
     sampler_reqs = min(engine.token_budget or engine.max_seqs, engine.max_seqs)

@@ -158,11 +158,13 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                     method: str = "simulate", range_ratio: float | None = None, fp8_scaling: str | None = None,
                     capacity_bytes: float | None = None, turnaround_s: float | None = None, client_gap_s: float = 0.0,
                     warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1,
-                    range_mode: str = "around") -> ServingPrediction:
+                    range_mode: str = "around", moe_tp: int = 0) -> ServingPrediction:
     """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s);
     ``client_gap_s``: the closed-loop client's pause between a response and its next request (outside TTFT).
     ``ep``: 1 (experts TP-split), ``tp`` (a MoE model's experts spread over the replica's TP group) or ``tp`` x k
-    (over k replicas with attention data-parallel, k dividing ``dp``: replica_parallelism).
+    (over k replicas with attention data-parallel, k dividing ``dp``: replica_parallelism).  ``moe_tp``: ``tp`` x k
+    with ``ep`` 1, every expert TP-split over k attention data-parallel replicas (vLLM's default for a MoE model
+    with --data-parallel-size; 0: as ``ep`` says).
     ``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode says what each means).
     ``weight_dtype``, ``kv_dtype``, ``fp8_scaling`` None: the model's own (serving_dtypes)."""
     model = ModelConfig.resolve(model)
@@ -174,6 +176,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("ep", ep)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {v!r}")
+    if not isinstance(moe_tp, int) or moe_tp < 0:
+        raise ValueError(f"--moe-tp must be an integer >= 0 (0: as --ep says), got {moe_tp!r}")
     extra = {} if turnaround_s is None else {"turnaround_s": turnaround_s}
     if num_requests is None and request_rate_per_s is not None and concurrency is None and isinstance(dp, int) and dp >= 1:
         num_requests = open_loop_requests(dp)
@@ -186,11 +190,14 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     dpn = int(profile.identity.devices_per_node)
     if ep > 1 and not model.is_moe:
         raise ValueError(f"--ep {ep}: {model.name} is a dense model (no experts to spread)")
+    if moe_tp and not model.is_moe:
+        raise ValueError(f"--moe-tp {moe_tp}: {model.name} is a dense model (no experts to split)")
     model.require_tp_divides_heads(tp)  # before any memory arithmetic: a TP that cannot split the heads is bad input
-    par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts)
+    par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
     require_engine_ep(engine, tp, ep)
     engine, pp_notes = engine.for_pipeline(pp)
-    layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope}
+    layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope,
+              **({"moe_tp": par.moe_tp} if par.moe_tp else {})}
     # the measured requests it ran, the default (10 x C, at least 100; 200 open loop) or the given count
     wl = {**{k: v for k, v in dataclasses.asdict(workload).items() if k != "stream"},  # a replica's share only
           "num_requests": workload.requests - workload.warmup_requests}
@@ -208,7 +215,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     pred.warnings = serving_warnings(profile, inter_node_profile, model, int(isls.max()), int(osls.max()))
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
     try:
-        kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, memory_in_use_bytes(profile))
+        kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, memory_in_use_bytes(profile),
+                       par.moe_tp)
         pred.memory = kv.to_dict()
         per_replica = -(-workload.concurrency // dp) if workload.closed_loop else None
         if kv.max_state_seqs and (per_replica is None or kv.max_state_seqs < min(per_replica, engine.max_seqs)):

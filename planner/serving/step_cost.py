@@ -63,7 +63,8 @@ a 128 MiB..4 GiB log, gives 127 us for 16 KiB over 8 H100s; the 4-GPU log of h10
 24.3 us for 16 KiB over 4)."""
 
 
-def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: int = 1, experts: int = 0) -> Parallelism:
+def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: int = 1, experts: int = 0,
+                        moe_tp: int = 0) -> Parallelism:
     """An engine replica's layout: TP inside a node while it fits, PP hand-offs inside while the replica fits.
 
     ``ep``: 1 (experts TP-split), ``tp`` (experts spread over the replica's TP group, as vLLM
@@ -74,7 +75,20 @@ def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: in
     experts spread over k replicas' TP groups, whose attention runs data-parallel (SGLang
     ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with expert parallelism, TensorRT-LLM
     ``enable_attention_dp``); each replica keeps its own requests and KV, and their MoE layers meet in the EP
-    group's collectives.  ``experts``: the model's routed experts, which ``ep`` must divide (0: not checked)."""
+    group's collectives.  ``experts``: the model's routed experts, which ``ep`` must divide (0: not checked).
+    ``moe_tp``: with ``ep`` 1, every expert TP-split over ``tp`` x k devices, k dividing ``dp`` (k replicas whose
+    attention runs data-parallel share the expert layers: vLLM ``--data-parallel-size`` for a MoE model without
+    ``--enable-expert-parallel``, whose expert layers form one (DP x TP) tensor-parallel group; SGLang
+    ``--enable-dp-attention`` without ``--ep-size``); 0 or ``tp``: the experts split as ``ep`` says."""
+    if moe_tp == tp:
+        moe_tp = 0
+    if moe_tp:
+        k = moe_tp // tp
+        if moe_tp % tp or k < 2 or dp % k or ep != 1:
+            need = ("it is --ep 1's alternative (experts TP-split, not spread)" if ep != 1 else
+                    f"--moe-tp must be --tp {tp} x k with k dividing --dp {dp} (k replicas share the expert layers)")
+            ways = sorted({tp * k for k in range(1, dp + 1) if dp % k == 0})
+            raise ValueError(f"--moe-tp {moe_tp} with --tp {tp} --dp {dp} --ep {ep}: {need}; here one of {ways}")
     fits = sorted(e for e in {d for d in range(1, tp + 1) if tp % d == 0} | {tp * k for k in range(1, dp + 1)
                                                                           if dp % k == 0}
                   if e == 1 or not experts or experts % e == 0)
@@ -91,11 +105,12 @@ def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: in
         raise ValueError(f"--ep {ep}: {need}; experts are {ways}, or spread over k replicas' TP groups with attention "
                          f"data-parallel (--ep {tp} x k, k dividing --dp): here one of {fits}")
     scope = "intra_node" if tp <= devices_per_node else "inter_node"
-    # an EP group wider than the TP group spans ep / tp replicas of tp x pp devices each
-    ep_span = ep * pp if ep > tp else ep
+    # a MoE group wider than the TP group spans group / tp replicas of tp x pp devices each
+    group = moe_tp or ep
+    ep_span = group * pp if group > tp else group
     ep_scope = "intra_node" if ep_span <= devices_per_node else "inter_node"
     return Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, tp_scope=scope, ep_scope=ep_scope,
-                       pp_scope="intra_node" if tp * pp <= devices_per_node else "inter_node")
+                       pp_scope="intra_node" if tp * pp <= devices_per_node else "inter_node", moe_tp=moe_tp)
 
 
 def require_engine_ep(engine: EnginePreset, tp: int, ep: int) -> None:
@@ -194,11 +209,14 @@ class StepCoster:
                               f"groups of {parallelism.expert_tp} ranks holds {model.num_experts // parallelism.ep} "
                               f"experts, each TP-split {parallelism.expert_tp} ways; every rank runs every token's pairs "
                               f"routed to its group, and the TP all-reduce sums the groups' outputs")
-        if parallelism.ep > tp:
+        if parallelism.moe_group > tp:
             how = ("their tokens all-gathered into the experts and the sums reduce-scattered back"
-                   if engine.ep_comm == "all_reduce" else "the routed pairs dispatched to the experts and combined back")
-            self.notes.append(f"attention data-parallel: each EP group of {parallelism.ep} devices spans "
-                              f"{parallelism.ep // tp} replicas of TP{tp}, each with its own requests and KV pool, {how} "
+                   if engine.ep_comm == "all_reduce" or parallelism.ep == 1
+                   else "the routed pairs dispatched to the experts and combined back")
+            group = (f"each EP group of {parallelism.ep} devices" if parallelism.ep > 1 else
+                     f"the expert layers, every expert TP-split {parallelism.expert_tp} ways,")
+            self.notes.append(f"attention data-parallel: {group} spans "
+                              f"{parallelism.moe_group // tp} replicas of TP{tp}, each with its own requests and KV pool, {how} "
                               f"({engine.name} ep_comm {engine.ep_comm}); each replica is simulated with its share of "
                               f"the clients, but in the engines the replicas' steps run in lockstep (the MoE layers "
                               f"meet in the group's collectives), so one replica's prefill also holds the others' "
@@ -334,11 +352,11 @@ class StepCoster:
         """With attention data-parallel (EP wider than TP), say when a decode step's EP collective (one token from
         each replica, gathered, or its routed pairs) is smaller than every message the profile measured for the
         group's scope: its latency then comes from large messages only."""
-        ep, reps = self.parallelism.ep, self.parallelism.ep // self.tp
+        ep, reps = self.parallelism.ep, self.parallelism.moe_group // self.tp
         if reps < 2:
             return
         h_bytes = self.model.hidden_size * self.el
-        small = reps * h_bytes if engine.ep_comm == "all_reduce" else ep * self.model.top_k * h_bytes
+        small = reps * h_bytes if engine.ep_comm == "all_reduce" or ep == 1 else ep * self.model.top_k * h_bytes
         scope = self.parallelism.ep_scope
         mins = [c.quality.range_min for c in getattr(self.profile, "collectives", ())
                 if c.scope == scope and c.quality is not None]
@@ -374,8 +392,9 @@ class StepCoster:
         except MissingMeasurement as exc:  # it names what the profile lacks
             msg = exc.args[0] if exc.args else str(exc)
             dpn = int(self.profile.identity.devices_per_node)
-            ep = self.parallelism.ep
-            layout = f"TP={self.tp} PP={self.pp}" + (f" EP={ep}" if ep > 1 else "")
+            ep, group = self.parallelism.ep, self.parallelism.moe_group
+            layout = (f"TP={self.tp} PP={self.pp}" + (f" EP={ep}" if ep > 1 else "")
+                      + (f" MoE-TP={self.parallelism.expert_tp}" if ep == 1 and group > self.tp else ""))
             if dpn == 1 and not self.profile.collectives:
                 # a one-device profile: the fix is the node's fabric, not the inter-node links its message lists
                 from accelcal.calibrate.compose import shipped_interconnects
@@ -387,7 +406,7 @@ class StepCoster:
                     f"sets the devices per node)" + (f" (shipped: {'; '.join(ships)})"
                                                      if ships else "") +
                     ", and for layouts wider than a node --inter-node-profile") from None
-            spans = (self.tp_scope == "inter_node" and self.tp * self.pp > dpn) or ep > dpn
+            spans = (self.tp_scope == "inter_node" and self.tp * self.pp > dpn) or group > dpn
             node_fabric = any(c.scope == "intra_node" for c in self.profile.collectives)  # composed or measured
             if not spans and node_fabric:
                 # the node's fabric is there and lacks this collective: the profile's own message says what to import
