@@ -82,7 +82,7 @@ def test_the_serving_search_offers_attention_dp_for_moe_models_only():
     assert dense.ranked and not any(" EP" in c.label for c in dense.ranked)
 
 
-def test_the_search_says_the_lockstep_is_not_modelled_for_its_attention_dp_rows():
+def test_the_search_says_where_the_lockstep_is_modelled_for_its_attention_dp_rows():
     from accelcal.calibrate.profile import Profile
     from accelcal.planner.serving.predict import combine_profiles
     from accelcal.planner.serving.search import search_serving
@@ -90,7 +90,9 @@ def test_the_search_says_the_lockstep_is_not_modelled_for_its_attention_dp_rows(
     prof, _, _ = combine_profiles(Profile.load(H200), Profile.load(NVSWITCH))
     res = search_serving(prof, "qwen3-30b-a3b", 4, ["vllm"], [16], 512, 64, top=40)
     dp = next(c for c in res.ranked if c.ep > c.tp)
-    assert any("lockstep" in n and "not modelled" in n for n in dp.detail["coster"].notes)
+    # simulated together in lockstep; the steady state (the search's first pass) costs each replica alone
+    assert any("simulated together in lockstep" in n and "costs each replica alone" in n
+               for n in dp.detail["coster"].notes)
 
 
 def test_a_tp_degree_the_linear_heads_refuse_is_left_out_of_the_suggestions():

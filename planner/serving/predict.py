@@ -26,7 +26,7 @@ from ..report import datasheet_note
 from .engine import EnginePreset
 from .kv import Infeasible, KVBudget, check_request_runs, kv_budget, memory_in_use_bytes
 from .metrics import ServingMetrics, summarise
-from .simulate import SimRun, simulate
+from .simulate import SimRun, simulate, simulate_lockstep
 from .steady import steady_over_replicas
 from .step_cost import StepCoster, StepCostError, replica_parallelism, require_engine_ep
 from .workload import ServingWorkload
@@ -297,18 +297,25 @@ def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, wo
                       devices: int) -> list[tuple[SimRun, int]]:
     """[(run, replicas it stands for)]: every one of ``dp`` replicas simulated with its share of the load
     (workload.per_replica: its clients, or its round-robin share of the one open-loop stream; its requests; its
-    own seed); replicas whose runs cannot differ (a closed loop with fixed lengths and no turnaround delay, where
-    the seed draws nothing) are run once.
+    own seed); the replicas of one attention data-parallel MoE group (moe_group / tp of them) together, in lockstep
+    (simulate_lockstep); replicas whose runs cannot differ (a closed loop with fixed lengths and no turnaround
+    delay, where the seed draws nothing) are run once.
     ``accelcal predict`` and the serving search's re-check both run a layout through here, so they agree."""
     seedless = workload.closed_loop and workload.fixed_lengths and workload.turnaround_s == 0
+    # attention data parallelism: the replicas of one MoE group run in lockstep, so they are simulated together
+    lock = max(1, coster.parallelism.moe_group // coster.parallelism.tp)
     runs: dict = {}
-    for r in range(dp):
-        share = workload.per_replica(dp, r)
-        key = dataclasses.replace(share, seed=0) if seedless else share
+    for first in range(0, dp, lock):
+        shares = tuple(workload.per_replica(dp, r) for r in range(first, min(dp, first + lock)))
+        key = tuple(dataclasses.replace(s, seed=0) for s in shares) if seedless else shares
         if key not in runs:
-            runs[key] = [simulate(engine, coster, kv, share, devices), 0]
+            if len(shares) == 1:
+                group = [simulate(engine, coster, kv, shares[0], devices)]
+            else:
+                group = simulate_lockstep(engine, coster, kv, list(shares), devices)
+            runs[key] = [group, 0]
         runs[key][1] += 1
-    return [(run, k) for run, k in runs.values()]
+    return [(run, k) for group, k in runs.values() for run in group]
 
 
 def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, completed_per_s: float) -> str:

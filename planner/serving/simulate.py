@@ -41,7 +41,7 @@ from .metrics import ServingMetrics, summarise
 from .step_cost import StepCoster
 from .workload import ServingWorkload
 
-__all__ = ["SimRun", "simulate"]
+__all__ = ["SimRun", "simulate", "simulate_lockstep"]
 
 
 class _Req:
@@ -92,6 +92,55 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
              max_steps: int = 5_000_000, fast_forward: bool = True) -> SimRun:
     """``fast_forward``: run stretches of pure decode steps without visiting every request each step (the same
     run to the last bit; False steps through the scheduler every time, for the test that checks they agree)."""
+    run = _replica(engine, coster, kv, workload, devices, max_steps, fast_forward, lockstep=False)
+    try:
+        next(run)
+    except StopIteration as end:  # without lockstep the replica never waits for others: it runs to the end
+        return end.value
+    raise AssertionError("a replica outside lockstep yielded")
+
+
+def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, shares: list[ServingWorkload],
+                      devices: int = 1, max_steps: int = 5_000_000) -> list[SimRun]:
+    """Replicas whose steps run in lockstep (attention data parallelism: their MoE layers meet in one group's
+    collectives every forward pass), one run each, in the order of ``shares`` (each replica's own load).
+
+    Every replica with work starts its step when the group does, and the group's step lasts as long as the slowest
+    of them; a replica with nothing to run meanwhile (the engines' dummy forward passes: vLLM docs
+    serving/data_parallel_deployment, "Forward passes must be aligned") starts its next step with the group's next.
+    When no replica has work, the group idles until the first request reaches one of them."""
+    runs = [_replica(engine, coster, kv, share, devices, max_steps, False, lockstep=True) for share in shares]
+    out: list[SimRun | None] = [None] * len(runs)
+    asks: dict[int, tuple[str, float]] = {}
+    for i, run in enumerate(runs):
+        try:
+            asks[i] = next(run)
+        except StopIteration as end:
+            out[i] = end.value
+    group_clock = 0.0
+    while asks:
+        stepping = [dt for kind, dt in asks.values() if kind == "step"]
+        if stepping:
+            step = max(stepping)
+            group_clock += step
+            replies = {i: (step if kind == "step" else group_clock) for i, (kind, _) in asks.items()}
+        else:  # every replica waits for a request: the group idles until the first arrives
+            group_clock = max(group_clock, min(at for _, at in asks.values()))
+            replies = {i: group_clock for i in asks}
+        for i in list(asks):
+            try:
+                asks[i] = runs[i].send(replies[i])
+            except StopIteration as end:
+                out[i] = end.value
+                del asks[i]
+    return [r for r in out if r is not None]
+
+
+def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int,
+             max_steps: int, fast_forward: bool, lockstep: bool):
+    """One replica's run, a generator returning its SimRun.  With ``lockstep`` it yields ("step", seconds) before
+    each step and takes back how long the group's step lasted, and ("idle", when its next request arrives) when it
+    has nothing to run and takes back the group's clock; without, it never yields."""
     if workload.warmup_drains and workload.warmup_requests and workload.closed_loop:
         # the warm-up ran to completion on its own and left the engine idle (no prefix cache is modelled):
         # the measured requests are a run of their own, starting with a burst
@@ -259,7 +308,12 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             waiting.append(heapq.heappop(on_the_way)[2])
         if not running and not waiting and not lingering:
             if not (on_the_way and on_the_way[0][0] <= clock):
-                clock = on_the_way[0][0]  # the engine idles until the next request reaches it
+                if lockstep:
+                    # the group's clock when this replica can next start a step: at the request's arrival, or
+                    # later where the other replicas are in a step then
+                    clock = yield ("idle", on_the_way[0][0])
+                else:
+                    clock = on_the_way[0][0]  # the engine idles until the next request reaches it
             prev_start = clock  # nothing was scheduled ahead: the scheduler looks at the queue now
             continue
         if fast_forward and not static and not waiting and not lingering and running:
@@ -434,6 +488,8 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         spec = tuple((take, r.done_prompt + take) for r, take in chunks)
         logits = len(riding) + sum(1 for r, take in chunks if r.done_prompt + take >= r.target)
         dt = coster.step_s(len(riding), kv_mean, spec, logits)
+        if lockstep:
+            dt = yield ("step", dt)  # the group's step: as long as its slowest replica's
         if riding and not chunks:
             key = (len(riding), coster._round_kv(kv_mean))
             dec_hist[key] = dec_hist.get(key, 0) + 1

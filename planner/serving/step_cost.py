@@ -217,10 +217,11 @@ class StepCoster:
                      f"the expert layers, every expert TP-split {parallelism.expert_tp} ways,")
             self.notes.append(f"attention data-parallel: {group} spans "
                               f"{parallelism.moe_group // tp} replicas of TP{tp}, each with its own requests and KV pool, {how} "
-                              f"({engine.name} ep_comm {engine.ep_comm}); each replica is simulated with its share of "
-                              f"the clients, but in the engines the replicas' steps run in lockstep (the MoE layers "
-                              f"meet in the group's collectives), so one replica's prefill also holds the others' "
-                              f"decodes: not modelled, TPOT is optimistic where prefills are frequent")
+                              f"({engine.name} ep_comm {engine.ep_comm}); each replica serves its share of the "
+                              f"clients, and the group's replicas are simulated together in lockstep (the MoE layers "
+                              f"meet in the group's collectives every forward pass, so every step lasts as long as "
+                              f"the slowest replica's: one replica's prefill holds the others' decodes); the steady "
+                              f"state (--method steady, the search's first pass) costs each replica alone")
         if model.linear_layers:
             self.notes.append(f"hybrid linear attention: {model.linear_layers} of {model.layers} layers run Gated "
                               f"DeltaNet (no KV cache; each sequence keeps a {model.linear_state_bytes(tp) / 1e6:.3g} MB "
