@@ -149,9 +149,13 @@ def device_memory(model: ModelConfig, workload: Workload, parallelism: Paralleli
     kv = workload.batch * (workload.context_len * kv_bytes_per_token(model, tp, pp, kvel)
                            + linear_state_bytes_per_seq(model, tp, pp))
     heads = model.heads // tp
+    reps = parallelism.moe_group // tp  # attention-DP replicas whose tokens meet in the expert layers
     if model.is_moe:
+        # every token's routed pairs at each expert's slice, for the gathered tokens of all reps replicas; the
+        # shared experts on this replica's own tokens, split as layer_weight_elems splits them
         ef = model.expert_ffn_size // parallelism.expert_tp
-        mlp_width = 3 * ef * model.top_k + 3 * model.shared_experts * ef
+        sf = model.expert_ffn_size // tp if ep == 1 or ep_comm == "all_reduce" else model.expert_ffn_size
+        mlp_width = 3 * ef * model.top_k * reps + 3 * model.shared_experts * sf
         if model.dense_layers:
             mlp_width = max(mlp_width, 3 * (model.ffn_size // tp))
     else:
@@ -167,7 +171,6 @@ def device_memory(model: ModelConfig, workload: Workload, parallelism: Paralleli
     # an all-to-all moves each rank's routed pairs; an all-reduce, the hidden states (the first term below)
     moe_tok = model.top_k * (math.ceil(prefill_tok / tp) if ep > 1 and ep_comm == "all_to_all" else 0)
     # a MoE group wider than TP (spanning replicas) moves each device's own pairs, or gathers every replica's tokens
-    reps = parallelism.moe_group // tp
     comm = 2 * max(prefill_tok * h * el, moe_tok * h * el * (min(ep, tp) if ep > 1 else 0),
                    reps * prefill_tok * h * el if reps > 1 else 0,
                    workload.prompt_len * kv_elems * kvel if sp > 1 else 0)

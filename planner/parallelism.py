@@ -69,6 +69,9 @@ class Parallelism:
                 raise ValueError(f"parallelism: {f} must be an integer >= 1, got {v!r}")
         if not isinstance(self.moe_tp, int) or isinstance(self.moe_tp, bool) or self.moe_tp < 0:
             raise ValueError(f"parallelism: moe_tp must be an integer >= 0 (0: as tp and ep imply), got {self.moe_tp!r}")
+        if self.moe_tp and (self.moe_tp % self.tp or self.ep != 1):
+            raise ValueError(f"parallelism: moe_tp {self.moe_tp} splits every expert over tp x k devices with ep 1; "
+                             f"got tp {self.tp}, ep {self.ep} ({self.moe_tp} % {self.tp} = {self.moe_tp % self.tp})")
         for f in ("tp_scope", "pp_scope", "ep_scope", "sp_scope"):
             if getattr(self, f) not in SCOPES:
                 raise ValueError(f"parallelism: {f} must be one of {list(SCOPES)}, got {getattr(self, f)!r}")

@@ -158,7 +158,7 @@ def test_ep_collectives_below_every_measured_message_are_warned_of(capsys, fabri
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     # one token's 7168 bf16 values from each of 8 replicas; the 8-GPU log starts at 128 MiB, the 4-GPU one far lower
-    hit = [w for w in out["warnings"] if w.startswith("attention data-parallel: a decode step's EP collective (114688 B")]
+    hit = [w for w in out["warnings"] if w.startswith("attention data-parallel: a decode step's MoE collective (114688 B")]
     assert bool(hit) == warned
 
 

@@ -70,7 +70,7 @@ def test_an_ep_degree_must_divide_tp_or_be_a_multiple_of_it():
 def test_engines_say_whether_they_split_experts_below_tp():
     runs = {name: EnginePreset.from_name(name).ep_below_tp for name in ("trtllm", "sglang", "vllm", "static")}
     assert runs == {"trtllm": True, "sglang": True, "vllm": False, "static": False}
-    assert "sglang 0.5.9 wheel" in EnginePreset.from_name("sglang").sources["ep_below_tp"]
+    assert "sglang 0.5.8.post1 and 0.5.9 wheels" in EnginePreset.from_name("sglang").sources["ep_below_tp"]
     require_engine_ep(EnginePreset.from_name("trtllm"), 4, 2)
     require_engine_ep(EnginePreset.from_name("vllm"), 4, 4)  # EP over the whole TP group: vLLM runs it
     with pytest.raises(ValueError, match=r"--ep 2 with --tp 4: vllm does not split the experts TP2 x EP2"):
@@ -148,9 +148,39 @@ def test_predict_fits_a_model_whose_experts_split_over_the_replicas(capsys):
     m = ModelConfig.from_name("qwen3-235b-a22b")
     assert out["feasible"] and out["layout"]["moe_tp"] == 2 and out["max_concurrent_sequences"] <= 4
     assert out["memory"]["weights_bytes"] == pytest.approx(stage_weight_bytes(m, 1, 1, 1, 1, 2, "all_reduce", 2))
+    # by hand: one device of TP1 less half of every layer's routed experts (1 byte each in fp8)
+    whole = stage_weight_bytes(m, 1, 1, 1, 1, 2, "all_reduce")
+    assert out["memory"]["weights_bytes"] == pytest.approx(whole - m.moe_layers * layer_routed_expert_elems(m, 1, 1) / 2)
     assert any("attention data-parallel: the expert layers, every expert TP-split 2 ways, spans 2 replicas of TP1"
                in n for n in out["notes"])
     dense = list(base)
     dense[dense.index("qwen3-235b-a22b")] = "qwen3-32b"
     assert main(dense + ["--moe-tp", "2"]) == 2
     assert "--moe-tp 2: qwen3-32b is a dense model" in capsys.readouterr().err
+
+
+def test_an_all_reduce_ep_buffers_hidden_states_and_gathered_tokens_widen_the_experts():
+    from accelcal.planner.memory import device_memory
+    from accelcal.planner.workload import Workload
+
+    m = ModelConfig.from_name("qwen3-235b-a22b")
+    h, el, tok = m.hidden_size, m.weight_bytes_per_elem, 8192
+    w = Workload(prompt_len=tok, output_len=1, batch=1)
+    # EP over the TP group summed by an all-reduce: the largest message is the hidden states, not the routed pairs
+    ar = device_memory(m, w, Parallelism(tp=8, ep=8), "all_reduce")
+    a2a = device_memory(m, w, Parallelism(tp=8, ep=8), "all_to_all")
+    assert ar.comm_buffer_bytes == 2 * tok * h * el
+    assert a2a.comm_buffer_bytes == 2 * m.top_k * (tok // 8) * h * el * 8
+    # two replicas' tokens through every expert at half width: the same expert activations per device as one
+    # replica's tokens through whole-width experts at TP1 (and the gathered tokens in the buffers)
+    shared = device_memory(m, w, Parallelism(tp=1, dp=2, moe_tp=2), "all_reduce")
+    alone = device_memory(m, w, Parallelism(tp=1), "all_reduce")
+    assert shared.activation_bytes == alone.activation_bytes
+    assert shared.comm_buffer_bytes == 2 * 2 * tok * h * el
+
+
+def test_a_parallelism_refuses_a_moe_tp_that_is_not_tp_times_k_with_ep_1():
+    with pytest.raises(ValueError, match=r"moe_tp 2 splits every expert over tp x k devices with ep 1; got tp 4, ep 1"):
+        Parallelism(tp=4, moe_tp=2)
+    with pytest.raises(ValueError, match=r"got tp 2, ep 2"):
+        Parallelism(tp=2, ep=2, moe_tp=4)

@@ -362,8 +362,9 @@ class StepCoster:
         mins = [c.quality.range_min for c in getattr(self.profile, "collectives", ())
                 if c.scope == scope and c.quality is not None]
         if mins and small < min(mins):
-            self.warnings.append(f"attention data-parallel: a decode step's EP collective ({small:g} B: one token's "
-                                 f"hidden state from each of {reps} replicas{'' if engine.ep_comm == 'all_reduce' else ', routed'}) "
+            self.warnings.append(f"attention data-parallel: a decode step's MoE collective ({small:g} B: one token's "
+                                 f"hidden state from each of {reps} replicas"
+                                 f"{'' if engine.ep_comm == 'all_reduce' or ep == 1 else ', routed'}) "
                                  f"is {min(mins) / small:.0f} x smaller than the smallest {scope} message the profile "
                                  f"measured ({min(mins):.4g} B): its latency is extrapolated from large messages; measure "
                                  f"small messages (accelcal collectives) or import an nccl-tests log that has them")
