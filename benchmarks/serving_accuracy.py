@@ -100,6 +100,10 @@ class InferenceMaxClient:
     prompts_per_client: int = 10
     """--num-prompts $(( CONC * 10 )) with --max-concurrency $CONC (InferenceMAX README's client command and
     its benchmark scripts)."""
+    trtllm_attention_dp_balance_iters: int = 60
+    """The one server flag of its scripts modelled: its TensorRT-LLM scripts turn on attention-DP balance whenever
+    they turn on attention DP (``attention_dp_config: {batching_wait_iters: 0, enable_balance: true, timeout_iters:
+    60}`` in the DeepSeek-R1 fp8 scripts, as read in copies in the code index): EnginePreset.attention_dp_balance_iters."""
     # its one "initial single prompt test run" (and the --num-warmups 2 x CONC of later copies, awaited before the
     # run) leave an idle engine behind: the measured prompts start as one burst, as a drained warm-up does
 
@@ -327,6 +331,10 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
                                           isl, osl, bs, wd, args.fp8_kv_dtype if fp8 else "bf16")
         engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
         client = row_client(row, args.client)
+        if client == "inferencemax" and eng == "trtllm" and lay.batch_per_rank and "attention_dp_balance_iters" not in args.overrides:
+            engine = engine.with_overrides({"attention_dp_balance_iters": INFERENCEMAX.trtllm_attention_dp_balance_iters},
+                                           "InferenceMAX TensorRT-LLM scripts: attention_dp_config enable_balance, "
+                                           "timeout_iters 60 with attention DP")
         spread = {}
         if client == "inferencemax":
             n, warm = INFERENCEMAX.prompts_per_client * c, 0
@@ -548,7 +556,9 @@ def main() -> int:
               f"benchmark_serving.py, {INFERENCEMAX.prompts_per_client} x concurrency prompts, lengths uniform in "
               f"{INFERENCEMAX.range_ratio:g} x .. x (--range-mode {INFERENCEMAX.range_mode}), no warm-up in the "
               f"metrics; engine settings as --deployment {args.deployment} (its per-script server flags are not "
-              f"modelled); {clients.get('aiconfigurator', 0)} row(s) of aiconfigurator's")
+              f"modelled, but for TensorRT-LLM with attention DP its balance, timeout "
+              f"{INFERENCEMAX.trtllm_attention_dp_balance_iters} steps); {clients.get('aiconfigurator', 0)} row(s) of "
+              f"aiconfigurator's")
     for ta, gap in sweeps:
         t0 = time.perf_counter()
         if len(sweeps) > 1:

@@ -75,3 +75,25 @@ def test_predict_runs_attention_dp_replicas_in_lockstep():
     assert any("simulated together in lockstep" in n for n in lock.notes)
     # with jittered arrivals the two replicas' prefills fall in different steps: each one's decodes wait for both
     assert lock.metrics.tpot_mean_s > apart.metrics.tpot_mean_s
+
+
+def test_balance_holds_new_prompts_until_every_replica_has_some(setup):
+    engine, coster, kv = setup
+    loads = [ServingWorkload(isl=2048, osl=64, concurrency=4, num_requests=64, turnaround_s=0.01, seed=s)
+             for s in (0, 7)]
+    plain = simulate_lockstep(engine, coster, kv, loads)
+    balanced = simulate_lockstep(engine.with_overrides({"attention_dp_balance_iters": 60}, "test"), coster, kv, loads)
+    # the trade-off TensorRT-LLM's ADP balance makes: prompts wait for the other replica's (TTFT up), and the
+    # replicas prefill in the same steps, so decodes are held once per round instead of once per replica (TPOT down)
+    for p, b in zip(plain, balanced):
+        assert b.metrics.ttft_mean_s > p.metrics.ttft_mean_s
+        assert b.metrics.tpot_mean_s < p.metrics.tpot_mean_s
+        assert b.metrics.requests_per_s * b.metrics.request_latency_mean_s == pytest.approx(4, rel=0.02)
+    # a timeout of 0 steps admits at once: the plain lockstep
+    none = simulate_lockstep(engine.with_overrides({"attention_dp_balance_iters": 0}, "test"), coster, kv, loads)
+    assert [r.metrics.ttft_mean_s for r in none] == [r.metrics.ttft_mean_s for r in plain]
+
+
+def test_a_negative_balance_timeout_is_refused():
+    with pytest.raises(ValueError, match=r"engine override attention_dp_balance_iters must be an integer >= 0, got -1"):
+        EnginePreset.from_name("trtllm").with_overrides({"attention_dp_balance_iters": -1}, "test")

@@ -114,6 +114,10 @@ class EnginePreset:
     """Experts spread over the TP group (``--ep`` = TP): ``all_reduce`` (every rank holds every token, runs its
     own experts and one all-reduce sums them: engines without attention data parallelism) or ``all_to_all``
     (tokens dispatched to the experts' ranks and combined back)."""
+    attention_dp_balance_iters: int = 0
+    """Attention data parallelism only: hold a replica's new prompts until every replica of its group has some, or
+    for at most this many steps, so that the replicas prefill in the same step (TensorRT-LLM attention_dp_config
+    enable_balance with timeout_iters; its batching_wait_iters is not modelled).  0 = off."""
     ep_below_tp: bool = False
     """The engine runs an EP degree that divides TP (``--ep`` below ``--tp``): the experts spread over ``ep`` groups
     of the TP ranks, each TP-splitting its experts (TensorRT-LLM moe_tp_size x moe_ep_size, SGLang --ep-size below

@@ -109,9 +109,20 @@ def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, sh
     of them; a replica with nothing to run meanwhile (the engines' dummy forward passes: vLLM docs
     serving/data_parallel_deployment, "Forward passes must be aligned") starts its next step with the group's next.
     When no replica has work, the group idles until the first request reaches one of them."""
-    runs = [_replica(engine, coster, kv, share, devices, max_steps, False, lockstep=True) for share in shares]
+    balance = engine.attention_dp_balance_iters
+    runs = [_replica(engine, coster, kv, share, devices, max_steps, False, lockstep=True, balance=balance > 0)
+            for share in shares]
     out: list[SimRun | None] = [None] * len(runs)
-    asks: dict[int, tuple[str, float]] = {}
+    asks: dict = {}
+    held = [0] * len(runs)  # group steps each replica has held its new prompts for (balance)
+
+    def reply(i: int, value) -> None:
+        try:
+            asks[i] = runs[i].send(value)
+        except StopIteration as end:
+            out[i] = end.value
+            del asks[i]
+
     for i, run in enumerate(runs):
         try:
             asks[i] = next(run)
@@ -119,6 +130,17 @@ def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, sh
             out[i] = end.value
     group_clock = 0.0
     while asks:
+        if any(kind == "ready" for kind, _ in asks.values()):
+            # TensorRT-LLM's attention-DP balance: a replica with new prompts admits them when every replica has
+            # some, or after holding them for `balance` steps (attention_dp_config timeout_iters)
+            everyone = all(kind == "ready" and wants for kind, wants in asks.values())
+            for i, (kind, wants) in list(asks.items()):
+                if kind != "ready":
+                    continue
+                admit = not wants or everyone or held[i] >= balance
+                held[i] = 0 if admit or not wants else held[i] + 1
+                reply(i, admit)
+            continue
         stepping = [dt for kind, dt in asks.values() if kind == "step"]
         if stepping:
             step = max(stepping)
@@ -128,19 +150,16 @@ def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, sh
             group_clock = max(group_clock, min(at for _, at in asks.values()))
             replies = {i: group_clock for i in asks}
         for i in list(asks):
-            try:
-                asks[i] = runs[i].send(replies[i])
-            except StopIteration as end:
-                out[i] = end.value
-                del asks[i]
+            reply(i, replies[i])
     return [r for r in out if r is not None]
 
 
 def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int,
-             max_steps: int, fast_forward: bool, lockstep: bool):
+             max_steps: int, fast_forward: bool, lockstep: bool, balance: bool = False):
     """One replica's run, a generator returning its SimRun.  With ``lockstep`` it yields ("step", seconds) before
     each step and takes back how long the group's step lasted, and ("idle", when its next request arrives) when it
-    has nothing to run and takes back the group's clock; without, it never yields."""
+    has nothing to run and takes back the group's clock; with ``balance`` too, ("ready", whether new prompts wait)
+    before it schedules, taking back whether it may admit them.  Without lockstep it never yields."""
     if workload.warmup_drains and workload.warmup_requests and workload.closed_loop:
         # the warm-up ran to completion on its own and left the engine idle (no prefix cache is modelled):
         # the measured requests are a run of their own, starting with a burst
@@ -320,6 +339,9 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             ran = decode_window()
             if ran:
                 continue
+        may_admit = True
+        if balance:
+            may_admit = yield ("ready", bool(waiting))
         held = len(lingering)
         chunks: list[tuple[_Req, int]] = []  # (request, prompt tokens this step)
         decodes: list[_Req] = []
@@ -426,13 +448,15 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             if engine.priority == "prefill_first":
                 # prompts take the budget first (the unfinished ones, then new ones); decodes fill what is left
                 schedule_running("prefilling")
-                admit_waiting()
+                if may_admit:
+                    admit_waiting()
                 schedule_running("decoding")
             else:
                 # the running requests first, decoding or finishing a chunked prompt (vLLM V1's RUNNING queue,
                 # TensorRT-LLM's scheduled generation requests, SGLang's mixed chunk), then new ones
                 schedule_running("all")
-                admit_waiting()
+                if may_admit:
+                    admit_waiting()
             if engine.admission == "reserve_ratio" and decodes and not chunks:
                 ratio = max(engine.new_token_ratio_min, ratio - decay)
         else:  # SGLang: a prefill batch, when one can be formed, runs on its own; else one decode step
@@ -449,7 +473,7 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             blocked = False
             # new requests fill what the chunked prompt leaves of the batch (scheduler.get_new_batch_prefill adds
             # the chunked request first, then the waiting queue; sglang 0.5.8.post1 wheel)
-            while waiting and left > 0 and not unfinished and len(running) + held < engine.max_seqs:
+            while may_admit and waiting and left > 0 and not unfinished and len(running) + held < engine.max_seqs:
                 r = waiting[0]
                 if not admits(r, used, future):
                     blocked = True
@@ -479,6 +503,12 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 r.blocks = blocks_for(r.done_prompt + take)
             free = kv.blocks - sum(r.blocks for r in running) - sum(r.blocks for r in lingering)
         if not chunks and not decodes and not lingering:
+            if not may_admit:
+                # its prompts held for the group's balance and nothing else to run: an empty step with the others
+                dt = yield ("step", 0.0)
+                prev_start = clock
+                clock += dt
+                continue
             raise RuntimeError(f"{engine.name}: no request can be scheduled (waiting {len(waiting)}, running "
                                f"{len(running)}, free blocks {free} of {kv.blocks})")
         max_running = max(max_running, len(running))
