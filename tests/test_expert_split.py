@@ -65,6 +65,9 @@ def test_an_ep_degree_must_divide_tp_or_be_a_multiple_of_it():
     with pytest.raises(ValueError, match=r"--ep 3 neither divides --tp 4 nor is a multiple of it.* here one of "
                                          r"\[1, 2, 4\]"):
         replica_parallelism(4, 1, 1, 8, ep=3, experts=120)
+    # the layout's own fault first, whatever the expert count
+    with pytest.raises(ValueError, match=r"--ep 3: --ep 3 neither divides --tp 4"):
+        replica_parallelism(4, 1, 1, 8, ep=3, experts=128)
 
 
 def test_engines_say_whether_they_split_experts_below_tp():
@@ -87,6 +90,10 @@ def test_predict_runs_a_tp_x_ep_split_and_refuses_it_for_vllm(capsys):
     assert out["feasible"] and out["layout"]["ep"] == 2
     assert out["memory"]["weights_bytes"] == pytest.approx(stage_weight_bytes(m, 4, 1, 1, 1, 2, "all_reduce"))
     assert any("experts split TP2 x EP2: each of 2 groups of 2 ranks holds 64 experts" in n for n in out["notes"])
+    whole = args[:args.index("--ep")] + ["--ep", "4"] + args[args.index("--ep") + 2:]
+    assert main(whole) == 0
+    assert any("experts spread over the TP group: 32 whole experts on each of 4 ranks" in n
+               for n in json.loads(capsys.readouterr().out)["notes"])
     vllm = args[:args.index("--engine")] + ["--engine", "vllm"] + args[args.index("--engine") + 2:]
     assert main(vllm) == 2
     assert "vllm does not split the experts TP2 x EP2" in capsys.readouterr().err
@@ -130,11 +137,13 @@ def test_experts_tp_split_over_replicas_hold_a_share_of_every_expert():
     assert (p.moe_tp, p.ep, p.ep_scope) == (2, 1, "intra_node")
     assert replica_parallelism(4, 1, 4, 8, 1, m.num_experts, moe_tp=16).ep_scope == "inter_node"
     assert replica_parallelism(2, 1, 2, 8, 1, m.num_experts, moe_tp=2).moe_tp == 0  # = --tp: the plain split
-    with pytest.raises(ValueError, match=r"--moe-tp 6 with --tp 2 --dp 4 --ep 1: --moe-tp must be --tp 2 x k with k "
-                                         r"dividing --dp 4 .* here one of \[2, 4, 8\]"):
+    with pytest.raises(ValueError, match=r"--moe-tp 6 with --tp 2 --dp 4: --moe-tp must be --tp 2 x k with k >= 2 "
+                                         r"dividing --dp 4 .* here one of \[4, 8\]"):
         replica_parallelism(2, 1, 4, 8, 1, m.num_experts, moe_tp=6)
-    with pytest.raises(ValueError, match=r"--moe-tp 4 with --tp 2 --dp 2 --ep 2: it is --ep 1's alternative"):
-        replica_parallelism(2, 1, 2, 8, 2, m.num_experts, moe_tp=4)
+    # with EP the experts are spread, not split: --moe-tp is refused whatever its value (even --tp's)
+    for moe_tp in (4, 2):
+        with pytest.raises(ValueError, match=rf"--moe-tp {moe_tp} with --ep 2: .* needs --ep 1; drop --moe-tp or --ep"):
+            replica_parallelism(2, 1, 2, 8, 2, m.num_experts, moe_tp=moe_tp)
 
 
 def test_predict_fits_a_model_whose_experts_split_over_the_replicas(capsys):
@@ -151,8 +160,8 @@ def test_predict_fits_a_model_whose_experts_split_over_the_replicas(capsys):
     # by hand: one device of TP1 less half of every layer's routed experts (1 byte each in fp8)
     whole = stage_weight_bytes(m, 1, 1, 1, 1, 2, "all_reduce")
     assert out["memory"]["weights_bytes"] == pytest.approx(whole - m.moe_layers * layer_routed_expert_elems(m, 1, 1) / 2)
-    assert any("attention data-parallel: the expert layers, every expert TP-split 2 ways, spans 2 replicas of TP1"
-               in n for n in out["notes"])
+    assert any("attention data-parallel: the expert layers (every expert TP-split 2 ways) span 2 replicas of TP1"
+               in n and "no EP transport" in n for n in out["notes"])
     dense = list(base)
     dense[dense.index("qwen3-235b-a22b")] = "qwen3-32b"
     assert main(dense + ["--moe-tp", "2"]) == 2

@@ -177,7 +177,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {v!r}")
     if not isinstance(moe_tp, int) or moe_tp < 0:
-        raise ValueError(f"--moe-tp must be an integer >= 0 (0: as --ep says), got {moe_tp!r}")
+        raise ValueError(f"--moe-tp must be an integer >= 0 (0, the default: each replica keeps every expert; --tp x k: "
+                         f"every expert split over k replicas), got {moe_tp!r}")
     extra = {} if turnaround_s is None else {"turnaround_s": turnaround_s}
     if num_requests is None and request_rate_per_s is not None and concurrency is None and isinstance(dp, int) and dp >= 1:
         num_requests = open_loop_requests(dp)
@@ -196,8 +197,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
     require_engine_ep(engine, tp, ep)
     engine, pp_notes = engine.for_pipeline(pp)
-    layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": par.devices, "tp_scope": par.tp_scope,
-              **({"moe_tp": par.moe_tp} if par.moe_tp else {})}
+    layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "moe_tp": par.moe_tp, "devices": par.devices,
+              "tp_scope": par.tp_scope}
     # the measured requests it ran, the default (10 x C, at least 100; 200 open loop) or the given count
     wl = {**{k: v for k, v in dataclasses.asdict(workload).items() if k != "stream"},  # a replica's share only
           "num_requests": workload.requests - workload.warmup_requests}

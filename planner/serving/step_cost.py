@@ -80,23 +80,26 @@ def replica_parallelism(tp: int, pp: int, dp: int, devices_per_node: int, ep: in
     attention runs data-parallel share the expert layers: vLLM ``--data-parallel-size`` for a MoE model without
     ``--enable-expert-parallel``, whose expert layers form one (DP x TP) tensor-parallel group; SGLang
     ``--enable-dp-attention`` without ``--ep-size``); 0 or ``tp``: the experts split as ``ep`` says."""
+    if moe_tp and ep != 1:
+        raise ValueError(f"--moe-tp {moe_tp} with --ep {ep}: --moe-tp splits every expert over the replicas instead of "
+                         f"spreading the experts, so it needs --ep 1; drop --moe-tp or --ep")
     if moe_tp == tp:
         moe_tp = 0
     if moe_tp:
         k = moe_tp // tp
-        if moe_tp % tp or k < 2 or dp % k or ep != 1:
-            need = ("it is --ep 1's alternative (experts TP-split, not spread)" if ep != 1 else
-                    f"--moe-tp must be --tp {tp} x k with k dividing --dp {dp} (k replicas share the expert layers)")
-            ways = sorted({tp * k for k in range(1, dp + 1) if dp % k == 0})
-            raise ValueError(f"--moe-tp {moe_tp} with --tp {tp} --dp {dp} --ep {ep}: {need}; here one of {ways}")
+        if moe_tp % tp or k < 2 or dp % k:
+            ways = sorted({tp * k for k in range(2, dp + 1) if dp % k == 0})
+            raise ValueError(f"--moe-tp {moe_tp} with --tp {tp} --dp {dp}: --moe-tp must be --tp {tp} x k with k >= 2 "
+                             f"dividing --dp {dp} (k replicas share the expert layers); here one of {ways}"
+                             + (" (none: --dp must be 2 or more)" if not ways else ""))
     fits = sorted(e for e in {d for d in range(1, tp + 1) if tp % d == 0} | {tp * k for k in range(1, dp + 1)
                                                                           if dp % k == 0}
                   if e == 1 or not experts or experts % e == 0)
     if ep != 1 and ((ep % tp and tp % ep) or (ep > tp and dp % (ep // tp)) or (experts and experts % ep)):
-        if experts and experts % ep:
-            need = f"{experts} experts do not spread evenly over {ep} devices ({experts} % {ep} = {experts % ep})"
-        elif ep % tp and tp % ep:
+        if ep % tp and tp % ep:
             need = f"--ep {ep} neither divides --tp {tp} nor is a multiple of it"
+        elif experts and experts % ep:
+            need = f"{experts} experts do not spread evenly over {ep} devices ({experts} % {ep} = {experts % ep})"
         else:
             need = (f"--ep {ep} with --tp {tp} spreads the experts over {ep // tp} replicas, so --dp must be a multiple "
                     f"of {ep // tp} (attention data-parallel, e.g. --tp {tp} --dp {ep // tp} --ep {ep}), got --dp {dp}")
@@ -204,6 +207,12 @@ class StepCoster:
                               f"the scores back; the KV pool holds its "
                               f"{model.index_cache_bytes_per_layer}-byte key per token and layer")
         require_engine_ep(engine, tp, parallelism.ep)
+        if parallelism.ep == tp > 1 and model.is_moe:
+            how = ("every rank runs all its tokens' pairs routed to its experts and the TP all-reduce sums them"
+                   if engine.ep_comm == "all_reduce" else "each rank's tokens dispatched to the experts' ranks and "
+                   "combined back (all-to-all)")
+            self.notes.append(f"experts spread over the TP group: {model.num_experts // tp} whole experts on each of "
+                              f"{tp} ranks; {how} ({engine.name} ep_comm {engine.ep_comm})")
         if 1 < parallelism.ep < tp:
             self.notes.append(f"experts split TP{parallelism.expert_tp} x EP{parallelism.ep}: each of {parallelism.ep} "
                               f"groups of {parallelism.expert_tp} ranks holds {model.num_experts // parallelism.ep} "
@@ -213,11 +222,13 @@ class StepCoster:
             how = ("their tokens all-gathered into the experts and the sums reduce-scattered back"
                    if engine.ep_comm == "all_reduce" or parallelism.ep == 1
                    else "the routed pairs dispatched to the experts and combined back")
-            group = (f"each EP group of {parallelism.ep} devices" if parallelism.ep > 1 else
-                     f"the expert layers, every expert TP-split {parallelism.expert_tp} ways,")
-            self.notes.append(f"attention data-parallel: {group} spans "
+            transport = (f"{engine.name} ep_comm {engine.ep_comm}" if parallelism.ep > 1
+                         else "no EP transport: every expert TP-split")
+            group = (f"each EP group of {parallelism.ep} devices spans" if parallelism.ep > 1 else
+                     f"the expert layers (every expert TP-split {parallelism.expert_tp} ways) span")
+            self.notes.append(f"attention data-parallel: {group} "
                               f"{parallelism.moe_group // tp} replicas of TP{tp}, each with its own requests and KV pool, {how} "
-                              f"({engine.name} ep_comm {engine.ep_comm}); each replica serves its share of the "
+                              f"({transport}); each replica serves its share of the "
                               f"clients, and the group's replicas are simulated together in lockstep (the MoE layers "
                               f"meet in the group's collectives every forward pass, so every step lasts as long as "
                               f"the slowest replica's: one replica's prefill holds the others' decodes); the steady "
