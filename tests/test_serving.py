@@ -1329,3 +1329,14 @@ def test_steady_binding_code_reads_no_rounding_as_a_prefill_bound_engine():
             assert 0 < s.prefill_share < 0.03 and s.binding == "decode", (name, isl, s.prefill_share)
         s = steady_state(engine, sc, kv, 4096, 2, 64)
         assert s.prefill_share > PREFILL_BINDS_SHARE and s.binding == "prefill_interference", (name, s.prefill_share)
+
+
+def test_a_best_row_at_the_top_of_the_sweep_says_a_larger_concurrency_was_not_tried(prof):
+    loose = ServingTargets(ttft_s=1e3, tpot_s=10.0)
+    res = search_serving(prof, "llama3-8b", 8, ["vllm"], [1, 4], 1024, 128, loose)
+    assert res.best.concurrency == 4
+    assert any(w.startswith("sweep: C4 is the largest concurrency tried and meets the targets") for w in res.best.why)
+    # where a larger concurrency was tried and missed, the row below it does not say so
+    tight = search_serving(prof, "llama3-8b", 8, ["vllm"], [1, 256], 1024, 128,
+                           ServingTargets(ttft_s=1e3, tpot_s=res.best.tpot_s * 1.05))
+    assert tight.best.concurrency < 256 and not any(w.startswith("sweep:") for w in tight.best.why)

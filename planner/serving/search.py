@@ -536,6 +536,10 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     lines += [f"also: {x[1]}" for x in terms[1:3] if x[0] >= _NEGLIGIBLE_SHARE]
     if c.misses:
         lines.append("misses: " + "; ".join(c.misses))
+    elif (t.ttft_s is not None or t.tpot_s is not None) and c.concurrency >= max(o.concurrency for o in cands):
+        # the targets were not what stopped the sweep: a larger concurrency was never tried
+        lines.append(f"sweep: C{c.concurrency} is the largest concurrency tried and meets the targets; a larger one "
+                     f"may too, with more tokens/s per device (--concurrency with larger values tries it)")
     return lines
 
 
