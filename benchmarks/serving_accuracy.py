@@ -331,10 +331,13 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
                                           isl, osl, bs, wd, args.fp8_kv_dtype if fp8 else "bf16")
         engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
         client = row_client(row, args.client)
-        if client == "inferencemax" and eng == "trtllm" and lay.batch_per_rank and "attention_dp_balance_iters" not in args.overrides:
-            engine = engine.with_overrides({"attention_dp_balance_iters": INFERENCEMAX.trtllm_attention_dp_balance_iters},
-                                           "InferenceMAX TensorRT-LLM scripts: attention_dp_config enable_balance, "
-                                           "timeout_iters 60 with attention DP")
+        balance = INFERENCEMAX.trtllm_attention_dp_balance_iters
+        if (client == "inferencemax" and eng == "trtllm" and lay.batch_per_rank
+                and "attention_dp_balance_iters" not in args.overrides):
+            # the scripts' attention-DP balance (InferenceMaxClient.trtllm_attention_dp_balance_iters)
+            engine = engine.with_overrides({"attention_dp_balance_iters": balance},
+                                           f"InferenceMAX TensorRT-LLM scripts: attention_dp_config enable_balance, "
+                                           f"timeout_iters {balance} with attention DP")
         spread = {}
         if client == "inferencemax":
             n, warm = INFERENCEMAX.prompts_per_client * c, 0

@@ -486,6 +486,8 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         return "expert_gather_scatter"
     h, E, k = model.hidden_size, model.num_experts, model.top_k
     ep, group = layout.ep, layout.moe_group
+    # every rank keeps every token (an all-reduce sums the experts' outputs) unless EP dispatches routed pairs
+    gathers = options.ep_comm == "all_reduce" or ep == 1
     add(_node("router", "gemm", (x,), m=tok, n=E, k=h))
     # fp32 routing probabilities read and written (plus the top-k ids and weights, small beside them)
     add(_node("topk", "memory", ("router",), kernels=max(1, impl.router_topk.kernels), nbytes=2 * tok * E * 4))
@@ -513,14 +515,14 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         m = math.ceil(assigned / active)
         joins.append(experts(after_topk, active, m, ef, assigned))
         shared_tok, sf = tok, model.shared_experts * model.expert_ffn_size // t
-    elif options.ep_comm == "all_reduce" or ep == 1:
+    elif gathers:
         # every rank holds every token and runs its E/ep experts on the pairs routed to them: whole experts, or
         # for an EP degree below TP each split expert_tp ways (the ranks of one expert group run the same pairs
         # on their slices; the TP all-reduce below sums both); a MoE group wider than TP spans group / tp
         # data-parallel replicas (attention data parallelism: EP over them, or EP 1 with every expert TP-split
         # over the whole group, vLLM's default), whose tokens are all-gathered first (SGLang dp_gather, vLLM's
         # allgather_reducescatter), the same count on each
-        reps = max(1, group // t)
+        reps = layout.moe_replicas
         moe_tok = tok * reps
         gathered = after_topk
         if reps > 1:
@@ -557,10 +559,10 @@ def _moe(dag: LayerDAG, model: ModelConfig, layout: Parallelism, options: DagOpt
         add(_node("shared_down", "gemm", quantized("shared_down", "shared_act_mul", shared_tok * sf), m=shared_tok,
                   n=h, k=sf))
         joins.append("shared_down")
-    if (options.ep_comm == "all_reduce" or ep == 1) and group > t:
+    if gathers and group > t:
         # the partial sums of every replica's tokens: reduce-scattered over the whole MoE group, each replica's TP
         # group getting its own tokens back, then gathered across its TP ranks
-        reps = group // t
+        reps = layout.moe_replicas
         add(_node("dp_moe_reduce_scatter", "collective", tuple(joins), op="reduce_scatter", nbytes=reps * tok * h * el,
                   group_size=group, scope=layout.ep_scope))
         if t > 1:

@@ -67,6 +67,13 @@ def layer_routed_expert_elems(model: ModelConfig, tp: int, ep: int, moe_tp: int 
     return (model.num_experts // ep) * 3 * model.hidden_size * (model.expert_ffn_size // expert_tp(tp, ep, moe_tp))
 
 
+def _shared_expert_ffn(model: ModelConfig, tp: int, ep: int, ep_comm: str) -> int:
+    """One shared expert's FFN width on one device: TP-split where every TP rank holds every token (no EP, or EP
+    whose outputs are all-reduced: the DAG's all_reduce branch); whole where an all-to-all leaves each rank its own
+    1/tp of the tokens."""
+    return model.expert_ffn_size // tp if ep == 1 or ep_comm == "all_reduce" else model.expert_ffn_size
+
+
 def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = None,
                        ep_comm: str = "all_to_all", moe_tp: int = 0) -> int:
     """Weight elements of one decoder layer on one device; ``kind`` ``"moe"`` or ``"dense"`` (default: a MoE
@@ -77,10 +84,7 @@ def layer_weight_elems(model: ModelConfig, tp: int, ep: int, kind: str | None = 
     if kind == "dense":
         ffn = 3 * h * (model.ffn_size // tp)
     else:
-        # shared experts TP-split where every TP rank holds every token (no EP, or EP whose outputs are
-        # all-reduced: the DAG's all_reduce branch); replicated over the EP ranks of an all-to-all, each running
-        # them on its own 1/tp of the tokens
-        shared_ffn = model.expert_ffn_size // tp if ep == 1 or ep_comm == "all_reduce" else model.expert_ffn_size
+        shared_ffn = _shared_expert_ffn(model, tp, ep, ep_comm)
         ffn = (layer_routed_expert_elems(model, tp, ep, moe_tp) + model.shared_experts * 3 * h * shared_ffn
                + h * model.num_experts)
     return model.mixer_params(tp) + ffn + 2 * h
@@ -149,12 +153,12 @@ def device_memory(model: ModelConfig, workload: Workload, parallelism: Paralleli
     kv = workload.batch * (workload.context_len * kv_bytes_per_token(model, tp, pp, kvel)
                            + linear_state_bytes_per_seq(model, tp, pp))
     heads = model.heads // tp
-    reps = parallelism.moe_group // tp  # attention-DP replicas whose tokens meet in the expert layers
+    reps = parallelism.moe_replicas  # attention-DP replicas whose tokens meet in the expert layers
     if model.is_moe:
         # every token's routed pairs at each expert's slice, for the gathered tokens of all reps replicas; the
         # shared experts on this replica's own tokens, split as layer_weight_elems splits them
         ef = model.expert_ffn_size // parallelism.expert_tp
-        sf = model.expert_ffn_size // tp if ep == 1 or ep_comm == "all_reduce" else model.expert_ffn_size
+        sf = _shared_expert_ffn(model, tp, ep, ep_comm)
         mlp_width = 3 * ef * model.top_k * reps + 3 * model.shared_experts * sf
         if model.dense_layers:
             mlp_width = max(mlp_width, 3 * (model.ffn_size // tp))

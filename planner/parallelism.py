@@ -92,6 +92,11 @@ class Parallelism:
         return self.expert_tp * self.ep
 
     @property
+    def moe_replicas(self) -> int:
+        """Replicas whose tokens meet in one MoE layer: moe_group / tp (1 unless attention runs data-parallel)."""
+        return max(1, self.moe_group // self.tp)
+
+    @property
     def devices(self) -> int:
         """Devices used: tp x pp x dp."""
         return self.tp * self.pp * self.dp

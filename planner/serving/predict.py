@@ -304,7 +304,7 @@ def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, wo
     ``accelcal predict`` and the serving search's re-check both run a layout through here, so they agree."""
     seedless = workload.closed_loop and workload.fixed_lengths and workload.turnaround_s == 0
     # attention data parallelism: the replicas of one MoE group run in lockstep, so they are simulated together
-    lock = max(1, coster.parallelism.moe_group // coster.parallelism.tp)
+    lock = coster.parallelism.moe_replicas
     runs: dict = {}
     for first in range(0, dp, lock):
         shares = tuple(workload.per_replica(dp, r) for r in range(first, min(dp, first + lock)))

@@ -117,17 +117,15 @@ def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, sh
     held = [0] * len(runs)  # group steps each replica has held its new prompts for (balance)
 
     def reply(i: int, value) -> None:
+        """Resume replica ``i`` with ``value`` (None starts it) and keep what it asks next, or its run."""
         try:
             asks[i] = runs[i].send(value)
         except StopIteration as end:
             out[i] = end.value
-            del asks[i]
+            asks.pop(i, None)
 
-    for i, run in enumerate(runs):
-        try:
-            asks[i] = next(run)
-        except StopIteration as end:
-            out[i] = end.value
+    for i in range(len(runs)):
+        reply(i, None)
     group_clock = 0.0
     while asks:
         if any(kind == "ready" for kind, _ in asks.values()):

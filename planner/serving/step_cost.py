@@ -227,7 +227,7 @@ class StepCoster:
             group = (f"each EP group of {parallelism.ep} devices spans" if parallelism.ep > 1 else
                      f"the expert layers (every expert TP-split {parallelism.expert_tp} ways) span")
             self.notes.append(f"attention data-parallel: {group} "
-                              f"{parallelism.moe_group // tp} replicas of TP{tp}, each with its own requests and KV pool, {how} "
+                              f"{parallelism.moe_replicas} replicas of TP{tp}, each with its own requests and KV pool, {how} "
                               f"({transport}); each replica serves its share of the "
                               f"clients, and the group's replicas are simulated together in lockstep (the MoE layers "
                               f"meet in the group's collectives every forward pass, so every step lasts as long as "
@@ -364,7 +364,7 @@ class StepCoster:
         """With attention data-parallel (EP wider than TP), say when a decode step's EP collective (one token from
         each replica, gathered, or its routed pairs) is smaller than every message the profile measured for the
         group's scope: its latency then comes from large messages only."""
-        ep, reps = self.parallelism.ep, self.parallelism.moe_group // self.tp
+        ep, reps = self.parallelism.ep, self.parallelism.moe_replicas
         if reps < 2:
             return
         h_bytes = self.model.hidden_size * self.el
