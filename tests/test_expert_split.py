@@ -14,6 +14,8 @@ from accelcal.planner.dag import DagOptions, build_layer_dag
 from accelcal.planner.memory import layer_routed_expert_elems, layer_weight_elems, stage_weight_bytes
 from accelcal.planner.parallelism import Parallelism, expert_tp
 from accelcal.planner.serving.engine import EnginePreset
+from accelcal.planner.serving.predict import predict_serving
+from accelcal.planner.serving.search import search_serving
 from accelcal.planner.serving.step_cost import replica_parallelism, require_engine_ep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,3 +195,35 @@ def test_a_parallelism_refuses_a_moe_tp_that_is_not_tp_times_k_with_ep_1():
         Parallelism(tp=4, moe_tp=2)
     with pytest.raises(ValueError, match=r"got tp 2, ep 2"):
         Parallelism(tp=2, ep=2, moe_tp=4)
+
+
+def test_the_serving_search_tries_every_expert_layout_its_engine_runs():
+    """EP below TP where the engine runs it (sglang, trtllm; not vllm), and every expert TP-split over the attention
+    data-parallel replicas (--moe-tp) beside the spread (EP = TP x DP) and the replicas apart; a dense model none."""
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import combine_profiles
+    from accelcal.planner.serving.search import _expert_layouts, _simulate_candidate
+    from accelcal.planner.serving.workload import ServingWorkload
+
+    moe, dense = ModelConfig.from_name("qwen3-30b-a3b"), ModelConfig.from_name("qwen3-32b")
+    sglang, vllm = EnginePreset.from_name("sglang"), EnginePreset.from_name("vllm")
+    assert _expert_layouts(moe, sglang, 4, 1, 8) == [(1, 0), (4, 0), (2, 0), (8, 0), (1, 8)]
+    assert _expert_layouts(moe, vllm, 4, 1, 8) == [(1, 0), (4, 0), (8, 0), (1, 8)]
+    assert _expert_layouts(moe, sglang, 4, 2, 8) == [(1, 0), (4, 0), (2, 0)]  # PP: no attention DP
+    assert _expert_layouts(dense, sglang, 4, 1, 8) == [(1, 0)]
+    prof, _, _ = combine_profiles(Profile.load(H100), Profile.load(NVSWITCH))
+    res = search_serving(prof, "qwen3-30b-a3b", 4, ["sglang", "vllm"], [16], 512, 64, top=0)  # steady rows only
+    labels = {c.label for c in res.ranked}
+    assert {"sglang TP4 PP1 DP1 EP2 C16", "sglang TP1 PP1 DP4 MoE-TP4 C16", "vllm TP2 PP1 DP2 MoE-TP4 C16"} <= labels
+    assert not any(lab.startswith("vllm TP4 PP1 DP1 EP2") for lab in labels)
+    row = next(c for c in res.ranked if c.label == "sglang TP1 PP1 DP4 MoE-TP4 C16")
+    assert (row.ep, row.moe_tp) == (1, 4) and row.to_dict()["moe_tp"] == 4
+    # its steady-state figures are the ones accelcal predict --method steady gives that layout and load
+    pred = predict_serving(prof, "qwen3-30b-a3b", "sglang", tp=1, dp=4, moe_tp=4, concurrency=16, isl=512, osl=64,
+                           method="steady")
+    assert (row.ttft_s, row.tpot_s) == pytest.approx((pred.metrics.ttft_mean_s, pred.metrics.tpot_mean_s), rel=1e-9)
+    # and its re-check by simulation is accelcal predict's run: the four replicas in lockstep
+    _simulate_candidate(row, ServingWorkload(isl=512, osl=64, concurrency=1), "mean")
+    sim = predict_serving(prof, "qwen3-30b-a3b", "sglang", tp=1, dp=4, moe_tp=4, concurrency=16, isl=512, osl=64)
+    assert (row.ttft_s, row.tpot_s, row.per_device) == (sim.metrics.ttft_mean_s, sim.metrics.tpot_mean_s,
+                                                        sim.metrics.output_tokens_per_s_per_device)

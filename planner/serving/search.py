@@ -7,8 +7,8 @@
     for c in res.pareto: print(c.label, c.per_user, c.per_device)
     for line in res.best.why: print(line)
 
-Each candidate (engine, TP, PP, DP = devices / (TP x PP), total concurrency C, each replica serving C / DP
-clients) is costed with the analytic steady state (``steady.py``, checked against the step-level simulation
+Each candidate (engine, TP, PP, DP = devices / (TP x PP), for a MoE model each way its engine places the experts
+(``_expert_layouts``), total concurrency C, each replica serving C / DP clients) is costed with the analytic steady state (``steady.py``, checked against the step-level simulation
 in the tests to STEADY_REL_TOL on TPOT and throughput); the candidates that pass there, or miss TPOT or the
 offered rate by less than that error with their TTFT met, are re-checked by simulation at the asked statistic
 (mean, p90 or p99) in throughput order until one passes and no later one can beat it: the steady state assumes
@@ -105,8 +105,12 @@ class ServingCandidate:
     why: list[str] = field(default_factory=list)
     checked_by: str = "steady"
     ep: int = 1
-    """1: a MoE model's experts TP-split; = tp: spread over the replica's TP group; = tp x dp: over every
-    replica's, attention data-parallel."""
+    """1: a MoE model's experts TP-split; = tp: spread over the replica's TP group; a divisor of tp: over that many
+    groups of the TP ranks, each TP-splitting its experts; = tp x dp: over every replica's, attention
+    data-parallel."""
+    moe_tp: int = 0
+    """0: as ``ep`` says; tp x dp (with ``ep`` 1): every expert TP-split over every replica's devices, whose attention
+    runs data-parallel (``accelcal predict --moe-tp``)."""
     requests_per_s: float = 0.0
     """Requests/s the whole cluster completes (all DP replicas)."""
     miss_factor: float = 0.0
@@ -123,13 +127,18 @@ class ServingCandidate:
         return -(-self.concurrency // self.dp)
 
     @property
+    def layout(self) -> tuple[str, int, int, int, int]:
+        """(engine, TP, PP, EP, MoE TP): the deployment without its load."""
+        return self.engine, self.tp, self.pp, self.ep, self.moe_tp
+
+    @property
     def label(self) -> str:
-        ep = f" EP{self.ep}" if self.ep > 1 else ""
+        ep = (f" EP{self.ep}" if self.ep > 1 else "") + (f" MoE-TP{self.moe_tp}" if self.moe_tp else "")
         return f"{self.engine} TP{self.tp} PP{self.pp} DP{self.dp}{ep} C{self.concurrency}"
 
     def to_dict(self) -> dict:
         return {"engine": self.engine, "tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep,
-                "concurrency": self.concurrency,
+                "moe_tp": self.moe_tp, "concurrency": self.concurrency,
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "request_latency_s": self.request_latency_s,
                 "output_tokens_per_s_per_device": self.per_device, "output_tokens_per_s_per_user": self.per_user,
                 "requests_per_s": self.requests_per_s,
@@ -194,6 +203,26 @@ def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]
     return out
 
 
+def _expert_layouts(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, devices: int) -> list[tuple[int, int]]:
+    """(ep, moe_tp) for every way the search places a MoE model's experts in a TP ``tp`` x PP ``pp`` layout of
+    ``devices`` (a dense model: (1, 0) only).  Experts TP-split (1, 0); spread over the replica's TP group (tp, 0);
+    over groups of it, each TP-splitting its experts (e, 0) for e dividing tp, where the engine runs that
+    (EnginePreset.ep_below_tp); and without PP, over every replica's devices with attention data-parallel, spread
+    (tp x dp, 0) or TP-split (1, tp x dp).  The experts' count is checked by replica_parallelism, which names the
+    degrees they split over."""
+    if not model.is_moe:
+        return [(1, 0)]
+    dp = devices // (tp * pp)
+    out = [(1, 0)]
+    if tp > 1:
+        out.append((tp, 0))
+    if engine.ep_below_tp:
+        out += [(e, 0) for e in range(2, tp) if tp % e == 0]
+    if pp == 1 and dp > 1:
+        out += [(tp * dp, 0), (1, tp * dp)]
+    return out
+
+
 def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines: list[str], concurrencies: list[int],
                    isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str | None = None,
                    kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8,
@@ -236,24 +265,23 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 engine = engine.with_overrides(engine_overrides, "--engine-arg (this search)")
             except ValueError as exc:
                 raise ValueError(f"--engine-arg: {exc}") from None
-        # a MoE model's replicas also run with their experts spread over the TP group (ep = tp), and, without PP,
-        # over every replica's with attention data-parallel (ep = tp x dp: SGLang --enable-dp-attention, vLLM DP+EP,
-        # TensorRT-LLM enable_attention_dp)
-        layouts = [(tp, pp, ep) for tp, pp in _layouts(model, devices, dpn)
-                   for ep in dict.fromkeys(((1, tp) if tp > 1 else (1,))
-                                           + ((devices // pp,) if pp == 1 and devices // tp > 1 else ()))
-                   if model.is_moe or ep == 1]
-        for tp, pp, ep in layouts:
+        # a MoE model's replicas also run with their experts spread or split over more devices (_expert_layouts:
+        # SGLang --ep-size / --enable-dp-attention, vLLM --enable-expert-parallel / --data-parallel-size,
+        # TensorRT-LLM moe_expert_parallel_size / enable_attention_dp)
+        layouts = [(tp, pp, ep, moe_tp) for tp, pp in _layouts(model, devices, dpn)
+                   for ep, moe_tp in _expert_layouts(model, engine, tp, pp, devices)]
+        for tp, pp, ep, moe_tp in layouts:
             dp = devices // (tp * pp)
-            label = f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")
+            label = (f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")
+                     + (f" MoE-TP{moe_tp}" if moe_tp else ""))
             eng, pp_notes = engine.for_pipeline(pp)
             try:
-                par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts)
+                par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
             except ValueError as exc:  # an EP degree the experts do not split over: this layout's rejection
                 rejected.append(f"{label}: {exc}")
                 continue
             try:
-                kv = kv_budget(model, eng, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use)
+                kv = kv_budget(model, eng, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use, moe_tp)
                 check_request_runs(eng, kv, *longest)
                 coster = StepCoster(profile, model, par, eng, weight_dtype, kv_dtype, inter_node_profile,
                                     fp8_scaling=fp8_scaling)
@@ -276,7 +304,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                                         tps / devices, 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0, s.binding,
                                         {"steady": s, "kv_tokens": kv.tokens, "engine": eng, "coster": coster,
                                          "engine_notes": pp_notes,
-                                         "kv": kv}, ep=ep, requests_per_s=rps)
+                                         "kv": kv}, ep=ep, moe_tp=moe_tp, requests_per_s=rps)
                 _check(cand, targets, "mean")
                 cands.append(cand)
     if not cands:
@@ -286,12 +314,13 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     if engine_overrides:
         notes.append("every engine searched with " + ", ".join(f"--engine-arg {k}={v!r}" for k, v in engine_overrides.items()))
     if targets.any:
-        cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
+        cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.moe_tp,
+                                  c.concurrency))
         unconfirmed = _verify(cands, targets, client, verify)
         if unconfirmed:
             notes.append(unconfirmed)
     else:
-        cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.concurrency))
+        cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.moe_tp, c.concurrency))
         _verify_latency(cands, client, top)
     warnings = serving_warnings(profile, inter_node_profile, model, isl, osl)
     small_ar = [w for w in coster_warnings if w.startswith(SMALL_ALL_REDUCE)]
@@ -381,33 +410,42 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
     # missed: each replica is a closed loop of its own, so its clustering grows with its own clients
     ratios: dict[str, list[tuple[int, float, float]]] = {}
 
-    def likely_miss(c: ServingCandidate) -> str:
-        """Why ``c`` likely misses ("" when nothing says so): its steady figure scaled by the smallest simulated /
-        steady ratio its engine showed in missed re-checks at as many clients per replica or more."""
+    def likely_miss(c: ServingCandidate) -> tuple[float, str]:
+        """(estimated miss factor, why ``c`` likely misses; "" when nothing says so): its steady figures scaled by the
+        smallest simulated / steady ratios its engine showed in missed re-checks at as many clients per replica or
+        more, over their targets (0.0 without such evidence)."""
         seen = [r for r in ratios.get(c.engine, ()) if r[0] >= c.clients_per_replica]  # clustering grows with the clients
         if not seen:
-            return ""
+            return 0.0, ""
         k_ttft, k_tpot = min(r[1] for r in seen), min(r[2] for r in seen)
+        worst, why = 0.0, ""
         for name, est, k, v in (("TTFT", c.ttft_s, k_ttft, t.ttft_s), ("TPOT", c.tpot_s, k_tpot, t.tpot_s)):
-            if v is not None and est * k > DEFER_FACTOR * v:
-                return (f"likely misses: {name} {est * 1e3:.4g} ms (steady) x {k:.3g} ({c.engine}'s smallest "
-                        f"simulated/steady ratio in missed re-checks at >= {c.clients_per_replica} clients per replica) = "
-                        f"{est * k * 1e3:.4g} ms > {DEFER_FACTOR} x target {v * 1e3:.4g} ms; not simulated")
-        return ""
+            if v is not None and est * k / v > worst:
+                worst = est * k / v
+                why = (f"likely misses: {name} {est * 1e3:.4g} ms (steady) x {k:.3g} ({c.engine}'s smallest "
+                       f"simulated/steady ratio in missed re-checks at >= {c.clients_per_replica} clients per replica) = "
+                       f"{est * k * 1e3:.4g} ms > {DEFER_FACTOR} x target {v * 1e3:.4g} ms; not simulated")
+        return worst, why if worst > DEFER_FACTOR else ""
 
-    queue = list(eligible)  # in steady-state throughput order; the deferred ones join at the end, in that order
-    first_pass = len(queue)
-    for i, c in enumerate(queue):
+    # first every candidate in steady-state throughput order, those the evidence says likely miss set aside; then the
+    # set-aside ones, the closest to their targets (by the evidence gathered so far) first
+    queue = list(eligible)
+    deferred: list[ServingCandidate] = []
+    while queue or deferred:
         if (best is not None and after >= limit) or (best is None and done >= UNCONFIRMED_CHECKS):
             break
+        first_visit = bool(queue)
+        if first_visit:
+            c = queue.pop(0)
+        else:
+            c = min(deferred, key=lambda o: (likely_miss(o)[0], -o.per_device))
+            deferred.remove(c)
         if best is not None and c.per_device * (1.0 + STEADY_REL_TOL) <= best:
-            if i < first_pass:
-                continue  # the deferred ones may still pass above it
-            break  # no later candidate's simulated figure can reach the passing one's
-        if i < first_pass:
-            c.unchecked = likely_miss(c)  # said in the table if the re-checks end before it comes back round
+            continue  # its simulated figure cannot reach the passing one's
+        if first_visit:
+            c.unchecked = likely_miss(c)[1]  # said in the table if the re-checks end before it comes back round
             if c.unchecked:
-                queue.append(c)
+                deferred.append(c)
                 continue
         c.unchecked = ""
         steady = (c.ttft_s, c.tpot_s)
@@ -429,7 +467,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
             c.unchecked = f"not simulated: the search's re-checks ran out ({done} run)"
     # passes confirmed by simulation, then passes at the steady state only, then misses, closest first
     cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"), c.miss_factor, -c.per_device,
-                              c.request_latency_s, c.tp * c.pp, c.ep, c.concurrency))
+                              c.request_latency_s, c.tp * c.pp, c.ep, c.moe_tp, c.concurrency))
     if best is None and cands and not cands[0].misses:
         return (f"none of the {done} candidates re-checked by simulation meets the targets; the best row is the "
                 f"steady state's estimate, not confirmed (clients of identical requests cluster, which raises TTFT): "
@@ -465,11 +503,11 @@ def _verify_latency(cands: list[ServingCandidate], client: ServingWorkload, top:
     for c in cands[:top]:
         _simulate_candidate(c, client, "mean")
     cands.sort(key=lambda c: (c.checked_by == "steady", c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep,
-                              c.concurrency))
+                              c.moe_tp, c.concurrency))
 
 
 def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
-    return pareto_front(cands, order=lambda c: (-c.per_user, -c.per_device, c.tp, c.pp, c.ep, c.concurrency),
+    return pareto_front(cands, order=lambda c: (-c.per_user, -c.per_device, c.tp, c.pp, c.ep, c.moe_tp, c.concurrency),
                         better=lambda c: c.per_device)
 
 
@@ -495,8 +533,7 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
                       f"{room}; {c.clients_per_replica - s.in_engine} of {c.clients_per_replica} "
                       f"clients per replica wait {s.queue_wait_s * 1e3:.4g} ms for room"))
     if t.tpot_s is not None:
-        nxt = [o for o in cands if (o.engine, o.tp, o.pp, o.ep) == (c.engine, c.tp, c.pp, c.ep)
-               and o.concurrency > c.concurrency]
+        nxt = [o for o in cands if o.layout == c.layout and o.concurrency > c.concurrency]
         nxt.sort(key=lambda o: o.concurrency)
         more = ""
         if nxt:
@@ -521,7 +558,7 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
         comm = bd.get("communication", 0.0)
         terms.append((comm / bd["total"], f"collective latency: {comm * 1e3:.4g} ms of the {bd['total'] * 1e3:.4g} ms "
                                           f"decode step ({comm / bd['total']:.0%}) is "
-                                          f"{'TP/PP/EP' if c.ep > 1 else 'TP/PP'} communication"))
+                                          f"{'TP/PP/EP' if c.ep > 1 or c.moe_tp else 'TP/PP'} communication"))
     if not terms:  # one output token, no target, room for every request: the prefill is all there is
         terms.append((0.0, f"prefill: each request's one token comes from its prefill (TTFT {c.ttft_s * 1e3:.4g} ms)"))
     elif decodes and step_s > 0 and max(x[0] for x in terms) <= PREFILL_BINDS_SHARE:
@@ -564,14 +601,14 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
                      f"requires it to complete that many requests/s. At that open-loop rate a layout serves "
                      f"{t.request_rate_per_s:g} x osl tokens/s over its devices; the best layout's latencies there "
                      f"follow the table (accelcal predict --request-rate {t.request_rate_per_s:g} gives any layout's)")
-    lines.append(f"{'#':>2} {'plan':<30} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
+    lines.append(f"{'#':>2} {'plan':<34} {'TTFT ms':>10} {'TPOT ms':>9} {'tok/s/dev':>10} {'tok/s/user':>10}  "
                  f"{'from':<9} binding")
     for i, c in enumerate(res.ranked[:top], 1):
         mark = "  (misses)" if c.misses else ("  (likely misses)" if c.unchecked.startswith("likely")
                                               else "  (unconfirmed)" if c.unchecked else "")
         src = "simulated" if c.checked_by.startswith("simulate") else "steady"
         tpot, user = (f"{c.tpot_s * 1e3:9.2f}", f"{c.per_user:10.1f}") if c.tpot_s > 0 else (f"{'n/a':>9}", f"{'n/a':>10}")
-        lines.append(f"{i:>2} {c.label:<30} {c.ttft_s * 1e3:10.1f} {tpot} {c.per_device:10.1f} "
+        lines.append(f"{i:>2} {c.label:<34} {c.ttft_s * 1e3:10.1f} {tpot} {c.per_device:10.1f} "
                      f"{user}  {src:<9} {_BINDING_NAMES.get(c.binding, c.binding)}{mark}")
     best = res.best
     if best.misses:
@@ -607,7 +644,7 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     lines.append("Pareto front (tokens/s per user vs per device):")
     for c in res.pareto:
         src = ("" if c.checked_by != "steady" else "  (steady state)") + ("  (misses)" if c.misses else "")
-        lines.append(f"  {c.label:<30} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}{src}")
+        lines.append(f"  {c.label:<34} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}{src}")
     if res.rejected:
         # one line per distinct reason, naming the candidates it rejected (the reasons repeat across layouts)
         by_reason: dict[str, list[str]] = {}
