@@ -188,15 +188,18 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     # desynchronised clients and can be far below a closed loop's)
     confirmed = not targets.any or res.best.checked_by != "steady"
     meets = not res.best.misses and confirmed
+    command = _predict_command(args, res.best, engines)
     if args.format == "json":
         print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
                           "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
                           "search_s": res.search_s, "warnings": res.warnings, "notes": res.notes,
                           "meets_targets": meets, "best_simulated": res.best.checked_by != "steady",
-                          "open_loop_best": res.open_loop or None, "best_notes": res.best_notes},
+                          "open_loop_best": res.open_loop or None, "best_notes": res.best_notes,
+                          "best_predict_command": command},
                          indent=1, sort_keys=True))
     else:
         print(format_search(res, args.top), end="")
+        print(f"the best row as accelcal predict runs it (vary its flags to try another load or layout):\n  {command}")
     if args.plot:
         try:
             plot_pareto(res, args.plot)
@@ -213,6 +216,31 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
               file=sys.stderr)
         return EXIT_TARGETS_MISSED
     return EXIT_OK
+
+
+def _predict_command(args: argparse.Namespace, best, engines: list[str]) -> str:
+    """The ``accelcal predict`` command line that runs ``best`` (a ServingCandidate) as the search re-checks it: the
+    same profiles, model, request lengths and spread, dtypes and engine settings as this ``plan``, the row's layout
+    and concurrency; its engine as the user named it (a preset file stays a path)."""
+    import shlex
+
+    from .serving.engine import EnginePreset
+
+    spec = next((e for e in engines if EnginePreset.resolve(e).name == best.engine), best.engine)
+    cmd = ["accelcal", "predict", "--profile", args.profile]
+    for flag, v in (("--interconnect", args.interconnect), ("--inter-node-profile", args.inter_node_profile)):
+        if v:
+            cmd += [flag, v]
+    cmd += ["--model", args.model] + best.predict_flags
+    cmd[cmd.index("--engine") + 1] = spec
+    cmd += ["--isl", str(args.prompt_len), "--osl", str(args.output_len)]
+    for flag, v in (("--weight-dtype", args.weight_dtype), ("--kv-dtype", args.kv_dtype),
+                    ("--range-ratio", args.range_ratio), ("--range-mode", args.range_mode)):
+        if v is not None:
+            cmd += [flag, str(v)]
+    for kv in args.engine_arg or []:
+        cmd += ["--engine-arg", kv]
+    return shlex.join(cmd)
 
 
 def _check_plot_path(path: str) -> None:

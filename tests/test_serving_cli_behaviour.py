@@ -558,3 +558,29 @@ def test_steady_state_has_means_only(capsys):
     assert rc == 0 and "p50" not in out and "p99" not in out and "mean" in out
     rc, out, err = _run(capsys, *args[:7], "--request-rate", "5", *args[9:])
     assert rc == 2 and "use --method simulate" in err
+
+
+def test_plan_prints_the_predict_command_that_reproduces_its_best_row(tmp_path, capsys):
+    """The command runs the best row as the search re-checked it: same TTFT, TPOT and tokens/s per device, with the
+    plan's engine setting, length spread and dtypes, a preset file named by its path and a MoE layout's flags."""
+    import shlex
+
+    preset = tmp_path / "my-sglang.yaml"
+    preset.write_text((ROOT / "planner" / "serving" / "presets" / "sglang.yaml").read_text().replace(
+        "name: sglang", "name: my-sglang", 1))
+    args = ["plan", "--profile", H100, "--interconnect", NVSWITCH, "--model", "qwen3-30b-a3b", "--engine", str(preset),
+            "--concurrency", "8,32", "--isl", "512", "--osl", "64", "--tpot", "0.05", "--range-ratio", "0.8",
+            "--engine-arg", "max_seqs=16", "--kv-dtype", "fp8_e4m3"]
+    rc, doc = _json(capsys, *args)
+    assert rc == 0 and doc["best_simulated"]
+    best, command = doc["ranked"][0], doc["best_predict_command"]
+    argv = shlex.split(command)
+    assert argv[:2] == ["accelcal", "predict"] and argv[argv.index("--engine") + 1] == str(preset)
+    assert "--engine-arg" in argv and "--range-ratio" in argv and "--kv-dtype" in argv
+    rc, one = _json(capsys, *argv[1:])
+    m = one["metrics"] if "metrics" in one else one
+    assert rc == 0 and (m["ttft_mean_s"], m["tpot_mean_s"], m["output_tokens_per_s_per_device"]) == pytest.approx(
+        (best["ttft_s"], best["tpot_s"], best["output_tokens_per_s_per_device"]), rel=1e-12)
+    assert one["layout"]["moe_tp"] == best["moe_tp"] and one["layout"]["ep"] == best["ep"]
+    rc, text, _ = _run(capsys, *args)
+    assert text.rstrip().endswith(command)

@@ -136,6 +136,17 @@ class ServingCandidate:
         ep = (f" EP{self.ep}" if self.ep > 1 else "") + (f" MoE-TP{self.moe_tp}" if self.moe_tp else "")
         return f"{self.engine} TP{self.tp} PP{self.pp} DP{self.dp}{ep} C{self.concurrency}"
 
+    @property
+    def predict_flags(self) -> list[str]:
+        """This row's layout and load as ``accelcal predict`` flags (the run a simulated re-check makes), its
+        defaults left out; the engine by its preset name."""
+        flags = ["--engine", self.engine, "--tp", str(self.tp)]
+        for flag, v, default in (("--pp", self.pp, 1), ("--dp", self.dp, 1), ("--ep", self.ep, 1),
+                                 ("--moe-tp", self.moe_tp, 0)):
+            if v != default:
+                flags += [flag, str(v)]
+        return flags + ["--concurrency", str(self.concurrency)]
+
     def to_dict(self) -> dict:
         return {"engine": self.engine, "tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep,
                 "moe_tp": self.moe_tp, "concurrency": self.concurrency,
