@@ -178,7 +178,8 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     try:
         res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len, targets,
                              args.weight_dtype, args.kv_dtype, inter, top=args.top, engine_overrides=overrides,
-                             range_ratio=args.range_ratio, range_mode=args.range_mode or "around")
+                             range_ratio=args.range_ratio, range_mode=args.range_mode or "around",
+                             devices_per_node=args.devices_per_node)
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
         if args.format == "json":  # a document for programs, as predict gives one
@@ -199,7 +200,10 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
                          indent=1, sort_keys=True))
     else:
         print(format_search(res, args.top), end="")
-        print(f"the best row as accelcal predict runs it (vary its flags to try another load or layout):\n  {command}")
+        steady = (" (a steady-state row: --method steady gives its figures; leave it out to simulate it)"
+                  if res.best.checked_by == "steady" else "")
+        print(f"the best row as accelcal predict runs it{steady} (vary its flags to try another load or layout):\n"
+              f"  {command}")
     if args.plot:
         try:
             plot_pareto(res, args.plot)
@@ -231,9 +235,13 @@ def _predict_command(args: argparse.Namespace, best, engines: list[str]) -> str:
     for flag, v in (("--interconnect", args.interconnect), ("--inter-node-profile", args.inter_node_profile)):
         if v:
             cmd += [flag, v]
+    if args.devices_per_node is not None:
+        cmd += ["--devices-per-node", str(args.devices_per_node)]
     cmd += ["--model", args.model] + best.predict_flags
     cmd[cmd.index("--engine") + 1] = spec
     cmd += ["--isl", str(args.prompt_len), "--osl", str(args.output_len)]
+    if best.checked_by == "steady":  # the row's figures are the steady state's; predict simulates by default
+        cmd += ["--method", "steady"]
     for flag, v in (("--weight-dtype", args.weight_dtype), ("--kv-dtype", args.kv_dtype),
                     ("--range-ratio", args.range_ratio), ("--range-mode", args.range_mode)):
         if v is not None:

@@ -227,3 +227,64 @@ def test_the_serving_search_tries_every_expert_layout_its_engine_runs():
     sim = predict_serving(prof, "qwen3-30b-a3b", "sglang", tp=1, dp=4, moe_tp=4, concurrency=16, isl=512, osl=64)
     assert (row.ttft_s, row.tpot_s, row.per_device) == (sim.metrics.ttft_mean_s, sim.metrics.tpot_mean_s,
                                                         sim.metrics.output_tokens_per_s_per_device)
+
+
+def test_an_expert_split_into_unequal_slices_is_refused_with_the_splits_that_fit(capsys):
+    """Mixtral's 14336-wide experts do not split 6 ways (14336 % 6 = 2): no engine loads that (sglang asserts
+    intermediate_size % moe_tp_size == 0), so predict refuses it and the search leaves it out."""
+    from accelcal.planner.serving.step_cost import require_expert_split
+
+    m = ModelConfig.from_name("mixtral-8x7b")
+    vllm = EnginePreset.from_name("vllm")
+    with pytest.raises(ValueError, match=r"--moe-tp 6: mixtral-8x7b's routed experts are 14336 wide and 14336 % 6 = 2"
+                                         r".*splits of the experts that fit here: \[1, 2\], or whole experts on each "
+                                         r"device \(--ep 2\)"):
+        require_expert_split(m, replica_parallelism(2, 1, 3, 8, 1, m.num_experts, moe_tp=6), vllm)
+    require_expert_split(m, replica_parallelism(2, 1, 4, 8, 1, m.num_experts, moe_tp=8), vllm)  # 1792 each: fine
+    args = ["predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "mixtral-8x7b", "--tp", "2", "--dp",
+            "3", "--moe-tp", "6", "--engine", "vllm", "--concurrency", "8", "--isl", "256", "--osl", "16"]
+    assert main(args) == 2
+    assert "14336 % 6 = 2" in capsys.readouterr().err
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import combine_profiles
+
+    prof, _, _ = combine_profiles(Profile.load(H100), Profile.load(NVSWITCH))
+    res = search_serving(prof, "mixtral-8x7b", 6, ["vllm"], [8], 256, 16, top=0)
+    assert not any(c.moe_tp == 6 for c in res.ranked)
+    assert any("MoE-TP6: --moe-tp 6: mixtral-8x7b's routed experts are 14336 wide" in r for r in res.rejected)
+
+
+def test_block_scaled_fp8_experts_need_whole_blocks_per_device_where_the_engine_says_so(tmp_path, capsys):
+    """A 1536-wide block-scaled fp8 expert split 8 ways is 192 wide per device, not whole 128-blocks: vLLM and SGLang
+    refuse to load it (vllm issue 17569 for Qwen3-235B-A22B-FP8 at TP8; sglang fp8.py), TensorRT-LLM is not known to."""
+    cfg = {"architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 1024, "num_hidden_layers": 4,
+           "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 64, "intermediate_size": 4096,
+           "moe_intermediate_size": 1536, "num_experts": 16, "num_experts_per_tok": 4, "decoder_sparse_step": 1,
+           "mlp_only_layers": [], "vocab_size": 2048, "torch_dtype": "bfloat16", "tie_word_embeddings": False,
+           "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    base = ["predict", "--profile", H100, "--interconnect", str(ROOT / "profiles" / "interconnect" /
+                                                                 "h100-nvswitch-8.yaml"),
+            "--model", str(path), "--concurrency", "4", "--isl", "256", "--osl", "16", "--tp", "8"]
+    assert main(base + ["--engine", "vllm"]) == 2
+    err = capsys.readouterr().err
+    assert "would be 192 wide per device, and 192 % 128 = 64: vllm loads only whole blocks" in err
+    assert "splits of the experts that fit here: [1, 2, 4], or whole experts on each device (--ep 8)" in err
+    assert main(base + ["--engine", "trtllm"]) == 0  # not known to refuse
+    capsys.readouterr()
+    assert main(base + ["--engine", "vllm", "--ep", "8"]) == 0  # whole experts: nothing split
+    capsys.readouterr()
+    assert main(base + ["--engine", "vllm", "--weight-dtype", "bf16"]) == 0  # unquantised: no blocks
+
+
+def test_a_moe_tp_equal_to_tp_is_the_plain_split_and_says_so(capsys):
+    args = ["predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "qwen3-30b-a3b", "--tp", "2", "--dp",
+            "2", "--engine", "vllm", "--concurrency", "4", "--isl", "128", "--osl", "8", "--format", "json"]
+    assert main(args + ["--moe-tp", "2"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert same["layout"]["moe_tp"] == 0 and same["ttft_mean_s"] == plain["ttft_mean_s"]
+    note = "--moe-tp 2 = --tp 2: every expert is split over the replica's own TP group"
+    assert any(n.startswith(note) for n in same["notes"])

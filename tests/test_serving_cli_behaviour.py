@@ -584,3 +584,69 @@ def test_plan_prints_the_predict_command_that_reproduces_its_best_row(tmp_path, 
     assert one["layout"]["moe_tp"] == best["moe_tp"] and one["layout"]["ep"] == best["ep"]
     rc, text, _ = _run(capsys, *args)
     assert text.rstrip().endswith(command)
+
+
+def test_plan_and_predict_place_groups_by_devices_per_node(capsys):
+    """--devices-per-node 4 on 2 nodes: a group of 8 spans both nodes (the inter-node profile), so the figures
+    differ from one 8-device node's; the header and the predict command say so and the command reproduces the row."""
+    import shlex
+
+    ib = str(ROOT / "profiles" / "interconnect" / "h100-2x8-ib-ndr400.yaml")
+    base = ["plan", "--engine", "sglang", "--profile", H100, "--interconnect", NVSWITCH, "--inter-node-profile", ib,
+            "--model", "qwen3-30b-a3b", "--tpot", "0.03", "--isl", "512", "--osl", "64", "--concurrency", "64"]
+    rc, split = _json(capsys, *base, "--nodes", "2", "--devices-per-node", "4")
+    rc1, one = _json(capsys, *base)
+    assert rc == rc1 == 0
+    row = {r["label"]: r for r in split["ranked"]}
+    same = {r["label"]: r for r in one["ranked"]}
+    wide = [lab for lab in row if " EP8" in lab and lab in same]
+    assert wide and all(row[lab]["tpot_s"] > same[lab]["tpot_s"] for lab in wide)  # EP8 over two nodes costs more
+    argv = shlex.split(split["best_predict_command"])
+    assert argv[argv.index("--devices-per-node") + 1] == "4"
+    rc, pred = _json(capsys, *argv[1:])
+    best = split["ranked"][0]
+    assert rc == 0 and pred["tpot_mean_s"] == pytest.approx(best["tpot_s"], rel=1e-12)
+    rc, text, _ = _run(capsys, *base, "--nodes", "2", "--devices-per-node", "4")
+    assert "qwen3-30b-a3b on 8 devices (4 per node)" in text
+    rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--devices-per-node", "0",
+                      "--concurrency", "2", *SMALL)
+    assert rc == 2 and "--devices-per-node must be an integer >= 1, got 0" in err
+
+
+def test_two_engines_of_one_preset_name_are_refused(tmp_path, capsys):
+    copy = tmp_path / "sglang-copy.yaml"
+    copy.write_text((ROOT / "planner" / "serving" / "presets" / "sglang.yaml").read_text())  # still name: sglang
+    rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine", f"sglang,{copy}",
+                      "--concurrency", "8", "--isl", "256", "--osl", "16")
+    assert rc == 2 and f"--engine: 'sglang' and '{copy}' are both the engine preset named 'sglang'" in err
+
+
+def test_a_steady_state_best_row_gets_a_steady_predict_command_and_simulated_misses_rank_closest(capsys):
+    """No row meets the targets: the closest is a simulated miss where one was simulated (a steady-state miss's TTFT
+    leaves clustering out); a steady-state row's command carries --method steady and reproduces it."""
+    import shlex
+
+    args = ["plan", "--engine", "sglang", "--profile", H100, "--interconnect", NVSWITCH, "--model", "qwen3-30b-a3b",
+            "--isl", "4096", "--osl", "256", "--concurrency", "256", "--ttft", "0.3", "--tpot", "0.05"]
+    rc, doc = _json(capsys, *args)
+    assert rc == 4 and not doc["meets_targets"]
+    ranked = doc["ranked"]
+    simulated = [r["checked_by"] != "steady" for r in ranked]
+    assert any(simulated) and simulated == sorted(simulated, reverse=True)  # simulated misses first
+    # a steady-state best row (no re-checks: the search's top=0) and the command plan would print for it
+    import argparse
+
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.cli import _predict_command
+    from accelcal.planner.serving.search import search_serving
+
+    res = search_serving(Profile.load(H100), "llama3-8b", 1, ["vllm"], [4], 256, 16, top=0)
+    assert res.best.checked_by == "steady"
+    ns = argparse.Namespace(profile=H100, interconnect=None, inter_node_profile=None, devices_per_node=None,
+                            model="llama3-8b", prompt_len=256, output_len=16, weight_dtype=None, kv_dtype=None,
+                            range_ratio=None, range_mode=None, engine_arg=None)
+    cmd = shlex.split(_predict_command(ns, res.best, ["vllm"]))
+    assert cmd[-2:] == ["--method", "steady"]
+    rc, pred = _json(capsys, *cmd[1:])
+    assert rc == 0 and (pred["ttft_mean_s"], pred["tpot_mean_s"]) == pytest.approx((res.best.ttft_s, res.best.tpot_s),
+                                                                                   rel=1e-12)

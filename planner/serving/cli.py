@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "--enable-expert-parallel: its expert layers form one DP x TP tensor-parallel group; SGLang "
                         "--enable-dp-attention without --ep-size); default 0: each replica keeps every expert, split "
                         "--tp ways (replicas behind a load balancer)")
+    p.add_argument("--devices-per-node", type=int, default=None, metavar="N",
+                   help="devices per node, where node boundaries fall for TP, PP and EP groups (a group wider than a "
+                        "node runs over --inter-node-profile); default: the profile's (its interconnect's)")
     p.add_argument("--engine", required=True, help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset key for your deployment, e.g. token_budget=2048 (vLLM "
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                               turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
                               client_gap_s=args.client_gap_ms / 1e3, warmup_requests=args.warmup_requests,
                               warmup_drains=args.warmup_drains, ep=args.ep, range_mode=args.range_mode,
-                              moe_tp=args.moe_tp)
+                              moe_tp=args.moe_tp, devices_per_node=args.devices_per_node)
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None

@@ -122,6 +122,9 @@ class EnginePreset:
     """The engine runs an EP degree that divides TP (``--ep`` below ``--tp``): the experts spread over ``ep`` groups
     of the TP ranks, each TP-splitting its experts (TensorRT-LLM moe_tp_size x moe_ep_size, SGLang --ep-size below
     --tp-size).  False: EP is 1 or the whole TP group (or wider, with attention data parallelism)."""
+    moe_block_aligned: bool = False
+    """Block-scaled fp8 routed experts load only when each device's slice of an expert is whole blocks (the engine
+    refuses the layout otherwise); False: the engine was not read to require it."""
     sampler: str = "argmax"
     """The sampler kind the engine runs by default over each step's logits (sequences x the whole vocabulary:
     the LM head's TP shards are all-gathered first, and every rank samples): one of

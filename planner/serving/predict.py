@@ -28,7 +28,7 @@ from .kv import Infeasible, KVBudget, check_request_runs, kv_budget, memory_in_u
 from .metrics import ServingMetrics, summarise
 from .simulate import SimRun, simulate, simulate_lockstep
 from .steady import steady_over_replicas
-from .step_cost import StepCoster, StepCostError, replica_parallelism, require_engine_ep
+from .step_cost import StepCoster, StepCostError, replica_parallelism, require_engine_ep, require_expert_split
 from .workload import ServingWorkload
 
 __all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "open_loop_requests", "serving_dtypes",
@@ -151,6 +151,15 @@ def serving_dtypes(model: ModelConfig, weight_dtype: str | None = None, kv_dtype
     return weight_dtype, kv_dtype, fp8_scaling, notes
 
 
+def node_devices(profile: Any, devices_per_node: int | None) -> int:
+    """Devices per node: ``devices_per_node`` where given (>= 1), else the profile's (its fabric's)."""
+    if devices_per_node is None:
+        return int(profile.identity.devices_per_node)
+    if not isinstance(devices_per_node, int) or devices_per_node < 1:
+        raise ValueError(f"--devices-per-node must be an integer >= 1, got {devices_per_node!r}")
+    return devices_per_node
+
+
 def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset | str, tp: int = 1, pp: int = 1,
                     dp: int = 1, concurrency: int | None = None, isl: int = 1024, osl: int = 128,
                     request_rate_per_s: float | None = None, num_requests: int | None = None,
@@ -158,13 +167,15 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                     method: str = "simulate", range_ratio: float | None = None, fp8_scaling: str | None = None,
                     capacity_bytes: float | None = None, turnaround_s: float | None = None, client_gap_s: float = 0.0,
                     warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1,
-                    range_mode: str = "around", moe_tp: int = 0) -> ServingPrediction:
+                    range_mode: str = "around", moe_tp: int = 0,
+                    devices_per_node: int | None = None) -> ServingPrediction:
     """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s);
     ``client_gap_s``: the closed-loop client's pause between a response and its next request (outside TTFT).
     ``ep``: 1 (experts TP-split), ``tp`` (a MoE model's experts spread over the replica's TP group) or ``tp`` x k
     (over k replicas with attention data-parallel, k dividing ``dp``: replica_parallelism).  ``moe_tp``: ``tp`` x k
     with ``ep`` 1, every expert TP-split over k attention data-parallel replicas (vLLM's default for a MoE model
-    with --data-parallel-size; 0: as ``ep`` says).
+    with --data-parallel-size; 0: as ``ep`` says).  ``devices_per_node`` None: the profile's (its fabric's); given,
+    where the node boundaries fall for TP, PP and EP groups (a group wider than it runs over the inter-node profile).
     ``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode says what each means).
     ``weight_dtype``, ``kv_dtype``, ``fp8_scaling`` None: the model's own (serving_dtypes)."""
     model = ModelConfig.resolve(model)
@@ -188,7 +199,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                                warmup_drains=warmup_drains, client_gap_s=client_gap_s, **extra)
     if method not in ("simulate", "steady"):
         raise ValueError(f"method must be simulate or steady, got {method!r}")
-    dpn = int(profile.identity.devices_per_node)
+    dpn = node_devices(profile, devices_per_node)
     if ep > 1 and not model.is_moe:
         raise ValueError(f"--ep {ep}: {model.name} is a dense model (no experts to spread)")
     if moe_tp and not model.is_moe:
@@ -196,6 +207,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     model.require_tp_divides_heads(tp)  # before any memory arithmetic: a TP that cannot split the heads is bad input
     par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
     require_engine_ep(engine, tp, ep)
+    require_expert_split(model, par, engine, weight_dtype, fp8_scaling)
     engine, pp_notes = engine.for_pipeline(pp)
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "moe_tp": par.moe_tp, "devices": par.devices,
               "tp_scope": par.tp_scope}
@@ -203,6 +215,9 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     wl = {**{k: v for k, v in dataclasses.asdict(workload).items() if k != "stream"},  # a replica's share only
           "num_requests": workload.requests - workload.warmup_requests}
     pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes + pp_notes)
+    if moe_tp and moe_tp == tp:
+        pred.notes.append(f"--moe-tp {moe_tp} = --tp {tp}: every expert is split over the replica's own TP group, as "
+                          f"without --moe-tp (it splits them over several replicas only as --tp x k, k >= 2)")
     pred.inputs = {"model": model.name, "profile": getattr(profile.identity, "name", "?"),
                    "inter_node_profile": (getattr(inter_node_profile.identity, "name", "?")
                                           if inter_node_profile is not None else None),

@@ -36,9 +36,10 @@ from ..pareto import pareto_front
 from ..workload import miss_factor
 from .engine import EnginePreset
 from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
-from .predict import serving_dtypes, serving_warnings
+from .predict import node_devices, serving_dtypes, serving_warnings
 from .steady import PREFILL_BINDS_SHARE, STEADY_REL_TOL, steady_over_replicas
-from .step_cost import SMALL_ALL_REDUCE, STEP_PARTS, StepCoster, StepCostError, replica_parallelism
+from .step_cost import (SMALL_ALL_REDUCE, STEP_PARTS, StepCoster, StepCostError, replica_parallelism,
+                        require_expert_split)
 from .workload import ServingWorkload
 
 __all__ = ["NoServingLayout", "ServingCandidate", "ServingSearch", "ServingTargets", "UNCONFIRMED_CHECKS",
@@ -148,7 +149,7 @@ class ServingCandidate:
         return flags + ["--concurrency", str(self.concurrency)]
 
     def to_dict(self) -> dict:
-        return {"engine": self.engine, "tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep,
+        return {"label": self.label, "engine": self.engine, "tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep,
                 "moe_tp": self.moe_tp, "concurrency": self.concurrency,
                 "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "request_latency_s": self.request_latency_s,
                 "output_tokens_per_s_per_device": self.per_device, "output_tokens_per_s_per_user": self.per_user,
@@ -238,14 +239,14 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                    isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str | None = None,
                    kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8,
                    top: int = 10, engine_overrides: dict | None = None, range_ratio: float | None = None,
-                   range_mode: str = "around") -> ServingSearch:
+                   range_mode: str = "around", devices_per_node: int | None = None) -> ServingSearch:
     """``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode): the re-checks by
     simulation draw the lengths as ``accelcal predict`` does, the steady state screens at their mean, and a layout is
     refused when the longest request cannot run.
     ``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes).  ``verify``: more re-checks by
     simulation once a candidate has passed there (before that, up to UNCONFIRMED_CHECKS); ``top``: rows re-checked when there are no targets;
     ``engine_overrides``: preset keys set for every engine (accelcal plan --engine-arg), after its release's
-    defaults."""
+    defaults; ``devices_per_node``: as predict_serving takes it (None: the profile's)."""
     import time
 
     t0 = time.perf_counter()
@@ -260,17 +261,24 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     client = ServingWorkload(isl=isl, osl=osl, concurrency=1, range_ratio=range_ratio, range_mode=range_mode)
     steady_isl, steady_osl = client.mean_lengths
     longest = (client.bounds(isl)[1], client.bounds(osl)[1])
-    dpn = int(profile.identity.devices_per_node)
+    dpn = node_devices(profile, devices_per_node)
     cap = float(profile.identity.memory_capacity_bytes)
     in_use = memory_in_use_bytes(profile)
     cands: list[ServingCandidate] = []
     rejected: list[str] = []
     coster_warnings: dict[str, int] = {}  # each layout's coster warnings -> the TP degree that raised them
     evaluated = 0
-    for name in engines:
-        # an engine name carries no release: its newest documented defaults, as `accelcal predict` without
-        # --engine-version gives them
-        engine, _ = EnginePreset.resolve(name).for_version("")
+    # an engine name carries no release: its newest documented defaults, as `accelcal predict` without
+    # --engine-version gives them
+    presets = [EnginePreset.resolve(name).for_version("")[0] for name in engines]
+    named: dict[str, str] = {}
+    for spec, preset in zip(engines, presets):
+        if preset.name in named:
+            raise ValueError(f"--engine: {named[preset.name]!r} and {spec!r} are both the engine preset named "
+                             f"{preset.name!r}, so their rows could not be told apart; list each engine once, and give "
+                             f"a preset file a name of its own (its 'name:' key)")
+        named[preset.name] = spec
+    for engine in presets:
         if engine_overrides:
             try:
                 engine = engine.with_overrides(engine_overrides, "--engine-arg (this search)")
@@ -288,7 +296,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             eng, pp_notes = engine.for_pipeline(pp)
             try:
                 par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
-            except ValueError as exc:  # an EP degree the experts do not split over: this layout's rejection
+                require_expert_split(model, par, eng, weight_dtype, fp8_scaling)
+            except ValueError as exc:  # experts that do not spread or split over it: this layout's rejection
                 rejected.append(f"{label}: {exc}")
                 continue
             try:
@@ -342,7 +351,9 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                                        f"predict prints each)" if len(tps) > 1 else ""))
     warnings += [w for w in coster_warnings if w not in small_ar and w not in warnings]
     res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated, warnings=warnings, notes=notes,
-                        load=f"{model.name} on {devices} device{'s' if devices != 1 else ''}; prompt {isl}, output {osl}"
+                        load=f"{model.name} on {devices} device{'s' if devices != 1 else ''}"
+                        + (f" ({dpn} per node)" if devices > dpn or devices_per_node is not None else "")
+                        + f"; prompt {isl}, output {osl}"
                         + ("" if client.fixed_lengths else
                            f" (--range-ratio {client.range_ratio:g} {client.range_mode}: simulated rows draw the "
                            f"lengths, steady rows run their mean, {steady_isl} x {steady_osl})"))
@@ -476,8 +487,10 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
             c.unchecked = ""
         elif not c.unchecked:
             c.unchecked = f"not simulated: the search's re-checks ran out ({done} run)"
-    # passes confirmed by simulation, then passes at the steady state only, then misses, closest first
-    cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"), c.miss_factor, -c.per_device,
+    # passes confirmed by simulation, then passes at the steady state only, then misses, closest first: the
+    # simulated ones before the steady state's, whose TTFT leaves clustering out and so understates the miss
+    cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"),
+                              int(c.checked_by == "steady") if c.misses else 0, c.miss_factor, -c.per_device,
                               c.request_latency_s, c.tp * c.pp, c.ep, c.moe_tp, c.concurrency))
     if best is None and cands and not cands[0].misses:
         return (f"none of the {done} candidates re-checked by simulation meets the targets; the best row is the "
@@ -654,7 +667,8 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
                 lines.append(f"  open loop note: {ol['note']}")
     lines.append("Pareto front (tokens/s per user vs per device):")
     for c in res.pareto:
-        src = ("" if c.checked_by != "steady" else "  (steady state)") + ("  (misses)" if c.misses else "")
+        src = (("" if c.checked_by != "steady" else "  (steady state)") + ("  (misses)" if c.misses else "")
+               + ("  (likely misses)" if c.unchecked.startswith("likely") else ""))
         lines.append(f"  {c.label:<34} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}{src}")
     if res.rejected:
         # one line per distinct reason, naming the candidates it rejected (the reasons repeat across layouts)
