@@ -650,3 +650,14 @@ def test_a_steady_state_best_row_gets_a_steady_predict_command_and_simulated_mis
     rc, pred = _json(capsys, *cmd[1:])
     assert rc == 0 and (pred["ttft_mean_s"], pred["tpot_mean_s"]) == pytest.approx((res.best.ttft_s, res.best.tpot_s),
                                                                                    rel=1e-12)
+
+
+def test_no_costable_layout_names_each_reason_once_with_its_layouts(capsys):
+    rc, _, err = _run(capsys, "plan", "--engine", "vllm", "--profile", H100, "--model", "llama3.1-70b",
+                      "--devices-per-node", "8", "--concurrency", "8", "--isl", "256", "--osl", "16")
+    assert rc == 3
+    # nine layouts need collectives the device profile lacks: one reason, counted, the layouts named after it
+    assert err.count("describes one device and has no collectives") == 1
+    assert re.search(r"; 9 x nvidia-h100 describes one device and has no collectives.* \[vllm TP1 PP2 DP4 C8, "
+                     r"vllm TP1 PP4 DP2 C8, vllm TP1 PP8 DP1 C8, vllm TP2 PP1 DP4 C8 \(\+5 more\)\]", err)
+    assert "1 x weights + reserves do not fit" in err and "[vllm TP1 PP1 DP8]" in err

@@ -328,8 +328,11 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 _check(cand, targets, "mean")
                 cands.append(cand)
     if not cands:
-        raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} can be costed: " + "; ".join(rejected[:4]),
-                              rejected)
+        items = rejections_by_reason(rejected)
+        raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} can be costed: "
+                              + "; ".join(_reason_lines(items[:4]))
+                              + (f"; and {len(items) - 4} more reasons (--format json lists every candidate)"
+                                 if len(items) > 4 else ""), rejected)
     notes = list(dtype_notes)
     if engine_overrides:
         notes.append("every engine searched with " + ", ".join(f"--engine-arg {k}={v!r}" for k, v in engine_overrides.items()))
@@ -671,23 +674,35 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
                + ("  (likely misses)" if c.unchecked.startswith("likely") else ""))
         lines.append(f"  {c.label:<34} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}{src}")
     if res.rejected:
-        # one line per distinct reason, naming the candidates it rejected (the reasons repeat across layouts)
-        by_reason: dict[str, list[str]] = {}
-        for r in res.rejected:
-            label, _, why = r.partition(": ")
-            # the layout is the label's: "the profile cannot cost TP=1 PP=2: X" is the same reason for every layout
-            why = re.sub(r"^the profile cannot cost TP=\d+ PP=\d+: ", "", why)
-            by_reason.setdefault(why or label, []).append(label if why else "")
         lines.append(f"rejected {len(res.rejected)}:")
-        items = list(by_reason.items())
-        for why, labels in items[:6]:
-            named = [x for x in labels if x]
-            shown = ", ".join(named[:4]) + (f" (+{len(named) - 4} more)" if len(named) > 4 else "")
-            lines.append(f"  {len(labels)} x {why}" + (f" [{shown}]" if shown else ""))
+        items = rejections_by_reason(res.rejected)
+        lines += [f"  {line}" for line in _reason_lines(items[:6])]
         if len(items) > 6:
             lines.append(f"  ... {len(items) - 6} more reasons ({sum(len(v) for _, v in items[6:])} candidates; --format json "
                          f"lists them all)")
     return "\n".join(lines) + "\n"
+
+
+def rejections_by_reason(rejected: list[str]) -> list[tuple[str, list[str]]]:
+    """[(reason, labels of the candidates it rejected)] in first-seen order: the reasons repeat across layouts
+    ("LABEL: REASON" entries; "the profile cannot cost TP=1 PP=2: X" is X for every layout, the layout being the
+    label's); a label of an entry without a reason is given as ""."""
+    by_reason: dict[str, list[str]] = {}
+    for r in rejected:
+        label, _, why = r.partition(": ")
+        why = re.sub(r"^the profile cannot cost TP=\d+ PP=\d+: ", "", why)
+        by_reason.setdefault(why or label, []).append(label if why else "")
+    return list(by_reason.items())
+
+
+def _reason_lines(items: list[tuple[str, list[str]]]) -> list[str]:
+    """One line per reason: how many candidates it rejected, and up to four of them named."""
+    out = []
+    for why, labels in items:
+        named = [x for x in labels if x]
+        shown = ", ".join(named[:4]) + (f" (+{len(named) - 4} more)" if len(named) > 4 else "")
+        out.append(f"{len(labels)} x {why}" + (f" [{shown}]" if shown else ""))
+    return out
 
 
 def plot_pareto(res: ServingSearch, path: str) -> None:
