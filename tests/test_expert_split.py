@@ -4,6 +4,7 @@ and where the shared experts live."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -232,15 +233,15 @@ def test_the_serving_search_tries_every_expert_layout_its_engine_runs():
 def test_an_expert_split_into_unequal_slices_is_refused_with_the_splits_that_fit(capsys):
     """Mixtral's 14336-wide experts do not split 6 ways (14336 % 6 = 2): no engine loads that (sglang asserts
     intermediate_size % moe_tp_size == 0), so predict refuses it and the search leaves it out."""
-    from accelcal.planner.serving.step_cost import require_expert_split
+    from accelcal.planner.serving.step_cost import expert_split_issue
 
     m = ModelConfig.from_name("mixtral-8x7b")
     vllm = EnginePreset.from_name("vllm")
-    with pytest.raises(ValueError, match=r"--moe-tp 6: mixtral-8x7b's routed experts are 14336 wide and 14336 % 6 = 2"
-                                         r".*splits of the experts that fit here: \[1, 2\], or whole experts on each "
-                                         r"device \(--ep 2\)"):
-        require_expert_split(m, replica_parallelism(2, 1, 3, 8, 1, m.num_experts, moe_tp=6), vllm)
-    require_expert_split(m, replica_parallelism(2, 1, 4, 8, 1, m.num_experts, moe_tp=8), vllm)  # 1792 each: fine
+    unequal, msg = expert_split_issue(m, replica_parallelism(2, 1, 3, 8, 1, m.num_experts, moe_tp=6), vllm)
+    assert unequal and re.search(r"--moe-tp 6: mixtral-8x7b's routed experts are 14336 wide and 14336 % 6 = 2"
+                                 r".*splits of the experts that fit here: \[1, 2\], or whole experts on each "
+                                 r"device \(--ep 2\)", msg)
+    assert expert_split_issue(m, replica_parallelism(2, 1, 4, 8, 1, m.num_experts, moe_tp=8), vllm) == (False, "")
     args = ["predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "mixtral-8x7b", "--tp", "2", "--dp",
             "3", "--moe-tp", "6", "--engine", "vllm", "--concurrency", "8", "--isl", "256", "--osl", "16"]
     assert main(args) == 2
@@ -256,7 +257,8 @@ def test_an_expert_split_into_unequal_slices_is_refused_with_the_splits_that_fit
 
 def test_block_scaled_fp8_experts_need_whole_blocks_per_device_where_the_engine_says_so(tmp_path, capsys):
     """A 1536-wide block-scaled fp8 expert split 8 ways is 192 wide per device, not whole 128-blocks: vLLM and SGLang
-    refuse to load it (vllm issue 17569 for Qwen3-235B-A22B-FP8 at TP8; sglang fp8.py), TensorRT-LLM is not known to."""
+    refuse to load it (vllm issue 17569 for Qwen3-235B-A22B-FP8 at TP8; sglang fp8.py), TensorRT-LLM is not known to.
+    predict warns and predicts the layout as asked (a published run may record it); plan leaves it out."""
     cfg = {"architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 1024, "num_hidden_layers": 4,
            "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 64, "intermediate_size": 4096,
            "moe_intermediate_size": 1536, "num_experts": 16, "num_experts_per_tok": 4, "decoder_sparse_step": 1,
@@ -267,12 +269,22 @@ def test_block_scaled_fp8_experts_need_whole_blocks_per_device_where_the_engine_
     base = ["predict", "--profile", H100, "--interconnect", str(ROOT / "profiles" / "interconnect" /
                                                                  "h100-nvswitch-8.yaml"),
             "--model", str(path), "--concurrency", "4", "--isl", "256", "--osl", "16", "--tp", "8"]
-    assert main(base + ["--engine", "vllm"]) == 2
-    err = capsys.readouterr().err
-    assert "would be 192 wide per device, and 192 % 128 = 64: vllm loads only whole blocks" in err
-    assert "splits of the experts that fit here: [1, 2, 4], or whole experts on each device (--ep 8)" in err
-    assert main(base + ["--engine", "trtllm"]) == 0  # not known to refuse
-    capsys.readouterr()
+    assert main(base + ["--engine", "vllm", "--format", "json"]) == 0
+    warned = [w for w in json.loads(capsys.readouterr().out)["warnings"] if "192 % 128 = 64" in w]
+    assert warned and "would be 192 wide per device, and 192 % 128 = 64: vllm loads only whole blocks" in warned[0]
+    assert "splits of the experts that fit here: [1, 2, 4], or whole experts on each device (--ep 8)" in warned[0]
+    assert warned[0].endswith("(predicted as asked; accelcal plan leaves such layouts out)")
+    assert main(base + ["--engine", "trtllm", "--format", "json"]) == 0  # not known to refuse
+    assert not any("192 % 128" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import combine_profiles
+
+    prof, _, _ = combine_profiles(Profile.load(H100), Profile.load(str(ROOT / "profiles" / "interconnect" /
+                                                                       "h100-nvswitch-8.yaml")))
+    res = search_serving(prof, str(path), 8, ["vllm", "trtllm"], [4], 256, 16, top=0)
+    labels = {c.label for c in res.ranked}
+    assert "trtllm TP8 PP1 DP1 C4" in labels and "vllm TP8 PP1 DP1 C4" not in labels
+    assert any(r.startswith("vllm TP8 PP1 DP1: --tp 8: ") and "192 % 128 = 64" in r for r in res.rejected)
     assert main(base + ["--engine", "vllm", "--ep", "8"]) == 0  # whole experts: nothing split
     capsys.readouterr()
     assert main(base + ["--engine", "vllm", "--weight-dtype", "bf16"]) == 0  # unquantised: no blocks

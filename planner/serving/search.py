@@ -38,8 +38,8 @@ from .engine import EnginePreset
 from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
 from .predict import node_devices, serving_dtypes, serving_warnings
 from .steady import PREFILL_BINDS_SHARE, STEADY_REL_TOL, steady_over_replicas
-from .step_cost import (SMALL_ALL_REDUCE, STEP_PARTS, StepCoster, StepCostError, replica_parallelism,
-                        require_expert_split)
+from .step_cost import (SMALL_ALL_REDUCE, STEP_PARTS, StepCoster, StepCostError, expert_split_issue,
+                        replica_parallelism)
 from .workload import ServingWorkload
 
 __all__ = ["NoServingLayout", "ServingCandidate", "ServingSearch", "ServingTargets", "UNCONFIRMED_CHECKS",
@@ -296,7 +296,9 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             eng, pp_notes = engine.for_pipeline(pp)
             try:
                 par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
-                require_expert_split(model, par, eng, weight_dtype, fp8_scaling)
+                split_issue = expert_split_issue(model, par, eng, weight_dtype, fp8_scaling)[1]
+                if split_issue:  # unequal slices, or partial fp8 blocks the engine refuses: not recommended
+                    raise ValueError(split_issue)
             except ValueError as exc:  # experts that do not spread or split over it: this layout's rejection
                 rejected.append(f"{label}: {exc}")
                 continue

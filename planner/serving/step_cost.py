@@ -125,16 +125,16 @@ def require_engine_ep(engine: EnginePreset, tp: int, ep: int) -> None:
                          f"degrees that divide TP")
 
 
-def require_expert_split(model: ModelConfig, par: Parallelism, engine: EnginePreset, weight_dtype: str = "bf16",
-                         fp8_scaling: str = "per_tensor") -> None:
-    """ValueError when ``par`` splits a routed expert's FFN (``Parallelism.expert_tp`` ways) into unequal slices,
-    which no engine loads (sglang 0.5.9 wheel srt/layers/moe/fused_moe_triton/layer.py: ``assert intermediate_size %
-    self.moe_tp_size == 0``), or, for block-scaled fp8 experts on an engine that requires it
-    (EnginePreset.moe_block_aligned), into slices that are not whole blocks.  The message names the splits this
-    layout's degrees allow."""
+def expert_split_issue(model: ModelConfig, par: Parallelism, engine: EnginePreset, weight_dtype: str = "bf16",
+                       fp8_scaling: str = "per_tensor") -> tuple[bool, str]:
+    """(unequal, message) for a layout whose split of a routed expert's FFN (``Parallelism.expert_tp`` ways) an
+    engine refuses; (False, "") when none.  ``unequal`` True: unequal slices, which no engine loads (sglang 0.5.9
+    wheel srt/layers/moe/fused_moe_triton/layer.py: ``assert intermediate_size % self.moe_tp_size == 0``); False:
+    block-scaled fp8 experts split into partial blocks on an engine documented to refuse that
+    (EnginePreset.moe_block_aligned).  The message names the splits this layout's degrees allow."""
     k = par.expert_tp
     if not model.is_moe or k <= 1:
-        return
+        return False, ""
     width = model.expert_ffn_size
     block = model.weight_block_size[0] if (model.weight_block_size and weight_dtype == "fp8_e4m3"
                                            and fp8_scaling == "block" and engine.moe_block_aligned) else 0
@@ -143,13 +143,14 @@ def require_expert_split(model: ModelConfig, par: Parallelism, engine: EnginePre
         return width % n == 0 and (not block or (width // n) % block == 0)
 
     if fits(k):
-        return
+        return False, ""
     how = (f"--moe-tp {k}" if par.moe_tp else f"--tp {par.tp} --ep {par.ep} (experts split TP{k} x EP{par.ep})"
            if par.ep > 1 else f"--tp {par.tp}")
     tp, dp = par.tp, par.dp
     ways = sorted({n for n in [tp // e for e in range(1, tp + 1) if tp % e == 0] + [tp * j for j in range(2, dp + 1)
                                                                                     if dp % j == 0] if fits(n)})
-    if width % k:
+    unequal = bool(width % k)
+    if unequal:
         why = (f"{model.name}'s routed experts are {width} wide and {width} % {k} = {width % k}: an engine splits an "
                f"expert's FFN in equal slices (sglang fused_moe_triton/layer.py asserts intermediate_size % "
                f"moe_tp_size == 0)")
@@ -159,7 +160,7 @@ def require_expert_split(model: ModelConfig, par: Parallelism, engine: EnginePre
                f"blocks ({engine.sources.get('moe_block_aligned', 'moe_block_aligned')})")
     whole = [f"--ep {e}" for e in (tp, tp * dp) if e > 1 and model.num_experts % e == 0
              and (e == tp or par.pp == 1)]
-    raise ValueError(f"{how}: {why}; splits of the experts that fit here: {ways or 'none'}"
+    return unequal, (f"{how}: {why}; splits of the experts that fit here: {ways or 'none'}"
                      + (f", or whole experts on each device ({' or '.join(dict.fromkeys(whole))})" if whole else ""))
 
 
