@@ -159,6 +159,9 @@ def _pick_dtype(model, prof, dtype: str | None):
 def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     """``accelcal plan --engine ...``: the serving search (planner/serving/search.py); ``prof`` already composed."""
     from .serving.cli import parse_engine_args
+    from accelcal.progress import StageProgress
+
+    from .serving.predict import node_devices
     from .serving.search import NoServingLayout, ServingTargets, format_search, plot_pareto, search_serving
 
     spec = SWEEP if args.concurrency is None else args.concurrency
@@ -172,14 +175,16 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     engines = list(dict.fromkeys(e.strip() for spec in args.engine for e in spec.split(",") if e.strip()))
     if not engines:
         raise ValueError("--engine: expected engine names (vllm, sglang, trtllm, static) or preset YAML files")
-    dpn = args.devices_per_node or int(prof.identity.devices_per_node)
+    dpn = node_devices(prof, args.devices_per_node)
     targets = ServingTargets(args.ttft, args.tpot, args.target_stat or "mean", args.request_rate)
     overrides = parse_engine_args(args.engine_arg or [])
     try:
+        # a bar per pass on a terminal (the re-checks by simulation take most of a long search); nothing in a log
+        bar = StageProgress("plan", quiet=not sys.stderr.isatty())
         res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len, targets,
                              args.weight_dtype, args.kv_dtype, inter, top=args.top, engine_overrides=overrides,
                              range_ratio=args.range_ratio, range_mode=args.range_mode or "around",
-                             devices_per_node=args.devices_per_node)
+                             devices_per_node=args.devices_per_node, progress=bar)
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
         if args.format == "json":  # a document for programs, as predict gives one
@@ -189,7 +194,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     # desynchronised clients and can be far below a closed loop's)
     confirmed = not targets.any or res.best.checked_by != "steady"
     meets = not res.best.misses and confirmed
-    command = _predict_command(args, res.best, engines)
+    command = _predict_command(args, res.best, engines, res.devices_per_node)
     if args.format == "json":
         print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
                           "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
@@ -222,10 +227,12 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     return EXIT_OK
 
 
-def _predict_command(args: argparse.Namespace, best, engines: list[str]) -> str:
+def _predict_command(args: argparse.Namespace, best, engines: list[str], devices_per_node: int) -> str:
     """The ``accelcal predict`` command line that runs ``best`` (a ServingCandidate) as the search re-checks it: the
     same profiles, model, request lengths and spread, dtypes and engine settings as this ``plan``, the row's layout
-    and concurrency; its engine as the user named it (a preset file stays a path)."""
+    and concurrency; its engine as the user named it (a preset file stays a path).  ``devices_per_node``: the
+    search's, given whenever the user gave it or an inter-node profile (predict composes the profiles its own way
+    and could otherwise place node boundaries elsewhere)."""
     import shlex
 
     from .serving.engine import EnginePreset
@@ -235,8 +242,8 @@ def _predict_command(args: argparse.Namespace, best, engines: list[str]) -> str:
     for flag, v in (("--interconnect", args.interconnect), ("--inter-node-profile", args.inter_node_profile)):
         if v:
             cmd += [flag, v]
-    if args.devices_per_node is not None:
-        cmd += ["--devices-per-node", str(args.devices_per_node)]
+    if args.devices_per_node is not None or args.inter_node_profile:
+        cmd += ["--devices-per-node", str(devices_per_node)]
     cmd += ["--model", args.model] + best.predict_flags
     cmd[cmd.index("--engine") + 1] = spec
     cmd += ["--isl", str(args.prompt_len), "--osl", str(args.output_len)]

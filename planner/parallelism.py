@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from accelcal.vocab import SCOPES
 
-__all__ = ["DEGREES", "Parallelism", "expert_tp"]
+__all__ = ["DEGREES", "Parallelism", "expert_tp", "layout_label"]
 
 DEGREES: tuple[str, ...] = ("tp", "pp", "dp", "ep", "sp")
 """The parallel degrees, in label order."""
@@ -32,6 +32,14 @@ def expert_tp(tp: int, ep: int, moe_tp: int = 0) -> int:
     if moe_tp:
         return moe_tp
     return tp // ep if tp % ep == 0 else 1
+
+
+def layout_label(tp: int, pp: int, dp: int | None, ep: int = 1, moe_tp: int = 0, sp: int = 1) -> str:
+    """``TP8 PP1 DP1`` plus ``EPn`` (ep > 1), ``MoE-TPn`` (experts TP-split over more than the TP group) and ``SPn``
+    (sp > 1); ``dp`` None leaves DP out (one model copy's split)."""
+    moe = f" MoE-TP{moe_tp}" if moe_tp and moe_tp != tp else ""
+    return (f"TP{tp} PP{pp}" + (f" DP{dp}" if dp is not None else "") + (f" EP{ep}" if ep > 1 else "") + moe
+            + (f" SP{sp}" if sp > 1 else ""))
 
 
 @dataclass(frozen=True)
@@ -107,14 +115,12 @@ class Parallelism:
 
     @property
     def label(self) -> str:
-        """``TP8 PP2 DP4`` plus ``EPn`` / ``SPn`` when used."""
-        return f"TP{self.tp} PP{self.pp} DP{self.dp}" + self._extra()
+        """``TP8 PP2 DP4`` plus ``EPn`` / ``MoE-TPn`` / ``SPn`` when used (:func:`layout_label`)."""
+        return layout_label(self.tp, self.pp, self.dp, self.ep, self.moe_tp, self.sp)
 
     @property
     def model_label(self) -> str:
         """The label without DP (how one model copy is split), for layouts rejected before DP is chosen."""
-        return f"TP{self.tp} PP{self.pp}" + self._extra()
+        return layout_label(self.tp, self.pp, None, self.ep, self.moe_tp, self.sp)
 
-    def _extra(self) -> str:
-        moe = f" MoE-TP{self.moe_tp}" if self.moe_tp and self.moe_tp != self.tp else ""
-        return (f" EP{self.ep}" if self.ep > 1 else "") + moe + (f" SP{self.sp}" if self.sp > 1 else "")
+

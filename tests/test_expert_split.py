@@ -237,11 +237,13 @@ def test_an_expert_split_into_unequal_slices_is_refused_with_the_splits_that_fit
 
     m = ModelConfig.from_name("mixtral-8x7b")
     vllm = EnginePreset.from_name("vllm")
-    unequal, msg = expert_split_issue(m, replica_parallelism(2, 1, 3, 8, 1, m.num_experts, moe_tp=6), vllm)
-    assert unequal and re.search(r"--moe-tp 6: mixtral-8x7b's routed experts are 14336 wide and 14336 % 6 = 2"
-                                 r".*splits of the experts that fit here: \[1, 2\], or whole experts on each "
-                                 r"device \(--ep 2\)", msg)
-    assert expert_split_issue(m, replica_parallelism(2, 1, 4, 8, 1, m.num_experts, moe_tp=8), vllm) == (False, "")
+    issue = expert_split_issue(m, replica_parallelism(2, 1, 3, 8, 1, m.num_experts, moe_tp=6), vllm)
+    assert issue.unequal and issue.layout == "--moe-tp 6"
+    assert issue.reason.startswith("mixtral-8x7b's routed experts are 14336 wide and 14336 % 6 = 2")
+    # 8 experts over 6 devices do not spread (no --ep 6); the splits over 2 devices fit
+    assert issue.fits == ("--ep 2 (whole experts)", "--ep 1 (every expert split 2 ways)")
+    assert issue.message.startswith("--moe-tp 6: mixtral-8x7b's routed experts are 14336 wide")
+    assert expert_split_issue(m, replica_parallelism(2, 1, 4, 8, 1, m.num_experts, moe_tp=8), vllm) is None
     args = ["predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "mixtral-8x7b", "--tp", "2", "--dp",
             "3", "--moe-tp", "6", "--engine", "vllm", "--concurrency", "8", "--isl", "256", "--osl", "16"]
     assert main(args) == 2
@@ -252,7 +254,7 @@ def test_an_expert_split_into_unequal_slices_is_refused_with_the_splits_that_fit
     prof, _, _ = combine_profiles(Profile.load(H100), Profile.load(NVSWITCH))
     res = search_serving(prof, "mixtral-8x7b", 6, ["vllm"], [8], 256, 16, top=0)
     assert not any(c.moe_tp == 6 for c in res.ranked)
-    assert any("MoE-TP6: --moe-tp 6: mixtral-8x7b's routed experts are 14336 wide" in r for r in res.rejected)
+    assert any(r.startswith("vllm TP2 PP1 DP3 MoE-TP6: mixtral-8x7b's routed experts are 14336 wide") for r in res.rejected)
 
 
 def test_block_scaled_fp8_experts_need_whole_blocks_per_device_where_the_engine_says_so(tmp_path, capsys):
@@ -269,13 +271,20 @@ def test_block_scaled_fp8_experts_need_whole_blocks_per_device_where_the_engine_
     base = ["predict", "--profile", H100, "--interconnect", str(ROOT / "profiles" / "interconnect" /
                                                                  "h100-nvswitch-8.yaml"),
             "--model", str(path), "--concurrency", "4", "--isl", "256", "--osl", "16", "--tp", "8"]
-    assert main(base + ["--engine", "vllm", "--format", "json"]) == 0
-    warned = [w for w in json.loads(capsys.readouterr().out)["warnings"] if "192 % 128 = 64" in w]
+    def warnings(*extra: str) -> list[str]:
+        assert main(base + list(extra) + ["--format", "json"]) == 0
+        return [w for w in json.loads(capsys.readouterr().out)["warnings"] if "192 % 128 = 64" in w]
+
+    warned = warnings("--engine", "vllm")
     assert warned and "would be 192 wide per device, and 192 % 128 = 64: vllm loads only whole blocks" in warned[0]
-    assert "splits of the experts that fit here: [1, 2, 4], or whole experts on each device (--ep 8)" in warned[0]
+    # vLLM runs whole experts or every expert split over the TP group (no EP below TP): only --ep 8 fits
+    assert "layouts of the experts that fit here: --ep 8 (whole experts)" in warned[0] and "TP4 x EP2" not in warned[0]
     assert warned[0].endswith("(predicted as asked; accelcal plan leaves such layouts out)")
-    assert main(base + ["--engine", "trtllm", "--format", "json"]) == 0  # not known to refuse
-    assert not any("192 % 128" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+    sglang = warnings("--engine", "sglang")  # EP below TP: 16 experts over 2 or 4 groups, 384 / 768 wide
+    assert "--ep 8 (whole experts), --ep 2 (experts split TP4 x EP2), --ep 4 (experts split TP2 x EP4)" in sglang[0]
+    assert not warnings("--engine", "trtllm")  # not known to refuse
+    assert not warnings("--engine", "vllm", "--ep", "8")  # whole experts: nothing split
+    assert not warnings("--engine", "vllm", "--weight-dtype", "bf16")  # unquantised: no blocks
     from accelcal.calibrate.profile import Profile
     from accelcal.planner.serving.predict import combine_profiles
 
@@ -284,10 +293,8 @@ def test_block_scaled_fp8_experts_need_whole_blocks_per_device_where_the_engine_
     res = search_serving(prof, str(path), 8, ["vllm", "trtllm"], [4], 256, 16, top=0)
     labels = {c.label for c in res.ranked}
     assert "trtllm TP8 PP1 DP1 C4" in labels and "vllm TP8 PP1 DP1 C4" not in labels
-    assert any(r.startswith("vllm TP8 PP1 DP1: --tp 8: ") and "192 % 128 = 64" in r for r in res.rejected)
-    assert main(base + ["--engine", "vllm", "--ep", "8"]) == 0  # whole experts: nothing split
-    capsys.readouterr()
-    assert main(base + ["--engine", "vllm", "--weight-dtype", "bf16"]) == 0  # unquantised: no blocks
+    hit = [r for r in res.rejected if r.startswith("vllm TP8 PP1 DP1: ")]
+    assert hit and "192 % 128 = 64" in hit[0] and hit[0].endswith("(engine key moe_block_aligned)")
 
 
 def test_a_moe_tp_equal_to_tp_is_the_plain_split_and_says_so(capsys):

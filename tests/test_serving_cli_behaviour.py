@@ -584,30 +584,51 @@ def test_plan_prints_the_predict_command_that_reproduces_its_best_row(tmp_path, 
     assert one["layout"]["moe_tp"] == best["moe_tp"] and one["layout"]["ep"] == best["ep"]
     rc, text, _ = _run(capsys, *args)
     assert text.rstrip().endswith(command)
+    # a MoE layout's flags: attention-DP replicas sharing an EP group
+    rc, doc = _json(capsys, "plan", "--profile", H100, "--interconnect", NVSWITCH, "--model", "qwen3-30b-a3b",
+                    "--engine", "sglang", "--concurrency", "128", "--isl", "1024", "--osl", "128", "--tpot", "0.03")
+    best = doc["ranked"][0]
+    argv = shlex.split(doc["best_predict_command"])
+    assert rc == 0 and best["ep"] > best["tp"] and argv[argv.index("--ep") + 1] == str(best["ep"])
+    rc, one = _json(capsys, *argv[1:])
+    assert rc == 0 and (one["ttft_mean_s"], one["tpot_mean_s"]) == pytest.approx((best["ttft_s"], best["tpot_s"]),
+                                                                                  rel=1e-12)
 
 
 def test_plan_and_predict_place_groups_by_devices_per_node(capsys):
-    """--devices-per-node 4 on 2 nodes: a group of 8 spans both nodes (the inter-node profile), so the figures
-    differ from one 8-device node's; the header and the predict command say so and the command reproduces the row."""
+    """--devices-per-node 4 on 2 nodes: a group of 8 spans both nodes (the inter-node profile), so its figures
+    differ from one 8-device node's; the header says so, and a row's predict command carries the flag and
+    reproduces it, where the same command without it does not."""
+    import argparse
     import shlex
+
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.cli import _predict_command
+    from accelcal.planner.serving.predict import combine_profiles
+    from accelcal.planner.serving.search import ServingTargets, search_serving
 
     ib = str(ROOT / "profiles" / "interconnect" / "h100-2x8-ib-ndr400.yaml")
     base = ["plan", "--engine", "sglang", "--profile", H100, "--interconnect", NVSWITCH, "--inter-node-profile", ib,
             "--model", "qwen3-30b-a3b", "--tpot", "0.03", "--isl", "512", "--osl", "64", "--concurrency", "64"]
-    rc, split = _json(capsys, *base, "--nodes", "2", "--devices-per-node", "4")
-    rc1, one = _json(capsys, *base)
-    assert rc == rc1 == 0
-    row = {r["label"]: r for r in split["ranked"]}
-    same = {r["label"]: r for r in one["ranked"]}
-    wide = [lab for lab in row if " EP8" in lab and lab in same]
-    assert wide and all(row[lab]["tpot_s"] > same[lab]["tpot_s"] for lab in wide)  # EP8 over two nodes costs more
-    argv = shlex.split(split["best_predict_command"])
+    rc, text, _ = _run(capsys, *base, "--nodes", "2", "--devices-per-node", "4")
+    assert rc == 0 and "qwen3-30b-a3b on 8 devices (4 per node)" in text
+    prof, inter, _ = combine_profiles(Profile.load(H100), Profile.load(NVSWITCH), Profile.load(ib))
+    kw = dict(targets=ServingTargets(tpot_s=0.03), inter_node_profile=inter, top=0)
+    split = search_serving(prof, "qwen3-30b-a3b", 8, ["sglang"], [64], 512, 64, devices_per_node=4, **kw)
+    whole = search_serving(prof, "qwen3-30b-a3b", 8, ["sglang"], [64], 512, 64, **kw)
+    row = next(c for c in split.ranked if c.label == "sglang TP1 PP1 DP8 EP8 C64")  # its EP group spans both nodes
+    same = next(c for c in whole.ranked if c.label == row.label)
+    assert row.tpot_s > same.tpot_s and split.devices_per_node == 4 and whole.devices_per_node == 8
+    ns = argparse.Namespace(profile=H100, interconnect=NVSWITCH, inter_node_profile=ib, devices_per_node=4,
+                            model="qwen3-30b-a3b", prompt_len=512, output_len=64, weight_dtype=None, kv_dtype=None,
+                            range_ratio=None, range_mode=None, engine_arg=None)
+    argv = shlex.split(_predict_command(ns, row, ["sglang"], split.devices_per_node))
     assert argv[argv.index("--devices-per-node") + 1] == "4"
     rc, pred = _json(capsys, *argv[1:])
-    best = split["ranked"][0]
-    assert rc == 0 and pred["tpot_mean_s"] == pytest.approx(best["tpot_s"], rel=1e-12)
-    rc, text, _ = _run(capsys, *base, "--nodes", "2", "--devices-per-node", "4")
-    assert "qwen3-30b-a3b on 8 devices (4 per node)" in text
+    assert rc == 0 and pred["tpot_mean_s"] == pytest.approx(row.tpot_s, rel=1e-12)
+    i = argv.index("--devices-per-node")
+    rc, one_node = _json(capsys, *(argv[1:i] + argv[i + 2:]))  # the fabric's 8 per node: the group inside one
+    assert rc == 0 and one_node["tpot_mean_s"] < 0.99 * row.tpot_s
     rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--devices-per-node", "0",
                       "--concurrency", "2", *SMALL)
     assert rc == 2 and "--devices-per-node must be an integer >= 1, got 0" in err
@@ -645,7 +666,7 @@ def test_a_steady_state_best_row_gets_a_steady_predict_command_and_simulated_mis
     ns = argparse.Namespace(profile=H100, interconnect=None, inter_node_profile=None, devices_per_node=None,
                             model="llama3-8b", prompt_len=256, output_len=16, weight_dtype=None, kv_dtype=None,
                             range_ratio=None, range_mode=None, engine_arg=None)
-    cmd = shlex.split(_predict_command(ns, res.best, ["vllm"]))
+    cmd = shlex.split(_predict_command(ns, res.best, ["vllm"], res.devices_per_node))
     assert cmd[-2:] == ["--method", "steady"]
     rc, pred = _json(capsys, *cmd[1:])
     assert rc == 0 and (pred["ttft_mean_s"], pred["tpot_mean_s"]) == pytest.approx((res.best.ttft_s, res.best.tpot_s),
@@ -661,3 +682,23 @@ def test_no_costable_layout_names_each_reason_once_with_its_layouts(capsys):
     assert re.search(r"; 9 x nvidia-h100 describes one device and has no collectives.* \[vllm TP1 PP2 DP4 C8, "
                      r"vllm TP1 PP4 DP2 C8, vllm TP1 PP8 DP1 C8, vllm TP2 PP1 DP4 C8 \(\+5 more\)\]", err)
     assert "1 x weights + reserves do not fit" in err and "[vllm TP1 PP1 DP8]" in err
+
+
+def test_the_serving_search_reports_its_passes_to_a_progress_bar():
+    """A long search shows its two passes: a case per layout costed by the steady state, one per re-check."""
+    import io
+
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving.predict import combine_profiles
+    from accelcal.planner.serving.search import ServingTargets, search_serving
+    from accelcal.progress import StageProgress
+
+    buf = io.StringIO()
+    prof, _, _ = combine_profiles(Profile.load(H100), Profile.load(NVSWITCH))
+    res = search_serving(prof, "llama3.1-8b", 4, ["vllm"], [8, 32], 512, 64, ServingTargets(tpot_s=0.05),
+                         progress=StageProgress("plan", stream=buf, tty=False))
+    lines = buf.getvalue().splitlines()
+    layouts = len({c.label.rsplit(" C", 1)[0] for c in res.ranked})
+    rechecked = sum(c.checked_by != "steady" for c in res.ranked)
+    assert lines[0].startswith(f"[plan] steady state: {layouts} cases in ")
+    assert rechecked >= 1 and lines[1].startswith(f"[plan] re-checks by simulation: {rechecked} cases in ")

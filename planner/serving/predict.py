@@ -207,9 +207,9 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     model.require_tp_divides_heads(tp)  # before any memory arithmetic: a TP that cannot split the heads is bad input
     par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
     require_engine_ep(engine, tp, ep)
-    unequal, split_issue = expert_split_issue(model, par, engine, weight_dtype, fp8_scaling)
-    if unequal:
-        raise ValueError(split_issue)
+    split_issue = expert_split_issue(model, par, engine, weight_dtype, fp8_scaling)
+    if split_issue is not None and split_issue.unequal:
+        raise ValueError(split_issue.message)
     engine, pp_notes = engine.for_pipeline(pp)
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "moe_tp": par.moe_tp, "devices": par.devices,
               "tp_scope": par.tp_scope}
@@ -231,8 +231,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                           f"{num_requests} request(s) are sent, so fewer than {workload.concurrency} are ever in flight")
     isls, osls = workload.lengths()
     pred.warnings = serving_warnings(profile, inter_node_profile, model, int(isls.max()), int(osls.max()))
-    if split_issue:  # partial fp8 blocks: the engine is documented to refuse them; predicted as asked
-        pred.warnings.append(f"{split_issue} (predicted as asked; accelcal plan leaves such layouts out)")
+    if split_issue is not None:  # partial fp8 blocks: the engine is documented to refuse them; predicted as asked
+        pred.warnings.append(f"{split_issue.message} (predicted as asked; accelcal plan leaves such layouts out)")
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
     try:
         kv = kv_budget(model, engine, tp, pp, cap, weight_dtype, kv_dtype, ep, memory_in_use_bytes(profile),

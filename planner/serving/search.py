@@ -27,11 +27,12 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from accelcal.models import ModelConfig
 from accelcal.units import count
 
+from ..parallelism import layout_label
 from ..pareto import pareto_front
 from ..workload import miss_factor
 from .engine import EnginePreset
@@ -134,8 +135,7 @@ class ServingCandidate:
 
     @property
     def label(self) -> str:
-        ep = (f" EP{self.ep}" if self.ep > 1 else "") + (f" MoE-TP{self.moe_tp}" if self.moe_tp else "")
-        return f"{self.engine} TP{self.tp} PP{self.pp} DP{self.dp}{ep} C{self.concurrency}"
+        return f"{self.engine} {layout_label(self.tp, self.pp, self.dp, self.ep, self.moe_tp)} C{self.concurrency}"
 
     @property
     def predict_flags(self) -> list[str]:
@@ -183,6 +183,8 @@ class ServingSearch:
     """How the search costed the model (predict.serving_dtypes: the dtypes taken from the model)."""
     load: str = ""
     """What was searched for: the model, devices and request lengths (the header's second part)."""
+    devices_per_node: int = 0
+    """Devices per node the layouts were placed with (node_devices: the given value, else the profile's)."""
     open_loop: dict = field(default_factory=dict)
     """With --request-rate: the best layout at that open-loop (Poisson) rate, as ``accelcal predict --request-rate``
     runs it (``rate_per_s``, ``stat``, ``ttft_s`` and ``tpot_s`` at that statistic (``tpot_s`` None for one output
@@ -239,14 +241,17 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                    isl: int, osl: int, targets: ServingTargets = ServingTargets(), weight_dtype: str | None = None,
                    kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8,
                    top: int = 10, engine_overrides: dict | None = None, range_ratio: float | None = None,
-                   range_mode: str = "around", devices_per_node: int | None = None) -> ServingSearch:
+                   range_mode: str = "around", devices_per_node: int | None = None,
+                   progress: Any = None) -> ServingSearch:
     """``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode): the re-checks by
     simulation draw the lengths as ``accelcal predict`` does, the steady state screens at their mean, and a layout is
     refused when the longest request cannot run.
     ``weight_dtype``, ``kv_dtype`` None: the model's own (predict.serving_dtypes).  ``verify``: more re-checks by
     simulation once a candidate has passed there (before that, up to UNCONFIRMED_CHECKS); ``top``: rows re-checked when there are no targets;
     ``engine_overrides``: preset keys set for every engine (accelcal plan --engine-arg), after its release's
-    defaults; ``devices_per_node``: as predict_serving takes it (None: the profile's)."""
+    defaults; ``devices_per_node``: as predict_serving takes it (None: the profile's); ``progress``: an
+    accelcal.progress.StageProgress shown the steady-state pass (a case per layout) and the re-checks by simulation
+    (a case per re-check), or None."""
     import time
 
     t0 = time.perf_counter()
@@ -278,6 +283,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                              f"{preset.name!r}, so their rows could not be told apart; list each engine once, and give "
                              f"a preset file a name of its own (its 'name:' key)")
         named[preset.name] = spec
+    if progress is not None:
+        progress.start("steady state", None)
     for engine in presets:
         if engine_overrides:
             try:
@@ -291,14 +298,16 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                    for ep, moe_tp in _expert_layouts(model, engine, tp, pp, devices)]
         for tp, pp, ep, moe_tp in layouts:
             dp = devices // (tp * pp)
-            label = (f"{engine.name} TP{tp} PP{pp} DP{dp}" + (f" EP{ep}" if ep > 1 else "")
-                     + (f" MoE-TP{moe_tp}" if moe_tp else ""))
+            label = f"{engine.name} {layout_label(tp, pp, dp, ep, moe_tp)}"
+            if progress is not None:
+                progress.advance(label)
             eng, pp_notes = engine.for_pipeline(pp)
             try:
                 par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
-                split_issue = expert_split_issue(model, par, eng, weight_dtype, fp8_scaling)[1]
-                if split_issue:  # unequal slices, or partial fp8 blocks the engine refuses: not recommended
-                    raise ValueError(split_issue)
+                split_issue = expert_split_issue(model, par, eng, weight_dtype, fp8_scaling)
+                if split_issue is not None:  # unequal slices, or partial fp8 blocks the engine refuses: not offered
+                    # the reason alone (the label names the layout), so that the table groups the layouts it rejects
+                    raise ValueError(f"{split_issue.reason} ({split_issue.source.split(':')[0]})")
             except ValueError as exc:  # experts that do not spread or split over it: this layout's rejection
                 rejected.append(f"{label}: {exc}")
                 continue
@@ -330,6 +339,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 _check(cand, targets, "mean")
                 cands.append(cand)
     if not cands:
+        if progress is not None:
+            progress.close()
         items = rejections_by_reason(rejected)
         raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} can be costed: "
                               + "; ".join(_reason_lines(items[:4]))
@@ -338,15 +349,23 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     notes = list(dtype_notes)
     if engine_overrides:
         notes.append("every engine searched with " + ", ".join(f"--engine-arg {k}={v!r}" for k, v in engine_overrides.items()))
-    if targets.any:
-        cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.moe_tp,
-                                  c.concurrency))
-        unconfirmed = _verify(cands, targets, client, verify)
-        if unconfirmed:
-            notes.append(unconfirmed)
-    else:
-        cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.moe_tp, c.concurrency))
-        _verify_latency(cands, client, top)
+    on_check = None
+    if progress is not None:
+        progress.start("re-checks by simulation", None)
+        on_check = progress.advance
+    try:
+        if targets.any:
+            cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.moe_tp,
+                                      c.concurrency))
+            unconfirmed = _verify(cands, targets, client, verify, on_check)
+            if unconfirmed:
+                notes.append(unconfirmed)
+        else:
+            cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.moe_tp, c.concurrency))
+            _verify_latency(cands, client, top, on_check)
+    finally:
+        if progress is not None:
+            progress.close()
     warnings = serving_warnings(profile, inter_node_profile, model, isl, osl)
     small_ar = [w for w in coster_warnings if w.startswith(SMALL_ALL_REDUCE)]
     if small_ar:
@@ -356,6 +375,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                                        f"predict prints each)" if len(tps) > 1 else ""))
     warnings += [w for w in coster_warnings if w not in small_ar and w not in warnings]
     res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated, warnings=warnings, notes=notes,
+                        devices_per_node=dpn,
                         load=f"{model.name} on {devices} device{'s' if devices != 1 else ''}"
                         + (f" ({dpn} per node)" if devices > dpn or devices_per_node is not None else "")
                         + f"; prompt {isl}, output {osl}"
@@ -425,11 +445,13 @@ def _simulate_candidate(c: ServingCandidate, client: ServingWorkload, stat: str)
     c.checked_by = f"simulate ({stat})"
 
 
-def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWorkload, limit: int) -> str:
+def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWorkload, limit: int,
+            on_check: Callable[[str], Any] | None = None) -> str:
     """Re-check by simulation, at the asked statistic, the candidates in steady-state throughput order that pass
     there or miss only by less than the steady state's own error, until one passes and no later one can beat it
     (at most ``limit`` more re-checks once one has passed, UNCONFIRMED_CHECKS before).  Returns a note when the best
-    candidate left is a steady-state pass no simulation confirmed ("" otherwise)."""
+    candidate left is a steady-state pass no simulation confirmed ("" otherwise).  ``on_check`` is told each
+    re-check's label before it runs."""
     done = after = 0  # re-checks in all, and since the first pass
     best = None  # simulated tokens/s per device of the best candidate that passed so far
     eligible = sorted((c for c in cands if not c.misses or _within_steady_error(c, t)), key=lambda c: -c.per_device)
@@ -475,6 +497,8 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
                 deferred.append(c)
                 continue
         c.unchecked = ""
+        if on_check is not None:
+            on_check(c.label)
         steady = (c.ttft_s, c.tpot_s)
         # the simulated figures replace the steady state's for this candidate (table, Pareto front, why-lines)
         _simulate_candidate(c, client, t.stat)
@@ -492,11 +516,13 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
             c.unchecked = ""
         elif not c.unchecked:
             c.unchecked = f"not simulated: the search's re-checks ran out ({done} run)"
-    # passes confirmed by simulation, then passes at the steady state only, then misses, closest first: the
-    # simulated ones before the steady state's, whose TTFT leaves clustering out and so understates the miss
+    # passes confirmed by simulation, then passes at the steady state only, then misses, closest first; with a TTFT
+    # target the simulated misses come first, since a steady-state TTFT leaves clustering out (its miss factor can
+    # be far too small), while its TPOT and requests/s hold to STEADY_REL_TOL
+    demote = t.ttft_s is not None
     cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"),
-                              int(c.checked_by == "steady") if c.misses else 0, c.miss_factor, -c.per_device,
-                              c.request_latency_s, c.tp * c.pp, c.ep, c.moe_tp, c.concurrency))
+                              int(demote and c.checked_by == "steady") if c.misses else 0, c.miss_factor,
+                              -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.moe_tp, c.concurrency))
     if best is None and cands and not cands[0].misses:
         return (f"none of the {done} candidates re-checked by simulation meets the targets; the best row is the "
                 f"steady state's estimate, not confirmed (clients of identical requests cluster, which raises TTFT): "
@@ -526,10 +552,13 @@ def _open_loop(c: ServingCandidate, t: ServingTargets, client: ServingWorkload) 
             "requests_per_s": m.requests_per_s, "requests": m.requests, "misses": misses, "note": note}
 
 
-def _verify_latency(cands: list[ServingCandidate], client: ServingWorkload, top: int) -> None:
+def _verify_latency(cands: list[ServingCandidate], client: ServingWorkload, top: int,
+                    on_check: Callable[[str], Any] | None = None) -> None:
     """No targets: re-check the ``top`` fastest candidates (steady-state request latency) by simulation and rank
     them by their simulated latency, ahead of the rows only the steady state costed."""
     for c in cands[:top]:
+        if on_check is not None:
+            on_check(c.label)
         _simulate_candidate(c, client, "mean")
     cands.sort(key=lambda c: (c.checked_by == "steady", c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep,
                               c.moe_tp, c.concurrency))

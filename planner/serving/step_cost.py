@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from accelcal.calibrate.profile import MissingMeasurement
 from accelcal.vocab import DTYPE_BYTES, FP8_SCALINGS, SAMPLER_BYTES_PER_LOGIT, attended_pairs
@@ -125,43 +125,71 @@ def require_engine_ep(engine: EnginePreset, tp: int, ep: int) -> None:
                          f"degrees that divide TP")
 
 
+class ExpertSplitIssue(NamedTuple):
+    """Why an engine refuses a layout's split of the routed experts (expert_split_issue)."""
+
+    unequal: bool
+    """True: unequal slices, which no engine loads; False: partial fp8 blocks, which the engine's loader refuses."""
+    reason: str
+    """The arithmetic, the same for every layout with this split (a rejection's reason)."""
+    layout: str
+    """The flags that ask for the split (``--tp 8``, ``--moe-tp 6``, ``--tp 8 --ep 2``)."""
+    fits: tuple[str, ...]
+    """The layouts of the experts the engine runs that fit here, as flags."""
+    source: str
+    """Where the rule comes from."""
+
+    @property
+    def message(self) -> str:
+        """The whole message: layout, reason, source, what fits."""
+        return (f"{self.layout}: {self.reason} ({self.source}); layouts of the experts that fit here: "
+                + (", ".join(self.fits) or "none"))
+
+
+_EQUAL_SLICES_SOURCE = ("sglang 0.5.9 wheel srt/layers/moe/fused_moe_triton/layer.py asserts intermediate_size % "
+                        "moe_tp_size == 0")
+
+
 def expert_split_issue(model: ModelConfig, par: Parallelism, engine: EnginePreset, weight_dtype: str = "bf16",
-                       fp8_scaling: str = "per_tensor") -> tuple[bool, str]:
-    """(unequal, message) for a layout whose split of a routed expert's FFN (``Parallelism.expert_tp`` ways) an
-    engine refuses; (False, "") when none.  ``unequal`` True: unequal slices, which no engine loads (sglang 0.5.9
-    wheel srt/layers/moe/fused_moe_triton/layer.py: ``assert intermediate_size % self.moe_tp_size == 0``); False:
-    block-scaled fp8 experts split into partial blocks on an engine documented to refuse that
-    (EnginePreset.moe_block_aligned).  The message names the splits this layout's degrees allow."""
+                       fp8_scaling: str = "per_tensor") -> ExpertSplitIssue | None:
+    """Why ``engine`` refuses to load ``par``'s split of a routed expert's FFN (``Parallelism.expert_tp`` ways), or
+    None: unequal slices, which no engine loads, or, for block-scaled fp8 experts on an engine documented to refuse
+    it (EnginePreset.moe_block_aligned), slices that are not whole blocks in both block dimensions (gate/up's output
+    by block_n, down's input by block_k).  Its ``fits`` lists the expert layouts this engine runs on these degrees
+    that have neither problem."""
     k = par.expert_tp
     if not model.is_moe or k <= 1:
-        return False, ""
+        return None
     width = model.expert_ffn_size
-    block = model.weight_block_size[0] if (model.weight_block_size and weight_dtype == "fp8_e4m3"
-                                           and fp8_scaling == "block" and engine.moe_block_aligned) else 0
+    blocks = (tuple(model.weight_block_size) if (model.weight_block_size and weight_dtype == "fp8_e4m3"
+                                                 and fp8_scaling == "block" and engine.moe_block_aligned) else ())
 
     def fits(n: int) -> bool:
-        return width % n == 0 and (not block or (width // n) % block == 0)
+        return width % n == 0 and all((width // n) % b == 0 for b in blocks)
 
     if fits(k):
-        return False, ""
-    how = (f"--moe-tp {k}" if par.moe_tp else f"--tp {par.tp} --ep {par.ep} (experts split TP{k} x EP{par.ep})"
-           if par.ep > 1 else f"--tp {par.tp}")
-    tp, dp = par.tp, par.dp
-    ways = sorted({n for n in [tp // e for e in range(1, tp + 1) if tp % e == 0] + [tp * j for j in range(2, dp + 1)
-                                                                                    if dp % j == 0] if fits(n)})
-    unequal = bool(width % k)
-    if unequal:
-        why = (f"{model.name}'s routed experts are {width} wide and {width} % {k} = {width % k}: an engine splits an "
-               f"expert's FFN in equal slices (sglang fused_moe_triton/layer.py asserts intermediate_size % "
-               f"moe_tp_size == 0)")
-    else:
-        why = (f"{model.name}'s block-scaled fp8 experts ({width} wide, blocks of {block}) would be {width // k} wide "
-               f"per device, and {width // k} % {block} = {(width // k) % block}: {engine.name} loads only whole "
-               f"blocks ({engine.sources.get('moe_block_aligned', 'moe_block_aligned')})")
-    whole = [f"--ep {e}" for e in (tp, tp * dp) if e > 1 and model.num_experts % e == 0
-             and (e == tp or par.pp == 1)]
-    return unequal, (f"{how}: {why}; splits of the experts that fit here: {ways or 'none'}"
-                     + (f", or whole experts on each device ({' or '.join(dict.fromkeys(whole))})" if whole else ""))
+        return None
+    tp, dp, E = par.tp, par.dp, model.num_experts
+    options = [(f"--ep {tp * j}" + (" (whole experts)" if j == 1 else f" (whole experts over {j} replicas)"), 1)
+               for j in range(1, dp + 1) if dp % j == 0 and tp * j > 1 and E % (tp * j) == 0]
+    if engine.ep_below_tp:
+        options += [(f"--ep {e} (experts split TP{tp // e} x EP{e})", tp // e) for e in range(2, tp) if tp % e == 0
+                    and E % e == 0]
+    options += [(f"--ep 1 (every expert split {tp} ways)", tp)] + [
+        (f"--moe-tp {tp * j} (every expert split over {j} replicas)", tp * j) for j in range(2, dp + 1) if dp % j == 0]
+    layout = (f"--moe-tp {k}" if par.moe_tp else f"--tp {tp} --ep {par.ep} (experts split TP{k} x EP{par.ep})"
+              if par.ep > 1 else f"--tp {tp}")
+    ok = tuple(flag for flag, n in options if fits(n))
+    if width % k:
+        return ExpertSplitIssue(True, f"{model.name}'s routed experts are {width} wide and {width} % {k} = {width % k}: "
+                                      f"an engine splits an expert's FFN in equal slices", layout, ok,
+                                _EQUAL_SLICES_SOURCE)
+    per = width // k
+    bad = [b for b in blocks if per % b]
+    return ExpertSplitIssue(False, f"{model.name}'s block-scaled fp8 experts ({width} wide, blocks of "
+                                   f"{' x '.join(map(str, blocks))}) would be {per} wide per device, and {per} % "
+                                   f"{bad[0]} = {per % bad[0]}: {engine.name} loads only whole blocks", layout, ok,
+                            f"engine key moe_block_aligned: {engine.sources.get('moe_block_aligned', 'its preset')}")
 
 
 class StepCostError(ValueError):
