@@ -26,7 +26,8 @@ import pandas as pd
 from .fit_alpha_beta import fit_piecewise
 from .fit_attention import attention_groups, fit_attention_table
 from .fit_gemm import fit_gemm
-from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, SAMPLER_BYTES_PER_LOGIT, SCOPES
+from accelcal.vocab import (BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, SAMPLER_BYTES_PER_LOGIT, SCOPES,
+                            gemm_element_bytes)
 
 from .naming import slug
 from .profile import CollectiveEntry, Identity, MemoryEntry, Overheads, Profile
@@ -200,6 +201,18 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
         q = compute[dtype].quality
         note(f"fitted gemm {dtype}: {q.points} shapes, held-out median {q.heldout_median_rel_err:.1%}, "
              f"p90 {q.heldout_p90_rel_err:.1%}{' FLAGGED' if q.flags else ''}")
+    grouped = kdev[kdev["op"] == "grouped_gemm"] if len(kdev) else kdev
+    for dtype, g in (grouped.groupby("dtype") if len(grouped) else []):
+        # kept as measured: the planner asks for the ratio to its own stacked-GEMM estimate (ComputeEntry.grouped_ratio)
+        if dtype not in compute:
+            note(f"grouped gemm {dtype}: {len(g)} case(s) kept out: no {dtype} GEMM fit to compare them with")
+            continue
+        entry = compute[dtype]
+        entry.grouped_points = g[["experts", "m", "n", "k", "median_s"]].astype(float).values.tolist()
+        el = gemm_element_bytes(dtype)
+        ratios = [entry.grouped_ratio(m, *el) for m in sorted({p[1] for p in entry.grouped_points})]
+        note(f"grouped gemm {dtype}: {len(entry.grouped_points)} cases, measured / stacked-GEMM estimate "
+             f"{min(ratios):.3g}..{max(ratios):.3g} (median per tokens-per-expert)")
     if not compute:
         ops = sorted(set(kall["op"])) if len(kall) else []
         raise ValueError("no GEMM dtype could be fitted (need >= 4 ok 'device' gemm rows per dtype); "

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from accelcal.units import fmt
-from accelcal.vocab import PREFILL_KINDS, SAMPLER_BYTES_PER_LOGIT, busbw_factor
+from accelcal.vocab import PREFILL_KINDS, SAMPLER_BYTES_PER_LOGIT, busbw_factor, gemm_element_bytes
 
 from .compose import SMOKE_NOTE, smoke_sweep
 from .profile import Profile, Quality
@@ -63,6 +63,12 @@ def format_profile(p: Profile) -> str:
         seen = f"best measured {_si(best, 'FLOP/s')}, " if best else ""
         out.append(f"  {dt:<9} {seen}fitted roof {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
                    f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality)}")
+    for dt, e in p.compute.items():
+        if e.grouped_points:
+            el = gemm_element_bytes(dt)
+            ms = sorted({q[1] for q in e.grouped_points})
+            out.append(f"  {dt:<9} grouped expert GEMMs: {len(e.grouped_points)} cases, measured / stacked-GEMM "
+                       f"estimate " + ", ".join(f"x{e.grouped_ratio(m, *el):.3g} at m={m:g}" for m in ms))
     if not p.is_interconnect:
         out.append("memory (time = latency + bytes moved / bandwidth)")
         for pat, e in p.memory.items():

@@ -26,6 +26,7 @@ __all__ = [
     "MixedAttentionCase",
     "DENSE_MS",
     "GemmShape",
+    "GroupedGemmCase",
     "MODELS",
     "ModelDims",
     "QUICK_MS",
@@ -67,6 +68,29 @@ class GemmShape:
             raise ValueError(f"{self.name}: n={self.n}, k={self.k} not divisible by {divisor}")
         return GemmShape(f"{self.name}/{divisor}", self.n // divisor, self.k // divisor,
                          f"{self.source}; N and K divided by {divisor} for slow devices", self.square)
+
+
+@dataclass(frozen=True)
+class GroupedGemmCase:
+    """One grouped expert GEMM: ``experts`` GEMMs of ``m`` tokens each, one (N, K) weight each, in one kernel (what
+    a MoE layer runs over the experts a step's tokens reach)."""
+
+    experts: int
+    """Experts (weights) in the call."""
+    m: int
+    """Tokens routed to each expert."""
+    shape: GemmShape
+    """One expert's projection."""
+
+
+def grouped_cases(models: Sequence[str], experts: Sequence[int], ms: Sequence[int],
+                  divisor: int = 1) -> tuple[GroupedGemmCase, ...]:
+    """The routed-expert projections of each MoE preset in ``models`` (divided by ``divisor`` for slow devices) with
+    each number of experts and tokens per expert."""
+    shapes = [s if divisor == 1 else s.scaled(divisor)
+              for name in models for s in _model_projections(ModelDims.from_config(ModelConfig.from_name(name)))
+              if s.name.split(".")[-1].startswith("expert_")]
+    return tuple(GroupedGemmCase(e, m, s) for s in shapes for e in experts for m in ms)
 
 
 def _model_projections(m: ModelDims) -> list[GemmShape]:
@@ -260,6 +284,8 @@ class SuitePreset:
     """Sequences per step the sampler kinds (kernels/sampler.py) are timed at; empty: not timed."""
     sampler_vocab: int = 0
     """Logits per sequence for the sampler timings (a preset model's whole vocabulary)."""
+    grouped_cases: tuple[GroupedGemmCase, ...] = ()
+    """Grouped expert GEMMs (kernels/grouped_gemm.py, bf16); empty: not timed."""
     case_budget_s: float = 2.0
     """Skip (and record) a case whose estimated measuring time exceeds this, in seconds."""
     overhead_queue_len: int = 100
@@ -345,6 +371,9 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         elementwise_dtypes=("fp32",),
         sampler_batches=(1, 2, 4, 16),  # four points: the fit holds one out
         sampler_vocab=_SAMPLER_VOCAB,
+        # Qwen3-30B-A3B's experts divided by 4 (384 x 512 and 512 x 192), 8 of them, decode to prefill tokens each:
+        # about a second in all, inside the preset's 60 s
+        grouped_cases=grouped_cases(("qwen3-30b-a3b",), (8,), (1, 4, 16, 64), divisor=4),
         case_budget_s=1.5,
         overhead_queue_len=50,
     ),
@@ -395,6 +424,7 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         elementwise_dtypes=("fp32", "bf16"),
         sampler_batches=(1, 4, 16, 64, 256),
         sampler_vocab=_SAMPLER_VOCAB,
+        grouped_cases=grouped_cases(("qwen3-30b-a3b",), (8, 32), (1, 4, 16, 64, 256), divisor=2),
         case_budget_s=10.0,
         overhead_queue_len=200,
     ),
@@ -426,6 +456,9 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         # Decode batches of a serving engine, either side of torch's 128-row switch between sort algorithms.
         sampler_batches=(1, 8, 32, 64, 128, 256),
         sampler_vocab=_SAMPLER_VOCAB,
+        # A fine-grained MoE's experts (Qwen3-30B-A3B) and a wide one's (DeepSeek-V3), 8 and 32 in a call, from a
+        # decode step's few tokens per expert to a prefill's
+        grouped_cases=grouped_cases(("qwen3-30b-a3b", "deepseek-v3"), (8, 32), (1, 8, 32, 128, 512)),
         case_budget_s=3.0,
         overhead_queue_len=200,
     ),
@@ -449,6 +482,7 @@ _PRESETS: dict[tuple[str, str], SuitePreset] = {
         elementwise_dtypes=("bf16", "fp16"),
         sampler_batches=(1, 8, 32, 64, 96, 128, 192, 256, 512),
         sampler_vocab=_SAMPLER_VOCAB,
+        grouped_cases=grouped_cases(("qwen3-30b-a3b", "deepseek-v3"), (8, 32, 128), (1, 4, 16, 64, 256, 1024, 4096)),
         case_budget_s=30.0,
         overhead_queue_len=500,
     ),

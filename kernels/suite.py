@@ -1,4 +1,5 @@
-"""The kernel suite: GEMM, memory, overheads, attention and a layer's eager elementwise ops on one device.
+"""The kernel suite: GEMM, memory, overheads, attention, a layer's eager elementwise ops, the sampler and grouped
+expert GEMMs on one device.
 
     from accelcal.kernels.suite import run_suite, summary_table
     rs = run_suite("cpu", preset="quick", ops=["gemm", "memory"], dtypes=["fp32"])
@@ -24,7 +25,7 @@ from .shapes import ALL_DTYPES, SuitePreset
 
 __all__ = ["OPS", "parse_list", "run_suite", "summary_table"]
 
-OPS: tuple[str, ...] = ("gemm", "memory", "overhead", "attention", "elementwise", "sampler")
+OPS: tuple[str, ...] = ("gemm", "memory", "overhead", "attention", "elementwise", "sampler", "grouped_gemm")
 """Op groups the suite can run, in run order."""
 
 
@@ -61,6 +62,7 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
     from .elementwise import run_elementwise
     from .environment import capture_environment
     from .gemm import run_gemm
+    from .grouped_gemm import run_grouped_gemm
     from .memory import run_memory
     from .overhead import run_overheads
     from .sampler import run_sampler
@@ -101,6 +103,8 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
                 run_elementwise(ctx, p.elementwise_dims, p.elementwise_tokens, ew_dtypes)
             elif op == "sampler" and p.sampler_batches:
                 run_sampler(ctx, p.sampler_batches, p.sampler_vocab)
+            elif op == "grouped_gemm" and p.grouped_cases:
+                run_grouped_gemm(ctx, p.grouped_cases, [d for d in ("bf16",) if dtype_list is None or d in dtype_list])
     finally:
         if bar is not None:
             bar.close()

@@ -229,6 +229,12 @@ class Coster:
         return self._q(("gemm", dt, m, n, k, weight_bytes),
                        lambda: self.profile.gemm_time_s(m, n, k, dt, weight_bytes_per_elem=weight_bytes))
 
+    def grouped_gemm(self, experts: int, m: int, n: int, k: int, weight_bytes: float | None = None):
+        """One grouped kernel over ``experts`` GEMMs of ``m`` tokens (Profile.grouped_gemm_time_s)."""
+        dt = self.gemm_dtype_for(None)
+        return self._q(("grouped", dt, experts, m, n, k, weight_bytes),
+                       lambda: self.profile.grouped_gemm_time_s(experts, m, n, k, dt, weight_bytes))
+
     def roofline(self, flop: float, nbytes: float, dtype: str | None = None):
         """A kernel no profile field times (Profile.roofline_time_s) at ``dtype``'s fitted rates where measured."""
         dt = self.gemm_dtype_for(dtype)
@@ -319,10 +325,11 @@ class Coster:
             if count > 1 and node.kernels == 1:
                 # One grouped kernel over every expert hit (vLLM/SGLang fused_moe, TensorRT-LLM's MoE GEMM): it
                 # streams all their weights in one launch, so it costs as one GEMM with the experts stacked along
-                # N (same FLOPs and weight bytes), not as `count` launches that each pay a small GEMM's floor.
-                est = self.gemm(p["m"], count * p["n"], p["k"], wb)
+                # N (same FLOPs and weight bytes), not as `count` launches that each pay a small GEMM's floor;
+                # corrected by the profile's measured grouped kernels where it has them.
+                est = self.grouped_gemm(count, p["m"], p["n"], p["k"], wb)
                 t = est.time_s
-                detail = f"{count} experts as one grouped kernel ~ one GEMM N = {count} x {p['n']}: {est.detail}"
+                detail = est.detail
             else:
                 est = self.gemm(p["m"], p["n"], p["k"], wb, p.get("dtype"))
                 t = count * est.time_s

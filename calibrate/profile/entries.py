@@ -17,7 +17,7 @@ from typing import Any
 
 from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, FABRICS, SCOPES, is_kernel_name
 
-from .perf import gemm_estimate_s, gemm_model_time_s, ratio_table
+from .perf import gemm_estimate_s, gemm_model_time_s, interp_log, ratio_table
 from .reader import MAX_MESSAGE_BYTES, MAX_TIME_S, Reader
 
 __all__ = ["AttentionEntry", "CollectiveEntry", "CollectivePiece", "ComputeEntry", "MemoryEntry", "Overheads", "Quality",
@@ -93,6 +93,9 @@ class ComputeEntry:
     gemm_model: Any = None
     """Optional :class:`accelcal.calibrate.gemm_model.GemmModel` (key ``gemm_model``): when present the query uses
     it (wave quantisation, split-K, memory-bound small M) instead of the efficiency-interpolated roofline."""
+    grouped_points: list[list[float]] = field(default_factory=list)
+    """Measured grouped expert GEMMs ``[experts, m, n, k, time_s]`` (device time of one kernel over ``experts``
+    GEMMs of ``m`` tokens each, kernels/grouped_gemm.py); empty: none measured (key ``grouped_points``, optional)."""
 
     _ratio_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -114,6 +117,23 @@ class ComputeEntry:
             self._ratio_cache[key] = ratio_table(model, self.points)
         return gemm_estimate_s(model, self.points, m, n, k, table=self._ratio_cache[key])
 
+    def grouped_ratio(self, m: float, elsize: int, out_elsize: int | None = None) -> float | None:
+        """How much longer a grouped expert GEMM of ``m`` tokens per expert takes than this entry's estimate of the
+        one GEMM with the experts stacked along N (how the planner costs a grouped kernel): the median measured
+        ratio at each measured m, interpolated in log m and held beyond the measured range; None when no grouped
+        GEMM was measured."""
+        if not self.grouped_points:
+            return None
+        key = ("grouped", elsize, out_elsize, tuple(tuple(p) for p in self.grouped_points),
+               tuple(tuple(p) for p in self.points), self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s)
+        table = self._ratio_cache.get(key)
+        if table is None:
+            by_m: dict[float, list[float]] = {}
+            for e, pm, n, k, t in self.grouped_points:
+                by_m.setdefault(pm, []).append(t / self.estimate_s(pm, e * n, k, elsize, out_elsize)[0])
+            table = self._ratio_cache[key] = sorted((pm, sorted(r)[len(r) // 2]) for pm, r in by_m.items())
+        return interp_log(table, m)
+
     def weight_only_scale(self, m: float, n: float, k: float, elsize: int, out_elsize: int | None,
                           weight_bytes: float) -> float:
         """How much faster (or not) this dtype's GEMM runs with its weights stored at ``weight_bytes`` per element:
@@ -129,7 +149,7 @@ class ComputeEntry:
     @classmethod
     def read(cls, r: Reader, d: Any, path: str, datasheet: bool) -> "ComputeEntry":
         d = r.mapping(d, path, ["peak_flop_per_s", "memory_bandwidth_bytes_per_s", "points"],
-                      ["overhead_s", "quality", "wave_units", "gemm_model"])
+                      ["overhead_s", "quality", "wave_units", "gemm_model", "grouped_points"])
         pts = d["points"]
         if not isinstance(pts, list):
             raise r.fail(f"{path}.points", f"expected a list of [m, n, k, time_s], got {type(pts).__name__}")
@@ -146,6 +166,18 @@ class ComputeEntry:
         if not datasheet and d.get("quality") is None:
             raise r.fail(f"{path}.quality", "missing; required for measured profiles")
         wave = d.get("wave_units")
+        grouped: list[list[float]] = []
+        gp = d.get("grouped_points") or []
+        if not isinstance(gp, list):
+            raise r.fail(f"{path}.grouped_points", f"expected a list of [experts, m, n, k, time_s], got "
+                                                   f"{type(gp).__name__}")
+        for i, p in enumerate(gp):
+            pp = f"{path}.grouped_points[{i}]"
+            if not isinstance(p, list) or len(p) != 5:
+                raise r.fail(pp, f"expected [experts, m, n, k, time_s] (5 numbers), got {p!r:.80}")
+            dims = [r.number(v, f"{pp}[{j}]", lo=1.0, hi=1e9, what="a grouped GEMM dimension")
+                    for j, v in enumerate(p[:4])]
+            grouped.append(dims + [r.number(p[4], f"{pp}[4]", lo=0.0, lo_open=True, hi=MAX_TIME_S, what="seconds")])
         return cls(
             peak_flop_per_s=r.flops(d["peak_flop_per_s"], f"{path}.peak_flop_per_s"),
             memory_bandwidth_bytes_per_s=r.bandwidth(d["memory_bandwidth_bytes_per_s"], f"{path}.memory_bandwidth_bytes_per_s"),
@@ -154,6 +186,7 @@ class ComputeEntry:
             quality=Quality.read(r, d["quality"], f"{path}.quality") if d.get("quality") is not None else None,
             wave_units=None if wave is None else r.integer(wave, f"{path}.wave_units", lo=1, hi=100000),
             gemm_model=_read_gemm_model(r, d.get("gemm_model"), f"{path}.gemm_model"),
+            grouped_points=grouped,
         )
 
     def to_dict(self) -> dict:
@@ -165,6 +198,7 @@ class ComputeEntry:
             "quality": None if self.quality is None else self.quality.to_dict(),
             "wave_units": self.wave_units,
             **({"gemm_model": self.gemm_model.to_dict()} if self.gemm_model is not None else {}),
+            **({"grouped_points": [[float(v) for v in p] for p in self.grouped_points]} if self.grouped_points else {}),
         }
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from accelcal.vocab import gemm_flop, gemm_traffic_bytes
 
-__all__ = ["WAVE_TILE", "gemm_estimate_s", "gemm_model_time_s", "ratio_table"]
+__all__ = ["WAVE_TILE", "gemm_estimate_s", "gemm_model_time_s", "interp_log", "ratio_table"]
 
 WAVE_TILE = 128
 """Output tile edge assumed by the wave-quantisation term of the GEMM model (rows and columns)."""
@@ -152,3 +152,19 @@ def gemm_estimate_s(model: Callable[[float, float, float], float], points: Seque
     how = ("held the boundary efficiency of the nearest measured shapes (outside the measured range)" if extrap
            else "efficiency interpolated (inverse-distance, log shape space) from the 4 nearest measured shapes")
     return base * math.exp(lr), extrap, how
+
+
+def interp_log(table: Sequence[tuple[float, float]], x: float) -> float:
+    """The value at ``x`` of ``table`` ([(x, value)] sorted by x, x > 0), linear in log x between its points and
+    held at the first and last value beyond them."""
+    if not table:
+        raise ValueError("interp_log: empty table")
+    xs = [t[0] for t in table]
+    if x <= xs[0]:
+        return table[0][1]
+    if x >= xs[-1]:
+        return table[-1][1]
+    i = bisect.bisect_right(xs, x)
+    (x0, y0), (x1, y1) = table[i - 1], table[i]
+    w = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+    return y0 + w * (y1 - y0)

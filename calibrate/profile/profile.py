@@ -263,6 +263,27 @@ class Profile:
     def _base_flags(self) -> tuple[str, ...]:
         return ("datasheet",) if self.is_datasheet else ("published",) if self.identity.source == "published" else ()
 
+    def grouped_gemm_time_s(self, experts: int, m: int, n: int, k: int, dtype: str,
+                            weight_bytes_per_elem: float | None = None) -> Estimate:
+        """Time of one grouped kernel over ``experts`` GEMMs of ``m`` tokens each by an (n, k) weight each: the one
+        GEMM with the experts stacked along N (:meth:`gemm_time_s`, same FLOPs and weight bytes), times the measured
+        ratio of grouped kernels to that estimate at ``m`` tokens per expert where the profile has one
+        (ComputeEntry.grouped_ratio); without one, the stacked GEMM as it is."""
+        est = self.gemm_time_s(m, experts * n, k, dtype, weight_bytes_per_elem)
+        e = self.compute[dtype]
+        ratio = e.grouped_ratio(m, *gemm_element_bytes(dtype))
+        if ratio is None:
+            return Estimate(est.time_s, est.extrapolated, f"{experts} experts as one grouped kernel ~ one GEMM N = "
+                            f"{experts} x {n}: {est.detail}", est.source, est.flags)
+        ms = [p[1] for p in e.grouped_points]
+        outside = not min(ms) <= m <= max(ms)
+        return Estimate(est.time_s * ratio, est.extrapolated or outside,
+                        f"{experts} experts as one grouped kernel = one GEMM N = {experts} x {n} ({est.detail}) x "
+                        f"{ratio:.3g}, the measured grouped / stacked ratio at {m:g} tokens per expert"
+                        + (f" (held at the measured range's end, {min(ms):g}..{max(ms):g})" if outside else ""),
+                        f"compute.{dtype}.grouped_points", est.flags + (("extrapolated",) if outside and
+                                                                        "extrapolated" not in est.flags else ()))
+
     def gemm_time_s(self, m: int, n: int, k: int, dtype: str, weight_bytes_per_elem: float | None = None) -> Estimate:
         """Time of C[m,n] = A[m,k] @ B[k,n] in ``dtype``; ``weight_bytes_per_elem``: B stored in a weight-only
         format of that size (accelcal.vocab.WEIGHT_ONLY_BYTES), computed in ``dtype`` (ComputeEntry.weight_only_scale)."""

@@ -37,7 +37,7 @@ import math
 from typing import Any, NamedTuple
 
 from accelcal.calibrate.profile import MissingMeasurement
-from accelcal.vocab import DTYPE_BYTES, FP8_SCALINGS, SAMPLER_BYTES_PER_LOGIT, attended_pairs
+from accelcal.vocab import DTYPE_BYTES, FP8_SCALINGS, SAMPLER_BYTES_PER_LOGIT, attended_pairs, gemm_element_bytes
 
 from ..cost import Coster
 from ..dag import DagOptions, build_edge_dag, build_layer_dag
@@ -192,6 +192,23 @@ def expert_split_issue(model: ModelConfig, par: Parallelism, engine: EnginePrese
                             f"engine key moe_block_aligned: {engine.sources.get('moe_block_aligned', 'its preset')}")
 
 
+def grouped_gemm_note(profile: Any, dtype: str) -> str:
+    """How a MoE step's grouped expert GEMMs in ``dtype`` are costed from ``profile``: corrected by its measured
+    grouped kernels (their ratios to the stacked-GEMM estimate), or as the stacked GEMM alone."""
+    entry = getattr(profile, "compute", {}).get(dtype)
+    if entry is not None and entry.grouped_points:
+        el = gemm_element_bytes(dtype)
+        ms = sorted({p[1] for p in entry.grouped_points})
+        ratios = [entry.grouped_ratio(m, *el) for m in ms]
+        return (f"routed experts: each grouped expert GEMM is the one GEMM with the experts stacked along N times the "
+                f"profile's measured grouped / stacked ratio ({min(ratios):.3g}..{max(ratios):.3g} over {ms[0]:g}.."
+                f"{ms[-1]:g} tokens per expert, compute.{dtype}.grouped_points)")
+    return (f"routed experts: each grouped expert GEMM is costed as one GEMM with the experts stacked along N, as "
+            f"efficient as a dense {dtype} GEMM of that size; the profile has no grouped-kernel measurement "
+            f"(compute.{dtype}.grouped_points: calibrate with this accelcal to time them), so MoE steps, prefill "
+            f"most, are likely optimistic")
+
+
 class StepCostError(ValueError):
     """The profile cannot cost a step (a missing dtype or collective); the message says what is missing."""
 
@@ -337,6 +354,8 @@ class StepCoster:
                               f"dequantisation is not measured, so compute-bound expert GEMMs (prefill) come out as "
                               f"fast as {weight_dtype} ones (benchmarks/RESULTS.md: gpt-oss-120b TTFT about half "
                               f"the published measurements)")
+        if model.is_moe:
+            self.notes.append(grouped_gemm_note(profile, weight_dtype))
         if model.sliding_layers:
             self.notes.append(f"{model.sliding_layers} of {model.layers} layers attend through a "
                               f"{model.sliding_window}-token window: a step's attention is the layers' mean, the "
