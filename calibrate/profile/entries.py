@@ -12,6 +12,7 @@ validates one entry with :class:`~accelcal.calibrate.profile.reader.Reader`,
 from __future__ import annotations
 
 import copy
+import statistics
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -131,7 +132,7 @@ class ComputeEntry:
             by_m: dict[float, list[float]] = {}
             for e, pm, n, k, t in self.grouped_points:
                 by_m.setdefault(pm, []).append(t / self.estimate_s(pm, e * n, k, elsize, out_elsize)[0])
-            table = self._ratio_cache[key] = sorted((pm, sorted(r)[len(r) // 2]) for pm, r in by_m.items())
+            table = self._ratio_cache[key] = sorted((pm, statistics.median(r)) for pm, r in by_m.items())
         return interp_log(table, m)
 
     def weight_only_scale(self, m: float, n: float, k: float, elsize: int, out_elsize: int | None,
