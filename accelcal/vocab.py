@@ -92,6 +92,10 @@ FP8_SCALINGS: tuple[str, ...] = ("per_tensor", "block")
 SERVING_DTYPES: tuple[str, ...] = ("bf16", "fp8_e4m3")
 """Weight and KV cache dtypes the serving model costs (accelcal predict / plan --engine --weight-dtype, --kv-dtype)."""
 
+GROUPED_GEMM_DTYPES: tuple[str, ...] = ("bf16",)
+"""dtypes the kernel suite times grouped expert GEMMs in (kernels/grouped_gemm.py: torch._grouped_mm; an fp8
+grouped kernel is not timed); a profile's grouped ratio in one of them stands in for the others."""
+
 SAMPLER_BYTES_PER_LOGIT: dict[str, float] = {
     # the fp32 logits read once (TensorRT-LLM TorchSampler's greedy fast path)
     "argmax": 4.0,

@@ -5,7 +5,7 @@
 
 A MoE layer runs its experts as one grouped kernel; the planner costs it as one GEMM with the experts stacked
 along N.  This runs the quick preset's bf16 GEMM sweep and its grouped_gemm cases (kernels/grouped_gemm.py),
-fits the GEMM as ``accelcal calibrate`` does, and prints every grouped case's measured time beside that
+fits the GEMM as ``accelcal calibrate`` does (its wave term from the device's SM count), and prints every grouped case's measured time beside that
 estimate, and the ratio table a profile then carries (ComputeEntry.grouped_ratio: the median per tokens per
 expert).  Every figure is measured in this run; no target: the ratio is what the profile corrects by.
 """
@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         reasons = sorted(set(df[df["op"] == "grouped_gemm"]["reason"].dropna()))
         print(f"no grouped GEMM ran on {dev.spec}: {reasons or 'no cases in the preset'}")
         return 1
-    entry = fit_gemm("bf16", gemm[["m", "n", "k", "median_s"]].astype(float).values.tolist())
+    sms = rs.env.get("device_sm_count") if dev.type in ("cuda", "rocm") else None  # as calibrate's fit takes it
+    entry = fit_gemm("bf16", gemm[["m", "n", "k", "median_s"]].astype(float).values.tolist(),
+                     wave_units=int(sms) if sms else None)
     entry.grouped_points = grouped[["experts", "m", "n", "k", "median_s"]].astype(float).values.tolist()
     el = gemm_element_bytes("bf16")
     print(f"device {dev.spec} ({rs.env.get('device_name')}); bf16 GEMM fit on {len(gemm)} shapes x M; "
@@ -46,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         e, m, n, k, t = (float(r[c]) for c in ("experts", "m", "n", "k", "median_s"))
         est = entry.estimate_s(m, e * n, k, *el)[0]
         print(f"{r['shape']:<34} {e:>7.0f} {m:>5.0f} {t * 1e6:>8.1f} us {est * 1e6:>8.1f} us {t / est:>6.2f}")
-    ms = sorted({p[1] for p in entry.grouped_points})
     print("ratio the profile carries (median over the cases at each m): "
-          + ", ".join(f"m={m:g} x{entry.grouped_ratio(m, *el):.3g}" for m in ms))
+          + ", ".join(f"m={m:g} x{r:.3g}" for m, r in entry.grouped_ratio_table(*el)))
     return 0
 
 

@@ -287,9 +287,12 @@ def _shown(changes: list[Change], only_significant: bool) -> list[Change]:
 
 
 def missing_in_new(old: Profile, new: Profile) -> list[str]:
-    """Measurements OLD answers and NEW cannot (a dtype, memory pattern, attention phase, elementwise group,
-    sampler kind or collective it lost): no ratio judges them, yet a plan NEW costs cannot use them."""
+    """Measurements OLD answers and NEW cannot (a dtype, its grouped GEMMs, memory pattern, attention phase,
+    elementwise group, sampler kind or collective it lost): no ratio judges them, yet a plan NEW costs cannot use
+    them."""
     out = [f"compute.{dt}" for dt in old.compute if dt not in new.compute]
+    out += [f"compute.{dt}.grouped_points" for dt, e in old.compute.items()
+            if e.grouped_points and dt in new.compute and not new.compute[dt].grouped_points]
     out += [f"memory.{pat}" for pat in old.memory if pat not in new.memory]
     out += [f"attention.{dt}.{ph}" for dt, phs in old.attention.items() for ph in phs
             if ph not in new.attention.get(dt, {})]

@@ -209,8 +209,7 @@ def fit_profile(kernels_df: pd.DataFrame, collectives_df: pd.DataFrame | None, e
             continue
         entry = compute[dtype]
         entry.grouped_points = g[["experts", "m", "n", "k", "median_s"]].astype(float).values.tolist()
-        el = gemm_element_bytes(dtype)
-        ratios = [entry.grouped_ratio(m, *el) for m in sorted({p[1] for p in entry.grouped_points})]
+        ratios = [r for _, r in entry.grouped_ratio_table(*gemm_element_bytes(dtype))]
         note(f"grouped gemm {dtype}: {len(entry.grouped_points)} cases, measured / stacked-GEMM estimate "
              f"{min(ratios):.3g}..{max(ratios):.3g} (median per tokens-per-expert)")
     if not compute:

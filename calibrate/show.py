@@ -65,10 +65,9 @@ def format_profile(p: Profile) -> str:
                    f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality)}")
     for dt, e in p.compute.items():
         if e.grouped_points:
-            el = gemm_element_bytes(dt)
-            ms = sorted({q[1] for q in e.grouped_points})
             out.append(f"  {dt:<9} grouped expert GEMMs: {len(e.grouped_points)} cases, measured / stacked-GEMM "
-                       f"estimate " + ", ".join(f"x{e.grouped_ratio(m, *el):.3g} at m={m:g}" for m in ms))
+                       f"estimate " + ", ".join(f"x{r:.3g} at m={m:g}"
+                                                for m, r in e.grouped_ratio_table(*gemm_element_bytes(dt))))
     if not p.is_interconnect:
         out.append("memory (time = latency + bytes moved / bandwidth)")
         for pat, e in p.memory.items():

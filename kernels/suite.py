@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from accelcal.results import STATUS_OK, ResultSet
+from accelcal.vocab import GROUPED_GEMM_DTYPES
 from accelcal.units import fmt_time_s
 
 from .model_shapes import sweep_preset_for
@@ -104,7 +105,8 @@ def run_suite(device: Any = None, preset: str | SuitePreset = "quick", ops: str 
             elif op == "sampler" and p.sampler_batches:
                 run_sampler(ctx, p.sampler_batches, p.sampler_vocab)
             elif op == "grouped_gemm" and p.grouped_cases:
-                run_grouped_gemm(ctx, p.grouped_cases, [d for d in ("bf16",) if dtype_list is None or d in dtype_list])
+                # the timed dtypes, or those asked for (a dtype without a grouped kernel is a recorded skip)
+                run_grouped_gemm(ctx, p.grouped_cases, list(GROUPED_GEMM_DTYPES) if dtype_list is None else dtype_list)
     finally:
         if bar is not None:
             bar.close()

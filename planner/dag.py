@@ -30,8 +30,9 @@ degrees); ``deps`` are the edges.  Operation kinds, each costed by
                                                      -> profile.roofline_time_s
 * ``collective`` params op, nbytes (nccl-tests S), group_size, scope
 * ``grouped_gemm`` params count, m, n, k: ``count`` expert GEMMs of one shape; one kernel (``kernels`` 1)
-  is costed as one GEMM with the experts stacked along N (same FLOPs and weight bytes, one launch), one
-  launch per expert as ``count`` GEMMs
+  is costed as one GEMM with the experts stacked along N (same FLOPs and weight bytes, one launch), times the
+  profile's measured grouped / stacked ratio where it has one (Profile.grouped_gemm_time_s); one launch per
+  expert as ``count`` GEMMs
 
 Any node may carry ``layer_share``: the DAG stands for the mean layer, and a MoE model with dense layers
 (ModelConfig.dense_layers) has both an MLP block and a MoE block, each node of which the coster weighs by its

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         # The whole entry is replaced: the selection may keep a different query (shape model, or the roofline
         # with or without the wave term), and a stale wave_units or roofline beside the new quality would
         # answer with a candidate the selection rejected.
+        if e is not None:
+            fitted.grouped_points = e.grouped_points  # measured; their ratio is taken against the new fit
         p.compute[dtype] = fitted
         q = fitted.quality
         print(f"gemm {dtype}: {len(points)} + {len(new)} added points; family-held-out median "

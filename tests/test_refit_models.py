@@ -25,6 +25,7 @@ def test_refit_replaces_a_stale_gemm_entry(tmp_path):
     e = p.compute[dtype]
     # A profile written by an older fit: a 128x128 wave term and a roof the current selection would not keep.
     e.wave_units, e.peak_flop_per_s, e.gemm_model = 132, e.peak_flop_per_s * 7.0, None
+    e.grouped_points = [[8.0, 4.0, 384.0, 512.0, 3.5e-4]]  # measured grouped cases: kept through the refit
     p.save(tmp_path / "cpu.yaml")
     assert _script().main([str(tmp_path / "cpu.yaml")]) == 0
     after = Profile.load(tmp_path / "cpu.yaml").compute[dtype]
@@ -34,3 +35,4 @@ def test_refit_replaces_a_stale_gemm_entry(tmp_path):
     assert (after.gemm_model is None) == (fresh.gemm_model is None)
     assert after.quality.heldout_p90_rel_err == fresh.quality.heldout_p90_rel_err
     assert after.points == e.points
+    assert after.grouped_points == [[8.0, 4.0, 384.0, 512.0, 3.5e-4]]

@@ -334,7 +334,7 @@ def fallback_notes(preds: dict) -> list[str]:
                 # one note per section for GEMM shapes the sweep did not cover (not one per (N, K)), else per
                 # missing figure; never by the M-dependent model text
                 gemm = re.search(r"\(N=(\d+), K=(\d+)\) not measured", line)
-                section = re.search(r"\((compute\.\w+)\)\s*$", line)
+                section = re.search(r"\((compute\.[\w.]+)\)\s*$", line)
                 key = (f"GEMM shapes not measured ({section.group(1) if section else 'compute'})" if gemm
                        else line.split(": ", 1)[-1])
                 if gemm:

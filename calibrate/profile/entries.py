@@ -118,22 +118,28 @@ class ComputeEntry:
             self._ratio_cache[key] = ratio_table(model, self.points)
         return gemm_estimate_s(model, self.points, m, n, k, table=self._ratio_cache[key])
 
-    def grouped_ratio(self, m: float, elsize: int, out_elsize: int | None = None) -> float | None:
-        """How much longer a grouped expert GEMM of ``m`` tokens per expert takes than this entry's estimate of the
-        one GEMM with the experts stacked along N (how the planner costs a grouped kernel): the median measured
-        ratio at each measured m, interpolated in log m and held beyond the measured range; None when no grouped
-        GEMM was measured."""
+    def grouped_ratio_table(self, elsize: int, out_elsize: int | None = None) -> list[tuple[float, float]]:
+        """[(tokens per expert, ratio)]: at each measured m, the median over the grouped cases of measured time /
+        this entry's estimate of the one GEMM with the experts stacked along N (how the planner costs a grouped
+        kernel); [] when no grouped GEMM was measured."""
         if not self.grouped_points:
-            return None
-        key = ("grouped", elsize, out_elsize, tuple(tuple(p) for p in self.grouped_points),
-               tuple(tuple(p) for p in self.points), self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s)
+            return []
+        key = ("grouped", elsize, out_elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s,
+               self.wave_units, id(self.gemm_model), tuple(tuple(p) for p in self.points),
+               tuple(tuple(p) for p in self.grouped_points))
         table = self._ratio_cache.get(key)
         if table is None:
             by_m: dict[float, list[float]] = {}
             for e, pm, n, k, t in self.grouped_points:
                 by_m.setdefault(pm, []).append(t / self.estimate_s(pm, e * n, k, elsize, out_elsize)[0])
             table = self._ratio_cache[key] = sorted((pm, statistics.median(r)) for pm, r in by_m.items())
-        return interp_log(table, m)
+        return table
+
+    def grouped_ratio(self, m: float, elsize: int, out_elsize: int | None = None) -> float | None:
+        """The grouped / stacked ratio at ``m`` tokens per expert: :meth:`grouped_ratio_table` interpolated in log m
+        and held beyond the measured range; None when no grouped GEMM was measured."""
+        table = self.grouped_ratio_table(elsize, out_elsize)
+        return interp_log(table, m) if table else None
 
     def weight_only_scale(self, m: float, n: float, k: float, elsize: int, out_elsize: int | None,
                           weight_bytes: float) -> float:
@@ -168,7 +174,8 @@ class ComputeEntry:
             raise r.fail(f"{path}.quality", "missing; required for measured profiles")
         wave = d.get("wave_units")
         grouped: list[list[float]] = []
-        gp = d.get("grouped_points") or []
+        gp = d.get("grouped_points")
+        gp = [] if gp is None else gp
         if not isinstance(gp, list):
             raise r.fail(f"{path}.grouped_points", f"expected a list of [experts, m, n, k, time_s], got "
                                                    f"{type(gp).__name__}")

@@ -20,6 +20,7 @@ import yaml
 
 from accelcal.atomic import atomic_write_text
 from accelcal.vocab import (ANSWERED_BY_ALL_REDUCE, ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS,
+                            GROUPED_GEMM_DTYPES,
                             PHASES, PREFILL_KINDS, SAMPLER_BYTES_PER_LOGIT, SCOPES,
                             attention_flop_bytes,
                             busbw_factor, gemm_element_bytes, ring_latency_scale, SWITCH_FABRICS)
@@ -265,24 +266,30 @@ class Profile:
 
     def grouped_gemm_time_s(self, experts: int, m: int, n: int, k: int, dtype: str,
                             weight_bytes_per_elem: float | None = None) -> Estimate:
-        """Time of one grouped kernel over ``experts`` GEMMs of ``m`` tokens each by an (n, k) weight each: the one
-        GEMM with the experts stacked along N (:meth:`gemm_time_s`, same FLOPs and weight bytes), times the measured
-        ratio of grouped kernels to that estimate at ``m`` tokens per expert where the profile has one
-        (ComputeEntry.grouped_ratio); without one, the stacked GEMM as it is."""
+        """Time of one grouped kernel over ``experts`` GEMMs of ``m`` tokens each by an (n, k) weight each
+        (``weight_bytes_per_elem``: the weights stored weight-only at that size, as :meth:`gemm_time_s` takes it):
+        the one GEMM with the experts stacked along N (same FLOPs and weight bytes), times the measured ratio of
+        grouped kernels to that estimate at ``m`` tokens per expert (ComputeEntry.grouped_ratio) in ``dtype``, or,
+        where ``dtype``'s grouped kernels are not timed (accelcal.vocab.GROUPED_GEMM_DTYPES), in the first timed
+        dtype the profile has, standing in; without any, the stacked GEMM as it is."""
         est = self.gemm_time_s(m, experts * n, k, dtype, weight_bytes_per_elem)
-        e = self.compute[dtype]
-        ratio = e.grouped_ratio(m, *gemm_element_bytes(dtype))
-        if ratio is None:
+        own = self.compute[dtype]
+        src_dt = dtype if own.grouped_points else next(
+            (d for d in GROUPED_GEMM_DTYPES if d in self.compute and self.compute[d].grouped_points), None)
+        if src_dt is None:
             return Estimate(est.time_s, est.extrapolated, f"{experts} experts as one grouped kernel ~ one GEMM N = "
                             f"{experts} x {n}: {est.detail}", est.source, est.flags)
+        e = self.compute[src_dt]
+        ratio = e.grouped_ratio(m, *gemm_element_bytes(src_dt))
         ms = [p[1] for p in e.grouped_points]
         outside = not min(ms) <= m <= max(ms)
+        stand_in = f" ({src_dt}'s, standing in: {dtype} grouped kernels are not timed)" if src_dt != dtype else ""
         return Estimate(est.time_s * ratio, est.extrapolated or outside,
                         f"{experts} experts as one grouped kernel = one GEMM N = {experts} x {n} ({est.detail}) x "
-                        f"{ratio:.3g}, the measured grouped / stacked ratio at {m:g} tokens per expert"
+                        f"{ratio:.3g}, the measured grouped / stacked ratio at {m:g} tokens per expert{stand_in}"
                         + (f" (held at the measured range's end, {min(ms):g}..{max(ms):g})" if outside else ""),
-                        f"compute.{dtype}.grouped_points", est.flags + (("extrapolated",) if outside and
-                                                                        "extrapolated" not in est.flags else ()))
+                        f"compute.{src_dt}.grouped_points", est.flags + (("extrapolated",) if outside and
+                                                                         "extrapolated" not in est.flags else ()))
 
     def gemm_time_s(self, m: int, n: int, k: int, dtype: str, weight_bytes_per_elem: float | None = None) -> Estimate:
         """Time of C[m,n] = A[m,k] @ B[k,n] in ``dtype``; ``weight_bytes_per_elem``: B stored in a weight-only
@@ -620,12 +627,16 @@ class Profile:
             g = e.gemm_model
             query_model = (lambda a, b, c: g.time_s(a, b, c)) if g is not None else (lambda a, b, c: e.model_time_s(a, b, c, *el))
             before = [query_model(*pt[:3]) for pt in e.points]
+            grouped_before = [query_model(pt[1], pt[0] * pt[2], pt[3]) for pt in e.grouped_points]
             e.memory_bandwidth_bytes_per_s *= factor
             if g is not None:
                 g = e.gemm_model = replace(g, memory_bandwidth_bytes_per_s=g.memory_bandwidth_bytes_per_s * factor)
             # Measured points become what they would have measured on the faster/slower memory under the model,
             # so the efficiency correction (measured / model) is kept rather than cancelling the what-if.
             e.points = [pt[:3] + [pt[3] * query_model(*pt[:3]) / b] for pt, b in zip(e.points, before)]
+            # grouped cases likewise, by their stacked GEMM's model time, so their ratio is kept
+            e.grouped_points = [pt[:4] + [pt[4] * query_model(pt[1], pt[0] * pt[2], pt[3]) / b]
+                                for pt, b in zip(e.grouped_points, grouped_before)]
         for e in (list(p.memory.values()) + [g for gs in p.elementwise.values() for g in gs.values()]
                   + list(p.sampler.values())):
             e.bandwidth_bytes_per_s *= factor

@@ -37,7 +37,8 @@ import math
 from typing import Any, NamedTuple
 
 from accelcal.calibrate.profile import MissingMeasurement
-from accelcal.vocab import DTYPE_BYTES, FP8_SCALINGS, SAMPLER_BYTES_PER_LOGIT, attended_pairs, gemm_element_bytes
+from accelcal.vocab import (DTYPE_BYTES, FP8_SCALINGS, GROUPED_GEMM_DTYPES, SAMPLER_BYTES_PER_LOGIT, attended_pairs,
+                            gemm_element_bytes)
 
 from ..cost import Coster
 from ..dag import DagOptions, build_edge_dag, build_layer_dag
@@ -194,19 +195,24 @@ def expert_split_issue(model: ModelConfig, par: Parallelism, engine: EnginePrese
 
 def grouped_gemm_note(profile: Any, dtype: str) -> str:
     """How a MoE step's grouped expert GEMMs in ``dtype`` are costed from ``profile``: corrected by its measured
-    grouped kernels (their ratios to the stacked-GEMM estimate), or as the stacked GEMM alone."""
-    entry = getattr(profile, "compute", {}).get(dtype)
-    if entry is not None and entry.grouped_points:
-        el = gemm_element_bytes(dtype)
-        ms = sorted({p[1] for p in entry.grouped_points})
-        ratios = [entry.grouped_ratio(m, *el) for m in ms]
+    grouped kernels (their ratio to the stacked-GEMM estimate; another dtype's standing in where ``dtype``'s are
+    not timed, accelcal.vocab.GROUPED_GEMM_DTYPES), or as the stacked GEMM alone."""
+    compute = getattr(profile, "compute", {})
+    src = dtype if dtype in compute and compute[dtype].grouped_points else next(
+        (d for d in GROUPED_GEMM_DTYPES if d in compute and compute[d].grouped_points), None)
+    if src is not None:
+        table = compute[src].grouped_ratio_table(*gemm_element_bytes(src))
+        ratios = [r for _, r in table]
+        stand_in = f"; {src}'s stand in for {dtype}, whose grouped kernels are not timed" if src != dtype else ""
         return (f"routed experts: each grouped expert GEMM is the one GEMM with the experts stacked along N times the "
-                f"profile's measured grouped / stacked ratio ({min(ratios):.3g}..{max(ratios):.3g} over {ms[0]:g}.."
-                f"{ms[-1]:g} tokens per expert, compute.{dtype}.grouped_points)")
+                f"profile's measured grouped / stacked ratio ({min(ratios):.3g}..{max(ratios):.3g} over "
+                f"{table[0][0]:g}..{table[-1][0]:g} tokens per expert, compute.{src}.grouped_points{stand_in})")
+    timed = ", ".join(GROUPED_GEMM_DTYPES)
     return (f"routed experts: each grouped expert GEMM is costed as one GEMM with the experts stacked along N, as "
-            f"efficient as a dense {dtype} GEMM of that size; the profile has no grouped-kernel measurement "
-            f"(compute.{dtype}.grouped_points: calibrate with this accelcal to time them), so MoE steps, prefill "
-            f"most, are likely optimistic")
+            f"efficient as a dense {dtype} GEMM of that size; the profile has no grouped-kernel measurement (the "
+            f"kernel suite's grouped_gemm op times {timed} grouped kernels, which stand in for other dtypes; "
+            f"calibrate with this accelcal on a Hopper or Blackwell GPU), so MoE steps, prefill most, are likely "
+            f"optimistic")
 
 
 class StepCostError(ValueError):
@@ -354,7 +360,7 @@ class StepCoster:
                               f"dequantisation is not measured, so compute-bound expert GEMMs (prefill) come out as "
                               f"fast as {weight_dtype} ones (benchmarks/RESULTS.md: gpt-oss-120b TTFT about half "
                               f"the published measurements)")
-        if model.is_moe:
+        if model.is_moe and self.impl.experts_grouped:  # per-expert GEMMs (torch-eager) cost as plain GEMMs
             self.notes.append(grouped_gemm_note(profile, weight_dtype))
         if model.sliding_layers:
             self.notes.append(f"{model.sliding_layers} of {model.layers} layers attend through a "
