@@ -92,6 +92,9 @@ def test_the_ratio_is_measured_over_the_stacked_estimate_interpolated_in_log_m_a
     assert "x 2.5, the measured grouped / stacked ratio at 8 tokens per expert" in est.detail
     held = p.grouped_gemm_time_s(16, 4096, 1536, 2048, "bf16")
     assert held.extrapolated and "held at the measured range's end, 1..64" in held.detail
+    assert "(measured with up to 8 experts in a call)" in held.detail  # 16 experts asked, 8 measured
+    inside = p.grouped_gemm_time_s(8, 8, 1536, 2048, "bf16")
+    assert "experts in a call" not in inside.detail and "held at" not in inside.detail
     plain = Profile.load(str(H100))
     assert plain.grouped_gemm_time_s(16, 8, 1536, 2048, "bf16").time_s == stacked  # none measured: as before
 

@@ -702,3 +702,9 @@ def test_the_serving_search_reports_its_passes_to_a_progress_bar():
     rechecked = sum(c.checked_by != "steady" for c in res.ranked)
     assert lines[0].startswith(f"[plan] steady state: {layouts} cases in ")
     assert rechecked >= 1 and lines[1].startswith(f"[plan] re-checks by simulation: {rechecked} cases in ")
+
+
+def test_a_p90_plan_says_where_predict_gives_the_rows_p90_figures(capsys):
+    rc, text, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
+                       "4", "--isl", "256", "--osl", "16", "--tpot", "0.5", "--target-stat", "p90")
+    assert rc == 0 and "(its p90 figures: --format json, ttft_p90_s and tpot_p90_s)" in text

@@ -282,13 +282,16 @@ class Profile:
         e = self.compute[src_dt]
         ratio = e.grouped_ratio(m, *gemm_element_bytes(src_dt))
         ms = [p[1] for p in e.grouped_points]
+        es = [p[0] for p in e.grouped_points]
         outside = not min(ms) <= m <= max(ms)
+        more = experts > max(es)  # the ratio is taken by tokens per expert; more experts than measured: flagged
         stand_in = f" ({src_dt}'s, standing in: {dtype} grouped kernels are not timed)" if src_dt != dtype else ""
-        return Estimate(est.time_s * ratio, est.extrapolated or outside,
+        return Estimate(est.time_s * ratio, est.extrapolated or outside or more,
                         f"{experts} experts as one grouped kernel = one GEMM N = {experts} x {n} ({est.detail}) x "
                         f"{ratio:.3g}, the measured grouped / stacked ratio at {m:g} tokens per expert{stand_in}"
-                        + (f" (held at the measured range's end, {min(ms):g}..{max(ms):g})" if outside else ""),
-                        f"compute.{src_dt}.grouped_points", est.flags + (("extrapolated",) if outside and
+                        + (f" (held at the measured range's end, {min(ms):g}..{max(ms):g})" if outside else "")
+                        + (f" (measured with up to {max(es):g} experts in a call)" if more else ""),
+                        f"compute.{src_dt}.grouped_points", est.flags + (("extrapolated",) if (outside or more) and
                                                                          "extrapolated" not in est.flags else ()))
 
     def gemm_time_s(self, m: int, n: int, k: int, dtype: str, weight_bytes_per_elem: float | None = None) -> Estimate:
