@@ -41,8 +41,8 @@ serving engine runs."""
 
 
 def loop_fallback_reason(device: object) -> str:
-    """Why a grouped GEMM measured on ``device`` would not be a grouped kernel ("" when it is one, or on a CPU,
-    where torch's per-expert loop is all there is and the row says so in its ``shape`` label's docs)."""
+    """Why a grouped GEMM measured on ``device`` would not be a grouped kernel: "" on Hopper/Blackwell GPUs (one
+    CUTLASS kernel) and on a CPU (torch's per-expert loop is all a CPU has, so that is what is measured)."""
     dev = getattr(device, "torch", device)
     kind = getattr(dev, "type", str(dev))
     if kind != "cuda":

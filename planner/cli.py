@@ -246,8 +246,7 @@ def _predict_command(args: argparse.Namespace, best, engines: list[str], devices
             cmd += [flag, v]
     if args.devices_per_node is not None or args.inter_node_profile:
         cmd += ["--devices-per-node", str(devices_per_node)]
-    cmd += ["--model", args.model] + best.predict_flags
-    cmd[cmd.index("--engine") + 1] = spec
+    cmd += ["--model", args.model, "--engine", spec] + best.predict_flags
     cmd += ["--isl", str(args.prompt_len), "--osl", str(args.output_len)]
     if best.checked_by == "steady":  # the row's figures are the steady state's; predict simulates by default
         cmd += ["--method", "steady"]

@@ -264,6 +264,13 @@ class Profile:
     def _base_flags(self) -> tuple[str, ...]:
         return ("datasheet",) if self.is_datasheet else ("published",) if self.identity.source == "published" else ()
 
+    def grouped_source_dtype(self, dtype: str) -> str | None:
+        """The dtype whose measured grouped GEMMs answer for ``dtype``'s: its own where measured, else the first
+        timed dtype (accelcal.vocab.GROUPED_GEMM_DTYPES) the profile measured them in, standing in; None: none."""
+        if dtype in self.compute and self.compute[dtype].grouped_points:
+            return dtype
+        return next((d for d in GROUPED_GEMM_DTYPES if d in self.compute and self.compute[d].grouped_points), None)
+
     def grouped_gemm_time_s(self, experts: int, m: int, n: int, k: int, dtype: str,
                             weight_bytes_per_elem: float | None = None) -> Estimate:
         """Time of one grouped kernel over ``experts`` GEMMs of ``m`` tokens each by an (n, k) weight each
@@ -273,9 +280,7 @@ class Profile:
         where ``dtype``'s grouped kernels are not timed (accelcal.vocab.GROUPED_GEMM_DTYPES), in the first timed
         dtype the profile has, standing in; without any, the stacked GEMM as it is."""
         est = self.gemm_time_s(m, experts * n, k, dtype, weight_bytes_per_elem)
-        own = self.compute[dtype]
-        src_dt = dtype if own.grouped_points else next(
-            (d for d in GROUPED_GEMM_DTYPES if d in self.compute and self.compute[d].grouped_points), None)
+        src_dt = self.grouped_source_dtype(dtype)
         if src_dt is None:
             return Estimate(est.time_s, est.extrapolated, f"{experts} experts as one grouped kernel ~ one GEMM N = "
                             f"{experts} x {n}: {est.detail}", est.source, est.flags)

@@ -34,6 +34,9 @@ class ProfileQueries(Protocol):
     def gemm_time_s(self, m: int, n: int, k: int, dtype: str, weight_bytes_per_elem: float | None = None) -> "Estimate":
         ...
 
+    def grouped_source_dtype(self, dtype: str) -> str | None:
+        ...
+
     def grouped_gemm_time_s(self, experts: int, m: int, n: int, k: int, dtype: str,
                             weight_bytes_per_elem: float | None = None) -> "Estimate":
         ...

@@ -134,14 +134,19 @@ class ServingCandidate:
         return self.engine, self.tp, self.pp, self.ep, self.moe_tp
 
     @property
+    def tiebreak(self) -> tuple[int, int, int, int]:
+        """The last keys of every ranking: fewer devices per replica, less expert spreading, fewer clients."""
+        return self.tp * self.pp, self.ep, self.moe_tp, self.concurrency
+
+    @property
     def label(self) -> str:
         return f"{self.engine} {layout_label(self.tp, self.pp, self.dp, self.ep, self.moe_tp)} C{self.concurrency}"
 
     @property
     def predict_flags(self) -> list[str]:
         """This row's layout and load as ``accelcal predict`` flags (the run a simulated re-check makes), its
-        defaults left out; the engine by its preset name."""
-        flags = ["--engine", self.engine, "--tp", str(self.tp)]
+        defaults left out; the engine is the caller's to name (a preset file by its path)."""
+        flags = ["--tp", str(self.tp)]
         for flag, v, default in (("--pp", self.pp, 1), ("--dp", self.dp, 1), ("--ep", self.ep, 1),
                                  ("--moe-tp", self.moe_tp, 0)):
             if v != default:
@@ -355,13 +360,12 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         on_check = progress.advance
     try:
         if targets.any:
-            cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.moe_tp,
-                                      c.concurrency))
+            cands.sort(key=lambda c: (bool(c.misses), -c.per_device, c.request_latency_s, *c.tiebreak))
             unconfirmed = _verify(cands, targets, client, verify, on_check)
             if unconfirmed:
                 notes.append(unconfirmed)
         else:
-            cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep, c.moe_tp, c.concurrency))
+            cands.sort(key=lambda c: (c.request_latency_s, -c.per_device, *c.tiebreak))
             _verify_latency(cands, client, top, on_check)
     finally:
         if progress is not None:
@@ -522,7 +526,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
     demote = t.ttft_s is not None
     cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"),
                               int(demote and c.checked_by == "steady") if c.misses else 0, c.miss_factor,
-                              -c.per_device, c.request_latency_s, c.tp * c.pp, c.ep, c.moe_tp, c.concurrency))
+                              -c.per_device, c.request_latency_s, *c.tiebreak))
     if best is None and cands and not cands[0].misses:
         return (f"none of the {done} candidates re-checked by simulation meets the targets; the best row is the "
                 f"steady state's estimate, not confirmed (clients of identical requests cluster, which raises TTFT): "
@@ -560,8 +564,7 @@ def _verify_latency(cands: list[ServingCandidate], client: ServingWorkload, top:
         if on_check is not None:
             on_check(c.label)
         _simulate_candidate(c, client, "mean")
-    cands.sort(key=lambda c: (c.checked_by == "steady", c.request_latency_s, -c.per_device, c.tp * c.pp, c.ep,
-                              c.moe_tp, c.concurrency))
+    cands.sort(key=lambda c: (c.checked_by == "steady", c.request_latency_s, -c.per_device, *c.tiebreak))
 
 
 def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:

@@ -197,11 +197,9 @@ def grouped_gemm_note(profile: Any, dtype: str) -> str:
     """How a MoE step's grouped expert GEMMs in ``dtype`` are costed from ``profile``: corrected by its measured
     grouped kernels (their ratio to the stacked-GEMM estimate; another dtype's standing in where ``dtype``'s are
     not timed, accelcal.vocab.GROUPED_GEMM_DTYPES), or as the stacked GEMM alone."""
-    compute = getattr(profile, "compute", {})
-    src = dtype if dtype in compute and compute[dtype].grouped_points else next(
-        (d for d in GROUPED_GEMM_DTYPES if d in compute and compute[d].grouped_points), None)
+    src = profile.grouped_source_dtype(dtype)
     if src is not None:
-        table = compute[src].grouped_ratio_table(*gemm_element_bytes(src))
+        table = profile.compute[src].grouped_ratio_table(*gemm_element_bytes(src))
         ratios = [r for _, r in table]
         stand_in = f"; {src}'s stand in for {dtype}, whose grouped kernels are not timed" if src != dtype else ""
         return (f"routed experts: each grouped expert GEMM is the one GEMM with the experts stacked along N times the "
