@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from accelcal.atomic import atomic_write_text
 from accelcal.calibrate.profile import Profile
 from accelcal.progress import StageProgress
 from accelcal.models import ModelConfig
@@ -374,7 +375,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         group = (f"{label} {model.name}" if args.multi_model else label, tp, c, isl)
         tpots[group][osl] = (mp, res.metrics.tpot_mean_s, mt, res.metrics.ttft_mean_s)
         et = res.metrics.ttft_mean_s / mt - 1
-        ep = res.metrics.tpot_mean_s / mp - 1
+        e_tpot = res.metrics.tpot_mean_s / mp - 1
         groups = ["all", f"engine {eng} {row['backend_version'] or '(no version: newest rules)'}", f"TP{tp}"]
         if args.multi_model:
             groups.append(f"model {model.name}")
@@ -387,11 +388,19 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
                           else "concurrency not recorded (batch_size read as it)")
         for key in groups:
             errs[key][0].append(et)
-            errs[key][1].append(ep)
+            errs[key][1].append(e_tpot)
+        if getattr(args, "records", None) is not None:
+            args.records.append({
+                "id": row.get("id", ""), "backend": eng, "backend_version": row["backend_version"],
+                "model": model.name, "system": row.get("system", ""), "client": client, "tp": tp, "pp": pp, "dp": dp,
+                "ep": ep, "moe_tp": moe_tp, "weight_dtype": wd, "kv_dtype": kvd, "concurrency": c, "isl": isl,
+                "osl": osl, "ttft_measured_s": mt, "ttft_predicted_s": res.metrics.ttft_mean_s,
+                "tpot_measured_s": mp, "tpot_predicted_s": res.metrics.tpot_mean_s, "ttft_rel_err": et,
+                "tpot_rel_err": e_tpot, "one_prefill_s": one})
         if rows:
             print(f"  {str(row.get('id', ''))[-48:]:<48} {eng:<7} c{c:<4} {isl}x{osl} "
                   f"TTFT {res.metrics.ttft_mean_s * 1e3:9.1f} vs {mt * 1e3:9.1f} ms ({et:+.0%})  TPOT "
-                  f"{res.metrics.tpot_mean_s * 1e3:7.2f} vs {mp * 1e3:7.2f} ms ({ep:+.0%})")
+                  f"{res.metrics.tpot_mean_s * 1e3:7.2f} vs {mp * 1e3:7.2f} ms ({e_tpot:+.0%})")
     bar.close()
     return errs, skipped, infeasible, in_prefills, tpots
 
@@ -509,6 +518,10 @@ def main() -> int:
                          "the engine settings stay --deployment's), or 'auto' (default): by each row's "
                          "silicon_data_source where the file has that column, else aiconfigurator")
     ap.add_argument("--rows", action="store_true", help="print every row's prediction")
+    ap.add_argument("--out", default=None, metavar="CSV",
+                    help="write every predicted row (its id, layout, load, measured and predicted TTFT and TPOT, "
+                         "signed relative errors, one prompt's predicted prefill step) to this CSV; with several "
+                         "--turnaround-ms / --client-gap-ms values, the last sweep's")
     args = ap.parse_args()
     from accelcal.planner.serving.cli import parse_engine_args
 
@@ -566,7 +579,10 @@ def main() -> int:
         t0 = time.perf_counter()
         if len(sweeps) > 1:
             print(f"--- client turnaround up to {ta * 1e3:g} ms, client gap {gap * 1e3:g} ms")
+        args.records = [] if args.out else None
         errs, skipped, infeasible, in_prefills, tpots = run_rows(df, args, ta, args.rows, gap)
+        if args.out:
+            atomic_write_text(args.out, pd.DataFrame(args.records).to_csv(index=False))
         wall = time.perf_counter() - t0
         print(summary("overall", *errs["all"]))
         for key in sorted(k for k in errs if k != "all"):

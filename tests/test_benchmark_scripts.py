@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +112,31 @@ def test_serving_accuracy_reads_the_workflow_from_a_rows_provenance(tmp_path, ca
         ttft[name] = float(line.split("TTFT")[1].split("vs")[0])
         assert ("client: 1 row(s) of InferenceMAX's workflow" in out) == (name == "imax")
     assert ttft["imax"] < ttft["aic"]
+
+
+def test_serving_accuracy_writes_every_predicted_row_to_a_csv(tmp_path, capsys, monkeypatch):
+    mod = _load("serving_accuracy")
+    f = tmp_path / "rows.csv"
+    f.write_text("id,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,batch_size,"
+                 "tp_size,silicon_ttft_ms,silicon_tpot_ms\n"
+                 "r1,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,,agg,512,32,,8,1,300.0,25.0\n"
+                 "r2,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,,agg,512,32,,8,2,300.0,25.0\n")
+    out = tmp_path / "pred.csv"
+    monkeypatch.setattr("sys.argv", ["serving_accuracy.py", "--data", str(f), "--interconnect", "none", "--rows",
+                                     "--out", str(out)])
+    assert mod.main() == 0
+    text = capsys.readouterr().out
+    got = pd.read_csv(out)
+    # r2 (TP2) has no interconnect profile here: not predicted, so not written
+    assert got["id"].tolist() == ["r1"] and "TP2 PP1: needs --interconnect" in text
+    r = got.iloc[0]
+    assert (r.tp, r.concurrency, r.isl, r.osl, r.model) == (1, 8, 512, 32, "qwen3-32b")
+    assert r.ttft_measured_s == pytest.approx(0.3) and r.tpot_measured_s == pytest.approx(0.025)
+    assert r.ttft_rel_err == pytest.approx(r.ttft_predicted_s / 0.3 - 1)
+    assert r.tpot_rel_err == pytest.approx(r.tpot_predicted_s / 0.025 - 1)
+    line = next(x for x in text.splitlines() if x.startswith("  r1"))
+    assert float(line.split("TTFT")[1].split("vs")[0]) == pytest.approx(r.ttft_predicted_s * 1e3, abs=0.06)
+    assert 0 < r.one_prefill_s < r.ttft_predicted_s
 
 
 def test_serving_accuracy_tells_rows_whose_concurrency_was_not_recorded():
