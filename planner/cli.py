@@ -206,9 +206,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     else:
         print(format_search(res, args.top), end="")
         steady = (" (a steady-state row: --method steady gives its figures; leave it out to simulate it)"
-                  if res.best.checked_by == "steady" else
-                  # predict's table shows mean, p50 and p99; its JSON has every statistic
-                  " (its p90 figures: --format json, ttft_p90_s and tpot_p90_s)" if targets.stat == "p90" else "")
+                  if res.best.checked_by == "steady" else "")
         print(f"the best row as accelcal predict runs it{steady} (vary its flags to try another load or layout):\n"
               f"  {command}")
     if args.plot:

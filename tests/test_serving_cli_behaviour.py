@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -468,9 +469,12 @@ def test_plan_open_loop_counts_an_overloaded_run_as_a_miss_and_survives_wide_dp(
 def test_predict_table_switches_a_latency_row_to_seconds_from_10_s():
     from accelcal.planner.serving.cli import _latency_row
 
-    assert _latency_row(0.50169, 0.48185, 1.50277) == "mean     501.69 ms   p50     481.85 ms   p99    1502.77 ms"
-    # one value at 10 s or more puts the whole row in seconds, so its three figures share a unit
-    assert _latency_row(88.7697, 9.5, 120.0) == "mean     88.770 s    p50      9.500 s    p99    120.000 s"
+    assert _latency_row(0.50169, 0.48185, p99_s=1.50277) == "mean     501.69 ms   p50     481.85 ms   p99    1502.77 ms"
+    assert (_latency_row(0.50169, 0.48185, 0.9, 1.50277)
+            == "mean     501.69 ms   p50     481.85 ms   p90     900.00 ms   p99    1502.77 ms")
+    # one value at 10 s or more puts the whole row in seconds, so its figures share a unit
+    assert _latency_row(88.7697, 9.5, 100.0, 120.0) == ("mean     88.770 s    p50      9.500 s    p90    100.000 s    "
+                                                        "p99    120.000 s")
     assert _latency_row(0.00725) == "mean       7.25 ms"
 
 
@@ -704,7 +708,21 @@ def test_the_serving_search_reports_its_passes_to_a_progress_bar():
     assert rechecked >= 1 and lines[1].startswith(f"[plan] re-checks by simulation: {rechecked} cases in ")
 
 
-def test_a_p90_plan_says_where_predict_gives_the_rows_p90_figures(capsys):
+def test_a_p90_plans_predict_line_gives_the_rows_p90_figures_in_its_table(capsys):
     rc, text, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
                        "4", "--isl", "256", "--osl", "16", "--tpot", "0.5", "--target-stat", "p90")
-    assert rc == 0 and "(its p90 figures: --format json, ttft_p90_s and tpot_p90_s)" in text
+    assert rc == 0
+    cmd = text.splitlines()[text.splitlines().index(next(x for x in text.splitlines()
+                                                          if x.startswith("the best row as accelcal predict"))) + 1]
+    argv = shlex.split(cmd.strip())[2:]  # drop "accelcal predict"
+    rc, table, _ = _run(capsys, "predict", *argv)
+    rc2, js, _ = _run(capsys, "predict", *argv, "--format", "json")
+    assert rc == rc2 == 0
+    d = json.loads(js)
+    ttft = next(x for x in table.splitlines() if x.strip().startswith("TTFT"))
+    tpot = next(x for x in table.splitlines() if x.strip().startswith("TPOT"))
+    # the table's p90 cells are the JSON's p90 statistics, in the row's unit (ms here)
+    assert f"p90 {d['ttft_p90_s'] * 1e3:10.2f} ms" in ttft and f"p90 {d['tpot_p90_s'] * 1e3:10.2f} ms" in tpot
+    assert ttft.index("p50") < ttft.index("p90") < ttft.index("p99")
+    lat = next(x for x in table.splitlines() if x.strip().startswith("request latency"))
+    assert f"p90 {d['request_latency_p90_s']:10.3f} s" in lat
