@@ -392,7 +392,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         if getattr(args, "records", None) is not None:
             args.records.append({
                 "id": row.get("id", ""), "backend": eng, "backend_version": row["backend_version"],
-                "model": model.name, "system": row.get("system", ""), "client": client, "tp": tp, "pp": pp, "dp": dp,
+                "model": model.name, "moe": bool(model.is_moe), "system": row.get("system", ""), "client": client, "tp": tp, "pp": pp, "dp": dp,
                 "ep": ep, "moe_tp": moe_tp, "weight_dtype": wd, "kv_dtype": kvd, "concurrency": c, "isl": isl,
                 "osl": osl, "ttft_measured_s": mt, "ttft_predicted_s": res.metrics.ttft_mean_s,
                 "tpot_measured_s": mp, "tpot_predicted_s": res.metrics.tpot_mean_s, "ttft_rel_err": et,

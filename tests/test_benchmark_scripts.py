@@ -130,7 +130,7 @@ def test_serving_accuracy_writes_every_predicted_row_to_a_csv(tmp_path, capsys, 
     # r2 (TP2) has no interconnect profile here: not predicted, so not written
     assert got["id"].tolist() == ["r1"] and "TP2 PP1: needs --interconnect" in text
     r = got.iloc[0]
-    assert (r.tp, r.concurrency, r.isl, r.osl, r.model) == (1, 8, 512, 32, "qwen3-32b")
+    assert (r.tp, r.concurrency, r.isl, r.osl, r.model, bool(r.moe)) == (1, 8, 512, 32, "qwen3-32b", False)
     assert r.ttft_measured_s == pytest.approx(0.3) and r.tpot_measured_s == pytest.approx(0.025)
     assert r.ttft_rel_err == pytest.approx(r.ttft_predicted_s / 0.3 - 1)
     assert r.tpot_rel_err == pytest.approx(r.tpot_predicted_s / 0.025 - 1)
@@ -348,3 +348,34 @@ def test_published_rows_keeps_agg_rows_of_shipped_systems_outside_the_developmen
     assert list(mod.cut(sample, {"dev_1"})["id"]) == ["a", "d"]
     with pytest.raises(ValueError, match=r"the silicon sample has no 'mode', 'tp_size' column\(s\)"):
         mod.cut(sample.drop(columns=["mode", "tp_size"]), set())
+
+
+def test_serving_error_breakdown_splits_light_load_ttft_by_model_kind(tmp_path, capsys):
+    mod = _load("serving_error_breakdown")
+    cols = ("model,moe,backend,tp,dp,ep,concurrency,ttft_measured_s,ttft_predicted_s,tpot_measured_s,"
+            "tpot_predicted_s,one_prefill_s\n")
+    f = tmp_path / "rows.csv"
+    f.write_text(cols
+                 + "dense-a,False,vllm,1,1,1,4,0.30,0.20,0.010,0.011,0.10\n"
+                 + "dense-a,False,vllm,1,1,1,8,0.50,0.25,0.010,0.009,0.10\n"
+                 + "moe-b,True,sglang,8,1,1,4,0.90,0.30,0.020,0.020,0.15\n"
+                 + "moe-b,True,sglang,8,1,1,64,9.00,1.00,0.050,0.040,0.15\n")
+    df = mod.read_rows([str(f)])
+    light = mod.light_load(df, 8).reset_index()
+    # the concurrency-64 row is not light load; medians over the rest
+    dense = light[light["model"] == "dense-a"].iloc[0]
+    moe = light[light["model"] == "moe-b"].iloc[0]
+    assert dense["rows"] == 2 and dense["ttft_measured_over_predicted"] == pytest.approx((1.5 + 2.0) / 2)
+    assert dense["measured_in_prefills"] == pytest.approx(4.0) and dense["predicted_in_prefills"] == pytest.approx(2.25)
+    assert moe["rows"] == 1 and moe["ttft_measured_over_predicted"] == pytest.approx(3.0)
+    kinds = mod.by_kind(df)
+    assert kinds.loc[("MoE", "sglang"), "rows"] == 2
+    assert kinds.loc[("MoE", "sglang"), "tpot_signed_median"] == pytest.approx((0.0 - 0.2) / 2)
+    assert mod.main([str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "dense x1.75 (1 layouts, 2 rows), MoE x3.00 (1 layouts, 1 rows)" in out
+    # a CSV of another kind is refused, naming the file and the columns it lacks
+    bad = tmp_path / "other.csv"
+    bad.write_text("id,ttft\nr1,0.3\n")
+    with pytest.raises(SystemExit, match=r"other\.csv: columns \['model', 'moe'.*serving_accuracy\.py --out"):
+        mod.read_rows([str(bad)])
