@@ -45,7 +45,10 @@ if [ -n "$PROFILE" ]; then
 fi
 run planner_search_speed "$PY" benchmarks/planner_search_speed.py
 run serving_search_speed "$PY" benchmarks/serving_search_speed.py
-[ -f ../shared/data/serving-dev/qwen3-32b-h100.csv ] && run serving_accuracy "$PY" benchmarks/serving_accuracy.py
+if [ -f ../shared/data/serving-dev/qwen3-32b-h100.csv ]; then
+    run serving_accuracy "$PY" benchmarks/serving_accuracy.py --out "$OUT/serving_rows.csv"
+    run serving_error_breakdown "$PY" benchmarks/serving_error_breakdown.py "$OUT/serving_rows.csv"
+fi
 run nccl_import "$PY" benchmarks/nccl_import.py
 run engine_gemm_tables "$PY" benchmarks/engine_gemm_tables.py
 # The client gap needs a benchmark client (aiperf is not a dependency): measured only where one is installed.
