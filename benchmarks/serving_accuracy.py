@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from accelcal.atomic import atomic_write_text
+from accelcal.preflight import DestinationError, check_file
 from accelcal.calibrate.profile import Profile
 from accelcal.progress import StageProgress
 from accelcal.models import ModelConfig
@@ -212,6 +213,11 @@ def row_layout(row) -> RowLayout:
     return RowLayout(tp, pp, 1, moe_ep, 0, False, None)
 
 
+def repo_path(path: str) -> str:
+    """``path`` as given where it exists or is absolute, else relative to the repository (the shipped profiles)."""
+    return path if Path(path).is_absolute() or Path(path).exists() else str(ROOT / path)
+
+
 class ProfileChooser:
     """(device profile, interconnect, inter-node profile) for a row's system, loaded once each; notes printed once."""
 
@@ -229,9 +235,8 @@ class ProfileChooser:
             ic_path, stand_in = None, None
         key = (dev, ic_path)
         if key not in self.cache:
-            root = lambda p: p if Path(p).is_absolute() or Path(p).exists() else str(ROOT / p)  # noqa: E731
-            prof = Profile.load(root(dev))
-            ic = Profile.load(root(ic_path)) if ic_path else None
+            prof = Profile.load(repo_path(dev))
+            ic = Profile.load(repo_path(ic_path)) if ic_path else None
             inter = Profile.load(a.inter_node_profile) if a.inter_node_profile else None
             combined, inter, notes = combine_profiles(prof, ic, inter)
             for n in notes:
@@ -469,8 +474,12 @@ def by_concurrency(items: list[tuple[int, float, float]], fmt: str) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/serving-dev/qwen3-32b-h100.csv"))
+    ap = argparse.ArgumentParser(description="accelcal's engine model against published end-to-end serving "
+                                             "measurements (by default the development rows, Qwen3-32B on H100 SXM)")
+    dev_rows = ROOT.parent / "shared/data/serving-dev/qwen3-32b-h100.csv"
+    ap.add_argument("--data", default=str(dev_rows),
+                    help=f"published rows, aiconfigurator's silicon-sample columns (default: {dev_rows}, the "
+                         f"development set beside the repository)")
     ap.add_argument("--profile", default=None,
                     help="device profile for every row (default: by the row's system column, "
                          + ", ".join(f"{k} -> {v}" for k, v in SYSTEM_PROFILES.items()) + "; other systems: not predicted)")
@@ -483,7 +492,8 @@ def main() -> int:
                          "preset citing the row's model_path, e.g. Qwen/Qwen3-32B -> qwen3-32b; rows of models no "
                          "preset cites are not predicted)")
     ap.add_argument("--deployment", choices=DEPLOYMENTS, default="aiconfigurator",
-                    help="engine settings: the recipe the rows were run with (default) or the engines' own defaults")
+                    help="engine settings: 'aiconfigurator' (the default), the recipe the published rows were run "
+                         "with; 'default', the engines' own defaults")
     ap.add_argument("--fp8-kv-dtype", choices=("bf16", "fp8_e4m3"), default="bf16",
                     help="KV dtype for the fp8 rows when the deployment recipe does not set one (--deployment default)")
     ap.add_argument("--num-requests", type=int, default=None,
@@ -540,10 +550,34 @@ def main() -> int:
         ap.error(f"--client-gap-ms / --turnaround-ms: comma-separated numbers of ms expected, got "
                  f"{args.client_gap_ms!r} / {args.turnaround_ms!r}")
     sweeps = [(ta, gap) for ta in turnarounds for gap in gaps]
+    if args.out:
+        try:
+            check_file(args.out, what="--out")  # before minutes of predictions, not after them
+        except DestinationError as exc:
+            ap.error(str(exc))
+    loaded = {}
+    for opt, path in (("--profile", args.profile), ("--inter-node-profile", args.inter_node_profile),
+                      ("--interconnect", None if args.interconnect == "none" else args.interconnect)):
+        if path:
+            try:
+                loaded[opt] = Profile.load(repo_path(path))
+            except (OSError, ValueError) as exc:
+                ap.error(f"{opt} {path}: {exc}")
+    if "--profile" in loaded:
+        try:  # the kinds checked here (a device profile, then interconnects), not at the first row
+            combine_profiles(loaded["--profile"], loaded.get("--interconnect"), loaded.get("--inter-node-profile"))
+        except ValueError as exc:
+            ap.error(str(exc))
     # text columns stay text ("1.0" is not 1.0) and an empty cell is "": an empty version means the engine's
     # newest rules (deployment.py), not pandas' NaN, which would read as the oldest
     text = ("backend_version", "precision", "gemm_quant_mode")
-    df = pd.read_csv(args.data, dtype=dict.fromkeys(text, str))
+    try:
+        df = pd.read_csv(args.data, dtype=dict.fromkeys(text, str))
+    except FileNotFoundError:
+        ap.error(f"--data {args.data}: no such file (the development rows live in ../shared/data/serving-dev/ "
+                 f"beside the repository; pass --data CSV for others)")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        ap.error(f"--data {args.data}: cannot read it as a CSV: {exc}")
     for col in text:
         if col in df:
             df[col] = df[col].fillna("").str.strip()

@@ -24,24 +24,51 @@ NEEDED = ("model", "moe", "backend", "tp", "dp", "ep", "concurrency", "ttft_meas
 """Columns of serving_accuracy.py --out this reads."""
 
 
+class BadRows(ValueError):
+    """A rows file this cannot read; the message names the file and what was expected."""
+
+
+NUMERIC = ("tp", "dp", "ep", "concurrency", "ttft_measured_s", "ttft_predicted_s", "tpot_measured_s",
+           "tpot_predicted_s", "one_prefill_s")
+"""Of NEEDED, the columns that hold numbers."""
+
+_TRUTH = {"true": True, "false": False, "1": True, "0": False}
+
+
 def read_rows(paths: list[str]) -> pd.DataFrame:
+    """The rows of every file, checked: the columns NEEDED, numbers where numbers belong, ``moe`` true or false,
+    positive times and prefill steps (BadRows naming the file, row and column otherwise)."""
     frames = []
+    expected = "expected the CSV of `python benchmarks/serving_accuracy.py --out FILE`"
     for path in paths:
         try:
             df = pd.read_csv(path)
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise SystemExit(f"{path}: cannot read it as a CSV: {exc}") from None
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise BadRows(f"{path}: cannot read it as a CSV ({exc}); {expected}") from None
         missing = [c for c in NEEDED if c not in df.columns]
         if missing:
-            raise SystemExit(f"{path}: columns {missing} missing; expected the CSV of "
-                             f"`python benchmarks/serving_accuracy.py --out FILE`")
+            raise BadRows(f"{path}: columns {missing} missing; {expected}")
+        if df.empty:
+            raise BadRows(f"{path}: a header and no rows; {expected}")
+        for col in NUMERIC:
+            num = pd.to_numeric(df[col], errors="coerce")
+            bad = num.isna()
+            if bad.any():
+                i = int(bad.to_numpy().nonzero()[0][0])
+                raise BadRows(f"{path}: row {i + 2}, column {col}: {df[col].iloc[i]!r} is not a number; {expected}")
+            df[col] = num
+        moe = df["moe"].astype(str).str.strip().str.lower().map(_TRUTH)
+        if moe.isna().any():
+            i = int(moe.isna().to_numpy().nonzero()[0][0])
+            raise BadRows(f"{path}: row {i + 2}, column moe: {df['moe'].iloc[i]!r}; expected True or False")
+        df["moe"] = moe.astype(bool)
+        for col in ("ttft_measured_s", "ttft_predicted_s", "tpot_measured_s", "tpot_predicted_s", "one_prefill_s"):
+            bad = ~(df[col] > 0)
+            if bad.any():
+                i = int(bad.to_numpy().nonzero()[0][0])
+                raise BadRows(f"{path}: row {i + 2}, column {col}: {float(df[col].iloc[i]):g}; expected a time > 0 s")
         frames.append(df)
-    df = pd.concat(frames, ignore_index=True)
-    bad = ~((df["ttft_measured_s"] > 0) & (df["ttft_predicted_s"] > 0) & (df["one_prefill_s"] > 0))
-    if bad.any():
-        raise SystemExit(f"{int(bad.sum())} row(s) with a TTFT or prefill step <= 0 (first: "
-                         f"{df[bad].iloc[0].to_dict()}): the rows must come from serving_accuracy.py --out")
-    return df
+    return pd.concat(frames, ignore_index=True)
 
 
 def by_kind(df: pd.DataFrame) -> pd.DataFrame:
@@ -70,14 +97,18 @@ def light_load(df: pd.DataFrame, max_concurrency: int) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("rows", nargs="+", help="CSV(s) written by serving_accuracy.py --out")
     ap.add_argument("--max-concurrency", type=int, default=8,
                     help="light load: rows at this concurrency or below (default 8)")
     args = ap.parse_args(argv)
     if args.max_concurrency < 1:
         ap.error(f"--max-concurrency must be >= 1, got {args.max_concurrency}")
-    df = read_rows(args.rows)
+    try:
+        df = read_rows(args.rows)
+    except BadRows as exc:
+        print(f"serving_error_breakdown.py: {exc}", file=sys.stderr)
+        return 2
     pd.set_option("display.width", 200)
     print(f"{len(df)} predicted rows from {', '.join(args.rows)}")
     print("signed error = predicted / measured - 1 (negative: under-predicted), by model kind and engine:")

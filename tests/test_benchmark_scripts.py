@@ -377,5 +377,45 @@ def test_serving_error_breakdown_splits_light_load_ttft_by_model_kind(tmp_path, 
     # a CSV of another kind is refused, naming the file and the columns it lacks
     bad = tmp_path / "other.csv"
     bad.write_text("id,ttft\nr1,0.3\n")
-    with pytest.raises(SystemExit, match=r"other\.csv: columns \['model', 'moe'.*serving_accuracy\.py --out"):
+    with pytest.raises(mod.BadRows, match=r"other\.csv: columns \['model', 'moe'.*serving_accuracy\.py --out"):
         mod.read_rows([str(bad)])
+    # bad cells are named by row (the file's line) and column; nothing is read as a default
+    lines = f.read_text().splitlines()
+    for old, new, what in (("0.30,0.20", "abc,0.20", r"row 2, column ttft_measured_s: 'abc' is not a number"),
+                           ("dense-a,False", "dense-a,maybe", r"row 2, column moe: 'maybe'; expected True or False"),
+                           ("0.010,0.011,0.10", "0.010,0.011,0", r"row 2, column one_prefill_s: 0; expected a time > 0")):
+        bad.write_text("\n".join([lines[0], lines[1].replace(old, new)] + lines[2:]) + "\n")
+        with pytest.raises(mod.BadRows, match=what):
+            mod.read_rows([str(bad)])
+    bad.write_text(lines[0] + "\n")
+    with pytest.raises(mod.BadRows, match="a header and no rows"):
+        mod.read_rows([str(bad)])
+    bad.write_bytes(b"\xff\xfe\x00binary\x81\n")
+    with pytest.raises(mod.BadRows, match="cannot read it as a CSV"):
+        mod.read_rows([str(bad)])
+    assert mod.main([str(bad)]) == 2 and "other.csv: cannot read it as a CSV" in capsys.readouterr().err
+
+
+def test_serving_accuracy_refuses_bad_inputs_before_predicting(tmp_path, capsys, monkeypatch):
+    mod = _load("serving_accuracy")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,batch_size,"
+                    "tp_size,silicon_ttft_ms,silicon_tpot_ms\n"
+                    "r1,vllm,0.12.0,Qwen/Qwen3-32B,h100_sxm,,agg,512,32,,8,1,300.0,25.0\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    cases = (
+        (["--data", str(tmp_path / "none.csv")], "--data .*none.csv: no such file"),
+        (["--data", str(empty)], "--data .*empty.csv: cannot read it as a CSV"),
+        (["--data", str(rows), "--out", str(tmp_path)], "--out .* is a folder; expected a file name"),
+        (["--data", str(rows), "--interconnect", str(tmp_path / "ic.yaml")], "--interconnect .*ic.yaml: .*does not exist"),
+        (["--data", str(rows), "--profile", "profiles/interconnect/h100-nvswitch-4of8.yaml"],
+         "is an interconnect profile .*pass a device profile as --profile"),
+    )
+    for argv, message in cases:
+        monkeypatch.setattr("sys.argv", ["serving_accuracy.py", *argv])
+        with pytest.raises(SystemExit) as exc:
+            mod.main()
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and re.search(message, err), (argv, err)
+        assert "Traceback" not in err
