@@ -166,12 +166,13 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
 
     spec = SWEEP if args.concurrency is None else args.concurrency
     try:
-        conc = [int(x) for x in str(spec).split(",") if x.strip()]
+        conc = [int(x) for x in str(spec).strip().split(",")]
     except ValueError:
-        raise ValueError(f"--concurrency {spec!r}: expected comma-separated integers") from None
-    if not conc:
         raise ValueError(f"--concurrency {spec!r}: expected comma-separated integers >= 1, e.g. 8,32,128 (leave it "
-                         f"out for the default sweep {SWEEP})")
+                         f"out for the default sweep {SWEEP})") from None
+    if args.target_stat is not None and args.ttft is None and args.tpot is None:
+        raise ValueError(f"--target-stat {args.target_stat}: it says which statistic --ttft and --tpot bound; give "
+                         f"one of them (without targets the search ranks layouts by their mean latency)")
     engines = list(dict.fromkeys(e.strip() for spec in args.engine for e in spec.split(",") if e.strip()))
     if not engines:
         raise ValueError("--engine: expected engine names (vllm, sglang, trtllm, static) or preset YAML files")
@@ -294,7 +295,8 @@ def run(args: argparse.Namespace) -> int:
     from .workload import Workload
 
     for name in ("nodes", "devices_per_node", "top", "prompt_len", "output_len", "batch"):
-        _positive(name.replace("_", "-"), getattr(args, name))
+        _positive({"prompt_len": "prompt-len (--isl)", "output_len": "output-len (--osl)"}.get(
+            name, name.replace("_", "-")), getattr(args, name))
     for name in ("ttft", "tpot", "request_rate"):
         v = getattr(args, name)
         if v is not None and not (v > 0 and math.isfinite(v)):

@@ -106,7 +106,7 @@ def test_plan_bad_inputs(profile_path):
         _run(["plan", "--profile", str(profile_path), "--model", "nope"])
     with pytest.raises(ValueError, match="--nodes must be >= 1"):
         _run(["plan", "--profile", str(profile_path), "--nodes", "0"])
-    with pytest.raises(ValueError, match="--prompt-len must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"--prompt-len \(--isl\) must be >= 1, got 0"):
         _run(["plan", "--profile", str(profile_path), "--prompt-len", "0"])
     with pytest.raises(ValueError, match="--tpot must be a finite number > 0, got -1"):
         _run(["plan", "--profile", str(profile_path), "--tpot", "-1"])

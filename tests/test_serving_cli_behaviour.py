@@ -115,6 +115,11 @@ def test_plan_names_the_flag_of_a_missing_profile_and_refuses_an_empty_sweep(tmp
     base = ["plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm"]
     rc, _, err = _run(capsys, *base, "--concurrency", "")
     assert rc == 2 and "--concurrency '': expected comma-separated integers >= 1" in err
+    rc, _, err = _run(capsys, *base, "--concurrency", "1,,2")  # an empty item is a typo, not a skipped value
+    assert rc == 2 and "--concurrency '1,,2': expected comma-separated integers >= 1" in err
+    # --target-stat names the statistic the targets bound: alone it would be ignored, so it is refused
+    rc, _, err = _run(capsys, *base, "--concurrency", "4", "--target-stat", "p90")
+    assert rc == 2 and "--target-stat p90: it says which statistic --ttft and --tpot bound; give one" in err
     rc, out = _json(capsys, *base, "--engine", "vllm", "--concurrency", "4")  # vllm twice: one set of rows
     assert rc == 0 and len(out["ranked"]) == 1
 
@@ -683,9 +688,9 @@ def test_no_costable_layout_names_each_reason_once_with_its_layouts(capsys):
     assert rc == 3
     # nine layouts need collectives the device profile lacks: one reason, counted, the layouts named after it
     assert err.count("describes one device and has no collectives") == 1
-    assert re.search(r"; 9 x nvidia-h100 describes one device and has no collectives.* \[vllm TP1 PP2 DP4 C8, "
+    assert re.search(r"; 9 candidates: nvidia-h100 describes one device and has no collectives.* \[vllm TP1 PP2 DP4 C8, "
                      r"vllm TP1 PP4 DP2 C8, vllm TP1 PP8 DP1 C8, vllm TP2 PP1 DP4 C8 \(\+5 more\)\]", err)
-    assert "1 x weights + reserves do not fit" in err and "[vllm TP1 PP1 DP8]" in err
+    assert "1 candidate: weights + reserves do not fit" in err and "[vllm TP1 PP1 DP8]" in err
 
 
 def test_the_serving_search_reports_its_passes_to_a_progress_bar():
@@ -725,4 +730,5 @@ def test_a_p90_plans_predict_line_gives_the_rows_p90_figures_in_its_table(capsys
     assert f"p90 {d['ttft_p90_s'] * 1e3:10.2f} ms" in ttft and f"p90 {d['tpot_p90_s'] * 1e3:10.2f} ms" in tpot
     assert ttft.index("p50") < ttft.index("p90") < ttft.index("p99")
     lat = next(x for x in table.splitlines() if x.strip().startswith("request latency"))
-    assert f"p90 {d['request_latency_p90_s']:10.3f} s" in lat
+    assert f"p90 {d['request_latency_p90_s']:10.3f} s" in lat and f"p50 {d['request_latency_p50_s']:10.3f} s" in lat
+    assert lat.index("mean") < lat.index("p50") < lat.index("p90") < lat.index("p99")

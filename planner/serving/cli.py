@@ -278,7 +278,8 @@ def format_prediction(res) -> str:
          if w["osl"] > 1 else "  TPOT            n/a: one output token per request (--osl 1), no token after the first"),
         f"  ITL             {_latency_row(m.itl_mean_s)}" if w["osl"] > 1 else "  ITL             n/a (--osl 1)",
         f"  request latency mean {m.request_latency_mean_s:10.3f} s"
-        + "".join(f"    {name} {v:10.3f} s" for name, v in (("p90", m.request_latency_p90_s),
+        + "".join(f"    {name} {v:10.3f} s" for name, v in (("p50", m.request_latency_p50_s),
+                                                            ("p90", m.request_latency_p90_s),
                                                             ("p99", m.request_latency_p99_s)) if v is not None),
         f"  output tokens/s {m.output_tokens_per_s:10.1f}   per device {m.output_tokens_per_s_per_device:.1f}   "
         + (f"per user {m.output_tokens_per_s_per_user:.1f}" if w["osl"] > 1 else "per user n/a")

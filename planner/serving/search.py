@@ -735,7 +735,8 @@ def _reason_lines(items: list[tuple[str, list[str]]]) -> list[str]:
     for why, labels in items:
         named = [x for x in labels if x]
         shown = ", ".join(named[:4]) + (f" (+{len(named) - 4} more)" if len(named) > 4 else "")
-        out.append(f"{len(labels)} x {why}" + (f" [{shown}]" if shown else ""))
+        # "9 candidates: REASON", not "9 x REASON": a reason may open with a count or a profile name of its own
+        out.append(f"{count(len(labels), 'candidate')}: {why}" + (f" [{shown}]" if shown else ""))
     return out
 
 
