@@ -210,7 +210,8 @@ def grouped_gemm_note(profile: Any, dtype: str) -> str:
             f"efficient as a dense {dtype} GEMM of that size; the profile has no grouped-kernel measurement (the "
             f"kernel suite's grouped_gemm op times {timed} grouped kernels, which stand in for other dtypes; "
             f"calibrate with this accelcal on a Hopper or Blackwell GPU), so MoE steps, prefill most, are likely "
-            f"optimistic")
+            f"optimistic: published MoE measurements at light load put TTFT well above such predictions "
+            f"(benchmarks/serving_error_breakdown.py, benchmarks/RESULTS.md)")
 
 
 class StepCostError(ValueError):
