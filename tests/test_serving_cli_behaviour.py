@@ -732,3 +732,19 @@ def test_a_p90_plans_predict_line_gives_the_rows_p90_figures_in_its_table(capsys
     lat = next(x for x in table.splitlines() if x.strip().startswith("request latency"))
     assert f"p90 {d['request_latency_p90_s']:10.3f} s" in lat and f"p50 {d['request_latency_p50_s']:10.3f} s" in lat
     assert lat.index("mean") < lat.index("p50") < lat.index("p90") < lat.index("p99")
+
+
+def test_plan_json_rows_say_which_statistic_their_latencies_hold(capsys):
+    rc, out = _json(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
+                    "4,16,64", "--isl", "512", "--osl", "32", "--ttft", "5", "--tpot", "0.5", "--target-stat", "p90")
+    assert rc == 0
+    rows = out["ranked"]
+    # simulated rows hold the targets' statistic, steady-state rows means (the steady state has no percentiles)
+    assert {r["stat"] for r in rows if r["checked_by"] == "simulate (p90)"} == {"p90"}
+    assert all(r["stat"] == "mean" for r in rows if r["checked_by"] == "steady")
+    best = rows[0]
+    assert best["checked_by"] == "simulate (p90)"
+    rc, pred = _json(capsys, "predict", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--tp",
+                     str(best["tp"]), "--concurrency", str(best["concurrency"]), "--isl", "512", "--osl", "32")
+    assert rc == 0 and (best["ttft_s"], best["tpot_s"]) == pytest.approx((pred["ttft_p90_s"], pred["tpot_p90_s"]),
+                                                                          rel=1e-12)

@@ -124,6 +124,12 @@ class ServingCandidate:
     own simulated clustering made it a likely miss, or the search's re-checks ran out."""
 
     @property
+    def latency_stat(self) -> str:
+        """The statistic ``ttft_s`` and ``tpot_s`` hold: ``mean`` for a steady-state row, the simulation's
+        (mean | p90 | p99, the targets' statistic) for a simulated one."""
+        return self.checked_by[len("simulate ("):-1] if self.checked_by.startswith("simulate (") else "mean"
+
+    @property
     def clients_per_replica(self) -> int:
         """The busiest replica's clients: the concurrency over the DP replicas, rounded up (each a closed loop)."""
         return -(-self.concurrency // self.dp)
@@ -156,7 +162,8 @@ class ServingCandidate:
     def to_dict(self) -> dict:
         return {"label": self.label, "engine": self.engine, "tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep,
                 "moe_tp": self.moe_tp, "concurrency": self.concurrency,
-                "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "request_latency_s": self.request_latency_s,
+                "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "stat": self.latency_stat,
+                "request_latency_s": self.request_latency_s,
                 "output_tokens_per_s_per_device": self.per_device, "output_tokens_per_s_per_user": self.per_user,
                 "requests_per_s": self.requests_per_s,
                 "binding": self.binding, "misses": list(self.misses),
