@@ -237,7 +237,7 @@ class ProfileChooser:
         if key not in self.cache:
             prof = Profile.load(repo_path(dev))
             ic = Profile.load(repo_path(ic_path)) if ic_path else None
-            inter = Profile.load(a.inter_node_profile) if a.inter_node_profile else None
+            inter = Profile.load(repo_path(a.inter_node_profile)) if a.inter_node_profile else None
             combined, inter, notes = combine_profiles(prof, ic, inter)
             for n in notes:
                 print(f"note: {n}")
@@ -397,8 +397,9 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         if getattr(args, "records", None) is not None:
             args.records.append({
                 "id": row.get("id", ""), "backend": eng, "backend_version": row["backend_version"],
-                "model": model.name, "moe": bool(model.is_moe), "system": row.get("system", ""), "client": client, "tp": tp, "pp": pp, "dp": dp,
-                "ep": ep, "moe_tp": moe_tp, "weight_dtype": wd, "kv_dtype": kvd, "concurrency": c, "isl": isl,
+                "model": model.name, "moe": bool(model.is_moe), "system": row.get("system", ""), "client": client,
+                "tp": tp, "pp": pp, "dp": dp, "ep": ep, "moe_tp": moe_tp, "weight_dtype": wd, "kv_dtype": kvd,
+                "concurrency": c, "isl": isl,
                 "osl": osl, "ttft_measured_s": mt, "ttft_predicted_s": res.metrics.ttft_mean_s,
                 "tpot_measured_s": mp, "tpot_predicted_s": res.metrics.tpot_mean_s, "ttft_rel_err": et,
                 "tpot_rel_err": e_tpot, "one_prefill_s": one})

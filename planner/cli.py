@@ -170,9 +170,10 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     except ValueError:
         raise ValueError(f"--concurrency {spec!r}: expected comma-separated integers >= 1, e.g. 8,32,128 (leave it "
                          f"out for the default sweep {SWEEP})") from None
-    if args.target_stat is not None and args.ttft is None and args.tpot is None:
-        raise ValueError(f"--target-stat {args.target_stat}: it says which statistic --ttft and --tpot bound; give "
-                         f"one of them (without targets the search ranks layouts by their mean latency)")
+    if args.target_stat is not None and args.ttft is None and args.tpot is None and args.request_rate is None:
+        raise ValueError(f"--target-stat {args.target_stat}: it says which statistic --ttft and --tpot bound (and "
+                         f"--request-rate's open-loop run reports); give one of them (without targets the search "
+                         f"ranks layouts by their mean latency)")
     engines = list(dict.fromkeys(e.strip() for spec in args.engine for e in spec.split(",") if e.strip()))
     if not engines:
         raise ValueError("--engine: expected engine names (vllm, sglang, trtllm, static) or preset YAML files")
