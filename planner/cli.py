@@ -18,6 +18,7 @@ from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
 from accelcal.output import add_format_option
+from accelcal.units import fmt_time_s
 from accelcal.vocab import SERVING_DTYPES
 
 from .serving.cli import add_range_arguments
@@ -37,7 +38,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help=f"preset ({', '.join(preset_names())}), a model config .yaml, or a Hugging Face "
                         f"config.json or its folder (default: llama3-8b)")
     p.add_argument("--dtype", default=None,
-                   help="weight/KV dtype to plan in (default: the model's, or the profile's only dtype if it lacks that)")
+                   help="weight/KV dtype to plan in (default: the model's, or the profile's only dtype if it lacks that; "
+                        "a note says when the profile runs fp32 GEMMs much faster than the model's 16-bit dtype, as on "
+                        "a CPU without native bf16 units)")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
     p.add_argument("--devices-per-node", type=int, default=None,
                    help="devices per node (default: the profile's identity.devices_per_node)")
@@ -154,6 +157,23 @@ def _pick_dtype(model, prof, dtype: str | None):
     print(f"[plan] profile {args_name(prof)} has no {model.weight_dtype} compute data (it has {have}); "
           f"planning {model.name} in {pick} (choose with --dtype)", file=sys.stderr)
     return dataclasses.replace(model, weight_dtype=pick, kv_dtype=pick)
+
+
+def _dtype_speed_note(model, prof, tokens: int) -> str | None:
+    """A line when ``prof`` runs fp32 GEMMs at least 1.5x faster than the model's 16-bit dtype at the model's MLP
+    shape over ``tokens`` rows (a CPU without native bf16 units): the plan stays in the checkpoint's dtype, and
+    ``--dtype fp32`` plans the model upcast."""
+    dt = model.weight_dtype
+    if dt not in ("bf16", "fp16") or "fp32" not in prof.dtypes() or dt not in prof.dtypes():
+        return None
+    m, n, k = max(1, int(tokens)), model.ffn_size or model.expert_ffn_size or model.hidden_size, model.hidden_size
+    t16, t32 = (prof.gemm_time_s(m, n, k, d).time_s for d in (dt, "fp32"))
+    if not t32 * 1.5 <= t16:
+        return None
+    return (f"[plan] profile {args_name(prof)} runs fp32 GEMMs x{t16 / t32:.3g} faster than {dt} at {model.name}'s "
+            f"MLP shape (M {m}, N {n}, K {k}: {fmt_time_s(t32)} against {fmt_time_s(t16)}; a device without native "
+            f"{dt} units, such as a CPU without AVX-512 BF16 or AMX); planning in {dt}, the checkpoint's dtype; "
+            f"--dtype fp32 plans it upcast, where 4 bytes per weight fit")
 
 
 def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
@@ -345,6 +365,9 @@ def run(args: argparse.Namespace) -> int:
     if args.engine:
         return _run_serving(args, model, prof, inter)
     model = _pick_dtype(model, prof, args.dtype)
+    note = _dtype_speed_note(model, prof, args.prompt_len) if args.dtype is None else None
+    if note:
+        print(note, file=sys.stderr)
     groups = [DeviceGroup(str(prof.identity.device_name), prof, args.nodes, args.devices_per_node, inter)]
     for spec in args.extra_group:
         path, nums = parse_extra_group(spec)

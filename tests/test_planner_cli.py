@@ -16,6 +16,8 @@ from accelcal.planner import cli as plan_cli
 
 from planner_profiles import h100_like
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="accelcal")
@@ -221,3 +223,30 @@ def test_plan_counts_add_up_with_expert_layouts_refused(capsys):
     group = data["groups"][0]
     assert group["candidates_evaluated"] == group["feasible"] + len(group["rejected"]) == 150
     assert sum("num_experts(8) % ep(16)" in r["reason"] for r in group["rejected"]) == 5
+
+
+def test_plan_says_when_fp32_gemms_beat_the_models_16_bit_dtype(tmp_path, capsys):
+    import yaml
+
+    d = yaml.safe_load(Profile.load(ROOT / "profiles" / "cpu-amd-epyc-2core.yaml").to_yaml())
+    # a CPU without native bf16 units: the same fp32 fit, every bf16 rate and measured point 20x slower
+    bf16 = d["compute"]["bf16"]
+    bf16["peak_flop_per_s"] /= 20
+    bf16["memory_bandwidth_bytes_per_s"] /= 20
+    bf16["points"] = [[m, n, k, t * 20] for m, n, k, t in bf16["points"]]
+    slow = tmp_path / "no-bf16-units.yaml"
+    Profile.from_dict(d).save(slow)
+    prof = Profile.load(slow)
+    t16, t32 = (prof.gemm_time_s(2048, 14336, 4096, dt).time_s for dt in ("bf16", "fp32"))
+    assert t16 > 1.5 * t32
+    base = ["plan", "--profile", str(slow), "--model", "llama3-8b", "--devices-per-node", "2", "--prompt-len", "2048"]
+    assert _run(base) == 0
+    err = capsys.readouterr().err
+    assert (f"runs fp32 GEMMs x{t16 / t32:.3g} faster than bf16 at llama3-8b's MLP shape (M 2048, N 14336, K 4096"
+            in err and "planning in bf16, the checkpoint's dtype; --dtype fp32 plans it upcast" in err)
+    # the shipped profile runs bf16 faster: no note; nor when the user chose the dtype
+    assert _run(["plan", "--profile", str(ROOT / "profiles" / "cpu-amd-epyc-2core.yaml"), "--model", "llama3-8b",
+                 "--devices-per-node", "2"]) == 0
+    assert "fp32 GEMMs" not in capsys.readouterr().err
+    _run(base + ["--dtype", "bf16"])
+    assert "fp32 GEMMs" not in capsys.readouterr().err
