@@ -61,7 +61,8 @@ def ratio_table(model: Callable[[float, float, float], float], points: Sequence[
 
 
 def _line_lr(line: Sequence[tuple[float, float]], m: float) -> float | None:
-    """log(ratio) at ``m`` on one measured line, linear in log(M) between measured M; None outside its range."""
+    """The value at ``m`` of ``line`` ([(M, value)] sorted by M; a measured line's log(ratio)), linear in log(M)
+    between its points; None outside its range (interp_log holds the ends instead)."""
     ms = [x for x, _ in line]
     if not ms or m < ms[0] or m > ms[-1]:
         return None
@@ -159,12 +160,4 @@ def interp_log(table: Sequence[tuple[float, float]], x: float) -> float:
     held at the first and last value beyond them."""
     if not table:
         raise ValueError("interp_log: empty table")
-    xs = [t[0] for t in table]
-    if x <= xs[0]:
-        return table[0][1]
-    if x >= xs[-1]:
-        return table[-1][1]
-    i = bisect.bisect_right(xs, x)
-    (x0, y0), (x1, y1) = table[i - 1], table[i]
-    w = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
-    return y0 + w * (y1 - y0)
+    return _line_lr(table, min(max(x, table[0][0]), table[-1][0]))
