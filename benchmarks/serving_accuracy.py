@@ -224,6 +224,13 @@ class ProfileChooser:
     def __init__(self, args) -> None:
         self.args = args
         self.cache: dict = {}
+        self.loaded: dict = {}
+
+    def load(self, path: str):
+        """The profile at ``path`` (repo_path), read once however many systems and checks ask for it."""
+        if path not in self.loaded:
+            self.loaded[path] = Profile.load(repo_path(path))
+        return self.loaded[path]
 
     def __call__(self, system: str):
         a = self.args
@@ -235,9 +242,9 @@ class ProfileChooser:
             ic_path, stand_in = None, None
         key = (dev, ic_path)
         if key not in self.cache:
-            prof = Profile.load(repo_path(dev))
-            ic = Profile.load(repo_path(ic_path)) if ic_path else None
-            inter = Profile.load(repo_path(a.inter_node_profile)) if a.inter_node_profile else None
+            prof = self.load(dev)
+            ic = self.load(ic_path) if ic_path else None
+            inter = self.load(a.inter_node_profile) if a.inter_node_profile else None
             combined, inter, notes = combine_profiles(prof, ic, inter)
             for n in notes:
                 print(f"note: {n}")
@@ -267,8 +274,9 @@ def verdict(err_ttft: list[float], err_tpot: list[float], infeasible: int) -> st
 
 
 def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
-             client_gap_s: float = 0.0) -> tuple[dict, Counter, list, dict, dict]:
-    """Predict every row of ``df`` (as main reads it: the text columns as text, empty cells "")."""
+             client_gap_s: float = 0.0, records: list | None = None) -> tuple[dict, Counter, list, dict, dict]:
+    """Predict every row of ``df`` (as main reads it: the text columns as text, empty cells ""); ``records``, when
+    given, gets one dict per predicted row (the --out CSV's)."""
     errs = defaultdict(lambda: ([], []))
     skipped: Counter = Counter()
     infeasible = []
@@ -394,8 +402,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         for key in groups:
             errs[key][0].append(et)
             errs[key][1].append(e_tpot)
-        if getattr(args, "records", None) is not None:
-            args.records.append({
+        if records is not None:
+            records.append({
                 "id": row.get("id", ""), "backend": eng, "backend_version": row["backend_version"],
                 "model": model.name, "moe": bool(model.is_moe), "system": row.get("system", ""), "client": client,
                 "tp": tp, "pp": pp, "dp": dp, "ep": ep, "moe_tp": moe_tp, "weight_dtype": wd, "kv_dtype": kvd,
@@ -556,12 +564,13 @@ def main() -> int:
             check_file(args.out, what="--out")  # before minutes of predictions, not after them
         except DestinationError as exc:
             ap.error(str(exc))
+    args.profiles_for = ProfileChooser(args)
     loaded = {}
     for opt, path in (("--profile", args.profile), ("--inter-node-profile", args.inter_node_profile),
                       ("--interconnect", None if args.interconnect == "none" else args.interconnect)):
         if path:
             try:
-                loaded[opt] = Profile.load(repo_path(path))
+                loaded[opt] = args.profiles_for.load(path)
             except (OSError, ValueError) as exc:
                 ap.error(f"{opt} {path}: {exc}")
     if "--profile" in loaded:
@@ -587,7 +596,6 @@ def main() -> int:
         raise SystemExit(f"{args.data}: columns {sorted(need - set(df.columns))} missing (see the serving-dev README)")
     if args.model:
         ModelConfig.resolve(args.model)  # a bad --model fails here, not once per row
-    args.profiles_for = ProfileChooser(args)
     args.multi_model = args.model is None and "model_path" in df and df["model_path"].nunique() > 1
     args.multi_system = "system" in df and df["system"].nunique() > 1
     clients = Counter(row_client(row, args.client) for _, row in df.iterrows())
@@ -614,10 +622,10 @@ def main() -> int:
         t0 = time.perf_counter()
         if len(sweeps) > 1:
             print(f"--- client turnaround up to {ta * 1e3:g} ms, client gap {gap * 1e3:g} ms")
-        args.records = [] if args.out else None
-        errs, skipped, infeasible, in_prefills, tpots = run_rows(df, args, ta, args.rows, gap)
+        records = [] if args.out else None
+        errs, skipped, infeasible, in_prefills, tpots = run_rows(df, args, ta, args.rows, gap, records)
         if args.out:
-            atomic_write_text(args.out, pd.DataFrame(args.records).to_csv(index=False))
+            atomic_write_text(args.out, pd.DataFrame(records).to_csv(index=False))
         wall = time.perf_counter() - t0
         print(summary("overall", *errs["all"]))
         for key in sorted(k for k in errs if k != "all"):

@@ -28,11 +28,17 @@ class BadRows(ValueError):
     """A rows file this cannot read; the message names the file and what was expected."""
 
 
-NUMERIC = ("tp", "dp", "ep", "concurrency", "ttft_measured_s", "ttft_predicted_s", "tpot_measured_s",
-           "tpot_predicted_s", "one_prefill_s")
+TIMES = ("ttft_measured_s", "ttft_predicted_s", "tpot_measured_s", "tpot_predicted_s", "one_prefill_s")
+"""Of NEEDED, the columns that hold times (seconds > 0)."""
+NUMERIC = ("tp", "dp", "ep", "concurrency") + TIMES
 """Of NEEDED, the columns that hold numbers."""
 
 _TRUTH = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _first(mask: pd.Series) -> int:
+    """The position of the first True in ``mask``."""
+    return int(mask.to_numpy().nonzero()[0][0])
 
 
 def read_rows(paths: list[str]) -> pd.DataFrame:
@@ -54,18 +60,18 @@ def read_rows(paths: list[str]) -> pd.DataFrame:
             num = pd.to_numeric(df[col], errors="coerce")
             bad = num.isna()
             if bad.any():
-                i = int(bad.to_numpy().nonzero()[0][0])
+                i = _first(bad)
                 raise BadRows(f"{path}: row {i + 2}, column {col}: {df[col].iloc[i]!r} is not a number; {expected}")
             df[col] = num
         moe = df["moe"].astype(str).str.strip().str.lower().map(_TRUTH)
         if moe.isna().any():
-            i = int(moe.isna().to_numpy().nonzero()[0][0])
+            i = _first(moe.isna())
             raise BadRows(f"{path}: row {i + 2}, column moe: {df['moe'].iloc[i]!r}; expected True or False")
         df["moe"] = moe.astype(bool)
-        for col in ("ttft_measured_s", "ttft_predicted_s", "tpot_measured_s", "tpot_predicted_s", "one_prefill_s"):
+        for col in TIMES:
             bad = ~(df[col] > 0)
             if bad.any():
-                i = int(bad.to_numpy().nonzero()[0][0])
+                i = _first(bad)
                 raise BadRows(f"{path}: row {i + 2}, column {col}: {float(df[col].iloc[i]):g}; expected a time > 0 s")
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
@@ -73,7 +79,7 @@ def read_rows(paths: list[str]) -> pd.DataFrame:
 
 def by_kind(df: pd.DataFrame) -> pd.DataFrame:
     """Signed median and mean |relative error| of TTFT and TPOT per (model kind, engine)."""
-    d = df.assign(kind=np.where(df["moe"].astype(bool), "MoE", "dense"),
+    d = df.assign(kind=np.where(df["moe"], "MoE", "dense"),
                   ttft_err=df["ttft_predicted_s"] / df["ttft_measured_s"] - 1,
                   tpot_err=df["tpot_predicted_s"] / df["tpot_measured_s"] - 1)
     return d.groupby(["kind", "backend"]).agg(
