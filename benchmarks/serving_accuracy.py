@@ -58,11 +58,13 @@ import pandas as pd
 
 from accelcal.atomic import atomic_write_text
 from accelcal.preflight import DestinationError, check_file
+from accelcal.calibrate.priors import same_device_model
 from accelcal.calibrate.profile import Profile
 from accelcal.progress import StageProgress
 from accelcal.models import ModelConfig
 from accelcal.planner.serving.deployment import DEPLOYMENTS, apply_deployment
 from accelcal.planner.serving.engine import EnginePreset
+from accelcal.planner.serving.moe_op import load_moe_tables
 from accelcal.planner.serving.predict import combine_profiles, predict_serving
 from accelcal.planner.serving.step_cost import StepCoster, StepCostError, replica_parallelism
 from accelcal.planner.serving.workload import ServingWorkload
@@ -327,7 +329,11 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
             continue
         fp8 = precision == "fp8"
         # aiconfigurator's fp8_block: 128-wide blocks
-        scaling = "block" if fp8 and "block" in (row.get("gemm_quant_mode") or "") else "per_tensor"
+        # block-scaled where the row says so of its GEMMs or its experts (the sglang DeepSeek-R1/V3, GLM-5 and
+        # Qwen3.5 rows record gemm_quant_mode fp8 but moe_quant_mode fp8_block: their experts, which an engine's MoE
+        # op table answers for, are block-scaled, as the checkpoints' quantization configs say)
+        modes = (row.get("gemm_quant_mode") or "") + " " + (row.get("moe_quant_mode") or "")
+        scaling = "block" if fp8 and "block" in modes else "per_tensor"
         try:
             bs, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
             mt, mp = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
@@ -360,6 +366,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
             n, warm = args.requests_per_client * c, args.warmup_per_client * c
         else:
             n, warm = (args.requests_per_client * c if args.requests_per_client else args.num_requests), 0
+        dev = str(prof.identity.device_name)
+        tables = [t for t in args.moe_tables if t.engine == engine.name and same_device_model(t.device, dev)]
         try:
             res = predict_serving(prof, model, engine, tp=tp, pp=pp, dp=dp, ep=ep, moe_tp=moe_tp, concurrency=c,
                                   isl=isl, osl=osl,
@@ -367,7 +375,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
                                   weight_dtype=wd, kv_dtype=kvd, inter_node_profile=inter, method=args.method,
                                   turnaround_s=turnaround_s, client_gap_s=client_gap_s, warmup_requests=warm,
                                   warmup_drains=args.deployment == "aiconfigurator" and not args.no_warmup_drain,
-                                  fp8_scaling=scaling, **spread)
+                                  fp8_scaling=scaling, moe_tables=tables, **spread)
         except (StepCostError, ValueError) as exc:
             skipped[f"{model.name} TP{tp}{f' DP{dp}' if dp > 1 else ''}{f' EP{ep}' if ep > 1 else ''}: "
                     f"{str(exc)[:160]}"] += 1
@@ -379,7 +387,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         if key not in costers:
             costers[key] = StepCoster(prof, model, replica_parallelism(tp, pp, dp, int(prof.identity.devices_per_node),
                                                                        ep, model.num_experts, moe_tp),
-                                      engine, wd, kvd, inter, fp8_scaling=scaling)
+                                      engine, wd, kvd, inter, fp8_scaling=scaling,
+                                      moe_table=tables[0] if tables else None)
         one = costers[key].step_s(0, 0.0, ((isl, isl),))
         # rows of two workflows never pool in one diagnostic cell: their clients send different loads
         label = f"{eng} {client}" if args.multi_client else eng
@@ -536,6 +545,10 @@ def main() -> int:
                          "prompts, whatever --num-requests / --requests-per-client / --warmup-per-client say; "
                          "the engine settings stay --deployment's), or 'auto' (default): by each row's "
                          "silicon_data_source where the file has that column, else aiconfigurator")
+    ap.add_argument("--moe-table", action="append", default=[], metavar="FILE",
+                    help="a published table of an engine's MoE op (accelcal import moe-table; shipped: "
+                         "profiles/engine-kernels/*.yaml): a MoE row of that engine on that table's device takes its "
+                         "routed experts' time from it (repeatable; at most one per engine and device)")
     ap.add_argument("--rows", action="store_true", help="print every row's prediction")
     ap.add_argument("--out", default=None, metavar="CSV",
                     help="write every predicted row (its id, layout, load, measured and predicted TTFT and TPOT, "
@@ -573,6 +586,16 @@ def main() -> int:
                 loaded[opt] = args.profiles_for.load(path)
             except (OSError, ValueError) as exc:
                 ap.error(f"{opt} {path}: {exc}")
+    try:
+        args.moe_tables = load_moe_tables(args.moe_table)
+    except (OSError, ValueError) as exc:
+        ap.error(str(exc))
+    seen_tables: dict = {}
+    for t in args.moe_tables:
+        key = (t.engine, t.device)
+        if key in seen_tables:
+            ap.error(f"--moe-table: {seen_tables[key]} and {t.origin} are both {t.engine} on {t.device}; give one")
+        seen_tables[key] = t.origin
     if "--profile" in loaded:
         try:  # the kinds checked here (a device profile, then interconnects), not at the first row
             combine_profiles(loaded["--profile"], loaded.get("--interconnect"), loaded.get("--inter-node-profile"))
@@ -580,7 +603,7 @@ def main() -> int:
             ap.error(str(exc))
     # text columns stay text ("1.0" is not 1.0) and an empty cell is "": an empty version means the engine's
     # newest rules (deployment.py), not pandas' NaN, which would read as the oldest
-    text = ("backend_version", "precision", "gemm_quant_mode")
+    text = ("backend_version", "precision", "gemm_quant_mode", "moe_quant_mode")
     try:
         df = pd.read_csv(args.data, dtype=dict.fromkeys(text, str))
     except FileNotFoundError:

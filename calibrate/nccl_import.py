@@ -229,7 +229,7 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
-    imp = sub.add_parser("import", help="make a profile from results measured elsewhere (nccl-tests)")
+    imp = sub.add_parser("import", help="make a profile from results measured elsewhere (nccl-tests) or a published MoE op table")
     isub = imp.add_subparsers(dest="source_kind", metavar="KIND")
     imp.set_defaults(func=lambda args: (imp.print_help(), 2)[1])
     p = isub.add_parser("nccl-tests", help="fit nccl-tests text / -J JSON output (or accelcal collectives CSV) "
@@ -260,6 +260,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "not measure keep the measured latency (NCCL's switch latency model) instead of ring scaling")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_run)
+    from .moe_import import register as register_moe_table
+
+    register_moe_table(isub)
 
 
 def _run(args: argparse.Namespace) -> int:

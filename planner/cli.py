@@ -14,6 +14,9 @@ import math
 import sys
 
 from accelcal.calibrate.compose import add_profile_arguments, plan_profiles, require_device_profile
+from accelcal.calibrate.moe_table import MoeOpTable
+
+from .serving.moe_op import add_moe_table_argument, load_moe_tables
 from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
@@ -30,6 +33,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                                    "from the profile, and rank the layouts with the reasons. Exit 3 when no layout "
                                    "fits, 4 when layouts fit but none meets --ttft/--tpot/--request-rate.")
     add_profile_arguments(p, "profile YAML of one node (accelcal calibrate or profiles/datasheet/)")
+    add_moe_table_argument(p)
     p.add_argument("--assume-zero-latency", action="store_true", default=None,
                    help="cost collectives whose latency the profile does not give (datasheet priors) at 0 s instead "
                         "of rejecting the layouts that need them; every output then says so (layer-level plan only: "
@@ -206,7 +210,8 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
         res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len, targets,
                              args.weight_dtype, args.kv_dtype, inter, top=args.top, engine_overrides=overrides,
                              range_ratio=args.range_ratio, range_mode=args.range_mode or "around",
-                             devices_per_node=args.devices_per_node, progress=bar)
+                             devices_per_node=args.devices_per_node, progress=bar,
+                             moe_tables=load_moe_tables(args.moe_table))
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
         if args.format == "json":  # a document for programs, as predict gives one
@@ -267,6 +272,10 @@ def _predict_command(args: argparse.Namespace, best, engines: list[str], devices
     if args.devices_per_node is not None or args.inter_node_profile:
         cmd += ["--devices-per-node", str(devices_per_node)]
     cmd += ["--model", args.model, "--engine", spec] + best.predict_flags
+    for path in dict.fromkeys(args.moe_table or []):
+        # predict takes the table of its one engine; another engine's would be refused there
+        if MoeOpTable.load(path).engine == best.engine:
+            cmd += ["--moe-table", path]
     cmd += ["--isl", str(args.prompt_len), "--osl", str(args.output_len)]
     if best.checked_by == "steady":  # the row's figures are the steady state's; predict simulates by default
         cmd += ["--method", "steady"]
@@ -330,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     if not args.engine:
         given = [f"--{n.replace('_', '-')}" for n in SERVING_ONLY if getattr(args, n) is not None]
+        given += ["--moe-table"] if args.moe_table else []  # a list option: empty when not given
         if given:
             raise ValueError(f"{', '.join(given)}: option(s) of the serving search; add --engine "
                              f"(vllm, sglang, trtllm, static) or leave them out")

@@ -20,6 +20,8 @@ import sys
 from typing import Any
 
 from accelcal.calibrate.compose import add_profile_arguments
+
+from .moe_op import add_moe_table_argument, load_moe_tables
 from accelcal.units import count
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                                    "closed-loop concurrency or an open-loop request rate, every step costed from the "
                                    "profile.")
     add_profile_arguments(p, "device profile YAML (accelcal calibrate, or profiles/*.yaml)")
+    add_moe_table_argument(p)
     p.add_argument("--model", required=True,
                    help="model preset name, a model config .yaml, or a Hugging Face config.json or its folder")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree of one engine replica (default 1)")
@@ -173,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
                               turnaround_s=None if args.turnaround_ms is None else args.turnaround_ms / 1e3,
                               client_gap_s=args.client_gap_ms / 1e3, warmup_requests=args.warmup_requests,
                               warmup_drains=args.warmup_drains, ep=args.ep, range_mode=args.range_mode,
-                              moe_tp=args.moe_tp, devices_per_node=args.devices_per_node)
+                              moe_tp=args.moe_tp, devices_per_node=args.devices_per_node,
+                              moe_tables=load_moe_tables(args.moe_table))
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None

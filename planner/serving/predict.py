@@ -25,6 +25,7 @@ from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 from ..report import datasheet_note
 from .engine import EnginePreset
 from .kv import Infeasible, KVBudget, check_request_runs, kv_budget, memory_in_use_bytes
+from .moe_op import pick_table
 from .metrics import ServingMetrics, summarise
 from .simulate import SimRun, simulate, simulate_lockstep
 from .steady import steady_over_replicas
@@ -168,7 +169,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                     capacity_bytes: float | None = None, turnaround_s: float | None = None, client_gap_s: float = 0.0,
                     warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1,
                     range_mode: str = "around", moe_tp: int = 0,
-                    devices_per_node: int | None = None) -> ServingPrediction:
+                    devices_per_node: int | None = None, moe_tables: Any = ()) -> ServingPrediction:
     """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s);
     ``client_gap_s``: the closed-loop client's pause between a response and its next request (outside TTFT).
     ``ep``: 1 (experts TP-split), ``tp`` (a MoE model's experts spread over the replica's TP group) or ``tp`` x k
@@ -177,7 +178,9 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     with --data-parallel-size; 0: as ``ep`` says).  ``devices_per_node`` None: the profile's (its fabric's); given,
     where the node boundaries fall for TP, PP and EP groups (a group wider than it runs over the inter-node profile).
     ``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode says what each means).
-    ``weight_dtype``, ``kv_dtype``, ``fp8_scaling`` None: the model's own (serving_dtypes)."""
+    ``weight_dtype``, ``kv_dtype``, ``fp8_scaling`` None: the model's own (serving_dtypes).  ``moe_tables``:
+    published tables of engines' MoE ops (calibrate.moe_table.MoeOpTable), ``engine``'s answering for the routed
+    experts where it has the model's shape (moe_op.EngineMoeOp); one for another engine only is an error."""
     model = ModelConfig.resolve(model)
     weight_dtype, kv_dtype, fp8_scaling, dtype_notes = serving_dtypes(model, weight_dtype, kv_dtype, fp8_scaling)
     if not isinstance(engine, EnginePreset):
@@ -251,7 +254,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.reason = str(exc)
         return pred
     coster = StepCoster(profile, model, par, engine, weight_dtype, kv_dtype, inter_node_profile,
-                        fp8_scaling=fp8_scaling)
+                        fp8_scaling=fp8_scaling, moe_table=pick_table(moe_tables, engine.name))
     pred.notes += coster.notes
     pred.warnings += [w for w in coster.warnings if w not in pred.warnings]
     devices = tp * pp

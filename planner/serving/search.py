@@ -37,6 +37,7 @@ from ..pareto import pareto_front
 from ..workload import miss_factor
 from .engine import EnginePreset
 from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
+from .moe_op import pick_table
 from .predict import node_devices, serving_dtypes, serving_warnings
 from .steady import PREFILL_BINDS_SHARE, STEADY_REL_TOL, steady_over_replicas
 from .step_cost import (SMALL_ALL_REDUCE, STEP_PARTS, StepCoster, StepCostError, expert_split_issue,
@@ -254,7 +255,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                    kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8,
                    top: int = 10, engine_overrides: dict | None = None, range_ratio: float | None = None,
                    range_mode: str = "around", devices_per_node: int | None = None,
-                   progress: Any = None) -> ServingSearch:
+                   progress: Any = None, moe_tables: Any = ()) -> ServingSearch:
     """``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode): the re-checks by
     simulation draw the lengths as ``accelcal predict`` does, the steady state screens at their mean, and a layout is
     refused when the longest request cannot run.
@@ -263,7 +264,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     ``engine_overrides``: preset keys set for every engine (accelcal plan --engine-arg), after its release's
     defaults; ``devices_per_node``: as predict_serving takes it (None: the profile's); ``progress``: an
     accelcal.progress.StageProgress shown the steady-state pass (a case per layout) and the re-checks by simulation
-    (a case per re-check), or None."""
+    (a case per re-check), or None; ``moe_tables``: published tables of engines' MoE ops, each engine's own
+    answering for its routed experts (predict_serving), every table for one of ``engines``."""
     import time
 
     t0 = time.perf_counter()
@@ -295,6 +297,10 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                              f"{preset.name!r}, so their rows could not be told apart; list each engine once, and give "
                              f"a preset file a name of its own (its 'name:' key)")
         named[preset.name] = spec
+    strays = [t for t in (moe_tables or ()) if t.engine not in named]
+    if strays:
+        raise ValueError(f"--moe-table: {', '.join(f'{t.origin} is {t.engine}' for t in strays)}, not an engine of "
+                         f"this search ({', '.join(named)})")
     if progress is not None:
         progress.start("steady state", None)
     for engine in presets:
@@ -327,7 +333,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 kv = kv_budget(model, eng, tp, pp, cap, weight_dtype, kv_dtype, ep, in_use, moe_tp)
                 check_request_runs(eng, kv, *longest)
                 coster = StepCoster(profile, model, par, eng, weight_dtype, kv_dtype, inter_node_profile,
-                                    fp8_scaling=fp8_scaling)
+                                    fp8_scaling=fp8_scaling, moe_table=pick_table(moe_tables, eng.name, strict=False))
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
                 continue

@@ -46,6 +46,7 @@ from ..parallelism import Parallelism
 from accelcal.models.implementation import Implementation
 from accelcal.models import ModelConfig
 from .engine import EnginePreset
+from .moe_op import EngineMoeOp
 
 __all__ = ["SMALL_ALL_REDUCE", "SMALL_MESSAGE_WARN_FACTOR", "STEP_PARTS", "StepCoster", "StepCostError",
            "replica_parallelism", "require_engine_ep"]
@@ -241,8 +242,12 @@ class StepCoster:
 
     def __init__(self, profile: Any, model: ModelConfig, parallelism: Parallelism, engine: EnginePreset,
                  weight_dtype: str = "bf16", kv_dtype: str = "bf16", inter_node_profile: Any = None,
-                 implementation: str = "fused", fp8_scaling: str = "per_tensor", kv_round: int = 32) -> None:
-        """One replica laid out as ``parallelism`` (its TP, PP and their scopes; DP replicas are costed alike)."""
+                 implementation: str = "fused", fp8_scaling: str = "per_tensor", kv_round: int = 32,
+                 moe_table: Any = None) -> None:
+        """One replica laid out as ``parallelism`` (its TP, PP and their scopes; DP replicas are costed alike);
+        ``moe_table``: a published table of the engine's MoE op on this device (calibrate.moe_table.MoeOpTable),
+        whose time replaces the profile's estimate of the routed experts where it has the model's shape
+        (moe_op.EngineMoeOp)."""
         tp, pp = parallelism.tp, parallelism.pp
         self.profile = profile
         have = profile.dtypes()
@@ -359,7 +364,14 @@ class StepCoster:
                               f"dequantisation is not measured, so compute-bound expert GEMMs (prefill) come out as "
                               f"fast as {weight_dtype} ones (benchmarks/RESULTS.md: gpt-oss-120b TTFT about half "
                               f"the published measurements)")
-        if model.is_moe and self.impl.experts_grouped:  # per-expert GEMMs (torch-eager) cost as plain GEMMs
+        try:
+            self.moe_op = EngineMoeOp.resolve(moe_table, profile, model, parallelism, engine, weight_dtype, fp8_scaling)
+        except ValueError as exc:
+            raise StepCostError(str(exc)) from None
+        if self.moe_op.note:
+            self.notes.append(self.moe_op.note)
+        if model.is_moe and self.impl.experts_grouped and not self.moe_op.active:
+            # per-expert GEMMs (torch-eager) cost as plain GEMMs
             self.notes.append(grouped_gemm_note(profile, weight_dtype))
         if model.sliding_layers:
             self.notes.append(f"{model.sliding_layers} of {model.layers} layers attend through a "
@@ -524,6 +536,13 @@ class StepCoster:
                        "for layouts wider than a node, --inter-node-profile")
             raise StepCostError(f"the profile cannot cost {layout}: {msg}; {where}{fix}") from None
 
+    def costed_layer(self, tokens: int, graphs: bool = False):
+        """The CostedDAG of one decoder layer over ``tokens`` tokens (its attention node still the DAG's own), as
+        the steps cost it: the engine's MoE op from the table where it answers (EngineMoeOp)."""
+        coster = self._costers[graphs]
+        dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.parallelism, self.impl, self._dag_options)
+        return self.moe_op.apply(self._wrap(lambda: coster.cost_dag(dag, self.el)), tokens)
+
     def _layer(self, tokens: int, graphs: bool):
         """(non-attention device seconds, breakdown without launch, launch rule) of one layer over ``tokens``.
 
@@ -535,8 +554,7 @@ class StepCoster:
         hit = self._memo.get(key)
         if hit is None:
             coster = self._costers[graphs]
-            dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.parallelism, self.impl, self._dag_options)
-            costed = self._wrap(lambda: coster.cost_dag(dag, self.el))
+            costed = self.costed_layer(tokens, graphs)
             # attention, and a sparse-attention indexer's scoring and top-k, scale with the context: costed per call
             per_call = [n for n in costed.nodes if n.op == "attention" or n.params.get("context")]
             bd = costed.breakdown
