@@ -51,6 +51,7 @@ if [ -f ../shared/data/serving-dev/qwen3-32b-h100.csv ]; then
 fi
 run nccl_import "$PY" benchmarks/nccl_import.py
 run engine_gemm_tables "$PY" benchmarks/engine_gemm_tables.py
+run engine_moe_tables "$PY" benchmarks/engine_moe_tables.py
 # The client gap needs a benchmark client (aiperf is not a dependency): measured only where one is installed.
 if command -v aiperf >/dev/null 2>&1 && [ -n "${AIPERF_TOKENIZER:-}" ]; then
     run client_gap_aiperf "$PY" benchmarks/client_gap.py --concurrency 8 --skip 16 -- aiperf profile -m mock \

@@ -419,3 +419,35 @@ def test_serving_accuracy_refuses_bad_inputs_before_predicting(tmp_path, capsys,
         err = capsys.readouterr().err
         assert exc.value.code == 2 and re.search(message, err), (argv, err)
         assert "Traceback" not in err
+
+
+def test_engine_moe_tables_compares_the_op_with_the_sum_of_its_dag_nodes():
+    from accelcal.calibrate.compose import compose
+    from accelcal.calibrate.moe_table import MoeOpEntry, MoeOpTable
+    from accelcal.calibrate.profile import Profile
+    from accelcal.models import ModelConfig
+    from accelcal.planner.dag import build_layer_dag
+    from accelcal.planner.parallelism import Parallelism
+    from accelcal.planner.serving.moe_op import MOE_OP_NODES
+    from accelcal.planner.serving.step_cost import StepCoster
+    from accelcal.planner.serving.engine import EnginePreset
+
+    mod = _load("engine_moe_tables")
+    prof = compose(Profile.load(ROOT / "profiles/nvidia-h100.yaml"),
+                   Profile.load(ROOT / "profiles/interconnect/h100-nvswitch-4of8.yaml"))
+    m = ModelConfig.resolve("qwen3-30b-a3b")
+    shape = dict(hidden_size=m.hidden_size, expert_ffn_size=m.expert_ffn_size, top_k=m.top_k, experts=m.num_experts)
+    entries = [MoeOpEntry("bf16", "k", **shape, moe_tp=2, moe_ep=1, distribution="balanced", tokens=(1, 1024, 4096),
+                          time_s=(1e-5, 1e-4, 1e-3)),
+               MoeOpEntry("bf16", "k", **shape, moe_tp=1, moe_ep=2, distribution="balanced", tokens=(1024,),
+                          time_s=(1e-4,)),  # EP: predict does not read it, nor does the comparison
+               MoeOpEntry("bf16", "k", hidden_size=1000, expert_ffn_size=100, top_k=2, experts=4, moe_tp=1, moe_ep=1,
+                          distribution="balanced", tokens=(1024,), time_s=(1e-4,))]  # no preset has this shape
+    out = mod.compare(prof, [MoeOpTable("NVIDIA H100 80GB HBM3", "vllm", "t", ["c"], entries)])
+    assert list(out.tokens) == [1, 1024, 4096] and set(out.moe_ep) == {1} and set(out.model) == {m.name}
+    # the profile's side: the layer DAG's MoE-op nodes at TP 2 (experts split 2 ways), summed
+    sc = StepCoster(prof, m, Parallelism(tp=2), EnginePreset.from_name("vllm"), "bf16", "bf16")
+    dag = build_layer_dag(sc.model, "prefill", 1, 1024, 1024, sc.parallelism, sc.impl, sc._dag_options)
+    want = sum(n.device_s for n in sc._costers[False].cost_dag(dag, sc.el).nodes if n.name in MOE_OP_NODES)
+    row = out[out.tokens == 1024].iloc[0]
+    assert row.profile_s == pytest.approx(want) and row.published_s == 1e-4
