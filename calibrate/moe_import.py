@@ -33,6 +33,8 @@ def _read(path: str):
     import pandas as pd
 
     check_regular_file(path, "published MoE table")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: empty file; expected aiconfigurator's moe_perf table (Parquet or CSV)")
     if path.lower().endswith(".parquet"):
         try:
             df = pd.read_parquet(path)
@@ -40,11 +42,16 @@ def _read(path: str):
             raise ValueError(f"{path}: reading Parquet needs pyarrow (pip install -e '.[parquet]'), or pass the "
                              f"table as CSV: {exc}") from None
     else:
-        df = pd.read_csv(path, comment="#")
+        try:
+            df = pd.read_csv(path, comment="#")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read it as a CSV: {exc}") from None
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: columns {missing} missing (expected aiconfigurator's moe_perf columns {list(COLUMNS)}; "
                          f"it has {sorted(df.columns)[:20]})")
+    if df.empty:
+        raise ValueError(f"{path}: has the columns but no rows")
     for col in ("device", "version"):
         vals = sorted(df[col].astype(str).unique())
         if len(vals) != 1:
@@ -60,12 +67,21 @@ def import_moe_table(path: str, engine: str, citations: list[str], out: str | No
     from accelcal.models import ModelConfig
     from accelcal.collectives.nccl_tests import sha256_of
 
-    if not citations:
-        raise ValueError("--citation: a published table needs where it was published (file and commit or URL)")
+    if not citations or not all(c.strip() for c in citations):
+        raise ValueError("--citation: a published table needs where it was published (file and commit or URL), "
+                         "not an empty string")
+    if out and os.path.isdir(out):
+        raise ValueError(f"--out {out}: is a directory; expected a YAML file name")
     if out and os.path.exists(out) and not force:
         raise ValueError(f"--out {out}: exists; pass --force to replace it")
     df = _read(path)
     device, version = str(df.device.iloc[0]), str(df.version.iloc[0])
+    if "framework" in df.columns:
+        # the publication's own engine name (aiconfigurator: VLLM, SGLang, TRTLLM) against --engine
+        frameworks = sorted({str(f).lower().replace("-", "").replace("_", "") for f in df.framework.unique()})
+        if frameworks != [engine.replace("-", "")]:
+            raise ValueError(f"--engine {engine}: {path} was collected on {sorted(df.framework.unique())} "
+                             f"(its framework column)")
     if models:
         shapes = set()
         for name in models:

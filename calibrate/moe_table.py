@@ -221,8 +221,9 @@ class MoeOpTable:
         if not isinstance(d, dict):
             raise ProfileError(f"{origin}: expected a mapping with kind: {KIND}, got {type(d).__name__}")
         if d.get("kind") != KIND:
-            raise ProfileError(f"{origin}: kind is {d.get('kind')!r}, expected {KIND!r} (a table written by "
-                               f"accelcal import moe-table)")
+            what = ("has no kind key (a profile?)" if "kind" not in d else f"has kind {d.get('kind')!r}")
+            raise ProfileError(f"{origin}: not a MoE op table: it {what}; expected kind: {KIND!r}, a file written by "
+                               f"accelcal import moe-table (shipped: profiles/engine-kernels/*.yaml)")
         if d.get("schema_version") != 1:
             raise ProfileError(f"{origin}: schema_version {d.get('schema_version')!r}, expected 1")
         if d.get("source") != "published":
@@ -294,19 +295,32 @@ def table_from_rows(rows: Sequence[dict], device: str, engine: str, engine_versi
     kernel_source).  Rows of a weight format outside PUBLISHED_WEIGHTS are skipped and counted in the notes."""
     groups: dict[tuple, dict[int, list[float]]] = {}
     skipped: dict[str, int] = {}
+
+    def whole(r: dict, i: int, col: str) -> int:
+        v = r[col]
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            f = float("nan")
+        if not (math.isfinite(f) and f == int(f) and f >= 1):
+            raise ProfileError(f"{origin}: row {i + 1}: {col} {v!r}, expected an integer >= 1")
+        return int(f)
+
     for i, r in enumerate(rows):
         w = PUBLISHED_WEIGHTS.get(str(r["moe_dtype"]))
         if w is None:
             skipped[str(r["moe_dtype"])] = skipped.get(str(r["moe_dtype"]), 0) + 1
             continue
-        lat_ms = float(r["latency"])
+        try:
+            lat_ms = float(r["latency"])
+        except (TypeError, ValueError):
+            lat_ms = float("nan")
         if not (lat_ms > 0 and math.isfinite(lat_ms)):
-            raise ProfileError(f"{origin}: row {i}: latency {r['latency']!r} ms is not a positive time")
-        key = (w, str(r["kernel_source"]), int(r["hidden_size"]), int(r["inter_size"]), int(r["topk"]),
-               int(r["num_experts"]), int(r["moe_tp_size"]), int(r["moe_ep_size"]), str(r["distribution"]))
-        n = int(r["num_tokens"])
-        if n < 1:
-            raise ProfileError(f"{origin}: row {i}: num_tokens {r['num_tokens']!r}, expected >= 1")
+            raise ProfileError(f"{origin}: row {i + 1}: latency {r['latency']!r}, expected a positive time in ms")
+        key = (w, str(r["kernel_source"]), *(whole(r, i, c) for c in ("hidden_size", "inter_size", "topk",
+                                                                        "num_experts", "moe_tp_size", "moe_ep_size")),
+               str(r["distribution"]))
+        n = whole(r, i, "num_tokens")
         groups.setdefault(key, {}).setdefault(n, []).append(lat_ms * 1e-3)
     entries = []
     repeated, spread = 0, 1.0

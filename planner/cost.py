@@ -383,13 +383,17 @@ class Coster:
                                          n.p.get("layer_share", 1.0) * max(0, n.kernels - 1) * self._launch.time_s)
                      for n, c in zip(dag.nodes, nodes)]
         device = sum(n.device_s for n in nodes)
-        kernels = sum(n.kernels for n in nodes)
-        if self.cuda_graphs:
-            launch = sum(n.kernels for n in nodes if not n.self_timed) * self._launch.time_s
-        elif self.serialised:
-            # each node's measured figure holds one dispatch; its other kernels each add one
-            launch = sum(n.launch_s for n in nodes)
-        else:
-            launch = self.overlapped_launch_s(device, kernels, sum(n.kernels for n in nodes if not n.self_timed))
         note = self._launch.detail if self._launch.extrapolated else ""
-        return CostedDAG(dag, nodes, device, launch, self._launch.source, note)
+        return CostedDAG(dag, nodes, device, self.launch_of(nodes, device), self._launch.source, note)
+
+    def launch_of(self, nodes: Sequence[NodeCost], device_s: float) -> float:
+        """The launch time a layer of costed ``nodes`` adds to its ``device_s`` under this Coster's rule (graph
+        replay per kernel, serialised host dispatch, or overlapped eager launches); self-timed nodes' kernels are
+        in their own figures."""
+        if self.cuda_graphs:
+            return sum(n.kernels for n in nodes if not n.self_timed) * self._launch.time_s
+        if self.serialised:
+            # each node's measured figure holds one dispatch; its other kernels each add one
+            return sum(n.launch_s for n in nodes)
+        return self.overlapped_launch_s(device_s, sum(n.kernels for n in nodes),
+                                        sum(n.kernels for n in nodes if not n.self_timed))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 from pathlib import Path
 
@@ -87,7 +88,8 @@ def test_file_round_trip_one_line_per_entry(tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(kind="profile"), "kind is 'profile', expected 'moe_op_table'"),
+    (lambda d: d.update(kind="profile"), "not a MoE op table: it has kind 'profile'; expected kind: 'moe_op_table'"),
+    (lambda d: d.pop("kind"), "not a MoE op table: it has no kind key (a profile?)"),
     (lambda d: d.update(citations=[]), "citations: expected a non-empty list"),
     (lambda d: d.update(source="measured"), "source 'measured', expected 'published'"),
     (lambda d: d["entries"][0].update(weights="fp4"), "entries[0].weights: expected one of"),
@@ -107,7 +109,7 @@ def test_bad_files_name_the_key(edit, message):
 def _rows(**kw) -> list[dict]:
     rows = []
     for n, ms in zip(TOKENS, [0.05, 0.08, 0.4, 5.0]):
-        r = dict(version="0.0-test", device=DEVICE, moe_dtype="bfloat16", num_tokens=n, hidden_size=2048,
+        r = dict(framework="VLLM", version="0.0-test", device=DEVICE, moe_dtype="bfloat16", num_tokens=n, hidden_size=2048,
                  inter_size=768, topk=8, num_experts=128, moe_tp_size=1, moe_ep_size=1, distribution="balanced",
                  latency=ms, kernel_source="vllm_fused_moe")
         r.update(kw)
@@ -148,6 +150,20 @@ def test_import_cli_writes_keeps_a_models_shapes_and_refuses_what_it_cannot_read
     rc, _, err = _run(capsys, "import", "moe-table", str(src), "--engine", "vllm", "--citation", "c", "--model",
                       "llama3-8b", "--out", str(tmp_path / "c.yaml"))
     assert rc == 2 and "is dense" in err
+    for argv, message in (
+            (["--engine", "sglang"], "--engine sglang: "),  # the file's framework column says vLLM
+            (["--engine", "vllm", "--citation", " "], "not an empty string"),
+            (["--engine", "vllm", "--out", str(tmp_path)], "is a directory; expected a YAML file name")):
+        full = ["import", "moe-table", str(src), "--citation", "c", "--out", str(tmp_path / "d.yaml"), *argv]
+        rc, _, err = _run(capsys, *full)
+        assert rc == 2 and message in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "d.yaml").exists()
+    for edit, message in ((dict(latency="abc"), "row 1: latency 'abc', expected a positive time in ms"),
+                          (dict(num_tokens=8.5), "row 1: num_tokens 8.5, expected an integer >= 1")):
+        rows = _rows()
+        rows[0].update(edit)
+        with pytest.raises(ProfileError, match=re.escape(message)):
+            table_from_rows(rows, DEVICE, "vllm", "t", ["c"], origin="x.csv")
 
 
 def _coster(table, engine="vllm", tp=1, ep=1, profile=None):
@@ -227,3 +243,46 @@ def test_shipped_tables_load_cite_their_source_and_answer_a_preset():
     m = ModelConfig.resolve("qwen3-235b-a22b")
     est = t.time_s("fp8_e4m3_block", m.hidden_size, m.expert_ffn_size, m.top_k, m.num_experts, 4, 1, 4096)
     assert est is not None and 1e-5 < est.time_s < 1e-1
+
+
+def test_the_ops_kernels_are_not_charged_again_in_a_cuda_graph():
+    plain, tabled = _coster(None), _coster(_table())
+    a, b = plain.costed_layer(16, graphs=True), tabled.costed_layer(16, graphs=True)
+    per_kernel = plain._costers[True].launch_per_kernel_s
+    covered = sum(n.kernels for n in a.nodes if n.name in MOE_OP_NODES)
+    assert covered >= 4 and per_kernel > 0
+    # the published op was timed with its kernels' launches in a graph: replay adds nothing more for them
+    assert a.launch_s - b.launch_s == pytest.approx(covered * per_kernel)
+
+
+def test_predict_notes_a_dense_model_an_extrapolation_and_names_the_table_in_json(tmp_path, capsys):
+    path = tmp_path / "vllm.yaml"
+    _table().save(path)
+    rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
+                      "--concurrency", "2", "--isl", "256", "--osl", "8", "--moe-table", str(path), "--format", "json")
+    assert rc == 0 and any("not used: llama3-8b is dense" in n for n in json.loads(out)["notes"])
+    rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", MODEL, "--engine", "vllm", "--concurrency",
+                      "1", "--isl", "6000", "--osl", "4", "--moe-table", str(path), "--format", "json")
+    d = json.loads(out)
+    assert rc == 0 and d["inputs"]["moe_table"] == str(path)
+    assert any("past the 4096 tokens" in n and "extrapolated" in n for n in d["notes"])
+    again = str(path.parent / "." / path.name)  # one file, spelled twice: read once
+    rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", MODEL, "--engine", "vllm", "--concurrency", "1",
+                      "--isl", "256", "--osl", "4", "--moe-table", str(path), "--moe-table", again)
+    assert rc == 0, err
+
+
+def test_plan_refuses_another_devices_table_up_front(tmp_path, capsys):
+    path = tmp_path / "h200.yaml"
+    _table(device="NVIDIA H200").save(path)
+    for engines in ("vllm", "vllm,sglang"):
+        rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", MODEL, "--engine", engines, "--concurrency",
+                          "2", "--prompt-len", "512", "--output-len", "8", "--moe-table", str(path))
+        assert rc == 2 and "was collected on NVIDIA H200" in err, (engines, err)
+    other = tmp_path / "sglang-h200.yaml"
+    _table(engine="sglang", device="NVIDIA H200").save(other)
+    good = tmp_path / "vllm.yaml"
+    _table().save(good)
+    rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", MODEL, "--engine", "vllm", "--concurrency", "1",
+                      "--isl", "256", "--osl", "4", "--moe-table", str(good), "--moe-table", str(other))
+    assert rc == 2 and "sglang-h200.yaml: was collected on NVIDIA H200" in err

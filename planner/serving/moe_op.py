@@ -11,8 +11,9 @@ The planner's layer DAG splits a MoE layer's routed experts into routing (top-k)
 the activation and the gather/scatter, each costed from the device profile.  The engines run those as one op of
 their own, slower than that sum at prefill sizes (``benchmarks/engine_moe_tables.py``).  Where a table for the
 engine and device has the model's expert shape and layout, ``apply`` gives the whole op the table's time at the
-tokens entering it on one device, on the first of its nodes, and zero device time to the rest (their kernel
-launches stay counted).  The router GEMM, shared experts and every collective stay the profile's.  Only layouts
+tokens entering it on one device, on the first of its nodes, and zero device time to the rest; the op's nodes
+count as self-timed (the publication timed the op with its kernels' launches in a CUDA graph), so graph replay adds
+no per-kernel cost for them, while an eager step still dispatches their kernels.  The router GEMM, shared experts and every collective stay the profile's.  Only layouts
 with every expert TP-split (EP 1, moe_ep 1 in the table) read it: a published EP case does not record which rank's
 load it timed.
 """
@@ -28,7 +29,7 @@ from accelcal.models import ModelConfig
 
 from ..parallelism import Parallelism
 
-__all__ = ["EngineMoeOp", "MOE_OP_NODES", "add_moe_table_argument", "load_moe_tables", "pick_table"]
+__all__ = ["EngineMoeOp", "MOE_OP_NODES", "add_moe_table_argument", "check_tables", "load_moe_tables", "pick_table"]
 
 MOE_OP_NODES = ("topk", "expert_scan", "experts_gate_up_input_quant", "experts_gate_up", "experts_act_mul",
                 "experts_down_input_quant", "experts_down", "expert_gather_scatter")
@@ -57,15 +58,14 @@ class EngineMoeOp:
                 weight_dtype: str, fp8_scaling: str) -> "EngineMoeOp":
         """Check ``table`` against the engine, device and layout; raise ValueError where it was given for another
         engine or device (a wrong file), return an inactive op with a note where it lacks this shape or layout."""
-        if table is None or not model.is_moe:
+        if table is None:
             return cls(None)
         if table.engine != engine.name:
             raise ValueError(f"--moe-table {table.origin}: is {table.engine}'s MoE op; this prediction runs "
                              f"{engine.name}")
-        dev = str(getattr(profile.identity, "device_name", ""))
-        if not same_device_model(table.device, dev):
-            raise ValueError(f"--moe-table {table.origin}: was collected on {table.device}; the profile "
-                             f"{profile.identity.name} is {dev or 'a device with no name'}")
+        check_tables([table], profile)
+        if not model.is_moe:
+            return cls(None, note=f"--moe-table {table.origin}: not used: {model.name} is dense (no routed experts)")
         kind = moe_weight_kind(weight_dtype, fp8_scaling, model.expert_weight_dtype)
         shape = (model.hidden_size, model.expert_ffn_size, model.top_k, model.num_experts)
         if par.ep > 1:
@@ -83,31 +83,50 @@ class EngineMoeOp:
         cite = table.citations[0]
         return cls(table, key, par.moe_replicas,
                    f"routed experts: each MoE layer's op (routing, grouped GEMMs, activation, gather/scatter) is "
-                   f"{table.engine} {table.engine_version}'s own {entry.kernel} as published for {table.device} "
-                   f"({table.origin}, {cite}; {entry.distribution} routing, {entry.tokens[0]}..{entry.tokens[-1]} "
-                   f"tokens collected), not the profile's GEMM estimate: published, not measured here")
+                   f"{table.engine} {table.engine_version}'s own {entry.kernel} as published for {table.device}, "
+                   f"its {kind} entry at moe_tp {par.expert_tp} ({table.origin}, {cite}; {entry.distribution} "
+                   f"routing, {entry.tokens[0]}..{entry.tokens[-1]} tokens collected, timed with the op's kernel "
+                   f"launches in it), not the profile's GEMM estimate: published, not measured here")
+
+    beyond_tokens: int = 0
+    """The most tokens a step queried the op at past the table's largest count (0: none), for predict's note."""
 
     @property
     def active(self) -> bool:
         return self.table is not None
 
-    def apply(self, costed: Any, tokens: int) -> Any:
-        """``costed`` (a CostedDAG of one layer over ``tokens``) with its MoE-op nodes replaced by the table's op."""
+    def beyond_note(self) -> str:
+        """A note when some step ran the op past the table's token range (its time scaled by tokens), else ''."""
+        if not self.beyond_tokens or self.table is None:
+            return ""
+        last = self.table.entry(*self.key).tokens[-1]
+        return (f"routed experts: steps of up to {self.beyond_tokens} tokens ran the op past the {last} tokens "
+                f"{self.table.origin} collected; its time there is the largest case's scaled by tokens (extrapolated)")
+
+    def apply(self, costed: Any, tokens: int, launch_of: Any) -> Any:
+        """``costed`` (a CostedDAG of one layer over ``tokens``) with its MoE-op nodes replaced by the table's op;
+        ``launch_of(nodes, device_s)``: the Coster's launch rule, rerun since the op's figure holds its own kernels'
+        launches (timed in a CUDA graph), so its nodes count as self-timed."""
         if self.table is None:
             return costed
         est = self.table.time_s(*self.key, tokens * self.token_scale)
+        if est.extrapolated and tokens * self.token_scale > self.beyond_tokens:
+            self.beyond_tokens = tokens * self.token_scale
         nodes = []
         for n in costed.nodes:
             if n.name == ANSWERING:
                 share = float(n.params.get("layer_share", 1.0))
-                nodes.append(dataclasses.replace(n, device_s=est.time_s * share, source=est.source, detail=est.detail,
-                                                 extrapolated=est.extrapolated, category="compute"))
+                detail = est.detail + (f" x {share:.4g} (share of the layers)" if share != 1.0 else "")
+                # the category stays the profile's reading of the op (weight-streaming at decode sizes)
+                nodes.append(dataclasses.replace(n, device_s=est.time_s * share, source=est.source, detail=detail,
+                                                 extrapolated=est.extrapolated, self_timed=True, launch_s=0.0))
             elif n.name in MOE_OP_NODES:
-                nodes.append(dataclasses.replace(n, device_s=0.0, detail=f"inside the engine's MoE op ({ANSWERING})"))
+                nodes.append(dataclasses.replace(n, device_s=0.0, detail=f"inside the engine's MoE op ({ANSWERING})",
+                                                 self_timed=True, launch_s=0.0))
             else:
                 nodes.append(n)
         device = sum(n.device_s for n in nodes)
-        return dataclasses.replace(costed, nodes=nodes, device_s=device)
+        return dataclasses.replace(costed, nodes=nodes, device_s=device, launch_s=launch_of(nodes, device))
 
 
 def pick_table(tables: Any, engine_name: str, strict: bool = True) -> MoeOpTable | None:
@@ -134,5 +153,25 @@ def add_moe_table_argument(parser: Any) -> None:
 
 
 def load_moe_tables(paths: Any) -> list[MoeOpTable]:
-    """The tables at ``paths`` (--moe-table), each read once."""
-    return [MoeOpTable.load(p, what="--moe-table") for p in dict.fromkeys(paths or [])]
+    """The tables at ``paths`` (--moe-table), each file read once however it is spelled."""
+    import os
+
+    real: dict[str, str] = {}
+    for p in paths or []:
+        real.setdefault(os.path.realpath(p), p)
+    return [MoeOpTable.load(p, what="--moe-table") for p in real.values()]
+
+
+def check_tables(tables: Any, profile: Any) -> None:
+    """Every table in ``tables`` was collected on ``profile``'s device model, and no engine has two: else a
+    ValueError naming the file (checked before any costing, so a wrong file is bad input, not a layout's
+    rejection)."""
+    dev = str(getattr(profile.identity, "device_name", ""))
+    seen: dict[str, str] = {}
+    for t in tables or ():
+        if not same_device_model(t.device, dev):
+            raise ValueError(f"--moe-table {t.origin}: was collected on {t.device}; the profile "
+                             f"{profile.identity.name} is {dev or 'a device with no name'}")
+        if t.engine in seen:
+            raise ValueError(f"--moe-table: {seen[t.engine]} and {t.origin} are both {t.engine}'s; give one per engine")
+        seen[t.engine] = t.origin

@@ -25,7 +25,7 @@ from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 from ..report import datasheet_note
 from .engine import EnginePreset
 from .kv import Infeasible, KVBudget, check_request_runs, kv_budget, memory_in_use_bytes
-from .moe_op import pick_table
+from .moe_op import check_tables, pick_table
 from .metrics import ServingMetrics, summarise
 from .simulate import SimRun, simulate, simulate_lockstep
 from .steady import steady_over_replicas
@@ -203,6 +203,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     if method not in ("simulate", "steady"):
         raise ValueError(f"method must be simulate or steady, got {method!r}")
     dpn = node_devices(profile, devices_per_node)
+    check_tables(moe_tables, profile)  # a table of another device is bad input, whichever engine it is for
+    table = pick_table(moe_tables, engine.name)
     if ep > 1 and not model.is_moe:
         raise ValueError(f"--ep {ep}: {model.name} is a dense model (no experts to spread)")
     if moe_tp and not model.is_moe:
@@ -227,7 +229,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                    "inter_node_profile": (getattr(inter_node_profile.identity, "name", "?")
                                           if inter_node_profile is not None else None),
                    "weight_dtype": weight_dtype, "expert_weight_dtype": model.expert_weight_dtype or None,
-                   "kv_dtype": kv_dtype, "method": method}
+                   "kv_dtype": kv_dtype, "method": method, "moe_table": table.origin if table is not None else None}
     if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency:
         # --concurrency is every replica's clients together (ServingWorkload.client_shares splits it)
         pred.notes.append(f"--num-requests {num_requests} < --concurrency {workload.concurrency}: only "
@@ -254,7 +256,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.reason = str(exc)
         return pred
     coster = StepCoster(profile, model, par, engine, weight_dtype, kv_dtype, inter_node_profile,
-                        fp8_scaling=fp8_scaling, moe_table=pick_table(moe_tables, engine.name))
+                        fp8_scaling=fp8_scaling, moe_table=table)
     pred.notes += coster.notes
     pred.warnings += [w for w in coster.warnings if w not in pred.warnings]
     devices = tp * pp
@@ -297,6 +299,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.reason = str(exc)
         return pred
     pred.metrics = pooled_metrics(runs, devices * dp)
+    if coster.moe_op.beyond_note():
+        pred.notes.append(coster.moe_op.beyond_note())
     if not workload.closed_loop:
         note = _overload_note(runs, workload.request_rate_per_s, pred.metrics.requests_per_s)
         if note:

@@ -37,7 +37,7 @@ from ..pareto import pareto_front
 from ..workload import miss_factor
 from .engine import EnginePreset
 from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
-from .moe_op import pick_table
+from .moe_op import check_tables, pick_table
 from .predict import node_devices, serving_dtypes, serving_warnings
 from .steady import PREFILL_BINDS_SHARE, STEADY_REL_TOL, steady_over_replicas
 from .step_cost import (SMALL_ALL_REDUCE, STEP_PARTS, StepCoster, StepCostError, expert_split_issue,
@@ -297,6 +297,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                              f"{preset.name!r}, so their rows could not be told apart; list each engine once, and give "
                              f"a preset file a name of its own (its 'name:' key)")
         named[preset.name] = spec
+    check_tables(moe_tables, profile)  # another device's table is bad input, not every layout's rejection
     strays = [t for t in (moe_tables or ()) if t.engine not in named]
     if strays:
         raise ValueError(f"--moe-table: {', '.join(f'{t.origin} is {t.engine}' for t in strays)}, not an engine of "
@@ -365,6 +366,14 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                               + (f"; and {len(items) - 4} more reasons (--format json lists every candidate)"
                                  if len(items) > 4 else ""), rejected)
     notes = list(dtype_notes)
+    if moe_tables and model.is_moe:
+        with_table = sorted(t.engine for t in moe_tables)
+        without = [e for e in named if e not in with_table]
+        notes.append(f"--moe-table: {', '.join(with_table)} layouts with every expert TP-split take their routed "
+                     f"experts' time from the published op table where it has {model.name}'s expert shape; EP "
+                     f"layouts{', and ' + ', '.join(without) + ' (no table)' if without else ''} keep the "
+                     f"profile's estimate, so the rows compare two costings (the best row's notes say which it "
+                     f"got)")
     if engine_overrides:
         notes.append("every engine searched with " + ", ".join(f"--engine-arg {k}={v!r}" for k, v in engine_overrides.items()))
     on_check = None

@@ -541,7 +541,7 @@ class StepCoster:
         the steps cost it: the engine's MoE op from the table where it answers (EngineMoeOp)."""
         coster = self._costers[graphs]
         dag = build_layer_dag(self.model, "prefill", 1, tokens, tokens, self.parallelism, self.impl, self._dag_options)
-        return self.moe_op.apply(self._wrap(lambda: coster.cost_dag(dag, self.el)), tokens)
+        return self.moe_op.apply(self._wrap(lambda: coster.cost_dag(dag, self.el)), tokens, coster.launch_of)
 
     def _layer(self, tokens: int, graphs: bool):
         """(non-attention device seconds, breakdown without launch, launch rule) of one layer over ``tokens``.
