@@ -22,6 +22,7 @@ Weights are named in accelcal's terms (``WEIGHT_KINDS``): bf16, fp8_e4m3 (per-te
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import math
 import os
@@ -32,6 +33,7 @@ from accelcal.safe_io import dumps_finite, load_yaml
 
 from .profile import Estimate
 from .profile.errors import ProfileError
+from .profile.perf import interp_log
 
 __all__ = ["MoeOpEntry", "MoeOpTable", "PUBLISHED_WEIGHTS", "WEIGHT_KINDS", "KIND", "moe_weight_kind"]
 
@@ -110,12 +112,12 @@ class MoeOpEntry:
             return (ys[-1] * scale, tokens > xs[-1],
                     f"{xs[-1]} tokens' time x {scale:.3g} (past the largest collected, scaled by tokens)"
                     if scale > 1 else f"collected at {xs[-1]} tokens")
-        i = next(j for j in range(1, len(xs)) if xs[j] >= tokens)
-        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-        if tokens == x1:
-            return y1, False, f"collected at {x1} tokens"
-        w = math.log(tokens / x0) / math.log(x1 / x0)
-        return y0 * (y1 / y0) ** w, False, f"log-log between {x0} and {x1} tokens"
+        i = bisect.bisect_left(xs, tokens)
+        if xs[i] == tokens:
+            return ys[i], False, f"collected at {tokens} tokens"
+        # log(time) linear in log(tokens): the profile's own log-axis interpolation over the log times
+        t = math.exp(interp_log([(x, math.log(y)) for x, y in zip(xs, ys)], tokens))
+        return t, False, f"log-log between {xs[i - 1]} and {xs[i]} tokens"
 
 
 @dataclass

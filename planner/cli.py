@@ -14,9 +14,6 @@ import math
 import sys
 
 from accelcal.calibrate.compose import add_profile_arguments, plan_profiles, require_device_profile
-from accelcal.calibrate.moe_table import MoeOpTable
-
-from .serving.moe_op import add_moe_table_argument, load_moe_tables
 from accelcal.exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from accelcal.models import preset_names
 from accelcal.models.implementation import DEFAULT_IMPLEMENTATION, implementation_names
@@ -25,6 +22,7 @@ from accelcal.units import fmt_time_s
 from accelcal.vocab import SERVING_DTYPES
 
 from .serving.cli import add_range_arguments
+from .serving.moe_op import add_moe_table_argument, load_moe_tables
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -204,6 +202,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     dpn = node_devices(prof, args.devices_per_node)
     targets = ServingTargets(args.ttft, args.tpot, args.target_stat or "mean", args.request_rate)
     overrides = parse_engine_args(args.engine_arg or [])
+    tables = load_moe_tables(args.moe_table)
     try:
         # a bar per pass on a terminal (the re-checks by simulation take most of a long search); nothing in a log
         bar = StageProgress("plan", quiet=not sys.stderr.isatty())
@@ -211,7 +210,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
                              args.weight_dtype, args.kv_dtype, inter, top=args.top, engine_overrides=overrides,
                              range_ratio=args.range_ratio, range_mode=args.range_mode or "around",
                              devices_per_node=args.devices_per_node, progress=bar,
-                             moe_tables=load_moe_tables(args.moe_table))
+                             moe_tables=tables)
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
         if args.format == "json":  # a document for programs, as predict gives one
@@ -221,7 +220,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     # desynchronised clients and can be far below a closed loop's)
     confirmed = not targets.any or res.best.checked_by != "steady"
     meets = not res.best.misses and confirmed
-    command = _predict_command(args, res.best, engines, res.devices_per_node)
+    command = _predict_command(args, res.best, engines, res.devices_per_node, tables)
     if args.format == "json":
         print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
                           "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
@@ -254,7 +253,8 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     return EXIT_OK
 
 
-def _predict_command(args: argparse.Namespace, best, engines: list[str], devices_per_node: int) -> str:
+def _predict_command(args: argparse.Namespace, best, engines: list[str], devices_per_node: int,
+                     moe_tables=()) -> str:
     """The ``accelcal predict`` command line that runs ``best`` (a ServingCandidate) as the search re-checks it: the
     same profiles, model, request lengths and spread, dtypes and engine settings as this ``plan``, the row's layout
     and concurrency; its engine as the user named it (a preset file stays a path).  ``devices_per_node``: the
@@ -272,10 +272,8 @@ def _predict_command(args: argparse.Namespace, best, engines: list[str], devices
     if args.devices_per_node is not None or args.inter_node_profile:
         cmd += ["--devices-per-node", str(devices_per_node)]
     cmd += ["--model", args.model, "--engine", spec] + best.predict_flags
-    for path in dict.fromkeys(args.moe_table or []):
-        # predict takes the table of its one engine; another engine's would be refused there
-        if MoeOpTable.load(path).engine == best.engine:
-            cmd += ["--moe-table", path]
+    # predict takes the table of its one engine (``moe_tables``: the search's); another engine's is refused there
+    cmd += [x for t in moe_tables if t.engine == best.engine for x in ("--moe-table", t.origin)]
     cmd += ["--isl", str(args.prompt_len), "--osl", str(args.output_len)]
     if best.checked_by == "steady":  # the row's figures are the steady state's; predict simulates by default
         cmd += ["--method", "steady"]

@@ -634,7 +634,7 @@ def test_plan_and_predict_place_groups_by_devices_per_node(capsys):
     assert row.tpot_s > same.tpot_s and split.devices_per_node == 4 and whole.devices_per_node == 8
     ns = argparse.Namespace(profile=H100, interconnect=NVSWITCH, inter_node_profile=ib, devices_per_node=4,
                             model="qwen3-30b-a3b", prompt_len=512, output_len=64, weight_dtype=None, kv_dtype=None,
-                            range_ratio=None, range_mode=None, engine_arg=None, moe_table=[])
+                            range_ratio=None, range_mode=None, engine_arg=None)
     argv = shlex.split(_predict_command(ns, row, ["sglang"], split.devices_per_node))
     assert argv[argv.index("--devices-per-node") + 1] == "4"
     rc, pred = _json(capsys, *argv[1:])
@@ -678,7 +678,7 @@ def test_a_steady_state_best_row_gets_a_steady_predict_command_and_simulated_mis
     assert res.best.checked_by == "steady"
     ns = argparse.Namespace(profile=H100, interconnect=None, inter_node_profile=None, devices_per_node=None,
                             model="llama3-8b", prompt_len=256, output_len=16, weight_dtype=None, kv_dtype=None,
-                            range_ratio=None, range_mode=None, engine_arg=None, moe_table=[])
+                            range_ratio=None, range_mode=None, engine_arg=None)
     cmd = shlex.split(_predict_command(ns, res.best, ["vllm"], res.devices_per_node))
     assert cmd[-2:] == ["--method", "steady"]
     rc, pred = _json(capsys, *cmd[1:])

@@ -20,13 +20,12 @@ import sys
 from typing import Any
 
 from accelcal.calibrate.compose import add_profile_arguments
-
-from .moe_op import add_moe_table_argument, load_moe_tables
 from accelcal.units import count
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from .deployment import DEPLOYMENTS
 from .engine import engine_names, version_key
+from .moe_op import add_moe_table_argument, load_moe_tables
 from .step_cost import STEP_PARTS
 from .workload import RANGE_MODES, ServingWorkload
 

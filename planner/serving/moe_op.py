@@ -5,7 +5,7 @@
     op = EngineMoeOp.resolve(MoeOpTable.load("profiles/engine-kernels/h100-vllm-0.14.0-moe.yaml"), profile, model,
                              parallelism, engine, "fp8_e4m3", "block")
     print(op.note)                           # which entry answers, or why none does
-    costed = op.apply(costed_layer, tokens)  # the layer DAG's MoE-op nodes replaced by the table's time
+    costed = op.apply(costed_layer, tokens, coster.launch_of)  # MoE-op nodes replaced by the table's time
 
 The planner's layer DAG splits a MoE layer's routed experts into routing (top-k), grouped gate/up and down GEMMs,
 the activation and the gather/scatter, each costed from the device profile.  The engines run those as one op of
@@ -13,9 +13,9 @@ their own, slower than that sum at prefill sizes (``benchmarks/engine_moe_tables
 engine and device has the model's expert shape and layout, ``apply`` gives the whole op the table's time at the
 tokens entering it on one device, on the first of its nodes, and zero device time to the rest; the op's nodes
 count as self-timed (the publication timed the op with its kernels' launches in a CUDA graph), so graph replay adds
-no per-kernel cost for them, while an eager step still dispatches their kernels.  The router GEMM, shared experts and every collective stay the profile's.  Only layouts
-with every expert TP-split (EP 1, moe_ep 1 in the table) read it: a published EP case does not record which rank's
-load it timed.
+no per-kernel cost for them, while an eager step still dispatches their kernels.  The router GEMM, shared experts
+and every collective stay the profile's.  Only layouts with every expert TP-split (EP 1, moe_ep 1 in the table)
+read it: a published EP case does not record which rank's load it timed.
 """
 
 from __future__ import annotations
@@ -130,13 +130,11 @@ class EngineMoeOp:
 
 
 def pick_table(tables: Any, engine_name: str, strict: bool = True) -> MoeOpTable | None:
-    """The table among ``tables`` for ``engine_name``; None when none is given.  ``strict``: tables given but none
-    for this engine is an error (predict runs one engine; the search, several, takes each engine's where it has one)."""
+    """The table among ``tables`` (already through check_tables: one per engine) for ``engine_name``; None when
+    none is given.  ``strict``: tables given but none for this engine is an error (predict runs one engine; the
+    search, several, takes each engine's where it has one)."""
     tables = list(tables or ())
     mine = [t for t in tables if t.engine == engine_name]
-    if len(mine) > 1:
-        raise ValueError(f"--moe-table: {len(mine)} tables for {engine_name} ({', '.join(t.origin for t in mine)}); "
-                         f"give one per engine")
     if not mine and tables and strict:
         raise ValueError(f"--moe-table: {', '.join(f'{t.origin} is {t.engine}' for t in tables)}; none is "
                          f"{engine_name}'s MoE op")

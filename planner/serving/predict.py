@@ -299,8 +299,9 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.reason = str(exc)
         return pred
     pred.metrics = pooled_metrics(runs, devices * dp)
-    if coster.moe_op.beyond_note():
-        pred.notes.append(coster.moe_op.beyond_note())
+    beyond = coster.moe_op.beyond_note()
+    if beyond:
+        pred.notes.append(beyond)
     if not workload.closed_loop:
         note = _overload_note(runs, workload.request_rate_per_s, pred.metrics.requests_per_s)
         if note:
