@@ -190,7 +190,7 @@ def _export(args: argparse.Namespace) -> int:
     from .profile import Profile
 
     from .compose import require_device_profile
-    from .priors import device_model_tokens
+    from .priors import device_model_tokens, same_device_model
 
     p = Profile.load(args.profile)
     require_device_profile(p, "PROFILE", fabric_flags=False)  # no device for a configurator to describe
@@ -202,9 +202,9 @@ def _export(args: argparse.Namespace) -> int:
             raise ValueError(f"--datasheet {args.datasheet}: its source is {ds.identity.source!r}, not 'datasheet'; "
                              f"the export scales the measured figures against a datasheet profile's peaks "
                              f"(profiles/datasheet/)")
-        models = device_model_tokens(str(ds.identity.device_name))
+        ds_name = str(ds.identity.device_name)
         if (str(ds.identity.device_type) != str(p.identity.device_type)
-                or models and not models & device_model_tokens(str(p.identity.device_name))):
+                or device_model_tokens(ds_name) and not same_device_model(ds_name, str(p.identity.device_name))):
             # a reference for another device: allowed (a what-if), but every exported reference figure changes
             print(f"warning: --datasheet {ds.identity.name} is for {ds.identity.device_name} "
                   f"({ds.identity.device_type}); the profile measured {p.identity.device_name} "

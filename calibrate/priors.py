@@ -4,7 +4,8 @@
     ds = find_datasheet(Profile.load("profiles/nvidia-h200.yaml"))   # profiles/datasheet/h200-sxm.yaml, or None
 
 Matching is by the accelerator's model token (``H200``, ``H100``, ``A100``,
-``MI300X``) in both device names; a CPU or an unknown device has no prior.
+``MI300X``) in both device names and by its form factor (an ``H100 PCIe`` is not an
+``H100 SXM``: another power limit and memory); a CPU or an unknown device has no prior.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from .profile import Profile
 
-__all__ = ["DATASHEET_DIR", "device_model_tokens", "find_datasheet", "same_device_model"]
+__all__ = ["DATASHEET_DIR", "device_form_factor", "device_model_tokens", "find_datasheet", "same_device_model"]
 
 DATASHEET_DIR = Path(__file__).resolve().parents[1] / "profiles" / "datasheet"
 """Shipped datasheet priors (a source checkout or editable install)."""
@@ -29,24 +30,36 @@ def device_model_tokens(name: str) -> set[str]:
     return set(_MODEL.findall(name.upper().replace("-", " ")))
 
 
+_FORM_FACTORS = (("PCIE", "PCIe"), ("NVL", "NVL"))
+"""Form-factor words in device names (as torch reports them: "NVIDIA H100 PCIe", "NVIDIA H100 NVL",
+"NVIDIA A100-PCIE-40GB"); a name with none is the SXM/OAM board ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB")."""
+
+
+def device_form_factor(name: str) -> str:
+    """"PCIe", "NVL" or "SXM" (the default board, named or not) for a device name."""
+    words = set(re.split(r"[^A-Z0-9]+", name.upper()))
+    return next((label for word, label in _FORM_FACTORS if word in words), "SXM")
+
+
 def same_device_model(a: str, b: str) -> bool:
-    """Whether two device names name one model: they share a model token, or (when either has none, a CPU say)
-    the names are equal."""
+    """Whether two device names name one model on one board: they share a model token and a form factor (an H100
+    PCIe runs at less than half an H100 SXM's power with slower memory, so timings of one are not the other's), or
+    (when either has no model token, a CPU say) the names are equal."""
     ta, tb = device_model_tokens(a), device_model_tokens(b)
     if ta and tb:
-        return bool(ta & tb)
+        return bool(ta & tb) and device_form_factor(a) == device_form_factor(b)
     return a.strip().lower() == b.strip().lower()
 
 
 def find_datasheet(p: Profile, folder: Path = DATASHEET_DIR) -> Profile | None:
-    """The datasheet profile in ``folder`` whose device shares a model token with ``p``'s; None if none does."""
+    """The datasheet profile in ``folder`` whose device is ``p``'s model and form factor; None if none is."""
     if p.is_datasheet or not folder.is_dir():
         return None
-    want = device_model_tokens(str(p.identity.device_name))
-    if not want:
+    name = str(p.identity.device_name)
+    if not device_model_tokens(name):
         return None
     for path in sorted(folder.glob("*.yaml")):
         ds = Profile.load(path)
-        if want & device_model_tokens(str(ds.identity.device_name)):
+        if same_device_model(name, str(ds.identity.device_name)):
             return ds
     return None

@@ -324,7 +324,7 @@ def test_raw_results_given_as_a_profile_get_a_hint(tmp_path):
         Profile.load(csv)
 
 
-def test_device_names_compare_by_model():
+def test_device_names_compare_by_model_and_board():
     # one rule for "same device" (datasheet priors, the export's datasheet check, predict's fabric warning)
     from accelcal.calibrate.priors import device_model_tokens, same_device_model
 
@@ -334,8 +334,23 @@ def test_device_names_compare_by_model():
     assert device_model_tokens("AMD Instinct MI300X") == {"MI300X"}
     assert same_device_model("NVIDIA H200 SXM 141GB", "NVIDIA H200")
     assert not same_device_model("NVIDIA H200", "NVIDIA GeForce RTX 4090")
+    # one model on another board is another device: an H100 PCIe (350 W, HBM2e) is not an H100 SXM (700 W, HBM3)
+    assert same_device_model("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB")
+    assert not same_device_model("NVIDIA H100 PCIe", "NVIDIA H100 80GB HBM3")
+    assert not same_device_model("NVIDIA H100 NVL", "NVIDIA H100 SXM5 80GB")
+    assert not same_device_model("NVIDIA A100-PCIE-40GB", "NVIDIA A100-SXM4-80GB")
+    assert same_device_model("NVIDIA A100 80GB PCIe", "NVIDIA A100-PCIE-40GB")
     # no model token (a CPU): the names themselves
     assert same_device_model("AMD EPYC", "amd epyc") and not same_device_model("AMD EPYC", "Intel(R) Xeon(R) Processor")
+
+
+def test_datasheet_prior_is_the_same_model_on_the_same_board():
+    from accelcal.calibrate.priors import find_datasheet
+
+    p = Profile.load(Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml")
+    assert find_datasheet(p).identity.device_name == "NVIDIA H100 SXM5 80GB"
+    p.identity.device_name = "NVIDIA H100 PCIe"  # no PCIe datasheet ships: no prior rather than the SXM board's
+    assert find_datasheet(p) is None
 
 
 def test_a_number_yaml_reads_as_a_string_gets_a_form_yaml_reads_as_a_number(tmp_path):

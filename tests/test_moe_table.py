@@ -194,6 +194,8 @@ def test_a_table_of_another_engine_or_device_is_refused_a_missing_shape_noted():
         _coster(_table(engine="sglang"))
     with pytest.raises(StepCostError, match="was collected on NVIDIA H200"):
         _coster(_table(device="NVIDIA H200"))
+    with pytest.raises(StepCostError, match="was collected on NVIDIA H100 PCIe"):  # one model, another board
+        _coster(_table(device="NVIDIA H100 PCIe"))
     sc = _coster(_table([_entry(moe_tp=2)]))  # only a TP-2 split in the table: TP 1 keeps the profile's estimate
     assert not sc.moe_op.active
     assert any("has no bf16 entry" in n and "(moe_tp, moe_ep) (2, 1)" in n for n in sc.notes)
