@@ -218,21 +218,21 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
         return EXIT_INFEASIBLE
     # with targets, a pass counts once the simulation confirms it (the steady state's TTFT assumes
     # desynchronised clients and can be far below a closed loop's)
-    confirmed = not targets.any or res.best.checked_by != "steady"
+    confirmed = not targets.any or res.best.simulated
     meets = not res.best.misses and confirmed
     command = _predict_command(args, res.best, engines, res.devices_per_node, tables)
     if args.format == "json":
         print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
                           "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
                           "search_s": res.search_s, "warnings": res.warnings, "notes": res.notes,
-                          "meets_targets": meets, "best_simulated": res.best.checked_by != "steady",
+                          "meets_targets": meets, "best_simulated": res.best.simulated,
                           "open_loop_best": res.open_loop or None, "best_notes": res.best_notes,
                           "best_predict_command": command},
                          indent=1, sort_keys=True))
     else:
         print(format_search(res, args.top), end="")
         steady = (" (a steady-state row: --method steady gives its figures; leave it out to simulate it)"
-                  if res.best.checked_by == "steady" else "")
+                  if not res.best.simulated else "")
         print(f"the best row as accelcal predict runs it{steady} (vary its flags to try another load or layout):\n"
               f"  {command}")
     if args.plot:
@@ -275,7 +275,7 @@ def _predict_command(args: argparse.Namespace, best, engines: list[str], devices
     # predict takes the table of its one engine (``moe_tables``: the search's); another engine's is refused there
     cmd += [x for t in moe_tables if t.engine == best.engine for x in ("--moe-table", t.origin)]
     cmd += ["--isl", str(args.prompt_len), "--osl", str(args.output_len)]
-    if best.checked_by == "steady":  # the row's figures are the steady state's; predict simulates by default
+    if not best.simulated:  # the row's figures are the steady state's; predict simulates by default
         cmd += ["--method", "steady"]
     for flag, v in (("--weight-dtype", args.weight_dtype), ("--kv-dtype", args.kv_dtype),
                     ("--range-ratio", args.range_ratio), ("--range-mode", args.range_mode)):

@@ -107,6 +107,10 @@ class ServingCandidate:
     misses: list[str] = field(default_factory=list)
     why: list[str] = field(default_factory=list)
     checked_by: str = "steady"
+    """How the figures were obtained: ``steady`` (the steady-state shortcut) or ``simulate (STAT)``."""
+    latency_stat: str = "mean"
+    """The statistic ``ttft_s`` and ``tpot_s`` hold: ``mean`` for a steady-state row, the simulation's
+    (mean | p90 | p99, the targets' statistic) for a simulated one."""
     ep: int = 1
     """1: a MoE model's experts TP-split; = tp: spread over the replica's TP group; a divisor of tp: over that many
     groups of the TP ranks, each TP-splitting its experts; = tp x dp: over every replica's, attention
@@ -125,10 +129,9 @@ class ServingCandidate:
     own simulated clustering made it a likely miss, or the search's re-checks ran out."""
 
     @property
-    def latency_stat(self) -> str:
-        """The statistic ``ttft_s`` and ``tpot_s`` hold: ``mean`` for a steady-state row, the simulation's
-        (mean | p90 | p99, the targets' statistic) for a simulated one."""
-        return self.checked_by[len("simulate ("):-1] if self.checked_by.startswith("simulate (") else "mean"
+    def simulated(self) -> bool:
+        """Whether the step-level simulation (not the steady-state shortcut) gave this row's figures."""
+        return self.checked_by != "steady"
 
     @property
     def clients_per_replica(self) -> int:
@@ -468,7 +471,7 @@ def _simulate_candidate(c: ServingCandidate, client: ServingWorkload, stat: str)
     c.per_device = m.output_tokens_per_s_per_device
     c.per_user = m.output_tokens_per_s_per_user
     c.requests_per_s = m.requests_per_s
-    c.checked_by = f"simulate ({stat})"
+    c.checked_by, c.latency_stat = f"simulate ({stat})", stat
 
 
 def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWorkload, limit: int,
@@ -538,7 +541,7 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
             ratios.setdefault(c.engine, []).append((c.clients_per_replica, *r))
     # steady-state passes the re-checks left out that would out-rank the best simulated pass say why
     for c in eligible:
-        if c.checked_by != "steady" or c.misses or (best is not None and c.per_device <= best):
+        if c.simulated or c.misses or (best is not None and c.per_device <= best):
             c.unchecked = ""
         elif not c.unchecked:
             c.unchecked = f"not simulated: the search's re-checks ran out ({done} run)"
@@ -546,8 +549,8 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
     # target the simulated misses come first, since a steady-state TTFT leaves clustering out (its miss factor can
     # be far too small), while its TPOT and requests/s hold to STEADY_REL_TOL
     demote = t.ttft_s is not None
-    cands.sort(key=lambda c: (2 if c.misses else int(c.checked_by == "steady"),
-                              int(demote and c.checked_by == "steady") if c.misses else 0, c.miss_factor,
+    cands.sort(key=lambda c: (2 if c.misses else int(not c.simulated),
+                              int(demote and not c.simulated) if c.misses else 0, c.miss_factor,
                               -c.per_device, c.request_latency_s, *c.tiebreak))
     if best is None and cands and not cands[0].misses:
         return (f"none of the {done} candidates re-checked by simulation meets the targets; the best row is the "
@@ -586,7 +589,7 @@ def _verify_latency(cands: list[ServingCandidate], client: ServingWorkload, top:
         if on_check is not None:
             on_check(c.label)
         _simulate_candidate(c, client, "mean")
-    cands.sort(key=lambda c: (c.checked_by == "steady", c.request_latency_s, -c.per_device, *c.tiebreak))
+    cands.sort(key=lambda c: (not c.simulated, c.request_latency_s, -c.per_device, *c.tiebreak))
 
 
 def _pareto(cands: list[ServingCandidate]) -> list[ServingCandidate]:
@@ -621,7 +624,7 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
         more = ""
         if nxt:
             o = nxt[0]
-            src = "simulated" if o.checked_by != "steady" else "steady state"
+            src = "simulated" if o.simulated else "steady state"
             more = (f"; C{o.concurrency} ({src}): TPOT {o.tpot_s * 1e3:.4g} ms" +
                     (f", misses {'; '.join(o.misses)}" if o.misses else ""))
         terms.append((c.tpot_s / t.tpot_s, f"TPOT target: {c.tpot_s * 1e3:.4g} ms of {t.tpot_s * 1e3:.4g} ms "
@@ -689,14 +692,14 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     for i, c in enumerate(res.ranked[:top], 1):
         mark = "  (misses)" if c.misses else ("  (likely misses)" if c.unchecked.startswith("likely")
                                               else "  (unconfirmed)" if c.unchecked else "")
-        src = "simulated" if c.checked_by.startswith("simulate") else "steady"
+        src = "simulated" if c.simulated else "steady"
         tpot, user = (f"{c.tpot_s * 1e3:9.2f}", f"{c.per_user:10.1f}") if c.tpot_s > 0 else (f"{'n/a':>9}", f"{'n/a':>10}")
         lines.append(f"{i:>2} {c.label:<34} {c.ttft_s * 1e3:10.1f} {tpot} {c.per_device:10.1f} "
                      f"{user}  {src:<9} {_BINDING_NAMES.get(c.binding, c.binding)}{mark}")
     best = res.best
     if best.misses:
         head = "closest (none meets the targets)"
-    elif t.any and best.checked_by == "steady":
+    elif t.any and not best.simulated:
         head = "best steady-state estimate (not confirmed by simulation)"
     else:
         head = "best"
@@ -726,7 +729,7 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
                 lines.append(f"  open loop note: {ol['note']}")
     lines.append("Pareto front (tokens/s per user vs per device):")
     for c in res.pareto:
-        src = (("" if c.checked_by != "steady" else "  (steady state)") + ("  (misses)" if c.misses else "")
+        src = (("" if c.simulated else "  (steady state)") + ("  (misses)" if c.misses else "")
                + ("  (likely misses)" if c.unchecked.startswith("likely") else ""))
         lines.append(f"  {c.label:<34} per user {c.per_user:8.1f}  per device {c.per_device:8.1f}{src}")
     if res.rejected:
