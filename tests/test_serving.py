@@ -132,7 +132,8 @@ def test_pp_decode_steps_match_the_layer_level_planner_where_the_last_stage_is_t
 def test_kv_capacity_hand_computed():
     m = ModelConfig("hand", layers=2, hidden_size=64, heads=4, kv_heads=2, head_dim=16, ffn_size=128, vocab_size=100)
     cap = 80 * 1024 ** 3
-    kv = kv_budget(m, EnginePreset.from_name("sglang"), 1, 1, cap)
+    sglang, _ = EnginePreset.from_name("sglang").for_version("")  # the rule of 0.5.3 on
+    kv = kv_budget(m, sglang, 1, 1, cap)
     # weights: per layer qkv 64x(4+2+2)x16 + o 4x16x64 + mlp 3x64x128 + 2 norms x 64; embedding + head 2x100x64 + 64
     per_layer = 64 * 128 + 64 * 64 + 3 * 64 * 128 + 2 * 64
     weights = (2 * per_layer + 2 * 100 * 64 + 64) * 2
@@ -144,9 +145,43 @@ def test_kv_capacity_hand_computed():
     per_token = 2 * 2 * 2 * 16 * 2  # layers x (K, V) x kv_heads x head_dim x bf16
     assert kv.kv_bytes_per_token == per_token
     assert kv.blocks == int((frac * cap - weights) // per_token)
-    fp8 = kv_budget(m, EnginePreset.from_name("sglang"), 1, 1, cap, weight_dtype="fp8_e4m3", kv_dtype="fp8_e4m3")
+    fp8 = kv_budget(m, sglang, 1, 1, cap, weight_dtype="fp8_e4m3", kv_dtype="fp8_e4m3")
     assert fp8.kv_bytes_per_token == per_token / 2
     assert fp8.weights_bytes == 2 * per_layer * 1 + (2 * 100 * 64 + 64) * 2  # layers 1 byte, embed/head bf16
+    # SGLang 0.5.1 and 0.5.2 reserve by memory tier: (9.5 + 1 x 1 / 2) GiB = 10240 MiB below 90 GiB
+    old, _ = EnginePreset.from_name("sglang").for_version("0.5.1.post1")
+    assert old.memory_fraction_of == "sglang_tier_reserve"
+    kv_old = kv_budget(m, old, 1, 1, cap)
+    assert kv_old.kv_pool_bytes == pytest.approx(round((81920 - 10240) / 81920, 3) * cap - weights)
+    assert "0.875" in kv_old.rule
+
+
+def test_sglang_reserves_by_release_memory_tier_and_tp():
+    from accelcal.planner.serving.kv import sglang_reserved_mib
+
+    base = EnginePreset.from_name("sglang")
+    old, _ = base.for_version("0.5.2")
+    # 0.5.1 / 0.5.2 tiers (server_args.py __post_init__), tp x pp = 8: 2.8 + 0.8, 9.5 + 4, 12 + 4 GiB, then 32 GiB
+    assert sglang_reserved_mib(old, 24 * 1024, 8, 1) == pytest.approx(3.6 * 1024)
+    assert sglang_reserved_mib(old, 80 * 1024, 4, 2) == pytest.approx(13.5 * 1024)
+    assert sglang_reserved_mib(old, 141 * 1024, 8, 1) == pytest.approx(16 * 1024)
+    assert sglang_reserved_mib(old, 180 * 1024, 8, 1) == 32 * 1024
+    # 0.5.3 on: 512 + 8192 x 1.5 + cuda_graph_max_bs x 2 + tp x pp / 8 x 1024, the graphs' batch by TP
+    new, _ = base.for_version("0.5.3")
+    tp2, notes2 = new.for_layout(2, 1)
+    tp4, notes4 = new.for_layout(4, 1)
+    assert max(tp2.cuda_graph_sizes) == 256 and max(tp4.cuda_graph_sizes) == 512 and not notes4
+    assert "decode CUDA graphs up to batch 256 at TP 2 (up to 512 from TP 4" in notes2[0]
+    assert sglang_reserved_mib(tp2, 80 * 1024, 2, 1) == 512 + 12288 + 512 + 256
+    assert sglang_reserved_mib(tp4, 80 * 1024, 4, 1) == 512 + 12288 + 1024 + 512
+    assert sglang_reserved_mib(tp2, 40 * 1024, 1, 1) == 512 + 12288 + 512 + 128  # no 10 GiB floor below 60 GiB
+    # the old releases capture up to 160 at any TP
+    assert max(old.cuda_graph_sizes) == 160 and old.for_layout(2, 1) == (old, [])
+    # sizes given (SGLang --cuda-graph-bs, aiconfigurator's recipe) are captured as given, at any TP
+    given = new.with_overrides({"cuda_graph_sizes": list(range(1, 301))}, "test")
+    assert given.for_layout(2, 1)[0].cuda_graph_sizes == tuple(range(1, 301))
+    with pytest.raises(ValueError, match="small_tp_cuda_graph_max_batch = 256 needs small_tp_below >= 2"):
+        new.with_overrides({"small_tp_below": 0}, "test")
 
 
 def test_vllm_reserves_its_profile_runs_dummy_sampler_when_that_is_the_larger_peak():
@@ -191,7 +226,7 @@ def test_memory_in_use_at_start_leaves_the_pool_under_each_engines_rule(tmp_path
     # SGLang on 80e9 B = 76294 MiB: reserved 512 + 8192 x 1.5 + 256 x 2 + 1/8 x 1024 = 13440 MiB, so
     # mem_fraction_static = round(62854 / 76294, 3) = 0.824 (by hand, server_args.py's rule)
     for name, lost in (("vllm", 0.0), ("sglang", 0.824 * used), ("trtllm", 0.9 * used), ("static", used)):
-        e = EnginePreset.from_name(name)
+        e, _ = EnginePreset.from_name(name).for_version("")
         a, b = kv_budget(m, e, 1, 1, cap), kv_budget(m, e, 1, 1, cap, in_use_bytes=used)
         # SGLang sizes the pool as mem_fraction_static of the memory free at start, TensorRT-LLM as its fraction
         # of the memory free after loading: that fraction of what was in use comes off the pool; vLLM snapshots
@@ -542,13 +577,13 @@ def test_fp8_kv_note_says_whether_decode_attention_gains():
 def test_vllm_runs_pipeline_stages_without_async_scheduling(prof, small):
     vllm, _ = EnginePreset.from_name("vllm").for_version("")
     assert vllm.overlap_scheduling and vllm.overlap_scheduling_max_pp == 1
-    assert vllm.for_pipeline(1) == (vllm, [])
-    off, notes = vllm.for_pipeline(2)
+    assert vllm.for_layout(1, 1) == (vllm, [])
+    off, notes = vllm.for_layout(1, 2)
     assert not off.overlap_scheduling and "overlap scheduling off with PP 2" in notes[0]
     assert "pipeline_parallel_size > 1" in off.sources["overlap_scheduling"]
     for name in ("sglang", "trtllm"):  # no such rule in their presets: any PP keeps what the preset says
         e, _ = EnginePreset.from_name(name).for_version("")
-        assert e.for_pipeline(4) == (e, [])
+        assert e.for_layout(4, 4) == (e, [])
     # predict applies it: the PP 2 run says so, and costs what the same preset with the scheduler off costs
     kw = dict(concurrency=8, isl=256, osl=32, num_requests=24)
     r = predict_serving(prof, small, vllm, tp=1, pp=2, **kw)

@@ -289,7 +289,7 @@ def test_release_notes_about_a_qk_norm_are_kept_for_models_that_have_one(capsys)
 @pytest.mark.parametrize("engine, version, note", [
     ("vllm", "99.0", "--engine-version 99.0: newer than any release the vllm preset documents (0.12.0, 0.14.0)"),
     ("static", "1.0", "--engine-version 1.0: the static preset has no releases; ignored"),
-    ("sglang", "0.1.0", "--engine-version 0.1.0: older than any release the sglang preset documents (0.5.1, 0.5.8)"),
+    ("sglang", "0.1.0", "--engine-version 0.1.0: older than any release the sglang preset documents (0.5.1, 0.5.3, 0.5.8)"),
     ("vllm", "0.12.0", None),
 ])
 def test_an_engine_version_the_preset_does_not_know_is_noted(capsys, engine, version, note):

@@ -77,13 +77,15 @@ class EnginePreset:
     cuda_graphs: bool
     """Decode-only steps replay CUDA graphs when their batch is a captured size (or padded to one)."""
     cuda_graph_sizes: tuple[int, ...]
-    """Captured decode batch sizes; a larger batch runs eager."""
+    """Captured decode batch sizes; a larger batch runs eager (at a small TP, see ``small_tp_below``, only those up to
+    ``small_tp_cuda_graph_max_batch``)."""
     block_size_tokens: int
     """Tokens per KV block (page)."""
     memory_fraction: float
     """gpu_memory_utilization / free_gpu_memory_fraction; 0 when computed by the engine's own rule."""
     memory_fraction_of: str
-    """total | free_after_weights | sglang_reserved_rule: what memory_fraction is a fraction of."""
+    """total | free_after_weights | sglang_reserved_rule | sglang_tier_reserve: what memory_fraction is a fraction
+    of (the SGLang rules compute the fraction themselves: accelcal.planner.serving.kv)."""
     reserve_activations: bool
     """The engine subtracts a forward pass's peak activations (at the token budget) before sizing KV."""
     reserve_fixed_bytes: float
@@ -102,6 +104,12 @@ class EnginePreset:
     overlap_scheduling_max_pp: int = 0
     """Largest pipeline-parallel degree the engine keeps overlap scheduling on for; a wider PP runs without it
     (vLLM turns async scheduling off with PP > 1).  0 = any degree."""
+    small_tp_below: int = 0
+    """TP degrees below this capture fewer decode batch sizes (``small_tp_cuda_graph_max_batch``); 0 = every TP
+    captures ``cuda_graph_sizes``."""
+    small_tp_cuda_graph_max_batch: int = 0
+    """At a TP below ``small_tp_below``, the largest captured decode batch (SGLang: cuda_graph_max_bs 256 below TP 4,
+    512 from it); 0 = no cap.  Sizes given explicitly (an override of ``cuda_graph_sizes``) are captured as given."""
     tp_all_reduce_kernel: str = ""
     """The engine's own all-reduce for tensor-parallel groups inside a node, named as the profile's collective
     entries name it (``kernel``: vllm_custom_ar, trtllm_custom_ar); empty = the collective library (NCCL).  A
@@ -224,15 +232,25 @@ class EnginePreset:
             out._check(f"{self.name} {version}")
         return out, notes
 
-    def for_pipeline(self, pp: int) -> tuple["EnginePreset", list[str]]:
-        """(this preset as it runs with ``pp`` pipeline stages, a note when that changes a setting)."""
+    def for_layout(self, tp: int, pp: int) -> tuple["EnginePreset", list[str]]:
+        """(this preset as it runs with ``tp``-way tensor and ``pp``-stage pipeline parallelism, a note for each
+        setting the layout changes)."""
+        out, notes = self, []
         limit = self.overlap_scheduling_max_pp
-        if not (self.overlap_scheduling and limit and pp > limit):
-            return self, []
-        src = self.sources.get("overlap_scheduling_max_pp", "")
-        out = dataclasses.replace(self, overlap_scheduling=False,
-                                  sources={**self.sources, "overlap_scheduling": f"PP {pp} > {limit}: {src}"})
-        return out, [f"{self.name}: overlap scheduling off with PP {pp} (runs with PP <= {limit} only: {src})"]
+        if self.overlap_scheduling and limit and pp > limit:
+            src = self.sources.get("overlap_scheduling_max_pp", "")
+            out = dataclasses.replace(out, overlap_scheduling=False,
+                                      sources={**out.sources, "overlap_scheduling": f"PP {pp} > {limit}: {src}"})
+            notes.append(f"{self.name}: overlap scheduling off with PP {pp} (runs with PP <= {limit} only: {src})")
+        cap = self.small_tp_cuda_graph_max_batch
+        if cap and tp < self.small_tp_below and any(s > cap for s in self.cuda_graph_sizes):
+            src = self.sources.get("small_tp_cuda_graph_max_batch", "")
+            out = dataclasses.replace(out, cuda_graph_sizes=tuple(s for s in self.cuda_graph_sizes if s <= cap),
+                                      sources={**out.sources, "cuda_graph_sizes": f"TP {tp} < {self.small_tp_below}: "
+                                                                                  f"sizes up to {cap} ({src})"})
+            notes.append(f"{self.name}: decode CUDA graphs up to batch {cap} at TP {tp} (up to "
+                         f"{max(self.cuda_graph_sizes)} from TP {self.small_tp_below}, as its defaults capture)")
+        return out, notes
 
     def with_overrides(self, overrides: dict, source: str) -> "EnginePreset":
         """This preset with ``overrides`` ({key: value}, e.g. a deployment's --max-num-batched-tokens as
@@ -244,13 +262,19 @@ class EnginePreset:
         if unknown:
             raise ValueError(f"unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
         kw = {k: _coerce(k, v, f"engine override {k}") for k, v in overrides.items()}
-        out = dataclasses.replace(self, **kw, sources={**self.sources, **{k: source for k in kw}})
+        srcs = {k: source for k in kw}
+        if "cuda_graph_sizes" in kw and "small_tp_cuda_graph_max_batch" not in kw and self.small_tp_cuda_graph_max_batch:
+            # an engine given its capture sizes (SGLang --cuda-graph-bs) captures them at any TP
+            kw["small_tp_cuda_graph_max_batch"] = 0
+            srcs["small_tp_cuda_graph_max_batch"] = f"{source}: cuda_graph_sizes given, captured as given at any TP"
+        out = dataclasses.replace(self, **kw, sources={**self.sources, **srcs})
         out._check(f"{self.name} with overrides {sorted(kw)}")
         return out
 
     def _check(self, origin) -> None:
         choices = {"batching": ("continuous", "static"), "priority": ("decode_first", "prefill_first"),
-                   "memory_fraction_of": ("total", "free_after_weights", "sglang_reserved_rule"),
+                   "memory_fraction_of": ("total", "free_after_weights", "sglang_reserved_rule",
+                                          "sglang_tier_reserve"),
                    "kv_full": ("preempt", "queue"), "admission": ("current_length", "full_request", "reserve_ratio"),
                    "sampler": tuple(SAMPLER_BYTES_PER_LOGIT), "ep_comm": EP_COMMS,
                    "qk_norm_kernels": QK_NORM_KERNELS, "linear_state_pool": ("per_sequence", "ratio")}
@@ -281,7 +305,11 @@ class EnginePreset:
             raise ValueError(f"{origin}: chunked_prefill false with admission = {self.admission!r}; a preempted "
                              f"request's recompute can outgrow the token budget without chunking: use admission "
                              f"full_request with kv_full queue (nothing is preempted) or chunked_prefill true")
-        if self.memory_fraction_of != "sglang_reserved_rule" and not 0 < self.memory_fraction <= 1:
+        if self.small_tp_cuda_graph_max_batch and self.small_tp_below < 2:
+            raise ValueError(f"{origin}: small_tp_cuda_graph_max_batch = {self.small_tp_cuda_graph_max_batch} needs "
+                             f"small_tp_below >= 2 (the TP degree from which every size is captured), got "
+                             f"{self.small_tp_below}")
+        if not self.memory_fraction_of.startswith("sglang_") and not 0 < self.memory_fraction <= 1:
             raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
         if self.max_seqs < 1 or self.block_size_tokens < 1:
             raise ValueError(f"{origin}: max_seqs and block_size_tokens must be >= 1")

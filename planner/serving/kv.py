@@ -15,8 +15,9 @@ x the vocabulary: vLLM's).  Then per engine preset:
 * ``total`` (vLLM): pool = fraction x capacity - weights - activations - fixed reserve - in use at start;
 * ``free_after_weights`` (TensorRT-LLM): pool = fraction x (capacity - in use at start - weights - activations -
   reserve);
-* ``sglang_reserved_rule``: pool = mem_fraction_static x capacity - weights - in use at start, with
-  mem_fraction_static from SGLang's own reserved-memory rule (in the preset's source);
+* ``sglang_reserved_rule`` (SGLang 0.5.3 on) and ``sglang_tier_reserve`` (0.5.1, 0.5.2): pool =
+  mem_fraction_static x (capacity - in use at start) - weights, with mem_fraction_static from SGLang's own
+  reserved-memory rule of that release (:func:`sglang_reserved_mib`, cited in the preset);
 
 where "in use at start" counts only for a preset whose ``in_use_at_start_from_pool`` says so.
 
@@ -42,7 +43,7 @@ from ..workload import Workload
 from .engine import EnginePreset
 
 __all__ = ["RESERVE_CLIP_TOKENS", "check_request_runs", "Infeasible", "KVBudget", "kv_budget", "memory_in_use_bytes",
-           "reserved_output_tokens"]
+           "reserved_output_tokens", "sglang_reserved_mib"]
 
 MIB = 1024 * 1024
 
@@ -173,6 +174,31 @@ def memory_in_use_bytes(profile) -> float:
     return float(v) if v else 0.0
 
 
+def sglang_reserved_mib(engine: EnginePreset, gpu_mib: float, tp: int, pp: int) -> float:
+    """MiB SGLang keeps out of its static pool (mem_fraction_static = (gpu_mib - this) / gpu_mib) on a device of
+    ``gpu_mib`` MiB, by the release's rule (``engine.memory_fraction_of``; sources in the sglang preset):
+
+    * ``sglang_reserved_rule`` (server_args.py _handle_gpu_memory_settings, 0.5.3 on): 512 + max(chunked prefill
+      size, 2048) x 1.5 + cuda_graph_max_bs x 2 + tp x pp / 8 x 1024, at least 10240 on GPUs over 60 GiB;
+    * ``sglang_tier_reserve`` (server_args.py __post_init__, 0.5.1 and 0.5.2): by memory tier, (2.8 + tp x pp / 10)
+      GiB below 35 GiB, (9.5 + tp x pp / 2) GiB below 90 GiB (H100, A100), (12 + tp x pp / 2) GiB below 160 GiB
+      (H20, H200), else 32 GiB (B200, MI300).
+    """
+    parallel = tp * pp
+    if engine.memory_fraction_of == "sglang_tier_reserve":
+        if gpu_mib < 35 * 1024:
+            return (2.8 + parallel / 10) * 1024
+        if gpu_mib < 90 * 1024:
+            return (9.5 + parallel / 2) * 1024
+        if gpu_mib < 160 * 1024:
+            return (12 + parallel / 2) * 1024
+        return 32 * 1024
+    sizes = engine.for_layout(tp, pp)[0].cuda_graph_sizes  # cuda_graph_max_bs at this TP
+    graph_bs = max(sizes) if sizes else 0
+    reserved = 512 + max(engine.token_budget, 2048) * 1.5 + graph_bs * 2 + parallel / 8 * 1024
+    return max(reserved, 10 * 1024) if gpu_mib > 60 * 1024 else reserved
+
+
 def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capacity_bytes: float,
               weight_dtype: str = "bf16", kv_dtype: str = "bf16", ep: int = 1, in_use_bytes: float = 0.0,
               moe_tp: int = 0) -> KVBudget:
@@ -222,10 +248,7 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         reserve = fixed + held + (1 - engine.memory_fraction) * max(free, 0.0)
     else:  # SGLang's reserved-memory rule (server_args.py, cited in the preset)
         gpu_mib = capacity_bytes / MIB
-        graph_bs = max(engine.cuda_graph_sizes) if engine.cuda_graph_sizes else 0
-        reserved = 512 + max(engine.token_budget, 2048) * 1.5 + graph_bs * 2 + tp * pp / 8 * 1024
-        if gpu_mib > 60 * 1024:
-            reserved = max(reserved, 10 * 1024)
+        reserved = sglang_reserved_mib(engine, gpu_mib, tp, pp)
         frac = round((gpu_mib - reserved) / gpu_mib, 3)
         # profile_max_num_token: (free after loading) - (free at start) x (1 - frac) = frac x (free at start) -
         # weights, the free memory at start being the capacity less what was in use before (model_runner.py

@@ -215,13 +215,13 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     split_issue = expert_split_issue(model, par, engine, weight_dtype, fp8_scaling)
     if split_issue is not None and split_issue.unequal:
         raise ValueError(split_issue.message)
-    engine, pp_notes = engine.for_pipeline(pp)
+    engine, layout_notes = engine.for_layout(tp, pp)
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "moe_tp": par.moe_tp, "devices": par.devices,
               "tp_scope": par.tp_scope}
     # the measured requests it ran, the default (10 x C, at least 100; 200 open loop) or the given count
     wl = {**{k: v for k, v in dataclasses.asdict(workload).items() if k != "stream"},  # a replica's share only
           "num_requests": workload.requests - workload.warmup_requests}
-    pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes + pp_notes)
+    pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes + layout_notes)
     if moe_tp and moe_tp == tp:
         pred.notes.append(f"--moe-tp {moe_tp} = --tp {tp}: every expert is split over the replica's own TP group, as "
                           f"without --moe-tp (it splits them over several replicas only as --tp x k, k >= 2)")

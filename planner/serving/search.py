@@ -323,7 +323,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             label = f"{engine.name} {layout_label(tp, pp, dp, ep, moe_tp)}"
             if progress is not None:
                 progress.advance(label)
-            eng, pp_notes = engine.for_pipeline(pp)
+            eng, layout_notes = engine.for_layout(tp, pp)
             try:
                 par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
                 split_issue = expert_split_issue(model, par, eng, weight_dtype, fp8_scaling)
@@ -356,7 +356,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 cand = ServingCandidate(engine.name, tp, pp, dp, c, s.ttft_s, s.tpot_s, s.request_latency_s,
                                         tps / devices, 1.0 / s.tpot_s if s.tpot_s > 0 else 0.0, s.binding,
                                         {"steady": s, "kv_tokens": kv.tokens, "engine": eng, "coster": coster,
-                                         "engine_notes": pp_notes,
+                                         "engine_notes": layout_notes,
                                          "kv": kv}, ep=ep, moe_tp=moe_tp, requests_per_s=rps)
                 _check(cand, targets, "mean")
                 cands.append(cand)
