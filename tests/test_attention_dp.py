@@ -69,6 +69,37 @@ def test_predict_runs_attention_dp_with_each_replicas_experts_share(capsys):
     assert "--ep 8" in capsys.readouterr().err
 
 
+def test_sglang_runs_attention_dp_with_its_own_chunk_admission_and_reserve(capsys):
+    """SGLang --enable-dp-attention (server_args.py): the chunk is divided over dp_size, schedule_conservativeness x
+    0.3 scales new_token_ratio, and the reserved memory counts tp_size = the whole group and the DP padding."""
+    from accelcal.planner.serving.engine import EnginePreset
+    from accelcal.planner.serving.kv import kv_budget, sglang_reserved_mib
+
+    sglang, _ = EnginePreset.from_name("sglang").for_version("")
+    dp8, notes = sglang.for_layout(1, 1, attention_dp=8)
+    assert dp8.step_tokens == 8192 // 8 and dp8.token_budget == 8192  # the reserve rule reads the undivided chunk
+    assert dp8.new_token_ratio_init == pytest.approx(0.21) and dp8.new_token_ratio_min == pytest.approx(0.03)
+    assert max(dp8.cuda_graph_sizes) == 512  # tp_size = 1 x 8 >= 4
+    assert any("8192 // 8 = 1024 tokens per step" in n for n in notes)
+    with pytest.raises(ValueError, match="for_layout applied twice"):
+        dp8.for_layout(1, 1, attention_dp=8)
+    vllm, _ = EnginePreset.from_name("vllm").for_version("")  # no such rule: each replica keeps its budget
+    assert vllm.for_layout(1, 1, attention_dp=8)[0].step_tokens == vllm.step_tokens
+    # 0.5.3 on, 141 GiB, tp_size 8, dp_size 8: 512 + 8192 x 1.5 + 512 x 2 + 8 / 8 x 1024 + 512 x 8 x 3
+    # + 512 x 8 x 1.5 (cuda_graph_max_bs > 300) = 33280 MiB, against 14848 MiB for TP 8 alone
+    assert sglang_reserved_mib(sglang, 141 * 1024, 1, 1, 8) == 33280
+    assert sglang_reserved_mib(sglang, 141 * 1024, 8, 1, 1) == 14848
+    # 0.5.1: (9.5 + 8 / 2) GiB + 4 GiB with attention DP on an 80 GiB GPU
+    old, _ = EnginePreset.from_name("sglang").for_version("0.5.1.post1")
+    assert sglang_reserved_mib(old, 80 * 1024, 2, 1, 4) == pytest.approx(17.5 * 1024)
+    # kv_budget takes the replicas from the layout (EP 8 over TP 1 replicas): mem_fraction_static from 33280 MiB
+    m = ModelConfig.from_name("deepseek-v3")
+    cap = 141 * 1024 ** 3
+    kv = kv_budget(m, dp8, 1, 1, cap, "fp8_e4m3", "bf16", ep=8)
+    assert f"{round((141 * 1024 - 33280) / (141 * 1024), 3):.3f}" in kv.rule and "0.770" in kv.rule
+    assert kv.kv_pool_bytes == pytest.approx(0.770 * cap - kv.weights_bytes)
+
+
 def test_the_serving_search_offers_attention_dp_for_moe_models_only():
     from accelcal.calibrate.profile import Profile
     from accelcal.planner.serving.predict import combine_profiles

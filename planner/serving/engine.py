@@ -109,7 +109,18 @@ class EnginePreset:
     captures ``cuda_graph_sizes``."""
     small_tp_cuda_graph_max_batch: int = 0
     """At a TP below ``small_tp_below``, the largest captured decode batch (SGLang: cuda_graph_max_bs 256 below TP 4,
-    512 from it); 0 = no cap.  Sizes given explicitly (an override of ``cuda_graph_sizes``) are captured as given."""
+    512 from it); 0 = no cap.  Sizes given explicitly (an override of ``cuda_graph_sizes``) are captured as given.
+    With attention data parallelism the TP compared is the engine's whole group, the replicas' TP x their number
+    (SGLang's tp_size)."""
+    attention_dp_splits_token_budget: bool = False
+    """With attention data parallelism over k replicas, each replica's steps take token_budget // k tokens
+    (SGLang divides chunked_prefill_size by dp_size); False: each replica keeps the whole budget."""
+    attention_dp_new_token_ratio_scale: float = 1.0
+    """With attention data parallelism, new_token_ratio_init and _min are multiplied by this (SGLang scales its
+    schedule_conservativeness by 0.3); 1 = unchanged."""
+    layout_attention_dp: int = 1
+    """Not a preset key: the attention data-parallel replicas sharing one MoE group in the layout this preset was
+    resolved for (``for_layout``); 1 = none."""
     tp_all_reduce_kernel: str = ""
     """The engine's own all-reduce for tensor-parallel groups inside a node, named as the profile's collective
     entries name it (``kernel``: vllm_custom_ar, trtllm_custom_ar); empty = the collective library (NCCL).  A
@@ -200,7 +211,7 @@ class EnginePreset:
         data = load_yaml(path, what="engine preset")
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of engine keys")
-        known = {f.name: f for f in fields(cls) if f.name not in ("sources", "since")}
+        known = {f.name: f for f in fields(cls) if f.name not in ("sources", "since", "layout_attention_dp")}
         unknown = sorted(set(data) - set(known) - {"since"})
         if unknown:
             raise ValueError(f"{path}: unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
@@ -232,9 +243,12 @@ class EnginePreset:
             out._check(f"{self.name} {version}")
         return out, notes
 
-    def for_layout(self, tp: int, pp: int) -> tuple["EnginePreset", list[str]]:
-        """(this preset as it runs with ``tp``-way tensor and ``pp``-stage pipeline parallelism, a note for each
-        setting the layout changes)."""
+    def for_layout(self, tp: int, pp: int, attention_dp: int = 1) -> tuple["EnginePreset", list[str]]:
+        """(this preset as it runs with ``tp``-way tensor and ``pp``-stage pipeline parallelism, ``attention_dp``
+        attention data-parallel replicas sharing each MoE group (Parallelism.moe_replicas), a note for each setting
+        the layout changes).  Resolve a preset once: the notes and the ratio scale are for a preset file's values."""
+        if self.layout_attention_dp != 1:
+            raise ValueError(f"{self.name}: for_layout applied twice (already for attention DP {self.layout_attention_dp})")
         out, notes = self, []
         limit = self.overlap_scheduling_max_pp
         if self.overlap_scheduling and limit and pp > limit:
@@ -242,22 +256,44 @@ class EnginePreset:
             out = dataclasses.replace(out, overlap_scheduling=False,
                                       sources={**out.sources, "overlap_scheduling": f"PP {pp} > {limit}: {src}"})
             notes.append(f"{self.name}: overlap scheduling off with PP {pp} (runs with PP <= {limit} only: {src})")
-        cap = self.small_tp_cuda_graph_max_batch
-        if cap and tp < self.small_tp_below and any(s > cap for s in self.cuda_graph_sizes):
-            src = self.sources.get("small_tp_cuda_graph_max_batch", "")
-            out = dataclasses.replace(out, cuda_graph_sizes=tuple(s for s in self.cuda_graph_sizes if s <= cap),
-                                      sources={**out.sources, "cuda_graph_sizes": f"TP {tp} < {self.small_tp_below}: "
-                                                                                  f"sizes up to {cap} ({src})"})
-            notes.append(f"{self.name}: decode CUDA graphs up to batch {cap} at TP {tp} (up to "
+        group_tp = tp * attention_dp
+        sizes = self.captured_sizes(group_tp)
+        if sizes != self.cuda_graph_sizes:
+            cap, src = self.small_tp_cuda_graph_max_batch, self.sources.get("small_tp_cuda_graph_max_batch", "")
+            out = dataclasses.replace(out, cuda_graph_sizes=sizes,
+                                      sources={**out.sources, "cuda_graph_sizes": f"TP {group_tp} < "
+                                                                                  f"{self.small_tp_below}: sizes up to "
+                                                                                  f"{cap} ({src})"})
+            notes.append(f"{self.name}: decode CUDA graphs up to batch {cap} at TP {group_tp} (up to "
                          f"{max(self.cuda_graph_sizes)} from TP {self.small_tp_below}, as its defaults capture)")
+        if attention_dp > 1:
+            out = dataclasses.replace(out, layout_attention_dp=attention_dp)
+            if self.attention_dp_splits_token_budget and self.token_budget:
+                notes.append(f"{self.name}: each of the {attention_dp} attention-DP replicas takes {self.token_budget} "
+                             f"// {attention_dp} = {out.step_tokens} tokens per step (preset key "
+                             f"attention_dp_splits_token_budget)")
+            scale = self.attention_dp_new_token_ratio_scale
+            if scale != 1.0 and self.admission == "reserve_ratio":
+                out = dataclasses.replace(out, new_token_ratio_init=self.new_token_ratio_init * scale,
+                                          new_token_ratio_min=self.new_token_ratio_min * scale)
+                notes.append(f"{self.name}: admission's new_token_ratio {self.new_token_ratio_init:g} .. "
+                             f"{self.new_token_ratio_min:g} x {scale:g} with attention DP (preset key "
+                             f"attention_dp_new_token_ratio_scale)")
         return out, notes
+
+    def captured_sizes(self, group_tp: int) -> tuple[int, ...]:
+        """The decode batch sizes captured with an engine TP group of ``group_tp`` devices (the small-TP cap)."""
+        cap = self.small_tp_cuda_graph_max_batch
+        if cap and group_tp < self.small_tp_below:
+            return tuple(s for s in self.cuda_graph_sizes if s <= cap)
+        return self.cuda_graph_sizes
 
     def with_overrides(self, overrides: dict, source: str) -> "EnginePreset":
         """This preset with ``overrides`` ({key: value}, e.g. a deployment's --max-num-batched-tokens as
         ``token_budget``) applied and checked like a preset file; ``source`` says where each value comes from."""
         if not overrides:
             return self
-        known = {f.name for f in fields(self)} - {"name", "version", "sources", "since"}
+        known = {f.name for f in fields(self)} - {"name", "version", "sources", "since", "layout_attention_dp"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
@@ -316,8 +352,12 @@ class EnginePreset:
 
     @property
     def step_tokens(self) -> int:
-        """Tokens one step may schedule: the token budget, capped by ``prefill_batch_tokens`` (0 = unlimited)."""
-        caps = [c for c in (self.token_budget, self.prefill_batch_tokens) if c]
+        """Tokens one step may schedule: the token budget (a replica's share where attention data parallelism
+        splits it), capped by ``prefill_batch_tokens`` (0 = unlimited)."""
+        budget = self.token_budget
+        if budget and self.attention_dp_splits_token_budget and self.layout_attention_dp > 1:
+            budget = max(1, budget // self.layout_attention_dp)
+        caps = [c for c in (budget, self.prefill_batch_tokens) if c]
         return min(caps) if caps else 0
 
     def graph_batch(self, batch: int) -> int | None:

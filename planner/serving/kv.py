@@ -174,28 +174,37 @@ def memory_in_use_bytes(profile) -> float:
     return float(v) if v else 0.0
 
 
-def sglang_reserved_mib(engine: EnginePreset, gpu_mib: float, tp: int, pp: int) -> float:
+def sglang_reserved_mib(engine: EnginePreset, gpu_mib: float, tp: int, pp: int, attention_dp: int = 1) -> float:
     """MiB SGLang keeps out of its static pool (mem_fraction_static = (gpu_mib - this) / gpu_mib) on a device of
-    ``gpu_mib`` MiB, by the release's rule (``engine.memory_fraction_of``; sources in the sglang preset):
+    ``gpu_mib`` MiB, by the release's rule (``engine.memory_fraction_of``; sources in the sglang preset), for a
+    replica of ``tp`` x ``pp`` devices with ``attention_dp`` attention data-parallel replicas sharing its MoE group
+    (SGLang's tp_size = tp x attention_dp, dp_size = attention_dp):
 
     * ``sglang_reserved_rule`` (server_args.py _handle_gpu_memory_settings, 0.5.3 on): 512 + max(chunked prefill
-      size, 2048) x 1.5 + cuda_graph_max_bs x 2 + tp x pp / 8 x 1024, at least 10240 on GPUs over 60 GiB;
-    * ``sglang_tier_reserve`` (server_args.py __post_init__, 0.5.1 and 0.5.2): by memory tier, (2.8 + tp x pp / 10)
-      GiB below 35 GiB, (9.5 + tp x pp / 2) GiB below 90 GiB (H100, A100), (12 + tp x pp / 2) GiB below 160 GiB
-      (H20, H200), else 32 GiB (B200, MI300).
+      size, 2048) x 1.5 + cuda_graph_max_bs x 2 + tp_size x pp / 8 x 1024, with attention DP + cuda_graph_max_bs x
+      dp_size x 3 (x 4.5 when cuda_graph_max_bs > 300); at least 10240 on GPUs over 60 GiB;
+    * ``sglang_tier_reserve`` (server_args.py __post_init__, 0.5.1 and 0.5.2): by memory tier, (2.8 + tp_size x pp
+      / 10) GiB below 35 GiB, (9.5 + tp_size x pp / 2) GiB below 90 GiB (H100, A100), (12 + tp_size x pp / 2) GiB
+      below 160 GiB (H20, H200), else 32 GiB (B200, MI300); with attention DP 4 GiB more.
     """
-    parallel = tp * pp
+    group_tp = tp * attention_dp
+    parallel = group_tp * pp
     if engine.memory_fraction_of == "sglang_tier_reserve":
         if gpu_mib < 35 * 1024:
-            return (2.8 + parallel / 10) * 1024
-        if gpu_mib < 90 * 1024:
-            return (9.5 + parallel / 2) * 1024
-        if gpu_mib < 160 * 1024:
-            return (12 + parallel / 2) * 1024
-        return 32 * 1024
-    sizes = engine.for_layout(tp, pp)[0].cuda_graph_sizes  # cuda_graph_max_bs at this TP
+            reserved = (2.8 + parallel / 10) * 1024
+        elif gpu_mib < 90 * 1024:
+            reserved = (9.5 + parallel / 2) * 1024
+        elif gpu_mib < 160 * 1024:
+            reserved = (12 + parallel / 2) * 1024
+        else:
+            reserved = 32 * 1024
+        return reserved + (4 * 1024 if attention_dp > 1 else 0)
+    sizes = engine.captured_sizes(group_tp)  # cuda_graph_max_bs at this TP
     graph_bs = max(sizes) if sizes else 0
+    # the chunk before SGLang divides it over the DP replicas (_handle_data_parallelism runs after this rule)
     reserved = 512 + max(engine.token_budget, 2048) * 1.5 + graph_bs * 2 + parallel / 8 * 1024
+    if attention_dp > 1:
+        reserved += graph_bs * attention_dp * 3 + (graph_bs * attention_dp * 1.5 if graph_bs > 300 else 0)
     return max(reserved, 10 * 1024) if gpu_mib > 60 * 1024 else reserved
 
 
@@ -214,8 +223,9 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
     weights = weight_bytes(model, tp, pp, weight_dtype, ep, engine.ep_comm, moe_tp)
     budget_tokens = engine.token_budget or 1
     act_model = dataclasses.replace(model, weight_dtype="bf16", kv_dtype="bf16")
+    par = Parallelism(tp=tp, pp=pp, ep=ep, moe_tp=moe_tp)
     mem = device_memory(act_model, Workload(prompt_len=budget_tokens, output_len=1, batch=min(engine.max_seqs, 1024)),
-                        Parallelism(tp=tp, pp=pp, ep=ep, moe_tp=moe_tp), engine.ep_comm)
+                        par, engine.ep_comm)
     act = mem.activation_bytes if engine.reserve_activations else 0.0
     # the start-up profile's dummy sampler run (vLLM), whose peak can exceed the forward's at many sequences
     sampler_reqs = min(engine.token_budget or engine.max_seqs, engine.max_seqs)
@@ -248,7 +258,7 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         reserve = fixed + held + (1 - engine.memory_fraction) * max(free, 0.0)
     else:  # SGLang's reserved-memory rule (server_args.py, cited in the preset)
         gpu_mib = capacity_bytes / MIB
-        reserved = sglang_reserved_mib(engine, gpu_mib, tp, pp)
+        reserved = sglang_reserved_mib(engine, gpu_mib, tp, pp, par.moe_replicas)
         frac = round((gpu_mib - reserved) / gpu_mib, 3)
         # profile_max_num_token: (free after loading) - (free at start) x (1 - frac) = frac x (free at start) -
         # weights, the free memory at start being the capacity less what was in use before (model_runner.py

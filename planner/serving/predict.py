@@ -215,7 +215,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     split_issue = expert_split_issue(model, par, engine, weight_dtype, fp8_scaling)
     if split_issue is not None and split_issue.unequal:
         raise ValueError(split_issue.message)
-    engine, layout_notes = engine.for_layout(tp, pp)
+    engine, layout_notes = engine.for_layout(tp, pp, par.moe_replicas)
     layout = {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "moe_tp": par.moe_tp, "devices": par.devices,
               "tp_scope": par.tp_scope}
     # the measured requests it ran, the default (10 x C, at least 100; 200 open loop) or the given count

@@ -323,9 +323,9 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             label = f"{engine.name} {layout_label(tp, pp, dp, ep, moe_tp)}"
             if progress is not None:
                 progress.advance(label)
-            eng, layout_notes = engine.for_layout(tp, pp)
             try:
                 par = replica_parallelism(tp, pp, dp, dpn, ep, model.num_experts, moe_tp)
+                eng, layout_notes = engine.for_layout(tp, pp, par.moe_replicas)
                 split_issue = expert_split_issue(model, par, eng, weight_dtype, fp8_scaling)
                 if split_issue is not None:  # unequal slices, or partial fp8 blocks the engine refuses: not offered
                     # the reason alone (the label names the layout), so that the table groups the layouts it rejects
