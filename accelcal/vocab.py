@@ -89,6 +89,12 @@ EP_COMMS: tuple[str, ...] = ("all_to_all", "all_reduce")
 FP8_SCALINGS: tuple[str, ...] = ("per_tensor", "block")
 """How fp8 weights carry their scales (--fp8-scaling): one scale per tensor, or one per block of weights."""
 
+DEFAULT_FP8_BLOCK: tuple[int, int] = (128, 128)
+"""Block shape assumed for block-scaled fp8 weights of a model whose config states none (a bf16 preset served with
+--fp8-scaling block): the ``quantization_config.weight_block_size`` of the published block-fp8 checkpoints, e.g.
+https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/config.json and
+https://huggingface.co/Qwen/Qwen3-235B-A22B-FP8/blob/main/config.json ([128, 128])."""
+
 SERVING_DTYPES: tuple[str, ...] = ("bf16", "fp8_e4m3")
 """Weight and KV cache dtypes the serving model costs (accelcal predict / plan --engine --weight-dtype, --kv-dtype)."""
 

@@ -297,6 +297,23 @@ def test_block_scaled_fp8_experts_need_whole_blocks_per_device_where_the_engine_
     assert hit and "192 % 128 = 64" in hit[0] and hit[0].endswith("(engine key moe_block_aligned)")
 
 
+def test_block_scaled_fp8_on_a_model_stating_no_block_assumes_the_published_128_blocks(tmp_path, capsys):
+    """The qwen3-235b-a22b preset is the bf16 model; --fp8-scaling block means its published FP8 checkpoint, whose
+    blocks are 128 x 128 (accelcal.vocab.DEFAULT_FP8_BLOCK): 1536 / 8 = 192 is refused by vLLM (issue 17569)."""
+    from accelcal.vocab import DEFAULT_FP8_BLOCK
+
+    assert ModelConfig.from_name("qwen3-235b-a22b").weight_block_size is None and DEFAULT_FP8_BLOCK == (128, 128)
+    args = ["predict", "--profile", H100, "--interconnect", str(ROOT / "profiles" / "interconnect" /
+                                                                 "h100-nvswitch-8.yaml"),
+            "--model", "qwen3-235b-a22b", "--weight-dtype", "fp8_e4m3", "--concurrency", "4", "--isl", "256",
+            "--osl", "16", "--tp", "8", "--engine", "vllm", "--format", "json"]
+    assert main(args + ["--fp8-scaling", "block"]) == 0
+    warned = [w for w in json.loads(capsys.readouterr().out)["warnings"] if "192 % 128 = 64" in w]
+    assert warned and "blocks of 128 x 128 (assumed: the model states no weight_block_size)" in warned[0]
+    assert main(args) == 0  # per-tensor scales: no blocks to keep whole
+    assert not [w for w in json.loads(capsys.readouterr().out)["warnings"] if "192 % 128" in w]
+
+
 def test_a_moe_tp_equal_to_tp_is_the_plain_split_and_says_so(capsys):
     args = ["predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "qwen3-30b-a3b", "--tp", "2", "--dp",
             "2", "--engine", "vllm", "--concurrency", "4", "--isl", "128", "--osl", "8", "--format", "json"]

@@ -218,6 +218,12 @@ def test_predict_and_plan_take_moe_tables(tmp_path, capsys):
     plain, tabled = json.loads(out), json.loads(out2)
     assert tabled["ttft_mean_s"] > plain["ttft_mean_s"]  # the made-up op is slower than the profile's GEMMs
     assert any("published, not measured here" in n for n in tabled["notes"])
+    # another release of the engine than the table's: said, and costed with the table all the same
+    rc3, out3, _ = _run(capsys, *base, "--moe-table", str(path), "--engine-version", "0.12.0")
+    release = [n for n in json.loads(out3)["notes"] if "published for vllm 0.0-test, while this prediction runs "
+               "vllm 0.12.0: the op's time is 0.0-test's" in n]
+    assert rc3 == 0 and len(release) == 1
+    assert not any("while this prediction runs" in n for n in tabled["notes"])  # no release asked: nothing to say
     other = tmp_path / "sglang.yaml"
     _table(engine="sglang").save(other)
     rc, _, err = _run(capsys, *base, "--moe-table", str(other))

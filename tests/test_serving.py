@@ -156,6 +156,18 @@ def test_kv_capacity_hand_computed():
     assert "0.875" in kv_old.rule
 
 
+def test_sglang_takes_a_given_mem_fraction_static_over_its_rule():
+    m = ModelConfig("hand", layers=2, hidden_size=64, heads=4, kv_heads=2, head_dim=16, ffn_size=128, vocab_size=100)
+    cap = 80 * 1024 ** 3
+    sglang, _ = EnginePreset.from_name("sglang").for_version("")
+    given = kv_budget(m, sglang.with_overrides({"memory_fraction": 0.5}, "test"), 1, 1, cap, in_use_bytes=1e9)
+    assert given.kv_pool_bytes == pytest.approx(0.5 * (cap - 1e9) - given.weights_bytes)
+    assert given.rule.startswith("mem_fraction_static 0.5 (given); 0.500 x")
+    with pytest.raises(ValueError, match=r"memory_fraction \(SGLang's --mem-fraction-static\) must be in \(0, 1\], "
+                                         r"or 0 for the release's own rule, got 1.5"):
+        sglang.with_overrides({"memory_fraction": 1.5}, "test")
+
+
 def test_sglang_reserves_by_release_memory_tier_and_tp():
     from accelcal.planner.serving.kv import sglang_reserved_mib
 

@@ -270,7 +270,9 @@ def test_engine_arg_overrides_are_named_after_the_notes_they_replace(capsys):
                       "--engine-arg", "overlap_scheduling=false", "--concurrency", "2", *SMALL, "--format", "json")
     d = json.loads(out)
     assert rc == 0 and d["engine_settings"]["engine_args"] == {"overlap_scheduling": False}
-    release = next(i for i, n in enumerate(d["notes"]) if n.startswith("vllm newest: overlap_scheduling = True"))
+    release = next(i for i, n in enumerate(d["notes"]) if n == "vllm newest: overlap_scheduling = True (since 0.14.0)")
+    # the citation is in the JSON's release defaults, not in the note
+    assert d["engine_settings"]["release_defaults"]["overlap_scheduling"].startswith("since 0.14.0: vllm 0.14.0 sdist")
     override = next(i for i, n in enumerate(d["notes"]) if n.startswith("--engine-arg overlap_scheduling=False: the "
                                                                           "value this run used"))
     assert override > release
@@ -289,8 +291,10 @@ def test_release_notes_about_a_qk_norm_are_kept_for_models_that_have_one(capsys)
 @pytest.mark.parametrize("engine, version, note", [
     ("vllm", "99.0", "--engine-version 99.0: newer than any release the vllm preset documents (0.12.0, 0.14.0)"),
     ("static", "1.0", "--engine-version 1.0: the static preset has no releases; ignored"),
-    ("sglang", "0.1.0", "--engine-version 0.1.0: older than any release the sglang preset documents (0.5.1, 0.5.3, 0.5.8)"),
+    ("sglang", "0.1.0", "--engine-version 0.1.0: older than any release the sglang preset documents (0.5.1, 0.5.3, 0.5.8, 0.5.9)"),
     ("vllm", "0.12.0", None),
+    ("vllm", "0.12", None),  # the same release as 0.12.0
+    ("sglang", "0.5.9", None),
 ])
 def test_an_engine_version_the_preset_does_not_know_is_noted(capsys, engine, version, note):
     rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", engine,
@@ -752,3 +756,21 @@ def test_plan_json_rows_say_which_statistic_their_latencies_hold(capsys):
                      str(best["tp"]), "--concurrency", str(best["concurrency"]), "--isl", "512", "--osl", "32")
     assert rc == 0 and (best["ttft_s"], best["tpot_s"]) == pytest.approx((pred["ttft_p90_s"], pred["tpot_p90_s"]),
                                                                           rel=1e-12)
+
+
+def test_a_decode_batch_without_a_captured_graph_is_noted(capsys):
+    """TensorRT-LLM's default capture sizes (1..32, 64, 128, no padding): a batch of 40 decodes eager, which can make
+    40 clients slower per token than 32; predict says why."""
+    def notes(c: int, method: str) -> list[str]:
+        rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--engine", "trtllm",
+                          "--concurrency", str(c), "--isl", "64", "--osl", "64", "--method", method, "--format", "json")
+        assert rc == 0
+        return [n for n in json.loads(out)["notes"] if n.startswith("CUDA graphs: ")]
+
+    for method in ("steady", "simulate"):
+        assert notes(32, method) == []
+        eager = notes(40, method)  # a batch of 33..40 (one or two clients may be prefilling)
+        m = re.fullmatch(r"CUDA graphs: the typical decode batch (\d+) runs eager \(between captured sizes, padding "
+                         r"off: trtllm captures 1\.\.32, 64, 128; --engine-arg cuda_graph_sizes=\[\.\.\.\] sets "
+                         r"them as your deployment does\)", eager[0] if len(eager) == 1 else "")
+        assert m and 33 <= int(m.group(1)) <= 40, (method, eager)

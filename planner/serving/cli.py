@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--engine", required=True, help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset key for your deployment, e.g. token_budget=2048 (vLLM "
-                        "--max-num-batched-tokens; 0 = no token budget), max_seqs=64, chunked_prefill=false, "
+                        "--max-num-batched-tokens; 0 = no token budget), max_seqs=64, memory_fraction=0.85 "
+                        "(vLLM --gpu-memory-utilization, SGLang --mem-fraction-static), "
                         "cuda_graph_sizes=[1,2,4,8], overlap_scheduling=false, tp_all_reduce_kernel= (empty: NCCL "
                         "for TP all-reduces instead of the engine's own kernel); repeatable; keys as in "
                         "planner/serving/presets/*.yaml")
@@ -110,7 +111,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--method", choices=("simulate", "steady"), default="simulate",
                    help="step-level simulation (default) or the analytic steady state (closed loop only: "
                         "--concurrency; it leaves out the client's turnaround, gaps, warm-up and length spread)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default) or json: the keys ttft_mean_s, tpot_mean_s, output_tokens_per_s_per_device, "
+                        "memory, notes, ... (README)")
     p.set_defaults(func=run)
 
 
@@ -168,6 +171,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ValueError(f"--engine-arg: {exc}") from None
     prof, inter, notes = _load_profiles(args)
+    tables = load_moe_tables(args.moe_table)
+    if version:
+        notes += [f"--moe-table {t.origin}: published for {t.engine} {t.engine_version}, while this prediction runs "
+                  f"{t.engine} {version}: the op's time is {t.engine_version}'s" for t in tables
+                  if t.engine == engine.name and version_key(t.engine_version)[:3] != version_key(version)[:3]]
     try:
         res = predict_serving(prof, model, engine, args.tp, args.pp, args.dp, args.concurrency, args.isl,
                               args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,
@@ -176,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                               client_gap_s=args.client_gap_ms / 1e3, warmup_requests=args.warmup_requests,
                               warmup_drains=args.warmup_drains, ep=args.ep, range_mode=args.range_mode,
                               moe_tp=args.moe_tp, devices_per_node=args.devices_per_node,
-                              moe_tables=load_moe_tables(args.moe_table))
+                              moe_tables=tables)
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None
@@ -189,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     read = [f"model {model.name}: {model.source}"] if hf_config_path(str(args.model)) is not None else []
     res.notes = read + notes + recipe_notes + ran + res.notes
     res.engine_settings = {"preset": engine.name, "version": version or "newest", "deployment": args.deployment,
-                           "engine_args": {k: getattr(engine, k) for k in overrides}}
+                           "engine_args": {k: getattr(engine, k) for k in overrides},
+                           "release_defaults": preset.release_defaults(version)}
     if args.format == "json":
         print(json.dumps(res.to_json(), indent=1, sort_keys=True))
     else:

@@ -21,14 +21,14 @@ from pathlib import Path
 from accelcal.safe_io import load_yaml
 from accelcal.vocab import EP_COMMS, QK_NORM_KERNELS, SAMPLER_BYTES_PER_LOGIT
 
-__all__ = ["EnginePreset", "check_version", "engine_names", "version_key"]
+__all__ = ["EnginePreset", "check_version", "engine_names", "sizes_text", "version_key"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
 
 def version_key(v: str) -> tuple[int, ...]:
-    """Comparable version tuple ("0.5.1.post1" -> (0, 5, 1, 0, 1), "1.0.0rc3" -> (1, 0, 0, 3)); an empty version
-    sorts after every release (the newest rules).  A pre-release sorts after its release (1.0.0rc3 > 1.0.0): the
+    """Comparable version tuple ("0.5.1.post1" -> (0, 5, 1, 0, 1), "1.0.0rc3" -> (1, 0, 0, 3), "0.12" -> (0, 12, 0),
+    the same release as 0.12.0); an empty version sorts after every release (the newest rules).  A pre-release sorts after its release (1.0.0rc3 > 1.0.0): the
     rules and ``since`` entries compare at minor or patch level, where that never matters."""
     if not str(v).strip():
         return (1 << 30,)
@@ -36,7 +36,7 @@ def version_key(v: str) -> tuple[int, ...]:
     for part in str(v).replace("rc", ".").replace("post", ".").split("."):
         digits = "".join(ch for ch in part if ch.isdigit())
         out.append(int(digits) if digits else 0)
-    return tuple(out)
+    return tuple(out + [0] * (3 - len(out)))
 
 
 _RELEASE = re.compile(r"v?\d+(\.\d+)*(rc\d+)?(\.?post\d+)?(\.?dev\d+)?")
@@ -82,7 +82,8 @@ class EnginePreset:
     block_size_tokens: int
     """Tokens per KV block (page)."""
     memory_fraction: float
-    """gpu_memory_utilization / free_gpu_memory_fraction; 0 when computed by the engine's own rule."""
+    """gpu_memory_utilization / free_gpu_memory_fraction / mem_fraction_static; 0 when computed by the engine's own
+    rule (SGLang's, unless given)."""
     memory_fraction_of: str
     """total | free_after_weights | sglang_reserved_rule | sglang_tier_reserve: what memory_fraction is a fraction
     of (the SGLang rules compute the fraction themselves: accelcal.planner.serving.kv)."""
@@ -236,12 +237,18 @@ class EnginePreset:
         for ver, values, srcs in self.since:
             if version_key(ver) <= version_key(version):
                 out = dataclasses.replace(out, **values, sources={**out.sources, **srcs})
-                notes.extend(f"{self.name} {version or 'newest'}: {k} = {v} (since {ver}: {srcs[k]})"
+                # the citation stays in the preset's sources (JSON: engine_settings.release_defaults)
+                notes.extend(f"{self.name} {version or 'newest'}: {k} = {_short(v)} (since {ver})"
                              for k, v in values.items())
         if out is not self:
             out = dataclasses.replace(out, version=str(version) or f"newest ({self.since[-1][0]}+)")
             out._check(f"{self.name} {version}")
         return out, notes
+
+    def release_defaults(self, version: str) -> dict[str, str]:
+        """{key: "since VERSION: source"} for each default ``for_version(version)`` takes from a later release."""
+        return {k: f"since {ver}: {srcs[k]}" for ver, values, srcs in self.since
+                if version_key(ver) <= version_key(version) for k in values}
 
     def for_layout(self, tp: int, pp: int, attention_dp: int = 1) -> tuple["EnginePreset", list[str]]:
         """(this preset as it runs with ``tp``-way tensor and ``pp``-stage pipeline parallelism, ``attention_dp``
@@ -338,14 +345,24 @@ class EnginePreset:
         if self.batching == "continuous" and not self.chunked_prefill and self.admission != "full_request":
             # a preempted request is prefilled again with the tokens it emitted: without chunking that prompt
             # can outgrow the token budget and never be scheduled again
+            if not self.mixed_steps:
+                raise ValueError(f"{origin}: chunked_prefill false is not modelled with separate prefill steps "
+                                 f"(mixed_steps false, SGLang's scheduler): a retracted request's recompute can "
+                                 f"outgrow every prefill batch without chunking; keep chunked_prefill true, with a "
+                                 f"larger token_budget (SGLang --chunked-prefill-size) if prompts should not split")
             raise ValueError(f"{origin}: chunked_prefill false with admission = {self.admission!r}; a preempted "
-                             f"request's recompute can outgrow the token budget without chunking: use admission "
-                             f"full_request with kv_full queue (nothing is preempted) or chunked_prefill true")
+                             f"request's recompute can outgrow the token budget without chunking: reserve whole "
+                             f"requests so that nothing is preempted (--engine-arg admission=full_request "
+                             f"--engine-arg kv_full=queue, as TensorRT-LLM does) or keep chunked_prefill true")
         if self.small_tp_cuda_graph_max_batch and self.small_tp_below < 2:
             raise ValueError(f"{origin}: small_tp_cuda_graph_max_batch = {self.small_tp_cuda_graph_max_batch} needs "
                              f"small_tp_below >= 2 (the TP degree from which every size is captured), got "
                              f"{self.small_tp_below}")
-        if not self.memory_fraction_of.startswith("sglang_") and not 0 < self.memory_fraction <= 1:
+        if self.memory_fraction_of.startswith("sglang_"):
+            if not 0 <= self.memory_fraction <= 1:  # 0: the release's own rule computes it
+                raise ValueError(f"{origin}: memory_fraction (SGLang's --mem-fraction-static) must be in (0, 1], or 0 "
+                                 f"for the release's own rule, got {self.memory_fraction}")
+        elif not 0 < self.memory_fraction <= 1:
             raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
         if self.max_seqs < 1 or self.block_size_tokens < 1:
             raise ValueError(f"{origin}: max_seqs and block_size_tokens must be >= 1")
@@ -368,6 +385,30 @@ class EnginePreset:
             if s == batch or (s > batch and self.cuda_graph_padding):
                 return s
         return None
+
+
+def sizes_text(sizes) -> str:
+    """Batch sizes in a few words: arithmetic runs of 3 or more as ``a..b`` (step 1) or ``a..b by s``
+    ((1, 2, 4, 8, 12, 16, 24, 32) -> "1, 2, 4..16 by 4, 24, 32"; TensorRT-LLM's 1..32, 64, 128)."""
+    v, parts, i = list(sizes), [], 0
+    while i < len(v):
+        j = i + 1
+        if j < len(v):
+            step = v[j] - v[i]
+            while j + 1 < len(v) and v[j + 1] - v[j] == step:
+                j += 1
+        if j - i >= 2:
+            parts.append(f"{v[i]}..{v[j]}" + (f" by {v[i + 1] - v[i]}" if v[i + 1] - v[i] != 1 else ""))
+            i = j + 1
+        else:
+            parts.append(str(v[i]))
+            i += 1
+    return ", ".join(parts)
+
+
+def _short(v) -> str:
+    """A preset value for a one-line note: a list of sizes in a few words."""
+    return sizes_text(v) if isinstance(v, tuple) and len(v) > 6 else str(v)
 
 
 def _entry(where: str, key: str, value, cites: str) -> tuple:

@@ -258,15 +258,19 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         reserve = fixed + held + (1 - engine.memory_fraction) * max(free, 0.0)
     else:  # SGLang's reserved-memory rule (server_args.py, cited in the preset)
         gpu_mib = capacity_bytes / MIB
-        reserved = sglang_reserved_mib(engine, gpu_mib, tp, pp, par.moe_replicas)
-        frac = round((gpu_mib - reserved) / gpu_mib, 3)
+        if engine.memory_fraction:  # --mem-fraction-static given: SGLang computes nothing
+            frac = engine.memory_fraction
+            how = f"mem_fraction_static {frac:g} (given)"
+        else:
+            reserved = sglang_reserved_mib(engine, gpu_mib, tp, pp, par.moe_replicas)
+            frac = round((gpu_mib - reserved) / gpu_mib, 3)
+            how = f"mem_fraction_static ({gpu_mib:.0f} - {reserved:.0f} MiB reserved) / {gpu_mib:.0f} MiB = {frac:.3f}"
         # profile_max_num_token: (free after loading) - (free at start) x (1 - frac) = frac x (free at start) -
         # weights, the free memory at start being the capacity less what was in use before (model_runner.py
         # init_torch_distributed's min_per_gpu_memory, 0.5.8.post1 wheel)
         pool = frac * (capacity_bytes - held) - weights
         lost = frac * held
-        rule = (f"mem_fraction_static ({gpu_mib:.0f} - {reserved:.0f} MiB reserved) / {gpu_mib:.0f} MiB = {frac:.3f}; "
-                f"{frac:.3f} x ({capacity_bytes / g:.4g} GB{used}) - weights {weights / g:.4g} GB")
+        rule = f"{how}; {frac:.3f} x ({capacity_bytes / g:.4g} GB{used}) - weights {weights / g:.4g} GB"
         reserve = (1 - frac) * capacity_bytes + frac * held
         act = comm = 0.0
     per_token = float(kv_bytes_per_token(model, tp, pp, DTYPE_BYTES[kv_dtype]))

@@ -23,7 +23,7 @@ from accelcal.models import ModelConfig
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from ..report import datasheet_note
-from .engine import EnginePreset
+from .engine import EnginePreset, sizes_text
 from .kv import Infeasible, KVBudget, check_request_runs, kv_budget, memory_in_use_bytes
 from .moe_op import check_tables, pick_table
 from .metrics import ServingMetrics, summarise
@@ -290,6 +290,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                           "gives them)")
         pred.max_concurrent_sequences = s.in_engine
         pred.decode_step = s.decode_breakdown
+        pred.notes += _eager_batch_note(engine, pred.decode_step)
         pred.prefill_share_of_decode_time = s.prefill_share
         pred.feasible = True
         return pred
@@ -316,9 +317,22 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     pred.steps_simulated = sum(run.steps * k for run, k in runs)
     pred.preemptions = sum(run.preemptions * k for run, k in runs)
     pred.decode_step = first.decode_step
+    pred.notes += _eager_batch_note(engine, pred.decode_step)
     pred.prefill_share_of_decode_time = first.prefill_share_of_decode_time
     pred.feasible = True
     return pred
+
+
+def _eager_batch_note(engine: EnginePreset, decode_step: dict) -> list[str]:
+    """A note when the typical decode batch has no captured CUDA graph (it runs eager, launches and all), which
+    can make a higher concurrency slower per token than a lower one whose batch replays a graph."""
+    b = decode_step.get("batch")
+    if not (engine.cuda_graphs and engine.cuda_graph_sizes and b) or engine.graph_batch(int(b)) is not None:
+        return []
+    sizes = engine.cuda_graph_sizes
+    why = "above the largest" if b > sizes[-1] else "between captured sizes, padding off"
+    return [f"CUDA graphs: the typical decode batch {b} runs eager ({why}: {engine.name} captures "
+            f"{sizes_text(sizes)}; --engine-arg cuda_graph_sizes=[...] sets them as your deployment does)"]
 
 
 def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, dp: int,

@@ -37,7 +37,7 @@ import math
 from typing import Any, NamedTuple
 
 from accelcal.calibrate.profile import MissingMeasurement
-from accelcal.vocab import (DTYPE_BYTES, FP8_SCALINGS, GROUPED_GEMM_DTYPES, SAMPLER_BYTES_PER_LOGIT, attended_pairs,
+from accelcal.vocab import (DEFAULT_FP8_BLOCK, DTYPE_BYTES, FP8_SCALINGS, GROUPED_GEMM_DTYPES, SAMPLER_BYTES_PER_LOGIT, attended_pairs,
                             gemm_element_bytes)
 
 from ..cost import Coster
@@ -163,8 +163,9 @@ def expert_split_issue(model: ModelConfig, par: Parallelism, engine: EnginePrese
     if not model.is_moe or k <= 1:
         return None
     width = model.expert_ffn_size
-    blocks = (tuple(model.weight_block_size) if (model.weight_block_size and weight_dtype == "fp8_e4m3"
-                                                 and fp8_scaling == "block" and engine.moe_block_aligned) else ())
+    checked = weight_dtype == "fp8_e4m3" and fp8_scaling == "block" and engine.moe_block_aligned
+    blocks = tuple(model.weight_block_size or DEFAULT_FP8_BLOCK) if checked else ()
+    assumed = "" if model.weight_block_size else " (assumed: the model states no weight_block_size)"
 
     def fits(n: int) -> bool:
         return width % n == 0 and all((width // n) % b == 0 for b in blocks)
@@ -189,7 +190,7 @@ def expert_split_issue(model: ModelConfig, par: Parallelism, engine: EnginePrese
     per = width // k
     bad = [b for b in blocks if per % b]
     return ExpertSplitIssue(False, f"{model.name}'s block-scaled fp8 experts ({width} wide, blocks of "
-                                   f"{' x '.join(map(str, blocks))}) would be {per} wide per device, and {per} % "
+                                   f"{' x '.join(map(str, blocks))}{assumed}) would be {per} wide per device, and {per} % "
                                    f"{bad[0]} = {per % bad[0]}: {engine.name} loads only whole blocks", layout, ok,
                             f"engine key moe_block_aligned: {engine.sources.get('moe_block_aligned', 'its preset')}")
 
