@@ -92,6 +92,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                          help="serving: KV cache dtype (default: the model's, bf16 for the presets)")
     serving.add_argument("--plot", default=None, help="serving: write the Pareto front as a PNG file here")
     add_range_arguments(serving, mode_default=None, prefix="serving: ")
+    serving.add_argument("--engine-version", default=None, metavar="RELEASE",
+                         help="serving: the release of the one --engine searched (e.g. 0.12.0): its documented "
+                              "defaults, as accelcal predict --engine-version takes them (default: the newest)")
     serving.add_argument("--engine-arg", action="append", default=None, metavar="KEY=VALUE",
                          help="serving: override one engine preset key for every --engine searched, as accelcal "
                               "predict takes it (e.g. max_seqs=64, token_budget=2048); repeatable")
@@ -134,7 +137,7 @@ batching and memory rules and takes none of them."""
 SWEEP = "1,2,4,8,16,32,64,128,256"
 """Total concurrencies the serving search sweeps unless --concurrency says otherwise."""
 SERVING_ONLY = ("concurrency", "target_stat", "weight_dtype", "kv_dtype", "plot", "engine_arg", "range_ratio",
-                "range_mode")
+                "range_mode", "engine_version")
 """Options of the serving search: they mean nothing without --engine."""
 
 
@@ -181,6 +184,7 @@ def _dtype_speed_note(model, prof, tokens: int) -> str | None:
 def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     """``accelcal plan --engine ...``: the serving search (planner/serving/search.py); ``prof`` already composed."""
     from .serving.cli import parse_engine_args
+    from .serving.engine import check_version
     from accelcal.progress import StageProgress
 
     from .serving.predict import node_devices
@@ -210,7 +214,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
                              args.weight_dtype, args.kv_dtype, inter, top=args.top, engine_overrides=overrides,
                              range_ratio=args.range_ratio, range_mode=args.range_mode or "around",
                              devices_per_node=args.devices_per_node, progress=bar,
-                             moe_tables=tables)
+                             moe_tables=tables, engine_version=check_version(args.engine_version or ""))
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
         if args.format == "json":  # a document for programs, as predict gives one
@@ -272,6 +276,8 @@ def _predict_command(args: argparse.Namespace, best, engines: list[str], devices
     if args.devices_per_node is not None or args.inter_node_profile:
         cmd += ["--devices-per-node", str(devices_per_node)]
     cmd += ["--model", args.model, "--engine", spec] + best.predict_flags
+    if args.engine_version:
+        cmd += ["--engine-version", args.engine_version]
     # predict takes the table of its one engine (``moe_tables``: the search's); another engine's is refused there
     cmd += [x for t in moe_tables if t.engine == best.engine for x in ("--moe-table", t.origin)]
     cmd += ["--isl", str(args.prompt_len), "--osl", str(args.output_len)]

@@ -774,3 +774,25 @@ def test_a_decode_batch_without_a_captured_graph_is_noted(capsys):
                          r"off: trtllm captures 1\.\.32, 64, 128; --engine-arg cuda_graph_sizes=\[\.\.\.\] sets "
                          r"them as your deployment does\)", eager[0] if len(eager) == 1 else "")
         assert m and 33 <= int(m.group(1)) <= 40, (method, eager)
+
+
+def test_plan_searches_one_engine_release_as_predict_takes_it(capsys):
+    """plan --engine-version: the release's defaults for the one engine searched (vLLM 0.12 runs without async
+    scheduling, 0.14 with it), said in a note and carried into the suggested predict command."""
+    base = ["plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm", "--concurrency", "8",
+            "--prompt-len", "512", "--output-len", "32", "--format", "json"]
+    rc, out, _ = _run(capsys, *base, "--engine-version", "0.12.0")
+    old = json.loads(out)
+    rc2, out2, _ = _run(capsys, *base)
+    new = json.loads(out2)
+    assert rc == rc2 == 0
+    assert "--engine-version 0.12.0" in old["best_predict_command"] and "--engine-version" not in new["best_predict_command"]
+    assert any(n.startswith("vllm 0.12.0's defaults (--engine-version)") for n in old["notes"])
+    # overlap scheduling (0.14.0 on) hides the host's step turnaround: the old release's row is slower
+    assert old["ranked"][0]["tpot_s"] != new["ranked"][0]["tpot_s"]
+    rc, _, err = _run(capsys, *base[:6], "vllm,sglang", *base[7:], "--engine-version", "0.12.0")
+    assert rc == 2 and "--engine-version 0.12.0: a release of one engine; search one --engine with it (got vllm, sglang)" in err
+    rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine-version", "0.12.0")
+    assert rc == 2 and "--engine-version: option(s) of the serving search" in err
+    rc, _, err = _run(capsys, *base, "--engine-version", "latest")
+    assert rc == 2 and "--engine-version 'latest': expected a release number" in err

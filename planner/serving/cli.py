@@ -24,7 +24,7 @@ from accelcal.units import count
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from .deployment import DEPLOYMENTS
-from .engine import engine_names, version_key
+from .engine import engine_names, release_range_notes, version_key
 from .moe_op import add_moe_table_argument, load_moe_tables
 from .step_cost import STEP_PARTS
 from .workload import RANGE_MODES, ServingWorkload
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from accelcal.models import ModelConfig
 
     from .deployment import apply_deployment
-    from .engine import EnginePreset, check_version
+    from .engine import check_version
     from .predict import predict_serving, serving_dtypes
     from .step_cost import StepCostError
 
@@ -151,18 +151,7 @@ def run(args: argparse.Namespace) -> int:
     preset = engine
     engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, version, args.isl, args.osl,
                                                       args.concurrency, weight_dtype, kv_dtype)
-    if version:
-        # releases the preset knows: those its version line names and those its 'since' entries start
-        known = list(dict.fromkeys(re.findall(r"\d+\.\d+[\w.]*", str(preset.version))
-                                   + [v for v, _, _ in preset.since]))
-        if engine.batching == "static" or not known:
-            recipe_notes.insert(0, f"--engine-version {version}: the {engine.name} preset has no releases; ignored")
-        elif version_key(version)[:3] > max(version_key(v)[:3] for v in known):  # a post-release is its release
-            recipe_notes.insert(0, f"--engine-version {version}: newer than any release the {engine.name} preset "
-                                   f"documents ({', '.join(known)}): its newest documented defaults apply")
-        elif version_key(version)[:3] < min(version_key(v)[:3] for v in known):
-            recipe_notes.insert(0, f"--engine-version {version}: older than any release the {engine.name} preset "
-                                   f"documents ({', '.join(known)}): its oldest documented defaults apply")
+    recipe_notes[:0] = release_range_notes(preset, version)
     if not model.qk_norm:  # how an engine launches a q/k norm says nothing about a model without one
         recipe_notes = [n for n in recipe_notes if ": qk_norm_kernels = " not in n]
     overrides = parse_engine_args(args.engine_arg)

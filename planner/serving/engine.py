@@ -21,7 +21,7 @@ from pathlib import Path
 from accelcal.safe_io import load_yaml
 from accelcal.vocab import EP_COMMS, QK_NORM_KERNELS, SAMPLER_BYTES_PER_LOGIT
 
-__all__ = ["EnginePreset", "check_version", "engine_names", "sizes_text", "version_key"]
+__all__ = ["EnginePreset", "check_version", "engine_names", "release_range_notes", "sizes_text", "version_key"]
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -385,6 +385,24 @@ class EnginePreset:
             if s == batch or (s > batch and self.cuda_graph_padding):
                 return s
         return None
+
+
+def release_range_notes(preset: EnginePreset, version: str) -> list[str]:
+    """A note when ``version`` (--engine-version) is outside the releases ``preset`` documents, or the preset has
+    none; [] for no version or a documented one."""
+    if not version:
+        return []
+    # releases the preset knows: those its version line names and those its 'since' entries start
+    known = list(dict.fromkeys(re.findall(r"\d+\.\d+[\w.]*", str(preset.version)) + [v for v, _, _ in preset.since]))
+    if preset.batching == "static" or not known:
+        return [f"--engine-version {version}: the {preset.name} preset has no releases; ignored"]
+    if version_key(version)[:3] > max(version_key(v)[:3] for v in known):  # a post-release is its release
+        return [f"--engine-version {version}: newer than any release the {preset.name} preset documents "
+                f"({', '.join(known)}): its newest documented defaults apply"]
+    if version_key(version)[:3] < min(version_key(v)[:3] for v in known):
+        return [f"--engine-version {version}: older than any release the {preset.name} preset documents "
+                f"({', '.join(known)}): its oldest documented defaults apply"]
+    return []
 
 
 def sizes_text(sizes) -> str:

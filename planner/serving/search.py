@@ -35,7 +35,7 @@ from accelcal.units import count
 from ..parallelism import layout_label
 from ..pareto import pareto_front
 from ..workload import miss_factor
-from .engine import EnginePreset
+from .engine import EnginePreset, release_range_notes
 from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
 from .moe_op import check_tables, pick_table
 from .predict import node_devices, serving_dtypes, serving_warnings
@@ -258,7 +258,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                    kv_dtype: str | None = None, inter_node_profile: Any = None, verify: int = 8,
                    top: int = 10, engine_overrides: dict | None = None, range_ratio: float | None = None,
                    range_mode: str = "around", devices_per_node: int | None = None,
-                   progress: Any = None, moe_tables: Any = ()) -> ServingSearch:
+                   progress: Any = None, moe_tables: Any = (), engine_version: str = "") -> ServingSearch:
     """``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode): the re-checks by
     simulation draw the lengths as ``accelcal predict`` does, the steady state screens at their mean, and a layout is
     refused when the longest request cannot run.
@@ -291,8 +291,13 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     coster_warnings: dict[str, int] = {}  # each layout's coster warnings -> the TP degree that raised them
     evaluated = 0
     # an engine name carries no release: its newest documented defaults, as `accelcal predict` without
-    # --engine-version gives them
-    presets = [EnginePreset.resolve(name).for_version("")[0] for name in engines]
+    # --engine-version gives them, or ``engine_version``'s (one engine searched)
+    if engine_version and len(engines) != 1:
+        raise ValueError(f"--engine-version {engine_version}: a release of one engine; search one --engine with it "
+                         f"(got {', '.join(engines)})")
+    resolved = [EnginePreset.resolve(name) for name in engines]
+    release_notes = [n for e in resolved for n in release_range_notes(e, engine_version)]
+    presets = [e.for_version(engine_version)[0] for e in resolved]
     named: dict[str, str] = {}
     for spec, preset in zip(engines, presets):
         if preset.name in named:
@@ -368,7 +373,10 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                               + "; ".join(_reason_lines(items[:4]))
                               + (f"; and {len(items) - 4} more reasons (--format json lists every candidate)"
                                  if len(items) > 4 else ""), rejected)
-    notes = list(dtype_notes)
+    notes = release_notes + list(dtype_notes)
+    if engine_version:
+        notes.append(f"{presets[0].name} {engine_version}'s defaults (--engine-version), as accelcal predict "
+                     f"--engine-version gives them")
     if moe_tables and model.is_moe:
         with_table = sorted(t.engine for t in moe_tables)
         without = [e for e in named if e not in with_table]
