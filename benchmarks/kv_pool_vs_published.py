@@ -24,6 +24,7 @@ import pandas as pd
 from accelcal.calibrate.profile import Profile
 from accelcal.models import ModelConfig
 from accelcal.planner.serving.cli import parse_engine_args
+from accelcal.planner.serving.deployment import device_of
 from accelcal.planner.serving.engine import EnginePreset
 from accelcal.planner.serving.kv import kv_budget, memory_in_use_bytes
 
@@ -37,7 +38,9 @@ NEED = ("source", "engine", "engine_version", "model", "profile", "tp", "weight_
 def predict_row(row) -> dict:
     """Our KV budget for one published row (GiB by part)."""
     prof = Profile.load(ROOT / str(row["profile"]) if not Path(str(row["profile"])).is_absolute() else row["profile"])
-    engine, _ = EnginePreset.from_name(str(row["engine"])).for_version(str(row["engine_version"] or ""))
+    version = str(row["engine_version"] or "")
+    engine, _ = EnginePreset.from_name(str(row["engine"])).for_version(version)
+    engine, _ = engine.for_device(*device_of(prof), version)
     args = [a for a in str(row["engine_args"] or "").split(";") if a.strip()]
     engine = engine.with_overrides(parse_engine_args(args), f"{row['source']} (published launch flags)")
     model = ModelConfig.resolve(str(row["model"]))

@@ -348,7 +348,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         c = bs * dp if lay.batch_per_rank else bs
         wd = "fp8_e4m3" if fp8 else "bf16"
         engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), str(row["backend_version"]),
-                                          isl, osl, bs, wd, args.fp8_kv_dtype if fp8 else "bf16")
+                                          isl, osl, bs, wd, args.fp8_kv_dtype if fp8 else "bf16", profile=prof)
         engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
         client = row_client(row, args.client)
         balance = INFERENCEMAX.trtllm_attention_dp_balance_iters

@@ -337,13 +337,15 @@ def test_presets_load_and_cite_sources():
     assert {"vllm", "sglang", "trtllm", "static"} <= set(engine_names())
     for name in engine_names():
         e = EnginePreset.from_name(name)
-        keys = [f.name for f in dataclasses.fields(e) if f.name not in ("name", "version", "sources", "since")]
+        keys = [f.name for f in dataclasses.fields(e) if f.name not in ("name", "version", "sources", "since",
+                                                                          "device_rules", "layout_attention_dp")]
         for k in keys:
             if k in e.sources or getattr(type(e), k, None) == getattr(e, k):
                 continue
             raise AssertionError(f"{name}: {k} has no source")
         assert all(len(s) > 10 for s in e.sources.values())
         assert all(len(src) > 10 for _, _, srcs in e.since for src in srcs.values())  # later releases cite too
+        assert all(len(src) > 10 for _, _, srcs in e.device_rules for src in srcs.values())  # and device rules
     assert "max_num_batched_tokens" in EnginePreset.from_name("vllm").sources["token_budget"]
     assert not EnginePreset.from_name("sglang").mixed_steps
 
@@ -1387,3 +1389,54 @@ def test_a_best_row_at_the_top_of_the_sweep_says_a_larger_concurrency_was_not_tr
     tight = search_serving(prof, "llama3-8b", 8, ["vllm"], [1, 256], 1024, 128,
                            ServingTargets(ttft_s=1e3, tpot_s=res.best.tpot_s * 1.05))
     assert tight.best.concurrency < 256 and not any(w.startswith("sweep:") for w in tight.best.why)
+
+
+def test_engines_set_their_defaults_by_device_as_their_code_does(tmp_path):
+    """vLLM's get_batch_defaults (8192 / 1024 only from 70 GiB and not on an A100) and SGLang's memory tiers
+    (server_args.py) are preset data (device_rules), applied by for_device after the release's defaults."""
+    gib = 2 ** 30
+    vllm, _ = EnginePreset.from_name("vllm").for_version("")
+    h100, notes = vllm.for_device(79.2 * gib, "NVIDIA H100 80GB HBM3")
+    assert (h100.token_budget, h100.max_seqs, notes) == (8192, 1024, [])
+    for cap, name in ((79.2, "NVIDIA A100-SXM4-80GB"), (44.4, "NVIDIA L40S"), (23.6, "NVIDIA GeForce RTX 4090")):
+        e, notes = vllm.for_device(cap * gib, name)
+        assert (e.token_budget, e.max_seqs) == (2048, 256), name
+        assert notes == [f"vllm on {name} ({cap:.0f} GiB): token_budget = 2048, max_seqs = 256 (the engine's own "
+                         f"default for such a device; cited in the preset)"]
+        assert "get_batch_defaults" in e.sources["token_budget"]
+    sglang = EnginePreset.from_name("sglang")
+    new, _ = sglang.for_version("")
+    # 20-35 GiB: chunk 2048, graphs to 24 below TP 4 and to 80 from it
+    small, _ = new.for_device(23.6 * gib, "NVIDIA GeForce RTX 4090")
+    assert small.token_budget == 2048
+    assert max(small.for_layout(2, 1)[0].cuda_graph_sizes) == 24 and max(small.for_layout(4, 1)[0].cuda_graph_sizes) == 80
+    mid, _ = new.for_device(39.4 * gib, "NVIDIA A100-PCIE-40GB")
+    assert mid.token_budget == 4096 and max(mid.for_layout(1, 1)[0].cuda_graph_sizes) == 32
+    # H100 and H200 keep the preset's values; 160 GiB and more: chunk 16384, graphs to 512 at any TP
+    assert new.for_device(139.8 * gib, "NVIDIA H200")[0] == new
+    big, _ = new.for_device(178.4 * gib, "NVIDIA B200")
+    assert big.token_budget == 16384 and max(big.for_layout(1, 1)[0].cuda_graph_sizes) == 512
+    # 0.5.1: graphs to 160, to 256 over 90 GiB (cuda_graph_runner.py), chunk 2048 below 35 GiB with 8 below TP 4
+    old, _ = sglang.for_version("0.5.1.post1")
+    assert max(old.for_device(79.2 * gib, "NVIDIA H100 80GB HBM3", "0.5.1.post1")[0].cuda_graph_sizes) == 160
+    assert max(old.for_device(139.8 * gib, "NVIDIA H200", "0.5.1.post1")[0].cuda_graph_sizes) == 256
+    tiny, _ = old.for_device(23.6 * gib, "NVIDIA GeForce RTX 4090", "0.5.1.post1")
+    assert tiny.token_budget == 2048 and max(tiny.for_layout(2, 1)[0].cuda_graph_sizes) == 8
+    # TensorRT-LLM's defaults do not depend on the device
+    trt, _ = EnginePreset.from_name("trtllm").for_version("")
+    assert trt.for_device(23.6 * gib, "NVIDIA GeForce RTX 4090") == (trt, [])
+    # bad rules name the file, the rule and what was expected
+    from accelcal.planner.serving.engine import PRESET_DIR
+
+    text = (PRESET_DIR / "vllm.yaml").read_text()
+    for bad, message in (("when: {memory_gib_below: 70}", None),
+                         ("when: {memory_gb_below: 70}", r"device_rules\[0\]: unknown condition\(s\) \['memory_gb_below'\]"),
+                         ("when: {memory_gib_below: -1}", r"device_rules\[0\]: when.memory_gib_below must be a number of GiB > 0"),
+                         ("when: {}", r"device_rules\[0\] needs a when mapping")):
+        path = tmp_path / "vllm.yaml"
+        path.write_text(text.replace("when: {memory_gib_below: 70}", bad))
+        if message is None:
+            EnginePreset.from_yaml(path)
+        else:
+            with pytest.raises(ValueError, match=message):
+                EnginePreset.from_yaml(path)

@@ -638,7 +638,7 @@ def test_plan_and_predict_place_groups_by_devices_per_node(capsys):
     assert row.tpot_s > same.tpot_s and split.devices_per_node == 4 and whole.devices_per_node == 8
     ns = argparse.Namespace(profile=H100, interconnect=NVSWITCH, inter_node_profile=ib, devices_per_node=4,
                             model="qwen3-30b-a3b", prompt_len=512, output_len=64, weight_dtype=None, kv_dtype=None,
-                            range_ratio=None, range_mode=None, engine_arg=None)
+                            range_ratio=None, range_mode=None, engine_arg=None, engine_version=None)
     argv = shlex.split(_predict_command(ns, row, ["sglang"], split.devices_per_node))
     assert argv[argv.index("--devices-per-node") + 1] == "4"
     rc, pred = _json(capsys, *argv[1:])
@@ -682,7 +682,7 @@ def test_a_steady_state_best_row_gets_a_steady_predict_command_and_simulated_mis
     assert res.best.checked_by == "steady"
     ns = argparse.Namespace(profile=H100, interconnect=None, inter_node_profile=None, devices_per_node=None,
                             model="llama3-8b", prompt_len=256, output_len=16, weight_dtype=None, kv_dtype=None,
-                            range_ratio=None, range_mode=None, engine_arg=None)
+                            range_ratio=None, range_mode=None, engine_arg=None, engine_version=None)
     cmd = shlex.split(_predict_command(ns, res.best, ["vllm"], res.devices_per_node))
     assert cmd[-2:] == ["--method", "steady"]
     rc, pred = _json(capsys, *cmd[1:])
@@ -796,3 +796,20 @@ def test_plan_searches_one_engine_release_as_predict_takes_it(capsys):
     assert rc == 2 and "--engine-version: option(s) of the serving search" in err
     rc, _, err = _run(capsys, *base, "--engine-version", "latest")
     assert rc == 2 and "--engine-version 'latest': expected a release number" in err
+
+
+def test_predict_and_plan_take_the_engines_defaults_for_the_profiles_device(capsys):
+    """An A100 (the shipped datasheet profile) gets vLLM's smaller defaults, as vLLM sets them at start-up; an
+    --engine-arg still overrides them."""
+    a100 = str(ROOT / "profiles" / "datasheet" / "a100-sxm-80gb.yaml")
+    args = ["predict", "--profile", a100, "--model", "llama3-8b", "--engine", "vllm", "--concurrency", "4",
+            "--isl", "64", "--osl", "8", "--format", "json"]
+    rc, out, _ = _run(capsys, *args)
+    note = "vllm on NVIDIA A100-SXM4-80GB (80 GiB): token_budget = 2048, max_seqs = 256"
+    assert rc == 0 and any(n.startswith(note) for n in json.loads(out)["notes"])
+    rc, out, _ = _run(capsys, *args, "--engine-arg", "max_seqs=512")
+    d = json.loads(out)
+    assert rc == 0 and d["engine_settings"]["engine_args"] == {"max_seqs": 512}
+    rc, out, _ = _run(capsys, "plan", "--profile", a100, "--model", "llama3-8b", "--engine", "vllm", "--concurrency",
+                      "4", "--prompt-len", "64", "--output-len", "8", "--format", "json")
+    assert rc == 0 and any(n.startswith(note) for n in json.loads(out)["notes"])

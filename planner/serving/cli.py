@@ -24,7 +24,7 @@ from accelcal.units import count
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from .deployment import DEPLOYMENTS
-from .engine import engine_names, release_range_notes, version_key
+from .engine import EnginePreset, engine_names, release_range_notes, version_key
 from .moe_op import add_moe_table_argument, load_moe_tables
 from .step_cost import STEP_PARTS
 from .workload import RANGE_MODES, ServingWorkload
@@ -149,8 +149,10 @@ def run(args: argparse.Namespace) -> int:
     model = ModelConfig.resolve(args.model)
     weight_dtype, kv_dtype, _, _ = serving_dtypes(model, args.weight_dtype, args.kv_dtype, args.fp8_scaling)
     preset = engine
+    prof, inter, notes = _load_profiles(args)
+    # the release's defaults, then the device's (the engine reads its memory and name at start-up), then a recipe's
     engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, version, args.isl, args.osl,
-                                                      args.concurrency, weight_dtype, kv_dtype)
+                                                      args.concurrency, weight_dtype, kv_dtype, profile=prof)
     recipe_notes[:0] = release_range_notes(preset, version)
     if not model.qk_norm:  # how an engine launches a q/k norm says nothing about a model without one
         recipe_notes = [n for n in recipe_notes if ": qk_norm_kernels = " not in n]
@@ -159,7 +161,6 @@ def run(args: argparse.Namespace) -> int:
         engine = engine.with_overrides(overrides, "--engine-arg (this deployment)")
     except ValueError as exc:
         raise ValueError(f"--engine-arg: {exc}") from None
-    prof, inter, notes = _load_profiles(args)
     tables = load_moe_tables(args.moe_table)
     if version:
         notes += [f"--moe-table {t.origin}: published for {t.engine} {t.engine_version}, while this prediction runs "

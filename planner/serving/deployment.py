@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .engine import version_key
 
-__all__ = ["DEPLOYMENTS", "DeploymentSettings", "apply_deployment", "deployment_settings"]
+__all__ = ["DEPLOYMENTS", "DeploymentSettings", "apply_deployment", "deployment_settings", "device_of"]
 
 DEPLOYMENTS: tuple[str, ...] = ("default", "aiconfigurator")
 """Recipes :func:`deployment_settings` knows."""
@@ -132,8 +132,18 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
 
 
 def apply_deployment(recipe: str, engine, version: str, isl: int, osl: int, concurrency: int | None,
-                     weight_dtype: str = "bf16", kv_dtype: str = "bf16"):
-    """(engine preset with the recipe's settings, KV dtype, notes) for ``engine`` (an EnginePreset)."""
+                     weight_dtype: str = "bf16", kv_dtype: str = "bf16", profile=None):
+    """(engine preset with the recipe's settings, KV dtype, notes) for ``engine`` (an EnginePreset); ``profile``:
+    the device profile, whose memory and name set the engine's device-dependent defaults (EnginePreset.for_device)."""
     engine, release_notes = engine.for_version(version)  # the release's own defaults first, then the recipe's
+    if profile is not None:
+        engine, device_notes = engine.for_device(*device_of(profile), version)
+        release_notes += device_notes
     d = deployment_settings(recipe, engine.name, version, isl, osl, concurrency, weight_dtype)
     return engine.with_overrides(d.overrides, d.source), d.kv_dtype or kv_dtype, release_notes + list(d.notes)
+
+
+def device_of(profile) -> tuple[float, str]:
+    """(total memory in bytes, device name) of a device profile, as the engines read them at start-up."""
+    ident = profile.identity
+    return float(ident.memory_capacity_bytes or 0.0), str(getattr(ident, "device_name", "") or "")

@@ -191,6 +191,10 @@ class EnginePreset:
     """key -> the documented default (file/URL + version) the value comes from."""
     since: tuple = field(default=(), compare=False)
     """Defaults a later release changed: ((version, {key: value}, {key: source}), ...), oldest first."""
+    device_rules: tuple = field(default=(), compare=False)
+    """Defaults the engine sets by device: ((when, {key: value}, {key: source}), ...) in file order, ``when`` a
+    mapping of conditions that must all hold (memory_gib_from, memory_gib_below: the device's total memory in GiB;
+    device_name_contains: a word of its name, any case; since, before: the release); applied by ``for_device``."""
 
     @classmethod
     def from_name(cls, name: str) -> "EnginePreset":
@@ -212,12 +216,14 @@ class EnginePreset:
         data = load_yaml(path, what="engine preset")
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of engine keys")
-        known = {f.name: f for f in fields(cls) if f.name not in ("sources", "since", "layout_attention_dp")}
-        unknown = sorted(set(data) - set(known) - {"since"})
+        known = {f.name: f for f in fields(cls) if f.name not in ("sources", "since", "device_rules",
+                                                                   "layout_attention_dp")}
+        unknown = sorted(set(data) - set(known) - {"since", "device_rules"})
         if unknown:
             raise ValueError(f"{path}: unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
         kw, sources = {}, {}
         since = _read_since(path, data.pop("since", None), known)
+        rules = _read_device_rules(path, data.pop("device_rules", None), known)
         for key, value in data.items():
             if key in ("name", "version"):
                 kw[key] = str(value)
@@ -226,7 +232,7 @@ class EnginePreset:
         missing = sorted(k for k, f in known.items() if k not in kw and f.default is dataclasses_missing())
         if missing:
             raise ValueError(f"{path}: missing engine key(s) {missing}")
-        preset = cls(**kw, sources=sources, since=since)
+        preset = cls(**kw, sources=sources, since=since, device_rules=rules)
         preset._check(path)
         return preset
 
@@ -243,6 +249,25 @@ class EnginePreset:
         if out is not self:
             out = dataclasses.replace(out, version=str(version) or f"newest ({self.since[-1][0]}+)")
             out._check(f"{self.name} {version}")
+        return out, notes
+
+    def for_device(self, capacity_bytes: float, device_name: str, version: str = "") -> tuple["EnginePreset", list[str]]:
+        """(this preset as the engine sets itself up on a device of ``capacity_bytes`` total memory named
+        ``device_name``, release ``version`` ("" = the newest), one note per rule that changed something).  Apply it
+        after ``for_version`` and before a deployment's settings, which it would otherwise overwrite."""
+        out, notes = self, []
+        gib = float(capacity_bytes) / 2 ** 30
+        for when, values, srcs in self.device_rules:
+            if not _device_rule_holds(when, gib, str(device_name), version):
+                continue
+            changed = {k: v for k, v in values.items() if getattr(out, k) != v}
+            out = dataclasses.replace(out, **values, sources={**out.sources, **srcs})
+            if changed:
+                notes.append(f"{self.name} on {device_name or 'this device'} ({gib:.0f} GiB): "
+                             + ", ".join(f"{k} = {_short(v)}" for k, v in changed.items())
+                             + " (the engine's own default for such a device; cited in the preset)")
+        if out is not self:
+            out._check(f"{self.name} on {device_name} ({gib:.0f} GiB)")
         return out, notes
 
     def release_defaults(self, version: str) -> dict[str, str]:
@@ -300,7 +325,8 @@ class EnginePreset:
         ``token_budget``) applied and checked like a preset file; ``source`` says where each value comes from."""
         if not overrides:
             return self
-        known = {f.name for f in fields(self)} - {"name", "version", "sources", "since", "layout_attention_dp"}
+        known = {f.name for f in fields(self)} - {"name", "version", "sources", "since", "device_rules",
+                                                   "layout_attention_dp"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
@@ -462,6 +488,64 @@ def _read_since(path, entries, known: dict) -> tuple:
     if keys != sorted(keys):
         raise ValueError(f"{path}: since entries must be in ascending version order, got {[v for v, _, _ in out]}")
     return tuple(out)
+
+
+_WHEN_KEYS = ("memory_gib_from", "memory_gib_below", "device_name_contains", "since", "before")
+"""Conditions a device rule may state (EnginePreset.device_rules)."""
+
+
+def _read_device_rules(path, entries, known: dict) -> tuple:
+    """A preset's ``device_rules`` list: each entry a ``when`` mapping (keys of _WHEN_KEYS) and keys as
+    ``{value, source}``."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: device_rules must be a list of {{when: {{...}}, <key>: {{value, source}}}}, got "
+                         f"{entries!r}")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"{path}: device_rules[{i}]"
+        when = entry.get("when") if isinstance(entry, dict) else None
+        if not isinstance(when, dict) or not when:
+            raise ValueError(f"{where} needs a when mapping, e.g. when: {{memory_gib_below: 70}}")
+        bad = sorted(set(when) - set(_WHEN_KEYS))
+        if bad:
+            raise ValueError(f"{where}: unknown condition(s) {bad}; expected some of {list(_WHEN_KEYS)}")
+        for k in ("memory_gib_from", "memory_gib_below"):
+            if k in when and (not isinstance(when[k], (int, float)) or isinstance(when[k], bool) or when[k] <= 0):
+                raise ValueError(f"{where}: when.{k} must be a number of GiB > 0, got {when[k]!r}")
+        for k in ("since", "before"):
+            if k in when:
+                when = {**when, k: check_version(str(when[k]), f"{where}: when.{k}")}
+        if "device_name_contains" in when and not str(when["device_name_contains"]).strip():
+            raise ValueError(f"{where}: when.device_name_contains must be a non-empty word")
+        values, srcs = {}, {}
+        for key, value in entry.items():
+            if key == "when":
+                continue
+            if key not in known or key in ("name", "version"):
+                raise ValueError(f"{where}: unknown engine key {key!r}; expected keys from {sorted(known)}")
+            values[key], srcs[key] = _entry(where, key, value, "the engine's code for such a device")
+        if not values:
+            raise ValueError(f"{where}: a rule with no keys changes nothing")
+        out.append((dict(when), values, srcs))
+    return tuple(out)
+
+
+def _device_rule_holds(when: dict, gib: float, device_name: str, version: str) -> bool:
+    """Whether every condition of a device rule holds for a device of ``gib`` GiB named ``device_name`` running
+    release ``version`` ("" = the newest)."""
+    if "memory_gib_from" in when and not gib >= when["memory_gib_from"]:
+        return False
+    if "memory_gib_below" in when and not gib < when["memory_gib_below"]:
+        return False
+    if "device_name_contains" in when and str(when["device_name_contains"]).lower() not in device_name.lower():
+        return False
+    if "since" in when and version_key(version) < version_key(when["since"]):
+        return False
+    if "before" in when and not version_key(version) < version_key(when["before"]):
+        return False
+    return True
 
 
 def _coerce(key: str, v, where: str):

@@ -23,6 +23,7 @@ from accelcal.models import ModelConfig
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
 from ..report import datasheet_note
+from .deployment import device_of
 from .engine import EnginePreset, sizes_text
 from .kv import Infeasible, KVBudget, check_request_runs, kv_budget, memory_in_use_bytes
 from .moe_op import check_tables, pick_table
@@ -184,9 +185,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     model = ModelConfig.resolve(model)
     weight_dtype, kv_dtype, fp8_scaling, dtype_notes = serving_dtypes(model, weight_dtype, kv_dtype, fp8_scaling)
     if not isinstance(engine, EnginePreset):
-        # a name or preset file carries no release: its newest documented defaults, as `accelcal predict` and the
-        # search take them (an EnginePreset passed in is used as it is, e.g. one for_version gave)
-        engine, _ = EnginePreset.resolve(engine).for_version("")
+        # a name or preset file carries no release: its newest documented defaults and this device's, as `accelcal
+        # predict` and the search take them (an EnginePreset passed in is used as it is, e.g. one apply_deployment
+        # gave)
+        engine, _ = EnginePreset.resolve(engine).for_version("")[0].for_device(*device_of(profile))
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("ep", ep)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {v!r}")

@@ -35,6 +35,7 @@ from accelcal.units import count
 from ..parallelism import layout_label
 from ..pareto import pareto_front
 from ..workload import miss_factor
+from .deployment import device_of
 from .engine import EnginePreset, release_range_notes
 from .kv import Infeasible, check_request_runs, kv_budget, memory_in_use_bytes
 from .moe_op import check_tables, pick_table
@@ -297,7 +298,11 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                          f"(got {', '.join(engines)})")
     resolved = [EnginePreset.resolve(name) for name in engines]
     release_notes = [n for e in resolved for n in release_range_notes(e, engine_version)]
-    presets = [e.for_version(engine_version)[0] for e in resolved]
+    presets = []
+    for e in resolved:  # the release's defaults, then the device's (the engine reads its memory and name)
+        preset, device_notes = e.for_version(engine_version)[0].for_device(*device_of(profile), engine_version)
+        presets.append(preset)
+        release_notes += device_notes
     named: dict[str, str] = {}
     for spec, preset in zip(engines, presets):
         if preset.name in named:
