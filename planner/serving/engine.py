@@ -465,6 +465,19 @@ def _entry(where: str, key: str, value, cites: str) -> tuple:
     return _coerce(key, value["value"], f"{where}: {key}.value"), value["source"]
 
 
+def _entry_keys(where: str, entry: dict, head: str, known: dict, cites: str) -> tuple[dict, dict]:
+    """({key: value}, {key: source}) of a ``since`` or ``device_rules`` entry, all but its ``head`` key (version,
+    when), each checked as a preset file's key."""
+    values, srcs = {}, {}
+    for key, value in entry.items():
+        if key == head:
+            continue
+        if key not in known or key in ("name", "version"):
+            raise ValueError(f"{where}: unknown engine key {key!r}; expected keys from {sorted(known)}")
+        values[key], srcs[key] = _entry(where, key, value, cites)
+    return values, srcs
+
+
 def _read_since(path, entries, known: dict) -> tuple:
     """A preset's ``since`` list: each entry a ``version`` and keys as ``{value, source}``, versions ascending."""
     if entries is None:
@@ -476,13 +489,7 @@ def _read_since(path, entries, known: dict) -> tuple:
         where = f"{path}: since[{i}]"
         if not isinstance(entry, dict) or not str(entry.get("version", "")).strip():
             raise ValueError(f"{where} needs a version, e.g. - version: \"0.14.0\"")
-        values, srcs = {}, {}
-        for key, value in entry.items():
-            if key == "version":
-                continue
-            if key not in known or key in ("name", "version"):
-                raise ValueError(f"{where}: unknown engine key {key!r}; expected keys from {sorted(known)}")
-            values[key], srcs[key] = _entry(where, key, value, "the release")
+        values, srcs = _entry_keys(where, entry, "version", known, "the release")
         out.append((str(entry["version"]), values, srcs))
     keys = [version_key(v) for v, _, _ in out]
     if keys != sorted(keys):
@@ -519,13 +526,7 @@ def _read_device_rules(path, entries, known: dict) -> tuple:
                 when = {**when, k: check_version(str(when[k]), f"{where}: when.{k}")}
         if "device_name_contains" in when and not str(when["device_name_contains"]).strip():
             raise ValueError(f"{where}: when.device_name_contains must be a non-empty word")
-        values, srcs = {}, {}
-        for key, value in entry.items():
-            if key == "when":
-                continue
-            if key not in known or key in ("name", "version"):
-                raise ValueError(f"{where}: unknown engine key {key!r}; expected keys from {sorted(known)}")
-            values[key], srcs[key] = _entry(where, key, value, "the engine's code for such a device")
+        values, srcs = _entry_keys(where, entry, "when", known, "the engine's code for such a device")
         if not values:
             raise ValueError(f"{where}: a rule with no keys changes nothing")
         out.append((dict(when), values, srcs))
