@@ -39,8 +39,7 @@ def predict_row(row) -> dict:
     """Our KV budget for one published row (GiB by part)."""
     prof = Profile.load(ROOT / str(row["profile"]) if not Path(str(row["profile"])).is_absolute() else row["profile"])
     version = str(row["engine_version"] or "")
-    engine, _ = EnginePreset.from_name(str(row["engine"])).for_version(version)
-    engine, _ = engine.for_device(*device_of(prof), version)
+    engine = EnginePreset.from_name(str(row["engine"])).for_release_on(version, *device_of(prof))[0]
     args = [a for a in str(row["engine_args"] or "").split(";") if a.strip()]
     engine = engine.with_overrides(parse_engine_args(args), f"{row['source']} (published launch flags)")
     model = ModelConfig.resolve(str(row["model"]))

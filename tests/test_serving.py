@@ -334,11 +334,12 @@ def test_sampler_runs_over_the_whole_vocabulary_at_every_tp(prof, small):
 
 
 def test_presets_load_and_cite_sources():
+    from accelcal.planner.serving.engine import _NOT_KEYS
+
     assert {"vllm", "sglang", "trtllm", "static"} <= set(engine_names())
     for name in engine_names():
         e = EnginePreset.from_name(name)
-        keys = [f.name for f in dataclasses.fields(e) if f.name not in ("name", "version", "sources", "since",
-                                                                          "device_rules", "layout_attention_dp")]
+        keys = [f.name for f in dataclasses.fields(e) if f.name not in ("name", "version", *_NOT_KEYS)]
         for k in keys:
             if k in e.sources or getattr(type(e), k, None) == getattr(e, k):
                 continue

@@ -135,10 +135,12 @@ def apply_deployment(recipe: str, engine, version: str, isl: int, osl: int, conc
                      weight_dtype: str = "bf16", kv_dtype: str = "bf16", profile=None):
     """(engine preset with the recipe's settings, KV dtype, notes) for ``engine`` (an EnginePreset); ``profile``:
     the device profile, whose memory and name set the engine's device-dependent defaults (EnginePreset.for_device)."""
-    engine, release_notes = engine.for_version(version)  # the release's own defaults first, then the recipe's
+    # the release's own defaults first, then the device's, then the recipe's
     if profile is not None:
-        engine, device_notes = engine.for_device(*device_of(profile), version)
+        engine, release_notes, device_notes = engine.for_release_on(version, *device_of(profile))
         release_notes += device_notes
+    else:
+        engine, release_notes = engine.for_version(version)
     d = deployment_settings(recipe, engine.name, version, isl, osl, concurrency, weight_dtype)
     return engine.with_overrides(d.overrides, d.source), d.kv_dtype or kv_dtype, release_notes + list(d.notes)
 

@@ -25,11 +25,16 @@ __all__ = ["EnginePreset", "check_version", "engine_names", "release_range_notes
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
+_NOT_KEYS = ("sources", "since", "device_rules", "layout_attention_dp")
+"""EnginePreset fields a preset file or an override does not set as keys (citations, the release and device
+lists, the layout a preset was resolved for)."""
+
 
 def version_key(v: str) -> tuple[int, ...]:
     """Comparable version tuple ("0.5.1.post1" -> (0, 5, 1, 0, 1), "1.0.0rc3" -> (1, 0, 0, 3), "0.12" -> (0, 12, 0),
-    the same release as 0.12.0); an empty version sorts after every release (the newest rules).  A pre-release sorts after its release (1.0.0rc3 > 1.0.0): the
-    rules and ``since`` entries compare at minor or patch level, where that never matters."""
+    the same release as 0.12.0); an empty version sorts after every release (the newest rules).  A pre-release sorts
+    after its release (1.0.0rc3 > 1.0.0): the rules and ``since`` entries compare at minor or patch level, where
+    that never matters."""
     if not str(v).strip():
         return (1 << 30,)
     out = []
@@ -216,8 +221,7 @@ class EnginePreset:
         data = load_yaml(path, what="engine preset")
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of engine keys")
-        known = {f.name: f for f in fields(cls) if f.name not in ("sources", "since", "device_rules",
-                                                                   "layout_attention_dp")}
+        known = {f.name: f for f in fields(cls) if f.name not in _NOT_KEYS}
         unknown = sorted(set(data) - set(known) - {"since", "device_rules"})
         if unknown:
             raise ValueError(f"{path}: unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
@@ -269,6 +273,14 @@ class EnginePreset:
         if out is not self:
             out._check(f"{self.name} on {device_name} ({gib:.0f} GiB)")
         return out, notes
+
+    def for_release_on(self, version: str, capacity_bytes: float,
+                       device_name: str) -> tuple["EnginePreset", list[str], list[str]]:
+        """(this preset as release ``version`` sets itself up on the device, the release notes, the device notes):
+        ``for_version`` then ``for_device``, the order every caller needs (a deployment's settings come after)."""
+        out, release = self.for_version(version)
+        out, device = out.for_device(capacity_bytes, device_name, version)
+        return out, release, device
 
     def release_defaults(self, version: str) -> dict[str, str]:
         """{key: "since VERSION: source"} for each default ``for_version(version)`` takes from a later release."""
@@ -325,8 +337,7 @@ class EnginePreset:
         ``token_budget``) applied and checked like a preset file; ``source`` says where each value comes from."""
         if not overrides:
             return self
-        known = {f.name for f in fields(self)} - {"name", "version", "sources", "since", "device_rules",
-                                                   "layout_attention_dp"}
+        known = {f.name for f in fields(self)} - {"name", "version", *_NOT_KEYS}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown engine key(s) {unknown}; expected keys from {sorted(known)}")

@@ -188,7 +188,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         # a name or preset file carries no release: its newest documented defaults and this device's, as `accelcal
         # predict` and the search take them (an EnginePreset passed in is used as it is, e.g. one apply_deployment
         # gave)
-        engine, _ = EnginePreset.resolve(engine).for_version("")[0].for_device(*device_of(profile))
+        engine = EnginePreset.resolve(engine).for_release_on("", *device_of(profile))[0]
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("ep", ep)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {v!r}")

@@ -300,7 +300,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     release_notes = [n for e in resolved for n in release_range_notes(e, engine_version)]
     presets = []
     for e in resolved:  # the release's defaults, then the device's (the engine reads its memory and name)
-        preset, device_notes = e.for_version(engine_version)[0].for_device(*device_of(profile), engine_version)
+        preset, _, device_notes = e.for_release_on(engine_version, *device_of(profile))
         presets.append(preset)
         release_notes += device_notes
     named: dict[str, str] = {}
