@@ -61,6 +61,10 @@ _GROUPS = ("norm", "residual_add", "rope", "kv_cache_write", "act_mul", "act_qua
            "expert_gather")
 
 
+_LOADED: dict = {}
+"""(preset path, mtime_ns, size) -> Implementation parsed from it (Implementation.from_name)."""
+
+
 @dataclass(frozen=True)
 class Implementation:
     """Kernel counts and traffic of one way of writing the decoder layer."""
@@ -101,7 +105,14 @@ class Implementation:
             raise ValueError(f"unknown implementation {name!r}; presets: {', '.join(implementation_names())}")
         from accelcal.safe_io import load_yaml
 
-        return cls.from_dict(load_yaml(path, what="implementation preset", max_bytes=2**20), origin=str(path))
+        # every step coster resolves its implementation: a search builds dozens, so the parsed preset is kept
+        # (frozen) for as long as its file is unchanged
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        if key not in _LOADED:
+            _LOADED[key] = cls.from_dict(load_yaml(path, what="implementation preset", max_bytes=2**20),
+                                         origin=str(path))
+        return _LOADED[key]
 
     @classmethod
     def resolve(cls, spec: "str | Implementation | None") -> "Implementation":
