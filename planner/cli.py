@@ -226,7 +226,9 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     meets = not res.best.misses and confirmed
     command = _predict_command(args, res.best, engines, res.devices_per_node, tables)
     if args.format == "json":
-        print(json.dumps({"ranked": [c.to_dict() for c in res.ranked[:args.top]],
+        # feasible / reason as in the infeasible document (and predict's), so a program reads one shape
+        print(json.dumps({"feasible": True, "reason": "",
+                          "ranked": [c.to_dict() for c in res.ranked[:args.top]],
                           "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
                           "search_s": res.search_s, "warnings": res.warnings, "notes": res.notes,
                           "meets_targets": meets, "best_simulated": res.best.simulated,

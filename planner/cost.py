@@ -124,9 +124,14 @@ class CostedDAG:
 
     @property
     def extrapolated(self) -> list[str]:
-        out = [f"{n.name}: {n.detail} ({n.source})" for n in self.nodes if n.extrapolated]
+        return [text for text, _ in self.extrapolated_s]
+
+    @property
+    def extrapolated_s(self) -> list[tuple[str, float]]:
+        """(what was extrapolated, seconds of this DAG it accounts for) for each answer outside the measured data."""
+        out = [(f"{n.name}: {n.detail} ({n.source})", n.device_s) for n in self.nodes if n.extrapolated]
         if self.launch_note:
-            out.append(f"launch: {self.launch_note} ({self.launch_source})")
+            out.append((f"launch: {self.launch_note} ({self.launch_source})", self.launch_s))
         return out
 
 

@@ -87,6 +87,18 @@ class PlanOptions:
             raise ValueError(f"implementation must be one of {implementation_names()}, got {self.implementation!r}")
 
 
+def _largest_first(phases) -> list[str]:
+    """Each extrapolated profile answer once, the largest share of its phase's time first: a decode all-reduce
+    costed from a large-message fit can be most of TPOT, a GEMM shape just past the measured range a sliver of
+    TTFT.  ``phases``: (PhaseCost, layers its layer DAG runs per stage)."""
+    share: dict[str, float] = {}
+    for pc, layers in phases:
+        for cd, times in ((pc.layer, layers), *((e, 1) for e in pc.edges.values())):
+            for text, s in cd.extrapolated_s:
+                share[text] = max(share.get(text, 0.0), s * times / pc.path_s if pc.path_s > 0 else 0.0)
+    return sorted(share, key=lambda t: (-share[t], t))
+
+
 @dataclass
 class PhaseCost:
     """One phase of a plan: the layer DAG, the stage edges, the path and the slowest stage."""
@@ -441,8 +453,7 @@ class _Evaluator:
         rate = per_device * devices / w.output_len
         if w.request_rate_per_s is not None and rate < w.request_rate_per_s:
             misses.append(f"sustains {rate:.4g} req/s < offered {w.request_rate_per_s:.4g} req/s")
-        extrap = sorted({x for cd in (dec.layer, pre.layer, *dec.edges.values(), *pre.edges.values())
-                         for x in cd.extrapolated})
+        extrap = _largest_first(((dec, self.model.layers // pp), (pre, self.model.layers // pp)))
         return Candidate(self.g.name, par, self.g.devices - devices, ttft, tpot,
                          ttft + (w.output_len - 1) * tpot, per_device, per_device * devices, mem, limit, dec, pre,
                          misses, extrap,
@@ -590,6 +601,12 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
                         f"{fabric_dpn} (group sizes {measured} measured): groups over {max(measured)} devices are "
                         f"extrapolated from them")
     gp.notes += fabric_device_mismatch(group.profile)
+    launch = ev.coster.launch
+    if "fallback" in launch.flags:
+        # the stand-in is a tiny kernel's launch, not a real layer's op mix: eager decode, launch-bound, comes out
+        # fast, so a profile without the measurement can out-run a better device's that has it
+        gp.notes.append(f"eager launches: {launch.detail}; TPOT and the ranking of launch-bound plans lean "
+                        f"optimistic (--cuda-graphs costs what engines replay)")
     if options.sp_threshold:
         gp.sp_threshold = sp_threshold(ev, ranked[0], dpn)
     return gp

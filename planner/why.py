@@ -154,8 +154,8 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
                    f"[{GUIDELINES['dp']}]")
     out.append(f"memory per device: {c.memory.describe()} of {c.memory_limit_bytes / 1e9:.4g} GB allowed")
     if c.extrapolated:
-        out.append(f"extrapolated profile answers ({len(c.extrapolated)}): {c.extrapolated[0]}"
-                   + (" ..." if len(c.extrapolated) > 1 else ""))
+        out.append(f"extrapolated profile answers ({len(c.extrapolated)}, the largest share of TTFT or TPOT first): "
+                   f"{c.extrapolated[0]}" + (" ..." if len(c.extrapolated) > 1 else ""))
     return out
 
 

@@ -70,6 +70,10 @@ def test_serving_search_exit_codes_match_plan(capsys):
     assert rc == 3 and "no layout of llama3.1-405b on 8 devices can be costed" in err
     rc, doc = _json(capsys, *base, "--model", "llama3.1-70b", "--tpot", "10")
     assert rc == 0 and doc["meets_targets"] is True
+    # one document shape, found or not: feasible and reason in both
+    assert doc["feasible"] is True and doc["reason"] == ""
+    rc, doc = _json(capsys, *base, "--model", "llama3.1-405b")
+    assert rc == 3 and doc["feasible"] is False and "can be costed" in doc["reason"]
 
 
 def test_serving_search_holds_the_offered_load(capsys):
@@ -433,6 +437,42 @@ def test_a_decode_all_reduce_a_little_below_the_measured_sizes_is_a_note_not_a_w
     assert not any("one decode token" in w for w in out["warnings"])
     assert any(n.startswith("TP all-reduce of one decode token (16384 B over 4 ranks)") and
                "extrapolated below the smallest message measured (6.554e+04 B" in n for n in out["notes"])
+
+
+def test_a_tp_group_across_nodes_warns_of_its_large_message_fit_and_the_search_leads_with_the_best_rows_tp(capsys):
+    # oci-h200-2x8-rdma measured 1 GiB..16 GiB across nodes: TP 16 over two nodes pays that fit's intercept on a
+    # 32 KiB decode all-reduce, which the inter-node profile answers (not the intra-node one)
+    rdma = str(ROOT / "profiles" / "interconnect" / "oci-h200-2x8-rdma.yaml")
+    rc, out = _json(capsys, "predict", "--profile", H100, "--interconnect", NVSWITCH, "--inter-node-profile", rdma,
+                    "--model", "llama3.1-405b", "--tp", "16", "--concurrency", "4", *SMALL)
+    assert rc == 0
+    hit = [w for w in out["warnings"] if w.startswith("TP all-reduce of one decode token (32768 B over 16 ranks, "
+                                                       "across nodes")]
+    assert hit and "smallest measured message is 32768 x larger" in hit[0]
+    # the serving search: where several TP degrees extrapolate, the best row's leads the warning
+    wide = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-8.yaml")
+    rc, doc = _json(capsys, "plan", "--profile", H100, "--interconnect", wide, "--model", "llama3.1-70b",
+                    "--engine", "vllm", "--concurrency", "8")
+    assert rc == 0
+    tp = doc["ranked"][0]["tp"]
+    lead = [w for w in doc["warnings"] if w.startswith("TP all-reduce of one decode token")]
+    assert len(lead) == 1 and lead[0].startswith(f"TP all-reduce of one decode token ({8192 * 2} B over {tp} ranks)")
+
+
+def test_layer_plan_lists_the_extrapolation_that_weighs_most_first_and_flags_the_eager_stand_in(capsys):
+    # h100-nvswitch-8 fits 128 MiB..4 GiB only: the decode all-reduce on that fit is most of TPOT, so it leads the
+    # extrapolated answers, ahead of GEMM shapes just past the measured range
+    wide = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-8.yaml")
+    rc, doc = _json(capsys, "plan", "--profile", H100, "--interconnect", wide, "--model", "llama3.1-70b")
+    assert rc == 0
+    best = doc["groups"][0]["ranked"][0]
+    assert "all_reduce" in best["extrapolated"][0]
+    # the H100 profile predates the eager dispatch measurement: eager plans say their launch cost is optimistic
+    rc, out, _ = _run(capsys, "plan", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-70b")
+    assert rc == 0 and "note: eager launches: overheads.eager_dispatch_s" in out
+    rc, out, _ = _run(capsys, "plan", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-70b",
+                      "--cuda-graphs")
+    assert rc == 0 and "note: eager launches" not in out
 
 
 def test_plan_with_a_request_rate_shows_the_best_layout_at_that_open_loop_rate(capsys):

@@ -412,9 +412,11 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     small_ar = [w for w in coster_warnings if w.startswith(SMALL_ALL_REDUCE)]
     if small_ar:
         # one line for every TP degree the extrapolation touches (each layout's coster says it for its own)
-        tps = sorted({coster_warnings[w] for w in small_ar})
-        warnings.append(small_ar[0] + (f" (likewise for the TP {', '.join(map(str, tps[1:]))} layouts: accelcal "
-                                       f"predict prints each)" if len(tps) > 1 else ""))
+        # the best row's TP degree leads, where the extrapolation touches it
+        lead = next((w for w in small_ar if cands and coster_warnings[w] == cands[0].tp), small_ar[0])
+        others = sorted({coster_warnings[w] for w in small_ar} - {coster_warnings[lead]})
+        warnings.append(lead + (f" (likewise for the TP {', '.join(map(str, others))} layouts: accelcal predict "
+                                f"prints each)" if others else ""))
     warnings += [w for w in coster_warnings if w not in small_ar and w not in warnings]
     res = ServingSearch(cands, _pareto(cands), rejected, targets, evaluated, warnings=warnings, notes=notes,
                         devices_per_node=dpn,

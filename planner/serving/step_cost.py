@@ -414,6 +414,11 @@ class StepCoster:
         """The profile's intra-node all_reduce entries (the library's and any engine kernel's)."""
         return [c for c in getattr(self.profile, "collectives", ()) if c.op == "all_reduce" and c.scope == "intra_node"]
 
+    def _answering(self, scope: str):
+        """The profile whose collectives cost ``scope`` (the inter-node profile across nodes, as Coster.collective
+        picks it)."""
+        return self._costers[False].inter if scope == "inter_node" else self.profile
+
     def _note_all_reduce_kernel(self, engine: EnginePreset, limit_bytes: float) -> None:
         """Say which all-reduce the TP groups get, and when the profile cannot answer for the engine's kernel."""
         k = engine.tp_all_reduce_kernel
@@ -437,11 +442,14 @@ class StepCoster:
         """Say so when a decode step's all-reduce (one token's hidden state) is smaller than every message the
         profile measured for it: a latency fitted to large messages only can be off by many times for a few
         kilobytes."""
-        if self.tp < 2 or self.tp_scope != "intra_node":
+        if self.tp < 2:
             return
         small = self.model.hidden_size * self.el
-        k = engine.tp_all_reduce_kernel
-        colls = self._intra_node_all_reduces()
+        scope = self.tp_scope
+        prof = self._answering(scope)
+        colls = [c for c in getattr(prof, "collectives", ()) if c.op == "all_reduce" and c.scope == scope]
+        # an engine's own all-reduce kernel runs inside a node only (Profile.collective_time_s answers it there)
+        k = engine.tp_all_reduce_kernel if scope == "intra_node" else None
         kernel = k if k and any(c.kernel == k for c in colls) and not (limit_bytes and small > limit_bytes) else None
         mine = [c for c in colls if c.kernel == kernel and c.quality is not None]
         # the entry for this group size answers the cost when there is one: its range is the one that matters
@@ -449,10 +457,11 @@ class StepCoster:
         if not mins or small >= min(mins):
             return
         try:
-            est = self.profile.collective_time_s("all_reduce", small, self.tp, "intra_node", kernel)
+            est = prof.collective_time_s("all_reduce", small, self.tp, scope, kernel)
         except MissingMeasurement:
             return  # costing says what is missing
-        msg = (f"{SMALL_ALL_REDUCE} ({small:g} B over {self.tp} ranks) costs {est.time_s * 1e6:.1f} us, "
+        where = "" if scope == "intra_node" else f", across nodes ({getattr(prof.identity, 'name', '?')})"
+        msg = (f"{SMALL_ALL_REDUCE} ({small:g} B over {self.tp} ranks{where}) costs {est.time_s * 1e6:.1f} us, "
                f"extrapolated below the smallest message measured ({min(mins):.4g} B; {est.detail}): measure small "
                f"messages (accelcal collectives) or import an nccl-tests log that has them")
         if small * SMALL_MESSAGE_WARN_FACTOR <= min(mins):
@@ -474,7 +483,7 @@ class StepCoster:
         h_bytes = self.model.hidden_size * self.el
         small = reps * h_bytes if engine.ep_comm == "all_reduce" or ep == 1 else ep * self.model.top_k * h_bytes
         scope = self.parallelism.ep_scope
-        mins = [c.quality.range_min for c in getattr(self.profile, "collectives", ())
+        mins = [c.quality.range_min for c in getattr(self._answering(scope), "collectives", ())
                 if c.scope == scope and c.quality is not None]
         if mins and small < min(mins):
             self.warnings.append(f"attention data-parallel: a decode step's MoE collective ({small:g} B: one token's "
