@@ -312,8 +312,11 @@ def _supported(cfg: dict) -> bool:
 def _architecture(cfg: dict, origin: str) -> tuple[str, _Arch]:
     archs = cfg.get("architectures")
     supported = ", ".join(ARCHITECTURES)
-    if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
+    if archs is None:
         raise ValueError(f"{origin}: missing key 'architectures' (a list of class names); supported: {supported}")
+    if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
+        raise ValueError(f"{origin}: 'architectures' must be a non-empty list of class names, as transformers writes "
+                         f"it (e.g. [\"LlamaForCausalLM\"]), got {archs!r}; supported: {supported}")
     for a in archs:
         if a in ARCHITECTURES:
             return a, ARCHITECTURES[a]

@@ -151,6 +151,16 @@ def test_unknown_architecture_names_file_and_supported(tmp_path):
         assert a in msg and a in ARCHITECTURES
 
 
+def test_architectures_as_a_string_is_named_not_called_missing(tmp_path):
+    p = _write(tmp_path, dict(DENSE, architectures="LlamaForCausalLM"))
+    with pytest.raises(ValueError, match=r"'architectures' must be a non-empty list of class names.*got "
+                                         r"'LlamaForCausalLM'"):
+        ModelConfig.resolve(str(p))
+    q = _write(tmp_path, {k: v for k, v in DENSE.items() if k != "architectures"}, folder="none")
+    with pytest.raises(ValueError, match=r"missing key 'architectures'"):
+        ModelConfig.resolve(str(q))
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"num_hidden_layers": None}, r"missing key 'num_hidden_layers'"),
     ({"hidden_size": "512"}, r"hidden_size = '512'; expected an integer >= 1"),

@@ -433,6 +433,9 @@ def test_predict_takes_engine_args_and_a_recipe(prof_path, capsys):
     assert main(common + ["--engine-arg", "token_budget=1040", "--engine-arg", "max_seqs=16"]) == 0
     narrow = json.loads(capsys.readouterr().out)
     assert narrow["steps_simulated"] > wide["steps_simulated"] and narrow["ttft_mean_s"] != wide["ttft_mean_s"]
+    # vLLM refuses fewer tokens per step than sequences (SchedulerConfig._verify_args): so does the preset
+    assert main(common + ["--engine-arg", "token_budget=1000", "--engine-arg", "max_seqs=1024"]) == 2
+    assert "token_budget 1000 < max_seqs 1024: vllm refuses to start" in capsys.readouterr().err
     assert main(common + ["--deployment", "aiconfigurator", "--engine-version", "0.12.0"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert any("16 + 1024 + 1500 = 2540" in n for n in out["notes"])

@@ -237,6 +237,10 @@ class Profile:
             raise ProfileError(str(exc) + hint) from None
         if data is None:
             raise ProfileError(f"{path}: {TOP_LEVEL}: the file is empty")
+        if isinstance(data, dict) and data.get("kind") == "moe_op_table":
+            # accelcal import moe-table writes these (calibrate/moe_table.py): an engine's MoE op, not a profile
+            raise ProfileError(f"{path}: a table of an engine's MoE op (kind: moe_op_table), not a profile: pass it "
+                               f"with --moe-table; {what if what != 'profile' else 'this option'} takes a device or interconnect profile")
         return cls.from_dict(data, origin=path)
 
     def save(self, path: str | os.PathLike) -> None:

@@ -107,6 +107,9 @@ class EnginePreset:
     """The host schedules step n+1 while step n runs on the device (TensorRT-LLM's overlap scheduler, SGLang's
     overlap schedule, vLLM's async scheduling): a request that reaches the engine during step n first runs in
     step n+2, and a request that finishes in step n still holds its slot and KV (one wasted decode) in step n+1."""
+    token_budget_at_least_seqs: bool = False
+    """The engine refuses to start with a token budget below max_seqs (vLLM: every running sequence needs a token
+    of the step); False: not checked."""
     overlap_scheduling_max_pp: int = 0
     """Largest pipeline-parallel degree the engine keeps overlap scheduling on for; a wider PP runs without it
     (vLLM turns async scheduling off with PP > 1).  0 = any degree."""
@@ -361,6 +364,11 @@ class EnginePreset:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{origin}: {key} = {getattr(self, key)!r}; expected one of {list(allowed)}")
+        if self.token_budget_at_least_seqs and 0 < self.token_budget < self.max_seqs:
+            src = self.sources.get("token_budget_at_least_seqs", "")
+            raise ValueError(f"{origin}: token_budget {self.token_budget} < max_seqs {self.max_seqs}: {self.name} "
+                             f"refuses to start with fewer tokens per step than sequences ({src}); raise token_budget "
+                             f"to at least {self.max_seqs} or lower max_seqs")
         if self.linear_state_slots_per_request < 1:
             raise ValueError(f"{origin}: linear_state_slots_per_request must be >= 1, got "
                              f"{self.linear_state_slots_per_request!r}")
