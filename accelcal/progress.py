@@ -116,6 +116,20 @@ class StageProgress:
                   file=self.stream, flush=True)
         self._stage = None
 
+    def counter(self, stage: str, after_s: float = 2.0) -> Callable[[int, int], None]:
+        """A ``(done, total)`` callable for work that counts for itself (a simulation's finished requests): the
+        stage opens once the work has run ``after_s`` seconds, so a quick run shows nothing, then follows each
+        report.  Call :meth:`close` when the work returns."""
+        t0 = time.perf_counter()
+
+        def feed(done: int, total: int) -> None:
+            if self._stage != stage:
+                if time.perf_counter() - t0 < after_s:
+                    return
+                self.start(stage, total)
+            self.set_position(done, total)
+        return feed
+
     def lines(self, stage: str) -> Callable[[str], None]:
         """A ``progress`` callable for sweeps that print ``[i/n] text`` per case: those lines move a bar for
         ``stage``; any other line is written through.  Call :meth:`close` when the sweep returns."""

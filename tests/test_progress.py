@@ -89,3 +89,41 @@ def test_kernel_suite_reports_one_line_per_op_group(tmp_path):
               bar=StageProgress("kernels", stream=out, tty=False))
     lines = out.getvalue().splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["[kernels] gemm", "[kernels] memory"], lines
+
+
+def test_a_counter_opens_its_stage_only_once_the_work_runs_long(monkeypatch):
+    pytest.importorskip("tqdm")
+    import accelcal.progress as progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    out = io.StringIO()
+    bar = StageProgress("predict", stream=out, tty=True)
+    feed = bar.counter("simulated requests", after_s=2.0)
+    feed(10, 400)  # 0 s in: a quick run draws nothing
+    clock[0] += 1.0
+    feed(50, 400)
+    assert out.getvalue() == ""
+    clock[0] += 1.5
+    feed(120, 400)
+    feed(400, 400)
+    bar.close()
+    text = out.getvalue()
+    assert "predict simulated requests" in text and "400/400" in text
+
+
+def test_a_long_simulation_reports_its_finished_requests(monkeypatch):
+    # predict's bar: the simulator reports (finished, requests in the run) every PROGRESS_EVERY_STEPS passes
+    from accelcal.calibrate.profile import Profile
+    from accelcal.planner.serving import simulate
+    from accelcal.planner.serving.predict import predict_serving
+
+    from planner_profiles import h100_like
+
+    monkeypatch.setattr(simulate, "PROGRESS_EVERY_STEPS", 8)
+    seen = []
+    res = predict_serving(Profile.from_dict(h100_like()), "small", "vllm", concurrency=4, isl=64, osl=32,
+                          num_requests=24, progress=lambda d, t: seen.append((d, t)))
+    assert res.feasible and seen
+    assert all(t == 24 for _, t in seen) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert 0 <= seen[0][0] < seen[-1][0] <= 24

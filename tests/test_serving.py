@@ -1032,7 +1032,8 @@ def test_steady_state_matches_simulation_where_prefill_binds(prof, small, name, 
 
 def test_priority_prefill_first_pauses_decodes_for_prompts(prof, small):
     # mixed steps with a budget too small for prompts and decodes together: the preset's priority decides
-    base = EnginePreset.from_name("vllm").with_overrides({"token_budget": 512}, "test")
+    # (max_seqs no higher than the budget, as vLLM requires; 32 clients never reach it)
+    base = EnginePreset.from_name("vllm").with_overrides({"token_budget": 512, "max_seqs": 512}, "test")
     tpot = {}
     for pr in ("decode_first", "prefill_first"):
         e = base.with_overrides({"priority": pr}, "test")
@@ -1195,7 +1196,7 @@ def test_a_retracted_sglang_request_reserves_only_its_remaining_output(prof, sma
 @pytest.mark.parametrize("name, over, capacity, pp", [
     ("vllm", {}, None, 1),
     ("vllm", {}, None, 2),  # PP: steps as micro-batches in flight
-    ("vllm", {"priority": "prefill_first", "token_budget": 512}, None, 1),
+    ("vllm", {"priority": "prefill_first", "token_budget": 512, "max_seqs": 512}, None, 1),
     ("vllm", {}, 1.2e9, 1),  # a pool that runs short: preemption inside what would be a decode stretch
     ("sglang", {}, None, 1),
     ("sglang", {"memory_fraction_of": "total", "memory_fraction": 0.9}, 1.4e9, 1),  # retraction

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from accelcal.calibrate.compose import add_profile_arguments
+from accelcal.progress import StageProgress
 from accelcal.units import count
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
@@ -166,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
         notes += [f"--moe-table {t.origin}: published for {t.engine} {t.engine_version}, while this prediction runs "
                   f"{t.engine} {version}: the op's time is {t.engine_version}'s" for t in tables
                   if t.engine == engine.name and version_key(t.engine_version)[:3] != version_key(version)[:3]]
+    # a long simulation (thousands of clients) shows a bar on a terminal after a few seconds; a log stays quiet
+    bar = StageProgress("predict", quiet=not sys.stderr.isatty())
     try:
         res = predict_serving(prof, model, engine, args.tp, args.pp, args.dp, args.concurrency, args.isl,
                               args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,
@@ -174,10 +177,12 @@ def run(args: argparse.Namespace) -> int:
                               client_gap_s=args.client_gap_ms / 1e3, warmup_requests=args.warmup_requests,
                               warmup_drains=args.warmup_drains, ep=args.ep, range_mode=args.range_mode,
                               moe_tp=args.moe_tp, devices_per_node=args.devices_per_node,
-                              moe_tables=tables)
+                              moe_tables=tables, progress=bar.counter("simulated requests"))
     except StepCostError as exc:
         msg = str(exc) + ("; " + "; ".join(notes) if notes else "")
         raise ValueError(msg) from None
+    finally:
+        bar.close()
     # the settings that ran: a release default or recipe rule an --engine-arg replaced says so after it
     over = "the preset's" + (" and any value the notes above give" if recipe_notes else "")
     ran = [f"--engine-arg {k}={getattr(engine, k)!r}: the value this run used, over {over}" for k in overrides]

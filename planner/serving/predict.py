@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from accelcal.calibrate.compose import SMOKE_NOTE, datasheet_names, fabric_device_mismatch, smoke_sweep
 from accelcal.models import ModelConfig
@@ -170,7 +170,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                     capacity_bytes: float | None = None, turnaround_s: float | None = None, client_gap_s: float = 0.0,
                     warmup_requests: int = 0, warmup_drains: bool = False, ep: int = 1,
                     range_mode: str = "around", moe_tp: int = 0,
-                    devices_per_node: int | None = None, moe_tables: Any = ()) -> ServingPrediction:
+                    devices_per_node: int | None = None, moe_tables: Any = (),
+                    progress: Callable[[int, int], None] | None = None) -> ServingPrediction:
     """``turnaround_s`` None: the workload's default client turnaround (ServingWorkload.turnaround_s);
     ``client_gap_s``: the closed-loop client's pause between a response and its next request (outside TTFT).
     ``ep``: 1 (experts TP-split), ``tp`` (a MoE model's experts spread over the replica's TP group) or ``tp`` x k
@@ -181,7 +182,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     ``range_ratio``, ``range_mode``: the client's length spread (ServingWorkload.range_mode says what each means).
     ``weight_dtype``, ``kv_dtype``, ``fp8_scaling`` None: the model's own (serving_dtypes).  ``moe_tables``:
     published tables of engines' MoE ops (calibrate.moe_table.MoeOpTable), ``engine``'s answering for the routed
-    experts where it has the model's shape (moe_op.EngineMoeOp); one for another engine only is an error."""
+    experts where it has the model's shape (moe_op.EngineMoeOp); one for another engine only is an error.
+    ``progress``: (requests simulated, requests in all) now and then during a simulation (simulate_replicas)."""
     model = ModelConfig.resolve(model)
     weight_dtype, kv_dtype, fp8_scaling, dtype_notes = serving_dtypes(model, weight_dtype, kv_dtype, fp8_scaling)
     if not isinstance(engine, EnginePreset):
@@ -297,7 +299,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.feasible = True
         return pred
     try:
-        runs = simulate_replicas(engine, coster, kv, workload, dp, devices)
+        runs = simulate_replicas(engine, coster, kv, workload, dp, devices, progress)
     except Infeasible as exc:
         pred.reason = str(exc)
         return pred
@@ -338,28 +340,39 @@ def _eager_batch_note(engine: EnginePreset, decode_step: dict) -> list[str]:
 
 
 def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, dp: int,
-                      devices: int) -> list[tuple[SimRun, int]]:
+                      devices: int, progress: Callable[[int, int], None] | None = None) -> list[tuple[SimRun, int]]:
     """[(run, replicas it stands for)]: every one of ``dp`` replicas simulated with its share of the load
     (workload.per_replica: its clients, or its round-robin share of the one open-loop stream; its requests; its
     own seed); the replicas of one attention data-parallel MoE group (moe_group / tp of them) together, in lockstep
     (simulate_lockstep); replicas whose runs cannot differ (a closed loop with fixed lengths and no turnaround
     delay, where the seed draws nothing) are run once.
-    ``accelcal predict`` and the serving search's re-check both run a layout through here, so they agree."""
+    ``accelcal predict`` and the serving search's re-check both run a layout through here, so they agree.
+    ``progress``: called now and then with (requests simulated, an estimate of all the runs' requests)."""
     seedless = workload.closed_loop and workload.fixed_lengths and workload.turnaround_s == 0
     # attention data parallelism: the replicas of one MoE group run in lockstep, so they are simulated together
     lock = coster.parallelism.moe_replicas
-    runs: dict = {}
+    groups: dict = {}
     for first in range(0, dp, lock):
         shares = tuple(workload.per_replica(dp, r) for r in range(first, min(dp, first + lock)))
         key = tuple(dataclasses.replace(s, seed=0) for s in shares) if seedless else shares
-        if key not in runs:
-            if len(shares) == 1:
-                group = [simulate(engine, coster, kv, shares[0], devices)]
-            else:
-                group = simulate_lockstep(engine, coster, kv, list(shares), devices)
-            runs[key] = [group, 0]
-        runs[key][1] += 1
-    return [(run, k) for group, k in runs.values() for run in group]
+        groups.setdefault(key, [shares, 0])[1] += 1
+    runs: list[tuple[SimRun, int]] = []
+    finished = 0  # requests of the runs done so far
+
+    def report(done: int, total: int, left: int) -> None:
+        # the runs still to come are taken to be as long as this one
+        progress(finished + done, finished + total * (1 + left))
+
+    for i, (shares, k) in enumerate(groups.values()):
+        left = len(groups) - 1 - i
+        if len(shares) == 1:
+            feed = None if progress is None else (lambda d, t, left=left: report(d, t, left))
+            group = [simulate(engine, coster, kv, shares[0], devices, progress=feed)]
+        else:
+            group = simulate_lockstep(engine, coster, kv, list(shares), devices)
+        runs += [(run, k) for run in group]
+        finished += sum(len(run.times_s) for run in group)
+    return runs
 
 
 def _overload_note(runs: list[tuple[SimRun, int]], offered_per_s: float, completed_per_s: float) -> str:

@@ -34,6 +34,7 @@ import dataclasses
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .engine import EnginePreset
 from .kv import KVBudget, check_request_runs, reserved_output_tokens
@@ -42,6 +43,9 @@ from .step_cost import StepCoster
 from .workload import ServingWorkload
 
 __all__ = ["SimRun", "simulate", "simulate_lockstep"]
+
+PROGRESS_EVERY_STEPS = 2048
+"""Scheduler passes between two progress reports of a long run (a pass costs microseconds)."""
 
 
 class _Req:
@@ -89,10 +93,12 @@ class SimRun:
 
 
 def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int = 1,
-             max_steps: int = 5_000_000, fast_forward: bool = True) -> SimRun:
+             max_steps: int = 5_000_000, fast_forward: bool = True,
+             progress: Callable[[int, int], None] | None = None) -> SimRun:
     """``fast_forward``: run stretches of pure decode steps without visiting every request each step (the same
-    run to the last bit; False steps through the scheduler every time, for the test that checks they agree)."""
-    run = _replica(engine, coster, kv, workload, devices, max_steps, fast_forward, lockstep=False)
+    run to the last bit; False steps through the scheduler every time, for the test that checks they agree).
+    ``progress``: called now and then with (requests finished, requests in the run)."""
+    run = _replica(engine, coster, kv, workload, devices, max_steps, fast_forward, lockstep=False, progress=progress)
     try:
         next(run)
     except StopIteration as end:  # without lockstep the replica never waits for others: it runs to the end
@@ -153,7 +159,8 @@ def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, sh
 
 
 def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int,
-             max_steps: int, fast_forward: bool, lockstep: bool, balance: bool = False):
+             max_steps: int, fast_forward: bool, lockstep: bool, balance: bool = False,
+             progress: Callable[[int, int], None] | None = None):
     """One replica's run, a generator returning its SimRun.  With ``lockstep`` it yields ("step", seconds) before
     each step and takes back how long the group's step lasted, and ("idle", when its next request arrives) when it
     has nothing to run and takes back the group's clock; with ``balance`` too, ("ready", whether new prompts wait)
@@ -320,6 +327,8 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         steps += 1
         if steps > max_steps:
             raise RuntimeError(f"simulation did not finish within {max_steps} steps")
+        if progress is not None and not steps % PROGRESS_EVERY_STEPS:
+            progress(len(done), n)
         horizon = prev_start if overlap else clock
         while on_the_way and on_the_way[0][0] <= horizon:
             waiting.append(heapq.heappop(on_the_way)[2])
