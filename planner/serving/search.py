@@ -695,6 +695,9 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
     if res.load:
         head += f"; {res.load}"
     lines = [f"WARNING: {w}" for w in res.warnings] + [head] + [f"note: {n}" for n in res.notes]
+    if t.any:
+        lines.append("note: rows in three groups: passes a simulation confirmed, then passes at the steady state only, "
+                     "then misses (closest first); most tokens/s per device first within a group")
     if t.any and t.stat != "mean":
         lines.append(f"note: TTFT and TPOT columns are {t.stat} on simulated rows, steady-state means on steady rows")
     if t.request_rate_per_s is not None:
