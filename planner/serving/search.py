@@ -798,9 +798,20 @@ def plot_pareto(res: ServingSearch, path: str) -> None:
         ax.scatter([c.per_user for c in pts], [c.per_device for c in pts], s=12, alpha=0.5, label=eng)
     front = res.pareto
     ax.plot([c.per_user for c in front], [c.per_device for c in front], "k-o", ms=4, label="Pareto front")
+    best = res.best
+    if best.per_user > 0:
+        ax.scatter([best.per_user], [best.per_device], s=120, facecolors="none", edgecolors="red", linewidths=1.5,
+                   label=f"{'closest' if best.misses else 'best'}: {best.label}", zorder=3)
+    t = res.targets
+    if t.tpot_s:
+        # a TPOT target is a floor on tokens/s per user (1 / TPOT)
+        ax.axvline(1.0 / t.tpot_s, color="red", ls="--", lw=0.8, label=f"TPOT target {t.tpot_s * 1e3:g} ms")
     ax.set_xlabel("output tokens/s per user")
     ax.set_ylabel("output tokens/s per device")
+    given = [f"{n} {v * 1e3:g} ms" for n, v in (("TTFT", t.ttft_s), ("TPOT", t.tpot_s)) if v is not None]
+    ax.set_title((res.load or "serving search") + (f"\ntargets ({t.stat}): {', '.join(given)}" if given else ""),
+                 fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
