@@ -213,7 +213,9 @@ class Rejection(_Degrees):
 
     @property
     def label(self) -> str:
-        return self.parallelism.model_label
+        # SP splits a prompt over DP replicas: a layout with SP names its DP too ("TP1 PP1 DP8 SP8", not "... SP8")
+        p = self.parallelism
+        return p.label if p.sp > 1 else p.model_label
 
     def to_dict(self) -> dict:
         return {"group": self.group, "label": self.label, "tp": self.tp, "pp": self.pp, "ep": self.ep, "sp": self.sp,

@@ -11,7 +11,9 @@ def test_label_devices_and_scopes():
                                                "sp": "intra_node"})
     assert p.label == "TP8 PP2 DP4 EP8" and p.model_label == "TP8 PP2 EP8"
     assert p.devices == 8 * 2 * 4 and p.scopes["pp"] == "inter_node"
-    assert Rejection("g", Parallelism(tp=4, sp=2), "memory", "").label == "TP4 PP1 SP2"
+    # a rejected model copy is named without DP, unless SP (which splits prompts over DP replicas) needs it named
+    assert Rejection("g", Parallelism(tp=4, dp=2), "memory", "").label == "TP4 PP1"
+    assert Rejection("g", Parallelism(tp=4, dp=2, sp=2), "memory", "").label == "TP4 PP1 DP2 SP2"
 
 
 @pytest.mark.parametrize("kw, msg", [({"tp": 0}, "tp must be an integer >= 1, got 0"),
