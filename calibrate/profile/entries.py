@@ -99,6 +99,24 @@ class ComputeEntry:
     GEMMs of ``m`` tokens each, kernels/grouped_gemm.py); empty: none measured (key ``grouped_points``, optional)."""
 
     _ratio_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _points_key: list = field(default_factory=list, repr=False, compare=False)
+    """[the points list it was built from, its length, the points as a tuple]: see :meth:`points_key`."""
+
+    def points_key(self) -> tuple:
+        """The measured points as a hashable key (and the (N, K) lines they cover), rebuilt only when ``points``
+        is another list or another length: building it walked every point on every query.  Points edited in
+        place are not seen; the code replaces the list (Profile.with_bandwidth_scale)."""
+        c = self._points_key
+        if not c or c[0] is not self.points or c[1] != len(self.points):
+            # the list itself is held, so its id cannot be reused while the key stands
+            c[:] = [self.points, len(self.points), tuple(tuple(pt) for pt in self.points),
+                    frozenset((pt[1], pt[2]) for pt in self.points)]
+        return c[2]
+
+    def measures_nk(self, n: float, k: float) -> bool:
+        """Whether some measured point lies on the (N, K) line."""
+        self.points_key()
+        return (n, k) in self._points_key[3]
 
     def model_time_s(self, m: float, n: float, k: float, elsize: int, out_elsize: int | None = None) -> float:
         return gemm_model_time_s(m, n, k, elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s,
@@ -109,14 +127,16 @@ class ComputeEntry:
         """(time_s, extrapolated, detail) from the model corrected by the measured efficiency."""
         if self.gemm_model is not None:
             return self.gemm_model.estimate_s(m, n, k, self.points)
-        # Ratios depend on every parameter; keying on them keeps copies made by with_bandwidth_scale correct.
-        key = (elsize, out_elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s, self.wave_units,
-               tuple(tuple(pt) for pt in self.points))
+        # Ratios depend on every parameter; keying on them keeps copies made by with_bandwidth_scale correct.  The
+        # points are matched by the identity of their (held) key tuple: hashing it walked every point per query.
+        key = (elsize, out_elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s, self.wave_units)
+        pts = self.points_key()
         model = lambda a, b, c: self.model_time_s(a, b, c, elsize, out_elsize)  # noqa: E731
-        if key not in self._ratio_cache:
+        hit = self._ratio_cache.get(key)
+        if hit is None or hit[0] is not pts:
             self._ratio_cache.clear()
-            self._ratio_cache[key] = ratio_table(model, self.points)
-        return gemm_estimate_s(model, self.points, m, n, k, table=self._ratio_cache[key])
+            hit = self._ratio_cache[key] = (pts, ratio_table(model, self.points))
+        return gemm_estimate_s(model, self.points, m, n, k, table=hit[1])
 
     def grouped_ratio_table(self, elsize: int, out_elsize: int | None = None) -> list[tuple[float, float]]:
         """[(tokens per expert, ratio)]: at each measured m, the median over the grouped cases of measured time /
@@ -125,7 +145,7 @@ class ComputeEntry:
         if not self.grouped_points:
             return []
         key = ("grouped", elsize, out_elsize, self.peak_flop_per_s, self.memory_bandwidth_bytes_per_s, self.overhead_s,
-               self.wave_units, id(self.gemm_model), tuple(tuple(p) for p in self.points),
+               self.wave_units, id(self.gemm_model), self.points_key(),
                tuple(tuple(p) for p in self.grouped_points))
         table = self._ratio_cache.get(key)
         if table is None:

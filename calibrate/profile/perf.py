@@ -14,6 +14,8 @@ import bisect
 import math
 from typing import Callable, Sequence
 
+import numpy as np
+
 from accelcal.vocab import gemm_flop, gemm_traffic_bytes
 
 __all__ = ["WAVE_TILE", "gemm_estimate_s", "gemm_model_time_s", "interp_log", "ratio_table"]
@@ -55,7 +57,9 @@ def ratio_table(model: Callable[[float, float, float], float], points: Sequence[
     for p, lr in ratios:
         lines.setdefault((p[1], p[2]), []).append((p[0], lr))
     return {"ratios": ratios, "lines": {key: sorted(v) for key, v in lines.items()},
-            "logs": [(_log3(p), lr) for p, lr in ratios],
+            # the measured shapes in log(m, n, k) and their log ratios, for the nearest-shape search
+            "log_arr": np.array([_log3(p) for p, _ in ratios], dtype=float).reshape(-1, 3),
+            "lr_arr": np.array([lr for _, lr in ratios], dtype=float),
             "lo": [min(math.log(p[i]) for p in points) for i in range(3)] if points else [],
             "hi": [max(math.log(p[i]) for p in points) for i in range(3)] if points else []}
 
@@ -144,7 +148,7 @@ def gemm_estimate_s(model: Callable[[float, float, float], float], points: Seque
     q = _log3((m, n, k))
     extrap = any(q[i] < lo[i] - 1e-12 or q[i] > hi[i] + 1e-12 for i in range(3))
     qc = [min(max(q[i], lo[i]), hi[i]) for i in range(3)]
-    dists = sorted((sum((a - b) ** 2 for a, b in zip(qc, lp)), lr) for lp, lr in table["logs"])[:4]
+    dists = _nearest(table, qc, 4)
     if dists[0][0] < 1e-18:
         lr = dists[0][1]
     else:
@@ -153,6 +157,21 @@ def gemm_estimate_s(model: Callable[[float, float, float], float], points: Seque
     how = ("held the boundary efficiency of the nearest measured shapes (outside the measured range)" if extrap
            else "efficiency interpolated (inverse-distance, log shape space) from the 4 nearest measured shapes")
     return base * math.exp(lr), extrap, how
+
+
+def _nearest(table: dict, q: Sequence[float], count: int) -> list[tuple[float, float]]:
+    """[(squared log-shape distance, log ratio)] of the ``count`` measured shapes nearest ``q``, sorted as
+    (distance, log ratio) pairs sort, ties included (the same answer as sorting every point, without doing it)."""
+    arr = table["log_arr"]
+    d = (q[0] - arr[:, 0]) ** 2 + (q[1] - arr[:, 1]) ** 2 + (q[2] - arr[:, 2]) ** 2
+    if len(d) > count:
+        # every point as near as the count-th nearest, so ties at the edge sort as a full sort would
+        edge = np.partition(d, count - 1)[count - 1]
+        idx = np.nonzero(d <= edge)[0]
+    else:
+        idx = np.arange(len(d))
+    lrs = table["lr_arr"]
+    return sorted((float(d[i]), float(lrs[i])) for i in idx)[:count]
 
 
 def interp_log(table: Sequence[tuple[float, float]], x: float) -> float:

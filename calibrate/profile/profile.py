@@ -319,7 +319,7 @@ class Profile:
             t *= scale
             how = (f"{how}; weights stored at {weight_bytes_per_elem:g} bytes per element: x{scale:.3g} (the "
                    f"{dtype} model with its weight reads at that size; dequantisation not counted)")
-        if self.identity.covered_models and not extrap and not any(p[1] == n and p[2] == k for p in e.points):
+        if self.identity.covered_models and not extrap and not e.measures_nk(n, k):
             # The sweep recorded the models it covered (--for-model): a shape outside them is extrapolated.
             extrap, how = True, f"{how}; (N={n:g}, K={k:g}) not measured (sweep covered {self.identity.covered_models})"
         flags = self._base_flags() + _flagged(e.quality)
