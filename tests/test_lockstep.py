@@ -97,3 +97,34 @@ def test_balance_holds_new_prompts_until_every_replica_has_some(setup):
 def test_a_negative_balance_timeout_is_refused():
     with pytest.raises(ValueError, match=r"engine override attention_dp_balance_iters must be an integer >= 0, got -1"):
         EnginePreset.from_name("trtllm").with_overrides({"attention_dp_balance_iters": -1}, "test")
+
+
+def _same_runs(a, b) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.times_s == y.times_s  # every request's arrival, first token and finish, to the last bit
+        assert (x.steps, x.preemptions, x.max_running, x.kv_limited_steps) == (y.steps, y.preemptions, y.max_running,
+                                                                                y.kv_limited_steps)
+        assert x.decode_step == y.decode_step and x.prefill_share_of_decode_time == y.prefill_share_of_decode_time
+
+
+@pytest.mark.parametrize("name, over", [("vllm", {}), ("sglang", {}), ("trtllm", {}),
+                                        ("trtllm", {"attention_dp_balance_iters": 20})])
+def test_decode_stretches_run_together_give_the_steps_one_at_a_time_would(setup, name, over):
+    # the group runs its replicas' pure decode stretches at once (each step as long as the slowest replica's, up to
+    # the first event in any replica): the same runs as stepping through every group step
+    _, coster, kv = setup
+    engine = EnginePreset.from_name(name)
+    engine = engine.with_overrides(over, "test") if over else engine
+    prof = Profile.from_dict(h100_like())
+    small = ModelConfig.from_name("small")
+    coster = StepCoster(prof, small, Parallelism(tp=1), engine)
+    kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
+    for loads in ([ServingWorkload(isl=512, osl=200, concurrency=6, num_requests=36, turnaround_s=0.003, seed=s)
+                   for s in (0, 3, 5)],
+                  [_load(64, n=8), _load(2048, n=24)],  # one replica done early, the other going on
+                  [ServingWorkload(isl=256, osl=300, request_rate_per_s=15.0, num_requests=40, seed=s)
+                   for s in (1, 2)]):  # open loop: replicas idle between arrivals
+        fast = simulate_lockstep(engine, coster, kv, loads)
+        slow = simulate_lockstep(engine, coster, kv, loads, fast_forward=False)
+        _same_runs(fast, slow)

@@ -107,16 +107,21 @@ def simulate(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
 
 
 def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, shares: list[ServingWorkload],
-                      devices: int = 1, max_steps: int = 5_000_000) -> list[SimRun]:
+                      devices: int = 1, max_steps: int = 5_000_000, fast_forward: bool = True) -> list[SimRun]:
     """Replicas whose steps run in lockstep (attention data parallelism: their MoE layers meet in one group's
     collectives every forward pass), one run each, in the order of ``shares`` (each replica's own load).
 
     Every replica with work starts its step when the group does, and the group's step lasts as long as the slowest
     of them; a replica with nothing to run meanwhile (the engines' dummy forward passes: vLLM docs
     serving/data_parallel_deployment, "Forward passes must be aligned") starts its next step with the group's next.
-    When no replica has work, the group idles until the first request reaches one of them."""
+    When no replica has work, the group idles until the first request reaches one of them.
+
+    ``fast_forward``: where every replica with work is in a pure decode stretch (window_size in _replica), the
+    group runs those steps at once, each as long as the slowest replica's, up to the first event in any replica
+    (a request finishing or reaching a queue, a pool running short, an idle replica's request arriving): the same
+    run to the last bit as stepping through (tests/test_attention_dp.py compares them)."""
     balance = engine.attention_dp_balance_iters
-    runs = [_replica(engine, coster, kv, share, devices, max_steps, False, lockstep=True, balance=balance > 0)
+    runs = [_replica(engine, coster, kv, share, devices, max_steps, fast_forward, lockstep=True, balance=balance > 0)
             for share in shares]
     out: list[SimRun | None] = [None] * len(runs)
     asks: dict = {}
@@ -146,16 +151,51 @@ def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, sh
                 reply(i, admit)
             continue
         stepping = [dt for kind, dt in asks.values() if kind == "step"]
-        if stepping:
+        windows = [w for kind, w in asks.values() if kind == "window"]
+        if windows:
+            # decode stretches (k_max, cost of step j, next arrival): with a replica in a scheduled step, one step
+            # together; else as many as come before the first event in any replica
+            steps = _group_window(windows, [at for kind, at in asks.values() if kind == "idle"], group_clock,
+                                  engine.overlap_scheduling, 1 if stepping else None)
+            step = max(stepping + [steps[0]]) if stepping else None
+            if step is not None:
+                steps = [step]
+            for dt in steps:
+                group_clock += dt
+            replies = {i: (step if kind == "step" else steps if kind == "window" else (group_clock, len(steps)))
+                       for i, (kind, _) in asks.items()}
+        elif stepping:
             step = max(stepping)
             group_clock += step
-            replies = {i: (step if kind == "step" else group_clock) for i, (kind, _) in asks.items()}
+            replies = {i: (step if kind == "step" else (group_clock, 1)) for i, (kind, _) in asks.items()}
         else:  # every replica waits for a request: the group idles until the first arrives
             group_clock = max(group_clock, min(at for _, at in asks.values()))
-            replies = {i: group_clock for i in asks}
+            replies = {i: (group_clock, 1) for i in asks}
         for i in list(asks):
             reply(i, replies[i])
     return [r for r in out if r is not None]
+
+
+def _group_window(windows: list[tuple], idle_arrivals: list[float], clock: float, overlap: bool,
+                  limit: int | None) -> list[float]:
+    """The group's steps through its replicas' decode stretches: step j lasts as long as the slowest replica's
+    j-th step; the stretch ends at the shortest replica's end, after the step in which a request reaches a
+    decoding replica's queue (by the step's start with overlap scheduling, its end without), or after the step
+    that brings the group's clock to an idle replica's next arrival (it joins the next step).  ``limit``: at
+    most that many steps."""
+    k = min(w[0] for w in windows)
+    if limit is not None:
+        k = min(k, limit)
+    out: list[float] = []
+    arrivals = [w[2] for w in windows if w[2] is not None]
+    while True:
+        j = len(out)
+        dt = max(w[1](j) for w in windows)
+        out.append(dt)
+        start, clock = clock, clock + dt
+        if (len(out) == k or any(a <= (start if overlap else clock) for a in arrivals)
+                or any(a <= clock for a in idle_arrivals)):
+            return out
 
 
 def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, devices: int,
@@ -252,8 +292,8 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         remaining output must be fewer than the free tokens."""
         return r.target + reserved_output_tokens(r.osl - r.generated) + state_tokens < kv.tokens - used - future
 
-    def decode_window() -> int:
-        """Run, at once, the pure decode steps that come before the next event, and return how many (0: none).
+    def window_size() -> int:
+        """Decode steps a pure decode stretch may run from here (0: none).
 
         With nothing waiting or lingering and every running request past its prompt, each step decodes every
         running request and changes nothing but their lengths, until a request finishes, a request reaches the
@@ -261,7 +301,6 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         (same step costs, clock sums, counters and new_token_ratio decay), but without visiting each request
         every step: the run is the same to the last bit (tests/test_serving.py compares it with
         ``fast_forward=False``), and a long decode phase costs O(steps) instead of O(steps x running)."""
-        nonlocal free, steps, clock, prev_start, ratio, dec_time
         if any(r.done_prompt < r.target for r in running):
             return 0
         count = len(running)
@@ -289,13 +328,20 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             k_max = lo
             if k_max < 2:
                 return 0
+        return k_max
+
+    def window_dt(count: int, total: int) -> Callable[[int], float]:
+        """The cost of the j-th step of the window (``count`` sequences holding ``total`` tokens at its start)."""
+        return lambda j: coster.step_s(count, (total + j * count) / count + 1.0, (), count)
+
+    def run_window(dts: list[float], count: int, total: int) -> None:
+        """Account the window's steps, lasting ``dts`` (this replica's, or in lockstep the group's)."""
+        nonlocal free, steps, clock, prev_start, ratio, dec_time
         decays = engine.admission == "reserve_ratio" or not engine.mixed_steps
-        total = sum(r.done_prompt + r.dec for r in running)
         decoding_now = sum(r.generated >= 1 for r in running)
-        ran = 0
-        while True:
-            kv_mean = (total + ran * count) / count + 1.0
-            dt = coster.step_s(count, kv_mean, (), count)
+        last = len(dts) - 1
+        for j, dt in enumerate(dts):
+            kv_mean = (total + j * count) / count + 1.0
             key = (count, coster._round_kv(kv_mean))
             dec_hist[key] = dec_hist.get(key, 0) + 1
             dec_time += dt * decoding_now
@@ -303,13 +349,12 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 ratio = max(engine.new_token_ratio_min, ratio - decay)
             prev_start = clock
             clock += dt
-            ran += 1
-            if ran == k_max or (on_the_way and on_the_way[0][0] <= (prev_start if overlap else clock)):
-                break  # a request finishes or the pool runs short in the next step, or one has reached the
-                # queue: the scheduler runs that step
-            steps += 1
-            if steps > max_steps:
-                raise RuntimeError(f"simulation did not finish within {max_steps} steps")
+            if j < last:  # the outer loop counted the first step
+                steps += 1
+                if steps > max_steps:
+                    raise RuntimeError(f"simulation did not finish within {max_steps} steps")
+        ran = len(dts)
+        grow = engine.mixed_steps and engine.admission != "full_request"
         for r in running:
             r.generated += ran
             r.dec += ran
@@ -321,7 +366,37 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 r.blocks = blocks_for(r.done_prompt + r.dec)
         if not engine.mixed_steps:
             free = kv.blocks - sum(r.blocks for r in running)
-        return ran
+
+    def decode_window() -> int:
+        """Run, at once, the pure decode steps that come before the next event (window_size), and return how many
+        (0: none)."""
+        k_max = window_size()
+        if not k_max:
+            return 0
+        count, total = len(running), sum(r.done_prompt + r.dec for r in running)
+        dt_of = window_dt(count, total)
+        dts: list[float] = []
+        at = clock
+        while True:
+            dt = dt_of(len(dts))
+            dts.append(dt)
+            start, at = at, at + dt
+            if len(dts) == k_max or (on_the_way and on_the_way[0][0] <= (start if overlap else at)):
+                break  # a request finishes or the pool runs short in the next step, or one has reached the
+                # queue: the scheduler runs that step
+        run_window(dts, count, total)
+        return len(dts)
+
+    def lockstep_window():
+        """decode_window in lockstep: offer the stretch to the group (its length, its steps' costs, the next
+        request's arrival) and run the steps the group takes, at the group's durations (simulate_lockstep)."""
+        k_max = window_size()
+        if not k_max:
+            return 0
+        count, total = len(running), sum(r.done_prompt + r.dec for r in running)
+        dts = yield ("window", (k_max, window_dt(count, total), on_the_way[0][0] if on_the_way else None))
+        run_window(dts, count, total)
+        return len(dts)
 
     while len(done) < n:
         steps += 1
@@ -336,14 +411,16 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             if not (on_the_way and on_the_way[0][0] <= clock):
                 if lockstep:
                     # the group's clock when this replica can next start a step: at the request's arrival, or
-                    # later where the other replicas are in a step then
-                    clock = yield ("idle", on_the_way[0][0])
+                    # later where the other replicas are in a step then; and the group steps that took (a
+                    # window of several counts as many passes as stepping through it would)
+                    clock, passed = yield ("idle", on_the_way[0][0])
+                    steps += passed - 1
                 else:
                     clock = on_the_way[0][0]  # the engine idles until the next request reaches it
             prev_start = clock  # nothing was scheduled ahead: the scheduler looks at the queue now
             continue
         if fast_forward and not static and not waiting and not lingering and running:
-            ran = decode_window()
+            ran = (yield from lockstep_window()) if lockstep else decode_window()
             if ran:
                 continue
         may_admit = True
