@@ -109,6 +109,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                          "from this aiconfigurator system YAML; each copy is listed as a warning")
     ex.add_argument("--backend", default="vllm", choices=["vllm", "sglang", "trtllm"],
                     help="aiconfigurator: the backend the tables are filed under (default vllm: plain torch kernels)")
+    ex.add_argument("--force", action="store_true",
+                    help="aiconfigurator: write into a folder that already holds an export (its index and version "
+                         "files are replaced; other systems' files in it stay, unlisted)")
     ex.set_defaults(func=_export)
 
 
@@ -212,6 +215,10 @@ def _export(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     if args.out and args.format == "configurator" and os.path.isdir(args.out):
         raise ValueError(f"--out {args.out}: is a directory; the configurator format writes one YAML file")
+    if args.out and args.format == "configurator":
+        from accelcal.preflight import check_file
+
+        check_file(args.out, what="--out")
     if args.out and args.format == "aiconfigurator" and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out}: is a file; the aiconfigurator format writes a folder")
     if args.format == "aiconfigurator":
@@ -231,6 +238,17 @@ def _export_aiconfigurator(args: argparse.Namespace, p, ds) -> int:
     if not args.out:
         print("accelcal export: error: --format aiconfigurator needs --out DIR (it writes a folder)", file=sys.stderr)
         return 2
+    from accelcal.preflight import check_dir
+
+    check_dir(args.out, what="--out")
+    index = Path(args.out) / "accelcal_export.yaml"
+    if index.exists() and not args.force:
+        # its index and query_versions.yaml name one system: a second export would leave the first one's files
+        # unlisted there
+        raise ValueError(f"--out {args.out}: already holds an export ({index}); choose another folder, or pass "
+                         f"--force to replace it")
+    if args.fill_from and not os.path.isfile(args.fill_from):
+        raise ValueError(f"--fill-from {args.fill_from}: no such file (an aiconfigurator system YAML)")
     try:
         res = export_aiconfigurator(p, args.out, profile_path=args.profile, datasheet=ds, fill_from=args.fill_from,
                                     backend=args.backend)
@@ -242,7 +260,12 @@ def _export_aiconfigurator(args: argparse.Namespace, p, ds) -> int:
     for path, n in res.tables.items():
         print(f"wrote {res.systems_dir / path} ({n} rows)")
     print(f"wrote {res.systems_dir / (res.system + '.yaml')}")
-    if res.tables:
+    if res.missing_required:
+        # aiconfigurator refuses a system YAML without these (system_spec.rs has no default for them)
+        print(f"not loadable by aiconfigurator yet: {res.system}.yaml lacks {', '.join(res.missing_required)}, "
+              f"which aiconfigurator requires and this profile does not measure; export again with --fill-from an "
+              f"aiconfigurator system YAML of this node (--force to replace this export)")
+    elif res.tables:
         print(f"use: aiconfigurator cli estimate --systems-paths {res.systems_dir} --system {res.system} "
               f"--backend {res.backend} --perf-db-version {res.version} --model ...")
     else:

@@ -114,6 +114,9 @@ class AicExport:
     """Spec key (dotted) -> where its value came from."""
     warnings: list[str] = field(default_factory=list)
     """What could not be exported or was taken from outside the profile."""
+    missing_required: list[str] = field(default_factory=list)
+    """Keys aiconfigurator needs that the system YAML lacks (dotted, e.g. ``node.intra_node_bw``): it will not load
+    the system until they are given (--fill-from)."""
 
 
 def system_name(p: Profile) -> str:
@@ -228,8 +231,10 @@ def _spec(p: Profile, env: dict[str, Any], name: str, datasheet: Profile | None,
                 prov[f"{sect}.{k}"] = f"copied from {fill_label} (not measured by accelcal)"
                 warn.append(f"{sect}.{k} = {fill[sect][k]!r} copied from {fill_label}: the profile has no such measurement")
             else:
-                need = " (aiconfigurator requires it: pass --fill-from an aiconfigurator system YAML)" \
-                    if (sect, k) in (("gpu", "mem_bw"), ("node", "intra_node_bw"), ("node", "inter_node_bw")) else ""
+                required = (sect, k) in (("gpu", "mem_bw"), ("node", "intra_node_bw"), ("node", "inter_node_bw"))
+                need = " (aiconfigurator requires it: pass --fill-from an aiconfigurator system YAML)" if required else ""
+                if required:
+                    res.missing_required.append(f"{sect}.{k}")
                 warn.append(f"{sect}.{k} left out: neither the profile nor a datasheet prior has it{need}")
     return spec
 

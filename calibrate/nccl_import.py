@@ -196,6 +196,10 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
 
     if out is not None and os.path.exists(out) and not force:
         raise ValueError(f"--out {out} exists; pass --force to replace it")
+    if out is not None:
+        from accelcal.preflight import check_file
+
+        check_file(out, what="--out")  # before the fit: a folder or a read-only place is said at once, by name
     # the same log given twice (or under two names) would count its points as two independent runs
     digests: dict[str, str] = {}  # each file hashed once: also recorded in the profile (raw_sha256)
     seen: dict[str, str] = {}

@@ -150,6 +150,17 @@ def test_cli_needs_out_and_writes_the_tree(tmp_path, capsys):
     name = system_name(Profile.load(H200))
     assert (out / "systems" / f"{name}.yaml").is_file() and f"--system {name}" in text
     assert yaml.safe_load((out / "accelcal_export.yaml").read_text())["system"] == name
+    # a second export into the same folder would leave the first unlisted: refused without --force
+    with pytest.raises(ValueError, match=r"already holds an export .*accelcal_export.yaml.*pass --force"):
+        calcli_run(["export", str(H200), "--format", "aiconfigurator", "--out", str(out)])
+    # without the fields aiconfigurator requires, no ready-to-run command: what is missing and how to give it
+    assert calcli_run(["export", str(H200), "--format", "aiconfigurator", "--out", str(out), "--force"]) == 0
+    text = capsys.readouterr().out
+    assert "use: aiconfigurator" not in text and "not loadable by aiconfigurator yet" in text
+    assert "node.inter_node_bw" in text and "--fill-from" in text
+    with pytest.raises(ValueError, match=r"--fill-from nothere.yaml: no such file"):
+        calcli_run(["export", str(H200), "--format", "aiconfigurator", "--out", str(tmp_path / "b"),
+                    "--fill-from", "nothere.yaml"])
 
 
 def calcli_run(argv):

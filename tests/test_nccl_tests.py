@@ -192,6 +192,12 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
     assert Profile.load(out).collectives[0].scope == "inter_node"
     assert main(["import", "nccl-tests", str(FIX / "wrong_all_reduce_perf.txt"), "--out", str(tmp_path / "w.yaml")]) == 2
     assert "wrong_all_reduce_perf.txt:3:" in capsys.readouterr().err and not (tmp_path / "w.yaml").exists()
+    # a destination that cannot be written is said before the fit, by the argument's name (not a temp file's)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(["import", "nccl-tests", str(NVS), "--out", str(blocker / "ic.yaml")]) == 2
+    res = capsys.readouterr()
+    assert f"--out {blocker / 'ic.yaml'}: {blocker} is not a folder" in res.err and "[import] read" not in res.out
 
 
 def test_large_message_only_log_is_flagged():
