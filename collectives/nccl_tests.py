@@ -349,6 +349,10 @@ def parse_text(text: str, path: str = "<text>", op_hint: str | None = None) -> l
             _finish(run, runs, path, op_hint)
             run, header, oob_seen = None, None, False
             pending.update(version=m.group(1), first=i, op=None, graph=None)
+            if m.re is _VERSION and m.group(3):
+                # the header's nccl-library code is the library the run loaded (an "NCCL version" line, when the
+                # log has one, says the same in words and replaces it)
+                pending["nccl"] = _nccl_code(int(m.group(3)))
             continue
         m = _STARTING.match(s)
         if m:

@@ -35,6 +35,13 @@ def test_text_log_two_hosts_both_placements():
     assert len(x) == 64 and len(run.series("out")[0]) == 32
 
 
+def test_the_header_library_code_is_the_nccl_version_without_an_nccl_version_line():
+    # "# nccl-tests version 2.18.3 nccl-headers=22902 nccl-library=22902": nccl-tests 2.18.3 on NCCL 2.29.2
+    src = Path(__file__).resolve().parents[1] / "profiles" / "interconnect" / "sources"
+    (run,) = read_runs([src / "h100-nvswitch-4of8-all_reduce.txt"])
+    assert (run.nccl_tests_version, run.nccl_version) == ("2.18.3", "2.29.2")
+
+
 def test_single_host_eight_ranks_is_intra_node():
     (run,) = read_runs([NVS])
     assert (run.ranks, run.nodes, run.scope, len(run.rows)) == (8, 1, "intra_node", 6)
