@@ -136,9 +136,17 @@ def _compare(args: argparse.Namespace) -> int:
         kind = {True: "an interconnect profile (collectives only)", False: "a device profile"}
         raise ValueError(f"OLD {args.old} is {kind[old.is_interconnect]} and NEW {args.new} is "
                          f"{kind[new.is_interconnect]}: compare takes two profiles of the same kind")
-    note = None
+    notes = []
     if old.identity.device_name != new.identity.device_name:
-        note = f"comparing different devices: {old.identity.device_name!r} vs {new.identity.device_name!r}"
+        notes.append(f"comparing different devices: {old.identity.device_name!r} vs {new.identity.device_name!r}")
+    ov, nv = old.identity.versions or {}, new.identity.versions or {}
+    if ov.get("cpu_signature") and nv.get("cpu_signature") and ov["cpu_signature"] != nv["cpu_signature"]:
+        # one model name ("AMD EPYC") covers generations whose vector units differ
+        notes.append(f"different CPUs under one name: {ov['cpu_signature']!r} vs {nv['cpu_signature']!r}")
+    if old.method_version != new.method_version:
+        notes.append(f"measured by different methods (method_version {old.method_version} vs {new.method_version}): "
+                     f"part of a change can be the method's")
+    note = "; ".join(notes) or None
     changes = compare_profiles(old, new)
     slower = regressions(changes)
     lost = missing_in_new(old, new)
@@ -265,10 +273,10 @@ def _export_aiconfigurator(args: argparse.Namespace, p, ds) -> int:
         print(f"not loadable by aiconfigurator yet: {res.system}.yaml lacks {', '.join(res.missing_required)}, "
               f"which aiconfigurator requires and this profile does not measure; export again with --fill-from an "
               f"aiconfigurator system YAML of this node (--force to replace this export)")
-    elif res.tables:
+    if res.tables and not res.missing_required:
         print(f"use: aiconfigurator cli estimate --systems-paths {res.systems_dir} --system {res.system} "
               f"--backend {res.backend} --perf-db-version {res.version} --model ...")
-    else:
+    elif not res.tables:
         # no perf tables: aiconfigurator's estimate needs them, so no command is offered that would fail there
         print(f"no perf tables written (see the warnings): {res.system}.yaml describes the system only; export a "
               f"measured profile for tables aiconfigurator can estimate from")

@@ -86,7 +86,8 @@ def _identity(env: Mapping[str, Any], command: str, coll: pd.DataFrame) -> Ident
     versions = {}
     for key, out in (("torch_version", "torch"), ("cuda_version", "cuda"), ("hip_version", "hip"),
                      ("nccl_version", "nccl"), ("python_version", "python"), ("gpu_driver_version", "driver"),
-                     ("platform", "platform"), ("cpu_model", "cpu_model")):
+                     ("platform", "platform"), ("cpu_model", "cpu_model"), ("cpu_signature", "cpu_signature"),
+                     ("accelcal_version", "accelcal"), ("accelcal_commit", "accelcal_commit")):
         v = env.get(key)
         if v not in (None, ""):
             versions[out] = str(v)

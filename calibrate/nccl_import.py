@@ -148,6 +148,9 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             versions.setdefault("nccl_tests", r.nccl_tests_version)
         if r.graph is not None:
             versions.setdefault("nccl_tests_graph", str(r.graph))
+    from accelcal.build import build_versions
+
+    versions.update(build_versions())  # the accelcal that parsed and fitted them
     cites = [c for c in citations if c.strip()]
     ident = Identity(
         name=name, source="published" if cites else "measured", device_type=dev_type, device_name=dev_name,

@@ -28,7 +28,31 @@ def cpu_model() -> str:
         pass
     return platform.processor() or platform.machine()
 
-__all__ = ["Device", "available_devices", "cpu_model", "resolve_device"]
+_VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",  # x86
+                 "asimd", "sve", "sve2", "bf16", "i8mm")  # Arm (/proc/cpuinfo "Features")
+"""CPU features that change what a CPU's GEMMs and copies can do (recorded, not used to pick kernels)."""
+
+
+def cpu_signature(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """What tells two CPUs of the same model name apart: family / model / stepping and the vector units
+    (``cpuinfo``), e.g. ``family 25 model 1 stepping 1; avx avx2 fma``; "" where the file is absent."""
+    fields: dict[str, str] = {}
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
+    except OSError:
+        return ""
+    ids = " ".join(f"{k.split()[-1]} {fields[k]}" for k in ("cpu family", "model", "stepping") if fields.get(k))
+    have = set((fields.get("flags") or fields.get("features") or "").split())
+    units = " ".join(f for f in _VECTOR_FLAGS if f in have)
+    return "; ".join(x for x in (ids, units) if x)
+
+
+__all__ = ["Device", "available_devices", "cpu_model", "cpu_signature", "resolve_device"]
 
 
 @dataclass(frozen=True)

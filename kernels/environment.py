@@ -20,7 +20,9 @@ import sys
 
 import torch
 
-from .device import Device, cpu_model, resolve_device
+from accelcal.build import build_versions
+
+from .device import Device, cpu_model, cpu_signature, resolve_device
 from .timing import METHOD_VERSION
 
 __all__ = ["capture_environment", "cpu_model"]
@@ -90,10 +92,12 @@ def capture_environment(device: Device | str | None = None) -> dict[str, object]
         "device_memory_total_bytes": total_b,
         "device_memory_free_bytes": free_b,
         "cpu_model": cpu_model(),
+        "cpu_signature": cpu_signature(),
         "cpu_count": os.cpu_count() or 0,
         "torch_num_threads": torch.get_num_threads(),
         "command": command_line(),
         "env_vars": _relevant_env(),
+        **{f"{k}_version" if k == "accelcal" else k: v for k, v in build_versions().items()},
     }
     if dev.type == "cuda":
         try:
