@@ -132,7 +132,8 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
         if progress:
             q = f.quality
             progress(f"fitted {label} from {len(xs)} points ({len(rs)} run(s)): {len(f.pieces)} piece(s), latency "
-                     f"{f.pieces[0].latency_s * 1e6:.3g} us, bandwidth {f.pieces[-1].bandwidth_bytes_per_s / 1e9:.4g} GB/s, "
+                     f"{f.pieces[0].latency_s * 1e6:.3g} us, bandwidth (algbw, S / t) "
+                     f"{f.pieces[-1].bandwidth_bytes_per_s / 1e9:.4g} GB/s, "
                      f"held-out median {q.heldout_median_rel_err:.1%}{' FLAGGED: ' + '; '.join(q.flags) if q.flags else ''}")
     dev_type, dev_name, per_node, nodes, hosts = _device_layout(runs)
     if devices_per_node is not None:
@@ -255,8 +256,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="scope of every entry (default: inter_node when the rank lines name several hosts)")
     p.add_argument("--op", default=None, help="collective of logs that do not say (old logs without the "
                                               "'Collective test starting' line), e.g. all_gather")
-    p.add_argument("--citation", action="append", default=[], metavar="URL",
-                   help="where the numbers were published (repeatable); makes the profile source: published")
+    p.add_argument("--citation", action="append", default=[], metavar="SOURCE",
+                   help="where the numbers were published: a URL, or a document and page (repeatable); makes the "
+                        "profile source: published")
     p.add_argument("--placement", choices=("both", "out", "in"), default="both",
                    help="which nccl-tests columns to fit: out-of-place, in-place or both (default)")
     p.add_argument("--devices-per-node", type=int, default=None, metavar="N",
