@@ -411,8 +411,9 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         from accelcal.progress import StageProgress
 
         try:
+            # in a log (run_bench.sh tees one) a GEMM stage of a minute says how far it is every 20 s
             rs = run_suite(device=dev, preset=preset, progress=None,
-                           bar=StageProgress("calibrate kernels", quiet=args.quiet))
+                           bar=StageProgress("calibrate kernels", quiet=args.quiet, log_every_s=20.0))
         finally:
             if threads_before is not None:  # the share is for the kernel suite; callers keep their own setting
                 torch.set_num_threads(threads_before)
