@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, TextIO
 
-__all__ = ["safe", "SafeStream"]
+__all__ = ["brief", "safe", "SafeStream"]
 
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
@@ -47,3 +47,14 @@ class SafeStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to about ``limit`` characters with a visible end (``'8  2  float ...' (1234 chars)``),
+    for error messages that quote what a file held: a plain ``{value!r:.40}`` cuts off the closing quote and reads
+    as garbled."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit].rstrip()} ... ({len(text)} chars)"
+

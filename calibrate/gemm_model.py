@@ -35,6 +35,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from accelcal.textsafe import brief
+
 __all__ = ["GemmModel", "GEMM_MODEL_KEYS"]
 
 _PARTIAL_BYTES = 4
@@ -174,7 +176,7 @@ class GemmModel:
                 out[f.name] = None
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-                raise ValueError(f"{path}.{f.name}: expected a finite number, got {v!r:.40}")
+                raise ValueError(f"{path}.{f.name}: expected a finite number, got {brief(v, 40)}")
             if f.type in ("int", "int | None"):
                 if float(v) != int(v) or int(v) < (0 if f.name == "gemv_max_m" else 1):
                     raise ValueError(f"{path}.{f.name}: expected an integer >= {0 if f.name == 'gemv_max_m' else 1}, got {v!r}")

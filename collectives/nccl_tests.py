@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from accelcal.safe_io import read_bytes
+from accelcal.textsafe import brief
 from accelcal.vocab import BUSBW_FACTORS, SCOPES, busbw_factor
 
 MAX_LOG_BYTES = 64 * 2**20
@@ -466,7 +467,7 @@ def _json_timing(d, where: str) -> Timing | None:
     if d is None:
         return None
     if not isinstance(d, dict):
-        raise NcclTestsError(f"{where}: expected an object with time/alg_bw/bus_bw/nwrong, got {d!r:.60}")
+        raise NcclTestsError(f"{where}: expected an object with time/alg_bw/bus_bw/nwrong, got {brief(d)}")
     t = d.get("time", d.get("cpu_time"))
     vals = [t, d.get("alg_bw"), d.get("bus_bw")]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in vals):
@@ -506,7 +507,7 @@ def parse_json(text: str, path: str = "<json>", op_hint: str | None = None) -> l
     for i, r in enumerate(d["results"]):
         where = f"{path}: results[{i}]"
         if not isinstance(r, dict) or not isinstance(r.get("size"), int):
-            raise NcclTestsError(f"{where}: expected an object with an integer size, got {r!r:.80}")
+            raise NcclTestsError(f"{where}: expected an object with an integer size, got {brief(r, 80)}")
         oop, inp = _json_timing(r.get("out_of_place"), where + ".out_of_place"), _json_timing(r.get("in_place"), where + ".in_place")
         for half, t in (("out_of_place", oop), ("in_place", inp)):
             if t is not None and t.wrong is not None and t.wrong > 0:

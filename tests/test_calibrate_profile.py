@@ -391,3 +391,15 @@ def test_a_profile_date_must_be_iso_8601(tmp_path):
     assert Profile.load(ok).identity.date == "2026-11-26"
     ok.write_text(text.replace("date: '2026-11-26T06:03:07+00:00'", "date: 2026-11-26", 1))  # a YAML date
     assert Profile.load(ok).identity.date == "2026-11-26"
+
+
+def test_a_quoted_value_cut_short_keeps_a_visible_end():
+    from accelcal.textsafe import brief
+
+    assert brief("short") == "'short'"
+    long = "134217728      33554432     float     sum  " * 20
+    cut = brief(long, 40)
+    assert cut.startswith("'134217728") and cut.endswith(f" ... ({len(repr(long))} chars)") and len(cut) < 70
+    # what show says of a log given as a profile: the quote ends visibly instead of mid-token
+    with pytest.raises(ProfileError, match=r"got str '.*\.\.\. \(\d+ chars\); is this an accelcal profile\?"):
+        Profile.from_dict(long, origin="a.log")

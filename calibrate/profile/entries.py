@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from accelcal.textsafe import brief
 from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, FABRICS, SCOPES, is_kernel_name
 
 from .perf import gemm_estimate_s, gemm_model_time_s, interp_log, ratio_table
@@ -184,7 +185,7 @@ class ComputeEntry:
         for i, p in enumerate(pts):
             pp = f"{path}.points[{i}]"
             if not isinstance(p, list) or len(p) != 4:
-                raise r.fail(pp, f"expected [m, n, k, time_s] (4 numbers), got {p!r:.80}")
+                raise r.fail(pp, f"expected [m, n, k, time_s] (4 numbers), got {brief(p, 80)}")
             m, n, k = (r.number(v, f"{pp}[{j}]", lo=1.0, hi=1e9, what="a GEMM dimension") for j, v in enumerate(p[:3]))
             t = r.number(p[3], f"{pp}[3]", lo=0.0, lo_open=True, hi=MAX_TIME_S, what="seconds")
             points.append([m, n, k, t])
@@ -202,7 +203,7 @@ class ComputeEntry:
         for i, p in enumerate(gp):
             pp = f"{path}.grouped_points[{i}]"
             if not isinstance(p, list) or len(p) != 5:
-                raise r.fail(pp, f"expected [experts, m, n, k, time_s] (5 numbers), got {p!r:.80}")
+                raise r.fail(pp, f"expected [experts, m, n, k, time_s] (5 numbers), got {brief(p, 80)}")
             dims = [r.number(v, f"{pp}[{j}]", lo=1.0, hi=1e9, what="a grouped GEMM dimension")
                     for j, v in enumerate(p[:4])]
             grouped.append(dims + [r.number(p[4], f"{pp}[4]", lo=0.0, lo_open=True, hi=MAX_TIME_S, what="seconds")])
@@ -392,7 +393,7 @@ class CollectivePiece:
 def read_pieces(r: Reader, pieces_raw: Any, path: str, datasheet: bool) -> list[CollectivePiece]:
     """A non-empty list of alpha-beta pieces with ascending max_bytes, the last open-ended (collectives, memory)."""
     if not isinstance(pieces_raw, list) or not pieces_raw:
-        raise r.fail(path, f"expected a non-empty list of pieces, got {pieces_raw!r:.60}")
+        raise r.fail(path, f"expected a non-empty list of pieces, got {brief(pieces_raw)}")
     pieces = []
     for i, pd_ in enumerate(pieces_raw):
         pp = f"{path}[{i}]"

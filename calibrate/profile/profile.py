@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from accelcal.atomic import atomic_write_text
+from accelcal.textsafe import brief
 from accelcal.vocab import (ANSWERED_BY_ALL_REDUCE, ATTENTION_KINDS, BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS,
                             GROUPED_GEMM_DTYPES,
                             PHASES, PREFILL_KINDS, SAMPLER_BYTES_PER_LOGIT, SCOPES,
@@ -127,7 +128,7 @@ class Profile:
         r = Reader(origin)
         if not isinstance(d, dict):
             raise r.fail(TOP_LEVEL, f"expected a mapping of profile sections (schema_version, identity, compute, ...), "
-                                    f"got {type(d).__name__} {d!r:.40}; is this an accelcal profile?")
+                                    f"got {type(d).__name__} {brief(d, 40)}; is this an accelcal profile?")
         if "schema_version" in d:
             sv = d["schema_version"]
             if isinstance(sv, bool) or not isinstance(sv, int) or sv != SCHEMA_VERSION:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from accelcal.textsafe import brief
+
 from .reader import SOURCES, Reader
 
 __all__ = ["Identity", "Validation", "ValidationCase"]
@@ -91,7 +93,7 @@ class Identity:
         d = r.mapping(d, path, names, opt)
         sha = d.get("raw_sha256") or {}
         if not isinstance(sha, dict) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in sha.values()):
-            raise r.fail(f"{path}.raw_sha256", f"expected a mapping of file -> 64 hex digits, got {sha!r:.80}")
+            raise r.fail(f"{path}.raw_sha256", f"expected a mapping of file -> 64 hex digits, got {brief(sha, 80)}")
         versions = d["versions"]
         if not isinstance(versions, dict):
             raise r.fail(f"{path}.versions", f"expected a mapping of name -> version string, got {type(versions).__name__}")
