@@ -151,23 +151,17 @@ def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, sh
                 reply(i, admit)
             continue
         stepping = [dt for kind, dt in asks.values() if kind == "step"]
-        windows = [w for kind, w in asks.values() if kind == "window"]
-        if windows:
-            # decode stretches (k_max, cost of step j, next arrival): with a replica in a scheduled step, one step
-            # together; else as many as come before the first event in any replica
-            steps = _group_window(windows, [at for kind, at in asks.values() if kind == "idle"], group_clock,
-                                  engine.overlap_scheduling, 1 if stepping else None)
-            step = max(stepping + [steps[0]]) if stepping else None
-            if step is not None:
-                steps = [step]
+        windows = [w for kind, w in asks.values() if kind == "window"]  # (k_max, cost of step j, next arrival)
+        if stepping or windows:
+            # with a replica in a scheduled step, the decode stretches take one step with it; else the group runs
+            # them as far as the first event in any replica
+            steps = ([max(stepping + [w[1](0) for w in windows])] if stepping else
+                     _group_window(windows, [at for kind, at in asks.values() if kind == "idle"], group_clock,
+                                   engine.overlap_scheduling))
             for dt in steps:
                 group_clock += dt
-            replies = {i: (step if kind == "step" else steps if kind == "window" else (group_clock, len(steps)))
+            replies = {i: (steps[0] if kind == "step" else steps if kind == "window" else (group_clock, len(steps)))
                        for i, (kind, _) in asks.items()}
-        elif stepping:
-            step = max(stepping)
-            group_clock += step
-            replies = {i: (step if kind == "step" else (group_clock, 1)) for i, (kind, _) in asks.items()}
         else:  # every replica waits for a request: the group idles until the first arrives
             group_clock = max(group_clock, min(at for _, at in asks.values()))
             replies = {i: (group_clock, 1) for i in asks}
@@ -176,16 +170,14 @@ def simulate_lockstep(engine: EnginePreset, coster: StepCoster, kv: KVBudget, sh
     return [r for r in out if r is not None]
 
 
-def _group_window(windows: list[tuple], idle_arrivals: list[float], clock: float, overlap: bool,
-                  limit: int | None) -> list[float]:
-    """The group's steps through its replicas' decode stretches: step j lasts as long as the slowest replica's
-    j-th step; the stretch ends at the shortest replica's end, after the step in which a request reaches a
-    decoding replica's queue (by the step's start with overlap scheduling, its end without), or after the step
-    that brings the group's clock to an idle replica's next arrival (it joins the next step).  ``limit``: at
-    most that many steps."""
+def _group_window(windows: list[tuple], idle_arrivals: list[float], clock: float, overlap: bool) -> list[float]:
+    """The group's steps through its replicas' decode stretches (k_max, cost of step j, next arrival or None):
+    step j lasts as long as the slowest replica's j-th step; the stretch ends at the shortest replica's end
+    (a request finishes or the pool runs short in the next step), after the step in which a request reaches a
+    decoding replica's queue (by the step's start with overlap scheduling, its end without: the scheduler runs
+    the next step), or after the step that brings the group's clock to an idle replica's next arrival (it joins
+    the next step).  A replica alone is a group of one."""
     k = min(w[0] for w in windows)
-    if limit is not None:
-        k = min(k, limit)
     out: list[float] = []
     arrivals = [w[2] for w in windows if w[2] is not None]
     while True:
@@ -367,34 +359,17 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
         if not engine.mixed_steps:
             free = kv.blocks - sum(r.blocks for r in running)
 
-    def decode_window() -> int:
+    def decode_window():
         """Run, at once, the pure decode steps that come before the next event (window_size), and return how many
-        (0: none)."""
+        (0: none).  The stretch is offered as (its length, its steps' costs, the next request's arrival): alone,
+        the replica is its own group (_group_window); in lockstep the group takes as many steps as every replica
+        can, at the group's durations (simulate_lockstep)."""
         k_max = window_size()
         if not k_max:
             return 0
         count, total = len(running), sum(r.done_prompt + r.dec for r in running)
-        dt_of = window_dt(count, total)
-        dts: list[float] = []
-        at = clock
-        while True:
-            dt = dt_of(len(dts))
-            dts.append(dt)
-            start, at = at, at + dt
-            if len(dts) == k_max or (on_the_way and on_the_way[0][0] <= (start if overlap else at)):
-                break  # a request finishes or the pool runs short in the next step, or one has reached the
-                # queue: the scheduler runs that step
-        run_window(dts, count, total)
-        return len(dts)
-
-    def lockstep_window():
-        """decode_window in lockstep: offer the stretch to the group (its length, its steps' costs, the next
-        request's arrival) and run the steps the group takes, at the group's durations (simulate_lockstep)."""
-        k_max = window_size()
-        if not k_max:
-            return 0
-        count, total = len(running), sum(r.done_prompt + r.dec for r in running)
-        dts = yield ("window", (k_max, window_dt(count, total), on_the_way[0][0] if on_the_way else None))
+        offer = (k_max, window_dt(count, total), on_the_way[0][0] if on_the_way else None)
+        dts = (yield ("window", offer)) if lockstep else _group_window([offer], [], clock, overlap)
         run_window(dts, count, total)
         return len(dts)
 
@@ -420,7 +395,7 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
             prev_start = clock  # nothing was scheduled ahead: the scheduler looks at the queue now
             continue
         if fast_forward and not static and not waiting and not lingering and running:
-            ran = (yield from lockstep_window()) if lockstep else decode_window()
+            ran = yield from decode_window()
             if ran:
                 continue
         may_admit = True
