@@ -278,9 +278,13 @@ class Coster:
             return False
         return True
 
+    def answering(self, scope: str):
+        """The profile whose collectives cost ``scope``: the inter-node profile across nodes, else the device's."""
+        return self.inter if scope == "inter_node" else self.profile
+
     def collective(self, op: str, nbytes: float, group_size: int, scope: str, kernel: str | None = None):
         """``kernel``: an implementation other than the collective library (Profile.collective_time_s)."""
-        prof = self.inter if scope == "inter_node" else self.profile
+        prof = self.answering(scope)
 
         def ask():
             from accelcal.calibrate.compose import missing_hint

@@ -410,21 +410,17 @@ class StepCoster:
         return (f"; decode attention unchanged: with {heads // max(1, kvh)} query heads per KV head the profile's "
                 f"attention.{act}.decode fit is compute-bound, so the {kv_dtype} cache adds capacity only")
 
-    def _intra_node_all_reduces(self) -> list:
-        """The profile's intra-node all_reduce entries (the library's and any engine kernel's)."""
-        return [c for c in getattr(self.profile, "collectives", ()) if c.op == "all_reduce" and c.scope == "intra_node"]
-
-    def _answering(self, scope: str):
-        """The profile whose collectives cost ``scope`` (the inter-node profile across nodes, as Coster.collective
-        picks it)."""
-        return self._costers[False].inter if scope == "inter_node" else self.profile
+    def _all_reduces(self, scope: str) -> list:
+        """The all_reduce entries (the library's and any engine kernel's) of the profile that costs ``scope``."""
+        return [c for c in getattr(self._costers[False].answering(scope), "collectives", ())
+                if c.op == "all_reduce" and c.scope == scope]
 
     def _note_all_reduce_kernel(self, engine: EnginePreset, limit_bytes: float) -> None:
         """Say which all-reduce the TP groups get, and when the profile cannot answer for the engine's kernel."""
         k = engine.tp_all_reduce_kernel
         if not k or self.tp < 2 or self.tp_scope != "intra_node":
             return
-        colls = self._intra_node_all_reduces()
+        colls = self._all_reduces("intra_node")
         if not colls:
             return  # no intra-node all-reduce at all: costing says what is missing
         name = getattr(self.profile.identity, "name", "?")
@@ -446,8 +442,8 @@ class StepCoster:
             return
         small = self.model.hidden_size * self.el
         scope = self.tp_scope
-        prof = self._answering(scope)
-        colls = [c for c in getattr(prof, "collectives", ()) if c.op == "all_reduce" and c.scope == scope]
+        prof = self._costers[False].answering(scope)
+        colls = self._all_reduces(scope)
         # an engine's own all-reduce kernel runs inside a node only (Profile.collective_time_s answers it there)
         k = engine.tp_all_reduce_kernel if scope == "intra_node" else None
         kernel = k if k and any(c.kernel == k for c in colls) and not (limit_bytes and small > limit_bytes) else None
@@ -483,7 +479,7 @@ class StepCoster:
         h_bytes = self.model.hidden_size * self.el
         small = reps * h_bytes if engine.ep_comm == "all_reduce" or ep == 1 else ep * self.model.top_k * h_bytes
         scope = self.parallelism.ep_scope
-        mins = [c.quality.range_min for c in getattr(self._answering(scope), "collectives", ())
+        mins = [c.quality.range_min for c in getattr(self._costers[False].answering(scope), "collectives", ())
                 if c.scope == scope and c.quality is not None]
         if mins and small < min(mins):
             self.warnings.append(f"attention data-parallel: a decode step's MoE collective ({small:g} B: one token's "
