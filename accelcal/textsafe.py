@@ -57,4 +57,3 @@ def brief(value: Any, limit: int = 60) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit].rstrip()} ... ({len(text)} chars)"
-

@@ -17,16 +17,25 @@ import platform
 import torch
 
 
+def _cpuinfo(path: str = "/proc/cpuinfo") -> dict[str, str] | None:
+    """``path`` as {lower-case key: its first value} (the first processor's, where every block repeats a key);
+    None where the file cannot be read."""
+    fields: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, sep, value = line.partition(":")
+                if sep:
+                    fields.setdefault(key.strip().lower(), value.strip())
+    except OSError:
+        return None
+    return fields
+
+
 def cpu_model() -> str:
     """The host CPU's model name (/proc/cpuinfo), else what ``platform`` says."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return (_cpuinfo() or {}).get("model name") or platform.processor() or platform.machine()
+
 
 _VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",  # x86
                  "asimd", "sve", "sve2", "bf16", "i8mm")  # Arm (/proc/cpuinfo "Features")
@@ -36,15 +45,8 @@ _VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", 
 def cpu_signature(cpuinfo: str = "/proc/cpuinfo") -> str:
     """What tells two CPUs of the same model name apart: family / model / stepping and the vector units
     (``cpuinfo``), e.g. ``family 25 model 1 stepping 1; avx avx2 fma``; "" where the file is absent."""
-    fields: dict[str, str] = {}
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if not line.strip():
-                    break  # the first processor's block is enough
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip().lower(), value.strip())
-    except OSError:
+    fields = _cpuinfo(cpuinfo)
+    if fields is None:
         return ""
     ids = " ".join(f"{k.split()[-1]} {fields[k]}" for k in ("cpu family", "model", "stepping") if fields.get(k))
     have = set((fields.get("flags") or fields.get("features") or "").split())

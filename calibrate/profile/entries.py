@@ -101,7 +101,8 @@ class ComputeEntry:
 
     _ratio_cache: dict = field(default_factory=dict, repr=False, compare=False)
     _points_key: list = field(default_factory=list, repr=False, compare=False)
-    """[the points list it was built from, its length, the points as a tuple]: see :meth:`points_key`."""
+    """[the points list it was built from, its length, the points as a tuple, their (N, K) lines]: see
+    :meth:`points_key`."""
 
     def points_key(self) -> tuple:
         """The measured points as a hashable key (and the (N, K) lines they cover), rebuilt only when ``points``
