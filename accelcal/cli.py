@@ -38,8 +38,17 @@ _AREAS: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a short error: the message and where the options are listed, not the whole usage block
+    (predict's is 19 lines, and the one line that matters came last).  Subcommands inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\nusage: {self.prog} --help lists every "
+                                  f"option\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="accelcal",
         description="Measure an accelerator node, fit a profile, and plan Transformer inference on it.",
         epilog=epilog(),

@@ -161,7 +161,16 @@ def test_unknown_options_get_the_commands_usage_and_lengths_take_both_spellings(
     with pytest.raises(SystemExit) as exc:
         main(["plan", "--profile", str(profile_path), "--bogus", "3"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "usage: accelcal plan" in err and "accelcal plan: error: unrecognized arguments: --bogus 3" in err
+    assert exc.value.code == 2 and err.splitlines() == ["accelcal plan: error: unrecognized arguments: --bogus 3",
+                                                        "usage: accelcal plan --help lists every option"]
+    # a value of the wrong type: the error and where the options are, not the 19-line usage block before them
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--profile", str(profile_path), "--model", "llama3-8b", "--engine", "vllm", "--isl", "8",
+              "--osl", "8", "--concurrency", "abc"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.splitlines() == [
+        "accelcal predict: error: argument --concurrency: invalid int value: 'abc'",
+        "usage: accelcal predict --help lists every option"]
     # plan and predict name the request lengths differently; each takes the other's spelling too
     assert main(["plan", "--profile", str(profile_path), "--isl", "512", "--osl", "32", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
