@@ -13,7 +13,8 @@ On a terminal each stage gets a tqdm bar (case count, elapsed, ETA) and the
 case text as its postfix; in a non-TTY log (``run_bench.sh`` tees to a file)
 each stage prints one line when it ends (and, with ``log_every_s``, a
 "done/total after N s" line at most that often while it runs, so a long stage
-in a log is not silent); ``quiet`` prints nothing.  Without
+in a log is not silent; with ``quiet_below_s``, only a stage that ran at least
+that long prints its closing line); ``quiet`` prints nothing.  Without
 tqdm (it comes with the ``measure`` extra) the bar degrades to the log lines.
 """
 
@@ -24,7 +25,10 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
-__all__ = ["StageProgress"]
+__all__ = ["LOG_EVERY_S", "StageProgress"]
+
+LOG_EVERY_S = 20.0
+"""How often a long stage in a log (stderr not a terminal) reports its progress: the commands' common cadence."""
 
 _CASE_LINE = re.compile(r"^\[(\d+)/(\d+)\]\s*(.*)")
 """A sweep's per-case line, ``[i/n] text`` (collectives/harness.py prints these)."""
@@ -34,11 +38,14 @@ class StageProgress:
     """One stage at a time: :meth:`start`, :meth:`advance` per case, :meth:`close` (or the next start)."""
 
     def __init__(self, prefix: str = "kernels", quiet: bool = False, stream: TextIO | None = None,
-                 tty: bool | None = None, log_every_s: float | None = None) -> None:
+                 tty: bool | None = None, log_every_s: float | None = None, quiet_below_s: float = 0.0) -> None:
         self.prefix = prefix
         """Shown before the stage name in log lines."""
         self.log_every_s = log_every_s
         """Log mode: a progress line at most this often while a stage runs (None: only the closing line)."""
+        self.quiet_below_s = quiet_below_s
+        """Log mode: a stage that ends sooner than this prints no closing line (a plan or predict that answers in
+        seconds leaves its log as it was; one that runs minutes says what it did)."""
         self._last_log = 0.0
         self.quiet = quiet
         self.stream = stream if stream is not None else sys.stderr
@@ -109,7 +116,7 @@ class StageProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif not self.quiet:
+        elif not self.quiet and elapsed >= self.quiet_below_s:
             of = f"/{self._total}" if self._total and self._total != self._done else ""
             skip = f" ({self._skipped} skipped)" if self._skipped else ""
             print(f"[{self.prefix}] {self._stage}: {self._done}{of} cases in {elapsed:.1f} s{skip}",

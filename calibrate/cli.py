@@ -408,12 +408,12 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
                      f"the collective timings include the scheduler)"))
         preset = sweep_preset(args.preset, dev.type, args.for_model, args.tp)
         print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {final_raw}")
-        from accelcal.progress import StageProgress
+        from accelcal.progress import LOG_EVERY_S, StageProgress
 
         try:
             # in a log (run_bench.sh tees one) a GEMM stage of a minute says how far it is every 20 s
             rs = run_suite(device=dev, preset=preset, progress=None,
-                           bar=StageProgress("calibrate kernels", quiet=args.quiet, log_every_s=20.0))
+                           bar=StageProgress("calibrate kernels", quiet=args.quiet, log_every_s=LOG_EVERY_S))
         finally:
             if threads_before is not None:  # the share is for the kernel suite; callers keep their own setting
                 torch.set_num_threads(threads_before)

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
         # Before the suite captures the environment, so torch_num_threads records the setting.
         torch.set_num_threads(args.threads)
-    from accelcal.progress import StageProgress
+    from accelcal.progress import LOG_EVERY_S, StageProgress
 
     preset = args.preset
     if args.for_model:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     rs = run_suite(device=args.device, preset=preset, ops=args.ops or (["gemm"] if args.for_model else None),
                    dtypes=args.dtypes or (list(preset.model_dtypes) if args.for_model else None),
                    progress=print if args.verbose and not args.quiet else None,
-                   bar=StageProgress("kernels", quiet=args.quiet, log_every_s=20.0))
+                   bar=StageProgress("kernels", quiet=args.quiet, log_every_s=LOG_EVERY_S))
     print(summary_table(rs))
     paths = rs.write(args.out, stem="kernels")
     for kind, path in paths.items():

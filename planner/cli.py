@@ -185,17 +185,23 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     """``accelcal plan --engine ...``: the serving search (planner/serving/search.py); ``prof`` already composed."""
     from .serving.cli import parse_engine_args
     from .serving.engine import check_version
-    from accelcal.progress import StageProgress
+    from accelcal.progress import LOG_EVERY_S, StageProgress
 
     from .serving.predict import node_devices
+    from .serving.workload import LONG_SIMULATION_REQUESTS, default_requests
     from .serving.search import NoServingLayout, ServingTargets, format_search, plot_pareto, search_serving
 
     spec = SWEEP if args.concurrency is None else args.concurrency
     try:
-        conc = [int(x) for x in str(spec).strip().split(",")]
+        # each concurrency once, in the order given (4,4,1 is two points, not three rows with one twice)
+        conc = list(dict.fromkeys(int(x) for x in str(spec).strip().split(",")))
     except ValueError:
         raise ValueError(f"--concurrency {spec!r}: expected comma-separated integers >= 1, e.g. 8,32,128 (leave it "
                          f"out for the default sweep {SWEEP})") from None
+    if default_requests(max(conc)) > LONG_SIMULATION_REQUESTS:
+        print(f"accelcal plan: note: the re-checks simulate 10 requests per client step by step, "
+              f"{default_requests(max(conc))} at --concurrency {max(conc)}, for each layout they re-check, which can "
+              f"take many minutes; a sweep of smaller concurrencies answers sooner", file=sys.stderr)
     if args.target_stat is not None and args.ttft is None and args.tpot is None and args.request_rate is None:
         raise ValueError(f"--target-stat {args.target_stat}: it says which statistic --ttft and --tpot bound (and "
                          f"--request-rate's open-loop run reports); give one of them (without targets the search "
@@ -208,8 +214,9 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     overrides = parse_engine_args(args.engine_arg or [])
     tables = load_moe_tables(args.moe_table)
     try:
-        # a bar per pass on a terminal (the re-checks by simulation take most of a long search); nothing in a log
-        bar = StageProgress("plan", quiet=not sys.stderr.isatty())
+        # a bar per pass on a terminal (the re-checks by simulation take most of a long search); in a log, a line
+        # every 20 s of a pass and its closing line once it has run that long (a search of seconds adds nothing)
+        bar = StageProgress("plan", log_every_s=LOG_EVERY_S, quiet_below_s=LOG_EVERY_S)
         res = search_serving(prof, model, args.nodes * dpn, engines, conc, args.prompt_len, args.output_len, targets,
                              args.weight_dtype, args.kv_dtype, inter, top=args.top, engine_overrides=overrides,
                              range_ratio=args.range_ratio, range_mode=args.range_mode or "around",

@@ -47,6 +47,24 @@ def test_log_mode_reports_a_long_stage_at_most_every_log_every_s(monkeypatch):
     assert re.fullmatch(r"\[serving_accuracy\] rows: 4 cases in 26\.0 s", lines[2]) and len(lines) == 3
 
 
+def test_a_stage_shorter_than_quiet_below_s_leaves_the_log_as_it_was(monkeypatch):
+    # plan and predict in a log: a search of seconds prints nothing, one of minutes reports and closes
+    clock = iter([0.0, 1.0, 5.0, 100.0, 130.0, 131.0])
+    monkeypatch.setattr("accelcal.progress.time.perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    bar = StageProgress("plan", stream=out, tty=False, log_every_s=20.0, quiet_below_s=20.0)
+    bar.start("steady state", 2)
+    bar.advance("a")
+    bar.close()  # 5 s: quiet
+    assert out.getvalue() == ""
+    bar.start("re-checks by simulation", 2)
+    bar.advance("b")  # 130 s after the 100 s start: past 20 s, a line
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[plan] re-checks by simulation: 1/2 after 30 s (b)"
+    assert re.fullmatch(r"\[plan\] re-checks by simulation: 1/2 cases in 31\.0 s", lines[1]) and len(lines) == 2
+
+
 def test_quiet_prints_nothing():
     out = io.StringIO()
     bar = StageProgress(stream=out, tty=True, quiet=True)

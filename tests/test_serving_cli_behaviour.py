@@ -857,3 +857,24 @@ def test_predict_and_plan_take_the_engines_defaults_for_the_profiles_device(caps
     rc, out, _ = _run(capsys, "plan", "--profile", a100, "--model", "llama3-8b", "--engine", "vllm", "--concurrency",
                       "4", "--prompt-len", "64", "--output-len", "8", "--format", "json")
     assert rc == 0 and any(n.startswith(note) for n in json.loads(out)["notes"])
+
+
+def test_a_long_simulation_is_announced_and_a_sweep_counts_each_concurrency_once(capsys, monkeypatch):
+    # the threshold made small, so a quick run crosses it: the note comes before the wait, on stderr
+    monkeypatch.setattr("accelcal.planner.serving.cli.LONG_SIMULATION_REQUESTS", 50)
+    rc, out, err = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", *SMALL, "--concurrency", "8")
+    assert rc == 0 and "TPOT" in out
+    assert "accelcal predict: note: 100 requests to simulate step by step (10 per client at --concurrency 8)" in err
+    rc, out, err = _run(capsys, "predict", "--profile", H100, "--model", "llama3-8b", *SMALL, "--concurrency", "8",
+                        "--num-requests", "40")
+    assert rc == 0 and "requests to simulate" not in err  # fewer than the threshold when the user says so
+    monkeypatch.setattr("accelcal.planner.serving.workload.LONG_SIMULATION_REQUESTS", 50)
+    rc, doc = _json(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
+                    "--prompt-len", "256", "--output-len", "16", "--concurrency", "4,4,1")
+    concurrencies = [r["concurrency"] for r in doc["ranked"]]
+    assert rc == 0 and sorted(set(concurrencies)) == [1, 4]
+    # one row per layout and concurrency: the repeated 4 is not a second point
+    assert len({(r["label"]) for r in doc["ranked"]}) == len(doc["ranked"])
+    rc, out, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
+                        "--prompt-len", "256", "--output-len", "16", "--concurrency", "8")
+    assert "accelcal plan: note: the re-checks simulate 10 requests per client step by step, 100 at --concurrency 8" in err

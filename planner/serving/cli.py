@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from accelcal.calibrate.compose import add_profile_arguments
-from accelcal.progress import StageProgress
+from accelcal.progress import LOG_EVERY_S, StageProgress
 from accelcal.units import count
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
@@ -28,7 +28,7 @@ from .deployment import DEPLOYMENTS
 from .engine import EnginePreset, engine_names, release_range_notes, version_key
 from .moe_op import add_moe_table_argument, load_moe_tables
 from .step_cost import STEP_PARTS
-from .workload import RANGE_MODES, ServingWorkload
+from .workload import LONG_SIMULATION_REQUESTS, RANGE_MODES, ServingWorkload, default_requests
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -167,8 +167,16 @@ def run(args: argparse.Namespace) -> int:
         notes += [f"--moe-table {t.origin}: published for {t.engine} {t.engine_version}, while this prediction runs "
                   f"{t.engine} {version}: the op's time is {t.engine_version}'s" for t in tables
                   if t.engine == engine.name and version_key(t.engine_version)[:3] != version_key(version)[:3]]
-    # a long simulation (thousands of clients) shows a bar on a terminal after a few seconds; a log stays quiet
-    bar = StageProgress("predict", quiet=not sys.stderr.isatty())
+    if args.method == "simulate" and args.concurrency is not None:
+        sent = (args.num_requests or default_requests(args.concurrency)) + (args.warmup_requests or 0)
+        if sent > LONG_SIMULATION_REQUESTS:
+            print(f"accelcal predict: note: {sent} requests to simulate step by step"
+                  + ("" if args.num_requests else f" (10 per client at --concurrency {args.concurrency})")
+                  + ", which can take minutes; --num-requests N simulates fewer, --method steady answers at once",
+                  file=sys.stderr)
+    # a long simulation (thousands of clients) shows a bar on a terminal after a few seconds; in a log (output
+    # piped) a line every 20 s and a closing one, so a run of minutes is not silent, and a quick one adds nothing
+    bar = StageProgress("predict", log_every_s=LOG_EVERY_S, quiet_below_s=LOG_EVERY_S)
     try:
         res = predict_serving(prof, model, engine, args.tp, args.pp, args.dp, args.concurrency, args.isl,
                               args.osl, args.request_rate, args.num_requests, args.weight_dtype, kv_dtype,

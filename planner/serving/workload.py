@@ -22,10 +22,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MAX_REQUESTS", "RANGE_MODES", "ServingWorkload", "client_shares"]
+__all__ = ["LONG_SIMULATION_REQUESTS", "MAX_REQUESTS", "RANGE_MODES", "ServingWorkload", "client_shares",
+           "default_requests"]
 
 MAX_REQUESTS = 1_000_000
 """Most requests (measured or warm-up) one simulated run takes: about 1 KB of state each."""
+
+LONG_SIMULATION_REQUESTS = 50_000
+"""A simulated run of more requests than this takes tens of seconds or more (`accelcal predict` of Llama-3.1-8B on
+vLLM, 1024 + 256 tokens, 8192 clients, so 81,920 requests: 20 s on this project's 2-core CPU VM), so predict and
+plan say so before they start."""
+
+
+def default_requests(concurrency: int | None) -> int:
+    """Measured requests when none are given: 10 x concurrency (at least 100) closed loop, 200 open loop."""
+    return max(100, 10 * concurrency) if concurrency is not None else 200
 
 RANGE_MODES: tuple[str, ...] = ("around", "below")
 """What a client's --random-range-ratio means (ServingWorkload.range_mode)."""
@@ -155,7 +166,7 @@ class ServingWorkload:
         """Requests sent in all, warm-up included."""
         measured = self.num_requests
         if measured is None:
-            measured = max(100, 10 * self.concurrency) if self.closed_loop else 200
+            measured = default_requests(self.concurrency if self.closed_loop else None)
         return measured + self.warmup_requests
 
     def turnaround_delays_s(self) -> np.ndarray:
