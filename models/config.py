@@ -311,22 +311,38 @@ class ModelConfig:
         return d
 
     # -- derived sizes ------------------------------------------------------
-    def require_tp_divides_heads(self, tp: int, flag: str = "--tp") -> None:
-        """Refuse a TP degree that does not divide the attention heads, listing the degrees that do (the planner's
-        rule: KV heads may be replicated over TP; the validation layers' stricter split is models.check_tp)."""
-        # the engines also split Gated DeltaNet's key heads (and so its value heads) over TP (SGLang
-        # Mamba2StateShape.create divide(), which asserts divisibility)
-        fits = [t for t in range(1, min(self.heads, 64) + 1)
-                if self.heads % t == 0 and not (self.linear_layers and self.linear_key_heads % t)]
+    def tp_split_issue(self, tp: int) -> str | None:
+        """Why ``tp`` ranks cannot split this model's layers evenly, with the arithmetic (None when they can).
+
+        The engines' rule (vLLM and SGLang's tensor-parallel linear layers assert it through ``divide``; TensorRT-LLM
+        shards the same way): the query heads split evenly; the KV heads split evenly or, with more ranks than KV
+        heads, replicate evenly (vLLM ``QKVParallelLinear``: ``divide(tp_size, total_num_kv_heads)`` replicas,
+        else ``divide(total_num_kv_heads, tp_size)`` heads per rank); a dense MLP's ``intermediate_size`` splits
+        evenly (``ColumnParallelLinear``, which the fused gate/up layer extends: ``divide(output_size,
+        tp_size)``); Gated DeltaNet's key heads split evenly (SGLang ``Mamba2StateShape.create`` divide()).  A MoE model's experts are checked where their
+        split is chosen (expert_split_issue)."""
         if self.heads % tp:
-            raise ValueError(f"{flag} {tp}: {self.name} has {self.heads} attention heads and {self.heads} % {tp} = "
-                             f"{self.heads % tp}; TP must divide the heads" + (
-                                 f" and the {self.linear_key_heads} Gated DeltaNet key heads" if self.linear_layers
-                                 else "") + f": one of {fits}")
+            return f"{self.heads} attention heads and {self.heads} % {tp} = {self.heads % tp}"
+        if not self.is_mla and not self.kv_heads_split(tp):
+            return (f"{self.kv_heads} KV heads, which {tp} ranks neither split ({self.kv_heads} % {tp} = "
+                    f"{self.kv_heads % tp}) nor replicate evenly ({tp} % {self.kv_heads} = {tp % self.kv_heads})")
         if self.linear_layers and self.linear_key_heads % tp:
-            raise ValueError(f"{flag} {tp}: {self.name}'s Gated DeltaNet layers have {self.linear_key_heads} key heads "
-                             f"and {self.linear_key_heads} % {tp} = {self.linear_key_heads % tp}; TP must divide them "
-                             f"and the attention heads: one of {fits}")
+            return (f"Gated DeltaNet layers with {self.linear_key_heads} key heads and {self.linear_key_heads} % {tp} = "
+                    f"{self.linear_key_heads % tp}")
+        if (not self.is_moe or self.dense_layers) and self.ffn_size % tp:
+            return (f"an MLP of {self.ffn_size} (intermediate_size) and {self.ffn_size} % {tp} = "
+                    f"{self.ffn_size % tp}")
+        return None
+
+    def require_tp_divides_heads(self, tp: int, flag: str = "--tp") -> None:
+        """Refuse a TP degree the engines cannot shard this model over (tp_split_issue), listing the degrees that
+        they can (up to 64)."""
+        issue = self.tp_split_issue(tp)
+        if issue is not None:
+            fits = [t for t in range(1, 65) if self.tp_split_issue(t) is None]
+            parts = "heads, KV heads, " + ("Gated DeltaNet key heads, " if self.linear_layers else "") + "MLP"
+            raise ValueError(f"{flag} {tp}: {self.name} has {issue}; TP must split its {parts} evenly (the engines' "
+                             f"tensor-parallel layers refuse other splits): one of {fits}")
 
     def context_warning(self, prompt_tokens: int, output_tokens: int) -> str | None:
         """Why a request of this size is beyond the model (None when it fits or the context length is not stated):

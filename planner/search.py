@@ -466,16 +466,9 @@ class _Evaluator:
 
 def _check_divisible(model: ModelConfig, par: Parallelism) -> str | None:
     tp, pp = par.tp, par.pp
-    if model.heads % tp:
-        return f"heads({model.heads}) % tp({tp}) = {model.heads % tp}: attention heads must split evenly"
-    if not model.kv_heads_split(tp):
-        return (f"kv_heads({model.kv_heads}) and tp({tp}) do not divide either way (kv_heads % tp = "
-                f"{model.kv_heads % tp}, tp % kv_heads = {tp % model.kv_heads}): KV heads cannot be split or replicated evenly")
-    if (not model.is_moe or model.dense_layers) and model.ffn_size % tp:
-        return f"ffn_size({model.ffn_size}) % tp({tp}) = {model.ffn_size % tp}: the MLP must split evenly"
-    if model.linear_layers and model.linear_key_heads % tp:
-        return (f"linear_key_heads({model.linear_key_heads}) % tp({tp}) = {model.linear_key_heads % tp}: Gated "
-                f"DeltaNet heads must split evenly")
+    issue = model.tp_split_issue(tp)
+    if issue is not None:
+        return f"tp {tp}: {issue}: the layers must split evenly"
     if model.layers % pp:
         return (f"layers({model.layers}) % pp({pp}) = {model.layers % pp}: {model.layers}/{pp} = "
                 f"{model.layers / pp:.4g} layers per stage; stages must be equal here (accelcal predict and plan "

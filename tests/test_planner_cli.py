@@ -39,7 +39,7 @@ def test_plan_table_defaults(profile_path, capsys):
     out = capsys.readouterr().out
     assert "Recommended: TP8 PP1 DP1" in out and "why:" in out and "Pareto front:" in out
     assert "8 devices, 8 per node" in out  # devices per node from the profile
-    assert "heads(64) % tp(3) = 1" in out or "layers(80) % pp(3) = 2" in out
+    assert "64 attention heads and 64 % 3 = 1" in out or "layers(80) % pp(3) = 2" in out
 
 
 def test_datasheet_profile_is_flagged_in_table_and_json(capsys):

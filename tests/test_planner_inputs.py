@@ -54,7 +54,7 @@ def test_model_yaml_unknown_key_and_bad_value(tmp_path):
 def test_divisibility_rejections_show_the_arithmetic():
     res = plan("llama3-70b", Cluster.homogeneous(Profile.from_dict(h100_like()), nodes=2), W)
     reasons = {(r.tp, r.pp, r.ep): r.reason for r in res.rejected}
-    assert reasons[(3, 1, 1)].startswith("heads(64) % tp(3) = 1")
+    assert reasons[(3, 1, 1)].startswith("tp 3: 64 attention heads and 64 % 3 = 1: the layers must split evenly")
     assert reasons[(1, 3, 1)].startswith("layers(80) % pp(3) = 2: 80/3 = 26.67 layers per stage")
     moe = plan("mixtral-8x7b", Cluster.homogeneous(Profile.from_dict(h100_like()), nodes=2), W)
     ep = [r for r in moe.rejected if r.ep == 16]

@@ -21,6 +21,12 @@ NVSWITCH = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml")
 LOAD = ["--engine", "vllm", "--concurrency", "2", "--isl", "64", "--osl", "8"]
 
 
+def _run_plan(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(["plan", *argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
 def _predict(capsys, *argv: str) -> tuple[int, str, str]:
     rc = main(["predict", *argv])
     cap = capsys.readouterr()
@@ -99,8 +105,31 @@ def test_a_tp_that_does_not_divide_the_heads_lists_the_ones_that_do(capsys):
     rc, _, err = _predict(capsys, "--profile", MEASURED, "--interconnect", NVSWITCH, "--model", "llama3-8b",
                           "--tp", "3", *LOAD)
     assert rc == 2
-    assert ("--tp 3: llama3-8b has 32 attention heads and 32 % 3 = 2; TP must divide the heads: one of "
-            "[1, 2, 4, 8, 16, 32]") in err
+    assert ("--tp 3: llama3-8b has 32 attention heads and 32 % 3 = 2; TP must split its heads, KV heads, MLP evenly "
+            "(the engines' tensor-parallel layers refuse other splits): one of [1, 2, 4, 8, 16, 32]") in err
+
+
+def test_a_tp_the_kv_heads_or_the_mlp_cannot_split_is_refused_as_the_engines_refuse_it(capsys, tmp_path):
+    # Qwen2-0.5B's shape: 14 heads, 2 KV heads, an MLP of 4864; TP 7 splits the heads but neither splits nor
+    # evenly replicates the KV heads (vLLM QKVParallelLinear divide() asserts), and 4864 % 7 = 6
+    cfg = {"architectures": ["Qwen2ForCausalLM"], "hidden_size": 896, "intermediate_size": 4864,
+           "num_attention_heads": 14, "num_key_value_heads": 2, "num_hidden_layers": 24, "vocab_size": 151936,
+           "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "torch_dtype": "bfloat16"}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    rc, out, err = _predict(capsys, "--profile", MEASURED, "--interconnect", NVSWITCH, "--model", str(tmp_path),
+                            "--tp", "7", *LOAD)
+    assert rc == 2 and out == ""
+    assert "--tp 7: " in err and "has 2 KV heads, which 7 ranks neither split (2 % 7 = 2) nor replicate evenly (7 % 2 = 1)" in err
+    assert err.rstrip().endswith("one of [1, 2]")  # 14 heads: 7 and 14 split them, but not the 2 KV heads
+    cfg.update(num_attention_heads=16, num_key_value_heads=8, intermediate_size=4860, hidden_size=1024)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    rc, _, err = _predict(capsys, "--profile", MEASURED, "--interconnect", NVSWITCH, "--model", str(tmp_path),
+                          "--tp", "8", *LOAD)
+    assert rc == 2 and "an MLP of 4860 (intermediate_size) and 4860 % 8 = 4" in err and "one of [1, 2, 4]" in err
+    # the serving search leaves such layouts out instead of failing
+    rc, out, _ = _run_plan(capsys, "--profile", MEASURED, "--interconnect", NVSWITCH, "--model", str(tmp_path),
+                           "--engine", "vllm", "--concurrency", "2", "--isl", "64", "--osl", "8", "--format", "json")
+    assert rc == 0 and {r["tp"] for r in json.loads(out)["ranked"]} <= {1, 2, 4}
 
 
 def test_model_paths_and_range_ratio_name_what_is_wrong(capsys, tmp_path):

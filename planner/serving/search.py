@@ -223,9 +223,7 @@ class ServingSearch:
 def _layouts(model: ModelConfig, devices: int, dpn: int) -> list[tuple[int, int]]:
     out = []
     for tp in range(1, devices + 1):
-        if devices % tp or model.heads % tp or not model.kv_heads_split(tp):
-            continue
-        if (not model.is_moe or model.dense_layers) and model.ffn_size % tp:
+        if devices % tp or model.tp_split_issue(tp) is not None:
             continue
         for pp in range(1, devices // tp + 1):
             if (devices // tp) % pp or pp > model.layers:  # uneven stages as the engines split them (StepCoster)
