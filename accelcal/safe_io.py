@@ -59,6 +59,9 @@ def short(value: Any, limit: int = 40) -> str:
 
 def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     """Resolve symlinks and return the real path when it is a regular file; else UnsafeInput / FileNotFoundError."""
+    if not os.fspath(path).strip():
+        # Path("") is the current folder: an empty argument would read as "is a directory"
+        raise FileNotFoundError(f"{what}: the path is empty ({os.fspath(path)!r}); expected a file")
     p = Path(path)
     try:
         real = p.resolve(strict=True)

@@ -21,6 +21,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 
+from accelcal.filekinds import wrong_file_hint
 from accelcal.vocab import DTYPE_BYTES, QK_NORMS, WEIGHT_ONLY_BYTES, attended_pairs
 
 from .hf_config import hf_config_path, load_hf_fields
@@ -264,6 +265,10 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
+            hint = wrong_file_hint(data, "model")
+            if hint:  # a whole other kind of file: what it is says more than the keys it lacks
+                raise ValueError(f"{origin}: not a model config{hint}; --model takes a preset name, a model config "
+                                 f".yaml or a Hugging Face config.json")
             raise ValueError(f"{origin}: unknown model key(s) {unknown}; expected keys from {sorted(known)}")
         missing = sorted(f.name for f in fields(cls) if f.default is dataclass_missing() and f.name not in data)
         if missing:
@@ -288,6 +293,9 @@ class ModelConfig:
         if isinstance(spec, ModelConfig):
             return spec
         s = str(spec)
+        if not s.strip():
+            raise ValueError(f"--model is empty ({s!r}); expected a preset name ({', '.join(preset_names()[:4])}, ...), "
+                             f"a model config .yaml, or a Hugging Face config.json or its folder")
         hf = hf_config_path(s)
         if hf is not None:
             return cls.from_hf(hf)

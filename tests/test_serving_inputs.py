@@ -154,3 +154,29 @@ def test_tp_on_a_one_device_profile_points_at_interconnect_first(capsys):
     assert ("nvidia-h100 describes one device and has no collectives; pass the node's intra-node fabric with "
             "--interconnect" in err) and "profiles/interconnect/h100-nvswitch-4of8.yaml" in err
     assert "inter_node" not in err  # the inter-node links are not the fix
+
+
+@pytest.mark.parametrize("flag, path, says", [
+    ("--model", "profiles/nvidia-h100.yaml", "not a model config; it is an accelerator profile, which --profile takes"),
+    ("--model", "planner/serving/presets/vllm.yaml", "not a model config; it is an engine preset, which --engine takes"),
+    ("--engine", "models/presets/llama3-8b.yaml", "not an engine preset; it is a model config, which --model takes"),
+    ("--engine", "profiles/interconnect/h100-nvswitch-8.yaml",
+     "it is an interconnect profile (collectives only), which --interconnect takes"),
+    ("--profile", "models/presets/llama3-8b.yaml", "a model config, not a profile: pass it with --model"),
+    ("--profile", "planner/serving/presets/sglang.yaml", "an engine preset, not a profile: pass it with --engine"),
+])
+def test_a_file_given_to_the_wrong_option_is_named_for_what_it_is(capsys, flag, path, says):
+    args = {"--profile": MEASURED, "--model": "llama3-8b", "--engine": "vllm"}
+    args[flag] = str(ROOT / path)
+    rc, out, err = _predict(capsys, *[x for kv in args.items() for x in kv], "--concurrency", "2", "--isl", "64",
+                            "--osl", "8")
+    assert rc == 2 and out == "" and says in err and "expected keys from" not in err and len(err) < 400
+
+
+def test_empty_paths_and_names_say_they_are_empty_and_a_misspelt_engine_arg_gets_a_suggestion(capsys):
+    rc, _, err = _predict(capsys, "--profile", "", "--model", "llama3-8b", *LOAD)
+    assert rc == 2 and "--profile: the path is empty ('')" in err and "directory" not in err
+    rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "", *LOAD)
+    assert rc == 2 and "--model is empty ('')" in err and "config.json" in err
+    rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "llama3-8b", *LOAD, "--engine-arg", "max_seq=4")
+    assert rc == 2 and "unknown engine key(s) ['max_seq'] (did you mean max_seqs?)" in err

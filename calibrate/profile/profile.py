@@ -222,6 +222,7 @@ class Profile:
     def load(cls, path: str | os.PathLike, what: str = "profile") -> "Profile":
         """Read and validate a profile file (``yaml.safe_load`` only); ``what`` names it in a missing-file error
         (e.g. "--interconnect profile")."""
+        from accelcal.filekinds import document_kind
         from accelcal.safe_io import UnsafeInput, parse_yaml, read_text
 
         from .reader import PROFILE_MAX_BYTES
@@ -238,10 +239,12 @@ class Profile:
             raise ProfileError(str(exc) + hint) from None
         if data is None:
             raise ProfileError(f"{path}: {TOP_LEVEL}: the file is empty")
-        if isinstance(data, dict) and data.get("kind") == "moe_op_table":
-            # accelcal import moe-table writes these (calibrate/moe_table.py): an engine's MoE op, not a profile
-            raise ProfileError(f"{path}: a table of an engine's MoE op (kind: moe_op_table), not a profile: pass it "
-                               f"with --moe-table; {what if what != 'profile' else 'this option'} takes a device or interconnect profile")
+        kind = document_kind(data)
+        if kind is not None and kind[0] not in ("profile", "interconnect"):
+            # another of accelcal's inputs (a MoE table accelcal import moe-table wrote, a model config, an engine
+            # preset): say what it is and where it goes, not which profile keys it lacks
+            raise ProfileError(f"{path}: {kind[1]}, not a profile: pass it with {kind[2]}; "
+                               f"{what if what != 'profile' else 'this option'} takes a device or interconnect profile")
         return cls.from_dict(data, origin=path)
 
     def save(self, path: str | os.PathLike) -> None:

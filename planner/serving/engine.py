@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from accelcal.filekinds import wrong_file_hint
 from accelcal.safe_io import load_yaml
 from accelcal.vocab import EP_COMMS, QK_NORM_KERNELS, SAMPLER_BYTES_PER_LOGIT
 
@@ -227,6 +228,10 @@ class EnginePreset:
         known = {f.name: f for f in fields(cls) if f.name not in _NOT_KEYS}
         unknown = sorted(set(data) - set(known) - {"since", "device_rules"})
         if unknown:
+            hint = wrong_file_hint(data, "engine")
+            if hint:  # a whole other kind of file: what it is says more than the keys it lacks
+                raise ValueError(f"{path}: not an engine preset{hint}; --engine takes a preset name "
+                                 f"({', '.join(engine_names())}) or a preset .yaml")
             raise ValueError(f"{path}: unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
         kw, sources = {}, {}
         since = _read_since(path, data.pop("since", None), known)
@@ -343,7 +348,11 @@ class EnginePreset:
         known = {f.name for f in fields(self)} - {"name", "version", *_NOT_KEYS}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ValueError(f"unknown engine key(s) {unknown}; expected keys from {sorted(known)}")
+            import difflib
+
+            near = [m for k in unknown for m in difflib.get_close_matches(k, sorted(known), n=2)]
+            raise ValueError(f"unknown engine key(s) {unknown}" + (f" (did you mean {', '.join(near)}?)" if near else "")
+                             + f"; expected keys from {sorted(known)}")
         kw = {k: _coerce(k, v, f"engine override {k}") for k, v in overrides.items()}
         srcs = {k: source for k in kw}
         if "cuda_graph_sizes" in kw and "small_tp_cuda_graph_max_batch" not in kw and self.small_tp_cuda_graph_max_batch:
