@@ -180,6 +180,11 @@ def test_infeasible_json_has_every_metric_key(capsys):
     rc3, bad = _json(capsys, "predict", "--profile", H100, "--model", "llama3.1-405b", "--concurrency", "2", *SMALL)
     assert rc == 0 and rc3 == 3 and not bad["feasible"]
     assert set(ok) == set(bad) and bad["ttft_p90_s"] is None and bad["duration_s"] is None
+    assert bad["preemptions"] is None and bad["prefill_share_of_decode_time"] is None  # nothing ran
+    # the memory arithmetic that ruled it out, as numbers a program can read (the reason says it in words)
+    mem = bad["memory"]
+    assert set(mem) == set(ok["memory"]) and mem["kv_pool_bytes"] <= 0 and mem["kv_tokens"] == 0
+    assert mem["weights_bytes"] > mem["capacity_bytes"] and f"{mem['weights_bytes'] / 1e9:.4g} GB" in bad["reason"]
 
 
 def test_one_output_token_has_no_tpot(capsys):
@@ -878,3 +883,17 @@ def test_a_long_simulation_is_announced_and_a_sweep_counts_each_concurrency_once
     rc, out, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3-8b", "--engine", "vllm",
                         "--prompt-len", "256", "--output-len", "16", "--concurrency", "8")
     assert "accelcal plan: note: the re-checks simulate 10 requests per client step by step, 100 at --concurrency 8" in err
+
+
+def test_a_model_no_layout_holds_names_the_closest_and_what_would_fit_it(capsys):
+    rc, out, err = _run(capsys, "plan", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-405b",
+                        "--engine", "vllm", "--concurrency", "8", "--prompt-len", "256", "--output-len", "16")
+    # 811.7 GB of bf16 weights over 8 devices: 101.5 GB each on an 85 GB device, the nearest any layout comes
+    assert rc == 3 and out == ""
+    m = re.search(r"closest vllm TP\d PP\d DP\d: weights ([\d.]+) GB per device of 85.02 GB, ([\d.]+) GB over", err)
+    assert m and abs(float(m.group(1)) - 811.7 / 8) < 0.1
+    assert "--weight-dtype fp8_e4m3" in err and "more devices than 8 (--nodes)" in err
+    rc, doc = _json(capsys, "plan", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-405b",
+                    "--engine", "vllm", "--concurrency", "8", "--prompt-len", "256", "--output-len", "16",
+                    "--weight-dtype", "fp8_e4m3")
+    assert rc == 0 and doc["feasible"]  # the hint's fix fits

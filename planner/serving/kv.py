@@ -51,10 +51,13 @@ MIB = 1024 * 1024
 class Infeasible(ValueError):
     """The deployment cannot run: weights + reserves do not fit, or one request cannot fit; says which."""
 
-    def __init__(self, message: str, kind: str):
+    def __init__(self, message: str, kind: str, memory: dict | None = None):
         super().__init__(message)
         self.kind = kind
         """weights | request"""
+        self.memory = memory or {}
+        """The memory arithmetic that ruled it out, bytes by part (KVBudget.to_dict; the pool at or below 0) where
+        it got that far: predict's JSON carries it, as a feasible run's ``memory``."""
 
 
 @dataclass(frozen=True)
@@ -275,8 +278,10 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         act = comm = 0.0
     per_token = float(kv_bytes_per_token(model, tp, pp, DTYPE_BYTES[kv_dtype]))
     if pool <= 0:
+        short = KVBudget(capacity_bytes, weights, act, comm, reserve - lost, pool, per_token, engine.block_size_tokens,
+                         0, rule, in_use_bytes=lost)
         raise Infeasible(f"weights + reserves do not fit: {rule} = {pool / g:.4g} GB left for the KV cache "
-                         f"(tp={tp}, pp={pp}, weights {weight_dtype})", "weights")
+                         f"(tp={tp}, pp={pp}, weights {weight_dtype})", "weights", short.to_dict())
     state = linear_state_bytes_per_seq(model, tp, pp)
     state_blocks = max_state_seqs = 0
     state_pool = 0.0

@@ -75,10 +75,12 @@ class ServingPrediction:
                     "steps_simulated": self.steps_simulated, "feasible": self.feasible, "reason": self.reason,
                     "engine": self.engine, "engine_settings": self.engine_settings, "layout": self.layout,
                     "workload": self.workload, "inputs": self.inputs,
-                    "preemptions": self.preemptions,
+                    # null with the metrics when nothing ran (0 would read as a run without preemptions)
+                    "preemptions": self.preemptions if self.metrics else None,
                     # the unit in every key: the breakdown's parts are seconds
                     "decode_step": {(f"{k}_s" if k in _STEP_SECONDS else k): v for k, v in self.decode_step.items()},
-                    "prefill_share_of_decode_time": self.prefill_share_of_decode_time, "notes": list(self.notes),
+                    "prefill_share_of_decode_time": self.prefill_share_of_decode_time if self.metrics else None,
+                    "notes": list(self.notes),
                     # always present so programs can test it: [] when every profile used is measured
                     "warnings": list(self.warnings)})
         if self.metrics and self.workload.get("osl") == 1:
@@ -258,6 +260,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         check_request_runs(engine, kv, isl, osl)  # the nominal request; the simulation checks each drawn one
     except Infeasible as exc:
         pred.reason = str(exc)
+        pred.memory = pred.memory or exc.memory
         return pred
     coster = StepCoster(profile, model, par, engine, weight_dtype, kv_dtype, inter_node_profile,
                         fp8_scaling=fp8_scaling, moe_table=table)

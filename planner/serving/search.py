@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from accelcal.models import ModelConfig
 from accelcal.units import count
+from accelcal.vocab import DTYPE_BYTES
 
 from ..parallelism import layout_label
 from ..pareto import pareto_front
@@ -313,6 +314,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     if strays:
         raise ValueError(f"--moe-table: {', '.join(f'{t.origin} is {t.engine}' for t in strays)}, not an engine of "
                          f"this search ({', '.join(named)})")
+    closest: tuple[str, dict] | None = None
     if progress is not None:
         progress.start("steady state", None)
     for engine in presets:
@@ -348,6 +350,9 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                                     fp8_scaling=fp8_scaling, moe_table=pick_table(moe_tables, eng.name, strict=False))
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
+                mem = getattr(exc, "memory", None)
+                if mem and (closest is None or -mem["kv_pool_bytes"] < -closest[1]["kv_pool_bytes"]):
+                    closest = (label, mem)  # the layout whose weights and reserves overflow least
                 continue
             for w in coster.warnings:
                 coster_warnings.setdefault(w, tp)
@@ -372,7 +377,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         if progress is not None:
             progress.close()
         items = rejections_by_reason(rejected)
-        raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} can be costed: "
+        lead = "" if closest is None else _closest_line(*closest, weight_dtype, devices) + "; "
+        raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} can be costed: {lead}"
                               + "; ".join(_reason_lines(items[:4]))
                               + (f"; and {len(items) - 4} more reasons (--format json lists every candidate)"
                                  if len(items) > 4 else ""), rejected)
@@ -768,6 +774,17 @@ def rejections_by_reason(rejected: list[str]) -> list[tuple[str, list[str]]]:
         why = re.sub(r"^the profile cannot cost TP=\d+ PP=\d+: ", "", why)
         by_reason.setdefault(why or label, []).append(label if why else "")
     return list(by_reason.items())
+
+
+def _closest_line(label: str, memory: dict, weight_dtype: str, devices: int) -> str:
+    """The layout that comes nearest to fitting (smallest memory overflow), by how much, and what would fit it."""
+    g = 1e9
+    short = -memory["kv_pool_bytes"]
+    fixes = (["fp8 weights (--weight-dtype fp8_e4m3) store 1 byte per weight"]
+             if DTYPE_BYTES.get(weight_dtype, 1) > 1 else [])
+    fixes.append(f"more devices than {devices} (--nodes) split the weights further")
+    return (f"closest {label}: weights {memory['weights_bytes'] / g:.4g} GB per device of {memory['capacity_bytes'] / g:.4g} "
+            f"GB, {short / g:.4g} GB over what leaves any KV cache ({' or '.join(fixes)})")
 
 
 def _reason_lines(items: list[tuple[str, list[str]]]) -> list[str]:
