@@ -803,8 +803,8 @@ def test_plan_json_rows_say_which_statistic_their_latencies_hold(capsys):
     assert best["checked_by"] == "simulate (p90)"
     rc, pred = _json(capsys, "predict", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--tp",
                      str(best["tp"]), "--concurrency", str(best["concurrency"]), "--isl", "512", "--osl", "32")
-    assert rc == 0 and (best["ttft_s"], best["tpot_s"]) == pytest.approx((pred["ttft_p90_s"], pred["tpot_p90_s"]),
-                                                                          rel=1e-12)
+    assert rc == 0 and (best["ttft_s"], best["tpot_s"], best["request_latency_s"]) == pytest.approx(
+        (pred["ttft_p90_s"], pred["tpot_p90_s"], pred["request_latency_p90_s"]), rel=1e-12)
 
 
 def test_a_decode_batch_without_a_captured_graph_is_noted(capsys):

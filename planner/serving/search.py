@@ -100,6 +100,7 @@ class ServingCandidate:
     ttft_s: float
     tpot_s: float
     request_latency_s: float
+    """Seconds from a request's arrival to its last token, at ``latency_stat``."""
     per_device: float
     """Output tokens/s per device."""
     per_user: float
@@ -111,7 +112,7 @@ class ServingCandidate:
     checked_by: str = "steady"
     """How the figures were obtained: ``steady`` (the steady-state shortcut) or ``simulate (STAT)``."""
     latency_stat: str = "mean"
-    """The statistic ``ttft_s`` and ``tpot_s`` hold: ``mean`` for a steady-state row, the simulation's
+    """The statistic ``ttft_s``, ``tpot_s`` and ``request_latency_s`` hold: ``mean`` for a steady-state row, the simulation's
     (mean | p90 | p99, the targets' statistic) for a simulated one."""
     ep: int = 1
     """1: a MoE model's experts TP-split; = tp: spread over the replica's TP group; a divisor of tp: over that many
@@ -486,7 +487,9 @@ def _simulate_candidate(c: ServingCandidate, client: ServingWorkload, stat: str)
     runs, m = _run(c, dataclasses.replace(client, concurrency=c.concurrency))
     # the why-lines quote the simulation's own typical decode step beside its TPOT
     c.detail["simulated_decode_step"] = runs[0][0].decode_step
-    c.ttft_s, c.tpot_s, c.request_latency_s = m.stat("ttft", stat), m.stat("tpot", stat), m.request_latency_mean_s
+    # one statistic per row: the JSON's "stat" names what ttft_s, tpot_s and request_latency_s all hold
+    c.ttft_s, c.tpot_s, c.request_latency_s = (m.stat("ttft", stat), m.stat("tpot", stat),
+                                               m.stat("request_latency", stat))
     c.per_device = m.output_tokens_per_s_per_device
     c.per_user = m.output_tokens_per_s_per_user
     c.requests_per_s = m.requests_per_s
