@@ -586,8 +586,13 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
     gp = GroupPlan(group.name, str(group.profile.identity.device_name), n, dpn, objective, ranked, rejected,
                    _pareto(ranked), evaluated, context=PlanContext(ev.model, ev.w, ev.coster))
     if ranked and all(c.misses for c in ranked):
+        rate_miss = any(m.startswith("sustains ") for m in ranked[0].misses)
         gp.notes.append(f"no plan meets the targets; the closest ({ranked[0].label}) misses: "
-                        + "; ".join(ranked[0].misses))
+                        + "; ".join(ranked[0].misses)
+                        # the request rate a layout sustains is its fixed batch's: say which knob moves it
+                        + (f" (each replica here runs a fixed batch of {ev.w.batch}: a larger --batch, or --engine "
+                           f"vllm|sglang|trtllm, which searches concurrency with the engine's batching, can sustain "
+                           f"more)" if rate_miss else ""))
     fabric_dpn = int(group.profile.identity.devices_per_node)
     measured = sorted({c.group_size for c in getattr(group.profile, "collectives", []) if c.scope == "intra_node"})
     if dpn > fabric_dpn and measured:

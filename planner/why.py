@@ -55,7 +55,11 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
     top_nodes = sorted(c.decode.layer.nodes, key=lambda n: (-n.device_s, n.name))[:2]
     out.append(
         f"decode: TPOT {fmt_time_s(c.tpot_s)} = " + ", ".join(f"{100 * f:.0f}% {k}" for f, k in shares if f >= 0.005)
-        + "; largest per-layer terms: " + ", ".join(f"{n.name} {fmt_time_s(n.device_s)} ({n.source})" for n in top_nodes)
+        # each term's bound beside the profile entry that costed it: a GEMM entry (compute.bf16) answers memory-bound
+        # decode GEMMs too, which read as compute next to "compute is only 0%"
+        + "; largest per-layer terms: " + ", ".join(
+            f"{n.name} {fmt_time_s(n.device_s)} ({n.category}{'-bound' if n.category in ('compute', 'memory') else ''}, "
+            f"from {n.source})" for n in top_nodes)
         + (f" [{GUIDELINES['flops']}: compute is only {100 * bd['compute'] / tot:.0f}% of decode]"
            if bd["compute"] / tot < 0.5 else ""))
     # TP
@@ -110,8 +114,12 @@ def _lines(gp: GroupPlan, c: Candidate) -> list[str]:
     else:
         alt = _best(gp, lambda o: o.pp > 1 and o.tp == c.tp and o.ep == c.ep)
         if alt:
-            out.append(f"PP1: {alt.label} spreads the layers but TPOT is {fmt_time_s(alt.tpot_s)} vs {fmt_time_s(c.tpot_s)} and TTFT "
-                       f"{fmt_time_s(alt.ttft_s)} vs {fmt_time_s(c.ttft_s)} [{GUIDELINES['pp']}]")
+            # the figures side by side, each with its direction: a PP layout can win on TPOT and still rank below
+            out.append(f"PP1 over {alt.label}, which spreads the layers: TPOT {fmt_time_s(c.tpot_s)} vs "
+                       f"{fmt_time_s(alt.tpot_s)}, TTFT {fmt_time_s(c.ttft_s)} vs {fmt_time_s(alt.ttft_s)}, request "
+                       f"latency {fmt_time_s(c.request_latency_s)} vs {fmt_time_s(alt.request_latency_s)}, "
+                       f"{c.tokens_per_s_per_device:.4g} vs {alt.tokens_per_s_per_device:.4g} tokens/s per device "
+                       f"[{GUIDELINES['pp']}]")
     # EP
     if gp.context is not None and gp.context.model.is_moe:
         if c.ep > 1:

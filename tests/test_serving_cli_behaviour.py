@@ -897,3 +897,16 @@ def test_a_model_no_layout_holds_names_the_closest_and_what_would_fit_it(capsys)
                     "--engine", "vllm", "--concurrency", "8", "--prompt-len", "256", "--output-len", "16",
                     "--weight-dtype", "fp8_e4m3")
     assert rc == 0 and doc["feasible"]  # the hint's fix fits
+
+
+def test_layer_plan_why_lines_set_figures_side_by_side_and_a_rate_miss_names_the_batch(capsys):
+    rc, out, _ = _run(capsys, "plan", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-70b",
+                      "--request-rate", "5")
+    assert rc == 4  # every layout misses the offered rate
+    # each term's bound beside the entry that costed it (a GEMM entry answers memory-bound decode GEMMs too)
+    assert re.search(r"largest per-layer terms: gate_up [\d.]+ us \(memory-bound, from compute\.bf16\)", out)
+    pp = re.search(r"why: PP1 over (TP\d PP\d DP\d), which spreads the layers: TPOT ([\d.]+) ms vs ([\d.]+) ms, TTFT "
+                   r"[\d.]+ ms vs [\d.]+ ms, request latency [\d.]+ s vs [\d.]+ s, [\d.]+ vs [\d.]+ tokens/s per device",
+                   out)
+    assert pp, out
+    assert "each replica here runs a fixed batch of 8: a larger --batch, or --engine vllm|sglang|trtllm" in out
