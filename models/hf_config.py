@@ -216,7 +216,7 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
         name=name, layers=get.int("num_hidden_layers"), hidden_size=hidden, heads=heads, kv_heads=kv_heads,
         head_dim=head_dim, ffn_size=ffn, vocab_size=get.int("vocab_size"),
         tie_word_embeddings=get.bool("tie_word_embeddings", default=False),
-        max_context_len=get.int("max_position_embeddings", default=0, minimum=0),
+        max_context_len=get.int("max_position_embeddings", default=0, minimum=1),
     )
     kw.update(mla)
     if arch.indexer:

@@ -25,6 +25,10 @@ from .serving.cli import add_range_arguments
 from .serving.moe_op import add_moe_table_argument, load_moe_tables
 
 
+DTYPE_PREFERENCE = ("bf16", "fp16", "fp32", "tf32", "fp8_e4m3")
+"""The dtypes --dtype plans in, in the order plan picks one when the profile lacks the model's."""
+
+
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="rank parallel layouts for a model on a profiled cluster",
                        description="Enumerate TP x PP x DP (x EP for MoE, SP for prefill), cost each layer DAG "
@@ -40,7 +44,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help=f"preset ({', '.join(preset_names())}), a model config .yaml, or a Hugging Face "
                         f"config.json or its folder (default: llama3-8b)")
     p.add_argument("--dtype", default=None,
-                   help="weight/KV dtype to plan in (default: the model's, or the profile's only dtype if it lacks that; "
+                   help=f"weight/KV dtype to plan in, one the profile has compute data for ({', '.join(DTYPE_PREFERENCE)}; "
+                        f"accelcal show lists a profile's) (default: the model's, or the profile's first of those if "
+                        "it lacks that; "
                         "a note says when the profile runs fp32 GEMMs much faster than the model's 16-bit dtype, as on "
                         "a CPU without native bf16 units)")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
@@ -65,8 +71,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "routing (models/presets/implementations): fused = a serving engine's fused kernels "
                         "(default), torch-eager = plain PyTorch eager, as accelcal validate runs it")
     p.add_argument("--objective", choices=("auto", "latency", "throughput"), default=None,
-                   help="rank by request latency or tokens/s per device; auto = throughput when a --ttft, --tpot or "
-                        "--request-rate target is given, else latency")
+                   help="rank by request latency or tokens/s per device; auto (the default) = throughput when a "
+                        "--ttft, --tpot or --request-rate target is given, else latency")
     p.add_argument("--max-layouts", type=int, default=None,
                    help="refuse a search costing more layouts than this per device group (default: 200000)")
     p.add_argument("--memory-utilization", type=float, default=None,
@@ -156,7 +162,7 @@ def _pick_dtype(model, prof, dtype: str | None):
         return dataclasses.replace(model, weight_dtype=dtype, kv_dtype=dtype)
     if model.weight_dtype in have:
         return model
-    pick = next((d for d in ("bf16", "fp16", "fp32", "tf32", "fp8_e4m3") if d in have), None)
+    pick = next((d for d in DTYPE_PREFERENCE if d in have), None)
     if pick is None:
         raise ValueError(f"profile {args_name(prof)} has no compute data (dtypes: {have})")
     print(f"[plan] profile {args_name(prof)} has no {model.weight_dtype} compute data (it has {have}); "

@@ -180,3 +180,23 @@ def test_empty_paths_and_names_say_they_are_empty_and_a_misspelt_engine_arg_gets
     assert rc == 2 and "--model is empty ('')" in err and "config.json" in err
     rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "llama3-8b", *LOAD, "--engine-arg", "max_seq=4")
     assert rc == 2 and "unknown engine key(s) ['max_seq'] (did you mean max_seqs?)" in err
+
+
+def test_a_profile_without_attention_is_noted_and_a_zero_context_length_is_bad_input(capsys, tmp_path):
+    import yaml
+
+    d = yaml.safe_load(open(MEASURED))
+    del d["attention"]
+    bare = tmp_path / "no-attention.yaml"
+    bare.write_text(yaml.safe_dump(d))
+    rc, out, _ = _predict(capsys, "--profile", str(bare), "--model", "llama3-8b", *LOAD)
+    assert rc == 0 and ("note: attention: the profile has no bf16 prefill or decode attention measurements (it has "
+                        "none), so those calls are costed as two GEMM-like passes at compute.bf16's roofline") in out
+    rc, out, _ = _predict(capsys, "--profile", MEASURED, "--model", "llama3-8b", *LOAD)
+    assert rc == 0 and "note: attention:" not in out  # the shipped profile measured both
+    cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 1024, "intermediate_size": 2816,
+           "num_attention_heads": 16, "num_key_value_heads": 4, "num_hidden_layers": 4, "vocab_size": 32000,
+           "max_position_embeddings": 0, "rms_norm_eps": 1e-5, "torch_dtype": "bfloat16"}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", str(tmp_path), *LOAD)
+    assert rc == 2 and "max_position_embeddings = 0; expected an integer >= 1" in err

@@ -77,8 +77,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "entries, e.g. vLLM's async scheduling from 0.14.0) and the --deployment recipe's rules for "
                         "it; empty (default) = the newest documented")
     load = p.add_mutually_exclusive_group(required=True)
-    load.add_argument("--concurrency", type=int, default=None, help="closed loop: requests in flight")
-    load.add_argument("--request-rate", type=float, default=None, help="open loop: Poisson arrivals, requests/s")
+    load.add_argument("--concurrency", type=int, default=None,
+                      help="closed loop: requests in flight, over all --dp replicas together (--dp 2 --concurrency "
+                           "32: 16 each), as one benchmark client against the load balancer")
+    load.add_argument("--request-rate", type=float, default=None,
+                      help="open loop: Poisson arrivals, requests/s, over all --dp replicas together")
     p.add_argument("--isl", "--prompt-len", type=int, required=True,
                    help="input tokens per request (--prompt-len as in accelcal plan)")
     p.add_argument("--osl", "--output-len", type=int, required=True,
@@ -88,7 +91,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "--dp replica)")
     add_range_arguments(p)
     p.add_argument("--warmup-requests", type=int, default=0,
-                   help="requests run first and left out of the metrics (aiperf --warmup-request-count)")
+                   help="requests run first and left out of the metrics (aiperf --warmup-request-count; "
+                        "default 0)")
     p.add_argument("--warmup-drains", action="store_true",
                    help="the client waits for every warm-up response, then starts the measured requests as a "
                         "fresh burst (aiperf's default); without it they follow the warm-up in one loop")
@@ -113,8 +117,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="step-level simulation (default) or the analytic steady state (closed loop only: "
                         "--concurrency; it leaves out the client's turnaround, gaps, warm-up and length spread)")
     p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="table (default) or json: the keys ttft_mean_s, tpot_mean_s, output_tokens_per_s_per_device, "
-                        "memory, notes, ... (README)")
+                   help="table (default) or json: ttft_/tpot_/request_latency_ mean, p50, p90, p99 (_s), itl_mean_s, "
+                        "output_tokens_per_s (per device, per user), requests_per_s, max_concurrent_sequences, "
+                        "memory (bytes by part), decode_step, feasible, reason, notes, warnings (README lists all)")
     p.set_defaults(func=run)
 
 

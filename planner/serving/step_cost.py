@@ -383,6 +383,15 @@ class StepCoster:
         self._memo: dict[tuple, Any] = {}
         # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
         self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
+        # attention the profile never timed is costed at the GEMM roofline (Profile.attention_time_s): say so here,
+        # as the layer plan's extrapolation list does, since nothing else in predict's output would
+        act_dt = self._costers[False].dtype
+        unmeasured = [ph for ph in ("prefill", "decode") if ph not in profile.attention.get(act_dt, {})]
+        if unmeasured:
+            self.notes.append(f"attention: the profile has no {act_dt} {' or '.join(unmeasured)} attention "
+                              f"measurements (it has {sorted(profile.attention) or 'none'}), so those calls are costed "
+                              f"as two GEMM-like passes at compute.{act_dt}'s roofline (not-measured): calibrate to "
+                              f"time them")
         eager = self._costers[False].launch
         if "fallback" in eager.flags and self._device_graphs:
             self.notes.append(f"eager steps (prefill and mixed; decode batches without a captured graph): {eager.detail}")
