@@ -253,6 +253,24 @@ def shipped_interconnects(op: str, scope: str, directory: str | os.PathLike | No
     return hits
 
 
+def shipped_covering(op: str, scope: str, device_name: str, group_size: int, nbytes: float,
+                     exclude: str = "") -> list[str]:
+    """Shipped interconnect profiles of ``device_name`` whose ``op`` entries at ``group_size`` in ``scope`` were
+    measured down to ``nbytes`` or below (relative paths; ``exclude``: a profile name, the one in use): what to pass
+    instead when the profile in use extrapolates a small message."""
+    d = Path(SHIPPED_DIR)
+    if not d.is_dir():
+        return []
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.glob("*.yaml")))
+    out = []
+    for path, dev, keys in _shipped(str(d), stamp):
+        if dev != device_name or Path(path).stem == exclude:
+            continue
+        if any(o == op and s == scope and g == group_size and 0 < lo <= nbytes for o, s, g, lo, _, _ in keys):
+            out.append(os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path)
+    return out
+
+
 def missing_hint(op: str, scope: str) -> str:
     """The sentence a 'collective missing' error ends with: which shipped profile would answer it, and how to pass it."""
     flag = "--interconnect" if scope == SCOPES[0] else "--inter-node-profile"

@@ -910,3 +910,15 @@ def test_layer_plan_why_lines_set_figures_side_by_side_and_a_rate_miss_names_the
                    out)
     assert pp, out
     assert "each replica here runs a fixed batch of 8: a larger --batch, or --engine vllm|sglang|trtllm" in out
+
+
+def test_the_small_message_warning_names_a_shipped_profile_of_the_device_that_measured_small_messages(capsys):
+    big_only = str(ROOT / "profiles" / "interconnect" / "h100-nvswitch-8.yaml")  # a log of 128 MiB..4 GiB only
+    rc, out = _json(capsys, "predict", "--profile", H100, "--interconnect", big_only, "--model", "llama3.1-70b",
+                    "--tp", "8", "--concurrency", "8", *SMALL)
+    w = [x for x in out["warnings"] if "extrapolated below the smallest message measured" in x]
+    assert rc == 0 and w and ("shipped for this device with such messages measured: "
+                              "profiles/interconnect/h100-nvswitch-4of8.yaml (pass it as --interconnect)") in w[0]
+    rc, out = _json(capsys, "predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-70b",
+                    "--tp", "8", "--concurrency", "8", *SMALL)
+    assert rc == 0 and not any("shipped for this device" in x for x in out["warnings"] + out["notes"])

@@ -36,6 +36,7 @@ import dataclasses
 import math
 from typing import Any, NamedTuple
 
+from accelcal.calibrate.compose import shipped_covering
 from accelcal.calibrate.profile import MissingMeasurement
 from accelcal.vocab import (DEFAULT_FP8_BLOCK, DTYPE_BYTES, FP8_SCALINGS, GROUPED_GEMM_DTYPES, SAMPLER_BYTES_PER_LOGIT, attended_pairs,
                             gemm_element_bytes)
@@ -466,9 +467,15 @@ class StepCoster:
         except MissingMeasurement:
             return  # costing says what is missing
         where = "" if scope == "intra_node" else f", across nodes ({getattr(prof.identity, 'name', '?')})"
+        name = getattr(prof.identity, "name", "")
+        better = shipped_covering("all_reduce", scope, getattr(prof.identity, "device_name", ""), self.tp, small,
+                                  exclude=name)
+        flag = "--interconnect" if scope == "intra_node" else "--inter-node-profile"
         msg = (f"{SMALL_ALL_REDUCE} ({small:g} B over {self.tp} ranks{where}) costs {est.time_s * 1e6:.1f} us, "
                f"extrapolated below the smallest message measured ({min(mins):.4g} B; {est.detail}): measure small "
-               f"messages (accelcal collectives) or import an nccl-tests log that has them")
+               f"messages (accelcal collectives) or import an nccl-tests log that has them"
+               + (f"; shipped for this device with such messages measured: {', '.join(better)} (pass it as {flag})"
+                  if better else ""))
         if small * SMALL_MESSAGE_WARN_FACTOR <= min(mins):
             # a latency fitted to messages this much larger is the large-message intercept, and every decode step
             # pays it twice per layer: the figures can be off by many times
