@@ -206,7 +206,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
                          f"out for the default sweep {SWEEP})") from None
     if default_requests(max(conc)) > LONG_SIMULATION_REQUESTS:
         print(f"accelcal plan: note: the re-checks simulate 10 requests per client step by step, "
-              f"{default_requests(max(conc))} at --concurrency {max(conc)}, for each layout they re-check, which can "
+              f"{default_requests(max(conc))} at --concurrency {max(conc)}, for each layout they re-check, which may "
               f"take many minutes; a sweep of smaller concurrencies answers sooner", file=sys.stderr)
     if args.target_stat is not None and args.ttft is None and args.tpot is None and args.request_rate is None:
         raise ValueError(f"--target-stat {args.target_stat}: it says which statistic --ttft and --tpot bound (and "

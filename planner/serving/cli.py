@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         if sent > LONG_SIMULATION_REQUESTS:
             print(f"accelcal predict: note: {sent} requests to simulate step by step"
                   + ("" if args.num_requests else f" (10 per client at --concurrency {args.concurrency})")
-                  + ", which can take minutes; --num-requests N simulates fewer, --method steady answers at once",
+                  + ", which may take minutes; --num-requests N simulates fewer, --method steady answers at once",
                   file=sys.stderr)
     # a long simulation (thousands of clients) shows a bar on a terminal after a few seconds; in a log (output
     # piped) a line every 20 s and a closing one, so a run of minutes is not silent, and a quick one adds nothing
