@@ -110,7 +110,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     ex.add_argument("--backend", default="vllm", choices=["vllm", "sglang", "trtllm"],
                     help="aiconfigurator: the backend the tables are filed under (default vllm: plain torch kernels)")
     ex.add_argument("--force", action="store_true",
-                    help="aiconfigurator: write into a folder that already holds an export (its index and version "
+                    help="configurator: replace an existing --out file (never the profile being exported); "
+                         "aiconfigurator: write into a folder that already holds an export (its index and version "
                          "files are replaced; other systems' files in it stay, unlisted)")
     ex.set_defaults(func=_export)
 
@@ -226,6 +227,13 @@ def _export(args: argparse.Namespace) -> int:
     if args.out and args.format == "configurator":
         from accelcal.preflight import check_file
 
+        for flag, src in (("PROFILE", args.profile), ("--datasheet", args.datasheet)):
+            if src and os.path.exists(args.out) and os.path.samefile(args.out, src):
+                # the export is another format: writing it over its own input would destroy the profile
+                raise ValueError(f"--out {args.out}: is the {flag} file being exported; write the export elsewhere")
+        if os.path.exists(args.out) and not args.force:
+            raise ValueError(f"--out {args.out}: exists; pass --force to replace it (the export is written "
+                             f"atomically: the old file stays intact until the new one is complete)")
         check_file(args.out, what="--out")
     if args.out and args.format == "aiconfigurator" and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out}: is a file; the aiconfigurator format writes a folder")

@@ -187,6 +187,14 @@ def test_export_configurator(tmp_path, capsys):
     out = tmp_path / "cfg.yaml"
     assert run(["export", str(H100), "--out", str(out)]) == 0
     assert yaml.safe_load(out.read_text())["node"]["intra_node_bw_bytes_per_s"] == pytest.approx(450e9)
+    # an existing file is replaced only with --force, and never the profile being exported
+    before = out.read_text()
+    assert run(["export", str(GOOD), "--out", str(out)]) == 2 and out.read_text() == before
+    assert run(["export", str(GOOD), "--out", str(out), "--force"]) == 0 and out.read_text() != before
+    victim = tmp_path / "victim.yaml"
+    victim.write_text(H100.read_text())
+    assert run(["export", str(victim), "--out", str(victim), "--force"]) == 2
+    assert victim.read_text() == H100.read_text()
 
 
 def _write_results(folder: Path, df, stem: str) -> Path:
