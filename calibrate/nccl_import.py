@@ -84,6 +84,11 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
         raise ValueError(f"--scope must be one of {SCOPES}, got {scope!r}")
     groups: dict[tuple[str, str, int], list] = {}
     for r in runs:
+        if r.group_size < 2:
+            # accelcal bench collectives --nproc 1 writes such rows (busbw factor 0): nothing crossed a fabric
+            raise ValueError(f"{os.path.basename(r.source)}: {r.op} over {r.group_size} rank: a collective of one rank "
+                             f"moves no data between devices, so it measures no fabric; import a run of 2 or more "
+                             f"ranks")
         if scope == SCOPES[0] and r.nodes > 1:  # the log's own rank lines say its ranks spanned hosts
             raise ValueError(f"--scope {scope}: {os.path.basename(r.source)} ran its {r.ranks} ranks on {r.nodes} "
                              f"hosts ({', '.join(sorted(set(r.hosts))[:4])}), so its collectives crossed nodes; "
@@ -127,6 +132,19 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             # Without small messages the intercept is where the large-message line meets S = 0, not a latency.
             f.quality.flags.append(f"{label}: smallest measured size {min(xs):.4g} B > {SMALL_MESSAGE_BYTES} B: the "
                                    f"latency is the large-message intercept, not a measured small-message time")
+        from accelcal.collectives.nccl_tests import NO_FOOTER  # torch-free module; imported where the runs come from
+
+        for note in dict.fromkeys(n for r in rs for n in r.notes if n.startswith(NO_FOOTER)):
+            # kept in the profile, not only printed: a log cut after a complete row looks like a finished one
+            f.quality.flags.append(f"{label}: {note}")
+        hosts = sorted({h for r in rs for h in r.hosts})
+        if sc == SCOPES[1] and len(hosts) == 1:
+            msg = (f"{label}: --scope {sc}, but every rank of the log ran on host {hosts[0]}: its times are that "
+                   f"host's own fabric, a stand-in for the network between nodes only if the run forced it (e.g. "
+                   f"NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1)")
+            f.quality.flags.append(msg)
+            if progress:
+                progress(f"WARNING: {msg}")
         entries.append(CollectiveEntry(op=op, scope=sc, group_size=gs, dtype=next(iter(dtypes)), pieces=f.pieces,
                                        quality=f.quality, fabric=fabric, kernel=kernel or None))
         if progress:

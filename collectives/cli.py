@@ -91,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
             nproc = torch.accelerator.device_count() if torch.accelerator.is_available() else 0
             if nproc < 1:
                 raise ValueError(f"--device-type {args.device_type}: no such device visible; pass --device-type cpu")
+    if nproc is not None and nproc < 2:
+        # one rank's "collective" moves nothing between devices: rows with busbw factor 0 that import would fit
+        where = "--nproc" if args.nproc is not None else f"--device-type {args.device_type}: devices visible ="
+        raise ValueError(f"{where} {nproc}: a collective needs at least 2 ranks (--nproc 2 or more; on one "
+                         f"accelerator, --device-type cpu --nproc 2 measures the host's gloo path instead)")
     from accelcal.progress import StageProgress
 
     # The sweep's "[i/n]" case lines drive a bar (terminal) or one closing line (log); other lines pass through.

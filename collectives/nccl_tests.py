@@ -73,6 +73,11 @@ _STARTING = re.compile(r"^#\s*Collective test starting:\s*(\S+)")
 _CONFIG = re.compile(r"^#\s*nThread\s+(\d+)\s+nGpus\s+(\d+).*?(?:graph:\s*(\d+))?\s*(?:unalign:\s*\d+\s*)?$")
 _NCCL = re.compile(r"^\s*NCCL version\s+(\S+)")
 _OOB = re.compile(r"^#\s*Out of bounds values\s*:\s*(\d+)\s*(OK|FAILED)?")
+_FAILURE = re.compile(r"\bTest (?:NCCL |CUDA )?failure\b")
+"""What nccl-tests prints when a run fails (common.cu's NCCLCHECK / CUDACHECK / testResult: ``host: Test NCCL failure
+common.cu:1005 '...'`` and `` .. host pid N: Test failure common.cu:891``): the rows before it are not a finished run."""
+NO_FOOTER = "no 'Out of bounds values' footer"
+"""The start of a run's note when its log ends without the footer nccl-tests prints after the last size."""
 _AVG = re.compile(r"^#\s*Avg bus bandwidth\s*:\s*([0-9.eE+-]+)")
 
 
@@ -415,6 +420,9 @@ def parse_text(text: str, path: str = "<text>", op_hint: str | None = None) -> l
             if run is not None:
                 run.avg_busbw_bytes_per_s = float(m.group(1)) * 1e9
             continue
+        if _FAILURE.search(s):
+            raise NcclTestsError(f"{path}:{i}: nccl-tests reported a failure ({s.strip()[:120]!r}); a run that failed "
+                                 f"is not a measurement: fix the run and import its complete log")
         if s.startswith("#") or not re.match(r"^\d", s):
             continue
         # A result row.
@@ -453,8 +461,8 @@ def parse_text(text: str, path: str = "<text>", op_hint: str | None = None) -> l
                                      f"wrong results; a run with wrong results is not a measurement")
         run.rows.append(Row(int(size), int(count), toks[2], oop, inp, i))
     if run is not None and run.rows and not oob_seen:
-        run.notes.append(f"no 'Out of bounds values' footer after line {run.rows[-1].line}: the log may be cut "
-                         f"after its last complete row")
+        run.notes.append(f"{NO_FOOTER} after line {run.rows[-1].line}: the log may be cut after its last "
+                         f"complete row")
     _finish(run, runs, path, op_hint)
     if not runs:
         raise NcclTestsError(f"{path}: nothing parsable: no nccl-tests result rows (expected lines like "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from accelcal.calibrate.nccl_import import import_profile
+from accelcal.calibrate.nccl_import import import_profile, profile_from_runs
 from accelcal.calibrate.profile import MissingMeasurement, Profile, ProfileError, busbw_factor
 from accelcal.cli import main
 from accelcal.collectives.nccl_tests import NcclTestsError, parse_text, read_runs, sha256_of
@@ -367,3 +367,45 @@ def test_scope_intra_node_is_refused_for_a_log_whose_ranks_spanned_hosts(tmp_pat
         import_profile([str(IB)], name="x", out=str(tmp_path / "x.yaml"), scope="intra_node")
     assert not (tmp_path / "x.yaml").exists()
     assert import_profile([str(IB)], name="y", scope="inter_node").collectives[0].scope == "inter_node"
+
+
+def test_a_failed_run_is_refused_and_a_log_without_its_footer_is_flagged_in_the_profile(tmp_path):
+    text = NVS.read_text().splitlines()
+    rows = [i for i, line in enumerate(text) if line.strip()[:1].isdigit()]
+    # a run that crashed after three sizes: nccl-tests' failure lines, no footer
+    failed = tmp_path / "failed_all_reduce_perf.txt"
+    failed.write_text("\n".join(text[:rows[2] + 1] + ["node005: Test NCCL failure common.cu:1005 'unhandled cuda error'",
+                                                      " .. node005 pid 295203: Test failure common.cu:891"]) + "\n")
+    with pytest.raises(NcclTestsError, match=r"failed_all_reduce_perf.txt:\d+: nccl-tests reported a failure "
+                                             r"\([\"']node005: Test NCCL failure common.cu:1005"):
+        read_runs([failed])
+    # cut after a complete row: read, and the profile keeps the reader's doubt as a flag, not only a printed note
+    cut = tmp_path / "cut_all_reduce_perf.txt"
+    cut.write_text("\n".join(text[:rows[-2] + 1]) + "\n")
+    p = profile_from_runs(read_runs([cut]), name="cut")
+    (entry,) = p.collectives
+    assert any("no 'Out of bounds values' footer after line" in f for f in entry.quality.flags)
+    (whole,) = profile_from_runs(read_runs([NVS]), name="whole").collectives
+    assert not any("footer" in f for f in whole.quality.flags)
+
+
+def test_one_rank_is_no_collective_and_a_one_host_log_as_inter_node_is_flagged(tmp_path, capsys):
+    csv = Path(__file__).parent.parent / "profiles" / "cpu-amd-epyc-2core-raw" / "collectives-round1.csv"
+    lines = csv.read_text().splitlines()
+    head = lines[0].split(",")
+    one = [lines[0]]
+    for line in lines[1:]:  # the same rows as a one-rank sweep writes them: group size 1, busbw factor 0
+        cells = line.split(",")
+        cells[head.index("group_size")] = "1"
+        cells[head.index("busbw_factor")] = "0.0"
+        one.append(",".join(cells))
+    (tmp_path / "collectives.csv").write_text("\n".join(one) + "\n")
+    assert main(["import", "nccl-tests", str(tmp_path / "collectives.csv"), "--out", str(tmp_path / "one.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "over 1 rank: a collective of one rank moves no data between devices" in err
+    assert not (tmp_path / "one.yaml").exists()
+    assert main(["bench", "collectives", "--nproc", "1", "--out", str(tmp_path / "b")]) == 2
+    assert "--nproc 1: a collective needs at least 2 ranks" in capsys.readouterr().err
+    p = profile_from_runs(read_runs([NVS]), name="nvs", scope="inter_node")
+    (entry,) = p.collectives
+    assert any("every rank of the log ran on host" in f and "NCCL_P2P_DISABLE" in f for f in entry.quality.flags)
