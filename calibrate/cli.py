@@ -144,6 +144,18 @@ def _compare(args: argparse.Namespace) -> int:
     if ov.get("cpu_signature") and nv.get("cpu_signature") and ov["cpu_signature"] != nv["cpu_signature"]:
         # one model name ("AMD EPYC") covers generations whose vector units differ
         notes.append(f"different CPUs under one name: {ov['cpu_signature']!r} vs {nv['cpu_signature']!r}")
+    elif (old.identity.device_type == new.identity.device_type == "cpu"
+          and bool(ov.get("cpu_signature")) != bool(nv.get("cpu_signature"))):
+        # one model name covers generations whose vector units differ, and one side cannot say which it ran on
+        side = "OLD" if not ov.get("cpu_signature") else "NEW"
+        notes.append(f"{side} records no CPU signature (measured before accelcal recorded family, model and vector "
+                     f"units), so whether the two CPUs differ cannot be told: a large change can be the CPU's")
+    priors = [side for side, prof in (("OLD", old), ("NEW", new)) if prof.is_datasheet]
+    if priors:
+        # a datasheet's figures are the vendor's peaks: a measurement is slower than them by design, not a regression
+        notes.append(f"{' and '.join(priors)} {'is a datasheet prior' if len(priors) == 1 else 'are datasheet priors'} "
+                     f"(the vendor's peak figures, not measurements): the changes show how far the measurement is "
+                     f"from the peak, and --fail-on-regression does not judge them")
     if old.method_version != new.method_version:
         notes.append(f"measured by different methods (method_version {old.method_version} vs {new.method_version}): "
                      f"part of a change can be the method's")
@@ -164,7 +176,7 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"missing in NEW ({len(lost)}): " + ", ".join(lost))
         if gained:
             print(f"only in NEW ({len(gained)}, not compared): " + ", ".join(gained))
-    if args.fail_on_regression and (slower or lost):
+    if args.fail_on_regression and (slower or lost) and not priors:
         print(f"accelcal compare: {len(slower)} predicted time(s) slower beyond noise"
               + "".join(f"; {c.quantity} {c.rel_change:+.1%}" for c in slower[:5])
               + (f"; {len(lost)} measurement(s) NEW lacks: {', '.join(lost[:5])}" if lost else ""), file=sys.stderr)

@@ -75,10 +75,11 @@ def export_configurator(p: Profile, datasheet: Profile | None = None) -> dict[st
                                                         "mem_bw x factor = the measured bandwidth")
         else:
             scale = 1.0
-            if p.is_datasheet:  # nothing measured: the "measured" field of the format holds the datasheet peak
+            if p.is_datasheet:  # nothing measured: the format's "measured" field stays empty, never the peak
+                measured_bw = None
+                missing.append("mem_bw_measured_bytes_per_s (the profile is a datasheet prior: nothing measured)")
                 notes["mem_bw_empirical_scaling_factor"] = ("1: the profile is a datasheet prior; mem_bw_bytes_per_s "
-                                                            "and mem_bw_measured_bytes_per_s are its peak, not a "
-                                                            "measurement")
+                                                            "is its peak, not a measurement")
             else:
                 notes["mem_bw_empirical_scaling_factor"] = "1: mem_bw_bytes_per_s is already the measured bandwidth"
     lat = mem.latency_s if mem else None

@@ -126,7 +126,7 @@ def _roofline(plt, p, out, raw, ds, notes) -> list[Path]:
     ai = np.logspace(-1, 4, 200)
     for dt, e in list(p.compute.items())[:MAX_SERIES]:
         roof = np.minimum(e.peak_flop_per_s, ai * e.memory_bandwidth_bytes_per_s) / 1e12
-        line = ax.loglog(ai, roof, "-", label=f"{dt} fitted roof")[0]
+        line = ax.loglog(ai, roof, "-", label=f"{dt} {'datasheet peak' if p.is_datasheet else 'fitted roof'}")[0]
         if e.points:
             pts = np.array(e.points)
             f = np.array([gemm_flop(*r[:3]) for r in pts])

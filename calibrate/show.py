@@ -61,7 +61,9 @@ def format_profile(p: Profile) -> str:
         # measured efficiency), not a rate any call reached: show the best measured rate beside it.
         best = max((2 * m * n * k / t for m, n, k, t in e.points if t > 0), default=None)
         seen = f"best measured {_si(best, 'FLOP/s')}, " if best else ""
-        out.append(f"  {dt:<9} {seen}fitted roof {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
+        # a datasheet prior's roof is the vendor's peak, not a fit to anything measured
+        roof = "datasheet peak" if p.is_datasheet else "fitted roof"
+        out.append(f"  {dt:<9} {seen}{roof} {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
                    f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality)}")
     for dt, e in p.compute.items():
         if e.grouped_points:

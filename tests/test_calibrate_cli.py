@@ -538,3 +538,29 @@ def test_compare_export_and_report_name_what_they_refuse(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err
     assert "PROFILE" in err and "--profile" not in err
+
+
+def test_a_datasheet_prior_is_never_worded_or_judged_as_a_measurement(capsys):
+    measured = REPO / "profiles" / "nvidia-h100.yaml"
+    assert run(["show", str(H100)]) == 0
+    out = capsys.readouterr().out
+    assert "bf16      datasheet peak 990 TFLOP/s" in out and "fitted roof" not in out
+    assert run(["export", str(H100)]) == 0
+    d = yaml.safe_load(capsys.readouterr().out)
+    assert d["gpu"]["mem_bw_measured_bytes_per_s"] is None and d["gpu"]["mem_bw_bytes_per_s"] == 3.35e12
+    assert any(m.startswith("mem_bw_measured_bytes_per_s (the profile is a datasheet prior") for m in d["missing"])
+    # the measured profile is slower than the vendor's peaks by design: noted, and not a failed regression check
+    assert run(["compare", str(H100), str(measured), "--fail-on-regression"]) == 0
+    out = capsys.readouterr().out
+    assert "OLD is a datasheet prior (the vendor's peak figures, not measurements)" in out and "SLOWER" in out
+
+
+def test_compare_says_when_one_cpu_profile_records_no_cpu_signature(tmp_path, capsys):
+    shipped = REPO / "profiles" / "cpu-amd-epyc-2core.yaml"
+    d = yaml.safe_load(shipped.read_text())
+    assert not (d["identity"].get("versions") or {}).get("cpu_signature")  # measured before it was recorded
+    d["identity"].setdefault("versions", {})["cpu_signature"] = "family 25 model 1; avx avx2 fma"
+    signed = tmp_path / "signed.yaml"
+    signed.write_text(yaml.safe_dump(d))
+    assert run(["compare", str(shipped), str(signed)]) == 0
+    assert "OLD records no CPU signature" in capsys.readouterr().out
