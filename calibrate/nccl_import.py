@@ -315,4 +315,10 @@ def _run(args: argparse.Namespace) -> int:
     flagged = sum(bool(c.quality and c.quality.flags) for c in prof.collectives)
     print(f"[import] wrote {args.out}: {len(prof.collectives)} collective fit(s), source {prof.identity.source}, "
           f"{flagged} flagged (accelcal show {args.out})")
+    if not args.citation:
+        # without a citation the logs are taken as the user's own runs; someone else's (a transcription, a log
+        # from an issue or a paper) is published data and must say where it was published
+        print(f"[import] note: no --citation, so the profile is labelled measured (your own run); if these logs "
+              f"are someone else's, import them again with --citation URL --force to label them published",
+              file=sys.stderr)
     return 0

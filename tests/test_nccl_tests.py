@@ -409,3 +409,14 @@ def test_one_rank_is_no_collective_and_a_one_host_log_as_inter_node_is_flagged(t
     p = profile_from_runs(read_runs([NVS]), name="nvs", scope="inter_node")
     (entry,) = p.collectives
     assert any("every rank of the log ran on host" in f and "NCCL_P2P_DISABLE" in f for f in entry.quality.flags)
+
+
+def test_an_import_without_a_citation_says_it_is_labelled_measured(tmp_path, capsys):
+    assert main(["import", "nccl-tests", str(NVS), "--out", str(tmp_path / "mine.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert "no --citation, so the profile is labelled measured (your own run)" in err
+    assert Profile.load(tmp_path / "mine.yaml").identity.source == "measured"
+    assert main(["import", "nccl-tests", str(NVS), "--out", str(tmp_path / "theirs.yaml"), "--citation",
+                 "https://example.org/log"]) == 0
+    assert "no --citation" not in capsys.readouterr().err
+    assert Profile.load(tmp_path / "theirs.yaml").identity.source == "published"
