@@ -56,7 +56,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="keep (and name) the raw folder of a failed or interrupted run instead of removing it")
     c.add_argument("--quiet", action="store_true", help="no progress bars or per-stage progress lines")
     c.add_argument("--force", action="store_true",
-                   help="with --from-results: replace an existing profile (refused without it)")
+                   help="replace an existing --out profile that a measuring run would otherwise refuse (another "
+                        "device type's, or a published or datasheet profile); with --from-results: replace any "
+                        "existing profile (refused without it)")
     c.add_argument("--for-model", default=None, metavar="NAME[,NAME...]",
                    help="also sweep these models' GEMM shapes (QKV, output, gate/up, down, experts, router, LM head) "
                         "divided by each --tp degree (preset names or config YAMLs); the profile records the coverage")
@@ -393,6 +395,7 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         out, final_raw = target.path, target.raw_dir
         # Every destination before any measuring: a read-only folder or a full disk fails now, not after minutes.
         check_file(out, what="--out", need_bytes=4 * 2**20)
+        _check_replaced(out, dev, args.force)
         check_dir(final_raw, what="--raw-dir", need_bytes=64 * 2**20)
         # The run measures into a staging folder inside the raw folder (one file system, so the files move by
         # rename); they replace the raw folder's only with the profile that lists them (_install_raw), so a failed
@@ -607,6 +610,29 @@ def _same_bytes(a: Path, b: Path) -> bool:
     import filecmp
 
     return b.is_file() and filecmp.cmp(a, b, shallow=False)
+
+
+def _check_replaced(out: Path, dev, force: bool) -> None:
+    """Before measuring: say which profile ``out`` holds and that the run will replace it; refuse (without
+    ``force``) when it is another kind of device's or not a measurement (a published or datasheet profile)."""
+    from .profile import Profile, ProfileError
+
+    if not out.exists():
+        return
+    try:
+        old = Profile.load(out)
+    except ProfileError:
+        print(f"[calibrate] note: {out} exists but does not load as a profile; this run replaces it when it ends",
+              file=sys.stderr)
+        return
+    i = old.identity
+    what = f"{i.name}: {i.device_name} ({i.device_type}), {i.source}" + (f", {i.date}" if i.date else "")
+    other = i.device_type != dev.type or i.source != "measured"
+    if other and not force:
+        raise ValueError(f"--out {out} holds {what}; this run measures {dev.spec}: pass --force to replace it, or "
+                         f"--out another path")
+    print(f"[calibrate] note: {out} holds {what}; this run replaces it when it ends (until then it stays as it is)",
+          file=sys.stderr)
 
 
 def _save_replacing(profile, out: Path) -> None:

@@ -13,6 +13,8 @@ torch is imported only inside the handler.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from .shapes import ALL_DTYPES as DTYPE_CHOICES  # torch-free modules: --help stays fast
 from .suite import OPS as OPS_CHOICES
@@ -80,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
     from .suite import run_suite, summary_table
 
     check_dir(args.out, what="--out", need_bytes=16 * 2**20)  # before minutes of measuring
+    earlier = sorted(p.name for p in Path(args.out).glob("kernels.*")) if Path(args.out).is_dir() else []
+    if earlier:
+        # said before the run, not after: an earlier measurement is about to be replaced (the new files are written
+        # whole when the run ends; an interrupted run leaves them as they are)
+        print(f"[kernels] note: {args.out} holds an earlier run ({', '.join(earlier)}); this run replaces those "
+              f"files when it ends (another --out keeps both)", file=sys.stderr)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")

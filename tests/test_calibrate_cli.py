@@ -564,3 +564,31 @@ def test_compare_says_when_one_cpu_profile_records_no_cpu_signature(tmp_path, ca
     signed.write_text(yaml.safe_dump(d))
     assert run(["compare", str(shipped), str(signed)]) == 0
     assert "OLD records no CPU signature" in capsys.readouterr().out
+
+
+def test_a_measuring_calibrate_names_what_its_out_holds_and_refuses_another_devices_profile(tmp_path, capsys):
+    from accelcal.calibrate.cli import _check_replaced
+    from accelcal.kernels.device import resolve_device
+
+    cpu = resolve_device("cpu")
+    gpu_profile = tmp_path / "h100.yaml"
+    gpu_profile.write_text((REPO / "profiles" / "nvidia-h100.yaml").read_text())
+    with pytest.raises(ValueError, match=r"--out .*h100.yaml holds nvidia-h100: NVIDIA H100 80GB HBM3 \(cuda\), "
+                                         r"measured, .*; this run measures cpu: pass --force"):
+        _check_replaced(gpu_profile, cpu, force=False)
+    _check_replaced(gpu_profile, cpu, force=True)
+    assert "this run replaces it when it ends" in capsys.readouterr().err
+    mine = tmp_path / "cpu.yaml"
+    mine.write_text((REPO / "profiles" / "cpu-amd-epyc-2core.yaml").read_text())
+    _check_replaced(mine, cpu, force=False)  # a measured CPU profile: said, not refused
+    assert "holds cpu-amd-epyc-2core: AMD EPYC" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="datasheet"):
+        _check_replaced(H100, resolve_device("cpu"), force=False)  # the vendor's figures are not replaced silently
+
+
+def test_bench_kernels_says_before_it_runs_that_it_replaces_an_earlier_run(tmp_path, capsys):
+    from accelcal.cli import main
+
+    (tmp_path / "kernels.csv").write_text("op\n")
+    assert main(["bench", "kernels", "--ops", "overhead", "--out", str(tmp_path)]) == 0
+    assert f"[kernels] note: {tmp_path} holds an earlier run (kernels.csv); this run replaces" in capsys.readouterr().err
