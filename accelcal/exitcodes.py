@@ -38,6 +38,9 @@ EXIT_CODES: dict[int, str] = {
 def epilog() -> str:
     """The exit-code table and the output convention, for the top-level ``--help``."""
     rows = "\n".join(f"  {code}  {what}" for code, what in EXIT_CODES.items())
+    # accelcal.cli.main: a signal unwinds every command (ranks stopped, temporary files removed) and exits 128 + it
     return ("output: show, compare, plan, predict, validate and env take --format table|json (table by default);\n"
             "JSON keys carry their units (_s, _bytes, _bytes_per_s, _flop_per_s).\n\n"
-            f"exit codes:\n{rows}")
+            f"exit codes:\n{rows}\n"
+            "  128+N  stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): ranks stopped, temporary files "
+            "removed")

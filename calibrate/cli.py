@@ -96,7 +96,13 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                     help="datasheet profile drawn as reference lines (default: the shipped one for this device, if any)")
     pl.set_defaults(func=_plot)
 
-    ex = sub.add_parser("export", help="export a profile for inference configurators (aiconfigurator system + perf tables)")
+    ex = sub.add_parser("export", help="export a profile for inference configurators (aiconfigurator system + perf tables)",
+                        description="Write a profile's measured figures in another tool's format: 'configurator', "
+                                    "generic hardware fields (peaks, bandwidths, latencies) with a note per field "
+                                    "and the fields it lacks; 'aiconfigurator', a system YAML and its perf tables "
+                                    "(GEMM, attention, NCCL collectives) for aiconfigurator --systems-paths. "
+                                    "Measured and fitted rows are labelled; a field the profile cannot supply is "
+                                    "listed as missing, or copied with --fill-from and listed as a warning.")
     ex.add_argument("profile", help="profile YAML")
     ex.add_argument("--format", default="configurator", choices=list(EXPORT_FORMATS),
                     help="configurator (default): generic hardware fields (YAML); aiconfigurator: "

@@ -96,6 +96,14 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _over(x: float, limit: float) -> str:
+    """``x > limit`` as percentages with the digits that tell them apart (10.04% > 10%, not 10.0% > 10.0%)."""
+    digits = 1
+    while digits < 4 and f"{100 * x:.{digits}f}" == f"{100 * limit:.{digits}f}":
+        digits += 1
+    return f"{100 * x:.{digits}f}% > {100 * limit:.{digits}f}%"
+
+
 def build_quality(what: str, errs: np.ndarray, heldout: np.ndarray, range_: tuple[float, float], converged: bool,
                   flags: Sequence[str], target: str) -> Quality:
     """Summarise in-sample and held-out errors; append flags for a missed target or non-convergence."""
@@ -110,9 +118,9 @@ def build_quality(what: str, errs: np.ndarray, heldout: np.ndarray, range_: tupl
     p90_h = float(np.percentile(heldout, 90))
     t = TARGETS[target]
     if med_h > t.heldout_median:
-        flags.append(f"target missed: held-out median |rel err| {_pct(med_h)} > {_pct(t.heldout_median)}")
+        flags.append(f"target missed: held-out median |rel err| {_over(med_h, t.heldout_median)}")
     if t.heldout_p90 is not None and p90_h > t.heldout_p90:
-        flags.append(f"target missed: held-out p90 |rel err| {_pct(p90_h)} > {_pct(t.heldout_p90)}")
+        flags.append(f"target missed: held-out p90 |rel err| {_over(p90_h, t.heldout_p90)}")
     if not converged:
         flags.append("optimiser did not converge")
     return Quality(

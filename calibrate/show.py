@@ -24,11 +24,14 @@ def _time(v: float | None) -> str:
     return fmt(v, "s", digits=3)
 
 
-def _q(q: Quality | None) -> str:
+def _q(q: Quality | None, unit: str = "B") -> str:
+    """A fit's quality; ``unit``: what its measured range counts (``B`` for memory and collectives, ``FLOP`` for
+    GEMM and attention: Quality.range_min)."""
     if q is None:
         return "(no fit quality: datasheet figure)"
     s = (f"[{q.points} pts, fit median {q.median_rel_err:.1%} max {q.max_rel_err:.1%}, held-out median "
-         f"{q.heldout_median_rel_err:.1%} p90 {q.heldout_p90_rel_err:.1%}, range {q.range_min:.3g}..{q.range_max:.3g}]")
+         f"{q.heldout_median_rel_err:.1%} p90 {q.heldout_p90_rel_err:.1%}, range {q.range_min:.3g}..{q.range_max:.3g} "
+         f"{unit}]")
     return s + (" FLAGGED" if q.flags else "")
 
 
@@ -64,7 +67,7 @@ def format_profile(p: Profile) -> str:
         # a datasheet prior's roof is the vendor's peak, not a fit to anything measured
         roof = "datasheet peak" if p.is_datasheet else "fitted roof"
         out.append(f"  {dt:<9} {seen}{roof} {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
-                   f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality)}")
+                   f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality, 'FLOP')}")
     for dt, e in p.compute.items():
         if e.grouped_points:
             out.append(f"  {dt:<9} grouped expert GEMMs: {len(e.grouped_points)} cases, measured / stacked-GEMM "
@@ -86,7 +89,7 @@ def format_profile(p: Profile) -> str:
                 # prefill reuses every K/V byte q_len times: its byte term is held clear of binding, not measured
                 held = " (a floor kept from binding, not a measured rate)" if ph in PREFILL_KINDS else ""
                 out.append(f"  {dt} {ph:<8} {_si(e.flop_per_s, 'FLOP/s')}, {_si(e.bytes_per_s, 'B/s')}{held}, "
-                           f"latency {_time(e.latency_s)} {_q(e.quality)}")
+                           f"latency {_time(e.latency_s)} {_q(e.quality, 'FLOP')}")
     if p.elementwise:
         out.append("eager elementwise groups (time = latency + traffic-model bytes / bandwidth)")
         for dt, groups in p.elementwise.items():

@@ -38,7 +38,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--max-bytes", type=int, default=None, help="drop preset sizes above this many bytes")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--stem", default="collectives", help="result file stem (default: collectives)")
-    p.add_argument("--timeout", type=float, default=None, help="hard deadline for the whole sweep in seconds (default: the preset's)")
+    from .presets import PRESETS  # torch-free: --help stays fast
+
+    deadlines = ", ".join(f"{k} {v.default_deadline_s:g} s" for k, v in PRESETS.items() if not k.startswith("fit-"))
+    p.add_argument("--timeout", type=float, default=None,
+                   help=f"hard deadline for the whole sweep in seconds (default: the preset's: {deadlines})")
     p.add_argument("--pg-timeout", type=float, default=60.0, help="per-collective process-group timeout in seconds (default: 60)")
     p.add_argument("--port", type=_port, default=None,
                    help="rendezvous port (default: $MASTER_PORT if set, else a free one); a port another sweep "

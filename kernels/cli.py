@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="device to measure: cpu, cuda:0, ... (default: the accelerator if any, else cpu)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="preset", action="store_const", const="quick",
-                      help="quick preset (default): <= 60 s on a 2-core CPU, <= 90 s on one H100/H200")
+                      help="quick preset (default): sized for <= 60 s on an idle 2-core CPU and <= 90 s on one H100/H200 "
+                           "(benchmarks/results/*/kernel_suite_time.txt); a loaded machine takes longer")
     size.add_argument("--full", dest="preset", action="store_const", const="full",
                       help="full preset: the dense M sweep over every model projection (long)")
     p.set_defaults(preset="quick")
