@@ -227,6 +227,11 @@ def _spec(p: Profile, env: dict[str, Any], name: str, datasheet: Profile | None,
             if k in spec[sect]:
                 continue
             if fill is not None and k in (fill.get(sect) or {}):
+                v = fill[sect][k]
+                if k.endswith("_bw") and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 1e9):
+                    # aiconfigurator's bandwidths are bytes/s (its h100_sxm.yaml: intra_node_bw 450000000000)
+                    raise ValueError(f"--fill-from {fill_label}: {sect}.{k} = {v!r}; expected bytes per second "
+                                     f"(>= 1e9, e.g. 450000000000 for 450 GB/s)")
                 spec[sect][k] = fill[sect][k]
                 prov[f"{sect}.{k}"] = f"copied from {fill_label} (not measured by accelcal)"
                 warn.append(f"{sect}.{k} = {fill[sect][k]!r} copied from {fill_label}: the profile has no such measurement")
@@ -396,6 +401,13 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
     fill = None
     if fill_from is not None:
         fill = yaml.safe_load(Path(fill_from).read_text()) or {}
+        if not isinstance(fill, dict) or not isinstance(fill.get("gpu"), dict) or not isinstance(fill.get("node"), dict):
+            from accelcal.filekinds import document_kind
+
+            kind = document_kind(fill)
+            raise ValueError(f"--fill-from {fill_from}: not an aiconfigurator system YAML (expected its 'gpu:' and "
+                             f"'node:' sections, as in aiconfigurator's systems/<name>.yaml)"
+                             + (f"; it is {kind[1]}" if kind else ""))
     res.spec = _spec(p, env, name, datasheet, fill, str(fill_from), res)
     if p.is_datasheet:
         res.warnings.append("datasheet prior: no measured tables, only the system YAML")

@@ -184,3 +184,14 @@ def test_aiconfigurator_loads_the_export(h200):
     modes = db.supported_quant_mode  # parses each table with aiconfigurator's reader
     assert set(modes["gemm"]) == {"bfloat16", "fp8"}
     assert modes["context_attention"] == ["bfloat16"] and modes["generation_attention"] == ["bfloat16"]
+
+
+def test_fill_from_must_be_an_aiconfigurator_system_yaml_with_bandwidths_in_bytes_per_s(tmp_path):
+    with pytest.raises(ValueError, match=r"--fill-from .*nvidia-h200.yaml: not an aiconfigurator system YAML .*; it "
+                                         r"is an accelerator profile"):
+        export_aiconfigurator(Profile.load(H200), tmp_path / "a", profile_path=H200, fill_from=H200)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gpu:\n  mem_bw: 4800000000000\nnode:\n  intra_node_bw: 1\n  inter_node_bw: 50000000000\n")
+    with pytest.raises(ValueError, match=r"node.intra_node_bw = 1; expected bytes per second"):
+        export_aiconfigurator(Profile.load(H200), tmp_path / "b", profile_path=H200, fill_from=bad)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
