@@ -64,6 +64,13 @@ def _device_layout(runs) -> tuple[str, str, int, int, list[str]]:
     return ("rocm" if rccl else "cuda"), device_name, per_node, nodes, sorted(hosts)
 
 
+def _flag_and_warn(fit, progress: Callable[[str], object] | None, msg: str) -> None:
+    """A doubt the profile keeps (the fit's quality flag) and the import prints as it reads."""
+    fit.quality.flags.append(msg)
+    if progress:
+        progress(f"WARNING: {msg}")
+
+
 def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: str = "",
                       scope: str | None = None, raw_data: Sequence[str] = (), raw_sha256: dict | None = None,
                       placement: str = "both", progress: Callable[[str], object] | None = None,
@@ -122,12 +129,9 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
                             and row.in_place.time_s > 0 and row.out_of_place.time_s > 0)
             mid = ratios[len(ratios) // 2] if ratios else 1.0
             if max(mid, 1.0 / mid) > PLACEMENT_DISAGREE:
-                msg = (f"{label}: in-place times are {mid:.3g}x the out-of-place ones (median over {len(ratios)} "
-                       f"sizes; nccl-tests' two placements usually agree within a few %): the fit mixes both; "
-                       f"--placement in or out fits one")
-                f.quality.flags.append(msg)
-                if progress:
-                    progress(f"WARNING: {msg}")
+                _flag_and_warn(f, progress, f"{label}: in-place times are {mid:.3g}x the out-of-place ones (median "
+                               f"over {len(ratios)} sizes; nccl-tests' two placements usually agree within a few %): "
+                               f"the fit mixes both; --placement in or out fits one")
         if min(xs) > SMALL_MESSAGE_BYTES:
             # Without small messages the intercept is where the large-message line meets S = 0, not a latency.
             f.quality.flags.append(f"{label}: smallest measured size {min(xs):.4g} B > {SMALL_MESSAGE_BYTES} B: the "
@@ -139,12 +143,9 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             f.quality.flags.append(f"{label}: {note}")
         hosts = sorted({h for r in rs for h in r.hosts})
         if sc == SCOPES[1] and len(hosts) == 1:
-            msg = (f"{label}: --scope {sc}, but every rank of the log ran on host {hosts[0]}: its times are that "
-                   f"host's own fabric, a stand-in for the network between nodes only if the run forced it (e.g. "
-                   f"NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1)")
-            f.quality.flags.append(msg)
-            if progress:
-                progress(f"WARNING: {msg}")
+            _flag_and_warn(f, progress, f"{label}: --scope {sc}, but every rank of the log ran on host {hosts[0]}: its "
+                           f"times are that host's own fabric, a stand-in for the network between nodes only if the "
+                           f"run forced it (e.g. NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1)")
         entries.append(CollectiveEntry(op=op, scope=sc, group_size=gs, dtype=next(iter(dtypes)), pieces=f.pieces,
                                        quality=f.quality, fabric=fabric, kernel=kernel or None))
         if progress:
