@@ -281,16 +281,26 @@ def missing_hint(op: str, scope: str) -> str:
             f"(accelcal import nccl-tests <op>_perf.txt --out IC.yaml) and pass it as {flag}")
 
 
+def _path_given(value: str) -> str:
+    """An option's profile path, refused when empty (an unset shell variable would otherwise read as the option
+    left out, or as the current folder)."""
+    if not value.strip():
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"the path is empty ({value!r}); expected a profile .yaml")
+    return value
+
+
 def add_profile_arguments(parser: Any, device_help: str | None) -> None:
     """``--profile``, ``--interconnect`` and ``--inter-node-profile``: the parts a plan or prediction composes
     (``device_help`` None: the caller takes the device profile otherwise, e.g. as a positional argument)."""
     if device_help is not None:
-        parser.add_argument("--profile", required=True, help=device_help)
-    parser.add_argument("--interconnect", default=None, metavar="PROFILE",
+        parser.add_argument("--profile", required=True, type=_path_given, help=device_help)
+    parser.add_argument("--interconnect", default=None, metavar="PROFILE", type=_path_given,
                         help="intra-node interconnect profile (profiles/interconnect/*.yaml, or your own from "
                              "accelcal import nccl-tests): its intra_node collectives replace --profile's, and it "
                              "sets the devices per node")
-    parser.add_argument("--inter-node-profile", default=None, metavar="PROFILE",
+    parser.add_argument("--inter-node-profile", default=None, metavar="PROFILE", type=_path_given,
                         help="profile whose inter_node collectives link the nodes: an interconnect profile or a "
                              "full profile (default: --profile)")
 

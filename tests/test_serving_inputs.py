@@ -174,8 +174,13 @@ def test_a_file_given_to_the_wrong_option_is_named_for_what_it_is(capsys, flag, 
 
 
 def test_empty_paths_and_names_say_they_are_empty_and_a_misspelt_engine_arg_gets_a_suggestion(capsys):
-    rc, _, err = _predict(capsys, "--profile", "", "--model", "llama3-8b", *LOAD)
-    assert rc == 2 and "--profile: the path is empty ('')" in err and "directory" not in err
+    with pytest.raises(SystemExit) as exc:  # argparse's own refusal: the option's value is not a path
+        _predict(capsys, "--profile", "", "--model", "llama3-8b", *LOAD)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--profile: the path is empty ('')" in err and "directory" not in err
+    with pytest.raises(SystemExit) as exc:
+        _run_plan(capsys, "--profile", MEASURED, "--interconnect", "", "--model", "llama3-8b")
+    assert exc.value.code == 2 and "argument --interconnect: the path is empty ('')" in capsys.readouterr().err
     rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "", *LOAD)
     assert rc == 2 and "--model is empty ('')" in err and "config.json" in err
     rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", "llama3-8b", *LOAD, "--engine-arg", "max_seq=4")
