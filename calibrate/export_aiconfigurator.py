@@ -346,12 +346,10 @@ def _nccl_rows(p: Profile) -> list[dict[str, Any]]:
 
 
 def _write_table(path: Path, rows: list[dict[str, Any]], common: dict[str, str]) -> None:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - pyarrow is installed with the measure extra
-        raise ImportError("accelcal export --format aiconfigurator writes Parquet (aiconfigurator's table format): "
-                          "pip install pyarrow") from exc
+    # aiconfigurator's tables are Parquet: a missing pyarrow raises ModuleNotFoundError, and accelcal.cli.main names
+    # the 'parquet' extra and the command
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     cols = {k: [v] * len(rows) for k, v in common.items()}
     for k in rows[0]:
         cols[k] = [r[k] for r in rows]

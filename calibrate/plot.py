@@ -38,11 +38,9 @@ MAX_SERIES = 8
 
 
 def _plt():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("accelcal plot needs matplotlib, an optional extra: pip install 'accelcal[plot]' "
-                          "(or pip install matplotlib)") from None
+    # a missing matplotlib raises ModuleNotFoundError: accelcal.cli.main names the 'plot' extra and the command
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt

@@ -61,14 +61,18 @@ def test_plan_show_compare_export_run_without_torch(base_venv):
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("argv, module", [(["bench", "kernels"], "torch"), (["env"], "torch"),
-                                          (["calibrate", "--from-results", "x.csv"], "pandas")])
-def test_measuring_command_names_the_extra(base_venv, argv, module):
+@pytest.mark.parametrize("argv, module, extra", [
+    (["bench", "kernels"], "torch", "measure"), (["env"], "torch", "measure"),
+    (["calibrate", "--from-results", "x.csv"], "pandas", "measure"),
+    (["report", str(PROFILE), "--out", "/nonexistent-dir-for-the-test/r.html"], "matplotlib", "plot"),
+    (["plot", str(PROFILE), "--out", "/nonexistent-dir-for-the-test/p"], "matplotlib", "plot")])
+def test_a_command_without_its_extra_names_it_in_one_line(base_venv, argv, module, extra):
     r = _run([str(base_venv / "bin" / "accelcal"), *argv])
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert module in lines[0] and "pip install 'accelcal[measure]'" in lines[0]
+    assert lines[0] == f"accelcal {argv[0]}{' kernels' if argv[0] == 'bench' else ''}: needs {module}, which the " \
+                       f"'{extra}' extra installs: pip install 'accelcal[{extra}]'"
 
 
 def test_registering_every_subcommand_imports_no_heavy_module():
