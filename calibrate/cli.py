@@ -238,11 +238,11 @@ def _export(args: argparse.Namespace) -> int:
                   f"({ds.identity.device_type}); the profile measured {p.identity.device_name} "
                   f"({p.identity.device_type}): its peaks and bandwidths set the exported reference figures",
                   file=sys.stderr)
-    if args.out and args.format == "configurator" and os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out}: is a directory; the configurator format writes one YAML file")
     if args.out and args.format == "configurator":
         from accelcal.preflight import check_file
 
+        if os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out}: is a directory; the configurator format writes one YAML file")
         for flag, src in (("PROFILE", args.profile), ("--datasheet", args.datasheet)):
             if src and os.path.exists(args.out) and os.path.samefile(args.out, src):
                 # the export is another format: writing it over its own input would destroy the profile

@@ -221,14 +221,26 @@ def _shipped(directory: str, stamp: tuple) -> tuple[tuple[str, str, tuple], ...]
     return tuple(out)
 
 
-def shipped_interconnects(op: str, scope: str, directory: str | os.PathLike | None = None) -> list[str]:
-    """Shipped interconnect profiles with ``op`` in ``scope`` (``path (device; group sizes ...)``), for error messages."""
+def _shipped_in(directory: str | os.PathLike | None = None) -> tuple[tuple[str, str, tuple], ...]:
+    """(path, device name, collective keys) of every profile in ``directory`` (default: the shipped interconnect
+    profiles), read once per set of file versions (_shipped)."""
     d = Path(directory or SHIPPED_DIR)
     if not d.is_dir():
-        return []
+        return ()
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.glob("*.yaml")))
+    return _shipped(str(d), stamp)
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the current folder where it lies below it, else as it is (for messages)."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def shipped_interconnects(op: str, scope: str, directory: str | os.PathLike | None = None) -> list[str]:
+    """Shipped interconnect profiles with ``op`` in ``scope`` (``path (device; group sizes ...)``), for error messages."""
     hits = []
-    for path, dev, keys in _shipped(str(d), stamp):
+    for path, dev, keys in _shipped_in(directory):
         mine = [(g, lo, hi, k) for o, s, g, lo, hi, k in keys if o == op and s == scope]
         via = ""
         if not mine and op in ANSWERED_BY_ALL_REDUCE:
@@ -236,7 +248,7 @@ def shipped_interconnects(op: str, scope: str, directory: str | os.PathLike | No
             mine = [(g, lo, hi, k) for o, s, g, lo, hi, k in keys if o == "all_reduce" and s == scope and g > 1]
             via = f"{op} not measured, answered by its all_reduce: "
         if mine:
-            rel = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+            rel = _shown_path(path)
             library = [m for m in mine if not m[3]]
             own = [m for m in mine if m[3]]
             lo, hi = min(m[1] for m in mine), max(m[2] for m in mine)
@@ -258,17 +270,9 @@ def shipped_covering(op: str, scope: str, device_name: str, group_size: int, nby
     """Shipped interconnect profiles of ``device_name`` whose ``op`` entries at ``group_size`` in ``scope`` were
     measured down to ``nbytes`` or below (relative paths; ``exclude``: a profile name, the one in use): what to pass
     instead when the profile in use extrapolates a small message."""
-    d = Path(SHIPPED_DIR)
-    if not d.is_dir():
-        return []
-    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.glob("*.yaml")))
-    out = []
-    for path, dev, keys in _shipped(str(d), stamp):
-        if dev != device_name or Path(path).stem == exclude:
-            continue
-        if any(o == op and s == scope and g == group_size and 0 < lo <= nbytes for o, s, g, lo, _, _ in keys):
-            out.append(os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path)
-    return out
+    return [_shown_path(path) for path, dev, keys in _shipped_in()
+            if dev == device_name and Path(path).stem != exclude
+            and any(o == op and s == scope and g == group_size and 0 < lo <= nbytes for o, s, g, lo, _, _ in keys)]
 
 
 def missing_hint(op: str, scope: str) -> str:

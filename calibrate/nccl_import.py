@@ -83,6 +83,8 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
     ``devices_per_node``: the node's size when the logs ran on a subset of its devices (e.g. ``-g 4`` on an
     8-GPU NVSwitch node), so a plan knows an 8-way group still stays inside the node.
     """
+    from accelcal.collectives.nccl_tests import NO_FOOTER  # the reader's note for a log without its footer
+
     from .fit_alpha_beta import fit_piecewise  # scipy: the measure extra; registering the command needs none
 
     if not runs:
@@ -136,8 +138,6 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             # Without small messages the intercept is where the large-message line meets S = 0, not a latency.
             f.quality.flags.append(f"{label}: smallest measured size {min(xs):.4g} B > {SMALL_MESSAGE_BYTES} B: the "
                                    f"latency is the large-message intercept, not a measured small-message time")
-        from accelcal.collectives.nccl_tests import NO_FOOTER  # torch-free module; imported where the runs come from
-
         for note in dict.fromkeys(n for r in rs for n in r.notes if n.startswith(NO_FOOTER)):
             # kept in the profile, not only printed: a log cut after a complete row looks like a finished one
             f.quality.flags.append(f"{label}: {note}")

@@ -30,6 +30,7 @@ from accelcal.units import fmt_bytes
 from accelcal.vocab import busbw_factor, gemm_bytes, gemm_flop
 
 from .profile import Profile
+from .show import roof_label
 
 __all__ = ["MAX_SERIES", "plot_profile", "plot_pareto"]
 
@@ -124,7 +125,7 @@ def _roofline(plt, p, out, raw, ds, notes) -> list[Path]:
     ai = np.logspace(-1, 4, 200)
     for dt, e in list(p.compute.items())[:MAX_SERIES]:
         roof = np.minimum(e.peak_flop_per_s, ai * e.memory_bandwidth_bytes_per_s) / 1e12
-        line = ax.loglog(ai, roof, "-", label=f"{dt} {'datasheet peak' if p.is_datasheet else 'fitted roof'}")[0]
+        line = ax.loglog(ai, roof, "-", label=f"{dt} {roof_label(p)}")[0]
         if e.points:
             pts = np.array(e.points)
             f = np.array([gemm_flop(*r[:3]) for r in pts])

@@ -13,7 +13,7 @@ from accelcal.vocab import PREFILL_KINDS, SAMPLER_BYTES_PER_LOGIT, busbw_factor,
 from .compose import SMOKE_NOTE, smoke_sweep
 from .profile import Profile, Quality
 
-__all__ = ["format_profile", "profile_to_json"]
+__all__ = ["format_profile", "profile_to_json", "roof_label"]
 
 
 def _si(v: float | None, unit: str) -> str:
@@ -22,6 +22,12 @@ def _si(v: float | None, unit: str) -> str:
 
 def _time(v: float | None) -> str:
     return fmt(v, "s", digits=3)
+
+
+def roof_label(p: Profile) -> str:
+    """What a GEMM entry's peak is called in show and the plots: a datasheet prior's is the vendor's peak, not a
+    fit to anything measured."""
+    return "datasheet peak" if p.is_datasheet else "fitted roof"
 
 
 def _q(q: Quality | None, unit: str = "B") -> str:
@@ -64,9 +70,7 @@ def format_profile(p: Profile) -> str:
         # measured efficiency), not a rate any call reached: show the best measured rate beside it.
         best = max((2 * m * n * k / t for m, n, k, t in e.points if t > 0), default=None)
         seen = f"best measured {_si(best, 'FLOP/s')}, " if best else ""
-        # a datasheet prior's roof is the vendor's peak, not a fit to anything measured
-        roof = "datasheet peak" if p.is_datasheet else "fitted roof"
-        out.append(f"  {dt:<9} {seen}{roof} {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
+        out.append(f"  {dt:<9} {seen}{roof_label(p)} {_si(e.peak_flop_per_s, 'FLOP/s')}, operand bandwidth {_si(e.memory_bandwidth_bytes_per_s, 'B/s')}, "
                    f"overhead {_time(e.overhead_s)}{', wave units ' + str(e.wave_units) if e.wave_units else ''} {_q(e.quality, 'FLOP')}")
     for dt, e in p.compute.items():
         if e.grouped_points:

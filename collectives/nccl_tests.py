@@ -421,7 +421,7 @@ def parse_text(text: str, path: str = "<text>", op_hint: str | None = None) -> l
                 run.avg_busbw_bytes_per_s = float(m.group(1)) * 1e9
             continue
         if _FAILURE.search(s):
-            raise NcclTestsError(f"{path}:{i}: nccl-tests reported a failure ({s.strip()[:120]!r}); a run that failed "
+            raise NcclTestsError(f"{path}:{i}: nccl-tests reported a failure ({brief(s.strip(), 120)}); a run that failed "
                                  f"is not a measurement: fix the run and import its complete log")
         if s.startswith("#") or not re.match(r"^\d", s):
             continue

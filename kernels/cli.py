@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from .suite import run_suite, summary_table
 
     check_dir(args.out, what="--out", need_bytes=16 * 2**20)  # before minutes of measuring
-    earlier = sorted(p.name for p in Path(args.out).glob("kernels.*")) if Path(args.out).is_dir() else []
+    stem = "kernels"  # the files this run writes: <stem>.csv, .json, .env.json, .parquet
+    earlier = sorted(p.name for p in Path(args.out).glob(f"{stem}.*")) if Path(args.out).is_dir() else []
     if earlier:
         # said before the run, not after: an earlier measurement is about to be replaced (the new files are written
         # whole when the run ends; an interrupted run leaves them as they are)
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                    progress=print if args.verbose and not args.quiet else None,
                    bar=StageProgress("kernels", quiet=args.quiet, log_every_s=LOG_EVERY_S))
     print(summary_table(rs))
-    paths = rs.write(args.out, stem="kernels")
+    paths = rs.write(args.out, stem=stem)
     for kind, path in paths.items():
         print(f"wrote {kind:<7} {path}")
     return 0

@@ -327,8 +327,8 @@ class ModelConfig:
         heads, replicate evenly (vLLM ``QKVParallelLinear``: ``divide(tp_size, total_num_kv_heads)`` replicas,
         else ``divide(total_num_kv_heads, tp_size)`` heads per rank); a dense MLP's ``intermediate_size`` splits
         evenly (``ColumnParallelLinear``, which the fused gate/up layer extends: ``divide(output_size,
-        tp_size)``); Gated DeltaNet's key heads split evenly (SGLang ``Mamba2StateShape.create`` divide()).  A MoE model's experts are checked where their
-        split is chosen (expert_split_issue)."""
+        tp_size)``); Gated DeltaNet's key heads split evenly (SGLang ``Mamba2StateShape.create`` divide()).  A MoE
+        model's experts are checked where their split is chosen (expert_split_issue)."""
         if self.heads % tp:
             return f"{self.heads} attention heads and {self.heads} % {tp} = {self.heads % tp}"
         if not self.is_mla and not self.kv_heads_split(tp):

@@ -194,7 +194,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     from accelcal.progress import LOG_EVERY_S, StageProgress
 
     from .serving.predict import node_devices
-    from .serving.workload import LONG_SIMULATION_REQUESTS, default_requests
+    from .serving.workload import LONG_SIMULATION_REQUESTS, REQUESTS_PER_CLIENT, default_requests
     from .serving.search import NoServingLayout, ServingTargets, format_search, plot_pareto, search_serving
 
     spec = SWEEP if args.concurrency is None else args.concurrency
@@ -204,10 +204,11 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     except ValueError:
         raise ValueError(f"--concurrency {spec!r}: expected comma-separated integers >= 1, e.g. 8,32,128 (leave it "
                          f"out for the default sweep {SWEEP})") from None
-    if default_requests(max(conc)) > LONG_SIMULATION_REQUESTS:
-        print(f"accelcal plan: note: the re-checks simulate 10 requests per client step by step, "
-              f"{default_requests(max(conc))} at --concurrency {max(conc)}, for each layout they re-check, which may "
-              f"take many minutes; a sweep of smaller concurrencies answers sooner", file=sys.stderr)
+    most = default_requests(max(conc))
+    if most > LONG_SIMULATION_REQUESTS:
+        print(f"accelcal plan: note: the re-checks simulate {REQUESTS_PER_CLIENT} requests per client step by step, "
+              f"{most} at --concurrency {max(conc)}, for each layout they re-check, which may take many minutes; a "
+              f"sweep of smaller concurrencies answers sooner", file=sys.stderr)
     if args.target_stat is not None and args.ttft is None and args.tpot is None and args.request_rate is None:
         raise ValueError(f"--target-stat {args.target_stat}: it says which statistic --ttft and --tpot bound (and "
                          f"--request-rate's open-loop run reports); give one of them (without targets the search "

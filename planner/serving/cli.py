@@ -28,7 +28,7 @@ from .deployment import DEPLOYMENTS
 from .engine import EnginePreset, engine_names, release_range_notes, version_key
 from .moe_op import add_moe_table_argument, load_moe_tables
 from .step_cost import STEP_PARTS
-from .workload import LONG_SIMULATION_REQUESTS, RANGE_MODES, ServingWorkload, default_requests
+from .workload import LONG_SIMULATION_REQUESTS, RANGE_MODES, REQUESTS_PER_CLIENT, ServingWorkload, default_requests
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -176,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         sent = (args.num_requests or default_requests(args.concurrency)) + (args.warmup_requests or 0)
         if sent > LONG_SIMULATION_REQUESTS:
             print(f"accelcal predict: note: {sent} requests to simulate step by step"
-                  + ("" if args.num_requests else f" (10 per client at --concurrency {args.concurrency})")
+                  + ("" if args.num_requests else f" ({REQUESTS_PER_CLIENT} per client at --concurrency "
+                                                   f"{args.concurrency})")
                   + ", which may take minutes; --num-requests N simulates fewer, --method steady answers at once",
                   file=sys.stderr)
     # a long simulation (thousands of clients) shows a bar on a terminal after a few seconds; in a log (output

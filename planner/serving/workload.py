@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LONG_SIMULATION_REQUESTS", "MAX_REQUESTS", "RANGE_MODES", "ServingWorkload", "client_shares",
-           "default_requests"]
+__all__ = ["LONG_SIMULATION_REQUESTS", "MAX_REQUESTS", "RANGE_MODES", "REQUESTS_PER_CLIENT", "ServingWorkload",
+           "client_shares", "default_requests"]
 
 MAX_REQUESTS = 1_000_000
 """Most requests (measured or warm-up) one simulated run takes: about 1 KB of state each."""
@@ -34,9 +34,15 @@ vLLM, 1024 + 256 tokens: 8192 clients, so 81,920 requests, 20 s; 6000 clients, 6
 project's 2-core CPU VM), so predict and plan say so before they start."""
 
 
+REQUESTS_PER_CLIENT = 10
+"""Measured requests per closed-loop client when the count is not given (aiconfigurator's automated evaluation's
+count: ServingWorkload.num_requests)."""
+
+
 def default_requests(concurrency: int | None) -> int:
-    """Measured requests when none are given: 10 x concurrency (at least 100) closed loop, 200 open loop."""
-    return max(100, 10 * concurrency) if concurrency is not None else 200
+    """Measured requests when none are given: REQUESTS_PER_CLIENT x concurrency (at least 100) closed loop, 200
+    open loop."""
+    return max(100, REQUESTS_PER_CLIENT * concurrency) if concurrency is not None else 200
 
 RANGE_MODES: tuple[str, ...] = ("around", "below")
 """What a client's --random-range-ratio means (ServingWorkload.range_mode)."""
