@@ -73,6 +73,10 @@ class ModelConfig:
     """RMSNorm on the queries and keys after the QKV projection, before RoPE: ``""`` none (Llama, Mistral),
     ``per_head`` over each head's ``head_dim`` (Qwen3: transformers Qwen3Attention q_norm / k_norm), ``per_layer``
     over all heads at once (MiniMax-M2 ``qk_norm_type``), whose sum of squares a TP group all-reduces."""
+    post_norms: bool = False
+    """An RMSNorm on the attention's and on the MLP's output before each residual add, besides the two pre-norms
+    (Gemma 2 and 3: transformers Gemma2DecoderLayer / Gemma3DecoderLayer ``post_attention_layernorm`` and
+    ``post_feedforward_layernorm``): two more norm passes over the hidden state per layer."""
     sliding_window: int = 0
     """Keys a sliding-window layer's query attends, itself included (``sliding_window``); 0 = no such layers."""
     sliding_layers: int = 0
@@ -147,6 +151,8 @@ class ModelConfig:
             raise ValueError(f"model {self.name!r}: tie_word_embeddings must be true or false, got {self.tie_word_embeddings!r}")
         if not isinstance(self.max_context_len, int) or isinstance(self.max_context_len, bool) or self.max_context_len < 0:
             raise ValueError(f"model {self.name!r}: max_context_len must be an integer >= 0, got {self.max_context_len!r}")
+        if not isinstance(self.post_norms, bool):
+            raise ValueError(f"model {self.name!r}: post_norms must be true or false, got {self.post_norms!r}")
         if self.qk_norm not in QK_NORMS:
             raise ValueError(f"model {self.name!r}: qk_norm={self.qk_norm!r}; expected one of {list(QK_NORMS)}")
         if self.weight_block_size is not None:

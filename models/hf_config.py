@@ -21,9 +21,11 @@ as given when present: Qwen3-32B has 64 heads of 128 on a 5120 residual, not
 ``torch_dtype``/``dtype``, ``quantization_config`` (fp8), ``max_position_embeddings``
 and the MoE fields (MiniMax-M2 uses Mixtral's keys); the q/k RMSNorm comes from the architecture (Qwen3: per
 head) or ``use_qk_norm`` / ``qk_norm_type`` (MiniMax-M2).  Not modelled, and small: Qwen2's QKV biases and the q/k
-RMSNorm weights (under 0.01 % of a layer's weights; the norm itself is costed); Mistral's
+RMSNorm weights (under 0.01 % of a layer's weights; the norm itself is costed); Mistral's and Phi-3's
 ``sliding_window`` (attention and KV are counted at full context; the note goes
-into ``source``).  ``layer_types`` with ``sliding_attention`` entries (gpt-oss) are read: those layers
+into ``source``).  Gemma 2 and 3: the keys their config classes default are filled in from those defaults (and
+said so in ``source``), sliding layers follow the family's pattern when ``layer_types`` is absent, and the norms
+after the attention and the MLP are costed (ModelConfig.post_norms).  ``layer_types`` with ``sliding_attention`` entries (gpt-oss) are read: those layers
 attend through ``sliding_window``; ``quantization_config.quant_method`` mxfp4 (gpt-oss) stores the routed
 experts weight-only (ModelConfig.expert_weight_dtype).  DeepSeek-V2/V3's multi-head latent attention
 (``kv_lora_rank``, ``q_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``, ``v_head_dim``), leading dense
@@ -73,7 +75,16 @@ class _Arch:
     """The family's q/k RMSNorm (ModelConfig.qk_norm), or ``"config"``: read ``use_qk_norm`` / ``qk_norm_type``."""
     default_layer_types: str = ""
     """What an absent ``layer_types`` means: ``""`` every layer full attention, ``"alternating"`` sliding then full
-    (transformers models/gpt_oss/configuration_gpt_oss.py GptOssConfig: layer i sliding when (i + 1) % 2)."""
+    (transformers models/gpt_oss/configuration_gpt_oss.py GptOssConfig and Gemma2Config: layer i sliding when
+    (i + 1) % 2), ``"pattern"`` every ``sliding_window_pattern``-th layer full, the others sliding (Gemma3TextConfig:
+    layer i sliding when (i + 1) % sliding_window_pattern)."""
+    post_norms: bool = False
+    """A norm on each sub-block's output before its residual add (ModelConfig.post_norms)."""
+    defaults: tuple[tuple[str, Any], ...] = ()
+    """Config keys the family's transformers config class fills in when a config.json leaves them out (Gemma 3's
+    multimodal checkpoints state only the text model's keys that differ from Gemma3TextConfig's defaults)."""
+    gated_act: str = ""
+    """The gated MLP's activation when it is not SiLU (costed as the same one elementwise pass), for the source note."""
     mla: bool = False
     """Multi-head latent attention: ``kv_lora_rank``, ``q_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``
     and ``v_head_dim`` give the attention (DeepSeek-V2/V3)."""
@@ -86,6 +97,18 @@ class _Arch:
     ``linear_num_key_heads``, ``linear_num_value_heads``, ``linear_key_head_dim``, ``linear_value_head_dim``,
     ``linear_conv_kernel_dim`` and ``attn_output_gate`` (default true, transformers Qwen3NextConfig)."""
 
+
+_GEMMA2_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("vocab_size", 256000), ("num_key_value_heads", 4), ("head_dim", 256), ("max_position_embeddings", 8192),
+    ("tie_word_embeddings", True), ("sliding_window", 4096))
+"""transformers Gemma2Config's defaults (models/gemma2/configuration_gemma2.py docstring) for the keys it fills in."""
+
+_GEMMA3_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("vocab_size", 262208), ("hidden_size", 2304), ("intermediate_size", 9216), ("num_hidden_layers", 26),
+    ("num_attention_heads", 8), ("num_key_value_heads", 4), ("head_dim", 256), ("max_position_embeddings", 131072),
+    ("tie_word_embeddings", True), ("sliding_window", 4096), ("sliding_window_pattern", 6))
+"""transformers Gemma3TextConfig.__init__ defaults (models/gemma3/configuration_gemma3.py, as read at commit
+008f5c8c): the keys Gemma 3's multimodal checkpoints leave out of their text_config."""
 
 ARCHITECTURES: dict[str, _Arch] = {
     "LlamaForCausalLM": _Arch("", True),
@@ -124,12 +147,26 @@ ARCHITECTURES: dict[str, _Arch] = {
     "Qwen3_5MoeForCausalLM": _Arch("qwen_moe", True, shared_expert_key="shared_expert_intermediate_size",
                                    qk_norm="per_head", linear=True),
     "Qwen3_5ForCausalLM": _Arch("", True, qk_norm="per_head", linear=True),
+    # Phi-3 and Phi-4 (transformers models/phi3): Llama's layer with the QKV and gate/up projections stored fused
+    # (the same GEMMs an engine runs); Phi-3's sliding_window is noted as Mistral's is; partial RoPE (Phi-4-mini's
+    # partial_rotary_factor) is not costed apart
+    "Phi3ForCausalLM": _Arch("", True),
+    # Gemma 2 and 3 (transformers models/gemma2, gemma3): GeGLU MLP (gelu_pytorch_tanh), a norm after the attention
+    # and after the MLP as well as before them, sliding-window layers (Gemma 2 every other one, Gemma 3 five of six);
+    # Gemma 3 normalises each head's query and key.  The embedding's sqrt(hidden) scale and the logit soft-capping
+    # (attn_logit_softcapping, final_logit_softcapping) are not costed: one multiply in kernels that run anyway.
+    "Gemma2ForCausalLM": _Arch("", False, default_layer_types="alternating", post_norms=True, gated_act="GeGLU",
+                               defaults=_GEMMA2_DEFAULTS),
+    "Gemma3ForCausalLM": _Arch("", False, qk_norm="per_head", default_layer_types="pattern", post_norms=True,
+                               gated_act="GeGLU", defaults=_GEMMA3_DEFAULTS),
 }
 
 #: Multimodal wrappers whose ``text_config`` names no architecture: the text model's class (transformers
-#: Qwen3_5ForConditionalGeneration / Qwen3_5MoeForConditionalGeneration hold a Qwen3.5 text model).
+#: Qwen3_5ForConditionalGeneration / Qwen3_5MoeForConditionalGeneration hold a Qwen3.5 text model,
+#: Gemma3ForConditionalGeneration a Gemma 3 one).
 TEXT_ARCHITECTURE_OF: dict[str, str] = {"Qwen3_5MoeForConditionalGeneration": "Qwen3_5MoeForCausalLM",
-                                        "Qwen3_5ForConditionalGeneration": "Qwen3_5ForCausalLM"}
+                                        "Qwen3_5ForConditionalGeneration": "Qwen3_5ForCausalLM",
+                                        "Gemma3ForConditionalGeneration": "Gemma3ForCausalLM"}
 
 #: ``layer_types`` entries read: full attention, attention through the ``sliding_window``, or (architectures with
 #: ``linear``) Gated DeltaNet linear attention.
@@ -184,6 +221,8 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
                          + ": its vision tower's weights and work are not counted")
         return kw
     arch_name, arch = _architecture(cfg, origin)
+    filled = [k for k, _ in arch.defaults if cfg.get(k) is None]
+    cfg = {**cfg, **{k: v for k, v in arch.defaults if k in filled}}
     get = _Reader(cfg, origin)
 
     hidden = get.int("hidden_size")
@@ -203,6 +242,11 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
                              f"{hidden % heads}; state head_dim")
         head_dim = hidden // heads
     notes = [f"{origin} ({arch_name})"]
+    if filled:
+        notes.append(f"{', '.join(f'{k}={cfg[k]}' for k in filled)}: the {arch_name} config class's defaults (not in "
+                     f"the file)")
+    if arch.gated_act:
+        notes.append(f"{arch.gated_act} MLP costed as SwiGLU's (the same GEMMs and one activation-times-up pass)")
     if arch.linear and cfg.get("head_dim") is None:
         notes.append("no head_dim: 256, transformers Qwen3NextConfig's default (not hidden_size / num_attention_heads)")
 
@@ -229,6 +273,8 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
             raise ValueError(f"{origin}: {shared}: layers sharing the indexer's top-k are not modelled (every layer "
                              f"is costed with an indexer of its own); expected these keys absent, false or 1")
     kw["qk_norm"] = _qk_norm(cfg, get, arch, origin)
+    if arch.post_norms:
+        kw["post_norms"] = True
     kw.update(_dtypes(cfg, get, origin, notes))
     if arch.moe:
         kw.update(_moe(cfg, get, arch, origin, kw["layers"]))
@@ -244,7 +290,7 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
         kw.update(_linear(cfg, get, origin, kw["layers"], notes))
     window = cfg.get("sliding_window")
     if (not kw.get("sliding_layers") and window is not None and cfg.get("use_sliding_window", True)
-            and arch_name.startswith(("Mistral", "Mixtral"))):
+            and arch_name.startswith(("Mistral", "Mixtral", "Phi3"))):
         notes.append(f"sliding_window={window} not modelled (attention and KV at full context)")
     kw["source"] = "; ".join(notes)
     return kw
@@ -404,10 +450,16 @@ def _sliding(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int, not
         return {}
     types = cfg.get("layer_types")
     if types is None:
-        if arch.default_layer_types != "alternating":
+        if arch.default_layer_types == "alternating":
+            types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(layers)]
+            notes.append("no layer_types: sliding and full attention alternate, the family's default")
+        elif arch.default_layer_types == "pattern":
+            every = get.int("sliding_window_pattern")
+            types = ["sliding_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
+            notes.append(f"no layer_types: every {every}th layer full attention, the others sliding "
+                         f"(sliding_window_pattern)")
+        else:
             return {}
-        types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(layers)]
-        notes.append("no layer_types: sliding and full attention alternate, the family's default")
     if not isinstance(types, list):
         raise ValueError(f"{origin}: layer_types = {str(types)[:80]}; expected a list, one entry per layer")
     if len(types) != layers:

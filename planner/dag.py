@@ -273,6 +273,12 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
     def quantized(gemm: str, dep: tuple[str, ...], elems: float) -> tuple[str, ...]:
         return _input_quant(dag, impl, options, el, gemm, dep, elems)
 
+    def post_norm(name: str, dep: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        # Gemma's norm of a sub-block's reduced output before its residual add (model.post_norms)
+        if not model.post_norms:
+            return dep
+        return (elementwise(name, (dep,) if isinstance(dep, str) else dep, "norm", norm_tok * h),)
+
     x = norm("attn_norm", ())
     first_mixer = len(dag.nodes)
     shape = model.attention_shape(phase, t)
@@ -329,7 +335,7 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         first_linear = len(dag.nodes)
         mixer_ends += (_linear_attention(dag, model, t, batch, math.ceil(q_len / sp), tok, x, quantized, elementwise),)
         dag.nodes[first_linear:] = [_share(n, model.linear_layers / model.layers) for n in dag.nodes[first_linear:]]
-    r = residual("attn_residual", tp_reduce("tp_attn", mixer_ends))
+    r = residual("attn_residual", post_norm("post_attn_norm", tp_reduce("tp_attn", mixer_ends)))
     x = norm("mlp_norm", r)
     kinds = model.layer_kinds()
     ends: tuple[str, ...] = ()
@@ -346,7 +352,7 @@ def build_layer_dag(model: ModelConfig, phase: str, batch: int, q_len: int, kv_l
         if len(kinds) > 1:
             # the mean layer of a MoE model with dense layers: each block runs in its share of the layers
             dag.nodes[first:] = [_share(n, share) for n in dag.nodes[first:]]
-    residual("mlp_residual", ends)
+    residual("mlp_residual", post_norm("post_mlp_norm", ends))
     return dag
 
 

@@ -68,7 +68,8 @@ def _models(names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
                                         ("multi-head latent attention (kv_lora_rank)", m.is_mla),
                                         ("dense layers among the MoE ones (dense_layers)", m.dense_layers),
                                         ("Gated DeltaNet linear-attention layers (linear_layers)", m.linear_layers),
-                                        ("gated attention output (attn_output_gate)", m.attn_output_gate)) if has]
+                                        ("gated attention output (attn_output_gate)", m.attn_output_gate),
+                                        ("norms after the attention and the MLP (post_norms)", m.post_norms)) if has]
         if built:
             raise ValueError(f"validate --model {n}: its {' and '.join(built)} are not built into the torch layers "
                              f"validation runs (full attention, experts in the activation dtype); validate a model "
