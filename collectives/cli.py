@@ -16,6 +16,8 @@ import sys
 
 from accelcal.exitcodes import EXIT_FAILED, EXIT_OK
 
+from .presets import DTYPES, OPS
+
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
     p = bench_sub.add_parser(
@@ -31,8 +33,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     speed.add_argument("--quick", dest="preset", action="store_const", const="quick", help="short timing budget, few sizes (default)")
     speed.add_argument("--full", dest="preset", action="store_const", const="full", help="long budget, every power of two")
     speed.add_argument("--preset", dest="preset", choices=["smoke", "quick", "default", "full"], help="pick a preset by name")
-    p.add_argument("--ops", default="", help="comma-separated collectives (default: all)")
-    p.add_argument("--dtypes", default="", help="comma-separated dtypes: fp32,bf16,fp16,fp8_e4m3 (default: all)")
+    p.add_argument("--ops", default="", help=f"comma-separated collectives, of: {', '.join(OPS)} (default: all)")
+    p.add_argument("--dtypes", default="", help=f"comma-separated dtypes: {','.join(DTYPES)} (default: all)")
     p.add_argument("--sizes", default="", help="comma-separated message sizes S in bytes (overrides the preset)")
     p.add_argument("--min-bytes", type=int, default=None, help="drop preset sizes below this many bytes")
     p.add_argument("--max-bytes", type=int, default=None, help="drop preset sizes above this many bytes")

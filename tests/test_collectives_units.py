@@ -173,3 +173,16 @@ def test_fault_spec_parsing():
 
 def test_elsize_table():
     assert ELSIZE == {"fp32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
+
+
+def test_bench_collectives_help_lists_the_ops_it_measures(capsys):
+    from accelcal.cli import main
+    from accelcal.collectives.ops import OPS
+
+    with pytest.raises(SystemExit) as done:
+        main(["bench", "collectives", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert done.value.code == 0 and all(name in out for name in OPS)
+    # the torch-free list the help and the sweep read is the harness's own
+    from accelcal.collectives.presets import OPS as NAMES
+    assert tuple(OPS) == NAMES
