@@ -116,8 +116,12 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             xs += x
             ts += t
         dtypes = {r.dtype for r in rs}
-        if len(dtypes) != 1 or None in dtypes:
-            raw = sorted({row.type_name for r in rs for row in r.rows})
+        raw = sorted({row.type_name for r in rs for row in r.rows})
+        if len(raw) > 1 or len(dtypes) > 1:
+            # nccl-tests -d all: one fit per element type would be needed, and a profile entry has one dtype
+            raise ValueError(f"{rs[0].source}: {op}: the rows mix element types {raw} (nccl-tests -d all); a fit "
+                             f"takes one: run nccl-tests with one -d (float, half or bfloat16), one log per type")
+        if None in dtypes:
             raise ValueError(f"{rs[0].source}: {op}: element type {raw} has no accelcal dtype name (known "
                              f"{sorted(DTYPE_BYTES)}); run nccl-tests with -d float, half or bfloat16")
         label = f"{op}[{sc},{gs}{',' + kernel if kernel else ''}]"
@@ -274,7 +278,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--scope", choices=SCOPES, default=None,
                    help="scope of every entry (default: inter_node when the rank lines name several hosts)")
     p.add_argument("--op", default=None, help="collective of logs that do not say (old logs without the "
-                                              "'Collective test starting' line), e.g. all_gather")
+                                              "'Collective test starting' line), e.g. all_gather, or the "
+                                              "binary's stem, e.g. alltoall")
     p.add_argument("--citation", action="append", default=[], metavar="SOURCE",
                    help="where the numbers were published: a URL, or a document and page (repeatable); makes the "
                         "profile source: published")

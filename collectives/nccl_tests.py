@@ -289,6 +289,8 @@ def _finish(run: Run | None, out: list[Run], path: str, op_hint: str | None) -> 
 
 def _check_factors(run: Run, path: str) -> None:
     """Every row with enough printed digits must satisfy algbw = S/t and busbw = algbw x factor(n) (our factors)."""
+    if run.ranks == 1:
+        return  # factor(1) is 0 for the reductions and gathers: busbw 0 says nothing; the importer refuses such runs
     ratios: list[float] = []
     for r in run.rows:
         for t in (r.out_of_place, r.in_place):
@@ -578,9 +580,11 @@ def read_runs(paths: Iterable[str | os.PathLike], op: str | None = None) -> list
         path = os.fspath(p)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} does not exist")
+        op = BINARY_OPS.get(op, op) if op is not None else None  # nccl-tests' own stems (alltoall, sendrecv) too
         hint = op or op_from_filename(path)
         if op is not None and op not in BUSBW_FACTORS:
-            raise ValueError(f"--op {op!r}: expected one of {sorted(BUSBW_FACTORS)}")
+            raise ValueError(f"--op {op!r}: expected one of {sorted(BUSBW_FACTORS)} (or an nccl-tests binary's stem: "
+                             f"{', '.join(k for k, v in BINARY_OPS.items() if k != v)})")
         suffix = Path(path).suffix.lower()
         if suffix == ".csv":
             out += read_collectives_csv(path)

@@ -389,6 +389,25 @@ def test_a_failed_run_is_refused_and_a_log_without_its_footer_is_flagged_in_the_
     assert not any("footer" in f for f in whole.quality.flags)
 
 
+def test_a_one_rank_nccl_tests_log_is_refused_with_the_reason_not_a_traceback(tmp_path, capsys):
+    # nccl-tests -g 1 prints busbw 0.00 for all_reduce (factor 2(n-1)/n = 0): the reader must not divide by it
+    lines = NVS.read_text().splitlines()
+    one = []
+    for line in lines:
+        if line.startswith("#  Rank") and "Rank  0 " not in line:
+            continue
+        cells = line.split()
+        if cells and cells[0].isdigit():
+            cells[7] = cells[11] = "0.00"  # out-of-place and in-place busbw
+            line = "  ".join(cells)
+        one.append(line.replace("nGpus 8", "nGpus 1"))
+    log = tmp_path / "one_all_reduce_perf.txt"
+    log.write_text("\n".join(one) + "\n")
+    assert main(["import", "nccl-tests", str(log), "--out", str(tmp_path / "one.yaml")]) == 2
+    assert "all_reduce over 1 rank: a collective of one rank moves no data" in capsys.readouterr().err
+    assert not (tmp_path / "one.yaml").exists()
+
+
 def test_one_rank_is_no_collective_and_a_one_host_log_as_inter_node_is_flagged(tmp_path, capsys):
     csv = Path(__file__).parent.parent / "profiles" / "cpu-amd-epyc-2core-raw" / "collectives-round1.csv"
     lines = csv.read_text().splitlines()
@@ -420,3 +439,39 @@ def test_an_import_without_a_citation_says_it_is_labelled_measured(tmp_path, cap
                  "https://example.org/log"]) == 0
     assert "no --citation" not in capsys.readouterr().err
     assert Profile.load(tmp_path / "theirs.yaml").identity.source == "published"
+
+
+def _rows_rewritten(edit) -> list[str]:
+    """The NVSwitch fixture's lines with ``edit(cells)`` applied to each data row."""
+    out = []
+    for line in NVS.read_text().splitlines():
+        cells = line.split()
+        if cells and cells[0].isdigit():
+            line = "  ".join(edit(cells))
+        out.append(line)
+    return out
+
+
+def test_op_takes_the_nccl_tests_binary_stem_as_well(tmp_path):
+    def alltoall(cells):  # busbw = algbw x (n - 1) / n at 8 ranks
+        cells[7], cells[11] = f"{float(cells[6]) * 7 / 8:.2f}", f"{float(cells[10]) * 7 / 8:.2f}"
+        cells[4] = "-1"
+        return cells
+    log = tmp_path / "log.txt"  # a name that says nothing, as a pasted log
+    log.write_text("\n".join(_rows_rewritten(alltoall)) + "\n")
+    (run,) = read_runs([log], op="alltoall")
+    assert (run.op, run.ranks) == ("all_to_all", 8)
+    with pytest.raises(ValueError, match=r"--op 'all2all': expected one of .*\(or an nccl-tests binary's stem: "
+                                         r"alltoall, sendrecv\)"):
+        read_runs([log], op="all2all")
+
+
+def test_a_log_mixing_element_types_says_so(tmp_path, capsys):
+    lines = NVS.read_text().splitlines()
+    half = [line.replace("  float  ", "   half  ") for line in lines if line.split() and line.split()[0].isdigit()]
+    at = max(i for i, line in enumerate(lines) if line.split() and line.split()[0].isdigit())
+    log = tmp_path / "dall_all_reduce_perf.txt"
+    log.write_text("\n".join(lines[:at + 1] + half + lines[at + 1:]) + "\n")
+    assert main(["import", "nccl-tests", str(log), "--out", str(tmp_path / "d.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "the rows mix element types ['float', 'half'] (nccl-tests -d all)" in err and "has no accelcal" not in err
