@@ -71,10 +71,20 @@ if [ "$DEV_TYPE" != cpu ] && [ -f "$WORK/gpu-profile.yaml" ]; then
     stage validate_accuracy 75 python3 benchmarks/validate_accuracy.py --device "$DEVICE" \
         --profile "$WORK/gpu-profile.yaml" --nproc 1 --models llama3-8b --breakdown-shape 3
 fi
-# The nccl path at world size 1 (bus bandwidth is 0 by definition there; this checks the harness runs,
-# graph capture of collectives included).  One dtype keeps it short.
-stage collectives_world1 30 python3 -m accelcal bench collectives --device-type "$DEV_TYPE" --nproc 1 --quick \
-    --dtypes bf16 --ops all_reduce,all_gather,broadcast --out "$WORK/collectives-world1"
+# The collective harness on 2 ranks (nccl on GPUs, graph capture of collectives included; gloo in a CPU dry run).
+# A collective needs 2 ranks on 2 devices (accelcal refuses --nproc 1; NCCL refuses two ranks on one GPU), so a
+# one-GPU machine skips it.  One dtype keeps it short.
+if [ "$DEV_TYPE" = cpu ]; then
+    NDEV=2
+else
+    NDEV=$(python3 -c "import torch; print(getattr(torch, '$DEV_TYPE').device_count())" 2>/dev/null || echo 0)
+fi
+if [ "${NDEV:-0}" -ge 2 ]; then
+    stage collectives_2ranks 30 python3 -m accelcal bench collectives --device-type "$DEV_TYPE" --nproc 2 --quick \
+        --dtypes bf16 --ops all_reduce,all_gather,broadcast --out "$WORK/collectives-2ranks"
+else
+    stamp "SKIP collectives: ${NDEV:-0} $DEV_TYPE device(s); a collective needs 2 ranks on 2 devices"
+fi
 stage timing_overhead 40 python3 benchmarks/timing_overhead.py --device "$DEVICE"
 if [ -f "$WORK/gpu-profile.yaml" ]; then
     stage show 15 python3 -m accelcal show "$WORK/gpu-profile.yaml"
