@@ -309,6 +309,26 @@ def add_profile_arguments(parser: Any, device_help: str | None) -> None:
                              "full profile (default: --profile)")
 
 
+def doubtful_collectives(profile: Any) -> list[str]:
+    """One line per collective entry whose fit a plan or prediction should not take on trust: its log was cut, ran
+    into an error or had no rank lines (the import's quality flags), or its bandwidth sits on the fit's upper bound
+    (the op then costs next to nothing, whatever its size)."""
+    from accelcal.collectives.nccl_tests import DOUBT_NOTES
+
+    from .profile.reader import MAX_BANDWIDTH_BYTES_PER_S
+
+    out = []
+    for c in getattr(profile, "collectives", None) or []:
+        label = f"{c.op}[{c.scope},{c.group_size}{',' + c.kernel if c.kernel else ''}]"
+        flags = list(getattr(c.quality, "flags", None) or [])
+        doubts = [f for f in flags if any(note in f for note in DOUBT_NOTES)]
+        if any(p.bandwidth_bytes_per_s >= MAX_BANDWIDTH_BYTES_PER_S * (1 - 1e-6) for p in c.pieces):
+            doubts.append(f"{label}: bandwidth at the fit's upper bound ({MAX_BANDWIDTH_BYTES_PER_S:g} B/s): the "
+                          f"sizes measured do not show the fabric's bandwidth")
+        out += [f"collective fit in doubt (accelcal show lists its flags): {d}" for d in dict.fromkeys(doubts)]
+    return out
+
+
 def fabric_device_mismatch(profile: Any) -> list[str]:
     """One line per composed fabric whose collectives were measured on other devices than the device profile's
     (an H200 profile with an H100 NVSwitch log, say): its TP/PP costs are that hardware's, a stand-in."""

@@ -83,7 +83,8 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
     ``devices_per_node``: the node's size when the logs ran on a subset of its devices (e.g. ``-g 4`` on an
     8-GPU NVSwitch node), so a plan knows an 8-way group still stays inside the node.
     """
-    from accelcal.collectives.nccl_tests import NO_FOOTER  # the reader's note for a log without its footer
+    # the reader's notes that put a run in doubt: no footer, an error line around it, ranks inferred
+    from accelcal.collectives.nccl_tests import DOUBT_NOTES
 
     from .fit_alpha_beta import fit_piecewise  # scipy: the measure extra; registering the command needs none
 
@@ -142,8 +143,9 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
             # Without small messages the intercept is where the large-message line meets S = 0, not a latency.
             f.quality.flags.append(f"{label}: smallest measured size {min(xs):.4g} B > {SMALL_MESSAGE_BYTES} B: the "
                                    f"latency is the large-message intercept, not a measured small-message time")
-        for note in dict.fromkeys(n for r in rs for n in r.notes if n.startswith(NO_FOOTER)):
-            # kept in the profile, not only printed: a log cut after a complete row looks like a finished one
+        for note in dict.fromkeys(n for r in rs for n in r.notes if n.startswith(DOUBT_NOTES)):
+            # kept in the profile, not only printed: a log cut after a complete row looks like a finished one, and
+            # plan / predict warn when they use such an entry (compose.doubtful_collectives)
             f.quality.flags.append(f"{label}: {note}")
         hosts = sorted({h for r in rs for h in r.hosts})
         if sc == SCOPES[1] and len(hosts) == 1:

@@ -78,6 +78,17 @@ _FAILURE = re.compile(r"\bTest (?:NCCL |CUDA )?failure\b")
 common.cu:1005 '...'`` and `` .. host pid N: Test failure common.cu:891``): the rows before it are not a finished run."""
 NO_FOOTER = "no 'Out of bounds values' footer"
 """The start of a run's note when its log ends without the footer nccl-tests prints after the last size."""
+NO_RANK_LINES = "no rank lines"
+"""The start of a run's note when its log has no ``# Rank`` lines: the rank count is inferred, the hosts unknown."""
+LOG_ERROR = "the log reports an error"
+"""The start of a run's note when the log holds a line of the job failing around the run (_JOB_ERROR)."""
+_JOB_ERROR = re.compile(r"NCCL WARN\b.*\b(?:error|fail)|slurmstepd: error|\bCANCELLED\b|non-zero exit code|"
+                        r"Primary job\s+terminated|\bSegmentation fault\b|\bout of memory\b", re.I)
+"""Lines of a job going wrong that nccl-tests' own failure line (_FAILURE) does not cover: NCCL's network warnings with
+an error (``NCCL WARN NET/IB : Got completion from peer ... with error 12``), Slurm cancelling the step, mpirun's
+non-zero exit summary.  The rows may be complete, but the run they come from did not end well."""
+DOUBT_NOTES: tuple[str, ...] = (NO_FOOTER, NO_RANK_LINES, LOG_ERROR)
+"""Starts of the run notes the importer keeps as quality flags (and plan / predict warn about)."""
 _AVG = re.compile(r"^#\s*Avg bus bandwidth\s*:\s*([0-9.eE+-]+)")
 
 
@@ -315,12 +326,13 @@ def _check_factors(run: Run, path: str) -> None:
         if n_inferred is None:
             if all(busbw_factor(run.op, n) == 1.0 for n in (2, 8)):
                 n_inferred = 2
-                run.notes.append("no rank lines: send/recv-style run taken as 2 ranks")
+                run.notes.append(f"{NO_RANK_LINES}: send/recv-style run taken as 2 ranks")
             else:
                 raise NcclTestsError(f"{path}:{run.first_line}: no '# Rank ...' lines and no row with algbw >= 1 GB/s "
                                      f"to infer the rank count from busbw/algbw")
         else:
-            run.notes.append(f"no rank lines: {n_inferred} ranks inferred from busbw/algbw")
+            run.notes.append(f"{NO_RANK_LINES}: {n_inferred} ranks inferred from busbw/algbw; the hosts are unknown, "
+                             f"so the scope is taken from --scope (default intra_node)")
         run.ranks = n_inferred
 
 
@@ -421,6 +433,11 @@ def parse_text(text: str, path: str = "<text>", op_hint: str | None = None) -> l
         if m:
             if run is not None:
                 run.avg_busbw_bytes_per_s = float(m.group(1)) * 1e9
+            continue
+        if _JOB_ERROR.search(s) and not s.startswith("#"):
+            target = run if run is not None else (runs[-1] if runs else None)
+            if target is not None and not any(n.startswith(LOG_ERROR) for n in target.notes):
+                target.notes.append(f"{LOG_ERROR} at line {i}: {brief(s.strip(), 120)}")
             continue
         if _FAILURE.search(s):
             raise NcclTestsError(f"{path}:{i}: nccl-tests reported a failure ({brief(s.strip(), 120)}); a run that failed "

@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from accelcal.calibrate.compose import datasheet_names, fabric_device_mismatch
+from accelcal.calibrate.compose import datasheet_names, doubtful_collectives, fabric_device_mismatch
 from accelcal.calibrate.profile import MissingMeasurement
 from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
@@ -600,7 +600,7 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
         gp.notes.append(f"{dpn} devices per node, but the profile's intra-node collectives come from nodes of "
                         f"{fabric_dpn} (group sizes {measured} measured): groups over {max(measured)} devices are "
                         f"extrapolated from them")
-    gp.notes += fabric_device_mismatch(group.profile)
+    gp.notes += fabric_device_mismatch(group.profile) + doubtful_collectives(group.profile)
     launch = ev.coster.launch
     if "fallback" in launch.flags:
         # the stand-in is a tiny kernel's launch, not a real layer's op mix: eager decode, launch-bound, comes out

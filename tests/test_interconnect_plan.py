@@ -147,3 +147,15 @@ def test_more_devices_per_node_than_the_fabric_describes_is_noted():
                for n in wide.groups[0].notes)
     own = plan("llama3-8b", Cluster.homogeneous(prof, nodes=1), w, PlanOptions())
     assert not any("devices per node, but" in n for n in own.groups[0].notes)
+
+
+def test_predict_json_names_the_profiles_it_composed(capsys):
+    import json
+
+    h100 = ROOT / "profiles" / "nvidia-h100.yaml"
+    assert main(["predict", "--profile", str(h100), "--interconnect", str(NVS4), "--inter-node-profile", str(IB),
+                 "--model", "llama3.1-70b", "--tp", "16", "--engine", "vllm", "--concurrency", "2", "--isl", "128",
+                 "--osl", "4", "--format", "json"]) == 0
+    inputs = json.loads(capsys.readouterr().out)["inputs"]
+    assert inputs["inter_node_profile"] == "h100-2x8-ib-ndr400"
+    assert inputs["profile"] == "nvidia-h100+h100-nvswitch-4of8+h100-2x8-ib-ndr400"

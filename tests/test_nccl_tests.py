@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -14,6 +15,7 @@ from accelcal.calibrate.profile import MissingMeasurement, Profile, ProfileError
 from accelcal.cli import main
 from accelcal.collectives.nccl_tests import NcclTestsError, parse_text, read_runs, sha256_of
 
+ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "nccl_tests"
 IB = FIX / "ib_2x8_h100_all_reduce_perf.txt"
 NVS = FIX / "nvswitch_8_h100_all_reduce_perf.txt"
@@ -475,3 +477,40 @@ def test_a_log_mixing_element_types_says_so(tmp_path, capsys):
     assert main(["import", "nccl-tests", str(log), "--out", str(tmp_path / "d.yaml")]) == 2
     err = capsys.readouterr().err
     assert "the rows mix element types ['float', 'half'] (nccl-tests -d all)" in err and "has no accelcal" not in err
+
+
+def test_a_log_whose_job_failed_or_has_no_rank_lines_is_flagged_and_plan_and_predict_say_so(tmp_path, capsys):
+    lines = NVS.read_text().splitlines()
+    cut = [line for line in lines if not line.startswith("# Out of bounds") and not line.startswith("# Avg")]
+    cut.append("slurmstepd: error: *** STEP 4242.0 ON node005 CANCELLED AT 2026-01-01T00:00:00 DUE TO TIME LIMIT ***")
+    log = tmp_path / "failed_all_reduce_perf.txt"
+    log.write_text("\n".join(cut) + "\n")
+    (run,) = read_runs([log])
+    assert any(n.startswith("the log reports an error at line") and "CANCELLED" in n for n in run.notes)
+    out = tmp_path / "failed.yaml"
+    assert main(["import", "nccl-tests", str(log), "--out", str(out)]) == 0
+    capsys.readouterr()
+    rc = main(["predict", "--profile", str(ROOT / "profiles" / "nvidia-h100.yaml"), "--interconnect", str(out),
+               "--model", "llama3.1-70b", "--tp", "8", "--engine", "vllm", "--concurrency", "4", "--isl", "256",
+               "--osl", "8", "--format", "json"])
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert rc == 0 and any(w.startswith("collective fit in doubt") and "CANCELLED" in w for w in warnings)
+    assert any("no 'Out of bounds values' footer" in w for w in warnings)
+    # pasted without its rank lines: the rank count is inferred and the hosts unknown, so the entry is in doubt
+    bare = tmp_path / "bare_all_reduce_perf.txt"
+    bare.write_text("\n".join(line for line in lines if "Rank" not in line) + "\n")
+    p = profile_from_runs(read_runs([bare]), name="bare")
+    (entry,) = p.collectives
+    assert entry.group_size == 8 and any("no rank lines: 8 ranks inferred" in f for f in entry.quality.flags)
+
+
+def test_a_collective_fit_on_its_bandwidth_bound_is_in_doubt():
+    from accelcal.calibrate.compose import doubtful_collectives
+    from accelcal.calibrate.profile.reader import MAX_BANDWIDTH_BYTES_PER_S
+
+    p = profile_from_runs(read_runs([NVS]), name="nvs")
+    assert doubtful_collectives(p) == []  # a complete log with its ranks: nothing to doubt
+    entry = p.collectives[0]
+    entry.pieces[-1] = dataclasses.replace(entry.pieces[-1], bandwidth_bytes_per_s=MAX_BANDWIDTH_BYTES_PER_S)
+    (line,) = doubtful_collectives(p)
+    assert "all_reduce[intra_node,8]: bandwidth at the fit's upper bound" in line

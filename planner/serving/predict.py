@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from accelcal.calibrate.compose import SMOKE_NOTE, datasheet_names, fabric_device_mismatch, smoke_sweep
+from accelcal.calibrate.compose import SMOKE_NOTE, datasheet_names, doubtful_collectives, fabric_device_mismatch, smoke_sweep
 from accelcal.models import ModelConfig
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
@@ -124,7 +124,8 @@ def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, 
     smoke = [f"profile {p.identity.name}: {SMOKE_NOTE}" for p in (profile, inter_node_profile)
              if p is not None and smoke_sweep(p)]
     return ([datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
-            + smoke + ([too_long] if too_long else []) + unmodelled + fabric_device_mismatch(profile))
+            + smoke + ([too_long] if too_long else []) + unmodelled + fabric_device_mismatch(profile)
+            + doubtful_collectives(profile))
 
 
 def serving_dtypes(model: ModelConfig, weight_dtype: str | None = None, kv_dtype: str | None = None,
@@ -233,7 +234,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                           f"without --moe-tp (it splits them over several replicas only as --tp x k, k >= 2)")
     pred.inputs = {"model": model.name, "profile": getattr(profile.identity, "name", "?"),
                    "inter_node_profile": (getattr(inter_node_profile.identity, "name", "?")
-                                          if inter_node_profile is not None else None),
+                                          if inter_node_profile is not None else _part_name(profile, "inter-node")),
                    "weight_dtype": weight_dtype, "expert_weight_dtype": model.expert_weight_dtype or None,
                    "kv_dtype": kv_dtype, "method": method, "moe_table": table.origin if table is not None else None}
     if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency:
@@ -328,6 +329,12 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     pred.prefill_share_of_decode_time = first.prefill_share_of_decode_time
     pred.feasible = True
     return pred
+
+
+def _part_name(profile: Any, role: str) -> str | None:
+    """The name of the composed profile's part in ``role`` (compose.Part: --interconnect's, --inter-node-profile's),
+    None when it has none."""
+    return next((p.name for p in getattr(profile, "parts", None) or [] if p.role == role), None)
 
 
 def _eager_batch_note(engine: EnginePreset, decode_step: dict) -> list[str]:
