@@ -117,6 +117,11 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                          "from this aiconfigurator system YAML; each copy is listed as a warning")
     ex.add_argument("--backend", default="vllm", choices=["vllm", "sglang", "trtllm"],
                     help="aiconfigurator: the backend the tables are filed under (default vllm: plain torch kernels)")
+    from .compose import add_profile_arguments
+
+    # the device profile is the positional PROFILE; its fabric (NCCL tables, intra/inter-node bandwidth) can come
+    # from an interconnect profile, as plan and predict compose them
+    add_profile_arguments(ex, None)
     ex.add_argument("--force", action="store_true",
                     help="configurator: replace an existing --out file (never the profile being exported); "
                          "aiconfigurator: write into a folder that already holds an export (its index and version "
@@ -222,6 +227,12 @@ def _export(args: argparse.Namespace) -> int:
 
     p = Profile.load(args.profile)
     require_device_profile(p, "PROFILE", fabric_flags=False)  # no device for a configurator to describe
+    if args.interconnect or args.inter_node_profile:
+        from .compose import compose
+
+        p = compose(p, Profile.load(args.interconnect, what="--interconnect") if args.interconnect else None,
+                    Profile.load(args.inter_node_profile, what="--inter-node-profile")
+                    if args.inter_node_profile else None)
     ds = Profile.load(args.datasheet, what="--datasheet profile") if args.datasheet else None
     if ds is not None:
         require_device_profile(ds, "--datasheet", fabric_flags=False)
@@ -243,7 +254,8 @@ def _export(args: argparse.Namespace) -> int:
 
         if os.path.isdir(args.out):
             raise ValueError(f"--out {args.out}: is a directory; the configurator format writes one YAML file")
-        for flag, src in (("PROFILE", args.profile), ("--datasheet", args.datasheet)):
+        for flag, src in (("PROFILE", args.profile), ("--datasheet", args.datasheet),
+                          ("--interconnect", args.interconnect), ("--inter-node-profile", args.inter_node_profile)):
             if src and os.path.exists(args.out) and os.path.samefile(args.out, src):
                 # the export is another format: writing it over its own input would destroy the profile
                 raise ValueError(f"--out {args.out}: is the {flag} file being exported; write the export elsewhere")

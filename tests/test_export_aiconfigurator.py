@@ -195,3 +195,25 @@ def test_fill_from_must_be_an_aiconfigurator_system_yaml_with_bandwidths_in_byte
     with pytest.raises(ValueError, match=r"node.intra_node_bw = 1; expected bytes per second"):
         export_aiconfigurator(Profile.load(H200), tmp_path / "b", profile_path=H200, fill_from=bad)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_export_composes_the_fabric_from_interconnect_profiles(tmp_path, capsys):
+    # every shipped GPU profile measures one device: its NCCL tables and node bandwidths come from a fabric's
+    nvs = ROOT / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml"
+    ib = ROOT / "profiles" / "interconnect" / "h100-2x8-ib-ndr400.yaml"
+    h100 = ROOT / "profiles" / "nvidia-h100.yaml"
+    out = tmp_path / "aic"
+    assert calcli_run(["export", str(h100), "--format", "aiconfigurator", "--interconnect", str(nvs),
+                       "--out", str(out)]) == 0
+    assert "nccl_perf.parquet" in capsys.readouterr().out
+    alone = tmp_path / "alone"
+    assert calcli_run(["export", str(h100), "--format", "aiconfigurator", "--out", str(alone)]) == 0
+    assert "nccl_perf" not in capsys.readouterr().out
+    assert calcli_run(["export", str(h100), "--interconnect", str(nvs), "--inter-node-profile", str(ib)]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    composed = Profile.load(nvs)
+    busbw = [c for c in composed.collectives if c.op == "all_reduce" and not c.kernel]
+    assert cfg["source_profile"] == "nvidia-h100+h100-nvswitch-4of8+h100-2x8-ib-ndr400"
+    assert cfg["node"]["num_gpus_per_node"] == composed.identity.devices_per_node
+    assert cfg["node"]["intra_node_bw_bytes_per_s"] > 1e11 and cfg["node"]["inter_node_bw_bytes_per_s"] > 1e10
+    assert busbw  # the intra-node bandwidth above is one of the fabric's all-reduce fits, not the device profile's
