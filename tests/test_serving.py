@@ -1445,3 +1445,24 @@ def test_engines_set_their_defaults_by_device_as_their_code_does(tmp_path):
         else:
             with pytest.raises(ValueError, match=message):
                 EnginePreset.from_yaml(path)
+
+
+def test_an_engine_cap_on_sequences_binds_and_extra_clients_only_queue():
+    # max_seqs 8: past 8 clients per replica throughput is the cap's, so more clients buy queueing only
+    h100 = Profile.load("profiles/nvidia-h100.yaml")
+    res = search_serving(h100, "llama3-8b", 1, ["vllm"], [4, 8, 16, 64, 256], 1024, 64, ServingTargets(tpot_s=0.05),
+                         engine_overrides={"max_seqs": 8})
+    capped = [c for c in res.ranked if c.concurrency > 8]
+    assert capped and all(c.binding.startswith("max sequences") for c in capped[:3] if c.why)
+    best = res.best
+    # the best capped row is the smallest capped concurrency: the others tie with it on throughput, lose on TTFT
+    assert best.concurrency == 16 and best.ttft_s <= min(c.ttft_s for c in capped)
+    assert best.why[0].startswith("binding: max sequences: the engine runs at most 8 requests at once per replica")
+    assert not any(w.startswith("sweep:") for w in best.why)
+    kv = kv_budget(ModelConfig.from_name("llama3-8b"), EnginePreset.from_name("vllm"), 1, 1,
+                   float(h100.identity.memory_capacity_bytes), "bf16", "bf16")
+    coster = StepCoster(h100, ModelConfig.from_name("llama3-8b"), Parallelism(), EnginePreset.from_name("vllm"), "bf16",
+                        "bf16")
+    eng = EnginePreset.from_name("vllm").with_overrides({"max_seqs": 8}, "test")
+    assert steady_state(eng, coster, kv, 1024, 64, 64).binding == "max_seqs"
+    assert steady_state(EnginePreset.from_name("vllm"), coster, kv, 1024, 64, 64).binding != "max_seqs"

@@ -571,14 +571,34 @@ def _verify(cands: list[ServingCandidate], t: ServingTargets, client: ServingWor
     # target the simulated misses come first, since a steady-state TTFT leaves clustering out (its miss factor can
     # be far too small), while its TPOT and requests/s hold to STEADY_REL_TOL
     demote = t.ttft_s is not None
+    rate = _ranking_rates(cands)
     cands.sort(key=lambda c: (2 if c.misses else int(not c.simulated),
                               int(demote and not c.simulated) if c.misses else 0, c.miss_factor,
-                              -c.per_device, c.request_latency_s, *c.tiebreak))
+                              -rate[id(c)], c.request_latency_s, *c.tiebreak))
     if best is None and cands and not cands[0].misses:
         return (f"none of the {done} candidates re-checked by simulation meets the targets; the best row is the "
                 f"steady state's estimate, not confirmed (clients of identical requests cluster, which raises TTFT): "
                 f"check it with accelcal predict")
     return ""
+
+
+def _capped(c: ServingCandidate) -> bool:
+    """More clients per replica than the engine runs at once (max_seqs, or the KV pool's room): the rest queue."""
+    s = c.detail.get("steady")
+    return s is not None and s.in_engine < c.clients_per_replica
+
+
+def _ranking_rates(cands: list[ServingCandidate]) -> dict[int, float]:
+    """id(candidate) -> the tokens/s per device the ranking compares.  A passing row whose extra clients only queue
+    behind the engine's cap ranks at the rate of the smallest such concurrency of its layout (costed the same way):
+    past the cap a closed loop's throughput is the cap's (the steady state's exactly; a simulation's differs by its
+    run's noise), so more clients buy queueing, and the tie goes to the lower latency, not to noise."""
+    floor: dict[tuple, float] = {}
+    for c in sorted(cands, key=lambda c: c.concurrency):
+        if _capped(c) and not c.misses:
+            floor.setdefault((c.layout, c.dp, c.simulated), c.per_device)
+    return {id(c): (min(c.per_device, floor[(c.layout, c.dp, c.simulated)]) if _capped(c) and not c.misses
+                    else c.per_device) for c in cands}
 
 
 def _open_loop(c: ServingCandidate, t: ServingTargets, client: ServingWorkload) -> dict:
@@ -633,13 +653,16 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     share = max(0.0, 1.0 - step_s / c.tpot_s) if sim is not None and c.tpot_s > 0 else s.prefill_share
     lines: list[str] = []
     terms: list[tuple[float, str]] = []
-    if s.kv_limit < c.concurrency / c.dp:
+    capped = _capped(c)
+    if capped or s.kv_limit < c.concurrency / c.dp:
         room = (f"linear-attention state pool: it allows {s.kv_limit} running requests" if s.binding == "state_capacity"
+                else f"max sequences: the engine runs at most {s.in_engine} requests at once per replica (engine key "
+                     f"max_seqs; the KV pool holds {s.kv_limit})" if s.binding == "max_seqs"
                 else f"KV capacity: the pool holds {c.detail['kv_tokens']} tokens = {s.kv_limit} requests at their mean "
                      f"length")
         terms.append((1.0 + s.queue_wait_s / max(c.ttft_s, 1e-12),
                       f"{room}; {c.clients_per_replica - s.in_engine} of {c.clients_per_replica} "
-                      f"clients per replica wait {s.queue_wait_s * 1e3:.4g} ms for room"))
+                      f"clients per replica wait {s.queue_wait_s * 1e3:.4g} ms to start"))
     if t.tpot_s is not None:
         nxt = [o for o in cands if o.layout == c.layout and o.concurrency > c.concurrency]
         nxt.sort(key=lambda o: o.concurrency)
@@ -681,14 +704,17 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     lines += [f"also: {x[1]}" for x in terms[1:3] if x[0] >= _NEGLIGIBLE_SHARE]
     if c.misses:
         lines.append("misses: " + "; ".join(c.misses))
-    elif (t.ttft_s is not None or t.tpot_s is not None) and c.concurrency >= max(o.concurrency for o in cands):
+    elif ((t.ttft_s is not None or t.tpot_s is not None) and c.concurrency >= max(o.concurrency for o in cands)
+          and not capped):
+        # (a capped row's larger concurrencies would only queue: no hint to try them)
         # the targets were not what stopped the sweep: a larger concurrency was never tried
         lines.append(f"sweep: C{c.concurrency} is the largest concurrency tried and meets the targets; a larger one "
                      f"may too, with more tokens/s per device (--concurrency with larger values tries it)")
     return lines
 
 
-_BINDING_NAMES = {"kv_capacity": "KV capacity", "state_capacity": "linear-attention state pool", "prefill_interference": "prefill interference", "decode": "decode step"}
+_BINDING_NAMES = {"kv_capacity": "KV capacity", "state_capacity": "linear-attention state pool",
+                  "max_seqs": "max sequences", "prefill_interference": "prefill interference", "decode": "decode step"}
 """The steady state's binding codes as the why-lines name them (rows past the why-lines keep the codes)."""
 
 

@@ -70,9 +70,19 @@ class SteadyState:
     queue_wait_s: float
     """Mean wait for KV room before the prefill starts."""
     binding: str
-    """kv_capacity | state_capacity (a hybrid model's separate state pool, KVBudget.max_state_seqs) |
-    prefill_interference | decode (what sets TPOT/TTFT most)."""
+    """kv_capacity | state_capacity (a hybrid model's separate state pool, KVBudget.max_state_seqs) | max_seqs (the
+    engine's cap on running requests) | prefill_interference | decode (what sets TPOT/TTFT most)."""
     decode_breakdown: dict = field(default_factory=dict)
+
+
+def _cap(engine: EnginePreset, kv: KVBudget, concurrency: int, e: int, lim: int) -> str:
+    """What holds the requests in the engine (``e``) below the clients: ``kv_capacity`` / ``state_capacity`` (the
+    pool, ``lim`` requests), ``max_seqs`` (the engine's cap), or "" when every client's request runs."""
+    if concurrency <= e:
+        return ""
+    if lim < min(concurrency, engine.max_seqs):
+        return "state_capacity" if kv.max_state_seqs and lim == kv.max_state_seqs else "kv_capacity"
+    return "max_seqs"
 
 
 def _kv_limit(engine: EnginePreset, kv: KVBudget, isl: int, osl: int) -> int:
@@ -103,7 +113,7 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
         x = e / cycle
         wait = (concurrency - e) / x if concurrency > e else 0.0
         return SteadyState(ttft + wait, tpot, ttft + wait + (osl - 1) * tpot, x * osl, x, e, lim, td,
-                           1 - td / tpot if tpot else 0.0, wait, "kv_capacity" if concurrency > e else "decode",
+                           1 - td / tpot if tpot else 0.0, wait, _cap(engine, kv, concurrency, e, lim) or "decode",
                            _decode_step(coster, e, kv_mean) if osl > 1 else {})
     if engine.mixed_steps:
         # without chunking a prompt starts only in a step whose decodes leave it room: once budget - isl requests
@@ -177,8 +187,7 @@ def steady_state(engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: in
     latency = ttft + (osl - 1) * tpot
     share = 1 - td / tpot if tpot > 0 else 0.0
     # served equals E up to rounding when the prefill budget does not bind (k x s / p_steps = E)
-    full = "state_capacity" if kv.max_state_seqs and lim == kv.max_state_seqs else "kv_capacity"
-    binding = full if concurrency > e and lim < min(concurrency, engine.max_seqs) else (
+    binding = _cap(engine, kv, concurrency, e, lim) or (
         "prefill_interference" if share > PREFILL_BINDS_SHARE or served < min(concurrency, e) * (1 - 1e-9)
         else "decode")
     return SteadyState(ttft, tpot, latency, x * osl, x, e, lim, td, share, wait, binding,
