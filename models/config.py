@@ -168,6 +168,10 @@ class ModelConfig:
                 raise ValueError(f"model {self.name!r}: {f} must be an integer >= 0, got {v!r}")
         if self.sliding_layers > self.layers:
             raise ValueError(f"model {self.name!r}: sliding_layers({self.sliding_layers}) > layers({self.layers})")
+        if self.sliding_layers and self.sliding_layers == self.layers:
+            # the KV pool is counted in full-attention layers' tokens (planner/memory.py kv_bytes_per_token)
+            raise ValueError(f"model {self.name!r}: every layer ({self.layers}) attends through the sliding window; "
+                             f"a model without a full-attention layer is not modelled")
         if bool(self.sliding_layers) != bool(self.sliding_window):
             raise ValueError(f"model {self.name!r}: sliding_layers({self.sliding_layers}) and sliding_window"
                              f"({self.sliding_window}) must both be 0 or both > 0")

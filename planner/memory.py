@@ -129,6 +129,17 @@ def kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per_elem: 
                                                           + model.index_cache_bytes_per_layer)
 
 
+def window_kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per_elem: float) -> float:
+    """KV-cache bytes one token inside the window adds on one device of the busiest stage across its sliding-window
+    layers (the stage kv_bytes_per_token counts, with the most full-attention layers); 0 without such layers.  A
+    sequence keeps its last ``sliding_window`` tokens there (KVBudget.window_tokens_for)."""
+    if not model.sliding_layers:
+        return 0.0
+    layers = min(math.ceil(model.sliding_layers / pp),
+                 math.ceil(model.layers / pp) - math.ceil(model.full_attention_layers / pp))
+    return float(max(0, layers) * model.kv_cache_elems_per_layer(tp) * kv_bytes_per_elem)
+
+
 def linear_state_bytes_per_seq(model: ModelConfig, tp: int, pp: int) -> float:
     """Bytes of linear-attention state one sequence keeps on one device of the busiest stage (its Gated DeltaNet
     layers x ModelConfig.linear_state_bytes; that stage is the one kv_bytes_per_token counts, with the most

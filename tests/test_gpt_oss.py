@@ -161,3 +161,24 @@ def test_plan_marks_a_layout_that_leaves_devices_idle(capsys):
     assert rc == 0 and "TP1 PP3 DP1 +1 idle" in row
     assert "(+N idle = the layout leaves N of the group's devices unused; its tok/s/dev is over the 3 it uses" in out
     assert "per device of the group's 4)" in out
+
+
+def test_each_sequence_keeps_its_window_in_the_pool_besides_its_full_layers_tokens(tmp_path):
+    from accelcal.planner.serving.engine import EnginePreset
+    from accelcal.planner.serving.kv import kv_budget
+
+    # 4 layers, 2 windowed (16 tokens); per layer and token 2 (K, V) x 2 KV heads x 32 x 2 bytes = 256 B
+    m = ModelConfig.resolve(_write(tmp_path, _config()))
+    kv = kv_budget(m, EnginePreset.from_name("vllm"), 1, 1, 80e9)
+    assert (kv.kv_bytes_per_token, kv.window_bytes_per_token, kv.window_tokens) == (512, 512, 16)
+    bs = kv.block_size_tokens
+    # 100 tokens: their full layers' blocks, plus the windowed layers' last 16 tokens (one block)
+    assert kv.blocks_for(100) == -(-100 // bs) + 1
+    assert kv.blocks_for(8) == 2 and kv.window_tokens_for(8) == 8 and kv.window_tokens_for(1000) == 16
+    # a model with 3 windowed layers to 1 full: its window weighs three times one full layer's token
+    three = ModelConfig.resolve(_write(tmp_path, _config(layer_types=["sliding_attention"] * 3 + ["full_attention"])))
+    kv3 = kv_budget(three, EnginePreset.from_name("vllm"), 1, 1, 80e9)
+    assert kv3.window_tokens_for(100) == 48 and kv3.blocks_for(100) == -(-100 // bs) + -(-48 // bs)
+    assert "last 16 tokens also fill the sliding-window layers' 0.768 kB per token" in kv3.rule
+    with pytest.raises(ValueError, match="every layer .4. attends through the sliding window"):
+        ModelConfig.resolve(_write(tmp_path, _config(layer_types=["sliding_attention"] * 4)))

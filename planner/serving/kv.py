@@ -35,7 +35,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from ..memory import device_memory, kv_bytes_per_token, linear_state_bytes_per_seq, stage_weight_bytes
+from ..memory import (device_memory, kv_bytes_per_token, linear_state_bytes_per_seq, stage_weight_bytes,
+                      window_kv_bytes_per_token)
 from ..parallelism import Parallelism
 from accelcal.models import ModelConfig
 from accelcal.vocab import DTYPE_BYTES
@@ -94,6 +95,14 @@ class KVBudget:
     state_pool_bytes: float = 0.0
     """Memory of that separate state pool (its slots x the state per sequence); 0 where the states live in the KV
     pool's blocks."""
+    window_tokens: int = 0
+    """A sliding-window model's window (ModelConfig.sliding_window): its windowed layers keep each sequence's last
+    this many tokens; 0 without such layers."""
+    window_bytes_per_token: float = 0.0
+    """Per device: one windowed token's KV across the stage's sliding-window layers (memory.window_kv_bytes_per_token).
+    They share the pool's blocks (vLLM's hybrid KV cache manager, docs/design/hybrid_kv_cache_manager.md: 'Sliding
+    window layers: reserve slots only for the most recent sliding_window_size tokens'); TensorRT-LLM's and SGLang's
+    separate pools per window, split at start, are taken as the one pool."""
 
     @property
     def tokens(self) -> int:
@@ -104,9 +113,18 @@ class KVBudget:
         """``state_blocks_per_seq`` as tokens of the pool (what a token-counting admission rule reserves for it)."""
         return self.state_blocks_per_seq * self.block_size_tokens
 
+    def window_tokens_for(self, tokens: int) -> int:
+        """The windowed layers' KV of a sequence of ``tokens`` (its last ``window_tokens``), as tokens of the pool
+        (each pool token holds kv_bytes_per_token)."""
+        if not self.window_tokens:
+            return 0
+        return math.ceil(min(int(tokens), self.window_tokens) * self.window_bytes_per_token / self.kv_bytes_per_token)
+
     def blocks_for(self, tokens: int) -> int:
-        """Blocks one sequence of ``tokens`` holds: its KV, plus its linear-attention state where it lives in the pool."""
-        return -(-int(tokens) // self.block_size_tokens) + self.state_blocks_per_seq
+        """Blocks one sequence of ``tokens`` holds: its KV, its windowed layers' last ``window_tokens`` tokens, and
+        its linear-attention state where it lives in the pool."""
+        bs = self.block_size_tokens
+        return -(-int(tokens) // bs) + -(-self.window_tokens_for(tokens) // bs) + self.state_blocks_per_seq
 
     def to_dict(self) -> dict:
         return {"capacity_bytes": self.capacity_bytes, "weights_bytes": self.weights_bytes,
@@ -129,6 +147,10 @@ class KVBudget:
             state = (f" = {need - self.state_blocks_per_seq} blocks, + its linear-attention state "
                      f"{self.state_bytes_per_seq / 1e9:.3f} GB = {self.state_blocks_per_seq} blocks"
                      if self.state_blocks_per_seq else "")
+            if self.window_tokens:
+                w = min(isl + osl, self.window_tokens)
+                state += (f", with its sliding-window layers' last {w} tokens x {self.window_bytes_per_token / 1e3:.4g} "
+                          f"kB = {w * self.window_bytes_per_token / 1e9:.3f} GB")
             raise Infeasible(
                 f"one request of {isl} + {osl} tokens needs {need} KV blocks ({isl + osl} tokens x "
                 f"{self.kv_bytes_per_token / 1e3:.4g} kB = {(isl + osl) * self.kv_bytes_per_token / 1e9:.3f} GB{state}) "
@@ -306,6 +328,11 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         rule += (f"; each running sequence's linear-attention state {state / 1e6:.4g} MB fills {state_blocks} "
                  f"blocks of the pool")
     blocks = int(pool // (per_token * engine.block_size_tokens))
+    window = window_kv_bytes_per_token(model, tp, pp, DTYPE_BYTES[kv_dtype])
+    if window:
+        rule += (f"; each sequence's last {model.sliding_window} tokens also fill the sliding-window layers' "
+                 f"{window / 1e3:.4g} kB per token")
     return KVBudget(capacity_bytes, weights, act, comm, reserve - lost, pool, per_token, engine.block_size_tokens,
                     blocks, rule, in_use_bytes=lost, state_bytes_per_seq=state, state_blocks_per_seq=state_blocks,
-                    max_state_seqs=max_state_seqs, state_pool_bytes=state_pool)
+                    max_state_seqs=max_state_seqs, state_pool_bytes=state_pool,
+                    window_tokens=model.sliding_window if window else 0, window_bytes_per_token=window)

@@ -246,11 +246,9 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     prev_start = 0.0
     lingering: list[_Req] = []
 
-    state_blocks = kv.state_blocks_per_seq  # a hybrid model's state, where it lives in the pool (KVBudget.blocks_for)
-    state_tokens = kv.state_tokens_per_seq  # the same, as the tokens SGLang's admission counts
-
-    def blocks_for(tokens: int) -> int:
-        return -(-tokens // bs) + state_blocks
+    state_tokens = kv.state_tokens_per_seq  # a hybrid model's state in the pool, as the tokens SGLang's admission counts
+    window = kv.window_tokens_for  # a sliding-window model's windowed KV, as tokens of the pool
+    blocks_for = kv.blocks_for
 
     def release(r: _Req) -> None:
         nonlocal free
@@ -275,14 +273,15 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     def committed_tokens(chunks: list[tuple[_Req, int]]) -> tuple[float, float]:
         """SGLang's PrefillAdder view of the pool: (tokens held by the running and lingering requests and by the
         prompt chunks already in this step, output still to come of the running ones x new_token_ratio)."""
-        used = (sum(r.length for r in running) + sum(r.length for r in lingering) + sum(take for _, take in chunks)
-                + state_tokens * (len(running) + len(lingering)))
+        used = (sum(r.length + window(r.length) for r in running) + sum(r.length + window(r.length) for r in lingering)
+                + sum(take + window(take) for _, take in chunks) + state_tokens * (len(running) + len(lingering)))
         return used, sum((r.osl - r.generated) * ratio for r in running)
 
     def admits(r: _Req, used: float, future: float) -> bool:
         """PrefillAdder.add_one_req: the prompt (for a retracted request, with what it emitted) and its clipped
         remaining output must be fewer than the free tokens."""
-        return r.target + reserved_output_tokens(r.osl - r.generated) + state_tokens < kv.tokens - used - future
+        need = r.target + reserved_output_tokens(r.osl - r.generated)
+        return need + window(need) + state_tokens < kv.tokens - used - future
 
     def window_size() -> int:
         """Decode steps a pure decode stretch may run from here (0: none).

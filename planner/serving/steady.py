@@ -90,7 +90,7 @@ def _kv_limit(engine: EnginePreset, kv: KVBudget, isl: int, osl: int) -> int:
         per = kv.blocks_for(isl + osl) * kv.block_size_tokens
     elif engine.admission == "reserve_ratio":
         ratio = 0.5 * (engine.new_token_ratio_init + engine.new_token_ratio_min)
-        per = isl + osl / 2 + (osl / 2) * ratio + kv.state_tokens_per_seq
+        per = isl + osl / 2 + (osl / 2) * ratio + kv.window_tokens_for(int(isl + osl / 2)) + kv.state_tokens_per_seq
     else:
         per = kv.blocks_for(int(isl + osl / 2)) * kv.block_size_tokens
     fits = max(1, int(kv.tokens // per))

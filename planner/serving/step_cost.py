@@ -378,9 +378,10 @@ class StepCoster:
         if model.sliding_layers:
             self.notes.append(f"{model.sliding_layers} of {model.layers} layers attend through a "
                               f"{model.sliding_window}-token window: a step's attention is the layers' mean, the "
-                              f"windowed ones over the keys their window reaches; the KV pool counts the "
-                              f"{model.full_attention_layers} full-attention layers per token (the windowed layers' "
-                              f"own blocks, a window per sequence, and SGLang's separate pool for them are left out)")
+                              f"windowed ones over the keys their window reaches; in the KV pool each sequence "
+                              f"holds its tokens in the {model.full_attention_layers} full-attention layers and its "
+                              f"last {model.sliding_window} in the windowed ones (vLLM's hybrid KV cache manager; "
+                              f"TensorRT-LLM's and SGLang's separate pools per window are taken as one)")
         self._memo: dict[tuple, Any] = {}
         # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
         self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
