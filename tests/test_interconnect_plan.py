@@ -159,3 +159,21 @@ def test_predict_json_names_the_profiles_it_composed(capsys):
     inputs = json.loads(capsys.readouterr().out)["inputs"]
     assert inputs["inter_node_profile"] == "h100-2x8-ib-ndr400"
     assert inputs["profile"] == "nvidia-h100+h100-nvswitch-4of8+h100-2x8-ib-ndr400"
+
+
+def test_predict_and_plan_name_collectives_extrapolated_beyond_the_fabric_measured(capsys):
+    import json
+
+    h100 = ROOT / "profiles" / "nvidia-h100.yaml"
+    gcp = ROOT / "profiles" / "interconnect" / "gcp-a3mega-h100-2x8.yaml"  # measured at 16 ranks over 2 nodes
+    args = ["--profile", str(h100), "--interconnect", str(NVS4), "--inter-node-profile", str(gcp),
+            "--model", "llama3-8b", "--engine", "vllm", "--isl", "256", "--osl", "8"]
+    for method in ("simulate", "steady"):
+        assert main(["predict", *args, "--tp", "32", "--concurrency", "4", "--method", method, "--format", "json"]) == 0
+        notes = json.loads(capsys.readouterr().out)["notes"]
+        said = [n for n in notes if n.startswith("collective answered beyond the profile's measurements")]
+        assert said and "extrapolation from group 16" in said[0] and "inter_node,16" in said[0]
+    # within what was measured (TP 4 on the 4-GPU NVSwitch log): nothing to say
+    assert main(["predict", *args, "--tp", "4", "--concurrency", "4", "--format", "json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert not any("group 16" in n for n in notes)

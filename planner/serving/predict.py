@@ -300,6 +300,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.decode_step = s.decode_breakdown
         pred.notes += _eager_batch_note(engine, pred.decode_step)
         pred.prefill_share_of_decode_time = s.prefill_share
+        pred.notes += [n for n in coster.notes if n not in pred.notes]  # what the steady state's steps met
         pred.feasible = True
         return pred
     try:
@@ -308,6 +309,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.reason = str(exc)
         return pred
     pred.metrics = pooled_metrics(runs, devices * dp)
+    pred.notes += [n for n in coster.notes if n not in pred.notes]  # what the steps met (e.g. extrapolated collectives)
     beyond = coster.moe_op.beyond_note()
     if beyond:
         pred.notes.append(beyond)

@@ -383,6 +383,7 @@ class StepCoster:
                               f"last {model.sliding_window} in the windowed ones (vLLM's hybrid KV cache manager; "
                               f"TensorRT-LLM's and SGLang's separate pools per window are taken as one)")
         self._memo: dict[tuple, Any] = {}
+        self._extrapolated_comm: set[str] = set()  # collective answers noted as extrapolated (_note_extrapolated)
         # CUDA/HIP graphs exist on GPUs only: an engine preset's graph sizes do not apply to a CPU device
         self._device_graphs = getattr(profile.identity, "device_type", "cuda") in ("cuda", "rocm")
         # attention the profile never timed is costed at the GEMM roofline (Profile.attention_time_s): say so here,
@@ -578,6 +579,7 @@ class StepCoster:
         if hit is None:
             coster = self._costers[graphs]
             costed = self.costed_layer(tokens, graphs)
+            self._note_extrapolated(costed)
             # attention, and a sparse-attention indexer's scoring and top-k, scale with the context: costed per call
             per_call = [n for n in costed.nodes if n.op == "attention" or n.params.get("context")]
             bd = costed.breakdown
@@ -589,6 +591,16 @@ class StepCoster:
                       else costed.launch_s)
             hit = self._memo[key] = (costed.device_s - sum(n.device_s for n in per_call), bd, overlap, launch)
         return hit
+
+    def _note_extrapolated(self, costed) -> None:
+        """A note, once per collective the profile answered beyond what it measured (a group size or message size
+        outside its entries: a switch- or ring-model extrapolation), as the layer planner's why-lines say it; the
+        notes grow as the steps meet new sizes, so predict and plan read them after the run."""
+        for n in costed.nodes:
+            if n.category == "communication" and n.extrapolated and n.source not in self._extrapolated_comm:
+                self._extrapolated_comm.add(n.source)
+                self.notes.append(f"collective answered beyond the profile's measurements: {n.name}: {n.detail} "
+                                  f"({n.source})")
 
     def _layer_total(self, device_s: float, overlap: bool, launch, graphs: bool) -> tuple[float, float]:
         """(layer seconds, launch share): overlapping eager launches cost what the Coster's rule adds to the
