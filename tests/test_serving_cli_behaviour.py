@@ -922,3 +922,24 @@ def test_the_small_message_warning_names_a_shipped_profile_of_the_device_that_me
     rc, out = _json(capsys, "predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-70b",
                     "--tp", "8", "--concurrency", "8", *SMALL)
     assert rc == 0 and not any("shipped for this device" in x for x in out["warnings"] + out["notes"])
+
+
+def test_a_preset_file_is_named_with_what_it_changes(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "planner" / "serving" / "presets" / "vllm.yaml").read_text())
+    data["max_seqs"] = {"value": 8, "source": "my deployment"}
+    mine = tmp_path / "myvllm.yaml"
+    mine.write_text(yaml.safe_dump(data))
+    from accelcal.cli import main
+
+    assert main(["predict", "--profile", str(root / "profiles" / "nvidia-h100.yaml"), "--engine", str(mine),
+                 "--model", "llama3-8b", "--concurrency", "4", "--isl", "128", "--osl", "8", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["engine_settings"]["preset_file"] == str(mine)
+    assert out["engine_settings"]["preset_file_changes"] == {"max_seqs": 8}
+    assert out["notes"][0] == f"engine preset file {mine} (name vllm): it differs from the shipped vllm preset in max_seqs=8"

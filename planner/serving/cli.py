@@ -123,6 +123,20 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.set_defaults(func=run)
 
 
+def preset_changes(preset: EnginePreset) -> dict | None:
+    """The keys ``preset`` (a user's file) sets differently from the shipped preset of its name; None when no shipped
+    preset has that name."""
+    from dataclasses import fields
+
+    from .engine import _NOT_KEYS
+
+    if preset.name not in engine_names():
+        return None
+    shipped = EnginePreset.from_name(preset.name)
+    return {f.name: getattr(preset, f.name) for f in fields(EnginePreset)
+            if f.name not in _NOT_KEYS and getattr(preset, f.name) != getattr(shipped, f.name)}
+
+
 def _load_profiles(args):
     from accelcal.calibrate.profile import Profile
 
@@ -208,6 +222,15 @@ def run(args: argparse.Namespace) -> int:
     res.engine_settings = {"preset": engine.name, "version": version or "newest", "deployment": args.deployment,
                            "engine_args": {k: getattr(engine, k) for k in overrides},
                            "release_defaults": preset.release_defaults(version)}
+    if str(args.engine).endswith((".yaml", ".yml")):
+        # a preset file of the user's: which file, and what it changes from the shipped preset of its name
+        changed = preset_changes(preset)
+        res.engine_settings.update(preset_file=str(args.engine), preset_file_changes=changed)
+        res.notes.insert(0, f"engine preset file {args.engine} (name {preset.name})" + (
+            ": it differs from the shipped " + preset.name + " preset in " + ", ".join(f"{k}={v!r}" for k, v in
+                                                                                  changed.items())
+            if changed else (": the same keys as the shipped preset" if changed is not None else
+                             ": no shipped preset has its name")))
     if args.format == "json":
         print(json.dumps(res.to_json(), indent=1, sort_keys=True))
     else:
