@@ -667,7 +667,7 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
         nxt = [o for o in cands if o.layout == c.layout and o.concurrency > c.concurrency]
         nxt.sort(key=lambda o: o.concurrency)
         more = ""
-        if nxt:
+        if nxt and not c.misses:  # what stopped the sweep at this row; a row that misses has its own misses line
             o = nxt[0]
             src = "simulated" if o.simulated else "steady state"
             more = (f"; C{o.concurrency} ({src}): TPOT {o.tpot_s * 1e3:.4g} ms" +
