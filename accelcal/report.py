@@ -145,6 +145,10 @@ def _summary(prof) -> str:
     table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     warn = (f"<div class='warn'>{_e(datasheet_note(i.name, False, unless='accelcal plan --assume-zero-latency'))}"
             f"</div>" if prof.is_datasheet else "")
+    from accelcal.calibrate.compose import SMOKE_NOTE, smoke_sweep
+
+    if smoke_sweep(prof):  # as accelcal show warns: the figures below come from a seconds-long test sweep
+        warn += f"<div class='warn'>WARNING {_e(SMOKE_NOTE)}</div>"
     return f"<h2>Summary</h2>{warn}<div class='cards'>{card_html}</div><table>{table}</table>"
 
 

@@ -388,6 +388,11 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
             raise ValueError(f"--from-results: no <stem>.env.json beside {args.from_results}; the profile needs the "
                              f"provenance (device, memory, versions) it records")
         raw_files = [str(Path(p).resolve()) for p in args.from_results]
+        measured_by = str(env.get("command") or "") if isinstance(env, dict) else ""
+        if measured_by:
+            # the run that measured the results, as its env recorded it: a refit keeps what they are (a --smoke
+            # sweep stays flagged not for planning: compose.smoke_sweep reads the command)
+            command += f" (refitting the results of: {measured_by})"
         target = profile_target(args.out, args.name, env, args.raw_dir)
         out = target.path
         if out.exists() and not args.force:

@@ -118,8 +118,14 @@ def sweep_preset_for(name: str, device_type: str = "cpu") -> SuitePreset:
 
 def with_model_shapes(preset: SuitePreset, models: Sequence[str], tps: Sequence[int],
                       ms: Sequence[int] = MODEL_SHAPE_MS, dtypes: Sequence[str] = MODEL_SHAPE_DTYPES) -> SuitePreset:
-    """``preset`` plus the models' TP-divided shapes not already swept (by (N, K)), at ``ms`` in ``dtypes``."""
+    """``preset`` plus the models' TP-divided shapes not already swept (by (N, K)), at ``ms`` in ``dtypes``, those of
+    them the preset runs; when it runs none of them (a CPU preset measures fp32 only), in the first dtype it sweeps
+    in full: the shapes are measured in some dtype, or the profile would claim models it never timed."""
     shapes, _ = model_gemm_shapes(models, tps)
+    ran = [d for d in dtypes if d in preset.dtypes]
+    if not ran:
+        ran = [d for d in preset.dtypes if d not in preset.reduced_dtypes][:1] or list(preset.dtypes[:1])
+    dtypes = ran
     have = {(s.n, s.k) for s in preset.gemm_shapes + preset.decode_shapes + preset.model_shapes}
     new = tuple(s for s in shapes if (s.n, s.k) not in have)
     return dataclasses.replace(preset, model_shapes=preset.model_shapes + new, model_ms=tuple(ms),

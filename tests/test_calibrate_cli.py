@@ -592,3 +592,17 @@ def test_bench_kernels_says_before_it_runs_that_it_replaces_an_earlier_run(tmp_p
     (tmp_path / "kernels.csv").write_text("op\n")
     assert main(["bench", "kernels", "--ops", "overhead", "--out", str(tmp_path)]) == 0
     assert f"[kernels] note: {tmp_path} holds an earlier run (kernels.csv); this run replaces" in capsys.readouterr().err
+
+
+def test_a_refit_of_smoke_results_stays_flagged_not_for_planning(tmp_path):
+    from accelcal.calibrate.compose import smoke_sweep
+
+    k = _write_results(tmp_path / "raw", synth_kernels(), "kernels")
+    env = json.loads(k.with_suffix(".env.json").read_text())
+    env["command"] = "__main__.py calibrate --device cpu --smoke --out /tmp/p.yaml"
+    k.with_suffix(".env.json").write_text(json.dumps(env))
+    out = tmp_path / "profiles" / "synth.yaml"
+    assert run(["calibrate", "--from-results", str(k), "--out", str(out), "--name", "synth"]) == 0
+    p = Profile.load(out)
+    assert "(refitting the results of: __main__.py calibrate --device cpu --smoke" in p.identity.command
+    assert smoke_sweep(p)

@@ -274,6 +274,8 @@ def test_attention_and_launch_queries(good: Profile):
     assert est.source == "attention.fp32.decode"
     fb = good.attention_time_s("prefill", 1, 512, 512, 8, 2, 64, "bf16")
     assert "not-measured" in fb.flags and fb.source == "compute.bf16"
+    have = [f"{dt}.{ph}" for dt, phs in good.attention.items() for ph in phs]
+    assert fb.detail.startswith(f"no attention measured for bf16 prefill (the profile has {have})")
     assert good.launch_overhead_s("eager").time_s == good.overheads.eager_launch_s
     g = good.launch_overhead_s("graph")
     assert g.extrapolated and g.time_s == good.overheads.eager_launch_s

@@ -102,3 +102,13 @@ def test_bench_kernels_for_model_sweeps_only_those_shapes_and_refit_adds_them(tm
     new = {tuple(p[:3]) for p in after.compute["fp32"].points}
     assert old < new and len(new - old) == len({(m, s.n, s.k) for s in shapes for m in (1, 2)} - old)
     assert after.memory == before.memory and after.validation == before.validation
+
+
+def test_a_preset_without_bf16_measures_the_model_shapes_in_its_own_dtype():
+    # the CPU smoke preset sweeps fp32 only: the model shapes must be measured in it, or the profile would record
+    # covered_models it never timed
+    base = suite_preset("smoke", "cpu")
+    assert base.dtypes == ("fp32",)
+    p = sweep_preset("smoke", "cpu", "small", "1,2")
+    assert p.model_dtypes == ("fp32",) and p.model_shapes and p.for_models == ("small",)
+    assert p.ms_for(p.model_shapes[0], "fp32") == MODEL_SHAPE_MS

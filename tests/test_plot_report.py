@@ -162,3 +162,20 @@ def test_report_on_a_datasheet_says_transcribed_and_that_its_plan_leaves_out_lat
     capsys.readouterr()
     assert main(["export", str(REPO / "profiles" / "datasheet" / "h100-sxm.yaml"), "--format", "configurator"]) == 0
     assert "the profile is a datasheet prior" in capsys.readouterr().out
+
+
+def test_report_on_a_smoke_profile_warns_as_show_does(tmp_path, capsys):
+    from accelcal.calibrate.compose import SMOKE_NOTE
+
+    import yaml
+
+    data = yaml.safe_load(CPU.read_text())
+    data["identity"]["command"] = data["identity"]["command"].replace("--quick", "--smoke")
+    data["identity"]["raw_data"] = []  # the copy's raw data are not beside it
+    smoke = tmp_path / "smoke.yaml"
+    smoke.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "report.html"
+    assert main(["report", str(smoke), "--model", "tiny", "--batch", "4", "--out", str(out)]) == 0
+    assert f"WARNING {SMOKE_NOTE}" in out.read_text(encoding="utf-8")
+    assert main(["report", str(CPU), "--model", "tiny", "--batch", "4", "--out", str(tmp_path / "q.html")]) == 0
+    assert "not for planning" not in (tmp_path / "q.html").read_text(encoding="utf-8")

@@ -448,7 +448,8 @@ class Profile:
                 # No attention measured: two GEMM-like passes over the data at the GEMM roofline, flagged.
                 c = self.compute[dtype]
                 t = (c.overhead_s or 0.0) + max(flop / c.peak_flop_per_s, nbytes / c.memory_bandwidth_bytes_per_s)
-                return Estimate(t, True, f"no attention measured ({have or 'none'}); roofline from compute.{dtype}",
+                return Estimate(t, True, f"no attention measured for {dtype} {phase} (the profile has "
+                                         f"{have or 'none'}); roofline from compute.{dtype}",
                                 f"compute.{dtype}", self._base_flags() + ("not-measured", "extrapolated"))
             raise MissingMeasurement(f"{self.identity.name}: no attention data for {dtype}.{phase} and no compute.{dtype} "
                                      f"to fall back on; attention has {have}, compute has {sorted(self.compute)}")
