@@ -422,6 +422,11 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         final_raw.mkdir(parents=True, exist_ok=True)
         if missing:  # folders this run made: a failed run takes them away again
             created.append(missing[-1])
+        for stale in sorted(final_raw.glob(".partial-*")):
+            # a run killed outright (SIGKILL, power) cannot remove its staging folder; another run may be using
+            # one right now, so it is named, not removed
+            print(f"[calibrate] note: {stale} is a staging folder of another run (an interrupted one leaves it); "
+                  f"nothing reads it: remove it once no calibrate is running here", file=sys.stderr)
         raw_dir = Path(tempfile.mkdtemp(prefix=".partial-", dir=final_raw))
         created.append(raw_dir)
         nproc = args.nproc if args.nproc is not None else (dev.count() if not dev.is_cpu else 2)

@@ -414,6 +414,12 @@ def test_a_failed_or_refused_calibrate_keeps_the_existing_raw_data_and_a_good_on
     assert "collectives-round1.csv" not in now and "collectives-round1.env.json" not in now  # listed, not rewritten
     assert now["notes.txt"] == b"mine\n" and now["collectives.csv"] == b"a bench run, not the profile's\n"
     assert now["kernels.env.json"] != kept["kernels.env.json"] and out.read_bytes() != first
+    # a run killed outright (SIGKILL) leaves its staging folder: the next run names it, and leaves it be
+    stale = raw / ".partial-killed"
+    stale.mkdir()
+    capsys.readouterr()
+    assert run(args) == 0
+    assert f"{stale} is a staging folder of another run" in capsys.readouterr().err and stale.is_dir()
 
 
 REPO = Path(__file__).resolve().parents[1]
