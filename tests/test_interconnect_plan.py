@@ -177,3 +177,21 @@ def test_predict_and_plan_name_collectives_extrapolated_beyond_the_fabric_measur
     assert main(["predict", *args, "--tp", "4", "--concurrency", "4", "--format", "json"]) == 0
     notes = json.loads(capsys.readouterr().out)["notes"]
     assert not any("group 16" in n for n in notes)
+
+
+def test_a_collective_scaled_across_more_nodes_is_never_faster_than_inside_one():
+    # the IB log is 2 nodes x 8 (NVLink inside each node); scaled down to 4 ranks on 4 nodes its ring model would
+    # beat the NVSwitch node's own 4-rank all-reduce: the inter-node answer is raised to the intra-node one
+    h100 = Profile.load(ROOT / "profiles" / "nvidia-h100.yaml")
+    p = compose(h100, Profile.load(NVS4), Profile.load(IB))
+    for nbytes in (16384, 1 << 20, 64 << 20):
+        local = p.collective_time_s("all_reduce", nbytes, 4, "intra_node")
+        net = p.collective_time_s("all_reduce", nbytes, 4, "inter_node")
+        assert net.time_s >= local.time_s
+        if "intra-node-floor" in net.flags:
+            assert net.time_s == local.time_s and "a network is not faster than the node's own fabric" in net.detail
+    # a measured inter-node entry (16 ranks, as logged) stands as measured
+    measured = p.collective_time_s("all_reduce", 1 << 20, 16, "inter_node")
+    assert not measured.extrapolated and "intra-node-floor" not in measured.flags
+    assert any("intra-node-floor" in p.collective_time_s("all_reduce", b, 4, "inter_node").flags
+               for b in (16384, 1 << 20, 64 << 20))

@@ -501,7 +501,26 @@ class Profile:
             return replace(est, flags=tuple(dict.fromkeys(est.flags + ("kernel-not-measured",))),
                            detail=f"{kernel} not measured for {op} ({scope}): the collective library's entry; "
                                   f"{est.detail}")
-        return self._collective(op, nbytes, group_size, scope, None)
+        est = self._collective(op, nbytes, group_size, scope, None)
+        return self._network_floor(est, op, nbytes, group_size) if scope == "inter_node" else est
+
+    def _network_floor(self, est: Estimate, op: str, nbytes: float, group_size: int) -> Estimate:
+        """An inter-node answer scaled from another group size (est.extrapolated) is at least the same collective's
+        intra-node answer: the log it is scaled from has its own ranks per node (2 x 8 H100s: NVLink inside each
+        node, 16 NICs between them), so scaling it down to a group spread over more nodes can come out faster than
+        NVLink, which no network is.  A measured inter-node entry stands as measured."""
+        if not est.extrapolated:
+            return est
+        try:
+            local = self._collective(op, nbytes, group_size, "intra_node", None)
+        except MissingMeasurement:
+            return est
+        if local.time_s <= est.time_s:
+            return est
+        return replace(est, time_s=local.time_s, flags=tuple(dict.fromkeys(est.flags + ("intra-node-floor",))),
+                       detail=f"{est.detail}; raised to the intra-node {op} over {group_size} ranks "
+                              f"({local.time_s * 1e6:.4g} us > {est.time_s * 1e6:.4g} us): a network is not faster "
+                              f"than the node's own fabric")
 
     def _collective(self, op: str, nbytes: float, group_size: int, scope: str, kernel: str | None) -> Estimate:
         if nbytes is None or nbytes < 0:
