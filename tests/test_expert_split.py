@@ -324,3 +324,16 @@ def test_a_moe_tp_equal_to_tp_is_the_plain_split_and_says_so(capsys):
     assert same["layout"]["moe_tp"] == 0 and same["ttft_mean_s"] == plain["ttft_mean_s"]
     note = "--moe-tp 2 = --tp 2: every expert is split over the replica's own TP group"
     assert any(n.startswith(note) for n in same["notes"])
+
+
+def test_an_uneven_split_over_replicas_offers_whole_experts_in_words_that_fit_tp_1():
+    from accelcal.models import ModelConfig
+    from accelcal.planner.parallelism import Parallelism
+    from accelcal.planner.serving.engine import EnginePreset
+    from accelcal.planner.serving.step_cost import expert_split_issue
+
+    m = ModelConfig.from_name("mixtral-8x7b")  # experts 14336 wide: 14336 % 3 = 2
+    issue = expert_split_issue(m, Parallelism(tp=1, dp=3, moe_tp=3), EnginePreset.from_name("vllm"))
+    assert issue is not None and issue.unequal and "14336 % 3 = 2" in issue.message
+    assert issue.fits == ("--ep 1 (whole experts in every replica)",)
+    assert "taken for every engine" in issue.source

@@ -149,8 +149,8 @@ class ExpertSplitIssue(NamedTuple):
                 + (", ".join(self.fits) or "none"))
 
 
-_EQUAL_SLICES_SOURCE = ("sglang 0.5.9 wheel srt/layers/moe/fused_moe_triton/layer.py asserts intermediate_size % "
-                        "moe_tp_size == 0")
+_EQUAL_SLICES_SOURCE = ("the rule as read in SGLang's source, taken for every engine: sglang 0.5.9 wheel "
+                        "srt/layers/moe/fused_moe_triton/layer.py asserts intermediate_size % moe_tp_size == 0")
 
 
 def expert_split_issue(model: ModelConfig, par: Parallelism, engine: EnginePreset, weight_dtype: str = "bf16",
@@ -179,7 +179,8 @@ def expert_split_issue(model: ModelConfig, par: Parallelism, engine: EnginePrese
     if engine.ep_below_tp:
         options += [(f"--ep {e} (experts split TP{tp // e} x EP{e})", tp // e) for e in range(2, tp) if tp % e == 0
                     and E % e == 0]
-    options += [(f"--ep 1 (every expert split {tp} ways)", tp)] + [
+    options += [(f"--ep 1 (every expert split {tp} ways)" if tp > 1 else "--ep 1 (whole experts in every replica)",
+                 tp)] + [
         (f"--moe-tp {tp * j} (every expert split over {j} replicas)", tp * j) for j in range(2, dp + 1) if dp % j == 0]
     layout = (f"--moe-tp {k}" if par.moe_tp else f"--tp {tp} --ep {par.ep} (experts split TP{k} x EP{par.ep})"
               if par.ep > 1 else f"--tp {tp}")
