@@ -294,3 +294,13 @@ def test_plan_refuses_another_devices_table_up_front(tmp_path, capsys):
     rc, _, err = _run(capsys, "predict", "--profile", H100, "--model", MODEL, "--engine", "vllm", "--concurrency", "1",
                       "--isl", "256", "--osl", "4", "--moe-table", str(good), "--moe-table", str(other))
     assert rc == 2 and "sglang-h200.yaml: was collected on NVIDIA H200" in err
+
+
+def test_predict_notes_a_table_of_another_engine_given_beside_its_own(tmp_path, capsys):
+    mine, other = tmp_path / "vllm.yaml", tmp_path / "sglang.yaml"
+    _table().save(mine)
+    _table(engine="sglang").save(other)
+    rc, out, _ = _run(capsys, "predict", "--profile", H100, "--model", MODEL, "--engine", "vllm", "--concurrency", "2",
+                      "--isl", "256", "--osl", "4", "--format", "json", "--moe-table", str(mine), "--moe-table", str(other))
+    notes = json.loads(out)["notes"]
+    assert rc == 0 and f"--moe-table: {other} (sglang) not used: this run is vllm's" in notes

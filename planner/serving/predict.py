@@ -212,6 +212,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     dpn = node_devices(profile, devices_per_node)
     check_tables(moe_tables, profile)  # a table of another device is bad input, whichever engine it is for
     table = pick_table(moe_tables, engine.name)
+    unused = [t for t in moe_tables or () if t is not table]  # another engine's, given beside this one's
     if ep > 1 and not model.is_moe:
         raise ValueError(f"--ep {ep}: {model.name} is a dense model (no experts to spread)")
     if moe_tp and not model.is_moe:
@@ -229,6 +230,9 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     wl = {**{k: v for k, v in dataclasses.asdict(workload).items() if k != "stream"},  # a replica's share only
           "num_requests": workload.requests - workload.warmup_requests}
     pred = ServingPrediction(False, "", engine.name, layout, wl, notes=dtype_notes + layout_notes)
+    if unused:
+        pred.notes.append(f"--moe-table: {', '.join(f'{t.origin} ({t.engine})' for t in unused)} not used: this run "
+                          f"is {engine.name}'s")
     if moe_tp and moe_tp == tp:
         pred.notes.append(f"--moe-tp {moe_tp} = --tp {tp}: every expert is split over the replica's own TP group, as "
                           f"without --moe-tp (it splits them over several replicas only as --tp x k, k >= 2)")
