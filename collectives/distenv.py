@@ -194,7 +194,7 @@ def bind_listen_socket(addr: str, port: int) -> socket.socket:
         s.close()
         if exc.errno == errno.EADDRINUSE:
             raise PortTaken(
-                f"port {port} (--port, or MASTER_PORT) is already in use on {host or '0.0.0.0'}: taken by another "
+                f"port {port} (--port, or MASTER_PORT) is already in use on {host or '0.0.0.0'}: port {port} taken by another "
                 f"sweep/process; pick a free port or let accelcal choose one (leave --port and MASTER_PORT unset)") from None
         raise DistEnvError(f"cannot listen on {host or '0.0.0.0'}:{port} for MASTER_PORT: {exc}") from None
     return s

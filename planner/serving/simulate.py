@@ -248,7 +248,13 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
 
     state_tokens = kv.state_tokens_per_seq  # a hybrid model's state in the pool, as the tokens SGLang's admission counts
     window = kv.window_tokens_for  # a sliding-window model's windowed KV, as tokens of the pool
-    blocks_for = kv.blocks_for
+    state_blocks = kv.state_blocks_per_seq
+    if kv.window_tokens:
+        blocks_for = kv.blocks_for
+    else:
+        # KVBudget.blocks_for without windows, inlined: the scheduler calls it per request per step
+        def blocks_for(tokens: int) -> int:
+            return -(-tokens // bs) + state_blocks
 
     def release(r: _Req) -> None:
         nonlocal free
@@ -273,8 +279,11 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     def committed_tokens(chunks: list[tuple[_Req, int]]) -> tuple[float, float]:
         """SGLang's PrefillAdder view of the pool: (tokens held by the running and lingering requests and by the
         prompt chunks already in this step, output still to come of the running ones x new_token_ratio)."""
-        used = (sum(r.length + window(r.length) for r in running) + sum(r.length + window(r.length) for r in lingering)
-                + sum(take + window(take) for _, take in chunks) + state_tokens * (len(running) + len(lingering)))
+        used = (sum(r.length for r in running) + sum(r.length for r in lingering) + sum(take for _, take in chunks)
+                + state_tokens * (len(running) + len(lingering)))
+        if kv.window_tokens:
+            used += (sum(window(r.length) for r in running) + sum(window(r.length) for r in lingering)
+                     + sum(window(take) for _, take in chunks))
         return used, sum((r.osl - r.generated) * ratio for r in running)
 
     def admits(r: _Req, used: float, future: float) -> bool:
