@@ -509,7 +509,7 @@ class Profile:
         intra-node answer: the log it is scaled from has its own ranks per node (2 x 8 H100s: NVLink inside each
         node, 16 NICs between them), so scaling it down to a group spread over more nodes can come out faster than
         NVLink, which no network is.  A measured inter-node entry stands as measured."""
-        if not est.extrapolated:
+        if not est.extrapolated or not any(c.scope == "intra_node" for c in self.collectives):
             return est
         try:
             local = self._collective(op, nbytes, group_size, "intra_node", None)
