@@ -1466,3 +1466,13 @@ def test_an_engine_cap_on_sequences_binds_and_extra_clients_only_queue():
     eng = EnginePreset.from_name("vllm").with_overrides({"max_seqs": 8}, "test")
     assert steady_state(eng, coster, kv, 1024, 64, 64).binding == "max_seqs"
     assert steady_state(EnginePreset.from_name("vllm"), coster, kv, 1024, 64, 64).binding != "max_seqs"
+
+
+def test_a_row_that_misses_names_its_own_misses_not_the_next_concurrencys():
+    h100 = Profile.load("profiles/nvidia-h100.yaml")
+    res = search_serving(h100, "llama3-8b", 1, ["vllm"], [1, 2, 4], 512, 32, ServingTargets(ttft_s=1e-4, tpot_s=1e-4))
+    best = res.best
+    assert best.misses  # nothing meets 0.1 ms
+    tpot_line = next(w for w in best.why if "TPOT target" in w)
+    assert "(simulated): TPOT" not in tpot_line and "(steady state): TPOT" not in tpot_line
+    assert any(w.startswith("misses: ") for w in best.why)
