@@ -319,11 +319,10 @@ def doubtful_collectives(profile: Any) -> list[str]:
 
     out = []
     for c in getattr(profile, "collectives", None) or []:
-        label = f"{c.op}[{c.scope},{c.group_size}{',' + c.kernel if c.kernel else ''}]"
         flags = list(getattr(c.quality, "flags", None) or [])
         doubts = [f for f in flags if any(note in f for note in DOUBT_NOTES)]
         if any(p.bandwidth_bytes_per_s >= MAX_BANDWIDTH_BYTES_PER_S * (1 - 1e-6) for p in c.pieces):
-            doubts.append(f"{label}: bandwidth at the fit's upper bound ({MAX_BANDWIDTH_BYTES_PER_S:g} B/s): the "
+            doubts.append(f"{c.fit_label}: bandwidth at the fit's upper bound ({MAX_BANDWIDTH_BYTES_PER_S:g} B/s): the "
                           f"sizes measured do not show the fabric's bandwidth")
         out += [f"collective fit in doubt (accelcal show lists its flags): {d}" for d in dict.fromkeys(doubts)]
     return out

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 from accelcal.vocab import DTYPE_BYTES, FABRICS, SCOPES
 
 from .profile import CollectiveEntry, Identity, Overheads, Profile
+from .profile.entries import collective_fit_label
 
 __all__ = ["import_profile", "profile_from_runs", "register", "MAX_PIECES", "SMALL_MESSAGE_BYTES"]
 
@@ -125,7 +126,7 @@ def profile_from_runs(runs, name: str, citations: Sequence[str] = (), command: s
         if None in dtypes:
             raise ValueError(f"{rs[0].source}: {op}: element type {raw} has no accelcal dtype name (known "
                              f"{sorted(DTYPE_BYTES)}); run nccl-tests with -d float, half or bfloat16")
-        label = f"{op}[{sc},{gs}{',' + kernel if kernel else ''}]"
+        label = collective_fit_label(op, sc, gs, kernel)
         try:
             f = fit_piecewise(label, xs, ts, max_pieces=MAX_PIECES, target="collective")
         except ValueError as exc:

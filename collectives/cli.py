@@ -16,7 +16,7 @@ import sys
 
 from accelcal.exitcodes import EXIT_FAILED, EXIT_OK
 
-from .presets import DTYPES, OPS
+from .presets import DTYPES, OPS, PRESETS  # torch-free: --help stays fast
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -40,8 +40,6 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--max-bytes", type=int, default=None, help="drop preset sizes above this many bytes")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--stem", default="collectives", help="result file stem (default: collectives)")
-    from .presets import PRESETS  # torch-free: --help stays fast
-
     deadlines = ", ".join(f"{k} {v.default_deadline_s:g} s" for k, v in PRESETS.items() if not k.startswith("fit-"))
     p.add_argument("--timeout", type=float, default=None,
                    help=f"hard deadline for the whole sweep in seconds (default: the preset's: {deadlines})")

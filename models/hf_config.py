@@ -450,16 +450,14 @@ def _sliding(cfg: dict, get: _Reader, arch: _Arch, origin: str, layers: int, not
         return {}
     types = cfg.get("layer_types")
     if types is None:
-        if arch.default_layer_types == "alternating":
-            types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(layers)]
-            notes.append("no layer_types: sliding and full attention alternate, the family's default")
-        elif arch.default_layer_types == "pattern":
-            every = get.int("sliding_window_pattern")
-            types = ["sliding_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
-            notes.append(f"no layer_types: every {every}th layer full attention, the others sliding "
-                         f"(sliding_window_pattern)")
-        else:
+        if arch.default_layer_types not in ("alternating", "pattern"):
             return {}
+        # alternating is the pattern of 2: layer i full attention when (i + 1) % every == 0
+        every = 2 if arch.default_layer_types == "alternating" else get.int("sliding_window_pattern")
+        types = ["sliding_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
+        notes.append("no layer_types: sliding and full attention alternate, the family's default"
+                     if arch.default_layer_types == "alternating" else
+                     f"no layer_types: every {every}th layer full attention, the others sliding (sliding_window_pattern)")
     if not isinstance(types, list):
         raise ValueError(f"{origin}: layer_types = {str(types)[:80]}; expected a list, one entry per layer")
     if len(types) != layers:

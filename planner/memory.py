@@ -135,9 +135,16 @@ def window_kv_bytes_per_token(model: ModelConfig, tp: int, pp: int, kv_bytes_per
     sequence keeps its last ``sliding_window`` tokens there (KVBudget.window_tokens_for)."""
     if not model.sliding_layers:
         return 0.0
-    layers = min(math.ceil(model.sliding_layers / pp),
-                 math.ceil(model.layers / pp) - math.ceil(model.full_attention_layers / pp))
-    return float(max(0, layers) * model.kv_cache_elems_per_layer(tp) * kv_bytes_per_elem)
+    return float(_kv_stage_layers(model, model.sliding_layers, pp) * model.kv_cache_elems_per_layer(tp)
+                 * kv_bytes_per_elem)
+
+
+def _kv_stage_layers(model: ModelConfig, layers_of_kind: int, pp: int) -> int:
+    """Layers of a kind other than full attention (``layers_of_kind`` in the whole model: sliding-window or Gated
+    DeltaNet ones) on the stage kv_bytes_per_token counts, the one with the most full-attention layers: the rest of
+    its layers, at most its share of that kind."""
+    return max(0, min(math.ceil(layers_of_kind / pp),
+                      math.ceil(model.layers / pp) - math.ceil(model.full_attention_layers / pp)))
 
 
 def linear_state_bytes_per_seq(model: ModelConfig, tp: int, pp: int) -> float:
@@ -146,9 +153,7 @@ def linear_state_bytes_per_seq(model: ModelConfig, tp: int, pp: int) -> float:
     full-attention layers); 0 for a model without such layers."""
     if not model.linear_layers:
         return 0.0
-    # the stage with the most full-attention layers (kv_bytes_per_token's) holds the rest of its layers as linear ones
-    layers = min(math.ceil(model.linear_layers / pp), math.ceil(model.layers / pp) - math.ceil(model.full_attention_layers / pp))
-    return float(max(0, layers) * model.linear_state_bytes(tp))
+    return float(_kv_stage_layers(model, model.linear_layers, pp) * model.linear_state_bytes(tp))
 
 
 def device_memory(model: ModelConfig, workload: Workload, parallelism: Parallelism = Parallelism(),

@@ -22,7 +22,7 @@ from accelcal.vocab import BUSBW_FACTORS, DTYPE_BYTES, FABRICS, SCOPES, is_kerne
 from .perf import gemm_estimate_s, gemm_model_time_s, interp_log, ratio_table
 from .reader import MAX_MESSAGE_BYTES, MAX_TIME_S, Reader
 
-__all__ = ["AttentionEntry", "CollectiveEntry", "CollectivePiece", "ComputeEntry", "MemoryEntry", "Overheads", "Quality",
+__all__ = ["AttentionEntry", "CollectiveEntry", "collective_fit_label", "CollectivePiece", "ComputeEntry", "MemoryEntry", "Overheads", "Quality",
            "read_pieces"]
 
 
@@ -417,6 +417,11 @@ def read_pieces(r: Reader, pieces_raw: Any, path: str, datasheet: bool) -> list[
     return pieces
 
 
+def collective_fit_label(op: str, scope: str, group_size: int, kernel: str | None = None) -> str:
+    """``op[scope,group_size(,kernel)]``: how a collective fit is named in its quality flags and messages."""
+    return f"{op}[{scope},{group_size}{',' + kernel if kernel else ''}]"
+
+
 @dataclass
 class CollectiveEntry:
     """One (collective, scope, group size): time = latency_s + S / bandwidth_bytes_per_s of the matching piece."""
@@ -448,6 +453,11 @@ class CollectiveEntry:
     @property
     def label(self) -> str:
         return f"collectives[{self.op},{self.scope},{self.group_size}{',' + self.kernel if self.kernel else ''}]"
+
+    @property
+    def fit_label(self) -> str:
+        """How the import names this entry's fit in its quality flags (collective_fit_label)."""
+        return collective_fit_label(self.op, self.scope, self.group_size, self.kernel)
 
     def piece_for(self, nbytes: float) -> CollectivePiece:
         for p in self.pieces:

@@ -653,8 +653,8 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     share = max(0.0, 1.0 - step_s / c.tpot_s) if sim is not None and c.tpot_s > 0 else s.prefill_share
     lines: list[str] = []
     terms: list[tuple[float, str]] = []
-    capped = _capped(c)
-    if capped or s.kv_limit < c.concurrency / c.dp:
+    capped = _capped(c)  # fewer requests in the engine than clients: the pool's room or the engine's cap
+    if capped:
         room = (f"linear-attention state pool: it allows {s.kv_limit} running requests" if s.binding == "state_capacity"
                 else f"max sequences: the engine runs at most {s.in_engine} requests at once per replica (engine key "
                      f"max_seqs; the KV pool holds {s.kv_limit})" if s.binding == "max_seqs"
