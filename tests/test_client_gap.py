@@ -75,7 +75,10 @@ def test_mock_server_streams_openai_chunks_with_usage_then_done():
     finally:
         server.shutdown()
         server.server_close()
-    assert [(r["max_tokens"], r["prompt_chars"], r["x_request_id"]) for r in records] == [(3, 5, "r1"), (2, 2, "")]
+    # Each handler thread appends its record after the response is out, so the list is in completion order: the
+    # client can send the second request before the first thread appends. The tool reads records by arrival.
+    by_arrival = sorted(records, key=lambda r: r["arrival_s"])
+    assert [(r["max_tokens"], r["prompt_chars"], r["x_request_id"]) for r in by_arrival] == [(3, 5, "r1"), (2, 2, "")]
     assert all(r["arrival_s"] < r["first_chunk_s"] <= r["done_s"] for r in records)
 
 
