@@ -1476,3 +1476,19 @@ def test_a_row_that_misses_names_its_own_misses_not_the_next_concurrencys():
     tpot_line = next(w for w in best.why if "TPOT target" in w)
     assert "(simulated): TPOT" not in tpot_line and "(steady state): TPOT" not in tpot_line
     assert any(w.startswith("misses: ") for w in best.why)
+
+
+def test_concurrencies_below_every_layouts_replica_count_are_named(prof):
+    from accelcal.planner.serving.search import NoServingLayout
+
+    # tiny (4 layers, 8 heads) takes at most TP8 x PP4 = 32 devices a replica: on 128 every layout has DP >= 4, so a
+    # closed loop of 2 clients leaves replicas idle and no row of it is costed
+    with pytest.raises(NoServingLayout) as exc:
+        search_serving(prof, "tiny", 128, ["vllm"], [2], 512, 32)
+    msg = str(exc.value)
+    assert msg.startswith("no layout of tiny on 128 devices ran: --concurrency 2: below every layout's replica count")
+    assert "the fewest replicas any has is DP4" in msg and "give a concurrency >= 4" in msg
+    # beside a concurrency that runs, the idle one is a note, not a silent gap in the table
+    res = search_serving(prof, "tiny", 128, ["vllm"], [2, 8], 512, 32, top=3)
+    assert {c.concurrency for c in res.ranked} == {8}
+    assert any(n.startswith("--concurrency 2 not evaluated: below every layout's replica count") for n in res.notes)

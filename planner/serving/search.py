@@ -291,6 +291,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     rejected: list[str] = []
     coster_warnings: dict[str, int] = {}  # each layout's coster warnings -> the TP degree that raised them
     evaluated = 0
+    min_dp: int | None = None  # the fewest replicas of any layout built: a smaller concurrency leaves one idle
+    ran: set[int] = set()  # the concurrencies some layout ran
     # an engine name carries no release: its newest documented defaults, as `accelcal predict` without
     # --engine-version gives them, or ``engine_version``'s (one engine searched)
     if engine_version and len(engines) != 1:
@@ -357,9 +359,11 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                 continue
             for w in coster.warnings:
                 coster_warnings.setdefault(w, tp)
+            min_dp = dp if min_dp is None else min(min_dp, dp)
             for c in concurrencies:
                 if c < dp:
                     continue
+                ran.add(c)
                 evaluated += 1
                 try:
                     # C clients split over the replicas (C = 5 on DP 4: 2, 1, 1, 1); the busiest sets the latencies
@@ -379,11 +383,17 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             progress.close()
         items = rejections_by_reason(rejected)
         lead = "" if closest is None else _closest_line(*closest, weight_dtype, devices) + "; "
+        if not rejected and min_dp is not None:  # every layout built, none ran: each has more replicas than clients
+            raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} ran: "
+                                  f"{_below_replicas(concurrencies, min_dp, devices, '')}", rejected)
         raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} can be costed: {lead}"
                               + "; ".join(_reason_lines(items[:4]))
                               + (f"; and {len(items) - 4} more reasons (--format json lists every candidate)"
                                  if len(items) > 4 else ""), rejected)
     notes = release_notes + list(dtype_notes)
+    idle = [c for c in concurrencies if c not in ran]
+    if idle and min_dp is not None:
+        notes.append(_below_replicas(idle, min_dp, devices, " not evaluated"))
     if engine_version:
         notes.append(f"{presets[0].name} {engine_version}'s defaults (--engine-version), as accelcal predict "
                      f"--engine-version gives them")
@@ -803,6 +813,15 @@ def rejections_by_reason(rejected: list[str]) -> list[tuple[str, list[str]]]:
         why = re.sub(r"^the profile cannot cost TP=\d+ PP=\d+: ", "", why)
         by_reason.setdefault(why or label, []).append(label if why else "")
     return list(by_reason.items())
+
+
+def _below_replicas(concurrencies, min_dp: int, devices: int, verdict: str) -> str:
+    """Why concurrencies below every layout's replica count give no row: a closed loop of C clients keeps at most C
+    replicas busy, and the search spreads every layout over all the devices."""
+    shown = ", ".join(str(c) for c in sorted(concurrencies))
+    return (f"--concurrency {shown}{verdict}: below every layout's replica count (each layout uses all {devices} devices; "
+            f"the fewest replicas any has is DP{min_dp}), so a replica would get no request; give a concurrency >= "
+            f"{min_dp}, or fewer devices (--nodes / --devices-per-node)")
 
 
 def _closest_line(label: str, memory: dict, weight_dtype: str, devices: int) -> str:
