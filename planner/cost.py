@@ -49,7 +49,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from accelcal.calibrate.profile import MissingMeasurement, ProfileQueries
+from accelcal.calibrate.profile import MissingCollective, MissingMeasurement, ProfileQueries
 from accelcal.vocab import DTYPE_BYTES, SAMPLER_BYTES_PER_LOGIT, attention_flop_bytes, gemm_bytes
 
 from .dag import DagNode, LayerDAG
@@ -297,7 +297,7 @@ class Coster:
                                 f"answer it: {msg}; {missing_hint(op, scope)}") from None
             if not self.assume_zero_latency and "not-measured" in est.flags:
                 # A datasheet gives no latency: 0 s would make every small TP message free (wide TP wins falsely).
-                raise MissingMeasurement(
+                raise MissingCollective(
                     f"{op} over {group_size} devices ({scope}): profile {getattr(prof.identity, 'name', '?')} gives "
                     f"no latency for it ({est.detail}); refusing to cost it at 0 s. Measure it, pass measured or "
                     f"published collectives ({missing_hint(op, scope)}), or accept 0 s with --assume-zero-latency")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from accelcal.calibrate.compose import datasheet_names, doubtful_collectives, fabric_device_mismatch
-from accelcal.calibrate.profile import MissingMeasurement
+from accelcal.calibrate.profile import MissingCollective, MissingMeasurement
 from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
 
@@ -210,6 +210,8 @@ class Rejection(_Degrees):
     """The arithmetic."""
     excess: float = 0.0
     """For memory: needed / limit (>1); else 0."""
+    collective: bool = False
+    """For measurement: the missing measurement is a collective's (a fabric's data fixes it, not the device's)."""
 
     @property
     def label(self) -> str:
@@ -577,7 +579,8 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
                         ranked.append(ev.candidate(_placed(par, dpn), mem, limit))
                     except MissingMeasurement as exc:  # names what the profile lacks
                         msg = exc.args[0] if exc.args else str(exc)
-                        rejected.append(Rejection(group.name, par, "measurement", str(msg)))
+                        rejected.append(Rejection(group.name, par, "measurement", str(msg),
+                                                  collective=isinstance(exc, MissingCollective)))
         if progress and tp % 8 == 0:
             progress(f"[plan] {group.name}: TP up to {tp} of {n}: {len(ranked)} feasible, {len(rejected)} rejected")
     if not ranked:
@@ -659,11 +662,11 @@ def _no_plan_message(model: ModelConfig, group: DeviceGroup, rejected: list[Reje
         by.setdefault(r.constraint, []).append(r)
     parts = []
     if by.get("measurement"):
-        # checked after memory: these layouts fit, but the profile cannot cost their collectives
+        # checked after memory: these layouts fit, but the profile cannot cost them (their collectives, mostly)
         m = by["measurement"][0]
         parts.append(f"{len(by['measurement'])} layouts fit in memory but need measurements the profile lacks "
                      f"(e.g. {m.label}: {m.reason})")
-        if not getattr(group.profile, "collectives", None):
+        if not getattr(group.profile, "collectives", None) and any(r.collective for r in by["measurement"]):
             # A profile measured on one device (or with --skip-collectives) can cost only single-device layouts.
             parts.append(f"the profile has no collective measurements at all: measure them on a node with "
                          f"{group.devices_per_node} devices (bash run_bench.sh --nproc {group.devices_per_node}, or "

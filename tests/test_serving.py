@@ -500,6 +500,22 @@ def test_tp_without_collectives_names_what_is_missing(capsys, tmp_path):
     assert "all_reduce over 2 devices" in capsys.readouterr().err
 
 
+def test_a_missing_device_measurement_is_named_not_blamed_on_the_fabric(capsys, tmp_path):
+    d = h100_like()
+    del d["memory"]["copy"]
+    d["collectives"], d["identity"]["devices_per_node"] = [], 1  # one device, as a single-GPU calibration writes
+    p = tmp_path / "nocopy.yaml"
+    Profile.from_dict(d).save(p)
+    rc = main(["predict", "--profile", str(p), "--model", "small", "--engine", "vllm", "--tp", "1",
+               "--concurrency", "2", "--isl", "64", "--osl", "8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no memory data for pattern 'copy'" in err
+    assert "collectives" not in err and "--interconnect" not in err  # one device needs no fabric
+    rc = main(["plan", "--profile", str(p), "--model", "small", "--devices-per-node", "1"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "no memory data for pattern 'copy'" in err and "no collective measurements" not in err
+
+
 def test_search_p99_targets_are_checked_by_simulation_and_plotted(prof, tmp_path):
     from accelcal.planner.serving.search import plot_pareto
 

@@ -25,7 +25,7 @@ from accelcal.vocab import (BUSBW_FACTORS, DTYPE_BYTES, ELEMENTWISE_GROUPS, PHAS
 
 from .entries import AttentionEntry, CollectiveEntry, CollectivePiece, ComputeEntry, MemoryEntry, Overheads, Quality
 from .provenance import Identity, Validation, ValidationCase
-from .errors import MissingMeasurement, ProfileError, ProfileQueryError
+from .errors import MissingCollective, MissingMeasurement, ProfileError, ProfileQueryError
 from .perf import WAVE_TILE, gemm_estimate_s, gemm_model_time_s
 from .profile import Estimate, Profile
 from .protocol import ProfileQueries
@@ -39,6 +39,7 @@ __all__ = [
     "ProfileError",
     "ProfileQueryError",
     "MissingMeasurement",
+    "MissingCollective",
     "Estimate",
     "ProfileQueries",
     "Quality",

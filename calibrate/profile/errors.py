@@ -12,7 +12,7 @@ key must not be mistaken for a missing measurement by a caller catching it.
 
 from __future__ import annotations
 
-__all__ = ["MissingMeasurement", "ProfileError", "ProfileQueryError"]
+__all__ = ["MissingCollective", "MissingMeasurement", "ProfileError", "ProfileQueryError"]
 
 
 class ProfileError(ValueError):
@@ -25,3 +25,8 @@ class ProfileQueryError(LookupError):
 
 class MissingMeasurement(ProfileQueryError):
     """A query the profile cannot answer at all; the message says what is missing and what is there."""
+
+
+class MissingCollective(MissingMeasurement):
+    """A collective the profile has no data for (op, scope or group size): the fix is a fabric's measurements,
+    where another missing measurement's is the device's own."""

@@ -28,7 +28,7 @@ from accelcal.vocab import (ANSWERED_BY_ALL_REDUCE, ATTENTION_KINDS, BUSBW_FACTO
 
 from .entries import AttentionEntry, CollectiveEntry, ComputeEntry, MemoryEntry, Overheads, Quality
 from .provenance import Identity, Validation
-from .errors import MissingMeasurement, ProfileError
+from .errors import MissingCollective, MissingMeasurement, ProfileError
 from .reader import MEMORY_PATTERNS, SCHEMA_VERSION, TOP_LEVEL, Reader
 
 __all__ = ["Estimate", "Profile"]
@@ -544,7 +544,7 @@ class Profile:
                            detail=f"{op} not measured: upper bound all_reduce(S) ({est.detail})")
         if not cands:
             have = sorted({(c.op, c.scope) for c in self.collectives})
-            raise MissingMeasurement(f"{self.identity.name}: no {op} data for scope {scope!r}; "
+            raise MissingCollective(f"{self.identity.name}: no {op} data for scope {scope!r}; "
                                      f"collectives has (op, scope) {have}")
         exact = [c for c in cands if c.group_size == group_size]
         if exact:
@@ -568,7 +568,7 @@ class Profile:
         # base as per-step cost.  Scale from the nearest measured group size.
         c = min(cands, key=lambda e: (abs(math.log(e.group_size / group_size)), -e.group_size))
         if c.group_size == 1:
-            raise MissingMeasurement(f"{self.identity.name}: {op} measured only for group size 1; cannot scale to {group_size}")
+            raise MissingCollective(f"{self.identity.name}: {op} measured only for group size 1; cannot scale to {group_size}")
         p = c.piece_for(nbytes)
         f0, f1 = busbw_factor(op, c.group_size), busbw_factor(op, group_size)
         bw = p.bandwidth_bytes_per_s * f0 / f1
@@ -604,7 +604,7 @@ class Profile:
         groups = [c.group_size for c in self.collectives
                   if c.op == "all_reduce" and c.scope == scope and c.kernel == kernel and c.group_size > 1]
         if not groups:
-            raise MissingMeasurement(f"{self.identity.name}: no send_recv data for scope {scope!r}, and its all_reduce "
+            raise MissingCollective(f"{self.identity.name}: no send_recv data for scope {scope!r}, and its all_reduce "
                                      f"was measured over one rank only (nothing to derive a link's speed from)")
         n = min(groups)
         f = busbw_factor("all_reduce", n)

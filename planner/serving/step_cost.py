@@ -37,7 +37,7 @@ import math
 from typing import Any, NamedTuple
 
 from accelcal.calibrate.compose import shipped_covering
-from accelcal.calibrate.profile import MissingMeasurement
+from accelcal.calibrate.profile import MissingCollective, MissingMeasurement
 from accelcal.vocab import (DEFAULT_FP8_BLOCK, DTYPE_BYTES, FP8_SCALINGS, GROUPED_GEMM_DTYPES, SAMPLER_BYTES_PER_LOGIT, attended_pairs,
                             gemm_element_bytes)
 
@@ -536,6 +536,8 @@ class StepCoster:
             ep, group = self.parallelism.ep, self.parallelism.moe_group
             layout = (f"TP={self.tp} PP={self.pp}" + (f" EP={ep}" if ep > 1 else "")
                       + (f" MoE-TP={self.parallelism.expert_tp}" if ep == 1 and group > self.tp else ""))
+            if not isinstance(exc, MissingCollective):  # the device's own data (memory, GEMMs, ...): no fabric fixes it
+                raise StepCostError(f"the profile cannot cost {layout}: {msg}") from None
             if dpn == 1 and not self.profile.collectives:
                 # a one-device profile: the fix is the node's fabric, not the inter-node links its message lists
                 from accelcal.calibrate.compose import shipped_interconnects
