@@ -2,6 +2,7 @@
 
     $ accelcal env --device cpu
     $ accelcal env --format json
+    $ accelcal env --device cpu --json-out out/environment.json   # the table on stdout, the JSON in a file
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                                    "platform.")
     p.add_argument("--device", default=None, help="device to describe (cpu, cuda:0, ...); default: the accelerator if any")
     add_format_option(p)
+    p.add_argument("--json-out", metavar="FILE", default=None,
+                   help="also write the JSON document to FILE (written whole or not at all), so one capture gives "
+                        "both the table and the file (capturing imports torch and queries the device: seconds)")
     # The flag before --format existed; kept so older scripts still get JSON.
     p.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -30,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
 
     env = capture_environment(args.device)
     env["available_devices"] = available_devices()
+    if args.json_out:
+        from .atomic import atomic_write_text
+        from .output import json_text
+
+        atomic_write_text(args.json_out, json_text(env) + "\n")
     if args.format == "json":
         print_json(env)
         return EXIT_OK

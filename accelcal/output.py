@@ -37,5 +37,10 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def json_text(obj: Any) -> str:
+    """The one JSON spelling of command output: strict JSON (NaN as null), indented."""
+    return json.dumps(json_safe(obj), indent=1, allow_nan=False)
+
+
 def print_json(obj: Any) -> None:
-    print(json.dumps(json_safe(obj), indent=1, allow_nan=False))
+    print(json_text(obj))

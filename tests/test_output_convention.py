@@ -122,6 +122,18 @@ def test_env_json_parses(capsys):
     assert doc["device_type"] == "cpu"
 
 
+def test_env_json_out_writes_the_json_document_beside_the_table(capsys, tmp_path):
+    out = tmp_path / "run" / "environment.json"
+    assert main(["env", "--device", "cpu", "--json-out", str(out)]) == EXIT_OK
+    table = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["device_type"] == "cpu" and doc["available_devices"] == ["cpu"]
+    # one capture: the table shows the same values the file holds
+    assert any(ln.split() == ["device_type", "cpu"] for ln in table.splitlines())
+    assert any(ln.startswith("host") and ln.split()[-1] == doc["host"] for ln in table.splitlines())
+    assert [p.name for p in out.parent.iterdir()] == ["environment.json"]  # no temporary file left
+
+
 def test_env_table_gives_byte_counts_a_unit(capsys):
     assert main(["env", "--device", "cpu"]) == EXIT_OK
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("device_memory_total_bytes"))
