@@ -1,9 +1,10 @@
 """The base install (pyyaml + numpy, no torch/pandas/scipy) plans, shows, compares and exports.
 
 A fresh virtual environment WITHOUT system site packages gets pyyaml, numpy and
-accelcal (``--no-deps``); the commands a planning-only user runs must work in it,
-and a measuring command must name the extra to install in one line (exit 2).
-Takes ~15 s (venv + two pip installs); skipped when pip cannot install pyyaml/numpy.
+accelcal (a regular install from a copy of the source tree, ``--no-deps``); the
+commands a planning-only user runs must work in it, and a measuring command must
+name the extra to install in one line (exit 2). Takes ~20 s (venv + two pip
+installs); skipped when pip cannot install pyyaml/numpy.
 """
 
 from __future__ import annotations
@@ -28,15 +29,25 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def base_venv(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("base-venv")
-    venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(root)
-    py = root / "bin" / "python"
+    """A regular (non-editable) install from a copy of the source tree: only what pyproject.toml packages
+    exists there, so a module or preset file left out of the package list fails here, not on a user's machine.
+    One venv for every test here (each costs ~20 s of venv and pip)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("wheel-venv")
+    src = root / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache", "results"))
+    env_dir = root / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(env_dir)
+    py = env_dir / "bin" / "python"
     deps = _run([str(py), "-m", "pip", "install", "-q", "setuptools>=70", "wheel", "pyyaml", "numpy"])
     if deps.returncode != 0:
         pytest.skip(f"pip could not install pyyaml/numpy into a fresh venv (offline?): {deps.stderr[-300:]}")
-    inst = _run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(REPO)])
+    inst = _run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(src)])
     assert inst.returncode == 0, inst.stderr
-    return root
+    shutil.rmtree(src)  # nothing may be read from the source tree
+    return env_dir
 
 
 def test_fresh_venv_has_no_measure_extra(base_venv):
@@ -84,30 +95,8 @@ def test_registering_every_subcommand_imports_no_heavy_module():
     assert r.stdout.strip() == "[]"
 
 
-@pytest.fixture(scope="module")
-def wheel_venv(tmp_path_factory) -> Path:
-    """A regular (non-editable) install from a copy of the source tree: only what pyproject.toml packages
-    exists there, so a module or preset file left out of the package list fails here, not on a user's machine."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("wheel-venv")
-    src = root / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
-                                                             "__pycache__", ".pytest_cache", "results"))
-    env_dir = root / "venv"
-    venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    deps = _run([str(py), "-m", "pip", "install", "-q", "setuptools>=70", "wheel", "pyyaml", "numpy"])
-    if deps.returncode != 0:
-        pytest.skip(f"pip could not install pyyaml/numpy into a fresh venv (offline?): {deps.stderr[-300:]}")
-    inst = _run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(src)])
-    assert inst.returncode == 0, inst.stderr
-    shutil.rmtree(src)  # nothing may be read from the source tree
-    return env_dir
-
-
-def test_regular_install_packages_every_module_and_preset(wheel_venv, tmp_path):
-    acc = str(wheel_venv / "bin" / "accelcal")
+def test_regular_install_packages_every_module_and_preset(base_venv, tmp_path):
+    acc = str(base_venv / "bin" / "accelcal")
     prof = str(REPO / "profiles" / "nvidia-h100.yaml")
     r = subprocess.run([acc, "predict", "--profile", prof, "--model", "qwen3-32b", "--engine", "vllm",
                         "--concurrency", "4", "--isl", "256", "--osl", "8", "--format", "json"],
@@ -118,8 +107,8 @@ def test_regular_install_packages_every_module_and_preset(wheel_venv, tmp_path):
                         "--concurrency", "4,16", "--prompt-len", "512", "--output-len", "32", "--format", "json"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([str(wheel_venv / "bin" / "python"), "-c",
+    r = subprocess.run([str(base_venv / "bin" / "python"), "-c",
                         "from accelcal.planner.serving.engine import PRESET_DIR; print(PRESET_DIR)"],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert Path(r.stdout.strip()).is_relative_to(wheel_venv), r.stdout
+    assert Path(r.stdout.strip()).is_relative_to(base_venv), r.stdout
