@@ -124,9 +124,9 @@ def _only(p: Profile, scope: str, flag: str) -> list:
                                f"{flag} takes an interconnect profile (profiles/interconnect/*.yaml, or accelcal "
                                f"import nccl-tests) or a profile measured over several devices")
         hint = {"intra_node": "--inter-node-profile", "inter_node": "--interconnect"}[scope]
-        raise ProfileError(f"{flag} {p.identity.name}: has no {scope} collectives (it has {other or 'none'}); "
-                           f"a log whose ranks span several hosts is inter_node (pass it as {hint}), one host is "
-                           f"intra_node")
+        raise ProfileError(f"{flag} {p.identity.name}: has no {scope} collectives (it has {other or 'none'}), so it "
+                           f"is passed as {hint} (a log whose ranks span several hosts gives inter_node collectives, "
+                           f"one host's gives intra_node)")
     return [copy.deepcopy(c) for c in have]
 
 

@@ -72,8 +72,13 @@ def test_nvswitch_keeps_tp_inside_the_node_and_pcie_shrinks_it(capsys):
 
 
 def test_interconnect_scope_must_match():
-    with pytest.raises(ProfileError, match="has no intra_node collectives .*pass it as --inter-node-profile"):
+    with pytest.raises(ProfileError, match=r"--interconnect h100-2x8-ib-ndr400: has no intra_node collectives "
+                                           r"\(it has \['inter_node'\]\), so it is passed as --inter-node-profile"):
         compose(Profile.load(H200), interconnect=Profile.load(IB))
+    # and the other way round: a one-host log given as the link between nodes belongs to --interconnect
+    with pytest.raises(ProfileError, match=r"--inter-node-profile h100-nvswitch-8: has no inter_node collectives "
+                                           r"\(it has \['intra_node'\]\), so it is passed as --interconnect \("):
+        compose(Profile.load(H200), interconnect=Profile.load(NVS), inter_node=Profile.load(NVS))
     with pytest.raises(ProfileError, match="is an interconnect profile"):
         compose(Profile.load(NVS), interconnect=Profile.load(NVS))
 
