@@ -35,11 +35,24 @@ def memory_pattern(p: Profile) -> str | None:
     return min(cands, key=lambda k: (err(k), k != "read")) if cands else None
 
 
+LINK_PROBE_BYTES = 1 << 30
+"""The message an inter-node link's bandwidth is read at: large enough that the latency is a rounding error."""
+
+
 def _best_busbw(p: Profile, scope: str) -> tuple[float | None, str]:
-    """Largest-size bus bandwidth of all_reduce (else any collective) over the biggest measured group."""
+    """One device's link bandwidth in ``scope``, one direction (what configurators' intra_node_bw / inter_node_bw
+    hold: aiconfigurator's h100_sxm.yaml gives 450e9 and 50e9, "Byte/s per GPU, single direction").  Inside a node:
+    the largest-size bus bandwidth of all_reduce (else any collective) over the biggest measured group, which a
+    ring bounds by one link.  Across nodes a collective's bus bandwidth is the whole node's network (and NCCL's
+    tree and NVLS algorithms beat a ring: the shipped 2 x 8 H100 log's all_reduce reaches ~470 GB/s over 50 GB/s
+    NICs), so the device's share is read from the profile's send_recv over 2 ranks instead (measured, or derived
+    from the all_reduce as the planner's PP hand-offs are: Profile._send_recv_from_all_reduce)."""
     # the collective library's entries only: an engine's own kernel (``kernel``) is not the fabric's link rate
     entries = [c for c in p.collectives if c.scope == scope and c.op != "send_recv" and c.group_size > 1
                and c.kernel is None]
+    if scope == "inter_node" and (entries or any(c.scope == scope and c.op == "send_recv" for c in p.collectives)):
+        est = p.collective_time_s("send_recv", LINK_PROBE_BYTES, 2, scope)
+        return LINK_PROBE_BYTES / est.time_s, f"send_recv of {LINK_PROBE_BYTES} B over 2 ranks: {est.detail}"
     if not entries:
         return None, f"no {scope} collective measured"
     ar = [c for c in entries if c.op == "all_reduce"] or entries

@@ -217,3 +217,11 @@ def test_export_composes_the_fabric_from_interconnect_profiles(tmp_path, capsys)
     assert cfg["node"]["num_gpus_per_node"] == composed.identity.devices_per_node
     assert cfg["node"]["intra_node_bw_bytes_per_s"] > 1e11 and cfg["node"]["inter_node_bw_bytes_per_s"] > 1e10
     assert busbw  # the intra-node bandwidth above is one of the fabric's all-reduce fits, not the device profile's
+    # across nodes one device's share of the network (as configurators define inter_node_bw), not the 16-rank
+    # all-reduce's bus bandwidth (the whole node's network, ~470 GB/s with NCCL's NVLS tree): the planner's derived
+    # send_recv, below the node's own fabric
+    ib_prof = Profile.load(ib)
+    t = ib_prof.collective_time_s("send_recv", 1 << 30, 2, "inter_node").time_s
+    assert cfg["node"]["inter_node_bw_bytes_per_s"] == pytest.approx((1 << 30) / t, rel=1e-9)
+    assert cfg["node"]["inter_node_bw_bytes_per_s"] < cfg["node"]["intra_node_bw_bytes_per_s"] / 4
+    assert "send_recv of 1073741824 B over 2 ranks" in cfg["provenance"]["inter_node_bw_bytes_per_s"]
