@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     ex.add_argument("--fill-from", default=None, metavar="AIC_SYSTEM_YAML",
                     help="aiconfigurator: copy fields the profile cannot supply (nccl_mem, other_mem, inter_node_bw, ...) "
                          "from this aiconfigurator system YAML; each copy is listed as a warning")
-    ex.add_argument("--backend", default="vllm", choices=["vllm", "sglang", "trtllm"],
+    ex.add_argument("--backend", default=None, choices=["vllm", "sglang", "trtllm"],
                     help="aiconfigurator: the backend the tables are filed under (default vllm: plain torch kernels)")
     from .compose import add_profile_arguments
 
@@ -225,14 +225,23 @@ def _export(args: argparse.Namespace) -> int:
     from .compose import require_device_profile
     from .priors import device_model_tokens, same_device_model
 
+    if args.format != "aiconfigurator":
+        # options that only shape the aiconfigurator tree: taking them silently would hide that nothing used them
+        used = [flag for flag, v in (("--fill-from", args.fill_from), ("--backend", args.backend)) if v is not None]
+        if used:
+            raise ValueError(f"{' and '.join(used)}: only for --format aiconfigurator (whose perf tables are filed "
+                             f"under a backend, and whose missing fields can be copied from a system YAML); the "
+                             f"{args.format} format does neither: it lists the fields the profile cannot supply")
     p = Profile.load(args.profile)
     require_device_profile(p, "PROFILE", fabric_flags=False)  # no device for a configurator to describe
     if args.interconnect or args.inter_node_profile:
-        from .compose import compose
+        from .compose import compose, fabric_device_mismatch
 
         p = compose(p, Profile.load(args.interconnect, what="--interconnect") if args.interconnect else None,
                     Profile.load(args.inter_node_profile, what="--inter-node-profile")
                     if args.inter_node_profile else None)
+        for line in fabric_device_mismatch(p):  # as predict and plan warn: the exported fabric is not this node's
+            print(f"warning: {line}", file=sys.stderr)
     ds = Profile.load(args.datasheet, what="--datasheet profile") if args.datasheet else None
     if ds is not None:
         require_device_profile(ds, "--datasheet", fabric_flags=False)
@@ -295,7 +304,7 @@ def _export_aiconfigurator(args: argparse.Namespace, p, ds) -> int:
         raise ValueError(f"--fill-from {args.fill_from}: no such file (an aiconfigurator system YAML)")
     # no pyarrow: ModuleNotFoundError, which accelcal.cli.main turns into the 'parquet' extra's one line
     res = export_aiconfigurator(p, args.out, profile_path=args.profile, datasheet=ds, fill_from=args.fill_from,
-                                backend=args.backend)
+                                backend=args.backend or "vllm")
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for path, n in res.tables.items():

@@ -445,6 +445,21 @@ def test_export_warns_when_the_datasheet_is_another_device(capsys):
     assert "warning" not in capsys.readouterr().err
 
 
+def test_export_warns_when_the_fabric_is_another_devices_and_refuses_aiconfigurator_options(capsys):
+    h100, ic = REPO / "profiles" / "nvidia-h100.yaml", REPO / "profiles" / "interconnect"
+    # an RTX 4090's PCIe log as an H100 node's fabric: exported, as predict and plan take it, but said
+    assert run(["export", str(h100), "--interconnect", str(ic / "pcie-rtx4090-8.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the intra-node collectives come from pcie-rtx4090-8, measured on NVIDIA GeForce RTX 4090" in err
+    assert run(["export", str(h100), "--interconnect", str(ic / "h100-nvswitch-8.yaml")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    # the configurator format has no backend and copies nothing: the options are refused, not silently dropped
+    assert run(["export", str(h100), "--fill-from", str(h100), "--backend", "trtllm"]) == 2
+    assert "error: --fill-from and --backend: only for --format aiconfigurator" in capsys.readouterr().out
+    assert run(["export", str(h100), "--format", "configurator", "--backend", "vllm"]) == 2
+    assert "error: --backend: only for --format aiconfigurator" in capsys.readouterr().out
+
+
 def test_from_results_refuses_repeated_files_other_devices_and_missing_shape_columns(tmp_path, capsys):
     import pandas as pd
 
