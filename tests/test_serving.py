@@ -413,6 +413,13 @@ def test_predict_json_schema_and_exit_codes(prof_path, capsys):
     (["--concurrency", "4", "--warmup-requests", "-3"], "--warmup-requests must be an integer >= 0"),
     (["--concurrency", "4", "--warmup-drains"], "--warmup-drains: there is no warm-up to drain"),
     (["--concurrency", "4", "--engine-arg", "overlap_scheduling=maybe"], "overlap_scheduling must be true/false"),
+    # a default the user did not give is named as the default, with the way out
+    (["--concurrency", "200000"], "--concurrency 200000 sends 2000000 requests by default (10 per client), more "
+                                  "than the 1000000 one simulated run holds"),
+    (["--concurrency", "600", "--dp", "600", "--num-requests", "100"], "--num-requests 100 < dp 600"),
+    (["--request-rate", "5", "--dp", "600000"], "--dp 600000 with --request-rate runs 2 requests per replica by "
+                                                "default (1200000), more than the 1000000 one simulated run holds; "
+                                                "pass --num-requests N with 600000 <= N <= 1000000"),
 ])
 def test_bad_input(prof_path, capsys, argv, message):
     isl = "0" if "--isl-override" in argv else "256"

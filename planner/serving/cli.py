@@ -28,7 +28,8 @@ from .deployment import DEPLOYMENTS
 from .engine import EnginePreset, engine_names, release_range_notes, version_key
 from .moe_op import add_moe_table_argument, load_moe_tables
 from .step_cost import STEP_PARTS
-from .workload import LONG_SIMULATION_REQUESTS, RANGE_MODES, REQUESTS_PER_CLIENT, ServingWorkload, default_requests
+from .workload import (LONG_SIMULATION_REQUESTS, MAX_REQUESTS, RANGE_MODES, REQUESTS_PER_CLIENT, ServingWorkload,
+                       default_requests)
 
 
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
                   if t.engine == engine.name and version_key(t.engine_version)[:3] != version_key(version)[:3]]
     if args.method == "simulate" and args.concurrency is not None:
         sent = (args.num_requests or default_requests(args.concurrency)) + (args.warmup_requests or 0)
-        if sent > LONG_SIMULATION_REQUESTS:
+        if LONG_SIMULATION_REQUESTS < sent <= MAX_REQUESTS:  # above it the workload refuses the run, saying why
             print(f"accelcal predict: note: {sent} requests to simulate step by step"
                   + ("" if args.num_requests else f" ({REQUESTS_PER_CLIENT} per client at --concurrency "
                                                    f"{args.concurrency})")

@@ -31,7 +31,7 @@ from .metrics import ServingMetrics, summarise
 from .simulate import SimRun, simulate, simulate_lockstep
 from .steady import steady_over_replicas
 from .step_cost import StepCoster, StepCostError, expert_split_issue, replica_parallelism, require_engine_ep
-from .workload import ServingWorkload
+from .workload import MAX_REQUESTS, ServingWorkload
 
 __all__ = ["ServingPrediction", "predict_serving", "combine_profiles", "open_loop_requests", "serving_dtypes",
            "serving_warnings", "pooled_metrics", "simulate_replicas"]
@@ -203,6 +203,13 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     extra = {} if turnaround_s is None else {"turnaround_s": turnaround_s}
     if num_requests is None and request_rate_per_s is not None and concurrency is None and isinstance(dp, int) and dp >= 1:
         num_requests = open_loop_requests(dp)
+        if num_requests > MAX_REQUESTS:  # the default, not a number the user gave: say where it came from
+            raise ValueError(f"--dp {dp} with --request-rate runs {OPEN_LOOP_MIN_PER_REPLICA} requests per replica by "
+                             f"default ({num_requests}), more than the {MAX_REQUESTS} one simulated run holds; "
+                             + (f"pass --num-requests N with {dp} <= N <= {MAX_REQUESTS} (each replica needs one)"
+                                if dp <= MAX_REQUESTS else
+                                f"the replicas share the stream alike: predict one with --dp 1 at --request-rate "
+                                f"{request_rate_per_s / dp:.6g} (the rate / dp)"))
     workload = ServingWorkload(isl=isl, osl=osl, concurrency=concurrency, request_rate_per_s=request_rate_per_s,
                                num_requests=num_requests, range_ratio=range_ratio, range_mode=range_mode,
                                warmup_requests=warmup_requests,

@@ -123,6 +123,13 @@ class ServingWorkload:
             if isinstance(v, int) and v > MAX_REQUESTS:
                 raise ValueError(f"{flag} {v} is more than the {MAX_REQUESTS} requests one simulated run holds "
                                  f"(each request's times stay in memory); the means settle long before")
+        if self.num_requests is None and self.concurrency is not None:
+            derived = default_requests(self.concurrency)
+            if derived > MAX_REQUESTS:  # the default, not a number the user gave: say where it came from
+                raise ValueError(f"--concurrency {self.concurrency} sends {derived} requests by default "
+                                 f"({REQUESTS_PER_CLIENT} per client), more than the {MAX_REQUESTS} one simulated run "
+                                 f"holds (each request's times stay in memory); pass --num-requests N (at most "
+                                 f"{MAX_REQUESTS}; the means settle long before), or --method steady")
         if self.range_mode not in RANGE_MODES:
             raise ValueError(f"--range-mode must be one of {list(RANGE_MODES)}, got {self.range_mode!r}")
         if self.range_ratio is None:
@@ -218,7 +225,11 @@ class ServingWorkload:
 
         measured = self.requests - self.warmup_requests
         if measured < dp:
-            raise ValueError(f"--num-requests {measured} < dp {dp}: each replica needs at least one request")
+            given = (f"--num-requests {measured}" if self.num_requests is not None else
+                     f"the default {measured} requests (" + (f"{REQUESTS_PER_CLIENT} per client, at least 100"
+                                                             if self.closed_loop else "open loop") + ")")
+            raise ValueError(f"{given} < dp {dp}: each replica needs at least one request"
+                             + ("" if self.num_requests is not None else f"; pass --num-requests >= {dp}"))
         if not self.closed_loop:
             mine = range(replica, self.requests, dp)  # stream positions; the first warmup_requests are warm-up
             warm = sum(1 for i in mine if i < self.warmup_requests)
