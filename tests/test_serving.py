@@ -1515,3 +1515,14 @@ def test_concurrencies_below_every_layouts_replica_count_are_named(prof):
     res = search_serving(prof, "tiny", 128, ["vllm"], [2, 8], 512, 32, top=3)
     assert {c.concurrency for c in res.ranked} == {8}
     assert any(n.startswith("--concurrency 2 not evaluated: below every layout's replica count") for n in res.notes)
+
+
+def test_a_steady_rows_miss_of_a_p99_target_names_both_statistics(prof):
+    # 0.55 ms: the fastest layouts' steady TPOT meets it (they are simulated, at p99), the others' mean misses it
+    res = search_serving(prof, "small", 8, ["vllm"], [4, 16], 512, 32, ServingTargets(None, 5.5e-4, "p99"))
+    steady = [c for c in res.ranked if c.checked_by == "steady" and c.misses]
+    simulated = [c for c in res.ranked if c.checked_by != "steady"]
+    assert steady and simulated
+    # a mean from the steady state against the p99 target says so; a simulated p99 against it is plain
+    assert all(any(re.fullmatch(r"TPOT mean [0-9.]+ ms > p99 target 0\.55 ms", m) for m in c.misses) for c in steady)
+    assert all(re.fullmatch(r"TPOT p99 [0-9.]+ ms > target 0\.55 ms", m) for c in simulated for m in c.misses)

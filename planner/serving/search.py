@@ -462,10 +462,13 @@ def _check(c: ServingCandidate, t: ServingTargets, stat: str, ttft: float | None
 def _latency_misses(t: ServingTargets, stat: str, ttft: float, tpot: float | None) -> list[str]:
     """The latency targets ``ttft`` and ``tpot`` (statistic ``stat``; ``tpot`` None: one output token) miss."""
     out = []
+    # a p90/p99 target judged by a steady-state mean (rows the simulation did not re-check): the target's own
+    # statistic is named, so the line does not read as a mean target
+    target = "target" if stat == t.stat else f"{t.stat} target"
     if t.ttft_s is not None and ttft > t.ttft_s:
-        out.append(f"TTFT {stat} {ttft * 1e3:.4g} ms > target {t.ttft_s * 1e3:.4g} ms")
+        out.append(f"TTFT {stat} {ttft * 1e3:.4g} ms > {target} {t.ttft_s * 1e3:.4g} ms")
     if t.tpot_s is not None and tpot is not None and tpot > t.tpot_s:
-        out.append(f"TPOT {stat} {tpot * 1e3:.4g} ms > target {t.tpot_s * 1e3:.4g} ms")
+        out.append(f"TPOT {stat} {tpot * 1e3:.4g} ms > {target} {t.tpot_s * 1e3:.4g} ms")
     return out
 
 
