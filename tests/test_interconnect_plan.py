@@ -34,6 +34,7 @@ def test_composed_equals_one_combined_profile():
     combined = yaml.safe_load(dev.to_yaml())
     combined["collectives"] = [c for c in combined["collectives"] if c["scope"] != "intra_node"] + \
         [c.to_dict() for c in ic.collectives]
+    combined["identity"]["devices_per_node"] = ic.identity.devices_per_node  # a node with 8-rank intra_node entries
     one = Profile.from_dict(combined, "combined")
     w = Workload(prompt_len=1024, output_len=128, batch=4)
     a = plan("llama3-70b", Cluster.homogeneous(compose(dev, ic), devices_per_node=8), w, FAST)
@@ -128,6 +129,7 @@ def test_measured_multi_device_profile_still_works_alone():
     d = yaml.safe_load(Profile.load(H200).to_yaml())
     d["collectives"] = [c.to_dict() for c in Profile.load(NVS).collectives]
     d["identity"]["name"] = "h200-with-own-collectives"
+    d["identity"]["devices_per_node"] = 8  # as a calibration of all 8 GPUs records it
     res = plan("llama3-70b", Cluster.homogeneous(Profile.from_dict(copy.deepcopy(d), "x"), devices_per_node=8),
                Workload(batch=1), FAST)
     assert res.best.tp > 1 and res.provenance == [

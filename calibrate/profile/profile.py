@@ -180,6 +180,14 @@ class Profile:
         if not isinstance(colls, list):
             raise r.fail("collectives", f"expected a list of entries, got {type(colls).__name__}")
         collectives = [CollectiveEntry.read(r, c, f"collectives[{i}]", datasheet) for i, c in enumerate(colls)]
+        for i, c in enumerate(collectives):
+            # ranks inside one node cannot outnumber its devices: such a file was edited by hand or mislabelled,
+            # and would later surface as a baffling "needs inter_node" refusal
+            if c.scope == "intra_node" and c.group_size > ident.devices_per_node:
+                raise r.fail(f"collectives[{i}].group_size",
+                             f"{c.group_size} ranks in scope intra_node, but identity.devices_per_node is "
+                             f"{ident.devices_per_node}: one node cannot hold more ranks than devices (a group across "
+                             f"nodes is scope inter_node; or devices_per_node is wrong)")
         seen: dict[tuple, int] = {}
         for i, c in enumerate(collectives):
             if c.key in seen:
