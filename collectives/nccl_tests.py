@@ -196,7 +196,9 @@ class Run:
                                            if self.hosts else "")
         dev = f", {self.devices[0]}" if self.devices else ""
         return (f"{os.path.basename(self.source)}:{self.first_line}: {self.op} on {self.ranks} ranks, {hosts}{dev}, "
-                f"{len(self.rows)} sizes, {self.fmt}")
+                f"{len({r.size_bytes for r in self.rows})} sizes"
+                + (f" ({len(self.rows)} rows)" if len({r.size_bytes for r in self.rows}) != len(self.rows) else "")
+                + f", {self.fmt}")
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -291,6 +293,18 @@ def _finish(run: Run | None, out: list[Run], path: str, op_hint: str | None) -> 
                              f"(e.g. all_gather_perf.txt) or pass --op")
     if run.hosts and len(run.hosts) != run.ranks:
         run.ranks = len(run.hosts)
+    seen: dict[tuple, int] = {}
+    for r in run.rows:
+        key = (r.size_bytes, r.type_name)
+        seen[key] = seen.get(key, 0) + 1
+    repeated = {k: n for k, n in seen.items() if n > 1}
+    if repeated:
+        # nccl-tests -N repeats the sweep and -o all each reduction (each a measurement); a row pasted twice looks
+        # the same: said, not dropped
+        shown = ", ".join(f"{k[0]} B x{n}" for k, n in list(repeated.items())[:3])
+        run.notes.append(f"{len(repeated)} size(s) appear more than once ({shown}{', ...' if len(repeated) > 3 else ''}):"
+                         f" each row is a point of the fit (nccl-tests -N repeats the sweep, -o all each "
+                         f"reduction; a row pasted twice counts twice)")
     _check_factors(run, path)
     types = {r.type_name for r in run.rows}
     if len(types) == 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -514,3 +515,18 @@ def test_a_collective_fit_on_its_bandwidth_bound_is_in_doubt():
     entry.pieces[-1] = dataclasses.replace(entry.pieces[-1], bandwidth_bytes_per_s=MAX_BANDWIDTH_BYTES_PER_S)
     (line,) = doubtful_collectives(p)
     assert "all_reduce[intra_node,8]: bandwidth at the fit's upper bound" in line
+
+
+def test_a_size_that_appears_twice_is_counted_once_and_noted(tmp_path):
+    lines = NVS.read_text().splitlines(keepends=True)
+    row = next(i for i, ln in enumerate(lines) if re.match(r"\s+\d+\s+\d+\s+float", ln))
+    log = tmp_path / "all_reduce_perf.txt"
+    log.write_text("".join(lines[:row + 1] + [lines[row]] + lines[row + 1:]))  # the first row pasted twice
+    (once,), (twice,) = read_runs([NVS]), read_runs([log])
+    assert len(twice.rows) == len(once.rows) + 1  # kept: nccl-tests -N repeats rows the same way
+    sizes = len({r.size_bytes for r in once.rows})
+    assert f"{sizes} sizes, " in once.describe() and "rows)" not in once.describe()
+    assert f"{sizes} sizes ({sizes + 1} rows), " in twice.describe()
+    size = once.rows[0].size_bytes
+    assert any(n.startswith(f"1 size(s) appear more than once ({size} B x2)") for n in twice.notes)
+    assert not any("more than once" in n for n in once.notes)
