@@ -68,7 +68,8 @@ class ModelConfig:
     """LM head shares the input embedding's matrix (``tie_word_embeddings``): one vocab x hidden matrix
     is stored instead of two (with PP > 1 the last stage still holds its own copy for the LM head)."""
     max_context_len: int = 0
-    """Longest context the model was built for (``max_position_embeddings``); 0 = not stated."""
+    """Longest context an engine serves the model at by default: ``max_position_embeddings``, times a RoPE scaling
+    factor that extends it (models/hf_config._context_len, as vLLM derives max_model_len); 0 = not stated."""
     qk_norm: str = ""
     """RMSNorm on the queries and keys after the QKV projection, before RoPE: ``""`` none (Llama, Mistral),
     ``per_head`` over each head's ``head_dim`` (Qwen3: transformers Qwen3Attention q_norm / k_norm), ``per_layer``
@@ -369,7 +370,8 @@ class ModelConfig:
         if not self.max_context_len or total <= self.max_context_len:
             return None
         return (f"{prompt_tokens} prompt + {output_tokens} output = {total} tokens exceed {self.name}'s context of "
-                f"{self.max_context_len} tokens (max_context_len, from max_position_embeddings): an engine rejects "
+                f"{self.max_context_len} tokens (max_context_len: max_position_embeddings, times a RoPE scaling factor "
+                f"that extends it, as vLLM derives its max model length): an engine rejects "
                 f"such a request unless the context is extended (rope scaling, a larger max model length); "
                 f"predicted as if it were")
 

@@ -260,7 +260,7 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
         name=name, layers=get.int("num_hidden_layers"), hidden_size=hidden, heads=heads, kv_heads=kv_heads,
         head_dim=head_dim, ffn_size=ffn, vocab_size=get.int("vocab_size"),
         tie_word_embeddings=get.bool("tie_word_embeddings", default=False),
-        max_context_len=get.int("max_position_embeddings", default=0, minimum=1),
+        max_context_len=_context_len(cfg, get, arch_name),
     )
     kw.update(mla)
     if arch.indexer:
@@ -325,11 +325,45 @@ def _default_name(p: Path, data: Any) -> str:
     return p.stem
 
 
+ROPE_TYPES_ALREADY_EXTENDED: tuple[str, ...] = ("su", "longrope", "llama3")
+"""RoPE scalings whose max_position_embeddings is already the extended context (vLLM's ModelConfig
+``_get_and_verify_max_len``, vllm-project/vllm vllm/config/model.py: it applies no factor for these)."""
+
+
+def _context_len(cfg: dict, get: "_Reader", arch_name: str = "") -> int:
+    """The longest context an engine serves the model at by default (0: not stated): max_position_embeddings,
+    times the RoPE scaling factor where the scaling extends it, from ``original_max_position_embeddings`` for YaRN,
+    as vLLM derives its default max_model_len (``_get_and_verify_max_len``; Gemma 3's figure is already scaled
+    there).  ``rope_scaling``, or transformers v5's ``rope_parameters`` (one mapping, or one per layer type)."""
+    base = get.int("max_position_embeddings", default=0, minimum=1)
+    rope = cfg.get("rope_scaling") or cfg.get("rope_parameters")
+    gemma3 = "gemma3" in str(cfg.get("model_type", "")) or arch_name.lower().startswith("gemma3")
+    if not base or not isinstance(rope, dict) or gemma3:
+        return base
+    params = [v for v in rope.values() if isinstance(v, dict)] or [rope]  # per layer type, or one
+    factor, length = 1.0, float(base)
+    for rp in params:
+        kind = rp.get("rope_type", rp.get("type", "default"))
+        if kind in ROPE_TYPES_ALREADY_EXTENDED:
+            continue
+        f = rp.get("factor", factor)
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1e6:
+            raise ValueError(f"{get.origin}: rope_scaling factor = {f!r}; expected a number > 0")
+        factor = float(f)
+        orig = rp.get("original_max_position_embeddings")
+        if kind == "yarn" and isinstance(orig, int) and not isinstance(orig, bool) and orig > 0:
+            length = float(orig)
+    return int(length * factor)
+
+
 class _Reader:
     """Typed access to config keys; every error names the file and the key."""
 
     def __init__(self, cfg: dict, origin: str) -> None:
         self.cfg, self.origin = cfg, origin
+
+    MAX_INT = 2**31 - 1
+    """Above every size a config states (vocabularies ~1e6, contexts ~1e7): a larger figure is a slip (1e30)."""
 
     def int(self, key: str, default: Any = ..., minimum: int = 1) -> int:
         v = self.cfg.get(key)
@@ -337,10 +371,14 @@ class _Reader:
             if default is ... or default is None:
                 raise ValueError(f"{self.origin}: missing key {key!r} (an integer)")
             return default
+        raw = v
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
             raise ValueError(f"{self.origin}: {key} = {v!r}; expected an integer >= {minimum}")
+        if v > self.MAX_INT:
+            raise ValueError(f"{self.origin}: {key} = {raw!r}; expected an integer >= {minimum} and <= {self.MAX_INT} "
+                             f"(no model states a size this large: a slip?)")
         return v
 
     def bool(self, key: str, default: bool) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,37 @@ def test_a_sliding_window_the_costing_leaves_out_is_a_serving_warning(tmp_path):
     prof = Profile.load(Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml")
     res = predict_serving(prof, m, "vllm", concurrency=2, isl=256, osl=8)
     assert any("sliding_window=4096 not modelled (attention and KV at full context)" in w for w in res.warnings)
+
+
+@pytest.mark.parametrize("rope, model_type, context", [
+    (None, "llama", 4096),
+    # YaRN: original_max_position_embeddings x factor (vLLM's default max_model_len), e.g. Qwen's long-context recipe
+    ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}, "llama", 16384),
+    ({"type": "linear", "factor": 2.0}, "llama", 8192),  # the older "type" key, max_position_embeddings x factor
+    ({"rope_type": "dynamic", "factor": 2.5}, "llama", 10240),
+    # Llama 3.1's and LongRoPE's max_position_embeddings are already the extended context
+    ({"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 512}, "llama", 4096),
+    ({"rope_type": "longrope", "long_factor": [1.0], "short_factor": [1.0]}, "phi3", 4096),
+    ({"rope_type": "linear", "factor": 8.0}, "gemma3_text", 4096),  # Gemma 3's figure is already scaled
+    # transformers v5 rope_parameters, one mapping per layer type
+    ({"full_attention": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 4096},
+      "sliding_attention": {"rope_type": "default"}}, "llama", 8192),
+])
+def test_the_context_length_follows_rope_scaling_as_vllm_derives_it(tmp_path, rope, model_type, context):
+    cfg = dict(DENSE, model_type=model_type)
+    if rope is not None:
+        cfg["rope_parameters" if "full_attention" in rope else "rope_scaling"] = rope
+    m = ModelConfig.resolve(str(_write(tmp_path, cfg)))
+    assert m.max_context_len == context
+    # no warning for a request the extended context holds, one beyond it
+    assert m.context_warning(context - 100, 100) is None
+    assert f"exceed my-model's context of {context} tokens" in m.context_warning(context, 1)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("hidden_size", 1e30, "hidden_size = 1e+30; expected an integer >= 1 and <= 2147483647"),
+    ("rope_scaling", {"rope_type": "yarn", "factor": "4"}, "rope_scaling factor = '4'; expected a number > 0"),
+])
+def test_absurd_config_values_are_refused_by_key(tmp_path, key, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ModelConfig.resolve(str(_write(tmp_path, dict(DENSE, **{key: value}))))
