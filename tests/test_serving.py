@@ -1019,7 +1019,7 @@ def test_dp_replicas_run_with_their_own_seed_and_pool_their_requests(prof, small
     engine = EnginePreset.from_name("vllm").for_version("")[0]
     kv = kv_budget(small, engine, 1, 1, prof.identity.memory_capacity_bytes)
     sc = StepCoster(prof, small, Parallelism(), engine)
-    runs = [simulate(engine, sc, kv, wl.per_replica(2, r)) for r in range(2)]
+    runs = [simulate(engine, sc, kv, share) for share in wl.replica_shares(2)]
     assert runs[0].times_s != runs[1].times_s  # different arrivals: not one replica counted twice
     ttft = np.array([f - a for run in runs for a, f, _ in run.times_s])
     m = res.metrics
@@ -1379,13 +1379,24 @@ def test_open_loop_replicas_share_one_poisson_stream_round_robin():
 
     w = ServingWorkload(isl=64, osl=8, request_rate_per_s=20.0, num_requests=203, warmup_requests=5, seed=3)
     whole = w.arrivals_s()
-    shares = [w.per_replica(4, r) for r in range(4)]
+    shares = w.replica_shares(4)
     assert sum(s.num_requests for s in shares) == 203 and sum(s.warmup_requests for s in shares) == 5
     assert all(s.request_rate_per_s == 5.0 for s in shares)
     assert np.array_equal(np.sort(np.concatenate([s.arrivals_s() for s in shares])), whole)
     for r, s in enumerate(shares):
         assert np.array_equal(s.arrivals_s(), whole[r::4])
         assert s.warmup_requests == len(range(r, 5, 4))  # stream positions 0..4 are the warm-up
+
+
+def test_closed_loop_replica_shares_split_clients_and_requests_over_many_replicas():
+    # one split over all the replicas (it was redone per replica: --dp 10000 took minutes before simulating)
+    w = ServingWorkload(isl=16, osl=2, concurrency=20003, num_requests=200041, warmup_requests=7)
+    shares = w.replica_shares(10000)
+    assert len(shares) == 10000 and sum(s.concurrency for s in shares) == 20003
+    assert sorted({s.concurrency for s in shares}) == [2, 3] and shares[0].concurrency == 3  # 3 of them get 3
+    assert sum(s.num_requests for s in shares) == 200041 and min(s.num_requests for s in shares) >= 1
+    assert sum(s.warmup_requests for s in shares) == 7
+    assert [s.seed for s in shares[:3]] == [w.seed, w.seed + 1, w.seed + 2]
 
 
 def test_steady_binding_code_reads_no_rounding_as_a_prefill_bound_engine():

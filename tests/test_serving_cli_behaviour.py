@@ -136,7 +136,7 @@ def test_dp_shares_add_up_and_throughput_is_over_the_run(capsys):
     """C = 4 over 3 replicas: clients 2, 1, 1 and requests in proportion, so the replicas finish together and the
     reported rate is the run's requests over its duration, as a benchmark client reports it."""
     w = ServingWorkload(isl=64, osl=8, concurrency=4, num_requests=100)
-    shares = [w.per_replica(3, r) for r in range(3)]
+    shares = w.replica_shares(3)
     assert [s.concurrency for s in shares] == [2, 1, 1]
     assert [s.num_requests for s in shares] == [50, 25, 25]
     rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--dp", "3", "--concurrency", "4",

@@ -365,7 +365,7 @@ def _eager_batch_note(engine: EnginePreset, decode_step: dict) -> list[str]:
 def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: ServingWorkload, dp: int,
                       devices: int, progress: Callable[[int, int], None] | None = None) -> list[tuple[SimRun, int]]:
     """[(run, replicas it stands for)]: every one of ``dp`` replicas simulated with its share of the load
-    (workload.per_replica: its clients, or its round-robin share of the one open-loop stream; its requests; its
+    (workload.replica_shares: its clients, or its round-robin share of the one open-loop stream; its requests; its
     own seed); the replicas of one attention data-parallel MoE group (moe_group / tp of them) together, in lockstep
     (simulate_lockstep); replicas whose runs cannot differ (a closed loop with fixed lengths and no turnaround
     delay, where the seed draws nothing) are run once.
@@ -375,8 +375,9 @@ def simulate_replicas(engine: EnginePreset, coster: StepCoster, kv: KVBudget, wo
     # attention data parallelism: the replicas of one MoE group run in lockstep, so they are simulated together
     lock = coster.parallelism.moe_replicas
     groups: dict = {}
+    every = workload.replica_shares(dp)
     for first in range(0, dp, lock):
-        shares = tuple(workload.per_replica(dp, r) for r in range(first, min(dp, first + lock)))
+        shares = tuple(every[first:first + lock])
         key = tuple(dataclasses.replace(s, seed=0) for s in shares) if seedless else shares
         groups.setdefault(key, [shares, 0])[1] += 1
     runs: list[tuple[SimRun, int]] = []

@@ -100,7 +100,7 @@ class ServingWorkload:
     at 13992dbd); False: the measured requests follow the warm-up in one continuous loop."""
 
     stream: tuple[int, int, int, int] | None = None
-    """Open loop, one of several DP replicas (set by :meth:`per_replica`): (replicas, this replica's index, requests
+    """Open loop, one of several DP replicas (set by :meth:`replica_shares`): (replicas, this replica's index, requests
     in the whole stream, the stream's seed).  The benchmark client sends one Poisson stream at replicas x
     ``request_rate_per_s`` and a round-robin router hands this replica every replicas-th request from its index
     (SGLang's data-parallel controller's default; modelling assumption for others), so the replicas' arrivals
@@ -214,13 +214,14 @@ class ServingWorkload:
         """Closed loop: the clients each of ``dp`` replicas serves (:func:`client_shares`)."""
         return client_shares(self.concurrency, dp)
 
-    def per_replica(self, dp: int, replica: int) -> "ServingWorkload":
-        """The share of this load one of ``dp`` replicas serves (a load balancer keeping the replicas equally busy).
+    def replica_shares(self, dp: int) -> list["ServingWorkload"]:
+        """The share of this load each of ``dp`` replicas serves (a load balancer keeping the replicas equally busy).
 
         Closed loop: the clients split as evenly as they can (C = 4 over 3 replicas: 2, 1, 1) and the requests
         in proportion to them, so every replica runs for about as long as the others (requests per client are
         what sets a closed loop's duration); the shares add up to the run's requests.  Open loop: one Poisson
-        stream, every dp-th request to each replica in turn (``stream``), the warm-up ones first."""
+        stream, every dp-th request to each replica in turn (``stream``), the warm-up ones first.  All at once:
+        the split is over every replica, so one replica's share costs as much as all of them."""
         import dataclasses
 
         measured = self.requests - self.warmup_requests
@@ -231,16 +232,18 @@ class ServingWorkload:
             raise ValueError(f"{given} < dp {dp}: each replica needs at least one request"
                              + ("" if self.num_requests is not None else f"; pass --num-requests >= {dp}"))
         if not self.closed_loop:
-            mine = range(replica, self.requests, dp)  # stream positions; the first warmup_requests are warm-up
-            warm = sum(1 for i in mine if i < self.warmup_requests)
-            return dataclasses.replace(self, request_rate_per_s=self.request_rate_per_s / dp,
-                                       num_requests=len(mine) - warm, warmup_requests=warm, seed=self.seed + replica,
-                                       stream=(dp, replica, self.requests, self.seed))
+            out = []
+            for replica in range(dp):
+                mine = range(replica, self.requests, dp)  # stream positions; the first warmup_requests are warm-up
+                warm = len(range(replica, min(self.warmup_requests, self.requests), dp))
+                out.append(dataclasses.replace(self, request_rate_per_s=self.request_rate_per_s / dp,
+                                               num_requests=len(mine) - warm, warmup_requests=warm,
+                                               seed=self.seed + replica, stream=(dp, replica, self.requests, self.seed)))
+            return out
         weights = self.client_shares(dp)
-        return dataclasses.replace(self, concurrency=weights[replica],
-                                   num_requests=_split(measured, weights, floor=1)[replica],
-                                   warmup_requests=_split(self.warmup_requests, weights)[replica],
-                                   seed=self.seed + replica)
+        requests, warmups = _split(measured, weights, floor=1), _split(self.warmup_requests, weights)
+        return [dataclasses.replace(self, concurrency=w, num_requests=n, warmup_requests=k, seed=self.seed + replica)
+                for replica, (w, n, k) in enumerate(zip(weights, requests, warmups))]
 
 
 def _split(total: int, weights: list[int], floor: int = 0) -> list[int]:
