@@ -120,7 +120,8 @@ def format_profile(p: Profile) -> str:
     if p.validation is not None:
         v = p.validation
         out.append(f"validation  {v.date} on {v.device}: median |rel err| {v.median_abs_rel_err:.1%}, "
-                   f"max {v.max_abs_rel_err:.1%} over {len(v.cases)} cases")
+                   f"max {v.max_abs_rel_err:.1%} over {len(v.cases)} cases"
+                   + (f" ({v.command})" if v.command else ""))
     return "\n".join(out)
 
 

@@ -54,6 +54,7 @@ def test_run_bench_test_mode_end_to_end(checkout, tmp_path):
     assert p.identity.source == "measured" and p.identity.device_type == "cpu"
     assert p.collectives, "2 ranks must have measured collectives"
     assert p.validation is not None and p.validation.cases
+    assert p.validation.command.startswith("accelcal validate --profile ") and "--write" in p.validation.command
     assert "Recommended" in (out / "plan.txt").read_text()
     assert (out / "plan" / "trace.json").exists()
     raw = Path(str(profile)[: -len(".yaml")] + "-raw")

@@ -33,7 +33,7 @@ def _layout_profile():
     return {
         "schema_version": 1, "method_version": 1,
         "identity": {"name": "test-layout-cpu", "source": "measured", "device_type": "cpu",
-                     "device_name": "test CPU (layout fixture, not a measurement)", "devices_per_node": 1, "nodes": 1,
+                     "device_name": "test CPU (layout fixture, not a measurement)", "devices_per_node": 2, "nodes": 1,
                      "memory_capacity_bytes": 8e9, "host": "test", "date": "2026-11-26", "command": "tests",
                      "versions": {}, "citations": [], "raw_data": []},
         "compute": {"fp32": {"peak_flop_per_s": peak, "memory_bandwidth_bytes_per_s": bw, "overhead_s": ovh,
@@ -171,12 +171,18 @@ def test_validation_section_round_trips_through_the_loader(profile_path):
     rows = [Comparison(Case("tiny", "prefill", 2, 64, 64), measured_s=2.5e-3, predicted_s=2.0e-3, method="host-queue"),
             Comparison(Case("tiny", "decode", 8, 1, 512, tp=2), measured_s=1.0e-3, predicted_s=1.3e-3, method="x"),
             Comparison(Case("tiny", "decode", 1, 1, 256), measured_s=4.0e-4, predicted_s=4.0e-4, method="x")]
-    write_validation(profile_path, rows, device="cpu (test)")
+    write_validation(profile_path, rows, device="cpu (test)", command="accelcal validate --profile p.yaml --write")
     v = Profile.load(profile_path).validation
     assert [c.name for c in v.cases] == [r.case.name for r in rows]
     assert [c.rel_err for c in v.cases] == pytest.approx([-0.2, 0.3, 0.0])
     assert v.median_abs_rel_err == pytest.approx(0.2) and v.max_abs_rel_err == pytest.approx(0.3)
     assert v.device == "cpu (test)"
+    # its provenance: the command that measured it, shown by accelcal show
+    assert v.command == "accelcal validate --profile p.yaml --write"
+    from accelcal.calibrate.show import format_profile
+
+    assert "(accelcal validate --profile p.yaml --write)" in format_profile(Profile.load(profile_path))
+    assert to_validation(rows, "cpu").command == "" and "command" not in to_validation(rows, "cpu").to_dict()
     raw = yaml.safe_load(profile_path.read_text())["validation"]
     assert isinstance(raw["cases"][0]["measured_s"], float)
     # Saved again unchanged, the file is byte-identical (nothing lost in the round trip).

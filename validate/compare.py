@@ -116,18 +116,19 @@ def format_table(rows: list[Comparison]) -> str:
     return "\n".join(lines)
 
 
-def to_validation(rows: list[Comparison], device: str, date: str | None = None) -> Any:
-    """The profile's ``validation`` section for ``rows``."""
+def to_validation(rows: list[Comparison], device: str, date: str | None = None, command: str = "") -> Any:
+    """The profile's ``validation`` section for ``rows``; ``command``: the one that ran them (its provenance)."""
     from accelcal.calibrate.profile import Validation, ValidationCase
 
     med, worst = summarize(rows)
     date = date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     cases = [ValidationCase(name=r.case.name, phase=r.case.phase, measured_s=float(r.measured_s),
                             predicted_s=float(r.predicted_s), rel_err=float(r.rel_err)) for r in rows]
-    return Validation(date=date, device=device, median_abs_rel_err=float(med), max_abs_rel_err=float(worst), cases=cases)
+    return Validation(date=date, device=device, median_abs_rel_err=float(med), max_abs_rel_err=float(worst), cases=cases,
+                      command=command)
 
 
-def write_validation(profile_path: Any, rows: list[Comparison], device: str) -> Any:
+def write_validation(profile_path: Any, rows: list[Comparison], device: str, command: str = "") -> Any:
     """Re-read the profile, set its validation section, save atomically; returns the saved Profile.
 
     Re-reading (rather than saving the copy loaded at the start) keeps any
@@ -135,7 +136,7 @@ def write_validation(profile_path: Any, rows: list[Comparison], device: str) -> 
     """
     from accelcal.calibrate.profile import Profile
 
-    profile = Profile.load(profile_path).with_validation(to_validation(rows, device))
+    profile = Profile.load(profile_path).with_validation(to_validation(rows, device, command=command))
     profile.save(profile_path)
     return profile
 

@@ -317,7 +317,9 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
         say(f"validate: raw results in {', '.join(str(p) for p in paths.values())}")
     # 4. Only now, with every case done, touch the profile.
     if write:
-        write_validation(profile_path, comparisons, device=f"{dev.spec} ({dev.name()})")
+        from accelcal.kernels.environment import command_line
+
+        write_validation(profile_path, comparisons, device=f"{dev.spec} ({dev.name()})", command=command_line())
         run.written = True
     run.wall_s = time.monotonic() - t0
     return run

@@ -204,10 +204,12 @@ class Validation:
     """Largest |rel_err|."""
     cases: list[ValidationCase] = field(default_factory=list)
     """The individual comparisons."""
+    command: str = ""
+    """The command that ran the validation ("" in profiles written before it was recorded)."""
 
     @classmethod
     def read(cls, r: Reader, d: Any, path: str) -> "Validation":
-        d = r.mapping(d, path, ["date", "device", "median_abs_rel_err", "max_abs_rel_err", "cases"])
+        d = r.mapping(d, path, ["date", "device", "median_abs_rel_err", "max_abs_rel_err", "cases"], ["command"])
         if not isinstance(d["cases"], list):
             raise r.fail(f"{path}.cases", "expected a list")
         cases = []
@@ -221,8 +223,10 @@ class Validation:
                 rel_err=r.number(c["rel_err"], f"{cp}.rel_err", lo=-1.0, hi=1e6)))
         return cls(date=_iso_date(r, d["date"], f"{path}.date"), device=r.string(d["device"], f"{path}.device"),
                    median_abs_rel_err=r.number(d["median_abs_rel_err"], f"{path}.median_abs_rel_err", hi=1e6),
-                   max_abs_rel_err=r.number(d["max_abs_rel_err"], f"{path}.max_abs_rel_err", hi=1e6), cases=cases)
+                   max_abs_rel_err=r.number(d["max_abs_rel_err"], f"{path}.max_abs_rel_err", hi=1e6), cases=cases,
+                   command=r.string(d["command"], f"{path}.command") if d.get("command") is not None else "")
 
     def to_dict(self) -> dict:
-        return {"date": self.date, "device": self.device, "median_abs_rel_err": float(self.median_abs_rel_err),
+        return {"date": self.date, "device": self.device, **({"command": self.command} if self.command else {}),
+                "median_abs_rel_err": float(self.median_abs_rel_err),
                 "max_abs_rel_err": float(self.max_abs_rel_err), "cases": [c.to_dict() for c in self.cases]}
