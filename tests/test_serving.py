@@ -496,6 +496,20 @@ def test_fp8_on_a_profile_without_fp8_says_so(prof_path, capsys):
     assert "no fp8_e4m3 GEMM measurements (compute.fp8_e4m3)" in capsys.readouterr().err
 
 
+def test_a_profile_of_fp32_only_says_how_to_get_a_serving_prediction(capsys, tmp_path):
+    # what a CPU --smoke calibration writes: fp32 compute only, which no serving engine runs weights in
+    d = h100_like()
+    d["compute"] = {"fp32": d["compute"]["bf16"]}
+    d["attention"] = {"fp32": d["attention"]["bf16"]} if "attention" in d else {}
+    p = tmp_path / "fp32.yaml"
+    Profile.from_dict(d).save(p)
+    rc = main(["predict", "--profile", str(p), "--model", "small", "--engine", "vllm", "--concurrency", "2",
+               "--isl", "64", "--osl", "8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "profile h100-like has no bf16 GEMM measurements (compute.bf16); it has ['fp32']" in err
+    assert "measure bf16 with accelcal calibrate --quick" in err and "accelcal plan without --engine" in err
+
+
 def test_tp_without_collectives_names_what_is_missing(capsys, tmp_path):
     d = h100_like()
     d["collectives"] = []

@@ -258,7 +258,11 @@ class StepCoster:
         if weight_dtype not in have:
             raise StepCostError(f"--weight-dtype {weight_dtype}: profile {name} has no {weight_dtype} GEMM measurements "
                                 f"(compute.{weight_dtype}); it has {have}"
-                                + ("; measure fp8 on a device that supports it (accelcal calibrate)" if "fp8" in weight_dtype else ""))
+                                + ("; measure fp8 on a device that supports it (accelcal calibrate)" if "fp8" in weight_dtype
+                                   else "; the serving model costs the 16- and 8-bit weights engines serve (bf16, "
+                                        "fp8_e4m3): measure bf16 with accelcal calibrate --quick (a --smoke sweep "
+                                        "times fp32 only), or plan layouts in the profile's dtype with accelcal plan "
+                                        "without --engine" if weight_dtype == "bf16" else ""))
         act = "bf16" if "bf16" in have else model.weight_dtype
         if act not in have:
             raise StepCostError(f"profile {name} has no bf16 compute data for the activations; it has {have}")
