@@ -368,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise ValueError(f"{', '.join(given)}: option(s) of the layer-level planner; the serving search "
                              f"(--engine) sets batching, memory and launches from the engine preset (--engine-arg "
-                             f"overrides its keys) and ignores them: leave them out or drop --engine"
+                             f"overrides its keys), so it takes none of them: leave them out or drop --engine"
                              + ("; its dtypes are --weight-dtype and --kv-dtype" if "--dtype" in given else "")
                              + ("; it costs latencies a datasheet prior lacks at 0 s and warns" if
                                 "--assume-zero-latency" in given else ""))

@@ -608,6 +608,7 @@ def test_assume_zero_latency_is_a_layer_level_option(capsys):
                         "--engine", "vllm", "--concurrency", "4", "--assume-zero-latency")
     assert rc == 2 and "--assume-zero-latency: option(s) of the layer-level planner" in err
     assert "costs latencies a datasheet prior lacks at 0 s and warns" in err
+    assert "so it takes none of them: leave them out or drop --engine" in err and "ignores" not in err  # refused
     rc, out, err = _run(capsys, "plan", "--profile", "profiles/datasheet/h100-sxm.yaml", "--model", "llama3-8b",
                         "--engine", "vllm", "--concurrency", "4")
     assert rc == 0 and "DATASHEET PRIOR, NOT A MEASUREMENT" in err + out and "assumed 0 s" in err + out
