@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .export import FORMATS as EXPORT_FORMATS
 from accelcal.exitcodes import EXIT_OK, EXIT_REGRESSION
@@ -141,6 +142,22 @@ def _show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _staged(feed: Callable[[str], None], staging: Path, final: Path) -> Callable[[str], None]:
+    """``feed`` with the sweep's staging folder left out of its lines: the files it names move to ``final`` only
+    when the profile is written (a failed run removes them), so the lines say that instead of a path that will
+    not exist."""
+    # the absolute spelling first: the relative one is a tail of it
+    spelled = sorted({f"{staging}{os.sep}", f"{staging.resolve()}{os.sep}"}, key=len, reverse=True)
+
+    def say(line: str) -> None:
+        if any(p in line for p in spelled):
+            for p in spelled:
+                line = line.replace(p, "")
+            line += f" (staged: into {final} when the profile is written)"
+        feed(line)
+    return say
+
+
 def _compare(args: argparse.Namespace) -> int:
     from .compare import changes_to_json, compare_profiles, format_changes, missing_in_new, regressions
     from .profile import Profile
@@ -163,6 +180,13 @@ def _compare(args: argparse.Namespace) -> int:
         side = "OLD" if not ov.get("cpu_signature") else "NEW"
         notes.append(f"{side} records no CPU signature (measured before accelcal recorded family, model and vector "
                      f"units), so whether the two CPUs differ cannot be told: a large change can be the CPU's")
+    ot, nt = getattr(old.identity, "threads_per_device", None), getattr(new.identity, "threads_per_device", None)
+    if ot and nt and ot != nt:
+        # calibrate makes a CPU device one rank's share of the cores: another --nproc is another device
+        notes.append(f"the CPU device is another share of the cores: {ot} vs {nt} thread(s) per device (calibrate "
+                     f"--nproc N makes a device one rank's share), so every per-device figure changes with it")
+    if old.identity.devices_per_node != new.identity.devices_per_node:
+        notes.append(f"devices per node differ: {old.identity.devices_per_node} vs {new.identity.devices_per_node}")
     priors = [side for side, prof in (("OLD", old), ("NEW", new)) if prof.is_datasheet]
     if priors:
         # a datasheet's figures are the vendor's peaks: a measurement is slower than them by design, not a regression
@@ -502,7 +526,8 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
                 bar = StageProgress("calibrate collectives", quiet=args.quiet)
                 try:
                     frames.append(run_sweep(nproc, device_type=ctype, preset=fp.name, dtypes=[fit_dtype(ctype)],
-                                            out_dir=raw_dir, progress=bar.lines(f"round {r + 1}/{rounds}"), stem=stem,
+                                            out_dir=raw_dir, progress=_staged(bar.lines(f"round {r + 1}/{rounds}"),
+                                                                              raw_dir, final_raw), stem=stem,
                                             orphan_cleanup=[str(raw_dir.resolve())]))
                     bar.close()
                 except RuntimeError as exc:  # a rank died or timed out: no profile from a partial run

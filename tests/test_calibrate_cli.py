@@ -587,6 +587,23 @@ def test_compare_says_when_one_cpu_profile_records_no_cpu_signature(tmp_path, ca
     assert "OLD records no CPU signature" in capsys.readouterr().out
 
 
+def test_compare_says_when_the_cpu_device_is_another_share_of_the_cores(tmp_path, capsys):
+    # run_bench --skip-collectives calibrates one rank: the device is then every core, not one rank's share
+    shipped = REPO / "profiles" / "cpu-amd-epyc-2core.yaml"
+    d = yaml.safe_load(shipped.read_text())
+    assert d["identity"]["threads_per_device"] == 1 and d["identity"]["devices_per_node"] == 2
+    d["identity"]["threads_per_device"], d["identity"]["devices_per_node"] = 2, 1
+    d["collectives"] = []  # one rank measures none (and 2-rank entries would not fit a 1-device node)
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(yaml.safe_dump(d))
+    run(["compare", str(shipped), str(whole)])
+    out = capsys.readouterr().out
+    assert "the CPU device is another share of the cores: 1 vs 2 thread(s) per device" in out
+    assert "devices per node differ: 2 vs 1" in out
+    assert run(["compare", str(shipped), str(shipped)]) == 0
+    assert "share of the cores" not in capsys.readouterr().out
+
+
 def test_a_measuring_calibrate_names_what_its_out_holds_and_refuses_another_devices_profile(tmp_path, capsys):
     from accelcal.calibrate.cli import _check_replaced
     from accelcal.kernels.device import resolve_device
@@ -627,3 +644,14 @@ def test_a_refit_of_smoke_results_stays_flagged_not_for_planning(tmp_path):
     p = Profile.load(out)
     assert "(refitting the results of: __main__.py calibrate --device cpu --smoke" in p.identity.command
     assert smoke_sweep(p)
+
+
+def test_sweep_lines_name_staged_files_by_where_they_will_be(tmp_path):
+    staging, final = tmp_path / "node-raw" / ".partial-x1", tmp_path / "node-raw"
+    got: list[str] = []
+    say = calcli._staged(got.append, staging, final)
+    say(f"collectives: wrote {staging}/collectives-round1.csv, {staging.resolve()}/collectives-round1.json")
+    say("[3/9] all_reduce 4096 B")  # any other line passes through unchanged
+    assert got == [f"collectives: wrote collectives-round1.csv, collectives-round1.json (staged: into {final} when "
+                   f"the profile is written)", "[3/9] all_reduce 4096 B"]
+
