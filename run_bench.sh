@@ -172,10 +172,14 @@ if [ -f "$PROFILE" ]; then
     PREV="$OUT/previous-profile.yaml"
     cp "$PROFILE" "$PREV"
 fi
-step "calibrate ($MODE): kernels, collectives (nproc=$NPROC), fits -> $PROFILE"
 # One rank measures no collectives: that is how --skip-collectives is spelled to calibrate.
 CAL_NPROC="$NPROC"
-if [ "$SKIP_COLLECTIVES" = 1 ]; then CAL_NPROC=1; fi
+WHAT="kernels, collectives (nproc=$NPROC)"
+if [ "$SKIP_COLLECTIVES" = 1 ]; then
+    CAL_NPROC=1
+    WHAT="kernels on 1 rank (collectives skipped$([ "$DEV_TYPE" = cpu ] && echo '; the CPU device is then every core'))"
+fi
+step "calibrate ($MODE): $WHAT, fits -> $PROFILE"
 CAL_ARGS=(calibrate --device "$DEV_SPEC" "$PRESET" --nproc "$CAL_NPROC" --out "$PROFILE" --raw-dir "$RAW")
 if ! logged "${ACC[@]}" "${CAL_ARGS[@]}"; then
     echo "run_bench.sh: calibration failed; ${PREV:+the previous profile is unchanged: }$PROFILE (log: $LOG)" >&2
@@ -220,7 +224,7 @@ fi
 ELAPSED=$(( $(date +%s) - T_START ))
 {
     echo
-    echo "==> done in ${ELAPSED}s ($MODE mode, device $DEV_SPEC, nproc $NPROC)"
+    echo "==> done in ${ELAPSED}s ($MODE mode, device $DEV_SPEC, calibrated on $CAL_NPROC rank(s))"
     echo "  profile          $PROFILE"
     echo "  raw measurements $RAW/"
     echo "  environment      $OUT/environment.json"

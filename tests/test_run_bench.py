@@ -48,6 +48,9 @@ def test_run_bench_test_mode_end_to_end(checkout, tmp_path):
     stages = ["==> [", "environment", "calibrate", "validate", "plan"]
     positions = [r.stdout.find(s) for s in stages]
     assert all(p >= 0 for p in positions) and positions[1:] == sorted(positions[1:]), r.stdout[-2000:]
+    assert "calibrate (test): kernels, collectives (nproc=2)" in r.stdout and "calibrated on 2 rank(s))" in r.stdout
+    # the sweep's files are named as staged, not by the staging folder's path (gone once the profile is written)
+    assert ".partial-" not in r.stdout and "(staged: into " in r.stdout
     for label in ("profile ", "raw measurements", "validation", "plan ", "log "):
         assert label in r.stdout.split("==> done")[-1]
     p = Profile.load(profile)
@@ -106,3 +109,5 @@ def test_a_failed_plan_is_a_failed_run(checkout, tmp_path):
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert profile.exists()  # the profile itself was written
     assert "plan             FAILED" in r.stdout and "these stages failed: plan" in r.stderr
+    # the banner says what --skip-collectives runs: one rank, so a CPU device is every core
+    assert "calibrate (test): kernels on 1 rank (collectives skipped; the CPU device is then every core)" in r.stdout
