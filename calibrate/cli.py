@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -487,6 +488,9 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {final_raw}")
         from accelcal.progress import LOG_EVERY_S, StageProgress
 
+        from accelcal.machine_load import cpu_seconds
+
+        load_start = (cpu_seconds(), time.monotonic())  # what other processes use while this run measures
         try:
             # in a log (run_bench.sh tees one) a GEMM stage of a minute says how far it is every 20 s
             rs = run_suite(device=dev, preset=preset, progress=None,
@@ -539,6 +543,12 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
                 if csv.exists():
                     raw_files.append(str(csv))
             coll = pd.concat(frames, ignore_index=True, sort=False) if frames else None
+    if not args.from_results:
+        from accelcal.machine_load import busy_note
+
+        busy = busy_note(load_start[0], time.monotonic() - load_start[1], "the measurements")
+        if busy:  # the fits take the inflated times at face value: say so where the run is watched
+            print(f"[calibrate] WARNING: {busy}", file=sys.stderr)
     env["profile_name"] = target.name  # identity.name is the file stem (calibrate/naming.py)
     print("[calibrate] fitting")
     profile = fit_profile(kern, coll, env, command, progress=lambda m: print(f"[calibrate]   {m}"))

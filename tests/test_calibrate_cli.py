@@ -336,6 +336,15 @@ def test_calibrate_measure_path_writes_raw_and_profile(tmp_path, monkeypatch, ca
     assert run(["calibrate", "--device", "cpu", "--nproc", "1", "--out", str(tmp_path / "solo.yaml")]) == 0
     assert "sweep" not in calls and "collectives skipped" in capsys.readouterr().out
     assert Profile.load(tmp_path / "solo.yaml").collectives == []
+    # other processes busy through the measurements: the run says its timings are inflated (and still writes)
+    import accelcal.machine_load as machine_load
+
+    ticks = iter([(0.0, 0.0), (1e6, 0.0)])  # the machine's busy CPU seconds leap, this process's do not
+    monkeypatch.setattr(machine_load, "cpu_seconds", lambda: next(ticks))
+    assert run(["calibrate", "--device", "cpu", "--nproc", "1", "--out", str(tmp_path / "busy.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert "[calibrate] WARNING: the machine was busy: other processes used" in err and "during the measurements" in err
+    assert (tmp_path / "busy.yaml").exists()
 
 
 def test_calibrate_failed_sweep_keeps_existing_profile(tmp_path, monkeypatch, capsys):

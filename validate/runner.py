@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from accelcal.machine_load import busy_note, cpu_seconds
+
 from .compare import VALIDATION_IMPLEMENTATION, Comparison, predict_case, prediction_model, summarize, validation_dtype, write_validation
 from .configs import Case, default_cases, ranking_cases
 from .ranking import Ranking, layout_label
@@ -101,38 +103,6 @@ def _cache_notes(dev: Any, configs: dict[str, Any], dtype: str, cases: list[Case
                            f"{llc / 2**20:.0f} MiB last-level cache: its GEMMs run from cache, faster than the "
                            f"profile's cold-buffer fits predict ({advice})")
     return out
-
-
-def _cpu_seconds() -> tuple[float, float] | None:
-    """(busy CPU seconds of the whole machine from /proc/stat, CPU seconds of this process and its children), or
-    None where /proc/stat cannot be read."""
-    import os
-
-    try:
-        with open("/proc/stat") as f:
-            fields = [float(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    busy = (sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)) / hz  # all but idle and iowait
-    t = os.times()
-    return busy, t.user + t.system + t.children_user + t.children_system
-
-
-def _busy_note(start: tuple[float, float] | None, wall_s: float) -> str:
-    """A warning when other processes used the CPU during validation (it inflates every host-side timing);
-    this run's own ranks do not count."""
-    import os
-
-    end = _cpu_seconds()
-    if start is None or end is None or wall_s <= 0:
-        return ""
-    others = max(0.0, (end[0] - start[0]) - (end[1] - start[1])) / wall_s  # cores' worth used by other processes
-    cores = os.cpu_count() or 1
-    if others > 0.25 * cores:
-        return (f"the machine was busy: other processes used {others:.2f} of {cores} cores on average during "
-                f"validation; CPU timings are inflated by that work, rerun on a quiet machine before trusting the errors")
-    return ""
 
 
 def _device_mismatch(profile: Any, profile_path: str, dev: Any) -> str:
@@ -231,7 +201,7 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
     every = [c for c in every if c in preds]
     rank_sets = {ph: cs for ph, cs in rank_sets.items() if all(c in preds for c in cs)}
 
-    cpu_start, wall_start = _cpu_seconds(), time.perf_counter()  # what other processes use while we measure
+    cpu_start, wall_start = cpu_seconds(), time.perf_counter()  # what other processes use while we measure
 
     # 2. Single-rank cases in this process.
     measured: dict[Case, Any] = {}
@@ -303,7 +273,7 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
 
     if dev.is_cpu:
         notes += _cache_notes(dev, configs, dt, every)
-    load = _busy_note(cpu_start, time.perf_counter() - wall_start)
+    load = busy_note(cpu_start, time.perf_counter() - wall_start, "validation")
     if load:
         notes.append(load)
     run = ValidationRun(device=dev.spec, device_name=dev.name(), dtype=dt, comparisons=comparisons, rankings=rankings,
