@@ -292,7 +292,6 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     coster_warnings: dict[str, int] = {}  # each layout's coster warnings -> the TP degree that raised them
     evaluated = 0
     min_dp: int | None = None  # the fewest replicas of any layout built: a smaller concurrency leaves one idle
-    ran: set[int] = set()  # the concurrencies some layout ran
     # an engine name carries no release: its newest documented defaults, as `accelcal predict` without
     # --engine-version gives them, or ``engine_version``'s (one engine searched)
     if engine_version and len(engines) != 1:
@@ -363,7 +362,6 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             for c in concurrencies:
                 if c < dp:
                     continue
-                ran.add(c)
                 evaluated += 1
                 try:
                     # C clients split over the replicas (C = 5 on DP 4: 2, 1, 1, 1); the busiest sets the latencies
@@ -391,8 +389,8 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
                               + (f"; and {len(items) - 4} more reasons (--format json lists every candidate)"
                                  if len(items) > 4 else ""), rejected)
     notes = release_notes + list(dtype_notes)
-    idle = [c for c in concurrencies if c not in ran]
-    if idle and min_dp is not None:
+    idle = [c for c in concurrencies if min_dp is not None and c < min_dp]  # not a KV or target miss: no layout ran it
+    if idle:
         notes.append(_below_replicas(idle, min_dp, devices, " not evaluated"))
     if engine_version:
         notes.append(f"{presets[0].name} {engine_version}'s defaults (--engine-version), as accelcal predict "
@@ -818,7 +816,7 @@ def rejections_by_reason(rejected: list[str]) -> list[tuple[str, list[str]]]:
     return list(by_reason.items())
 
 
-def _below_replicas(concurrencies, min_dp: int, devices: int, verdict: str) -> str:
+def _below_replicas(concurrencies: list[int], min_dp: int, devices: int, verdict: str) -> str:
     """Why concurrencies below every layout's replica count give no row: a closed loop of C clients keeps at most C
     replicas busy, and the search spreads every layout over all the devices."""
     shown = ", ".join(str(c) for c in sorted(concurrencies))
