@@ -1551,4 +1551,3 @@ def test_a_steady_rows_miss_of_a_p99_target_names_both_statistics(prof):
     # a mean from the steady state against the p99 target says so; a simulated p99 against it is plain
     assert all(any(re.fullmatch(r"TPOT mean [0-9.]+ ms > p99 target 0\.55 ms", m) for m in c.misses) for c in steady)
     assert all(re.fullmatch(r"TPOT p99 [0-9.]+ ms > target 0\.55 ms", m) for c in simulated for m in c.misses)
-
