@@ -203,13 +203,6 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     extra = {} if turnaround_s is None else {"turnaround_s": turnaround_s}
     if num_requests is None and request_rate_per_s is not None and concurrency is None and isinstance(dp, int) and dp >= 1:
         num_requests = open_loop_requests(dp)
-        if num_requests > MAX_REQUESTS:  # the default, not a number the user gave: say where it came from
-            raise ValueError(f"--dp {dp} with --request-rate runs {OPEN_LOOP_MIN_PER_REPLICA} requests per replica by "
-                             f"default ({num_requests}), more than the {MAX_REQUESTS} one simulated run holds; "
-                             + (f"pass --num-requests N with {dp} <= N <= {MAX_REQUESTS} (each replica needs one)"
-                                if dp <= MAX_REQUESTS else
-                                f"the replicas share the stream alike: predict one with --dp 1 at --request-rate "
-                                f"{request_rate_per_s / dp:.6g} (the rate / dp)"))
     workload = ServingWorkload(isl=isl, osl=osl, concurrency=concurrency, request_rate_per_s=request_rate_per_s,
                                num_requests=num_requests, range_ratio=range_ratio, range_mode=range_mode,
                                warmup_requests=warmup_requests,
@@ -447,8 +440,16 @@ OPEN_LOOP_MIN_PER_REPLICA = 2
 
 def open_loop_requests(dp: int) -> int:
     """Requests an open loop runs by default over ``dp`` replicas: ServingWorkload's 200, but at least
-    OPEN_LOOP_MIN_PER_REPLICA for each replica to serve (``accelcal predict`` and plan's open-loop run)."""
-    return max(ServingWorkload(isl=1, osl=1, request_rate_per_s=1.0).requests, OPEN_LOOP_MIN_PER_REPLICA * dp)
+    OPEN_LOOP_MIN_PER_REPLICA for each replica to serve (``accelcal predict`` and plan's open-loop run).  Refused,
+    naming the default, where that is more than one simulated run holds (the user gave no request count)."""
+    n = max(ServingWorkload(isl=1, osl=1, request_rate_per_s=1.0).requests, OPEN_LOOP_MIN_PER_REPLICA * dp)
+    if n > MAX_REQUESTS:
+        raise ValueError(f"--dp {dp} with --request-rate runs {OPEN_LOOP_MIN_PER_REPLICA} requests per replica by "
+                         f"default ({n}), more than the {MAX_REQUESTS} one simulated run holds; "
+                         + (f"pass --num-requests N with {dp} <= N <= {MAX_REQUESTS} (each replica needs one)"
+                            if dp <= MAX_REQUESTS else
+                            "the replicas share the stream alike: predict one with --dp 1 at the rate / dp"))
+    return n
 
 
 CLUSTERING_NOTE_RATIO = 1.3
