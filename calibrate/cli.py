@@ -181,7 +181,7 @@ def _compare(args: argparse.Namespace) -> int:
         side = "OLD" if not ov.get("cpu_signature") else "NEW"
         notes.append(f"{side} records no CPU signature (measured before accelcal recorded family, model and vector "
                      f"units), so whether the two CPUs differ cannot be told: a large change can be the CPU's")
-    ot, nt = getattr(old.identity, "threads_per_device", None), getattr(new.identity, "threads_per_device", None)
+    ot, nt = old.identity.threads_per_device, new.identity.threads_per_device
     if ot and nt and ot != nt:
         # calibrate makes a CPU device one rank's share of the cores: another --nproc is another device
         notes.append(f"the CPU device is another share of the cores: {ot} vs {nt} thread(s) per device (calibrate "
@@ -488,7 +488,7 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         print(f"[calibrate] kernels on {dev.spec} ({args.preset}); raw data -> {final_raw}")
         from accelcal.progress import LOG_EVERY_S, StageProgress
 
-        from accelcal.machine_load import cpu_seconds
+        from accelcal.machine_load import busy_note, cpu_seconds
 
         load_start = (cpu_seconds(), time.monotonic())  # what other processes use while this run measures
         try:
@@ -544,8 +544,6 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
                     raw_files.append(str(csv))
             coll = pd.concat(frames, ignore_index=True, sort=False) if frames else None
     if not args.from_results:
-        from accelcal.machine_load import busy_note
-
         busy = busy_note(load_start[0], time.monotonic() - load_start[1], "the measurements")
         if busy:  # the fits take the inflated times at face value: say so where the run is watched
             print(f"[calibrate] WARNING: {busy}", file=sys.stderr)

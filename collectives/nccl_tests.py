@@ -38,6 +38,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -196,9 +197,12 @@ class Run:
                                            if self.hosts else "")
         dev = f", {self.devices[0]}" if self.devices else ""
         return (f"{os.path.basename(self.source)}:{self.first_line}: {self.op} on {self.ranks} ranks, {hosts}{dev}, "
-                f"{len({r.size_bytes for r in self.rows})} sizes"
-                + (f" ({len(self.rows)} rows)" if len({r.size_bytes for r in self.rows}) != len(self.rows) else "")
-                + f", {self.fmt}")
+                f"{self._sizes_text()}, {self.fmt}")
+
+    def _sizes_text(self) -> str:
+        """``N sizes``, with the row count where some size repeats (nccl-tests -N, -o all, a pasted row)."""
+        sizes = len({r.size_bytes for r in self.rows})
+        return f"{sizes} sizes" + (f" ({len(self.rows)} rows)" if sizes != len(self.rows) else "")
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -293,11 +297,7 @@ def _finish(run: Run | None, out: list[Run], path: str, op_hint: str | None) -> 
                              f"(e.g. all_gather_perf.txt) or pass --op")
     if run.hosts and len(run.hosts) != run.ranks:
         run.ranks = len(run.hosts)
-    seen: dict[tuple, int] = {}
-    for r in run.rows:
-        key = (r.size_bytes, r.type_name)
-        seen[key] = seen.get(key, 0) + 1
-    repeated = {k: n for k, n in seen.items() if n > 1}
+    repeated = {k: n for k, n in Counter((r.size_bytes, r.type_name) for r in run.rows).items() if n > 1}
     if repeated:
         # nccl-tests -N repeats the sweep and -o all each reduction (each a measurement); a row pasted twice looks
         # the same: said, not dropped

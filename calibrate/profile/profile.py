@@ -180,6 +180,7 @@ class Profile:
         if not isinstance(colls, list):
             raise r.fail("collectives", f"expected a list of entries, got {type(colls).__name__}")
         collectives = [CollectiveEntry.read(r, c, f"collectives[{i}]", datasheet) for i, c in enumerate(colls)]
+        seen: dict[tuple, int] = {}
         for i, c in enumerate(collectives):
             # ranks inside one node cannot outnumber its devices: such a file was edited by hand or mislabelled,
             # and would later surface as a baffling "needs inter_node" refusal
@@ -188,8 +189,6 @@ class Profile:
                              f"{c.group_size} ranks in scope intra_node, but identity.devices_per_node is "
                              f"{ident.devices_per_node}: one node cannot hold more ranks than devices (a group across "
                              f"nodes is scope inter_node; or devices_per_node is wrong)")
-        seen: dict[tuple, int] = {}
-        for i, c in enumerate(collectives):
             if c.key in seen:
                 raise r.fail(f"collectives[{i}]", f"duplicate entry for (op, scope, group_size, kernel) = {c.key}; "
                                                   f"first at collectives[{seen[c.key]}]")
