@@ -38,8 +38,9 @@ that client (InferenceMaxClient cites each value); their engine settings stay th
 Prints mean and median |relative error| of TTFT and TPOT overall, by engine and by TP, the rows not
 predicted and why, and the rows called infeasible; where rows differ only in output length, the split of TPOT
 into a decode step and prefill interference (``split_tpot``) and the prefill work one request lives through
-wherever the queue puts it (``prefill_exposure``: what one prefill costs the engine beyond the prediction); with several ``--turnaround-ms`` or ``--client-gap-ms``
-values, one summary per pair.  Nothing here is fitted to these rows.
+wherever the queue puts it (``prefill_exposure``: what one prefill costs the engine beyond the prediction), and
+how TTFT grows with the request's lifetime (``ttft_lifetime_slope``: a wait for a running request to finish);
+with several ``--turnaround-ms`` or ``--client-gap-ms`` values, one summary per pair.  Nothing here is fitted to these rows.
 """
 
 from __future__ import annotations
@@ -482,6 +483,28 @@ def prefill_exposure(tpots: dict) -> dict:
     return out
 
 
+def ttft_lifetime_slope(tpots: dict) -> dict:
+    """How TTFT grows with the time a request runs, measured vs predicted, from rows that differ only in osl.
+
+    A request's lifetime after its first token is about (osl - 1) x TPOT.  When a new request can start only as a
+    running one finishes (one client more than the engine runs at once), it waits for the next of the c - 1
+    running requests' finishes, spread over a lifetime: TTFT grows by 1/c to 1/(c - 1) of the lifetime.  A
+    queue of prefills alone does not grow with osl.  The slope dTTFT / d(osl x TPOT) between the shortest and
+    longest osl, on each side, tells the two apart.  Returns (engine, tp) -> [(concurrency, slope measured, slope predicted), ...]."""
+    out = defaultdict(list)
+    for (eng, tp, c, _), by_osl in sorted(tpots.items()):
+        if len(by_osl) < 2 or not all(len(v) >= 4 for v in by_osl.values()):
+            continue
+        lo, hi = min(by_osl), max(by_osl)
+        slopes = []
+        for tpot_j, ttft_j in ((0, 2), (1, 3)):
+            span = hi * by_osl[hi][tpot_j] - lo * by_osl[lo][tpot_j]
+            slopes.append((by_osl[hi][ttft_j] - by_osl[lo][ttft_j]) / span if span > 0 else float("nan"))
+        if all(np.isfinite(slopes)):
+            out[(eng, tp)].append((c, *slopes))
+    return out
+
+
 def by_concurrency(items: list[tuple[int, float, float]], fmt: str) -> str:
     """``c{concurrency} measured/predicted`` cells, the medians of each concurrency's (measured, predicted) values."""
     by_c: dict = defaultdict(list)
@@ -695,6 +718,14 @@ def main() -> int:
                     extra_ms = np.median([(p[2] - p[3]) / p[1] * 1e3 for p in mine])
                     cells.append(f"isl{isl} x{ratio:.2f} ({extra_ms:+.1f} ms)")
                 print(f"  {eng:<7} TP{tp:<2} " + "  ".join(cells))
+        slope = ttft_lifetime_slope(tpots)
+        if slope:
+            print("TTFT growth with the request's lifetime (dTTFT / d(osl x TPOT) between the shortest and longest "
+                  "osl, in %), measured/predicted by concurrency (median over prompt lengths); 100/c to 100/(c - 1) "
+                  "where a new request waits for a running one to finish, about 0 for a queue of prefills alone:")
+            for (eng, tp), parts in sorted(slope.items()):
+                cells = by_concurrency([(c, m * 100, p * 100) for c, m, p in parts], ".1f")
+                print(f"  {eng:<7} TP{tp:<2} {cells}")
         print(f"targets: {verdict(*errs['all'], len(infeasible))}; {wall:.1f} s for {len(errs['all'][0])} predictions")
         known = errs.get("concurrency recorded")
         if known and len(known[0]) < len(errs["all"][0]):

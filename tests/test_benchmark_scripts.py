@@ -451,3 +451,29 @@ def test_engine_moe_tables_compares_the_op_with_the_sum_of_its_dag_nodes():
     want = sum(n.device_s for n in sc._costers[False].cost_dag(dag, sc.el).nodes if n.name in MOE_OP_NODES)
     row = out[out.tokens == 1024].iloc[0]
     assert row.profile_s == pytest.approx(want) and row.published_s == 1e-4
+
+
+def test_serving_accuracy_ttft_lifetime_slope_tells_a_wait_for_a_slot_from_a_prefill_queue():
+    """A closed loop of c clients on an engine that runs c - 1 at once: every new request waits for the next of the
+    running ones to finish, so TTFT grows by 1/c to 1/(c - 1) of the request's lifetime; with c slots it does not grow."""
+    from accelcal.calibrate.profile import Profile
+    from accelcal.models import ModelConfig
+    from accelcal.planner.serving.engine import EnginePreset
+    from accelcal.planner.serving.predict import predict_serving
+    from planner_profiles import h100_like
+
+    mod = _load("serving_accuracy")
+    prof, small, c = Profile.from_dict(h100_like()), ModelConfig.from_name("small"), 8
+    full = EnginePreset.from_name("vllm").with_overrides({"max_seqs": c}, "test")
+    short = full.with_overrides({"max_seqs": c - 1}, "test: one slot fewer than clients")
+    by_osl = {}
+    for osl in (64, 256):
+        m_short, m_full = (predict_serving(prof, small, e, concurrency=c, isl=512, osl=osl, num_requests=40 * c,
+                                           turnaround_s=0.0).metrics for e in (short, full))
+        by_osl[osl] = (m_short.tpot_mean_s, m_full.tpot_mean_s, m_short.ttft_mean_s, m_full.ttft_mean_s)
+    [(conc, waits, queue_only)] = mod.ttft_lifetime_slope({("vllm", 1, c, 512): by_osl})[("vllm", 1)]
+    assert conc == c
+    assert 0.9 / c <= waits <= 1.1 / (c - 1)  # the next of the c - 1 running ones' finishes
+    assert abs(queue_only) < 0.1 / c
+    # rows without TTFT, or with one output length, give no slope
+    assert mod.ttft_lifetime_slope({("vllm", 1, c, 512): {64: (0.01, 0.01)}, ("vllm", 1, c, 1024): {64: by_osl[64]}}) == {}
