@@ -417,9 +417,14 @@ def read_pieces(r: Reader, pieces_raw: Any, path: str, datasheet: bool) -> list[
     return pieces
 
 
+def _collective_group_text(scope: str, group_size: int, kernel: str | None) -> str:
+    """``scope,group_size(,kernel)``: the part of a collective entry's names after its op."""
+    return f"{scope},{group_size}{',' + kernel if kernel else ''}"
+
+
 def collective_fit_label(op: str, scope: str, group_size: int, kernel: str | None = None) -> str:
     """``op[scope,group_size(,kernel)]``: how a collective fit is named in its quality flags and messages."""
-    return f"{op}[{scope},{group_size}{',' + kernel if kernel else ''}]"
+    return f"{op}[{_collective_group_text(scope, group_size, kernel)}]"
 
 
 @dataclass
@@ -452,7 +457,7 @@ class CollectiveEntry:
 
     @property
     def label(self) -> str:
-        return f"collectives[{self.op},{self.scope},{self.group_size}{',' + self.kernel if self.kernel else ''}]"
+        return f"collectives[{self.op},{_collective_group_text(self.scope, self.group_size, self.kernel)}]"
 
     @property
     def fit_label(self) -> str:
