@@ -104,10 +104,17 @@ def test_unknown_model_is_refused_before_any_measurement(checkout, tmp_path):
 def test_a_failed_plan_is_a_failed_run(checkout, tmp_path):
     # llama3-8b in fp32 (32 GB of weights) fits no layout of a smoke profile's CPU share: the plan fails
     out, profile = tmp_path / "out", tmp_path / "node.yaml"
+    # a previous profile and its raw data: the run replaces both, and keeps copies in --out
+    profile.write_text("sentinel: previous profile\n")
+    (tmp_path / "node-raw").mkdir()
+    (tmp_path / "node-raw" / "collectives.csv").write_text("sentinel: previous raw data\n")
     r = _run_bench(checkout, "--test-mode", "--skip-collectives", "--skip-validate", "--model", "llama3-8b",
                    "--out", str(out), "--profile", str(profile))
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
-    assert profile.exists()  # the profile itself was written
+    assert profile.exists() and "sentinel" not in profile.read_text()  # the profile itself was written
+    assert (out / "previous-profile.yaml").read_text() == "sentinel: previous profile\n"
+    assert (out / "node-raw" / "collectives.csv").read_text() == "sentinel: previous raw data\n"
+    assert f"the previous profile: {out / 'previous-profile.yaml'}, its raw data in {out / 'node-raw'}/" in r.stdout
     assert "plan             FAILED" in r.stdout and "these stages failed: plan" in r.stderr
     # the banner says what --skip-collectives runs: one rank, so a CPU device is every core
     assert "calibrate (test): kernels on 1 rank (collectives skipped; the CPU device is then every core)" in r.stdout
