@@ -505,6 +505,14 @@ def ttft_lifetime_slope(tpots: dict) -> dict:
     return out
 
 
+def print_by_layout(title: str, cells: dict) -> None:
+    """``title``, then one line per (engine, TP) of ``cells`` (its text), in order; nothing when ``cells`` is empty."""
+    if cells:
+        print(title)
+        for (eng, tp), text in sorted(cells.items()):
+            print(f"  {eng:<7} TP{tp:<2} {text}")
+
+
 def by_concurrency(items: list[tuple[int, float, float]], fmt: str) -> str:
     """``c{concurrency} measured/predicted`` cells, the medians of each concurrency's (measured, predicted) values."""
     by_c: dict = defaultdict(list)
@@ -698,34 +706,27 @@ def main() -> int:
                 cells = by_concurrency([(p[0], p[1] * 1e3, p[2] * 1e3) for p in parts], ".2f")
                 print(f"  {eng:<7} TP{tp:<2} n={len(parts):<3} D x{d:.2f}  dP x{dp:.2f}   D: {cells}")
             queue = {k: [p for p in v if len(p) == 7] for k, v in split.items()}
-            if any(queue.values()):
-                print("TTFT in prefills of the engine's own step (TTFT / dP of the same split, mean over osl), "
-                      "measured/predicted by concurrency (median over prompt lengths): the queue a request meets, "
-                      "with the prefill's cost divided out on each side:")
-                for (eng, tp), parts in sorted(queue.items()):
-                    if parts:
-                        print(f"  {eng:<7} TP{tp:<2} {by_concurrency([(p[0], p[5], p[6]) for p in parts], '.1f')}")
-        exposure = prefill_exposure(tpots)
-        if exposure:
-            print("Prefill work per request (TTFT + c dP: before the first token and while decoding, however the queue "
-                  "splits it), measured/predicted by prompt length (median over concurrency), and what one prefill "
-                  "costs beyond the prediction, (E measured - E predicted) / c:")
-            for (eng, tp), parts in sorted(exposure.items()):
-                cells = []
-                for isl in sorted({p[0] for p in parts}):
-                    mine = [p for p in parts if p[0] == isl]
-                    ratio = np.median([p[2] / p[3] for p in mine])
-                    extra_ms = np.median([(p[2] - p[3]) / p[1] * 1e3 for p in mine])
-                    cells.append(f"isl{isl} x{ratio:.2f} ({extra_ms:+.1f} ms)")
-                print(f"  {eng:<7} TP{tp:<2} " + "  ".join(cells))
-        slope = ttft_lifetime_slope(tpots)
-        if slope:
-            print("TTFT growth with the request's lifetime (dTTFT / d(osl x TPOT) between the shortest and longest "
-                  "osl, in %), measured/predicted by concurrency (median over prompt lengths); 100/c to 100/(c - 1) "
-                  "where a new request waits for a running one to finish, about 0 for a queue of prefills alone:")
-            for (eng, tp), parts in sorted(slope.items()):
-                cells = by_concurrency([(c, m * 100, p * 100) for c, m, p in parts], ".1f")
-                print(f"  {eng:<7} TP{tp:<2} {cells}")
+            print_by_layout("TTFT in prefills of the engine's own step (TTFT / dP of the same split, mean over osl), "
+                            "measured/predicted by concurrency (median over prompt lengths): the queue a request meets, "
+                            "with the prefill's cost divided out on each side:",
+                            {k: by_concurrency([(p[0], p[5], p[6]) for p in v], ".1f") for k, v in queue.items() if v})
+        exposure = {}
+        for layout, parts in prefill_exposure(tpots).items():
+            cells = []
+            for isl in sorted({p[0] for p in parts}):
+                mine = [p for p in parts if p[0] == isl]
+                ratio = np.median([p[2] / p[3] for p in mine])
+                extra_ms = np.median([(p[2] - p[3]) / p[1] * 1e3 for p in mine])
+                cells.append(f"isl{isl} x{ratio:.2f} ({extra_ms:+.1f} ms)")
+            exposure[layout] = "  ".join(cells)
+        print_by_layout("Prefill work per request (TTFT + c dP: before the first token and while decoding, however the "
+                        "queue splits it), measured/predicted by prompt length (median over concurrency), and what one "
+                        "prefill costs beyond the prediction, (E measured - E predicted) / c:", exposure)
+        print_by_layout("TTFT growth with the request's lifetime (dTTFT / d(osl x TPOT) between the shortest and longest "
+                        "osl, in %), measured/predicted by concurrency (median over prompt lengths); 100/c to 100/(c - 1) "
+                        "where a new request waits for a running one to finish, about 0 for a queue of prefills alone:",
+                        {k: by_concurrency([(c, m * 100, p * 100) for c, m, p in v], ".1f")
+                         for k, v in ttft_lifetime_slope(tpots).items()})
         print(f"targets: {verdict(*errs['all'], len(infeasible))}; {wall:.1f} s for {len(errs['all'][0])} predictions")
         known = errs.get("concurrency recorded")
         if known and len(known[0]) < len(errs["all"][0]):
