@@ -658,6 +658,12 @@ def test_aiconfigurator_recipe_settings():
     assert kv == "fp8_e4m3" and e.cuda_graph_sizes == tuple(range(1, 33)) and e.cuda_graph_padding
     assert e.overlap_scheduling and any("961028348" in n for n in notes)
     assert all("aiconfigurator" in n for n in notes)
+    # the user's own --kv-dtype stays, and the notes say what the recipe would have run
+    _, kv, notes = apply_deployment("aiconfigurator", EnginePreset.from_name("trtllm"), "1.0.0rc3", 4096, 128, 32,
+                                    "fp8_e4m3", "bf16", kv_dtype_given=True)
+    assert kv == "bf16" and not any(n.startswith("KV cache fp8_e4m3 for fp8 weights") for n in notes)
+    assert any(n.startswith("KV cache bf16 as --kv-dtype gives; --deployment aiconfigurator alone would run "
+                            "fp8_e4m3") for n in notes)
     newer, kv, _ = apply_deployment("aiconfigurator", EnginePreset.from_name("trtllm"), "1.2.0rc6", 1024, 128, 8, "bf16")
     assert newer.cuda_graph_sizes == tuple(range(1, 9)) and not newer.cuda_graph_padding and kv == "bf16"
     assert newer.overlap_scheduling

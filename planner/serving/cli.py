@@ -173,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     prof, inter, notes = _load_profiles(args)
     # the release's defaults, then the device's (the engine reads its memory and name at start-up), then a recipe's
     engine, kv_dtype, recipe_notes = apply_deployment(args.deployment, engine, version, args.isl, args.osl,
-                                                      args.concurrency, weight_dtype, kv_dtype, profile=prof)
+                                                      args.concurrency, weight_dtype, kv_dtype, profile=prof,
+                                                      kv_dtype_given=args.kv_dtype is not None)
     recipe_notes[:0] = release_range_notes(preset, version)
     if not model.qk_norm:  # how an engine launches a q/k norm says nothing about a model without one
         recipe_notes = [n for n in recipe_notes if ": qk_norm_kernels = " not in n]

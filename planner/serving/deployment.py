@@ -132,9 +132,10 @@ def deployment_settings(recipe: str, engine: str, version: str, isl: int, osl: i
 
 
 def apply_deployment(recipe: str, engine, version: str, isl: int, osl: int, concurrency: int | None,
-                     weight_dtype: str = "bf16", kv_dtype: str = "bf16", profile=None):
+                     weight_dtype: str = "bf16", kv_dtype: str = "bf16", profile=None, kv_dtype_given: bool = False):
     """(engine preset with the recipe's settings, KV dtype, notes) for ``engine`` (an EnginePreset); ``profile``:
-    the device profile, whose memory and name set the engine's device-dependent defaults (EnginePreset.for_device)."""
+    the device profile, whose memory and name set the engine's device-dependent defaults (EnginePreset.for_device).
+    ``kv_dtype_given``: ``kv_dtype`` is the user's own choice (--kv-dtype), which the recipe's does not replace."""
     # the release's own defaults first, then the device's, then the recipe's
     if profile is not None:
         engine, release_notes, device_notes = engine.for_release_on(version, *device_of(profile))
@@ -142,7 +143,14 @@ def apply_deployment(recipe: str, engine, version: str, isl: int, osl: int, conc
     else:
         engine, release_notes = engine.for_version(version)
     d = deployment_settings(recipe, engine.name, version, isl, osl, concurrency, weight_dtype)
-    return engine.with_overrides(d.overrides, d.source), d.kv_dtype or kv_dtype, release_notes + list(d.notes)
+    notes = list(d.notes)
+    kv = d.kv_dtype or kv_dtype
+    if kv_dtype_given and d.kv_dtype and d.kv_dtype != kv_dtype:
+        kv = kv_dtype
+        notes = [n for n in notes if not n.startswith(f"KV cache {d.kv_dtype} ")]
+        notes.append(f"KV cache {kv_dtype} as --kv-dtype gives; --deployment {recipe} alone would run {d.kv_dtype} "
+                     f"({_KV_RULE})")
+    return engine.with_overrides(d.overrides, d.source), kv, release_notes + notes
 
 
 def device_of(profile) -> tuple[float, str]:
