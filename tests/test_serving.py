@@ -1390,6 +1390,17 @@ def test_typical_decode_step_is_where_the_median_output_token_was_decoded():
     assert _typical_decode_key(hist) == (10, 1024)
     # a closed loop at its concurrency: the same answer as the most common step
     assert _typical_decode_key({(32, 2112): 900, (31, 2112): 20, (1, 2112): 30}) == (32, 2112)
+    # a long decode at one batch: every KV bucket equally often, first seen first; the middle one stands for it
+    assert _typical_decode_key({(64, 160 + 32 * i): 32 for i in range(128)}) == (64, 160 + 32 * 63)
+
+
+def test_typical_decode_step_of_a_long_decode_explains_its_tpot(prof, small):
+    """128 prompt tokens, 2048 output: the reported step is at the decode's middle KV, and with no prefill work
+    mixed in it is about TPOT (as the steady state says), not the step at the start of the decode."""
+    res = predict_serving(prof, small, "vllm", concurrency=8, isl=128, osl=2048, num_requests=8)
+    step = res.decode_step
+    assert abs(step["kv_len_mean"] - (128 + 1024)) <= 64
+    assert step["total"] == pytest.approx(res.metrics.tpot_mean_s, rel=0.1)
 
 
 def test_open_loop_replicas_share_one_poisson_stream_round_robin():

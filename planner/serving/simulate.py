@@ -639,8 +639,10 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
 
 def _typical_decode_key(hist: dict[tuple, int]) -> tuple:
     """(batch, KV length) of the decode-only step that decoded the median output token: the batch at which half
-    the decode-only tokens were made by smaller batches, then the most common KV length at that batch.  Counting
-    tokens, not steps, keeps an open loop's many short ramp-up and tail steps from standing in for the load."""
+    the decode-only tokens were made by smaller batches, then the median KV length of that batch's steps.  Counting
+    tokens, not steps, keeps an open loop's many short ramp-up and tail steps from standing in for the load; the
+    median KV, not the most common one, stands for a long decode whose KV buckets each occur equally often (the
+    most common would be whichever came first: the start of the decode)."""
     by_batch: dict[int, int] = {}
     for (b, _), n in hist.items():
         by_batch[b] = by_batch.get(b, 0) + b * n
@@ -649,4 +651,10 @@ def _typical_decode_key(hist: dict[tuple, int]) -> tuple:
         seen += by_batch[b]
         if seen >= half:
             break
-    return max(((key, n) for key, n in hist.items() if key[0] == b), key=lambda kn: kn[1])[0]
+    steps = sorted((kv, n) for (batch, kv), n in hist.items() if batch == b)
+    half, seen = sum(n for _, n in steps) / 2.0, 0
+    for kv, n in steps:
+        seen += n
+        if seen >= half:
+            return b, kv
+    return b, steps[-1][0]
