@@ -944,3 +944,16 @@ def test_a_preset_file_is_named_with_what_it_changes(tmp_path, capsys):
     assert out["engine_settings"]["preset_file"] == str(mine)
     assert out["engine_settings"]["preset_file_changes"] == {"max_seqs": 8}
     assert out["notes"][0] == f"engine preset file {mine} (name vllm): it differs from the shipped vllm preset in max_seqs=8"
+
+
+def test_no_layout_names_a_layout_whose_weights_fit_before_one_that_overflows_and_no_fp8_hint_that_cannot_help(capsys):
+    # a 20000-token request on two devices: TP2 / PP2 hold the weights but not the request's KV, TP1 DP2 overflows
+    rc, _, err = _run(capsys, "plan", "--profile", H100, "--interconnect", NVSWITCH, "--devices-per-node", "2",
+                      "--model", "llama3.1-70b", "--engine", "vllm", "--concurrency", "4", "--prompt-len", "20000",
+                      "--output-len", "128")
+    assert rc == 3
+    assert re.search(r"closest vllm TP\d PP\d DP1: its weights fit, but one request cannot run there", err)
+    assert "GB over what leaves any KV cache" not in err.split("; 1 candidate")[0]
+    # 811.7 GB of bf16 weights on one device: fp8 would still be 406 GB, so only more devices are offered
+    rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-405b", "--engine", "vllm")
+    assert rc == 3 and "more devices than 1 (--nodes)" in err and "--weight-dtype fp8_e4m3" not in err

@@ -317,6 +317,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         raise ValueError(f"--moe-table: {', '.join(f'{t.origin} is {t.engine}' for t in strays)}, not an engine of "
                          f"this search ({', '.join(named)})")
     closest: tuple[str, dict] | None = None
+    fits: str | None = None  # the first layout whose weights fit but one request does not
     if progress is not None:
         progress.start("steady state", None)
     for engine in presets:
@@ -353,7 +354,9 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
             except (Infeasible, StepCostError) as exc:
                 rejected.append(f"{label}: {exc}")
                 mem = getattr(exc, "memory", None)
-                if mem and (closest is None or -mem["kv_pool_bytes"] < -closest[1]["kv_pool_bytes"]):
+                if getattr(exc, "kind", "") == "request" and fits is None:
+                    fits = label  # its weights fit: nearer than any layout whose weights overflow
+                elif mem and (closest is None or -mem["kv_pool_bytes"] < -closest[1]["kv_pool_bytes"]):
                     closest = (label, mem)  # the layout whose weights and reserves overflow least
                 continue
             for w in coster.warnings:
@@ -380,7 +383,10 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
         if progress is not None:
             progress.close()
         items = rejections_by_reason(rejected)
-        lead = "" if closest is None else _closest_line(*closest, weight_dtype, devices) + "; "
+        if fits is not None:
+            lead = f"closest {fits}: its weights fit, but one request cannot run there (see its reason); "
+        else:
+            lead = "" if closest is None else _closest_line(*closest, weight_dtype, devices) + "; "
         if not rejected and min_dp is not None:  # every layout built, none ran: each has more replicas than clients
             raise NoServingLayout(f"no layout of {model.name} on {count(devices, 'device')} ran: "
                                   f"{_below_replicas(concurrencies, min_dp, devices, '')}", rejected)
@@ -829,8 +835,10 @@ def _closest_line(label: str, memory: dict, weight_dtype: str, devices: int) -> 
     """The layout that comes nearest to fitting (smallest memory overflow), by how much, and what would fit it."""
     g = 1e9
     short = -memory["kv_pool_bytes"]
+    per = DTYPE_BYTES.get(weight_dtype, 1)
+    # offered only where 1 byte per weight saves more than the overflow (a model 10x too big gets no fp8 hint)
     fixes = (["fp8 weights (--weight-dtype fp8_e4m3) store 1 byte per weight"]
-             if DTYPE_BYTES.get(weight_dtype, 1) > 1 else [])
+             if per > 1 and memory["weights_bytes"] * (1 - 1 / per) > short else [])
     fixes.append(f"more devices than {devices} (--nodes) split the weights further")
     return (f"closest {label}: weights {memory['weights_bytes'] / g:.4g} GB per device of {memory['capacity_bytes'] / g:.4g} "
             f"GB, {short / g:.4g} GB over what leaves any KV cache ({' or '.join(fixes)})")
