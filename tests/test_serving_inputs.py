@@ -205,3 +205,18 @@ def test_a_profile_without_attention_is_noted_and_a_zero_context_length_is_bad_i
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     rc, _, err = _predict(capsys, "--profile", MEASURED, "--model", str(tmp_path), *LOAD)
     assert rc == 2 and "max_position_embeddings = 0; expected an integer >= 1" in err
+
+
+def test_engine_args_and_preset_values_take_numbers_with_an_exponent():
+    """YAML 1.1 reads 1e12 and 9e-1 as text; --engine-arg and preset files take them as the numbers they are."""
+    from accelcal.planner.serving.cli import parse_engine_args
+    from accelcal.planner.serving.engine import EnginePreset
+
+    e = EnginePreset.from_name("vllm").with_overrides(
+        parse_engine_args(["reserve_fixed_bytes=1e9", "memory_fraction=9e-1", "token_budget=4e3"]), "test")
+    assert (e.reserve_fixed_bytes, e.memory_fraction, e.token_budget) == (1e9, 0.9, 4000)
+    assert isinstance(e.token_budget, int)
+    with pytest.raises(ValueError, match=r"token_budget must be an integer >= 0, got 4500\.5"):
+        EnginePreset.from_name("vllm").with_overrides(parse_engine_args(["token_budget=4.5005e3"]), "test")
+    with pytest.raises(ValueError, match=r"memory_fraction must be a number >= 0, got 'abc'"):
+        EnginePreset.from_name("vllm").with_overrides(parse_engine_args(["memory_fraction=abc"]), "test")

@@ -14,6 +14,7 @@ version, and an empty version means the newest.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -586,6 +587,14 @@ def _coerce(key: str, v, where: str):
         return tuple(sorted(v))
     if want == "bool" and not isinstance(v, bool):
         raise ValueError(f"{where} must be true/false, got {v!r}")
+    if want in ("int", "float") and isinstance(v, str):
+        # YAML 1.1 reads 1e12 or 9e-1 (no dot, or no sign on the exponent) as text: a number in either spelling
+        try:
+            n = float(v)
+        except ValueError:
+            n = None
+        if n is not None and math.isfinite(n):
+            v = int(n) if want == "int" and n.is_integer() else n
     low = 1 if key in ("max_seqs", "block_size_tokens") else 0  # 0 means "no limit" only for the token budgets
     if want == "int" and (not isinstance(v, int) or isinstance(v, bool) or v < low):
         raise ValueError(f"{where} must be an integer >= {low}, got {v!r}")
