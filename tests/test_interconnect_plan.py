@@ -166,6 +166,12 @@ def test_predict_json_names_the_profiles_it_composed(capsys):
     inputs = json.loads(capsys.readouterr().out)["inputs"]
     assert inputs["inter_node_profile"] == "h100-2x8-ib-ndr400"
     assert inputs["profile"] == "nvidia-h100+h100-nvswitch-4of8+h100-2x8-ib-ndr400"
+    # the table's header names each part once
+    assert main(["predict", "--profile", str(h100), "--interconnect", str(NVS4), "--inter-node-profile", str(IB),
+                 "--model", "llama3.1-70b", "--tp", "16", "--engine", "vllm", "--concurrency", "2", "--isl", "128",
+                 "--osl", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "llama3.1-70b on nvidia-h100+h100-nvswitch-4of8+h100-2x8-ib-ndr400  (weights" in out
 
 
 def test_predict_and_plan_name_collectives_extrapolated_beyond_the_fabric_measured(capsys):

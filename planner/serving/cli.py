@@ -308,8 +308,10 @@ def format_prediction(res) -> str:
               f"isl {w['isl']} osl {w['osl']}{_spread(w)}"]
     i = res.inputs
     if i:
-        lines.append(f"  {i['model']} on {i['profile']}" + (f" + {i['inter_node_profile']}" if i["inter_node_profile"]
-                                                             else "")
+        # a composed profile's name already lists its inter-node part (device+fabric+inter-node)
+        inter = i["inter_node_profile"]
+        lines.append(f"  {i['model']} on {i['profile']}"
+                     + (f" + {inter}" if inter and inter not in str(i["profile"]).split("+") else "")
                      + f"  (weights {i['weight_dtype']}"
                      + (f", routed experts {i['expert_weight_dtype']}" if i.get("expert_weight_dtype") else "")
                      + f", KV {i['kv_dtype']}; {i['method']})")
