@@ -231,8 +231,11 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
                              moe_tables=tables, engine_version=check_version(args.engine_version or ""))
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
-        if args.format == "json":  # a document for programs, as predict gives one
-            print(json.dumps({"feasible": False, "reason": str(exc), "rejected": exc.rejected}, indent=1))
+        if args.format == "json":  # the feasible document's keys, empty, as predict keeps its schema
+            print(json.dumps({"feasible": False, "reason": str(exc), "ranked": [], "pareto": [],
+                              "rejected": exc.rejected, "search_s": None, "warnings": [], "notes": [],
+                              "meets_targets": False, "best_simulated": None, "open_loop_best": None,
+                              "best_notes": [], "best_predict_command": None}, indent=1, sort_keys=True))
         return EXIT_INFEASIBLE
     # with targets, a pass counts once the simulation confirms it (the steady state's TTFT assumes
     # desynchronised clients and can be far below a closed loop's)
@@ -419,13 +422,18 @@ def run(args: argparse.Namespace) -> int:
         result = plan(model, Cluster(groups), workload, options, progress)
     except NoFeasiblePlan as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
-        if args.format == "json":  # a document for programs, as predict gives one
-            print(json.dumps({"feasible": False, "reason": str(exc)}, indent=1))
+        if args.format == "json":  # what was asked and no groups, with the feasible document's keys
+            print(json.dumps({"feasible": False, "reason": str(exc), "model": model.to_dict(),
+                              "workload": workload.to_dict(),
+                              "options": {k: getattr(options, k) for k in options.__dataclass_fields__},
+                              "groups": [], "datasheet_priors": [], "provenance": [], "assumed_zero_latency": None,
+                              "context_warning": None}, indent=1, sort_keys=True))
         return EXIT_INFEASIBLE
     if args.format == "json":
         from accelcal.safe_io import dumps_finite
 
-        print(dumps_finite(to_json(result, args.top), what="the plan", indent=1, sort_keys=True))
+        doc = {"feasible": True, "reason": "", **to_json(result, args.top)}
+        print(dumps_finite(doc, what="the plan", indent=1, sort_keys=True))
     else:
         print(format_table(result, args.top), end="")
     if args.export_dir:

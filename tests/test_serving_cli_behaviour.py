@@ -72,8 +72,10 @@ def test_serving_search_exit_codes_match_plan(capsys):
     assert rc == 0 and doc["meets_targets"] is True
     # one document shape, found or not: feasible and reason in both
     assert doc["feasible"] is True and doc["reason"] == ""
+    found = set(doc)
     rc, doc = _json(capsys, *base, "--model", "llama3.1-405b")
     assert rc == 3 and doc["feasible"] is False and "can be costed" in doc["reason"]
+    assert set(doc) == found and doc["ranked"] == [] and doc["best_predict_command"] is None  # the same keys
 
 
 def test_serving_search_holds_the_offered_load(capsys):
@@ -272,6 +274,11 @@ def test_plan_json_on_exit_3_is_a_document(capsys):
     rc, out, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-405b", "--format", "json")
     doc = json.loads(out)
     assert rc == 3 and doc["feasible"] is False and "no feasible plan for llama3.1-405b" in doc["reason"]
+    rc, out, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--format", "json")
+    found = json.loads(out)
+    # one document shape, found or not: the feasible one's keys, with no groups when nothing fits
+    assert rc == 0 and found["feasible"] is True and found["reason"] == "" and set(found) == set(doc)
+    assert doc["groups"] == [] and doc["model"]["name"] == "llama3.1-405b"
 
 
 def test_engine_arg_overrides_are_named_after_the_notes_they_replace(capsys):
