@@ -162,7 +162,10 @@ def test_tp_on_a_one_device_profile_points_at_interconnect_first(capsys):
     ("--engine", "models/presets/llama3-8b.yaml", "not an engine preset; it is a model config, which --model takes"),
     ("--engine", "profiles/interconnect/h100-nvswitch-8.yaml",
      "it is an interconnect profile (collectives only), which --interconnect takes"),
-    ("--profile", "models/presets/llama3-8b.yaml", "a model config, not a profile: pass it with --model"),
+    ("--profile", "models/presets/llama3-8b.yaml",
+     "a model config, not a profile: pass it with --model; --profile takes a device profile"),
+    ("--interconnect", "profiles/engine-kernels/h100-sglang-0.5.9-moe.yaml",
+     "not a profile: pass it with --moe-table; --interconnect takes an interconnect profile"),
     ("--profile", "planner/serving/presets/sglang.yaml", "an engine preset, not a profile: pass it with --engine"),
 ])
 def test_a_file_given_to_the_wrong_option_is_named_for_what_it_is(capsys, flag, path, says):

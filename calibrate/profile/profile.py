@@ -250,8 +250,10 @@ class Profile:
         if kind is not None and kind[0] not in ("profile", "interconnect"):
             # another of accelcal's inputs (a MoE table accelcal import moe-table wrote, a model config, an engine
             # preset): say what it is and where it goes, not which profile keys it lacks
+            wants = ("an interconnect profile" if what in ("--interconnect", "--inter-node-profile")
+                     else "a device profile" if what in ("--profile", "PROFILE") else "a device or interconnect profile")
             raise ProfileError(f"{path}: {kind[1]}, not a profile: pass it with {kind[2]}; "
-                               f"{what if what != 'profile' else 'this option'} takes a device or interconnect profile")
+                               f"{what if what != 'profile' else 'this option'} takes {wants}")
         return cls.from_dict(data, origin=path)
 
     def save(self, path: str | os.PathLike) -> None:

@@ -241,7 +241,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                                           if inter_node_profile is not None else _part_name(profile, "inter-node")),
                    "weight_dtype": weight_dtype, "expert_weight_dtype": model.expert_weight_dtype or None,
                    "kv_dtype": kv_dtype, "method": method, "moe_table": table.origin if table is not None else None}
-    if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency:
+    if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency and method == "simulate":
+        # (the steady state runs no requests: it says it leaves --num-requests out)
         # --concurrency is every replica's clients together (ServingWorkload.client_shares splits it)
         pred.notes.append(f"--num-requests {num_requests} < --concurrency {workload.concurrency}: only "
                           f"{num_requests} request(s) are sent, so fewer than {workload.concurrency} are ever in flight")
