@@ -511,7 +511,7 @@ def test_plan_with_a_request_rate_shows_the_best_layout_at_that_open_loop_rate(c
                        "--tpot", "0.05", "--target-stat", "p90")
     assert re.search(r"open loop: vllm TP1 PP1 DP1 at 4 requests/s \(Poisson, 200 requests, as accelcal predict "
                      r"--request-rate runs it\): TTFT p90 [\d.]+ ms, TPOT p90 [\d.]+ ms, [\d.]+ requests/s completed; "
-                     r"meets the targets", text)
+                     r"meets the latency targets", text)
     rc, out = _json(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
                     "4", "--prompt-len", "512", "--output-len", "64")
     assert out["open_loop_best"] is None  # no offered rate: no open-loop run

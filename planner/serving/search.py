@@ -788,7 +788,7 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
         if "error" in ol:
             lines.append(f"  open loop: {layout} at {ol['rate_per_s']:g} requests/s not run: {ol['error']}")
         else:
-            verdict = "misses: " + "; ".join(ol["misses"]) if ol["misses"] else "meets the targets"
+            verdict = "misses: " + "; ".join(ol["misses"]) if ol["misses"] else "meets the latency targets"
             tpot = f"{ol['tpot_s'] * 1e3:.4g} ms" if ol["tpot_s"] is not None else "n/a (one output token)"
             lines.append(f"  open loop: {layout} at {ol['rate_per_s']:g} requests/s (Poisson, {ol['requests']} requests, "
                          f"as accelcal predict --request-rate runs it): TTFT {ol['stat']} {ol['ttft_s'] * 1e3:.4g} ms, "
