@@ -431,6 +431,15 @@ def test_bad_input(prof_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_predict_refuses_a_second_engine(prof_path, capsys):
+    with pytest.raises(SystemExit) as exc:  # argparse's refusal, as for any bad option
+        main(["predict", "--profile", prof_path, "--model", "small", "--engine", "vllm", "--engine", "sglang",
+              "--concurrency", "4", "--isl", "64", "--osl", "8"])
+    assert exc.value.code == 2
+    assert "--engine given twice (vllm, sglang): predict runs one engine; accelcal plan --engine A --engine B" in \
+        capsys.readouterr().err
+
+
 def test_predict_takes_engine_args_and_a_recipe(prof_path, capsys):
     common = ["predict", "--profile", prof_path, "--model", "small", "--engine", "vllm", "--concurrency", "16",
               "--isl", "1024", "--osl", "16", "--format", "json", "--turnaround-ms", "0"]

@@ -32,6 +32,16 @@ from .workload import (LONG_SIMULATION_REQUESTS, MAX_REQUESTS, RANGE_MODES, REQU
                        default_requests)
 
 
+class _OneEngine(argparse.Action):
+    """``--engine`` once: predict runs one engine (a second --engine replaced the first without a word)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"--engine given twice ({getattr(namespace, self.dest)}, {values}): predict runs one engine; "
+                         f"accelcal plan --engine A --engine B compares several")
+        setattr(namespace, self.dest, values)
+
+
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict TTFT / TPOT / tokens/s of a serving engine for one layout and load",
                        description="Simulate a serving engine (continuous batching, chunked prefill, paged KV) at a "
@@ -61,7 +71,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--devices-per-node", type=int, default=None, metavar="N",
                    help="devices per node, where node boundaries fall for TP, PP and EP groups (a group wider than a "
                         "node runs over --inter-node-profile); default: the profile's (its interconnect's)")
-    p.add_argument("--engine", required=True, help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
+    p.add_argument("--engine", required=True, action=_OneEngine,
+                   help=f"engine preset: {', '.join(engine_names())} (or a preset .yaml)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset key for your deployment, e.g. token_budget=2048 (vLLM "
                         "--max-num-batched-tokens; 0 = no token budget), max_seqs=64, memory_fraction=0.85 "
