@@ -192,8 +192,9 @@ def attention_report(df: pd.DataFrame, wave_units: int | None = None) -> list[bo
     results = []
     if not groups:
         return results
-    print(f"\nattention (device figure), latency + max(FLOP/rate, bytes/rate) x factor (prefill: query blocks of half_length "
-          f"prologue + attended keys, list-scheduled in grid order over the units; decode: 1 + half_length/kv); "
+    print(f"\nattention (device figure), prefill: latency + max(FLOP/rate x factor, bytes/rate), the factor from query "
+          f"blocks of half_length prologue + attended keys, list-scheduled in grid order over the units; decode: "
+          f"latency + max(FLOP/rate, bytes/rate) x (1 + half_length/kv); "
           f"held-out = k-fold (5) over the cases; by layout = each head layout left out   target: held-out median <= {MEM_MEDIAN:.0%}")
     print(f"  {'dtype phase':<16} {'cases':>5} {'median':>7} {'ho median':>10} {'ho p90':>8} {'layout med':>10} {'p90':>7}  verdict")
     layout_keys = ["heads", "kv_heads", "head_dim"]

@@ -5,7 +5,8 @@
                                wave_units=132, block_q=128, phase="prefill", batch=1, q_len=4096, kv_len=4096,
                                heads=8, kv_heads=1, head_dim=128, elsize=2)
 
-time = latency + max(FLOP / flop_per_s, bytes / bytes_per_s) x schedule factor
+prefill: time = latency + max(FLOP / flop_per_s x schedule factor, bytes / bytes_per_s) (:func:`prefill_work_s`)
+decode:  time = latency + max(FLOP / flop_per_s, bytes / bytes_per_s) x (1 + half_length / kv_len)
 
 * **prefill**: a fused attention kernel runs one thread block per (batch, head, block of ``block_q`` queries);
   block i loops over the keys it may see (all ``kv_len`` without a mask; ``min(kv_len, (i + 1) x block_q +
@@ -34,7 +35,7 @@ import numpy as np
 
 from accelcal.vocab import PREFILL_KINDS, attended_pairs, attention_flop_bytes
 
-__all__ = ["attention_model_time_s", "prefill_waves_factor", "prefill_makespan_keys", "prefill_schedule_factor",
+__all__ = ["attention_model_time_s", "prefill_work_s", "prefill_waves_factor", "prefill_makespan_keys", "prefill_schedule_factor",
            "DEFAULT_BLOCK_Q", "SIM_MAX_BLOCKS"]
 
 DEFAULT_BLOCK_Q = 128
@@ -118,6 +119,14 @@ def _infer_causal(flop: Any, batch: Any, heads: Any, q_len: Any, kv_len: Any, he
     return np.asarray(flop, dtype=float) < full * (1 - 1e-9)
 
 
+def prefill_work_s(compute_s: Any, traffic_s: Any, factor: Any) -> Any:
+    """A prefill's time beyond its latency: the FLOP time stretched by the schedule factor (which counts attended
+    query-key pairs, the FLOP), with the byte time a floor beside it.  Stretching the bytes too made a short
+    prompt slower than a longer one (its few blocks give a large factor, and at a few hundred tokens the Q/K/V/O
+    bytes outweigh the FLOP at the floor rate)."""
+    return np.maximum(np.asarray(compute_s, dtype=float) * factor, traffic_s)
+
+
 def attention_model_time_s(*, latency_s: float, flop_per_s: float, bytes_per_s: float, half_length: float,
                            wave_units: int | None, block_q: int, phase: str, batch: Any, q_len: Any, kv_len: Any,
                            heads: Any, kv_heads: Any, head_dim: Any, elsize: int, causal: Any = None,
@@ -131,12 +140,14 @@ def attention_model_time_s(*, latency_s: float, flop_per_s: float, bytes_per_s: 
                   if flop is not None and head_dim is not None else True)
     if flop is None or nbytes is None:
         flop, nbytes = attention_flop_bytes(batch, q_len, kv_len, heads, kv_heads, head_dim, elsize, causal)
-    work = np.maximum(np.asarray(flop, dtype=float) / flop_per_s, np.asarray(nbytes, dtype=float) / bytes_per_s)
+    compute = np.asarray(flop, dtype=float) / flop_per_s
+    traffic = np.asarray(nbytes, dtype=float) / bytes_per_s
     if phase in PREFILL_KINDS:
         factor = prefill_schedule_factor(batch, heads, q_len, kv_len, causal, wave_units, block_q, half_length)
+        out = latency_s + prefill_work_s(compute, traffic, factor)
     else:
         factor = 1.0 + half_length / np.asarray(kv_len, dtype=float)
-    out = latency_s + work * factor
+        out = latency_s + np.maximum(compute, traffic) * factor
     return float(out) if np.ndim(out) == 0 else out
 
 

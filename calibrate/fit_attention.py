@@ -21,6 +21,7 @@ from scipy.optimize import least_squares
 
 from accelcal.vocab import DTYPE_BYTES, PREFILL_KINDS, attention_flop_bytes
 
+from .attention_model import prefill_work_s
 from .profile import MAX_BANDWIDTH_BYTES_PER_S, MAX_FLOP_PER_S, MAX_TIME_S, AttentionEntry
 from .quality import bound_flags, build_quality, kfold_splits, rel_errors
 
@@ -98,9 +99,11 @@ class _Factors:
         return tab[:, j] * (1 - w) + tab[:, j + 1] * w
 
 
-def _model(z: np.ndarray, flop: np.ndarray, nbytes: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    work = np.maximum(flop / math.exp(z[1]), nbytes / math.exp(z[2]))
-    return z[0] + work * factor
+def _model(z: np.ndarray, flop: np.ndarray, nbytes: np.ndarray, factor: np.ndarray, phase: str) -> np.ndarray:
+    compute, traffic = flop / math.exp(z[1]), nbytes / math.exp(z[2])
+    if phase in PREFILL_KINDS:
+        return z[0] + prefill_work_s(compute, traffic, factor)
+    return z[0] + np.maximum(compute, traffic) * factor
 
 
 def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray, phase: str,
@@ -124,7 +127,7 @@ def _fit(flop: np.ndarray, nbytes: np.ndarray, shape: np.ndarray, t: np.ndarray,
     # The prologue and the rate trade off on few cases (several local minima): start the length term at a few
     # scales and keep the lowest training cost.
     starts = (0.0,) if one_len else _H_STARTS
-    res = min((least_squares(lambda z: _model(z, flop, nbytes, factors(z[3], rows)) / t - 1.0,
+    res = min((least_squares(lambda z: _model(z, flop, nbytes, factors(z[3], rows), phase) / t - 1.0,
                              np.array([0.1 * tmin, math.log(fr0), max(br_lo + 1e-6, math.log(br0)), h0]), bounds=(lo, hi),
                              loss="soft_l1", f_scale=0.05, method="trf", x_scale=np.array([max(tmin, 1e-12), 1.0, 1.0, 100.0]))
                for h0 in starts), key=lambda r: r.cost)
@@ -185,7 +188,7 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
         errs = []
         for train, test in kfold_splits(t.size, k):
             z, _, _ = _fit(flop[train], nbytes[train], shape[train], t[train], phase, factors, train, floor)
-            errs.append(rel_errors(_model(z, flop[test], nbytes[test], factors.exact(z[3], test)), t[test]))
+            errs.append(rel_errors(_model(z, flop[test], nbytes[test], factors.exact(z[3], test), phase), t[test]))
         return np.concatenate(errs)
 
     floor, why = None, ""
@@ -207,7 +210,7 @@ def fit_attention(dtype: str, phase: str, cases: Sequence[Mapping[str, Any]], ti
     z, ok, flags = _fit(flop, nbytes, shape, t, phase, factors, slice(None), floor)
     if floor is not None:
         flags = list(flags) + [f"{why}; held at the prefill attention rate {floor:.4g} FLOP/s"]
-    errs = rel_errors(_model(z, flop, nbytes, factors.exact(z[3])), t)
+    errs = rel_errors(_model(z, flop, nbytes, factors.exact(z[3]), phase), t)
     q = build_quality(op, errs, held, (float(flop.min()), float(flop.max())), ok, flags, "attention")
     return AttentionEntry(latency_s=float(z[0]), flop_per_s=math.exp(z[1]), bytes_per_s=math.exp(z[2]), quality=q,
                           half_length=float(z[3]), wave_units=waves, block_q=None)
