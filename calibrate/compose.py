@@ -83,6 +83,8 @@ class Part:
     """identity.device_name of the part (an interconnect log names the devices it ran on)."""
     entries: int
     """Collective entries it contributes (0 for the device part when another part replaces them)."""
+    versions: dict = field(default_factory=dict)
+    """identity.versions of the part (an interconnect log's NCCL and nccl-tests versions)."""
 
     def line(self) -> str:
         what = "" if self.role == "device" else f", {self.entries} collective fit(s) on {self.device_name}"
@@ -173,7 +175,7 @@ def compose(device: Profile, interconnect: Profile | None = None, inter_node: Pr
     require_device_profile(device)
     colls = list(copy.deepcopy(device.collectives))
     parts = [Part("device", device.identity.name, device.identity.source, describe_origin(device),
-                  device.identity.device_name, len(colls))]
+                  device.identity.device_name, len(colls), dict(device.identity.versions))]
     scope_part: dict[str, Part] = {}
     for prof, scope, flag in ((interconnect, "intra_node", "--interconnect"),
                               (inter_node, "inter_node", "--inter-node-profile")):
@@ -182,7 +184,7 @@ def compose(device: Profile, interconnect: Profile | None = None, inter_node: Pr
         mine = _only(prof, scope, flag)
         colls = [c for c in colls if c.scope != scope] + mine
         part = Part(_ROLE[scope], prof.identity.name, prof.identity.source, describe_origin(prof),
-                    prof.identity.device_name, len(mine))
+                    prof.identity.device_name, len(mine), dict(prof.identity.versions))
         parts.append(part)
         scope_part[scope] = part
     ident = copy.deepcopy(device.identity)

@@ -194,7 +194,11 @@ def _spec(p: Profile, env: dict[str, Any], name: str, datasheet: Profile | None,
         prov["gpu.power"] = f"raw env gpu_power_limit {env['gpu_power_limit']!r} (the enforced limit, not a TDP figure)"
 
     node: dict[str, Any] = {"num_gpus_per_node": int(p.identity.devices_per_node)}
-    prov["node.num_gpus_per_node"] = "identity.devices_per_node (devices measured, not the chassis size)"
+    fabric = next((getattr(p, "scope_part", {}).get(sc) for sc in ("intra_node", "inter_node")
+                   if getattr(p, "scope_part", {}).get(sc) is not None), None)
+    prov["node.num_gpus_per_node"] = (
+        f"devices_per_node of {fabric.name} ({fabric.source}: the devices per node its collectives ran on)"
+        if fabric is not None else "identity.devices_per_node (devices measured, not the chassis size)")
     intra = _busbw(p, "intra_node") or _busbw(datasheet, "intra_node")
     if intra is not None:
         node["intra_node_bw"] = int(intra[0])
@@ -254,12 +258,22 @@ def _watts(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def _collectives_origin(p: Profile, scope: str) -> tuple[str, str, dict]:
+    """(source, profile name, versions) of ``p``'s collectives in ``scope``: the fabric part a composed profile took
+    them from (its log's source and NCCL version, not the device profile's), else the profile's own."""
+    part = getattr(p, "scope_part", {}).get(scope)
+    if part is not None:
+        return part.source, part.name, dict(part.versions)
+    return ("datasheet" if p.is_datasheet else p.identity.source), p.identity.name, dict(p.identity.versions)
+
+
 def _busbw(p: Profile | None, scope: str) -> tuple[float, str] | None:
     """(bus bandwidth per GPU, provenance) of the profile's largest all_reduce in ``scope``, or None."""
     if p is None:
         return None
     bw, note = _best_busbw(p, scope)
-    return None if bw is None else (bw, f"{'datasheet' if p.is_datasheet else 'measured'} ({p.identity.name}): {note}")
+    source, name, _ = _collectives_origin(p, scope)
+    return None if bw is None else (bw, f"{source} ({name}): {note}")
 
 
 # ---------------------------------------------------------------- tables
@@ -357,7 +371,8 @@ def _write_table(path: Path, rows: list[dict[str, Any]], common: dict[str, str])
 
 
 def _meta(framework: str, version: str, tables: dict[str, list[dict[str, Any]]], p: Profile,
-          profile_path: str | os.PathLike | None, csvs: list[Path]) -> str:
+          profile_path: str | os.PathLike | None, csvs: list[Path], scope: str | None = None) -> str:
+    """``scope``: the tables are that scope's collectives, whose source and versions are their fabric part's."""
     doc = {
         "schema_version": 1,
         "provenance": "accelcal",
@@ -378,6 +393,17 @@ def _meta(framework: str, version: str, tables: dict[str, list[dict[str, Any]]],
             "note": "status partial: a quick accelcal sweep; fit rows are the profile's fitted models on a grid",
         },
     }
+    if scope is not None:
+        source, name, versions = _collectives_origin(p, scope)
+        if name != p.identity.name:
+            # the rows are a fabric part's fits (a published log, say), not the device profile's measurements: its
+            # source, versions and origin, none of the device run's host, date, command or raw files
+            for k in ("host", "date", "command", "raw_data"):
+                doc["accelcal"].pop(k)
+            doc["accelcal"].update({"source": source, "collectives_from": name, "versions": versions,
+                                    "origin": p.scope_part[scope].origin,
+                                    "note": f"status partial: {p.identity.name}'s {scope} collectives are {name}'s "
+                                            f"({source}); fit rows are its fitted models on a grid"})
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -424,7 +450,8 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
         groups.append((data / "attention" / backend / version, backend, version, attn, "accelcal_torch_sdpa"))
     else:
         res.warnings.append(f"no attention tables: no attention fit in {sorted(AIC_ATTN_DTYPES)}")
-    nccl_v = res.spec["misc"].get("nccl_version")
+    nccl_v = _collectives_origin(p, "intra_node")[2].get("nccl") if getattr(p, "scope_part", {}).get("intra_node") \
+        else res.spec["misc"].get("nccl_version")
     comm = [] if p.is_datasheet else _nccl_rows(p)
     if comm and nccl_v:
         groups.append((data / "comm" / "nccl" / nccl_v, "nccl", nccl_v, {"nccl_perf": comm}, "NCCL"))
@@ -433,7 +460,11 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
                             "(gloo or another library; aiconfigurator's nccl_perf models NCCL)")
     else:
         res.warnings.append("no nccl_perf table: the profile has no intra-node collective fits")
-    res.warnings.append("no custom_allreduce_perf table: accelcal does not measure engine custom all-reduce kernels")
+    engine_ar = sorted({c.kernel for c in p.collectives if c.kernel and c.op == "all_reduce"})
+    res.warnings.append("no custom_allreduce_perf table: " + (
+        f"the profile's engine all-reduce fits ({', '.join(engine_ar)}, from "
+        f"{_collectives_origin(p, 'intra_node')[1]}) are not exported to it" if engine_ar
+        else "accelcal does not measure engine custom all-reduce kernels"))
 
     for folder, framework, ver, tables, kernel_source in groups:
         for t, rows in tables.items():
@@ -443,7 +474,8 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
                 common["version"] = ver
             _write_table(folder / f"{t}.parquet", rows, common)
             res.tables[str((folder / f"{t}.parquet").relative_to(systems))] = len(rows)
-        atomic_write_text(folder / "collection_meta.yaml", _meta(framework, ver, tables, p, profile_path, csvs))
+        atomic_write_text(folder / "collection_meta.yaml", _meta(framework, ver, tables, p, profile_path, csvs,
+                                                                 "intra_node" if framework == "nccl" else None))
 
     atomic_write_text(systems / "query_versions.yaml", yaml.safe_dump(
         {"schema_version": 1, "overrides": {name: {backend: {"current": version, "previous": None}}}}, sort_keys=False))

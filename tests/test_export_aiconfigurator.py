@@ -225,3 +225,25 @@ def test_export_composes_the_fabric_from_interconnect_profiles(tmp_path, capsys)
     assert cfg["node"]["inter_node_bw_bytes_per_s"] == pytest.approx((1 << 30) / t, rel=1e-9)
     assert cfg["node"]["inter_node_bw_bytes_per_s"] < cfg["node"]["intra_node_bw_bytes_per_s"] / 4
     assert "send_recv of 1073741824 B over 2 ranks" in cfg["provenance"]["inter_node_bw_bytes_per_s"]
+
+
+def test_a_composed_fabric_is_exported_under_its_own_source_and_nccl_version(tmp_path):
+    """The intra-node fits of a published log are not the device profile's measurements: the node bandwidths,
+    the devices per node and the NCCL table name that part, its source and its NCCL version."""
+    from accelcal.calibrate.compose import compose
+
+    nvs = Profile.load(ROOT / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml")
+    h100 = ROOT / "profiles" / "nvidia-h100.yaml"
+    res = export_aiconfigurator(compose(Profile.load(h100), nvs), tmp_path, profile_path=h100)
+    prov = res.provenance
+    assert prov["node.intra_node_bw"].startswith("published (h100-nvswitch-4of8): ")
+    assert prov["node.num_gpus_per_node"].startswith("devices_per_node of h100-nvswitch-4of8 (published")
+    [meta_path] = (tmp_path / "systems" / "data").rglob("comm/nccl/*/collection_meta.yaml")
+    assert meta_path.parent.name == nvs.identity.versions["nccl"] == "2.29.2"  # not the device run's 2.28.9
+    meta = yaml.safe_load(meta_path.read_text())["accelcal"]
+    assert (meta["source"], meta["collectives_from"], meta["versions"]["nccl"]) == ("published", "h100-nvswitch-4of8",
+                                                                                   "2.29.2")
+    assert "command" not in meta and "raw_data" not in meta  # the device run's, not the log's
+    # its engine all-reduce fits exist; the warning says they are not exported, not that none were measured
+    assert any("engine all-reduce fits (trtllm_custom_ar, vllm_custom_ar, from h100-nvswitch-4of8) are not exported"
+               in w for w in res.warnings)
