@@ -129,6 +129,13 @@ def _only(p: Profile, scope: str, flag: str) -> list:
         raise ProfileError(f"{flag} {p.identity.name}: has no {scope} collectives (it has {other or 'none'}), so it "
                            f"is passed as {hint} (a log whose ranks span several hosts gives inter_node collectives, "
                            f"one host's gives intra_node)")
+    if p.is_datasheet and any(piece.latency_s is None for c in have for piece in c.pieces):
+        # a datasheet gives link bandwidths only; the composed profile costs collectives as measured ones
+        raise ProfileError(f"{flag} {p.identity.name}: a datasheet profile, whose {scope} collectives have a "
+                           f"bandwidth but no latency (null), so they cannot stand in a measured profile's fabric; pass "
+                           f"a measured or published interconnect profile (profiles/interconnect/*.yaml, accelcal import "
+                           f"nccl-tests), or use the datasheet alone: --profile {p.identity.name}'s file with "
+                           f"--assume-zero-latency (plan)")
     return [copy.deepcopy(c) for c in have]
 
 

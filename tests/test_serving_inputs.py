@@ -69,6 +69,14 @@ def test_datasheet_names_look_inside_a_composition():
     assert datasheet_names(compose(measured, ic)) == []  # the interconnect is published, not a datasheet
 
 
+def test_a_datasheet_fabric_is_refused_as_interconnect_with_the_way_out(capsys):
+    # its collectives carry bandwidths and null latencies: a composition would fail on the schema instead
+    rc = main(["plan", "--profile", MEASURED, "--interconnect", DATASHEET, "--model", "llama3-8b"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--interconnect h100-sxm: a datasheet profile" in err and "no latency (null)" in err
+    assert "--assume-zero-latency" in err and "expected a number" not in err
+
+
 @pytest.mark.parametrize("version", ["", "0.12.0", "1.0.0rc3", "0.5.1.post1", "1.2.0rc6.post1", "v0.8.1"])
 def test_release_numbers_are_accepted(version):
     assert check_version(f" {version} ") == version
