@@ -126,8 +126,13 @@ def format_profile(p: Profile) -> str:
 
 
 def profile_to_json(p: Profile) -> dict:
-    """The profile as its YAML schema (units in every key) plus the fit flags ``show`` lists."""
-    return {"profile": p.to_dict(), "flags": [f for q in _qualities(p) for f in q.flags]}
+    """The profile as its YAML schema (units in every key) plus the fit flags ``show`` lists, and each collective
+    piece's bus bandwidth (the schema holds the algorithm bandwidth; busbw = algbw x the nccl-tests factor, as the
+    table prints it), by entry label, piece by piece."""
+    busbw = {c.label: [pc.bandwidth_bytes_per_s * busbw_factor(c.op, c.group_size) for pc in c.pieces]
+             for c in p.collectives}
+    return {"profile": p.to_dict(), "flags": [f for q in _qualities(p) for f in q.flags],
+            "collective_bus_bandwidth_bytes_per_s": busbw}
 
 
 def _memory_line(e) -> str:

@@ -114,6 +114,14 @@ def test_show_json_is_the_profile_schema_plus_flags(capsys):
     assert doc["profile"]["identity"]["device_name"] == "NVIDIA H200"
     assert doc["profile"]["compute"]["bf16"]["peak_flop_per_s"] > 0
     assert any("target missed" in f for f in doc["flags"])
+    # the collectives' bus bandwidth beside the schema's algorithm bandwidth: algbw x 2(n-1)/n for an all_reduce
+    nvs = str(Path(H200).parent / "interconnect" / "h100-nvswitch-4of8.yaml")
+    assert main(["show", nvs, "--format", "json"]) == EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    entry = next(c for c in doc["profile"]["collectives"] if c["op"] == "all_reduce" and c["group_size"] == 4
+                 and not c.get("kernel"))
+    busbw = doc["collective_bus_bandwidth_bytes_per_s"]["collectives[all_reduce,intra_node,4]"]
+    assert busbw == pytest.approx([pc["bandwidth_bytes_per_s"] * 1.5 for pc in entry["pieces"]])
 
 
 def test_env_json_parses(capsys):
