@@ -88,13 +88,16 @@ def _legend(ax, n: int) -> None:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
-def _finish_rate_vs_size(plt, fig, ax, n_series: int, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
-    """Binary size axis, rate from 0, grid, legend outside; saved and closed."""
+def _finish_rate_vs_size(plt, fig, ax, n_series: int, xlabel: str, ylabel: str, title: str, path: Path,
+                         dots: bool = True) -> Path:
+    """Binary size axis, rate from 0, grid, legend outside; saved and closed.  ``dots``: measured points drawn
+    (else the title says the lines are fits whose points are not in these raw files)."""
     _bytes_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
-    ax.set_title(f"{title} (dots measured, lines fitted)", fontsize=10)
+    how = "dots measured, lines fitted" if dots else "lines fitted; their points are not in the profile's raw files"
+    ax.set_title(f"{title} ({how})", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax, n_series)
     _save(fig, path)
@@ -239,6 +242,7 @@ def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
     chosen = [c for cs in by_op.values()
               for c in sorted(cs, key=lambda c: (c.kernel is not None, -c.group_size))[:2]][:MAX_SERIES - 1]
     fig, ax = plt.subplots(figsize=(8, 5))
+    dots = False
     for c in chosen:
         f = busbw_factor(c.op, c.group_size)
         s = np.logspace(math.log10(max(c.quality.range_min, 1.0)), math.log10(c.quality.range_max), 60)
@@ -248,16 +252,22 @@ def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
         r = _collective_rows(raw, c) if c.kernel is None else None  # results CSVs hold the library's rows
         if r is not None and len(r):
             ax.plot(r["size_bytes"], r["size_bytes"] / r["median_s"] * f / 1e9, "o", ms=4, color=ln.get_color())
+            dots = True
     n = len(chosen)
     prior = [c for c in (ds.collectives if ds is not None else []) if c.op == "all_reduce" and c.scope == "intra_node"]
     if prior:
         c = max(prior, key=lambda c: c.group_size)
+        # a composed profile's fabric may have run on other devices (a published H100 log beside an H200): say so
+        part = getattr(p, "scope_part", {}).get("intra_node")
+        other = (f" (the fits: {part.name} on {part.device_name})"
+                 if part is not None and part.device_name and part.device_name != ds.identity.device_name else "")
         ax.axhline(c.pieces[-1].bandwidth_bytes_per_s * busbw_factor(c.op, c.group_size) / 1e9, color="black", ls=":",
-                   label=f"datasheet {ds.identity.device_name} busbw")
+                   label=f"datasheet {ds.identity.device_name} busbw{other}")
         n += 1
     return [_finish_rate_vs_size(plt, fig, ax, n, "size S (nccl-tests size column; all_gather, reduce_scatter: "
                                  "the whole buffer)", "busbw (GB/s, nccl-tests convention)",
-                                 f"{p.identity.name}: collective bus bandwidth vs size", out / "collectives_busbw.png")]
+                                 f"{p.identity.name}: collective bus bandwidth vs size", out / "collectives_busbw.png",
+                                 dots=dots)]
 
 
 def plot_pareto(result: Any, path: str | os.PathLike) -> Path | None:

@@ -178,3 +178,29 @@ def test_report_on_a_smoke_profile_warns_as_show_does(tmp_path, capsys):
     out = tmp_path / "report.html"
     assert main(["report", str(smoke), "--model", "tiny", "--batch", "4", "--out", str(out)]) == 0
     assert f"WARNING {SMOKE_NOTE}" in out.read_text(encoding="utf-8")
+
+
+def test_busbw_titles_say_whether_points_are_drawn_and_a_foreign_fabric_is_named(tmp_path, monkeypatch):
+    from accelcal.calibrate.compose import compose
+
+    seen = {}
+    real = plot_mod._save
+
+    def spy(fig, path):
+        ax = fig.axes[0]
+        leg = ax.get_legend()
+        seen[Path(path).parent.name] = (ax.get_title(), [t.get_text() for t in leg.get_texts()] if leg else [])
+        return real(fig, path)
+
+    monkeypatch.setattr(plot_mod, "_save", spy)
+    plot_mod.plot_profile(Profile.load(CPU), tmp_path / "cpu", profile_path=CPU)
+    assert seen["cpu"][0].endswith("(dots measured, lines fitted)")  # its own raw collectives: drawn as dots
+    # an H200 with a published H100 fabric: no raw points of that fabric here, and the datasheet line is the H200's
+    nvs = REPO / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml"
+    composed = compose(Profile.load(H200), Profile.load(nvs))
+    plot_mod.plot_profile(composed, tmp_path / "h200", profile_path=H200,
+                          datasheet=Profile.load(REPO / "profiles" / "datasheet" / "h200-sxm.yaml"))
+    title, labels = seen["h200"]
+    assert title.endswith("(lines fitted; their points are not in the profile's raw files)")
+    assert any(lb.startswith("datasheet NVIDIA H200") and lb.endswith("(the fits: h100-nvswitch-4of8 on NVIDIA H100 "
+                                                                     "80GB HBM3)") for lb in labels), labels
