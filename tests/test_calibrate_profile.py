@@ -329,7 +329,7 @@ def test_raw_results_given_as_a_profile_get_a_hint(tmp_path):
 def test_a_moe_table_given_as_a_profile_points_to_moe_table():
     table = Path(__file__).resolve().parents[1] / "profiles" / "engine-kernels" / "h100-vllm-0.14.0-moe.yaml"
     with pytest.raises(ProfileError, match=r"a published table of an engine's MoE op, not a profile: "
-                                           r"pass it with --moe-table; --interconnect takes a device or interconnect"):
+                                           r"pass it with --moe-table; --interconnect takes an interconnect profile"):
         Profile.load(table, what="--interconnect")
 
 

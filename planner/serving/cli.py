@@ -36,7 +36,7 @@ class _OneEngine(argparse.Action):
     """``--engine`` once: predict runs one engine (a second --engine replaced the first without a word)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        if getattr(namespace, self.dest, None) is not None:
+        if getattr(namespace, self.dest, None) not in (None, values):  # the same one twice is still one engine
             parser.error(f"--engine given twice ({getattr(namespace, self.dest)}, {values}): predict runs one engine; "
                          f"accelcal plan --engine A --engine B compares several")
         setattr(namespace, self.dest, values)
