@@ -17,7 +17,8 @@ through all stages, micro-batches x slowest stage).  A prompt is prefilled on
 its own: TTFT is its path through the stages; with SP it is split across
 ``sp`` replicas (prefill only; they all-gather K/V per layer).  Tokens/s per
 device = batch x output_len / (batch x replica time spent on prefills +
-output_len x TPOT) / (tp x pp).  Devices are numbered node-major, TP innermost,
+(output_len - 1) x TPOT) / (tp x pp): each prefill emits its request's first token, as in the request latency
+TTFT + (output_len - 1) x TPOT.  Devices are numbered node-major, TP innermost,
 then PP stages, then replicas; a group that crosses a node boundary uses
 inter-node collectives.
 
@@ -446,7 +447,8 @@ class _Evaluator:
         pre = self.phase("prefill", par, 1, w.prompt_len, w.prompt_len)
         ttft = pre.path_s
         # replica time per request: the slowest prefill stage (prefills pipeline), on each of sp replicas
-        cycle = w.batch * sp * pre.max_stage_s + w.output_len * tpot
+        # ... and the output's other tokens, one decode step each (the prefill emits the first, as in the latency)
+        cycle = w.batch * sp * pre.max_stage_s + (w.output_len - 1) * tpot
         per_device = w.batch * w.output_len / cycle / (tp * pp)
         devices = par.devices
         misses = []
