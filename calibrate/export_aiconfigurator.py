@@ -194,8 +194,8 @@ def _spec(p: Profile, env: dict[str, Any], name: str, datasheet: Profile | None,
         prov["gpu.power"] = f"raw env gpu_power_limit {env['gpu_power_limit']!r} (the enforced limit, not a TDP figure)"
 
     node: dict[str, Any] = {"num_gpus_per_node": int(p.identity.devices_per_node)}
-    fabric = next((getattr(p, "scope_part", {}).get(sc) for sc in ("intra_node", "inter_node")
-                   if getattr(p, "scope_part", {}).get(sc) is not None), None)
+    parts = getattr(p, "scope_part", {})  # a composed profile's fabric parts by scope
+    fabric = parts.get("intra_node") or parts.get("inter_node")
     prov["node.num_gpus_per_node"] = (
         f"devices_per_node of {fabric.name} ({fabric.source}: the devices per node its collectives ran on)"
         if fabric is not None else "identity.devices_per_node (devices measured, not the chassis size)")
@@ -450,8 +450,9 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
         groups.append((data / "attention" / backend / version, backend, version, attn, "accelcal_torch_sdpa"))
     else:
         res.warnings.append(f"no attention tables: no attention fit in {sorted(AIC_ATTN_DTYPES)}")
-    nccl_v = _collectives_origin(p, "intra_node")[2].get("nccl") if getattr(p, "scope_part", {}).get("intra_node") \
-        else res.spec["misc"].get("nccl_version")
+    intra_part = getattr(p, "scope_part", {}).get("intra_node")
+    # a composed fabric's NCCL (its log's), not the device run's
+    nccl_v = intra_part.versions.get("nccl") if intra_part is not None else res.spec["misc"].get("nccl_version")
     comm = [] if p.is_datasheet else _nccl_rows(p)
     if comm and nccl_v:
         groups.append((data / "comm" / "nccl" / nccl_v, "nccl", nccl_v, {"nccl_perf": comm}, "NCCL"))
