@@ -646,15 +646,15 @@ def _typical_decode_key(hist: dict[tuple, int]) -> tuple:
     by_batch: dict[int, int] = {}
     for (b, _), n in hist.items():
         by_batch[b] = by_batch.get(b, 0) + b * n
-    half, seen = sum(by_batch.values()) / 2.0, 0
-    for b in sorted(by_batch):
-        seen += by_batch[b]
+    b = _weighted_median(by_batch)
+    return b, _weighted_median({kv: n for (batch, kv), n in hist.items() if batch == b})
+
+
+def _weighted_median(weights: dict[int, int]) -> int:
+    """The smallest key whose weight, with the smaller keys', reaches half the total (integer weights: exact)."""
+    half, seen = sum(weights.values()) / 2.0, 0
+    for key in sorted(weights):
+        seen += weights[key]
         if seen >= half:
-            break
-    steps = sorted((kv, n) for (batch, kv), n in hist.items() if batch == b)
-    half, seen = sum(n for _, n in steps) / 2.0, 0
-    for kv, n in steps:
-        seen += n
-        if seen >= half:
-            return b, kv
-    return b, steps[-1][0]
+            return key
+    raise AssertionError("unreachable: the weights sum to their total")
