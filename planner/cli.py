@@ -187,6 +187,20 @@ def _dtype_speed_note(model, prof, tokens: int) -> str | None:
             f"--dtype fp32 plans it upcast, where 4 bytes per weight fit")
 
 
+def _serving_document(reason: str, rejected: list, res=None, top: int = 0, meets: bool = False,
+                      command: str | None = None) -> dict:
+    """The serving search's JSON document, one key set found or not (``res`` None: nothing found, ``reason`` why;
+    feasible / reason as predict's), so a program reads one shape."""
+    return {"feasible": res is not None, "reason": reason, "rejected": rejected,
+            "ranked": [c.to_dict() for c in res.ranked[:top]] if res else [],
+            "pareto": [c.to_dict() for c in res.pareto] if res else [],
+            "search_s": res.search_s if res else None, "warnings": res.warnings if res else [],
+            "notes": res.notes if res else [], "meets_targets": meets,
+            "best_simulated": res.best.simulated if res else None,
+            "open_loop_best": (res.open_loop or None) if res else None,
+            "best_notes": res.best_notes if res else [], "best_predict_command": command}
+
+
 def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     """``accelcal plan --engine ...``: the serving search (planner/serving/search.py); ``prof`` already composed."""
     from .serving.cli import parse_engine_args
@@ -231,11 +245,8 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
                              moe_tables=tables, engine_version=check_version(args.engine_version or ""))
     except NoServingLayout as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
-        if args.format == "json":  # the feasible document's keys, empty, as predict keeps its schema
-            print(json.dumps({"feasible": False, "reason": str(exc), "ranked": [], "pareto": [],
-                              "rejected": exc.rejected, "search_s": None, "warnings": [], "notes": [],
-                              "meets_targets": False, "best_simulated": None, "open_loop_best": None,
-                              "best_notes": [], "best_predict_command": None}, indent=1, sort_keys=True))
+        if args.format == "json":  # the found document's keys, empty, as predict keeps its schema
+            print(json.dumps(_serving_document(str(exc), exc.rejected), indent=1, sort_keys=True))
         return EXIT_INFEASIBLE
     # with targets, a pass counts once the simulation confirms it (the steady state's TTFT assumes
     # desynchronised clients and can be far below a closed loop's)
@@ -243,15 +254,7 @@ def _run_serving(args: argparse.Namespace, model, prof, inter) -> int:
     meets = not res.best.misses and confirmed
     command = _predict_command(args, res.best, engines, res.devices_per_node, tables)
     if args.format == "json":
-        # feasible / reason as in the infeasible document (and predict's), so a program reads one shape
-        print(json.dumps({"feasible": True, "reason": "",
-                          "ranked": [c.to_dict() for c in res.ranked[:args.top]],
-                          "pareto": [c.to_dict() for c in res.pareto], "rejected": res.rejected,
-                          "search_s": res.search_s, "warnings": res.warnings, "notes": res.notes,
-                          "meets_targets": meets, "best_simulated": res.best.simulated,
-                          "open_loop_best": res.open_loop or None, "best_notes": res.best_notes,
-                          "best_predict_command": command},
-                         indent=1, sort_keys=True))
+        print(json.dumps(_serving_document("", res.rejected, res, args.top, meets, command), indent=1, sort_keys=True))
     else:
         print(format_search(res, args.top), end="")
         steady = (" (a steady-state row: --method steady gives its figures; leave it out to simulate it)"
@@ -343,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
     from .cluster import Cluster, DeviceGroup
     from .export import write_exports
     from accelcal.models import ModelConfig
-    from .report import format_table, to_json
+    from .report import format_table, no_plan_json, to_json
     from .search import NoFeasiblePlan, PlanOptions, plan
     from .workload import Workload
 
@@ -422,18 +425,13 @@ def run(args: argparse.Namespace) -> int:
         result = plan(model, Cluster(groups), workload, options, progress)
     except NoFeasiblePlan as exc:
         print(f"accelcal plan: {exc}", file=sys.stderr)
-        if args.format == "json":  # what was asked and no groups, with the feasible document's keys
-            print(json.dumps({"feasible": False, "reason": str(exc), "model": model.to_dict(),
-                              "workload": workload.to_dict(),
-                              "options": {k: getattr(options, k) for k in options.__dataclass_fields__},
-                              "groups": [], "datasheet_priors": [], "provenance": [], "assumed_zero_latency": None,
-                              "context_warning": None}, indent=1, sort_keys=True))
+        if args.format == "json":
+            print(json.dumps(no_plan_json(model, workload, options, str(exc)), indent=1, sort_keys=True))
         return EXIT_INFEASIBLE
     if args.format == "json":
         from accelcal.safe_io import dumps_finite
 
-        doc = {"feasible": True, "reason": "", **to_json(result, args.top)}
-        print(dumps_finite(doc, what="the plan", indent=1, sort_keys=True))
+        print(dumps_finite(to_json(result, args.top), what="the plan", indent=1, sort_keys=True))
     else:
         print(format_table(result, args.top), end="")
     if args.export_dir:

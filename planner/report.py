@@ -134,14 +134,24 @@ def format_table(r: PlanResult, top: int = 10) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def no_plan_json(model, workload, options, reason: str) -> dict:
+    """:func:`to_json`'s document where no layout is feasible (``reason`` why): what was asked and no groups, the
+    same keys (feasible / reason as predict's), so a program reads one shape."""
+    return {"feasible": False, "reason": reason, **_plan_json(model, workload, options, None)}
+
+
+def _plan_json(model, workload, options, r: PlanResult | None) -> dict:
+    return {"model": model.to_dict(), "workload": workload.to_dict(),
+            "options": {k: getattr(options, k) for k in options.__dataclass_fields__}, "groups": [],
+            # Always present so programs can test it: [] when every profile used is measured.
+            "datasheet_priors": [{"profile": name, "warning": w}
+                                 for name, w in zip(r.datasheet_profiles, datasheet_warnings(r))] if r else [],
+            "provenance": list(r.provenance) if r else [], "assumed_zero_latency": zero_latency_warning(r) if r else None,
+            "context_warning": model.context_warning(workload.prompt_len, workload.output_len) if r else None}
+
+
 def to_json(r: PlanResult, top: int = 10) -> dict:
-    out = {"model": r.model.to_dict(), "workload": r.workload.to_dict(),
-           "options": {k: getattr(r.options, k) for k in r.options.__dataclass_fields__}, "groups": [],
-           # Always present so programs can test it: [] when every profile used is measured.
-           "datasheet_priors": [{"profile": name, "warning": w}
-                                for name, w in zip(r.datasheet_profiles, datasheet_warnings(r))],
-           "provenance": list(r.provenance), "assumed_zero_latency": zero_latency_warning(r),
-           "context_warning": r.model.context_warning(r.workload.prompt_len, r.workload.output_len)}
+    out = {"feasible": True, "reason": "", **_plan_json(r.model, r.workload, r.options, r)}
     for gp in r.groups:
         out["groups"].append({
             "group": gp.group, "device_name": gp.device_name, "devices": gp.devices,
