@@ -139,6 +139,11 @@ def _only(p: Profile, scope: str, flag: str) -> list:
     return [copy.deepcopy(c) for c in have]
 
 
+def fabric_part(p: Profile, scope: str) -> Part | None:
+    """The part a composed profile took ``scope``'s collectives from (:func:`compose`); None for a plain profile."""
+    return getattr(p, "scope_part", {}).get(scope)
+
+
 def datasheet_names(*profiles: Profile | None) -> list[str]:
     """identity.name of every datasheet source among ``profiles`` (None skipped; a composed profile by its parts),
     each once, in order: what a report must flag as a prior, not a measurement."""

@@ -62,6 +62,7 @@ import yaml
 from accelcal.atomic import atomic_write_text, atomic_write_with
 from accelcal.vocab import DTYPE_BYTES
 
+from .compose import fabric_part
 from .export import _best_busbw, memory_pattern
 from .profile import MissingMeasurement, Profile
 
@@ -194,8 +195,7 @@ def _spec(p: Profile, env: dict[str, Any], name: str, datasheet: Profile | None,
         prov["gpu.power"] = f"raw env gpu_power_limit {env['gpu_power_limit']!r} (the enforced limit, not a TDP figure)"
 
     node: dict[str, Any] = {"num_gpus_per_node": int(p.identity.devices_per_node)}
-    parts = getattr(p, "scope_part", {})  # a composed profile's fabric parts by scope
-    fabric = parts.get("intra_node") or parts.get("inter_node")
+    fabric = fabric_part(p, "intra_node") or fabric_part(p, "inter_node")
     prov["node.num_gpus_per_node"] = (
         f"devices_per_node of {fabric.name} ({fabric.source}: the devices per node its collectives ran on)"
         if fabric is not None else "identity.devices_per_node (devices measured, not the chassis size)")
@@ -261,7 +261,7 @@ def _watts(text: str) -> float | None:
 def _collectives_origin(p: Profile, scope: str) -> tuple[str, str, dict]:
     """(source, profile name, versions) of ``p``'s collectives in ``scope``: the fabric part a composed profile took
     them from (its log's source and NCCL version, not the device profile's), else the profile's own."""
-    part = getattr(p, "scope_part", {}).get(scope)
+    part = fabric_part(p, scope)
     if part is not None:
         return part.source, part.name, dict(part.versions)
     return ("datasheet" if p.is_datasheet else p.identity.source), p.identity.name, dict(p.identity.versions)
@@ -393,17 +393,16 @@ def _meta(framework: str, version: str, tables: dict[str, list[dict[str, Any]]],
             "note": "status partial: a quick accelcal sweep; fit rows are the profile's fitted models on a grid",
         },
     }
-    if scope is not None:
-        source, name, versions = _collectives_origin(p, scope)
-        if name != p.identity.name:
-            # the rows are a fabric part's fits (a published log, say), not the device profile's measurements: its
-            # source, versions and origin, none of the device run's host, date, command or raw files
-            for k in ("host", "date", "command", "raw_data"):
-                doc["accelcal"].pop(k)
-            doc["accelcal"].update({"source": source, "collectives_from": name, "versions": versions,
-                                    "origin": p.scope_part[scope].origin,
-                                    "note": f"status partial: {p.identity.name}'s {scope} collectives are {name}'s "
-                                            f"({source}); fit rows are its fitted models on a grid"})
+    part = fabric_part(p, scope) if scope is not None else None
+    if part is not None:
+        # the rows are a fabric part's fits (a published log, say), not the device profile's measurements: its
+        # source, versions and origin, none of the device run's host, date, command or raw files
+        for k in ("host", "date", "command", "raw_data"):
+            doc["accelcal"].pop(k)
+        doc["accelcal"].update({"source": part.source, "collectives_from": part.name, "versions": dict(part.versions),
+                                "origin": part.origin,
+                                "note": f"status partial: {p.identity.name}'s {scope} collectives are {part.name}'s "
+                                        f"({part.source}); fit rows are its fitted models on a grid"})
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -450,7 +449,7 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
         groups.append((data / "attention" / backend / version, backend, version, attn, "accelcal_torch_sdpa"))
     else:
         res.warnings.append(f"no attention tables: no attention fit in {sorted(AIC_ATTN_DTYPES)}")
-    intra_part = getattr(p, "scope_part", {}).get("intra_node")
+    intra_part = fabric_part(p, "intra_node")
     # a composed fabric's NCCL (its log's), not the device run's
     nccl_v = intra_part.versions.get("nccl") if intra_part is not None else res.spec["misc"].get("nccl_version")
     comm = [] if p.is_datasheet else _nccl_rows(p)

@@ -258,7 +258,9 @@ def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
     if prior:
         c = max(prior, key=lambda c: c.group_size)
         # a composed profile's fabric may have run on other devices (a published H100 log beside an H200): say so
-        part = getattr(p, "scope_part", {}).get("intra_node")
+        from .compose import fabric_part
+
+        part = fabric_part(p, "intra_node")
         other = (f" (the fits: {part.name} on {part.device_name})"
                  if part is not None and part.device_name and part.device_name != ds.identity.device_name else "")
         ax.axhline(c.pieces[-1].bandwidth_bytes_per_s * busbw_factor(c.op, c.group_size) / 1e9, color="black", ls=":",
