@@ -18,7 +18,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from accelcal.calibrate.compose import SMOKE_NOTE, datasheet_names, doubtful_collectives, fabric_device_mismatch, smoke_sweep
+from accelcal.calibrate.compose import (SMOKE_NOTE, datasheet_names, doubtful_collectives, fabric_device_mismatch,
+                                        fabric_part, smoke_sweep)
 from accelcal.models import ModelConfig
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
@@ -236,9 +237,10 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     if moe_tp and moe_tp == tp:
         pred.notes.append(f"--moe-tp {moe_tp} = --tp {tp}: every expert is split over the replica's own TP group, as "
                           f"without --moe-tp (it splits them over several replicas only as --tp x k, k >= 2)")
+    inter_part = fabric_part(profile, "inter_node")
     pred.inputs = {"model": model.name, "profile": getattr(profile.identity, "name", "?"),
                    "inter_node_profile": (getattr(inter_node_profile.identity, "name", "?")
-                                          if inter_node_profile is not None else _part_name(profile, "inter-node")),
+                                          if inter_node_profile is not None else inter_part.name if inter_part else None),
                    "weight_dtype": weight_dtype, "expert_weight_dtype": model.expert_weight_dtype or None,
                    "kv_dtype": kv_dtype, "method": method, "moe_table": table.origin if table is not None else None}
     if workload.closed_loop and num_requests is not None and num_requests < workload.concurrency and method == "simulate":
@@ -336,12 +338,6 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     pred.prefill_share_of_decode_time = first.prefill_share_of_decode_time
     pred.feasible = True
     return pred
-
-
-def _part_name(profile: Any, role: str) -> str | None:
-    """The name of the composed profile's part in ``role`` (compose.Part: --interconnect's, --inter-node-profile's),
-    None when it has none."""
-    return next((p.name for p in getattr(profile, "parts", None) or [] if p.role == role), None)
 
 
 def _eager_batch_note(engine: EnginePreset, decode_step: dict) -> list[str]:
