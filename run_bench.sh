@@ -168,11 +168,12 @@ if [ "$TEST_MODE" = 1 ]; then PRESET="--smoke"; MODE="test"; fi
 
 # ------------------------------------------------- measure, fit, write profile
 PREV=""
+PREV_RAW=""
 if [ -f "$PROFILE" ]; then
     PREV="$OUT/previous-profile.yaml"
     cp "$PROFILE" "$PREV"
     # and its raw data, which this run replaces, beside it under the folder name its raw_data entries use
-    if [ -d "$RAW" ]; then cp -R "$RAW" "$OUT/$(basename "$RAW")"; fi
+    if [ -d "$RAW" ]; then PREV_RAW="$OUT/$(basename "$RAW")"; cp -R "$RAW" "$PREV_RAW"; fi
 fi
 # One rank measures no collectives: that is how --skip-collectives is spelled to calibrate.
 CAL_NPROC="$NPROC"
@@ -231,7 +232,7 @@ ELAPSED=$(( $(date +%s) - T_START ))
     echo "  raw measurements $RAW/"
     echo "  environment      $OUT/environment.json"
     [ "$SKIP_VALIDATE" = 0 ] && echo "  validation       $OUT/validation.txt"
-    [ -n "$PREV" ] && echo "  changes          $OUT/compare.txt (the previous profile: $PREV$([ -d "$OUT/$(basename "$RAW")" ] && echo ", its raw data in $OUT/$(basename "$RAW")/"))"
+    [ -n "$PREV" ] && echo "  changes          $OUT/compare.txt (the previous profile: $PREV${PREV_RAW:+, its raw data in $PREV_RAW/})"
     if [[ " ${FAILED[*]} " == *" plan "* ]]; then echo "  plan             FAILED: its error is in $OUT/plan.txt"; else
         echo "  plan             $OUT/plan.txt (DAG/trace exports in $OUT/plan/)"; fi
     [ "$HAVE_REPORT" = 1 ] && echo "  report           $OUT/report.html (open in a browser; plots inline)"
