@@ -148,6 +148,17 @@ class EnginePreset:
     """Attention data parallelism only: hold a replica's new prompts until every replica of its group has some, or
     for at most this many steps, so that the replicas prefill in the same step (TensorRT-LLM attention_dp_config
     enable_balance with timeout_iters; its batching_wait_iters is not modelled).  0 = off."""
+    batch_wait_timeout_iters: int = 0
+    """Hold new prompts while they and the running requests' decodes come to fewer than
+    ``batch_wait_max_tokens_ratio`` x ``token_budget`` tokens, for at most this many steps in a row, so that prompts
+    gather into fewer prefill steps (TensorRT-LLM batch_wait_timeout_iters).  Only steps that also decode count and
+    hold: an engine with nothing decoding prefills at once.  Without attention data parallelism only, as
+    TensorRT-LLM does; a chunked prompt already started is not held (TensorRT-LLM holds it too; its chunked prefill
+    is off by default).  0 = off."""
+    batch_wait_max_tokens_ratio: float = 0.0
+    """The share of ``token_budget`` that ends a hold (``batch_wait_timeout_iters``): a step whose prompt and
+    decode tokens reach it prefills at once (TensorRT-LLM batch_wait_max_tokens_ratio, in [0, 1]; 0 = every step
+    reaches it, so nothing is held)."""
     ep_below_tp: bool = False
     """The engine runs an EP degree that divides TP (``--ep`` below ``--tp``): the experts spread over ``ep`` groups
     of the TP ranks, each TP-splitting its experts (TensorRT-LLM moe_tp_size x moe_ep_size, SGLang --ep-size below
@@ -409,6 +420,17 @@ class EnginePreset:
                              f"request's recompute can outgrow the token budget without chunking: reserve whole "
                              f"requests so that nothing is preempted (--engine-arg admission=full_request "
                              f"--engine-arg kv_full=queue, as TensorRT-LLM does) or keep chunked_prefill true")
+        if self.batch_wait_max_tokens_ratio > 1:
+            raise ValueError(f"{origin}: batch_wait_max_tokens_ratio must be in [0, 1] (a share of token_budget), got "
+                             f"{self.batch_wait_max_tokens_ratio}")
+        if self.holds_prompts and not (self.batching == "continuous" and self.mixed_steps and self.token_budget
+                                       and self.priority == "decode_first"):
+            raise ValueError(f"{origin}: batch_wait_timeout_iters {self.batch_wait_timeout_iters} with "
+                             f"batch_wait_max_tokens_ratio {self.batch_wait_max_tokens_ratio} holds prompts as "
+                             f"TensorRT-LLM does, which is modelled for continuous batching with mixed steps, "
+                             f"decode_first priority and a token budget (batching {self.batching!r}, mixed_steps "
+                             f"{self.mixed_steps}, priority {self.priority!r}, token_budget {self.token_budget}); set "
+                             f"batch_wait_timeout_iters=0")
         if self.small_tp_cuda_graph_max_batch and self.small_tp_below < 2:
             raise ValueError(f"{origin}: small_tp_cuda_graph_max_batch = {self.small_tp_cuda_graph_max_batch} needs "
                              f"small_tp_below >= 2 (the TP degree from which every size is captured), got "
@@ -421,6 +443,13 @@ class EnginePreset:
             raise ValueError(f"{origin}: memory_fraction must be in (0, 1], got {self.memory_fraction}")
         if self.max_seqs < 1 or self.block_size_tokens < 1:
             raise ValueError(f"{origin}: max_seqs and block_size_tokens must be >= 1")
+
+    @property
+    def holds_prompts(self) -> bool:
+        """Whether batch waiting can hold a prompt: TensorRT-LLM's rule (_waiting_requests) ends a hold once the
+        steps held reach batch_wait_timeout_iters or the tokens reach batch_wait_max_tokens_ratio x the budget, so
+        with either at 0 every step ends it at once."""
+        return self.batch_wait_timeout_iters > 0 and self.batch_wait_max_tokens_ratio > 0
 
     @property
     def step_tokens(self) -> int:

@@ -245,6 +245,10 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     overlap = engine.overlap_scheduling and not static
     prev_start = 0.0
     lingering: list[_Req] = []
+    # TensorRT-LLM's batch waiting (EnginePreset.batch_wait_timeout_iters); off with attention data parallelism
+    hold_prompts = engine.holds_prompts and not lockstep
+    hold_tokens = engine.batch_wait_max_tokens_ratio * engine.token_budget
+    held_steps = 0  # steps in a row whose new prompts were held
 
     state_tokens = kv.state_tokens_per_seq  # a hybrid model's state in the pool, as the tokens SGLang's admission counts
     window = kv.window_tokens_for  # a sliding-window model's windowed KV, as tokens of the pool
@@ -523,7 +527,23 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
                 # TensorRT-LLM's scheduled generation requests, SGLang's mixed chunk), then new ones
                 schedule_running("all")
                 if may_admit:
+                    if hold_prompts:
+                        before = (len(running), len(chunks), left, free, kv_limited)
                     admit_waiting()
+                    if hold_prompts and len(running) > before[0] and (decodes or lingering):
+                        # PyExecutor._waiting_requests: the step's prompt tokens (whole prompts) and decode tokens
+                        # against the share of the budget, or the steps held so far against the timeout
+                        tokens = sum(r.target for r, _ in chunks) + len(decodes) + len(lingering)
+                        if held_steps >= engine.batch_wait_timeout_iters or tokens >= hold_tokens:
+                            held_steps = 0
+                        else:  # the new prompts go back to the head of the queue, their blocks freed
+                            held_steps += 1
+                            for r in reversed(running[before[0]:]):
+                                scheduled.discard(r.i)
+                                r.blocks = 0
+                                waiting.appendleft(r)
+                            del running[before[0]:], chunks[before[1]:]
+                            left, free, kv_limited = before[2], before[3], before[4]
             if engine.admission == "reserve_ratio" and decodes and not chunks:
                 ratio = max(engine.new_token_ratio_min, ratio - decay)
         else:  # SGLang: a prefill batch, when one can be formed, runs on its own; else one decode step
