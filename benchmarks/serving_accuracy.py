@@ -50,7 +50,7 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 from pathlib import Path
 
@@ -106,7 +106,8 @@ class InferenceMaxClient:
     """--num-prompts $(( CONC * 10 )) with --max-concurrency $CONC (InferenceMAX README's client command and
     its benchmark scripts)."""
     trtllm_attention_dp_balance_iters: int = 60
-    """The one server flag of its scripts modelled: its TensorRT-LLM scripts turn on attention-DP balance whenever
+    """A server flag of all its TensorRT-LLM scripts (INFERENCEMAX_SCRIPTS has the other flags of the scripts
+    read): they turn on attention-DP balance whenever
     they turn on attention DP (``attention_dp_config: {batching_wait_iters: 0, enable_balance: true, timeout_iters:
     60}`` in the DeepSeek-R1 fp8 scripts, as read in copies in the code index): EnginePreset.attention_dp_balance_iters."""
     # its one "initial single prompt test run" (and the --num-warmups 2 x CONC of later copies, awaited before the
@@ -114,6 +115,105 @@ class InferenceMaxClient:
 
 
 INFERENCEMAX = InferenceMaxClient()
+
+_INFERENCEX = "github.com/SemiAnalysisAI/InferenceX (InferenceMAX's repository)"
+_LLAMA70B_RUN = ("the Llama-3.1-70B rows were measured on 2025-10-29 (their silicon_data_source), when InferenceX "
+                 "9596d23d7 (2025-10-29) ran .github/workflows/70b-tmpl.yml")
+
+
+def trtllm_padded_graph_sizes(max_batch: int) -> list[int]:
+    """The decode batch sizes TensorRT-LLM captures for cuda_graph_config {enable_padding: true, max_batch_size:
+    max_batch}: [1, 2, 4], the multiples of 8 to 128, then powers of two from 256 below max_batch, and max_batch
+    itself (CudaGraphConfig._generate_cuda_graph_batch_sizes, as read in copies in the code index)."""
+    sizes = [1, 2, 4] + [8 * i for i in range(1, 17)]
+    p = 256
+    while p < max_batch:
+        sizes.append(p)
+        p *= 2
+    return sorted({s for s in sizes if s <= max_batch} | {max_batch})
+
+
+@dataclass(frozen=True)
+class ServerScript:
+    """The server flags one InferenceMAX benchmark script gives its engine, as engine preset keys, for the rows it
+    measured: applied over the --deployment recipe to the rows of its workflow (row_client), under --engine-arg."""
+
+    engine: str
+    """Engine preset name of its rows."""
+    model: str
+    """accelcal model preset its rows resolve to."""
+    system: str
+    """The rows' system column."""
+    image_version: str
+    """The engine release the workflow's image ran: the release defaults for rows that record no version."""
+    overrides: dict
+    """Engine preset key -> value, at every shape."""
+    source: str
+    """The script, its commit and what each value comes from."""
+    versions: tuple[str, ...] = ("",)
+    """The rows' backend_version values this script measured ("": rows that record none); rows of another
+    release ran another copy of the script."""
+    shape_overrides: tuple = ()
+    """((isl, osl, tp_below, {key: value}), ...): keys set only at that shape and at a TP below tp_below."""
+
+    def for_row(self, isl: int, osl: int, tp: int, concurrency: int) -> dict:
+        """The overrides this script gives a row of shape isl x osl at this TP and benchmark concurrency (a value
+        "$CONC" is the concurrency, as the scripts pass it)."""
+        out = dict(self.overrides)
+        for i, o, below, extra in self.shape_overrides:
+            if (isl, osl) == (i, o) and tp < below:
+                out.update(extra)
+        return {k: concurrency if v == "$CONC" else v for k, v in out.items()}
+
+
+INFERENCEMAX_SCRIPTS: tuple[ServerScript, ...] = (
+    ServerScript(
+        "trtllm", "llama3.1-70b", "h200_sxm", "1.1.0rc2.post2",
+        {"token_budget": 16384, "max_seqs": 2048, "memory_fraction": 0.9, "chunked_prefill": False,
+         "overlap_scheduling": True, "cuda_graph_sizes": trtllm_padded_graph_sizes(1024), "cuda_graph_padding": True},
+        f"{_INFERENCEX} benchmarks/70b_fp8_h200_trt_slurm.sh at 9596d23d7 (its flags unchanged since 1b563c858, "
+        f"2025-09-18; image nvcr.io#nvidia/tensorrt-llm/release:1.1.0rc2.post2 in 70b-tmpl.yml; {_LLAMA70B_RUN}): "
+        f"trtllm-serve --max_num_tokens 16384, no --max_batch_size (default 2048), cuda_graph_config enable_padding "
+        f"true max_batch_size 1024, kv_cache_config dtype fp8 with no free_gpu_memory_fraction (default 0.9), no "
+        f"chunked prefill or overlap setting (defaults: off, on); at 1024 x 1024 and TP < 8 "
+        f"batch_wait_max_tokens_ratio 0.9 and batch_wait_timeout_iters 20",
+        shape_overrides=((1024, 1024, 8, {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}),)),
+    *(ServerScript(
+        "vllm", "llama3.1-70b", system, "0.10.2",
+        {"token_budget": 8192, "max_seqs": "$CONC", "memory_fraction": 0.9, "overlap_scheduling": True},
+        f"{_INFERENCEX} benchmarks/{script} at 9596d23d7 (flags unchanged since {since}; image "
+        f"vllm/vllm-openai:v0.10.2 in 70b-tmpl.yml; {_LLAMA70B_RUN}): config.yaml max-num-batched-tokens 8192, "
+        f"async-scheduling true, kv-cache-dtype fp8, no-enable-prefix-caching; vllm serve --gpu-memory-utilization "
+        f"0.9 --max-num-seqs $CONC")
+      for system, script, since in (("h200_sxm", "70b_fp8_h200_slurm.sh", "eb282d8f6, 2025-09-27"),
+                                    ("h100_sxm", "70b_fp8_h100_slurm.sh", "af4ccd03f, 2025-09-23"))),
+    *(ServerScript(
+        "vllm", "gpt-oss-120b", system, "0.18.0",
+        {"token_budget": 8192, "max_seqs": "$CONC", "memory_fraction": 0.9},
+        f"{_INFERENCEX} benchmarks/single_node/{script} at cec542a9a (2026-03-27, which moved it to image "
+        f"vllm/vllm-openai:v0.18.0; its rows were measured on 2026-03-27): config.yaml max-num-batched-tokens 8192, "
+        f"no-enable-prefix-caching, max-cudagraph-capture-size 2048; vllm serve --gpu-memory-utilization 0.9 "
+        f"--max-num-seqs $CONC", versions=("0.18.0",))
+      for system, script in (("h200_sxm", "gptoss_fp4_h200.sh"), ("h100_sxm", "gptoss_fp4_h100.sh"))),
+    ServerScript(
+        "vllm", "minimax-m2.5", "h200_sxm", "0.18.0",
+        {"token_budget": 8192, "max_seqs": 1024, "memory_fraction": 0.95},
+        f"{_INFERENCEX} benchmarks/single_node/minimaxm2.5_fp8_h200.sh at 1d5cae141 (2026-03-27, which moved it to "
+        f"image vllm/vllm-openai:v0.18.0; its rows were measured on 2026-03-27 and 28): vllm serve "
+        f"--gpu-memory-utilization 0.95 and --enable-expert-parallel where EP >= 1, no --max-num-seqs or "
+        f"--max-num-batched-tokens (vLLM's defaults on an H200: 1024 and 8192, the vllm preset's)",
+        versions=("0.18.0",)),
+)
+"""The InferenceMAX scripts read so far; rows of other scripts keep the --deployment recipe's engine settings."""
+
+
+def inferencemax_script(eng: str, model: str, system: str, version: str = "") -> ServerScript | None:
+    """The script that measured InferenceMAX rows of this engine, model, system and recorded release, if it was
+    read."""
+    for sc in INFERENCEMAX_SCRIPTS:
+        if (sc.engine, sc.model, sc.system) == (eng, model, system) and version in sc.versions:
+            return sc
+    return None
 
 
 def row_client(row, choice: str) -> str:
@@ -282,6 +382,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
     given, gets one dict per predicted row (the --out CSV's)."""
     errs = defaultdict(lambda: ([], []))
     skipped: Counter = Counter()
+    scripted: Counter = Counter()  # InferenceMAX script whose server flags a row took -> rows
     infeasible = []
     in_prefills = defaultdict(lambda: ([], []))  # (engine, concurrency) -> (measured, predicted) TTFT / one prefill
     tpots: dict = defaultdict(dict)  # (engine, tp, concurrency, isl) -> {osl: (measured, predicted) TPOT, then TTFT}
@@ -348,10 +449,17 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         # says so), and the generator's batch size, which the deployment recipe reads, is the rank's
         c = bs * dp if lay.batch_per_rank else bs
         wd = "fp8_e4m3" if fp8 else "bf16"
-        engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), str(row["backend_version"]),
-                                          isl, osl, bs, wd, args.fp8_kv_dtype if fp8 else "bf16", profile=prof)
-        engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
         client = row_client(row, args.client)
+        script = (inferencemax_script(eng, model.name, str(row.get("system", "")), str(row["backend_version"]))
+                  if client == "inferencemax" and not args.no_script_flags else None)
+        version = str(row["backend_version"] or (script.image_version if script else ""))
+        engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), version,
+                                          isl, osl, bs, wd, args.fp8_kv_dtype if fp8 else "bf16", profile=prof)
+        if script:
+            own = {k: v for k, v in script.for_row(isl, osl, tp, c).items() if k not in args.overrides}
+            engine = engine.with_overrides(own, script.source)
+            scripted[script.source] += 1
+        engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
         balance = INFERENCEMAX.trtllm_attention_dp_balance_iters
         if (client == "inferencemax" and eng == "trtllm" and lay.batch_per_rank
                 and "attention_dp_balance_iters" not in args.overrides):
@@ -399,7 +507,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         tpots[group][osl] = (mp, res.metrics.tpot_mean_s, mt, res.metrics.ttft_mean_s)
         et = res.metrics.ttft_mean_s / mt - 1
         e_tpot = res.metrics.tpot_mean_s / mp - 1
-        groups = ["all", f"engine {eng} {row['backend_version'] or '(no version: newest rules)'}", f"TP{tp}"]
+        groups = ["all", f"engine {eng} {version or '(no version: newest rules)'}", f"TP{tp}"]
         if args.multi_model:
             groups.append(f"model {model.name}")
         if args.multi_system:
@@ -426,6 +534,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
                   f"TTFT {res.metrics.ttft_mean_s * 1e3:9.1f} vs {mt * 1e3:9.1f} ms ({et:+.0%})  TPOT "
                   f"{res.metrics.tpot_mean_s * 1e3:7.2f} vs {mp * 1e3:7.2f} ms ({e_tpot:+.0%})")
     bar.close()
+    for source, k in scripted.items():
+        print(f"server flags of an InferenceMAX script on {k} row(s) (--no-script-flags leaves them out): {source}")
     return errs, skipped, infeasible, in_prefills, tpots
 
 
@@ -569,6 +679,10 @@ def main() -> int:
     ap.add_argument("--no-warmup-drain", action="store_true",
                     help="--deployment aiconfigurator: run the measured requests straight after the warm-up in one "
                          "loop instead of aiperf's drained warm-up and fresh burst (an ablation)")
+    ap.add_argument("--no-script-flags", action="store_true",
+                    help="InferenceMAX rows keep the --deployment recipe's engine settings instead of taking the "
+                         "server flags their benchmark script gives (INFERENCEMAX_SCRIPTS: the scripts read so far; "
+                         "an ablation)")
     ap.add_argument("--client", choices=CLIENTS, default="auto",
                     help="the benchmark workflow the rows were measured with: 'aiconfigurator' (genai-perf/aiperf, "
                          "fixed lengths, the counts above), 'inferencemax' (benchmark_serving.py, lengths uniform in "
@@ -668,9 +782,12 @@ def main() -> int:
         print(f"client: {clients['inferencemax']} row(s) of InferenceMAX's workflow (--client {args.client}): "
               f"benchmark_serving.py, {INFERENCEMAX.prompts_per_client} x concurrency prompts, lengths uniform in "
               f"{INFERENCEMAX.range_ratio:g} x .. x (--range-mode {INFERENCEMAX.range_mode}), no warm-up in the "
-              f"metrics; engine settings as --deployment {args.deployment} (its per-script server flags are not "
-              f"modelled, but for TensorRT-LLM with attention DP its balance, timeout "
-              f"{INFERENCEMAX.trtllm_attention_dp_balance_iters} steps); {clients.get('aiconfigurator', 0)} row(s) of "
+              f"metrics; engine settings as --deployment {args.deployment}, then "
+              + ("(--no-script-flags) " if args.no_script_flags else
+                 f"the server flags of the {len(INFERENCEMAX_SCRIPTS)} script(s) read (INFERENCEMAX_SCRIPTS) where "
+                 f"a row is theirs, and ")
+              + f"for TensorRT-LLM with attention DP its balance, timeout "
+              f"{INFERENCEMAX.trtllm_attention_dp_balance_iters} steps; {clients.get('aiconfigurator', 0)} row(s) of "
               f"aiconfigurator's")
     for ta, gap in sweeps:
         t0 = time.perf_counter()

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from accelcal.planner.serving.engine import EnginePreset
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -112,6 +114,41 @@ def test_serving_accuracy_reads_the_workflow_from_a_rows_provenance(tmp_path, ca
         ttft[name] = float(line.split("TTFT")[1].split("vs")[0])
         assert ("client: 1 row(s) of InferenceMAX's workflow" in out) == (name == "imax")
     assert ttft["imax"] < ttft["aic"]
+
+
+def test_inferencemax_script_flags_reach_the_rows_of_their_script(tmp_path, capsys, monkeypatch):
+    mod = _load("serving_accuracy")
+    assert mod.trtllm_padded_graph_sizes(1024) == [1, 2, 4, *range(8, 129, 8), 256, 512, 1024]
+    trt = mod.inferencemax_script("trtllm", "llama3.1-70b", "h200_sxm")
+    assert trt.image_version == "1.1.0rc2.post2" and "70b_fp8_h200_trt_slurm.sh" in trt.source
+    # batch waiting only where the script turns it on: 1024 x 1024 below TP 8
+    assert trt.for_row(1024, 1024, 4, 16)["batch_wait_timeout_iters"] == 20
+    assert "batch_wait_timeout_iters" not in trt.for_row(1024, 1024, 8, 16)
+    assert "batch_wait_timeout_iters" not in trt.for_row(1024, 8192, 4, 16)
+    assert mod.inferencemax_script("vllm", "llama3.1-70b", "h100_sxm").for_row(8192, 1024, 2, 32)["max_seqs"] == 32
+    assert mod.inferencemax_script("sglang", "llama3.1-70b", "h200_sxm") is None
+    for sc in mod.INFERENCEMAX_SCRIPTS:  # every script's flags are engine keys the preset accepts
+        EnginePreset.from_name(sc.engine).with_overrides(sc.for_row(1024, 1024, 1, 8), sc.source)
+    # one published row: the script's batch waiting holds each new prompt while the others decode
+    row = ("id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,"
+           "moe_quant_mode,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,silicon_ttft_ms,"
+           "silicon_tpot_ms\n"
+           "r1,\"source_file=2026-04-06.csv; model=Llama-3.1-70B; wip=False\",trtllm,,meta-llama/Llama-3.1-70B,"
+           "h200_sxm,fp8,agg,1024,1024,fp8,fp8,4,1,1,1,1,1,562.2,20.1\n")
+    f = tmp_path / "l70.csv"
+    f.write_text(row)
+    ttft = {}
+    for flags in ([], ["--no-script-flags"]):
+        monkeypatch.setattr("sys.argv", ["serving_accuracy.py", "--data", str(f), "--interconnect", "none", "--rows",
+                                         *flags])
+        assert mod.main() == 0
+        out = capsys.readouterr().out
+        ttft[bool(flags)] = float(next(x for x in out.splitlines() if x.startswith("  r1")).split("TTFT")[1].split("vs")[0])
+        assert ("server flags of an InferenceMAX script on 1 row(s)" in out) == (not flags)
+        # the image's release where the row records none (the script's fact: without its flags, the newest rules)
+        assert ("engine trtllm 1.1.0rc2.post2 n=1" in out) == (not flags)
+    # up to 20 decode steps of ~20 ms each more before the first token
+    assert ttft[False] > ttft[True] + 150
 
 
 def test_serving_accuracy_writes_every_predicted_row_to_a_csv(tmp_path, capsys, monkeypatch):
