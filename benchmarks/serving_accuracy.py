@@ -147,7 +147,7 @@ class ServerScript:
     image_version: str
     """The engine release the workflow's image ran: the release defaults for rows that record no version."""
     overrides: dict
-    """Engine preset key -> value, at every shape."""
+    """Engine preset key -> value the script sets, at every shape."""
     source: str
     """The script, its commit and what each value comes from."""
     versions: tuple[str, ...] = ("",)
@@ -155,6 +155,9 @@ class ServerScript:
     release ran another copy of the script."""
     shape_overrides: tuple = ()
     """((isl, osl, tp_below, {key: value}), ...): keys set only at that shape and at a TP below tp_below."""
+    defaults: tuple[str, ...] = ()
+    """Engine preset keys the script leaves unset where the --deployment recipe sets them: they take the engine's
+    own default for the release and device (the recipe ``default``)."""
 
     def for_row(self, isl: int, osl: int, tp: int, concurrency: int) -> dict:
         """The overrides this script gives a row of shape isl x osl at this TP and benchmark concurrency (a value
@@ -169,15 +172,15 @@ class ServerScript:
 INFERENCEMAX_SCRIPTS: tuple[ServerScript, ...] = (
     ServerScript(
         "trtllm", "llama3.1-70b", "h200_sxm", "1.1.0rc2.post2",
-        {"token_budget": 16384, "max_seqs": 2048, "memory_fraction": 0.9, "chunked_prefill": False,
-         "overlap_scheduling": True, "cuda_graph_sizes": trtllm_padded_graph_sizes(1024), "cuda_graph_padding": True},
+        {"token_budget": 16384, "cuda_graph_sizes": trtllm_padded_graph_sizes(1024), "cuda_graph_padding": True},
         f"{_INFERENCEX} benchmarks/70b_fp8_h200_trt_slurm.sh at 9596d23d7 (its flags unchanged since 1b563c858, "
         f"2025-09-18; image nvcr.io#nvidia/tensorrt-llm/release:1.1.0rc2.post2 in 70b-tmpl.yml; {_LLAMA70B_RUN}): "
         f"trtllm-serve --max_num_tokens 16384, no --max_batch_size (default 2048), cuda_graph_config enable_padding "
         f"true max_batch_size 1024, kv_cache_config dtype fp8 with no free_gpu_memory_fraction (default 0.9), no "
         f"chunked prefill or overlap setting (defaults: off, on); at 1024 x 1024 and TP < 8 "
         f"batch_wait_max_tokens_ratio 0.9 and batch_wait_timeout_iters 20",
-        shape_overrides=((1024, 1024, 8, {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}),)),
+        shape_overrides=((1024, 1024, 8, {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}),),
+        defaults=("max_seqs", "memory_fraction", "chunked_prefill", "overlap_scheduling")),
     *(ServerScript(
         "vllm", "llama3.1-70b", system, "0.10.2",
         {"token_budget": 8192, "max_seqs": "$CONC", "memory_fraction": 0.9, "overlap_scheduling": True},
@@ -197,12 +200,12 @@ INFERENCEMAX_SCRIPTS: tuple[ServerScript, ...] = (
       for system, script in (("h200_sxm", "gptoss_fp4_h200.sh"), ("h100_sxm", "gptoss_fp4_h100.sh"))),
     ServerScript(
         "vllm", "minimax-m2.5", "h200_sxm", "0.18.0",
-        {"token_budget": 8192, "max_seqs": 1024, "memory_fraction": 0.95},
+        {"memory_fraction": 0.95},
         f"{_INFERENCEX} benchmarks/single_node/minimaxm2.5_fp8_h200.sh at 1d5cae141 (2026-03-27, which moved it to "
         f"image vllm/vllm-openai:v0.18.0; its rows were measured on 2026-03-27 and 28): vllm serve "
         f"--gpu-memory-utilization 0.95 and --enable-expert-parallel where EP >= 1, no --max-num-seqs or "
         f"--max-num-batched-tokens (vLLM's defaults on an H200: 1024 and 8192, the vllm preset's)",
-        versions=("0.18.0",)),
+        versions=("0.18.0",), defaults=("max_seqs", "token_budget")),
 )
 """The InferenceMAX scripts read so far; rows of other scripts keep the --deployment recipe's engine settings."""
 
@@ -456,7 +459,12 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         engine, kvd, _ = apply_deployment(args.deployment, EnginePreset.from_name(eng), version,
                                           isl, osl, bs, wd, args.fp8_kv_dtype if fp8 else "bf16", profile=prof)
         if script:
-            own = {k: v for k, v in script.for_row(isl, osl, tp, c).items() if k not in args.overrides}
+            own = script.for_row(isl, osl, tp, c)
+            if script.defaults:
+                plain, _, _ = apply_deployment("default", EnginePreset.from_name(eng), version, isl, osl, bs, wd,
+                                               profile=prof)
+                own.update({k: getattr(plain, k) for k in script.defaults})
+            own = {k: v for k, v in own.items() if k not in args.overrides}
             engine = engine.with_overrides(own, script.source)
             scripted[script.source] += 1
         engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
