@@ -40,6 +40,9 @@ predicted and why, and the rows called infeasible; where rows differ only in out
 into a decode step and prefill interference (``split_tpot``) and the prefill work one request lives through
 wherever the queue puts it (``prefill_exposure``: what one prefill costs the engine beyond the prediction), and
 how TTFT grows with the request's lifetime (``ttft_lifetime_slope``: a wait for a running request to finish);
+how the measured decode step outgrows the predicted one with the batch (``decode_excess``: a cost per running
+sequence), and what TTFT measures beyond the prediction at each layout's lightest load, by prompt length
+(``light_load_excess``: a dearer prefill grows with the prompt, a per-request cost outside the engine does not);
 with several ``--turnaround-ms`` or ``--client-gap-ms`` values, one summary per pair.  Nothing here is fitted to these rows.
 """
 
@@ -623,6 +626,54 @@ def ttft_lifetime_slope(tpots: dict) -> dict:
     return out
 
 
+def decode_excess(split: dict) -> dict:
+    """How far the measured decode step D lies beyond the predicted one, and how that grows with the batch.
+
+    From :func:`split_tpot`'s D at each concurrency (median over prompt lengths): D measured - D predicted, and its
+    least-squares line over the concurrencies, excess ~ a + b c.  A cost the prediction lacks that every running
+    sequence adds to a step (host work per request, a per-sequence kernel cost) reads as a steady slope b; a
+    missing cost per step, as the intercept a.  Returns (engine, tp) -> (b in s per sequence, a in s,
+    [(concurrency, excess s), ...]) for layouts with two concurrencies or more."""
+    out = {}
+    for layout, parts in split.items():
+        by_c: dict = defaultdict(list)
+        for p in parts:
+            by_c[p[0]].append(p[1] - p[2])
+        cs = sorted(by_c)
+        if len(cs) < 2:
+            continue
+        ex = [float(np.median(by_c[c])) for c in cs]
+        b, a = np.polyfit(np.array(cs, dtype=float), np.array(ex), 1)
+        out[layout] = (float(b), float(a), list(zip(cs, ex)))
+    return out
+
+
+def light_load_excess(tpots: dict) -> dict:
+    """TTFT beyond the prediction at each layout's lightest load, by prompt length.
+
+    At the lowest concurrency of a layout the queue is shortest, so what TTFT measures beyond the prediction there
+    is mostly the price of the request's own prefill and the path around it.  A prefill dearer than predicted
+    grows with the prompt; a per-request cost outside the engine step (client, server front end, request
+    hand-off) does not.  Returns (engine, tp) -> (concurrency, [(isl, measured - predicted s, measured /
+    predicted), ...]), each the mean over the output lengths of that prompt length's rows."""
+    lowest: dict = {}
+    for (eng, tp, c, _) in tpots:
+        lowest[(eng, tp)] = min(c, lowest.get((eng, tp), c))
+    out = {}
+    for (eng, tp), c in lowest.items():
+        cells = []
+        for (e, t, cc, isl), by_osl in sorted(tpots.items()):
+            if (e, t, cc) != (eng, tp, c) or not all(len(v) >= 4 for v in by_osl.values()):
+                continue
+            m = float(np.mean([v[2] for v in by_osl.values()]))
+            p = float(np.mean([v[3] for v in by_osl.values()]))
+            if p > 0:
+                cells.append((isl, m - p, m / p))
+        if cells:
+            out[(eng, tp)] = (c, cells)
+    return out
+
+
 def print_by_layout(title: str, cells: dict) -> None:
     """``title``, then one line per (engine, TP) of ``cells`` (its text), in order; nothing when ``cells`` is empty."""
     if cells:
@@ -852,6 +903,18 @@ def main() -> int:
                         "where a new request waits for a running one to finish, about 0 for a queue of prefills alone:",
                         {k: by_concurrency([(c, m * 100, p * 100) for c, m, p in v], ".1f")
                          for k, v in ttft_lifetime_slope(tpots).items()})
+        if split:
+            print_by_layout("Decode step beyond the prediction, D measured - D predicted in ms by concurrency (median over "
+                            "prompt lengths), and its least-squares growth per running sequence (a cost every sequence "
+                            "adds to a step, host work per request or a per-sequence kernel cost, reads as a steady "
+                            "slope):",
+                            {k: "  ".join(f"c{c} {x * 1e3:+.2f}" for c, x in pts) + f"   slope {b * 1e6:+.1f} us/seq"
+                             for k, (b, _, pts) in decode_excess(split).items()})
+        print_by_layout("TTFT beyond the prediction at each layout's lightest load, measured - predicted in ms by prompt "
+                        "length (mean over output lengths; x measured/predicted): a prefill dearer than predicted "
+                        "grows with the prompt, a per-request cost outside the engine step does not:",
+                        {k: f"c{c}: " + "  ".join(f"isl{isl} {d * 1e3:+.1f} ms (x{r:.2f})" for isl, d, r in cells)
+                         for k, (c, cells) in light_load_excess(tpots).items()})
         print(f"targets: {verdict(*errs['all'], len(infeasible))}; {wall:.1f} s for {len(errs['all'][0])} predictions")
         known = errs.get("concurrency recorded")
         if known and len(known[0]) < len(errs["all"][0]):

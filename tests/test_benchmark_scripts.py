@@ -514,3 +514,44 @@ def test_serving_accuracy_ttft_lifetime_slope_tells_a_wait_for_a_slot_from_a_pre
     assert abs(queue_only) < 0.1 / c
     # rows without TTFT, or with one output length, give no slope
     assert mod.ttft_lifetime_slope({("vllm", 1, c, 512): {64: (0.01, 0.01)}, ("vllm", 1, c, 1024): {64: by_osl[64]}}) == {}
+
+
+def test_serving_accuracy_decode_excess_recovers_a_cost_per_running_sequence():
+    """A measured decode step that every running sequence lengthens by 30 us beyond the prediction (and every step
+    by 0.5 ms) reads as slope 30 us/seq and intercept 0.5 ms; one concurrency alone gives no line."""
+    mod = _load("serving_accuracy")
+    per_seq, per_step, dp = 30e-6, 0.5e-3, 0.100
+    tpots = {}
+    for c in (8, 32, 128):
+        d_p = 0.006 + 2e-5 * c
+        d_m = d_p + per_step + per_seq * c
+        for isl in (1024, 4096):
+            tpots[("trtllm", 8, c, isl)] = {osl: (d_m + c / osl * dp, d_p + c / osl * dp) for osl in (128, 512)}
+    tpots[("vllm", 2, 16, 1024)] = {osl: (0.02 + 16 / osl * dp, 0.02 + 16 / osl * dp) for osl in (128, 512)}
+    out = mod.decode_excess(mod.split_tpot(tpots))
+    assert set(out) == {("trtllm", 8)}
+    slope, intercept, pts = out[("trtllm", 8)]
+    assert slope == pytest.approx(per_seq) and intercept == pytest.approx(per_step, abs=1e-9)
+    assert [c for c, _ in pts] == [8, 32, 128]
+    assert pts[-1][1] == pytest.approx(per_step + per_seq * 128)
+
+
+def test_serving_accuracy_light_load_excess_tells_a_per_request_cost_from_a_dearer_prefill():
+    """At each layout's lowest concurrency: a constant 150 ms beyond the prediction reads the same at every prompt
+    length; a prefill 1.5x dearer grows with the prompt; rows without TTFT are left out."""
+    mod = _load("serving_accuracy")
+    tpots = {}
+    for isl, pre in ((1024, 0.05), (8192, 0.30)):
+        for c in (4, 16):  # the lowest concurrency (4) is the one read
+            extra = 0.150 if c == 4 else 9.0
+            tpots[("sglang", 8, c, isl)] = {osl: (0.01, 0.01, pre + extra, pre) for osl in (1024, 8192)}
+            tpots[("vllm", 2, c, isl)] = {osl: (0.01, 0.01, 1.5 * pre, pre) for osl in (1024, 8192)}
+    tpots[("trtllm", 1, 8, 1024)] = {128: (0.01, 0.01)}
+    out = mod.light_load_excess(tpots)
+    assert set(out) == {("sglang", 8), ("vllm", 2)}
+    c, cells = out[("sglang", 8)]
+    assert c == 4 and [isl for isl, *_ in cells] == [1024, 8192]
+    assert [d for _, d, _ in cells] == [pytest.approx(0.150), pytest.approx(0.150)]
+    c, cells = out[("vllm", 2)]
+    assert [d for _, d, _ in cells] == [pytest.approx(0.025), pytest.approx(0.150)]
+    assert [r for *_, r in cells] == [pytest.approx(1.5), pytest.approx(1.5)]
