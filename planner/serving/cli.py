@@ -354,7 +354,7 @@ def format_prediction(res) -> str:
     if d:
         lines.append(f"  typical decode step: batch {d.get('batch', '?')} at KV {d.get('kv_len_mean', '?')}: "
                      f"{d['total'] * ms:.3f} ms (ms of it: "
-                     + ", ".join(f"{name} {d[k] * ms:.3f}" for k, name in STEP_PARTS.items())
+                     + ", ".join(f"{name} {d[k] * ms:.3f}" for k, name in STEP_PARTS.items() if k in d)
                      + f"; {'CUDA graph' if d['cuda_graphs'] else 'eager'})"
                      + (f"; PP: the pass of its slowest micro-batch, {d['micro_batch_sequences']} sequences"
                         if d.get("micro_batch_sequences") else ""))

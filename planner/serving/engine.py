@@ -159,6 +159,16 @@ class EnginePreset:
     """The share of ``token_budget`` that ends a hold (``batch_wait_timeout_iters``): a step whose prompt and
     decode tokens reach it prefills at once (TensorRT-LLM batch_wait_max_tokens_ratio, in [0, 1]; 0 = every step
     reaches it, so nothing is held)."""
+    host_step_s: float = 0.0
+    """Host (CPU) seconds of the engine's own work in every step, whatever its batch (the scheduler pass, preparing
+    the inputs, launching the step, handing out its results).  With ``overlap_scheduling`` the host prepares step
+    n + 1 while step n runs, so a step lasts the longer of the two; without it host and device take turns and add.
+    The kernel suite does not measure an engine's host work, so every preset has 0 (a step is its device time);
+    set it from the engine's own per-step log of a run on the node, e.g. TensorRT-LLM's ``print_iter_log``
+    (``host_step_time`` per iteration, beside ``num_scheduled_requests``)."""
+    host_s_per_seq: float = 0.0
+    """Host seconds each request a step schedules (decoding or prefilling) adds to ``host_step_s``: per-request
+    bookkeeping, input preparation and output handling.  0 in every preset, as ``host_step_s``."""
     ep_below_tp: bool = False
     """The engine runs an EP degree that divides TP (``--ep`` below ``--tp``): the experts spread over ``ep`` groups
     of the TP ranks, each TP-splitting its experts (TensorRT-LLM moe_tp_size x moe_ep_size, SGLang --ep-size below
@@ -420,6 +430,11 @@ class EnginePreset:
                              f"request's recompute can outgrow the token budget without chunking: reserve whole "
                              f"requests so that nothing is preempted (--engine-arg admission=full_request "
                              f"--engine-arg kv_full=queue, as TensorRT-LLM does) or keep chunked_prefill true")
+        for key in ("host_step_s", "host_s_per_seq"):
+            v = getattr(self, key)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{origin}: {key} must be a number of seconds >= 0 (host work per step"
+                                 f"{'' if key == 'host_step_s' else ' and scheduled request'}), got {v!r}")
         if self.batch_wait_max_tokens_ratio > 1:
             raise ValueError(f"{origin}: batch_wait_max_tokens_ratio must be in [0, 1] (a share of token_budget), got "
                              f"{self.batch_wait_max_tokens_ratio}")

@@ -53,8 +53,9 @@ __all__ = ["SMALL_ALL_REDUCE", "SMALL_MESSAGE_WARN_FACTOR", "STEP_PARTS", "StepC
            "replica_parallelism", "require_engine_ep"]
 
 STEP_PARTS = {"attention": "attention", "memory": "memory-bound", "compute": "compute-bound",
-              "communication": "communication", "launch": "launch"}
-"""The seconds keys of StepCoster.breakdown, in print order, and how outputs name them."""
+              "communication": "communication", "launch": "launch", "host": "engine host work"}
+"""The seconds keys of StepCoster.breakdown, in print order, and how outputs name them (``host`` only where an
+engine's host work is set and shows beyond the device time: EnginePreset.host_step_s)."""
 
 SMALL_ALL_REDUCE = "TP all-reduce of one decode token"
 """How the small-message extrapolation note and warning begin (the search groups the warnings by it)."""
@@ -737,8 +738,21 @@ class StepCoster:
             passes = [self._passes(d, decode_kv_mean, cs, lg)
                       for d, cs, lg in self.micro_batches(decode_seqs, chunks, logits)]
             busy = [sum(p[i] for p in passes) for i in (1, 2, 3)] if self.pp > 1 else []
-            hit = self._memo[key] = max([p[0] for p in passes] + busy)
+            device = max([p[0] for p in passes] + busy)
+            hit = self._memo[key] = device + self.host_exposed_s(device, decode_seqs + len(chunks))
         return hit
+
+    def host_exposed_s(self, device_s: float, requests: int) -> float:
+        """Seconds the engine's host work (EnginePreset.host_step_s + host_s_per_seq x the step's scheduled
+        ``requests``) adds to a step of ``device_s`` device seconds: all of it when host and device take turns, what
+        exceeds the device time under overlap scheduling (the host prepares the next step while this one runs)."""
+        e = self.engine
+        host = e.host_step_s + e.host_s_per_seq * requests
+        if host <= 0:
+            return 0.0
+        if e.overlap_scheduling and e.batching == "continuous":
+            return max(0.0, host - device_s)
+        return host
 
     def breakdown(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = ()) -> dict:
         """Seconds per category (compute, memory, communication, launch, attention) of one step (with PP, of its
@@ -751,6 +765,10 @@ class StepCoster:
         out["launch"] += n * launch_s
         out["attention"] = n * attn
         out["total"] = n * layer_s + edge
+        host = self.host_exposed_s(out["total"], decode_seqs + len(chunks))
+        if host:
+            out["host"] = host  # the engine's host work beyond the device time (host_step_s, host_s_per_seq)
+            out["total"] += host
         out["cuda_graphs"] = graphs
         if (d + len(cs)) < decode_seqs + len(chunks):
             out["micro_batch_sequences"] = d + len(cs)  # PP: the pass above is one micro-batch's
