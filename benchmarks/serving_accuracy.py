@@ -120,6 +120,8 @@ class InferenceMaxClient:
 INFERENCEMAX = InferenceMaxClient()
 
 _INFERENCEX = "github.com/SemiAnalysisAI/InferenceX (InferenceMAX's repository)"
+_AUTO_KV = ("no KV cache dtype given: the engine's 'auto', the model's own dtype, bf16 (vLLM engine arguments "
+            "--kv-cache-dtype: 'If auto, will use model data type'; SGLang and TensorRT-LLM likewise)")
 _LLAMA70B_RUN = ("the Llama-3.1-70B rows were measured on 2025-10-29 (their silicon_data_source), when InferenceX "
                  "9596d23d7 (2025-10-29) ran .github/workflows/70b-tmpl.yml")
 
@@ -136,6 +138,14 @@ def trtllm_padded_graph_sizes(max_batch: int) -> list[int]:
     return sorted({s for s in sizes if s <= max_batch} | {max_batch})
 
 
+def sglang_graph_sizes(max_bs: int) -> list[int]:
+    """The decode batch sizes SGLang 0.5.9 captures for --cuda-graph-max-bs max_bs (padding on, no speculative
+    decoding): [1, 2, 4, 8, 12], 16..256 by 8, 272..496 by 16, 512.. by 32, those up to max_bs (sglang 0.5.9 wheel,
+    srt/server_args.py ServerArgs._generate_cuda_graph_batch_sizes)."""
+    sizes = [1, 2, 4, 8, 12] + list(range(16, 257, 8)) + list(range(272, 512, 16)) + list(range(512, max_bs + 1, 32))
+    return [s for s in sizes if s <= max_bs]
+
+
 @dataclass(frozen=True)
 class ServerScript:
     """The server flags one InferenceMAX benchmark script gives its engine, as engine preset keys, for the rows it
@@ -150,7 +160,9 @@ class ServerScript:
     image_version: str
     """The engine release the workflow's image ran: the release defaults for rows that record no version."""
     overrides: dict
-    """Engine preset key -> value the script sets, at every shape."""
+    """Engine preset key -> value the script sets, at every shape: a number or list, "$CONC" (the benchmark
+    concurrency, as the scripts pass it), or a function of (isl, osl, tp, concurrency) for a value the script
+    computes from them (a token budget from the shape)."""
     source: str
     """The script, its commit and what each value comes from."""
     versions: tuple[str, ...] = ("",)
@@ -161,15 +173,18 @@ class ServerScript:
     defaults: tuple[str, ...] = ()
     """Engine preset keys the script leaves unset where the --deployment recipe sets them: they take the engine's
     own default for the release and device (the recipe ``default``)."""
+    kv_dtype: str | None = None
+    """The KV cache dtype the script runs ("bf16" where it passes none and the engine's "auto" is the model's own
+    dtype); None: the --deployment recipe's."""
 
     def for_row(self, isl: int, osl: int, tp: int, concurrency: int) -> dict:
-        """The overrides this script gives a row of shape isl x osl at this TP and benchmark concurrency (a value
-        "$CONC" is the concurrency, as the scripts pass it)."""
+        """The overrides this script gives a row of shape isl x osl at this TP and benchmark concurrency."""
         out = dict(self.overrides)
         for i, o, below, extra in self.shape_overrides:
             if (isl, osl) == (i, o) and tp < below:
                 out.update(extra)
-        return {k: concurrency if v == "$CONC" else v for k, v in out.items()}
+        return {k: (v(isl, osl, tp, concurrency) if callable(v) else concurrency if v == "$CONC" else v)
+                for k, v in out.items()}
 
 
 INFERENCEMAX_SCRIPTS: tuple[ServerScript, ...] = (
@@ -183,14 +198,14 @@ INFERENCEMAX_SCRIPTS: tuple[ServerScript, ...] = (
         f"chunked prefill or overlap setting (defaults: off, on); at 1024 x 1024 and TP < 8 "
         f"batch_wait_max_tokens_ratio 0.9 and batch_wait_timeout_iters 20",
         shape_overrides=((1024, 1024, 8, {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}),),
-        defaults=("max_seqs", "memory_fraction", "chunked_prefill", "overlap_scheduling")),
+        defaults=("max_seqs", "memory_fraction", "chunked_prefill", "overlap_scheduling"), kv_dtype="fp8_e4m3"),
     *(ServerScript(
         "vllm", "llama3.1-70b", system, "0.10.2",
         {"token_budget": 8192, "max_seqs": "$CONC", "memory_fraction": 0.9, "overlap_scheduling": True},
         f"{_INFERENCEX} benchmarks/{script} at 9596d23d7 (flags unchanged since {since}; image "
         f"vllm/vllm-openai:v0.10.2 in 70b-tmpl.yml; {_LLAMA70B_RUN}): config.yaml max-num-batched-tokens 8192, "
         f"async-scheduling true, kv-cache-dtype fp8, no-enable-prefix-caching; vllm serve --gpu-memory-utilization "
-        f"0.9 --max-num-seqs $CONC")
+        f"0.9 --max-num-seqs $CONC", kv_dtype="fp8_e4m3")
       for system, script, since in (("h200_sxm", "70b_fp8_h200_slurm.sh", "eb282d8f6, 2025-09-27"),
                                     ("h100_sxm", "70b_fp8_h100_slurm.sh", "af4ccd03f, 2025-09-23"))),
     *(ServerScript(
@@ -199,16 +214,78 @@ INFERENCEMAX_SCRIPTS: tuple[ServerScript, ...] = (
         f"{_INFERENCEX} benchmarks/single_node/{script} at cec542a9a (2026-03-27, which moved it to image "
         f"vllm/vllm-openai:v0.18.0; its rows were measured on 2026-03-27): config.yaml max-num-batched-tokens 8192, "
         f"no-enable-prefix-caching, max-cudagraph-capture-size 2048; vllm serve --gpu-memory-utilization 0.9 "
-        f"--max-num-seqs $CONC", versions=("0.18.0",))
+        f"--max-num-seqs $CONC, no --kv-cache-dtype ({_AUTO_KV})", versions=("0.18.0",), kv_dtype="bf16")
       for system, script in (("h200_sxm", "gptoss_fp4_h200.sh"), ("h100_sxm", "gptoss_fp4_h100.sh"))),
     ServerScript(
         "vllm", "minimax-m2.5", "h200_sxm", "0.18.0",
         {"memory_fraction": 0.95},
-        f"{_INFERENCEX} benchmarks/single_node/minimaxm2.5_fp8_h200.sh at 1d5cae141 (2026-03-27, which moved it to "
-        f"image vllm/vllm-openai:v0.18.0; its rows were measured on 2026-03-27 and 28): vllm serve "
-        f"--gpu-memory-utilization 0.95 and --enable-expert-parallel where EP >= 1, no --max-num-seqs or "
-        f"--max-num-batched-tokens (vLLM's defaults on an H200: 1024 and 8192, the vllm preset's)",
-        versions=("0.18.0",), defaults=("max_seqs", "token_budget")),
+        f"{_INFERENCEX} benchmarks/single_node/minimaxm2.5_fp8_h200.sh at a36346339 (2026-03-01, which added it "
+        f"with image vllm/vllm-openai:v0.16.0; its 0.16.0 rows were measured that day) and at 1d5cae141 (2026-03-27, "
+        f"which moved it to v0.18.0; its 0.18.0 rows were measured on 2026-03-27 and 28): vllm serve "
+        f"--gpu-memory-utilization 0.95 (and from 1d5cae141 --enable-expert-parallel where EP >= 1), no --max-num-seqs or "
+        f"--max-num-batched-tokens (vLLM's defaults on an H200: 1024 and 8192, the vllm preset's) or "
+        f"--kv-cache-dtype ({_AUTO_KV})",
+        versions=("0.16.0", "0.18.0"), defaults=("max_seqs", "token_budget"), kv_dtype="bf16"),
+    ServerScript(
+        "vllm", "kimi-k2.5", "h200_sxm", "0.16.0",
+        {"memory_fraction": 0.95, "max_seqs": "$CONC"},
+        f"{_INFERENCEX} benchmarks/single_node/kimik2.5_int4_h200.sh at 749096c4c (2026-03-02, image "
+        f"vllm/vllm-openai:v0.16.0; rows measured that day and, after 79a42e20a turned prefix caching off, on "
+        f"2026-03-27): vllm serve --gpu-memory-utilization 0.95 --max-num-seqs $CONC, fuse_allreduce_rms "
+        f"(not modelled), no --max-num-batched-tokens or --kv-cache-dtype ({_AUTO_KV})",
+        versions=("0.16.0",), defaults=("token_budget",), kv_dtype="bf16"),
+    ServerScript(
+        "sglang", "deepseek-v3", "h200_sxm", "0.5.9",
+        {"max_seqs": 256, "cuda_graph_sizes": sglang_graph_sizes(256), "token_budget": 32768,
+         "prefill_batch_tokens": 32768, "memory_fraction": 0.82},
+        f"{_INFERENCEX} benchmarks/single_node/dsr1_fp8_h200.sh at 12ba0ae07 (2026-03-25, the day its DeepSeek-R1 "
+        f"and -V3 rows were measured; flags unchanged since 8d81e0bf4, 2026-02-19; image lmsysorg/sglang:v0.5.9-cu130 "
+        f"in .github/configs/nvidia-master.yaml dsr1-fp8-h200-sglang): sglang.launch_server --max-running-requests "
+        f"and --cuda-graph-max-bs 512 at 1024 x 1024, else 256, --chunked-prefill-size 32768 --max-prefill-tokens "
+        f"32768 --mem-fraction-static 0.82 --disable-radix-cache --attention-backend flashinfer --stream-interval 10 "
+        f"(its first token still leaves at once: sglang 0.5.9 streams when len(output_ids) % interval == 1), no "
+        f"--kv-cache-dtype ({_AUTO_KV})",
+        versions=("0.5.9",), kv_dtype="bf16",
+        shape_overrides=((1024, 1024, 1 << 30, {"max_seqs": 512, "cuda_graph_sizes": sglang_graph_sizes(512)}),)),
+    ServerScript(
+        "sglang", "qwen3.5-397b-a17b", "h200_sxm", "0.5.9",
+        {"max_seqs": 128, "token_budget": 16384, "memory_fraction": 0.8,
+         "cuda_graph_sizes": lambda isl, osl, tp, c: sglang_graph_sizes(c)},
+        f"{_INFERENCEX} benchmarks/single_node/qwen3.5_fp8_h200.sh at f65d6b4b1 (2026-03-04, which added it with "
+        f"image lmsysorg/sglang:v0.5.9-cu129-amd64; 29 of its 30 rows were measured that day, one on 2026-03-09 "
+        f"with the same flags): sglang.launch_server --max-running-requests 128 --chunked-prefill-size 16384 "
+        f"--mem-fraction-static 0.8 --cuda-graph-max-bs $CONC --kv-cache-dtype fp8_e4m3 --disable-radix-cache "
+        f"--enable-flashinfer-allreduce-fusion (not modelled)",
+        versions=("0.5.9",), kv_dtype="fp8_e4m3"),
+    ServerScript(
+        "sglang", "glm-5", "h200_sxm", "glm5-hopper",
+        {"memory_fraction": 0.85},
+        f"{_INFERENCEX} benchmarks/single_node/glm5_fp8_h200.sh at ebb48d4bc (2026-03-18, which added it with image "
+        f"lmsysorg/sglang:glm5-hopper; its rows were measured on 2026-03-19): sglang.launch_server "
+        f"--mem-fraction-static 0.85 and no other scheduling or --kv-cache-dtype flag ({_AUTO_KV})",
+        versions=("glm5-hopper",), kv_dtype="bf16"),
+    ServerScript(
+        "trtllm", "deepseek-v3", "h200_sxm", "1.1.0rc2.post2",
+        {"token_budget": lambda isl, osl, tp, c: (c + isl + 64 + 63) // 64 * 64,
+         "cuda_graph_sizes": trtllm_padded_graph_sizes(128), "cuda_graph_padding": True, "memory_fraction": 0.75},
+        f"{_INFERENCEX} benchmarks/dsr1_fp8_h200_trt_slurm.sh at f6a9d0b6a (2025-12-15, the day its DeepSeek-V3 "
+        f"rows were measured; the same flags at 008b91a9d, 2026-01-14, when most DeepSeek-R1 rows were; image "
+        f"release:1.1.0rc2.post2): trtllm-serve --max_num_tokens (CONC + ISL + 64 + 63) / 64 x 64 (2 R1 rows of "
+        f"2026-01-28 ran it with a floor of 8192), no --max_batch_size (default 2048), cuda_graph_config "
+        f"enable_padding true max_batch_size 128, kv_cache_config dtype fp8 free_gpu_memory_fraction 0.75 "
+        f"enable_block_reuse false, stream_interval 10, moe_config backend CUTLASS (not modelled)",
+        versions=("1.1.0rc2.post2",), kv_dtype="fp8_e4m3",
+        defaults=("max_seqs", "chunked_prefill", "overlap_scheduling")),
+    ServerScript(
+        "trtllm", "gpt-oss-120b", "h200_sxm", "gpt-oss-dev",
+        {"max_seqs": "$CONC", "token_budget": 20000, "memory_fraction": 0.85, "cuda_graph_padding": True,
+         "cuda_graph_sizes": lambda isl, osl, tp, c: trtllm_padded_graph_sizes(c)},
+        f"{_INFERENCEX} benchmarks/gptoss_fp4_h200_trt_slurm.sh at f6a9d0b6a (2025-12-15, the day its rows were "
+        f"measured; image release:gpt-oss-dev): trtllm-serve --max_batch_size $CONC --max_num_tokens 20000, "
+        f"cuda_graph_config enable_padding true max_batch_size $CONC, kv_cache_config dtype auto "
+        f"free_gpu_memory_fraction 0.85 enable_block_reuse false, stream_interval 20, moe_config backend TRITON "
+        f"(not modelled)",
+        versions=("gpt-oss-dev",), kv_dtype="bf16", defaults=("chunked_prefill", "overlap_scheduling")),
 )
 """The InferenceMAX scripts read so far; rows of other scripts keep the --deployment recipe's engine settings."""
 
@@ -469,6 +546,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
                 own.update({k: getattr(plain, k) for k in script.defaults})
             own = {k: v for k, v in own.items() if k not in args.overrides}
             engine = engine.with_overrides(own, script.source)
+            kvd = script.kv_dtype or kvd
             scripted[script.source] += 1
         engine = engine.with_overrides(args.overrides, "--engine-arg (this benchmark run)")
         balance = INFERENCEMAX.trtllm_attention_dp_balance_iters

@@ -128,7 +128,20 @@ def test_inferencemax_script_flags_reach_the_rows_of_their_script(tmp_path, caps
     assert mod.inferencemax_script("vllm", "llama3.1-70b", "h100_sxm").for_row(8192, 1024, 2, 32)["max_seqs"] == 32
     assert mod.inferencemax_script("sglang", "llama3.1-70b", "h200_sxm") is None
     for sc in mod.INFERENCEMAX_SCRIPTS:  # every script's flags are engine keys the preset accepts
-        EnginePreset.from_name(sc.engine).with_overrides(sc.for_row(1024, 1024, 1, 8), sc.source)
+        for shape in ((1024, 1024, 1, 8), (8192, 1024, 8, 64)):
+            EnginePreset.from_name(sc.engine).with_overrides(sc.for_row(*shape), sc.source)
+        assert sc.kv_dtype in (None, "bf16", "fp8_e4m3")
+    # values a script computes from the row: TensorRT-LLM DeepSeek's token budget from the shape, SGLang's captured
+    # decode batches up to --cuda-graph-max-bs $CONC, and the KV the script runs (no --kv-cache-dtype: bf16)
+    dsr1 = mod.inferencemax_script("trtllm", "deepseek-v3", "h200_sxm", "1.1.0rc2.post2")
+    assert dsr1.for_row(1024, 1024, 8, 64)["token_budget"] == 1152 and dsr1.kv_dtype == "fp8_e4m3"
+    assert mod.sglang_graph_sizes(64) == [1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 56, 64]
+    assert mod.sglang_graph_sizes(512)[-3:] == [480, 496, 512]
+    qwen = mod.inferencemax_script("sglang", "qwen3.5-397b-a17b", "h200_sxm", "0.5.9")
+    assert qwen.for_row(1024, 1024, 8, 16)["cuda_graph_sizes"] == [1, 2, 4, 8, 12, 16]
+    sgl = mod.inferencemax_script("sglang", "deepseek-v3", "h200_sxm", "0.5.9")
+    assert (sgl.for_row(1024, 1024, 8, 4)["max_seqs"], sgl.for_row(8192, 1024, 8, 4)["max_seqs"]) == (512, 256)
+    assert sgl.kv_dtype == "bf16"
     # one published row: the script's batch waiting holds each new prompt while the others decode
     row = ("id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,"
            "moe_quant_mode,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,silicon_ttft_ms,"
