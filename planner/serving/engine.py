@@ -164,8 +164,10 @@ class EnginePreset:
     the inputs, launching the step, handing out its results).  With ``overlap_scheduling`` the host prepares step
     n + 1 while step n runs, so a step lasts the longer of the two; without it host and device take turns and add.
     The kernel suite does not measure an engine's host work, so every preset has 0 (a step is its device time);
-    set it from the engine's own per-step log of a run on the node, e.g. TensorRT-LLM's ``print_iter_log``
-    (``host_step_time`` per iteration, beside ``num_scheduled_requests``)."""
+    set it from a run of the engine on the node, e.g. TensorRT-LLM's ``print_iter_log``, which logs each
+    iteration's host wall time (``host_step_time``) beside the previous step's device time
+    (``prev_device_step_time``) and ``num_scheduled_requests``: where the first exceeds the second, host work sets
+    the step."""
     host_s_per_seq: float = 0.0
     """Host seconds each request a step schedules (decoding or prefilling) adds to ``host_step_s``: per-request
     bookkeeping, input preparation and output handling.  0 in every preset, as ``host_step_s``."""
