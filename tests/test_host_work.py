@@ -78,3 +78,33 @@ def test_a_closed_loop_with_host_work_keeps_littles_law_and_a_longer_tpot():
 def test_a_negative_or_non_numeric_host_time_is_refused_by_name(value):
     with pytest.raises(ValueError, match="host_s_per_seq"):
         EnginePreset.from_name("trtllm").with_overrides({"host_s_per_seq": value}, "--engine-arg")
+
+
+def test_predict_reports_host_work_in_seconds_keys_and_says_whether_it_showed():
+    from accelcal.planner.serving.predict import predict_serving
+
+    prof = Profile.from_dict(h100_like())
+    over = EnginePreset.from_name("trtllm")  # overlap scheduling on
+    base = predict_serving(prof, SMALL, over, concurrency=8, isl=256, osl=32, num_requests=64, turnaround_s=0.0)
+    device = base.decode_step["total"]
+    hidden = predict_serving(prof, SMALL, over.with_overrides({"host_step_s": 0.5 * device}, "test"),
+                             concurrency=8, isl=256, osl=32, num_requests=64, turnaround_s=0.0)
+    assert "host_s" not in hidden.to_json()["decode_step"]
+    assert any("engine host work" in n and "is hidden" in n for n in hidden.notes)
+    bound = predict_serving(prof, SMALL, over.with_overrides({"host_step_s": 3 * device}, "test"),
+                            concurrency=8, isl=256, osl=32, num_requests=64, turnaround_s=0.0)
+    step = bound.to_json()["decode_step"]
+    assert step["host_s"] == pytest.approx(2 * device, rel=1e-6) and step["total_s"] == pytest.approx(3 * device)
+    assert step["host_sets_step"] is True
+    assert any("sets the step under overlap scheduling" in n for n in bound.notes)
+    assert base.notes == [n for n in base.notes if "engine host work" not in n]  # nothing said when unset
+
+
+def test_the_search_names_host_work_where_it_sets_the_decode_step():
+    from accelcal.planner.serving.search import ServingTargets, search_serving
+
+    prof = Profile.from_dict(h100_like())
+    slow = EnginePreset.from_name("trtllm").with_overrides({"host_step_s": 0.05}, "test: a slow host")
+    res = search_serving(prof, SMALL, 1, [slow], [4], isl=256, osl=64, targets=ServingTargets())
+    why = "\n".join(res.why) if hasattr(res, "why") else "\n".join(getattr(res.ranked[0], "why", []))
+    assert "set by the engine's host work" in why, why

@@ -78,7 +78,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                         "--max-num-batched-tokens; 0 = no token budget), max_seqs=64, memory_fraction=0.85 "
                         "(vLLM --gpu-memory-utilization, SGLang --mem-fraction-static), "
                         "cuda_graph_sizes=[1,2,4,8], overlap_scheduling=false, tp_all_reduce_kernel= (empty: NCCL "
-                        "for TP all-reduces instead of the engine's own kernel); repeatable; keys as in "
+                        "for TP all-reduces instead of the engine's own kernel), host_step_s=0.002 "
+                        "host_s_per_seq=3e-5 (the engine's host work per step and per scheduled request, seconds; "
+                        "0 in every preset); repeatable; keys as in "
                         "planner/serving/presets/*.yaml")
     p.add_argument("--deployment", choices=DEPLOYMENTS, default="default",
                    help="engine settings recipe: the engine's defaults, or the configuration NVIDIA aiconfigurator's "
@@ -355,7 +357,8 @@ def format_prediction(res) -> str:
         lines.append(f"  typical decode step: batch {d.get('batch', '?')} at KV {d.get('kv_len_mean', '?')}: "
                      f"{d['total'] * ms:.3f} ms (ms of it: "
                      + ", ".join(f"{name} {d[k] * ms:.3f}" for k, name in STEP_PARTS.items() if k in d)
-                     + f"; {'CUDA graph' if d['cuda_graphs'] else 'eager'})"
+                     + f"; {'CUDA graph' if d['cuda_graphs'] else 'eager'}"
+                     + ("; the engine's host work sets the step" if d.get("host_sets_step") else "") + ")"
                      + (f"; PP: the pass of its slowest micro-batch, {d['micro_batch_sequences']} sequences"
                         if d.get("micro_batch_sequences") else ""))
     lines.append(f"  prefill share of decode time: {res.prefill_share_of_decode_time:.1%}")

@@ -165,9 +165,11 @@ class EnginePreset:
     n + 1 while step n runs, so a step lasts the longer of the two; without it host and device take turns and add.
     The kernel suite does not measure an engine's host work, so every preset has 0 (a step is its device time);
     set it from a run of the engine on the node, e.g. TensorRT-LLM's ``print_iter_log``, which logs each
-    iteration's host wall time (``host_step_time``) beside the previous step's device time
-    (``prev_device_step_time``) and ``num_scheduled_requests``: where the first exceeds the second, host work sets
-    the step."""
+    iteration's wall time on the host (``host_step_time``, waits for the device included) beside the previous
+    step's device time (``prev_device_step_time``) and ``num_scheduled_requests``: without overlap scheduling the
+    host work is about their difference; with it, host_step_time shows host work only where it exceeds the device
+    time.  A straight line of it against num_scheduled_requests gives this key (its intercept) and
+    ``host_s_per_seq`` (its slope)."""
     host_s_per_seq: float = 0.0
     """Host seconds each request a step schedules (decoding or prefilling) adds to ``host_step_s``: per-request
     bookkeeping, input preparation and output handling.  0 in every preset, as ``host_step_s``."""

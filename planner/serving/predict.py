@@ -94,7 +94,7 @@ class ServingPrediction:
         return out
 
 
-_STEP_SECONDS = ("compute", "memory", "communication", "launch", "attention", "total")
+_STEP_SECONDS = ("compute", "memory", "communication", "launch", "attention", "host", "total")
 """Parts of a decode step's breakdown (StepCoster.breakdown) that are seconds."""
 
 
@@ -305,7 +305,7 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
                           "gives them)")
         pred.max_concurrent_sequences = s.in_engine
         pred.decode_step = s.decode_breakdown
-        pred.notes += _eager_batch_note(engine, pred.decode_step)
+        pred.notes += _eager_batch_note(engine, pred.decode_step) + _host_work_note(engine, pred.decode_step)
         pred.prefill_share_of_decode_time = s.prefill_share
         pred.notes += [n for n in coster.notes if n not in pred.notes]  # what the steady state's steps met
         pred.feasible = True
@@ -334,10 +334,32 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
     pred.steps_simulated = sum(run.steps * k for run, k in runs)
     pred.preemptions = sum(run.preemptions * k for run, k in runs)
     pred.decode_step = first.decode_step
-    pred.notes += _eager_batch_note(engine, pred.decode_step)
+    pred.notes += _eager_batch_note(engine, pred.decode_step) + _host_work_note(engine, pred.decode_step)
     pred.prefill_share_of_decode_time = first.prefill_share_of_decode_time
     pred.feasible = True
     return pred
+
+
+def _host_work_note(engine: EnginePreset, decode_step: dict) -> list[str]:
+    """Where --engine-arg set the engine's host work: what it came to at the typical decode step, and whether it
+    added to the device time, was hidden by overlap scheduling, or set the step."""
+    b = decode_step.get("batch")
+    if not (engine.host_step_s or engine.host_s_per_seq) or not b:
+        return []
+    host = engine.host_step_s + engine.host_s_per_seq * int(b)
+    shown = decode_step.get("host", 0.0)
+    device = decode_step.get("total", 0.0) - shown
+    how = ("sets the step under overlap scheduling (the device waits for it)" if decode_step.get("host_sets_step")
+           else "is hidden: overlap scheduling prepares the next step while the device runs this one"
+           if engine.overlap_scheduling else "adds to it: host and device take turns")
+    return [f"engine host work at the typical decode step: {host_s_text(host)} (host_step_s "
+            f"{engine.host_step_s:g} s + host_s_per_seq {engine.host_s_per_seq:g} s x {b} requests) against "
+            f"{host_s_text(device)} of device time: it {how}"]
+
+
+def host_s_text(seconds: float) -> str:
+    """Seconds as ms with four significant figures."""
+    return f"{seconds * 1e3:.4g} ms"
 
 
 def _eager_batch_note(engine: EnginePreset, decode_step: dict) -> list[str]:

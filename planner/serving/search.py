@@ -714,8 +714,15 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
         # the time, the steady state's rule): TPOT is mostly the decode step itself, named by its largest part
         parts = {name: bd[k] for k, name in STEP_PARTS.items() if bd.get(k, 0.0) > 0}
         big = max(parts, key=parts.get) if parts else ""
-        terms.append((1.0, f"decode step: {step_s * 1e3:.4g} ms of the {c.tpot_s * 1e3:.4g} ms TPOT"
-                           + (f", {parts[big] * 1e3:.4g} ms of it {big}" if big else "")))
+        if bd.get("host_sets_step"):
+            # overlap scheduling: the step lasts as long as the engine's host work, which hides the device's
+            terms.append((1.0, f"decode step: {step_s * 1e3:.4g} ms of the {c.tpot_s * 1e3:.4g} ms TPOT, set by "
+                               f"the engine's host work ({bd['host'] * 1e3:.4g} ms beyond the "
+                               f"{(bd['total'] - bd['host']) * 1e3:.4g} ms of device time it hides: host_step_s, "
+                               f"host_s_per_seq)"))
+        else:
+            terms.append((1.0, f"decode step: {step_s * 1e3:.4g} ms of the {c.tpot_s * 1e3:.4g} ms TPOT"
+                               + (f", {parts[big] * 1e3:.4g} ms of it {big}" if big else "")))
     terms.sort(key=lambda x: -x[0])
     lines.append(f"binding: {terms[0][1]}")
     lines += [f"also: {x[1]}" for x in terms[1:3] if x[0] >= _NEGLIGIBLE_SHARE]

@@ -768,6 +768,8 @@ class StepCoster:
         host = self.host_exposed_s(out["total"], decode_seqs + len(chunks))
         if host:
             out["host"] = host  # the engine's host work beyond the device time (host_step_s, host_s_per_seq)
+            # under overlap scheduling only the excess shows: the host work, not any device part, sets the step
+            out["host_sets_step"] = bool(self.engine.overlap_scheduling and self.engine.batching == "continuous")
             out["total"] += host
         out["cuda_graphs"] = graphs
         if (d + len(cs)) < decode_seqs + len(chunks):
