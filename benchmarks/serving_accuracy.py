@@ -217,6 +217,14 @@ INFERENCEMAX_SCRIPTS: tuple[ServerScript, ...] = (
         f"--max-num-seqs $CONC, no --kv-cache-dtype ({_AUTO_KV})", versions=("0.18.0",), kv_dtype="bf16")
       for system, script in (("h200_sxm", "gptoss_fp4_h200.sh"), ("h100_sxm", "gptoss_fp4_h100.sh"))),
     ServerScript(
+        "vllm", "gpt-oss-120b", "h100_sxm", "0.11.2",
+        {"token_budget": 8192, "max_seqs": "$CONC", "memory_fraction": 0.9, "overlap_scheduling": True},
+        f"{_INFERENCEX} benchmarks/gptoss_fp4_h100_slurm.sh at 4e135fd3f (2025-12-08, the day its 0.11.2 rows were "
+        f"measured; image vllm/vllm-openai:v0.11.2 in .github/configs/nvidia-master.yaml gptoss-fp4-h100-vllm): config.yaml "
+        f"async-scheduling true, no-enable-prefix-caching, max-cudagraph-capture-size 2048, max-num-batched-tokens "
+        f"8192; vllm serve --gpu-memory-utilization 0.9 --max-num-seqs $CONC, no --kv-cache-dtype ({_AUTO_KV})",
+        versions=("0.11.2",), kv_dtype="bf16"),
+    ServerScript(
         "vllm", "minimax-m2.5", "h200_sxm", "0.18.0",
         {"memory_fraction": 0.95},
         f"{_INFERENCEX} benchmarks/single_node/minimaxm2.5_fp8_h200.sh at a36346339 (2026-03-01, which added it "
@@ -226,6 +234,16 @@ INFERENCEMAX_SCRIPTS: tuple[ServerScript, ...] = (
         f"--max-num-batched-tokens (vLLM's defaults on an H200: 1024 and 8192, the vllm preset's) or "
         f"--kv-cache-dtype ({_AUTO_KV})",
         versions=("0.16.0", "0.18.0"), defaults=("max_seqs", "token_budget"), kv_dtype="bf16"),
+    ServerScript(
+        "vllm", "minimax-m2.5", "h100_sxm", "0.18.0",
+        {"memory_fraction": 0.90, "max_seqs": 256},
+        f"{_INFERENCEX} benchmarks/single_node/minimaxm2.5_fp8_h100.sh at 1d5cae141 (2026-03-27, which moved it to "
+        f"image vllm/vllm-openai:v0.18.0; its rows were measured on 2026-03-27 and 28): vllm serve "
+        f"--gpu-memory-utilization 0.90 --max-num-seqs 256 (--enable-expert-parallel where EP >= 1), "
+        f"--compilation-config cudagraph_mode PIECEWISE (attention outside the captured graphs: not modelled, the "
+        f"decode steps are costed as full graphs), no --max-num-batched-tokens (vLLM's default on an H100: 8192) or "
+        f"--kv-cache-dtype ({_AUTO_KV})",
+        versions=("0.18.0",), defaults=("token_budget",), kv_dtype="bf16"),
     ServerScript(
         "vllm", "kimi-k2.5", "h200_sxm", "0.16.0",
         {"memory_fraction": 0.95, "max_seqs": "$CONC"},
@@ -269,23 +287,25 @@ INFERENCEMAX_SCRIPTS: tuple[ServerScript, ...] = (
         {"token_budget": lambda isl, osl, tp, c: (c + isl + 64 + 63) // 64 * 64,
          "cuda_graph_sizes": trtllm_padded_graph_sizes(128), "cuda_graph_padding": True, "memory_fraction": 0.75},
         f"{_INFERENCEX} benchmarks/dsr1_fp8_h200_trt_slurm.sh at f6a9d0b6a (2025-12-15, the day its DeepSeek-V3 "
-        f"rows were measured; the same flags at 008b91a9d, 2026-01-14, when most DeepSeek-R1 rows were; image "
-        f"release:1.1.0rc2.post2): trtllm-serve --max_num_tokens (CONC + ISL + 64 + 63) / 64 x 64 (2 R1 rows of "
+        f"rows were measured; the same flags at e06929c70, 2025-11-02, for the rows that record no version, image "
+        f"release:1.1.0rc2.post2 in dsr1-tmpl.yml, and at 008b91a9d, 2026-01-14, when most DeepSeek-R1 rows were; "
+        f"image release:1.1.0rc2.post2): trtllm-serve --max_num_tokens (CONC + ISL + 64 + 63) / 64 x 64 (2 R1 rows of "
         f"2026-01-28 ran it with a floor of 8192), no --max_batch_size (default 2048), cuda_graph_config "
         f"enable_padding true max_batch_size 128, kv_cache_config dtype fp8 free_gpu_memory_fraction 0.75 "
         f"enable_block_reuse false, stream_interval 10, moe_config backend CUTLASS (not modelled)",
-        versions=("1.1.0rc2.post2",), kv_dtype="fp8_e4m3",
+        versions=("1.1.0rc2.post2", ""), kv_dtype="fp8_e4m3",
         defaults=("max_seqs", "chunked_prefill", "overlap_scheduling")),
     ServerScript(
         "trtllm", "gpt-oss-120b", "h200_sxm", "gpt-oss-dev",
         {"max_seqs": "$CONC", "token_budget": 20000, "memory_fraction": 0.85, "cuda_graph_padding": True,
          "cuda_graph_sizes": lambda isl, osl, tp, c: trtllm_padded_graph_sizes(c)},
         f"{_INFERENCEX} benchmarks/gptoss_fp4_h200_trt_slurm.sh at f6a9d0b6a (2025-12-15, the day its rows were "
-        f"measured; image release:gpt-oss-dev): trtllm-serve --max_batch_size $CONC --max_num_tokens 20000, "
+        f"measured; the same flags at e06929c70, 2025-11-02, for the rows that record no version; image "
+        f"release:gpt-oss-dev in gptoss-tmpl.yml both days): trtllm-serve --max_batch_size $CONC --max_num_tokens 20000, "
         f"cuda_graph_config enable_padding true max_batch_size $CONC, kv_cache_config dtype auto "
         f"free_gpu_memory_fraction 0.85 enable_block_reuse false, stream_interval 20, moe_config backend TRITON "
         f"(not modelled)",
-        versions=("gpt-oss-dev",), kv_dtype="bf16", defaults=("chunked_prefill", "overlap_scheduling")),
+        versions=("gpt-oss-dev", ""), kv_dtype="bf16", defaults=("chunked_prefill", "overlap_scheduling")),
 )
 """The InferenceMAX scripts read so far; rows of other scripts keep the --deployment recipe's engine settings."""
 
