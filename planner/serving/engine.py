@@ -464,6 +464,16 @@ class EnginePreset:
             raise ValueError(f"{origin}: max_seqs and block_size_tokens must be >= 1")
 
     @property
+    def overlaps_steps(self) -> bool:
+        """Whether the host forms step n + 1 while step n runs (``overlap_scheduling`` on a continuous engine; a
+        static batch has no scheduler loop to overlap)."""
+        return self.overlap_scheduling and self.batching == "continuous"
+
+    def host_work_s(self, requests: int) -> float:
+        """The engine's host seconds for a step that schedules ``requests`` (host_step_s + host_s_per_seq x them)."""
+        return self.host_step_s + self.host_s_per_seq * requests
+
+    @property
     def holds_prompts(self) -> bool:
         """Whether batch waiting can hold a prompt: TensorRT-LLM's rule (_waiting_requests) ends a hold once the
         steps held reach batch_wait_timeout_iters or the tokens reach batch_wait_max_tokens_ratio x the budget, so

@@ -346,20 +346,14 @@ def _host_work_note(engine: EnginePreset, decode_step: dict) -> list[str]:
     b = decode_step.get("batch")
     if not (engine.host_step_s or engine.host_s_per_seq) or not b:
         return []
-    host = engine.host_step_s + engine.host_s_per_seq * int(b)
-    shown = decode_step.get("host", 0.0)
-    device = decode_step.get("total", 0.0) - shown
+    host = engine.host_work_s(int(b))
+    device = decode_step.get("total", 0.0) - decode_step.get("host", 0.0)
     how = ("sets the step under overlap scheduling (the device waits for it)" if decode_step.get("host_sets_step")
            else "is hidden: overlap scheduling prepares the next step while the device runs this one"
-           if engine.overlap_scheduling else "adds to it: host and device take turns")
-    return [f"engine host work at the typical decode step: {host_s_text(host)} (host_step_s "
+           if engine.overlaps_steps else "adds to it: host and device take turns")
+    return [f"engine host work at the typical decode step: {host * 1e3:.4g} ms (host_step_s "
             f"{engine.host_step_s:g} s + host_s_per_seq {engine.host_s_per_seq:g} s x {b} requests) against "
-            f"{host_s_text(device)} of device time: it {how}"]
-
-
-def host_s_text(seconds: float) -> str:
-    """Seconds as ms with four significant figures."""
-    return f"{seconds * 1e3:.4g} ms"
+            f"{device * 1e3:.4g} ms of device time: it {how}"]
 
 
 def _eager_batch_note(engine: EnginePreset, decode_step: dict) -> list[str]:

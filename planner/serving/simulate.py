@@ -242,7 +242,7 @@ def _replica(engine: EnginePreset, coster: StepCoster, kv: KVBudget, workload: S
     bs = kv.block_size_tokens
     # Overlap scheduling: step s+1 is formed when step s starts, from what had reached the engine by then, and
     # the requests step s finishes ride along in step s+1 (wasted decodes) before their slots and KV free.
-    overlap = engine.overlap_scheduling and not static
+    overlap = engine.overlaps_steps
     prev_start = 0.0
     lingering: list[_Req] = []
     # TensorRT-LLM's batch waiting (EnginePreset.batch_wait_timeout_iters); off with attention data parallelism

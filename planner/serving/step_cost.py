@@ -746,13 +746,10 @@ class StepCoster:
         """Seconds the engine's host work (EnginePreset.host_step_s + host_s_per_seq x the step's scheduled
         ``requests``) adds to a step of ``device_s`` device seconds: all of it when host and device take turns, what
         exceeds the device time under overlap scheduling (the host prepares the next step while this one runs)."""
-        e = self.engine
-        host = e.host_step_s + e.host_s_per_seq * requests
+        host = self.engine.host_work_s(requests)
         if host <= 0:
             return 0.0
-        if e.overlap_scheduling and e.batching == "continuous":
-            return max(0.0, host - device_s)
-        return host
+        return max(0.0, host - device_s) if self.engine.overlaps_steps else host
 
     def breakdown(self, decode_seqs: int, decode_kv_mean: float = 0.0, chunks: tuple = ()) -> dict:
         """Seconds per category (compute, memory, communication, launch, attention) of one step (with PP, of its
@@ -769,7 +766,7 @@ class StepCoster:
         if host:
             out["host"] = host  # the engine's host work beyond the device time (host_step_s, host_s_per_seq)
             # under overlap scheduling only the excess shows: the host work, not any device part, sets the step
-            out["host_sets_step"] = bool(self.engine.overlap_scheduling and self.engine.batching == "continuous")
+            out["host_sets_step"] = self.engine.overlaps_steps
             out["total"] += host
         out["cuda_graphs"] = graphs
         if (d + len(cs)) < decode_seqs + len(chunks):
