@@ -487,7 +487,7 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
     skipped: Counter = Counter()
     scripted: Counter = Counter()  # InferenceMAX script whose server flags a row took -> rows
     infeasible = []
-    in_prefills = defaultdict(lambda: ([], []))  # (engine, concurrency) -> (measured, predicted) TTFT / one prefill
+    in_prefills = defaultdict(lambda: ([], []))  # (engine, concurrency, isl) -> (measured, predicted) TTFT / one prefill
     tpots: dict = defaultdict(dict)  # (engine, tp, concurrency, isl) -> {osl: (measured, predicted) TPOT, then TTFT}
     costers: dict = {}
     models: dict = {}
@@ -610,8 +610,8 @@ def run_rows(df: pd.DataFrame, args, turnaround_s: float, rows: bool,
         one = costers[key].step_s(0, 0.0, ((isl, isl),))
         # rows of two workflows never pool in one diagnostic cell: their clients send different loads
         label = f"{eng} {client}" if args.multi_client else eng
-        in_prefills[(label, c)][0].append(mt / one)
-        in_prefills[(label, c)][1].append(res.metrics.ttft_mean_s / one)
+        in_prefills[(label, c, isl)][0].append(mt / one)
+        in_prefills[(label, c, isl)][1].append(res.metrics.ttft_mean_s / one)
         group = (f"{label} {model.name}" if args.multi_model else label, tp, c, isl)
         tpots[group][osl] = (mp, res.metrics.tpot_mean_s, mt, res.metrics.ttft_mean_s)
         et = res.metrics.ttft_mean_s / mt - 1
@@ -770,6 +770,17 @@ def light_load_excess(tpots: dict) -> dict:
         if cells:
             out[(eng, tp)] = (c, cells)
     return out
+
+
+def ttft_in_prefills(in_prefills: dict, by_prompt: bool = False) -> dict:
+    """TTFT in units of one prompt's predicted prefill step, ``c{concurrency} measured/predicted`` (medians over the
+    rows), per engine, or with ``by_prompt`` per (engine, prompt length). ``in_prefills``: (engine, concurrency,
+    isl) -> (measured, predicted) lists. Split by prompt length, a queue that is right at one length and not at the
+    next shows, e.g. where the token budget fits two prompts a step at one length and one at the next."""
+    items: dict = defaultdict(list)
+    for (eng, c, isl), (meas, pred) in in_prefills.items():
+        items[(eng, isl) if by_prompt else eng] += [(c, a, b) for a, b in zip(meas, pred)]
+    return {k: by_concurrency(v, ".1f") for k, v in items.items()}
 
 
 def print_by_layout(title: str, cells: dict) -> None:
@@ -965,10 +976,13 @@ def main() -> int:
         for rid, why in infeasible:
             print(f"  {rid}: {why}")
         print("TTFT in prefills (median over the rows of TTFT / one prompt's predicted prefill step), measured / predicted:")
-        for eng in sorted({e for e, _ in in_prefills}):
-            cells = [f"c{c} {np.median(m):.1f}/{np.median(p):.1f}" for (e, c), (m, p) in sorted(in_prefills.items())
-                     if e == eng]
-            print(f"  {eng:<7} " + "  ".join(cells))
+        for eng, text in sorted(ttft_in_prefills(in_prefills).items()):
+            print(f"  {eng:<7} {text}")
+        by_prompt = ttft_in_prefills(in_prefills, by_prompt=True)
+        if len(by_prompt) > len({eng for eng, _ in by_prompt}):
+            print("  the same by prompt length:")
+            for (eng, isl), text in sorted(by_prompt.items()):
+                print(f"  {eng:<7} isl{isl:<6} {text}")
         split = split_tpot(tpots)
         if split:
             print("TPOT split (rows differing only in osl; TPOT ~ D + (c/osl) dP): median predicted/measured of the "

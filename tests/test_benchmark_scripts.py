@@ -568,3 +568,17 @@ def test_serving_accuracy_light_load_excess_tells_a_per_request_cost_from_a_dear
     c, cells = out[("vllm", 2)]
     assert [d for _, d, _ in cells] == [pytest.approx(0.025), pytest.approx(0.150)]
     assert [r for *_, r in cells] == [pytest.approx(1.5), pytest.approx(1.5)]
+
+
+def test_serving_accuracy_ttft_in_prefills_splits_by_prompt_length_where_asked():
+    """The medians per concurrency pool every prompt length; split by length, a queue that is right at one length
+    and short at another (two prompts a step at 1024 tokens, one at 2048) shows as a row of its own."""
+    mod = _load("serving_accuracy")
+    rows = {("trtllm", 8, 1024): ([4.1, 4.3], [4.0, 4.0]), ("trtllm", 8, 2048): ([4.3], [2.8]),
+            ("trtllm", 16, 2048): ([4.8], [3.4]), ("vllm", 8, 1024): ([3.0], [3.0])}
+    pooled = mod.ttft_in_prefills(rows)
+    assert pooled == {"trtllm": "c8 4.3/4.0  c16 4.8/3.4", "vllm": "c8 3.0/3.0"}  # medians of 4.1, 4.3, 4.3 / 4, 4, 2.8
+    split = mod.ttft_in_prefills(rows, by_prompt=True)
+    assert split[("trtllm", 1024)] == "c8 4.2/4.0"
+    assert split[("trtllm", 2048)] == "c8 4.3/2.8  c16 4.8/3.4"
+    assert split[("vllm", 1024)] == "c8 3.0/3.0"
