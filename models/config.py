@@ -314,6 +314,10 @@ class ModelConfig:
             if not Path(s).is_file():
                 raise FileNotFoundError(f"model config {s} does not exist")
             return cls.from_yaml(s)
+        if Path(s).exists() and not Path(s).is_dir():
+            # a device, FIFO or socket: a path all the same, not a preset name
+            raise ValueError(f"model path {s} is not a regular file (a device, FIFO or socket); expected a preset name, "
+                             f"a model config .yaml, or a Hugging Face config.json or the folder holding it")
         if Path(s).is_dir():
             raise FileNotFoundError(f"model folder {s} has no config.json (expected a Hugging Face model folder, a "
                                     f"config.json, a model config .yaml, or a preset name)")

@@ -291,6 +291,7 @@ def hf_fields_from_dict(cfg: Any, origin: str = "<config.json>", name: str = "hf
     window = cfg.get("sliding_window")
     if (not kw.get("sliding_layers") and window is not None and cfg.get("use_sliding_window", True)
             and arch_name.startswith(("Mistral", "Mixtral", "Phi3"))):
+        window = get.int("sliding_window")  # not costed, but a window of no tokens is a broken config all the same
         notes.append(f"sliding_window={window} not modelled (attention and KV at full context)")
     kw["source"] = "; ".join(notes)
     return kw

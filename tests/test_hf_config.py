@@ -288,6 +288,14 @@ def test_a_sliding_window_the_costing_leaves_out_is_a_serving_warning(tmp_path):
     prof = Profile.load(Path(__file__).resolve().parents[1] / "profiles" / "nvidia-h100.yaml")
     res = predict_serving(prof, m, "vllm", concurrency=2, isl=256, osl=8)
     assert any("sliding_window=4096 not modelled (attention and KV at full context)" in w for w in res.warnings)
+    # not costed, yet a window of no tokens is a broken config, refused by file and key like any other size
+    with pytest.raises(ValueError, match=r"config.json: sliding_window = -5; expected an integer >= 1"):
+        ModelConfig.from_hf(_write(tmp_path, dict(cfg, sliding_window=-5), folder="negative-window"))
+
+
+def test_a_model_path_to_a_device_is_called_a_path_not_an_unknown_preset():
+    with pytest.raises(ValueError, match=r"model path /dev/null is not a regular file \(a device, FIFO or socket\)"):
+        ModelConfig.resolve("/dev/null")
 
 
 @pytest.mark.parametrize("rope, model_type, context", [

@@ -235,10 +235,11 @@ def test_fewer_requests_than_clients_is_said(capsys):
                     "--num-requests", "3", *SMALL)
     assert rc == 0 and doc["max_concurrent_sequences"] <= 3
     assert any("--num-requests 3 < --concurrency 8: only 3 request(s) are sent" in n for n in doc["notes"])
+    assert not any("over the run's span" in n for n in doc["notes"])  # that note says why, not a second one
     # --concurrency counts every replica's clients: 10 requests keep 8 clients over 2 replicas busy
     rc, doc = _json(capsys, "predict", "--profile", H100, "--model", "llama3-8b", "--concurrency", "8", "--dp", "2",
                     "--num-requests", "10", *SMALL)
-    assert rc == 0 and not any("--num-requests" in n for n in doc["notes"])
+    assert rc == 0 and not any("< --concurrency" in n for n in doc["notes"])
 
 
 def test_a_model_folder_without_config_json_says_so(tmp_path, capsys):
@@ -512,6 +513,11 @@ def test_plan_with_a_request_rate_shows_the_best_layout_at_that_open_loop_rate(c
     assert re.search(r"open loop: vllm TP1 PP1 DP1 at 4 requests/s \(Poisson, 200 requests, as accelcal predict "
                      r"--request-rate runs it\): TTFT p90 [\d.]+ ms, TPOT p90 [\d.]+ ms, [\d.]+ requests/s completed; "
                      r"meets the latency targets", text)
+    # a rate alone sets no latency target, and the line does not claim one is met
+    rc, text, _ = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
+                       "4,16", "--prompt-len", "512", "--output-len", "64", "--request-rate", "4")
+    assert rc == 0 and "the rate is served (no --ttft or --tpot target given)" in text
+    assert "meets the latency targets" not in text
     rc, out = _json(capsys, "plan", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--concurrency",
                     "4", "--prompt-len", "512", "--output-len", "64")
     assert out["open_loop_best"] is None  # no offered rate: no open-loop run
@@ -594,9 +600,10 @@ def test_a_lone_request_is_bound_by_its_decode_step_not_a_zero_share(capsys):
 
 def test_binding_column_follows_one_rule_past_the_why_lines(capsys):
     # 13 rows: the first 10 take their binding from the why-lines, the rest from the steady state's code; both
-    # call a point prefill-bound only above PREFILL_BINDS_SHARE of TPOT, so low-load rows all read 'decode step'
+    # call a point prefill-bound only above PREFILL_BINDS_SHARE of TPOT, so low-load rows all read 'decode', one code
+    # whichever set it (the table names it 'decode step')
     from accelcal.calibrate.profile import Profile
-    from accelcal.planner.serving.search import ServingTargets, search_serving
+    from accelcal.planner.serving.search import _BINDING_NAMES, ServingTargets, format_search, search_serving
     from accelcal.planner.serving.steady import PREFILL_BINDS_SHARE
 
     prof, model = Profile.load(H100), ModelConfig.from_name("llama3-8b")
@@ -605,7 +612,12 @@ def test_binding_column_follows_one_rule_past_the_why_lines(capsys):
     assert len(res.ranked) > 10
     for c in res.ranked:
         share = c.detail["steady"].prefill_share
-        assert share < PREFILL_BINDS_SHARE and c.binding in ("decode", "decode step"), (c.label, c.binding, share)
+        assert share < PREFILL_BINDS_SHARE and c.binding == "decode", (c.label, c.binding, share)
+    # with targets the why-lines' first term binds; the JSON still gets a code, the table its name
+    res = search_serving(prof, model, 1, ["vllm"], [1, 8, 64], isl=512, osl=64,
+                         targets=ServingTargets(tpot_s=0.0125, ttft_s=10.0))
+    assert {c.binding for c in res.ranked} <= set(_BINDING_NAMES) and "tpot_target" in {c.binding for c in res.ranked}
+    assert "TPOT target" in format_search(res)
 
 
 def test_assume_zero_latency_is_a_layer_level_option(capsys):
@@ -964,3 +976,43 @@ def test_no_layout_names_a_layout_whose_weights_fit_before_one_that_overflows_an
     # 811.7 GB of bf16 weights on one device: fp8 would still be 406 GB, so only more devices are offered
     rc, _, err = _run(capsys, "plan", "--profile", H100, "--model", "llama3.1-405b", "--engine", "vllm")
     assert rc == 3 and "more devices than 1 (--nodes)" in err and "--weight-dtype fp8_e4m3" not in err
+
+
+def test_a_node_wider_than_the_measured_fabric_is_a_warning(capsys):
+    # --devices-per-node 16 on an 8-device NVSwitch profile costs TP16 as one node by extrapolation: said, not hidden
+    base = ["predict", "--profile", H100, "--interconnect", NVSWITCH, "--model", "llama3.1-70b", "--engine", "vllm",
+            "--isl", "512", "--osl", "32", "--concurrency", "4", "--num-requests", "8"]
+    rc, out = _json(capsys, *base, "--tp", "16", "--devices-per-node", "16")
+    assert rc == 0
+    wide = [w for w in out["warnings"] if w.startswith("--devices-per-node 16 is wider than the 8-device node")]
+    assert len(wide) == 1 and "extrapolated past the largest group it measured" in wide[0]
+    rc, out = _json(capsys, *base, "--tp", "8", "--devices-per-node", "8")
+    assert rc == 0 and not any("is wider than" in w for w in out["warnings"])
+
+
+def test_a_closed_loop_short_of_littles_law_says_the_rate_is_the_runs_span(capsys):
+    # 24 requests of 16 clients: a round and a half, the second half-round draining alone, so completed/s x
+    # latency < 16 clients
+    base = ["predict", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm", "--isl", "512", "--osl", "64",
+            "--concurrency", "16"]
+    rc, out = _json(capsys, *base, "--num-requests", "24")
+    assert rc == 0
+    steady = 16 / out["request_latency_mean_s"]
+    assert out["requests_per_s"] < 0.97 * steady
+    span = [n for n in out["notes"] if "completed over the run's span" in n]
+    assert len(span) == 1 and f"= {steady:.4g} requests/s (Little's law)" in span[0]
+    rc, out = _json(capsys, *base, "--num-requests", "2000")
+    assert rc == 0 and out["requests_per_s"] * out["request_latency_mean_s"] == pytest.approx(16, rel=0.03)
+    assert not any("completed over the run's span" in n for n in out["notes"])
+
+
+def test_readme_lists_every_predict_json_key(capsys):
+    # the README's list is the reference --format json's help points to: no key left out, none that is not there
+    rc, out = _json(capsys, "predict", "--profile", H100, "--model", "llama3.1-8b", "--engine", "vllm",
+                    "--concurrency", "4", "--isl", "256", "--osl", "16", "--num-requests", "8")
+    assert rc == 0
+    text = (ROOT / "README.md").read_text()
+    para = text[text.index("`--format json` gives the same as keys:"):]
+    para = para[:para.index(" `warnings` (and")]
+    listed = set(re.findall(r"`([a-z_0-9]+)`", para)) - {"kv_pool_bytes"}  # a key of memory, named for its sign
+    assert listed == set(out), (sorted(listed - set(out)), sorted(set(out) - listed))

@@ -39,6 +39,7 @@ from ..memory import (device_memory, kv_bytes_per_token, linear_state_bytes_per_
                       window_kv_bytes_per_token)
 from ..parallelism import Parallelism
 from accelcal.models import ModelConfig
+from accelcal.units import count
 from accelcal.vocab import DTYPE_BYTES
 from ..workload import Workload
 from .engine import EnginePreset
@@ -74,6 +75,8 @@ class KVBudget:
     ``in_use_bytes``: the parts (weights, activations, comm buffers, reserve, in use, KV pool, a separate
     linear-attention state pool) add up to the capacity."""
     kv_pool_bytes: float
+    """What the rule leaves for the KV cache; negative where the weights and reserves alone exceed the memory (an
+    infeasible deployment: the shortfall the reason's arithmetic ends in)."""
     kv_bytes_per_token: float
     """Per device: layers of the busiest stage x (one token's cache elements per layer (2 x KV heads per device x
     head_dim, or MLA's latent and rotary key: ModelConfig.kv_cache_elems_per_layer) x KV dtype bytes + a sparse-
@@ -139,7 +142,7 @@ class KVBudget:
     def describe(self) -> str:
         g = 1e9
         return (f"{self.rule}: KV pool {self.kv_pool_bytes / g:.3f} GB / {self.kv_bytes_per_token / 1e3:.4g} kB per "
-                f"token = {self.blocks} blocks of {self.block_size_tokens} tokens ({self.tokens} tokens)")
+                f"token = {count(self.blocks, 'block')} of {count(self.block_size_tokens, 'token')} ({self.tokens} tokens)")
 
     def check_request(self, isl: int, osl: int) -> None:
         need = self.blocks_for(isl + osl)
@@ -271,7 +274,7 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         usable = engine.memory_fraction * capacity_bytes
         pool = usable - weights - act - comm - fixed - held
         rule = (f"{engine.memory_fraction:g} x {capacity_bytes / g:.4g} GB = {usable / g:.4g} GB - weights "
-                f"{weights / g:.4g} GB - {act_label} {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve "
+                f"{weights / g:.4g} GB - {act_label} {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - fixed reserve "
                 f"{fixed / g:.3g} GB{used}")
         reserve = capacity_bytes - usable + fixed + held
     elif engine.memory_fraction_of == "free_after_weights":
@@ -279,7 +282,7 @@ def kv_budget(model: ModelConfig, engine: EnginePreset, tp: int, pp: int, capaci
         pool = engine.memory_fraction * free
         lost = engine.memory_fraction * held  # the pool's share of the free memory it would have had
         rule = (f"{engine.memory_fraction:g} x (capacity {capacity_bytes / g:.4g} GB{used} - weights {weights / g:.4g} GB - "
-                f"{act_label} {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - reserve {fixed / g:.3g} GB)")
+                f"{act_label} {act / g:.3g} GB - comm buffers {comm / g:.3g} GB - fixed reserve {fixed / g:.3g} GB)")
         reserve = fixed + held + (1 - engine.memory_fraction) * max(free, 0.0)
     else:  # SGLang's reserved-memory rule (server_args.py, cited in the preset)
         gpu_mib = capacity_bytes / MIB

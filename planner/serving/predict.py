@@ -114,18 +114,26 @@ def combine_profiles(profile: Any, interconnect: Any = None, inter_node: Any = N
     return compose(profile, interconnect, inter_node), None, notes
 
 
-def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, isl: int, osl: int) -> list[str]:
+def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, isl: int, osl: int,
+                     devices_per_node: int | None = None) -> list[str]:
     """What makes a serving answer less than measured: one line per datasheet profile used (its missing latencies
-    and launch overheads are costed at 0 s), a request of ``isl`` + ``osl`` tokens beyond the model's context, and
-    each feature of the model's config the costing leaves out ("not modelled" in its source)."""
+    and launch overheads are costed at 0 s), a request of ``isl`` + ``osl`` tokens beyond the model's context,
+    each feature of the model's config the costing leaves out ("not modelled" in its source), and a
+    ``devices_per_node`` (--devices-per-node) wider than the node the profile's fabric was measured on."""
     too_long = model.context_warning(isl, osl)
+    fabric = int(profile.identity.devices_per_node)
+    wider = ([f"--devices-per-node {devices_per_node} is wider than the {fabric}-device node profile "
+              f"{profile.identity.name} was measured on: groups of up to {devices_per_node} devices are costed as one "
+              f"node's fabric, their collectives extrapolated past the largest group it measured (give the "
+              f"interconnect profile of such a node, or --inter-node-profile for groups that span nodes)"]
+             if devices_per_node is not None and devices_per_node > fabric else [])
     # what the model's config has that the costing leaves out (e.g. Mistral's sliding window: KV and attention are
     # costed at full context, an overstatement once the context passes the window)
     unmodelled = [f"{model.name}: {part}" for part in str(model.source or "").split("; ") if "not modelled" in part]
     smoke = [f"profile {p.identity.name}: {SMOKE_NOTE}" for p in (profile, inter_node_profile)
              if p is not None and smoke_sweep(p)]
     return ([datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
-            + smoke + ([too_long] if too_long else []) + unmodelled + fabric_device_mismatch(profile)
+            + smoke + ([too_long] if too_long else []) + wider + unmodelled + fabric_device_mismatch(profile)
             + doubtful_collectives(profile))
 
 
@@ -249,7 +257,8 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         pred.notes.append(f"--num-requests {num_requests} < --concurrency {workload.concurrency}: only "
                           f"{num_requests} request(s) are sent, so fewer than {workload.concurrency} are ever in flight")
     isls, osls = workload.lengths()
-    pred.warnings = serving_warnings(profile, inter_node_profile, model, int(isls.max()), int(osls.max()))
+    pred.warnings = serving_warnings(profile, inter_node_profile, model, int(isls.max()), int(osls.max()),
+                                     devices_per_node)
     if split_issue is not None:  # partial fp8 blocks: the engine is documented to refuse them; predicted as asked
         pred.warnings.append(f"{split_issue.message} (predicted as asked; accelcal plan leaves such layouts out)")
     cap = capacity_bytes or float(profile.identity.memory_capacity_bytes)
@@ -324,7 +333,11 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         note = _overload_note(runs, workload.request_rate_per_s, pred.metrics.requests_per_s)
         if note:
             pred.notes.insert(0, note)
-    elif workload.fixed_lengths:
+    else:
+        note = _closed_loop_span_note(pred.metrics, workload)
+        if note:
+            pred.notes.append(note)
+    if workload.closed_loop and workload.fixed_lengths:
         note = _clustering_note(pred.metrics.ttft_mean_s, engine, coster, kv, isl, osl, workload.concurrency, dp,
                                 workload.turnaround_s / 2)
         if note:
@@ -467,6 +480,28 @@ def open_loop_requests(dp: int) -> int:
 
 CLUSTERING_NOTE_RATIO = 1.3
 """A closed loop's simulated mean TTFT this many times the steady state's (desynchronised clients) gets a note."""
+
+
+LITTLE_NOTE_SHARE = 0.97
+"""A closed loop's completed requests/s x (latency + client gap) below this share of its clients: predict says the
+rate is the run's span (its start and its drain), not a long run's."""
+
+
+def _closed_loop_span_note(m: ServingMetrics, workload: ServingWorkload) -> str:
+    """Closed loop: requests/s is the requests over the run's span, as benchmark clients report it, the clients'
+    start and the last requests' drain included; where that is visibly below Little's law for an unending run
+    (clients / (latency + gap)), say so and how to come closer."""
+    c = workload.concurrency
+    per_client_s = m.request_latency_mean_s + workload.client_gap_s
+    if not c or m.requests < c or m.requests_per_s <= 0 or per_client_s <= 0:
+        return ""  # fewer requests than clients: the note on --num-requests says why the rate falls short
+    steady = c / per_client_s
+    if m.requests_per_s >= LITTLE_NOTE_SHARE * steady:
+        return ""
+    return (f"{m.requests_per_s:.4g} requests/s completed over the run's span, as benchmark clients report it (the "
+            f"{c} clients' start and the last requests' drain included); an unending run of {c} clients at this "
+            f"latency completes {c} / {per_client_s:.4g} s = {steady:.4g} requests/s (Little's law), and more "
+            f"--num-requests ({m.requests} now) come closer to it")
 
 
 def _clustering_note(ttft_s: float, engine: EnginePreset, coster: StepCoster, kv: KVBudget, isl: int, osl: int,

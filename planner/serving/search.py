@@ -106,6 +106,8 @@ class ServingCandidate:
     per_user: float
     """Output tokens/s one user sees (1 / TPOT)."""
     binding: str
+    """What limits this row, a code (the steady state's, or for the rows with why-lines their first line's): a key of
+    _BINDING_NAMES, which gives the name the table shows."""
     detail: dict = field(default_factory=dict)
     misses: list[str] = field(default_factory=list)
     why: list[str] = field(default_factory=list)
@@ -427,7 +429,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     finally:
         if progress is not None:
             progress.close()
-    warnings = serving_warnings(profile, inter_node_profile, model, isl, osl)
+    warnings = serving_warnings(profile, inter_node_profile, model, isl, osl, devices_per_node)
     small_ar = [w for w in coster_warnings if w.startswith(SMALL_ALL_REDUCE)]
     if small_ar:
         # one line for every TP degree the extrapolation touches (each layout's coster says it for its own)
@@ -448,8 +450,7 @@ def search_serving(profile: Any, model: ModelConfig | str, devices: int, engines
     if targets.request_rate_per_s is not None:
         res.open_loop = _open_loop(res.best, targets, client)
     for c in res.ranked[:10]:
-        c.why = why_lines(c, targets, cands)
-        c.binding = c.why[0].split(": ", 2)[1]
+        c.binding, c.why = why_lines(c, targets, cands)
     res.search_s = time.perf_counter() - t0
     return res
 
@@ -660,8 +661,9 @@ _NEGLIGIBLE_SHARE = 0.01
 """A why-line term below this (a share of TPOT or of the decode step, a fraction of a target) is not listed."""
 
 
-def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandidate]) -> list[str]:
-    """The binding term first, each with its value."""
+def why_lines(c: ServingCandidate, t: ServingTargets,
+              cands: list[ServingCandidate]) -> tuple[str, list[str]]:
+    """(the binding term's code, a key of _BINDING_NAMES; the lines, the binding term first, each with its value)."""
     s = c.detail["steady"]
     sim = c.detail.get("simulated_decode_step")
     # a simulated row's decode step is the simulation's most common one; prefill work is TPOT beyond it
@@ -669,7 +671,7 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
     step_s = bd.get("total", 0.0) if sim is not None else s.decode_step_s
     share = max(0.0, 1.0 - step_s / c.tpot_s) if sim is not None and c.tpot_s > 0 else s.prefill_share
     lines: list[str] = []
-    terms: list[tuple[float, str]] = []
+    terms: list[tuple[float, str, str]] = []  # (weight, code, line)
     capped = _capped(c)  # fewer requests in the engine than clients: the pool's room or the engine's cap
     if capped:
         room = (f"linear-attention state pool: it allows {s.kv_limit} running requests" if s.binding == "state_capacity"
@@ -677,7 +679,7 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
                      f"max_seqs; the KV pool holds {s.kv_limit})" if s.binding == "max_seqs"
                 else f"KV capacity: the pool holds {c.detail['kv_tokens']} tokens = {s.kv_limit} requests at their mean "
                      f"length")
-        terms.append((1.0 + s.queue_wait_s / max(c.ttft_s, 1e-12),
+        terms.append((1.0 + s.queue_wait_s / max(c.ttft_s, 1e-12), s.binding,
                       f"{room}; {c.clients_per_replica - s.in_engine} of {c.clients_per_replica} "
                       f"clients per replica wait {s.queue_wait_s * 1e3:.4g} ms to start"))
     if t.tpot_s is not None:
@@ -689,26 +691,26 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
             src = "simulated" if o.simulated else "steady state"
             more = (f"; C{o.concurrency} ({src}): TPOT {o.tpot_s * 1e3:.4g} ms" +
                     (f", misses {'; '.join(o.misses)}" if o.misses else ""))
-        terms.append((c.tpot_s / t.tpot_s, f"TPOT target: {c.tpot_s * 1e3:.4g} ms of {t.tpot_s * 1e3:.4g} ms "
+        terms.append((c.tpot_s / t.tpot_s, "tpot_target", f"TPOT target: {c.tpot_s * 1e3:.4g} ms of {t.tpot_s * 1e3:.4g} ms "
                                            f"({c.tpot_s / t.tpot_s:.0%}){more}"))
     if t.ttft_s is not None:
-        terms.append((c.ttft_s / t.ttft_s, f"TTFT target: {c.ttft_s * 1e3:.4g} ms of {t.ttft_s * 1e3:.4g} ms "
+        terms.append((c.ttft_s / t.ttft_s, "ttft_target", f"TTFT target: {c.ttft_s * 1e3:.4g} ms of {t.ttft_s * 1e3:.4g} ms "
                                            f"({c.ttft_s / t.ttft_s:.0%})"))
     if t.request_rate_per_s is not None and c.requests_per_s > 0:
-        terms.append((t.request_rate_per_s / c.requests_per_s,
+        terms.append((t.request_rate_per_s / c.requests_per_s, "offered_load",
                       f"offered load: {t.request_rate_per_s:.4g} requests/s of the {c.requests_per_s:.4g} it completes "
                       f"at C{c.concurrency} ({t.request_rate_per_s / c.requests_per_s:.0%})"))
     decodes = c.tpot_s > 0  # one output token per request: nothing decodes, the prefill makes it
     if decodes:
-        terms.append((share, f"prefill interference: {share:.0%} of TPOT is prefill work "
+        terms.append((share, "prefill_interference", f"prefill interference: {share:.0%} of TPOT is prefill work "
                              f"(decode step alone {step_s * 1e3:.4g} ms, TPOT {c.tpot_s * 1e3:.4g} ms)"))
     if decodes and bd.get("total"):
         comm = bd.get("communication", 0.0)
-        terms.append((comm / bd["total"], f"collective latency: {comm * 1e3:.4g} ms of the {bd['total'] * 1e3:.4g} ms "
+        terms.append((comm / bd["total"], "collective_latency", f"collective latency: {comm * 1e3:.4g} ms of the {bd['total'] * 1e3:.4g} ms "
                                           f"decode step ({comm / bd['total']:.0%}) is "
                                           f"{'TP/PP/EP' if c.ep > 1 or c.moe_tp else 'TP/PP'} communication"))
     if not terms:  # one output token, no target, room for every request: the prefill is all there is
-        terms.append((0.0, f"prefill: each request's one token comes from its prefill (TTFT {c.ttft_s * 1e3:.4g} ms)"))
+        terms.append((0.0, "prefill", f"prefill: each request's one token comes from its prefill (TTFT {c.ttft_s * 1e3:.4g} ms)"))
     elif decodes and step_s > 0 and max(x[0] for x in terms) <= PREFILL_BINDS_SHARE:
         # nothing above binds (no target or queue near its limit, prefill work and communication at most half of
         # the time, the steady state's rule): TPOT is mostly the decode step itself, named by its largest part
@@ -716,16 +718,16 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
         big = max(parts, key=parts.get) if parts else ""
         if bd.get("host_sets_step"):
             # overlap scheduling: the step lasts as long as the engine's host work, which hides the device's
-            terms.append((1.0, f"decode step: {step_s * 1e3:.4g} ms of the {c.tpot_s * 1e3:.4g} ms TPOT, set by "
+            terms.append((1.0, "decode", f"decode step: {step_s * 1e3:.4g} ms of the {c.tpot_s * 1e3:.4g} ms TPOT, set by "
                                f"the engine's host work ({bd['host'] * 1e3:.4g} ms beyond the "
                                f"{(bd['total'] - bd['host']) * 1e3:.4g} ms of device time it hides: host_step_s, "
                                f"host_s_per_seq)"))
         else:
-            terms.append((1.0, f"decode step: {step_s * 1e3:.4g} ms of the {c.tpot_s * 1e3:.4g} ms TPOT"
+            terms.append((1.0, "decode", f"decode step: {step_s * 1e3:.4g} ms of the {c.tpot_s * 1e3:.4g} ms TPOT"
                                + (f", {parts[big] * 1e3:.4g} ms of it {big}" if big else "")))
     terms.sort(key=lambda x: -x[0])
-    lines.append(f"binding: {terms[0][1]}")
-    lines += [f"also: {x[1]}" for x in terms[1:3] if x[0] >= _NEGLIGIBLE_SHARE]
+    lines.append(f"binding: {terms[0][2]}")
+    lines += [f"also: {x[2]}" for x in terms[1:3] if x[0] >= _NEGLIGIBLE_SHARE]
     if c.misses:
         lines.append("misses: " + "; ".join(c.misses))
     elif ((t.ttft_s is not None or t.tpot_s is not None) and c.concurrency >= max(o.concurrency for o in cands)
@@ -734,12 +736,15 @@ def why_lines(c: ServingCandidate, t: ServingTargets, cands: list[ServingCandida
         # the targets were not what stopped the sweep: a larger concurrency was never tried
         lines.append(f"sweep: C{c.concurrency} is the largest concurrency tried and meets the targets; a larger one "
                      f"may too, with more tokens/s per device (--concurrency with larger values tries it)")
-    return lines
+    return terms[0][1], lines
 
 
 _BINDING_NAMES = {"kv_capacity": "KV capacity", "state_capacity": "linear-attention state pool",
-                  "max_seqs": "max sequences", "prefill_interference": "prefill interference", "decode": "decode step"}
-"""The steady state's binding codes as the why-lines name them (rows past the why-lines keep the codes)."""
+                  "max_seqs": "max sequences", "prefill_interference": "prefill interference", "decode": "decode step",
+                  "tpot_target": "TPOT target", "ttft_target": "TTFT target", "offered_load": "offered load",
+                  "collective_latency": "collective latency", "prefill": "prefill"}
+"""Binding codes (the steady state's, and those the why-lines add) as the table and the why-lines name them; the
+JSON keeps the codes."""
 
 
 def format_search(res: ServingSearch, top: int = 10) -> str:
@@ -795,7 +800,9 @@ def format_search(res: ServingSearch, top: int = 10) -> str:
         if "error" in ol:
             lines.append(f"  open loop: {layout} at {ol['rate_per_s']:g} requests/s not run: {ol['error']}")
         else:
-            verdict = "misses: " + "; ".join(ol["misses"]) if ol["misses"] else "meets the latency targets"
+            verdict = ("misses: " + "; ".join(ol["misses"]) if ol["misses"]
+                       else "meets the latency targets" if t.ttft_s is not None or t.tpot_s is not None
+                       else "the rate is served (no --ttft or --tpot target given)")
             tpot = f"{ol['tpot_s'] * 1e3:.4g} ms" if ol["tpot_s"] is not None else "n/a (one output token)"
             lines.append(f"  open loop: {layout} at {ol['rate_per_s']:g} requests/s (Poisson, {ol['requests']} requests, "
                          f"as accelcal predict --request-rate runs it): TTFT {ol['stat']} {ol['ttft_s'] * 1e3:.4g} ms, "
