@@ -37,7 +37,7 @@ from typing import Callable
 
 import pandas as pd
 
-from accelcal.results import read_results
+from accelcal.results import STATUS_SKIPPED, read_results
 
 from accelcal.guardian import CLEANUP_ENV, child_preexec, parent_env, raise_if_terminated
 
@@ -169,11 +169,16 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
         progress(f"collectives: warning: --nproc {nproc} ranks on {cores} CPU core(s) ({nproc / cores:.0f} per core): "
                  f"timings will measure the scheduler, and start-up may hit the deadline")
     out_dir = check_dir(opts.out_dir, what="--out", need_bytes=16 * 2**20)
-    made_out_dir = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # The launcher holds the port from here until rank 0 owns it: a second sweep on the same port fails now.
+    # The launcher holds the port from here until rank 0 owns it: a second sweep on the same port fails now, before
+    # any --out folder is made.
     listener = bind_listen_socket(host, master_port or 0)
     master_port = int(listener.getsockname()[1])
+    made_out_dir = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        listener.close()
+        raise
     # Staging inside out_dir: same file system, so moving the files in is an atomic rename.
     staging = Path(tempfile.mkdtemp(prefix=".collectives-staging-", dir=out_dir))
     logs = Path(tempfile.mkdtemp(prefix="accelcal-collectives-logs-"))
@@ -216,6 +221,13 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
         files = sorted(staging.iterdir())
         if not files:
             raise SweepError(f"every rank exited 0 but rank 0 wrote no result files into {staging}")
+        staged_df = read_results([staging / f"{opts.stem}.csv"])
+        if staged_df.empty or set(staged_df["status"]) <= {STATUS_SKIPPED}:
+            # every case skipped (e.g. a dtype the backend lacks): nothing measured, and an earlier run's files in
+            # --out are not replaced by an empty set
+            why = sorted({str(r) for r in staged_df.get("reason", pd.Series(dtype=str)).dropna() if str(r)})
+            raise SweepError(f"nothing measured: {len(staged_df)} case(s), every one skipped"
+                             + (f" ({'; '.join(why[:3])})" if why else "") + f"; {out_dir} is left as it was")
         for f in files:
             os.replace(f, out_dir / f.name)
         if progress:

@@ -260,6 +260,8 @@ class _Header:
     """Columns per timing group (4, or 8 with per-iteration statistics)."""
     wrong_is_count: bool
     """``#wrong`` (a count) rather than the old ``error`` (a magnitude)."""
+    groups: int = 0
+    """Timing groups the header names (2: out-of-place and in-place); 0 for a row read without a header."""
 
 
 def _header(line: str) -> _Header | None:
@@ -270,7 +272,7 @@ def _header(line: str) -> _Header | None:
     if not starts:
         return None
     width = (starts[1] - starts[0]) if len(starts) > 1 else len(toks) - starts[0]
-    return _Header(lead=starts[0], group_width=max(4, width), wrong_is_count="#wrong" in toks)
+    return _Header(lead=starts[0], group_width=max(4, width), wrong_is_count="#wrong" in toks, groups=len(starts))
 
 
 def _guess_header(toks: Sequence[str]) -> _Header:
@@ -476,6 +478,15 @@ def parse_text(text: str, path: str = "<text>", op_hint: str | None = None) -> l
         size, count = _num(toks[0]), _num(toks[1])
         if size is None or count is None or not float(size).is_integer():
             raise NcclTestsError(f"{where}: expected integer size and count, got {toks[:2]}")
+        if header is not None and header.groups > 1 and len(toks) != header.lead + header.groups * header.group_width:
+            # a row of a headed log has the header's columns: fewer is a row cut short (or a group left out), more
+            # a row of another layout; either way its numbers cannot be told apart
+            want = header.lead + header.groups * header.group_width
+            raise NcclTestsError(f"{where}: result row has {len(toks)} columns where the header names {want} "
+                                 f"({header.lead} before the timings, then {header.groups} timing groups of "
+                                 f"{header.group_width}, out-of-place and in-place): "
+                                 + ("cut short: truncated log?" if len(toks) < want else "a row of another layout?")
+                                 + f" line: {s[:100]!r}")
         body = toks[hdr.lead:]
         full = 2 * hdr.group_width
         if len(body) >= full or len(body) >= hdr.group_width + 4:

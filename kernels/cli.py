@@ -78,7 +78,9 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
 
 
 def run(args: argparse.Namespace) -> int:
+    from accelcal.exitcodes import EXIT_FAILED
     from accelcal.preflight import check_dir
+    from accelcal.results import STATUS_OK
 
     from .suite import run_suite, summary_table
 
@@ -109,6 +111,12 @@ def run(args: argparse.Namespace) -> int:
                    progress=print if args.verbose and not args.quiet else None,
                    bar=StageProgress("kernels", quiet=args.quiet, log_every_s=LOG_EVERY_S))
     print(summary_table(rs))
+    frame = rs.frame()
+    if frame.empty or not (frame["status"] == STATUS_OK).any():
+        # a run that measured nothing does not replace an earlier run's files with an empty set
+        print(f"accelcal bench kernels: nothing measured ({len(frame)} case(s), none ok); {args.out} is left as it was",
+              file=sys.stderr)
+        return EXIT_FAILED
     paths = rs.write(args.out, stem=stem)
     for kind, path in paths.items():
         print(f"wrote {kind:<7} {path}")
@@ -127,8 +135,12 @@ def model_sweep(for_model: str, tp: str, dtypes, ms: str | None):
         raise ValueError(f"--model-ms: expected comma-separated integers, got {ms!r}") from None
     if not m_list or min(m_list) < 1:
         raise ValueError(f"--model-ms: need M values >= 1, got {ms!r}")
-    for note in model_gemm_shapes(models, tps)[1]:
+    shapes, notes = model_gemm_shapes(models, tps)
+    for note in notes:
         print(f"[kernels] note: {note}")
+    if not shapes:
+        raise ValueError(f"--for-model {for_model} --tp {tp}: no GEMM shape left to measure ({'; '.join(notes)}); "
+                         f"give a TP degree the model splits evenly")
     dts = tuple(dtypes or MODEL_SHAPE_DTYPES)
     base = SuitePreset(name="for-model", timing="quick", dtypes=dts, case_budget_s=3.0)
     return with_model_shapes(base, models, tps, m_list, dts)

@@ -664,3 +664,24 @@ def test_sweep_lines_name_staged_files_by_where_they_will_be(tmp_path):
     assert got == [f"collectives: wrote collectives-round1.csv, collectives-round1.json (staged: into {final} when "
                    f"the profile is written)", "[3/9] all_reduce 4096 B"]
 
+
+
+def test_bench_kernels_that_measures_nothing_leaves_an_earlier_run_as_it_was(tmp_path, capsys, monkeypatch):
+    from accelcal.cli import main
+    from accelcal.kernels import suite
+    from accelcal.results import ResultSet
+
+    earlier = tmp_path / "kernels.csv"
+    earlier.write_text("op\nearlier\n")
+    # every TP degree skipped: refused before measuring, naming why
+    assert main(["bench", "kernels", "--for-model", "tiny", "--tp", "3", "--out", str(tmp_path)]) == 2
+    assert "--for-model tiny --tp 3: no GEMM shape left to measure (tiny at TP=3: tp=3 does not divide heads" in \
+        capsys.readouterr().err
+    # a run whose cases all come back skipped (or none ran): nothing written over the earlier files
+    rs = ResultSet("kernels")
+    rs.rows.append({"op": "gemm", "case": "c", "dtype": "fp8_e4m3", "figure": "device", "status": "skipped",
+                    "reason": "no fp8 kernel"})
+    monkeypatch.setattr(suite, "run_suite", lambda **kw: rs)
+    assert main(["bench", "kernels", "--ops", "gemm", "--out", str(tmp_path)]) == 1
+    assert f"nothing measured (1 case(s), none ok); {tmp_path} is left as it was" in capsys.readouterr().err
+    assert earlier.read_text() == "op\nearlier\n" and sorted(p.name for p in tmp_path.iterdir()) == ["kernels.csv"]

@@ -72,7 +72,18 @@ def test_port_already_taken_launcher(tmp_path):
         port = squatter.getsockname()[1]
         with pytest.raises(ValueError, match=rf"port {port} \(--port, or MASTER_PORT\) is already in use"):
             run_sweep(2, out_dir=tmp_path / "out", master_port=port, **SMALL)
-    _no_output(tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before the --out folder is made, not even an empty one
+
+
+def test_a_sweep_that_skips_every_case_leaves_an_earlier_run_as_it_was(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "collectives.csv").write_text("earlier\n")
+    # gloo has no fp8 all_reduce: every case is a recorded skip, nothing is measured
+    with pytest.raises(SweepError, match=r"nothing measured: 2 case\(s\), every one skipped \(gloo does not support "
+                                         r"all_reduce on fp8_e4m3.*; .*out is left as it was"):
+        run_sweep(2, out_dir=out, preset="smoke", sizes=[8], ops=["all_reduce"], dtypes=["fp8_e4m3"], progress=None)
+    assert (out / "collectives.csv").read_text() == "earlier\n" and [p.name for p in out.iterdir()] == ["collectives.csv"]
 
 
 def _worker(env_over, tmp_path, timeout=60):

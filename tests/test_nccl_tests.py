@@ -530,3 +530,21 @@ def test_a_size_that_appears_twice_is_counted_once_and_noted(tmp_path):
     size = once.rows[0].size_bytes
     assert any(n.startswith(f"1 size(s) appear more than once ({size} B x2)") for n in twice.notes)
     assert not any("more than once" in n for n in once.notes)
+
+
+@pytest.mark.parametrize("edit, words", [
+    # a row cut after the out-of-place group, not at the end of the file: its numbers are out-of-place ones
+    (lambda row: " ".join(row.split()[:10]), "result row has 10 columns where the header names 13"),
+    (lambda row: " ".join(row.split()[:9]), "result row has 9 columns where the header names 13"),
+    (lambda row: row + "  7", "result row has 14 columns where the header names 13"),
+    (lambda row: " ".join(t for i, t in enumerate(row.split()) if i != 2), "has 12 columns"),  # no type column
+])
+def test_a_row_without_the_headers_columns_is_refused_wherever_it_is(tmp_path, edit, words):
+    lines = NVS.read_text().splitlines()
+    first = next(i for i, s in enumerate(lines) if s.strip().startswith("134217728"))
+    lines[first + 1] = edit(lines[first + 1])  # the second row of six: the file goes on after it
+    p = tmp_path / "edited_all_reduce_perf.txt"
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(NcclTestsError) as exc:
+        read_runs([p])
+    assert f"edited_all_reduce_perf.txt:{first + 2}:" in str(exc.value) and words in str(exc.value)

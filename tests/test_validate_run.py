@@ -327,3 +327,15 @@ def test_unmeasured_gemm_shapes_are_one_note_per_section():
     assert notes[0] == ("prediction fell back on an unmeasured figure in 3 case(s) (case1, ...): GEMM shapes not "
                         "measured (compute.fp32): N=1024 K=1024, N=2048 K=1024, N=6144 K=1024")
     assert "no attention measured for fp32 prefill" in notes[1]
+
+
+def test_validate_two_ranks_json_is_one_document_on_stdout(profile_path, capfd):
+    # the spawned ranks write to the process's own stdout file: their progress must go to stderr like the parent's
+    import json
+
+    rc = main(["validate", "--profile", str(profile_path), "--device", "cpu", "--nproc", "2", "--model", "tiny",
+               "--quick", "--shapes", "1", "--no-ranking", "--format", "json"])
+    cap = capfd.readouterr()
+    assert rc == 0
+    doc = json.loads(cap.out)
+    assert any(".tp2." in c["case"] for c in doc["cases"]) and "[ranks=2]" in cap.err and "[ranks=2]" not in cap.out

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sys
 import tempfile
 import time
 import zlib
@@ -124,7 +125,9 @@ def _rank_main(rank: int, nproc: int, parent_pid: int, device_type: str, backend
                          "rel_iqr": m.stats.rel_iqr, "rotated_sets": m.rotated_sets, "warnings": list(m.warnings),
                          "samples_s": list(m.stats.samples_s)})
             if rank == 0 and job.get("progress"):
-                print(f"  [ranks={nproc}] {case.name}: {m.measured_s * 1e3:.3f} ms ({m.method}, n={m.stats.n})", flush=True)
+                # progress, like the parent's, on stderr: stdout carries the command's output (--format json)
+                print(f"  [ranks={nproc}] {case.name}: {m.measured_s * 1e3:.3f} ms ({m.method}, n={m.stats.n})",
+                      file=sys.stderr, flush=True)
         dist.barrier()
         if rank == 0:
             atomic_write_text(out_path, json.dumps({"rows": rows, "threads_per_rank": torch.get_num_threads()}))
