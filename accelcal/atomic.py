@@ -28,9 +28,13 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> 
     insist on a file name (pandas' Parquet writer, matplotlib).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        # name the file the user asked for, not the temporary one beside it (read-only folder, no permission, full)
+        raise type(exc)(exc.errno, f"cannot write here ({exc.strerror})", str(target)) from None
     os.close(fd)
     try:
         # mkstemp makes the file 0600; keep the old file's mode, else what open() would give.

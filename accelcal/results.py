@@ -252,6 +252,10 @@ def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
         from .safe_io import read_csv
 
         p = Path(p)
+        if p.suffix.lower() in (".json", ".parquet"):
+            # the run's other copies of its records, or its .env.json: the CSV is the one read here
+            raise ValueError(f"{p}: expected a results CSV ({p.name.split('.')[0]}.csv, written beside it by the "
+                             f"same run), not its {p.suffix} file")
         df = read_csv(p, what="results file", whole_rows=True)
         missing = [c for c in CORE_COLUMNS if c not in df.columns]
         if missing:

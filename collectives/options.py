@@ -54,9 +54,9 @@ class SweepOptions:
             raise ValueError(f"stem {self.stem[:40]!r}: expected a plain file name stem (no folders, no '..'); "
                              f"results go inside --out")
         if not self.pg_timeout_s > 0:
-            raise ValueError(f"pg_timeout_s must be > 0 seconds, got {self.pg_timeout_s}")
+            raise ValueError(f"--pg-timeout (pg_timeout_s) must be > 0 seconds, got {self.pg_timeout_s}")
         if self.deadline_s is not None and not self.deadline_s > 0:
-            raise ValueError(f"deadline_s must be > 0 seconds, got {self.deadline_s}")
+            raise ValueError(f"--timeout (deadline_s, the whole sweep's deadline) must be > 0 seconds, got {self.deadline_s}")
 
     def sizes(self) -> tuple[int, ...]:
         return self.sizes_bytes if self.sizes_bytes is not None else sweep_sizes(self.preset, self.device_type)

@@ -60,3 +60,19 @@ def test_next_write_removes_temp_files_of_killed_writers_only(tmp_path):
     assert not orphan.exists()
     assert live.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".node.yaml.")) == [live.name]
+
+
+def test_a_folder_that_refuses_the_write_is_named_by_the_target_not_the_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from accelcal.atomic import atomic_write_text
+
+    def refuse(*a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".out.json.1.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(OSError) as exc:
+        atomic_write_text(tmp_path / "out.json", "{}")
+    assert exc.value.filename == str(tmp_path / "out.json") and exc.value.errno == errno.EROFS
+    assert "cannot write here (Read-only file system)" in str(exc.value) and ".tmp" not in str(exc.value)

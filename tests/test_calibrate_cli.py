@@ -685,3 +685,14 @@ def test_bench_kernels_that_measures_nothing_leaves_an_earlier_run_as_it_was(tmp
     assert main(["bench", "kernels", "--ops", "gemm", "--out", str(tmp_path)]) == 1
     assert f"nothing measured (1 case(s), none ok); {tmp_path} is left as it was" in capsys.readouterr().err
     assert earlier.read_text() == "op\nearlier\n" and sorted(p.name for p in tmp_path.iterdir()) == ["kernels.csv"]
+
+
+@pytest.mark.parametrize("name", ["kernels.json", "kernels.parquet", "kernels.env.json"])
+def test_from_results_names_the_csv_when_given_another_file_of_the_run(tmp_path, name):
+    from accelcal.results import read_results
+
+    p = tmp_path / name
+    p.write_text("{}")
+    with pytest.raises(ValueError, match=rf"{name}: expected a results CSV \(kernels.csv, written beside it by the "
+                                         rf"same run\), not its \.(json|parquet) file"):
+        read_results([p])

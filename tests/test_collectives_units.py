@@ -155,6 +155,11 @@ def test_presets_options_and_backend_parsing():
         SweepOptions(ops=("all_reduce_x",))
     with pytest.raises(ValueError, match="unknown collectives preset"):
         SweepOptions(preset="fast")
+    # the messages name the options a user typed, not only the fields
+    with pytest.raises(ValueError, match=r"--pg-timeout \(pg_timeout_s\) must be > 0 seconds, got 0"):
+        SweepOptions(pg_timeout_s=0)
+    with pytest.raises(ValueError, match=r"--timeout \(deadline_s, the whole sweep's deadline\) must be > 0"):
+        SweepOptions(deadline_s=0.0)
     o = SweepOptions(sizes_bytes=(8, 1024), ops=("all_reduce",), dtypes=("bf16",), pg_timeout_s=5)
     assert SweepOptions.from_argv(o.to_argv()) == SweepOptions(**{**o.__dict__, "deadline_s": o.deadline()})
     assert resolve_backend("cpu:gloo,cuda:nccl", "cpu") == "gloo"
