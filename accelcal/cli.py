@@ -104,15 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout = sys.stdout
     if args.command in _SAFE_STDOUT:
         sys.stdout = SafeStream(sys.stdout)
+    # what an interrupted run leaves: nothing, or with --keep-partial the partial raw results it named
+    cleaned = ("temporary files removed" if not getattr(args, "keep_partial", False)
+               else "temporary files removed, the partial raw results kept (--keep-partial)")
     try:
         rc = args.func(args)
         sys.stdout.flush()
     except Terminated as exc:
-        print(f"accelcal {name}: terminated by {exc}; ranks stopped, temporary files removed", file=sys.stderr)
+        print(f"accelcal {name}: terminated by {exc}; ranks stopped, {cleaned}", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
         # the same unwinding as SIGTERM's (Terminated is a KeyboardInterrupt): every `finally` has run
-        print(f"accelcal {name}: interrupted; ranks stopped, temporary files removed", file=sys.stderr)
+        print(f"accelcal {name}: interrupted; ranks stopped, {cleaned}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `accelcal plan ... | head -1`: the reader left; say nothing, and keep Python's exit flush quiet.

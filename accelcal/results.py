@@ -260,6 +260,16 @@ def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
         missing = [c for c in CORE_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"{p}: not an accelcal results file; missing columns {missing}")
+        if "median_s" in df.columns and "status" in df.columns:
+            # a measured row's time is a positive finite number: an edited or damaged file is refused whole, by row,
+            # rather than one fit silently dropping it or the whole series
+            med = pd.to_numeric(df["median_s"], errors="coerce")
+            bad = df.index[(df["status"].astype(str) == STATUS_OK) & ~((med > 0) & (med < float("inf")))]
+            if len(bad):
+                i = bad[0]
+                raise ValueError(f"{p}: line {i + 2} ({df.at[i, 'op']} {df.at[i, 'case']}): median_s "
+                                 f"{df.at[i, 'median_s']} on an ok row; a measured time is a finite number > 0 s"
+                                 + (f" ({len(bad)} such rows)" if len(bad) > 1 else ""))
         for kind, need in _SHAPE_COLUMNS.items():
             rows = df["suite"].astype(str).eq(kind[1:]) if kind.startswith("@") else df["op"].astype(str).eq(kind)
             lack = [c for c in need if c not in df.columns] if rows.any() else []

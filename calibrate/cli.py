@@ -400,7 +400,8 @@ def _calibrate(args: argparse.Namespace) -> int:
             if not ok and d.exists() and not args.keep_partial:
                 shutil.rmtree(d, ignore_errors=True)
                 print(f"[calibrate] removed the partial raw folder {d}", file=sys.stderr)
-            elif not ok and d.exists():
+            elif not ok and d.exists() and d.name.startswith(".partial-"):
+                # the staging folder holds them (the folders made above it stay with it, unnamed)
                 print(f"[calibrate] partial raw results kept in {d} (--keep-partial)", file=sys.stderr)
 
 

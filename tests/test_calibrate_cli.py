@@ -696,3 +696,42 @@ def test_from_results_names_the_csv_when_given_another_file_of_the_run(tmp_path,
     with pytest.raises(ValueError, match=rf"{name}: expected a results CSV \(kernels.csv, written beside it by the "
                                          rf"same run\), not its \.(json|parquet) file"):
         read_results([p])
+
+
+def test_an_interrupted_keep_partial_run_names_the_folder_it_kept_and_says_it_kept_it(tmp_path, capsys, monkeypatch):
+    from accelcal.cli import main
+
+    def interrupted(args, created):
+        top = tmp_path / "new"  # a folder the run made above its raw folder, then its staging folder
+        staging = top / "p-raw" / ".partial-abc"
+        staging.mkdir(parents=True)
+        created += [top, staging]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calcli, "_calibrate_run", interrupted)
+    assert main(["calibrate", "--smoke", "--out", str(tmp_path / "new" / "p.yaml"), "--keep-partial"]) == 130
+    err = capsys.readouterr().err
+    assert f"partial raw results kept in {tmp_path / 'new' / 'p-raw' / '.partial-abc'} (--keep-partial)" in err
+    assert f"kept in {tmp_path / 'new'} " not in err  # the folder above is not named as if it held them
+    assert "interrupted; ranks stopped, temporary files removed, the partial raw results kept (--keep-partial)" in err
+    assert (tmp_path / "new" / "p-raw" / ".partial-abc").is_dir()
+
+
+@pytest.mark.parametrize("value", ["-0.001", "0", "inf", "nan"])
+def test_an_ok_row_without_a_positive_finite_time_is_refused_by_file_and_line(tmp_path, value):
+    # calibrate --from-results and import read the same way: the row is named, not dropped from one fit in silence
+    from accelcal.results import read_results
+
+    src = tmp_path / "raw"
+    k = _write_results(src, synth_kernels(), "kernels")
+    lines = k.read_text().splitlines()
+    head = lines[0].split(",")
+    col, status = head.index("median_s"), head.index("status")
+    row = next(i for i, s in enumerate(lines[1:], 1) if s.split(",")[status] == "ok")
+    cells = lines[row].split(",")
+    cells[col] = value
+    lines[row] = ",".join(cells)
+    k.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"kernels.csv: line {row + 1} \(.*\): median_s {value if value != '0' else '0.0'}"
+                                         rf" on an ok row; a measured time is a finite number > 0 s"):
+        read_results([k])
