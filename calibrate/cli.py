@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     c.add_argument("--raw-dir", default=None,
                    help="folder for the raw results (default: <out-stem>-raw/ next to the profile)")
     c.add_argument("--from-results", nargs="+", metavar="CSV", default=None,
-                   help="fit these result CSVs (kernels and/or collectives) instead of measuring")
+                   help="fit these result CSVs (a kernels run's, with a collectives run's if there is one) instead of "
+                        "measuring")
     c.add_argument("--name", default=None,
                    help="profile name = file stem (default: <host>-<device>, e.g. node7-cuda0; must match --out's stem)")
     c.add_argument("--keep-partial", action="store_true",
@@ -419,6 +420,11 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         check_file(args.out, what="--out", need_bytes=4 * 2**20)
     if args.from_results:
         kern, coll, env = _split_results(args.from_results)
+        if kern.empty:
+            raise ValueError(f"--from-results: no kernels results among {args.from_results} (only "
+                             f"{', '.join(sorted(set(coll['suite'].astype(str)))) or 'other'} rows); a device profile is "
+                             f"fitted from a kernels run (GEMMs, memory, overheads): add its kernels.csv, with the "
+                             f"collectives CSV beside it if you have one")
         if not env:
             raise ValueError(f"--from-results: no <stem>.env.json beside {args.from_results}; the profile needs the "
                              f"provenance (device, memory, versions) it records")

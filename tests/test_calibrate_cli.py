@@ -735,3 +735,11 @@ def test_an_ok_row_without_a_positive_finite_time_is_refused_by_file_and_line(tm
     with pytest.raises(ValueError, match=rf"kernels.csv: line {row + 1} \(.*\): median_s {value if value != '0' else '0.0'}"
                                          rf" on an ok row; a measured time is a finite number > 0 s"):
         read_results([k])
+
+
+def test_from_results_with_collectives_only_asks_for_the_kernels_run(tmp_path, capsys):
+    c = _write_results(tmp_path / "raw", synth_collectives(), "collectives")
+    assert run(["calibrate", "--from-results", str(c), "--out", str(tmp_path / "p.yaml")]) == 2
+    err = capsys.readouterr().out  # this file's run() prints the error line on stdout
+    assert "no kernels results among" in err and "(only collectives rows); a device profile is fitted from a kernels" in err
+    assert "thread" not in err and not (tmp_path / "p.yaml").exists()
