@@ -14,6 +14,7 @@ handlers, so ``accelcal plan`` and ``accelcal show`` run without torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import Sequence
@@ -21,7 +22,7 @@ from typing import Sequence
 from accelcal.calibrate.profile.errors import ProfileQueryError
 
 from . import __version__
-from .exitcodes import EXIT_BAD_INPUT, epilog
+from .exitcodes import EXIT_BAD_INPUT, EXIT_FAILED, epilog
 from .extras import extra_for, missing_extra_message
 
 # (module, what it adds) in help order.
@@ -36,6 +37,10 @@ _AREAS: tuple[str, ...] = (
     "accelcal.validate.cli",
     "accelcal.report",
 )
+
+_BAD_PATH_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.EISDIR, errno.ENOTDIR,
+                              errno.ENAMETOOLONG})
+"""OSError numbers that say the path given cannot be written as given (bad input, exit 2), not that a run failed."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -134,11 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"accelcal {name}: error: {safe(exc, keep_newlines=False)[:2000]}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
-        # Disk full, read-only folder, permission: one line naming the path.
+        # Disk full, read-only folder, permission: one line naming the path.  A path that cannot be written as given
+        # (read-only, no permission, a file where a folder goes or the reverse) is bad input, as check_dir's and
+        # check_file's refusals before a run are; a disk that fills or fails during one is a failed run.
         from .preflight import os_error_line
 
         print(f"accelcal {name}: error: {safe(os_error_line(exc))}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT if exc.errno in _BAD_PATH_ERRNOS else EXIT_FAILED
     finally:
         sys.stdout = stdout
     return int(rc or 0)

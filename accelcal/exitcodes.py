@@ -16,7 +16,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 """A run failed while measuring (a rank died, a sweep timed out, cases failed); nothing half-written is left."""
 EXIT_BAD_INPUT = 2
-"""Bad input: an unknown option, a missing or malformed file, a value out of range, a missing optional extra."""
+"""Bad input: an unknown option, a missing or malformed file, a value out of range, a missing optional extra, an
+output path that cannot be written as given (read-only, no permission, a file where a folder goes)."""
 EXIT_INFEASIBLE = 3
 """``plan``: no layout fits the cluster (memory, divisibility); ``predict``: the deployment does not fit (weights +
 reserves, or one request); the message says which constraint failed first."""
@@ -28,7 +29,7 @@ EXIT_REGRESSION = 5
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "ok",
     EXIT_FAILED: "a measurement run failed (nothing half-written is left)",
-    EXIT_BAD_INPUT: "bad input (option, file, value) or a missing optional extra",
+    EXIT_BAD_INPUT: "bad input (option, file, value, an output path that cannot be written) or a missing optional extra",
     EXIT_INFEASIBLE: "plan: no feasible layout; predict: the deployment does not fit",
     EXIT_TARGETS_MISSED: "plan: no layout meets the targets",
     EXIT_REGRESSION: "compare --fail-on-regression: a regression beyond noise",

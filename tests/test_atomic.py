@@ -76,3 +76,19 @@ def test_a_folder_that_refuses_the_write_is_named_by_the_target_not_the_temporar
         atomic_write_text(tmp_path / "out.json", "{}")
     assert exc.value.filename == str(tmp_path / "out.json") and exc.value.errno == errno.EROFS
     assert "cannot write here (Read-only file system)" in str(exc.value) and ".tmp" not in str(exc.value)
+
+
+@pytest.mark.parametrize("code, rc", [("EROFS", 2), ("EACCES", 2), ("ENOSPC", 1)])
+def test_a_destination_that_cannot_be_written_is_bad_input_and_a_full_disk_a_failed_run(tmp_path, monkeypatch, capsys,
+                                                                                       code, rc):
+    import errno
+    import tempfile
+
+    from accelcal.cli import main
+
+    def refuse(*a, **kw):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(tmp_path / ".env.json.1.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert main(["env", "--json-out", str(tmp_path / "env.json")]) == rc
+    assert f"accelcal env: error: {tmp_path / 'env.json'}: cannot write here" in capsys.readouterr().err
