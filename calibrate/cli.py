@@ -422,7 +422,7 @@ def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
         kern, coll, env = _split_results(args.from_results)
         if kern.empty:
             raise ValueError(f"--from-results: no kernels results among {args.from_results} (only "
-                             f"{', '.join(sorted(set(coll['suite'].astype(str)))) or 'other'} rows); a device profile is "
+                             f"{'collectives' if not coll.empty else 'other'} rows); a device profile is "
                              f"fitted from a kernels run (GEMMs, memory, overheads): add its kernels.csv, with the "
                              f"collectives CSV beside it if you have one")
         if not env:

@@ -342,6 +342,18 @@ def doubtful_collectives(profile: Any) -> list[str]:
     return out
 
 
+def wider_node_than_measured(profile: Any, devices_per_node: int | None) -> list[str]:
+    """One line when ``devices_per_node`` (--devices-per-node) is wider than the node the profile's intra-node
+    collectives were measured on: its groups over the largest measured one are extrapolated from them."""
+    fabric = int(profile.identity.devices_per_node)
+    measured = sorted({c.group_size for c in getattr(profile, "collectives", None) or [] if c.scope == "intra_node"})
+    if devices_per_node is None or devices_per_node <= fabric or not measured:
+        return []
+    return [f"{devices_per_node} devices per node, but the profile's intra-node collectives come from nodes of "
+            f"{fabric} (group sizes {measured} measured): groups over {max(measured)} devices are extrapolated from "
+            f"them"]
+
+
 def fabric_device_mismatch(profile: Any) -> list[str]:
     """One line per composed fabric whose collectives were measured on other devices than the device profile's
     (an H200 profile with an H100 NVSwitch log, say): its TP/PP costs are that hardware's, a stand-in."""

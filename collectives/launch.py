@@ -225,14 +225,14 @@ def _launch_local(nproc: int, opts: SweepOptions, progress: Callable[[str], obje
         if staged_df.empty or set(staged_df["status"]) <= {STATUS_SKIPPED}:
             # every case skipped (e.g. a dtype the backend lacks): nothing measured, and an earlier run's files in
             # --out are not replaced by an empty set
-            why = sorted({str(r) for r in staged_df.get("reason", pd.Series(dtype=str)).dropna() if str(r)})
+            why = sorted({str(r) for r in staged_df["reason"].dropna() if str(r)})
             raise SweepError(f"nothing measured: {len(staged_df)} case(s), every one skipped"
                              + (f" ({'; '.join(why[:3])})" if why else "") + f"; {out_dir} is left as it was")
         for f in files:
             os.replace(f, out_dir / f.name)
         if progress:
             progress(f"collectives: wrote {', '.join(str(out_dir / f.name) for f in files)}")
-        df = read_results([out_dir / f"{opts.stem}.csv"])
+        df = staged_df  # the same records, moved in by rename
         if wrong and progress:
             progress("collectives: some cases gave WRONG results; see the failed rows")
         ok = True

@@ -36,7 +36,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from accelcal.calibrate.compose import datasheet_names, doubtful_collectives, fabric_device_mismatch
+from accelcal.calibrate.compose import (datasheet_names, doubtful_collectives, fabric_device_mismatch,
+                                       wider_node_than_measured)
 from accelcal.calibrate.profile import MissingCollective, MissingMeasurement
 from accelcal.models import ModelConfig
 from accelcal.models.implementation import Implementation
@@ -598,14 +599,8 @@ def search_group(model: ModelConfig, workload: Workload, group: DeviceGroup, opt
                         + (f" (each replica here runs a fixed batch of {ev.w.batch}: a larger --batch, or --engine "
                            f"vllm|sglang|trtllm, which searches concurrency with the engine's batching, can sustain "
                            f"more)" if rate_miss else ""))
-    fabric_dpn = int(group.profile.identity.devices_per_node)
-    measured = sorted({c.group_size for c in getattr(group.profile, "collectives", []) if c.scope == "intra_node"})
-    if dpn > fabric_dpn and measured:
-        # --devices-per-node beyond the node the fabric's logs came from: its wider groups are extrapolated
-        gp.notes.append(f"{dpn} devices per node, but the profile's intra-node collectives come from nodes of "
-                        f"{fabric_dpn} (group sizes {measured} measured): groups over {max(measured)} devices are "
-                        f"extrapolated from them")
-    gp.notes += fabric_device_mismatch(group.profile) + doubtful_collectives(group.profile)
+    gp.notes += (wider_node_than_measured(group.profile, dpn) + fabric_device_mismatch(group.profile)
+                 + doubtful_collectives(group.profile))
     launch = ev.coster.launch
     if "fallback" in launch.flags:
         # the stand-in is a tiny kernel's launch, not a real layer's op mix: eager decode, launch-bound, comes out

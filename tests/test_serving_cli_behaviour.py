@@ -984,10 +984,11 @@ def test_a_node_wider_than_the_measured_fabric_is_a_warning(capsys):
             "--isl", "512", "--osl", "32", "--concurrency", "4", "--num-requests", "8"]
     rc, out = _json(capsys, *base, "--tp", "16", "--devices-per-node", "16")
     assert rc == 0
-    wide = [w for w in out["warnings"] if w.startswith("--devices-per-node 16 is wider than the 8-device node")]
-    assert len(wide) == 1 and "extrapolated past the largest group it measured" in wide[0]
+    wide = [w for w in out["warnings"] if w.startswith("16 devices per node, but the profile's intra-node collectives "
+                                                         "come from nodes of 8")]
+    assert len(wide) == 1 and "groups over 8 devices are extrapolated from them" in wide[0]
     rc, out = _json(capsys, *base, "--tp", "8", "--devices-per-node", "8")
-    assert rc == 0 and not any("is wider than" in w for w in out["warnings"])
+    assert rc == 0 and not any("devices per node, but" in w for w in out["warnings"])
 
 
 def test_a_closed_loop_short_of_littles_law_says_the_rate_is_the_runs_span(capsys):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from accelcal.calibrate.compose import (SMOKE_NOTE, datasheet_names, doubtful_collectives, fabric_device_mismatch,
-                                        fabric_part, smoke_sweep)
+                                        fabric_part, smoke_sweep, wider_node_than_measured)
 from accelcal.models import ModelConfig
 from accelcal.vocab import FP8_SCALINGS, SERVING_DTYPES
 
@@ -121,19 +121,14 @@ def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, 
     each feature of the model's config the costing leaves out ("not modelled" in its source), and a
     ``devices_per_node`` (--devices-per-node) wider than the node the profile's fabric was measured on."""
     too_long = model.context_warning(isl, osl)
-    fabric = int(profile.identity.devices_per_node)
-    wider = ([f"--devices-per-node {devices_per_node} is wider than the {fabric}-device node profile "
-              f"{profile.identity.name} was measured on: groups of up to {devices_per_node} devices are costed as one "
-              f"node's fabric, their collectives extrapolated past the largest group it measured (give the "
-              f"interconnect profile of such a node, or --inter-node-profile for groups that span nodes)"]
-             if devices_per_node is not None and devices_per_node > fabric else [])
     # what the model's config has that the costing leaves out (e.g. Mistral's sliding window: KV and attention are
     # costed at full context, an overstatement once the context passes the window)
     unmodelled = [f"{model.name}: {part}" for part in str(model.source or "").split("; ") if "not modelled" in part]
     smoke = [f"profile {p.identity.name}: {SMOKE_NOTE}" for p in (profile, inter_node_profile)
              if p is not None and smoke_sweep(p)]
     return ([datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
-            + smoke + ([too_long] if too_long else []) + wider + unmodelled + fabric_device_mismatch(profile)
+            + smoke + ([too_long] if too_long else []) + wider_node_than_measured(profile, devices_per_node) + unmodelled
+            + fabric_device_mismatch(profile)
             + doubtful_collectives(profile))
 
 
@@ -337,11 +332,11 @@ def predict_serving(profile: Any, model: ModelConfig | str, engine: EnginePreset
         note = _closed_loop_span_note(pred.metrics, workload)
         if note:
             pred.notes.append(note)
-    if workload.closed_loop and workload.fixed_lengths:
-        note = _clustering_note(pred.metrics.ttft_mean_s, engine, coster, kv, isl, osl, workload.concurrency, dp,
-                                workload.turnaround_s / 2)
-        if note:
-            pred.notes.append(note)
+        if workload.fixed_lengths:
+            note = _clustering_note(pred.metrics.ttft_mean_s, engine, coster, kv, isl, osl, workload.concurrency, dp,
+                                    workload.turnaround_s / 2)
+            if note:
+                pred.notes.append(note)
     first = runs[0][0]
     pred.max_concurrent_sequences = max(run.max_running for run, _ in runs)
     pred.steps_simulated = sum(run.steps * k for run, k in runs)
