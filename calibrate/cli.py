@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     g.add_argument("--full", dest="preset", action="store_const", const="full", help="long sweep, more sizes and samples")
     g.add_argument("--smoke", dest="preset", action="store_const", const="smoke",
                    help="seconds-long sweep for tests and run_bench.sh --test-mode (not for planning)")
-    c.set_defaults(preset="quick")
+    c.set_defaults(preset=None)  # None: --quick, unless --from-results (which measures nothing)
     c.add_argument("--nproc", type=int, default=None,
                    help="ranks for the collective sweep (default: devices on an accelerator node, 2 on a CPU); < 2 skips "
                         "collectives. On a CPU a device is one rank's share: the kernels run with cores // nproc threads, "
@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     c.add_argument("--for-model", default=None, metavar="NAME[,NAME...]",
                    help="also sweep these models' GEMM shapes (QKV, output, gate/up, down, experts, router, LM head) "
                         "divided by each --tp degree (preset names or config YAMLs); the profile records the coverage")
-    c.add_argument("--tp", default="1,2,4,8", metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
+    c.add_argument("--tp", default=None, metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("show", help="summarise a profile with units and fit quality",
@@ -406,12 +406,34 @@ def _calibrate(args: argparse.Namespace) -> int:
                 print(f"[calibrate] partial raw results kept in {d} (--keep-partial)", file=sys.stderr)
 
 
+def _check_measuring_options(args: argparse.Namespace) -> None:
+    """Refuse options that would be silently ignored; fill in the measuring defaults (--quick, --tp 1,2,4,8)."""
+    if args.from_results:
+        given = [opt for opt, on in (("--device", args.device is not None),
+                                     (f"--{args.preset}", args.preset is not None),
+                                     ("--nproc", args.nproc is not None),
+                                     ("--for-model", args.for_model is not None),
+                                     ("--tp", args.tp is not None),
+                                     ("--keep-partial", args.keep_partial)) if on]
+        if given:
+            raise ValueError(f"--from-results refits results measured earlier, so {', '.join(given)} (options of a "
+                             f"measuring run) would change nothing: drop {'it' if len(given) == 1 else 'them'}, or "
+                             f"measure again without --from-results")
+        return
+    if args.tp is not None and not args.for_model:
+        raise ValueError(f"--tp {args.tp}: the TP degrees of --for-model's shapes; without --for-model the sweep has "
+                         f"no model shapes to divide: add --for-model NAME, or drop --tp")
+    args.preset = args.preset or "quick"
+    args.tp = args.tp or "1,2,4,8"
+
+
 def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
     from accelcal.preflight import check_dir, check_file
 
     from .fit import fit_profile
     from .profile import Profile, ProfileError
 
+    _check_measuring_options(args)
     command = "accelcal " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("accelcal") else \
         "accelcal calibrate " + " ".join(_argv_echo(args))
     if args.nproc is not None and args.nproc < 0:
@@ -748,7 +770,8 @@ def _argv_echo(args: argparse.Namespace) -> list[str]:
             continue
         if v is not None:
             out += [f"--{k.replace('_', '-')}", str(v)]
-    out.append(f"--{args.preset}")
+    if args.preset:
+        out.append(f"--{args.preset}")
     if args.from_results:
         out += ["--from-results", *args.from_results]
     return out

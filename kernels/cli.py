@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="sweep only these models' projection shapes divided by each --tp degree (GEMM), in "
                         "--model-dtypes at --model-ms: a targeted sweep to add to a profile "
                         "(scripts/refit_models.py --add-raw)")
-    p.add_argument("--tp", default="1,2,4,8", metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
+    p.add_argument("--tp", default=None, metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
     p.add_argument("--model-dtypes", type=_list_type(DTYPE_CHOICES, "--model-dtypes"), default=None,
                    help="dtypes for --for-model shapes (default: bf16)")
     p.add_argument("--model-ms", default=None, metavar="M[,M...]",
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .suite import run_suite, summary_table
 
+    if not args.for_model and (args.model_dtypes or args.model_ms or args.tp):
+        raise ValueError("--tp / --model-dtypes / --model-ms go with --for-model (they choose its shapes)")
     check_dir(args.out, what="--out", need_bytes=16 * 2**20)  # before minutes of measuring
     stem = "kernels"  # the files this run writes: <stem>.csv, .json, .env.json, .parquet
     earlier = sorted(p.name for p in Path(args.out).glob(f"{stem}.*")) if Path(args.out).is_dir() else []
@@ -103,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
     preset = args.preset
     if args.for_model:
-        preset = model_sweep(args.for_model, args.tp, args.model_dtypes, args.model_ms)
-    elif args.model_dtypes or args.model_ms:
-        raise ValueError("--model-dtypes / --model-ms go with --for-model")
+        preset = model_sweep(args.for_model, args.tp or "1,2,4,8", args.model_dtypes, args.model_ms)
+
     rs = run_suite(device=args.device, preset=preset, ops=args.ops or (["gemm"] if args.for_model else None),
                    dtypes=args.dtypes or (list(preset.model_dtypes) if args.for_model else None),
                    progress=print if args.verbose and not args.quiet else None,

@@ -743,3 +743,27 @@ def test_from_results_with_collectives_only_asks_for_the_kernels_run(tmp_path, c
     err = capsys.readouterr().out  # this file's run() prints the error line on stdout
     assert "no kernels results among" in err and "(only collectives rows); a device profile is fitted from a kernels" in err
     assert "thread" not in err and not (tmp_path / "p.yaml").exists()
+
+
+def test_from_results_refuses_measuring_options_it_would_ignore(tmp_path, capsys):
+    cpu = REPO / "profiles" / "cpu-amd-epyc-2core-raw"
+    out = tmp_path / "p.yaml"
+    assert run(["calibrate", "--from-results", str(cpu / "kernels.csv"), "--smoke", "--nproc", "4", "--out",
+                str(out)]) == 2
+    msg = capsys.readouterr().out
+    assert "--smoke, --nproc (options of a measuring run) would change nothing: drop them" in msg
+    assert run(["calibrate", "--from-results", str(cpu / "kernels.csv"), "--device", "cpu", "--out", str(out)]) == 2
+    assert "--device (options of a measuring run) would change nothing: drop it" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_tp_without_for_model_is_refused_before_measuring(tmp_path, capsys, monkeypatch):
+    from accelcal.kernels import suite
+
+    def never(**kw):
+        raise AssertionError("measured although the options were refused")
+
+    monkeypatch.setattr(suite, "run_suite", never)
+    assert run(["calibrate", "--device", "cpu", "--tp", "2", "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "--tp 2: the TP degrees of --for-model's shapes" in capsys.readouterr().out
+    assert not (tmp_path / "p.yaml").exists() and not (tmp_path / "p-raw").exists()

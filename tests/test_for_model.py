@@ -79,7 +79,9 @@ def test_bench_kernels_for_model_sweeps_only_those_shapes_and_refit_adds_them(tm
     assert {(int(r.m), int(r.n), int(r.k)) for r in df.itertuples() if r.figure == "device"} == \
         {(m, s.n, s.k) for s in shapes for m in (1, 2)}
     assert main(["bench", "kernels", "--device", "cpu", "--model-dtypes", "fp32", "--out", str(out)]) == 2
-    assert "--model-dtypes / --model-ms go with --for-model" in capsys.readouterr().err
+    assert "--tp / --model-dtypes / --model-ms go with --for-model" in capsys.readouterr().err
+    assert main(["bench", "kernels", "--device", "cpu", "--tp", "2", "--out", str(tmp_path / "none")]) == 2
+    assert "go with --for-model" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
     # the sweep joins a profile of the same device: listed in raw_data, its points added, the rest untouched
     root = Path(__file__).resolve().parent.parent
