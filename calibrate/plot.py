@@ -227,6 +227,11 @@ def _collective_rows(raw, c) -> Any:
     return r
 
 
+def _collective_label(c) -> str:
+    """One collective fit as the busbw figure names it: op, group size, scope and engine kernel."""
+    return f"{c.op} n={c.group_size} {c.scope}" + (f" ({c.kernel})" if c.kernel else "")
+
+
 def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
     fitted = [c for c in p.collectives if c.quality is not None]
     if not fitted:
@@ -241,13 +246,19 @@ def _collective_busbw(plt, p, out, raw, ds, notes) -> list[Path]:
     # the collective library's own entries before an engine kernel's (``kernel``) of the same op
     chosen = [c for cs in by_op.values()
               for c in sorted(cs, key=lambda c: (c.kernel is not None, -c.group_size))[:2]][:MAX_SERIES - 1]
+    left = [c for c in fitted if c not in chosen]
+    if left:
+        notes.append(f"collective busbw: {len(left)} of {len(fitted)} fits (the figure keeps two per op, the "
+                     f"collective library's before an engine kernel's, larger groups first): "
+                     + ", ".join(_collective_label(c) for c in left)
+                     + " (accelcal show lists every fit)")
     fig, ax = plt.subplots(figsize=(8, 5))
     dots = False
     for c in chosen:
         f = busbw_factor(c.op, c.group_size)
         s = np.logspace(math.log10(max(c.quality.range_min, 1.0)), math.log10(c.quality.range_max), 60)
         t = np.array([p.collective_time_s(c.op, x, c.group_size, c.scope, c.kernel).time_s for x in s])
-        label = f"{c.op} n={c.group_size} {c.scope}" + (f" ({c.kernel})" if c.kernel else "")
+        label = _collective_label(c)
         ln = ax.plot(s, s / t * f / 1e9, "-", label=label)[0]
         r = _collective_rows(raw, c) if c.kernel is None else None  # results CSVs hold the library's rows
         if r is not None and len(r):

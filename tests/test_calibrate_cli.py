@@ -288,6 +288,17 @@ def test_plot_writes_pngs(tmp_path, capsys):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
+def test_plot_names_the_collective_fits_it_leaves_out(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    prof = REPO / "profiles" / "interconnect" / "h100-nvswitch-4of8.yaml"
+    assert run(["plot", str(prof), "--out", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    n = len(Profile.load(prof).collectives)
+    assert (tmp_path / "plots" / "collectives_busbw.png").exists()
+    assert f"collective busbw: {n - 4} of {n} fits (the figure keeps two per op" in out
+    assert "all_reduce n=2 intra_node (trtllm_custom_ar)" in out and "accelcal show lists every fit" in out
+
+
 def test_registered_in_the_console_script(capsys):
     from accelcal.cli import main
 
