@@ -27,7 +27,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> 
     ``write`` receives a path in the destination folder; use it for writers that
     insist on a file name (pandas' Parquet writer, matplotlib).
     """
-    target = Path(path)
+    target = _regular_target(Path(path))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_orphans(target)
@@ -43,14 +43,39 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> 
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None and getattr(exc, "filename", None) == tmp:
+            # a full disk or a failing write names the file asked for, not the temporary one beside it
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from None
         raise
     _fsync_dir(target.parent)
     return target
+
+
+def _regular_target(target: Path) -> Path:
+    """The file a write replaces: a link's own target (the link stays a link), refused where that is a folder, a
+    device or a pipe (a rename would put a file in its place, e.g. over /dev/stdout)."""
+    import errno
+    import stat
+
+    real = Path(os.path.realpath(target)) if target.is_symlink() else target
+    try:
+        mode = real.stat().st_mode
+    except FileNotFoundError:
+        return real
+    except OSError:
+        return real  # no permission to look: the write itself says so, naming the file
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file: give a file name", str(target))
+    if not stat.S_ISREG(mode):
+        what = f" (a link to {real})" if real != target else ""
+        raise ValueError(f"{target}{what} is not a regular file (a device, pipe or socket): a write replaces the "
+                         f"file whole, so give the path of a file")
+    return real
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .exitcodes import EXIT_OK
 from .output import add_format_option, print_json
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     p.add_argument("--json-out", metavar="FILE", default=None,
                    help="also write the JSON document to FILE (written whole or not at all), so one capture gives "
                         "both the table and the file (capturing imports torch and queries the device: seconds)")
+    p.add_argument("--force", action="store_true", help="replace an existing --json-out file")
     # The flag before --format existed; kept so older scripts still get JSON.
     p.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -32,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from accelcal.kernels.device import available_devices
     from accelcal.kernels.environment import capture_environment
 
+    if args.json_out and os.path.lexists(args.json_out) and not args.force:
+        # checked before the capture: the file may be a run's recorded environment (<stem>.env.json beside its results)
+        raise ValueError(f"--json-out {args.json_out}: exists; pass --force to replace it (a results CSV's .env.json "
+                         f"is the provenance of its run), or give another file")
     env = capture_environment(args.device)
     env["available_devices"] = available_devices()
     if args.json_out:

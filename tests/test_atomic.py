@@ -92,3 +92,54 @@ def test_a_destination_that_cannot_be_written_is_bad_input_and_a_full_disk_a_fai
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     assert main(["env", "--json-out", str(tmp_path / "env.json")]) == rc
     assert f"accelcal env: error: {tmp_path / 'env.json'}: cannot write here" in capsys.readouterr().err
+
+
+def test_a_link_is_written_through_and_stays_a_link(tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("old\n")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    atomic_write_text(link, "new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+
+
+def test_a_folder_device_or_pipe_is_refused_by_name_and_left_as_it_is(tmp_path):
+    import errno
+
+    folder = tmp_path / "out.json"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as exc:
+        atomic_write_text(folder, "{}")
+    assert exc.value.errno == errno.EISDIR and exc.value.filename == str(folder) and folder.is_dir()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "stdout"
+    link.symlink_to(fifo)
+    for target in (fifo, link):
+        with pytest.raises(ValueError, match="is not a regular file .a device, pipe or socket."):
+            atomic_write_text(target, "{}")
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and link.is_symlink()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_write_names_the_target_not_the_temporary_file(tmp_path):
+    import errno
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device", tmp)
+
+    with pytest.raises(OSError) as exc:
+        atomic_write_with(tmp_path / "a.png", full)
+    assert exc.value.filename == str(tmp_path / "a.png") and exc.value.errno == errno.ENOSPC
+
+
+def test_env_json_out_refuses_an_existing_file_without_force(tmp_path, capsys):
+    from accelcal.cli import main
+
+    out = tmp_path / "kernels.env.json"
+    out.write_text('{"device": "cuda:0"}\n')
+    assert main(["env", "--device", "cpu", "--json-out", str(out)]) == 2
+    assert "exists; pass --force to replace it" in capsys.readouterr().err
+    assert out.read_text() == '{"device": "cuda:0"}\n'
+    assert main(["env", "--device", "cpu", "--json-out", str(out), "--force"]) == 0
+    assert '"device_type": "cpu"' in out.read_text()
