@@ -326,8 +326,10 @@ def _export_aiconfigurator(args: argparse.Namespace, p, ds) -> int:
         # unlisted there
         raise ValueError(f"--out {args.out}: already holds an export ({index}); choose another folder, or pass "
                          f"--force to replace it")
-    if args.fill_from and not os.path.isfile(args.fill_from):
-        raise ValueError(f"--fill-from {args.fill_from}: no such file (an aiconfigurator system YAML)")
+    if args.fill_from:  # before the export folder gets any file: a folder, pipe or missing file named as such
+        from accelcal.safe_io import check_regular_file
+
+        check_regular_file(args.fill_from, what="--fill-from (an aiconfigurator system YAML)")
     # no pyarrow: ModuleNotFoundError, which accelcal.cli.main turns into the 'parquet' extra's one line
     res = export_aiconfigurator(p, args.out, profile_path=args.profile, datasheet=ds, fill_from=args.fill_from,
                                 backend=args.backend or "vllm")

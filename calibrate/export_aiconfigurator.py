@@ -423,7 +423,9 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
                             "attention tables hold fitted values only")
     fill = None
     if fill_from is not None:
-        fill = yaml.safe_load(Path(fill_from).read_text()) or {}
+        from accelcal.safe_io import load_yaml
+
+        fill = load_yaml(fill_from, what="--fill-from") or {}
         if not isinstance(fill, dict) or not isinstance(fill.get("gpu"), dict) or not isinstance(fill.get("node"), dict):
             from accelcal.filekinds import document_kind
 

@@ -158,9 +158,18 @@ def test_cli_needs_out_and_writes_the_tree(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "use: aiconfigurator" not in text and "not loadable by aiconfigurator yet" in text
     assert "node.inter_node_bw" in text and "--fill-from" in text
-    with pytest.raises(ValueError, match=r"--fill-from nothere.yaml: no such file"):
+    with pytest.raises(FileNotFoundError, match=r"--fill-from .* nothere.yaml does not exist"):
         calcli_run(["export", str(H200), "--format", "aiconfigurator", "--out", str(tmp_path / "b"),
                     "--fill-from", "nothere.yaml"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("foo: [1, 2\n")
+    with pytest.raises(ValueError, match=r"--fill-from .*bad.yaml: line 2 column 1: not valid YAML"):
+        calcli_run(["export", str(H200), "--format", "aiconfigurator", "--out", str(tmp_path / "c"),
+                    "--fill-from", str(bad)])
+    with pytest.raises(ValueError, match=r"--fill-from .* is a directory; expected a regular file"):
+        calcli_run(["export", str(H200), "--format", "aiconfigurator", "--out", str(tmp_path / "d"),
+                    "--fill-from", str(tmp_path)])
+    assert not (tmp_path / "c" / "accelcal_export.yaml").exists()
 
 
 def calcli_run(argv):
