@@ -457,6 +457,11 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
     comm = [] if p.is_datasheet else _nccl_rows(p)
     if comm and nccl_v:
         groups.append((data / "comm" / "nccl" / nccl_v, "nccl", nccl_v, {"nccl_perf": comm}, "NCCL"))
+        if res.spec["misc"].get("nccl_version") != nccl_v:
+            # aiconfigurator finds the table by misc.nccl_version (sdk/operations/communication.py): one value for both
+            res.spec["misc"]["nccl_version"] = str(nccl_v)
+            res.provenance["misc.nccl_version"] = (f"{intra_part.source} ({intra_part.name}): the NCCL its "
+                                                   f"collectives ran on, which the nccl_perf table is filed under")
     elif comm:
         res.warnings.append("no nccl_perf table: collectives were measured but no NCCL version is recorded "
                             "(gloo or another library; aiconfigurator's nccl_perf models NCCL)")

@@ -253,6 +253,9 @@ def test_a_composed_fabric_is_exported_under_its_own_source_and_nccl_version(tmp
     assert (meta["source"], meta["collectives_from"], meta["versions"]["nccl"]) == ("published", "h100-nvswitch-4of8",
                                                                                    "2.29.2")
     assert "command" not in meta and "raw_data" not in meta  # the device run's, not the log's
+    # aiconfigurator finds that folder by the system YAML's misc.nccl_version: the same value
+    assert res.spec["misc"]["nccl_version"] == "2.29.2"
+    assert prov["misc.nccl_version"].startswith("published (h100-nvswitch-4of8): the NCCL its collectives ran on")
     # its engine all-reduce fits exist; the warning says they are not exported, not that none were measured
     assert any("engine all-reduce fits (trtllm_custom_ar, vllm_custom_ar, from h100-nvswitch-4of8) are not exported"
                in w for w in res.warnings)
