@@ -144,6 +144,15 @@ def fabric_part(p: Profile, scope: str) -> Part | None:
     return getattr(p, "scope_part", {}).get(scope)
 
 
+def collectives_origin(p: Profile, scope: str) -> tuple[str, str, dict]:
+    """(source, profile name, versions) of ``p``'s collectives in ``scope``: the fabric part a composed profile took
+    them from (its log's source and NCCL version, not the device profile's), else the profile's own."""
+    part = fabric_part(p, scope)
+    if part is not None:
+        return part.source, part.name, dict(part.versions)
+    return ("datasheet" if p.is_datasheet else p.identity.source), p.identity.name, dict(p.identity.versions)
+
+
 def datasheet_names(*profiles: Profile | None) -> list[str]:
     """identity.name of every datasheet source among ``profiles`` (None skipped; a composed profile by its parts),
     each once, in order: what a report must flag as a prior, not a measurement."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .compose import ComposedProfile, collectives_origin
 from .profile import Profile, busbw_factor
 
 __all__ = ["export_configurator", "memory_pattern", "FORMATS"]
@@ -100,24 +101,30 @@ def export_configurator(p: Profile, datasheet: Profile | None = None) -> dict[st
         missing.append("mem_empirical_constant_latency_s")
     intra, intra_note = _best_busbw(p, "intra_node")
     inter, inter_note = _best_busbw(p, "inter_node")
-    for name, v, note in (("intra_node_bw_bytes_per_s", intra, intra_note), ("inter_node_bw_bytes_per_s", inter, inter_note)):
+    for name, v, note, scope in (("intra_node_bw_bytes_per_s", intra, intra_note, "intra_node"),
+                                 ("inter_node_bw_bytes_per_s", inter, inter_note, "inter_node")):
         if v is None:
             missing.append(f"{name} ({note})")
         else:
-            notes[name] = note
+            source, part, _ = collectives_origin(p, scope)  # a composed fabric's own source, e.g. a published log
+            notes[name] = f"{source} ({part}): {note}"
     p2p = [c for c in p.collectives if c.op in ("send_recv", "send_recv_pingpong") and c.kernel is None]
     p2p_lat = None
     if p2p:
         c = min(p2p, key=lambda e: (e.scope != "intra_node", e.op != "send_recv"))
         p2p_lat = c.pieces[0].latency_s
         if p2p_lat is not None:
-            notes["p2p_latency_s"] = f"{c.label} first piece latency"
+            source, part, _ = collectives_origin(p, c.scope)
+            notes["p2p_latency_s"] = f"{source} ({part}): {c.label} first piece latency"
     if p2p_lat is None:
         missing.append("p2p_latency_s (no send_recv latency measured)")
     return {
         "format": "configurator-hardware-v1",
         "source_profile": p.identity.name,
         "profile_source": p.identity.source,
+        # a composed profile's parts and where each comes from (the node fields are the fabric parts')
+        **({"parts": [{"role": x.role, "name": x.name, "source": x.source} for x in p.parts]}
+           if isinstance(p, ComposedProfile) else {}),
         "gpu": {
             "name": p.identity.device_name,
             "mem_capacity_bytes": p.identity.memory_capacity_bytes,

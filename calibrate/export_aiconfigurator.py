@@ -62,7 +62,7 @@ import yaml
 from accelcal.atomic import atomic_write_text, atomic_write_with
 from accelcal.vocab import DTYPE_BYTES
 
-from .compose import fabric_part
+from .compose import collectives_origin, fabric_part
 from .export import _best_busbw, memory_pattern
 from .profile import MissingMeasurement, Profile
 
@@ -258,21 +258,12 @@ def _watts(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _collectives_origin(p: Profile, scope: str) -> tuple[str, str, dict]:
-    """(source, profile name, versions) of ``p``'s collectives in ``scope``: the fabric part a composed profile took
-    them from (its log's source and NCCL version, not the device profile's), else the profile's own."""
-    part = fabric_part(p, scope)
-    if part is not None:
-        return part.source, part.name, dict(part.versions)
-    return ("datasheet" if p.is_datasheet else p.identity.source), p.identity.name, dict(p.identity.versions)
-
-
 def _busbw(p: Profile | None, scope: str) -> tuple[float, str] | None:
     """(bus bandwidth per GPU, provenance) of the profile's largest all_reduce in ``scope``, or None."""
     if p is None:
         return None
     bw, note = _best_busbw(p, scope)
-    source, name, _ = _collectives_origin(p, scope)
+    source, name, _ = collectives_origin(p, scope)
     return None if bw is None else (bw, f"{source} ({name}): {note}")
 
 
@@ -470,7 +461,7 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
     engine_ar = sorted({c.kernel for c in p.collectives if c.kernel and c.op == "all_reduce"})
     res.warnings.append("no custom_allreduce_perf table: " + (
         f"the profile's engine all-reduce fits ({', '.join(engine_ar)}, from "
-        f"{_collectives_origin(p, 'intra_node')[1]}) are not exported to it" if engine_ar
+        f"{collectives_origin(p, 'intra_node')[1]}) are not exported to it" if engine_ar
         else "accelcal does not measure engine custom all-reduce kernels"))
 
     for folder, framework, ver, tables, kernel_source in groups:

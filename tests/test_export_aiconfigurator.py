@@ -234,6 +234,11 @@ def test_export_composes_the_fabric_from_interconnect_profiles(tmp_path, capsys)
     assert cfg["node"]["inter_node_bw_bytes_per_s"] == pytest.approx((1 << 30) / t, rel=1e-9)
     assert cfg["node"]["inter_node_bw_bytes_per_s"] < cfg["node"]["intra_node_bw_bytes_per_s"] / 4
     assert "send_recv of 1073741824 B over 2 ranks" in cfg["provenance"]["inter_node_bw_bytes_per_s"]
+    # the node fields are the published logs', and say so; the parts list each source
+    assert cfg["provenance"]["intra_node_bw_bytes_per_s"].startswith("published (h100-nvswitch-4of8): ")
+    assert cfg["provenance"]["inter_node_bw_bytes_per_s"].startswith("published (h100-2x8-ib-ndr400): ")
+    assert [(x["role"], x["source"]) for x in cfg["parts"]] == [("device", "measured"), ("intra-node", "published"),
+                                                                ("inter-node", "published")]
 
 
 def test_a_composed_fabric_is_exported_under_its_own_source_and_nccl_version(tmp_path):
