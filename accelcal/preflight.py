@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["DestinationError", "check_dir", "check_file", "os_error_line"]
+__all__ = ["DestinationError", "check_dir", "check_file", "check_import_out", "os_error_line"]
 
 
 class DestinationError(ValueError):
@@ -81,3 +81,29 @@ def check_file(path: str | os.PathLike, what: str = "output file", need_bytes: i
         raise DestinationError(f"{what} {p}: {anc} is not a folder")
     _probe(anc, what, p, need_bytes)
     return p
+
+
+def check_import_out(out: str | os.PathLike, inputs: list[str], force: bool, what: str = "--out") -> None:
+    """An import's destination: refused where it exists (unless ``force``), where it is one of the ``inputs`` (even
+    with ``force``: the import would replace what it reads) and where it is a device profile (even with ``force``:
+    compute and memory measured, with a raw folder beside it, which an import's output would orphan)."""
+    target = Path(out)
+    if not os.path.lexists(target):
+        return
+    if not force:
+        raise DestinationError(f"{what} {os.fspath(out)}: exists; pass --force to replace it")
+    real = target.resolve()
+    for src in inputs:
+        if Path(src).resolve() == real:
+            raise DestinationError(f"{what} {os.fspath(out)}: is the input {src}; the import would replace what it "
+                                   f"reads: give another {what}")
+    from .safe_io import load_yaml
+
+    try:
+        doc = load_yaml(target, what=what)
+    except (ValueError, OSError):
+        return  # not a readable YAML: --force replaces it
+    if isinstance(doc, dict) and isinstance(doc.get("identity"), dict) and (doc.get("compute") or doc.get("memory")):
+        raise DestinationError(f"{what} {os.fspath(out)}: is a device profile ({doc['identity'].get('name')}: compute "
+                               f"and memory measured, its raw data beside it); an import writes a file of its own: "
+                               f"give another {what} (remove the profile first if it is to go)")

@@ -45,7 +45,12 @@ def _read(path: str):
         try:
             df = pd.read_csv(path, comment="#")
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read it as a CSV: {exc}") from None
+            with open(path, "rb") as fh:
+                head = fh.read(64)
+            if head.startswith(b"kind: moe_op_table"):
+                raise ValueError(f"{path}: is a MoE op table accelcal already wrote (YAML); pass it to predict / plan "
+                                 f"--moe-table as it is, or import the published moe_perf table it came from") from None
+            raise ValueError(f"{path}: cannot read it as a CSV: {str(exc).strip()}") from None
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: columns {missing} missing (expected aiconfigurator's moe_perf columns {list(COLUMNS)}; "
@@ -72,8 +77,12 @@ def import_moe_table(path: str, engine: str, citations: list[str], out: str | No
                          "not an empty string")
     if out and os.path.isdir(out):
         raise ValueError(f"--out {out}: is a directory; expected a YAML file name")
-    if out and os.path.exists(out) and not force:
-        raise ValueError(f"--out {out}: exists; pass --force to replace it")
+    if out and Path(out).suffix not in (".yaml", ".yml"):
+        raise ValueError(f"--out {out}: expected a table path ending in .yaml (the table is written as YAML)")
+    if out:
+        from accelcal.preflight import check_import_out
+
+        check_import_out(out, [path], force)
     df = _read(path)
     device, version = str(df.device.iloc[0]), str(df.version.iloc[0])
     if "framework" in df.columns:
@@ -112,6 +121,8 @@ def import_moe_table(path: str, engine: str, citations: list[str], out: str | No
                          f", then others): {len(kept)} of {len(table.entries)} entries; --distribution keeps others")
         table = type(table)(table.device, table.engine, table.engine_version, table.citations, kept, date=table.date,
                             origin=table.origin)
+    # what a later load would refuse (a unit slip: seconds or microseconds in the ms column) is refused now
+    type(table).from_dict(table.to_dict(), origin=path)
     table.command = command
     # the file as published is the citation's; its name and digest say which copy was read
     table.raw_sha256 = {Path(path).name: sha256_of(path)}

@@ -252,6 +252,12 @@ def _distribution_rank(d: str) -> int:
     return DISTRIBUTION_ORDER.index(d) if d in DISTRIBUTION_ORDER else len(DISTRIBUTION_ORDER)
 
 
+MIN_LAYER_S = 1e-6
+"""Shortest plausible MoE layer op, seconds: a router, a grouped GEMM and a combine are several kernel launches of a
+few microseconds each (the shipped tables' fastest entry is about 20 us); below it a table is in the wrong unit."""
+MAX_LAYER_S = 10.0
+"""Longest plausible MoE layer op, seconds."""
+
 _INT_KEYS = ("hidden_size", "expert_ffn_size", "top_k", "experts", "moe_tp", "moe_ep")
 
 
@@ -277,11 +283,13 @@ def _entry(e: Any, where: str) -> MoeOpEntry:
         raise ProfileError(f"{where}.tokens: expected integers >= 1, got {toks[:8]}")
     if any(b <= a for a, b in zip(toks, toks[1:])):
         raise ProfileError(f"{where}.tokens: expected strictly ascending counts, got {toks[:8]}...")
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 10 and math.isfinite(t)
-               for t in times):
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and MIN_LAYER_S <= t < MAX_LAYER_S
+               and math.isfinite(t) for t in times):
         bad = next(t for t in times if not (isinstance(t, (int, float)) and not isinstance(t, bool)
-                                            and 0 < t < 10 and math.isfinite(t)))
-        raise ProfileError(f"{where}.time_s: expected seconds in (0, 10) (one MoE layer), got {bad!r}")
+                                            and MIN_LAYER_S <= t < MAX_LAYER_S and math.isfinite(t)))
+        raise ProfileError(f"{where}.time_s: expected seconds in [{MIN_LAYER_S:g}, {MAX_LAYER_S:g}) (one MoE layer: "
+                           f"its kernels take microseconds at least), got {bad!r}: a unit slip (the published "
+                           f"latency column is in ms)?")
     return MoeOpEntry(e["weights"], e["kernel"], *(e[k] for k in _INT_KEYS), e["distribution"], tuple(toks),
                       tuple(float(t) for t in times))
 

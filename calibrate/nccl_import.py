@@ -224,8 +224,13 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
     from accelcal.collectives.latency_table import is_latency_table, read_latency_table
     from accelcal.collectives.nccl_tests import read_runs, sha256_of
 
-    if out is not None and os.path.exists(out) and not force:
-        raise ValueError(f"--out {out} exists; pass --force to replace it")
+    if any(not c.strip() for c in citations):
+        raise ValueError("--citation: where the logs were published (URL, or file and commit), not an empty string; "
+                         "leave --citation out for logs of your own runs")
+    if out is not None:
+        from accelcal.preflight import check_import_out
+
+        check_import_out(out, list(paths), force)
     if out is not None:
         from accelcal.preflight import check_file
 

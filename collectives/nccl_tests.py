@@ -534,6 +534,16 @@ def _nccl_code(code: int) -> str:
     return f"{code // 1000}.{code // 100 % 10}.{code % 100}"
 
 
+def _nccl_version(code, path: str) -> str | None:
+    """A -J file's nccl_version (NCCL_VERSION_CODE) as a dotted version; None where it records none."""
+    if code is None:
+        return None
+    if not isinstance(code, int) or isinstance(code, bool) or code < 1000:
+        raise NcclTestsError(f"{path}: nccl_version: expected NCCL_VERSION_CODE, a whole number such as 22902 for "
+                             f"2.29.2, got {brief(code, 40)}")
+    return _nccl_code(code)
+
+
 def parse_json(text: str, path: str = "<json>", op_hint: str | None = None) -> list[Run]:
     """One run from an nccl-tests ``-J`` file."""
     try:
@@ -544,12 +554,19 @@ def parse_json(text: str, path: str = "<json>", op_hint: str | None = None) -> l
         raise NcclTestsError(f"{path}: expected an nccl-tests -J object with 'results', got keys "
                              f"{sorted(d) if isinstance(d, dict) else type(d).__name__}")
     args = d.get("args") or []
+    if not isinstance(args, list):
+        raise NcclTestsError(f"{path}: args: expected the command line as a list of strings, got {brief(args, 80)}")
     op = _op_from_binary(str(args[0])) if args else None
     cfg = d.get("config") or {}
+    if not isinstance(cfg, dict):
+        raise NcclTestsError(f"{path}: config: expected an object (devices, graph, ...), got {brief(cfg, 80)}")
     devs = cfg.get("devices") or []
+    if not isinstance(devs, list) or not all(isinstance(x, dict) for x in devs):
+        raise NcclTestsError(f"{path}: config.devices: expected a list of objects (hostname, device_info, ...), got "
+                             f"{brief(devs, 80)}")
     run = Run(source=path, op=op or op_hint or "", ranks=0, hosts=[str(x.get("hostname", "")) for x in devs],
               rows=[], fmt="json", devices=[str(x.get("device_info", "")).strip() for x in devs],
-              nccl_version=_nccl_code(int(d["nccl_version"])) if isinstance(d.get("nccl_version"), int) else None,
+              nccl_version=_nccl_version(d.get("nccl_version"), path),
               graph=cfg.get("graph") if isinstance(cfg.get("graph"), int) else None)
     if not isinstance(d["results"], list):
         raise NcclTestsError(f"{path}: results: expected a list, got {type(d['results']).__name__}")
@@ -561,7 +578,10 @@ def parse_json(text: str, path: str = "<json>", op_hint: str | None = None) -> l
         for half, t in (("out_of_place", oop), ("in_place", inp)):
             if t is not None and t.wrong is not None and t.wrong > 0:
                 raise NcclTestsError(f"{where}.{half}.nwrong = {t.wrong:g}: nccl-tests found wrong results")
-        run.rows.append(Row(int(r["size"]), int(r.get("count", 0)), str(r.get("type", "")), oop, inp, i))
+        count = r.get("count", 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise NcclTestsError(f"{where}.count: expected a whole number of elements >= 0, got {brief(count, 40)}")
+        run.rows.append(Row(int(r["size"]), count, str(r.get("type", "")), oop, inp, i))
     errors = d.get("errors")
     if isinstance(errors, list) and errors:
         raise NcclTestsError(f"{path}: errors = {str(errors)[:200]}: nccl-tests reported errors in this run")

@@ -166,6 +166,36 @@ def test_import_cli_writes_keeps_a_models_shapes_and_refuses_what_it_cannot_read
             table_from_rows(rows, DEVICE, "vllm", "t", ["c"], origin="x.csv")
 
 
+def test_import_refuses_a_unit_slip_its_own_output_as_input_and_outputs_it_must_not_replace(tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "t.yaml"
+    # seconds, then microseconds, in the ms column; the last row as long as the shipped tables' longest (~60 ms)
+    for scale, shown in ((1e-3, "got 5e-08"), (1e3, "got 60.0:")):
+        src = tmp_path / f"slip{scale:g}.csv"
+        rows = _rows()
+        rows[-1]["latency"] = 60.0
+        pd.DataFrame([dict(r, latency=r["latency"] * scale) for r in rows]).to_csv(src, index=False)
+        rc, _, err = _run(capsys, "import", "moe-table", str(src), "--engine", "vllm", "--citation", "c", "--out",
+                          str(out))
+        assert rc == 2 and "time_s: expected seconds in [1e-06, 10)" in err and "a unit slip" in err, err
+        assert shown in err and not out.exists()
+    src = tmp_path / "moe_perf.csv"
+    pd.DataFrame(_rows()).to_csv(src, index=False)
+    base = ["import", "moe-table", "--engine", "vllm", "--citation", "c", "--force"]
+    rc, _, err = _run(capsys, *base, str(src), "--out", str(tmp_path / "t.csv"))
+    assert rc == 2 and "expected a table path ending in .yaml" in err
+    rc, _, err = _run(capsys, *base, str(src), "--out", str(src))
+    assert rc == 2 and "expected a table path ending in .yaml" in err and src.read_text().startswith("framework")
+    device = tmp_path / "node.yaml"
+    shutil.copy(H100, device)
+    rc, _, err = _run(capsys, *base, str(src), "--out", str(device))
+    assert rc == 2 and "is a device profile" in err and device.read_bytes() == Path(H100).read_bytes()
+    assert _run(capsys, *base, str(src), "--out", str(out))[0] == 0
+    rc, _, err = _run(capsys, *base, str(out), "--out", str(tmp_path / "again.yaml"))
+    assert rc == 2 and "is a MoE op table accelcal already wrote (YAML)" in err
+
+
 def _coster(table, engine="vllm", tp=1, ep=1, profile=None):
     prof = profile or Profile.load(H100)
     m = ModelConfig.resolve(MODEL)

@@ -548,3 +548,37 @@ def test_a_row_without_the_headers_columns_is_refused_wherever_it_is(tmp_path, e
     with pytest.raises(NcclTestsError) as exc:
         read_runs([p])
     assert f"edited_all_reduce_perf.txt:{first + 2}:" in str(exc.value) and words in str(exc.value)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(config=[1, 2]), "config: expected an object (devices, graph, ...), got [1, 2]"),
+    (lambda d: d["config"].update(devices=["a", "b"]), "config.devices: expected a list of objects"),
+    (lambda d: d["results"][3].update(count="x"), "results[3].count: expected a whole number of elements >= 0"),
+    (lambda d: d.update(nccl_version=-5), "nccl_version: expected NCCL_VERSION_CODE, a whole number such as 22902"),
+    (lambda d: d.update(args="all_reduce_perf"), "args: expected the command line as a list of strings"),
+])
+def test_a_malformed_json_run_is_refused_by_key_not_a_traceback(tmp_path, edit, message):
+    doc = json.loads((FIX / "ib_2x8_h100_all_reduce_perf.json").read_text())
+    edit(doc)
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(NcclTestsError) as exc:
+        read_runs([f])
+    assert message in str(exc.value) and str(f) in str(exc.value)
+
+
+def test_import_never_replaces_its_input_or_a_device_profile_and_wants_a_real_citation(tmp_path, capsys):
+    import shutil
+
+    log = tmp_path / "nvs.yaml"  # a log under a .yaml name: --out may name it
+    shutil.copy(NVS, log)
+    assert main(["import", "nccl-tests", str(log), "--out", str(log), "--force"]) == 2
+    assert "is the input" in capsys.readouterr().err and log.read_bytes() == NVS.read_bytes()
+    device = tmp_path / "node.yaml"
+    shutil.copy(ROOT / "profiles" / "nvidia-h100.yaml", device)
+    assert main(["import", "nccl-tests", str(NVS), "--out", str(device), "--force"]) == 2
+    assert "is a device profile (nvidia-h100" in capsys.readouterr().err
+    assert device.read_bytes() == (ROOT / "profiles" / "nvidia-h100.yaml").read_bytes()
+    assert main(["import", "nccl-tests", str(NVS), "--out", str(tmp_path / "ic.yaml"), "--citation", " "]) == 2
+    assert "--citation: where the logs were published" in capsys.readouterr().err
+    assert not (tmp_path / "ic.yaml").exists()
