@@ -17,6 +17,7 @@ import argparse
 import base64
 import datetime as _dt
 import html
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,14 @@ def run(args: argparse.Namespace) -> int:
                                 (Profile.load(args.inter_node_profile, what="--inter-node-profile")
                                  if args.inter_node_profile else None),
                                 device_flag="PROFILE")
-    ds = Profile.load(args.datasheet, what="--datasheet profile") if args.datasheet else None
+    ds = None
+    if args.datasheet:
+        from accelcal.calibrate.priors import reference_datasheet
+
+        ds, warns = reference_datasheet(args.datasheet, prof, "the report draws a datasheet's peaks as reference "
+                                                              "lines and captions them so")
+        for w in warns:
+            print(f"warning: {w}", file=sys.stderr)
     page = build_report(prof, args.profile, args, datasheet=ds, inter_node=inter)  # no matplotlib: cli.main says so
     atomic_write_text(args.out, page)
     print(f"wrote {args.out} ({len(page) / 1024:.0f} KiB, self-contained)")

@@ -226,10 +226,15 @@ def _compare(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from .plot import plot_profile
     from .profile import Profile
-    from .priors import find_datasheet
+    from .priors import find_datasheet, reference_datasheet
 
     p = Profile.load(args.profile)
-    ds = Profile.load(args.datasheet, what="--datasheet profile") if args.datasheet else find_datasheet(p)
+    if args.datasheet:
+        ds, warns = reference_datasheet(args.datasheet, p, "plot draws a datasheet's peaks as reference lines")
+        for w in warns:
+            print(f"warning: {w}", file=sys.stderr)
+    else:
+        ds = find_datasheet(p)
     out = args.out or str(Path("results") / f"{Path(args.profile).stem}-plots")
     notes: list[str] = []
     paths = plot_profile(p, out, profile_path=args.profile, datasheet=ds, notes=notes)  # no matplotlib: cli.main says so
@@ -249,7 +254,6 @@ def _export(args: argparse.Namespace) -> int:
     from .profile import Profile
 
     from .compose import require_device_profile
-    from .priors import device_model_tokens, same_device_model
 
     if args.format != "aiconfigurator":
         # options that only shape the aiconfigurator tree: taking them silently would hide that nothing used them
@@ -258,6 +262,9 @@ def _export(args: argparse.Namespace) -> int:
             raise ValueError(f"{' and '.join(used)}: only for --format aiconfigurator (whose perf tables are filed "
                              f"under a backend, and whose missing fields can be copied from a system YAML); the "
                              f"{args.format} format does neither: it lists the fields the profile cannot supply")
+    if args.force and not args.out:
+        raise ValueError("--force replaces an existing --out; without --out the export is printed, so there is "
+                         "nothing to replace: add --out FILE, or drop --force")
     p = Profile.load(args.profile)
     require_device_profile(p, "PROFILE", fabric_flags=False)  # no device for a configurator to describe
     if args.interconnect or args.inter_node_profile:
@@ -268,22 +275,15 @@ def _export(args: argparse.Namespace) -> int:
                     if args.inter_node_profile else None)
         for line in fabric_device_mismatch(p):  # as predict and plan warn: the exported fabric is not this node's
             print(f"warning: {line}", file=sys.stderr)
-    ds = Profile.load(args.datasheet, what="--datasheet profile") if args.datasheet else None
-    if ds is not None:
-        require_device_profile(ds, "--datasheet", fabric_flags=False)
-        if not ds.is_datasheet:
-            # its figures would stand in as the device's peaks: a measured profile makes every scaling factor ~1
-            raise ValueError(f"--datasheet {args.datasheet}: its source is {ds.identity.source!r}, not 'datasheet'; "
-                             f"the export scales the measured figures against a datasheet profile's peaks "
-                             f"(profiles/datasheet/)")
-        ds_name = str(ds.identity.device_name)
-        if (str(ds.identity.device_type) != str(p.identity.device_type)
-                or device_model_tokens(ds_name) and not same_device_model(ds_name, str(p.identity.device_name))):
-            # a reference for another device: allowed (a what-if), but every exported reference figure changes
-            print(f"warning: --datasheet {ds.identity.name} is for {ds.identity.device_name} "
-                  f"({ds.identity.device_type}); the profile measured {p.identity.device_name} "
-                  f"({p.identity.device_type}): its peaks and bandwidths set the exported reference figures",
-                  file=sys.stderr)
+    ds = None
+    if args.datasheet:
+        from .priors import reference_datasheet
+
+        # a measured profile as the reference would make every scaling factor ~1
+        ds, warns = reference_datasheet(args.datasheet, p, "the export scales the measured figures against a "
+                                                           "datasheet profile's peaks")
+        for w in warns:  # a reference for another device: allowed (a what-if), but every reference figure changes
+            print(f"warning: {w}", file=sys.stderr)
     if args.out and args.format == "configurator":
         from accelcal.preflight import check_file
 

@@ -204,3 +204,19 @@ def test_busbw_titles_say_whether_points_are_drawn_and_a_foreign_fabric_is_named
     assert title.endswith("(lines fitted; their points are not in the profile's raw files)")
     assert any(lb.startswith("datasheet NVIDIA H200") and lb.endswith("(the fits: h100-nvswitch-4of8 on NVIDIA H100 "
                                                                      "80GB HBM3)") for lb in labels), labels
+
+
+def test_plot_report_and_export_take_only_a_datasheet_as_the_datasheet(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    h100, h200 = str(REPO / "profiles" / "nvidia-h100.yaml"), str(REPO / "profiles" / "nvidia-h200.yaml")
+    for argv in (["plot", h100, "--out", str(tmp_path / "p")], ["report", h100, "--out", str(tmp_path / "r.html")],
+                 ["export", h100]):
+        assert main([*argv, "--datasheet", h200]) == 2
+        assert "its source is 'measured', not 'datasheet'" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists() and not (tmp_path / "r.html").exists()
+    # another device's datasheet is a what-if: drawn, with a warning
+    assert main(["plot", h100, "--out", str(tmp_path / "p"), "--datasheet",
+                 str(REPO / "profiles" / "datasheet" / "mi300x.yaml")]) == 0
+    assert "warning: --datasheet mi300x is for AMD Instinct MI300X" in capsys.readouterr().err
+    assert main(["export", h100, "--force"]) == 2
+    assert "without --out the export is printed" in capsys.readouterr().err
