@@ -30,8 +30,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "ok",
     EXIT_FAILED: "a measurement run failed (nothing half-written is left)",
     EXIT_BAD_INPUT: "bad input (option, file, value, an output path that cannot be written) or a missing optional extra",
-    EXIT_INFEASIBLE: "plan: no feasible layout; predict: the deployment does not fit",
-    EXIT_TARGETS_MISSED: "plan: no layout meets the targets",
+    EXIT_INFEASIBLE: "plan (and report's plan): no feasible layout; predict: the deployment does not fit",
+    EXIT_TARGETS_MISSED: "plan (and report's plan): no layout meets the targets",
     EXIT_REGRESSION: "compare --fail-on-regression: a regression beyond noise",
 }
 

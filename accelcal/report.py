@@ -24,7 +24,7 @@ from typing import Any
 
 from accelcal.calibrate.compose import add_profile_arguments, plan_profiles
 
-from .exitcodes import EXIT_OK
+from .exitcodes import EXIT_INFEASIBLE, EXIT_OK, EXIT_TARGETS_MISSED
 from .units import fmt
 
 __all__ = ["register", "build_report"]
@@ -48,7 +48,9 @@ figcaption{color:#616e7c;font-size:12px}
 def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="one self-contained HTML page: summary, fit quality, plots, validation, plan",
                        description="Write one HTML file (plots inline) describing PROFILE and the best plan for "
-                                   "--model on it. Needs matplotlib (the plot extra).")
+                                   "--model on it. Needs matplotlib (the plot extra). The page is written even "
+                                   "when no layout fits or meets the targets; the exit code is then accelcal plan's "
+                                   "(3, 4).")
     p.add_argument("profile", help="device profile YAML")
     add_profile_arguments(p, None)
     p.add_argument("--out", required=True, help="HTML file to write (atomically)")
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from accelcal.atomic import atomic_write_text
     from accelcal.calibrate.profile import Profile
 
+    if args.top < 1:
+        raise ValueError(f"--top must be >= 1 (layouts to list), got {args.top}")
     if Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"--out {args.out}: the report is one HTML page; give it a .html name (it has no "
                          f"{Path(args.out).suffix or 'other'} format)")
@@ -91,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
                                                               "lines and captions them so")
         for w in warns:
             print(f"warning: {w}", file=sys.stderr)
-    page = build_report(prof, args.profile, args, datasheet=ds, inter_node=inter)  # no matplotlib: cli.main says so
+    page, rc, why = build_report(prof, args.profile, args, datasheet=ds, inter_node=inter)  # no matplotlib: cli.main says so
     atomic_write_text(args.out, page)
     print(f"wrote {args.out} ({len(page) / 1024:.0f} KiB, self-contained)")
-    return EXIT_OK
+    if why:  # the page is written either way; the exit code is accelcal plan's for the same plan
+        print(f"accelcal report: {why}", file=sys.stderr)
+    return rc
 
 
 def _e(x: Any) -> str:
@@ -220,7 +226,8 @@ def _plan_section(result, why_not: str, args, pareto_png: Path | None) -> str:
             f"<p class='sub'>{g.devices} x {_e(g.device_name)}; prompt {w.prompt_len}, output {w.output_len}, "
             f"batch {w.batch} per replica; {g.candidates_evaluated} layouts evaluated, {len(g.ranked)} feasible; "
             f"objective {_e(g.objective)}.</p>{notes}"
-            f"<p><b>Recommended: {_e(best.label)}</b>: TTFT {_e(fmt(best.ttft_s, 's'))}, TPOT "
+            f"<p><b>{'Recommended' if best.meets_targets else 'No layout meets the targets; closest'}: "
+            f"{_e(best.label)}</b>: TTFT {_e(fmt(best.ttft_s, 's'))}, TPOT "
             f"{_e(fmt(best.tpot_s, 's'))}, {best.tokens_per_s_per_device:.4g} tokens/s per device.</p>"
             f"<ul class='why'>{why}</ul><table><tr><th>#</th><th>layout</th><th>TTFT</th><th>TPOT</th>"
             f"<th>tokens/s/device</th><th>memory/device</th><th>targets</th></tr>{rows}</table>"
@@ -234,8 +241,10 @@ _CAPTIONS = {
 }
 
 
-def build_report(prof, profile_path: str, args: argparse.Namespace, datasheet=None, inter_node=None) -> str:
-    """The HTML page as a string (plots rendered in a temporary folder and inlined)."""
+def build_report(prof, profile_path: str, args: argparse.Namespace, datasheet=None,
+                 inter_node=None) -> tuple[str, int, str]:
+    """(the HTML page, accelcal plan's exit code for its plan, why the plan failed or missed, else "") : plots are
+    rendered in a temporary folder and inlined."""
     from accelcal.calibrate.plot import plot_pareto, plot_profile
     from accelcal.calibrate.priors import find_datasheet
 
@@ -261,8 +270,15 @@ def build_report(prof, profile_path: str, args: argparse.Namespace, datasheet=No
         plan_html = _plan_section(result, why_not, args, pareto)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     ref = f"; reference lines from {_e(ds.identity.name)}" if ds is not None else ""
+    if result is None:
+        rc, why = EXIT_INFEASIBLE, f"no feasible plan: {why_not} (the page says so)"
+    elif not all(g.ranked[0].meets_targets for g in result.groups if g.ranked):
+        rc, why = EXIT_TARGETS_MISSED, "no plan meets the targets (the page lists the closest)"
+    else:
+        rc, why = EXIT_OK, ""
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>accelcal report: {_e(prof.identity.name)}</title><style>{_CSS}</style></head><body>"
             f"<h1>accelcal report: {_e(prof.identity.name)}</h1>"
             f"<p class='sub'>profile {_e(profile_path)}; generated {stamp}{ref}</p>"
-            + _summary(prof) + _fit_quality(prof) + plots + _validation(prof) + plan_html + "</body></html>\n")
+            + _summary(prof) + _fit_quality(prof) + plots + _validation(prof) + plan_html + "</body></html>\n",
+            rc, why)

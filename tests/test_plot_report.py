@@ -122,8 +122,19 @@ def test_report_is_one_self_contained_html_page(tmp_path, capsys):
 
 def test_report_on_an_unplannable_model_still_writes_the_page(tmp_path, capsys):
     out = tmp_path / "r.html"
-    assert main(["report", str(H200), "--model", "llama3.1-405b", "--out", str(out)]) == 0
+    assert main(["report", str(H200), "--model", "llama3.1-405b", "--out", str(out)]) == 3  # as accelcal plan
     assert "no feasible plan" in out.read_text(encoding="utf-8")
+    assert "accelcal report: no feasible plan" in capsys.readouterr().err
+
+
+def test_report_that_misses_the_targets_says_closest_and_exits_as_plan(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(CPU), "--model", "tiny", "--batch", "4", "--ttft", "1e-9", "--out", str(out)]) == 4
+    page = out.read_text(encoding="utf-8")
+    assert "No layout meets the targets; closest: TP" in page and "Recommended" not in page
+    assert "no plan meets the targets" in capsys.readouterr().err
+    assert main(["report", str(CPU), "--top", "0", "--out", str(tmp_path / "t.html")]) == 2
+    assert "--top must be >= 1" in capsys.readouterr().err
 
 
 def test_report_plans_over_an_interconnect(tmp_path, capsys):
