@@ -48,7 +48,6 @@ Format learned from aiconfigurator 0.12.0 (github.com/ai-dynamo/aiconfigurator, 
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -133,10 +132,15 @@ def _raw_env(p: Profile, profile_path: str | os.PathLike | None) -> tuple[dict[s
 
 
 def _raw_rows(csvs: Iterable[Path], ops: set[str], figure: str) -> list[dict[str, str]]:
+    from accelcal.safe_io import read_csv
+
     rows = []
     for c in csvs:
-        with open(c, newline="") as fh:
-            rows += [r for r in csv.DictReader(fh) if r["op"] in ops and r["figure"] == figure and r["status"] == "ok"]
+        # a results CSV accelcal wrote has whole rows: a cut copy is refused, not exported short
+        df = read_csv(c, what="raw data", whole_rows=True, dtype=str, keep_default_na=False)
+        if not {"op", "figure", "status"} <= set(df.columns):
+            continue  # a source the profile cites (a published table), not measurement rows
+        rows += [r for r in df.to_dict("records") if r["op"] in ops and r["figure"] == figure and r["status"] == "ok"]
     return rows
 
 

@@ -56,12 +56,20 @@ def _raw(p: Profile, profile_path: str | os.PathLike | None, notes: list[str]):
     if profile_path is None or not p.identity.raw_data:
         return None
     import pandas as pd
-    from accelcal.safe_io import read_csv
+    from accelcal.safe_io import inside, read_csv
 
     frames = []
-    for q in p.identity.raw_csv_paths(profile_path):
+    found = p.identity.raw_csv_paths(profile_path)
+    lost = [r for r in p.identity.raw_data if r.endswith(".csv")
+            and not inside(Path(profile_path).parent, r, "raw_data entry").exists()]
+    if lost:
+        notes.append(f"measured points: {', '.join(lost)} not found beside {profile_path} (the profile's raw data, "
+                     f"identity.raw_data): its figures draw the fits without those points")
+    for q in found:
         df = read_csv(q, what="raw data", comment="#")
         if all(c in df.columns for c in RESULT_COLUMNS):
+            # a results CSV accelcal wrote has whole rows: a cut copy is refused, not drawn short
+            read_csv(q, what="raw data", comment="#", whole_rows=True)
             frames.append(df)
         else:
             notes.append(f"{q.name}: not an accelcal results CSV (no {'/'.join(RESULT_COLUMNS)} columns): a source "

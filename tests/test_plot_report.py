@@ -231,3 +231,26 @@ def test_plot_report_and_export_take_only_a_datasheet_as_the_datasheet(tmp_path,
     assert "warning: --datasheet mi300x is for AMD Instinct MI300X" in capsys.readouterr().err
     assert main(["export", h100, "--force"]) == 2
     assert "without --out the export is printed" in capsys.readouterr().err
+
+
+def test_plot_and_export_refuse_a_cut_raw_csv_and_plot_names_missing_raw_data(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(REPO / "profiles" / "cpu-amd-epyc-2core.yaml", lone)
+    assert main(["plot", str(lone / "cpu-amd-epyc-2core.yaml"), "--out", str(lone / "pl")]) == 0
+    assert "cpu-amd-epyc-2core-raw/kernels.csv not found beside" in capsys.readouterr().out
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copy(REPO / "profiles" / "cpu-amd-epyc-2core.yaml", cut)
+    shutil.copytree(REPO / "profiles" / "cpu-amd-epyc-2core-raw", cut / "cpu-amd-epyc-2core-raw")
+    csv = cut / "cpu-amd-epyc-2core-raw" / "kernels.csv"
+    csv.write_bytes(csv.read_bytes()[:20000])
+    assert main(["plot", str(cut / "cpu-amd-epyc-2core.yaml"), "--out", str(cut / "pl")]) == 2
+    assert "the last row is cut short" in capsys.readouterr().err
+    from accelcal.calibrate.export_aiconfigurator import _raw_rows
+
+    with pytest.raises(ValueError, match="the last row is cut short"):
+        _raw_rows([csv], {"gemm"}, "device")
