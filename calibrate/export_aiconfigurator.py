@@ -404,7 +404,38 @@ def _meta(framework: str, version: str, tables: dict[str, list[dict[str, Any]]],
 def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_path: str | os.PathLike | None = None,
                           datasheet: Profile | None = None, fill_from: str | os.PathLike | None = None,
                           backend: str = "vllm") -> AicExport:
-    """Write ``out_dir/systems/<name>.yaml`` and its perf tables; return what was written and every warning."""
+    """Write ``out_dir/systems/<name>.yaml`` and its perf tables; return what was written and every warning.
+
+    Every file is written into a staging folder inside ``out_dir`` first and moved into place only once all of them
+    are written: a failed export (a folder it cannot write, a missing extra) leaves ``out_dir`` as it was."""
+    import shutil
+    import tempfile
+
+    out = Path(out_dir)
+    made = [a for a in (out, *out.parents) if not a.exists()]  # folders this export makes: a failure takes them away
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".partial-export-", dir=out))
+    ok = False
+    try:
+        res = _export_into(p, out, stage, profile_path, datasheet, fill_from, backend)
+        for src in sorted(q for q in stage.rglob("*") if q.is_file()):
+            dest = out / src.relative_to(stage)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+        ok = True
+        return res
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not ok and made:
+            shutil.rmtree(made[-1], ignore_errors=True)
+
+
+def _export_into(p: Profile, out_dir: Path, stage: Path, profile_path, datasheet, fill_from, backend) -> AicExport:
+    """export_aiconfigurator's work: the paths it reports are under ``out_dir``, the files go to ``stage``."""
+
+    def staged(path: Path) -> Path:
+        return stage / path.relative_to(out_dir)
+
     if backend not in ("vllm", "sglang", "trtllm"):
         raise ValueError(f"export_aiconfigurator: backend must be vllm, sglang or trtllm, got {backend!r}")
     name = system_name(p)
@@ -474,15 +505,15 @@ def export_aiconfigurator(p: Profile, out_dir: str | os.PathLike, *, profile_pat
             common = dict(fw, op_name=op, kernel_source=kernel_source) if op else dict(fw, kernel_source=kernel_source)
             if framework == "nccl":
                 common["version"] = ver
-            _write_table(folder / f"{t}.parquet", rows, common)
+            _write_table(staged(folder / f"{t}.parquet"), rows, common)
             res.tables[str((folder / f"{t}.parquet").relative_to(systems))] = len(rows)
-        atomic_write_text(folder / "collection_meta.yaml", _meta(framework, ver, tables, p, profile_path, csvs,
+        atomic_write_text(staged(folder / "collection_meta.yaml"), _meta(framework, ver, tables, p, profile_path, csvs,
                                                                  "intra_node" if framework == "nccl" else None))
 
-    atomic_write_text(systems / "query_versions.yaml", yaml.safe_dump(
+    atomic_write_text(staged(systems / "query_versions.yaml"), yaml.safe_dump(
         {"schema_version": 1, "overrides": {name: {backend: {"current": version, "previous": None}}}}, sort_keys=False))
-    atomic_write_text(systems / f"{name}.yaml", yaml.safe_dump(res.spec, sort_keys=False))
-    atomic_write_text(Path(out_dir) / "accelcal_export.yaml", yaml.safe_dump({
+    atomic_write_text(staged(systems / f"{name}.yaml"), yaml.safe_dump(res.spec, sort_keys=False))
+    atomic_write_text(staged(out_dir / "accelcal_export.yaml"), yaml.safe_dump({
         "format": "aiconfigurator", "system": name, "backend": backend, "perf_db_version": version,
         "systems_paths": str(systems), "profile": p.identity.name, "tables": res.tables,
         "provenance": res.provenance, "warnings": res.warnings}, sort_keys=False))

@@ -264,3 +264,24 @@ def test_a_composed_fabric_is_exported_under_its_own_source_and_nccl_version(tmp
     # its engine all-reduce fits exist; the warning says they are not exported, not that none were measured
     assert any("engine all-reduce fits (trtllm_custom_ar, vllm_custom_ar, from h100-nvswitch-4of8) are not exported"
                in w for w in res.warnings)
+
+
+def test_a_failed_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    import accelcal.calibrate.export_aiconfigurator as aic
+
+    calls = []
+
+    def fail_second(path, rows, common):
+        calls.append(path)
+        if len(calls) == 2:
+            raise PermissionError(13, "Permission denied", str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"table")
+
+    monkeypatch.setattr(aic, "_write_table", fail_second)
+    out = tmp_path / "aic"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine\n")
+    with pytest.raises(PermissionError):
+        export_aiconfigurator(Profile.load(H200), out, profile_path=H200)
+    assert len(calls) == 2 and sorted(p.name for p in out.iterdir()) == ["keep.txt"]
