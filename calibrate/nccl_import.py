@@ -251,6 +251,13 @@ def import_profile(paths: Sequence[str], name: str | None = None, citations: Seq
         seen[digest] = p
     tables = [p for p in paths if str(p).lower().endswith(".csv") and os.path.isfile(p) and is_latency_table(str(p))]
     logs = [p for p in paths if p not in tables]
+    for p in logs:
+        env = Path(p).with_suffix(".env.json")
+        if str(p).lower().endswith(".csv") and not env.is_file():
+            # its device, host and versions are recorded there, not in the CSV: without it the profile would name
+            # no device (and guess its type)
+            raise ValueError(f"{p}: an accelcal collectives CSV without its {env.name} beside it (the run's device, "
+                             f"host and versions); copy it beside the CSV, as accelcal bench collectives wrote them")
     runs = (read_runs(logs, op=op) if logs else []) + [r for t in tables for r in read_latency_table(str(t))]
     for r in runs:
         if progress:

@@ -423,6 +423,9 @@ def test_one_rank_is_no_collective_and_a_one_host_log_as_inter_node_is_flagged(t
         one.append(",".join(cells))
     (tmp_path / "collectives.csv").write_text("\n".join(one) + "\n")
     assert main(["import", "nccl-tests", str(tmp_path / "collectives.csv"), "--out", str(tmp_path / "one.yaml")]) == 2
+    assert "without its collectives.env.json beside it" in capsys.readouterr().err  # the run's device and versions
+    (tmp_path / "collectives.env.json").write_text(csv.with_suffix(".env.json").read_text())
+    assert main(["import", "nccl-tests", str(tmp_path / "collectives.csv"), "--out", str(tmp_path / "one.yaml")]) == 2
     err = capsys.readouterr().err
     assert "over 1 rank: a collective of one rank moves no data between devices" in err
     assert not (tmp_path / "one.yaml").exists()
