@@ -33,6 +33,13 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> 
         _remove_orphans(target)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
+        import errno
+
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # a file stands where a folder of the path goes
+            blocker = next((a for a in target.parents if a.exists() and not a.is_dir()), None)
+            if blocker is not None:
+                raise NotADirectoryError(errno.ENOTDIR, f"cannot write here: {blocker} is a file, not a folder",
+                                         str(target)) from None
         # name the file the user asked for, not the temporary one beside it (read-only folder, no permission, full)
         raise type(exc)(exc.errno, f"cannot write here ({exc.strerror})", str(target)) from None
     os.close(fd)

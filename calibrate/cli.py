@@ -96,7 +96,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     pl.add_argument("--out", default=None,
                     help="output folder (default: results/<profile-stem>-plots/, beside the run's results, not in profiles/)")
     pl.add_argument("--datasheet", default=None,
-                    help="datasheet profile drawn as reference lines (default: the shipped one for this device, if any)")
+                    help="datasheet profile whose bandwidths are drawn as reference lines on the memory bandwidth "
+                         "and collective busbw figures (default: the shipped one for this device, if any)")
     pl.set_defaults(func=_plot)
 
     ex = sub.add_parser("export", help="export a profile for inference configurators (aiconfigurator system + perf tables)",
@@ -236,6 +237,9 @@ def _plot(args: argparse.Namespace) -> int:
     else:
         ds = find_datasheet(p)
     out = args.out or str(Path("results") / f"{Path(args.profile).stem}-plots")
+    from accelcal.preflight import check_dir
+
+    check_dir(out, what="--out")  # a file where the folder goes, a read-only place: said before any figure is drawn
     notes: list[str] = []
     paths = plot_profile(p, out, profile_path=args.profile, datasheet=ds, notes=notes)  # no matplotlib: cli.main says so
     for path in paths:

@@ -143,3 +143,13 @@ def test_env_json_out_refuses_an_existing_file_without_force(tmp_path, capsys):
     assert out.read_text() == '{"device": "cuda:0"}\n'
     assert main(["env", "--device", "cpu", "--json-out", str(out), "--force"]) == 0
     assert '"device_type": "cpu"' in out.read_text()
+
+
+def test_a_file_where_a_folder_of_the_path_goes_is_named(tmp_path):
+    import errno
+
+    (tmp_path / "afile").write_text("x\n")
+    with pytest.raises(NotADirectoryError) as exc:
+        atomic_write_text(tmp_path / "afile" / "sub" / "x.json", "{}")
+    assert exc.value.errno == errno.ENOTDIR and f"{tmp_path / 'afile'} is a file, not a folder" in str(exc.value)
+    assert exc.value.filename == str(tmp_path / "afile" / "sub" / "x.json")
