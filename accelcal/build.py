@@ -1,7 +1,7 @@
 """Which accelcal wrote a file: its version and, run from a git checkout, the commit (provenance).
 
     from accelcal.build import build_versions
-    build_versions()   # {"accelcal": "0.1.0", "accelcal_commit": "24e50b5c...", } ("-dirty": uncommitted edits)
+    build_versions()   # {"accelcal": "0.1.0", "accelcal_commit": "24e50b5c...", } ("-dirty": uncommitted edits to the code; profiles and results do not count)
 
 A profile's numbers depend on the code that measured and fitted them (method_version says when the method
 changed on purpose); the commit says exactly which code it was.  An installed package (no .git beside it)
@@ -31,7 +31,10 @@ def build_versions() -> dict[str, str]:
     try:
         head = subprocess.run(["git", "-C", str(_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(_ROOT), "status", "--porcelain", "--untracked-files=no"],
+        # "-dirty": the code differs from the commit; profiles and benchmark results are what the code writes, so
+        # a script that rebuilds several of them (profiles/*/make.sh) still names the commit of its code
+        dirty = subprocess.run(["git", "-C", str(_ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)profiles", ":(exclude)benchmarks/results"],
                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return out
