@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                                 device_flag="PROFILE")
     ds = None
     if args.datasheet:
-        from accelcal.calibrate.priors import reference_datasheet
+        from accelcal.calibrate.compose import reference_datasheet
 
         ds, warns = reference_datasheet(args.datasheet, prof, "the report draws a datasheet's peaks as reference "
                                                               "lines and captions them so")

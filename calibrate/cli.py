@@ -227,7 +227,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from .plot import plot_profile
     from .profile import Profile
-    from .priors import find_datasheet, reference_datasheet
+    from .compose import reference_datasheet
+    from .priors import find_datasheet
 
     p = Profile.load(args.profile)
     if args.datasheet:
@@ -281,7 +282,7 @@ def _export(args: argparse.Namespace) -> int:
             print(f"warning: {line}", file=sys.stderr)
     ds = None
     if args.datasheet:
-        from .priors import reference_datasheet
+        from .compose import reference_datasheet
 
         # a measured profile as the reference would make every scaling factor ~1
         ds, warns = reference_datasheet(args.datasheet, p, "the export scales the measured figures against a "

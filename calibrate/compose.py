@@ -377,3 +377,25 @@ def fabric_device_mismatch(profile: Any) -> list[str]:
                        f"profile is {dev.name} ({dev.device_name}): its communication costs are that hardware's, a "
                        f"stand-in for this node's")
     return out
+
+
+def reference_datasheet(path: str, p: Profile, purpose: str, flag: str = "--datasheet") -> tuple[Profile, list[str]]:
+    """(the datasheet profile at ``path``, warnings) for reference figures beside device profile ``p``: refused
+    unless it is a datasheet prior of a device (a measured profile's figures would pass for a datasheet's);
+    ``purpose`` says what its figures do, for the refusal.  Another device's datasheet is allowed (a what-if) with a
+    warning."""
+    from .priors import device_model_tokens, same_device_model
+
+    ds = Profile.load(path, what=f"{flag} profile")
+    require_device_profile(ds, flag, fabric_flags=False)
+    if not ds.is_datasheet:
+        raise ValueError(f"{flag} {path}: its source is {ds.identity.source!r}, not 'datasheet'; {purpose} "
+                         f"(profiles/datasheet/)")
+    ds_name = str(ds.identity.device_name)
+    warnings = []
+    if (str(ds.identity.device_type) != str(p.identity.device_type)
+            or device_model_tokens(ds_name) and not same_device_model(ds_name, str(p.identity.device_name))):
+        warnings.append(f"{flag} {ds.identity.name} is for {ds.identity.device_name} ({ds.identity.device_type}); the "
+                        f"profile measured {p.identity.device_name} ({p.identity.device_type}): its peaks and "
+                        f"bandwidths set the reference figures")
+    return ds, warnings
