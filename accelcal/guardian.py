@@ -52,7 +52,7 @@ PARENT_PID_ENV = "ACCELCAL_PARENT_PID"
 CLEANUP_ENV = "ACCELCAL_ORPHAN_CLEANUP"
 """os.pathsep-separated folders an orphaned rank removes before exiting (staging and log folders)."""
 
-_CLEANABLE_PREFIXES = (".collectives-staging-", "accelcal-collectives-logs-", "accelcal-validate-")
+_CLEANABLE_PREFIXES = (".collectives-staging-", "accelcal-collectives-logs-", "accelcal-validate-", ".partial-")
 """Only folders accelcal itself created with these name prefixes are ever removed by an orphan..."""
 
 _CLEANABLE_RAW = re.compile(r".+\.raw-\d{8}T\d{6}Z")

@@ -174,6 +174,21 @@ def test_a_swallowed_termination_is_raised_again_by_the_launch_loops(monkeypatch
         signal.signal(signal.SIGHUP, old_hup)
 
 @pytest.mark.slow
+def test_orphan_cleanup_takes_calibrates_staging_folder_and_nothing_it_did_not_name(tmp_path):
+    import tempfile
+
+    from accelcal import guardian
+
+    raw = tmp_path / "p-raw"
+    raw.mkdir()
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=raw))  # as calibrate stages a run (calibrate/cli.py)
+    (staging / "kernels.csv").write_text("x\n")
+    other = raw / "kernels.csv"
+    other.write_text("earlier run\n")
+    guardian._cleanup([str(staging), str(raw), str(other)])
+    assert not staging.exists() and other.read_text() == "earlier run\n" and raw.is_dir()
+
+
 def test_validate_ranks_listen_on_loopback_and_die_with_the_parent(tmp_path):
     code = f"""
 import sys; sys.path.insert(0, {str(REPO / 'tests')!r})
