@@ -1,7 +1,8 @@
 """Which accelcal wrote a file: its version and, run from a git checkout, the commit (provenance).
 
     from accelcal.build import build_versions
-    build_versions()   # {"accelcal": "0.1.0", "accelcal_commit": "24e50b5c...", } ("-dirty": uncommitted edits to the code; profiles and results do not count)
+    build_versions()   # {"accelcal": "0.1.0", "accelcal_commit": "24e50b5c...", }
+                       # ("-dirty": uncommitted edits to the code; profiles and results do not count)
 
 A profile's numbers depend on the code that measured and fitted them (method_version says when the method
 changed on purpose); the commit says exactly which code it was.  An installed package (no .git beside it)

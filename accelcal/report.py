@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
                                                               "lines and captions them so")
         for w in warns:
             print(f"warning: {w}", file=sys.stderr)
-    page, rc, why = build_report(prof, args.profile, args, datasheet=ds, inter_node=inter)  # no matplotlib: cli.main says so
+    # no matplotlib: accelcal.cli.main says which extra to install
+    page, rc, why = build_report(prof, args.profile, args, datasheet=ds, inter_node=inter)
     atomic_write_text(args.out, page)
     print(f"wrote {args.out} ({len(page) / 1024:.0f} KiB, self-contained)")
     if why:  # the page is written either way; the exit code is accelcal plan's for the same plan
