@@ -40,6 +40,9 @@ class Bound:
 BOUNDS: dict[str, Bound] = {
     "bandwidth": Bound(1e3, 1e14, "bytes/s", why="1 kB/s: far below gloo on a busy 2-core CPU at 512 B (~3e5 B/s "
                                                  "measured here); 100 TB/s: above any HBM or fabric"),
+    "memory_bandwidth": Bound(1e6, 1e14, "bytes/s", why="1 MB/s: below any device's memory (a 2-core CPU VM copies "
+                                                         "at about 2.7e10 B/s here); a value under it is a GB/s figure "
+                                                         "written as B/s; 100 TB/s: above any HBM"),
     "flop_per_s": Bound(1e6, 1e17, "FLOP/s", why="1 MFLOP/s: below one CPU core; 1e17: above any one device "
                                                  "(dense fp8 on the largest accelerators is ~1e16)"),
     "seconds": Bound(0.0, 10.0, "s",

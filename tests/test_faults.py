@@ -331,6 +331,8 @@ def test_from_results_with_a_bad_env_json_is_one_line(tmp_path, capsys, env_kind
 
 @pytest.mark.parametrize("where,value,key", [
     (("memory", "copy", "bandwidth_bytes_per_s"), 1e-30, "memory.copy.bandwidth_bytes_per_s"),
+    # a device memory's 3065 GB/s written as B/s: within a collective piece's floor (1 kB/s), not a memory's
+    (("memory", "copy", "bandwidth_bytes_per_s"), 3065.0, "memory.copy.bandwidth_bytes_per_s"),
     (("identity", "memory_capacity_bytes"), 1, "identity.memory_capacity_bytes"),
 ])
 def test_tiny_values_are_refused_naming_the_key(tmp_path, where, value, key):

@@ -210,7 +210,8 @@ class ComputeEntry:
             grouped.append(dims + [r.number(p[4], f"{pp}[4]", lo=0.0, lo_open=True, hi=MAX_TIME_S, what="seconds")])
         return cls(
             peak_flop_per_s=r.flops(d["peak_flop_per_s"], f"{path}.peak_flop_per_s"),
-            memory_bandwidth_bytes_per_s=r.bandwidth(d["memory_bandwidth_bytes_per_s"], f"{path}.memory_bandwidth_bytes_per_s"),
+            memory_bandwidth_bytes_per_s=r.memory_bandwidth(d["memory_bandwidth_bytes_per_s"],
+                                                            f"{path}.memory_bandwidth_bytes_per_s"),
             overhead_s=r.seconds(d.get("overhead_s"), f"{path}.overhead_s", optional=True),
             points=points,
             quality=Quality.read(r, d["quality"], f"{path}.quality") if d.get("quality") is not None else None,
@@ -279,7 +280,7 @@ class MemoryEntry:
         pieces = None if d.get("pieces") is None else read_pieces(r, d["pieces"], f"{path}.pieces", datasheet)
         e = cls(
             latency_s=r.seconds(d["latency_s"], f"{path}.latency_s", optional=datasheet),
-            bandwidth_bytes_per_s=r.bandwidth(d["bandwidth_bytes_per_s"], f"{path}.bandwidth_bytes_per_s"),
+            bandwidth_bytes_per_s=r.memory_bandwidth(d["bandwidth_bytes_per_s"], f"{path}.bandwidth_bytes_per_s"),
             quality=Quality.read(r, d["quality"], f"{path}.quality") if d.get("quality") is not None else None,
             pieces=pieces,
         )

@@ -152,6 +152,10 @@ class Reader:
     def bandwidth(self, v: Any, path: str, optional: bool = False) -> float | None:
         return self.plausible("bandwidth", v, path, optional)
 
+    def memory_bandwidth(self, v: Any, path: str, optional: bool = False) -> float | None:
+        """A device memory's bandwidth: a tighter floor than a collective piece's (calibrate/bounds.py)."""
+        return self.plausible("memory_bandwidth", v, path, optional)
+
     def flops(self, v: Any, path: str, optional: bool = False) -> float | None:
         return self.plausible("flop_per_s", v, path, optional)
 
