@@ -19,13 +19,14 @@ DEVICE="auto"
 OUT=""
 PROFILE=""
 NPROC=""
-MODEL="llama3-8b"
+MODEL=""
 VENV="${ACCELCAL_VENV:-.venv}"
 PYTHON_BIN=""
 INSTALL=1
 SKIP_VALIDATE=0
 SKIP_COLLECTIVES=0
 TEST_MODE=0
+FORCE=0
 
 usage() {
     cat <<'EOF'
@@ -41,7 +42,7 @@ Options:
   --nproc N               ranks for the collective sweep (default: all local accelerators; 2 on a CPU node)
   --out DIR               folder for logs, raw results and plans (default: results/run-<UTC time>)
   --profile PATH          profile to write (default: profiles/<host>-<device>.yaml)
-  --model NAME            model for the closing plan (default: llama3-8b)
+  --model NAME            model for the closing plan (default: llama3-8b; tiny with --test-mode)
   --venv DIR              virtual environment to make or reuse (default: .venv)
   --python PY             use this interpreter as it is, no virtual environment
                           (e.g. the system python3 that holds a GPU build of torch)
@@ -49,6 +50,8 @@ Options:
   --skip-collectives      kernel suite only (no torch.distributed sweep)
   --skip-validate         do not run the validation step
   --test-mode             tiny sweeps for the test suite (seconds, not minutes)
+  --force                 replace a --profile that is not this node's measured profile
+                          (another device type's, a datasheet or published one, a file that is not a profile)
   -h, --help              show this help
 
 On a GPU node the virtual environment is made with --system-site-packages so
@@ -57,8 +60,8 @@ the torch already installed there is used, and the project installs with
 present, so no network is needed.  Without torch, it installs
 ${ACCELCAL_TORCH_SPEC:-torch==2.13.0}.
 
-Exit status: 0 when every stage ran; 2 for a bad option or model name (checked
-before any measurement) or an environment that cannot run; 1 when calibration
+Exit status: 0 when every stage ran; 2 for a bad option, model name or
+destination (checked before any measurement) or an environment that cannot run; 1 when calibration
 failed (the previous profile is kept) or when the profile was written but
 validation, the plan or the report failed (the summary names which).
 EOF
@@ -81,11 +84,13 @@ while [ $# -gt 0 ]; do
         --skip-collectives) SKIP_COLLECTIVES=1 ;;
         --skip-validate) SKIP_VALIDATE=1 ;;
         --test-mode) TEST_MODE=1 ;;
+        --force) FORCE=1 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
     shift
 done
+if [ -z "$MODEL" ]; then MODEL="llama3-8b"; [ "$TEST_MODE" = 1 ] && MODEL="tiny"; fi
 if [ -n "$NPROC" ] && ! [[ "$NPROC" =~ ^[1-9][0-9]*$ ]]; then
     die "--nproc expects a whole number >= 1, got '$NPROC'"
 fi
@@ -184,7 +189,14 @@ if [ "$SKIP_COLLECTIVES" = 1 ]; then
 fi
 step "calibrate ($MODE): $WHAT, fits -> $PROFILE"
 CAL_ARGS=(calibrate --device "$DEV_SPEC" "$PRESET" --nproc "$CAL_NPROC" --out "$PROFILE" --raw-dir "$RAW")
-if ! logged "${ACC[@]}" "${CAL_ARGS[@]}"; then
+[ "$FORCE" = 1 ] && CAL_ARGS+=(--force)
+CAL_RC=0; logged "${ACC[@]}" "${CAL_ARGS[@]}" || CAL_RC=$?
+if [ "$CAL_RC" != 0 ]; then
+    if [ "$CAL_RC" = 2 ]; then  # refused before measuring (its error line above): bad input, as the options
+        echo "run_bench.sh: error: calibrate refused the run before measuring (see its error above; --force replaces a" \
+             "--profile that is not this node's measured profile); ${PREV:+the previous profile is unchanged: }$PROFILE" >&2
+        exit 2
+    fi
     echo "run_bench.sh: calibration failed; ${PREV:+the previous profile is unchanged: }$PROFILE (log: $LOG)" >&2
     exit 1
 fi

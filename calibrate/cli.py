@@ -720,9 +720,12 @@ def _check_replaced(out: Path, dev, force: bool) -> None:
         return
     try:
         old = Profile.load(out)
-    except ProfileError:
-        print(f"[calibrate] note: {out} exists but does not load as a profile; this run replaces it when it ends",
-              file=sys.stderr)
+    except (ProfileError, ValueError, OSError) as exc:
+        if not force:  # a damaged profile, or a file that never was one (a README): replaced only when asked
+            raise ValueError(f"--out {out} exists but does not load as a profile ({str(exc).splitlines()[0][:160]}); "
+                             f"pass --force to replace it, or --out another path") from None
+        print(f"[calibrate] note: {out} exists but does not load as a profile; this run replaces it when it ends "
+              f"(--force)", file=sys.stderr)
         return
     i = old.identity
     what = f"{i.name}: {i.device_name} ({i.device_type}), {i.source}" + (f", {i.date}" if i.date else "")

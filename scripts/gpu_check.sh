@@ -17,15 +17,25 @@
 # into OUT as soon as it ends: a killed run still returns its log, the profile
 # and the raw data measured so far.  OUT gets at most 8 flat files (the device
 # tool's limit): gpu_check.log, gpu-profile.yaml, raw.tar.gz.
+#
+# Exit status: 0 when every stage ended with 0; 1 when one failed or timed out (named in the log's last line;
+# the stages after it still ran and OUT holds what they made); 2 for a bad argument.
 set -uo pipefail
-OUT="${1:?usage: scripts/gpu_check.sh OUTDIR [DEVICE] [run_bench mode flag]}"
+case "${1:-}" in
+    -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    "") echo "usage: scripts/gpu_check.sh OUTDIR [DEVICE] [run_bench mode flag] (see --help)" >&2; exit 2 ;;
+    -*) echo "scripts/gpu_check.sh: error: unknown option '$1'; the first argument is OUTDIR (see --help)" >&2; exit 2 ;;
+esac
+OUT="$1"
 DEVICE="${2:-cuda:0}"
 MODE_FLAG="${3:---quick}"
 DEADLINE_S="${GPU_CHECK_DEADLINE_S:-420}"
+mkdir -p "$OUT" || { echo "scripts/gpu_check.sh: error: cannot make OUTDIR $OUT" >&2; exit 2; }
+OUT="$(cd "$OUT" && pwd)"  # before the cd below: a relative OUTDIR is the caller's, not the repository's
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
 WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT  # what it holds is in OUT (raw.tar.gz, gpu-profile.yaml) once each stage ends
+FAILED_STAGES=()
 export PYTHONUNBUFFERED=1
 T0=$(date +%s)
 LOG="$OUT/gpu_check.log"
@@ -54,6 +64,7 @@ stage() {
     timeout -k 5 "$limit" "$@" >>"$LOG" 2>&1
     local rc=$?
     stamp "END $name rc=$rc$([ $rc = 124 ] && echo ' (timed out)')"
+    [ "$rc" = 0 ] || FAILED_STAGES+=("$name")
     save
     return 0
 }
@@ -94,3 +105,7 @@ fi
 stamp "done"
 save
 tail -80 "$LOG"
+if [ "${#FAILED_STAGES[@]}" -gt 0 ]; then
+    stamp "stages that failed or timed out: ${FAILED_STAGES[*]}"
+    exit 1
+fi

@@ -88,7 +88,7 @@ def test_bad_flags_are_named(checkout, args, message):
 def test_help_lists_the_main_options(checkout):
     r = _run_bench(checkout, "--help", timeout=30)
     assert r.returncode == 0
-    for flag in ("--quick", "--full", "--device", "--out", "--python", "--no-install", "--test-mode"):
+    for flag in ("--quick", "--full", "--device", "--out", "--python", "--no-install", "--test-mode", "--force"):
         assert flag in r.stdout
 
 
@@ -108,8 +108,14 @@ def test_a_failed_plan_is_a_failed_run(checkout, tmp_path):
     profile.write_text("sentinel: previous profile\n")
     (tmp_path / "node-raw").mkdir()
     (tmp_path / "node-raw" / "collectives.csv").write_text("sentinel: previous raw data\n")
+    # a --profile that is not a profile is replaced only with --force: refused before measuring, exit 2
     r = _run_bench(checkout, "--test-mode", "--skip-collectives", "--skip-validate", "--model", "llama3-8b",
-                   "--out", str(out), "--profile", str(profile))
+                   "--out", str(tmp_path / "refused"), "--profile", str(profile))
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "exists but does not load as a profile" in r.stdout + r.stderr and "--force" in r.stderr
+    assert profile.read_text() == "sentinel: previous profile\n"
+    r = _run_bench(checkout, "--test-mode", "--skip-collectives", "--skip-validate", "--model", "llama3-8b",
+                   "--out", str(out), "--profile", str(profile), "--force")
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert profile.exists() and "sentinel" not in profile.read_text()  # the profile itself was written
     assert (out / "previous-profile.yaml").read_text() == "sentinel: previous profile\n"

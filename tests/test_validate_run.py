@@ -89,6 +89,19 @@ def test_write_refuses_a_profile_of_another_device(tmp_path, capsys):
     assert dst.read_bytes() == before
 
 
+def test_write_refuses_a_read_only_profile_before_measuring(tmp_path, capsys, monkeypatch):
+    import accelcal.validate.runner as runner
+
+    dst = tmp_path / "cpu.yaml"
+    dst.write_bytes((REPO / "profiles" / "cpu-amd-epyc-2core.yaml").read_bytes())
+    real_access = os.access
+    # as root a chmod 0444 file stays writable: the check is what os.access says for a user it is read-only to
+    monkeypatch.setattr(runner.os, "access", lambda p, mode: False if str(p) == str(dst) else real_access(p, mode))
+    monkeypatch.setattr(runner, "predict_case", lambda *a, **k: (_ for _ in ()).throw(AssertionError("measured")))
+    rc = main(["validate", "--profile", str(dst), "--device", "cpu", "--model", "tiny", "--quick", "--write"])
+    assert rc == 2 and "read-only (no write permission); --write puts the validation section" in capsys.readouterr().err
+
+
 def test_validate_refuses_an_interconnect_profile_by_name(capsys):
     rc = main(["validate", "--profile", str(REPO / "profiles" / "interconnect" / "h100-nvswitch-8.yaml"), "--device",
                "cpu", "--model", "tiny", "--quick"])

@@ -12,6 +12,7 @@ rank, has finished; a failure anywhere leaves the file as it was.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -145,6 +146,10 @@ def run_validation(profile_path: Any, device: str | None = None, nproc: int = 1,
 
     if write:
         check_file(profile_path, what="--profile (written back)", need_bytes=4 * 2**20)
+        if os.path.exists(profile_path) and not os.access(profile_path, os.W_OK):
+            # the write keeps the file's mode: a read-only profile would fail only after every case was measured
+            raise ValueError(f"--profile {profile_path}: read-only (no write permission); --write puts the validation "
+                             f"section into it: make it writable, or validate without --write")
     if results_dir is not None:
         check_dir(results_dir, what="--results", need_bytes=16 * 2**20)
     dev = resolve_device(device)
