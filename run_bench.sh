@@ -193,8 +193,8 @@ CAL_ARGS=(calibrate --device "$DEV_SPEC" "$PRESET" --nproc "$CAL_NPROC" --out "$
 CAL_RC=0; logged "${ACC[@]}" "${CAL_ARGS[@]}" || CAL_RC=$?
 if [ "$CAL_RC" != 0 ]; then
     if [ "$CAL_RC" = 2 ]; then  # refused before measuring (its error line above): bad input, as the options
-        echo "run_bench.sh: error: calibrate refused the run before measuring (see its error above; --force replaces a" \
-             "--profile that is not this node's measured profile); ${PREV:+the previous profile is unchanged: }$PROFILE" >&2
+        echo "run_bench.sh: error: calibrate stopped before measuring (its error is above: bad input, a --profile it" \
+             "replaces only with --force, or a missing extra); ${PREV:+the previous profile is unchanged: }$PROFILE" >&2
         exit 2
     fi
     echo "run_bench.sh: calibration failed; ${PREV:+the previous profile is unchanged: }$PROFILE (log: $LOG)" >&2

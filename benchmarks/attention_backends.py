@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,4 +92,6 @@ def _kernel_names(torch, call) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

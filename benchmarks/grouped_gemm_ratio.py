@@ -13,7 +13,6 @@ expert).  Every figure is measured in this run; no target: the ratio is what the
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from accelcal.calibrate.fit_gemm import fit_gemm
@@ -54,4 +53,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

@@ -11,7 +11,6 @@ and (with --out) writes the results as ``accelcal bench kernels`` would.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from accelcal.kernels.device import resolve_device
@@ -44,4 +43,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

@@ -75,4 +75,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from _cli import run_main
+
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__.strip().splitlines()[0] + "\n\nusage: python benchmarks/nccl_import.py [nccl-tests log ...] "
+              "(default: the shipped logs in profiles/interconnect/sources/*.txt)")
+        sys.exit(0)
+    run_main(main, sys.argv[1:])

@@ -15,7 +15,6 @@ profiles' measured points; nothing is fitted to the unseen families.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
@@ -86,4 +85,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main
+
+    run_main(main)

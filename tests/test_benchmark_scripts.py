@@ -582,3 +582,15 @@ def test_serving_accuracy_ttft_in_prefills_splits_by_prompt_length_where_asked()
     assert split[("trtllm", 1024)] == "c8 4.2/4.0"
     assert split[("trtllm", 2048)] == "c8 4.3/2.8  c16 4.8/3.4"
     assert split[("vllm", 1024)] == "c8 3.0/3.0"
+
+
+def test_benchmark_scripts_name_bad_input_in_one_line():
+    import subprocess
+
+    for argv, rc, text in ((["benchmarks/serving_search_speed.py", "--concurrency", "abc"], 2,
+                            "serving_search_speed.py: error: invalid literal for int()"),
+                           (["benchmarks/engine_moe_tables.py", "--profile", "/nonexistent.yaml"], 2,
+                            "engine_moe_tables.py: error: --profile /nonexistent.yaml does not exist"),
+                           (["benchmarks/nccl_import.py", "--help"], 0, "usage: python benchmarks/nccl_import.py")):
+        r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == rc and text in r.stdout + r.stderr and "Traceback" not in r.stderr, (argv, r.stderr)
