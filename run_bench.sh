@@ -166,7 +166,7 @@ if [ -z "$PROFILE" ]; then
     NAME="$("$PY" -c "import json,sys; from accelcal.calibrate.naming import default_profile_name as d; print(d(json.load(open(sys.argv[1]))))" "$OUT/environment.json")"
     PROFILE="profiles/${NAME}.yaml"
 fi
-RAW="${PROFILE%.yaml}-raw"
+RAW="${PROFILE%.*}-raw"  # <stem>-raw for .yaml and .yml alike (calibrate/naming.py)
 
 PRESET="--$MODE"
 if [ "$TEST_MODE" = 1 ]; then PRESET="--smoke"; MODE="test"; fi
