@@ -13,7 +13,9 @@ target removes those whose process is gone.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -33,8 +35,6 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> 
         _remove_orphans(target)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        import errno
-
         if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # a file stands where a folder of the path goes
             blocker = next((a for a in target.parents if a.exists() and not a.is_dir()), None)
             if blocker is not None:
@@ -66,9 +66,6 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> 
 def _regular_target(target: Path) -> Path:
     """The file a write replaces: a link's own target (the link stays a link), refused where that is a folder, a
     device or a pipe (a rename would put a file in its place, e.g. over /dev/stdout)."""
-    import errno
-    import stat
-
     real = Path(os.path.realpath(target)) if target.is_symlink() else target
     try:
         mode = real.stat().st_mode

@@ -65,7 +65,10 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     c.add_argument("--for-model", default=None, metavar="NAME[,NAME...]",
                    help="also sweep these models' GEMM shapes (QKV, output, gate/up, down, experts, router, LM head) "
                         "divided by each --tp degree (preset names or config YAMLs); the profile records the coverage")
-    c.add_argument("--tp", default=None, metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
+    from accelcal.kernels.model_shapes import QUICK_FOR_TP
+
+    c.add_argument("--tp", default=None, metavar="T[,T...]",
+                   help=f"TP degrees for --for-model (default: {','.join(map(str, QUICK_FOR_TP))})")
     c.set_defaults(func=_calibrate)
 
     s = sub.add_parser("show", help="summarise a profile with units and fit quality",
@@ -225,10 +228,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .plot import plot_profile
-    from .profile import Profile
+    from accelcal.preflight import check_dir
+
     from .compose import reference_datasheet
+    from .plot import plot_profile
     from .priors import find_datasheet
+    from .profile import Profile
 
     p = Profile.load(args.profile)
     if args.datasheet:
@@ -238,8 +243,6 @@ def _plot(args: argparse.Namespace) -> int:
     else:
         ds = find_datasheet(p)
     out = args.out or str(Path("results") / f"{Path(args.profile).stem}-plots")
-    from accelcal.preflight import check_dir
-
     check_dir(out, what="--out")  # a file where the folder goes, a read-only place: said before any figure is drawn
     notes: list[str] = []
     paths = plot_profile(p, out, profile_path=args.profile, datasheet=ds, notes=notes)  # no matplotlib: cli.main says so
@@ -414,7 +417,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _check_measuring_options(args: argparse.Namespace) -> None:
-    """Refuse options that would be silently ignored; fill in the measuring defaults (--quick, --tp 1,2,4,8)."""
+    """Refuse options that would be silently ignored; fill in the measuring default --quick (--tp's default is
+    kernels.model_shapes.parse_for_model's)."""
     if args.from_results:
         given = [opt for opt, on in (("--device", args.device is not None),
                                      (f"--{args.preset}", args.preset is not None),
@@ -431,7 +435,6 @@ def _check_measuring_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--tp {args.tp}: the TP degrees of --for-model's shapes; without --for-model the sweep has "
                          f"no model shapes to divide: add --for-model NAME, or drop --tp")
     args.preset = args.preset or "quick"
-    args.tp = args.tp or "1,2,4,8"
 
 
 def _calibrate_run(args: argparse.Namespace, created: list[Path]) -> int:
@@ -713,14 +716,15 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 def _check_replaced(out: Path, dev, force: bool) -> None:
     """Before measuring: say which profile ``out`` holds and that the run will replace it; refuse (without
-    ``force``) when it is another kind of device's or not a measurement (a published or datasheet profile)."""
-    from .profile import Profile, ProfileError
+    ``force``) when it is another kind of device's, not a measurement (a published or datasheet profile) or not a
+    profile at all."""
+    from .profile import Profile
 
     if not out.exists():
         return
     try:
         old = Profile.load(out)
-    except (ProfileError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # ProfileError is a ValueError
         if not force:  # a damaged profile, or a file that never was one (a README): replaced only when asked
             raise ValueError(f"--out {out} exists but does not load as a profile ({str(exc).splitlines()[0][:160]}); "
                              f"pass --force to replace it, or --out another path") from None

@@ -56,7 +56,8 @@ class SweepOptions:
         if not self.pg_timeout_s > 0:
             raise ValueError(f"--pg-timeout (pg_timeout_s) must be > 0 seconds, got {self.pg_timeout_s}")
         if self.deadline_s is not None and not self.deadline_s > 0:
-            raise ValueError(f"--timeout (deadline_s, the whole sweep's deadline) must be > 0 seconds, got {self.deadline_s}")
+            raise ValueError(f"--timeout (deadline_s, the whole sweep's deadline) must be > 0 seconds, got "
+                             f"{self.deadline_s}")
 
     def sizes(self) -> tuple[int, ...]:
         return self.sizes_bytes if self.sizes_bytes is not None else sweep_sizes(self.preset, self.device_type)

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .model_shapes import QUICK_FOR_TP
 from .shapes import ALL_DTYPES as DTYPE_CHOICES  # torch-free modules: --help stays fast
 from .suite import OPS as OPS_CHOICES
 
@@ -66,7 +67,8 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
                    help="sweep only these models' projection shapes divided by each --tp degree (GEMM), in "
                         "--model-dtypes at --model-ms: a targeted sweep to add to a profile "
                         "(scripts/refit_models.py --add-raw)")
-    p.add_argument("--tp", default=None, metavar="T[,T...]", help="TP degrees for --for-model (default: 1,2,4,8)")
+    p.add_argument("--tp", default=None, metavar="T[,T...]",
+                   help=f"TP degrees for --for-model (default: {','.join(map(str, QUICK_FOR_TP))})")
     p.add_argument("--model-dtypes", type=_list_type(DTYPE_CHOICES, "--model-dtypes"), default=None,
                    help="dtypes for --for-model shapes (default: bf16)")
     p.add_argument("--model-ms", default=None, metavar="M[,M...]",
@@ -105,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     preset = args.preset
     if args.for_model:
-        preset = model_sweep(args.for_model, args.tp or "1,2,4,8", args.model_dtypes, args.model_ms)
-
+        preset = model_sweep(args.for_model, args.tp, args.model_dtypes, args.model_ms)
     rs = run_suite(device=args.device, preset=preset, ops=args.ops or (["gemm"] if args.for_model else None),
                    dtypes=args.dtypes or (list(preset.model_dtypes) if args.for_model else None),
                    progress=print if args.verbose and not args.quiet else None,

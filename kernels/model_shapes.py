@@ -96,10 +96,11 @@ def model_gemm_shapes(models: Sequence[str], tps: Sequence[int]) -> tuple[list[G
 
 
 def parse_for_model(for_model: str, tp: str | None) -> tuple[list[str], list[int]]:
-    """(models, TP degrees) of ``--for-model NAME[,NAME...] --tp T[,T...]``; ValueError naming the options."""
+    """(models, TP degrees) of ``--for-model NAME[,NAME...] --tp T[,T...]`` (``tp`` None: QUICK_FOR_TP); ValueError
+    naming the options."""
     models = [m.strip() for m in str(for_model).split(",") if m.strip()]
     try:
-        tps = [int(t) for t in str(tp or "1").split(",") if t.strip()]
+        tps = list(QUICK_FOR_TP) if tp is None else [int(t) for t in str(tp).split(",") if t.strip()]
     except ValueError:
         raise ValueError(f"--tp: expected comma-separated integers like 1,2,4,8, got {tp!r}") from None
     if not models or not tps or min(tps) < 1:

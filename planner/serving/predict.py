@@ -127,9 +127,8 @@ def serving_warnings(profile: Any, inter_node_profile: Any, model: ModelConfig, 
     smoke = [f"profile {p.identity.name}: {SMOKE_NOTE}" for p in (profile, inter_node_profile)
              if p is not None and smoke_sweep(p)]
     return ([datasheet_note(n, True) for n in datasheet_names(profile, inter_node_profile)]
-            + smoke + ([too_long] if too_long else []) + wider_node_than_measured(profile, devices_per_node) + unmodelled
-            + fabric_device_mismatch(profile)
-            + doubtful_collectives(profile))
+            + smoke + ([too_long] if too_long else []) + wider_node_than_measured(profile, devices_per_node)
+            + unmodelled + fabric_device_mismatch(profile) + doubtful_collectives(profile))
 
 
 def serving_dtypes(model: ModelConfig, weight_dtype: str | None = None, kv_dtype: str | None = None,
